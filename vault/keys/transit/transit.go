@@ -1,0 +1,404 @@
+// Package transit is the production key manager: HashiCorp Vault's transit
+// engine generates and wraps data keys (envelope encryption), and a KV secret
+// holds the root of the per-merchant fingerprint keys. It speaks Vault's HTTP
+// API directly (no SDK) so every failure mode maps to a clear error. It never
+// sees a PAN: only data keys travel to and from Vault.
+package transit
+
+import (
+	"bytes"
+	"crypto/x509"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/obolpay/obol/vault/envelope"
+)
+
+var _ envelope.KeyManager = (*Client)(nil)
+
+// Errors returned by the client. Every one of them means "fail closed".
+var (
+	// ErrSealed: Vault answered that it is sealed.
+	ErrSealed = errors.New("vault is sealed")
+	// ErrUnreachable: no answer from Vault (connection refused, timeout).
+	ErrUnreachable = errors.New("vault is unreachable")
+	// ErrDenied: Vault refused the token (403).
+	ErrDenied = errors.New("vault denied the request")
+	// ErrNotFound: the path (key, secret, mount) does not exist.
+	ErrNotFound = errors.New("vault path not found")
+	// ErrVault: any other Vault error.
+	ErrVault = errors.New("vault error")
+)
+
+// Config configures the client.
+type Config struct {
+	Address   string // e.g. https://vault.internal:8200
+	Namespace string // Vault Enterprise namespace, optional
+	// Token authentication (takes precedence when set).
+	Token string
+	// AppRole authentication.
+	RoleID       string
+	SecretIDFile string
+	AppRoleMount string // default "approle"
+	// Transit.
+	Mount  string // default "transit"
+	KeyName string // default "obol-kek"
+	// FingerprintPath is the KV v2 path of the fingerprint secret (default
+	// "secret/data/obol/fingerprint"); its field "key" holds base64 of ≥32 bytes.
+	FingerprintPath string
+	// Timeout bounds each request (default 5s).
+	Timeout time.Duration
+	// CACertFile trusts an extra CA for Vault's TLS certificate.
+	CACertFile string
+	Logger     *slog.Logger
+}
+
+// Client is a Vault transit key manager.
+type Client struct {
+	cfg  Config
+	http *http.Client
+	log  *slog.Logger
+
+	mu        sync.RWMutex
+	token     string
+	tokenExp  time.Time
+	loginOnce sync.Mutex
+}
+
+// New builds a client; it does not contact Vault (see Check).
+func New(cfg Config) (*Client, error) {
+	if cfg.Address == "" {
+		return nil, errors.New("vault address is required (OBOL_VAULT_ADDR)")
+	}
+	if cfg.Token == "" && cfg.RoleID == "" {
+		return nil, errors.New("vault auth is required: a token (OBOL_VAULT_TOKEN) or AppRole (OBOL_VAULT_ROLE_ID and OBOL_VAULT_SECRET_ID_FILE)")
+	}
+	if cfg.RoleID != "" && cfg.Token == "" && cfg.SecretIDFile == "" {
+		return nil, errors.New("AppRole auth needs a secret id file (OBOL_VAULT_SECRET_ID_FILE)")
+	}
+	if cfg.Mount == "" {
+		cfg.Mount = "transit"
+	}
+	if cfg.KeyName == "" {
+		cfg.KeyName = "obol-kek"
+	}
+	if cfg.FingerprintPath == "" {
+		cfg.FingerprintPath = "secret/data/obol/fingerprint"
+	}
+	if cfg.AppRoleMount == "" {
+		cfg.AppRoleMount = "approle"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConns = 256
+	tr.MaxIdleConnsPerHost = 64
+	tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	if cfg.CACertFile != "" {
+		pool, err := loadCA(cfg.CACertFile)
+		if err != nil {
+			return nil, err
+		}
+		tr.TLSClientConfig.RootCAs = pool
+	}
+	cfg.Address = strings.TrimRight(cfg.Address, "/")
+	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, log: cfg.Logger, token: cfg.Token}, nil
+}
+
+// KeyName is the transit key (KEK) in use.
+func (c *Client) KeyName() string { return c.cfg.KeyName }
+
+// Mount is the transit mount.
+func (c *Client) Mount() string { return c.cfg.Mount }
+
+type vaultResponse struct {
+	Data   json.RawMessage `json:"data"`
+	Errors []string        `json:"errors"`
+	Auth   *struct {
+		ClientToken   string `json:"client_token"`
+		LeaseDuration int    `json:"lease_duration"`
+		Renewable     bool   `json:"renewable"`
+	} `json:"auth"`
+}
+
+// do sends one request. It never logs bodies (they carry data keys).
+func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
+	if err := c.ensureToken(ctx); err != nil {
+		return err
+	}
+	err := c.doOnce(ctx, method, path, body, out, true)
+	if errors.Is(err, ErrDenied) && c.cfg.RoleID != "" && c.cfg.Token == "" {
+		// The AppRole token may have expired or been revoked: log in again once.
+		if lerr := c.login(ctx); lerr != nil {
+			return lerr
+		}
+		err = c.doOnce(ctx, method, path, body, out, true)
+	}
+	return err
+}
+
+func (c *Client) doOnce(ctx context.Context, method, path string, body any, out any, auth bool) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Address+"/v1/"+path, rd)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrVault, err)
+	}
+	if auth {
+		c.mu.RLock()
+		req.Header.Set("X-Vault-Token", c.token)
+		c.mu.RUnlock()
+	}
+	if c.cfg.Namespace != "" {
+		req.Header.Set("X-Vault-Namespace", c.cfg.Namespace)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %s %s: %w", ErrUnreachable, method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("%w: read response: %w", ErrUnreachable, err)
+	}
+	var vr vaultResponse
+	_ = json.Unmarshal(raw, &vr)
+	switch {
+	case resp.StatusCode == http.StatusServiceUnavailable:
+		return fmt.Errorf("%w: %s %s: %s", ErrSealed, method, path, strings.Join(vr.Errors, "; "))
+	case resp.StatusCode == http.StatusForbidden:
+		return fmt.Errorf("%w: %s %s: %s", ErrDenied, method, path, strings.Join(vr.Errors, "; "))
+	case resp.StatusCode == http.StatusNotFound:
+		return fmt.Errorf("%w: %s %s", ErrNotFound, method, path)
+	case resp.StatusCode >= 300:
+		return fmt.Errorf("%w: %s %s: HTTP %d: %s", ErrVault, method, path, resp.StatusCode, strings.Join(vr.Errors, "; "))
+	}
+	if out == nil {
+		return nil
+	}
+	if o, ok := out.(*vaultResponse); ok {
+		*o = vr
+		return nil
+	}
+	if len(vr.Data) == 0 {
+		return fmt.Errorf("%w: %s %s: empty data", ErrVault, method, path)
+	}
+	if err := json.Unmarshal(vr.Data, out); err != nil {
+		return fmt.Errorf("%w: %s %s: decode: %w", ErrVault, method, path, err)
+	}
+	return nil
+}
+
+func (c *Client) ensureToken(ctx context.Context) error {
+	if c.cfg.Token != "" {
+		return nil
+	}
+	c.mu.RLock()
+	ok := c.token != "" && time.Until(c.tokenExp) > 0
+	c.mu.RUnlock()
+	if ok {
+		return nil
+	}
+	return c.login(ctx)
+}
+
+// login performs an AppRole login with the secret id read fresh from its file
+// (so an orchestrator can rotate it).
+func (c *Client) login(ctx context.Context) error {
+	c.loginOnce.Lock()
+	defer c.loginOnce.Unlock()
+	secretID, err := os.ReadFile(c.cfg.SecretIDFile)
+	if err != nil {
+		return fmt.Errorf("%w: read AppRole secret id file: %w", ErrDenied, err)
+	}
+	var vr vaultResponse
+	body := map[string]string{"role_id": c.cfg.RoleID, "secret_id": strings.TrimSpace(string(secretID))}
+	if err := c.doOnce(ctx, http.MethodPost, "auth/"+c.cfg.AppRoleMount+"/login", body, &vr, false); err != nil {
+		return fmt.Errorf("approle login: %w", err)
+	}
+	if vr.Auth == nil || vr.Auth.ClientToken == "" {
+		return fmt.Errorf("%w: approle login returned no token", ErrVault)
+	}
+	ttl := time.Duration(vr.Auth.LeaseDuration) * time.Second
+	if ttl <= 0 {
+		ttl = 24 * time.Hour
+	}
+	c.mu.Lock()
+	c.token = vr.Auth.ClientToken
+	// Log in again after two thirds of the lease, well before it expires.
+	c.tokenExp = time.Now().Add(ttl * 2 / 3)
+	c.mu.Unlock()
+	c.log.Info("vault approle login", "ttl", ttl.String())
+	return nil
+}
+
+// GenerateDataKey asks transit for a new 256-bit data key.
+func (c *Client) GenerateDataKey(ctx context.Context) (dk envelope.DataKey, err error) {
+	var out struct {
+		Plaintext  string `json:"plaintext"`
+		Ciphertext string `json:"ciphertext"`
+		KeyVersion int    `json:"key_version"`
+	}
+	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/datakey/plaintext/"+c.cfg.KeyName, map[string]any{"bits": 256}, &out); err != nil {
+		return dk, err
+	}
+	pt, err := base64.StdEncoding.DecodeString(out.Plaintext)
+	if err != nil {
+		return dk, fmt.Errorf("%w: data key encoding: %w", ErrVault, err)
+	}
+	dk.Plaintext, dk.Wrapped, dk.KEKVersion = pt, out.Ciphertext, out.KeyVersion
+	if dk.KEKVersion == 0 {
+		dk.KEKVersion = WrappedVersion(out.Ciphertext)
+	}
+	return dk, nil
+}
+
+// UnwrapDataKey decrypts a wrapped data key.
+func (c *Client) UnwrapDataKey(ctx context.Context, wrapped string) ([]byte, error) {
+	var out struct {
+		Plaintext string `json:"plaintext"`
+	}
+	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/decrypt/"+c.cfg.KeyName, map[string]string{"ciphertext": wrapped}, &out); err != nil {
+		return nil, err
+	}
+	return base64.StdEncoding.DecodeString(out.Plaintext)
+}
+
+// FingerprintSecret reads the fingerprint root secret from KV v2.
+func (c *Client) FingerprintSecret(ctx context.Context) ([]byte, error) {
+	var out struct {
+		Data map[string]string `json:"data"`
+	}
+	if err := c.do(ctx, http.MethodGet, c.cfg.FingerprintPath, nil, &out); err != nil {
+		return nil, fmt.Errorf("fingerprint secret %s: %w", c.cfg.FingerprintPath, err)
+	}
+	s, err := base64.StdEncoding.DecodeString(out.Data["key"])
+	if err != nil || len(s) < 32 {
+		return nil, fmt.Errorf("%w: fingerprint secret %s: field \"key\" must be base64 of at least 32 bytes", ErrVault, c.cfg.FingerprintPath)
+	}
+	return s, nil
+}
+
+// KeyInfo is the transit key's metadata.
+type KeyInfo struct {
+	Type                 string `json:"type"`
+	LatestVersion        int    `json:"latest_version"`
+	MinDecryptionVersion int    `json:"min_decryption_version"`
+	MinEncryptionVersion int    `json:"min_encryption_version"`
+	Exportable           bool   `json:"exportable"`
+	DeletionAllowed      bool   `json:"deletion_allowed"`
+	SupportsDerivation   bool   `json:"supports_derivation"`
+}
+
+// ReadKey reads the KEK's metadata.
+func (c *Client) ReadKey(ctx context.Context) (KeyInfo, error) {
+	var ki KeyInfo
+	err := c.do(ctx, http.MethodGet, c.cfg.Mount+"/keys/"+c.cfg.KeyName, nil, &ki)
+	return ki, err
+}
+
+// Health asks sys/health whether Vault is initialized, unsealed and active
+// (standbys forward requests, so they count as healthy).
+func (c *Client) Health(ctx context.Context) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Address+"/v1/sys/health?standbyok=true&perfstandbyok=true", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
+	switch resp.StatusCode {
+	case http.StatusOK, http.StatusTooManyRequests, 473:
+		return nil
+	case http.StatusServiceUnavailable:
+		return ErrSealed
+	case http.StatusNotImplemented:
+		return fmt.Errorf("%w: vault is not initialized", ErrVault)
+	default:
+		return fmt.Errorf("%w: sys/health HTTP %d", ErrVault, resp.StatusCode)
+	}
+}
+
+// Check verifies at start-up that Vault is reachable and unsealed, that the
+// credentials work, that the KEK exists and is usable for data keys, and that
+// the fingerprint secret is readable. Errors say what to fix.
+func (c *Client) Check(ctx context.Context) error {
+	if err := c.Health(ctx); err != nil {
+		return fmt.Errorf("vault at %s: %w", c.cfg.Address, err)
+	}
+	if err := c.ensureToken(ctx); err != nil {
+		return fmt.Errorf("vault auth: %w", err)
+	}
+	ki, err := c.ReadKey(ctx)
+	if err != nil {
+		return fmt.Errorf("transit key %s/keys/%s: %w (create it with `obol vault setup`)", c.cfg.Mount, c.cfg.KeyName, err)
+	}
+	if ki.Type != "aes256-gcm96" && ki.Type != "chacha20-poly1305" && ki.Type != "aes128-gcm96" {
+		return fmt.Errorf("transit key %s has type %q: it must be a symmetric key that supports data keys", c.cfg.KeyName, ki.Type)
+	}
+	if ki.SupportsDerivation {
+		return fmt.Errorf("transit key %s uses key derivation, which Obol does not support for data keys", c.cfg.KeyName)
+	}
+	if _, err := c.FingerprintSecret(ctx); err != nil {
+		return fmt.Errorf("%w (create it with `obol vault setup`)", err)
+	}
+	return nil
+}
+
+// WrappedVersion parses N out of "vault:vN:…" (0 if malformed).
+func WrappedVersion(wrapped string) int {
+	rest, ok := strings.CutPrefix(wrapped, "vault:v")
+	if !ok {
+		return 0
+	}
+	n := 0
+	for _, r := range rest {
+		if r == ':' {
+			return n
+		}
+		if r < '0' || r > '9' {
+			return 0
+		}
+		n = n*10 + int(r-'0')
+	}
+	return 0
+}
+
+func loadCA(path string) (*x509.CertPool, error) {
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("vault CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("vault CA file %s: no PEM certificates", path)
+	}
+	return pool, nil
+}

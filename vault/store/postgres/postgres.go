@@ -1,0 +1,292 @@
+// Package postgres is the production vault backend on PostgreSQL via pgx.
+// Migrations are embedded and applied at start under an advisory lock. It
+// stores ciphertext and PAN-free metadata only.
+package postgres
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a PostgreSQL vault backend.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+// Options tune the pool.
+type Options struct {
+	MaxConns int32 // default 32
+}
+
+// Open connects, verifies the connection and applies migrations.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("postgres url: %w", err)
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = 32
+	}
+	cfg.MaxConns = opts.MaxConns
+	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres at %s:%d/%s is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
+	}
+	if err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return &Store{pool: pool}, nil
+}
+
+// MigrateURL applies migrations to the database at url (used by test
+// templates and `obol migrate`).
+func MigrateURL(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return Migrate(ctx, conn)
+}
+
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Migrate applies pending migrations, each in its own transaction, holding a
+// transaction-scoped advisory lock so concurrent starters do not race.
+func Migrate(ctx context.Context, db querier) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		// A concurrent creator may win the race on the catalog; retry once.
+		if _, err2 := db.Exec(ctx, `SELECT 1 FROM schema_migrations LIMIT 1`); err2 != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	for _, m := range ms {
+		tx, err := db.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727274001)`); err != nil {
+			_ = tx.Rollback(ctx)
+			return fmt.Errorf("migrate: lock: %w", err)
+		}
+		var applied bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied); err != nil {
+			_ = tx.Rollback(ctx)
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if !applied {
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				_ = tx.Rollback(ctx)
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
+				_ = tx.Rollback(ctx)
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
+			}
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
+
+// Close closes the pool.
+func (s *Store) Close() error { s.pool.Close(); return nil }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
+
+func isUnique(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "23505"
+}
+
+func notFound(err error) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// InsertDEK stores a wrapped DEK.
+func (s *Store) InsertDEK(ctx context.Context, d envelope.DEKRecord) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO deks (id, wrapped, kek_version, created_at) VALUES ($1, $2, $3, $4)`, d.ID, d.Wrapped, d.KEKVersion, d.CreatedAt)
+	if isUnique(err) {
+		return store.ErrDuplicate
+	}
+	return err
+}
+
+// GetDEK reads a wrapped DEK.
+func (s *Store) GetDEK(ctx context.Context, id string) (envelope.DEKRecord, error) {
+	d := envelope.DEKRecord{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT wrapped, kek_version, created_at FROM deks WHERE id = $1`, id).Scan(&d.Wrapped, &d.KEKVersion, &d.CreatedAt)
+	return d, notFound(err)
+}
+
+// CreateMerchant inserts a merchant and its keys in one transaction.
+func (s *Store) CreateMerchant(ctx context.Context, m store.Merchant, keys []store.APIKey) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		origins := m.AllowedOrigins
+		if origins == nil {
+			origins = []string{}
+		}
+		if _, err := tx.Exec(ctx, `INSERT INTO merchants (id, name, allowed_origins, created_at) VALUES ($1, $2, $3, $4)`, m.ID, m.Name, origins, m.CreatedAt); err != nil {
+			if isUnique(err) {
+				return store.ErrDuplicate
+			}
+			return err
+		}
+		for _, k := range keys {
+			if _, err := tx.Exec(ctx, `INSERT INTO api_keys (hash, prefix, merchant_id, kind, created_at) VALUES ($1, $2, $3, $4, $5)`, k.Hash, k.Prefix, m.ID, k.Kind, k.CreatedAt); err != nil {
+				if isUnique(err) {
+					return store.ErrDuplicate
+				}
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetMerchant reads a merchant.
+func (s *Store) GetMerchant(ctx context.Context, id string) (store.Merchant, error) {
+	m := store.Merchant{ID: id}
+	err := s.pool.QueryRow(ctx, `SELECT name, allowed_origins, created_at FROM merchants WHERE id = $1`, id).Scan(&m.Name, &m.AllowedOrigins, &m.CreatedAt)
+	return m, notFound(err)
+}
+
+// LookupAPIKey finds a key by hash.
+func (s *Store) LookupAPIKey(ctx context.Context, hash []byte) (store.APIKey, error) {
+	k := store.APIKey{Hash: hash}
+	err := s.pool.QueryRow(ctx, `SELECT prefix, merchant_id, kind, created_at FROM api_keys WHERE hash = $1`, hash).Scan(&k.Prefix, &k.MerchantID, &k.Kind, &k.CreatedAt)
+	return k, notFound(err)
+}
+
+// OriginAllowed reports whether any merchant lists origin.
+func (s *Store) OriginAllowed(ctx context.Context, origin string) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM merchants WHERE $1 = ANY (allowed_origins))`, origin).Scan(&ok)
+	return ok, err
+}
+
+const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at`
+
+func scanToken(row pgx.Row) (store.TokenRecord, error) {
+	var r store.TokenRecord
+	var m, y int16
+	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &m, &y, &r.Fingerprint, &r.CreatedAt)
+	r.ExpMonth, r.ExpYear = int(m), int(y)
+	return r, notFound(err)
+}
+
+// CreateToken inserts the idempotency record (if any) and the token in one
+// transaction; a taken idempotency key aborts it.
+func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
+	insert := func(ctx context.Context, db interface {
+		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
+	}) error {
+		_, err := db.Exec(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, r.CreatedAt)
+		if isUnique(err) {
+			return store.ErrDuplicate
+		}
+		return err
+	}
+	if idem == nil {
+		return insert(ctx, s.pool)
+	}
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+			idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, idem.CreatedAt)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrIdempotencyExists
+		}
+		return insert(ctx, tx)
+	})
+}
+
+// GetToken reads a merchant's token.
+func (s *Store) GetToken(ctx context.Context, merchantID, token string) (store.TokenRecord, error) {
+	return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID))
+}
+
+// FindTokenByFingerprint returns the merchant's oldest token for a card.
+func (s *Store) FindTokenByFingerprint(ctx context.Context, merchantID, fp string) (store.TokenRecord, error) {
+	return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = $1 AND fingerprint = $2 ORDER BY created_at, token LIMIT 1`, merchantID, fp))
+}
+
+// DeleteToken removes a merchant's token.
+func (s *Store) DeleteToken(ctx context.Context, merchantID, token string) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// CountTokens counts all tokens.
+func (s *Store) CountTokens(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM tokens`).Scan(&n)
+	return n, err
+}
+
+// GetIdempotency reads an idempotency record.
+func (s *Store) GetIdempotency(ctx context.Context, merchantID, key string) (store.IdempotencyRecord, error) {
+	r := store.IdempotencyRecord{MerchantID: merchantID, Key: key}
+	err := s.pool.QueryRow(ctx, `SELECT operation, request_mac, response, created_at FROM idempotency_keys WHERE merchant_id = $1 AND key = $2`, merchantID, key).
+		Scan(&r.Operation, &r.RequestMAC, &r.Response, &r.CreatedAt)
+	return r, notFound(err)
+}
+
+// PutIdempotency inserts an idempotency record.
+func (s *Store) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) error {
+	tag, err := s.pool.Exec(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
+		r.MerchantID, r.Key, r.Operation, r.RequestMAC, r.Response, r.CreatedAt)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrIdempotencyExists
+	}
+	return nil
+}

@@ -1,0 +1,282 @@
+// Package sqlite is the embedded-default vault backend for `obol dev`, on
+// SQLite through modernc.org/sqlite (pure Go, no cgo). It passes the same
+// conformance suite (storetest) as the PostgreSQL backend. It stores
+// ciphertext and PAN-free metadata only.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var _ store.Store = (*Store)(nil)
+
+// Store is a SQLite vault backend.
+type Store struct {
+	db *sql.DB
+}
+
+// Open opens (creating if needed) the database file at path, in WAL mode with
+// full synchronous commits, and applies migrations.
+func Open(ctx context.Context, path string) (*Store, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at text NOT NULL)`); err != nil {
+		return fmt.Errorf("migrate: %w", err)
+	}
+	for _, m := range ms {
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`, m.Version, m.Name, ts(time.Now()))
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// tsLayout is fixed-width so that text order is time order.
+const tsLayout = "2006-01-02T15:04:05.000000000Z07:00"
+
+func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
+
+func parseTS(s string) time.Time {
+	t, _ := time.Parse(time.RFC3339Nano, s)
+	return t
+}
+
+func isUnique(err error) bool {
+	var se *sqlite.Error
+	if errors.As(err, &se) {
+		c := se.Code()
+		return c == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || c == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	}
+	return false
+}
+
+func notFound(err error) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	return err
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database answers.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// InsertDEK stores a wrapped DEK.
+func (s *Store) InsertDEK(ctx context.Context, d envelope.DEKRecord) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO deks (id, wrapped, kek_version, created_at) VALUES (?, ?, ?, ?)`, d.ID, d.Wrapped, d.KEKVersion, ts(d.CreatedAt))
+	if isUnique(err) {
+		return store.ErrDuplicate
+	}
+	return err
+}
+
+// GetDEK reads a wrapped DEK.
+func (s *Store) GetDEK(ctx context.Context, id string) (envelope.DEKRecord, error) {
+	d := envelope.DEKRecord{ID: id}
+	var created string
+	err := s.db.QueryRowContext(ctx, `SELECT wrapped, kek_version, created_at FROM deks WHERE id = ?`, id).Scan(&d.Wrapped, &d.KEKVersion, &created)
+	d.CreatedAt = parseTS(created)
+	return d, notFound(err)
+}
+
+// CreateMerchant inserts a merchant and its keys in one transaction.
+func (s *Store) CreateMerchant(ctx context.Context, m store.Merchant, keys []store.APIKey) error {
+	origins := m.AllowedOrigins
+	if origins == nil {
+		origins = []string{}
+	}
+	oj, _ := json.Marshal(origins)
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO merchants (id, name, allowed_origins, created_at) VALUES (?, ?, ?, ?)`, m.ID, m.Name, string(oj), ts(m.CreatedAt)); err != nil {
+			if isUnique(err) {
+				return store.ErrDuplicate
+			}
+			return err
+		}
+		for _, k := range keys {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, prefix, merchant_id, kind, created_at) VALUES (?, ?, ?, ?, ?)`, k.Hash, k.Prefix, m.ID, k.Kind, ts(k.CreatedAt)); err != nil {
+				if isUnique(err) {
+					return store.ErrDuplicate
+				}
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// GetMerchant reads a merchant.
+func (s *Store) GetMerchant(ctx context.Context, id string) (store.Merchant, error) {
+	m := store.Merchant{ID: id}
+	var oj, created string
+	if err := s.db.QueryRowContext(ctx, `SELECT name, allowed_origins, created_at FROM merchants WHERE id = ?`, id).Scan(&m.Name, &oj, &created); err != nil {
+		return m, notFound(err)
+	}
+	m.CreatedAt = parseTS(created)
+	if err := json.Unmarshal([]byte(oj), &m.AllowedOrigins); err != nil {
+		return m, fmt.Errorf("merchant %s: allowed_origins: %w", id, err)
+	}
+	return m, nil
+}
+
+// LookupAPIKey finds a key by hash.
+func (s *Store) LookupAPIKey(ctx context.Context, hash []byte) (store.APIKey, error) {
+	k := store.APIKey{Hash: hash}
+	var created string
+	err := s.db.QueryRowContext(ctx, `SELECT prefix, merchant_id, kind, created_at FROM api_keys WHERE hash = ?`, hash).Scan(&k.Prefix, &k.MerchantID, &k.Kind, &created)
+	k.CreatedAt = parseTS(created)
+	return k, notFound(err)
+}
+
+// OriginAllowed reports whether any merchant lists origin.
+func (s *Store) OriginAllowed(ctx context.Context, origin string) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM merchants, json_each(merchants.allowed_origins) WHERE json_each.value = ?`, origin).Scan(&n)
+	return n > 0, err
+}
+
+const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at`
+
+func scanToken(row *sql.Row) (store.TokenRecord, error) {
+	var r store.TokenRecord
+	var created string
+	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created)
+	r.CreatedAt = parseTS(created)
+	return r, notFound(err)
+}
+
+// CreateToken inserts the idempotency record (if any) and the token atomically.
+func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if idem != nil {
+			res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+				idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, ts(idem.CreatedAt))
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				return store.ErrIdempotencyExists
+			}
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt))
+		if isUnique(err) {
+			return store.ErrDuplicate
+		}
+		return err
+	})
+}
+
+// GetToken reads a merchant's token.
+func (s *Store) GetToken(ctx context.Context, merchantID, token string) (store.TokenRecord, error) {
+	return scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = ? AND merchant_id = ?`, token, merchantID))
+}
+
+// FindTokenByFingerprint returns the merchant's oldest token for a card.
+func (s *Store) FindTokenByFingerprint(ctx context.Context, merchantID, fp string) (store.TokenRecord, error) {
+	return scanToken(s.db.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = ? AND fingerprint = ? ORDER BY created_at, token LIMIT 1`, merchantID, fp))
+}
+
+// DeleteToken removes a merchant's token.
+func (s *Store) DeleteToken(ctx context.Context, merchantID, token string) error {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM tokens WHERE token = ? AND merchant_id = ?`, token, merchantID)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// CountTokens counts all tokens.
+func (s *Store) CountTokens(ctx context.Context) (int64, error) {
+	var n int64
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM tokens`).Scan(&n)
+	return n, err
+}
+
+// GetIdempotency reads an idempotency record.
+func (s *Store) GetIdempotency(ctx context.Context, merchantID, key string) (store.IdempotencyRecord, error) {
+	r := store.IdempotencyRecord{MerchantID: merchantID, Key: key}
+	var created string
+	err := s.db.QueryRowContext(ctx, `SELECT operation, request_mac, response, created_at FROM idempotency_keys WHERE merchant_id = ? AND key = ?`, merchantID, key).
+		Scan(&r.Operation, &r.RequestMAC, &r.Response, &created)
+	r.CreatedAt = parseTS(created)
+	return r, notFound(err)
+}
+
+// PutIdempotency inserts an idempotency record.
+func (s *Store) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) error {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+		r.MerchantID, r.Key, r.Operation, r.RequestMAC, r.Response, ts(r.CreatedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrIdempotencyExists
+	}
+	return nil
+}

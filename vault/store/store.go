@@ -1,0 +1,107 @@
+// Package store defines the vault's persistent records and the contract every
+// backend (PostgreSQL in production, SQLite for the embedded default) meets;
+// storetest holds the conformance suite both run. Records hold ciphertext and
+// PAN-free metadata (brand, BIN, last4, expiry, fingerprint) only: no backend
+// ever receives a PAN.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/obolpay/obol/vault/envelope"
+)
+
+// Errors returned by every backend. Anything else means the backend is
+// unavailable or broken, and callers fail closed.
+var (
+	// ErrNotFound: no such record (or it belongs to another merchant).
+	ErrNotFound = errors.New("not found")
+	// ErrIdempotencyExists: a record for this merchant and key already exists.
+	ErrIdempotencyExists = errors.New("idempotency key already recorded")
+	// ErrDuplicate: a unique identifier (merchant id, token, key hash) is taken.
+	ErrDuplicate = errors.New("duplicate record")
+)
+
+// Merchant is a tenant of the vault.
+type Merchant struct {
+	ID   string
+	Name string
+	// AllowedOrigins are the checkout origins (scheme://host[:port]) allowed to
+	// tokenize with this merchant's publishable key from a browser.
+	AllowedOrigins []string
+	CreatedAt      time.Time
+}
+
+// Key kinds.
+const (
+	KeySecret      = "secret"
+	KeyPublishable = "publishable"
+)
+
+// APIKey is a merchant API key; only its SHA-256 hash is stored.
+type APIKey struct {
+	Hash       []byte
+	Prefix     string // e.g. "sk_test_AbCd" — enough to recognise a key in a list
+	MerchantID string
+	Kind       string
+	CreatedAt  time.Time
+}
+
+// TokenRecord is a stored card: ciphertext plus displayable metadata.
+type TokenRecord struct {
+	Token       string
+	MerchantID  string
+	DEKID       string
+	Ciphertext  []byte
+	Brand       string
+	BIN         string
+	Last4       string
+	ExpMonth    int
+	ExpYear     int
+	Fingerprint string
+	CreatedAt   time.Time
+}
+
+// IdempotencyRecord remembers the first result of an idempotent write.
+type IdempotencyRecord struct {
+	MerchantID string
+	Key        string
+	Operation  string
+	// RequestMAC is a per-merchant keyed MAC of the request (never a plain hash:
+	// requests can carry a PAN).
+	RequestMAC []byte
+	// Response is the serialized first response (PAN-free by construction).
+	Response  []byte
+	CreatedAt time.Time
+}
+
+// Store is the contract of a vault backend.
+type Store interface {
+	envelope.DEKStore
+
+	CreateMerchant(ctx context.Context, m Merchant, keys []APIKey) error
+	GetMerchant(ctx context.Context, id string) (Merchant, error)
+	LookupAPIKey(ctx context.Context, hash []byte) (APIKey, error)
+	// OriginAllowed reports whether any merchant allows this checkout origin.
+	OriginAllowed(ctx context.Context, origin string) (bool, error)
+
+	// CreateToken inserts a token and, when idem is not nil, its idempotency
+	// record, atomically. If the idempotency key is taken it returns
+	// ErrIdempotencyExists and writes nothing.
+	CreateToken(ctx context.Context, rec TokenRecord, idem *IdempotencyRecord) error
+	GetToken(ctx context.Context, merchantID, token string) (TokenRecord, error)
+	// FindTokenByFingerprint returns the merchant's oldest token for a card.
+	FindTokenByFingerprint(ctx context.Context, merchantID, fingerprint string) (TokenRecord, error)
+	// DeleteToken removes a token's row and ciphertext; ErrNotFound if absent.
+	DeleteToken(ctx context.Context, merchantID, token string) error
+	CountTokens(ctx context.Context) (int64, error)
+
+	GetIdempotency(ctx context.Context, merchantID, key string) (IdempotencyRecord, error)
+	// PutIdempotency inserts a record; ErrIdempotencyExists if the key is taken.
+	PutIdempotency(ctx context.Context, rec IdempotencyRecord) error
+
+	Ping(ctx context.Context) error
+	Close() error
+}
