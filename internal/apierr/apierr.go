@@ -30,6 +30,7 @@ const (
 	KindUnavailable
 	KindFailedPrecondition
 	KindRateLimited
+	KindMethodNotAllowed
 )
 
 var kindTable = map[Kind]struct {
@@ -46,6 +47,7 @@ var kindTable = map[Kind]struct {
 	KindUnavailable:        {http.StatusServiceUnavailable, codes.Unavailable},
 	KindFailedPrecondition: {http.StatusConflict, codes.FailedPrecondition},
 	KindRateLimited:        {http.StatusTooManyRequests, codes.ResourceExhausted},
+	KindMethodNotAllowed:   {http.StatusMethodNotAllowed, codes.Unimplemented},
 }
 
 // Domain is the ErrorInfo domain for every Obol error.

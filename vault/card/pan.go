@@ -190,9 +190,9 @@ func (c CVC) masked() string {
 	return "***"
 }
 
-func (c CVC) String() string                 { return c.masked() }
-func (c CVC) GoString() string               { return `card.CVC("***")` }
-func (c CVC) Format(f fmt.State, _ rune)     { _, _ = f.Write([]byte(c.masked())) }
-func (c CVC) LogValue() slog.Value           { return slog.StringValue(c.masked()) }
-func (c CVC) MarshalJSON() ([]byte, error)   { return []byte(`"` + c.masked() + `"`), nil }
-func (c CVC) MarshalText() ([]byte, error)   { return []byte(c.masked()), nil }
+func (c CVC) String() string               { return c.masked() }
+func (c CVC) GoString() string             { return `card.CVC("***")` }
+func (c CVC) Format(f fmt.State, _ rune)   { _, _ = f.Write([]byte(c.masked())) }
+func (c CVC) LogValue() slog.Value         { return slog.StringValue(c.masked()) }
+func (c CVC) MarshalJSON() ([]byte, error) { return []byte(`"` + c.masked() + `"`), nil }
+func (c CVC) MarshalText() ([]byte, error) { return []byte(c.masked()), nil }

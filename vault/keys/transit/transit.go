@@ -7,8 +7,8 @@ package transit
 
 import (
 	"bytes"
-	"crypto/x509"
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -52,7 +52,7 @@ type Config struct {
 	SecretIDFile string
 	AppRoleMount string // default "approle"
 	// Transit.
-	Mount  string // default "transit"
+	Mount   string // default "transit"
 	KeyName string // default "obol-kek"
 	// FingerprintPath is the KV v2 path of the fingerprint secret (default
 	// "secret/data/obol/fingerprint"); its field "key" holds base64 of ≥32 bytes.

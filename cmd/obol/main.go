@@ -1,0 +1,206 @@
+// Command obol is Obol's CLI: `obol dev` runs the whole system in one process
+// on the embedded default (no external services), and admin verbs manage
+// merchants and bootstrap HashiCorp Vault.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/keys/localkms"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/store"
+	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/obolpay/obol/vault/store/sqlite"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+const usage = `obol — card tokenization vault and gateway
+
+Usage:
+  obol dev [--data-dir ./.obol] [--http-addr 127.0.0.1:8080] [--grpc-addr 127.0.0.1:9090]
+      Run Obol on the embedded default: local keyring, SQLite, in-process
+      CVC store. NOT FOR PRODUCTION.
+  obol merchants create --name NAME [--origin URL]... [--live]
+                        [--data-dir ./.obol | --postgres-url URL]
+      Create a merchant and print its API keys (shown once).
+  obol vault setup [--vault-addr URL] [--transit-mount transit] [--transit-key obol-kek]
+      Configure a fresh HashiCorp Vault for vaultd, idempotently. Uses the
+      operator token in VAULT_TOKEN.
+`
+
+func main() {
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "obol:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(out, usage)
+		return errors.New("a command is required")
+	}
+	switch args[0] {
+	case "dev":
+		return runDev(ctx, args[1:], out)
+	case "merchants":
+		if len(args) < 2 || args[1] != "create" {
+			return errors.New("usage: obol merchants create --name NAME")
+		}
+		return runMerchantsCreate(ctx, args[2:], out)
+	case "vault":
+		if len(args) < 2 || args[1] != "setup" {
+			return errors.New("usage: obol vault setup")
+		}
+		return runVaultSetup(ctx, args[2:], out)
+	case "help", "-h", "--help":
+		fmt.Fprint(out, usage)
+		return nil
+	default:
+		fmt.Fprint(out, usage)
+		return fmt.Errorf("unknown command %q", args[0])
+	}
+}
+
+func runDev(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("obol dev", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "./.obol", "data directory")
+	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "REST listen address")
+	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
+	logFormat := fs.String("log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log := cli.Logger(*logFormat)
+	e, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	abs, _ := filepath.Abs(*dataDir)
+	fmt.Fprintf(out, `
+  ┌──────────────────────────────────────────────────────────────────────┐
+  │ %-68s │
+  └──────────────────────────────────────────────────────────────────────┘
+`, "obol dev — embedded default. NOT FOR PRODUCTION.")
+	fmt.Fprintln(out, "  "+localkms.Banner)
+	fmt.Fprintf(out, `
+  REST      http://%s   (OpenAPI: /openapi.json, health: /healthz /readyz)
+  gRPC      %s   (TLS, CA: %s; reflection on)
+  data dir  %s
+  merchant  %s
+  secret key       %s
+  publishable key  %s
+  credentials      %s
+
+  Try:
+    curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
+      -d '{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":%d,"cvc":"123"}}'
+
+`, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
+		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
+		filepath.Join(abs, vaultd.CredentialsFile), e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
+	if e.CreatedMerchant {
+		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
+	}
+	return e.Serve(ctx)
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("obol merchants create", flag.ContinueOnError)
+	name := fs.String("name", "", "merchant name (required)")
+	var origins stringList
+	fs.Var(&origins, "origin", "checkout origin allowed to use the publishable key (repeatable), e.g. https://shop.example")
+	live := fs.Bool("live", false, "create live-mode keys (sk_live_/pk_live_)")
+	dataDir := fs.String("data-dir", "./.obol", "data directory of `obol dev` (ignored with --postgres-url)")
+	pgURL := fs.String("postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (production)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*name) == "" {
+		return errors.New("--name is required")
+	}
+	for _, o := range origins {
+		if !strings.HasPrefix(o, "https://") && !strings.HasPrefix(o, "http://") || strings.Count(o, "/") != 2 {
+			return fmt.Errorf("--origin %q must be scheme://host[:port] with no path", o)
+		}
+	}
+	var st store.Store
+	var err error
+	if *pgURL != "" {
+		st, err = postgres.Open(ctx, *pgURL, postgres.Options{MaxConns: 2})
+	} else {
+		if _, serr := os.Stat(*dataDir); serr != nil {
+			return fmt.Errorf("data dir %s: %w (run `obol dev` first, or pass --postgres-url)", *dataDir, serr)
+		}
+		st, err = sqlite.Open(ctx, filepath.Join(*dataDir, vaultd.DBFile))
+	}
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	mode := "test"
+	if *live {
+		mode = "live"
+	}
+	keys, err := vaultd.CreateMerchant(ctx, st, *name, origins, mode)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(out)
+	enc.SetIndent("", "  ")
+	return enc.Encode(keys)
+}
+
+func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
+	fs := flag.NewFlagSet("obol vault setup", flag.ContinueOnError)
+	var cfg transit.Config
+	fs.StringVar(&cfg.Address, "vault-addr", cli.Env("VAULT_ADDR", "http://127.0.0.1:8200"), "Vault address (VAULT_ADDR)")
+	fs.StringVar(&cfg.Mount, "transit-mount", "transit", "transit mount")
+	fs.StringVar(&cfg.KeyName, "transit-key", "obol-kek", "KEK name")
+	fs.StringVar(&cfg.FingerprintPath, "fingerprint-path", "secret/data/obol/fingerprint", "KV v2 path of the fingerprint secret")
+	fs.StringVar(&cfg.CACertFile, "vault-cacert", cli.Env("VAULT_CACERT", ""), "CA certificate for Vault's TLS")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Token = os.Getenv("VAULT_TOKEN")
+	if cfg.Token == "" {
+		return errors.New("VAULT_TOKEN must hold an operator token")
+	}
+	c, err := transit.New(cfg)
+	if err != nil {
+		return err
+	}
+	steps, err := c.Setup(ctx)
+	for _, s := range steps {
+		fmt.Fprintln(out, s)
+	}
+	if err != nil {
+		return err
+	}
+	changed := 0
+	for _, s := range steps {
+		if s.Changed {
+			changed++
+		}
+	}
+	fmt.Fprintf(out, "vault setup complete: %d created, %d already present\n", changed, len(steps)-changed)
+	return nil
+}

@@ -1,0 +1,71 @@
+// Command vaultd is Obol's production tokenization vault: HashiCorp Vault
+// transit for keys, PostgreSQL for ciphertext, Redis for CVCs. Every setting
+// is a flag with an OBOL_* environment default; it fails at start, with a
+// message that says what to fix, when a dependency is unreachable or
+// misconfigured.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+func main() {
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "vaultd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("vaultd", flag.ContinueOnError)
+	var cfg vaultd.Config
+	fs.StringVar(&cfg.Vault.Address, "vault-addr", cli.Env("OBOL_VAULT_ADDR", cli.Env("VAULT_ADDR", "")), "HashiCorp Vault address (OBOL_VAULT_ADDR)")
+	fs.StringVar(&cfg.Vault.Namespace, "vault-namespace", cli.Env("OBOL_VAULT_NAMESPACE", ""), "Vault namespace (OBOL_VAULT_NAMESPACE)")
+	fs.StringVar(&cfg.Vault.CACertFile, "vault-cacert", cli.Env("OBOL_VAULT_CACERT", ""), "CA certificate for Vault's TLS (OBOL_VAULT_CACERT)")
+	fs.StringVar(&cfg.Vault.RoleID, "vault-role-id", cli.Env("OBOL_VAULT_ROLE_ID", ""), "AppRole role id (OBOL_VAULT_ROLE_ID)")
+	fs.StringVar(&cfg.Vault.SecretIDFile, "vault-secret-id-file", cli.Env("OBOL_VAULT_SECRET_ID_FILE", ""), "file holding the AppRole secret id (OBOL_VAULT_SECRET_ID_FILE)")
+	fs.StringVar(&cfg.Vault.AppRoleMount, "vault-approle-mount", cli.Env("OBOL_VAULT_APPROLE_MOUNT", "approle"), "AppRole auth mount")
+	fs.StringVar(&cfg.Vault.Mount, "transit-mount", cli.Env("OBOL_TRANSIT_MOUNT", "transit"), "transit mount (OBOL_TRANSIT_MOUNT)")
+	fs.StringVar(&cfg.Vault.KeyName, "transit-key", cli.Env("OBOL_TRANSIT_KEY", "obol-kek"), "transit key used as KEK (OBOL_TRANSIT_KEY)")
+	fs.StringVar(&cfg.Vault.FingerprintPath, "fingerprint-path", cli.Env("OBOL_FINGERPRINT_PATH", "secret/data/obol/fingerprint"), "KV v2 path of the fingerprint secret")
+	fs.StringVar(&cfg.PostgresURL, "postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (OBOL_POSTGRES_URL)")
+	fs.StringVar(&cfg.RedisURL, "redis-url", cli.Env("OBOL_REDIS_URL", ""), "Redis URL for CVCs (OBOL_REDIS_URL)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cli.Env("OBOL_GRPC_ADDR", "127.0.0.1:9090"), "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cli.Env("OBOL_HTTP_ADDR", "127.0.0.1:8080"), "REST listen address")
+	fs.StringVar(&cfg.TLSCertFile, "tls-cert", cli.Env("OBOL_TLS_CERT", ""), "server certificate (OBOL_TLS_CERT)")
+	fs.StringVar(&cfg.TLSKeyFile, "tls-key", cli.Env("OBOL_TLS_KEY", ""), "server key (OBOL_TLS_KEY)")
+	fs.StringVar(&cfg.ClientCAFile, "client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of service client certificates (OBOL_CLIENT_CA)")
+	fs.BoolVar(&cfg.HTTPTLS, "http-tls", cli.EnvBool("OBOL_HTTP_TLS", false), "serve REST over TLS too")
+	fs.StringVar(&cfg.GatewayIdentity, "gateway-identity", cli.Env("OBOL_GATEWAY_IDENTITY", service.DefaultGatewayIdentity), "URI SAN of the gateway's client certificate")
+	fs.DurationVar(&cfg.CVCTTL, "cvc-ttl", cli.EnvDuration("OBOL_CVC_TTL", 0), "how long a CVC is held (default 1h, max 24h)")
+	fs.DurationVar(&cfg.DEKMaxAge, "dek-max-age", cli.EnvDuration("OBOL_DEK_MAX_AGE", 0), "retire a data key after this long (default 1h)")
+	fs.Int64Var(&cfg.DEKMaxUses, "dek-max-uses", 0, "retire a data key after this many encryptions (default 1000000)")
+	fs.DurationVar(&cfg.KeyCheckEvery, "key-check-interval", cli.EnvDuration("OBOL_KEY_CHECK_INTERVAL", 0), "how often Vault's seal status is checked (default 1s)")
+	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
+	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	// The token is read from the environment only, never from a flag (flags
+	// show up in process listings).
+	cfg.Vault.Token = cli.Env("OBOL_VAULT_TOKEN", os.Getenv("VAULT_TOKEN"))
+	if cfg.Vault.RoleID != "" {
+		cfg.Vault.Token = ""
+	}
+	cfg.Logger = cli.Logger(*logFormat)
+	in, err := vaultd.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	return in.Serve(ctx)
+}

@@ -1,0 +1,307 @@
+// Package httpapi is the REST edge shared by Obol's services: a grpc-gateway
+// mux whose JSON decoding is strict (unknown fields and wrong types are typed
+// errors naming the field), a request body limit, and the one place that
+// writes an error as JSON with its HTTP status. It is PAN-free: it never puts
+// a request value into an error or a log line (decoder messages can echo
+// values, so they are never logged or returned).
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/obolpay/obol/internal/apierr"
+)
+
+// DefaultMaxBody is the default request body limit (16 KiB).
+const DefaultMaxBody = 16 << 10
+
+// ErrorBody is the JSON shape of every error response.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is the public part of an apierr.Error.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	Field   string `json:"field,omitempty"`
+}
+
+// WriteError writes e with its HTTP status. Only public fields are written.
+func WriteError(w http.ResponseWriter, e *apierr.Error) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(e.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
+}
+
+// body holds a request body read under the limit, and the typed error the
+// strict decoder found, for the error handler to pick up.
+type body struct {
+	*bytes.Reader
+	err *apierr.Error
+}
+
+func (b *body) Close() error { return nil }
+
+// LimitBody reads at most max bytes of the body up front; a larger body is a
+// 413 body_too_large and the handler never runs.
+func LimitBody(max int64, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body == nil || r.Body == http.NoBody {
+			next.ServeHTTP(w, r)
+			return
+		}
+		tooLarge := apierr.New(apierr.KindTooLarge, apierr.CodeBodyTooLarge, "body", fmt.Sprintf("request body exceeds %d bytes", max))
+		if r.ContentLength > max {
+			WriteError(w, tooLarge)
+			return
+		}
+		b, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+		if err != nil {
+			WriteError(w, apierr.Invalid(apierr.CodeMalformedBody, "body", "request body could not be read"))
+			return
+		}
+		if int64(len(b)) > max {
+			WriteError(w, tooLarge)
+			return
+		}
+		r.Body = &body{Reader: bytes.NewReader(b)}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// Marshaler is protojson with snake_case names and strict decoding.
+type Marshaler struct {
+	runtime.JSONPb
+}
+
+// NewMarshaler returns the marshaler every Obol REST mux uses.
+func NewMarshaler() *Marshaler {
+	return &Marshaler{JSONPb: runtime.JSONPb{
+		MarshalOptions:   protojson.MarshalOptions{UseProtoNames: true},
+		UnmarshalOptions: protojson.UnmarshalOptions{DiscardUnknown: false},
+	}}
+}
+
+// NewDecoder returns a decoder that checks the JSON against the target
+// message's schema before protojson sees it.
+func (m *Marshaler) NewDecoder(r io.Reader) runtime.Decoder {
+	return runtime.DecoderFunc(func(v any) error {
+		raw, err := io.ReadAll(r)
+		if err != nil {
+			return err
+		}
+		if len(bytes.TrimSpace(raw)) == 0 {
+			return io.EOF
+		}
+		msg, ok := v.(proto.Message)
+		if !ok {
+			return json.Unmarshal(raw, v)
+		}
+		fail := func(e *apierr.Error) error {
+			if b, ok := r.(*body); ok {
+				b.err = e
+			}
+			return e
+		}
+		if e := CheckJSON(raw, msg.ProtoReflect().Descriptor()); e != nil {
+			return fail(e)
+		}
+		if err := m.UnmarshalOptions.Unmarshal(raw, msg); err != nil {
+			return fail(apierr.Invalid(apierr.CodeMalformedBody, "body", "request body does not match the expected JSON shape"))
+		}
+		return nil
+	})
+}
+
+// CheckJSON validates raw JSON against a message descriptor: it must be an
+// object whose keys are known fields (proto or JSON names) and whose values
+// have the field's JSON type. Errors name the field path and never include
+// a value.
+func CheckJSON(raw []byte, md protoreflect.MessageDescriptor) *apierr.Error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return apierr.Invalid(apierr.CodeMalformedBody, "body", "request body is not valid JSON")
+	}
+	if dec.More() {
+		return apierr.Invalid(apierr.CodeMalformedBody, "body", "request body has data after the JSON value")
+	}
+	return checkMessage(v, md, "")
+}
+
+func join(prefix, name string) string {
+	if prefix == "" {
+		return name
+	}
+	return prefix + "." + name
+}
+
+func checkMessage(v any, md protoreflect.MessageDescriptor, path string) *apierr.Error {
+	if v == nil {
+		return nil
+	}
+	if md.FullName().Parent() == "google.protobuf" {
+		return nil // well-known types have their own JSON forms; protojson checks them
+	}
+	obj, ok := v.(map[string]any)
+	if !ok {
+		field := path
+		if field == "" {
+			field = "body"
+		}
+		return apierr.Invalid(apierr.CodeMalformedBody, field, "must be a JSON object")
+	}
+	for k, val := range obj {
+		fd := md.Fields().ByName(protoreflect.Name(k))
+		if fd == nil {
+			fd = md.Fields().ByJSONName(k)
+		}
+		p := join(path, k)
+		if fd == nil {
+			return apierr.Invalid(apierr.CodeUnknownField, p, "unknown field")
+		}
+		p = join(path, string(fd.Name()))
+		if e := checkValue(val, fd, p); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func checkValue(v any, fd protoreflect.FieldDescriptor, path string) *apierr.Error {
+	if v == nil {
+		return nil
+	}
+	if fd.IsList() {
+		arr, ok := v.([]any)
+		if !ok {
+			return apierr.Invalid(apierr.CodeMalformedBody, path, "must be a JSON array")
+		}
+		for _, el := range arr {
+			if e := checkScalar(el, fd, path); e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	if fd.IsMap() {
+		obj, ok := v.(map[string]any)
+		if !ok {
+			return apierr.Invalid(apierr.CodeMalformedBody, path, "must be a JSON object")
+		}
+		for _, el := range obj {
+			if e := checkScalar(el, fd.MapValue(), path); e != nil {
+				return e
+			}
+		}
+		return nil
+	}
+	return checkScalar(v, fd, path)
+}
+
+func checkScalar(v any, fd protoreflect.FieldDescriptor, path string) *apierr.Error {
+	bad := func(what string) *apierr.Error {
+		return apierr.Invalid(apierr.CodeMalformedBody, path, "must be "+what)
+	}
+	switch fd.Kind() {
+	case protoreflect.MessageKind, protoreflect.GroupKind:
+		return checkMessage(v, fd.Message(), path)
+	case protoreflect.StringKind:
+		if _, ok := v.(string); !ok {
+			return bad("a JSON string")
+		}
+	case protoreflect.BoolKind:
+		if _, ok := v.(bool); !ok {
+			return bad("true or false")
+		}
+	case protoreflect.Int32Kind, protoreflect.Sint32Kind, protoreflect.Sfixed32Kind,
+		protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind,
+		protoreflect.Uint32Kind, protoreflect.Fixed32Kind, protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		n, ok := v.(json.Number)
+		if !ok {
+			if s, isStr := v.(string); isStr && (fd.Kind() == protoreflect.Int64Kind || fd.Kind() == protoreflect.Uint64Kind) {
+				n, ok = json.Number(s), true
+			}
+		}
+		if !ok || strings.ContainsAny(string(n), ".eE") {
+			return bad("an integer")
+		}
+		if _, err := n.Int64(); err != nil {
+			return bad("an integer in range")
+		}
+	case protoreflect.EnumKind:
+		switch v.(type) {
+		case string, json.Number:
+		default:
+			return bad("an enum name")
+		}
+	case protoreflect.BytesKind:
+		if _, ok := v.(string); !ok {
+			return bad("a base64 string")
+		}
+	}
+	return nil
+}
+
+// HeaderMatcher forwards the headers Obol services read as gRPC metadata.
+func HeaderMatcher(key string) (string, bool) {
+	switch strings.ToLower(key) {
+	case "idempotency-key", "origin", "x-request-id":
+		return strings.ToLower(key), true
+	}
+	return runtime.DefaultHeaderMatcher(key)
+}
+
+// ErrorHandler writes gateway errors through WriteError. Internal causes are
+// logged with the request path only; decoder messages are never logged.
+func ErrorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
+	return func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
+		if b, ok := r.Body.(*body); ok && b.err != nil {
+			WriteError(w, b.err)
+			return
+		}
+		e := apierr.From(err)
+		if e.Kind == apierr.KindInternal && e.Cause != nil {
+			log.ErrorContext(ctx, "internal error", "path", r.URL.Path, "err", e.Cause)
+		}
+		WriteError(w, e)
+	}
+}
+
+// RoutingErrorHandler answers unknown routes and methods with typed errors.
+func RoutingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.Marshaler, w http.ResponseWriter, r *http.Request, status int) {
+	switch status {
+	case http.StatusMethodNotAllowed:
+		WriteError(w, apierr.New(apierr.KindMethodNotAllowed, apierr.CodeMethodNotAllowed, "", "method not allowed on this path"))
+	case http.StatusNotFound:
+		WriteError(w, apierr.New(apierr.KindNotFound, apierr.CodeNotFound, "", "no such endpoint"))
+	default:
+		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, status)
+	}
+}
+
+// NewMux returns a grpc-gateway mux configured the Obol way.
+func NewMux(log *slog.Logger) *runtime.ServeMux {
+	return runtime.NewServeMux(
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewMarshaler()),
+		runtime.WithIncomingHeaderMatcher(HeaderMatcher),
+		runtime.WithErrorHandler(ErrorHandler(log)),
+		runtime.WithRoutingErrorHandler(RoutingErrorHandler),
+		runtime.WithDisablePathLengthFallback(),
+	)
+}

@@ -1,0 +1,93 @@
+package service
+
+import (
+	"bytes"
+	"context"
+	"errors"
+
+	"github.com/obolpay/obol/internal/apierr"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/card"
+	"github.com/obolpay/obol/vault/cvcstore"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/revealbox"
+	"github.com/obolpay/obol/vault/store"
+)
+
+// Detokenize reveals a card to the gateway, sealed to the gateway's ephemeral
+// key for this call. Only the gateway's mTLS identity may call it, and only
+// for a token of the merchant it names. With include_cvc the CVC is taken
+// from the ephemeral store: a second call gets none (single use).
+func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest) (*vaultv1.DetokenizeResponse, error) {
+	if err := s.gateway(ctx); err != nil {
+		return nil, err
+	}
+	switch {
+	case req.GetMerchantId() == "":
+		return nil, apierr.Invalid(apierr.CodeFieldRequired, "merchant_id", "merchant_id is required")
+	case len(req.GetRecipientPublicKey()) != revealbox.KeySize:
+		return nil, apierr.Invalid("recipient_key_invalid", "recipient_public_key", "recipient_public_key must be a 32-byte X25519 public key")
+	}
+	if err := s.checkKeys(); err != nil {
+		return nil, err
+	}
+	rec, err := s.store.GetToken(ctx, req.GetMerchantId(), req.GetToken())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, ErrTokenNotFound
+	}
+	if err != nil {
+		return nil, s.public(ctx, "detokenize", err)
+	}
+	plain, err := s.env.Open(ctx, rec.DEKID, envelope.AAD{Purpose: "card", Merchant: rec.MerchantID, Token: rec.Token}, rec.Ciphertext)
+	if err != nil {
+		return nil, s.public(ctx, "detokenize", err)
+	}
+	c, err := card.Decode(plain)
+	card.WipeBytes(plain)
+	if err != nil {
+		return nil, s.public(ctx, "detokenize", err)
+	}
+	defer c.Wipe()
+	resp := &vaultv1.DetokenizeResponse{
+		Token: rec.Token, Brand: rec.Brand, Bin: rec.BIN, Last4: rec.Last4,
+		ExpMonth: int32(rec.ExpMonth), ExpYear: int32(rec.ExpYear), Fingerprint: rec.Fingerprint,
+	}
+	if req.GetIncludeCvc() {
+		cvc, err := s.takeCVC(ctx, rec)
+		if err != nil {
+			return nil, s.public(ctx, "detokenize", err)
+		}
+		c.CVC = cvc
+		resp.CvcIncluded = !cvc.IsZero()
+	}
+	enc := card.Encode(c)
+	box, err := revealbox.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(rec.MerchantID, rec.Token))
+	card.WipeBytes(enc)
+	if err != nil {
+		return nil, s.public(ctx, "detokenize", err)
+	}
+	resp.SealedCard = box
+	s.log.InfoContext(ctx, "card revealed", "merchant_id", rec.MerchantID, "token", rec.Token,
+		"purpose", req.GetPurpose(), "destination_host", req.GetDestinationHost(), "cvc", resp.CvcIncluded)
+	return resp, nil
+}
+
+// takeCVC consumes the token's CVC; a zero CVC when none is held.
+func (s *Service) takeCVC(ctx context.Context, rec store.TokenRecord) (card.CVC, error) {
+	v, err := s.cvcs.Take(ctx, rec.Token)
+	if errors.Is(err, cvcstore.ErrNotFound) {
+		return card.CVC{}, nil
+	}
+	if err != nil {
+		return card.CVC{}, err
+	}
+	i := bytes.IndexByte(v, 0)
+	if i < 0 {
+		return card.CVC{}, envelope.ErrOpen
+	}
+	pt, err := s.env.Open(ctx, string(v[:i]), envelope.AAD{Purpose: "cvc", Merchant: rec.MerchantID, Token: rec.Token}, v[i+1:])
+	if err != nil {
+		return card.CVC{}, err
+	}
+	return card.NewCVCFromDigits(pt), nil
+}

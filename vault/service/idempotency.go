@@ -1,0 +1,86 @@
+package service
+
+import (
+	"context"
+	"crypto/hmac"
+	"errors"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/vault/store"
+)
+
+// maxIdempotencyKey bounds the Idempotency-Key header.
+const maxIdempotencyKey = 255
+
+// idempotencyKey reads and validates the Idempotency-Key; "" when absent.
+func idempotencyKey(ctx context.Context) (string, error) {
+	k := firstMD(ctx, MDIdempotencyKey)
+	if k == "" {
+		return "", nil
+	}
+	if len(k) > maxIdempotencyKey {
+		return "", apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x20 || k[i] > 0x7e {
+			return "", apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
+		}
+	}
+	return k, nil
+}
+
+// requestMAC is a per-merchant keyed MAC of the operation and the
+// deterministic encoding of the request. The encoding may hold a PAN: it is
+// wiped once MACed.
+func (s *Service) requestMAC(ctx context.Context, merchantID, op string, req proto.Message) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	defer wipe(b)
+	return s.env.RequestMAC(ctx, merchantID, []byte(op), b)
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// replay looks up a recorded result. found is false when the key is new.
+// A key reused for a different operation or request is a conflict.
+func (s *Service) replay(ctx context.Context, merchantID, key, op string, mac []byte, out proto.Message) (found bool, err error) {
+	rec, err := s.store.GetIdempotency(ctx, merchantID, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if rec.Operation != op || !hmac.Equal(rec.RequestMAC, mac) {
+		return true, apierr.ErrIdempotencyKeyReused
+	}
+	if err := proto.Unmarshal(rec.Response, out); err != nil {
+		return true, err
+	}
+	return true, nil
+}
+
+// record stores a result for later replays. If a concurrent request with the
+// same key won the race, its result is returned instead (or a conflict).
+func (s *Service) record(ctx context.Context, merchantID, key, op string, mac []byte, resp proto.Message) error {
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		return err
+	}
+	err = s.store.PutIdempotency(ctx, store.IdempotencyRecord{MerchantID: merchantID, Key: key, Operation: op, RequestMAC: mac, Response: b, CreatedAt: s.cfg.Now().UTC()})
+	if errors.Is(err, store.ErrIdempotencyExists) {
+		if _, rerr := s.replay(ctx, merchantID, key, op, mac, resp); rerr != nil {
+			return rerr
+		}
+		return nil
+	}
+	return err
+}

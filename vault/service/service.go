@@ -1,0 +1,204 @@
+// Package service implements obol.vault.v1.VaultService: tokenize, read,
+// delete and (for the gateway only) detokenize. It is the PCI core and SEES
+// PANs: it parses card input, encrypts it through the envelope package, and
+// reveals it only sealed to the gateway's ephemeral key. One file per RPC.
+//
+// Every method authenticates its caller itself (secret or publishable API key
+// for merchant calls, the gateway's mTLS identity for Detokenize), so REST
+// through the in-process grpc-gateway and native gRPC take the same path.
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/obolpay/obol/internal/apierr"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/cvcstore"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/store"
+)
+
+var _ vaultv1.VaultServiceServer = (*Service)(nil)
+
+// Machine codes specific to the vault.
+const (
+	CodeTokenNotFound    = "token_not_found"
+	CodeOriginNotAllowed = "origin_not_allowed"
+)
+
+// Public errors specific to the vault.
+var (
+	// ErrTokenNotFound is also the answer for another merchant's token.
+	ErrTokenNotFound = apierr.New(apierr.KindNotFound, CodeTokenNotFound, "token", "no such token")
+	// ErrPublishableKey: publishable keys may only tokenize.
+	ErrPublishableKey = apierr.New(apierr.KindPermissionDenied, apierr.CodePermissionDenied, "authorization", "publishable keys may only tokenize; use a secret key")
+	// ErrOriginNotAllowed: browser origin not configured for the merchant.
+	ErrOriginNotAllowed = apierr.New(apierr.KindPermissionDenied, CodeOriginNotAllowed, "origin", "this checkout origin is not allowed for the merchant's publishable key")
+	// ErrNotGateway: Detokenize needs the gateway's mTLS identity.
+	ErrNotGateway = apierr.New(apierr.KindPermissionDenied, apierr.CodePermissionDenied, "", "detokenize is restricted to the gateway's mTLS identity")
+)
+
+// Config configures the service.
+type Config struct {
+	// CVCTTL is how long a CVC is held (default 1h, at most 24h).
+	CVCTTL time.Duration
+	// GatewayIdentity is the URI SAN (or, failing that, CN) a client
+	// certificate must carry to call Detokenize.
+	GatewayIdentity string
+	// AuthCacheTTL caches API key lookups (default 10s; revocation delay).
+	AuthCacheTTL time.Duration
+	Now          func() time.Time
+	Rand         io.Reader
+	Logger       *slog.Logger
+}
+
+// MaxCVCTTL is the longest a CVC may be held.
+const MaxCVCTTL = 24 * time.Hour
+
+// Service implements VaultService.
+type Service struct {
+	vaultv1.UnimplementedVaultServiceServer
+
+	store store.Store
+	cvcs  cvcstore.Store
+	env   *envelope.Envelope
+	cfg   Config
+	log   *slog.Logger
+
+	keysDown atomic.Bool
+
+	authMu    sync.Mutex
+	authCache map[string]authEntry
+}
+
+// New wires a service.
+func New(st store.Store, cvcs cvcstore.Store, env *envelope.Envelope, cfg Config) *Service {
+	if cfg.CVCTTL <= 0 {
+		cfg.CVCTTL = time.Hour
+	}
+	if cfg.CVCTTL > MaxCVCTTL {
+		cfg.CVCTTL = MaxCVCTTL
+	}
+	if cfg.AuthCacheTTL == 0 {
+		cfg.AuthCacheTTL = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.GatewayIdentity == "" {
+		cfg.GatewayIdentity = DefaultGatewayIdentity
+	}
+	return &Service{store: st, cvcs: cvcs, env: env, cfg: cfg, log: cfg.Logger, authCache: map[string]authEntry{}}
+}
+
+// DefaultGatewayIdentity is the URI SAN of the gateway's client certificate.
+const DefaultGatewayIdentity = "spiffe://obol.local/gatewayd"
+
+// KeyHealth is a key manager that can report whether it is usable.
+type KeyHealth interface {
+	Health(ctx context.Context) error
+}
+
+// WatchKeyService polls the key manager until ctx ends. While it is sealed or
+// unreachable, tokenize and detokenize fail closed with
+// key_service_unavailable and every cached plaintext DEK is wiped; when it
+// comes back, service resumes without a restart.
+func (s *Service) WatchKeyService(ctx context.Context, kh KeyHealth, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, every+time.Second)
+		err := kh.Health(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		s.setKeysDown(err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Service) setKeysDown(err error) {
+	if err != nil {
+		if !s.keysDown.Swap(true) {
+			s.log.Error("key service unavailable: failing closed and wiping cached data keys", "err", err)
+		}
+		s.env.Purge()
+		return
+	}
+	if s.keysDown.Swap(false) {
+		s.log.Info("key service available again")
+	}
+}
+
+// KeysUp reports whether the key service is believed usable.
+func (s *Service) KeysUp() bool { return !s.keysDown.Load() }
+
+// Ready checks everything a request needs: key service, database, Redis.
+func (s *Service) Ready(ctx context.Context) error {
+	if s.keysDown.Load() {
+		return apierr.ErrKeyServiceUnavailable
+	}
+	if err := s.store.Ping(ctx); err != nil {
+		return apierr.StorageUnavailable(err)
+	}
+	if err := s.cvcs.Ping(ctx); err != nil {
+		return apierr.StorageUnavailable(err)
+	}
+	return nil
+}
+
+// checkKeys fails fast while the key service is known to be down.
+func (s *Service) checkKeys() error {
+	if s.keysDown.Load() {
+		return apierr.ErrKeyServiceUnavailable
+	}
+	return nil
+}
+
+// public turns any error into a public one, logging the internal cause. Key
+// manager failures become key_service_unavailable (and mark the key service
+// down if Vault says it is sealed or unreachable); anything else unexpected
+// from storage becomes storage_unavailable: we fail closed, never open.
+func (s *Service) public(ctx context.Context, op string, err error) error {
+	var ae *apierr.Error
+	switch {
+	case errors.As(err, &ae):
+		if ae.Cause != nil {
+			s.log.WarnContext(ctx, "request failed", "op", op, "code", ae.Code, "cause", ae.Cause)
+		}
+		return ae
+	case errors.Is(err, envelope.ErrKeyManager):
+		if errors.Is(err, transit.ErrSealed) || errors.Is(err, transit.ErrUnreachable) {
+			s.setKeysDown(err)
+		}
+		s.log.ErrorContext(ctx, "key service failure", "op", op, "err", err)
+		return apierr.KeyServiceUnavailable(err)
+	case errors.Is(err, envelope.ErrOpen):
+		s.log.ErrorContext(ctx, "stored ciphertext failed authentication", "op", op, "err", err)
+		return apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
+	case errors.Is(err, context.Canceled):
+		return apierr.New(apierr.KindUnavailable, apierr.CodeUnavailable, "", "request canceled")
+	default:
+		s.log.ErrorContext(ctx, "storage failure", "op", op, "err", err)
+		return apierr.StorageUnavailable(err)
+	}
+}

@@ -1,0 +1,179 @@
+package service
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/obolpay/obol/internal/apierr"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/card"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/store"
+)
+
+const opTokenize = "tokenize"
+
+// Tokenize validates a card, seals it under the current DEK and stores the
+// ciphertext; the CVC, if given, is sealed into the ephemeral store with a TTL.
+// Order of writes: CVC first (so a Redis outage stores nothing), then token
+// and idempotency record in one transaction (so a retry never makes a second
+// token); on failure the CVC is removed again.
+func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*vaultv1.Token, error) {
+	defer scrub(req)
+	p, err := s.merchant(ctx, true)
+	if err != nil {
+		return nil, err
+	}
+	idemKey, err := idempotencyKey(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if req.GetCard() == nil {
+		return nil, apierr.Invalid(apierr.CodeFieldRequired, "card", "card is required")
+	}
+	in := req.GetCard()
+	c, err := card.Parse(card.Input{Number: in.Number, ExpMonth: int(in.ExpMonth), ExpYear: int(in.ExpYear), CVC: in.Cvc, HolderName: in.HolderName}, s.cfg.Now())
+	if err != nil {
+		return nil, err
+	}
+	defer c.Wipe()
+	if err := s.checkKeys(); err != nil {
+		return nil, err
+	}
+	var mac []byte
+	if idemKey != "" {
+		if mac, err = s.requestMAC(ctx, p.merchantID, opTokenize, req); err != nil {
+			return nil, s.public(ctx, opTokenize, err)
+		}
+		resp := &vaultv1.Token{}
+		if found, err := s.replay(ctx, p.merchantID, idemKey, opTokenize, mac, resp); found || err != nil {
+			if err != nil {
+				return nil, s.public(ctx, opTokenize, err)
+			}
+			return resp, nil
+		}
+	}
+	resp, err := s.tokenize(ctx, p.merchantID, c, req.GetDedupe(), idemKey, mac)
+	if err != nil {
+		return nil, s.public(ctx, opTokenize, err)
+	}
+	return resp, nil
+}
+
+// scrub clears card fields from a request message once parsed, so that a
+// later print of the message (a panic, a debugger) shows no card data.
+func scrub(req *vaultv1.TokenizeRequest) {
+	if c := req.GetCard(); c != nil {
+		c.Number, c.Cvc, c.HolderName = "", "", ""
+	}
+}
+
+func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, dedupe bool, idemKey string, mac []byte) (*vaultv1.Token, error) {
+	now := s.cfg.Now().UTC()
+	fp, err := s.env.Fingerprint(ctx, merchantID, c.Number.RevealDigits())
+	if err != nil {
+		return nil, err
+	}
+	if dedupe {
+		existing, err := s.store.FindTokenByFingerprint(ctx, merchantID, fp)
+		switch {
+		case err == nil:
+			return s.dedupeHit(ctx, existing, c, idemKey, mac)
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	token, err := envelope.RandomID(s.cfg.Rand, "tok_")
+	if err != nil {
+		return nil, err
+	}
+	plain := card.Encode(card.Card{Number: c.Number, ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, HolderName: c.HolderName})
+	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "card", Merchant: merchantID, Token: token}, plain)
+	card.WipeBytes(plain)
+	if err != nil {
+		return nil, err
+	}
+	rec := store.TokenRecord{
+		Token: token, MerchantID: merchantID, DEKID: dekID, Ciphertext: ct,
+		Brand: string(c.Number.Brand()), BIN: c.Number.BIN(), Last4: c.Number.Last4(),
+		ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, Fingerprint: fp, CreatedAt: now,
+	}
+	resp := tokenResponse(rec)
+	if !c.CVC.IsZero() {
+		if err := s.putCVC(ctx, merchantID, token, c.CVC); err != nil {
+			return nil, err
+		}
+		resp.CvcExpiresAt = timestamppb.New(now.Add(s.cfg.CVCTTL).Truncate(time.Second))
+	}
+	var idem *store.IdempotencyRecord
+	if idemKey != "" {
+		b, err := proto.Marshal(resp)
+		if err != nil {
+			return nil, err
+		}
+		idem = &store.IdempotencyRecord{MerchantID: merchantID, Key: idemKey, Operation: opTokenize, RequestMAC: mac, Response: b, CreatedAt: now}
+	}
+	if err := s.store.CreateToken(ctx, rec, idem); err != nil {
+		if !c.CVC.IsZero() {
+			// Best effort: the CVC is sealed and expires anyway, and no token
+			// row refers to it.
+			_ = s.cvcs.Delete(context.WithoutCancel(ctx), token)
+		}
+		if errors.Is(err, store.ErrIdempotencyExists) {
+			// A concurrent request with the same key won: answer with its result.
+			won := &vaultv1.Token{}
+			if _, rerr := s.replay(ctx, merchantID, idemKey, opTokenize, mac, won); rerr != nil {
+				return nil, rerr
+			}
+			return won, nil
+		}
+		return nil, err
+	}
+	return resp, nil
+}
+
+// dedupeHit answers with the merchant's existing token for the card; a CVC
+// given now is held for that token.
+func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c card.Card, idemKey string, mac []byte) (*vaultv1.Token, error) {
+	resp := tokenResponse(existing)
+	resp.Deduplicated = true
+	if !c.CVC.IsZero() {
+		if err := s.putCVC(ctx, existing.MerchantID, existing.Token, c.CVC); err != nil {
+			return nil, err
+		}
+		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(s.cfg.CVCTTL).Truncate(time.Second))
+	}
+	if idemKey != "" {
+		if err := s.record(ctx, existing.MerchantID, idemKey, opTokenize, mac, resp); err != nil {
+			return nil, err
+		}
+	}
+	return resp, nil
+}
+
+// putCVC seals a CVC (bound to merchant and token) into the ephemeral store.
+// Stored value: DEK id, a zero byte, ciphertext.
+func (s *Service) putCVC(ctx context.Context, merchantID, token string, cvc card.CVC) error {
+	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "cvc", Merchant: merchantID, Token: token}, cvc.RevealDigits())
+	if err != nil {
+		return err
+	}
+	v := make([]byte, 0, len(dekID)+1+len(ct))
+	v = append(append(append(v, dekID...), 0), ct...)
+	return s.cvcs.Put(ctx, token, v, s.cfg.CVCTTL)
+}
+
+func tokenResponse(r store.TokenRecord) *vaultv1.Token {
+	return &vaultv1.Token{
+		Token: r.Token,
+		Card: &vaultv1.CardMetadata{
+			Brand: r.Brand, Bin: r.BIN, Last4: r.Last4,
+			ExpMonth: int32(r.ExpMonth), ExpYear: int32(r.ExpYear), Fingerprint: r.Fingerprint,
+		},
+		CreatedAt: timestamppb.New(r.CreatedAt.UTC().Truncate(time.Microsecond)),
+	}
+}

@@ -1,0 +1,207 @@
+// Package vaultd assembles the vault service from its parts, in the two
+// shapes Obol runs it: production (HashiCorp Vault transit, PostgreSQL,
+// Redis; Start) and the embedded default of `obol dev` (local keyring,
+// SQLite, in-process CVC store; StartEmbedded). Wiring is explicit so an
+// auditor can read what talks to what. Part of the PCI zone.
+package vaultd
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/obolpay/obol/internal/apikey"
+	"github.com/obolpay/obol/vault/cvcstore"
+	"github.com/obolpay/obol/vault/cvcstore/redisstore"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/server"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/store"
+	"github.com/obolpay/obol/vault/store/postgres"
+)
+
+// Config is vaultd's configuration (see cmd/vaultd for flags and env vars).
+// Secret fields are never printed: String masks them.
+type Config struct {
+	Vault           transit.Config
+	PostgresURL     string
+	RedisURL        string
+	GRPCAddr        string
+	HTTPAddr        string
+	TLSCertFile     string
+	TLSKeyFile      string
+	ClientCAFile    string
+	HTTPTLS         bool
+	GatewayIdentity string
+	CVCTTL          time.Duration
+	DEKMaxAge       time.Duration
+	DEKMaxUses      int64
+	KeyCheckEvery   time.Duration
+	Reflection      bool
+	// TLS overrides the certificate files (tests and `obol dev`).
+	TLS    *tls.Config
+	Logger *slog.Logger
+}
+
+// String prints the configuration without secrets.
+func (c Config) String() string {
+	auth := "token"
+	if c.Vault.Token == "" {
+		auth = "approle"
+	}
+	return fmt.Sprintf("vault=%s auth=%s transit=%s/%s grpc=%s http=%s", c.Vault.Address, auth, c.Vault.Mount, c.Vault.KeyName, c.GRPCAddr, c.HTTPAddr)
+}
+
+// Instance is a running (not yet serving) vault.
+type Instance struct {
+	Server   *server.Server
+	Service  *service.Service
+	Store    store.Store
+	CVCs     cvcstore.Store
+	Envelope *envelope.Envelope
+	watch    func(ctx context.Context)
+	closers  []func() error
+}
+
+// Serve serves until ctx ends, running the key-service watcher alongside.
+func (in *Instance) Serve(ctx context.Context) error {
+	if in.watch != nil {
+		go in.watch(ctx)
+	}
+	return in.Server.Serve(ctx)
+}
+
+// Close releases connections (after Serve returned).
+func (in *Instance) Close() {
+	for i := len(in.closers) - 1; i >= 0; i-- {
+		_ = in.closers[i]()
+	}
+}
+
+// Start checks every dependency (with a message that says what to fix) and
+// builds the production vault. Nothing is served until Serve.
+func Start(ctx context.Context, cfg Config) (*Instance, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cfg.Vault.Logger = log
+	tlsCfg, err := serverTLS(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PostgresURL == "" {
+		return nil, errors.New("postgres url is required (OBOL_POSTGRES_URL)")
+	}
+	if cfg.RedisURL == "" {
+		return nil, errors.New("redis url is required (OBOL_REDIS_URL)")
+	}
+	kms, err := transit.New(cfg.Vault)
+	if err != nil {
+		return nil, err
+	}
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := kms.Check(cctx); err != nil {
+		return nil, fmt.Errorf("vault: %w", err)
+	}
+	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{})
+	if err != nil {
+		return nil, err
+	}
+	cvcs, err := redisstore.Open(cctx, cfg.RedisURL)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	in, err := assemble(kms, st, cvcs, cfg, tlsCfg, log)
+	if err != nil {
+		st.Close()
+		cvcs.Close()
+		return nil, err
+	}
+	every := cfg.KeyCheckEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	in.watch = func(ctx context.Context) { in.Service.WatchKeyService(ctx, kms, every) }
+	in.closers = append(in.closers, st.Close, cvcs.Close)
+	log.Info("vaultd ready", "config", cfg.String(), "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
+	return in, nil
+}
+
+func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg Config, tlsCfg *tls.Config, log *slog.Logger) (*Instance, error) {
+	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
+	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
+	var httpTLS *tls.Config
+	if cfg.HTTPTLS {
+		httpTLS = tlsCfg.Clone()
+		httpTLS.ClientAuth = tls.NoClientCert
+	}
+	srv, err := server.New(server.Options{
+		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
+		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, HTTPTLS: httpTLS,
+		Reflection: cfg.Reflection, Logger: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Instance{Server: srv, Service: svc, Store: st, CVCs: cvcs, Envelope: env}, nil
+}
+
+func serverTLS(cfg Config) (*tls.Config, error) {
+	if cfg.TLS != nil {
+		return cfg.TLS, nil
+	}
+	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" || cfg.ClientCAFile == "" {
+		return nil, errors.New("gRPC TLS is required: set OBOL_TLS_CERT, OBOL_TLS_KEY and OBOL_CLIENT_CA (the CA that signs the gateway's client certificate)")
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	pem, err := os.ReadFile(cfg.ClientCAFile)
+	if err != nil {
+		return nil, fmt.Errorf("client CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("client CA %s: no PEM certificates", cfg.ClientCAFile)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
+}
+
+// MerchantKeys are a new merchant's credentials; the keys are shown once.
+type MerchantKeys struct {
+	MerchantID     string `json:"merchant_id"`
+	SecretKey      string `json:"secret_key"`
+	PublishableKey string `json:"publishable_key"`
+}
+
+// CreateMerchant creates a merchant with one secret and one publishable key.
+func CreateMerchant(ctx context.Context, st store.Store, name string, origins []string, mode string) (MerchantKeys, error) {
+	if mode != apikey.Live {
+		mode = apikey.Test
+	}
+	id, err := envelope.RandomID(randReader, "mer_")
+	if err != nil {
+		return MerchantKeys{}, err
+	}
+	now := time.Now().UTC()
+	sk, skHash, skPrefix := apikey.Generate(apikey.Secret, mode)
+	pk, pkHash, pkPrefix := apikey.Generate(apikey.Publishable, mode)
+	err = st.CreateMerchant(ctx, store.Merchant{ID: id, Name: name, AllowedOrigins: origins, CreatedAt: now}, []store.APIKey{
+		{Hash: skHash, Prefix: skPrefix, Kind: store.KeySecret, CreatedAt: now},
+		{Hash: pkHash, Prefix: pkPrefix, Kind: store.KeyPublishable, CreatedAt: now},
+	})
+	if err != nil {
+		return MerchantKeys{}, fmt.Errorf("create merchant: %w", err)
+	}
+	return MerchantKeys{MerchantID: id, SecretKey: sk, PublishableKey: pk}, nil
+}
