@@ -1,0 +1,40 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/store"
+	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/obolpay/obol/vault/store/storetest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	pg := testenv.SharedPostgres(t)
+	storetest.Run(t, func(t *testing.T) store.Store {
+		s, err := postgres.Open(context.Background(), pg.NewDatabase(t, "vault", postgres.MigrateURL), postgres.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	})
+}
+
+func TestMigrateTwiceIsNoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	pg := testenv.SharedPostgres(t)
+	url := pg.NewDatabase(t, "vault", postgres.MigrateURL)
+	for i := 0; i < 2; i++ {
+		if err := postgres.MigrateURL(context.Background(), url); err != nil {
+			t.Fatalf("migrate run %d: %v", i+1, err)
+		}
+	}
+}

@@ -1,0 +1,273 @@
+// Package storetest is the conformance suite every vault backend runs
+// (PostgreSQL and SQLite), so the two never drift. PAN-free: it stores
+// opaque ciphertext bytes.
+package storetest
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/store"
+)
+
+// Run runs the suite; newStore returns an empty, migrated store per call.
+func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"merchant and keys round trip", testMerchants},
+		{"duplicate merchant id rejected whole", testDuplicateMerchant},
+		{"origins", testOrigins},
+		{"deks round trip", testDEKs},
+		{"token round trip and isolation", testTokens},
+		{"fingerprint lookup returns oldest", testFingerprint},
+		{"delete", testDelete},
+		{"idempotency record atomic with token", testIdempotentCreate},
+		{"concurrent same idempotency key creates one token", testIdempotentRace},
+		{"put idempotency", testPutIdempotency},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { s.Close() })
+			tt.fn(t, s)
+		})
+	}
+}
+
+var t0 = time.Date(2026, 11, 22, 10, 0, 0, 123456000, time.UTC)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func mustMerchant(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	if err := s.CreateMerchant(ctx(t), store.Merchant{ID: id, Name: "M " + id, CreatedAt: t0}, []store.APIKey{
+		{Hash: []byte("hash-sk-" + id), Prefix: "sk_test_" + id, Kind: store.KeySecret, CreatedAt: t0},
+	}); err != nil {
+		t.Fatalf("create merchant: %v", err)
+	}
+}
+
+func mustDEK(t *testing.T, s store.Store, id string) {
+	t.Helper()
+	if err := s.InsertDEK(ctx(t), envelope.DEKRecord{ID: id, Wrapped: "vault:v1:abc", KEKVersion: 1, CreatedAt: t0}); err != nil {
+		t.Fatalf("insert dek: %v", err)
+	}
+}
+
+func token(id, merchant, fp string, at time.Time) store.TokenRecord {
+	return store.TokenRecord{Token: id, MerchantID: merchant, DEKID: "dek_1", Ciphertext: []byte{1, 2, 3, 0, 255}, Brand: "visa", BIN: "424242", Last4: "4242", ExpMonth: 12, ExpYear: 2030, Fingerprint: fp, CreatedAt: at}
+}
+
+func testMerchants(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if err := s.CreateMerchant(c, store.Merchant{ID: "mer_a", Name: "A", AllowedOrigins: []string{"https://a.example"}, CreatedAt: t0}, []store.APIKey{
+		{Hash: []byte("h1"), Prefix: "sk_test_aaaa", Kind: store.KeySecret, CreatedAt: t0},
+		{Hash: []byte("h2"), Prefix: "pk_test_aaaa", Kind: store.KeyPublishable, CreatedAt: t0},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMerchant(c, "mer_a")
+	if err != nil || m.Name != "A" || len(m.AllowedOrigins) != 1 || m.AllowedOrigins[0] != "https://a.example" || !m.CreatedAt.Equal(t0) {
+		t.Fatalf("GetMerchant = %+v, %v", m, err)
+	}
+	k, err := s.LookupAPIKey(c, []byte("h2"))
+	if err != nil || k.MerchantID != "mer_a" || k.Kind != store.KeyPublishable || k.Prefix != "pk_test_aaaa" {
+		t.Fatalf("LookupAPIKey = %+v, %v", k, err)
+	}
+	if _, err := s.LookupAPIKey(c, []byte("nope")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown key: %v", err)
+	}
+	if _, err := s.GetMerchant(c, "mer_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown merchant: %v", err)
+	}
+}
+
+func testDuplicateMerchant(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	err := s.CreateMerchant(ctx(t), store.Merchant{ID: "mer_a", Name: "again", CreatedAt: t0}, []store.APIKey{{Hash: []byte("other"), Prefix: "x", Kind: store.KeySecret, CreatedAt: t0}})
+	if !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("duplicate merchant: %v", err)
+	}
+	if _, err := s.LookupAPIKey(ctx(t), []byte("other")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("key of rejected merchant was stored: %v", err)
+	}
+}
+
+func testOrigins(t *testing.T, s store.Store) {
+	c := ctx(t)
+	if err := s.CreateMerchant(c, store.Merchant{ID: "mer_o", Name: "O", AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}, CreatedAt: t0}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for origin, want := range map[string]bool{"https://shop.example": true, "http://localhost:3000": true, "https://evil.example": false, "": false} {
+		got, err := s.OriginAllowed(c, origin)
+		if err != nil || got != want {
+			t.Errorf("OriginAllowed(%q) = %v, %v; want %v", origin, got, err, want)
+		}
+	}
+}
+
+func testDEKs(t *testing.T, s store.Store) {
+	mustDEK(t, s, "dek_1")
+	d, err := s.GetDEK(ctx(t), "dek_1")
+	if err != nil || d.Wrapped != "vault:v1:abc" || d.KEKVersion != 1 || !d.CreatedAt.Equal(t0) {
+		t.Fatalf("GetDEK = %+v, %v", d, err)
+	}
+	if err := s.InsertDEK(ctx(t), envelope.DEKRecord{ID: "dek_1", Wrapped: "x", CreatedAt: t0}); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("duplicate dek: %v", err)
+	}
+	if _, err := s.GetDEK(ctx(t), "dek_nope"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("unknown dek: %v", err)
+	}
+}
+
+func testTokens(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustMerchant(t, s, "mer_b")
+	mustDEK(t, s, "dek_1")
+	want := token("tok_1", "mer_a", "fp_1", t0)
+	if err := s.CreateToken(ctx(t), want, nil); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetToken(ctx(t), "mer_a", "tok_1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got.Ciphertext, want.Ciphertext) || got.Brand != "visa" || got.BIN != "424242" || got.Last4 != "4242" ||
+		got.ExpMonth != 12 || got.ExpYear != 2030 || got.Fingerprint != "fp_1" || got.DEKID != "dek_1" || !got.CreatedAt.Equal(t0) {
+		t.Fatalf("GetToken = %+v", got)
+	}
+	if _, err := s.GetToken(ctx(t), "mer_b", "tok_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("other merchant read: %v", err)
+	}
+	if err := s.CreateToken(ctx(t), want, nil); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("duplicate token: %v", err)
+	}
+	if n, err := s.CountTokens(ctx(t)); err != nil || n != 1 {
+		t.Fatalf("CountTokens = %d, %v", n, err)
+	}
+}
+
+func testFingerprint(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustMerchant(t, s, "mer_b")
+	mustDEK(t, s, "dek_1")
+	for _, r := range []store.TokenRecord{
+		token("tok_new", "mer_a", "fp_x", t0.Add(time.Minute)),
+		token("tok_old", "mer_a", "fp_x", t0),
+		token("tok_b", "mer_b", "fp_y", t0),
+	} {
+		if err := s.CreateToken(ctx(t), r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.FindTokenByFingerprint(ctx(t), "mer_a", "fp_x")
+	if err != nil || got.Token != "tok_old" {
+		t.Fatalf("FindTokenByFingerprint = %s, %v; want tok_old", got.Token, err)
+	}
+	if _, err := s.FindTokenByFingerprint(ctx(t), "mer_a", "fp_y"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("cross-merchant fingerprint: %v", err)
+	}
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustMerchant(t, s, "mer_b")
+	mustDEK(t, s, "dek_1")
+	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.DeleteToken(ctx(t), "mer_b", "tok_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("other merchant delete: %v", err)
+	}
+	if err := s.DeleteToken(ctx(t), "mer_a", "tok_1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetToken(ctx(t), "mer_a", "tok_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("read after delete: %v", err)
+	}
+	if err := s.DeleteToken(ctx(t), "mer_a", "tok_1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("second delete: %v", err)
+	}
+}
+
+func testIdempotentCreate(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustDEK(t, s, "dek_1")
+	idem := &store.IdempotencyRecord{MerchantID: "mer_a", Key: "k1", Operation: "tokenize", RequestMAC: []byte("mac"), Response: []byte("resp-1"), CreatedAt: t0}
+	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), idem); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CreateToken(ctx(t), token("tok_2", "mer_a", "fp", t0), idem); !errors.Is(err, store.ErrIdempotencyExists) {
+		t.Fatalf("second create with same key: %v", err)
+	}
+	if _, err := s.GetToken(ctx(t), "mer_a", "tok_2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("token of a rejected idempotent create was stored: %v", err)
+	}
+	rec, err := s.GetIdempotency(ctx(t), "mer_a", "k1")
+	if err != nil || string(rec.Response) != "resp-1" || string(rec.RequestMAC) != "mac" || rec.Operation != "tokenize" {
+		t.Fatalf("GetIdempotency = %+v, %v", rec, err)
+	}
+	if _, err := s.GetIdempotency(ctx(t), "mer_b", "k1"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("idempotency keys must be per merchant: %v", err)
+	}
+	// A failed token insert leaves no idempotency record behind.
+	bad := &store.IdempotencyRecord{MerchantID: "mer_a", Key: "k2", Operation: "tokenize", RequestMAC: []byte("mac"), Response: []byte("r"), CreatedAt: t0}
+	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), bad); !errors.Is(err, store.ErrDuplicate) {
+		t.Fatalf("duplicate token with new key: %v", err)
+	}
+	if _, err := s.GetIdempotency(ctx(t), "mer_a", "k2"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("half-written idempotency record: %v", err)
+	}
+}
+
+func testIdempotentRace(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustDEK(t, s, "dek_1")
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			idem := &store.IdempotencyRecord{MerchantID: "mer_a", Key: "race", Operation: "tokenize", RequestMAC: []byte("mac"), Response: []byte(fmt.Sprint(i)), CreatedAt: t0}
+			errs[i] = s.CreateToken(ctx(t), token(fmt.Sprintf("tok_%d", i), "mer_a", "fp", t0), idem)
+		}(i)
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrIdempotencyExists):
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if c, _ := s.CountTokens(ctx(t)); ok != 1 || c != 1 {
+		t.Fatalf("%d creates succeeded and %d tokens exist; want exactly 1", ok, c)
+	}
+}
+
+func testPutIdempotency(t *testing.T, s store.Store) {
+	r := store.IdempotencyRecord{MerchantID: "mer_a", Key: "k", Operation: "delete_token", RequestMAC: []byte("m"), Response: []byte("r"), CreatedAt: t0}
+	if err := s.PutIdempotency(ctx(t), r); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.PutIdempotency(ctx(t), r); !errors.Is(err, store.ErrIdempotencyExists) {
+		t.Fatalf("second put: %v", err)
+	}
+}
