@@ -12,6 +12,7 @@ package envelope
 
 import (
 	"container/list"
+	"crypto/cipher"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
@@ -113,6 +114,7 @@ type dek struct {
 	createdAt time.Time
 	loadedAt  time.Time
 	uses      atomic.Int64
+	wiped     bool // guarded by Envelope.mu
 }
 
 // Stats are counters for metrics.
@@ -165,13 +167,19 @@ const (
 // Seal encrypts plaintext under the current DEK, creating one (one key-manager
 // round trip) when none is current. It returns the DEK id and the ciphertext.
 func (e *Envelope) Seal(ctx context.Context, aad AAD, plaintext []byte) (string, []byte, error) {
-	d, err := e.currentDEK(ctx)
-	if err != nil {
-		return "", nil, err
-	}
-	aead, err := chacha20poly1305.NewX(d.key)
-	if err != nil {
-		return "", nil, fmt.Errorf("seal: %w", err)
+	var d *dek
+	var aead cipher.AEAD
+	for attempt := 0; aead == nil; attempt++ {
+		var err error
+		if d, err = e.currentDEK(ctx); err != nil {
+			return "", nil, err
+		}
+		if aead, err = e.aeadFor(d); err != nil {
+			return "", nil, err
+		}
+		if aead == nil && attempt == 2 {
+			return "", nil, fmt.Errorf("%w: data keys purged while sealing", ErrKeyManager)
+		}
 	}
 	out := make([]byte, 1+nonceSize, 1+nonceSize+len(plaintext)+aead.Overhead())
 	out[0] = formatV1
@@ -187,19 +195,36 @@ func (e *Envelope) Open(ctx context.Context, dekID string, aad AAD, ct []byte) (
 	if len(ct) < 1+nonceSize || ct[0] != formatV1 {
 		return nil, ErrOpen
 	}
-	d, err := e.dekByID(ctx, dekID)
-	if err != nil {
-		return nil, err
-	}
-	aead, err := chacha20poly1305.NewX(d.key)
-	if err != nil {
-		return nil, fmt.Errorf("open: %w", err)
+	var aead cipher.AEAD
+	for attempt := 0; aead == nil; attempt++ {
+		d, err := e.dekByID(ctx, dekID)
+		if err != nil {
+			return nil, err
+		}
+		if aead, err = e.aeadFor(d); err != nil {
+			return nil, err
+		}
+		if aead == nil && attempt == 2 {
+			return nil, fmt.Errorf("%w: data keys purged while opening", ErrKeyManager)
+		}
 	}
 	pt, err := aead.Open(nil, ct[1:1+nonceSize], ct[1+nonceSize:], aad.bytes(dekID))
 	if err != nil {
 		return nil, ErrOpen
 	}
 	return pt, nil
+}
+
+// aeadFor builds the cipher for d under the lock that guards wiping, so a
+// concurrent Purge can never leave us sealing under a zeroed key (the cipher
+// keeps its own copy of the key). It returns nil if d was wiped meanwhile.
+func (e *Envelope) aeadFor(d *dek) (cipher.AEAD, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d.wiped {
+		return nil, nil
+	}
+	return chacha20poly1305.NewX(d.key)
 }
 
 // currentDEK returns a usable encryption DEK, rotating on age or use count.
@@ -314,8 +339,9 @@ func (e *Envelope) removeLocked(el *list.Element) {
 	e.lru.Remove(el)
 	delete(e.cache, d.id)
 	if e.current != d {
-		// The current DEK may be in use by a concurrent Seal; it is wiped when
-		// it stops being current and is evicted, or by Purge.
+		// Seal and Open copy the key into their cipher under e.mu (aeadFor),
+		// so wiping here cannot race with a use.
+		d.wiped = true
 		wipe(d.key)
 	}
 }
@@ -326,7 +352,13 @@ func (e *Envelope) removeLocked(el *list.Element) {
 func (e *Envelope) Purge() {
 	e.mu.Lock()
 	e.epoch++
-	e.current = nil
+	if c := e.current; c != nil {
+		e.current = nil
+		if _, cached := e.cache[c.id]; !cached {
+			c.wiped = true
+			wipe(c.key)
+		}
+	}
 	for e.lru.Len() > 0 {
 		e.removeLocked(e.lru.Back())
 	}

@@ -1,0 +1,291 @@
+package envelope
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// fakeKM is a key manager for unit tests of edge cases; integration tests
+// use real Vault transit.
+type fakeKM struct {
+	generated, unwrapped atomic.Int64
+	fail                 atomic.Bool
+	mu                   sync.Mutex
+	keys                 map[string][]byte
+}
+
+func newFakeKM() *fakeKM { return &fakeKM{keys: map[string][]byte{}} }
+
+func (f *fakeKM) GenerateDataKey(context.Context) (DataKey, error) {
+	if f.fail.Load() {
+		return DataKey{}, errors.New("sealed")
+	}
+	n := f.generated.Add(1)
+	k := make([]byte, 32)
+	_, _ = rand.Read(k)
+	w := "fake:" + string(rune('a'+n))
+	f.mu.Lock()
+	f.keys[w] = append([]byte(nil), k...)
+	f.mu.Unlock()
+	return DataKey{Plaintext: k, Wrapped: w, KEKVersion: 1}, nil
+}
+
+func (f *fakeKM) UnwrapDataKey(_ context.Context, w string) ([]byte, error) {
+	if f.fail.Load() {
+		return nil, errors.New("sealed")
+	}
+	f.unwrapped.Add(1)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]byte(nil), f.keys[w]...), nil
+}
+
+func (f *fakeKM) FingerprintSecret(context.Context) ([]byte, error) {
+	if f.fail.Load() {
+		return nil, errors.New("sealed")
+	}
+	return bytes.Repeat([]byte{7}, 32), nil
+}
+
+type memDEKs struct {
+	mu sync.Mutex
+	m  map[string]DEKRecord
+}
+
+func (m *memDEKs) InsertDEK(_ context.Context, d DEKRecord) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.m[d.ID] = d
+	return nil
+}
+
+func (m *memDEKs) GetDEK(_ context.Context, id string) (DEKRecord, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d, ok := m.m[id]
+	if !ok {
+		return d, errors.New("not found")
+	}
+	return d, nil
+}
+
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
+func (c *testClock) Add(d time.Duration) { c.mu.Lock(); c.now = c.now.Add(d); c.mu.Unlock() }
+
+func newTest(t *testing.T, cfg Config) (*Envelope, *fakeKM, *testClock) {
+	t.Helper()
+	km := newFakeKM()
+	clk := &testClock{now: time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)}
+	cfg.Now = clk.Now
+	return New(km, &memDEKs{m: map[string]DEKRecord{}}, cfg), km, clk
+}
+
+var aad = AAD{Purpose: "card", Merchant: "mer_a", Token: "tok_1"}
+
+func TestSealOpenRoundTrip(t *testing.T) {
+	e, km, _ := newTest(t, Config{})
+	ctx := context.Background()
+	for i := 0; i < 100; i++ {
+		id, ct, err := e.Seal(ctx, aad, []byte("secret"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		pt, err := e.Open(ctx, id, aad, ct)
+		if err != nil || string(pt) != "secret" {
+			t.Fatalf("Open = %q, %v", pt, err)
+		}
+	}
+	if g := km.generated.Load(); g != 1 {
+		t.Fatalf("100 seals made %d key-manager calls; want 1 (one round trip per DEK)", g)
+	}
+}
+
+func TestAADBinding(t *testing.T) {
+	e, _, _ := newTest(t, Config{})
+	ctx := context.Background()
+	id, ct, err := e.Seal(ctx, aad, []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		aad  AAD
+		dek  string
+		ct   []byte
+	}{
+		{"other token", AAD{Purpose: "card", Merchant: "mer_a", Token: "tok_2"}, id, ct},
+		{"other merchant", AAD{Purpose: "card", Merchant: "mer_b", Token: "tok_1"}, id, ct},
+		{"other purpose", AAD{Purpose: "cvc", Merchant: "mer_a", Token: "tok_1"}, id, ct},
+		{"flipped bit", aad, id, func() []byte { c := bytes.Clone(ct); c[len(c)-1] ^= 1; return c }()},
+		{"truncated", aad, id, ct[:10]},
+		{"unknown version", aad, id, append([]byte{9}, ct[1:]...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if _, err := e.Open(ctx, tt.dek, tt.aad, tt.ct); !errors.Is(err, ErrOpen) {
+				t.Fatalf("Open = %v, want ErrOpen", err)
+			}
+		})
+	}
+}
+
+func TestDEKRotatesByUsesAndAge(t *testing.T) {
+	e, km, clk := newTest(t, Config{MaxUses: 3, MaxAge: time.Minute})
+	ctx := context.Background()
+	ids := map[string]bool{}
+	for i := 0; i < 7; i++ {
+		id, _, err := e.Seal(ctx, aad, []byte("x"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids[id] = true
+	}
+	if len(ids) != 3 || km.generated.Load() != 3 {
+		t.Fatalf("7 seals at 3 uses per DEK: %d DEKs, %d generated; want 3", len(ids), km.generated.Load())
+	}
+	clk.Add(2 * time.Minute)
+	id, _, _ := e.Seal(ctx, aad, []byte("x"))
+	if ids[id] {
+		t.Fatal("DEK older than MaxAge was reused")
+	}
+}
+
+func TestOpenUnwrapsOnceAfterRestart(t *testing.T) {
+	km := newFakeKM()
+	deks := &memDEKs{m: map[string]DEKRecord{}}
+	e1 := New(km, deks, Config{})
+	ctx := context.Background()
+	id, ct, _ := e1.Seal(ctx, aad, []byte("secret"))
+	e2 := New(km, deks, Config{}) // a new process: empty cache
+	for i := 0; i < 10; i++ {
+		if pt, err := e2.Open(ctx, id, aad, ct); err != nil || string(pt) != "secret" {
+			t.Fatalf("Open = %q, %v", pt, err)
+		}
+	}
+	if u := km.unwrapped.Load(); u != 1 {
+		t.Fatalf("unwrapped %d times; want 1", u)
+	}
+}
+
+func TestPurgeFailsClosed(t *testing.T) {
+	e, km, _ := newTest(t, Config{})
+	ctx := context.Background()
+	id, ct, _ := e.Seal(ctx, aad, []byte("secret"))
+	if _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); err != nil {
+		t.Fatal(err)
+	}
+	km.fail.Store(true)
+	e.Purge()
+	if e.CachedDEKs() != 0 {
+		t.Fatal("DEKs still cached after Purge")
+	}
+	if _, err := e.Open(ctx, id, aad, ct); !errors.Is(err, ErrKeyManager) {
+		t.Fatalf("Open after purge with key manager down = %v; want ErrKeyManager", err)
+	}
+	if _, _, err := e.Seal(ctx, aad, []byte("x")); !errors.Is(err, ErrKeyManager) {
+		t.Fatalf("Seal after purge = %v; want ErrKeyManager", err)
+	}
+	if _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); !errors.Is(err, ErrKeyManager) {
+		t.Fatalf("Fingerprint after purge = %v; want ErrKeyManager", err)
+	}
+	km.fail.Store(false)
+	if pt, err := e.Open(ctx, id, aad, ct); err != nil || string(pt) != "secret" {
+		t.Fatalf("Open after recovery = %q, %v", pt, err)
+	}
+}
+
+func TestFingerprintPerMerchant(t *testing.T) {
+	e, _, _ := newTest(t, Config{})
+	ctx := context.Background()
+	a1, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
+	a2, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
+	b, _ := e.Fingerprint(ctx, "mer_b", []byte("4242424242424242"))
+	other, _ := e.Fingerprint(ctx, "mer_a", []byte("5555555555554444"))
+	if a1 != a2 || a1 == b || a1 == other {
+		t.Fatalf("fingerprints: a1=%s a2=%s b=%s other=%s", a1, a2, b, other)
+	}
+	m1, _ := e.RequestMAC(ctx, "mer_a", []byte("ab"), []byte("c"))
+	m2, _ := e.RequestMAC(ctx, "mer_a", []byte("a"), []byte("bc"))
+	if bytes.Equal(m1, m2) {
+		t.Fatal("RequestMAC is ambiguous across part boundaries")
+	}
+}
+
+func BenchmarkSeal(b *testing.B) {
+	km := newFakeKM()
+	e := New(km, &memDEKs{m: map[string]DEKRecord{}}, Config{})
+	ctx := context.Background()
+	pt := make([]byte, 40)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, _, err := e.Seal(ctx, aad, pt); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// TestSealConcurrentWithPurge: purging while sealing must never produce a
+// ciphertext under a wiped (zeroed) key: every ciphertext must still open.
+func TestSealConcurrentWithPurge(t *testing.T) {
+	km := newFakeKM()
+	deks := &memDEKs{m: map[string]DEKRecord{}}
+	e := New(km, deks, Config{MaxUses: 5})
+	ctx := context.Background()
+	type sealed struct {
+		id string
+		ct []byte
+	}
+	var mu sync.Mutex
+	var out []sealed
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				id, ct, err := e.Seal(ctx, aad, []byte("secret"))
+				if err != nil {
+					continue
+				}
+				mu.Lock()
+				out = append(out, sealed{id, ct})
+				mu.Unlock()
+			}
+		}()
+	}
+	go func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				e.Purge()
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	fresh := New(km, deks, Config{})
+	for _, s := range out {
+		if pt, err := fresh.Open(ctx, s.id, aad, s.ct); err != nil || string(pt) != "secret" {
+			t.Fatalf("ciphertext under %s does not open: %v", s.id, err)
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("no seals succeeded")
+	}
+}
