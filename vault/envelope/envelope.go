@@ -12,8 +12,8 @@ package envelope
 
 import (
 	"container/list"
-	"crypto/cipher"
 	"context"
+	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"

@@ -311,7 +311,7 @@ type KeyInfo struct {
 	MinEncryptionVersion int    `json:"min_encryption_version"`
 	Exportable           bool   `json:"exportable"`
 	DeletionAllowed      bool   `json:"deletion_allowed"`
-	SupportsDerivation   bool   `json:"supports_derivation"`
+	Derived              bool   `json:"derived"`
 }
 
 // ReadKey reads the KEK's metadata.
@@ -363,7 +363,7 @@ func (c *Client) Check(ctx context.Context) error {
 	if ki.Type != "aes256-gcm96" && ki.Type != "chacha20-poly1305" && ki.Type != "aes128-gcm96" {
 		return fmt.Errorf("transit key %s has type %q: it must be a symmetric key that supports data keys", c.cfg.KeyName, ki.Type)
 	}
-	if ki.SupportsDerivation {
+	if ki.Derived {
 		return fmt.Errorf("transit key %s uses key derivation, which Obol does not support for data keys", c.cfg.KeyName)
 	}
 	if _, err := c.FingerprintSecret(ctx); err != nil {

@@ -1,0 +1,332 @@
+package vaultd_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/card"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/revealbox"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+// leaks collects every test PAN used by this package and every source the
+// stacks produced; each stack scans its own sources at cleanup.
+var leaks = testenv.NewLeakScanner()
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	hits, summary := leaks.Report()
+	fmt.Println(summary)
+	for _, h := range hits {
+		fmt.Println("LEAK:", h)
+	}
+	testenv.Shutdown()
+	if len(hits) > 0 && code == 0 {
+		code = 1
+	}
+	os.Exit(code)
+}
+
+// syncBuffer captures a stack's logs for the leak scan.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return bytes.Clone(s.b.Bytes())
+}
+
+type stackOpts struct {
+	dedicated bool // own Vault, Postgres and Redis (outage tests)
+	cvcTTL    time.Duration
+}
+
+// stack is vaultd started in-process with vaultd.Start against real Vault,
+// PostgreSQL and Redis, plus clients for merchants and the gateway.
+type stack struct {
+	t      *testing.T
+	opts   stackOpts
+	vault  *testenv.Vault
+	pg     *testenv.Postgres
+	redis  *testenv.Redis
+	dbURL  string
+	cfg    vaultd.Config
+	logs   *syncBuffer
+	pki    *devpki.PKI
+	in     *vaultd.Instance
+	cancel context.CancelFunc
+	done   chan error
+	base   string
+	gw     vaultv1.VaultServiceClient // gateway identity (mTLS)
+	anon   vaultv1.VaultServiceClient // TLS, no client certificate
+	rogue  vaultv1.VaultServiceClient // client certificate with another identity
+	a, b   vaultd.MerchantKeys
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newStack(t *testing.T, opts stackOpts) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs Vault, PostgreSQL and Redis")
+	}
+	s := &stack{t: t, opts: opts, logs: &syncBuffer{}}
+	if opts.dedicated {
+		s.vault, s.pg, s.redis = testenv.StartVault(t), testenv.StartPostgres(t), testenv.StartRedis(t)
+	} else {
+		s.vault, s.pg, s.redis = testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
+	}
+	s.dbURL = s.pg.NewDatabase(t, "vault", postgres.MigrateURL)
+	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: "kek-" + randHex(4), FingerprintPath: "secret/data/obol/fp-" + randHex(4)}
+	admin, err := transit.New(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Setup(context.Background()); err != nil {
+		t.Fatalf("vault setup: %v", err)
+	}
+	s.pki, err = devpki.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := s.pki.ServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.cfg = vaultd.Config{
+		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
+		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond,
+		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	// Registered after NewDatabase, so it runs before the database is dropped.
+	t.Cleanup(s.scanForLeaks)
+	s.start()
+	ctx := context.Background()
+	if s.a, err = vaultd.CreateMerchant(ctx, s.in.Store, "Merchant A", []string{"https://shop-a.example"}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if s.b, err = vaultd.CreateMerchant(ctx, s.in.Store, "Merchant B", nil, "test"); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// start runs vaultd (again) on the same dependencies; its addresses change.
+func (s *stack) start() {
+	s.t.Helper()
+	in, err := vaultd.Start(context.Background(), s.cfg)
+	if err != nil {
+		s.t.Fatalf("vaultd.Start: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s.in, s.cancel, s.done = in, cancel, make(chan error, 1)
+	go func() { s.done <- in.Serve(ctx) }()
+	s.base = "http://" + in.Server.HTTPAddr()
+	s.gw = s.grpcClient("gatewayd", service.DefaultGatewayIdentity)
+	s.anon = s.grpcClient("", "")
+	s.rogue = s.grpcClient("riskd", "spiffe://obol.local/riskd")
+	s.t.Cleanup(s.stop)
+}
+
+func (s *stack) stop() {
+	if s.cancel == nil {
+		return
+	}
+	s.cancel()
+	if err := <-s.done; err != nil {
+		s.t.Errorf("Serve: %v", err)
+	}
+	s.in.Close()
+	s.cancel = nil
+}
+
+func (s *stack) grpcClient(name, identity string) vaultv1.VaultServiceClient {
+	s.t.Helper()
+	cfg := s.pki.ClientTLS(tlsCertOrNone(s.t, s.pki, name, identity))
+	if name == "" {
+		cfg.Certificates = nil
+	}
+	conn, err := grpc.NewClient(s.in.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	s.t.Cleanup(func() { conn.Close() })
+	return vaultv1.NewVaultServiceClient(conn)
+}
+
+func (s *stack) scanForLeaks() {
+	t := s.t
+	before, _ := leaks.Report()
+	leaks.Scan("logs", s.logs.Bytes())
+	leaks.Scan("postgres pg_dump", s.pg.Dump(t, s.dbURL))
+	leaks.Scan("redis", nil)
+	for _, kv := range s.redis.Dump(t) {
+		leaks.Scan("redis", kv)
+	}
+	after, _ := leaks.Report()
+	for _, h := range after[len(before):] {
+		t.Errorf("LEAK: %s", h)
+	}
+}
+
+// cardIn registers a test card with the leak scanner and returns its JSON.
+func cardIn(number string, month, year int, cvc string) map[string]any {
+	leaks.AddCard(strings.NewReplacer(" ", "", "-", "").Replace(number), cvc)
+	c := map[string]any{"number": number, "exp_month": month, "exp_year": year}
+	if cvc != "" {
+		c["cvc"] = cvc
+	}
+	return c
+}
+
+type restResp struct {
+	status int
+	body   map[string]any
+	raw    []byte
+	header http.Header
+}
+
+func (r restResp) errCode() string {
+	e, _ := r.body["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+func (r restResp) errField() string {
+	e, _ := r.body["error"].(map[string]any)
+	f, _ := e["field"].(string)
+	return f
+}
+
+func (r restResp) str(path ...string) string {
+	var v any = r.body
+	for _, p := range path {
+		m, _ := v.(map[string]any)
+		v = m[p]
+	}
+	s, _ := v.(string)
+	return s
+}
+
+// rest calls the REST API; body may be a string (sent raw) or a value (JSON).
+func (s *stack) rest(method, path, key string, body any, headers ...string) restResp {
+	s.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, err := http.NewRequest(method, s.base+path, rd)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := restResp{status: resp.StatusCode, raw: raw, header: resp.Header}
+	_ = json.Unmarshal(raw, &out.body)
+	return out
+}
+
+func (s *stack) tokenize(key string, c map[string]any, headers ...string) restResp {
+	s.t.Helper()
+	return s.rest(http.MethodPost, "/v1/tokens", key, map[string]any{"card": c}, headers...)
+}
+
+// detokenize calls Detokenize as the gateway and opens the sealed card.
+func (s *stack) detokenize(client vaultv1.VaultServiceClient, merchantID, token string, includeCVC bool) (card.Card, *vaultv1.DetokenizeResponse, error) {
+	rcpt, err := revealbox.NewRecipient()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := client.Detokenize(ctx, &vaultv1.DetokenizeRequest{MerchantId: merchantID, Token: token, IncludeCvc: includeCVC, Purpose: "test", DestinationHost: "acquirer.test", RecipientPublicKey: rcpt.PublicKey()})
+	if err != nil {
+		return card.Card{}, nil, err
+	}
+	plain, err := rcpt.Open(resp.SealedCard, revealbox.AAD(merchantID, token))
+	if err != nil {
+		s.t.Fatalf("open sealed card: %v", err)
+	}
+	c, err := card.Decode(plain)
+	card.WipeBytes(plain)
+	if err != nil {
+		s.t.Fatalf("decode card: %v", err)
+	}
+	return c, resp, nil
+}
+
+// grpcCtx attaches a merchant API key (and idempotency key) as metadata.
+func grpcCtx(key string, kv ...string) context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), append([]string{"authorization", "Bearer " + key}, kv...)...)
+}
+
+func tlsCertOrNone(t *testing.T, pki *devpki.PKI, name, identity string) tls.Certificate {
+	t.Helper()
+	if name == "" {
+		return tls.Certificate{}
+	}
+	c, err := pki.ClientCert(name, identity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// metadataFromOutgoing turns outgoing metadata into incoming metadata, to
+// call the service in-process as the gRPC server would.
+func metadataFromOutgoing(ctx context.Context) (context.Context, bool) {
+	md, ok := metadata.FromOutgoingContext(ctx)
+	return metadata.NewIncomingContext(context.Background(), md), ok
+}
