@@ -171,7 +171,11 @@ func checkMessage(v any, md protoreflect.MessageDescriptor, path string) *apierr
 		if fd == nil {
 			fd = md.Fields().ByJSONName(k)
 		}
-		p := join(path, k)
+		label := k
+		if label == "" {
+			label = `""` // an empty key still needs a visible name
+		}
+		p := join(path, label)
 		if fd == nil {
 			return apierr.Invalid(apierr.CodeUnknownField, p, "unknown field")
 		}

@@ -1,0 +1,33 @@
+# Targets mirror CI: `make test` is the README's test command.
+.PHONY: test unit lint generate generate-check bench fuzz dev build
+
+test:
+	deploy/scripts/test.sh
+
+unit:
+	go test -short -count=1 ./...
+
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.'); exit 1)
+	go vet ./...
+	go run honnef.co/go/tools/cmd/staticcheck@2025.1.1 ./...
+
+generate:
+	deploy/scripts/generate.sh
+
+generate-check:
+	deploy/scripts/generate.sh --check
+
+bench:
+	go run ./cmd/obol-load
+
+fuzz:
+	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
+	go test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./vault/card/
+	go test -run='^$$' -fuzz=FuzzCheckJSON -fuzztime=30s ./internal/httpapi/
+
+dev:
+	go run ./cmd/obol dev
+
+build:
+	go build -o bin/ ./cmd/...
