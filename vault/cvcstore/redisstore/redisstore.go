@@ -11,6 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/vault/cvcstore"
 )
 
@@ -20,6 +21,13 @@ var _ cvcstore.Store = (*Store)(nil)
 type Store struct {
 	rdb    redis.UniversalClient
 	prefix string
+	puts   *batch.Batcher[put]
+}
+
+type put struct {
+	key   string
+	value []byte
+	ttl   time.Duration
 }
 
 // Open parses a redis:// URL, connects and checks the server answers.
@@ -46,7 +54,33 @@ func Open(ctx context.Context, url string) (*Store, error) {
 
 // New wraps an existing client (a cluster client works too).
 func New(rdb redis.UniversalClient, prefix string) *Store {
-	return &Store{rdb: rdb, prefix: prefix}
+	s := &Store{rdb: rdb, prefix: prefix}
+	// Concurrent writes share one pipeline (one round trip).
+	s.puts = batch.New(s.flushPuts, 128, 32)
+	return s
+}
+
+func (s *Store) flushPuts(ctx context.Context, items []put) []error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	errs := make([]error, len(items))
+	if len(items) == 1 {
+		errs[0] = s.rdb.Set(ctx, items[0].key, items[0].value, items[0].ttl).Err()
+		return errs
+	}
+	cmds := make([]*redis.StatusCmd, len(items))
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for i, it := range items {
+			cmds[i] = p.Set(ctx, it.key, it.value, it.ttl)
+		}
+		return nil
+	})
+	for i, c := range cmds {
+		if errs[i] = c.Err(); errs[i] == nil && err != nil && !errors.Is(err, redis.Nil) {
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // Client exposes the underlying client (for health checks and tests).
@@ -54,7 +88,7 @@ func (s *Store) Client() redis.UniversalClient { return s.rdb }
 
 // Put stores a sealed CVC with a TTL.
 func (s *Store) Put(ctx context.Context, token string, value []byte, ttl time.Duration) error {
-	return s.rdb.Set(ctx, s.prefix+token, value, ttl).Err()
+	return s.puts.Do(ctx, put{key: s.prefix + token, value: value, ttl: ttl})
 }
 
 // Take reads and deletes atomically.
@@ -86,5 +120,8 @@ func (s *Store) TTL(ctx context.Context, token string) (time.Duration, error) {
 // Ping checks Redis answers.
 func (s *Store) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
 
-// Close closes the client.
-func (s *Store) Close() error { return s.rdb.Close() }
+// Close finishes queued writes and closes the client.
+func (s *Store) Close() error {
+	s.puts.Close()
+	return s.rdb.Close()
+}

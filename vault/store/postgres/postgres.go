@@ -8,12 +8,14 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
@@ -26,12 +28,18 @@ var _ store.Store = (*Store)(nil)
 
 // Store is a PostgreSQL vault backend.
 type Store struct {
-	pool *pgxpool.Pool
+	pool    *pgxpool.Pool
+	creates *batch.Batcher[createReq]
+}
+
+type createReq struct {
+	rec  store.TokenRecord
+	idem *store.IdempotencyRecord
 }
 
 // Options tune the pool.
 type Options struct {
-	MaxConns int32 // default 32
+	MaxConns int32 // default 40
 }
 
 // Open connects, verifies the connection and applies migrations.
@@ -41,7 +49,7 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("postgres url: %w", err)
 	}
 	if opts.MaxConns <= 0 {
-		opts.MaxConns = 32
+		opts.MaxConns = 40
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = 5 * time.Second
@@ -59,7 +67,16 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	// Up to 60% of the pool flushes token inserts; the rest serves reads.
+	flushers := int(opts.MaxConns) * 3 / 5
+	if flushers < 1 {
+		flushers = 1
+	}
+	// Group commit: when more tokenizations are in flight than flushers,
+	// they share one transaction (and one WAL flush). See flushCreates.
+	s.creates = batch.New(s.flushCreates, 64, flushers)
+	return s, nil
 }
 
 // MigrateURL applies migrations to the database at url (used by test
@@ -122,8 +139,12 @@ func Migrate(ctx context.Context, db querier) error {
 	return nil
 }
 
-// Close closes the pool.
-func (s *Store) Close() error { s.pool.Close(); return nil }
+// Close finishes queued writes and closes the pool.
+func (s *Store) Close() error {
+	s.creates.Close()
+	s.pool.Close()
+	return nil
+}
 
 // Ping checks the database answers.
 func (s *Store) Ping(ctx context.Context) error { return s.pool.Ping(ctx) }
@@ -212,33 +233,103 @@ func scanToken(row pgx.Row) (store.TokenRecord, error) {
 	return r, notFound(err)
 }
 
-// CreateToken inserts the idempotency record (if any) and the token in one
-// transaction; a taken idempotency key aborts it.
+// CreateToken inserts the idempotency record (if any) and the token
+// atomically; a taken idempotency key writes nothing. Concurrent calls are
+// committed together (group commit), each still all-or-nothing.
 func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
-	insert := func(ctx context.Context, db interface {
-		Exec(context.Context, string, ...any) (pgconn.CommandTag, error)
-	}) error {
-		_, err := db.Exec(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, r.CreatedAt)
-		if isUnique(err) {
-			return store.ErrDuplicate
+	return s.creates.Do(ctx, createReq{rec: r, idem: idem})
+}
+
+const insertToken = `INSERT INTO tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+
+// insertTokenIdem inserts the token only if its idempotency record was
+// inserted by the same statement: 0 rows affected means the key was taken.
+const insertTokenIdem = `WITH idem AS (
+	INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at)
+	VALUES ($12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING RETURNING 1)
+INSERT INTO tokens (` + tokenCols + `)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE EXISTS (SELECT 1 FROM idem)`
+
+// createStatement is the one statement that creates c (atomic on its own).
+func createStatement(c createReq) (string, []any) {
+	r := c.rec
+	args := []any{r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, r.CreatedAt}
+	if c.idem == nil {
+		return insertToken, args
+	}
+	i := c.idem
+	return insertTokenIdem, append(args, i.MerchantID, i.Key, i.Operation, i.RequestMAC, i.Response, i.CreatedAt)
+}
+
+// flushCreates writes a batch in one (implicit) transaction and one round
+// trip. Rows
+// with a taken idempotency key are skipped by their own statement. If the
+// transaction fails as a whole (a unique violation, a deadlock), each item
+// is retried in its own transaction so one bad item fails alone.
+func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs := make([]error, len(items))
+	if len(items) > 1 {
+		// A stable order of idempotency keys keeps concurrent batches from
+		// waiting on each other in a cycle.
+		order := make([]int, len(items))
+		for i := range order {
+			order[i] = i
 		}
+		sort.SliceStable(order, func(a, b int) bool {
+			ia, ib := items[order[a]].idem, items[order[b]].idem
+			if ia == nil || ib == nil {
+				return ia == nil && ib != nil
+			}
+			return ia.MerchantID+"\x00"+ia.Key < ib.MerchantID+"\x00"+ib.Key
+		})
+		// Outside an explicit transaction, PostgreSQL runs a pipeline that
+		// ends in one Sync as one implicit transaction: committed at the Sync,
+		// rolled back whole if any statement fails. One round trip, one commit.
+		b := &pgx.Batch{}
+		for _, i := range order {
+			b.Queue(createStatement(items[i]))
+		}
+		res := s.pool.SendBatch(ctx, b)
+		var err error
+		for _, i := range order {
+			tag, e := res.Exec()
+			if e != nil {
+				err = e
+				break
+			}
+			if tag.RowsAffected() == 0 {
+				errs[i] = store.ErrIdempotencyExists
+			}
+		}
+		if cerr := res.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			return errs
+		}
+		clear(errs)
+	}
+	for i, c := range items {
+		errs[i] = s.createOne(ctx, c)
+	}
+	return errs
+}
+
+func (s *Store) createOne(ctx context.Context, c createReq) error {
+	sql, args := createStatement(c)
+	tag, err := s.pool.Exec(ctx, sql, args...)
+	if isUnique(err) {
+		return store.ErrDuplicate
+	}
+	if err != nil {
 		return err
 	}
-	if idem == nil {
-		return insert(ctx, s.pool)
+	if tag.RowsAffected() == 0 {
+		return store.ErrIdempotencyExists
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING`,
-			idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, idem.CreatedAt)
-		if err != nil {
-			return err
-		}
-		if tag.RowsAffected() == 0 {
-			return store.ErrIdempotencyExists
-		}
-		return insert(ctx, tx)
-	})
+	return nil
 }
 
 // GetToken reads a merchant's token.

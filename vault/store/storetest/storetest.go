@@ -32,6 +32,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"idempotency record atomic with token", testIdempotentCreate},
 		{"concurrent same idempotency key creates one token", testIdempotentRace},
 		{"put idempotency", testPutIdempotency},
+		{"one failing create in a concurrent burst fails alone", testBurstIsolation},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -269,5 +270,46 @@ func testPutIdempotency(t *testing.T, s store.Store) {
 	}
 	if err := s.PutIdempotency(ctx(t), r); !errors.Is(err, store.ErrIdempotencyExists) {
 		t.Fatalf("second put: %v", err)
+	}
+}
+
+func testBurstIsolation(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustDEK(t, s, "dek_1")
+	if err := s.CreateToken(ctx(t), token("tok_taken", "mer_a", "fp", t0), nil); err != nil {
+		t.Fatal(err)
+	}
+	const n = 24
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id := fmt.Sprintf("tok_burst_%d", i)
+			var idem *store.IdempotencyRecord
+			if i%2 == 0 {
+				idem = &store.IdempotencyRecord{MerchantID: "mer_a", Key: fmt.Sprintf("burst-%d", i), Operation: "tokenize", RequestMAC: []byte("m"), Response: []byte("r"), CreatedAt: t0}
+			}
+			if i == 7 {
+				id = "tok_taken" // a duplicate: must fail without taking the others down
+			}
+			errs[i] = s.CreateToken(ctx(t), token(id, "mer_a", "fp", t0), idem)
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if i == 7 {
+			if !errors.Is(err, store.ErrDuplicate) {
+				t.Fatalf("duplicate token: %v", err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("create %d failed because of another item: %v", i, err)
+		}
+	}
+	if c, _ := s.CountTokens(ctx(t)); c != n {
+		t.Fatalf("%d tokens; want %d", c, n)
 	}
 }

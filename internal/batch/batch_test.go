@@ -1,0 +1,80 @@
+package batch
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+func TestResultsReachTheirCallers(t *testing.T) {
+	var calls, maxSeen atomic.Int64
+	release := make(chan struct{})
+	b := New(func(_ context.Context, items []int) []error {
+		if calls.Add(1) == 1 {
+			<-release // hold the first flush so the rest queue up
+		}
+		if n := int64(len(items)); n > maxSeen.Load() {
+			maxSeen.Store(n)
+		}
+		errs := make([]error, len(items))
+		for i, v := range items {
+			if v%3 == 0 {
+				errs[i] = errors.New("multiple of three")
+			}
+		}
+		return errs
+	}, 8, 1)
+	defer b.Close()
+	const n = 40
+	var wg sync.WaitGroup
+	results := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) { defer wg.Done(); results[i] = b.Do(context.Background(), i) }(i)
+	}
+	// Wait until the flusher holds the first batch and others are queued.
+	for len(b.in) == 0 {
+		runtime.Gosched()
+	}
+	close(release)
+	wg.Wait()
+	for i, err := range results {
+		if (i%3 == 0) != (err != nil) {
+			t.Fatalf("item %d got %v", i, err)
+		}
+	}
+	if calls.Load() >= n {
+		t.Fatalf("%d flushes for %d concurrent items: nothing was batched", calls.Load(), n)
+	}
+	if maxSeen.Load() > 8 {
+		t.Fatalf("batch of %d exceeds max 8", maxSeen.Load())
+	}
+}
+
+func TestClosed(t *testing.T) {
+	b := New(func(_ context.Context, items []int) []error { return make([]error, len(items)) }, 4, 2)
+	if err := b.Do(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	b.Close()
+	if err := b.Do(context.Background(), 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Do after Close = %v", err)
+	}
+}
+
+func TestCallerContext(t *testing.T) {
+	block := make(chan struct{})
+	b := New(func(_ context.Context, items []int) []error { <-block; return make([]error, len(items)) }, 1, 1)
+	defer b.Close()
+	defer close(block)
+	go func() { _ = b.Do(context.Background(), 0) }() // occupies the only flusher
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := b.Do(ctx, 1); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Do with a cancelled context = %v", err)
+	}
+}
