@@ -199,6 +199,19 @@ func (v *Vault) Do(tb TB, method, path string, body any) map[string]any {
 	return out
 }
 
+// Call calls the Vault API with the root token and returns the status and
+// decoded body, whatever the status.
+func (v *Vault) Call(tb TB, method, path string, body any) (int, map[string]any) {
+	tb.Helper()
+	code, b, err := v.call(method, path, body)
+	if err != nil {
+		tb.Fatalf("vault %s %s: %v", method, path, err)
+	}
+	var out map[string]any
+	_ = json.Unmarshal(b, &out)
+	return code, out
+}
+
 // Seal seals Vault for real (sys/seal).
 func (v *Vault) Seal(tb TB) {
 	tb.Helper()

@@ -143,7 +143,11 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 	}
 	err := c.doOnce(ctx, method, path, body, out, true)
 	if errors.Is(err, ErrDenied) && c.cfg.RoleID != "" && c.cfg.Token == "" {
-		// The AppRole token may have expired or been revoked: log in again once.
+		// Vault answers 403 both for a dead token and for a policy denial.
+		// Only a dead token (expired, revoked) is fixed by logging in again.
+		if lerr := c.doOnce(ctx, http.MethodGet, "auth/token/lookup-self", nil, nil, true); lerr == nil || !errors.Is(lerr, ErrDenied) {
+			return err
+		}
 		if lerr := c.login(ctx); lerr != nil {
 			return lerr
 		}

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/obolpay/obol/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+var restRe = regexp.MustCompile(`REST\s+http://(\S+)`)
+
+// TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
+// the printed address, stops it, and creates another merchant with
+// `obol merchants create` on the same data dir.
+func TestDevAndMerchants(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), ".obol")
+	out := &syncBuf{}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+	}()
+	var addr string
+	if err := testenv.WaitFor(20*time.Second, func() error {
+		if m := restRe.FindStringSubmatch(out.String()); m != nil {
+			addr = m[1]
+			return nil
+		}
+		return errors.New("no REST address printed yet")
+	}); err != nil {
+		cancel()
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, want := range []string{"NOT FOR PRODUCTION", "sk_test_", "pk_test_", "mer_", "dev-credentials.json", "a new dev merchant was created"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("banner lacks %q", want)
+		}
+	}
+	var creds map[string]string
+	b, err := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
+	if err != nil || json.Unmarshal(b, &creds) != nil {
+		t.Fatalf("credentials: %v", err)
+	}
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/tokens", strings.NewReader(`{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"123"}}`))
+	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"token":"tok_`) || strings.Contains(string(body), "4242424242424242") {
+		t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("obol dev: %v", err)
+	}
+
+	var mout bytes.Buffer
+	if err := run(context.Background(), []string{"merchants", "create", "--name", "Shop", "--origin", "https://shop.example", "--data-dir", dir}, &mout); err != nil {
+		t.Fatal(err)
+	}
+	var keys map[string]string
+	if err := json.Unmarshal(mout.Bytes(), &keys); err != nil || !strings.HasPrefix(keys["secret_key"], "sk_test_") || keys["merchant_id"] == creds["merchant_id"] {
+		t.Fatalf("merchants create: %s", mout.String())
+	}
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"no name", []string{"merchants", "create", "--data-dir", dir}},
+		{"origin with path", []string{"merchants", "create", "--name", "x", "--origin", "https://a.example/path", "--data-dir", dir}},
+		{"missing data dir", []string{"merchants", "create", "--name", "x", "--data-dir", filepath.Join(dir, "nope")}},
+		{"unknown command", []string{"frobnicate"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := run(context.Background(), tt.args, io.Discard); err == nil {
+				t.Fatal("accepted")
+			}
+		})
+	}
+}
+
+func TestVaultSetup(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Vault")
+	}
+	v := testenv.StartVault(t)
+	t.Setenv("VAULT_TOKEN", v.Token)
+	for i, want := range []string{"3 created", "0 created"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, &out); err != nil {
+			t.Fatalf("run %d: %v\n%s", i+1, err, out.String())
+		}
+		if !strings.Contains(out.String(), "vault setup complete: "+want) {
+			t.Fatalf("run %d: %s", i+1, out.String())
+		}
+	}
+	t.Setenv("VAULT_TOKEN", "")
+	if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard); err == nil {
+		t.Fatal("setup without an operator token succeeded")
+	}
+}

@@ -1,0 +1,97 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/store/postgres"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestRunFromEnvironment starts vaultd exactly as an operator would: every
+// setting from OBOL_* variables, certificates from files; it serves, reports
+// ready, and shuts down cleanly on cancel.
+func TestRunFromEnvironment(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Vault, PostgreSQL and Redis")
+	}
+	v, pg, rd := testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
+	admin, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token, KeyName: "vaultd-main-kek", FingerprintPath: "secret/data/obol/vaultd-main-fp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Setup(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	pkiDir := t.TempDir()
+	if _, err := devpki.Ensure(pkiDir); err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	env := map[string]string{
+		"OBOL_VAULT_ADDR": v.Addr, "OBOL_VAULT_TOKEN": v.Token, "OBOL_TRANSIT_KEY": "vaultd-main-kek",
+		"OBOL_FINGERPRINT_PATH": "secret/data/obol/vaultd-main-fp",
+		"OBOL_POSTGRES_URL":     pg.NewDatabase(t, "vault", postgres.MigrateURL), "OBOL_REDIS_URL": rd.URL,
+		"OBOL_HTTP_ADDR": "127.0.0.1:" + itoa(port), "OBOL_GRPC_ADDR": "127.0.0.1:0",
+		"OBOL_TLS_CERT": filepath.Join(pkiDir, devpki.ServerCert), "OBOL_TLS_KEY": filepath.Join(pkiDir, devpki.ServerKey),
+		"OBOL_CLIENT_CA": filepath.Join(pkiDir, devpki.CACert), "OBOL_LOG_FORMAT": "json",
+	}
+	for k, val := range env {
+		t.Setenv(k, val)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil) }()
+	if err := testenv.WaitFor(30*time.Second, func() error {
+		select {
+		case err := <-done:
+			t.Fatalf("vaultd exited: %v", err)
+		default:
+		}
+		resp, err := http.Get("http://127.0.0.1:" + itoa(port) + "/readyz")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			return errString(string(b))
+		}
+		return nil
+	}); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("shutdown: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("vaultd did not shut down")
+	}
+	t.Run("missing settings fail with a message naming them", func(t *testing.T) {
+		t.Setenv("OBOL_REDIS_URL", "")
+		err := run(context.Background(), nil)
+		if err == nil || !strings.Contains(err.Error(), "OBOL_REDIS_URL") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+func itoa(n int) string { return strconv.Itoa(n) }

@@ -1,0 +1,36 @@
+# obol-vaultd: exactly what vaultd needs, nothing else.
+# Paths assume the defaults of `obol vault setup`: transit mount "transit",
+# KEK "obol-kek", fingerprint secret at KV v2 "secret/obol/fingerprint".
+
+# Generate data keys (returned in plaintext to vaultd and wrapped under the KEK).
+path "transit/datakey/plaintext/obol-kek" {
+  capabilities = ["update"]
+}
+
+# Unwrap stored data keys.
+path "transit/decrypt/obol-kek" {
+  capabilities = ["update"]
+}
+
+# Rewrap stored data keys to the latest KEK version (key rotation).
+path "transit/rewrap/obol-kek" {
+  capabilities = ["update"]
+}
+
+# Read the KEK's metadata (latest and minimum versions) to check it at start.
+path "transit/keys/obol-kek" {
+  capabilities = ["read"]
+}
+
+# Read the root of the per-merchant fingerprint keys.
+path "secret/data/obol/fingerprint" {
+  capabilities = ["read"]
+}
+
+# Renew and look up its own token (AppRole tokens are renewable).
+path "auth/token/renew-self" {
+  capabilities = ["update"]
+}
+path "auth/token/lookup-self" {
+  capabilities = ["read"]
+}
