@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,14 +19,6 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
-
 var restRe = regexp.MustCompile(`REST\s+http://(\S+)`)
 
 // TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
@@ -35,7 +26,7 @@ var restRe = regexp.MustCompile(`REST\s+http://(\S+)`)
 // `obol merchants create` on the same data dir.
 func TestDevAndMerchants(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".obol")
-	out := &syncBuf{}
+	out := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {

@@ -23,18 +23,13 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 	if err != nil {
 		return nil, err
 	}
-	var mac []byte
-	if idemKey != "" {
-		if mac, err = s.requestMAC(ctx, p.merchantID, opDelete, req); err != nil {
-			return nil, s.public(ctx, opDelete, err)
-		}
-		resp := &vaultv1.DeleteTokenResponse{}
-		if found, err := s.replay(ctx, p.merchantID, idemKey, opDelete, mac, resp); found || err != nil {
-			if err != nil {
-				return nil, s.public(ctx, opDelete, err)
-			}
-			return resp, nil
-		}
+	first := &vaultv1.DeleteTokenResponse{}
+	mac, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opDelete, req, first)
+	if err != nil {
+		return nil, err
+	}
+	if replayed {
+		return first, nil
 	}
 	// Ownership first, so that another merchant's token is a 404 and its CVC
 	// is untouched.

@@ -84,3 +84,20 @@ func (s *Service) record(ctx context.Context, merchantID, key, op string, mac []
 	}
 	return err
 }
+
+// beginIdempotent prepares an idempotent write. With no key it does nothing.
+// With a key it returns the request MAC and, when the key already holds a
+// result, fills resp with it and reports replayed (or a conflict error).
+func (s *Service) beginIdempotent(ctx context.Context, merchantID, key, op string, req, resp proto.Message) (mac []byte, replayed bool, err error) {
+	if key == "" {
+		return nil, false, nil
+	}
+	if mac, err = s.requestMAC(ctx, merchantID, op, req); err != nil {
+		return nil, false, s.public(ctx, op, err)
+	}
+	found, err := s.replay(ctx, merchantID, key, op, mac, resp)
+	if err != nil {
+		return nil, false, s.public(ctx, op, err)
+	}
+	return mac, found, nil
+}

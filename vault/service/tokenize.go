@@ -44,18 +44,13 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	if err := s.checkKeys(); err != nil {
 		return nil, err
 	}
-	var mac []byte
-	if idemKey != "" {
-		if mac, err = s.requestMAC(ctx, p.merchantID, opTokenize, req); err != nil {
-			return nil, s.public(ctx, opTokenize, err)
-		}
-		resp := &vaultv1.Token{}
-		if found, err := s.replay(ctx, p.merchantID, idemKey, opTokenize, mac, resp); found || err != nil {
-			if err != nil {
-				return nil, s.public(ctx, opTokenize, err)
-			}
-			return resp, nil
-		}
+	first := &vaultv1.Token{}
+	mac, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opTokenize, req, first)
+	if err != nil {
+		return nil, err
+	}
+	if replayed {
+		return first, nil
 	}
 	resp, err := s.tokenize(ctx, p.merchantID, c, req.GetDedupe(), idemKey, mac)
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
+	"github.com/obolpay/obol/internal/testenv"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -26,7 +27,7 @@ import (
 // logs hold no PAN.
 func TestEmbeddedDefault(t *testing.T) {
 	dir := t.TempDir()
-	logs := &syncBuffer{}
+	logs := &testenv.SyncBuffer{}
 	start := func() *vaultd.Embedded {
 		e, err := vaultd.StartEmbedded(context.Background(), vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 		if err != nil {

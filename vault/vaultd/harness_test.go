@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -50,24 +49,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer captures a stack's logs for the leak scan.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) Bytes() []byte {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return bytes.Clone(s.b.Bytes())
-}
-
 type stackOpts struct {
 	dedicated bool // own Vault, Postgres and Redis (outage tests)
 	cvcTTL    time.Duration
@@ -83,7 +64,7 @@ type stack struct {
 	redis  *testenv.Redis
 	dbURL  string
 	cfg    vaultd.Config
-	logs   *syncBuffer
+	logs   *testenv.SyncBuffer
 	pki    *devpki.PKI
 	in     *vaultd.Instance
 	cancel context.CancelFunc
@@ -106,7 +87,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	if testing.Short() {
 		t.Skip("integration test: needs Vault, PostgreSQL and Redis")
 	}
-	s := &stack{t: t, opts: opts, logs: &syncBuffer{}}
+	s := &stack{t: t, opts: opts, logs: &testenv.SyncBuffer{}}
 	if opts.dedicated {
 		s.vault, s.pg, s.redis = testenv.StartVault(t), testenv.StartPostgres(t), testenv.StartRedis(t)
 	} else {
