@@ -74,6 +74,8 @@ type stack struct {
 	anon   vaultv1.VaultServiceClient // TLS, no client certificate
 	rogue  vaultv1.VaultServiceClient // client certificate with another identity
 	a, b   vaultd.MerchantKeys
+	// metrics holds a /metrics scrape from each run, taken before it stopped.
+	metrics [][]byte
 }
 
 func randHex(n int) string {
@@ -150,6 +152,11 @@ func (s *stack) stop() {
 	if s.cancel == nil {
 		return
 	}
+	if m := s.rest(http.MethodGet, "/metrics", "", nil); m.status == 200 && bytes.Contains(m.raw, []byte("obol_vault_key_service_up")) {
+		s.metrics = append(s.metrics, m.raw)
+	} else {
+		s.t.Errorf("/metrics: %d", m.status)
+	}
 	s.cancel()
 	if err := <-s.done; err != nil {
 		s.t.Errorf("Serve: %v", err)
@@ -176,6 +183,9 @@ func (s *stack) scanForLeaks() {
 	t := s.t
 	before, _ := leaks.Report()
 	leaks.Scan("logs", s.logs.Bytes())
+	for _, m := range s.metrics {
+		leaks.Scan("metrics", m)
+	}
 	leaks.Scan("postgres pg_dump", s.pg.Dump(t, s.dbURL))
 	leaks.Scan("redis", nil)
 	for _, kv := range s.redis.Dump(t) {

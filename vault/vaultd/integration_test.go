@@ -358,6 +358,18 @@ func TestCVCExpiry(t *testing.T) {
 	if err != nil || resp.CvcIncluded || !c.CVC.IsZero() || c.Number.Last4() != "0005" {
 		t.Fatalf("detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
 	}
+	t.Run("delete erases a held CVC", func(t *testing.T) {
+		tok := s.tokenize(s.a.SecretKey, cardIn("3566002020360505", 12, expYear, "888")).str("token")
+		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 1 {
+			t.Fatal("CVC not held after tokenize")
+		}
+		if d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil); d.status != 200 {
+			t.Fatalf("delete: %d", d.status)
+		}
+		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 0 {
+			t.Fatal("CVC still in Redis after delete")
+		}
+	})
 }
 
 // TestRestartDurability: tokens survive a vaultd restart; the new process
