@@ -87,7 +87,7 @@ func main() {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	if _, err := admin.Setup(context.Background()); err != nil {
+	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
 		t.Fatalf("vault setup: %v", err)
 	}
 	pki, err := devpki.Ensure(t.TempDir())

@@ -34,8 +34,10 @@ Usage:
                         [--data-dir ./.obol | --postgres-url URL]
       Create a merchant and print its API keys (shown once).
   obol vault setup [--vault-addr URL] [--transit-mount transit] [--transit-key obol-kek]
-      Configure a fresh HashiCorp Vault for vaultd, idempotently. Uses the
-      operator token in VAULT_TOKEN.
+                   [--no-policies] [--audit-file PATH]
+      Configure a fresh HashiCorp Vault for vaultd, idempotently: transit,
+      the KEK, the fingerprint secret, Obol's policies and the AppRole role.
+      Uses the operator token in VAULT_TOKEN.
 `
 
 func main() {
@@ -177,6 +179,9 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.KeyName, "transit-key", "obol-kek", "KEK name")
 	fs.StringVar(&cfg.FingerprintPath, "fingerprint-path", "secret/data/obol/fingerprint", "KV v2 path of the fingerprint secret")
 	fs.StringVar(&cfg.CACertFile, "vault-cacert", cli.Env("VAULT_CACERT", ""), "CA certificate for Vault's TLS")
+	fs.StringVar(&cfg.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
+	noPolicies := fs.Bool("no-policies", false, "do not write policies or the AppRole role")
+	auditFile := fs.String("audit-file", "", "also enable Vault's file audit device writing to this path (on the Vault server)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -188,7 +193,7 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	steps, err := c.Setup(ctx)
+	steps, err := c.Setup(ctx, transit.SetupOptions{Policies: !*noPolicies, AuditFile: *auditFile})
 	for _, s := range steps {
 		fmt.Fprintln(out, s)
 	}
@@ -202,5 +207,14 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	fmt.Fprintf(out, "vault setup complete: %d created, %d already present\n", changed, len(steps)-changed)
+	if !*noPolicies {
+		fmt.Fprintf(out, `
+vaultd logs in with AppRole %[1]q. Give it a role id and a secret id file:
+  vault read -field=role_id auth/%[2]s/role/%[1]s/role-id          > role-id
+  vault write -f -field=secret_id auth/%[2]s/role/%[1]s/secret-id  > secret-id   # mode 0600
+  OBOL_VAULT_ROLE_ID=$(cat role-id) OBOL_VAULT_SECRET_ID_FILE=./secret-id vaultd …
+The obol-break-glass policy is written but attached to nothing (see policies/README.md).
+`, transit.AppRoleName, cfg.AppRoleMount)
+	}
 	return nil
 }

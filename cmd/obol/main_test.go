@@ -101,7 +101,7 @@ func TestVaultSetup(t *testing.T) {
 	}
 	v := testenv.StartVault(t)
 	t.Setenv("VAULT_TOKEN", v.Token)
-	for i, want := range []string{"3 created", "0 created"} {
+	for i, want := range []string{"9 created", "0 created"} {
 		var out bytes.Buffer
 		if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, &out); err != nil {
 			t.Fatalf("run %d: %v\n%s", i+1, err, out.String())

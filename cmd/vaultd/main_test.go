@@ -30,7 +30,7 @@ func TestRunFromEnvironment(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Setup(context.Background()); err != nil {
+	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	pkiDir := t.TempDir()

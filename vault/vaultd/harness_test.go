@@ -101,7 +101,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.Setup(context.Background()); err != nil {
+	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
 		t.Fatalf("vault setup: %v", err)
 	}
 	s.pki, err = devpki.Ensure(t.TempDir())

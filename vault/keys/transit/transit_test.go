@@ -73,11 +73,11 @@ func dedicated(t *testing.T) (*testenv.Vault, *Client) {
 func TestSetupIdempotent(t *testing.T) {
 	v, root := dedicated(t)
 	ctx := context.Background()
-	first, err := root.Setup(ctx)
+	first, err := root.Setup(ctx, SetupOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	second, err := root.Setup(ctx)
+	second, err := root.Setup(ctx, SetupOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestSetupIdempotent(t *testing.T) {
 		t.Fatalf("KEK = %+v, %v", ki, err)
 	}
 	s1, _ := root.FingerprintSecret(ctx)
-	if _, err := root.Setup(ctx); err != nil {
+	if _, err := root.Setup(ctx, SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	s2, _ := root.FingerprintSecret(ctx)
@@ -122,7 +122,7 @@ func TestSetupIdempotent(t *testing.T) {
 func TestAppRoleLeastPrivilege(t *testing.T) {
 	v, root := dedicated(t)
 	ctx := context.Background()
-	if _, err := root.Setup(ctx); err != nil {
+	if _, err := root.Setup(ctx, SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	policy, err := os.ReadFile("../../../policies/vault/obol-vaultd.hcl")
