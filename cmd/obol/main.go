@@ -38,6 +38,11 @@ Usage:
       Configure a fresh HashiCorp Vault for vaultd, idempotently: transit,
       the KEK, the fingerprint secret, Obol's policies and the AppRole role.
       Uses the operator token in VAULT_TOKEN.
+  obol keys status [--postgres-url URL] [--vault-addr URL]
+      Show the KEK's versions and how many DEKs and tokens each protects.
+  obol keys rewrap [--postgres-url URL] [--vault-addr URL] [--batch 100]
+      Rewrap every stored DEK to the latest KEK version (resumable).
+      Vault credentials as for vaultd: OBOL_VAULT_TOKEN or AppRole.
 `
 
 func main() {
@@ -67,6 +72,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 			return errors.New("usage: obol vault setup")
 		}
 		return runVaultSetup(ctx, args[2:], out)
+	case "keys":
+		return runKeys(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

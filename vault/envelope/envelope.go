@@ -134,6 +134,9 @@ type Envelope struct {
 	cache   map[string]*list.Element // id -> *dek in lru
 	lru     *list.List
 	epoch   uint64 // bumped by Purge; a DEK created before a purge is not cached
+	// minKEK: DEKs wrapped below this KEK version never become current (a
+	// data key generated just before a rotation is used once, not reused).
+	minKEK int
 
 	fpMu     sync.RWMutex
 	fpSecret []byte
@@ -279,7 +282,12 @@ func (e *Envelope) newDEK(ctx context.Context, epoch uint64) (*dek, error) {
 		// Purged while we were generating: use once, do not cache.
 		return d, nil
 	}
-	e.current = d
+	// A data key generated under a KEK version that has since been retired
+	// seals the value it was generated for (the rewrap job rewraps it) but
+	// does not become current.
+	if d.kekVer >= e.minKEK {
+		e.current = d
+	}
 	e.addLocked(d)
 	return d, nil
 }
@@ -371,6 +379,33 @@ func (e *Envelope) Purge() {
 		delete(e.fpKeys, k)
 	}
 	e.fpMu.Unlock()
+}
+
+// RetireBelow stops sealing under the current DEK if it is wrapped under a
+// KEK version below version, so the next seal gets a DEK wrapped under the
+// new KEK. The retired DEK stays cached for opening.
+func (e *Envelope) RetireBelow(version int) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if version > e.minKEK {
+		e.minKEK = version
+	}
+	if e.current != nil && e.current.kekVer < version {
+		e.current = nil
+		return true
+	}
+	return false
+}
+
+// CurrentKEKVersion is the KEK version of the DEK new data is sealed under
+// (0 when none is current).
+func (e *Envelope) CurrentKEKVersion() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.current == nil {
+		return 0
+	}
+	return e.current.kekVer
 }
 
 // CachedDEKs reports how many plaintext DEKs are held.

@@ -135,6 +135,9 @@ func (s *Server) GRPCAddr() string { return s.lnGRPC.Addr().String() }
 // HTTPAddr is the bound REST address.
 func (s *Server) HTTPAddr() string { return s.lnHTTP.Addr().String() }
 
+// Register adds collectors to the server's /metrics.
+func (s *Server) Register(cs ...prometheus.Collector) { s.reg.MustRegister(cs...) }
+
 // Registry exposes the metrics registry.
 func (s *Server) Registry() *prometheus.Registry { return s.reg }
 

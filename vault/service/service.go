@@ -73,7 +73,8 @@ type Service struct {
 	cfg   Config
 	log   *slog.Logger
 
-	keysDown atomic.Bool
+	keysDown   atomic.Bool
+	kekVersion atomic.Int64
 
 	authMu    sync.Mutex
 	authCache map[string]authEntry
@@ -148,6 +149,50 @@ func (s *Service) setKeysDown(err error) {
 		s.log.Info("key service available again")
 	}
 }
+
+// KeyVersions reports the KEK's latest version.
+type KeyVersions interface {
+	LatestVersion(ctx context.Context) (int, error)
+}
+
+// WatchKEKVersion polls the KEK's latest version until ctx ends. When it
+// moves (a rotation by the key admin, or Vault's auto_rotate_period), new
+// data is sealed under a fresh DEK wrapped by the new version from then on.
+// onPoll runs after every successful poll (vaultd runs the rewrap job, which
+// is cheap when nothing is behind), so an interrupted rewrap resumes and a
+// data key generated during a rotation is rewrapped too.
+func (s *Service) WatchKEKVersion(ctx context.Context, kv KeyVersions, every time.Duration, onPoll func(version int)) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	seen := 0
+	for {
+		cctx, cancel := context.WithTimeout(ctx, every+5*time.Second)
+		v, err := kv.LatestVersion(cctx)
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil && v > seen {
+			if seen != 0 {
+				s.log.Info("KEK rotated: new data keys are wrapped under the new version", "kek_version", v, "previous", seen)
+			}
+			seen = v
+			s.env.RetireBelow(v)
+			s.kekVersion.Store(int64(v))
+		}
+		if err == nil && onPoll != nil {
+			onPoll(v)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// KEKVersion is the latest KEK version the watcher has seen.
+func (s *Service) KEKVersion() int { return int(s.kekVersion.Load()) }
 
 // KeysUp reports whether the key service is believed usable.
 func (s *Service) KeysUp() bool { return !s.keysDown.Load() }

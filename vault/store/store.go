@@ -102,6 +102,22 @@ type Store interface {
 	// PutIdempotency inserts a record; ErrIdempotencyExists if the key is taken.
 	PutIdempotency(ctx context.Context, rec IdempotencyRecord) error
 
+	// DEKsBelowVersion lists DEKs wrapped under a KEK version below
+	// version, in id order after the given id, at most limit.
+	DEKsBelowVersion(ctx context.Context, version int, after string, limit int) ([]envelope.DEKRecord, error)
+	// RewrapDEK replaces a DEK's wrapped form if it is still oldWrapped
+	// (compare-and-set, so concurrent rewrap jobs are safe); ErrNotFound if not.
+	RewrapDEK(ctx context.Context, id, oldWrapped, newWrapped string, newVersion int) error
+	// KeyStats counts DEKs and tokens per KEK version.
+	KeyStats(ctx context.Context) ([]KeyStat, error)
+
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// KeyStat is how much one KEK version still protects.
+type KeyStat struct {
+	KEKVersion int
+	DEKs       int64
+	Tokens     int64
 }

@@ -52,6 +52,8 @@ func TestMain(m *testing.M) {
 type stackOpts struct {
 	dedicated bool // own Vault, Postgres and Redis (outage tests)
 	cvcTTL    time.Duration
+	// dekMaxUses makes data keys retire quickly (many DEKs to rewrap).
+	dekMaxUses int64
 }
 
 // stack is vaultd started in-process with vaultd.Start against real Vault,
@@ -64,6 +66,7 @@ type stack struct {
 	redis  *testenv.Redis
 	dbURL  string
 	cfg    vaultd.Config
+	kek    string
 	logs   *testenv.SyncBuffer
 	pki    *devpki.PKI
 	in     *vaultd.Instance
@@ -96,7 +99,8 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 		s.vault, s.pg, s.redis = testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
 	}
 	s.dbURL = s.pg.NewDatabase(t, "vault", postgres.MigrateURL)
-	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: "kek-" + randHex(4), FingerprintPath: "secret/data/obol/fp-" + randHex(4)}
+	s.kek = "kek-" + randHex(4)
+	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: s.kek, FingerprintPath: "secret/data/obol/fp-" + randHex(4)}
 	admin, err := transit.New(tc)
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +119,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	s.cfg = vaultd.Config{
 		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
-		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond,
+		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond, KEKCheckEvery: 100 * time.Millisecond, DEKMaxUses: opts.dekMaxUses,
 		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// Registered after NewDatabase, so it runs before the database is dropped.

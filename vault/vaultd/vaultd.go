@@ -19,6 +19,7 @@ import (
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/server"
 	"github.com/obolpay/obol/vault/service"
@@ -43,7 +44,13 @@ type Config struct {
 	DEKMaxAge       time.Duration
 	DEKMaxUses      int64
 	KeyCheckEvery   time.Duration
-	Reflection      bool
+	// KEKCheckEvery is how often the KEK version is polled (default 10s):
+	// the bound on how long after a rotation new DEKs use the new version.
+	KEKCheckEvery time.Duration
+	// NoAutoRewrap disables rewrapping stored DEKs when the KEK rotates
+	// (then run `obol keys rewrap`).
+	NoAutoRewrap bool
+	Reflection   bool
 	// TLS overrides the certificate files (tests and `obol dev`).
 	TLS    *tls.Config
 	Logger *slog.Logger
@@ -65,8 +72,10 @@ type Instance struct {
 	Store    store.Store
 	CVCs     cvcstore.Store
 	Envelope *envelope.Envelope
-	watch    func(ctx context.Context)
-	closers  []func() error
+	// Rewrap counts the automatic rewrap job's work (production only).
+	Rewrap  *rotation.Progress
+	watch   func(ctx context.Context)
+	closers []func() error
 }
 
 // Serve serves until ctx ends, running the key-service watcher alongside.
@@ -130,7 +139,17 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if every <= 0 {
 		every = time.Second
 	}
-	in.watch = func(ctx context.Context) { in.Service.WatchKeyService(ctx, kms, every) }
+	kekEvery := cfg.KEKCheckEvery
+	if kekEvery <= 0 {
+		kekEvery = 10 * time.Second
+	}
+	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap)
+	in.Rewrap = rw.progress
+	in.watch = func(ctx context.Context) {
+		go in.Service.WatchKEKVersion(ctx, kms, kekEvery, func(int) { rw.trigger(ctx) })
+		in.Service.WatchKeyService(ctx, kms, every)
+	}
+	in.Server.Register(rw.collectors(in.Service)...)
 	in.closers = append(in.closers, st.Close, cvcs.Close)
 	log.Info("vaultd ready", "config", cfg.String(), "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
 	return in, nil

@@ -316,6 +316,8 @@ type KeyInfo struct {
 	Exportable           bool   `json:"exportable"`
 	DeletionAllowed      bool   `json:"deletion_allowed"`
 	Derived              bool   `json:"derived"`
+	// AutoRotatePeriod is in seconds (0: off).
+	AutoRotatePeriod int64 `json:"auto_rotate_period"`
 }
 
 // ReadKey reads the KEK's metadata.
@@ -405,4 +407,40 @@ func loadCA(path string) (*x509.CertPool, error) {
 		return nil, fmt.Errorf("vault CA file %s: no PEM certificates", path)
 	}
 	return pool, nil
+}
+
+// LatestVersion is the KEK's latest version (new data keys are wrapped under it).
+func (c *Client) LatestVersion(ctx context.Context) (int, error) {
+	ki, err := c.ReadKey(ctx)
+	return ki.LatestVersion, err
+}
+
+// RewrapBatch rewraps wrapped data keys to the KEK's latest version in one
+// request (transit/rewrap with batch_input). Plaintext never leaves Vault.
+// It returns the new wrapped forms in input order.
+func (c *Client) RewrapBatch(ctx context.Context, wrapped []string) ([]string, error) {
+	in := make([]map[string]string, len(wrapped))
+	for i, w := range wrapped {
+		in[i] = map[string]string{"ciphertext": w}
+	}
+	var out struct {
+		BatchResults []struct {
+			Ciphertext string `json:"ciphertext"`
+			Error      string `json:"error"`
+		} `json:"batch_results"`
+	}
+	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/rewrap/"+c.cfg.KeyName, map[string]any{"batch_input": in}, &out); err != nil {
+		return nil, err
+	}
+	if len(out.BatchResults) != len(wrapped) {
+		return nil, fmt.Errorf("%w: rewrap returned %d results for %d inputs", ErrVault, len(out.BatchResults), len(wrapped))
+	}
+	res := make([]string, len(wrapped))
+	for i, r := range out.BatchResults {
+		if r.Error != "" || r.Ciphertext == "" {
+			return nil, fmt.Errorf("%w: rewrap item %d: %s", ErrVault, i, r.Error)
+		}
+		res[i] = r.Ciphertext
+	}
+	return res, nil
 }

@@ -381,3 +381,42 @@ func (s *Store) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) e
 	}
 	return nil
 }
+
+// DEKsBelowVersion lists DEKs wrapped under an older KEK version.
+func (s *Store) DEKsBelowVersion(ctx context.Context, version int, after string, limit int) ([]envelope.DEKRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, wrapped, kek_version, created_at FROM deks WHERE kek_version < $1 AND id > $2 ORDER BY id LIMIT $3`, version, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (envelope.DEKRecord, error) {
+		var d envelope.DEKRecord
+		err := r.Scan(&d.ID, &d.Wrapped, &d.KEKVersion, &d.CreatedAt)
+		return d, err
+	})
+}
+
+// RewrapDEK swaps a DEK's wrapped form if unchanged since it was read.
+func (s *Store) RewrapDEK(ctx context.Context, id, oldWrapped, newWrapped string, newVersion int) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE deks SET wrapped = $3, kek_version = $4 WHERE id = $1 AND wrapped = $2`, id, oldWrapped, newWrapped, newVersion)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// KeyStats counts DEKs and tokens per KEK version.
+func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
+	rows, err := s.pool.Query(ctx, `SELECT d.kek_version, count(DISTINCT d.id), count(t.token)
+		FROM deks d LEFT JOIN tokens t ON t.dek_id = d.id GROUP BY d.kek_version ORDER BY d.kek_version`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.KeyStat, error) {
+		var k store.KeyStat
+		err := r.Scan(&k.KEKVersion, &k.DEKs, &k.Tokens)
+		return k, err
+	})
+}

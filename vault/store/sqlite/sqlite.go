@@ -280,3 +280,54 @@ func (s *Store) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) e
 	}
 	return nil
 }
+
+// DEKsBelowVersion lists DEKs wrapped under an older KEK version.
+func (s *Store) DEKsBelowVersion(ctx context.Context, version int, after string, limit int) ([]envelope.DEKRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, wrapped, kek_version, created_at FROM deks WHERE kek_version < ? AND id > ? ORDER BY id LIMIT ?`, version, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []envelope.DEKRecord
+	for rows.Next() {
+		var d envelope.DEKRecord
+		var created string
+		if err := rows.Scan(&d.ID, &d.Wrapped, &d.KEKVersion, &created); err != nil {
+			return nil, err
+		}
+		d.CreatedAt = parseTS(created)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// RewrapDEK swaps a DEK's wrapped form if unchanged since it was read.
+func (s *Store) RewrapDEK(ctx context.Context, id, oldWrapped, newWrapped string, newVersion int) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE deks SET wrapped = ?, kek_version = ? WHERE id = ? AND wrapped = ?`, newWrapped, newVersion, id, oldWrapped)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// KeyStats counts DEKs and tokens per KEK version.
+func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT d.kek_version, count(DISTINCT d.id), count(t.token)
+		FROM deks d LEFT JOIN tokens t ON t.dek_id = d.id GROUP BY d.kek_version ORDER BY d.kek_version`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.KeyStat
+	for rows.Next() {
+		var k store.KeyStat
+		if err := rows.Scan(&k.KEKVersion, &k.DEKs, &k.Tokens); err != nil {
+			return nil, err
+		}
+		out = append(out, k)
+	}
+	return out, rows.Err()
+}

@@ -33,6 +33,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"concurrent same idempotency key creates one token", testIdempotentRace},
 		{"put idempotency", testPutIdempotency},
 		{"one failing create in a concurrent burst fails alone", testBurstIsolation},
+		{"rewrap bookkeeping", testRewrap},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -311,5 +312,48 @@ func testBurstIsolation(t *testing.T, s store.Store) {
 	}
 	if c, _ := s.CountTokens(ctx(t)); c != n {
 		t.Fatalf("%d tokens; want %d", c, n)
+	}
+}
+
+func testRewrap(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	c := ctx(t)
+	for i, v := range []int{1, 1, 2, 3} {
+		if err := s.InsertDEK(c, envelope.DEKRecord{ID: fmt.Sprintf("dek_%d", i), Wrapped: fmt.Sprintf("vault:v%d:w%d", v, i), KEKVersion: v, CreatedAt: t0}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		r := token(fmt.Sprintf("tok_%d", i), "mer_a", "fp", t0)
+		r.DEKID = "dek_0"
+		if err := s.CreateToken(c, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page1, err := s.DEKsBelowVersion(c, 3, "", 2)
+	if err != nil || len(page1) != 2 || page1[0].ID != "dek_0" || page1[1].ID != "dek_1" {
+		t.Fatalf("page 1 = %+v, %v", page1, err)
+	}
+	page2, err := s.DEKsBelowVersion(c, 3, page1[1].ID, 2)
+	if err != nil || len(page2) != 1 || page2[0].ID != "dek_2" {
+		t.Fatalf("page 2 = %+v, %v", page2, err)
+	}
+	if err := s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:new", 3); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:again", 3); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("stale compare-and-set: %v", err)
+	}
+	d, _ := s.GetDEK(c, "dek_0")
+	if d.Wrapped != "vault:v3:new" || d.KEKVersion != 3 {
+		t.Fatalf("after rewrap: %+v", d)
+	}
+	stats, err := s.KeyStats(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.KeyStat{{KEKVersion: 1, DEKs: 1}, {KEKVersion: 2, DEKs: 1}, {KEKVersion: 3, DEKs: 2, Tokens: 3}}
+	if fmt.Sprint(stats) != fmt.Sprint(want) {
+		t.Fatalf("KeyStats = %v, want %v", stats, want)
 	}
 }

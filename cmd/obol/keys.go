@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/store/postgres"
+)
+
+// keysFlags are vaultd's Vault and database settings, read the same way.
+func keysFlags(fs *flag.FlagSet) (*transit.Config, *string) {
+	var cfg transit.Config
+	fs.StringVar(&cfg.Address, "vault-addr", cli.Env("OBOL_VAULT_ADDR", cli.Env("VAULT_ADDR", "")), "Vault address (OBOL_VAULT_ADDR)")
+	fs.StringVar(&cfg.Mount, "transit-mount", cli.Env("OBOL_TRANSIT_MOUNT", "transit"), "transit mount")
+	fs.StringVar(&cfg.KeyName, "transit-key", cli.Env("OBOL_TRANSIT_KEY", "obol-kek"), "KEK name")
+	fs.StringVar(&cfg.RoleID, "vault-role-id", cli.Env("OBOL_VAULT_ROLE_ID", ""), "AppRole role id")
+	fs.StringVar(&cfg.SecretIDFile, "vault-secret-id-file", cli.Env("OBOL_VAULT_SECRET_ID_FILE", ""), "AppRole secret id file")
+	fs.StringVar(&cfg.CACertFile, "vault-cacert", cli.Env("OBOL_VAULT_CACERT", ""), "CA certificate for Vault's TLS")
+	pg := fs.String("postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (OBOL_POSTGRES_URL)")
+	return &cfg, pg
+}
+
+func openKeys(ctx context.Context, cfg *transit.Config, pg string) (*transit.Client, *postgres.Store, error) {
+	cfg.Token = cli.Env("OBOL_VAULT_TOKEN", os.Getenv("VAULT_TOKEN"))
+	if cfg.RoleID != "" {
+		cfg.Token = ""
+	}
+	if pg == "" {
+		return nil, nil, errors.New("--postgres-url (OBOL_POSTGRES_URL) is required")
+	}
+	kms, err := transit.New(*cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := postgres.Open(ctx, pg, postgres.Options{MaxConns: 4})
+	if err != nil {
+		return nil, nil, err
+	}
+	return kms, st, nil
+}
+
+func runKeys(ctx context.Context, args []string, out io.Writer) error {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "rewrap") {
+		return errors.New("usage: obol keys status|rewrap")
+	}
+	fs := flag.NewFlagSet("obol keys "+args[0], flag.ContinueOnError)
+	cfg, pg := keysFlags(fs)
+	batch := fs.Int("batch", 100, "DEKs per transit/rewrap call (rewrap)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	kms, st, err := openKeys(ctx, cfg, *pg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if args[0] == "rewrap" {
+		res, err := rotation.Rewrap(ctx, kms, st, *batch, nil, func(r rotation.Result) {
+			fmt.Fprintf(out, "rewrapped %d DEKs to KEK version %d (%s)\n", r.Rewrapped, r.TargetVersion, r.Elapsed.Round(time.Millisecond))
+		})
+		if err != nil {
+			return fmt.Errorf("%w (the job is resumable: run it again)", err)
+		}
+		rate := 0.0
+		if res.Elapsed > 0 {
+			rate = float64(res.Rewrapped) / res.Elapsed.Seconds()
+		}
+		fmt.Fprintf(out, "rewrap complete: %d rewrapped, %d already current (concurrent job), KEK version %d, %.0f DEKs/s\n", res.Rewrapped, res.Skipped, res.TargetVersion, rate)
+		return nil
+	}
+	ki, err := kms.ReadKey(ctx)
+	if err != nil {
+		return fmt.Errorf("read KEK: %w", err)
+	}
+	stats, err := st.KeyStats(ctx)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "KEK %s/keys/%s: latest version %d, min_decryption_version %d, min_encryption_version %d, auto_rotate_period %s, exportable %v, deletion allowed %v\n\n",
+		kms.Mount(), kms.KeyName(), ki.LatestVersion, ki.MinDecryptionVersion, ki.MinEncryptionVersion, time.Duration(ki.AutoRotatePeriod)*time.Second, ki.Exportable, ki.DeletionAllowed)
+	fmt.Fprintf(out, "%-12s %10s %12s\n", "KEK version", "DEKs", "tokens")
+	var behind int64
+	for _, s := range stats {
+		fmt.Fprintf(out, "%-12d %10d %12d\n", s.KEKVersion, s.DEKs, s.Tokens)
+		if s.KEKVersion < ki.LatestVersion {
+			behind += s.DEKs
+		}
+	}
+	switch {
+	case behind > 0:
+		fmt.Fprintf(out, "\n%d DEKs are wrapped under older KEK versions: run `obol keys rewrap` (vaultd does it automatically) before raising min_decryption_version.\n", behind)
+	default:
+		fmt.Fprintf(out, "\nEvery DEK is wrapped under the latest KEK version: min_decryption_version can be raised to %d.\n", ki.LatestVersion)
+	}
+	return nil
+}
