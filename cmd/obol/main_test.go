@@ -10,11 +10,15 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/store/postgres"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -113,5 +117,63 @@ func TestVaultSetup(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", "")
 	if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard); err == nil {
 		t.Fatal("setup without an operator token succeeded")
+	}
+}
+
+// TestKeysStatusAndRewrap: `obol keys status` reports DEKs per KEK version
+// and `obol keys rewrap` brings them all to the latest, against real Vault
+// and PostgreSQL.
+func TestKeysStatusAndRewrap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Vault and PostgreSQL")
+	}
+	v, pg := testenv.StartVault(t), testenv.SharedPostgres(t)
+	t.Setenv("VAULT_TOKEN", v.Token)
+	if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	db := pg.NewDatabase(t, "vault", postgres.MigrateURL)
+	st, err := postgres.Open(context.Background(), db, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kms, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		dk, err := kms.GenerateDataKey(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.InsertDEK(context.Background(), envelope.DEKRecord{ID: "dek_" + strconv.Itoa(i), Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	v.Do(t, "POST", "transit/keys/obol-kek/rotate", nil)
+	args := func(verb string) []string {
+		return []string{"keys", verb, "--vault-addr", v.Addr, "--postgres-url", db}
+	}
+	var out bytes.Buffer
+	if err := run(context.Background(), args("status"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "latest version 2") || !strings.Contains(out.String(), "3 DEKs are wrapped under older KEK versions") {
+		t.Fatalf("status before rewrap:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), args("rewrap"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "rewrap complete: 3 rewrapped") {
+		t.Fatalf("rewrap:\n%s", out.String())
+	}
+	out.Reset()
+	if err := run(context.Background(), args("status"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "min_decryption_version can be raised to 2") {
+		t.Fatalf("status after rewrap:\n%s", out.String())
 	}
 }

@@ -31,6 +31,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vault.Address, "vault-addr", cli.Env("OBOL_VAULT_ADDR", cli.Env("VAULT_ADDR", "")), "HashiCorp Vault address (OBOL_VAULT_ADDR)")
 	fs.StringVar(&cfg.Vault.Namespace, "vault-namespace", cli.Env("OBOL_VAULT_NAMESPACE", ""), "Vault namespace (OBOL_VAULT_NAMESPACE)")
 	fs.StringVar(&cfg.Vault.CACertFile, "vault-cacert", cli.Env("OBOL_VAULT_CACERT", ""), "CA certificate for Vault's TLS (OBOL_VAULT_CACERT)")
+	fs.StringVar(&cfg.Vault.TokenFile, "vault-token-file", cli.Env("OBOL_VAULT_TOKEN_FILE", ""), "file holding a Vault token kept fresh by Vault Agent (OBOL_VAULT_TOKEN_FILE)")
 	fs.StringVar(&cfg.Vault.RoleID, "vault-role-id", cli.Env("OBOL_VAULT_ROLE_ID", ""), "AppRole role id (OBOL_VAULT_ROLE_ID)")
 	fs.StringVar(&cfg.Vault.SecretIDFile, "vault-secret-id-file", cli.Env("OBOL_VAULT_SECRET_ID_FILE", ""), "file holding the AppRole secret id (OBOL_VAULT_SECRET_ID_FILE)")
 	fs.StringVar(&cfg.Vault.AppRoleMount, "vault-approle-mount", cli.Env("OBOL_VAULT_APPROLE_MOUNT", "approle"), "AppRole auth mount")
@@ -50,6 +51,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.DEKMaxAge, "dek-max-age", cli.EnvDuration("OBOL_DEK_MAX_AGE", 0), "retire a data key after this long (default 1h)")
 	fs.Int64Var(&cfg.DEKMaxUses, "dek-max-uses", 0, "retire a data key after this many encryptions (default 1000000)")
 	fs.DurationVar(&cfg.KeyCheckEvery, "key-check-interval", cli.EnvDuration("OBOL_KEY_CHECK_INTERVAL", 0), "how often Vault's seal status is checked (default 1s)")
+	fs.DurationVar(&cfg.KEKCheckEvery, "kek-check-interval", cli.EnvDuration("OBOL_KEK_CHECK_INTERVAL", 0), "how often the KEK version is checked for rotations (default 10s)")
+	fs.BoolVar(&cfg.NoAutoRewrap, "no-auto-rewrap", cli.EnvBool("OBOL_NO_AUTO_REWRAP", false), "do not rewrap stored DEKs automatically after a KEK rotation")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	if err := fs.Parse(args); err != nil {
@@ -58,7 +61,7 @@ func run(ctx context.Context, args []string) error {
 	// The token is read from the environment only, never from a flag (flags
 	// show up in process listings).
 	cfg.Vault.Token = cli.Env("OBOL_VAULT_TOKEN", os.Getenv("VAULT_TOKEN"))
-	if cfg.Vault.RoleID != "" {
+	if cfg.Vault.RoleID != "" || cfg.Vault.TokenFile != "" {
 		cfg.Vault.Token = ""
 	}
 	cfg.Logger = cli.Logger(*logFormat)

@@ -47,6 +47,10 @@ type Config struct {
 	Namespace string // Vault Enterprise namespace, optional
 	// Token authentication (takes precedence when set).
 	Token string
+	// TokenFile holds a token kept fresh by someone else (Vault Agent's
+	// auto-auth sink, e.g. with Kubernetes auth). It is re-read when Vault
+	// refuses the current token.
+	TokenFile string
 	// AppRole authentication.
 	RoleID       string
 	SecretIDFile string
@@ -81,8 +85,18 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Address == "" {
 		return nil, errors.New("vault address is required (OBOL_VAULT_ADDR)")
 	}
+	if cfg.Token == "" && cfg.TokenFile != "" {
+		b, err := os.ReadFile(cfg.TokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("vault token file: %w", err)
+		}
+		cfg.Token = strings.TrimSpace(string(b))
+		if cfg.Token == "" {
+			return nil, fmt.Errorf("vault token file %s is empty", cfg.TokenFile)
+		}
+	}
 	if cfg.Token == "" && cfg.RoleID == "" {
-		return nil, errors.New("vault auth is required: a token (OBOL_VAULT_TOKEN) or AppRole (OBOL_VAULT_ROLE_ID and OBOL_VAULT_SECRET_ID_FILE)")
+		return nil, errors.New("vault auth is required: a token (OBOL_VAULT_TOKEN or OBOL_VAULT_TOKEN_FILE) or AppRole (OBOL_VAULT_ROLE_ID and OBOL_VAULT_SECRET_ID_FILE)")
 	}
 	if cfg.RoleID != "" && cfg.Token == "" && cfg.SecretIDFile == "" {
 		return nil, errors.New("AppRole auth needs a secret id file (OBOL_VAULT_SECRET_ID_FILE)")
@@ -142,6 +156,9 @@ func (c *Client) do(ctx context.Context, method, path string, body any, out any)
 		return err
 	}
 	err := c.doOnce(ctx, method, path, body, out, true)
+	if errors.Is(err, ErrDenied) && c.cfg.TokenFile != "" && c.reloadTokenFile() {
+		return c.doOnce(ctx, method, path, body, out, true)
+	}
 	if errors.Is(err, ErrDenied) && c.cfg.RoleID != "" && c.cfg.Token == "" {
 		// Vault answers 403 both for a dead token and for a policy denial.
 		// Only a dead token (expired, revoked) is fixed by logging in again.
@@ -215,6 +232,23 @@ func (c *Client) doOnce(ctx context.Context, method, path string, body any, out 
 		return fmt.Errorf("%w: %s %s: decode: %w", ErrVault, method, path, err)
 	}
 	return nil
+}
+
+// reloadTokenFile re-reads the token file; true if it now holds another token.
+func (c *Client) reloadTokenFile() bool {
+	b, err := os.ReadFile(c.cfg.TokenFile)
+	if err != nil {
+		return false
+	}
+	t := strings.TrimSpace(string(b))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t == "" || t == c.token {
+		return false
+	}
+	c.token = t
+	c.log.Info("vault token reloaded from file")
+	return true
 }
 
 func (c *Client) ensureToken(ctx context.Context) error {

@@ -213,3 +213,39 @@ func TestHealth(t *testing.T) {
 		t.Fatalf("unreachable vault: %v", err)
 	}
 }
+
+// TestTokenFile: a token kept fresh in a file (Vault Agent's sink) is
+// re-read when Vault refuses the current one.
+func TestTokenFile(t *testing.T) {
+	v, root := dedicated(t)
+	ctx := context.Background()
+	if _, err := root.Setup(ctx, SetupOptions{Policies: true}); err != nil {
+		t.Fatal(err)
+	}
+	mint := func() string {
+		r := v.Do(t, "POST", "auth/token/create", map[string]any{"policies": []string{"obol-vaultd"}, "ttl": "1h"})
+		return r["auth"].(map[string]any)["client_token"].(string)
+	}
+	file := filepath.Join(t.TempDir(), "token")
+	first := mint()
+	if err := os.WriteFile(file, []byte(first+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c, err := New(Config{Address: v.Addr, TokenFile: file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Check(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v.Do(t, "POST", "auth/token/revoke", map[string]string{"token": first})
+	if err := os.WriteFile(file, []byte(mint()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GenerateDataKey(ctx); err != nil {
+		t.Fatalf("after the agent replaced the token: %v", err)
+	}
+	if _, err := New(Config{Address: v.Addr, TokenFile: filepath.Join(t.TempDir(), "missing")}); err == nil {
+		t.Fatal("a missing token file was accepted")
+	}
+}
