@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -72,6 +73,11 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		rate := 0.0
 		if res.Elapsed > 0 {
 			rate = float64(res.Rewrapped) / res.Elapsed.Seconds()
+		}
+		if res.Rewrapped > 0 {
+			if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: audit.ActionRewrap, KEKVersion: res.TargetVersion, Detail: fmt.Sprintf("rewrapped=%d skipped=%d", res.Rewrapped, res.Skipped)}}); err != nil {
+				return fmt.Errorf("rewrap done, but recording it in the audit trail failed: %w", err)
+			}
 		}
 		fmt.Fprintf(out, "rewrap complete: %d rewrapped, %d already current (concurrent job), KEK version %d, %.0f DEKs/s\n", res.Rewrapped, res.Skipped, res.TargetVersion, rate)
 		return nil

@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/transit"
-	"github.com/obolpay/obol/vault/store"
-	"github.com/obolpay/obol/vault/store/postgres"
-	"github.com/obolpay/obol/vault/store/sqlite"
 	"github.com/obolpay/obol/vault/vaultd"
 )
 
@@ -43,6 +41,10 @@ Usage:
   obol keys rewrap [--postgres-url URL] [--vault-addr URL] [--batch 100]
       Rewrap every stored DEK to the latest KEK version (resumable).
       Vault credentials as for vaultd: OBOL_VAULT_TOKEN or AppRole.
+  obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
+  obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
+      List audit events; verify the hash chain (and, with --vault-addr and an
+      auditor token in VAULT_TOKEN, the anchor vaultd keeps in Vault).
 `
 
 func main() {
@@ -74,6 +76,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runVaultSetup(ctx, args[2:], out)
 	case "keys":
 		return runKeys(ctx, args[1:], out)
+	case "audit":
+		return runAudit(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
@@ -151,16 +155,7 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 			return fmt.Errorf("--origin %q must be scheme://host[:port] with no path", o)
 		}
 	}
-	var st store.Store
-	var err error
-	if *pgURL != "" {
-		st, err = postgres.Open(ctx, *pgURL, postgres.Options{MaxConns: 2})
-	} else {
-		if _, serr := os.Stat(*dataDir); serr != nil {
-			return fmt.Errorf("data dir %s: %w (run `obol dev` first, or pass --postgres-url)", *dataDir, serr)
-		}
-		st, err = sqlite.Open(ctx, filepath.Join(*dataDir, vaultd.DBFile))
-	}
+	st, err := openStore(ctx, *pgURL, *dataDir)
 	if err != nil {
 		return err
 	}
@@ -172,6 +167,9 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 	keys, err := vaultd.CreateMerchant(ctx, st, *name, origins, mode)
 	if err != nil {
 		return err
+	}
+	if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: audit.ActionMerchantCreate, MerchantID: keys.MerchantID, Detail: "mode=" + mode}}); err != nil {
+		return fmt.Errorf("merchant %s created, but recording it in the audit trail failed: %w", keys.MerchantID, err)
 	}
 	enc := json.NewEncoder(out)
 	enc.SetIndent("", "  ")

@@ -27,6 +27,12 @@ path "secret/data/obol/fingerprint" {
   capabilities = ["read"]
 }
 
+# Record the head of Obol's hash-chained audit trail (write only: vaultd
+# cannot read back or list anchors; the auditor reads them).
+path "secret/data/obol/audit-anchor" {
+  capabilities = ["create", "update"]
+}
+
 # Renew and look up its own token (AppRole tokens are renewable).
 path "auth/token/renew-self" {
   capabilities = ["update"]

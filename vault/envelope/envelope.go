@@ -408,6 +408,16 @@ func (e *Envelope) CurrentKEKVersion() int {
 	return e.current.kekVer
 }
 
+// KEKVersionOf is the KEK version a cached DEK is wrapped under (0 if not cached).
+func (e *Envelope) KEKVersionOf(dekID string) int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if el, ok := e.cache[dekID]; ok {
+		return el.Value.(*dek).kekVer
+	}
+	return 0
+}
+
 // CachedDEKs reports how many plaintext DEKs are held.
 func (e *Envelope) CachedDEKs() int {
 	e.mu.Lock()

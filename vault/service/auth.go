@@ -25,8 +25,12 @@ const (
 
 type principal struct {
 	merchantID  string
+	keyPrefix   string
 	publishable bool
 }
+
+// actor names a principal in the audit trail.
+func (p principal) actor() string { return "merchant:" + p.merchantID + "/" + p.keyPrefix }
 
 type authEntry struct {
 	p       principal
@@ -63,7 +67,7 @@ func (s *Service) merchant(ctx context.Context, allowPublishable bool) (principa
 		if err != nil {
 			return principal{}, s.public(ctx, "auth", err)
 		}
-		e = authEntry{p: principal{merchantID: k.MerchantID, publishable: k.Kind == store.KeyPublishable}, expires: now.Add(s.cfg.AuthCacheTTL)}
+		e = authEntry{p: principal{merchantID: k.MerchantID, keyPrefix: k.Prefix, publishable: k.Kind == store.KeyPublishable}, expires: now.Add(s.cfg.AuthCacheTTL)}
 		if e.p.publishable {
 			m, err := s.store.GetMerchant(ctx, k.MerchantID)
 			if err != nil {
@@ -101,20 +105,21 @@ func contains(list []string, s string) bool {
 }
 
 // gateway checks that the caller presented a verified client certificate
-// carrying the gateway identity (URI SAN, or CN as a fallback).
-func (s *Service) gateway(ctx context.Context) error {
+// carrying the gateway identity (URI SAN, or CN as a fallback), and returns
+// the audit actor for it.
+func (s *Service) gateway(ctx context.Context) (string, error) {
 	p, ok := peer.FromContext(ctx)
 	if !ok {
-		return ErrNotGateway
+		return "", ErrNotGateway
 	}
 	ti, ok := p.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(ti.State.VerifiedChains) == 0 || len(ti.State.VerifiedChains[0]) == 0 {
-		return ErrNotGateway
+		return "", ErrNotGateway
 	}
 	if hasIdentity(ti.State.VerifiedChains[0][0], s.cfg.GatewayIdentity) {
-		return nil
+		return "gateway:" + s.cfg.GatewayIdentity, nil
 	}
-	return ErrNotGateway
+	return "", ErrNotGateway
 }
 
 func hasIdentity(c *x509.Certificate, id string) bool {

@@ -5,6 +5,7 @@ import (
 	"errors"
 
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -39,6 +40,9 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 		}
 		return nil, s.public(ctx, opDelete, err)
 	}
+	if err := s.record(ctx, audit.Event{Actor: p.actor(), Action: audit.ActionDeleteToken, MerchantID: p.merchantID, Token: req.GetToken()}); err != nil {
+		return nil, s.public(ctx, opDelete, err)
+	}
 	if err := s.cvcs.Delete(ctx, req.GetToken()); err != nil {
 		return nil, s.public(ctx, opDelete, err)
 	}
@@ -50,7 +54,7 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 	}
 	resp := &vaultv1.DeleteTokenResponse{Token: req.GetToken(), Deleted: true}
 	if idemKey != "" {
-		if err := s.record(ctx, p.merchantID, idemKey, opDelete, mac, resp); err != nil {
+		if err := s.remember(ctx, p.merchantID, idemKey, opDelete, mac, resp); err != nil {
 			return nil, s.public(ctx, opDelete, err)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/envelope"
@@ -19,7 +20,8 @@ import (
 // for a token of the merchant it names. With include_cvc the CVC is taken
 // from the ephemeral store: a second call gets none (single use).
 func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest) (*vaultv1.DetokenizeResponse, error) {
-	if err := s.gateway(ctx); err != nil {
+	actor, err := s.gateway(ctx)
+	if err != nil {
 		return nil, err
 	}
 	switch {
@@ -40,6 +42,17 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 	}
 	plain, err := s.env.Open(ctx, rec.DEKID, envelope.AAD{Purpose: "card", Merchant: rec.MerchantID, Token: rec.Token}, rec.Ciphertext)
 	if err != nil {
+		return nil, s.public(ctx, "detokenize", err)
+	}
+	// No reveal without a record of it: the audit event is written first,
+	// and if it cannot be, nothing is revealed.
+	ev := audit.Event{Actor: actor, Action: audit.ActionDetokenize, MerchantID: rec.MerchantID, Token: rec.Token,
+		Purpose: req.GetPurpose(), DestinationHost: req.GetDestinationHost(), KEKVersion: s.env.KEKVersionOf(rec.DEKID)}
+	if req.GetIncludeCvc() {
+		ev.Detail = "cvc_requested"
+	}
+	if err := s.record(ctx, ev); err != nil {
+		card.WipeBytes(plain)
 		return nil, s.public(ctx, "detokenize", err)
 	}
 	c, err := card.Decode(plain)

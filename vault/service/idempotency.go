@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -68,9 +69,18 @@ func (s *Service) replay(ctx context.Context, merchantID, key, op string, mac []
 	return true, nil
 }
 
+// record writes an audit event (see vault/audit).
+func (s *Service) record(ctx context.Context, e audit.Event) error {
+	if e.At.IsZero() {
+		e.At = s.cfg.Now()
+	}
+	_, err := s.store.AppendAudit(ctx, []audit.Event{e})
+	return err
+}
+
 // record stores a result for later replays. If a concurrent request with the
 // same key won the race, its result is returned instead (or a conflict).
-func (s *Service) record(ctx context.Context, merchantID, key, op string, mac []byte, resp proto.Message) error {
+func (s *Service) remember(ctx context.Context, merchantID, key, op string, mac []byte, resp proto.Message) error {
 	b, err := proto.Marshal(resp)
 	if err != nil {
 		return err

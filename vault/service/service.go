@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync"
@@ -20,6 +21,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/transit"
@@ -175,6 +177,9 @@ func (s *Service) WatchKEKVersion(ctx context.Context, kv KeyVersions, every tim
 		if err == nil && v > seen {
 			if seen != 0 {
 				s.log.Info("KEK rotated: new data keys are wrapped under the new version", "kek_version", v, "previous", seen)
+				if err := s.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionKEKRotated, KEKVersion: v, Detail: fmt.Sprintf("previous=%d", seen)}); err != nil {
+					s.log.Error("audit: could not record the KEK rotation", "err", err)
+				}
 			}
 			seen = v
 			s.env.RetireBelow(v)
@@ -190,6 +195,9 @@ func (s *Service) WatchKEKVersion(ctx context.Context, kv KeyVersions, every tim
 		}
 	}
 }
+
+// Record writes an audit event on behalf of a background job or admin tool.
+func (s *Service) Record(ctx context.Context, e audit.Event) error { return s.record(ctx, e) }
 
 // KEKVersion is the latest KEK version the watcher has seen.
 func (s *Service) KEKVersion() int { return int(s.kekVersion.Load()) }

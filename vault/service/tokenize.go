@@ -143,7 +143,7 @@ func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c c
 		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(s.cfg.CVCTTL).Truncate(time.Second))
 	}
 	if idemKey != "" {
-		if err := s.record(ctx, existing.MerchantID, idemKey, opTokenize, mac, resp); err != nil {
+		if err := s.remember(ctx, existing.MerchantID, idemKey, opTokenize, mac, resp); err != nil {
 			return nil, err
 		}
 	}

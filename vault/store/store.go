@@ -10,6 +10,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 )
 
@@ -111,8 +112,23 @@ type Store interface {
 	// KeyStats counts DEKs and tokens per KEK version.
 	KeyStats(ctx context.Context) ([]KeyStat, error)
 
+	// AppendAudit chains and appends events (atomically, in order) and
+	// returns them with seq and hashes assigned.
+	AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error)
+	// ListAudit returns events after a seq, in seq order, optionally
+	// filtered by merchant or token.
+	ListAudit(ctx context.Context, f AuditFilter) ([]audit.Event, error)
+
 	Ping(ctx context.Context) error
 	Close() error
+}
+
+// AuditFilter selects audit events.
+type AuditFilter struct {
+	AfterSeq   int64
+	MerchantID string
+	Token      string
+	Limit      int // default 1000
 }
 
 // KeyStat is how much one KEK version still protects.

@@ -100,7 +100,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	}
 	s.dbURL = s.pg.NewDatabase(t, "vault", postgres.MigrateURL)
 	s.kek = "kek-" + randHex(4)
-	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: s.kek, FingerprintPath: "secret/data/obol/fp-" + randHex(4)}
+	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: s.kek, FingerprintPath: "secret/data/obol/fp-" + randHex(4), AuditAnchorPath: "secret/data/obol/anchor-" + randHex(4)}
 	admin, err := transit.New(tc)
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +120,8 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
 		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond, KEKCheckEvery: 100 * time.Millisecond, DEKMaxUses: opts.dekMaxUses,
-		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AuditAnchorEvery: 100 * time.Millisecond,
+		Logger:           slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// Registered after NewDatabase, so it runs before the database is dropped.
 	t.Cleanup(s.scanForLeaks)

@@ -2,13 +2,19 @@ package vaultd
 
 import (
 	"context"
+	"encoding/hex"
+	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/store"
 )
 
 // rewrapper runs the rewrap job in the background, one run at a time; a
@@ -19,14 +25,15 @@ type rewrapper struct {
 	log      *slog.Logger
 	enabled  bool
 	progress *rotation.Progress
+	record   func(context.Context, audit.Event) error
 
 	mu      sync.Mutex
 	running bool
 	again   bool
 }
 
-func newRewrapper(ks rotation.KeyService, st rotation.DEKStore, log *slog.Logger, enabled bool) *rewrapper {
-	return &rewrapper{ks: ks, st: st, log: log, enabled: enabled, progress: &rotation.Progress{}}
+func newRewrapper(ks rotation.KeyService, st rotation.DEKStore, log *slog.Logger, enabled bool, rec func(context.Context, audit.Event) error) *rewrapper {
+	return &rewrapper{ks: ks, st: st, log: log, enabled: enabled, progress: &rotation.Progress{}, record: rec}
 }
 
 func (r *rewrapper) trigger(ctx context.Context) {
@@ -49,6 +56,9 @@ func (r *rewrapper) trigger(ctx context.Context) {
 				r.log.Error("rewrap failed; it resumes on the next rotation or restart, or run `obol keys rewrap`", "err", err, "rewrapped", res.Rewrapped)
 			case res.Rewrapped > 0:
 				r.log.Info("rewrap done", "kek_version", res.TargetVersion, "rewrapped", res.Rewrapped, "skipped", res.Skipped, "elapsed", res.Elapsed.String())
+				if err := r.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRewrap, KEKVersion: res.TargetVersion, Detail: fmt.Sprintf("rewrapped=%d skipped=%d", res.Rewrapped, res.Skipped)}); err != nil {
+					r.log.Error("audit: could not record the rewrap", "err", err)
+				}
 			}
 			r.mu.Lock()
 			if !r.again || ctx.Err() != nil {
@@ -68,5 +78,44 @@ func (r *rewrapper) collectors(svc *service.Service) []prometheus.Collector {
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_vault_rewrapped_deks_total", Help: "Wrapped data keys rewrapped to the latest KEK version."}, func() float64 { return float64(p.Rewrapped.Load()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_vault_rewrap_runs_total", Help: "Rewrap job runs."}, func() float64 { return float64(p.Runs.Load()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "obol_vault_kek_latest_version", Help: "Latest KEK version seen in Vault."}, func() float64 { return float64(svc.KEKVersion()) }),
+	}
+}
+
+// anchorLoop writes the audit chain's head to Vault whenever it moves, so
+// that rewriting history in PostgreSQL is detectable (obol audit verify).
+func anchorLoop(ctx context.Context, st interface {
+	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
+}, w interface {
+	WriteAuditAnchor(ctx context.Context, a transit.AuditAnchor) error
+}, every time.Duration, log *slog.Logger) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var anchored, head int64
+	var headHash []byte
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for {
+			evs, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: head, Limit: 1000})
+			if err != nil || len(evs) == 0 {
+				break
+			}
+			last := evs[len(evs)-1]
+			head, headHash = last.Seq, last.Hash
+		}
+		if head == anchored {
+			continue
+		}
+		a := transit.AuditAnchor{Seq: head, Hash: hex.EncodeToString(headHash), At: time.Now().UTC().Format(time.RFC3339)}
+		if err := w.WriteAuditAnchor(ctx, a); err != nil {
+			if ctx.Err() == nil {
+				log.Error("audit: could not write the anchor to Vault", "err", err, "seq", head)
+			}
+			continue
+		}
+		anchored = head
 	}
 }

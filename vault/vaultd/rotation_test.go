@@ -14,6 +14,8 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/policies"
+	"github.com/obolpay/obol/vault/audit"
+	"github.com/obolpay/obol/vault/store"
 )
 
 // keyAdmin is a Vault token holding only obol-key-admin (for this test's KEK).
@@ -171,6 +173,17 @@ func TestRotationUnderLoad(t *testing.T) {
 	}
 	if len(stats) != 1 || stats[0].KEKVersion != 4 {
 		t.Fatalf("DEKs by KEK version after rewrap: %+v", stats)
+	}
+	evs, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Limit: 100000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[string]int{}
+	for _, e := range evs {
+		counts[e.Action]++
+	}
+	if counts[audit.ActionKEKRotated] != 3 || counts[audit.ActionRewrap] < 3 || counts[audit.ActionDetokenize] != int(okDetok.Load()+int64(len(all))) {
+		t.Fatalf("audit trail: %v (want 3 rotations, ≥3 rewraps, %d reveals)", counts, okDetok.Load()+int64(len(all)))
 	}
 	fmt.Printf("rotation under load: %d tokenize + %d detokenize OK, %d failed; 3 KEK rotations picked up after %v; %d DEKs rewrapped in %d runs; %d tokens verified after min_decryption_version=4 (%d DEKs unwrapped)\n",
 		okTok.Load(), okDetok.Load(), failed.Load(), pickups, s.in.Rewrap.Rewrapped.Load(), s.in.Rewrap.Runs.Load(), len(all), stats[0].DEKs)

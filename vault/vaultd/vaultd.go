@@ -50,7 +50,10 @@ type Config struct {
 	// NoAutoRewrap disables rewrapping stored DEKs when the KEK rotates
 	// (then run `obol keys rewrap`).
 	NoAutoRewrap bool
-	Reflection   bool
+	// AuditAnchorEvery is how often the audit chain's head is anchored in
+	// Vault when it moved (default 10s).
+	AuditAnchorEvery time.Duration
+	Reflection       bool
 	// TLS overrides the certificate files (tests and `obol dev`).
 	TLS    *tls.Config
 	Logger *slog.Logger
@@ -143,10 +146,15 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if kekEvery <= 0 {
 		kekEvery = 10 * time.Second
 	}
-	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap)
+	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
+	anchorEvery := cfg.AuditAnchorEvery
+	if anchorEvery <= 0 {
+		anchorEvery = 10 * time.Second
+	}
 	in.Rewrap = rw.progress
 	in.watch = func(ctx context.Context) {
 		go in.Service.WatchKEKVersion(ctx, kms, kekEvery, func(int) { rw.trigger(ctx) })
+		go anchorLoop(ctx, st, kms, anchorEvery, log)
 		in.Service.WatchKeyService(ctx, kms, every)
 	}
 	in.Server.Register(rw.collectors(in.Service)...)

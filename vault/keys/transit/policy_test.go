@@ -53,6 +53,7 @@ func TestPolicyMatrix(t *testing.T) {
 		{"write fingerprint secret", "POST", "secret/data/obol/fingerprint", map[string]any{"data": map[string]string{"key": "x"}}, nil},
 		{"policy write", "PUT", "sys/policies/acl/obol-evil", map[string]string{"policy": `path "*" { capabilities = ["sudo"] }`}, nil},
 		{"audit read", "GET", "secret/data/obol/audit-anchor", nil, []string{policies.Auditor, policies.BreakGlass}},
+		{"audit anchor write", "POST", "secret/data/obol/audit-anchor", map[string]any{"data": map[string]string{"head": "1"}}, []string{policies.VaultD}},
 	}
 	roles := policies.Names()
 	tokens := map[string]string{}

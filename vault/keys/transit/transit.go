@@ -61,6 +61,9 @@ type Config struct {
 	// FingerprintPath is the KV v2 path of the fingerprint secret (default
 	// "secret/data/obol/fingerprint"); its field "key" holds base64 of ≥32 bytes.
 	FingerprintPath string
+	// AuditAnchorPath is the KV v2 path of the audit chain's anchor
+	// (default "secret/data/obol/audit-anchor").
+	AuditAnchorPath string
 	// Timeout bounds each request (default 5s).
 	Timeout time.Duration
 	// CACertFile trusts an extra CA for Vault's TLS certificate.
@@ -109,6 +112,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.FingerprintPath == "" {
 		cfg.FingerprintPath = "secret/data/obol/fingerprint"
+	}
+	if cfg.AuditAnchorPath == "" {
+		cfg.AuditAnchorPath = "secret/data/obol/audit-anchor"
 	}
 	if cfg.AppRoleMount == "" {
 		cfg.AppRoleMount = "approle"
@@ -477,4 +483,26 @@ func (c *Client) RewrapBatch(ctx context.Context, wrapped []string) ([]string, e
 		res[i] = r.Ciphertext
 	}
 	return res, nil
+}
+
+// AuditAnchor is the head of Obol's audit chain as recorded in Vault.
+type AuditAnchor struct {
+	Seq  int64  `json:"seq"`
+	Hash string `json:"hash"` // hex
+	At   string `json:"at"`
+}
+
+// WriteAuditAnchor records the audit chain's head in KV v2, where the
+// auditor can read it and vaultd cannot rewrite history unnoticed.
+func (c *Client) WriteAuditAnchor(ctx context.Context, a AuditAnchor) error {
+	return c.do(ctx, http.MethodPost, c.cfg.AuditAnchorPath, map[string]any{"data": a}, nil)
+}
+
+// ReadAuditAnchor reads the anchor (auditor and break-glass may).
+func (c *Client) ReadAuditAnchor(ctx context.Context) (AuditAnchor, error) {
+	var out struct {
+		Data AuditAnchor `json:"data"`
+	}
+	err := c.do(ctx, http.MethodGet, c.cfg.AuditAnchorPath, nil, &out)
+	return out.Data, err
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
 )
@@ -30,6 +31,11 @@ var _ store.Store = (*Store)(nil)
 type Store struct {
 	pool    *pgxpool.Pool
 	creates *batch.Batcher[createReq]
+	audits  *batch.Batcher[*auditReq]
+}
+
+type auditReq struct {
+	events []audit.Event
 }
 
 type createReq struct {
@@ -76,6 +82,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// Group commit: when more tokenizations are in flight than flushers,
 	// they share one transaction (and one WAL flush). See flushCreates.
 	s.creates = batch.New(s.flushCreates, 64, flushers)
+	// Audit appends serialize on one lock; concurrent ones share it.
+	s.audits = batch.New(s.flushAudit, 256, 1)
 	return s, nil
 }
 
@@ -142,6 +150,7 @@ func Migrate(ctx context.Context, db querier) error {
 // Close finishes queued writes and closes the pool.
 func (s *Store) Close() error {
 	s.creates.Close()
+	s.audits.Close()
 	s.pool.Close()
 	return nil
 }
@@ -418,5 +427,68 @@ func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
 		var k store.KeyStat
 		err := r.Scan(&k.KEKVersion, &k.DEKs, &k.Tokens)
 		return k, err
+	})
+}
+
+// AppendAudit chains and appends events; concurrent calls share one
+// transaction under the chain's advisory lock.
+func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
+	r := &auditReq{events: append([]audit.Event(nil), events...)}
+	if err := s.audits.Do(ctx, r); err != nil {
+		return nil, err
+	}
+	return r.events, nil
+}
+
+func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs := make([]error, len(reqs))
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// One chain across every vaultd replica: appends take turns.
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727274002)`); err != nil {
+			return err
+		}
+		var lastSeq int64
+		lastHash := audit.Genesis
+		err := tx.QueryRow(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		b := &pgx.Batch{}
+		for _, r := range reqs {
+			audit.Chain(lastSeq, lastHash, r.events)
+			for _, e := range r.events {
+				b.Queue(`INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
+					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+					e.Seq, e.At, e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash)
+				lastSeq, lastHash = e.Seq, e.Hash
+			}
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// ListAudit returns events after a seq, in seq order.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error) {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	rows, err := s.pool.Query(ctx, `SELECT seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash
+		FROM audit_events WHERE seq > $1 AND ($2 = '' OR merchant_id = $2) AND ($3 = '' OR token = $3) ORDER BY seq LIMIT $4`, f.AfterSeq, f.MerchantID, f.Token, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (audit.Event, error) {
+		var e audit.Event
+		err := r.Scan(&e.Seq, &e.At, &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash)
+		e.At = e.At.UTC()
+		return e, err
 	})
 }

@@ -17,6 +17,7 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
 )
@@ -328,6 +329,57 @@ func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
 			return nil, err
 		}
 		out = append(out, k)
+	}
+	return out, rows.Err()
+}
+
+// AppendAudit chains and appends events in one (immediate, hence serialized)
+// transaction.
+func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
+	out := append([]audit.Event(nil), events...)
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var lastSeq int64
+		lastHash := audit.Genesis
+		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		audit.Chain(lastSeq, lastHash, out)
+		for _, e := range out {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+				e.Seq, ts(e.At), e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// ListAudit returns events after a seq, in seq order.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error) {
+	if f.Limit <= 0 {
+		f.Limit = 1000
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash
+		FROM audit_events WHERE seq > ? AND (? = '' OR merchant_id = ?) AND (? = '' OR token = ?) ORDER BY seq LIMIT ?`, f.AfterSeq, f.MerchantID, f.MerchantID, f.Token, f.Token, f.Limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []audit.Event
+	for rows.Next() {
+		var e audit.Event
+		var at string
+		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+			return nil, err
+		}
+		e.At = parseTS(at)
+		out = append(out, e)
 	}
 	return out, rows.Err()
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
 )
@@ -34,6 +35,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"put idempotency", testPutIdempotency},
 		{"one failing create in a concurrent burst fails alone", testBurstIsolation},
 		{"rewrap bookkeeping", testRewrap},
+		{"audit chain", testAudit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -355,5 +357,44 @@ func testRewrap(t *testing.T, s store.Store) {
 	want := []store.KeyStat{{KEKVersion: 1, DEKs: 1}, {KEKVersion: 2, DEKs: 1}, {KEKVersion: 3, DEKs: 2, Tokens: 3}}
 	if fmt.Sprint(stats) != fmt.Sprint(want) {
 		t.Fatalf("KeyStats = %v, want %v", stats, want)
+	}
+}
+
+func testAudit(t *testing.T, s store.Store) {
+	c := ctx(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			m := "mer_a"
+			if i%2 == 1 {
+				m = "mer_b"
+			}
+			if _, err := s.AppendAudit(c, []audit.Event{{At: t0, Actor: "test", Action: audit.ActionDetokenize, MerchantID: m, Token: fmt.Sprintf("tok_%d", i), DestinationHost: "acq.example"}}); err != nil {
+				t.Error(err)
+			}
+		}(i)
+	}
+	wg.Wait()
+	all, err := s.ListAudit(c, store.AuditFilter{})
+	if err != nil || len(all) != 20 {
+		t.Fatalf("ListAudit = %d events, %v", len(all), err)
+	}
+	var v audit.Verifier
+	for _, e := range all {
+		v.Add(e)
+	}
+	if len(v.Problems) != 0 {
+		t.Fatalf("concurrent appends broke the chain: %v", v.Problems)
+	}
+	if seq, _ := v.Head(); seq != 20 {
+		t.Fatalf("head seq %d", seq)
+	}
+	b, _ := s.ListAudit(c, store.AuditFilter{MerchantID: "mer_b"})
+	page, _ := s.ListAudit(c, store.AuditFilter{AfterSeq: 15, Limit: 3})
+	one, _ := s.ListAudit(c, store.AuditFilter{Token: "tok_3"})
+	if len(b) != 10 || len(page) != 3 || page[0].Seq != 16 || len(one) != 1 || one[0].DestinationHost != "acq.example" {
+		t.Fatalf("filters: merchant %d, page %v, token %d", len(b), page, len(one))
 	}
 }

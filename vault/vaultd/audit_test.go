@@ -1,0 +1,151 @@
+package vaultd_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/audit"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/store"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+// TestAuditTrail: reveals and deletes are recorded (who, token, merchant,
+// purpose, host, key version; never a PAN), the chain is anchored in Vault,
+// tampering in PostgreSQL is detected — even a rewrite with recomputed
+// hashes — and no card is revealed when the record cannot be written.
+func TestAuditTrail(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	tok := s.tokenize(s.a.SecretKey, cardIn("4242424242424242", 12, expYear, "123")).str("token")
+	c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Wipe()
+	if d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil); d.status != 200 {
+		t.Fatalf("delete: %d", d.status)
+	}
+	evs, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Token: tok})
+	if err != nil || len(evs) != 2 {
+		t.Fatalf("events for the token: %d, %v", len(evs), err)
+	}
+	det, del := evs[0], evs[1]
+	if det.Action != audit.ActionDetokenize || det.Actor != "gateway:"+service.DefaultGatewayIdentity || det.MerchantID != s.a.MerchantID ||
+		det.Purpose != "test" || det.DestinationHost != "acquirer.test" || det.KEKVersion != 1 || det.Detail != "cvc_requested" {
+		t.Fatalf("detokenize event: %+v", det)
+	}
+	if del.Action != audit.ActionDeleteToken || !strings.HasPrefix(del.Actor, "merchant:"+s.a.MerchantID+"/sk_test_") {
+		t.Fatalf("delete event: %+v", del)
+	}
+
+	anchorClient, err := transit.New(transit.Config{Address: s.vault.Addr, Token: s.vault.Token, AuditAnchorPath: s.cfg.Vault.AuditAnchorPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var anchor transit.AuditAnchor
+	head := del.Seq
+	if err := testenv.WaitFor(10*time.Second, func() error {
+		anchor, err = anchorClient.ReadAuditAnchor(ctx)
+		if err != nil || anchor.Seq < head {
+			return fmt.Errorf("anchor at %d, head %d: %v", anchor.Seq, head, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	verify := func() vaultd.AuditReport {
+		t.Helper()
+		r, err := vaultd.VerifyAudit(ctx, s.in.Store, &anchor)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := verify(); len(r.Problems) != 0 || !r.AnchorChecked || r.Checked < 2 {
+		t.Fatalf("clean trail: %+v", r)
+	}
+	db, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	exec := func(sql string, args ...any) {
+		t.Helper()
+		if _, err := db.Exec(ctx, sql, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("edited event", func(t *testing.T) {
+		exec(`UPDATE audit_events SET destination_host = 'evil.example' WHERE seq = $1`, det.Seq)
+		r := verify()
+		if len(r.Problems) == 0 || r.Problems[0].Seq != det.Seq {
+			t.Fatalf("edit not detected: %+v", r.Problems)
+		}
+		exec(`UPDATE audit_events SET destination_host = $2 WHERE seq = $1`, det.Seq, det.DestinationHost)
+		if r := verify(); len(r.Problems) != 0 {
+			t.Fatalf("after restoring: %+v", r.Problems)
+		}
+	})
+	t.Run("deleted event", func(t *testing.T) {
+		exec(`DELETE FROM audit_events WHERE seq = $1`, det.Seq)
+		if r := verify(); len(r.Problems) == 0 {
+			t.Fatal("deletion not detected")
+		}
+		exec(`INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, det.Seq, det.At, det.Actor, det.Action, det.MerchantID, det.Token, det.Purpose, det.DestinationHost, det.KEKVersion, det.Detail, det.PrevHash, det.Hash)
+	})
+	t.Run("history rewritten with recomputed hashes", func(t *testing.T) {
+		// An attacker with database access hides the reveal's destination and
+		// recomputes every later hash, so the chain is consistent in itself.
+		all, _ := s.in.Store.ListAudit(ctx, store.AuditFilter{})
+		for i := range all {
+			if all[i].Seq == det.Seq {
+				all[i].DestinationHost = "innocent.example"
+			}
+		}
+		rewritten := append([]audit.Event(nil), all...)
+		audit.Chain(0, nil, rewritten)
+		for _, e := range rewritten {
+			exec(`UPDATE audit_events SET destination_host = $2, prev_hash = $3, hash = $4 WHERE seq = $1`, e.Seq, e.DestinationHost, e.PrevHash, e.Hash)
+		}
+		r, err := vaultd.VerifyAudit(ctx, s.in.Store, nil)
+		if err != nil || len(r.Problems) != 0 {
+			t.Fatalf("the rewrite should be self-consistent: %+v %v", r.Problems, err)
+		}
+		r = verify()
+		if len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Reason, "anchored in Vault") {
+			t.Fatalf("rewrite not detected by the anchor: %+v", r.Problems)
+		}
+		for _, e := range all {
+			exec(`UPDATE audit_events SET destination_host = $2, prev_hash = $3, hash = $4 WHERE seq = $1`, e.Seq, map[bool]string{true: det.DestinationHost, false: e.DestinationHost}[e.Seq == det.Seq], e.PrevHash, e.Hash)
+		}
+	})
+	t.Run("no reveal without a record", func(t *testing.T) {
+		tok := s.tokenize(s.a.SecretKey, cardIn("5555555555554444", 12, expYear, "")).str("token")
+		exec(`ALTER TABLE audit_events RENAME TO audit_events_gone`)
+		_, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
+		exec(`ALTER TABLE audit_events_gone RENAME TO audit_events`)
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("detokenize with the audit trail unwritable: %v; want UNAVAILABLE", err)
+		}
+		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
+		if err != nil {
+			t.Fatalf("after the audit trail is back: %v", err)
+		}
+		c.Wipe()
+		if r := verify(); len(r.Problems) != 0 {
+			t.Fatalf("trail after recovery: %+v", r.Problems)
+		}
+	})
+}
