@@ -11,9 +11,11 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/vault/audit"
+	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/obolpay/obol/vault/vaultd"
 )
 
 // keysFlags are vaultd's Vault and database settings, read the same way.
@@ -49,12 +51,15 @@ func openKeys(ctx context.Context, cfg *transit.Config, pg string) (*transit.Cli
 }
 
 func runKeys(ctx context.Context, args []string, out io.Writer) error {
-	if len(args) == 0 || (args[0] != "status" && args[0] != "rewrap") {
-		return errors.New("usage: obol keys status|rewrap")
+	if len(args) == 0 || (args[0] != "status" && args[0] != "rewrap" && args[0] != "reencrypt") {
+		return errors.New("usage: obol keys status|rewrap|reencrypt")
 	}
 	fs := flag.NewFlagSet("obol keys "+args[0], flag.ContinueOnError)
 	cfg, pg := keysFlags(fs)
-	batch := fs.Int("batch", 100, "DEKs per transit/rewrap call (rewrap)")
+	batch := fs.Int("batch", 100, "DEKs per transit/rewrap call (rewrap), tokens per page (reencrypt)")
+	olderThan := fs.Duration("older-than", 24*time.Hour, "reencrypt: re-seal cards under DEKs created longer ago than this")
+	destroy := fs.Bool("destroy", false, "reencrypt: then delete DEKs that protect nothing and are older than 25h (too old to seal or to protect a CVC)")
+	perDEK := fs.Bool("deks", false, "status: list every DEK with the tokens it protects")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -63,6 +68,23 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if args[0] == "reencrypt" {
+		if *olderThan <= 0 {
+			return errors.New("--older-than must be positive")
+		}
+		env := envelope.New(kms, st, envelope.Config{})
+		res, err := vaultd.Reencrypt(ctx, env, st, vaultd.ReencryptOptions{OlderThan: *olderThan, Destroy: *destroy, Batch: *batch}, func(r vaultd.ReencryptResult) {
+			fmt.Fprintf(out, "re-encrypted %d cards (%s)\n", r.Reencrypted, r.Elapsed.Round(time.Millisecond))
+		})
+		if err != nil {
+			return fmt.Errorf("%w (the job is resumable: run it again)", err)
+		}
+		if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: "reencrypt", Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}}); err != nil {
+			return fmt.Errorf("re-encryption done, but recording it in the audit trail failed: %w", err)
+		}
+		fmt.Fprintf(out, "reencrypt complete: %d cards re-encrypted, %d changed meanwhile, %d unused DEKs destroyed\n", res.Reencrypted, res.Skipped, res.Destroyed)
+		return nil
+	}
 	if args[0] == "rewrap" {
 		res, err := rotation.Rewrap(ctx, kms, st, *batch, nil, func(r rotation.Result) {
 			fmt.Fprintf(out, "rewrapped %d DEKs to KEK version %d (%s)\n", r.Rewrapped, r.TargetVersion, r.Elapsed.Round(time.Millisecond))
@@ -98,6 +120,16 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintf(out, "%-12d %10d %12d\n", s.KEKVersion, s.DEKs, s.Tokens)
 		if s.KEKVersion < ki.LatestVersion {
 			behind += s.DEKs
+		}
+	}
+	if *perDEK {
+		deks, err := st.DEKStats(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "\n%-28s %-12s %-22s %8s\n", "DEK", "KEK version", "created", "tokens")
+		for _, d := range deks {
+			fmt.Fprintf(out, "%-28s %-12d %-22s %8d\n", d.ID, d.KEKVersion, d.CreatedAt.UTC().Format(time.RFC3339), d.Tokens)
 		}
 	}
 	switch {

@@ -36,10 +36,13 @@ Usage:
       Configure a fresh HashiCorp Vault for vaultd, idempotently: transit,
       the KEK, the fingerprint secret, Obol's policies and the AppRole role.
       Uses the operator token in VAULT_TOKEN.
-  obol keys status [--postgres-url URL] [--vault-addr URL]
+  obol keys status [--postgres-url URL] [--vault-addr URL] [--deks]
       Show the KEK's versions and how many DEKs and tokens each protects.
   obol keys rewrap [--postgres-url URL] [--vault-addr URL] [--batch 100]
       Rewrap every stored DEK to the latest KEK version (resumable).
+  obol keys reencrypt [--older-than 24h] [--destroy]
+      Re-seal cards under DEKs older than --older-than with a new DEK
+      (resumable); with --destroy, delete the DEKs that then protect nothing.
       Vault credentials as for vaultd: OBOL_VAULT_TOKEN or AppRole.
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]

@@ -111,6 +111,16 @@ type Store interface {
 	RewrapDEK(ctx context.Context, id, oldWrapped, newWrapped string, newVersion int) error
 	// KeyStats counts DEKs and tokens per KEK version.
 	KeyStats(ctx context.Context) ([]KeyStat, error)
+	// DEKStats lists every DEK with the number of tokens it protects.
+	DEKStats(ctx context.Context) ([]DEKStat, error)
+	// TokensUnderOldDEKs lists tokens sealed under DEKs created before
+	// cutoff, in token order after the given token, at most limit.
+	TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]TokenRecord, error)
+	// ReplaceCiphertext re-seals a token if it is still under oldDEK
+	// (compare-and-set); ErrNotFound if it changed or is gone.
+	ReplaceCiphertext(ctx context.Context, token, oldDEK, newDEK string, ct []byte) error
+	// DestroyDEKs deletes DEKs created before cutoff that no token uses.
+	DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error)
 
 	// AppendAudit chains and appends events (atomically, in order) and
 	// returns them with seq and hashes assigned.
@@ -129,6 +139,14 @@ type AuditFilter struct {
 	MerchantID string
 	Token      string
 	Limit      int // default 1000
+}
+
+// DEKStat is how many tokens one DEK protects.
+type DEKStat struct {
+	ID         string
+	KEKVersion int
+	CreatedAt  time.Time
+	Tokens     int64
 }
 
 // KeyStat is how much one KEK version still protects.

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -491,4 +492,63 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 		e.At = e.At.UTC()
 		return e, err
 	})
+}
+
+// DEKStats lists DEKs with their token counts, oldest first.
+func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
+	rows, err := s.pool.Query(ctx, `SELECT d.id, d.kek_version, d.created_at, count(t.token)
+		FROM deks d LEFT JOIN tokens t ON t.dek_id = d.id GROUP BY d.id ORDER BY d.created_at, d.id`)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.DEKStat, error) {
+		var d store.DEKStat
+		err := r.Scan(&d.ID, &d.KEKVersion, &d.CreatedAt, &d.Tokens)
+		return d, err
+	})
+}
+
+// TokensUnderOldDEKs lists tokens sealed under DEKs created before cutoff.
+func (s *Store) TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]store.TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+prefixed("t.", tokenCols)+` FROM tokens t JOIN deks d ON d.id = t.dek_id
+		WHERE d.created_at < $1 AND t.token > $2 ORDER BY t.token LIMIT $3`, cutoff, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.TokenRecord
+	for rows.Next() {
+		r, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReplaceCiphertext re-seals a token if it is still under oldDEK.
+func (s *Store) ReplaceCiphertext(ctx context.Context, token, oldDEK, newDEK string, ct []byte) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET dek_id = $3, ciphertext = $4 WHERE token = $1 AND dek_id = $2`, token, oldDEK, newDEK, ct)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DestroyDEKs deletes unused DEKs created before cutoff.
+func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error) {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM deks d WHERE d.created_at < $1 AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.dek_id = d.id)`, cutoff)
+	return tag.RowsAffected(), err
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
 }

@@ -383,3 +383,66 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 	}
 	return out, rows.Err()
 }
+
+// DEKStats lists DEKs with their token counts, oldest first.
+func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT d.id, d.kek_version, d.created_at, count(t.token)
+		FROM deks d LEFT JOIN tokens t ON t.dek_id = d.id GROUP BY d.id ORDER BY d.created_at, d.id`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.DEKStat
+	for rows.Next() {
+		var d store.DEKStat
+		var created string
+		if err := rows.Scan(&d.ID, &d.KEKVersion, &created, &d.Tokens); err != nil {
+			return nil, err
+		}
+		d.CreatedAt = parseTS(created)
+		out = append(out, d)
+	}
+	return out, rows.Err()
+}
+
+// TokensUnderOldDEKs lists tokens sealed under DEKs created before cutoff.
+func (s *Store) TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]store.TokenRecord, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT t.token, t.merchant_id, t.dek_id, t.ciphertext, t.brand, t.bin, t.last4, t.exp_month, t.exp_year, t.fingerprint, t.created_at
+		FROM tokens t JOIN deks d ON d.id = t.dek_id WHERE d.created_at < ? AND t.token > ? ORDER BY t.token LIMIT ?`, ts(cutoff), after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.TokenRecord
+	for rows.Next() {
+		var r store.TokenRecord
+		var created string
+		if err := rows.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created); err != nil {
+			return nil, err
+		}
+		r.CreatedAt = parseTS(created)
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// ReplaceCiphertext re-seals a token if it is still under oldDEK.
+func (s *Store) ReplaceCiphertext(ctx context.Context, token, oldDEK, newDEK string, ct []byte) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE tokens SET dek_id = ?, ciphertext = ? WHERE token = ? AND dek_id = ?`, newDEK, ct, token, oldDEK)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+// DestroyDEKs deletes unused DEKs created before cutoff.
+func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM deks WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.dek_id = deks.id)`, ts(cutoff))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}

@@ -36,6 +36,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"one failing create in a concurrent burst fails alone", testBurstIsolation},
 		{"rewrap bookkeeping", testRewrap},
 		{"audit chain", testAudit},
+		{"re-encryption bookkeeping", testReencryptBookkeeping},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -396,5 +397,44 @@ func testAudit(t *testing.T, s store.Store) {
 	one, _ := s.ListAudit(c, store.AuditFilter{Token: "tok_3"})
 	if len(b) != 10 || len(page) != 3 || page[0].Seq != 16 || len(one) != 1 || one[0].DestinationHost != "acq.example" {
 		t.Fatalf("filters: merchant %d, page %v, token %d", len(b), page, len(one))
+	}
+}
+
+func testReencryptBookkeeping(t *testing.T, s store.Store) {
+	c := ctx(t)
+	mustMerchant(t, s, "mer_a")
+	old, fresh := t0.Add(-48*time.Hour), t0
+	for id, at := range map[string]time.Time{"dek_old": old, "dek_unused": old, "dek_new": fresh} {
+		if err := s.InsertDEK(c, envelope.DEKRecord{ID: id, Wrapped: "w", KEKVersion: 1, CreatedAt: at}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, dek := range []string{"dek_old", "dek_old", "dek_new"} {
+		r := token(fmt.Sprintf("tok_%d", i), "mer_a", "fp", t0)
+		r.DEKID = dek
+		if err := s.CreateToken(c, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := s.TokensUnderOldDEKs(c, t0.Add(-time.Hour), "", 10)
+	if err != nil || len(got) != 2 || got[0].Token != "tok_0" || got[1].Token != "tok_1" {
+		t.Fatalf("TokensUnderOldDEKs = %v, %v", got, err)
+	}
+	if err := s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct3")); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("stale compare-and-set: %v", err)
+	}
+	if r, _ := s.GetToken(c, "mer_a", "tok_0"); r.DEKID != "dek_new" || string(r.Ciphertext) != "ct2" {
+		t.Fatalf("after replace: %+v", r)
+	}
+	n, err := s.DestroyDEKs(c, t0.Add(-time.Hour))
+	if err != nil || n != 1 {
+		t.Fatalf("DestroyDEKs = %d, %v; want only the unused old DEK", n, err)
+	}
+	stats, _ := s.DEKStats(c)
+	if len(stats) != 2 || stats[0].ID != "dek_old" || stats[0].Tokens != 1 || stats[1].ID != "dek_new" || stats[1].Tokens != 2 {
+		t.Fatalf("DEKStats = %+v", stats)
 	}
 }
