@@ -51,8 +51,9 @@ func openKeys(ctx context.Context, cfg *transit.Config, pg string) (*transit.Cli
 }
 
 func runKeys(ctx context.Context, args []string, out io.Writer) error {
-	if len(args) == 0 || (args[0] != "status" && args[0] != "rewrap" && args[0] != "reencrypt") {
-		return errors.New("usage: obol keys status|rewrap|reencrypt")
+	verbs := map[string]bool{"status": true, "rewrap": true, "reencrypt": true, "rotate-fingerprint": true, "refingerprint": true}
+	if len(args) == 0 || !verbs[args[0]] {
+		return errors.New("usage: obol keys status|rewrap|reencrypt|rotate-fingerprint|refingerprint")
 	}
 	fs := flag.NewFlagSet("obol keys "+args[0], flag.ContinueOnError)
 	cfg, pg := keysFlags(fs)
@@ -68,6 +69,30 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer st.Close()
+	if args[0] == "rotate-fingerprint" {
+		v, err := kms.RotateFingerprint(ctx)
+		if err != nil {
+			return err
+		}
+		if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: "fingerprint_rotate", Detail: fmt.Sprintf("version=%d", v)}}); err != nil {
+			return fmt.Errorf("fingerprint secret rotated to v%d, but recording it in the audit trail failed: %w", v, err)
+		}
+		fmt.Fprintf(out, "fingerprint secret rotated to version %d. vaultd picks it up within its KEK check interval and rewrites older fingerprints in the background (or run `obol keys refingerprint`); until then, lookups also try version %d.\n", v, v-1)
+		return nil
+	}
+	if args[0] == "refingerprint" {
+		res, err := vaultd.Refingerprint(ctx, envelope.New(kms, st, envelope.Config{}), st, *batch)
+		if err != nil {
+			return fmt.Errorf("%w (the job is resumable: run it again)", err)
+		}
+		if res.Rewritten > 0 {
+			if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", res.Version, res.Rewritten, res.Skipped)}}); err != nil {
+				return fmt.Errorf("refingerprint done, but recording it in the audit trail failed: %w", err)
+			}
+		}
+		fmt.Fprintf(out, "refingerprint complete: %d tokens rewritten to fingerprint version %d, %d changed meanwhile\n", res.Rewritten, res.Version, res.Skipped)
+		return nil
+	}
 	if args[0] == "reencrypt" {
 		if *olderThan <= 0 {
 			return errors.New("--older-than must be positive")
@@ -79,7 +104,7 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("%w (the job is resumable: run it again)", err)
 		}
-		if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: "reencrypt", Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}}); err != nil {
+		if _, err := st.AppendAudit(ctx, []audit.Event{{At: time.Now(), Actor: "cli", Action: audit.ActionReencrypt, Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}}); err != nil {
 			return fmt.Errorf("re-encryption done, but recording it in the audit trail failed: %w", err)
 		}
 		fmt.Fprintf(out, "reencrypt complete: %d cards re-encrypted, %d changed meanwhile, %d unused DEKs destroyed\n", res.Reencrypted, res.Skipped, res.Destroyed)

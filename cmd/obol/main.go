@@ -44,6 +44,10 @@ Usage:
       Re-seal cards under DEKs older than --older-than with a new DEK
       (resumable); with --destroy, delete the DEKs that then protect nothing.
       Vault credentials as for vaultd: OBOL_VAULT_TOKEN or AppRole.
+  obol keys rotate-fingerprint   (operator token in VAULT_TOKEN)
+      Write a new random version of the fingerprint secret.
+  obol keys refingerprint
+      Rewrite fingerprints computed under older secret versions (resumable).
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
       List audit events; verify the hash chain (and, with --vault-addr and an

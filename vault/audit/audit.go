@@ -14,11 +14,14 @@ import (
 
 // Actions recorded.
 const (
-	ActionDetokenize     = "detokenize"
-	ActionDeleteToken    = "delete_token"
-	ActionKEKRotated     = "kek_rotation_seen"
-	ActionRewrap         = "rewrap"
-	ActionMerchantCreate = "merchant_create"
+	ActionDetokenize         = "detokenize"
+	ActionDeleteToken        = "delete_token"
+	ActionKEKRotated         = "kek_rotation_seen"
+	ActionRewrap             = "rewrap"
+	ActionMerchantCreate     = "merchant_create"
+	ActionFingerprintRotated = "fingerprint_rotation_seen"
+	ActionRefingerprint      = "refingerprint"
+	ActionReencrypt          = "reencrypt"
 )
 
 // Event is one audit record. Seq, PrevHash and Hash are assigned on append.

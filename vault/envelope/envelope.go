@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,8 +43,9 @@ type DataKey struct {
 type KeyManager interface {
 	GenerateDataKey(ctx context.Context) (DataKey, error)
 	UnwrapDataKey(ctx context.Context, wrapped string) ([]byte, error)
-	// FingerprintSecret is the root secret for per-merchant HMAC keys.
-	FingerprintSecret(ctx context.Context) ([]byte, error)
+	// FingerprintSecret returns a version of the root secret for
+	// per-merchant HMAC keys (version 0: the latest) and its version number.
+	FingerprintSecret(ctx context.Context, version int) ([]byte, int, error)
 }
 
 // DEKRecord is a wrapped DEK as stored next to the ciphertexts it protects.
@@ -138,9 +140,10 @@ type Envelope struct {
 	// data key generated just before a rotation is used once, not reused).
 	minKEK int
 
-	fpMu     sync.RWMutex
-	fpSecret []byte
-	fpKeys   map[string][]byte
+	fpMu      sync.RWMutex
+	fpLatest  int            // latest fingerprint secret version (0: not loaded)
+	fpSecrets map[int][]byte // by version
+	fpKeys    map[string][]byte
 
 	Stats Stats
 }
@@ -148,7 +151,7 @@ type Envelope struct {
 // New returns an Envelope. It does not contact the key manager.
 func New(km KeyManager, store DEKStore, cfg Config) *Envelope {
 	cfg.defaults()
-	return &Envelope{km: km, store: store, cfg: cfg, cache: map[string]*list.Element{}, lru: list.New(), fpKeys: map[string][]byte{}}
+	return &Envelope{km: km, store: store, cfg: cfg, cache: map[string]*list.Element{}, lru: list.New(), fpKeys: map[string][]byte{}, fpSecrets: map[int][]byte{}}
 }
 
 // AAD names what a ciphertext is bound to.
@@ -372,12 +375,15 @@ func (e *Envelope) Purge() {
 	}
 	e.mu.Unlock()
 	e.fpMu.Lock()
-	wipe(e.fpSecret)
-	e.fpSecret = nil
+	for v, sec := range e.fpSecrets {
+		wipe(sec)
+		delete(e.fpSecrets, v)
+	}
 	for k, v := range e.fpKeys {
 		wipe(v)
 		delete(e.fpKeys, k)
 	}
+	e.fpLatest = 0
 	e.fpMu.Unlock()
 }
 
@@ -425,20 +431,58 @@ func (e *Envelope) CachedDEKs() int {
 	return e.lru.Len()
 }
 
-// derivedKey returns HKDF-SHA256(secret, salt=label, info=merchant).
-func (e *Envelope) derivedKey(ctx context.Context, label, merchant string) ([]byte, error) {
-	cacheKey := label + "\x00" + merchant
+// FingerprintVersion is the latest fingerprint secret version, loading it
+// on first use. New fingerprints are computed under it.
+func (e *Envelope) FingerprintVersion(ctx context.Context) (int, error) {
+	e.fpMu.RLock()
+	v := e.fpLatest
+	e.fpMu.RUnlock()
+	if v != 0 {
+		return v, nil
+	}
+	sec, v, err := e.km.FingerprintSecret(ctx, 0)
+	if err != nil {
+		return 0, fmt.Errorf("%w: fingerprint secret: %w", ErrKeyManager, err)
+	}
+	e.fpMu.Lock()
+	if _, ok := e.fpSecrets[v]; !ok {
+		e.fpSecrets[v] = sec
+	}
+	if v > e.fpLatest {
+		e.fpLatest = v
+	}
+	v = e.fpLatest
+	e.fpMu.Unlock()
+	return v, nil
+}
+
+// SetFingerprintVersion records that the fingerprint secret has a newer
+// version (the watcher saw a rotation); new fingerprints use it.
+func (e *Envelope) SetFingerprintVersion(v int) {
+	e.fpMu.Lock()
+	if v > e.fpLatest {
+		e.fpLatest = v
+	}
+	e.fpMu.Unlock()
+}
+
+// derivedKey returns HKDF-SHA256(secret version, salt=label, info=merchant).
+func (e *Envelope) derivedKey(ctx context.Context, label string, version int, merchant string) ([]byte, error) {
+	cacheKey := label + "\x00" + strconv.Itoa(version) + "\x00" + merchant
 	e.fpMu.RLock()
 	k, ok := e.fpKeys[cacheKey]
-	secret := e.fpSecret
+	secret := e.fpSecrets[version]
 	e.fpMu.RUnlock()
 	if ok {
 		return k, nil
 	}
 	if secret == nil {
-		s, err := e.km.FingerprintSecret(ctx)
+		s, got, err := e.km.FingerprintSecret(ctx, version)
 		if err != nil {
-			return nil, fmt.Errorf("%w: fingerprint secret: %w", ErrKeyManager, err)
+			return nil, fmt.Errorf("%w: fingerprint secret v%d: %w", ErrKeyManager, version, err)
+		}
+		if got != version {
+			return nil, fmt.Errorf("%w: asked for fingerprint secret v%d, got v%d", ErrKeyManager, version, got)
 		}
 		secret = s
 	}
@@ -447,16 +491,28 @@ func (e *Envelope) derivedKey(ctx context.Context, label, merchant string) ([]by
 		return nil, err
 	}
 	e.fpMu.Lock()
-	e.fpSecret = secret
+	e.fpSecrets[version] = secret
 	e.fpKeys[cacheKey] = k
 	e.fpMu.Unlock()
 	return k, nil
 }
 
 // Fingerprint is HMAC-SHA256 of the PAN digits under the merchant's
-// fingerprint key: equal cards match within a merchant and nowhere else.
-func (e *Envelope) Fingerprint(ctx context.Context, merchant string, digits []byte) (string, error) {
-	k, err := e.derivedKey(ctx, "obol-fingerprint-v1", merchant)
+// fingerprint key of the latest secret version: equal cards match within a
+// merchant and nowhere else. It returns the version used.
+func (e *Envelope) Fingerprint(ctx context.Context, merchant string, digits []byte) (string, int, error) {
+	v, err := e.FingerprintVersion(ctx)
+	if err != nil {
+		return "", 0, err
+	}
+	fp, err := e.FingerprintAt(ctx, v, merchant, digits)
+	return fp, v, err
+}
+
+// FingerprintAt computes the fingerprint under a given secret version (to
+// find records written before a rotation).
+func (e *Envelope) FingerprintAt(ctx context.Context, version int, merchant string, digits []byte) (string, error) {
+	k, err := e.derivedKey(ctx, "obol-fingerprint-v1", version, merchant)
 	if err != nil {
 		return "", err
 	}
@@ -465,24 +521,38 @@ func (e *Envelope) Fingerprint(ctx context.Context, merchant string, digits []by
 	return "fp_" + base64.RawURLEncoding.EncodeToString(m.Sum(nil)[:18]), nil
 }
 
-// RequestMAC keys a hash of an idempotent request per merchant, so that the
+// RequestMACs keys a hash of an idempotent request per merchant, so that the
 // stored hash of a request containing a PAN cannot be brute-forced offline.
-func (e *Envelope) RequestMAC(ctx context.Context, merchant string, parts ...[]byte) ([]byte, error) {
-	k, err := e.derivedKey(ctx, "obol-idempotency-v1", merchant)
+// The first MAC is under the latest secret version (store it); the second,
+// when there is one, under the previous version (accept it on replay, so a
+// retry that straddles a rotation still matches).
+func (e *Envelope) RequestMACs(ctx context.Context, merchant string, parts ...[]byte) ([][]byte, error) {
+	v, err := e.FingerprintVersion(ctx)
 	if err != nil {
 		return nil, err
 	}
-	m := hmac.New(sha256.New, k)
-	for _, p := range parts {
-		var n [8]byte
-		l := uint64(len(p))
-		for i := range n {
-			n[i] = byte(l >> (8 * i))
+	var out [][]byte
+	for ver := v; ver >= 1 && ver >= v-1; ver-- {
+		k, err := e.derivedKey(ctx, "obol-idempotency-v1", ver, merchant)
+		if err != nil {
+			if ver < v {
+				break // the previous version may have been destroyed
+			}
+			return nil, err
 		}
-		m.Write(n[:])
-		m.Write(p)
+		m := hmac.New(sha256.New, k)
+		for _, p := range parts {
+			var n [8]byte
+			l := uint64(len(p))
+			for i := range n {
+				n[i] = byte(l >> (8 * i))
+			}
+			m.Write(n[:])
+			m.Write(p)
+		}
+		out = append(out, m.Sum(nil))
 	}
-	return m.Sum(nil), nil
+	return out, nil
 }
 
 // RandomID returns prefix + 128 bits of randomness, base64url without padding.

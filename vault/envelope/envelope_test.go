@@ -15,6 +15,7 @@ import (
 // use real Vault transit.
 type fakeKM struct {
 	generated, unwrapped atomic.Int64
+	fpVersion            atomic.Int64
 	fail                 atomic.Bool
 	mu                   sync.Mutex
 	keys                 map[string][]byte
@@ -46,11 +47,21 @@ func (f *fakeKM) UnwrapDataKey(_ context.Context, w string) ([]byte, error) {
 	return append([]byte(nil), f.keys[w]...), nil
 }
 
-func (f *fakeKM) FingerprintSecret(context.Context) ([]byte, error) {
+func (f *fakeKM) FingerprintSecret(_ context.Context, version int) ([]byte, int, error) {
 	if f.fail.Load() {
-		return nil, errors.New("sealed")
+		return nil, 0, errors.New("sealed")
 	}
-	return bytes.Repeat([]byte{7}, 32), nil
+	latest := int(f.fpVersion.Load())
+	if latest == 0 {
+		latest = 1
+	}
+	if version == 0 {
+		version = latest
+	}
+	if version > latest {
+		return nil, 0, errors.New("no such version")
+	}
+	return bytes.Repeat([]byte{byte(version)}, 32), version, nil
 }
 
 type memDEKs struct {
@@ -182,7 +193,7 @@ func TestPurgeFailsClosed(t *testing.T) {
 	e, km, _ := newTest(t, Config{})
 	ctx := context.Background()
 	id, ct, _ := e.Seal(ctx, aad, []byte("secret"))
-	if _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); err != nil {
+	if _, _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); err != nil {
 		t.Fatal(err)
 	}
 	km.fail.Store(true)
@@ -196,7 +207,7 @@ func TestPurgeFailsClosed(t *testing.T) {
 	if _, _, err := e.Seal(ctx, aad, []byte("x")); !errors.Is(err, ErrKeyManager) {
 		t.Fatalf("Seal after purge = %v; want ErrKeyManager", err)
 	}
-	if _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); !errors.Is(err, ErrKeyManager) {
+	if _, _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); !errors.Is(err, ErrKeyManager) {
 		t.Fatalf("Fingerprint after purge = %v; want ErrKeyManager", err)
 	}
 	km.fail.Store(false)
@@ -208,17 +219,44 @@ func TestPurgeFailsClosed(t *testing.T) {
 func TestFingerprintPerMerchant(t *testing.T) {
 	e, _, _ := newTest(t, Config{})
 	ctx := context.Background()
-	a1, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
-	a2, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
-	b, _ := e.Fingerprint(ctx, "mer_b", []byte("4242424242424242"))
-	other, _ := e.Fingerprint(ctx, "mer_a", []byte("5555555555554444"))
+	a1, _, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
+	a2, _, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
+	b, _, _ := e.Fingerprint(ctx, "mer_b", []byte("4242424242424242"))
+	other, _, _ := e.Fingerprint(ctx, "mer_a", []byte("5555555555554444"))
 	if a1 != a2 || a1 == b || a1 == other {
 		t.Fatalf("fingerprints: a1=%s a2=%s b=%s other=%s", a1, a2, b, other)
 	}
-	m1, _ := e.RequestMAC(ctx, "mer_a", []byte("ab"), []byte("c"))
-	m2, _ := e.RequestMAC(ctx, "mer_a", []byte("a"), []byte("bc"))
-	if bytes.Equal(m1, m2) {
-		t.Fatal("RequestMAC is ambiguous across part boundaries")
+	m1, _ := e.RequestMACs(ctx, "mer_a", []byte("ab"), []byte("c"))
+	m2, _ := e.RequestMACs(ctx, "mer_a", []byte("a"), []byte("bc"))
+	if bytes.Equal(m1[0], m2[0]) {
+		t.Fatal("RequestMACs is ambiguous across part boundaries")
+	}
+}
+
+// TestFingerprintRotation: after the secret rotates, new fingerprints use
+// the new version, the old one can still be computed for lookups, and
+// request MACs are offered under both.
+func TestFingerprintRotation(t *testing.T) {
+	e, km, _ := newTest(t, Config{})
+	ctx := context.Background()
+	pan := []byte("4242424242424242")
+	v1fp, v, err := e.Fingerprint(ctx, "mer_a", pan)
+	if err != nil || v != 1 {
+		t.Fatalf("v=%d %v", v, err)
+	}
+	macs1, _ := e.RequestMACs(ctx, "mer_a", []byte("req"))
+	km.fpVersion.Store(2)
+	e.SetFingerprintVersion(2)
+	v2fp, v, _ := e.Fingerprint(ctx, "mer_a", pan)
+	if v != 2 || v2fp == v1fp {
+		t.Fatalf("after rotation: v=%d same=%v", v, v2fp == v1fp)
+	}
+	if old, _ := e.FingerprintAt(ctx, 1, "mer_a", pan); old != v1fp {
+		t.Fatal("previous version's fingerprint changed")
+	}
+	macs2, _ := e.RequestMACs(ctx, "mer_a", []byte("req"))
+	if len(macs2) != 2 || !bytes.Equal(macs2[1], macs1[0]) || bytes.Equal(macs2[0], macs1[0]) {
+		t.Fatal("request MACs must be under v2 first and v1 second")
 	}
 }
 

@@ -25,7 +25,7 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 		return nil, err
 	}
 	first := &vaultv1.DeleteTokenResponse{}
-	mac, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opDelete, req, first)
+	macs, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opDelete, req, first)
 	if err != nil {
 		return nil, err
 	}
@@ -54,7 +54,7 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 	}
 	resp := &vaultv1.DeleteTokenResponse{Token: req.GetToken(), Deleted: true}
 	if idemKey != "" {
-		if err := s.remember(ctx, p.merchantID, idemKey, opDelete, mac, resp); err != nil {
+		if err := s.remember(ctx, p.merchantID, idemKey, opDelete, macs, resp); err != nil {
 			return nil, s.public(ctx, opDelete, err)
 		}
 	}

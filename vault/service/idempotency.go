@@ -32,16 +32,26 @@ func idempotencyKey(ctx context.Context) (string, error) {
 	return k, nil
 }
 
-// requestMAC is a per-merchant keyed MAC of the operation and the
-// deterministic encoding of the request. The encoding may hold a PAN: it is
-// wiped once MACed.
-func (s *Service) requestMAC(ctx context.Context, merchantID, op string, req proto.Message) ([]byte, error) {
+// requestMACs are per-merchant keyed MACs of the operation and the
+// deterministic encoding of the request: the first under the latest secret
+// version (stored), then under the previous one (accepted on replay). The
+// encoding may hold a PAN: it is wiped once MACed.
+func (s *Service) requestMACs(ctx context.Context, merchantID, op string, req proto.Message) ([][]byte, error) {
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	if err != nil {
 		return nil, err
 	}
 	defer wipe(b)
-	return s.env.RequestMAC(ctx, merchantID, []byte(op), b)
+	return s.env.RequestMACs(ctx, merchantID, []byte(op), b)
+}
+
+func matchesAny(mac []byte, macs [][]byte) bool {
+	for _, m := range macs {
+		if hmac.Equal(mac, m) {
+			return true
+		}
+	}
+	return false
 }
 
 func wipe(b []byte) {
@@ -52,7 +62,7 @@ func wipe(b []byte) {
 
 // replay looks up a recorded result. found is false when the key is new.
 // A key reused for a different operation or request is a conflict.
-func (s *Service) replay(ctx context.Context, merchantID, key, op string, mac []byte, out proto.Message) (found bool, err error) {
+func (s *Service) replay(ctx context.Context, merchantID, key, op string, macs [][]byte, out proto.Message) (found bool, err error) {
 	rec, err := s.store.GetIdempotency(ctx, merchantID, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
@@ -60,7 +70,7 @@ func (s *Service) replay(ctx context.Context, merchantID, key, op string, mac []
 	if err != nil {
 		return false, err
 	}
-	if rec.Operation != op || !hmac.Equal(rec.RequestMAC, mac) {
+	if rec.Operation != op || !matchesAny(rec.RequestMAC, macs) {
 		return true, apierr.ErrIdempotencyKeyReused
 	}
 	if err := proto.Unmarshal(rec.Response, out); err != nil {
@@ -80,14 +90,14 @@ func (s *Service) record(ctx context.Context, e audit.Event) error {
 
 // record stores a result for later replays. If a concurrent request with the
 // same key won the race, its result is returned instead (or a conflict).
-func (s *Service) remember(ctx context.Context, merchantID, key, op string, mac []byte, resp proto.Message) error {
+func (s *Service) remember(ctx context.Context, merchantID, key, op string, macs [][]byte, resp proto.Message) error {
 	b, err := proto.Marshal(resp)
 	if err != nil {
 		return err
 	}
-	err = s.store.PutIdempotency(ctx, store.IdempotencyRecord{MerchantID: merchantID, Key: key, Operation: op, RequestMAC: mac, Response: b, CreatedAt: s.cfg.Now().UTC()})
+	err = s.store.PutIdempotency(ctx, store.IdempotencyRecord{MerchantID: merchantID, Key: key, Operation: op, RequestMAC: macs[0], Response: b, CreatedAt: s.cfg.Now().UTC()})
 	if errors.Is(err, store.ErrIdempotencyExists) {
-		if _, rerr := s.replay(ctx, merchantID, key, op, mac, resp); rerr != nil {
+		if _, rerr := s.replay(ctx, merchantID, key, op, macs, resp); rerr != nil {
 			return rerr
 		}
 		return nil
@@ -98,16 +108,16 @@ func (s *Service) remember(ctx context.Context, merchantID, key, op string, mac 
 // beginIdempotent prepares an idempotent write. With no key it does nothing.
 // With a key it returns the request MAC and, when the key already holds a
 // result, fills resp with it and reports replayed (or a conflict error).
-func (s *Service) beginIdempotent(ctx context.Context, merchantID, key, op string, req, resp proto.Message) (mac []byte, replayed bool, err error) {
+func (s *Service) beginIdempotent(ctx context.Context, merchantID, key, op string, req, resp proto.Message) (macs [][]byte, replayed bool, err error) {
 	if key == "" {
 		return nil, false, nil
 	}
-	if mac, err = s.requestMAC(ctx, merchantID, op, req); err != nil {
+	if macs, err = s.requestMACs(ctx, merchantID, op, req); err != nil {
 		return nil, false, s.public(ctx, op, err)
 	}
-	found, err := s.replay(ctx, merchantID, key, op, mac, resp)
+	found, err := s.replay(ctx, merchantID, key, op, macs, resp)
 	if err != nil {
 		return nil, false, s.public(ctx, op, err)
 	}
-	return mac, found, nil
+	return macs, found, nil
 }

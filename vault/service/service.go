@@ -152,6 +152,11 @@ func (s *Service) setKeysDown(err error) {
 	}
 }
 
+// FingerprintVersions reports the fingerprint secret's latest version.
+type FingerprintVersions interface {
+	FingerprintVersion(ctx context.Context) (int, error)
+}
+
 // KeyVersions reports the KEK's latest version.
 type KeyVersions interface {
 	LatestVersion(ctx context.Context) (int, error)
@@ -166,8 +171,24 @@ type KeyVersions interface {
 func (s *Service) WatchKEKVersion(ctx context.Context, kv KeyVersions, every time.Duration, onPoll func(version int)) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	seen := 0
+	seen, fpSeen := 0, 0
+	fpv, watchFP := kv.(FingerprintVersions)
 	for {
+		if watchFP {
+			cctx, cancel := context.WithTimeout(ctx, every+5*time.Second)
+			v, err := fpv.FingerprintVersion(cctx)
+			cancel()
+			if err == nil && v > fpSeen {
+				if fpSeen != 0 {
+					s.log.Info("fingerprint secret rotated: new fingerprints use the new version; older records are rewritten in the background", "version", v, "previous", fpSeen)
+					if err := s.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionFingerprintRotated, Detail: fmt.Sprintf("version=%d previous=%d", v, fpSeen)}); err != nil {
+						s.log.Error("audit: could not record the fingerprint rotation", "err", err)
+					}
+				}
+				fpSeen = v
+				s.env.SetFingerprintVersion(v)
+			}
+		}
 		cctx, cancel := context.WithTimeout(ctx, every+5*time.Second)
 		v, err := kv.LatestVersion(cctx)
 		cancel()

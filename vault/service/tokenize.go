@@ -45,14 +45,14 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 		return nil, err
 	}
 	first := &vaultv1.Token{}
-	mac, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opTokenize, req, first)
+	macs, replayed, err := s.beginIdempotent(ctx, p.merchantID, idemKey, opTokenize, req, first)
 	if err != nil {
 		return nil, err
 	}
 	if replayed {
 		return first, nil
 	}
-	resp, err := s.tokenize(ctx, p.merchantID, c, req.GetDedupe(), idemKey, mac)
+	resp, err := s.tokenize(ctx, p.merchantID, c, req.GetDedupe(), idemKey, macs)
 	if err != nil {
 		return nil, s.public(ctx, opTokenize, err)
 	}
@@ -67,17 +67,17 @@ func scrub(req *vaultv1.TokenizeRequest) {
 	}
 }
 
-func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, dedupe bool, idemKey string, mac []byte) (*vaultv1.Token, error) {
+func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, dedupe bool, idemKey string, macs [][]byte) (*vaultv1.Token, error) {
 	now := s.cfg.Now().UTC()
-	fp, err := s.env.Fingerprint(ctx, merchantID, c.Number.RevealDigits())
+	fp, fpVersion, err := s.env.Fingerprint(ctx, merchantID, c.Number.RevealDigits())
 	if err != nil {
 		return nil, err
 	}
 	if dedupe {
-		existing, err := s.store.FindTokenByFingerprint(ctx, merchantID, fp)
+		existing, err := s.findByFingerprint(ctx, merchantID, c, fp, fpVersion)
 		switch {
 		case err == nil:
-			return s.dedupeHit(ctx, existing, c, idemKey, mac)
+			return s.dedupeHit(ctx, existing, c, idemKey, macs)
 		case !errors.Is(err, store.ErrNotFound):
 			return nil, err
 		}
@@ -95,7 +95,7 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 	rec := store.TokenRecord{
 		Token: token, MerchantID: merchantID, DEKID: dekID, Ciphertext: ct,
 		Brand: string(c.Number.Brand()), BIN: c.Number.BIN(), Last4: c.Number.Last4(),
-		ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, Fingerprint: fp, CreatedAt: now,
+		ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, Fingerprint: fp, FingerprintVersion: fpVersion, CreatedAt: now,
 	}
 	resp := tokenResponse(rec)
 	if !c.CVC.IsZero() {
@@ -110,7 +110,7 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 		if err != nil {
 			return nil, err
 		}
-		idem = &store.IdempotencyRecord{MerchantID: merchantID, Key: idemKey, Operation: opTokenize, RequestMAC: mac, Response: b, CreatedAt: now}
+		idem = &store.IdempotencyRecord{MerchantID: merchantID, Key: idemKey, Operation: opTokenize, RequestMAC: macs[0], Response: b, CreatedAt: now}
 	}
 	if err := s.store.CreateToken(ctx, rec, idem); err != nil {
 		if !c.CVC.IsZero() {
@@ -121,7 +121,7 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 		if errors.Is(err, store.ErrIdempotencyExists) {
 			// A concurrent request with the same key won: answer with its result.
 			won := &vaultv1.Token{}
-			if _, rerr := s.replay(ctx, merchantID, idemKey, opTokenize, mac, won); rerr != nil {
+			if _, rerr := s.replay(ctx, merchantID, idemKey, opTokenize, macs, won); rerr != nil {
 				return nil, rerr
 			}
 			return won, nil
@@ -133,7 +133,32 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 
 // dedupeHit answers with the merchant's existing token for the card; a CVC
 // given now is held for that token.
-func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c card.Card, idemKey string, mac []byte) (*vaultv1.Token, error) {
+// findByFingerprint looks the card up under the latest fingerprint secret
+// and, until the records are rewritten after a rotation, under the previous
+// one; a hit under the previous version is rewritten on the spot.
+func (s *Service) findByFingerprint(ctx context.Context, merchantID string, c card.Card, fp string, version int) (store.TokenRecord, error) {
+	rec, err := s.store.FindTokenByFingerprint(ctx, merchantID, fp)
+	if err == nil || !errors.Is(err, store.ErrNotFound) || version <= 1 {
+		return rec, err
+	}
+	prev, err := s.env.FingerprintAt(ctx, version-1, merchantID, c.Number.RevealDigits())
+	if err != nil {
+		return store.TokenRecord{}, err
+	}
+	rec, err = s.store.FindTokenByFingerprint(ctx, merchantID, prev)
+	if err != nil {
+		return rec, err
+	}
+	switch err := s.store.UpdateFingerprint(ctx, rec.Token, prev, fp, version); {
+	case err == nil:
+		rec.Fingerprint, rec.FingerprintVersion = fp, version
+	case !errors.Is(err, store.ErrNotFound): // rewritten concurrently: fine
+		return rec, err
+	}
+	return rec, nil
+}
+
+func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c card.Card, idemKey string, macs [][]byte) (*vaultv1.Token, error) {
 	resp := tokenResponse(existing)
 	resp.Deduplicated = true
 	if !c.CVC.IsZero() {
@@ -143,7 +168,7 @@ func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c c
 		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(s.cfg.CVCTTL).Truncate(time.Second))
 	}
 	if idemKey != "" {
-		if err := s.remember(ctx, existing.MerchantID, idemKey, opTokenize, mac, resp); err != nil {
+		if err := s.remember(ctx, existing.MerchantID, idemKey, opTokenize, macs, resp); err != nil {
 			return nil, err
 		}
 	}

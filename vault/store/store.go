@@ -62,7 +62,9 @@ type TokenRecord struct {
 	ExpMonth    int
 	ExpYear     int
 	Fingerprint string
-	CreatedAt   time.Time
+	// FingerprintVersion is the fingerprint secret version Fingerprint uses.
+	FingerprintVersion int
+	CreatedAt          time.Time
 }
 
 // IdempotencyRecord remembers the first result of an idempotent write.
@@ -119,6 +121,12 @@ type Store interface {
 	// ReplaceCiphertext re-seals a token if it is still under oldDEK
 	// (compare-and-set); ErrNotFound if it changed or is gone.
 	ReplaceCiphertext(ctx context.Context, token, oldDEK, newDEK string, ct []byte) error
+	// TokensWithFingerprintBelow lists tokens fingerprinted under a secret
+	// version below version, in token order after the given token.
+	TokensWithFingerprintBelow(ctx context.Context, version int, after string, limit int) ([]TokenRecord, error)
+	// UpdateFingerprint rewrites a token's fingerprint if it is still
+	// oldFingerprint (compare-and-set); ErrNotFound if it changed or is gone.
+	UpdateFingerprint(ctx context.Context, token, oldFingerprint, newFingerprint string, version int) error
 	// DestroyDEKs deletes DEKs created before cutoff that no token uses.
 	DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error)
 

@@ -54,6 +54,8 @@ type stackOpts struct {
 	cvcTTL    time.Duration
 	// dekMaxUses makes data keys retire quickly (many DEKs to rewrap).
 	dekMaxUses int64
+	// noAutoJobs turns off vaultd's background rewrap/refingerprint.
+	noAutoJobs bool
 }
 
 // stack is vaultd started in-process with vaultd.Start against real Vault,
@@ -120,8 +122,8 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
 		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond, KEKCheckEvery: 100 * time.Millisecond, DEKMaxUses: opts.dekMaxUses,
-		AuditAnchorEvery: 100 * time.Millisecond,
-		Logger:           slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		AuditAnchorEvery: 100 * time.Millisecond, NoAutoRewrap: opts.noAutoJobs,
+		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	// Registered after NewDatabase, so it runs before the database is dropped.
 	t.Cleanup(s.scanForLeaks)

@@ -26,6 +26,8 @@ type rewrapper struct {
 	enabled  bool
 	progress *rotation.Progress
 	record   func(context.Context, audit.Event) error
+	// refingerprint rewrites fingerprints after a secret rotation (nil: off).
+	refingerprint func(ctx context.Context) (RefingerprintResult, error)
 
 	mu      sync.Mutex
 	running bool
@@ -58,6 +60,18 @@ func (r *rewrapper) trigger(ctx context.Context) {
 				r.log.Info("rewrap done", "kek_version", res.TargetVersion, "rewrapped", res.Rewrapped, "skipped", res.Skipped, "elapsed", res.Elapsed.String())
 				if err := r.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRewrap, KEKVersion: res.TargetVersion, Detail: fmt.Sprintf("rewrapped=%d skipped=%d", res.Rewrapped, res.Skipped)}); err != nil {
 					r.log.Error("audit: could not record the rewrap", "err", err)
+				}
+			}
+			if r.refingerprint != nil && ctx.Err() == nil {
+				fr, err := r.refingerprint(ctx)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					r.log.Error("refingerprint failed; it resumes on the next poll, or run `obol keys refingerprint`", "err", err)
+				case fr.Rewritten > 0:
+					r.log.Info("refingerprint done", "version", fr.Version, "rewritten", fr.Rewritten)
+					if err := r.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", fr.Version, fr.Rewritten, fr.Skipped)}); err != nil {
+						r.log.Error("audit: could not record the refingerprint", "err", err)
+					}
 				}
 			}
 			r.mu.Lock()

@@ -147,6 +147,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		kekEvery = 10 * time.Second
 	}
 	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
+	rw.refingerprint = func(ctx context.Context) (RefingerprintResult, error) {
+		return Refingerprint(ctx, in.Envelope, st, 100)
+	}
 	anchorEvery := cfg.AuditAnchorEvery
 	if anchorEvery <= 0 {
 		anchorEvery = 10 * time.Second

@@ -40,18 +40,22 @@ type keyringDisk struct {
 	// Versions maps KEK version to the KEK sealed under the master key.
 	Versions map[string]string `json:"versions"`
 	Latest   int               `json:"latest"`
-	// Fingerprint is the fingerprint root secret sealed under the master key.
-	Fingerprint string `json:"fingerprint"`
+	// Fingerprint is version 1 of the fingerprint root secret, sealed under
+	// the master key; later versions are in Fingerprints.
+	Fingerprint  string            `json:"fingerprint"`
+	Fingerprints map[string]string `json:"fingerprints,omitempty"`
+	FPLatest     int               `json:"fingerprint_latest,omitempty"`
 }
 
 // Keyring is a file-backed key manager.
 type Keyring struct {
-	dir    string
-	rand   io.Reader
-	mu     sync.RWMutex
-	keks   map[int][]byte
-	latest int
-	fp     []byte
+	dir      string
+	rand     io.Reader
+	mu       sync.RWMutex
+	keks     map[int][]byte
+	latest   int
+	fps      map[int][]byte
+	fpLatest int
 }
 
 // Open loads the keyring in dir, creating master key and keyring on first use.
@@ -59,7 +63,7 @@ func Open(dir string) (*Keyring, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("keyring dir: %w", err)
 	}
-	k := &Keyring{dir: dir, rand: rand.Reader, keks: map[int][]byte{}}
+	k := &Keyring{dir: dir, rand: rand.Reader, keks: map[int][]byte{}, fps: map[int][]byte{}}
 	master, err := k.loadOrCreateMaster()
 	if err != nil {
 		return nil, err
@@ -68,7 +72,7 @@ func Open(dir string) (*Keyring, error) {
 	raw, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
 		kek, fp := k.random(32), k.random(32)
-		k.keks[1], k.latest, k.fp = kek, 1, fp
+		k.keks[1], k.latest, k.fps[1], k.fpLatest = kek, 1, fp, 1
 		return k, k.save(master)
 	}
 	if err != nil {
@@ -90,8 +94,18 @@ func Open(dir string) (*Keyring, error) {
 		k.keks[n] = kek
 	}
 	k.latest = d.Latest
-	if k.fp, err = open(master, d.Fingerprint, "fingerprint"); err != nil {
+	if k.fps[1], err = open(master, d.Fingerprint, "fingerprint"); err != nil {
 		return nil, fmt.Errorf("keyring %s: fingerprint secret does not open: %w", path, err)
+	}
+	k.fpLatest = max(1, d.FPLatest)
+	for v, sealed := range d.Fingerprints {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return nil, fmt.Errorf("keyring %s: bad fingerprint version %q", path, v)
+		}
+		if k.fps[n], err = open(master, sealed, "fingerprint:"+v); err != nil {
+			return nil, fmt.Errorf("keyring %s: fingerprint secret v%d does not open: %w", path, n, err)
+		}
 	}
 	if _, ok := k.keks[k.latest]; !ok {
 		return nil, fmt.Errorf("keyring %s: latest version %d missing", path, k.latest)
@@ -132,7 +146,16 @@ func (k *Keyring) save(master []byte) error {
 	for v, kek := range k.keks {
 		d.Versions[strconv.Itoa(v)] = k.seal(master, kek, "kek:"+strconv.Itoa(v))
 	}
-	d.Fingerprint = k.seal(master, k.fp, "fingerprint")
+	d.Fingerprint = k.seal(master, k.fps[1], "fingerprint")
+	d.FPLatest = k.fpLatest
+	for v, fp := range k.fps {
+		if v > 1 {
+			if d.Fingerprints == nil {
+				d.Fingerprints = map[string]string{}
+			}
+			d.Fingerprints[strconv.Itoa(v)] = k.seal(master, fp, "fingerprint:"+strconv.Itoa(v))
+		}
+	}
 	b, err := json.MarshalIndent(d, "", "  ")
 	if err != nil {
 		return err
@@ -196,11 +219,38 @@ func (k *Keyring) UnwrapDataKey(_ context.Context, wrapped string) ([]byte, erro
 	return open(kek, body, "dek")
 }
 
-// FingerprintSecret returns the fingerprint root secret.
-func (k *Keyring) FingerprintSecret(context.Context) ([]byte, error) {
+// FingerprintSecret returns a version of the fingerprint root secret (0: latest).
+func (k *Keyring) FingerprintSecret(_ context.Context, version int) ([]byte, int, error) {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
-	return append([]byte(nil), k.fp...), nil
+	if version == 0 {
+		version = k.fpLatest
+	}
+	fp, ok := k.fps[version]
+	if !ok {
+		return nil, 0, fmt.Errorf("localkms: fingerprint secret v%d not in keyring", version)
+	}
+	return append([]byte(nil), fp...), version, nil
+}
+
+// FingerprintVersion is the latest fingerprint secret version.
+func (k *Keyring) FingerprintVersion(context.Context) (int, error) {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.fpLatest, nil
+}
+
+// RotateFingerprint adds a new fingerprint secret version.
+func (k *Keyring) RotateFingerprint(context.Context) (int, error) {
+	master, err := k.loadOrCreateMaster()
+	if err != nil {
+		return 0, err
+	}
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.fpLatest++
+	k.fps[k.fpLatest] = k.random(32)
+	return k.fpLatest, k.save(master)
 }
 
 // Rotate adds a new KEK version; new data keys are wrapped under it.

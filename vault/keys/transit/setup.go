@@ -94,7 +94,7 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		}
 		steps = append(steps, SetupStep{What: "KV v2 secrets engine at " + kvMount + "/", Changed: true})
 	}
-	if _, err := c.FingerprintSecret(ctx); err == nil {
+	if _, _, err := c.FingerprintSecret(ctx, 0); err == nil {
 		steps = append(steps, SetupStep{What: "fingerprint secret at " + c.cfg.FingerprintPath})
 	} else if errors.Is(err, ErrNotFound) {
 		var b [32]byte

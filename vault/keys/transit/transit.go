@@ -8,6 +8,7 @@ package transit
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -332,19 +334,56 @@ func (c *Client) UnwrapDataKey(ctx context.Context, wrapped string) ([]byte, err
 	return base64.StdEncoding.DecodeString(out.Plaintext)
 }
 
-// FingerprintSecret reads the fingerprint root secret from KV v2.
-func (c *Client) FingerprintSecret(ctx context.Context) ([]byte, error) {
+// FingerprintSecret reads a version of the fingerprint root secret from KV
+// v2 (0: the latest) and returns it with its version number.
+func (c *Client) FingerprintSecret(ctx context.Context, version int) ([]byte, int, error) {
 	var out struct {
-		Data map[string]string `json:"data"`
+		Data     map[string]string `json:"data"`
+		Metadata struct {
+			Version int `json:"version"`
+		} `json:"metadata"`
 	}
-	if err := c.do(ctx, http.MethodGet, c.cfg.FingerprintPath, nil, &out); err != nil {
-		return nil, fmt.Errorf("fingerprint secret %s: %w", c.cfg.FingerprintPath, err)
+	path := c.cfg.FingerprintPath
+	if version > 0 {
+		path += "?version=" + strconv.Itoa(version)
+	}
+	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
+		return nil, 0, fmt.Errorf("fingerprint secret %s: %w", c.cfg.FingerprintPath, err)
 	}
 	s, err := base64.StdEncoding.DecodeString(out.Data["key"])
 	if err != nil || len(s) < 32 {
-		return nil, fmt.Errorf("%w: fingerprint secret %s: field \"key\" must be base64 of at least 32 bytes", ErrVault, c.cfg.FingerprintPath)
+		return nil, 0, fmt.Errorf("%w: fingerprint secret %s: field \"key\" must be base64 of at least 32 bytes", ErrVault, c.cfg.FingerprintPath)
 	}
-	return s, nil
+	return s, out.Metadata.Version, nil
+}
+
+// FingerprintVersion is the latest version of the fingerprint secret.
+func (c *Client) FingerprintVersion(ctx context.Context) (int, error) {
+	_, v, err := c.FingerprintSecret(ctx, 0)
+	return v, err
+}
+
+// RotateFingerprint writes a new random version of the fingerprint secret
+// (check-and-set on the current version). Run with an operator token: the
+// key-admin role deliberately cannot write it, since whoever knows the
+// secret could test candidate PANs against fingerprints.
+func (c *Client) RotateFingerprint(ctx context.Context) (int, error) {
+	_, cur, err := c.FingerprintSecret(ctx, 0)
+	if err != nil {
+		return 0, err
+	}
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return 0, err
+	}
+	var out struct {
+		Version int `json:"version"`
+	}
+	body := map[string]any{"options": map[string]any{"cas": cur}, "data": map[string]string{"key": base64.StdEncoding.EncodeToString(b[:])}}
+	if err := c.do(ctx, http.MethodPost, c.cfg.FingerprintPath, body, &out); err != nil {
+		return 0, fmt.Errorf("rotate fingerprint secret: %w", err)
+	}
+	return out.Version, nil
 }
 
 // KeyInfo is the transit key's metadata.
@@ -412,7 +451,7 @@ func (c *Client) Check(ctx context.Context) error {
 	if ki.Derived {
 		return fmt.Errorf("transit key %s uses key derivation, which Obol does not support for data keys", c.cfg.KeyName)
 	}
-	if _, err := c.FingerprintSecret(ctx); err != nil {
+	if _, _, err := c.FingerprintSecret(ctx, 0); err != nil {
 		return fmt.Errorf("%w (create it with `obol vault setup`)", err)
 	}
 	return nil

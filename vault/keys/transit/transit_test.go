@@ -100,11 +100,11 @@ func TestSetupIdempotent(t *testing.T) {
 	if err != nil || ki.Exportable || ki.DeletionAllowed || ki.Type != "aes256-gcm96" {
 		t.Fatalf("KEK = %+v, %v", ki, err)
 	}
-	s1, _ := root.FingerprintSecret(ctx)
+	s1, _, _ := root.FingerprintSecret(ctx, 0)
 	if _, err := root.Setup(ctx, SetupOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	s2, _ := root.FingerprintSecret(ctx)
+	s2, _, _ := root.FingerprintSecret(ctx, 0)
 	if !bytes.Equal(s1, s2) || len(s1) != 32 {
 		t.Fatal("setup replaced the fingerprint secret")
 	}
@@ -247,5 +247,26 @@ func TestTokenFile(t *testing.T) {
 	}
 	if _, err := New(Config{Address: v.Addr, TokenFile: filepath.Join(t.TempDir(), "missing")}); err == nil {
 		t.Fatal("a missing token file was accepted")
+	}
+}
+
+func TestRotateFingerprint(t *testing.T) {
+	_, root := dedicated(t)
+	ctx := context.Background()
+	if _, err := root.Setup(ctx, SetupOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	s1, v1, err := root.FingerprintSecret(ctx, 0)
+	if err != nil || v1 != 1 {
+		t.Fatalf("v%d %v", v1, err)
+	}
+	v2, err := root.RotateFingerprint(ctx)
+	if err != nil || v2 != 2 {
+		t.Fatalf("rotate: v%d %v", v2, err)
+	}
+	s2, got, _ := root.FingerprintSecret(ctx, 0)
+	old, gotOld, _ := root.FingerprintSecret(ctx, 1)
+	if got != 2 || bytes.Equal(s1, s2) || gotOld != 1 || !bytes.Equal(old, s1) {
+		t.Fatal("versions do not read back as written")
 	}
 }

@@ -233,12 +233,12 @@ func (s *Store) OriginAllowed(ctx context.Context, origin string) (bool, error) 
 	return ok, err
 }
 
-const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at`
+const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at, fingerprint_version`
 
 func scanToken(row pgx.Row) (store.TokenRecord, error) {
 	var r store.TokenRecord
 	var m, y int16
-	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &m, &y, &r.Fingerprint, &r.CreatedAt)
+	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &m, &y, &r.Fingerprint, &r.CreatedAt, &r.FingerprintVersion)
 	r.ExpMonth, r.ExpYear = int(m), int(y)
 	return r, notFound(err)
 }
@@ -250,20 +250,24 @@ func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *stor
 	return s.creates.Do(ctx, createReq{rec: r, idem: idem})
 }
 
-const insertToken = `INSERT INTO tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`
+const insertToken = `INSERT INTO tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
 // insertTokenIdem inserts the token only if its idempotency record was
 // inserted by the same statement: 0 rows affected means the key was taken.
 const insertTokenIdem = `WITH idem AS (
 	INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at)
-	VALUES ($12, $13, $14, $15, $16, $17) ON CONFLICT DO NOTHING RETURNING 1)
+	VALUES ($13, $14, $15, $16, $17, $18) ON CONFLICT DO NOTHING RETURNING 1)
 INSERT INTO tokens (` + tokenCols + `)
-SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11 WHERE EXISTS (SELECT 1 FROM idem)`
+SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE EXISTS (SELECT 1 FROM idem)`
 
 // createStatement is the one statement that creates c (atomic on its own).
 func createStatement(c createReq) (string, []any) {
 	r := c.rec
-	args := []any{r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, r.CreatedAt}
+	fv := r.FingerprintVersion
+	if fv == 0 {
+		fv = 1
+	}
+	args := []any{r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, r.CreatedAt, fv}
 	if c.idem == nil {
 		return insertToken, args
 	}
@@ -551,4 +555,34 @@ func prefixed(p, cols string) string {
 		parts[i] = p + parts[i]
 	}
 	return strings.Join(parts, ", ")
+}
+
+// TokensWithFingerprintBelow lists tokens fingerprinted under an older secret version.
+func (s *Store) TokensWithFingerprintBelow(ctx context.Context, version int, after string, limit int) ([]store.TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE fingerprint_version < $1 AND token > $2 ORDER BY token LIMIT $3`, version, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.TokenRecord
+	for rows.Next() {
+		r, err := scanToken(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// UpdateFingerprint rewrites a token's fingerprint (compare-and-set).
+func (s *Store) UpdateFingerprint(ctx context.Context, token, oldFP, newFP string, version int) error {
+	tag, err := s.pool.Exec(ctx, `UPDATE tokens SET fingerprint = $3, fingerprint_version = $4 WHERE token = $1 AND fingerprint = $2`, token, oldFP, newFP, version)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return store.ErrNotFound
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -198,12 +199,12 @@ func (s *Store) OriginAllowed(ctx context.Context, origin string) (bool, error) 
 	return n > 0, err
 }
 
-const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at`
+const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, exp_month, exp_year, fingerprint, created_at, fingerprint_version`
 
-func scanToken(row *sql.Row) (store.TokenRecord, error) {
+func scanToken(row interface{ Scan(...any) error }) (store.TokenRecord, error) {
 	var r store.TokenRecord
 	var created string
-	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created)
+	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created, &r.FingerprintVersion)
 	r.CreatedAt = parseTS(created)
 	return r, notFound(err)
 }
@@ -221,8 +222,12 @@ func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *stor
 				return store.ErrIdempotencyExists
 			}
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt))
+		fv := r.FingerprintVersion
+		if fv == 0 {
+			fv = 1
+		}
+		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt), fv)
 		if isUnique(err) {
 			return store.ErrDuplicate
 		}
@@ -407,23 +412,50 @@ func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
 
 // TokensUnderOldDEKs lists tokens sealed under DEKs created before cutoff.
 func (s *Store) TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]store.TokenRecord, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT t.token, t.merchant_id, t.dek_id, t.ciphertext, t.brand, t.bin, t.last4, t.exp_month, t.exp_year, t.fingerprint, t.created_at
-		FROM tokens t JOIN deks d ON d.id = t.dek_id WHERE d.created_at < ? AND t.token > ? ORDER BY t.token LIMIT ?`, ts(cutoff), after, limit)
+	return s.listTokens(ctx, `SELECT `+prefixed("t.", tokenCols)+` FROM tokens t JOIN deks d ON d.id = t.dek_id
+		WHERE d.created_at < ? AND t.token > ? ORDER BY t.token LIMIT ?`, ts(cutoff), after, limit)
+}
+
+// TokensWithFingerprintBelow lists tokens fingerprinted under an older secret version.
+func (s *Store) TokensWithFingerprintBelow(ctx context.Context, version int, after string, limit int) ([]store.TokenRecord, error) {
+	return s.listTokens(ctx, `SELECT `+tokenCols+` FROM tokens WHERE fingerprint_version < ? AND token > ? ORDER BY token LIMIT ?`, version, after, limit)
+}
+
+func (s *Store) listTokens(ctx context.Context, query string, args ...any) ([]store.TokenRecord, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
 	var out []store.TokenRecord
 	for rows.Next() {
-		var r store.TokenRecord
-		var created string
-		if err := rows.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created); err != nil {
+		r, err := scanToken(rows)
+		if err != nil {
 			return nil, err
 		}
-		r.CreatedAt = parseTS(created)
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// UpdateFingerprint rewrites a token's fingerprint (compare-and-set).
+func (s *Store) UpdateFingerprint(ctx context.Context, token, oldFP, newFP string, version int) error {
+	res, err := s.db.ExecContext(ctx, `UPDATE tokens SET fingerprint = ?, fingerprint_version = ? WHERE token = ? AND fingerprint = ?`, newFP, version, token, oldFP)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return store.ErrNotFound
+	}
+	return nil
+}
+
+func prefixed(p, cols string) string {
+	parts := strings.Split(cols, ", ")
+	for i := range parts {
+		parts[i] = p + parts[i]
+	}
+	return strings.Join(parts, ", ")
 }
 
 // ReplaceCiphertext re-seals a token if it is still under oldDEK.

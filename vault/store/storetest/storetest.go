@@ -37,6 +37,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"rewrap bookkeeping", testRewrap},
 		{"audit chain", testAudit},
 		{"re-encryption bookkeeping", testReencryptBookkeeping},
+		{"fingerprint versions", testFingerprintVersions},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -436,5 +437,34 @@ func testReencryptBookkeeping(t *testing.T, s store.Store) {
 	stats, _ := s.DEKStats(c)
 	if len(stats) != 2 || stats[0].ID != "dek_old" || stats[0].Tokens != 1 || stats[1].ID != "dek_new" || stats[1].Tokens != 2 {
 		t.Fatalf("DEKStats = %+v", stats)
+	}
+}
+
+func testFingerprintVersions(t *testing.T, s store.Store) {
+	c := ctx(t)
+	mustMerchant(t, s, "mer_a")
+	mustDEK(t, s, "dek_1")
+	for i, v := range []int{0, 1, 2} { // 0: an old record written before versions (defaults to 1)
+		r := token(fmt.Sprintf("tok_%d", i), "mer_a", fmt.Sprintf("fp_%d", i), t0)
+		r.FingerprintVersion = v
+		if err := s.CreateToken(c, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r, _ := s.GetToken(c, "mer_a", "tok_0"); r.FingerprintVersion != 1 {
+		t.Fatalf("default fingerprint version %d", r.FingerprintVersion)
+	}
+	below, err := s.TokensWithFingerprintBelow(c, 2, "", 10)
+	if err != nil || len(below) != 2 || below[0].Token != "tok_0" || below[1].Token != "tok_1" {
+		t.Fatalf("TokensWithFingerprintBelow = %v, %v", below, err)
+	}
+	if err := s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_0_v2", 2); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_again", 2); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("stale compare-and-set: %v", err)
+	}
+	if r, err := s.FindTokenByFingerprint(c, "mer_a", "fp_0_v2"); err != nil || r.Token != "tok_0" || r.FingerprintVersion != 2 {
+		t.Fatalf("lookup by the rewritten fingerprint: %+v %v", r, err)
 	}
 }
