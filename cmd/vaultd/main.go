@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string) error {
 	fs.Int64Var(&cfg.DEKMaxUses, "dek-max-uses", 0, "retire a data key after this many encryptions (default 1000000)")
 	fs.DurationVar(&cfg.KeyCheckEvery, "key-check-interval", cli.EnvDuration("OBOL_KEY_CHECK_INTERVAL", 0), "how often Vault's seal status is checked (default 1s)")
 	fs.DurationVar(&cfg.KEKCheckEvery, "kek-check-interval", cli.EnvDuration("OBOL_KEK_CHECK_INTERVAL", 0), "how often the KEK version is checked for rotations (default 10s)")
+	fs.DurationVar(&cfg.AuditAnchorEvery, "audit-anchor-interval", cli.EnvDuration("OBOL_AUDIT_ANCHOR_INTERVAL", 0), "how often the audit chain's head is anchored in Vault (default 10s)")
+	fs.StringVar(&cfg.Vault.AuditAnchorPath, "audit-anchor-path", cli.Env("OBOL_AUDIT_ANCHOR_PATH", "secret/data/obol/audit-anchor"), "KV v2 path of the audit anchor")
 	fs.BoolVar(&cfg.NoAutoRewrap, "no-auto-rewrap", cli.EnvBool("OBOL_NO_AUTO_REWRAP", false), "do not rewrap stored DEKs automatically after a KEK rotation")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/obolpay/obol/internal/testenv"
@@ -268,5 +269,33 @@ func TestRotateFingerprint(t *testing.T) {
 	old, gotOld, _ := root.FingerprintSecret(ctx, 1)
 	if got != 2 || bytes.Equal(s1, s2) || gotOld != 1 || !bytes.Equal(old, s1) {
 		t.Fatal("versions do not read back as written")
+	}
+}
+
+// TestSetupAuditDevice: setup enables Vault's file audit device when asked,
+// once, and Vault then records requests to it.
+func TestSetupAuditDevice(t *testing.T) {
+	_, root := dedicated(t)
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "vault-audit.log")
+	for i := 0; i < 2; i++ {
+		steps, err := root.Setup(ctx, SetupOptions{AuditFile: path})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := steps[len(steps)-1]
+		if last.Changed != (i == 0) || !strings.Contains(last.What, path) {
+			t.Fatalf("run %d: %v", i+1, last)
+		}
+	}
+	if _, err := root.GenerateDataKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil || !bytes.Contains(b, []byte("transit/datakey/plaintext/obol-kek")) {
+		t.Fatalf("audit log does not record the data key request: %v", err)
+	}
+	if bytes.Contains(b, []byte(`"plaintext":"`)) && !bytes.Contains(b, []byte(`"plaintext":"hmac-sha256:`)) {
+		t.Fatal("Vault's audit log holds a plaintext data key (it must be HMACed)")
 	}
 }
