@@ -71,6 +71,8 @@ type Config struct {
 	// CACertFile trusts an extra CA for Vault's TLS certificate.
 	CACertFile string
 	Logger     *slog.Logger
+	// Now is the clock for token lifetimes (default time.Now).
+	Now func() time.Time
 }
 
 // Client is a Vault transit key manager.
@@ -126,6 +128,9 @@ func New(cfg Config) (*Client, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConns = 256
@@ -264,7 +269,7 @@ func (c *Client) ensureToken(ctx context.Context) error {
 		return nil
 	}
 	c.mu.RLock()
-	ok := c.token != "" && time.Until(c.tokenExp) > 0
+	ok := c.token != "" && c.cfg.Now().Before(c.tokenExp)
 	c.mu.RUnlock()
 	if ok {
 		return nil
@@ -296,7 +301,7 @@ func (c *Client) login(ctx context.Context) error {
 	c.mu.Lock()
 	c.token = vr.Auth.ClientToken
 	// Log in again after two thirds of the lease, well before it expires.
-	c.tokenExp = time.Now().Add(ttl * 2 / 3)
+	c.tokenExp = c.cfg.Now().Add(ttl * 2 / 3)
 	c.mu.Unlock()
 	c.log.Info("vault approle login", "ttl", ttl.String())
 	return nil

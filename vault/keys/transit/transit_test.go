@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/obolpay/obol/internal/testenv"
 )
@@ -140,7 +141,8 @@ func TestAppRoleLeastPrivilege(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	c, err := New(Config{Address: v.Addr, RoleID: roleID, SecretIDFile: sidFile, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	clock := time.Now()
+	c, err := New(Config{Address: v.Addr, RoleID: roleID, SecretIDFile: sidFile, Logger: slog.New(slog.NewTextHandler(&logs, nil)), Now: func() time.Time { return clock }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +191,22 @@ func TestAppRoleLeastPrivilege(t *testing.T) {
 	c.mu.RUnlock()
 	if n := bytes.Count(logs.Bytes(), []byte("approle login")); n != 2 {
 		t.Fatalf("%d logins after one revocation; want 2", n)
+	}
+	// Before the 1h token expires (at two thirds of its TTL), the client
+	// logs in again on its own, without any request being refused.
+	clock = clock.Add(39 * time.Minute)
+	if _, err := c.GenerateDataKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(logs.Bytes(), []byte("approle login")); n != 2 {
+		t.Fatalf("logged in again before two thirds of the TTL (%d logins)", n)
+	}
+	clock = clock.Add(2 * time.Minute)
+	if _, err := c.GenerateDataKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := bytes.Count(logs.Bytes(), []byte("approle login")); n != 3 {
+		t.Fatalf("%d logins; want a fresh login after two thirds of the TTL", n)
 	}
 }
 
