@@ -3,7 +3,8 @@
 # Vault, PostgreSQL and Redis), leak scans, the PCI boundary and a check
 # that generated code is fresh. On a fresh Debian machine with only Go it
 # installs what is missing:
-#   - postgresql and redis-server from Debian (apt-get; needs root or sudo);
+#   - postgresql, redis-server and gcc (for -race) from Debian (apt-get;
+#     needs root or sudo);
 #   - the vault binary, built once from the Go module proxy into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/obol/ (about 15 minutes and 4.5 GB of
 #     module downloads the first time; cached after that);
@@ -17,6 +18,7 @@ say() { printf '\n==> %s\n' "$*"; }
 
 sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
+command -v gcc >/dev/null || missing+=(gcc)   # the race detector needs cgo
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
@@ -40,5 +42,5 @@ unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.' ) || true)
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 
-say "go test (unit + integration)"
-go test -count=1 -timeout 30m "$@" ./...
+say "go test -race (unit + integration)"
+go test -race -count=1 -timeout 30m "$@" ./...
