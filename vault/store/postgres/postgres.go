@@ -75,8 +75,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool}
-	// Up to 60% of the pool flushes token inserts; the rest serves reads.
-	flushers := int(opts.MaxConns) * 3 / 5
+	// All but 4 connections may flush token inserts (4 stay free for reads):
+	// fewer flushers than concurrent requests queues them and hurts p99.
+	flushers := int(opts.MaxConns) - 4
 	if flushers < 1 {
 		flushers = 1
 	}
