@@ -54,6 +54,8 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.KEKCheckEvery, "kek-check-interval", cli.EnvDuration("OBOL_KEK_CHECK_INTERVAL", 0), "how often the KEK version is checked for rotations (default 10s)")
 	fs.DurationVar(&cfg.AuditAnchorEvery, "audit-anchor-interval", cli.EnvDuration("OBOL_AUDIT_ANCHOR_INTERVAL", 0), "how often the audit chain's head is anchored in Vault (default 10s)")
 	fs.StringVar(&cfg.Vault.AuditAnchorPath, "audit-anchor-path", cli.Env("OBOL_AUDIT_ANCHOR_PATH", "secret/data/obol/audit-anchor"), "KV v2 path of the audit anchor")
+	fs.DurationVar(&cfg.ReencryptOlderThan, "reencrypt-older-than", cli.EnvDuration("OBOL_REENCRYPT_OLDER_THAN", 0), "re-seal cards under DEKs older than this in the background and destroy unused DEKs (0: off)")
+	fs.DurationVar(&cfg.ReencryptEvery, "reencrypt-interval", cli.EnvDuration("OBOL_REENCRYPT_INTERVAL", 0), "how often the re-encryption job runs (default 1h)")
 	fs.BoolVar(&cfg.NoAutoRewrap, "no-auto-rewrap", cli.EnvBool("OBOL_NO_AUTO_REWRAP", false), "do not rewrap stored DEKs automatically after a KEK rotation")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")

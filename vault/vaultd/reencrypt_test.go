@@ -2,11 +2,14 @@ package vaultd_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -82,4 +85,53 @@ func TestReencrypt(t *testing.T) {
 	if err != nil || again.Reencrypted != 0 {
 		t.Fatalf("second run: %+v %v; want nothing left to do", again, err)
 	}
+}
+
+// TestBackgroundReencrypt: with OBOL_REENCRYPT_OLDER_THAN set, vaultd itself
+// re-seals cards under old DEKs and destroys them, after a restart that
+// (like two days passing) finds the DEKs old.
+func TestBackgroundReencrypt(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	var toks []string
+	for _, n := range []string{"4242424242424242", "5555555555554444", "378282246310005"} {
+		toks = append(toks, s.tokenize(s.a.SecretKey, cardIn(n, 12, expYear, "")).str("token"))
+	}
+	s.stop()
+	db, err := pgx.Connect(ctx, s.dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, `UPDATE deks SET created_at = created_at - interval '2 days'`); err != nil {
+		t.Fatal(err)
+	}
+	s.cfg.ReencryptOlderThan, s.cfg.ReencryptEvery = 24*time.Hour, 50*time.Millisecond
+	s.start()
+	if err := testenv.WaitFor(20*time.Second, func() error {
+		var old int
+		if err := db.QueryRow(ctx, `SELECT count(*) FROM deks WHERE created_at < now() - interval '1 day'`).Scan(&old); err != nil {
+			return err
+		}
+		if old > 0 {
+			return fmt.Errorf("%d old DEKs left", old)
+		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v\n%s", err, s.logs.Bytes())
+	}
+	for _, tok := range toks {
+		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
+		if err != nil {
+			t.Fatalf("%s: %v", tok, err)
+		}
+		c.Wipe()
+	}
+	t.Run("rejects a window shorter than the DEK lifetime", func(t *testing.T) {
+		cfg := s.cfg
+		cfg.ReencryptOlderThan = 30 * time.Minute
+		if _, err := vaultd.Start(ctx, cfg); err == nil || !strings.Contains(err.Error(), "OBOL_REENCRYPT_OLDER_THAN") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 }

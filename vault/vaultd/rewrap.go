@@ -28,6 +28,11 @@ type rewrapper struct {
 	record   func(context.Context, audit.Event) error
 	// refingerprint rewrites fingerprints after a secret rotation (nil: off).
 	refingerprint func(ctx context.Context) (RefingerprintResult, error)
+	// reencrypt re-seals old cards and destroys unused DEKs (nil: off), at
+	// most once per reencryptEvery.
+	reencrypt      func(ctx context.Context) (ReencryptResult, error)
+	reencryptEvery time.Duration
+	lastReencrypt  time.Time
 
 	mu      sync.Mutex
 	running bool
@@ -71,6 +76,19 @@ func (r *rewrapper) trigger(ctx context.Context) {
 					r.log.Info("refingerprint done", "version", fr.Version, "rewritten", fr.Rewritten)
 					if err := r.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", fr.Version, fr.Rewritten, fr.Skipped)}); err != nil {
 						r.log.Error("audit: could not record the refingerprint", "err", err)
+					}
+				}
+			}
+			if r.reencrypt != nil && ctx.Err() == nil && time.Since(r.lastReencrypt) >= r.reencryptEvery {
+				r.lastReencrypt = time.Now()
+				rr, err := r.reencrypt(ctx)
+				switch {
+				case err != nil && ctx.Err() == nil:
+					r.log.Error("re-encryption failed; it resumes on its next run, or run `obol keys reencrypt`", "err", err)
+				case rr.Reencrypted > 0 || rr.Destroyed > 0:
+					r.log.Info("re-encryption done", "reencrypted", rr.Reencrypted, "destroyed_deks", rr.Destroyed)
+					if err := r.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionReencrypt, Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", rr.Reencrypted, rr.Skipped, rr.Destroyed)}); err != nil {
+						r.log.Error("audit: could not record the re-encryption", "err", err)
 					}
 				}
 			}

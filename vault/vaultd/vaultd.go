@@ -6,6 +6,7 @@
 package vaultd
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -50,6 +51,12 @@ type Config struct {
 	// NoAutoRewrap disables rewrapping stored DEKs when the KEK rotates
 	// (then run `obol keys rewrap`).
 	NoAutoRewrap bool
+	// ReencryptOlderThan makes vaultd re-seal, in the background, cards under
+	// DEKs older than this and destroy DEKs that then protect nothing (0:
+	// off; then use `obol keys reencrypt`). Must exceed the DEK max age.
+	ReencryptOlderThan time.Duration
+	// ReencryptEvery is how often that job runs (default 1h).
+	ReencryptEvery time.Duration
 	// AuditAnchorEvery is how often the audit chain's head is anchored in
 	// Vault when it moved (default 10s).
 	AuditAnchorEvery time.Duration
@@ -65,7 +72,7 @@ func (c Config) String() string {
 	if c.Vault.Token == "" {
 		auth = "approle"
 	}
-	return fmt.Sprintf("vault=%s auth=%s transit=%s/%s grpc=%s http=%s", c.Vault.Address, auth, c.Vault.Mount, c.Vault.KeyName, c.GRPCAddr, c.HTTPAddr)
+	return fmt.Sprintf("vault=%s auth=%s transit=%s/%s grpc=%s http=%s", c.Vault.Address, auth, cmp.Or(c.Vault.Mount, "transit"), cmp.Or(c.Vault.KeyName, "obol-kek"), c.GRPCAddr, c.HTTPAddr)
 }
 
 // Instance is a running (not yet serving) vault.
@@ -104,6 +111,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		log = slog.Default()
 	}
 	cfg.Vault.Logger = log
+	if maxAge := cmp.Or(cfg.DEKMaxAge, time.Hour); cfg.ReencryptOlderThan > 0 && cfg.ReencryptOlderThan <= maxAge {
+		return nil, fmt.Errorf("OBOL_REENCRYPT_OLDER_THAN (%s) must exceed the DEK max age (%s)", cfg.ReencryptOlderThan, maxAge)
+	}
 	tlsCfg, err := serverTLS(cfg)
 	if err != nil {
 		return nil, err
@@ -149,6 +159,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
 	rw.refingerprint = func(ctx context.Context) (RefingerprintResult, error) {
 		return Refingerprint(ctx, in.Envelope, st, 100)
+	}
+	if cfg.ReencryptOlderThan > 0 {
+		rw.reencryptEvery = cmp.Or(cfg.ReencryptEvery, time.Hour)
+		rw.reencrypt = func(ctx context.Context) (ReencryptResult, error) {
+			return Reencrypt(ctx, in.Envelope, st, ReencryptOptions{OlderThan: cfg.ReencryptOlderThan, Destroy: true, DEKMaxAge: cfg.DEKMaxAge}, nil)
+		}
 	}
 	anchorEvery := cfg.AuditAnchorEvery
 	if anchorEvery <= 0 {
