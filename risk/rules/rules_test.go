@@ -1,0 +1,135 @@
+package rules
+
+import (
+	"strings"
+	"testing"
+
+	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+)
+
+type lists map[string]map[string]bool
+
+func (l lists) Contains(list, v string) bool { return l[list][v] }
+
+func mustEnv(t *testing.T, l Lists) *Env {
+	t.Helper()
+	e, err := NewEnv(l)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func TestDefaultRules(t *testing.T) {
+	env := mustEnv(t, lists{"block_ips": {"203.0.113.9": true}, "allow_fingerprints": {"fp_vip": true}})
+	set, err := env.Compile(DefaultYAML())
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := func() *riskv1.RuleInput {
+		return &riskv1.RuleInput{Payment: &riskv1.RulePayment{Amount: 2500, Currency: "USD", CardCountry: "US", IpCountry: "US", BillingCountry: "US", Fingerprint: "fp_x", Ip: "192.0.2.1"},
+			Card: &riskv1.Velocity{}, Ip: &riskv1.Velocity{}, Device: &riskv1.Velocity{}, CardAgeSeconds: 86400}
+	}
+	tests := []struct {
+		name    string
+		mod     func(*riskv1.RuleInput)
+		action  string
+		matched []string
+	}{
+		{"clean payment", func(*riskv1.RuleInput) {}, Allow, nil},
+		{"blocklisted ip", func(in *riskv1.RuleInput) { in.Payment.Ip = "203.0.113.9" }, Block, []string{"blocklisted"}},
+		{"allowlist wins over blocklist", func(in *riskv1.RuleInput) { in.Payment.Ip = "203.0.113.9"; in.Payment.Fingerprint = "fp_vip" }, Allow, []string{"allowlisted-card", "blocklisted"}},
+		{"cvc failed", func(in *riskv1.RuleInput) { in.Payment.CvcCheck = "fail" }, Block, []string{"cvc-failed"}},
+		{"card testing by ip", func(in *riskv1.RuleInput) { in.Ip.DistinctCards_1H = 6 }, Block, []string{"card-testing-ip"}},
+		{"many small from ip", func(in *riskv1.RuleInput) { in.Ip.Count_1H = 21; in.Payment.Amount = 100 }, Block, []string{"card-testing-ip"}},
+		{"amount ceiling usd", func(in *riskv1.RuleInput) { in.Payment.Amount = 1000001 }, Review, []string{"amount-ceiling"}},
+		{"unknown currency has no ceiling", func(in *riskv1.RuleInput) { in.Payment.Currency = "KWD"; in.Payment.Amount = 99999999 }, Allow, nil},
+		{"card burst", func(in *riskv1.RuleInput) { in.Card.Count_1M = 4; in.Card.Count_1H = 4 }, Challenge, []string{"card-velocity-burst"}},
+		{"burst and hourly: higher priority wins", func(in *riskv1.RuleInput) { in.Card.Count_1M = 4; in.Card.Count_1H = 11 }, Challenge, []string{"card-velocity-burst", "card-velocity-hour"}},
+		{"country mismatch", func(in *riskv1.RuleInput) { in.Payment.IpCountry = "GB"; in.Payment.BillingCountry = "DE" }, Review, []string{"country-mismatch"}},
+		{"shadow rule reported, not enforced", func(in *riskv1.RuleInput) { in.CardAgeSeconds = 10; in.Payment.Amount = 60000 }, Allow, []string{"new-card-large-amount"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			in := base()
+			tt.mod(in)
+			out := set.Evaluate(in)
+			var names []string
+			for _, m := range out.Matched {
+				names = append(names, m.Rule.Name)
+			}
+			if out.Action != tt.action || strings.Join(names, ",") != strings.Join(tt.matched, ",") || out.Errors != 0 {
+				t.Fatalf("action %s matched %v errors %d; want %s %v", out.Action, names, out.Errors, tt.action, tt.matched)
+			}
+			if out.Score < 0 || out.Score > 100 {
+				t.Fatalf("score %d", out.Score)
+			}
+		})
+	}
+}
+
+func TestCompileErrorsAreLocated(t *testing.T) {
+	env := mustEnv(t, nil)
+	tests := []struct {
+		name   string
+		yaml   string
+		line   int
+		column int
+		msg    string
+	}{
+		{"undeclared field", "rules:\n  - name: a\n    expression: payment.amout > 5\n    action: block\n", 3, 24, "amout"},
+		{"not a bool", "rules:\n  - name: a\n    expression: payment.amount + 1\n    action: block\n", 3, 17, "must be a bool"},
+		{"bad action", "rules:\n  - name: a\n    expression: true\n    action: deny\n", 2, 5, "action must be"},
+		{"bad mode", "rules:\n  - name: a\n    expression: true\n    action: block\n    mode: maybe\n", 2, 5, "mode must be"},
+		{"unknown key", "rules:\n  - name: a\n    expresion: true\n    action: block\n", 3, 5, "unknown key"},
+		{"duplicate", "rules:\n  - name: a\n    expression: true\n    action: block\n  - name: a\n    expression: false\n    action: block\n", 5, 5, "duplicate"},
+		{"syntax error in block scalar", "rules:\n  - name: a\n    expression: |\n      payment.amount >\n    action: block\n", 5, 0, "mismatched input"},
+		{"not yaml", "rules: [\n", 0, 0, "yaml"},
+		{"wrong top level", "- a\n", 1, 0, "mapping"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := env.Compile([]byte(tt.yaml))
+			ce, ok := err.(*CompileError)
+			if !ok || len(ce.Problems) == 0 {
+				t.Fatalf("err = %v", err)
+			}
+			p := ce.Problems[0]
+			if (tt.line != 0 && p.Line != tt.line) || (tt.column != 0 && p.Column != tt.column) || !strings.Contains(strings.ToLower(p.String()), strings.ToLower(tt.msg)) {
+				t.Fatalf("problem %q (line %d col %d); want line %d col %d containing %q", p.String(), p.Line, p.Column, tt.line, tt.column, tt.msg)
+			}
+		})
+	}
+}
+
+func TestCostLimitBoundsEvaluation(t *testing.T) {
+	env := mustEnv(t, nil)
+	set, err := env.Compile([]byte("rules:\n  - name: heavy\n    expression: >-\n      [1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a+b+c+d > 0))))\n    action: block\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := set.Evaluate(&riskv1.RuleInput{})
+	if out.Errors != 1 || out.Action != Allow {
+		t.Fatalf("an over-budget rule must fail (not match): %+v", out)
+	}
+}
+
+func TestVersionIsContentHash(t *testing.T) {
+	env := mustEnv(t, nil)
+	a, _ := env.Compile(DefaultYAML())
+	b, _ := env.Compile(DefaultYAML())
+	c, _ := env.Compile(append(DefaultYAML(), '\n'))
+	if a.Version != b.Version || a.Version == c.Version || !strings.HasPrefix(a.Version, "rs_") {
+		t.Fatalf("versions %s %s %s", a.Version, b.Version, c.Version)
+	}
+}
+
+func BenchmarkEvaluateDefault(b *testing.B) {
+	env, _ := NewEnv(lists{})
+	set, _ := env.Compile(DefaultYAML())
+	in := &riskv1.RuleInput{Payment: &riskv1.RulePayment{Amount: 2500, Currency: "USD", CardCountry: "US", IpCountry: "US"}, Card: &riskv1.Velocity{Count_1H: 2}, Ip: &riskv1.Velocity{}, Device: &riskv1.Velocity{}}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		set.Evaluate(in)
+	}
+}
