@@ -20,10 +20,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/refdata"
 	"github.com/obolpay/obol/risk/rules"
-	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 )
 
 // Config wires an engine.

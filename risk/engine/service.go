@@ -9,8 +9,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/apierr"
-	"github.com/obolpay/obol/risk/rules"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+	"github.com/obolpay/obol/risk/rules"
 )
 
 // Service exposes the engine as obol.risk.v1.RiskService. Every call needs

@@ -1,0 +1,254 @@
+// Package serve runs an Obol service's gRPC and REST listeners with the
+// house conventions: request logging and metrics without bodies (labels are
+// method names and codes only), panic recovery, gRPC health, /healthz,
+// /readyz, /metrics, an OpenAPI document, a body limit, and graceful
+// shutdown. PAN-free plumbing shared by services outside the vault.
+package serve
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/httpapi"
+)
+
+// Options configure a server.
+type Options struct {
+	// Name prefixes metrics (obol_<name>_requests_total).
+	Name     string
+	GRPCAddr string
+	HTTPAddr string
+	// GRPCTLS serves gRPC over TLS when set (plaintext otherwise: dev only).
+	GRPCTLS    *tls.Config
+	Reflection bool
+	MaxBody    int64
+	Logger     *slog.Logger
+	// Register adds gRPC services; RegisterREST adds grpc-gateway handlers.
+	Register     func(*grpc.Server)
+	RegisterREST func(context.Context, *runtime.ServeMux) error
+	OpenAPI      []byte
+	Ready        func(context.Context) error
+	Collectors   []prometheus.Collector
+}
+
+// Server is a bound, not yet serving, server.
+type Server struct {
+	opts   Options
+	log    *slog.Logger
+	grpc   *grpc.Server
+	http   *http.Server
+	lnG    net.Listener
+	lnH    net.Listener
+	health *health.Server
+	reqs   *prometheus.CounterVec
+	dur    *prometheus.HistogramVec
+}
+
+// New binds the listeners and builds the handlers.
+func New(ctx context.Context, o Options) (*Server, error) {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.MaxBody <= 0 {
+		o.MaxBody = 64 << 10
+	}
+	if o.Ready == nil {
+		o.Ready = func(context.Context) error { return nil }
+	}
+	s := &Server{opts: o, log: o.Logger}
+	reg := prometheus.NewRegistry()
+	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + o.Name + "_requests_total", Help: "Requests by transport, method and result code."}, []string{"transport", "method", "code"})
+	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "obol_" + o.Name + "_request_duration_seconds", Help: "Request latency.", Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1}}, []string{"transport", "method"})
+	reg.MustRegister(s.reqs, s.dur, prometheus.NewGoCollector())
+	reg.MustRegister(o.Collectors...)
+	var err error
+	if s.lnG, err = net.Listen("tcp", o.GRPCAddr); err != nil {
+		return nil, fmt.Errorf("gRPC listen %s: %w", o.GRPCAddr, err)
+	}
+	if s.lnH, err = net.Listen("tcp", o.HTTPAddr); err != nil {
+		s.lnG.Close()
+		return nil, fmt.Errorf("HTTP listen %s: %w", o.HTTPAddr, err)
+	}
+	creds := insecure.NewCredentials()
+	if o.GRPCTLS != nil {
+		creds = credentials.NewTLS(o.GRPCTLS)
+	}
+	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
+	if o.Register != nil {
+		o.Register(s.grpc)
+	}
+	s.health = health.NewServer()
+	healthpb.RegisterHealthServer(s.grpc, s.health)
+	if o.Reflection {
+		reflection.Register(s.grpc)
+	}
+	mux := httpapi.NewMux(s.log)
+	if o.RegisterREST != nil {
+		if err := o.RegisterREST(ctx, mux); err != nil {
+			return nil, err
+		}
+	}
+	root := http.NewServeMux()
+	root.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
+	})
+	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		cctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := o.Ready(cctx); err != nil {
+			httpapi.WriteError(w, apierr.From(err))
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
+	root.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if o.OpenAPI != nil {
+		root.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, _ *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(o.OpenAPI)
+		})
+	}
+	root.Handle("/v1/", httpapi.LimitBody(o.MaxBody, mux))
+	s.http = &http.Server{Handler: s.observeHTTP(root), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	return s, nil
+}
+
+// GRPCAddr is the bound gRPC address.
+func (s *Server) GRPCAddr() string { return s.lnG.Addr().String() }
+
+// HTTPAddr is the bound REST address.
+func (s *Server) HTTPAddr() string { return s.lnH.Addr().String() }
+
+// Serve serves until ctx ends, then drains for up to 10 s.
+func (s *Server) Serve(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- s.grpc.Serve(s.lnG) }()
+	go func() {
+		err := s.http.Serve(s.lnH)
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		errc <- err
+	}()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			st := healthpb.HealthCheckResponse_SERVING
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if err := s.opts.Ready(cctx); err != nil {
+				st = healthpb.HealthCheckResponse_NOT_SERVING
+			}
+			cancel()
+			s.health.SetServingStatus("", st)
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = s.http.Shutdown(sctx)
+	done := make(chan struct{})
+	go func() { s.grpc.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		s.grpc.Stop()
+	}
+	return err
+}
+
+func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	start := time.Now()
+	resp, err := h(ctx, req)
+	method := info.FullMethod[strings.LastIndexByte(info.FullMethod, '/')+1:]
+	code := status.Code(err)
+	s.reqs.WithLabelValues("grpc", method, code.String()).Inc()
+	s.dur.WithLabelValues("grpc", method).Observe(time.Since(start).Seconds())
+	if err != nil {
+		s.log.LogAttrs(ctx, slog.LevelInfo, "grpc request", slog.String("method", method), slog.String("code", code.String()), slog.String("error_code", apierr.From(err).Code))
+	}
+	return resp, err
+}
+
+func (s *Server) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "stack", string(debug.Stack()))
+			err = status.Error(codes.Internal, "internal error")
+		}
+	}()
+	return h(ctx, req)
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
+
+// RouteLabel collapses identifiers so labels stay bounded.
+func RouteLabel(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	if len(parts) > 4 {
+		parts = parts[:4]
+	}
+	for i := range parts {
+		if i >= 3 {
+			parts[i] = "{id}"
+		}
+	}
+	return "/" + strings.Join(parts, "/")
+}
+
+func (s *Server) observeHTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if rec := recover(); rec != nil {
+				s.log.ErrorContext(r.Context(), "panic in HTTP handler", "stack", string(debug.Stack()))
+				httpapi.WriteError(sw, apierr.New(apierr.KindInternal, apierr.CodeInternal, "", "internal error"))
+			}
+			route := RouteLabel(r.URL.Path)
+			if route == "/metrics" || route == "/healthz" || route == "/readyz" {
+				return
+			}
+			s.reqs.WithLabelValues("http", r.Method+" "+route, fmt.Sprint(sw.status)).Inc()
+			s.dur.WithLabelValues("http", r.Method+" "+route).Observe(time.Since(start).Seconds())
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}

@@ -1,0 +1,173 @@
+// Package riskd assembles the risk service: production (Redis for velocity
+// counters and for rule-set history and lists) and the embedded default of
+// `obol dev` (in-process counters and state). Outside PCI scope: it imports
+// nothing from vault/ or proxy/.
+package riskd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"google.golang.org/grpc"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/serve"
+	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+	"github.com/obolpay/obol/risk/engine"
+	"github.com/obolpay/obol/risk/features"
+	"github.com/obolpay/obol/risk/refdata"
+)
+
+// Config configures riskd. Token is a secret: String never prints it.
+type Config struct {
+	RedisURL string
+	// StateRedisURL holds rule-set history and lists (default RedisURL); it
+	// should persist, unlike the counters.
+	StateRedisURL   string
+	GRPCAddr        string
+	HTTPAddr        string
+	GRPCTLS         *tls.Config
+	Token           string
+	RulesFile       string
+	BINTable        string
+	IPTable         string
+	Fallback        map[string]string
+	DefaultFallback string
+	WatchEvery      time.Duration
+	Reflection      bool
+	Logger          *slog.Logger
+}
+
+// Instance is a built riskd.
+type Instance struct {
+	Engine  *engine.Engine
+	Service *engine.Service
+	Server  *serve.Server
+	watch   time.Duration
+	closers []func() error
+}
+
+// Serve serves until ctx ends, keeping rules and lists current.
+func (in *Instance) Serve(ctx context.Context) error {
+	go in.Engine.Watch(ctx, in.watch)
+	return in.Server.Serve(ctx)
+}
+
+// Close releases connections.
+func (in *Instance) Close() {
+	for _, c := range in.closers {
+		_ = c()
+	}
+}
+
+func connect(ctx context.Context, url string) (*redis.Client, error) {
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		return nil, fmt.Errorf("redis url: %w", err)
+	}
+	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, time.Second, time.Second
+	opt.PoolSize, opt.MaxRetries = 64, 0
+	c := redis.NewClient(opt)
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := c.Ping(cctx).Err(); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("redis at %s is unreachable: %w", opt.Addr, err)
+	}
+	return c, nil
+}
+
+// Start connects to Redis (failing with a clear message) and builds riskd.
+func Start(ctx context.Context, cfg Config) (*Instance, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("a service token is required (OBOL_RISK_TOKEN): the gateway and risk analysts authenticate with it")
+	}
+	if cfg.RedisURL == "" {
+		return nil, errors.New("redis url is required (OBOL_REDIS_URL)")
+	}
+	counters, err := connect(ctx, cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	stateRdb := counters
+	if cfg.StateRedisURL != "" && cfg.StateRedisURL != cfg.RedisURL {
+		if stateRdb, err = connect(ctx, cfg.StateRedisURL); err != nil {
+			counters.Close()
+			return nil, err
+		}
+	}
+	in, err := build(ctx, cfg, features.NewRedis(counters, "obol:risk:"), engine.NewRedisState(stateRdb, "obol:risk:"), func(ctx context.Context) error {
+		if err := counters.Ping(ctx).Err(); err != nil {
+			return apierr.StorageUnavailable(err)
+		}
+		return nil
+	})
+	if err != nil {
+		counters.Close()
+		return nil, err
+	}
+	in.closers = append(in.closers, counters.Close)
+	if stateRdb != counters {
+		in.closers = append(in.closers, stateRdb.Close)
+	}
+	return in, nil
+}
+
+// StartEmbedded builds riskd on in-process counters and state.
+func StartEmbedded(ctx context.Context, cfg Config) (*Instance, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("a service token is required")
+	}
+	return build(ctx, cfg, features.NewMemory(), engine.NewMemoryState(10_000), nil)
+}
+
+func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, ready func(context.Context) error) (*Instance, error) {
+	ec := engine.Config{Features: fs, State: st, RulesFile: cfg.RulesFile, Fallback: cfg.Fallback, DefaultFallback: cfg.DefaultFallback, Logger: cfg.Logger}
+	var err error
+	if cfg.BINTable != "" {
+		if ec.BINs, err = refdata.LoadFile(cfg.BINTable, refdata.LoadBINs); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.IPTable != "" {
+		if ec.IPs, err = refdata.LoadFile(cfg.IPTable, refdata.LoadIPs); err != nil {
+			return nil, err
+		}
+	}
+	eng, err := engine.New(ctx, ec)
+	if err != nil {
+		return nil, err
+	}
+	svc := engine.NewService(eng, cfg.Token)
+	stats := &eng.Stats
+	srv, err := serve.New(ctx, serve.Options{
+		Name: "risk", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Register: func(g *grpc.Server) { riskv1.RegisterRiskServiceServer(g, svc) },
+		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
+			return riskv1.RegisterRiskServiceHandlerServer(ctx, m, svc)
+		},
+		OpenAPI: riskv1.OpenAPI,
+		Ready:   ready,
+		Collectors: []prometheus.Collector{
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_evaluations_total", Help: "Evaluations (counted)."}, func() float64 { return float64(stats.Evaluations.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_dry_runs_total", Help: "Dry runs."}, func() float64 { return float64(stats.DryRuns.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_fallbacks_total", Help: "Decisions that used the fallback action (velocity store unavailable)."}, func() float64 { return float64(stats.Fallbacks.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_rule_errors_total", Help: "Rule evaluations that failed (treated as not matched)."}, func() float64 { return float64(stats.RuleErrors.Load()) }),
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	watch := cfg.WatchEvery
+	if watch <= 0 {
+		watch = 2 * time.Second
+	}
+	return &Instance{Engine: eng, Service: svc, Server: srv, watch: watch}, nil
+}
