@@ -45,6 +45,8 @@ type Config struct {
 // Stats count evaluations for metrics.
 type Stats struct {
 	Evaluations, DryRuns, Fallbacks, RuleErrors atomic.Int64
+	// RejectedReloads counts rule files rejected by the watcher.
+	RejectedReloads atomic.Int64
 }
 
 // Engine evaluates payments.
@@ -223,6 +225,7 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 		}
 		if e.cfg.RulesFile != "" {
 			if _, err := e.ReloadFile(ctx); err != nil {
+				e.Stats.RejectedReloads.Add(1)
 				e.log.Error("rules file rejected; the previous rule set stays active", "err", err)
 			}
 		} else if err := e.SyncActive(ctx); err != nil && !errors.Is(err, ErrNotFound) {

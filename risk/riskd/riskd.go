@@ -159,6 +159,7 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_evaluations_total", Help: "Evaluations (counted)."}, func() float64 { return float64(stats.Evaluations.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_dry_runs_total", Help: "Dry runs."}, func() float64 { return float64(stats.DryRuns.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_fallbacks_total", Help: "Decisions that used the fallback action (velocity store unavailable)."}, func() float64 { return float64(stats.Fallbacks.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_rules_rejected_total", Help: "Rule files rejected by the hot reload (the previous set stayed active)."}, func() float64 { return float64(stats.RejectedReloads.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_rule_errors_total", Help: "Rule evaluations that failed (treated as not matched)."}, func() float64 { return float64(stats.RuleErrors.Load()) }),
 		},
 	})
