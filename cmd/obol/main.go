@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -16,6 +18,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/transit"
@@ -99,6 +102,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	dataDir := fs.String("data-dir", "./.obol", "data directory")
 	httpAddr := fs.String("http-addr", "127.0.0.1:8080", "REST listen address")
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
+	riskHTTP := fs.String("risk-http-addr", "127.0.0.1:8081", "risk engine REST listen address")
+	riskGRPC := fs.String("risk-grpc-addr", "127.0.0.1:9091", "risk engine gRPC listen address")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -109,6 +114,15 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer e.Close()
+	riskToken, err := devRiskToken(*dataDir)
+	if err != nil {
+		return err
+	}
+	risk, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: *riskGRPC, HTTPAddr: *riskHTTP, Token: riskToken, Reflection: true, Logger: log})
+	if err != nil {
+		return fmt.Errorf("risk engine: %w", err)
+	}
+	defer risk.Close()
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
@@ -125,17 +139,58 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
   publishable key  %s
   credentials      %s
 
+  risk REST http://%s   (rules %s; token in the credentials file as risk_token)
+  risk gRPC %s   (plaintext in dev; reflection on)
+
   Try:
     curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
       -d '{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":%d,"cvc":"123"}}'
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
-		filepath.Join(abs, vaultd.CredentialsFile), e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
+		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(),
+		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
-	return e.Serve(ctx)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 2)
+	go func() { errc <- e.Serve(ctx) }()
+	go func() { errc <- risk.Serve(ctx) }()
+	first := <-errc
+	cancel()
+	if second := <-errc; first == nil {
+		first = second
+	}
+	return first
+}
+
+// devRiskToken returns the dev risk engine's service token, creating it on
+// first use and keeping it in the dev credentials file (0600).
+func devRiskToken(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, vaultd.CredentialsFile)
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	creds := map[string]string{}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	if t := creds["risk_token"]; t != "" {
+		return t, nil
+	}
+	var r [24]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", err
+	}
+	creds["risk_token"] = "rsk_" + base64.RawURLEncoding.EncodeToString(r[:])
+	out, _ := json.MarshalIndent(creds, "", "  ")
+	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
+		return "", err
+	}
+	return creds["risk_token"], nil
 }
 
 type stringList []string

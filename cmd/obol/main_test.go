@@ -23,7 +23,10 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-var restRe = regexp.MustCompile(`REST\s+http://(\S+)`)
+var (
+	restRe = regexp.MustCompile(`\n  REST\s+http://(\S+)`)
+	riskRe = regexp.MustCompile(`risk REST http://(\S+)`)
+)
 
 // TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
 // the printed address, stops it, and creates another merchant with
@@ -34,7 +37,8 @@ func TestDevAndMerchants(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--log-format", "json"}, out)
 	}()
 	var addr string
 	if err := testenv.WaitFor(20*time.Second, func() error {
@@ -67,6 +71,24 @@ func TestDevAndMerchants(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"token":"tok_`) || strings.Contains(string(body), "4242424242424242") {
 		t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
+	}
+	// The risk engine runs too: a dry run through its printed address.
+	m := riskRe.FindStringSubmatch(out.String())
+	if m == nil || creds["risk_token"] == "" {
+		t.Fatalf("no risk engine address or token:\n%s", out)
+	}
+	b, _ = os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
+	_ = json.Unmarshal(b, &creds)
+	req, _ = http.NewRequest("POST", "http://"+m[1]+"/v1/risk/evaluate", strings.NewReader(`{"payment":{"merchant_id":"`+creds["merchant_id"]+`","amount":2500,"currency":"USD","bin":"424242","customer_ip":"198.51.100.4"}}`))
+	req.Header.Set("Authorization", "Bearer "+creds["risk_token"])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"action":"review"`) || !strings.Contains(string(body), "country-mismatch") {
+		t.Fatalf("risk dry run: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	if err := <-done; err != nil {
