@@ -70,8 +70,13 @@ func main() {
 	duration := flag.Duration("duration", 10*time.Second, "measured duration of each phase (at least 10s for reported figures)")
 	warmup := flag.Duration("warmup", 2*time.Second, "warm-up before each measured phase")
 	conc := flag.Int("concurrency", 32, "concurrent clients")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the tokenize phase (load tool and vaultd share the process)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase (the load tool and the service share the process)")
+	suite := flag.String("suite", "vault", "vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis")
 	flag.Parse()
+	if *suite == "risk" {
+		runRisk(*duration, *warmup, *conc, *cpuprofile)
+		return
+	}
 	dir, err := os.MkdirTemp("", "obol-load-")
 	if err != nil {
 		panic(err)

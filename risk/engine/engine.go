@@ -47,6 +47,9 @@ type Stats struct {
 	Evaluations, DryRuns, Fallbacks, RuleErrors atomic.Int64
 	// RejectedReloads counts rule files rejected by the watcher.
 	RejectedReloads atomic.Int64
+	// DroppedRecords counts decisions not recorded for backtests because
+	// the recording queue was full (the decisions themselves were served).
+	DroppedRecords atomic.Int64
 }
 
 // Engine evaluates payments.
@@ -57,7 +60,9 @@ type Engine struct {
 	lists  atomic.Pointer[map[string]map[string]bool]
 	log    *slog.Logger
 	putMu  sync.Mutex
-	file   struct {
+	// recq feeds the background decision recorder (see recordLoop).
+	recq chan recordItem
+	file struct {
 		mod  time.Time
 		size int64
 	}
@@ -95,7 +100,7 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 			return nil, fmt.Errorf("fallback action %q for merchant %s: must be allow, review, challenge or block", a, m)
 		}
 	}
-	e := &Engine{cfg: cfg, log: cfg.Logger}
+	e := &Engine{cfg: cfg, log: cfg.Logger, recq: make(chan recordItem, 8192)}
 	env, err := rules.NewEnv(listSnapshot{e})
 	if err != nil {
 		return nil, err
@@ -213,8 +218,10 @@ func (e *Engine) RefreshLists(ctx context.Context) error {
 }
 
 // Watch keeps rules and lists current until ctx ends: the rules file (when
-// configured), the active version in the shared state, and list snapshots.
+// configured), the active version in the shared state, and list snapshots;
+// it also runs the background decision recorder.
 func (e *Engine) Watch(ctx context.Context, every time.Duration) {
+	go e.recordLoop(ctx)
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
@@ -295,11 +302,76 @@ func (e *Engine) Evaluate(ctx context.Context, p *riskv1.Payment, dry bool) *ris
 		d.Rules = append(d.Rules, &riskv1.MatchedRule{Name: m.Rule.Name, Action: m.Rule.Action, Priority: int32(m.Rule.Priority), Mode: m.Rule.Mode, Reason: m.Rule.Description, Score: int32(m.Rule.Score)})
 	}
 	if !dry {
-		if err := e.cfg.State.RecordDecision(ctx, d); err != nil {
-			e.log.Warn("could not record the decision for backtests", "err", err)
+		select {
+		case e.recq <- recordItem{d: d}:
+		default:
+			e.Stats.DroppedRecords.Add(1)
 		}
 	}
 	return d
+}
+
+type recordItem struct {
+	d     *riskv1.Decision
+	flush chan struct{} // a flush request: closed once everything before it is written
+}
+
+// recordLoop writes recorded decisions in batches (one pipeline each), off
+// the request path, until ctx ends.
+func (e *Engine) recordLoop(ctx context.Context) {
+	batch := make([]*riskv1.Decision, 0, 256)
+	for {
+		var first recordItem
+		select {
+		case <-ctx.Done():
+			return
+		case first = <-e.recq:
+		}
+		var flushes []chan struct{}
+		add := func(it recordItem) {
+			if it.flush != nil {
+				flushes = append(flushes, it.flush)
+			} else {
+				batch = append(batch, it.d)
+			}
+		}
+		add(first)
+	fill:
+		for len(batch) < cap(batch) {
+			select {
+			case it := <-e.recq:
+				add(it)
+			default:
+				break fill
+			}
+		}
+		if len(batch) > 0 {
+			if err := e.cfg.State.RecordDecisions(ctx, batch); err != nil && ctx.Err() == nil {
+				e.log.Warn("could not record decisions for backtests", "err", err, "count", len(batch))
+			}
+		}
+		for _, f := range flushes {
+			close(f)
+		}
+		clear(batch)
+		batch = batch[:0]
+	}
+}
+
+// flushRecords waits until decisions queued so far are written (if the
+// recorder is running).
+func (e *Engine) flushRecords(ctx context.Context) {
+	f := make(chan struct{})
+	select {
+	case e.recq <- recordItem{flush: f}:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-f:
+	case <-ctx.Done():
+	case <-time.After(5 * time.Second):
+	}
 }
 
 // Backtest replays the most recent recorded decisions through a candidate
@@ -312,6 +384,7 @@ func (e *Engine) Backtest(ctx context.Context, yaml []byte, limit int) (*riskv1.
 	if limit <= 0 {
 		limit = 1000
 	}
+	e.flushRecords(ctx)
 	ds, err := e.cfg.State.RecentDecisions(ctx, limit)
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ type State interface {
 	AddToList(ctx context.Context, list string, values []string) error
 	RemoveFromList(ctx context.Context, list string, values []string) error
 	Lists(ctx context.Context) (map[string][]string, error)
-	RecordDecision(ctx context.Context, d *riskv1.Decision) error
+	RecordDecisions(ctx context.Context, ds []*riskv1.Decision) error
 	RecentDecisions(ctx context.Context, limit int) ([]*riskv1.Decision, error)
 }
 
@@ -140,12 +140,18 @@ func (s *RedisState) Lists(ctx context.Context) (map[string][]string, error) {
 	return out, nil
 }
 
-func (s *RedisState) RecordDecision(ctx context.Context, d *riskv1.Decision) error {
-	b, err := proto.Marshal(d)
-	if err != nil {
-		return err
-	}
-	return s.rdb.XAdd(ctx, &redis.XAddArgs{Stream: s.prefix + "decisions", MaxLen: s.MaxDecisions, Approx: true, Values: []any{"d", b}}).Err()
+func (s *RedisState) RecordDecisions(ctx context.Context, ds []*riskv1.Decision) error {
+	_, err := s.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, d := range ds {
+			b, err := proto.Marshal(d)
+			if err != nil {
+				return err
+			}
+			p.XAdd(ctx, &redis.XAddArgs{Stream: s.prefix + "decisions", MaxLen: s.MaxDecisions, Approx: true, Values: []any{"d", b}})
+		}
+		return nil
+	})
+	return err
 }
 
 func (s *RedisState) RecentDecisions(ctx context.Context, limit int) ([]*riskv1.Decision, error) {
@@ -253,10 +259,10 @@ func (m *MemoryState) Lists(context.Context) (map[string][]string, error) {
 	return out, nil
 }
 
-func (m *MemoryState) RecordDecision(_ context.Context, d *riskv1.Decision) error {
+func (m *MemoryState) RecordDecisions(_ context.Context, ds []*riskv1.Decision) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.decisions = append(m.decisions, d)
+	m.decisions = append(m.decisions, ds...)
 	if len(m.decisions) > m.max {
 		m.decisions = m.decisions[len(m.decisions)-m.max:]
 	}

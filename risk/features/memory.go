@@ -7,7 +7,7 @@ import (
 )
 
 // Memory is the in-process feature store of the embedded default. Distinct
-// counts are exact here (Redis uses HyperLogLog, within about 1%).
+// counts per bucket are exact here (Redis uses HyperLogLog, within about 1%).
 type Memory struct {
 	mu       sync.Mutex
 	counters map[string]*[2]int64 // key -> count, sum
@@ -95,14 +95,7 @@ func (m *Memory) Observe(_ context.Context, o Observation, record bool) (Result,
 				s[o.Fingerprint] = struct{}{}
 				m.expiry[cur] = now + 2*w + 60
 			}
-			union := map[string]struct{}{}
-			for k := range m.sets[cur] {
-				union[k] = struct{}{}
-			}
-			for k := range m.sets[prev] {
-				union[k] = struct{}{}
-			}
-			distinct[di][wi] = int64(len(union))
+			distinct[di][wi], _ = estimate(bucketCounts{curCount: int64(len(m.sets[cur])), prevCount: int64(len(m.sets[prev]))}, w, now)
 		}
 	}
 	var first int64

@@ -38,14 +38,10 @@ func (r *Redis) Observe(ctx context.Context, o Observation, record bool) (Result
 	now := o.Now.Unix()
 	vals := o.values()
 	var present [numDims]bool
-	keys := make([]string, 0, numDims*6+9)
+	keys := make([]string, 0, numDims+9)
 	for d := 0; d < numDims; d++ {
 		present[d] = vals[d] != ""
-		for _, w := range Windows {
-			b := now / w
-			base := r.prefix + "v:" + dimNames[d] + ":" + vals[d] + ":" + strconv.FormatInt(w, 10) + ":"
-			keys = append(keys, base+strconv.FormatInt(b, 10), base+strconv.FormatInt(b-1, 10))
-		}
+		keys = append(keys, r.prefix+"v:"+dimNames[d]+":"+vals[d])
 	}
 	for _, d := range []int{DimIP, DimDevice} {
 		for _, w := range Windows[1:] {
@@ -71,7 +67,7 @@ func (r *Redis) Observe(ctx context.Context, o Observation, record bool) (Result
 	if err != nil {
 		return Result{}, fmt.Errorf("features: %w", err)
 	}
-	if len(res) != numDims*3*4+4+1 {
+	if len(res) != numDims*3*4+8+1 {
 		return Result{}, fmt.Errorf("features: script returned %d values", len(res))
 	}
 	var raw [numDims][3]bucketCounts
@@ -82,6 +78,14 @@ func (r *Redis) Observe(ctx context.Context, o Observation, record bool) (Result
 			i += 4
 		}
 	}
-	distinct := [2][2]int64{{res[i], res[i+1]}, {res[i+2], res[i+3]}}
-	return assemble(raw, distinct, res[i+4], now, present), nil
+	// Distinct cards: current bucket plus the still-covered part of the
+	// previous one (an estimate: a card seen in both counts in both).
+	var distinct [2][2]int64
+	for d := 0; d < 2; d++ {
+		for w := 0; w < 2; w++ {
+			distinct[d][w], _ = estimate(bucketCounts{curCount: res[i], prevCount: res[i+1]}, Windows[w+1], now)
+			i += 2
+		}
+	}
+	return assemble(raw, distinct, res[i], now, present), nil
 }
