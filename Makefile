@@ -20,6 +20,9 @@ generate-check:
 
 bench:
 	go run ./cmd/obol-load
+	go run ./cmd/obol-load -suite risk
+	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
+	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
