@@ -112,7 +112,21 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 		}
 		idem = &store.IdempotencyRecord{MerchantID: merchantID, Key: idemKey, Operation: opTokenize, RequestMAC: macs[0], Response: b, CreatedAt: now}
 	}
-	if err := s.store.CreateToken(ctx, rec, idem); err != nil {
+	var err2 error
+	if dedupe {
+		// Atomic with the lookup: concurrent requests for a new card make
+		// one token; the others get it.
+		var existing *store.TokenRecord
+		if existing, err2 = s.store.CreateTokenDeduped(ctx, rec, idem); err2 == nil && existing != nil {
+			if !c.CVC.IsZero() {
+				_ = s.cvcs.Delete(context.WithoutCancel(ctx), token)
+			}
+			return s.dedupeHit(ctx, *existing, c, idemKey, macs)
+		}
+	} else {
+		err2 = s.store.CreateToken(ctx, rec, idem)
+	}
+	if err := err2; err != nil {
 		if !c.CVC.IsZero() {
 			// Best effort: the CVC is sealed and expires anyway, and no token
 			// row refers to it.

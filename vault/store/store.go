@@ -94,6 +94,10 @@ type Store interface {
 	// record, atomically. If the idempotency key is taken it returns
 	// ErrIdempotencyExists and writes nothing.
 	CreateToken(ctx context.Context, rec TokenRecord, idem *IdempotencyRecord) error
+	// CreateTokenDeduped returns the merchant's existing token for the card's
+	// fingerprint, or creates rec (with idem) if there is none, atomically:
+	// concurrent calls for the same card create one token.
+	CreateTokenDeduped(ctx context.Context, rec TokenRecord, idem *IdempotencyRecord) (existing *TokenRecord, err error)
 	GetToken(ctx context.Context, merchantID, token string) (TokenRecord, error)
 	// FindTokenByFingerprint returns the merchant's oldest token for a card.
 	FindTokenByFingerprint(ctx context.Context, merchantID, fingerprint string) (TokenRecord, error)

@@ -320,6 +320,28 @@ func TestDedupe(t *testing.T) {
 	if err != nil || string(got.CVC.RevealDigits()) != "999" {
 		t.Fatalf("the CVC given with a deduplicated request is held for the existing token: %v", err)
 	}
+	t.Run("concurrent first sightings make one token", func(t *testing.T) {
+		before, _ := s.in.Store.CountTokens(context.Background())
+		var wg sync.WaitGroup
+		toks := make([]string, 8)
+		for i := range toks {
+			wg.Add(1)
+			go func(i int) {
+				defer wg.Done()
+				toks[i] = s.rest("POST", "/v1/tokens", s.a.SecretKey, map[string]any{"card": cardIn("3782 822463 10005", 10, expYear, ""), "dedupe": true}).str("token")
+			}(i)
+		}
+		wg.Wait()
+		after, _ := s.in.Store.CountTokens(context.Background())
+		for _, tk := range toks {
+			if tk == "" || tk != toks[0] {
+				t.Fatalf("tokens %v", toks)
+			}
+		}
+		if after != before+1 {
+			t.Fatalf("%d tokens created; want 1", after-before)
+		}
+	})
 	b := s.rest("POST", "/v1/tokens", s.b.SecretKey, map[string]any{"card": c(""), "dedupe": true})
 	if b.str("token") == first.str("token") || b.body["deduplicated"] == true || b.str("card", "fingerprint") == first.str("card", "fingerprint") {
 		t.Fatalf("dedupe crossed merchants: %s", b.raw)

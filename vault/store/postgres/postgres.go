@@ -587,3 +587,35 @@ func (s *Store) UpdateFingerprint(ctx context.Context, token, oldFP, newFP strin
 	}
 	return nil
 }
+
+// CreateTokenDeduped serializes lookups and inserts for one merchant and
+// fingerprint with a transaction-scoped advisory lock.
+func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) (*store.TokenRecord, error) {
+	var existing *store.TokenRecord
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended($1, 727274003))`, r.MerchantID+"|"+r.Fingerprint); err != nil {
+			return err
+		}
+		found, err := scanToken(tx.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = $1 AND fingerprint = $2 ORDER BY created_at, token LIMIT 1`, r.MerchantID, r.Fingerprint))
+		switch {
+		case err == nil:
+			existing = &found
+			return nil
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		sql, args := createStatement(createReq{rec: r, idem: idem})
+		tag, err := tx.Exec(ctx, sql, args...)
+		if isUnique(err) {
+			return store.ErrDuplicate
+		}
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return store.ErrIdempotencyExists
+		}
+		return nil
+	})
+	return existing, err
+}

@@ -211,28 +211,30 @@ func scanToken(row interface{ Scan(...any) error }) (store.TokenRecord, error) {
 
 // CreateToken inserts the idempotency record (if any) and the token atomically.
 func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if idem != nil {
-			res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-				idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, ts(idem.CreatedAt))
-			if err != nil {
-				return err
-			}
-			if n, _ := res.RowsAffected(); n == 0 {
-				return store.ErrIdempotencyExists
-			}
+	return s.tx(ctx, func(tx *sql.Tx) error { return s.insertToken(ctx, tx, r, idem) })
+}
+
+func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, r store.TokenRecord, idem *store.IdempotencyRecord) error {
+	if idem != nil {
+		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
+			idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, ts(idem.CreatedAt))
+		if err != nil {
+			return err
 		}
-		fv := r.FingerprintVersion
-		if fv == 0 {
-			fv = 1
+		if n, _ := res.RowsAffected(); n == 0 {
+			return store.ErrIdempotencyExists
 		}
-		_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt), fv)
-		if isUnique(err) {
-			return store.ErrDuplicate
-		}
-		return err
-	})
+	}
+	fv := r.FingerprintVersion
+	if fv == 0 {
+		fv = 1
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt), fv)
+	if isUnique(err) {
+		return store.ErrDuplicate
+	}
+	return err
 }
 
 // GetToken reads a merchant's token.
@@ -477,4 +479,22 @@ func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error
 		return 0, err
 	}
 	return res.RowsAffected()
+}
+
+// CreateTokenDeduped looks up and inserts in one immediate (serialized)
+// transaction.
+func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) (*store.TokenRecord, error) {
+	var existing *store.TokenRecord
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		found, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = ? AND fingerprint = ? ORDER BY created_at, token LIMIT 1`, r.MerchantID, r.Fingerprint))
+		switch {
+		case err == nil:
+			existing = &found
+			return nil
+		case !errors.Is(err, sql.ErrNoRows) && !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+		return s.insertToken(ctx, tx, r, idem)
+	})
+	return existing, err
 }

@@ -38,6 +38,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"audit chain", testAudit},
 		{"re-encryption bookkeeping", testReencryptBookkeeping},
 		{"fingerprint versions", testFingerprintVersions},
+		{"concurrent deduped creates make one token", testDedupedRace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -466,5 +467,35 @@ func testFingerprintVersions(t *testing.T, s store.Store) {
 	}
 	if r, err := s.FindTokenByFingerprint(c, "mer_a", "fp_0_v2"); err != nil || r.Token != "tok_0" || r.FingerprintVersion != 2 {
 		t.Fatalf("lookup by the rewritten fingerprint: %+v %v", r, err)
+	}
+}
+
+func testDedupedRace(t *testing.T, s store.Store) {
+	mustMerchant(t, s, "mer_a")
+	mustDEK(t, s, "dek_1")
+	const n = 16
+	var wg sync.WaitGroup
+	created := make([]bool, n)
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			existing, err := s.CreateTokenDeduped(ctx(t), token(fmt.Sprintf("tok_%d", i), "mer_a", "fp_same", t0), nil)
+			errs[i], created[i] = err, err == nil && existing == nil
+		}(i)
+	}
+	wg.Wait()
+	made := 0
+	for i := range created {
+		if errs[i] != nil {
+			t.Fatalf("call %d: %v", i, errs[i])
+		}
+		if created[i] {
+			made++
+		}
+	}
+	if c, _ := s.CountTokens(ctx(t)); made != 1 || c != 1 {
+		t.Fatalf("%d created, %d stored; want exactly 1", made, c)
 	}
 }
