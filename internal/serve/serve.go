@@ -40,7 +40,9 @@ type Options struct {
 	GRPCAddr string
 	HTTPAddr string
 	// GRPCTLS serves gRPC over TLS when set (plaintext otherwise: dev only).
-	GRPCTLS    *tls.Config
+	GRPCTLS *tls.Config
+	// HTTPTLS serves REST over TLS when set.
+	HTTPTLS    *tls.Config
 	Reflection bool
 	MaxBody    int64
 	Logger     *slog.Logger
@@ -50,6 +52,13 @@ type Options struct {
 	OpenAPI      []byte
 	Ready        func(context.Context) error
 	Collectors   []prometheus.Collector
+	// WrapREST wraps the /v1/ handler (e.g. CORS), inside the body limit.
+	WrapREST func(http.Handler) http.Handler
+	// RouteIDFrom is the first path segment index that metric labels
+	// collapse to {id} (default 3: /v1/risk/lists/{id}).
+	RouteIDFrom int
+	// HealthNames are gRPC service names whose health is reported besides "".
+	HealthNames []string
 }
 
 // Server is a bound, not yet serving, server.
@@ -61,6 +70,7 @@ type Server struct {
 	lnG    net.Listener
 	lnH    net.Listener
 	health *health.Server
+	reg    *prometheus.Registry
 	reqs   *prometheus.CounterVec
 	dur    *prometheus.HistogramVec
 }
@@ -76,8 +86,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Ready == nil {
 		o.Ready = func(context.Context) error { return nil }
 	}
-	s := &Server{opts: o, log: o.Logger}
-	reg := prometheus.NewRegistry()
+	if o.RouteIDFrom <= 0 {
+		o.RouteIDFrom = 3
+	}
+	s := &Server{opts: o, log: o.Logger, reg: prometheus.NewRegistry()}
+	reg := s.reg
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + o.Name + "_requests_total", Help: "Requests by transport, method and result code."}, []string{"transport", "method", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "obol_" + o.Name + "_request_duration_seconds", Help: "Request latency.", Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1}}, []string{"transport", "method"})
 	reg.MustRegister(s.reqs, s.dur, prometheus.NewGoCollector())
@@ -131,10 +144,21 @@ func New(ctx context.Context, o Options) (*Server, error) {
 			_, _ = w.Write(o.OpenAPI)
 		})
 	}
-	root.Handle("/v1/", httpapi.LimitBody(o.MaxBody, mux))
-	s.http = &http.Server{Handler: s.observeHTTP(root), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	var rest http.Handler = mux
+	if o.WrapREST != nil {
+		rest = o.WrapREST(rest)
+	}
+	root.Handle("/v1/", httpapi.LimitBody(o.MaxBody, rest))
+	s.http = &http.Server{
+		Handler: s.observeHTTP(root), TLSConfig: o.HTTPTLS,
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
+		MaxHeaderBytes: 32 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
 	return s, nil
 }
+
+// Register adds collectors to /metrics.
+func (s *Server) Register(cs ...prometheus.Collector) { s.reg.MustRegister(cs...) }
 
 // GRPCAddr is the bound gRPC address.
 func (s *Server) GRPCAddr() string { return s.lnG.Addr().String() }
@@ -147,7 +171,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.lnG) }()
 	go func() {
-		err := s.http.Serve(s.lnH)
+		var err error
+		if s.opts.HTTPTLS != nil {
+			err = s.http.ServeTLS(s.lnH, "", "")
+		} else {
+			err = s.http.Serve(s.lnH)
+		}
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
@@ -164,6 +193,9 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			cancel()
 			s.health.SetServingStatus("", st)
+			for _, n := range s.opts.HealthNames {
+				s.health.SetServingStatus(n, st)
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -196,9 +228,11 @@ func (s *Server) observeUnary(ctx context.Context, req any, info *grpc.UnaryServ
 	code := status.Code(err)
 	s.reqs.WithLabelValues("grpc", method, code.String()).Inc()
 	s.dur.WithLabelValues("grpc", method).Observe(time.Since(start).Seconds())
+	attrs := []slog.Attr{slog.String("method", method), slog.String("code", code.String()), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000)}
 	if err != nil {
-		s.log.LogAttrs(ctx, slog.LevelInfo, "grpc request", slog.String("method", method), slog.String("code", code.String()), slog.String("error_code", apierr.From(err).Code))
+		attrs = append(attrs, slog.String("error_code", apierr.From(err).Code))
 	}
+	s.log.LogAttrs(ctx, slog.LevelInfo, "grpc request", attrs...)
 	return resp, err
 }
 
@@ -219,14 +253,15 @@ type statusWriter struct {
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
 
-// RouteLabel collapses identifiers so labels stay bounded.
-func RouteLabel(path string) string {
+// RouteLabel collapses identifiers (segments from idFrom on) so metric
+// labels stay bounded and never carry request data.
+func RouteLabel(path string, idFrom int) string {
 	parts := strings.Split(strings.Trim(path, "/"), "/")
 	if len(parts) > 4 {
 		parts = parts[:4]
 	}
 	for i := range parts {
-		if i >= 3 {
+		if i >= idFrom {
 			parts[i] = "{id}"
 		}
 	}
@@ -242,12 +277,13 @@ func (s *Server) observeHTTP(next http.Handler) http.Handler {
 				s.log.ErrorContext(r.Context(), "panic in HTTP handler", "stack", string(debug.Stack()))
 				httpapi.WriteError(sw, apierr.New(apierr.KindInternal, apierr.CodeInternal, "", "internal error"))
 			}
-			route := RouteLabel(r.URL.Path)
+			route := RouteLabel(r.URL.Path, s.opts.RouteIDFrom)
 			if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 				return
 			}
 			s.reqs.WithLabelValues("http", r.Method+" "+route, fmt.Sprint(sw.status)).Inc()
 			s.dur.WithLabelValues("http", r.Method+" "+route).Observe(time.Since(start).Seconds())
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", slog.String("method", r.Method), slog.String("route", route), slog.Int("status", sw.status), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 		}()
 		next.ServeHTTP(sw, r)
 	})
