@@ -515,21 +515,8 @@ func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
 
 // TokensUnderOldDEKs lists tokens sealed under DEKs created before cutoff.
 func (s *Store) TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]store.TokenRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+prefixed("t.", tokenCols)+` FROM tokens t JOIN deks d ON d.id = t.dek_id
+	return s.listTokens(ctx, `SELECT `+prefixed("t.", tokenCols)+` FROM tokens t JOIN deks d ON d.id = t.dek_id
 		WHERE d.created_at < $1 AND t.token > $2 ORDER BY t.token LIMIT $3`, cutoff, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []store.TokenRecord
-	for rows.Next() {
-		r, err := scanToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, r)
-	}
-	return out, rows.Err()
 }
 
 // ReplaceCiphertext re-seals a token if it is still under oldDEK.
@@ -560,7 +547,11 @@ func prefixed(p, cols string) string {
 
 // TokensWithFingerprintBelow lists tokens fingerprinted under an older secret version.
 func (s *Store) TokensWithFingerprintBelow(ctx context.Context, version int, after string, limit int) ([]store.TokenRecord, error) {
-	rows, err := s.pool.Query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE fingerprint_version < $1 AND token > $2 ORDER BY token LIMIT $3`, version, after, limit)
+	return s.listTokens(ctx, `SELECT `+tokenCols+` FROM tokens WHERE fingerprint_version < $1 AND token > $2 ORDER BY token LIMIT $3`, version, after, limit)
+}
+
+func (s *Store) listTokens(ctx context.Context, query string, args ...any) ([]store.TokenRecord, error) {
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
