@@ -140,6 +140,8 @@ type Store interface {
 	// ListAudit returns events after a seq, in seq order, optionally
 	// filtered by merchant or token.
 	ListAudit(ctx context.Context, f AuditFilter) ([]audit.Event, error)
+	// AuditHead is the last event (ErrNotFound when there is none).
+	AuditHead(ctx context.Context) (audit.Event, error)
 
 	Ping(ctx context.Context) error
 	Close() error

@@ -14,7 +14,6 @@ import (
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
-	"github.com/obolpay/obol/vault/store"
 )
 
 // rewrapper runs the rewrap job in the background, one run at a time; a
@@ -116,38 +115,30 @@ func (r *rewrapper) collectors(svc *service.Service) []prometheus.Collector {
 // anchorLoop writes the audit chain's head to Vault whenever it moves, so
 // that rewriting history in PostgreSQL is detectable (obol audit verify).
 func anchorLoop(ctx context.Context, st interface {
-	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
+	AuditHead(ctx context.Context) (audit.Event, error)
 }, w interface {
 	WriteAuditAnchor(ctx context.Context, a transit.AuditAnchor) error
 }, every time.Duration, log *slog.Logger) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var anchored, head int64
-	var headHash []byte
+	var anchored int64
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		for {
-			evs, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: head, Limit: 1000})
-			if err != nil || len(evs) == 0 {
-				break
-			}
-			last := evs[len(evs)-1]
-			head, headHash = last.Seq, last.Hash
-		}
-		if head == anchored {
+		head, err := st.AuditHead(ctx)
+		if err != nil || head.Seq == anchored {
 			continue
 		}
-		a := transit.AuditAnchor{Seq: head, Hash: hex.EncodeToString(headHash), At: time.Now().UTC().Format(time.RFC3339)}
+		a := transit.AuditAnchor{Seq: head.Seq, Hash: hex.EncodeToString(head.Hash), At: time.Now().UTC().Format(time.RFC3339)}
 		if err := w.WriteAuditAnchor(ctx, a); err != nil {
 			if ctx.Err() == nil {
-				log.Error("audit: could not write the anchor to Vault", "err", err, "seq", head)
+				log.Error("audit: could not write the anchor to Vault", "err", err, "seq", head.Seq)
 			}
 			continue
 		}
-		anchored = head
+		anchored = head.Seq
 	}
 }

@@ -498,3 +498,13 @@ func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, ide
 	})
 	return existing, err
 }
+
+// AuditHead is the last audit event (by primary key: O(1)).
+func (s *Store) AuditHead(ctx context.Context) (audit.Event, error) {
+	var e audit.Event
+	var at string
+	err := s.db.QueryRowContext(ctx, `SELECT seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash
+		FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash)
+	e.At = parseTS(at)
+	return e, notFound(err)
+}

@@ -394,6 +394,9 @@ func testAudit(t *testing.T, s store.Store) {
 	if seq, _ := v.Head(); seq != 20 {
 		t.Fatalf("head seq %d", seq)
 	}
+	if h, err := s.AuditHead(c); err != nil || h.Seq != 20 || string(h.Hash) != string(all[19].Hash) {
+		t.Fatalf("AuditHead = %d, %v", h.Seq, err)
+	}
 	b, _ := s.ListAudit(c, store.AuditFilter{MerchantID: "mer_b"})
 	page, _ := s.ListAudit(c, store.AuditFilter{AfterSeq: 15, Limit: 3})
 	one, _ := s.ListAudit(c, store.AuditFilter{Token: "tok_3"})
