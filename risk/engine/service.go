@@ -9,6 +9,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/money"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/rules"
 )
@@ -56,8 +57,8 @@ func validatePayment(p *riskv1.Payment) error {
 		return apierr.Invalid(apierr.CodeFieldRequired, "payment.merchant_id", "merchant_id is required")
 	case p.GetAmount() <= 0:
 		return apierr.Invalid("amount_invalid", "payment.amount", "amount must be a positive integer in minor units")
-	case len(p.GetCurrency()) != 3 || strings.Trim(strings.ToUpper(p.GetCurrency()), "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != "":
-		return apierr.Invalid("currency_invalid", "payment.currency", "currency must be a three-letter ISO 4217 code")
+	case !money.Valid(strings.ToUpper(p.GetCurrency())):
+		return apierr.Invalid("currency_unknown", "payment.currency", "currency must be an active ISO 4217 code, e.g. USD")
 	case len(p.GetBin()) > 8 || strings.Trim(p.GetBin(), "0123456789") != "":
 		return apierr.Invalid("bin_invalid", "payment.bin", "bin must be at most 8 digits (never a full card number)")
 	}

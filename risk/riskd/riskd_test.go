@@ -116,6 +116,7 @@ func TestEvaluate(t *testing.T) {
 			{"no merchant", &riskv1.Payment{Amount: 1, Currency: "USD"}, "payment.merchant_id"},
 			{"zero amount", &riskv1.Payment{MerchantId: "m", Currency: "USD"}, "payment.amount"},
 			{"bad currency", &riskv1.Payment{MerchantId: "m", Amount: 1, Currency: "US1"}, "payment.currency"},
+			{"unknown currency", &riskv1.Payment{MerchantId: "m", Amount: 1, Currency: "XYZ"}, "payment.currency"},
 			{"full card number as bin", &riskv1.Payment{MerchantId: "m", Amount: 1, Currency: "USD", Bin: "4242424242424242"}, "payment.bin"},
 		}
 		for _, tt := range tests {
