@@ -6,18 +6,24 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
@@ -104,6 +110,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	riskHTTP := fs.String("risk-http-addr", "127.0.0.1:8081", "risk engine REST listen address")
 	riskGRPC := fs.String("risk-grpc-addr", "127.0.0.1:9091", "risk engine gRPC listen address")
+	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -123,6 +130,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("risk engine: %w", err)
 	}
 	defer risk.Close()
+	sim, err := startSimulator(*simAddr, e.PKI, log)
+	if err != nil {
+		return fmt.Errorf("acquirer simulator: %w", err)
+	}
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
@@ -141,6 +152,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
   risk REST http://%s   (rules %s; token in the credentials file as risk_token)
   risk gRPC %s   (plaintext in dev; reflection on)
+  acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
 
   Try:
     curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
@@ -148,22 +160,59 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
-		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(),
+		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), sim.Addr(),
 		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() { errc <- e.Serve(ctx) }()
 	go func() { errc <- risk.Serve(ctx) }()
+	go func() { errc <- sim.Serve(ctx) }()
 	first := <-errc
 	cancel()
-	if second := <-errc; first == nil {
-		first = second
+	for i := 0; i < 2; i++ {
+		if err := <-errc; first == nil {
+			first = err
+		}
 	}
 	return first
+}
+
+type simServer struct {
+	ln  net.Listener
+	srv *http.Server
+}
+
+func (s *simServer) Addr() string { return s.ln.Addr().String() }
+
+func (s *simServer) Serve(ctx context.Context) error {
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	}()
+	if err := s.srv.ServeTLS(s.ln, "", ""); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// startSimulator serves the acquirer simulator over HTTPS with the dev PKI.
+func startSimulator(addr string, pki *devpki.PKI, log *slog.Logger) (*simServer, error) {
+	cfg, err := pki.ServerTLS()
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClientAuth = tls.NoClientCert
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	return &simServer{ln: ln, srv: &http.Server{Handler: simulator.New(simulator.Config{Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
 // devRiskToken returns the dev risk engine's service token, creating it on

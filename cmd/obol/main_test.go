@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -26,6 +28,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 var (
 	restRe = regexp.MustCompile(`\n  REST\s+http://(\S+)`)
 	riskRe = regexp.MustCompile(`risk REST http://(\S+)`)
+	simRe  = regexp.MustCompile(`acquirer  https://(\S+)`)
 )
 
 // TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
@@ -38,7 +41,7 @@ func TestDevAndMerchants(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--simulator-addr", "127.0.0.1:0", "--log-format", "json"}, out)
 	}()
 	var addr string
 	if err := testenv.WaitFor(20*time.Second, func() error {
@@ -89,6 +92,27 @@ func TestDevAndMerchants(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"action":"review"`) || !strings.Contains(string(body), "country-mismatch") {
 		t.Fatalf("risk dry run: %d %s", resp.StatusCode, body)
+	}
+	// And the acquirer simulator, over HTTPS with the dev CA.
+	sm := simRe.FindStringSubmatch(out.String())
+	if sm == nil {
+		t.Fatalf("no simulator address:\n%s", out)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	resp, err = hc.Post("https://"+sm[1]+"/v1/authorizations", "application/json", strings.NewReader(`{"amount":1000,"currency":"USD","card":{"number":"4000000000000002","exp_month":12,"exp_year":2031}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 402 || !strings.Contains(string(body), "card_declined") {
+		t.Fatalf("simulator: %d %s", resp.StatusCode, body)
 	}
 	cancel()
 	if err := <-done; err != nil {

@@ -1,0 +1,463 @@
+// Package simulator is Obol's acquirer simulator: a small, stateful acquirer
+// served over HTTPS whose outcomes are fixed by test card number
+// (../shared/TESTCARDS.md), so that demos, docs and gateway tests agree. It
+// receives card data as an acquirer would (it is an egress destination of
+// the gateway); it keeps only brand and last4, never logs a card number, and
+// wipes the request buffer after parsing.
+//
+// API (JSON; an Idempotency-Key header replays the first answer):
+//
+//	POST /v1/authorizations                {amount, currency, capture, reference, card:{number, exp_month, exp_year, cvc}}
+//	POST /v1/authorizations/{id}/capture   {amount}   (once, at most the authorized amount; 0 = all)
+//	POST /v1/authorizations/{id}/cancel
+//	POST /v1/authorizations/{id}/refunds   {amount}   (repeatable, at most captured − refunded)
+//	GET  /v1/authorizations/{id}
+//	GET  /v1/settlements/next              CSV of captures and chargebacks not yet settled
+package simulator
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/obolpay/obol/internal/money"
+	"github.com/obolpay/obol/vault/card"
+)
+
+// Decline codes, as in TESTCARDS.md.
+const (
+	DeclineCardDeclined      = "card_declined"
+	DeclineInsufficientFunds = "insufficient_funds"
+	DeclineExpiredCard       = "expired_card"
+	DeclineIncorrectCVC      = "incorrect_cvc"
+	DeclineInvalidNumber     = "invalid_number"
+)
+
+// behaviour is what a test card makes the simulator do.
+type behaviour struct {
+	decline    string
+	serverErr  bool
+	slow       bool
+	chargeback bool
+}
+
+var testCards = map[string]behaviour{
+	"4000000000000002": {decline: DeclineCardDeclined},
+	"4000000000009995": {decline: DeclineInsufficientFunds},
+	"4000000000000069": {decline: DeclineExpiredCard},
+	"4000000000000127": {decline: DeclineIncorrectCVC},
+	"4000000000000119": {serverErr: true},
+	"4000000000000036": {slow: true},
+	"4000000000000259": {chargeback: true},
+}
+
+// Authorization is the simulator's record of a payment (no card number).
+type Authorization struct {
+	ID          string `json:"id"`
+	Status      string `json:"status"` // approved, declined, canceled
+	DeclineCode string `json:"decline_code,omitempty"`
+	Amount      int64  `json:"amount"`
+	Currency    string `json:"currency"`
+	Captured    int64  `json:"amount_captured"`
+	Refunded    int64  `json:"amount_refunded"`
+	Brand       string `json:"brand,omitempty"`
+	Last4       string `json:"last4,omitempty"`
+	Reference   string `json:"reference,omitempty"`
+	CreatedAt   string `json:"created_at"`
+
+	chargeback bool
+	settled    int64 // captured amount already in a settlement report
+	disputed   bool  // chargeback already reported
+}
+
+// Config configures a simulator.
+type Config struct {
+	// SlowDelay is how long the slow card takes (default 30s, as in
+	// TESTCARDS.md; tests shorten it).
+	SlowDelay time.Duration
+	// FeeBasisPoints is the acquirer fee in settlement reports (default 2.9%).
+	FeeBasisPoints int64
+	// FeeFixed is the fixed fee per capture, minor units (default 30).
+	FeeFixed int64
+	Now      func() time.Time
+	Logger   *slog.Logger
+}
+
+// Simulator is the acquirer. It is an http.Handler.
+type Simulator struct {
+	cfg   Config
+	mu    sync.Mutex
+	auths map[string]*Authorization
+	idem  map[string]idemEntry
+	mux   *http.ServeMux
+	// Requests counts requests per route, for tests that check whether the
+	// gateway called the acquirer.
+	requests sync.Map // route -> *atomic.Int64
+}
+
+type idemEntry struct {
+	fingerprint string
+	status      int
+	body        []byte
+}
+
+// New returns a simulator.
+func New(cfg Config) *Simulator {
+	if cfg.SlowDelay <= 0 {
+		cfg.SlowDelay = 30 * time.Second
+	}
+	if cfg.FeeBasisPoints == 0 && cfg.FeeFixed == 0 {
+		cfg.FeeBasisPoints, cfg.FeeFixed = 290, 30
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, mux: http.NewServeMux()}
+	s.mux.HandleFunc("POST /v1/authorizations", s.count("authorize", s.idempotent(s.authorize)))
+	s.mux.HandleFunc("POST /v1/authorizations/{id}/capture", s.count("capture", s.idempotent(s.capture)))
+	s.mux.HandleFunc("POST /v1/authorizations/{id}/cancel", s.count("cancel", s.idempotent(s.cancel)))
+	s.mux.HandleFunc("POST /v1/authorizations/{id}/refunds", s.count("refund", s.idempotent(s.refund)))
+	s.mux.HandleFunc("GET /v1/authorizations/{id}", s.count("get", s.get))
+	s.mux.HandleFunc("GET /v1/settlements/next", s.count("settlement", s.settlement))
+	return s
+}
+
+// ServeHTTP serves the API.
+func (s *Simulator) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.mux.ServeHTTP(w, r) }
+
+// Requests is how many requests a route received (authorize, capture,
+// cancel, refund, get, settlement).
+func (s *Simulator) Requests(route string) int64 {
+	if v, ok := s.requests.Load(route); ok {
+		return v.(*atomic.Int64).Load()
+	}
+	return 0
+}
+
+func (s *Simulator) count(route string, h http.HandlerFunc) http.HandlerFunc {
+	v, _ := s.requests.LoadOrStore(route, &atomic.Int64{})
+	c := v.(*atomic.Int64)
+	return func(w http.ResponseWriter, r *http.Request) { c.Add(1); h(w, r) }
+}
+
+type apiError struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func fail(w http.ResponseWriter, status int, code, msg string) {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	writeJSON(w, status, e)
+}
+
+// recorder captures a response so idempotent replays return it again.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	buf    bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(c int)           { r.status = c; r.ResponseWriter.WriteHeader(c) }
+func (r *recorder) Write(b []byte) (int, error) { r.buf.Write(b); return r.ResponseWriter.Write(b) }
+
+// idempotent replays the first answer for an Idempotency-Key (scoped to the
+// route and id). The request is fingerprinted without its card data.
+func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, body []byte)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 16<<10))
+		if err != nil {
+			fail(w, http.StatusBadRequest, "invalid_request", "unreadable body")
+			return
+		}
+		defer wipe(body)
+		key := r.Header.Get("Idempotency-Key")
+		if key == "" {
+			h(w, r, body)
+			return
+		}
+		scope := r.Method + " " + r.URL.Path + " " + key
+		fp := requestFingerprint(body)
+		s.mu.Lock()
+		prev, seen := s.idem[scope]
+		s.mu.Unlock()
+		if seen {
+			if prev.fingerprint != fp {
+				fail(w, http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("Idempotent-Replayed", "true")
+			w.WriteHeader(prev.status)
+			_, _ = w.Write(prev.body)
+			return
+		}
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		h(rec, r, body)
+		if rec.status < 500 {
+			s.mu.Lock()
+			s.idem[scope] = idemEntry{fingerprint: fp, status: rec.status, body: rec.buf.Bytes()}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// requestFingerprint identifies a request by amount, currency, capture and
+// the card's last four digits only.
+func requestFingerprint(body []byte) string {
+	var req authorizeRequest
+	_ = json.Unmarshal(body, &req)
+	last4 := ""
+	if n := len(req.Card.Number); n >= 4 {
+		last4 = req.Card.Number[n-4:]
+	}
+	req.Card.Number, req.Card.CVC = "", ""
+	return fmt.Sprintf("%d|%s|%v|%s|%s", req.Amount, req.Currency, req.Capture, req.Reference, last4)
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+type authorizeRequest struct {
+	Amount    int64  `json:"amount"`
+	Currency  string `json:"currency"`
+	Capture   bool   `json:"capture"`
+	Reference string `json:"reference"`
+	Card      struct {
+		Number   string `json:"number"`
+		ExpMonth int    `json:"exp_month"`
+		ExpYear  int    `json:"exp_year"`
+		CVC      string `json:"cvc"`
+	} `json:"card"`
+}
+
+func newID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byte) {
+	var req authorizeRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		fail(w, http.StatusBadRequest, "invalid_request", "body must be JSON")
+		return
+	}
+	defer func() { req.Card.Number, req.Card.CVC = "", "" }()
+	if req.Amount <= 0 {
+		fail(w, http.StatusBadRequest, "invalid_amount", "amount must be a positive integer in minor units")
+		return
+	}
+	if !money.Valid(req.Currency) {
+		fail(w, http.StatusBadRequest, "invalid_currency", "currency must be an ISO 4217 code")
+		return
+	}
+	a := &Authorization{ID: newID("sim_auth_"), Amount: req.Amount, Currency: req.Currency, Reference: req.Reference, CreatedAt: s.cfg.Now().UTC().Format(time.RFC3339)}
+	pan, err := card.ParseNumber(req.Card.Number)
+	if err != nil {
+		a.Status, a.DeclineCode = "declined", DeclineInvalidNumber
+		s.store(a)
+		writeJSON(w, http.StatusPaymentRequired, a)
+		return
+	}
+	digits := string(pan.RevealDigits())
+	a.Brand, a.Last4 = string(pan.Brand()), pan.Last4()
+	pan.Wipe()
+	b := testCards[digits]
+	switch {
+	case b.serverErr:
+		fail(w, http.StatusInternalServerError, "processing_error", "the simulator failed (test card 4000 0000 0000 0119)")
+		return
+	case b.slow:
+		select {
+		case <-time.After(s.cfg.SlowDelay):
+		case <-r.Context().Done():
+			return
+		}
+	}
+	switch {
+	case b.decline != "":
+		a.Status, a.DeclineCode = "declined", b.decline
+	case card.ValidateExpiry(req.Card.ExpMonth, req.Card.ExpYear, s.cfg.Now()) != nil:
+		a.Status, a.DeclineCode = "declined", DeclineExpiredCard
+	default:
+		a.Status, a.chargeback = "approved", b.chargeback
+		if req.Capture {
+			a.Captured = a.Amount
+		}
+	}
+	s.store(a)
+	status := http.StatusOK
+	if a.Status == "declined" {
+		status = http.StatusPaymentRequired
+	}
+	writeJSON(w, status, a)
+}
+
+func (s *Simulator) store(a *Authorization) {
+	s.mu.Lock()
+	s.auths[a.ID] = a
+	s.mu.Unlock()
+}
+
+// withAuth runs fn on an authorization under the lock.
+func (s *Simulator) withAuth(w http.ResponseWriter, r *http.Request, fn func(a *Authorization) (int, any)) {
+	s.mu.Lock()
+	a, ok := s.auths[r.PathValue("id")]
+	if !ok {
+		s.mu.Unlock()
+		fail(w, http.StatusNotFound, "authorization_not_found", "no such authorization")
+		return
+	}
+	status, v := fn(a)
+	s.mu.Unlock()
+	writeJSON(w, status, v)
+}
+
+func errBody(code, msg string) apiError {
+	var e apiError
+	e.Error.Code, e.Error.Message = code, msg
+	return e
+}
+
+type amountRequest struct {
+	Amount int64 `json:"amount"`
+}
+
+func parseAmount(body []byte) (int64, error) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return 0, nil
+	}
+	var req amountRequest
+	if err := json.Unmarshal(body, &req); err != nil {
+		return 0, err
+	}
+	if req.Amount < 0 {
+		return 0, errors.New("negative")
+	}
+	return req.Amount, nil
+}
+
+func (s *Simulator) capture(w http.ResponseWriter, r *http.Request, body []byte) {
+	amount, err := parseAmount(body)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "invalid_amount", "amount must be a non-negative integer")
+		return
+	}
+	s.withAuth(w, r, func(a *Authorization) (int, any) {
+		switch {
+		case a.Status != "approved":
+			return http.StatusConflict, errBody("not_capturable", "only approved authorizations can be captured")
+		case a.Captured > 0:
+			return http.StatusConflict, errBody("already_captured", "an authorization is captured once")
+		}
+		if amount == 0 {
+			amount = a.Amount
+		}
+		if amount > a.Amount {
+			return http.StatusConflict, errBody("amount_exceeds_authorization", "capture exceeds the authorized amount")
+		}
+		a.Captured = amount
+		return http.StatusOK, a
+	})
+}
+
+func (s *Simulator) cancel(w http.ResponseWriter, r *http.Request, _ []byte) {
+	s.withAuth(w, r, func(a *Authorization) (int, any) {
+		switch {
+		case a.Status == "canceled":
+			return http.StatusOK, a
+		case a.Status != "approved" || a.Captured > 0:
+			return http.StatusConflict, errBody("not_cancelable", "only an approved, uncaptured authorization can be canceled")
+		}
+		a.Status = "canceled"
+		return http.StatusOK, a
+	})
+}
+
+func (s *Simulator) refund(w http.ResponseWriter, r *http.Request, body []byte) {
+	amount, err := parseAmount(body)
+	if err != nil {
+		fail(w, http.StatusBadRequest, "invalid_amount", "amount must be a non-negative integer")
+		return
+	}
+	s.withAuth(w, r, func(a *Authorization) (int, any) {
+		left := a.Captured - a.Refunded
+		if amount == 0 {
+			amount = left
+		}
+		if a.Captured == 0 || amount <= 0 || amount > left {
+			return http.StatusConflict, errBody("amount_exceeds_captured", "refunds cannot exceed the captured amount")
+		}
+		a.Refunded += amount
+		return http.StatusOK, a
+	})
+}
+
+func (s *Simulator) get(w http.ResponseWriter, r *http.Request) {
+	s.withAuth(w, r, func(a *Authorization) (int, any) { return http.StatusOK, a })
+}
+
+// settlement reports every capture not yet settled (net of refunds) and
+// every chargeback for the dispute test card, once each, as CSV:
+// acquirer_reference,amount,fee,currency,settled_date,type
+func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	day := s.cfg.Now().UTC().Format("2006-01-02")
+	w.Header().Set("Content-Type", "text/csv")
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"acquirer_reference", "amount", "fee", "currency", "settled_date", "type"})
+	fee := money.Fee{BasisPoints: s.cfg.FeeBasisPoints, Fixed: s.cfg.FeeFixed}
+	for _, a := range s.sortedAuths() {
+		if due := a.Captured - a.settled; due > 0 {
+			f, _ := fee.Of(due)
+			_ = cw.Write([]string{a.ID, strconv.FormatInt(due, 10), strconv.FormatInt(f, 10), a.Currency, day, "capture"})
+			a.settled = a.Captured
+		}
+		if a.chargeback && a.Captured > 0 && !a.disputed {
+			_ = cw.Write([]string{a.ID, strconv.FormatInt(-a.Captured, 10), "1500", a.Currency, day, "chargeback"})
+			a.disputed = true
+		}
+	}
+	cw.Flush()
+}
+
+func (s *Simulator) sortedAuths() []*Authorization {
+	out := make([]*Authorization, 0, len(s.auths))
+	for _, a := range s.auths {
+		out = append(out, a)
+	}
+	for i := 1; i < len(out); i++ {
+		for j := i; j > 0 && strings.Compare(out[j].CreatedAt+out[j].ID, out[j-1].CreatedAt+out[j-1].ID) < 0; j-- {
+			out[j], out[j-1] = out[j-1], out[j]
+		}
+	}
+	return out
+}

@@ -1,0 +1,217 @@
+package simulator
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+type client struct {
+	t   *testing.T
+	srv *httptest.Server
+}
+
+func newSim(t *testing.T, cfg Config) (*Simulator, *client) {
+	t.Helper()
+	if cfg.SlowDelay == 0 {
+		cfg.SlowDelay = 50 * time.Millisecond
+	}
+	s := New(cfg)
+	srv := httptest.NewTLSServer(s)
+	t.Cleanup(srv.Close)
+	return s, &client{t: t, srv: srv}
+}
+
+func (c *client) do(method, path string, body any, idem string) (int, map[string]any, string) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, c.srv.URL+path, rd)
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	resp, err := c.srv.Client().Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	_ = json.Unmarshal(raw, &out)
+	return resp.StatusCode, out, string(raw)
+}
+
+func auth(number string, amount int64, capture bool) map[string]any {
+	return map[string]any{"amount": amount, "currency": "USD", "capture": capture, "card": map[string]any{"number": number, "exp_month": 12, "exp_year": time.Now().Year() + 2, "cvc": "123"}}
+}
+
+func TestTestCardOutcomes(t *testing.T) {
+	_, c := newSim(t, Config{})
+	tests := []struct {
+		name, number string
+		status       int
+		outcome      string // approved, or the decline code, or the error code
+	}{
+		{"visa", "4242424242424242", 200, "approved"},
+		{"mastercard", "5555555555554444", 200, "approved"},
+		{"mastercard 2-series", "2223003122003222", 200, "approved"},
+		{"amex", "378282246310005", 200, "approved"},
+		{"discover", "6011111111111117", 200, "approved"},
+		{"jcb", "3566002020360505", 200, "approved"},
+		{"unionpay", "6200000000000005", 200, "approved"},
+		{"card declined", "4000000000000002", 402, DeclineCardDeclined},
+		{"insufficient funds", "4000000000009995", 402, DeclineInsufficientFunds},
+		{"expired card", "4000000000000069", 402, DeclineExpiredCard},
+		{"incorrect cvc", "4000000000000127", 402, DeclineIncorrectCVC},
+		{"server error", "4000000000000119", 500, "processing_error"},
+		{"dispute card approves", "4000000000000259", 200, "approved"},
+		{"any other luhn-valid number", "4000056655665556", 200, "approved"},
+		{"bad luhn", "4111111111111112", 402, DeclineInvalidNumber},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, body, raw := c.do("POST", "/v1/authorizations", auth(tt.number, 1000, false), "")
+			got := body["status"]
+			if code, ok := body["decline_code"]; ok {
+				got = code
+			}
+			if e, ok := body["error"].(map[string]any); ok {
+				got = e["code"]
+			}
+			if status != tt.status || got != tt.outcome {
+				t.Fatalf("got %d %v; want %d %s", status, got, tt.status, tt.outcome)
+			}
+			if strings.Contains(raw, tt.number) || strings.Contains(raw, `"123"`) {
+				t.Fatal("response contains card data")
+			}
+		})
+	}
+}
+
+func TestSlowCardAndCancelledRequests(t *testing.T) {
+	s, c := newSim(t, Config{SlowDelay: 300 * time.Millisecond})
+	// A caller with a shorter timeout gives up; the simulator notices.
+	cl := *c.srv.Client() // a copy: the server's client is shared
+	cl.Timeout = 50 * time.Millisecond
+	b, _ := json.Marshal(auth("4000000000000036", 1000, false))
+	if _, err := cl.Post(c.srv.URL+"/v1/authorizations", "application/json", bytes.NewReader(b)); err == nil {
+		t.Fatal("the slow card answered within 50ms")
+	}
+	if s.Requests("authorize") != 1 {
+		t.Fatalf("requests %d", s.Requests("authorize"))
+	}
+	// With enough patience it approves.
+	status, body, _ := c.do("POST", "/v1/authorizations", auth("4000000000000036", 1000, false), "")
+	if status != 200 || body["status"] != "approved" {
+		t.Fatalf("slow card: %d %v", status, body)
+	}
+}
+
+func TestCaptureCancelRefund(t *testing.T) {
+	_, c := newSim(t, Config{})
+	_, a, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, false), "")
+	id := a["id"].(string)
+	steps := []struct {
+		name   string
+		path   string
+		body   any
+		status int
+		check  func(map[string]any) bool
+	}{
+		{"capture above the authorization", "/capture", map[string]any{"amount": 1001}, 409, nil},
+		{"partial capture", "/capture", map[string]any{"amount": 800}, 200, func(b map[string]any) bool { return b["amount_captured"] == 800.0 }},
+		{"second capture", "/capture", map[string]any{"amount": 100}, 409, nil},
+		{"cancel after capture", "/cancel", nil, 409, nil},
+		{"partial refund", "/refunds", map[string]any{"amount": 300}, 200, func(b map[string]any) bool { return b["amount_refunded"] == 300.0 }},
+		{"refund above the remaining capture", "/refunds", map[string]any{"amount": 501}, 409, nil},
+		{"refund the rest", "/refunds", map[string]any{"amount": 500}, 200, func(b map[string]any) bool { return b["amount_refunded"] == 800.0 }},
+		{"nothing left to refund", "/refunds", map[string]any{"amount": 1}, 409, nil},
+	}
+	for _, st := range steps {
+		t.Run(st.name, func(t *testing.T) {
+			status, body, _ := c.do("POST", "/v1/authorizations/"+id+st.path, st.body, "")
+			if status != st.status || (st.check != nil && !st.check(body)) {
+				t.Fatalf("got %d %v", status, body)
+			}
+		})
+	}
+	_, b, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 500, false), "")
+	if status, body, _ := c.do("POST", "/v1/authorizations/"+b["id"].(string)+"/cancel", nil, ""); status != 200 || body["status"] != "canceled" {
+		t.Fatalf("cancel: %d %v", status, body)
+	}
+	if status, _, _ := c.do("POST", "/v1/authorizations/sim_auth_nope/capture", nil, ""); status != 404 {
+		t.Fatalf("unknown id: %d", status)
+	}
+	_, d, _ := c.do("POST", "/v1/authorizations", auth("4000000000000002", 500, false), "")
+	if status, _, _ := c.do("POST", "/v1/authorizations/"+d["id"].(string)+"/capture", nil, ""); status != 409 {
+		t.Fatalf("captured a declined authorization: %d", status)
+	}
+}
+
+func TestIdempotency(t *testing.T) {
+	s, c := newSim(t, Config{})
+	_, first, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "k1")
+	_, again, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "k1")
+	if first["id"] != again["id"] {
+		t.Fatalf("retry made a new authorization: %v vs %v", first["id"], again["id"])
+	}
+	if status, _, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 2000, true), "k1"); status != 409 {
+		t.Fatalf("same key, different amount: %d", status)
+	}
+	if s.Requests("authorize") != 3 {
+		t.Fatalf("requests counted: %d", s.Requests("authorize"))
+	}
+}
+
+func TestSettlementReport(t *testing.T) {
+	_, c := newSim(t, Config{})
+	c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "")
+	c.do("POST", "/v1/authorizations", auth("4000000000000259", 2000, true), "")
+	c.do("POST", "/v1/authorizations", auth("5555555555554444", 3000, false), "") // not captured: not settled
+	read := func() [][]string {
+		resp, err := c.srv.Client().Get(c.srv.URL + "/v1/settlements/next")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rows, err := csv.NewReader(resp.Body).ReadAll()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rows
+	}
+	rows := read()
+	if len(rows) != 4 || strings.Join(rows[0], ",") != "acquirer_reference,amount,fee,currency,settled_date,type" {
+		t.Fatalf("report: %v", rows)
+	}
+	var captures, chargebacks int
+	for _, r := range rows[1:] {
+		switch r[5] {
+		case "capture":
+			captures++
+			if r[1] == "1000" && r[2] != "59" { // 2.9% + 30
+				t.Fatalf("fee %s on 1000", r[2])
+			}
+		case "chargeback":
+			chargebacks++
+			if r[1] != "-2000" {
+				t.Fatalf("chargeback amount %s", r[1])
+			}
+		}
+	}
+	if captures != 2 || chargebacks != 1 {
+		t.Fatalf("captures %d chargebacks %d", captures, chargebacks)
+	}
+	if again := read(); len(again) != 1 {
+		t.Fatalf("settled lines reported twice: %v", again)
+	}
+}
