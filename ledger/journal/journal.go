@@ -1,0 +1,192 @@
+// Package journal is the ledger's double-entry model: accounts with one
+// currency each, transactions of two or more postings that balance to zero
+// per currency, balances, and the hash chain over the journal. Amounts are
+// int64 minor units, signed: a debit is negative, a credit positive. Pure
+// code, no storage; outside PCI scope (no card data at all).
+package journal
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+	"time"
+
+	"github.com/obolpay/obol/internal/money"
+)
+
+// Account flags.
+const (
+	// FlagNoNegativeAvailable refuses any transaction that would make the
+	// account's available balance negative.
+	FlagNoNegativeAvailable = 1 << iota
+)
+
+// Account is a ledger account.
+type Account struct {
+	ID        string
+	Currency  string
+	Flags     int
+	Name      string
+	CreatedAt time.Time
+	Balance   Balance
+}
+
+// Balance is an account's balances in minor units.
+type Balance struct {
+	// Posted is the sum of posted postings.
+	Posted int64
+}
+
+// Available is what may be spent: the posted balance (holds come with
+// two-phase transfers).
+func (b Balance) Available() int64 { return b.Posted }
+
+// Posting is one leg of a transaction.
+type Posting struct {
+	AccountID string
+	Amount    int64 // negative: debit; positive: credit
+	Currency  string
+}
+
+// Transaction is an immutable journal entry.
+type Transaction struct {
+	// ID is the client's id: the idempotency key of the write.
+	ID          string
+	Postings    []Posting
+	Description string
+	Metadata    map[string]string
+	Seq         int64
+	PrevHash    []byte
+	Hash        []byte
+	CreatedAt   time.Time
+}
+
+// Errors a transaction can fail with. Each is a validation failure of that
+// transaction alone.
+var (
+	ErrTooFewPostings     = errors.New("a transaction needs at least two postings")
+	ErrZeroAmount         = errors.New("postings must have a non-zero amount")
+	ErrUnbalanced         = errors.New("postings do not balance to zero in each currency")
+	ErrUnknownCurrency    = errors.New("unknown currency")
+	ErrCurrencyMismatch   = errors.New("posting currency differs from the account's")
+	ErrUnknownAccount     = errors.New("no such account")
+	ErrInsufficientFunds  = errors.New("the available balance would become negative")
+	ErrOverflow           = errors.New("amount overflow")
+	ErrIDRequired         = errors.New("a transaction id (client id) is required")
+	ErrIdempotencyReused  = errors.New("this transaction id was already used with a different request")
+	ErrDuplicateAccountID = errors.New("account id already exists")
+)
+
+// Validate checks what can be checked without accounts: id, at least two
+// postings, non-zero amounts, known currencies, balanced per currency and
+// no overflow.
+func (t *Transaction) Validate() error {
+	if t.ID == "" || len(t.ID) > 128 {
+		return ErrIDRequired
+	}
+	if len(t.Postings) < 2 {
+		return ErrTooFewPostings
+	}
+	sums := map[string]int64{}
+	for _, p := range t.Postings {
+		if p.Amount == 0 {
+			return ErrZeroAmount
+		}
+		if !money.Valid(p.Currency) {
+			return fmt.Errorf("%w %q", ErrUnknownCurrency, p.Currency)
+		}
+		s, err := money.Add(sums[p.Currency], p.Amount)
+		if err != nil {
+			return ErrOverflow
+		}
+		sums[p.Currency] = s
+	}
+	for _, s := range sums {
+		if s != 0 {
+			return ErrUnbalanced
+		}
+	}
+	return nil
+}
+
+// Apply checks postings against accounts and, if every check passes,
+// updates the balances in place. On error nothing is changed.
+func Apply(t *Transaction, accounts map[string]*Account) error {
+	next := map[string]int64{}
+	for _, p := range t.Postings {
+		a, ok := accounts[p.AccountID]
+		if !ok {
+			return fmt.Errorf("%w: %s", ErrUnknownAccount, p.AccountID)
+		}
+		if a.Currency != p.Currency {
+			return fmt.Errorf("%w: account %s is %s", ErrCurrencyMismatch, a.ID, a.Currency)
+		}
+		cur, seen := next[a.ID]
+		if !seen {
+			cur = a.Balance.Posted
+		}
+		v, err := money.Add(cur, p.Amount)
+		if err != nil {
+			return ErrOverflow
+		}
+		next[a.ID] = v
+	}
+	for id, v := range next {
+		if accounts[id].Flags&FlagNoNegativeAvailable != 0 && v < 0 {
+			return fmt.Errorf("%w: account %s", ErrInsufficientFunds, id)
+		}
+	}
+	for id, v := range next {
+		accounts[id].Balance.Posted = v
+	}
+	return nil
+}
+
+// Genesis is the prev_hash of the first transaction.
+var Genesis = make([]byte, sha256.Size)
+
+// RequestHash identifies a write's content (for idempotency): postings in
+// order, description and sorted metadata.
+func RequestHash(t *Transaction) []byte {
+	h := sha256.New()
+	put := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	put([]byte(t.ID))
+	for _, p := range t.Postings {
+		put([]byte(p.AccountID))
+		put([]byte(p.Currency))
+		var a [8]byte
+		binary.BigEndian.PutUint64(a[:], uint64(p.Amount))
+		put(a[:])
+	}
+	put([]byte(t.Description))
+	keys := make([]string, 0, len(t.Metadata))
+	for k := range t.Metadata {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		put([]byte(k))
+		put([]byte(t.Metadata[k]))
+	}
+	return h.Sum(nil)
+}
+
+// ChainHash is SHA-256 over the previous hash, the sequence number, the
+// request hash and the time: the journal's hash chain.
+func ChainHash(prev []byte, seq int64, requestHash []byte, at time.Time) []byte {
+	h := sha256.New()
+	h.Write(prev)
+	var n [8]byte
+	binary.BigEndian.PutUint64(n[:], uint64(seq))
+	h.Write(n[:])
+	h.Write(requestHash)
+	h.Write([]byte(at.UTC().Format(time.RFC3339Nano)))
+	return h.Sum(nil)
+}
