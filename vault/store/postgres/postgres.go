@@ -100,53 +100,9 @@ func MigrateURL(ctx context.Context, url string) error {
 	return Migrate(ctx, conn)
 }
 
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Begin(ctx context.Context) (pgx.Tx, error)
-}
-
-// Migrate applies pending migrations, each in its own transaction, holding a
-// transaction-scoped advisory lock so concurrent starters do not race.
-func Migrate(ctx context.Context, db querier) error {
-	ms, err := migrate.Load(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
-		// A concurrent creator may win the race on the catalog; retry once.
-		if _, err2 := db.Exec(ctx, `SELECT 1 FROM schema_migrations LIMIT 1`); err2 != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-	}
-	for _, m := range ms {
-		tx, err := db.Begin(ctx)
-		if err != nil {
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727274001)`); err != nil {
-			_ = tx.Rollback(ctx)
-			return fmt.Errorf("migrate: lock: %w", err)
-		}
-		var applied bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied); err != nil {
-			_ = tx.Rollback(ctx)
-			return fmt.Errorf("migrate: %w", err)
-		}
-		if !applied {
-			if _, err := tx.Exec(ctx, m.SQL); err != nil {
-				_ = tx.Rollback(ctx)
-				return fmt.Errorf("migrate %s: %w", m.Name, err)
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name); err != nil {
-				_ = tx.Rollback(ctx)
-				return fmt.Errorf("migrate %s: %w", m.Name, err)
-			}
-		}
-		if err := tx.Commit(ctx); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.Name, err)
-		}
-	}
-	return nil
+// Migrate applies pending migrations (see internal/migrate).
+func Migrate(ctx context.Context, db migrate.DB) error {
+	return migrate.Postgres(ctx, db, migrations, "migrations", 727274001)
 }
 
 // Close finishes queued writes and closes the pool.

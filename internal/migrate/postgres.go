@@ -1,0 +1,51 @@
+package migrate
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// DB is a pgx connection or pool.
+type DB interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Begin(ctx context.Context) (pgx.Tx, error)
+}
+
+// Postgres applies the migrations in dir of fsys that are not yet recorded
+// in schema_migrations, each in its own transaction, under a transaction-
+// scoped advisory lock (lockID), so concurrent starters do not race.
+func Postgres(ctx context.Context, db DB, fsys fs.FS, dir string, lockID int64) error {
+	ms, err := Load(fsys, dir)
+	if err != nil {
+		return err
+	}
+	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		// A concurrent creator may win the race on the catalog.
+		if _, err2 := db.Exec(ctx, `SELECT 1 FROM schema_migrations LIMIT 1`); err2 != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+	}
+	for _, m := range ms {
+		if err := pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+			var applied bool
+			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied); err != nil || applied {
+				return err
+			}
+			if _, err := tx.Exec(ctx, m.SQL); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
+			return err
+		}); err != nil {
+			return fmt.Errorf("migrate %s: %w", m.Name, err)
+		}
+	}
+	return nil
+}
