@@ -192,7 +192,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		ids[i] = r.tx.ID
 	}
 	existing := map[string]journal.Transaction{}
-	rows, err := tx.Query(ctx, `SELECT id, seq, request_hash, hash, prev_hash, created_at FROM transactions WHERE id = ANY($1)`, ids)
+	// Joins on unnest keep these lookups on the indexes (a generic plan for
+	// "= ANY($1)" may scan the whole table).
+	rows, err := tx.Query(ctx, `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`, ids)
 	if err != nil {
 		return failAll(err)
 	}
@@ -207,7 +209,10 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		existing[t.ID] = t
 	}
 	rows.Close()
-	// Lock every account the batch touches, in id order (no deadlocks).
+	// Every ledger write takes the journal_head row lock first (above), so
+	// writers in every process are serialized by it: once we hold it, a
+	// plain read sees every committed balance and nobody else can change one
+	// before we write. Row locks on the accounts would only add work.
 	accIDs := map[string]bool{}
 	for _, r := range reqs {
 		for _, p := range r.tx.Postings {
@@ -220,7 +225,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	}
 	sort.Strings(sorted)
 	accounts := map[string]*journal.Account{}
-	rows, err = tx.Query(ctx, `SELECT id, currency, flags, posted FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE`, sorted)
+	rows, err = tx.Query(ctx, `SELECT a.id, a.currency, a.flags, a.posted FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id`, sorted)
 	if err != nil {
 		return failAll(err)
 	}
@@ -238,7 +243,17 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		before[id] = a.Balance.Posted
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	b := &pgx.Batch{}
+	// Rows to write, as column arrays (set-based statements: one each).
+	var (
+		tSeq              []int64
+		tID, tDesc        []string
+		tRH, tPrev, tHash [][]byte
+		tMeta             []string
+		pSeq              []int64
+		pIdx              []int32
+		pAcct, pCur       []string
+		pAmt              []int64
+	)
 	seq, prev := headSeq, headHash
 	seen := map[string][]byte{}
 	for i, r := range reqs {
@@ -270,26 +285,33 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		t.Seq, t.PrevHash, t.CreatedAt = seq, prev, now
 		t.Hash = journal.ChainHash(prev, seq, rh, now)
 		prev = t.Hash
-		meta, _ := json.Marshal(t.Metadata)
-		if t.Metadata == nil {
-			meta = []byte("{}")
+		meta := []byte("{}")
+		if t.Metadata != nil {
+			meta, _ = json.Marshal(t.Metadata)
 		}
-		b.Queue(`INSERT INTO transactions (seq, id, request_hash, description, metadata, prev_hash, hash, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-			t.Seq, t.ID, rh, t.Description, meta, t.PrevHash, t.Hash, t.CreatedAt)
+		tSeq, tID, tRH, tDesc, tMeta, tPrev, tHash = append(tSeq, t.Seq), append(tID, t.ID), append(tRH, rh), append(tDesc, t.Description), append(tMeta, string(meta)), append(tPrev, t.PrevHash), append(tHash, t.Hash)
 		for idx, p := range t.Postings {
-			b.Queue(`INSERT INTO postings (seq, idx, account_id, amount, currency) VALUES ($1, $2, $3, $4, $5)`, t.Seq, idx, p.AccountID, p.Amount, p.Currency)
+			pSeq, pIdx, pAcct, pAmt, pCur = append(pSeq, t.Seq), append(pIdx, int32(idx)), append(pAcct, p.AccountID), append(pAmt, p.Amount), append(pCur, p.Currency)
 		}
 		r.res = Result{Transaction: t}
 	}
+	var uID []string
+	var uPosted []int64
 	for id, a := range accounts {
 		if a.Balance.Posted != before[id] {
-			b.Queue(`UPDATE accounts SET posted = $2 WHERE id = $1`, id, a.Balance.Posted)
+			uID, uPosted = append(uID, id), append(uPosted, a.Balance.Posted)
 		}
 	}
-	if seq != headSeq {
+	if len(tSeq) > 0 {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO transactions (seq, id, request_hash, description, metadata, prev_hash, hash, created_at)
+			SELECT u.seq, u.id, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $8
+			FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS u(seq, id, rh, descr, meta, prev, hash)`,
+			tSeq, tID, tRH, tDesc, tMeta, tPrev, tHash, now)
+		b.Queue(`INSERT INTO postings (seq, idx, account_id, amount, currency)
+			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`, pSeq, pIdx, pAcct, pAmt, pCur)
+		b.Queue(`UPDATE accounts a SET posted = u.posted FROM unnest($1::text[], $2::bigint[]) AS u(id, posted) WHERE a.id = u.id`, uID, uPosted)
 		b.Queue(`UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`, seq, prev)
-	}
-	if b.Len() > 0 {
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return failAll(err)
 		}

@@ -16,7 +16,9 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func open(t *testing.T) (*postgres.Store, string) {
+func open(t *testing.T) (*postgres.Store, string) { return openB(t) }
+
+func openB(t testing.TB) (*postgres.Store, string) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs PostgreSQL")

@@ -44,17 +44,21 @@ CREATE TABLE journal_head (
 );
 INSERT INTO journal_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
 
+-- Checked at commit, once per transaction (one query): at least two
+-- postings, and a zero sum in every currency.
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    n integer;
+    unbalanced boolean;
 BEGIN
-    IF EXISTS (SELECT 1 FROM postings WHERE seq = NEW.seq GROUP BY currency HAVING sum(amount) <> 0) THEN
-        RAISE EXCEPTION 'transaction % does not balance', NEW.seq USING ERRCODE = 'check_violation';
-    END IF;
-    IF (SELECT count(*) FROM postings WHERE seq = NEW.seq) < 2 THEN
-        RAISE EXCEPTION 'transaction % has fewer than two postings', NEW.seq USING ERRCODE = 'check_violation';
+    SELECT coalesce(sum(c), 0), coalesce(bool_or(s <> 0), false) INTO n, unbalanced
+      FROM (SELECT count(*) AS c, sum(amount) AS s FROM postings WHERE seq = NEW.seq GROUP BY currency) per_currency;
+    IF n < 2 OR unbalanced THEN
+        RAISE EXCEPTION 'transaction % does not balance (or has fewer than two postings)', NEW.seq USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
 END $$;
-CREATE CONSTRAINT TRIGGER postings_balanced AFTER INSERT ON postings
+CREATE CONSTRAINT TRIGGER transactions_balanced AFTER INSERT ON transactions
     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ledger_check_balanced();
 
 CREATE FUNCTION ledger_immutable() RETURNS trigger LANGUAGE plpgsql AS $$
