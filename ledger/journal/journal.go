@@ -37,11 +37,15 @@ type Account struct {
 type Balance struct {
 	// Posted is the sum of posted postings.
 	Posted int64
+	// PendingDebits and PendingCredits are held by pending (two-phase)
+	// transfers not yet posted or voided.
+	PendingDebits  int64
+	PendingCredits int64
 }
 
-// Available is what may be spent: the posted balance (holds come with
-// two-phase transfers).
-func (b Balance) Available() int64 { return b.Posted }
+// Available is what may be spent: posted minus what pending transfers hold
+// against the account (incoming pending credits do not count until posted).
+func (b Balance) Available() int64 { return b.Posted - b.PendingDebits }
 
 // Posting is one leg of a transaction.
 type Posting struct {
@@ -50,10 +54,32 @@ type Posting struct {
 	Currency  string
 }
 
+// Kinds of transactions.
+const (
+	// KindPosted moves money now (the default).
+	KindPosted = ""
+	// KindPending holds money: one debit and one credit that only reserve.
+	KindPending = "pending"
+	// KindPostPending posts (part of) a pending transfer and releases its hold.
+	KindPostPending = "post_pending"
+	// KindVoidPending releases a pending transfer's hold.
+	KindVoidPending = "void_pending"
+)
+
 // Transaction is an immutable journal entry.
 type Transaction struct {
 	// ID is the client's id: the idempotency key of the write.
-	ID          string
+	ID string
+	// Kind is KindPosted, KindPending, KindPostPending or KindVoidPending.
+	Kind string
+	// PendingID names the pending transfer to post or void.
+	PendingID string
+	// ExpiresAt ends a pending transfer's hold (zero: never).
+	ExpiresAt time.Time
+	// Postings: for KindPosted and KindPending, the legs (a pending transfer
+	// has exactly one debit and one credit); for KindPostPending, the amount
+	// to post is the credit leg's amount (0 legs: the full amount); filled
+	// in by the store from the pending transfer.
 	Postings    []Posting
 	Description string
 	Metadata    map[string]string
@@ -77,7 +103,71 @@ var (
 	ErrIDRequired         = errors.New("a transaction id (client id) is required")
 	ErrIdempotencyReused  = errors.New("this transaction id was already used with a different request")
 	ErrDuplicateAccountID = errors.New("account id already exists")
+	ErrPendingShape       = errors.New("a pending transfer has exactly one debit and one credit")
+	ErrPendingNotFound    = errors.New("no such pending transfer")
+	ErrPendingClosed      = errors.New("the pending transfer was already posted or voided")
+	ErrPendingExpired     = errors.New("the pending transfer has expired")
+	ErrPostExceedsPending = errors.New("cannot post more than the pending amount")
+	ErrUnknownKind        = errors.New("unknown transaction kind")
 )
+
+// Pending is an open or closed pending transfer.
+type Pending struct {
+	ID        string
+	Debit     string // account held against
+	Credit    string
+	Amount    int64
+	Currency  string
+	ExpiresAt time.Time
+	Status    string // "pending", "posted", "voided"
+}
+
+// PendingFrom builds the hold described by a KindPending transaction.
+func PendingFrom(t *Transaction) (Pending, error) {
+	if len(t.Postings) != 2 {
+		return Pending{}, ErrPendingShape
+	}
+	d, c := t.Postings[0], t.Postings[1]
+	if d.Amount > 0 {
+		d, c = c, d
+	}
+	if d.Amount >= 0 || c.Amount <= 0 || d.Amount != -c.Amount || d.Currency != c.Currency || d.AccountID == c.AccountID {
+		return Pending{}, ErrPendingShape
+	}
+	return Pending{ID: t.ID, Debit: d.AccountID, Credit: c.AccountID, Amount: c.Amount, Currency: c.Currency, ExpiresAt: t.ExpiresAt, Status: "pending"}, nil
+}
+
+// Hold applies a pending transfer's hold to the accounts (checking the
+// debit account's available balance when protected). On error nothing
+// changes.
+func Hold(p Pending, accounts map[string]*Account) error {
+	d, okD := accounts[p.Debit]
+	c, okC := accounts[p.Credit]
+	switch {
+	case !okD:
+		return fmt.Errorf("%w: %s", ErrUnknownAccount, p.Debit)
+	case !okC:
+		return fmt.Errorf("%w: %s", ErrUnknownAccount, p.Credit)
+	case d.Currency != p.Currency || c.Currency != p.Currency:
+		return ErrCurrencyMismatch
+	}
+	pd, err1 := money.Add(d.Balance.PendingDebits, p.Amount)
+	pc, err2 := money.Add(c.Balance.PendingCredits, p.Amount)
+	if err1 != nil || err2 != nil {
+		return ErrOverflow
+	}
+	if d.Flags&FlagNoNegativeAvailable != 0 && d.Balance.Posted-pd < 0 {
+		return fmt.Errorf("%w: account %s", ErrInsufficientFunds, d.ID)
+	}
+	d.Balance.PendingDebits, c.Balance.PendingCredits = pd, pc
+	return nil
+}
+
+// Release removes a pending transfer's hold.
+func Release(p Pending, accounts map[string]*Account) {
+	accounts[p.Debit].Balance.PendingDebits -= p.Amount
+	accounts[p.Credit].Balance.PendingCredits -= p.Amount
+}
 
 // Validate checks what can be checked without accounts: id, at least two
 // postings, non-zero amounts, known currencies, balanced per currency and
@@ -85,6 +175,25 @@ var (
 func (t *Transaction) Validate() error {
 	if t.ID == "" || len(t.ID) > 128 {
 		return ErrIDRequired
+	}
+	switch t.Kind {
+	case KindPosted:
+	case KindPending:
+		if _, err := PendingFrom(t); err != nil {
+			return err
+		}
+	case KindPostPending, KindVoidPending:
+		if t.PendingID == "" {
+			return ErrPendingNotFound
+		}
+		for _, p := range t.Postings {
+			if p.Amount < 0 {
+				return ErrZeroAmount
+			}
+		}
+		return nil // the store derives the legs from the pending transfer
+	default:
+		return ErrUnknownKind
 	}
 	if len(t.Postings) < 2 {
 		return ErrTooFewPostings
@@ -134,7 +243,7 @@ func Apply(t *Transaction, accounts map[string]*Account) error {
 		next[a.ID] = v
 	}
 	for id, v := range next {
-		if accounts[id].Flags&FlagNoNegativeAvailable != 0 && v < 0 {
+		if a := accounts[id]; a.Flags&FlagNoNegativeAvailable != 0 && v-a.Balance.PendingDebits < 0 {
 			return fmt.Errorf("%w: account %s", ErrInsufficientFunds, id)
 		}
 	}
@@ -158,6 +267,11 @@ func RequestHash(t *Transaction) []byte {
 		h.Write(b)
 	}
 	put([]byte(t.ID))
+	put([]byte(t.Kind))
+	put([]byte(t.PendingID))
+	if !t.ExpiresAt.IsZero() {
+		put([]byte(t.ExpiresAt.UTC().Format(time.RFC3339Nano)))
+	}
 	for _, p := range t.Postings {
 		put([]byte(p.AccountID))
 		put([]byte(p.Currency))

@@ -122,8 +122,8 @@ func (s *Store) CreateAccount(ctx context.Context, a journal.Account) (journal.A
 // Account reads an account and its balance.
 func (s *Store) Account(ctx context.Context, id string) (journal.Account, error) {
 	a := journal.Account{ID: id}
-	err := s.pool.QueryRow(ctx, `SELECT currency, flags, name, posted, created_at FROM accounts WHERE id = $1`, id).
-		Scan(&a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.CreatedAt)
+	err := s.pool.QueryRow(ctx, `SELECT currency, flags, name, posted, pending_debits, pending_credits, created_at FROM accounts WHERE id = $1`, id).
+		Scan(&a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &a.CreatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return a, journal.ErrUnknownAccount
 	}
@@ -132,6 +132,10 @@ func (s *Store) Account(ctx context.Context, id string) (journal.Account, error)
 
 // Post applies a transaction, atomically and idempotently by its id.
 func (s *Store) Post(ctx context.Context, t journal.Transaction) (Result, error) {
+	if !t.ExpiresAt.IsZero() {
+		// The database keeps microseconds: hash what is stored.
+		t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
+	}
 	if err := t.Validate(); err != nil {
 		return Result{}, err
 	}
@@ -181,43 +185,66 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		return failAll(err)
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
+	// Every ledger write takes this row lock first, so writers in every
+	// process are serialized by it: once we hold it, plain reads see every
+	// committed balance and nobody else can change one before we write.
 	var headSeq int64
 	var headHash []byte
 	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`).Scan(&headSeq, &headHash); err != nil {
 		return failAll(err)
 	}
-	// Replays: ids already posted.
-	ids := make([]string, len(reqs))
-	for i, r := range reqs {
-		ids[i] = r.tx.ID
+	ids := make([]string, 0, len(reqs))
+	pendingIDs := []string{}
+	for _, r := range reqs {
+		ids = append(ids, r.tx.ID)
+		if r.tx.PendingID != "" {
+			pendingIDs = append(pendingIDs, r.tx.PendingID)
+		}
 	}
-	existing := map[string]journal.Transaction{}
-	// Joins on unnest keep these lookups on the indexes (a generic plan for
-	// "= ANY($1)" may scan the whole table).
+	// Replays: ids already posted. (Joins on unnest keep these lookups on
+	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
+	existing := map[string]storedTx{}
 	rows, err := tx.Query(ctx, `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`, ids)
 	if err != nil {
 		return failAll(err)
 	}
 	for rows.Next() {
-		var t journal.Transaction
-		var rh []byte
-		if err := rows.Scan(&t.ID, &t.Seq, &rh, &t.Hash, &t.PrevHash, &t.CreatedAt); err != nil {
+		var st storedTx
+		if err := rows.Scan(&st.t.ID, &st.t.Seq, &st.requestHash, &st.t.Hash, &st.t.PrevHash, &st.t.CreatedAt); err != nil {
 			rows.Close()
 			return failAll(err)
 		}
-		t.Metadata = map[string]string{"request_hash": string(rh)}
-		existing[t.ID] = t
+		existing[st.t.ID] = st
 	}
 	rows.Close()
-	// Every ledger write takes the journal_head row lock first (above), so
-	// writers in every process are serialized by it: once we hold it, a
-	// plain read sees every committed balance and nobody else can change one
-	// before we write. Row locks on the accounts would only add work.
+	pendings := map[string]*journal.Pending{}
+	if len(pendingIDs) > 0 {
+		rows, err := tx.Query(ctx, `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`, pendingIDs)
+		if err != nil {
+			return failAll(err)
+		}
+		for rows.Next() {
+			var p journal.Pending
+			var exp *time.Time
+			if err := rows.Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status); err != nil {
+				rows.Close()
+				return failAll(err)
+			}
+			if exp != nil {
+				p.ExpiresAt = *exp
+			}
+			pendings[p.ID] = &p
+		}
+		rows.Close()
+	}
 	accIDs := map[string]bool{}
 	for _, r := range reqs {
 		for _, p := range r.tx.Postings {
 			accIDs[p.AccountID] = true
 		}
+	}
+	for _, p := range pendings {
+		accIDs[p.Debit], accIDs[p.Credit] = true, true
 	}
 	sorted := make([]string, 0, len(accIDs))
 	for id := range accIDs {
@@ -225,46 +252,37 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	}
 	sort.Strings(sorted)
 	accounts := map[string]*journal.Account{}
-	rows, err = tx.Query(ctx, `SELECT a.id, a.currency, a.flags, a.posted FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id`, sorted)
+	rows, err = tx.Query(ctx, `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id`, sorted)
 	if err != nil {
 		return failAll(err)
 	}
 	for rows.Next() {
 		a := &journal.Account{}
-		if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted); err != nil {
+		if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits); err != nil {
 			rows.Close()
 			return failAll(err)
 		}
 		accounts[a.ID] = a
 	}
 	rows.Close()
-	before := map[string]int64{}
+	before := map[string]journal.Balance{}
 	for id, a := range accounts {
-		before[id] = a.Balance.Posted
+		before[id] = a.Balance
 	}
 	now := s.now().UTC().Truncate(time.Microsecond)
-	// Rows to write, as column arrays (set-based statements: one each).
-	var (
-		tSeq              []int64
-		tID, tDesc        []string
-		tRH, tPrev, tHash [][]byte
-		tMeta             []string
-		pSeq              []int64
-		pIdx              []int32
-		pAcct, pCur       []string
-		pAmt              []int64
-	)
+	var w writes
 	seq, prev := headSeq, headHash
 	seen := map[string][]byte{}
+	newPendings := map[string]bool{}
+	closed := map[string]string{} // pending id -> new status
 	for i, r := range reqs {
 		rh := journal.RequestHash(&r.tx)
 		if ex, ok := existing[r.tx.ID]; ok {
-			if ex.Metadata["request_hash"] != string(rh) {
+			if string(ex.requestHash) != string(rh) {
 				errs[i] = journal.ErrIdempotencyReused
 				continue
 			}
-			ex.Metadata = nil
-			r.res = Result{Transaction: ex, Replayed: true}
+			r.res = Result{Transaction: ex.t, Replayed: true}
 			continue
 		}
 		if h, ok := seen[r.tx.ID]; ok { // the same id twice in one batch
@@ -275,42 +293,64 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			}
 			continue
 		}
-		if err := journal.Apply(&r.tx, accounts); err != nil {
+		t := r.tx
+		if err := s.applyKind(&t, accounts, pendings, now); err != nil {
 			errs[i] = err
 			continue
 		}
-		seen[r.tx.ID] = rh
+		switch t.Kind {
+		case journal.KindPending:
+			newPendings[t.ID] = true
+		case journal.KindPostPending:
+			closed[t.PendingID] = "posted"
+		case journal.KindVoidPending:
+			closed[t.PendingID] = "voided"
+		}
+		seen[t.ID] = rh
 		seq++
-		t := r.tx
-		t.Seq, t.PrevHash, t.CreatedAt = seq, prev, now
-		t.Hash = journal.ChainHash(prev, seq, rh, now)
+		t.Seq, t.PrevHash, t.CreatedAt = seq, prev, now.UTC()
+		t.Hash = journal.ChainHash(prev, seq, journal.RequestHash(&t), now)
 		prev = t.Hash
-		meta := []byte("{}")
-		if t.Metadata != nil {
-			meta, _ = json.Marshal(t.Metadata)
-		}
-		tSeq, tID, tRH, tDesc, tMeta, tPrev, tHash = append(tSeq, t.Seq), append(tID, t.ID), append(tRH, rh), append(tDesc, t.Description), append(tMeta, string(meta)), append(tPrev, t.PrevHash), append(tHash, t.Hash)
-		for idx, p := range t.Postings {
-			pSeq, pIdx, pAcct, pAmt, pCur = append(pSeq, t.Seq), append(pIdx, int32(idx)), append(pAcct, p.AccountID), append(pAmt, p.Amount), append(pCur, p.Currency)
-		}
+		w.add(t, rh)
 		r.res = Result{Transaction: t}
 	}
-	var uID []string
-	var uPosted []int64
 	for id, a := range accounts {
-		if a.Balance.Posted != before[id] {
-			uID, uPosted = append(uID, id), append(uPosted, a.Balance.Posted)
+		if a.Balance != before[id] {
+			w.uID = append(w.uID, id)
+			w.uPosted, w.uPD, w.uPC = append(w.uPosted, a.Balance.Posted), append(w.uPD, a.Balance.PendingDebits), append(w.uPC, a.Balance.PendingCredits)
 		}
 	}
-	if len(tSeq) > 0 {
+	for id := range newPendings {
+		p := pendings[id]
+		var exp *time.Time
+		if !p.ExpiresAt.IsZero() {
+			e := p.ExpiresAt
+			exp = &e
+		}
+		w.pendIns = append(w.pendIns, []any{p.ID, p.Debit, p.Credit, p.Amount, p.Currency, exp, p.Status})
+	}
+	for id, st := range closed {
+		w.pendUpd = append(w.pendUpd, [2]string{id, st})
+	}
+	if len(w.tSeq) > 0 {
 		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO transactions (seq, id, request_hash, description, metadata, prev_hash, hash, created_at)
-			SELECT u.seq, u.id, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $8
-			FROM unnest($1::bigint[], $2::text[], $3::bytea[], $4::text[], $5::text[], $6::bytea[], $7::bytea[]) AS u(seq, id, rh, descr, meta, prev, hash)`,
-			tSeq, tID, tRH, tDesc, tMeta, tPrev, tHash, now)
-		b.Queue(`INSERT INTO postings (seq, idx, account_id, amount, currency)
-			SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`, pSeq, pIdx, pAcct, pAmt, pCur)
-		b.Queue(`UPDATE accounts a SET posted = u.posted FROM unnest($1::text[], $2::bigint[]) AS u(id, posted) WHERE a.id = u.id`, uID, uPosted)
+		b.Queue(`INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at)
+			SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11
+			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::bytea[])
+			AS u(seq, id, kind, pid, exp, rh, descr, meta, prev, hash)`,
+			w.tSeq, w.tID, w.tKind, w.tPID, w.tExp, w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash, now)
+		if len(w.pSeq) > 0 {
+			b.Queue(`INSERT INTO postings (seq, idx, account_id, amount, currency)
+				SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`, w.pSeq, w.pIdx, w.pAcct, w.pAmt, w.pCur)
+		}
+		for _, p := range w.pendIns {
+			b.Queue(`INSERT INTO pending_transfers (id, debit, credit, amount, currency, expires_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7)`, p...)
+		}
+		for _, u := range w.pendUpd {
+			b.Queue(`UPDATE pending_transfers SET status = $2 WHERE id = $1`, u[0], u[1])
+		}
+		b.Queue(`UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`, w.uID, w.uPosted, w.uPD, w.uPC)
 		b.Queue(`UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`, seq, prev)
 		if err := tx.SendBatch(ctx, b).Close(); err != nil {
 			return failAll(err)
@@ -332,6 +372,103 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		}
 	}
 	return errs
+}
+
+type storedTx struct {
+	t           journal.Transaction
+	requestHash []byte
+}
+
+// writes are the rows of a batch, as column arrays (set-based statements).
+type writes struct {
+	tSeq                    []int64
+	tID, tKind, tPID, tDesc []string
+	tExp                    []*time.Time
+	tRH, tPrev, tHash       [][]byte
+	tMeta                   []string
+	pSeq                    []int64
+	pIdx                    []int32
+	pAcct, pCur             []string
+	pAmt                    []int64
+	uID                     []string
+	uPosted, uPD, uPC       []int64
+	pendIns                 [][]any
+	pendUpd                 [][2]string
+}
+
+func (w *writes) add(t journal.Transaction, rh []byte) {
+	meta := []byte("{}")
+	if t.Metadata != nil {
+		meta, _ = json.Marshal(t.Metadata)
+	}
+	var exp *time.Time
+	if !t.ExpiresAt.IsZero() {
+		e := t.ExpiresAt
+		exp = &e
+	}
+	w.tSeq, w.tID, w.tKind, w.tPID, w.tExp = append(w.tSeq, t.Seq), append(w.tID, t.ID), append(w.tKind, t.Kind), append(w.tPID, t.PendingID), append(w.tExp, exp)
+	w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash = append(w.tRH, rh), append(w.tDesc, t.Description), append(w.tMeta, string(meta)), append(w.tPrev, t.PrevHash), append(w.tHash, t.Hash)
+	for idx, p := range t.Postings {
+		w.pSeq, w.pIdx, w.pAcct, w.pAmt, w.pCur = append(w.pSeq, t.Seq), append(w.pIdx, int32(idx)), append(w.pAcct, p.AccountID), append(w.pAmt, p.Amount), append(w.pCur, p.Currency)
+	}
+}
+
+// applyKind applies one transaction to the in-memory state. On error the
+// state is unchanged. For post and void, t's postings become the stored
+// form (the legs actually posted; none for a void).
+func (s *Store) applyKind(t *journal.Transaction, accounts map[string]*journal.Account, pendings map[string]*journal.Pending, now time.Time) error {
+	switch t.Kind {
+	case journal.KindPosted:
+		return journal.Apply(t, accounts)
+	case journal.KindPending:
+		p, err := journal.PendingFrom(t)
+		if err != nil {
+			return err
+		}
+		if err := journal.Hold(p, accounts); err != nil {
+			return err
+		}
+		pendings[p.ID] = &p
+		t.Postings = nil // a hold posts nothing
+		return nil
+	}
+	p, ok := pendings[t.PendingID]
+	switch {
+	case !ok:
+		return journal.ErrPendingNotFound
+	case p.Status != "pending":
+		return journal.ErrPendingClosed
+	}
+	if t.Kind == journal.KindVoidPending {
+		journal.Release(*p, accounts)
+		p.Status = "voided"
+		t.Postings = nil
+		return nil
+	}
+	if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+		return journal.ErrPendingExpired
+	}
+	amount := p.Amount
+	if len(t.Postings) > 0 && t.Postings[0].Amount > 0 {
+		amount = t.Postings[0].Amount
+	}
+	if amount > p.Amount {
+		return journal.ErrPostExceedsPending
+	}
+	journal.Release(*p, accounts)
+	posted := journal.Transaction{ID: t.ID, Postings: []journal.Posting{
+		{AccountID: p.Debit, Amount: -amount, Currency: p.Currency},
+		{AccountID: p.Credit, Amount: amount, Currency: p.Currency},
+	}}
+	if err := journal.Apply(&posted, accounts); err != nil {
+		// Restore the hold.
+		accounts[p.Debit].Balance.PendingDebits += p.Amount
+		accounts[p.Credit].Balance.PendingCredits += p.Amount
+		return err
+	}
+	p.Status = "posted"
+	t.Postings = posted.Postings
+	return nil
 }
 
 var errReplayInBatch = errors.New("replay within batch")
@@ -378,53 +515,72 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 	prev := journal.Genesis
 	var last int64
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT seq, id, request_hash, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, last)
+		rows, err := s.pool.Query(ctx, `SELECT seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, last)
 		if err != nil {
 			return rep, err
 		}
-		type row struct {
-			t  journal.Transaction
-			rh []byte
-		}
-		var batch []row
+		var batch []journal.Transaction
 		for rows.Next() {
-			var r row
+			var t journal.Transaction
 			var meta []byte
-			if err := rows.Scan(&r.t.Seq, &r.t.ID, &r.rh, &r.t.Description, &meta, &r.t.PrevHash, &r.t.Hash, &r.t.CreatedAt); err != nil {
+			var exp *time.Time
+			if err := rows.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &t.CreatedAt); err != nil {
 				rows.Close()
 				return rep, err
 			}
-			if len(meta) > 2 {
-				_ = json.Unmarshal(meta, &r.t.Metadata)
+			if exp != nil {
+				t.ExpiresAt = exp.UTC()
 			}
-			batch = append(batch, r)
+			if len(meta) > 2 {
+				_ = json.Unmarshal(meta, &t.Metadata)
+			}
+			batch = append(batch, t)
 		}
 		rows.Close()
 		if len(batch) == 0 {
 			break
 		}
-		for _, r := range batch {
-			ps, err := s.postings(ctx, r.t.Seq)
+		for _, t := range batch {
+			ps, err := s.postings(ctx, t.Seq)
 			if err != nil {
 				return rep, err
 			}
-			r.t.Postings = ps
+			t.Postings = ps
 			rep.Transactions++
-			if r.t.Seq != last+1 {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", r.t.Seq, last))
+			if t.Seq != last+1 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, last))
 			}
-			if string(journal.RequestHash(&r.t)) != string(r.rh) {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): postings or description changed", r.t.Seq, r.t.ID))
+			// The chain covers the stored content: kind, pending id, expiry,
+			// description, metadata and the postings as stored.
+			if string(t.PrevHash) != string(prev) || string(journal.ChainHash(prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)) != string(t.Hash) {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
 			}
-			if string(r.t.PrevHash) != string(prev) || string(journal.ChainHash(prev, r.t.Seq, r.rh, r.t.CreatedAt)) != string(r.t.Hash) {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken", r.t.Seq, r.t.ID))
+			if err := validateStored(t); err != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
 			}
-			if err := r.t.Validate(); err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", r.t.Seq, r.t.ID, err))
-			}
-			prev, last = r.t.Hash, r.t.Seq
+			prev, last = t.Hash, t.Seq
 		}
 	}
+	// Holds: each account's pending balances equal its open pending transfers.
+	hrows, err := s.pool.Query(ctx, `SELECT a.id, a.pending_debits, a.pending_credits,
+		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND debit = a.id), 0),
+		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND credit = a.id), 0)
+		FROM accounts a ORDER BY a.id`)
+	if err != nil {
+		return rep, err
+	}
+	for hrows.Next() {
+		var id string
+		var pd, pc, wantPD, wantPC int64
+		if err := hrows.Scan(&id, &pd, &pc, &wantPD, &wantPC); err != nil {
+			hrows.Close()
+			return rep, err
+		}
+		if pd != wantPD || pc != wantPC {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("account %s: holds %d/%d but open pending transfers make %d/%d", id, pd, pc, wantPD, wantPC))
+		}
+	}
+	hrows.Close()
 	rows, err := s.pool.Query(ctx, `SELECT a.id, a.posted, COALESCE(sum(p.amount), 0) FROM accounts a LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.posted ORDER BY a.id`)
 	if err != nil {
 		return rep, err
@@ -444,6 +600,21 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 	return rep, rows.Err()
 }
 
+// validateStored checks a transaction as stored: posted legs balance; holds
+// and voids post nothing.
+func validateStored(t journal.Transaction) error {
+	switch t.Kind {
+	case journal.KindPending, journal.KindVoidPending:
+		if len(t.Postings) != 0 {
+			return errors.New("a hold or void must not post")
+		}
+		return nil
+	case journal.KindPostPending:
+		t.Kind, t.PendingID = journal.KindPosted, ""
+	}
+	return t.Validate()
+}
+
 func (s *Store) postings(ctx context.Context, seq int64) ([]journal.Posting, error) {
 	rows, err := s.pool.Query(ctx, `SELECT account_id, amount, currency FROM postings WHERE seq = $1 ORDER BY idx`, seq)
 	if err != nil {
@@ -460,4 +631,29 @@ func (s *Store) postings(ctx context.Context, seq int64) ([]journal.Posting, err
 func IsConstraint(err error) bool {
 	var pe *pgconn.PgError
 	return errors.As(err, &pe) && (pe.Code == "23514" || pe.Code == "23503" || pe.Code == "42501")
+}
+
+// ExpirePending voids every open pending transfer whose hold expired before
+// now, through the journal (transaction id "expire:<pending id>", so a rerun
+// replays instead of voiding twice). It returns how many it voided.
+func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id FROM pending_transfers WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= $1 ORDER BY id LIMIT 1000`, now)
+	if err != nil {
+		return 0, err
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		r, err := s.Post(ctx, journal.Transaction{ID: "expire:" + id, Kind: journal.KindVoidPending, PendingID: id, Description: "hold expired"})
+		switch {
+		case err == nil && !r.Replayed:
+			n++
+		case err != nil && !errors.Is(err, journal.ErrPendingClosed):
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -9,14 +9,22 @@ CREATE TABLE accounts (
     flags      integer NOT NULL DEFAULT 0,
     name       text NOT NULL DEFAULT '',
     posted     bigint NOT NULL DEFAULT 0,
+    -- held by pending (two-phase) transfers; available = posted - pending_debits
+    pending_debits  bigint NOT NULL DEFAULT 0 CHECK (pending_debits >= 0),
+    pending_credits bigint NOT NULL DEFAULT 0 CHECK (pending_credits >= 0),
     created_at timestamptz NOT NULL,
     UNIQUE (id, currency),
-    CONSTRAINT no_negative_available CHECK (flags & 1 = 0 OR posted >= 0)
+    CONSTRAINT no_negative_available CHECK (flags & 1 = 0 OR posted - pending_debits >= 0)
 );
 
 CREATE TABLE transactions (
     seq          bigint PRIMARY KEY,
     id           text NOT NULL UNIQUE,
+    -- '' (posted), 'pending', 'post_pending' or 'void_pending'
+    kind         text NOT NULL DEFAULT '' CHECK (kind IN ('', 'pending', 'post_pending', 'void_pending')),
+    pending_id   text NOT NULL DEFAULT '',
+    expires_at   timestamptz,
+    -- idempotency: the client's request; the chain covers the stored content
     request_hash bytea NOT NULL,
     description  text NOT NULL DEFAULT '',
     metadata     jsonb NOT NULL DEFAULT '{}',
@@ -36,6 +44,19 @@ CREATE TABLE postings (
 );
 CREATE INDEX postings_account ON postings (account_id, seq);
 
+-- Pending (two-phase) transfers: the hold of a 'pending' transaction, until
+-- a 'post_pending' or 'void_pending' transaction closes it.
+CREATE TABLE pending_transfers (
+    id         text PRIMARY KEY REFERENCES transactions (id),
+    debit      text NOT NULL REFERENCES accounts (id),
+    credit     text NOT NULL REFERENCES accounts (id),
+    amount     bigint NOT NULL CHECK (amount > 0),
+    currency   text NOT NULL,
+    expires_at timestamptz,
+    status     text NOT NULL CHECK (status IN ('pending', 'posted', 'voided'))
+);
+CREATE INDEX pending_transfers_open ON pending_transfers (expires_at) WHERE status = 'pending';
+
 -- The head of the hash chain; appends lock it, so the chain has one order.
 CREATE TABLE journal_head (
     id   integer PRIMARY KEY CHECK (id = 1),
@@ -44,8 +65,8 @@ CREATE TABLE journal_head (
 );
 INSERT INTO journal_head (id, seq, hash) VALUES (1, 0, decode(repeat('00', 32), 'hex'));
 
--- Checked at commit, once per transaction (one query): at least two
--- postings, and a zero sum in every currency.
+-- Checked at commit, once per transaction (one query): a zero sum in every
+-- currency and at least two postings (holds and voids post nothing).
 CREATE FUNCTION ledger_check_balanced() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     n integer;
@@ -53,7 +74,11 @@ DECLARE
 BEGIN
     SELECT coalesce(sum(c), 0), coalesce(bool_or(s <> 0), false) INTO n, unbalanced
       FROM (SELECT count(*) AS c, sum(amount) AS s FROM postings WHERE seq = NEW.seq GROUP BY currency) per_currency;
-    IF n < 2 OR unbalanced THEN
+    IF NEW.kind IN ('pending', 'void_pending') THEN
+        IF n <> 0 THEN
+            RAISE EXCEPTION 'transaction % (%) must not post', NEW.seq, NEW.kind USING ERRCODE = 'check_violation';
+        END IF;
+    ELSIF n < 2 OR unbalanced THEN
         RAISE EXCEPTION 'transaction % does not balance (or has fewer than two postings)', NEW.seq USING ERRCODE = 'check_violation';
     END IF;
     RETURN NULL;
