@@ -19,6 +19,7 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -93,7 +94,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	reg := s.reg
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + o.Name + "_requests_total", Help: "Requests by transport, method and result code."}, []string{"transport", "method", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "obol_" + o.Name + "_request_duration_seconds", Help: "Request latency.", Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1}}, []string{"transport", "method"})
-	reg.MustRegister(s.reqs, s.dur, prometheus.NewGoCollector())
+	reg.MustRegister(s.reqs, s.dur, collectors.NewGoCollector())
 	reg.MustRegister(o.Collectors...)
 	var err error
 	if s.lnG, err = net.Listen("tcp", o.GRPCAddr); err != nil {

@@ -10,7 +10,6 @@ package testenv
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -19,7 +18,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -238,10 +236,4 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-func itoa(n int) string { return strconv.Itoa(n) }
-
 var errNotRunning = errors.New("process exited")
-
-func ctxTimeout(d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(context.Background(), d)
-}

@@ -286,10 +286,9 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 		writeJSON(w, http.StatusPaymentRequired, a)
 		return
 	}
-	digits := string(pan.RevealDigits())
 	a.Brand, a.Last4 = string(pan.Brand()), pan.Last4()
+	b := testCards[string(pan.RevealDigits())] // no string copy of the number is kept
 	pan.Wipe()
-	b := testCards[digits]
 	switch {
 	case b.serverErr:
 		fail(w, http.StatusInternalServerError, "processing_error", "the simulator failed (test card 4000 0000 0000 0119)")
