@@ -37,10 +37,11 @@ fi
 say "checking generated code is fresh"
 deploy/scripts/generate.sh --check
 
-say "gofmt and go vet"
+say "gofmt, go vet and staticcheck"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.' ) || true)
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 go vet ./...
+go run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
 
 say "go test -race (unit + integration)"
 go test -race -count=1 -timeout 30m "$@" ./...
