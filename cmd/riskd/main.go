@@ -6,6 +6,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -37,6 +39,9 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.DefaultFallback, "fallback", cli.Env("OBOL_RISK_FALLBACK", "review"), "action when Redis is unavailable")
 	fallbacks := fs.String("merchant-fallbacks", cli.Env("OBOL_RISK_MERCHANT_FALLBACKS", ""), "per-merchant fallback actions, e.g. mer_a=block,mer_b=review")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
+	certFile := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
+	keyFile := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
+	clientCA := fs.String("client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of client certificates; when set, a client certificate is required")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -54,6 +59,15 @@ func run(ctx context.Context, args []string) error {
 		cfg.Fallback[m] = a
 	}
 	cfg.Logger = cli.Logger(*logFormat)
+	if *certFile != "" {
+		tc, err := serverTLS(*certFile, *keyFile, *clientCA)
+		if err != nil {
+			return err
+		}
+		cfg.GRPCTLS = tc
+	} else {
+		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
 	in, err := riskd.Start(ctx, cfg)
 	if err != nil {
 		return err
@@ -61,4 +75,24 @@ func run(ctx context.Context, args []string) error {
 	defer in.Close()
 	cfg.Logger.Info("riskd ready", "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr(), "rule_set", in.Engine.Active().Version)
 	return in.Serve(ctx)
+}
+
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("TLS certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s: no PEM certificates", clientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
 }

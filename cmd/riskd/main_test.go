@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// TestMutualTLS: with a client CA, riskd's gRPC requires a client
+// certificate signed by it.
+func TestMutualTLS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	dir := t.TempDir()
+	pki, err := devpki.Ensure(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := testenv.FreePort(t)
+	for k, v := range map[string]string{
+		"OBOL_REDIS_URL": testenv.SharedRedis(t).URL, "OBOL_RISK_TOKEN": "t", "OBOL_GRPC_ADDR": "127.0.0.1:" + itoa(port), "OBOL_HTTP_ADDR": "127.0.0.1:0",
+		"OBOL_TLS_CERT": filepath.Join(dir, devpki.ServerCert), "OBOL_TLS_KEY": filepath.Join(dir, devpki.ServerKey), "OBOL_CLIENT_CA": filepath.Join(dir, devpki.CACert),
+	} {
+		t.Setenv(k, v)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("riskd: %v", err)
+		}
+	}()
+	check := func(cfg *tls.Config) error {
+		conn, err := grpc.NewClient("127.0.0.1:"+itoa(port), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		cctx, ccancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer ccancel()
+		_, err = healthpb.NewHealthClient(conn).Check(cctx, &healthpb.HealthCheckRequest{})
+		return err
+	}
+	cert, err := pki.ClientCert("gatewayd", "spiffe://obol.local/gatewayd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.WaitFor(10*time.Second, func() error { return check(pki.ClientTLS(cert)) }); err != nil {
+		t.Fatalf("with a client certificate: %v", err)
+	}
+	noCert := pki.ClientTLS(cert)
+	noCert.Certificates = nil
+	if err := check(noCert); err == nil {
+		t.Fatal("a client without a certificate was served")
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
