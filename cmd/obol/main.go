@@ -57,6 +57,8 @@ Usage:
       Write a new random version of the fingerprint secret.
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
+  obol ledger verify --postgres-url URL
+      Recompute every balance and hold from the journal and check its hash chain.
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
       List audit events; verify the hash chain (and, with --vault-addr and an
@@ -94,6 +96,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runKeys(ctx, args[1:], out)
 	case "audit":
 		return runAudit(ctx, args[1:], out)
+	case "ledger":
+		return runLedger(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

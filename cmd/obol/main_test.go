@@ -17,7 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/ledger/journal"
+	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -221,5 +225,38 @@ func TestKeysStatusAndRewrap(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "min_decryption_version can be raised to 2") {
 		t.Fatalf("status after rewrap:\n%s", out.String())
+	}
+}
+
+func TestLedgerVerify(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", ledgerpg.MigrateURL)
+	st, err := ledgerpg.Open(context.Background(), url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{"a", "b"} {
+		if _, err := st.CreateAccount(context.Background(), journal.Account{ID: id, Currency: "EUR"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := st.Post(context.Background(), journal.Transaction{ID: "t1", Postings: []journal.Posting{{AccountID: "a", Amount: -5, Currency: "EUR"}, {AccountID: "b", Amount: 5, Currency: "EUR"}}}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out); err != nil || !strings.Contains(out.String(), "1 transactions, 2 accounts") {
+		t.Fatalf("verify: %v\n%s", err, out.String())
+	}
+	db, _ := pgx.Connect(context.Background(), url)
+	defer db.Close(context.Background())
+	if _, err := db.Exec(context.Background(), `UPDATE accounts SET posted = posted + 1 WHERE id = 'b'`); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out); err == nil || !strings.Contains(out.String(), "account b") {
+		t.Fatalf("tampered balance not reported: %v\n%s", err, out.String())
 	}
 }
