@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/ledger/journal"
+	"github.com/obolpay/obol/ledger/store"
 )
 
 //go:embed migrations/*.sql
@@ -43,12 +44,14 @@ func MigrateURL(ctx context.Context, url string) error {
 	return Migrate(ctx, conn)
 }
 
-// Result is the outcome of posting one transaction.
-type Result struct {
-	Transaction journal.Transaction
-	// Replayed is true when the id was already posted with the same content.
-	Replayed bool
-}
+// Result, Entry and Report are the store contract's types.
+type (
+	Result = store.Result
+	Entry  = store.Entry
+	Report = store.Report
+)
+
+var _ store.Store = (*Store)(nil)
 
 type postReq struct {
 	tx  journal.Transaction
@@ -473,15 +476,6 @@ func (s *Store) applyKind(t *journal.Transaction, accounts map[string]*journal.A
 
 var errReplayInBatch = errors.New("replay within batch")
 
-// Entry is one posting in an account's history.
-type Entry struct {
-	Seq           int64
-	TransactionID string
-	Amount        int64
-	Currency      string
-	CreatedAt     time.Time
-}
-
 // History lists an account's postings after a sequence number (cursor), in
 // journal order.
 func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, limit int) ([]Entry, error) {
@@ -498,13 +492,6 @@ func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, l
 		err := r.Scan(&e.Seq, &e.TransactionID, &e.Amount, &e.Currency, &e.CreatedAt)
 		return e, err
 	})
-}
-
-// Report is the outcome of Verify.
-type Report struct {
-	Transactions int64
-	Accounts     int64
-	Problems     []string
 }
 
 // Verify recomputes every account balance from the postings and the whole
