@@ -304,3 +304,76 @@ func ChainHash(prev []byte, seq int64, requestHash []byte, at time.Time) []byte 
 	h.Write([]byte(at.UTC().Format(time.RFC3339Nano)))
 	return h.Sum(nil)
 }
+
+// ApplyKind applies one transaction to the in-memory state. On error the
+// state is unchanged. For post and void, t's postings become the stored
+// form (the legs actually posted; none for a void).
+func ApplyKind(t *Transaction, accounts map[string]*Account, pendings map[string]*Pending, now time.Time) error {
+	switch t.Kind {
+	case KindPosted:
+		return Apply(t, accounts)
+	case KindPending:
+		p, err := PendingFrom(t)
+		if err != nil {
+			return err
+		}
+		if err := Hold(p, accounts); err != nil {
+			return err
+		}
+		pendings[p.ID] = &p
+		t.Postings = nil // a hold posts nothing
+		return nil
+	}
+	p, ok := pendings[t.PendingID]
+	switch {
+	case !ok:
+		return ErrPendingNotFound
+	case p.Status != "pending":
+		return ErrPendingClosed
+	}
+	if t.Kind == KindVoidPending {
+		Release(*p, accounts)
+		p.Status = "voided"
+		t.Postings = nil
+		return nil
+	}
+	if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
+		return ErrPendingExpired
+	}
+	amount := p.Amount
+	if len(t.Postings) > 0 && t.Postings[0].Amount > 0 {
+		amount = t.Postings[0].Amount
+	}
+	if amount > p.Amount {
+		return ErrPostExceedsPending
+	}
+	Release(*p, accounts)
+	posted := Transaction{ID: t.ID, Postings: []Posting{
+		{AccountID: p.Debit, Amount: -amount, Currency: p.Currency},
+		{AccountID: p.Credit, Amount: amount, Currency: p.Currency},
+	}}
+	if err := Apply(&posted, accounts); err != nil {
+		// Restore the hold.
+		accounts[p.Debit].Balance.PendingDebits += p.Amount
+		accounts[p.Credit].Balance.PendingCredits += p.Amount
+		return err
+	}
+	p.Status = "posted"
+	t.Postings = posted.Postings
+	return nil
+}
+
+// ValidateStored checks a transaction as stored: posted legs balance; holds
+// and voids post nothing.
+func ValidateStored(t Transaction) error {
+	switch t.Kind {
+	case KindPending, KindVoidPending:
+		if len(t.Postings) != 0 {
+			return errors.New("a hold or void must not post")
+		}
+		return nil
+	case KindPostPending:
+		t.Kind, t.PendingID = KindPosted, ""
+	}
+	return t.Validate()
+}

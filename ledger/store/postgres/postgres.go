@@ -297,7 +297,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			continue
 		}
 		t := r.tx
-		if err := s.applyKind(&t, accounts, pendings, now); err != nil {
+		if err := journal.ApplyKind(&t, accounts, pendings, now); err != nil {
 			errs[i] = err
 			continue
 		}
@@ -416,64 +416,6 @@ func (w *writes) add(t journal.Transaction, rh []byte) {
 	}
 }
 
-// applyKind applies one transaction to the in-memory state. On error the
-// state is unchanged. For post and void, t's postings become the stored
-// form (the legs actually posted; none for a void).
-func (s *Store) applyKind(t *journal.Transaction, accounts map[string]*journal.Account, pendings map[string]*journal.Pending, now time.Time) error {
-	switch t.Kind {
-	case journal.KindPosted:
-		return journal.Apply(t, accounts)
-	case journal.KindPending:
-		p, err := journal.PendingFrom(t)
-		if err != nil {
-			return err
-		}
-		if err := journal.Hold(p, accounts); err != nil {
-			return err
-		}
-		pendings[p.ID] = &p
-		t.Postings = nil // a hold posts nothing
-		return nil
-	}
-	p, ok := pendings[t.PendingID]
-	switch {
-	case !ok:
-		return journal.ErrPendingNotFound
-	case p.Status != "pending":
-		return journal.ErrPendingClosed
-	}
-	if t.Kind == journal.KindVoidPending {
-		journal.Release(*p, accounts)
-		p.Status = "voided"
-		t.Postings = nil
-		return nil
-	}
-	if !p.ExpiresAt.IsZero() && !now.Before(p.ExpiresAt) {
-		return journal.ErrPendingExpired
-	}
-	amount := p.Amount
-	if len(t.Postings) > 0 && t.Postings[0].Amount > 0 {
-		amount = t.Postings[0].Amount
-	}
-	if amount > p.Amount {
-		return journal.ErrPostExceedsPending
-	}
-	journal.Release(*p, accounts)
-	posted := journal.Transaction{ID: t.ID, Postings: []journal.Posting{
-		{AccountID: p.Debit, Amount: -amount, Currency: p.Currency},
-		{AccountID: p.Credit, Amount: amount, Currency: p.Currency},
-	}}
-	if err := journal.Apply(&posted, accounts); err != nil {
-		// Restore the hold.
-		accounts[p.Debit].Balance.PendingDebits += p.Amount
-		accounts[p.Credit].Balance.PendingCredits += p.Amount
-		return err
-	}
-	p.Status = "posted"
-	t.Postings = posted.Postings
-	return nil
-}
-
 var errReplayInBatch = errors.New("replay within batch")
 
 // History lists an account's postings after a sequence number (cursor), in
@@ -542,7 +484,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 			if string(t.PrevHash) != string(prev) || string(journal.ChainHash(prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)) != string(t.Hash) {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
 			}
-			if err := validateStored(t); err != nil {
+			if err := journal.ValidateStored(t); err != nil {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
 			}
 			prev, last = t.Hash, t.Seq
@@ -585,21 +527,6 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 		}
 	}
 	return rep, rows.Err()
-}
-
-// validateStored checks a transaction as stored: posted legs balance; holds
-// and voids post nothing.
-func validateStored(t journal.Transaction) error {
-	switch t.Kind {
-	case journal.KindPending, journal.KindVoidPending:
-		if len(t.Postings) != 0 {
-			return errors.New("a hold or void must not post")
-		}
-		return nil
-	case journal.KindPostPending:
-		t.Kind, t.PendingID = journal.KindPosted, ""
-	}
-	return t.Validate()
 }
 
 func (s *Store) postings(ctx context.Context, seq int64) ([]journal.Posting, error) {

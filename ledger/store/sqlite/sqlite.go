@@ -1,0 +1,395 @@
+// Package sqlite is the ledger journal of the embedded default, on SQLite
+// through modernc.org/sqlite (pure Go). It passes the same conformance
+// suite as the PostgreSQL journal and shares its model code (ledger/journal);
+// SQLite's single writer (immediate transactions) serializes postings.
+// Outside PCI scope.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the driver
+
+	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/ledger/journal"
+	"github.com/obolpay/obol/ledger/store"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+var _ store.Store = (*Store)(nil)
+
+// tsLayout is fixed-width so that text order is time order.
+const tsLayout = "2006-01-02T15:04:05.000000Z07:00"
+
+func ts(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(tsLayout) }
+
+func parseTS(s string) time.Time {
+	t, _ := time.Parse(tsLayout, s)
+	return t
+}
+
+// Store is the SQLite journal.
+type Store struct {
+	db  *sql.DB
+	now func() time.Time
+}
+
+// Open opens (creating) the database at path and migrates it.
+func Open(ctx context.Context, path string) (*Store, error) {
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate")
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(4)
+	s := &Store{db: db, now: time.Now}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	ms, err := migrate.Load(migrations, "migrations")
+	if err != nil {
+		return err
+	}
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL)`); err != nil {
+		return err
+	}
+	for _, m := range ms {
+		if err := s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil || n > 0 {
+				return err
+			}
+			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+				return fmt.Errorf("migrate %s: %w", m.Name, err)
+			}
+			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name)
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// CreateAccount creates an account idempotently by id.
+func (s *Store) CreateAccount(ctx context.Context, a journal.Account) (journal.Account, error) {
+	if a.ID == "" {
+		return a, errors.New("account id is required")
+	}
+	if a.CreatedAt.IsZero() {
+		a.CreatedAt = s.now()
+	}
+	res, err := s.db.ExecContext(ctx, `INSERT INTO accounts (id, currency, flags, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
+		a.ID, a.Currency, a.Flags, a.Name, ts(a.CreatedAt))
+	if err != nil {
+		return a, err
+	}
+	got, err := s.Account(ctx, a.ID)
+	if err != nil {
+		return a, err
+	}
+	if n, _ := res.RowsAffected(); n == 0 && (got.Currency != a.Currency || got.Flags != a.Flags || got.Name != a.Name) {
+		return got, journal.ErrDuplicateAccountID
+	}
+	return got, nil
+}
+
+type querier interface {
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func account(ctx context.Context, q querier, id string) (journal.Account, error) {
+	a := journal.Account{ID: id}
+	var created string
+	err := q.QueryRowContext(ctx, `SELECT currency, flags, name, posted, pending_debits, pending_credits, created_at FROM accounts WHERE id = ?`, id).
+		Scan(&a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return a, journal.ErrUnknownAccount
+	}
+	a.CreatedAt = parseTS(created)
+	return a, err
+}
+
+// Account reads an account and its balances.
+func (s *Store) Account(ctx context.Context, id string) (journal.Account, error) {
+	return account(ctx, s.db, id)
+}
+
+// Post applies a transaction atomically and idempotently by its id.
+func (s *Store) Post(ctx context.Context, t journal.Transaction) (store.Result, error) {
+	if !t.ExpiresAt.IsZero() {
+		t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
+	}
+	if err := t.Validate(); err != nil {
+		return store.Result{}, err
+	}
+	var res store.Result
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rh := journal.RequestHash(&t)
+		var ex journal.Transaction
+		var exRH []byte
+		var created string
+		err := tx.QueryRowContext(ctx, `SELECT seq, request_hash, hash, prev_hash, created_at FROM transactions WHERE id = ?`, t.ID).Scan(&ex.Seq, &exRH, &ex.Hash, &ex.PrevHash, &created)
+		if err == nil {
+			if string(exRH) != string(rh) {
+				return journal.ErrIdempotencyReused
+			}
+			ex.ID, ex.CreatedAt = t.ID, parseTS(created)
+			res = store.Result{Transaction: ex, Replayed: true}
+			return nil
+		}
+		if !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		var headSeq int64
+		var headHash []byte
+		if err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM journal_head WHERE id = 1`).Scan(&headSeq, &headHash); err != nil {
+			return err
+		}
+		pendings := map[string]*journal.Pending{}
+		ids := map[string]bool{}
+		for _, p := range t.Postings {
+			ids[p.AccountID] = true
+		}
+		if t.PendingID != "" {
+			var p journal.Pending
+			var exp sql.NullString
+			err := tx.QueryRowContext(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = ?`, t.PendingID).
+				Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+			switch {
+			case err == nil:
+				if exp.Valid {
+					p.ExpiresAt = parseTS(exp.String)
+				}
+				pendings[p.ID] = &p
+				ids[p.Debit], ids[p.Credit] = true, true
+			case !errors.Is(err, sql.ErrNoRows):
+				return err
+			}
+		}
+		accounts := map[string]*journal.Account{}
+		for id := range ids {
+			a, err := account(ctx, tx, id)
+			if errors.Is(err, journal.ErrUnknownAccount) {
+				continue // ApplyKind reports it
+			}
+			if err != nil {
+				return err
+			}
+			accounts[id] = &a
+		}
+		before := map[string]journal.Balance{}
+		for id, a := range accounts {
+			before[id] = a.Balance
+		}
+		now := s.now().UTC().Truncate(time.Microsecond)
+		st := t
+		if err := journal.ApplyKind(&st, accounts, pendings, now); err != nil {
+			return err
+		}
+		st.Seq, st.PrevHash, st.CreatedAt = headSeq+1, headHash, now
+		st.Hash = journal.ChainHash(headHash, st.Seq, journal.RequestHash(&st), now)
+		meta := []byte("{}")
+		if st.Metadata != nil {
+			meta, _ = json.Marshal(st.Metadata)
+		}
+		var exp any
+		if !st.ExpiresAt.IsZero() {
+			exp = ts(st.ExpiresAt)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			st.Seq, st.ID, st.Kind, st.PendingID, exp, rh, st.Description, string(meta), st.PrevHash, st.Hash, ts(now)); err != nil {
+			return err
+		}
+		for i, p := range st.Postings {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO postings (seq, idx, account_id, amount, currency) VALUES (?, ?, ?, ?, ?)`, st.Seq, i, p.AccountID, p.Amount, p.Currency); err != nil {
+				return err
+			}
+		}
+		switch st.Kind {
+		case journal.KindPending:
+			p := pendings[st.ID]
+			if _, err := tx.ExecContext(ctx, `INSERT INTO pending_transfers (id, debit, credit, amount, currency, expires_at, status) VALUES (?, ?, ?, ?, ?, ?, 'pending')`,
+				p.ID, p.Debit, p.Credit, p.Amount, p.Currency, exp); err != nil {
+				return err
+			}
+		case journal.KindPostPending, journal.KindVoidPending:
+			if _, err := tx.ExecContext(ctx, `UPDATE pending_transfers SET status = ? WHERE id = ?`, pendings[st.PendingID].Status, st.PendingID); err != nil {
+				return err
+			}
+		}
+		for id, a := range accounts {
+			if a.Balance != before[id] {
+				if _, err := tx.ExecContext(ctx, `UPDATE accounts SET posted = ?, pending_debits = ?, pending_credits = ? WHERE id = ?`, a.Balance.Posted, a.Balance.PendingDebits, a.Balance.PendingCredits, id); err != nil {
+					return err
+				}
+			}
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE journal_head SET seq = ?, hash = ? WHERE id = 1`, st.Seq, st.Hash); err != nil {
+			return err
+		}
+		res = store.Result{Transaction: st}
+		return nil
+	})
+	return res, err
+}
+
+// History lists an account's postings after a sequence number.
+func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, limit int) ([]store.Entry, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT p.seq, t.id, p.amount, p.currency, t.created_at FROM postings p JOIN transactions t ON t.seq = p.seq
+		WHERE p.account_id = ? AND p.seq > ? ORDER BY p.seq, p.idx LIMIT ?`, accountID, afterSeq, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.Entry
+	for rows.Next() {
+		var e store.Entry
+		var created string
+		if err := rows.Scan(&e.Seq, &e.TransactionID, &e.Amount, &e.Currency, &created); err != nil {
+			return nil, err
+		}
+		e.CreatedAt = parseTS(created)
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// ExpirePending voids expired holds through the journal.
+func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM pending_transfers WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id LIMIT 1000`, ts(now))
+	if err != nil {
+		return 0, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	n := 0
+	for _, id := range ids {
+		r, err := s.Post(ctx, journal.Transaction{ID: "expire:" + id, Kind: journal.KindVoidPending, PendingID: id, Description: "hold expired"})
+		switch {
+		case err == nil && !r.Replayed:
+			n++
+		case err != nil && !errors.Is(err, journal.ErrPendingClosed):
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// Verify recomputes balances, holds and the hash chain.
+func (s *Store) Verify(ctx context.Context) (store.Report, error) {
+	var rep store.Report
+	rows, err := s.db.QueryContext(ctx, `SELECT seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions ORDER BY seq`)
+	if err != nil {
+		return rep, err
+	}
+	var txs []journal.Transaction
+	for rows.Next() {
+		var t journal.Transaction
+		var exp sql.NullString
+		var meta, created string
+		if err := rows.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &created); err != nil {
+			rows.Close()
+			return rep, err
+		}
+		if exp.Valid {
+			t.ExpiresAt = parseTS(exp.String)
+		}
+		if len(meta) > 2 {
+			_ = json.Unmarshal([]byte(meta), &t.Metadata)
+		}
+		t.CreatedAt = parseTS(created)
+		txs = append(txs, t)
+	}
+	rows.Close()
+	prev := journal.Genesis
+	var last int64
+	for _, t := range txs {
+		prows, err := s.db.QueryContext(ctx, `SELECT account_id, amount, currency FROM postings WHERE seq = ? ORDER BY idx`, t.Seq)
+		if err != nil {
+			return rep, err
+		}
+		for prows.Next() {
+			var p journal.Posting
+			if err := prows.Scan(&p.AccountID, &p.Amount, &p.Currency); err != nil {
+				prows.Close()
+				return rep, err
+			}
+			t.Postings = append(t.Postings, p)
+		}
+		prows.Close()
+		rep.Transactions++
+		if t.Seq != last+1 {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, last))
+		}
+		if string(t.PrevHash) != string(prev) || string(journal.ChainHash(prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)) != string(t.Hash) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
+		}
+		if err := journal.ValidateStored(t); err != nil {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
+		}
+		prev, last = t.Hash, t.Seq
+	}
+	arows, err := s.db.QueryContext(ctx, `SELECT a.id, a.posted, a.pending_debits, a.pending_credits,
+		COALESCE((SELECT sum(amount) FROM postings WHERE account_id = a.id), 0),
+		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND debit = a.id), 0),
+		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND credit = a.id), 0)
+		FROM accounts a ORDER BY a.id`)
+	if err != nil {
+		return rep, err
+	}
+	defer arows.Close()
+	for arows.Next() {
+		var id string
+		var posted, pd, pc, sum, wantPD, wantPC int64
+		if err := arows.Scan(&id, &posted, &pd, &pc, &sum, &wantPD, &wantPC); err != nil {
+			return rep, err
+		}
+		rep.Accounts++
+		if posted != sum {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("account %s: balance %d but postings sum to %d", id, posted, sum))
+		}
+		if pd != wantPD || pc != wantPC {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("account %s: holds %d/%d but open pending transfers make %d/%d", id, pd, pc, wantPD, wantPC))
+		}
+	}
+	return rep, arows.Err()
+}
