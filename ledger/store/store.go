@@ -5,6 +5,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/obolpay/obol/ledger/journal"
@@ -42,4 +43,21 @@ type Store interface {
 	ExpirePending(ctx context.Context, now time.Time) (int, error)
 	Verify(ctx context.Context) (Report, error)
 	Close() error
+}
+
+// VoidExpired voids the given expired holds through the journal, with
+// transaction id "expire:<pending id>" so that a rerun replays instead of
+// voiding twice. It returns how many it voided.
+func VoidExpired(ctx context.Context, s Store, pendingIDs []string) (int, error) {
+	n := 0
+	for _, id := range pendingIDs {
+		r, err := s.Post(ctx, journal.Transaction{ID: "expire:" + id, Kind: journal.KindVoidPending, PendingID: id, Description: "hold expired"})
+		switch {
+		case err == nil && !r.Replayed:
+			n++
+		case err != nil && !errors.Is(err, journal.ErrPendingClosed):
+			return n, err
+		}
+	}
+	return n, nil
 }

@@ -559,15 +559,5 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	n := 0
-	for _, id := range ids {
-		r, err := s.Post(ctx, journal.Transaction{ID: "expire:" + id, Kind: journal.KindVoidPending, PendingID: id, Description: "hold expired"})
-		switch {
-		case err == nil && !r.Replayed:
-			n++
-		case err != nil && !errors.Is(err, journal.ErrPendingClosed):
-			return n, err
-		}
-	}
-	return n, nil
+	return store.VoidExpired(ctx, s, ids)
 }

@@ -58,29 +58,7 @@ func Open(ctx context.Context, path string) (*Store, error) {
 }
 
 func (s *Store) migrate(ctx context.Context) error {
-	ms, err := migrate.Load(migrations, "migrations")
-	if err != nil {
-		return err
-	}
-	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL)`); err != nil {
-		return err
-	}
-	for _, m := range ms {
-		if err := s.tx(ctx, func(tx *sql.Tx) error {
-			var n int
-			if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations WHERE version = ?`, m.Version).Scan(&n); err != nil || n > 0 {
-				return err
-			}
-			if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
-				return fmt.Errorf("migrate %s: %w", m.Name, err)
-			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name) VALUES (?, ?)`, m.Version, m.Name)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return migrate.SQLite(ctx, s.db, migrations, "migrations")
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -301,17 +279,7 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
 		ids = append(ids, id)
 	}
 	rows.Close()
-	n := 0
-	for _, id := range ids {
-		r, err := s.Post(ctx, journal.Transaction{ID: "expire:" + id, Kind: journal.KindVoidPending, PendingID: id, Description: "hold expired"})
-		switch {
-		case err == nil && !r.Replayed:
-			n++
-		case err != nil && !errors.Is(err, journal.ErrPendingClosed):
-			return n, err
-		}
-	}
-	return n, nil
+	return store.VoidExpired(ctx, s, ids)
 }
 
 // Verify recomputes balances, holds and the hash chain.
