@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.StateRedisURL, "state-redis-url", cli.Env("OBOL_RISK_STATE_REDIS_URL", ""), "Redis with persistence for rule sets and lists (default: --redis-url)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cli.Env("OBOL_GRPC_ADDR", "127.0.0.1:9091"), "gRPC listen address")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", cli.Env("OBOL_HTTP_ADDR", "127.0.0.1:8081"), "REST listen address")
+	fs.StringVar(&cfg.KeyPrefix, "key-prefix", cli.Env("OBOL_RISK_KEY_PREFIX", "obol:risk:"), "prefix of every Redis key (to share a Redis between deployments)")
 	fs.StringVar(&cfg.RulesFile, "rules", cli.Env("OBOL_RISK_RULES", ""), "YAML rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)")
 	fs.StringVar(&cfg.BINTable, "bin-table", cli.Env("OBOL_RISK_BIN_TABLE", ""), "BIN table CSV (default: the shipped sample)")
 	fs.StringVar(&cfg.IPTable, "ip-table", cli.Env("OBOL_RISK_IP_TABLE", ""), "IP-to-country CSV (default: the shipped sample)")

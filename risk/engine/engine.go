@@ -58,8 +58,13 @@ type Engine struct {
 	env    *rules.Env
 	active atomic.Pointer[rules.Set]
 	lists  atomic.Pointer[map[string]map[string]bool]
-	log    *slog.Logger
-	putMu  sync.Mutex
+	// listGen orders list reads; listMu/listStored keep an older read from
+	// replacing a newer snapshot (a background refresh racing an API write).
+	listGen    atomic.Int64
+	listMu     sync.Mutex
+	listStored int64
+	log        *slog.Logger
+	putMu      sync.Mutex
 	// recq feeds the background decision recorder (see recordLoop).
 	recq chan recordItem
 	file struct {
@@ -199,8 +204,10 @@ func (e *Engine) SyncActive(ctx context.Context) error {
 	return nil
 }
 
-// RefreshLists reloads the list snapshot from the state.
+// RefreshLists reloads the list snapshot from the state. A read that began
+// before another one never replaces that one's (newer) snapshot.
 func (e *Engine) RefreshLists(ctx context.Context) error {
+	gen := e.listGen.Add(1)
 	all, err := e.cfg.State.Lists(ctx)
 	if err != nil {
 		return err
@@ -213,7 +220,12 @@ func (e *Engine) RefreshLists(ctx context.Context) error {
 		}
 		m[n] = set
 	}
-	e.lists.Store(&m)
+	e.listMu.Lock()
+	defer e.listMu.Unlock()
+	if gen > e.listStored {
+		e.listStored = gen
+		e.lists.Store(&m)
+	}
 	return nil
 }
 

@@ -41,8 +41,11 @@ type Config struct {
 	Fallback        map[string]string
 	DefaultFallback string
 	WatchEvery      time.Duration
-	Reflection      bool
-	Logger          *slog.Logger
+	// KeyPrefix namespaces every Redis key (default "obol:risk:"), so that
+	// deployments (or tests) can share a Redis.
+	KeyPrefix  string
+	Reflection bool
+	Logger     *slog.Logger
 }
 
 // Instance is a built riskd.
@@ -103,7 +106,11 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			return nil, err
 		}
 	}
-	in, err := build(ctx, cfg, features.NewRedis(counters, "obol:risk:"), engine.NewRedisState(stateRdb, "obol:risk:"), func(ctx context.Context) error {
+	prefix := cfg.KeyPrefix
+	if prefix == "" {
+		prefix = "obol:risk:"
+	}
+	in, err := build(ctx, cfg, features.NewRedis(counters, prefix), engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
 		if err := counters.Ping(ctx).Err(); err != nil {
 			return apierr.StorageUnavailable(err)
 		}

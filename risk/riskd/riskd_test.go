@@ -44,6 +44,7 @@ type stack struct {
 func start(t *testing.T, cfg riskd.Config) *stack {
 	t.Helper()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Token, cfg.WatchEvery = "127.0.0.1:0", "127.0.0.1:0", token, 50*time.Millisecond
+	cfg.KeyPrefix = uniq("obol:risktest:") + ":" // each test its own keyspace on the shared Redis
 	cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	in, err := riskd.Start(context.Background(), cfg)
 	if err != nil {
@@ -199,8 +200,10 @@ func TestEvaluate(t *testing.T) {
 		}
 	})
 	t.Run("backtest", func(t *testing.T) {
+		// An IP of its own, so velocity from other runs cannot change the outcomes.
+		ip := fmt.Sprintf("10.%d.%d.%d", time.Now().UnixNano()%250, time.Now().UnixNano()/7%250, time.Now().UnixNano()/13%250)
 		for i := 0; i < 5; i++ {
-			_, _ = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.44", 70000)})
+			_, _ = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), ip, 70000)})
 		}
 		strict := string(rules.DefaultYAML()) + "\n  - name: strict\n    expression: payment.amount > 60000\n    action: block\n    priority: 2\n"
 		code, body := s.rest("POST", "/v1/risk/backtest", map[string]any{"yaml": strict, "limit": 5})

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -160,9 +161,16 @@ func TestMaskedEverywhere(t *testing.T) {
 	}
 	w := wrapper{Exported: c, unexported: c.Number, cvc: c.CVC}
 	var logBuf bytes.Buffer
-	logger := slog.New(slog.NewJSONHandler(&logBuf, nil))
+	// Timestamps are dropped: their digits could contain the CVC by chance.
+	noTime := &slog.HandlerOptions{ReplaceAttr: func(_ []string, a slog.Attr) slog.Attr {
+		if a.Key == slog.TimeKey {
+			return slog.Attr{}
+		}
+		return a
+	}}
+	logger := slog.New(slog.NewJSONHandler(&logBuf, noTime))
 	logger.Info("card", "card", c, "pan", c.Number, "cvc", c.CVC, "w", w)
-	slog.New(slog.NewTextHandler(&logBuf, nil)).Info("card", "card", c, "pan", c.Number, "w", w)
+	slog.New(slog.NewTextHandler(&logBuf, noTime)).Info("card", "card", c, "pan", c.Number, "w", w)
 	js, _ := json.Marshal(w)
 	jsCard, _ := json.Marshal(c)
 	outputs := map[string]string{
@@ -183,7 +191,9 @@ func TestMaskedEverywhere(t *testing.T) {
 		"slog":        logBuf.String(),
 		"error":       fmt.Errorf("tokenize %v: %w", c, errors.New("boom")).Error(),
 	}
+	pointers := regexp.MustCompile(`0x[0-9a-f]+`) // addresses print digits that could contain the CVC
 	for name, out := range outputs {
+		out = pointers.ReplaceAllString(out, "0xPTR")
 		if strings.Contains(out, number) || strings.Contains(out, "4242 4242") || strings.Contains(out, "Ada Lovelace") {
 			t.Errorf("%s leaks card data: %s", name, out)
 		}
