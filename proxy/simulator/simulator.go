@@ -291,7 +291,7 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 	pan.Wipe()
 	switch {
 	case b.serverErr:
-		fail(w, http.StatusInternalServerError, "processing_error", "the simulator failed (test card 4000 0000 0000 0119)")
+		fail(w, http.StatusInternalServerError, "processing_error", "the simulator failed (the 5xx test card)")
 		return
 	case b.slow:
 		select {
