@@ -6,7 +6,31 @@ import (
 	"fmt"
 	"io/fs"
 	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
+
+// OpenSQLite opens (creating) the SQLite database file at path the way every
+// Obol SQLite backend wants it: WAL, full synchronous commits, foreign keys
+// on, writers taking the lock at BEGIN, a 10 s busy timeout, at most 4
+// connections. It then applies the migrations in dir of fsys.
+func OpenSQLite(ctx context.Context, path string, fsys fs.FS, dir string) (*sql.DB, error) {
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	db.SetMaxOpenConns(4)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
+	if err := SQLite(ctx, db, fsys, dir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
 
 // SQLite applies the migrations in dir of fsys that are not yet recorded in
 // schema_migrations, each in its own transaction (SQLite's writer lock keeps

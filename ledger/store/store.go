@@ -4,8 +4,10 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/obolpay/obol/ledger/journal"
@@ -60,4 +62,35 @@ func VoidExpired(ctx context.Context, s Store, pendingIDs []string) (int, error)
 		}
 	}
 	return n, nil
+}
+
+// ChainCheck is the one per-transaction check both backends' Verify run, fed
+// the stored transactions (with their postings) in seq order: no gap in seq,
+// an unbroken hash chain over the stored content (kind, pending id, expiry,
+// description, metadata, postings), and content that validates as stored.
+type ChainCheck struct {
+	prev []byte
+	last int64
+}
+
+// NewChainCheck starts a check at the genesis hash.
+func NewChainCheck() *ChainCheck { return &ChainCheck{prev: journal.Genesis} }
+
+// Last is the seq of the last transaction checked (0 before the first).
+func (c *ChainCheck) Last() int64 { return c.last }
+
+// Check counts t in rep and adds any problems it finds.
+func (c *ChainCheck) Check(rep *Report, t journal.Transaction) {
+	rep.Transactions++
+	if t.Seq != c.last+1 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, c.last))
+	}
+	want := journal.ChainHash(c.prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)
+	if !bytes.Equal(t.PrevHash, c.prev) || !bytes.Equal(want, t.Hash) {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
+	}
+	if err := journal.ValidateStored(t); err != nil {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
+	}
+	c.prev, c.last = t.Hash, t.Seq
 }

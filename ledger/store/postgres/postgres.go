@@ -441,10 +441,9 @@ func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, l
 // postings), and compares them with what is stored.
 func (s *Store) Verify(ctx context.Context) (Report, error) {
 	var rep Report
-	prev := journal.Genesis
-	var last int64
+	chain := store.NewChainCheck()
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, last)
+		rows, err := s.pool.Query(ctx, `SELECT seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, chain.Last())
 		if err != nil {
 			return rep, err
 		}
@@ -475,19 +474,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 				return rep, err
 			}
 			t.Postings = ps
-			rep.Transactions++
-			if t.Seq != last+1 {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, last))
-			}
-			// The chain covers the stored content: kind, pending id, expiry,
-			// description, metadata and the postings as stored.
-			if string(t.PrevHash) != string(prev) || string(journal.ChainHash(prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)) != string(t.Hash) {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
-			}
-			if err := journal.ValidateStored(t); err != nil {
-				rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
-			}
-			prev, last = t.Hash, t.Seq
+			chain.Check(&rep, t)
 		}
 	}
 	// Holds: each account's pending balances equal its open pending transfers.

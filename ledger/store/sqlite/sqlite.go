@@ -14,8 +14,6 @@ import (
 	"fmt"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the driver
-
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
@@ -44,21 +42,11 @@ type Store struct {
 
 // Open opens (creating) the database at path and migrates it.
 func Open(ctx context.Context, path string) (*Store, error) {
-	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate")
+	db, err := migrate.OpenSQLite(ctx, path, migrations, "migrations")
 	if err != nil {
 		return nil, err
 	}
-	db.SetMaxOpenConns(4)
-	s := &Store{db: db, now: time.Now}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
-		return nil, err
-	}
-	return s, nil
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	return migrate.SQLite(ctx, s.db, migrations, "migrations")
+	return &Store{db: db, now: time.Now}, nil
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
@@ -308,8 +296,7 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 		txs = append(txs, t)
 	}
 	rows.Close()
-	prev := journal.Genesis
-	var last int64
+	chain := store.NewChainCheck()
 	for _, t := range txs {
 		prows, err := s.db.QueryContext(ctx, `SELECT account_id, amount, currency FROM postings WHERE seq = ? ORDER BY idx`, t.Seq)
 		if err != nil {
@@ -324,17 +311,7 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 			t.Postings = append(t.Postings, p)
 		}
 		prows.Close()
-		rep.Transactions++
-		if t.Seq != last+1 {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, last))
-		}
-		if string(t.PrevHash) != string(prev) || string(journal.ChainHash(prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)) != string(t.Hash) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
-		}
-		if err := journal.ValidateStored(t); err != nil {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
-		}
-		prev, last = t.Hash, t.Seq
+		chain.Check(&rep, t)
 	}
 	arows, err := s.db.QueryContext(ctx, `SELECT a.id, a.posted, a.pending_debits, a.pending_credits,
 		COALESCE((SELECT sum(amount) FROM postings WHERE account_id = a.id), 0),

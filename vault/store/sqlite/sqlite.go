@@ -36,26 +36,11 @@ type Store struct {
 // Open opens (creating if needed) the database file at path, in WAL mode with
 // full synchronous commits, and applies migrations.
 func Open(ctx context.Context, path string) (*Store, error) {
-	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)&_pragma=foreign_keys(ON)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := migrate.OpenSQLite(ctx, path, migrations, "migrations")
 	if err != nil {
-		return nil, fmt.Errorf("sqlite %s: %w", path, err)
-	}
-	db.SetMaxOpenConns(4)
-	if err := db.PingContext(ctx); err != nil {
-		db.Close()
-		return nil, fmt.Errorf("sqlite %s: %w", path, err)
-	}
-	s := &Store{db: db}
-	if err := s.migrate(ctx); err != nil {
-		db.Close()
 		return nil, err
 	}
-	return s, nil
-}
-
-func (s *Store) migrate(ctx context.Context) error {
-	return migrate.SQLite(ctx, s.db, migrations, "migrations")
+	return &Store{db: db}, nil
 }
 
 func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
