@@ -158,9 +158,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
   risk gRPC %s   (plaintext in dev; reflection on)
   acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
 
-  Try:
+  Try (put in a test card number from TESTCARDS.md or the README walk-through;
+  obol never prints a card number, not even a test one):
     curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
-      -d '{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":%d,"cvc":"123"}}'
+      -d '{"card":{"number":"<test card number>","exp_month":12,"exp_year":%d,"cvc":"123"}}'
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -121,6 +122,27 @@ func TestDevAndMerchants(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("obol dev: %v", err)
+	}
+	// Neither card used above is anywhere in what obol dev printed (banner
+	// and logs) or left in its data dir.
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard("4242424242424242", "123")
+	leaks.AddCard("4000000000000002", "")
+	leaks.Scan("obol dev output", []byte(out.String()))
+	if err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		leaks.Scan(filepath.Base(path), b)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	for _, h := range hits {
+		t.Errorf("leak: %s", h)
 	}
 
 	var mout bytes.Buffer
