@@ -78,8 +78,10 @@ type Transaction struct {
 	ExpiresAt time.Time
 	// Postings: for KindPosted and KindPending, the legs (a pending transfer
 	// has exactly one debit and one credit); for KindPostPending, the amount
-	// to post is the credit leg's amount (0 legs: the full amount); filled
-	// in by the store from the pending transfer.
+	// to post is the first posting's amount (no postings or 0: the full
+	// amount; its account is ignored), and any further postings are extra
+	// legs, balanced on their own, posted in the same transaction (a fee
+	// taken at capture). The stored form is the legs actually posted.
 	Postings    []Posting
 	Description string
 	Metadata    map[string]string
@@ -186,20 +188,32 @@ func (t *Transaction) Validate() error {
 		if t.PendingID == "" {
 			return ErrPendingNotFound
 		}
-		for _, p := range t.Postings {
-			if p.Amount < 0 {
-				return ErrZeroAmount
-			}
+		if len(t.Postings) > 0 && t.Postings[0].Amount < 0 {
+			return ErrZeroAmount
 		}
-		return nil // the store derives the legs from the pending transfer
+		if len(t.Postings) <= 1 {
+			return nil // the store derives the legs from the pending transfer
+		}
+		if t.Kind == KindVoidPending {
+			return ErrPendingShape
+		}
+		// Extra legs posted atomically with the pending transfer (e.g. a fee
+		// taken at capture): they balance on their own.
+		return validateLegs(t.Postings[1:], 1)
 	default:
 		return ErrUnknownKind
 	}
-	if len(t.Postings) < 2 {
+	return validateLegs(t.Postings, 2)
+}
+
+// validateLegs checks postings: at least min, non-zero amounts, known
+// currencies, balanced per currency, no overflow.
+func validateLegs(postings []Posting, min int) error {
+	if len(postings) < min {
 		return ErrTooFewPostings
 	}
 	sums := map[string]int64{}
-	for _, p := range t.Postings {
+	for _, p := range postings {
 		if p.Amount == 0 {
 			return ErrZeroAmount
 		}
@@ -352,6 +366,9 @@ func ApplyKind(t *Transaction, accounts map[string]*Account, pendings map[string
 		{AccountID: p.Debit, Amount: -amount, Currency: p.Currency},
 		{AccountID: p.Credit, Amount: amount, Currency: p.Currency},
 	}}
+	if len(t.Postings) > 1 {
+		posted.Postings = append(posted.Postings, t.Postings[1:]...)
+	}
 	if err := Apply(&posted, accounts); err != nil {
 		// Restore the hold.
 		accounts[p.Debit].Balance.PendingDebits += p.Amount

@@ -36,6 +36,9 @@ type Report struct {
 	Problems     []string
 }
 
+// ErrNoTransaction is returned for an unknown transaction id.
+var ErrNoTransaction = errors.New("no such transaction")
+
 // Store is the journal contract.
 type Store interface {
 	CreateAccount(ctx context.Context, a journal.Account) (journal.Account, error)
@@ -43,6 +46,18 @@ type Store interface {
 	Post(ctx context.Context, t journal.Transaction) (Result, error)
 	History(ctx context.Context, accountID string, afterSeq int64, limit int) ([]Entry, error)
 	ExpirePending(ctx context.Context, now time.Time) (int, error)
+	// Transaction reads a posted transaction (with its stored postings) by
+	// id, or ErrNoTransaction.
+	Transaction(ctx context.Context, id string) (journal.Transaction, error)
+	// FindTransactions lists transactions whose metadata has key = value, in
+	// journal order (at most limit).
+	FindTransactions(ctx context.Context, key, value string, limit int) ([]journal.Transaction, error)
+	// Accounts lists accounts whose id starts with prefix, ordered by id,
+	// after the cursor id (at most limit).
+	Accounts(ctx context.Context, prefix, after string, limit int) ([]journal.Account, error)
+	// CreditsSince sums the credits (positive postings) to an account by
+	// transactions created at or after since.
+	CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error)
 	Verify(ctx context.Context) (Report, error)
 	Close() error
 }

@@ -548,3 +548,83 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
 	}
 	return store.VoidExpired(ctx, s, ids)
 }
+
+const txColumns = `seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at`
+
+func scanTx(r pgx.Row) (journal.Transaction, error) {
+	var t journal.Transaction
+	var meta []byte
+	var exp *time.Time
+	if err := r.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &t.CreatedAt); err != nil {
+		return t, err
+	}
+	if exp != nil {
+		t.ExpiresAt = exp.UTC()
+	}
+	t.CreatedAt = t.CreatedAt.UTC()
+	if len(meta) > 2 {
+		_ = json.Unmarshal(meta, &t.Metadata)
+	}
+	return t, nil
+}
+
+// Transaction reads a transaction and its postings by id.
+func (s *Store) Transaction(ctx context.Context, id string) (journal.Transaction, error) {
+	t, err := scanTx(s.pool.QueryRow(ctx, `SELECT `+txColumns+` FROM transactions WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return t, store.ErrNoTransaction
+	}
+	if err != nil {
+		return t, err
+	}
+	t.Postings, err = s.postings(ctx, t.Seq)
+	return t, err
+}
+
+// FindTransactions lists transactions whose metadata has key = value.
+func (s *Store) FindTransactions(ctx context.Context, key, value string, limit int) ([]journal.Transaction, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	q, _ := json.Marshal(map[string]string{key: value})
+	rows, err := s.pool.Query(ctx, `SELECT `+txColumns+` FROM transactions WHERE metadata @> $1::jsonb ORDER BY seq LIMIT $2`, string(q), limit)
+	if err != nil {
+		return nil, err
+	}
+	txs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (journal.Transaction, error) { return scanTx(r) })
+	if err != nil {
+		return nil, err
+	}
+	for i := range txs {
+		if txs[i].Postings, err = s.postings(ctx, txs[i].Seq); err != nil {
+			return nil, err
+		}
+	}
+	return txs, nil
+}
+
+// Accounts lists accounts by id prefix.
+func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) ([]journal.Account, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, currency, flags, name, posted, pending_debits, pending_credits, created_at FROM accounts
+		WHERE starts_with(id, $1) AND id > $2 ORDER BY id LIMIT $3`, prefix, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (journal.Account, error) {
+		var a journal.Account
+		err := r.Scan(&a.ID, &a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &a.CreatedAt)
+		return a, err
+	})
+}
+
+// CreditsSince sums an account's credits by transactions created at or
+// after since.
+func (s *Store) CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error) {
+	var sum int64
+	err := s.pool.QueryRow(ctx, `SELECT COALESCE(sum(p.amount), 0)::bigint FROM postings p JOIN transactions t ON t.seq = p.seq
+		WHERE p.account_id = $1 AND p.amount > 0 AND t.created_at >= $2`, accountID, since).Scan(&sum)
+	return sum, err
+}

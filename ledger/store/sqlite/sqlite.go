@@ -338,3 +338,121 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 	}
 	return rep, arows.Err()
 }
+
+const txColumns = `seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at`
+
+type scanner interface{ Scan(...any) error }
+
+func scanTx(r scanner) (journal.Transaction, error) {
+	var t journal.Transaction
+	var exp sql.NullString
+	var meta, created string
+	if err := r.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &created); err != nil {
+		return t, err
+	}
+	if exp.Valid {
+		t.ExpiresAt = parseTS(exp.String)
+	}
+	if len(meta) > 2 {
+		_ = json.Unmarshal([]byte(meta), &t.Metadata)
+	}
+	t.CreatedAt = parseTS(created)
+	return t, nil
+}
+
+func (s *Store) postings(ctx context.Context, seq int64) ([]journal.Posting, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT account_id, amount, currency FROM postings WHERE seq = ? ORDER BY idx`, seq)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []journal.Posting
+	for rows.Next() {
+		var p journal.Posting
+		if err := rows.Scan(&p.AccountID, &p.Amount, &p.Currency); err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// Transaction reads a transaction and its postings by id.
+func (s *Store) Transaction(ctx context.Context, id string) (journal.Transaction, error) {
+	t, err := scanTx(s.db.QueryRowContext(ctx, `SELECT `+txColumns+` FROM transactions WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, store.ErrNoTransaction
+	}
+	if err != nil {
+		return t, err
+	}
+	t.Postings, err = s.postings(ctx, t.Seq)
+	return t, err
+}
+
+// FindTransactions lists transactions whose metadata has key = value.
+func (s *Store) FindTransactions(ctx context.Context, key, value string, limit int) ([]journal.Transaction, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	path, _ := json.Marshal(key)
+	rows, err := s.db.QueryContext(ctx, `SELECT `+txColumns+` FROM transactions WHERE json_extract(metadata, ?) = ? ORDER BY seq LIMIT ?`, "$."+string(path), value, limit)
+	if err != nil {
+		return nil, err
+	}
+	var txs []journal.Transaction
+	for rows.Next() {
+		t, err := scanTx(rows)
+		if err != nil {
+			rows.Close()
+			return nil, err
+		}
+		txs = append(txs, t)
+	}
+	rows.Close()
+	for i := range txs {
+		if txs[i].Postings, err = s.postings(ctx, txs[i].Seq); err != nil {
+			return nil, err
+		}
+	}
+	return txs, nil
+}
+
+// Accounts lists accounts by id prefix.
+func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) ([]journal.Account, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM accounts WHERE substr(id, 1, ?) = ? AND id > ? ORDER BY id LIMIT ?`, len(prefix), prefix, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := make([]journal.Account, 0, len(ids))
+	for _, id := range ids {
+		a, err := account(ctx, s.db, id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// CreditsSince sums an account's credits by transactions created at or
+// after since.
+func (s *Store) CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error) {
+	var sum int64
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(p.amount), 0) FROM postings p JOIN transactions t ON t.seq = p.seq
+		WHERE p.account_id = ? AND p.amount > 0 AND t.created_at >= ?`, accountID, ts(since)).Scan(&sum)
+	return sum, err
+}

@@ -24,6 +24,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"two-phase transfers", testTwoPhase},
 		{"concurrent hot account", testHotAccount},
 		{"idempotent account creation", testAccounts},
+		{"post a hold with extra legs; lookups", testLookups},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -236,4 +237,75 @@ func testHotAccount(t *testing.T, s store.Store) {
 		t.Fatalf("hot balance %d, want %d (a lost update)", got, want*clients)
 	}
 	verifyClean(t, s, clients*each)
+}
+
+func testLookups(t *testing.T, s store.Store) {
+	for _, id := range []string{"m:a:pending", "m:a:available", "m:b:pending", "p:receivable", "p:fees"} {
+		mustAccount(t, s, id, "USD", 0)
+	}
+	hold := pending("auth", "p:receivable", "m:a:pending", 1000, time.Time{})
+	hold.Metadata = map[string]string{"acquirer_reference": "ref-1"}
+	if _, err := s.Post(ctx, hold); err != nil {
+		t.Fatal(err)
+	}
+	fee := []journal.Posting{{Amount: 800}, {AccountID: "m:a:pending", Amount: -53, Currency: "USD"}, {AccountID: "p:fees", Amount: 53, Currency: "USD"}}
+	bad := []struct {
+		name string
+		legs []journal.Posting
+		err  error
+	}{
+		{"a single extra leg", []journal.Posting{{Amount: 800}, {AccountID: "p:fees", Amount: 53, Currency: "USD"}}, journal.ErrUnbalanced},
+		{"extra legs that do not sum to zero", []journal.Posting{{Amount: 800}, {AccountID: "m:a:pending", Amount: -53, Currency: "USD"}, {AccountID: "p:fees", Amount: 52, Currency: "USD"}}, journal.ErrUnbalanced},
+		{"extra leg on an unknown account", []journal.Posting{{Amount: 800}, {AccountID: "nope", Amount: -53, Currency: "USD"}, {AccountID: "p:fees", Amount: 53, Currency: "USD"}}, journal.ErrUnknownAccount},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := s.Post(ctx, journal.Transaction{ID: "cap-" + tt.name, Kind: journal.KindPostPending, PendingID: "auth", Postings: tt.legs})
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if b := bal(t, s, "m:a:pending"); b != (journal.Balance{PendingCredits: 1000}) {
+				t.Fatalf("a refused post changed balances: %+v", b)
+			}
+		})
+	}
+	before := time.Now().Add(-time.Second)
+	capture := journal.Transaction{ID: "cap", Kind: journal.KindPostPending, PendingID: "auth", Postings: fee, Metadata: map[string]string{"acquirer_reference": "ref-1", "type": "capture"}}
+	if _, err := s.Post(ctx, capture); err != nil {
+		t.Fatal(err)
+	}
+	if b := bal(t, s, "m:a:pending"); b != (journal.Balance{Posted: 747}) {
+		t.Fatalf("merchant after capture with fee: %+v", b)
+	}
+	if b := bal(t, s, "p:fees"); b.Posted != 53 {
+		t.Fatalf("fees %+v", b)
+	}
+	got, err := s.Transaction(ctx, "cap")
+	if err != nil || len(got.Postings) != 4 || got.Metadata["type"] != "capture" || got.CreatedAt.IsZero() {
+		t.Fatalf("Transaction: %+v %v", got, err)
+	}
+	if _, err := s.Transaction(ctx, "nope"); !errors.Is(err, store.ErrNoTransaction) {
+		t.Fatalf("unknown transaction: %v", err)
+	}
+	found, err := s.FindTransactions(ctx, "acquirer_reference", "ref-1", 10)
+	if err != nil || len(found) != 2 || found[0].ID != "auth" || found[1].ID != "cap" || len(found[1].Postings) != 4 {
+		t.Fatalf("FindTransactions: %+v %v", found, err)
+	}
+	if none, _ := s.FindTransactions(ctx, "acquirer_reference", "ref-2", 10); len(none) != 0 {
+		t.Fatalf("found %+v for an unused reference", none)
+	}
+	accts, err := s.Accounts(ctx, "m:a:", "", 10)
+	if err != nil || len(accts) != 2 || accts[0].ID != "m:a:available" || accts[1].ID != "m:a:pending" || accts[1].Balance.Posted != 747 {
+		t.Fatalf("Accounts: %+v %v", accts, err)
+	}
+	if page, _ := s.Accounts(ctx, "m:", "m:a:pending", 10); len(page) != 1 || page[0].ID != "m:b:pending" {
+		t.Fatalf("Accounts after cursor: %+v", page)
+	}
+	if c, err := s.CreditsSince(ctx, "m:a:pending", before); err != nil || c != 800 {
+		t.Fatalf("CreditsSince = %d, %v; want 800", c, err)
+	}
+	if c, _ := s.CreditsSince(ctx, "m:a:pending", time.Now().Add(time.Hour)); c != 0 {
+		t.Fatalf("CreditsSince(future) = %d", c)
+	}
+	verifyClean(t, s, 2)
 }
