@@ -8,6 +8,7 @@ import (
 	"errors"
 	"math"
 	"math/bits"
+	"strconv"
 )
 
 // Errors.
@@ -119,4 +120,27 @@ func (f Fee) Of(amount int64) (int64, error) {
 		fee = amount
 	}
 	return fee, nil
+}
+
+// Format renders minor units as a decimal string in the currency's
+// exponent (1234 USD → "12.34", 1234 JPY → "1234", -5 KWD → "-0.005").
+// Unknown currencies render as plain minor units.
+func Format(amount int64, currency string) string {
+	exp, err := Exponent(currency)
+	neg := amount < 0
+	u := uint64(amount)
+	if neg {
+		u = -u
+	}
+	digits := strconv.FormatUint(u, 10)
+	if err == nil && exp > 0 {
+		for len(digits) <= exp {
+			digits = "0" + digits
+		}
+		digits = digits[:len(digits)-exp] + "." + digits[len(digits)-exp:]
+	}
+	if neg {
+		return "-" + digits
+	}
+	return digits
 }

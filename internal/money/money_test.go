@@ -111,3 +111,27 @@ func FuzzFee(f *testing.F) {
 		}
 	})
 }
+
+func TestFormat(t *testing.T) {
+	tests := []struct {
+		name     string
+		amount   int64
+		currency string
+		want     string
+	}{
+		{"dollars and cents", 1234, "USD", "12.34"},
+		{"cents only", 5, "USD", "0.05"},
+		{"zero", 0, "EUR", "0.00"},
+		{"yen has no minor unit", 1234, "JPY", "1234"},
+		{"dinar has three", -5, "KWD", "-0.005"},
+		{"most negative int64", math.MinInt64, "USD", "-92233720368547758.08"},
+		{"unknown currency", 42, "XXX", "42"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Format(tt.amount, tt.currency); got != tt.want {
+				t.Fatalf("Format(%d, %s) = %q, want %q", tt.amount, tt.currency, got, tt.want)
+			}
+		})
+	}
+}
