@@ -177,9 +177,9 @@ type LineResult struct {
 
 // SettlementReport is the outcome of an import.
 type SettlementReport struct {
-	Lines                                     int
-	Matched, Replayed, Unmatched, Mismatched  int
-	Results                                   []LineResult
+	Lines                                      int
+	Matched, Replayed, Unmatched, Mismatched   int
+	Results                                    []LineResult
 	SettledGross, SettledFees, ChargebackGross int64
 }
 

@@ -128,8 +128,18 @@ func testLifecycle(t *testing.T, b *book.Book) {
 		{"capture a canceled payment", func() error { _, _, err := b.Capture(ctx, pay("p2", "mer_a", 5000, "")); return err }, book.ErrAlreadyCaptured},
 		{"capture without authorization", func() error { _, _, err := b.Capture(ctx, pay("p9", "mer_a", 5000, "")); return err }, book.ErrNotAuthorized},
 		{"capture another merchant's payment", func() error { _, _, err := b.Capture(ctx, pay("p1", "mer_b", 1, "")); return err }, book.ErrNotAuthorized},
-		{"refund above the capture", func() error { p := pay("p1", "mer_a", 10001, ""); p.RefundID = "r0"; _, err := b.Refund(ctx, p); return err }, book.ErrRefundExceeds},
-		{"refund an uncaptured payment", func() error { p := pay("p2", "mer_a", 1, ""); p.RefundID = "r0"; _, err := b.Refund(ctx, p); return err }, book.ErrNotCaptured},
+		{"refund above the capture", func() error {
+			p := pay("p1", "mer_a", 10001, "")
+			p.RefundID = "r0"
+			_, err := b.Refund(ctx, p)
+			return err
+		}, book.ErrRefundExceeds},
+		{"refund an uncaptured payment", func() error {
+			p := pay("p2", "mer_a", 1, "")
+			p.RefundID = "r0"
+			_, err := b.Refund(ctx, p)
+			return err
+		}, book.ErrNotCaptured},
 		{"zero amount", func() error { _, err := b.Authorize(ctx, pay("p3", "mer_a", 0, "")); return err }, book.ErrAmount},
 		{"bad merchant id", func() error { _, err := b.Authorize(ctx, pay("p3", "mer a", 1, "")); return err }, book.ErrMerchantID},
 	}
