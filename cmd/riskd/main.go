@@ -6,8 +6,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"flag"
 	"fmt"
 	"os"
@@ -61,7 +59,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.Logger = cli.Logger(*logFormat)
 	if *certFile != "" {
-		tc, err := serverTLS(*certFile, *keyFile, *clientCA)
+		tc, err := cli.ServerTLS(*certFile, *keyFile, *clientCA)
 		if err != nil {
 			return err
 		}
@@ -76,24 +74,4 @@ func run(ctx context.Context, args []string) error {
 	defer in.Close()
 	cfg.Logger.Info("riskd ready", "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr(), "rule_set", in.Engine.Active().Version)
 	return in.Serve(ctx)
-}
-
-func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-	if err != nil {
-		return nil, fmt.Errorf("TLS certificate: %w", err)
-	}
-	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if clientCA != "" {
-		pem, err := os.ReadFile(clientCA)
-		if err != nil {
-			return nil, fmt.Errorf("client CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("client CA %s: no PEM certificates", clientCA)
-		}
-		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
-	}
-	return tc, nil
 }

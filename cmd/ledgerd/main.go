@@ -1,0 +1,59 @@
+// Command ledgerd is Obol's ledger (outside PCI scope): a double-entry
+// journal on PostgreSQL with the payments chart of accounts, payouts and
+// settlement reconciliation. Settings are flags with OBOL_* environment
+// defaults; the service token comes from the environment only.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/ledger/ledgerd"
+)
+
+func main() {
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "ledgerd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("ledgerd", flag.ContinueOnError)
+	var cfg ledgerd.Config
+	fs.StringVar(&cfg.PostgresURL, "postgres-url", cli.Env("OBOL_LEDGER_POSTGRES_URL", ""), "ledger database (OBOL_LEDGER_POSTGRES_URL)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cli.Env("OBOL_GRPC_ADDR", "127.0.0.1:9092"), "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cli.Env("OBOL_HTTP_ADDR", "127.0.0.1:8082"), "REST listen address")
+	fs.StringVar(&cfg.Settings, "settings", cli.Env("OBOL_LEDGER_SETTINGS", ""), "YAML file of merchant fees and payout terms (default: 2.9% + 30, daily, T+2)")
+	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
+	certFile := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
+	keyFile := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
+	clientCA := fs.String("client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of client certificates; when set, a client certificate is required")
+	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.Token = os.Getenv("OBOL_LEDGER_TOKEN")
+	cfg.Logger = cli.Logger(*logFormat)
+	if *certFile != "" {
+		tc, err := cli.ServerTLS(*certFile, *keyFile, *clientCA)
+		if err != nil {
+			return err
+		}
+		cfg.GRPCTLS = tc
+	} else {
+		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
+	in, err := ledgerd.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	cfg.Logger.Info("ledgerd ready", "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
+	return in.Serve(ctx)
+}

@@ -1,0 +1,378 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/ledger/store/postgres"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+)
+
+// TestMain doubles as ledgerd when OBOL_TEST_BE_LEDGERD is set, so the
+// crash test can SIGKILL a real ledgerd process without building one.
+func TestMain(m *testing.M) {
+	if os.Getenv("OBOL_TEST_BE_LEDGERD") == "1" {
+		ctx, cancel := cli.SignalContext()
+		err := run(ctx, nil)
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ledgerd:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	testenv.Main(m)
+}
+
+const token = "ledger-test-token"
+
+type env struct {
+	grpcAddr, httpAddr string
+	client             ledgerv1.LedgerServiceClient
+	ctx                context.Context
+}
+
+func dial(t *testing.T, addr string) ledgerv1.LedgerServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return ledgerv1.NewLedgerServiceClient(conn)
+}
+
+func authed() context.Context {
+	return metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+token)
+}
+
+func ledgerEnv(t *testing.T, url string) []string {
+	return []string{"OBOL_LEDGER_POSTGRES_URL=" + url, "OBOL_LEDGER_TOKEN=" + token, "OBOL_LOG_FORMAT=text"}
+}
+
+func startInProcess(t *testing.T) *env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)
+	gp, hp := testenv.FreePort(t), testenv.FreePort(t)
+	e := &env{grpcAddr: "127.0.0.1:" + strconv.Itoa(gp), httpAddr: "127.0.0.1:" + strconv.Itoa(hp), ctx: authed()}
+	for _, kv := range ledgerEnv(t, url) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	t.Setenv("OBOL_GRPC_ADDR", e.grpcAddr)
+	t.Setenv("OBOL_HTTP_ADDR", e.httpAddr)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ledgerd: %v", err)
+		}
+	})
+	e.client = dial(t, e.grpcAddr)
+	if err := testenv.WaitFor(10*time.Second, func() error {
+		_, err := e.client.Verify(e.ctx, &ledgerv1.VerifyRequest{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func (e *env) rest(t *testing.T, method, path, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+e.httpAddr+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode, m
+}
+
+func code(err error) string {
+	st, _ := status.FromError(err)
+	for _, d := range st.Details() {
+		if info, ok := d.(interface{ GetReason() string }); ok {
+			return info.GetReason()
+		}
+	}
+	return st.Code().String()
+}
+
+// TestLedgerdAPI drives the API over gRPC and REST against real PostgreSQL.
+func TestLedgerdAPI(t *testing.T) {
+	e := startInProcess(t)
+	c, ctx := e.client, e.ctx
+	rec := func(ev ledgerv1.PaymentEvent, pay string, amount int64, refund string) (*ledgerv1.RecordPaymentResponse, error) {
+		return c.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: pay, MerchantId: "mer_api", Currency: "usd", Amount: amount, Acquirer: "simulator", AcquirerReference: "sim_" + pay, RefundId: refund})
+	}
+	if _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, "pay_1", 2500, ""); err != nil {
+		t.Fatal(err)
+	}
+	r, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 2500, "")
+	if err != nil || r.Fee != 2500*290/10000+1+30 { // 72.5 rounds half up to 73
+		t.Fatalf("capture: %+v %v", r, err)
+	}
+	if r2, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 2500, ""); err != nil || !r2.Transaction.Replayed || r2.Fee != r.Fee {
+		t.Fatalf("retried capture: %+v %v", r2, err)
+	}
+	grpcErrs := []struct {
+		name string
+		err  func() error
+		want codes.Code
+		code string
+	}{
+		{"no token", func() error { _, err := c.Verify(context.Background(), &ledgerv1.VerifyRequest{}); return err }, codes.Unauthenticated, "unauthenticated"},
+		{"refund above capture", func() error {
+			_, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 2501, "re_1")
+			return err
+		}, codes.FailedPrecondition, "refund_exceeds_captured"},
+		{"refund without id", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 1, ""); return err }, codes.InvalidArgument, "field_required"},
+		{"capture twice with another amount", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 100, ""); return err }, codes.AlreadyExists, "idempotency_key_reused"},
+		{"capture unknown payment", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_x", 100, ""); return err }, codes.NotFound, "payment_not_found"},
+		{"unknown currency", func() error {
+			_, err := c.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, PaymentId: "p", MerchantId: "m", Currency: "ABC", Amount: 1})
+			return err
+		}, codes.InvalidArgument, "currency_unknown"},
+		{"unbalanced transaction", func() error {
+			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t1", Postings: []*ledgerv1.Posting{{AccountId: "platform:USD:bank", Amount: -2, Currency: "USD"}, {AccountId: "platform:USD:fee_revenue", Amount: 1, Currency: "USD"}}})
+			return err
+		}, codes.InvalidArgument, "unbalanced"},
+		{"overdraw a protected account", func() error {
+			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t2", Postings: []*ledgerv1.Posting{{AccountId: "merchant:mer_api:USD:available", Amount: -1, Currency: "USD"}, {AccountId: "platform:USD:bank", Amount: 1, Currency: "USD"}}})
+			return err
+		}, codes.FailedPrecondition, "insufficient_funds"},
+	}
+	for _, tt := range grpcErrs {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.err()
+			if status.Code(err) != tt.want || code(err) != tt.code {
+				t.Fatalf("got %v (%s), want %v (%s)", err, code(err), tt.want, tt.code)
+			}
+		})
+	}
+	if _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 500, "re_1"); err != nil {
+		t.Fatal(err)
+	}
+
+	st, bal := e.rest(t, "GET", "/v1/ledger/merchants/mer_api/balances/USD", "")
+	if st != 200 || bal["pending"] != fmt.Sprint(2500-r.Fee-500) {
+		t.Fatalf("balances: %d %v", st, bal)
+	}
+	st, ent := e.rest(t, "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_size=2", "")
+	if st != 200 || len(ent["entries"].([]any)) != 2 || ent["next_page_token"] == "" {
+		t.Fatalf("entries page 1: %d %v", st, ent)
+	}
+	st, ent2 := e.rest(t, "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_size=2&page_token="+ent["next_page_token"].(string), "")
+	if st != 200 || len(ent2["entries"].([]any)) != 1 {
+		t.Fatalf("entries page 2: %d %v", st, ent2)
+	}
+	restErrs := []struct {
+		name, method, path, body string
+		status                   int
+		code, field              string
+	}{
+		{"unknown account", "GET", "/v1/ledger/accounts/nope", "", 404, "account_not_found", "account_id"},
+		{"bad page token", "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_token=zz", "", 400, "page_token_invalid", "page_token"},
+		{"bad payout date", "POST", "/v1/ledger/payouts:run", `{"date":"tomorrow"}`, 400, "date_invalid", "date"},
+		{"bad payout status", "POST", "/v1/ledger/payouts/po_x", `{"status":"lost"}`, 400, "status_invalid", "status"},
+		{"unknown payout", "POST", "/v1/ledger/payouts/po_x", `{"status":"paid"}`, 404, "payout_not_found", "id"},
+		{"settlement with a bad amount", "POST", "/v1/ledger/settlements", `{"acquirer":"simulator","csv":"acquirer_reference,amount,fee,currency,settled_date\nsim_pay_1,2500,10,USD,2026-11-20\nsim_pay_1,abc,0,USD,2026-11-21\n"}`, 400, "settlement_file_invalid", "csv.line[3].amount"},
+		{"settlement in another currency", "POST", "/v1/ledger/settlements", `{"acquirer":"simulator","currency":"EUR","csv":"acquirer_reference,amount,fee,currency,settled_date\nsim_pay_1,2500,10,USD,2026-11-20\n"}`, 400, "settlement_file_invalid", "csv.line[2].currency"},
+		{"unknown JSON field", "POST", "/v1/ledger/payouts:run", `{"when":"now"}`, 400, "unknown_field", "when"},
+	}
+	before, _ := c.Verify(ctx, &ledgerv1.VerifyRequest{})
+	for _, tt := range restErrs {
+		t.Run(tt.name, func(t *testing.T) {
+			st, body := e.rest(t, tt.method, tt.path, tt.body)
+			errObj, _ := body["error"].(map[string]any)
+			if st != tt.status || errObj["code"] != tt.code || errObj["field"] != tt.field {
+				t.Fatalf("got %d %v, want %d %s (%s)", st, body, tt.status, tt.code, tt.field)
+			}
+		})
+	}
+	if after, _ := c.Verify(ctx, &ledgerv1.VerifyRequest{}); after.Transactions != before.Transactions {
+		t.Fatalf("refused requests posted %d transactions", after.Transactions-before.Transactions)
+	}
+	st, srep := e.rest(t, "POST", "/v1/ledger/settlements", `{"acquirer":"simulator","csv":"acquirer_reference,amount,fee,currency,settled_date,type\nsim_pay_1,2500,83,USD,2026-11-20,capture\nsim_pay_1,-500,0,USD,2026-11-20,refund\nsim_nobody,5,0,USD,2026-11-20,capture\n"}`)
+	if st != 200 || srep["matched"] != 2.0 || srep["unmatched"] != 1.0 {
+		t.Fatalf("settlement: %d %v", st, srep)
+	}
+	// Payouts: T+2 has not passed, so nothing today.
+	st, run := e.rest(t, "POST", "/v1/ledger/payouts:run", `{}`)
+	if st != 200 || run["payouts"] != nil && len(run["payouts"].([]any)) != 0 {
+		t.Fatalf("payout run: %d %v", st, run)
+	}
+	v, err := c.Verify(ctx, &ledgerv1.VerifyRequest{})
+	if err != nil || len(v.Problems) != 0 || v.Transactions != 5 {
+		t.Fatalf("verify: %+v %v", v, err)
+	}
+}
+
+// TestCrashSafety SIGKILLs ledgerd while 32 clients post transfers (a hot
+// account and spread ones), restarts it, replays every client's retries
+// with the same ids, and checks that each transaction is applied exactly
+// once and the journal verifies.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)
+	grpcAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	logs := &testenv.SyncBuffer{}
+	start := func() *exec.Cmd {
+		cmd := exec.Command(os.Args[0], "-test.run=^$")
+		cmd.Env = append(os.Environ(), append(ledgerEnv(t, url), "OBOL_TEST_BE_LEDGERD=1", "OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0")...)
+		cmd.Stdout, cmd.Stderr = logs, logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return cmd
+	}
+	proc := start()
+	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
+	c := dial(t, grpcAddr)
+	ctx := authed()
+	waitUp := func() {
+		if err := testenv.WaitFor(20*time.Second, func() error {
+			_, err := c.GetAccount(ctx, &ledgerv1.GetAccountRequest{Id: "hot"})
+			if status.Code(err) == codes.NotFound {
+				return nil
+			}
+			return err
+		}); err != nil {
+			t.Fatalf("ledgerd did not come up: %v\n%s", err, logs.String())
+		}
+	}
+	waitUp()
+	const clients, each, accounts = 32, 40, 64
+	for _, id := range append([]string{"hot", "world"}, func() []string {
+		var ids []string
+		for i := 0; i < accounts; i++ {
+			ids = append(ids, fmt.Sprintf("acct_%d", i))
+		}
+		return ids
+	}()...) {
+		if _, err := c.CreateAccount(ctx, &ledgerv1.CreateAccountRequest{Id: id, Currency: "USD"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tx := func(cl, i int) *ledgerv1.PostTransactionRequest {
+		from, to := "world", fmt.Sprintf("acct_%d", (cl*each+i)%accounts)
+		if i%2 == 0 {
+			to = "hot"
+		}
+		return &ledgerv1.PostTransactionRequest{Id: fmt.Sprintf("c%d-%d", cl, i), Postings: []*ledgerv1.Posting{
+			{AccountId: from, Amount: -int64(i + 1), Currency: "USD"}, {AccountId: to, Amount: int64(i + 1), Currency: "USD"}}}
+	}
+	var confirmed atomic.Int64
+	killed := make(chan struct{})
+	var killOnce sync.Once
+	var wg sync.WaitGroup
+	unconfirmed := make([][]int, clients)
+	for cl := 0; cl < clients; cl++ {
+		wg.Add(1)
+		go func(cl int) {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := c.PostTransaction(cctx, tx(cl, i))
+				cancel()
+				if err != nil {
+					unconfirmed[cl] = append(unconfirmed[cl], i) // the client will retry it
+					continue
+				}
+				if confirmed.Add(1) == clients*each/3 {
+					killOnce.Do(func() {
+						_ = proc.Process.Signal(syscall.SIGKILL)
+						close(killed)
+					})
+				}
+			}
+		}(cl)
+	}
+	wg.Wait()
+	select {
+	case <-killed:
+	default:
+		t.Fatal("ledgerd was never killed")
+	}
+	_ = proc.Wait()
+	lost := 0
+	for _, u := range unconfirmed {
+		lost += len(u)
+	}
+	t.Logf("SIGKILL after %d confirmed transfers; %d requests failed and are retried", clients*each/3, lost)
+	if lost == 0 {
+		t.Fatal("the kill interrupted nothing: the test proves nothing")
+	}
+	proc = start()
+	waitUp()
+	// Every client retries what it did not see confirmed, and (as a client
+	// unsure of its last answer would) replays everything else too.
+	replayed := 0
+	for cl := 0; cl < clients; cl++ {
+		for i := 0; i < each; i++ {
+			r, err := c.PostTransaction(ctx, tx(cl, i))
+			if err != nil {
+				t.Fatalf("retry c%d-%d: %v", cl, i, err)
+			}
+			if r.Replayed {
+				replayed++
+			}
+		}
+	}
+	t.Logf("after restart: %d of %d retries were replays of transactions already committed", replayed, clients*each)
+	if replayed < int(confirmed.Load()) {
+		t.Fatalf("%d replays but %d transfers were confirmed before the kill: a confirmed transfer was lost", replayed, confirmed.Load())
+	}
+	var want int64
+	for cl := 0; cl < clients; cl++ {
+		for i := 0; i < each; i += 2 {
+			want += int64(i + 1)
+		}
+	}
+	hot, err := c.GetAccount(ctx, &ledgerv1.GetAccountRequest{Id: "hot"})
+	if err != nil || hot.Posted != want {
+		t.Fatalf("hot account %d, want %d (a transfer lost or applied twice): %v", hot.GetPosted(), want, err)
+	}
+	v, err := c.Verify(ctx, &ledgerv1.VerifyRequest{})
+	if err != nil || len(v.Problems) != 0 || v.Transactions != clients*each {
+		t.Fatalf("verify after crash: %+v %v", v, err)
+	}
+	if strings.Contains(logs.String(), "panic") {
+		t.Fatalf("ledgerd panicked:\n%s", logs.String())
+	}
+}

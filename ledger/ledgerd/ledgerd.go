@@ -1,0 +1,131 @@
+// Package ledgerd assembles the ledger service: production on PostgreSQL
+// and the embedded default of `obol dev` on SQLite (both pass the same
+// conformance and book suites). Outside PCI scope: it imports nothing from
+// vault/ or proxy/.
+package ledgerd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/serve"
+	"github.com/obolpay/obol/ledger/book"
+	"github.com/obolpay/obol/ledger/journal"
+	"github.com/obolpay/obol/ledger/server"
+	"github.com/obolpay/obol/ledger/store"
+	"github.com/obolpay/obol/ledger/store/postgres"
+	"github.com/obolpay/obol/ledger/store/sqlite"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+)
+
+// Config configures ledgerd. Token is a secret.
+type Config struct {
+	// PostgresURL (production) or SQLitePath (embedded default).
+	PostgresURL string
+	SQLitePath  string
+	GRPCAddr    string
+	HTTPAddr    string
+	GRPCTLS     *tls.Config
+	Token       string
+	// Settings is the YAML file of fees and payout terms ("" = defaults).
+	Settings   string
+	Reflection bool
+	// SweepEvery is how often expired authorization holds are released
+	// (default 1 minute).
+	SweepEvery time.Duration
+	Logger     *slog.Logger
+}
+
+// Instance is a built ledgerd.
+type Instance struct {
+	Book    *book.Book
+	Service *server.Service
+	Server  *serve.Server
+	store   store.Store
+	sweep   time.Duration
+	log     *slog.Logger
+}
+
+// Start opens the journal and builds the service.
+func Start(ctx context.Context, cfg Config) (*Instance, error) {
+	if cfg.Token == "" {
+		return nil, errors.New("a service token is required (OBOL_LEDGER_TOKEN): the gateway and finance tools authenticate with it")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	settings, err := book.LoadConfig(cfg.Settings)
+	if err != nil {
+		return nil, err
+	}
+	var st store.Store
+	switch {
+	case cfg.PostgresURL != "":
+		st, err = postgres.Open(ctx, cfg.PostgresURL)
+	case cfg.SQLitePath != "":
+		st, err = sqlite.Open(ctx, cfg.SQLitePath)
+	default:
+		err = errors.New("a ledger database is required (OBOL_LEDGER_POSTGRES_URL)")
+	}
+	if err != nil {
+		return nil, err
+	}
+	b := book.New(st, settings)
+	svc := server.New(b, cfg.Token)
+	srv, err := serve.New(ctx, serve.Options{
+		Name: "ledger", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Register: func(g *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(g, svc) },
+		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
+			return ledgerv1.RegisterLedgerServiceHandlerServer(ctx, m, svc)
+		},
+		OpenAPI:     ledgerv1.OpenAPI,
+		MaxBody:     8 << 20, // settlement files
+		Ready: func(ctx context.Context) error {
+			if _, err := st.Account(ctx, "platform:readiness"); err != nil && !errors.Is(err, journal.ErrUnknownAccount) {
+				return apierr.StorageUnavailable(err)
+			}
+			return nil
+		},
+		HealthNames: []string{ledgerv1.LedgerService_ServiceDesc.ServiceName},
+	})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	sweep := cfg.SweepEvery
+	if sweep <= 0 {
+		sweep = time.Minute
+	}
+	return &Instance{Book: b, Service: svc, Server: srv, store: st, sweep: sweep, log: cfg.Logger}, nil
+}
+
+// Serve serves until ctx ends, releasing expired authorization holds.
+func (in *Instance) Serve(ctx context.Context) error {
+	go func() {
+		t := time.NewTicker(in.sweep)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if n, err := in.store.ExpirePending(ctx, time.Now()); err != nil {
+					in.log.Warn("expiry sweep failed", "err", err)
+				} else if n > 0 {
+					in.log.Info("expired authorization holds released", "count", n)
+				}
+			}
+		}
+	}()
+	return in.Server.Serve(ctx)
+}
+
+// Close closes the journal.
+func (in *Instance) Close() { in.store.Close() }
