@@ -160,8 +160,14 @@ func TestLedgerdAPI(t *testing.T) {
 			return err
 		}, codes.FailedPrecondition, "refund_exceeds_captured"},
 		{"refund without id", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 1, ""); return err }, codes.InvalidArgument, "field_required"},
-		{"capture twice with another amount", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 100, ""); return err }, codes.AlreadyExists, "idempotency_key_reused"},
-		{"capture unknown payment", func() error { _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_x", 100, ""); return err }, codes.NotFound, "payment_not_found"},
+		{"capture twice with another amount", func() error {
+			_, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 100, "")
+			return err
+		}, codes.AlreadyExists, "idempotency_key_reused"},
+		{"capture unknown payment", func() error {
+			_, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_x", 100, "")
+			return err
+		}, codes.NotFound, "payment_not_found"},
 		{"unknown currency", func() error {
 			_, err := c.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, PaymentId: "p", MerchantId: "m", Currency: "ABC", Amount: 1})
 			return err

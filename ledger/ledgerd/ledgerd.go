@@ -85,8 +85,8 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return ledgerv1.RegisterLedgerServiceHandlerServer(ctx, m, svc)
 		},
-		OpenAPI:     ledgerv1.OpenAPI,
-		MaxBody:     8 << 20, // settlement files
+		OpenAPI: ledgerv1.OpenAPI,
+		MaxBody: 8 << 20, // settlement files
 		Ready: func(ctx context.Context) error {
 			if _, err := st.Account(ctx, "platform:readiness"); err != nil && !errors.Is(err, journal.ErrUnknownAccount) {
 				return apierr.StorageUnavailable(err)

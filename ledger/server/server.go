@@ -64,7 +64,9 @@ func public(err error) error {
 	if errors.As(err, &ae) {
 		return err
 	}
-	conflict := func(code, field, msg string) error { return apierr.New(apierr.KindFailedPrecondition, code, field, msg) }
+	conflict := func(code, field, msg string) error {
+		return apierr.New(apierr.KindFailedPrecondition, code, field, msg)
+	}
 	notFound := func(code, field, msg string) error { return apierr.New(apierr.KindNotFound, code, field, msg) }
 	switch {
 	case errors.Is(err, journal.ErrIdempotencyReused):
