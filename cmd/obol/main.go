@@ -24,6 +24,7 @@ import (
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/proxy/simulator"
+	"github.com/obolpay/obol/ledger/ledgerd"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
@@ -57,8 +58,19 @@ Usage:
       Write a new random version of the fingerprint secret.
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
-  obol ledger verify --postgres-url URL
+  obol ledger verify [--postgres-url URL | --data-dir ./.obol]
       Recompute every balance and hold from the journal and check its hash chain.
+  obol ledger balances --merchant M [--currency USD]
+  obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
+      Reconcile an acquirer's settlement report (columns acquirer_reference,
+      amount, fee, currency, settled_date[, type]); a bad file posts nothing.
+  obol payouts run [--date YYYY-MM-DD] [--merchant M]
+      Release funds past each merchant's delay and create the day's payouts.
+  obol payouts list [--batch YYYY-MM-DD] [--csv FILE]
+  obol payouts mark PAYOUT_ID paid|failed
+      The ledger commands talk to ledgerd (--ledger-addr, OBOL_LEDGER_ADDR,
+      default 127.0.0.1:9092) with OBOL_LEDGER_TOKEN, or the dev token from
+      --data-dir ./.obol when obol dev runs.
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
       List audit events; verify the hash chain (and, with --vault-addr and an
@@ -98,6 +110,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runAudit(ctx, args[1:], out)
 	case "ledger":
 		return runLedger(ctx, args[1:], out)
+	case "payouts":
+		return runPayouts(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
@@ -114,6 +128,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	riskHTTP := fs.String("risk-http-addr", "127.0.0.1:8081", "risk engine REST listen address")
 	riskGRPC := fs.String("risk-grpc-addr", "127.0.0.1:9091", "risk engine gRPC listen address")
+	ledgerHTTP := fs.String("ledger-http-addr", "127.0.0.1:8082", "ledger REST listen address")
+	ledgerGRPC := fs.String("ledger-grpc-addr", "127.0.0.1:9092", "ledger gRPC listen address")
 	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
@@ -134,6 +150,16 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("risk engine: %w", err)
 	}
 	defer risk.Close()
+	ledgerToken, err := devToken(*dataDir, "ledger_token", "ldg_")
+	if err != nil {
+		return err
+	}
+	ledger, err := ledgerd.Start(ctx, ledgerd.Config{SQLitePath: filepath.Join(*dataDir, "ledger.db"), GRPCAddr: *ledgerGRPC, HTTPAddr: *ledgerHTTP,
+		Token: ledgerToken, Settings: os.Getenv("OBOL_LEDGER_SETTINGS"), Reflection: true, Logger: log})
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	defer ledger.Close()
 	sim, err := startSimulator(*simAddr, e.PKI, log)
 	if err != nil {
 		return fmt.Errorf("acquirer simulator: %w", err)
@@ -156,6 +182,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
   risk REST http://%s   (rules %s; token in the credentials file as risk_token)
   risk gRPC %s   (plaintext in dev; reflection on)
+  ledger REST http://%s   (SQLite; token in the credentials file as ledger_token)
+  ledger gRPC %s   (plaintext in dev; reflection on)
   acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
 
   Try (put in a test card number from TESTCARDS.md or the README walk-through;
@@ -165,20 +193,21 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
-		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), sim.Addr(),
+		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(),
 		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- e.Serve(ctx) }()
 	go func() { errc <- risk.Serve(ctx) }()
+	go func() { errc <- ledger.Serve(ctx) }()
 	go func() { errc <- sim.Serve(ctx) }()
 	first := <-errc
 	cancel()
-	for i := 0; i < 2; i++ {
+	for i := 0; i < 3; i++ {
 		if err := <-errc; first == nil {
 			first = err
 		}
@@ -220,9 +249,12 @@ func startSimulator(addr string, pki *devpki.PKI, log *slog.Logger) (*simServer,
 	return &simServer{ln: ln, srv: &http.Server{Handler: simulator.New(simulator.Config{Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
-// devRiskToken returns the dev risk engine's service token, creating it on
-// first use and keeping it in the dev credentials file (0600).
-func devRiskToken(dataDir string) (string, error) {
+// devRiskToken returns the dev risk engine's service token.
+func devRiskToken(dataDir string) (string, error) { return devToken(dataDir, "risk_token", "rsk_") }
+
+// devToken returns a dev service token, creating it on first use and
+// keeping it in the dev credentials file (0600).
+func devToken(dataDir, name, prefix string) (string, error) {
 	path := filepath.Join(dataDir, vaultd.CredentialsFile)
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -232,19 +264,19 @@ func devRiskToken(dataDir string) (string, error) {
 	if err := json.Unmarshal(b, &creds); err != nil {
 		return "", fmt.Errorf("%s: %w", path, err)
 	}
-	if t := creds["risk_token"]; t != "" {
+	if t := creds[name]; t != "" {
 		return t, nil
 	}
 	var r [24]byte
 	if _, err := rand.Read(r[:]); err != nil {
 		return "", err
 	}
-	creds["risk_token"] = "rsk_" + base64.RawURLEncoding.EncodeToString(r[:])
+	creds[name] = prefix + base64.RawURLEncoding.EncodeToString(r[:])
 	out, _ := json.MarshalIndent(creds, "", "  ")
 	if err := os.WriteFile(path, append(out, '\n'), 0o600); err != nil {
 		return "", err
 	}
-	return creds["risk_token"], nil
+	return creds[name], nil
 }
 
 type stringList []string

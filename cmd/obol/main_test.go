@@ -19,10 +19,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/journal"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -34,6 +38,7 @@ var (
 	restRe = regexp.MustCompile(`\n  REST\s+http://(\S+)`)
 	riskRe = regexp.MustCompile(`risk REST http://(\S+)`)
 	simRe  = regexp.MustCompile(`acquirer  https://(\S+)`)
+	ldgRe  = regexp.MustCompile(`ledger gRPC (\S+)`)
 )
 
 // TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
@@ -41,12 +46,19 @@ var (
 // `obol merchants create` on the same data dir.
 func TestDevAndMerchants(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".obol")
+	settings := filepath.Join(t.TempDir(), "ledger.yaml")
+	if err := os.WriteFile(settings, []byte("defaults: {delay_days: 0, fee_bps: 290, fee_fixed: {USD: 30}}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("OBOL_LEDGER_SETTINGS", settings)
+	t.Setenv("OBOL_LEDGER_TOKEN", "")
 	out := &testenv.SyncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--simulator-addr", "127.0.0.1:0", "--log-format", "json"}, out)
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0",
+			"--simulator-addr", "127.0.0.1:0", "--log-format", "json"}, out)
 	}()
 	var addr string
 	if err := testenv.WaitFor(20*time.Second, func() error {
@@ -119,9 +131,14 @@ func TestDevAndMerchants(t *testing.T) {
 	if resp.StatusCode != 402 || !strings.Contains(string(body), "card_declined") {
 		t.Fatalf("simulator: %d %s", resp.StatusCode, body)
 	}
+	testDevLedger(t, dir, out.String(), creds["merchant_id"])
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("obol dev: %v", err)
+	}
+	var vout bytes.Buffer
+	if err := run(context.Background(), []string{"ledger", "verify", "--data-dir", dir}, &vout); err != nil || !strings.Contains(vout.String(), "ledger verified") {
+		t.Fatalf("ledger verify --data-dir: %v\n%s", err, vout.String())
 	}
 	// Neither card used above is anywhere in what obol dev printed (banner
 	// and logs) or left in its data dir.
@@ -280,5 +297,69 @@ func TestLedgerVerify(t *testing.T) {
 	out.Reset()
 	if err := run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out); err == nil || !strings.Contains(out.String(), "account b") {
 		t.Fatalf("tampered balance not reported: %v\n%s", err, out.String())
+	}
+}
+
+// testDevLedger drives the dev ledger through the CLI: a captured payment
+// (recorded as the gateway does), its settlement, a payout run, the batch
+// CSV and the bank's confirmation.
+func testDevLedger(t *testing.T, dir, banner, merchant string) {
+	m := ldgRe.FindStringSubmatch(banner)
+	if m == nil {
+		t.Fatalf("no ledger address:\n%s", banner)
+	}
+	addr := m[1]
+	cli := func(args ...string) (string, error) {
+		var b bytes.Buffer
+		err := run(context.Background(), append(args, "--ledger-addr", addr, "--data-dir", dir), &b)
+		return b.String(), err
+	}
+	// The flags go before positional arguments.
+	cliPos := func(pos []string, args ...string) (string, error) {
+		var b bytes.Buffer
+		err := run(context.Background(), append(append(args, "--ledger-addr", addr, "--data-dir", dir), pos...), &b)
+		return b.String(), err
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
+	var creds map[string]string
+	_ = json.Unmarshal(b, &creds)
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	lc := ledgerv1.NewLedgerServiceClient(conn)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+creds["ledger_token"])
+	for _, ev := range []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED} {
+		if _, err := lc.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: "pay_dev1", MerchantId: merchant, Currency: "USD", Amount: 10000, Acquirer: "simulator", AcquirerReference: "sim_dev1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if o, err := cli("ledger", "balances", "--merchant", merchant); err != nil || !strings.Contains(o, "96.80") {
+		t.Fatalf("balances: %v\n%s", err, o)
+	}
+	file := filepath.Join(t.TempDir(), "settlement.csv")
+	_ = os.WriteFile(file, []byte("acquirer_reference,amount,fee,currency,settled_date\nsim_dev1,10000,290,USD,2026-11-21\nsim_other,5,0,USD,2026-11-21\n"), 0o600)
+	if o, err := cliPos([]string{file}, "ledger", "import-settlement", "--acquirer", "simulator"); err == nil || !strings.Contains(o, "1 matched") || !strings.Contains(o, "line 3 capture sim_other 5 USD: UNMATCHED") {
+		t.Fatalf("import-settlement: %v\n%s", err, o)
+	}
+	bad := filepath.Join(t.TempDir(), "bad.csv")
+	_ = os.WriteFile(bad, []byte("acquirer_reference,amount,fee,currency,settled_date\nsim_dev1,1x,0,USD,2026-11-21\n"), 0o600)
+	if _, err := cliPos([]string{bad}, "ledger", "import-settlement", "--acquirer", "simulator"); err == nil || !strings.Contains(err.Error(), "line 2: amount") {
+		t.Fatalf("bad settlement file: %v", err)
+	}
+	o, err := cli("payouts", "run")
+	if err != nil || !strings.Contains(o, "payout po_") || !strings.Contains(o, "96.80") {
+		t.Fatalf("payouts run: %v\n%s", err, o)
+	}
+	id := regexp.MustCompile(`payout (po_\S+)`).FindStringSubmatch(o)[1]
+	if o, err := cli("payouts", "list", "--csv", "-"); err != nil || !strings.Contains(o, id+","+merchant+",USD,9680,96.80,in_transit") {
+		t.Fatalf("payouts list: %v\n%s", err, o)
+	}
+	if o, err := cliPos([]string{id, "paid"}, "payouts", "mark"); err != nil || !strings.Contains(o, "paid") {
+		t.Fatalf("payouts mark: %v\n%s", err, o)
+	}
+	if _, err := cliPos([]string{id, "failed"}, "payouts", "mark"); err == nil || !strings.Contains(err.Error(), "payout_closed") {
+		t.Fatalf("failed after paid: %v", err)
 	}
 }
