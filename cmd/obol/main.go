@@ -23,8 +23,8 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
-	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
