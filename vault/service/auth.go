@@ -13,6 +13,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/apikey"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -129,4 +130,19 @@ func hasIdentity(c *x509.Certificate, id string) bool {
 		}
 	}
 	return !strings.Contains(id, "://") && c.Subject.CommonName == id
+}
+
+// AuthenticateMerchant resolves a merchant's secret key for the gateway:
+// only the gateway's mTLS identity may ask, and publishable keys are
+// refused (they may only tokenize).
+func (s *Service) AuthenticateMerchant(ctx context.Context, req *vaultv1.AuthenticateMerchantRequest) (*vaultv1.AuthenticateMerchantResponse, error) {
+	if _, err := s.gateway(ctx); err != nil {
+		return nil, err
+	}
+	mctx := metadata.NewIncomingContext(ctx, metadata.Pairs(MDAuthorization, req.GetAuthorization()))
+	p, err := s.merchant(mctx, false)
+	if err != nil {
+		return nil, err
+	}
+	return &vaultv1.AuthenticateMerchantResponse{MerchantId: p.merchantID, Live: strings.HasPrefix(p.keyPrefix, "sk_live_")}, nil
 }

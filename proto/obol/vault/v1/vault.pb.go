@@ -30,6 +30,104 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AuthenticateMerchantRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The merchant's Authorization header value ("Bearer sk_…").
+	Authorization string `protobuf:"bytes,1,opt,name=authorization,proto3" json:"authorization,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateMerchantRequest) Reset() {
+	*x = AuthenticateMerchantRequest{}
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateMerchantRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateMerchantRequest) ProtoMessage() {}
+
+func (x *AuthenticateMerchantRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateMerchantRequest.ProtoReflect.Descriptor instead.
+func (*AuthenticateMerchantRequest) Descriptor() ([]byte, []int) {
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *AuthenticateMerchantRequest) GetAuthorization() string {
+	if x != nil {
+		return x.Authorization
+	}
+	return ""
+}
+
+type AuthenticateMerchantResponse struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	MerchantId string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// True for a live key (sk_live_…), false for a test key.
+	Live          bool `protobuf:"varint,2,opt,name=live,proto3" json:"live,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthenticateMerchantResponse) Reset() {
+	*x = AuthenticateMerchantResponse{}
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthenticateMerchantResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthenticateMerchantResponse) ProtoMessage() {}
+
+func (x *AuthenticateMerchantResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthenticateMerchantResponse.ProtoReflect.Descriptor instead.
+func (*AuthenticateMerchantResponse) Descriptor() ([]byte, []int) {
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuthenticateMerchantResponse) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *AuthenticateMerchantResponse) GetLive() bool {
+	if x != nil {
+		return x.Live
+	}
+	return false
+}
+
 // CardInput is card data as entered at checkout.
 type CardInput struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -49,7 +147,7 @@ type CardInput struct {
 
 func (x *CardInput) Reset() {
 	*x = CardInput{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[0]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -61,7 +159,7 @@ func (x *CardInput) String() string {
 func (*CardInput) ProtoMessage() {}
 
 func (x *CardInput) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[0]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -74,7 +172,7 @@ func (x *CardInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardInput.ProtoReflect.Descriptor instead.
 func (*CardInput) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{0}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CardInput) GetNumber() string {
@@ -124,7 +222,7 @@ type TokenizeRequest struct {
 
 func (x *TokenizeRequest) Reset() {
 	*x = TokenizeRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[1]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -136,7 +234,7 @@ func (x *TokenizeRequest) String() string {
 func (*TokenizeRequest) ProtoMessage() {}
 
 func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[1]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -149,7 +247,7 @@ func (x *TokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TokenizeRequest.ProtoReflect.Descriptor instead.
 func (*TokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{1}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *TokenizeRequest) GetCard() *CardInput {
@@ -183,7 +281,7 @@ type CardMetadata struct {
 
 func (x *CardMetadata) Reset() {
 	*x = CardMetadata{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[2]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -195,7 +293,7 @@ func (x *CardMetadata) String() string {
 func (*CardMetadata) ProtoMessage() {}
 
 func (x *CardMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[2]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -208,7 +306,7 @@ func (x *CardMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardMetadata.ProtoReflect.Descriptor instead.
 func (*CardMetadata) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{2}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *CardMetadata) GetBrand() string {
@@ -269,7 +367,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[3]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -281,7 +379,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[3]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -294,7 +392,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{3}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Token) GetToken() string {
@@ -341,7 +439,7 @@ type GetTokenRequest struct {
 
 func (x *GetTokenRequest) Reset() {
 	*x = GetTokenRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -353,7 +451,7 @@ func (x *GetTokenRequest) String() string {
 func (*GetTokenRequest) ProtoMessage() {}
 
 func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -366,7 +464,7 @@ func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{4}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetTokenRequest) GetToken() string {
@@ -385,7 +483,7 @@ type DeleteTokenRequest struct {
 
 func (x *DeleteTokenRequest) Reset() {
 	*x = DeleteTokenRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -397,7 +495,7 @@ func (x *DeleteTokenRequest) String() string {
 func (*DeleteTokenRequest) ProtoMessage() {}
 
 func (x *DeleteTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -410,7 +508,7 @@ func (x *DeleteTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTokenRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTokenRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{5}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteTokenRequest) GetToken() string {
@@ -430,7 +528,7 @@ type DeleteTokenResponse struct {
 
 func (x *DeleteTokenResponse) Reset() {
 	*x = DeleteTokenResponse{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -442,7 +540,7 @@ func (x *DeleteTokenResponse) String() string {
 func (*DeleteTokenResponse) ProtoMessage() {}
 
 func (x *DeleteTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -455,7 +553,7 @@ func (x *DeleteTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTokenResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTokenResponse) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{6}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *DeleteTokenResponse) GetToken() string {
@@ -494,7 +592,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -506,7 +604,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -519,7 +617,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{7}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *DetokenizeRequest) GetMerchantId() string {
@@ -585,7 +683,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +695,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +708,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{8}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DetokenizeResponse) GetToken() string {
@@ -680,7 +778,13 @@ var File_obol_vault_v1_vault_proto protoreflect.FileDescriptor
 
 const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\n" +
-	"\x19obol/vault/v1/vault.proto\x12\robol.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9d\x01\n" +
+	"\x19obol/vault/v1/vault.proto\x12\robol.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n" +
+	"\x1bAuthenticateMerchantRequest\x12)\n" +
+	"\rauthorization\x18\x01 \x01(\tB\x03\x80\x01\x01R\rauthorization\"S\n" +
+	"\x1cAuthenticateMerchantResponse\x12\x1f\n" +
+	"\vmerchant_id\x18\x01 \x01(\tR\n" +
+	"merchantId\x12\x12\n" +
+	"\x04live\x18\x02 \x01(\bR\x04live\"\x9d\x01\n" +
 	"\tCardInput\x12\x1b\n" +
 	"\x06number\x18\x01 \x01(\tB\x03\x80\x01\x01R\x06number\x12\x1b\n" +
 	"\texp_month\x18\x02 \x01(\x05R\bexpMonth\x12\x19\n" +
@@ -731,13 +835,14 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\x05last4\x18\x06 \x01(\tR\x05last4\x12\x1b\n" +
 	"\texp_month\x18\a \x01(\x05R\bexpMonth\x12\x19\n" +
 	"\bexp_year\x18\b \x01(\x05R\aexpYear\x12 \n" +
-	"\vfingerprint\x18\t \x01(\tR\vfingerprint2\xbb\x02\n" +
+	"\vfingerprint\x18\t \x01(\tR\vfingerprint2\xac\x03\n" +
 	"\fVaultService\x12@\n" +
 	"\bTokenize\x12\x1e.obol.vault.v1.TokenizeRequest\x1a\x14.obol.vault.v1.Token\x12@\n" +
 	"\bGetToken\x12\x1e.obol.vault.v1.GetTokenRequest\x1a\x14.obol.vault.v1.Token\x12T\n" +
 	"\vDeleteToken\x12!.obol.vault.v1.DeleteTokenRequest\x1a\".obol.vault.v1.DeleteTokenResponse\x12Q\n" +
 	"\n" +
-	"Detokenize\x12 .obol.vault.v1.DetokenizeRequest\x1a!.obol.vault.v1.DetokenizeResponseB5Z3github.com/obolpay/obol/proto/obol/vault/v1;vaultv1b\x06proto3"
+	"Detokenize\x12 .obol.vault.v1.DetokenizeRequest\x1a!.obol.vault.v1.DetokenizeResponse\x12o\n" +
+	"\x14AuthenticateMerchant\x12*.obol.vault.v1.AuthenticateMerchantRequest\x1a+.obol.vault.v1.AuthenticateMerchantResponseB5Z3github.com/obolpay/obol/proto/obol/vault/v1;vaultv1b\x06proto3"
 
 var (
 	file_obol_vault_v1_vault_proto_rawDescOnce sync.Once
@@ -751,37 +856,41 @@ func file_obol_vault_v1_vault_proto_rawDescGZIP() []byte {
 	return file_obol_vault_v1_vault_proto_rawDescData
 }
 
-var file_obol_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_obol_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_obol_vault_v1_vault_proto_goTypes = []any{
-	(*CardInput)(nil),             // 0: obol.vault.v1.CardInput
-	(*TokenizeRequest)(nil),       // 1: obol.vault.v1.TokenizeRequest
-	(*CardMetadata)(nil),          // 2: obol.vault.v1.CardMetadata
-	(*Token)(nil),                 // 3: obol.vault.v1.Token
-	(*GetTokenRequest)(nil),       // 4: obol.vault.v1.GetTokenRequest
-	(*DeleteTokenRequest)(nil),    // 5: obol.vault.v1.DeleteTokenRequest
-	(*DeleteTokenResponse)(nil),   // 6: obol.vault.v1.DeleteTokenResponse
-	(*DetokenizeRequest)(nil),     // 7: obol.vault.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),    // 8: obol.vault.v1.DetokenizeResponse
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*AuthenticateMerchantRequest)(nil),  // 0: obol.vault.v1.AuthenticateMerchantRequest
+	(*AuthenticateMerchantResponse)(nil), // 1: obol.vault.v1.AuthenticateMerchantResponse
+	(*CardInput)(nil),                    // 2: obol.vault.v1.CardInput
+	(*TokenizeRequest)(nil),              // 3: obol.vault.v1.TokenizeRequest
+	(*CardMetadata)(nil),                 // 4: obol.vault.v1.CardMetadata
+	(*Token)(nil),                        // 5: obol.vault.v1.Token
+	(*GetTokenRequest)(nil),              // 6: obol.vault.v1.GetTokenRequest
+	(*DeleteTokenRequest)(nil),           // 7: obol.vault.v1.DeleteTokenRequest
+	(*DeleteTokenResponse)(nil),          // 8: obol.vault.v1.DeleteTokenResponse
+	(*DetokenizeRequest)(nil),            // 9: obol.vault.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),           // 10: obol.vault.v1.DetokenizeResponse
+	(*timestamppb.Timestamp)(nil),        // 11: google.protobuf.Timestamp
 }
 var file_obol_vault_v1_vault_proto_depIdxs = []int32{
-	0, // 0: obol.vault.v1.TokenizeRequest.card:type_name -> obol.vault.v1.CardInput
-	2, // 1: obol.vault.v1.Token.card:type_name -> obol.vault.v1.CardMetadata
-	9, // 2: obol.vault.v1.Token.cvc_expires_at:type_name -> google.protobuf.Timestamp
-	9, // 3: obol.vault.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	1, // 4: obol.vault.v1.VaultService.Tokenize:input_type -> obol.vault.v1.TokenizeRequest
-	4, // 5: obol.vault.v1.VaultService.GetToken:input_type -> obol.vault.v1.GetTokenRequest
-	5, // 6: obol.vault.v1.VaultService.DeleteToken:input_type -> obol.vault.v1.DeleteTokenRequest
-	7, // 7: obol.vault.v1.VaultService.Detokenize:input_type -> obol.vault.v1.DetokenizeRequest
-	3, // 8: obol.vault.v1.VaultService.Tokenize:output_type -> obol.vault.v1.Token
-	3, // 9: obol.vault.v1.VaultService.GetToken:output_type -> obol.vault.v1.Token
-	6, // 10: obol.vault.v1.VaultService.DeleteToken:output_type -> obol.vault.v1.DeleteTokenResponse
-	8, // 11: obol.vault.v1.VaultService.Detokenize:output_type -> obol.vault.v1.DetokenizeResponse
-	8, // [8:12] is the sub-list for method output_type
-	4, // [4:8] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	2,  // 0: obol.vault.v1.TokenizeRequest.card:type_name -> obol.vault.v1.CardInput
+	4,  // 1: obol.vault.v1.Token.card:type_name -> obol.vault.v1.CardMetadata
+	11, // 2: obol.vault.v1.Token.cvc_expires_at:type_name -> google.protobuf.Timestamp
+	11, // 3: obol.vault.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 4: obol.vault.v1.VaultService.Tokenize:input_type -> obol.vault.v1.TokenizeRequest
+	6,  // 5: obol.vault.v1.VaultService.GetToken:input_type -> obol.vault.v1.GetTokenRequest
+	7,  // 6: obol.vault.v1.VaultService.DeleteToken:input_type -> obol.vault.v1.DeleteTokenRequest
+	9,  // 7: obol.vault.v1.VaultService.Detokenize:input_type -> obol.vault.v1.DetokenizeRequest
+	0,  // 8: obol.vault.v1.VaultService.AuthenticateMerchant:input_type -> obol.vault.v1.AuthenticateMerchantRequest
+	5,  // 9: obol.vault.v1.VaultService.Tokenize:output_type -> obol.vault.v1.Token
+	5,  // 10: obol.vault.v1.VaultService.GetToken:output_type -> obol.vault.v1.Token
+	8,  // 11: obol.vault.v1.VaultService.DeleteToken:output_type -> obol.vault.v1.DeleteTokenResponse
+	10, // 12: obol.vault.v1.VaultService.Detokenize:output_type -> obol.vault.v1.DetokenizeResponse
+	1,  // 13: obol.vault.v1.VaultService.AuthenticateMerchant:output_type -> obol.vault.v1.AuthenticateMerchantResponse
+	9,  // [9:14] is the sub-list for method output_type
+	4,  // [4:9] is the sub-list for method input_type
+	4,  // [4:4] is the sub-list for extension type_name
+	4,  // [4:4] is the sub-list for extension extendee
+	0,  // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_obol_vault_v1_vault_proto_init() }
@@ -795,7 +904,7 @@ func file_obol_vault_v1_vault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obol_vault_v1_vault_proto_rawDesc), len(file_obol_vault_v1_vault_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

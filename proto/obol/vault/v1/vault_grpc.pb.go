@@ -27,10 +27,11 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VaultService_Tokenize_FullMethodName    = "/obol.vault.v1.VaultService/Tokenize"
-	VaultService_GetToken_FullMethodName    = "/obol.vault.v1.VaultService/GetToken"
-	VaultService_DeleteToken_FullMethodName = "/obol.vault.v1.VaultService/DeleteToken"
-	VaultService_Detokenize_FullMethodName  = "/obol.vault.v1.VaultService/Detokenize"
+	VaultService_Tokenize_FullMethodName             = "/obol.vault.v1.VaultService/Tokenize"
+	VaultService_GetToken_FullMethodName             = "/obol.vault.v1.VaultService/GetToken"
+	VaultService_DeleteToken_FullMethodName          = "/obol.vault.v1.VaultService/DeleteToken"
+	VaultService_Detokenize_FullMethodName           = "/obol.vault.v1.VaultService/Detokenize"
+	VaultService_AuthenticateMerchant_FullMethodName = "/obol.vault.v1.VaultService/AuthenticateMerchant"
 )
 
 // VaultServiceClient is the client API for VaultService service.
@@ -47,6 +48,9 @@ type VaultServiceClient interface {
 	DeleteToken(ctx context.Context, in *DeleteTokenRequest, opts ...grpc.CallOption) (*DeleteTokenResponse, error)
 	// Detokenize reveals the card behind a token to the gateway only.
 	Detokenize(ctx context.Context, in *DetokenizeRequest, opts ...grpc.CallOption) (*DetokenizeResponse, error)
+	// AuthenticateMerchant resolves a merchant's secret API key for the
+	// gateway (gateway mTLS identity only), so merchants have one set of keys.
+	AuthenticateMerchant(ctx context.Context, in *AuthenticateMerchantRequest, opts ...grpc.CallOption) (*AuthenticateMerchantResponse, error)
 }
 
 type vaultServiceClient struct {
@@ -97,6 +101,16 @@ func (c *vaultServiceClient) Detokenize(ctx context.Context, in *DetokenizeReque
 	return out, nil
 }
 
+func (c *vaultServiceClient) AuthenticateMerchant(ctx context.Context, in *AuthenticateMerchantRequest, opts ...grpc.CallOption) (*AuthenticateMerchantResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuthenticateMerchantResponse)
+	err := c.cc.Invoke(ctx, VaultService_AuthenticateMerchant_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // VaultServiceServer is the server API for VaultService service.
 // All implementations must embed UnimplementedVaultServiceServer
 // for forward compatibility.
@@ -111,6 +125,9 @@ type VaultServiceServer interface {
 	DeleteToken(context.Context, *DeleteTokenRequest) (*DeleteTokenResponse, error)
 	// Detokenize reveals the card behind a token to the gateway only.
 	Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error)
+	// AuthenticateMerchant resolves a merchant's secret API key for the
+	// gateway (gateway mTLS identity only), so merchants have one set of keys.
+	AuthenticateMerchant(context.Context, *AuthenticateMerchantRequest) (*AuthenticateMerchantResponse, error)
 	mustEmbedUnimplementedVaultServiceServer()
 }
 
@@ -132,6 +149,9 @@ func (UnimplementedVaultServiceServer) DeleteToken(context.Context, *DeleteToken
 }
 func (UnimplementedVaultServiceServer) Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Detokenize not implemented")
+}
+func (UnimplementedVaultServiceServer) AuthenticateMerchant(context.Context, *AuthenticateMerchantRequest) (*AuthenticateMerchantResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AuthenticateMerchant not implemented")
 }
 func (UnimplementedVaultServiceServer) mustEmbedUnimplementedVaultServiceServer() {}
 func (UnimplementedVaultServiceServer) testEmbeddedByValue()                      {}
@@ -226,6 +246,24 @@ func _VaultService_Detokenize_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VaultService_AuthenticateMerchant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuthenticateMerchantRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VaultServiceServer).AuthenticateMerchant(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VaultService_AuthenticateMerchant_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VaultServiceServer).AuthenticateMerchant(ctx, req.(*AuthenticateMerchantRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // VaultService_ServiceDesc is the grpc.ServiceDesc for VaultService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -248,6 +286,10 @@ var VaultService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Detokenize",
 			Handler:    _VaultService_Detokenize_Handler,
+		},
+		{
+			MethodName: "AuthenticateMerchant",
+			Handler:    _VaultService_AuthenticateMerchant_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
