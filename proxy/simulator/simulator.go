@@ -12,6 +12,7 @@
 //	POST /v1/authorizations/{id}/cancel
 //	POST /v1/authorizations/{id}/refunds   {amount}   (repeatable, at most captured − refunded)
 //	GET  /v1/authorizations/{id}
+//	POST /v1/reversals                     {reference}   (void everything for a reference, even later)
 //	GET  /v1/settlements/next              CSV of captures and chargebacks not yet settled
 package simulator
 
@@ -66,7 +67,7 @@ var testCards = map[string]behaviour{
 // Authorization is the simulator's record of a payment (no card number).
 type Authorization struct {
 	ID          string `json:"id"`
-	Status      string `json:"status"` // approved, declined, canceled
+	Status      string `json:"status"` // approved, declined, canceled, reversed
 	DeclineCode string `json:"decline_code,omitempty"`
 	Amount      int64  `json:"amount"`
 	Currency    string `json:"currency"`
@@ -101,7 +102,10 @@ type Simulator struct {
 	mu    sync.Mutex
 	auths map[string]*Authorization
 	idem  map[string]idemEntry
-	mux   *http.ServeMux
+	// reversed references: an authorization for one, even one completing
+	// after the reversal arrived, ends reversed.
+	reversed map[string]bool
+	mux      *http.ServeMux
 	// Requests counts requests per route, for tests that check whether the
 	// gateway called the acquirer.
 	requests sync.Map // route -> *atomic.Int64
@@ -127,12 +131,13 @@ func New(cfg Config) *Simulator {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, mux: http.NewServeMux()}
+	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, reversed: map[string]bool{}, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/authorizations", s.count("authorize", s.idempotent(s.authorize)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/capture", s.count("capture", s.idempotent(s.capture)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/cancel", s.count("cancel", s.idempotent(s.cancel)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/refunds", s.count("refund", s.idempotent(s.refund)))
 	s.mux.HandleFunc("GET /v1/authorizations/{id}", s.count("get", s.get))
+	s.mux.HandleFunc("POST /v1/reversals", s.count("reversal", s.idempotent(s.reverse)))
 	s.mux.HandleFunc("GET /v1/settlements/next", s.count("settlement", s.settlement))
 	return s
 }
@@ -321,8 +326,35 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 
 func (s *Simulator) store(a *Authorization) {
 	s.mu.Lock()
+	if a.Reference != "" && s.reversed[a.Reference] && a.Status == "approved" {
+		a.Status, a.Captured = "reversed", 0
+	}
 	s.auths[a.ID] = a
 	s.mu.Unlock()
+}
+
+// reverse voids every authorization with a reference (the gateway's payment
+// id) after a timeout, including one that completes later: a reversed
+// authorization is never captured or settled.
+func (s *Simulator) reverse(w http.ResponseWriter, _ *http.Request, body []byte) {
+	var req struct {
+		Reference string `json:"reference"`
+	}
+	if err := json.Unmarshal(body, &req); err != nil || req.Reference == "" {
+		fail(w, http.StatusBadRequest, "invalid_request", "reference is required")
+		return
+	}
+	s.mu.Lock()
+	s.reversed[req.Reference] = true
+	n := 0
+	for _, a := range s.auths {
+		if a.Reference == req.Reference && a.Status == "approved" {
+			a.Status, a.Captured = "reversed", 0
+			n++
+		}
+	}
+	s.mu.Unlock()
+	writeJSON(w, http.StatusOK, map[string]any{"reference": req.Reference, "reversed": n})
 }
 
 // withAuth runs fn on an authorization under the lock.

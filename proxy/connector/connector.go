@@ -1,0 +1,74 @@
+// Package connector is the gateway's acquirer connectors: each turns a
+// payment operation into its acquirer's API call. Authorize is the only call
+// that carries card data; the card's bytes are written into the request
+// buffer directly (no string copies) and the buffer is wiped after sending.
+// PCI zone (proxy/).
+package connector
+
+import (
+	"context"
+	"errors"
+
+	"github.com/obolpay/obol/vault/card"
+)
+
+// Failure modes every connector reports the same way.
+var (
+	// ErrTimeout: the acquirer did not answer in time; the outcome is
+	// unknown, so the caller reverses.
+	ErrTimeout = errors.New("acquirer timeout")
+	// ErrUnavailable: the acquirer refused the connection or failed (5xx);
+	// nothing was authorized.
+	ErrUnavailable = errors.New("acquirer unavailable")
+	// ErrRejected: the acquirer refused an operation on an existing
+	// authorization (e.g. capture above the authorization).
+	ErrRejected = errors.New("acquirer rejected the operation")
+)
+
+// AuthRequest is an authorization.
+type AuthRequest struct {
+	// PaymentID is Obol's payment id, sent as the acquirer's reference and
+	// used for reversals.
+	PaymentID      string
+	Amount         int64
+	Currency       string
+	Capture        bool
+	Card           card.Card
+	IdempotencyKey string
+}
+
+// AuthResult is the acquirer's answer.
+type AuthResult struct {
+	Approved    bool
+	Reference   string // the acquirer's id for the authorization
+	DeclineCode string
+	Captured    bool
+}
+
+// Connector is one acquirer.
+type Connector interface {
+	Name() string
+	// Host is where card data goes (for the audit trail).
+	Host() string
+	Authorize(ctx context.Context, r AuthRequest) (AuthResult, error)
+	Capture(ctx context.Context, ref string, amount int64, idemKey string) error
+	Cancel(ctx context.Context, ref string, idemKey string) error
+	Refund(ctx context.Context, ref string, amount int64, idemKey string) error
+	// Reverse voids whatever the acquirer may have authorized for a payment
+	// whose authorization timed out (by Obol's payment id).
+	Reverse(ctx context.Context, paymentID string) error
+}
+
+// appendJSONDigits appends b as a JSON string (digits only: no escaping).
+func appendJSONDigits(dst, b []byte) []byte {
+	dst = append(dst, '"')
+	dst = append(dst, b...)
+	return append(dst, '"')
+}
+
+// Wipe zeroes a buffer that held card data.
+func Wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}

@@ -1,0 +1,77 @@
+// Package payments is the gateway's payment flow: authenticate the
+// merchant, score the payment with riskd (PAN-free context), hold the
+// amount in the ledger, reveal the card from vaultd (mTLS, sealed to a
+// per-call key), send it to the acquirer connector, wipe it, and record the
+// outcome in the ledger and the payment store. The card exists in this
+// process only between the reveal and the connector call. PCI zone.
+package payments
+
+import (
+	"time"
+)
+
+// Statuses.
+const (
+	StatusAuthorized        = "authorized"
+	StatusCaptured          = "captured"
+	StatusPartiallyRefunded = "partially_refunded"
+	StatusRefunded          = "refunded"
+	StatusCanceled          = "canceled"
+	StatusDeclined          = "declined"
+	StatusFailed            = "failed"
+)
+
+// Decline and failure codes set by the gateway itself.
+const (
+	CodeRiskBlocked         = "risk_blocked"
+	CodeAcquirerTimeout     = "acquirer_timeout"
+	CodeAcquirerUnavailable = "acquirer_unavailable"
+)
+
+// Card is PAN-free card metadata.
+type Card struct {
+	Brand       string `json:"brand"`
+	Last4       string `json:"last4"`
+	Fingerprint string `json:"fingerprint"`
+}
+
+// Risk is riskd's decision as kept on the payment.
+type Risk struct {
+	Decision       string   `json:"decision"`
+	Score          int32    `json:"score"`
+	Rules          []string `json:"rules"`
+	RuleSetVersion string   `json:"rule_set_version"`
+	Fallback       bool     `json:"fallback"`
+}
+
+// Refund is one refund of a payment.
+type Refund struct {
+	ID        string    `json:"id"`
+	Amount    int64     `json:"amount"`
+	Reason    string    `json:"reason"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Payment is a payment as the gateway stores it.
+type Payment struct {
+	ID                string
+	MerchantID        string
+	Status            string
+	Amount            int64
+	AmountCaptured    int64
+	AmountRefunded    int64
+	Currency          string
+	Token             string
+	Acquirer          string
+	AcquirerReference string
+	Card              Card
+	Risk              Risk
+	DeclineCode       string
+	Description       string
+	Metadata          map[string]string
+	Refunds           []Refund
+	Fee               int64
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
+	Version           int64
+}
