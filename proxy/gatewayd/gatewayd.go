@@ -1,0 +1,160 @@
+// Package gatewayd assembles the payments gateway: the payment store
+// (PostgreSQL, or SQLite in obol dev), clients to vaultd (mTLS with the
+// gateway identity), riskd and ledgerd, and the acquirer connectors. PCI
+// zone: it holds card data in memory while forwarding to an acquirer.
+package gatewayd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/serve"
+	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/proxy/connector"
+	"github.com/obolpay/obol/proxy/payments"
+)
+
+// Config configures gatewayd. Tokens are secrets.
+type Config struct {
+	PostgresURL string
+	SQLitePath  string
+	GRPCAddr    string
+	HTTPAddr    string
+	GRPCTLS     *tls.Config
+	Reflection  bool
+	// VaultAddr is vaultd's gRPC address; VaultTLS carries the gateway's
+	// client certificate and vaultd's CA (required: Detokenize is mTLS only).
+	VaultAddr string
+	VaultTLS  *tls.Config
+	// RiskAddr and LedgerAddr with their TLS (nil: plaintext, dev only).
+	RiskAddr    string
+	RiskTLS     *tls.Config
+	RiskToken   string
+	LedgerAddr  string
+	LedgerTLS   *tls.Config
+	LedgerToken string
+	// SimulatorURL enables the simulator connector.
+	SimulatorURL string
+	SimulatorTLS *tls.Config
+	// AcquirerTimeout bounds each acquirer call (default 10 s).
+	AcquirerTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Instance is a built gatewayd.
+type Instance struct {
+	Service *payments.Service
+	Server  *serve.Server
+	closers []func() error
+}
+
+// Close releases connections.
+func (in *Instance) Close() {
+	for _, c := range in.closers {
+		_ = c()
+	}
+}
+
+// Serve serves until ctx ends.
+func (in *Instance) Serve(ctx context.Context) error { return in.Server.Serve(ctx) }
+
+func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if tc != nil {
+		creds = credentials.NewTLS(tc)
+	}
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+}
+
+// Start builds gatewayd.
+func Start(ctx context.Context, cfg Config) (*Instance, error) {
+	switch {
+	case cfg.VaultAddr == "" || cfg.VaultTLS == nil:
+		return nil, errors.New("vaultd's address and the gateway's mTLS client certificate are required (OBOL_VAULT_GRPC_ADDR, OBOL_GATEWAY_CERT)")
+	case cfg.RiskAddr == "" || cfg.RiskToken == "":
+		return nil, errors.New("riskd's address and token are required (OBOL_RISK_ADDR, OBOL_RISK_TOKEN)")
+	case cfg.LedgerAddr == "" || cfg.LedgerToken == "":
+		return nil, errors.New("ledgerd's address and token are required (OBOL_LEDGER_ADDR, OBOL_LEDGER_TOKEN)")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.AcquirerTimeout <= 0 {
+		cfg.AcquirerTimeout = 10 * time.Second
+	}
+	in := &Instance{}
+	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
+	var st *payments.Store
+	var err error
+	switch {
+	case cfg.PostgresURL != "":
+		st, err = payments.OpenPostgres(ctx, cfg.PostgresURL)
+	case cfg.SQLitePath != "":
+		st, err = payments.OpenSQLite(ctx, cfg.SQLitePath)
+	default:
+		err = errors.New("a gateway database is required (OBOL_GATEWAY_POSTGRES_URL)")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	in.closers = append(in.closers, st.Close)
+	conns := map[string]*grpc.ClientConn{}
+	for name, d := range map[string]struct {
+		addr string
+		tc   *tls.Config
+	}{"vault": {cfg.VaultAddr, cfg.VaultTLS}, "risk": {cfg.RiskAddr, cfg.RiskTLS}, "ledger": {cfg.LedgerAddr, cfg.LedgerTLS}} {
+		c, err := dial(d.addr, d.tc)
+		if err != nil {
+			return fail(fmt.Errorf("%s client: %w", name, err))
+		}
+		conns[name] = c
+		in.closers = append(in.closers, c.Close)
+	}
+	connectors := map[string]connector.Connector{}
+	if cfg.SimulatorURL != "" {
+		sim, err := connector.NewSimulator(cfg.SimulatorURL, cfg.SimulatorTLS, cfg.AcquirerTimeout)
+		if err != nil {
+			return fail(err)
+		}
+		connectors[sim.Name()] = sim
+	}
+	if len(connectors) == 0 {
+		return fail(errors.New("no acquirer connector is configured (OBOL_SIMULATOR_URL)"))
+	}
+	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
+		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, Logger: cfg.Logger})
+	srv, err := serve.New(ctx, serve.Options{
+		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },
+		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
+			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
+		},
+		OpenAPI:     gatewayv1.OpenAPI,
+		RouteIDFrom: 2,
+		Ready: func(ctx context.Context) error {
+			if err := st.Ping(ctx); err != nil {
+				return apierr.StorageUnavailable(err)
+			}
+			return nil
+		},
+		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName},
+	})
+	if err != nil {
+		return fail(err)
+	}
+	in.Service, in.Server = svc, srv
+	return in, nil
+}

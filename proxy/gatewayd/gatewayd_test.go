@@ -1,0 +1,281 @@
+package gatewayd_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/ledger/ledgerd"
+	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	"github.com/obolpay/obol/proxy/gatewayd"
+	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/simulator"
+	"github.com/obolpay/obol/risk/riskd"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+type stack struct {
+	gw, vault  string
+	sk         string
+	sim        *simulator.Simulator
+	ledger     ledgerv1.LedgerServiceClient
+	ledgerCtx  context.Context
+	logs       *testenv.SyncBuffer
+	merchantID string
+}
+
+// start runs vaultd (embedded keyring, real service), riskd, ledgerd and
+// the gateway's store on real PostgreSQL, the acquirer simulator over
+// HTTPS, and gatewayd, all in process.
+func start(t *testing.T) *stack {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	logs := &testenv.SyncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	var serving []func(context.Context) error
+	dir := t.TempDir()
+	v, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	serving = append(serving, v.Serve)
+	r, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: "risk-token", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	serving = append(serving, r.Serve)
+	pg := testenv.SharedPostgres(t)
+	l, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: "ledger-token", Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(l.Close)
+	serving = append(serving, l.Serve)
+	sim := simulator.New(simulator.Config{Logger: log, SlowDelay: 3 * time.Second})
+	simSrv := httptest.NewTLSServer(sim)
+	t.Cleanup(simSrv.Close)
+	cert, err := v.PKI.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: pg.NewDatabase(t, "gateway", payments.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		VaultAddr: v.Server.GRPCAddr(), VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: r.Server.GRPCAddr(), RiskToken: "risk-token",
+		LedgerAddr: l.Server.GRPCAddr(), LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
+		AcquirerTimeout: 500 * time.Millisecond, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Close)
+	serving = append(serving, g.Serve)
+	done := make(chan error, len(serving))
+	for _, s := range serving {
+		go func() { done <- s(ctx) }()
+	}
+	t.Cleanup(func() {
+		cancel()
+		for range serving {
+			<-done
+		}
+	})
+	conn, err := grpc.NewClient(l.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &stack{gw: g.Server.HTTPAddr(), vault: v.Server.HTTPAddr(), sk: v.Credentials.SecretKey, merchantID: v.Credentials.MerchantID, sim: sim, logs: logs,
+		ledger: ledgerv1.NewLedgerServiceClient(conn), ledgerCtx: metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")}
+}
+
+func (s *stack) call(t *testing.T, method, url, body, idem string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+s.sk)
+	if idem != "" {
+		req.Header.Set("Idempotency-Key", idem)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
+	}
+	return resp.StatusCode, m
+}
+
+func (s *stack) tokenize(t *testing.T, pan, cvc string) string {
+	t.Helper()
+	st, m := s.call(t, "POST", "http://"+s.vault+"/v1/tokens", `{"card":{"number":"`+pan+`","exp_month":12,"exp_year":2031,"cvc":"`+cvc+`"}}`, "")
+	if st != 200 {
+		t.Fatalf("tokenize: %d %v", st, m)
+	}
+	return m["token"].(string)
+}
+
+func (s *stack) pay(t *testing.T, body, idem string) (int, map[string]any) {
+	t.Helper()
+	return s.call(t, "POST", "http://"+s.gw+"/v1/payments", body, idem)
+}
+
+func errCode(m map[string]any) string {
+	e, _ := m["error"].(map[string]any)
+	c, _ := e["code"].(string)
+	return c
+}
+
+// TestPaymentEndToEnd: tokenize → pay → capture → refund → read, through
+// real vaultd, riskd, ledgerd (PostgreSQL) and the simulator over HTTPS;
+// the ledger's journal balances and nothing card-related is logged.
+func TestPaymentEndToEnd(t *testing.T) {
+	s := start(t)
+	tok := s.tokenize(t, "4242424242424242", "123")
+	st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1")
+	if st != 200 || p["status"] != "authorized" || p["card"].(map[string]any)["last4"] != "4242" || p["risk"].(map[string]any)["decision"] == "" {
+		t.Fatalf("authorize: %d %v", st, p)
+	}
+	id := p["id"].(string)
+	// A retry with the same key is the same payment; the acquirer saw one.
+	if st, again := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1"); st != 200 || again["id"] != id {
+		t.Fatalf("retry: %d %v", st, again)
+	}
+	if n := s.sim.Requests("authorize"); n != 1 {
+		t.Fatalf("the acquirer received %d authorizations, want 1", n)
+	}
+	if st, m := s.pay(t, `{"token":"`+tok+`","amount":9999,"currency":"usd"}`, "order-1"); st != 409 || errCode(m) != "idempotency_key_reused" {
+		t.Fatalf("same key, other body: %d %v", st, m)
+	}
+	bal := func() *ledgerv1.MerchantBalances {
+		b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "USD"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	if b := bal(); b.Held != 2500 {
+		t.Fatalf("ledger after authorization: %+v", b)
+	}
+	base := "http://" + s.gw + "/v1/payments/" + id
+	if st, m := s.call(t, "POST", base+"/capture", `{"amount":3000}`, ""); st != 409 || errCode(m) != "capture_exceeds_authorization" {
+		t.Fatalf("capture above the authorization: %d %v", st, m)
+	}
+	st, p = s.call(t, "POST", base+"/capture", `{}`, "cap-1")
+	if st != 200 || p["status"] != "captured" || p["amount_captured"] != "2500" || p["fee"] != "103" {
+		t.Fatalf("capture: %d %v", st, p)
+	}
+	if st, m := s.call(t, "POST", base+"/capture", `{}`, ""); st != 409 || errCode(m) != "payment_not_capturable" {
+		t.Fatalf("second capture: %d %v", st, m)
+	}
+	st, p = s.call(t, "POST", base+"/refunds", `{"amount":500}`, "ref-1")
+	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != "500" {
+		t.Fatalf("refund: %d %v", st, p)
+	}
+	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":2001}`, ""); st != 409 || errCode(m) != "refund_exceeds_captured" {
+		t.Fatalf("refund above the capture: %d %v", st, m)
+	}
+	if b := bal(); b.Held != 0 || b.Pending != 2500-103-500 {
+		t.Fatalf("ledger after capture and refund: %+v", b)
+	}
+	st, p = s.call(t, "GET", base, "", "")
+	if st != 200 || p["status"] != "partially_refunded" || len(p["refunds"].([]any)) != 1 || p["acquirer"].(map[string]any)["reference"] == "" {
+		t.Fatalf("read: %d %v", st, p)
+	}
+
+	// A declined card: declined, the hold released.
+	dec := s.tokenize(t, "4000000000000002", "123")
+	if st, p := s.pay(t, `{"token":"`+dec+`","amount":1000,"currency":"USD","capture":true}`, ""); st != 200 || p["status"] != "declined" || p["decline_code"] != "card_declined" {
+		t.Fatalf("declined card: %d %v", st, p)
+	}
+	// Bad input: typed errors naming the field, and the acquirer not called.
+	before := s.sim.Requests("authorize")
+	bad := []struct{ name, body, code, field string }{
+		{"zero amount", `{"token":"` + tok + `","amount":0,"currency":"USD"}`, "amount_invalid", "amount"},
+		{"unknown currency", `{"token":"` + tok + `","amount":100,"currency":"ABC"}`, "currency_unknown", "currency"},
+		{"no token", `{"amount":100,"currency":"USD"}`, "field_required", "token"},
+		{"unknown token", `{"token":"tok_nope","amount":100,"currency":"USD"}`, "token_not_found", "token"},
+		{"unknown acquirer", `{"token":"` + tok + `","amount":100,"currency":"USD","acquirer":"nope"}`, "acquirer_unknown", "acquirer"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			st, m := s.pay(t, tt.body, "")
+			e, _ := m["error"].(map[string]any)
+			if st < 400 || st >= 500 || e["code"] != tt.code || e["field"] != tt.field {
+				t.Fatalf("got %d %v, want %s (%s)", st, m, tt.code, tt.field)
+			}
+		})
+	}
+	if n := s.sim.Requests("authorize"); n != before {
+		t.Fatalf("refused requests reached the acquirer (%d calls)", n-before)
+	}
+	st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?page_size=1", "", "")
+	if st != 200 || len(list["payments"].([]any)) != 1 || list["next_page_token"] == "" {
+		t.Fatalf("list: %d %v", st, list)
+	}
+	if v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{}); err != nil || len(v.Problems) != 0 {
+		t.Fatalf("ledger verify: %+v %v", v, err)
+	}
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard("4242424242424242", "123")
+	leaks.AddCard("4000000000000002", "123")
+	leaks.Scan("logs", s.logs.Bytes())
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	for _, h := range hits {
+		t.Errorf("leak: %s", h)
+	}
+}
+
+// TestAcquirerFailures: a timeout is failed with a reversal sent and the
+// hold released; a 5xx is failed; both are counted at the acquirer.
+func TestAcquirerFailures(t *testing.T) {
+	s := start(t)
+	cases := []struct {
+		name, pan, code string
+		reversals       int64
+	}{
+		{"timeout", "4000000000000036", "acquirer_timeout", 1},
+		{"5xx", "4000000000000119", "acquirer_unavailable", 0},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			tok := s.tokenize(t, tt.pan, "123")
+			auth, rev := s.sim.Requests("authorize"), s.sim.Requests("reversal")
+			st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","capture":true}`, "")
+			if st != 200 || p["status"] != "failed" || p["decline_code"] != tt.code {
+				t.Fatalf("got %d %v", st, p)
+			}
+			if n := s.sim.Requests("authorize") - auth; n != 1 {
+				t.Fatalf("acquirer authorizations: %d, want 1", n)
+			}
+			if n := s.sim.Requests("reversal") - rev; n != tt.reversals {
+				t.Fatalf("reversals: %d, want %d", n, tt.reversals)
+			}
+			b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "USD"})
+			if err != nil || b.Held != 0 || b.Pending != 0 {
+				t.Fatalf("ledger: %+v %v (the hold must be released)", b, err)
+			}
+		})
+	}
+}
