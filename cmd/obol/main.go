@@ -24,6 +24,8 @@ import (
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	"github.com/obolpay/obol/proxy/gatewayd"
+	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
@@ -128,6 +130,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	grpcAddr := fs.String("grpc-addr", "127.0.0.1:9090", "gRPC listen address")
 	riskHTTP := fs.String("risk-http-addr", "127.0.0.1:8081", "risk engine REST listen address")
 	riskGRPC := fs.String("risk-grpc-addr", "127.0.0.1:9091", "risk engine gRPC listen address")
+	gwHTTP := fs.String("gateway-http-addr", "127.0.0.1:8083", "gateway (payments) REST listen address")
+	gwGRPC := fs.String("gateway-grpc-addr", "127.0.0.1:9093", "gateway gRPC listen address")
 	ledgerHTTP := fs.String("ledger-http-addr", "127.0.0.1:8082", "ledger REST listen address")
 	ledgerGRPC := fs.String("ledger-grpc-addr", "127.0.0.1:9092", "ledger gRPC listen address")
 	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
@@ -164,6 +168,18 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("acquirer simulator: %w", err)
 	}
+	gwCert, err := e.PKI.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	if err != nil {
+		return err
+	}
+	gw, err := gatewayd.Start(ctx, gatewayd.Config{SQLitePath: filepath.Join(*dataDir, "gateway.db"), GRPCAddr: *gwGRPC, HTTPAddr: *gwHTTP, Reflection: true,
+		VaultAddr: e.Server.GRPCAddr(), VaultTLS: e.PKI.ClientTLS(gwCert), RiskAddr: risk.Server.GRPCAddr(), RiskToken: riskToken,
+		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
+		AcquirerTimeout: 5 * time.Second, Logger: log})
+	if err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	defer gw.Close()
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
@@ -182,6 +198,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
   risk REST http://%s   (rules %s; token in the credentials file as risk_token)
   risk gRPC %s   (plaintext in dev; reflection on)
+  payments  http://%s   (gateway REST: POST /v1/payments with the secret key; gRPC %s, plaintext in dev)
   ledger REST http://%s   (SQLite; token in the credentials file as ledger_token)
   ledger gRPC %s   (plaintext in dev; reflection on)
   acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
@@ -193,21 +210,22 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
-		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(),
+		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), gw.Server.HTTPAddr(), gw.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(),
 		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	go func() { errc <- gw.Serve(ctx) }()
 	go func() { errc <- e.Serve(ctx) }()
 	go func() { errc <- risk.Serve(ctx) }()
 	go func() { errc <- ledger.Serve(ctx) }()
 	go func() { errc <- sim.Serve(ctx) }()
 	first := <-errc
 	cancel()
-	for i := 0; i < 3; i++ {
+	for i := 0; i < 4; i++ {
 		if err := <-errc; first == nil {
 			first = err
 		}

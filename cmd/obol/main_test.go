@@ -39,6 +39,7 @@ var (
 	riskRe = regexp.MustCompile(`risk REST http://(\S+)`)
 	simRe  = regexp.MustCompile(`acquirer  https://(\S+)`)
 	ldgRe  = regexp.MustCompile(`ledger gRPC (\S+)`)
+	payRe  = regexp.MustCompile(`payments  http://(\S+)`)
 )
 
 // TestDevAndMerchants runs `obol dev` as the README says, tokenizes through
@@ -57,7 +58,7 @@ func TestDevAndMerchants(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0",
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0", "--gateway-http-addr", "127.0.0.1:0", "--gateway-grpc-addr", "127.0.0.1:0",
 			"--simulator-addr", "127.0.0.1:0", "--log-format", "json"}, out)
 	}()
 	var addr string
@@ -91,6 +92,25 @@ func TestDevAndMerchants(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"token":"tok_`) || strings.Contains(string(body), "4242424242424242") {
 		t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
+	}
+	// The gateway runs too: the token pays, end to end (vault, risk,
+	// ledger, simulator), with capture.
+	var tokResp map[string]any
+	_ = json.Unmarshal(body, &tokResp)
+	pm := payRe.FindStringSubmatch(out.String())
+	if pm == nil {
+		t.Fatalf("no payments address:\n%s", out)
+	}
+	req, _ = http.NewRequest("POST", "http://"+pm[1]+"/v1/payments", strings.NewReader(`{"token":"`+tokResp["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`))
+	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"captured"`) || strings.Contains(string(body), "4242424242424242") {
+		t.Fatalf("payment: %d %s", resp.StatusCode, body)
 	}
 	// The risk engine runs too: a dry run through its printed address.
 	m := riskRe.FindStringSubmatch(out.String())
@@ -335,7 +355,7 @@ func testDevLedger(t *testing.T, dir, banner, merchant string) {
 			t.Fatal(err)
 		}
 	}
-	if o, err := cli("ledger", "balances", "--merchant", merchant); err != nil || !strings.Contains(o, "96.80") {
+	if o, err := cli("ledger", "balances", "--merchant", merchant); err != nil || !strings.Contains(o, "111.06") {
 		t.Fatalf("balances: %v\n%s", err, o)
 	}
 	file := filepath.Join(t.TempDir(), "settlement.csv")
@@ -349,11 +369,11 @@ func testDevLedger(t *testing.T, dir, banner, merchant string) {
 		t.Fatalf("bad settlement file: %v", err)
 	}
 	o, err := cli("payouts", "run")
-	if err != nil || !strings.Contains(o, "payout po_") || !strings.Contains(o, "96.80") {
+	if err != nil || !strings.Contains(o, "payout po_") || !strings.Contains(o, "111.06") {
 		t.Fatalf("payouts run: %v\n%s", err, o)
 	}
 	id := regexp.MustCompile(`payout (po_\S+)`).FindStringSubmatch(o)[1]
-	if o, err := cli("payouts", "list", "--csv", "-"); err != nil || !strings.Contains(o, id+","+merchant+",USD,9680,96.80,in_transit") {
+	if o, err := cli("payouts", "list", "--csv", "-"); err != nil || !strings.Contains(o, id+","+merchant+",USD,11106,111.06,in_transit") {
 		t.Fatalf("payouts list: %v\n%s", err, o)
 	}
 	if o, err := cliPos([]string{id, "paid"}, "payouts", "mark"); err != nil || !strings.Contains(o, "paid") {
