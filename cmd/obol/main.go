@@ -25,12 +25,12 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/vaultd"
 )
 
