@@ -1,0 +1,87 @@
+// Command gatewayd is Obol's payments gateway (PCI zone): merchants charge
+// by token; the card is revealed from vaultd (mTLS) only to be forwarded to
+// an acquirer. Settings are flags with OBOL_* environment defaults; tokens
+// come from the environment only.
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/proxy/gatewayd"
+)
+
+func main() {
+	ctx, cancel := cli.SignalContext()
+	defer cancel()
+	if err := run(ctx, os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "gatewayd:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("gatewayd", flag.ContinueOnError)
+	var cfg gatewayd.Config
+	fs.StringVar(&cfg.PostgresURL, "postgres-url", cli.Env("OBOL_GATEWAY_POSTGRES_URL", ""), "gateway database (OBOL_GATEWAY_POSTGRES_URL)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cli.Env("OBOL_GRPC_ADDR", "127.0.0.1:9093"), "gRPC listen address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", cli.Env("OBOL_HTTP_ADDR", "127.0.0.1:8083"), "REST listen address")
+	fs.StringVar(&cfg.VaultAddr, "vault-grpc-addr", cli.Env("OBOL_VAULT_GRPC_ADDR", "127.0.0.1:9090"), "vaultd gRPC address")
+	fs.StringVar(&cfg.RiskAddr, "risk-addr", cli.Env("OBOL_RISK_ADDR", "127.0.0.1:9091"), "riskd gRPC address")
+	fs.StringVar(&cfg.LedgerAddr, "ledger-addr", cli.Env("OBOL_LEDGER_ADDR", "127.0.0.1:9092"), "ledgerd gRPC address")
+	fs.StringVar(&cfg.SimulatorURL, "simulator-url", cli.Env("OBOL_SIMULATOR_URL", ""), "acquirer simulator base URL (https)")
+	fs.DurationVar(&cfg.AcquirerTimeout, "acquirer-timeout", cli.EnvDuration("OBOL_ACQUIRER_TIMEOUT", 0), "acquirer call timeout (default 10s)")
+	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
+	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
+	key := fs.String("gateway-key", cli.Env("OBOL_GATEWAY_KEY", ""), "its key")
+	ca := fs.String("ca", cli.Env("OBOL_CA", ""), "CA of vaultd's (and the other services') certificates")
+	tlsServices := fs.Bool("tls-services", cli.EnvBool("OBOL_TLS_SERVICES", false), "use TLS (with --ca) to riskd and ledgerd too")
+	srvCert := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
+	srvKey := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
+	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.RiskToken, cfg.LedgerToken = os.Getenv("OBOL_RISK_TOKEN"), os.Getenv("OBOL_LEDGER_TOKEN")
+	cfg.Logger = cli.Logger(*logFormat)
+	if *cert == "" || *ca == "" {
+		return errors.New("--gateway-cert, --gateway-key and --ca are required: vaultd reveals cards only to the gateway's mTLS identity")
+	}
+	pem, err := os.ReadFile(*ca)
+	if err != nil {
+		return fmt.Errorf("CA: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("CA %s: no PEM certificates", *ca)
+	}
+	c, err := tls.LoadX509KeyPair(*cert, *key)
+	if err != nil {
+		return fmt.Errorf("gateway certificate: %w", err)
+	}
+	cfg.VaultTLS = &tls.Config{Certificates: []tls.Certificate{c}, RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if *tlsServices {
+		cfg.RiskTLS, cfg.LedgerTLS = cfg.VaultTLS, cfg.VaultTLS
+	}
+	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if *srvCert != "" {
+		if cfg.GRPCTLS, err = cli.ServerTLS(*srvCert, *srvKey, ""); err != nil {
+			return err
+		}
+	} else {
+		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
+	in, err := gatewayd.Start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	cfg.Logger.Info("gatewayd ready", "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
+	return in.Serve(ctx)
+}
