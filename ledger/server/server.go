@@ -5,17 +5,16 @@ package server
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
 
-	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/money"
+	"github.com/obolpay/obol/internal/servicetoken"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
@@ -40,13 +39,7 @@ func New(b *book.Book, token string) *Service {
 var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the ledger service token is required (Authorization: Bearer …)")
 
 func (s *Service) auth(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	v := md.Get("authorization")
-	if len(v) == 0 || s.token == "" {
-		return errUnauthenticated
-	}
-	got, ok := strings.CutPrefix(v[0], "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+	if !servicetoken.Valid(ctx, s.token) {
 		return errUnauthenticated
 	}
 	return nil

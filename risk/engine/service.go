@@ -2,14 +2,12 @@ package engine
 
 import (
 	"context"
-	"crypto/subtle"
 	"errors"
 	"strings"
 
-	"google.golang.org/grpc/metadata"
-
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/money"
+	"github.com/obolpay/obol/internal/servicetoken"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/rules"
 )
@@ -37,13 +35,7 @@ var knownLists = map[string]bool{
 var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the risk service token is required (Authorization: Bearer …)")
 
 func (s *Service) auth(ctx context.Context) error {
-	md, _ := metadata.FromIncomingContext(ctx)
-	v := md.Get("authorization")
-	if len(v) == 0 || s.token == "" {
-		return errUnauthenticated
-	}
-	got, ok := strings.CutPrefix(v[0], "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(s.token)) != 1 {
+	if !servicetoken.Valid(ctx, s.token) {
 		return errUnauthenticated
 	}
 	return nil
