@@ -51,14 +51,21 @@ type Config struct {
 	SimulatorTLS *tls.Config
 	// AcquirerTimeout bounds each acquirer call (default 10 s).
 	AcquirerTimeout time.Duration
-	Logger          *slog.Logger
+	// SweepInterval is how often the ledger outbox is delivered and
+	// abandoned payments are reversed (default 10 s); ProcessingTimeout is
+	// the age at which a processing payment counts as abandoned (default
+	// 2 minutes).
+	SweepInterval     time.Duration
+	ProcessingTimeout time.Duration
+	Logger            *slog.Logger
 }
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service *payments.Service
-	Server  *serve.Server
-	closers []func() error
+	Service    *payments.Service
+	Server     *serve.Server
+	closers    []func() error
+	sweepEvery time.Duration
 }
 
 // Close releases connections.
@@ -68,8 +75,14 @@ func (in *Instance) Close() {
 	}
 }
 
-// Serve serves until ctx ends.
-func (in *Instance) Serve(ctx context.Context) error { return in.Server.Serve(ctx) }
+// Serve serves, and sweeps, until ctx ends.
+func (in *Instance) Serve(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() { defer close(done); in.Service.Run(ctx, in.sweepEvery) }()
+	err := in.Server.Serve(ctx)
+	<-done
+	return err
+}
 
 func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
@@ -95,7 +108,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.AcquirerTimeout <= 0 {
 		cfg.AcquirerTimeout = 10 * time.Second
 	}
-	in := &Instance{}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 10 * time.Second
+	}
+	in := &Instance{sweepEvery: cfg.SweepInterval}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
 	var st *payments.Store
 	var err error
@@ -135,7 +151,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return fail(errors.New("no acquirer connector is configured (OBOL_SIMULATOR_URL)"))
 	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
-		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, Logger: cfg.Logger})
+		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -37,6 +38,43 @@ type stack struct {
 	ledgerCtx  context.Context
 	logs       *testenv.SyncBuffer
 	merchantID string
+	gatewayDB  string
+	gateway    *gatewayd.Instance
+	// deps are vaultd, riskd and ledgerd, each stoppable and restartable
+	// on the same address.
+	deps map[string]*dep
+	// hook, when set, runs before the simulator handles a request.
+	hook atomic.Pointer[func(*http.Request)]
+}
+
+// dep is a service the test can stop and start again.
+type dep struct {
+	start  func(ctx context.Context) (serve func(context.Context) error, closer func(), err error)
+	cancel context.CancelFunc
+	done   chan error
+	closer func()
+}
+
+func (d *dep) up(t *testing.T) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	serve, closer, err := d.start(ctx)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	d.cancel, d.closer, d.done = cancel, closer, make(chan error, 1)
+	go func() { d.done <- serve(ctx) }()
+}
+
+func (d *dep) down() {
+	if d.cancel == nil {
+		return
+	}
+	d.cancel()
+	<-d.done
+	d.closer()
+	d.cancel = nil
 }
 
 // start runs vaultd (embedded keyring, real service), riskd, ledgerd and
@@ -50,60 +88,78 @@ func start(t *testing.T) *stack {
 	ctx, cancel := context.WithCancel(context.Background())
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
-	var serving []func(context.Context) error
+	s := &stack{logs: logs, deps: map[string]*dep{}}
 	dir := t.TempDir()
-	v, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.Close)
-	serving = append(serving, v.Serve)
-	r, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: "risk-token", Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(r.Close)
-	serving = append(serving, r.Serve)
+	var v *vaultd.Embedded
+	vaultHTTP, vaultGRPC := "127.0.0.1:0", "127.0.0.1:0"
+	s.deps["vault"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
+		var err error
+		v, err = vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: vaultHTTP, GRPCAddr: vaultGRPC, Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		vaultHTTP, vaultGRPC = v.Server.HTTPAddr(), v.Server.GRPCAddr()
+		return v.Serve, v.Close, nil
+	}}
+	riskGRPC := "127.0.0.1:0"
+	s.deps["risk"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
+		r, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: riskGRPC, HTTPAddr: "127.0.0.1:0", Token: "risk-token", Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		riskGRPC = r.Server.GRPCAddr()
+		return r.Serve, r.Close, nil
+	}}
 	pg := testenv.SharedPostgres(t)
-	l, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: "ledger-token", Logger: log})
-	if err != nil {
-		t.Fatal(err)
+	ledgerURL := pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL)
+	ledgerGRPC := "127.0.0.1:0"
+	s.deps["ledger"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
+		l, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: ledgerURL, GRPCAddr: ledgerGRPC, HTTPAddr: "127.0.0.1:0", Token: "ledger-token", Logger: log})
+		if err != nil {
+			return nil, nil, err
+		}
+		ledgerGRPC = l.Server.GRPCAddr()
+		return l.Serve, l.Close, nil
+	}}
+	for _, name := range []string{"vault", "risk", "ledger"} {
+		s.deps[name].up(t)
+		t.Cleanup(s.deps[name].down)
 	}
-	t.Cleanup(l.Close)
-	serving = append(serving, l.Serve)
-	sim := simulator.New(simulator.Config{Logger: log, SlowDelay: 3 * time.Second})
-	simSrv := httptest.NewTLSServer(sim)
+	s.sim = simulator.New(simulator.Config{Logger: log, SlowDelay: 3 * time.Second})
+	simSrv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := s.hook.Load(); h != nil {
+			(*h)(r)
+		}
+		s.sim.ServeHTTP(w, r)
+	}))
 	t.Cleanup(simSrv.Close)
 	cert, err := v.PKI.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: pg.NewDatabase(t, "gateway", payments.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		VaultAddr: v.Server.GRPCAddr(), VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: r.Server.GRPCAddr(), RiskToken: "risk-token",
-		LedgerAddr: l.Server.GRPCAddr(), LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
-		AcquirerTimeout: 500 * time.Millisecond, Logger: log})
+	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	g, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		VaultAddr: vaultGRPC, VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
+		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
+		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(g.Close)
-	serving = append(serving, g.Serve)
-	done := make(chan error, len(serving))
-	for _, s := range serving {
-		go func() { done <- s(ctx) }()
-	}
+	done := make(chan error, 1)
+	go func() { done <- g.Serve(ctx) }()
 	t.Cleanup(func() {
 		cancel()
-		for range serving {
-			<-done
-		}
+		<-done
 	})
-	conn, err := grpc.NewClient(l.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(ledgerGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return &stack{gw: g.Server.HTTPAddr(), vault: v.Server.HTTPAddr(), sk: v.Credentials.SecretKey, merchantID: v.Credentials.MerchantID, sim: sim, logs: logs,
-		ledger: ledgerv1.NewLedgerServiceClient(conn), ledgerCtx: metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")}
+	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, v.Credentials.SecretKey, v.Credentials.MerchantID, g
+	s.ledger, s.ledgerCtx = ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")
+	return s
 }
 
 func (s *stack) call(t *testing.T, method, url, body, idem string) (int, map[string]any) {

@@ -12,6 +12,9 @@ import (
 
 // Statuses.
 const (
+	// StatusProcessing: stored before the ledger hold and the acquirer
+	// call; final within one request, or resolved by the sweeper.
+	StatusProcessing        = "processing"
 	StatusAuthorized        = "authorized"
 	StatusCaptured          = "captured"
 	StatusPartiallyRefunded = "partially_refunded"
@@ -26,6 +29,9 @@ const (
 	CodeRiskBlocked         = "risk_blocked"
 	CodeAcquirerTimeout     = "acquirer_timeout"
 	CodeAcquirerUnavailable = "acquirer_unavailable"
+	// CodeProcessingAbandoned: the request died after the hold; the
+	// sweeper reversed the authorization and released the hold.
+	CodeProcessingAbandoned = "processing_abandoned"
 )
 
 // Card is PAN-free card metadata.

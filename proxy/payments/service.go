@@ -44,8 +44,11 @@ type Config struct {
 	DefaultAcquirer string
 	// CallTimeout bounds each call to vaultd, riskd and ledgerd (default 5 s).
 	CallTimeout time.Duration
-	Logger      *slog.Logger
-	Now         func() time.Time
+	// ProcessingTimeout is how long a payment may stay processing before
+	// the sweeper reverses it (default 2 minutes: longer than any request).
+	ProcessingTimeout time.Duration
+	Logger            *slog.Logger
+	Now               func() time.Time
 }
 
 // Service implements gatewayv1.PaymentServiceServer.
@@ -71,6 +74,9 @@ func New(cfg Config) *Service {
 	}
 	if cfg.CallTimeout <= 0 {
 		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.ProcessingTimeout <= 0 {
+		cfg.ProcessingTimeout = 2 * time.Minute
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -178,6 +184,29 @@ func (s *Service) record(ctx context.Context, ev ledgerv1.PaymentEvent, p *Payme
 	return nil, err
 }
 
+func recordKey(req *ledgerv1.RecordPaymentRequest) string {
+	return req.GetEvent().String() + ":" + req.GetPaymentId() + ":" + req.GetRefundId()
+}
+
+// recordAfter records an event the acquirer has already acted on: if the
+// ledger cannot take it now, it waits in the outbox for the sweeper, and
+// the payment goes on (the acquirer's outcome is the truth).
+func (s *Service) recordAfter(ctx context.Context, ev ledgerv1.PaymentEvent, p *Payment, amount int64, refundID string) *ledgerv1.RecordPaymentResponse {
+	r, err := s.record(ctx, ev, p, amount, refundID)
+	if err == nil {
+		return r
+	}
+	req := &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency, Amount: amount,
+		Acquirer: p.Acquirer, AcquirerReference: p.AcquirerReference, RefundId: refundID}
+	b, _ := protojson.Marshal(req)
+	if oerr := s.cfg.Store.AddOutbox(context.WithoutCancel(ctx), recordKey(req), p.ID, string(b), s.cfg.Now()); oerr != nil {
+		s.cfg.Logger.Error("ledger event lost: neither the ledger nor the outbox took it; reconcile by payment id", "payment", p.ID, "event", ev.String(), "err", apierr.From(err).Code)
+		return nil
+	}
+	s.cfg.Logger.Warn("ledger event queued in the outbox", "payment", p.ID, "event", ev.String(), "err", apierr.From(err).Code)
+	return nil
+}
+
 func newID(prefix string) string {
 	var b [15]byte
 	_, _ = rand.Read(b[:])
@@ -186,10 +215,10 @@ func newID(prefix string) string {
 
 // idempotent runs a write once per (merchant, Idempotency-Key): a retry
 // with the same body gets the first payment back; another body is a 409.
-func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func() (*Payment, error)) (*gatewayv1.Payment, error) {
+func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func(key string) (*Payment, error)) (*gatewayv1.Payment, error) {
 	key := firstMD(ctx, "idempotency-key")
 	if key == "" {
-		p, err := fn()
+		p, err := fn("")
 		if err != nil {
 			return nil, err
 		}
@@ -216,10 +245,12 @@ func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto
 		}
 		return out, nil
 	}
-	p, err := fn()
+	p, err := fn(key)
 	if err != nil {
-		// Nothing durable happened (typed refusals and outages alike): the
-		// key is free for a retry.
+		// The key is free for a retry: either nothing durable happened
+		// (typed refusals, outages before the acquirer), or the retry
+		// resumes the same payment (its id derives from the key, and every
+		// acquirer and ledger call carries a key derived from that id).
 		_ = s.cfg.Store.ReleaseIdempotent(context.WithoutCancel(ctx), merchant, key)
 		return nil, err
 	}
@@ -264,55 +295,47 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 	case len(req.GetMetadata()) > 50:
 		return nil, apierr.Invalid("metadata_too_large", "metadata", "at most 50 metadata keys")
 	}
-	return s.idempotent(ctx, merchant, "create", req, func() (*Payment, error) {
-		return s.create(ctx, merchant, cur, conn, req)
+	return s.idempotent(ctx, merchant, "create", req, func(key string) (*Payment, error) {
+		return s.create(ctx, merchant, cur, conn, key, req)
 	})
 }
 
-func (s *Service) create(ctx context.Context, merchant, cur string, conn connector.Connector, req *gatewayv1.CreatePaymentRequest) (*Payment, error) {
-	now := s.cfg.Now().UTC()
-	p := &Payment{ID: newID("pay_"), MerchantID: merchant, Amount: req.GetAmount(), Currency: cur, Token: req.GetToken(), Acquirer: conn.Name(),
-		Description: req.GetDescription(), Metadata: req.GetMetadata(), CreatedAt: now, UpdatedAt: now, Version: 1}
-	// Card metadata, as the merchant (the token must be theirs).
-	vctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	vctx = metadata.NewOutgoingContext(vctx, metadata.Pairs("authorization", firstMD(ctx, "authorization")))
-	tok, err := s.cfg.Vault.GetToken(vctx, &vaultv1.GetTokenRequest{Token: req.GetToken()})
-	cancel()
-	if err != nil {
-		if unavailable(err) {
-			return nil, errVaultUnavailable
-		}
-		e := apierr.From(err)
-		if e.Field == "token" || e.Kind == apierr.KindNotFound {
-			e = apierr.New(e.Kind, e.Code, "token", e.Message)
-		}
-		return nil, e
+// paymentID is random, or derived from the merchant's Idempotency-Key so
+// that a retry after a failure resumes the same payment: the acquirer and
+// the ledger then see the same idempotency keys and replay, never charge
+// twice.
+func paymentID(merchant, idemKey string) string {
+	if idemKey == "" {
+		return newID("pay_")
 	}
-	c := tok.GetCard()
-	p.Card = Card{Brand: c.GetBrand(), Last4: c.GetLast4(), Fingerprint: c.GetFingerprint()}
+	sum := sha256.Sum256([]byte("obol payment id\x00" + merchant + "\x00" + idemKey))
+	return "pay_" + base64.RawURLEncoding.EncodeToString(sum[:15])
+}
 
-	// Risk, PAN-free.
-	rctx, rcancel := s.riskCtx(ctx)
-	dec, err := s.cfg.Risk.Evaluate(rctx, &riskv1.EvaluateRequest{Payment: &riskv1.Payment{MerchantId: merchant, Amount: p.Amount, Currency: cur, Token: p.Token,
-		Bin: c.GetBin(), Brand: c.GetBrand(), Fingerprint: c.GetFingerprint(), CustomerIp: req.GetCustomerIp(), BillingCountry: req.GetBillingCountry(),
-		EmailHash: req.GetEmailHash(), DeviceId: req.GetDeviceId()}})
-	rcancel()
-	if err != nil {
-		if unavailable(err) {
-			return nil, errRiskUnavailable
-		}
-		return nil, apierr.From(err)
-	}
-	p.Risk = Risk{Decision: dec.GetAction(), Score: dec.GetScore(), RuleSetVersion: dec.GetRulesetVersion(), Fallback: dec.GetFallback()}
-	for _, r := range dec.GetRules() {
-		p.Risk.Rules = append(p.Risk.Rules, r.GetName())
-	}
-	if dec.GetAction() == "block" {
-		p.Status, p.DeclineCode = StatusDeclined, CodeRiskBlocked
-		if err := s.cfg.Store.Insert(ctx, p); err != nil {
+func (s *Service) create(ctx context.Context, merchant, cur string, conn connector.Connector, idemKey string, req *gatewayv1.CreatePaymentRequest) (*Payment, error) {
+	now := s.cfg.Now().UTC()
+	p := &Payment{ID: paymentID(merchant, idemKey), MerchantID: merchant, Amount: req.GetAmount(), Currency: cur, Token: req.GetToken(), Acquirer: conn.Name(),
+		Description: req.GetDescription(), Metadata: req.GetMetadata(), CreatedAt: now, UpdatedAt: now, Version: 1}
+	defer s.lock(p.ID)()
+	resume := false
+	if idemKey != "" {
+		prev, err := s.cfg.Store.Get(ctx, merchant, p.ID)
+		switch {
+		case err == nil && prev.Status != StatusProcessing:
+			return prev, nil // finished, but its idempotency record was not
+		case err == nil:
+			p, resume = prev, true
+		case !errors.Is(err, ErrNotFound):
 			return nil, errStoreUnavailable
 		}
-		return p, nil
+	}
+	if !resume {
+		if err := s.prepare(ctx, p, req); err != nil {
+			return nil, err
+		}
+		if p.Status == StatusDeclined {
+			return p, nil
+		}
 	}
 
 	// Hold the amount first: if the payment cannot be recorded, the
@@ -346,20 +369,74 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		p.Status, p.AcquirerReference = StatusAuthorized, res.auth.Reference
 		if req.GetCapture() {
 			p.AmountCaptured, p.Status = p.Amount, StatusCaptured
-			r, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, "")
-			if err != nil {
-				s.cfg.Logger.Error("capture not recorded in the ledger", "payment", p.ID, "err", apierr.From(err).Code)
-			} else {
-				p.Fee = r.GetFee()
-			}
 		}
 	}
 	p.UpdatedAt = s.cfg.Now().UTC()
-	if err := s.cfg.Store.Insert(ctx, p); err != nil {
+	if err := s.cfg.Store.Update(ctx, p); err != nil {
+		// The acquirer acted. A retry with the same Idempotency-Key resumes
+		// (and replays); otherwise the sweeper reverses it and releases the
+		// hold (the ledger has nothing else for it yet).
 		s.cfg.Logger.Error("payment not stored", "payment", p.ID, "status", p.Status, "err", err)
 		return nil, errStoreUnavailable
 	}
+	// The capture goes to the ledger once the payment is final, so that an
+	// abandoned payment never has a capture to undo.
+	if p.Status == StatusCaptured {
+		if r := s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, ""); r != nil && r.GetFee() != 0 {
+			p.Fee = r.GetFee()
+			if err := s.cfg.Store.SetFee(ctx, p.ID, p.Fee); err != nil {
+				s.cfg.Logger.Warn("fee not stored on the payment (the ledger has it)", "payment", p.ID, "err", err)
+			}
+		}
+	}
 	return p, nil
+}
+
+// prepare reads the card's metadata, asks riskd, and stores the payment as
+// processing (or declined by risk).
+func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.CreatePaymentRequest) error {
+	// Card metadata, as the merchant (the token must be theirs).
+	vctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	vctx = metadata.NewOutgoingContext(vctx, metadata.Pairs("authorization", firstMD(ctx, "authorization")))
+	tok, err := s.cfg.Vault.GetToken(vctx, &vaultv1.GetTokenRequest{Token: req.GetToken()})
+	cancel()
+	if err != nil {
+		if unavailable(err) {
+			return errVaultUnavailable
+		}
+		e := apierr.From(err)
+		if e.Field == "token" || e.Kind == apierr.KindNotFound {
+			e = apierr.New(e.Kind, e.Code, "token", e.Message)
+		}
+		return e
+	}
+	c := tok.GetCard()
+	p.Card = Card{Brand: c.GetBrand(), Last4: c.GetLast4(), Fingerprint: c.GetFingerprint()}
+
+	// Risk, PAN-free.
+	rctx, rcancel := s.riskCtx(ctx)
+	dec, err := s.cfg.Risk.Evaluate(rctx, &riskv1.EvaluateRequest{Payment: &riskv1.Payment{MerchantId: p.MerchantID, Amount: p.Amount, Currency: p.Currency, Token: p.Token,
+		Bin: c.GetBin(), Brand: c.GetBrand(), Fingerprint: c.GetFingerprint(), CustomerIp: req.GetCustomerIp(), BillingCountry: req.GetBillingCountry(),
+		EmailHash: req.GetEmailHash(), DeviceId: req.GetDeviceId()}})
+	rcancel()
+	if err != nil {
+		if unavailable(err) {
+			return errRiskUnavailable
+		}
+		return apierr.From(err)
+	}
+	p.Risk = Risk{Decision: dec.GetAction(), Score: dec.GetScore(), RuleSetVersion: dec.GetRulesetVersion(), Fallback: dec.GetFallback()}
+	for _, r := range dec.GetRules() {
+		p.Risk.Rules = append(p.Risk.Rules, r.GetName())
+	}
+	p.Status = StatusProcessing
+	if dec.GetAction() == "block" {
+		p.Status, p.DeclineCode = StatusDeclined, CodeRiskBlocked
+	}
+	if err := s.cfg.Store.Insert(ctx, p); err != nil {
+		return errStoreUnavailable
+	}
+	return nil
 }
 
 type authOutcome struct {
@@ -426,7 +503,7 @@ func (s *Service) change(ctx context.Context, op, id string, req proto.Message, 
 	if err != nil {
 		return nil, err
 	}
-	return s.idempotent(ctx, merchant, op, req, func() (*Payment, error) {
+	return s.idempotent(ctx, merchant, op, req, func(string) (*Payment, error) {
 		defer s.lock(id)()
 		p, err := s.cfg.Store.Get(ctx, merchant, id)
 		if errors.Is(err, ErrNotFound) {
@@ -488,10 +565,7 @@ func (s *Service) CapturePayment(ctx context.Context, req *gatewayv1.CapturePaym
 			return acquirerError(err)
 		}
 		p.Status, p.AmountCaptured = StatusCaptured, amount
-		r, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, amount, "")
-		if err != nil {
-			s.cfg.Logger.Error("capture not recorded in the ledger", "payment", p.ID, "err", apierr.From(err).Code)
-		} else {
+		if r := s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, amount, ""); r != nil {
 			p.Fee = r.GetFee()
 		}
 		return nil
@@ -520,9 +594,7 @@ func (s *Service) CancelPayment(ctx context.Context, req *gatewayv1.CancelPaymen
 			return acquirerError(err)
 		}
 		p.Status = StatusCanceled
-		if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); err != nil {
-			s.cfg.Logger.Error("cancel not recorded in the ledger (the hold expires)", "payment", p.ID, "err", apierr.From(err).Code)
-		}
+		s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, "")
 		return nil
 	})
 }
@@ -557,9 +629,7 @@ func (s *Service) RefundPayment(ctx context.Context, req *gatewayv1.RefundPaymen
 		if p.AmountRefunded == p.AmountCaptured {
 			p.Status = StatusRefunded
 		}
-		if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, amount, refundID); err != nil {
-			s.cfg.Logger.Error("refund not recorded in the ledger", "payment", p.ID, "err", apierr.From(err).Code)
-		}
+		s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, amount, refundID)
 		return nil
 	})
 }
@@ -580,7 +650,7 @@ func (s *Service) GetPayment(ctx context.Context, req *gatewayv1.GetPaymentReque
 	return toPB(p), nil
 }
 
-var validStatus = map[string]bool{StatusAuthorized: true, StatusCaptured: true, StatusPartiallyRefunded: true, StatusRefunded: true, StatusCanceled: true, StatusDeclined: true, StatusFailed: true}
+var validStatus = map[string]bool{StatusProcessing: true, StatusAuthorized: true, StatusCaptured: true, StatusPartiallyRefunded: true, StatusRefunded: true, StatusCanceled: true, StatusDeclined: true, StatusFailed: true}
 
 // ListPayments lists payments, newest first, with a cursor.
 func (s *Service) ListPayments(ctx context.Context, req *gatewayv1.ListPaymentsRequest) (*gatewayv1.ListPaymentsResponse, error) {

@@ -277,3 +277,71 @@ func (s *Store) ReleaseIdempotent(ctx context.Context, merchant, key string) err
 	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND response = ''`), merchant, key)
 	return err
 }
+
+// Processing lists payments left in the processing state since before
+// `before` (their request died between the ledger hold and the final write).
+func (s *Store) Processing(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+paymentCols+` FROM payments WHERE status = 'processing' AND updated_at < ? ORDER BY updated_at LIMIT ?`), micros(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Payment
+	for rows.Next() {
+		p, err := scanPayment(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// OutboxEntry is a ledger event waiting for delivery.
+type OutboxEntry struct {
+	ID, PaymentID, Request string
+	Attempts               int64
+}
+
+// AddOutbox queues a ledger event (its id is deterministic: queuing twice
+// is a no-op).
+func (s *Store) AddOutbox(ctx context.Context, id, paymentID, request string, now time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO ledger_outbox (id, payment_id, request, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`), id, paymentID, request, micros(now))
+	return err
+}
+
+// Outbox lists queued ledger events, oldest first.
+func (s *Store) Outbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, payment_id, request, attempts FROM ledger_outbox ORDER BY created_at, id LIMIT ?`), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []OutboxEntry
+	for rows.Next() {
+		var e OutboxEntry
+		if err := rows.Scan(&e.ID, &e.PaymentID, &e.Request, &e.Attempts); err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// OutboxDone removes a delivered event; OutboxAttempt counts a failed one.
+func (s *Store) OutboxDone(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM ledger_outbox WHERE id = ?`), id)
+	return err
+}
+
+// OutboxAttempt counts a failed delivery.
+func (s *Store) OutboxAttempt(ctx context.Context, id string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE ledger_outbox SET attempts = attempts + 1 WHERE id = ?`), id)
+	return err
+}
+
+// SetFee records the fee the ledger took at capture (delivered late).
+func (s *Store) SetFee(ctx context.Context, paymentID string, fee int64) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET fee = ?, version = version + 1 WHERE id = ?`), fee, paymentID)
+	return err
+}

@@ -154,6 +154,14 @@ func (s *Simulator) Requests(route string) int64 {
 	return 0
 }
 
+// Authorizations counts the distinct authorizations made (idempotent
+// replays excluded).
+func (s *Simulator) Authorizations() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.auths)
+}
+
 func (s *Simulator) count(route string, h http.HandlerFunc) http.HandlerFunc {
 	v, _ := s.requests.LoadOrStore(route, &atomic.Int64{})
 	c := v.(*atomic.Int64)
