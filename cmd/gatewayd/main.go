@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/proxy/gatewayd"
@@ -36,6 +37,9 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.RiskAddr, "risk-addr", cli.Env("OBOL_RISK_ADDR", "127.0.0.1:9091"), "riskd gRPC address")
 	fs.StringVar(&cfg.LedgerAddr, "ledger-addr", cli.Env("OBOL_LEDGER_ADDR", "127.0.0.1:9092"), "ledgerd gRPC address")
 	fs.StringVar(&cfg.SimulatorURL, "simulator-url", cli.Env("OBOL_SIMULATOR_URL", ""), "acquirer simulator base URL (https)")
+	fs.StringVar(&cfg.StripeURL, "stripe-url", cli.Env("OBOL_STRIPE_URL", ""), "Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)")
+	fs.StringVar(&cfg.DefaultAcquirer, "default-acquirer", cli.Env("OBOL_DEFAULT_ACQUIRER", ""), "connector for payments that name none (default: simulator, or stripe when only it is configured)")
+	merchantAcq := fs.String("merchant-acquirers", cli.Env("OBOL_MERCHANT_ACQUIRERS", ""), "per-merchant connectors: mer_a=stripe,mer_b=simulator")
 	fs.DurationVar(&cfg.AcquirerTimeout, "acquirer-timeout", cli.EnvDuration("OBOL_ACQUIRER_TIMEOUT", 0), "acquirer call timeout (default 10s)")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
@@ -49,6 +53,17 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg.RiskToken, cfg.LedgerToken = os.Getenv("OBOL_RISK_TOKEN"), os.Getenv("OBOL_LEDGER_TOKEN")
+	cfg.StripeSecretKey = os.Getenv("OBOL_STRIPE_SECRET_KEY")
+	if *merchantAcq != "" {
+		cfg.MerchantAcquirers = map[string]string{}
+		for _, kv := range strings.Split(*merchantAcq, ",") {
+			m, a, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || m == "" || a == "" {
+				return fmt.Errorf("--merchant-acquirers: %q is not merchant=connector", kv)
+			}
+			cfg.MerchantAcquirers[m] = a
+		}
+	}
 	cfg.Logger = cli.Logger(*logFormat)
 	if *cert == "" || *ca == "" {
 		return errors.New("--gateway-cert, --gateway-key and --ca are required: vaultd reveals cards only to the gateway's mTLS identity")

@@ -8,7 +8,9 @@
 #   - the vault binary, built once from the Go module proxy into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/obol/ (about 15 minutes and 4.5 GB of
 #     module downloads the first time; cached after that);
-#   - buf and the protoc-gen-* plugins (pinned) with `go install`.
+#   - buf and the protoc-gen-* plugins (pinned) with `go install`;
+#   - stripe-mock (pinned; the stripe connector's integration tests) with
+#     `go install`.
 # Services are started by the tests themselves on free loopback ports, unless
 # OBOL_TEST_POSTGRES_URL / OBOL_TEST_REDIS_URL / OBOL_TEST_VAULT_ADDR are set.
 set -euo pipefail
@@ -32,6 +34,11 @@ if [ -z "${OBOL_VAULT_BIN:-}" ] && [ ! -x "$vault_bin" ]; then
   say "building HashiCorp Vault v1.21.0 from the Go module proxy (first time only, ~15 min)"
   mkdir -p "$(dirname "$vault_bin")"
   (cd internal/testenv/vaultbin && GOFLAGS=-mod=mod GOWORK=off go build -trimpath -o "$vault_bin.tmp" . && mv "$vault_bin.tmp" "$vault_bin")
+fi
+
+if [ -z "${OBOL_TEST_STRIPE_MOCK_URL:-}" ] && ! command -v stripe-mock >/dev/null; then
+  say "installing stripe-mock v0.203.0 (go install)"
+  go install github.com/stripe/stripe-mock@v0.203.0
 fi
 
 say "checking generated code is fresh"

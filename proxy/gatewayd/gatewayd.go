@@ -49,6 +49,15 @@ type Config struct {
 	// SimulatorURL enables the simulator connector.
 	SimulatorURL string
 	SimulatorTLS *tls.Config
+	// StripeSecretKey enables the stripe connector (StripeURL: default
+	// https://api.stripe.com; http on loopback for stripe-mock).
+	StripeURL       string
+	StripeSecretKey string
+	StripeTLS       *tls.Config
+	// DefaultAcquirer is the connector of payments that name none and
+	// whose merchant has none in MerchantAcquirers.
+	DefaultAcquirer   string
+	MerchantAcquirers map[string]string
 	// AcquirerTimeout bounds each acquirer call (default 10 s).
 	AcquirerTimeout time.Duration
 	// SweepInterval is how often the ledger outbox is delivered and
@@ -147,11 +156,32 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		}
 		connectors[sim.Name()] = sim
 	}
+	if cfg.StripeSecretKey != "" {
+		st, err := connector.NewStripe(connector.StripeConfig{BaseURL: cfg.StripeURL, SecretKey: cfg.StripeSecretKey, TLS: cfg.StripeTLS, Timeout: cfg.AcquirerTimeout})
+		if err != nil {
+			return fail(err)
+		}
+		connectors[st.Name()] = st
+	}
 	if len(connectors) == 0 {
-		return fail(errors.New("no acquirer connector is configured (OBOL_SIMULATOR_URL)"))
+		return fail(errors.New("no acquirer connector is configured (OBOL_SIMULATOR_URL, OBOL_STRIPE_SECRET_KEY)"))
+	}
+	if cfg.DefaultAcquirer == "" {
+		cfg.DefaultAcquirer = "simulator"
+		if connectors["simulator"] == nil {
+			cfg.DefaultAcquirer = "stripe"
+		}
+	}
+	for m, a := range cfg.MerchantAcquirers {
+		if connectors[a] == nil {
+			return fail(fmt.Errorf("merchant %s: connector %q is not configured", m, a))
+		}
+	}
+	if connectors[cfg.DefaultAcquirer] == nil {
+		return fail(fmt.Errorf("default acquirer %q is not configured", cfg.DefaultAcquirer))
 	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
-		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
+		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },

@@ -141,6 +141,7 @@ func start(t *testing.T) *stack {
 	g, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vaultGRPC, VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
 		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
+		StripeURL: testenv.StripeMock(t), StripeSecretKey: "sk_test_obol",
 		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, Logger: log})
 	if err != nil {
 		t.Fatal(err)
@@ -333,5 +334,32 @@ func TestAcquirerFailures(t *testing.T) {
 				t.Fatalf("ledger: %+v %v (the hold must be released)", b, err)
 			}
 		})
+	}
+}
+
+// TestStripeConnector pays through the stripe connector against the real
+// stripe-mock: the payment method and the confirmed payment intent are
+// accepted by Stripe's OpenAPI validation; stripe-mock's fixture intent is
+// requires_payment_method, i.e. a decline, so the hold is released.
+func TestStripeConnector(t *testing.T) {
+	s := start(t)
+	tok := s.tokenize(t, "5555555555554444", "321")
+	st, p := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","acquirer":"stripe","capture":false}`, "stripe-1")
+	acq, _ := p["acquirer"].(map[string]any)
+	if st != 200 || p["status"] != "declined" || acq["name"] != "stripe" || !strings.HasPrefix(acq["reference"].(string), "pi_") {
+		t.Fatalf("stripe payment: %d %v", st, p)
+	}
+	if st, again := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","acquirer":"stripe","capture":false}`, "stripe-1"); st != 200 || again["id"] != p["id"] {
+		t.Fatalf("retry: %d %v", st, again)
+	}
+	b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "EUR"})
+	if err != nil || b.Held != 0 {
+		t.Fatalf("ledger: %+v %v", b, err)
+	}
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard("5555555555554444", "321")
+	leaks.Scan("logs", s.logs.Bytes())
+	if hits, _ := leaks.Report(); len(hits) > 0 {
+		t.Fatalf("leaks: %v", hits)
 	}
 }

@@ -40,8 +40,10 @@ type Config struct {
 	Ledger      ledgerv1.LedgerServiceClient
 	LedgerToken string
 	Connectors  map[string]connector.Connector
-	// DefaultAcquirer is used when a request names none (default simulator).
-	DefaultAcquirer string
+	// DefaultAcquirer is used when a request names none and the merchant
+	// has none in MerchantAcquirers (default simulator).
+	DefaultAcquirer   string
+	MerchantAcquirers map[string]string
 	// CallTimeout bounds each call to vaultd, riskd and ledgerd (default 5 s).
 	CallTimeout time.Duration
 	// ProcessingTimeout is how long a payment may stay processing before
@@ -277,6 +279,9 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 	}
 	cur := strings.ToUpper(req.GetCurrency())
 	acq := req.GetAcquirer()
+	if acq == "" {
+		acq = s.cfg.MerchantAcquirers[merchant]
+	}
 	if acq == "" {
 		acq = s.cfg.DefaultAcquirer
 	}
