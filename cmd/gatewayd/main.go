@@ -40,6 +40,9 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.StripeURL, "stripe-url", cli.Env("OBOL_STRIPE_URL", ""), "Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)")
 	fs.StringVar(&cfg.DefaultAcquirer, "default-acquirer", cli.Env("OBOL_DEFAULT_ACQUIRER", ""), "connector for payments that name none (default: simulator, or stripe when only it is configured)")
 	merchantAcq := fs.String("merchant-acquirers", cli.Env("OBOL_MERCHANT_ACQUIRERS", ""), "per-merchant connectors: mer_a=stripe,mer_b=simulator")
+	fs.StringVar(&cfg.RoutesFile, "routes", cli.Env("OBOL_GATEWAY_ROUTES", ""), "route file for POST /v1/forward (YAML, hot-reloaded); /v1/forward is off without it")
+	upstreamCA := fs.String("upstream-ca", cli.Env("OBOL_UPSTREAM_CA", ""), "extra CA certificates (PEM) trusted for /v1/forward upstreams, besides the system's")
+	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", cli.EnvDuration("OBOL_FORWARD_TIMEOUT", 0), "upstream call timeout for /v1/forward (default 20s)")
 	fs.DurationVar(&cfg.AcquirerTimeout, "acquirer-timeout", cli.EnvDuration("OBOL_ACQUIRER_TIMEOUT", 0), "acquirer call timeout (default 10s)")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
@@ -85,6 +88,20 @@ func run(ctx context.Context, args []string) error {
 		cfg.RiskTLS, cfg.LedgerTLS = cfg.VaultTLS, cfg.VaultTLS
 	}
 	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if *upstreamCA != "" {
+		sys, err := x509.SystemCertPool()
+		if err != nil || sys == nil {
+			sys = x509.NewCertPool()
+		}
+		b, err := os.ReadFile(*upstreamCA)
+		if err != nil {
+			return fmt.Errorf("--upstream-ca: %w", err)
+		}
+		if !sys.AppendCertsFromPEM(b) {
+			return fmt.Errorf("--upstream-ca %s: no PEM certificates", *upstreamCA)
+		}
+		cfg.UpstreamTLS = &tls.Config{RootCAs: sys, MinVersion: tls.VersionTLS12}
+	}
 	if *srvCert != "" {
 		if cfg.GRPCTLS, err = cli.ServerTLS(*srvCert, *srvKey, ""); err != nil {
 			return err

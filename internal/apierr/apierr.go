@@ -31,6 +31,10 @@ const (
 	KindFailedPrecondition
 	KindRateLimited
 	KindMethodNotAllowed
+	// KindBadGateway and KindGatewayTimeout: an upstream the gateway
+	// forwards to failed or did not answer in time.
+	KindBadGateway
+	KindGatewayTimeout
 )
 
 var kindTable = map[Kind]struct {
@@ -48,6 +52,8 @@ var kindTable = map[Kind]struct {
 	KindFailedPrecondition: {http.StatusConflict, codes.FailedPrecondition},
 	KindRateLimited:        {http.StatusTooManyRequests, codes.ResourceExhausted},
 	KindMethodNotAllowed:   {http.StatusMethodNotAllowed, codes.Unimplemented},
+	KindBadGateway:         {http.StatusBadGateway, codes.Unavailable},
+	KindGatewayTimeout:     {http.StatusGatewayTimeout, codes.DeadlineExceeded},
 }
 
 // Domain is the ErrorInfo domain for every Obol error.

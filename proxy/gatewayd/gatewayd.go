@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -18,12 +19,14 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/serve"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
+	"github.com/obolpay/obol/proxy/forward"
 	"github.com/obolpay/obol/proxy/payments"
 )
 
@@ -58,6 +61,14 @@ type Config struct {
 	// whose merchant has none in MerchantAcquirers.
 	DefaultAcquirer   string
 	MerchantAcquirers map[string]string
+	// RoutesFile enables POST /v1/forward (YAML; validated at start,
+	// hot-reloaded every RoutesReload, default 2 s). UpstreamTLS holds the
+	// roots that upstream certificates are verified against (nil: the
+	// system's); ForwardTimeout bounds each upstream call (default 20 s).
+	RoutesFile     string
+	RoutesReload   time.Duration
+	UpstreamTLS    *tls.Config
+	ForwardTimeout time.Duration
 	// AcquirerTimeout bounds each acquirer call (default 10 s).
 	AcquirerTimeout time.Duration
 	// SweepInterval is how often the ledger outbox is delivered and
@@ -73,8 +84,11 @@ type Config struct {
 type Instance struct {
 	Service    *payments.Service
 	Server     *serve.Server
+	Routes     *forward.Routes // nil when /v1/forward is off
 	closers    []func() error
 	sweepEvery time.Duration
+	reload     time.Duration
+	log        *slog.Logger
 }
 
 // Close releases connections.
@@ -88,9 +102,33 @@ func (in *Instance) Close() {
 func (in *Instance) Serve(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { defer close(done); in.Service.Run(ctx, in.sweepEvery) }()
+	if in.Routes != nil {
+		go in.watchRoutes(ctx)
+	}
 	err := in.Server.Serve(ctx)
 	<-done
 	return err
+}
+
+// watchRoutes reloads the route file when it changes; a bad file is
+// refused whole (logged and counted) and the previous routes stay.
+func (in *Instance) watchRoutes(ctx context.Context) {
+	t := time.NewTicker(in.reload)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			changed, err := in.Routes.Reload()
+			switch {
+			case err != nil:
+				in.log.Error("route file refused; the previous routes stay active", "err", err)
+			case changed:
+				in.log.Info("route file reloaded", "routes", len(in.Routes.Table().Routes))
+			}
+		}
+	}
 }
 
 func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
@@ -120,7 +158,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = 10 * time.Second
 	}
-	in := &Instance{sweepEvery: cfg.SweepInterval}
+	if cfg.RoutesReload <= 0 {
+		cfg.RoutesReload = 2 * time.Second
+	}
+	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, log: cfg.Logger}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
 	var st *payments.Store
 	var err error
@@ -182,7 +223,29 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
+	var fwd http.Handler
+	if cfg.RoutesFile != "" {
+		if in.Routes, err = forward.Load(cfg.RoutesFile); err != nil {
+			return fail(err)
+		}
+		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
+			Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}},
+			Timeout: cfg.ForwardTimeout, Logger: cfg.Logger})
+	}
 	srv, err := serve.New(ctx, serve.Options{
+		WrapREST: func(rest http.Handler) http.Handler {
+			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == "/v1/forward" {
+					if fwd == nil {
+						httpapi.WriteError(w, apierr.New(apierr.KindNotFound, "forward_disabled", "", "the gateway has no route file (OBOL_GATEWAY_ROUTES); /v1/forward is off"))
+						return
+					}
+					fwd.ServeHTTP(w, r)
+					return
+				}
+				rest.ServeHTTP(w, r)
+			})
+		},
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {

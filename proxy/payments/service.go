@@ -114,7 +114,12 @@ func firstMD(ctx context.Context, key string) string {
 // merchant authenticates the caller's secret key through vaultd (cached
 // for 10 s, like vaultd's own cache).
 func (s *Service) merchant(ctx context.Context) (string, error) {
-	authz := firstMD(ctx, "authorization")
+	return s.Authenticate(ctx, firstMD(ctx, "authorization"))
+}
+
+// Authenticate checks a merchant's Authorization header value with vaultd
+// (cached for 10 s) and returns the merchant id.
+func (s *Service) Authenticate(ctx context.Context, authz string) (string, error) {
 	if authz == "" {
 		return "", apierr.ErrUnauthenticated
 	}

@@ -1,0 +1,452 @@
+package forward
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/httpapi"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/card"
+	"github.com/obolpay/obol/vault/revealbox"
+)
+
+// Headers of the forward API.
+const (
+	HeaderDestination   = "Obol-Destination"
+	HeaderDryRun        = "Obol-Dry-Run"
+	HeaderUpstreamAuthz = "Obol-Upstream-Authorization"
+	HeaderRoute         = "Obol-Route"
+	HeaderRedacted      = "Obol-Redacted"
+)
+
+// Config wires the forwarder.
+type Config struct {
+	Routes *Routes
+	// Vault is vaultd over mTLS with the gateway identity.
+	Vault vaultv1.VaultServiceClient
+	// Authenticate checks the merchant's Authorization header.
+	Authenticate func(ctx context.Context, authorization string) (string, error)
+	// Client sends upstream requests (its TLS roots decide which upstream
+	// certificates are trusted); Timeout bounds each (default 20 s, under the server's write timeout).
+	Client  *http.Client
+	Timeout time.Duration
+	// CallTimeout bounds each vaultd call (default 5 s).
+	CallTimeout time.Duration
+	// MaxResponse caps an upstream answer (default 1 MiB).
+	MaxResponse int64
+	Logger      *slog.Logger
+}
+
+// Forwarder serves POST /v1/forward.
+type Forwarder struct{ cfg Config }
+
+// New returns the forwarder.
+func New(cfg Config) *Forwarder {
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 20 * time.Second
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 5 * time.Second
+	}
+	if cfg.MaxResponse <= 0 {
+		cfg.MaxResponse = 1 << 20
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}}
+	}
+	// Never follow redirects: a redirect would take card data to a host
+	// no route allows.
+	c := *cfg.Client
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	cfg.Client = &c
+	return &Forwarder{cfg: cfg}
+}
+
+func notAllowed(reason string) *apierr.Error {
+	return apierr.New(apierr.KindPermissionDenied, "destination_not_allowed", HeaderDestination, "the destination is not allowed by the route file: "+reason)
+}
+
+// destination parses and normalises Obol-Destination.
+func destination(raw string) (*url.URL, string, *apierr.Error) {
+	if raw == "" {
+		return nil, "", apierr.Invalid(apierr.CodeFieldRequired, HeaderDestination, "the Obol-Destination header is required (https://host/path)")
+	}
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || u.Opaque != "":
+		return nil, "", apierr.Invalid("destination_invalid", HeaderDestination, "Obol-Destination must be an absolute URL, https://host/path")
+	case u.Scheme != "https":
+		return nil, "", notAllowed("https only")
+	case u.User != nil || u.Fragment != "":
+		return nil, "", apierr.Invalid("destination_invalid", HeaderDestination, "Obol-Destination may not carry credentials or a fragment")
+	case u.RawPath != "" || strings.Contains(u.Path, "/..") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "//"):
+		return nil, "", notAllowed("the path must be plain (no escapes, dot segments or empty segments)")
+	}
+	host := strings.ToLower(u.Host)
+	host = strings.TrimSuffix(host, ":443")
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return u, host, nil
+}
+
+type located struct {
+	span
+	header bool
+}
+
+// find locates every reveal's token in the request.
+func find(route *Route, r *http.Request, body []byte) ([]located, *apierr.Error) {
+	var out []located
+	for i := range route.Reveal {
+		rv := &route.Reveal[i]
+		var l located
+		l.reveal = rv
+		var err error
+		switch {
+		case rv.JSON != "":
+			l.start, l.end, l.token, err = jsonSpan(body, rv.JSON)
+		case rv.Form != "":
+			l.start, l.end, l.token, err = formSpan(body, rv.Form)
+		default:
+			l.header = true
+			vs := r.Header.Values(rv.Header)
+			switch {
+			case len(vs) == 0:
+				err = errMissing
+			case len(vs) > 1:
+				err = errDuplicate
+			case !isToken(vs[0]):
+				err = errNotToken
+			default:
+				l.token = vs[0]
+			}
+		}
+		switch {
+		case errors.Is(err, errMissing):
+			return nil, apierr.Invalid("reveal_field_missing", rv.Location(), "the route reveals a card at "+rv.Location()+" but the request has no token there")
+		case errors.Is(err, errDuplicate):
+			return nil, apierr.Invalid("reveal_field_ambiguous", rv.Location(), rv.Location()+" appears more than once in the request")
+		case errors.Is(err, errNotToken):
+			return nil, apierr.Invalid("reveal_field_not_token", rv.Location(), "the value at "+rv.Location()+" must be a token (tok_…) written plainly")
+		case err != nil:
+			return nil, apierr.Invalid("body_invalid", "body", err.Error())
+		}
+		out = append(out, l)
+	}
+	return out, nil
+}
+
+func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if e := f.serve(w, r); e != nil {
+		httpapi.WriteError(w, e)
+	}
+}
+
+func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error {
+	ctx := r.Context()
+	merchant, err := f.cfg.Authenticate(ctx, r.Header.Get("Authorization"))
+	if err != nil {
+		return apierr.From(err)
+	}
+	u, host, e := destination(r.Header.Get(HeaderDestination))
+	if e != nil {
+		return e
+	}
+	table := f.cfg.Routes.Table()
+	route, miss := table.Match(merchant, r.Method, host, u.Path)
+	if route == nil {
+		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", host, "reason", miss.Reason)
+		return notAllowed(miss.Reason)
+	}
+	var body []byte
+	if r.Body != nil {
+		if body, err = io.ReadAll(r.Body); err != nil {
+			return apierr.Invalid(apierr.CodeMalformedBody, "body", "request body could not be read")
+		}
+	}
+	spots, e := find(route, r, body)
+	if e != nil {
+		return e
+	}
+	tokens := map[string]bool{} // token -> needs its CVC
+	for _, s := range spots {
+		for _, fld := range s.reveal.Fields() {
+			tokens[s.token] = tokens[s.token] || fld == FieldCVC
+		}
+	}
+	if dry, _ := parseBool(r.Header.Get(HeaderDryRun)); dry {
+		return f.dryRun(w, r, merchant, route, u, spots, tokens)
+	}
+
+	cards := map[string]*Revealed{}
+	defer func() {
+		for _, c := range cards {
+			c.Wipe()
+		}
+	}()
+	for tok, cvc := range tokens {
+		c, e := f.reveal(ctx, merchant, tok, cvc, route, host)
+		if e != nil {
+			for _, s := range spots {
+				if s.token == tok {
+					e = apierr.New(e.Kind, e.Code, s.reveal.Location(), e.Message)
+					break
+				}
+			}
+			return e
+		}
+		cards[tok] = c
+	}
+
+	var bodySpans []span
+	hdr := upstreamHeaders(r.Header)
+	var hdrBufs [][]byte
+	for _, s := range spots {
+		if !s.header {
+			bodySpans = append(bodySpans, s.span)
+			continue
+		}
+		v, err := s.reveal.render(nil, cards[s.token])
+		hdrBufs = append(hdrBufs, v)
+		if err != nil {
+			return cvcGone(s.reveal)
+		}
+		// net/http takes header values as strings: a header reveal's card
+		// data cannot be wiped afterwards (documented; prefer body fields).
+		hdr.Set(s.reveal.Header, string(v))
+	}
+	sort.Slice(bodySpans, func(i, j int) bool { return bodySpans[i].start < bodySpans[j].start })
+	out, err := splice(body, bodySpans, cards)
+	defer wipe(out)
+	defer func() {
+		for _, b := range hdrBufs {
+			wipe(b)
+		}
+	}()
+	if err != nil {
+		for _, s := range bodySpans {
+			if errors.Is(err, errNoCVC) {
+				return cvcGone(s.reveal)
+			}
+		}
+		return apierr.Invalid("route_invalid", "body", err.Error())
+	}
+
+	uctx, cancel := context.WithTimeout(ctx, f.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(uctx, r.Method, u.String(), bytes.NewReader(out))
+	if err != nil {
+		return apierr.Invalid("destination_invalid", HeaderDestination, "Obol-Destination could not be used")
+	}
+	req.Header = hdr
+	req.ContentLength = int64(len(out))
+	resp, err := f.cfg.Client.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			f.cfg.Logger.Warn("forward upstream timeout", "merchant", merchant, "route", route.Name, "host", host)
+			return apierr.New(apierr.KindGatewayTimeout, "upstream_timeout", "", "the destination did not answer in time")
+		}
+		f.cfg.Logger.Warn("forward upstream unreachable", "merchant", merchant, "route", route.Name, "host", host, "err", redactErr(err))
+		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached")
+	}
+	defer resp.Body.Close()
+	rb, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxResponse+1))
+	if err != nil {
+		wipe(rb)
+		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination's answer could not be read")
+	}
+	if int64(len(rb)) > f.cfg.MaxResponse {
+		wipe(rb)
+		return apierr.New(apierr.KindBadGateway, "upstream_response_too_large", "", "the destination's answer is larger than the gateway relays")
+	}
+	known := make([][]byte, 0, len(cards))
+	for _, c := range cards {
+		known = append(known, c.Number)
+	}
+	n := RedactPANs(rb, known...)
+	for k, vs := range resp.Header {
+		if hopByHop[k] || k == "Content-Length" {
+			continue
+		}
+		for _, v := range vs {
+			b := []byte(v)
+			n += RedactPANs(b, known...)
+			w.Header().Add(k, string(b))
+		}
+	}
+	w.Header().Set(HeaderRoute, route.Name)
+	w.Header().Set(HeaderRedacted, itoa(n))
+	w.WriteHeader(resp.StatusCode)
+	_, _ = w.Write(rb)
+	f.cfg.Logger.Info("forwarded", "merchant", merchant, "route", route.Name, "host", host, "status", resp.StatusCode, "tokens", len(cards), "redacted", n)
+	return nil
+}
+
+func cvcGone(rv *Reveal) *apierr.Error {
+	return apierr.New(apierr.KindFailedPrecondition, "cvc_unavailable", rv.Location(), errNoCVC.Error())
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
+
+func parseBool(s string) (bool, bool) {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "1", "true", "yes":
+		return true, true
+	case "", "0", "false", "no":
+		return false, true
+	}
+	return false, false
+}
+
+func wipe(b []byte) {
+	for i := range b {
+		b[i] = 0
+	}
+}
+
+// redactErr keeps transport errors free of request details.
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true}
+
+// upstreamHeaders copies the merchant's headers minus Obol's own, its
+// Authorization (Obol's key) and hop-by-hop ones;
+// Obol-Upstream-Authorization becomes the upstream's Authorization.
+func upstreamHeaders(in http.Header) http.Header {
+	out := http.Header{}
+	for k, vs := range in {
+		if hopByHop[k] || k == "Authorization" || k == "Host" || k == "Content-Length" || strings.HasPrefix(k, "Obol-") {
+			continue
+		}
+		out[k] = append([]string(nil), vs...)
+	}
+	if v := in.Get(HeaderUpstreamAuthz); v != "" {
+		out.Set("Authorization", v)
+	}
+	return out
+}
+
+// reveal detokenizes one token for the merchant, sealed to a per-call key.
+func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, route *Route, host string) (*Revealed, *apierr.Error) {
+	rcpt, err := revealbox.NewRecipient()
+	if err != nil {
+		return nil, apierr.From(err)
+	}
+	vctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout)
+	rev, err := f.cfg.Vault.Detokenize(vctx, &vaultv1.DetokenizeRequest{MerchantId: merchant, Token: tok, IncludeCvc: cvc, Purpose: "forward " + route.Name,
+		DestinationHost: host, RecipientPublicKey: rcpt.PublicKey()})
+	cancel()
+	if err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+			return nil, apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; nothing was sent, retry later")
+		case codes.NotFound:
+			return nil, apierr.New(apierr.KindNotFound, "token_not_found", "", "no such token")
+		}
+		return nil, apierr.From(err)
+	}
+	plain, err := rcpt.Open(rev.GetSealedCard(), revealbox.AAD(merchant, tok))
+	if err != nil {
+		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
+	}
+	c, err := card.Decode(plain)
+	card.WipeBytes(plain)
+	if err != nil {
+		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
+	}
+	out := &Revealed{ExpMonth: c.ExpMonth, ExpYear: c.ExpYear}
+	out.Number = append([]byte(nil), c.Number.RevealDigits()...)
+	if !c.CVC.IsZero() {
+		out.CVC = append([]byte(nil), c.CVC.RevealDigits()...)
+	}
+	c.Number.Wipe()
+	c.CVC.Wipe()
+	return out, nil
+}
+
+// DryRunReveal is one reveal as a dry run explains it.
+type DryRunReveal struct {
+	Location string   `json:"location"`
+	Token    string   `json:"token"`
+	Fields   []string `json:"fields"`
+	As       string   `json:"as"`
+}
+
+// DryRun is a dry run's answer: what would be revealed where, and nothing
+// revealed or sent.
+type DryRun struct {
+	DryRun         bool              `json:"dry_run"`
+	Route          string            `json:"route"`
+	Method         string            `json:"method"`
+	Destination    string            `json:"destination"`
+	Reveals        []DryRunReveal    `json:"reveals"`
+	Tokens         map[string]string `json:"tokens"`
+	UpstreamCalled bool              `json:"upstream_called"`
+}
+
+func (f *Forwarder) dryRun(w http.ResponseWriter, r *http.Request, merchant string, route *Route, u *url.URL, spots []located, tokens map[string]bool) *apierr.Error {
+	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: u.String(), Tokens: map[string]string{}}
+	for _, s := range spots {
+		as := "string"
+		if s.reveal.As == "number" {
+			as = "number"
+		}
+		out.Reveals = append(out.Reveals, DryRunReveal{Location: s.reveal.Location(), Token: s.token, Fields: s.reveal.Fields(), As: as})
+	}
+	// Token checks read metadata only (as the merchant): no reveal.
+	for tok := range tokens {
+		vctx, cancel := context.WithTimeout(r.Context(), f.cfg.CallTimeout)
+		vctx = metadata.NewOutgoingContext(vctx, metadata.Pairs("authorization", r.Header.Get("Authorization")))
+		_, err := f.cfg.Vault.GetToken(vctx, &vaultv1.GetTokenRequest{Token: tok})
+		cancel()
+		switch status.Code(err) {
+		case codes.OK:
+			out.Tokens[tok] = "found"
+		case codes.NotFound:
+			out.Tokens[tok] = "not_found"
+		case codes.Unavailable, codes.DeadlineExceeded:
+			return apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; retry later")
+		default:
+			return apierr.From(err)
+		}
+	}
+	f.cfg.Logger.Info("forward dry run", "merchant", merchant, "route", route.Name)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set(HeaderRoute, route.Name)
+	return writeJSON(w, out)
+}
+
+func writeJSON(w http.ResponseWriter, v any) *apierr.Error {
+	w.WriteHeader(http.StatusOK)
+	_ = json.NewEncoder(w).Encode(v)
+	return nil
+}

@@ -1,0 +1,322 @@
+package forward
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const goodRoutes = `
+routes:
+  - name: acme
+    host: api.acme.example
+    paths: ["/v1/charges", "/v1/cards/*"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
+      - json: card.exp_month
+        value: "{{ token.exp_month }}"
+        as: number
+      - header: x-card-expiry
+        value: "{{token.exp_month}}/{{token.exp_year}}"
+  - name: formy
+    host: pay.form.example:8443
+    paths: ["/charge"]
+    methods: [POST, PUT]
+    merchants: [mer_a]
+    reveal:
+      - form: card[cvc]
+        value: "{{token.cvc}}"
+`
+
+func TestParseRoutes(t *testing.T) {
+	tab, err := Parse([]byte(goodRoutes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tab.Routes) != 2 || tab.Routes[0].Reveal[2].Header != "X-Card-Expiry" || len(tab.Routes[0].Reveal[2].Fields()) != 2 {
+		t.Fatalf("parsed: %+v", tab.Routes)
+	}
+	route := func(extra string) string {
+		return "routes:\n  - name: r\n    host: api.x.example\n    paths: [/a]\n    methods: [POST]\n    reveal:\n      - json: card.number\n        value: \"{{token.number}}\"\n" + extra
+	}
+	bad := []struct{ name, yaml, want string }{
+		{"not yaml", "routes: [", "route file"},
+		{"unknown key", "routes:\n  - name: r\n    hosts: x\n", "field hosts not found"},
+		{"no name", strings.Replace(route(""), "name: r", "name: ''", 1), "name is required"},
+		{"scheme in host", strings.Replace(route(""), "host: api.x.example", "host: https://api.x.example", 1), "bare host"},
+		{"wildcard host", strings.Replace(route(""), "host: api.x.example", "host: '*.x.example'", 1), "wildcards"},
+		{"host with path", strings.Replace(route(""), "host: api.x.example", "host: api.x.example/v1", 1), "without a path"},
+		{"upper-case host", strings.Replace(route(""), "host: api.x.example", "host: API.x.example", 1), "lower-case"},
+		{"no paths", strings.Replace(route(""), "paths: [/a]", "paths: []", 1), "at least one path"},
+		{"relative path", strings.Replace(route(""), "paths: [/a]", "paths: [a]", 1), "must start with /"},
+		{"inner wildcard", strings.Replace(route(""), "paths: [/a]", "paths: [/a/*/b]", 1), "trailing /*"},
+		{"dot dot", strings.Replace(route(""), "paths: [/a]", "paths: [/a/../b]", 1), "no .."},
+		{"everything", strings.Replace(route(""), "paths: [/a]", "paths: [/*]", 1), "every path"},
+		{"bad method", strings.Replace(route(""), "methods: [POST]", "methods: [post]", 1), "upper case"},
+		{"bad merchant", route("    merchants: [acme]\n"), "not a merchant id"},
+		{"no reveal", strings.Split(route(""), "    reveal:")[0] + "    reveal: []\n", "at least one reveal"},
+		{"two locations", strings.Replace(route(""), "json: card.number", "json: card.number\n        form: x", 1), "exactly one"},
+		{"unknown placeholder", strings.Replace(route(""), "token.number", "token.pan", 1), "unknown card field"},
+		{"not a token placeholder", strings.Replace(route(""), "token.number", "card.number", 1), "unknown placeholder"},
+		{"nothing revealed", strings.Replace(route(""), "{{token.number}}", "plain", 1), "reveals nothing"},
+		{"quote in literal", strings.Replace(route(""), `"{{token.number}}"`, `'x"{{token.number}}'`, 1), "quotes"},
+		{"number of the pan", strings.Replace(route(""), `value: "{{token.number}}"`, "value: \"{{token.number}}\"\n        as: number", 1), "as: number needs"},
+		{"reserved header", strings.Replace(route(""), "json: card.number", "header: Authorization", 1), "gateway's"},
+		{"obol header", strings.Replace(route(""), "json: card.number", "header: Obol-Destination", 1), "gateway's"},
+		{"empty json segment", strings.Replace(route(""), "json: card.number", "json: card..number", 1), "empty segment"},
+		{"revealed twice", route("      - json: card.number\n        value: \"{{token.number}}\"\n"), "revealed twice"},
+		{"duplicate name", route("  - name: r\n    host: b.example\n    paths: [/a]\n    methods: [GET]\n    reveal:\n      - form: n\n        value: \"{{token.number}}\"\n"), "name used twice"},
+	}
+	for _, tt := range bad {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml))
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want it to mention %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestMatch(t *testing.T) {
+	tab, err := Parse([]byte(goodRoutes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, merchant, method, host, path, route, reason string
+	}{
+		{"exact path", "mer_x", "POST", "api.acme.example", "/v1/charges", "acme", ""},
+		{"prefix path", "mer_x", "POST", "api.acme.example", "/v1/cards/abc", "acme", ""},
+		{"prefix itself", "mer_x", "POST", "api.acme.example", "/v1/cards/", "", "does not allow path"},
+		{"other path", "mer_x", "POST", "api.acme.example", "/v1/refunds", "", "does not allow path"},
+		{"method", "mer_x", "GET", "api.acme.example", "/v1/charges", "", "does not allow method"},
+		{"subdomain", "mer_x", "POST", "evil.api.acme.example", "/v1/charges", "", "no route allows host"},
+		{"suffix host", "mer_x", "POST", "api.acme.example.evil", "/v1/charges", "", "no route allows host"},
+		{"port must match", "mer_a", "POST", "pay.form.example", "/charge", "", "no route allows host"},
+		{"merchant allowed", "mer_a", "PUT", "pay.form.example:8443", "/charge", "formy", ""},
+		{"merchant not allowed", "mer_b", "PUT", "pay.form.example:8443", "/charge", "", "not open to this merchant"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			r, miss := tab.Match(tt.merchant, tt.method, tt.host, tt.path)
+			got := ""
+			if r != nil {
+				got = r.Name
+			}
+			if got != tt.route || !strings.Contains(miss.Reason, tt.reason) {
+				t.Fatalf("got %q (%s), want %q (%s)", got, miss.Reason, tt.route, tt.reason)
+			}
+		})
+	}
+}
+
+func TestJSONSpan(t *testing.T) {
+	cases := []struct {
+		name, body, path, token string
+		err                     error
+	}{
+		{"nested", `{"amount":1,"card":{"number":"tok_abc","cvc":"x"}}`, "card.number", "tok_abc", nil},
+		{"array index", `{"items":[{"pan":"tok_1"},{"pan":"tok_2"}]}`, "items.1.pan", "tok_2", nil},
+		{"spaces", `{ "card" : { "number" :  "tok_abc" } }`, "card.number", "tok_abc", nil},
+		{"missing", `{"card":{}}`, "card.number", "", errMissing},
+		{"duplicate key", `{"card":{"number":"tok_a","number":"tok_b"}}`, "card.number", "", errDuplicate},
+		{"a number there", `{"card":{"number":4242}}`, "card.number", "", errNotToken},
+		{"an object there", `{"card":{"number":{"a":1}}}`, "card.number", "", errNotToken},
+		{"escaped token", `{"card":{"number":"tok\u005fabc"}}`, "card.number", "", errNotToken},
+		{"not a token", `{"card":{"number":"4242424242424242"}}`, "card.number", "", errNotToken},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			start, end, tok, err := jsonSpan([]byte(tt.body), tt.path)
+			if err != tt.err || tok != tt.token {
+				t.Fatalf("got %q %v, want %q %v", tok, err, tt.token, tt.err)
+			}
+			if err == nil && tt.body[start:end] != `"`+tt.token+`"` {
+				t.Fatalf("span %q", tt.body[start:end])
+			}
+		})
+	}
+	for _, bad := range []string{`{"card":`, `{"a":1} x`, strings.Repeat("[", 100) + strings.Repeat("]", 100)} {
+		if _, _, _, err := jsonSpan([]byte(bad), "card.number"); err == nil || err == errMissing {
+			t.Errorf("%q: %v, want a JSON error", bad, err)
+		}
+	}
+}
+
+func TestFormSpan(t *testing.T) {
+	cases := []struct {
+		name, body, field, token string
+		err                      error
+	}{
+		{"plain", "amount=100&card%5Bnumber%5D=tok_abc&x=1", "card[number]", "tok_abc", nil},
+		{"last", "a=1&n=tok_z", "n", "tok_z", nil},
+		{"missing", "a=1", "n", "", errMissing},
+		{"twice", "n=tok_a&n=tok_b", "n", "", errDuplicate},
+		{"empty", "n=&a=1", "n", "", errNotToken},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			start, end, tok, err := formSpan([]byte(tt.body), tt.field)
+			if err != tt.err || tok != tt.token {
+				t.Fatalf("got %q %v, want %q %v", tok, err, tt.token, tt.err)
+			}
+			if err == nil && tt.body[start:end] != tt.token {
+				t.Fatalf("span %q", tt.body[start:end])
+			}
+		})
+	}
+}
+
+func TestSpliceRenders(t *testing.T) {
+	tab, err := Parse([]byte(goodRoutes))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &tab.Routes[0]
+	body := []byte(`{"card":{"number":"tok_a","exp_month":"tok_a"},"amount":5}`)
+	s1, e1, _, _ := jsonSpan(body, "card.number")
+	s2, e2, _, _ := jsonSpan(body, "card.exp_month")
+	c := &Revealed{Number: []byte("4242424242424242"), ExpMonth: 7, ExpYear: 2031}
+	out, err := splice(body, []span{{s1, e1, "tok_a", &r.Reveal[0]}, {s2, e2, "tok_a", &r.Reveal[1]}}, map[string]*Revealed{"tok_a": c})
+	if err != nil || string(out) != `{"card":{"number":"4242424242424242","exp_month":7},"amount":5}` {
+		t.Fatalf("%s %v", out, err)
+	}
+	h, err := r.Reveal[2].render(nil, c)
+	if err != nil || string(h) != "07/2031" {
+		t.Fatalf("header %q %v", h, err)
+	}
+	form := &tab.Routes[1].Reveal[0]
+	if _, err := form.render(nil, &Revealed{Number: []byte("4242424242424242")}); err != errNoCVC {
+		t.Fatalf("cvc gone: %v", err)
+	}
+}
+
+func TestRedactPANs(t *testing.T) {
+	cases := []struct {
+		name, in, out string
+		n             int
+	}{
+		{"plain", `{"pan":"4242424242424242"}`, `{"pan":"************4242"}`, 1},
+		{"spaced", "card 4242 4242 4242 4242 ok", "card **** **** **** 4242 ok", 1},
+		{"dashed amex", "378282246310005", "***********0005", 1},
+		{"bad luhn stays", "4242424242424241", "4242424242424241", 0},
+		{"timestamp stays", "1700000000000000", "1700000000000000", 0},
+		{"short stays", "424242424242", "424242424242", 0},
+		{"too long stays", "42424242424242424242", "42424242424242424242", 0},
+		{"two", "5555555555554444,6011111111111117", "************4444,************1117", 2},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			b := []byte(tt.in)
+			if n := RedactPANs(b); n != tt.n || string(b) != tt.out {
+				t.Fatalf("got %q (%d), want %q (%d)", b, n, tt.out, tt.n)
+			}
+		})
+	}
+	glued := []byte("ref9424242424242424242x")
+	if n := RedactPANs(glued, []byte("4242424242424242")); n < 1 || bytes.Contains(glued, []byte("4242424242424242")) {
+		t.Fatalf("known PAN glued to digits: %q", glued)
+	}
+}
+
+func TestRoutesHotReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(path, []byte(goodRoutes), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := Load(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := rs.Reload(); changed || err != nil {
+		t.Fatalf("unchanged file reloaded: %v %v", changed, err)
+	}
+	touch := func(content string, at time.Time) {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
+	touch("routes: [\n", time.Now().Add(time.Minute))
+	if _, err := rs.Reload(); err == nil || len(rs.Table().Routes) != 2 || rs.Rejected.Load() != 1 {
+		t.Fatalf("bad file: %v, %d routes, %d rejected", err, len(rs.Table().Routes), rs.Rejected.Load())
+	}
+	touch(strings.SplitN(goodRoutes, "  - name: formy", 2)[0], time.Now().Add(2*time.Minute))
+	if changed, err := rs.Reload(); !changed || err != nil || len(rs.Table().Routes) != 1 {
+		t.Fatalf("good file: %v %v, %d routes", changed, err, len(rs.Table().Routes))
+	}
+	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
+		t.Fatal("a missing route file loaded")
+	}
+}
+
+func FuzzParseRoutes(f *testing.F) {
+	f.Add([]byte(goodRoutes))
+	f.Add([]byte("routes:\n  - name: r\n    host: h\n    paths: [/a/*]\n    methods: [GET]\n    reveal:\n      - form: a\n        value: \"x{{token.cvc}}y\"\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		tab, err := Parse(b)
+		if err != nil {
+			return
+		}
+		for _, r := range tab.Routes {
+			if strings.Contains(r.Host, "/") || strings.Contains(r.Host, "*") || len(r.Reveal) == 0 {
+				t.Fatalf("accepted a bad route: %+v", r)
+			}
+			for _, rv := range r.Reveal {
+				if len(rv.Fields()) == 0 {
+					t.Fatalf("accepted a reveal of nothing: %+v", rv)
+				}
+			}
+		}
+	})
+}
+
+func FuzzJSONSpan(f *testing.F) {
+	f.Add([]byte(`{"card":{"number":"tok_abc"}}`), "card.number")
+	f.Add([]byte(`[{"a":"tok_x"}]`), "0.a")
+	f.Fuzz(func(t *testing.T, body []byte, path string) {
+		start, end, tok, err := jsonSpan(body, path)
+		if err != nil {
+			return
+		}
+		if !isToken(tok) || string(body[start:end]) != `"`+tok+`"` {
+			t.Fatalf("span %d:%d %q for %q", start, end, body[start:end], tok)
+		}
+	})
+}
+
+func FuzzFormSpan(f *testing.F) {
+	f.Add([]byte("a=1&card%5Bnumber%5D=tok_abc"), "card[number]")
+	f.Fuzz(func(t *testing.T, body []byte, field string) {
+		start, end, tok, err := formSpan(body, field)
+		if err != nil {
+			return
+		}
+		if string(body[start:end]) != tok || !isToken(tok) {
+			t.Fatalf("span %q for %q", body[start:end], tok)
+		}
+	})
+}
+
+func FuzzRedactPANs(f *testing.F) {
+	f.Add([]byte(`{"pan":"4242 4242 4242 4242"}`))
+	f.Add([]byte("5555-5555-5555-4444"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := bytes.Clone(b)
+		RedactPANs(b)
+		if len(b) != len(in) {
+			t.Fatal("length changed")
+		}
+		again := bytes.Clone(b)
+		if RedactPANs(again); !bytes.Equal(again, b) {
+			t.Fatalf("not idempotent: %q -> %q", b, again)
+		}
+	})
+}
