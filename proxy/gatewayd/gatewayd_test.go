@@ -40,6 +40,7 @@ type stack struct {
 	merchantID string
 	gatewayDB  string
 	gateway    *gatewayd.Instance
+	vaultd     *vaultd.Embedded
 	// deps are vaultd, riskd and ledgerd, each stoppable and restartable
 	// on the same address.
 	deps map[string]*dep
@@ -80,7 +81,7 @@ func (d *dep) down() {
 // start runs vaultd (embedded keyring, real service), riskd, ledgerd and
 // the gateway's store on real PostgreSQL, the acquirer simulator over
 // HTTPS, and gatewayd, all in process.
-func start(t *testing.T) *stack {
+func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs PostgreSQL")
@@ -138,11 +139,15 @@ func start(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
-	g, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vaultGRPC, VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
 		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
 		StripeURL: testenv.StripeMock(t), StripeSecretKey: "sk_test_obol",
-		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, Logger: log})
+		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, RoutesReload: time.Hour, Logger: log}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	g, err := gatewayd.Start(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -159,6 +164,7 @@ func start(t *testing.T) *stack {
 	}
 	t.Cleanup(func() { conn.Close() })
 	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, v.Credentials.SecretKey, v.Credentials.MerchantID, g
+	s.vaultd = v
 	s.ledger, s.ledgerCtx = ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")
 	return s
 }

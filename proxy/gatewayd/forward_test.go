@@ -1,0 +1,221 @@
+package gatewayd_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/proxy/gatewayd"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+// upstream is an HTTPS acquirer-like server that records what it received
+// and echoes the body back (as careless acquirers do).
+type upstream struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	reqs []upReq
+}
+
+type upReq struct {
+	method, path, body string
+	header             http.Header
+}
+
+func newUpstream(t *testing.T) *upstream {
+	u := &upstream{}
+	u.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.reqs = append(u.reqs, upReq{r.Method, r.URL.Path, string(b), r.Header.Clone()})
+		u.mu.Unlock()
+		w.Header().Set("Content-Type", r.Header.Get("Content-Type"))
+		w.Header().Set("X-Echo-Expiry", r.Header.Get("X-Card-Expiry"))
+		w.WriteHeader(201)
+		_, _ = w.Write(b)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+func (u *upstream) count() int { u.mu.Lock(); defer u.mu.Unlock(); return len(u.reqs) }
+func (u *upstream) last() upReq {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.reqs[len(u.reqs)-1]
+}
+func (u *upstream) host() string { h, _ := url.Parse(u.srv.URL); return h.Host }
+
+func routeFile(host string) string {
+	return `routes:
+  - name: acme-charges
+    host: ` + host + `
+    paths: ["/v1/charges"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
+      - json: card.exp_month
+        value: "{{token.exp_month}}"
+        as: number
+      - json: card.exp_year
+        value: "{{token.exp_year}}"
+        as: number
+      - json: card.cvc
+        value: "{{token.cvc}}"
+      - header: X-Card-Expiry
+        value: "{{token.exp_month}}/{{token.exp_year}}"
+  - name: acme-form
+    host: ` + host + `
+    paths: ["/v1/form/*"]
+    methods: [POST]
+    reveal:
+      - form: card[number]
+        value: "{{token.number}}"
+`
+}
+
+// TestForward: the generic proxy through real vaultd (mTLS), with an HTTPS
+// upstream: tokens become card data only where the route says, only for the
+// allowlisted destination; everything refused never reaches the upstream.
+func TestForward(t *testing.T) {
+	up := newUpstream(t)
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routes, []byte(routeFile(up.host())), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := start(t, func(c *gatewayd.Config) {
+		c.RoutesFile = routes
+		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
+	})
+	tok := s.tokenize(t, "4242424242424242", "123")
+	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.sk)
+		req.Header.Set("Obol-Destination", dest)
+		req.Header.Set("Content-Type", contentType)
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	base := "https://" + up.host()
+	jsonBody := `{"amount":1000,"card":{"number":"` + tok + `","exp_month":"` + tok + `","exp_year":"` + tok + `","cvc":"` + tok + `"}}`
+
+	// Dry run first: it explains and reveals nothing (the CVC stays).
+	st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
+	if st != 200 || !strings.Contains(out, `"route":"acme-charges"`) || !strings.Contains(out, `"json:card.number"`) || !strings.Contains(out, `"`+tok+`":"found"`) || up.count() != 0 {
+		t.Fatalf("dry run: %d %s (upstream saw %d)", st, out, up.count())
+	}
+
+	st, h, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok, "Obol-Upstream-Authorization": "Bearer acme-key", "X-Request-Id": "r1"})
+	if st != 201 || up.count() != 1 {
+		t.Fatalf("forward: %d %s", st, out)
+	}
+	got := up.last()
+	if got.body != `{"amount":1000,"card":{"number":"4242424242424242","exp_month":12,"exp_year":2031,"cvc":"123"}}` {
+		t.Fatalf("upstream body: %s", got.body)
+	}
+	if got.header.Get("X-Card-Expiry") != "12/2031" || got.header.Get("Authorization") != "Bearer acme-key" || got.header.Get("X-Request-Id") != "r1" || got.header.Get("Obol-Destination") != "" {
+		t.Fatalf("upstream headers: %v", got.header)
+	}
+	if strings.Contains(out, "4242424242424242") || !strings.Contains(out, "************4242") || h.Get("Obol-Redacted") != "1" || h.Get("Obol-Route") != "acme-charges" {
+		t.Fatalf("merchant got: %v %s", h, out)
+	}
+
+	// Form reveal (the CVC is gone: used once; the number stays).
+	st, _, out = fwd(base+"/v1/form/pay", "amount=5&card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
+	if st != 201 || up.last().body != "amount=5&card%5Bnumber%5D=4242424242424242" || strings.Contains(out, "4242424242424242") {
+		t.Fatalf("form: %d %s / upstream %s", st, out, up.last().body)
+	}
+	if st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok}); st != 409 || !strings.Contains(out, "cvc_unavailable") {
+		t.Fatalf("second CVC reveal: %d %s", st, out)
+	}
+
+	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd.Store, "Other merchant", nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherTok := func() string {
+		sk := s.sk
+		s.sk = other.SecretKey
+		defer func() { s.sk = sk }()
+		return s.tokenize(t, "5555555555554444", "999")
+	}()
+	calls := up.count()
+	refused := []struct {
+		name, dest, body, ct, code string
+		status                     int
+	}{
+		{"path not allowed", base + "/v1/refunds", jsonBody, "application/json", "destination_not_allowed", 403},
+		{"host not allowed", "https://evil.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403},
+		{"plain http", "http://" + up.host() + "/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403},
+		{"dot segments", base + "/v1/x/../charges", jsonBody, "application/json", "destination_not_allowed", 403},
+		{"no destination", "", jsonBody, "application/json", "field_required", 400},
+		{"other merchant's token", base + "/v1/form/pay", "card%5Bnumber%5D=" + otherTok, "application/x-www-form-urlencoded", "token_not_found", 404},
+		{"unknown token", base + "/v1/form/pay", "card%5Bnumber%5D=tok_nope", "application/x-www-form-urlencoded", "token_not_found", 404},
+		{"token missing", base + "/v1/form/pay", "amount=5", "application/x-www-form-urlencoded", "reveal_field_missing", 400},
+		{"a PAN instead of a token", base + "/v1/form/pay", "card%5Bnumber%5D=4242424242424242", "application/x-www-form-urlencoded", "reveal_field_not_token", 400},
+		{"broken JSON", base + "/v1/charges", `{"card":`, "application/json", "body_invalid", 400},
+	}
+	for _, tt := range refused {
+		t.Run(tt.name, func(t *testing.T) {
+			st, _, out := fwd(tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok})
+			if st != tt.status || !strings.Contains(out, `"code":"`+tt.code+`"`) {
+				t.Fatalf("got %d %s, want %d %s", st, out, tt.status, tt.code)
+			}
+			if strings.Contains(out, "4242424242424242") || strings.Contains(out, "5555555555554444") {
+				t.Fatalf("card data in the error: %s", out)
+			}
+		})
+	}
+	if up.count() != calls {
+		t.Fatalf("refused requests reached the upstream: %d", up.count()-calls)
+	}
+
+	// Hot reload: a new route file takes effect; a bad one is refused and
+	// the previous routes stay.
+	if err := os.WriteFile(routes, []byte(strings.Replace(routeFile(up.host()), `"/v1/form/*"`, `"/v1/form/*", "/v2/form/*"`, 1)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := s.gateway.Routes.Reload(); !changed || err != nil {
+		t.Fatalf("reload: %v %v", changed, err)
+	}
+	if st, _, out := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
+		t.Fatalf("after reload: %d %s", st, out)
+	}
+	if err := os.WriteFile(routes, []byte("routes:\n  - name: x\n    host: https://nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.gateway.Routes.Reload(); err == nil {
+		t.Fatal("a bad route file was accepted")
+	}
+	if st, _, _ := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
+		t.Fatalf("the previous routes did not stay: %d", st)
+	}
+
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard("4242424242424242", "123")
+	leaks.AddCard("5555555555554444", "999")
+	leaks.Scan("logs", s.logs.Bytes())
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	for _, h := range hits {
+		t.Errorf("leak: %s", h)
+	}
+}
