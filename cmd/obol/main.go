@@ -172,7 +172,12 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	routes, err := devRoutes(*dataDir, sim.Addr())
+	if err != nil {
+		return err
+	}
 	gw, err := gatewayd.Start(ctx, gatewayd.Config{SQLitePath: filepath.Join(*dataDir, "gateway.db"), GRPCAddr: *gwGRPC, HTTPAddr: *gwHTTP, Reflection: true,
+		RoutesFile: routes, UpstreamTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		VaultAddr: e.Server.GRPCAddr(), VaultTLS: e.PKI.ClientTLS(gwCert), RiskAddr: risk.Server.GRPCAddr(), RiskToken: riskToken,
 		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		AcquirerTimeout: 5 * time.Second, Logger: log})
@@ -202,6 +207,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
   ledger REST http://%s   (SQLite; token in the credentials file as ledger_token)
   ledger gRPC %s   (plaintext in dev; reflection on)
   acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
+  forward   http://%s/v1/forward   (routes %s, hot-reloaded)
 
   Try (put in a test card number from TESTCARDS.md or the README walk-through;
   obol never prints a card number, not even a test one):
@@ -210,7 +216,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 
 `, e.Server.HTTPAddr(), e.Server.GRPCAddr(), filepath.Join(abs, vaultd.TLSDir, "ca.pem"), abs,
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
-		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), gw.Server.HTTPAddr(), gw.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(),
+		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), gw.Server.HTTPAddr(), gw.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(), gw.Server.HTTPAddr(), routes,
 		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
@@ -251,6 +257,36 @@ func (s *simServer) Serve(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// devRoutes writes the dev route file on first start: one route that lets
+// /v1/forward reveal a token into the simulator's own authorization format.
+// It is the operator's file from then on (edit it; it is hot-reloaded).
+func devRoutes(dataDir, simAddr string) (string, error) {
+	path := filepath.Join(dataDir, "routes.yaml")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	body := `# Routes for POST /v1/forward (obol dev). Hot-reloaded; a bad edit is
+# refused and the previous routes stay. See the README, "Forwarding".
+routes:
+  - name: simulator-authorizations
+    host: ` + simAddr + `
+    paths: ["/v1/authorizations"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
+      - json: card.exp_month
+        value: "{{token.exp_month}}"
+        as: number
+      - json: card.exp_year
+        value: "{{token.exp_year}}"
+        as: number
+      - json: card.cvc
+        value: "{{token.cvc}}"
+`
+	return path, os.WriteFile(path, []byte(body), 0o600)
 }
 
 // startSimulator serves the acquirer simulator over HTTPS with the dev PKI.

@@ -151,6 +151,31 @@ func TestDevAndMerchants(t *testing.T) {
 	if resp.StatusCode != 402 || !strings.Contains(string(body), "card_declined") {
 		t.Fatalf("simulator: %d %s", resp.StatusCode, body)
 	}
+	// /v1/forward with the dev route file: a fresh token is revealed into
+	// the simulator's own format.
+	req, _ = http.NewRequest("POST", "http://"+addr+"/v1/tokens", strings.NewReader(`{"card":{"number":"5555555555554444","exp_month":11,"exp_year":2031,"cvc":"321"}}`))
+	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	var tok2 map[string]any
+	_ = json.Unmarshal(body, &tok2)
+	t2, _ := tok2["token"].(string)
+	req, _ = http.NewRequest("POST", "http://"+pm[1]+"/v1/forward", strings.NewReader(`{"amount":1000,"currency":"USD","card":{"number":"`+t2+`","exp_month":"`+t2+`","exp_year":"`+t2+`","cvc":"`+t2+`"}}`))
+	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
+	req.Header.Set("Obol-Destination", "https://"+sm[1]+"/v1/authorizations")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), `"approved"`) || strings.Contains(string(body), "5555555555554444") {
+		t.Fatalf("forward: %d %s", resp.StatusCode, body)
+	}
 	testDevLedger(t, dir, out.String(), creds["merchant_id"])
 	cancel()
 	if err := <-done; err != nil {
@@ -165,6 +190,7 @@ func TestDevAndMerchants(t *testing.T) {
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("4242424242424242", "123")
 	leaks.AddCard("4000000000000002", "")
+	leaks.AddCard("5555555555554444", "321")
 	leaks.Scan("obol dev output", []byte(out.String()))
 	if err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
