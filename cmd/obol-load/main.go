@@ -71,11 +71,19 @@ func main() {
 	warmup := flag.Duration("warmup", 2*time.Second, "warm-up before each measured phase")
 	conc := flag.Int("concurrency", 32, "concurrent clients")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase (the load tool and the service share the process)")
-	suite := flag.String("suite", "vault", "vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis")
+	suite := flag.String("suite", "vault", "vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments")
 	flag.Parse()
-	if *suite == "risk" {
+	switch *suite {
+	case "risk":
 		runRisk(*duration, *warmup, *conc, *cpuprofile)
 		return
+	case "forward", "payments", "gateway":
+		runGateway(*suite, *duration, *warmup, *conc, *cpuprofile)
+		return
+	case "vault":
+	default:
+		fmt.Fprintln(os.Stderr, "obol-load: -suite is vault, risk, forward, payments or gateway")
+		os.Exit(2)
 	}
 	dir, err := os.MkdirTemp("", "obol-load-")
 	if err != nil {

@@ -1,0 +1,247 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/ledger/ledgerd"
+	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
+	"github.com/obolpay/obol/proxy/gatewayd"
+	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/simulator"
+	"github.com/obolpay/obol/risk/riskd"
+	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/service"
+	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+// serveTLS serves h over HTTPS with the dev PKI's server certificate on a
+// free loopback port.
+func serveTLS(t *tb, pki *devpki.PKI, h http.Handler) string {
+	cfg, err := pki.ServerTLS()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	cfg.ClientAuth = tls.NoClientCert
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	t.Cleanup(func() { _ = srv.Close() })
+	return ln.Addr().String()
+}
+
+// runGateway measures the gateway on the real stack: HashiCorp Vault
+// (transit), PostgreSQL (fsync and synchronous_commit on) and Redis under
+// vaultd, riskd, ledgerd and gatewayd, the simulator and a plain upstream
+// over HTTPS, all on loopback. suite: forward, payments or gateway (both).
+func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile string) {
+	dir, err := os.MkdirTemp("", "obol-load-")
+	if err != nil {
+		panic(err)
+	}
+	t := &tb{dir: dir}
+	defer t.cleanup()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
+	serveIn := func(serve func(context.Context) error, closeFn func()) {
+		done := make(chan error, 1)
+		go func() { done <- serve(ctx) }()
+		t.Cleanup(func() { cancel(); <-done; closeFn() })
+	}
+
+	fmt.Println("starting HashiCorp Vault, PostgreSQL (fsync=on, synchronous_commit=on) and Redis …")
+	v, pg, rd := testenv.StartVault(t), testenv.StartPostgres(t), testenv.StartRedis(t)
+	tc := transit.Config{Address: v.Addr, Token: v.Token, KeyName: "obol-kek"}
+	admin, err := transit.New(tc)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if _, err := admin.Setup(ctx, transit.SetupOptions{}); err != nil {
+		t.Fatalf("vault setup: %v", err)
+	}
+	pki, err := devpki.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	srvTLS, err := pki.ServerTLS()
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	vd, err := vaultd.Start(ctx, vaultd.Config{Vault: tc, PostgresURL: pg.NewDatabase(t, "vault", postgres.MigrateURL), RedisURL: rd.URL,
+		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS, Logger: discard})
+	if err != nil {
+		t.Fatalf("vaultd: %v", err)
+	}
+	serveIn(vd.Serve, vd.Close)
+	keys, err := vaultd.CreateMerchant(ctx, vd.Store, "load", nil, "test")
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	rk, err := riskd.Start(ctx, riskd.Config{RedisURL: rd.URL, Token: "load-risk", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	if err != nil {
+		t.Fatalf("riskd: %v", err)
+	}
+	serveIn(rk.Serve, rk.Close)
+	ld, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), Token: "load-ledger", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	if err != nil {
+		t.Fatalf("ledgerd: %v", err)
+	}
+	serveIn(ld.Serve, ld.Close)
+	simAddr := serveTLS(t, pki, simulator.New(simulator.Config{Logger: discard}))
+	upAddr := serveTLS(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"id":"ch_1","status":"succeeded","amount":1000}`)
+	}))
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	if err := os.WriteFile(routes, []byte(`routes:
+  - name: load
+    host: `+upAddr+`
+    paths: ["/v1/charges"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
+`), 0o600); err != nil {
+		t.Fatalf("%v", err)
+	}
+	gwCert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	pool := &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}
+	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: pg.NewDatabase(t, "gateway", payments.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
+		LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,
+		RoutesFile: routes, UpstreamTLS: pool, Logger: discard})
+	if err != nil {
+		t.Fatalf("gatewayd: %v", err)
+	}
+	serveIn(gw.Serve, gw.Close)
+
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute, TLSClientConfig: pool}, Timeout: 15 * time.Second}
+	post := func(url, body string, hdr map[string]string) ([]byte, error) {
+		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode/100 != 2 {
+			return b, fmt.Errorf("HTTP %d: %.200s", resp.StatusCode, b)
+		}
+		return b, nil
+	}
+	// A pool of tokens (distinct cards, so risk velocity stays quiet).
+	const nTokens = 2000
+	fmt.Printf("tokenizing %d cards …\n", nTokens)
+	tokens := make([]string, 0, nTokens)
+	pans := make([]string, 0, nTokens)
+	year := time.Now().Year() + 3
+	for len(tokens) < nTokens {
+		pan := randomVisa()
+		b, err := post("http://"+vd.Server.HTTPAddr()+"/v1/tokens", fmt.Sprintf(`{"card":{"number":%q,"exp_month":12,"exp_year":%d,"cvc":"123"}}`, pan, year), map[string]string{"Authorization": "Bearer " + keys.SecretKey})
+		if err != nil {
+			t.Fatalf("tokenize: %v", err)
+		}
+		var r struct{ Token string }
+		_ = json.Unmarshal(b, &r)
+		tokens, pans = append(tokens, r.Token), append(pans, pan)
+	}
+	var next atomic.Int64
+	pick := func() int { return int(next.Add(1) % nTokens) }
+	authz := map[string]string{"Authorization": "Bearer " + keys.SecretKey}
+
+	var prof *os.File
+	if cpuprofile != "" {
+		if prof, err = os.Create(cpuprofile); err != nil {
+			t.Fatalf("%v", err)
+		}
+	}
+	fmt.Printf("%d clients; %s measured per phase after %s warm-up; everything in this one process on %d cores\n\n", conc, dur, warmup, numCPU())
+	var rows []result
+	if suite == "forward" || suite == "gateway" {
+		fwdHdr := map[string]string{"Authorization": authz["Authorization"], "Obol-Destination": "https://" + upAddr + "/v1/charges"}
+		forward := func() error {
+			_, err := post("http://"+gw.Server.HTTPAddr()+"/v1/forward", `{"amount":1000,"currency":"USD","card":{"number":"`+tokens[pick()]+`"}}`, fwdHdr)
+			return err
+		}
+		direct := func() error {
+			_, err := post("https://"+upAddr+"/v1/charges", `{"amount":1000,"currency":"USD","card":{"number":"`+pans[pick()]+`"}}`, nil)
+			return err
+		}
+		if err := forward(); err != nil {
+			t.Fatalf("forward check: %v", err)
+		}
+		d := run("direct to upstream (HTTPS, PAN)", direct, conc, warmup, dur, nil)
+		var fp *os.File
+		if suite == "forward" {
+			fp = prof
+		}
+		f := run("via /v1/forward (1 revealed field)", forward, conc, warmup, dur, fp)
+		rows = append(rows, d, f)
+		defer fmt.Printf("forward: added latency p50 %s, p99 %s; throughput %.0f%% of direct\n",
+			(f.p50 - d.p50).Round(10*time.Microsecond), (f.p99 - d.p99).Round(10*time.Microsecond), 100*f.rps/d.rps)
+	}
+	if suite == "payments" || suite == "gateway" {
+		base := "http://" + gw.Server.HTTPAddr() + "/v1/payments"
+		var declined atomic.Int64
+		pay := func() error {
+			b, err := post(base, `{"token":"`+tokens[pick()]+`","amount":2500,"currency":"USD","capture":false}`, authz)
+			if err != nil {
+				return err
+			}
+			var p struct{ ID, Status string }
+			if err := json.Unmarshal(b, &p); err != nil || p.Status != "authorized" {
+				declined.Add(1)
+				return fmt.Errorf("authorize: %s", bytes.TrimSpace(b))
+			}
+			_, err = post(base+"/"+p.ID+"/capture", `{}`, authz)
+			return err
+		}
+		if err := pay(); err != nil {
+			t.Fatalf("payment check: %v", err)
+		}
+		var pp *os.File
+		if suite != "forward" {
+			pp = prof
+		}
+		r := run("payments (authorize + capture)", pay, conc, warmup, dur, pp)
+		rows = append(rows, r)
+		defer fmt.Printf("payments: %d not authorized (risk or acquirer) during the run\n", declined.Load())
+	}
+	fmt.Printf("\n%-38s %10s %9s %9s %8s\n", "", "req/s", "p50", "p99", "errors")
+	for _, r := range rows {
+		fmt.Printf("%-38s %10.0f %9s %9s %8d\n", r.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
+	}
+	if prof != nil {
+		fmt.Printf("CPU profile: %s (go tool pprof -top %s)\n", cpuprofile, cpuprofile)
+	}
+}
+
+func numCPU() int { return runtime.NumCPU() }
