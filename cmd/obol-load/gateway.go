@@ -39,6 +39,7 @@ func serveTLS(t *tb, pki *devpki.PKI, h http.Handler) string {
 		t.Fatalf("%v", err)
 	}
 	cfg.ClientAuth = tls.NoClientCert
+	cfg.NextProtos = []string{"h2", "http/1.1"}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatalf("%v", err)

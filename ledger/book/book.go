@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/obolpay/obol/internal/money"
@@ -75,6 +76,9 @@ type Book struct {
 	st  store.Store
 	cfg *Config
 	now func() time.Time
+	// opened remembers (merchant, currency) pairs whose accounts exist:
+	// accounts are never deleted, so each pair is opened once per process.
+	opened sync.Map
 }
 
 // New returns a book over st. cfg may be nil (defaults).
@@ -116,6 +120,10 @@ func (b *Book) OpenAccounts(ctx context.Context, merchant, currency string) erro
 	if !money.Valid(currency) {
 		return ErrCurrency
 	}
+	key := merchant + "\x00" + currency
+	if _, ok := b.opened.Load(key); ok {
+		return nil
+	}
 	for _, k := range MerchantKinds {
 		flags := 0
 		if k == Available || k == Reserve || k == InTransit {
@@ -130,6 +138,7 @@ func (b *Book) OpenAccounts(ctx context.Context, merchant, currency string) erro
 			return err
 		}
 	}
+	b.opened.Store(key, true)
 	return nil
 }
 

@@ -508,6 +508,9 @@ func (s *Service) lock(id string) func() {
 }
 
 // change loads a payment under its lock, applies fn and stores the result.
+// Once the acquirer has acted, the ledger event is recorded, or queued in
+// the outbox when ledgerd is unreachable (so capture, cancel and refund do
+// not wait on a ledger round trip first).
 func (s *Service) change(ctx context.Context, op, id string, req proto.Message, fn func(p *Payment, conn connector.Connector) error) (*gatewayv1.Payment, error) {
 	merchant, err := s.merchant(ctx)
 	if err != nil {
@@ -567,10 +570,6 @@ func (s *Service) CapturePayment(ctx context.Context, req *gatewayv1.CapturePaym
 		case amount > p.Amount:
 			return conflict("capture_exceeds_authorization", "amount", "the capture exceeds the authorized amount ("+strconv.FormatInt(p.Amount, 10)+")")
 		}
-		// The ledger must be reachable before the acquirer is told.
-		if err := s.ledgerReachable(ctx); err != nil {
-			return err
-		}
 		if err := conn.Capture(ctx, p.AcquirerReference, amount, "capture:"+p.ID); err != nil {
 			return acquirerError(err)
 		}
@@ -582,23 +581,11 @@ func (s *Service) CapturePayment(ctx context.Context, req *gatewayv1.CapturePaym
 	})
 }
 
-func (s *Service) ledgerReachable(ctx context.Context) error {
-	lctx, cancel := s.ledgerCtx(ctx)
-	defer cancel()
-	if _, err := s.cfg.Ledger.GetAccount(lctx, &ledgerv1.GetAccountRequest{Id: "platform:readiness"}); err != nil && status.Code(err) != codes.NotFound {
-		return errLedgerUnavailable
-	}
-	return nil
-}
-
 // CancelPayment voids an authorization.
 func (s *Service) CancelPayment(ctx context.Context, req *gatewayv1.CancelPaymentRequest) (*gatewayv1.Payment, error) {
 	return s.change(ctx, "cancel", req.GetId(), req, func(p *Payment, conn connector.Connector) error {
 		if p.Status != StatusAuthorized {
 			return conflict("payment_not_cancelable", "id", "only an authorized, uncaptured payment can be canceled; this one is "+p.Status)
-		}
-		if err := s.ledgerReachable(ctx); err != nil {
-			return err
 		}
 		if err := conn.Cancel(ctx, p.AcquirerReference, "cancel:"+p.ID); err != nil {
 			return acquirerError(err)
@@ -625,9 +612,6 @@ func (s *Service) RefundPayment(ctx context.Context, req *gatewayv1.RefundPaymen
 			return conflict("payment_not_refundable", "id", "only a captured payment can be refunded; this one is "+p.Status)
 		case amount > left:
 			return conflict("refund_exceeds_captured", "amount", "refunds cannot exceed the captured amount ("+strconv.FormatInt(left, 10)+" left)")
-		}
-		if err := s.ledgerReachable(ctx); err != nil {
-			return err
 		}
 		refundID := "re_" + strconv.Itoa(len(p.Refunds)+1)
 		if err := conn.Refund(ctx, p.AcquirerReference, amount, "refund:"+p.ID+":"+refundID); err != nil {
