@@ -140,7 +140,11 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 	}
 	serveIn(gw.Serve, gw.Close)
 
-	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute, TLSClientConfig: pool}, Timeout: 15 * time.Second}
+	// The load client speaks HTTP/1.1 with keep-alive, to the gateway and
+	// (over TLS) directly to the upstream alike.
+	clientTLS := pool.Clone()
+	clientTLS.NextProtos = []string{"http/1.1"}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute, TLSClientConfig: clientTLS}, Timeout: 15 * time.Second}
 	post := func(url, body string, hdr map[string]string) ([]byte, error) {
 		req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
