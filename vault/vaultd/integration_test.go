@@ -456,3 +456,37 @@ func TestGRPCTokenizeScrubsRequest(t *testing.T) {
 		})
 	}
 }
+
+// TestAuthenticateMerchant: the gateway resolves a merchant's secret key
+// through vaultd (so merchants keep one set of keys); only the gateway's
+// mTLS identity may ask, and publishable keys are refused.
+func TestAuthenticateMerchant(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	cases := []struct {
+		name   string
+		client vaultv1.VaultServiceClient
+		authz  string
+		code   codes.Code
+		want   string
+	}{
+		{"gateway, merchant A", s.gw, "Bearer " + s.a.SecretKey, codes.OK, s.a.MerchantID},
+		{"gateway, merchant B", s.gw, "Bearer " + s.b.SecretKey, codes.OK, s.b.MerchantID},
+		{"gateway, unknown key", s.gw, "Bearer sk_test_doesnotexist", codes.Unauthenticated, ""},
+		{"gateway, no key", s.gw, "", codes.Unauthenticated, ""},
+		{"gateway, publishable key", s.gw, "Bearer " + s.a.PublishableKey, codes.PermissionDenied, ""},
+		{"no client certificate", s.anon, "Bearer " + s.a.SecretKey, codes.PermissionDenied, ""},
+		{"another service's certificate", s.rogue, "Bearer " + s.a.SecretKey, codes.PermissionDenied, ""},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := tt.client.AuthenticateMerchant(ctx, &vaultv1.AuthenticateMerchantRequest{Authorization: tt.authz})
+			if status.Code(err) != tt.code || resp.GetMerchantId() != tt.want {
+				t.Fatalf("got %v %v, want %v %q", resp, err, tt.code, tt.want)
+			}
+			if err != nil && strings.Contains(err.Error(), s.a.SecretKey) {
+				t.Fatalf("the key is echoed in the error: %v", err)
+			}
+		})
+	}
+}
