@@ -203,13 +203,21 @@ func (b *Book) Authorize(ctx context.Context, p Payment) (store.Result, error) {
 		},
 		Description: "authorization", Metadata: p.meta("authorization"),
 	}
-	if b.cfg.AuthorizationHold > 0 {
-		// A day boundary keeps retries identical (the id's content includes it).
-		t.ExpiresAt = b.now().UTC().Truncate(24 * time.Hour).Add(b.cfg.AuthorizationHold)
-		if prev, err := b.st.Transaction(ctx, t.ID); err == nil {
-			t.ExpiresAt = prev.ExpiresAt
-		}
+	if b.cfg.AuthorizationHold == 0 {
+		return b.st.Post(ctx, t)
 	}
+	// A day boundary keeps retries identical (the id's content includes
+	// it); a retry on a later day takes the first attempt's expiry.
+	t.ExpiresAt = b.now().UTC().Truncate(24 * time.Hour).Add(b.cfg.AuthorizationHold)
+	r, err := b.st.Post(ctx, t)
+	if !errors.Is(err, journal.ErrIdempotencyReused) {
+		return r, err
+	}
+	prev, perr := b.st.Transaction(ctx, t.ID)
+	if perr != nil || prev.ExpiresAt.Equal(t.ExpiresAt) {
+		return r, err
+	}
+	t.ExpiresAt = prev.ExpiresAt
 	return b.st.Post(ctx, t)
 }
 

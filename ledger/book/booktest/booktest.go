@@ -119,6 +119,13 @@ func testLifecycle(t *testing.T, b *book.Book) {
 		t.Fatalf("retried capture: %+v %v", r, err)
 	}
 	must(b.Authorize(ctx, pay("p2", "mer_a", 5000, "ref2")))
+	// A retry on a later day replays the first authorization (its expiry
+	// came from the first day).
+	b.SetClock(func() time.Time { return time.Now().Add(36 * time.Hour) })
+	if r, err := b.Authorize(ctx, pay("p2", "mer_a", 5000, "ref2")); err != nil || !r.Replayed {
+		t.Fatalf("authorization retried the next day: %+v %v", r, err)
+	}
+	b.SetClock(time.Now)
 	must(b.Cancel(ctx, pay("p2", "mer_a", 0, "")))
 	errs := []struct {
 		name string
