@@ -193,7 +193,11 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error 
 			tokens[s.token] = tokens[s.token] || fld == FieldCVC
 		}
 	}
-	if dry, _ := parseBool(r.Header.Get(HeaderDryRun)); dry {
+	dry, ok := parseBool(r.Header.Get(HeaderDryRun))
+	if !ok {
+		return apierr.Invalid("dry_run_invalid", HeaderDryRun, "Obol-Dry-Run must be true or false")
+	}
+	if dry {
 		return f.dryRun(w, r, merchant, route, u, spots, tokens)
 	}
 

@@ -161,21 +161,23 @@ func TestForward(t *testing.T) {
 	refused := []struct {
 		name, dest, body, ct, code string
 		status                     int
+		dryRun                     string
 	}{
-		{"path not allowed", base + "/v1/refunds", jsonBody, "application/json", "destination_not_allowed", 403},
-		{"host not allowed", "https://evil.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403},
-		{"plain http", "http://" + up.host() + "/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403},
-		{"dot segments", base + "/v1/x/../charges", jsonBody, "application/json", "destination_not_allowed", 403},
-		{"no destination", "", jsonBody, "application/json", "field_required", 400},
-		{"other merchant's token", base + "/v1/form/pay", "card%5Bnumber%5D=" + otherTok, "application/x-www-form-urlencoded", "token_not_found", 404},
-		{"unknown token", base + "/v1/form/pay", "card%5Bnumber%5D=tok_nope", "application/x-www-form-urlencoded", "token_not_found", 404},
-		{"token missing", base + "/v1/form/pay", "amount=5", "application/x-www-form-urlencoded", "reveal_field_missing", 400},
-		{"a PAN instead of a token", base + "/v1/form/pay", "card%5Bnumber%5D=4242424242424242", "application/x-www-form-urlencoded", "reveal_field_not_token", 400},
-		{"broken JSON", base + "/v1/charges", `{"card":`, "application/json", "body_invalid", 400},
+		{"path not allowed", base + "/v1/refunds", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"host not allowed", "https://evil.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"plain http", "http://" + up.host() + "/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"dot segments", base + "/v1/x/../charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"no destination", "", jsonBody, "application/json", "field_required", 400, ""},
+		{"other merchant's token", base + "/v1/form/pay", "card%5Bnumber%5D=" + otherTok, "application/x-www-form-urlencoded", "token_not_found", 404, ""},
+		{"unknown token", base + "/v1/form/pay", "card%5Bnumber%5D=tok_nope", "application/x-www-form-urlencoded", "token_not_found", 404, ""},
+		{"token missing", base + "/v1/form/pay", "amount=5", "application/x-www-form-urlencoded", "reveal_field_missing", 400, ""},
+		{"a PAN instead of a token", base + "/v1/form/pay", "card%5Bnumber%5D=4242424242424242", "application/x-www-form-urlencoded", "reveal_field_not_token", 400, ""},
+		{"broken JSON", base + "/v1/charges", `{"card":`, "application/json", "body_invalid", 400, ""},
+		{"unclear dry run", base + "/v1/charges", jsonBody, "application/json", "dry_run_invalid", 400, "maybe"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			st, _, out := fwd(tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok})
+			st, _, out := fwd(tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok, "Obol-Dry-Run": tt.dryRun})
 			if st != tt.status || !strings.Contains(out, `"code":"`+tt.code+`"`) {
 				t.Fatalf("got %d %s, want %d %s", st, out, tt.status, tt.code)
 			}

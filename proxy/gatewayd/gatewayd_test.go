@@ -39,6 +39,8 @@ type stack struct {
 	logs       *testenv.SyncBuffer
 	merchantID string
 	gatewayDB  string
+	ledgerDB   string
+	pg         *testenv.Postgres
 	gateway    *gatewayd.Instance
 	vaultd     *vaultd.Embedded
 	// deps are vaultd, riskd and ledgerd, each stoppable and restartable
@@ -139,6 +141,7 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 		t.Fatal(err)
 	}
 	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	s.ledgerDB, s.pg = ledgerURL, pg
 	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vaultGRPC, VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
 		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
@@ -303,6 +306,8 @@ func TestPaymentEndToEnd(t *testing.T) {
 	leaks.AddCard("4242424242424242", "123")
 	leaks.AddCard("4000000000000002", "123")
 	leaks.Scan("logs", s.logs.Bytes())
+	leaks.Scan("gateway pg_dump", s.pg.Dump(t, s.gatewayDB))
+	leaks.Scan("ledger pg_dump", s.pg.Dump(t, s.ledgerDB))
 	hits, summary := leaks.Report()
 	t.Log(summary)
 	for _, h := range hits {
