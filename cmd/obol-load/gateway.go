@@ -18,14 +18,12 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/devpki"
-	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
-	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -70,24 +68,8 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Cleanup(func() { cancel(); <-done; closeFn() })
 	}
 
-	fmt.Println("starting HashiCorp Vault, PostgreSQL (fsync=on, synchronous_commit=on) and Redis …")
-	v, pg, rd := testenv.StartVault(t), testenv.StartPostgres(t), testenv.StartRedis(t)
-	tc := transit.Config{Address: v.Addr, Token: v.Token, KeyName: "obol-kek"}
-	admin, err := transit.New(tc)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	if _, err := admin.Setup(ctx, transit.SetupOptions{}); err != nil {
-		t.Fatalf("vault setup: %v", err)
-	}
-	pki, err := devpki.Ensure(t.TempDir())
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	srvTLS, err := pki.ServerTLS()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
+	rs := startReal(t)
+	pg, rd, tc, pki, srvTLS := rs.pg, rs.redis, rs.transit, rs.pki, rs.serverTLS
 	vd, err := vaultd.Start(ctx, vaultd.Config{Vault: tc, PostgresURL: pg.NewDatabase(t, "vault", postgres.MigrateURL), RedisURL: rd.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS, Logger: discard})
 	if err != nil {

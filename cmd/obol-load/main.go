@@ -11,6 +11,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"flag"
@@ -92,25 +93,9 @@ func main() {
 	t := &tb{dir: dir}
 	defer t.cleanup()
 
-	fmt.Println("starting HashiCorp Vault, PostgreSQL (fsync=on, synchronous_commit=on) and Redis …")
-	v, pg, rd := testenv.StartVault(t), testenv.StartPostgres(t), testenv.StartRedis(t)
+	rs := startReal(t)
+	v, pg, rd, tc, srvTLS := rs.vault, rs.pg, rs.redis, rs.transit, rs.serverTLS
 	db := pg.NewDatabase(t, "vault", postgres.MigrateURL)
-	tc := transit.Config{Address: v.Addr, Token: v.Token, KeyName: "obol-kek"}
-	admin, err := transit.New(tc)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
-		t.Fatalf("vault setup: %v", err)
-	}
-	pki, err := devpki.Ensure(t.TempDir())
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	srvTLS, err := pki.ServerTLS()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
 	in, err := vaultd.Start(context.Background(), vaultd.Config{
 		Vault: tc, PostgresURL: db, RedisURL: rd.URL, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
 		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
@@ -169,6 +154,38 @@ func main() {
 	if prof != nil {
 		fmt.Printf("CPU profile of the tokenize phase: %s (go tool pprof -top %s)\n", *cpuprofile, *cpuprofile)
 	}
+}
+
+// realStack is what the load suites run on: HashiCorp Vault with transit
+// set up, a PostgreSQL cluster (fsync and synchronous_commit on), Redis,
+// and a dev PKI with vaultd's server TLS.
+type realStack struct {
+	vault     *testenv.Vault
+	pg        *testenv.Postgres
+	redis     *testenv.Redis
+	transit   transit.Config
+	pki       *devpki.PKI
+	serverTLS *tls.Config
+}
+
+func startReal(t *tb) realStack {
+	fmt.Println("starting HashiCorp Vault, PostgreSQL (fsync=on, synchronous_commit=on) and Redis …")
+	rs := realStack{vault: testenv.StartVault(t), pg: testenv.StartPostgres(t), redis: testenv.StartRedis(t)}
+	rs.transit = transit.Config{Address: rs.vault.Addr, Token: rs.vault.Token, KeyName: "obol-kek"}
+	admin, err := transit.New(rs.transit)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
+		t.Fatalf("vault setup: %v", err)
+	}
+	if rs.pki, err = devpki.Ensure(t.TempDir()); err != nil {
+		t.Fatalf("%v", err)
+	}
+	if rs.serverTLS, err = rs.pki.ServerTLS(); err != nil {
+		t.Fatalf("%v", err)
+	}
+	return rs
 }
 
 // pgSyncSetting reads the durability settings from the server itself.

@@ -8,6 +8,11 @@ package connector
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
 
 	"github.com/obolpay/obol/vault/card"
 )
@@ -71,4 +76,38 @@ func Wipe(b []byte) {
 	for i := range b {
 		b[i] = 0
 	}
+}
+
+// send does one acquirer call and classifies its failure the same way for
+// every connector: a timeout is ErrTimeout (the outcome is unknown); a
+// refused connection, a 5xx or a 429 is ErrUnavailable. Other answers come
+// back with their status and body (at most 1 MiB). Transport errors carry
+// no request details.
+func send(c *http.Client, req *http.Request) (int, []byte, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			return 0, nil, ErrTimeout
+		}
+		return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, redactURL(err))
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return 0, nil, ErrTimeout
+	}
+	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+		return resp.StatusCode, nil, fmt.Errorf("%w: HTTP %d", ErrUnavailable, resp.StatusCode)
+	}
+	return resp.StatusCode, b, nil
+}
+
+// redactURL keeps transport errors free of request details.
+func redactURL(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
 }

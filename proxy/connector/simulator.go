@@ -5,10 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -60,32 +57,7 @@ func (s *Simulator) do(ctx context.Context, path string, body []byte, idemKey st
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			return 0, nil, ErrTimeout
-		}
-		return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, redactURL(err))
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, nil, ErrTimeout
-	}
-	if resp.StatusCode >= 500 {
-		return resp.StatusCode, nil, fmt.Errorf("%w: HTTP %d", ErrUnavailable, resp.StatusCode)
-	}
-	return resp.StatusCode, b, nil
-}
-
-// redactURL keeps transport errors free of request details.
-func redactURL(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
-	}
-	return err
+	return send(s.client, req)
 }
 
 // Authorize sends the card to the simulator.

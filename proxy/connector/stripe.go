@@ -117,23 +117,7 @@ func (s *Stripe) do(ctx context.Context, method, path string, form []byte, idemK
 	if idemKey != "" {
 		req.Header.Set("Idempotency-Key", idemKey)
 	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			return 0, nil, ErrTimeout
-		}
-		return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, redactURL(err))
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return 0, nil, ErrTimeout
-	}
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
-		return resp.StatusCode, nil, fmt.Errorf("%w: HTTP %d", ErrUnavailable, resp.StatusCode)
-	}
-	return resp.StatusCode, b, nil
+	return send(s.client, req)
 }
 
 func appendForm(dst []byte, key, value string) []byte {

@@ -202,6 +202,11 @@ func (s *Store) List(ctx context.Context, merchant string, f ListFilter) ([]*Pay
 	}
 	query += ` ORDER BY created_at DESC, id DESC LIMIT ?`
 	args = append(args, f.Limit)
+	return s.payments(ctx, query, args...)
+}
+
+// payments runs a query selecting paymentCols.
+func (s *Store) payments(ctx context.Context, query string, args ...any) ([]*Payment, error) {
 	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
@@ -281,20 +286,7 @@ func (s *Store) ReleaseIdempotent(ctx context.Context, merchant, key string) err
 // Processing lists payments left in the processing state since before
 // `before` (their request died between the ledger hold and the final write).
 func (s *Store) Processing(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+paymentCols+` FROM payments WHERE status = 'processing' AND updated_at < ? ORDER BY updated_at LIMIT ?`), micros(before), limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Payment
-	for rows.Next() {
-		p, err := scanPayment(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return s.payments(ctx, `SELECT `+paymentCols+` FROM payments WHERE status = 'processing' AND updated_at < ? ORDER BY updated_at LIMIT ?`, micros(before), limit)
 }
 
 // OutboxEntry is a ledger event waiting for delivery.
