@@ -163,31 +163,13 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, log: cfg.Logger}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
-	var st *payments.Store
 	var err error
-	switch {
-	case cfg.PostgresURL != "":
-		st, err = payments.OpenPostgres(ctx, cfg.PostgresURL)
-	case cfg.SQLitePath != "":
-		st, err = payments.OpenSQLite(ctx, cfg.SQLitePath)
-	default:
-		err = errors.New("a gateway database is required (OBOL_GATEWAY_POSTGRES_URL)")
-	}
-	if err != nil {
-		return fail(err)
-	}
-	in.closers = append(in.closers, st.Close)
-	conns := map[string]*grpc.ClientConn{}
-	for name, d := range map[string]struct {
-		addr string
-		tc   *tls.Config
-	}{"vault": {cfg.VaultAddr, cfg.VaultTLS}, "risk": {cfg.RiskAddr, cfg.RiskTLS}, "ledger": {cfg.LedgerAddr, cfg.LedgerTLS}} {
-		c, err := dial(d.addr, d.tc)
-		if err != nil {
-			return fail(fmt.Errorf("%s client: %w", name, err))
+	// The route file is checked before anything is opened: a bad file is
+	// a start-up error that names the route and field.
+	if cfg.RoutesFile != "" {
+		if in.Routes, err = forward.Load(cfg.RoutesFile); err != nil {
+			return nil, err
 		}
-		conns[name] = c
-		in.closers = append(in.closers, c.Close)
 	}
 	connectors := map[string]connector.Connector{}
 	if cfg.SimulatorURL != "" {
@@ -221,13 +203,35 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if connectors[cfg.DefaultAcquirer] == nil {
 		return fail(fmt.Errorf("default acquirer %q is not configured", cfg.DefaultAcquirer))
 	}
+	var st *payments.Store
+	switch {
+	case cfg.PostgresURL != "":
+		st, err = payments.OpenPostgres(ctx, cfg.PostgresURL)
+	case cfg.SQLitePath != "":
+		st, err = payments.OpenSQLite(ctx, cfg.SQLitePath)
+	default:
+		err = errors.New("a gateway database is required (OBOL_GATEWAY_POSTGRES_URL)")
+	}
+	if err != nil {
+		return fail(err)
+	}
+	in.closers = append(in.closers, st.Close)
+	conns := map[string]*grpc.ClientConn{}
+	for name, d := range map[string]struct {
+		addr string
+		tc   *tls.Config
+	}{"vault": {cfg.VaultAddr, cfg.VaultTLS}, "risk": {cfg.RiskAddr, cfg.RiskTLS}, "ledger": {cfg.LedgerAddr, cfg.LedgerTLS}} {
+		c, err := dial(d.addr, d.tc)
+		if err != nil {
+			return fail(fmt.Errorf("%s client: %w", name, err))
+		}
+		conns[name] = c
+		in.closers = append(in.closers, c.Close)
+	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	var fwd http.Handler
-	if cfg.RoutesFile != "" {
-		if in.Routes, err = forward.Load(cfg.RoutesFile); err != nil {
-			return fail(err)
-		}
+	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
 			Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}},
 			Timeout: cfg.ForwardTimeout, Logger: cfg.Logger})

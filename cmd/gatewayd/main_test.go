@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/vault/service"
+)
+
+// TestStartFailsClearly: gatewayd refuses a bad configuration at start,
+// with a message that says what to fix, before it opens anything.
+func TestStartFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := devpki.Ensure(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity); err != nil {
+		t.Fatal(err)
+	}
+	badRoutes := filepath.Join(dir, "routes.yaml")
+	if err := os.WriteFile(badRoutes, []byte("routes:\n  - name: acme\n    host: https://api.acme.example\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	certs := []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert)}
+	cases := []struct {
+		name string
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{"no client certificate", nil, nil, "--gateway-cert, --gateway-key and --ca are required"},
+		{"no risk token", certs, nil, "riskd's address and token are required"},
+		{"bad merchant acquirers", append([]string{"--merchant-acquirers", "mer_a"}, certs...), nil, `"mer_a" is not merchant=connector`},
+		{"bad route file", append([]string{"--routes", badRoutes}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "routes[0] (acme): host \"https://api.acme.example\": give the bare host"},
+		{"missing route file", append([]string{"--routes", filepath.Join(dir, "nope.yaml")}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "route file"},
+		{"no connector", certs, map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "no acquirer connector is configured"},
+		{"no database", append([]string{"--simulator-url", "https://127.0.0.1:8443"}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "a gateway database is required"},
+		{"plain http to stripe", append([]string{"--postgres-url", "postgres://127.0.0.1:1/x", "--stripe-url", "http://api.stripe.com"}, certs...),
+			map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l", "OBOL_STRIPE_SECRET_KEY": "sk_test_x"}, "card data goes over https only"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, k := range []string{"OBOL_RISK_TOKEN", "OBOL_LEDGER_TOKEN", "OBOL_STRIPE_SECRET_KEY"} {
+				t.Setenv(k, tt.env[k])
+			}
+			err := run(context.Background(), tt.args)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want it to contain %q", err, tt.want)
+			}
+		})
+	}
+}
