@@ -747,8 +747,9 @@ func (x *Refund) GetCreatedAt() *timestamppb.Timestamp {
 type Payment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	// authorized, captured, partially_refunded, refunded, canceled, declined
-	// or failed.
+	// processing (while its request runs, or until the sweeper resolves an
+	// abandoned one), authorized, captured, partially_refunded, refunded,
+	// canceled, declined or failed.
 	Status         string    `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	Amount         int64     `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
 	AmountCaptured int64     `protobuf:"varint,4,opt,name=amount_captured,json=amountCaptured,proto3" json:"amount_captured,omitempty"`
