@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
@@ -113,7 +115,8 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Fatalf("%v", err)
 	}
 	pool := &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}
-	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: pg.NewDatabase(t, "gateway", payments.MigrateURL), GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+	gwDB := pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: gwDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
 		LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,
 		RoutesFile: routes, UpstreamTLS: pool, Logger: discard})
@@ -218,8 +221,14 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		if suite != "forward" {
 			pp = prof
 		}
+		c0 := pgCounters(t, pg.URL("postgres"), gwDB)
 		r := run("payments (authorize + capture)", pay, conc, warmup, dur, pp)
+		c1 := pgCounters(t, pg.URL("postgres"), gwDB)
 		rows = append(rows, r)
+		if n := float64(c1.payments - c0.payments); n > 0 {
+			defer fmt.Printf("payments: per payment (warm-up and tail included) %.1f PostgreSQL transactions (reads included), %.1f rows inserted, %.1f rows updated\n",
+				float64(c1.commits-c0.commits)/n, float64(c1.inserted-c0.inserted)/n, float64(c1.updated-c0.updated)/n)
+		}
 		defer fmt.Printf("payments: %d not authorized (risk or acquirer) during the run\n", declined.Load())
 	}
 	fmt.Printf("\n%-38s %10s %9s %9s %8s\n", "", "req/s", "p50", "p99", "errors")
@@ -232,3 +241,29 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 }
 
 func numCPU() int { return runtime.NumCPU() }
+
+type pgStats struct{ commits, inserted, updated, payments int64 }
+
+// pgCounters reads the cluster's transaction and row counters, and the
+// gateway's payment count.
+func pgCounters(t *tb, url, gatewayURL string) pgStats {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer conn.Close(ctx)
+	var s pgStats
+	if err := conn.QueryRow(ctx, `SELECT sum(xact_commit), sum(tup_inserted), sum(tup_updated) FROM pg_stat_database`).Scan(&s.commits, &s.inserted, &s.updated); err != nil {
+		t.Fatalf("%v", err)
+	}
+	gw, err := pgx.Connect(ctx, gatewayURL)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	defer gw.Close(ctx)
+	if err := gw.QueryRow(ctx, `SELECT count(*) FROM payments`).Scan(&s.payments); err != nil {
+		t.Fatalf("%v", err)
+	}
+	return s
+}
