@@ -147,7 +147,7 @@ func TestForward(t *testing.T) {
 		t.Fatalf("second CVC reveal: %d %s", st, out)
 	}
 
-	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd.Store, "Other merchant", nil, "test")
+	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

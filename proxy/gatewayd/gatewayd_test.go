@@ -2,6 +2,8 @@ package gatewayd_test
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -16,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
@@ -24,11 +27,21 @@ import (
 	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
+	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
+	vaultpg "github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
+
+func randHex(t *testing.T) string {
+	var b [4]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b[:])
+}
 
 type stack struct {
 	gw, vault  string
@@ -40,9 +53,11 @@ type stack struct {
 	merchantID string
 	gatewayDB  string
 	ledgerDB   string
+	vaultDB    string
 	pg         *testenv.Postgres
+	redis      *testenv.Redis
 	gateway    *gatewayd.Instance
-	vaultd     *vaultd.Embedded
+	vaultd     func() *vaultd.Instance // the running one (it restarts in outage tests)
 	// deps are vaultd, riskd and ledgerd, each stoppable and restartable
 	// on the same address.
 	deps map[string]*dep
@@ -80,9 +95,10 @@ func (d *dep) down() {
 	d.cancel = nil
 }
 
-// start runs vaultd (embedded keyring, real service), riskd, ledgerd and
-// the gateway's store on real PostgreSQL, the acquirer simulator over
-// HTTPS, and gatewayd, all in process.
+// start runs the real stack in process: vaultd on HashiCorp Vault (transit),
+// PostgreSQL and Redis; riskd on Redis; ledgerd and the gateway's store on
+// PostgreSQL; the acquirer simulator over HTTPS; stripe-mock; and gatewayd.
+// vaultd, riskd and ledgerd can be stopped and started again.
 func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 	t.Helper()
 	if testing.Short() {
@@ -92,28 +108,48 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 	logs := &testenv.SyncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, nil))
 	s := &stack{logs: logs, deps: map[string]*dep{}}
-	dir := t.TempDir()
-	var v *vaultd.Embedded
+	// vaultd on the real stack: HashiCorp Vault (transit, its own KEK),
+	// PostgreSQL and Redis; mTLS with a dev PKI.
+	pg, rd, hv := testenv.SharedPostgres(t), testenv.SharedRedis(t), testenv.SharedVault(t)
+	suffix := randHex(t)
+	tc := transit.Config{Address: hv.Addr, Token: hv.Token, KeyName: "kek-gw-" + suffix, FingerprintPath: "secret/data/obol/fp-gw-" + suffix, AuditAnchorPath: "secret/data/obol/anchor-gw-" + suffix}
+	admin, err := transit.New(tc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
+		t.Fatalf("vault setup: %v", err)
+	}
+	pki, err := devpki.Ensure(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	srvTLS, err := pki.ServerTLS()
+	if err != nil {
+		t.Fatal(err)
+	}
+	vaultDB := pg.NewDatabase(t, "vault", vaultpg.MigrateURL)
+	var v *vaultd.Instance
 	vaultHTTP, vaultGRPC := "127.0.0.1:0", "127.0.0.1:0"
 	s.deps["vault"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
 		var err error
-		v, err = vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: vaultHTTP, GRPCAddr: vaultGRPC, Logger: log})
+		v, err = vaultd.Start(ctx, vaultd.Config{Vault: tc, PostgresURL: vaultDB, RedisURL: rd.URL, HTTPAddr: vaultHTTP, GRPCAddr: vaultGRPC, TLS: srvTLS, Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
 		vaultHTTP, vaultGRPC = v.Server.HTTPAddr(), v.Server.GRPCAddr()
 		return v.Serve, v.Close, nil
 	}}
+	// riskd on real Redis (its keys namespaced per test).
 	riskGRPC := "127.0.0.1:0"
 	s.deps["risk"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
-		r, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: riskGRPC, HTTPAddr: "127.0.0.1:0", Token: "risk-token", Logger: log})
+		r, err := riskd.Start(ctx, riskd.Config{RedisURL: rd.URL, KeyPrefix: "obol:risk:gw-" + suffix + ":", GRPCAddr: riskGRPC, HTTPAddr: "127.0.0.1:0", Token: "risk-token", Logger: log})
 		if err != nil {
 			return nil, nil, err
 		}
 		riskGRPC = r.Server.GRPCAddr()
 		return r.Serve, r.Close, nil
 	}}
-	pg := testenv.SharedPostgres(t)
 	ledgerURL := pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL)
 	ledgerGRPC := "127.0.0.1:0"
 	s.deps["ledger"] = &dep{start: func(ctx context.Context) (func(context.Context) error, func(), error) {
@@ -136,14 +172,18 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 		s.sim.ServeHTTP(w, r)
 	}))
 	t.Cleanup(simSrv.Close)
-	cert, err := v.PKI.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	keys, err := vaultd.CreateMerchant(context.Background(), v.Store, "Gateway test merchant", nil, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
-	s.ledgerDB, s.pg = ledgerURL, pg
+	s.ledgerDB, s.vaultDB, s.pg, s.redis = ledgerURL, vaultDB, pg, rd
 	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		VaultAddr: vaultGRPC, VaultTLS: v.PKI.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
+		VaultAddr: vaultGRPC, VaultTLS: pki.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
 		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
 		StripeURL: testenv.StripeMock(t), StripeSecretKey: "sk_test_obol",
 		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, RoutesReload: time.Hour, Logger: log}
@@ -166,8 +206,8 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, v.Credentials.SecretKey, v.Credentials.MerchantID, g
-	s.vaultd = v
+	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, keys.SecretKey, keys.MerchantID, g
+	s.vaultd = func() *vaultd.Instance { return v }
 	s.ledger, s.ledgerCtx = ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")
 	return s
 }
@@ -308,6 +348,10 @@ func TestPaymentEndToEnd(t *testing.T) {
 	leaks.Scan("logs", s.logs.Bytes())
 	leaks.Scan("gateway pg_dump", s.pg.Dump(t, s.gatewayDB))
 	leaks.Scan("ledger pg_dump", s.pg.Dump(t, s.ledgerDB))
+	leaks.Scan("vault pg_dump", s.pg.Dump(t, s.vaultDB))
+	for _, kv := range s.redis.Dump(t) {
+		leaks.Scan("redis", kv)
+	}
 	hits, summary := leaks.Report()
 	t.Log(summary)
 	for _, h := range hits {
