@@ -21,6 +21,7 @@ generate-check:
 bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load -suite risk
+	go run ./cmd/obol-load -suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/
 
