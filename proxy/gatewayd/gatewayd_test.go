@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
@@ -56,6 +57,7 @@ type stack struct {
 	vaultDB    string
 	pg         *testenv.Postgres
 	redis      *testenv.Redis
+	riskAddr   func() string
 	gateway    *gatewayd.Instance
 	vaultd     func() *vaultd.Instance // the running one (it restarts in outage tests)
 	// deps are vaultd, riskd and ledgerd, each stoppable and restartable
@@ -182,6 +184,7 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 	}
 	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
 	s.ledgerDB, s.vaultDB, s.pg, s.redis = ledgerURL, vaultDB, pg, rd
+	s.riskAddr = func() string { return riskGRPC }
 	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vaultGRPC, VaultTLS: pki.ClientTLS(cert), RiskAddr: riskGRPC, RiskToken: "risk-token",
 		LedgerAddr: ledgerGRPC, LedgerToken: "ledger-token", SimulatorURL: simSrv.URL, SimulatorTLS: simSrv.Client().Transport.(*http.Transport).TLSClientConfig,
@@ -416,5 +419,37 @@ func TestStripeConnector(t *testing.T) {
 	leaks.Scan("logs", s.logs.Bytes())
 	if hits, _ := leaks.Report(); len(hits) > 0 {
 		t.Fatalf("leaks: %v", hits)
+	}
+}
+
+// TestRiskBlocked: a payment riskd blocks is declined with risk_blocked,
+// before any ledger hold or acquirer call.
+func TestRiskBlocked(t *testing.T) {
+	s := start(t)
+	tok := s.tokenize(t, "6011111111111117", "123")
+	conn, err := grpc.NewClient(s.riskAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	rctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer risk-token")
+	if _, err := riskv1.NewRiskServiceClient(conn).AddListEntries(rctx, &riskv1.ListEntriesRequest{List: "block_ips", Values: []string{"198.51.100.66"}}); err != nil {
+		t.Fatal(err)
+	}
+	calls := s.sim.Requests("authorize")
+	st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.66"}`, "")
+	risk, _ := p["risk"].(map[string]any)
+	if st != 200 || p["status"] != "declined" || p["decline_code"] != "risk_blocked" || risk["decision"] != "block" {
+		t.Fatalf("blocked payment: %d %v", st, p)
+	}
+	if n := s.sim.Requests("authorize") - calls; n != 0 {
+		t.Fatalf("the acquirer received %d authorizations for a blocked payment", n)
+	}
+	if b := s.balances(t); b.Held != 0 {
+		t.Fatalf("the ledger holds %d for a blocked payment", b.Held)
+	}
+	// Another IP pays.
+	if st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.67"}`, ""); st != 200 || p["status"] != "authorized" {
+		t.Fatalf("unblocked payment: %d %v", st, p)
 	}
 }
