@@ -59,7 +59,11 @@ type Service struct {
 	cfg    Config
 	authMu sync.Mutex
 	auth   map[string]authEntry
-	locks  sync.Map // payment id -> *sync.Mutex
+	// locks serialise changes to one payment in this process (an entry
+	// lives only while someone holds or waits for it); the store's version
+	// check covers other processes.
+	locksMu sync.Mutex
+	locks   map[string]*paymentLock
 }
 
 type authEntry struct {
@@ -86,7 +90,7 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, auth: map[string]authEntry{}}
+	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}}
 }
 
 // Typed errors of the gateway.
@@ -500,11 +504,29 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 	return authOutcome{auth: res}, nil
 }
 
+type paymentLock struct {
+	sync.Mutex
+	refs int
+}
+
 func (s *Service) lock(id string) func() {
-	v, _ := s.locks.LoadOrStore(id, &sync.Mutex{})
-	m := v.(*sync.Mutex)
-	m.Lock()
-	return m.Unlock
+	s.locksMu.Lock()
+	l := s.locks[id]
+	if l == nil {
+		l = &paymentLock{}
+		s.locks[id] = l
+	}
+	l.refs++
+	s.locksMu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		s.locksMu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.locks, id)
+		}
+		s.locksMu.Unlock()
+	}
 }
 
 // change loads a payment under its lock, applies fn and stores the result.
