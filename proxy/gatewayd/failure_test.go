@@ -3,6 +3,7 @@ package gatewayd_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,19 +12,21 @@ import (
 
 	_ "github.com/jackc/pgx/v5/stdlib"
 
+	"github.com/obolpay/obol/internal/testenv"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
-// eventually retries f until it returns true, for at most 15 s (a restarted
-// service's address is redialed with gRPC's backoff).
+// eventually waits (at most 15 s) for a restarted service to be redialed
+// by the gateway's gRPC client, which backs off between attempts.
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting: %s", what)
+	if err := testenv.WaitFor(15*time.Second, func() error {
+		if !f() {
+			return errors.New(what)
 		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatalf("gave up waiting: %v", err)
 	}
 }
 
