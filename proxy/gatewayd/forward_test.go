@@ -92,7 +92,7 @@ func TestForward(t *testing.T) {
 	if err := os.WriteFile(routes, []byte(routeFile(up.host())), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := start(t, func(c *gatewayd.Config) {
+	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
 		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
 	})

@@ -101,7 +101,7 @@ func (d *dep) down() {
 // PostgreSQL and Redis; riskd on Redis; ledgerd and the gateway's store on
 // PostgreSQL; the acquirer simulator over HTTPS; stripe-mock; and gatewayd.
 // vaultd, riskd and ledgerd can be stopped and started again.
-func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
+func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *stack {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs PostgreSQL")
@@ -191,7 +191,7 @@ func start(t *testing.T, opts ...func(*gatewayd.Config)) *stack {
 		StripeURL: testenv.StripeMock(t), StripeSecretKey: "sk_test_obol",
 		AcquirerTimeout: 500 * time.Millisecond, SweepInterval: time.Hour, RoutesReload: time.Hour, Logger: log}
 	for _, o := range opts {
-		o(&cfg)
+		o(&cfg, keys.MerchantID)
 	}
 	g, err := gatewayd.Start(ctx, cfg)
 	if err != nil {
@@ -399,16 +399,29 @@ func TestAcquirerFailures(t *testing.T) {
 // stripe-mock: the payment method and the confirmed payment intent are
 // accepted by Stripe's OpenAPI validation; stripe-mock's fixture intent is
 // requires_payment_method, i.e. a decline, so the hold is released.
+//
+// The merchant's connector is stripe by configuration
+// (MerchantAcquirers), so its payments name none; the default stays the
+// simulator for everyone else.
 func TestStripeConnector(t *testing.T) {
-	s := start(t)
+	s := start(t, func(c *gatewayd.Config, merchant string) { c.MerchantAcquirers = map[string]string{merchant: "stripe"} })
 	tok := s.tokenize(t, "5555555555554444", "321")
-	st, p := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","acquirer":"stripe","capture":false}`, "stripe-1")
+	st, p := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","capture":false}`, "stripe-1")
 	acq, _ := p["acquirer"].(map[string]any)
 	if st != 200 || p["status"] != "declined" || acq["name"] != "stripe" || !strings.HasPrefix(acq["reference"].(string), "pi_") {
 		t.Fatalf("stripe payment: %d %v", st, p)
 	}
-	if st, again := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","acquirer":"stripe","capture":false}`, "stripe-1"); st != 200 || again["id"] != p["id"] {
+	if st, again := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","capture":false}`, "stripe-1"); st != 200 || again["id"] != p["id"] {
 		t.Fatalf("retry: %d %v", st, again)
+	}
+	// The request may still name another connector.
+	sim := s.tokenize(t, "4242424242424242", "123")
+	st, sp := s.pay(t, `{"token":"`+sim+`","amount":1200,"currency":"EUR","acquirer":"simulator"}`, "")
+	if st != 200 || sp["status"] != "authorized" || sp["acquirer"].(map[string]any)["name"] != "simulator" {
+		t.Fatalf("simulator by request: %d %v", st, sp)
+	}
+	if st, c := s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+sp["id"].(string)+"/cancel", `{}`, ""); st != 200 || c["status"] != "canceled" {
+		t.Fatalf("cancel: %d %v", st, c)
 	}
 	b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "EUR"})
 	if err != nil || b.Held != 0 {
