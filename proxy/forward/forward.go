@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
@@ -53,7 +54,15 @@ type Config struct {
 }
 
 // Forwarder serves POST /v1/forward.
-type Forwarder struct{ cfg Config }
+type Forwarder struct {
+	cfg Config
+	// Requests counts forward requests by route ("" when none matched)
+	// and outcome: forwarded, dry_run, refused, upstream_error. Redacted
+	// counts card numbers masked in upstream answers. Labels come from the
+	// route file only (never from a request).
+	Requests *prometheus.CounterVec
+	Redacted prometheus.Counter
+}
 
 // New returns the forwarder.
 func New(cfg Config) *Forwarder {
@@ -77,7 +86,10 @@ func New(cfg Config) *Forwarder {
 	c := *cfg.Client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.Client = &c
-	return &Forwarder{cfg: cfg}
+	return &Forwarder{cfg: cfg,
+		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_gateway_forward_requests_total", Help: "POST /v1/forward requests by route and outcome."}, []string{"route", "outcome"}),
+		Redacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "obol_gateway_forward_redacted_total", Help: "Card numbers masked in upstream answers."}),
+	}
 }
 
 func notAllowed(reason string) *apierr.Error {
@@ -156,12 +168,25 @@ func find(route *Route, r *http.Request, body []byte) ([]located, *apierr.Error)
 }
 
 func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e := f.serve(w, r); e != nil {
+	o := &outcome{}
+	e := f.serve(w, r, o)
+	if e != nil {
 		httpapi.WriteError(w, e)
+		o.name = "refused"
+		if e.Kind == apierr.KindBadGateway || e.Kind == apierr.KindGatewayTimeout || e.Kind == apierr.KindUnavailable {
+			o.name = "upstream_error"
+		}
 	}
+	f.Requests.WithLabelValues(o.route, o.name).Inc()
+	f.Redacted.Add(float64(o.redacted))
 }
 
-func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error {
+type outcome struct {
+	route, name string
+	redacted    int
+}
+
+func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *apierr.Error {
 	ctx := r.Context()
 	merchant, err := f.cfg.Authenticate(ctx, r.Header.Get("Authorization"))
 	if err != nil {
@@ -177,6 +202,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error 
 		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", host, "reason", miss.Reason)
 		return notAllowed(miss.Reason)
 	}
+	o.route = route.Name
 	var body []byte
 	if r.Body != nil {
 		if body, err = io.ReadAll(r.Body); err != nil {
@@ -198,6 +224,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error 
 		return apierr.Invalid("dry_run_invalid", HeaderDryRun, "Obol-Dry-Run must be true or false")
 	}
 	if dry {
+		o.name = "dry_run"
 		return f.dryRun(w, r, merchant, route, u, spots, tokens)
 	}
 
@@ -298,6 +325,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request) *apierr.Error 
 			w.Header().Add(k, string(b))
 		}
 	}
+	o.name, o.redacted = "forwarded", n
 	w.Header().Set(HeaderRoute, route.Name)
 	w.Header().Set(HeaderRedacted, itoa(n))
 	w.WriteHeader(resp.StatusCode)

@@ -211,10 +211,35 @@ func TestForward(t *testing.T) {
 		t.Fatalf("the previous routes did not stay: %d", st)
 	}
 
+	// Metrics: by route and outcome, labels from the route file only.
+	resp, err := http.Get("http://" + s.gw + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-charges"} 1`,
+		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 1`,
+		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
+		`obol_gateway_forward_requests_total{outcome="refused",route=""} 5`,
+		`obol_gateway_forward_redacted_total 4`,
+		`obol_gateway_routes_rejected_total 1`,
+	} {
+		if !strings.Contains(string(metrics), want) {
+			t.Errorf("metrics lack %s", want)
+			for _, l := range strings.Split(string(metrics), "\n") {
+				if strings.HasPrefix(l, "obol_gateway_forward") || strings.HasPrefix(l, "obol_gateway_routes") {
+					t.Log(l)
+				}
+			}
+		}
+	}
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("4242424242424242", "123")
 	leaks.AddCard("5555555555554444", "999")
 	leaks.Scan("logs", s.logs.Bytes())
+	leaks.Scan("metrics", metrics)
 	hits, summary := leaks.Report()
 	t.Log(summary)
 	for _, h := range hits {

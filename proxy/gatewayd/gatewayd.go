@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -230,11 +231,15 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
-	var fwd http.Handler
+	var fwd *forward.Forwarder
+	var collectors []prometheus.Collector
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
 			Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}},
 			Timeout: cfg.ForwardTimeout, Logger: cfg.Logger})
+		routes := in.Routes
+		collectors = append(collectors, fwd.Requests, fwd.Redacted,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_gateway_routes_rejected_total", Help: "Route files refused by the hot reload (the previous routes stayed active)."}, func() float64 { return float64(routes.Rejected.Load()) }))
 	}
 	srv, err := serve.New(ctx, serve.Options{
 		WrapREST: func(rest http.Handler) http.Handler {
@@ -256,6 +261,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
 		},
 		OpenAPI:     gatewayv1.OpenAPI,
+		Collectors:  collectors,
 		RouteIDFrom: 2,
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
