@@ -2,6 +2,7 @@ package gatewayd_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/proxy/gatewayd"
@@ -95,6 +97,7 @@ func TestForward(t *testing.T) {
 	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
 		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
+		c.RoutesReload = 20 * time.Millisecond
 	})
 	tok := s.tokenize(t, "4242424242424242", "123")
 	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
@@ -190,13 +193,18 @@ func TestForward(t *testing.T) {
 		t.Fatalf("refused requests reached the upstream: %d", up.count()-calls)
 	}
 
-	// Hot reload: a new route file takes effect; a bad one is refused and
-	// the previous routes stay.
+	// Hot reload (the gateway polls the file every 20 ms here): a new route
+	// file takes effect; a bad one is refused and the previous routes stay.
 	if err := os.WriteFile(routes, []byte(strings.Replace(routeFile(up.host()), `"/v1/form/*"`, `"/v1/form/*", "/v2/form/*"`, 1)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if changed, err := s.gateway.Routes.Reload(); !changed || err != nil {
-		t.Fatalf("reload: %v %v", changed, err)
+	if err := testenv.WaitFor(10*time.Second, func() error {
+		if len(s.gateway.Routes.Table().Routes[1].Paths) != 2 {
+			return errors.New("the new route file is not active")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if st, _, out := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
 		t.Fatalf("after reload: %d %s", st, out)
@@ -204,11 +212,19 @@ func TestForward(t *testing.T) {
 	if err := os.WriteFile(routes, []byte("routes:\n  - name: x\n    host: https://nope\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.gateway.Routes.Reload(); err == nil {
-		t.Fatal("a bad route file was accepted")
+	if err := testenv.WaitFor(10*time.Second, func() error {
+		if s.gateway.Routes.Rejected.Load() != 1 {
+			return errors.New("the bad route file was not refused")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if st, _, _ := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
 		t.Fatalf("the previous routes did not stay: %d", st)
+	}
+	if !strings.Contains(s.logs.String(), "route file refused; the previous routes stay active") {
+		t.Fatal("the refused route file was not logged")
 	}
 
 	// Metrics: by route and outcome, labels from the route file only.
