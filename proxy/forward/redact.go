@@ -75,3 +75,13 @@ func luhnAt(b []byte, pos []int) bool {
 	}
 	return sum%10 == 0
 }
+
+// ContainsPAN reports whether s holds something RedactPANs would mask.
+func ContainsPAN(s string) bool {
+	b := []byte(s)
+	n := RedactPANs(b)
+	for i := range b {
+		b[i] = 0
+	}
+	return n > 0
+}

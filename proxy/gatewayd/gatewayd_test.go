@@ -325,6 +325,8 @@ func TestPaymentEndToEnd(t *testing.T) {
 		{"no token", `{"amount":100,"currency":"USD"}`, "field_required", "token"},
 		{"unknown token", `{"token":"tok_nope","amount":100,"currency":"USD"}`, "token_not_found", "token"},
 		{"unknown acquirer", `{"token":"` + tok + `","amount":100,"currency":"USD","acquirer":"nope"}`, "acquirer_unknown", "acquirer"},
+		{"card number in the description", `{"token":"` + tok + `","amount":100,"currency":"USD","description":"card 4242 4242 4242 4242"}`, "card_number_in_text", "description"},
+		{"card number in metadata", `{"token":"` + tok + `","amount":100,"currency":"USD","metadata":{"note":"5555555555554444"}}`, "card_number_in_text", "metadata"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,6 +350,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("4242424242424242", "123")
 	leaks.AddCard("4000000000000002", "123")
+	leaks.AddCard("5555555555554444", "")
 	leaks.Scan("logs", s.logs.Bytes())
 	leaks.Scan("gateway pg_dump", s.pg.Dump(t, s.gatewayDB))
 	leaks.Scan("ledger pg_dump", s.pg.Dump(t, s.ledgerDB))

@@ -27,6 +27,7 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
+	"github.com/obolpay/obol/proxy/forward"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/revealbox"
 )
@@ -308,6 +309,15 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 		return nil, apierr.Invalid("acquirer_unknown", "acquirer", "unknown acquirer connector")
 	case len(req.GetMetadata()) > 50:
 		return nil, apierr.Invalid("metadata_too_large", "metadata", "at most 50 metadata keys")
+	}
+	// Free text is stored and returned: it may not carry a card number.
+	if forward.ContainsPAN(req.GetDescription()) {
+		return nil, apierr.Invalid("card_number_in_text", "description", "description looks like it contains a card number; send cards only as tokens")
+	}
+	for k, v := range req.GetMetadata() {
+		if forward.ContainsPAN(k) || forward.ContainsPAN(v) {
+			return nil, apierr.Invalid("card_number_in_text", "metadata", "a metadata entry looks like it contains a card number; send cards only as tokens")
+		}
 	}
 	return s.idempotent(ctx, merchant, "create", req, func(key string) (*Payment, error) {
 		return s.create(ctx, merchant, cur, conn, key, req)
