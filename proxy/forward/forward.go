@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -57,7 +58,8 @@ type Config struct {
 type Forwarder struct {
 	cfg Config
 	// Requests counts forward requests by route ("" when none matched)
-	// and outcome: forwarded, dry_run, refused, upstream_error. Redacted
+	// and outcome: forwarded, dry_run, refused, unavailable (vaultd),
+	// upstream_error. Redacted
 	// counts card numbers masked in upstream answers. Labels come from the
 	// route file only (never from a request).
 	Requests *prometheus.CounterVec
@@ -172,9 +174,13 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := f.serve(w, r, o)
 	if e != nil {
 		httpapi.WriteError(w, e)
-		o.name = "refused"
-		if e.Kind == apierr.KindBadGateway || e.Kind == apierr.KindGatewayTimeout || e.Kind == apierr.KindUnavailable {
+		switch e.Kind {
+		case apierr.KindBadGateway, apierr.KindGatewayTimeout:
 			o.name = "upstream_error"
+		case apierr.KindUnavailable:
+			o.name = "unavailable" // vaultd
+		default:
+			o.name = "refused"
 		}
 	}
 	f.Requests.WithLabelValues(o.route, o.name).Inc()
@@ -274,9 +280,11 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		}
 	}()
 	if err != nil {
-		for _, s := range bodySpans {
-			if errors.Is(err, errNoCVC) {
-				return cvcGone(s.reveal)
+		if errors.Is(err, errNoCVC) {
+			for _, s := range bodySpans {
+				if slices.Contains(s.reveal.Fields(), FieldCVC) {
+					return cvcGone(s.reveal)
+				}
 			}
 		}
 		return apierr.Invalid("route_invalid", "body", err.Error())

@@ -34,7 +34,12 @@ type upReq struct {
 
 func newUpstream(t *testing.T) *upstream {
 	u := &upstream{}
+	release := make(chan struct{})
 	u.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/form/slow" {
+			<-release // answers only when the test ends
+			return
+		}
 		b, _ := io.ReadAll(r.Body)
 		u.mu.Lock()
 		u.reqs = append(u.reqs, upReq{r.Method, r.URL.Path, string(b), r.Header.Clone()})
@@ -45,6 +50,7 @@ func newUpstream(t *testing.T) *upstream {
 		_, _ = w.Write(b)
 	}))
 	t.Cleanup(u.srv.Close)
+	t.Cleanup(func() { close(release) })
 	return u
 }
 
@@ -57,6 +63,11 @@ func (u *upstream) last() upReq {
 func (u *upstream) host() string { h, _ := url.Parse(u.srv.URL); return h.Host }
 
 func routeFile(host string) string {
+	return routeFileWith(host, "127.0.0.1:1")
+}
+
+// routeFileWith adds a route to deadHost, where nothing listens.
+func routeFileWith(host, deadHost string) string {
 	return `routes:
   - name: acme-charges
     host: ` + host + `
@@ -82,6 +93,13 @@ func routeFile(host string) string {
     reveal:
       - form: card[number]
         value: "{{token.number}}"
+  - name: dead
+    host: ` + deadHost + `
+    paths: ["/v1/form/pay"]
+    methods: [POST]
+    reveal:
+      - form: card[number]
+        value: "{{token.number}}"
 `
 }
 
@@ -98,6 +116,7 @@ func TestForward(t *testing.T) {
 		c.RoutesFile = routes
 		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
 		c.RoutesReload = 20 * time.Millisecond
+		c.ForwardTimeout = 500 * time.Millisecond
 	})
 	tok := s.tokenize(t, "4242424242424242", "123")
 	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
@@ -148,6 +167,14 @@ func TestForward(t *testing.T) {
 	}
 	if st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok}); st != 409 || !strings.Contains(out, "cvc_unavailable") {
 		t.Fatalf("second CVC reveal: %d %s", st, out)
+	}
+
+	// Upstream failures: nothing listening is a 502, a hung upstream a 504.
+	if st, _, out := fwd("https://127.0.0.1:1/v1/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 502 || !strings.Contains(out, "upstream_unavailable") {
+		t.Fatalf("dead upstream: %d %s", st, out)
+	}
+	if st, _, out := fwd(base+"/v1/form/slow", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 504 || !strings.Contains(out, "upstream_timeout") {
+		t.Fatalf("hung upstream: %d %s", st, out)
 	}
 
 	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
@@ -238,6 +265,8 @@ func TestForward(t *testing.T) {
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-charges"} 1`,
 		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 1`,
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
+		`obol_gateway_forward_requests_total{outcome="upstream_error",route="dead"} 1`,
+		`obol_gateway_forward_requests_total{outcome="upstream_error",route="acme-form"} 1`,
 		`obol_gateway_forward_requests_total{outcome="refused",route=""} 5`,
 		`obol_gateway_forward_redacted_total 4`,
 		`obol_gateway_routes_rejected_total 1`,
