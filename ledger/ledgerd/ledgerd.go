@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/journal"
@@ -108,22 +109,13 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 
 // Serve serves until ctx ends, releasing expired authorization holds.
 func (in *Instance) Serve(ctx context.Context) error {
-	go func() {
-		t := time.NewTicker(in.sweep)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				if n, err := in.store.ExpirePending(ctx, time.Now()); err != nil {
-					in.log.Warn("expiry sweep failed", "err", err)
-				} else if n > 0 {
-					in.log.Info("expired authorization holds released", "count", n)
-				}
-			}
+	go periodic.Run(ctx, in.sweep, func(ctx context.Context) {
+		if n, err := in.store.ExpirePending(ctx, time.Now()); err != nil {
+			in.log.Warn("expiry sweep failed", "err", err)
+		} else if n > 0 {
+			in.log.Info("expired authorization holds released", "count", n)
 		}
-	}()
+	})
 	return in.Server.Serve(ctx)
 }
 

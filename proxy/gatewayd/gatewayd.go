@@ -21,6 +21,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
@@ -114,22 +115,15 @@ func (in *Instance) Serve(ctx context.Context) error {
 // watchRoutes reloads the route file when it changes; a bad file is
 // refused whole (logged and counted) and the previous routes stay.
 func (in *Instance) watchRoutes(ctx context.Context) {
-	t := time.NewTicker(in.reload)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			changed, err := in.Routes.Reload()
-			switch {
-			case err != nil:
-				in.log.Error("route file refused; the previous routes stay active", "err", err)
-			case changed:
-				in.log.Info("route file reloaded", "routes", len(in.Routes.Table().Routes))
-			}
+	periodic.Run(ctx, in.reload, func(context.Context) {
+		changed, err := in.Routes.Reload()
+		switch {
+		case err != nil:
+			in.log.Error("route file refused; the previous routes stay active", "err", err)
+		case changed:
+			in.log.Info("route file reloaded", "routes", len(in.Routes.Table().Routes))
 		}
-	}
+	})
 }
 
 func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {

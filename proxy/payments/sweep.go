@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/periodic"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
@@ -22,18 +23,11 @@ type SweepResult struct {
 
 // Run sweeps every interval until ctx ends.
 func (s *Service) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
-				s.cfg.Logger.Warn("sweep incomplete", "err", err)
-			}
+	periodic.Run(ctx, interval, func(ctx context.Context) {
+		if _, err := s.Sweep(ctx); err != nil && ctx.Err() == nil {
+			s.cfg.Logger.Warn("sweep incomplete", "err", err)
 		}
-	}
+	})
 }
 
 // Sweep delivers queued ledger events and resolves payments left in the

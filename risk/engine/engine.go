@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/obolpay/obol/internal/periodic"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/refdata"
@@ -234,14 +235,7 @@ func (e *Engine) RefreshLists(ctx context.Context) error {
 // it also runs the background decision recorder.
 func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 	go e.recordLoop(ctx)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, every, func(ctx context.Context) {
 		if e.cfg.RulesFile != "" {
 			if _, err := e.ReloadFile(ctx); err != nil {
 				e.Stats.RejectedReloads.Add(1)
@@ -253,7 +247,7 @@ func (e *Engine) Watch(ctx context.Context, every time.Duration) {
 		if err := e.RefreshLists(ctx); err != nil {
 			e.log.Warn("could not refresh risk lists; using the previous snapshot", "err", err)
 		}
-	}
+	})
 }
 
 // Input builds the rule input: the payment enriched from the BIN and IP

@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
@@ -119,26 +120,19 @@ func anchorLoop(ctx context.Context, st interface {
 }, w interface {
 	WriteAuditAnchor(ctx context.Context, a transit.AuditAnchor) error
 }, every time.Duration, log *slog.Logger) {
-	t := time.NewTicker(every)
-	defer t.Stop()
 	var anchored int64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	periodic.Run(ctx, every, func(ctx context.Context) {
 		head, err := st.AuditHead(ctx)
 		if err != nil || head.Seq == anchored {
-			continue
+			return
 		}
 		a := transit.AuditAnchor{Seq: head.Seq, Hash: hex.EncodeToString(head.Hash), At: time.Now().UTC().Format(time.RFC3339)}
 		if err := w.WriteAuditAnchor(ctx, a); err != nil {
 			if ctx.Err() == nil {
 				log.Error("audit: could not write the anchor to Vault", "err", err, "seq", head.Seq)
 			}
-			continue
+			return
 		}
 		anchored = head.Seq
-	}
+	})
 }
