@@ -32,7 +32,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseRoutes -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
-	go test -run='^$$' -fuzz=FuzzRedactPANs -fuzztime=30s ./proxy/forward/
+	go test -run='^$$' -fuzz=FuzzRedact -fuzztime=30s ./proxy/panscan/
 
 dev:
 	go run ./cmd/obol dev

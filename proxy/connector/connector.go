@@ -13,7 +13,9 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strings"
 
+	"github.com/obolpay/obol/proxy/panscan"
 	"github.com/obolpay/obol/vault/card"
 )
 
@@ -110,4 +112,38 @@ func redactURL(err error) error {
 		return ue.Err
 	}
 	return err
+}
+
+// Code is an acquirer's decline or error code as the gateway keeps it:
+// lower-case letters, digits and _ (at most 64), holding nothing that looks
+// like a card number; anything else becomes "unrecognized". Acquirer text
+// is not trusted to stay out of logs and answers otherwise.
+func Code(s string) string {
+	if s == "" {
+		return ""
+	}
+	if len(s) > 64 || panscan.Contains(s) {
+		return "unrecognized"
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return "unrecognized"
+		}
+	}
+	return s
+}
+
+// Reference checks an acquirer's id for an authorization before the
+// gateway stores and returns it: at most 255 characters of letters, digits
+// and _ - . :, and nothing that looks like a card number.
+func Reference(s string) error {
+	if s == "" || len(s) > 255 || panscan.Contains(s) {
+		return fmt.Errorf("%w: unusable authorization reference", ErrRejected)
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("_-.:", c)) {
+			return fmt.Errorf("%w: unusable authorization reference", ErrRejected)
+		}
+	}
+	return nil
 }

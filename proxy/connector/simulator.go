@@ -100,7 +100,7 @@ func (s *Simulator) Authorize(ctx context.Context, r AuthRequest) (AuthResult, e
 	}
 	var e simError
 	_ = json.Unmarshal(resp, &e)
-	return AuthResult{}, fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, e.Error.Code)
+	return AuthResult{}, fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, Code(e.Error.Code))
 }
 
 func (s *Simulator) op(ctx context.Context, path string, amount int64, idemKey string) error {
@@ -115,7 +115,7 @@ func (s *Simulator) op(ctx context.Context, path string, amount int64, idemKey s
 	if status != http.StatusOK {
 		var e simError
 		_ = json.Unmarshal(resp, &e)
-		return fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, e.Error.Code)
+		return fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, Code(e.Error.Code))
 	}
 	return nil
 }

@@ -222,7 +222,7 @@ func stripeDecline(status int, resp []byte) (AuthResult, error) {
 		}
 		return AuthResult{Reference: e.Error.PaymentIntent.ID, DeclineCode: code}, nil
 	}
-	return AuthResult{}, fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, e.Error.Code)
+	return AuthResult{}, fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, Code(e.Error.Code))
 }
 
 func (s *Stripe) op(ctx context.Context, path string, form []byte, idemKey string) error {
@@ -233,7 +233,7 @@ func (s *Stripe) op(ctx context.Context, path string, form []byte, idemKey strin
 	if status != http.StatusOK {
 		var e stripeError
 		_ = json.Unmarshal(resp, &e)
-		return fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, e.Error.Code)
+		return fmt.Errorf("%w: HTTP %d %s", ErrRejected, status, Code(e.Error.Code))
 	}
 	return nil
 }

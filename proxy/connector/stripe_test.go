@@ -219,3 +219,37 @@ func TestNewStripeRefusesPlainHTTP(t *testing.T) {
 		t.Error("no secret key accepted")
 	}
 }
+
+// TestAcquirerText: codes and references an acquirer sends are kept only
+// when clean; anything that looks like a card number never is.
+func TestAcquirerText(t *testing.T) {
+	codes := []struct{ in, want string }{
+		{"insufficient_funds", "insufficient_funds"},
+		{"", ""},
+		{"card 4242424242424242", "unrecognized"},
+		{"4242424242424242", "unrecognized"},
+		{"Declined!", "unrecognized"},
+		{strings.Repeat("a", 65), "unrecognized"},
+	}
+	for _, tt := range codes {
+		if got := Code(tt.in); got != tt.want {
+			t.Errorf("Code(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	refs := []struct {
+		in string
+		ok bool
+	}{
+		{"pi_3MtwBwLkdIwHu7ix28a3tqPa", true},
+		{"sim_auth_sXjhDtjoTJzpQpkX", true},
+		{"", false},
+		{"ref_4242424242424242", false},
+		{"ref with spaces", false},
+		{strings.Repeat("a", 256), false},
+	}
+	for _, tt := range refs {
+		if err := Reference(tt.in); (err == nil) != tt.ok {
+			t.Errorf("Reference(%q): %v, want ok=%v", tt.in, err, tt.ok)
+		}
+	}
+}

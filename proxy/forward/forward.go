@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/httpapi"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/proxy/panscan"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/revealbox"
 )
@@ -205,7 +206,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	table := f.cfg.Routes.Table()
 	route, miss := table.Match(merchant, r.Method, host, u.Path)
 	if route == nil {
-		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", host, "reason", miss.Reason)
+		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", panscan.String(host), "reason", miss.Reason)
 		return notAllowed(miss.Reason)
 	}
 	o.route = route.Name
@@ -322,14 +323,14 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	for _, c := range cards {
 		known = append(known, c.Number)
 	}
-	n := RedactPANs(rb, known...)
+	n := panscan.Redact(rb, known...)
 	for k, vs := range resp.Header {
 		if hopByHop[k] || k == "Content-Length" {
 			continue
 		}
 		for _, v := range vs {
 			b := []byte(v)
-			n += RedactPANs(b, known...)
+			n += panscan.Redact(b, known...)
 			w.Header().Add(k, string(b))
 		}
 	}
@@ -454,7 +455,7 @@ type DryRun struct {
 }
 
 func (f *Forwarder) dryRun(w http.ResponseWriter, r *http.Request, merchant string, route *Route, u *url.URL, spots []located, tokens map[string]bool) *apierr.Error {
-	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: u.String(), Tokens: map[string]string{}}
+	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: panscan.String(u.String()), Tokens: map[string]string{}}
 	for _, s := range spots {
 		as := "string"
 		if s.reveal.As == "number" {

@@ -1,7 +1,6 @@
 package forward
 
 import (
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
@@ -92,12 +91,12 @@ func TestMatch(t *testing.T) {
 	}{
 		{"exact path", "mer_x", "POST", "api.acme.example", "/v1/charges", "acme", ""},
 		{"prefix path", "mer_x", "POST", "api.acme.example", "/v1/cards/abc", "acme", ""},
-		{"prefix itself", "mer_x", "POST", "api.acme.example", "/v1/cards/", "", "does not allow path"},
-		{"other path", "mer_x", "POST", "api.acme.example", "/v1/refunds", "", "does not allow path"},
+		{"prefix itself", "mer_x", "POST", "api.acme.example", "/v1/cards/", "", "does not allow this path"},
+		{"other path", "mer_x", "POST", "api.acme.example", "/v1/refunds", "", "does not allow this path"},
 		{"method", "mer_x", "GET", "api.acme.example", "/v1/charges", "", "does not allow method"},
-		{"subdomain", "mer_x", "POST", "evil.api.acme.example", "/v1/charges", "", "no route allows host"},
-		{"suffix host", "mer_x", "POST", "api.acme.example.evil", "/v1/charges", "", "no route allows host"},
-		{"port must match", "mer_a", "POST", "pay.form.example", "/charge", "", "no route allows host"},
+		{"subdomain", "mer_x", "POST", "evil.api.acme.example", "/v1/charges", "", "no route allows this host"},
+		{"suffix host", "mer_x", "POST", "api.acme.example.evil", "/v1/charges", "", "no route allows this host"},
+		{"port must match", "mer_a", "POST", "pay.form.example", "/charge", "", "no route allows this host"},
 		{"merchant allowed", "mer_a", "PUT", "pay.form.example:8443", "/charge", "formy", ""},
 		{"merchant not allowed", "mer_b", "PUT", "pay.form.example:8443", "/charge", "", "not open to this merchant"},
 	}
@@ -196,34 +195,6 @@ func TestSpliceRenders(t *testing.T) {
 	}
 }
 
-func TestRedactPANs(t *testing.T) {
-	cases := []struct {
-		name, in, out string
-		n             int
-	}{
-		{"plain", `{"pan":"4242424242424242"}`, `{"pan":"************4242"}`, 1},
-		{"spaced", "card 4242 4242 4242 4242 ok", "card **** **** **** 4242 ok", 1},
-		{"dashed amex", "378282246310005", "***********0005", 1},
-		{"bad luhn stays", "4242424242424241", "4242424242424241", 0},
-		{"timestamp stays", "1700000000000000", "1700000000000000", 0},
-		{"short stays", "424242424242", "424242424242", 0},
-		{"too long stays", "42424242424242424242", "42424242424242424242", 0},
-		{"two", "5555555555554444,6011111111111117", "************4444,************1117", 2},
-	}
-	for _, tt := range cases {
-		t.Run(tt.name, func(t *testing.T) {
-			b := []byte(tt.in)
-			if n := RedactPANs(b); n != tt.n || string(b) != tt.out {
-				t.Fatalf("got %q (%d), want %q (%d)", b, n, tt.out, tt.n)
-			}
-		})
-	}
-	glued := []byte("ref9424242424242424242x")
-	if n := RedactPANs(glued, []byte("4242424242424242")); n < 1 || bytes.Contains(glued, []byte("4242424242424242")) {
-		t.Fatalf("known PAN glued to digits: %q", glued)
-	}
-}
-
 func TestRoutesHotReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routes.yaml")
 	if err := os.WriteFile(path, []byte(goodRoutes), 0o600); err != nil {
@@ -301,22 +272,6 @@ func FuzzFormSpan(f *testing.F) {
 		}
 		if string(body[start:end]) != tok || !isToken(tok) {
 			t.Fatalf("span %q for %q", body[start:end], tok)
-		}
-	})
-}
-
-func FuzzRedactPANs(f *testing.F) {
-	f.Add([]byte(`{"pan":"4242 4242 4242 4242"}`))
-	f.Add([]byte("5555-5555-5555-4444"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		in := bytes.Clone(b)
-		RedactPANs(b)
-		if len(b) != len(in) {
-			t.Fatal("length changed")
-		}
-		again := bytes.Clone(b)
-		if RedactPANs(again); !bytes.Equal(again, b) {
-			t.Fatalf("not idempotent: %q -> %q", b, again)
 		}
 	})
 }

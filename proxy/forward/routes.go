@@ -302,13 +302,15 @@ type Table struct {
 	Routes []Route
 }
 
-// Miss explains why no route matched (for the 403 and for dry runs).
+// Miss explains why no route matched (for the 403 and the log). It names
+// routes and methods only, never the request's host or path, which are the
+// merchant's text and might hold anything.
 type Miss struct{ Reason string }
 
 // Match finds the route for a request: exact host, an allowed path and
 // method, and the merchant allowed. The first matching route wins.
 func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
-	reason := "no route allows host " + host
+	reason := "no route allows this host"
 	for i := range t.Routes {
 		r := &t.Routes[i]
 		if r.Host != host {
@@ -319,7 +321,7 @@ func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
 			continue
 		}
 		if !r.pathOK(path) {
-			reason = "route " + r.Name + " does not allow path " + path
+			reason = "route " + r.Name + " does not allow this path"
 			continue
 		}
 		if !r.methods[method] {

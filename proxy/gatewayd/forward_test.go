@@ -139,6 +139,10 @@ func TestForward(t *testing.T) {
 	base := "https://" + up.host()
 	jsonBody := `{"amount":1000,"card":{"number":"` + tok + `","exp_month":"` + tok + `","exp_year":"` + tok + `","cvc":"` + tok + `"}}`
 
+	// A dry run echoes the destination with card numbers masked.
+	if st, _, out := fwd(base+"/v1/charges?note=5555555555554444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(out, "5555555555554444") || !strings.Contains(out, "************4444") {
+		t.Fatalf("dry run with a card number in the query: %d %s", st, out)
+	}
 	// Dry run first: it explains and reveals nothing (the CVC stays).
 	st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
 	if st != 200 || !strings.Contains(out, `"route":"acme-charges"`) || !strings.Contains(out, `"json:card.number"`) || !strings.Contains(out, `"`+tok+`":"found"`) || up.count() != 0 {
@@ -197,6 +201,8 @@ func TestForward(t *testing.T) {
 		{"host not allowed", "https://evil.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"plain http", "http://" + up.host() + "/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"dot segments", base + "/v1/x/../charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"a card number in the path", base + "/v1/cards/4242424242424242", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"a card number in the host", "https://4242424242424242.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"no destination", "", jsonBody, "application/json", "field_required", 400, ""},
 		{"other merchant's token", base + "/v1/form/pay", "card%5Bnumber%5D=" + otherTok, "application/x-www-form-urlencoded", "token_not_found", 404, ""},
 		{"unknown token", base + "/v1/form/pay", "card%5Bnumber%5D=tok_nope", "application/x-www-form-urlencoded", "token_not_found", 404, ""},
@@ -263,11 +269,11 @@ func TestForward(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-charges"} 1`,
-		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 1`,
+		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 2`,
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="dead"} 1`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="acme-form"} 1`,
-		`obol_gateway_forward_requests_total{outcome="refused",route=""} 5`,
+		`obol_gateway_forward_requests_total{outcome="refused",route=""} 7`,
 		`obol_gateway_forward_redacted_total 4`,
 		`obol_gateway_routes_rejected_total 1`,
 	} {

@@ -27,7 +27,7 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
-	"github.com/obolpay/obol/proxy/forward"
+	"github.com/obolpay/obol/proxy/panscan"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/revealbox"
 )
@@ -311,11 +311,11 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 		return nil, apierr.Invalid("metadata_too_large", "metadata", "at most 50 metadata keys")
 	}
 	// Free text is stored and returned: it may not carry a card number.
-	if forward.ContainsPAN(req.GetDescription()) {
+	if panscan.Contains(req.GetDescription()) {
 		return nil, apierr.Invalid("card_number_in_text", "description", "description looks like it contains a card number; send cards only as tokens")
 	}
 	for k, v := range req.GetMetadata() {
-		if forward.ContainsPAN(k) || forward.ContainsPAN(v) {
+		if panscan.Contains(k) || panscan.Contains(v) {
 			return nil, apierr.Invalid("card_number_in_text", "metadata", "a metadata entry looks like it contains a card number; send cards only as tokens")
 		}
 	}
@@ -509,6 +509,21 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 		return authOutcome{failure: CodeAcquirerUnavailable}, nil
 	case err != nil:
 		s.cfg.Logger.Error("acquirer refused the authorization", "payment", p.ID, "acquirer", conn.Name(), "err", err)
+		return authOutcome{failure: CodeAcquirerUnavailable}, nil
+	}
+	// Acquirer text is stored and returned: only clean codes and ids.
+	res.DeclineCode = connector.Code(res.DeclineCode)
+	if err := connector.Reference(res.Reference); err != nil {
+		if !res.Approved {
+			res.Reference = ""
+			return authOutcome{auth: res}, nil
+		}
+		s.cfg.Logger.Error("acquirer approved with an unusable reference; reversing", "payment", p.ID, "acquirer", conn.Name())
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
+		if rerr := conn.Reverse(rctx, p.ID); rerr != nil {
+			s.cfg.Logger.Error("reversal failed", "payment", p.ID, "acquirer", conn.Name(), "err", rerr)
+		}
+		cancel()
 		return authOutcome{failure: CodeAcquirerUnavailable}, nil
 	}
 	return authOutcome{auth: res}, nil

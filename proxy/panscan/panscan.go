@@ -1,15 +1,18 @@
-package forward
+// Package panscan finds what looks like a card number in text the gateway
+// did not write (upstream answers, acquirer codes, merchant free text), so
+// that it is masked or refused before it is stored, logged or returned.
+package panscan
 
 import "bytes"
 
-// RedactPANs masks, in place, what looks like a card number, keeping the
+// Redact masks, in place, what looks like a card number, keeping the
 // last four digits (4242 4242 4242 4242 becomes **** **** **** 4242): every
 // run of 13 to 19 digits, optionally grouped by single spaces or dashes,
 // that starts with 2 to 6 (the card networks' ranges) and passes the Luhn
 // check; and every occurrence of the known numbers, wherever they are
 // (glued to other digits too). The length of b never changes. It returns
 // how many numbers it masked.
-func RedactPANs(b []byte, known ...[]byte) int {
+func Redact(b []byte, known ...[]byte) int {
 	n := 0
 	for _, k := range known {
 		if len(k) < 13 {
@@ -76,12 +79,21 @@ func luhnAt(b []byte, pos []int) bool {
 	return sum%10 == 0
 }
 
-// ContainsPAN reports whether s holds something RedactPANs would mask.
-func ContainsPAN(s string) bool {
+// Contains reports whether s holds something Redact would mask.
+func Contains(s string) bool {
 	b := []byte(s)
-	n := RedactPANs(b)
+	n := Redact(b)
 	for i := range b {
 		b[i] = 0
 	}
 	return n > 0
+}
+
+// String is s with what looks like a card number masked.
+func String(s string) string {
+	b := []byte(s)
+	if Redact(b) == 0 {
+		return s
+	}
+	return string(b)
 }

@@ -1,0 +1,59 @@
+package panscan
+
+import (
+	"bytes"
+	"testing"
+)
+
+func TestRedact(t *testing.T) {
+	cases := []struct {
+		name, in, out string
+		n             int
+	}{
+		{"plain", `{"pan":"4242424242424242"}`, `{"pan":"************4242"}`, 1},
+		{"spaced", "card 4242 4242 4242 4242 ok", "card **** **** **** 4242 ok", 1},
+		{"dashed amex", "378282246310005", "***********0005", 1},
+		{"bad luhn stays", "4242424242424241", "4242424242424241", 0},
+		{"timestamp stays", "1700000000000000", "1700000000000000", 0},
+		{"short stays", "424242424242", "424242424242", 0},
+		{"too long stays", "42424242424242424242", "42424242424242424242", 0},
+		{"two", "5555555555554444,6011111111111117", "************4444,************1117", 2},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			b := []byte(tt.in)
+			if n := Redact(b); n != tt.n || string(b) != tt.out {
+				t.Fatalf("got %q (%d), want %q (%d)", b, n, tt.out, tt.n)
+			}
+		})
+	}
+	glued := []byte("ref9424242424242424242x")
+	if n := Redact(glued, []byte("4242424242424242")); n < 1 || bytes.Contains(glued, []byte("4242424242424242")) {
+		t.Fatalf("known PAN glued to digits: %q", glued)
+	}
+}
+
+func TestContainsAndString(t *testing.T) {
+	if !Contains("card 4242-4242-4242-4242") || Contains("order 1700000000000000") || Contains("") {
+		t.Fatal("Contains")
+	}
+	if got := String("x 5555555555554444 y"); got != "x ************4444 y" {
+		t.Fatalf("String: %q", got)
+	}
+}
+
+func FuzzRedact(f *testing.F) {
+	f.Add([]byte(`{"pan":"4242 4242 4242 4242"}`))
+	f.Add([]byte("5555-5555-5555-4444"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		in := bytes.Clone(b)
+		Redact(b)
+		if len(b) != len(in) {
+			t.Fatal("length changed")
+		}
+		again := bytes.Clone(b)
+		if Redact(again); !bytes.Equal(again, b) {
+			t.Fatalf("not idempotent: %q -> %q", b, again)
+		}
+	})
+}
