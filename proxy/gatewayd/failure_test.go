@@ -68,6 +68,10 @@ func TestDependencyOutages(t *testing.T) {
 			if n := s.sim.Requests("authorize") - calls; n != 0 {
 				t.Fatalf("the acquirer received %d authorizations with %s down", n, tt.dep)
 			}
+			st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?status=processing", "", "")
+			if left, _ := list["payments"].([]any); st != 200 || len(left) != 0 {
+				t.Fatalf("a refused payment was left behind: %d %v", st, list)
+			}
 			s.deps[tt.dep].up(t)
 			if b := s.balances(t); b.Held != held {
 				t.Fatalf("ledger held %d during the outage, want %d", b.Held, held)

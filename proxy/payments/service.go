@@ -362,25 +362,35 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		}
 	}
 
+	release := func() {
+		if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); err != nil && status.Code(err) != codes.NotFound {
+			s.cfg.Logger.Error("ledger hold not released (it expires on its own)", "payment", p.ID, "err", apierr.From(err).Code)
+		}
+	}
+	// undo leaves nothing behind when the acquirer was never called: the
+	// hold is released and the processing row removed (a retry with the
+	// same Idempotency-Key starts afresh; the sweeper covers a failed undo).
+	undo := func(err error) (*Payment, error) {
+		release()
+		if derr := s.cfg.Store.DeleteProcessing(context.WithoutCancel(ctx), p.MerchantID, p.ID); derr != nil {
+			s.cfg.Logger.Warn("processing payment not removed; the sweeper resolves it", "payment", p.ID, "err", derr)
+		}
+		return nil, err
+	}
+
 	// Hold the amount first: if the payment cannot be recorded, the
 	// acquirer is never called.
 	if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, p, p.Amount, ""); err != nil {
 		if unavailable(err) {
-			return nil, errLedgerUnavailable
+			return undo(errLedgerUnavailable)
 		}
-		return nil, apierr.From(err)
-	}
-	release := func() {
-		if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); err != nil {
-			s.cfg.Logger.Error("ledger hold not released (it expires on its own)", "payment", p.ID, "err", apierr.From(err).Code)
-		}
+		return undo(apierr.From(err))
 	}
 
 	// Reveal, send, wipe.
 	res, err := s.authorize(ctx, conn, p, req.GetCapture())
 	if err != nil {
-		release()
-		return nil, err
+		return undo(err)
 	}
 	switch {
 	case res.failure != "":

@@ -337,3 +337,10 @@ func (s *Store) SetFee(ctx context.Context, paymentID string, fee int64) error {
 	_, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET fee = ?, version = version + 1 WHERE id = ?`), fee, paymentID)
 	return err
 }
+
+// DeleteProcessing removes a payment still processing whose acquirer was
+// never called (its request failed before; nothing else refers to it).
+func (s *Store) DeleteProcessing(ctx context.Context, merchant, id string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM payments WHERE id = ? AND merchant_id = ? AND status = 'processing'`), id, merchant)
+	return err
+}
