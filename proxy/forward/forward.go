@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -336,7 +337,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	}
 	o.name, o.redacted = "forwarded", n
 	w.Header().Set(HeaderRoute, route.Name)
-	w.Header().Set(HeaderRedacted, itoa(n))
+	w.Header().Set(HeaderRedacted, strconv.Itoa(n))
 	w.WriteHeader(resp.StatusCode)
 	_, _ = w.Write(rb)
 	f.cfg.Logger.Info("forwarded", "merchant", merchant, "route", route.Name, "host", host, "status", resp.StatusCode, "tokens", len(cards), "redacted", n)
@@ -345,11 +346,6 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 
 func cvcGone(rv *Reveal) *apierr.Error {
 	return apierr.New(apierr.KindFailedPrecondition, "cvc_unavailable", rv.Location(), errNoCVC.Error())
-}
-
-func itoa(n int) string {
-	b, _ := json.Marshal(n)
-	return string(b)
 }
 
 func parseBool(s string) (bool, bool) {
