@@ -82,14 +82,7 @@ func TestDevAndMerchants(t *testing.T) {
 	if err != nil || json.Unmarshal(b, &creds) != nil {
 		t.Fatalf("credentials: %v", err)
 	}
-	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/tokens", strings.NewReader(`{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"123"}}`))
-	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body := post(t, "http://"+addr+"/v1/tokens", `{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"123"}}`, "Authorization", "Bearer "+creds["secret_key"])
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"token":"tok_`) || strings.Contains(string(body), "4242424242424242") {
 		t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
 	}
@@ -101,14 +94,7 @@ func TestDevAndMerchants(t *testing.T) {
 	if pm == nil {
 		t.Fatalf("no payments address:\n%s", out)
 	}
-	req, _ = http.NewRequest("POST", "http://"+pm[1]+"/v1/payments", strings.NewReader(`{"token":"`+tokResp["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`))
-	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = post(t, "http://"+pm[1]+"/v1/payments", `{"token":"`+tokResp["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`, "Authorization", "Bearer "+creds["secret_key"])
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"captured"`) || strings.Contains(string(body), "4242424242424242") {
 		t.Fatalf("payment: %d %s", resp.StatusCode, body)
 	}
@@ -119,14 +105,7 @@ func TestDevAndMerchants(t *testing.T) {
 	}
 	b, _ = os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
 	_ = json.Unmarshal(b, &creds)
-	req, _ = http.NewRequest("POST", "http://"+m[1]+"/v1/risk/evaluate", strings.NewReader(`{"payment":{"merchant_id":"`+creds["merchant_id"]+`","amount":2500,"currency":"USD","bin":"424242","customer_ip":"198.51.100.4"}}`))
-	req.Header.Set("Authorization", "Bearer "+creds["risk_token"])
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = post(t, "http://"+m[1]+"/v1/risk/evaluate", `{"payment":{"merchant_id":"`+creds["merchant_id"]+`","amount":2500,"currency":"USD","bin":"424242","customer_ip":"198.51.100.4"}}`, "Authorization", "Bearer "+creds["risk_token"])
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"action":"review"`) || !strings.Contains(string(body), "country-mismatch") {
 		t.Fatalf("risk dry run: %d %s", resp.StatusCode, body)
 	}
@@ -153,26 +132,11 @@ func TestDevAndMerchants(t *testing.T) {
 	}
 	// /v1/forward with the dev route file: a fresh token is revealed into
 	// the simulator's own format.
-	req, _ = http.NewRequest("POST", "http://"+addr+"/v1/tokens", strings.NewReader(`{"card":{"number":"5555555555554444","exp_month":11,"exp_year":2031,"cvc":"321"}}`))
-	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = post(t, "http://"+addr+"/v1/tokens", `{"card":{"number":"5555555555554444","exp_month":11,"exp_year":2031,"cvc":"321"}}`, "Authorization", "Bearer "+creds["secret_key"])
 	var tok2 map[string]any
 	_ = json.Unmarshal(body, &tok2)
 	t2, _ := tok2["token"].(string)
-	req, _ = http.NewRequest("POST", "http://"+pm[1]+"/v1/forward", strings.NewReader(`{"amount":1000,"currency":"USD","card":{"number":"`+t2+`","exp_month":"`+t2+`","exp_year":"`+t2+`","cvc":"`+t2+`"}}`))
-	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
-	req.Header.Set("Obol-Destination", "https://"+sm[1]+"/v1/authorizations")
-	resp, err = http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ = io.ReadAll(resp.Body)
-	resp.Body.Close()
+	resp, body = post(t, "http://"+pm[1]+"/v1/forward", `{"amount":1000,"currency":"USD","card":{"number":"`+t2+`","exp_month":"`+t2+`","exp_year":"`+t2+`","cvc":"`+t2+`"}}`, "Authorization", "Bearer "+creds["secret_key"], "Obol-Destination", "https://"+sm[1]+"/v1/authorizations")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"approved"`) || strings.Contains(string(body), "5555555555554444") {
 		t.Fatalf("forward: %d %s", resp.StatusCode, body)
 	}
@@ -408,4 +372,21 @@ func testDevLedger(t *testing.T, dir, banner, merchant string) {
 	if _, err := cliPos([]string{id, "failed"}, "payouts", "mark"); err == nil || !strings.Contains(err.Error(), "payout_closed") {
 		t.Fatalf("failed after paid: %v", err)
 	}
+}
+
+// post sends a JSON body with headers (name, value pairs) and returns the
+// response (body already read and closed).
+func post(t *testing.T, url, body string, headers ...string) (*http.Response, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, b
 }
