@@ -136,6 +136,9 @@ func TestDevAndMerchants(t *testing.T) {
 	var tok2 map[string]any
 	_ = json.Unmarshal(body, &tok2)
 	t2, _ := tok2["token"].(string)
+	if resp.StatusCode != 200 || t2 == "" {
+		t.Fatalf("tokenize for forward: %d %s", resp.StatusCode, body)
+	}
 	resp, body = post(t, "http://"+pm[1]+"/v1/forward", `{"amount":1000,"currency":"USD","card":{"number":"`+t2+`","exp_month":"`+t2+`","exp_year":"`+t2+`","cvc":"`+t2+`"}}`, "Authorization", "Bearer "+creds["secret_key"], "Obol-Destination", "https://"+sm[1]+"/v1/authorizations")
 	if resp.StatusCode != 200 || !strings.Contains(string(body), `"approved"`) || strings.Contains(string(body), "5555555555554444") {
 		t.Fatalf("forward: %d %s", resp.StatusCode, body)
