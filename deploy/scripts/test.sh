@@ -41,6 +41,11 @@ if [ -z "${OBOL_TEST_STRIPE_MOCK_URL:-}" ] && ! command -v stripe-mock >/dev/nul
   go install github.com/stripe/stripe-mock@v0.203.0
 fi
 
+say "repository hygiene: go.mod tidy, no tracked file over 1 MB outside testdata/"
+go mod tidy -diff
+big=$(git ls-files -z | xargs -0 -r stat -c '%s %n' | awk '$1 > 1048576 && $2 !~ /(^|\/)testdata\// {print $2}')
+if [ -n "$big" ]; then echo "tracked files over 1 MB (binaries?), remove them from git:"; echo "$big"; exit 1; fi
+
 say "checking generated code is fresh"
 deploy/scripts/generate.sh --check
 
