@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // TestLeakScannerFindsLeaks proves the scanner can fail: each form a PAN
@@ -30,9 +32,7 @@ func TestLeakScannerFindsLeaks(t *testing.T) {
 			s.AddCard(pan, cvc)
 			s.Scan("src", []byte(tt.data))
 			hits, _ := s.Report()
-			if (len(hits) > 0) != tt.hit {
-				t.Fatalf("hits = %v, want hit=%v", hits, tt.hit)
-			}
+			assert.Equal(t, tt.hit, len(hits) > 0, "hits = %v", hits)
 		})
 	}
 }
