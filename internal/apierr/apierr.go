@@ -247,9 +247,9 @@ var (
 	// ErrUnauthenticated: missing or unknown API key.
 	ErrUnauthenticated = New(KindUnauthenticated, CodeUnauthenticated, "authorization", "a valid API key is required (Authorization: Bearer sk_...)")
 	// ErrIdempotencyKeyReused: same Idempotency-Key, different request.
-	ErrIdempotencyKeyReused = New(KindConflict, CodeIdempotencyKeyReused, "idempotency_key", "this Idempotency-Key was already used with a different request")
+	ErrIdempotencyKeyReused = New(KindConflict, CodeIdempotencyKeyReused, "Idempotency-Key", "this Idempotency-Key was already used with a different request")
 	// ErrIdempotencyInProgress: the first request with this key has not finished.
-	ErrIdempotencyInProgress = New(KindConflict, CodeIdempotencyInProgress, "idempotency_key", "a request with this Idempotency-Key is still in progress; retry later")
+	ErrIdempotencyInProgress = New(KindConflict, CodeIdempotencyInProgress, "Idempotency-Key", "a request with this Idempotency-Key is still in progress; retry later")
 )
 
 // KeyServiceUnavailable wraps a key-manager failure as the public 503.

@@ -28,7 +28,7 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	idemKey, err := idempotencyKey(ctx)
+	idemKey, err := idempotencyKey(ctx, p)
 	if err != nil {
 		return nil, err
 	}
