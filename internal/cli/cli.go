@@ -77,3 +77,15 @@ func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// EnvInt64 returns an integer from the environment or def.
+func EnvInt64(key string, def int64) int64 {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }
