@@ -32,8 +32,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
-	"google.golang.org/grpc/metadata"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
@@ -62,9 +62,9 @@ type Options struct {
 	// Unauthenticated answer counts a failure.
 	LimitAuthREST bool
 	LimitAuthGRPC bool
-	Reflection bool
-	MaxBody    int64
-	Logger     *slog.Logger
+	Reflection    bool
+	MaxBody       int64
+	Logger        *slog.Logger
 	// Register adds gRPC services; RegisterREST adds grpc-gateway handlers.
 	Register     func(*grpc.Server)
 	RegisterREST func(context.Context, *runtime.ServeMux) error
@@ -83,16 +83,16 @@ type Options struct {
 
 // Server is a bound, not yet serving, server.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	grpc   *grpc.Server
-	http   *http.Server
-	lnG    net.Listener
-	lnH    net.Listener
-	health *health.Server
-	reg    *prometheus.Registry
-	reqs   *prometheus.CounterVec
-	dur    *prometheus.HistogramVec
+	opts    Options
+	log     *slog.Logger
+	grpc    *grpc.Server
+	http    *http.Server
+	lnG     net.Listener
+	lnH     net.Listener
+	health  *health.Server
+	reg     *prometheus.Registry
+	reqs    *prometheus.CounterVec
+	dur     *prometheus.HistogramVec
 	routes  map[string]bool
 	limiter *authlimit.Limiter
 }

@@ -35,8 +35,8 @@ type Config struct {
 	HTTPAddr    string
 	GRPCTLS     *tls.Config
 	// Edge: REST TLS and TLS-terminating proxy declarations.
-	Edge serve.Edge
-	Token       string
+	Edge  serve.Edge
+	Token string
 	// Settings is the YAML file of fees and payout terms ("" = defaults).
 	Settings   string
 	Reflection bool

@@ -279,9 +279,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
 		},
-		OpenAPI:     gatewayv1.OpenAPI,
-		Collectors:  collectors,
-		Routes:      []string{"/v1/forward"},
+		OpenAPI:    gatewayv1.OpenAPI,
+		Collectors: collectors,
+		Routes:     []string{"/v1/forward"},
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return apierr.StorageUnavailable(err)

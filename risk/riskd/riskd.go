@@ -30,12 +30,12 @@ type Config struct {
 	RedisURL string
 	// StateRedisURL holds rule-set history and lists (default RedisURL); it
 	// should persist, unlike the counters.
-	StateRedisURL   string
-	GRPCAddr        string
-	HTTPAddr        string
-	GRPCTLS         *tls.Config
+	StateRedisURL string
+	GRPCAddr      string
+	HTTPAddr      string
+	GRPCTLS       *tls.Config
 	// Edge: REST TLS and TLS-terminating proxy declarations.
-	Edge serve.Edge
+	Edge            serve.Edge
 	Token           string
 	RulesFile       string
 	BINTable        string

@@ -33,14 +33,14 @@ import (
 // Config is vaultd's configuration (see cmd/vaultd for flags and env vars).
 // Secret fields are never printed: String masks them.
 type Config struct {
-	Vault           transit.Config
-	PostgresURL     string
-	RedisURL        string
-	GRPCAddr        string
-	HTTPAddr        string
-	TLSCertFile     string
-	TLSKeyFile      string
-	ClientCAFile    string
+	Vault        transit.Config
+	PostgresURL  string
+	RedisURL     string
+	GRPCAddr     string
+	HTTPAddr     string
+	TLSCertFile  string
+	TLSKeyFile   string
+	ClientCAFile string
 	// Edge is REST TLS, proxy declarations, trusted proxies and the
 	// failed-authentication limits; Start shares the counters through the
 	// CVC Redis.
