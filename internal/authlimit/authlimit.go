@@ -4,7 +4,8 @@
 // every replica), in-process in `obol dev`. Successful requests only read the
 // counters; they never wait for a write, and they never fail because the
 // shared counter is down (then the replica's own counters are used: see
-// Limiter.Allow). PAN-free: it sees client addresses and key prefixes (the
+// Limiter.Allow; after a shared-counter error the replica uses its own
+// counters for a few seconds before trying Redis again). PAN-free: it sees client addresses and key prefixes (the
 // non-secret first 12 characters of a key), never a key or a request body.
 package authlimit
 
@@ -59,6 +60,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock of the in-process fallback (tests).
 	Now func() time.Time
+	// StoreTimeout bounds each shared-counter call (default 200ms);
+	// after an error the shared counter is skipped for StoreBackoff
+	// (default 5s), so an outage costs requests no time.
+	StoreTimeout time.Duration
+	StoreBackoff time.Duration
 }
 
 // Limiter decides whether an authentication attempt may be evaluated.
@@ -70,6 +76,8 @@ type Limiter struct {
 	failed  *prometheus.CounterVec
 	errs    prometheus.Counter
 	lastLog atomic.Int64
+	// downUntil (unix nanoseconds): the shared counter is skipped until then.
+	downUntil atomic.Int64
 }
 
 // New returns a limiter.
@@ -88,6 +96,12 @@ func New(cfg Config) *Limiter {
 	}
 	if cfg.Name == "" {
 		cfg.Name = "service"
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = 200 * time.Millisecond
+	}
+	if cfg.StoreBackoff <= 0 {
+		cfg.StoreBackoff = 5 * time.Second
 	}
 	l := &Limiter{cfg: cfg, shared: cfg.Counter, local: NewMemory(cfg.Now)}
 	l.limited = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + cfg.Name + "_auth_rate_limited_total", Help: "Authentication attempts refused because of earlier failures, by transport and scope (address or key_prefix)."}, []string{"transport", "scope"})
@@ -158,25 +172,33 @@ func (l *Limiter) Allow(ctx context.Context, transport, addr, prefix string) err
 func (l *Limiter) Failed(ctx context.Context, transport, addr, prefix string) {
 	l.failed.WithLabelValues(transport).Inc()
 	for _, k := range keys(addr, prefix) {
-		if l.shared != nil {
-			if _, _, err := l.shared.Add(ctx, k, l.cfg.Window); err == nil {
+		if l.sharedUp() {
+			cctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
+			_, _, err := l.shared.Add(cctx, k, l.cfg.Window)
+			cancel()
+			if err == nil {
 				continue
-			} else {
-				l.storeError(err)
 			}
+			l.storeError(err)
 		}
 		_, _, _ = l.local.Add(ctx, k, l.cfg.Window)
 	}
+}
+
+func (l *Limiter) sharedUp() bool {
+	return l.shared != nil && time.Now().UnixNano() >= l.downUntil.Load()
 }
 
 // get reads the shared count, and the local one (failures counted locally
 // during an outage stay effective after it).
 func (l *Limiter) get(ctx context.Context, k string) (int64, time.Duration, error) {
 	ln, lttl, _ := l.local.Get(ctx, k)
-	if l.shared == nil {
+	if !l.sharedUp() {
 		return ln, lttl, nil
 	}
-	n, ttl, err := l.shared.Get(ctx, k)
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
+	n, ttl, err := l.shared.Get(cctx, k)
+	cancel()
 	if err != nil {
 		l.storeError(err)
 		return ln, lttl, nil
@@ -189,6 +211,7 @@ func (l *Limiter) get(ctx context.Context, k string) (int64, time.Duration, erro
 
 func (l *Limiter) storeError(err error) {
 	l.errs.Inc()
+	l.downUntil.Store(time.Now().Add(l.cfg.StoreBackoff).UnixNano())
 	now := time.Now().Unix()
 	if last := l.lastLog.Load(); now-last >= 10 && l.lastLog.CompareAndSwap(last, now) {
 		l.cfg.Logger.Warn("auth failure counter unavailable; this replica counts failed attempts on its own", "err", err)
