@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,12 +49,15 @@ func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// Logger returns a JSON (production) or text (dev) slog logger on stderr.
+// LogOutput is where Logger writes (stderr; tests capture it).
+var LogOutput io.Writer = os.Stderr
+
+// Logger returns a JSON (production) or text (dev) slog logger on LogOutput.
 func Logger(format string) *slog.Logger {
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+		return slog.New(slog.NewTextHandler(LogOutput, nil))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	return slog.New(slog.NewJSONHandler(LogOutput, nil))
 }
 
 // ServerTLS loads a service's TLS certificate; with clientCA, clients must

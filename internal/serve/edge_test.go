@@ -36,6 +36,9 @@ import (
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
+// logLevel is raised by the benchmark (request logs are not what it measures).
+var logLevel = new(slog.LevelVar)
+
 const (
 	testPAN = "4242424242424242"
 	goodKey = "sk_test_goodgoodgoodgoodgoodgood"
@@ -85,12 +88,12 @@ type testServer struct {
 // startTest serves a Server with one gateway route (GET /v1/items/{id},
 // annotated as generated handlers are), one WrapREST route (/v1/raw) and a
 // gRPC method, all checking the API key.
-func startTest(t *testing.T, mod func(*Options)) *testServer {
+func startTest(t testing.TB, mod func(*Options)) *testServer {
 	t.Helper()
 	logs := &testenv.SyncBuffer{}
 	o := Options{
 		Name: "test", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		Logger:   slog.New(slog.NewJSONHandler(logs, nil)),
+		Logger:   slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: logLevel})),
 		Register: func(g *grpc.Server) { g.RegisterService(&itemsDesc, struct{}{}) },
 		RegisterREST: func(_ context.Context, mux *runtime.ServeMux) error {
 			return mux.HandlePath(http.MethodGet, "/v1/items/{id}", func(w http.ResponseWriter, r *http.Request, _ map[string]string) {
