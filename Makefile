@@ -33,6 +33,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzRedact -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzClientAddress -fuzztime=30s ./internal/authlimit/
 
 dev:
 	go run ./cmd/obol dev
