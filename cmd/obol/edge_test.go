@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -176,4 +175,3 @@ func TestDevFailedAuthLimited(t *testing.T) {
 	}
 }
 
-var _ = os.Getenv

@@ -12,8 +12,8 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
-	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/cli/clitest"
+	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 )
 

@@ -2,7 +2,6 @@ package authlimit_test
 
 import (
 	"context"
-	"errors"
 	"net/netip"
 	"strings"
 	"testing"
@@ -197,4 +196,3 @@ func FuzzClientAddress(f *testing.F) {
 	})
 }
 
-var _ = errors.Is
