@@ -174,4 +174,3 @@ func TestDevFailedAuthLimited(t *testing.T) {
 		})
 	}
 }
-

@@ -195,4 +195,3 @@ func FuzzClientAddress(f *testing.F) {
 		t.Fatalf("ClientAddress(%q, %q) = %q: not an address", peer, xff, got)
 	})
 }
-
