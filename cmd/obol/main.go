@@ -21,8 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/proxy/simulator"
@@ -180,6 +182,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		RoutesFile: routes, UpstreamTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		VaultAddr: e.Server.GRPCAddr(), VaultTLS: e.PKI.ClientTLS(gwCert), RiskAddr: risk.Server.GRPCAddr(), RiskToken: riskToken,
 		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
+		// One process: the in-process failed-auth counters are the shared ones.
+		Edge:            serve.Edge{AuthLimit: authlimit.Config{Counter: authlimit.NewMemory(nil)}},
 		AcquirerTimeout: 5 * time.Second, Logger: log})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -156,11 +156,7 @@ func (l *Limiter) Allow(ctx context.Context, transport, addr, prefix string) err
 	limits := []int64{l.cfg.PerAddress, l.cfg.PerPrefix}
 	scopes := []string{"address", "key_prefix"}
 	for i, k := range keys(addr, prefix) {
-		n, ttl, err := l.get(ctx, k)
-		if err != nil {
-			continue
-		}
-		if n >= limits[i] {
+		if n, ttl := l.get(ctx, k); n >= limits[i] {
 			l.limited.WithLabelValues(transport, scopes[i]).Inc()
 			return &Limited{Public: ErrRateLimited, RetryAfter: ttl}
 		}
@@ -190,23 +186,24 @@ func (l *Limiter) sharedUp() bool {
 }
 
 // get reads the shared count, and the local one (failures counted locally
-// during an outage stay effective after it).
-func (l *Limiter) get(ctx context.Context, k string) (int64, time.Duration, error) {
+// during an outage stay effective after it); a shared-counter error leaves
+// the local count.
+func (l *Limiter) get(ctx context.Context, k string) (int64, time.Duration) {
 	ln, lttl, _ := l.local.Get(ctx, k)
 	if !l.sharedUp() {
-		return ln, lttl, nil
+		return ln, lttl
 	}
 	cctx, cancel := context.WithTimeout(ctx, l.cfg.StoreTimeout)
 	n, ttl, err := l.shared.Get(cctx, k)
 	cancel()
 	if err != nil {
 		l.storeError(err)
-		return ln, lttl, nil
+		return ln, lttl
 	}
 	if ln > n {
-		return ln, lttl, nil
+		return ln, lttl
 	}
-	return n, ttl, nil
+	return n, ttl
 }
 
 func (l *Limiter) storeError(err error) {

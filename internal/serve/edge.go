@@ -95,14 +95,17 @@ func (s *Server) checkTLS() error {
 	return nil
 }
 
-// keyPrefix is the non-secret prefix of the API key in an Authorization
-// value ("" when there is no well-formed key).
+// keyPrefix is the non-secret prefix of the secret API key in an
+// Authorization value ("" when there is no well-formed secret key).
+// Publishable keys are public (they sit in checkout pages), so guessing one
+// is pointless, and a limit on their prefix would let anyone switch off a
+// merchant's checkout: they are limited per client address only.
 func keyPrefix(authorization string) string {
 	if authorization == "" {
 		return ""
 	}
 	key, err := apikey.FromBearer(authorization)
-	if err != nil {
+	if err != nil || apikey.KindOf(key) != apikey.Secret {
 		return ""
 	}
 	return apikey.Prefix(key)

@@ -296,10 +296,17 @@ func TestFailedAuthLimitREST(t *testing.T) {
 	assert.Equal(t, 429, code)
 	assert.Equal(t, "rate_limited", errorCode(t, body))
 
+	// Publishable keys are public: no prefix budget anyone could exhaust
+	// to switch off a merchant's checkout.
+	for i := range 10 {
+		code, _, _ := ts.do(t, http.MethodGet, "/v1/raw", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", 150+i), "Authorization", "Bearer pk_test_pubk"+fmt.Sprint(i)+"xxxxxxxx")
+		require.Equal(t, 401, code, "publishable attempt %d", i)
+	}
+
 	m := ts.metrics(t)
 	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="address",transport="http"} 3`)
 	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="key_prefix",transport="http"} 1`)
-	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 13`)
+	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 23`)
 	// Refused before routing: the gateway route is not matched yet.
 	assert.Contains(t, m, `obol_test_requests_total{code="429",method="GET other",transport="http"} 3`)
 }

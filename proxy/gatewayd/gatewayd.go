@@ -233,7 +233,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			return fail(fmt.Errorf("redis (failed-authentication counters, OBOL_REDIS_URL): %w", err))
 		}
 		cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(rdb, "obol:gateway:authfail:")
-	} else {
+	} else if cfg.Edge.AuthLimit.Counter == nil {
 		cfg.Logger.Warn("failed-authentication counters are per replica: set OBOL_REDIS_URL to share them between gatewayd replicas")
 	}
 	conns := map[string]*grpc.ClientConn{}
