@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -168,4 +170,52 @@ func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 		lim.Failed(ctx, "grpc", addr, prefix)
 	}
 	return resp, err
+}
+
+// scrub masks every run of 12 or more digits (single spaces or dashes
+// between them allowed) with "[digits]". The net/http server's own error
+// log can quote what a client sent (a TLS client's offered protocol names,
+// for example); that log goes through here, so a card number a client
+// sends never reaches a log line.
+func scrub(s string) string {
+	var b strings.Builder
+	i := 0
+	for i < len(s) {
+		if !isDigit(s[i]) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		j, n, end := i, 0, i
+		for j < len(s) {
+			if isDigit(s[j]) {
+				n++
+				j++
+				end = j
+				continue
+			}
+			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
+				j++
+				continue
+			}
+			break
+		}
+		if n >= 12 {
+			b.WriteString("[digits]")
+		} else {
+			b.WriteString(s[i:end])
+		}
+		i = end
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// errorLog adapts the net/http server's error log to slog, scrubbed.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Write(p []byte) (int, error) {
+	e.log.Warn("http server", "detail", scrub(strings.TrimSpace(string(p))))
+	return len(p), nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/testenv"
 )
@@ -384,4 +386,76 @@ func TestNewRefusesPlaintextBeyondLoopback(t *testing.T) {
 	s.lnG.Close()
 	s.lnH.Close()
 	assert.Contains(t, logs.String(), "PLAINTEXT REST listener")
+}
+
+func TestScrub(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"plain digits", "x 4242424242424242 y", "x [digits] y"},
+		{"spaces", "4242 4242 4242 4242", "[digits]"},
+		{"dashes", "(4242-4242-4242-4242)", "([digits])"},
+		{"amex", "3782 822463 10005", "[digits]"},
+		{"short numbers stay", "port 8443 took 12 ms, 1234567 bytes", "port 8443 took 12 ms, 1234567 bytes"},
+		{"double space splits", "4242424  42424242", "4242424  42424242"},
+		{"trailing separator kept", "123456789012- x", "[digits]- x"},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, scrub(tt.in))
+		})
+	}
+}
+
+// FuzzScrub: no run of 12 digits survives scrubbing, and text without
+// digits is unchanged.
+func FuzzScrub(f *testing.F) {
+	f.Add("4242 4242 4242 4242")
+	f.Add("tls: client requested unsupported application protocols ([4242424242424242])")
+	f.Fuzz(func(t *testing.T, s string) {
+		out := scrub(s)
+		run := 0
+		for i := 0; i < len(out); i++ {
+			switch {
+			case isDigit(out[i]):
+				run++
+			case (out[i] == ' ' || out[i] == '-') && i+1 < len(out) && isDigit(out[i+1]) && run > 0:
+			default:
+				run = 0
+			}
+			if run >= 12 {
+				t.Fatalf("scrub(%q) = %q keeps a 12-digit run", s, out)
+			}
+		}
+		if !strings.ContainsAny(s, "0123456789") && out != s {
+			t.Fatalf("scrub changed %q to %q", s, out)
+		}
+	})
+}
+
+// TestTLSHandshakeErrorScrubbed: a TLS client offering a card number as
+// its application protocol makes net/http log a handshake error that
+// quotes it; the log line carries no card number.
+func TestTLSHandshakeErrorScrubbed(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := devpki.Ensure(dir)
+	require.NoError(t, err)
+	stc, err := pki.ServerTLS()
+	require.NoError(t, err)
+	ts := startTest(t, func(o *Options) { o.Edge.HTTPTLS = stc })
+	c, err := tls.Dial("tcp", ts.HTTPAddr(), &tls.Config{RootCAs: pki.Pool(), NextProtos: []string{testPAN}})
+	if err == nil {
+		c.Close()
+	}
+	require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
+		if !strings.Contains(ts.logs.String(), "TLS handshake error") {
+			return fmt.Errorf("no handshake error logged yet")
+		}
+		return nil
+	}))
+	scan := testenv.NewLeakScanner()
+	scan.AddCard(testPAN, "")
+	scan.Scan("logs", ts.logs.Bytes())
+	hits, _ := scan.Report()
+	assert.Empty(t, hits, "%s", ts.logs)
+	assert.Contains(t, ts.logs.String(), "[digits]")
 }
