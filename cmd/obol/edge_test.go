@@ -174,3 +174,19 @@ func TestDevFailedAuthLimited(t *testing.T) {
 		})
 	}
 }
+
+// TestDevLoopbackOnly: obol dev (plaintext) refuses any listen address
+// beyond loopback, naming the flag.
+func TestDevLoopbackOnly(t *testing.T) {
+	tests := []struct{ name, flag, addr string }{
+		{"vault REST everywhere", "--http-addr", "0.0.0.0:0"},
+		{"gateway REST on all interfaces", "--gateway-http-addr", ":0"},
+		{"ledger gRPC on a name", "--ledger-grpc-addr", "ledger.example:9092"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), []string{"dev", "--data-dir", t.TempDir(), tt.flag, tt.addr}, io.Discard)
+			require.ErrorContains(t, err, tt.flag+" "+tt.addr+": obol dev listens on loopback only")
+		})
+	}
+}

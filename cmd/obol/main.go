@@ -141,6 +141,14 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The embedded default is plaintext and not for production: it listens
+	// on loopback only (the daemons serve TLS; see the README's HTTP edge).
+	for name, addr := range map[string]string{"--http-addr": *httpAddr, "--grpc-addr": *grpcAddr, "--risk-http-addr": *riskHTTP, "--risk-grpc-addr": *riskGRPC,
+		"--gateway-http-addr": *gwHTTP, "--gateway-grpc-addr": *gwGRPC, "--ledger-http-addr": *ledgerHTTP, "--ledger-grpc-addr": *ledgerGRPC, "--simulator-addr": *simAddr} {
+		if !serve.IsLoopback(addr) {
+			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
+		}
+	}
 	log := cli.Logger(*logFormat)
 	e, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
 	if err != nil {
