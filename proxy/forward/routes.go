@@ -303,8 +303,9 @@ type Table struct {
 }
 
 // Miss explains why no route matched (for the 403 and the log). It names
-// routes and methods only, never the request's host or path, which are the
-// merchant's text and might hold anything.
+// only routes open to the merchant, and never the request's host, path or
+// method, which are the merchant's text and might hold anything: a route
+// scoped to other merchants is, for this merchant, not there at all.
 type Miss struct{ Reason string }
 
 // Match finds the route for a request: exact host, an allowed path and
@@ -313,11 +314,7 @@ func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
 	reason := "no route allows this host"
 	for i := range t.Routes {
 		r := &t.Routes[i]
-		if r.Host != host {
-			continue
-		}
-		if len(r.merchants) > 0 && !r.merchants[merchant] {
-			reason = "route " + r.Name + " is not open to this merchant"
+		if r.Host != host || len(r.merchants) > 0 && !r.merchants[merchant] {
 			continue
 		}
 		if !r.pathOK(path) {
@@ -325,7 +322,7 @@ func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
 			continue
 		}
 		if !r.methods[method] {
-			reason = "route " + r.Name + " does not allow method " + method
+			reason = "route " + r.Name + " does not allow this method"
 			continue
 		}
 		return r, Miss{}
