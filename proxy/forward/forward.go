@@ -312,6 +312,15 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	defer wipe(rb)
 	red := redactorFor(cards)
 	defer red.Wipe()
+	for _, s := range spots {
+		if slices.Contains(s.reveal.Fields(), FieldCVC) {
+			// The exact text sent with the CVC in it ("12/2031 123"), should
+			// the upstream echo it.
+			lit, _ := s.reveal.render(nil, cards[s.token])
+			red.AddLiteral(lit)
+			wipe(lit)
+		}
+	}
 	n := red.Redact(rb)
 	for k, vs := range resp.Header {
 		if hopByHop[k] || answerDropped[k] {

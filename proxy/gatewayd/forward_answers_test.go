@@ -142,6 +142,7 @@ func newTrickyUpstream(t *testing.T) *trickyUpstream {
 			h.Add("Set-Cookie", "cvc="+cvc+"; Secure")
 			h.Set("X-Echo-Pan", string(escapeDigits([]byte(pan), func(c byte) string { return fmt.Sprintf("%%%02X", c) })))
 			h.Set("X-Echo-Cvc", cvc)
+			h.Set("X-Echo-Check", "card check: "+r.Header.Get("X-Card-Check")) // the template's text, "12/2031 123"
 			h.Set("X-"+pan, "in a header name")
 			body = []byte(`{"ok":true}`)
 		case "trailer":
@@ -200,7 +201,7 @@ func decodable(t *testing.T, h http.Header, body []byte) []string {
 		if strings.Contains(digits, ansPAN) {
 			found = append(found, "PAN in "+s)
 		}
-		for _, m := range []string{`"cvc":"` + ansCVC + `"`, `"cvc":` + ansCVC, "cvc=" + ansCVC, ": " + ansCVC} {
+		for _, m := range []string{`"cvc":"` + ansCVC + `"`, `"cvc":` + ansCVC, "cvc=" + ansCVC, ": " + ansCVC, " " + ansCVC} {
 			if strings.Contains(s, m) {
 				found = append(found, "CVC in "+s)
 			}
@@ -236,6 +237,8 @@ func TestForwardAnswers(t *testing.T) {
         value: "{{token.number}}"
       - json: card.cvc
         value: "{{token.cvc}}"
+      - header: X-Card-Check
+        value: "{{token.exp_month}}/{{token.exp_year}} {{token.cvc}}"
 `), 0o600))
 	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
@@ -252,6 +255,7 @@ func TestForwardAnswers(t *testing.T) {
 		req.Header.Set("Obol-Destination", up.srv.URL+"/v1/echo/"+mode)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+		req.Header.Set("X-Card-Check", tok)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
@@ -275,7 +279,7 @@ func TestForwardAnswers(t *testing.T) {
 		{"grouped", `"cvc":***`, "3"},
 		{"utf16", string(utf16LE([]byte(`"cvc":"***"`))), "2"},
 		{"base64", `"blob":"`, "2"},
-		{"headers", `{"ok":true}`, "7"},
+		{"headers", `{"ok":true}`, "8"},
 		{"trailer", `"cvc":"***"`, "2"},
 	}
 	for _, tt := range relayed {

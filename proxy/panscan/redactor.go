@@ -29,7 +29,9 @@ import (
 //     digits end with cvc, cvv, cvn, csc, cid, cvd, cvc2, cvv2, cvn2, cav2,
 //     securitycode, cardcode or verificationcode, before a : = or >): "cvc": 123,
 //     <cvv>123</cvv>, card[cvc]=123, cvc: 123;
-//   - a whole header value (RedactHeader).
+//   - a whole header value (RedactHeader);
+//   - inside a literal (AddLiteral): the exact text a request sent with the
+//     CVC in it (a route's template, "12/2031 123"), masked whole.
 //
 // Elsewhere (an amount of 123, a year equal to a four-digit CVC, 123 inside
 // a longer number) it stays. The base64 of a CVC is not looked for (four
@@ -38,6 +40,20 @@ type Redactor struct {
 	numbers [][]byte
 	cvcs    [][]byte
 	forms   [][]byte // hex and base64 forms of the numbers
+	literal [][]byte // rendered text holding a CVC
+}
+
+// minLiteral is the shortest literal masked: shorter ones ("123", "\"123\"")
+// are the CVC alone, which the whole-value rules cover.
+const minLiteral = 8
+
+// AddLiteral registers text the request sent that holds card data (a
+// rendered template with the CVC in it): wherever it appears, as is, it
+// is masked whole. Text shorter than 8 bytes is ignored. It copies v.
+func (r *Redactor) AddLiteral(v []byte) {
+	if len(v) >= minLiteral && !containsForm(r.literal, v) {
+		r.literal = append(r.literal, bytes.Clone(v))
+	}
 }
 
 // NewRedactor returns a redactor for the revealed numbers (digits; those
@@ -91,7 +107,7 @@ func allDigits(b []byte) bool {
 
 // Wipe zeroes the redactor's copies of the revealed values.
 func (r *Redactor) Wipe() {
-	for _, s := range [][][]byte{r.numbers, r.cvcs, r.forms} {
+	for _, s := range [][][]byte{r.numbers, r.cvcs, r.forms, r.literal} {
 		for _, b := range s {
 			for i := range b {
 				b[i] = 0
@@ -104,7 +120,7 @@ func (r *Redactor) Wipe() {
 // values it masked.
 func (r *Redactor) Redact(b []byte) int {
 	n := 0
-	for _, f := range r.forms {
+	for _, f := range append(r.literal[:len(r.literal):len(r.literal)], r.forms...) {
 		for off := 0; ; {
 			i := bytes.Index(b[off:], f)
 			if i < 0 {

@@ -230,6 +230,18 @@ func TestRedactorCVC(t *testing.T) {
 	}
 }
 
+// TestRedactorLiteral: text the request sent with the CVC in it is masked
+// whole where it comes back; short literals are left to the CVC rules.
+func TestRedactorLiteral(t *testing.T) {
+	r := NewRedactor(nil, [][]byte{[]byte(testCVC)})
+	r.AddLiteral([]byte("12/2031 123"))
+	r.AddLiteral([]byte(`"123"`))
+	b := []byte("X-Echo: 12/2031 123; again 12/2031 123; alone 123 stays")
+	assert.Equal(t, 2, r.Redact(b))
+	assert.Equal(t, "X-Echo: ***********; again ***********; alone 123 stays", string(b))
+	assert.Len(t, r.literal, 1)
+}
+
 func TestRedactorIgnoresBadValuesAndWipes(t *testing.T) {
 	r := NewRedactor([][]byte{[]byte("4242"), []byte("42424242424242x2")}, [][]byte{[]byte("12"), []byte("12345"), []byte("1a3")})
 	assert.Empty(t, r.numbers)
@@ -237,10 +249,11 @@ func TestRedactorIgnoresBadValuesAndWipes(t *testing.T) {
 	pan := []byte(testPAN)
 	r = NewRedactor([][]byte{pan}, [][]byte{[]byte(testCVC)})
 	pan[0] = '9' // the redactor holds its own copy
+	r.AddLiteral([]byte("12/2031 123"))
 	b := []byte(testPAN)
 	require.Equal(t, 1, r.Redact(b))
 	r.Wipe()
-	for _, s := range [][][]byte{r.numbers, r.cvcs, r.forms} {
+	for _, s := range [][][]byte{r.numbers, r.cvcs, r.forms, r.literal} {
 		for _, v := range s {
 			assert.Equal(t, make([]byte, len(v)), v)
 		}
