@@ -23,6 +23,9 @@ const ignorable rune = -2
 // first byte stands for itself, so that "%4242…" still reads as a "%"
 // followed by digits.
 func decodeAt(b []byte, i int, sep func(rune) bool) unit {
+	if c := b[i]; c != 0 && c < utf8.RuneSelf && c != '\\' && c != '%' && c != '&' {
+		return unit{r: rune(c), w: 1} // the common case: a plain ASCII byte
+	}
 	u := rawAt(b, i)
 	if u.escaped && digitValue(u.r) < 0 && !sep(u.r) {
 		return unit{r: rune(b[i]), w: 1}
