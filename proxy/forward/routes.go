@@ -3,8 +3,10 @@
 // in the Obol-Destination header, tokens where card fields go, and the
 // gateway reveals the cards only into the places an allowlisted route names,
 // only towards that route's exact https host, paths and methods. Upstream
-// answers are scanned and anything that looks like a card number is masked
-// before the merchant sees it. PCI zone (proxy/).
+// answers are decoded (gzip, deflate; anything else is refused) and
+// scanned, and the revealed card data, and anything that looks like a card
+// number, is masked in every form panscan recognises before the merchant
+// sees it. PCI zone (proxy/).
 package forward
 
 import (
