@@ -49,7 +49,7 @@ func newClock() *clock {
 	c.ns.Store(time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC).UnixNano())
 	return c
 }
-func (c *clock) Now() time.Time           { return time.Unix(0, c.ns.Load()).UTC() }
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()).UTC() }
 func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
 
 // never is a renewal ticker that never ticks: the tests renew by hand.
