@@ -73,6 +73,10 @@ Usage:
       The ledger commands talk to ledgerd (--ledger-addr, OBOL_LEDGER_ADDR,
       default 127.0.0.1:9092) with OBOL_LEDGER_TOKEN, or the dev token from
       --data-dir ./.obol when obol dev runs.
+  obol gateway outbox list [--state dead|pending] [--postgres-url URL | --data-dir ./.obol]
+  obol gateway outbox retry (OUTBOX_ID | --all)
+      Ledger events waiting in the gateway's outbox; requeue the dead ones
+      (refused by the ledger for good) once their cause is fixed.
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
       List audit events; verify the hash chain (and, with --vault-addr and an
@@ -114,6 +118,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runLedger(ctx, args[1:], out)
 	case "payouts":
 		return runPayouts(ctx, args[1:], out)
+	case "gateway":
+		return runGateway(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
