@@ -83,7 +83,10 @@ type Config struct {
 	// flight, their compensations included (default 30 s; what is left is
 	// resolved by the sweeper after a restart).
 	DrainTimeout time.Duration
-	Logger       *slog.Logger
+	// DialOptions are added to the clients of vaultd, riskd and ledgerd
+	// (e.g. interceptors; the tests inject faults with them).
+	DialOptions []grpc.DialOption
+	Logger      *slog.Logger
 }
 
 // Instance is a built gatewayd.
@@ -143,12 +146,12 @@ func (in *Instance) watchRoutes(ctx context.Context) {
 	})
 }
 
-func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
+func dial(addr string, tc *tls.Config, opts []grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
 }
 
 // Start builds gatewayd.
@@ -236,7 +239,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		addr string
 		tc   *tls.Config
 	}{"vault": {cfg.VaultAddr, cfg.VaultTLS}, "risk": {cfg.RiskAddr, cfg.RiskTLS}, "ledger": {cfg.LedgerAddr, cfg.LedgerTLS}} {
-		c, err := dial(d.addr, d.tc)
+		c, err := dial(d.addr, d.tc, cfg.DialOptions)
 		if err != nil {
 			return fail(fmt.Errorf("%s client: %w", name, err))
 		}
