@@ -354,7 +354,10 @@ func (s *Service) hold(c Claim) *lease {
 			case <-l.stop:
 				return
 			case <-tick:
-				if !l.renew(context.Background()) {
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LeaseRenew)
+				ok := l.renew(ctx)
+				cancel()
+				if !ok {
 					return
 				}
 			}
