@@ -574,16 +574,22 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		} else {
 			err = apierr.From(err)
 		}
-		if idemKey != "" && !resume {
-			// A fresh payment whose hold was not taken: nothing to keep
-			// (a retry holds again, or replays a hold that did land,
-			// still open).
-			if derr := s.cfg.Store.DeleteProcessing(context.WithoutCancel(ctx), p.MerchantID, p.ID); derr != nil {
-				s.cfg.Logger.Warn("processing payment not removed; the sweeper resolves it", "payment", p.ID, "err", derr)
-			}
-			return nil, err
+		if resume {
+			return nil, err // the first attempt's hold stays for the next retry
 		}
-		return undo(err)
+		// A fresh payment whose hold was not taken: nothing to keep. With
+		// a key, a retry holds again (or replays a hold that did land,
+		// still open); without one, a hold that landed is released if the
+		// ledger answers now, and expires on its own otherwise.
+		if idemKey == "" {
+			if _, rerr := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); rerr != nil && status.Code(rerr) != codes.NotFound {
+				s.cfg.Logger.Warn("ledger hold not released (if it was placed, it expires on its own)", "payment", p.ID, "err", apierr.From(rerr).Code)
+			}
+		}
+		if derr := s.cfg.Store.DeleteProcessing(context.WithoutCancel(ctx), p.MerchantID, p.ID); derr != nil {
+			s.cfg.Logger.Warn("processing payment not removed; the sweeper resolves it", "payment", p.ID, "err", derr)
+		}
+		return nil, err
 	}
 	if err := checkLease(ctx); err != nil {
 		return nil, err
