@@ -60,6 +60,9 @@ type Options struct {
 	RouteIDFrom int
 	// HealthNames are gRPC service names whose health is reported besides "".
 	HealthNames []string
+	// Routes adds handlers outside /v1/ to the root mux (e.g. vaultd's
+	// hosted fields); they bound their own bodies.
+	Routes func(*http.ServeMux)
 }
 
 // Server is a bound, not yet serving, server.
@@ -150,6 +153,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		rest = o.WrapREST(rest)
 	}
 	root.Handle("/v1/", httpapi.LimitBody(o.MaxBody, rest))
+	if o.Routes != nil {
+		o.Routes(root)
+	}
 	s.http = &http.Server{
 		Handler: s.observeHTTP(root), TLSConfig: o.HTTPTLS,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,

@@ -40,6 +40,8 @@ type Options struct {
 	MaxBody    int64
 	Reflection bool
 	Logger     *slog.Logger
+	// Routes adds handlers outside /v1/ (the hosted card fields).
+	Routes func(*http.ServeMux)
 }
 
 // Server is a bound vault server.
@@ -75,6 +77,7 @@ func New(opts Options) (*Server, error) {
 		RouteIDFrom: 2, // /v1/tokens/{id}
 		HealthNames: []string{vaultv1.VaultService_ServiceDesc.ServiceName},
 		Collectors:  collectors(svc, opts.Envelope),
+		Routes:      opts.Routes,
 	})
 	if err != nil {
 		return nil, err

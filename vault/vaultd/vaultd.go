@@ -20,6 +20,7 @@ import (
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/hosted"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/server"
@@ -190,14 +191,16 @@ func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg 
 		httpTLS = tlsCfg.Clone()
 		httpTLS.ClientAuth = tls.NoClientCert
 	}
+	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
 	srv, err := server.New(server.Options{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, HTTPTLS: httpTLS,
-		Reflection: cfg.Reflection, Logger: log,
+		Reflection: cfg.Reflection, Logger: log, Routes: fields.Register,
 	})
 	if err != nil {
 		return nil, err
 	}
+	srv.Register(fields.Collectors()...)
 	return &Instance{Server: srv, Service: svc, Store: st, CVCs: cvcs, Envelope: env}, nil
 }
 
