@@ -275,7 +275,7 @@ func (h *Handler) frame(w http.ResponseWriter, r *http.Request) {
 
 // deny answers a frame request that must not render: nothing may frame it.
 func deny(w http.ResponseWriter, status int, msg string) {
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'; report-uri "+Prefix+"csp-report")
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(status)
 	_, _ = w.Write([]byte(msg + "\n"))

@@ -1,0 +1,56 @@
+// The demo shop's checkout: the card element comes from the vault; this page
+// only ever holds a token, and its backend charges the token.
+(function () {
+  'use strict';
+  var body = document.body;
+  var obol = Obol(body.dataset.pk, { vaultUrl: body.dataset.vault });
+  var box = document.getElementById('card-element');
+  var errors = document.getElementById('card-errors');
+  var button = document.getElementById('submit');
+  var card = obol.elements().create('card', {
+    style: {
+      base: { fontSize: '16px', color: '#1a1a2e', fontFamily: 'system-ui, sans-serif', '::placeholder': { color: '#9aa0a6' } },
+      invalid: { color: '#c0262d' }
+    }
+  });
+  card.on('ready', function (e) { window.obolDemo.readyMs = e.mountMs; button.disabled = false; });
+  card.on('focus', function () { box.classList.add('focused'); });
+  card.on('blur', function () { box.classList.remove('focused'); });
+  card.on('change', function (e) {
+    errors.textContent = e.error ? e.error.message : '';
+    errors.dataset.code = e.error ? e.error.code : '';
+    box.classList.toggle('invalid', !!e.error);
+  });
+  card.mount(box);
+  window.obolDemo = { card: card, obol: obol };
+
+  document.getElementById('pay').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    button.disabled = true;
+    obol.createToken(card).then(function (res) {
+      if (res.error) {
+        errors.textContent = res.error.message;
+        errors.dataset.code = res.error.code;
+        button.disabled = false;
+        return null;
+      }
+      window.obolDemo.lastToken = res.token;
+      return fetch('/api/pay', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token: res.token }) })
+        .then(function (r) { return r.json(); })
+        .then(function (p) { show(p, res); });
+    }).catch(function () { errors.textContent = 'Something went wrong; please retry.'; button.disabled = false; });
+  });
+
+  function show(p, res) {
+    var ok = p.status === 'authorized' || p.status === 'captured';
+    document.getElementById('pay').hidden = true;
+    var sec = document.getElementById('result');
+    sec.hidden = false;
+    sec.className = ok ? 'ok' : 'bad';
+    document.getElementById('result-title').textContent = ok ? 'Payment ' + p.status : 'Payment ' + (p.status || 'failed') + (p.decline_code ? ': ' + p.decline_code : (p.error ? ': ' + p.error : ''));
+    document.getElementById('result-id').textContent = p.id || '—';
+    document.getElementById('result-status').textContent = p.status || 'error';
+    document.getElementById('result-card').textContent = res.card.brand + ' •••• ' + res.card.last4 + ', ' + res.card.exp_month + '/' + res.card.exp_year;
+    document.getElementById('result-token').textContent = res.token;
+  }
+})();

@@ -1,0 +1,483 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/hosted"
+)
+
+var demoRe = regexp.MustCompile(`demo shop (http://\S+)`)
+
+// devDemo is `obol dev` with its demo shop, every listener on a free port.
+type devDemo struct {
+	vault, gateway, shop string
+	creds                map[string]string
+	out                  *testenv.SyncBuffer
+}
+
+func startDevDemo(t *testing.T) *devDemo {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), ".obol")
+	settings := filepath.Join(t.TempDir(), "ledger.yaml")
+	require.NoError(t, os.WriteFile(settings, []byte("defaults: {delay_days: 0, fee_bps: 290, fee_fixed: {USD: 30}}\n"), 0o600))
+	t.Setenv("OBOL_LEDGER_SETTINGS", settings)
+	t.Setenv("OBOL_LEDGER_TOKEN", "")
+	d := &devDemo{out: &testenv.SyncBuffer{}}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0",
+			"--gateway-http-addr", "127.0.0.1:0", "--gateway-grpc-addr", "127.0.0.1:0", "--simulator-addr", "127.0.0.1:0",
+			"--demo-addr", "127.0.0.1:0", "--log-format", "json"}, d.out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+	require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
+		if demoRe.MatchString(d.out.String()) {
+			return nil
+		}
+		return errors.New("no demo shop address printed yet")
+	}), d.out.String())
+	s := d.out.String()
+	d.vault = "http://" + restRe.FindStringSubmatch(s)[1]
+	d.gateway = "http://" + payRe.FindStringSubmatch(s)[1]
+	d.shop = demoRe.FindStringSubmatch(s)[1]
+	b, err := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &d.creds))
+	require.NotContains(t, s, "is not allowed for the dev merchant")
+	return d
+}
+
+// netLog records every request the tab makes (page and frames).
+type netLog struct {
+	mu   sync.Mutex
+	reqs []netReq
+}
+
+type netReq struct {
+	URL, Method, Frame, Body string
+}
+
+func (n *netLog) record(ev any) {
+	e, ok := ev.(*network.EventRequestWillBeSent)
+	if !ok || e.Request == nil {
+		return
+	}
+	var body strings.Builder
+	for _, p := range e.Request.PostDataEntries {
+		body.Write(p.Bytes)
+	}
+	n.mu.Lock()
+	n.reqs = append(n.reqs, netReq{URL: e.Request.URL, Method: e.Request.Method, Frame: string(e.FrameID), Body: body.String()})
+	n.mu.Unlock()
+}
+
+func (n *netLog) count(substr string) int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	c := 0
+	for _, r := range n.reqs {
+		if strings.Contains(r.URL, substr) {
+			c++
+		}
+	}
+	return c
+}
+
+func (n *netLog) all() []netReq {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.reqs)
+}
+
+// recordMessages keeps every message event the top-level page receives, as
+// the page could see it, in window.__messages.
+const recordMessages = `if (window === window.top) {
+  window.__messages = [];
+  window.addEventListener('message', function (ev) {
+    try { window.__messages.push(JSON.stringify({ origin: ev.origin, data: ev.data })); } catch (e) { window.__messages.push(String(ev.data)); }
+  }, true);
+}`
+
+type testCard struct {
+	name, number, exp, cvc, brand, last4 string
+}
+
+// approvedCards are TESTCARDS.md's approved numbers.
+var approvedCards = []testCard{
+	{"visa", "4242424242424242", "12 / 34", "123", "visa", "4242"},
+	{"mastercard", "5555555555554444", "11 / 33", "321", "mastercard", "4444"},
+	{"mastercard 2-series", "2223003122003222", "10 / 32", "456", "mastercard", "3222"},
+	{"amex", "378282246310005", "09 / 31", "1234", "amex", "0005"},
+	{"discover", "6011111111111117", "08 / 30", "789", "discover", "1117"},
+	{"jcb", "3566002020360505", "07 / 30", "234", "jcb", "0505"},
+	{"unionpay", "6200000000000005", "06 / 30", "567", "unionpay", "0005"},
+}
+
+type browser struct {
+	t   *testing.T
+	ctx context.Context
+	net *netLog
+}
+
+func (b *browser) do(steps ...chromedp.Action[chromedp.Void]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	require.NoError(b.t, chromedp.Do(ctx, steps...))
+}
+
+func eval[T any](b *browser, expr string) T {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	require.NoError(b.t, err, expr)
+	return v
+}
+
+// waitJS polls a page expression until it is truthy.
+func (b *browser) waitJS(expr string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](expr, chromedp.WithPollingInterval(20*time.Millisecond)))
+	require.NoError(b.t, err, "waiting for %s", expr)
+}
+
+// open loads the shop and waits for the card element's ready event.
+func (b *browser) open(url string) {
+	b.t.Helper()
+	b.do(chromedp.Navigate(url))
+	b.waitJS(`window.obolDemo && window.obolDemo.readyMs !== undefined`)
+}
+
+func (b *browser) frame() *chromedp.Node {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#card-element iframe")))
+	require.NoError(b.t, err)
+	require.Len(b.t, nodes, 1)
+	return nodes[0]
+}
+
+// typeCard types into the frame's inputs as a user would (key events).
+func (b *browser) typeCard(number, exp, cvc string) {
+	b.t.Helper()
+	f := b.frame()
+	steps := []chromedp.Action[chromedp.Void]{}
+	for _, in := range []struct{ sel, v string }{{"#obol-number", number}, {"#obol-expiry", exp}, {"#obol-cvc", cvc}} {
+		if in.v != "" {
+			steps = append(steps, chromedp.SendKeys(chromedp.CSS(in.sel), in.v, chromedp.FromNode(f)))
+		}
+	}
+	b.do(steps...)
+}
+
+func (b *browser) inFrame(sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel), chromedp.FromNode(b.frame())))
+	require.NoError(b.t, err)
+	return v
+}
+
+func (b *browser) screenshot(dir, name string, shot chromedp.Action[[]byte]) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(ctx, shot)
+	require.NoError(b.t, err)
+	p := filepath.Join(dir, name)
+	require.NoError(b.t, os.WriteFile(p, png, 0o644))
+	b.t.Logf("screenshot: %s", p)
+}
+
+func newBrowser(t *testing.T) *browser {
+	ctx := testenv.Chromium(t)
+	b := &browser{t: t, ctx: ctx, net: &netLog{}}
+	require.NoError(t, chromedp.Listen(ctx, b.net.record))
+	_, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: recordMessages})
+	require.NoError(t, err)
+	return b
+}
+
+// assertNoCardData checks the page side with the leak scanner: its DOM,
+// every message it got and every request made to its own origin (the
+// vault frame's own tokenize request is the only place card data may go).
+func (b *browser) assertNoCardData(pan, cvc string) {
+	b.t.Helper()
+	dom := eval[string](b, `document.documentElement.outerHTML`)
+	msgs := eval[[]string](b, `window.__messages`)
+	require.NotEmpty(b.t, msgs, "the page received the frame's messages")
+	shop := eval[string](b, `location.origin`)
+	var pageReqs []string
+	for _, r := range b.net.all() {
+		if strings.HasPrefix(r.URL, shop) {
+			pageReqs = append(pageReqs, r.URL+"\n"+r.Body)
+		}
+	}
+	require.NotEmpty(b.t, pageReqs)
+	s := testenv.NewLeakScanner()
+	s.AddCard(pan, cvc)
+	s.Scan("page DOM", []byte(dom))
+	s.Scan("page messages", []byte(strings.Join(msgs, "\n")))
+	s.Scan("page requests", []byte(strings.Join(pageReqs, "\n")))
+	hits, _ := s.Report()
+	require.Empty(b.t, hits)
+	if cvc != "" {
+		// A bare CVC is too short to scan for anywhere: look for it as a
+		// JSON string or an element's text.
+		for _, m := range msgs {
+			require.NotContains(b.t, m, `"`+cvc+`"`, "message event")
+		}
+		require.NotContains(b.t, dom, ">"+cvc+"<")
+		require.NotContains(b.t, dom, `"`+cvc+`"`)
+		for _, r := range pageReqs {
+			require.NotContains(b.t, r, `"`+cvc+`"`, "page request")
+		}
+	}
+}
+
+// TestDemoHostedFields drives the demo shop of `obol dev` in headless
+// Chromium: approved test cards pay; bad input gives the server's typed
+// field errors and sends nothing; the page never holds card data; the
+// frame's document is unreachable from the page; forged messages are
+// ignored; screenshots of the filled element and the result are kept.
+func TestDemoHostedFields(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser test")
+	}
+	d := startDevDemo(t)
+	b := newBrowser(t)
+	art := testenv.ArtifactDir(t, "hosted-fields")
+
+	t.Run("approved cards pay", func(t *testing.T) {
+		for i, c := range approvedCards {
+			t.Run(c.name, func(t *testing.T) {
+				b.t = t
+				b.open(d.shop)
+				b.typeCard(c.number, c.exp, c.cvc)
+				b.waitJS(`window.obolDemo.card.state().complete === true`)
+				require.Equal(t, c.brand, eval[string](b, `window.obolDemo.card.state().brand`))
+				if i == 0 {
+					require.Equal(t, "4242 4242 4242 4242", b.inFrame("#obol-number"), "grouped 4-4-4-4")
+					b.screenshot(art, "filled-element.png", chromedp.Screenshot(chromedp.CSS("#pay")))
+				}
+				if c.brand == "amex" {
+					require.Equal(t, "3782 822463 10005", b.inFrame("#obol-number"), "Amex grouped 4-6-5")
+				}
+				b.do(chromedp.Click(chromedp.CSS("#submit")))
+				b.waitJS(`!document.getElementById('result').hidden`)
+				require.Equal(t, "authorized", eval[string](b, `document.getElementById('result-status').textContent`))
+				require.Contains(t, eval[string](b, `document.getElementById('result-card').textContent`), c.last4)
+				require.Regexp(t, `^pay_`, eval[string](b, `document.getElementById('result-id').textContent`))
+				b.assertNoCardData(c.number, c.cvc)
+				if i == 0 {
+					b.screenshot(art, "demo-result.png", chromedp.CaptureScreenshot())
+				}
+			})
+		}
+	})
+
+	t.Run("field errors send nothing", func(t *testing.T) {
+		b.t = t
+		cases := []struct {
+			name, number, exp, cvc, code string
+		}{
+			{"bad luhn", "4111111111111112", "12 / 34", "123", "number_failed_luhn"},
+			{"too short", "42424242424", "12 / 34", "123", "number_invalid_length"},
+			{"expired", "4242424242424242", "01 / 20", "123", "card_expired"},
+			{"month 13", "4242424242424242", "13 / 30", "123", "exp_month_invalid"},
+			{"short cvc", "4242424242424242", "12 / 34", "12", "cvc_invalid"},
+			{"amex 3-digit cvc", "378282246310005", "12 / 34", "123", "cvc_invalid"},
+			{"missing cvc", "4242424242424242", "12 / 34", "", "field_required"},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				b.t = t
+				b.open(d.shop)
+				before := b.net.count("/hosted/v1/tokens")
+				b.typeCard(c.number, c.exp, c.cvc)
+				b.do(chromedp.Click(chromedp.CSS("#submit")))
+				b.waitJS(`document.getElementById('card-errors').dataset.code === '` + c.code + `'`)
+				require.NotEmpty(t, eval[string](b, `document.getElementById('card-errors').textContent`))
+				require.Equal(t, "true", eval[string](b, `'' + document.getElementById('result').hidden`))
+				require.Equal(t, before, b.net.count("/hosted/v1/tokens"), "no tokenize request")
+				b.assertNoCardData(c.number, c.cvc)
+			})
+		}
+	})
+
+	t.Run("page cannot read the frame", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		b.typeCard("4242424242424242", "12 / 34", "123")
+		got := eval[string](b, `(function () {
+  var f = document.querySelector('#card-element iframe');
+  var out = [];
+  out.push(f.contentDocument === null ? 'contentDocument:null' : 'contentDocument:readable');
+  try { var v = f.contentWindow.document.querySelector('input').value; out.push('document:read:' + v.length); } catch (e) { out.push('document:' + e.name); }
+  try { out.push('frames:' + window.frames[0].location.href); } catch (e) { out.push('location:' + e.name); }
+  return out.join(',');
+})()`)
+		require.Equal(t, "contentDocument:null,document:SecurityError,location:SecurityError", got)
+	})
+
+	t.Run("forged messages are ignored", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		b.typeCard("4242424242424242", "12 / 34", "123")
+		b.waitJS(`window.obolDemo.card.state().complete === true`)
+		// A message claiming to be the frame, from the page's own origin:
+		// a forged result for the pending createToken, and a forged change.
+		got := eval[map[string]any](b, `(function () {
+  var o = window.obolDemo.obol, card = window.obolDemo.card, changes = 0;
+  card.on('change', function () { changes++; });
+  var p = o.createToken(card);
+  window.postMessage({ obol: 1, ch: o._ch, type: 'result', id: o._seq, token: 'tok_forgedforgedforged', card: { brand: 'visa', last4: '0000' } }, '*');
+  window.postMessage({ obol: 1, ch: o._ch, type: 'change', complete: false, empty: true, brand: 'amex', error: null }, '*');
+  return p.then(function (r) { return { token: r.token || '', changes: changes, brand: card.state().brand }; });
+})()`)
+		require.NotEqual(t, "tok_forgedforgedforged", got["token"])
+		require.Regexp(t, `^tok_`, got["token"])
+		require.Equal(t, float64(0), got["changes"])
+		require.Equal(t, "visa", got["brand"])
+	})
+
+	t.Run("origin not allowed cannot frame", func(t *testing.T) {
+		b.t = t
+		// The same shop page, served from an origin the publishable key
+		// does not allow.
+		evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/shop.js" {
+				resp, err := http.Get(d.shop + "/shop.js")
+				if err == nil {
+					defer resp.Body.Close()
+					w.Header().Set("Content-Type", "text/javascript")
+					var buf bytes.Buffer
+					_, _ = buf.ReadFrom(resp.Body)
+					_, _ = w.Write(buf.Bytes())
+				}
+				return
+			}
+			fmt.Fprintf(w, `<!doctype html><html><body data-pk="%s" data-vault="%s"><div id="card-element"></div><form id="pay"><p id="card-errors"></p><button id="submit">Pay</button></form><section id="result" hidden></section>
+<script src="%s/hosted/v1/obol.js"></script><script src="/shop.js"></script></body></html>`, d.creds["publishable_key"], d.vault, d.vault)
+		}))
+		defer evil.Close()
+		before := cspViolations(t, d.vault, "frame-ancestors")
+		b.do(chromedp.Navigate(evil.URL))
+		b.waitJS(`!!document.querySelector('#card-element iframe')`)
+		// The vault refuses the frame (403, frame-ancestors 'none') and the
+		// browser reports the blocked framing to the vault.
+		require.NoError(t, testenv.WaitFor(20*time.Second, func() error {
+			if cspViolations(t, d.vault, "frame-ancestors") > before {
+				return nil
+			}
+			return errors.New("no frame-ancestors report yet")
+		}))
+		require.Equal(t, "undefined", eval[string](b, `'' + window.obolDemo.readyMs`), "the element never became ready")
+		resp, err := http.Get(d.vault + "/hosted/v1/frame.html?pk=" + d.creds["publishable_key"] + "&origin=" + evil.URL + "&field=card")
+		require.NoError(t, err)
+		resp.Body.Close()
+		require.Equal(t, http.StatusForbidden, resp.StatusCode)
+		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
+	})
+
+	// Nothing obol dev logged holds a card typed into the frames.
+	b.t = t
+	s := testenv.NewLeakScanner()
+	for _, c := range approvedCards {
+		s.AddCard(c.number, c.cvc)
+	}
+	s.AddCard("4111111111111112", "")
+	s.Scan("obol dev output", []byte(d.out.String()))
+	hits, summary := s.Report()
+	t.Log(summary)
+	require.Empty(t, hits)
+}
+
+// cspViolations reads the vault's CSP violation counter for a directive.
+func cspViolations(t *testing.T, vault, directive string) int {
+	t.Helper()
+	resp, err := http.Get(vault + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	var buf bytes.Buffer
+	_, _ = buf.ReadFrom(resp.Body)
+	m := regexp.MustCompile(`obol_vault_hosted_csp_violations_total\{directive="` + directive + `"\} (\d+)`).FindStringSubmatch(buf.String())
+	if m == nil {
+		return 0
+	}
+	var n int
+	fmt.Sscan(m[1], &n)
+	return n
+}
+
+// TestHostedFieldsFigures logs the closing note's figures (not assertions
+// on time): obol.js size gzipped, mount-to-ready and click-to-token
+// latency over 50 tokenizations against `obol dev`.
+func TestHostedFieldsFigures(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser figures")
+	}
+	js, ok := hosted.New(hosted.Options{}).Asset(hosted.Version + "/obol.js")
+	require.True(t, ok)
+	var gz bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestCompression)
+	_, _ = zw.Write(js)
+	require.NoError(t, zw.Close())
+	t.Logf("obol.js %s: %d bytes, %d bytes gzipped", hosted.Version, len(js), gz.Len())
+
+	d := startDevDemo(t)
+	b := newBrowser(t)
+	var ready []float64
+	for range 10 {
+		b.open(d.shop)
+		ready = append(ready, eval[float64](b, `window.obolDemo.readyMs`))
+	}
+	b.typeCard("4242424242424242", "12 / 34", "123")
+	b.waitJS(`window.obolDemo.card.state().complete === true`)
+	lat := eval[[]float64](b, `(async function () {
+  var o = window.obolDemo.obol, card = window.obolDemo.card, out = [];
+  for (var i = 0; i < 50; i++) {
+    var t0 = performance.now();
+    var r = await o.createToken(card);
+    if (!r.token) throw new Error('tokenize failed: ' + JSON.stringify(r.error));
+    out.push(performance.now() - t0);
+  }
+  return out;
+})()`)
+	require.Len(t, lat, 50)
+	slices.Sort(ready)
+	slices.Sort(lat)
+	t.Logf("mount() to ready over %d page loads: p50 %.1f ms, max %.1f ms", len(ready), ready[len(ready)/2], ready[len(ready)-1])
+	t.Logf("createToken (click to token) over %d tokenizations: p50 %.1f ms, p99 %.1f ms", len(lat), lat[len(lat)/2], lat[len(lat)*99/100])
+}
