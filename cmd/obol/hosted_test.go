@@ -177,14 +177,25 @@ func (b *browser) open(url string) {
 	b.waitJS(`window.obolDemo && window.obolDemo.readyMs !== undefined`)
 }
 
-func (b *browser) frame() *chromedp.Node {
+func (b *browser) frame() *chromedp.Node { return b.frames(1)[0] }
+
+func (b *browser) frames(n int) []*chromedp.Node {
 	b.t.Helper()
 	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
 	defer cancel()
-	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#card-element iframe")))
+	nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll("#card-element iframe")))
 	require.NoError(b.t, err)
-	require.Len(b.t, nodes, 1)
-	return nodes[0]
+	require.Len(b.t, nodes, n)
+	return nodes
+}
+
+func (b *browser) valueIn(f *chromedp.Node, sel string) string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(ctx, chromedp.Value(chromedp.CSS(sel), chromedp.FromNode(f)))
+	require.NoError(b.t, err)
+	return v
 }
 
 // typeCard types into the frame's inputs as a user would (key events).
@@ -334,6 +345,33 @@ func TestDemoHostedFields(t *testing.T) {
 				b.assertNoCardData(c.number, c.cvc)
 			})
 		}
+	})
+
+	t.Run("split fields with keyboard navigation", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop + "/?layout=split")
+		fr := b.frames(3)
+		before := b.net.count("/hosted/v1/tokens")
+		// Type the number into its frame; the complete number moves the
+		// focus to the expiry frame, and a complete expiry to the CVC
+		// frame, so the rest is typed as plain key presses.
+		b.do(chromedp.SendKeys(chromedp.CSS("#obol-number"), "5555555555554444", chromedp.FromNode(fr[0])))
+		focused := func(typ string) string {
+			return `document.activeElement && document.activeElement.name.indexOf('obol-` + typ + `-') === 0`
+		}
+		b.waitJS(focused("cardExpiry"))
+		b.do(chromedp.KeyEvent("1133"))
+		b.waitJS(focused("cardCvc"))
+		b.do(chromedp.KeyEvent("321"))
+		require.Equal(t, "5555 5555 5555 4444", b.valueIn(fr[0], "#obol-number"))
+		require.Equal(t, "11 / 33", b.valueIn(fr[1], "#obol-expiry"))
+		require.Equal(t, "321", b.valueIn(fr[2], "#obol-cvc"))
+		require.Equal(t, "mastercard", eval[string](b, `window.obolDemo.card.state().brand`))
+		b.do(chromedp.Click(chromedp.CSS("#submit")))
+		b.waitJS(`!document.getElementById('result').hidden`)
+		require.Equal(t, "authorized", eval[string](b, `document.getElementById('result-status').textContent`))
+		require.Equal(t, before+1, b.net.count("/hosted/v1/tokens"))
+		b.assertNoCardData("5555555555554444", "321")
 	})
 
 	t.Run("page cannot read the frame", func(t *testing.T) {

@@ -7,22 +7,48 @@
   var box = document.getElementById('card-element');
   var errors = document.getElementById('card-errors');
   var button = document.getElementById('submit');
-  var card = obol.elements().create('card', {
-    style: {
-      base: { fontSize: '16px', color: '#1a1a2e', fontFamily: 'system-ui, sans-serif', '::placeholder': { color: '#9aa0a6' } },
-      invalid: { color: '#c0262d' }
-    }
+  var style = {
+    base: { fontSize: '16px', color: '#1a1a2e', fontFamily: 'system-ui, sans-serif', '::placeholder': { color: '#9aa0a6' } },
+    invalid: { color: '#c0262d' }
+  };
+  // ?layout=split shows one frame per field (cardNumber, cardExpiry, cardCvc).
+  var split = new URLSearchParams(location.search).get('layout') === 'split';
+  var elements = obol.elements();
+  var card, parts = [];
+  if (split) {
+    box.classList.add('split');
+    ['cardNumber', 'cardExpiry', 'cardCvc'].forEach(function (type) {
+      var slot = document.createElement('div');
+      slot.className = 'part ' + type;
+      box.appendChild(slot);
+      var el = elements.create(type, { style: style });
+      el.mount(slot);
+      parts.push(el);
+    });
+    card = parts[0];
+  } else {
+    card = elements.create('card', { style: style });
+  }
+  var all = split ? parts : [card];
+  var ready = 0, states = {};
+  all.forEach(function (el, i) {
+    el.on('ready', function (e) {
+      ready++;
+      if (ready === all.length) { window.obolDemo.readyMs = e.mountMs; button.disabled = false; }
+    });
+    el.on('focus', function () { box.classList.add('focused'); });
+    el.on('blur', function () { box.classList.remove('focused'); });
+    el.on('change', function (e) {
+      states[i] = e;
+      var err = null;
+      Object.keys(states).forEach(function (k) { if (!err && states[k].error) err = states[k].error; });
+      errors.textContent = err ? err.message : '';
+      errors.dataset.code = err ? err.code : '';
+      box.classList.toggle('invalid', !!err);
+    });
   });
-  card.on('ready', function (e) { window.obolDemo.readyMs = e.mountMs; button.disabled = false; });
-  card.on('focus', function () { box.classList.add('focused'); });
-  card.on('blur', function () { box.classList.remove('focused'); });
-  card.on('change', function (e) {
-    errors.textContent = e.error ? e.error.message : '';
-    errors.dataset.code = e.error ? e.error.code : '';
-    box.classList.toggle('invalid', !!e.error);
-  });
-  card.mount(box);
-  window.obolDemo = { card: card, obol: obol };
+  if (!split) card.mount(box);
+  window.obolDemo = { card: card, parts: parts, obol: obol };
 
   document.getElementById('pay').addEventListener('submit', function (ev) {
     ev.preventDefault();
