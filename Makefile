@@ -33,6 +33,8 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzRedact -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzParseReports -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzFrameRequest -fuzztime=30s ./vault/hosted/
 
 dev:
 	go run ./cmd/obol dev
