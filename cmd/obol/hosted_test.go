@@ -449,6 +449,73 @@ func TestDemoHostedFields(t *testing.T) {
 		require.Contains(t, resp.Header.Get("Content-Security-Policy"), "frame-ancestors 'none'")
 	})
 
+	t.Run("CVC re-collection once per client secret", func(t *testing.T) {
+		b.t = t
+		sk := "Bearer " + d.creds["secret_key"]
+		// The merchant's backend: two cards on file, and a client secret
+		// for the first one.
+		tokenize := func(number string) string {
+			resp, body := post(t, d.vault+"/v1/tokens", `{"card":{"number":"`+number+`","exp_month":12,"exp_year":2034}}`, "Authorization", sk)
+			require.Equal(t, 200, resp.StatusCode, string(body))
+			var tok struct{ Token string }
+			require.NoError(t, json.Unmarshal(body, &tok))
+			return tok.Token
+		}
+		mint := func(token string) string {
+			resp, body := post(t, d.vault+"/v1/tokens/"+token+"/cvc_client_secrets", `{}`, "Authorization", sk)
+			require.Equal(t, 200, resp.StatusCode, string(body))
+			var cs struct {
+				ClientSecret string `json:"client_secret"`
+			}
+			require.NoError(t, json.Unmarshal(body, &cs))
+			require.NotEmpty(t, cs.ClientSecret)
+			return cs.ClientSecret
+		}
+		tokA, tokB := tokenize("4242424242424242"), tokenize("5555555555554444")
+		b.open(d.shop)
+		// mountCVC mounts a cardCvc element bound to token on the shop page
+		// and types the CVC into its frame.
+		n := 0
+		mountCVC := func(token, secret, cvc string) string {
+			n++
+			name := fmt.Sprintf("cof%d", n)
+			eval[bool](b, `(function () {
+  var box = document.createElement('div'); box.id = '`+name+`'; document.body.appendChild(box);
+  var el = window.obolDemo.obol.elements().create('cardCvc', { token: '`+token+`', clientSecret: '`+secret+`' });
+  window['`+name+`'] = el; el.on('ready', function () { el.isReady = true; });
+  el.mount(box); return true;
+})()`)
+			b.waitJS(`window['` + name + `'].isReady === true`)
+			ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+			defer cancel()
+			nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#"+name+" iframe")))
+			require.NoError(t, err)
+			b.do(chromedp.SendKeys(chromedp.CSS("#obol-cvc"), cvc, chromedp.FromNode(nodes[0])))
+			return name
+		}
+		createToken := func(name string) map[string]any {
+			return eval[map[string]any](b, `window.obolDemo.obol.createToken(window['`+name+`']).then(function (r) { return r.error ? { error: r.error.code } : r; })`)
+		}
+		el := mountCVC(tokA, mint(tokA), "321")
+		got := createToken(el)
+		require.Equal(t, tokA, got["token"], got)
+		require.NotEmpty(t, got["cvc_expires_at"])
+		require.Nil(t, got["card"], "a CVC re-collection tells the page nothing about the card")
+		require.Equal(t, map[string]any{"error": "client_secret_invalid"}, createToken(el), "a client secret works once")
+		other := mountCVC(tokB, mint(tokA), "654")
+		require.Equal(t, map[string]any{"error": "client_secret_invalid"}, createToken(other), "a client secret is for its own token")
+		short := mountCVC(tokA, mint(tokA), "12")
+		before := b.net.count("/hosted/v1/cvc")
+		require.Equal(t, map[string]any{"error": "cvc_invalid"}, createToken(short))
+		require.Equal(t, before, b.net.count("/hosted/v1/cvc"), "a short CVC is refused in the frame")
+		b.assertNoCardData("4242424242424242", "321")
+		b.assertNoCardData("5555555555554444", "654")
+		// The backend charges the card on file with its fresh CVC.
+		resp, body := post(t, d.gateway+"/v1/payments", `{"token":"`+tokA+`","amount":1200,"currency":"USD"}`, "Authorization", sk, "Idempotency-Key", "cof-"+tokA)
+		require.Equal(t, 200, resp.StatusCode, string(body))
+		require.Contains(t, string(body), `"status":"authorized"`)
+	})
+
 	// Nothing obol dev logged holds a card typed into the frames.
 	b.t = t
 	s := testenv.NewLeakScanner()

@@ -54,8 +54,6 @@ var (
 	ErrMalformed = apierr.Invalid(apierr.CodeMalformedBody, "body", "request body must be a JSON object with origin and card")
 	// ErrOriginRequired: the frame names the page origin it serves.
 	ErrOriginRequired = apierr.Invalid(apierr.CodeFieldRequired, "origin", "origin (the checkout page's origin) is required")
-	// ErrCVCUnavailable: CVC re-collection is not wired on this vault.
-	ErrCVCUnavailable = apierr.New(apierr.KindFailedPrecondition, "cvc_recollection_unavailable", "", "CVC re-collection is not available on this vault")
 )
 
 // Keys resolves publishable keys to their merchant's allowed origins.
@@ -64,25 +62,22 @@ type Keys interface {
 	GetMerchant(ctx context.Context, id string) (store.Merchant, error)
 }
 
-// Tokenizer is the vault service's tokenize RPC (authentication and origin
-// checks included: the caller's metadata carries the key and page origin).
-type Tokenizer interface {
+// Vault is the vault service's browser-facing RPCs. Authentication and the
+// origin check are the service's: the caller's metadata carries the
+// publishable key and the checkout page's origin.
+type Vault interface {
 	Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*vaultv1.Token, error)
+	// AttachCVC with a publishable key needs a client secret the
+	// merchant's backend minted with its secret key for that token.
+	AttachCVC(ctx context.Context, req *vaultv1.AttachCVCRequest) (*vaultv1.Token, error)
 }
 
-// CVCAttacher attaches a CVC to an existing token, authorised by a client
-// secret the merchant's backend minted for that token (see clientsecret.go).
-type CVCAttacher interface {
-	AttachCVCWithClientSecret(ctx context.Context, token, clientSecret, cvc string) (*vaultv1.Token, error)
-}
-
-var _ Tokenizer = (vaultv1.VaultServiceServer)(nil)
+var _ Vault = (vaultv1.VaultServiceServer)(nil)
 
 // Options configure a Handler.
 type Options struct {
 	Keys   Keys
-	Vault  Tokenizer
-	CVC    CVCAttacher // nil: CVC re-collection answers cvc_recollection_unavailable
+	Vault  Vault
 	Logger *slog.Logger
 }
 

@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/testenv"
@@ -48,6 +50,7 @@ type fakeVault struct {
 	calls  int
 	md     metadata.MD
 	number string
+	secret string
 }
 
 func (f *fakeVault) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*vaultv1.Token, error) {
@@ -55,6 +58,13 @@ func (f *fakeVault) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) 
 	f.md, _ = metadata.FromIncomingContext(ctx)
 	f.number = req.GetCard().GetNumber()
 	return &vaultv1.Token{Token: "tok_test1234567890", Card: &vaultv1.CardMetadata{Brand: "visa", Bin: "424242", Last4: "4242", ExpMonth: 12, ExpYear: 2034, Fingerprint: "fp_secret"}}, nil
+}
+
+func (f *fakeVault) AttachCVC(ctx context.Context, req *vaultv1.AttachCVCRequest) (*vaultv1.Token, error) {
+	f.calls++
+	f.md, _ = metadata.FromIncomingContext(ctx)
+	f.secret = req.GetClientSecret()
+	return &vaultv1.Token{Token: req.GetToken(), CvcExpiresAt: timestamppb.New(time.Date(2026, 12, 1, 17, 0, 0, 0, time.UTC))}, nil
 }
 
 const (
@@ -240,14 +250,35 @@ func TestFrameTokenizeOldBrowser(t *testing.T) {
 	require.Equal(t, 1, v.calls)
 }
 
-func TestCVCWithoutAttacher(t *testing.T) {
-	_, mux, _, _, _ := newTest(t)
-	r := frameReq(`{"origin":"https://shop.example","token":"tok_x","client_secret":"cs_x","cvc":"123"}`, testPK, "same-origin")
-	r.URL.Path = "/hosted/v1/cvc"
-	w := httptest.NewRecorder()
-	mux.ServeHTTP(w, r)
-	require.Equal(t, http.StatusConflict, w.Code)
-	require.Contains(t, w.Body.String(), "cvc_recollection_unavailable")
+func TestFrameCVC(t *testing.T) {
+	cases := []struct {
+		name, body string
+		status     int
+		code       string
+	}{
+		{"attach", `{"origin":"https://shop.example","token":"tok_abc","client_secret":"cvcs_x","cvc":"123"}`, 200, ""},
+		{"no client secret", `{"origin":"https://shop.example","token":"tok_abc","cvc":"123"}`, 400, "field_required"},
+		{"no token", `{"origin":"https://shop.example","client_secret":"cvcs_x","cvc":"123"}`, 400, "field_required"},
+		{"no origin", `{"token":"tok_abc","client_secret":"cvcs_x","cvc":"123"}`, 400, "field_required"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, mux, _, v, _ := newTest(t)
+			r := frameReq(tc.body, testPK, "same-origin")
+			r.URL.Path = "/hosted/v1/cvc"
+			w := httptest.NewRecorder()
+			mux.ServeHTTP(w, r)
+			require.Equal(t, tc.status, w.Code, w.Body.String())
+			if tc.code != "" {
+				require.Contains(t, w.Body.String(), tc.code)
+				require.Equal(t, 0, v.calls)
+				return
+			}
+			require.Equal(t, "cvcs_x", v.secret)
+			require.Equal(t, []string{"https://shop.example"}, v.md.Get("origin"))
+			require.JSONEq(t, `{"token":"tok_abc","cvc_expires_at":"2026-12-01T17:00:00Z"}`, w.Body.String())
+		})
+	}
 }
 
 func TestCSPReport(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc/metadata"
 
@@ -132,7 +133,8 @@ func (h *Handler) cvc(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var body cvcBody
-	if _, e := frameRequest(w, r, &body); e != nil {
+	auth, e := frameRequest(w, r, &body)
+	if e != nil {
 		httpapi.WriteError(w, e)
 		return
 	}
@@ -146,17 +148,25 @@ func (h *Handler) cvc(w http.ResponseWriter, r *http.Request) {
 	case body.ClientSecret == "":
 		httpapi.WriteError(w, apierr.Invalid(apierr.CodeFieldRequired, "client_secret", "client_secret is required"))
 		return
-	case h.o.CVC == nil:
-		httpapi.WriteError(w, ErrCVCUnavailable)
-		return
 	}
-	tok, err := h.o.CVC.AttachCVCWithClientSecret(r.Context(), body.Token, body.ClientSecret, body.CVC)
-	body.CVC = ""
+	ctx := metadata.NewIncomingContext(r.Context(), metadata.Pairs("authorization", auth, "origin", body.Origin))
+	tok, err := h.o.Vault.AttachCVC(ctx, &vaultv1.AttachCVCRequest{Token: body.Token, Cvc: body.CVC, ClientSecret: body.ClientSecret})
+	body.CVC, body.ClientSecret = "", ""
 	if err != nil {
 		httpapi.WriteError(w, apierr.From(err))
 		return
 	}
-	writeJSON(w, answer(tok))
+	out := cvcAnswer{Token: tok.GetToken()}
+	if e := tok.GetCvcExpiresAt(); e != nil {
+		out.CVCExpiresAt = e.AsTime().UTC().Format(time.RFC3339)
+	}
+	writeJSON(w, out)
+}
+
+// cvcAnswer is what a CVC re-collection tells the frame and page.
+type cvcAnswer struct {
+	Token        string `json:"token"`
+	CVCExpiresAt string `json:"cvc_expires_at,omitempty"`
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

@@ -216,7 +216,9 @@
       .then(function (r) { return r.json().then(function (j) { return { ok: r.ok, body: j }; }); });
   }
   function answer(id, res) {
-    if (res.ok && res.body && typeof res.body.token === 'string') {
+    if (res.ok && res.body && typeof res.body.token === 'string' && TOKEN) {
+      send({ type: 'result', id: id, token: res.body.token, cvc_expires_at: String(res.body.cvc_expires_at || '') });
+    } else if (res.ok && res.body && typeof res.body.token === 'string') {
       var c = res.body.card || {};
       send({ type: 'result', id: id, token: res.body.token, card: { brand: c.brand, last4: c.last4, exp_month: c.exp_month, exp_year: c.exp_year } });
     } else {

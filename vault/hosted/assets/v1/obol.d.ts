@@ -95,7 +95,11 @@ export interface ObolErrorInfo extends FieldError {
   type: 'validation_error' | 'api_error' | 'invalid_request';
 }
 
-export type TokenResult = { token: string; card: TokenCard; error?: undefined } | { error: ObolErrorInfo; token?: undefined };
+export type TokenResult =
+  | { token: string; card: TokenCard; error?: undefined }
+  /** A cardCvc element bound to a token: the CVC is attached to it (card on file). */
+  | { token: string; cvc_expires_at: string; card?: undefined; error?: undefined }
+  | { error: ObolErrorInfo; token?: undefined };
 
 export interface ObolOptions {
   /** The vault's origin, e.g. https://vault.example.com (defaults to the script's own origin). */

@@ -78,7 +78,9 @@
     };
   };
 
-  // createToken resolves {token, card} or {error}; it never rejects.
+  // createToken resolves {token, card} or {error}; it never rejects. For a
+  // cardCvc element bound to a token it attaches the CVC to that token and
+  // resolves {token, cvc_expires_at}.
   Obol.prototype.createToken = function (el) {
     var obol = this;
     if (!(el instanceof Element) || el._obol !== this) return Promise.resolve({ error: plainError('invalid_request', 'invalid_element', 'createToken needs an element created by this Obol instance') });
@@ -113,7 +115,9 @@
     var done = this._pending[d.id];
     if (!done) return;
     delete this._pending[d.id];
-    if (typeof d.token === 'string' && /^tok_[A-Za-z0-9_-]+$/.test(d.token)) {
+    if (typeof d.token === 'string' && /^tok_[A-Za-z0-9_-]+$/.test(d.token) && typeof d.cvc_expires_at === 'string') {
+      done({ token: d.token, cvc_expires_at: d.cvc_expires_at });
+    } else if (typeof d.token === 'string' && /^tok_[A-Za-z0-9_-]+$/.test(d.token)) {
       var c = d.card || {};
       done({ token: d.token, card: { brand: String(c.brand || ''), last4: String(c.last4 || '').replace(/[^0-9]/g, '').slice(-4), exp_month: Number(c.exp_month) || 0, exp_year: Number(c.exp_year) || 0 } });
     } else {
