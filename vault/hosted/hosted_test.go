@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -350,4 +351,15 @@ func FuzzFrameRequest(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestREADMEIntegrity keeps the README's SRI table in step with the served
+// obol.js: a change to the script without a new hash in the docs fails.
+func TestREADMEIntegrity(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	h := New(Options{})
+	for file, integ := range h.Integrity() {
+		require.Contains(t, string(readme), "| `"+Prefix+file+"` | `"+integ+"` |", "README's Subresource Integrity table")
+	}
 }
