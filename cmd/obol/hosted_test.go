@@ -374,6 +374,52 @@ func TestDemoHostedFields(t *testing.T) {
 		b.assertNoCardData("5555555555554444", "321")
 	})
 
+	t.Run("inputs are labelled and autofillable", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		defer cancel()
+		for _, in := range []struct{ id, autocomplete, label string }{
+			{"obol-number", "cc-number", "Card number"},
+			{"obol-expiry", "cc-exp", "Expiration date (MM / YY)"},
+			{"obol-cvc", "cc-csc", "Security code (CVC)"},
+		} {
+			attrs, err := chromedp.Run(ctx, chromedp.Attributes(chromedp.CSS("#"+in.id), chromedp.FromNode(b.frame())))
+			require.NoError(t, err)
+			require.Equal(t, in.autocomplete, attrs["autocomplete"], in.id)
+			require.Equal(t, "numeric", attrs["inputmode"], in.id)
+			require.Equal(t, "false", attrs["aria-invalid"], in.id)
+			label, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`label[for="`+in.id+`"]`), chromedp.FromNode(b.frame())))
+			require.NoError(t, err)
+			require.Equal(t, in.label, label)
+		}
+		// A wrong number marks its input invalid for screen readers once
+		// the user moves on (a 16-digit Visa may still grow to 19).
+		b.typeCard("4111111111111112", "1", "")
+		b.waitJS(`document.getElementById('card-errors').dataset.code === 'number_failed_luhn'`)
+		attrs, err := chromedp.Run(ctx, chromedp.Attributes(chromedp.CSS("#obol-number"), chromedp.FromNode(b.frame())))
+		require.NoError(t, err)
+		require.Equal(t, "true", attrs["aria-invalid"])
+	})
+
+	t.Run("styles outside the allowlist are refused", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		for _, style := range []string{
+			`{ base: { color: 'url(https://evil.example/x)' } }`,
+			`{ base: { background: 'red' } }`,
+			`{ base: { fontFamily: 'a; } body { display: none' } }`,
+			`{ hover: { color: 'red' } }`,
+			`{ base: { '::placeholder': { color: 'expression(alert(1))' } } }`,
+		} {
+			got := eval[string](b, `(function () {
+  try { Obol(document.body.dataset.pk, { vaultUrl: document.body.dataset.vault }).elements().create('card', { style: `+style+` }); return 'accepted'; }
+  catch (e) { return e.name + ':' + e.code; }
+})()`)
+			require.Equal(t, "ObolError:style_invalid", got, style)
+		}
+	})
+
 	t.Run("page cannot read the frame", func(t *testing.T) {
 		b.t = t
 		b.open(d.shop)
