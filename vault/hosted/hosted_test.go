@@ -342,7 +342,9 @@ func FuzzFrameRequest(f *testing.F) {
 		w := httptest.NewRecorder()
 		mux.ServeHTTP(w, frameReq(body, testPK, "same-origin"))
 		if w.Code != 200 {
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" {
 				t.Fatalf("status %d without a typed error: %q", w.Code, w.Body.String())
 			}
