@@ -108,6 +108,29 @@ window.tokenize = function (el) { return obol.createToken(el).then(function (r) 
 	require.NotEmpty(t, got["cvc_expires_at"])
 	require.Equal(t, map[string]any{"error": "client_secret_invalid"}, eval(`tokenize(cvcEl)`))
 
+	// Messages to the frame from anything but its parent page are ignored:
+	// a frame of another origin inside the page, and a same-origin child
+	// of the page, each send a forged "clear"; the card stays and still
+	// tokenizes (the forged messages were queued first).
+	evil := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, `<script>parent.frames[0].postMessage({ obol: 1, ch: %q, type: 'clear' }, '*'); parent.postMessage('forged', '*');</script>`, r.URL.Query().Get("ch"))
+	}))
+	defer evil.Close()
+	eval(`(function () {
+  window.forged = false;
+  addEventListener('message', function (e) { if (e.data === 'forged') window.forged = true; });
+  var f = document.createElement('iframe'); f.src = '` + evil.URL + `/?ch=' + obol._ch; document.body.appendChild(f);
+  return {};
+})()`)
+	wait(`window.forged === true`)
+	eval(`(function () {
+  var f = document.createElement('iframe'); document.body.appendChild(f);
+  f.contentWindow.Function("parent.frames[0].postMessage({ obol: 1, ch: '" + obol._ch + "', type: 'clear' }, '*')")();
+  return {};
+})()`)
+	got = eval(`tokenize(card)`)
+	require.True(t, strings.HasPrefix(got["token"].(string), "tok_"), "forged clear messages were ignored: %v", got)
+
 	msgs := eval(`({ all: msgs.join('\n') })`)["all"].(string)
 	require.NotContains(t, msgs, "4242424242424242")
 	require.NotContains(t, msgs, "4242 4242 4242 4242")
