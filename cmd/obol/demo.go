@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -71,6 +72,7 @@ func (d *demoShop) Serve(ctx context.Context, cfg demoConfig) error {
 	mux.HandleFunc("GET /shop.js", d.file("demo/shop.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /shop.css", d.file("demo/shop.css", "text/css; charset=utf-8"))
 	mux.HandleFunc("POST /api/pay", d.pay)
+	mux.HandleFunc("POST /api/cvc-secret", d.cvcSecret)
 	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
@@ -167,4 +169,43 @@ func (d *demoShop) pay(w http.ResponseWriter, r *http.Request) {
 	}
 	d.log.InfoContext(r.Context(), "demo shop: payment", "payment", out.ID, "status", out.Status, "decline_code", out.DeclineCode, "error", out.Error)
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+// cvcSecret is the shop's backend minting a single-use client secret for a
+// card on file, so the page can collect a fresh CVC for that token only.
+func (d *demoShop) cvcSecret(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4096)).Decode(&req); err != nil || !tokenRe.MatchString(req.Token) {
+		w.WriteHeader(http.StatusBadRequest)
+		_ = json.NewEncoder(w).Encode(payResult{Error: "token_invalid"})
+		return
+	}
+	vreq, err := http.NewRequestWithContext(r.Context(), http.MethodPost, d.cfg.VaultURL+"/v1/tokens/"+req.Token+"/cvc_client_secrets", strings.NewReader("{}"))
+	if err != nil {
+		w.WriteHeader(http.StatusInternalServerError)
+		return
+	}
+	vreq.Header.Set("Authorization", "Bearer "+d.cfg.SecretKey)
+	vreq.Header.Set("Content-Type", "application/json")
+	resp, err := d.client.Do(vreq)
+	if err != nil {
+		d.log.ErrorContext(r.Context(), "demo shop: vault unreachable", "err", err)
+		w.WriteHeader(http.StatusBadGateway)
+		_ = json.NewEncoder(w).Encode(payResult{Error: "vault_unreachable"})
+		return
+	}
+	defer resp.Body.Close()
+	var cs struct {
+		ClientSecret string `json:"client_secret"`
+	}
+	_ = json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&cs)
+	if resp.StatusCode != http.StatusOK || cs.ClientSecret == "" {
+		w.WriteHeader(http.StatusBadGateway)
+		_ = json.NewEncoder(w).Encode(payResult{Error: "client_secret_unavailable"})
+		return
+	}
+	_ = json.NewEncoder(w).Encode(map[string]string{"client_secret": cs.ClientSecret})
 }

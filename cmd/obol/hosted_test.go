@@ -318,6 +318,29 @@ func TestDemoHostedFields(t *testing.T) {
 		}
 	})
 
+	t.Run("card on file in the demo", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		b.typeCard("4242424242424242", "12 / 34", "123")
+		b.do(chromedp.Click(chromedp.CSS("#submit")))
+		b.waitJS(`!document.getElementById('result').hidden`)
+		first := eval[string](b, `document.getElementById('result-id').textContent`)
+		b.do(chromedp.Click(chromedp.CSS("#again")))
+		b.waitJS(`window.obolDemo.cvcReady === true`)
+		ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
+		defer cancel()
+		nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSS("#cvc-element iframe")))
+		require.NoError(t, err)
+		b.do(chromedp.SendKeys(chromedp.CSS("#obol-cvc"), "987", chromedp.FromNode(nodes[0])))
+		b.screenshot(art, "card-on-file.png", chromedp.Screenshot(chromedp.CSS("main")))
+		before := b.net.count("/hosted/v1/cvc")
+		b.do(chromedp.Click(chromedp.CSS("#onfile-pay")))
+		b.waitJS(`!document.getElementById('result').hidden && document.getElementById('result-id').textContent !== '` + first + `'`)
+		require.Equal(t, "authorized", eval[string](b, `document.getElementById('result-status').textContent`))
+		require.Equal(t, before+1, b.net.count("/hosted/v1/cvc"))
+		b.assertNoCardData("4242424242424242", "987")
+	})
+
 	t.Run("field errors send nothing", func(t *testing.T) {
 		b.t = t
 		cases := []struct {

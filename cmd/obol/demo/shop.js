@@ -67,7 +67,36 @@
     }).catch(function () { errors.textContent = 'Something went wrong; please retry.'; button.disabled = false; });
   });
 
+  // Card on file: the backend mints a single-use client secret for the
+  // token, and a cardCvc element bound to it collects a fresh CVC.
+  var saved = null;
+  document.getElementById('again').addEventListener('click', function () {
+    fetch('/api/cvc-secret', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token: saved.token }) })
+      .then(function (r) { return r.json(); })
+      .then(function (cs) {
+        document.getElementById('result').hidden = true;
+        document.getElementById('onfile').hidden = false;
+        document.getElementById('onfile-card').textContent = saved.card.brand + ' •••• ' + saved.card.last4;
+        var cvc = elements.create('cardCvc', { token: saved.token, clientSecret: cs.client_secret, style: style });
+        var payBtn = document.getElementById('onfile-pay'), cvcErr = document.getElementById('cvc-errors');
+        cvc.on('ready', function () { payBtn.disabled = false; window.obolDemo.cvcReady = true; });
+        cvc.on('change', function (e) { cvcErr.textContent = e.error ? e.error.message : ''; cvcErr.dataset.code = e.error ? e.error.code : ''; });
+        cvc.mount('#cvc-element');
+        window.obolDemo.cvc = cvc;
+        payBtn.addEventListener('click', function () {
+          payBtn.disabled = true;
+          obol.createToken(cvc).then(function (res) {
+            if (res.error) { cvcErr.textContent = res.error.message; cvcErr.dataset.code = res.error.code; payBtn.disabled = false; return null; }
+            return fetch('/api/pay', { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ token: res.token }) })
+              .then(function (r) { return r.json(); })
+              .then(function (p) { document.getElementById('onfile').hidden = true; show(p, saved); });
+          });
+        });
+      });
+  });
+
   function show(p, res) {
+    saved = res;
     var ok = p.status === 'authorized' || p.status === 'captured';
     document.getElementById('pay').hidden = true;
     var sec = document.getElementById('result');
