@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"net/url"
 	"path"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -276,13 +277,19 @@ func deny(w http.ResponseWriter, status int, msg string) {
 	_, _ = w.Write([]byte(msg + "\n"))
 }
 
+// originRe is scheme://host[:port]: a DNS name or IPv4 address, or an
+// IPv6 address in brackets. Nothing else can reach the frame-ancestors
+// directive (no ';', quote, space or comma that would end it or add a
+// source).
+var originRe = regexp.MustCompile(`^https?://([A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`)
+
 // validOrigin accepts scheme://host[:port] (http or https), no path.
 func validOrigin(o string) bool {
-	u, err := url.Parse(o)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+	if !originRe.MatchString(o) {
 		return false
 	}
-	return u.Scheme+"://"+u.Host == o
+	u, err := url.Parse(o)
+	return err == nil && u.Scheme+"://"+u.Host == o
 }
 
 func contains(list []string, s string) bool {

@@ -365,3 +365,47 @@ func TestREADMEIntegrity(t *testing.T) {
 		require.Contains(t, string(readme), "| `"+Prefix+file+"` | `"+integ+"` |", "README's Subresource Integrity table")
 	}
 }
+
+func FuzzValidOrigin(f *testing.F) {
+	for _, s := range []string{"https://shop.example", "http://127.0.0.1:3000", "https://a.example/x", "https://u@a.example", "javascript:alert(1)", "https://a.example?x", "https://[::1]:8443", "https://a.example;x", "http://a'b"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, o string) {
+		if !validOrigin(o) {
+			return
+		}
+		// An accepted origin is exactly scheme://host[:port]: nothing that
+		// could end the frame-ancestors directive or add another.
+		if strings.ContainsAny(o, " ;,'\"\t\r\n") || strings.Count(o, "/") != 2 || !(strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://")) {
+			t.Fatalf("accepted %q", o)
+		}
+	})
+}
+
+// TestValidOrigin: only scheme://host[:port] goes into frame-ancestors; a
+// character that could end the directive or add a source is refused.
+func TestValidOrigin(t *testing.T) {
+	cases := []struct {
+		origin string
+		ok     bool
+	}{
+		{"https://shop.example", true},
+		{"http://127.0.0.1:3000", true},
+		{"https://[::1]:8443", true},
+		{"https://shop.example/", false},
+		{"https://shop.example/x", false},
+		{"https://u@shop.example", false},
+		{"ftp://shop.example", false},
+		{"https://shop.example;script-src *", false},
+		{"https://shop.example;x", false},
+		{"http://a'b", false},
+		{"https://shop.example:x", false},
+		{"https://", false},
+		{"", false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.origin, func(t *testing.T) {
+			require.Equal(t, tc.ok, validOrigin(tc.origin))
+		})
+	}
+}
