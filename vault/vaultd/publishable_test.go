@@ -2,10 +2,14 @@ package vaultd_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -13,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/testenv"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 )
 
@@ -103,6 +108,7 @@ func TestAttachCVC(t *testing.T) {
 	tok := s.tokenize(s.a.SecretKey, cardIn(pan, 10, expYear, "")).str("token")
 	tok2 := s.tokenize(s.a.SecretKey, cardIn("5200 8282 8282 8210", 10, expYear, "")).str("token")
 	amex := s.tokenize(s.a.SecretKey, cardIn("3782 822463 10005", 10, expYear, "")).str("token")
+	// heldCVC detokenizes with the CVC, which takes it (single use).
 	heldCVC := func(tk string) string {
 		t.Helper()
 		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tk, true)
@@ -156,7 +162,13 @@ func TestAttachCVC(t *testing.T) {
 			assert.Equal(t, tt.field, r.errField())
 		})
 	}
-	assert.Equal(t, "654", heldCVC(tok), "refused attaches changed nothing")
+	noCVC := func(msg string) {
+		t.Helper()
+		g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+		require.Equal(t, 200, g.status)
+		assert.Empty(t, g.str("cvc_expires_at"), msg)
+	}
+	noCVC("refused attaches held no CVC")
 
 	mint := func(key, tk string, hdr ...string) restResp {
 		t.Helper()
@@ -172,6 +184,13 @@ func TestAttachCVC(t *testing.T) {
 		for _, kv := range s.redis.Dump(t) {
 			assert.NotContains(t, string(kv), secret, "only the secret's hash is stored")
 		}
+		// Held under its hash for the default 10 minutes.
+		sum := sha256.Sum256([]byte("obol cvc client secret v1\x00" + secret))
+		slot := "obol:cvc:cvcsecret:" + hex.EncodeToString(sum[:])
+		rdb := s.redis.Client(t)
+		ttl, err := rdb.PTTL(context.Background(), slot).Result()
+		require.NoError(t, err)
+		assert.True(t, ttl > 9*time.Minute && ttl <= 10*time.Minute, "client secret TTL %v", ttl)
 
 		leaks.AddCard("4000056655665556", "789")
 		use := s.rest("POST", "/v1/tokens/"+tok+"/cvc", s.a.PublishableKey, map[string]any{"cvc": "789", "client_secret": secret}, "Origin", "https://shop-a.example")
@@ -195,7 +214,21 @@ func TestAttachCVC(t *testing.T) {
 		m3 := mint(s.a.SecretKey, tok)
 		cross := s.rest("POST", "/v1/tokens/"+tok+"/cvc", s.b.PublishableKey, map[string]any{"cvc": "111", "client_secret": m3.str("client_secret")})
 		assert.Equal(t, "client_secret_invalid", cross.errCode())
-		assert.Equal(t, "789", heldCVC(tok), "failed uses changed nothing")
+		// An expired secret is refused (let Redis expire it now, as ten
+		// minutes passing would).
+		m4 := mint(s.a.SecretKey, tok)
+		sum4 := sha256.Sum256([]byte("obol cvc client secret v1\x00" + m4.str("client_secret")))
+		slot4 := "obol:cvc:cvcsecret:" + hex.EncodeToString(sum4[:])
+		require.NoError(t, rdb.PExpire(context.Background(), slot4, time.Millisecond).Err())
+		require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
+			if n, _ := rdb.Exists(context.Background(), slot4).Result(); n != 0 {
+				return errors.New("client secret still held")
+			}
+			return nil
+		}))
+		expired := s.rest("POST", "/v1/tokens/"+tok+"/cvc", s.a.PublishableKey, map[string]any{"cvc": "111", "client_secret": m4.str("client_secret")})
+		assert.Equal(t, "client_secret_invalid", expired.errCode())
+		noCVC("failed uses held no CVC")
 	})
 	mintBad := []struct {
 		name, key, token string
