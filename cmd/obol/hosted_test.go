@@ -397,6 +397,7 @@ func TestDemoHostedFields(t *testing.T) {
 		require.Equal(t, "11 / 33", b.valueIn(fr[1], "#obol-expiry"))
 		require.Equal(t, "321", b.valueIn(fr[2], "#obol-cvc"))
 		require.Equal(t, "mastercard", eval[string](b, `window.obolDemo.card.state().brand`))
+		b.screenshot(art, "split-fields.png", chromedp.Screenshot(chromedp.CSS("#pay")))
 		b.do(chromedp.Click(chromedp.CSS("#submit")))
 		b.waitJS(`!document.getElementById('result').hidden`)
 		require.Equal(t, "authorized", eval[string](b, `document.getElementById('result-status').textContent`))
