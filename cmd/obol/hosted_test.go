@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
@@ -248,10 +249,16 @@ func (b *browser) assertNoCardData(pan, cvc string) {
 	dom := eval[string](b, `document.documentElement.outerHTML`)
 	msgs := eval[[]string](b, `window.__messages`)
 	require.NotEmpty(b.t, msgs, "the page received the frame's messages")
-	shop := eval[string](b, `location.origin`)
+	// The page's own requests: every request its document made, to any
+	// host (the shop's backend, obol.js and the frame page from the
+	// vault), told apart from the vault frame's by the frame id.
+	tree, err := chromedp.Call(b.ctx, page.GetFrameTree, cdp.Empty{})
+	require.NoError(b.t, err)
+	main := string(tree.FrameTree.Frame.ID)
 	var pageReqs []string
 	for _, r := range b.net.all() {
-		if strings.HasPrefix(r.URL, shop) {
+		if r.Frame == main {
+			require.NotContains(b.t, r.URL, "/hosted/v1/tokens", "the page itself never tokenizes")
 			pageReqs = append(pageReqs, r.URL+"\n"+r.Body)
 		}
 	}
