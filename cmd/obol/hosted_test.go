@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/testenv"
@@ -397,7 +398,11 @@ func TestDemoHostedFields(t *testing.T) {
 			require.NoError(t, err)
 		}
 		focused("cardExpiry", fr[1], "obol-expiry")
-		b.do(chromedp.KeyEvent("1133"))
+		// Backspace in the empty expiry goes back to the number's frame.
+		b.do(chromedp.KeyEvent(kb.Backspace))
+		focused("cardNumber", fr[0], "obol-number")
+		require.Equal(t, "5555 5555 5555 4444", b.valueIn(fr[0], "#obol-number"), "moving back deletes nothing")
+		b.do(chromedp.SendKeys(chromedp.CSS("#obol-expiry"), "1133", chromedp.FromNode(fr[1])))
 		focused("cardCvc", fr[2], "obol-cvc")
 		b.do(chromedp.KeyEvent("321"))
 		require.Equal(t, "5555 5555 5555 4444", b.valueIn(fr[0], "#obol-number"))
