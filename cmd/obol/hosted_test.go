@@ -463,6 +463,12 @@ func TestDemoHostedFields(t *testing.T) {
 		}
 	})
 
+	t.Run("vault origin defaults to the script's", func(t *testing.T) {
+		b.t = t
+		b.open(d.shop)
+		require.Equal(t, d.vault, eval[string](b, `Obol(document.body.dataset.pk)._origin`))
+	})
+
 	t.Run("page cannot read the frame", func(t *testing.T) {
 		b.t = t
 		b.open(d.shop)

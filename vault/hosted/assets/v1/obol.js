@@ -8,6 +8,8 @@
   var EVENTS = { change: 1, focus: 1, blur: 1, ready: 1 };
   var STYLE_KEYS = ['color', 'backgroundColor', 'caretColor', 'fontFamily', 'fontSize', 'lineHeight', 'letterSpacing', 'padding', 'fontWeight', 'fontStyle', 'textAlign', 'textTransform'];
   var UNSAFE = /url\s*\(|expression|[;{}<>\\@]/i;
+  // The script's own URL, read while it runs: the default vault origin.
+  var SCRIPT_SRC = (document.currentScript && document.currentScript.src) || '';
 
   function ObolError(type, code, message, field) {
     var e = new Error(message); e.name = 'ObolError'; e.type = type; e.code = code; e.field = field || '';
@@ -42,7 +44,7 @@
     if (typeof publishableKey !== 'string' || !/^pk_(test|live)_/.test(publishableKey)) throw ObolError('invalid_request', 'publishable_key_invalid', 'Obol() needs a publishable key (pk_test_… or pk_live_…)', 'publishableKey');
     options = options || {};
     var url;
-    try { url = new URL(options.vaultUrl || (document.currentScript && document.currentScript.src) || ''); } catch (e) { url = null; }
+    try { url = new URL(options.vaultUrl || SCRIPT_SRC); } catch (e) { url = null; }
     if (!url || (url.protocol !== 'https:' && url.protocol !== 'http:')) throw ObolError('invalid_request', 'vault_url_invalid', 'options.vaultUrl must be the vault\'s https URL', 'vaultUrl');
     this._pk = publishableKey;
     this._origin = url.origin;
