@@ -23,7 +23,7 @@ bench:
 	go run ./cmd/obol-load -suite risk
 	go run ./cmd/obol-load -suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
-	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/
+	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
