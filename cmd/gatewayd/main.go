@@ -77,6 +77,11 @@ func run(ctx context.Context, args []string) error {
 		}
 	}
 	cfg.Logger = cli.Logger(*logFormat)
+	stopTracing, err := cli.Tracing(ctx, "obol-gatewayd", cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if *cert == "" || *ca == "" {
 		return errors.New("--gateway-cert, --gateway-key and --ca are required: vaultd reveals cards only to the gateway's mTLS identity")
 	}

@@ -48,6 +48,11 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.Token = os.Getenv("OBOL_LEDGER_TOKEN")
 	cfg.Logger = cli.Logger(*logFormat)
+	stopTracing, err := cli.Tracing(ctx, "obol-ledgerd", cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if *certFile != "" {
 		tc, err := cli.ServerTLS(*certFile, *keyFile, *clientCA)
 		if err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/money"
+	"github.com/obolpay/obol/internal/telemetry"
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/ledger/store/sqlite"
@@ -263,7 +264,7 @@ func (c *ledgerConn) dial(ctx context.Context) (ledgerv1.LedgerServiceClient, co
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds))
+	conn, err := grpc.NewClient(c.addr, grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -160,6 +160,11 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	log := cli.Logger(*logFormat)
+	stopTracing, err := cli.Tracing(ctx, "obol-dev", log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	origins := []string{"http://localhost:3000", "http://127.0.0.1:3000"}
 	var demo *demoShop
 	if *demoAddr != "" {

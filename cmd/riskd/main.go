@@ -66,6 +66,11 @@ func run(ctx context.Context, args []string) error {
 		cfg.Fallback[m] = a
 	}
 	cfg.Logger = cli.Logger(*logFormat)
+	stopTracing, err := cli.Tracing(ctx, "obol-riskd", cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if *certFile != "" {
 		tc, err := cli.ServerTLS(*certFile, *keyFile, *clientCA)
 		if err != nil {

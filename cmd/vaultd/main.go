@@ -78,6 +78,11 @@ func run(ctx context.Context, args []string) error {
 		cfg.Vault.Token = ""
 	}
 	cfg.Logger = cli.Logger(*logFormat)
+	stopTracing, err := cli.Tracing(ctx, "obol-vaultd", cfg.Logger)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	in, err := vaultd.Start(ctx, cfg)
 	if err != nil {
 		return err

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/obolpay/obol/internal/telemetry"
 )
 
 // Env returns the environment variable or def.
@@ -55,9 +57,27 @@ var LogOutput io.Writer = os.Stderr
 // Logger returns a JSON (production) or text (dev) slog logger on LogOutput.
 func Logger(format string) *slog.Logger {
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(LogOutput, nil))
+		return slog.New(telemetry.LogHandler(slog.NewTextHandler(LogOutput, nil)))
 	}
-	return slog.New(slog.NewJSONHandler(LogOutput, nil))
+	return slog.New(telemetry.LogHandler(slog.NewJSONHandler(LogOutput, nil)))
+}
+
+// Tracing sets up OpenTelemetry tracing from the environment (off unless
+// OTEL_EXPORTER_OTLP_ENDPOINT or OBOL_TRACING=otlp is set; see
+// internal/telemetry) with service as the default service.name. The
+// returned stop flushes buffered spans (up to 5 s); defer it.
+func Tracing(ctx context.Context, service string, log *slog.Logger) (stop func(), err error) {
+	shutdown, err := telemetry.Setup(ctx, service, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			log.Warn("tracing: flushing spans at shutdown failed", "err", err)
+		}
+	}, nil
 }
 
 // ServerTLS loads a service's TLS certificate; with clientCA, clients must

@@ -41,6 +41,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/telemetry"
 )
 
 // Options configure a server.
@@ -133,6 +134,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Ready == nil {
 		o.Ready = func(context.Context) error { return nil }
 	}
+	o.Logger = telemetry.Logger(o.Logger)
 	s := &Server{opts: o, log: o.Logger, reg: prometheus.NewRegistry(), routes: map[string]bool{"/openapi.json": true}}
 	for _, r := range o.Routes {
 		s.routes[r] = true
@@ -165,7 +167,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.GRPCTLS != nil {
 		creds = credentials.NewTLS(o.GRPCTLS)
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
+	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.StatsHandler(telemetry.GRPCServerHandler()), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
 	if o.Register != nil {
 		o.Register(s.grpc)
 	}
@@ -377,12 +379,14 @@ func (s *Server) observeHTTP(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		h := &routeHolder{}
-		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, h))
+		ctx, span := telemetry.StartServerHTTP(r.Context(), r.Header, MethodLabel(r.Method))
+		r = r.WithContext(context.WithValue(ctx, routeKey{}, h))
 		defer func() {
 			if rec := recover(); rec != nil {
 				s.log.ErrorContext(r.Context(), "panic in HTTP handler", "stack", string(debug.Stack()))
 				httpapi.WriteError(sw, apierr.New(apierr.KindInternal, apierr.CodeInternal, "", "internal error"))
 			}
+			telemetry.EndServerHTTP(span, MethodLabel(r.Method), s.routeLabel(r, h), sw.status)
 			label := MethodLabel(r.Method) + " " + s.routeLabel(r, h)
 			s.reqs.WithLabelValues("http", label, strconv.Itoa(sw.status)).Inc()
 			s.dur.WithLabelValues("http", label).Observe(time.Since(start).Seconds())

@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	"github.com/obolpay/obol/internal/telemetry"
 )
 
 // Simulator is the connector for Obol's acquirer simulator (proxy/simulator).
@@ -26,7 +28,7 @@ func NewSimulator(baseURL string, tlsCfg *tls.Config, timeout time.Duration) (*S
 		return nil, fmt.Errorf("simulator url %q: must be https://host[:port]", baseURL)
 	}
 	tr := &http.Transport{TLSClientConfig: tlsCfg, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
-	return &Simulator{base: u, client: &http.Client{Transport: tr, Timeout: timeout}}, nil
+	return &Simulator{base: u, client: &http.Client{Transport: telemetry.Transport("acquirer simulator", tr), Timeout: timeout}}, nil
 }
 
 // Name is "simulator".

@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/obolpay/obol/internal/telemetry"
 )
 
 // Stripe is the connector for Stripe's API (and Stripe-compatible
@@ -59,7 +61,7 @@ func NewStripe(cfg StripeConfig) (*Stripe, error) {
 		cfg.Timeout = 10 * time.Second
 	}
 	tr := &http.Transport{TLSClientConfig: cfg.TLS, MaxIdleConnsPerHost: 64, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
-	return &Stripe{base: u, key: cfg.SecretKey, client: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
+	return &Stripe{base: u, key: cfg.SecretKey, client: &http.Client{Transport: telemetry.Transport("acquirer stripe", tr), Timeout: cfg.Timeout}}, nil
 }
 
 func isLoopback(host string) bool {

@@ -25,6 +25,7 @@ import (
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
+	"github.com/obolpay/obol/internal/telemetry"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
@@ -159,7 +160,7 @@ func dial(addr string, tc *tls.Config, opts []grpc.DialOption) (*grpc.ClientConn
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption()}, opts...)...)
 }
 
 // Start builds gatewayd.
@@ -277,7 +278,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	collectors := svc.Collectors()
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
-			Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}},
+			Client:  &http.Client{Transport: telemetry.Transport("forward", &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})},
 			Timeout: cfg.ForwardTimeout, Logger: cfg.Logger})
 		routes := in.Routes
 		collectors = append(collectors, fwd.Requests, fwd.Redacted,

@@ -1,0 +1,127 @@
+// Package telemetry sets up OpenTelemetry tracing for an Obol daemon: the
+// global TracerProvider (off by default; an OTLP/HTTP exporter when
+// configured), the W3C Trace Context propagator, a slog handler that adds
+// trace_id and span_id to every log record, and an HTTP client transport
+// whose spans name the destination host only. PAN-free: nothing here reads
+// a request body, path or query, and no span it makes carries one.
+package telemetry
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// Environment variables read by Setup (besides the standard OTEL_* ones the
+// OTLP exporter and the SDK read themselves: OTEL_EXPORTER_OTLP_HEADERS,
+// OTEL_EXPORTER_OTLP_TIMEOUT, OTEL_TRACES_SAMPLER, OTEL_RESOURCE_ATTRIBUTES…).
+const (
+	EnvTracing        = "OBOL_TRACING"
+	EnvEndpoint       = "OTEL_EXPORTER_OTLP_ENDPOINT"
+	EnvTracesEndpoint = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+	EnvProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
+	EnvTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+	EnvServiceName    = "OTEL_SERVICE_NAME"
+)
+
+// ErrConfig marks a tracing setting that is not understood.
+var ErrConfig = errors.New("tracing configuration")
+
+// Mode is what Setup decided from the environment.
+type Mode string
+
+// The modes.
+const (
+	Off  Mode = "off"
+	OTLP Mode = "otlp"
+)
+
+// ParseMode decides the mode from the environment (getenv: os.Getenv in
+// production). OBOL_TRACING is "", "off" or "otlp"; with it empty, tracing
+// is on exactly when an OTLP endpoint variable is set. An unknown value or
+// an OTLP protocol other than http/protobuf is an error naming the
+// variable, never silently ignored.
+func ParseMode(getenv func(string) string) (Mode, error) {
+	for _, v := range []string{EnvProtocol, EnvTracesProtocol} {
+		if p := getenv(v); p != "" && p != "http/protobuf" {
+			return Off, fmt.Errorf("%w: %s=%q: only http/protobuf is supported", ErrConfig, v, p)
+		}
+	}
+	switch m := strings.ToLower(strings.TrimSpace(getenv(EnvTracing))); m {
+	case "otlp":
+		return OTLP, nil
+	case "off", "false", "none":
+		return Off, nil
+	case "":
+		if getenv(EnvEndpoint) != "" || getenv(EnvTracesEndpoint) != "" {
+			return OTLP, nil
+		}
+		return Off, nil
+	default:
+		return Off, fmt.Errorf("%w: %s=%q: want off or otlp", ErrConfig, EnvTracing, m)
+	}
+}
+
+// Setup installs the W3C Trace Context propagator (always: an incoming
+// traceparent is passed on and logged even with tracing off) and, when the
+// environment turns tracing on, a TracerProvider exporting over OTLP/HTTP
+// with service.name from OTEL_SERVICE_NAME or service. The returned
+// shutdown flushes spans still buffered; call it once at exit.
+func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func(context.Context) error, err error) {
+	otel.SetTextMapPropagator(propagation.TraceContext{})
+	mode, err := ParseMode(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	if mode == Off {
+		otel.SetTracerProvider(noop.NewTracerProvider())
+		return func(context.Context) error { return nil }, nil
+	}
+	exp, err := otlptracehttp.New(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
+	}
+	tp, err := NewProvider(ctx, service, sdktrace.WithBatcher(exp))
+	if err != nil {
+		return nil, err
+	}
+	otel.SetTracerProvider(tp)
+	if log != nil {
+		log.Info("tracing on: OTLP/HTTP exporter", "service", serviceName(service))
+	}
+	return tp.Shutdown, nil
+}
+
+func serviceName(def string) string {
+	if s := os.Getenv(EnvServiceName); s != "" {
+		return s
+	}
+	return def
+}
+
+// NewProvider is a TracerProvider for service (OTEL_SERVICE_NAME and
+// OTEL_RESOURCE_ATTRIBUTES override) with opts, e.g. an exporter; tests
+// install one with an in-memory exporter.
+func NewProvider(ctx context.Context, service string, opts ...sdktrace.TracerProviderOption) (*sdktrace.TracerProvider, error) {
+	res, err := resource.New(ctx, resource.WithAttributes(attribute.String("service.name", service)), resource.WithFromEnv(), resource.WithTelemetrySDK())
+	if err != nil {
+		return nil, fmt.Errorf("trace resource: %w", err)
+	}
+	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithResource(res)}, opts...)...), nil
+}
+
+// Tracer is the tracer of an Obol package (from the global provider, so it
+// follows whatever Setup or a test installed).
+func Tracer(name string) trace.Tracer { return otel.Tracer(name) }
