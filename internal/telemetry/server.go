@@ -5,6 +5,7 @@ import (
 	"net/http"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc/filters"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -40,7 +41,10 @@ func EndServerHTTP(span trace.Span, method, route string, status int) {
 // GRPCServerHandler is the stats handler that gives every gRPC server call
 // a span named after the full method, continuing the caller's trace. It
 // records no message payloads (only sizes, as message events).
-func GRPCServerHandler() stats.Handler { return otelgrpc.NewServerHandler() }
+// Health checks and reflection make no spans (a load balancer polls them).
+func GRPCServerHandler() stats.Handler {
+	return otelgrpc.NewServerHandler(otelgrpc.WithFilter(filters.None(filters.HealthCheck(), filters.ServicePrefix("grpc.reflection."))))
+}
 
 // GRPCClientOption gives every call of a gRPC client a client span and
 // propagates traceparent in the call's metadata.

@@ -34,6 +34,7 @@ const (
 	EnvProtocol       = "OTEL_EXPORTER_OTLP_PROTOCOL"
 	EnvTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 	EnvServiceName    = "OTEL_SERVICE_NAME"
+	EnvSDKDisabled    = "OTEL_SDK_DISABLED"
 )
 
 // ErrConfig marks a tracing setting that is not understood.
@@ -49,11 +50,21 @@ const (
 )
 
 // ParseMode decides the mode from the environment (getenv: os.Getenv in
-// production). OBOL_TRACING is "", "off" or "otlp"; with it empty, tracing
-// is on exactly when an OTLP endpoint variable is set. An unknown value or
+// production). OTEL_SDK_DISABLED=true turns tracing off; otherwise
+// OBOL_TRACING is "", "off" or "otlp"; with it empty, tracing is on exactly
+// when an OTLP endpoint variable is set. An unknown value or
 // an OTLP protocol other than http/protobuf is an error naming the
 // variable, never silently ignored.
 func ParseMode(getenv func(string) string) (Mode, error) {
+	if v := getenv(EnvSDKDisabled); v != "" {
+		switch strings.ToLower(v) {
+		case "true":
+			return Off, nil
+		case "false":
+		default:
+			return Off, fmt.Errorf("%w: %s=%q: want true or false", ErrConfig, EnvSDKDisabled, v)
+		}
+	}
 	for _, v := range []string{EnvProtocol, EnvTracesProtocol} {
 		if p := getenv(v); p != "" && p != "http/protobuf" {
 			return Off, fmt.Errorf("%w: %s=%q: only http/protobuf is supported", ErrConfig, v, p)
@@ -93,7 +104,7 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func
 	if err != nil {
 		return nil, fmt.Errorf("OTLP trace exporter: %w", err)
 	}
-	tp, err := NewProvider(ctx, service, sdktrace.WithBatcher(exp))
+	tp, err := NewProvider(ctx, service, sdktrace.WithBatcher(ScrubExporter(exp)))
 	if err != nil {
 		return nil, err
 	}

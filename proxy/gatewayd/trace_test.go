@@ -164,19 +164,23 @@ func TestTracingAcrossHops(t *testing.T) {
 	}
 	assert.Contains(t, names, "GET /v1/payments/{id}", "a card-shaped path is named by its template")
 
-	// The request log line of the authorization carries its trace id.
-	var logged bool
+	// The request log lines of the authorization carry its trace id: the
+	// gateway's REST line and, one hop on, vaultd's Detokenize line.
+	logged := map[string]bool{}
 	for _, line := range strings.Split(s.logs.String(), "\n") {
 		var rec map[string]any
-		if json.Unmarshal([]byte(line), &rec) != nil || rec["msg"] != "http request" || rec["route"] != "/v1/payments" {
+		if json.Unmarshal([]byte(line), &rec) != nil || rec["trace_id"] != payTrace.String() {
 			continue
 		}
-		if rec["trace_id"] == payTrace.String() {
-			assert.NotEmpty(t, rec["span_id"])
-			logged = true
+		assert.Len(t, rec["span_id"], 16)
+		switch {
+		case rec["msg"] == "http request" && rec["route"] == "/v1/payments":
+			logged["gateway REST"] = true
+		case rec["msg"] == "grpc request" && rec["method"] == "Detokenize":
+			logged["vaultd Detokenize"] = true
 		}
 	}
-	assert.True(t, logged, "no http request log line with trace_id %s", payTrace)
+	assert.Equal(t, map[string]bool{"gateway REST": true, "vaultd Detokenize": true}, logged, "log lines with trace_id %s", payTrace)
 
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("4242424242424242", "123")

@@ -24,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/obolpay/obol/internal/telemetry"
 	"github.com/obolpay/obol/vault/envelope"
 )
 
@@ -144,7 +145,7 @@ func New(cfg Config) (*Client, error) {
 		tr.TLSClientConfig.RootCAs = pool
 	}
 	cfg.Address = strings.TrimRight(cfg.Address, "/")
-	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, log: cfg.Logger, token: cfg.Token}, nil
+	return &Client{cfg: cfg, http: &http.Client{Transport: telemetry.Transport("vault transit", tr), Timeout: cfg.Timeout}, log: cfg.Logger, token: cfg.Token}, nil
 }
 
 // KeyName is the transit key (KEK) in use.

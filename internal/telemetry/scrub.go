@@ -1,0 +1,147 @@
+package telemetry
+
+import (
+	"context"
+	"strings"
+
+	"go.opentelemetry.io/otel/attribute"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+)
+
+// droppedKeys are attributes that hold a raw URL, path or query: Obol's
+// own spans never set them (they name route templates and hosts), and
+// ScrubExporter drops them should a library add one.
+var droppedKeys = map[attribute.Key]bool{
+	"url.full": true, "url.path": true, "url.query": true, "url.original": true,
+	"http.url": true, "http.target": true,
+}
+
+// ScrubExporter wraps an exporter as a second line of defence: before a
+// span leaves the process, attributes holding a raw URL, path or query are
+// dropped, and every run of 12 or more digits (single spaces or dashes
+// between them allowed) in the span's name, string attributes, events and
+// status description becomes "[digits]". Obol's instrumentation puts no
+// card data in spans to begin with; this keeps it so if a dependency's
+// error message or attribute ever quoted one.
+func ScrubExporter(next sdktrace.SpanExporter) sdktrace.SpanExporter {
+	return scrubExporter{next}
+}
+
+type scrubExporter struct{ sdktrace.SpanExporter }
+
+func (e scrubExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnlySpan) error {
+	out := make([]sdktrace.ReadOnlySpan, len(spans))
+	for i, s := range spans {
+		out[i] = scrubbedSpan{s}
+	}
+	return e.SpanExporter.ExportSpans(ctx, out)
+}
+
+type scrubbedSpan struct{ sdktrace.ReadOnlySpan }
+
+func (s scrubbedSpan) Name() string { return ScrubDigits(s.ReadOnlySpan.Name()) }
+
+func (s scrubbedSpan) Attributes() []attribute.KeyValue {
+	return scrubAttrs(s.ReadOnlySpan.Attributes())
+}
+
+func (s scrubbedSpan) Events() []sdktrace.Event {
+	evs := s.ReadOnlySpan.Events()
+	out := make([]sdktrace.Event, len(evs))
+	for i, e := range evs {
+		e.Name = ScrubDigits(e.Name)
+		e.Attributes = scrubAttrs(e.Attributes)
+		out[i] = e
+	}
+	return out
+}
+
+func (s scrubbedSpan) Links() []sdktrace.Link {
+	ls := s.ReadOnlySpan.Links()
+	out := make([]sdktrace.Link, len(ls))
+	for i, l := range ls {
+		l.Attributes = scrubAttrs(l.Attributes)
+		out[i] = l
+	}
+	return out
+}
+
+func (s scrubbedSpan) Status() sdktrace.Status {
+	st := s.ReadOnlySpan.Status()
+	st.Description = ScrubDigits(st.Description)
+	return st
+}
+
+func scrubAttrs(as []attribute.KeyValue) []attribute.KeyValue {
+	out := make([]attribute.KeyValue, 0, len(as))
+	for _, a := range as {
+		if droppedKeys[a.Key] {
+			continue
+		}
+		switch a.Value.Type() {
+		case attribute.STRING:
+			a.Value = attribute.StringValue(ScrubDigits(a.Value.AsString()))
+		case attribute.STRINGSLICE:
+			ss := a.Value.AsStringSlice()
+			for i := range ss {
+				ss[i] = ScrubDigits(ss[i])
+			}
+			a.Value = attribute.StringSliceValue(ss)
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+// ScrubDigits replaces every run of 12 or more digits, single spaces or
+// dashes between them allowed, with "[digits]".
+func ScrubDigits(s string) string {
+	if !hasLongDigitRun(s) {
+		return s
+	}
+	var b strings.Builder
+	i := 0
+	for i < len(s) {
+		if !isDigit(s[i]) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		j, n, end := i, 0, i
+		for j < len(s) {
+			if isDigit(s[j]) {
+				n++
+				j++
+				end = j
+				continue
+			}
+			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
+				j++
+				continue
+			}
+			break
+		}
+		if n >= 12 {
+			b.WriteString("[digits]")
+		} else {
+			b.WriteString(s[i:end])
+		}
+		i = end
+	}
+	return b.String()
+}
+
+// hasLongDigitRun is the fast path: 12 digits in the string at all.
+func hasLongDigitRun(s string) bool {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if isDigit(s[i]) {
+			if n++; n >= 12 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
