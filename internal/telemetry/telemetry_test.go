@@ -280,4 +280,3 @@ func TestSetupExportsOverOTLP(t *testing.T) {
 		assert.Contains(t, logs.String(), "tracing on")
 	})
 }
-
