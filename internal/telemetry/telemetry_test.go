@@ -144,7 +144,7 @@ func TestTransportSpansNameTheHostOnly(t *testing.T) {
 	assert.Equal(t, call.SpanContext.SpanID(), trace.SpanContextFromContext(tp2).SpanID())
 	keys := map[attribute.Key]string{}
 	for _, a := range call.Attributes {
-		keys[a.Key] = a.Value.Emit()
+		keys[a.Key] = a.Value.String()
 	}
 	assert.Equal(t, map[attribute.Key]string{"http.request.method": "POST", "server.address": "127.0.0.1", "server.port": srv.URL[strings.LastIndexByte(srv.URL, ':')+1:],
 		"network.peer.address": "127.0.0.1", "http.response.status_code": "502"}, keys)
@@ -160,12 +160,12 @@ func fmtSpan(s tracetest.SpanStub) string {
 	var b strings.Builder
 	b.WriteString(s.Name + " " + s.Status.Description)
 	for _, a := range s.Attributes {
-		b.WriteString(" " + string(a.Key) + "=" + a.Value.Emit())
+		b.WriteString(" " + string(a.Key) + "=" + a.Value.String())
 	}
 	for _, e := range s.Events {
 		b.WriteString(" " + e.Name)
 		for _, a := range e.Attributes {
-			b.WriteString(" " + string(a.Key) + "=" + a.Value.Emit())
+			b.WriteString(" " + string(a.Key) + "=" + a.Value.String())
 		}
 	}
 	return b.String()

@@ -51,22 +51,22 @@ func spanText(s tracetest.SpanStub) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "name=%s kind=%s status=%s/%s\n", s.Name, s.SpanKind, s.Status.Code, s.Status.Description)
 	for _, a := range s.Attributes {
-		fmt.Fprintf(&b, "attr %s=%s\n", a.Key, a.Value.Emit())
+		fmt.Fprintf(&b, "attr %s=%s\n", a.Key, a.Value.String())
 	}
 	for _, e := range s.Events {
 		fmt.Fprintf(&b, "event %s\n", e.Name)
 		for _, a := range e.Attributes {
-			fmt.Fprintf(&b, "  attr %s=%s\n", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "  attr %s=%s\n", a.Key, a.Value.String())
 		}
 	}
 	for _, l := range s.Links {
 		for _, a := range l.Attributes {
-			fmt.Fprintf(&b, "link attr %s=%s\n", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "link attr %s=%s\n", a.Key, a.Value.String())
 		}
 	}
 	if s.Resource != nil {
 		for _, a := range s.Resource.Attributes() {
-			fmt.Fprintf(&b, "resource %s=%s\n", a.Key, a.Value.Emit())
+			fmt.Fprintf(&b, "resource %s=%s\n", a.Key, a.Value.String())
 		}
 	}
 	return b.String()
