@@ -35,7 +35,7 @@ func TestSpansNamedByTemplate(t *testing.T) {
 	tp, err := telemetry.NewProvider(context.Background(), "obol-test", sdktrace.WithSyncer(exp))
 	require.NoError(t, err)
 	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	otel.SetTextMapPropagator(telemetry.Propagator())
 	t.Cleanup(func() {
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator())

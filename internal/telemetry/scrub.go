@@ -6,6 +6,7 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // droppedKeys are attributes that hold a raw URL, path or query: Obol's
@@ -18,7 +19,7 @@ var droppedKeys = map[attribute.Key]bool{
 
 // ScrubExporter wraps an exporter as a second line of defence: before a
 // span leaves the process, attributes holding a raw URL, path or query are
-// dropped, and every run of 12 or more digits (single spaces or dashes
+// dropped, the trace state is dropped, and every run of 12 or more digits (single spaces or dashes
 // between them allowed) in the span's name, string attributes, events and
 // status description becomes "[digits]". Obol's instrumentation puts no
 // card data in spans to begin with; this keeps it so if a dependency's
@@ -40,6 +41,16 @@ func (e scrubExporter) ExportSpans(ctx context.Context, spans []sdktrace.ReadOnl
 type scrubbedSpan struct{ sdktrace.ReadOnlySpan }
 
 func (s scrubbedSpan) Name() string { return ScrubDigits(s.ReadOnlySpan.Name()) }
+
+// SpanContext and Parent drop the trace state (Propagator never takes one
+// from a caller; this holds should anything else set one).
+func (s scrubbedSpan) SpanContext() trace.SpanContext {
+	return s.ReadOnlySpan.SpanContext().WithTraceState(trace.TraceState{})
+}
+
+func (s scrubbedSpan) Parent() trace.SpanContext {
+	return s.ReadOnlySpan.Parent().WithTraceState(trace.TraceState{})
+}
 
 func (s scrubbedSpan) Attributes() []attribute.KeyValue {
 	return scrubAttrs(s.ReadOnlySpan.Attributes())

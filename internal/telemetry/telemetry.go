@@ -17,7 +17,6 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
-	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
@@ -86,12 +85,13 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 }
 
 // Setup installs the W3C Trace Context propagator (always: an incoming
-// traceparent is passed on and logged even with tracing off) and, when the
+// traceparent is passed on and logged even with tracing off; see
+// Propagator) and, when the
 // environment turns tracing on, a TracerProvider exporting over OTLP/HTTP
 // with service.name from OTEL_SERVICE_NAME or service. The returned
 // shutdown flushes spans still buffered; call it once at exit.
 func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func(context.Context) error, err error) {
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	otel.SetTextMapPropagator(Propagator())
 	mode, err := ParseMode(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -130,7 +130,7 @@ func NewProvider(ctx context.Context, service string, opts ...sdktrace.TracerPro
 	if err != nil {
 		return nil, fmt.Errorf("trace resource: %w", err)
 	}
-	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithResource(res)}, opts...)...), nil
+	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithIDGenerator(cardFreeIDs{})}, opts...)...), nil
 }
 
 // Tracer is the tracer of an Obol package (from the global provider, so it

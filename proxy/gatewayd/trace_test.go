@@ -36,7 +36,7 @@ func installTracing(t *testing.T) (*tracetest.InMemoryExporter, *sdktrace.Tracer
 	require.NoError(t, err)
 	prevProp := otel.GetTextMapPropagator()
 	otel.SetTracerProvider(tp)
-	otel.SetTextMapPropagator(propagation.TraceContext{})
+	otel.SetTextMapPropagator(telemetry.Propagator())
 	t.Cleanup(func() {
 		_ = tp.Shutdown(context.Background())
 		otel.SetTracerProvider(noop.NewTracerProvider())
