@@ -49,7 +49,7 @@ func installTracing(t *testing.T) (*tracetest.InMemoryExporter, *sdktrace.Tracer
 // attributes, events with theirs, status, links and resource.
 func spanText(s tracetest.SpanStub) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "name=%s kind=%s status=%s/%s\n", s.Name, s.SpanKind, s.Status.Code, s.Status.Description)
+	fmt.Fprintf(&b, "name=%s kind=%s status=%s/%s state=%s parent_state=%s\n", s.Name, s.SpanKind, s.Status.Code, s.Status.Description, s.SpanContext.TraceState(), s.Parent.TraceState())
 	for _, a := range s.Attributes {
 		fmt.Fprintf(&b, "attr %s=%s\n", a.Key, a.Value.String())
 	}
@@ -79,7 +79,7 @@ func spanText(s tracetest.SpanStub) string {
 // riskd (Evaluate) and ledgerd (RecordPayment) as servers, and the
 // acquirer's HTTP client call; the request's log line carries the trace id;
 // and no span anywhere carries a test card number (even one sent in a REST
-// path or a forward destination's query).
+// path, a forward destination's query or the caller's tracestate).
 func TestTracingAcrossHops(t *testing.T) {
 	exp, tp := installTracing(t)
 	up := newUpstream(t)
@@ -104,6 +104,8 @@ func TestTracingAcrossHops(t *testing.T) {
 			req.Header.Set(k, v)
 		}
 		otel.GetTextMapPropagator().Inject(ctx, propagation.HeaderCarrier(req.Header))
+		// A careless caller's tracestate: not continued.
+		req.Header.Set("tracestate", "shop=4242424242424242")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
 		defer resp.Body.Close()
