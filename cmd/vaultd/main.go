@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 
 	"github.com/obolpay/obol/internal/cli"
@@ -19,10 +18,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "vaultd:", err)
-		os.Exit(1)
-	}
+	cli.Exit("vaultd", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -60,7 +56,7 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	edge := cli.AddEdgeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var err error

@@ -123,6 +123,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if maxAge := cmp.Or(cfg.DEKMaxAge, time.Hour); cfg.ReencryptOlderThan > 0 && cfg.ReencryptOlderThan <= maxAge {
 		return nil, fmt.Errorf("OBOL_REENCRYPT_OLDER_THAN (%s) must exceed the DEK max age (%s)", cfg.ReencryptOlderThan, maxAge)
 	}
+	if cfg.CVCTTL < 0 || cfg.CVCTTL > service.MaxCVCTTL {
+		return nil, fmt.Errorf("OBOL_CVC_TTL (%s) must be between 0 (default 1h) and %s", cfg.CVCTTL, service.MaxCVCTTL)
+	}
 	if cfg.CVCClientSecretTTL < 0 || cfg.CVCClientSecretTTL > service.MaxClientSecretTTL {
 		return nil, fmt.Errorf("OBOL_CVC_CLIENT_SECRET_TTL (%s) must be between 0 (default %s) and %s", cfg.CVCClientSecretTTL, service.DefaultClientSecretTTL, service.MaxClientSecretTTL)
 	}
