@@ -107,19 +107,21 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 func runLedgerVerify(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("obol ledger verify", flag.ContinueOnError)
 	url := fs.String("postgres-url", cli.Env("OBOL_LEDGER_POSTGRES_URL", ""), "ledger database URL (OBOL_LEDGER_POSTGRES_URL)")
-	dataDir := fs.String("data-dir", "", "the obol dev data directory (its SQLite ledger)")
+	dataDir := fs.String("data-dir", "./.obol", "the obol dev data directory (its SQLite ledger; ignored with --postgres-url)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	var st store.Store
 	var err error
-	switch {
-	case *url != "":
+	if *url != "" {
 		st, err = postgres.Open(ctx, *url)
-	case *dataDir != "":
-		st, err = sqlite.Open(ctx, filepath.Join(*dataDir, "ledger.db"))
-	default:
-		return errors.New("--postgres-url (OBOL_LEDGER_POSTGRES_URL) or --data-dir is required")
+	} else {
+		// Opening would create an empty ledger, which verifies: refuse.
+		path := filepath.Join(*dataDir, "ledger.db")
+		if _, serr := os.Stat(path); serr != nil {
+			return fmt.Errorf("no obol dev ledger at %s (pass the --data-dir of obol dev, or --postgres-url / OBOL_LEDGER_POSTGRES_URL for ledgerd's database)", path)
+		}
+		st, err = sqlite.Open(ctx, path)
 	}
 	if err != nil {
 		return err

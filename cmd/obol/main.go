@@ -61,7 +61,8 @@ Usage:
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
   obol ledger verify [--postgres-url URL | --data-dir ./.obol]
-      Recompute every balance and hold from the journal and check its hash chain.
+      Recompute every balance and hold from the journal and check its hash chain
+      (obol dev's ledger in --data-dir by default; exits 1 on any problem).
   obol ledger balances --merchant M [--currency USD]
   obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
       Reconcile an acquirer's settlement report (columns acquirer_reference,
@@ -139,6 +140,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// One obol dev per data dir: a second one would split the simulator's
+	// and the CVC store's in-memory state from the first.
+	lock, err := lockDataDir(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	log := cli.Logger(*logFormat)
 	e, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
 	if err != nil {
@@ -185,6 +193,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer gw.Close()
+	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
+		"payments": "http://" + gw.Server.HTTPAddr(), "ledger gRPC": ledger.Server.GRPCAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
+		return err
+	}
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
