@@ -640,6 +640,35 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 	})
 }
 
+// Pending reads a pending transfer by id.
+func (s *Store) Pending(ctx context.Context, id string) (journal.Pending, error) {
+	var p journal.Pending
+	var exp *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = $1`, id).
+		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, store.ErrNoTransaction
+	}
+	if exp != nil {
+		p.ExpiresAt = exp.UTC()
+	}
+	return p, err
+}
+
+// PaymentIDs lists the payment ids in the journal's metadata (through the
+// transactions_payment_id index).
+func (s *Store) PaymentIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT metadata->>'payment_id' AS pid FROM transactions
+		WHERE metadata->>'payment_id' IS NOT NULL AND metadata->>'payment_id' > $1 ORDER BY pid LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
+}
+
 // CreditsSince sums an account's credits by transactions created at or
 // after since.
 func (s *Store) CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error) {

@@ -468,6 +468,44 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 	return out, nil
 }
 
+// Pending reads a pending transfer by id.
+func (s *Store) Pending(ctx context.Context, id string) (journal.Pending, error) {
+	var p journal.Pending
+	var exp sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = ?`, id).
+		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, store.ErrNoTransaction
+	}
+	if exp.Valid {
+		p.ExpiresAt = parseTS(exp.String)
+	}
+	return p, err
+}
+
+// PaymentIDs lists the payment ids in the journal's metadata (through the
+// transactions_payment_id index).
+func (s *Store) PaymentIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT json_extract(metadata, '$.payment_id') AS pid FROM transactions
+		WHERE json_extract(metadata, '$.payment_id') > ? ORDER BY pid LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
+}
+
 // CreditsSince sums an account's credits by transactions created at or
 // after since.
 func (s *Store) CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error) {
