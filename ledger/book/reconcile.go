@@ -116,4 +116,3 @@ func (b *Book) PaymentLedgers(ctx context.Context, after string, limit int) ([]P
 	}
 	return out, nil
 }
-
