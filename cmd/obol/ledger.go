@@ -29,14 +29,16 @@ import (
 	"github.com/obolpay/obol/vault/vaultd"
 )
 
-// runLedger implements `obol ledger verify|balances|import-settlement`.
+// runLedger implements `obol ledger verify|reconcile|balances|import-settlement`.
 func runLedger(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: obol ledger verify|balances|import-settlement")
+		return errors.New("usage: obol ledger verify|reconcile|balances|import-settlement")
 	}
 	switch args[0] {
 	case "verify":
 		return runLedgerVerify(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "balances":
 		fs, conn := ledgerFlags("obol ledger balances")
 		merchant := fs.String("merchant", "", "merchant id")
@@ -100,7 +102,7 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("unknown ledger command %q (verify, balances, import-settlement)", args[0])
+		return fmt.Errorf("unknown ledger command %q (verify, reconcile, balances, import-settlement)", args[0])
 	}
 }
 

@@ -63,6 +63,10 @@ Usage:
   obol ledger verify [--postgres-url URL | --data-dir ./.obol]
       Recompute every balance and hold from the journal and check its hash chain
       (obol dev's ledger in --data-dir by default; exits 1 on any problem).
+  obol ledger reconcile [--gateway-postgres-url URL | --data-dir ./.obol] [--json] [--strict]
+      (also obol reconcile) Compare every gateway payment with the ledger:
+      hold, captured, fee, refunds; report each difference (pending outbox
+      entries that explain one are shown). Exits 3 on differences.
   obol ledger balances --merchant M [--currency USD]
   obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
       Reconcile an acquirer's settlement report (columns acquirer_reference,
@@ -85,6 +89,10 @@ func main() {
 	defer cancel()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "obol:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode())
+		}
 		os.Exit(1)
 	}
 }
@@ -115,6 +123,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runLedger(ctx, args[1:], out)
 	case "payouts":
 		return runPayouts(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil

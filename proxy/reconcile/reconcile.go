@@ -380,4 +380,3 @@ func compare(p *payments.Payment, l *ledgerv1.PaymentLedger) []Difference {
 	}
 	return out
 }
-

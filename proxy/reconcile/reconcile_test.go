@@ -209,4 +209,3 @@ func TestReconcile(t *testing.T) {
 		})
 	}
 }
-
