@@ -38,6 +38,11 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzRedactEncoded -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzParseReports -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzFrameRequest -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
+	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 
 dev:
