@@ -66,7 +66,12 @@ Usage:
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
   obol ledger verify [--postgres-url URL | --data-dir ./.obol]
-      Recompute every balance and hold from the journal and check its hash chain.
+      Recompute every balance and hold from the journal and check its hash chain
+      (obol dev's ledger in --data-dir by default; exits 1 on any problem).
+  obol ledger reconcile [--gateway-postgres-url URL | --data-dir ./.obol] [--json] [--strict]
+      (also obol reconcile) Compare every gateway payment with the ledger:
+      hold, captured, fee, refunds; report each difference (pending outbox
+      entries that explain one are shown). Exits 3 on differences.
   obol ledger balances --merchant M [--currency USD]
   obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
       Reconcile an acquirer's settlement report (columns acquirer_reference,
@@ -91,7 +96,13 @@ Usage:
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	cli.Exit("obol", run(ctx, os.Args[1:], os.Stdout))
+	err := run(ctx, os.Args[1:], os.Stdout)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		fmt.Fprintln(os.Stderr, "obol:", err)
+		os.Exit(ee.ExitCode())
+	}
+	cli.Exit("obol", err)
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -120,6 +131,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runLedger(ctx, args[1:], out)
 	case "payouts":
 		return runPayouts(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "gateway":
 		return runGateway(ctx, args[1:], out)
 	case "help", "-h", "--help":
@@ -156,6 +169,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
 		}
 	}
+	// One obol dev per data dir: a second one would split the simulator's
+	// and the CVC store's in-memory state from the first.
+	lock, err := lockDataDir(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	log := cli.Logger(*logFormat)
 	origins := []string{"http://localhost:3000", "http://127.0.0.1:3000"}
 	var demo *demoShop
@@ -232,6 +252,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer gw.Close()
+	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
+		"payments": "http://" + gw.Server.HTTPAddr(), "ledger gRPC": ledger.Server.GRPCAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
+		return err
+	}
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
