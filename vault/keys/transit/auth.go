@@ -47,6 +47,23 @@ type authenticator struct {
 	closeOnce sync.Once
 }
 
+// AuthMethod names the authentication method New will use for cfg, by the
+// precedence documented on Config (for logs; it prints no secret).
+func (cfg Config) AuthMethod() string {
+	switch {
+	case cfg.Token != "":
+		return authToken
+	case cfg.TokenFile != "":
+		return authTokenFile
+	case cfg.RoleID != "":
+		return authAppRole
+	case cfg.KubernetesRole != "":
+		return authKubernetes
+	default:
+		return authToken + " (VAULT_TOKEN)"
+	}
+}
+
 func newAuthenticator(c *Client) (*authenticator, error) {
 	cfg := &c.cfg
 	a := &authenticator{c: c, done: make(chan struct{})}

@@ -141,6 +141,7 @@ func TestAuthPrecedence(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := all
 			tt.mutate(&cfg)
+			assert.Contains(t, cfg.AuthMethod(), tt.wantKind)
 			c, err := New(cfg)
 			require.NoError(t, err)
 			assert.Equal(t, tt.wantKind, c.auth.kind)
