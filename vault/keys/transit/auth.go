@@ -41,7 +41,6 @@ type authenticator struct {
 
 	mu      sync.Mutex // serialises logins and the watcher swap
 	watcher *vault.LifetimeWatcher
-	logins  int
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -208,7 +207,6 @@ func (a *authenticator) login(ctx context.Context, need func() bool) error {
 		return fmt.Errorf("%w: %s login returned no token", ErrVault, a.kind)
 	}
 	a.c.api.SetToken(secret.Auth.ClientToken)
-	a.logins++
 	ttl := time.Duration(secret.Auth.LeaseDuration) * time.Second
 	a.c.log.Info("vault login", "method", a.kind, "ttl", ttl.String(), "renewable", secret.Auth.Renewable)
 	a.startWatcher(secret)
