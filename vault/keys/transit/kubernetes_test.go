@@ -58,8 +58,8 @@ func serviceAccountJWT(t *testing.T, namespace, name, uid string) string {
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
 	return enc(map[string]string{"alg": "RS256", "typ": "JWT"}) + "." + enc(map[string]string{
-		"iss": "kubernetes/serviceaccount",
-		"kubernetes.io/serviceaccount/namespace":            namespace,
+		"iss":                                    "kubernetes/serviceaccount",
+		"kubernetes.io/serviceaccount/namespace": namespace,
 		"kubernetes.io/serviceaccount/service-account.name": name,
 		"kubernetes.io/serviceaccount/service-account.uid":  uid,
 	}) + "." + base64.RawURLEncoding.EncodeToString([]byte("not-verified"))
