@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -449,7 +450,11 @@ func WrappedVersion(wrapped string) int {
 		if r < '0' || r > '9' {
 			return 0
 		}
-		n = n*10 + int(r-'0')
+		d := int(r - '0')
+		if n > (math.MaxInt-d)/10 {
+			return 0 // does not fit: malformed
+		}
+		n = n*10 + d
 	}
 	return 0
 }

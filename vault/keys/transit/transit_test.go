@@ -33,12 +33,30 @@ func TestWrappedVersion(t *testing.T) {
 		{"other prefix", "local:v1:abc", 0},
 		{"empty", "", 0},
 		{"no ciphertext", "vault:v3", 0},
+		{"overflow", "vault:v99999999999999999999:abc", 0},
+		{"largest int", "vault:v9223372036854775807:abc", 9223372036854775807},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			assert.Equal(t, tt.want, WrappedVersion(tt.in))
 		})
 	}
+}
+
+// FuzzWrappedVersion: wrapped DEKs come back from the database; parsing one
+// never panics, never yields a negative version, and reads back what was
+// formatted.
+func FuzzWrappedVersion(f *testing.F) {
+	for _, s := range []string{"vault:v1:abc", "vault:v99999999999999999999:x", "vault:v:", ""} {
+		f.Add(s, uint32(3))
+	}
+	f.Fuzz(func(t *testing.T, s string, n uint32) {
+		assert.GreaterOrEqual(t, WrappedVersion(s), 0)
+		if !strings.HasPrefix(s, "vault:v") {
+			assert.Zero(t, WrappedVersion(s))
+		}
+		assert.Equal(t, int(n), WrappedVersion(fmt.Sprintf("vault:v%d:%s", n, s)))
+	})
 }
 
 // clearVaultEnv makes the test independent of the caller's VAULT_* variables.
