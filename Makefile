@@ -33,6 +33,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzClientAddress -fuzztime=30s ./internal/authlimit/
+	go test -run='^$$' -fuzz=FuzzWrappedVersion -fuzztime=30s ./vault/keys/transit/
 	go test -run='^$$' -fuzz=FuzzScrub -fuzztime=30s ./internal/serve/
 	go test -run='^$$' -fuzz=FuzzDestination -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
