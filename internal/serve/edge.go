@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/idemkey"
 	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
@@ -218,4 +219,17 @@ type errorLog struct{ log *slog.Logger }
 func (e errorLog) Write(p []byte) (int, error) {
 	e.log.Warn("http server", "detail", scrub(strings.TrimSpace(string(p))))
 	return len(p), nil
+}
+
+// checkIdempotencyKey refuses a malformed Idempotency-Key on every gRPC
+// call of every service, with the same typed 400 (InvalidArgument) as the
+// REST edge (internal/httpapi.CheckHeaders): a key that is not printable
+// ASCII, too long, sent twice or shaped like a card number is never
+// ignored, even by a service whose writes are idempotent by the ids in
+// their bodies (riskd, ledgerd).
+func checkIdempotencyKey(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if _, err := idemkey.FromContext(ctx); err != nil {
+		return nil, apierr.From(err).GRPCStatus().Err()
+	}
+	return h(ctx, req)
 }

@@ -459,3 +459,46 @@ func TestTLSHandshakeErrorScrubbed(t *testing.T) {
 	assert.Empty(t, hits, "%s", ts.logs)
 	assert.Contains(t, ts.logs.String(), "[digits]")
 }
+
+// TestIdempotencyKeyCheckedOnGRPC: every service's gRPC edge refuses a
+// malformed Idempotency-Key with the REST edge's typed error, before the
+// handler runs; a valid key and no key pass.
+func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
+	ts := startTest(t, nil)
+	conn, err := grpc.NewClient(ts.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	tests := []struct {
+		name string
+		keys []string
+		ok   bool
+	}{
+		{"no key", nil, true},
+		{"valid key", []string{"order-1234"}, true},
+		{"too long", []string{strings.Repeat("k", 256)}, false},
+		{"card number", []string{testPAN}, false},
+		// Control characters and non-ASCII are refused by grpc-go's own
+		// client before sending; the REST edge's TestHeadersNeverSilentlyDropped
+		// covers them.
+		{"leading space", []string{" order-1"}, false},
+		{"sent twice", []string{"a", "b"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			md := metadata.Pairs("authorization", "Bearer "+goodKey)
+			for _, k := range tt.keys {
+				md.Append("idempotency-key", k)
+			}
+			err := conn.Invoke(metadata.NewOutgoingContext(context.Background(), md), "/test.Items/Get", &emptypb.Empty{}, &emptypb.Empty{})
+			if tt.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Equal(t, codes.InvalidArgument, status.Code(err))
+			e := apierr.From(err)
+			assert.Equal(t, "idempotency_key_invalid", e.Code)
+			assert.Equal(t, "Idempotency-Key", e.Field)
+			assert.NotContains(t, err.Error(), testPAN)
+		})
+	}
+}
