@@ -38,6 +38,8 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzRedactEncoded -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
+	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 
 dev:
 	go run ./cmd/obol dev
