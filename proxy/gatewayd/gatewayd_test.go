@@ -292,14 +292,14 @@ func TestPaymentEndToEnd(t *testing.T) {
 		t.Fatalf("capture above the authorization: %d %v", st, m)
 	}
 	st, p = s.call(t, "POST", base+"/capture", `{}`, "cap-1")
-	if st != 200 || p["status"] != "captured" || p["amount_captured"] != "2500" || p["fee"] != "103" {
+	if st != 200 || p["status"] != "captured" || p["amount_captured"] != 2500.0 || p["fee"] != 103.0 {
 		t.Fatalf("capture: %d %v", st, p)
 	}
 	if st, m := s.call(t, "POST", base+"/capture", `{}`, ""); st != 409 || errCode(m) != "payment_not_capturable" {
 		t.Fatalf("second capture: %d %v", st, m)
 	}
 	st, p = s.call(t, "POST", base+"/refunds", `{"amount":500}`, "ref-1")
-	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != "500" {
+	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != 500.0 {
 		t.Fatalf("refund: %d %v", st, p)
 	}
 	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":2001}`, ""); st != 409 || errCode(m) != "refund_exceeds_captured" {
