@@ -70,7 +70,7 @@ type service struct {
 	// their bodies, so their documents do not offer the header.
 	idempotent    bool
 	noIdempotency []string
-	overlay     string   // hand-written paths added to the document
+	overlay       string // hand-written paths added to the document
 }
 
 var services = []service{
