@@ -218,9 +218,15 @@ func (d *document) components() obj { return d.doc["components"].(obj) }
 // schemaName is the component name of a fully qualified definition name:
 // the message name ("obol.vault.v1.Token" → "Token"; a request body without
 // its path fields, "obol.vault.v1.VaultService.AttachCVCBody" →
-// "AttachCVCBody").
+// "AttachCVCBody"). A message named …Response is called …Result: client
+// generators name their per-operation answer types <Operation>Response
+// (oapi-codegen's ListPaymentsResponse would collide with the message's).
 func schemaName(fqn string) string {
-	return fqn[strings.LastIndex(fqn, ".")+1:]
+	name := fqn[strings.LastIndex(fqn, ".")+1:]
+	if base, ok := strings.CutSuffix(name, "Response"); ok {
+		name = base + "Result"
+	}
+	return name
 }
 
 func convert(s service, raw []byte) (*document, error) {

@@ -47,7 +47,7 @@ func randHex(t *testing.T) string {
 
 type stack struct {
 	gw, vault  string
-	sk         string
+	sk, pk     string
 	sim        *simulator.Simulator
 	ledger     ledgerv1.LedgerServiceClient
 	ledgerCtx  context.Context
@@ -211,6 +211,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	}
 	t.Cleanup(func() { conn.Close() })
 	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, keys.SecretKey, keys.MerchantID, g
+	s.pk = keys.PublishableKey
 	s.vaultd = func() *vaultd.Instance { return v }
 	s.ledger, s.ledgerCtx = ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")
 	return s
