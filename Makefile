@@ -1,5 +1,5 @@
 # Targets mirror CI: `make test` is the README's test command.
-.PHONY: test unit lint generate generate-check bench fuzz dev build
+.PHONY: test unit lint generate generate-check openapi-lint bench fuzz dev build
 
 test:
 	deploy/scripts/test.sh
@@ -17,6 +17,9 @@ generate:
 
 generate-check:
 	deploy/scripts/generate.sh --check
+
+openapi-lint:
+	deploy/scripts/openapi-lint.sh
 
 bench:
 	go run ./cmd/obol-load

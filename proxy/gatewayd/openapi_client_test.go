@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,4 +93,18 @@ func TestGeneratedClient(t *testing.T) {
 	assert.Equal(t, int64(2500), captured)
 	assert.Equal(t, int64(1000), refunded)
 	s.verifyLedger(t)
+
+	// Each service serves its own part as OpenAPI 3 at GET /openapi.json.
+	for addr, path := range map[string]string{s.gw: "/v1/forward", s.vault: "/v1/tokens"} {
+		resp, err := http.Get("http://" + addr + "/openapi.json")
+		require.NoError(t, err)
+		var served struct {
+			OpenAPI string         `json:"openapi"`
+			Paths   map[string]any `json:"paths"`
+		}
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&served))
+		resp.Body.Close()
+		assert.Equal(t, "3.0.3", served.OpenAPI, addr)
+		assert.Contains(t, served.Paths, path, addr)
+	}
 }
