@@ -26,7 +26,7 @@ bench:
 	go run ./cmd/obol-load -suite risk
 	go run ./cmd/obol-load -suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
-	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/
+	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
@@ -41,6 +41,9 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzRedactEncoded -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzParseReports -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzFrameRequest -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 

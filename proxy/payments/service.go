@@ -390,7 +390,8 @@ func checkLease(ctx context.Context) error {
 // The key is claimed with a lease (owner, expiry, version) that this
 // process renews while it works; a retry takes over an expired lease
 // (compare-and-set), and a holder that lost its lease neither calls the
-// acquirer nor writes the result.
+// acquirer nor writes the result. The key is parsed by internal/idemkey
+// (a malformed one is a 400, never ignored) and stored hashed.
 func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func(ctx context.Context, key, hash string) (*Payment, error)) (*gatewayv1.Payment, error) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
@@ -406,8 +407,8 @@ func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto
 		return toPB(p), nil
 	}
 	// The record is stored under a hash of the key, never the key itself;
-	// fn derives the payment id (itself a hash) from the key as sent, so a
-	// retry resumes the same payment at the acquirer.
+	// fn derives the payment and operation ids (themselves hashes) from the
+	// key as sent, so a retry resumes the same operation at the acquirer.
 	key := k.Storage("gateway:secret")
 	body, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	sum := sha256.Sum256(append([]byte(op+"\x00"), body...))

@@ -42,6 +42,8 @@ type Options struct {
 	MaxBody    int64
 	Reflection bool
 	Logger     *slog.Logger
+	// Routes adds handlers outside /v1/ (the hosted card fields).
+	Routes func(*http.ServeMux)
 }
 
 // Server is a bound vault server.
@@ -77,6 +79,7 @@ func New(opts Options) (*Server, error) {
 		Routes:      []string{"/v1/tokens"}, // CORS preflights are answered before the mux
 		HealthNames: []string{vaultv1.VaultService_ServiceDesc.ServiceName},
 		Collectors:  collectors(svc, opts.Envelope),
+		Mount:       opts.Routes,
 	})
 	if err != nil {
 		return nil, err

@@ -22,6 +22,7 @@ import (
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/hosted"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/server"
@@ -197,14 +198,16 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg Config, tlsCfg *tls.Config, log *slog.Logger) (*Instance, error) {
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
 	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
+	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
 	srv, err := server.New(server.Options{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, Edge: cfg.Edge,
-		Reflection: cfg.Reflection, Logger: log,
+		Reflection: cfg.Reflection, Logger: log, Routes: fields.Register,
 	})
 	if err != nil {
 		return nil, err
 	}
+	srv.Register(fields.Collectors()...)
 	return &Instance{Server: srv, Service: svc, Store: st, CVCs: cvcs, Envelope: env}, nil
 }
 
