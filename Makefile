@@ -32,6 +32,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzCheckJSON -fuzztime=30s ./internal/httpapi/
+	go test -run='^$$' -fuzz=FuzzInt64sAsNumbers -fuzztime=30s ./internal/httpapi/
 	go test -run='^$$' -fuzz=FuzzParseRoutes -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"testing"
 	"time"
 
@@ -25,11 +24,7 @@ const (
 // goTool runs the go command in dir, outside Obol's module.
 func goTool(ctx context.Context, t *testing.T, dir string, env []string, args ...string) []byte {
 	t.Helper()
-	bin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(bin); err != nil {
-		bin = "go"
-	}
-	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), append([]string{"GOFLAGS=", "GOWORK=off"}, env...)...)
 	var stderr bytes.Buffer
