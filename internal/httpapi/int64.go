@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strconv"
+	"sync"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
 )
@@ -22,19 +22,19 @@ import (
 // raw must be protojson output for md (the REST marshaler's own): a value
 // of an int64 field that is not a decimal integer string is an error.
 func Int64sAsNumbers(raw []byte, md protoreflect.MessageDescriptor) ([]byte, error) {
-	if !hasInt64(md, map[protoreflect.FullName]bool{}) {
+	if !holdsInt64(md) {
 		return raw, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	w := &jsonWriter{}
-	if err := w.message(dec, md); err != nil {
+	sc := &scanner{in: raw, out: make([]byte, 0, len(raw))}
+	sc.space()
+	if err := sc.message(md); err != nil {
 		return nil, fmt.Errorf("int64 as numbers: %w", err)
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	sc.space()
+	if sc.i != len(sc.in) {
 		return nil, errors.New("int64 as numbers: data after the JSON value")
 	}
-	return w.buf.Bytes(), nil
+	return sc.out, nil
 }
 
 func is64(k protoreflect.Kind) bool {
@@ -51,6 +51,18 @@ func is64(k protoreflect.Kind) bool {
 func wrapper64(md protoreflect.MessageDescriptor) bool {
 	n := md.FullName()
 	return n == "google.protobuf.Int64Value" || n == "google.protobuf.UInt64Value"
+}
+
+// int64Messages caches hasInt64 by message.
+var int64Messages sync.Map // protoreflect.FullName → bool
+
+func holdsInt64(md protoreflect.MessageDescriptor) bool {
+	if v, ok := int64Messages.Load(md.FullName()); ok {
+		return v.(bool)
+	}
+	has := hasInt64(md, map[protoreflect.FullName]bool{})
+	int64Messages.Store(md.FullName(), has)
+	return has
 }
 
 // hasInt64 reports whether md (or a message it holds) has a 64-bit
@@ -82,170 +94,236 @@ func hasInt64(md protoreflect.MessageDescriptor, seen map[protoreflect.FullName]
 	return false
 }
 
-type jsonWriter struct {
-	buf bytes.Buffer
+// scanner copies protojson output byte for byte, following the message
+// descriptor, and drops the quotes around 64-bit integers. It assumes the
+// input is JSON (protojson's) and fails on anything it does not expect.
+type scanner struct {
+	in  []byte
+	i   int
+	out []byte
 }
 
-func (w *jsonWriter) str(s string) {
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	_ = enc.Encode(s)
-	w.buf.Write(bytes.TrimSuffix(b.Bytes(), []byte("\n")))
+var errSyntax = errors.New("not the JSON expected")
+
+func (s *scanner) space() {
+	for s.i < len(s.in) {
+		switch s.in[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.out = append(s.out, s.in[s.i])
+			s.i++
+		default:
+			return
+		}
+	}
 }
 
-// delim reads the next token and requires it to be d.
-func expect(dec *json.Decoder, d json.Delim) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
+func (s *scanner) peek() byte {
+	if s.i < len(s.in) {
+		return s.in[s.i]
 	}
-	if tok != d {
-		return fmt.Errorf("want %q, got %v", d, tok)
+	return 0
+}
+
+// take copies one expected byte.
+func (s *scanner) take(c byte) error {
+	if s.peek() != c {
+		return errSyntax
 	}
+	s.out = append(s.out, c)
+	s.i++
 	return nil
 }
 
-// message writes a JSON object of message md (or null).
-func (w *jsonWriter) message(dec *json.Decoder, md protoreflect.MessageDescriptor) error {
-	if wrapper64(md) {
-		return w.int64Value(dec)
+// str reads a JSON string and returns it raw (with its quotes), uncopied.
+func (s *scanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, errSyntax
 	}
-	if md.FullName().Parent() == "google.protobuf" {
-		return w.copyValue(dec)
+	for j := s.i + 1; j < len(s.in); j++ {
+		switch s.in[j] {
+		case '\\':
+			j++
+		case '"':
+			raw := s.in[s.i : j+1]
+			s.i = j + 1
+			return raw, nil
+		}
 	}
-	tok, err := dec.Token()
-	if err != nil {
-		return err
+	return nil, errSyntax
+}
+
+// null copies a null and reports whether there was one.
+func (s *scanner) null() bool {
+	if len(s.in)-s.i >= 4 && string(s.in[s.i:s.i+4]) == "null" {
+		s.out = append(s.out, "null"...)
+		s.i += 4
+		return true
 	}
-	if tok == nil {
-		w.buf.WriteString("null")
+	return false
+}
+
+// container copies an object (keyed) or an array, each element by elem;
+// null passes through.
+func (s *scanner) container(open, closing byte, elem func(key []byte) error) error {
+	if s.null() {
 		return nil
 	}
-	if tok != json.Delim('{') {
-		return fmt.Errorf("%s: want an object", md.FullName())
+	if err := s.take(open); err != nil {
+		return err
 	}
-	w.buf.WriteByte('{')
-	for first := true; dec.More(); first = false {
-		if !first {
-			w.buf.WriteByte(',')
+	s.space()
+	if s.peek() == closing {
+		return s.take(closing)
+	}
+	for {
+		var key []byte
+		if open == '{' {
+			k, err := s.str()
+			if err != nil {
+				return err
+			}
+			s.out = append(s.out, k...)
+			key = k
+			s.space()
+			if err := s.take(':'); err != nil {
+				return err
+			}
 		}
-		tok, err := dec.Token()
-		if err != nil {
+		s.space()
+		if err := elem(key); err != nil {
 			return err
 		}
-		key, _ := tok.(string)
-		w.str(key)
-		w.buf.WriteByte(':')
+		s.space()
+		if s.peek() == closing {
+			return s.take(closing)
+		}
+		if err := s.take(','); err != nil {
+			return err
+		}
+		s.space()
+	}
+}
+
+// message copies an object of message md.
+func (s *scanner) message(md protoreflect.MessageDescriptor) error {
+	if wrapper64(md) {
+		return s.int64Value()
+	}
+	if md.FullName().Parent() == "google.protobuf" {
+		return s.value()
+	}
+	return s.container('{', '}', func(raw []byte) error {
+		key := string(raw[1 : len(raw)-1])
+		if bytes.IndexByte(raw, '\\') >= 0 {
+			if err := json.Unmarshal(raw, &key); err != nil {
+				return errSyntax
+			}
+		}
 		fd := md.Fields().ByName(protoreflect.Name(key))
 		if fd == nil {
 			fd = md.Fields().ByJSONName(key)
 		}
-		if err := w.field(dec, fd); err != nil {
-			return err
-		}
-	}
-	if err := expect(dec, '}'); err != nil {
-		return err
-	}
-	w.buf.WriteByte('}')
-	return nil
+		return s.field(fd)
+	})
 }
 
-// field writes the value of field fd (nil: unknown, copied as is).
-func (w *jsonWriter) field(dec *json.Decoder, fd protoreflect.FieldDescriptor) error {
+// field copies the value of field fd (nil: unknown, copied as is).
+func (s *scanner) field(fd protoreflect.FieldDescriptor) error {
 	switch {
 	case fd == nil:
-		return w.copyValue(dec)
+		return s.value()
 	case fd.IsMap():
-		return w.container(dec, '{', '}', true, func() error { return w.single(dec, fd.MapValue()) })
+		return s.container('{', '}', func([]byte) error { return s.single(fd.MapValue()) })
 	case fd.IsList():
-		return w.container(dec, '[', ']', false, func() error { return w.single(dec, fd) })
+		return s.container('[', ']', func([]byte) error { return s.single(fd) })
 	}
-	return w.single(dec, fd)
+	return s.single(fd)
 }
 
-// container writes an object (keyed) or an array whose elements each are
-// written by elem; null passes through.
-func (w *jsonWriter) container(dec *json.Decoder, open, closing json.Delim, keyed bool, elem func() error) error {
-	tok, err := dec.Token()
-	if err != nil {
-		return err
-	}
-	if tok == nil {
-		w.buf.WriteString("null")
-		return nil
-	}
-	if tok != open {
-		return fmt.Errorf("want %q", open)
-	}
-	w.buf.WriteString(open.String())
-	for first := true; dec.More(); first = false {
-		if !first {
-			w.buf.WriteByte(',')
-		}
-		if keyed {
-			tok, err := dec.Token()
-			if err != nil {
-				return err
-			}
-			key, _ := tok.(string)
-			w.str(key)
-			w.buf.WriteByte(':')
-		}
-		if err := elem(); err != nil {
-			return err
-		}
-	}
-	if err := expect(dec, closing); err != nil {
-		return err
-	}
-	w.buf.WriteString(closing.String())
-	return nil
-}
-
-// single writes one (non-repeated) value of fd's type.
-func (w *jsonWriter) single(dec *json.Decoder, fd protoreflect.FieldDescriptor) error {
+// single copies one (non-repeated) value of fd's type.
+func (s *scanner) single(fd protoreflect.FieldDescriptor) error {
 	switch {
 	case is64(fd.Kind()):
-		return w.int64Value(dec)
+		return s.int64Value()
 	case fd.Message() != nil:
-		return w.message(dec, fd.Message())
+		return s.message(fd.Message())
 	}
-	return w.copyValue(dec)
+	return s.value()
 }
 
 // int64Value writes a quoted decimal integer unquoted.
-func (w *jsonWriter) int64Value(dec *json.Decoder) error {
-	tok, err := dec.Token()
+func (s *scanner) int64Value() error {
+	if s.null() {
+		return nil
+	}
+	if s.peek() != '"' {
+		n := s.number()
+		if n == nil {
+			return errors.New("a 64-bit integer field is not a string or number")
+		}
+		s.out = append(s.out, n...)
+		return nil
+	}
+	raw, err := s.str()
 	if err != nil {
 		return err
 	}
-	switch v := tok.(type) {
-	case nil:
-		w.buf.WriteString("null")
-		return nil
-	case json.Number:
-		w.buf.WriteString(string(v))
-		return nil
-	case string:
-		if _, err := strconv.ParseInt(v, 10, 64); err != nil {
-			if _, err := strconv.ParseUint(v, 10, 64); err != nil {
-				return errors.New("a 64-bit integer field is not a decimal integer")
-			}
+	digits := string(raw[1 : len(raw)-1])
+	if _, err := strconv.ParseInt(digits, 10, 64); err != nil {
+		if _, err := strconv.ParseUint(digits, 10, 64); err != nil {
+			return errors.New("a 64-bit integer field is not a decimal integer")
 		}
-		w.buf.WriteString(v)
-		return nil
 	}
-	return errors.New("a 64-bit integer field is not a string or number")
+	s.out = append(s.out, digits...)
+	return nil
 }
 
-// copyValue copies one JSON value unchanged.
-func (w *jsonWriter) copyValue(dec *json.Decoder) error {
-	var raw json.RawMessage
-	if err := dec.Decode(&raw); err != nil {
-		return err
+// number reads a JSON number (nil if there is none), uncopied.
+func (s *scanner) number() []byte {
+	j := s.i
+	for j < len(s.in) {
+		c := s.in[j]
+		if (c >= '0' && c <= '9') || c == '-' || c == '+' || c == '.' || c == 'e' || c == 'E' {
+			j++
+			continue
+		}
+		break
 	}
-	w.buf.Write(raw)
-	return nil
+	if j == s.i {
+		return nil
+	}
+	n := s.in[s.i:j]
+	s.i = j
+	return n
+}
+
+// value copies any one JSON value unchanged.
+func (s *scanner) value() error {
+	switch c := s.peek(); {
+	case c == '"':
+		raw, err := s.str()
+		if err != nil {
+			return err
+		}
+		s.out = append(s.out, raw...)
+		return nil
+	case c == '{':
+		return s.container('{', '}', func([]byte) error { return s.value() })
+	case c == '[':
+		return s.container('[', ']', func([]byte) error { return s.value() })
+	case s.null():
+		return nil
+	}
+	for _, lit := range []string{"true", "false"} {
+		if len(s.in)-s.i >= len(lit) && string(s.in[s.i:s.i+len(lit)]) == lit {
+			s.out = append(s.out, lit...)
+			s.i += len(lit)
+			return nil
+		}
+	}
+	if n := s.number(); n != nil {
+		s.out = append(s.out, n...)
+		return nil
+	}
+	return errSyntax
 }
