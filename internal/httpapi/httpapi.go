@@ -1,7 +1,8 @@
 // Package httpapi is the REST edge shared by Obol's services: a grpc-gateway
 // mux whose request headers are checked before they become gRPC metadata
 // (nothing a client sent is silently dropped), whose JSON decoding is strict (unknown fields and wrong types are typed
-// errors naming the field), a request body limit, and the one place that
+// errors naming the field), 64-bit integers written as JSON numbers (not
+// protojson's strings; see Int64sAsNumbers), a request body limit, and the one place that
 // writes an error as JSON with its HTTP status. It is PAN-free: it never puts
 // a request value into an error or a log line (decoder messages can echo
 // values, so they are never logged or returned).
