@@ -35,7 +35,7 @@ if [ "${1:-}" = "--check" ]; then
   cp -r proto "$tmp/before"
   gen
   if ! diff -r "$tmp/before" proto >/dev/null; then
-    diff -r "$tmp/before" proto | head -40
+    diff -r "$tmp/before" proto | head -40 || true
     echo "generated code in proto/ is stale: run deploy/scripts/generate.sh and commit" >&2
     exit 1
   fi
