@@ -298,6 +298,22 @@ func TestFailedAuthLimitREST(t *testing.T) {
 	assert.Equal(t, 429, code)
 	assert.Equal(t, "rate_limited", errorCode(t, body))
 
+	// No cheap lockout: failures with the prefix of the merchant's real key
+	// from many addresses make failed attempts 429s, but the real key is
+	// still served, on both kinds of route.
+	for i := range 8 {
+		code, _, _ := ts.do(t, http.MethodGet, "/v1/raw", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", 120+i), "Authorization", "Bearer "+goodKey[:len("sk_test_good")]+"bad"+fmt.Sprint(i))
+		require.Equal(t, 401, code)
+	}
+	code, hdr, body := ts.do(t, http.MethodGet, "/v1/items/a", "X-Forwarded-For", "198.51.100.201", "Authorization", "Bearer "+goodKey[:len("sk_test_good")]+"guess")
+	assert.Equal(t, 429, code, "a failed attempt with the attacked prefix")
+	assert.Equal(t, "rate_limited", errorCode(t, body))
+	assert.Equal(t, "60", hdr.Get("Retry-After"))
+	for _, path := range []string{"/v1/items/a", "/v1/raw"} {
+		code, _, _ = ts.do(t, http.MethodGet, path, "X-Forwarded-For", "198.51.100.202", "Authorization", "Bearer "+goodKey)
+		assert.Equal(t, 200, code, "the merchant's own key is never locked out (%s)", path)
+	}
+
 	// Publishable keys are public: no prefix budget anyone could exhaust
 	// to switch off a merchant's checkout.
 	for i := range 10 {
@@ -307,8 +323,10 @@ func TestFailedAuthLimitREST(t *testing.T) {
 
 	m := ts.metrics(t)
 	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="address",transport="http"} 3`)
-	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="key_prefix",transport="http"} 1`)
-	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 23`)
+	// Two prefix refusals (both failed attempts); every failed attempt is
+	// counted, the prefix-refused ones included: 5 + 8 + 1 + 8 + 1 + 10.
+	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="key_prefix",transport="http"} 2`)
+	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 33`)
 	// Refused before routing: the gateway route is not matched yet.
 	assert.Contains(t, m, `obol_test_requests_total{code="429",method="GET other",transport="http"} 3`)
 }
