@@ -16,10 +16,10 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
-	"github.com/obolpay/obol/internal/idemkey"
 	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/idemkey"
 )
 
 // ErrPlaintext is returned when a listener would serve plaintext beyond
