@@ -60,7 +60,7 @@ func TestClosed(t *testing.T) {
 	require.NoError(t, b.Do(context.Background(), 1))
 	b.Close()
 	b.Close()
-	require.ErrorIs(t, b.Do(context.Background(), 1), ErrClosed, "Do after Close =")
+	require.ErrorIs(t, b.Do(context.Background(), 1), ErrClosed, "Do after Close")
 }
 
 func TestCallerContext(t *testing.T) {
@@ -71,5 +71,5 @@ func TestCallerContext(t *testing.T) {
 	go func() { _ = b.Do(context.Background(), 0) }() // occupies the only flusher
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	require.ErrorIs(t, b.Do(ctx, 1), context.Canceled, "Do with a cancelled context =")
+	require.ErrorIs(t, b.Do(ctx, 1), context.Canceled, "Do with a cancelled context")
 }
