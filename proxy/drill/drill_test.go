@@ -172,7 +172,7 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 				}
 				start := time.Now()
 				err := f.run(s, l, phaseDone)
-				line := fmt.Sprintf("%s (%.1fs)", f.what, time.Since(start).Seconds())
+				line := fmt.Sprintf("%s (took %s)", f.what, time.Since(start).Round(time.Millisecond))
 				if err != nil {
 					line += ": REPAIR FAILED: " + err.Error()
 				}
@@ -229,11 +229,11 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 	}
 	hits, summary := leaks.Report()
 	t.Log(summary)
-	assert.Empty(t, hits, "card data in daemon output")
+	assert.Empty(t, hits, "card data in a daemon's output")
 	if len(v) > 0 {
 		for _, p := range s.procs() {
 			t.Logf("--- %s output (last lines):\n%s", p.name, tail(p.out.String(), 12))
 		}
 	}
-	assert.Empty(t, v, "money must stay exact: see the table above")
+	assert.Zero(t, len(v), "violations of the money invariants (listed in the table above)")
 }
