@@ -37,24 +37,88 @@ type census struct {
 	acq, gw, led          side
 	acqBy, gwBy, ledBy    map[string]*view // by gateway payment id
 	keyPayments           map[string][]string
-	processing, outbox    int
-	outboxCodes           string
+	left                  leftovers
 	verifyOK              bool
 	verify                string
 	acqErr, gwErr, ledErr error
 }
 
-func (s *stack) gatewaySettled(ctx context.Context) (processing, outbox int, err error) {
+// leftovers is what the gateway still has to resolve: payments and
+// operations processing, compensations owed, and ledger outbox entries
+// (pending or dead). The columns and tables that a schema does not have
+// count as zero.
+type leftovers struct {
+	processing, operations, compensations, outbox, dead int
+	outboxIDs                                           string
+}
+
+func (l leftovers) zero() bool {
+	return l.processing == 0 && l.operations == 0 && l.compensations == 0 && l.outbox == 0
+}
+
+func (l leftovers) String() string {
+	return fmt.Sprintf("processing payments %d, processing operations %d, compensations owed %d; outbox entries %d (dead %d)",
+		l.processing, l.operations, l.compensations, l.outbox, l.dead)
+}
+
+func hasColumn(ctx context.Context, conn *pgx.Conn, table, column string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2)`, table, column).Scan(&ok)
+	return ok, err
+}
+
+func (s *stack) leftovers(ctx context.Context) (leftovers, error) {
+	var l leftovers
 	conn, err := pgx.Connect(ctx, s.gwDB)
 	if err != nil {
-		return 0, 0, err
+		return l, err
 	}
 	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE status = 'processing'`).Scan(&processing); err != nil {
-		return 0, 0, err
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE status = 'processing'`).Scan(&l.processing); err != nil {
+		return l, err
 	}
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM ledger_outbox`).Scan(&outbox)
-	return processing, outbox, err
+	if ok, err := hasColumn(ctx, conn, "payment_operations", "state"); err != nil {
+		return l, err
+	} else if ok {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM payment_operations WHERE state = 'processing'`).Scan(&l.operations); err != nil {
+			return l, err
+		}
+	}
+	if ok, err := hasColumn(ctx, conn, "payments", "compensation"); err != nil {
+		return l, err
+	} else if ok {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE compensation <> ''`).Scan(&l.compensations); err != nil {
+			return l, err
+		}
+	}
+	state := `'pending'`
+	if ok, err := hasColumn(ctx, conn, "ledger_outbox", "state"); err != nil {
+		return l, err
+	} else if ok {
+		state = "state"
+	}
+	rows, err := conn.Query(ctx, `SELECT id, attempts, `+state+` FROM ledger_outbox ORDER BY id`)
+	if err != nil {
+		return l, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id, st string
+		var attempts int64
+		if err := rows.Scan(&id, &attempts, &st); err != nil {
+			return l, err
+		}
+		if len(ids) < 4 {
+			ids = append(ids, fmt.Sprintf("%s (%s, %d attempts)", id, st, attempts))
+		}
+		l.outbox++
+		if st == "dead" {
+			l.dead++
+		}
+	}
+	l.outboxIDs = strings.Join(ids, ", ")
+	return l, rows.Err()
 }
 
 // count reads the three parties.
@@ -67,6 +131,9 @@ func (s *stack) count(ctx context.Context) *census {
 		return m[id]
 	}
 	c.gwErr = s.countGateway(ctx, c, get)
+	if c.gwErr == nil {
+		c.left, c.gwErr = s.leftovers(ctx)
+	}
 	c.acqErr = s.countAcquirer(ctx, c, get)
 	c.ledErr = s.countLedger(ctx, c, get)
 	c.gw.payments, c.acq.payments, c.led.payments = len(c.gwBy), len(c.acqBy), len(c.ledBy)
@@ -125,32 +192,7 @@ func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string
 		c.gw.refunded += refunded
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE status = 'processing'`).Scan(&c.processing); err != nil {
-		return err
-	}
-	orows, err := conn.Query(ctx, `SELECT id, attempts FROM ledger_outbox ORDER BY id`)
-	if err != nil {
-		return err
-	}
-	var ids []string
-	for orows.Next() {
-		var id string
-		var attempts int64
-		if err := orows.Scan(&id, &attempts); err != nil {
-			orows.Close()
-			return err
-		}
-		if len(ids) < 5 {
-			ids = append(ids, fmt.Sprintf("%s (%d attempts)", id, attempts))
-		}
-		c.outbox++
-	}
-	orows.Close()
-	c.outboxCodes = strings.Join(ids, ", ")
-	return orows.Err()
+	return rows.Err()
 }
 
 func (s *stack) countAcquirer(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
@@ -258,13 +300,14 @@ var want = [3]string{"200 authorized", "200 captured", "200 partially_refunded"}
 // and final answers; equal totals; ledger verify clean; nothing processing
 // and no outbox entry left after the sweeper's interval.
 func (c *census) violations(flows []flow) []string {
-	var v []string
+	var v, perKey []string
 	add := func(format string, a ...any) { v = append(v, fmt.Sprintf(format, a...)) }
 	for _, err := range []error{c.acqErr, c.gwErr, c.ledErr} {
 		if err != nil {
 			add("counting failed: %v", err)
 		}
 	}
+	key := func(format string, a ...any) { perKey = append(perKey, fmt.Sprintf(format, a...)) }
 	known := map[string]bool{}
 	var wantCaptured, wantRefunded int64
 	for _, f := range flows {
@@ -272,32 +315,32 @@ func (c *census) violations(flows []flow) []string {
 		wantRefunded += f.refund
 		for i, a := range f.ans {
 			if a.label != want[i] {
-				add("%s: %s answered %q after %d attempt(s), want %q", f.key, opNames[i], a.label, a.attempts, want[i])
+				key("%s: %s answered %q after %d attempt(s), want %q", f.key, opNames[i], a.label, a.attempts, want[i])
 			}
 		}
 		ids := c.keyPayments[f.key]
 		if len(ids) != 1 {
-			add("%s: %d gateway payments, want 1", f.key, len(ids))
+			key("%s: %d gateway payments, want 1", f.key, len(ids))
 			continue
 		}
 		id := ids[0]
 		known[id] = true
 		check := func(party string, got *view, status string, rows, approved int) {
 			if got == nil {
-				add("%s (%s): nothing at the %s", f.key, id, party)
+				key("%s (%s): nothing at the %s", f.key, id, party)
 				return
 			}
 			switch {
 			case got.rows != rows || got.approved != approved:
-				add("%s (%s): %s has %d record(s), %d approved, want %d and %d", f.key, id, party, got.rows, got.approved, rows, approved)
+				key("%s (%s): %s has %d record(s), %d approved, want %d and %d", f.key, id, party, got.rows, got.approved, rows, approved)
 			case got.captures != 1 || got.captured != f.amount:
-				add("%s (%s): %s has %d capture(s) totalling %d, want 1 of %d", f.key, id, party, got.captures, got.captured, f.amount)
+				key("%s (%s): %s has %d capture(s) totalling %d, want 1 of %d", f.key, id, party, got.captures, got.captured, f.amount)
 			case got.refunds != 1 || got.refunded != f.refund:
-				add("%s (%s): %s has %d refund(s) totalling %d, want 1 of %d", f.key, id, party, got.refunds, got.refunded, f.refund)
+				key("%s (%s): %s has %d refund(s) totalling %d, want 1 of %d", f.key, id, party, got.refunds, got.refunded, f.refund)
 			case got.voids != 0:
-				add("%s (%s): %s has %d void(s)/reversal(s)", f.key, id, party, got.voids)
+				key("%s (%s): %s has %d void(s)/reversal(s)", f.key, id, party, got.voids)
 			case got.status != status:
-				add("%s (%s): %s status %q, want %q", f.key, id, party, got.status, status)
+				key("%s (%s): %s status %q, want %q", f.key, id, party, got.status, status)
 			}
 		}
 		check("acquirer", c.acqBy[id], "approved", 1, 1)
@@ -328,13 +371,10 @@ func (c *census) violations(flows []flow) []string {
 	if !c.verifyOK {
 		add("obol ledger verify: %s", c.verify)
 	}
-	if c.processing != 0 {
-		add("%d payment(s) still processing after the sweeper's interval", c.processing)
+	if !c.left.zero() {
+		add("left after the sweeper's interval: %s %s", c.left, c.left.outboxIDs)
 	}
-	if c.outbox != 0 {
-		add("%d ledger outbox entr(ies) still pending after the sweeper's interval: %s", c.outbox, c.outboxCodes)
-	}
-	return v
+	return append(v, perKey...)
 }
 
 // table is the drill's one-table summary.
@@ -388,7 +428,7 @@ func (c *census) table(title string, l *load, flows []flow, faults []string, v [
 	if i := strings.LastIndex(last, "\n"); i >= 0 {
 		last = last[i+1:]
 	}
-	fmt.Fprintf(&b, "ledger verify: %s (%s)\nprocessing left: %d; outbox pending: %d\n", verify, last, c.processing, c.outbox)
+	fmt.Fprintf(&b, "ledger verify: %s (%s)\nleft: %s\n", verify, last, c.left)
 	if len(v) == 0 {
 		fmt.Fprintf(&b, "violations: none\n")
 	} else {

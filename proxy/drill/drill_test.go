@@ -3,6 +3,7 @@ package drill
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"strconv"
@@ -202,15 +203,15 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 	// The sweeper delivers the outbox and resolves abandoned payments.
 	settle := processingTimeout + 10*sweepInterval
 	settleErr := testenv.WaitFor(settle, func() error {
-		p, o, err := s.gatewaySettled(context.Background())
-		if err == nil && (p != 0 || o != 0) {
-			err = fmt.Errorf("%d processing, %d in the outbox", p, o)
+		left, err := s.leftovers(context.Background())
+		if err == nil && !left.zero() {
+			err = errors.New(left.String())
 		}
 		return err
 	})
 	c := s.count(context.Background())
 	v := c.violations(flows)
-	if settleErr != nil {
+	if settleErr != nil && c.left.zero() {
 		v = append(v, "not settled within the sweeper's interval: "+settleErr.Error())
 	}
 	table := c.table(d.name, l, flows, faultLog, v)
