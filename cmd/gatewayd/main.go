@@ -54,7 +54,16 @@ func run(ctx context.Context, args []string) error {
 	srvCert := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
 	srvKey := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	fs.StringVar(&cfg.RedisURL, "redis-url", cli.Env("OBOL_REDIS_URL", ""), "Redis for the failed-authentication counters shared by every replica (OBOL_REDIS_URL; without it each replica counts alone)")
+	edge := cli.AddEdgeFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Edge, err = edge.Edge(*srvCert, *srvKey); err != nil {
+		return err
+	}
+	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, *srvCert != ""); err != nil {
 		return err
 	}
 	cfg.RiskToken, cfg.LedgerToken = os.Getenv("OBOL_RISK_TOKEN"), os.Getenv("OBOL_LEDGER_TOKEN")

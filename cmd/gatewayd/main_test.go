@@ -7,9 +7,16 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/vault/service"
 )
+
+func TestMain(m *testing.M) { testenv.Main(m) }
 
 // TestStartFailsClearly: gatewayd refuses a bad configuration at start,
 // with a message that says what to fix, before it opens anything.
@@ -54,4 +61,24 @@ func TestStartFailsClearly(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestListenerMatrix: gatewayd's REST and gRPC listeners (merchants' secret
+// keys) refuse plaintext beyond loopback unless a TLS-terminating proxy is
+// declared; loopback, TLS and a declared proxy serve.
+func TestListenerMatrix(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := devpki.Ensure(dir)
+	require.NoError(t, err)
+	_, err = pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	require.NoError(t, err)
+	d := clitest.Daemon{Run: run, Args: []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert),
+		"--simulator-url", "https://127.0.0.1:1"}}
+	if !testing.Short() {
+		d.Args = append(d.Args, "--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "gateway", payments.MigrateURL), "--redis-url", testenv.SharedRedis(t).URL)
+		d.Serving = true
+	}
+	t.Setenv("OBOL_RISK_TOKEN", "r")
+	t.Setenv("OBOL_LEDGER_TOKEN", "l")
+	clitest.EdgeMatrix(t, d, dir)
 }

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
@@ -381,4 +382,16 @@ func TestCrashSafety(t *testing.T) {
 	if strings.Contains(logs.String(), "panic") {
 		t.Fatalf("ledgerd panicked:\n%s", logs.String())
 	}
+}
+
+// TestListenerMatrix: ledgerd's REST and gRPC listeners refuse plaintext
+// beyond loopback unless a TLS-terminating proxy is declared; loopback,
+// TLS and a declared proxy serve.
+func TestListenerMatrix(t *testing.T) {
+	d := clitest.Daemon{Run: run}
+	if !testing.Short() {
+		d.Args, d.Serving = []string{"--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)}, true
+	}
+	t.Setenv("OBOL_LEDGER_TOKEN", token)
+	clitest.EdgeMatrix(t, d, t.TempDir())
 }

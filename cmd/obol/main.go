@@ -21,8 +21,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/proxy/simulator"
@@ -139,6 +141,14 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	// The embedded default is plaintext and not for production: it listens
+	// on loopback only (the daemons serve TLS; see the README's HTTP edge).
+	for name, addr := range map[string]string{"--http-addr": *httpAddr, "--grpc-addr": *grpcAddr, "--risk-http-addr": *riskHTTP, "--risk-grpc-addr": *riskGRPC,
+		"--gateway-http-addr": *gwHTTP, "--gateway-grpc-addr": *gwGRPC, "--ledger-http-addr": *ledgerHTTP, "--ledger-grpc-addr": *ledgerGRPC, "--simulator-addr": *simAddr} {
+		if !serve.IsLoopback(addr) {
+			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
+		}
+	}
 	log := cli.Logger(*logFormat)
 	e, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
 	if err != nil {
@@ -180,6 +190,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		RoutesFile: routes, UpstreamTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		VaultAddr: e.Server.GRPCAddr(), VaultTLS: e.PKI.ClientTLS(gwCert), RiskAddr: risk.Server.GRPCAddr(), RiskToken: riskToken,
 		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
+		// One process: the in-process failed-auth counters are the shared ones.
+		Edge:            serve.Edge{AuthLimit: authlimit.Config{Counter: authlimit.NewMemory(nil)}},
 		AcquirerTimeout: 5 * time.Second, Logger: log})
 	if err != nil {
 		return fmt.Errorf("gateway: %w", err)

@@ -42,7 +42,15 @@ func run(ctx context.Context, args []string) error {
 	keyFile := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
 	clientCA := fs.String("client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of client certificates; when set, a client certificate is required")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	edge := cli.AddEdgeFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Edge, err = edge.Edge(*certFile, *keyFile); err != nil {
+		return err
+	}
+	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, *certFile != ""); err != nil {
 		return err
 	}
 	cfg.Token = os.Getenv("OBOL_RISK_TOKEN")

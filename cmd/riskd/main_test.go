@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 )
@@ -71,3 +72,15 @@ func TestMutualTLS(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestListenerMatrix: riskd's REST and gRPC listeners refuse plaintext
+// beyond loopback unless a TLS-terminating proxy is declared; loopback,
+// TLS and a declared proxy serve.
+func TestListenerMatrix(t *testing.T) {
+	d := clitest.Daemon{Run: run}
+	if !testing.Short() {
+		d.Args, d.Serving = []string{"--redis-url", testenv.SharedRedis(t).URL}, true
+	}
+	t.Setenv("OBOL_RISK_TOKEN", "t")
+	clitest.EdgeMatrix(t, d, t.TempDir())
+}

@@ -45,7 +45,6 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", cli.Env("OBOL_TLS_CERT", ""), "server certificate (OBOL_TLS_CERT)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", cli.Env("OBOL_TLS_KEY", ""), "server key (OBOL_TLS_KEY)")
 	fs.StringVar(&cfg.ClientCAFile, "client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of service client certificates (OBOL_CLIENT_CA)")
-	fs.BoolVar(&cfg.HTTPTLS, "http-tls", cli.EnvBool("OBOL_HTTP_TLS", false), "serve REST over TLS too")
 	fs.StringVar(&cfg.GatewayIdentity, "gateway-identity", cli.Env("OBOL_GATEWAY_IDENTITY", service.DefaultGatewayIdentity), "URI SAN of the gateway's client certificate")
 	fs.DurationVar(&cfg.CVCTTL, "cvc-ttl", cli.EnvDuration("OBOL_CVC_TTL", 0), "how long a CVC is held (default 1h, max 24h)")
 	fs.DurationVar(&cfg.DEKMaxAge, "dek-max-age", cli.EnvDuration("OBOL_DEK_MAX_AGE", 0), "retire a data key after this long (default 1h)")
@@ -59,7 +58,16 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.NoAutoRewrap, "no-auto-rewrap", cli.EnvBool("OBOL_NO_AUTO_REWRAP", false), "do not rewrap stored DEKs automatically after a KEK rotation")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	edge := cli.AddEdgeFlags(fs)
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var err error
+	if cfg.Edge, err = edge.Edge(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+		return err
+	}
+	// gRPC is always TLS (vaultd.Start refuses to run without it).
+	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, true); err != nil {
 		return err
 	}
 	// The token is read from the environment only, never from a flag (flags

@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -95,3 +98,25 @@ type errString string
 func (e errString) Error() string { return string(e) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestListenerMatrix: vaultd's card-accepting REST listener refuses
+// plaintext beyond loopback unless a TLS-terminating proxy is declared;
+// loopback, TLS and a declared proxy serve (those need Vault).
+func TestListenerMatrix(t *testing.T) {
+	pkiDir := t.TempDir()
+	_, err := devpki.Ensure(pkiDir)
+	require.NoError(t, err)
+	d := clitest.Daemon{Run: run, GRPCAlwaysTLS: true, Args: []string{"--tls-cert", filepath.Join(pkiDir, devpki.ServerCert), "--tls-key", filepath.Join(pkiDir, devpki.ServerKey), "--client-ca", filepath.Join(pkiDir, devpki.CACert)}}
+	if !testing.Short() {
+		v, pg, rd := testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
+		admin, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token, KeyName: "vaultd-matrix-kek", FingerprintPath: "secret/data/obol/vaultd-matrix-fp"})
+		require.NoError(t, err)
+		_, err = admin.Setup(context.Background(), transit.SetupOptions{})
+		require.NoError(t, err)
+		t.Setenv("OBOL_VAULT_TOKEN", v.Token)
+		d.Args = append(d.Args, "--vault-addr", v.Addr, "--transit-key", "vaultd-matrix-kek", "--fingerprint-path", "secret/data/obol/vaultd-matrix-fp",
+			"--postgres-url", pg.NewDatabase(t, "vault", postgres.MigrateURL), "--redis-url", rd.URL)
+		d.Serving = true
+	}
+	clitest.EdgeMatrix(t, d, pkiDir)
+}

@@ -7,6 +7,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -48,12 +49,15 @@ func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-// Logger returns a JSON (production) or text (dev) slog logger on stderr.
+// LogOutput is where Logger writes (stderr; tests capture it).
+var LogOutput io.Writer = os.Stderr
+
+// Logger returns a JSON (production) or text (dev) slog logger on LogOutput.
 func Logger(format string) *slog.Logger {
 	if format == "text" {
-		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+		return slog.New(slog.NewTextHandler(LogOutput, nil))
 	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	return slog.New(slog.NewJSONHandler(LogOutput, nil))
 }
 
 // ServerTLS loads a service's TLS certificate; with clientCA, clients must
@@ -77,3 +81,15 @@ func ServerTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// EnvInt64 returns an integer from the environment or def.
+func EnvInt64(key string, def int64) int64 {
+	if v := os.Getenv(key); v != "" {
+		if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+			return n
+		}
+	}
+	return def
+}
+
+func parseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }

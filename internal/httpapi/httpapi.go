@@ -10,6 +10,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,9 @@ import (
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -272,7 +276,10 @@ func HeaderMatcher(key string) (string, bool) {
 }
 
 // ErrorHandler writes gateway errors through WriteError. Internal causes are
-// logged with the request path only; decoder messages are never logged.
+// logged with the matched route template only (never the request's path,
+// which can carry anything); decoder messages are never logged. Errors the
+// grpc-gateway runtime makes itself (a path or query value it cannot parse)
+// quote the value, so their message is replaced.
 func ErrorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
 	return func(ctx context.Context, _ *runtime.ServeMux, _ runtime.Marshaler, w http.ResponseWriter, r *http.Request, err error) {
 		if b, ok := r.Body.(*body); ok && b.err != nil {
@@ -280,11 +287,39 @@ func ErrorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
 			return
 		}
 		e := apierr.From(err)
+		if runtimeError(err) {
+			e = apierr.Invalid(CodeInvalidParameter, "", "a path or query parameter is invalid")
+		}
 		if e.Kind == apierr.KindInternal && e.Cause != nil {
-			log.ErrorContext(ctx, "internal error", "path", r.URL.Path, "err", e.Cause)
+			route, _ := runtime.HTTPPathPattern(ctx)
+			log.ErrorContext(ctx, "internal error", "route", route, "err", e.Cause)
 		}
 		WriteError(w, e)
 	}
+}
+
+// CodeInvalidParameter is the code of a path or query value that does not
+// parse as its field's type.
+const CodeInvalidParameter = "invalid_parameter"
+
+// runtimeError reports a gRPC status that no Obol service made: it is not
+// an *apierr.Error and carries no Obol ErrorInfo: grpc-gateway's own
+// InvalidArgument for a parameter, whose message quotes the value.
+func runtimeError(err error) bool {
+	var ae *apierr.Error
+	if errors.As(err, &ae) {
+		return false
+	}
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument {
+		return false
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == apierr.Domain {
+			return false
+		}
+	}
+	return true
 }
 
 // RoutingErrorHandler answers unknown routes and methods with typed errors.
@@ -299,13 +334,14 @@ func RoutingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	}
 }
 
-// NewMux returns a grpc-gateway mux configured the Obol way.
-func NewMux(log *slog.Logger) *runtime.ServeMux {
-	return runtime.NewServeMux(
+// NewMux returns a grpc-gateway mux configured the Obol way, plus extra
+// options (internal/serve adds the annotator that labels metrics by route).
+func NewMux(log *slog.Logger, extra ...runtime.ServeMuxOption) *runtime.ServeMux {
+	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewMarshaler()),
 		runtime.WithIncomingHeaderMatcher(HeaderMatcher),
 		runtime.WithErrorHandler(ErrorHandler(log)),
 		runtime.WithRoutingErrorHandler(RoutingErrorHandler),
 		runtime.WithDisablePathLengthFallback(),
-	)
+	}, extra...)...)
 }

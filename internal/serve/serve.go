@@ -1,8 +1,12 @@
 // Package serve runs an Obol service's gRPC and REST listeners with the
-// house conventions: request logging and metrics without bodies (labels are
-// method names and codes only), panic recovery, gRPC health, /healthz,
-// /readyz, /metrics, an OpenAPI document, a body limit, and graceful
-// shutdown. PAN-free plumbing shared by services outside the vault.
+// house conventions: request logging and metrics without bodies, panic
+// recovery, gRPC health, /healthz, /readyz, /metrics, an OpenAPI document, a
+// body limit, the failed-authentication limit, TLS (a plaintext listener
+// beyond loopback refuses to start unless a TLS-terminating proxy is
+// declared), and graceful shutdown. Metric labels and log fields come from
+// fixed sets only (registered route templates, known HTTP methods, "other"):
+// a request's raw method, path or query never reaches a label or a log line.
+// PAN-free plumbing shared by every service.
 package serve
 
 import (
@@ -10,10 +14,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
@@ -27,10 +34,12 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
 )
 
@@ -40,13 +49,23 @@ type Options struct {
 	Name     string
 	GRPCAddr string
 	HTTPAddr string
-	// GRPCTLS serves gRPC over TLS when set (plaintext otherwise: dev only).
+	// GRPCTLS serves gRPC over TLS when set. Without it the listener must be
+	// on loopback, or Edge.GRPCBehindTLSProxy must declare a TLS-terminating
+	// proxy in front.
 	GRPCTLS *tls.Config
-	// HTTPTLS serves REST over TLS when set.
-	HTTPTLS    *tls.Config
-	Reflection bool
-	MaxBody    int64
-	Logger     *slog.Logger
+	// Edge is REST TLS, proxy declarations, trusted proxies and the
+	// failed-authentication limits.
+	Edge Edge
+	// LimitAuthREST and LimitAuthGRPC turn on the failed-authentication
+	// limiter on REST and gRPC: an attempt from a client address or with a
+	// key prefix that failed too often is refused with 429 /
+	// ResourceExhausted and Retry-After before the key is checked; a 401 /
+	// Unauthenticated answer counts a failure.
+	LimitAuthREST bool
+	LimitAuthGRPC bool
+	Reflection    bool
+	MaxBody       int64
+	Logger        *slog.Logger
 	// Register adds gRPC services; RegisterREST adds grpc-gateway handlers.
 	Register     func(*grpc.Server)
 	RegisterREST func(context.Context, *runtime.ServeMux) error
@@ -55,26 +74,50 @@ type Options struct {
 	Collectors   []prometheus.Collector
 	// WrapREST wraps the /v1/ handler (e.g. CORS), inside the body limit.
 	WrapREST func(http.Handler) http.Handler
-	// RouteIDFrom is the first path segment index that metric labels
-	// collapse to {id} (default 3: /v1/risk/lists/{id}).
-	RouteIDFrom int
+	// Routes are templates of REST paths served outside the grpc-gateway
+	// mux (WrapREST handlers, e.g. /v1/forward); they label metrics as
+	// themselves. Gateway routes are labelled by their registered template.
+	Routes []string
 	// HealthNames are gRPC service names whose health is reported besides "".
 	HealthNames []string
 }
 
 // Server is a bound, not yet serving, server.
 type Server struct {
-	opts   Options
-	log    *slog.Logger
-	grpc   *grpc.Server
-	http   *http.Server
-	lnG    net.Listener
-	lnH    net.Listener
-	health *health.Server
-	reg    *prometheus.Registry
-	reqs   *prometheus.CounterVec
-	dur    *prometheus.HistogramVec
+	opts    Options
+	log     *slog.Logger
+	grpc    *grpc.Server
+	http    *http.Server
+	lnG     net.Listener
+	lnH     net.Listener
+	health  *health.Server
+	reg     *prometheus.Registry
+	reqs    *prometheus.CounterVec
+	dur     *prometheus.HistogramVec
+	routes  map[string]bool
+	limiter *authlimit.Limiter
 }
+
+// Edge is the part of a daemon's configuration about how its listeners are
+// exposed; every daemon takes one (cmd/* fill it from the shared flags in
+// internal/cli).
+type Edge struct {
+	// HTTPTLS serves REST over TLS. Without it the REST listener must be on
+	// loopback, or HTTPBehindTLSProxy must declare a TLS-terminating proxy.
+	HTTPTLS            *tls.Config
+	HTTPBehindTLSProxy bool
+	GRPCBehindTLSProxy bool
+	// TrustedProxies are the peers whose X-Forwarded-For (or gRPC
+	// x-forwarded-for) is believed when the limiter picks the client
+	// address; none: the peer address only.
+	TrustedProxies []netip.Prefix
+	// AuthLimit sets the failed-authentication limits and their shared
+	// counter (nil Counter: in-process, per replica).
+	AuthLimit authlimit.Config
+}
+
+// AuthLimiter is the failed-authentication limiter (nil when off).
+func (s *Server) AuthLimiter() *authlimit.Limiter { return s.limiter }
 
 // New binds the listeners and builds the handlers.
 func New(ctx context.Context, o Options) (*Server, error) {
@@ -87,15 +130,21 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Ready == nil {
 		o.Ready = func(context.Context) error { return nil }
 	}
-	if o.RouteIDFrom <= 0 {
-		o.RouteIDFrom = 3
+	s := &Server{opts: o, log: o.Logger, reg: prometheus.NewRegistry(), routes: map[string]bool{"/openapi.json": true}}
+	for _, r := range o.Routes {
+		s.routes[r] = true
 	}
-	s := &Server{opts: o, log: o.Logger, reg: prometheus.NewRegistry()}
 	reg := s.reg
 	s.reqs = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + o.Name + "_requests_total", Help: "Requests by transport, method and result code."}, []string{"transport", "method", "code"})
 	s.dur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "obol_" + o.Name + "_request_duration_seconds", Help: "Request latency.", Buckets: []float64{.0002, .0005, .001, .002, .005, .01, .025, .05, .1, .5, 1}}, []string{"transport", "method"})
 	reg.MustRegister(s.reqs, s.dur, collectors.NewGoCollector())
 	reg.MustRegister(o.Collectors...)
+	if o.LimitAuthREST || o.LimitAuthGRPC {
+		lc := o.Edge.AuthLimit
+		lc.Name, lc.Logger = o.Name, o.Logger
+		s.limiter = authlimit.New(lc)
+		reg.MustRegister(s.limiter.Collectors()...)
+	}
 	var err error
 	if s.lnG, err = net.Listen("tcp", o.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("gRPC listen %s: %w", o.GRPCAddr, err)
@@ -104,11 +153,16 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		s.lnG.Close()
 		return nil, fmt.Errorf("HTTP listen %s: %w", o.HTTPAddr, err)
 	}
+	if err := s.checkTLS(); err != nil {
+		s.lnG.Close()
+		s.lnH.Close()
+		return nil, err
+	}
 	creds := insecure.NewCredentials()
 	if o.GRPCTLS != nil {
 		creds = credentials.NewTLS(o.GRPCTLS)
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
+	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
 	if o.Register != nil {
 		o.Register(s.grpc)
 	}
@@ -117,7 +171,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.Reflection {
 		reflection.Register(s.grpc)
 	}
-	mux := httpapi.NewMux(s.log)
+	mux := httpapi.NewMux(s.log, runtime.WithMetadata(recordRoute))
 	if o.RegisterREST != nil {
 		if err := o.RegisterREST(ctx, mux); err != nil {
 			return nil, err
@@ -149,11 +203,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.WrapREST != nil {
 		rest = o.WrapREST(rest)
 	}
-	root.Handle("/v1/", httpapi.LimitBody(o.MaxBody, rest))
+	root.Handle("/v1/", s.limitHTTP(httpapi.LimitBody(o.MaxBody, rest)))
 	s.http = &http.Server{
-		Handler: s.observeHTTP(root), TLSConfig: o.HTTPTLS,
+		Handler: s.observeHTTP(root), TLSConfig: o.Edge.HTTPTLS,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 32 << 10, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+		MaxHeaderBytes: 32 << 10, ErrorLog: log.New(errorLog{s.log}, "", 0),
 	}
 	return s, nil
 }
@@ -173,7 +227,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go func() { errc <- s.grpc.Serve(s.lnG) }()
 	go func() {
 		var err error
-		if s.opts.HTTPTLS != nil {
+		if s.opts.Edge.HTTPTLS != nil {
 			err = s.http.ServeTLS(s.lnH, "", "")
 		} else {
 			err = s.http.Serve(s.lnH)
@@ -254,37 +308,74 @@ type statusWriter struct {
 
 func (w *statusWriter) WriteHeader(code int) { w.status = code; w.ResponseWriter.WriteHeader(code) }
 
-// RouteLabel collapses identifiers (segments from idFrom on) so metric
-// labels stay bounded and never carry request data.
-func RouteLabel(path string, idFrom int) string {
-	parts := strings.Split(strings.Trim(path, "/"), "/")
-	if len(parts) > 4 {
-		parts = parts[:4]
+// Unwrap lets http.ResponseController reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// knownMethods are the HTTP methods that label metrics as themselves.
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+// Other labels any method or path outside the fixed sets.
+const Other = "other"
+
+// MethodLabel is m when it is a standard HTTP method, else "other".
+func MethodLabel(m string) string {
+	if knownMethods[m] {
+		return m
 	}
-	for i := range parts {
-		if i >= idFrom {
-			parts[i] = "{id}"
+	return Other
+}
+
+// routeKey carries a *routeHolder through the request context, so the
+// grpc-gateway mux can report the template of the route it matched.
+type routeKey struct{}
+
+type routeHolder struct{ pattern string }
+
+// recordRoute is a grpc-gateway metadata annotator: it runs once a route
+// matched, with the route's template in ctx, and adds no metadata.
+func recordRoute(ctx context.Context, _ *http.Request) metadata.MD {
+	if h, ok := ctx.Value(routeKey{}).(*routeHolder); ok {
+		if p, ok := runtime.HTTPPathPattern(ctx); ok {
+			h.pattern = p
 		}
 	}
-	return "/" + strings.Join(parts, "/")
+	return nil
+}
+
+// routeLabel is the matched template, a fixed route, or "other".
+func (s *Server) routeLabel(r *http.Request, h *routeHolder) string {
+	if h.pattern != "" {
+		return h.pattern
+	}
+	if s.routes[r.URL.Path] {
+		return r.URL.Path
+	}
+	return Other
 }
 
 func (s *Server) observeHTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/metrics", "/healthz", "/readyz":
+			next.ServeHTTP(w, r)
+			return
+		}
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h := &routeHolder{}
+		r = r.WithContext(context.WithValue(r.Context(), routeKey{}, h))
 		defer func() {
 			if rec := recover(); rec != nil {
 				s.log.ErrorContext(r.Context(), "panic in HTTP handler", "stack", string(debug.Stack()))
 				httpapi.WriteError(sw, apierr.New(apierr.KindInternal, apierr.CodeInternal, "", "internal error"))
 			}
-			route := RouteLabel(r.URL.Path, s.opts.RouteIDFrom)
-			if route == "/metrics" || route == "/healthz" || route == "/readyz" {
-				return
-			}
-			s.reqs.WithLabelValues("http", r.Method+" "+route, fmt.Sprint(sw.status)).Inc()
-			s.dur.WithLabelValues("http", r.Method+" "+route).Observe(time.Since(start).Seconds())
-			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", slog.String("method", r.Method), slog.String("route", route), slog.Int("status", sw.status), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
+			label := MethodLabel(r.Method) + " " + s.routeLabel(r, h)
+			s.reqs.WithLabelValues("http", label, strconv.Itoa(sw.status)).Inc()
+			s.dur.WithLabelValues("http", label).Observe(time.Since(start).Seconds())
+			s.log.LogAttrs(r.Context(), slog.LevelInfo, "http request", slog.String("method", MethodLabel(r.Method)), slog.String("route", s.routeLabel(r, h)), slog.Int("status", sw.status), slog.Float64("duration_ms", float64(time.Since(start).Microseconds())/1000))
 		}()
 		next.ServeHTTP(sw, r)
 	})

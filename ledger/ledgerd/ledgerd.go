@@ -34,7 +34,9 @@ type Config struct {
 	GRPCAddr    string
 	HTTPAddr    string
 	GRPCTLS     *tls.Config
-	Token       string
+	// Edge: REST TLS and TLS-terminating proxy declarations.
+	Edge  serve.Edge
+	Token string
 	// Settings is the YAML file of fees and payout terms ("" = defaults).
 	Settings   string
 	Reflection bool
@@ -81,7 +83,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	b := book.New(st, settings)
 	svc := server.New(b, cfg.Token)
 	srv, err := serve.New(ctx, serve.Options{
-		Name: "ledger", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Name: "ledger", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return ledgerv1.RegisterLedgerServiceHandlerServer(ctx, m, svc)

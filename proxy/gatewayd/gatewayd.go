@@ -15,11 +15,13 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
@@ -39,7 +41,13 @@ type Config struct {
 	GRPCAddr    string
 	HTTPAddr    string
 	GRPCTLS     *tls.Config
-	Reflection  bool
+	// Edge is REST TLS, proxy declarations, trusted proxies and the
+	// failed-authentication limits (REST and gRPC).
+	Edge serve.Edge
+	// RedisURL holds the failed-authentication counters shared by every
+	// replica (empty: each replica counts on its own, logged at start).
+	RedisURL   string
+	Reflection bool
 	// VaultAddr is vaultd's gRPC address; VaultTLS carries the gateway's
 	// client certificate and vaultd's CA (required: Detokenize is mTLS only).
 	VaultAddr string
@@ -211,6 +219,23 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return fail(err)
 	}
 	in.closers = append(in.closers, st.Close)
+	if cfg.RedisURL != "" {
+		opt, err := redis.ParseURL(cfg.RedisURL)
+		if err != nil {
+			return fail(fmt.Errorf("OBOL_REDIS_URL: %w", err))
+		}
+		rdb := redis.NewClient(opt)
+		in.closers = append(in.closers, rdb.Close)
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err = rdb.Ping(pctx).Err()
+		cancel()
+		if err != nil {
+			return fail(fmt.Errorf("redis (failed-authentication counters, OBOL_REDIS_URL): %w", err))
+		}
+		cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(rdb, "obol:gateway:authfail:")
+	} else if cfg.Edge.AuthLimit.Counter == nil {
+		cfg.Logger.Warn("failed-authentication counters are per replica: set OBOL_REDIS_URL to share them between gatewayd replicas")
+	}
 	conns := map[string]*grpc.ClientConn{}
 	for name, d := range map[string]struct {
 		addr string
@@ -249,14 +274,14 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 				rest.ServeHTTP(w, r)
 			})
 		},
-		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, LimitAuthREST: true, LimitAuthGRPC: true, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
 		},
-		OpenAPI:     gatewayv1.OpenAPI,
-		Collectors:  collectors,
-		RouteIDFrom: 2,
+		OpenAPI:    gatewayv1.OpenAPI,
+		Collectors: collectors,
+		Routes:     []string{"/v1/forward"},
 		Ready: func(ctx context.Context) error {
 			if err := st.Ping(ctx); err != nil {
 				return apierr.StorageUnavailable(err)

@@ -30,10 +30,12 @@ type Config struct {
 	RedisURL string
 	// StateRedisURL holds rule-set history and lists (default RedisURL); it
 	// should persist, unlike the counters.
-	StateRedisURL   string
-	GRPCAddr        string
-	HTTPAddr        string
-	GRPCTLS         *tls.Config
+	StateRedisURL string
+	GRPCAddr      string
+	HTTPAddr      string
+	GRPCTLS       *tls.Config
+	// Edge: REST TLS and TLS-terminating proxy declarations.
+	Edge            serve.Edge
 	Token           string
 	RulesFile       string
 	BINTable        string
@@ -155,7 +157,7 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 	svc := engine.NewService(eng, cfg.Token)
 	stats := &eng.Stats
 	srv, err := serve.New(ctx, serve.Options{
-		Name: "risk", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Reflection: cfg.Reflection, Logger: cfg.Logger,
+		Name: "risk", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { riskv1.RegisterRiskServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return riskv1.RegisterRiskServiceHandlerServer(ctx, m, svc)

@@ -35,8 +35,9 @@ type Options struct {
 	// GRPCTLS is required: Detokenize authenticates the gateway by its
 	// client certificate.
 	GRPCTLS *tls.Config
-	// HTTPTLS serves REST over TLS when set.
-	HTTPTLS    *tls.Config
+	// Edge is REST TLS, proxy declarations, trusted proxies and the
+	// failed-authentication limits (on REST: the merchant-facing edge).
+	Edge       serve.Edge
 	MaxBody    int64
 	Reflection bool
 	Logger     *slog.Logger
@@ -63,7 +64,7 @@ func New(opts Options) (*Server, error) {
 	s := &Server{opts: opts, log: opts.Logger}
 	svc := opts.Service
 	inner, err := serve.New(context.Background(), serve.Options{
-		Name: "vault", GRPCAddr: opts.GRPCAddr, HTTPAddr: opts.HTTPAddr, GRPCTLS: opts.GRPCTLS, HTTPTLS: opts.HTTPTLS,
+		Name: "vault", GRPCAddr: opts.GRPCAddr, HTTPAddr: opts.HTTPAddr, GRPCTLS: opts.GRPCTLS, Edge: opts.Edge, LimitAuthREST: true,
 		Reflection: opts.Reflection, MaxBody: opts.MaxBody, Logger: opts.Logger,
 		Register: func(g *grpc.Server) { vaultv1.RegisterVaultServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
@@ -72,7 +73,7 @@ func New(opts Options) (*Server, error) {
 		OpenAPI:     vaultv1.OpenAPI,
 		Ready:       svc.Ready,
 		WrapREST:    s.cors,
-		RouteIDFrom: 2, // /v1/tokens/{id}
+		Routes:      []string{"/v1/tokens"}, // CORS preflights are answered before the mux
 		HealthNames: []string{vaultv1.VaultService_ServiceDesc.ServiceName},
 		Collectors:  collectors(svc, opts.Envelope),
 	})

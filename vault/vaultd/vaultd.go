@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/apikey"
+	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
@@ -31,15 +33,18 @@ import (
 // Config is vaultd's configuration (see cmd/vaultd for flags and env vars).
 // Secret fields are never printed: String masks them.
 type Config struct {
-	Vault           transit.Config
-	PostgresURL     string
-	RedisURL        string
-	GRPCAddr        string
-	HTTPAddr        string
-	TLSCertFile     string
-	TLSKeyFile      string
-	ClientCAFile    string
-	HTTPTLS         bool
+	Vault        transit.Config
+	PostgresURL  string
+	RedisURL     string
+	GRPCAddr     string
+	HTTPAddr     string
+	TLSCertFile  string
+	TLSKeyFile   string
+	ClientCAFile string
+	// Edge is REST TLS, proxy declarations, trusted proxies and the
+	// failed-authentication limits; Start shares the counters through the
+	// CVC Redis.
+	Edge            serve.Edge
 	GatewayIdentity string
 	CVCTTL          time.Duration
 	DEKMaxAge       time.Duration
@@ -142,6 +147,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		st.Close()
 		return nil, err
 	}
+	cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(cvcs.Client(), "obol:vault:authfail:")
 	in, err := assemble(kms, st, cvcs, cfg, tlsCfg, log)
 	if err != nil {
 		st.Close()
@@ -185,14 +191,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg Config, tlsCfg *tls.Config, log *slog.Logger) (*Instance, error) {
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
 	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
-	var httpTLS *tls.Config
-	if cfg.HTTPTLS {
-		httpTLS = tlsCfg.Clone()
-		httpTLS.ClientAuth = tls.NoClientCert
-	}
 	srv, err := server.New(server.Options{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
-		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, HTTPTLS: httpTLS,
+		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, Edge: cfg.Edge,
 		Reflection: cfg.Reflection, Logger: log,
 	})
 	if err != nil {

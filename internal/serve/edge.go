@@ -1,0 +1,221 @@
+package serve
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
+	"google.golang.org/grpc/status"
+
+	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/apikey"
+	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/httpapi"
+)
+
+// ErrPlaintext is returned when a listener would serve plaintext beyond
+// loopback without a declared TLS-terminating proxy.
+var ErrPlaintext = errors.New("plaintext listener beyond loopback")
+
+// Listener names the settings of one listener in error messages.
+type Listener struct {
+	Kind    string // "REST" or "gRPC"
+	TLSVars string // how to configure TLS, e.g. "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY"
+	Proxy   string // the declaration variable, e.g. "OBOL_HTTP_BEHIND_TLS_PROXY"
+}
+
+var (
+	restListener = Listener{Kind: "REST", TLSVars: "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY (or OBOL_HTTP_TLS=true to reuse OBOL_TLS_CERT/OBOL_TLS_KEY)", Proxy: "OBOL_HTTP_BEHIND_TLS_PROXY"}
+	grpcListener = Listener{Kind: "gRPC", TLSVars: "OBOL_TLS_CERT and OBOL_TLS_KEY", Proxy: "OBOL_GRPC_BEHIND_TLS_PROXY"}
+)
+
+// RESTListener and GRPCListener describe the daemons' two listeners.
+func RESTListener() Listener { return restListener }
+
+// GRPCListener describes the gRPC listener (see RESTListener).
+func GRPCListener() Listener { return grpcListener }
+
+// IsLoopback reports whether a listen address ("host:port") only accepts
+// connections from this machine: an IP literal in 127.0.0.0/8 or ::1, or
+// "localhost". An empty host or 0.0.0.0 listens everywhere; any other name
+// is taken as non-loopback (resolving it at start would prove nothing about
+// later).
+func IsLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		host = addr
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// CheckPlaintext refuses a plaintext listener beyond loopback unless a
+// TLS-terminating proxy is declared in front of it, and refuses a proxy
+// declaration next to a TLS certificate (one of the two settings would be
+// silently ignored).
+func CheckPlaintext(l Listener, addr string, hasTLS, behindProxy bool) error {
+	switch {
+	case hasTLS && behindProxy:
+		return fmt.Errorf("%s listener %s: %s=true and a TLS certificate are both set; choose one", l.Kind, addr, l.Proxy)
+	case hasTLS || behindProxy || IsLoopback(addr):
+		return nil
+	}
+	return fmt.Errorf("%w: the %s listener %s would carry card data and API keys in clear; set %s, or declare a TLS-terminating proxy in front with %s=true", ErrPlaintext, l.Kind, addr, l.TLSVars, l.Proxy)
+}
+
+// checkTLS applies CheckPlaintext to the bound listeners and warns loudly
+// about a declared proxy.
+func (s *Server) checkTLS() error {
+	for _, c := range []struct {
+		l      Listener
+		addr   string
+		tls    bool
+		behind bool
+	}{
+		{restListener, s.lnH.Addr().String(), s.opts.Edge.HTTPTLS != nil, s.opts.Edge.HTTPBehindTLSProxy},
+		{grpcListener, s.lnG.Addr().String(), s.opts.GRPCTLS != nil, s.opts.Edge.GRPCBehindTLSProxy},
+	} {
+		if err := CheckPlaintext(c.l, c.addr, c.tls, c.behind); err != nil {
+			return err
+		}
+		if c.behind {
+			s.log.Warn("PLAINTEXT "+c.l.Kind+" listener: "+c.l.Proxy+"=true declares that a TLS-terminating proxy sits in front; traffic between it and this process is in clear",
+				"service", s.opts.Name, "addr", c.addr)
+		}
+	}
+	return nil
+}
+
+// keyPrefix is the non-secret prefix of the secret API key in an
+// Authorization value ("" when there is no well-formed secret key).
+// Publishable keys are public (they sit in checkout pages), so guessing one
+// is pointless, and a limit on their prefix would let anyone switch off a
+// merchant's checkout: they are limited per client address only.
+func keyPrefix(authorization string) string {
+	if authorization == "" {
+		return ""
+	}
+	key, err := apikey.FromBearer(authorization)
+	if err != nil || apikey.KindOf(key) != apikey.Secret {
+		return ""
+	}
+	return apikey.Prefix(key)
+}
+
+// limitHTTP refuses attempts from an address or key prefix that failed too
+// often (429, Retry-After, code rate_limited) and counts 401 answers.
+func (s *Server) limitHTTP(next http.Handler) http.Handler {
+	lim := s.limiter
+	if lim == nil || !s.opts.LimitAuthREST {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		addr := authlimit.ClientAddress(r.RemoteAddr, r.Header.Values("X-Forwarded-For"), s.opts.Edge.TrustedProxies)
+		prefix := keyPrefix(r.Header.Get("Authorization"))
+		if err := lim.Allow(r.Context(), "http", addr, prefix); err != nil {
+			writeLimited(w, err)
+			return
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		next.ServeHTTP(sw, r)
+		if sw.status == http.StatusUnauthorized {
+			lim.Failed(r.Context(), "http", addr, prefix)
+		}
+	})
+}
+
+func writeLimited(w http.ResponseWriter, err error) {
+	if l, ok := authlimit.AsLimited(err); ok {
+		w.Header().Set("Retry-After", l.RetryAfterSeconds())
+	}
+	httpapi.WriteError(w, apierr.From(err))
+}
+
+// limitUnary is limitHTTP for gRPC (ResourceExhausted with a retry-after
+// header; Unauthenticated counts a failure).
+func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	lim := s.limiter
+	if lim == nil || !s.opts.LimitAuthGRPC {
+		return h(ctx, req)
+	}
+	md, _ := metadata.FromIncomingContext(ctx)
+	peerAddr := ""
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		peerAddr = p.Addr.String()
+	}
+	addr := authlimit.ClientAddress(peerAddr, md.Get("x-forwarded-for"), s.opts.Edge.TrustedProxies)
+	var prefix string
+	if v := md.Get("authorization"); len(v) > 0 {
+		prefix = keyPrefix(v[0])
+	}
+	if err := lim.Allow(ctx, "grpc", addr, prefix); err != nil {
+		if l, ok := authlimit.AsLimited(err); ok {
+			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", l.RetryAfterSeconds()))
+		}
+		return nil, apierr.From(err).GRPCStatus().Err()
+	}
+	resp, err := h(ctx, req)
+	if err != nil && status.Code(err) == codes.Unauthenticated {
+		lim.Failed(ctx, "grpc", addr, prefix)
+	}
+	return resp, err
+}
+
+// scrub masks every run of 12 or more digits (single spaces or dashes
+// between them allowed) with "[digits]". The net/http server's own error
+// log can quote what a client sent (a TLS client's offered protocol names,
+// for example); that log goes through here, so a card number a client
+// sends never reaches a log line.
+func scrub(s string) string {
+	var b strings.Builder
+	i := 0
+	for i < len(s) {
+		if !isDigit(s[i]) {
+			b.WriteByte(s[i])
+			i++
+			continue
+		}
+		j, n, end := i, 0, i
+		for j < len(s) {
+			if isDigit(s[j]) {
+				n++
+				j++
+				end = j
+				continue
+			}
+			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
+				j++
+				continue
+			}
+			break
+		}
+		if n >= 12 {
+			b.WriteString("[digits]")
+		} else {
+			b.WriteString(s[i:end])
+		}
+		i = end
+	}
+	return b.String()
+}
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// errorLog adapts the net/http server's error log to slog, scrubbed.
+type errorLog struct{ log *slog.Logger }
+
+func (e errorLog) Write(p []byte) (int, error) {
+	e.log.Warn("http server", "detail", scrub(strings.TrimSpace(string(p))))
+	return len(p), nil
+}
