@@ -75,6 +75,10 @@ Usage:
       The ledger commands talk to ledgerd (--ledger-addr, OBOL_LEDGER_ADDR,
       default 127.0.0.1:9092) with OBOL_LEDGER_TOKEN, or the dev token from
       --data-dir ./.obol when obol dev runs.
+  obol gateway outbox list [--state dead|pending] [--postgres-url URL | --data-dir ./.obol]
+  obol gateway outbox retry (OUTBOX_ID | --all)
+      Ledger events waiting in the gateway's outbox; requeue the dead ones
+      (refused by the ledger for good) once their cause is fixed.
   obol audit list   [--postgres-url URL | --data-dir ./.obol] [--merchant M] [--token T]
   obol audit verify [--postgres-url URL | --data-dir ./.obol] [--vault-addr URL]
       List audit events; verify the hash chain (and, with --vault-addr and an
@@ -116,6 +120,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runLedger(ctx, args[1:], out)
 	case "payouts":
 		return runPayouts(ctx, args[1:], out)
+	case "gateway":
+		return runGateway(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
@@ -150,7 +156,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	log := cli.Logger(*logFormat)
-	e, err := vaultd.StartEmbedded(ctx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
+	// The gateway's dependencies outlive it: on a signal the gateway
+	// drains first (payments in flight finish, their reversals and hold
+	// releases included), and only then do vaultd, riskd, ledgerd and the
+	// simulator stop.
+	depCtx, stopDeps := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopDeps()
+	e, err := vaultd.StartEmbedded(depCtx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -159,7 +171,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	risk, err := riskd.StartEmbedded(ctx, riskd.Config{GRPCAddr: *riskGRPC, HTTPAddr: *riskHTTP, Token: riskToken, Reflection: true, Logger: log})
+	risk, err := riskd.StartEmbedded(depCtx, riskd.Config{GRPCAddr: *riskGRPC, HTTPAddr: *riskHTTP, Token: riskToken, Reflection: true, Logger: log})
 	if err != nil {
 		return fmt.Errorf("risk engine: %w", err)
 	}
@@ -168,7 +180,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ledger, err := ledgerd.Start(ctx, ledgerd.Config{SQLitePath: filepath.Join(*dataDir, "ledger.db"), GRPCAddr: *ledgerGRPC, HTTPAddr: *ledgerHTTP,
+	ledger, err := ledgerd.Start(depCtx, ledgerd.Config{SQLitePath: filepath.Join(*dataDir, "ledger.db"), GRPCAddr: *ledgerGRPC, HTTPAddr: *ledgerHTTP,
 		Token: ledgerToken, Settings: os.Getenv("OBOL_LEDGER_SETTINGS"), Reflection: true, Logger: log})
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -233,17 +245,30 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	errc := make(chan error, 5)
-	go func() { errc <- gw.Serve(ctx) }()
-	go func() { errc <- e.Serve(ctx) }()
-	go func() { errc <- risk.Serve(ctx) }()
-	go func() { errc <- ledger.Serve(ctx) }()
-	go func() { errc <- sim.Serve(ctx) }()
-	first := <-errc
-	cancel()
-	for i := 0; i < 4; i++ {
+	gwCtx, stopGW := context.WithCancel(ctx)
+	defer stopGW()
+	gwDone := make(chan error, 1)
+	errc := make(chan error, 4)
+	go func() { gwDone <- gw.Serve(gwCtx) }()
+	go func() { errc <- e.Serve(depCtx) }()
+	go func() { errc <- risk.Serve(depCtx) }()
+	go func() { errc <- ledger.Serve(depCtx) }()
+	go func() { errc <- sim.Serve(depCtx) }()
+	var first error
+	left := 4
+	select {
+	case first = <-gwDone:
+	case first = <-errc:
+		// A dependency stopped: the gateway drains before the rest stop.
+		left--
+		stopGW()
+		if err := <-gwDone; first == nil {
+			first = err
+		}
+	}
+	gw.Close()
+	stopDeps()
+	for i := 0; i < left; i++ {
 		if err := <-errc; first == nil {
 			first = err
 		}

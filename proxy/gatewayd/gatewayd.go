@@ -87,7 +87,14 @@ type Config struct {
 	// 2 minutes).
 	SweepInterval     time.Duration
 	ProcessingTimeout time.Duration
-	Logger            *slog.Logger
+	// DrainTimeout bounds how long a shutdown waits for payments in
+	// flight, their compensations included (default 30 s; what is left is
+	// resolved by the sweeper after a restart).
+	DrainTimeout time.Duration
+	// DialOptions are added to the clients of vaultd, riskd and ledgerd
+	// (e.g. interceptors; the tests inject faults with them).
+	DialOptions []grpc.DialOption
+	Logger      *slog.Logger
 }
 
 // Instance is a built gatewayd.
@@ -98,6 +105,7 @@ type Instance struct {
 	closers    []func() error
 	sweepEvery time.Duration
 	reload     time.Duration
+	drain      time.Duration
 	log        *slog.Logger
 }
 
@@ -108,14 +116,26 @@ func (in *Instance) Close() {
 	}
 }
 
-// Serve serves, and sweeps, until ctx ends.
+// Serve serves, and sweeps, until ctx ends. The shutdown runs in the order
+// that lets compensations finish: stop accepting, drain the payments in
+// flight (their reversals and hold releases included, up to DrainTimeout),
+// then stop the sweeper. The caller closes the clients (Close) and only
+// then stops vaultd, riskd and ledgerd.
 func (in *Instance) Serve(ctx context.Context) error {
+	sweepCtx, stopSweep := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSweep()
 	done := make(chan struct{})
-	go func() { defer close(done); in.Service.Run(ctx, in.sweepEvery) }()
+	go func() { defer close(done); in.Service.Run(sweepCtx, in.sweepEvery) }()
 	if in.Routes != nil {
 		go in.watchRoutes(ctx)
 	}
 	err := in.Server.Serve(ctx)
+	dctx, cancel := context.WithTimeout(context.Background(), in.drain)
+	if derr := in.Service.Drain(dctx); derr != nil {
+		in.log.Warn("shutdown: payments still in flight after the drain timeout; the sweeper resolves them after a restart")
+	}
+	cancel()
+	stopSweep()
 	<-done
 	return err
 }
@@ -134,12 +154,12 @@ func (in *Instance) watchRoutes(ctx context.Context) {
 	})
 }
 
-func dial(addr string, tc *tls.Config) (*grpc.ClientConn, error) {
+func dial(addr string, tc *tls.Config, opts []grpc.DialOption) (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
 	if tc != nil {
 		creds = credentials.NewTLS(tc)
 	}
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+	return grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(creds)}, opts...)...)
 }
 
 // Start builds gatewayd.
@@ -164,7 +184,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.RoutesReload <= 0 {
 		cfg.RoutesReload = 2 * time.Second
 	}
-	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, log: cfg.Logger}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 30 * time.Second
+	}
+	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, drain: cfg.DrainTimeout, log: cfg.Logger}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
 	var err error
 	// The route file is checked before anything is opened: a bad file is
@@ -241,7 +264,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		addr string
 		tc   *tls.Config
 	}{"vault": {cfg.VaultAddr, cfg.VaultTLS}, "risk": {cfg.RiskAddr, cfg.RiskTLS}, "ledger": {cfg.LedgerAddr, cfg.LedgerTLS}} {
-		c, err := dial(d.addr, d.tc)
+		c, err := dial(d.addr, d.tc, cfg.DialOptions)
 		if err != nil {
 			return fail(fmt.Errorf("%s client: %w", name, err))
 		}
@@ -251,7 +274,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	var fwd *forward.Forwarder
-	var collectors []prometheus.Collector
+	collectors := svc.Collectors()
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
 			Client:  &http.Client{Transport: &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}},

@@ -80,4 +80,11 @@ type Payment struct {
 	CreatedAt         time.Time
 	UpdatedAt         time.Time
 	Version           int64
+	// PendingOp is the capture, cancel or refund in flight (its
+	// Operation's id), "" when none.
+	PendingOp string
+	// Compensation lists the undo steps a final payment still owes
+	// (CompReverse, CompRelease, comma-separated); the sweeper finishes
+	// them when the request could not.
+	Compensation string
 }

@@ -50,8 +50,17 @@ type Config struct {
 	// ProcessingTimeout is how long a payment may stay processing before
 	// the sweeper reverses it (default 2 minutes: longer than any request).
 	ProcessingTimeout time.Duration
-	Logger            *slog.Logger
-	Now               func() time.Time
+	// LeaseTTL is how long an idempotency claim blocks retries without
+	// being renewed (default 10 s); its holder renews it every LeaseRenew
+	// (default 2 s) while it works. A retry takes over an expired claim,
+	// so a crashed process locks a key for LeaseTTL at most.
+	LeaseTTL   time.Duration
+	LeaseRenew time.Duration
+	// NewTicker makes the renewal ticker (tests inject one; default
+	// time.NewTicker).
+	NewTicker func(time.Duration) (<-chan time.Time, func())
+	Logger    *slog.Logger
+	Now       func() time.Time
 }
 
 // Service implements gatewayv1.PaymentServiceServer.
@@ -65,6 +74,12 @@ type Service struct {
 	// check covers other processes.
 	locksMu sync.Mutex
 	locks   map[string]*paymentLock
+	// owner names this instance in idempotency leases.
+	owner string
+	// inflight counts write requests and compensations still running
+	// (Drain waits for them at shutdown).
+	inflight tracker
+	metrics  *metrics
 }
 
 type authEntry struct {
@@ -91,7 +106,66 @@ func New(cfg Config) *Service {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 10 * time.Second
+	}
+	if cfg.LeaseRenew <= 0 {
+		cfg.LeaseRenew = 2 * time.Second
+	}
+	if cfg.NewTicker == nil {
+		cfg.NewTicker = func(d time.Duration) (<-chan time.Time, func()) {
+			t := time.NewTicker(d)
+			return t.C, t.Stop
+		}
+	}
+	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}, owner: newID("gw_"), metrics: newMetrics()}
+}
+
+// Drain waits until the write requests and compensations in flight have
+// finished, or ctx ends. Call it after the servers stopped accepting and
+// before the clients to vaultd, riskd and ledgerd are closed.
+func (s *Service) Drain(ctx context.Context) error {
+	return s.inflight.wait(ctx)
+}
+
+// tracker counts work in flight.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{}
+}
+
+func (t *tracker) Add(int) {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.idle = make(chan struct{})
+	}
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) Done() {
+	t.mu.Lock()
+	if t.n--; t.n == 0 {
+		close(t.idle)
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // Typed errors of the gateway.
@@ -200,23 +274,24 @@ func recordKey(req *ledgerv1.RecordPaymentRequest) string {
 	return req.GetEvent().String() + ":" + req.GetPaymentId() + ":" + req.GetRefundId()
 }
 
-// recordAfter records an event the acquirer has already acted on: if the
-// ledger cannot take it now, it waits in the outbox for the sweeper, and
-// the payment goes on (the acquirer's outcome is the truth).
-func (s *Service) recordAfter(ctx context.Context, ev ledgerv1.PaymentEvent, p *Payment, amount int64, refundID string) *ledgerv1.RecordPaymentResponse {
-	r, err := s.record(ctx, ev, p, amount, refundID)
-	if err == nil {
-		return r
-	}
+// event is a ledger event as queued in the outbox (written in the same
+// transaction as the state change that owes it).
+func event(ev ledgerv1.PaymentEvent, p *Payment, amount int64, refundID string) OutboxEntry {
 	req := &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency, Amount: amount,
 		Acquirer: p.Acquirer, AcquirerReference: p.AcquirerReference, RefundId: refundID}
 	b, _ := protojson.Marshal(req)
-	if oerr := s.cfg.Store.AddOutbox(context.WithoutCancel(ctx), recordKey(req), p.ID, string(b), s.cfg.Now()); oerr != nil {
-		s.cfg.Logger.Error("ledger event lost: neither the ledger nor the outbox took it; reconcile by payment id", "payment", p.ID, "event", ev.String(), "err", apierr.From(err).Code)
-		return nil
+	return OutboxEntry{ID: recordKey(req), PaymentID: p.ID, Request: string(b)}
+}
+
+// deliverNow delivers the events just committed with p (the sweeper
+// retries what the ledger does not take now) and sets p.Fee from a
+// capture.
+func (s *Service) deliverNow(ctx context.Context, p *Payment, events []OutboxEntry) {
+	for _, e := range events {
+		if fee, ok := s.deliver(context.WithoutCancel(ctx), e); ok && fee != 0 {
+			p.Fee = fee
+		}
 	}
-	s.cfg.Logger.Warn("ledger event queued in the outbox", "payment", p.ID, "event", ev.String(), "err", apierr.From(err).Code)
-	return nil
 }
 
 func newID(prefix string) string {
@@ -225,12 +300,103 @@ func newID(prefix string) string {
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:])
 }
 
+// lease is a held idempotency claim, renewed in the background while its
+// request works.
+type lease struct {
+	s       *Service
+	claim   Claim
+	mu      sync.Mutex
+	renewed time.Time // last successful renewal (or the claim)
+	lost    bool
+	stop    chan struct{}
+	done    chan struct{}
+}
+
+type leaseKey struct{}
+
+// renew extends the lease once. The lease counts as lost when it was taken
+// over, or when it could not be renewed before it expired (the database
+// was unreachable: another process may own the key by now).
+func (l *lease) renew(ctx context.Context) bool {
+	now := l.s.cfg.Now()
+	err := l.s.cfg.Store.RenewIdempotent(ctx, l.claim, now, l.s.cfg.LeaseTTL)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case errors.Is(err, ErrLeaseLost):
+		l.lost = true
+	case err == nil && !l.lost:
+		l.renewed = now
+	case !now.Before(l.renewed.Add(l.s.cfg.LeaseTTL)):
+		l.lost = true
+	}
+	return !l.lost
+}
+
+// Lost reports whether the lease was lost (by renewal or by expiry).
+func (l *lease) Lost() bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.s.cfg.Now().Before(l.renewed.Add(l.s.cfg.LeaseTTL)) {
+		l.lost = true
+	}
+	return l.lost
+}
+
+func (s *Service) hold(c Claim) *lease {
+	l := &lease{s: s, claim: c, renewed: s.cfg.Now(), stop: make(chan struct{}), done: make(chan struct{})}
+	tick, stop := s.cfg.NewTicker(s.cfg.LeaseRenew)
+	go func() {
+		defer close(l.done)
+		defer stop()
+		for {
+			select {
+			case <-l.stop:
+				return
+			case <-tick:
+				ctx, cancel := context.WithTimeout(context.Background(), s.cfg.LeaseRenew)
+				ok := l.renew(ctx)
+				cancel()
+				if !ok {
+					return
+				}
+			}
+		}
+	}()
+	return l
+}
+
+func (l *lease) end() bool {
+	close(l.stop)
+	<-l.done
+	return l.Lost()
+}
+
+// errLeaseLost: this process no longer owns the request's Idempotency-Key
+// (it could not renew its lease); the new owner finishes the request.
+var errLeaseLost = apierr.New(apierr.KindConflict, apierr.CodeIdempotencyInProgress, "idempotency_key", "a request with this Idempotency-Key is still in progress; retry later")
+
+// checkLease refuses to act (call the acquirer) once the request's lease
+// is lost.
+func checkLease(ctx context.Context) error {
+	if l, _ := ctx.Value(leaseKey{}).(*lease); l != nil && l.Lost() {
+		return errLeaseLost
+	}
+	return nil
+}
+
 // idempotent runs a write once per (merchant, Idempotency-Key): a retry
 // with the same body gets the first payment back; another body is a 409.
-func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func(key string) (*Payment, error)) (*gatewayv1.Payment, error) {
+// The key is claimed with a lease (owner, expiry, version) that this
+// process renews while it works; a retry takes over an expired lease
+// (compare-and-set), and a holder that lost its lease neither calls the
+// acquirer nor writes the result.
+func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func(ctx context.Context, key, hash string) (*Payment, error)) (*gatewayv1.Payment, error) {
+	s.inflight.Add(1)
+	defer s.inflight.Done()
 	key := firstMD(ctx, "idempotency-key")
 	if key == "" {
-		p, err := fn("")
+		p, err := fn(ctx, "", "")
 		if err != nil {
 			return nil, err
 		}
@@ -242,7 +408,7 @@ func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto
 	body, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	sum := sha256.Sum256(append([]byte(op+"\x00"), body...))
 	hash := hex.EncodeToString(sum[:])
-	prev, err := s.cfg.Store.BeginIdempotent(ctx, merchant, key, hash, s.cfg.Now())
+	prev, claim, err := s.cfg.Store.BeginIdempotent(ctx, merchant, key, hash, s.owner, s.cfg.Now(), s.cfg.LeaseTTL)
 	switch {
 	case errors.Is(err, ErrIdemReused):
 		return nil, apierr.ErrIdempotencyKeyReused
@@ -257,19 +423,27 @@ func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto
 		}
 		return out, nil
 	}
-	p, err := fn(key)
+	l := s.hold(claim)
+	p, err := fn(context.WithValue(ctx, leaseKey{}, l), key, hash)
+	lost := l.end()
 	if err != nil {
 		// The key is free for a retry: either nothing durable happened
 		// (typed refusals, outages before the acquirer), or the retry
-		// resumes the same payment (its id derives from the key, and every
-		// acquirer and ledger call carries a key derived from that id).
-		_ = s.cfg.Store.ReleaseIdempotent(context.WithoutCancel(ctx), merchant, key)
+		// resumes the same operation (its id derives from the key, and
+		// every acquirer and ledger call carries a key derived from it).
+		if !lost {
+			_ = s.cfg.Store.ReleaseIdempotent(context.WithoutCancel(ctx), claim)
+		}
 		return nil, err
 	}
 	out := toPB(p)
+	if lost {
+		s.cfg.Logger.Warn("idempotency lease lost; the result is left to the new owner", "payment", p.ID)
+		return out, nil
+	}
 	b, _ := protojson.Marshal(out)
-	if err := s.cfg.Store.FinishIdempotent(context.WithoutCancel(ctx), merchant, key, string(b)); err != nil {
-		s.cfg.Logger.Error("idempotency record not finished", "payment", p.ID, "err", err)
+	if err := s.cfg.Store.FinishIdempotent(context.WithoutCancel(ctx), claim, string(b)); err != nil {
+		s.cfg.Logger.Error("idempotency record not finished; a retry resumes the same operation", "payment", p.ID, "err", err)
 	}
 	return out, nil
 }
@@ -319,7 +493,7 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 			return nil, apierr.Invalid("card_number_in_text", "metadata", "a metadata entry looks like it contains a card number; send cards only as tokens")
 		}
 	}
-	return s.idempotent(ctx, merchant, "create", req, func(key string) (*Payment, error) {
+	return s.idempotent(ctx, merchant, "create", req, func(ctx context.Context, key, _ string) (*Payment, error) {
 		return s.create(ctx, merchant, cur, conn, key, req)
 	})
 }
@@ -348,6 +522,14 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		case err == nil && prev.Status != StatusProcessing:
 			return prev, nil // finished, but its idempotency record was not
 		case err == nil:
+			// Claim the resumption (compare-and-set): the sweeper cannot
+			// abandon the payment while this request works on it.
+			prev.UpdatedAt = now
+			if err := s.cfg.Store.Update(ctx, prev); errors.Is(err, ErrConcurrentUpdate) {
+				return nil, errConcurrent
+			} else if err != nil {
+				return nil, errStoreUnavailable
+			}
 			p, resume = prev, true
 		case !errors.Is(err, ErrNotFound):
 			return nil, errStoreUnavailable
@@ -362,16 +544,22 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		}
 	}
 
-	release := func() {
-		if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); err != nil && status.Code(err) != codes.NotFound {
-			s.cfg.Logger.Error("ledger hold not released (it expires on its own)", "payment", p.ID, "err", apierr.From(err).Code)
-		}
-	}
-	// undo leaves nothing behind when the acquirer was never called: the
-	// hold is released and the processing row removed (a retry with the
-	// same Idempotency-Key starts afresh; the sweeper covers a failed undo).
+	// undo leaves nothing behind when the acquirer was never called and
+	// the payment id can never come back (no Idempotency-Key: a random
+	// id): the hold is released and the processing row removed (the
+	// sweeper covers a failed undo). A payment with a key keeps its row
+	// and its hold instead, so that a retry resumes it on a valid hold;
+	// the sweeper releases both once it is abandoned. A hold is voided
+	// only once its payment is final or its id unreachable: a retry never
+	// replays a voided hold.
 	undo := func(err error) (*Payment, error) {
-		release()
+		if idemKey != "" {
+			return nil, err
+		}
+		if _, rerr := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); rerr != nil && status.Code(rerr) != codes.NotFound {
+			s.cfg.Logger.Warn("ledger hold not released; the sweeper resolves the payment", "payment", p.ID, "err", apierr.From(rerr).Code)
+			return nil, err
+		}
 		if derr := s.cfg.Store.DeleteProcessing(context.WithoutCancel(ctx), p.MerchantID, p.ID); derr != nil {
 			s.cfg.Logger.Warn("processing payment not removed; the sweeper resolves it", "payment", p.ID, "err", derr)
 		}
@@ -382,9 +570,29 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	// acquirer is never called.
 	if _, err := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, p, p.Amount, ""); err != nil {
 		if unavailable(err) {
-			return undo(errLedgerUnavailable)
+			err = errLedgerUnavailable
+		} else {
+			err = apierr.From(err)
 		}
-		return undo(apierr.From(err))
+		if resume {
+			return nil, err // the first attempt's hold stays for the next retry
+		}
+		// A fresh payment whose hold was not taken: nothing to keep. With
+		// a key, a retry holds again (or replays a hold that did land,
+		// still open); without one, a hold that landed is released if the
+		// ledger answers now, and expires on its own otherwise.
+		if idemKey == "" {
+			if _, rerr := s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); rerr != nil && status.Code(rerr) != codes.NotFound {
+				s.cfg.Logger.Warn("ledger hold not released (if it was placed, it expires on its own)", "payment", p.ID, "err", apierr.From(rerr).Code)
+			}
+		}
+		if derr := s.cfg.Store.DeleteProcessing(context.WithoutCancel(ctx), p.MerchantID, p.ID); derr != nil {
+			s.cfg.Logger.Warn("processing payment not removed; the sweeper resolves it", "payment", p.ID, "err", derr)
+		}
+		return nil, err
+	}
+	if err := checkLease(ctx); err != nil {
+		return nil, err
 	}
 
 	// Reveal, send, wipe.
@@ -394,11 +602,9 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	}
 	switch {
 	case res.failure != "":
-		release()
-		p.Status, p.DeclineCode = StatusFailed, res.failure
+		p.Status, p.DeclineCode, p.Compensation = StatusFailed, res.failure, res.compensation
 	case !res.auth.Approved:
-		release()
-		p.Status, p.DeclineCode, p.AcquirerReference = StatusDeclined, res.auth.DeclineCode, res.auth.Reference
+		p.Status, p.DeclineCode, p.AcquirerReference, p.Compensation = StatusDeclined, res.auth.DeclineCode, res.auth.Reference, CompRelease
 	default:
 		p.Status, p.AcquirerReference = StatusAuthorized, res.auth.Reference
 		if req.GetCapture() {
@@ -406,24 +612,72 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		}
 	}
 	p.UpdatedAt = s.cfg.Now().UTC()
-	if err := s.cfg.Store.Update(ctx, p); err != nil {
+	// The capture goes to the ledger in the outbox, written with the
+	// final payment, so that an abandoned payment never has a capture to
+	// undo and a captured one never misses its ledger entry.
+	var events []OutboxEntry
+	if p.Status == StatusCaptured {
+		events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, ""))
+	}
+	if err := s.cfg.Store.Commit(context.WithoutCancel(ctx), p, events, s.cfg.Now()); err != nil {
 		// The acquirer acted. A retry with the same Idempotency-Key resumes
 		// (and replays); otherwise the sweeper reverses it and releases the
 		// hold (the ledger has nothing else for it yet).
 		s.cfg.Logger.Error("payment not stored", "payment", p.ID, "status", p.Status, "err", err)
 		return nil, errStoreUnavailable
 	}
-	// The capture goes to the ledger once the payment is final, so that an
-	// abandoned payment never has a capture to undo.
-	if p.Status == StatusCaptured {
-		if r := s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, ""); r != nil && r.GetFee() != 0 {
-			p.Fee = r.GetFee()
-			if err := s.cfg.Store.SetFee(ctx, p.ID, p.Fee); err != nil {
-				s.cfg.Logger.Warn("fee not stored on the payment (the ledger has it)", "payment", p.ID, "err", err)
+	s.deliverNow(ctx, p, events)
+	s.compensate(ctx, conn, p)
+	return p, nil
+}
+
+// Compensation steps a final payment may owe (Payment.Compensation).
+const (
+	CompReverse = "reverse" // reverse the authorization at the acquirer
+	CompRelease = "release" // release the ledger hold
+)
+
+// compensate runs the undo steps p owes (reverse at the acquirer, release
+// the hold), each idempotent, and clears them once done. What cannot run
+// now (a dependency down, a shutdown) stays on the payment for the
+// sweeper. It reports whether nothing is left.
+func (s *Service) compensate(ctx context.Context, conn connector.Connector, p *Payment) bool {
+	if p.Compensation == "" {
+		return true
+	}
+	s.inflight.Add(1)
+	defer s.inflight.Done()
+	ctx = context.WithoutCancel(ctx)
+	was := p.Compensation
+	var left []string
+	for _, step := range strings.Split(was, ",") {
+		var err error
+		switch step {
+		case CompReverse:
+			if conn == nil {
+				err = errors.New("the payment's acquirer connector is not configured")
+				break
+			}
+			rctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+			err = conn.Reverse(rctx, p.ID)
+			cancel()
+		case CompRelease:
+			if _, err = s.record(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""); status.Code(err) == codes.NotFound {
+				err = nil
 			}
 		}
+		if err != nil {
+			s.cfg.Logger.Warn("compensation not done; the sweeper retries it", "payment", p.ID, "step", step, "err", apierr.From(err).Code)
+			left = append(left, step)
+		}
 	}
-	return p, nil
+	rest := strings.Join(left, ",")
+	if err := s.cfg.Store.ClearCompensation(ctx, p, was, rest); err != nil {
+		s.cfg.Logger.Warn("compensation state not stored; the sweeper redoes it", "payment", p.ID, "err", err)
+		return false
+	}
+	p.Compensation = rest
+	return rest == ""
 }
 
 // prepare reads the card's metadata, asks riskd, and stores the payment as
@@ -476,6 +730,8 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 type authOutcome struct {
 	auth    connector.AuthResult
 	failure string
+	// compensation is what a failure owes (stored with the payment).
+	compensation string
 }
 
 // authorize reveals the card from vaultd and sends it to the acquirer. An
@@ -509,17 +765,13 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 	c.CVC.Wipe()
 	switch {
 	case errors.Is(err, connector.ErrTimeout):
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
-		if rerr := conn.Reverse(rctx, p.ID); rerr != nil {
-			s.cfg.Logger.Error("reversal after timeout failed", "payment", p.ID, "acquirer", conn.Name(), "err", rerr)
-		}
-		cancel()
-		return authOutcome{failure: CodeAcquirerTimeout}, nil
+		// The outcome is unknown: reverse, and release the hold.
+		return authOutcome{failure: CodeAcquirerTimeout, compensation: CompReverse + "," + CompRelease}, nil
 	case errors.Is(err, connector.ErrUnavailable):
-		return authOutcome{failure: CodeAcquirerUnavailable}, nil
+		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompRelease}, nil
 	case err != nil:
 		s.cfg.Logger.Error("acquirer refused the authorization", "payment", p.ID, "acquirer", conn.Name(), "err", err)
-		return authOutcome{failure: CodeAcquirerUnavailable}, nil
+		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompRelease}, nil
 	}
 	// Acquirer text is stored and returned: only clean codes and ids.
 	res.DeclineCode = connector.Code(res.DeclineCode)
@@ -529,12 +781,7 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 			return authOutcome{auth: res}, nil
 		}
 		s.cfg.Logger.Error("acquirer approved with an unusable reference; reversing", "payment", p.ID, "acquirer", conn.Name())
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.CallTimeout)
-		if rerr := conn.Reverse(rctx, p.ID); rerr != nil {
-			s.cfg.Logger.Error("reversal failed", "payment", p.ID, "acquirer", conn.Name(), "err", rerr)
-		}
-		cancel()
-		return authOutcome{failure: CodeAcquirerUnavailable}, nil
+		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompReverse + "," + CompRelease}, nil
 	}
 	return authOutcome{auth: res}, nil
 }
@@ -564,16 +811,32 @@ func (s *Service) lock(id string) func() {
 	}
 }
 
-// change loads a payment under its lock, applies fn and stores the result.
-// Once the acquirer has acted, the ledger event is recorded, or queued in
-// the outbox when ledgerd is unreachable (so capture, cancel and refund do
-// not wait on a ledger round trip first).
-func (s *Service) change(ctx context.Context, op, id string, req proto.Message, fn func(p *Payment, conn connector.Connector) error) (*gatewayv1.Payment, error) {
+// operationID names a capture, cancel or refund: derived from the
+// merchant's Idempotency-Key (so a retry resumes the same operation, with
+// the same acquirer idempotency key and the same ledger event id), random
+// without one. Refund ids are unique across payments.
+func operationID(kind, merchant, payment, idemKey string) string {
+	prefix := map[string]string{OpCapture: "cap_", OpCancel: "cnl_", OpRefund: "re_"}[kind]
+	if idemKey == "" {
+		return newID(prefix)
+	}
+	sum := sha256.Sum256([]byte("obol operation id\x00" + kind + "\x00" + merchant + "\x00" + payment + "\x00" + idemKey))
+	return prefix + base64.RawURLEncoding.EncodeToString(sum[:15])
+}
+
+// plan validates an operation against the payment and returns its amount.
+type plan func(p *Payment) (amount int64, err error)
+
+// change runs a capture, cancel or refund of payment id under the
+// payment's lock. The operation is stored as processing (and marked in
+// flight on the payment) before the acquirer is called; a retry with the
+// same Idempotency-Key finds it and resumes it, or returns its outcome.
+func (s *Service) change(ctx context.Context, kind, id, reason string, req proto.Message, check plan) (*gatewayv1.Payment, error) {
 	merchant, err := s.merchant(ctx)
 	if err != nil {
 		return nil, err
 	}
-	return s.idempotent(ctx, merchant, op, req, func(string) (*Payment, error) {
+	return s.idempotent(ctx, merchant, kind, req, func(ctx context.Context, key, hash string) (*Payment, error) {
 		defer s.lock(id)()
 		p, err := s.cfg.Store.Get(ctx, merchant, id)
 		if errors.Is(err, ErrNotFound) {
@@ -586,27 +849,130 @@ func (s *Service) change(ctx context.Context, op, id string, req proto.Message, 
 		if conn == nil {
 			return nil, apierr.New(apierr.KindUnavailable, "acquirer_unavailable", "", "the payment's acquirer connector is not configured")
 		}
-		if err := fn(p, conn); err != nil {
-			return nil, err
+		now := s.cfg.Now().UTC()
+		var op *Operation
+		if key != "" {
+			op, err = s.cfg.Store.Operation(ctx, operationID(kind, merchant, id, key))
+			switch {
+			case errors.Is(err, ErrNoOperation):
+				op = nil
+			case err != nil:
+				return nil, errStoreUnavailable
+			case op.RequestHash != hash:
+				return nil, apierr.ErrIdempotencyKeyReused
+			case op.State == OpSucceeded:
+				return p, nil // done; its idempotency record was not finished
+			case op.State == OpFailed:
+				return nil, opError(op.ErrorCode)
+			default:
+				if err := s.cfg.Store.TouchOperation(ctx, op, now); errors.Is(err, ErrConcurrentUpdate) {
+					return nil, errConcurrent
+				} else if err != nil {
+					return nil, errStoreUnavailable
+				}
+			}
 		}
-		p.UpdatedAt = s.cfg.Now().UTC()
-		if err := s.cfg.Store.Update(ctx, p); err != nil {
-			if errors.Is(err, ErrConcurrentUpdate) {
+		if op == nil {
+			if p.PendingOp != "" {
 				return nil, errConcurrent
 			}
-			s.cfg.Logger.Error("payment update not stored", "payment", p.ID, "status", p.Status, "err", err)
-			return nil, errStoreUnavailable
+			amount, err := check(p)
+			if err != nil {
+				return nil, err
+			}
+			op = &Operation{ID: operationID(kind, merchant, id, key), PaymentID: p.ID, MerchantID: merchant, Kind: kind, Amount: amount, Reason: reason,
+				RequestHash: hash, State: OpProcessing, CreatedAt: now, UpdatedAt: now}
+			if err := s.cfg.Store.StartOperation(ctx, p, op); errors.Is(err, ErrConcurrentUpdate) {
+				return nil, errConcurrent
+			} else if err != nil {
+				return nil, errStoreUnavailable
+			}
 		}
-		return p, nil
+		if err := checkLease(ctx); err != nil {
+			return nil, err
+		}
+		return s.runOperation(ctx, conn, p, op)
 	})
+}
+
+// opError is the answer of an operation the acquirer refused.
+func opError(code string) error {
+	return conflict(code, "", "the acquirer refused the operation")
+}
+
+// runOperation calls the acquirer for a processing operation and, once it
+// acted, stores the outcome with its ledger event (outbox) in one
+// transaction. A timeout or an unavailable acquirer leaves the operation
+// processing: a retry with the same Idempotency-Key, or the sweeper,
+// resumes it with the same acquirer idempotency key.
+func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p *Payment, op *Operation) (*Payment, error) {
+	var err error
+	switch op.Kind {
+	case OpCapture:
+		err = conn.Capture(ctx, p.AcquirerReference, op.Amount, "capture:"+p.ID)
+	case OpCancel:
+		err = conn.Cancel(ctx, p.AcquirerReference, "cancel:"+p.ID)
+	case OpRefund:
+		err = conn.Refund(ctx, p.AcquirerReference, op.Amount, "refund:"+p.ID+":"+op.ID)
+	}
+	wctx := context.WithoutCancel(ctx)
+	now := s.cfg.Now().UTC()
+	var events []OutboxEntry
+	switch {
+	case errors.Is(err, connector.ErrTimeout), errors.Is(err, connector.ErrUnavailable):
+		return nil, acquirerError(err)
+	case err != nil:
+		s.cfg.Logger.Warn("acquirer refused the operation", "payment", p.ID, "operation", op.Kind, "err", err)
+		op.State, op.ErrorCode = OpFailed, "acquirer_refused"
+	default:
+		op.State = OpSucceeded
+		switch op.Kind {
+		case OpCapture:
+			p.Status, p.AmountCaptured = StatusCaptured, op.Amount
+			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, op.Amount, ""))
+		case OpCancel:
+			p.Status = StatusCanceled
+			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""))
+		case OpRefund:
+			p.Refunds = append(p.Refunds, Refund{ID: op.ID, Amount: op.Amount, Reason: op.Reason, CreatedAt: op.CreatedAt})
+			p.AmountRefunded += op.Amount
+			p.Status = StatusPartiallyRefunded
+			if p.AmountRefunded == p.AmountCaptured {
+				p.Status = StatusRefunded
+			}
+			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, op.Amount, op.ID))
+		}
+	}
+	p.PendingOp, p.UpdatedAt = "", now
+	if err := s.cfg.Store.FinishOperation(wctx, p, op, events, now); err != nil {
+		if errors.Is(err, ErrConcurrentUpdate) {
+			// Another resumer finished it first: answer with its outcome.
+			if done, gerr := s.cfg.Store.Operation(wctx, op.ID); gerr == nil && done.State != OpProcessing {
+				if done.State == OpFailed {
+					return nil, opError(done.ErrorCode)
+				}
+				if fresh, gerr := s.cfg.Store.Get(wctx, p.MerchantID, p.ID); gerr == nil {
+					return fresh, nil
+				}
+			}
+			return nil, errConcurrent
+		}
+		s.cfg.Logger.Error("operation outcome not stored; a retry or the sweeper resumes it", "payment", p.ID, "operation", op.Kind, "err", err)
+		return nil, errStoreUnavailable
+	}
+	if op.State == OpFailed {
+		return nil, opError(op.ErrorCode)
+	}
+	s.deliverNow(ctx, p, events)
+	return p, nil
 }
 
 func acquirerError(err error) error {
 	switch {
 	case errors.Is(err, connector.ErrTimeout):
-		return apierr.New(apierr.KindUnavailable, CodeAcquirerTimeout, "", "the acquirer did not answer in time; retry with the same Idempotency-Key")
+		return apierr.New(apierr.KindUnavailable, CodeAcquirerTimeout, "", "the acquirer did not answer in time; retry with the same Idempotency-Key (without one, the gateway completes the operation itself)")
 	case errors.Is(err, connector.ErrUnavailable):
-		return apierr.New(apierr.KindUnavailable, CodeAcquirerUnavailable, "", "the acquirer is unavailable; retry with the same Idempotency-Key")
+		return apierr.New(apierr.KindUnavailable, CodeAcquirerUnavailable, "", "the acquirer is unavailable; retry with the same Idempotency-Key (without one, the gateway completes the operation itself)")
 	}
 	return conflict("acquirer_refused", "", "the acquirer refused the operation")
 }
@@ -616,40 +982,28 @@ func (s *Service) CapturePayment(ctx context.Context, req *gatewayv1.CapturePaym
 	if req.GetAmount() < 0 {
 		return nil, validAmount("amount", req.GetAmount())
 	}
-	return s.change(ctx, "capture", req.GetId(), req, func(p *Payment, conn connector.Connector) error {
+	return s.change(ctx, OpCapture, req.GetId(), "", req, func(p *Payment) (int64, error) {
 		amount := req.GetAmount()
 		if amount == 0 {
 			amount = p.Amount
 		}
 		switch {
 		case p.Status != StatusAuthorized:
-			return conflict("payment_not_capturable", "id", "only an authorized payment can be captured, once; this one is "+p.Status)
+			return 0, conflict("payment_not_capturable", "id", "only an authorized payment can be captured, once; this one is "+p.Status)
 		case amount > p.Amount:
-			return conflict("capture_exceeds_authorization", "amount", "the capture exceeds the authorized amount ("+strconv.FormatInt(p.Amount, 10)+")")
+			return 0, conflict("capture_exceeds_authorization", "amount", "the capture exceeds the authorized amount ("+strconv.FormatInt(p.Amount, 10)+")")
 		}
-		if err := conn.Capture(ctx, p.AcquirerReference, amount, "capture:"+p.ID); err != nil {
-			return acquirerError(err)
-		}
-		p.Status, p.AmountCaptured = StatusCaptured, amount
-		if r := s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, amount, ""); r != nil {
-			p.Fee = r.GetFee()
-		}
-		return nil
+		return amount, nil
 	})
 }
 
 // CancelPayment voids an authorization.
 func (s *Service) CancelPayment(ctx context.Context, req *gatewayv1.CancelPaymentRequest) (*gatewayv1.Payment, error) {
-	return s.change(ctx, "cancel", req.GetId(), req, func(p *Payment, conn connector.Connector) error {
+	return s.change(ctx, OpCancel, req.GetId(), "", req, func(p *Payment) (int64, error) {
 		if p.Status != StatusAuthorized {
-			return conflict("payment_not_cancelable", "id", "only an authorized, uncaptured payment can be canceled; this one is "+p.Status)
+			return 0, conflict("payment_not_cancelable", "id", "only an authorized, uncaptured payment can be canceled; this one is "+p.Status)
 		}
-		if err := conn.Cancel(ctx, p.AcquirerReference, "cancel:"+p.ID); err != nil {
-			return acquirerError(err)
-		}
-		p.Status = StatusCanceled
-		s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, "")
-		return nil
+		return 0, nil
 	})
 }
 
@@ -658,7 +1012,7 @@ func (s *Service) RefundPayment(ctx context.Context, req *gatewayv1.RefundPaymen
 	if req.GetAmount() < 0 {
 		return nil, validAmount("amount", req.GetAmount())
 	}
-	return s.change(ctx, "refund", req.GetId(), req, func(p *Payment, conn connector.Connector) error {
+	return s.change(ctx, OpRefund, req.GetId(), req.GetReason(), req, func(p *Payment) (int64, error) {
 		left := p.AmountCaptured - p.AmountRefunded
 		amount := req.GetAmount()
 		if amount == 0 {
@@ -666,22 +1020,11 @@ func (s *Service) RefundPayment(ctx context.Context, req *gatewayv1.RefundPaymen
 		}
 		switch {
 		case p.Status != StatusCaptured && p.Status != StatusPartiallyRefunded:
-			return conflict("payment_not_refundable", "id", "only a captured payment can be refunded; this one is "+p.Status)
+			return 0, conflict("payment_not_refundable", "id", "only a captured payment can be refunded; this one is "+p.Status)
 		case amount > left:
-			return conflict("refund_exceeds_captured", "amount", "refunds cannot exceed the captured amount ("+strconv.FormatInt(left, 10)+" left)")
+			return 0, conflict("refund_exceeds_captured", "amount", "refunds cannot exceed the captured amount ("+strconv.FormatInt(left, 10)+" left)")
 		}
-		refundID := "re_" + strconv.Itoa(len(p.Refunds)+1)
-		if err := conn.Refund(ctx, p.AcquirerReference, amount, "refund:"+p.ID+":"+refundID); err != nil {
-			return acquirerError(err)
-		}
-		p.Refunds = append(p.Refunds, Refund{ID: refundID, Amount: amount, Reason: req.GetReason(), CreatedAt: s.cfg.Now().UTC()})
-		p.AmountRefunded += amount
-		p.Status = StatusPartiallyRefunded
-		if p.AmountRefunded == p.AmountCaptured {
-			p.Status = StatusRefunded
-		}
-		s.recordAfter(ctx, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, amount, refundID)
-		return nil
+		return amount, nil
 	})
 }
 

@@ -92,7 +92,7 @@ func (s *Store) q(query string) string {
 	return b.String()
 }
 
-const paymentCols = `id, merchant_id, status, amount, amount_captured, amount_refunded, currency, token, acquirer, acquirer_reference, card, risk, decline_code, description, metadata, refunds, fee, created_at, updated_at, version`
+const paymentCols = `id, merchant_id, status, amount, amount_captured, amount_refunded, currency, token, acquirer, acquirer_reference, card, risk, decline_code, description, metadata, refunds, fee, created_at, updated_at, version, pending_op, compensation`
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
@@ -111,7 +111,7 @@ func (s *Store) args(p *Payment) ([]any, error) {
 		refunds = []byte("[]")
 	}
 	return []any{p.ID, p.MerchantID, p.Status, p.Amount, p.AmountCaptured, p.AmountRefunded, p.Currency, p.Token, p.Acquirer, p.AcquirerReference,
-		string(card), string(risk), p.DeclineCode, p.Description, string(meta), string(refunds), p.Fee, micros(p.CreatedAt), micros(p.UpdatedAt), p.Version}, nil
+		string(card), string(risk), p.DeclineCode, p.Description, string(meta), string(refunds), p.Fee, micros(p.CreatedAt), micros(p.UpdatedAt), p.Version, p.PendingOp, p.Compensation}, nil
 }
 
 type rowScanner interface{ Scan(...any) error }
@@ -121,7 +121,7 @@ func scanPayment(r rowScanner) (*Payment, error) {
 	var card, risk, meta, refunds string
 	var created, updated int64
 	if err := r.Scan(&p.ID, &p.MerchantID, &p.Status, &p.Amount, &p.AmountCaptured, &p.AmountRefunded, &p.Currency, &p.Token, &p.Acquirer, &p.AcquirerReference,
-		&card, &risk, &p.DeclineCode, &p.Description, &meta, &refunds, &p.Fee, &created, &updated, &p.Version); err != nil {
+		&card, &risk, &p.DeclineCode, &p.Description, &meta, &refunds, &p.Fee, &created, &updated, &p.Version, &p.PendingOp, &p.Compensation); err != nil {
 		return nil, err
 	}
 	p.CreatedAt, p.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
@@ -137,28 +137,69 @@ func (s *Store) Insert(ctx context.Context, p *Payment) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), a...)
+	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), a...)
 	return err
+}
+
+// execer is a *sql.DB or a *sql.Tx.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 }
 
 // Update writes p if nobody changed it since it was read (version check),
 // and bumps its version.
 func (s *Store) Update(ctx context.Context, p *Payment) error {
+	if err := s.update(ctx, s.db, p); err != nil {
+		return err
+	}
+	p.Version++
+	return nil
+}
+
+func (s *Store) update(ctx context.Context, db execer, p *Payment) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
 	}
-	res, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET status = ?, amount_captured = ?, amount_refunded = ?, acquirer_reference = ?, card = ?, risk = ?,
-		decline_code = ?, refunds = ?, fee = ?, updated_at = ?, version = version + 1 WHERE id = ? AND merchant_id = ? AND version = ?`),
-		p.Status, p.AmountCaptured, p.AmountRefunded, p.AcquirerReference, a[10], a[11], p.DeclineCode, a[15], p.Fee, micros(p.UpdatedAt), p.ID, p.MerchantID, p.Version)
+	res, err := db.ExecContext(ctx, s.q(`UPDATE payments SET status = ?, amount_captured = ?, amount_refunded = ?, acquirer_reference = ?, card = ?, risk = ?,
+		decline_code = ?, refunds = ?, updated_at = ?, pending_op = ?, compensation = ?, version = version + 1 WHERE id = ? AND merchant_id = ? AND version = ?`),
+		p.Status, p.AmountCaptured, p.AmountRefunded, p.AcquirerReference, a[10], a[11], p.DeclineCode, a[15], micros(p.UpdatedAt), p.PendingOp, p.Compensation, p.ID, p.MerchantID, p.Version)
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
 		return ErrConcurrentUpdate
 	}
-	p.Version++
 	return nil
+}
+
+// inTx runs fn in a transaction.
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// Commit writes p (version check) and queues its ledger events in the
+// outbox, in one transaction: a state change and the ledger events it owes
+// are durable together.
+func (s *Store) Commit(ctx context.Context, p *Payment, events []OutboxEntry, now time.Time) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.update(ctx, tx, p); err != nil {
+			return err
+		}
+		return s.addOutbox(ctx, tx, events, now)
+	})
+	if err == nil {
+		p.Version++
+	}
+	return err
 }
 
 // Get reads a merchant's payment.
@@ -223,63 +264,94 @@ func (s *Store) payments(ctx context.Context, query string, args ...any) ([]*Pay
 	return out, rows.Err()
 }
 
-// idemStale is how long an unfinished idempotency record blocks retries
-// (longer than any request can run; then the first request is taken to
-// have died).
-const idemStale = 2 * time.Minute
+// Claim is a held idempotency lease: Version changes on every takeover, so
+// a holder whose lease was taken over can no longer renew, finish or
+// release it.
+type Claim struct {
+	Merchant, Key, Owner string
+	Version              int64
+}
 
-// BeginIdempotent claims (merchant, key) for a request with hash. It
-// returns the stored response of a finished first request, or "" when the
-// caller owns the key and must Finish or Release it.
-func (s *Store) BeginIdempotent(ctx context.Context, merchant, key, hash string, now time.Time) (string, error) {
+// BeginIdempotent claims (merchant, key) for a request with hash, for
+// owner, until now+lease. It returns the stored response of a finished
+// first request, or "" and the claim when the caller owns the key and must
+// Finish or Release it. An unfinished claim whose lease expired (its
+// holder died or lost the database) is taken over by compare-and-set on
+// its lease version, so two processes never both own a key.
+func (s *Store) BeginIdempotent(ctx context.Context, merchant, key, hash, owner string, now time.Time, lease time.Duration) (string, Claim, error) {
+	c := Claim{Merchant: merchant, Key: key, Owner: owner, Version: 1}
+	until := micros(now.Add(lease))
 	for attempt := 0; attempt < 3; attempt++ {
-		res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO idempotency_keys (merchant_id, key, request_hash, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-			merchant, key, hash, micros(now))
+		res, err := s.db.ExecContext(ctx, s.q(`INSERT INTO idempotency_keys (merchant_id, key, request_hash, created_at, owner, lease_until, lease_version) VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT DO NOTHING`),
+			merchant, key, hash, micros(now), owner, until)
 		if err != nil {
-			return "", err
+			return "", Claim{}, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return "", nil
+			return "", c, nil
 		}
 		var h, resp string
-		var created int64
-		err = s.db.QueryRowContext(ctx, s.q(`SELECT request_hash, response, created_at FROM idempotency_keys WHERE merchant_id = ? AND key = ?`), merchant, key).Scan(&h, &resp, &created)
+		var leaseUntil, version int64
+		err = s.db.QueryRowContext(ctx, s.q(`SELECT request_hash, response, lease_until, lease_version FROM idempotency_keys WHERE merchant_id = ? AND key = ?`), merchant, key).Scan(&h, &resp, &leaseUntil, &version)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue // released meanwhile
 		}
 		if err != nil {
-			return "", err
+			return "", Claim{}, err
 		}
 		switch {
 		case h != hash:
-			return "", ErrIdemReused
+			return "", Claim{}, ErrIdemReused
 		case resp != "":
-			return resp, nil
-		case now.Sub(time.UnixMicro(created)) < idemStale:
-			return "", ErrIdemInProgress
+			return resp, Claim{}, nil
+		case micros(now) < leaseUntil:
+			return "", Claim{}, ErrIdemInProgress
 		}
-		// A stale claim: take it over (compare-and-set on its time).
-		res, err = s.db.ExecContext(ctx, s.q(`UPDATE idempotency_keys SET created_at = ? WHERE merchant_id = ? AND key = ? AND created_at = ? AND response = ''`), micros(now), merchant, key, created)
+		// An expired lease: take it over (compare-and-set on its version).
+		res, err = s.db.ExecContext(ctx, s.q(`UPDATE idempotency_keys SET owner = ?, lease_until = ?, lease_version = lease_version + 1 WHERE merchant_id = ? AND key = ? AND lease_version = ? AND response = ''`),
+			owner, until, merchant, key, version)
 		if err != nil {
-			return "", err
+			return "", Claim{}, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			return "", nil
+			c.Version = version + 1
+			return "", c, nil
 		}
 	}
-	return "", ErrIdemInProgress
+	return "", Claim{}, ErrIdemInProgress
 }
 
-// FinishIdempotent stores the final response for retries.
-func (s *Store) FinishIdempotent(ctx context.Context, merchant, key, response string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE idempotency_keys SET response = ? WHERE merchant_id = ? AND key = ?`), response, merchant, key)
-	return err
+// ErrLeaseLost: the idempotency lease was taken over by another process.
+var ErrLeaseLost = errors.New("the idempotency lease was taken over")
+
+func leaseResult(res sql.Result, err error) error {
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return ErrLeaseLost
+	}
+	return nil
 }
 
-// ReleaseIdempotent forgets a claim whose request failed retryably (nothing
-// was done), so that a retry runs again.
-func (s *Store) ReleaseIdempotent(ctx context.Context, merchant, key string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND response = ''`), merchant, key)
+// RenewIdempotent extends a held lease to now+lease (ErrLeaseLost when it
+// was taken over).
+func (s *Store) RenewIdempotent(ctx context.Context, c Claim, now time.Time, lease time.Duration) error {
+	return leaseResult(s.db.ExecContext(ctx, s.q(`UPDATE idempotency_keys SET lease_until = ? WHERE merchant_id = ? AND key = ? AND owner = ? AND lease_version = ? AND response = ''`),
+		micros(now.Add(lease)), c.Merchant, c.Key, c.Owner, c.Version))
+}
+
+// FinishIdempotent stores the final response for retries, if the claim is
+// still held (ErrLeaseLost otherwise: the new holder writes it).
+func (s *Store) FinishIdempotent(ctx context.Context, c Claim, response string) error {
+	return leaseResult(s.db.ExecContext(ctx, s.q(`UPDATE idempotency_keys SET response = ? WHERE merchant_id = ? AND key = ? AND owner = ? AND lease_version = ? AND response = ''`),
+		response, c.Merchant, c.Key, c.Owner, c.Version))
+}
+
+// ReleaseIdempotent forgets a held claim whose request failed retryably,
+// so that a retry runs again.
+func (s *Store) ReleaseIdempotent(ctx context.Context, c Claim) error {
+	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM idempotency_keys WHERE merchant_id = ? AND key = ? AND owner = ? AND lease_version = ? AND response = ''`), c.Merchant, c.Key, c.Owner, c.Version)
 	return err
 }
 
@@ -289,22 +361,43 @@ func (s *Store) Processing(ctx context.Context, before time.Time, limit int) ([]
 	return s.payments(ctx, `SELECT `+paymentCols+` FROM payments WHERE status = 'processing' AND updated_at < ? ORDER BY updated_at LIMIT ?`, micros(before), limit)
 }
 
+// Outbox states.
+const (
+	OutboxPending = "pending"
+	// OutboxDead: the ledger refused the event for good; it waits for an
+	// operator (obol gateway outbox list|retry).
+	OutboxDead = "dead"
+)
+
 // OutboxEntry is a ledger event waiting for delivery.
 type OutboxEntry struct {
 	ID, PaymentID, Request string
 	Attempts               int64
+	State, LastError       string
+	NextAttemptAt          time.Time
+	CreatedAt              time.Time
 }
 
 // AddOutbox queues a ledger event (its id is deterministic: queuing twice
 // is a no-op).
 func (s *Store) AddOutbox(ctx context.Context, id, paymentID, request string, now time.Time) error {
-	_, err := s.db.ExecContext(ctx, s.q(`INSERT INTO ledger_outbox (id, payment_id, request, created_at) VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING`), id, paymentID, request, micros(now))
-	return err
+	return s.addOutbox(ctx, s.db, []OutboxEntry{{ID: id, PaymentID: paymentID, Request: request}}, now)
 }
 
-// Outbox lists queued ledger events, oldest first.
-func (s *Store) Outbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, payment_id, request, attempts FROM ledger_outbox ORDER BY created_at, id LIMIT ?`), limit)
+func (s *Store) addOutbox(ctx context.Context, db execer, events []OutboxEntry, now time.Time) error {
+	for _, e := range events {
+		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
+			e.ID, e.PaymentID, e.Request, micros(now), micros(now)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const outboxCols = `id, payment_id, request, attempts, state, last_error, next_attempt_at, created_at`
+
+func (s *Store) outbox(ctx context.Context, query string, args ...any) ([]OutboxEntry, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(query), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -312,29 +405,212 @@ func (s *Store) Outbox(ctx context.Context, limit int) ([]OutboxEntry, error) {
 	var out []OutboxEntry
 	for rows.Next() {
 		var e OutboxEntry
-		if err := rows.Scan(&e.ID, &e.PaymentID, &e.Request, &e.Attempts); err != nil {
+		var next, created int64
+		if err := rows.Scan(&e.ID, &e.PaymentID, &e.Request, &e.Attempts, &e.State, &e.LastError, &next, &created); err != nil {
 			return nil, err
 		}
+		e.NextAttemptAt, e.CreatedAt = time.UnixMicro(next).UTC(), time.UnixMicro(created).UTC()
 		out = append(out, e)
 	}
 	return out, rows.Err()
 }
 
-// OutboxDone removes a delivered event; OutboxAttempt counts a failed one.
+// Outbox lists the pending ledger events due at now, the most overdue
+// first (dead entries and entries backing off are skipped, so one that
+// keeps failing never blocks the others).
+func (s *Store) Outbox(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error) {
+	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at, id LIMIT ?`, micros(now), limit)
+}
+
+// OutboxList lists outbox entries in a state ("" for all), oldest first.
+func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]OutboxEntry, error) {
+	if state == "" {
+		return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox ORDER BY created_at, id LIMIT ?`, limit)
+	}
+	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE state = ? ORDER BY created_at, id LIMIT ?`, state, limit)
+}
+
+// OutboxDone removes a delivered event.
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
 	_, err := s.db.ExecContext(ctx, s.q(`DELETE FROM ledger_outbox WHERE id = ?`), id)
 	return err
 }
 
-// OutboxAttempt counts a failed delivery.
-func (s *Store) OutboxAttempt(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE ledger_outbox SET attempts = attempts + 1 WHERE id = ?`), id)
+// OutboxAttempt counts a failed delivery and sets when to try again.
+func (s *Store) OutboxAttempt(ctx context.Context, id, code string, next time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE ledger_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE id = ?`), code, micros(next), id)
 	return err
 }
 
-// SetFee records the fee the ledger took at capture (delivered late).
+// OutboxDeadLetter marks an event the ledger refused for good.
+func (s *Store) OutboxDeadLetter(ctx context.Context, id, code string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE ledger_outbox SET attempts = attempts + 1, last_error = ?, state = 'dead' WHERE id = ?`), code, id)
+	return err
+}
+
+// OutboxRetry makes dead entries pending again, due now: the one named, or
+// every dead one when id is "". It returns how many.
+func (s *Store) OutboxRetry(ctx context.Context, id string, now time.Time) (int64, error) {
+	q, args := `UPDATE ledger_outbox SET state = 'pending', attempts = 0, next_attempt_at = ? WHERE state = 'dead'`, []any{micros(now)}
+	if id != "" {
+		q, args = q+` AND id = ?`, append(args, id)
+	}
+	res, err := s.db.ExecContext(ctx, s.q(q), args...)
+	if err != nil {
+		return 0, err
+	}
+	n, _ := res.RowsAffected()
+	return n, nil
+}
+
+// Operation kinds and states.
+const (
+	OpCapture = "capture"
+	OpCancel  = "cancel"
+	OpRefund  = "refund"
+
+	OpProcessing = "processing"
+	OpSucceeded  = "succeeded"
+	OpFailed     = "failed"
+)
+
+// Operation is a capture, cancel or refund of a payment, stored before the
+// acquirer is called.
+type Operation struct {
+	ID, PaymentID, MerchantID, Kind string
+	Amount                          int64
+	Reason, State, ErrorCode        string
+	// RequestHash identifies the request that started it (a retry with
+	// the same Idempotency-Key and another body is refused).
+	RequestHash          string
+	CreatedAt, UpdatedAt time.Time
+}
+
+const opCols = `id, payment_id, merchant_id, kind, amount, reason, request_hash, state, error_code, created_at, updated_at`
+
+func scanOp(r rowScanner) (*Operation, error) {
+	o := &Operation{}
+	var created, updated int64
+	if err := r.Scan(&o.ID, &o.PaymentID, &o.MerchantID, &o.Kind, &o.Amount, &o.Reason, &o.RequestHash, &o.State, &o.ErrorCode, &created, &updated); err != nil {
+		return nil, err
+	}
+	o.CreatedAt, o.UpdatedAt = time.UnixMicro(created).UTC(), time.UnixMicro(updated).UTC()
+	return o, nil
+}
+
+// ErrNoOperation: no such operation.
+var ErrNoOperation = errors.New("no such operation")
+
+// Operation reads an operation.
+func (s *Store) Operation(ctx context.Context, id string) (*Operation, error) {
+	o, err := scanOp(s.db.QueryRowContext(ctx, s.q(`SELECT `+opCols+` FROM payment_operations WHERE id = ?`), id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNoOperation
+	}
+	return o, err
+}
+
+// StartOperation stores op as processing and marks it in flight on p (one
+// operation at a time per payment), in one transaction with p's version
+// check.
+func (s *Store) StartOperation(ctx context.Context, p *Payment, op *Operation) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO payment_operations (`+opCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			op.ID, op.PaymentID, op.MerchantID, op.Kind, op.Amount, op.Reason, op.RequestHash, op.State, op.ErrorCode, micros(op.CreatedAt), micros(op.UpdatedAt)); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE payments SET pending_op = ?, version = version + 1 WHERE id = ? AND merchant_id = ? AND version = ? AND pending_op = ''`), op.ID, p.ID, p.MerchantID, p.Version)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrConcurrentUpdate
+		}
+		return nil
+	})
+	if err == nil {
+		p.Version++
+		p.PendingOp = op.ID
+	}
+	return err
+}
+
+// TouchOperation claims a processing operation for a resumption by moving
+// its updated_at from prev to now (compare-and-set): the sweeper leaves
+// it alone for another processing timeout, and of two resumers racing, one
+// wins.
+func (s *Store) TouchOperation(ctx context.Context, op *Operation, now time.Time) error {
+	res, err := s.db.ExecContext(ctx, s.q(`UPDATE payment_operations SET updated_at = ? WHERE id = ? AND state = 'processing' AND updated_at = ?`), micros(now), op.ID, micros(op.UpdatedAt))
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return ErrConcurrentUpdate
+	}
+	op.UpdatedAt = time.UnixMicro(micros(now)).UTC()
+	return nil
+}
+
+// FinishOperation ends a processing operation (state and error code set
+// on op), writes p (its pending_op cleared by the caller; version check)
+// and queues the ledger events, in one transaction.
+func (s *Store) FinishOperation(ctx context.Context, p *Payment, op *Operation, events []OutboxEntry, now time.Time) error {
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE payment_operations SET state = ?, error_code = ?, updated_at = ? WHERE id = ? AND state = 'processing'`), op.State, op.ErrorCode, micros(now), op.ID)
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n != 1 {
+			return ErrConcurrentUpdate
+		}
+		if err := s.update(ctx, tx, p); err != nil {
+			return err
+		}
+		return s.addOutbox(ctx, tx, events, now)
+	})
+	if err == nil {
+		p.Version++
+	}
+	return err
+}
+
+// StaleOperations lists operations processing since before `before`
+// (their request died or timed out).
+func (s *Store) StaleOperations(ctx context.Context, before time.Time, limit int) ([]*Operation, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+opCols+` FROM payment_operations WHERE state = 'processing' AND updated_at < ? ORDER BY updated_at LIMIT ?`), micros(before), limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []*Operation
+	for rows.Next() {
+		o, err := scanOp(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	return out, rows.Err()
+}
+
+// Compensating lists final payments that still owe an undo step (a
+// reversal, a hold release), last changed before `before`.
+func (s *Store) Compensating(ctx context.Context, before time.Time, limit int) ([]*Payment, error) {
+	return s.payments(ctx, `SELECT `+paymentCols+` FROM payments WHERE compensation <> '' AND updated_at < ? ORDER BY updated_at LIMIT ?`, micros(before), limit)
+}
+
+// SetFee records the fee the ledger took at capture. Only the ledger's
+// answer sets it (Update never writes fee), so it does not bump the
+// version: it races with no state change.
 func (s *Store) SetFee(ctx context.Context, paymentID string, fee int64) error {
-	_, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET fee = ?, version = version + 1 WHERE id = ?`), fee, paymentID)
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET fee = ? WHERE id = ?`), fee, paymentID)
+	return err
+}
+
+// ClearCompensation records that the compensation steps `was` are done,
+// leaving `left` (compare-and-set on the steps, so two sweepers agree).
+func (s *Store) ClearCompensation(ctx context.Context, p *Payment, was, left string) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE payments SET compensation = ? WHERE id = ? AND merchant_id = ? AND compensation = ?`), left, p.ID, p.MerchantID, was)
 	return err
 }
 

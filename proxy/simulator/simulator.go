@@ -166,6 +166,19 @@ func (s *Simulator) Authorizations() int {
 	return len(s.auths)
 }
 
+// Authorization returns the simulator's record of an authorization by its
+// id (the gateway's acquirer reference), for tests that count money at the
+// acquirer: idempotent replays change nothing in it.
+func (s *Simulator) Authorization(id string) (Authorization, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	a, ok := s.auths[id]
+	if !ok {
+		return Authorization{}, false
+	}
+	return *a, true
+}
+
 func (s *Simulator) count(route string, h http.HandlerFunc) http.HandlerFunc {
 	v, _ := s.requests.LoadOrStore(route, &atomic.Int64{})
 	c := v.(*atomic.Int64)
