@@ -63,7 +63,12 @@ Usage:
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
   obol ledger verify [--postgres-url URL | --data-dir ./.obol]
-      Recompute every balance and hold from the journal and check its hash chain.
+      Recompute every balance and hold from the journal and check its hash chain
+      (obol dev's ledger in --data-dir by default; exits 1 on any problem).
+  obol ledger reconcile [--gateway-postgres-url URL | --data-dir ./.obol] [--json] [--strict]
+      (also obol reconcile) Compare every gateway payment with the ledger:
+      hold, captured, fee, refunds; report each difference (pending outbox
+      entries that explain one are shown). Exits 3 on differences.
   obol ledger balances --merchant M [--currency USD]
   obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
       Reconcile an acquirer's settlement report (columns acquirer_reference,
@@ -90,6 +95,10 @@ func main() {
 	defer cancel()
 	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "obol:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.ExitCode())
+		}
 		os.Exit(1)
 	}
 }
@@ -122,6 +131,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runPayouts(ctx, args[1:], out)
 	case "gateway":
 		return runGateway(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
@@ -155,6 +166,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
 		}
 	}
+	// One obol dev per data dir: a second one would split the simulator's
+	// and the CVC store's in-memory state from the first.
+	lock, err := lockDataDir(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	log := cli.Logger(*logFormat)
 	// The gateway's dependencies outlive it: on a signal the gateway
 	// drains first (payments in flight finish, their reversals and hold
@@ -209,6 +227,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer gw.Close()
+	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
+		"payments": "http://" + gw.Server.HTTPAddr(), "ledger gRPC": ledger.Server.GRPCAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
+		return err
+	}
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐

@@ -41,6 +41,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"payment lifecycle, payouts and settlement", testLifecycle},
 		{"chargeback and failed payout", testChargeback},
 		{"manual schedule and debt netting", testManual},
+		{"payment ledger views", testPaymentLedger},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -314,5 +315,56 @@ func capture(t *testing.T, b *book.Book, p book.Payment) {
 	t.Helper()
 	if _, _, err := b.Capture(ctx, p); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// testPaymentLedger: the journal's view of each payment (the ledger side of
+// the reconciliation with the gateway), in every hold state.
+func testPaymentLedger(t *testing.T, b *book.Book) {
+	must(b.Authorize(ctx, pay("p1", "mer_a", 1000, "r1")))
+	must(b.Authorize(ctx, pay("p2", "mer_a", 2000, "r2")))
+	_, fee, err := b.Capture(ctx, pay("p2", "mer_a", 2000, ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := pay("p2", "mer_a", 300, "")
+	r.RefundID = "re_1"
+	must(b.Refund(ctx, r))
+	r.RefundID, r.Amount = "re_2", 200
+	must(b.Refund(ctx, r))
+	must(b.Authorize(ctx, pay("p3", "mer_a", 1500, "r3")))
+	must(b.Cancel(ctx, pay("p3", "mer_a", 0, "")))
+	// p4's hold was taken long ago: the expiry sweep voids it.
+	b.SetClock(func() time.Time { return time.Now().Add(-30 * 24 * time.Hour) })
+	must(b.Authorize(ctx, pay("p4", "mer_b", 700, "r4")))
+	b.SetClock(time.Now)
+	if n, err := b.Store().ExpirePending(ctx, time.Now()); err != nil || n != 1 {
+		t.Fatalf("ExpirePending = %d, %v; want p4's hold only", n, err)
+	}
+	want := []book.PaymentLedger{
+		{PaymentID: "p1", MerchantID: "mer_a", Currency: "USD", Authorized: 1000, HoldStatus: book.HoldPending, TransactionIDs: []string{"pay:p1:authorize"}},
+		{PaymentID: "p2", MerchantID: "mer_a", Currency: "USD", Authorized: 2000, HoldStatus: book.HoldPosted, Captured: 2000, Fee: fee, Refunded: 500,
+			Refunds:        []book.RefundEntry{{RefundID: "re_1", Amount: 300}, {RefundID: "re_2", Amount: 200}},
+			TransactionIDs: []string{"pay:p2:authorize", "pay:p2:capture", "pay:p2:refund:re_1", "pay:p2:refund:re_2"}},
+		{PaymentID: "p3", MerchantID: "mer_a", Currency: "USD", Authorized: 1500, HoldStatus: book.HoldVoided, TransactionIDs: []string{"pay:p3:authorize", "pay:p3:cancel"}},
+		{PaymentID: "p4", MerchantID: "mer_b", Currency: "USD", Authorized: 700, HoldStatus: book.HoldExpired, TransactionIDs: []string{"pay:p4:authorize", "expire:pay:p4:authorize"}},
+	}
+	var got []book.PaymentLedger
+	for after := ""; ; {
+		page, err := b.PaymentLedgers(ctx, after, 3)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].PaymentID
+	}
+	if fmt.Sprintf("%+v", got) != fmt.Sprintf("%+v", want) {
+		t.Fatalf("PaymentLedgers:\n got %+v\nwant %+v", got, want)
+	}
+	if p, err := b.PaymentLedger(ctx, "nope"); err != nil || !p.Empty() {
+		t.Fatalf("unknown payment: %+v %v", p, err)
 	}
 }

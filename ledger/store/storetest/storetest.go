@@ -25,6 +25,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"concurrent hot account", testHotAccount},
 		{"idempotent account creation", testAccounts},
 		{"post a hold with extra legs; lookups", testLookups},
+		{"payment ids", testPaymentIDs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -308,4 +309,52 @@ func testLookups(t *testing.T, s store.Store) {
 		t.Fatalf("CreditsSince(future) = %d", c)
 	}
 	verifyClean(t, s, 2)
+}
+
+func testPaymentIDs(t *testing.T, s store.Store) {
+	mustAccount(t, s, "a", "USD", 0)
+	mustAccount(t, s, "b", "USD", 0)
+	for i, pay := range []string{"pay_c", "pay_a", "", "pay_b", "pay_a"} {
+		tx := Transfer(fmt.Sprintf("t%d", i), "a", "b", 1)
+		if pay != "" {
+			tx.Metadata = map[string]string{"payment_id": pay}
+		}
+		if _, err := s.Post(ctx, tx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var all []string
+	after := ""
+	for {
+		page, err := s.PaymentIDs(ctx, after, 2)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) == 0 {
+			break
+		}
+		all = append(all, page...)
+		after = page[len(page)-1]
+	}
+	if fmt.Sprint(all) != "[pay_a pay_b pay_c]" {
+		t.Fatalf("PaymentIDs = %v, want each payment once, in order", all)
+	}
+	// Pending: a hold's amount and state, by the id that opened it.
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	if _, err := s.Post(ctx, journal.Transaction{ID: "hold", Kind: journal.KindPending, ExpiresAt: exp, Postings: Transfer("", "a", "b", 70).Postings}); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Pending(ctx, "hold")
+	if err != nil || p.Amount != 70 || p.Status != "pending" || p.Debit != "a" || p.Credit != "b" || !p.ExpiresAt.Equal(exp) {
+		t.Fatalf("Pending = %+v, %v", p, err)
+	}
+	if _, err := s.Post(ctx, journal.Transaction{ID: "void", Kind: journal.KindVoidPending, PendingID: "hold"}); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := s.Pending(ctx, "hold"); p.Status != "voided" {
+		t.Fatalf("Pending after void = %+v", p)
+	}
+	if _, err := s.Pending(ctx, "t0"); !errors.Is(err, store.ErrNoTransaction) {
+		t.Fatalf("Pending(not a hold) = %v", err)
+	}
 }
