@@ -11,8 +11,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/reconcile"
 	"github.com/obolpay/obol/proxy/simulator"
+	"github.com/obolpay/obol/vault/service"
 )
 
 // side is one party's totals: the acquirer simulator, the gateway's
@@ -40,6 +46,8 @@ type census struct {
 	left                  leftovers
 	verifyOK              bool
 	verify                string
+	reconcile             *reconcile.Report
+	reconcileErr          error
 	acqErr, gwErr, ledErr error
 }
 
@@ -140,12 +148,33 @@ func (s *stack) count(ctx context.Context) *census {
 
 	vctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
+	c.reconcile, c.reconcileErr = s.reconcile(vctx)
 	out, err := exec.CommandContext(vctx, s.obol, "ledger", "verify", "--postgres-url", s.ledgerDB).CombinedOutput()
 	c.verifyOK, c.verify = err == nil, strings.TrimSpace(string(out))
 	if err != nil && c.verify == "" {
 		c.verify = err.Error()
 	}
 	return c
+}
+
+// reconcile runs the gateway↔ledger reconciliation (proxy/reconcile): the
+// gateway's store read-only, the ledger over gRPC with mTLS.
+func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
+	gw, err := payments.OpenPostgresReadOnly(ctx, s.gwDB)
+	if err != nil {
+		return nil, err
+	}
+	defer gw.Close()
+	cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(s.pki.ClientTLS(cert))))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return reconcile.Run(ctx, gw, ledgerv1.NewLedgerServiceClient(conn), reconcile.Options{LedgerToken: ledgerToken})
 }
 
 func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
@@ -371,6 +400,18 @@ func (c *census) violations(flows []flow) []string {
 	if !c.verifyOK {
 		add("obol ledger verify: %s", c.verify)
 	}
+	switch {
+	case c.reconcileErr != nil:
+		add("reconciliation failed: %v", c.reconcileErr)
+	case len(c.reconcile.Differences) > 0:
+		for i, d := range c.reconcile.Differences {
+			if i == 5 {
+				add("reconciliation: … %d difference(s) in all", len(c.reconcile.Differences))
+				break
+			}
+			add("reconciliation: %s", d)
+		}
+	}
 	if !c.left.zero() {
 		add("left after the sweeper's interval: %s %s", c.left, c.left.outboxIDs)
 	}
@@ -428,7 +469,16 @@ func (c *census) table(title string, l *load, flows []flow, faults []string, v [
 	if i := strings.LastIndex(last, "\n"); i >= 0 {
 		last = last[i+1:]
 	}
-	fmt.Fprintf(&b, "ledger verify: %s (%s)\nleft: %s\n", verify, last, c.left)
+	fmt.Fprintf(&b, "ledger verify: %s (%s)\n", verify, last)
+	switch {
+	case c.reconcileErr != nil:
+		fmt.Fprintf(&b, "reconciliation gateway↔ledger: FAILED to run: %v\n", c.reconcileErr)
+	default:
+		r := c.reconcile
+		fmt.Fprintf(&b, "reconciliation gateway↔ledger: %d gateway payments, %d ledger payments, %d difference(s) (%d unexplained)\n",
+			r.GatewayPayments, r.LedgerPayments, len(r.Differences), r.Unexplained())
+	}
+	fmt.Fprintf(&b, "left: %s\n", c.left)
 	if len(v) == 0 {
 		fmt.Fprintf(&b, "violations: none\n")
 	} else {

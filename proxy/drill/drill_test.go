@@ -79,9 +79,9 @@ func daemonOutage(phase string, at float64, which string) fault {
 }
 
 var drills = []drill{
-	{name: "authorize", faults: []fault{sigkill("authorize", 0.3, "gatewayd"), sigkill("authorize", 0.65, "gatewayd")}},
-	{name: "capture", faults: []fault{sigkill("capture", 0.3, "gatewayd"), sigkill("capture", 0.65, "gatewayd")}},
-	{name: "refund", faults: []fault{sigkill("refund", 0.3, "gatewayd"), sigkill("refund", 0.65, "gatewayd")}},
+	{name: "authorize", faults: []fault{sigkill("authorize", 0.25, "gatewayd"), sigkill("authorize", 0.5, "gatewayd"), sigkill("authorize", 0.75, "gatewayd")}},
+	{name: "capture", faults: []fault{sigkill("capture", 0.25, "gatewayd"), sigkill("capture", 0.5, "gatewayd"), sigkill("capture", 0.75, "gatewayd")}},
+	{name: "refund", faults: []fault{sigkill("refund", 0.25, "gatewayd"), sigkill("refund", 0.5, "gatewayd"), sigkill("refund", 0.75, "gatewayd")}},
 	{name: "vaultd-kill", faults: []fault{sigkill("authorize", 0.3, "vaultd"), sigkill("authorize", 0.65, "vaultd")}},
 	{name: "vaultd-stop", faults: []fault{daemonOutage("authorize", 0.4, "vaultd")}},
 	{name: "ledgerd-kill", faults: []fault{sigkill("authorize", 0.5, "ledgerd"), sigkill("capture", 0.5, "ledgerd"), sigkill("refund", 0.5, "ledgerd")}},

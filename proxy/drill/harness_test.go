@@ -190,6 +190,7 @@ type stack struct {
 	vaultd, riskd, ledgerd, gatewayd, sim *proc
 
 	gwURL, vaultURL, simURL string
+	ledgerGRPC              string
 	merchant, sk            string
 	http                    *http.Client // trusts the dev CA
 	obol                    string       // the obol binary
@@ -296,6 +297,7 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 		"OBOL_HTTP_ADDR": rHTTP, "OBOL_GRPC_ADDR": rGRPC,
 	}), "http://"+rHTTP+"/healthz")
 	lHTTP, lGRPC := addr(t), addr(t)
+	s.ledgerGRPC = lGRPC
 	s.ledgerd = mk("ledgerd", with(map[string]string{
 		"OBOL_LEDGER_POSTGRES_URL": s.ledgerDB, "OBOL_LEDGER_TOKEN": ledgerToken, "OBOL_HTTP_ADDR": lHTTP, "OBOL_GRPC_ADDR": lGRPC,
 	}), "http://"+lHTTP+"/readyz")
