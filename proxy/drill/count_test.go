@@ -419,14 +419,14 @@ func (c *census) violations(flows []flow) []string {
 }
 
 // table is the drill's one-table summary.
-func (c *census) table(title string, l *load, flows []flow, faults []string, v []string) string {
+func (c *census) table(title string, l *load, flows []flow, faults, timings []string, v []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n=== drill %s\n", title)
 	for _, f := range faults {
 		fmt.Fprintf(&b, "fault: %s\n", f)
 	}
 	l.mu.Lock()
-	fmt.Fprintf(&b, "payments %d (%d clients); requests %d = %d first attempts + %d retries\n", len(flows), clients, l.requests, l.requests-l.retries, l.retries)
+	fmt.Fprintf(&b, "payments %d (%d clients); requests %d = %d first attempts + %d retries; took %s\n", len(flows), clients, l.requests, l.requests-l.retries, l.retries, strings.Join(timings, ", "))
 	l.mu.Unlock()
 	finals := map[string]int{}
 	for _, f := range flows {

@@ -127,7 +127,7 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 		flows[i] = flow{key: fmt.Sprintf("drill-%s-%03d", d.name, i), amount: amount, refund: amount / 4}
 	}
 	l := newLoad(s.gwURL, s.sk)
-	var faultLog []string
+	var faultLog, timings []string
 	var faultMu sync.Mutex
 	for op, name := range opNames {
 		reqs := make([]*request, n)
@@ -183,10 +183,12 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 			}()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), phaseTimeout)
+		began := time.Now()
 		ans := l.phase(ctx, reqs)
 		cancel()
 		close(phaseDone)
 		fwg.Wait()
+		timings = append(timings, fmt.Sprintf("%s %s", name, time.Since(began).Round(100*time.Millisecond)))
 		for i, r := range reqs {
 			if r == nil {
 				continue
@@ -201,7 +203,7 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 	}
 
 	// The sweeper delivers the outbox and resolves abandoned payments.
-	settle := processingTimeout + 10*sweepInterval
+	settle, began := processingTimeout+10*sweepInterval, time.Now()
 	settleErr := testenv.WaitFor(settle, func() error {
 		left, err := s.leftovers(context.Background())
 		if err == nil && !left.zero() {
@@ -209,12 +211,13 @@ func runDrill(t *testing.T, d drill, n int, phaseTimeout time.Duration) {
 		}
 		return err
 	})
+	timings = append(timings, fmt.Sprintf("settling %s", time.Since(began).Round(100*time.Millisecond)))
 	c := s.count(context.Background())
 	v := c.violations(flows)
 	if settleErr != nil && c.left.zero() {
 		v = append(v, "not settled within the sweeper's interval: "+settleErr.Error())
 	}
-	table := c.table(d.name, l, flows, faultLog, v)
+	table := c.table(d.name, l, flows, faultLog, timings, v)
 	t.Log(table)
 	if path := os.Getenv("OBOL_DRILL_REPORT"); path != "" {
 		f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
