@@ -60,8 +60,12 @@ type leftovers struct {
 	outboxIDs                                           string
 }
 
-func (l leftovers) zero() bool {
-	return l.processing == 0 && l.operations == 0 && l.compensations == 0 && l.outbox == 0
+func (l leftovers) zero() bool { return l.settled() && l.outbox == 0 }
+
+// settled: nothing the sweeper will still change (dead outbox entries wait
+// for an operator).
+func (l leftovers) settled() bool {
+	return l.processing == 0 && l.operations == 0 && l.compensations == 0 && l.outbox == l.dead
 }
 
 func (l leftovers) String() string {
