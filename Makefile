@@ -32,9 +32,17 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseRoutes -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
-	go test -run='^$$' -fuzz=FuzzRedact -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzClientAddress -fuzztime=30s ./internal/authlimit/
 	go test -run='^$$' -fuzz=FuzzScrub -fuzztime=30s ./internal/serve/
+	go test -run='^$$' -fuzz=FuzzDestination -fuzztime=30s ./proxy/forward/
+	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
+	go test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzRedactEncoded -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzParseReports -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzFrameRequest -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
+	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
+	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 
 dev:
 	go run ./cmd/obol dev

@@ -177,6 +177,18 @@ func TestLedgerdAPI(t *testing.T) {
 			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t1", Postings: []*ledgerv1.Posting{{AccountId: "platform:USD:bank", Amount: -2, Currency: "USD"}, {AccountId: "platform:USD:fee_revenue", Amount: 1, Currency: "USD"}}})
 			return err
 		}, codes.InvalidArgument, "unbalanced"},
+		{"card number in an account name", func() error {
+			_, err := c.CreateAccount(ctx, &ledgerv1.CreateAccountRequest{Id: "acct-card", Currency: "USD", Name: "card 4242 4242 4242 4242"})
+			return err
+		}, codes.InvalidArgument, "card_number_in_text"},
+		{"card number grouped with dots in a description", func() error {
+			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t-card-1", Description: "ref 4242.4242.4242.4242", Postings: []*ledgerv1.Posting{{AccountId: "platform:USD:bank", Amount: -1, Currency: "USD"}, {AccountId: "platform:USD:fee_revenue", Amount: 1, Currency: "USD"}}})
+			return err
+		}, codes.InvalidArgument, "card_number_in_text"},
+		{"card number split across metadata values", func() error {
+			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t-card-2", Metadata: map[string]string{"a": "5555 5555", "b": "5555 4444"}, Postings: []*ledgerv1.Posting{{AccountId: "platform:USD:bank", Amount: -1, Currency: "USD"}, {AccountId: "platform:USD:fee_revenue", Amount: 1, Currency: "USD"}}})
+			return err
+		}, codes.InvalidArgument, "card_number_in_text"},
 		{"overdraw a protected account", func() error {
 			_, err := c.PostTransaction(ctx, &ledgerv1.PostTransactionRequest{Id: "t2", Postings: []*ledgerv1.Posting{{AccountId: "merchant:mer_api:USD:available", Amount: -1, Currency: "USD"}, {AccountId: "platform:USD:bank", Amount: 1, Currency: "USD"}}})
 			return err

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,6 +31,7 @@ import (
 	"github.com/obolpay/obol/proxy/simulator"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/audit"
+	"github.com/obolpay/obol/vault/hosted"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
@@ -40,8 +42,9 @@ const usage = `obol — card tokenization vault and gateway
 
 Usage:
   obol dev [--data-dir ./.obol] [--http-addr 127.0.0.1:8080] [--grpc-addr 127.0.0.1:9090]
+           [--demo-addr 127.0.0.1:3000]
       Run Obol on the embedded default: local keyring, SQLite, in-process
-      CVC store. NOT FOR PRODUCTION.
+      CVC store, and a demo shop with the hosted card fields. NOT FOR PRODUCTION.
   obol merchants create --name NAME [--origin URL]... [--live]
                         [--data-dir ./.obol | --postgres-url URL]
       Create a merchant and print its API keys (shown once).
@@ -154,6 +157,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	ledgerHTTP := fs.String("ledger-http-addr", "127.0.0.1:8082", "ledger REST listen address")
 	ledgerGRPC := fs.String("ledger-grpc-addr", "127.0.0.1:9092", "ledger gRPC listen address")
 	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
+	demoAddr := fs.String("demo-addr", "127.0.0.1:3000", "demo shop (hosted fields checkout) listen address; empty: no demo")
 	logFormat := fs.String("log-format", "text", "text or json")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -174,17 +178,39 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	}
 	defer lock.Close()
 	log := cli.Logger(*logFormat)
-	// The gateway's dependencies outlive it: on a signal the gateway
-	// drains first (payments in flight finish, their reversals and hold
-	// releases included), and only then do vaultd, riskd, ledgerd and the
-	// simulator stop.
+	origins := []string{"http://localhost:3000", "http://127.0.0.1:3000"}
+	var demo *demoShop
+	if *demoAddr != "" {
+		d, err := listenDemo(*demoAddr, log)
+		if err != nil {
+			return err
+		}
+		defer d.ln.Close()
+		demo = d
+		if !slices.Contains(origins, d.Origin()) {
+			origins = append(origins, d.Origin())
+		}
+	}
+	// The gateway's dependencies outlive it: on a signal the gateway (and
+	// the demo shop in front of it) drains first (payments in flight
+	// finish, their reversals and hold releases included), and only then
+	// do vaultd, riskd, ledgerd and the simulator stop.
 	depCtx, stopDeps := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopDeps()
-	e, err := vaultd.StartEmbedded(depCtx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Logger: log})
+	e, err := vaultd.StartEmbedded(depCtx, vaultd.EmbeddedConfig{DataDir: *dataDir, HTTPAddr: *httpAddr, GRPCAddr: *grpcAddr, Origins: origins, Logger: log})
 	if err != nil {
 		return err
 	}
 	defer e.Close()
+	if demo != nil {
+		m, err := e.Store.GetMerchant(ctx, e.Credentials.MerchantID)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(m.AllowedOrigins, demo.Origin()) {
+			fmt.Fprintf(out, "  note: the demo shop's origin %s is not allowed for the dev merchant (origins are set on the first start); use --demo-addr 127.0.0.1:3000\n", demo.Origin())
+		}
+	}
 	riskToken, err := devRiskToken(*dataDir)
 	if err != nil {
 		return err
@@ -267,17 +293,26 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
+	if demo != nil {
+		fmt.Fprintf(out, "  demo shop %s   (hosted fields checkout: open it, type a test card, pay)\n\n", demo.Origin())
+	}
 	gwCtx, stopGW := context.WithCancel(ctx)
 	defer stopGW()
 	gwDone := make(chan error, 1)
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	left := 4
+	if demo != nil {
+		left++
+		cfg := demoConfig{VaultURL: "http://" + e.Server.HTTPAddr(), GatewayURL: "http://" + gw.Server.HTTPAddr(),
+			PublishableKey: e.Credentials.PublishableKey, SecretKey: e.Credentials.SecretKey, Integrity: hosted.New(hosted.Options{}).Integrity()[hosted.Version+"/obol.js"]}
+		go func() { errc <- demo.Serve(gwCtx, cfg) }()
+	}
 	go func() { gwDone <- gw.Serve(gwCtx) }()
 	go func() { errc <- e.Serve(depCtx) }()
 	go func() { errc <- risk.Serve(depCtx) }()
 	go func() { errc <- ledger.Serve(depCtx) }()
 	go func() { errc <- sim.Serve(depCtx) }()
 	var first error
-	left := 4
 	select {
 	case first = <-gwDone:
 	case first = <-errc:
@@ -289,6 +324,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	gw.Close()
+	stopGW()
 	stopDeps()
 	for i := 0; i < left; i++ {
 		if err := <-errc; first == nil {

@@ -47,6 +47,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.ClientCAFile, "client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of service client certificates (OBOL_CLIENT_CA)")
 	fs.StringVar(&cfg.GatewayIdentity, "gateway-identity", cli.Env("OBOL_GATEWAY_IDENTITY", service.DefaultGatewayIdentity), "URI SAN of the gateway's client certificate")
 	fs.DurationVar(&cfg.CVCTTL, "cvc-ttl", cli.EnvDuration("OBOL_CVC_TTL", 0), "how long a CVC is held (default 1h, max 24h)")
+	fs.DurationVar(&cfg.CVCClientSecretTTL, "cvc-client-secret-ttl", cli.EnvDuration("OBOL_CVC_CLIENT_SECRET_TTL", 0), "how long a CVC client secret stays usable (default 10m, max 1h)")
 	fs.DurationVar(&cfg.DEKMaxAge, "dek-max-age", cli.EnvDuration("OBOL_DEK_MAX_AGE", 0), "retire a data key after this long (default 1h)")
 	fs.Int64Var(&cfg.DEKMaxUses, "dek-max-uses", 0, "retire a data key after this many encryptions (default 1000000)")
 	fs.DurationVar(&cfg.KeyCheckEvery, "key-check-interval", cli.EnvDuration("OBOL_KEY_CHECK_INTERVAL", 0), "how often Vault's seal status is checked (default 1s)")

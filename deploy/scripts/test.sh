@@ -3,7 +3,8 @@
 # Vault, PostgreSQL and Redis), leak scans, the PCI boundary and a check
 # that generated code is fresh. On a fresh Debian machine with only Go it
 # installs what is missing:
-#   - postgresql, redis-server and gcc (for -race) from Debian (apt-get;
+#   - postgresql, redis-server, gcc (for -race) and chromium (the hosted
+#     card fields' browser tests, driven headless) from Debian (apt-get;
 #     needs root or sudo);
 #   - the vault binary, built once from the Go module proxy into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/obol/ (about 15 minutes and 4.5 GB of
@@ -23,6 +24,7 @@ missing=()
 command -v gcc >/dev/null || missing+=(gcc)   # the race detector needs cgo
 command -v redis-server >/dev/null || missing+=(redis-server)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+[ -n "${OBOL_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (Debian packages)"
   sudo_ apt-get update -qq

@@ -37,23 +37,81 @@ const (
 	KindGatewayTimeout
 )
 
-var kindTable = map[Kind]struct {
+// kindCount is one past the last Kind; every Kind below it has a row in
+// kindTable (TestKindTable checks it).
+const kindCount = KindGatewayTimeout + 1
+
+// kindTable is the one place a Kind gets its HTTP status and gRPC code, and
+// its name: the name travels in the ErrorInfo of a gRPC status, so that
+// kinds sharing a gRPC code (503 and 502 are both Unavailable, 413 and 429
+// both ResourceExhausted) survive a hop between services.
+var kindTable = [kindCount]struct {
+	name string
 	http int
 	grpc codes.Code
 }{
-	KindInternal:           {http.StatusInternalServerError, codes.Internal},
-	KindInvalidArgument:    {http.StatusBadRequest, codes.InvalidArgument},
-	KindNotFound:           {http.StatusNotFound, codes.NotFound},
-	KindUnauthenticated:    {http.StatusUnauthorized, codes.Unauthenticated},
-	KindPermissionDenied:   {http.StatusForbidden, codes.PermissionDenied},
-	KindConflict:           {http.StatusConflict, codes.AlreadyExists},
-	KindTooLarge:           {http.StatusRequestEntityTooLarge, codes.ResourceExhausted},
-	KindUnavailable:        {http.StatusServiceUnavailable, codes.Unavailable},
-	KindFailedPrecondition: {http.StatusConflict, codes.FailedPrecondition},
-	KindRateLimited:        {http.StatusTooManyRequests, codes.ResourceExhausted},
-	KindMethodNotAllowed:   {http.StatusMethodNotAllowed, codes.Unimplemented},
-	KindBadGateway:         {http.StatusBadGateway, codes.Unavailable},
-	KindGatewayTimeout:     {http.StatusGatewayTimeout, codes.DeadlineExceeded},
+	KindInternal:           {"internal", http.StatusInternalServerError, codes.Internal},
+	KindInvalidArgument:    {"invalid_argument", http.StatusBadRequest, codes.InvalidArgument},
+	KindNotFound:           {"not_found", http.StatusNotFound, codes.NotFound},
+	KindUnauthenticated:    {"unauthenticated", http.StatusUnauthorized, codes.Unauthenticated},
+	KindPermissionDenied:   {"permission_denied", http.StatusForbidden, codes.PermissionDenied},
+	KindConflict:           {"conflict", http.StatusConflict, codes.AlreadyExists},
+	KindTooLarge:           {"too_large", http.StatusRequestEntityTooLarge, codes.ResourceExhausted},
+	KindUnavailable:        {"unavailable", http.StatusServiceUnavailable, codes.Unavailable},
+	KindFailedPrecondition: {"failed_precondition", http.StatusConflict, codes.FailedPrecondition},
+	KindRateLimited:        {"rate_limited", http.StatusTooManyRequests, codes.ResourceExhausted},
+	KindMethodNotAllowed:   {"method_not_allowed", http.StatusMethodNotAllowed, codes.Unimplemented},
+	KindBadGateway:         {"bad_gateway", http.StatusBadGateway, codes.Unavailable},
+	KindGatewayTimeout:     {"gateway_timeout", http.StatusGatewayTimeout, codes.DeadlineExceeded},
+}
+
+// codeKind is the Kind for a gRPC status that carries no Obol kind (a status
+// made by grpc-go itself, or by a non-Obol peer): one explicit row per code,
+// never a search, so the answer is the same every time.
+var codeKind = map[codes.Code]Kind{
+	codes.OK:                 KindInternal, // an error with code OK is a bug
+	codes.Canceled:           KindUnavailable,
+	codes.Unknown:            KindInternal,
+	codes.InvalidArgument:    KindInvalidArgument,
+	codes.DeadlineExceeded:   KindUnavailable, // our call timed out: retry later
+	codes.NotFound:           KindNotFound,
+	codes.AlreadyExists:      KindConflict,
+	codes.PermissionDenied:   KindPermissionDenied,
+	codes.ResourceExhausted:  KindTooLarge, // grpc-go's message size limit
+	codes.FailedPrecondition: KindFailedPrecondition,
+	codes.Aborted:            KindConflict,
+	codes.OutOfRange:         KindInvalidArgument,
+	codes.Unimplemented:      KindMethodNotAllowed,
+	codes.Internal:           KindInternal,
+	codes.Unavailable:        KindUnavailable,
+	codes.DataLoss:           KindInternal,
+	codes.Unauthenticated:    KindUnauthenticated,
+}
+
+// kindByName resolves the kind name carried in an ErrorInfo.
+func kindByName(name string) (Kind, bool) {
+	for k := Kind(0); k < kindCount; k++ {
+		if kindTable[k].name == name {
+			return k, true
+		}
+	}
+	return 0, false
+}
+
+// String is the kind's stable name.
+func (k Kind) String() string {
+	if k >= 0 && k < kindCount {
+		return kindTable[k].name
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// row is the table row for k; an unknown kind is treated as internal.
+func (k Kind) row() (int, codes.Code) {
+	if k < 0 || k >= kindCount {
+		k = KindInternal
+	}
+	return kindTable[k].http, kindTable[k].grpc
 }
 
 // Domain is the ErrorInfo domain for every Obol error.
@@ -96,18 +154,18 @@ func (e *Error) Is(target error) bool {
 }
 
 // HTTPStatus is the HTTP status for the error's kind.
-func (e *Error) HTTPStatus() int { return kindTable[e.Kind].http }
+func (e *Error) HTTPStatus() int { h, _ := e.Kind.row(); return h }
 
 // GRPCCode is the gRPC code for the error's kind.
-func (e *Error) GRPCCode() codes.Code { return kindTable[e.Kind].grpc }
+func (e *Error) GRPCCode() codes.Code { _, c := e.Kind.row(); return c }
 
 // GRPCStatus lets grpc-go convert the error to a status carrying an ErrorInfo
 // with the machine code and field. Only public parts are included.
 func (e *Error) GRPCStatus() *status.Status {
 	st := status.New(e.GRPCCode(), e.Message)
-	info := &errdetails.ErrorInfo{Reason: e.Code, Domain: Domain}
+	info := &errdetails.ErrorInfo{Reason: e.Code, Domain: Domain, Metadata: map[string]string{metaKind: e.Kind.String()}}
 	if e.Field != "" {
-		info.Metadata = map[string]string{"field": e.Field}
+		info.Metadata[metaField] = e.Field
 	}
 	if withDetails, err := st.WithDetails(info); err == nil {
 		return withDetails
@@ -131,29 +189,30 @@ func From(err error) *Error {
 	return Wrap(KindInternal, CodeInternal, "internal error", err)
 }
 
+// ErrorInfo metadata keys.
+const (
+	metaField = "field"
+	metaKind  = "kind"
+)
+
 // FromStatus rebuilds a public error from a gRPC status received from another
-// Obol service, so codes survive a hop between services.
+// Obol service, so codes survive a hop between services. The kind comes from
+// the status' Obol ErrorInfo when it names one, else from codeKind.
 func FromStatus(st *status.Status) *Error {
 	e := &Error{Code: CodeInternal, Message: st.Message(), Kind: KindInternal}
-	for k, v := range kindTable {
-		if v.grpc == st.Code() {
-			e.Kind = k
-			break
-		}
+	if k, ok := codeKind[st.Code()]; ok {
+		e.Kind = k
 	}
-	switch st.Code() {
-	case codes.ResourceExhausted:
-		e.Kind = KindTooLarge
-	case codes.AlreadyExists:
-		e.Kind = KindConflict
-	case codes.DeadlineExceeded:
-		e.Kind = KindUnavailable
+	if st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled {
 		e.Code = CodeUnavailable
 	}
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == Domain {
 			e.Code = info.Reason
-			e.Field = info.Metadata["field"]
+			e.Field = info.Metadata[metaField]
+			if k, ok := kindByName(info.Metadata[metaKind]); ok {
+				e.Kind = k
+			}
 		}
 	}
 	return e
@@ -188,9 +247,9 @@ var (
 	// ErrUnauthenticated: missing or unknown API key.
 	ErrUnauthenticated = New(KindUnauthenticated, CodeUnauthenticated, "authorization", "a valid API key is required (Authorization: Bearer sk_...)")
 	// ErrIdempotencyKeyReused: same Idempotency-Key, different request.
-	ErrIdempotencyKeyReused = New(KindConflict, CodeIdempotencyKeyReused, "idempotency_key", "this Idempotency-Key was already used with a different request")
+	ErrIdempotencyKeyReused = New(KindConflict, CodeIdempotencyKeyReused, "Idempotency-Key", "this Idempotency-Key was already used with a different request")
 	// ErrIdempotencyInProgress: the first request with this key has not finished.
-	ErrIdempotencyInProgress = New(KindConflict, CodeIdempotencyInProgress, "idempotency_key", "a request with this Idempotency-Key is still in progress; retry later")
+	ErrIdempotencyInProgress = New(KindConflict, CodeIdempotencyInProgress, "Idempotency-Key", "a request with this Idempotency-Key is still in progress; retry later")
 )
 
 // KeyServiceUnavailable wraps a key-manager failure as the public 503.

@@ -1,5 +1,6 @@
 // Package httpapi is the REST edge shared by Obol's services: a grpc-gateway
-// mux whose JSON decoding is strict (unknown fields and wrong types are typed
+// mux whose request headers are checked before they become gRPC metadata
+// (nothing a client sent is silently dropped), whose JSON decoding is strict (unknown fields and wrong types are typed
 // errors naming the field), a request body limit, and the one place that
 // writes an error as JSON with its HTTP status. It is PAN-free: it never puts
 // a request value into an error or a log line (decoder messages can echo
@@ -15,6 +16,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/textproto"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -26,6 +28,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/idemkey"
 )
 
 // DefaultMaxBody is the default request body limit (16 KiB).
@@ -266,13 +269,78 @@ func checkScalar(v any, fd protoreflect.FieldDescriptor, path string) *apierr.Er
 	return nil
 }
 
-// HeaderMatcher forwards the headers Obol services read as gRPC metadata.
+// forwarded are the request headers Obol services read, under their gRPC
+// metadata names. Nothing else is forwarded: in particular not
+// Grpc-Metadata-* (grpc-gateway's default), which would let a client send
+// a second Authorization, Origin or Idempotency-Key under another name.
+// (grpc-gateway forwards Authorization itself, as "authorization".)
+var forwarded = map[string]string{
+	"Idempotency-Key": idemkey.MD,
+	"Origin":          "origin",
+	"X-Request-Id":    "x-request-id",
+}
+
+// HeaderMatcher forwards the headers Obol services read as gRPC metadata,
+// and grpc-gateway's permanent HTTP headers under its grpcgateway- prefix.
 func HeaderMatcher(key string) (string, bool) {
-	switch strings.ToLower(key) {
-	case "idempotency-key", "origin", "x-request-id":
-		return strings.ToLower(key), true
+	key = textproto.CanonicalMIMEHeaderKey(key)
+	if md, ok := forwarded[key]; ok {
+		return md, true
+	}
+	if strings.HasPrefix(key, runtime.MetadataHeaderPrefix) {
+		return "", false
 	}
 	return runtime.DefaultHeaderMatcher(key)
+}
+
+// CheckHeaders refuses, before grpc-gateway maps headers to gRPC
+// metadata, what that mapping would silently drop or make ambiguous: a
+// forwarded header whose value is not printable ASCII (grpc-gateway skips
+// such a value, so a retry's Idempotency-Key or a browser's Origin would
+// vanish), a forwarded header sent twice, and a Grpc-Metadata-* header
+// (not forwarded; refused rather than ignored). The Idempotency-Key gets
+// its full check (internal/idemkey); every error names the header.
+func CheckHeaders(r *http.Request) *apierr.Error {
+	for name, vals := range r.Header {
+		name = textproto.CanonicalMIMEHeaderKey(name)
+		if strings.HasPrefix(name, runtime.MetadataHeaderPrefix) {
+			return apierr.Invalid(CodeHeaderInvalid, name, "Grpc-Metadata-* headers are not accepted; send the header under its own name")
+		}
+		if name == idemkey.Header {
+			if _, err := idemkey.Parse(vals); err != nil {
+				return apierr.From(err)
+			}
+			continue
+		}
+		if _, ok := forwarded[name]; !ok && name != "Authorization" {
+			continue
+		}
+		if len(vals) > 1 {
+			return apierr.Invalid(CodeHeaderInvalid, name, name+" must be sent once")
+		}
+		for _, v := range vals {
+			for i := 0; i < len(v); i++ {
+				if v[i] < 0x20 || v[i] > 0x7e {
+					return apierr.Invalid(CodeHeaderInvalid, name, name+" must be printable ASCII")
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// CodeHeaderInvalid: a request header Obol reads is malformed.
+const CodeHeaderInvalid = "header_invalid"
+
+// checkHeaders is the mux middleware that runs CheckHeaders on every route.
+func checkHeaders(next runtime.HandlerFunc) runtime.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, params map[string]string) {
+		if e := CheckHeaders(r); e != nil {
+			WriteError(w, e)
+			return
+		}
+		next(w, r, params)
+	}
 }
 
 // ErrorHandler writes gateway errors through WriteError. Internal causes are
@@ -340,6 +408,7 @@ func NewMux(log *slog.Logger, extra ...runtime.ServeMuxOption) *runtime.ServeMux
 	return runtime.NewServeMux(append([]runtime.ServeMuxOption{
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, NewMarshaler()),
 		runtime.WithIncomingHeaderMatcher(HeaderMatcher),
+		runtime.WithMiddlewares(checkHeaders),
 		runtime.WithErrorHandler(ErrorHandler(log)),
 		runtime.WithRoutingErrorHandler(RoutingErrorHandler),
 		runtime.WithDisablePathLengthFallback(),

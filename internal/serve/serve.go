@@ -80,6 +80,9 @@ type Options struct {
 	Routes []string
 	// HealthNames are gRPC service names whose health is reported besides "".
 	HealthNames []string
+	// Mount adds handlers outside /v1/ to the root mux (e.g. vaultd's
+	// hosted fields); they bound their own bodies.
+	Mount func(*http.ServeMux)
 }
 
 // Server is a bound, not yet serving, server.
@@ -204,6 +207,9 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		rest = o.WrapREST(rest)
 	}
 	root.Handle("/v1/", s.limitHTTP(httpapi.LimitBody(o.MaxBody, rest)))
+	if o.Mount != nil {
+		o.Mount(root)
+	}
 	s.http = &http.Server{
 		Handler: s.observeHTTP(root), TLSConfig: o.Edge.HTTPTLS,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
@@ -352,6 +358,11 @@ func (s *Server) routeLabel(r *http.Request, h *routeHolder) string {
 	}
 	if s.routes[r.URL.Path] {
 		return r.URL.Path
+	}
+	// Handlers mounted on the root mux (Options.Mount) are labelled by
+	// their registered pattern, a fixed string.
+	if r.Pattern != "" && r.Pattern != "/v1/" && r.Pattern != "/" {
+		return r.Pattern
 	}
 	return Other
 }

@@ -30,7 +30,10 @@ var sharedStripeMock = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	p, err := startProcess(bin, []string{"-http-addr", addr}, nil, dir)
+	// stripe-mock also serves HTTPS, on :12112 unless told otherwise: give
+	// it a free port too, so two test binaries never collide on it.
+	httpsAddr := "127.0.0.1:" + strconv.Itoa(freePortNoTB())
+	p, err := startProcess(bin, []string{"-http-addr", addr, "-https-addr", httpsAddr}, nil, dir)
 	if err != nil {
 		return "", err
 	}

@@ -7,12 +7,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/cardtext"
 	"github.com/obolpay/obol/internal/money"
 	"github.com/obolpay/obol/internal/servicetoken"
 	"github.com/obolpay/obol/ledger/book"
@@ -165,6 +167,9 @@ func (s *Service) CreateAccount(ctx context.Context, req *ledgerv1.CreateAccount
 	if req.GetNoNegativeAvailable() {
 		flags = journal.FlagNoNegativeAvailable
 	}
+	if cardtext.Contains(req.GetName()) {
+		return nil, cardInText("name")
+	}
 	a, err := s.st.CreateAccount(ctx, journal.Account{ID: req.GetId(), Currency: cur, Flags: flags, Name: req.GetName()})
 	if err != nil {
 		return nil, public(err)
@@ -220,6 +225,9 @@ func (s *Service) ListEntries(ctx context.Context, req *ledgerv1.ListEntriesRequ
 // PostTransaction posts a transaction.
 func (s *Service) PostTransaction(ctx context.Context, req *ledgerv1.PostTransactionRequest) (*ledgerv1.Transaction, error) {
 	if err := s.auth(ctx); err != nil {
+		return nil, err
+	}
+	if err := checkText(req.GetDescription(), req.GetMetadata()); err != nil {
 		return nil, err
 	}
 	t := journal.Transaction{ID: req.GetId(), Kind: req.GetKind(), PendingID: req.GetPendingId(), Description: req.GetDescription(), Metadata: req.GetMetadata()}
@@ -439,4 +447,31 @@ func (s *Service) Verify(ctx context.Context, _ *ledgerv1.VerifyRequest) (*ledge
 		return nil, public(err)
 	}
 	return &ledgerv1.VerifyResponse{Transactions: rep.Transactions, Accounts: rep.Accounts, Problems: rep.Problems}, nil
+}
+
+// cardInText: the ledger stores and returns its free text, and never holds a
+// card number.
+func cardInText(field string) error {
+	return invalid("card_number_in_text", field, field+" looks like it contains a card number; the ledger never holds card data")
+}
+
+// checkText reads a description and metadata as a whole (metadata values
+// in key order after the description, then the keys; see internal/cardtext).
+func checkText(description string, md map[string]string) error {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	vals := make([]string, len(keys))
+	for i, k := range keys {
+		vals[i] = md[k]
+	}
+	switch {
+	case cardtext.Contains(description):
+		return cardInText("description")
+	case cardtext.Contains(append([]string{description}, vals...)...), cardtext.Contains(keys...):
+		return cardInText("metadata")
+	}
+	return nil
 }

@@ -51,8 +51,11 @@ type Config struct {
 	Timeout time.Duration
 	// CallTimeout bounds each vaultd call (default 5 s).
 	CallTimeout time.Duration
-	// MaxResponse caps an upstream answer (default 1 MiB).
+	// MaxResponse caps an upstream answer, on the wire and decoded
+	// (default 1 MiB); MaxRatio caps how much a compressed answer may
+	// expand once decoded past 64 KiB (default 100).
 	MaxResponse int64
+	MaxRatio    int64
 	Logger      *slog.Logger
 }
 
@@ -60,10 +63,12 @@ type Config struct {
 type Forwarder struct {
 	cfg Config
 	// Requests counts forward requests by route ("" when none matched)
-	// and outcome: forwarded, dry_run, refused, unavailable (vaultd),
-	// upstream_error. Redacted
-	// counts card numbers masked in upstream answers. Labels come from the
-	// route file only (never from a request).
+	// and outcome: forwarded, dry_run, refused, destination_invalid (a
+	// malformed Obol-Destination), unavailable (vaultd), upstream_error
+	// (unreachable, timeout) and answer_refused (an answer the gateway
+	// would not relay: unscannable encoding, too large, partial). Redacted
+	// counts card numbers and CVCs masked in upstream answers. Labels come
+	// from the route file only (never from a request).
 	Requests *prometheus.CounterVec
 	Redacted prometheus.Counter
 }
@@ -79,6 +84,9 @@ func New(cfg Config) *Forwarder {
 	if cfg.MaxResponse <= 0 {
 		cfg.MaxResponse = 1 << 20
 	}
+	if cfg.MaxRatio <= 0 {
+		cfg.MaxRatio = 100
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -92,36 +100,8 @@ func New(cfg Config) *Forwarder {
 	cfg.Client = &c
 	return &Forwarder{cfg: cfg,
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_gateway_forward_requests_total", Help: "POST /v1/forward requests by route and outcome."}, []string{"route", "outcome"}),
-		Redacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "obol_gateway_forward_redacted_total", Help: "Card numbers masked in upstream answers."}),
+		Redacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "obol_gateway_forward_redacted_total", Help: "Card numbers and CVCs masked in upstream answers."}),
 	}
-}
-
-func notAllowed(reason string) *apierr.Error {
-	return apierr.New(apierr.KindPermissionDenied, "destination_not_allowed", HeaderDestination, "the destination is not allowed by the route file: "+reason)
-}
-
-// destination parses and normalises Obol-Destination.
-func destination(raw string) (*url.URL, string, *apierr.Error) {
-	if raw == "" {
-		return nil, "", apierr.Invalid(apierr.CodeFieldRequired, HeaderDestination, "the Obol-Destination header is required (https://host/path)")
-	}
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil || u.Host == "" || u.Opaque != "":
-		return nil, "", apierr.Invalid("destination_invalid", HeaderDestination, "Obol-Destination must be an absolute URL, https://host/path")
-	case u.Scheme != "https":
-		return nil, "", notAllowed("https only")
-	case u.User != nil || u.Fragment != "":
-		return nil, "", apierr.Invalid("destination_invalid", HeaderDestination, "Obol-Destination may not carry credentials or a fragment")
-	case u.RawPath != "" || strings.Contains(u.Path, "/..") || strings.Contains(u.Path, "/./") || strings.Contains(u.Path, "//"):
-		return nil, "", notAllowed("the path must be plain (no escapes, dot segments or empty segments)")
-	}
-	host := strings.ToLower(u.Host)
-	host = strings.TrimSuffix(host, ":443")
-	if u.Path == "" {
-		u.Path = "/"
-	}
-	return u, host, nil
 }
 
 type located struct {
@@ -176,10 +156,14 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e := f.serve(w, r, o)
 	if e != nil {
 		httpapi.WriteError(w, e)
-		switch e.Kind {
-		case apierr.KindBadGateway, apierr.KindGatewayTimeout:
+		switch {
+		case answerRefusals[e.Code]:
+			o.name = "answer_refused"
+		case e.Code == codeDestinationInvalid:
+			o.name = "destination_invalid"
+		case e.Kind == apierr.KindBadGateway, e.Kind == apierr.KindGatewayTimeout:
 			o.name = "upstream_error"
-		case apierr.KindUnavailable:
+		case e.Kind == apierr.KindUnavailable:
 			o.name = "unavailable" // vaultd
 		default:
 			o.name = "refused"
@@ -188,6 +172,8 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.Requests.WithLabelValues(o.route, o.name).Inc()
 	f.Redacted.Add(float64(o.redacted))
 }
+
+var answerRefusals = map[string]bool{CodeEncodingUnsupported: true, CodeEncodingInvalid: true, CodeCompressionRatio: true, CodeResponseTooLarge: true, CodePartialContent: true}
 
 type outcome struct {
 	route, name string
@@ -200,9 +186,16 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	if err != nil {
 		return apierr.From(err)
 	}
-	u, host, e := destination(r.Header.Get(HeaderDestination))
+	u, host, e := destination(r.Header.Values(HeaderDestination))
 	if e != nil {
 		return e
+	}
+	for _, h := range []string{"Range", "If-Range"} {
+		if len(r.Header.Values(h)) > 0 {
+			// A part of an answer could hold part of a card number that the
+			// scanner cannot recognise; and the header may not be dropped silently.
+			return apierr.Invalid("header_not_allowed", h, "the "+h+" header is not supported by /v1/forward: the gateway relays whole answers only")
+		}
 	}
 	table := f.cfg.Routes.Table()
 	route, miss := table.Match(merchant, r.Method, host, u.Path)
@@ -311,30 +304,37 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached")
 	}
 	defer resp.Body.Close()
-	rb, err := io.ReadAll(io.LimitReader(resp.Body, f.cfg.MaxResponse+1))
-	if err != nil {
-		wipe(rb)
-		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination's answer could not be read")
+	rb, e := readAnswer(resp, f.cfg.MaxResponse, f.cfg.MaxRatio)
+	if e != nil {
+		f.cfg.Logger.Warn("forward answer refused", "merchant", merchant, "route", route.Name, "host", host, "status", resp.StatusCode, "code", e.Code)
+		return e
 	}
-	if int64(len(rb)) > f.cfg.MaxResponse {
-		wipe(rb)
-		return apierr.New(apierr.KindBadGateway, "upstream_response_too_large", "", "the destination's answer is larger than the gateway relays")
+	defer wipe(rb)
+	red := redactorFor(cards)
+	defer red.Wipe()
+	for _, s := range spots {
+		if slices.Contains(s.reveal.Fields(), FieldCVC) {
+			// The exact text sent with the CVC in it ("12/2031 123"), should
+			// the upstream echo it.
+			lit, _ := s.reveal.render(nil, cards[s.token])
+			red.AddLiteral(lit)
+			wipe(lit)
+		}
 	}
-	known := make([][]byte, 0, len(cards))
-	for _, c := range cards {
-		known = append(known, c.Number)
-	}
-	n := panscan.Redact(rb, known...)
+	n := red.Redact(rb)
 	for k, vs := range resp.Header {
-		if hopByHop[k] || k == "Content-Length" {
+		if hopByHop[k] || answerDropped[k] {
 			continue
 		}
+		name := []byte(k)
+		n += red.RedactHeader(name)
 		for _, v := range vs {
 			b := []byte(v)
-			n += panscan.Redact(b, known...)
-			w.Header().Add(k, string(b))
+			n += red.RedactHeader(b)
+			w.Header().Add(string(name), string(b))
 		}
 	}
+	// Trailers (resp.Trailer) are not relayed: they are dropped whole.
 	o.name, o.redacted = "forwarded", n
 	w.Header().Set(HeaderRoute, route.Name)
 	w.Header().Set(HeaderRedacted, strconv.Itoa(n))
@@ -373,6 +373,24 @@ func redactErr(err error) error {
 	return err
 }
 
+// answerDropped are the answer's headers the gateway does not relay: the
+// body it hands back is decoded (no Content-Encoding), its own length, and
+// masked, so digests of the upstream's bytes no longer hold.
+var answerDropped = map[string]bool{"Content-Length": true, "Content-Encoding": true, "Content-Md5": true, "Digest": true, "Content-Digest": true, "Repr-Digest": true, "Accept-Ranges": true}
+
+// redactorFor masks what the request revealed: each card's number, and its
+// CVC when it was revealed.
+func redactorFor(cards map[string]*Revealed) *panscan.Redactor {
+	var numbers, cvcs [][]byte
+	for _, c := range cards {
+		numbers = append(numbers, c.Number)
+		if len(c.CVC) > 0 {
+			cvcs = append(cvcs, c.CVC)
+		}
+	}
+	return panscan.NewRedactor(numbers, cvcs)
+}
+
 var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Proxy-Authenticate": true, "Proxy-Authorization": true, "Te": true, "Trailer": true, "Transfer-Encoding": true, "Upgrade": true}
 
 // upstreamHeaders copies the merchant's headers minus Obol's own, its
@@ -381,11 +399,14 @@ var hopByHop = map[string]bool{"Connection": true, "Keep-Alive": true, "Proxy-Au
 func upstreamHeaders(in http.Header) http.Header {
 	out := http.Header{}
 	for k, vs := range in {
-		if hopByHop[k] || k == "Authorization" || k == "Host" || k == "Content-Length" || strings.HasPrefix(k, "Obol-") {
+		if hopByHop[k] || k == "Authorization" || k == "Host" || k == "Content-Length" || k == "Accept-Encoding" || strings.HasPrefix(k, "Obol-") {
 			continue
 		}
 		out[k] = append([]string(nil), vs...)
 	}
+	// The gateway decodes and scans the answer, whatever the merchant
+	// accepts: it asks for what it can decode and answers uncompressed.
+	out.Set("Accept-Encoding", acceptEncoding)
 	if v := in.Get(HeaderUpstreamAuthz); v != "" {
 		out.Set("Authorization", v)
 	}

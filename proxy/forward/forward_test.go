@@ -93,12 +93,13 @@ func TestMatch(t *testing.T) {
 		{"prefix path", "mer_x", "POST", "api.acme.example", "/v1/cards/abc", "acme", ""},
 		{"prefix itself", "mer_x", "POST", "api.acme.example", "/v1/cards/", "", "does not allow this path"},
 		{"other path", "mer_x", "POST", "api.acme.example", "/v1/refunds", "", "does not allow this path"},
-		{"method", "mer_x", "GET", "api.acme.example", "/v1/charges", "", "does not allow method"},
+		{"method", "mer_x", "GET", "api.acme.example", "/v1/charges", "", "route acme does not allow this method"},
+		{"a method is not echoed", "mer_x", "4242424242424242", "api.acme.example", "/v1/charges", "", "route acme does not allow this method"},
 		{"subdomain", "mer_x", "POST", "evil.api.acme.example", "/v1/charges", "", "no route allows this host"},
 		{"suffix host", "mer_x", "POST", "api.acme.example.evil", "/v1/charges", "", "no route allows this host"},
 		{"port must match", "mer_a", "POST", "pay.form.example", "/charge", "", "no route allows this host"},
 		{"merchant allowed", "mer_a", "PUT", "pay.form.example:8443", "/charge", "formy", ""},
-		{"merchant not allowed", "mer_b", "PUT", "pay.form.example:8443", "/charge", "", "not open to this merchant"},
+		{"another merchant's route is not named", "mer_b", "PUT", "pay.form.example:8443", "/charge", "", "no route allows this host"},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -109,6 +110,9 @@ func TestMatch(t *testing.T) {
 			}
 			if got != tt.route || !strings.Contains(miss.Reason, tt.reason) {
 				t.Fatalf("got %q (%s), want %q (%s)", got, miss.Reason, tt.route, tt.reason)
+			}
+			if tt.merchant != "mer_a" && strings.Contains(miss.Reason, "formy") || strings.Contains(miss.Reason, tt.method) {
+				t.Fatalf("the reason names another merchant's route or echoes the method: %s", miss.Reason)
 			}
 		})
 	}

@@ -3,8 +3,10 @@
 // in the Obol-Destination header, tokens where card fields go, and the
 // gateway reveals the cards only into the places an allowlisted route names,
 // only towards that route's exact https host, paths and methods. Upstream
-// answers are scanned and anything that looks like a card number is masked
-// before the merchant sees it. PCI zone (proxy/).
+// answers are decoded (gzip, deflate; anything else is refused) and
+// scanned, and the revealed card data, and anything that looks like a card
+// number, is masked in every form panscan recognises before the merchant
+// sees it. PCI zone (proxy/).
 package forward
 
 import (
@@ -303,8 +305,9 @@ type Table struct {
 }
 
 // Miss explains why no route matched (for the 403 and the log). It names
-// routes and methods only, never the request's host or path, which are the
-// merchant's text and might hold anything.
+// only routes open to the merchant, and never the request's host, path or
+// method, which are the merchant's text and might hold anything: a route
+// scoped to other merchants is, for this merchant, not there at all.
 type Miss struct{ Reason string }
 
 // Match finds the route for a request: exact host, an allowed path and
@@ -313,11 +316,7 @@ func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
 	reason := "no route allows this host"
 	for i := range t.Routes {
 		r := &t.Routes[i]
-		if r.Host != host {
-			continue
-		}
-		if len(r.merchants) > 0 && !r.merchants[merchant] {
-			reason = "route " + r.Name + " is not open to this merchant"
+		if r.Host != host || len(r.merchants) > 0 && !r.merchants[merchant] {
 			continue
 		}
 		if !r.pathOK(path) {
@@ -325,7 +324,7 @@ func (t *Table) Match(merchant, method, host, path string) (*Route, Miss) {
 			continue
 		}
 		if !r.methods[method] {
-			reason = "route " + r.Name + " does not allow method " + method
+			reason = "route " + r.Name + " does not allow this method"
 			continue
 		}
 		return r, Miss{}

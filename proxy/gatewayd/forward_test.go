@@ -93,6 +93,14 @@ func routeFileWith(host, deadHost string) string {
     reveal:
       - form: card[number]
         value: "{{token.number}}"
+  - name: partner-only
+    host: ` + host + `
+    paths: ["/v1/partner"]
+    methods: [POST]
+    merchants: [mer_someone_else]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
   - name: dead
     host: ` + deadHost + `
     paths: ["/v1/form/pay"]
@@ -160,7 +168,8 @@ func TestForward(t *testing.T) {
 	if got.header.Get("X-Card-Expiry") != "12/2031" || got.header.Get("Authorization") != "Bearer acme-key" || got.header.Get("X-Request-Id") != "r1" || got.header.Get("Obol-Destination") != "" {
 		t.Fatalf("upstream headers: %v", got.header)
 	}
-	if strings.Contains(out, "4242424242424242") || !strings.Contains(out, "************4242") || h.Get("Obol-Redacted") != "1" || h.Get("Obol-Route") != "acme-charges" {
+	// The echoed card number and the echoed CVC are both masked.
+	if strings.Contains(out, "4242424242424242") || !strings.Contains(out, "************4242") || !strings.Contains(out, `"cvc":"***"`) || h.Get("Obol-Redacted") != "2" || h.Get("Obol-Route") != "acme-charges" {
 		t.Fatalf("merchant got: %v %s", h, out)
 	}
 
@@ -210,6 +219,18 @@ func TestForward(t *testing.T) {
 		{"a PAN instead of a token", base + "/v1/form/pay", "card%5Bnumber%5D=4242424242424242", "application/x-www-form-urlencoded", "reveal_field_not_token", 400, ""},
 		{"broken JSON", base + "/v1/charges", `{"card":`, "application/json", "body_invalid", 400, ""},
 		{"unclear dry run", base + "/v1/charges", jsonBody, "application/json", "dry_run_invalid", 400, "maybe"},
+		// Destinations: only escapes of unreserved characters; no control
+		// or non-ASCII characters (each would otherwise match /v1/form/*).
+		{"escaped backslash", base + "/v1/form/pay%5C..%5Cadmin", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"escaped space", base + "/v1/form/a%20b", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"escaped CR LF", base + "/v1/form/a%0D%0AX-Injected:%201", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"escaped slash", base + "/v1/form/a%2F..%2F..%2Fcharges", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"escaped dot segment", base + "/v1/form/%2E%2E/admin", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_not_allowed", 403, ""},
+		{"path parameter", base + "/v1/form/..;/admin", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"non-ASCII path", base + "/v1/form/caf\u00e9", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"escaped CR LF in the query", base + "/v1/form/pay?x=%0D%0A", "card%5Bnumber%5D=" + tok, "application/x-www-form-urlencoded", "destination_invalid", 400, ""},
+		{"another merchant's route", base + "/v1/partner", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"another merchant's route, dry run", base + "/v1/partner", jsonBody, "application/json", "destination_not_allowed", 403, "true"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,10 +241,16 @@ func TestForward(t *testing.T) {
 			if strings.Contains(out, "4242424242424242") || strings.Contains(out, "5555555555554444") {
 				t.Fatalf("card data in the error: %s", out)
 			}
+			if strings.Contains(out, "partner-only") || strings.Contains(out, "mer_someone_else") {
+				t.Fatalf("another merchant's route in the error: %s", out)
+			}
 		})
 	}
 	if up.count() != calls {
 		t.Fatalf("refused requests reached the upstream: %d", up.count()-calls)
+	}
+	if strings.Contains(s.logs.String(), "partner-only") {
+		t.Fatal("the logs name another merchant's route")
 	}
 
 	// Hot reload (the gateway polls the file every 20 ms here): a new route
@@ -273,8 +300,9 @@ func TestForward(t *testing.T) {
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="dead"} 1`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="acme-form"} 1`,
-		`obol_gateway_forward_requests_total{outcome="refused",route=""} 7`,
-		`obol_gateway_forward_redacted_total 4`,
+		`obol_gateway_forward_requests_total{outcome="refused",route=""} 10`,
+		`obol_gateway_forward_requests_total{outcome="destination_invalid",route=""} 7`,
+		`obol_gateway_forward_redacted_total 5`,
 		`obol_gateway_routes_rejected_total 1`,
 	} {
 		if !strings.Contains(string(metrics), want) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -304,6 +305,9 @@ func TestPaymentEndToEnd(t *testing.T) {
 	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":2001}`, ""); st != 409 || errCode(m) != "refund_exceeds_captured" {
 		t.Fatalf("refund above the capture: %d %v", st, m)
 	}
+	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":1,"reason":"card 4242.4242.4242.4242"}`, ""); st != 400 || errCode(m) != "card_number_in_text" || m["error"].(map[string]any)["field"] != "reason" {
+		t.Fatalf("card number in a refund reason: %d %v", st, m)
+	}
 	if b := bal(); b.Held != 0 || b.Pending != 2500-103-500 {
 		t.Fatalf("ledger after capture and refund: %+v", b)
 	}
@@ -319,18 +323,27 @@ func TestPaymentEndToEnd(t *testing.T) {
 	}
 	// Bad input: typed errors naming the field, and the acquirer not called.
 	before := s.sim.Requests("authorize")
-	bad := []struct{ name, body, code, field string }{
-		{"zero amount", `{"token":"` + tok + `","amount":0,"currency":"USD"}`, "amount_invalid", "amount"},
-		{"unknown currency", `{"token":"` + tok + `","amount":100,"currency":"ABC"}`, "currency_unknown", "currency"},
-		{"no token", `{"amount":100,"currency":"USD"}`, "field_required", "token"},
-		{"unknown token", `{"token":"tok_nope","amount":100,"currency":"USD"}`, "token_not_found", "token"},
-		{"unknown acquirer", `{"token":"` + tok + `","amount":100,"currency":"USD","acquirer":"nope"}`, "acquirer_unknown", "acquirer"},
-		{"card number in the description", `{"token":"` + tok + `","amount":100,"currency":"USD","description":"card 4242 4242 4242 4242"}`, "card_number_in_text", "description"},
-		{"card number in metadata", `{"token":"` + tok + `","amount":100,"currency":"USD","metadata":{"note":"5555555555554444"}}`, "card_number_in_text", "metadata"},
+	ok := `{"token":"` + tok + `","amount":100,"currency":"USD"}`
+	bad := []struct{ name, body, idem, code, field string }{
+		{"zero amount", `{"token":"` + tok + `","amount":0,"currency":"USD"}`, "", "amount_invalid", "amount"},
+		{"unknown currency", `{"token":"` + tok + `","amount":100,"currency":"ABC"}`, "", "currency_unknown", "currency"},
+		{"no token", `{"amount":100,"currency":"USD"}`, "", "field_required", "token"},
+		{"unknown token", `{"token":"tok_nope","amount":100,"currency":"USD"}`, "", "token_not_found", "token"},
+		{"unknown acquirer", `{"token":"` + tok + `","amount":100,"currency":"USD","acquirer":"nope"}`, "", "acquirer_unknown", "acquirer"},
+		{"card number in the description", `{"token":"` + tok + `","amount":100,"currency":"USD","description":"card 4242 4242 4242 4242"}`, "", "card_number_in_text", "description"},
+		{"card number in metadata", `{"token":"` + tok + `","amount":100,"currency":"USD","metadata":{"note":"5555555555554444"}}`, "", "card_number_in_text", "metadata"},
+		{"card number grouped with dots", `{"token":"` + tok + `","amount":100,"currency":"USD","description":"ref 4242.4242.4242.4242"}`, "", "card_number_in_text", "description"},
+		{"card number grouped with slashes in metadata", `{"token":"` + tok + `","amount":100,"currency":"USD","metadata":{"n":"5555/5555/5555/4444"}}`, "", "card_number_in_text", "metadata"},
+		{"card number split across metadata values", `{"token":"` + tok + `","amount":100,"currency":"USD","metadata":{"a":"4242 4242","b":"4242 4242"}}`, "", "card_number_in_text", "metadata"},
+		{"card number split between description and metadata", `{"token":"` + tok + `","amount":100,"currency":"USD","description":"5555 5555","metadata":{"rest":"5555 4444"}}`, "", "card_number_in_text", "metadata"},
+		{"card number in the device id", `{"token":"` + tok + `","amount":100,"currency":"USD","device_id":"4242-4242-4242-4242"}`, "", "card_number_in_text", "device_id"},
+		{"non-ascii idempotency key", ok, "commande-\u00e9", "idempotency_key_invalid", "Idempotency-Key"},
+		{"idempotency key too long", ok, strings.Repeat("k", 256), "idempotency_key_invalid", "Idempotency-Key"},
+		{"idempotency key is a card number", ok, "4242424242424242", "idempotency_key_invalid", "Idempotency-Key"},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			st, m := s.pay(t, tt.body, "")
+			st, m := s.pay(t, tt.body, tt.idem)
 			e, _ := m["error"].(map[string]any)
 			if st < 400 || st >= 500 || e["code"] != tt.code || e["field"] != tt.field {
 				t.Fatalf("got %d %v, want %s (%s)", st, m, tt.code, tt.field)
@@ -347,6 +360,13 @@ func TestPaymentEndToEnd(t *testing.T) {
 	if v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{}); err != nil || len(v.Problems) != 0 {
 		t.Fatalf("ledger verify: %+v %v", v, err)
 	}
+	// Idempotency-Keys are stored hashed, never as sent.
+	const storedKey = "idempotency-key-stored-hashed-7f3a"
+	if st, p := s.pay(t, `{"token":"`+tok+`","amount":100,"currency":"USD"}`, storedKey); st != 200 {
+		t.Fatalf("payment with a key: %d %v", st, p)
+	}
+	assert.NotContains(t, string(s.pg.Dump(t, s.gatewayDB)), storedKey)
+	assert.NotContains(t, string(s.pg.Dump(t, s.gatewayDB)), "order-1")
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("4242424242424242", "123")
 	leaks.AddCard("4000000000000002", "123")

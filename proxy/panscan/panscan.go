@@ -1,82 +1,84 @@
 // Package panscan finds what looks like a card number in text the gateway
 // did not write (upstream answers, acquirer codes, merchant free text), so
 // that it is masked or refused before it is stored, logged or returned.
+// It sees card numbers (the ones a request revealed, to mask them in the
+// answer): PCI zone (proxy/).
 package panscan
 
-import "bytes"
-
-// Redact masks, in place, what looks like a card number, keeping the
-// last four digits (4242 4242 4242 4242 becomes **** **** **** 4242): every
-// run of 13 to 19 digits, optionally grouped by single spaces or dashes,
-// that starts with 2 to 6 (the card networks' ranges) and passes the Luhn
-// check; and every occurrence of the known numbers, wherever they are
-// (glued to other digits too). The length of b never changes. It returns
-// how many numbers it masked.
+// Redact masks, in place, what looks like a card number, keeping the last
+// four digits (4242 4242 4242 4242 becomes **** **** **** 4242), and
+// every occurrence of the known numbers (see Redactor). What looks like a
+// card number is a run of 13 to 19 digits, optionally grouped by single
+// spaces or dashes, that starts with 2 to 6 (the card networks' ranges)
+// and passes the Luhn check. Digits count in any script and escaped
+// (\u0034, \x34, %34, %u0034, &#52;, &#x34;), and NUL bytes are skipped
+// (UTF-16 and UTF-32 text). The length of b never changes. It returns how
+// many numbers it masked.
 func Redact(b []byte, known ...[]byte) int {
+	return NewRedactor(known, nil).Redact(b)
+}
+
+// redactLuhn masks the Luhn-valid card-like runs.
+func redactLuhn(b []byte) int {
+	type digit struct{ at, w, d int }
 	n := 0
-	for _, k := range known {
-		if len(k) < 13 {
-			continue
-		}
-		for off := 0; ; {
-			i := bytes.Index(b[off:], k)
-			if i < 0 {
-				break
-			}
-			at := off + i
-			for p := at; p < at+len(k)-4; p++ {
-				b[p] = '*'
-			}
-			n++
-			off = at + len(k)
-		}
-	}
-	var idx []int
+	var run []digit
 	for i := 0; i < len(b); {
-		if !isDigit(b[i]) {
-			i++
+		u := decodeAt(b, i, luhnSep)
+		if digitValue(u.r) < 0 {
+			i += u.w
 			continue
 		}
-		idx = idx[:0]
+		run = run[:0]
 		j := i
 		for j < len(b) {
-			if isDigit(b[j]) {
-				idx = append(idx, j)
-				j++
+			u := decodeAt(b, j, luhnSep)
+			if u.r == ignorable {
+				j += u.w
 				continue
 			}
-			if (b[j] == ' ' || b[j] == '-') && j+1 < len(b) && isDigit(b[j+1]) {
-				j++
+			if d := digitValue(u.r); d >= 0 {
+				run = append(run, digit{j, u.w, d})
+				j += u.w
 				continue
+			}
+			if luhnSep(u.r) {
+				k := skipNUL(b, j+u.w)
+				if k < len(b) && digitValue(decodeAt(b, k, luhnSep).r) >= 0 {
+					j = k
+					continue
+				}
 			}
 			break
 		}
-		if len(idx) >= 13 && len(idx) <= 19 && b[idx[0]] >= '2' && b[idx[0]] <= '6' && luhnAt(b, idx) {
-			for _, p := range idx[:len(idx)-4] {
-				b[p] = '*'
+		if len(run) >= 13 && len(run) <= 19 && run[0].d >= 2 && run[0].d <= 6 {
+			sum := 0
+			for k := len(run) - 1; k >= 0; k-- {
+				d := run[k].d
+				if (len(run)-1-k)%2 == 1 {
+					if d *= 2; d > 9 {
+						d -= 9
+					}
+				}
+				sum += d
 			}
-			n++
+			if sum%10 == 0 {
+				for _, d := range run[:len(run)-4] {
+					mask(b, d.at, d.w)
+				}
+				n++
+			}
 		}
 		i = j
 	}
 	return n
 }
 
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-func luhnAt(b []byte, pos []int) bool {
-	sum := 0
-	for k := len(pos) - 1; k >= 0; k-- {
-		d := int(b[pos[k]] - '0')
-		if (len(pos)-1-k)%2 == 1 {
-			d *= 2
-			if d > 9 {
-				d -= 9
-			}
-		}
-		sum += d
+func skipNUL(b []byte, i int) int {
+	for i < len(b) && b[i] == 0 {
+		i++
 	}
-	return sum%10 == 0
+	return i
 }
 
 // Contains reports whether s holds something Redact would mask.

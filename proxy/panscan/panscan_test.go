@@ -45,6 +45,7 @@ func TestContainsAndString(t *testing.T) {
 func FuzzRedact(f *testing.F) {
 	f.Add([]byte(`{"pan":"4242 4242 4242 4242"}`))
 	f.Add([]byte("5555-5555-5555-4444"))
+	f.Add([]byte(`{"cvc":"123","n":"\u0034242424242424242"}`))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
 		Redact(b)
@@ -54,6 +55,17 @@ func FuzzRedact(f *testing.F) {
 		again := bytes.Clone(b)
 		if Redact(again); !bytes.Equal(again, b) {
 			t.Fatalf("not idempotent: %q -> %q", b, again)
+		}
+		// With a revealed number and CVC: the same, and the number is gone.
+		r := NewRedactor([][]byte{[]byte(testPAN)}, [][]byte{[]byte(testCVC)})
+		k := bytes.Clone(in)
+		r.Redact(k)
+		if len(k) != len(in) || bytes.Contains(k, []byte(testPAN)) {
+			t.Fatalf("revealed number: %q -> %q", in, k)
+		}
+		again = bytes.Clone(k)
+		if r.Redact(again); !bytes.Equal(again, k) {
+			t.Fatalf("not idempotent with revealed values: %q -> %q", k, again)
 		}
 	})
 }

@@ -21,13 +21,13 @@ import (
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/idemkey"
 	"github.com/obolpay/obol/internal/money"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
-	"github.com/obolpay/obol/proxy/panscan"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/revealbox"
 )
@@ -390,21 +390,26 @@ func checkLease(ctx context.Context) error {
 // The key is claimed with a lease (owner, expiry, version) that this
 // process renews while it works; a retry takes over an expired lease
 // (compare-and-set), and a holder that lost its lease neither calls the
-// acquirer nor writes the result.
+// acquirer nor writes the result. The key is parsed by internal/idemkey
+// (a malformed one is a 400, never ignored) and stored hashed.
 func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto.Message, fn func(ctx context.Context, key, hash string) (*Payment, error)) (*gatewayv1.Payment, error) {
 	s.inflight.Add(1)
 	defer s.inflight.Done()
-	key := firstMD(ctx, "idempotency-key")
-	if key == "" {
+	k, err := idemkey.FromContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if k.IsZero() {
 		p, err := fn(ctx, "", "")
 		if err != nil {
 			return nil, err
 		}
 		return toPB(p), nil
 	}
-	if len(key) > 255 {
-		return nil, apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "idempotency_key", "Idempotency-Key must be at most 255 characters")
-	}
+	// The record is stored under a hash of the key, never the key itself;
+	// fn derives the payment and operation ids (themselves hashes) from the
+	// key as sent, so a retry resumes the same operation at the acquirer.
+	key := k.Storage("gateway:secret")
 	body, _ := proto.MarshalOptions{Deterministic: true}.Marshal(req)
 	sum := sha256.Sum256(append([]byte(op+"\x00"), body...))
 	hash := hex.EncodeToString(sum[:])
@@ -424,7 +429,7 @@ func (s *Service) idempotent(ctx context.Context, merchant, op string, req proto
 		return out, nil
 	}
 	l := s.hold(claim)
-	p, err := fn(context.WithValue(ctx, leaseKey{}, l), key, hash)
+	p, err := fn(context.WithValue(ctx, leaseKey{}, l), k.Raw(), hash)
 	lost := l.end()
 	if err != nil {
 		// The key is free for a retry: either nothing durable happened
@@ -485,13 +490,8 @@ func (s *Service) CreatePayment(ctx context.Context, req *gatewayv1.CreatePaymen
 		return nil, apierr.Invalid("metadata_too_large", "metadata", "at most 50 metadata keys")
 	}
 	// Free text is stored and returned: it may not carry a card number.
-	if panscan.Contains(req.GetDescription()) {
-		return nil, apierr.Invalid("card_number_in_text", "description", "description looks like it contains a card number; send cards only as tokens")
-	}
-	for k, v := range req.GetMetadata() {
-		if panscan.Contains(k) || panscan.Contains(v) {
-			return nil, apierr.Invalid("card_number_in_text", "metadata", "a metadata entry looks like it contains a card number; send cards only as tokens")
-		}
+	if err := checkPaymentText(req); err != nil {
+		return nil, err
 	}
 	return s.idempotent(ctx, merchant, "create", req, func(ctx context.Context, key, _ string) (*Payment, error) {
 		return s.create(ctx, merchant, cur, conn, key, req)
@@ -1011,6 +1011,9 @@ func (s *Service) CancelPayment(ctx context.Context, req *gatewayv1.CancelPaymen
 func (s *Service) RefundPayment(ctx context.Context, req *gatewayv1.RefundPaymentRequest) (*gatewayv1.Payment, error) {
 	if req.GetAmount() < 0 {
 		return nil, validAmount("amount", req.GetAmount())
+	}
+	if err := checkRefundText(req); err != nil {
+		return nil, err
 	}
 	return s.change(ctx, OpRefund, req.GetId(), req.GetReason(), req, func(p *Payment) (int64, error) {
 		left := p.AmountCaptured - p.AmountRefunded

@@ -125,6 +125,9 @@ func (s *Service) deliverEntry(ctx context.Context, e OutboxEntry) (int64, deliv
 			wait = min(outboxBackoff<<min(e.Attempts-1, 10), outboxMaxBackoff)
 		}
 		s.metrics.retried.Inc()
+		if e.Attempts == 0 {
+			s.cfg.Logger.Warn("ledger event waits in the outbox; the sweeper retries it with backoff", "payment", e.PaymentID, "event", req.GetEvent().String(), "err", code)
+		}
 		if aerr := s.cfg.Store.OutboxAttempt(ctx, e.ID, code, s.cfg.Now().Add(wait)); aerr != nil {
 			s.cfg.Logger.Warn("outbox attempt not counted", "payment", e.PaymentID, "err", aerr)
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/cardtext"
 	"github.com/obolpay/obol/internal/money"
 	"github.com/obolpay/obol/internal/servicetoken"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
@@ -182,6 +183,9 @@ func (s *Service) checkList(ctx context.Context, list string, values []string, n
 		}
 		if list == "block_bins" && (len(v) < 6 || len(v) > 8 || strings.Trim(v, "0123456789") != "") {
 			return apierr.Invalid("value_invalid", "values", "BINs are 6 to 8 digits (never a full card number)")
+		}
+		if cardtext.Contains(v) {
+			return apierr.Invalid("card_number_in_text", "values", "a value looks like it contains a card number; riskd never holds card data")
 		}
 	}
 	return nil

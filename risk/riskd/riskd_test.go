@@ -198,6 +198,11 @@ func TestEvaluate(t *testing.T) {
 		if code, body := s.rest("POST", "/v1/risk/lists/favourites/entries", map[string]any{"values": []string{"x"}}); code != 400 || !strings.Contains(fmt.Sprint(body), "list_unknown") {
 			t.Fatalf("unknown list: %d %v", code, body)
 		}
+		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444"} {
+			if code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{v}}); code != 400 || !strings.Contains(fmt.Sprint(body), "card_number_in_text") || strings.Contains(fmt.Sprint(body), v) {
+				t.Fatalf("card number as a list value: %d %v", code, body)
+			}
+		}
 	})
 	t.Run("backtest", func(t *testing.T) {
 		// An IP of its own, so velocity from other runs cannot change the outcomes.

@@ -16,6 +16,7 @@ import (
 const (
 	ActionDetokenize         = "detokenize"
 	ActionDeleteToken        = "delete_token"
+	ActionAttachCVC          = "attach_cvc"
 	ActionKEKRotated         = "kek_rotation_seen"
 	ActionRewrap             = "rewrap"
 	ActionMerchantCreate     = "merchant_create"

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +42,8 @@ type Options struct {
 	MaxBody    int64
 	Reflection bool
 	Logger     *slog.Logger
+	// Routes adds handlers outside /v1/ (the hosted card fields).
+	Routes func(*http.ServeMux)
 }
 
 // Server is a bound vault server.
@@ -76,6 +79,7 @@ func New(opts Options) (*Server, error) {
 		Routes:      []string{"/v1/tokens"}, // CORS preflights are answered before the mux
 		HealthNames: []string{vaultv1.VaultService_ServiceDesc.ServiceName},
 		Collectors:  collectors(svc, opts.Envelope),
+		Mount:       opts.Routes,
 	})
 	if err != nil {
 		return nil, err
@@ -101,13 +105,25 @@ func collectors(svc *service.Service, env *envelope.Envelope) []prometheus.Colle
 	return cs
 }
 
-// cors answers preflights for POST /v1/tokens from configured checkout
-// origins and marks tokenize responses readable by them. Other endpoints are
+// browserPath: the endpoints a publishable key may call from a checkout
+// page: tokenize, and attaching a CVC with a client secret.
+func browserPath(p string) bool {
+	if p == "/v1/tokens" {
+		return true
+	}
+	rest, ok := strings.CutPrefix(p, "/v1/tokens/")
+	tok, ok2 := strings.CutSuffix(rest, "/cvc")
+	return ok && ok2 && tok != "" && !strings.Contains(tok, "/")
+}
+
+// cors answers preflights for POST /v1/tokens and POST
+// /v1/tokens/{token}/cvc from configured checkout origins and marks their
+// responses readable by them. Other endpoints are
 // server-to-server (secret keys) and get no CORS headers.
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || r.URL.Path != "/v1/tokens" || s.opts.OriginAllowed == nil {
+		if origin == "" || !browserPath(r.URL.Path) || s.opts.OriginAllowed == nil {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/apikey"
+	"github.com/obolpay/obol/internal/idemkey"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/vault/store"
 )
@@ -20,7 +21,7 @@ import (
 // Metadata keys (REST headers are forwarded under the same lower-case names).
 const (
 	MDAuthorization  = "authorization"
-	MDIdempotencyKey = "idempotency-key"
+	MDIdempotencyKey = idemkey.MD
 	MDOrigin         = "origin"
 )
 
@@ -28,6 +29,14 @@ type principal struct {
 	merchantID  string
 	keyPrefix   string
 	publishable bool
+}
+
+// idemScope namespaces the principal's Idempotency-Keys by key type.
+func (p principal) idemScope() string {
+	if p.publishable {
+		return "vault:publishable"
+	}
+	return "vault:secret"
 }
 
 // actor names a principal in the audit trail.

@@ -20,7 +20,7 @@ func (s *Service) DeleteToken(ctx context.Context, req *vaultv1.DeleteTokenReque
 	if err != nil {
 		return nil, err
 	}
-	idemKey, err := idempotencyKey(ctx)
+	idemKey, err := idempotencyKey(ctx, p)
 	if err != nil {
 		return nil, err
 	}

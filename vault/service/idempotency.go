@@ -8,28 +8,22 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/idemkey"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/store"
 )
 
-// maxIdempotencyKey bounds the Idempotency-Key header.
-const maxIdempotencyKey = 255
-
-// idempotencyKey reads and validates the Idempotency-Key; "" when absent.
-func idempotencyKey(ctx context.Context) (string, error) {
-	k := firstMD(ctx, MDIdempotencyKey)
-	if k == "" {
-		return "", nil
+// idempotencyKey parses the Idempotency-Key (internal/idemkey) and returns
+// the form stored for this principal; "" when none was sent. The form is a
+// hash scoped by the key type, so a publishable key's records and the
+// secret key's never meet: a publishable key cannot claim, replay or probe
+// (through a conflict) a key the merchant's backend uses.
+func idempotencyKey(ctx context.Context, p principal) (string, error) {
+	k, err := idemkey.FromContext(ctx)
+	if err != nil {
+		return "", err
 	}
-	if len(k) > maxIdempotencyKey {
-		return "", apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
-	}
-	for i := 0; i < len(k); i++ {
-		if k[i] < 0x20 || k[i] > 0x7e {
-			return "", apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "idempotency_key", "Idempotency-Key must be 1 to 255 printable ASCII characters")
-		}
-	}
-	return k, nil
+	return k.Storage(p.idemScope()), nil
 }
 
 // requestMACs are per-merchant keyed MACs of the operation and the

@@ -52,6 +52,9 @@ var (
 type Config struct {
 	// CVCTTL is how long a CVC is held (default 1h, at most 24h).
 	CVCTTL time.Duration
+	// ClientSecretTTL is how long a CVC client secret may wait for its one
+	// use (default 10 minutes, at most 1 hour).
+	ClientSecretTTL time.Duration
 	// GatewayIdentity is the URI SAN (or, failing that, CN) a client
 	// certificate must carry to call Detokenize.
 	GatewayIdentity string
@@ -89,6 +92,12 @@ func New(st store.Store, cvcs cvcstore.Store, env *envelope.Envelope, cfg Config
 	}
 	if cfg.CVCTTL > MaxCVCTTL {
 		cfg.CVCTTL = MaxCVCTTL
+	}
+	if cfg.ClientSecretTTL <= 0 {
+		cfg.ClientSecretTTL = DefaultClientSecretTTL
+	}
+	if cfg.ClientSecretTTL > MaxClientSecretTTL {
+		cfg.ClientSecretTTL = MaxClientSecretTTL
 	}
 	if cfg.AuthCacheTTL == 0 {
 		cfg.AuthCacheTTL = 10 * time.Second

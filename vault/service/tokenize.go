@@ -28,7 +28,13 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	if err != nil {
 		return nil, err
 	}
-	idemKey, err := idempotencyKey(ctx)
+	if p.publishable && req.GetDedupe() {
+		// A publishable key only ever creates a fresh token: a dedupe answer
+		// would tell it whether the merchant holds the card (and its
+		// stored expiry), and attach its CVC to the stored token.
+		return nil, ErrDedupePublishable
+	}
+	idemKey, err := idempotencyKey(ctx, p)
 	if err != nil {
 		return nil, err
 	}

@@ -23,7 +23,10 @@ type EmbeddedConfig struct {
 	DataDir  string
 	GRPCAddr string
 	HTTPAddr string
-	Logger   *slog.Logger
+	// Origins are the checkout origins of the dev merchant created on the
+	// first start (default http://localhost:3000 and http://127.0.0.1:3000).
+	Origins []string
+	Logger  *slog.Logger
 }
 
 // Embedded is a running embedded vault plus its dev credentials.
@@ -88,7 +91,11 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 			return nil, fmt.Errorf("%s is corrupt: %w", credPath, err)
 		}
 	case errors.Is(err, os.ErrNotExist):
-		keys, err := CreateMerchant(ctx, st, "Dev merchant", []string{"http://localhost:3000", "http://127.0.0.1:3000"}, "test")
+		origins := cfg.Origins
+		if len(origins) == 0 {
+			origins = []string{"http://localhost:3000", "http://127.0.0.1:3000"}
+		}
+		keys, err := CreateMerchant(ctx, st, "Dev merchant", origins, "test")
 		if err != nil {
 			in.Close()
 			return nil, err

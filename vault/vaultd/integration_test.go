@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -248,10 +250,77 @@ func TestIdempotency(t *testing.T) {
 	if b.status != 200 || b.str("token") == first.str("token") {
 		t.Fatalf("merchant B with A's key: %d %s", b.status, b.raw)
 	}
-	bad := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, "Idempotency-Key", strings.Repeat("k", 300))
-	if bad.status != 400 || bad.errCode() != "idempotency_key_invalid" {
-		t.Fatalf("oversized key: %d %s", bad.status, bad.raw)
+	// A key that is not printable ASCII, too long, sent twice or shaped
+	// like a card number is a typed 400 naming the header: never ignored
+	// (grpc-gateway used to drop a non-ASCII value, so a retry made a
+	// second token), and nothing is written.
+	invalid := []struct{ name, key, other string }{
+		{"non-ascii", "commande-\u00e9", ""},
+		{"latin-1 byte", "order-\xff", ""},
+		{"too long", strings.Repeat("k", 256), ""},
+		{"looks like a card number", "4242.4242.4242.4242", ""},
+		{"sent again under grpc-metadata", "order-9", "Grpc-Metadata-Idempotency-Key"},
 	}
+	for _, tt := range invalid {
+		t.Run("invalid key over REST: "+tt.name, func(t *testing.T) {
+			before, _ := s.in.Store.CountTokens(ctx)
+			hdr := []string{"Idempotency-Key", tt.key}
+			if tt.other != "" {
+				hdr = append(hdr, tt.other, tt.key+"-b")
+			}
+			for range 2 { // a retry is refused the same way
+				r := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, hdr...)
+				require.Equal(t, 400, r.status, string(r.raw))
+				if tt.other != "" {
+					assert.Equal(t, "header_invalid", r.errCode())
+					assert.Equal(t, tt.other, r.errField())
+				} else {
+					assert.Equal(t, "idempotency_key_invalid", r.errCode())
+					assert.Equal(t, "Idempotency-Key", r.errField())
+				}
+				assert.NotContains(t, string(r.raw), tt.key)
+			}
+			after, _ := s.in.Store.CountTokens(ctx)
+			assert.Equal(t, before, after, "nothing written")
+		})
+	}
+	for _, tt := range []struct{ name, key string }{{"too long", strings.Repeat("k", 256)}, {"looks like a card number", "4242424242424242"}, {"empty", ""}} {
+		t.Run("invalid key over gRPC: "+tt.name, func(t *testing.T) {
+			_, err := s.anon.Tokenize(grpcCtx(s.a.SecretKey, "idempotency-key", tt.key), &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "4000000000000002", ExpMonth: 12, ExpYear: int32(expYear)}})
+			e := apierr.From(err)
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+			assert.Equal(t, "idempotency_key_invalid", e.Code)
+			assert.Equal(t, "Idempotency-Key", e.Field)
+		})
+	}
+	t.Run("grpc key sent twice", func(t *testing.T) {
+		_, err := s.anon.Tokenize(grpcCtx(s.a.SecretKey, "idempotency-key", "a-1", "idempotency-key", "a-2"), &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "4000000000000002", ExpMonth: 12, ExpYear: int32(expYear)}})
+		require.Equal(t, codes.InvalidArgument, status.Code(err))
+		assert.Equal(t, "idempotency_key_invalid", apierr.From(err).Code)
+	})
+	t.Run("keys are namespaced by key type", func(t *testing.T) {
+		// The publishable key uses a key first; the secret key's request
+		// with the same key neither replays the browser's token nor
+		// conflicts: it makes its own.
+		pk := s.rest("POST", "/v1/tokens", s.a.PublishableKey, body, "Idempotency-Key", "shared-7")
+		require.Equal(t, 200, pk.status, string(pk.raw))
+		sk := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, "Idempotency-Key", "shared-7")
+		require.Equal(t, 200, sk.status, string(sk.raw))
+		assert.NotEqual(t, pk.str("token"), sk.str("token"))
+		again := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, "Idempotency-Key", "shared-7")
+		assert.Equal(t, sk.str("token"), again.str("token"), "the secret key replays its own result")
+		// Nor can the publishable key probe a key the secret key used: no
+		// conflict, no replay.
+		probe := s.rest("POST", "/v1/tokens", s.a.PublishableKey, map[string]any{"card": cardIn("4000 0000 0000 9995", 12, expYear, "")}, "Idempotency-Key", "order-1")
+		require.Equal(t, 200, probe.status, string(probe.raw))
+		assert.NotEqual(t, first.str("token"), probe.str("token"))
+	})
+	t.Run("keys are stored hashed", func(t *testing.T) {
+		dump := string(s.pg.Dump(t, s.dbURL))
+		for _, k := range []string{"order-1", "shared-7"} {
+			assert.NotContains(t, dump, k)
+		}
+	})
 	t.Run("concurrent retries", func(t *testing.T) {
 		before, _ := s.in.Store.CountTokens(ctx)
 		var wg sync.WaitGroup

@@ -186,6 +186,7 @@ func TestStartFailsClearly(t *testing.T) {
 		{"redis unreachable", func(c *vaultd.Config) { c.RedisURL = "redis://" + closed + "/0" }, "redis at"},
 		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_POSTGRES_URL"},
 		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_TLS_CERT"},
+		{"client secret TTL too long", func(c *vaultd.Config) { c.CVCClientSecretTTL = 2 * time.Hour }, "OBOL_CVC_CLIENT_SECRET_TTL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/hosted"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/server"
@@ -47,9 +48,12 @@ type Config struct {
 	Edge            serve.Edge
 	GatewayIdentity string
 	CVCTTL          time.Duration
-	DEKMaxAge       time.Duration
-	DEKMaxUses      int64
-	KeyCheckEvery   time.Duration
+	// CVCClientSecretTTL is how long a CVC client secret stays usable
+	// (default 10 minutes, at most 1 hour).
+	CVCClientSecretTTL time.Duration
+	DEKMaxAge          time.Duration
+	DEKMaxUses         int64
+	KeyCheckEvery      time.Duration
 	// KEKCheckEvery is how often the KEK version is polled (default 10s):
 	// the bound on how long after a rotation new DEKs use the new version.
 	KEKCheckEvery time.Duration
@@ -118,6 +122,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	cfg.Vault.Logger = log
 	if maxAge := cmp.Or(cfg.DEKMaxAge, time.Hour); cfg.ReencryptOlderThan > 0 && cfg.ReencryptOlderThan <= maxAge {
 		return nil, fmt.Errorf("OBOL_REENCRYPT_OLDER_THAN (%s) must exceed the DEK max age (%s)", cfg.ReencryptOlderThan, maxAge)
+	}
+	if cfg.CVCClientSecretTTL < 0 || cfg.CVCClientSecretTTL > service.MaxClientSecretTTL {
+		return nil, fmt.Errorf("OBOL_CVC_CLIENT_SECRET_TTL (%s) must be between 0 (default %s) and %s", cfg.CVCClientSecretTTL, service.DefaultClientSecretTTL, service.MaxClientSecretTTL)
 	}
 	tlsCfg, err := serverTLS(cfg)
 	if err != nil {
@@ -190,15 +197,17 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 
 func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg Config, tlsCfg *tls.Config, log *slog.Logger) (*Instance, error) {
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
-	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
+	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
+	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
 	srv, err := server.New(server.Options{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, Edge: cfg.Edge,
-		Reflection: cfg.Reflection, Logger: log,
+		Reflection: cfg.Reflection, Logger: log, Routes: fields.Register,
 	})
 	if err != nil {
 		return nil, err
 	}
+	srv.Register(fields.Collectors()...)
 	return &Instance{Server: srv, Service: svc, Store: st, CVCs: cvcs, Envelope: env}, nil
 }
 

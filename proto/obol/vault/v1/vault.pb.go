@@ -214,7 +214,10 @@ func (x *CardInput) GetHolderName() string {
 type TokenizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Card  *CardInput             `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
-	// Return the merchant's existing token for the same card, if any.
+	// Return the merchant's existing token for the same card, if any (a CVC
+	// given is then held for that token). Secret keys only: with a
+	// publishable key it is a 403 dedupe_requires_secret_key naming this
+	// field, since the answer would tell whether the merchant holds the card.
 	Dedupe        bool `protobuf:"varint,2,opt,name=dedupe,proto3" json:"dedupe,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -264,6 +267,178 @@ func (x *TokenizeRequest) GetDedupe() bool {
 	return false
 }
 
+// AttachCVCRequest is the body of POST /v1/tokens/{token}/cvc.
+type AttachCVCRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// 3 digits, 4 for American Express.
+	Cvc string `protobuf:"bytes,2,opt,name=cvc,proto3" json:"cvc,omitempty"`
+	// Required with a publishable key: a client secret minted for this token
+	// by CreateCVCClientSecret. Consumed by its first use, whatever the
+	// outcome. Optional with a secret key (checked and consumed if given).
+	ClientSecret  string `protobuf:"bytes,3,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachCVCRequest) Reset() {
+	*x = AttachCVCRequest{}
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachCVCRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachCVCRequest) ProtoMessage() {}
+
+func (x *AttachCVCRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachCVCRequest.ProtoReflect.Descriptor instead.
+func (*AttachCVCRequest) Descriptor() ([]byte, []int) {
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AttachCVCRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *AttachCVCRequest) GetCvc() string {
+	if x != nil {
+		return x.Cvc
+	}
+	return ""
+}
+
+func (x *AttachCVCRequest) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+// CreateCVCClientSecretRequest is the body of
+// POST /v1/tokens/{token}/cvc_client_secrets.
+type CreateCVCClientSecretRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Token         string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateCVCClientSecretRequest) Reset() {
+	*x = CreateCVCClientSecretRequest{}
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateCVCClientSecretRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateCVCClientSecretRequest) ProtoMessage() {}
+
+func (x *CreateCVCClientSecretRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateCVCClientSecretRequest.ProtoReflect.Descriptor instead.
+func (*CreateCVCClientSecretRequest) Descriptor() ([]byte, []int) {
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *CreateCVCClientSecretRequest) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// CVCClientSecret is shown once; vaultd keeps only its hash.
+type CVCClientSecret struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ClientSecret  string                 `protobuf:"bytes,1,opt,name=client_secret,json=clientSecret,proto3" json:"client_secret,omitempty"`
+	Token         string                 `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CVCClientSecret) Reset() {
+	*x = CVCClientSecret{}
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CVCClientSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CVCClientSecret) ProtoMessage() {}
+
+func (x *CVCClientSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CVCClientSecret.ProtoReflect.Descriptor instead.
+func (*CVCClientSecret) Descriptor() ([]byte, []int) {
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *CVCClientSecret) GetClientSecret() string {
+	if x != nil {
+		return x.ClientSecret
+	}
+	return ""
+}
+
+func (x *CVCClientSecret) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *CVCClientSecret) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
 // CardMetadata is what may be shown about a tokenized card.
 type CardMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -281,7 +456,7 @@ type CardMetadata struct {
 
 func (x *CardMetadata) Reset() {
 	*x = CardMetadata{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -293,7 +468,7 @@ func (x *CardMetadata) String() string {
 func (*CardMetadata) ProtoMessage() {}
 
 func (x *CardMetadata) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[4]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -306,7 +481,7 @@ func (x *CardMetadata) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CardMetadata.ProtoReflect.Descriptor instead.
 func (*CardMetadata) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{4}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *CardMetadata) GetBrand() string {
@@ -367,7 +542,7 @@ type Token struct {
 
 func (x *Token) Reset() {
 	*x = Token{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -379,7 +554,7 @@ func (x *Token) String() string {
 func (*Token) ProtoMessage() {}
 
 func (x *Token) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[5]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -392,7 +567,7 @@ func (x *Token) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Token.ProtoReflect.Descriptor instead.
 func (*Token) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{5}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Token) GetToken() string {
@@ -439,7 +614,7 @@ type GetTokenRequest struct {
 
 func (x *GetTokenRequest) Reset() {
 	*x = GetTokenRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -451,7 +626,7 @@ func (x *GetTokenRequest) String() string {
 func (*GetTokenRequest) ProtoMessage() {}
 
 func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[6]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -464,7 +639,7 @@ func (x *GetTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetTokenRequest.ProtoReflect.Descriptor instead.
 func (*GetTokenRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{6}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetTokenRequest) GetToken() string {
@@ -483,7 +658,7 @@ type DeleteTokenRequest struct {
 
 func (x *DeleteTokenRequest) Reset() {
 	*x = DeleteTokenRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -495,7 +670,7 @@ func (x *DeleteTokenRequest) String() string {
 func (*DeleteTokenRequest) ProtoMessage() {}
 
 func (x *DeleteTokenRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[7]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -508,7 +683,7 @@ func (x *DeleteTokenRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTokenRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTokenRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{7}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *DeleteTokenRequest) GetToken() string {
@@ -528,7 +703,7 @@ type DeleteTokenResponse struct {
 
 func (x *DeleteTokenResponse) Reset() {
 	*x = DeleteTokenResponse{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -540,7 +715,7 @@ func (x *DeleteTokenResponse) String() string {
 func (*DeleteTokenResponse) ProtoMessage() {}
 
 func (x *DeleteTokenResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[8]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -553,7 +728,7 @@ func (x *DeleteTokenResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTokenResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTokenResponse) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{8}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *DeleteTokenResponse) GetToken() string {
@@ -592,7 +767,7 @@ type DetokenizeRequest struct {
 
 func (x *DetokenizeRequest) Reset() {
 	*x = DetokenizeRequest{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -604,7 +779,7 @@ func (x *DetokenizeRequest) String() string {
 func (*DetokenizeRequest) ProtoMessage() {}
 
 func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[9]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -617,7 +792,7 @@ func (x *DetokenizeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeRequest.ProtoReflect.Descriptor instead.
 func (*DetokenizeRequest) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{9}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *DetokenizeRequest) GetMerchantId() string {
@@ -683,7 +858,7 @@ type DetokenizeResponse struct {
 
 func (x *DetokenizeResponse) Reset() {
 	*x = DetokenizeResponse{}
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -695,7 +870,7 @@ func (x *DetokenizeResponse) String() string {
 func (*DetokenizeResponse) ProtoMessage() {}
 
 func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_obol_vault_v1_vault_proto_msgTypes[10]
+	mi := &file_obol_vault_v1_vault_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -708,7 +883,7 @@ func (x *DetokenizeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DetokenizeResponse.ProtoReflect.Descriptor instead.
 func (*DetokenizeResponse) Descriptor() ([]byte, []int) {
-	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{10}
+	return file_obol_vault_v1_vault_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *DetokenizeResponse) GetToken() string {
@@ -794,7 +969,18 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"holderName\"W\n" +
 	"\x0fTokenizeRequest\x12,\n" +
 	"\x04card\x18\x01 \x01(\v2\x18.obol.vault.v1.CardInputR\x04card\x12\x16\n" +
-	"\x06dedupe\x18\x02 \x01(\bR\x06dedupe\"\xa6\x01\n" +
+	"\x06dedupe\x18\x02 \x01(\bR\x06dedupe\"i\n" +
+	"\x10AttachCVCRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x15\n" +
+	"\x03cvc\x18\x02 \x01(\tB\x03\x80\x01\x01R\x03cvc\x12(\n" +
+	"\rclient_secret\x18\x03 \x01(\tB\x03\x80\x01\x01R\fclientSecret\"4\n" +
+	"\x1cCreateCVCClientSecretRequest\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x8c\x01\n" +
+	"\x0fCVCClientSecret\x12(\n" +
+	"\rclient_secret\x18\x01 \x01(\tB\x03\x80\x01\x01R\fclientSecret\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa6\x01\n" +
 	"\fCardMetadata\x12\x14\n" +
 	"\x05brand\x18\x01 \x01(\tR\x05brand\x12\x10\n" +
 	"\x03bin\x18\x02 \x01(\tR\x03bin\x12\x14\n" +
@@ -835,13 +1021,15 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\x05last4\x18\x06 \x01(\tR\x05last4\x12\x1b\n" +
 	"\texp_month\x18\a \x01(\x05R\bexpMonth\x12\x19\n" +
 	"\bexp_year\x18\b \x01(\x05R\aexpYear\x12 \n" +
-	"\vfingerprint\x18\t \x01(\tR\vfingerprint2\xac\x03\n" +
+	"\vfingerprint\x18\t \x01(\tR\vfingerprint2\xd6\x04\n" +
 	"\fVaultService\x12@\n" +
 	"\bTokenize\x12\x1e.obol.vault.v1.TokenizeRequest\x1a\x14.obol.vault.v1.Token\x12@\n" +
 	"\bGetToken\x12\x1e.obol.vault.v1.GetTokenRequest\x1a\x14.obol.vault.v1.Token\x12T\n" +
 	"\vDeleteToken\x12!.obol.vault.v1.DeleteTokenRequest\x1a\".obol.vault.v1.DeleteTokenResponse\x12Q\n" +
 	"\n" +
-	"Detokenize\x12 .obol.vault.v1.DetokenizeRequest\x1a!.obol.vault.v1.DetokenizeResponse\x12o\n" +
+	"Detokenize\x12 .obol.vault.v1.DetokenizeRequest\x1a!.obol.vault.v1.DetokenizeResponse\x12B\n" +
+	"\tAttachCVC\x12\x1f.obol.vault.v1.AttachCVCRequest\x1a\x14.obol.vault.v1.Token\x12d\n" +
+	"\x15CreateCVCClientSecret\x12+.obol.vault.v1.CreateCVCClientSecretRequest\x1a\x1e.obol.vault.v1.CVCClientSecret\x12o\n" +
 	"\x14AuthenticateMerchant\x12*.obol.vault.v1.AuthenticateMerchantRequest\x1a+.obol.vault.v1.AuthenticateMerchantResponseB5Z3github.com/obolpay/obol/proto/obol/vault/v1;vaultv1b\x06proto3"
 
 var (
@@ -856,41 +1044,49 @@ func file_obol_vault_v1_vault_proto_rawDescGZIP() []byte {
 	return file_obol_vault_v1_vault_proto_rawDescData
 }
 
-var file_obol_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_obol_vault_v1_vault_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
 var file_obol_vault_v1_vault_proto_goTypes = []any{
 	(*AuthenticateMerchantRequest)(nil),  // 0: obol.vault.v1.AuthenticateMerchantRequest
 	(*AuthenticateMerchantResponse)(nil), // 1: obol.vault.v1.AuthenticateMerchantResponse
 	(*CardInput)(nil),                    // 2: obol.vault.v1.CardInput
 	(*TokenizeRequest)(nil),              // 3: obol.vault.v1.TokenizeRequest
-	(*CardMetadata)(nil),                 // 4: obol.vault.v1.CardMetadata
-	(*Token)(nil),                        // 5: obol.vault.v1.Token
-	(*GetTokenRequest)(nil),              // 6: obol.vault.v1.GetTokenRequest
-	(*DeleteTokenRequest)(nil),           // 7: obol.vault.v1.DeleteTokenRequest
-	(*DeleteTokenResponse)(nil),          // 8: obol.vault.v1.DeleteTokenResponse
-	(*DetokenizeRequest)(nil),            // 9: obol.vault.v1.DetokenizeRequest
-	(*DetokenizeResponse)(nil),           // 10: obol.vault.v1.DetokenizeResponse
-	(*timestamppb.Timestamp)(nil),        // 11: google.protobuf.Timestamp
+	(*AttachCVCRequest)(nil),             // 4: obol.vault.v1.AttachCVCRequest
+	(*CreateCVCClientSecretRequest)(nil), // 5: obol.vault.v1.CreateCVCClientSecretRequest
+	(*CVCClientSecret)(nil),              // 6: obol.vault.v1.CVCClientSecret
+	(*CardMetadata)(nil),                 // 7: obol.vault.v1.CardMetadata
+	(*Token)(nil),                        // 8: obol.vault.v1.Token
+	(*GetTokenRequest)(nil),              // 9: obol.vault.v1.GetTokenRequest
+	(*DeleteTokenRequest)(nil),           // 10: obol.vault.v1.DeleteTokenRequest
+	(*DeleteTokenResponse)(nil),          // 11: obol.vault.v1.DeleteTokenResponse
+	(*DetokenizeRequest)(nil),            // 12: obol.vault.v1.DetokenizeRequest
+	(*DetokenizeResponse)(nil),           // 13: obol.vault.v1.DetokenizeResponse
+	(*timestamppb.Timestamp)(nil),        // 14: google.protobuf.Timestamp
 }
 var file_obol_vault_v1_vault_proto_depIdxs = []int32{
 	2,  // 0: obol.vault.v1.TokenizeRequest.card:type_name -> obol.vault.v1.CardInput
-	4,  // 1: obol.vault.v1.Token.card:type_name -> obol.vault.v1.CardMetadata
-	11, // 2: obol.vault.v1.Token.cvc_expires_at:type_name -> google.protobuf.Timestamp
-	11, // 3: obol.vault.v1.Token.created_at:type_name -> google.protobuf.Timestamp
-	3,  // 4: obol.vault.v1.VaultService.Tokenize:input_type -> obol.vault.v1.TokenizeRequest
-	6,  // 5: obol.vault.v1.VaultService.GetToken:input_type -> obol.vault.v1.GetTokenRequest
-	7,  // 6: obol.vault.v1.VaultService.DeleteToken:input_type -> obol.vault.v1.DeleteTokenRequest
-	9,  // 7: obol.vault.v1.VaultService.Detokenize:input_type -> obol.vault.v1.DetokenizeRequest
-	0,  // 8: obol.vault.v1.VaultService.AuthenticateMerchant:input_type -> obol.vault.v1.AuthenticateMerchantRequest
-	5,  // 9: obol.vault.v1.VaultService.Tokenize:output_type -> obol.vault.v1.Token
-	5,  // 10: obol.vault.v1.VaultService.GetToken:output_type -> obol.vault.v1.Token
-	8,  // 11: obol.vault.v1.VaultService.DeleteToken:output_type -> obol.vault.v1.DeleteTokenResponse
-	10, // 12: obol.vault.v1.VaultService.Detokenize:output_type -> obol.vault.v1.DetokenizeResponse
-	1,  // 13: obol.vault.v1.VaultService.AuthenticateMerchant:output_type -> obol.vault.v1.AuthenticateMerchantResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	14, // 1: obol.vault.v1.CVCClientSecret.expires_at:type_name -> google.protobuf.Timestamp
+	7,  // 2: obol.vault.v1.Token.card:type_name -> obol.vault.v1.CardMetadata
+	14, // 3: obol.vault.v1.Token.cvc_expires_at:type_name -> google.protobuf.Timestamp
+	14, // 4: obol.vault.v1.Token.created_at:type_name -> google.protobuf.Timestamp
+	3,  // 5: obol.vault.v1.VaultService.Tokenize:input_type -> obol.vault.v1.TokenizeRequest
+	9,  // 6: obol.vault.v1.VaultService.GetToken:input_type -> obol.vault.v1.GetTokenRequest
+	10, // 7: obol.vault.v1.VaultService.DeleteToken:input_type -> obol.vault.v1.DeleteTokenRequest
+	12, // 8: obol.vault.v1.VaultService.Detokenize:input_type -> obol.vault.v1.DetokenizeRequest
+	4,  // 9: obol.vault.v1.VaultService.AttachCVC:input_type -> obol.vault.v1.AttachCVCRequest
+	5,  // 10: obol.vault.v1.VaultService.CreateCVCClientSecret:input_type -> obol.vault.v1.CreateCVCClientSecretRequest
+	0,  // 11: obol.vault.v1.VaultService.AuthenticateMerchant:input_type -> obol.vault.v1.AuthenticateMerchantRequest
+	8,  // 12: obol.vault.v1.VaultService.Tokenize:output_type -> obol.vault.v1.Token
+	8,  // 13: obol.vault.v1.VaultService.GetToken:output_type -> obol.vault.v1.Token
+	11, // 14: obol.vault.v1.VaultService.DeleteToken:output_type -> obol.vault.v1.DeleteTokenResponse
+	13, // 15: obol.vault.v1.VaultService.Detokenize:output_type -> obol.vault.v1.DetokenizeResponse
+	8,  // 16: obol.vault.v1.VaultService.AttachCVC:output_type -> obol.vault.v1.Token
+	6,  // 17: obol.vault.v1.VaultService.CreateCVCClientSecret:output_type -> obol.vault.v1.CVCClientSecret
+	1,  // 18: obol.vault.v1.VaultService.AuthenticateMerchant:output_type -> obol.vault.v1.AuthenticateMerchantResponse
+	12, // [12:19] is the sub-list for method output_type
+	5,  // [5:12] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_obol_vault_v1_vault_proto_init() }
@@ -904,7 +1100,7 @@ func file_obol_vault_v1_vault_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obol_vault_v1_vault_proto_rawDesc), len(file_obol_vault_v1_vault_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   14,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

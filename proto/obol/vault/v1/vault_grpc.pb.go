@@ -27,11 +27,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	VaultService_Tokenize_FullMethodName             = "/obol.vault.v1.VaultService/Tokenize"
-	VaultService_GetToken_FullMethodName             = "/obol.vault.v1.VaultService/GetToken"
-	VaultService_DeleteToken_FullMethodName          = "/obol.vault.v1.VaultService/DeleteToken"
-	VaultService_Detokenize_FullMethodName           = "/obol.vault.v1.VaultService/Detokenize"
-	VaultService_AuthenticateMerchant_FullMethodName = "/obol.vault.v1.VaultService/AuthenticateMerchant"
+	VaultService_Tokenize_FullMethodName              = "/obol.vault.v1.VaultService/Tokenize"
+	VaultService_GetToken_FullMethodName              = "/obol.vault.v1.VaultService/GetToken"
+	VaultService_DeleteToken_FullMethodName           = "/obol.vault.v1.VaultService/DeleteToken"
+	VaultService_Detokenize_FullMethodName            = "/obol.vault.v1.VaultService/Detokenize"
+	VaultService_AttachCVC_FullMethodName             = "/obol.vault.v1.VaultService/AttachCVC"
+	VaultService_CreateCVCClientSecret_FullMethodName = "/obol.vault.v1.VaultService/CreateCVCClientSecret"
+	VaultService_AuthenticateMerchant_FullMethodName  = "/obol.vault.v1.VaultService/AuthenticateMerchant"
 )
 
 // VaultServiceClient is the client API for VaultService service.
@@ -48,6 +50,16 @@ type VaultServiceClient interface {
 	DeleteToken(ctx context.Context, in *DeleteTokenRequest, opts ...grpc.CallOption) (*DeleteTokenResponse, error)
 	// Detokenize reveals the card behind a token to the gateway only.
 	Detokenize(ctx context.Context, in *DetokenizeRequest, opts ...grpc.CallOption) (*DetokenizeResponse, error)
+	// AttachCVC holds a CVC for an existing token (POST
+	// /v1/tokens/{token}/cvc). It needs the merchant's secret key, or a
+	// publishable key together with a client secret that the secret key minted
+	// for this token (CreateCVCClientSecret): a publishable key alone never
+	// changes a stored card.
+	AttachCVC(ctx context.Context, in *AttachCVCRequest, opts ...grpc.CallOption) (*Token, error)
+	// CreateCVCClientSecret mints a short-lived, single-use client secret that
+	// lets a browser holding only the publishable key attach one CVC to this
+	// one token (POST /v1/tokens/{token}/cvc_client_secrets; secret key only).
+	CreateCVCClientSecret(ctx context.Context, in *CreateCVCClientSecretRequest, opts ...grpc.CallOption) (*CVCClientSecret, error)
 	// AuthenticateMerchant resolves a merchant's secret API key for the
 	// gateway (gateway mTLS identity only), so merchants have one set of keys.
 	AuthenticateMerchant(ctx context.Context, in *AuthenticateMerchantRequest, opts ...grpc.CallOption) (*AuthenticateMerchantResponse, error)
@@ -101,6 +113,26 @@ func (c *vaultServiceClient) Detokenize(ctx context.Context, in *DetokenizeReque
 	return out, nil
 }
 
+func (c *vaultServiceClient) AttachCVC(ctx context.Context, in *AttachCVCRequest, opts ...grpc.CallOption) (*Token, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Token)
+	err := c.cc.Invoke(ctx, VaultService_AttachCVC_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *vaultServiceClient) CreateCVCClientSecret(ctx context.Context, in *CreateCVCClientSecretRequest, opts ...grpc.CallOption) (*CVCClientSecret, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CVCClientSecret)
+	err := c.cc.Invoke(ctx, VaultService_CreateCVCClientSecret_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *vaultServiceClient) AuthenticateMerchant(ctx context.Context, in *AuthenticateMerchantRequest, opts ...grpc.CallOption) (*AuthenticateMerchantResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(AuthenticateMerchantResponse)
@@ -125,6 +157,16 @@ type VaultServiceServer interface {
 	DeleteToken(context.Context, *DeleteTokenRequest) (*DeleteTokenResponse, error)
 	// Detokenize reveals the card behind a token to the gateway only.
 	Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error)
+	// AttachCVC holds a CVC for an existing token (POST
+	// /v1/tokens/{token}/cvc). It needs the merchant's secret key, or a
+	// publishable key together with a client secret that the secret key minted
+	// for this token (CreateCVCClientSecret): a publishable key alone never
+	// changes a stored card.
+	AttachCVC(context.Context, *AttachCVCRequest) (*Token, error)
+	// CreateCVCClientSecret mints a short-lived, single-use client secret that
+	// lets a browser holding only the publishable key attach one CVC to this
+	// one token (POST /v1/tokens/{token}/cvc_client_secrets; secret key only).
+	CreateCVCClientSecret(context.Context, *CreateCVCClientSecretRequest) (*CVCClientSecret, error)
 	// AuthenticateMerchant resolves a merchant's secret API key for the
 	// gateway (gateway mTLS identity only), so merchants have one set of keys.
 	AuthenticateMerchant(context.Context, *AuthenticateMerchantRequest) (*AuthenticateMerchantResponse, error)
@@ -149,6 +191,12 @@ func (UnimplementedVaultServiceServer) DeleteToken(context.Context, *DeleteToken
 }
 func (UnimplementedVaultServiceServer) Detokenize(context.Context, *DetokenizeRequest) (*DetokenizeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Detokenize not implemented")
+}
+func (UnimplementedVaultServiceServer) AttachCVC(context.Context, *AttachCVCRequest) (*Token, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method AttachCVC not implemented")
+}
+func (UnimplementedVaultServiceServer) CreateCVCClientSecret(context.Context, *CreateCVCClientSecretRequest) (*CVCClientSecret, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CreateCVCClientSecret not implemented")
 }
 func (UnimplementedVaultServiceServer) AuthenticateMerchant(context.Context, *AuthenticateMerchantRequest) (*AuthenticateMerchantResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method AuthenticateMerchant not implemented")
@@ -246,6 +294,42 @@ func _VaultService_Detokenize_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _VaultService_AttachCVC_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachCVCRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VaultServiceServer).AttachCVC(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VaultService_AttachCVC_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VaultServiceServer).AttachCVC(ctx, req.(*AttachCVCRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _VaultService_CreateCVCClientSecret_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateCVCClientSecretRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(VaultServiceServer).CreateCVCClientSecret(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: VaultService_CreateCVCClientSecret_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(VaultServiceServer).CreateCVCClientSecret(ctx, req.(*CreateCVCClientSecretRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _VaultService_AuthenticateMerchant_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(AuthenticateMerchantRequest)
 	if err := dec(in); err != nil {
@@ -286,6 +370,14 @@ var VaultService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Detokenize",
 			Handler:    _VaultService_Detokenize_Handler,
+		},
+		{
+			MethodName: "AttachCVC",
+			Handler:    _VaultService_AttachCVC_Handler,
+		},
+		{
+			MethodName: "CreateCVCClientSecret",
+			Handler:    _VaultService_CreateCVCClientSecret_Handler,
 		},
 		{
 			MethodName: "AuthenticateMerchant",

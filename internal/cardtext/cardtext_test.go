@@ -1,0 +1,107 @@
+package cardtext
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+)
+
+func TestContains(t *testing.T) {
+	cases := []struct {
+		name  string
+		texts []string
+		want  bool
+	}{
+		{"unbroken", []string{"4242424242424242"}, true},
+		{"spaces", []string{"card 4242 4242 4242 4242 thanks"}, true},
+		{"dashes", []string{"4242-4242-4242-4242"}, true},
+		{"dots", []string{"4242.4242.4242.4242"}, true},
+		{"slashes", []string{"4242/4242/4242/4242"}, true},
+		{"underscores", []string{"4242_4242_4242_4242"}, true},
+		{"spaced dashes", []string{"4242 - 4242 - 4242 - 4242"}, true},
+		{"amex grouping", []string{"3782 822463 10005"}, true},
+		{"13 digits", []string{"4222222222222"}, true},
+		{"19 digits", []string{"6011 0009 9000 0023 757"}, true},
+		{"a card number followed by digits of the same grouping", []string{"6011 0009 9013 9424 123"}, true},
+		{"preceded by another group", []string{"qty 2 4242 4242 4242 4242"}, true},
+		{"followed by another group", []string{"4242 4242 4242 4242 7"}, true},
+		{"after a date", []string{"2024-01-15 4242 4242 4242 4242"}, true},
+		{"split across texts", []string{"4242 4242", "4242 4242"}, true},
+		{"split across three texts", []string{"4242", "42424242", "4242"}, true},
+		{"split with trailing separators", []string{"4242.4242.", " 4242.4242"}, true},
+		{"unicode spaces", []string{"4242\u00a04242\u00a04242\u00a04242"}, true},
+		{"luhn invalid", []string{"4242 4242 4242 4241"}, false},
+		{"starts with 1", []string{"1234 5678 9012 3452"}, false},
+		{"starts with 9", []string{"9242424242424242"}, false},
+		{"too long unbroken", []string{"42424242424242424242"}, false},
+		{"mixed separators are not one number", []string{"2024-01-15 10:30:00"}, false},
+		{"iso timestamp", []string{"2024-01-15T10:30:00Z"}, false},
+		{"letters break", []string{"4242a4242b4242c4242"}, false},
+		{"long gap breaks", []string{"4242    4242    4242    4242"}, false},
+		{"phone number", []string{"+44 20 7946 0958"}, false},
+		{"order id", []string{"order 100234"}, false},
+		{"empty", nil, false},
+		{"keys with letters split a number", []string{"p1", "4242 4242", "p2", "4242 4242"}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Contains(tc.texts...))
+		})
+	}
+}
+
+func TestContainsNoAllocs(t *testing.T) {
+	s := strings.Repeat("4242.4242.4242.4242 and 2024-01-15 ", 4)
+	assert.Zero(t, testing.AllocsPerRun(20, func() { Contains(s, s) }))
+}
+
+// FuzzContains: Contains never panics; a text it accepts still passes when
+// split in two (the split is a separator that matches any grouping, so it
+// can only join digit groups, which may make a number appear, never hide
+// one that is whole in either half); and a known card number anywhere,
+// between letters, is always found.
+func FuzzContains(f *testing.F) {
+	f.Add("4242 4242 4242 4242", 4)
+	f.Add("2024-01-15 10:30:00", 3)
+	f.Add("x", 0)
+	f.Fuzz(func(t *testing.T, s string, at int) {
+		found := Contains(s)
+		if at < 0 {
+			at = -at
+		}
+		if len(s) > 0 {
+			at %= len(s) + 1
+			a, b := s[:at], s[at:]
+			if Contains(a) || Contains(b) {
+				// whatever each half holds is still there when joined by a boundary
+				if !Contains(a, b) && !found {
+					t.Fatalf("a number in a half vanished when read as two texts: %q | %q", a, b)
+				}
+			}
+		}
+		if !Contains("x " + s + " x 4242424242424242 x") {
+			t.Fatal("a card number between letters was not found")
+		}
+	})
+}
+
+func TestContainsLongRuns(t *testing.T) {
+	cases := []struct {
+		name  string
+		texts []string
+		want  bool
+	}{
+		{"long group then a card", []string{strings.Repeat("0", 70) + " 4242 4242 4242 4242"}, true},
+		{"long group then a card in the next text", []string{strings.Repeat("1", 30), "4242424242424242"}, true},
+		{"long group glued to a card", []string{strings.Repeat("0", 30) + "4242424242424242"}, false},
+		{"many short groups then a card", []string{strings.Repeat("1 ", 80) + "4242 4242 4242 4242"}, true},
+		{"card after 64 digits of groups", []string{strings.Repeat("12 ", 40) + "4242424242424242"}, true},
+		{"many short groups", []string{strings.Repeat("7 ", 200)}, false},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, Contains(tc.texts...))
+		})
+	}
+}

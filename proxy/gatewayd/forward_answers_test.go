@@ -1,0 +1,349 @@
+package gatewayd_test
+
+import (
+	"bytes"
+	"compress/gzip"
+	"compress/zlib"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/proxy/gatewayd"
+)
+
+const (
+	ansPAN = "4242424242424242"
+	ansCVC = "123"
+)
+
+func gzipBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	w := gzip.NewWriter(&buf)
+	_, _ = w.Write(b)
+	_ = w.Close()
+	return buf.Bytes()
+}
+
+func zlibBytes(b []byte) []byte {
+	var buf bytes.Buffer
+	w := zlib.NewWriter(&buf)
+	_, _ = w.Write(b)
+	_ = w.Close()
+	return buf.Bytes()
+}
+
+// escapeDigits writes every digit as esc does (\u0034, %34, …).
+func escapeDigits(b []byte, esc func(c byte) string) []byte {
+	var out bytes.Buffer
+	for _, c := range b {
+		if c >= '0' && c <= '9' {
+			out.WriteString(esc(c))
+		} else {
+			out.WriteByte(c)
+		}
+	}
+	return out.Bytes()
+}
+
+func utf16LE(b []byte) []byte {
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, c, 0)
+	}
+	return out
+}
+
+// trickyUpstream echoes the request in the many ways an upstream might
+// (compressed, escaped, transcoded, in headers and trailers), by the last
+// path segment.
+type trickyUpstream struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	accepted []string // the Accept-Encoding of each request
+	bomb     []byte
+}
+
+func newTrickyUpstream(t *testing.T) *trickyUpstream {
+	u := &trickyUpstream{bomb: gzipBytes(make([]byte, 8<<20))}
+	u.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		u.mu.Lock()
+		u.accepted = append(u.accepted, r.Header.Get("Accept-Encoding"))
+		u.mu.Unlock()
+		var req struct {
+			Card struct{ Number, CVC string }
+		}
+		_ = json.Unmarshal(body, &req)
+		pan, cvc := req.Card.Number, req.Card.CVC
+		h := w.Header()
+		h.Set("Content-Type", "application/json")
+		mode := r.URL.Path[strings.LastIndex(r.URL.Path, "/")+1:]
+		switch mode {
+		case "negotiate": // compresses when asked to, as servers do
+			if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") {
+				h.Set("Content-Encoding", "gzip")
+				body = gzipBytes(body)
+			}
+		case "deflate":
+			h.Set("Content-Encoding", "deflate")
+			body = zlibBytes(body)
+		case "br", "zstd", "compress", "x-unknown":
+			h.Set("Content-Encoding", mode)
+		case "stacked":
+			h.Set("Content-Encoding", "gzip, gzip")
+			body = gzipBytes(gzipBytes(body))
+		case "unasked":
+			h.Set("Content-Encoding", "gzip")
+			h.Add("Content-Encoding", "br")
+		case "bomb":
+			h.Set("Content-Encoding", "gzip")
+			body = u.bomb
+		case "corrupt":
+			h.Set("Content-Encoding", "gzip")
+			body = append(gzipBytes(body)[:20], body...)
+		case "ebcdic":
+			h.Set("Content-Type", "text/plain; charset=IBM037")
+		case "partial":
+			w.WriteHeader(http.StatusPartialContent)
+			_, _ = w.Write(body[:20])
+			return
+		case "json-escaped":
+			body = escapeDigits(body, func(c byte) string { return fmt.Sprintf(`\u%04x`, c) })
+		case "percent":
+			h.Set("Content-Type", "application/x-www-form-urlencoded")
+			body = escapeDigits(body, func(c byte) string { return fmt.Sprintf("%%%02X", c) })
+		case "entities":
+			h.Set("Content-Type", "text/html")
+			body = escapeDigits(body, func(c byte) string { return fmt.Sprintf("&#%d;", c) })
+		case "grouped":
+			body = []byte(fmt.Sprintf(`{"card":"%s %s %s %s","also":"%s-%s-%s-%s","cvc":%s}`, pan[:4], pan[4:8], pan[8:12], pan[12:], pan[:4], pan[4:8], pan[8:12], pan[12:], cvc))
+		case "utf16":
+			h.Set("Content-Type", "application/json; charset=utf-16le")
+			body = utf16LE(body)
+		case "base64":
+			body = []byte(`{"blob":"` + base64.StdEncoding.EncodeToString(body) + `","url":"` + base64.URLEncoding.EncodeToString([]byte("x"+pan)) + `"}`)
+		case "headers":
+			h.Set("Location", "https://acq.example/v1/cards/"+pan[:4]+"-"+pan[4:8]+"-"+pan[8:12]+"-"+pan[12:]+"?cvc="+cvc)
+			h.Add("Set-Cookie", "card="+base64.StdEncoding.EncodeToString([]byte(pan))+"; Path=/")
+			h.Add("Set-Cookie", "cvc="+cvc+"; Secure")
+			h.Set("X-Echo-Pan", string(escapeDigits([]byte(pan), func(c byte) string { return fmt.Sprintf("%%%02X", c) })))
+			h.Set("X-Echo-Cvc", cvc)
+			h.Set("X-Echo-Check", "card check: "+r.Header.Get("X-Card-Check")) // the template's text, "12/2031 123"
+			h.Set("X-"+pan, "in a header name")
+			body = []byte(`{"ok":true}`)
+		case "trailer":
+			h.Set("Trailer", "X-Echo-Pan")
+			w.WriteHeader(201)
+			_, _ = w.Write(body)
+			w.(http.Flusher).Flush()
+			h.Set("X-Echo-Pan", pan)
+			return
+		}
+		w.WriteHeader(201)
+		_, _ = w.Write(body)
+	}))
+	t.Cleanup(u.srv.Close)
+	return u
+}
+
+var escapes = regexp.MustCompile(`\\u[0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|&#[0-9]{1,7};`)
+
+// decodable lists the forms of the PAN or CVC that a merchant could still
+// decode from an answer: it undoes gzip/deflate (as a client would), the
+// usual escapes, UTF-16 padding and base64, independently of the scanner.
+func decodable(t *testing.T, h http.Header, body []byte) []string {
+	t.Helper()
+	switch h.Get("Content-Encoding") {
+	case "gzip":
+		if r, err := gzip.NewReader(bytes.NewReader(body)); err == nil {
+			body, _ = io.ReadAll(r)
+		}
+	case "deflate":
+		if r, err := zlib.NewReader(bytes.NewReader(body)); err == nil {
+			body, _ = io.ReadAll(r)
+		}
+	}
+	var texts []string
+	texts = append(texts, string(body))
+	for k, vs := range h {
+		texts = append(texts, k+": "+strings.Join(vs, "; "))
+	}
+	var found []string
+	for _, s := range texts {
+		s = strings.ReplaceAll(s, "\x00", "")
+		s = escapes.ReplaceAllStringFunc(s, func(m string) string {
+			var v int
+			switch {
+			case strings.HasPrefix(m, `\u`):
+				_, _ = fmt.Sscanf(m[2:], "%x", &v)
+			case strings.HasPrefix(m, "%"):
+				_, _ = fmt.Sscanf(m[1:], "%x", &v)
+			default:
+				_, _ = fmt.Sscanf(strings.Trim(m, "&#;"), "%d", &v)
+			}
+			return string(rune(v))
+		})
+		digits := strings.NewReplacer(" ", "", "-", "").Replace(s)
+		if strings.Contains(digits, ansPAN) {
+			found = append(found, "PAN in "+s)
+		}
+		for _, m := range []string{`"cvc":"` + ansCVC + `"`, `"cvc":` + ansCVC, "cvc=" + ansCVC, ": " + ansCVC, " " + ansCVC} {
+			if strings.Contains(s, m) {
+				found = append(found, "CVC in "+s)
+			}
+		}
+		for _, w := range strings.FieldsFunc(s, func(r rune) bool { return strings.ContainsRune(`"=; ,:`, r) }) {
+			for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
+				if d, err := enc.DecodeString(w); err == nil && strings.Contains(string(d), ansPAN[:12]) {
+					found = append(found, "base64 PAN in "+w)
+				}
+			}
+		}
+	}
+	return found
+}
+
+// TestForwardAnswers: through the real gateway (vaultd over mTLS, an HTTPS
+// upstream), the merchant only ever gets bytes the gateway scanned: it
+// asks upstream for encodings it can decode whatever the merchant accepts,
+// decodes them (bounded), refuses the others with a typed 502, and masks
+// the revealed card number and CVC in every form it recognises, in the
+// body and in the headers; trailers are not relayed.
+func TestForwardAnswers(t *testing.T) {
+	up := newTrickyUpstream(t)
+	h, _ := url.Parse(up.srv.URL)
+	routes := filepath.Join(t.TempDir(), "routes.yaml")
+	require.NoError(t, os.WriteFile(routes, []byte(`routes:
+  - name: echo
+    host: `+h.Host+`
+    paths: ["/v1/echo/*"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
+      - json: card.cvc
+        value: "{{token.cvc}}"
+      - header: X-Card-Check
+        value: "{{token.exp_month}}/{{token.exp_year}} {{token.cvc}}"
+`), 0o600))
+	s := start(t, func(c *gatewayd.Config, _ string) {
+		c.RoutesFile = routes
+		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
+	})
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard(ansPAN, ansCVC)
+	fwd := func(mode string) (int, http.Header, []byte) {
+		t.Helper()
+		tok := s.tokenize(t, ansPAN, ansCVC)
+		body := `{"amount":1000,"card":{"number":"` + tok + `","cvc":"` + tok + `"}}`
+		req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+s.sk)
+		req.Header.Set("Obol-Destination", up.srv.URL+"/v1/echo/"+mode)
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
+		req.Header.Set("X-Card-Check", tok)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		for k, v := range resp.Trailer {
+			resp.Header["Trailer-"+k] = v
+		}
+		return resp.StatusCode, resp.Header, b
+	}
+
+	relayed := []struct {
+		mode, want string
+		redacted   string
+	}{
+		{"negotiate", `"cvc":"***"`, "2"},
+		{"deflate", `"cvc":"***"`, "2"},
+		{"json-escaped", `"cvc":"******************"`, "2"},
+		{"percent", `"cvc":"*********"`, "2"},
+		{"entities", `"cvc":"***************"`, "2"},
+		{"grouped", `"cvc":***`, "3"},
+		{"utf16", string(utf16LE([]byte(`"cvc":"***"`))), "2"},
+		{"base64", `"blob":"`, "2"},
+		{"headers", `{"ok":true}`, "8"},
+		{"trailer", `"cvc":"***"`, "2"},
+	}
+	for _, tt := range relayed {
+		t.Run(tt.mode, func(t *testing.T) {
+			st, hdr, out := fwd(tt.mode)
+			require.Equal(t, 201, st, "%s", out)
+			assert.Empty(t, hdr.Get("Content-Encoding"), "the merchant gets the scanned bytes, uncompressed")
+			assert.Empty(t, decodable(t, hdr, out), "%v %q", hdr, out)
+			assert.Contains(t, string(out), tt.want)
+			assert.Equal(t, tt.redacted, hdr.Get("Obol-Redacted"))
+			assert.NotContains(t, hdr, "Trailer-X-Echo-Pan", "trailers are not relayed")
+			leaks.Scan("answer "+tt.mode, out)
+			for k, vs := range hdr {
+				leaks.Scan("answer header "+tt.mode, []byte(k+": "+strings.Join(vs, "\n")))
+			}
+		})
+	}
+	up.mu.Lock()
+	for _, a := range up.accepted {
+		assert.Equal(t, "gzip, deflate", a, "the gateway asks upstream for what it can decode, not what the merchant accepts")
+	}
+	up.mu.Unlock()
+
+	refused := []struct{ mode, code string }{
+		{"br", "upstream_encoding_unsupported"},
+		{"zstd", "upstream_encoding_unsupported"},
+		{"compress", "upstream_encoding_unsupported"},
+		{"x-unknown", "upstream_encoding_unsupported"},
+		{"stacked", "upstream_encoding_unsupported"},
+		{"unasked", "upstream_encoding_unsupported"},
+		{"ebcdic", "upstream_encoding_unsupported"},
+		{"bomb", "upstream_compression_ratio"},
+		{"corrupt", "upstream_encoding_invalid"},
+		{"partial", "upstream_partial_content"},
+	}
+	for _, tt := range refused {
+		t.Run(tt.mode, func(t *testing.T) {
+			st, _, out := fwd(tt.mode)
+			assert.Equal(t, 502, st)
+			assert.Contains(t, string(out), `"code":"`+tt.code+`"`)
+			leaks.Scan("refusal "+tt.mode, out)
+		})
+	}
+	// A Range request could split a number across answers: refused, named.
+	req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(`{}`))
+	req.Header.Set("Authorization", "Bearer "+s.sk)
+	req.Header.Set("Obol-Destination", up.srv.URL+"/v1/echo/negotiate")
+	req.Header.Set("Range", "bytes=0-10")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Equal(t, 400, resp.StatusCode)
+	assert.Contains(t, string(b), `"field":"Range"`)
+
+	resp, err = http.Get("http://" + s.gw + "/metrics")
+	require.NoError(t, err)
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="echo"} 10`)
+	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="forwarded",route="echo"} 10`)
+	leaks.Scan("logs", s.logs.Bytes())
+	leaks.Scan("metrics", metrics)
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	assert.Empty(t, hits)
+}

@@ -1,0 +1,31 @@
+package panscan
+
+import (
+	"bytes"
+	"testing"
+)
+
+// BenchmarkRedactor: a 1 MiB answer (the gateway's default cap) of
+// adversarial shapes, with one revealed number and CVC.
+func BenchmarkRedactor(b *testing.B) {
+	shapes := map[string][]byte{
+		"json":          bytes.Repeat([]byte(`{"amount":1000,"currency":"usd","id":"ch_123","status":"ok"},`), 1<<20/60),
+		"digits":        bytes.Repeat([]byte("4242424242424241"), 1<<16),
+		"escaped":       bytes.Repeat([]byte(`\u0034`), 1<<20/6),
+		"separators":    bytes.Repeat([]byte("4 - "), 1<<18),
+		"nul":           make([]byte, 1<<20),
+		"entities":      bytes.Repeat([]byte("&#52"), 1<<18),
+		"cvc key chain": bytes.Repeat([]byte(`"cvc":"12",`), 1<<20/11),
+	}
+	for name, in := range shapes {
+		b.Run(name, func(b *testing.B) {
+			r := NewRedactor([][]byte{[]byte(testPAN)}, [][]byte{[]byte(testCVC)})
+			buf := make([]byte, len(in))
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				copy(buf, in)
+				r.Redact(buf)
+			}
+		})
+	}
+}
