@@ -43,6 +43,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
+	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 
 dev:
 	go run ./cmd/obol dev

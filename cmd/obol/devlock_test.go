@@ -111,3 +111,27 @@ func TestDevDataDirLock(t *testing.T) {
 	third := startObol(t, devArgs(dir)...)
 	third.waitBanner(t)
 }
+
+// TestDevLedgerAddr: reconcile takes the ledger address from the lock file
+// of a running obol dev only; a killed one's record is ignored.
+func TestDevLedgerAddr(t *testing.T) {
+	dead := exec.Command(os.Args[0], "-test.run=^$")
+	require.NoError(t, dead.Run())
+	tests := []struct {
+		name, file, want string
+	}{
+		{"running", `{"pid":` + strconv.Itoa(os.Getpid()) + `,"addresses":{"ledger gRPC":"127.0.0.1:1234"}}`, "127.0.0.1:1234"},
+		{"killed", `{"pid":` + strconv.Itoa(dead.Process.Pid) + `,"addresses":{"ledger gRPC":"127.0.0.1:1234"}}`, ""},
+		{"stopped (emptied)", ``, ""},
+		{"no file", "-", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			if tt.file != "-" {
+				require.NoError(t, os.WriteFile(filepath.Join(dir, DevLockFile), []byte(tt.file), 0o600))
+			}
+			require.Equal(t, tt.want, devLedgerAddr(dir))
+		})
+	}
+}

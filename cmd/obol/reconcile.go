@@ -105,14 +105,16 @@ func runReconcile(ctx context.Context, args []string, out io.Writer) error {
 }
 
 // devLedgerAddr is the ledger gRPC address a running obol dev recorded in
-// its data dir's lock file ("" if none).
+// its data dir's lock file ("" if none: a killed one's record names a dead
+// process). It only reads the file: probing the lock could make an obol dev
+// that starts at that moment refuse to run.
 func devLedgerAddr(dataDir string) string {
 	b, err := os.ReadFile(filepath.Join(dataDir, DevLockFile))
 	if err != nil {
 		return ""
 	}
 	var info devLockInfo
-	if json.Unmarshal(b, &info) != nil {
+	if json.Unmarshal(b, &info) != nil || !processAlive(info.PID) {
 		return ""
 	}
 	return info.Addresses["ledger gRPC"]

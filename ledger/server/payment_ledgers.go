@@ -47,11 +47,10 @@ func (s *Service) ListPaymentLedgers(ctx context.Context, req *ledgerv1.ListPaym
 	}
 	after := ""
 	if tok := req.GetPageToken(); tok != "" {
-		b, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(tok, "p"))
-		if err != nil || !strings.HasPrefix(tok, "p") || len(b) == 0 {
+		var ok bool
+		if after, ok = decodePaymentToken(tok); !ok {
 			return nil, invalid("page_token_invalid", "page_token", "page_token must be a next_page_token returned by this call")
 		}
-		after = string(b)
 	}
 	ps, err := s.book.PaymentLedgers(ctx, after, size)
 	if err != nil {
@@ -61,9 +60,27 @@ func (s *Service) ListPaymentLedgers(ctx context.Context, req *ledgerv1.ListPaym
 		out.Payments = append(out.Payments, paymentLedgerPB(p))
 	}
 	if len(ps) == size {
-		out.NextPageToken = "p" + base64.RawURLEncoding.EncodeToString([]byte(ps[len(ps)-1].PaymentID))
+		out.NextPageToken = encodePaymentToken(ps[len(ps)-1].PaymentID)
 	}
 	return out, nil
+}
+
+// Page tokens of ListPaymentLedgers: "p" + the last payment id, base64url.
+func encodePaymentToken(lastID string) string {
+	return "p" + base64.RawURLEncoding.EncodeToString([]byte(lastID))
+}
+
+// decodePaymentToken parses a page token from the client (untrusted).
+func decodePaymentToken(tok string) (string, bool) {
+	rest, ok := strings.CutPrefix(tok, "p")
+	if !ok {
+		return "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(b) == 0 {
+		return "", false
+	}
+	return string(b), true
 }
 
 func paymentLedgerPB(p book.PaymentLedger) *ledgerv1.PaymentLedger {

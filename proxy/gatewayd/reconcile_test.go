@@ -31,8 +31,11 @@ func sqlOn(t *testing.T, url string, qs ...string) {
 	require.NoError(t, err)
 	defer db.Close(ctx)
 	for _, q := range qs {
-		_, err := db.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
+		tag, err := db.Exec(ctx, q, pgx.QueryExecModeSimpleProtocol)
 		require.NoError(t, err, q)
+		if tag.Delete() || tag.Update() {
+			require.NotZero(t, tag.RowsAffected(), "changed nothing: %s", q)
+		}
 	}
 }
 
@@ -55,6 +58,7 @@ func TestReconcileWithLedger(t *testing.T) {
 	refunded := pay(`{"token":"` + tok + `","amount":1500,"currency":"USD","capture":true}`)
 	st, p := s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+refunded+"/refunds", `{"amount":500}`, "")
 	require.Equal(t, 200, st, "%v", p)
+	refundID := p["refunds"].([]any)[0].(map[string]any)["id"].(string)
 	canceled := pay(`{"token":"` + tok + `","amount":700,"currency":"USD","capture":false}`)
 	st, p = s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+canceled+"/cancel", `{}`, "")
 	require.Equal(t, 200, st, "%v", p)
@@ -100,13 +104,13 @@ func TestReconcileWithLedger(t *testing.T) {
 	sqlOn(t, s.ledgerDB,
 		`ALTER TABLE postings DISABLE TRIGGER postings_immutable`,
 		`ALTER TABLE transactions DISABLE TRIGGER transactions_immutable`,
-		`DELETE FROM postings WHERE seq = (SELECT seq FROM transactions WHERE id = 'pay:`+refunded+`:refund:re_1')`,
-		`DELETE FROM transactions WHERE id = 'pay:`+refunded+`:refund:re_1'`)
+		`DELETE FROM postings WHERE seq = (SELECT seq FROM transactions WHERE id = 'pay:`+refunded+`:refund:`+refundID+`')`,
+		`DELETE FROM transactions WHERE id = 'pay:`+refunded+`:refund:`+refundID+`'`)
 	sqlOn(t, s.gatewayDB, `DELETE FROM payments WHERE id = '`+declined+`'`)
 	rep = s.reconcile(t)
 	want := []reconcile.Difference{
 		{PaymentID: declined, MerchantID: s.merchantID, Kind: reconcile.KindMissingAtGateway, Gateway: "none", Ledger: "hold voided 1000 USD, captured 0, refunded 0"},
-		{PaymentID: refunded, MerchantID: s.merchantID, Kind: reconcile.KindMissingInLedger, Field: "refunds[re_1]", GatewayStatus: "partially_refunded", Gateway: "500", Ledger: "none"},
+		{PaymentID: refunded, MerchantID: s.merchantID, Kind: reconcile.KindMissingInLedger, Field: "refunds[" + refundID + "]", GatewayStatus: "partially_refunded", Gateway: "500", Ledger: "none"},
 	}
 	if want[1].PaymentID < want[0].PaymentID {
 		want[0], want[1] = want[1], want[0]

@@ -51,21 +51,8 @@ func (s *Store) PaymentsAfter(ctx context.Context, after string, limit int) ([]*
 	return s.payments(ctx, `SELECT `+paymentCols+` FROM payments WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 }
 
-// OutboxAfter lists the queued ledger events in id order, after the cursor
-// id (at most limit).
+// OutboxAfter lists the ledger outbox (pending and dead entries) in id
+// order, after the cursor id (at most limit).
 func (s *Store) OutboxAfter(ctx context.Context, after string, limit int) ([]OutboxEntry, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT id, payment_id, request, attempts FROM ledger_outbox WHERE id > ? ORDER BY id LIMIT ?`), after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []OutboxEntry
-	for rows.Next() {
-		var e OutboxEntry
-		if err := rows.Scan(&e.ID, &e.PaymentID, &e.Request, &e.Attempts); err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE id > ? ORDER BY id LIMIT ?`, after, limit)
 }

@@ -15,8 +15,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
@@ -56,10 +58,16 @@ type Difference struct {
 	GatewayStatus string `json:"gateway_status,omitempty"`
 	Gateway       string `json:"gateway"`
 	Ledger        string `json:"ledger"`
-	// Explained: the gateway's pending ledger outbox entries (Outbox)
-	// resolve this difference once delivered.
-	Explained bool     `json:"explained"`
-	Outbox    []string `json:"outbox,omitempty"`
+	// Explained: the gateway's pending ledger outbox entries (Outbox), or
+	// the hold release the payment still owes (Compensation), resolve this
+	// difference once the sweeper delivers them.
+	Explained    bool     `json:"explained"`
+	Outbox       []string `json:"outbox,omitempty"`
+	Compensation string   `json:"compensation,omitempty"`
+	// DeadOutbox lists the payment's outbox entries the ledger refused for
+	// good: they explain nothing until an operator retries them (obol
+	// gateway outbox retry).
+	DeadOutbox []string `json:"dead_outbox,omitempty"`
 }
 
 func (d Difference) String() string {
@@ -71,8 +79,14 @@ func (d Difference) String() string {
 	if d.GatewayStatus != "" {
 		s += " (gateway status " + d.GatewayStatus + ")"
 	}
-	if d.Explained {
+	switch {
+	case d.Explained && len(d.Outbox) > 0:
 		s += fmt.Sprintf(" [explained by pending outbox %v]", d.Outbox)
+	case d.Explained:
+		s += " [explained by the owed compensation " + d.Compensation + "]"
+	}
+	if len(d.DeadOutbox) > 0 {
+		s += fmt.Sprintf(" [dead outbox entries %v: obol gateway outbox retry]", d.DeadOutbox)
 	}
 	return s
 }
@@ -80,12 +94,15 @@ func (d Difference) String() string {
 // Report is the outcome of a reconciliation.
 type Report struct {
 	// GatewayPayments compared (InFlight of them skipped: still
-	// processing, their request or the sweeper finishes them).
+	// processing, or with a capture, cancel or refund in flight; their
+	// request or the sweeper finishes them).
 	GatewayPayments int `json:"gateway_payments"`
 	InFlight        int `json:"in_flight"`
 	LedgerPayments  int `json:"ledger_payments"`
-	// PendingOutbox is how many ledger events wait in the gateway's outbox.
+	// PendingOutbox is how many ledger events wait in the gateway's
+	// outbox; DeadOutbox how many the ledger refused for good.
 	PendingOutbox int          `json:"pending_outbox"`
+	DeadOutbox    int          `json:"dead_outbox"`
 	Differences   []Difference `json:"differences"`
 }
 
@@ -166,8 +183,12 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		}
 		for _, e := range es {
 			outbox[e.PaymentID] = append(outbox[e.PaymentID], e)
+			if e.State == payments.OutboxDead {
+				rep.DeadOutbox++
+			} else {
+				rep.PendingOutbox++
+			}
 		}
-		rep.PendingOutbox += len(es)
 		after = es[len(es)-1].ID
 	}
 	seen := map[string]bool{}
@@ -182,7 +203,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		for _, p := range ps {
 			rep.GatewayPayments++
 			seen[p.ID] = true
-			if p.Status == payments.StatusProcessing {
+			if p.Status == payments.StatusProcessing || p.PendingOp != "" {
 				rep.InFlight++
 				continue
 			}
@@ -221,23 +242,47 @@ func holdName(s string) string {
 }
 
 // comparePayment reports p's differences with the journal, marking those
-// that its pending outbox entries resolve as explained.
-func comparePayment(p *payments.Payment, l *ledgerv1.PaymentLedger, pending []payments.OutboxEntry) []Difference {
+// that its pending outbox entries (or the hold release it still owes)
+// resolve as explained.
+func comparePayment(p *payments.Payment, l *ledgerv1.PaymentLedger, entries []payments.OutboxEntry) []Difference {
 	raw := compare(p, l)
-	if len(raw) == 0 || len(pending) == 0 {
+	if len(raw) == 0 {
 		return raw
 	}
-	adjusted, ids := applyOutbox(l, pending)
-	after := compare(p, adjusted)
-	left := map[string]bool{}
-	for _, d := range after {
-		left[d.Kind+"\x00"+d.Field] = true
+	var pending []payments.OutboxEntry
+	var dead []string
+	for _, e := range entries {
+		if e.State == payments.OutboxDead {
+			dead = append(dead, e.ID)
+		} else {
+			pending = append(pending, e)
+		}
 	}
-	out := after
-	for _, d := range raw {
-		if !left[d.Kind+"\x00"+d.Field] {
-			d.Explained, d.Outbox = true, ids
-			out = append(out, d)
+	release := slices.Contains(strings.Split(p.Compensation, ","), payments.CompRelease)
+	out := raw
+	if len(pending) > 0 || release {
+		adjusted, ids := applyOutbox(l, pending)
+		if release && adjusted != nil && adjusted.HoldStatus == "pending" {
+			adjusted.HoldStatus = "voided"
+		}
+		out = compare(p, adjusted)
+		left := map[string]bool{}
+		for _, d := range out {
+			left[d.Kind+"\x00"+d.Field] = true
+		}
+		for _, d := range raw {
+			if !left[d.Kind+"\x00"+d.Field] {
+				d.Explained, d.Outbox = true, ids
+				if len(ids) == 0 {
+					d.Compensation = payments.CompRelease
+				}
+				out = append(out, d)
+			}
+		}
+	}
+	for i := range out {
+		if !out[i].Explained {
+			out[i].DeadOutbox = dead
 		}
 	}
 	return out

@@ -113,8 +113,11 @@ func execSQL(t *testing.T, url string, qs ...string) {
 	require.NoError(t, err)
 	defer db.Close(ctx)
 	for _, q := range qs {
-		_, err := db.Exec(ctx, q)
+		tag, err := db.Exec(ctx, q)
 		require.NoError(t, err, q)
+		if tag.Delete() || tag.Update() {
+			require.NotZero(t, tag.RowsAffected(), "changed nothing: %s", q)
+		}
 	}
 }
 
@@ -199,6 +202,28 @@ func TestReconcile(t *testing.T) {
 				{PaymentID: "pay_auth", MerchantID: "mer_1", Kind: reconcile.KindStatusMismatch, Field: "hold_status", GatewayStatus: "captured", Gateway: "captured", Ledger: "pending", Explained: true, Outbox: ob},
 			}
 		}},
+		{"capture dead in the outbox", func(t *testing.T, f *fixture) {
+			req, _ := protojson.Marshal(&ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, PaymentId: "pay_auth", MerchantId: "mer_1", Currency: "USD", Amount: 1000})
+			require.NoError(t, f.gw.AddOutbox(context.Background(), "PAYMENT_EVENT_CAPTURED:pay_auth:", "pay_auth", string(req), time.Now()))
+			require.NoError(t, f.gw.OutboxDeadLetter(context.Background(), "PAYMENT_EVENT_CAPTURED:pay_auth:", "FailedPrecondition"))
+			execSQL(t, f.gatewayDB, `UPDATE payments SET status = 'captured', amount_captured = 1000 WHERE id = 'pay_auth'`)
+		}, func(*fixture) []reconcile.Difference {
+			dead := []string{"PAYMENT_EVENT_CAPTURED:pay_auth:"}
+			return []reconcile.Difference{
+				{PaymentID: "pay_auth", MerchantID: "mer_1", Kind: reconcile.KindAmountMismatch, Field: "captured", GatewayStatus: "captured", Gateway: "1000", Ledger: "0", DeadOutbox: dead},
+				{PaymentID: "pay_auth", MerchantID: "mer_1", Kind: reconcile.KindStatusMismatch, Field: "hold_status", GatewayStatus: "captured", Gateway: "captured", Ledger: "pending", DeadOutbox: dead},
+			}
+		}},
+		{"hold release still owed", func(t *testing.T, f *fixture) {
+			execSQL(t, f.gatewayDB, `UPDATE payments SET status = 'declined', compensation = 'release' WHERE id = 'pay_auth'`)
+		}, func(*fixture) []reconcile.Difference {
+			return []reconcile.Difference{
+				{PaymentID: "pay_auth", MerchantID: "mer_1", Kind: reconcile.KindStatusMismatch, Field: "hold_status", GatewayStatus: "declined", Gateway: "declined", Ledger: "pending", Explained: true, Compensation: "release"},
+			}
+		}},
+		{"operation in flight", func(t *testing.T, f *fixture) {
+			execSQL(t, f.gatewayDB, `UPDATE payments SET pending_op = 'op_1', status = 'captured', amount_captured = 1000 WHERE id = 'pay_auth'`)
+		}, func(*fixture) []reconcile.Difference { return []reconcile.Difference{} }},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
