@@ -23,7 +23,7 @@ bench:
 	go run ./cmd/obol-load -suite risk
 	go run ./cmd/obol-load -suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
-	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/
+	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
@@ -33,6 +33,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzClientAddress -fuzztime=30s ./internal/authlimit/
+	go test -run='^$$' -fuzz=FuzzWrappedVersion -fuzztime=30s ./vault/keys/transit/
 	go test -run='^$$' -fuzz=FuzzScrub -fuzztime=30s ./internal/serve/
 	go test -run='^$$' -fuzz=FuzzDestination -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/

@@ -21,10 +21,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "gatewayd:", err)
-		os.Exit(1)
-	}
+	cli.Exit("gatewayd", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -56,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	fs.StringVar(&cfg.RedisURL, "redis-url", cli.Env("OBOL_REDIS_URL", ""), "Redis for the failed-authentication counters shared by every replica (OBOL_REDIS_URL; without it each replica counts alone)")
 	edge := cli.AddEdgeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var err error

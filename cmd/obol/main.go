@@ -96,14 +96,13 @@ Usage:
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	var ee *exitError
+	if errors.As(err, &ee) {
 		fmt.Fprintln(os.Stderr, "obol:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.ExitCode())
-		}
-		os.Exit(1)
+		os.Exit(ee.ExitCode())
 	}
+	cli.Exit("obol", err)
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -159,7 +158,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
 	demoAddr := fs.String("demo-addr", "127.0.0.1:3000", "demo shop (hosted fields checkout) listen address; empty: no demo")
 	logFormat := fs.String("log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	// The embedded default is plaintext and not for production: it listens
@@ -441,7 +440,7 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 	live := fs.Bool("live", false, "create live-mode keys (sk_live_/pk_live_)")
 	dataDir := fs.String("data-dir", "./.obol", "data directory of `obol dev` (ignored with --postgres-url)")
 	pgURL := fs.String("postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (production)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if strings.TrimSpace(*name) == "" {
@@ -484,7 +483,7 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	noPolicies := fs.Bool("no-policies", false, "do not write policies or the AppRole role")
 	auditFile := fs.String("audit-file", "", "also enable Vault's file audit device writing to this path (on the Vault server)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	cfg.Token = os.Getenv("VAULT_TOKEN")

@@ -105,3 +105,21 @@ func TestContainsLongRuns(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkContains: a payment's description and 50 metadata values.
+func BenchmarkContains(b *testing.B) {
+	texts := []string{"Order 2026-12-01 #100234 for customer 5567821, 3 items"}
+	for range 50 {
+		texts = append(texts, "sku-A77 qty 2 ref 2026-12-01T10:30:00Z")
+	}
+	n := 0
+	for _, t := range texts {
+		n += len(t)
+	}
+	b.SetBytes(int64(n))
+	for b.Loop() {
+		if Contains(texts...) {
+			b.Fatal("false positive")
+		}
+	}
+}

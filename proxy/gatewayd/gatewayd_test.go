@@ -15,14 +15,19 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
+	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
+	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
@@ -350,6 +355,19 @@ func TestPaymentEndToEnd(t *testing.T) {
 			}
 		})
 	}
+	t.Run("invalid idempotency key over gRPC", func(t *testing.T) {
+		conn, err := grpc.NewClient(s.gateway.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+		require.NoError(t, err)
+		defer conn.Close()
+		pc := gatewayv1.NewPaymentServiceClient(conn)
+		for _, k := range []string{"", strings.Repeat("k", 256), "4242424242424242"} {
+			ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+s.sk, "idempotency-key", k)
+			_, err := pc.CreatePayment(ctx, &gatewayv1.CreatePaymentRequest{Token: tok, Amount: 100, Currency: "USD"})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+			assert.Equal(t, "idempotency_key_invalid", apierr.From(err).Code)
+			assert.Equal(t, "Idempotency-Key", apierr.From(err).Field)
+		}
+	})
 	if n := s.sim.Requests("authorize"); n != before {
 		t.Fatalf("refused requests reached the acquirer (%d calls)", n-before)
 	}

@@ -192,6 +192,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		after = es[len(es)-1].ID
 	}
 	seen := map[string]bool{}
+	var differ []*payments.Payment
 	for after := ""; ; {
 		ps, err := gw.PaymentsAfter(ctx, after, opt.PageSize)
 		if err != nil {
@@ -207,9 +208,32 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 				rep.InFlight++
 				continue
 			}
-			rep.Differences = append(rep.Differences, comparePayment(p, ledger[p.ID], outbox[p.ID])...)
+			if d := comparePayment(p, ledger[p.ID], outbox[p.ID]); len(d) > 0 {
+				differ = append(differ, p)
+			}
 		}
 		after = ps[len(ps)-1].ID
+	}
+	// The ledger was read first: a payment that moved on meanwhile (a
+	// hold taken, a capture recorded) is compared again with a fresh read
+	// of its ledger side, so that a live system does not report it.
+	for i := 0; i < len(differ); i += 1000 {
+		chunk := differ[i:min(i+1000, len(differ))]
+		ids := make([]string, len(chunk))
+		for j, p := range chunk {
+			ids[j] = p.ID
+			delete(ledger, p.ID) // replaced by the fresh read, if any
+		}
+		resp, err := lg.ListPaymentLedgers(ctx, &ledgerv1.ListPaymentLedgersRequest{PaymentIds: ids})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrLedger, err)
+		}
+		for _, l := range resp.GetPayments() {
+			ledger[l.GetPaymentId()] = l
+		}
+		for _, p := range chunk {
+			rep.Differences = append(rep.Differences, comparePayment(p, ledger[p.ID], outbox[p.ID])...)
+		}
 	}
 	for id, l := range ledger {
 		if !seen[id] {

@@ -404,13 +404,26 @@ func (s *Store) Transaction(ctx context.Context, id string) (journal.Transaction
 	return t, err
 }
 
+// indexedKeys are the metadata keys with an expression index.
+var indexedKeys = map[string]bool{"acquirer_reference": true, "payout_id": true, "payment_id": true}
+
+// findQuery selects transactions by a metadata key; for an indexed key the
+// expression matches the index's (migrations), so that SQLite uses it.
+func findQuery(key, value string, limit int) (string, []any) {
+	if indexedKeys[key] {
+		return `SELECT ` + txColumns + ` FROM transactions WHERE json_extract(metadata, '$.` + key + `') = ? ORDER BY seq LIMIT ?`, []any{value, limit}
+	}
+	path, _ := json.Marshal(key)
+	return `SELECT ` + txColumns + ` FROM transactions WHERE json_extract(metadata, ?) = ? ORDER BY seq LIMIT ?`, []any{"$." + string(path), value, limit}
+}
+
 // FindTransactions lists transactions whose metadata has key = value.
 func (s *Store) FindTransactions(ctx context.Context, key, value string, limit int) ([]journal.Transaction, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	path, _ := json.Marshal(key)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+txColumns+` FROM transactions WHERE json_extract(metadata, ?) = ? ORDER BY seq LIMIT ?`, "$."+string(path), value, limit)
+	q, args := findQuery(key, value, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
