@@ -87,7 +87,9 @@ var drills = []drill{
 	{name: "ledgerd-kill", faults: []fault{sigkill("authorize", 0.5, "ledgerd"), sigkill("capture", 0.5, "ledgerd"), sigkill("refund", 0.5, "ledgerd")}},
 	// An outage across two phases: the captures and the first refunds are
 	// queued in the gateway's outbox, and the ledger must take them in
-	// order when it is back.
+	// order when it is back (a refund that reaches the ledger before its
+	// payment's capture is refused with payment_not_captured; that refusal
+	// is not final while the capture still waits in the outbox).
 	{name: "ledgerd-stop", faults: []fault{
 		{phase: "capture", at: 0.5, what: "ledgerd stopped (SIGTERM) at 50% of the capture requests", run: func(s *stack, _ *load, _ <-chan struct{}) error {
 			s.proc("ledgerd").stop()
