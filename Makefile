@@ -1,5 +1,5 @@
 # Targets mirror CI: `make test` is the README's test command.
-.PHONY: test unit lint generate generate-check bench fuzz dev build
+.PHONY: test unit lint generate generate-check openapi-lint bench fuzz dev build
 
 test:
 	deploy/scripts/test.sh
@@ -18,6 +18,9 @@ generate:
 generate-check:
 	deploy/scripts/generate.sh --check
 
+openapi-lint:
+	deploy/scripts/openapi-lint.sh
+
 bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load -suite risk
@@ -29,6 +32,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzCheckJSON -fuzztime=30s ./internal/httpapi/
+	go test -run='^$$' -fuzz=FuzzInt64sAsNumbers -fuzztime=30s ./internal/httpapi/
 	go test -run='^$$' -fuzz=FuzzParseRoutes -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/

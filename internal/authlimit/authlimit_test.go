@@ -54,7 +54,17 @@ func TestLimiter(t *testing.T) {
 			err := l.Allow(ctx, "http", tt.addr, tt.pfx)
 			if tt.wantScope == "" {
 				require.NoError(t, err)
+				require.Nil(t, l.PrefixLimited(ctx, tt.pfx))
 				return
+			}
+			if tt.wantScope == "key_prefix" {
+				// A prefix over its limit never refuses up front (a valid
+				// key is still served); it refuses failed attempts.
+				require.NoError(t, err)
+				pl := l.PrefixLimited(ctx, tt.pfx)
+				require.NotNil(t, pl)
+				l.Refused("http")
+				err = pl
 			}
 			require.ErrorIs(t, err, authlimit.ErrRateLimited)
 			lim, ok := authlimit.AsLimited(err)
@@ -66,6 +76,7 @@ func TestLimiter(t *testing.T) {
 			assert.Equal(t, 1.0, metric(t, l, "obol_t_auth_rate_limited_total", map[string]string{"transport": "http", "scope": tt.wantScope}))
 			clk.Advance(time.Minute)
 			assert.NoError(t, l.Allow(ctx, "http", tt.addr, tt.pfx), "the window ended")
+			assert.Nil(t, l.PrefixLimited(ctx, tt.pfx), "the window ended")
 		})
 	}
 }

@@ -212,7 +212,7 @@ func TestEvaluate(t *testing.T) {
 		}
 		strict := string(rules.DefaultYAML()) + "\n  - name: strict\n    expression: payment.amount > 60000\n    action: block\n    priority: 2\n"
 		code, body := s.rest("POST", "/v1/risk/backtest", map[string]any{"yaml": strict, "limit": 5})
-		if code != 200 || body["replayed"] != "5" || body["changed"] != "5" {
+		if code != 200 || body["replayed"] != 5.0 || body["changed"] != 5.0 {
 			t.Fatalf("backtest: %d %v", code, body)
 		}
 		if s.in.Engine.Active().Version == "" || strings.Contains(s.in.Engine.Active().YAML, "strict") {
