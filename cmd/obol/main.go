@@ -131,10 +131,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runLedger(ctx, args[1:], out)
 	case "payouts":
 		return runPayouts(ctx, args[1:], out)
-	case "reconcile":
-		return runReconcile(ctx, args[1:], out)
 	case "gateway":
 		return runGateway(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
