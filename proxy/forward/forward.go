@@ -23,6 +23,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/telemetry"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/panscan"
 	"github.com/obolpay/obol/vault/card"
@@ -91,7 +92,7 @@ func New(cfg Config) *Forwarder {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true}}
+		cfg.Client = &http.Client{Transport: telemetry.Transport("forward", &http.Transport{MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true})}
 	}
 	// Never follow redirects: a redirect would take card data to a host
 	// no route allows.
