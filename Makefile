@@ -27,6 +27,7 @@ bench:
 	go run ./cmd/obol-load -suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
+	go test -run='^$$' -bench=BenchmarkTracing -benchtime=20000x ./internal/serve/
 
 fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
