@@ -19,7 +19,6 @@ import (
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
-	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
 )
 
@@ -34,6 +33,7 @@ const (
 	EnvTracesProtocol = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
 	EnvServiceName    = "OTEL_SERVICE_NAME"
 	EnvSDKDisabled    = "OTEL_SDK_DISABLED"
+	EnvTracesExporter = "OTEL_TRACES_EXPORTER"
 )
 
 // ErrConfig marks a tracing setting that is not understood.
@@ -49,11 +49,12 @@ const (
 )
 
 // ParseMode decides the mode from the environment (getenv: os.Getenv in
-// production). OTEL_SDK_DISABLED=true turns tracing off; otherwise
-// OBOL_TRACING is "", "off" or "otlp"; with it empty, tracing is on exactly
-// when an OTLP endpoint variable is set. An unknown value or
-// an OTLP protocol other than http/protobuf is an error naming the
-// variable, never silently ignored.
+// production). OTEL_SDK_DISABLED=true or OTEL_TRACES_EXPORTER=none turns
+// tracing off; otherwise OBOL_TRACING is "", "off" or "otlp", and with it
+// empty tracing is on exactly when an OTLP endpoint variable is set. An
+// unknown value, an OTLP protocol other than http/protobuf or a traces
+// exporter other than otlp is an error naming the variable, never
+// silently ignored.
 func ParseMode(getenv func(string) string) (Mode, error) {
 	if v := getenv(EnvSDKDisabled); v != "" {
 		switch strings.ToLower(v) {
@@ -68,6 +69,13 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 		if p := getenv(v); p != "" && p != "http/protobuf" {
 			return Off, fmt.Errorf("%w: %s=%q: only http/protobuf is supported", ErrConfig, v, p)
 		}
+	}
+	switch e := getenv(EnvTracesExporter); e {
+	case "", "otlp":
+	case "none":
+		return Off, nil
+	default:
+		return Off, fmt.Errorf("%w: %s=%q: only otlp (or none) is supported", ErrConfig, EnvTracesExporter, e)
 	}
 	switch m := strings.ToLower(strings.TrimSpace(getenv(EnvTracing))); m {
 	case "otlp":
@@ -86,10 +94,10 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 
 // Setup installs the W3C Trace Context propagator (always: an incoming
 // traceparent is passed on and logged even with tracing off; see
-// Propagator) and, when the
-// environment turns tracing on, a TracerProvider exporting over OTLP/HTTP
-// with service.name from OTEL_SERVICE_NAME or service. The returned
-// shutdown flushes spans still buffered; call it once at exit.
+// Propagator) and, when the environment turns tracing on, a TracerProvider
+// exporting over OTLP/HTTP with service.name from OTEL_SERVICE_NAME or
+// service. The returned shutdown flushes spans still buffered; call it
+// once at exit.
 func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func(context.Context) error, err error) {
 	otel.SetTextMapPropagator(Propagator())
 	mode, err := ParseMode(os.Getenv)
@@ -97,6 +105,9 @@ func Setup(ctx context.Context, service string, log *slog.Logger) (shutdown func
 		return nil, err
 	}
 	if mode == Off {
+		if log != nil && (os.Getenv(EnvEndpoint) != "" || os.Getenv(EnvTracesEndpoint) != "") {
+			log.Info("tracing off although an OTLP endpoint is set (OBOL_TRACING, OTEL_SDK_DISABLED or OTEL_TRACES_EXPORTER says so)")
+		}
 		otel.SetTracerProvider(noop.NewTracerProvider())
 		return func(context.Context) error { return nil }, nil
 	}
@@ -132,7 +143,3 @@ func NewProvider(ctx context.Context, service string, opts ...sdktrace.TracerPro
 	}
 	return sdktrace.NewTracerProvider(append([]sdktrace.TracerProviderOption{sdktrace.WithResource(res), sdktrace.WithIDGenerator(cardFreeIDs{})}, opts...)...), nil
 }
-
-// Tracer is the tracer of an Obol package (from the global provider, so it
-// follows whatever Setup or a test installed).
-func Tracer(name string) trace.Tracer { return otel.Tracer(name) }
