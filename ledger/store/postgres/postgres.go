@@ -2,9 +2,9 @@
 // applied in batches (application-level group commit): one database
 // transaction locks the chain head and the batch's accounts once (in id
 // order), applies each ledger transaction to in-memory balances (a failing
-// one fails alone), and writes postings, balances and the chain in one round
-// trip and one commit. The database enforces the invariants as well (see
-// migrations). Outside PCI scope.
+// one fails alone), and writes postings, balances and the chain set-based:
+// two round trips and one commit per batch (see apply). The database
+// enforces the invariants as well (see migrations). Outside PCI scope.
 package postgres
 
 import (
@@ -505,8 +505,6 @@ type writes struct {
 	pAmt                    []int64
 	uID                     []string
 	uPosted, uPD, uPC       []int64
-	pendIns                 [][]any
-	pendUpd                 [][2]string
 }
 
 func (w *writes) add(t journal.Transaction, rh []byte) {
