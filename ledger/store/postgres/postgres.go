@@ -1,8 +1,8 @@
 // Package postgres is the ledger's journal on PostgreSQL. Transactions are
 // applied in batches (application-level group commit): one database
-// transaction locks the chain head and the batch's accounts once (in id
-// order), applies each ledger transaction to in-memory balances (a failing
-// one fails alone), and writes postings, balances and the chain set-based:
+// transaction locks the chain head, reads the batch's accounts once,
+// applies each ledger transaction to in-memory balances (a failing one
+// fails alone), and writes postings, balances and the chain set-based:
 // two round trips and one commit per batch (see apply). The database
 // enforces the invariants as well (see migrations). Outside PCI scope.
 package postgres
