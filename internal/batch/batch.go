@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"time"
 )
 
 // ErrClosed: the batcher was closed.
@@ -28,6 +29,7 @@ type request[T any] struct {
 type Batcher[T any] struct {
 	fn      Func[T]
 	max     int
+	linger  time.Duration
 	in      chan request[T]
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -39,6 +41,18 @@ type Batcher[T any] struct {
 // New starts workers flushers, each taking batches of up to max items. ctx
 // bounds every flush (callers' contexts do not cancel shared work).
 func New[T any](fn Func[T], max, workers int) *Batcher[T] {
+	return NewLinger(fn, max, workers, 0)
+}
+
+// NewLinger is New with a linger for loaded writers: when the previous batch
+// had more than one item (callers are concurrent), a flusher that has taken
+// every waiting item keeps the batch open while more arrive, each within
+// linger of the last, for at most 4 × linger, or until the batch is full.
+// With one flusher, callers whose results were just delivered resubmit
+// into the next batch instead of waiting a whole batch for the one after;
+// one commit then covers every caller. A lone caller (previous batch of one
+// item) never waits.
+func NewLinger[T any](fn Func[T], max, workers int, linger time.Duration) *Batcher[T] {
 	if max < 1 {
 		max = 1
 	}
@@ -46,7 +60,7 @@ func New[T any](fn Func[T], max, workers int) *Batcher[T] {
 		workers = 1
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Batcher[T]{fn: fn, max: max, in: make(chan request[T], max*workers), ctx: ctx, cancel: cancel}
+	b := &Batcher[T]{fn: fn, max: max, linger: linger, in: make(chan request[T], max*workers), ctx: ctx, cancel: cancel}
 	for i := 0; i < workers; i++ {
 		b.wg.Add(1)
 		go b.loop()
@@ -58,6 +72,7 @@ func (b *Batcher[T]) loop() {
 	defer b.wg.Done()
 	batch := make([]request[T], 0, b.max)
 	items := make([]T, 0, b.max)
+	last := 0 // size of the previous batch
 	for {
 		first, ok := <-b.in
 		if !ok {
@@ -76,6 +91,10 @@ func (b *Batcher[T]) loop() {
 				break fill
 			}
 		}
+		if b.linger > 0 && last > 1 {
+			b.lingerFill(&batch)
+		}
+		last = len(batch)
 		items = items[:0]
 		for _, r := range batch {
 			items = append(items, r.item)
@@ -91,6 +110,30 @@ func (b *Batcher[T]) loop() {
 		var zero T
 		for i := range items {
 			items[i] = zero
+		}
+	}
+}
+
+// lingerFill adds items arriving within linger of each other to batch, for
+// at most 4 × linger in all.
+func (b *Batcher[T]) lingerFill(batch *[]request[T]) {
+	deadline := time.Now().Add(4 * b.linger)
+	gap := time.NewTimer(b.linger)
+	defer gap.Stop()
+	for len(*batch) < b.max {
+		select {
+		case r, ok := <-b.in:
+			if !ok {
+				return
+			}
+			*batch = append(*batch, r)
+			left := time.Until(deadline)
+			if left <= 0 {
+				return
+			}
+			gap.Reset(min(b.linger, left))
+		case <-gap.C:
+			return
 		}
 	}
 }

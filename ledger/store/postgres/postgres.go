@@ -1,10 +1,10 @@
 // Package postgres is the ledger's journal on PostgreSQL. Transactions are
 // applied in batches (application-level group commit): one database
-// transaction locks the chain head and the batch's accounts once (in id
-// order), applies each ledger transaction to in-memory balances (a failing
-// one fails alone), and writes postings, balances and the chain in one round
-// trip and one commit. The database enforces the invariants as well (see
-// migrations). Outside PCI scope.
+// transaction locks the chain head, reads the batch's accounts once,
+// applies each ledger transaction to in-memory balances (a failing one
+// fails alone), and writes postings, balances and the chain set-based:
+// two round trips and one commit per batch (see apply). The database
+// enforces the invariants as well (see migrations). Outside PCI scope.
 package postgres
 
 import (
@@ -13,7 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -58,11 +58,20 @@ type postReq struct {
 	res Result
 }
 
+// writerLinger is how long a loaded batch stays open for one more
+// transfer (at most 4 × in all; see batch.NewLinger). A batch costs a WAL
+// flush and two round trips, milliseconds; this is a fraction of that.
+const writerLinger = 300 * time.Microsecond
+
 // Store is the ledger journal.
 type Store struct {
 	pool  *pgxpool.Pool
 	posts *batch.Batcher[*postReq]
 	now   func() time.Time
+	stats struct {
+		batches, items, statements, roundTrips atomic.Int64
+		readNanos, writeNanos                  atomic.Int64
+	}
 }
 
 // Open connects, migrates and starts the batch writer.
@@ -85,8 +94,10 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{pool: pool, now: time.Now}
-	// One writer: batches take the chain head lock anyway.
-	s.posts = batch.New(s.flush, 512, 1)
+	// One flusher (batches take the chain head lock anyway). Under load it
+	// lingers, so that the callers of the batch just committed join the
+	// next one: a commit covers every concurrent caller, not half of them.
+	s.posts = batch.NewLinger(s.flush, 1024, 1, writerLinger)
 	return s, nil
 }
 
@@ -173,9 +184,64 @@ func isBatchError(errs []error) bool {
 	return len(errs) > 0 && errors.As(errs[0], &be)
 }
 
+// The statements of a batch. Each batch is two round trips on one
+// connection: a pipeline that begins the transaction, takes the chain head
+// lock and reads what the batch needs (replays, holds, accounts), then,
+// after the batch is applied in memory, a pipeline that writes every row
+// set-based and commits. pgx prepares each statement once per connection.
+const (
+	sqlHead = `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`
+	// Replays: ids already posted. (Joins on unnest keep these lookups on
+	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
+	sqlExisting = `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`
+	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`
+	// The accounts of the postings and of the holds named by the batch, in
+	// one read (a post or void touches the accounts of its hold).
+	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits FROM accounts a
+		WHERE a.id IN (SELECT unnest($1::text[]) UNION SELECT p.debit FROM pending_transfers p WHERE p.id = ANY($2::text[]) UNION SELECT p.credit FROM pending_transfers p WHERE p.id = ANY($2::text[]))`
+	sqlInsertTx = `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at)
+		SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11
+		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::bytea[])
+		AS u(seq, id, kind, pid, exp, rh, descr, meta, prev, hash)`
+	sqlInsertPostings = `INSERT INTO postings (seq, idx, account_id, amount, currency)
+		SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`
+	sqlInsertPendings = `INSERT INTO pending_transfers (id, debit, credit, amount, currency, expires_at, status)
+		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])`
+	sqlClosePendings = `UPDATE pending_transfers p SET status = u.status FROM unnest($1::text[], $2::text[]) AS u(id, status) WHERE p.id = u.id`
+	// One row update per account per batch, however many of the batch's
+	// transfers touch it (a hot account is locked and written once).
+	sqlUpdateAccounts = `UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`
+	sqlUpdateHead = `UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`
+)
+
+// Stats counts the batch writer's work since Open: batches, transactions
+// submitted, SQL statements and round trips to the database.
+type Stats struct {
+	Batches, Items, Statements, RoundTrips int64
+	// ReadTime and WriteTime are the time spent in the first round trip
+	// (begin, head lock, reads) and in the second (writes and commit).
+	ReadTime, WriteTime time.Duration
+}
+
+// Stats returns the writer's counters.
+func (s *Store) Stats() Stats {
+	return Stats{Batches: s.stats.batches.Load(), Items: s.stats.items.Load(), Statements: s.stats.statements.Load(), RoundTrips: s.stats.roundTrips.Load(),
+		ReadTime: time.Duration(s.stats.readNanos.Load()), WriteTime: time.Duration(s.stats.writeNanos.Load())}
+}
+
+// send runs a pipeline (one round trip) and counts it.
+func (s *Store) send(ctx context.Context, c *pgxpool.Conn, b *pgx.Batch) pgx.BatchResults {
+	s.stats.roundTrips.Add(1)
+	s.stats.statements.Add(int64(b.Len()))
+	return c.SendBatch(ctx, b)
+}
+
 func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	s.stats.batches.Add(1)
+	s.stats.items.Add(int64(len(reqs)))
 	errs := make([]error, len(reqs))
 	failAll := func(err error) []error {
 		for i := range errs {
@@ -183,100 +249,122 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		}
 		return errs
 	}
-	tx, err := s.pool.Begin(ctx)
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return failAll(err)
 	}
-	defer tx.Rollback(ctx) //nolint:errcheck // after Commit this is a no-op
-	// Every ledger write takes this row lock first, so writers in every
-	// process are serialized by it: once we hold it, plain reads see every
-	// committed balance and nobody else can change one before we write.
-	var headSeq int64
-	var headHash []byte
-	if err := tx.QueryRow(ctx, `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`).Scan(&headSeq, &headHash); err != nil {
-		return failAll(err)
-	}
+	defer conn.Release()
+	// A failed pipeline leaves the transaction open or aborted: roll it
+	// back, and drop the connection if even that fails.
+	committed := false
+	defer func() {
+		if committed {
+			return
+		}
+		if _, err := conn.Exec(context.WithoutCancel(ctx), "ROLLBACK"); err != nil {
+			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+		}
+	}()
 	ids := make([]string, 0, len(reqs))
 	pendingIDs := []string{}
+	postingIDs := []string{}
 	for _, r := range reqs {
 		ids = append(ids, r.tx.ID)
 		if r.tx.PendingID != "" {
 			pendingIDs = append(pendingIDs, r.tx.PendingID)
 		}
-	}
-	// Replays: ids already posted. (Joins on unnest keep these lookups on
-	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
-	existing := map[string]storedTx{}
-	rows, err := tx.Query(ctx, `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`, ids)
-	if err != nil {
-		return failAll(err)
-	}
-	for rows.Next() {
-		var st storedTx
-		if err := rows.Scan(&st.t.ID, &st.t.Seq, &st.requestHash, &st.t.Hash, &st.t.PrevHash, &st.t.CreatedAt); err != nil {
-			rows.Close()
-			return failAll(err)
+		for _, p := range r.tx.Postings {
+			postingIDs = append(postingIDs, p.AccountID)
 		}
-		existing[st.t.ID] = st
 	}
-	rows.Close()
-	if err := rows.Err(); err != nil { // a partial read would miss a replay
-		return failAll(err)
-	}
-	pendings := map[string]*journal.Pending{}
+
+	// Round trip 1: begin, lock the head, read. Every ledger write takes the
+	// head lock first, so writers in every process are serialized by it:
+	// the reads after it (each statement a fresh snapshot) see every
+	// committed balance and nobody else can change one before we commit.
+	b1 := &pgx.Batch{}
+	b1.Queue(`BEGIN`)
+	b1.Queue(sqlHead)
+	b1.Queue(sqlExisting, ids)
 	if len(pendingIDs) > 0 {
-		rows, err := tx.Query(ctx, `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`, pendingIDs)
+		b1.Queue(sqlPendings, pendingIDs)
+	}
+	b1.Queue(sqlAccounts, postingIDs, pendingIDs)
+	t0 := time.Now()
+	br := s.send(ctx, conn, b1)
+	var headSeq int64
+	var headHash []byte
+	existing := map[string]storedTx{}
+	pendings := map[string]*journal.Pending{}
+	accounts := map[string]*journal.Account{}
+	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
+		if err := br.QueryRow().Scan(&headSeq, &headHash); err != nil {
+			return err
+		}
+		rows, err := br.Query()
 		if err != nil {
-			return failAll(err)
+			return err
 		}
 		for rows.Next() {
-			var p journal.Pending
-			var exp *time.Time
-			if err := rows.Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status); err != nil {
+			var st storedTx
+			if err := rows.Scan(&st.t.ID, &st.t.Seq, &st.requestHash, &st.t.Hash, &st.t.PrevHash, &st.t.CreatedAt); err != nil {
 				rows.Close()
-				return failAll(err)
+				return err
 			}
-			if exp != nil {
-				p.ExpiresAt = *exp
-			}
-			pendings[p.ID] = &p
+			existing[st.t.ID] = st
 		}
 		rows.Close()
-		if err := rows.Err(); err != nil {
-			return failAll(err)
+		if err := rows.Err(); err != nil { // a partial read would miss a replay
+			return err
 		}
-	}
-	accIDs := map[string]bool{}
-	for _, r := range reqs {
-		for _, p := range r.tx.Postings {
-			accIDs[p.AccountID] = true
+		if len(pendingIDs) > 0 {
+			rows, err := br.Query()
+			if err != nil {
+				return err
+			}
+			for rows.Next() {
+				var p journal.Pending
+				var exp *time.Time
+				if err := rows.Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status); err != nil {
+					rows.Close()
+					return err
+				}
+				if exp != nil {
+					p.ExpiresAt = *exp
+				}
+				pendings[p.ID] = &p
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return err
+			}
 		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		for rows.Next() {
+			a := &journal.Account{}
+			if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits); err != nil {
+				rows.Close()
+				return err
+			}
+			accounts[a.ID] = a
+		}
+		rows.Close()
+		return rows.Err()
+	}()
+	if cerr := br.Close(); err == nil {
+		err = cerr
 	}
-	for _, p := range pendings {
-		accIDs[p.Debit], accIDs[p.Credit] = true, true
-	}
-	sorted := make([]string, 0, len(accIDs))
-	for id := range accIDs {
-		sorted = append(sorted, id)
-	}
-	sort.Strings(sorted)
-	accounts := map[string]*journal.Account{}
-	rows, err = tx.Query(ctx, `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id`, sorted)
 	if err != nil {
 		return failAll(err)
 	}
-	for rows.Next() {
-		a := &journal.Account{}
-		if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits); err != nil {
-			rows.Close()
-			return failAll(err)
-		}
-		accounts[a.ID] = a
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return failAll(err)
-	}
+	s.stats.readNanos.Add(int64(time.Since(t0)))
+
 	before := map[string]journal.Balance{}
 	for id, a := range accounts {
 		before[id] = a.Balance
@@ -285,7 +373,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	var w writes
 	seq, prev := headSeq, headHash
 	seen := map[string][]byte{}
-	newPendings := map[string]bool{}
+	newPendings := []string{}
 	closed := map[string]string{} // pending id -> new status
 	for i, r := range reqs {
 		rh := journal.RequestHash(&r.tx)
@@ -312,7 +400,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		}
 		switch t.Kind {
 		case journal.KindPending:
-			newPendings[t.ID] = true
+			newPendings = append(newPendings, t.ID)
 		case journal.KindPostPending:
 			closed[t.PendingID] = "posted"
 		case journal.KindVoidPending:
@@ -321,7 +409,13 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		seen[t.ID] = rh
 		seq++
 		t.Seq, t.PrevHash, t.CreatedAt = seq, prev, now.UTC()
-		t.Hash = journal.ChainHash(prev, seq, journal.RequestHash(&t), now)
+		// The chain covers the stored content; for a posted transfer that
+		// is the request itself, whose hash we already have.
+		storedHash := rh
+		if t.Kind != journal.KindPosted {
+			storedHash = journal.RequestHash(&t)
+		}
+		t.Hash = journal.ChainHash(prev, seq, storedHash, now)
 		prev = t.Hash
 		w.add(t, rh)
 		r.res = Result{Transaction: t}
@@ -332,45 +426,52 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			w.uPosted, w.uPD, w.uPC = append(w.uPosted, a.Balance.Posted), append(w.uPD, a.Balance.PendingDebits), append(w.uPC, a.Balance.PendingCredits)
 		}
 	}
-	for id := range newPendings {
+	var pi struct {
+		id, debit, credit, currency, status []string
+		amount                              []int64
+		exp                                 []*time.Time
+	}
+	for _, id := range newPendings {
 		p := pendings[id]
 		var exp *time.Time
 		if !p.ExpiresAt.IsZero() {
 			e := p.ExpiresAt
 			exp = &e
 		}
-		w.pendIns = append(w.pendIns, []any{p.ID, p.Debit, p.Credit, p.Amount, p.Currency, exp, p.Status})
+		pi.id, pi.debit, pi.credit, pi.amount = append(pi.id, p.ID), append(pi.debit, p.Debit), append(pi.credit, p.Credit), append(pi.amount, p.Amount)
+		pi.currency, pi.exp, pi.status = append(pi.currency, p.Currency), append(pi.exp, exp), append(pi.status, p.Status)
 	}
+	var cID, cStatus []string
 	for id, st := range closed {
-		w.pendUpd = append(w.pendUpd, [2]string{id, st})
+		cID, cStatus = append(cID, id), append(cStatus, st)
 	}
+
+	// Round trip 2: every write of the batch, set-based, and the commit.
+	// Nothing is acknowledged before the COMMIT's answer (the WAL flush).
+	b2 := &pgx.Batch{}
 	if len(w.tSeq) > 0 {
-		b := &pgx.Batch{}
-		b.Queue(`INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at)
-			SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11
-			FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::bytea[])
-			AS u(seq, id, kind, pid, exp, rh, descr, meta, prev, hash)`,
-			w.tSeq, w.tID, w.tKind, w.tPID, w.tExp, w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash, now)
+		b2.Queue(sqlInsertTx, w.tSeq, w.tID, w.tKind, w.tPID, w.tExp, w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash, now)
 		if len(w.pSeq) > 0 {
-			b.Queue(`INSERT INTO postings (seq, idx, account_id, amount, currency)
-				SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`, w.pSeq, w.pIdx, w.pAcct, w.pAmt, w.pCur)
+			b2.Queue(sqlInsertPostings, w.pSeq, w.pIdx, w.pAcct, w.pAmt, w.pCur)
 		}
-		for _, p := range w.pendIns {
-			b.Queue(`INSERT INTO pending_transfers (id, debit, credit, amount, currency, expires_at, status) VALUES ($1, $2, $3, $4, $5, $6, $7)`, p...)
+		if len(pi.id) > 0 {
+			b2.Queue(sqlInsertPendings, pi.id, pi.debit, pi.credit, pi.amount, pi.currency, pi.exp, pi.status)
 		}
-		for _, u := range w.pendUpd {
-			b.Queue(`UPDATE pending_transfers SET status = $2 WHERE id = $1`, u[0], u[1])
+		if len(cID) > 0 {
+			b2.Queue(sqlClosePendings, cID, cStatus)
 		}
-		b.Queue(`UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`, w.uID, w.uPosted, w.uPD, w.uPC)
-		b.Queue(`UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`, seq, prev)
-		if err := tx.SendBatch(ctx, b).Close(); err != nil {
-			return failAll(err)
+		if len(w.uID) > 0 {
+			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC)
 		}
+		b2.Queue(sqlUpdateHead, seq, prev)
 	}
-	if err := tx.Commit(ctx); err != nil {
+	b2.Queue(`COMMIT`)
+	t1 := time.Now()
+	if err := s.send(ctx, conn, b2).Close(); err != nil {
 		return failAll(err)
 	}
+	committed = true
+	s.stats.writeNanos.Add(int64(time.Since(t1)))
 	// Replays of an id first posted in this same batch.
 	for i, r := range reqs {
 		if errors.Is(errs[i], errReplayInBatch) {
@@ -404,8 +505,6 @@ type writes struct {
 	pAmt                    []int64
 	uID                     []string
 	uPosted, uPD, uPC       []int64
-	pendIns                 [][]any
-	pendUpd                 [][2]string
 }
 
 func (w *writes) add(t journal.Transaction, rh []byte) {
