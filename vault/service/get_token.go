@@ -31,7 +31,9 @@ func (s *Service) GetToken(ctx context.Context, req *vaultv1.GetTokenRequest) (*
 	ttl, err := s.cvcs.TTL(ctx, rec.Token)
 	switch {
 	case err == nil:
-		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(ttl).Round(time.Second))
+		// The store expires the CVC at a whole second (putCVC); the
+		// remaining TTL is a little under it, so round up to that second.
+		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(ttl).Add(time.Second - time.Nanosecond).Truncate(time.Second))
 	case !errors.Is(err, cvcstore.ErrNotFound):
 		return nil, s.public(ctx, "get_token", err)
 	}

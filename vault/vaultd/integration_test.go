@@ -449,6 +449,23 @@ func TestCVCExpiry(t *testing.T) {
 	if err != nil || resp.CvcIncluded || !c.CVC.IsZero() || c.Number.Last4() != "0005" {
 		t.Fatalf("detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
 	}
+	// Regression: tokenize said one second, a read the next: the CVC was
+	// stored a little after the answer's clock reading, so Redis held it
+	// past the cvc_expires_at the merchant got, and a read rounded what was
+	// left. Now Redis expires it exactly at cvc_expires_at.
+	t.Run("cvc_expires_at is the same on tokenize and read", func(t *testing.T) {
+		for i := range 4 {
+			r := s.tokenize(s.a.SecretKey, cardIn("4242 4242 4242 4242", 12, expYear, "123"))
+			tok := r.str("token")
+			exp, err := time.Parse(time.RFC3339, r.str("cvc_expires_at"))
+			require.NoError(t, err)
+			ttl, err := rdb.PTTL(ctx, "obol:cvc:"+tok).Result()
+			require.NoError(t, err)
+			assert.False(t, time.Now().Add(ttl).After(exp), "tokenization %d: Redis holds the CVC past cvc_expires_at %s", i, exp)
+			g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+			assert.Equal(t, r.str("cvc_expires_at"), g.str("cvc_expires_at"), "tokenization %d", i)
+		}
+	})
 	t.Run("delete erases a held CVC", func(t *testing.T) {
 		tok := s.tokenize(s.a.SecretKey, cardIn("3566002020360505", 12, expYear, "888")).str("token")
 		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 1 {

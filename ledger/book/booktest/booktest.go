@@ -181,6 +181,10 @@ func testLifecycle(t *testing.T, b *book.Book) {
 	if len(rep.Payouts) != 0 || len(rep.Released) != 0 {
 		t.Fatalf("payout run inside the delay: %+v", rep)
 	}
+	// A run that pays nothing says why: the funds are in the delay.
+	if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "6680 is still pending in the T+2 payout delay") {
+		t.Fatalf("skip reason inside the delay: %q", rep.Skipped)
+	}
 	later := today.Add(3 * 24 * time.Hour)
 	rep = must(b.RunPayouts(ctx, book.RunOptions{Date: later}))
 	if len(rep.Released) != 1 || rep.Released[0].Amount != 6680 || rep.Released[0].Reserved != 668 || len(rep.Payouts) != 1 || rep.Payouts[0].Amount != 6012 {
