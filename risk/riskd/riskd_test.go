@@ -150,7 +150,7 @@ func TestEvaluate(t *testing.T) {
 		if d.GetInput().GetCard().GetCount_1M() != 5 {
 			t.Fatalf("dry runs were counted: card count %d, want 5", d.GetInput().GetCard().GetCount_1M())
 		}
-		if !strings.HasPrefix(d.GetRulesetVersion(), "rs_") || len(d.GetRules()) == 0 || d.GetRules()[0].GetName() != "card-velocity-burst" {
+		if !strings.HasPrefix(d.GetRuleSetVersion(), "rs_") || len(d.GetRules()) == 0 || d.GetRules()[0].GetName() != "card-velocity-burst" {
 			t.Fatalf("decision: %v", d)
 		}
 	})
@@ -167,7 +167,7 @@ func TestEvaluate(t *testing.T) {
 			t.Fatalf("good set: %d %v", code, body)
 		}
 		d, _ := s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.9", 200000)})
-		if d.GetAction() != rules.Block || d.GetRulesetVersion() != body["version"] {
+		if d.GetAction() != rules.Block || d.GetRuleSetVersion() != body["version"] {
 			t.Fatalf("new set not applied: %v", d)
 		}
 		code, hist := s.rest("GET", "/v1/risk/rules/versions", nil)
