@@ -275,10 +275,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
   payments  http://%s   (gateway REST: POST /v1/payments with the secret key; gRPC %s, plaintext in dev)
   ledger REST http://%s   (SQLite; token in the credentials file as ledger_token)
   ledger gRPC %s   (plaintext in dev; reflection on)
-  acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
+  acquirer  https://%s   (simulator; test cards: proxy/simulator/TESTCARDS.md)
   forward   http://%s/v1/forward   (routes %s, hot-reloaded)
 
-  Try (put in a test card number from TESTCARDS.md or the README walk-through;
+  Try (put in a test card number from proxy/simulator/TESTCARDS.md;
   obol never prints a card number, not even a test one):
     curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
       -d '{"card":{"number":"<test card number>","exp_month":12,"exp_year":%d,"cvc":"123"}}'

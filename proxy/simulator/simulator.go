@@ -1,6 +1,6 @@
 // Package simulator is Obol's acquirer simulator: a small, stateful acquirer
 // served over HTTPS whose outcomes are fixed by test card number
-// (../shared/TESTCARDS.md), so that demos, docs and gateway tests agree. It
+// (TESTCARDS.md in this directory), so that demos, docs and gateway tests agree. It
 // receives card data as an acquirer would (it is an egress destination of
 // the gateway); it keeps only brand and last4, never logs a card number, and
 // wipes the request buffer after parsing.

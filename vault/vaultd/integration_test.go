@@ -23,7 +23,7 @@ import (
 var expYear = time.Now().Year() + 3
 
 // TestLifecycle: tokenize → read → detokenize as the gateway (CVC once) →
-// delete → 404 everywhere, for every approved brand of TESTCARDS.md.
+// delete → 404 everywhere, for every approved brand of proxy/simulator/TESTCARDS.md.
 func TestLifecycle(t *testing.T) {
 	s := newStack(t, stackOpts{})
 	cards := []struct {
