@@ -25,6 +25,28 @@ const riskActionRules = `rules:
     priority: 20
 `
 
+// allowAll is a rule set that allows everything, for tests about something
+// else than risk that pay with one card more often than the default
+// rules' velocity limits allow (those challenge, and a challenge declines).
+const allowAll = `rules:
+  - name: nothing
+    expression: "false"
+    action: block
+    priority: 1
+`
+
+// putRules makes yaml riskd's active rule set.
+func (s *stack) putRules(t *testing.T, yaml string) *riskv1.RuleSet {
+	t.Helper()
+	conn, err := grpc.NewClient(s.riskAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	rctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer risk-token")
+	rs, err := riskv1.NewRiskServiceClient(conn).PutRuleSet(rctx, &riskv1.PutRuleSetRequest{Yaml: yaml})
+	require.NoError(t, err)
+	return rs
+}
+
 // TestRiskReviewAndChallenge: what the gateway does with riskd's review
 // and challenge (both were approved silently, captured as asked):
 //   - review: authorized, never captured automatically (capture:true is not
@@ -33,12 +55,7 @@ const riskActionRules = `rules:
 //     the acquirer is never called and nothing is held.
 func TestRiskReviewAndChallenge(t *testing.T) {
 	s := start(t)
-	conn, err := grpc.NewClient(s.riskAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	require.NoError(t, err)
-	defer conn.Close()
-	rctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer risk-token")
-	rs, err := riskv1.NewRiskServiceClient(conn).PutRuleSet(rctx, &riskv1.PutRuleSetRequest{Yaml: riskActionRules})
-	require.NoError(t, err)
+	rs := s.putRules(t, riskActionRules)
 	tok := s.tokenize(t, "4242424242424242", "123")
 
 	t.Run("review authorizes without capturing", func(t *testing.T) {
