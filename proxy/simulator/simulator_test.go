@@ -298,3 +298,12 @@ func group(n, sep string) string {
 	}
 	return strings.Join(append(parts, n), sep)
 }
+
+// TestStateNotSaved: with a StatePath that cannot be written, a change is a
+// 500 state_not_saved, never an answer the next start would not know.
+func TestStateNotSaved(t *testing.T) {
+	_, c := newSim(t, Config{StatePath: filepath.Join(t.TempDir(), "gone", "simulator.json")})
+	status, body, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, false), "")
+	assert.Equal(t, 500, status)
+	assert.Equal(t, "state_not_saved", body["error"].(map[string]any)["code"])
+}
