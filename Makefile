@@ -1,5 +1,5 @@
 # Targets mirror CI: `make test` is the README's test command.
-.PHONY: test unit lint generate generate-check bench fuzz dev build
+.PHONY: test unit lint generate generate-check openapi-lint bench fuzz dev build
 
 test:
 	deploy/scripts/test.sh
@@ -18,6 +18,9 @@ generate:
 generate-check:
 	deploy/scripts/generate.sh --check
 
+openapi-lint:
+	deploy/scripts/openapi-lint.sh
+
 bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load -suite risk
@@ -29,10 +32,12 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzParseNumber -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzParse -fuzztime=30s ./vault/card/
 	go test -run='^$$' -fuzz=FuzzCheckJSON -fuzztime=30s ./internal/httpapi/
+	go test -run='^$$' -fuzz=FuzzInt64sAsNumbers -fuzztime=30s ./internal/httpapi/
 	go test -run='^$$' -fuzz=FuzzParseRoutes -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzJSONSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzFormSpan -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzClientAddress -fuzztime=30s ./internal/authlimit/
+	go test -run='^$$' -fuzz=FuzzWrappedVersion -fuzztime=30s ./vault/keys/transit/
 	go test -run='^$$' -fuzz=FuzzScrub -fuzztime=30s ./internal/serve/
 	go test -run='^$$' -fuzz=FuzzDestination -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
@@ -43,6 +48,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
+	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 
 dev:
 	go run ./cmd/obol dev

@@ -8,7 +8,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"flag"
-	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -22,10 +21,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "acquirer-sim:", err)
-		os.Exit(1)
-	}
+	cli.Exit("acquirer-sim", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -36,7 +32,7 @@ func run(ctx context.Context, args []string) error {
 	pkiDir := fs.String("pki-dir", "./.obol/tls", "where the dev certificate lives (created if missing)")
 	slow := fs.Duration("slow-delay", 30*time.Second, "how long the slow test card takes")
 	logFormat := fs.String("log-format", "text", "text or json")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	log := cli.Logger(*logFormat)

@@ -21,10 +21,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "gatewayd:", err)
-		os.Exit(1)
-	}
+	cli.Exit("gatewayd", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -44,6 +41,8 @@ func run(ctx context.Context, args []string) error {
 	upstreamCA := fs.String("upstream-ca", cli.Env("OBOL_UPSTREAM_CA", ""), "extra CA certificates (PEM) trusted for /v1/forward upstreams, besides the system's")
 	fs.DurationVar(&cfg.ForwardTimeout, "forward-timeout", cli.EnvDuration("OBOL_FORWARD_TIMEOUT", 0), "upstream call timeout for /v1/forward (default 20s)")
 	fs.DurationVar(&cfg.AcquirerTimeout, "acquirer-timeout", cli.EnvDuration("OBOL_ACQUIRER_TIMEOUT", 0), "acquirer call timeout (default 10s)")
+	fs.DurationVar(&cfg.SweepInterval, "sweep-interval", cli.EnvDuration("OBOL_SWEEP_INTERVAL", 0), "how often the ledger outbox is delivered and abandoned payments are resolved (default 10s)")
+	fs.DurationVar(&cfg.ProcessingTimeout, "processing-timeout", cli.EnvDuration("OBOL_PROCESSING_TIMEOUT", 0), "age at which a payment still processing counts as abandoned and is reversed (default 2m; longer than any request)")
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
 	key := fs.String("gateway-key", cli.Env("OBOL_GATEWAY_KEY", ""), "its key")
@@ -54,7 +53,7 @@ func run(ctx context.Context, args []string) error {
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	fs.StringVar(&cfg.RedisURL, "redis-url", cli.Env("OBOL_REDIS_URL", ""), "Redis for the failed-authentication counters shared by every replica (OBOL_REDIS_URL; without it each replica counts alone)")
 	edge := cli.AddEdgeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var err error

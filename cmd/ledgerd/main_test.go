@@ -207,7 +207,7 @@ func TestLedgerdAPI(t *testing.T) {
 	}
 
 	st, bal := e.rest(t, "GET", "/v1/ledger/merchants/mer_api/balances/USD", "")
-	if st != 200 || bal["pending"] != fmt.Sprint(2500-r.Fee-500) {
+	if st != 200 || bal["pending"] != float64(2500-r.Fee-500) {
 		t.Fatalf("balances: %d %v", st, bal)
 	}
 	st, ent := e.rest(t, "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_size=2", "")

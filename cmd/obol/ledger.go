@@ -30,19 +30,21 @@ import (
 	"github.com/obolpay/obol/vault/vaultd"
 )
 
-// runLedger implements `obol ledger verify|balances|import-settlement`.
+// runLedger implements `obol ledger verify|reconcile|balances|import-settlement`.
 func runLedger(ctx context.Context, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: obol ledger verify|balances|import-settlement")
+		return errors.New("usage: obol ledger verify|reconcile|balances|import-settlement")
 	}
 	switch args[0] {
 	case "verify":
 		return runLedgerVerify(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "balances":
 		fs, conn := ledgerFlags("obol ledger balances")
 		merchant := fs.String("merchant", "", "merchant id")
 		currency := fs.String("currency", "USD", "ISO 4217 currency")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := cli.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		if *merchant == "" {
@@ -70,7 +72,7 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 		fs, conn := ledgerFlags("obol ledger import-settlement")
 		acquirer := fs.String("acquirer", "", "the acquirer whose report this is (e.g. simulator)")
 		currency := fs.String("currency", "", "refuse lines in any other currency")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := cli.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		if *acquirer == "" || fs.NArg() != 1 {
@@ -101,26 +103,28 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return nil
 	default:
-		return fmt.Errorf("unknown ledger command %q (verify, balances, import-settlement)", args[0])
+		return fmt.Errorf("unknown ledger command %q (verify, reconcile, balances, import-settlement)", args[0])
 	}
 }
 
 func runLedgerVerify(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("obol ledger verify", flag.ContinueOnError)
 	url := fs.String("postgres-url", cli.Env("OBOL_LEDGER_POSTGRES_URL", ""), "ledger database URL (OBOL_LEDGER_POSTGRES_URL)")
-	dataDir := fs.String("data-dir", "", "the obol dev data directory (its SQLite ledger)")
-	if err := fs.Parse(args); err != nil {
+	dataDir := fs.String("data-dir", "./.obol", "the obol dev data directory (its SQLite ledger; ignored with --postgres-url)")
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var st store.Store
 	var err error
-	switch {
-	case *url != "":
+	if *url != "" {
 		st, err = postgres.Open(ctx, *url)
-	case *dataDir != "":
-		st, err = sqlite.Open(ctx, filepath.Join(*dataDir, "ledger.db"))
-	default:
-		return errors.New("--postgres-url (OBOL_LEDGER_POSTGRES_URL) or --data-dir is required")
+	} else {
+		// Opening would create an empty ledger, which verifies: refuse.
+		path := filepath.Join(*dataDir, "ledger.db")
+		if _, serr := os.Stat(path); serr != nil {
+			return fmt.Errorf("no obol dev ledger at %s (pass the --data-dir of obol dev, or --postgres-url / OBOL_LEDGER_POSTGRES_URL for ledgerd's database)", path)
+		}
+		st, err = sqlite.Open(ctx, path)
 	}
 	if err != nil {
 		return err
@@ -150,7 +154,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 	case "run":
 		date := fs.String("date", "", "run date YYYY-MM-DD (default today, UTC)")
 		merchant := fs.String("merchant", "", "only this merchant (also pays out manual-schedule merchants)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := cli.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		c, cctx, closer, err := conn.dial(ctx)
@@ -179,7 +183,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 	case "list":
 		batch := fs.String("batch", "", "batch date YYYY-MM-DD (default today)")
 		csvFile := fs.String("csv", "", "also write the batch as CSV to this file (- for stdout)")
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := cli.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		c, cctx, closer, err := conn.dial(ctx)
@@ -206,7 +210,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return nil
 	case "mark":
-		if err := fs.Parse(args[1:]); err != nil {
+		if err := cli.Parse(fs, args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 2 {

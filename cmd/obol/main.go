@@ -71,7 +71,12 @@ Usage:
   obol keys refingerprint
       Rewrite fingerprints computed under older secret versions (resumable).
   obol ledger verify [--postgres-url URL | --data-dir ./.obol]
-      Recompute every balance and hold from the journal and check its hash chain.
+      Recompute every balance and hold from the journal and check its hash chain
+      (obol dev's ledger in --data-dir by default; exits 1 on any problem).
+  obol ledger reconcile [--gateway-postgres-url URL | --data-dir ./.obol] [--json] [--strict]
+      (also obol reconcile) Compare every gateway payment with the ledger:
+      hold, captured, fee, refunds; report each difference (pending outbox
+      entries that explain one are shown). Exits 3 on differences.
   obol ledger balances --merchant M [--currency USD]
   obol ledger import-settlement --acquirer NAME [--currency USD] FILE.csv
       Reconcile an acquirer's settlement report (columns acquirer_reference,
@@ -96,10 +101,13 @@ Usage:
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+	err := run(ctx, os.Args[1:], os.Stdout)
+	var ee *exitError
+	if errors.As(err, &ee) {
 		fmt.Fprintln(os.Stderr, "obol:", err)
-		os.Exit(1)
+		os.Exit(ee.ExitCode())
 	}
+	cli.Exit("obol", err)
 }
 
 func run(ctx context.Context, args []string, out io.Writer) error {
@@ -130,6 +138,8 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return runPayouts(ctx, args[1:], out)
 	case "gateway":
 		return runGateway(ctx, args[1:], out)
+	case "reconcile":
+		return runReconcile(ctx, args[1:], out)
 	case "help", "-h", "--help":
 		fmt.Fprint(out, usage)
 		return nil
@@ -155,7 +165,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	logFormat := fs.String("log-format", "text", "text or json")
 	payoutDelay := fs.Int("payout-delay", -1, "days from capture until funds can be paid out (T+N); 0 releases them at once, so `obol payouts run` pays out today's captures; default: the ledger settings' delay_days (2)")
 	routesFile := fs.String("routes", "", "route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if *payoutDelay < -1 || *payoutDelay > 365 {
@@ -169,6 +179,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
 		}
 	}
+	// One obol dev per data dir: a second one would split the simulator's
+	// and the CVC store's in-memory state from the first.
+	lock, err := lockDataDir(*dataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
 	log := cli.Logger(*logFormat)
 	origins := []string{"http://localhost:3000", "http://127.0.0.1:3000"}
 	var demo *demoShop
@@ -254,6 +271,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	defer gw.Close()
 	// A request for a path on another service's port is told where to go.
 	httpapi.SetDirectory(devDirectory(e.Server.HTTPAddr(), gw.Server.HTTPAddr(), risk.Server.HTTPAddr(), ledger.Server.HTTPAddr()))
+	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
+		"payments": "http://" + gw.Server.HTTPAddr(), "ledger gRPC": ledger.Server.GRPCAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
+		return err
+	}
 	abs, _ := filepath.Abs(*dataDir)
 	fmt.Fprintf(out, `
   ┌──────────────────────────────────────────────────────────────────────┐
@@ -461,7 +482,7 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 	live := fs.Bool("live", false, "create live-mode keys (sk_live_/pk_live_)")
 	dataDir := fs.String("data-dir", "./.obol", "data directory of `obol dev` (ignored with --postgres-url)")
 	pgURL := fs.String("postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (production)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if strings.TrimSpace(*name) == "" {
@@ -504,7 +525,7 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	noPolicies := fs.Bool("no-policies", false, "do not write policies or the AppRole role")
 	auditFile := fs.String("audit-file", "", "also enable Vault's file audit device writing to this path (on the Vault server)")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	cfg.Token = os.Getenv("VAULT_TOKEN")

@@ -32,7 +32,15 @@ import (
 	"github.com/obolpay/obol/vault/store/postgres"
 )
 
-func TestMain(m *testing.M) { testenv.Main(m) }
+func TestMain(m *testing.M) {
+	// Subprocess tests re-run this binary as the obol command itself.
+	if args, ok := os.LookupEnv(execMainEnv); ok {
+		os.Args = append([]string{"obol"}, strings.Split(args, "\x1f")...)
+		main()
+		os.Exit(0)
+	}
+	testenv.Main(m)
+}
 
 var (
 	restRe = regexp.MustCompile(`\n  REST\s+http://(\S+)`)

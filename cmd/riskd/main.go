@@ -18,10 +18,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "riskd:", err)
-		os.Exit(1)
-	}
+	cli.Exit("riskd", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -43,7 +40,7 @@ func run(ctx context.Context, args []string) error {
 	clientCA := fs.String("client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of client certificates; when set, a client certificate is required")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	edge := cli.AddEdgeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var err error

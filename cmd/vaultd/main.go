@@ -8,10 +8,10 @@ package main
 import (
 	"context"
 	"flag"
-	"fmt"
 	"os"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -19,10 +19,7 @@ import (
 func main() {
 	ctx, cancel := cli.SignalContext()
 	defer cancel()
-	if err := run(ctx, os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "vaultd:", err)
-		os.Exit(1)
-	}
+	cli.Exit("vaultd", run(ctx, os.Args[1:]))
 }
 
 func run(ctx context.Context, args []string) error {
@@ -35,6 +32,9 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.Vault.RoleID, "vault-role-id", cli.Env("OBOL_VAULT_ROLE_ID", ""), "AppRole role id (OBOL_VAULT_ROLE_ID)")
 	fs.StringVar(&cfg.Vault.SecretIDFile, "vault-secret-id-file", cli.Env("OBOL_VAULT_SECRET_ID_FILE", ""), "file holding the AppRole secret id (OBOL_VAULT_SECRET_ID_FILE)")
 	fs.StringVar(&cfg.Vault.AppRoleMount, "vault-approle-mount", cli.Env("OBOL_VAULT_APPROLE_MOUNT", "approle"), "AppRole auth mount")
+	fs.StringVar(&cfg.Vault.KubernetesRole, "vault-k8s-role", cli.Env("OBOL_VAULT_K8S_ROLE", ""), "Vault Kubernetes auth role (OBOL_VAULT_K8S_ROLE)")
+	fs.StringVar(&cfg.Vault.KubernetesMount, "vault-k8s-mount", cli.Env("OBOL_VAULT_K8S_MOUNT", "kubernetes"), "Vault Kubernetes auth mount (OBOL_VAULT_K8S_MOUNT)")
+	fs.StringVar(&cfg.Vault.KubernetesJWTFile, "vault-k8s-jwt-file", cli.Env("OBOL_VAULT_K8S_JWT_FILE", transit.DefaultKubernetesJWTFile), "service account token file for Kubernetes auth (OBOL_VAULT_K8S_JWT_FILE)")
 	fs.StringVar(&cfg.Vault.Mount, "transit-mount", cli.Env("OBOL_TRANSIT_MOUNT", "transit"), "transit mount (OBOL_TRANSIT_MOUNT)")
 	fs.StringVar(&cfg.Vault.KeyName, "transit-key", cli.Env("OBOL_TRANSIT_KEY", "obol-kek"), "transit key used as KEK (OBOL_TRANSIT_KEY)")
 	fs.StringVar(&cfg.Vault.FingerprintPath, "fingerprint-path", cli.Env("OBOL_FINGERPRINT_PATH", "secret/data/obol/fingerprint"), "KV v2 path of the fingerprint secret")
@@ -60,7 +60,7 @@ func run(ctx context.Context, args []string) error {
 	fs.BoolVar(&cfg.Reflection, "grpc-reflection", cli.EnvBool("OBOL_GRPC_REFLECTION", false), "enable gRPC reflection")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
 	edge := cli.AddEdgeFlags(fs)
-	if err := fs.Parse(args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	var err error
@@ -74,7 +74,7 @@ func run(ctx context.Context, args []string) error {
 	// The token is read from the environment only, never from a flag (flags
 	// show up in process listings).
 	cfg.Vault.Token = cli.Env("OBOL_VAULT_TOKEN", os.Getenv("VAULT_TOKEN"))
-	if cfg.Vault.RoleID != "" || cfg.Vault.TokenFile != "" {
+	if cfg.Vault.RoleID != "" || cfg.Vault.TokenFile != "" || cfg.Vault.KubernetesRole != "" {
 		cfg.Vault.Token = ""
 	}
 	cfg.Logger = cli.Logger(*logFormat)

@@ -19,18 +19,29 @@ want protoc-gen-go-grpc google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.5.1
 want protoc-gen-grpc-gateway github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-grpc-gateway@v2.27.3
 want protoc-gen-openapiv2 github.com/grpc-ecosystem/grpc-gateway/v2/protoc-gen-openapiv2@v2.27.3
 
+# gen writes the Go code and the OpenAPI 3 documents: protoc-gen-openapiv2's
+# Swagger 2.0 goes to a temporary directory, and deploy/openapigen turns it
+# into proto/obol/*/v1/*.openapi.json and proto/openapi/obol.openapi.json.
+gen() {
+  buf generate --template proto/buf.gen.yaml proto
+  local swagger; swagger=$(mktemp -d)
+  buf generate --template proto/buf.gen.openapi.yaml -o "$swagger" proto
+  go run ./deploy/openapigen -in "$swagger" -out proto
+  rm -rf "$swagger"
+}
+
 if [ "${1:-}" = "--check" ]; then
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   cp -r proto "$tmp/before"
-  buf generate --template proto/buf.gen.yaml proto
+  gen
   if ! diff -r "$tmp/before" proto >/dev/null; then
-    diff -r "$tmp/before" proto | head -40
+    diff -r "$tmp/before" proto | head -40 || true
     echo "generated code in proto/ is stale: run deploy/scripts/generate.sh and commit" >&2
     exit 1
   fi
   buf lint proto
   echo "generated code is fresh"
 else
-  buf generate --template proto/buf.gen.yaml proto
+  gen
   buf lint proto
 fi

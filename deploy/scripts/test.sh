@@ -12,6 +12,9 @@
 #   - buf and the protoc-gen-* plugins (pinned) with `go install`;
 #   - stripe-mock (pinned; the stripe connector's integration tests) and
 #     grpcurl (pinned; the README walk-through) with `go install`.
+#   - node and npm from Debian, and @redocly/cli (pinned, npm, into the
+#     cache dir) for the OpenAPI lint; TestGeneratedClient fetches
+#     oapi-codegen (pinned) from the Go module proxy.
 # Services are started by the tests themselves on free loopback ports, unless
 # OBOL_TEST_POSTGRES_URL / OBOL_TEST_REDIS_URL / OBOL_TEST_VAULT_ADDR are set.
 set -euo pipefail
@@ -26,6 +29,8 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)   # the README walk-through (TestREADMEWalkthrough)
 command -v jq >/dev/null || missing+=(jq)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
+command -v node >/dev/null || missing+=(nodejs)    # OpenAPI lint (deploy/scripts/openapi-lint.sh)
+command -v npm >/dev/null || missing+=(npm)
 [ -n "${OBOL_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then
   say "installing ${missing[*]} (Debian packages)"
@@ -57,6 +62,9 @@ if [ -n "$big" ]; then echo "tracked files over 1 MB (binaries?), remove them fr
 
 say "checking generated code is fresh"
 deploy/scripts/generate.sh --check
+
+say "OpenAPI documents: redocly lint (recommended rules, 0 errors)"
+deploy/scripts/openapi-lint.sh
 
 say "gofmt, go vet and staticcheck"
 unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.' ) || true)

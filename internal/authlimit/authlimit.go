@@ -147,21 +147,45 @@ func keys(addr, prefix string) []string {
 	return ks
 }
 
-// Allow returns nil when an attempt from addr with a key of this prefix (""
-// when the request carries no well-formed key) may be evaluated, or a
-// *Limited error. When the shared counter fails, the replica's own counters
-// decide: successful requests never depend on Redis, and failed ones stay
-// limited (per replica) during an outage.
+// Allow returns nil when an attempt from addr may be evaluated, or a
+// *Limited error when that client address failed too often. When the
+// shared counter fails, the replica's own counters decide: successful
+// requests never depend on Redis, and failed ones stay limited (per
+// replica) during an outage.
+//
+// The key prefix is not checked here: a valid secret key is never refused
+// because others failed with its (short, public) prefix, or anyone could
+// lock a merchant out for the price of a few hundred bad requests. A prefix
+// over its limit turns only failed attempts into refusals (PrefixLimited,
+// Refused): the attack is visible in the metrics and the attacker gets 429s,
+// while the merchant's own key keeps working. Guessing a secret key (at
+// least 128 random bits) is not what the prefix limit stops; the address
+// limit slows credential stuffing from any one client.
 func (l *Limiter) Allow(ctx context.Context, transport, addr, prefix string) error {
-	limits := []int64{l.cfg.PerAddress, l.cfg.PerPrefix}
-	scopes := []string{"address", "key_prefix"}
-	for i, k := range keys(addr, prefix) {
-		if n, ttl := l.get(ctx, k); n >= limits[i] {
-			l.limited.WithLabelValues(transport, scopes[i]).Inc()
-			return &Limited{Public: ErrRateLimited, RetryAfter: ttl}
-		}
+	if n, ttl := l.get(ctx, "{a:"+addr+"}"); n >= l.cfg.PerAddress {
+		l.limited.WithLabelValues(transport, "address").Inc()
+		return &Limited{Public: ErrRateLimited, RetryAfter: ttl}
 	}
 	return nil
+}
+
+// PrefixLimited returns the refusal for a failed attempt with a key of
+// this prefix when the prefix failed too often (nil otherwise, and for ""):
+// the caller answers a failed attempt with it instead of the
+// authentication error, after Refused counts it.
+func (l *Limiter) PrefixLimited(ctx context.Context, prefix string) *Limited {
+	if prefix == "" {
+		return nil
+	}
+	if n, ttl := l.get(ctx, "{p:"+prefix+"}"); n >= l.cfg.PerPrefix {
+		return &Limited{Public: ErrRateLimited, RetryAfter: ttl}
+	}
+	return nil
+}
+
+// Refused counts a failed attempt answered with a prefix refusal.
+func (l *Limiter) Refused(transport string) {
+	l.limited.WithLabelValues(transport, "key_prefix").Inc()
 }
 
 // Failed counts a failed authentication from addr with a key of this prefix.

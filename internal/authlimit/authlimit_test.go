@@ -54,7 +54,17 @@ func TestLimiter(t *testing.T) {
 			err := l.Allow(ctx, "http", tt.addr, tt.pfx)
 			if tt.wantScope == "" {
 				require.NoError(t, err)
+				require.Nil(t, l.PrefixLimited(ctx, tt.pfx))
 				return
+			}
+			if tt.wantScope == "key_prefix" {
+				// A prefix over its limit never refuses up front (a valid
+				// key is still served); it refuses failed attempts.
+				require.NoError(t, err)
+				pl := l.PrefixLimited(ctx, tt.pfx)
+				require.NotNil(t, pl)
+				l.Refused("http")
+				err = pl
 			}
 			require.ErrorIs(t, err, authlimit.ErrRateLimited)
 			lim, ok := authlimit.AsLimited(err)
@@ -66,6 +76,7 @@ func TestLimiter(t *testing.T) {
 			assert.Equal(t, 1.0, metric(t, l, "obol_t_auth_rate_limited_total", map[string]string{"transport": "http", "scope": tt.wantScope}))
 			clk.Advance(time.Minute)
 			assert.NoError(t, l.Allow(ctx, "http", tt.addr, tt.pfx), "the window ended")
+			assert.Nil(t, l.PrefixLimited(ctx, tt.pfx), "the window ended")
 		})
 	}
 }
@@ -91,7 +102,7 @@ func metric(t *testing.T, l *authlimit.Limiter, name string, labels map[string]s
 			return m.GetCounter().GetValue()
 		}
 	}
-	t.Fatalf("no series %s%v", name, labels)
+	require.FailNow(t, "no series", "%s%v", name, labels)
 	return 0
 }
 
@@ -186,12 +197,9 @@ func FuzzClientAddress(f *testing.F) {
 		if got == "unknown" {
 			return
 		}
-		if _, err := netip.ParseAddr(got); err == nil {
-			return
-		}
-		if _, err := netip.ParsePrefix(got); err == nil && strings.HasSuffix(got, "/64") {
-			return
-		}
-		t.Fatalf("ClientAddress(%q, %q) = %q: not an address", peer, xff, got)
+		_, addrErr := netip.ParseAddr(got)
+		_, prefixErr := netip.ParsePrefix(got)
+		ok := addrErr == nil || prefixErr == nil && strings.HasSuffix(got, "/64")
+		require.True(t, ok, "ClientAddress(%q, %q) = %q: not an address", peer, xff, got)
 	})
 }

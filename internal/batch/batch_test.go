@@ -7,6 +7,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestResultsReachTheirCallers(t *testing.T) {
@@ -42,28 +45,22 @@ func TestResultsReachTheirCallers(t *testing.T) {
 	close(release)
 	wg.Wait()
 	for i, err := range results {
-		if (i%3 == 0) != (err != nil) {
-			t.Fatalf("item %d got %v", i, err)
+		if i%3 == 0 {
+			assert.Error(t, err, "item %d", i)
+		} else {
+			assert.NoError(t, err, "item %d", i)
 		}
 	}
-	if calls.Load() >= n {
-		t.Fatalf("%d flushes for %d concurrent items: nothing was batched", calls.Load(), n)
-	}
-	if maxSeen.Load() > 8 {
-		t.Fatalf("batch of %d exceeds max 8", maxSeen.Load())
-	}
+	assert.Less(t, calls.Load(), int64(n), "flushes for %d concurrent items: nothing was batched", n)
+	assert.LessOrEqual(t, maxSeen.Load(), int64(8), "batch exceeds max 8")
 }
 
 func TestClosed(t *testing.T) {
 	b := New(func(_ context.Context, items []int) []error { return make([]error, len(items)) }, 4, 2)
-	if err := b.Do(context.Background(), 1); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, b.Do(context.Background(), 1))
 	b.Close()
 	b.Close()
-	if err := b.Do(context.Background(), 1); !errors.Is(err, ErrClosed) {
-		t.Fatalf("Do after Close = %v", err)
-	}
+	require.ErrorIs(t, b.Do(context.Background(), 1), ErrClosed, "Do after Close")
 }
 
 func TestCallerContext(t *testing.T) {
@@ -74,7 +71,5 @@ func TestCallerContext(t *testing.T) {
 	go func() { _ = b.Do(context.Background(), 0) }() // occupies the only flusher
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := b.Do(ctx, 1); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Do with a cancelled context = %v", err)
-	}
+	require.ErrorIs(t, b.Do(ctx, 1), context.Canceled, "Do with a cancelled context")
 }

@@ -8,6 +8,9 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const mod = "github.com/obolpay/obol"
@@ -23,18 +26,16 @@ func list(t *testing.T, patterns ...string) []pkg {
 	cmd := exec.Command("go", append([]string{"list", "-deps=false", "-json"}, patterns...)...)
 	cmd.Dir = "../.."
 	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("go list: %v", err)
-	}
+	require.NoError(t, err, "go list")
 	dec := json.NewDecoder(strings.NewReader(string(out)))
 	var pkgs []pkg
 	for {
 		var p pkg
-		if err := dec.Decode(&p); err == io.EOF {
+		err := dec.Decode(&p)
+		if err == io.EOF {
 			break
-		} else if err != nil {
-			t.Fatal(err)
 		}
+		require.NoError(t, err)
 		pkgs = append(pkgs, p)
 	}
 	return pkgs
@@ -58,19 +59,13 @@ func TestOutOfScopeLinksNoCardData(t *testing.T) {
 		if outOfScope {
 			checked++
 			for _, d := range p.Deps {
-				if inCDE(d) {
-					t.Errorf("%s (outside PCI scope) links %s", p.ImportPath, d)
-				}
+				assert.False(t, inCDE(d), "%s (outside PCI scope) links %s", p.ImportPath, d)
 			}
 		}
-		for _, imp := range p.Imports {
-			if imp == mod+"/vault/card" && !inCDE(p.ImportPath) {
-				t.Errorf("%s imports vault/card; only vault/... and proxy/... may", p.ImportPath)
-			}
+		if !inCDE(p.ImportPath) {
+			assert.NotContains(t, p.Imports, mod+"/vault/card", "%s imports vault/card; only vault/... and proxy/... may", p.ImportPath)
 		}
 	}
-	if checked == 0 {
-		t.Fatal("no out-of-scope packages found: the test would pass vacuously")
-	}
+	require.NotZero(t, checked, "no out-of-scope packages found: the test would pass vacuously")
 	t.Logf("checked %d out-of-scope packages of %d", checked, len(pkgs))
 }

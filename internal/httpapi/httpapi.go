@@ -1,7 +1,8 @@
 // Package httpapi is the REST edge shared by Obol's services: a grpc-gateway
 // mux whose request headers are checked before they become gRPC metadata
 // (nothing a client sent is silently dropped), whose JSON decoding is strict (unknown fields and wrong types are typed
-// errors naming the field), a request body limit, and the one place that
+// errors naming the field), 64-bit integers written as JSON numbers (not
+// protojson's strings; see Int64sAsNumbers), a request body limit, and the one place that
 // writes an error as JSON with its HTTP status. It is PAN-free: it never puts
 // a request value into an error or a log line (decoder messages can echo
 // values, so they are never logged or returned).
@@ -90,9 +91,36 @@ func LimitBody(max int64, next http.Handler) http.Handler {
 	})
 }
 
-// Marshaler is protojson with snake_case names and strict decoding.
+// Marshaler is protojson with snake_case names and strict decoding, except
+// that 64-bit integers are written as JSON numbers (Int64sAsNumbers), not
+// strings. Requests may send them either way.
 type Marshaler struct {
 	runtime.JSONPb
+}
+
+// Marshal writes v as protojson with 64-bit integers as JSON numbers.
+func (m *Marshaler) Marshal(v any) ([]byte, error) {
+	b, err := m.JSONPb.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	msg, ok := v.(proto.Message)
+	if !ok {
+		return b, nil
+	}
+	return Int64sAsNumbers(b, msg.ProtoReflect().Descriptor())
+}
+
+// NewEncoder returns an encoder that writes like Marshal, one value a line.
+func (m *Marshaler) NewEncoder(w io.Writer) runtime.Encoder {
+	return runtime.EncoderFunc(func(v any) error {
+		b, err := m.Marshal(v)
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(append(b, m.Delimiter()...))
+		return err
+	})
 }
 
 // NewMarshaler returns the marshaler every Obol REST mux uses.

@@ -12,6 +12,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 )
 
@@ -40,32 +42,22 @@ func TestCheckJSON(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := CheckJSON([]byte(tt.json), md)
 			if tt.code == "" {
-				if e != nil {
-					t.Fatalf("unexpected %v", e)
-				}
+				require.Nil(t, e)
 				return
 			}
-			if e == nil || e.Code != tt.code || e.Field != tt.field {
-				t.Fatalf("got %v; want code=%s field=%s", e, tt.code, tt.field)
-			}
-			if strings.Contains(e.Message, "4242") {
-				t.Fatal("error echoes a value")
-			}
+			require.NotNil(t, e, "want code=%s field=%s", tt.code, tt.field)
+			assert.Equal(t, tt.code, e.Code, "code")
+			assert.Equal(t, tt.field, e.Field, "field")
+			assert.NotContains(t, e.Message, "4242", "error echoes a value")
 		})
 	}
 }
 
 func TestCheckJSONWellKnownTypes(t *testing.T) {
 	// Well-known types are left to protojson.
-	if e := CheckJSON([]byte(`"2026-01-01T00:00:00Z"`), (&timestamppb.Timestamp{}).ProtoReflect().Descriptor()); e != nil {
-		t.Fatalf("timestamp: %v", e)
-	}
-	if e := CheckJSON([]byte(`{"a":[1,{"b":null}]}`), (&structpb.Struct{}).ProtoReflect().Descriptor()); e != nil {
-		t.Fatalf("struct: %v", e)
-	}
-	if e := CheckJSON([]byte(`"x"`), (&wrapperspb.StringValue{}).ProtoReflect().Descriptor()); e != nil {
-		t.Fatalf("wrapper: %v", e)
-	}
+	assert.Nil(t, CheckJSON([]byte(`"2026-01-01T00:00:00Z"`), (&timestamppb.Timestamp{}).ProtoReflect().Descriptor()), "timestamp")
+	assert.Nil(t, CheckJSON([]byte(`{"a":[1,{"b":null}]}`), (&structpb.Struct{}).ProtoReflect().Descriptor()), "struct")
+	assert.Nil(t, CheckJSON([]byte(`"x"`), (&wrapperspb.StringValue{}).ProtoReflect().Descriptor()), "wrapper")
 }
 
 func TestLimitBody(t *testing.T) {
@@ -92,11 +84,10 @@ func TestLimitBody(t *testing.T) {
 			}
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)
-			if rec.Code != tt.status || (got == 1) != tt.reached {
-				t.Fatalf("status %d reached %v; want %d %v", rec.Code, got == 1, tt.status, tt.reached)
-			}
-			if tt.status == 413 && !strings.Contains(rec.Body.String(), `"code":"body_too_large"`) {
-				t.Fatalf("body: %s", rec.Body)
+			require.Equal(t, tt.status, rec.Code, "status")
+			require.Equal(t, tt.reached, got == 1, "handler reached")
+			if tt.status == 413 {
+				assert.Contains(t, rec.Body.String(), `"code":"body_too_large"`)
 			}
 		})
 	}
@@ -112,11 +103,10 @@ func FuzzCheckJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		e := CheckJSON([]byte(s), md)
 		if e != nil {
-			if e.Code == "" || e.Field == "" {
-				t.Fatalf("untyped error %v", e)
-			}
-			if len(s) > 8 && strings.Contains(e.Message, s) {
-				t.Fatal("error echoes input")
+			require.NotEmpty(t, e.Code, "untyped error %v", e)
+			require.NotEmpty(t, e.Field, "untyped error %v", e)
+			if len(s) > 8 {
+				require.NotContains(t, e.Message, s, "error echoes input")
 			}
 			return
 		}

@@ -100,26 +100,22 @@ func FuzzParseKey(f *testing.F) {
 	f.Fuzz(func(t *testing.T, v string) {
 		k, err := Parse([]string{v})
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("untyped error %v", err)
-			}
+			require.ErrorIs(t, err, ErrInvalid, "untyped error")
 			return
 		}
-		if len(v) == 0 || len(v) > MaxLen || strings.TrimSpace(v) != v {
-			t.Fatalf("accepted %q", v)
-		}
+		require.NotEmpty(t, v, "accepted an empty key")
+		require.LessOrEqual(t, len(v), MaxLen, "accepted %q", v)
+		require.Equal(t, strings.TrimSpace(v), v, "accepted surrounding space")
 		for i := 0; i < len(v); i++ {
-			if v[i] < 0x20 || v[i] > 0x7e {
-				t.Fatalf("accepted byte %#x", v[i])
-			}
+			require.True(t, v[i] >= 0x20 && v[i] <= 0x7e, "accepted byte %#x", v[i])
 		}
 		st := k.Storage("s")
-		if len(st) != 64 || (len(v) >= 4 && strings.Contains(st, v)) {
-			t.Fatalf("storage form %q", st)
+		require.Len(t, st, 64, "storage form %q", st)
+		if len(v) >= 4 {
+			require.NotContains(t, st, v, "storage form holds the key")
 		}
 		again, err := Parse([]string{k.Raw()})
-		if err != nil || again != k {
-			t.Fatalf("round trip: %v", err)
-		}
+		require.NoError(t, err, "round trip")
+		require.Equal(t, k, again, "round trip")
 	})
 }

@@ -1,10 +1,12 @@
 package money
 
 import (
-	"errors"
 	"math"
 	"math/big"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestExponent(t *testing.T) {
@@ -19,14 +21,12 @@ func TestExponent(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.code, func(t *testing.T) {
 			e, err := Exponent(tt.code)
-			if e != tt.exp || !errors.Is(err, tt.err) || Valid(tt.code) != (tt.err == nil) {
-				t.Fatalf("Exponent(%q) = %d, %v", tt.code, e, err)
-			}
+			require.ErrorIs(t, err, tt.err) // errors.Is(nil, nil) holds: a nil want needs a nil error
+			assert.Equal(t, tt.exp, e, "Exponent(%q)", tt.code)
+			assert.Equal(t, tt.err == nil, Valid(tt.code), "Valid(%q)", tt.code)
 		})
 	}
-	if n := len(exponents); n < 150 {
-		t.Fatalf("only %d currencies", n)
-	}
+	assert.GreaterOrEqual(t, len(exponents), 150, "currencies")
 }
 
 func TestArithmeticOverflow(t *testing.T) {
@@ -47,9 +47,8 @@ func TestArithmeticOverflow(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.f()
-			if got != tt.want || !errors.Is(err, tt.err) {
-				t.Fatalf("got %d, %v; want %d, %v", got, err, tt.want, tt.err)
-			}
+			require.ErrorIs(t, err, tt.err)
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }
@@ -74,9 +73,8 @@ func TestFee(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			got, err := tt.fee.Of(tt.amount)
-			if got != tt.want || !errors.Is(err, tt.err) {
-				t.Fatalf("got %d, %v; want %d, %v", got, err, tt.want, tt.err)
-			}
+			require.ErrorIs(t, err, tt.err)
+			assert.Equal(t, tt.want, got)
 		})
 	}
 }
@@ -88,9 +86,7 @@ func FuzzFee(f *testing.F) {
 	f.Fuzz(func(t *testing.T, amount, bp, fixed int64) {
 		got, err := Fee{bp, fixed}.Of(amount)
 		if amount < 0 || bp < 0 || fixed < 0 {
-			if !errors.Is(err, ErrNegative) {
-				t.Fatalf("negative input accepted: %d %v", got, err)
-			}
+			require.ErrorIs(t, err, ErrNegative, "negative input accepted: %d", got)
 			return
 		}
 		exact := new(big.Int).Mul(big.NewInt(amount), big.NewInt(bp))
@@ -101,14 +97,10 @@ func FuzzFee(f *testing.F) {
 			exact = big.NewInt(amount)
 		}
 		if err != nil {
-			if !errors.Is(err, ErrOverflow) {
-				t.Fatal(err)
-			}
+			require.ErrorIs(t, err, ErrOverflow)
 			return
 		}
-		if exact.Cmp(big.NewInt(got)) != 0 {
-			t.Fatalf("Fee{%d,%d}.Of(%d) = %d, exact %s", bp, fixed, amount, got, exact)
-		}
+		require.Zero(t, exact.Cmp(big.NewInt(got)), "Fee{%d,%d}.Of(%d) = %d, exact %s", bp, fixed, amount, got, exact)
 	})
 }
 
@@ -129,9 +121,7 @@ func TestFormat(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := Format(tt.amount, tt.currency); got != tt.want {
-				t.Fatalf("Format(%d, %s) = %q, want %q", tt.amount, tt.currency, got, tt.want)
-			}
+			assert.Equal(t, tt.want, Format(tt.amount, tt.currency), "Format(%d, %s)", tt.amount, tt.currency)
 		})
 	}
 }

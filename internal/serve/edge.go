@@ -19,6 +19,7 @@ import (
 	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/idemkey"
 )
 
 // ErrPlaintext is returned when a listener would serve plaintext beyond
@@ -127,12 +128,58 @@ func (s *Server) limitHTTP(next http.Handler) http.Handler {
 			writeLimited(w, err)
 			return
 		}
+		pl := lim.PrefixLimited(r.Context(), prefix)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(sw, r)
+		var out http.ResponseWriter = sw
+		var fw *failWriter
+		if pl != nil {
+			// The key's prefix failed too often: a valid key is still
+			// served, a failed attempt is answered 429 instead of 401.
+			fw = &failWriter{statusWriter: sw}
+			out = fw
+		}
+		next.ServeHTTP(out, r)
+		if fw != nil && fw.unauthorized {
+			lim.Failed(r.Context(), "http", addr, prefix)
+			lim.Refused("http")
+			writeLimited(sw, pl)
+			return
+		}
 		if sw.status == http.StatusUnauthorized {
 			lim.Failed(r.Context(), "http", addr, prefix)
 		}
 	})
+}
+
+// failWriter holds back a 401 answer (header and body) so that limitHTTP
+// can answer the attempt with a prefix refusal instead; every other answer
+// passes through.
+type failWriter struct {
+	*statusWriter
+	unauthorized bool
+	wrote        bool
+}
+
+func (w *failWriter) WriteHeader(code int) {
+	if w.wrote {
+		return
+	}
+	w.wrote = true
+	if code == http.StatusUnauthorized {
+		w.unauthorized = true
+		return
+	}
+	w.statusWriter.WriteHeader(code)
+}
+
+func (w *failWriter) Write(b []byte) (int, error) {
+	if !w.wrote {
+		w.WriteHeader(http.StatusOK)
+	}
+	if w.unauthorized {
+		return len(b), nil
+	}
+	return w.statusWriter.Write(b)
 }
 
 func writeLimited(w http.ResponseWriter, err error) {
@@ -159,15 +206,25 @@ func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 	if v := md.Get("authorization"); len(v) > 0 {
 		prefix = keyPrefix(v[0])
 	}
+	refuse := func(l *authlimit.Limited) error {
+		_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", l.RetryAfterSeconds()))
+		return apierr.From(l).GRPCStatus().Err()
+	}
 	if err := lim.Allow(ctx, "grpc", addr, prefix); err != nil {
 		if l, ok := authlimit.AsLimited(err); ok {
-			_ = grpc.SetHeader(ctx, metadata.Pairs("retry-after", l.RetryAfterSeconds()))
+			return nil, refuse(l)
 		}
 		return nil, apierr.From(err).GRPCStatus().Err()
 	}
+	pl := lim.PrefixLimited(ctx, prefix)
 	resp, err := h(ctx, req)
 	if err != nil && status.Code(err) == codes.Unauthenticated {
 		lim.Failed(ctx, "grpc", addr, prefix)
+		if pl != nil {
+			// A valid key of this prefix is still served (see Allow).
+			lim.Refused("grpc")
+			return nil, refuse(pl)
+		}
 	}
 	return resp, err
 }
@@ -218,4 +275,17 @@ type errorLog struct{ log *slog.Logger }
 func (e errorLog) Write(p []byte) (int, error) {
 	e.log.Warn("http server", "detail", scrub(strings.TrimSpace(string(p))))
 	return len(p), nil
+}
+
+// checkIdempotencyKey refuses a malformed Idempotency-Key on every gRPC
+// call of every service, with the same typed 400 (InvalidArgument) as the
+// REST edge (internal/httpapi.CheckHeaders): a key that is not printable
+// ASCII, too long, sent twice or shaped like a card number is never
+// ignored, even by a service whose writes are idempotent by the ids in
+// their bodies (riskd, ledgerd).
+func checkIdempotencyKey(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+	if _, err := idemkey.FromContext(ctx); err != nil {
+		return nil, apierr.From(err).GRPCStatus().Err()
+	}
+	return h(ctx, req)
 }

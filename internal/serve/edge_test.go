@@ -298,6 +298,22 @@ func TestFailedAuthLimitREST(t *testing.T) {
 	assert.Equal(t, 429, code)
 	assert.Equal(t, "rate_limited", errorCode(t, body))
 
+	// No cheap lockout: failures with the prefix of the merchant's real key
+	// from many addresses make failed attempts 429s, but the real key is
+	// still served, on both kinds of route.
+	for i := range 8 {
+		code, _, _ := ts.do(t, http.MethodGet, "/v1/raw", "X-Forwarded-For", fmt.Sprintf("198.51.100.%d", 120+i), "Authorization", "Bearer "+goodKey[:len("sk_test_good")]+"bad"+fmt.Sprint(i))
+		require.Equal(t, 401, code)
+	}
+	code, hdr, body := ts.do(t, http.MethodGet, "/v1/items/a", "X-Forwarded-For", "198.51.100.201", "Authorization", "Bearer "+goodKey[:len("sk_test_good")]+"guess")
+	assert.Equal(t, 429, code, "a failed attempt with the attacked prefix")
+	assert.Equal(t, "rate_limited", errorCode(t, body))
+	assert.Equal(t, "60", hdr.Get("Retry-After"))
+	for _, path := range []string{"/v1/items/a", "/v1/raw"} {
+		code, _, _ = ts.do(t, http.MethodGet, path, "X-Forwarded-For", "198.51.100.202", "Authorization", "Bearer "+goodKey)
+		assert.Equal(t, 200, code, "the merchant's own key is never locked out (%s)", path)
+	}
+
 	// Publishable keys are public: no prefix budget anyone could exhaust
 	// to switch off a merchant's checkout.
 	for i := range 10 {
@@ -307,8 +323,10 @@ func TestFailedAuthLimitREST(t *testing.T) {
 
 	m := ts.metrics(t)
 	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="address",transport="http"} 3`)
-	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="key_prefix",transport="http"} 1`)
-	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 23`)
+	// Two prefix refusals (both failed attempts); every failed attempt is
+	// counted, the prefix-refused ones included: 5 + 8 + 1 + 8 + 1 + 10.
+	assert.Contains(t, m, `obol_test_auth_rate_limited_total{scope="key_prefix",transport="http"} 2`)
+	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 33`)
 	// Refused before routing: the gateway route is not matched yet.
 	assert.Contains(t, m, `obol_test_requests_total{code="429",method="GET other",transport="http"} 3`)
 }
@@ -458,4 +476,47 @@ func TestTLSHandshakeErrorScrubbed(t *testing.T) {
 	hits, _ := scan.Report()
 	assert.Empty(t, hits, "%s", ts.logs)
 	assert.Contains(t, ts.logs.String(), "[digits]")
+}
+
+// TestIdempotencyKeyCheckedOnGRPC: every service's gRPC edge refuses a
+// malformed Idempotency-Key with the REST edge's typed error, before the
+// handler runs; a valid key and no key pass.
+func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
+	ts := startTest(t, nil)
+	conn, err := grpc.NewClient(ts.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	defer conn.Close()
+	tests := []struct {
+		name string
+		keys []string
+		ok   bool
+	}{
+		{"no key", nil, true},
+		{"valid key", []string{"order-1234"}, true},
+		{"too long", []string{strings.Repeat("k", 256)}, false},
+		{"card number", []string{testPAN}, false},
+		// Control characters and non-ASCII are refused by grpc-go's own
+		// client before sending; the REST edge's TestHeadersNeverSilentlyDropped
+		// covers them.
+		{"leading space", []string{" order-1"}, false},
+		{"sent twice", []string{"a", "b"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			md := metadata.Pairs("authorization", "Bearer "+goodKey)
+			for _, k := range tt.keys {
+				md.Append("idempotency-key", k)
+			}
+			err := conn.Invoke(metadata.NewOutgoingContext(context.Background(), md), "/test.Items/Get", &emptypb.Empty{}, &emptypb.Empty{})
+			if tt.ok {
+				require.NoError(t, err)
+				return
+			}
+			require.Equal(t, codes.InvalidArgument, status.Code(err))
+			e := apierr.From(err)
+			assert.Equal(t, "idempotency_key_invalid", e.Code)
+			assert.Equal(t, "Idempotency-Key", e.Field)
+			assert.NotContains(t, err.Error(), testPAN)
+		})
+	}
 }

@@ -165,7 +165,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.GRPCTLS != nil {
 		creds = credentials.NewTLS(o.GRPCTLS)
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary), grpc.MaxRecvMsgSize(int(o.MaxBody)))
+	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary, checkIdempotencyKey), grpc.MaxRecvMsgSize(int(o.MaxBody)))
 	if o.Register != nil {
 		o.Register(s.grpc)
 	}

@@ -2,7 +2,6 @@ package book_test
 
 import (
 	"context"
-	"errors"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +12,8 @@ import (
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/ledger/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -20,9 +21,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestBookSQLite(t *testing.T) {
 	booktest.Run(t, func(t *testing.T) store.Store {
 		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return s
 	})
 }
@@ -34,9 +33,7 @@ func TestBookPostgres(t *testing.T) {
 	booktest.Run(t, func(t *testing.T) store.Store {
 		url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)
 		s, err := postgres.Open(context.Background(), url)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return s
 	})
 }
@@ -66,13 +63,10 @@ func TestParseSettlementRefusesBadFiles(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			lines, err := book.ParseSettlement(strings.NewReader(tt.file), tt.currency)
 			var fe *book.FileError
-			if !errors.As(err, &fe) || lines != nil {
-				t.Fatalf("got %v, %v; want a FileError and no lines", lines, err)
-			}
+			require.ErrorAs(t, err, &fe)
+			require.Nil(t, lines, "want no lines with a FileError")
 			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
+				assert.ErrorContains(t, err, w)
 			}
 		})
 	}
@@ -80,9 +74,12 @@ func TestParseSettlementRefusesBadFiles(t *testing.T) {
 
 func TestParseSettlementDefaultsTypeBySign(t *testing.T) {
 	lines, err := book.ParseSettlement(strings.NewReader("acquirer_reference,amount,fee,currency,settled_date\nr1,100,3,usd,2026-11-20\nr1,-40,0,USD,2026-11-20\n"), "")
-	if err != nil || len(lines) != 2 || lines[0].Type != "capture" || lines[1].Type != "refund" || lines[0].Currency != "USD" || lines[1].Line != 3 {
-		t.Fatalf("%+v %v", lines, err)
-	}
+	require.NoError(t, err)
+	require.Len(t, lines, 2)
+	assert.Equal(t, "capture", lines[0].Type)
+	assert.Equal(t, "refund", lines[1].Type)
+	assert.Equal(t, "USD", lines[0].Currency)
+	assert.Equal(t, 3, lines[1].Line)
 }
 
 func FuzzParseSettlement(f *testing.F) {
@@ -93,15 +90,14 @@ func FuzzParseSettlement(f *testing.F) {
 		lines, err := book.ParseSettlement(strings.NewReader(file), "")
 		if err != nil {
 			var fe *book.FileError
-			if !errors.As(err, &fe) || len(fe.Lines) == 0 || lines != nil {
-				t.Fatalf("error without line detail: %v", err)
-			}
+			require.ErrorAs(t, err, &fe, "error without line detail")
+			require.NotEmpty(t, fe.Lines, "error without line detail: %v", err)
+			require.Nil(t, lines, "lines returned with an error")
 			return
 		}
 		for _, l := range lines {
-			if l.Amount == 0 || l.Fee < 0 || l.Reference == "" || (l.Type == "capture") != (l.Amount > 0) || l.Line < 2 {
-				t.Fatalf("accepted a bad line: %+v", l)
-			}
+			ok := l.Amount != 0 && l.Fee >= 0 && l.Reference != "" && (l.Type == "capture") == (l.Amount > 0) && l.Line >= 2
+			require.True(t, ok, "accepted a bad line: %+v", l)
 		}
 	})
 }
@@ -117,19 +113,18 @@ func TestConfigErrorsNameTheSetting(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := book.ParseConfig([]byte(tt.yaml)); err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err = %v, want it to name %q", err, tt.want)
-			}
+			_, err := book.ParseConfig([]byte(tt.yaml))
+			require.ErrorContains(t, err, tt.want)
 		})
 	}
 	c, err := book.ParseConfig([]byte("merchants: {mer_a: {fee_bps: 100, payout_schedule: weekly, payout_weekday: Friday}}"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if m := c.Merchant("mer_a"); m.FeeBasisPoints != 100 || m.Schedule != "weekly" || m.PayoutWeekday.String() != "Friday" || m.DelayDays != 2 {
-		t.Fatalf("override: %+v", m)
-	}
-	if d := c.Merchant("other"); d.FeeBasisPoints != 290 || d.Schedule != "daily" {
-		t.Fatalf("defaults: %+v", d)
-	}
+	require.NoError(t, err)
+	m := c.Merchant("mer_a")
+	assert.EqualValues(t, 100, m.FeeBasisPoints, "override")
+	assert.EqualValues(t, "weekly", m.Schedule, "override")
+	assert.Equal(t, "Friday", m.PayoutWeekday.String(), "override")
+	assert.EqualValues(t, 2, m.DelayDays, "override")
+	d := c.Merchant("other")
+	assert.EqualValues(t, 290, d.FeeBasisPoints, "defaults")
+	assert.EqualValues(t, "daily", d.Schedule, "defaults")
 }

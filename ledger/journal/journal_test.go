@@ -1,9 +1,11 @@
 package journal
 
 import (
-	"errors"
 	"math"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func accts() map[string]*Account {
@@ -43,14 +45,10 @@ func TestValidateAndApply(t *testing.T) {
 			if err == nil {
 				err = Apply(tt.t, a)
 			}
-			if !errors.Is(err, tt.err) && !(err == nil && tt.err == nil) {
-				t.Fatalf("err = %v, want %v", err, tt.err)
-			}
+			require.ErrorIs(t, err, tt.err) // errors.Is(nil, nil) holds: a nil want needs a nil error
 			if tt.err != nil {
 				for _, acc := range a {
-					if acc.Balance.Posted != 0 {
-						t.Fatalf("a failed transaction changed %s", acc.ID)
-					}
+					require.Zero(t, acc.Balance.Posted, "a failed transaction changed %s", acc.ID)
 				}
 			}
 		})
@@ -62,20 +60,16 @@ func TestApplyNetsPostingsToOneAccount(t *testing.T) {
 	a["merchant"].Balance.Posted = 50
 	// Debit 80 and credit 40 on the protected account nets to -40: allowed (50-40=10).
 	t1 := tx(Posting{"merchant", -80, "USD"}, Posting{"merchant", 40, "USD"}, Posting{"cash", 40, "USD"})
-	if err := Apply(t1, a); err != nil || a["merchant"].Balance.Posted != 10 || a["cash"].Balance.Posted != 40 {
-		t.Fatalf("err %v balances %d %d", err, a["merchant"].Balance.Posted, a["cash"].Balance.Posted)
-	}
+	require.NoError(t, Apply(t1, a))
+	assert.EqualValues(t, 10, a["merchant"].Balance.Posted, "merchant")
+	assert.EqualValues(t, 40, a["cash"].Balance.Posted, "cash")
 }
 
 func TestHashes(t *testing.T) {
 	a := tx(Posting{"cash", -100, "USD"}, Posting{"merchant", 100, "USD"})
 	b := tx(Posting{"cash", -100, "USD"}, Posting{"merchant", 100, "USD"})
 	b.Metadata = map[string]string{"k": "v"}
-	if string(RequestHash(a)) == string(RequestHash(b)) {
-		t.Fatal("metadata is not part of the request hash")
-	}
+	assert.NotEqual(t, RequestHash(a), RequestHash(b), "metadata is not part of the request hash")
 	c := tx(Posting{"merchant", 100, "USD"}, Posting{"cash", -100, "USD"})
-	if string(RequestHash(a)) == string(RequestHash(c)) {
-		t.Fatal("posting order is not part of the request hash")
-	}
+	assert.NotEqual(t, RequestHash(a), RequestHash(c), "posting order is not part of the request hash")
 }

@@ -55,6 +55,13 @@ type Store interface {
 	// Accounts lists accounts whose id starts with prefix, ordered by id,
 	// after the cursor id (at most limit).
 	Accounts(ctx context.Context, prefix, after string, limit int) ([]journal.Account, error)
+	// Pending reads a pending transfer (a hold) by the id of the
+	// transaction that opened it, or ErrNoTransaction.
+	Pending(ctx context.Context, id string) (journal.Pending, error)
+	// PaymentIDs lists the distinct payment_id metadata values of the
+	// journal's transactions, ordered, after the cursor (at most limit):
+	// every payment the ledger knows of, for reconciliation.
+	PaymentIDs(ctx context.Context, after string, limit int) ([]string, error)
 	// CreditsSince sums the credits (positive postings) to an account by
 	// transactions created at or after since.
 	CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error)

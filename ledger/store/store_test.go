@@ -1,11 +1,12 @@
 package store
 
 import (
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/obolpay/obol/ledger/journal"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // chain builds n valid, chained stored transactions.
@@ -69,16 +70,10 @@ func TestChainCheck(t *testing.T) {
 			for _, tx := range txs {
 				c.Check(&rep, tx)
 			}
-			if rep.Transactions != int64(len(txs)) {
-				t.Errorf("counted %d transactions, want %d", rep.Transactions, len(txs))
-			}
-			if len(rep.Problems) != len(tt.want) {
-				t.Fatalf("problems %q, want %d like %q", rep.Problems, len(tt.want), tt.want)
-			}
+			assert.EqualValues(t, len(txs), rep.Transactions, "transactions counted")
+			require.Len(t, rep.Problems, len(tt.want), "want problems like %q", tt.want)
 			for i, w := range tt.want {
-				if !strings.Contains(rep.Problems[i], w) {
-					t.Errorf("problem %d = %q, want it to contain %q", i, rep.Problems[i], w)
-				}
+				assert.Contains(t, rep.Problems[i], w, "problem %d", i)
 			}
 		})
 	}

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"net/http"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -135,7 +134,7 @@ func TestStoreFailsAfterAcquirer(t *testing.T) {
 		if n := s.sim.Authorizations() - auths; n != 1 {
 			t.Fatalf("the acquirer made %d authorizations, want 1", n)
 		}
-		fee, _ := strconv.ParseInt(p["fee"].(string), 10, 64)
+		fee := num(t, p["fee"])
 		if b := s.balances(t); b.Held != 0 || fee <= 0 || b.Pending != 1500-fee {
 			t.Fatalf("ledger: %+v (fee %d)", b, fee)
 		}
@@ -212,7 +211,7 @@ func TestLedgerOutbox(t *testing.T) {
 	if b.Held != 0 || b.Pending != 2500-103 {
 		t.Fatalf("ledger after delivery: %+v", b)
 	}
-	if _, p = s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+id, "", ""); p["fee"] != "103" {
+	if _, p = s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+id, "", ""); p["fee"] != 103.0 {
 		t.Fatalf("fee after delivery: %v", p)
 	}
 	if res, err := s.gateway.Service.Sweep(context.Background()); err != nil || res.Delivered+res.Pending != 0 {

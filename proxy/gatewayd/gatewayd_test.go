@@ -52,7 +52,7 @@ func randHex(t *testing.T) string {
 
 type stack struct {
 	gw, vault  string
-	sk         string
+	sk, pk     string
 	sim        *simulator.Simulator
 	ledger     ledgerv1.LedgerServiceClient
 	ledgerCtx  context.Context
@@ -216,6 +216,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	}
 	t.Cleanup(func() { conn.Close() })
 	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, keys.SecretKey, keys.MerchantID, g
+	s.pk = keys.PublishableKey
 	s.vaultd = func() *vaultd.Instance { return v }
 	s.ledger, s.ledgerCtx = ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer ledger-token")
 	return s
@@ -297,14 +298,14 @@ func TestPaymentEndToEnd(t *testing.T) {
 		t.Fatalf("capture above the authorization: %d %v", st, m)
 	}
 	st, p = s.call(t, "POST", base+"/capture", `{}`, "cap-1")
-	if st != 200 || p["status"] != "captured" || p["amount_captured"] != "2500" || p["fee"] != "103" {
+	if st != 200 || p["status"] != "captured" || p["amount_captured"] != 2500.0 || p["fee"] != 103.0 {
 		t.Fatalf("capture: %d %v", st, p)
 	}
 	if st, m := s.call(t, "POST", base+"/capture", `{}`, ""); st != 409 || errCode(m) != "payment_not_capturable" {
 		t.Fatalf("second capture: %d %v", st, m)
 	}
 	st, p = s.call(t, "POST", base+"/refunds", `{"amount":500}`, "ref-1")
-	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != "500" {
+	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != 500.0 {
 		t.Fatalf("refund: %d %v", st, p)
 	}
 	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":2001}`, ""); st != 409 || errCode(m) != "refund_exceeds_captured" {

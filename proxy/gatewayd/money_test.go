@@ -32,15 +32,17 @@ func (s *stack) acquirer(t *testing.T, p map[string]any) (captured, refunded int
 	return a.Captured, a.Refunded
 }
 
+// num reads a 64-bit integer of a REST answer: a JSON number (never a
+// string), or absent (zero).
 func num(t *testing.T, v any) int64 {
 	t.Helper()
-	s, _ := v.(string)
-	if s == "" {
+	if v == nil {
 		return 0
 	}
-	n, err := strconv.ParseInt(s, 10, 64)
-	require.NoError(t, err)
-	return n
+	f, ok := v.(float64)
+	require.True(t, ok, "a JSON number, got %T %v", v, v)
+	require.Equal(t, f, float64(int64(f)), "an integer")
+	return int64(f)
 }
 
 func (s *stack) verifyLedger(t *testing.T) {
@@ -107,7 +109,7 @@ func TestCrashBeforeIdempotencyRecord(t *testing.T) {
 		st, again := s.call(t, "POST", url, `{"amount":500}`, "crash-ref")
 		require.Equal(t, 200, st, "retry after the crash: %v", again)
 		assert.Equal(t, "partially_refunded", again["status"])
-		assert.Equal(t, "500", again["amount_refunded"], "refunded by the gateway")
+		assert.Equal(t, 500.0, again["amount_refunded"], "refunded by the gateway")
 		require.Len(t, again["refunds"], 1)
 		_, refunded := s.acquirer(t, again)
 		assert.EqualValues(t, 500, refunded, "refunded at the acquirer")
@@ -177,7 +179,7 @@ func TestOperationStoreFailsInAcquirerCall(t *testing.T) {
 		repair()
 		st, m = s.call(t, "POST", url, `{"amount":500}`, "ref-store")
 		require.Equal(t, 200, st, "%v", m)
-		assert.Equal(t, "500", m["amount_refunded"])
+		assert.Equal(t, 500.0, m["amount_refunded"])
 		_, refunded := s.acquirer(t, m)
 		assert.EqualValues(t, 500, refunded)
 		assert.EqualValues(t, -500, s.balances(t).Pending-before.Pending)
@@ -196,14 +198,14 @@ func TestOperationStoreFailsInAcquirerCall(t *testing.T) {
 		assert.Equal(t, 409, st, "a second refund while the first is unresolved: %v", m)
 		sweep()
 		out := get(p)
-		assert.Equal(t, "700", out["amount_refunded"], "the gateway completed the refund")
+		assert.Equal(t, 700.0, out["amount_refunded"], "the gateway completed the refund")
 		_, refunded := s.acquirer(t, out)
 		assert.EqualValues(t, 700, refunded, "refunded at the acquirer, once")
 		assert.EqualValues(t, -700, s.balances(t).Pending-before.Pending, "refunded in the ledger, once")
 		calls := s.sim.Requests("refund")
 		sweep()
 		assert.Equal(t, calls, s.sim.Requests("refund"), "a later sweep does nothing more")
-		assert.Equal(t, "700", get(p)["amount_refunded"])
+		assert.Equal(t, 700.0, get(p)["amount_refunded"])
 	})
 
 	t.Run("capture without a key: the sweeper completes it", func(t *testing.T) {

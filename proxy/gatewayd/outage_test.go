@@ -56,7 +56,7 @@ func TestVaultOutageAfterHold(t *testing.T) {
 	assert.Equal(t, 1, s.sim.Authorizations()-auths, "authorizations at the acquirer")
 	captured, _ := s.acquirer(t, p)
 	assert.EqualValues(t, 1500, captured, "captured at the acquirer")
-	assert.Equal(t, "1500", p["amount_captured"], "captured by the gateway")
+	assert.Equal(t, 1500.0, p["amount_captured"], "captured by the gateway")
 	after := s.balances(t)
 	assert.EqualValues(t, 0, after.Held-before.Held, "nothing left held")
 	fee := num(t, p["fee"])

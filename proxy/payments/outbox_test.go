@@ -173,3 +173,80 @@ func TestOutboxBackoff(t *testing.T) {
 		})
 	}
 }
+
+// orderLedger is a ledger double that, like ledgerd, refuses a refund for
+// good (FailedPrecondition payment_not_captured) before the payment's
+// capture was recorded, and is unavailable while down.
+type orderLedger struct {
+	ledgerv1.LedgerServiceClient
+	mu       sync.Mutex
+	down     bool
+	captured map[string]bool
+	order    []string
+}
+
+func (f *orderLedger) RecordPayment(_ context.Context, req *ledgerv1.RecordPaymentRequest, _ ...grpc.CallOption) (*ledgerv1.RecordPaymentResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return nil, status.Error(codes.Unavailable, "ledger down")
+	}
+	switch req.GetEvent() {
+	case ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED:
+		f.captured[req.GetPaymentId()] = true
+	case ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED:
+		if !f.captured[req.GetPaymentId()] {
+			return nil, status.Error(codes.FailedPrecondition, "payment_not_captured")
+		}
+	}
+	f.order = append(f.order, req.GetEvent().String())
+	return &ledgerv1.RecordPaymentResponse{}, nil
+}
+
+// TestOutboxDeliversInOrder: a capture waits in the outbox (the ledger was
+// down, so it backs off), then a refund of the same payment is queued and
+// delivered inline once the ledger is back. The refund must wait behind
+// the capture, never reach the ledger first (it would be refused for good
+// and lost from the ledger: the drill suite's ledgerd-stop found it); the
+// sweeper then delivers both, in order, and nothing is dead.
+func TestOutboxDeliversInOrder(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			clk := newClock()
+			led := &orderLedger{down: true, captured: map[string]bool{}}
+			s := New(Config{Store: st, Ledger: led, Now: clk.Now, NewTicker: never})
+			ctx := context.Background()
+			p := &Payment{ID: "pay_order", MerchantID: "mer_1", Currency: "USD"}
+			capture := event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, 1000, "")
+			require.NoError(t, st.AddOutbox(ctx, capture.ID, capture.PaymentID, capture.Request, clk.Now()))
+			s.deliverNow(ctx, p, []OutboxEntry{capture}) // fails: down
+			res, err := s.SweepOlderThan(ctx, time.Hour)
+			require.NoError(t, err)
+			require.Zero(t, res.Delivered)
+			// The capture now backs off; the ledger comes back and a refund
+			// is made and delivered inline.
+			led.mu.Lock()
+			led.down = false
+			led.mu.Unlock()
+			clk.Advance(time.Second)
+			refund := event(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, 400, "re_1")
+			require.NoError(t, st.AddOutbox(ctx, refund.ID, refund.PaymentID, refund.Request, clk.Now()))
+			s.deliverNow(ctx, p, []OutboxEntry{refund})
+			assert.Empty(t, led.order, "the refund waits behind its payment's capture")
+			var dead, delivered int
+			for range 4 {
+				clk.Advance(time.Minute)
+				res, err := s.SweepOlderThan(ctx, time.Hour)
+				require.NoError(t, err)
+				dead, delivered = dead+res.Dead, delivered+res.Delivered
+			}
+			assert.Zero(t, dead)
+			assert.Equal(t, 2, delivered)
+			assert.Equal(t, []string{"PAYMENT_EVENT_CAPTURED", "PAYMENT_EVENT_REFUNDED"}, led.order)
+			left, err := st.OutboxList(ctx, "", 10)
+			require.NoError(t, err)
+			assert.Empty(t, left)
+		})
+	}
+}

@@ -385,13 +385,38 @@ func (s *Store) AddOutbox(ctx context.Context, id, paymentID, request string, no
 }
 
 func (s *Store) addOutbox(ctx context.Context, db execer, events []OutboxEntry, now time.Time) error {
-	for _, e := range events {
+	for i, e := range events {
+		// Events of one commit get increasing times, so created_at orders
+		// every payment's events (OlderOutbox).
+		at := micros(now) + int64(i)
 		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
-			e.ID, e.PaymentID, e.Request, micros(now), micros(now)); err != nil {
+			e.ID, e.PaymentID, e.Request, at, at); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// OlderOutbox returns the oldest undelivered event (pending or dead) queued
+// for the same payment before the entry id, if any: a payment's events
+// reach the ledger in the order they happened (a refund before its
+// capture would be refused for good).
+func (s *Store) OlderOutbox(ctx context.Context, paymentID, id string) (*OutboxEntry, error) {
+	es, err := s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox o
+		WHERE o.payment_id = ? AND o.id <> ?
+		AND EXISTS (SELECT 1 FROM ledger_outbox e WHERE e.id = ? AND (o.created_at < e.created_at OR (o.created_at = e.created_at AND o.id < e.id)))
+		ORDER BY o.created_at, o.id LIMIT 1`, paymentID, id, id)
+	if err != nil || len(es) == 0 {
+		return nil, err
+	}
+	return &es[0], nil
+}
+
+// OutboxDefer moves an entry's next attempt to at without counting an
+// attempt (it waits for an older event of its payment).
+func (s *Store) OutboxDefer(ctx context.Context, id string, at time.Time) error {
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE ledger_outbox SET next_attempt_at = ? WHERE id = ? AND state = 'pending'`), micros(at), id)
+	return err
 }
 
 const outboxCols = `id, payment_id, request, attempts, state, last_error, next_attempt_at, created_at`

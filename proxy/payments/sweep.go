@@ -109,6 +109,25 @@ func (s *Service) deliverEntry(ctx context.Context, e OutboxEntry) (int64, deliv
 		s.dead(ctx, e, req, "unreadable_request", "InvalidArgument")
 		return 0, deadLettered
 	}
+	// A payment's events go in order: while an older one waits (backing off
+	// or dead), this one waits behind it, without an attempt counted.
+	older, err := s.cfg.Store.OlderOutbox(ctx, e.PaymentID, e.ID)
+	if err != nil {
+		return 0, backingOff
+	}
+	if older != nil {
+		at := older.NextAttemptAt
+		if older.State != "pending" {
+			at = s.cfg.Now().Add(outboxMaxBackoff) // behind a dead event: an operator retries it first
+		}
+		if now := s.cfg.Now(); at.Before(now) {
+			at = now
+		}
+		if derr := s.cfg.Store.OutboxDefer(ctx, e.ID, at); derr != nil {
+			s.cfg.Logger.Warn("outbox entry not deferred", "payment", e.PaymentID, "err", derr)
+		}
+		return 0, backingOff
+	}
 	lctx, cancel := s.ledgerCtx(ctx)
 	r, err := s.cfg.Ledger.RecordPayment(lctx, req)
 	cancel()

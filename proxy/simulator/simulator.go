@@ -12,6 +12,7 @@
 //	POST /v1/authorizations/{id}/cancel
 //	POST /v1/authorizations/{id}/refunds   {amount}   (repeatable, at most captured − refunded)
 //	GET  /v1/authorizations/{id}
+//	GET  /v1/authorizations                every authorization and the request counts (list.go)
 //	POST /v1/reversals                     {reference}   (void everything for a reference, even later)
 //	GET  /v1/settlements/next              the oldest settlement report not yet acknowledged (CSV)
 //	GET  /v1/settlements/{id}              a report again, by id
@@ -85,6 +86,8 @@ type Authorization struct {
 	Last4       string `json:"last4,omitempty"`
 	Reference   string `json:"reference,omitempty"`
 	CreatedAt   string `json:"created_at"`
+	// RefundCount is how many refunds were made (idempotent replays excluded).
+	RefundCount int `json:"refund_count"`
 
 	chargeback bool
 	settled    int64 // captured amount already in a settlement report
@@ -170,6 +173,7 @@ func Open(cfg Config) (*Simulator, error) {
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/cancel", s.count("cancel", s.idempotent(s.cancel)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/refunds", s.count("refund", s.idempotent(s.refund)))
 	s.mux.HandleFunc("GET /v1/authorizations/{id}", s.count("get", s.get))
+	s.mux.HandleFunc("GET /v1/authorizations", s.count("list", s.list))
 	s.mux.HandleFunc("POST /v1/reversals", s.count("reversal", s.idempotent(s.reverse)))
 	s.mux.HandleFunc("GET /v1/settlements/next", s.count("settlement", s.settlement))
 	s.mux.HandleFunc("GET /v1/settlements/{id}", s.count("settlement", s.settlementByID))
@@ -528,6 +532,7 @@ func (s *Simulator) refund(w http.ResponseWriter, r *http.Request, body []byte) 
 			return http.StatusConflict, errBody("amount_exceeds_captured", "refunds cannot exceed the captured amount")
 		}
 		a.Refunded += amount
+		a.RefundCount++
 		return http.StatusOK, a
 	})
 }

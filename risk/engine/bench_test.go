@@ -15,6 +15,7 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/engine"
 	"github.com/obolpay/obol/risk/features"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -24,9 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func BenchmarkEvaluateRedis(b *testing.B) {
 	rdb := testenv.SharedRedis(b).Client(b)
 	e, err := engine.New(context.Background(), engine.Config{Features: features.NewRedis(rdb, fmt.Sprintf("obol:bench:%d:", time.Now().UnixNano())), State: engine.NewMemoryState(1000), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go e.Watch(ctx, time.Hour)
@@ -42,9 +41,8 @@ func BenchmarkEvaluateRedis(b *testing.B) {
 			p := &riskv1.Payment{MerchantId: fmt.Sprintf("mer_%d", rand.IntN(50)), Amount: 2500, Currency: "USD", Bin: "424242", Fingerprint: fmt.Sprintf("fp_%d", card),
 				CustomerIp: fmt.Sprintf("192.0.2.%d", rand.IntN(250)), DeviceId: fmt.Sprintf("dev_%d", card%5000), EmailHash: fmt.Sprintf("em_%d", card%8000)}
 			t0 := time.Now()
-			if d := e.Evaluate(ctx, p, false); d.GetFallback() {
-				b.Fatal("fallback")
-			}
+			d := e.Evaluate(ctx, p, false)
+			require.False(b, d.GetFallback(), "fallback")
 			mine = append(mine, time.Since(t0))
 		}
 		mu.Lock()

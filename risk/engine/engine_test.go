@@ -11,6 +11,8 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/rules"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -18,9 +20,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func newEngine(t *testing.T, st State, fs features.Store) *Engine {
 	t.Helper()
 	e, err := New(context.Background(), Config{Features: fs, State: st, Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return e
 }
 
@@ -29,16 +29,11 @@ func newEngine(t *testing.T, st State, fs features.Store) *Engine {
 func TestReplicasConverge(t *testing.T) {
 	st := NewMemoryState(100)
 	a, b := newEngine(t, st, features.NewMemory()), newEngine(t, st, features.NewMemory())
-	if a.Active().Version != b.Active().Version {
-		t.Fatal("replicas start on different sets")
-	}
+	require.Equal(t, a.Active().Version, b.Active().Version, "replicas start on different sets")
 	set, err := a.PutRuleSet(context.Background(), []byte("rules:\n  - name: all\n    expression: true\n    action: review\n"), "api")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := b.SyncActive(context.Background()); err != nil || b.Active().Version != set.Version {
-		t.Fatalf("replica b: %v %s", err, b.Active().Version)
-	}
+	require.NoError(t, err)
+	require.NoError(t, b.SyncActive(context.Background()), "replica b")
+	require.Equal(t, set.Version, b.Active().Version, "replica b")
 }
 
 type brokenFeatures struct{}
@@ -53,18 +48,15 @@ func (brokenFeatures) Ping(context.Context) error { return errors.New("connectio
 // fallback applies and is marked.
 func TestFallbackIsMarkedAndNeverAllows(t *testing.T) {
 	e, err := New(context.Background(), Config{Features: brokenFeatures{}, State: NewMemoryState(10), Logger: quiet(), Fallback: map[string]string{"mer_b": rules.Block}})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, tt := range []struct{ merchant, want string }{{"mer_a", rules.Review}, {"mer_b", rules.Block}} {
 		d := e.Evaluate(context.Background(), &riskv1.Payment{MerchantId: tt.merchant, Amount: 1, Currency: "USD"}, false)
-		if !d.GetFallback() || d.GetAction() != tt.want || d.GetFallbackReason() == "" {
-			t.Fatalf("%s: %v", tt.merchant, d)
-		}
+		assert.True(t, d.GetFallback(), "%s: %v", tt.merchant, d)
+		assert.Equal(t, tt.want, d.GetAction(), "%s: %v", tt.merchant, d)
+		assert.NotEmpty(t, d.GetFallbackReason(), "%s: %v", tt.merchant, d)
 	}
-	if _, err := New(context.Background(), Config{Features: brokenFeatures{}, State: NewMemoryState(10), Logger: quiet(), Fallback: map[string]string{"m": "maybe"}}); err == nil {
-		t.Fatal("an invalid fallback action was accepted")
-	}
+	_, err = New(context.Background(), Config{Features: brokenFeatures{}, State: NewMemoryState(10), Logger: quiet(), Fallback: map[string]string{"m": "maybe"}})
+	require.Error(t, err, "an invalid fallback action was accepted")
 }
 
 // TestDryRunsAreNotRecorded: only real evaluations feed backtests.
@@ -79,7 +71,6 @@ func TestDryRunsAreNotRecorded(t *testing.T) {
 	e.Evaluate(ctx, p, false)
 	e.Evaluate(ctx, p, true)
 	bt, err := e.Backtest(ctx, rules.DefaultYAML(), 10)
-	if err != nil || bt.GetReplayed() != 1 {
-		t.Fatalf("backtest replayed %d, %v; want 1", bt.GetReplayed(), err)
-	}
+	require.NoError(t, err)
+	require.EqualValues(t, 1, bt.GetReplayed(), "backtest replayed")
 }

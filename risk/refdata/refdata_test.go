@@ -3,6 +3,9 @@ package refdata
 import (
 	"strings"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestBINLookup(t *testing.T) {
@@ -21,9 +24,9 @@ func TestBINLookup(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.bin, func(t *testing.T) {
 			b, ok := tb.Lookup(tt.bin)
-			if ok != tt.ok || b.Brand != tt.brand || b.Country != tt.country {
-				t.Fatalf("Lookup(%s) = %+v %v", tt.bin, b, ok)
-			}
+			assert.Equal(t, tt.ok, ok, "Lookup(%s) found", tt.bin)
+			assert.Equal(t, tt.brand, b.Brand, "Lookup(%s) brand", tt.bin)
+			assert.Equal(t, tt.country, b.Country, "Lookup(%s) country", tt.bin)
 		})
 	}
 }
@@ -36,9 +39,7 @@ func TestIPCountry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.ip, func(t *testing.T) {
-			if got := tb.Country(tt.ip); got != tt.want {
-				t.Fatalf("Country(%q) = %q, want %q", tt.ip, got, tt.want)
-			}
+			assert.Equal(t, tt.want, tb.Country(tt.ip), "Country(%q)", tt.ip)
 		})
 	}
 }
@@ -52,14 +53,11 @@ func TestLoadErrorsNameTheLine(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := LoadBINs(strings.NewReader(tt.csv))
-			if err == nil {
-				t.Fatal("accepted")
-			}
+			require.Error(t, err, "accepted")
 		})
 	}
-	if _, err := LoadIPs(strings.NewReader("first,last,country\n10.0.0.9,10.0.0.1,US\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
-		t.Fatalf("err = %v", err)
-	}
+	_, err := LoadIPs(strings.NewReader("first,last,country\n10.0.0.9,10.0.0.1,US\n"))
+	require.ErrorContains(t, err, "line 2")
 }
 
 func FuzzIPCountry(f *testing.F) {

@@ -26,6 +26,8 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/risk/rules"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -47,23 +49,17 @@ func start(t *testing.T, cfg riskd.Config) *stack {
 	cfg.KeyPrefix = uniq("obol:risktest:") + ":" // each test its own keyspace on the shared Redis
 	cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	in, err := riskd.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &stack{t: t, in: in, base: "http://" + in.Server.HTTPAddr(), cancel: cancel, done: make(chan error, 1)}
 	go func() { s.done <- in.Serve(ctx) }()
 	conn, err := grpc.NewClient(in.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	s.client = riskv1.NewRiskServiceClient(conn)
 	t.Cleanup(func() {
 		conn.Close()
 		cancel()
-		if err := <-s.done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
+		assert.NoError(t, <-s.done, "Serve")
 		in.Close()
 	})
 	return s
@@ -87,9 +83,7 @@ func (s *stack) rest(method, path string, body any) (int, map[string]any) {
 	req, _ := http.NewRequest(method, s.base+path, rd)
 	req.Header.Set("Authorization", "Bearer "+token)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	require.NoError(s.t, err)
 	defer resp.Body.Close()
 	var out map[string]any
 	_ = json.NewDecoder(resp.Body).Decode(&out)
@@ -106,9 +100,7 @@ func TestEvaluate(t *testing.T) {
 	fp := uniq("fp_")
 	t.Run("auth and validation", func(t *testing.T) {
 		_, err := s.client.Evaluate(context.Background(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
-		if status.Code(err) != codes.Unauthenticated {
-			t.Fatalf("no token: %v", err)
-		}
+		require.Equal(t, codes.Unauthenticated, status.Code(err), "no token: %v", err)
 		tests := []struct {
 			name  string
 			p     *riskv1.Payment
@@ -123,9 +115,8 @@ func TestEvaluate(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
 				_, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: tt.p})
-				if status.Code(err) != codes.InvalidArgument || apierr.From(err).Field != tt.field {
-					t.Fatalf("err %v; want InvalidArgument on %s", err, tt.field)
-				}
+				require.Equal(t, codes.InvalidArgument, status.Code(err), "err %v", err)
+				require.Equal(t, tt.field, apierr.From(err).Field, "err %v", err)
 			})
 		}
 	})
@@ -133,75 +124,67 @@ func TestEvaluate(t *testing.T) {
 		var d *riskv1.Decision
 		var err error
 		for i := 0; i < 4; i++ {
-			if d, err = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 2500)}); err != nil {
-				t.Fatal(err)
-			}
+			d, err = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 2500)})
+			require.NoError(t, err)
 		}
-		if d.GetInput().GetCard().GetCount_1M() != 4 || d.GetAction() != rules.Challenge || d.GetInput().GetPayment().GetCardCountry() != "US" || d.GetInput().GetPayment().GetIpCountry() != "US" {
-			t.Fatalf("4th evaluation: %v", d)
-		}
+		assert.EqualValues(t, 4, d.GetInput().GetCard().GetCount_1M(), "4th evaluation: %v", d)
+		assert.Equal(t, rules.Challenge, d.GetAction(), "4th evaluation: %v", d)
+		assert.Equal(t, "US", d.GetInput().GetPayment().GetCardCountry(), "4th evaluation: %v", d)
+		assert.Equal(t, "US", d.GetInput().GetPayment().GetIpCountry(), "4th evaluation: %v", d)
 		for i := 0; i < 3; i++ {
 			code, body := s.rest("POST", "/v1/risk/evaluate", map[string]any{"payment": map[string]any{"merchant_id": "mer_" + fp[:4], "amount": 2500, "currency": "USD", "fingerprint": fp, "customer_ip": "192.0.2.1"}})
-			if code != 200 || body["dry_run"] != true {
-				t.Fatalf("dry run: %d %v", code, body)
-			}
+			require.Equal(t, 200, code, "dry run: %v", body)
+			require.Equal(t, true, body["dry_run"], "dry run: %v", body)
 		}
 		d, _ = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 2500)})
-		if d.GetInput().GetCard().GetCount_1M() != 5 {
-			t.Fatalf("dry runs were counted: card count %d, want 5", d.GetInput().GetCard().GetCount_1M())
-		}
-		if !strings.HasPrefix(d.GetRuleSetVersion(), "rs_") || len(d.GetRules()) == 0 || d.GetRules()[0].GetName() != "card-velocity-burst" {
-			t.Fatalf("decision: %v", d)
-		}
+		require.EqualValues(t, 5, d.GetInput().GetCard().GetCount_1M(), "dry runs were counted")
+		assert.True(t, strings.HasPrefix(d.GetRuleSetVersion(), "rs_"), "decision: %v", d)
+		require.NotEmpty(t, d.GetRules(), "decision: %v", d)
+		assert.Equal(t, "card-velocity-burst", d.GetRules()[0].GetName(), "decision: %v", d)
 	})
 	t.Run("bad rule set rejected whole, good one versioned", func(t *testing.T) {
 		before := s.in.Engine.Active().Version
 		code, body := s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": "rules:\n  - name: x\n    expression: payment.amout > 1\n    action: block\n"})
 		msg := fmt.Sprint(body["error"])
-		if code != 400 || !strings.Contains(msg, "line 3") || !strings.Contains(msg, "amout") || s.in.Engine.Active().Version != before {
-			t.Fatalf("bad set: %d %v", code, body)
-		}
+		require.Equal(t, 400, code, "bad set: %v", body)
+		assert.Contains(t, msg, "line 3", "bad set")
+		assert.Contains(t, msg, "amout", "bad set")
+		require.Equal(t, before, s.in.Engine.Active().Version, "a bad set changed the active version")
 		good := "rules:\n  - name: big\n    expression: payment.amount > 100000\n    action: block\n"
 		code, body = s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": good})
-		if code != 200 || body["version"] == before || s.in.Engine.Active().Version != body["version"] {
-			t.Fatalf("good set: %d %v", code, body)
-		}
+		require.Equal(t, 200, code, "good set: %v", body)
+		require.NotEqual(t, before, body["version"], "good set: %v", body)
+		require.Equal(t, body["version"], s.in.Engine.Active().Version, "good set: %v", body)
 		d, _ := s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.9", 200000)})
-		if d.GetAction() != rules.Block || d.GetRuleSetVersion() != body["version"] {
-			t.Fatalf("new set not applied: %v", d)
-		}
+		assert.Equal(t, rules.Block, d.GetAction(), "new set not applied: %v", d)
+		assert.Equal(t, body["version"], d.GetRuleSetVersion(), "new set not applied: %v", d)
 		code, hist := s.rest("GET", "/v1/risk/rules/versions", nil)
-		if code != 200 || len(hist["rule_sets"].([]any)) < 2 || hist["active"] != body["version"] {
-			t.Fatalf("history: %d %v", code, hist)
-		}
-		if _, err := s.client.PutRuleSet(authed(), &riskv1.PutRuleSetRequest{Yaml: string(rules.DefaultYAML())}); err != nil {
-			t.Fatal(err)
-		}
+		require.Equal(t, 200, code, "history: %v", hist)
+		assert.GreaterOrEqual(t, len(hist["rule_sets"].([]any)), 2, "history: %v", hist)
+		assert.Equal(t, body["version"], hist["active"], "history: %v", hist)
+		_, err := s.client.PutRuleSet(authed(), &riskv1.PutRuleSetRequest{Yaml: string(rules.DefaultYAML())})
+		require.NoError(t, err)
 	})
 	t.Run("lists", func(t *testing.T) {
 		ip := "203.0.113.77"
 		code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{ip}})
-		if code != 200 {
-			t.Fatalf("add: %d %v", code, body)
-		}
+		require.Equal(t, 200, code, "add: %v", body)
 		d, _ := s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), ip, 100)})
-		if d.GetAction() != rules.Block || d.GetRules()[0].GetName() != "blocklisted" {
-			t.Fatalf("blocklisted ip: %v", d)
-		}
-		if code, _ := s.rest("POST", "/v1/risk/lists/block_ips/entries:remove", map[string]any{"values": []string{ip}}); code != 200 {
-			t.Fatalf("remove: %d", code)
-		}
+		require.Equal(t, rules.Block, d.GetAction(), "blocklisted ip: %v", d)
+		require.NotEmpty(t, d.GetRules(), "blocklisted ip: %v", d)
+		require.Equal(t, "blocklisted", d.GetRules()[0].GetName(), "blocklisted ip: %v", d)
+		code, _ = s.rest("POST", "/v1/risk/lists/block_ips/entries:remove", map[string]any{"values": []string{ip}})
+		require.Equal(t, 200, code, "remove")
 		d, _ = s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), ip, 100)})
-		if d.GetAction() == rules.Block {
-			t.Fatalf("removed ip still blocked: %v", d)
-		}
-		if code, body := s.rest("POST", "/v1/risk/lists/favourites/entries", map[string]any{"values": []string{"x"}}); code != 400 || !strings.Contains(fmt.Sprint(body), "list_unknown") {
-			t.Fatalf("unknown list: %d %v", code, body)
-		}
+		assert.NotEqual(t, rules.Block, d.GetAction(), "removed ip still blocked: %v", d)
+		code, body = s.rest("POST", "/v1/risk/lists/favourites/entries", map[string]any{"values": []string{"x"}})
+		assert.Equal(t, 400, code, "unknown list: %v", body)
+		assert.Contains(t, fmt.Sprint(body), "list_unknown", "unknown list")
 		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444"} {
-			if code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{v}}); code != 400 || !strings.Contains(fmt.Sprint(body), "card_number_in_text") || strings.Contains(fmt.Sprint(body), v) {
-				t.Fatalf("card number as a list value: %d %v", code, body)
-			}
+			code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{v}})
+			assert.Equal(t, 400, code, "card number as a list value")
+			assert.Contains(t, fmt.Sprint(body), "card_number_in_text", "card number as a list value")
+			assert.NotContains(t, fmt.Sprint(body), v, "the answer echoes the card number")
 		}
 	})
 	t.Run("backtest", func(t *testing.T) {
@@ -212,12 +195,11 @@ func TestEvaluate(t *testing.T) {
 		}
 		strict := string(rules.DefaultYAML()) + "\n  - name: strict\n    expression: payment.amount > 60000\n    action: block\n    priority: 2\n"
 		code, body := s.rest("POST", "/v1/risk/backtest", map[string]any{"yaml": strict, "limit": 5})
-		if code != 200 || body["replayed"] != "5" || body["changed"] != "5" {
-			t.Fatalf("backtest: %d %v", code, body)
-		}
-		if s.in.Engine.Active().Version == "" || strings.Contains(s.in.Engine.Active().YAML, "strict") {
-			t.Fatal("a backtest must not change the active rule set")
-		}
+		require.Equal(t, 200, code, "backtest: %v", body)
+		assert.Equal(t, 5.0, body["replayed"], "backtest: %v", body)
+		assert.Equal(t, 5.0, body["changed"], "backtest: %v", body)
+		assert.NotEmpty(t, s.in.Engine.Active().Version, "a backtest must not change the active rule set")
+		assert.NotContains(t, s.in.Engine.Active().YAML, "strict", "a backtest must not change the active rule set")
 	})
 }
 
@@ -228,26 +210,20 @@ func TestRulesFileHotReload(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "rules.yaml")
 	write := func(s string) {
 		t.Helper()
-		if err := os.WriteFile(file+".tmp", []byte(s), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Rename(file+".tmp", file); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(file+".tmp", []byte(s), 0o600))
+		require.NoError(t, os.Rename(file+".tmp", file))
 	}
 	write("rules:\n  - name: v1\n    expression: payment.amount > 10\n    action: review\n")
 	s := start(t, riskd.Config{RedisURL: testenv.SharedRedis(t).URL, RulesFile: file})
 	v1 := s.in.Engine.Active().Version
 	waitFor := func(cond func() bool, what string) {
 		t.Helper()
-		if err := testenv.WaitFor(5*time.Second, func() error {
+		require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
 			if !cond() {
 				return errors.New(what)
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 	}
 	write("rules:\n  - name: v2\n    expression: payment.amount > 10\n    action: block\n")
 	waitFor(func() bool { return s.in.Engine.Active().Version != v1 }, "new file not loaded")
@@ -256,9 +232,8 @@ func TestRulesFileHotReload(t *testing.T) {
 	// The broken file is rejected (the watcher has seen it) and v2 stays.
 	waitFor(func() bool { return s.in.Engine.Stats.RejectedReloads.Load() > 0 }, "broken file not tried")
 	d, _ := s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.1", 100)})
-	if s.in.Engine.Active().Version != v2 || d.GetAction() != rules.Block {
-		t.Fatalf("after a broken file: active %s (want %s), action %s", s.in.Engine.Active().Version, v2, d.GetAction())
-	}
+	assert.Equal(t, v2, s.in.Engine.Active().Version, "active version after a broken file")
+	assert.Equal(t, rules.Block, d.GetAction(), "action after a broken file")
 }
 
 func TestRedisOutageFallsBack(t *testing.T) {
@@ -268,41 +243,36 @@ func TestRedisOutageFallsBack(t *testing.T) {
 	r := testenv.StartRedis(t)
 	s := start(t, riskd.Config{RedisURL: r.URL, Fallback: map[string]string{"mer_strict": rules.Block}})
 	p := payment(uniq("fp_"), "192.0.2.1", 100)
-	if d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p}); err != nil || d.GetFallback() {
-		t.Fatalf("healthy: %v %v", d, err)
-	}
-	r.Stop(t)
 	d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p})
-	if err != nil || !d.GetFallback() || d.GetAction() != rules.Review || d.GetFallbackReason() == "" {
-		t.Fatalf("outage, default fallback: %v %v", d, err)
-	}
+	require.NoError(t, err, "healthy")
+	require.False(t, d.GetFallback(), "healthy: %v", d)
+	r.Stop(t)
+	d, err = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p})
+	require.NoError(t, err, "outage, default fallback")
+	assert.True(t, d.GetFallback(), "outage, default fallback: %v", d)
+	assert.Equal(t, rules.Review, d.GetAction(), "outage, default fallback: %v", d)
+	assert.NotEmpty(t, d.GetFallbackReason(), "outage, default fallback: %v", d)
 	strict := payment(uniq("fp_"), "192.0.2.1", 100)
 	strict.MerchantId = "mer_strict"
-	if d, _ := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: strict}); !d.GetFallback() || d.GetAction() != rules.Block {
-		t.Fatalf("outage, merchant fallback: %v", d)
-	}
-	if code, _ := s.rest("GET", "/readyz", nil); code != 503 {
-		t.Fatalf("readyz during outage: %d", code)
-	}
+	d, _ = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: strict})
+	assert.True(t, d.GetFallback(), "outage, merchant fallback: %v", d)
+	assert.Equal(t, rules.Block, d.GetAction(), "outage, merchant fallback: %v", d)
+	code, _ := s.rest("GET", "/readyz", nil)
+	assert.Equal(t, 503, code, "readyz during outage")
 	r.Start(t)
-	if err := testenv.WaitFor(10*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 		d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p})
 		if err != nil || d.GetFallback() {
 			return fmt.Errorf("still falling back: %v", err)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 }
 
 func TestStartFailsClearly(t *testing.T) {
 	port := testenv.FreePort(t)
 	_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
-	if err == nil || !strings.Contains(err.Error(), "unreachable") {
-		t.Fatalf("err = %v", err)
-	}
-	if _, err := riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"}); err == nil || !strings.Contains(err.Error(), "OBOL_RISK_TOKEN") {
-		t.Fatalf("err = %v", err)
-	}
+	require.ErrorContains(t, err, "unreachable")
+	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"})
+	require.ErrorContains(t, err, "OBOL_RISK_TOKEN")
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type lists map[string]map[string]bool
@@ -14,18 +16,14 @@ func (l lists) Contains(list, v string) bool { return l[list][v] }
 func mustEnv(t *testing.T, l Lists) *Env {
 	t.Helper()
 	e, err := NewEnv(l)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return e
 }
 
 func TestDefaultRules(t *testing.T) {
 	env := mustEnv(t, lists{"block_ips": {"203.0.113.9": true}, "allow_fingerprints": {"fp_vip": true}})
 	set, err := env.Compile(DefaultYAML())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	base := func() *riskv1.RuleInput {
 		return &riskv1.RuleInput{Payment: &riskv1.RulePayment{Amount: 2500, Currency: "USD", CardCountry: "US", IpCountry: "US", BillingCountry: "US", Fingerprint: "fp_x", Ip: "192.0.2.1"},
 			Card: &riskv1.Velocity{}, Ip: &riskv1.Velocity{}, Device: &riskv1.Velocity{}, CardAgeSeconds: 86400}
@@ -58,12 +56,11 @@ func TestDefaultRules(t *testing.T) {
 			for _, m := range out.Matched {
 				names = append(names, m.Rule.Name)
 			}
-			if out.Action != tt.action || strings.Join(names, ",") != strings.Join(tt.matched, ",") || out.Errors != 0 {
-				t.Fatalf("action %s matched %v errors %d; want %s %v", out.Action, names, out.Errors, tt.action, tt.matched)
-			}
-			if out.Score < 0 || out.Score > 100 {
-				t.Fatalf("score %d", out.Score)
-			}
+			assert.Equal(t, tt.action, out.Action, "action")
+			assert.Equal(t, strings.Join(tt.matched, ","), strings.Join(names, ","), "matched rules")
+			assert.Zero(t, out.Errors, "errors")
+			assert.GreaterOrEqual(t, out.Score, 0, "score")
+			assert.LessOrEqual(t, out.Score, 100, "score")
 		})
 	}
 }
@@ -91,13 +88,16 @@ func TestCompileErrorsAreLocated(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := env.Compile([]byte(tt.yaml))
 			ce, ok := err.(*CompileError)
-			if !ok || len(ce.Problems) == 0 {
-				t.Fatalf("err = %v", err)
-			}
+			require.True(t, ok, "err = %v, want a *CompileError", err)
+			require.NotEmpty(t, ce.Problems, "err = %v", err)
 			p := ce.Problems[0]
-			if (tt.line != 0 && p.Line != tt.line) || (tt.column != 0 && p.Column != tt.column) || !strings.Contains(strings.ToLower(p.String()), strings.ToLower(tt.msg)) {
-				t.Fatalf("problem %q (line %d col %d); want line %d col %d containing %q", p.String(), p.Line, p.Column, tt.line, tt.column, tt.msg)
+			if tt.line != 0 {
+				assert.Equal(t, tt.line, p.Line, "line of %q", p.String())
 			}
+			if tt.column != 0 {
+				assert.Equal(t, tt.column, p.Column, "column of %q", p.String())
+			}
+			assert.Contains(t, strings.ToLower(p.String()), strings.ToLower(tt.msg))
 		})
 	}
 }
@@ -105,13 +105,10 @@ func TestCompileErrorsAreLocated(t *testing.T) {
 func TestCostLimitBoundsEvaluation(t *testing.T) {
 	env := mustEnv(t, nil)
 	set, err := env.Compile([]byte("rules:\n  - name: heavy\n    expression: >-\n      [1,2,3,4,5,6,7,8,9,10].all(a, [1,2,3,4,5,6,7,8,9,10].all(b, [1,2,3,4,5,6,7,8,9,10].all(c, [1,2,3,4,5,6,7,8,9,10].all(d, a+b+c+d > 0))))\n    action: block\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	out := set.Evaluate(&riskv1.RuleInput{})
-	if out.Errors != 1 || out.Action != Allow {
-		t.Fatalf("an over-budget rule must fail (not match): %+v", out)
-	}
+	assert.EqualValues(t, 1, out.Errors, "an over-budget rule must fail (not match): %+v", out)
+	assert.Equal(t, Allow, out.Action, "an over-budget rule must fail (not match): %+v", out)
 }
 
 func TestVersionIsContentHash(t *testing.T) {
@@ -119,9 +116,9 @@ func TestVersionIsContentHash(t *testing.T) {
 	a, _ := env.Compile(DefaultYAML())
 	b, _ := env.Compile(DefaultYAML())
 	c, _ := env.Compile(append(DefaultYAML(), '\n'))
-	if a.Version != b.Version || a.Version == c.Version || !strings.HasPrefix(a.Version, "rs_") {
-		t.Fatalf("versions %s %s %s", a.Version, b.Version, c.Version)
-	}
+	assert.Equal(t, a.Version, b.Version, "the same YAML gets the same version")
+	assert.NotEqual(t, a.Version, c.Version, "another YAML gets another version")
+	assert.True(t, strings.HasPrefix(a.Version, "rs_"), "version %s", a.Version)
 }
 
 func BenchmarkEvaluateDefault(b *testing.B) {

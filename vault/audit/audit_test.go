@@ -3,6 +3,8 @@ package audit
 import (
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/require"
 )
 
 func chain(n int) []Event {
@@ -38,14 +40,11 @@ func TestVerifierDetectsTampering(t *testing.T) {
 				v.Add(e)
 			}
 			if tt.wantSeq == 0 {
-				if len(v.Problems) != 0 {
-					t.Fatalf("problems in an untouched chain: %v", v.Problems)
-				}
+				require.Empty(t, v.Problems, "problems in an untouched chain")
 				return
 			}
-			if len(v.Problems) == 0 || v.Problems[0].Seq != tt.wantSeq {
-				t.Fatalf("problems %v; want the first at seq %d", v.Problems, tt.wantSeq)
-			}
+			require.NotEmpty(t, v.Problems, "want the first problem at seq %d", tt.wantSeq)
+			require.Equal(t, tt.wantSeq, v.Problems[0].Seq, "seq of the first problem: %v", v.Problems)
 		})
 	}
 }
@@ -53,7 +52,5 @@ func TestVerifierDetectsTampering(t *testing.T) {
 func TestHashIsUnambiguous(t *testing.T) {
 	a := Event{Seq: 1, Actor: "ab", Action: "c"}
 	b := Event{Seq: 1, Actor: "a", Action: "bc"}
-	if string(ComputeHash(Genesis, a)) == string(ComputeHash(Genesis, b)) {
-		t.Fatal("field boundaries are not part of the hash")
-	}
+	require.NotEqual(t, ComputeHash(Genesis, a), ComputeHash(Genesis, b), "field boundaries are not part of the hash")
 }

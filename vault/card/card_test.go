@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var now = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
@@ -52,28 +54,21 @@ func TestParseNumber(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			pan, err := ParseNumber(tt.raw)
 			if tt.wantErr != nil {
-				if !errors.Is(err, tt.wantErr) {
-					t.Fatalf("err = %v, want %v", err, tt.wantErr)
-				}
+				require.ErrorIs(t, err, tt.wantErr)
 				var ae *apierr.Error
-				if !errors.As(err, &ae) || ae.Field != FieldNumber {
-					t.Fatalf("error does not name field %s: %#v", FieldNumber, err)
-				}
-				if tt.raw != "" && strings.Contains(err.Error(), strings.TrimSpace(tt.raw)) {
-					t.Fatalf("error echoes the input")
+				require.ErrorAs(t, err, &ae)
+				require.Equal(t, FieldNumber, ae.Field, "error does not name the field")
+				// Not assert.NotContains: its failure message would print the number.
+				if tt.raw != "" {
+					require.False(t, strings.Contains(err.Error(), strings.TrimSpace(tt.raw)), "error echoes the input")
 				}
 				return
 			}
-			if err != nil {
-				t.Fatalf("unexpected error: %v", err)
-			}
-			if pan.Brand() != tt.wantBrand {
-				t.Fatalf("brand = %q, want %q", pan.Brand(), tt.wantBrand)
-			}
+			require.NoError(t, err, "unexpected error")
+			require.Equal(t, tt.wantBrand, pan.Brand(), "brand")
 			want := strings.NewReplacer(" ", "", "-", "").Replace(tt.raw)
-			if got := string(pan.RevealDigits()); got != want {
-				t.Fatalf("digits mismatch")
-			}
+			// Not assert.Equal: its failure message would print the digits.
+			require.True(t, string(pan.RevealDigits()) == want, "digits mismatch")
 		})
 	}
 }
@@ -97,9 +92,8 @@ func TestValidateExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := ValidateExpiry(tt.month, tt.year, now); !errors.Is(err, tt.want) && !(err == nil && tt.want == nil) {
-				t.Fatalf("err = %v, want %v", err, tt.want)
-			}
+			// errors.Is(nil, nil) holds: a nil want needs a nil error.
+			require.ErrorIs(t, ValidateExpiry(tt.month, tt.year, now), tt.want)
 		})
 	}
 }
@@ -127,21 +121,16 @@ func TestParseCVCAndHolder(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := Parse(tt.in, now)
 			if tt.code == "" {
-				if err != nil {
-					t.Fatalf("unexpected error: %v", err)
-				}
-				if got := string(c.CVC.RevealDigits()); got != tt.in.CVC {
-					t.Fatalf("cvc mismatch")
-				}
+				require.NoError(t, err, "unexpected error")
+				// Not assert.Equal: its failure message would print the CVC.
+				require.True(t, string(c.CVC.RevealDigits()) == tt.in.CVC, "cvc mismatch")
 				return
 			}
 			var ae *apierr.Error
-			if !errors.As(err, &ae) {
-				t.Fatalf("want typed error, got %v", err)
-			}
-			if ae.Code != tt.code || ae.Field != tt.field || ae.Kind != apierr.KindInvalidArgument {
-				t.Fatalf("got code=%s field=%s kind=%d, want code=%s field=%s", ae.Code, ae.Field, ae.Kind, tt.code, tt.field)
-			}
+			require.ErrorAs(t, err, &ae, "want a typed error")
+			assert.Equal(t, tt.code, ae.Code, "code")
+			assert.Equal(t, tt.field, ae.Field, "field")
+			assert.Equal(t, apierr.KindInvalidArgument, ae.Kind, "kind")
 		})
 	}
 }
@@ -151,9 +140,7 @@ func TestParseCVCAndHolder(t *testing.T) {
 func TestMaskedEverywhere(t *testing.T) {
 	const number, cvc = "4242424242424242", "987"
 	c, err := Parse(Input{Number: number, ExpMonth: 12, ExpYear: 2030, CVC: cvc, HolderName: "Ada Lovelace"}, now)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	type wrapper struct {
 		Exported   Card
 		unexported PAN
@@ -194,50 +181,33 @@ func TestMaskedEverywhere(t *testing.T) {
 	pointers := regexp.MustCompile(`0x[0-9a-f]+`) // addresses print digits that could contain the CVC
 	for name, out := range outputs {
 		out = pointers.ReplaceAllString(out, "0xPTR")
-		if strings.Contains(out, number) || strings.Contains(out, "4242 4242") || strings.Contains(out, "Ada Lovelace") {
-			t.Errorf("%s leaks card data: %s", name, out)
-		}
-		if strings.Contains(out, cvc) {
-			t.Errorf("%s leaks the CVC: %s", name, out)
-		}
+		leaks := strings.Contains(out, number) || strings.Contains(out, "4242 4242") || strings.Contains(out, "Ada Lovelace")
+		assert.False(t, leaks, "%s leaks card data: %s", name, out)
+		assert.False(t, strings.Contains(out, cvc), "%s leaks the CVC: %s", name, out)
 		// hex-encoded digits must not appear either
-		if strings.Contains(out, fmt.Sprintf("%x", number)) {
-			t.Errorf("%s leaks hex digits: %s", name, out)
-		}
+		assert.False(t, strings.Contains(out, fmt.Sprintf("%x", number)), "%s leaks hex digits: %s", name, out)
 	}
-	if got := c.Number.Masked(); got != "424242******4242" {
-		t.Fatalf("masked = %q", got)
-	}
+	require.Equal(t, "424242******4242", c.Number.Masked(), "masked")
 }
 
 func TestMaskShortPAN(t *testing.T) {
 	p, err := NewPANFromDigits([]byte("500000000000"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got := p.Masked(); got != "5000****0000" {
-		t.Fatalf("masked = %q", got)
-	}
-	if p.BIN() != "5000" || p.Last4() != "0000" {
-		t.Fatalf("bin/last4 = %s/%s", p.BIN(), p.Last4())
-	}
+	require.NoError(t, err)
+	require.Equal(t, "5000****0000", p.Masked(), "masked")
+	assert.Equal(t, "5000", p.BIN(), "bin")
+	assert.Equal(t, "0000", p.Last4(), "last4")
 }
 
 func TestWipe(t *testing.T) {
 	p, err := ParseNumber("4242424242424242")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	buf := p.RevealDigits()
 	full := buf[:cap(buf)]
 	p.Wipe()
-	if !p.IsZero() {
-		t.Fatal("PAN not empty after Wipe")
-	}
+	require.True(t, p.IsZero(), "PAN not empty after Wipe")
+	// Not assert.Equal on the bytes: a failure would print the digits left.
 	for _, b := range full[:16] {
-		if b != 0 {
-			t.Fatal("buffer not zeroed")
-		}
+		require.Zero(t, b, "buffer not zeroed")
 	}
 }
 
@@ -252,24 +222,20 @@ func FuzzParseNumber(f *testing.F) {
 		p, err := ParseNumber(raw)
 		if err != nil {
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Field != FieldNumber {
-				t.Fatalf("untyped error %v", err)
-			}
-			if len(raw) >= 6 && strings.Contains(ae.Message, raw) {
-				t.Fatalf("error echoes input")
+			require.ErrorAs(t, err, &ae, "untyped error")
+			require.Equal(t, FieldNumber, ae.Field, "untyped error %v", err)
+			if len(raw) >= 6 {
+				require.False(t, strings.Contains(ae.Message, raw), "error echoes input")
 			}
 			return
 		}
 		d := p.RevealDigits()
-		if want := strings.NewReplacer(" ", "", "-", "").Replace(raw); string(d) != want {
-			t.Fatalf("round trip: got %d digits, want %d", len(d), len(want))
-		}
-		if !luhnValid(d) || len(d) < MinLength || len(d) > MaxLength || p.Brand() == "" {
-			t.Fatalf("accepted an invalid number")
-		}
-		if strings.Contains(p.String(), string(d)) {
-			t.Fatalf("String leaks")
-		}
+		want := strings.NewReplacer(" ", "", "-", "").Replace(raw)
+		// Lengths and booleans only: a failure must not print the digits.
+		require.True(t, string(d) == want, "round trip: got %d digits, want %d", len(d), len(want))
+		valid := luhnValid(d) && len(d) >= MinLength && len(d) <= MaxLength && p.Brand() != ""
+		require.True(t, valid, "accepted an invalid number")
+		require.False(t, strings.Contains(p.String(), string(d)), "String leaks")
 	})
 }
 
@@ -280,14 +246,12 @@ func FuzzParse(f *testing.F) {
 		c, err := Parse(Input{Number: number, ExpMonth: month, ExpYear: year, CVC: cvc, HolderName: holder}, now)
 		if err != nil {
 			var ae *apierr.Error
-			if !errors.As(err, &ae) || ae.Field == "" || ae.Kind != apierr.KindInvalidArgument {
-				t.Fatalf("untyped error %v", err)
-			}
+			require.ErrorAs(t, err, &ae, "untyped error")
+			require.NotEmpty(t, ae.Field, "untyped error %v", err)
+			require.Equal(t, apierr.KindInvalidArgument, ae.Kind, "untyped error %v", err)
 			return
 		}
-		if ValidateExpiry(c.ExpMonth, c.ExpYear, now) != nil {
-			t.Fatal("accepted expired card")
-		}
+		require.NoError(t, ValidateExpiry(c.ExpMonth, c.ExpYear, now), "accepted expired card")
 	})
 }
 

@@ -9,6 +9,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeKM is a key manager for unit tests of edge cases; integration tests
@@ -109,26 +112,19 @@ func TestSealOpenRoundTrip(t *testing.T) {
 	ctx := context.Background()
 	for i := 0; i < 100; i++ {
 		id, ct, err := e.Seal(ctx, aad, []byte("secret"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		pt, err := e.Open(ctx, id, aad, ct)
-		if err != nil || string(pt) != "secret" {
-			t.Fatalf("Open = %q, %v", pt, err)
-		}
+		require.NoError(t, err)
+		require.Equal(t, "secret", string(pt))
 	}
-	if g := km.generated.Load(); g != 1 {
-		t.Fatalf("100 seals made %d key-manager calls; want 1 (one round trip per DEK)", g)
-	}
+	require.EqualValues(t, 1, km.generated.Load(), "key-manager calls for 100 seals: want 1 (one round trip per DEK)")
 }
 
 func TestAADBinding(t *testing.T) {
 	e, _, _ := newTest(t, Config{})
 	ctx := context.Background()
 	id, ct, err := e.Seal(ctx, aad, []byte("secret"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	tests := []struct {
 		name string
 		aad  AAD
@@ -144,9 +140,8 @@ func TestAADBinding(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := e.Open(ctx, tt.dek, tt.aad, tt.ct); !errors.Is(err, ErrOpen) {
-				t.Fatalf("Open = %v, want ErrOpen", err)
-			}
+			_, err := e.Open(ctx, tt.dek, tt.aad, tt.ct)
+			require.ErrorIs(t, err, ErrOpen)
 		})
 	}
 }
@@ -157,19 +152,14 @@ func TestDEKRotatesByUsesAndAge(t *testing.T) {
 	ids := map[string]bool{}
 	for i := 0; i < 7; i++ {
 		id, _, err := e.Seal(ctx, aad, []byte("x"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		ids[id] = true
 	}
-	if len(ids) != 3 || km.generated.Load() != 3 {
-		t.Fatalf("7 seals at 3 uses per DEK: %d DEKs, %d generated; want 3", len(ids), km.generated.Load())
-	}
+	require.Len(t, ids, 3, "DEKs for 7 seals at 3 uses per DEK")
+	require.EqualValues(t, 3, km.generated.Load(), "DEKs generated for 7 seals at 3 uses per DEK")
 	clk.Add(2 * time.Minute)
 	id, _, _ := e.Seal(ctx, aad, []byte("x"))
-	if ids[id] {
-		t.Fatal("DEK older than MaxAge was reused")
-	}
+	require.False(t, ids[id], "DEK older than MaxAge was reused")
 }
 
 func TestOpenUnwrapsOnceAfterRestart(t *testing.T) {
@@ -180,40 +170,32 @@ func TestOpenUnwrapsOnceAfterRestart(t *testing.T) {
 	id, ct, _ := e1.Seal(ctx, aad, []byte("secret"))
 	e2 := New(km, deks, Config{}) // a new process: empty cache
 	for i := 0; i < 10; i++ {
-		if pt, err := e2.Open(ctx, id, aad, ct); err != nil || string(pt) != "secret" {
-			t.Fatalf("Open = %q, %v", pt, err)
-		}
+		pt, err := e2.Open(ctx, id, aad, ct)
+		require.NoError(t, err)
+		require.Equal(t, "secret", string(pt))
 	}
-	if u := km.unwrapped.Load(); u != 1 {
-		t.Fatalf("unwrapped %d times; want 1", u)
-	}
+	require.EqualValues(t, 1, km.unwrapped.Load(), "unwraps")
 }
 
 func TestPurgeFailsClosed(t *testing.T) {
 	e, km, _ := newTest(t, Config{})
 	ctx := context.Background()
 	id, ct, _ := e.Seal(ctx, aad, []byte("secret"))
-	if _, _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); err != nil {
-		t.Fatal(err)
-	}
+	_, _, err := e.Fingerprint(ctx, "mer_a", []byte("4242"))
+	require.NoError(t, err)
 	km.fail.Store(true)
 	e.Purge()
-	if e.CachedDEKs() != 0 {
-		t.Fatal("DEKs still cached after Purge")
-	}
-	if _, err := e.Open(ctx, id, aad, ct); !errors.Is(err, ErrKeyManager) {
-		t.Fatalf("Open after purge with key manager down = %v; want ErrKeyManager", err)
-	}
-	if _, _, err := e.Seal(ctx, aad, []byte("x")); !errors.Is(err, ErrKeyManager) {
-		t.Fatalf("Seal after purge = %v; want ErrKeyManager", err)
-	}
-	if _, _, err := e.Fingerprint(ctx, "mer_a", []byte("4242")); !errors.Is(err, ErrKeyManager) {
-		t.Fatalf("Fingerprint after purge = %v; want ErrKeyManager", err)
-	}
+	require.Zero(t, e.CachedDEKs(), "DEKs still cached after Purge")
+	_, err = e.Open(ctx, id, aad, ct)
+	require.ErrorIs(t, err, ErrKeyManager, "Open after purge with key manager down")
+	_, _, err = e.Seal(ctx, aad, []byte("x"))
+	require.ErrorIs(t, err, ErrKeyManager, "Seal after purge")
+	_, _, err = e.Fingerprint(ctx, "mer_a", []byte("4242"))
+	require.ErrorIs(t, err, ErrKeyManager, "Fingerprint after purge")
 	km.fail.Store(false)
-	if pt, err := e.Open(ctx, id, aad, ct); err != nil || string(pt) != "secret" {
-		t.Fatalf("Open after recovery = %q, %v", pt, err)
-	}
+	pt, err := e.Open(ctx, id, aad, ct)
+	require.NoError(t, err, "Open after recovery")
+	require.Equal(t, "secret", string(pt), "Open after recovery")
 }
 
 func TestFingerprintPerMerchant(t *testing.T) {
@@ -223,14 +205,12 @@ func TestFingerprintPerMerchant(t *testing.T) {
 	a2, _, _ := e.Fingerprint(ctx, "mer_a", []byte("4242424242424242"))
 	b, _, _ := e.Fingerprint(ctx, "mer_b", []byte("4242424242424242"))
 	other, _, _ := e.Fingerprint(ctx, "mer_a", []byte("5555555555554444"))
-	if a1 != a2 || a1 == b || a1 == other {
-		t.Fatalf("fingerprints: a1=%s a2=%s b=%s other=%s", a1, a2, b, other)
-	}
+	assert.Equal(t, a1, a2, "fingerprints of one card for one merchant")
+	assert.NotEqual(t, a1, b, "fingerprints of one card across merchants")
+	assert.NotEqual(t, a1, other, "fingerprints of two cards")
 	m1, _ := e.RequestMACs(ctx, "mer_a", []byte("ab"), []byte("c"))
 	m2, _ := e.RequestMACs(ctx, "mer_a", []byte("a"), []byte("bc"))
-	if bytes.Equal(m1[0], m2[0]) {
-		t.Fatal("RequestMACs is ambiguous across part boundaries")
-	}
+	assert.NotEqual(t, m1[0], m2[0], "RequestMACs is ambiguous across part boundaries")
 }
 
 // TestFingerprintRotation: after the secret rotates, new fingerprints use
@@ -241,23 +221,20 @@ func TestFingerprintRotation(t *testing.T) {
 	ctx := context.Background()
 	pan := []byte("4242424242424242")
 	v1fp, v, err := e.Fingerprint(ctx, "mer_a", pan)
-	if err != nil || v != 1 {
-		t.Fatalf("v=%d %v", v, err)
-	}
+	require.NoError(t, err)
+	require.EqualValues(t, 1, v, "fingerprint version")
 	macs1, _ := e.RequestMACs(ctx, "mer_a", []byte("req"))
 	km.fpVersion.Store(2)
 	e.SetFingerprintVersion(2)
 	v2fp, v, _ := e.Fingerprint(ctx, "mer_a", pan)
-	if v != 2 || v2fp == v1fp {
-		t.Fatalf("after rotation: v=%d same=%v", v, v2fp == v1fp)
-	}
-	if old, _ := e.FingerprintAt(ctx, 1, "mer_a", pan); old != v1fp {
-		t.Fatal("previous version's fingerprint changed")
-	}
+	require.EqualValues(t, 2, v, "fingerprint version after rotation")
+	require.NotEqual(t, v1fp, v2fp, "fingerprint after rotation")
+	old, _ := e.FingerprintAt(ctx, 1, "mer_a", pan)
+	require.Equal(t, v1fp, old, "previous version's fingerprint changed")
 	macs2, _ := e.RequestMACs(ctx, "mer_a", []byte("req"))
-	if len(macs2) != 2 || !bytes.Equal(macs2[1], macs1[0]) || bytes.Equal(macs2[0], macs1[0]) {
-		t.Fatal("request MACs must be under v2 first and v1 second")
-	}
+	require.Len(t, macs2, 2, "request MACs must be under v2 first and v1 second")
+	assert.Equal(t, macs1[0], macs2[1], "request MACs must be under v2 first and v1 second")
+	assert.NotEqual(t, macs1[0], macs2[0], "request MACs must be under v2 first and v1 second")
 }
 
 func BenchmarkSeal(b *testing.B) {
@@ -268,9 +245,8 @@ func BenchmarkSeal(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			if _, _, err := e.Seal(ctx, aad, pt); err != nil {
-				b.Fatal(err)
-			}
+			_, _, err := e.Seal(ctx, aad, pt)
+			require.NoError(b, err)
 		}
 	})
 }
@@ -319,13 +295,11 @@ func TestSealConcurrentWithPurge(t *testing.T) {
 	close(stop)
 	fresh := New(km, deks, Config{})
 	for _, s := range out {
-		if pt, err := fresh.Open(ctx, s.id, aad, s.ct); err != nil || string(pt) != "secret" {
-			t.Fatalf("ciphertext under %s does not open: %v", s.id, err)
-		}
+		pt, err := fresh.Open(ctx, s.id, aad, s.ct)
+		require.NoError(t, err, "ciphertext under %s does not open", s.id)
+		require.Equal(t, "secret", string(pt), "ciphertext under %s", s.id)
 	}
-	if len(out) == 0 {
-		t.Fatal("no seals succeeded")
-	}
+	require.NotEmpty(t, out, "no seals succeeded")
 }
 
 // TestRetireBelow: after a rotation is seen, the current DEK (wrapped under
@@ -335,20 +309,16 @@ func TestRetireBelow(t *testing.T) {
 	e, km, _ := newTest(t, Config{})
 	ctx := context.Background()
 	id1, ct, _ := e.Seal(ctx, aad, []byte("old"))
-	if e.CurrentKEKVersion() != 1 {
-		t.Fatalf("current KEK version %d", e.CurrentKEKVersion())
-	}
-	if !e.RetireBelow(2) {
-		t.Fatal("current DEK under v1 not retired by v2")
-	}
+	require.EqualValues(t, 1, e.CurrentKEKVersion(), "current KEK version")
+	require.True(t, e.RetireBelow(2), "current DEK under v1 not retired by v2")
 	// The fake key manager still answers version 1 (a data key in flight
 	// during the rotation): it is used once and not kept.
 	id2, _, _ := e.Seal(ctx, aad, []byte("x"))
 	id3, _, _ := e.Seal(ctx, aad, []byte("y"))
-	if id2 == id1 || id3 == id2 || km.generated.Load() != 3 {
-		t.Fatalf("a DEK under a retired KEK version was reused (%s %s %s, %d generated)", id1, id2, id3, km.generated.Load())
-	}
-	if pt, err := e.Open(ctx, id1, aad, ct); err != nil || string(pt) != "old" {
-		t.Fatalf("retired DEK no longer opens: %v", err)
-	}
+	assert.NotEqual(t, id1, id2, "a DEK under a retired KEK version was reused")
+	assert.NotEqual(t, id2, id3, "a DEK under a retired KEK version was reused")
+	assert.EqualValues(t, 3, km.generated.Load(), "DEKs generated")
+	pt, err := e.Open(ctx, id1, aad, ct)
+	require.NoError(t, err, "retired DEK no longer opens")
+	require.Equal(t, "old", string(pt), "retired DEK")
 }

@@ -187,6 +187,7 @@ func TestStartFailsClearly(t *testing.T) {
 		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_POSTGRES_URL"},
 		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_TLS_CERT"},
 		{"client secret TTL too long", func(c *vaultd.Config) { c.CVCClientSecretTTL = 2 * time.Hour }, "OBOL_CVC_CLIENT_SECRET_TTL"},
+		{"CVC TTL too long", func(c *vaultd.Config) { c.CVCTTL = 25 * time.Hour }, "OBOL_CVC_TTL"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,11 +77,7 @@ type Config struct {
 
 // String prints the configuration without secrets.
 func (c Config) String() string {
-	auth := "token"
-	if c.Vault.Token == "" {
-		auth = "approle"
-	}
-	return fmt.Sprintf("vault=%s auth=%s transit=%s/%s grpc=%s http=%s", c.Vault.Address, auth, cmp.Or(c.Vault.Mount, "transit"), cmp.Or(c.Vault.KeyName, "obol-kek"), c.GRPCAddr, c.HTTPAddr)
+	return fmt.Sprintf("vault=%s auth=%q transit=%s/%s grpc=%s http=%s", c.Vault.Address, c.Vault.AuthMethod(), cmp.Or(c.Vault.Mount, "transit"), cmp.Or(c.Vault.KeyName, "obol-kek"), c.GRPCAddr, c.HTTPAddr)
 }
 
 // Instance is a running (not yet serving) vault.
@@ -123,6 +119,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if maxAge := cmp.Or(cfg.DEKMaxAge, time.Hour); cfg.ReencryptOlderThan > 0 && cfg.ReencryptOlderThan <= maxAge {
 		return nil, fmt.Errorf("OBOL_REENCRYPT_OLDER_THAN (%s) must exceed the DEK max age (%s)", cfg.ReencryptOlderThan, maxAge)
 	}
+	if cfg.CVCTTL < 0 || cfg.CVCTTL > service.MaxCVCTTL {
+		return nil, fmt.Errorf("OBOL_CVC_TTL (%s) must be between 0 (default 1h) and %s", cfg.CVCTTL, service.MaxCVCTTL)
+	}
 	if cfg.CVCClientSecretTTL < 0 || cfg.CVCClientSecretTTL > service.MaxClientSecretTTL {
 		return nil, fmt.Errorf("OBOL_CVC_CLIENT_SECRET_TTL (%s) must be between 0 (default %s) and %s", cfg.CVCClientSecretTTL, service.DefaultClientSecretTTL, service.MaxClientSecretTTL)
 	}
@@ -143,6 +142,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	if err := kms.Check(cctx); err != nil {
+		_ = kms.Close()
 		return nil, fmt.Errorf("vault: %w", err)
 	}
 	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{})
@@ -190,7 +190,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		in.Service.WatchKeyService(ctx, kms, every)
 	}
 	in.Server.Register(rw.collectors(in.Service)...)
-	in.closers = append(in.closers, st.Close, cvcs.Close)
+	in.closers = append(in.closers, kms.Close, st.Close, cvcs.Close)
 	log.Info("vaultd ready", "config", cfg.String(), "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
 	return in, nil
 }

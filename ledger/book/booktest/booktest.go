@@ -6,7 +6,6 @@ package booktest
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -14,6 +13,8 @@ import (
 
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 var ctx = context.Background()
@@ -41,13 +42,12 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"payment lifecycle, payouts and settlement", testLifecycle},
 		{"chargeback and failed payout", testChargeback},
 		{"manual schedule and debt netting", testManual},
+		{"payment ledger views", testPaymentLedger},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := book.ParseConfig([]byte(Settings))
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			st := newStore(t)
 			t.Cleanup(func() { st.Close() })
 			tt.fn(t, book.New(st, cfg))
@@ -60,23 +60,18 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 func Balanced(t *testing.T, st store.Store) {
 	t.Helper()
 	rep, err := st.Verify(ctx)
-	if err != nil || len(rep.Problems) > 0 {
-		t.Fatalf("verify: %+v %v", rep, err)
-	}
+	require.NoError(t, err, "verify")
+	require.Empty(t, rep.Problems, "verify")
 	sums := map[string]int64{}
 	for _, prefix := range []string{"merchant:", "platform:"} {
 		accts, err := st.Accounts(ctx, prefix, "", 1000)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		for _, a := range accts {
 			sums[a.Currency] += a.Balance.Posted
 		}
 	}
 	for cur, s := range sums {
-		if s != 0 {
-			t.Fatalf("%s accounts sum to %d: money was created or lost", cur, s)
-		}
+		require.Zero(t, s, "%s accounts sum to %d: money was created or lost", cur, s)
 	}
 }
 
@@ -96,9 +91,7 @@ func balances(t *testing.T, b *book.Book, m string) book.Balances {
 func account(t *testing.T, b *book.Book, id string) int64 {
 	t.Helper()
 	a, err := b.Store().Account(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return a.Balance.Posted
 }
 
@@ -108,23 +101,22 @@ func pay(id, m string, amount int64, ref string) book.Payment {
 
 func testLifecycle(t *testing.T, b *book.Book) {
 	must(b.Authorize(ctx, pay("p1", "mer_a", 10000, "ref1")))
-	if bal := balances(t, b, "mer_a"); bal.Held != 10000 || bal.Pending != 0 {
-		t.Fatalf("after authorization: %+v", bal)
-	}
+	bal := balances(t, b, "mer_a")
+	assert.EqualValues(t, 10000, bal.Held, "after authorization")
+	assert.EqualValues(t, 0, bal.Pending, "after authorization")
 	_, fee, err := b.Capture(ctx, pay("p1", "mer_a", 10000, ""))
-	if err != nil || fee != 320 {
-		t.Fatalf("capture: fee %d, %v (want 2.9%% + 30 = 320)", fee, err)
-	}
-	if r, _, err := b.Capture(ctx, pay("p1", "mer_a", 10000, "")); err != nil || !r.Replayed {
-		t.Fatalf("retried capture: %+v %v", r, err)
-	}
+	require.NoError(t, err, "capture")
+	require.EqualValues(t, 320, fee, "capture fee: want 2.9% + 30 = 320")
+	r, _, err := b.Capture(ctx, pay("p1", "mer_a", 10000, ""))
+	require.NoError(t, err, "retried capture")
+	require.True(t, r.Replayed, "retried capture: %+v", r)
 	must(b.Authorize(ctx, pay("p2", "mer_a", 5000, "ref2")))
 	// A retry on a later day replays the first authorization (its expiry
 	// came from the first day).
 	b.SetClock(func() time.Time { return time.Now().Add(36 * time.Hour) })
-	if r, err := b.Authorize(ctx, pay("p2", "mer_a", 5000, "ref2")); err != nil || !r.Replayed {
-		t.Fatalf("authorization retried the next day: %+v %v", r, err)
-	}
+	r, err = b.Authorize(ctx, pay("p2", "mer_a", 5000, "ref2"))
+	require.NoError(t, err, "authorization retried the next day")
+	require.True(t, r.Replayed, "authorization retried the next day: %+v", r)
 	b.SetClock(time.Now)
 	must(b.Cancel(ctx, pay("p2", "mer_a", 0, "")))
 	errs := []struct {
@@ -152,68 +144,63 @@ func testLifecycle(t *testing.T, b *book.Book) {
 	}
 	for _, tt := range errs {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.do(); !errors.Is(err, tt.want) {
-				t.Fatalf("err = %v, want %v", err, tt.want)
-			}
+			require.ErrorIs(t, tt.do(), tt.want)
 		})
 	}
 	r1 := pay("p1", "mer_a", 3000, "")
 	r1.RefundID = "r1"
 	must(b.Refund(ctx, r1))
-	if r, err := b.Refund(ctx, r1); err != nil || !r.Replayed {
-		t.Fatalf("retried refund: %+v %v", r, err)
-	}
+	rr, err := b.Refund(ctx, r1)
+	require.NoError(t, err, "retried refund")
+	require.True(t, rr.Replayed, "retried refund: %+v", rr)
 	r2 := pay("p1", "mer_a", 7001, "")
 	r2.RefundID = "r2"
-	if _, err := b.Refund(ctx, r2); !errors.Is(err, book.ErrRefundExceeds) {
-		t.Fatalf("second refund above what is left: %v", err)
-	}
-	if bal := balances(t, b, "mer_a"); bal.Pending != 10000-320-3000 || bal.Held != 0 {
-		t.Fatalf("after refund: %+v", bal)
-	}
-	if tot := must(b.Totals(ctx, "p1")); tot.Captured != 10000 || tot.Refunded != 3000 || tot.Fee != 320 {
-		t.Fatalf("totals %+v", tot)
-	}
+	_, err = b.Refund(ctx, r2)
+	require.ErrorIs(t, err, book.ErrRefundExceeds, "second refund above what is left")
+	bal = balances(t, b, "mer_a")
+	assert.EqualValues(t, 10000-320-3000, bal.Pending, "after refund")
+	assert.EqualValues(t, 0, bal.Held, "after refund")
+	tot := must(b.Totals(ctx, "p1"))
+	assert.EqualValues(t, 10000, tot.Captured, "totals")
+	assert.EqualValues(t, 3000, tot.Refunded, "totals")
+	assert.EqualValues(t, 320, tot.Fee, "totals")
 
 	// Today nothing has matured (T+2).
 	today := time.Now()
 	rep := must(b.RunPayouts(ctx, book.RunOptions{Date: today}))
-	if len(rep.Payouts) != 0 || len(rep.Released) != 0 {
-		t.Fatalf("payout run inside the delay: %+v", rep)
-	}
+	assert.Empty(t, rep.Payouts, "payout run inside the delay")
+	assert.Empty(t, rep.Released, "payout run inside the delay")
 	// A run that pays nothing says why: the funds are in the delay.
-	if len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "6680 is still pending in the T+2 payout delay") {
-		t.Fatalf("skip reason inside the delay: %q", rep.Skipped)
-	}
+	require.Len(t, rep.Skipped, 1)
+	assert.Contains(t, rep.Skipped[0], "6680 is still pending in the T+2 payout delay")
 	later := today.Add(3 * 24 * time.Hour)
 	rep = must(b.RunPayouts(ctx, book.RunOptions{Date: later}))
-	if len(rep.Released) != 1 || rep.Released[0].Amount != 6680 || rep.Released[0].Reserved != 668 || len(rep.Payouts) != 1 || rep.Payouts[0].Amount != 6012 {
-		t.Fatalf("payout run after T+2: %+v", rep)
-	}
+	require.Len(t, rep.Released, 1, "payout run after T+2: %+v", rep)
+	require.Len(t, rep.Payouts, 1, "payout run after T+2: %+v", rep)
+	assert.EqualValues(t, 6680, rep.Released[0].Amount, "released after T+2")
+	assert.EqualValues(t, 668, rep.Released[0].Reserved, "reserved after T+2")
+	assert.EqualValues(t, 6012, rep.Payouts[0].Amount, "paid out after T+2")
 	po := rep.Payouts[0]
-	if bal := balances(t, b, "mer_a"); bal.Pending != 0 || bal.Available != 0 || bal.Reserve != 668 || bal.InTransit != 6012 {
-		t.Fatalf("after payout: %+v", bal)
-	}
+	bal = balances(t, b, "mer_a")
+	assert.EqualValues(t, 0, bal.Pending, "after payout")
+	assert.EqualValues(t, 0, bal.Available, "after payout")
+	assert.EqualValues(t, 668, bal.Reserve, "after payout")
+	assert.EqualValues(t, 6012, bal.InTransit, "after payout")
 	again := must(b.RunPayouts(ctx, book.RunOptions{Date: later}))
-	if len(again.Released) != 0 || len(again.Payouts) != 1 || again.Payouts[0].ID != po.ID || again.Payouts[0].Amount != po.Amount {
-		t.Fatalf("rerun of the same date: %+v", again)
+	assert.Empty(t, again.Released, "rerun of the same date")
+	if assert.Len(t, again.Payouts, 1, "rerun of the same date") {
+		assert.Equal(t, po.ID, again.Payouts[0].ID, "rerun of the same date")
+		assert.Equal(t, po.Amount, again.Payouts[0].Amount, "rerun of the same date")
 	}
-	if p := must(b.MarkPayout(ctx, po.ID, book.PayoutPaid)); p.Status != book.PayoutPaid {
-		t.Fatalf("paid: %+v", p)
-	}
-	if _, err := b.MarkPayout(ctx, po.ID, book.PayoutFailed); !errors.Is(err, book.ErrPayoutClosed) {
-		t.Fatalf("failed after paid: %v", err)
-	}
-	if _, err := b.MarkPayout(ctx, "po_nope", book.PayoutPaid); !errors.Is(err, book.ErrPayoutNotFound) {
-		t.Fatalf("unknown payout: %v", err)
-	}
+	p := must(b.MarkPayout(ctx, po.ID, book.PayoutPaid))
+	require.Equal(t, book.PayoutPaid, p.Status, "paid")
+	_, err = b.MarkPayout(ctx, po.ID, book.PayoutFailed)
+	require.ErrorIs(t, err, book.ErrPayoutClosed, "failed after paid")
+	_, err = b.MarkPayout(ctx, "po_nope", book.PayoutPaid)
+	require.ErrorIs(t, err, book.ErrPayoutNotFound, "unknown payout")
 	var csv bytes.Buffer
-	if err := book.WritePayoutsCSV(&csv, must(b.Payouts(ctx, po.Batch))); err != nil {
-		t.Fatal(err)
-	}
-	if want := po.ID + ",mer_a,USD,6012,60.12,paid,"; !strings.Contains(csv.String(), want) {
-		t.Fatalf("payout CSV:\n%s\nwant a line starting %q", csv.String(), want)
-	}
+	require.NoError(t, book.WritePayoutsCSV(&csv, must(b.Payouts(ctx, po.Batch))))
+	assert.Contains(t, csv.String(), po.ID+",mer_a,USD,6012,60.12,paid,", "payout CSV")
 
 	// Settlement: the capture (net of the acquirer's fee), the refund, an
 	// unknown reference and a wrong amount.
@@ -224,26 +211,21 @@ func testLifecycle(t *testing.T, b *book.Book) {
 		"ref2,5000,100,USD,2026-11-20,capture\n"
 	lines := must(book.ParseSettlement(strings.NewReader(file), "USD"))
 	srep := must(b.ImportSettlement(ctx, "simulator", lines))
-	if srep.Matched != 2 || srep.Unmatched != 2 || srep.Mismatched != 0 || srep.SettledGross != 7000 || srep.SettledFees != 300 {
-		t.Fatalf("settlement report: %+v", srep)
-	}
-	if got := account(t, b, book.PlatformAccount("USD", book.Receivable)); got != 0 {
-		t.Fatalf("receivable after settlement: %d", got)
-	}
-	if got := account(t, b, book.PlatformAccount("USD", book.Refunds)); got != 0 {
-		t.Fatalf("refunds after settlement: %d", got)
-	}
-	if srep := must(b.ImportSettlement(ctx, "simulator", lines)); srep.Replayed != 2 || srep.Matched != 0 {
-		t.Fatalf("re-import: %+v", srep)
-	}
+	assert.EqualValues(t, 2, srep.Matched, "settlement report")
+	assert.EqualValues(t, 2, srep.Unmatched, "settlement report")
+	assert.EqualValues(t, 0, srep.Mismatched, "settlement report")
+	assert.EqualValues(t, 7000, srep.SettledGross, "settlement report")
+	assert.EqualValues(t, 300, srep.SettledFees, "settlement report")
+	assert.Zero(t, account(t, b, book.PlatformAccount("USD", book.Receivable)), "receivable after settlement")
+	assert.Zero(t, account(t, b, book.PlatformAccount("USD", book.Refunds)), "refunds after settlement")
+	srep = must(b.ImportSettlement(ctx, "simulator", lines))
+	assert.EqualValues(t, 2, srep.Replayed, "re-import")
+	assert.EqualValues(t, 0, srep.Matched, "re-import")
 	wrong := must(book.ParseSettlement(strings.NewReader("acquirer_reference,amount,fee,currency,settled_date\nref1,10,0,USD,2026-11-21\n"), ""))
-	if srep := must(b.ImportSettlement(ctx, "simulator", wrong)); srep.Mismatched != 1 {
-		t.Fatalf("amount mismatch: %+v", srep)
-	}
+	srep = must(b.ImportSettlement(ctx, "simulator", wrong))
+	assert.EqualValues(t, 1, srep.Mismatched, "amount mismatch")
 	// Bank: +9700 in from the capture, -3000 out for the refund, -6012 paid out.
-	if got := account(t, b, book.PlatformAccount("USD", book.Bank)); got != -(9700 - 3000 - 6012) {
-		t.Fatalf("bank %d", got)
-	}
+	assert.EqualValues(t, -(9700 - 3000 - 6012), account(t, b, book.PlatformAccount("USD", book.Bank)), "bank")
 }
 
 func testChargeback(t *testing.T, b *book.Book) {
@@ -251,42 +233,29 @@ func testChargeback(t *testing.T, b *book.Book) {
 	capture(t, b, pay("p1", "mer_a", 2000, ""))
 	file := "acquirer_reference,amount,fee,currency,settled_date,type\ncb1,2000,60,USD,2026-11-20,capture\ncb1,-2000,1500,USD,2026-11-21,chargeback\n"
 	srep := must(b.ImportSettlement(ctx, "simulator", must(book.ParseSettlement(strings.NewReader(file), ""))))
-	if srep.Matched != 2 || srep.ChargebackGross != 2000 {
-		t.Fatalf("settlement: %+v", srep)
-	}
+	assert.EqualValues(t, 2, srep.Matched, "settlement")
+	assert.EqualValues(t, 2000, srep.ChargebackGross, "settlement")
 	// 2000 - fee 88 - chargeback 2000 - dispute fee 1500.
-	if bal := balances(t, b, "mer_a"); bal.Pending != 2000-88-2000-1500 {
-		t.Fatalf("after chargeback: %+v", bal)
-	}
-	if got := account(t, b, book.PlatformAccount("USD", book.Chargebacks)); got != 0 {
-		t.Fatalf("chargebacks not cleared: %d", got)
-	}
+	assert.EqualValues(t, 2000-88-2000-1500, balances(t, b, "mer_a").Pending, "after chargeback")
+	assert.Zero(t, account(t, b, book.PlatformAccount("USD", book.Chargebacks)), "chargebacks not cleared")
 	// A second chargeback of the same payment exceeds what is left.
 	dup := must(book.ParseSettlement(strings.NewReader("acquirer_reference,amount,fee,currency,settled_date,type\ncb1,-2000,1500,USD,2026-11-22,chargeback\n"), ""))
-	if srep := must(b.ImportSettlement(ctx, "simulator", dup)); srep.Mismatched != 1 {
-		t.Fatalf("second chargeback: %+v", srep)
-	}
+	srep = must(b.ImportSettlement(ctx, "simulator", dup))
+	assert.EqualValues(t, 1, srep.Mismatched, "second chargeback")
 
 	// A failed payout returns the funds to available.
 	must(b.Authorize(ctx, pay("p2", "mer_b", 10000, "x2")))
 	capture(t, b, pay("p2", "mer_b", 10000, ""))
 	rep := must(b.RunPayouts(ctx, book.RunOptions{Date: time.Now().Add(72 * time.Hour), Merchant: "mer_b"}))
-	if len(rep.Payouts) != 1 {
-		t.Fatalf("payout run: %+v", rep)
-	}
+	require.Len(t, rep.Payouts, 1, "payout run")
 	po := rep.Payouts[0]
-	if p := must(b.MarkPayout(ctx, po.ID, book.PayoutFailed)); p.Status != book.PayoutFailed {
-		t.Fatalf("failed: %+v", p)
-	}
-	if p := must(b.MarkPayout(ctx, po.ID, book.PayoutFailed)); p.Status != book.PayoutFailed {
-		t.Fatalf("failed again (replay): %+v", p)
-	}
-	if _, err := b.MarkPayout(ctx, po.ID, book.PayoutPaid); !errors.Is(err, book.ErrPayoutClosed) {
-		t.Fatalf("paid after failed: %v", err)
-	}
-	if bal := balances(t, b, "mer_b"); bal.Available != po.Amount || bal.InTransit != 0 {
-		t.Fatalf("after the failed payout: %+v (payout %d)", bal, po.Amount)
-	}
+	require.Equal(t, book.PayoutFailed, must(b.MarkPayout(ctx, po.ID, book.PayoutFailed)).Status, "failed")
+	require.Equal(t, book.PayoutFailed, must(b.MarkPayout(ctx, po.ID, book.PayoutFailed)).Status, "failed again (replay)")
+	_, err := b.MarkPayout(ctx, po.ID, book.PayoutPaid)
+	require.ErrorIs(t, err, book.ErrPayoutClosed, "paid after failed")
+	bal := balances(t, b, "mer_b")
+	assert.Equal(t, po.Amount, bal.Available, "after the failed payout")
+	assert.EqualValues(t, 0, bal.InTransit, "after the failed payout")
 }
 
 func testManual(t *testing.T, b *book.Book) {
@@ -294,29 +263,73 @@ func testManual(t *testing.T, b *book.Book) {
 	capture(t, b, pay("p1", "mer_manual", 10000, ""))
 	later := time.Now().Add(72 * time.Hour)
 	rep := must(b.RunPayouts(ctx, book.RunOptions{Date: later}))
-	if len(rep.Payouts) != 0 || len(rep.Skipped) != 1 || !strings.Contains(rep.Skipped[0], "manual") {
-		t.Fatalf("a scheduled run paid a manual merchant: %+v", rep)
+	assert.Empty(t, rep.Payouts, "a scheduled run paid a manual merchant")
+	if assert.Len(t, rep.Skipped, 1, "a scheduled run paid a manual merchant") {
+		assert.Contains(t, rep.Skipped[0], "manual")
 	}
 	// Released (no reserve for this merchant) but not paid out.
-	if bal := balances(t, b, "mer_manual"); bal.Available != 10000-320 || bal.Reserve != 0 {
-		t.Fatalf("after release: %+v", bal)
-	}
+	bal := balances(t, b, "mer_manual")
+	assert.EqualValues(t, 10000-320, bal.Available, "after release")
+	assert.EqualValues(t, 0, bal.Reserve, "after release")
 	// A refund after release leaves a debt in pending, netted by the payout.
 	r := pay("p1", "mer_manual", 1000, "")
 	r.RefundID = "r1"
 	must(b.Refund(ctx, r))
 	rep = must(b.RunPayouts(ctx, book.RunOptions{Date: later, Merchant: "mer_manual"}))
-	if len(rep.Payouts) != 1 || rep.Payouts[0].Amount != 10000-320-1000 {
-		t.Fatalf("manual payout: %+v", rep)
-	}
-	if bal := balances(t, b, "mer_manual"); bal.Pending != 0 || bal.Available != 0 {
-		t.Fatalf("after netting the debt: %+v", bal)
-	}
+	require.Len(t, rep.Payouts, 1, "manual payout")
+	assert.EqualValues(t, 10000-320-1000, rep.Payouts[0].Amount, "manual payout")
+	bal = balances(t, b, "mer_manual")
+	assert.EqualValues(t, 0, bal.Pending, "after netting the debt")
+	assert.EqualValues(t, 0, bal.Available, "after netting the debt")
 }
 
 func capture(t *testing.T, b *book.Book, p book.Payment) {
 	t.Helper()
-	if _, _, err := b.Capture(ctx, p); err != nil {
-		t.Fatal(err)
+	_, _, err := b.Capture(ctx, p)
+	require.NoError(t, err)
+}
+
+// testPaymentLedger: the journal's view of each payment (the ledger side of
+// the reconciliation with the gateway), in every hold state.
+func testPaymentLedger(t *testing.T, b *book.Book) {
+	must(b.Authorize(ctx, pay("p1", "mer_a", 1000, "r1")))
+	must(b.Authorize(ctx, pay("p2", "mer_a", 2000, "r2")))
+	_, fee, err := b.Capture(ctx, pay("p2", "mer_a", 2000, ""))
+	require.NoError(t, err)
+	r := pay("p2", "mer_a", 300, "")
+	r.RefundID = "re_1"
+	must(b.Refund(ctx, r))
+	r.RefundID, r.Amount = "re_2", 200
+	must(b.Refund(ctx, r))
+	must(b.Authorize(ctx, pay("p3", "mer_a", 1500, "r3")))
+	must(b.Cancel(ctx, pay("p3", "mer_a", 0, "")))
+	// p4's hold was taken long ago: the expiry sweep voids it.
+	b.SetClock(func() time.Time { return time.Now().Add(-30 * 24 * time.Hour) })
+	must(b.Authorize(ctx, pay("p4", "mer_b", 700, "r4")))
+	b.SetClock(time.Now)
+	n, err := b.Store().ExpirePending(ctx, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "ExpirePending: want p4's hold only")
+	want := []book.PaymentLedger{
+		{PaymentID: "p1", MerchantID: "mer_a", Currency: "USD", Authorized: 1000, HoldStatus: book.HoldPending, TransactionIDs: []string{"pay:p1:authorize"}},
+		{PaymentID: "p2", MerchantID: "mer_a", Currency: "USD", Authorized: 2000, HoldStatus: book.HoldPosted, Captured: 2000, Fee: fee, Refunded: 500,
+			Refunds:        []book.RefundEntry{{RefundID: "re_1", Amount: 300}, {RefundID: "re_2", Amount: 200}},
+			TransactionIDs: []string{"pay:p2:authorize", "pay:p2:capture", "pay:p2:refund:re_1", "pay:p2:refund:re_2"}},
+		{PaymentID: "p3", MerchantID: "mer_a", Currency: "USD", Authorized: 1500, HoldStatus: book.HoldVoided, TransactionIDs: []string{"pay:p3:authorize", "pay:p3:cancel"}},
+		{PaymentID: "p4", MerchantID: "mer_b", Currency: "USD", Authorized: 700, HoldStatus: book.HoldExpired, TransactionIDs: []string{"pay:p4:authorize", "expire:pay:p4:authorize"}},
 	}
+	var got []book.PaymentLedger
+	for after := ""; ; {
+		page, err := b.PaymentLedgers(ctx, after, 3)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		got = append(got, page...)
+		after = page[len(page)-1].PaymentID
+	}
+	assert.Equal(t, want, got, "PaymentLedgers")
+	p, err := b.PaymentLedger(ctx, "nope")
+	require.NoError(t, err, "unknown payment")
+	assert.True(t, p.Empty(), "unknown payment: %+v", p)
 }

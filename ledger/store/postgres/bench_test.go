@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/ledger/journal"
+	"github.com/stretchr/testify/require"
 )
 
 // BenchmarkTransfers measures transfers/s against real PostgreSQL (fsync and
@@ -27,9 +28,8 @@ func BenchmarkTransfers(b *testing.B) {
 			ctx := context.Background()
 			const n = 10000
 			for i := 0; i < n; i++ {
-				if _, err := s.CreateAccount(ctx, journal.Account{ID: fmt.Sprintf("a%05d", i), Currency: "USD"}); err != nil {
-					b.Fatal(err)
-				}
+				_, err := s.CreateAccount(ctx, journal.Account{ID: fmt.Sprintf("a%05d", i), Currency: "USD"})
+				require.NoError(b, err)
 			}
 			var seq atomic.Int64
 			var mu sync.Mutex
@@ -49,9 +49,8 @@ func BenchmarkTransfers(b *testing.B) {
 						to = fmt.Sprintf("a%05d", (rand.IntN(n-1)+1)%n)
 					}
 					t0 := time.Now()
-					if _, err := s.Post(ctx, transfer(fmt.Sprintf("b%d", i), from, to, 1)); err != nil {
-						b.Fatal(err)
-					}
+					_, err := s.Post(ctx, transfer(fmt.Sprintf("b%d", i), from, to, 1))
+					require.NoError(b, err)
 					mine = append(mine, time.Since(t0))
 				}
 				mu.Lock()

@@ -220,6 +220,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		existing[st.t.ID] = st
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil { // a partial read would miss a replay
+		return failAll(err)
+	}
 	pendings := map[string]*journal.Pending{}
 	if len(pendingIDs) > 0 {
 		rows, err := tx.Query(ctx, `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`, pendingIDs)
@@ -239,6 +242,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			pendings[p.ID] = &p
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return failAll(err)
+		}
 	}
 	accIDs := map[string]bool{}
 	for _, r := range reqs {
@@ -268,6 +274,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		accounts[a.ID] = a
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return failAll(err)
+	}
 	before := map[string]journal.Balance{}
 	for id, a := range accounts {
 		before[id] = a.Balance
@@ -465,6 +474,11 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 			batch = append(batch, t)
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			// Without this check a failed read looks like the end of the
+			// journal, and Verify passes on what it read so far.
+			return rep, fmt.Errorf("verify: read transactions after seq %d: %w", chain.Last(), err)
+		}
 		if len(batch) == 0 {
 			break
 		}
@@ -497,6 +511,9 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 		}
 	}
 	hrows.Close()
+	if err := hrows.Err(); err != nil {
+		return rep, fmt.Errorf("verify: read holds: %w", err)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT a.id, a.posted, COALESCE(sum(p.amount), 0) FROM accounts a LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.posted ORDER BY a.id`)
 	if err != nil {
 		return rep, err
@@ -513,7 +530,10 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("account %s: balance %d but postings sum to %d", id, stored, sum))
 		}
 	}
-	return rep, rows.Err()
+	if err := rows.Err(); err != nil {
+		return rep, fmt.Errorf("verify: read balances: %w", err)
+	}
+	return rep, nil
 }
 
 func (s *Store) postings(ctx context.Context, seq int64) ([]journal.Posting, error) {
@@ -618,6 +638,35 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 		err := r.Scan(&a.ID, &a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &a.CreatedAt)
 		return a, err
 	})
+}
+
+// Pending reads a pending transfer by id.
+func (s *Store) Pending(ctx context.Context, id string) (journal.Pending, error) {
+	var p journal.Pending
+	var exp *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = $1`, id).
+		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return p, store.ErrNoTransaction
+	}
+	if exp != nil {
+		p.ExpiresAt = exp.UTC()
+	}
+	return p, err
+}
+
+// PaymentIDs lists the payment ids in the journal's metadata (through the
+// transactions_payment_id index).
+func (s *Store) PaymentIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT metadata->>'payment_id' AS pid FROM transactions
+		WHERE metadata->>'payment_id' IS NOT NULL AND metadata->>'payment_id' > $1 ORDER BY pid LIMIT $2`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // CreditsSince sums an account's credits by transactions created at or

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/journal"
@@ -25,18 +27,15 @@ func openB(t testing.TB) (*postgres.Store, string) {
 	}
 	url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)
 	s, err := postgres.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
 	return s, url
 }
 
 func mustAccount(t *testing.T, s *postgres.Store, id, cur string, flags int) {
 	t.Helper()
-	if _, err := s.CreateAccount(context.Background(), journal.Account{ID: id, Currency: cur, Flags: flags}); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.CreateAccount(context.Background(), journal.Account{ID: id, Currency: cur, Flags: flags})
+	require.NoError(t, err)
 }
 
 func transfer(id, from, to string, amount int64) journal.Transaction {
@@ -58,13 +57,10 @@ func TestDatabaseRefuses(t *testing.T) {
 	mustAccount(t, s, "world", "USD", 0)
 	mustAccount(t, s, "merchant", "USD", journal.FlagNoNegativeAvailable)
 	mustAccount(t, s, "eur", "EUR", 0)
-	if _, err := s.Post(ctx, transfer("t1", "world", "merchant", 1000)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.Post(ctx, transfer("t1", "world", "merchant", 1000))
+	require.NoError(t, err)
 	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer db.Close(ctx)
 	bad := []struct{ name, sql string }{
 		{"edit a posting", `UPDATE postings SET amount = amount + 1 WHERE seq = 1 AND idx = 0`},
@@ -76,16 +72,15 @@ func TestDatabaseRefuses(t *testing.T) {
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
-			if _, err := db.Exec(ctx, b.sql); err == nil {
-				t.Fatalf("accepted")
-			}
+			_, err := db.Exec(ctx, b.sql)
+			require.Error(t, err, "accepted")
 			_, _ = db.Exec(ctx, `ROLLBACK`)
 		})
 	}
 	rep, err := s.Verify(ctx)
-	if err != nil || len(rep.Problems) != 0 || rep.Transactions != 1 {
-		t.Fatalf("verify: %+v %v", rep, err)
-	}
+	require.NoError(t, err, "verify")
+	assert.Empty(t, rep.Problems, "verify")
+	assert.EqualValues(t, 1, rep.Transactions, "verify")
 }
 
 // TestVerifyDetectsTampering: with the immutability triggers disabled (an
@@ -96,14 +91,11 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	mustAccount(t, s, "a", "USD", 0)
 	mustAccount(t, s, "b", "USD", 0)
 	for i := 0; i < 3; i++ {
-		if _, err := s.Post(ctx, transfer(fmt.Sprintf("t%d", i), "a", "b", 100)); err != nil {
-			t.Fatal(err)
-		}
+		_, err := s.Post(ctx, transfer(fmt.Sprintf("t%d", i), "a", "b", 100))
+		require.NoError(t, err)
 	}
 	db, err := pgx.Connect(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer db.Close(ctx)
 	for _, q := range []string{
 		`ALTER TABLE postings DISABLE TRIGGER postings_immutable`,
@@ -111,12 +103,10 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		`UPDATE postings SET amount = 150 WHERE seq = 2 AND idx = 1`,
 		`UPDATE accounts SET posted = posted + 1 WHERE id = 'b'`,
 	} {
-		if _, err := db.Exec(ctx, q); err != nil {
-			t.Fatal(err)
-		}
+		_, err = db.Exec(ctx, q)
+		require.NoError(t, err)
 	}
 	rep, err := s.Verify(ctx)
-	if err != nil || len(rep.Problems) < 2 {
-		t.Fatalf("tampering not found: %+v %v", rep, err)
-	}
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(rep.Problems), 2, "tampering not found: %+v", rep)
 }

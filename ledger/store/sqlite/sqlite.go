@@ -267,6 +267,9 @@ func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
 		ids = append(ids, id)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
 	return store.VoidExpired(ctx, s, ids)
 }
 
@@ -296,6 +299,11 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 		txs = append(txs, t)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		// Without this check a failed read looks like the end of the
+		// journal, and Verify passes on what it read so far.
+		return rep, fmt.Errorf("verify: read transactions: %w", err)
+	}
 	chain := store.NewChainCheck()
 	for _, t := range txs {
 		prows, err := s.db.QueryContext(ctx, `SELECT account_id, amount, currency FROM postings WHERE seq = ? ORDER BY idx`, t.Seq)
@@ -311,6 +319,9 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 			t.Postings = append(t.Postings, p)
 		}
 		prows.Close()
+		if err := prows.Err(); err != nil {
+			return rep, fmt.Errorf("verify: read postings of seq %d: %w", t.Seq, err)
+		}
 		chain.Check(&rep, t)
 	}
 	arows, err := s.db.QueryContext(ctx, `SELECT a.id, a.posted, a.pending_debits, a.pending_credits,
@@ -336,7 +347,10 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("account %s: holds %d/%d but open pending transfers make %d/%d", id, pd, pc, wantPD, wantPC))
 		}
 	}
-	return rep, arows.Err()
+	if err := arows.Err(); err != nil {
+		return rep, fmt.Errorf("verify: read balances: %w", err)
+	}
+	return rep, nil
 }
 
 const txColumns = `seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at`
@@ -390,13 +404,26 @@ func (s *Store) Transaction(ctx context.Context, id string) (journal.Transaction
 	return t, err
 }
 
+// indexedKeys are the metadata keys with an expression index.
+var indexedKeys = map[string]bool{"acquirer_reference": true, "payout_id": true, "payment_id": true}
+
+// findQuery selects transactions by a metadata key; for an indexed key the
+// expression matches the index's (migrations), so that SQLite uses it.
+func findQuery(key, value string, limit int) (string, []any) {
+	if indexedKeys[key] {
+		return `SELECT ` + txColumns + ` FROM transactions WHERE json_extract(metadata, '$.` + key + `') = ? ORDER BY seq LIMIT ?`, []any{value, limit}
+	}
+	path, _ := json.Marshal(key)
+	return `SELECT ` + txColumns + ` FROM transactions WHERE json_extract(metadata, ?) = ? ORDER BY seq LIMIT ?`, []any{"$." + string(path), value, limit}
+}
+
 // FindTransactions lists transactions whose metadata has key = value.
 func (s *Store) FindTransactions(ctx context.Context, key, value string, limit int) ([]journal.Transaction, error) {
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	path, _ := json.Marshal(key)
-	rows, err := s.db.QueryContext(ctx, `SELECT `+txColumns+` FROM transactions WHERE json_extract(metadata, ?) = ? ORDER BY seq LIMIT ?`, "$."+string(path), value, limit)
+	q, args := findQuery(key, value, limit)
+	rows, err := s.db.QueryContext(ctx, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -410,6 +437,9 @@ func (s *Store) FindTransactions(ctx context.Context, key, value string, limit i
 		txs = append(txs, t)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
 	for i := range txs {
 		if txs[i].Postings, err = s.postings(ctx, txs[i].Seq); err != nil {
 			return nil, err
@@ -437,6 +467,9 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 		ids = append(ids, id)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
 	out := make([]journal.Account, 0, len(ids))
 	for _, id := range ids {
 		a, err := account(ctx, s.db, id)
@@ -446,6 +479,44 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 		out = append(out, a)
 	}
 	return out, nil
+}
+
+// Pending reads a pending transfer by id.
+func (s *Store) Pending(ctx context.Context, id string) (journal.Pending, error) {
+	var p journal.Pending
+	var exp sql.NullString
+	err := s.db.QueryRowContext(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = ?`, id).
+		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+	if errors.Is(err, sql.ErrNoRows) {
+		return p, store.ErrNoTransaction
+	}
+	if exp.Valid {
+		p.ExpiresAt = parseTS(exp.String)
+	}
+	return p, err
+}
+
+// PaymentIDs lists the payment ids in the journal's metadata (through the
+// transactions_payment_id index).
+func (s *Store) PaymentIDs(ctx context.Context, after string, limit int) ([]string, error) {
+	if limit <= 0 || limit > 1000 {
+		limit = 100
+	}
+	rows, err := s.db.QueryContext(ctx, `SELECT DISTINCT json_extract(metadata, '$.payment_id') AS pid FROM transactions
+		WHERE json_extract(metadata, '$.payment_id') > ? ORDER BY pid LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	return ids, rows.Err()
 }
 
 // CreditsSince sums an account's credits by transactions created at or

@@ -4,7 +4,6 @@ package storetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -12,6 +11,8 @@ import (
 
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Run runs the suite; newStore returns an empty, migrated journal per call.
@@ -25,6 +26,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"concurrent hot account", testHotAccount},
 		{"idempotent account creation", testAccounts},
 		{"post a hold with extra legs; lookups", testLookups},
+		{"payment ids", testPaymentIDs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -39,9 +41,8 @@ var ctx = context.Background()
 
 func mustAccount(t *testing.T, s store.Store, id, cur string, flags int) {
 	t.Helper()
-	if _, err := s.CreateAccount(ctx, journal.Account{ID: id, Currency: cur, Flags: flags}); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.CreateAccount(ctx, journal.Account{ID: id, Currency: cur, Flags: flags})
+	require.NoError(t, err)
 }
 
 // Transfer is a two-posting USD transaction.
@@ -52,38 +53,35 @@ func Transfer(id, from, to string, amount int64) journal.Transaction {
 func bal(t *testing.T, s store.Store, id string) journal.Balance {
 	t.Helper()
 	a, err := s.Account(ctx, id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return a.Balance
 }
 
 func verifyClean(t *testing.T, s store.Store, wantTx int64) {
 	t.Helper()
 	rep, err := s.Verify(ctx)
-	if err != nil || len(rep.Problems) != 0 || (wantTx >= 0 && rep.Transactions != wantTx) {
-		t.Fatalf("verify: %+v %v", rep, err)
+	require.NoError(t, err, "verify")
+	require.Empty(t, rep.Problems, "verify")
+	if wantTx >= 0 {
+		require.Equal(t, wantTx, rep.Transactions, "verify: transactions")
 	}
 }
 
 func testAccounts(t *testing.T, s store.Store) {
 	mustAccount(t, s, "a", "USD", 0)
 	mustAccount(t, s, "a", "USD", 0) // the same again: fine
-	if _, err := s.CreateAccount(ctx, journal.Account{ID: "a", Currency: "EUR"}); !errors.Is(err, journal.ErrDuplicateAccountID) {
-		t.Fatalf("same id, other account: %v", err)
-	}
-	if _, err := s.Account(ctx, "nope"); !errors.Is(err, journal.ErrUnknownAccount) {
-		t.Fatalf("unknown account: %v", err)
-	}
+	_, err := s.CreateAccount(ctx, journal.Account{ID: "a", Currency: "EUR"})
+	require.ErrorIs(t, err, journal.ErrDuplicateAccountID, "same id, other account")
+	_, err = s.Account(ctx, "nope")
+	require.ErrorIs(t, err, journal.ErrUnknownAccount, "unknown account")
 }
 
 func testPost(t *testing.T, s store.Store) {
 	mustAccount(t, s, "world", "USD", 0)
 	mustAccount(t, s, "merchant", "USD", journal.FlagNoNegativeAvailable)
 	mustAccount(t, s, "eur", "EUR", 0)
-	if _, err := s.Post(ctx, Transfer("t1", "world", "merchant", 1000)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.Post(ctx, Transfer("t1", "world", "merchant", 1000))
+	require.NoError(t, err)
 	bad := []struct {
 		name string
 		tx   journal.Transaction
@@ -97,28 +95,28 @@ func testPost(t *testing.T, s store.Store) {
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
-			if _, err := s.Post(ctx, tt.tx); !errors.Is(err, tt.err) {
-				t.Fatalf("err = %v, want %v", err, tt.err)
-			}
-			if bal(t, s, "merchant").Posted != 1000 || bal(t, s, "world").Posted != -1000 {
-				t.Fatal("a refused transaction changed a balance")
-			}
+			_, err := s.Post(ctx, tt.tx)
+			require.ErrorIs(t, err, tt.err)
+			assert.EqualValues(t, 1000, bal(t, s, "merchant").Posted, "a refused transaction changed a balance")
+			assert.EqualValues(t, -1000, bal(t, s, "world").Posted, "a refused transaction changed a balance")
 		})
 	}
 	r, err := s.Post(ctx, Transfer("t1", "world", "merchant", 1000))
-	if err != nil || !r.Replayed || r.Transaction.Seq != 1 || bal(t, s, "merchant").Posted != 1000 {
-		t.Fatalf("replay: %+v %v", r, err)
-	}
-	if _, err := s.Post(ctx, Transfer("t6", "merchant", "world", 300)); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err, "replay")
+	assert.True(t, r.Replayed, "replay")
+	assert.EqualValues(t, 1, r.Transaction.Seq, "replay")
+	assert.EqualValues(t, 1000, bal(t, s, "merchant").Posted, "replay")
+	_, err = s.Post(ctx, Transfer("t6", "merchant", "world", 300))
+	require.NoError(t, err)
 	h, err := s.History(ctx, "merchant", 0, 10)
-	if err != nil || len(h) != 2 || h[0].Amount != 1000 || h[1].Amount != -300 || h[1].TransactionID != "t6" {
-		t.Fatalf("history %+v %v", h, err)
-	}
-	if page, _ := s.History(ctx, "merchant", h[0].Seq, 10); len(page) != 1 || page[0].Seq != h[1].Seq {
-		t.Fatalf("cursor page %+v", page)
-	}
+	require.NoError(t, err)
+	require.Len(t, h, 2, "history")
+	assert.EqualValues(t, 1000, h[0].Amount, "history")
+	assert.EqualValues(t, -300, h[1].Amount, "history")
+	assert.Equal(t, "t6", h[1].TransactionID, "history")
+	page, _ := s.History(ctx, "merchant", h[0].Seq, 10)
+	require.Len(t, page, 1, "cursor page")
+	assert.Equal(t, h[1].Seq, page[0].Seq, "cursor page")
 	verifyClean(t, s, 2)
 }
 
@@ -140,9 +138,8 @@ func testTwoPhase(t *testing.T, s store.Store) {
 	mustAccount(t, s, "world", "USD", 0)
 	mustAccount(t, s, "customer", "USD", journal.FlagNoNegativeAvailable)
 	mustAccount(t, s, "merchant", "USD", 0)
-	if _, err := s.Post(ctx, Transfer("fund", "world", "customer", 1000)); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.Post(ctx, Transfer("fund", "world", "customer", 1000))
+	require.NoError(t, err)
 	steps := []struct {
 		name string
 		tx   journal.Transaction
@@ -168,32 +165,25 @@ func testTwoPhase(t *testing.T, s store.Store) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			if _, err := s.Post(ctx, st.tx); !errors.Is(err, st.err) && !(err == nil && st.err == nil) {
-				t.Fatalf("err = %v, want %v", err, st.err)
-			}
+			_, err := s.Post(ctx, st.tx)
+			require.ErrorIs(t, err, st.err) // errors.Is(nil, nil) holds: a nil want needs a nil error
 			for id, want := range st.want {
-				if got := bal(t, s, id); got != want {
-					t.Fatalf("%s: %+v, want %+v", id, got, want)
-				}
+				require.Equal(t, want, bal(t, s, id), id)
 			}
 		})
 	}
-	if r, err := s.Post(ctx, post("cap1", "auth1", 500)); err != nil || !r.Replayed {
-		t.Fatalf("retried post: %+v %v", r, err)
-	}
-	if n, err := s.ExpirePending(ctx, time.Now()); err != nil || n != 1 {
-		t.Fatalf("expired %d, %v", n, err)
-	}
-	if n, _ := s.ExpirePending(ctx, time.Now()); n != 0 {
-		t.Fatalf("second sweep voided %d", n)
-	}
-	if got := bal(t, s, "customer"); got != (journal.Balance{Posted: 500}) {
-		t.Fatalf("customer after expiry: %+v", got)
-	}
+	r, err := s.Post(ctx, post("cap1", "auth1", 500))
+	require.NoError(t, err, "retried post")
+	require.True(t, r.Replayed, "retried post")
+	n, err := s.ExpirePending(ctx, time.Now())
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n, "expired")
+	n, _ = s.ExpirePending(ctx, time.Now())
+	require.EqualValues(t, 0, n, "second sweep voided some")
+	require.Equal(t, journal.Balance{Posted: 500}, bal(t, s, "customer"), "customer after expiry")
 	verifyClean(t, s, -1)
-	if h, _ := s.History(ctx, "customer", 0, 100); len(h) != 2 {
-		t.Fatalf("history %+v (holds post nothing)", h)
-	}
+	h, _ := s.History(ctx, "customer", 0, 100)
+	require.Len(t, h, 2, "history (holds post nothing)")
 }
 
 func testHotAccount(t *testing.T, s store.Store) {
@@ -223,7 +213,7 @@ func testHotAccount(t *testing.T, s store.Store) {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		t.Fatal(err)
+		require.NoError(t, err)
 	}
 	var want int64
 	for i := 0; i < each; i++ {
@@ -233,9 +223,7 @@ func testHotAccount(t *testing.T, s store.Store) {
 			want += int64(i + 1)
 		}
 	}
-	if got := bal(t, s, "hot").Posted; got != want*clients {
-		t.Fatalf("hot balance %d, want %d (a lost update)", got, want*clients)
-	}
+	require.Equal(t, want*clients, bal(t, s, "hot").Posted, "hot balance (a lost update)")
 	verifyClean(t, s, clients*each)
 }
 
@@ -245,9 +233,8 @@ func testLookups(t *testing.T, s store.Store) {
 	}
 	hold := pending("auth", "p:receivable", "m:a:pending", 1000, time.Time{})
 	hold.Metadata = map[string]string{"acquirer_reference": "ref-1"}
-	if _, err := s.Post(ctx, hold); err != nil {
-		t.Fatal(err)
-	}
+	_, err := s.Post(ctx, hold)
+	require.NoError(t, err)
 	fee := []journal.Posting{{Amount: 800}, {AccountID: "m:a:pending", Amount: -53, Currency: "USD"}, {AccountID: "p:fees", Amount: 53, Currency: "USD"}}
 	bad := []struct {
 		name string
@@ -261,51 +248,87 @@ func testLookups(t *testing.T, s store.Store) {
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := s.Post(ctx, journal.Transaction{ID: "cap-" + tt.name, Kind: journal.KindPostPending, PendingID: "auth", Postings: tt.legs})
-			if !errors.Is(err, tt.err) {
-				t.Fatalf("err = %v, want %v", err, tt.err)
-			}
-			if b := bal(t, s, "m:a:pending"); b != (journal.Balance{PendingCredits: 1000}) {
-				t.Fatalf("a refused post changed balances: %+v", b)
-			}
+			require.ErrorIs(t, err, tt.err)
+			require.Equal(t, journal.Balance{PendingCredits: 1000}, bal(t, s, "m:a:pending"), "a refused post changed balances")
 		})
 	}
 	before := time.Now().Add(-time.Second)
 	capture := journal.Transaction{ID: "cap", Kind: journal.KindPostPending, PendingID: "auth", Postings: fee, Metadata: map[string]string{"acquirer_reference": "ref-1", "type": "capture"}}
-	if _, err := s.Post(ctx, capture); err != nil {
-		t.Fatal(err)
-	}
-	if b := bal(t, s, "m:a:pending"); b != (journal.Balance{Posted: 747}) {
-		t.Fatalf("merchant after capture with fee: %+v", b)
-	}
-	if b := bal(t, s, "p:fees"); b.Posted != 53 {
-		t.Fatalf("fees %+v", b)
-	}
+	_, err = s.Post(ctx, capture)
+	require.NoError(t, err)
+	require.Equal(t, journal.Balance{Posted: 747}, bal(t, s, "m:a:pending"), "merchant after capture with fee")
+	require.EqualValues(t, 53, bal(t, s, "p:fees").Posted, "fees")
 	got, err := s.Transaction(ctx, "cap")
-	if err != nil || len(got.Postings) != 4 || got.Metadata["type"] != "capture" || got.CreatedAt.IsZero() {
-		t.Fatalf("Transaction: %+v %v", got, err)
-	}
-	if _, err := s.Transaction(ctx, "nope"); !errors.Is(err, store.ErrNoTransaction) {
-		t.Fatalf("unknown transaction: %v", err)
-	}
+	require.NoError(t, err)
+	assert.Len(t, got.Postings, 4, "Transaction")
+	assert.Equal(t, "capture", got.Metadata["type"], "Transaction")
+	assert.False(t, got.CreatedAt.IsZero(), "Transaction: no CreatedAt")
+	_, err = s.Transaction(ctx, "nope")
+	require.ErrorIs(t, err, store.ErrNoTransaction, "unknown transaction")
 	found, err := s.FindTransactions(ctx, "acquirer_reference", "ref-1", 10)
-	if err != nil || len(found) != 2 || found[0].ID != "auth" || found[1].ID != "cap" || len(found[1].Postings) != 4 {
-		t.Fatalf("FindTransactions: %+v %v", found, err)
-	}
-	if none, _ := s.FindTransactions(ctx, "acquirer_reference", "ref-2", 10); len(none) != 0 {
-		t.Fatalf("found %+v for an unused reference", none)
-	}
+	require.NoError(t, err)
+	require.Len(t, found, 2, "FindTransactions")
+	assert.Equal(t, "auth", found[0].ID, "FindTransactions")
+	assert.Equal(t, "cap", found[1].ID, "FindTransactions")
+	assert.Len(t, found[1].Postings, 4, "FindTransactions")
+	none, _ := s.FindTransactions(ctx, "acquirer_reference", "ref-2", 10)
+	assert.Empty(t, none, "found transactions for an unused reference")
 	accts, err := s.Accounts(ctx, "m:a:", "", 10)
-	if err != nil || len(accts) != 2 || accts[0].ID != "m:a:available" || accts[1].ID != "m:a:pending" || accts[1].Balance.Posted != 747 {
-		t.Fatalf("Accounts: %+v %v", accts, err)
+	require.NoError(t, err)
+	require.Len(t, accts, 2, "Accounts")
+	assert.Equal(t, "m:a:available", accts[0].ID, "Accounts")
+	assert.Equal(t, "m:a:pending", accts[1].ID, "Accounts")
+	assert.EqualValues(t, 747, accts[1].Balance.Posted, "Accounts")
+	page, _ := s.Accounts(ctx, "m:", "m:a:pending", 10)
+	if assert.Len(t, page, 1, "Accounts after cursor") {
+		assert.Equal(t, "m:b:pending", page[0].ID, "Accounts after cursor")
 	}
-	if page, _ := s.Accounts(ctx, "m:", "m:a:pending", 10); len(page) != 1 || page[0].ID != "m:b:pending" {
-		t.Fatalf("Accounts after cursor: %+v", page)
-	}
-	if c, err := s.CreditsSince(ctx, "m:a:pending", before); err != nil || c != 800 {
-		t.Fatalf("CreditsSince = %d, %v; want 800", c, err)
-	}
-	if c, _ := s.CreditsSince(ctx, "m:a:pending", time.Now().Add(time.Hour)); c != 0 {
-		t.Fatalf("CreditsSince(future) = %d", c)
-	}
+	c, err := s.CreditsSince(ctx, "m:a:pending", before)
+	require.NoError(t, err)
+	assert.EqualValues(t, 800, c, "CreditsSince")
+	c, _ = s.CreditsSince(ctx, "m:a:pending", time.Now().Add(time.Hour))
+	assert.EqualValues(t, 0, c, "CreditsSince(future)")
 	verifyClean(t, s, 2)
+}
+
+func testPaymentIDs(t *testing.T, s store.Store) {
+	mustAccount(t, s, "a", "USD", 0)
+	mustAccount(t, s, "b", "USD", 0)
+	for i, pay := range []string{"pay_c", "pay_a", "", "pay_b", "pay_a"} {
+		tx := Transfer(fmt.Sprintf("t%d", i), "a", "b", 1)
+		if pay != "" {
+			tx.Metadata = map[string]string{"payment_id": pay}
+		}
+		_, err := s.Post(ctx, tx)
+		require.NoError(t, err)
+	}
+	var all []string
+	after := ""
+	for {
+		page, err := s.PaymentIDs(ctx, after, 2)
+		require.NoError(t, err)
+		if len(page) == 0 {
+			break
+		}
+		all = append(all, page...)
+		after = page[len(page)-1]
+	}
+	require.Equal(t, []string{"pay_a", "pay_b", "pay_c"}, all, "PaymentIDs: want each payment once, in order")
+	// Pending: a hold's amount and state, by the id that opened it.
+	exp := time.Now().Add(time.Hour).UTC().Truncate(time.Microsecond)
+	_, err := s.Post(ctx, journal.Transaction{ID: "hold", Kind: journal.KindPending, ExpiresAt: exp, Postings: Transfer("", "a", "b", 70).Postings})
+	require.NoError(t, err)
+	p, err := s.Pending(ctx, "hold")
+	require.NoError(t, err)
+	assert.EqualValues(t, 70, p.Amount, "Pending")
+	assert.EqualValues(t, "pending", p.Status, "Pending")
+	assert.Equal(t, "a", p.Debit, "Pending")
+	assert.Equal(t, "b", p.Credit, "Pending")
+	assert.WithinDuration(t, exp, p.ExpiresAt, 0, "Pending")
+	_, err = s.Post(ctx, journal.Transaction{ID: "void", Kind: journal.KindVoidPending, PendingID: "hold"})
+	require.NoError(t, err)
+	p, _ = s.Pending(ctx, "hold")
+	assert.EqualValues(t, "voided", p.Status, "Pending after void")
+	_, err = s.Pending(ctx, "t0")
+	require.ErrorIs(t, err, store.ErrNoTransaction, "Pending(not a hold)")
 }

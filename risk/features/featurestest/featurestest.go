@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/risk/features"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Run runs the suite; newStore returns an empty store per call.
@@ -24,67 +26,56 @@ func Run(t *testing.T, newStore func(t *testing.T) features.Store) {
 	}{
 		{"counts and sums accumulate", func(t *testing.T, s features.Store) {
 			for i := 0; i < 3; i++ {
-				if _, err := s.Observe(ctx, obs("fp_1", "192.0.2.1", 1000, t0.Add(time.Duration(i)*time.Second)), true); err != nil {
-					t.Fatal(err)
-				}
+				_, err := s.Observe(ctx, obs("fp_1", "192.0.2.1", 1000, t0.Add(time.Duration(i)*time.Second)), true)
+				require.NoError(t, err)
 			}
 			r, err := s.Observe(ctx, obs("fp_1", "192.0.2.1", 500, t0.Add(5*time.Second)), true)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if r.Card.Count_1M != 4 || r.Card.Sum_1M != 3500 || r.Card.Count_1H != 4 || r.Card.Count_24H != 4 || r.Merchant.Count_1M != 4 || r.IP.Count_1H != 4 {
-				t.Fatalf("card %+v merchant %+v ip %+v", r.Card, r.Merchant, r.IP)
-			}
-			if r.Email.Count_1H != 0 {
-				t.Fatal("an empty e-mail hash must not be counted")
-			}
+			require.NoError(t, err)
+			assert.EqualValues(t, 4, r.Card.Count_1M, "card 1m")
+			assert.EqualValues(t, 3500, r.Card.Sum_1M, "card sum 1m")
+			assert.EqualValues(t, 4, r.Card.Count_1H, "card 1h")
+			assert.EqualValues(t, 4, r.Card.Count_24H, "card 24h")
+			assert.EqualValues(t, 4, r.Merchant.Count_1M, "merchant 1m")
+			assert.EqualValues(t, 4, r.IP.Count_1H, "ip 1h")
+			assert.Zero(t, r.Email.Count_1H, "an empty e-mail hash must not be counted")
 		}},
 		{"dry run counts nothing", func(t *testing.T, s features.Store) {
 			_, _ = s.Observe(ctx, obs("fp_1", "192.0.2.1", 100, t0), true)
 			for i := 0; i < 3; i++ {
 				r, err := s.Observe(ctx, obs("fp_1", "192.0.2.1", 100, t0.Add(time.Second)), false)
-				if err != nil || r.Card.Count_1M != 1 {
-					t.Fatalf("dry run %d: %+v %v", i, r.Card, err)
-				}
+				require.NoError(t, err, "dry run %d", i)
+				require.EqualValues(t, 1, r.Card.Count_1M, "dry run %d", i)
 			}
 		}},
 		{"sliding window forgets", func(t *testing.T, s features.Store) {
 			_, _ = s.Observe(ctx, obs("fp_1", "", 100, t0), true)
 			half := t0.Add(90 * time.Second) // the previous minute bucket is half covered
 			r, _ := s.Observe(ctx, obs("fp_1", "", 100, half), false)
-			if r.Card.Count_1M != 0 || r.Card.Count_1H != 1 {
-				t.Fatalf("after 90s: 1m=%d 1h=%d", r.Card.Count_1M, r.Card.Count_1H)
-			}
+			assert.EqualValues(t, 0, r.Card.Count_1M, "after 90s: 1m")
+			assert.EqualValues(t, 1, r.Card.Count_1H, "after 90s: 1h")
 			late := t0.Add(3 * time.Hour)
 			r, _ = s.Observe(ctx, obs("fp_1", "", 100, late), false)
-			if r.Card.Count_1H != 0 || r.Card.Count_24H != 1 {
-				t.Fatalf("after 3h: 1h=%d 24h=%d", r.Card.Count_1H, r.Card.Count_24H)
-			}
+			assert.EqualValues(t, 0, r.Card.Count_1H, "after 3h: 1h")
+			assert.EqualValues(t, 1, r.Card.Count_24H, "after 3h: 24h")
 		}},
 		{"distinct cards per ip and device", func(t *testing.T, s features.Store) {
 			var r features.Result
 			for i := 0; i < 7; i++ {
 				r, _ = s.Observe(ctx, obs(fmt.Sprintf("fp_%d", i%5), "198.51.100.7", 100, t0.Add(time.Duration(i)*time.Second)), true)
 			}
-			if r.IP.DistinctCards_1H != 5 || r.Device.DistinctCards_1H != 5 || r.IP.DistinctCards_24H != 5 {
-				t.Fatalf("ip %+v device %+v", r.IP, r.Device)
-			}
+			assert.EqualValues(t, 5, r.IP.DistinctCards_1H, "ip distinct cards 1h")
+			assert.EqualValues(t, 5, r.Device.DistinctCards_1H, "device distinct cards 1h")
+			assert.EqualValues(t, 5, r.IP.DistinctCards_24H, "ip distinct cards 24h")
 		}},
 		{"card age per merchant", func(t *testing.T, s features.Store) {
 			r, _ := s.Observe(ctx, obs("fp_new", "", 100, t0), true)
-			if r.CardAgeSeconds != 0 {
-				t.Fatalf("first sight age %d", r.CardAgeSeconds)
-			}
+			require.EqualValues(t, 0, r.CardAgeSeconds, "first sight age")
 			r, _ = s.Observe(ctx, obs("fp_new", "", 100, t0.Add(2*time.Hour)), true)
-			if r.CardAgeSeconds != 7200 {
-				t.Fatalf("age %d, want 7200", r.CardAgeSeconds)
-			}
+			require.EqualValues(t, 7200, r.CardAgeSeconds, "age")
 			other := obs("fp_new", "", 100, t0.Add(2*time.Hour))
 			other.Merchant = "mer_b"
 			r, _ = s.Observe(ctx, other, true)
-			if r.CardAgeSeconds != 0 {
-				t.Fatal("card age leaked across merchants")
-			}
+			require.EqualValues(t, 0, r.CardAgeSeconds, "card age leaked across merchants")
 		}},
 	}
 	for _, tt := range tests {

@@ -4,12 +4,12 @@ package cvcstoretest
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/obolpay/obol/vault/cvcstore"
+	"github.com/stretchr/testify/require"
 )
 
 // Backend is a store under test plus a way to make an entry expire now
@@ -27,56 +27,40 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 		fn   func(t *testing.T, b Backend)
 	}{
 		{"put then take once", func(t *testing.T, b Backend) {
-			if err := b.Store.Put(ctx, "tok_1", []byte("sealed"), time.Hour); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, b.Store.Put(ctx, "tok_1", []byte("sealed"), time.Hour))
 			v, err := b.Store.Take(ctx, "tok_1")
-			if err != nil || string(v) != "sealed" {
-				t.Fatalf("Take = %q, %v", v, err)
-			}
-			if _, err := b.Store.Take(ctx, "tok_1"); !errors.Is(err, cvcstore.ErrNotFound) {
-				t.Fatalf("second Take: %v", err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, "sealed", string(v), "Take")
+			_, err = b.Store.Take(ctx, "tok_1")
+			require.ErrorIs(t, err, cvcstore.ErrNotFound, "second Take")
 		}},
 		{"ttl reported", func(t *testing.T, b Backend) {
-			if err := b.Store.Put(ctx, "tok_1", []byte("v"), time.Hour); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, b.Store.Put(ctx, "tok_1", []byte("v"), time.Hour))
 			d, err := b.Store.TTL(ctx, "tok_1")
-			if err != nil || d <= 59*time.Minute || d > time.Hour {
-				t.Fatalf("TTL = %v, %v", d, err)
-			}
-			if _, err := b.Store.TTL(ctx, "tok_none"); !errors.Is(err, cvcstore.ErrNotFound) {
-				t.Fatalf("TTL of missing: %v", err)
-			}
+			require.NoError(t, err)
+			require.Greater(t, d, 59*time.Minute, "TTL")
+			require.LessOrEqual(t, d, time.Hour, "TTL")
+			_, err = b.Store.TTL(ctx, "tok_none")
+			require.ErrorIs(t, err, cvcstore.ErrNotFound, "TTL of missing")
 		}},
 		{"expired entry is gone", func(t *testing.T, b Backend) {
-			if err := b.Store.Put(ctx, "tok_1", []byte("v"), time.Hour); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, b.Store.Put(ctx, "tok_1", []byte("v"), time.Hour))
 			b.Expire(t, "tok_1")
-			if _, err := b.Store.Take(ctx, "tok_1"); !errors.Is(err, cvcstore.ErrNotFound) {
-				t.Fatalf("Take after expiry: %v", err)
-			}
+			_, err := b.Store.Take(ctx, "tok_1")
+			require.ErrorIs(t, err, cvcstore.ErrNotFound, "Take after expiry")
 		}},
 		{"put replaces", func(t *testing.T, b Backend) {
 			_ = b.Store.Put(ctx, "tok_1", []byte("a"), time.Hour)
 			_ = b.Store.Put(ctx, "tok_1", []byte("b"), time.Hour)
-			if v, _ := b.Store.Take(ctx, "tok_1"); string(v) != "b" {
-				t.Fatalf("Take = %q", v)
-			}
+			v, _ := b.Store.Take(ctx, "tok_1")
+			require.Equal(t, "b", string(v), "Take")
 		}},
 		{"delete", func(t *testing.T, b Backend) {
 			_ = b.Store.Put(ctx, "tok_1", []byte("a"), time.Hour)
-			if err := b.Store.Delete(ctx, "tok_1"); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Store.Delete(ctx, "tok_1"); err != nil {
-				t.Fatalf("deleting a missing entry: %v", err)
-			}
-			if _, err := b.Store.Take(ctx, "tok_1"); !errors.Is(err, cvcstore.ErrNotFound) {
-				t.Fatalf("Take after delete: %v", err)
-			}
+			require.NoError(t, b.Store.Delete(ctx, "tok_1"))
+			require.NoError(t, b.Store.Delete(ctx, "tok_1"), "deleting a missing entry")
+			_, err := b.Store.Take(ctx, "tok_1")
+			require.ErrorIs(t, err, cvcstore.ErrNotFound, "Take after delete")
 		}},
 		{"concurrent takes return the value once", func(t *testing.T, b Backend) {
 			_ = b.Store.Put(ctx, "tok_1", []byte("once"), time.Hour)
@@ -95,9 +79,7 @@ func Run(t *testing.T, newBackend func(t *testing.T) Backend) {
 				}()
 			}
 			wg.Wait()
-			if got != 1 {
-				t.Fatalf("value returned %d times", got)
-			}
+			require.Equal(t, 1, got, "times the value was returned")
 		}},
 	}
 	for _, tt := range tests {

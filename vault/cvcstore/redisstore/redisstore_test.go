@@ -12,6 +12,7 @@ import (
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/cvcstore/cvcstoretest"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -29,17 +30,13 @@ func TestConformance(t *testing.T) {
 		s := redisstore.New(rdb, prefix)
 		return cvcstoretest.Backend{Store: s, Expire: func(t *testing.T, token string) {
 			// Shorten the TTL on the real server and wait until Redis expires it.
-			if err := rdb.PExpire(context.Background(), prefix+token, time.Millisecond).Err(); err != nil {
-				t.Fatal(err)
-			}
-			if err := testenv.WaitFor(5*time.Second, func() error {
+			require.NoError(t, rdb.PExpire(context.Background(), prefix+token, time.Millisecond).Err())
+			require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
 				if n, _ := rdb.Exists(context.Background(), prefix+token).Result(); n != 0 {
 					return errors.New("key still present")
 				}
 				return nil
-			}); err != nil {
-				t.Fatal(err)
-			}
+			}))
 		}}
 	})
 }
@@ -47,9 +44,7 @@ func TestConformance(t *testing.T) {
 func TestOpenUnreachable(t *testing.T) {
 	port := testenv.FreePort(t)
 	_, err := redisstore.Open(context.Background(), "redis://127.0.0.1:"+itoa(port)+"/0")
-	if err == nil {
-		t.Fatal("Open of a closed port succeeded")
-	}
+	require.Error(t, err, "Open of a closed port succeeded")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -11,6 +11,7 @@ import (
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -22,26 +23,17 @@ func BenchmarkRewrap(b *testing.B) {
 	const deks = 2000
 	v, pg := testenv.SharedVault(b), testenv.SharedPostgres(b)
 	ks, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token, KeyName: fmt.Sprintf("bench-kek-%d", time.Now().UnixNano()), FingerprintPath: "secret/data/obol/bench-fp"})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	ctx := context.Background()
-	if _, err := ks.Setup(ctx, transit.SetupOptions{}); err != nil {
-		b.Fatal(err)
-	}
+	_, err = ks.Setup(ctx, transit.SetupOptions{})
+	require.NoError(b, err)
 	st, err := postgres.Open(ctx, pg.NewDatabase(b, "vault", postgres.MigrateURL), postgres.Options{})
-	if err != nil {
-		b.Fatal(err)
-	}
+	require.NoError(b, err)
 	defer st.Close()
 	for i := 0; i < deks; i++ {
 		dk, err := ks.GenerateDataKey(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if err := st.InsertDEK(ctx, envelope.DEKRecord{ID: fmt.Sprintf("dek_%05d", i), Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: time.Now()}); err != nil {
-			b.Fatal(err)
-		}
+		require.NoError(b, err)
+		require.NoError(b, st.InsertDEK(ctx, envelope.DEKRecord{ID: fmt.Sprintf("dek_%05d", i), Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: time.Now()}))
 	}
 	b.ResetTimer()
 	var total int
@@ -51,9 +43,8 @@ func BenchmarkRewrap(b *testing.B) {
 		v.Do(b, "POST", "transit/keys/"+ks.KeyName()+"/rotate", nil)
 		b.StartTimer()
 		res, err := rotation.Rewrap(ctx, ks, st, 100, nil, nil)
-		if err != nil || res.Rewrapped != deks {
-			b.Fatalf("rewrap: %+v %v", res, err)
-		}
+		require.NoError(b, err, "rewrap")
+		require.EqualValues(b, deks, res.Rewrapped, "rewrap: %+v", res)
 		total += res.Rewrapped
 		elapsed += res.Elapsed
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/rotation"
 	"github.com/obolpay/obol/vault/store/sqlite"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // fakeKS rewraps "vault:vN:x" to "vault:vLatest:x"; it can fail on a given
@@ -40,14 +42,10 @@ func (f *fakeKS) RewrapBatch(_ context.Context, in []string) ([]string, error) {
 func seed(t *testing.T, n int) *sqlite.Store {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "v.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	for i := 0; i < n; i++ {
-		if err := st.InsertDEK(context.Background(), envelope.DEKRecord{ID: fmt.Sprintf("dek_%04d", i), Wrapped: fmt.Sprintf("vault:v1:k%d", i), KEKVersion: 1, CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, st.InsertDEK(context.Background(), envelope.DEKRecord{ID: fmt.Sprintf("dek_%04d", i), Wrapped: fmt.Sprintf("vault:v1:k%d", i), KEKVersion: 1, CreatedAt: time.Now()}))
 	}
 	return st
 }
@@ -57,21 +55,18 @@ func TestRewrapResumesAfterFailure(t *testing.T) {
 	ks := &fakeKS{latest: 3, failOn: 2}
 	ctx := context.Background()
 	res, err := rotation.Rewrap(ctx, ks, st, 100, nil, nil)
-	if err == nil || res.Rewrapped != 100 {
-		t.Fatalf("first run: %+v, %v; want failure after one batch of 100", res, err)
-	}
+	require.Error(t, err, "first run: want failure after one batch of 100")
+	require.EqualValues(t, 100, res.Rewrapped, "first run: want failure after one batch of 100")
 	res, err = rotation.Rewrap(ctx, ks, st, 100, nil, nil)
-	if err != nil || res.Rewrapped != 150 {
-		t.Fatalf("second run: %+v, %v; want the remaining 150", res, err)
-	}
+	require.NoError(t, err, "second run")
+	require.EqualValues(t, 150, res.Rewrapped, "second run: want the remaining 150")
 	stats, _ := st.KeyStats(ctx)
-	if len(stats) != 1 || stats[0].KEKVersion != 3 || stats[0].DEKs != 250 {
-		t.Fatalf("stats %+v", stats)
-	}
+	require.Len(t, stats, 1, "stats")
+	assert.EqualValues(t, 3, stats[0].KEKVersion, "stats")
+	assert.EqualValues(t, 250, stats[0].DEKs, "stats")
 	res, err = rotation.Rewrap(ctx, ks, st, 100, nil, nil)
-	if err != nil || res.Rewrapped != 0 {
-		t.Fatalf("third run: %+v, %v; want nothing to do", res, err)
-	}
+	require.NoError(t, err, "third run")
+	require.EqualValues(t, 0, res.Rewrapped, "third run: want nothing to do")
 }
 
 func TestRewrapSkipsConcurrentlyChanged(t *testing.T) {
@@ -81,9 +76,9 @@ func TestRewrapSkipsConcurrentlyChanged(t *testing.T) {
 	// Another job rewrapped dek_0001 between our list and our write.
 	racing := &racer{KeyService: ks, st: st}
 	res, err := rotation.Rewrap(ctx, racing, st, 10, nil, nil)
-	if err != nil || res.Rewrapped != 2 || res.Skipped != 1 {
-		t.Fatalf("%+v, %v; want 2 rewrapped and 1 skipped", res, err)
-	}
+	require.NoError(t, err)
+	assert.EqualValues(t, 2, res.Rewrapped, "rewrapped")
+	assert.EqualValues(t, 1, res.Skipped, "skipped")
 }
 
 type racer struct {

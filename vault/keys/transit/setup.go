@@ -2,12 +2,11 @@ package transit
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
+
+	vault "github.com/hashicorp/vault/api"
 
 	"github.com/obolpay/obol/policies"
 )
@@ -41,11 +40,8 @@ type SetupOptions struct {
 // twice changes nothing. The Client must be built with the operator token.
 func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, error) {
 	var steps []SetupStep
-	var mounts map[string]struct {
-		Type    string            `json:"type"`
-		Options map[string]string `json:"options"`
-	}
-	if err := c.do(ctx, http.MethodGet, "sys/mounts", nil, &mounts); err != nil {
+	mounts, err := call(ctx, c, "list mounts", c.api.Sys().ListMountsWithContext)
+	if err != nil {
 		return nil, fmt.Errorf("list mounts: %w", err)
 	}
 	transitMount := strings.Trim(c.cfg.Mount, "/")
@@ -55,7 +51,7 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		}
 		steps = append(steps, SetupStep{What: "transit secrets engine at " + transitMount + "/"})
 	} else {
-		if err := c.do(ctx, http.MethodPost, "sys/mounts/"+transitMount, map[string]any{"type": "transit", "description": "Obol key-encryption keys"}, nil); err != nil {
+		if err := c.mount(ctx, transitMount, &vault.MountInput{Type: "transit", Description: "Obol key-encryption keys"}); err != nil {
 			return steps, fmt.Errorf("enable transit: %w", err)
 		}
 		steps = append(steps, SetupStep{What: "transit secrets engine at " + transitMount + "/", Changed: true})
@@ -68,10 +64,10 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		}
 		steps = append(steps, SetupStep{What: fmt.Sprintf("KEK %s/keys/%s (%s, version %d)", transitMount, c.cfg.KeyName, ki.Type, ki.LatestVersion)})
 	case errors.Is(err, ErrNotFound):
-		if err := c.do(ctx, http.MethodPost, transitMount+"/keys/"+c.cfg.KeyName, map[string]any{"type": "aes256-gcm96", "exportable": false, "allow_plaintext_backup": false}, nil); err != nil {
+		if _, err := c.write(ctx, transitMount+"/keys/"+c.cfg.KeyName, map[string]any{"type": "aes256-gcm96", "exportable": false, "allow_plaintext_backup": false}); err != nil {
 			return steps, fmt.Errorf("create KEK: %w", err)
 		}
-		if err := c.do(ctx, http.MethodPost, transitMount+"/keys/"+c.cfg.KeyName+"/config", map[string]any{"deletion_allowed": false}, nil); err != nil {
+		if _, err := c.write(ctx, transitMount+"/keys/"+c.cfg.KeyName+"/config", map[string]any{"deletion_allowed": false}); err != nil {
 			return steps, fmt.Errorf("configure KEK: %w", err)
 		}
 		steps = append(steps, SetupStep{What: fmt.Sprintf("KEK %s/keys/%s (aes256-gcm96, not exportable, deletion not allowed)", transitMount, c.cfg.KeyName), Changed: true})
@@ -79,9 +75,9 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		return steps, fmt.Errorf("read KEK: %w", err)
 	}
 	// The fingerprint secret lives in KV v2: <mount>/data/<path>.
-	kvMount, _, ok := strings.Cut(c.cfg.FingerprintPath, "/data/")
-	if !ok {
-		return steps, fmt.Errorf("fingerprint path %q must be a KV v2 data path like secret/data/obol/fingerprint", c.cfg.FingerprintPath)
+	kvMount, _, err := splitKV(c.cfg.FingerprintPath)
+	if err != nil {
+		return steps, fmt.Errorf("fingerprint path: %w", err)
 	}
 	if m, ok := mounts[kvMount+"/"]; ok {
 		if m.Type != "kv" || m.Options["version"] != "2" {
@@ -89,7 +85,7 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		}
 		steps = append(steps, SetupStep{What: "KV v2 secrets engine at " + kvMount + "/"})
 	} else {
-		if err := c.do(ctx, http.MethodPost, "sys/mounts/"+kvMount, map[string]any{"type": "kv", "options": map[string]string{"version": "2"}}, nil); err != nil {
+		if err := c.mount(ctx, kvMount, &vault.MountInput{Type: "kv", Options: map[string]string{"version": "2"}}); err != nil {
 			return steps, fmt.Errorf("enable KV v2: %w", err)
 		}
 		steps = append(steps, SetupStep{What: "KV v2 secrets engine at " + kvMount + "/", Changed: true})
@@ -97,13 +93,12 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 	if _, _, err := c.FingerprintSecret(ctx, 0); err == nil {
 		steps = append(steps, SetupStep{What: "fingerprint secret at " + c.cfg.FingerprintPath})
 	} else if errors.Is(err, ErrNotFound) {
-		var b [32]byte
-		if _, err := rand.Read(b[:]); err != nil {
+		data, err := newFingerprintKey()
+		if err != nil {
 			return steps, err
 		}
 		// cas=0: write only if absent, so a concurrent setup cannot replace it.
-		body := map[string]any{"options": map[string]any{"cas": 0}, "data": map[string]string{"key": base64.StdEncoding.EncodeToString(b[:])}}
-		if err := c.do(ctx, http.MethodPost, c.cfg.FingerprintPath, body, nil); err != nil {
+		if _, err := c.kvPut(ctx, c.cfg.FingerprintPath, data, 0); err != nil {
 			return steps, fmt.Errorf("write fingerprint secret: %w", err)
 		}
 		steps = append(steps, SetupStep{What: "fingerprint secret at " + c.cfg.FingerprintPath, Changed: true})
@@ -111,7 +106,7 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 		return steps, err
 	}
 	if opts.Policies {
-		more, err := c.setupPolicies(ctx, kvMount)
+		more, err := c.setupPolicies(ctx)
 		steps = append(steps, more...)
 		if err != nil {
 			return steps, err
@@ -127,83 +122,109 @@ func (c *Client) Setup(ctx context.Context, opts SetupOptions) ([]SetupStep, err
 	return steps, nil
 }
 
+// mount enables a secrets engine.
+func (c *Client) mount(ctx context.Context, path string, in *vault.MountInput) error {
+	_, err := call(ctx, c, "mount "+path, func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, c.api.Sys().MountWithContext(ctx, path, in)
+	})
+	return err
+}
+
 // AppRoleName is the AppRole role vaultd logs in with.
 const AppRoleName = "obol-vaultd"
 
-func (c *Client) setupPolicies(ctx context.Context, kvMount string) ([]SetupStep, error) {
+// The AppRole role's settings, in seconds.
+const (
+	appRoleTokenTTL    = 3600
+	appRoleTokenMaxTTL = 86400
+	appRoleSecretIDTTL = 2592000
+)
+
+func (c *Client) setupPolicies(ctx context.Context) ([]SetupStep, error) {
 	var steps []SetupStep
+	kvMount, _, err := splitKV(c.cfg.FingerprintPath)
+	if err != nil {
+		return steps, err
+	}
 	for _, name := range policies.Names() {
 		want, err := policies.Render(name, c.cfg.Mount, c.cfg.KeyName, kvMount)
 		if err != nil {
 			return steps, err
 		}
-		var cur struct {
-			Policy string `json:"policy"`
-		}
-		err = c.do(ctx, http.MethodGet, "sys/policies/acl/"+name, nil, &cur)
-		switch {
-		case err == nil && cur.Policy == want:
-			steps = append(steps, SetupStep{What: "policy " + name})
-			continue
-		case err != nil && !errors.Is(err, ErrNotFound):
+		// GetPolicy answers "" for a missing policy.
+		cur, err := call(ctx, c, "read policy "+name, func(ctx context.Context) (string, error) {
+			return c.api.Sys().GetPolicyWithContext(ctx, name)
+		})
+		if err != nil {
 			return steps, fmt.Errorf("read policy %s: %w", name, err)
 		}
-		if err := c.do(ctx, http.MethodPut, "sys/policies/acl/"+name, map[string]string{"policy": want}, nil); err != nil {
+		if cur == want {
+			steps = append(steps, SetupStep{What: "policy " + name})
+			continue
+		}
+		if _, err := call(ctx, c, "write policy "+name, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, c.api.Sys().PutPolicyWithContext(ctx, name, want)
+		}); err != nil {
 			return steps, fmt.Errorf("write policy %s: %w", name, err)
 		}
 		steps = append(steps, SetupStep{What: "policy " + name, Changed: true})
 	}
-	var auths map[string]struct {
-		Type string `json:"type"`
-	}
-	if err := c.do(ctx, http.MethodGet, "sys/auth", nil, &auths); err != nil {
+	auths, err := call(ctx, c, "list auth methods", c.api.Sys().ListAuthWithContext)
+	if err != nil {
 		return steps, fmt.Errorf("list auth methods: %w", err)
 	}
 	mount := strings.Trim(c.cfg.AppRoleMount, "/")
+	if mount == "" {
+		mount = "approle"
+	}
 	if a, ok := auths[mount+"/"]; ok {
 		if a.Type != "approle" {
 			return steps, fmt.Errorf("auth mount %s/ exists but is of type %q", mount, a.Type)
 		}
 		steps = append(steps, SetupStep{What: "AppRole auth method at " + mount + "/"})
 	} else {
-		if err := c.do(ctx, http.MethodPost, "sys/auth/"+mount, map[string]string{"type": "approle"}, nil); err != nil {
+		if _, err := call(ctx, c, "enable auth "+mount, func(ctx context.Context) (struct{}, error) {
+			return struct{}{}, c.api.Sys().EnableAuthWithOptionsWithContext(ctx, mount, &vault.EnableAuthOptions{Type: "approle"})
+		}); err != nil {
 			return steps, fmt.Errorf("enable AppRole: %w", err)
 		}
 		steps = append(steps, SetupStep{What: "AppRole auth method at " + mount + "/", Changed: true})
 	}
-	role := map[string]any{
-		"token_policies": []string{policies.VaultD},
-		"token_ttl":      3600, "token_max_ttl": 86400,
-		"secret_id_ttl": 2592000, "token_type": "service",
-	}
+	what := "AppRole role " + AppRoleName + " (policy " + policies.VaultD + ", token TTL 1h, secret id TTL 30d)"
+	rolePath := "auth/" + mount + "/role/" + AppRoleName
 	var cur struct {
 		TokenPolicies []string `json:"token_policies"`
 		TokenTTL      int      `json:"token_ttl"`
 		TokenMaxTTL   int      `json:"token_max_ttl"`
 		SecretIDTTL   int      `json:"secret_id_ttl"`
 	}
-	err := c.do(ctx, http.MethodGet, "auth/"+mount+"/role/"+AppRoleName, nil, &cur)
-	if err == nil && len(cur.TokenPolicies) == 1 && cur.TokenPolicies[0] == policies.VaultD && cur.TokenTTL == 3600 && cur.TokenMaxTTL == 86400 && cur.SecretIDTTL == 2592000 {
-		steps = append(steps, SetupStep{What: "AppRole role " + AppRoleName + " (policy " + policies.VaultD + ", token TTL 1h, secret id TTL 30d)"})
+	s, err := c.read(ctx, rolePath)
+	if err == nil {
+		err = decode("read "+rolePath, s.Data, &cur)
+	}
+	if err == nil && len(cur.TokenPolicies) == 1 && cur.TokenPolicies[0] == policies.VaultD && cur.TokenTTL == appRoleTokenTTL && cur.TokenMaxTTL == appRoleTokenMaxTTL && cur.SecretIDTTL == appRoleSecretIDTTL {
+		steps = append(steps, SetupStep{What: what})
 		return steps, nil
 	}
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		return steps, fmt.Errorf("read AppRole role: %w", err)
 	}
-	if err := c.do(ctx, http.MethodPost, "auth/"+mount+"/role/"+AppRoleName, role, nil); err != nil {
+	role := map[string]any{
+		"token_policies": []string{policies.VaultD},
+		"token_ttl":      appRoleTokenTTL, "token_max_ttl": appRoleTokenMaxTTL,
+		"secret_id_ttl": appRoleSecretIDTTL, "token_type": "service",
+	}
+	if _, err := c.write(ctx, rolePath, role); err != nil {
 		return steps, fmt.Errorf("write AppRole role: %w", err)
 	}
-	steps = append(steps, SetupStep{What: "AppRole role " + AppRoleName + " (policy " + policies.VaultD + ", token TTL 1h, secret id TTL 30d)", Changed: true})
+	steps = append(steps, SetupStep{What: what, Changed: true})
 	return steps, nil
 }
 
 func (c *Client) setupAudit(ctx context.Context, path string) (SetupStep, error) {
 	what := "Vault file audit device writing to " + path
-	var devices map[string]struct {
-		Type    string            `json:"type"`
-		Options map[string]string `json:"options"`
-	}
-	if err := c.do(ctx, http.MethodGet, "sys/audit", nil, &devices); err != nil && !errors.Is(err, ErrVault) {
+	devices, err := call(ctx, c, "list audit devices", c.api.Sys().ListAuditWithContext)
+	if err != nil && !errors.Is(err, ErrVault) {
 		return SetupStep{What: what}, fmt.Errorf("list audit devices: %w", err)
 	}
 	for _, d := range devices {
@@ -211,7 +232,9 @@ func (c *Client) setupAudit(ctx context.Context, path string) (SetupStep, error)
 			return SetupStep{What: what}, nil
 		}
 	}
-	if err := c.do(ctx, http.MethodPut, "sys/audit/obol-file", map[string]any{"type": "file", "options": map[string]string{"file_path": path}}, nil); err != nil {
+	if _, err := call(ctx, c, "enable audit device", func(ctx context.Context) (struct{}, error) {
+		return struct{}{}, c.api.Sys().EnableAuditWithOptionsWithContext(ctx, "obol-file", &vault.EnableAuditOptions{Type: "file", Options: map[string]string{"file_path": path}})
+	}); err != nil {
 		return SetupStep{What: what}, fmt.Errorf("enable audit device: %w", err)
 	}
 	return SetupStep{What: what, Changed: true}, nil

@@ -1,28 +1,27 @@
 // Package transit is the production key manager: HashiCorp Vault's transit
-// engine generates and wraps data keys (envelope encryption), and a KV secret
-// holds the root of the per-merchant fingerprint keys. It speaks Vault's HTTP
-// API directly (no SDK) so every failure mode maps to a clear error. It never
-// sees a PAN: only data keys travel to and from Vault.
+// engine generates and wraps data keys (envelope encryption), and KV v2
+// secrets hold the root of the per-merchant fingerprint keys and the audit
+// anchor. It talks to Vault through the official client library
+// (github.com/hashicorp/vault/api) and maps every failure to one of the
+// fail-closed sentinels below. It never sees a PAN: only data keys travel to
+// and from Vault.
 package transit
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
+
+	vault "github.com/hashicorp/vault/api"
 
 	"github.com/obolpay/obol/vault/envelope"
 )
@@ -31,7 +30,7 @@ var _ envelope.KeyManager = (*Client)(nil)
 
 // Errors returned by the client. Every one of them means "fail closed".
 var (
-	// ErrSealed: Vault answered that it is sealed.
+	// ErrSealed: Vault answered that it is sealed (HTTP 503).
 	ErrSealed = errors.New("vault is sealed")
 	// ErrUnreachable: no answer from Vault (connection refused, timeout).
 	ErrUnreachable = errors.New("vault is unreachable")
@@ -39,15 +38,22 @@ var (
 	ErrDenied = errors.New("vault denied the request")
 	// ErrNotFound: the path (key, secret, mount) does not exist.
 	ErrNotFound = errors.New("vault path not found")
+	// ErrConflict: a KV v2 check-and-set write was refused because the
+	// secret changed since it was read.
+	ErrConflict = errors.New("vault check-and-set conflict")
 	// ErrVault: any other Vault error.
 	ErrVault = errors.New("vault error")
 )
 
-// Config configures the client.
+// Config configures the client. Fields left empty fall back to the standard
+// VAULT_* environment where noted (see the README's "Vault configuration").
 type Config struct {
-	Address   string // e.g. https://vault.internal:8200
-	Namespace string // Vault Enterprise namespace, optional
-	// Token authentication (takes precedence when set).
+	// Address, e.g. https://vault.internal:8200. Empty: VAULT_ADDR.
+	Address string
+	// Namespace is the Vault Enterprise namespace. Empty: VAULT_NAMESPACE.
+	Namespace string
+	// Token authentication (takes precedence over every other method). Empty
+	// and no other method configured: VAULT_TOKEN.
 	Token string
 	// TokenFile holds a token kept fresh by someone else (Vault Agent's
 	// auto-auth sink, e.g. with Kubernetes auth). It is re-read when Vault
@@ -57,57 +63,44 @@ type Config struct {
 	RoleID       string
 	SecretIDFile string
 	AppRoleMount string // default "approle"
+	// Kubernetes authentication (used when no token and no AppRole role id
+	// is set): the Vault role, the auth mount and the service account token
+	// file, re-read at every login (projected tokens rotate).
+	KubernetesRole    string
+	KubernetesMount   string // default "kubernetes"
+	KubernetesJWTFile string // default /var/run/secrets/kubernetes.io/serviceaccount/token
 	// Transit.
 	Mount   string // default "transit"
 	KeyName string // default "obol-kek"
-	// FingerprintPath is the KV v2 path of the fingerprint secret (default
-	// "secret/data/obol/fingerprint"); its field "key" holds base64 of ≥32 bytes.
+	// FingerprintPath is the KV v2 data path of the fingerprint secret
+	// (default "secret/data/obol/fingerprint"); its field "key" holds base64
+	// of ≥32 bytes.
 	FingerprintPath string
-	// AuditAnchorPath is the KV v2 path of the audit chain's anchor
+	// AuditAnchorPath is the KV v2 data path of the audit chain's anchor
 	// (default "secret/data/obol/audit-anchor").
 	AuditAnchorPath string
-	// Timeout bounds each request (default 5s).
+	// Timeout bounds each request (default VAULT_CLIENT_TIMEOUT, else 5s).
 	Timeout time.Duration
-	// CACertFile trusts an extra CA for Vault's TLS certificate.
+	// CACertFile trusts an extra CA for Vault's TLS certificate. Empty:
+	// VAULT_CACERT.
 	CACertFile string
-	Logger     *slog.Logger
-	// Now is the clock for token lifetimes (default time.Now).
-	Now func() time.Time
+	// ClientCertFile and ClientKeyFile present a TLS client certificate to
+	// Vault. Empty: VAULT_CLIENT_CERT and VAULT_CLIENT_KEY.
+	ClientCertFile string
+	ClientKeyFile  string
+	Logger         *slog.Logger
 }
 
 // Client is a Vault transit key manager.
 type Client struct {
 	cfg  Config
-	http *http.Client
+	api  *vault.Client
 	log  *slog.Logger
-
-	mu        sync.RWMutex
-	token     string
-	tokenExp  time.Time
-	loginOnce sync.Mutex
+	auth *authenticator
 }
 
 // New builds a client; it does not contact Vault (see Check).
 func New(cfg Config) (*Client, error) {
-	if cfg.Address == "" {
-		return nil, errors.New("vault address is required (OBOL_VAULT_ADDR)")
-	}
-	if cfg.Token == "" && cfg.TokenFile != "" {
-		b, err := os.ReadFile(cfg.TokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("vault token file: %w", err)
-		}
-		cfg.Token = strings.TrimSpace(string(b))
-		if cfg.Token == "" {
-			return nil, fmt.Errorf("vault token file %s is empty", cfg.TokenFile)
-		}
-	}
-	if cfg.Token == "" && cfg.RoleID == "" {
-		return nil, errors.New("vault auth is required: a token (OBOL_VAULT_TOKEN or OBOL_VAULT_TOKEN_FILE) or AppRole (OBOL_VAULT_ROLE_ID and OBOL_VAULT_SECRET_ID_FILE)")
-	}
-	if cfg.RoleID != "" && cfg.Token == "" && cfg.SecretIDFile == "" {
-		return nil, errors.New("AppRole auth needs a secret id file (OBOL_VAULT_SECRET_ID_FILE)")
-	}
 	if cfg.Mount == "" {
 		cfg.Mount = "transit"
 	}
@@ -120,31 +113,95 @@ func New(cfg Config) (*Client, error) {
 	if cfg.AuditAnchorPath == "" {
 		cfg.AuditAnchorPath = "secret/data/obol/audit-anchor"
 	}
-	if cfg.AppRoleMount == "" {
-		cfg.AppRoleMount = "approle"
-	}
-	if cfg.Timeout <= 0 {
-		cfg.Timeout = 5 * time.Second
+	for _, p := range []struct{ name, path string }{{"fingerprint path", cfg.FingerprintPath}, {"audit anchor path", cfg.AuditAnchorPath}} {
+		if _, _, err := splitKV(p.path); err != nil {
+			return nil, fmt.Errorf("%s: %w", p.name, err)
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
+	vc, err := newAPIClient(&cfg)
+	if err != nil {
+		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConns = 256
-	tr.MaxIdleConnsPerHost = 64
-	tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
-	if cfg.CACertFile != "" {
-		pool, err := loadCA(cfg.CACertFile)
-		if err != nil {
-			return nil, err
+	c := &Client{cfg: cfg, api: vc, log: cfg.Logger}
+	if c.auth, err = newAuthenticator(c); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// newAPIClient builds the library client: api.DefaultConfig reads the
+// standard VAULT_* environment, then Obol's explicit settings override it.
+func newAPIClient(cfg *Config) (*vault.Client, error) {
+	if v, _ := os.LookupEnv("VAULT_SKIP_VERIFY"); v != "" && v != "0" && !strings.EqualFold(v, "false") {
+		return nil, errors.New("VAULT_SKIP_VERIFY is set: Obol never talks to Vault without verifying its TLS certificate (trust its CA with OBOL_VAULT_CACERT or VAULT_CACERT instead)")
+	}
+	vcfg := vault.DefaultConfig()
+	if vcfg.Error != nil {
+		return nil, fmt.Errorf("vault environment (VAULT_*): %w", vcfg.Error)
+	}
+	if cfg.Address == "" {
+		// DefaultConfig falls back to https://127.0.0.1:8200; Obol wants the
+		// address said explicitly.
+		if os.Getenv(vault.EnvVaultAddress) == "" && os.Getenv(vault.EnvVaultAgentAddr) == "" {
+			return nil, errors.New("vault address is required (OBOL_VAULT_ADDR or VAULT_ADDR)")
 		}
-		tr.TLSClientConfig.RootCAs = pool
+		cfg.Address = vcfg.Address
 	}
-	cfg.Address = strings.TrimRight(cfg.Address, "/")
-	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}, log: cfg.Logger, token: cfg.Token}, nil
+	vcfg.Address = strings.TrimRight(cfg.Address, "/")
+	cfg.Address = vcfg.Address
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 5 * time.Second
+		if os.Getenv(vault.EnvVaultClientTimeout) != "" {
+			cfg.Timeout = vcfg.Timeout
+		}
+	}
+	vcfg.Timeout = cfg.Timeout
+	vcfg.HttpClient.Timeout = cfg.Timeout
+	// No retries unless VAULT_MAX_RETRIES asks for them: a sealed or hung
+	// Vault must fail closed at once, not after seconds of backoff.
+	if os.Getenv(vault.EnvVaultMaxRetries) == "" {
+		vcfg.MaxRetries = 0
+	}
+	if tr, ok := vcfg.HttpClient.Transport.(*http.Transport); ok {
+		tr.MaxIdleConns = 256
+		tr.MaxIdleConnsPerHost = 64
+		tr.DialContext = (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext
+	}
+	tlsCfg := &vault.TLSConfig{
+		CACert:        firstNonEmpty(cfg.CACertFile, os.Getenv(vault.EnvVaultCACert)),
+		CAPath:        os.Getenv(vault.EnvVaultCAPath),
+		ClientCert:    firstNonEmpty(cfg.ClientCertFile, os.Getenv(vault.EnvVaultClientCert)),
+		ClientKey:     firstNonEmpty(cfg.ClientKeyFile, os.Getenv(vault.EnvVaultClientKey)),
+		TLSServerName: os.Getenv(vault.EnvVaultTLSServerName),
+	}
+	if (tlsCfg.ClientCert == "") != (tlsCfg.ClientKey == "") {
+		return nil, errors.New("vault TLS client certificate and key must be set together")
+	}
+	if cfg.CACertFile != "" || cfg.ClientCertFile != "" || cfg.ClientKeyFile != "" {
+		if err := vcfg.ConfigureTLS(tlsCfg); err != nil {
+			return nil, fmt.Errorf("vault TLS: %w", err)
+		}
+	}
+	vc, err := vault.NewClient(vcfg)
+	if err != nil {
+		return nil, fmt.Errorf("vault client: %w", err)
+	}
+	if cfg.Namespace != "" {
+		vc.SetNamespace(cfg.Namespace)
+	}
+	return vc, nil
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // KeyName is the transit key (KEK) in use.
@@ -153,168 +210,87 @@ func (c *Client) KeyName() string { return c.cfg.KeyName }
 // Mount is the transit mount.
 func (c *Client) Mount() string { return c.cfg.Mount }
 
-type vaultResponse struct {
-	Data   json.RawMessage `json:"data"`
-	Errors []string        `json:"errors"`
-	Auth   *struct {
-		ClientToken   string `json:"client_token"`
-		LeaseDuration int    `json:"lease_duration"`
-		Renewable     bool   `json:"renewable"`
-	} `json:"auth"`
-}
-
-// do sends one request. It never logs bodies (they carry data keys).
-func (c *Client) do(ctx context.Context, method, path string, body any, out any) error {
-	if err := c.ensureToken(ctx); err != nil {
-		return err
-	}
-	err := c.doOnce(ctx, method, path, body, out, true)
-	if errors.Is(err, ErrDenied) && c.cfg.TokenFile != "" && c.reloadTokenFile() {
-		return c.doOnce(ctx, method, path, body, out, true)
-	}
-	if errors.Is(err, ErrDenied) && c.cfg.RoleID != "" && c.cfg.Token == "" {
-		// Vault answers 403 both for a dead token and for a policy denial.
-		// Only a dead token (expired, revoked) is fixed by logging in again.
-		if lerr := c.doOnce(ctx, http.MethodGet, "auth/token/lookup-self", nil, nil, true); lerr == nil || !errors.Is(lerr, ErrDenied) {
-			return err
-		}
-		if lerr := c.login(ctx); lerr != nil {
-			return lerr
-		}
-		err = c.doOnce(ctx, method, path, body, out, true)
-	}
-	return err
-}
-
-func (c *Client) doOnce(ctx context.Context, method, path string, body any, out any, auth bool) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.cfg.Address+"/v1/"+path, rd)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrVault, err)
-	}
-	if auth {
-		c.mu.RLock()
-		req.Header.Set("X-Vault-Token", c.token)
-		c.mu.RUnlock()
-	}
-	if c.cfg.Namespace != "" {
-		req.Header.Set("X-Vault-Namespace", c.cfg.Namespace)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %s %s: %w", ErrUnreachable, method, path, err)
-	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
-	if err != nil {
-		return fmt.Errorf("%w: read response: %w", ErrUnreachable, err)
-	}
-	var vr vaultResponse
-	_ = json.Unmarshal(raw, &vr)
-	switch {
-	case resp.StatusCode == http.StatusServiceUnavailable:
-		return fmt.Errorf("%w: %s %s: %s", ErrSealed, method, path, strings.Join(vr.Errors, "; "))
-	case resp.StatusCode == http.StatusForbidden:
-		return fmt.Errorf("%w: %s %s: %s", ErrDenied, method, path, strings.Join(vr.Errors, "; "))
-	case resp.StatusCode == http.StatusNotFound:
-		return fmt.Errorf("%w: %s %s", ErrNotFound, method, path)
-	case resp.StatusCode >= 300:
-		return fmt.Errorf("%w: %s %s: HTTP %d: %s", ErrVault, method, path, resp.StatusCode, strings.Join(vr.Errors, "; "))
-	}
-	if out == nil {
-		return nil
-	}
-	if o, ok := out.(*vaultResponse); ok {
-		*o = vr
-		return nil
-	}
-	if len(vr.Data) == 0 {
-		return fmt.Errorf("%w: %s %s: empty data", ErrVault, method, path)
-	}
-	if err := json.Unmarshal(vr.Data, out); err != nil {
-		return fmt.Errorf("%w: %s %s: decode: %w", ErrVault, method, path, err)
-	}
+// Close stops the token renewal (if any). The client must not be used after.
+func (c *Client) Close() error {
+	c.auth.close()
 	return nil
 }
 
-// reloadTokenFile re-reads the token file; true if it now holds another token.
-func (c *Client) reloadTokenFile() bool {
-	b, err := os.ReadFile(c.cfg.TokenFile)
+// call runs one library call with a valid token: it logs in first when
+// needed, and once more after a refusal that a fresh token fixes (revoked or
+// expired token, a token file rewritten by Vault Agent). The error is mapped
+// to the package's sentinels.
+func call[T any](ctx context.Context, c *Client, op string, f func(context.Context) (T, error)) (T, error) {
+	var zero T
+	if err := c.auth.ensure(ctx); err != nil {
+		return zero, err
+	}
+	used := c.api.Token()
+	v, err := f(ctx)
+	if err != nil && isDenied(err) {
+		retry, aerr := c.auth.recover(ctx, used)
+		if aerr != nil {
+			return zero, aerr
+		}
+		if retry {
+			v, err = f(ctx)
+		}
+	}
 	if err != nil {
-		return false
+		return zero, mapErr(op, err)
 	}
-	t := strings.TrimSpace(string(b))
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if t == "" || t == c.token {
-		return false
-	}
-	c.token = t
-	c.log.Info("vault token reloaded from file")
-	return true
+	return v, nil
 }
 
-func (c *Client) ensureToken(ctx context.Context) error {
-	if c.cfg.Token != "" {
-		return nil
-	}
-	c.mu.RLock()
-	ok := c.token != "" && c.cfg.Now().Before(c.tokenExp)
-	c.mu.RUnlock()
-	if ok {
-		return nil
-	}
-	return c.login(ctx)
+// write is a logical write (POST) through call.
+func (c *Client) write(ctx context.Context, path string, body map[string]any) (*vault.Secret, error) {
+	return call(ctx, c, "write "+path, func(ctx context.Context) (*vault.Secret, error) {
+		return c.api.Logical().WriteWithContext(ctx, path, body)
+	})
 }
 
-// login performs an AppRole login with the secret id read fresh from its file
-// (so an orchestrator can rotate it).
-func (c *Client) login(ctx context.Context) error {
-	c.loginOnce.Lock()
-	defer c.loginOnce.Unlock()
-	secretID, err := os.ReadFile(c.cfg.SecretIDFile)
+// read is a logical read (GET) through call; a missing path is ErrNotFound.
+func (c *Client) read(ctx context.Context, path string) (*vault.Secret, error) {
+	s, err := call(ctx, c, "read "+path, func(ctx context.Context) (*vault.Secret, error) {
+		return c.api.Logical().ReadWithContext(ctx, path)
+	})
+	if err == nil && (s == nil || s.Data == nil) {
+		return nil, fmt.Errorf("%w: read %s", ErrNotFound, path)
+	}
+	return s, err
+}
+
+// decode turns a secret's data into a struct through its JSON tags.
+func decode(op string, data map[string]any, out any) error {
+	if data == nil {
+		return fmt.Errorf("%w: %s: empty data", ErrVault, op)
+	}
+	b, err := json.Marshal(data)
+	if err == nil {
+		err = json.Unmarshal(b, out)
+	}
 	if err != nil {
-		return fmt.Errorf("%w: read AppRole secret id file: %w", ErrDenied, err)
+		return fmt.Errorf("%w: %s: decode: %w", ErrVault, op, err)
 	}
-	var vr vaultResponse
-	body := map[string]string{"role_id": c.cfg.RoleID, "secret_id": strings.TrimSpace(string(secretID))}
-	if err := c.doOnce(ctx, http.MethodPost, "auth/"+c.cfg.AppRoleMount+"/login", body, &vr, false); err != nil {
-		return fmt.Errorf("approle login: %w", err)
-	}
-	if vr.Auth == nil || vr.Auth.ClientToken == "" {
-		return fmt.Errorf("%w: approle login returned no token", ErrVault)
-	}
-	ttl := time.Duration(vr.Auth.LeaseDuration) * time.Second
-	if ttl <= 0 {
-		ttl = 24 * time.Hour
-	}
-	c.mu.Lock()
-	c.token = vr.Auth.ClientToken
-	// Log in again after two thirds of the lease, well before it expires.
-	c.tokenExp = c.cfg.Now().Add(ttl * 2 / 3)
-	c.mu.Unlock()
-	c.log.Info("vault approle login", "ttl", ttl.String())
 	return nil
 }
 
 // GenerateDataKey asks transit for a new 256-bit data key.
 func (c *Client) GenerateDataKey(ctx context.Context) (dk envelope.DataKey, err error) {
+	path := c.cfg.Mount + "/datakey/plaintext/" + c.cfg.KeyName
+	s, err := c.write(ctx, path, map[string]any{"bits": 256})
+	if err != nil {
+		return dk, err
+	}
 	var out struct {
 		Plaintext  string `json:"plaintext"`
 		Ciphertext string `json:"ciphertext"`
 		KeyVersion int    `json:"key_version"`
 	}
-	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/datakey/plaintext/"+c.cfg.KeyName, map[string]any{"bits": 256}, &out); err != nil {
+	if s == nil {
+		return dk, fmt.Errorf("%w: %s: empty answer", ErrVault, path)
+	}
+	if err := decode(path, s.Data, &out); err != nil {
 		return dk, err
 	}
 	pt, err := base64.StdEncoding.DecodeString(out.Plaintext)
@@ -330,65 +306,24 @@ func (c *Client) GenerateDataKey(ctx context.Context) (dk envelope.DataKey, err 
 
 // UnwrapDataKey decrypts a wrapped data key.
 func (c *Client) UnwrapDataKey(ctx context.Context, wrapped string) ([]byte, error) {
-	var out struct {
-		Plaintext string `json:"plaintext"`
-	}
-	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/decrypt/"+c.cfg.KeyName, map[string]string{"ciphertext": wrapped}, &out); err != nil {
+	path := c.cfg.Mount + "/decrypt/" + c.cfg.KeyName
+	s, err := c.write(ctx, path, map[string]any{"ciphertext": wrapped})
+	if err != nil {
 		return nil, err
 	}
-	return base64.StdEncoding.DecodeString(out.Plaintext)
+	pt, ok := secretString(s, "plaintext")
+	if !ok {
+		return nil, fmt.Errorf("%w: %s: no plaintext in answer", ErrVault, path)
+	}
+	return base64.StdEncoding.DecodeString(pt)
 }
 
-// FingerprintSecret reads a version of the fingerprint root secret from KV
-// v2 (0: the latest) and returns it with its version number.
-func (c *Client) FingerprintSecret(ctx context.Context, version int) ([]byte, int, error) {
-	var out struct {
-		Data     map[string]string `json:"data"`
-		Metadata struct {
-			Version int `json:"version"`
-		} `json:"metadata"`
+func secretString(s *vault.Secret, field string) (string, bool) {
+	if s == nil || s.Data == nil {
+		return "", false
 	}
-	path := c.cfg.FingerprintPath
-	if version > 0 {
-		path += "?version=" + strconv.Itoa(version)
-	}
-	if err := c.do(ctx, http.MethodGet, path, nil, &out); err != nil {
-		return nil, 0, fmt.Errorf("fingerprint secret %s: %w", c.cfg.FingerprintPath, err)
-	}
-	s, err := base64.StdEncoding.DecodeString(out.Data["key"])
-	if err != nil || len(s) < 32 {
-		return nil, 0, fmt.Errorf("%w: fingerprint secret %s: field \"key\" must be base64 of at least 32 bytes", ErrVault, c.cfg.FingerprintPath)
-	}
-	return s, out.Metadata.Version, nil
-}
-
-// FingerprintVersion is the latest version of the fingerprint secret.
-func (c *Client) FingerprintVersion(ctx context.Context) (int, error) {
-	_, v, err := c.FingerprintSecret(ctx, 0)
-	return v, err
-}
-
-// RotateFingerprint writes a new random version of the fingerprint secret
-// (check-and-set on the current version). Run with an operator token: the
-// key-admin role deliberately cannot write it, since whoever knows the
-// secret could test candidate PANs against fingerprints.
-func (c *Client) RotateFingerprint(ctx context.Context) (int, error) {
-	_, cur, err := c.FingerprintSecret(ctx, 0)
-	if err != nil {
-		return 0, err
-	}
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return 0, err
-	}
-	var out struct {
-		Version int `json:"version"`
-	}
-	body := map[string]any{"options": map[string]any{"cas": cur}, "data": map[string]string{"key": base64.StdEncoding.EncodeToString(b[:])}}
-	if err := c.do(ctx, http.MethodPost, c.cfg.FingerprintPath, body, &out); err != nil {
-		return 0, fmt.Errorf("rotate fingerprint secret: %w", err)
-	}
-	return out.Version, nil
+	v, ok := s.Data[field].(string)
+	return v, ok
 }
 
 // KeyInfo is the transit key's metadata.
@@ -407,33 +342,72 @@ type KeyInfo struct {
 // ReadKey reads the KEK's metadata.
 func (c *Client) ReadKey(ctx context.Context) (KeyInfo, error) {
 	var ki KeyInfo
-	err := c.do(ctx, http.MethodGet, c.cfg.Mount+"/keys/"+c.cfg.KeyName, nil, &ki)
+	path := c.cfg.Mount + "/keys/" + c.cfg.KeyName
+	s, err := c.read(ctx, path)
+	if err != nil {
+		return ki, err
+	}
+	err = decode(path, s.Data, &ki)
 	return ki, err
 }
 
+// LatestVersion is the KEK's latest version (new data keys are wrapped under it).
+func (c *Client) LatestVersion(ctx context.Context) (int, error) {
+	ki, err := c.ReadKey(ctx)
+	return ki.LatestVersion, err
+}
+
+// RewrapBatch rewraps wrapped data keys to the KEK's latest version in one
+// request (transit/rewrap with batch_input). Plaintext never leaves Vault.
+// It returns the new wrapped forms in input order.
+func (c *Client) RewrapBatch(ctx context.Context, wrapped []string) ([]string, error) {
+	in := make([]map[string]string, len(wrapped))
+	for i, w := range wrapped {
+		in[i] = map[string]string{"ciphertext": w}
+	}
+	path := c.cfg.Mount + "/rewrap/" + c.cfg.KeyName
+	s, err := c.write(ctx, path, map[string]any{"batch_input": in})
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		BatchResults []struct {
+			Ciphertext string `json:"ciphertext"`
+			Error      string `json:"error"`
+		} `json:"batch_results"`
+	}
+	if s == nil {
+		return nil, fmt.Errorf("%w: %s: empty answer", ErrVault, path)
+	}
+	if err := decode(path, s.Data, &out); err != nil {
+		return nil, err
+	}
+	if len(out.BatchResults) != len(wrapped) {
+		return nil, fmt.Errorf("%w: rewrap returned %d results for %d inputs", ErrVault, len(out.BatchResults), len(wrapped))
+	}
+	res := make([]string, len(wrapped))
+	for i, r := range out.BatchResults {
+		if r.Error != "" || r.Ciphertext == "" {
+			return nil, fmt.Errorf("%w: rewrap item %d: %s", ErrVault, i, r.Error)
+		}
+		res[i] = r.Ciphertext
+	}
+	return res, nil
+}
+
 // Health asks sys/health whether Vault is initialized, unsealed and active
-// (standbys forward requests, so they count as healthy).
+// (standbys forward requests, so they count as healthy). It needs no token.
 func (c *Client) Health(ctx context.Context) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.cfg.Address+"/v1/sys/health?standbyok=true&perfstandbyok=true", nil)
-	if err != nil {
-		return err
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%w: %w", ErrUnreachable, err)
-	}
-	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<16))
-	switch resp.StatusCode {
-	case http.StatusOK, http.StatusTooManyRequests, 473:
-		return nil
-	case http.StatusServiceUnavailable:
-		return ErrSealed
-	case http.StatusNotImplemented:
+	h, err := c.api.Sys().HealthWithContext(ctx)
+	switch {
+	case err != nil:
+		return mapErr("sys/health", err)
+	case !h.Initialized:
 		return fmt.Errorf("%w: vault is not initialized", ErrVault)
-	default:
-		return fmt.Errorf("%w: sys/health HTTP %d", ErrVault, resp.StatusCode)
+	case h.Sealed:
+		return ErrSealed
 	}
+	return nil
 }
 
 // Check verifies at start-up that Vault is reachable and unsealed, that the
@@ -443,7 +417,7 @@ func (c *Client) Check(ctx context.Context) error {
 	if err := c.Health(ctx); err != nil {
 		return fmt.Errorf("vault at %s: %w", c.cfg.Address, err)
 	}
-	if err := c.ensureToken(ctx); err != nil {
+	if err := c.auth.ensure(ctx); err != nil {
 		return fmt.Errorf("vault auth: %w", err)
 	}
 	ki, err := c.ReadKey(ctx)
@@ -476,77 +450,62 @@ func WrappedVersion(wrapped string) int {
 		if r < '0' || r > '9' {
 			return 0
 		}
-		n = n*10 + int(r-'0')
+		d := int(r - '0')
+		if n > (math.MaxInt-d)/10 {
+			return 0 // does not fit: malformed
+		}
+		n = n*10 + d
 	}
 	return 0
 }
 
-func loadCA(path string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("vault CA file: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("vault CA file %s: no PEM certificates", path)
-	}
-	return pool, nil
-}
-
-// LatestVersion is the KEK's latest version (new data keys are wrapped under it).
-func (c *Client) LatestVersion(ctx context.Context) (int, error) {
-	ki, err := c.ReadKey(ctx)
-	return ki.LatestVersion, err
-}
-
-// RewrapBatch rewraps wrapped data keys to the KEK's latest version in one
-// request (transit/rewrap with batch_input). Plaintext never leaves Vault.
-// It returns the new wrapped forms in input order.
-func (c *Client) RewrapBatch(ctx context.Context, wrapped []string) ([]string, error) {
-	in := make([]map[string]string, len(wrapped))
-	for i, w := range wrapped {
-		in[i] = map[string]string{"ciphertext": w}
-	}
-	var out struct {
-		BatchResults []struct {
-			Ciphertext string `json:"ciphertext"`
-			Error      string `json:"error"`
-		} `json:"batch_results"`
-	}
-	if err := c.do(ctx, http.MethodPost, c.cfg.Mount+"/rewrap/"+c.cfg.KeyName, map[string]any{"batch_input": in}, &out); err != nil {
-		return nil, err
-	}
-	if len(out.BatchResults) != len(wrapped) {
-		return nil, fmt.Errorf("%w: rewrap returned %d results for %d inputs", ErrVault, len(out.BatchResults), len(wrapped))
-	}
-	res := make([]string, len(wrapped))
-	for i, r := range out.BatchResults {
-		if r.Error != "" || r.Ciphertext == "" {
-			return nil, fmt.Errorf("%w: rewrap item %d: %s", ErrVault, i, r.Error)
+// mapErr maps a library error to the package's sentinels, keeping the
+// operation and Vault's messages (which never carry key material).
+func mapErr(op string, err error) error {
+	var re *vault.ResponseError
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, vault.ErrSecretNotFound):
+		return fmt.Errorf("%w: %s", ErrNotFound, op)
+	case errors.As(err, &re):
+		sentinel := ErrVault
+		switch {
+		case re.StatusCode == http.StatusServiceUnavailable:
+			sentinel = ErrSealed
+		case re.StatusCode == http.StatusForbidden:
+			sentinel = ErrDenied
+		case re.StatusCode == http.StatusNotFound:
+			sentinel = ErrNotFound
+		case re.StatusCode == http.StatusBadRequest && isCASMismatch(re):
+			sentinel = ErrConflict
 		}
-		res[i] = r.Ciphertext
+		return fmt.Errorf("%w: %s: HTTP %d: %s", sentinel, op, re.StatusCode, strings.Join(re.Errors, "; "))
+	case isTransport(err):
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, op, err)
+	default:
+		return fmt.Errorf("%w: %s: %w", ErrVault, op, err)
 	}
-	return res, nil
 }
 
-// AuditAnchor is the head of Obol's audit chain as recorded in Vault.
-type AuditAnchor struct {
-	Seq  int64  `json:"seq"`
-	Hash string `json:"hash"` // hex
-	At   string `json:"at"`
+// isTransport reports a failure to get any answer from Vault.
+func isTransport(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
-// WriteAuditAnchor records the audit chain's head in KV v2, where the
-// auditor can read it and vaultd cannot rewrite history unnoticed.
-func (c *Client) WriteAuditAnchor(ctx context.Context, a AuditAnchor) error {
-	return c.do(ctx, http.MethodPost, c.cfg.AuditAnchorPath, map[string]any{"data": a}, nil)
+func isDenied(err error) bool {
+	var re *vault.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden
 }
 
-// ReadAuditAnchor reads the anchor (auditor and break-glass may).
-func (c *Client) ReadAuditAnchor(ctx context.Context) (AuditAnchor, error) {
-	var out struct {
-		Data AuditAnchor `json:"data"`
+// isCASMismatch: KV v2 answers a stale check-and-set with 400 and no other
+// machine-readable sign than its message.
+func isCASMismatch(re *vault.ResponseError) bool {
+	for _, m := range re.Errors {
+		if strings.Contains(m, "check-and-set") {
+			return true
+		}
 	}
-	err := c.do(ctx, http.MethodGet, c.cfg.AuditAnchorPath, nil, &out)
-	return out.Data, err
+	return false
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/obolpay/obol/vault/store"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/store/storetest"
+	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -19,9 +20,7 @@ func TestConformance(t *testing.T) {
 	pg := testenv.SharedPostgres(t)
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := postgres.Open(context.Background(), pg.NewDatabase(t, "vault", postgres.MigrateURL), postgres.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return s
 	})
 }
@@ -33,8 +32,6 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 	pg := testenv.SharedPostgres(t)
 	url := pg.NewDatabase(t, "vault", postgres.MigrateURL)
 	for i := 0; i < 2; i++ {
-		if err := postgres.MigrateURL(context.Background(), url); err != nil {
-			t.Fatalf("migrate run %d: %v", i+1, err)
-		}
+		require.NoError(t, postgres.MigrateURL(context.Background(), url), "migrate run %d", i+1)
 	}
 }

@@ -8,14 +8,13 @@ import (
 	"github.com/obolpay/obol/vault/store"
 	"github.com/obolpay/obol/vault/store/sqlite"
 	"github.com/obolpay/obol/vault/store/storetest"
+	"github.com/stretchr/testify/require"
 )
 
 func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) store.Store {
 		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "vault.db"))
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return s
 	})
 }
@@ -24,19 +23,12 @@ func TestReopenKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "vault.db")
 	ctx := context.Background()
 	s, err := sqlite.Open(ctx, path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateMerchant(ctx, store.Merchant{ID: "mer_1", Name: "x"}, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, s.CreateMerchant(ctx, store.Merchant{ID: "mer_1", Name: "x"}, nil))
 	s.Close()
 	s, err = sqlite.Open(ctx, path) // migrations are idempotent
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer s.Close()
-	if _, err := s.GetMerchant(ctx, "mer_1"); err != nil {
-		t.Fatalf("merchant lost on reopen: %v", err)
-	}
+	_, err = s.GetMerchant(ctx, "mer_1")
+	require.NoError(t, err, "merchant lost on reopen")
 }

@@ -4,9 +4,7 @@
 package storetest
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -15,6 +13,8 @@ import (
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 // Run runs the suite; newStore returns an empty, migrated store per call.
@@ -59,18 +59,14 @@ func ctx(t *testing.T) context.Context {
 
 func mustMerchant(t *testing.T, s store.Store, id string) {
 	t.Helper()
-	if err := s.CreateMerchant(ctx(t), store.Merchant{ID: id, Name: "M " + id, CreatedAt: t0}, []store.APIKey{
+	require.NoError(t, s.CreateMerchant(ctx(t), store.Merchant{ID: id, Name: "M " + id, CreatedAt: t0}, []store.APIKey{
 		{Hash: []byte("hash-sk-" + id), Prefix: "sk_test_" + id, Kind: store.KeySecret, CreatedAt: t0},
-	}); err != nil {
-		t.Fatalf("create merchant: %v", err)
-	}
+	}), "create merchant")
 }
 
 func mustDEK(t *testing.T, s store.Store, id string) {
 	t.Helper()
-	if err := s.InsertDEK(ctx(t), envelope.DEKRecord{ID: id, Wrapped: "vault:v1:abc", KEKVersion: 1, CreatedAt: t0}); err != nil {
-		t.Fatalf("insert dek: %v", err)
-	}
+	require.NoError(t, s.InsertDEK(ctx(t), envelope.DEKRecord{ID: id, Wrapped: "vault:v1:abc", KEKVersion: 1, CreatedAt: t0}), "insert dek")
 }
 
 func token(id, merchant, fp string, at time.Time) store.TokenRecord {
@@ -79,48 +75,41 @@ func token(id, merchant, fp string, at time.Time) store.TokenRecord {
 
 func testMerchants(t *testing.T, s store.Store) {
 	c := ctx(t)
-	if err := s.CreateMerchant(c, store.Merchant{ID: "mer_a", Name: "A", AllowedOrigins: []string{"https://a.example"}, CreatedAt: t0}, []store.APIKey{
+	require.NoError(t, s.CreateMerchant(c, store.Merchant{ID: "mer_a", Name: "A", AllowedOrigins: []string{"https://a.example"}, CreatedAt: t0}, []store.APIKey{
 		{Hash: []byte("h1"), Prefix: "sk_test_aaaa", Kind: store.KeySecret, CreatedAt: t0},
 		{Hash: []byte("h2"), Prefix: "pk_test_aaaa", Kind: store.KeyPublishable, CreatedAt: t0},
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 	m, err := s.GetMerchant(c, "mer_a")
-	if err != nil || m.Name != "A" || len(m.AllowedOrigins) != 1 || m.AllowedOrigins[0] != "https://a.example" || !m.CreatedAt.Equal(t0) {
-		t.Fatalf("GetMerchant = %+v, %v", m, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "A", m.Name)
+	assert.Equal(t, []string{"https://a.example"}, m.AllowedOrigins)
+	assert.WithinDuration(t, t0, m.CreatedAt, 0)
 	k, err := s.LookupAPIKey(c, []byte("h2"))
-	if err != nil || k.MerchantID != "mer_a" || k.Kind != store.KeyPublishable || k.Prefix != "pk_test_aaaa" {
-		t.Fatalf("LookupAPIKey = %+v, %v", k, err)
-	}
-	if _, err := s.LookupAPIKey(c, []byte("nope")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown key: %v", err)
-	}
-	if _, err := s.GetMerchant(c, "mer_nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown merchant: %v", err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "mer_a", k.MerchantID)
+	assert.Equal(t, store.KeyPublishable, k.Kind)
+	assert.Equal(t, "pk_test_aaaa", k.Prefix)
+	_, err = s.LookupAPIKey(c, []byte("nope"))
+	require.ErrorIs(t, err, store.ErrNotFound, "unknown key")
+	_, err = s.GetMerchant(c, "mer_nope")
+	require.ErrorIs(t, err, store.ErrNotFound, "unknown merchant")
 }
 
 func testDuplicateMerchant(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	err := s.CreateMerchant(ctx(t), store.Merchant{ID: "mer_a", Name: "again", CreatedAt: t0}, []store.APIKey{{Hash: []byte("other"), Prefix: "x", Kind: store.KeySecret, CreatedAt: t0}})
-	if !errors.Is(err, store.ErrDuplicate) {
-		t.Fatalf("duplicate merchant: %v", err)
-	}
-	if _, err := s.LookupAPIKey(ctx(t), []byte("other")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("key of rejected merchant was stored: %v", err)
-	}
+	require.ErrorIs(t, err, store.ErrDuplicate, "duplicate merchant")
+	_, err = s.LookupAPIKey(ctx(t), []byte("other"))
+	require.ErrorIs(t, err, store.ErrNotFound, "key of rejected merchant was stored")
 }
 
 func testOrigins(t *testing.T, s store.Store) {
 	c := ctx(t)
-	if err := s.CreateMerchant(c, store.Merchant{ID: "mer_o", Name: "O", AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}, CreatedAt: t0}, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.CreateMerchant(c, store.Merchant{ID: "mer_o", Name: "O", AllowedOrigins: []string{"https://shop.example", "http://localhost:3000"}, CreatedAt: t0}, nil))
 	for origin, want := range map[string]bool{"https://shop.example": true, "http://localhost:3000": true, "https://evil.example": false, "": false} {
 		got, err := s.OriginAllowed(c, origin)
-		if err != nil || got != want {
-			t.Errorf("OriginAllowed(%q) = %v, %v; want %v", origin, got, err, want)
+		if assert.NoError(t, err, "OriginAllowed(%q)", origin) {
+			assert.Equal(t, want, got, "OriginAllowed(%q)", origin)
 		}
 	}
 }
@@ -128,15 +117,13 @@ func testOrigins(t *testing.T, s store.Store) {
 func testDEKs(t *testing.T, s store.Store) {
 	mustDEK(t, s, "dek_1")
 	d, err := s.GetDEK(ctx(t), "dek_1")
-	if err != nil || d.Wrapped != "vault:v1:abc" || d.KEKVersion != 1 || !d.CreatedAt.Equal(t0) {
-		t.Fatalf("GetDEK = %+v, %v", d, err)
-	}
-	if err := s.InsertDEK(ctx(t), envelope.DEKRecord{ID: "dek_1", Wrapped: "x", CreatedAt: t0}); !errors.Is(err, store.ErrDuplicate) {
-		t.Fatalf("duplicate dek: %v", err)
-	}
-	if _, err := s.GetDEK(ctx(t), "dek_nope"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("unknown dek: %v", err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "vault:v1:abc", d.Wrapped)
+	assert.Equal(t, 1, d.KEKVersion)
+	assert.WithinDuration(t, t0, d.CreatedAt, 0)
+	require.ErrorIs(t, s.InsertDEK(ctx(t), envelope.DEKRecord{ID: "dek_1", Wrapped: "x", CreatedAt: t0}), store.ErrDuplicate, "duplicate dek")
+	_, err = s.GetDEK(ctx(t), "dek_nope")
+	require.ErrorIs(t, err, store.ErrNotFound, "unknown dek")
 }
 
 func testTokens(t *testing.T, s store.Store) {
@@ -144,26 +131,24 @@ func testTokens(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_b")
 	mustDEK(t, s, "dek_1")
 	want := token("tok_1", "mer_a", "fp_1", t0)
-	if err := s.CreateToken(ctx(t), want, nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.CreateToken(ctx(t), want, nil))
 	got, err := s.GetToken(ctx(t), "mer_a", "tok_1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Ciphertext, want.Ciphertext) || got.Brand != "visa" || got.BIN != "424242" || got.Last4 != "4242" ||
-		got.ExpMonth != 12 || got.ExpYear != 2030 || got.Fingerprint != "fp_1" || got.DEKID != "dek_1" || !got.CreatedAt.Equal(t0) {
-		t.Fatalf("GetToken = %+v", got)
-	}
-	if _, err := s.GetToken(ctx(t), "mer_b", "tok_1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("other merchant read: %v", err)
-	}
-	if err := s.CreateToken(ctx(t), want, nil); !errors.Is(err, store.ErrDuplicate) {
-		t.Fatalf("duplicate token: %v", err)
-	}
-	if n, err := s.CountTokens(ctx(t)); err != nil || n != 1 {
-		t.Fatalf("CountTokens = %d, %v", n, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, want.Ciphertext, got.Ciphertext)
+	assert.Equal(t, "visa", got.Brand)
+	assert.Equal(t, "424242", got.BIN)
+	assert.Equal(t, "4242", got.Last4)
+	assert.Equal(t, 12, got.ExpMonth)
+	assert.Equal(t, 2030, got.ExpYear)
+	assert.Equal(t, "fp_1", got.Fingerprint)
+	assert.Equal(t, "dek_1", got.DEKID)
+	assert.WithinDuration(t, t0, got.CreatedAt, 0)
+	_, err = s.GetToken(ctx(t), "mer_b", "tok_1")
+	require.ErrorIs(t, err, store.ErrNotFound, "other merchant read")
+	require.ErrorIs(t, s.CreateToken(ctx(t), want, nil), store.ErrDuplicate, "duplicate token")
+	n, err := s.CountTokens(ctx(t))
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "CountTokens")
 }
 
 func testFingerprint(t *testing.T, s store.Store) {
@@ -175,68 +160,47 @@ func testFingerprint(t *testing.T, s store.Store) {
 		token("tok_old", "mer_a", "fp_x", t0),
 		token("tok_b", "mer_b", "fp_y", t0),
 	} {
-		if err := s.CreateToken(ctx(t), r, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.CreateToken(ctx(t), r, nil))
 	}
 	got, err := s.FindTokenByFingerprint(ctx(t), "mer_a", "fp_x")
-	if err != nil || got.Token != "tok_old" {
-		t.Fatalf("FindTokenByFingerprint = %s, %v; want tok_old", got.Token, err)
-	}
-	if _, err := s.FindTokenByFingerprint(ctx(t), "mer_a", "fp_y"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("cross-merchant fingerprint: %v", err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "tok_old", got.Token, "FindTokenByFingerprint")
+	_, err = s.FindTokenByFingerprint(ctx(t), "mer_a", "fp_y")
+	require.ErrorIs(t, err, store.ErrNotFound, "cross-merchant fingerprint")
 }
 
 func testDelete(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	mustMerchant(t, s, "mer_b")
 	mustDEK(t, s, "dek_1")
-	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), nil); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.DeleteToken(ctx(t), "mer_b", "tok_1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("other merchant delete: %v", err)
-	}
-	if err := s.DeleteToken(ctx(t), "mer_a", "tok_1"); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.GetToken(ctx(t), "mer_a", "tok_1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("read after delete: %v", err)
-	}
-	if err := s.DeleteToken(ctx(t), "mer_a", "tok_1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("second delete: %v", err)
-	}
+	require.NoError(t, s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), nil))
+	require.ErrorIs(t, s.DeleteToken(ctx(t), "mer_b", "tok_1"), store.ErrNotFound, "other merchant delete")
+	require.NoError(t, s.DeleteToken(ctx(t), "mer_a", "tok_1"))
+	_, err := s.GetToken(ctx(t), "mer_a", "tok_1")
+	require.ErrorIs(t, err, store.ErrNotFound, "read after delete")
+	require.ErrorIs(t, s.DeleteToken(ctx(t), "mer_a", "tok_1"), store.ErrNotFound, "second delete")
 }
 
 func testIdempotentCreate(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	mustDEK(t, s, "dek_1")
 	idem := &store.IdempotencyRecord{MerchantID: "mer_a", Key: "k1", Operation: "tokenize", RequestMAC: []byte("mac"), Response: []byte("resp-1"), CreatedAt: t0}
-	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), idem); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateToken(ctx(t), token("tok_2", "mer_a", "fp", t0), idem); !errors.Is(err, store.ErrIdempotencyExists) {
-		t.Fatalf("second create with same key: %v", err)
-	}
-	if _, err := s.GetToken(ctx(t), "mer_a", "tok_2"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("token of a rejected idempotent create was stored: %v", err)
-	}
+	require.NoError(t, s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), idem))
+	require.ErrorIs(t, s.CreateToken(ctx(t), token("tok_2", "mer_a", "fp", t0), idem), store.ErrIdempotencyExists, "second create with same key")
+	_, err := s.GetToken(ctx(t), "mer_a", "tok_2")
+	require.ErrorIs(t, err, store.ErrNotFound, "token of a rejected idempotent create was stored")
 	rec, err := s.GetIdempotency(ctx(t), "mer_a", "k1")
-	if err != nil || string(rec.Response) != "resp-1" || string(rec.RequestMAC) != "mac" || rec.Operation != "tokenize" {
-		t.Fatalf("GetIdempotency = %+v, %v", rec, err)
-	}
-	if _, err := s.GetIdempotency(ctx(t), "mer_b", "k1"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("idempotency keys must be per merchant: %v", err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, "resp-1", string(rec.Response))
+	assert.Equal(t, "mac", string(rec.RequestMAC))
+	assert.Equal(t, "tokenize", rec.Operation)
+	_, err = s.GetIdempotency(ctx(t), "mer_b", "k1")
+	require.ErrorIs(t, err, store.ErrNotFound, "idempotency keys must be per merchant")
 	// A failed token insert leaves no idempotency record behind.
 	bad := &store.IdempotencyRecord{MerchantID: "mer_a", Key: "k2", Operation: "tokenize", RequestMAC: []byte("mac"), Response: []byte("r"), CreatedAt: t0}
-	if err := s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), bad); !errors.Is(err, store.ErrDuplicate) {
-		t.Fatalf("duplicate token with new key: %v", err)
-	}
-	if _, err := s.GetIdempotency(ctx(t), "mer_a", "k2"); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("half-written idempotency record: %v", err)
-	}
+	require.ErrorIs(t, s.CreateToken(ctx(t), token("tok_1", "mer_a", "fp", t0), bad), store.ErrDuplicate, "duplicate token with new key")
+	_, err = s.GetIdempotency(ctx(t), "mer_a", "k2")
+	require.ErrorIs(t, err, store.ErrNotFound, "half-written idempotency record")
 }
 
 func testIdempotentRace(t *testing.T, s store.Store) {
@@ -256,35 +220,27 @@ func testIdempotentRace(t *testing.T, s store.Store) {
 	wg.Wait()
 	ok := 0
 	for _, err := range errs {
-		switch {
-		case err == nil:
+		if err == nil {
 			ok++
-		case errors.Is(err, store.ErrIdempotencyExists):
-		default:
-			t.Fatalf("unexpected error: %v", err)
+			continue
 		}
+		require.ErrorIs(t, err, store.ErrIdempotencyExists)
 	}
-	if c, _ := s.CountTokens(ctx(t)); ok != 1 || c != 1 {
-		t.Fatalf("%d creates succeeded and %d tokens exist; want exactly 1", ok, c)
-	}
+	c, _ := s.CountTokens(ctx(t))
+	assert.Equal(t, 1, ok, "creates that succeeded")
+	assert.EqualValues(t, 1, c, "tokens stored")
 }
 
 func testPutIdempotency(t *testing.T, s store.Store) {
 	r := store.IdempotencyRecord{MerchantID: "mer_a", Key: "k", Operation: "delete_token", RequestMAC: []byte("m"), Response: []byte("r"), CreatedAt: t0}
-	if err := s.PutIdempotency(ctx(t), r); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.PutIdempotency(ctx(t), r); !errors.Is(err, store.ErrIdempotencyExists) {
-		t.Fatalf("second put: %v", err)
-	}
+	require.NoError(t, s.PutIdempotency(ctx(t), r))
+	require.ErrorIs(t, s.PutIdempotency(ctx(t), r), store.ErrIdempotencyExists, "second put")
 }
 
 func testBurstIsolation(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	mustDEK(t, s, "dek_1")
-	if err := s.CreateToken(ctx(t), token("tok_taken", "mer_a", "fp", t0), nil); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, s.CreateToken(ctx(t), token("tok_taken", "mer_a", "fp", t0), nil))
 	const n = 24
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -306,61 +262,44 @@ func testBurstIsolation(t *testing.T, s store.Store) {
 	wg.Wait()
 	for i, err := range errs {
 		if i == 7 {
-			if !errors.Is(err, store.ErrDuplicate) {
-				t.Fatalf("duplicate token: %v", err)
-			}
+			require.ErrorIs(t, err, store.ErrDuplicate, "duplicate token")
 			continue
 		}
-		if err != nil {
-			t.Fatalf("create %d failed because of another item: %v", i, err)
-		}
+		require.NoError(t, err, "create %d failed because of another item", i)
 	}
-	if c, _ := s.CountTokens(ctx(t)); c != n {
-		t.Fatalf("%d tokens; want %d", c, n)
-	}
+	c, _ := s.CountTokens(ctx(t))
+	assert.EqualValues(t, n, c, "tokens stored")
 }
 
 func testRewrap(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	c := ctx(t)
 	for i, v := range []int{1, 1, 2, 3} {
-		if err := s.InsertDEK(c, envelope.DEKRecord{ID: fmt.Sprintf("dek_%d", i), Wrapped: fmt.Sprintf("vault:v%d:w%d", v, i), KEKVersion: v, CreatedAt: t0}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.InsertDEK(c, envelope.DEKRecord{ID: fmt.Sprintf("dek_%d", i), Wrapped: fmt.Sprintf("vault:v%d:w%d", v, i), KEKVersion: v, CreatedAt: t0}))
 	}
 	for i := 0; i < 3; i++ {
 		r := token(fmt.Sprintf("tok_%d", i), "mer_a", "fp", t0)
 		r.DEKID = "dek_0"
-		if err := s.CreateToken(c, r, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.CreateToken(c, r, nil))
 	}
 	page1, err := s.DEKsBelowVersion(c, 3, "", 2)
-	if err != nil || len(page1) != 2 || page1[0].ID != "dek_0" || page1[1].ID != "dek_1" {
-		t.Fatalf("page 1 = %+v, %v", page1, err)
-	}
+	require.NoError(t, err)
+	require.Len(t, page1, 2, "page 1")
+	assert.Equal(t, "dek_0", page1[0].ID)
+	assert.Equal(t, "dek_1", page1[1].ID)
 	page2, err := s.DEKsBelowVersion(c, 3, page1[1].ID, 2)
-	if err != nil || len(page2) != 1 || page2[0].ID != "dek_2" {
-		t.Fatalf("page 2 = %+v, %v", page2, err)
-	}
-	if err := s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:new", 3); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:again", 3); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("stale compare-and-set: %v", err)
-	}
+	require.NoError(t, err)
+	require.Len(t, page2, 1, "page 2")
+	assert.Equal(t, "dek_2", page2[0].ID)
+	require.NoError(t, s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:new", 3))
+	require.ErrorIs(t, s.RewrapDEK(c, "dek_0", "vault:v1:w0", "vault:v3:again", 3), store.ErrNotFound, "stale compare-and-set")
 	d, _ := s.GetDEK(c, "dek_0")
-	if d.Wrapped != "vault:v3:new" || d.KEKVersion != 3 {
-		t.Fatalf("after rewrap: %+v", d)
-	}
+	assert.Equal(t, "vault:v3:new", d.Wrapped, "after rewrap")
+	assert.Equal(t, 3, d.KEKVersion, "after rewrap")
 	stats, err := s.KeyStats(c)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	want := []store.KeyStat{{KEKVersion: 1, DEKs: 1}, {KEKVersion: 2, DEKs: 1}, {KEKVersion: 3, DEKs: 2, Tokens: 3}}
-	if fmt.Sprint(stats) != fmt.Sprint(want) {
-		t.Fatalf("KeyStats = %v, want %v", stats, want)
-	}
+	assert.Equal(t, want, stats, "KeyStats")
 }
 
 func testAudit(t *testing.T, s store.Store) {
@@ -374,34 +313,34 @@ func testAudit(t *testing.T, s store.Store) {
 			if i%2 == 1 {
 				m = "mer_b"
 			}
-			if _, err := s.AppendAudit(c, []audit.Event{{At: t0, Actor: "test", Action: audit.ActionDetokenize, MerchantID: m, Token: fmt.Sprintf("tok_%d", i), DestinationHost: "acq.example"}}); err != nil {
-				t.Error(err)
-			}
+			_, err := s.AppendAudit(c, []audit.Event{{At: t0, Actor: "test", Action: audit.ActionDetokenize, MerchantID: m, Token: fmt.Sprintf("tok_%d", i), DestinationHost: "acq.example"}})
+			assert.NoError(t, err) // not require: this runs off the test goroutine
 		}(i)
 	}
 	wg.Wait()
 	all, err := s.ListAudit(c, store.AuditFilter{})
-	if err != nil || len(all) != 20 {
-		t.Fatalf("ListAudit = %d events, %v", len(all), err)
-	}
+	require.NoError(t, err)
+	require.Len(t, all, 20, "ListAudit")
 	var v audit.Verifier
 	for _, e := range all {
 		v.Add(e)
 	}
-	if len(v.Problems) != 0 {
-		t.Fatalf("concurrent appends broke the chain: %v", v.Problems)
-	}
-	if seq, _ := v.Head(); seq != 20 {
-		t.Fatalf("head seq %d", seq)
-	}
-	if h, err := s.AuditHead(c); err != nil || h.Seq != 20 || string(h.Hash) != string(all[19].Hash) {
-		t.Fatalf("AuditHead = %d, %v", h.Seq, err)
-	}
+	require.Empty(t, v.Problems, "concurrent appends broke the chain")
+	seq, _ := v.Head()
+	require.EqualValues(t, 20, seq, "head seq")
+	h, err := s.AuditHead(c)
+	require.NoError(t, err)
+	assert.EqualValues(t, 20, h.Seq, "AuditHead")
+	assert.Equal(t, string(all[19].Hash), string(h.Hash), "AuditHead")
 	b, _ := s.ListAudit(c, store.AuditFilter{MerchantID: "mer_b"})
 	page, _ := s.ListAudit(c, store.AuditFilter{AfterSeq: 15, Limit: 3})
 	one, _ := s.ListAudit(c, store.AuditFilter{Token: "tok_3"})
-	if len(b) != 10 || len(page) != 3 || page[0].Seq != 16 || len(one) != 1 || one[0].DestinationHost != "acq.example" {
-		t.Fatalf("filters: merchant %d, page %v, token %d", len(b), page, len(one))
+	assert.Len(t, b, 10, "merchant filter")
+	if assert.Len(t, page, 3, "page") {
+		assert.EqualValues(t, 16, page[0].Seq, "page")
+	}
+	if assert.Len(t, one, 1, "token filter") {
+		assert.Equal(t, "acq.example", one[0].DestinationHost, "token filter")
 	}
 }
 
@@ -410,38 +349,32 @@ func testReencryptBookkeeping(t *testing.T, s store.Store) {
 	mustMerchant(t, s, "mer_a")
 	old, fresh := t0.Add(-48*time.Hour), t0
 	for id, at := range map[string]time.Time{"dek_old": old, "dek_unused": old, "dek_new": fresh} {
-		if err := s.InsertDEK(c, envelope.DEKRecord{ID: id, Wrapped: "w", KEKVersion: 1, CreatedAt: at}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.InsertDEK(c, envelope.DEKRecord{ID: id, Wrapped: "w", KEKVersion: 1, CreatedAt: at}))
 	}
 	for i, dek := range []string{"dek_old", "dek_old", "dek_new"} {
 		r := token(fmt.Sprintf("tok_%d", i), "mer_a", "fp", t0)
 		r.DEKID = dek
-		if err := s.CreateToken(c, r, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.CreateToken(c, r, nil))
 	}
 	got, err := s.TokensUnderOldDEKs(c, t0.Add(-time.Hour), "", 10)
-	if err != nil || len(got) != 2 || got[0].Token != "tok_0" || got[1].Token != "tok_1" {
-		t.Fatalf("TokensUnderOldDEKs = %v, %v", got, err)
-	}
-	if err := s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct2")); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct3")); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("stale compare-and-set: %v", err)
-	}
-	if r, _ := s.GetToken(c, "mer_a", "tok_0"); r.DEKID != "dek_new" || string(r.Ciphertext) != "ct2" {
-		t.Fatalf("after replace: %+v", r)
-	}
+	require.NoError(t, err)
+	require.Len(t, got, 2, "TokensUnderOldDEKs")
+	assert.Equal(t, "tok_0", got[0].Token)
+	assert.Equal(t, "tok_1", got[1].Token)
+	require.NoError(t, s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct2")))
+	require.ErrorIs(t, s.ReplaceCiphertext(c, "tok_0", "dek_old", "dek_new", []byte("ct3")), store.ErrNotFound, "stale compare-and-set")
+	r, _ := s.GetToken(c, "mer_a", "tok_0")
+	assert.Equal(t, "dek_new", r.DEKID, "after replace")
+	assert.Equal(t, "ct2", string(r.Ciphertext), "after replace")
 	n, err := s.DestroyDEKs(c, t0.Add(-time.Hour))
-	if err != nil || n != 1 {
-		t.Fatalf("DestroyDEKs = %d, %v; want only the unused old DEK", n, err)
-	}
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "DestroyDEKs: want only the unused old DEK")
 	stats, _ := s.DEKStats(c)
-	if len(stats) != 2 || stats[0].ID != "dek_old" || stats[0].Tokens != 1 || stats[1].ID != "dek_new" || stats[1].Tokens != 2 {
-		t.Fatalf("DEKStats = %+v", stats)
-	}
+	require.Len(t, stats, 2, "DEKStats")
+	assert.Equal(t, "dek_old", stats[0].ID)
+	assert.EqualValues(t, 1, stats[0].Tokens)
+	assert.Equal(t, "dek_new", stats[1].ID)
+	assert.EqualValues(t, 2, stats[1].Tokens)
 }
 
 func testFingerprintVersions(t *testing.T, s store.Store) {
@@ -451,26 +384,21 @@ func testFingerprintVersions(t *testing.T, s store.Store) {
 	for i, v := range []int{0, 1, 2} { // 0: an old record written before versions (defaults to 1)
 		r := token(fmt.Sprintf("tok_%d", i), "mer_a", fmt.Sprintf("fp_%d", i), t0)
 		r.FingerprintVersion = v
-		if err := s.CreateToken(c, r, nil); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, s.CreateToken(c, r, nil))
 	}
-	if r, _ := s.GetToken(c, "mer_a", "tok_0"); r.FingerprintVersion != 1 {
-		t.Fatalf("default fingerprint version %d", r.FingerprintVersion)
-	}
+	r, _ := s.GetToken(c, "mer_a", "tok_0")
+	require.Equal(t, 1, r.FingerprintVersion, "default fingerprint version")
 	below, err := s.TokensWithFingerprintBelow(c, 2, "", 10)
-	if err != nil || len(below) != 2 || below[0].Token != "tok_0" || below[1].Token != "tok_1" {
-		t.Fatalf("TokensWithFingerprintBelow = %v, %v", below, err)
-	}
-	if err := s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_0_v2", 2); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_again", 2); !errors.Is(err, store.ErrNotFound) {
-		t.Fatalf("stale compare-and-set: %v", err)
-	}
-	if r, err := s.FindTokenByFingerprint(c, "mer_a", "fp_0_v2"); err != nil || r.Token != "tok_0" || r.FingerprintVersion != 2 {
-		t.Fatalf("lookup by the rewritten fingerprint: %+v %v", r, err)
-	}
+	require.NoError(t, err)
+	require.Len(t, below, 2, "TokensWithFingerprintBelow")
+	assert.Equal(t, "tok_0", below[0].Token)
+	assert.Equal(t, "tok_1", below[1].Token)
+	require.NoError(t, s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_0_v2", 2))
+	require.ErrorIs(t, s.UpdateFingerprint(c, "tok_0", "fp_0", "fp_again", 2), store.ErrNotFound, "stale compare-and-set")
+	r, err = s.FindTokenByFingerprint(c, "mer_a", "fp_0_v2")
+	require.NoError(t, err, "lookup by the rewritten fingerprint")
+	assert.Equal(t, "tok_0", r.Token, "lookup by the rewritten fingerprint")
+	assert.Equal(t, 2, r.FingerprintVersion, "lookup by the rewritten fingerprint")
 }
 
 func testDedupedRace(t *testing.T, s store.Store) {
@@ -491,14 +419,12 @@ func testDedupedRace(t *testing.T, s store.Store) {
 	wg.Wait()
 	made := 0
 	for i := range created {
-		if errs[i] != nil {
-			t.Fatalf("call %d: %v", i, errs[i])
-		}
+		require.NoError(t, errs[i], "call %d", i)
 		if created[i] {
 			made++
 		}
 	}
-	if c, _ := s.CountTokens(ctx(t)); made != 1 || c != 1 {
-		t.Fatalf("%d created, %d stored; want exactly 1", made, c)
-	}
+	c, _ := s.CountTokens(ctx(t))
+	assert.Equal(t, 1, made, "tokens created")
+	assert.EqualValues(t, 1, c, "tokens stored")
 }

@@ -11,6 +11,7 @@
 package gatewayv1
 
 import (
+	_ "github.com/obolpay/obol/proto/obol/api/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -923,11 +924,11 @@ var File_obol_gateway_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\n" +
-	"\x1dobol/gateway/v1/gateway.proto\x12\x0fobol.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x03\n" +
-	"\x14CreatePaymentRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x03R\x06amount\x12\x1a\n" +
-	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12\x18\n" +
+	"\x1dobol/gateway/v1/gateway.proto\x12\x0fobol.gateway.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15obol/api/v1/api.proto\"\xde\x03\n" +
+	"\x14CreatePaymentRequest\x12\x1a\n" +
+	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12\x1c\n" +
+	"\x06amount\x18\x02 \x01(\x03B\x04\xc8\xf3\x18\x01R\x06amount\x12 \n" +
+	"\bcurrency\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x01R\bcurrency\x12\x18\n" +
 	"\acapture\x18\x04 \x01(\bR\acapture\x12\x1a\n" +
 	"\bacquirer\x18\x05 \x01(\tR\bacquirer\x12 \n" +
 	"\vdescription\x18\x06 \x01(\tR\vdescription\x12O\n" +
@@ -972,36 +973,36 @@ const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x12\x14\n" +
 	"\x05rules\x18\x03 \x03(\tR\x05rules\x12(\n" +
 	"\x10rule_set_version\x18\x04 \x01(\tR\x0eruleSetVersion\x12\x1a\n" +
-	"\bfallback\x18\x05 \x01(\bR\bfallback\"<\n" +
-	"\bAcquirer\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1c\n" +
-	"\treference\x18\x02 \x01(\tR\treference\"\x83\x01\n" +
-	"\x06Refund\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06amount\x18\x02 \x01(\x03R\x06amount\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\x129\n" +
+	"\bfallback\x18\x05 \x01(\bR\bfallback\"B\n" +
+	"\bAcquirer\x12\x18\n" +
+	"\x04name\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x04name\x12\x1c\n" +
+	"\treference\x18\x02 \x01(\tR\treference\"\x95\x01\n" +
+	"\x06Refund\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x02id\x12\x1c\n" +
+	"\x06amount\x18\x02 \x01(\x03B\x04\xc8\xf3\x18\x01R\x06amount\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12?\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\"\xc5\x05\n" +
-	"\aPayment\x12\x0e\n" +
-	"\x02id\x18\x01 \x01(\tR\x02id\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\x12\x16\n" +
-	"\x06amount\x18\x03 \x01(\x03R\x06amount\x12'\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\"\xfb\x05\n" +
+	"\aPayment\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x02id\x12\x1c\n" +
+	"\x06status\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x06status\x12\x1c\n" +
+	"\x06amount\x18\x03 \x01(\x03B\x04\xc8\xf3\x18\x01R\x06amount\x12'\n" +
 	"\x0famount_captured\x18\x04 \x01(\x03R\x0eamountCaptured\x12'\n" +
-	"\x0famount_refunded\x18\x05 \x01(\x03R\x0eamountRefunded\x12\x1a\n" +
-	"\bcurrency\x18\x06 \x01(\tR\bcurrency\x12)\n" +
-	"\x04card\x18\a \x01(\v2\x15.obol.gateway.v1.CardR\x04card\x12)\n" +
-	"\x04risk\x18\b \x01(\v2\x15.obol.gateway.v1.RiskR\x04risk\x125\n" +
-	"\bacquirer\x18\t \x01(\v2\x19.obol.gateway.v1.AcquirerR\bacquirer\x12!\n" +
+	"\x0famount_refunded\x18\x05 \x01(\x03R\x0eamountRefunded\x12 \n" +
+	"\bcurrency\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x01R\bcurrency\x12/\n" +
+	"\x04card\x18\a \x01(\v2\x15.obol.gateway.v1.CardB\x04\xc8\xf3\x18\x01R\x04card\x12/\n" +
+	"\x04risk\x18\b \x01(\v2\x15.obol.gateway.v1.RiskB\x04\xc8\xf3\x18\x01R\x04risk\x12;\n" +
+	"\bacquirer\x18\t \x01(\v2\x19.obol.gateway.v1.AcquirerB\x04\xc8\xf3\x18\x01R\bacquirer\x12!\n" +
 	"\fdecline_code\x18\n" +
 	" \x01(\tR\vdeclineCode\x12 \n" +
 	"\vdescription\x18\v \x01(\tR\vdescription\x12B\n" +
 	"\bmetadata\x18\f \x03(\v2&.obol.gateway.v1.Payment.MetadataEntryR\bmetadata\x121\n" +
 	"\arefunds\x18\r \x03(\v2\x17.obol.gateway.v1.RefundR\arefunds\x12\x10\n" +
-	"\x03fee\x18\x0e \x01(\x03R\x03fee\x129\n" +
+	"\x03fee\x18\x0e \x01(\x03R\x03fee\x12?\n" +
 	"\n" +
-	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\x12?\n" +
 	"\n" +
-	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\x1a;\n" +
+	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tupdatedAt\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x83\x04\n" +

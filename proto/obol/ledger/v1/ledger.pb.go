@@ -2000,6 +2000,308 @@ func (x *VerifyResponse) GetProblems() []string {
 	return nil
 }
 
+type ListPaymentLedgersRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 1000 (default 100).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only these payments (at most 1000; no paging). Payments the journal
+	// knows nothing of are left out.
+	PaymentIds    []string `protobuf:"bytes,3,rep,name=payment_ids,json=paymentIds,proto3" json:"payment_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPaymentLedgersRequest) Reset() {
+	*x = ListPaymentLedgersRequest{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPaymentLedgersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPaymentLedgersRequest) ProtoMessage() {}
+
+func (x *ListPaymentLedgersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPaymentLedgersRequest.ProtoReflect.Descriptor instead.
+func (*ListPaymentLedgersRequest) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListPaymentLedgersRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListPaymentLedgersRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListPaymentLedgersRequest) GetPaymentIds() []string {
+	if x != nil {
+		return x.PaymentIds
+	}
+	return nil
+}
+
+// PaymentLedger is the journal's view of one payment. Amounts in minor
+// units.
+type PaymentLedger struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	PaymentId  string                 `protobuf:"bytes,1,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	MerchantId string                 `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	Currency   string                 `protobuf:"bytes,3,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The amount the authorization held (0 without an authorization).
+	Authorized int64 `protobuf:"varint,4,opt,name=authorized,proto3" json:"authorized,omitempty"`
+	// The authorization's hold: "" (no authorization in the journal),
+	// "pending" (open), "posted" (captured), "voided" (canceled) or
+	// "expired" (voided when the hold window ended).
+	HoldStatus string `protobuf:"bytes,5,opt,name=hold_status,json=holdStatus,proto3" json:"hold_status,omitempty"`
+	Captured   int64  `protobuf:"varint,6,opt,name=captured,proto3" json:"captured,omitempty"`
+	// The merchant's fee taken at capture.
+	Fee int64 `protobuf:"varint,7,opt,name=fee,proto3" json:"fee,omitempty"`
+	// The sum of the refunds.
+	Refunded int64                  `protobuf:"varint,8,opt,name=refunded,proto3" json:"refunded,omitempty"`
+	Refunds  []*PaymentLedgerRefund `protobuf:"bytes,9,rep,name=refunds,proto3" json:"refunds,omitempty"`
+	// Charged back through settlement (the gateway does not know these).
+	ChargedBack int64 `protobuf:"varint,10,opt,name=charged_back,json=chargedBack,proto3" json:"charged_back,omitempty"`
+	// The journal transactions of the payment, in journal order.
+	TransactionIds []string `protobuf:"bytes,11,rep,name=transaction_ids,json=transactionIds,proto3" json:"transaction_ids,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *PaymentLedger) Reset() {
+	*x = PaymentLedger{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaymentLedger) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaymentLedger) ProtoMessage() {}
+
+func (x *PaymentLedger) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaymentLedger.ProtoReflect.Descriptor instead.
+func (*PaymentLedger) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *PaymentLedger) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *PaymentLedger) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *PaymentLedger) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *PaymentLedger) GetAuthorized() int64 {
+	if x != nil {
+		return x.Authorized
+	}
+	return 0
+}
+
+func (x *PaymentLedger) GetHoldStatus() string {
+	if x != nil {
+		return x.HoldStatus
+	}
+	return ""
+}
+
+func (x *PaymentLedger) GetCaptured() int64 {
+	if x != nil {
+		return x.Captured
+	}
+	return 0
+}
+
+func (x *PaymentLedger) GetFee() int64 {
+	if x != nil {
+		return x.Fee
+	}
+	return 0
+}
+
+func (x *PaymentLedger) GetRefunded() int64 {
+	if x != nil {
+		return x.Refunded
+	}
+	return 0
+}
+
+func (x *PaymentLedger) GetRefunds() []*PaymentLedgerRefund {
+	if x != nil {
+		return x.Refunds
+	}
+	return nil
+}
+
+func (x *PaymentLedger) GetChargedBack() int64 {
+	if x != nil {
+		return x.ChargedBack
+	}
+	return 0
+}
+
+func (x *PaymentLedger) GetTransactionIds() []string {
+	if x != nil {
+		return x.TransactionIds
+	}
+	return nil
+}
+
+type PaymentLedgerRefund struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	RefundId      string                 `protobuf:"bytes,1,opt,name=refund_id,json=refundId,proto3" json:"refund_id,omitempty"`
+	Amount        int64                  `protobuf:"varint,2,opt,name=amount,proto3" json:"amount,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PaymentLedgerRefund) Reset() {
+	*x = PaymentLedgerRefund{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PaymentLedgerRefund) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PaymentLedgerRefund) ProtoMessage() {}
+
+func (x *PaymentLedgerRefund) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PaymentLedgerRefund.ProtoReflect.Descriptor instead.
+func (*PaymentLedgerRefund) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *PaymentLedgerRefund) GetRefundId() string {
+	if x != nil {
+		return x.RefundId
+	}
+	return ""
+}
+
+func (x *PaymentLedgerRefund) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+type ListPaymentLedgersResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Payments      []*PaymentLedger       `protobuf:"bytes,1,rep,name=payments,proto3" json:"payments,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPaymentLedgersResponse) Reset() {
+	*x = ListPaymentLedgersResponse{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPaymentLedgersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPaymentLedgersResponse) ProtoMessage() {}
+
+func (x *ListPaymentLedgersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPaymentLedgersResponse.ProtoReflect.Descriptor instead.
+func (*ListPaymentLedgersResponse) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListPaymentLedgersResponse) GetPayments() []*PaymentLedger {
+	if x != nil {
+		return x.Payments
+	}
+	return nil
+}
+
+func (x *ListPaymentLedgersResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
 var File_obol_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
@@ -2176,13 +2478,43 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x0eVerifyResponse\x12\"\n" +
 	"\ftransactions\x18\x01 \x01(\x03R\ftransactions\x12\x1a\n" +
 	"\baccounts\x18\x02 \x01(\x03R\baccounts\x12\x1a\n" +
-	"\bproblems\x18\x03 \x03(\tR\bproblems*\x9f\x01\n" +
+	"\bproblems\x18\x03 \x03(\tR\bproblems\"x\n" +
+	"\x19ListPaymentLedgersRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x1f\n" +
+	"\vpayment_ids\x18\x03 \x03(\tR\n" +
+	"paymentIds\"\x81\x03\n" +
+	"\rPaymentLedger\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x01 \x01(\tR\tpaymentId\x12\x1f\n" +
+	"\vmerchant_id\x18\x02 \x01(\tR\n" +
+	"merchantId\x12\x1a\n" +
+	"\bcurrency\x18\x03 \x01(\tR\bcurrency\x12\x1e\n" +
+	"\n" +
+	"authorized\x18\x04 \x01(\x03R\n" +
+	"authorized\x12\x1f\n" +
+	"\vhold_status\x18\x05 \x01(\tR\n" +
+	"holdStatus\x12\x1a\n" +
+	"\bcaptured\x18\x06 \x01(\x03R\bcaptured\x12\x10\n" +
+	"\x03fee\x18\a \x01(\x03R\x03fee\x12\x1a\n" +
+	"\brefunded\x18\b \x01(\x03R\brefunded\x12=\n" +
+	"\arefunds\x18\t \x03(\v2#.obol.ledger.v1.PaymentLedgerRefundR\arefunds\x12!\n" +
+	"\fcharged_back\x18\n" +
+	" \x01(\x03R\vchargedBack\x12'\n" +
+	"\x0ftransaction_ids\x18\v \x03(\tR\x0etransactionIds\"J\n" +
+	"\x13PaymentLedgerRefund\x12\x1b\n" +
+	"\trefund_id\x18\x01 \x01(\tR\brefundId\x12\x16\n" +
+	"\x06amount\x18\x02 \x01(\x03R\x06amount\"\x7f\n" +
+	"\x1aListPaymentLedgersResponse\x129\n" +
+	"\bpayments\x18\x01 \x03(\v2\x1d.obol.ledger.v1.PaymentLedgerR\bpayments\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x9f\x01\n" +
 	"\fPaymentEvent\x12\x1d\n" +
 	"\x19PAYMENT_EVENT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18PAYMENT_EVENT_AUTHORIZED\x10\x01\x12\x1a\n" +
 	"\x16PAYMENT_EVENT_CAPTURED\x10\x02\x12\x1a\n" +
 	"\x16PAYMENT_EVENT_CANCELED\x10\x03\x12\x1a\n" +
-	"\x16PAYMENT_EVENT_REFUNDED\x10\x042\xdb\b\n" +
+	"\x16PAYMENT_EVENT_REFUNDED\x10\x042\xc8\t\n" +
 	"\rLedgerService\x12N\n" +
 	"\rCreateAccount\x12$.obol.ledger.v1.CreateAccountRequest\x1a\x17.obol.ledger.v1.Account\x12H\n" +
 	"\n" +
@@ -2198,7 +2530,8 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\tGetPayout\x12 .obol.ledger.v1.GetPayoutRequest\x1a\x16.obol.ledger.v1.Payout\x12K\n" +
 	"\fUpdatePayout\x12#.obol.ledger.v1.UpdatePayoutRequest\x1a\x16.obol.ledger.v1.Payout\x12]\n" +
 	"\x10ImportSettlement\x12'.obol.ledger.v1.ImportSettlementRequest\x1a .obol.ledger.v1.SettlementReport\x12G\n" +
-	"\x06Verify\x12\x1d.obol.ledger.v1.VerifyRequest\x1a\x1e.obol.ledger.v1.VerifyResponseB7Z5github.com/obolpay/obol/proto/obol/ledger/v1;ledgerv1b\x06proto3"
+	"\x06Verify\x12\x1d.obol.ledger.v1.VerifyRequest\x1a\x1e.obol.ledger.v1.VerifyResponse\x12k\n" +
+	"\x12ListPaymentLedgers\x12).obol.ledger.v1.ListPaymentLedgersRequest\x1a*.obol.ledger.v1.ListPaymentLedgersResponseB7Z5github.com/obolpay/obol/proto/obol/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_obol_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -2213,7 +2546,7 @@ func file_obol_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_obol_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_obol_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_obol_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_obol_ledger_v1_ledger_proto_goTypes = []any{
 	(PaymentEvent)(0),                  // 0: obol.ledger.v1.PaymentEvent
 	(*Account)(nil),                    // 1: obol.ledger.v1.Account
@@ -2243,59 +2576,67 @@ var file_obol_ledger_v1_ledger_proto_goTypes = []any{
 	(*SettlementReport)(nil),           // 25: obol.ledger.v1.SettlementReport
 	(*VerifyRequest)(nil),              // 26: obol.ledger.v1.VerifyRequest
 	(*VerifyResponse)(nil),             // 27: obol.ledger.v1.VerifyResponse
-	nil,                                // 28: obol.ledger.v1.PostTransactionRequest.MetadataEntry
-	nil,                                // 29: obol.ledger.v1.Transaction.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 30: google.protobuf.Timestamp
+	(*ListPaymentLedgersRequest)(nil),  // 28: obol.ledger.v1.ListPaymentLedgersRequest
+	(*PaymentLedger)(nil),              // 29: obol.ledger.v1.PaymentLedger
+	(*PaymentLedgerRefund)(nil),        // 30: obol.ledger.v1.PaymentLedgerRefund
+	(*ListPaymentLedgersResponse)(nil), // 31: obol.ledger.v1.ListPaymentLedgersResponse
+	nil,                                // 32: obol.ledger.v1.PostTransactionRequest.MetadataEntry
+	nil,                                // 33: obol.ledger.v1.Transaction.MetadataEntry
+	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
 }
 var file_obol_ledger_v1_ledger_proto_depIdxs = []int32{
-	30, // 0: obol.ledger.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	30, // 1: obol.ledger.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
+	34, // 0: obol.ledger.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	34, // 1: obol.ledger.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: obol.ledger.v1.ListEntriesResponse.entries:type_name -> obol.ledger.v1.Entry
-	30, // 3: obol.ledger.v1.PostTransactionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	34, // 3: obol.ledger.v1.PostTransactionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 4: obol.ledger.v1.PostTransactionRequest.postings:type_name -> obol.ledger.v1.Posting
-	28, // 5: obol.ledger.v1.PostTransactionRequest.metadata:type_name -> obol.ledger.v1.PostTransactionRequest.MetadataEntry
-	30, // 6: obol.ledger.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
+	32, // 5: obol.ledger.v1.PostTransactionRequest.metadata:type_name -> obol.ledger.v1.PostTransactionRequest.MetadataEntry
+	34, // 6: obol.ledger.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: obol.ledger.v1.Transaction.postings:type_name -> obol.ledger.v1.Posting
-	29, // 8: obol.ledger.v1.Transaction.metadata:type_name -> obol.ledger.v1.Transaction.MetadataEntry
-	30, // 9: obol.ledger.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
+	33, // 8: obol.ledger.v1.Transaction.metadata:type_name -> obol.ledger.v1.Transaction.MetadataEntry
+	34, // 9: obol.ledger.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: obol.ledger.v1.RecordPaymentRequest.event:type_name -> obol.ledger.v1.PaymentEvent
 	9,  // 11: obol.ledger.v1.RecordPaymentResponse.transaction:type_name -> obol.ledger.v1.Transaction
-	30, // 12: obol.ledger.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
+	34, // 12: obol.ledger.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
 	16, // 13: obol.ledger.v1.RunPayoutsResponse.released:type_name -> obol.ledger.v1.Release
 	17, // 14: obol.ledger.v1.RunPayoutsResponse.payouts:type_name -> obol.ledger.v1.Payout
 	17, // 15: obol.ledger.v1.ListPayoutsResponse.payouts:type_name -> obol.ledger.v1.Payout
 	24, // 16: obol.ledger.v1.SettlementReport.results:type_name -> obol.ledger.v1.SettlementLine
-	2,  // 17: obol.ledger.v1.LedgerService.CreateAccount:input_type -> obol.ledger.v1.CreateAccountRequest
-	3,  // 18: obol.ledger.v1.LedgerService.GetAccount:input_type -> obol.ledger.v1.GetAccountRequest
-	4,  // 19: obol.ledger.v1.LedgerService.ListEntries:input_type -> obol.ledger.v1.ListEntriesRequest
-	8,  // 20: obol.ledger.v1.LedgerService.PostTransaction:input_type -> obol.ledger.v1.PostTransactionRequest
-	10, // 21: obol.ledger.v1.LedgerService.GetTransaction:input_type -> obol.ledger.v1.GetTransactionRequest
-	11, // 22: obol.ledger.v1.LedgerService.RecordPayment:input_type -> obol.ledger.v1.RecordPaymentRequest
-	13, // 23: obol.ledger.v1.LedgerService.GetMerchantBalances:input_type -> obol.ledger.v1.GetMerchantBalancesRequest
-	15, // 24: obol.ledger.v1.LedgerService.RunPayouts:input_type -> obol.ledger.v1.RunPayoutsRequest
-	19, // 25: obol.ledger.v1.LedgerService.ListPayouts:input_type -> obol.ledger.v1.ListPayoutsRequest
-	21, // 26: obol.ledger.v1.LedgerService.GetPayout:input_type -> obol.ledger.v1.GetPayoutRequest
-	22, // 27: obol.ledger.v1.LedgerService.UpdatePayout:input_type -> obol.ledger.v1.UpdatePayoutRequest
-	23, // 28: obol.ledger.v1.LedgerService.ImportSettlement:input_type -> obol.ledger.v1.ImportSettlementRequest
-	26, // 29: obol.ledger.v1.LedgerService.Verify:input_type -> obol.ledger.v1.VerifyRequest
-	1,  // 30: obol.ledger.v1.LedgerService.CreateAccount:output_type -> obol.ledger.v1.Account
-	1,  // 31: obol.ledger.v1.LedgerService.GetAccount:output_type -> obol.ledger.v1.Account
-	6,  // 32: obol.ledger.v1.LedgerService.ListEntries:output_type -> obol.ledger.v1.ListEntriesResponse
-	9,  // 33: obol.ledger.v1.LedgerService.PostTransaction:output_type -> obol.ledger.v1.Transaction
-	9,  // 34: obol.ledger.v1.LedgerService.GetTransaction:output_type -> obol.ledger.v1.Transaction
-	12, // 35: obol.ledger.v1.LedgerService.RecordPayment:output_type -> obol.ledger.v1.RecordPaymentResponse
-	14, // 36: obol.ledger.v1.LedgerService.GetMerchantBalances:output_type -> obol.ledger.v1.MerchantBalances
-	18, // 37: obol.ledger.v1.LedgerService.RunPayouts:output_type -> obol.ledger.v1.RunPayoutsResponse
-	20, // 38: obol.ledger.v1.LedgerService.ListPayouts:output_type -> obol.ledger.v1.ListPayoutsResponse
-	17, // 39: obol.ledger.v1.LedgerService.GetPayout:output_type -> obol.ledger.v1.Payout
-	17, // 40: obol.ledger.v1.LedgerService.UpdatePayout:output_type -> obol.ledger.v1.Payout
-	25, // 41: obol.ledger.v1.LedgerService.ImportSettlement:output_type -> obol.ledger.v1.SettlementReport
-	27, // 42: obol.ledger.v1.LedgerService.Verify:output_type -> obol.ledger.v1.VerifyResponse
-	30, // [30:43] is the sub-list for method output_type
-	17, // [17:30] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	30, // 17: obol.ledger.v1.PaymentLedger.refunds:type_name -> obol.ledger.v1.PaymentLedgerRefund
+	29, // 18: obol.ledger.v1.ListPaymentLedgersResponse.payments:type_name -> obol.ledger.v1.PaymentLedger
+	2,  // 19: obol.ledger.v1.LedgerService.CreateAccount:input_type -> obol.ledger.v1.CreateAccountRequest
+	3,  // 20: obol.ledger.v1.LedgerService.GetAccount:input_type -> obol.ledger.v1.GetAccountRequest
+	4,  // 21: obol.ledger.v1.LedgerService.ListEntries:input_type -> obol.ledger.v1.ListEntriesRequest
+	8,  // 22: obol.ledger.v1.LedgerService.PostTransaction:input_type -> obol.ledger.v1.PostTransactionRequest
+	10, // 23: obol.ledger.v1.LedgerService.GetTransaction:input_type -> obol.ledger.v1.GetTransactionRequest
+	11, // 24: obol.ledger.v1.LedgerService.RecordPayment:input_type -> obol.ledger.v1.RecordPaymentRequest
+	13, // 25: obol.ledger.v1.LedgerService.GetMerchantBalances:input_type -> obol.ledger.v1.GetMerchantBalancesRequest
+	15, // 26: obol.ledger.v1.LedgerService.RunPayouts:input_type -> obol.ledger.v1.RunPayoutsRequest
+	19, // 27: obol.ledger.v1.LedgerService.ListPayouts:input_type -> obol.ledger.v1.ListPayoutsRequest
+	21, // 28: obol.ledger.v1.LedgerService.GetPayout:input_type -> obol.ledger.v1.GetPayoutRequest
+	22, // 29: obol.ledger.v1.LedgerService.UpdatePayout:input_type -> obol.ledger.v1.UpdatePayoutRequest
+	23, // 30: obol.ledger.v1.LedgerService.ImportSettlement:input_type -> obol.ledger.v1.ImportSettlementRequest
+	26, // 31: obol.ledger.v1.LedgerService.Verify:input_type -> obol.ledger.v1.VerifyRequest
+	28, // 32: obol.ledger.v1.LedgerService.ListPaymentLedgers:input_type -> obol.ledger.v1.ListPaymentLedgersRequest
+	1,  // 33: obol.ledger.v1.LedgerService.CreateAccount:output_type -> obol.ledger.v1.Account
+	1,  // 34: obol.ledger.v1.LedgerService.GetAccount:output_type -> obol.ledger.v1.Account
+	6,  // 35: obol.ledger.v1.LedgerService.ListEntries:output_type -> obol.ledger.v1.ListEntriesResponse
+	9,  // 36: obol.ledger.v1.LedgerService.PostTransaction:output_type -> obol.ledger.v1.Transaction
+	9,  // 37: obol.ledger.v1.LedgerService.GetTransaction:output_type -> obol.ledger.v1.Transaction
+	12, // 38: obol.ledger.v1.LedgerService.RecordPayment:output_type -> obol.ledger.v1.RecordPaymentResponse
+	14, // 39: obol.ledger.v1.LedgerService.GetMerchantBalances:output_type -> obol.ledger.v1.MerchantBalances
+	18, // 40: obol.ledger.v1.LedgerService.RunPayouts:output_type -> obol.ledger.v1.RunPayoutsResponse
+	20, // 41: obol.ledger.v1.LedgerService.ListPayouts:output_type -> obol.ledger.v1.ListPayoutsResponse
+	17, // 42: obol.ledger.v1.LedgerService.GetPayout:output_type -> obol.ledger.v1.Payout
+	17, // 43: obol.ledger.v1.LedgerService.UpdatePayout:output_type -> obol.ledger.v1.Payout
+	25, // 44: obol.ledger.v1.LedgerService.ImportSettlement:output_type -> obol.ledger.v1.SettlementReport
+	27, // 45: obol.ledger.v1.LedgerService.Verify:output_type -> obol.ledger.v1.VerifyResponse
+	31, // 46: obol.ledger.v1.LedgerService.ListPaymentLedgers:output_type -> obol.ledger.v1.ListPaymentLedgersResponse
+	33, // [33:47] is the sub-list for method output_type
+	19, // [19:33] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_obol_ledger_v1_ledger_proto_init() }
@@ -2309,7 +2650,7 @@ func file_obol_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obol_ledger_v1_ledger_proto_rawDesc), len(file_obol_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

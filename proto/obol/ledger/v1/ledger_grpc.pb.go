@@ -38,6 +38,7 @@ const (
 	LedgerService_UpdatePayout_FullMethodName        = "/obol.ledger.v1.LedgerService/UpdatePayout"
 	LedgerService_ImportSettlement_FullMethodName    = "/obol.ledger.v1.LedgerService/ImportSettlement"
 	LedgerService_Verify_FullMethodName              = "/obol.ledger.v1.LedgerService/Verify"
+	LedgerService_ListPaymentLedgers_FullMethodName  = "/obol.ledger.v1.LedgerService/ListPaymentLedgers"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -75,6 +76,10 @@ type LedgerServiceClient interface {
 	// Verify recomputes every balance from the postings and checks the hash
 	// chain.
 	Verify(ctx context.Context, in *VerifyRequest, opts ...grpc.CallOption) (*VerifyResponse, error)
+	// ListPaymentLedgers lists what the journal holds for each payment (hold,
+	// capture, fee, refunds), in payment id order, or for the given payment
+	// ids: the ledger side of the reconciliation with the gateway.
+	ListPaymentLedgers(ctx context.Context, in *ListPaymentLedgersRequest, opts ...grpc.CallOption) (*ListPaymentLedgersResponse, error)
 }
 
 type ledgerServiceClient struct {
@@ -215,6 +220,16 @@ func (c *ledgerServiceClient) Verify(ctx context.Context, in *VerifyRequest, opt
 	return out, nil
 }
 
+func (c *ledgerServiceClient) ListPaymentLedgers(ctx context.Context, in *ListPaymentLedgersRequest, opts ...grpc.CallOption) (*ListPaymentLedgersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPaymentLedgersResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ListPaymentLedgers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerServiceServer is the server API for LedgerService service.
 // All implementations must embed UnimplementedLedgerServiceServer
 // for forward compatibility.
@@ -250,6 +265,10 @@ type LedgerServiceServer interface {
 	// Verify recomputes every balance from the postings and checks the hash
 	// chain.
 	Verify(context.Context, *VerifyRequest) (*VerifyResponse, error)
+	// ListPaymentLedgers lists what the journal holds for each payment (hold,
+	// capture, fee, refunds), in payment id order, or for the given payment
+	// ids: the ledger side of the reconciliation with the gateway.
+	ListPaymentLedgers(context.Context, *ListPaymentLedgersRequest) (*ListPaymentLedgersResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }
 
@@ -298,6 +317,9 @@ func (UnimplementedLedgerServiceServer) ImportSettlement(context.Context, *Impor
 }
 func (UnimplementedLedgerServiceServer) Verify(context.Context, *VerifyRequest) (*VerifyResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Verify not implemented")
+}
+func (UnimplementedLedgerServiceServer) ListPaymentLedgers(context.Context, *ListPaymentLedgersRequest) (*ListPaymentLedgersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListPaymentLedgers not implemented")
 }
 func (UnimplementedLedgerServiceServer) mustEmbedUnimplementedLedgerServiceServer() {}
 func (UnimplementedLedgerServiceServer) testEmbeddedByValue()                       {}
@@ -554,6 +576,24 @@ func _LedgerService_Verify_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_ListPaymentLedgers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPaymentLedgersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ListPaymentLedgers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ListPaymentLedgers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ListPaymentLedgers(ctx, req.(*ListPaymentLedgersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerService_ServiceDesc is the grpc.ServiceDesc for LedgerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -612,6 +652,10 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Verify",
 			Handler:    _LedgerService_Verify_Handler,
+		},
+		{
+			MethodName: "ListPaymentLedgers",
+			Handler:    _LedgerService_ListPaymentLedgers_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -15,6 +15,7 @@
 package vaultv1
 
 import (
+	_ "github.com/obolpay/obol/proto/obol/api/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
 	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
@@ -953,43 +954,43 @@ var File_obol_vault_v1_vault_proto protoreflect.FileDescriptor
 
 const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\n" +
-	"\x19obol/vault/v1/vault.proto\x12\robol.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"H\n" +
+	"\x19obol/vault/v1/vault.proto\x12\robol.vault.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x15obol/api/v1/api.proto\"H\n" +
 	"\x1bAuthenticateMerchantRequest\x12)\n" +
 	"\rauthorization\x18\x01 \x01(\tB\x03\x80\x01\x01R\rauthorization\"S\n" +
 	"\x1cAuthenticateMerchantResponse\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x12\n" +
-	"\x04live\x18\x02 \x01(\bR\x04live\"\x9d\x01\n" +
-	"\tCardInput\x12\x1b\n" +
-	"\x06number\x18\x01 \x01(\tB\x03\x80\x01\x01R\x06number\x12\x1b\n" +
-	"\texp_month\x18\x02 \x01(\x05R\bexpMonth\x12\x19\n" +
-	"\bexp_year\x18\x03 \x01(\x05R\aexpYear\x12\x15\n" +
+	"\x04live\x18\x02 \x01(\bR\x04live\"\xad\x01\n" +
+	"\tCardInput\x12\x1f\n" +
+	"\x06number\x18\x01 \x01(\tB\a\xc8\xf3\x18\x01\x80\x01\x01R\x06number\x12!\n" +
+	"\texp_month\x18\x02 \x01(\x05B\x04\xc8\xf3\x18\x01R\bexpMonth\x12\x1f\n" +
+	"\bexp_year\x18\x03 \x01(\x05B\x04\xc8\xf3\x18\x01R\aexpYear\x12\x15\n" +
 	"\x03cvc\x18\x04 \x01(\tB\x03\x80\x01\x01R\x03cvc\x12$\n" +
 	"\vholder_name\x18\x05 \x01(\tB\x03\x80\x01\x01R\n" +
-	"holderName\"W\n" +
-	"\x0fTokenizeRequest\x12,\n" +
-	"\x04card\x18\x01 \x01(\v2\x18.obol.vault.v1.CardInputR\x04card\x12\x16\n" +
-	"\x06dedupe\x18\x02 \x01(\bR\x06dedupe\"i\n" +
-	"\x10AttachCVCRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x15\n" +
-	"\x03cvc\x18\x02 \x01(\tB\x03\x80\x01\x01R\x03cvc\x12(\n" +
+	"holderName\"]\n" +
+	"\x0fTokenizeRequest\x122\n" +
+	"\x04card\x18\x01 \x01(\v2\x18.obol.vault.v1.CardInputB\x04\xc8\xf3\x18\x01R\x04card\x12\x16\n" +
+	"\x06dedupe\x18\x02 \x01(\bR\x06dedupe\"s\n" +
+	"\x10AttachCVCRequest\x12\x1a\n" +
+	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12\x19\n" +
+	"\x03cvc\x18\x02 \x01(\tB\a\xc8\xf3\x18\x01\x80\x01\x01R\x03cvc\x12(\n" +
 	"\rclient_secret\x18\x03 \x01(\tB\x03\x80\x01\x01R\fclientSecret\"4\n" +
 	"\x1cCreateCVCClientSecretRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"\x8c\x01\n" +
-	"\x0fCVCClientSecret\x12(\n" +
-	"\rclient_secret\x18\x01 \x01(\tB\x03\x80\x01\x01R\fclientSecret\x12\x14\n" +
-	"\x05token\x18\x02 \x01(\tR\x05token\x129\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"\x9c\x01\n" +
+	"\x0fCVCClientSecret\x12,\n" +
+	"\rclient_secret\x18\x01 \x01(\tB\a\xc8\xf3\x18\x01\x80\x01\x01R\fclientSecret\x12\x1a\n" +
+	"\x05token\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12?\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\xa6\x01\n" +
-	"\fCardMetadata\x12\x14\n" +
-	"\x05brand\x18\x01 \x01(\tR\x05brand\x12\x10\n" +
-	"\x03bin\x18\x02 \x01(\tR\x03bin\x12\x14\n" +
-	"\x05last4\x18\x03 \x01(\tR\x05last4\x12\x1b\n" +
-	"\texp_month\x18\x04 \x01(\x05R\bexpMonth\x12\x19\n" +
-	"\bexp_year\x18\x05 \x01(\x05R\aexpYear\x12 \n" +
-	"\vfingerprint\x18\x06 \x01(\tR\vfingerprint\"\xef\x01\n" +
-	"\x05Token\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12/\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\texpiresAt\"\xca\x01\n" +
+	"\fCardMetadata\x12\x1a\n" +
+	"\x05brand\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05brand\x12\x16\n" +
+	"\x03bin\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x03bin\x12\x1a\n" +
+	"\x05last4\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x01R\x05last4\x12!\n" +
+	"\texp_month\x18\x04 \x01(\x05B\x04\xc8\xf3\x18\x01R\bexpMonth\x12\x1f\n" +
+	"\bexp_year\x18\x05 \x01(\x05B\x04\xc8\xf3\x18\x01R\aexpYear\x12&\n" +
+	"\vfingerprint\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x01R\vfingerprint\"\xf5\x01\n" +
+	"\x05Token\x12\x1a\n" +
+	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12/\n" +
 	"\x04card\x18\x02 \x01(\v2\x1b.obol.vault.v1.CardMetadataR\x04card\x12@\n" +
 	"\x0ecvc_expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fcvcExpiresAt\x129\n" +
 	"\n" +
@@ -998,10 +999,10 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\x0fGetTokenRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"*\n" +
 	"\x12DeleteTokenRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\"E\n" +
-	"\x13DeleteTokenResponse\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x18\n" +
-	"\adeleted\x18\x02 \x01(\bR\adeleted\"\xe2\x01\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\"Q\n" +
+	"\x13DeleteTokenResponse\x12\x1a\n" +
+	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12\x1e\n" +
+	"\adeleted\x18\x02 \x01(\bB\x04\xc8\xf3\x18\x01R\adeleted\"\xe2\x01\n" +
 	"\x11DetokenizeRequest\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x14\n" +

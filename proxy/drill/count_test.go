@@ -1,0 +1,499 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os/exec"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/reconcile"
+	"github.com/obolpay/obol/proxy/simulator"
+	"github.com/obolpay/obol/vault/service"
+)
+
+// side is one party's totals: the acquirer simulator, the gateway's
+// database or the ledger's journal.
+type side struct {
+	payments, authorizations, captures, refunds, voids int
+	captured, refunded                                 int64
+}
+
+// view is one party's view of one payment.
+type view struct {
+	rows               int // gateway rows, acquirer authorizations, ledger authorize transactions
+	approved           int // acquirer: approved authorizations (not reversed, declined or canceled)
+	captures, refunds  int
+	voids              int // acquirer reversals/cancels, gateway failed/canceled, ledger cancels
+	captured, refunded int64
+	status             string // gateway status, acquirer status, ledger hold status
+}
+
+// census is what the three parties hold after a drill.
+type census struct {
+	acq, gw, led          side
+	acqBy, gwBy, ledBy    map[string]*view // by gateway payment id
+	keyPayments           map[string][]string
+	left                  leftovers
+	verifyOK              bool
+	verify                string
+	reconcile             *reconcile.Report
+	reconcileErr          error
+	acqErr, gwErr, ledErr error
+}
+
+// leftovers is what the gateway still has to resolve: payments and
+// operations processing, compensations owed, and ledger outbox entries
+// (pending or dead). The columns and tables that a schema does not have
+// count as zero.
+type leftovers struct {
+	processing, operations, compensations, outbox, dead int
+	outboxIDs                                           string
+}
+
+func (l leftovers) zero() bool { return l.settled() && l.outbox == 0 }
+
+// settled: nothing the sweeper will still change (dead outbox entries wait
+// for an operator).
+func (l leftovers) settled() bool {
+	return l.processing == 0 && l.operations == 0 && l.compensations == 0 && l.outbox == l.dead
+}
+
+func (l leftovers) String() string {
+	return fmt.Sprintf("processing payments %d, processing operations %d, compensations owed %d; outbox entries %d (dead %d)",
+		l.processing, l.operations, l.compensations, l.outbox, l.dead)
+}
+
+func hasColumn(ctx context.Context, conn *pgx.Conn, table, column string) (bool, error) {
+	var ok bool
+	err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2)`, table, column).Scan(&ok)
+	return ok, err
+}
+
+func (s *stack) leftovers(ctx context.Context) (leftovers, error) {
+	var l leftovers
+	conn, err := pgx.Connect(ctx, s.gwDB)
+	if err != nil {
+		return l, err
+	}
+	defer conn.Close(ctx)
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE status = 'processing'`).Scan(&l.processing); err != nil {
+		return l, err
+	}
+	if ok, err := hasColumn(ctx, conn, "payment_operations", "state"); err != nil {
+		return l, err
+	} else if ok {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM payment_operations WHERE state = 'processing'`).Scan(&l.operations); err != nil {
+			return l, err
+		}
+	}
+	if ok, err := hasColumn(ctx, conn, "payments", "compensation"); err != nil {
+		return l, err
+	} else if ok {
+		if err := conn.QueryRow(ctx, `SELECT count(*) FROM payments WHERE compensation <> ''`).Scan(&l.compensations); err != nil {
+			return l, err
+		}
+	}
+	state := `'pending'`
+	if ok, err := hasColumn(ctx, conn, "ledger_outbox", "state"); err != nil {
+		return l, err
+	} else if ok {
+		state = "state"
+	}
+	rows, err := conn.Query(ctx, `SELECT id, attempts, `+state+` FROM ledger_outbox ORDER BY id`)
+	if err != nil {
+		return l, err
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id, st string
+		var attempts int64
+		if err := rows.Scan(&id, &attempts, &st); err != nil {
+			return l, err
+		}
+		if len(ids) < 4 {
+			ids = append(ids, fmt.Sprintf("%s (%s, %d attempts)", id, st, attempts))
+		}
+		l.outbox++
+		if st == "dead" {
+			l.dead++
+		}
+	}
+	l.outboxIDs = strings.Join(ids, ", ")
+	return l, rows.Err()
+}
+
+// count reads the three parties.
+func (s *stack) count(ctx context.Context) *census {
+	c := &census{acqBy: map[string]*view{}, gwBy: map[string]*view{}, ledBy: map[string]*view{}, keyPayments: map[string][]string{}}
+	get := func(m map[string]*view, id string) *view {
+		if m[id] == nil {
+			m[id] = &view{}
+		}
+		return m[id]
+	}
+	c.gwErr = s.countGateway(ctx, c, get)
+	if c.gwErr == nil {
+		c.left, c.gwErr = s.leftovers(ctx)
+	}
+	c.acqErr = s.countAcquirer(ctx, c, get)
+	c.ledErr = s.countLedger(ctx, c, get)
+	c.gw.payments, c.acq.payments, c.led.payments = len(c.gwBy), len(c.acqBy), len(c.ledBy)
+
+	vctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c.reconcile, c.reconcileErr = s.reconcile(vctx)
+	out, err := exec.CommandContext(vctx, s.obol, "ledger", "verify", "--postgres-url", s.ledgerDB).CombinedOutput()
+	c.verifyOK, c.verify = err == nil, strings.TrimSpace(string(out))
+	if err != nil && c.verify == "" {
+		c.verify = err.Error()
+	}
+	return c
+}
+
+// reconcile runs the gateway↔ledger reconciliation (proxy/reconcile): the
+// gateway's store read-only, the ledger over gRPC with mTLS.
+func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
+	gw, err := payments.OpenPostgresReadOnly(ctx, s.gwDB)
+	if err != nil {
+		return nil, err
+	}
+	defer gw.Close()
+	cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(s.pki.ClientTLS(cert))))
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	return reconcile.Run(ctx, gw, ledgerv1.NewLedgerServiceClient(conn), reconcile.Options{LedgerToken: ledgerToken})
+}
+
+func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
+	conn, err := pgx.Connect(ctx, s.gwDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT id, status, amount_captured, amount_refunded, refunds, metadata, acquirer_reference FROM payments`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var id, status, refunds, meta, ref string
+		var captured, refunded int64
+		if err := rows.Scan(&id, &status, &captured, &refunded, &refunds, &meta, &ref); err != nil {
+			rows.Close()
+			return err
+		}
+		var rs []json.RawMessage
+		_ = json.Unmarshal([]byte(refunds), &rs)
+		var md map[string]string
+		_ = json.Unmarshal([]byte(meta), &md)
+		if k := md["drill_key"]; k != "" {
+			c.keyPayments[k] = append(c.keyPayments[k], id)
+		}
+		v := get(c.gwBy, id)
+		v.rows++
+		v.status, v.captured, v.refunded, v.refunds = status, captured, refunded, len(rs)
+		switch status {
+		case "authorized", "captured", "partially_refunded", "refunded":
+			v.approved++
+			c.gw.authorizations++
+		case "failed", "canceled":
+			v.voids++
+			c.gw.voids++
+		}
+		if captured > 0 {
+			v.captures++
+			c.gw.captures++
+		}
+		c.gw.refunds += len(rs)
+		c.gw.captured += captured
+		c.gw.refunded += refunded
+	}
+	rows.Close()
+	return rows.Err()
+}
+
+func (s *stack) countAcquirer(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.simURL+"/v1/authorizations", nil)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("simulator list: HTTP %d", resp.StatusCode)
+	}
+	var l simulator.Listing
+	if err := json.NewDecoder(resp.Body).Decode(&l); err != nil {
+		return err
+	}
+	for _, a := range l.Authorizations {
+		v := get(c.acqBy, a.Reference)
+		v.rows++
+		v.status = a.Status
+		switch a.Status {
+		case "approved":
+			v.approved++
+			c.acq.authorizations++
+		case "reversed", "canceled":
+			v.voids++
+			c.acq.voids++
+		}
+		if a.Captured > 0 {
+			v.captures++
+			c.acq.captures++
+		}
+		v.captured += a.Captured
+		v.refunded += a.Refunded
+		v.refunds += a.RefundCount
+		c.acq.refunds += a.RefundCount
+		c.acq.captured += a.Captured
+		c.acq.refunded += a.Refunded
+	}
+	return nil
+}
+
+func (s *stack) countLedger(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
+	conn, err := pgx.Connect(ctx, s.ledgerDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `
+		SELECT t.metadata->>'type', t.metadata->>'payment_id', coalesce(t.metadata->>'amount', '0'),
+		       coalesce((SELECT sum(p.amount) FROM postings p WHERE p.seq = t.seq AND p.amount > 0 AND p.account_id LIKE 'platform:%:refunds'), 0),
+		       coalesce((SELECT pt.status FROM pending_transfers pt WHERE pt.id = t.id), '')
+		  FROM transactions t WHERE t.metadata ? 'payment_id' ORDER BY t.seq`)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var typ, pay, amount, hold string
+		var refunded int64
+		if err := rows.Scan(&typ, &pay, &amount, &refunded, &hold); err != nil {
+			return err
+		}
+		v := get(c.ledBy, pay)
+		switch typ {
+		case "authorization":
+			v.rows++
+			v.status = hold
+			c.led.authorizations++
+		case "capture":
+			var n int64
+			_, _ = fmt.Sscan(amount, &n)
+			v.captures++
+			v.captured += n
+			c.led.captures++
+			c.led.captured += n
+		case "refund":
+			v.refunds++
+			v.refunded += refunded
+			c.led.refunds++
+			c.led.refunded += refunded
+		case "cancel":
+			v.voids++
+			c.led.voids++
+		}
+	}
+	return rows.Err()
+}
+
+// flow is one payment of the load: three writes, each with its own key.
+type flow struct {
+	key            string
+	amount, refund int64
+	paymentID      string
+	ans            [3]answer
+}
+
+var opNames = [3]string{"authorize", "capture", "refund"}
+
+// want is what every flow must end as.
+var want = [3]string{"200 authorized", "200 captured", "200 partially_refunded"}
+
+// violations checks the invariants: per key exactly one payment,
+// authorization, capture and refund at each party with the right amounts
+// and final answers; equal totals; ledger verify clean; nothing processing
+// and no outbox entry left after the sweeper's interval.
+func (c *census) violations(flows []flow) []string {
+	var v, perKey []string
+	add := func(format string, a ...any) { v = append(v, fmt.Sprintf(format, a...)) }
+	for _, err := range []error{c.acqErr, c.gwErr, c.ledErr} {
+		if err != nil {
+			add("counting failed: %v", err)
+		}
+	}
+	key := func(format string, a ...any) { perKey = append(perKey, fmt.Sprintf(format, a...)) }
+	known := map[string]bool{}
+	var wantCaptured, wantRefunded int64
+	for _, f := range flows {
+		wantCaptured += f.amount
+		wantRefunded += f.refund
+		for i, a := range f.ans {
+			if a.label != want[i] {
+				key("%s: %s answered %q after %d attempt(s), want %q", f.key, opNames[i], a.label, a.attempts, want[i])
+			}
+		}
+		ids := c.keyPayments[f.key]
+		if len(ids) != 1 {
+			key("%s: %d gateway payments, want 1", f.key, len(ids))
+			continue
+		}
+		id := ids[0]
+		known[id] = true
+		check := func(party string, got *view, status string, rows, approved int) {
+			if got == nil {
+				key("%s (%s): nothing at the %s", f.key, id, party)
+				return
+			}
+			switch {
+			case got.rows != rows || got.approved != approved:
+				key("%s (%s): %s has %d record(s), %d approved, want %d and %d", f.key, id, party, got.rows, got.approved, rows, approved)
+			case got.captures != 1 || got.captured != f.amount:
+				key("%s (%s): %s has %d capture(s) totalling %d, want 1 of %d", f.key, id, party, got.captures, got.captured, f.amount)
+			case got.refunds != 1 || got.refunded != f.refund:
+				key("%s (%s): %s has %d refund(s) totalling %d, want 1 of %d", f.key, id, party, got.refunds, got.refunded, f.refund)
+			case got.voids != 0:
+				key("%s (%s): %s has %d void(s)/reversal(s)", f.key, id, party, got.voids)
+			case got.status != status:
+				key("%s (%s): %s status %q, want %q", f.key, id, party, got.status, status)
+			}
+		}
+		check("acquirer", c.acqBy[id], "approved", 1, 1)
+		check("gateway", c.gwBy[id], "partially_refunded", 1, 1)
+		check("ledger", c.ledBy[id], "posted", 1, 0)
+	}
+	for name, m := range map[string]map[string]*view{"acquirer": c.acqBy, "gateway": c.gwBy, "ledger": c.ledBy} {
+		var extra []string
+		for id := range m {
+			if !known[id] {
+				extra = append(extra, id)
+			}
+		}
+		sort.Strings(extra)
+		if len(extra) > 0 {
+			add("%s: %d record(s) of no drill key: %s", name, len(extra), strings.Join(extra[:min(len(extra), 3)], ", "))
+		}
+	}
+	for _, t := range []struct {
+		what         string
+		acq, gw, led int64
+		want         int64
+	}{{"captured total", c.acq.captured, c.gw.captured, c.led.captured, wantCaptured}, {"refunded total", c.acq.refunded, c.gw.refunded, c.led.refunded, wantRefunded}} {
+		if t.acq != t.want || t.gw != t.want || t.led != t.want {
+			add("%s: acquirer %d, gateway %d, ledger %d, want %d each", t.what, t.acq, t.gw, t.led, t.want)
+		}
+	}
+	if !c.verifyOK {
+		add("obol ledger verify: %s", c.verify)
+	}
+	switch {
+	case c.reconcileErr != nil:
+		add("reconciliation failed: %v", c.reconcileErr)
+	case len(c.reconcile.Differences) > 0:
+		for i, d := range c.reconcile.Differences {
+			if i == 5 {
+				add("reconciliation: … %d difference(s) in all", len(c.reconcile.Differences))
+				break
+			}
+			add("reconciliation: %s", d)
+		}
+	}
+	if !c.left.zero() {
+		add("left after the sweeper's interval: %s %s", c.left, c.left.outboxIDs)
+	}
+	return append(v, perKey...)
+}
+
+// table is the drill's one-table summary.
+func (c *census) table(title string, l *load, flows []flow, faults, timings []string, v []string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n=== drill %s\n", title)
+	for _, f := range faults {
+		fmt.Fprintf(&b, "fault: %s\n", f)
+	}
+	l.mu.Lock()
+	fmt.Fprintf(&b, "payments %d (%d clients); requests %d = %d first attempts + %d retries; took %s\n", len(flows), clients, l.requests, l.requests-l.retries, l.retries, strings.Join(timings, ", "))
+	l.mu.Unlock()
+	finals := map[string]int{}
+	for _, f := range flows {
+		for i, a := range f.ans {
+			finals[opNames[i]+" "+a.label]++
+		}
+	}
+	var fl []string
+	for k, n := range finals {
+		fl = append(fl, fmt.Sprintf("%s ×%d", k, n))
+	}
+	sort.Strings(fl)
+	fmt.Fprintf(&b, "final answers: %s\n", strings.Join(fl, "; "))
+	fmt.Fprintf(&b, "attempts by answer:\n")
+	for _, line := range l.outcomeLines() {
+		fmt.Fprintf(&b, "  %s\n", line)
+	}
+	var wc, wr int64
+	for _, f := range flows {
+		wc += f.amount
+		wr += f.refund
+	}
+	fmt.Fprintf(&b, "  %-20s %10s %10s %10s %10s\n", "", "acquirer", "gateway", "ledger", "expected")
+	row := func(name string, a, g, l, want int64) {
+		fmt.Fprintf(&b, "  %-20s %10d %10d %10d %10d\n", name, a, g, l, want)
+	}
+	n := int64(len(flows))
+	row("payments", int64(c.acq.payments), int64(c.gw.payments), int64(c.led.payments), n)
+	row("authorizations", int64(c.acq.authorizations), int64(c.gw.authorizations), int64(c.led.authorizations), n)
+	row("captures", int64(c.acq.captures), int64(c.gw.captures), int64(c.led.captures), n)
+	row("refunds", int64(c.acq.refunds), int64(c.gw.refunds), int64(c.led.refunds), n)
+	row("voids/reversals", int64(c.acq.voids), int64(c.gw.voids), int64(c.led.voids), 0)
+	row("captured total", c.acq.captured, c.gw.captured, c.led.captured, wc)
+	row("refunded total", c.acq.refunded, c.gw.refunded, c.led.refunded, wr)
+	verify := "clean"
+	if !c.verifyOK {
+		verify = "FAILED"
+	}
+	last := c.verify
+	if i := strings.LastIndex(last, "\n"); i >= 0 {
+		last = last[i+1:]
+	}
+	fmt.Fprintf(&b, "ledger verify: %s (%s)\n", verify, last)
+	switch {
+	case c.reconcileErr != nil:
+		fmt.Fprintf(&b, "reconciliation gateway↔ledger: FAILED to run: %v\n", c.reconcileErr)
+	default:
+		r := c.reconcile
+		fmt.Fprintf(&b, "reconciliation gateway↔ledger: %d gateway payments, %d ledger payments, %d difference(s) (%d unexplained)\n",
+			r.GatewayPayments, r.LedgerPayments, len(r.Differences), r.Unexplained())
+	}
+	fmt.Fprintf(&b, "left: %s\n", c.left)
+	if len(v) == 0 {
+		fmt.Fprintf(&b, "violations: none\n")
+	} else {
+		fmt.Fprintf(&b, "violations: %d\n", len(v))
+		for i, s := range v {
+			if i == 15 {
+				fmt.Fprintf(&b, "  … and %d more\n", len(v)-i)
+				break
+			}
+			fmt.Fprintf(&b, "  %s\n", s)
+		}
+	}
+	return b.String()
+}

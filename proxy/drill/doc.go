@@ -1,0 +1,15 @@
+// Package drill is Obol's crash-and-outage drill suite. The production
+// binaries (vaultd, gatewayd, riskd, ledgerd, acquirer-sim, and obol for
+// admin verbs) are built once per test run and started as separate
+// processes on real HashiCorp Vault, PostgreSQL and Redis. A bounded load
+// with Idempotency-Keys authorizes, captures and partly refunds a few
+// hundred payments, retrying every unanswered or 5xx request with the same
+// key, while a daemon is SIGKILLed or a dependency stopped and started
+// again. Afterwards the acquirer simulator, the gateway's database and the
+// ledger are counted against each other, per key and in total, and each
+// drill prints one summary table.
+//
+// The suite lives in the test files (go test ./proxy/drill/); this package
+// has no API. It handles test card numbers only, and scans every daemon's
+// output for them.
+package drill

@@ -1,0 +1,254 @@
+package drill
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Load shape: a bounded number of concurrent clients, each request with a
+// timeout, every unanswered or 5xx request retried with the same
+// Idempotency-Key until a final answer or the phase's deadline.
+const (
+	clients        = 8
+	requestTimeout = 15 * time.Second
+	retryFirst     = 50 * time.Millisecond
+	retryMax       = 500 * time.Millisecond
+)
+
+// request is one merchant write.
+type request struct {
+	op, path, body, key string
+}
+
+// answer is the final answer to a request (or the last one seen when the
+// deadline passed).
+type answer struct {
+	status   int    // 0: no answer
+	label    string // "200 authorized", "503 vault_unavailable", "no answer (connection refused)"
+	final    bool
+	attempts int
+	body     []byte
+}
+
+// load drives the gateway's REST API and counts every attempt.
+type load struct {
+	base, sk string
+	client   *http.Client
+
+	sent      atomic.Int64 // first attempts in the current phase
+	failures  atomic.Int64 // attempts without a final answer, all phases
+	mu        sync.Mutex
+	outcomes  map[string]int // "op label" -> attempts
+	retries   int
+	requests  int
+	sentHooks []hook
+	failHooks []hook
+}
+
+type hook struct {
+	at int64
+	ch chan struct{}
+}
+
+func newLoad(base, sk string) *load {
+	return &load{base: base, sk: sk, outcomes: map[string]int{},
+		client: &http.Client{Timeout: requestTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: clients, IdleConnTimeout: 30 * time.Second}}}
+}
+
+// afterSent returns a channel closed once n first attempts of the current
+// phase have been sent.
+func (l *load) afterSent(n int64) <-chan struct{} { return l.addHook(&l.sentHooks, l.sent.Load, n) }
+
+// afterFailures returns a channel closed once n more attempts (from now)
+// got no final answer: how the merchants feel an outage.
+func (l *load) afterFailures(n int64) <-chan struct{} {
+	return l.addHook(&l.failHooks, l.failures.Load, l.failures.Load()+n)
+}
+
+func (l *load) addHook(hooks *[]hook, cur func() int64, at int64) <-chan struct{} {
+	ch := make(chan struct{})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cur() >= at {
+		close(ch)
+		return ch
+	}
+	*hooks = append(*hooks, hook{at: at, ch: ch})
+	return ch
+}
+
+func (l *load) fire(hooks *[]hook, v int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	kept := (*hooks)[:0]
+	for _, h := range *hooks {
+		if v >= h.at {
+			close(h.ch)
+		} else {
+			kept = append(kept, h)
+		}
+	}
+	*hooks = kept
+}
+
+// retryable answers are not final: the merchant retries with the same key.
+func retryable(status int, code string) bool {
+	switch {
+	case status >= 500, status == http.StatusTooManyRequests:
+		return true
+	case status == http.StatusConflict && (code == "idempotency_request_in_progress" || code == "payment_busy"):
+		return true
+	}
+	return false
+}
+
+func noAnswer(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "no answer (connection refused)"
+	case errors.As(err, &ne) && ne.Timeout():
+		return "no answer (timeout)"
+	case errors.Is(err, syscall.ECONNRESET):
+		return "no answer (connection reset)"
+	}
+	return "no answer (connection closed)"
+}
+
+// once sends one attempt.
+func (l *load) once(ctx context.Context, r request) answer {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+r.path, strings.NewReader(r.body))
+	if err != nil {
+		return answer{label: "bad request " + err.Error(), final: true}
+	}
+	req.Header.Set("Authorization", "Bearer "+l.sk)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Idempotency-Key", r.key)
+	resp, err := l.client.Do(req)
+	if err != nil {
+		return answer{label: noAnswer(err)}
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var m struct {
+		Status string `json:"status"`
+		Error  struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	_ = json.Unmarshal(b, &m)
+	code := m.Error.Code
+	if resp.StatusCode/100 == 2 {
+		code = m.Status
+	}
+	return answer{status: resp.StatusCode, label: strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, code)), final: !retryable(resp.StatusCode, code), body: b}
+}
+
+// send sends r until a final answer or ctx ends, retrying with the same
+// Idempotency-Key after a growing pause.
+func (l *load) send(ctx context.Context, r request) answer {
+	l.fire(&l.sentHooks, l.sent.Add(1))
+	pause := retryFirst
+	var a answer
+	for attempt := 1; ; attempt++ {
+		a = l.once(ctx, r)
+		a.attempts = attempt
+		if ctx.Err() != nil && !a.final {
+			a.label = "unfinished at the deadline (last: " + a.label + ")"
+			return a
+		}
+		l.mu.Lock()
+		l.outcomes[r.op+" "+a.label]++
+		l.requests++
+		if attempt > 1 {
+			l.retries++
+		}
+		l.mu.Unlock()
+		if a.final {
+			return a
+		}
+		l.fire(&l.failHooks, l.failures.Add(1))
+		select {
+		case <-ctx.Done():
+			a.label = "unfinished at the deadline (last: " + a.label + ")"
+			return a
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, retryMax)
+	}
+}
+
+// newPhase starts counting first attempts from zero.
+func (l *load) newPhase() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.sent.Store(0)
+	l.sentHooks = nil
+}
+
+// phase sends one request per item (nil: skipped) from `clients` workers,
+// and returns the final answers by item.
+func (l *load) phase(ctx context.Context, reqs []*request) []answer {
+	out := make([]answer, len(reqs))
+	next := make(chan int, len(reqs))
+	for i, r := range reqs {
+		if r != nil {
+			next <- i
+		}
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for w := 0; w < clients; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				out[i] = l.send(ctx, *reqs[i])
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// outcomeLines lists the attempts by operation and answer, most frequent
+// first within each operation.
+func (l *load) outcomeLines() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	type kv struct {
+		k string
+		n int
+	}
+	order := map[string]int{"authorize": 0, "capture": 1, "refund": 2}
+	var all []kv
+	for k, n := range l.outcomes {
+		all = append(all, kv{k, n})
+	}
+	sort.Slice(all, func(i, j int) bool {
+		oi, oj := order[strings.Fields(all[i].k)[0]], order[strings.Fields(all[j].k)[0]]
+		if oi != oj {
+			return oi < oj
+		}
+		if all[i].n != all[j].n {
+			return all[i].n > all[j].n
+		}
+		return all[i].k < all[j].k
+	})
+	out := make([]string, len(all))
+	for i, e := range all {
+		out[i] = fmt.Sprintf("%-58s %6d", e.k, e.n)
+	}
+	return out
+}
