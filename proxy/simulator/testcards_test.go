@@ -15,7 +15,7 @@ import (
 func TestTestCardsDocument(t *testing.T) {
 	b, err := os.ReadFile("TESTCARDS.md")
 	require.NoError(t, err)
-	row := regexp.MustCompile("(?m)^\\| ([0-9 ]+) \\| [^|]+ \\| ([^|]+) \\|$")
+	row := regexp.MustCompile(`(?m)^\| ([0-9 ]+) \| [^|]+ \| ([^|]+) \|$`)
 	rows := row.FindAllStringSubmatch(string(b), -1)
 	require.Len(t, rows, 14)
 	seen := map[string]bool{}
