@@ -1,5 +1,5 @@
 // Command acquirer-sim serves Obol's acquirer simulator over HTTPS: outcomes
-// by test card as in TESTCARDS.md (approvals, declines, a 5xx, a slow card,
+// by test card as in proxy/simulator/TESTCARDS.md (approvals, declines, a 5xx, a slow card,
 // a dispute), stateful captures and refunds, and settlement reports.
 package main
 

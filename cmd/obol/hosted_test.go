@@ -130,7 +130,7 @@ type testCard struct {
 	name, number, exp, cvc, brand, last4 string
 }
 
-// approvedCards are TESTCARDS.md's approved numbers.
+// approvedCards are proxy/simulator/TESTCARDS.md's approved numbers.
 var approvedCards = []testCard{
 	{"visa", "4242424242424242", "12 / 34", "123", "visa", "4242"},
 	{"mastercard", "5555555555554444", "11 / 33", "321", "mastercard", "4444"},

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
@@ -165,6 +166,9 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 		rep, err := c.RunPayouts(cctx, &ledgerv1.RunPayoutsRequest{Date: *date, MerchantId: *merchant})
 		if err != nil {
 			return apierr.From(err)
+		}
+		if d, perr := time.Parse(time.DateOnly, *date); perr == nil && d.After(time.Now().UTC()) {
+			fmt.Fprintf(out, "note: --date %s is in the future: the run releases what has matured by now (time is not simulated); in obol dev, --payout-delay 0 releases captures at once\n", *date)
 		}
 		for _, r := range rep.Released {
 			fmt.Fprintf(out, "released %s %s: %s (reserve %s, from reserve %s)\n", r.MerchantId, r.Currency, money.Format(r.Amount, r.Currency), money.Format(r.Reserved, r.Currency), money.Format(r.FromReserve, r.Currency))

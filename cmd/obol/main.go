@@ -22,9 +22,11 @@ import (
 	"strings"
 	"time"
 
+	"github.com/obolpay/obol/internal/atomicfile"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	"github.com/obolpay/obol/proxy/gatewayd"
@@ -42,9 +44,12 @@ const usage = `obol — card tokenization vault and gateway
 
 Usage:
   obol dev [--data-dir ./.obol] [--http-addr 127.0.0.1:8080] [--grpc-addr 127.0.0.1:9090]
-           [--demo-addr 127.0.0.1:3000]
+           [--demo-addr 127.0.0.1:3000] [--payout-delay DAYS] [--routes FILE] ...
       Run Obol on the embedded default: local keyring, SQLite, in-process
       CVC store, and a demo shop with the hosted card fields. NOT FOR PRODUCTION.
+      Everything lives in the data dir and survives a restart. --payout-delay 0
+      releases captured funds at once (default T+2), so payouts can be tried
+      today. Run obol dev -h for every address.
   obol merchants create --name NAME [--origin URL]... [--live]
                         [--data-dir ./.obol | --postgres-url URL]
       Create a merchant and print its API keys (shown once).
@@ -158,8 +163,13 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	simAddr := fs.String("simulator-addr", "127.0.0.1:8443", "acquirer simulator HTTPS listen address")
 	demoAddr := fs.String("demo-addr", "127.0.0.1:3000", "demo shop (hosted fields checkout) listen address; empty: no demo")
 	logFormat := fs.String("log-format", "text", "text or json")
+	payoutDelay := fs.Int("payout-delay", -1, "days from capture until funds can be paid out (T+N); 0 releases them at once, so `obol payouts run` pays out today's captures; default: the ledger settings' delay_days (2)")
+	routesFile := fs.String("routes", "", "route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start")
 	if err := cli.Parse(fs, args); err != nil {
 		return err
+	}
+	if *payoutDelay < -1 || *payoutDelay > 365 {
+		return fmt.Errorf("--payout-delay %d: must be 0-365 days", *payoutDelay)
 	}
 	// The embedded default is plaintext and not for production: it listens
 	// on loopback only (the daemons serve TLS; see the README's HTTP edge).
@@ -219,7 +229,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	risk, err := riskd.StartEmbedded(depCtx, riskd.Config{GRPCAddr: *riskGRPC, HTTPAddr: *riskHTTP, Token: riskToken, Reflection: true, Logger: log})
+	risk, err := riskd.StartEmbedded(depCtx, riskd.Config{GRPCAddr: *riskGRPC, HTTPAddr: *riskHTTP, Token: riskToken, Reflection: true, Logger: log,
+		StatePath: filepath.Join(*dataDir, riskStateFile)})
 	if err != nil {
 		return fmt.Errorf("risk engine: %w", err)
 	}
@@ -228,13 +239,17 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ledger, err := ledgerd.Start(depCtx, ledgerd.Config{SQLitePath: filepath.Join(*dataDir, "ledger.db"), GRPCAddr: *ledgerGRPC, HTTPAddr: *ledgerHTTP,
-		Token: ledgerToken, Settings: os.Getenv("OBOL_LEDGER_SETTINGS"), Reflection: true, Logger: log})
+	lcfg := ledgerd.Config{SQLitePath: filepath.Join(*dataDir, "ledger.db"), GRPCAddr: *ledgerGRPC, HTTPAddr: *ledgerHTTP,
+		Token: ledgerToken, Settings: os.Getenv("OBOL_LEDGER_SETTINGS"), Reflection: true, Logger: log}
+	if *payoutDelay >= 0 {
+		lcfg.PayoutDelayDays = payoutDelay
+	}
+	ledger, err := ledgerd.Start(depCtx, lcfg)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	defer ledger.Close()
-	sim, err := startSimulator(*simAddr, e.PKI, log)
+	sim, err := startSimulator(*simAddr, filepath.Join(*dataDir, simulatorStateFile), e.PKI, log)
 	if err != nil {
 		return fmt.Errorf("acquirer simulator: %w", err)
 	}
@@ -242,9 +257,11 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	routes, err := devRoutes(*dataDir, sim.Addr())
-	if err != nil {
-		return err
+	routes := *routesFile
+	if routes == "" {
+		if routes, err = devRoutes(*dataDir, sim.Addr()); err != nil {
+			return err
+		}
 	}
 	gw, err := gatewayd.Start(ctx, gatewayd.Config{SQLitePath: filepath.Join(*dataDir, "gateway.db"), GRPCAddr: *gwGRPC, HTTPAddr: *gwHTTP, Reflection: true,
 		RoutesFile: routes, UpstreamTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
@@ -257,6 +274,8 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("gateway: %w", err)
 	}
 	defer gw.Close()
+	// A request for a path on another service's port is told where to go.
+	httpapi.SetDirectory(devDirectory(e.Server.HTTPAddr(), gw.Server.HTTPAddr(), risk.Server.HTTPAddr(), ledger.Server.HTTPAddr()))
 	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
 		"payments": "http://" + gw.Server.HTTPAddr(), "ledger gRPC": ledger.Server.GRPCAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
 		return err
@@ -282,10 +301,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
   payments  http://%s   (gateway REST: POST /v1/payments with the secret key; gRPC %s, plaintext in dev)
   ledger REST http://%s   (SQLite; token in the credentials file as ledger_token)
   ledger gRPC %s   (plaintext in dev; reflection on)
-  acquirer  https://%s   (simulator; test cards as in TESTCARDS.md)
+  acquirer  https://%s   (simulator; test cards: proxy/simulator/TESTCARDS.md)
   forward   http://%s/v1/forward   (routes %s, hot-reloaded)
 
-  Try (put in a test card number from TESTCARDS.md or the README walk-through;
+  Try (put in a test card number from proxy/simulator/TESTCARDS.md;
   obol never prints a card number, not even a test one):
     curl -s http://%s/v1/tokens -H "Authorization: Bearer %s" \
       -d '{"card":{"number":"<test card number>","exp_month":12,"exp_year":%d,"cvc":"123"}}'
@@ -358,16 +377,35 @@ func (s *simServer) Serve(ctx context.Context) error {
 	return nil
 }
 
-// devRoutes writes the dev route file on first start: one route that lets
-// /v1/forward reveal a token into the simulator's own authorization format.
-// It is the operator's file from then on (edit it; it is hot-reloaded).
-func devRoutes(dataDir, simAddr string) (string, error) {
-	path := filepath.Join(dataDir, "routes.yaml")
-	if _, err := os.Stat(path); err == nil {
-		return path, nil
+// Files obol dev keeps in the data dir besides the vault's.
+const (
+	riskStateFile      = "risk-state.json" // rule-set versions and lists
+	simulatorStateFile = "simulator.json"  // the simulator's authorizations and reports
+	routesFileName     = "routes.yaml"
+)
+
+// devDirectory says which dev address serves which REST paths.
+func devDirectory(vault, gateway, risk, ledger string) []httpapi.Place {
+	return []httpapi.Place{
+		{Prefix: "/v1/tokens", What: "tokens are served by the vault", URL: "http://" + vault},
+		{Prefix: "/v1/payments", What: "payments are served by the gateway", URL: "http://" + gateway},
+		{Prefix: "/v1/forward", What: "forwarding is served by the gateway", URL: "http://" + gateway},
+		{Prefix: "/v1/risk", What: "the risk engine is served by riskd", URL: "http://" + risk},
+		{Prefix: "/v1/ledger", What: "the ledger is served by ledgerd", URL: "http://" + ledger},
 	}
-	body := `# Routes for POST /v1/forward (obol dev). Hot-reloaded; a bad edit is
-# refused and the previous routes stay. See the README, "Forwarding".
+}
+
+// devRoutes writes the dev route file on every start: one route that lets
+// /v1/forward reveal a token into the simulator's own authorization format,
+// at the simulator's address of this start. obol dev owns the file (use
+// --routes for a file of your own).
+func devRoutes(dataDir, simAddr string) (string, error) {
+	path := filepath.Join(dataDir, routesFileName)
+	body := `# Routes for POST /v1/forward (obol dev). GENERATED by obol dev on every
+# start (the simulator's address may change): edits here last until the
+# next start. For routes of your own, copy this file and run
+# obol dev --routes FILE. Hot-reloaded; a bad edit is refused and the
+# previous routes stay. See the README, "Forwarding".
 routes:
   - name: simulator-authorizations
     host: ` + simAddr + `
@@ -385,21 +423,25 @@ routes:
       - json: card.cvc
         value: "{{token.cvc}}"
 `
-	return path, os.WriteFile(path, []byte(body), 0o600)
+	return path, atomicfile.Write(path, []byte(body))
 }
 
 // startSimulator serves the acquirer simulator over HTTPS with the dev PKI.
-func startSimulator(addr string, pki *devpki.PKI, log *slog.Logger) (*simServer, error) {
+func startSimulator(addr, statePath string, pki *devpki.PKI, log *slog.Logger) (*simServer, error) {
 	cfg, err := pki.ServerTLS()
 	if err != nil {
 		return nil, err
 	}
 	cfg.ClientAuth = tls.NoClientCert
+	sim, err := simulator.Open(simulator.Config{Logger: log, StatePath: statePath})
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return &simServer{ln: ln, srv: &http.Server{Handler: simulator.New(simulator.Config{Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
+	return &simServer{ln: ln, srv: &http.Server{Handler: sim, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
 }
 
 // devRiskToken returns the dev risk engine's service token.

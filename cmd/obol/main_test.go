@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -383,6 +385,11 @@ func testDevLedger(t *testing.T, dir, banner, merchant string) {
 	if _, err := cliPos([]string{id, "failed"}, "payouts", "mark"); err == nil || !strings.Contains(err.Error(), "payout_closed") {
 		t.Fatalf("failed after paid: %v", err)
 	}
+	// A run for a future date pays nothing new, and says why.
+	future := time.Now().UTC().AddDate(0, 0, 5).Format(time.DateOnly)
+	o, err = cli("payouts", "run", "--date", future)
+	require.NoError(t, err, "%s", o)
+	assert.Contains(t, o, "note: --date "+future+" is in the future: the run releases what has matured by now (time is not simulated)")
 }
 
 // post sends a JSON body with headers (name, value pairs) and returns the

@@ -3,15 +3,15 @@
 # Vault, PostgreSQL and Redis), leak scans, the PCI boundary and a check
 # that generated code is fresh. On a fresh Debian machine with only Go it
 # installs what is missing:
-#   - postgresql, redis-server, gcc (for -race) and chromium (the hosted
-#     card fields' browser tests, driven headless) from Debian (apt-get;
-#     needs root or sudo);
+#   - postgresql, redis-server, gcc (for -race), chromium (the hosted
+#     card fields' browser tests, driven headless), curl and jq (the README
+#     walk-through) from Debian (apt-get; needs root or sudo);
 #   - the vault binary, built once from the Go module proxy into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/obol/ (about 15 minutes and 4.5 GB of
 #     module downloads the first time; cached after that);
 #   - buf and the protoc-gen-* plugins (pinned) with `go install`;
-#   - stripe-mock (pinned; the stripe connector's integration tests) with
-#     `go install`.
+#   - stripe-mock (pinned; the stripe connector's integration tests) and
+#     grpcurl (pinned; the README walk-through) with `go install`.
 #   - node and npm from Debian, and @redocly/cli (pinned, npm, into the
 #     cache dir) for the OpenAPI lint; TestGeneratedClient fetches
 #     oapi-codegen (pinned) from the Go module proxy.
@@ -26,6 +26,8 @@ sudo_() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 missing=()
 command -v gcc >/dev/null || missing+=(gcc)   # the race detector needs cgo
 command -v redis-server >/dev/null || missing+=(redis-server)
+command -v curl >/dev/null || missing+=(curl)   # the README walk-through (TestREADMEWalkthrough)
+command -v jq >/dev/null || missing+=(jq)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
 command -v node >/dev/null || missing+=(nodejs)    # OpenAPI lint (deploy/scripts/openapi-lint.sh)
 command -v npm >/dev/null || missing+=(npm)
@@ -41,6 +43,11 @@ if [ -z "${OBOL_VAULT_BIN:-}" ] && [ ! -x "$vault_bin" ]; then
   say "building HashiCorp Vault v1.21.0 from the Go module proxy (first time only, ~15 min)"
   mkdir -p "$(dirname "$vault_bin")"
   (cd internal/testenv/vaultbin && GOFLAGS=-mod=mod GOWORK=off go build -trimpath -o "$vault_bin.tmp" . && mv "$vault_bin.tmp" "$vault_bin")
+fi
+
+if ! command -v grpcurl >/dev/null && [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then
+  say "installing grpcurl v1.9.3 (go install; the README walk-through calls it)"
+  go install github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3
 fi
 
 if [ -z "${OBOL_TEST_STRIPE_MOCK_URL:-}" ] && ! command -v stripe-mock >/dev/null; then

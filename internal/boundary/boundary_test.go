@@ -1,5 +1,5 @@
 // Package boundary holds the test that enforces the PCI boundary in the
-// build graph (DESIGN.md §2). PAN-free.
+// build graph (ARCHITECTURE.md, "The PCI boundary is in the tree"). PAN-free.
 package boundary
 
 import (

@@ -424,7 +424,11 @@ func RoutingErrorHandler(ctx context.Context, mux *runtime.ServeMux, m runtime.M
 	case http.StatusMethodNotAllowed:
 		WriteError(w, apierr.New(apierr.KindMethodNotAllowed, apierr.CodeMethodNotAllowed, "", "method not allowed on this path"))
 	case http.StatusNotFound:
-		WriteError(w, apierr.New(apierr.KindNotFound, apierr.CodeNotFound, "", "no such endpoint"))
+		msg := "no such endpoint"
+		if where := wrongAddress(r); where != "" {
+			msg = "no such endpoint on this address: " + where
+		}
+		WriteError(w, apierr.New(apierr.KindNotFound, apierr.CodeNotFound, "", msg))
 	default:
 		runtime.DefaultRoutingErrorHandler(ctx, mux, m, w, r, status)
 	}

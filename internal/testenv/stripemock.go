@@ -11,8 +11,8 @@ import (
 	"time"
 )
 
-// StripeMockVersion is the stripe-mock the suite runs (DESIGN.md §5); the
-// README's test command installs it with go install.
+// StripeMockVersion is the stripe-mock the suite runs; the README's test
+// command (deploy/scripts/test.sh) installs it with go install.
 const StripeMockVersion = "v0.203.0"
 
 var sharedStripeMock = sync.OnceValues(func() (string, error) {

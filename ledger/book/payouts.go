@@ -106,6 +106,13 @@ func (b *Book) RunPayouts(ctx context.Context, o RunOptions) (RunReport, error) 
 			return rep, fmt.Errorf("payout %s %s: %w", m, cur, err)
 		}
 		if why != "" {
+			// Say why funds the merchant has are not paid: they are still
+			// in the payout delay (a run for a future date sees today's
+			// balances: time is not simulated).
+			if pend, err := b.st.Account(ctx, MerchantAccount(m, cur, Pending)); err == nil && pend.Balance.Posted > 0 {
+				why += fmt.Sprintf("; %d is still pending in the T+%d payout delay (captured funds are released %d day(s) after capture, counted from now even for a run date in the future)",
+					pend.Balance.Posted, terms.DelayDays, terms.DelayDays)
+			}
 			rep.Skipped = append(rep.Skipped, fmt.Sprintf("%s %s: %s", m, cur, why))
 			continue
 		}

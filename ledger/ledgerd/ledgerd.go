@@ -8,6 +8,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -38,8 +39,12 @@ type Config struct {
 	Edge  serve.Edge
 	Token string
 	// Settings is the YAML file of fees and payout terms ("" = defaults).
-	Settings   string
-	Reflection bool
+	Settings string
+	// PayoutDelayDays, when set, replaces the default payout delay (T+N,
+	// the settings' defaults.delay_days; merchant overrides still apply).
+	// obol dev sets it from --payout-delay.
+	PayoutDelayDays *int
+	Reflection      bool
 	// SweepEvery is how often expired authorization holds are released
 	// (default 1 minute).
 	SweepEvery time.Duration
@@ -67,6 +72,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	settings, err := book.LoadConfig(cfg.Settings)
 	if err != nil {
 		return nil, err
+	}
+	if d := cfg.PayoutDelayDays; d != nil {
+		if *d < 0 || *d > 365 {
+			return nil, fmt.Errorf("payout delay %d days: must be 0-365", *d)
+		}
+		settings.Defaults.DelayDays = d
 	}
 	var st store.Store
 	switch {

@@ -43,6 +43,7 @@ func (s *stack) balances(t *testing.T) *ledgerv1.MerchantBalances {
 // ledger holds nothing, and the gateway recovers once the service is back.
 func TestDependencyOutages(t *testing.T) {
 	s := start(t)
+	s.putRules(t, allowAll) // one card pays more often than velocity rules allow
 	tok := s.tokenize(t, "4242424242424242", "123")
 	body := `{"token":"` + tok + `","amount":700,"currency":"USD","capture":false}`
 	if st, p := s.pay(t, body, ""); st != 200 || p["status"] != "authorized" {

@@ -269,7 +269,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	s := start(t)
 	tok := s.tokenize(t, "4242424242424242", "123")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1")
-	if st != 200 || p["status"] != "authorized" || p["card"].(map[string]any)["last4"] != "4242" || p["risk"].(map[string]any)["decision"] == "" {
+	if st != 200 || p["status"] != "authorized" || p["card"].(map[string]any)["last4"] != "4242" || p["risk"].(map[string]any)["action"] == "" {
 		t.Fatalf("authorize: %d %v", st, p)
 	}
 	id := p["id"].(string)
@@ -494,7 +494,7 @@ func TestRiskBlocked(t *testing.T) {
 	calls := s.sim.Requests("authorize")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.66"}`, "")
 	risk, _ := p["risk"].(map[string]any)
-	if st != 200 || p["status"] != "declined" || p["decline_code"] != "risk_blocked" || risk["decision"] != "block" {
+	if st != 200 || p["status"] != "declined" || p["decline_code"] != "risk_blocked" || risk["action"] != "block" {
 		t.Fatalf("blocked payment: %d %v", st, p)
 	}
 	if n := s.sim.Requests("authorize") - calls; n != 0 {

@@ -26,9 +26,12 @@ const (
 
 // Decline and failure codes set by the gateway itself.
 const (
-	CodeRiskBlocked         = "risk_blocked"
-	CodeAcquirerTimeout     = "acquirer_timeout"
-	CodeAcquirerUnavailable = "acquirer_unavailable"
+	CodeRiskBlocked = "risk_blocked"
+	// CodeAuthenticationRequired declines a payment riskd wants to
+	// challenge: 3-D Secure does not exist yet, so it is never approved.
+	CodeAuthenticationRequired = "authentication_required"
+	CodeAcquirerTimeout        = "acquirer_timeout"
+	CodeAcquirerUnavailable    = "acquirer_unavailable"
 	// CodeProcessingAbandoned: the request died after the hold; the
 	// sweeper reversed the authorization and released the hold.
 	CodeProcessingAbandoned = "processing_abandoned"
@@ -41,9 +44,19 @@ type Card struct {
 	Fingerprint string `json:"fingerprint"`
 }
 
+// riskd's actions (Risk.Action) and what the gateway does with each.
+const (
+	RiskAllow     = "allow"     // authorize (and capture) as asked
+	RiskReview    = "review"    // authorize, never capture automatically
+	RiskChallenge = "challenge" // declined: authentication_required
+	RiskBlock     = "block"     // declined: risk_blocked
+)
+
 // Risk is riskd's decision as kept on the payment.
 type Risk struct {
-	Decision       string   `json:"decision"`
+	// Action is riskd's action (allow, review, challenge, block); stored
+	// under its former name "decision".
+	Action         string   `json:"decision"`
 	Score          int32    `json:"score"`
 	Rules          []string `json:"rules"`
 	RuleSetVersion string   `json:"rule_set_version"`

@@ -596,7 +596,10 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	}
 
 	// Reveal, send, wipe.
-	res, err := s.authorize(ctx, conn, p, req.GetCapture())
+	// A payment riskd sends to review is authorized but never captured
+	// automatically: a person looks at it, then captures or cancels.
+	capture := req.GetCapture() && p.Risk.Action != RiskReview
+	res, err := s.authorize(ctx, conn, p, capture)
 	if err != nil {
 		return undo(err)
 	}
@@ -607,7 +610,7 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		p.Status, p.DeclineCode, p.AcquirerReference, p.Compensation = StatusDeclined, res.auth.DeclineCode, res.auth.Reference, CompRelease
 	default:
 		p.Status, p.AcquirerReference = StatusAuthorized, res.auth.Reference
-		if req.GetCapture() {
+		if capture {
 			p.AmountCaptured, p.Status = p.Amount, StatusCaptured
 		}
 	}
@@ -713,12 +716,22 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 		}
 		return apierr.From(err)
 	}
-	p.Risk = Risk{Decision: dec.GetAction(), Score: dec.GetScore(), RuleSetVersion: dec.GetRulesetVersion(), Fallback: dec.GetFallback()}
+	p.Risk = Risk{Action: dec.GetAction(), Score: dec.GetScore(), RuleSetVersion: dec.GetRuleSetVersion(), Fallback: dec.GetFallback()}
 	for _, r := range dec.GetRules() {
 		p.Risk.Rules = append(p.Risk.Rules, r.GetName())
 	}
 	p.Status = StatusProcessing
-	if dec.GetAction() == "block" {
+	switch dec.GetAction() {
+	case RiskAllow, RiskReview:
+	case RiskChallenge:
+		// Until 3-D Secure exists there is no way to challenge the
+		// cardholder: decline, never approve silently.
+		p.Status, p.DeclineCode = StatusDeclined, CodeAuthenticationRequired
+	case RiskBlock:
+		p.Status, p.DeclineCode = StatusDeclined, CodeRiskBlocked
+	default:
+		// An action this gateway does not know: fail closed.
+		s.cfg.Logger.Warn("unknown risk action; declining", "payment", p.ID, "action", dec.GetAction())
 		p.Status, p.DeclineCode = StatusDeclined, CodeRiskBlocked
 	}
 	if err := s.cfg.Store.Insert(ctx, p); err != nil {
@@ -1097,7 +1110,7 @@ func (s *Service) ListPayments(ctx context.Context, req *gatewayv1.ListPaymentsR
 func toPB(p *Payment) *gatewayv1.Payment {
 	out := &gatewayv1.Payment{Id: p.ID, Status: p.Status, Amount: p.Amount, AmountCaptured: p.AmountCaptured, AmountRefunded: p.AmountRefunded, Currency: p.Currency,
 		Card:        &gatewayv1.Card{Brand: p.Card.Brand, Last4: p.Card.Last4, Fingerprint: p.Card.Fingerprint},
-		Risk:        &gatewayv1.Risk{Decision: p.Risk.Decision, Score: p.Risk.Score, Rules: p.Risk.Rules, RuleSetVersion: p.Risk.RuleSetVersion, Fallback: p.Risk.Fallback},
+		Risk:        &gatewayv1.Risk{Action: p.Risk.Action, Score: p.Risk.Score, Rules: p.Risk.Rules, RuleSetVersion: p.Risk.RuleSetVersion, Fallback: p.Risk.Fallback},
 		Acquirer:    &gatewayv1.Acquirer{Name: p.Acquirer, Reference: p.AcquirerReference},
 		DeclineCode: p.DeclineCode, Description: p.Description, Metadata: p.Metadata, Fee: p.Fee,
 		CreatedAt: timestamppb.New(p.CreatedAt), UpdatedAt: timestamppb.New(p.UpdatedAt)}

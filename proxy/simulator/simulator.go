@@ -1,6 +1,6 @@
 // Package simulator is Obol's acquirer simulator: a small, stateful acquirer
 // served over HTTPS whose outcomes are fixed by test card number
-// (../shared/TESTCARDS.md), so that demos, docs and gateway tests agree. It
+// (TESTCARDS.md in this directory), so that demos, docs and gateway tests agree. It
 // receives card data as an acquirer would (it is an egress destination of
 // the gateway); it keeps only brand and last4, never logs a card number, and
 // wipes the request buffer after parsing.
@@ -14,7 +14,15 @@
 //	GET  /v1/authorizations/{id}
 //	GET  /v1/authorizations                every authorization and the request counts (list.go)
 //	POST /v1/reversals                     {reference}   (void everything for a reference, even later)
-//	GET  /v1/settlements/next              CSV of captures and chargebacks not yet settled
+//	GET  /v1/settlements/next              the oldest settlement report not yet acknowledged (CSV)
+//	GET  /v1/settlements/{id}              a report again, by id
+//	POST /v1/settlements/{id}/ack          acknowledge a report: the next one opens on the next read
+//
+// Reading a report is idempotent: /v1/settlements/next closes a report (the
+// captures and chargebacks not yet in one) and answers it, with its id in
+// the Settlement-Report-Id header, until it is acknowledged. With
+// Config.StatePath (obol dev) everything the simulator holds survives a
+// restart.
 package simulator
 
 import (
@@ -97,6 +105,11 @@ type Config struct {
 	FeeFixed int64
 	Now      func() time.Time
 	Logger   *slog.Logger
+	// StatePath, when set, keeps authorizations, idempotency records,
+	// reversals and settlement reports in this JSON file (rewritten
+	// atomically after every change) and loads it at start, so that a
+	// restart of obol dev loses nothing. It holds no card number.
+	StatePath string
 }
 
 // Simulator is the acquirer. It is an http.Handler.
@@ -108,20 +121,40 @@ type Simulator struct {
 	// reversed references: an authorization for one, even one completing
 	// after the reversal arrived, ends reversed.
 	reversed map[string]bool
-	mux      *http.ServeMux
+	// reports are the settlement reports closed so far, oldest first;
+	// acked ones are kept so that they can be read again by id.
+	reports []*report
+	mux     *http.ServeMux
 	// Requests counts requests per route, for tests that check whether the
 	// gateway called the acquirer.
 	requests sync.Map // route -> *atomic.Int64
 }
 
 type idemEntry struct {
-	fingerprint string
-	status      int
-	body        []byte
+	Fingerprint string `json:"fingerprint"`
+	Status      int    `json:"status"`
+	Body        []byte `json:"body"`
 }
 
-// New returns a simulator.
+// report is a closed settlement report.
+type report struct {
+	ID    string     `json:"id"`
+	Rows  [][]string `json:"rows"`
+	Acked bool       `json:"acked"`
+}
+
+// New returns a simulator. A StatePath that cannot be read makes it panic:
+// use Open to get the error.
 func New(cfg Config) *Simulator {
+	s, err := Open(cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+// Open returns a simulator, loading Config.StatePath when it exists.
+func Open(cfg Config) (*Simulator, error) {
 	if cfg.SlowDelay <= 0 {
 		cfg.SlowDelay = 30 * time.Second
 	}
@@ -143,7 +176,12 @@ func New(cfg Config) *Simulator {
 	s.mux.HandleFunc("GET /v1/authorizations", s.count("list", s.list))
 	s.mux.HandleFunc("POST /v1/reversals", s.count("reversal", s.idempotent(s.reverse)))
 	s.mux.HandleFunc("GET /v1/settlements/next", s.count("settlement", s.settlement))
-	return s
+	s.mux.HandleFunc("GET /v1/settlements/{id}", s.count("settlement", s.settlementByID))
+	s.mux.HandleFunc("POST /v1/settlements/{id}/ack", s.count("settlement_ack", s.ackSettlement))
+	if err := s.load(); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // ServeHTTP serves the API.
@@ -235,21 +273,22 @@ func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, bo
 		prev, seen := s.idem[scope]
 		s.mu.Unlock()
 		if seen {
-			if prev.fingerprint != fp {
+			if prev.Fingerprint != fp {
 				fail(w, http.StatusConflict, "idempotency_key_reused", "this Idempotency-Key was used with a different request")
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")
 			w.Header().Set("Idempotent-Replayed", "true")
-			w.WriteHeader(prev.status)
-			_, _ = w.Write(prev.body)
+			w.WriteHeader(prev.Status)
+			_, _ = w.Write(prev.Body)
 			return
 		}
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		h(rec, r, body)
 		if rec.status < 500 {
 			s.mu.Lock()
-			s.idem[scope] = idemEntry{fingerprint: fp, status: rec.status, body: rec.buf.Bytes()}
+			s.idem[scope] = idemEntry{Fingerprint: fp, Status: rec.status, Body: rec.buf.Bytes()}
+			_ = s.saveLocked() // logged; the answer is already sent
 			s.mu.Unlock()
 		}
 	}
@@ -312,7 +351,10 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 	pan, err := card.ParseNumber(req.Card.Number)
 	if err != nil {
 		a.Status, a.DeclineCode = "declined", DeclineInvalidNumber
-		s.store(a)
+		if err := s.store(a); err != nil {
+			failNotSaved(w)
+			return
+		}
 		writeJSON(w, http.StatusPaymentRequired, a)
 		return
 	}
@@ -341,7 +383,10 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 			a.Captured = a.Amount
 		}
 	}
-	s.store(a)
+	if err := s.store(a); err != nil {
+		failNotSaved(w)
+		return
+	}
 	status := http.StatusOK
 	if a.Status == "declined" {
 		status = http.StatusPaymentRequired
@@ -349,13 +394,18 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 	writeJSON(w, status, a)
 }
 
-func (s *Simulator) store(a *Authorization) {
+func (s *Simulator) store(a *Authorization) error {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	if a.Reference != "" && s.reversed[a.Reference] && a.Status == "approved" {
 		a.Status, a.Captured = "reversed", 0
 	}
 	s.auths[a.ID] = a
-	s.mu.Unlock()
+	return s.saveLocked()
+}
+
+func failNotSaved(w http.ResponseWriter) {
+	fail(w, http.StatusInternalServerError, "state_not_saved", "the simulator could not save its state")
 }
 
 // reverse voids every authorization with a reference (the gateway's payment
@@ -378,7 +428,12 @@ func (s *Simulator) reverse(w http.ResponseWriter, _ *http.Request, body []byte)
 			n++
 		}
 	}
+	err := s.saveLocked()
 	s.mu.Unlock()
+	if err != nil {
+		failNotSaved(w)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"reference": req.Reference, "reversed": n})
 }
 
@@ -392,7 +447,12 @@ func (s *Simulator) withAuth(w http.ResponseWriter, r *http.Request, fn func(a *
 		return
 	}
 	status, v := fn(a)
+	err := s.saveLocked()
 	s.mu.Unlock()
+	if err != nil {
+		failNotSaved(w)
+		return
+	}
 	writeJSON(w, status, v)
 }
 
@@ -481,29 +541,108 @@ func (s *Simulator) get(w http.ResponseWriter, r *http.Request) {
 	s.withAuth(w, r, func(a *Authorization) (int, any) { return http.StatusOK, a })
 }
 
-// settlement reports every capture not yet settled (net of refunds) and
-// every chargeback for the dispute test card, once each, as CSV:
-// acquirer_reference,amount,fee,currency,settled_date,type
+// settlement answers the oldest report not yet acknowledged, closing a new
+// one when there is none: every capture not yet settled (net of refunds)
+// and every chargeback for the dispute test card, once each, as CSV:
+// acquirer_reference,amount,fee,currency,settled_date,type. Reading it
+// again answers the same report (Settlement-Report-Id) until it is
+// acknowledged (POST /v1/settlements/{id}/ack).
 func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	for _, r := range s.reports {
+		if !r.Acked {
+			writeReport(w, r)
+			return
+		}
+	}
 	day := s.cfg.Now().UTC().Format("2006-01-02")
-	w.Header().Set("Content-Type", "text/csv")
-	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"acquirer_reference", "amount", "fee", "currency", "settled_date", "type"})
+	r := &report{ID: fmt.Sprintf("stl_%04d", len(s.reports)+1)}
 	fee := money.Fee{BasisPoints: s.cfg.FeeBasisPoints, Fixed: s.cfg.FeeFixed}
+	type undo struct {
+		a        *Authorization
+		settled  int64
+		disputed bool
+	}
+	var undos []undo
 	for _, a := range s.sortedAuths() {
+		undos = append(undos, undo{a, a.settled, a.disputed})
 		if due := a.Captured - a.settled; due > 0 {
 			f, _ := fee.Of(due)
-			_ = cw.Write([]string{a.ID, strconv.FormatInt(due, 10), strconv.FormatInt(f, 10), a.Currency, day, "capture"})
+			r.Rows = append(r.Rows, []string{a.ID, strconv.FormatInt(due, 10), strconv.FormatInt(f, 10), a.Currency, day, "capture"})
 			a.settled = a.Captured
 		}
 		if a.chargeback && a.Captured > 0 && !a.disputed {
-			_ = cw.Write([]string{a.ID, strconv.FormatInt(-a.Captured, 10), "1500", a.Currency, day, "chargeback"})
+			r.Rows = append(r.Rows, []string{a.ID, strconv.FormatInt(-a.Captured, 10), "1500", a.Currency, day, "chargeback"})
 			a.disputed = true
 		}
 	}
-	cw.Flush()
+	if len(r.Rows) == 0 {
+		// Nothing to settle: an empty report, not kept (nothing to ack).
+		writeReport(w, r)
+		return
+	}
+	s.reports = append(s.reports, r)
+	if err := s.saveLocked(); err != nil {
+		s.reports = s.reports[:len(s.reports)-1]
+		for _, u := range undos {
+			u.a.settled, u.a.disputed = u.settled, u.disputed
+		}
+		failNotSaved(w)
+		return
+	}
+	writeReport(w, r)
+}
+
+func writeReport(w http.ResponseWriter, r *report) {
+	w.Header().Set("Content-Type", "text/csv")
+	if r.ID != "" && len(r.Rows) > 0 {
+		w.Header().Set("Settlement-Report-Id", r.ID)
+	}
+	cw := csv.NewWriter(w)
+	_ = cw.Write([]string{"acquirer_reference", "amount", "fee", "currency", "settled_date", "type"})
+	_ = cw.WriteAll(r.Rows)
+}
+
+func (s *Simulator) findReport(id string) *report {
+	for _, r := range s.reports {
+		if r.ID == id {
+			return r
+		}
+	}
+	return nil
+}
+
+// settlementByID answers a closed report again, acknowledged or not.
+func (s *Simulator) settlementByID(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := s.findReport(r.PathValue("id"))
+	if rep == nil {
+		fail(w, http.StatusNotFound, "settlement_not_found", "no such settlement report")
+		return
+	}
+	writeReport(w, rep)
+}
+
+// ackSettlement acknowledges a report (idempotent): the next read of
+// /v1/settlements/next closes a new one.
+func (s *Simulator) ackSettlement(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rep := s.findReport(r.PathValue("id"))
+	if rep == nil {
+		fail(w, http.StatusNotFound, "settlement_not_found", "no such settlement report")
+		return
+	}
+	was := rep.Acked
+	rep.Acked = true
+	if err := s.saveLocked(); err != nil {
+		rep.Acked = was
+		failNotSaved(w)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": rep.ID, "acked": true, "lines": len(rep.Rows)})
 }
 
 func (s *Simulator) sortedAuths() []*Authorization {

@@ -7,9 +7,14 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 type client struct {
@@ -181,12 +186,14 @@ func TestSettlementReport(t *testing.T) {
 	c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "")
 	c.do("POST", "/v1/authorizations", auth("4000000000000259", 2000, true), "")
 	c.do("POST", "/v1/authorizations", auth("5555555555554444", 3000, false), "") // not captured: not settled
+	var reportID string
 	read := func() [][]string {
 		resp, err := c.srv.Client().Get(c.srv.URL + "/v1/settlements/next")
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer resp.Body.Close()
+		reportID = resp.Header.Get("Settlement-Report-Id")
 		rows, err := csv.NewReader(resp.Body).ReadAll()
 		if err != nil {
 			t.Fatal(err)
@@ -194,6 +201,7 @@ func TestSettlementReport(t *testing.T) {
 		return rows
 	}
 	rows := read()
+	first := reportID
 	if len(rows) != 4 || strings.Join(rows[0], ",") != "acquirer_reference,amount,fee,currency,settled_date,type" {
 		t.Fatalf("report: %v", rows)
 	}
@@ -215,8 +223,71 @@ func TestSettlementReport(t *testing.T) {
 	if captures != 2 || chargebacks != 1 {
 		t.Fatalf("captures %d chargebacks %d", captures, chargebacks)
 	}
+	// Reading is idempotent: the same report until it is acknowledged
+	// (a second read used to return nothing, so a lost answer lost the
+	// report).
+	require.NotEmpty(t, first)
+	assert.Equal(t, rows, read(), "a second read answers the same report")
+	assert.Equal(t, first, reportID)
+	status, _, _ := c.do("GET", "/v1/settlements/"+first, nil, "")
+	assert.Equal(t, 200, status)
+	status, body, _ := c.do("POST", "/v1/settlements/"+first+"/ack", nil, "")
+	require.Equal(t, 200, status)
+	assert.Equal(t, true, body["acked"])
 	if again := read(); len(again) != 1 {
 		t.Fatalf("settled lines reported twice: %v", again)
+	}
+	assert.Empty(t, reportID, "an empty report has no id")
+	status, _, _ = c.do("POST", "/v1/settlements/stl_9999/ack", nil, "")
+	assert.Equal(t, 404, status)
+	// New captures go into the next report.
+	c.do("POST", "/v1/authorizations", auth("4242424242424242", 700, true), "")
+	next := read()
+	require.Len(t, next, 2)
+	assert.Equal(t, "700", next[1][1])
+	assert.NotEqual(t, first, reportID)
+}
+
+// TestStateSurvivesRestart: with a StatePath (obol dev), an authorization
+// made before a restart is captured and refunded after it, idempotent
+// replays and settlement reports survive too, and the file holds no card
+// number.
+func TestStateSurvivesRestart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "simulator.json")
+	_, c := newSim(t, Config{StatePath: path})
+	status, a, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 2500, false), "auth-1")
+	require.Equal(t, 200, status)
+	id := a["id"].(string)
+	c.do("POST", "/v1/authorizations", auth("5555555555554444", 900, true), "")
+	c.srv.Close()
+
+	_, c = newSim(t, Config{StatePath: path})
+	status, replay, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 2500, false), "auth-1")
+	require.Equal(t, 200, status)
+	assert.Equal(t, id, replay["id"], "the idempotent replay survives")
+	status, got, _ := c.do("POST", "/v1/authorizations/"+id+"/capture", map[string]any{"amount": 2500}, "")
+	require.Equal(t, 200, status, "capture after the restart: %v", got)
+	status, got, _ = c.do("POST", "/v1/authorizations/"+id+"/refunds", map[string]any{"amount": 500}, "")
+	require.Equal(t, 200, status, "refund after the restart: %v", got)
+	assert.EqualValues(t, 500, got["amount_refunded"])
+	resp, err := c.srv.Client().Get(c.srv.URL + "/v1/settlements/next")
+	require.NoError(t, err)
+	resp.Body.Close()
+	rid := resp.Header.Get("Settlement-Report-Id")
+	require.NotEmpty(t, rid)
+	c.srv.Close()
+
+	_, c = newSim(t, Config{StatePath: path})
+	status, got, _ = c.do("GET", "/v1/authorizations/"+id, nil, "")
+	require.Equal(t, 200, status)
+	assert.EqualValues(t, 2500, got["amount_captured"])
+	status, _, raw := c.do("GET", "/v1/settlements/"+rid, nil, "")
+	require.Equal(t, 200, status)
+	assert.Contains(t, raw, id)
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, pan := range []string{"4242424242424242", "5555555555554444"} {
+		assert.NotContains(t, string(b), pan)
 	}
 }
 
@@ -226,4 +297,13 @@ func group(n, sep string) string {
 		parts, n = append(parts, n[:4]), n[4:]
 	}
 	return strings.Join(append(parts, n), sep)
+}
+
+// TestStateNotSaved: with a StatePath that cannot be written, a change is a
+// 500 state_not_saved, never an answer the next start would not know.
+func TestStateNotSaved(t *testing.T) {
+	_, c := newSim(t, Config{StatePath: filepath.Join(t.TempDir(), "gone", "simulator.json")})
+	status, body, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, false), "")
+	assert.Equal(t, 500, status)
+	assert.Equal(t, "state_not_saved", body["error"].(map[string]any)["code"])
 }

@@ -285,7 +285,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *riskv1.Payment, dry bool) *ris
 	}
 	in := e.Input(p)
 	set := e.active.Load()
-	d := &riskv1.Decision{DecisionId: decisionID(), RulesetVersion: set.Version, DryRun: dry}
+	d := &riskv1.Decision{DecisionId: decisionID(), RuleSetVersion: set.Version, DryRun: dry}
 	f, err := e.cfg.Features.Observe(ctx, features.Observation{
 		Merchant: p.GetMerchantId(), Fingerprint: p.GetFingerprint(), IP: p.GetCustomerIp(), EmailHash: p.GetEmailHash(),
 		Device: p.GetDeviceId(), Amount: p.GetAmount(), Now: e.cfg.Now(),

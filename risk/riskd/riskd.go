@@ -45,7 +45,10 @@ type Config struct {
 	WatchEvery      time.Duration
 	// KeyPrefix namespaces every Redis key (default "obol:risk:"), so that
 	// deployments (or tests) can share a Redis.
-	KeyPrefix  string
+	KeyPrefix string
+	// StatePath (embedded default only) keeps rule-set history and lists
+	// in this JSON file across restarts; empty: in memory only.
+	StatePath  string
 	Reflection bool
 	Logger     *slog.Logger
 }
@@ -129,12 +132,21 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	return in, nil
 }
 
-// StartEmbedded builds riskd on in-process counters and state.
+// StartEmbedded builds riskd on in-process counters and state (rule sets
+// and lists in cfg.StatePath when set).
 func StartEmbedded(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.Token == "" {
 		return nil, errors.New("a service token is required")
 	}
-	return build(ctx, cfg, features.NewMemory(), engine.NewMemoryState(10_000), nil)
+	var st engine.State = engine.NewMemoryState(10_000)
+	if cfg.StatePath != "" {
+		fst, err := engine.OpenFileState(cfg.StatePath, 10_000)
+		if err != nil {
+			return nil, err
+		}
+		st = fst
+	}
+	return build(ctx, cfg, features.NewMemory(), st, nil)
 }
 
 func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, ready func(context.Context) error) (*Instance, error) {
@@ -162,8 +174,9 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return riskv1.RegisterRiskServiceHandlerServer(ctx, m, svc)
 		},
-		OpenAPI: riskv1.OpenAPI,
-		Ready:   ready,
+		OpenAPI:     riskv1.OpenAPI,
+		Ready:       ready,
+		HealthNames: []string{riskv1.RiskService_ServiceDesc.ServiceName},
 		Collectors: []prometheus.Collector{
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_evaluations_total", Help: "Evaluations (counted)."}, func() float64 { return float64(stats.Evaluations.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_dry_runs_total", Help: "Dry runs."}, func() float64 { return float64(stats.DryRuns.Load()) }),

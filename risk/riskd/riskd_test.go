@@ -138,7 +138,7 @@ func TestEvaluate(t *testing.T) {
 		}
 		d, _ = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 2500)})
 		require.EqualValues(t, 5, d.GetInput().GetCard().GetCount_1M(), "dry runs were counted")
-		assert.True(t, strings.HasPrefix(d.GetRulesetVersion(), "rs_"), "decision: %v", d)
+		assert.True(t, strings.HasPrefix(d.GetRuleSetVersion(), "rs_"), "decision: %v", d)
 		require.NotEmpty(t, d.GetRules(), "decision: %v", d)
 		assert.Equal(t, "card-velocity-burst", d.GetRules()[0].GetName(), "decision: %v", d)
 	})
@@ -157,7 +157,7 @@ func TestEvaluate(t *testing.T) {
 		require.Equal(t, body["version"], s.in.Engine.Active().Version, "good set: %v", body)
 		d, _ := s.client.DryRun(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.9", 200000)})
 		assert.Equal(t, rules.Block, d.GetAction(), "new set not applied: %v", d)
-		assert.Equal(t, body["version"], d.GetRulesetVersion(), "new set not applied: %v", d)
+		assert.Equal(t, body["version"], d.GetRuleSetVersion(), "new set not applied: %v", d)
 		code, hist := s.rest("GET", "/v1/risk/rules/versions", nil)
 		require.Equal(t, 200, code, "history: %v", hist)
 		assert.GreaterOrEqual(t, len(hist["rule_sets"].([]any)), 2, "history: %v", hist)

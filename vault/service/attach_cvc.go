@@ -118,7 +118,8 @@ func (s *Service) AttachCVC(ctx context.Context, req *vaultv1.AttachCVCRequest) 
 		return nil, apierr.Invalid(card.CodeCVCInvalid, "cvc", apierr.From(err).Message)
 	}
 	defer cvc.Wipe()
-	if err := s.putCVC(ctx, p.merchantID, rec.Token, cvc); err != nil {
+	exp, err := s.putCVC(ctx, p.merchantID, rec.Token, cvc)
+	if err != nil {
 		return nil, s.public(ctx, opAttachCVC, err)
 	}
 	if err := s.record(ctx, audit.Event{Actor: p.actor(), Action: audit.ActionAttachCVC, MerchantID: p.merchantID, Token: rec.Token}); err != nil {
@@ -128,7 +129,7 @@ func (s *Service) AttachCVC(ctx context.Context, req *vaultv1.AttachCVCRequest) 
 	if p.publishable {
 		resp = &vaultv1.Token{Token: rec.Token}
 	}
-	resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(s.cfg.CVCTTL).Truncate(time.Second))
+	resp.CvcExpiresAt = timestamppb.New(exp)
 	if idemKey != "" {
 		if err := s.remember(ctx, p.merchantID, idemKey, opAttachCVC, macs, resp); err != nil {
 			return nil, s.public(ctx, opAttachCVC, err)

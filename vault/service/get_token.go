@@ -31,6 +31,9 @@ func (s *Service) GetToken(ctx context.Context, req *vaultv1.GetTokenRequest) (*
 	ttl, err := s.cvcs.TTL(ctx, rec.Token)
 	switch {
 	case err == nil:
+		// The store expires the CVC at a whole second (putCVC); now plus
+		// what is left is that instant give or take the time between the
+		// store's clock reading and ours, so round to the nearest second.
 		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(ttl).Round(time.Second))
 	case !errors.Is(err, cvcstore.ErrNotFound):
 		return nil, s.public(ctx, "get_token", err)

@@ -105,10 +105,11 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 	}
 	resp := tokenResponse(rec)
 	if !c.CVC.IsZero() {
-		if err := s.putCVC(ctx, merchantID, token, c.CVC); err != nil {
+		exp, err := s.putCVC(ctx, merchantID, token, c.CVC)
+		if err != nil {
 			return nil, err
 		}
-		resp.CvcExpiresAt = timestamppb.New(now.Add(s.cfg.CVCTTL).Truncate(time.Second))
+		resp.CvcExpiresAt = timestamppb.New(exp)
 	}
 	var idem *store.IdempotencyRecord
 	if idemKey != "" {
@@ -182,10 +183,11 @@ func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c c
 	resp := tokenResponse(existing)
 	resp.Deduplicated = true
 	if !c.CVC.IsZero() {
-		if err := s.putCVC(ctx, existing.MerchantID, existing.Token, c.CVC); err != nil {
+		exp, err := s.putCVC(ctx, existing.MerchantID, existing.Token, c.CVC)
+		if err != nil {
 			return nil, err
 		}
-		resp.CvcExpiresAt = timestamppb.New(s.cfg.Now().UTC().Add(s.cfg.CVCTTL).Truncate(time.Second))
+		resp.CvcExpiresAt = timestamppb.New(exp)
 	}
 	if idemKey != "" {
 		if err := s.remember(ctx, existing.MerchantID, idemKey, opTokenize, macs, resp); err != nil {
@@ -197,14 +199,23 @@ func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c c
 
 // putCVC seals a CVC (bound to merchant and token) into the ephemeral store.
 // Stored value: DEK id, a zero byte, ciphertext.
-func (s *Service) putCVC(ctx context.Context, merchantID, token string, cvc card.CVC) error {
+//
+// It returns the CVC's expiry, a whole second: the store expires the CVC at
+// exactly that instant (its TTL is counted from now to it), so the
+// cvc_expires_at of the answer and of a later GetToken are the same.
+func (s *Service) putCVC(ctx context.Context, merchantID, token string, cvc card.CVC) (time.Time, error) {
 	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "cvc", Merchant: merchantID, Token: token}, cvc.RevealDigits())
 	if err != nil {
-		return err
+		return time.Time{}, err
 	}
 	v := make([]byte, 0, len(dekID)+1+len(ct))
 	v = append(append(append(v, dekID...), 0), ct...)
-	return s.cvcs.Put(ctx, token, v, s.cfg.CVCTTL)
+	now := s.cfg.Now().UTC()
+	exp := now.Add(s.cfg.CVCTTL).Truncate(time.Second)
+	if err := s.cvcs.Put(ctx, token, v, exp.Sub(now)); err != nil {
+		return time.Time{}, err
+	}
+	return exp, nil
 }
 
 func tokenResponse(r store.TokenRecord) *vaultv1.Token {

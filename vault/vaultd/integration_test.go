@@ -23,7 +23,7 @@ import (
 var expYear = time.Now().Year() + 3
 
 // TestLifecycle: tokenize → read → detokenize as the gateway (CVC once) →
-// delete → 404 everywhere, for every approved brand of TESTCARDS.md.
+// delete → 404 everywhere, for every approved brand of proxy/simulator/TESTCARDS.md.
 func TestLifecycle(t *testing.T) {
 	s := newStack(t, stackOpts{})
 	cards := []struct {
@@ -449,6 +449,33 @@ func TestCVCExpiry(t *testing.T) {
 	if err != nil || resp.CvcIncluded || !c.CVC.IsZero() || c.Number.Last4() != "0005" {
 		t.Fatalf("detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
 	}
+	// Regression: tokenize said one second, a read the next: the CVC was
+	// stored a little after the answer's clock reading, so Redis held it
+	// past the cvc_expires_at the merchant got (by up to a second), and a
+	// read rounded what was left. Now Redis expires it at cvc_expires_at.
+	t.Run("cvc_expires_at is the same on tokenize and read", func(t *testing.T) {
+		// Tokenize for a little over a second of wall time, so that the
+		// tokenizations land at every fraction of a second (the old code
+		// was right only for some of them).
+		begin := time.Now()
+		for i := 0; time.Since(begin) < 1100*time.Millisecond && i < 1000; i++ {
+			r := s.tokenize(s.a.SecretKey, cardIn("4242 4242 4242 4242", 12, expYear, "123"))
+			tok := r.str("token")
+			exp, err := time.Parse(time.RFC3339, r.str("cvc_expires_at"))
+			require.NoError(t, err)
+			ttl, err := rdb.PTTL(ctx, "obol:cvc:"+tok).Result()
+			require.NoError(t, err)
+			// Redis starts the TTL when the SET arrives, a few ms after
+			// vaultd's clock reading: allow for that, not for a second.
+			if !assert.False(t, time.Now().Add(ttl).After(exp.Add(250*time.Millisecond)), "tokenization %d: Redis holds the CVC past cvc_expires_at %s", i, exp) {
+				break
+			}
+			g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+			if !assert.Equal(t, r.str("cvc_expires_at"), g.str("cvc_expires_at"), "tokenization %d", i) {
+				break
+			}
+		}
+	})
 	t.Run("delete erases a held CVC", func(t *testing.T) {
 		tok := s.tokenize(s.a.SecretKey, cardIn("3566002020360505", 12, expYear, "888")).str("token")
 		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 1 {

@@ -170,6 +170,9 @@ func testLifecycle(t *testing.T, b *book.Book) {
 	rep := must(b.RunPayouts(ctx, book.RunOptions{Date: today}))
 	assert.Empty(t, rep.Payouts, "payout run inside the delay")
 	assert.Empty(t, rep.Released, "payout run inside the delay")
+	// A run that pays nothing says why: the funds are in the delay.
+	require.Len(t, rep.Skipped, 1)
+	assert.Contains(t, rep.Skipped[0], "6680 is still pending in the T+2 payout delay")
 	later := today.Add(3 * 24 * time.Hour)
 	rep = must(b.RunPayouts(ctx, book.RunOptions{Date: later}))
 	require.Len(t, rep.Released, 1, "payout run after T+2: %+v", rep)

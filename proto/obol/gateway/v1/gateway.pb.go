@@ -549,9 +549,14 @@ func (x *Card) GetFingerprint() string {
 
 type Risk struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// allow, review, challenge, block; "fallback" marks a decision taken
-	// without velocity data.
-	Decision       string   `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// riskd's action: allow, review, challenge or block (the same names as
+	// riskd's Decision). allow: authorized as asked. review: authorized but
+	// never captured automatically (capture:true is not honoured; a person
+	// reviews, then captures or cancels). challenge: declined with
+	// decline_code authentication_required until 3-D Secure exists. block:
+	// declined with risk_blocked. "fallback" marks a decision taken without
+	// velocity data.
+	Action         string   `protobuf:"bytes,1,opt,name=action,proto3" json:"action,omitempty"`
 	Score          int32    `protobuf:"varint,2,opt,name=score,proto3" json:"score,omitempty"`
 	Rules          []string `protobuf:"bytes,3,rep,name=rules,proto3" json:"rules,omitempty"`
 	RuleSetVersion string   `protobuf:"bytes,4,opt,name=rule_set_version,json=ruleSetVersion,proto3" json:"rule_set_version,omitempty"`
@@ -590,9 +595,9 @@ func (*Risk) Descriptor() ([]byte, []int) {
 	return file_obol_gateway_v1_gateway_proto_rawDescGZIP(), []int{8}
 }
 
-func (x *Risk) GetDecision() string {
+func (x *Risk) GetAction() string {
 	if x != nil {
-		return x.Decision
+		return x.Action
 	}
 	return ""
 }
@@ -962,9 +967,9 @@ const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x04Card\x12\x14\n" +
 	"\x05brand\x18\x01 \x01(\tR\x05brand\x12\x14\n" +
 	"\x05last4\x18\x02 \x01(\tR\x05last4\x12 \n" +
-	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"\x94\x01\n" +
-	"\x04Risk\x12\x1a\n" +
-	"\bdecision\x18\x01 \x01(\tR\bdecision\x12\x14\n" +
+	"\vfingerprint\x18\x03 \x01(\tR\vfingerprint\"\x90\x01\n" +
+	"\x04Risk\x12\x16\n" +
+	"\x06action\x18\x01 \x01(\tR\x06action\x12\x14\n" +
 	"\x05score\x18\x02 \x01(\x05R\x05score\x12\x14\n" +
 	"\x05rules\x18\x03 \x03(\tR\x05rules\x12(\n" +
 	"\x10rule_set_version\x18\x04 \x01(\tR\x0eruleSetVersion\x12\x1a\n" +

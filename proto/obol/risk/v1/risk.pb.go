@@ -664,9 +664,10 @@ type Decision struct {
 	// "allow", "review", "challenge" or "block".
 	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
 	// 0-100.
-	Score          int32          `protobuf:"varint,3,opt,name=score,proto3" json:"score,omitempty"`
-	Rules          []*MatchedRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
-	RulesetVersion string         `protobuf:"bytes,5,opt,name=ruleset_version,json=rulesetVersion,proto3" json:"ruleset_version,omitempty"`
+	Score int32          `protobuf:"varint,3,opt,name=score,proto3" json:"score,omitempty"`
+	Rules []*MatchedRule `protobuf:"bytes,4,rep,name=rules,proto3" json:"rules,omitempty"`
+	// The rule set that decided (the gateway's Risk.rule_set_version).
+	RuleSetVersion string `protobuf:"bytes,5,opt,name=rule_set_version,json=ruleSetVersion,proto3" json:"rule_set_version,omitempty"`
 	// True when the velocity store was unavailable and the merchant's
 	// fallback action was applied instead of the rules.
 	Fallback       bool       `protobuf:"varint,6,opt,name=fallback,proto3" json:"fallback,omitempty"`
@@ -735,9 +736,9 @@ func (x *Decision) GetRules() []*MatchedRule {
 	return nil
 }
 
-func (x *Decision) GetRulesetVersion() string {
+func (x *Decision) GetRuleSetVersion() string {
 	if x != nil {
-		return x.RulesetVersion
+		return x.RuleSetVersion
 	}
 	return ""
 }
@@ -1432,14 +1433,14 @@ const file_obol_risk_v1_risk_proto_rawDesc = "" +
 	"\bpriority\x18\x03 \x01(\x05R\bpriority\x12\x12\n" +
 	"\x04mode\x18\x04 \x01(\tR\x04mode\x12\x16\n" +
 	"\x06reason\x18\x05 \x01(\tR\x06reason\x12\x14\n" +
-	"\x05score\x18\x06 \x01(\x05R\x05score\"\xc0\x02\n" +
+	"\x05score\x18\x06 \x01(\x05R\x05score\"\xc1\x02\n" +
 	"\bDecision\x12\x1f\n" +
 	"\vdecision_id\x18\x01 \x01(\tR\n" +
 	"decisionId\x12\x16\n" +
 	"\x06action\x18\x02 \x01(\tR\x06action\x12\x14\n" +
 	"\x05score\x18\x03 \x01(\x05R\x05score\x12/\n" +
-	"\x05rules\x18\x04 \x03(\v2\x19.obol.risk.v1.MatchedRuleR\x05rules\x12'\n" +
-	"\x0fruleset_version\x18\x05 \x01(\tR\x0erulesetVersion\x12\x1a\n" +
+	"\x05rules\x18\x04 \x03(\v2\x19.obol.risk.v1.MatchedRuleR\x05rules\x12(\n" +
+	"\x10rule_set_version\x18\x05 \x01(\tR\x0eruleSetVersion\x12\x1a\n" +
 	"\bfallback\x18\x06 \x01(\bR\bfallback\x12'\n" +
 	"\x0ffallback_reason\x18\a \x01(\tR\x0efallbackReason\x12\x17\n" +
 	"\adry_run\x18\b \x01(\bR\x06dryRun\x12-\n" +
