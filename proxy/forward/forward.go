@@ -200,7 +200,9 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	table := f.cfg.Routes.Table()
 	route, miss := table.Match(merchant, r.Method, host, u.Path)
 	if route == nil {
-		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", panscan.String(host), "reason", miss.Reason)
+		// The host is the merchant's text (a card number may be spelt in it
+		// with any separator): it is not logged; the reason names routes only.
+		f.cfg.Logger.Info("forward refused", "merchant", merchant, "reason", miss.Reason)
 		return notAllowed(miss.Reason)
 	}
 	o.route = route.Name
