@@ -3,6 +3,8 @@ package forward
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -297,13 +300,17 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	req.ContentLength = int64(len(out))
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			f.cfg.Logger.Warn("forward upstream timeout", "merchant", merchant, "route", route.Name, "host", host)
+		// The transport's error text quotes what the upstream sent (a
+		// header line, a status, a length): only its class is logged.
+		cls := transportClass(err)
+		f.cfg.Logger.Warn("forward upstream failed", "merchant", merchant, "route", route.Name, "class", cls)
+		switch cls {
+		case classTimeout:
 			return apierr.New(apierr.KindGatewayTimeout, "upstream_timeout", "", "the destination did not answer in time")
+		case classMalformed:
+			return apierr.New(apierr.KindBadGateway, CodeAnswerMalformed, "", "the destination's answer is not well-formed HTTP; nothing of it is relayed")
 		}
-		f.cfg.Logger.Warn("forward upstream unreachable", "merchant", merchant, "route", route.Name, "host", host, "err", redactErr(err))
-		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached")
+		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached ("+cls+")")
 	}
 	defer resp.Body.Close()
 	rb, e := readAnswer(resp, f.cfg.MaxResponse, f.cfg.MaxRatio)
@@ -366,13 +373,49 @@ func wipe(b []byte) {
 	}
 }
 
-// redactErr keeps transport errors free of request details.
-func redactErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
+// Classes of a failed upstream exchange, the only thing logged of it: the
+// transport's error text quotes the upstream's bytes (a malformed header
+// line, status or length), which may hold card data.
+const (
+	classTimeout   = "timeout"
+	classDNS       = "dns"
+	classDial      = "dial"
+	classTLS       = "tls"
+	classClosed    = "connection_closed"
+	classMalformed = "malformed_answer"
+)
+
+// CodeAnswerMalformed is the 502 of an answer that is not well-formed HTTP.
+const CodeAnswerMalformed = "upstream_answer_malformed"
+
+// transportClass classifies an error of http.Client.Do into a fixed set.
+// What the transport does not type (its parse errors of the status line,
+// headers, lengths and codings) is a malformed answer.
+func transportClass(err error) string {
+	var (
+		ne   net.Error
+		dns  *net.DNSError
+		op   *net.OpError
+		rec  tls.RecordHeaderError
+		alrt tls.AlertError
+		cv   *tls.CertificateVerificationError
+		ua   x509.UnknownAuthorityError
+		he   x509.HostnameError
+		ci   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return classTimeout
+	case errors.As(err, &dns):
+		return classDNS
+	case errors.As(err, &rec), errors.As(err, &alrt), errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return classTLS
+	case errors.As(err, &op) && op.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
+		return classDial
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return classClosed
 	}
-	return err
+	return classMalformed
 }
 
 // answerDropped are the answer's headers the gateway does not relay: the

@@ -1,7 +1,9 @@
 package gatewayd_test
 
 import (
+	"bufio"
 	"bytes"
+	"crypto/tls"
 	"compress/gzip"
 	"compress/zlib"
 	"encoding/base64"
@@ -217,6 +219,35 @@ func decodable(t *testing.T, h http.Header, body []byte) []string {
 	return found
 }
 
+// rawUpstream is a TLS listener that answers each request with bytes
+// written by hand (by the last path segment): answers net/http would not
+// write, such as malformed status lines and headers.
+func rawUpstream(t *testing.T, cfg *tls.Config, answers map[string]string) string {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				_, _ = io.Copy(io.Discard, req.Body)
+				_, _ = io.WriteString(c, answers[req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]])
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // TestForwardAnswers: through the real gateway (vaultd over mTLS, an HTTPS
 // upstream), the merchant only ever gets bytes the gateway scanned: it
 // asks upstream for encodings it can decode whatever the merchant accepts,
@@ -226,6 +257,14 @@ func decodable(t *testing.T, h http.Header, body []byte) []string {
 func TestForwardAnswers(t *testing.T) {
 	up := newTrickyUpstream(t)
 	h, _ := url.Parse(up.srv.URL)
+	gz := gzipBytes([]byte(`{"card":"` + ansPAN + `"}`))
+	raw := rawUpstream(t, up.srv.TLS, map[string]string{
+		"no-colon":       "HTTP/1.1 200 OK\r\nX-Card " + ansPAN + "\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+		"status":         "HTTP/1.1 2" + ansPAN + " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
+		"content-length": "HTTP/1.1 200 OK\r\nContent-Length: " + ansPAN + "x\r\nConnection: close\r\n\r\n{}",
+		"te":             "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + ansPAN + "\r\nConnection: close\r\n\r\n{}",
+		"space-colon":    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding : gzip\r\nContent-Length: " + fmt.Sprint(len(gz)) + "\r\nConnection: close\r\n\r\n" + string(gz),
+	})
 	routes := filepath.Join(t.TempDir(), "routes.yaml")
 	require.NoError(t, os.WriteFile(routes, []byte(`routes:
   - name: echo
@@ -239,6 +278,13 @@ func TestForwardAnswers(t *testing.T) {
         value: "{{token.cvc}}"
       - header: X-Card-Check
         value: "{{token.exp_month}}/{{token.exp_year}} {{token.cvc}}"
+  - name: raw
+    host: `+raw+`
+    paths: ["/v1/raw/*"]
+    methods: [POST]
+    reveal:
+      - json: card.number
+        value: "{{token.number}}"
 `), 0o600))
 	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
@@ -252,7 +298,13 @@ func TestForwardAnswers(t *testing.T) {
 		body := `{"amount":1000,"card":{"number":"` + tok + `","cvc":"` + tok + `"}}`
 		req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+s.sk)
-		req.Header.Set("Obol-Destination", up.srv.URL+"/v1/echo/"+mode)
+		dest := up.srv.URL + "/v1/echo/" + mode
+		if m, ok := strings.CutPrefix(mode, "raw/"); ok {
+			body = `{"card":{"number":"` + tok + `"}}`
+			req.Body, req.ContentLength = io.NopCloser(strings.NewReader(body)), int64(len(body))
+			dest = "https://" + raw + "/v1/raw/" + m
+		}
+		req.Header.Set("Obol-Destination", dest)
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Accept-Encoding", "gzip, deflate, br, zstd")
 		req.Header.Set("X-Card-Check", tok)
@@ -314,6 +366,12 @@ func TestForwardAnswers(t *testing.T) {
 		{"bomb", "upstream_compression_ratio"},
 		{"corrupt", "upstream_encoding_invalid"},
 		{"partial", "upstream_partial_content"},
+		// Answers that are not HTTP: the transport's error quotes the
+		// upstream's bytes; the gateway logs only a class.
+		{"raw/no-colon", "upstream_answer_malformed"},
+		{"raw/status", "upstream_answer_malformed"},
+		{"raw/content-length", "upstream_answer_malformed"},
+		{"raw/te", "upstream_answer_malformed"},
 	}
 	for _, tt := range refused {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -341,6 +399,7 @@ func TestForwardAnswers(t *testing.T) {
 	resp.Body.Close()
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="echo"} 10`)
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="forwarded",route="echo"} 10`)
+	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="upstream_error",route="raw"} 4`)
 	leaks.Scan("logs", s.logs.Bytes())
 	leaks.Scan("metrics", metrics)
 	hits, summary := leaks.Report()
