@@ -108,6 +108,21 @@ func newTrickyUpstream(t *testing.T) *trickyUpstream {
 		case "stacked":
 			h.Set("Content-Encoding", "gzip, gzip")
 			body = gzipBytes(gzipBytes(body))
+		case "double-gzip":
+			h.Set("Content-Encoding", "gzip")
+			body = gzipBytes(gzipBytes(body))
+		case "gzip-identity":
+			h.Set("Content-Encoding", "gzip, identity")
+			body = gzipBytes(gzipBytes(body))
+		case "undeclared-gzip":
+			body = gzipBytes(body)
+		case "gzip-type":
+			h.Set("Content-Type", "application/gzip")
+			body = gzipBytes(body)
+		case "ebcdic-xcharset":
+			h.Set("Content-Type", "text/plain; xcharset=utf-8; charset=ibm037")
+		case "two-content-types":
+			h["Content-Type"] = []string{"application/json; charset=utf-8", "text/plain; charset=ibm037"}
 		case "unasked":
 			h.Set("Content-Encoding", "gzip")
 			h.Add("Content-Encoding", "br")
@@ -366,6 +381,16 @@ func TestForwardAnswers(t *testing.T) {
 		{"bomb", "upstream_compression_ratio"},
 		{"corrupt", "upstream_encoding_invalid"},
 		{"partial", "upstream_partial_content"},
+		// Compressed data the gateway did not decode: nested, undeclared,
+		// typed or behind a header Go does not read.
+		{"double-gzip", "upstream_encoding_unsupported"},
+		{"gzip-identity", "upstream_encoding_unsupported"},
+		{"undeclared-gzip", "upstream_encoding_unsupported"},
+		{"gzip-type", "upstream_encoding_unsupported"},
+		{"raw/space-colon", "upstream_encoding_unsupported"},
+		// The charset is the Content-Type's parameter, of its only header.
+		{"ebcdic-xcharset", "upstream_encoding_unsupported"},
+		{"two-content-types", "upstream_encoding_unsupported"},
 		// Answers that are not HTTP: the transport's error quotes the
 		// upstream's bytes; the gateway logs only a class.
 		{"raw/no-colon", "upstream_answer_malformed"},
@@ -397,9 +422,10 @@ func TestForwardAnswers(t *testing.T) {
 	require.NoError(t, err)
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="echo"} 10`)
+	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="echo"} 16`)
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="forwarded",route="echo"} 10`)
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="upstream_error",route="raw"} 4`)
+	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="raw"} 1`)
 	leaks.Scan("logs", s.logs.Bytes())
 	leaks.Scan("metrics", metrics)
 	hits, summary := leaks.Report()
