@@ -176,7 +176,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.Redacted.Add(float64(o.redacted))
 }
 
-var answerRefusals = map[string]bool{CodeEncodingUnsupported: true, CodeEncodingInvalid: true, CodeCompressionRatio: true, CodeResponseTooLarge: true, CodePartialContent: true}
+var answerRefusals = map[string]bool{CodeEchoedCard: true, CodeEncodingUnsupported: true, CodeEncodingInvalid: true, CodeCompressionRatio: true, CodeResponseTooLarge: true, CodePartialContent: true}
 
 type outcome struct {
 	route, name string
@@ -331,6 +331,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		}
 	}
 	n := red.Redact(rb)
+	relay := http.Header{}
 	for k, vs := range resp.Header {
 		if hopByHop[k] || answerDropped[k] {
 			continue
@@ -340,8 +341,18 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		for _, v := range vs {
 			b := []byte(v)
 			n += red.RedactHeader(b)
-			w.Header().Add(string(name), string(b))
+			relay[string(name)] = append(relay[string(name)], string(b))
 		}
+	}
+	// The backstop: whatever the redactor did not recognise, a revealed
+	// number still readable in the answer's digits refuses it whole.
+	if echoed(red, relay, rb) {
+		f.cfg.Logger.Warn("forward answer refused", "merchant", merchant, "route", route.Name, "status", resp.StatusCode, "code", CodeEchoedCard)
+		o.redacted = n
+		return badAnswer(CodeEchoedCard, "the destination's answer spells a revealed card number in a form the gateway does not mask; it is not relayed")
+	}
+	for k, vs := range relay {
+		w.Header()[k] = vs
 	}
 	// Trailers (resp.Trailer) are not relayed: they are dropped whole.
 	o.name, o.redacted = "forwarded", n
@@ -416,6 +427,29 @@ func transportClass(err error) string {
 		return classClosed
 	}
 	return classMalformed
+}
+
+// CodeEchoedCard refuses an answer that still spells a revealed card number
+// once masked (the backstop, panscan.Redactor.Echoed).
+const CodeEchoedCard = "upstream_echoed_card"
+
+// echoed runs the backstop over the answer as the merchant gets it: the
+// relayed headers (names and values) in the order they are written,
+// sorted by name, then the body.
+func echoed(red *panscan.Redactor, h http.Header, body []byte) bool {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([][]byte, 0, 2*len(keys)+1)
+	for _, k := range keys {
+		parts = append(parts, []byte(k+": "))
+		for _, v := range h[k] {
+			parts = append(parts, []byte(v+"\n"))
+		}
+	}
+	return red.Echoed(append(parts, body)...)
 }
 
 // answerDropped are the answer's headers the gateway does not relay: the
