@@ -340,7 +340,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		n += red.RedactHeader(name)
 		for _, v := range vs {
 			b := []byte(v)
-			n += red.RedactHeader(b)
+			n += red.RedactHeaderValue(name, b)
 			relay[string(name)] = append(relay[string(name)], string(b))
 		}
 	}

@@ -116,6 +116,12 @@ func newTrickyUpstream(t *testing.T) *trickyUpstream {
 		case "stacked":
 			h.Set("Content-Encoding", "gzip, gzip")
 			body = gzipBytes(gzipBytes(body))
+		case "cvc-tricks": // whole values the CVC rules learnt
+			h.Set("X-Cvc-Result", "cvc "+cvc)
+			body = []byte(`{"cvc_check":{"value":` + cvc + `},"security_code_echo": ` + cvc + `,"cvv":[` + cvc + `],"cvc2":"` + cvc[:1] + "\u200b" + cvc[1:] + `"}`)
+		case "cvc-start":
+			h.Set("Content-Type", "text/plain")
+			body = []byte(cvc + " M")
 		case "double-gzip":
 			h.Set("Content-Encoding", "gzip")
 			body = gzipBytes(gzipBytes(body))
@@ -462,6 +468,8 @@ func TestForwardAnswers(t *testing.T) {
 		{"base64", `"blob":"`, "2"},
 		{"headers", `{"ok":true}`, "8"},
 		{"trailer", `"cvc":"***"`, "2"},
+		{"cvc-tricks", `{"cvc_check":{"value":***},"security_code_echo": ***,"cvv":[***],"cvc2":"*` + "\u200b" + `**"}`, "5"},
+		{"cvc-start", `*** M`, "1"},
 	}
 	for _, tt := range relayed {
 		t.Run(tt.mode, func(t *testing.T) {
@@ -471,6 +479,12 @@ func TestForwardAnswers(t *testing.T) {
 			assert.Empty(t, decodable(t, hdr, out), "%v %q", hdr, out)
 			assert.Contains(t, string(out), tt.want)
 			assert.Equal(t, tt.redacted, hdr.Get("Obol-Redacted"))
+			if strings.HasPrefix(tt.mode, "cvc-") {
+				assert.NotContains(t, string(out), ansCVC)
+				if tt.mode == "cvc-tricks" {
+					assert.Equal(t, "cvc ***", hdr.Get("X-Cvc-Result"))
+				}
+			}
 			assert.NotContains(t, hdr, "Trailer-X-Echo-Pan", "trailers are not relayed")
 			leaks.Scan("answer "+tt.mode, out)
 			for k, vs := range hdr {
@@ -554,7 +568,7 @@ func TestForwardAnswers(t *testing.T) {
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	assert.Contains(t, string(metrics), fmt.Sprintf(`obol_gateway_forward_requests_total{outcome="answer_refused",route="echo"} %d`, 16+echoRefused))
-	assert.Contains(t, string(metrics), fmt.Sprintf(`obol_gateway_forward_requests_total{outcome="forwarded",route="echo"} %d`, 10+len(echoTricks)-echoRefused))
+	assert.Contains(t, string(metrics), fmt.Sprintf(`obol_gateway_forward_requests_total{outcome="forwarded",route="echo"} %d`, 12+len(echoTricks)-echoRefused))
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="upstream_error",route="raw"} 4`)
 	assert.Contains(t, string(metrics), `obol_gateway_forward_requests_total{outcome="answer_refused",route="raw"} 1`)
 	leaks.Scan("logs", s.logs.Bytes())
