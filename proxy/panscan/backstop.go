@@ -6,7 +6,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"io"
-	"unicode/utf16"
+	"unicode"
 	"unicode/utf8"
 
 	"golang.org/x/text/unicode/norm"
@@ -58,7 +58,7 @@ func (r *Redactor) echoed(text []byte, depth int) bool {
 		return true
 	}
 	for _, be := range []bool{false, true} {
-		for off := 0; off < 2 && off < len(text); off++ {
+		for off := 0; depth == 0 && off < 2 && off < len(text); off++ {
 			if r.inStream(utf16Digits(text[off:], be)) {
 				return true
 			}
@@ -86,7 +86,7 @@ func (r *Redactor) echoed(text []byte, depth int) bool {
 		return false
 	}
 	for _, t := range levels {
-		for _, blob := range blobs(t) {
+		for _, blob := range blobs(t, depth) {
 			if bytes.HasPrefix(blob, []byte{0x1f, 0x8b}) {
 				if zr, err := gzip.NewReader(bytes.NewReader(blob)); err == nil {
 					g, _ := io.ReadAll(io.LimitReader(zr, maxGunzip))
@@ -121,26 +121,66 @@ func wipeBytes(b []byte) {
 }
 
 // runeDigits appends the digits r stands for: its own decimal value, or
-// those of its compatibility decomposition (⁴ ④ ４ → 4).
+// those of its compatibility decomposition (⁴ ④ ⒋ ㉑ → 4, 4, 4, 21).
 func runeDigits(s []byte, r rune) []byte {
+	if r >= '0' && r <= '9' {
+		return append(s, byte(r))
+	}
+	if r < 0x80 || r < 0x10000 && bmpDigit[r>>6]&(1<<(r&63)) == 0 {
+		return s
+	}
 	if d := digitValue(r); d >= 0 {
 		return append(s, byte('0'+d))
 	}
-	if r < utf8.RuneSelf || r == utf8.RuneError {
-		return s
-	}
-	var buf [utf8.UTFMax]byte
-	n := utf8.EncodeRune(buf[:], r)
-	if norm.NFKC.IsNormal(buf[:n]) {
-		return s
-	}
-	for _, c := range norm.NFKC.String(string(buf[:n])) {
-		if d := digitValue(c); d >= 0 {
-			s = append(s, byte('0'+d))
-		}
+	if ds, ok := compatDigits[r]; ok {
+		return append(s, ds...)
 	}
 	return s
 }
+
+// bmpDigit is a bitmap of the BMP characters that stand for digits:
+// decimal digits of any script, and compatDigits.
+var bmpDigit = func() (m [0x10000 / 64]uint64) {
+	for r := range compatDigits {
+		if r < 0x10000 {
+			m[r>>6] |= 1 << (r & 63)
+		}
+	}
+	for _, rg := range unicode.Nd.R16 {
+		for r := rune(rg.Lo); r <= rune(rg.Hi); r += rune(rg.Stride) {
+			m[r>>6] |= 1 << (r & 63)
+		}
+	}
+	return m
+}()
+
+// compatBlocks are the blocks holding characters whose NFKC form holds a
+// digit (superscripts, fractions, number forms, enclosed and
+// parenthesised numbers, CJK compatibility, digits with a comma).
+var compatBlocks = [][2]rune{{0x00A0, 0x00FF}, {0x2070, 0x209F}, {0x2150, 0x218F}, {0x2460, 0x24FF}, {0x2776, 0x2793},
+	{0x3200, 0x33FF}, {0xFF00, 0xFFEF}, {0x1F100, 0x1F1FF}}
+
+// compatDigits maps each such character to the digits of its NFKC form.
+var compatDigits = func() map[rune][]byte {
+	m := map[rune][]byte{}
+	for _, b := range compatBlocks {
+		for r := b[0]; r <= b[1]; r++ {
+			if digitValue(r) >= 0 {
+				continue
+			}
+			var ds []byte
+			for _, c := range norm.NFKC.String(string(r)) {
+				if d := digitValue(c); d >= 0 {
+					ds = append(ds, byte('0'+d))
+				}
+			}
+			if len(ds) > 0 {
+				m[r] = ds
+			}
+		}
+	}
+	return m
+}()
 
 // digitStream is the digits of UTF-8 text, everything else dropped.
 func digitStream(b []byte) []byte {
@@ -172,17 +212,15 @@ func ebcdicDigits(b []byte) []byte {
 }
 
 func utf16Digits(b []byte, bigEndian bool) []byte {
-	u := make([]uint16, 0, len(b)/2)
-	for i := 0; i+1 < len(b); i += 2 {
-		if bigEndian {
-			u = append(u, uint16(b[i])<<8|uint16(b[i+1]))
-		} else {
-			u = append(u, uint16(b[i+1])<<8|uint16(b[i]))
-		}
-	}
 	var s []byte
-	for _, r := range utf16.Decode(u) {
-		s = runeDigits(s, r)
+	for i := 0; i+1 < len(b); i += 2 {
+		u := rune(b[i+1])<<8 | rune(b[i])
+		if bigEndian {
+			u = rune(b[i])<<8 | rune(b[i+1])
+		}
+		// Surrogates (characters past the BMP) are not joined: the BMP
+		// holds the digits a merchant would read.
+		s = runeDigits(s, u)
 	}
 	return s
 }
@@ -288,9 +326,14 @@ func isB64(c byte) bool {
 	return c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '+' || c == '/' || c == '-' || c == '_'
 }
 
-// blobs decodes the runs of base64 (at each alignment) and hex (at each
-// alignment) of at least minBlob characters in b.
-func blobs(b []byte) [][]byte {
+// blobs decodes the runs of base64 and hex of at least minBlob characters
+// in b (at each alignment in the answer itself, at the first inside a
+// decoded blob).
+func blobs(b []byte, depth int) [][]byte {
+	aligns := 4 // a run may start with text glued to it
+	if depth > 0 {
+		aligns = 1
+	}
 	var out [][]byte
 	for i := 0; i < len(b); {
 		if !isB64(b[i]) {
@@ -303,18 +346,21 @@ func blobs(b []byte) [][]byte {
 		}
 		run := b[i:j]
 		i = j
-		if len(run) < minBlob {
+		// A run without letters is digits (hex, below), not base64.
+		if len(run) < minBlob || bytes.IndexFunc(run, func(r rune) bool { return r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' }) < 0 {
 			continue
 		}
-		for off := 0; off < 4; off++ {
+		enc := base64.RawStdEncoding
+		if bytes.ContainsAny(run, "-_") {
+			enc = base64.RawURLEncoding
+		}
+		for off := 0; off < aligns; off++ {
 			part := run[off:]
 			if len(part)%4 == 1 {
 				part = part[:len(part)-1]
 			}
-			for _, enc := range []*base64.Encoding{base64.RawStdEncoding, base64.RawURLEncoding} {
-				if d, err := enc.DecodeString(string(part)); err == nil {
-					out = append(out, d)
-				}
+			if d, err := enc.DecodeString(string(part)); err == nil {
+				out = append(out, d)
 			}
 		}
 	}
