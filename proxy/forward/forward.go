@@ -551,7 +551,7 @@ type DryRun struct {
 }
 
 func (f *Forwarder) dryRun(w http.ResponseWriter, r *http.Request, merchant string, route *Route, u *url.URL, spots []located, tokens map[string]bool) *apierr.Error {
-	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: panscan.String(u.String()), Tokens: map[string]string{}}
+	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: panscan.Loose(panscan.String(u.String())), Tokens: map[string]string{}}
 	for _, s := range spots {
 		as := "string"
 		if s.reveal.As == "number" {

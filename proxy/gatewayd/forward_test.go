@@ -151,6 +151,10 @@ func TestForward(t *testing.T) {
 	if st, _, out := fwd(base+"/v1/charges?note=5555555555554444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(out, "5555555555554444") || !strings.Contains(out, "************4444") {
 		t.Fatalf("dry run with a card number in the query: %d %s", st, out)
 	}
+	// Whatever separates its digits.
+	if st, _, out := fwd(base+"/v1/charges?note=5555.5555_5555.4444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(digitsOf(out), "5555555555554444") || !strings.Contains(out, "****.****_****.4444") {
+		t.Fatalf("dry run with a dotted card number in the query: %d %s", st, digitsOf(out))
+	}
 	// Dry run first: it explains and reveals nothing (the CVC stays).
 	st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
 	if st != 200 || !strings.Contains(out, `"route":"acme-charges"`) || !strings.Contains(out, `"json:card.number"`) || !strings.Contains(out, `"`+tok+`":"found"`) || up.count() != 0 {
@@ -298,7 +302,7 @@ func TestForward(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-charges"} 1`,
-		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 2`,
+		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 3`,
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="dead"} 1`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="acme-form"} 1`,
