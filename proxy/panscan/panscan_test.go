@@ -92,3 +92,17 @@ func TestLoose(t *testing.T) {
 		})
 	}
 }
+
+// FuzzLoose: Loose keeps the length, never panics, and masks a dotted card
+// number wherever it is put.
+func FuzzLoose(f *testing.F) {
+	f.Add("https://acq.example/v1/x?n=", "&b=1")
+	f.Add("%3", "4%2E")
+	f.Fuzz(func(t *testing.T, pre, post string) {
+		in := pre + "/4111.1111.1111.1111/" + post
+		out := Loose(in)
+		assert.Len(t, out, len(in))
+		assert.NotContains(t, out, "4111.1111.1111.1111")
+		_ = Loose(pre + post)
+	})
+}
