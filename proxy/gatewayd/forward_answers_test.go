@@ -8,8 +8,10 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -20,6 +22,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -398,7 +401,10 @@ func TestForwardAnswers(t *testing.T) {
 		"status":         "HTTP/1.1 2" + ansPAN + " OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}",
 		"content-length": "HTTP/1.1 200 OK\r\nContent-Length: " + ansPAN + "x\r\nConnection: close\r\n\r\n{}",
 		"te":             "HTTP/1.1 200 OK\r\nTransfer-Encoding: " + ansPAN + "\r\nConnection: close\r\n\r\n{}",
-		"space-colon":    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding : gzip\r\nContent-Length: " + fmt.Sprint(len(gz)) + "\r\nConnection: close\r\n\r\n" + string(gz),
+		// A keep-alive connection that sends more after the answer: Go's
+		// transport logs the bytes with the standard log package.
+		"unsolicited": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}X-Card: " + ansPAN + "\r\n",
+		"space-colon": "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Encoding : gzip\r\nContent-Length: " + fmt.Sprint(len(gz)) + "\r\nConnection: close\r\n\r\n" + string(gz),
 	})
 	routes := filepath.Join(t.TempDir(), "routes.yaml")
 	require.NoError(t, os.WriteFile(routes, []byte(`routes:
@@ -421,6 +427,10 @@ func TestForwardAnswers(t *testing.T) {
       - json: card.number
         value: "{{token.number}}"
 `), 0o600))
+	stdlog := &testenv.SyncBuffer{}
+	prevLog := log.Writer()
+	log.SetOutput(stdlog)
+	t.Cleanup(func() { log.SetOutput(prevLog) })
 	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
 		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
@@ -551,6 +561,18 @@ func TestForwardAnswers(t *testing.T) {
 			leaks.Scan("refusal "+tt.mode, out)
 		})
 	}
+	// Bytes after an answer on a kept-alive connection: the transport logs
+	// them (log.Printf); the gateway's log masks card numbers in them.
+	st, _, out := fwd("raw/unsolicited")
+	require.Equal(t, 200, st, "%s", out)
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
+		if strings.Contains(stdlog.String()+s.logs.String(), "Unsolicited response") {
+			return nil
+		}
+		return errors.New("the transport has not logged the unsolicited bytes yet")
+	}))
+	leaks.Scan("standard log", []byte(stdlog.String()))
+
 	// A Range request could split a number across answers: refused, named.
 	req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(`{}`))
 	req.Header.Set("Authorization", "Bearer "+s.sk)
