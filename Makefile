@@ -44,6 +44,8 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzAnswerEncoded -fuzztime=30s ./proxy/forward/
 	go test -run='^$$' -fuzz='^FuzzRedact$$' -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzRedactEncoded -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzEchoed -fuzztime=30s ./proxy/panscan/
+	go test -run='^$$' -fuzz=FuzzLoose -fuzztime=30s ./proxy/panscan/
 	go test -run='^$$' -fuzz=FuzzParseReports -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzFrameRequest -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/

@@ -7,6 +7,7 @@ import (
 	"compress/zlib"
 	"errors"
 	"io"
+	"mime"
 	"net/http"
 	"strings"
 
@@ -64,28 +65,81 @@ func contentCoding(h http.Header) (string, *apierr.Error) {
 	return "", badAnswer(CodeEncodingUnsupported, "the destination answered with a content coding the gateway did not ask for and cannot scan; it relays identity, gzip or deflate only")
 }
 
-// scannableCharsets are the charsets whose digits the scanner reads
-// (ASCII-compatible ones, and UTF-16/32 through their NUL padding).
-func charsetOK(contentType string) bool {
-	ct := strings.ToLower(contentType)
-	i := strings.Index(ct, "charset")
-	if i < 0 {
-		return true
+// contentTypeOK checks the answer's Content-Type (parsed as RFC 2045
+// says, mime.ParseMediaType): at most one header; a charset, when given,
+// that the scanner reads (ASCII-compatible ones, and UTF-16/32 through their
+// NUL padding); and not a compressed or archive type, whose bytes the
+// scanner cannot read. A Content-Type that does not parse is refused.
+func contentTypeOK(h http.Header) *apierr.Error {
+	vs := h.Values("Content-Type")
+	switch {
+	case len(vs) == 0:
+		return nil
+	case len(vs) > 1:
+		return badAnswer(CodeEncodingUnsupported, "the destination answered with more than one Content-Type; the gateway relays only answers whose charset it knows")
 	}
-	rest := strings.TrimLeft(ct[i+len("charset"):], " \t")
-	rest, ok := strings.CutPrefix(rest, "=")
-	if !ok {
-		return false
+	mt, params, err := mime.ParseMediaType(vs[0])
+	if err != nil {
+		return badAnswer(CodeEncodingUnsupported, "the destination answered with a Content-Type that does not parse; the gateway relays only answers whose charset it knows")
 	}
-	rest = strings.Trim(strings.TrimLeft(rest, " \t"), `"'`)
-	if j := strings.IndexAny(rest, `;, "'`); j >= 0 {
-		rest = rest[:j]
+	if cs, ok := params["charset"]; ok && !charsetOK(strings.ToLower(cs)) {
+		return badAnswer(CodeEncodingUnsupported, "the destination answered in a charset the gateway cannot scan; it relays ASCII-compatible charsets, UTF-16 and UTF-32 only")
 	}
-	switch rest {
+	if compressedType(mt) {
+		return badAnswer(CodeEncodingUnsupported, "the destination answered with a compressed or binary type ("+mt+"); the gateway relays only bodies it can scan")
+	}
+	return nil
+}
+
+func charsetOK(cs string) bool {
+	switch cs {
 	case "utf-8", "utf8", "us-ascii", "ascii", "latin1", "utf-16", "utf-16le", "utf-16be", "utf-32", "utf-32le", "utf-32be":
 		return true
 	}
-	return strings.HasPrefix(rest, "iso-8859-") || strings.HasPrefix(rest, "windows-125")
+	return strings.HasPrefix(cs, "iso-8859-") || strings.HasPrefix(cs, "windows-125")
+}
+
+// compressedTypes are media types of compressed data or archives (and
+// application/octet-stream, which may be any of them, brotli included,
+// which has no magic number to recognise it by).
+var compressedTypes = map[string]bool{
+	"application/gzip": true, "application/x-gzip": true, "application/zip": true, "application/x-zip-compressed": true,
+	"application/zstd": true, "application/x-zstd": true, "application/x-bzip": true, "application/x-bzip2": true,
+	"application/x-xz": true, "application/x-7z-compressed": true, "application/x-compress": true, "application/x-compressed": true,
+	"application/x-lzip": true, "application/x-lzma": true, "application/x-lz4": true, "application/x-brotli": true,
+	"application/x-tar": true, "application/x-gtar": true, "application/vnd.rar": true, "application/x-rar-compressed": true,
+	"application/java-archive": true, "application/octet-stream": true,
+}
+
+func compressedType(mt string) bool {
+	if compressedTypes[mt] || strings.Contains(mt, "compress") {
+		return true
+	}
+	for _, suf := range []string{"+gzip", "+zip", "+zstd", "+br"} {
+		if strings.HasSuffix(mt, suf) {
+			return true
+		}
+	}
+	return false
+}
+
+// magics start compressed data and archives: gzip, compress (.Z), zstd,
+// bzip2, xz, zip, 7z, lz4, rar, lzip.
+var magics = [][]byte{{0x1f, 0x8b}, {0x1f, 0x9d}, {0x28, 0xb5, 0x2f, 0xfd}, []byte("BZh"), {0xfd, '7', 'z', 'X', 'Z', 0},
+	[]byte("PK\x03\x04"), []byte("PK\x05\x06"), []byte("PK\x07\x08"), {'7', 'z', 0xbc, 0xaf, 0x27, 0x1c}, {0x04, 0x22, 0x4d, 0x18},
+	[]byte("Rar!\x1a\x07"), []byte("LZIP")}
+
+// compressedBody reports whether a (decoded) body starts as compressed
+// data or an archive does: the scanner cannot read it, the merchant could
+// decode it.
+func compressedBody(b []byte) bool {
+	for _, m := range magics {
+		if bytes.HasPrefix(b, m) {
+			return true
+		}
+	}
+	// zlib: 0x78 and a check byte (the usual compression levels).
+	return len(b) >= 2 && b[0] == 0x78 && (b[1] == 0x01 || b[1] == 0x5e || b[1] == 0x9c || b[1] == 0xda)
 }
 
 // readAnswer reads the upstream's body (at most max bytes on the wire and
@@ -95,8 +149,8 @@ func readAnswer(resp *http.Response, max, maxRatio int64) ([]byte, *apierr.Error
 	if resp.StatusCode == http.StatusPartialContent {
 		return nil, badAnswer(CodePartialContent, "the destination answered with part of a body (206); the gateway relays whole answers only, which it can scan")
 	}
-	if !charsetOK(resp.Header.Get("Content-Type")) {
-		return nil, badAnswer(CodeEncodingUnsupported, "the destination answered in a charset the gateway cannot scan; it relays ASCII-compatible charsets, UTF-16 and UTF-32 only")
+	if e := contentTypeOK(resp.Header); e != nil {
+		return nil, e
 	}
 	coding, e := contentCoding(resp.Header)
 	if e != nil {
@@ -112,16 +166,27 @@ func readAnswer(resp *http.Response, max, maxRatio int64) ([]byte, *apierr.Error
 		return nil, badAnswer(CodeResponseTooLarge, "the destination's answer is larger than the gateway relays")
 	}
 	if coding == "" {
+		if compressedBody(raw) {
+			wipe(raw)
+			return nil, errCompressedBody
+		}
 		return raw, nil
 	}
 	defer wipe(raw)
 	out, e := decode(coding, raw, max, maxRatio)
+	if e == nil && compressedBody(out) {
+		e = errCompressedBody
+	}
 	if e != nil {
 		wipe(out)
 		return nil, e
 	}
 	return out, nil
 }
+
+// errCompressedBody refuses a body that is, once decoded, still compressed
+// data or an archive (gzip inside gzip, gzip without Content-Encoding).
+var errCompressedBody = badAnswer(CodeEncodingUnsupported, "the destination's answer is compressed data the gateway did not decode (nested or undeclared); it relays only bodies it can scan")
 
 func decode(coding string, raw []byte, max, maxRatio int64) ([]byte, *apierr.Error) {
 	limit, byRatio := max, false

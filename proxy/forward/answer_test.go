@@ -99,12 +99,35 @@ func TestReadAnswer(t *testing.T) {
 		{"ebcdic", 200, map[string]string{"Content-Type": "text/plain; charset=IBM037"}, plain, CodeEncodingUnsupported},
 		{"charset without a value", 200, map[string]string{"Content-Type": "text/plain; charset"}, plain, CodeEncodingUnsupported},
 		{"partial", 206, nil, plain[:10], CodePartialContent},
+		{"gzip in gzip", 200, map[string]string{"Content-Encoding": "gzip"}, gz(t, gz(t, plain)), CodeEncodingUnsupported},
+		{"gzip, identity over gzip in gzip", 200, map[string]string{"Content-Encoding": "gzip, identity"}, gz(t, gz(t, plain)), CodeEncodingUnsupported},
+		{"undeclared gzip", 200, nil, gz(t, plain), CodeEncodingUnsupported},
+		{"undeclared zlib", 200, nil, zl(t, plain), CodeEncodingUnsupported},
+		{"zlib in deflate", 200, map[string]string{"Content-Encoding": "deflate"}, zl(t, zl(t, plain)), CodeEncodingUnsupported},
+		{"undeclared zstd", 200, nil, append([]byte{0x28, 0xb5, 0x2f, 0xfd}, plain...), CodeEncodingUnsupported},
+		{"undeclared bzip2", 200, nil, append([]byte("BZh9"), plain...), CodeEncodingUnsupported},
+		{"undeclared xz", 200, nil, append([]byte{0xfd, '7', 'z', 'X', 'Z', 0}, plain...), CodeEncodingUnsupported},
+		{"undeclared zip", 200, nil, append([]byte("PK\x03\x04"), plain...), CodeEncodingUnsupported},
+		{"undeclared 7z", 200, nil, append([]byte{'7', 'z', 0xbc, 0xaf, 0x27, 0x1c}, plain...), CodeEncodingUnsupported},
+		{"undeclared lz4", 200, nil, append([]byte{0x04, 0x22, 0x4d, 0x18}, plain...), CodeEncodingUnsupported},
+		{"application/gzip", 200, map[string]string{"Content-Type": "application/gzip"}, plain, CodeEncodingUnsupported},
+		{"application/zip", 200, map[string]string{"Content-Type": "application/zip"}, plain, CodeEncodingUnsupported},
+		{"application/x-compress", 200, map[string]string{"Content-Type": "application/x-compress"}, plain, CodeEncodingUnsupported},
+		{"application/octet-stream (could be brotli)", 200, map[string]string{"Content-Type": "application/octet-stream"}, plain, CodeEncodingUnsupported},
+		{"+gzip suffix", 200, map[string]string{"Content-Type": "application/json+gzip"}, plain, CodeEncodingUnsupported},
+		{"charset in another parameter", 200, map[string]string{"Content-Type": "text/plain; xcharset=utf-8; charset=ibm037"}, plain, CodeEncodingUnsupported},
+		{"Content-Type that does not parse", 200, map[string]string{"Content-Type": "text/plain; charset=utf-8; charset=ibm037"}, plain, CodeEncodingUnsupported},
+		{"two Content-Types", 200, map[string]string{"Content-Type": "application/json"}, plain, ""},
 	}
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			resp := answer(tt.status, tt.hdr, tt.body)
-			if tt.name == "stacked over two lines" {
+			switch tt.name {
+			case "stacked over two lines":
 				resp.Header.Add("Content-Encoding", "br")
+				tt.code = CodeEncodingUnsupported
+			case "two Content-Types":
+				resp.Header.Add("Content-Type", "text/plain; charset=ibm037")
 				tt.code = CodeEncodingUnsupported
 			}
 			out, e := readAnswer(resp, 1<<20, 100)

@@ -3,6 +3,8 @@ package forward
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
@@ -14,6 +16,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -174,7 +177,7 @@ func (f *Forwarder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.Redacted.Add(float64(o.redacted))
 }
 
-var answerRefusals = map[string]bool{CodeEncodingUnsupported: true, CodeEncodingInvalid: true, CodeCompressionRatio: true, CodeResponseTooLarge: true, CodePartialContent: true}
+var answerRefusals = map[string]bool{CodeEchoedCard: true, CodeEncodingUnsupported: true, CodeEncodingInvalid: true, CodeCompressionRatio: true, CodeResponseTooLarge: true, CodePartialContent: true}
 
 type outcome struct {
 	route, name string
@@ -201,7 +204,9 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	table := f.cfg.Routes.Table()
 	route, miss := table.Match(merchant, r.Method, host, u.Path)
 	if route == nil {
-		f.cfg.Logger.Info("forward refused", "merchant", merchant, "host", panscan.String(host), "reason", miss.Reason)
+		// The host is the merchant's text (a card number may be spelt in it
+		// with any separator): it is not logged; the reason names routes only.
+		f.cfg.Logger.Info("forward refused", "merchant", merchant, "reason", miss.Reason)
 		return notAllowed(miss.Reason)
 	}
 	o.route = route.Name
@@ -296,13 +301,17 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	req.ContentLength = int64(len(out))
 	resp, err := f.cfg.Client.Do(req)
 	if err != nil {
-		var ne net.Error
-		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
-			f.cfg.Logger.Warn("forward upstream timeout", "merchant", merchant, "route", route.Name, "host", host)
+		// The transport's error text quotes what the upstream sent (a
+		// header line, a status, a length): only its class is logged.
+		cls := transportClass(err)
+		f.cfg.Logger.Warn("forward upstream failed", "merchant", merchant, "route", route.Name, "class", cls)
+		switch cls {
+		case classTimeout:
 			return apierr.New(apierr.KindGatewayTimeout, "upstream_timeout", "", "the destination did not answer in time")
+		case classMalformed:
+			return apierr.New(apierr.KindBadGateway, CodeAnswerMalformed, "", "the destination's answer is not well-formed HTTP; nothing of it is relayed")
 		}
-		f.cfg.Logger.Warn("forward upstream unreachable", "merchant", merchant, "route", route.Name, "host", host, "err", redactErr(err))
-		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached")
+		return apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination could not be reached ("+cls+")")
 	}
 	defer resp.Body.Close()
 	rb, e := readAnswer(resp, f.cfg.MaxResponse, f.cfg.MaxRatio)
@@ -323,6 +332,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		}
 	}
 	n := red.Redact(rb)
+	relay := http.Header{}
 	for k, vs := range resp.Header {
 		if hopByHop[k] || answerDropped[k] {
 			continue
@@ -331,9 +341,19 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		n += red.RedactHeader(name)
 		for _, v := range vs {
 			b := []byte(v)
-			n += red.RedactHeader(b)
-			w.Header().Add(string(name), string(b))
+			n += red.RedactHeaderValue(name, b)
+			relay[string(name)] = append(relay[string(name)], string(b))
 		}
+	}
+	// The backstop: whatever the redactor did not recognise, a revealed
+	// number still readable in the answer's digits refuses it whole.
+	if echoed(red, relay, rb) {
+		f.cfg.Logger.Warn("forward answer refused", "merchant", merchant, "route", route.Name, "status", resp.StatusCode, "code", CodeEchoedCard)
+		o.redacted = n
+		return badAnswer(CodeEchoedCard, "the destination's answer spells a revealed card number in a form the gateway does not mask; it is not relayed")
+	}
+	for k, vs := range relay {
+		w.Header()[k] = vs
 	}
 	// Trailers (resp.Trailer) are not relayed: they are dropped whole.
 	o.name, o.redacted = "forwarded", n
@@ -365,13 +385,72 @@ func wipe(b []byte) {
 	}
 }
 
-// redactErr keeps transport errors free of request details.
-func redactErr(err error) error {
-	var ue *url.Error
-	if errors.As(err, &ue) {
-		return ue.Err
+// Classes of a failed upstream exchange, the only thing logged of it: the
+// transport's error text quotes the upstream's bytes (a malformed header
+// line, status or length), which may hold card data.
+const (
+	classTimeout   = "timeout"
+	classDNS       = "dns"
+	classDial      = "dial"
+	classTLS       = "tls"
+	classClosed    = "connection_closed"
+	classMalformed = "malformed_answer"
+)
+
+// CodeAnswerMalformed is the 502 of an answer that is not well-formed HTTP.
+const CodeAnswerMalformed = "upstream_answer_malformed"
+
+// transportClass classifies an error of http.Client.Do into a fixed set.
+// What the transport does not type (its parse errors of the status line,
+// headers, lengths and codings) is a malformed answer.
+func transportClass(err error) string {
+	var (
+		ne   net.Error
+		dns  *net.DNSError
+		op   *net.OpError
+		rec  tls.RecordHeaderError
+		alrt tls.AlertError
+		cv   *tls.CertificateVerificationError
+		ua   x509.UnknownAuthorityError
+		he   x509.HostnameError
+		ci   x509.CertificateInvalidError
+	)
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return classTimeout
+	case errors.As(err, &dns):
+		return classDNS
+	case errors.As(err, &rec), errors.As(err, &alrt), errors.As(err, &cv), errors.As(err, &ua), errors.As(err, &he), errors.As(err, &ci):
+		return classTLS
+	case errors.As(err, &op) && op.Op == "dial", errors.Is(err, syscall.ECONNREFUSED):
+		return classDial
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE), errors.Is(err, net.ErrClosed):
+		return classClosed
 	}
-	return err
+	return classMalformed
+}
+
+// CodeEchoedCard refuses an answer that still spells a revealed card number
+// once masked (the backstop, panscan.Redactor.Echoed).
+const CodeEchoedCard = "upstream_echoed_card"
+
+// echoed runs the backstop over the answer as the merchant gets it: the
+// relayed headers (names and values) in the order they are written,
+// sorted by name, then the body.
+func echoed(red *panscan.Redactor, h http.Header, body []byte) bool {
+	keys := make([]string, 0, len(h))
+	for k := range h {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([][]byte, 0, 2*len(keys)+1)
+	for _, k := range keys {
+		parts = append(parts, []byte(k+": "))
+		for _, v := range h[k] {
+			parts = append(parts, []byte(v+"\n"))
+		}
+	}
+	return red.Echoed(append(parts, body)...)
 }
 
 // answerDropped are the answer's headers the gateway does not relay: the
@@ -473,7 +552,7 @@ type DryRun struct {
 }
 
 func (f *Forwarder) dryRun(w http.ResponseWriter, r *http.Request, merchant string, route *Route, u *url.URL, spots []located, tokens map[string]bool) *apierr.Error {
-	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: panscan.String(u.String()), Tokens: map[string]string{}}
+	out := DryRun{DryRun: true, Route: route.Name, Method: r.Method, Destination: panscan.Loose(panscan.String(u.String())), Tokens: map[string]string{}}
 	for _, s := range spots {
 		as := "string"
 		if s.reveal.As == "number" {

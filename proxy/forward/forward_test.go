@@ -1,11 +1,22 @@
 package forward
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/stretchr/testify/assert"
 )
 
 const goodRoutes = `
@@ -278,4 +289,32 @@ func FuzzFormSpan(f *testing.F) {
 			t.Fatalf("span %q for %q", body[start:end], tok)
 		}
 	})
+}
+
+// TestTransportClass: a failed upstream exchange is reduced to a class from
+// a fixed set; whatever the transport does not type is a malformed answer,
+// and the class never carries the error's text.
+func TestTransportClass(t *testing.T) {
+	wrap := func(err error) error { return &url.Error{Op: "Post", URL: "https://acq.example/v1", Err: err} }
+	cases := []struct {
+		name string
+		err  error
+		want string
+	}{
+		{"deadline", wrap(context.DeadlineExceeded), classTimeout},
+		{"dns", wrap(&net.OpError{Op: "dial", Err: &net.DNSError{Err: "no such host", Name: "acq.example"}}), classDNS},
+		{"refused", wrap(&net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}), classDial},
+		{"tls record", wrap(tls.RecordHeaderError{Msg: "first record does not look like a TLS handshake"}), classTLS},
+		{"unknown authority", wrap(&tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}), classTLS},
+		{"tls alert", wrap(&net.OpError{Op: "remote error", Err: tls.AlertError(42)}), classTLS},
+		{"closed", wrap(io.ErrUnexpectedEOF), classClosed},
+		{"reset", wrap(&net.OpError{Op: "read", Err: syscall.ECONNRESET}), classClosed},
+		{"malformed header", wrap(errors.New(`net/http: malformed MIME header: missing colon: "X-Card 4242424242424242"`)), classMalformed},
+		{"malformed status", wrap(fmt.Errorf("malformed HTTP status code %q", "24242424242424242")), classMalformed},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, transportClass(tt.err))
+		})
+	}
 }

@@ -151,6 +151,10 @@ func TestForward(t *testing.T) {
 	if st, _, out := fwd(base+"/v1/charges?note=5555555555554444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(out, "5555555555554444") || !strings.Contains(out, "************4444") {
 		t.Fatalf("dry run with a card number in the query: %d %s", st, out)
 	}
+	// Whatever separates its digits.
+	if st, _, out := fwd(base+"/v1/charges?note=5555.5555_5555.4444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(digitsOf(out), "5555555555554444") || !strings.Contains(out, "****.****_****.4444") {
+		t.Fatalf("dry run with a dotted card number in the query: %d %s", st, digitsOf(out))
+	}
 	// Dry run first: it explains and reveals nothing (the CVC stays).
 	st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
 	if st != 200 || !strings.Contains(out, `"route":"acme-charges"`) || !strings.Contains(out, `"json:card.number"`) || !strings.Contains(out, `"`+tok+`":"found"`) || up.count() != 0 {
@@ -212,6 +216,8 @@ func TestForward(t *testing.T) {
 		{"dot segments", base + "/v1/x/../charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"a card number in the path", base + "/v1/cards/4242424242424242", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"a card number in the host", "https://4242424242424242.example/v1/charges", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"a card number in the host, dotted", "https://4242.4242.4242.4242/num/x", jsonBody, "application/json", "destination_not_allowed", 403, ""},
+		{"a card number in the host, underscored", "https://4242_4242_4242_4242/num/x", jsonBody, "application/json", "destination_not_allowed", 403, ""},
 		{"no destination", "", jsonBody, "application/json", "field_required", 400, ""},
 		{"other merchant's token", base + "/v1/form/pay", "card%5Bnumber%5D=" + otherTok, "application/x-www-form-urlencoded", "token_not_found", 404, ""},
 		{"unknown token", base + "/v1/form/pay", "card%5Bnumber%5D=tok_nope", "application/x-www-form-urlencoded", "token_not_found", 404, ""},
@@ -296,11 +302,11 @@ func TestForward(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-charges"} 1`,
-		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 2`,
+		`obol_gateway_forward_requests_total{outcome="dry_run",route="acme-charges"} 3`,
 		`obol_gateway_forward_requests_total{outcome="forwarded",route="acme-form"} 3`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="dead"} 1`,
 		`obol_gateway_forward_requests_total{outcome="upstream_error",route="acme-form"} 1`,
-		`obol_gateway_forward_requests_total{outcome="refused",route=""} 10`,
+		`obol_gateway_forward_requests_total{outcome="refused",route=""} 12`,
 		`obol_gateway_forward_requests_total{outcome="destination_invalid",route=""} 7`,
 		`obol_gateway_forward_redacted_total 5`,
 		`obol_gateway_routes_rejected_total 1`,
@@ -324,4 +330,23 @@ func TestForward(t *testing.T) {
 	for _, h := range hits {
 		t.Errorf("leak: %s", h)
 	}
+	// Whatever separates its digits (dots, underscores in a host), no log
+	// line holds a card number's digits in order.
+	for i, l := range strings.Split(s.logs.String(), "\n") {
+		for _, pan := range []string{"4242424242424242", "5555555555554444"} {
+			if strings.Contains(digitsOf(l), pan) {
+				t.Errorf("log line %d holds a card number's digits (%d bytes)", i, len(l))
+			}
+		}
+	}
+}
+
+// digitsOf is s's ASCII digits, in order, everything else dropped.
+func digitsOf(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, s)
 }

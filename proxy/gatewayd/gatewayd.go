@@ -176,6 +176,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	maskStdLog()
 	if cfg.AcquirerTimeout <= 0 {
 		cfg.AcquirerTimeout = 10 * time.Second
 	}

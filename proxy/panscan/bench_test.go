@@ -29,3 +29,26 @@ func BenchmarkRedactor(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkEchoed: the backstop over the same 1 MiB shapes, plus base64
+// and hex blobs (decoded at every alignment, two levels deep).
+func BenchmarkEchoed(b *testing.B) {
+	shapes := map[string][]byte{
+		"json":     bytes.Repeat([]byte(`{"amount":1000,"currency":"usd","id":"ch_123","status":"ok"},`), 1<<20/60),
+		"digits":   bytes.Repeat([]byte("4242424242424241"), 1<<16),
+		"escaped":  bytes.Repeat([]byte(`\u0034`), 1<<20/6),
+		"entities": bytes.Repeat([]byte("&#52"), 1<<18),
+		"base64":   bytes.Repeat([]byte("QUJDREVGR0hJSktMTU5PUA"), 1<<20/22),
+		"hex":      bytes.Repeat([]byte("0123456789abcdef"), 1<<16),
+		"cjk":      bytes.Repeat([]byte("\u4e2d\u6587\u2460"), 1<<20/9),
+	}
+	for name, in := range shapes {
+		b.Run(name, func(b *testing.B) {
+			r := NewRedactor([][]byte{[]byte(testPAN)}, nil)
+			b.SetBytes(int64(len(in)))
+			for b.Loop() {
+				r.Echoed(in)
+			}
+		})
+	}
+}

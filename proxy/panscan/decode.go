@@ -27,6 +27,11 @@ func decodeAt(b []byte, i int, sep func(rune) bool) unit {
 		return unit{r: rune(c), w: 1} // the common case: a plain ASCII byte
 	}
 	u := rawAt(b, i)
+	if zeroWidth(u.r) {
+		// Invisible: "7\u200b38" reads as 738 (and is masked as such).
+		u.r = ignorable
+		return u
+	}
 	if u.escaped && digitValue(u.r) < 0 && !sep(u.r) {
 		return unit{r: rune(b[i]), w: 1}
 	}
@@ -138,6 +143,17 @@ func digitValue(r rune) int {
 		}
 	}
 	return -1
+}
+
+// zeroWidth are characters a reader does not see: zero-width space,
+// non-joiner, joiner, word joiner, BOM (zero-width no-break space) and the
+// soft hyphen. They are skipped like NUL padding.
+func zeroWidth(r rune) bool {
+	switch r {
+	case 0x200B, 0x200C, 0x200D, 0x2060, 0xFEFF, 0x00AD:
+		return true
+	}
+	return false
 }
 
 // mask overwrites a unit with '*' (NUL padding stays, so UTF-16 text stays

@@ -99,3 +99,44 @@ func String(s string) string {
 	}
 	return string(b)
 }
+
+// Loose is s with every card-number-shaped digit sequence masked, all but
+// its last four digits: 13 or more digits (in any script, escaped or not)
+// where any two in a row are apart by at most four characters that are
+// neither letters nor digits (4111.1111.1111.1111, 4111_1111…, 4111%2E1111…,
+// 4111 -- 1111…).
+// Unlike String it needs no Luhn check and no known separator: it is for
+// merchant text shown back or logged (a destination), where masking an
+// innocent long number costs nothing.
+func Loose(s string) string {
+	b := []byte(s)
+	any := func(rune) bool { return true }
+	var run []pos
+	flush := func() {
+		if len(run) >= 13 {
+			for _, p := range run[:len(run)-4] {
+				mask(b, p.at, p.w)
+			}
+		}
+		run = run[:0]
+	}
+	gap := 0
+	for i := 0; i < len(b); {
+		u := decodeAt(b, i, any)
+		switch {
+		case u.r == ignorable:
+		case digitValue(u.r) >= 0:
+			run = append(run, pos{i, u.w})
+			gap = 0
+		case isAlnum(u.r):
+			flush()
+		default:
+			if gap++; gap > 4 {
+				flush()
+			}
+		}
+		i += u.w
+	}
+	flush()
+	return string(b)
+}

@@ -3,6 +3,8 @@ package panscan
 import (
 	"bytes"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 func TestRedact(t *testing.T) {
@@ -67,5 +69,40 @@ func FuzzRedact(f *testing.F) {
 		if r.Redact(again); !bytes.Equal(again, k) {
 			t.Fatalf("not idempotent with revealed values: %q -> %q", k, again)
 		}
+	})
+}
+
+// TestLoose: any card-number-shaped digit sequence is masked, whatever
+// separates its digits; letters end a sequence, short ones stay.
+func TestLoose(t *testing.T) {
+	cases := []struct{ name, in, out string }{
+		{"dots", "https://4111.1111.1111.1111/num/x", "https://****.****.****.1111/num/x"},
+		{"underscores", "4111_1111_1111_1111", "****_****_****_1111"},
+		{"escaped dots", "q=4111%2E1111%2E1111%2E1111", "q=****%2E****%2E****%2E1111"},
+		{"escaped digits", "q=%34111111111111111", "q=**************1111"},
+		{"many separators", "4111 -- 1111 -- 1111 -- 1111", "**** -- **** -- **** -- 1111"},
+		{"not Luhn", "1234.5678.9012.3456", "****.****.****.3456"},
+		{"letters break", "4111a1111b1111c1111", "4111a1111b1111c1111"},
+		{"too far apart", "4111.....1111.....1111.....1111", "4111.....1111.....1111.....1111"},
+		{"short", "/v1/charges/123456789012", "/v1/charges/123456789012"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.out, Loose(tt.in))
+		})
+	}
+}
+
+// FuzzLoose: Loose keeps the length, never panics, and masks a dotted card
+// number wherever it is put.
+func FuzzLoose(f *testing.F) {
+	f.Add("https://acq.example/v1/x?n=", "&b=1")
+	f.Add("%3", "4%2E")
+	f.Fuzz(func(t *testing.T, pre, post string) {
+		in := pre + "/4111.1111.1111.1111/" + post
+		out := Loose(in)
+		assert.Len(t, out, len(in))
+		assert.NotContains(t, out, "4111.1111.1111.1111")
+		_ = Loose(pre + post)
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"strings"
+	"unicode"
 )
 
 // Redactor masks the card data one request revealed (its card numbers and
@@ -29,9 +30,23 @@ import (
 //     digits end with cvc, cvv, cvn, csc, cid, cvd, cvc2, cvv2, cvn2, cav2,
 //     securitycode, cardcode or verificationcode, before a : = or >): "cvc": 123,
 //     <cvv>123</cvv>, card[cvc]=123, cvc: 123;
-//   - a whole header value (RedactHeader);
+//   - nested under such a key: the value of any key of the object, or an
+//     element of the array, that is that key's value ({"cvc_check":{"value":123}},
+//     "cvv":[123]); a key names a security code also when its letters hold
+//     securitycode, cardcode, verificationcode or cardverification
+//     (security_code_echo), or one of its words (split at punctuation and
+//     camelCase) is cvc, cvv, cvn, csc, cvd or cav2, maybe with one more
+//     character (cvc_check, cvcResult, cvv2);
+//   - a one-element array [123], and a value at the very start of the text
+//     followed by its end or a delimiter ("123 M");
+//   - a whole header value (RedactHeader), and anywhere it stands alone in
+//     a header whose name names a security code (RedactHeaderValue:
+//     X-Cvc-Result: cvc 123);
 //   - inside a literal (AddLiteral): the exact text a request sent with the
 //     CVC in it (a route's template, "12/2031 123"), masked whole.
+//
+// Zero-width characters (U+200B-U+200D, U+2060, U+FEFF, the soft hyphen)
+// are skipped, as NUL padding is, in CVCs and card numbers alike.
 //
 // Elsewhere (an amount of 123, a year equal to a four-digit CVC, 123 inside
 // a longer number) it stays. The base64 of a CVC is not looked for (four
@@ -143,7 +158,19 @@ func (r *Redactor) Redact(b []byte) int {
 // RedactHeader masks a header value (or name): as Redact, and a CVC that
 // is the whole value (spaces aside).
 func (r *Redactor) RedactHeader(b []byte) int {
+	return r.RedactHeaderValue(nil, b)
+}
+
+// RedactHeaderValue masks a header's value b: as RedactHeader, and, when
+// the header's name names a security code (X-Cvc-Result), the CVC
+// wherever it stands alone in the value ("cvc 123").
+func (r *Redactor) RedactHeaderValue(name, b []byte) int {
 	n := r.Redact(b)
+	if len(name) > 0 && namesCVC(string(name)) {
+		for _, c := range r.cvcs {
+			n += redactCVCRuns(b, c, true)
+		}
+	}
 	t := bytes.TrimSpace(b)
 	for _, c := range r.cvcs {
 		if digitsEqual(t, c) {
@@ -233,7 +260,11 @@ func matchNumber(b []byte, i int, k []byte, got *[]pos) (int, bool) {
 var cvcKeys = []string{"cvc", "cvv", "cvn", "csc", "cid", "cvd", "cvc2", "cvv2", "cvn2", "cav2", "securitycode", "cardcode", "verificationcode"}
 
 // redactCVC masks the CVC c where it is a whole value (see Redactor).
-func redactCVC(b []byte, c []byte) int {
+func redactCVC(b []byte, c []byte) int { return redactCVCRuns(b, c, false) }
+
+// redactCVCRuns masks the CVC c where it is a whole value, or, with any,
+// wherever it stands alone (no letter or digit next to it).
+func redactCVCRuns(b []byte, c []byte, any bool) int {
 	n := 0
 	var hist []rune // the decoded text before the current unit (its tail)
 	var run []pos
@@ -269,7 +300,7 @@ func redactCVC(b []byte, c []byte) int {
 		if j < len(b) {
 			next = decodeAt(b, j, knownSep).r
 		}
-		if bytes.Equal(digits, c) && !isAlnum(next) && wholeValue(hist, next) {
+		if bytes.Equal(digits, c) && !isAlnum(next) && (any && !isAlnum(lastRune(hist)) || wholeValue(hist, next)) {
 			for _, p := range run {
 				mask(b, p.at, p.w)
 			}
@@ -290,55 +321,138 @@ func appendHist(h []rune, r rune) []rune {
 	return append(h, r)
 }
 
+func lastRune(h []rune) rune {
+	if len(h) == 0 {
+		return -1
+	}
+	return h[len(h)-1]
+}
+
+// delimiters end a whole form, query or cookie value (and a value at the
+// start of a text).
+const delimiters = "&;,#| \t\r\n\"'<}])"
+
 // wholeValue decides, from the text before a digit run and the character
 // after it, whether the run is a whole value (see Redactor).
 func wholeValue(hist []rune, next rune) bool {
-	prev := rune(-1)
-	if len(hist) > 0 {
-		prev = hist[len(hist)-1]
-	}
+	prev := lastRune(hist)
 	if isAlnum(prev) {
 		return false
 	}
-	if (prev == '"' || prev == '\'') && next == prev {
+	if (prev == '"' || prev == '\'') && next == prev || prev == '[' && next == ']' {
 		return true
 	}
-	if prev == '=' && strings.ContainsRune("&;,#| \t\r\n\"'<}])", next) || prev == '=' && next == -1 {
+	if (prev == '=' || prev == -1) && (next == -1 || strings.ContainsRune(delimiters, next)) {
 		return true
 	}
-	// The key before: skip quotes and spaces, one of : = >, then the key.
+	// The key before (skipping quotes and spaces, then one of : = >), or,
+	// when that key does not name a security code, the key of the object
+	// or array the value is in: {"cvc_check":{"value":123}}, "cvc":[123].
 	i := len(hist) - 1
+	for level := 0; level < 3 && i >= 0; level++ {
+		for i >= 0 && strings.ContainsRune("\"' \t\r\n", hist[i]) {
+			i--
+		}
+		if i >= 0 && (hist[i] == '[' || hist[i] == '{') {
+			i-- // an array's first element: the array's key
+		} else {
+			if i < 0 || !strings.ContainsRune(":=>", hist[i]) {
+				return false
+			}
+			i--
+			key, start := keyBefore(hist, i)
+			if namesCVC(key) {
+				return true
+			}
+			// Back to the opener of the object or array holding this key.
+			depth := 0
+			for i = start; i >= 0; i-- {
+				switch hist[i] {
+				case '}', ']':
+					depth++
+				case '{', '[':
+					depth--
+				}
+				if depth < 0 {
+					break
+				}
+			}
+			if i < 0 {
+				return false
+			}
+			i--
+		}
+		for i >= 0 && strings.ContainsRune(" \t\r\n", hist[i]) {
+			i--
+		}
+		if i < 0 || !strings.ContainsRune(":=>", hist[i]) {
+			return false
+		}
+		i--
+		key, start := keyBefore(hist, i)
+		if namesCVC(key) {
+			return true
+		}
+		i = start
+	}
+	return false
+}
+
+// keyBefore reads the key that ends at hist[i] (quotes and spaces
+// skipped): its text, and the index before it.
+func keyBefore(hist []rune, i int) (string, int) {
 	for i >= 0 && strings.ContainsRune("\"' \t", hist[i]) {
 		i--
 	}
-	if i < 0 || !strings.ContainsRune(":=>", hist[i]) {
-		return false
+	end := i
+	for ; i >= 0 && end-i < 40; i-- {
+		if r := hist[i]; !isAlnum(r) && !strings.ContainsRune("_-[].", r) {
+			break
+		}
 	}
-	i--
-	for i >= 0 && strings.ContainsRune("\"' \t", hist[i]) {
-		i--
-	}
-	var key []rune
-	for ; i >= 0 && len(key) < 40; i-- {
-		r := hist[i]
-		if isAlnum(r) {
-			key = append(key, r)
+	return string(hist[i+1 : end+1]), i
+}
+
+// namesCVC reports whether a key or header name names a security code:
+// its letters and digits end with one of cvcKeys, or hold one of the long
+// ones (security_code_echo), or one of its words (split at _ - . [ ] and
+// lower-to-upper case changes) starts with a short one (cvc_check,
+// cvcResult).
+func namesCVC(key string) bool {
+	var words []string
+	var collapsed, w strings.Builder
+	var prev rune
+	for _, r := range key {
+		if !isAlnum(r) {
+			words, prev = append(words, strings.ToLower(w.String())), 0
+			w.Reset()
 			continue
 		}
-		if strings.ContainsRune("_-[].", r) {
-			continue
+		if prev != 0 && unicode.IsLower(prev) && unicode.IsUpper(r) {
+			words = append(words, strings.ToLower(w.String()))
+			w.Reset()
 		}
-		break
+		w.WriteRune(r)
+		collapsed.WriteRune(unicode.ToLower(r))
+		prev = r
 	}
-	// key is reversed and holds letters and digits only.
-	var s strings.Builder
-	for k := len(key) - 1; k >= 0; k-- {
-		s.WriteRune(key[k])
-	}
-	name := strings.ToLower(s.String())
+	words = append(words, strings.ToLower(w.String()))
+	name := collapsed.String()
 	for _, k := range cvcKeys {
 		if strings.HasSuffix(name, k) {
 			return true
+		}
+	}
+	for _, k := range []string{"securitycode", "cardcode", "verificationcode", "cardverification"} {
+		if strings.Contains(name, k) {
+			return true
+		}
+	}
+	for _, w := range words {
+		for _, k := range []string{"cvc", "cvv", "cvn", "csc", "cvd", "cav2", "cid"} {
+			if w == k || k != "cid" && strings.HasPrefix(w, k) && len(w) <= len(k)+1 {
+				return true
+			}
 		}
 	}
 	return false

@@ -209,6 +209,18 @@ func TestRedactorCVC(t *testing.T) {
 		{"a decimal stays", `{"fee":"1.123"}`, `{"fee":"1.123"}`, false},
 		{"a time stays", "12:123 in a sentence", "12:123 in a sentence", false},
 		{"not whole in a header stays", "Tue, 01 Dec 123 GMT", "Tue, 01 Dec 123 GMT", true},
+		{"nested under a cvc key", `{"cvc_check":{"value":123}}`, `{"cvc_check":{"value":***}}`, false},
+		{"nested, not the first key", `{"cvcResult":{"status":"pass","code":123}}`, `{"cvcResult":{"status":"pass","code":***}}`, false},
+		{"in an array under a cvc key", `{"cvv":[123]}`, `{"cvv":[***]}`, false},
+		{"a one-element array", `[123]`, `[***]`, false},
+		{"a key holding security code", `{"security_code_echo": 123}`, `{"security_code_echo": ***}`, false},
+		{"zero-width space inside", "{\"cvc\":\"1\u200b23\"}", "{\"cvc\":\"*\u200b**\"}", false},
+		{"soft hyphen inside, escaped", `{"cvc":"1\u00ad23"}`, `{"cvc":"*\u00ad**"}`, false},
+		{"at the very start", "123 is the code", "*** is the code", false},
+		{"the whole body", "123", "***", false},
+		{"nested under another key stays", `{"status":{"value":123}}`, `{"status":{"value":123}}`, false},
+		{"after a cvc object stays", `{"cvc_check":{"result":"pass"},"amount":123}`, `{"cvc_check":{"result":"pass"},"amount":123}`, false},
+		{"a word holding cid stays", `{"incident":{"n":123}}`, `{"incident":{"n":123}}`, false},
 	}
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
@@ -226,6 +238,27 @@ func TestRedactorCVC(t *testing.T) {
 			} else {
 				assert.Equal(t, 1, n)
 			}
+		})
+	}
+}
+
+// TestRedactorCVCHeader: in a header whose name names a security code, the
+// CVC is masked wherever it stands alone; elsewhere only a whole value is.
+func TestRedactorCVCHeader(t *testing.T) {
+	cases := []struct{ name, header, in, out string }{
+		{"cvc header", "X-Cvc-Result", "cvc 123", "cvc ***"},
+		{"camel case", "X-CvvCheck", "M (123)", "M (***)"},
+		{"security code header", "X-Security-Code-Echo", "code=123,ok", "code=***,ok"},
+		{"other header stays", "X-Amount", "total 123", "total 123"},
+		{"glued stays", "X-Cvc-Result", "cvc 91234", "cvc 91234"},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			r := NewRedactor(nil, [][]byte{[]byte(testCVC)})
+			b := []byte(tt.in)
+			n := r.RedactHeaderValue([]byte(tt.header), b)
+			assert.Equal(t, tt.out, string(b))
+			assert.Equal(t, tt.in != tt.out, n > 0)
 		})
 	}
 }
