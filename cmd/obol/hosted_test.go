@@ -566,7 +566,9 @@ func TestDemoHostedFields(t *testing.T) {
 			require.NotEmpty(t, cs.ClientSecret)
 			return cs.ClientSecret
 		}
-		tokA, tokB := tokenize("4242424242424242"), tokenize("5555555555554444")
+		// A card the other subtests do not pay with: the default rules
+		// challenge a fifth payment with one card within a minute.
+		tokA, tokB := tokenize("4000056655665556"), tokenize("5555555555554444")
 		b.open(d.shop)
 		// mountCVC mounts a cardCvc element bound to token on the shop page
 		// and types the CVC into its frame.
@@ -603,7 +605,7 @@ func TestDemoHostedFields(t *testing.T) {
 		before := b.net.count("/hosted/v1/cvc")
 		require.Equal(t, map[string]any{"error": "cvc_invalid"}, createToken(short))
 		require.Equal(t, before, b.net.count("/hosted/v1/cvc"), "a short CVC is refused in the frame")
-		b.assertNoCardData("4242424242424242", "321")
+		b.assertNoCardData("4000056655665556", "321")
 		b.assertNoCardData("5555555555554444", "654")
 		// The backend charges the card on file with its fresh CVC.
 		resp, body := post(t, d.gateway+"/v1/payments", `{"token":"`+tokA+`","amount":1200,"currency":"USD"}`, "Authorization", sk, "Idempotency-Key", "cof-"+tokA)
@@ -632,6 +634,7 @@ func TestDemoHostedFields(t *testing.T) {
 		s.AddCard(c.number, c.cvc)
 	}
 	s.AddCard("4111111111111112", "")
+	s.AddCard("4000056655665556", "321") // the card on file
 	s.Scan("obol dev output", []byte(d.out.String()))
 	hits, summary := s.Report()
 	t.Log(summary)
