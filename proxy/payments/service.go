@@ -536,10 +536,16 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 		}
 	}
 	if !resume {
-		if err := s.prepare(ctx, p, req); err != nil {
+		if err := s.prepare(ctx, p, req, idemKey != ""); err != nil {
 			return nil, err
 		}
 		if p.Status == StatusDeclined {
+			// A keyed payment's earlier attempt may have placed its hold
+			// (the ledger answered too late): it is released, now or by
+			// the sweeper.
+			if p.Compensation != "" {
+				s.compensate(ctx, conn, p)
+			}
 			return p, nil
 		}
 	}
@@ -685,7 +691,11 @@ func (s *Service) compensate(ctx context.Context, conn connector.Connector, p *P
 
 // prepare reads the card's metadata, asks riskd, and stores the payment as
 // processing (or declined by risk).
-func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.CreatePaymentRequest) error {
+//
+// A keyed payment declined by risk owes the release of a hold an earlier
+// attempt of the same key may have placed (its hold id derives from the
+// payment id).
+func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.CreatePaymentRequest, keyed bool) error {
 	// Card metadata, as the merchant (the token must be theirs).
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
 	vctx = metadata.NewOutgoingContext(vctx, metadata.Pairs("authorization", firstMD(ctx, "authorization")))
@@ -706,7 +716,7 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 
 	// Risk, PAN-free.
 	rctx, rcancel := s.riskCtx(ctx)
-	dec, err := s.cfg.Risk.Evaluate(rctx, &riskv1.EvaluateRequest{Payment: &riskv1.Payment{MerchantId: p.MerchantID, Amount: p.Amount, Currency: p.Currency, Token: p.Token,
+	dec, err := s.cfg.Risk.Evaluate(rctx, &riskv1.EvaluateRequest{Payment: &riskv1.Payment{PaymentId: p.ID, MerchantId: p.MerchantID, Amount: p.Amount, Currency: p.Currency, Token: p.Token,
 		Bin: c.GetBin(), Brand: c.GetBrand(), Fingerprint: c.GetFingerprint(), CustomerIp: req.GetCustomerIp(), BillingCountry: req.GetBillingCountry(),
 		EmailHash: req.GetEmailHash(), DeviceId: req.GetDeviceId()}})
 	rcancel()
@@ -733,6 +743,9 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 		// An action this gateway does not know: fail closed.
 		s.cfg.Logger.Warn("unknown risk action; declining", "payment", p.ID, "action", dec.GetAction())
 		p.Status, p.DeclineCode = StatusDeclined, CodeRiskBlocked
+	}
+	if keyed && p.Status == StatusDeclined {
+		p.Compensation = CompRelease
 	}
 	if err := s.cfg.Store.Insert(ctx, p); err != nil {
 		return errStoreUnavailable

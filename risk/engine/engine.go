@@ -288,7 +288,7 @@ func (e *Engine) Evaluate(ctx context.Context, p *riskv1.Payment, dry bool) *ris
 	d := &riskv1.Decision{DecisionId: decisionID(), RuleSetVersion: set.Version, DryRun: dry}
 	f, err := e.cfg.Features.Observe(ctx, features.Observation{
 		Merchant: p.GetMerchantId(), Fingerprint: p.GetFingerprint(), IP: p.GetCustomerIp(), EmailHash: p.GetEmailHash(),
-		Device: p.GetDeviceId(), Amount: p.GetAmount(), Now: e.cfg.Now(),
+		Device: p.GetDeviceId(), Amount: p.GetAmount(), Now: e.cfg.Now(), PaymentID: p.GetPaymentId(),
 	}, !dry)
 	if err != nil {
 		e.Stats.Fallbacks.Add(1)

@@ -38,7 +38,16 @@ type Observation struct {
 	Device      string
 	Amount      int64
 	Now         time.Time
+	// PaymentID, when set, makes recording idempotent per payment: a
+	// payment observed before (within SeenFor) is not counted again, so a
+	// retry of one payment (same Idempotency-Key) is one payment in the
+	// velocity features, however many attempts it took.
+	PaymentID string
 }
+
+// SeenFor is how long a recorded payment id is remembered (longer than the
+// longest window).
+const SeenFor = 25 * time.Hour
 
 func (o Observation) values() [numDims]string {
 	return [numDims]string{o.Fingerprint, o.Merchant, o.IP, o.EmailHash, o.Device}

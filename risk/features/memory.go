@@ -4,6 +4,7 @@ import (
 	"context"
 	"strconv"
 	"sync"
+	"time"
 )
 
 // Memory is the in-process feature store of the embedded default. Distinct
@@ -50,6 +51,14 @@ func (m *Memory) Observe(_ context.Context, o Observation, record bool) (Result,
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.sweep(now)
+	if record && o.PaymentID != "" {
+		seen := "seen:" + o.PaymentID
+		if m.expiry[seen] > now {
+			record = false
+		} else {
+			m.expiry[seen] = now + int64(SeenFor/time.Second)
+		}
+	}
 	for d := 0; d < numDims; d++ {
 		present[d] = vals[d] != ""
 		if !present[d] {

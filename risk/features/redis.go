@@ -36,6 +36,15 @@ func (r *Redis) Ping(ctx context.Context) error { return r.rdb.Ping(ctx).Err() }
 // "obol:risk:{v}:").
 func (r *Redis) Observe(ctx context.Context, o Observation, record bool) (Result, error) {
 	now := o.Now.Unix()
+	if record && o.PaymentID != "" {
+		// Same hash tag as the other keys (the prefix's), so a cluster
+		// keeps it on their node.
+		fresh, err := r.rdb.SetNX(ctx, r.prefix+"seen:"+o.PaymentID, 1, SeenFor).Result()
+		if err != nil {
+			return Result{}, err
+		}
+		record = fresh
+	}
 	vals := o.values()
 	var present [numDims]bool
 	keys := make([]string, 0, numDims+9)

@@ -39,6 +39,23 @@ func Run(t *testing.T, newStore func(t *testing.T) features.Store) {
 			assert.EqualValues(t, 4, r.IP.Count_1H, "ip 1h")
 			assert.Zero(t, r.Email.Count_1H, "an empty e-mail hash must not be counted")
 		}},
+		{"a payment retried is counted once", func(t *testing.T, s features.Store) {
+			// The gateway evaluates a payment again on every retry of its
+			// Idempotency-Key: velocity counts payments, not attempts.
+			for i := 0; i < 5; i++ {
+				o := obs("fp_1", "192.0.2.1", 1000, t0.Add(time.Duration(i)*time.Second))
+				o.PaymentID = "pay_retried"
+				r, err := s.Observe(ctx, o, true)
+				require.NoError(t, err, "attempt %d", i)
+				assert.EqualValues(t, 1, r.Card.Count_1M, "attempt %d: card 1m", i)
+				assert.EqualValues(t, 1000, r.Card.Sum_1M, "attempt %d: card sum 1m", i)
+			}
+			o := obs("fp_1", "192.0.2.1", 500, t0.Add(6*time.Second))
+			o.PaymentID = "pay_other"
+			r, err := s.Observe(ctx, o, true)
+			require.NoError(t, err)
+			assert.EqualValues(t, 2, r.Card.Count_1M, "another payment counts")
+		}},
 		{"dry run counts nothing", func(t *testing.T, s features.Store) {
 			_, _ = s.Observe(ctx, obs("fp_1", "192.0.2.1", 100, t0), true)
 			for i := 0; i < 3; i++ {

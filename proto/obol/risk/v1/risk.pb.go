@@ -45,8 +45,11 @@ type Payment struct {
 	EmailHash string `protobuf:"bytes,10,opt,name=email_hash,json=emailHash,proto3" json:"email_hash,omitempty"`
 	DeviceId  string `protobuf:"bytes,11,opt,name=device_id,json=deviceId,proto3" json:"device_id,omitempty"`
 	// "pass", "fail", "unavailable" or "" (unknown).
-	CvcCheck      string `protobuf:"bytes,12,opt,name=cvc_check,json=cvcCheck,proto3" json:"cvc_check,omitempty"`
-	AvsCheck      string `protobuf:"bytes,13,opt,name=avs_check,json=avsCheck,proto3" json:"avs_check,omitempty"`
+	CvcCheck string `protobuf:"bytes,12,opt,name=cvc_check,json=cvcCheck,proto3" json:"cvc_check,omitempty"`
+	AvsCheck string `protobuf:"bytes,13,opt,name=avs_check,json=avsCheck,proto3" json:"avs_check,omitempty"`
+	// The gateway's payment id: a payment evaluated again (a retry with the
+	// same Idempotency-Key) is counted once in the velocity features.
+	PaymentId     string `protobuf:"bytes,14,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -168,6 +171,13 @@ func (x *Payment) GetCvcCheck() string {
 func (x *Payment) GetAvsCheck() string {
 	if x != nil {
 		return x.AvsCheck
+	}
+	return ""
+}
+
+func (x *Payment) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
 	}
 	return ""
 }
@@ -1369,7 +1379,7 @@ var File_obol_risk_v1_risk_proto protoreflect.FileDescriptor
 
 const file_obol_risk_v1_risk_proto_rawDesc = "" +
 	"\n" +
-	"\x17obol/risk/v1/risk.proto\x12\fobol.risk.v1\"\xfe\x02\n" +
+	"\x17obol/risk/v1/risk.proto\x12\fobol.risk.v1\"\x9d\x03\n" +
 	"\aPayment\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x16\n" +
@@ -1387,7 +1397,9 @@ const file_obol_risk_v1_risk_proto_rawDesc = "" +
 	" \x01(\tR\temailHash\x12\x1b\n" +
 	"\tdevice_id\x18\v \x01(\tR\bdeviceId\x12\x1b\n" +
 	"\tcvc_check\x18\f \x01(\tR\bcvcCheck\x12\x1b\n" +
-	"\tavs_check\x18\r \x01(\tR\bavsCheck\"B\n" +
+	"\tavs_check\x18\r \x01(\tR\bavsCheck\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x0e \x01(\tR\tpaymentId\"B\n" +
 	"\x0fEvaluateRequest\x12/\n" +
 	"\apayment\x18\x01 \x01(\v2\x15.obol.risk.v1.PaymentR\apayment\"\xfe\x01\n" +
 	"\bVelocity\x12\x19\n" +
