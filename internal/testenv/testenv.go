@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,7 +79,34 @@ func FreePort(tb TB) int {
 	return p
 }
 
+// Ports are drawn at random below Linux's ephemeral range (32768–60999 by
+// default): a port the kernel hands out for :0 is also what outgoing
+// connections of every other test binary running in parallel use, so a
+// server started on it a moment later could find it taken. Ports handed
+// out once are not handed out again by this process.
+const portLow, portHigh = 20000, 32000
+
+var (
+	portsMu sync.Mutex
+	given   = map[int]bool{}
+)
+
 func freePortNoTB() int {
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := portLow + mrand.IntN(portHigh-portLow)
+		if given[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		given[p] = true
+		return p
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0
