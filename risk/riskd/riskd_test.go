@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -161,6 +163,22 @@ func TestEvaluate(t *testing.T) {
 		if code != 400 || !strings.Contains(msg, "line 3") || !strings.Contains(msg, "amout") || s.in.Engine.Active().Version != before {
 			t.Fatalf("bad set: %d %v", code, body)
 		}
+		// A card number anywhere in the set (riskd stores and returns it)
+		// is refused whole, without being quoted.
+		for _, y := range []string{
+			"rules:\n  - name: x\n    expression: payment.amount > 4111111111111111\n    action: block\n    description: card 4111111111111111\n",
+			"rules:\n  - name: x\n    expression: payment.amount > 1\n    action: block\n    description: \uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\n",
+		} {
+			code, body := s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": y})
+			e, _ := body["error"].(map[string]any)
+			require.Equal(t, 400, code, "%v", body)
+			assert.Equal(t, "card_number_in_text", e["code"])
+			assert.Equal(t, "yaml", e["field"])
+			assert.NotContains(t, fmt.Sprint(body), "1111")
+			assert.Equal(t, before, s.in.Engine.Active().Version)
+			code, body = s.rest("POST", "/v1/risk/backtest", map[string]any{"yaml": y, "limit": 1})
+			assert.Equal(t, 400, code, "%v", body)
+		}
 		good := "rules:\n  - name: big\n    expression: payment.amount > 100000\n    action: block\n"
 		code, body = s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": good})
 		if code != 200 || body["version"] == before || s.in.Engine.Active().Version != body["version"] {
@@ -198,7 +216,7 @@ func TestEvaluate(t *testing.T) {
 		if code, body := s.rest("POST", "/v1/risk/lists/favourites/entries", map[string]any{"values": []string{"x"}}); code != 400 || !strings.Contains(fmt.Sprint(body), "list_unknown") {
 			t.Fatalf("unknown list: %d %v", code, body)
 		}
-		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444"} {
+		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444", "\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12", "\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662"} {
 			if code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{v}}); code != 400 || !strings.Contains(fmt.Sprint(body), "card_number_in_text") || strings.Contains(fmt.Sprint(body), v) {
 				t.Fatalf("card number as a list value: %d %v", code, body)
 			}
