@@ -139,7 +139,7 @@ func FuzzContains(f *testing.F) {
 			"%34%32%34%32%34%32%34%32%34%32%34%32%34%32%34%32",
 			"&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;",
 		} {
-			if !Contains("x "+s+" x "+enc+" x") {
+			if !Contains("x " + s + " x " + enc + " x") {
 				t.Fatalf("an encoded card number between letters was not found: %q", enc)
 			}
 		}
