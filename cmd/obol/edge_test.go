@@ -182,6 +182,8 @@ func TestDevLoopbackOnly(t *testing.T) {
 		{"vault REST everywhere", "--http-addr", "0.0.0.0:0"},
 		{"gateway REST on all interfaces", "--gateway-http-addr", ":0"},
 		{"ledger gRPC on a name", "--ledger-grpc-addr", "ledger.example:9092"},
+		{"demo shop on all interfaces", "--demo-addr", "0.0.0.0:0"},
+		{"demo shop on all interfaces, v6", "--demo-addr", "[::]:0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
