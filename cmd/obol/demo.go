@@ -18,6 +18,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/obolpay/obol/internal/serve"
 )
 
 // The demo shop of `obol dev`: a merchant checkout page on its own origin
@@ -74,7 +76,7 @@ func (d *demoShop) Serve(ctx context.Context, cfg demoConfig) error {
 	mux.HandleFunc("GET /shop.css", d.file("demo/shop.css", "text/css; charset=utf-8"))
 	mux.Handle("POST /api/pay", d.ownPage(d.pay))
 	mux.Handle("POST /api/cvc-secret", d.ownPage(d.cvcSecret))
-	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(d.log)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

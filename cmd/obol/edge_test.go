@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,7 +24,10 @@ import (
 
 const edgePAN = "4242424242424242"
 
-var ledgerRESTRe = regexp.MustCompile(`ledger REST http://(\S+)`)
+var (
+	ledgerRESTRe = regexp.MustCompile(`ledger REST http://(\S+)`)
+	acquirerRe   = regexp.MustCompile(`acquirer  https://(\S+)`)
+)
 
 // startDevCapturing runs `obol dev` on free loopback ports with its logs
 // captured, and returns the REST address of each daemon.
@@ -47,7 +51,7 @@ func startDevCapturing(t *testing.T) (addrs map[string]string, logs *testenv.Syn
 		assert.NoError(t, <-done)
 		cli.LogOutput = prev
 	})
-	res := map[string]*regexp.Regexp{"vault": restRe, "risk": riskRe, "gateway": payRe, "ledger": ledgerRESTRe}
+	res := map[string]*regexp.Regexp{"vault": restRe, "risk": riskRe, "gateway": payRe, "ledger": ledgerRESTRe, "acquirer": acquirerRe}
 	addrs = map[string]string{}
 	require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
 		for name, re := range res {
@@ -191,4 +195,30 @@ func TestDevLoopbackOnly(t *testing.T) {
 			require.ErrorContains(t, err, tt.flag+" "+tt.addr+": obol dev listens on loopback only")
 		})
 	}
+}
+
+// TestDevSimulatorTLSErrorScrubbed: a TLS client offering a card number as
+// its protocol (openssl s_client -alpn <PAN>) made the acquirer
+// simulator's http.Server, which had no ErrorLog, print the protocol list
+// raw to the obol dev log; every server now logs through serve.ErrorLog.
+func TestDevSimulatorTLSErrorScrubbed(t *testing.T) {
+	addrs, logs, _ := startDevCapturing(t)
+	for _, proto := range []string{"4242424242424242", "4242.4242.4242.4242"} {
+		c, err := tls.Dial("tcp", addrs["acquirer"], &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}}) //nolint:gosec // the handshake is meant to fail
+		if err == nil {
+			c.Close()
+		}
+	}
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
+		if strings.Count(logs.String(), "TLS handshake error") < 2 {
+			return errors.New("no handshake errors logged yet")
+		}
+		return nil
+	}), "%s", logs)
+	scan := testenv.NewLeakScanner()
+	scan.AddCard("4242424242424242", "")
+	scan.Scan("logs", logs.Bytes())
+	hits, _ := scan.Report()
+	assert.Empty(t, hits, "%s", logs)
+	assert.NotContains(t, logs.String(), "4242.4242")
 }

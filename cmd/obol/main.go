@@ -397,7 +397,7 @@ func startSimulator(addr string, pki *devpki.PKI, log *slog.Logger) (*simServer,
 	if err != nil {
 		return nil, err
 	}
-	return &simServer{ln: ln, srv: &http.Server{Handler: simulator.New(simulator.Config{Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
+	return &simServer{ln: ln, srv: &http.Server{Handler: simulator.New(simulator.Config{Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}}, nil
 }
 
 // devRiskToken returns the dev risk engine's service token.
