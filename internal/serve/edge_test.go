@@ -495,6 +495,7 @@ func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
 		// covers them.
 		{"leading space", []string{" order-1"}, false},
 		{"sent twice", []string{"a", "b"}, false},
+		{"merged duplicates", []string{"a1, a2"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -514,4 +515,10 @@ func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
 			assert.NotContains(t, err.Error(), testPAN)
 		})
 	}
+	t.Run("binary key", func(t *testing.T) {
+		md := metadata.Pairs("authorization", "Bearer "+goodKey, "idempotency-key-bin", "order-1")
+		err := conn.Invoke(metadata.NewOutgoingContext(context.Background(), md), "/test.Items/Get", &emptypb.Empty{}, &emptypb.Empty{})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+		assert.Equal(t, "idempotency_key_invalid", apierr.From(err).Code)
+	})
 }
