@@ -27,6 +27,8 @@ const edgePAN = "4242424242424242"
 var (
 	ledgerRESTRe = regexp.MustCompile(`ledger REST http://(\S+)`)
 	acquirerRe   = regexp.MustCompile(`acquirer  https://(\S+)`)
+	// acquirerAddr is the simulator's address of the last startDevCapturing.
+	acquirerAddr string
 )
 
 // startDevCapturing runs `obol dev` on free loopback ports with its logs
@@ -51,7 +53,7 @@ func startDevCapturing(t *testing.T) (addrs map[string]string, logs *testenv.Syn
 		assert.NoError(t, <-done)
 		cli.LogOutput = prev
 	})
-	res := map[string]*regexp.Regexp{"vault": restRe, "risk": riskRe, "gateway": payRe, "ledger": ledgerRESTRe, "acquirer": acquirerRe}
+	res := map[string]*regexp.Regexp{"vault": restRe, "risk": riskRe, "gateway": payRe, "ledger": ledgerRESTRe}
 	addrs = map[string]string{}
 	require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
 		for name, re := range res {
@@ -63,6 +65,9 @@ func startDevCapturing(t *testing.T) (addrs map[string]string, logs *testenv.Syn
 		}
 		return nil
 	}), "%s", out)
+	if m := acquirerRe.FindStringSubmatch(out.String()); m != nil {
+		acquirerAddr = m[1]
+	}
 	var sk string
 	if m := regexp.MustCompile(`secret key\s+(sk_test_\S+)`).FindStringSubmatch(out.String()); m != nil {
 		sk = m[1]
@@ -202,9 +207,10 @@ func TestDevLoopbackOnly(t *testing.T) {
 // simulator's http.Server, which had no ErrorLog, print the protocol list
 // raw to the obol dev log; every server now logs through serve.ErrorLog.
 func TestDevSimulatorTLSErrorScrubbed(t *testing.T) {
-	addrs, logs, _ := startDevCapturing(t)
+	_, logs, _ := startDevCapturing(t)
+	require.NotEmpty(t, acquirerAddr)
 	for _, proto := range []string{"4242424242424242", "4242.4242.4242.4242"} {
-		c, err := tls.Dial("tcp", addrs["acquirer"], &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}}) //nolint:gosec // the handshake is meant to fail
+		c, err := tls.Dial("tcp", acquirerAddr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}}) //nolint:gosec // the handshake is meant to fail
 		if err == nil {
 			c.Close()
 		}
