@@ -15,6 +15,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/proxy/simulator"
 )
 
@@ -57,7 +58,7 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: simulator.New(simulator.Config{SlowDelay: *slow, Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: simulator.New(simulator.Config{SlowDelay: *slow, Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}
 	log.Info("acquirer simulator listening", "addr", "https://"+ln.Addr().String())
 	go func() {
 		<-ctx.Done()

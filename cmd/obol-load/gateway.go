@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/proxy/gatewayd"
@@ -44,7 +45,7 @@ func serveTLS(t *tb, pki *devpki.PKI, h http.Handler) string {
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: nil}
+	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(slog.Default())}
 	go func() { _ = srv.ServeTLS(ln, "", "") }()
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()

@@ -12,11 +12,14 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/obolpay/obol/internal/serve"
 )
 
 // The demo shop of `obol dev`: a merchant checkout page on its own origin
@@ -71,9 +74,9 @@ func (d *demoShop) Serve(ctx context.Context, cfg demoConfig) error {
 	mux.HandleFunc("GET /{$}", d.page)
 	mux.HandleFunc("GET /shop.js", d.file("demo/shop.js", "text/javascript; charset=utf-8"))
 	mux.HandleFunc("GET /shop.css", d.file("demo/shop.css", "text/css; charset=utf-8"))
-	mux.HandleFunc("POST /api/pay", d.pay)
-	mux.HandleFunc("POST /api/cvc-secret", d.cvcSecret)
-	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	mux.Handle("POST /api/pay", d.ownPage(d.pay))
+	mux.Handle("POST /api/cvc-secret", d.ownPage(d.cvcSecret))
+	d.srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(d.log)}
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -84,6 +87,49 @@ func (d *demoShop) Serve(ctx context.Context, cfg demoConfig) error {
 		return err
 	}
 	return nil
+}
+
+// ownPage lets through only requests of the shop's own page: its Origin
+// (browsers send one with every POST) and a JSON body, which a form on
+// another site cannot send without a CORS preflight the shop never
+// answers. Without it, any page the developer visits could charge the dev
+// merchant with its secret key, or mint CVC client secrets.
+func (d *demoShop) ownPage(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		if !d.ownOrigin(r.Header.Values("Origin")) {
+			w.WriteHeader(http.StatusForbidden)
+			_ = json.NewEncoder(w).Encode(payResult{Error: "cross_origin_request"})
+			return
+		}
+		if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+			w.WriteHeader(http.StatusUnsupportedMediaType)
+			_ = json.NewEncoder(w).Encode(payResult{Error: "content_type_invalid"})
+			return
+		}
+		h(w, r)
+	})
+}
+
+// ownOrigin reports whether the Origin values name the shop: its origin,
+// or the same loopback port under localhost / 127.0.0.1 / [::1].
+func (d *demoShop) ownOrigin(values []string) bool {
+	if len(values) != 1 {
+		return false
+	}
+	if values[0] == d.origin {
+		return true
+	}
+	_, port, err := net.SplitHostPort(strings.TrimPrefix(d.origin, "http://"))
+	if err != nil {
+		return false
+	}
+	for _, h := range []string{"localhost", "127.0.0.1", "::1"} {
+		if values[0] == "http://"+net.JoinHostPort(h, port) {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *demoShop) page(w http.ResponseWriter, _ *http.Request) {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,7 +24,12 @@ import (
 
 const edgePAN = "4242424242424242"
 
-var ledgerRESTRe = regexp.MustCompile(`ledger REST http://(\S+)`)
+var (
+	ledgerRESTRe = regexp.MustCompile(`ledger REST http://(\S+)`)
+	acquirerRe   = regexp.MustCompile(`acquirer  https://(\S+)`)
+	// acquirerAddr is the simulator's address of the last startDevCapturing.
+	acquirerAddr string
+)
 
 // startDevCapturing runs `obol dev` on free loopback ports with its logs
 // captured, and returns the REST address of each daemon.
@@ -59,6 +65,9 @@ func startDevCapturing(t *testing.T) (addrs map[string]string, logs *testenv.Syn
 		}
 		return nil
 	}), "%s", out)
+	if m := acquirerRe.FindStringSubmatch(out.String()); m != nil {
+		acquirerAddr = m[1]
+	}
 	var sk string
 	if m := regexp.MustCompile(`secret key\s+(sk_test_\S+)`).FindStringSubmatch(out.String()); m != nil {
 		sk = m[1]
@@ -182,6 +191,8 @@ func TestDevLoopbackOnly(t *testing.T) {
 		{"vault REST everywhere", "--http-addr", "0.0.0.0:0"},
 		{"gateway REST on all interfaces", "--gateway-http-addr", ":0"},
 		{"ledger gRPC on a name", "--ledger-grpc-addr", "ledger.example:9092"},
+		{"demo shop on all interfaces", "--demo-addr", "0.0.0.0:0"},
+		{"demo shop on all interfaces, v6", "--demo-addr", "[::]:0"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,4 +200,31 @@ func TestDevLoopbackOnly(t *testing.T) {
 			require.ErrorContains(t, err, tt.flag+" "+tt.addr+": obol dev listens on loopback only")
 		})
 	}
+}
+
+// TestDevSimulatorTLSErrorScrubbed: a TLS client offering a card number as
+// its protocol (openssl s_client -alpn <PAN>) made the acquirer
+// simulator's http.Server, which had no ErrorLog, print the protocol list
+// raw to the obol dev log; every server now logs through serve.ErrorLog.
+func TestDevSimulatorTLSErrorScrubbed(t *testing.T) {
+	_, logs, _ := startDevCapturing(t)
+	require.NotEmpty(t, acquirerAddr)
+	for _, proto := range []string{"4242424242424242", "4242.4242.4242.4242"} {
+		c, err := tls.Dial("tcp", acquirerAddr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{proto}}) //nolint:gosec // the handshake is meant to fail
+		if err == nil {
+			c.Close()
+		}
+	}
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
+		if strings.Count(logs.String(), "TLS handshake error") < 2 {
+			return errors.New("no handshake errors logged yet")
+		}
+		return nil
+	}), "%s", logs)
+	scan := testenv.NewLeakScanner()
+	scan.AddCard("4242424242424242", "")
+	scan.Scan("logs", logs.Bytes())
+	hits, _ := scan.Report()
+	assert.Empty(t, hits, "%s", logs)
+	assert.NotContains(t, logs.String(), "4242.4242")
 }

@@ -174,7 +174,10 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	// The embedded default is plaintext and not for production: it listens
 	// on loopback only (the daemons serve TLS; see the README's HTTP edge).
 	for name, addr := range map[string]string{"--http-addr": *httpAddr, "--grpc-addr": *grpcAddr, "--risk-http-addr": *riskHTTP, "--risk-grpc-addr": *riskGRPC,
-		"--gateway-http-addr": *gwHTTP, "--gateway-grpc-addr": *gwGRPC, "--ledger-http-addr": *ledgerHTTP, "--ledger-grpc-addr": *ledgerGRPC, "--simulator-addr": *simAddr} {
+		"--gateway-http-addr": *gwHTTP, "--gateway-grpc-addr": *gwGRPC, "--ledger-http-addr": *ledgerHTTP, "--ledger-grpc-addr": *ledgerGRPC, "--simulator-addr": *simAddr, "--demo-addr": *demoAddr} {
+		if name == "--demo-addr" && addr == "" {
+			continue // no demo shop
+		}
 		if !serve.IsLoopback(addr) {
 			return fmt.Errorf("%s %s: obol dev listens on loopback only (plaintext, not for production); run vaultd, gatewayd, riskd and ledgerd with TLS instead", name, addr)
 		}
@@ -441,7 +444,7 @@ func startSimulator(addr, statePath string, pki *devpki.PKI, log *slog.Logger) (
 	if err != nil {
 		return nil, err
 	}
-	return &simServer{ln: ln, srv: &http.Server{Handler: sim, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second}}, nil
+	return &simServer{ln: ln, srv: &http.Server{Handler: sim, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}}, nil
 }
 
 // devRiskToken returns the dev risk engine's service token.

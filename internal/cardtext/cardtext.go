@@ -11,7 +11,13 @@
 // and it accepts any grouping separator, not only spaces and dashes.
 package cardtext
 
-import "unicode"
+import (
+	"slices"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/unicode/norm"
+)
 
 // maxGap is the longest separator (in characters) between two digit groups
 // of one number: "4242 - 4242" still groups, a sentence between two numbers
@@ -29,16 +35,192 @@ const maxGap = 3
 // matches any grouping, so "4242 4242" followed by "4242 4242" is one
 // number. A letter ends a number; an unbroken run of more than 19 digits
 // is not a card number.
+//
+// Digits are read in any form a reader would take for one: every Unicode
+// decimal digit ("٤", "४", fullwidth "４"), compatibility forms of digits
+// (superscripts "⁴", circled "④", through their NFKD decomposition), and
+// one level of escapes: percent-encoding ("%34", UTF-8 "%EF%BC%94"), HTML
+// numeric character references ("&#52;", "&#x34;", the ";" optional) and
+// "\u0034" / "\x34". A doubly escaped digit ("%2534") is not decoded.
 func Contains(texts ...string) bool {
 	var sc scanner
 	for _, t := range texts {
-		for _, r := range t {
-			sc.rune(r)
-		}
+		sc.text(t)
 		sc.boundary()
 	}
 	sc.end()
 	return sc.found
+}
+
+// ContainsMetadata reports whether a description and a metadata map,
+// read as every stream a card number could be split across, hold one: the
+// values in key order, the keys in order, keys and values interleaved
+// (key, value, key, value in key order, so a number split between a key
+// and its value, or a value and the next key, is found), and the
+// description followed by the values and by the interleaved stream.
+// description may be "".
+func ContainsMetadata(description string, md map[string]string) bool {
+	keys := make([]string, 0, len(md))
+	for k := range md {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	vals := make([]string, len(keys))
+	both := make([]string, 0, 1+2*len(keys))
+	both = append(both, description)
+	for i, k := range keys {
+		vals[i] = md[k]
+		both = append(both, k, md[k])
+	}
+	return Contains(keys...) || Contains(append([]string{description}, vals...)...) || Contains(both...)
+}
+
+// text feeds one text to the scanner, decoding escapes and digit forms.
+func (s *scanner) text(t string) {
+	for i := 0; i < len(t); {
+		r, n := unescape(t[i:])
+		if n == 0 {
+			r, n = utf8.DecodeRuneInString(t[i:])
+		}
+		s.char(r)
+		i += n
+	}
+}
+
+// char normalises one character: an ASCII character as is, a decimal
+// digit of any script as its value, a compatibility form of digits
+// through its decomposition.
+func (s *scanner) char(r rune) {
+	if r < utf8.RuneSelf {
+		s.rune(r)
+		return
+	}
+	if unicode.IsDigit(r) {
+		s.rune('0' + digitValue(r))
+		return
+	}
+	var buf [utf8.UTFMax]byte
+	n := utf8.EncodeRune(buf[:], r)
+	d := norm.NFKD.Properties(buf[:n]).Decomposition()
+	if len(d) == 0 || !hasDigit(d) {
+		s.rune(r)
+		return
+	}
+	for len(d) > 0 {
+		c, size := utf8.DecodeRune(d)
+		d = d[size:]
+		if c >= utf8.RuneSelf && unicode.IsDigit(c) {
+			c = '0' + digitValue(c)
+		}
+		s.rune(c)
+	}
+}
+
+func hasDigit(d []byte) bool {
+	for _, c := range string(d) {
+		if unicode.IsDigit(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// digitValue is the value of a decimal digit (Unicode Nd). Unicode encodes
+// every decimal digit set as a contiguous run from 0 to 9, so a digit's
+// value is its distance from the start of its run of digits, modulo 10.
+func digitValue(r rune) rune {
+	k := rune(0)
+	for k < 100 && unicode.IsDigit(r-k-1) {
+		k++
+	}
+	return k % 10
+}
+
+// unescape decodes one escape at the start of t: %HH (a UTF-8 sequence of
+// %HH escapes as one character), &#N; / &#xH; (";" optional), \uHHHH or
+// \xHH. n is 0 when t does not start with one.
+func unescape(t string) (r rune, n int) {
+	switch {
+	case len(t) >= 3 && t[0] == '%':
+		b, ok := hexByte(t[1:3])
+		if !ok {
+			return 0, 0
+		}
+		if b < utf8.RuneSelf {
+			return rune(b), 3
+		}
+		var buf [utf8.UTFMax]byte
+		k := 0
+		for k < len(buf) && len(t) >= 3*(k+1) && t[3*k] == '%' {
+			c, ok := hexByte(t[3*k+1 : 3*k+3])
+			if !ok {
+				break
+			}
+			buf[k] = c
+			k++
+			if utf8.FullRune(buf[:k]) {
+				break
+			}
+		}
+		if c, size := utf8.DecodeRune(buf[:k]); c != utf8.RuneError && size == k {
+			return c, 3 * k
+		}
+		return 0, 0
+	case len(t) >= 3 && t[0] == '&' && t[1] == '#':
+		i, base := 2, rune(10)
+		if t[2] == 'x' || t[2] == 'X' {
+			i, base = 3, 16
+		}
+		start := i
+		v := rune(0)
+		for i < len(t) && i-start < 8 {
+			d, ok := hexDigit(t[i])
+			if !ok || d >= base {
+				break
+			}
+			v = v*base + d
+			i++
+		}
+		if i == start || v > unicode.MaxRune {
+			return 0, 0
+		}
+		if i < len(t) && t[i] == ';' {
+			i++
+		}
+		return v, i
+	case len(t) >= 6 && t[0] == '\\' && t[1] == 'u':
+		hi, ok1 := hexByte(t[2:4])
+		lo, ok2 := hexByte(t[4:6])
+		if !ok1 || !ok2 {
+			return 0, 0
+		}
+		return rune(hi)<<8 | rune(lo), 6
+	case len(t) >= 4 && t[0] == '\\' && t[1] == 'x':
+		b, ok := hexByte(t[2:4])
+		if !ok || b >= utf8.RuneSelf {
+			return 0, 0
+		}
+		return rune(b), 4
+	}
+	return 0, 0
+}
+
+func hexByte(h string) (byte, bool) {
+	a, ok1 := hexDigit(h[0])
+	b, ok2 := hexDigit(h[1])
+	return byte(a<<4 | b), ok1 && ok2
+}
+
+func hexDigit(c byte) (rune, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return rune(c - '0'), true
+	case c >= 'a' && c <= 'f':
+		return rune(c-'a') + 10, true
+	case c >= 'A' && c <= 'F':
+		return rune(c-'A') + 10, true
+	}
+	return 0, false
 }
 
 // maxRun bounds the digits of one grouped run that are kept; a longer run

@@ -44,10 +44,59 @@ func TestContains(t *testing.T) {
 		{"order id", []string{"order 100234"}, false},
 		{"empty", nil, false},
 		{"keys with letters split a number", []string{"p1", "4242 4242", "p2", "4242 4242"}, false},
+		// Digits in any form a reader takes for one (a non-ASCII digit
+		// used to end a number, so these were stored).
+		{"fullwidth", []string{"\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11"}, true},
+		{"arabic-indic", []string{"\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661"}, true},
+		{"devanagari grouped", []string{"\u096a\u0968\u096a\u0968 \u096a\u0968\u096a\u0968 \u096a\u0968\u096a\u0968 \u096a\u0968\u096a\u0968"}, true},
+		{"superscripts", []string{"\u2074\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9"}, true},
+		{"circled", []string{"\u2463\u2461\u2463\u2461 \u2463\u2461\u2463\u2461 \u2463\u2461\u2463\u2461 \u2463\u2461\u2463\u2461"}, true},
+		{"mathematical bold", []string{"\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0\U0001d7d2\U0001d7d0"}, true},
+		{"mixed scripts", []string{"4\uff12\u0664\u0662 4242 \u2074\u00b2\u2074\u00b2 4242"}, true},
+		{"percent-encoded", []string{"%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31"}, true},
+		{"percent-encoded fullwidth", []string{"%EF%BC%94%EF%BC%91%EF%BC%91%EF%BC%91" + "111111111111"}, true},
+		{"percent-encoded separators", []string{"4242%204242%204242%204242"}, true},
+		{"html decimal entities", []string{"&#52;111&#49;11111111111"}, true},
+		{"html hex entities without semicolons", []string{"&#x34&#x31&#x31&#x31;" + "111111111111"}, true},
+		{"html entities of fullwidth digits", []string{"&#65300;111111111111111"}, true},
+		{"json escapes", []string{"\\u0034\\u0031\\u0031\\u0031111111111111"}, true},
+		{"hex escapes", []string{"\\x34\\x31\\x31\\x31111111111111"}, true},
+		{"escapes split across texts", []string{"%34%31%31%31%31%31%31%31", "&#49;1111111"}, true},
+		{"arabic-indic luhn invalid", []string{"\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0662"}, false},
+		{"percent sign", []string{"100% of 4242 items"}, false},
+		{"bad escapes", []string{"%zz &#; &#x; \\u00 %"}, false},
+		{"fraction", []string{"\u00bd cup"}, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			assert.Equal(t, tc.want, Contains(tc.texts...))
+		})
+	}
+}
+
+func TestContainsMetadata(t *testing.T) {
+	cases := []struct {
+		name        string
+		description string
+		md          map[string]string
+		want        bool
+	}{
+		{"clean", "order 42", map[string]string{"order": "1001", "sku": "A-77"}, false},
+		{"in a value", "", map[string]string{"note": "4242 4242 4242 4242"}, true},
+		{"in a key", "", map[string]string{"4242424242424242": "x"}, true},
+		{"split across values", "", map[string]string{"a": "41111111", "b": "11111111"}, true},
+		{"split across keys", "", map[string]string{"41111111": "x", "51111112": "y"}, true},
+		{"split between key and value", "", map[string]string{"41111111": "11111111"}, true},
+		{"split between value and next key", "", map[string]string{"a": "41111111", "b1111111": "z"}, false},
+		{"split between a value and the next key", "", map[string]string{"0": "41111111", "11111111": "z"}, true},
+		{"split between description and a value", "card 4111 1111", map[string]string{"a": "1111 1111"}, true},
+		{"split between description and a key", "card 4111 1111", map[string]string{"1111 1111": "x"}, true},
+		{"fullwidth in a value", "", map[string]string{"n": "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11"}, true},
+		{"fullwidth description", "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11", nil, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, ContainsMetadata(tc.description, tc.md))
 		})
 	}
 }
@@ -80,6 +129,15 @@ func FuzzContains(f *testing.F) {
 			}
 		}
 		require.True(t, Contains("x "+s+" x 4242424242424242 x"), "a card number between letters was not found")
+		// ... in whatever digit form or escape.
+		for _, enc := range []string{
+			"\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12",
+			"\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662",
+			"%34%32%34%32%34%32%34%32%34%32%34%32%34%32%34%32",
+			"&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;&#52;&#50;",
+		} {
+			require.True(t, Contains("x "+s+" x "+enc+" x"), "an encoded card number between letters was not found: %q", enc)
+		}
 	})
 }
 

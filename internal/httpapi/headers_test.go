@@ -50,6 +50,13 @@ func TestHeadersNeverSilentlyDropped(t *testing.T) {
 		{"non-ascii origin", [][2]string{{"Origin", "https://shöp.example"}}, 400, "header_invalid", "Origin", nil},
 		{"origin twice", [][2]string{{"Origin", "https://a.example"}, {"Origin", "https://b.example"}}, 400, "header_invalid", "Origin", nil},
 		{"non-ascii authorization", [][2]string{{"Authorization", "Bearer sk_ü"}}, 400, "header_invalid", "Authorization", nil},
+		// A header spelt with underscores used to be silently ignored.
+		{"key with an underscore", [][2]string{{"Idempotency_Key", "order-1"}}, 400, "header_invalid", "Idempotency_key", nil},
+		{"key with underscores, lower case", [][2]string{{"idempotency_key", "order-1"}}, 400, "header_invalid", "Idempotency_key", nil},
+		{"origin with an underscore", [][2]string{{"Origin_", "https://shop.example"}}, 200, "", "", nil},
+		{"authorization spelt oddly", [][2]string{{"Author_ization", "Bearer sk_test_x"}}, 200, "", "", nil},
+		{"request id with an underscore", [][2]string{{"X_Request_Id", "r-1"}}, 400, "header_invalid", "X_request_id", nil},
+		{"key with a comma (merged duplicates)", [][2]string{{"Idempotency-Key", "a1, a2"}}, 400, "idempotency_key_invalid", "Idempotency-Key", nil},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -326,13 +326,19 @@ func HeaderMatcher(key string) (string, bool) {
 // forwarded header whose value is not printable ASCII (grpc-gateway skips
 // such a value, so a retry's Idempotency-Key or a browser's Origin would
 // vanish), a forwarded header sent twice, and a Grpc-Metadata-* header
-// (not forwarded; refused rather than ignored). The Idempotency-Key gets
+// (not forwarded; refused rather than ignored), and a header that is one
+// Obol reads spelt with underscores (Idempotency_Key). The Idempotency-Key gets
 // its full check (internal/idemkey); every error names the header.
 func CheckHeaders(r *http.Request) *apierr.Error {
 	for name, vals := range r.Header {
 		name = textproto.CanonicalMIMEHeaderKey(name)
 		if strings.HasPrefix(name, runtime.MetadataHeaderPrefix) {
 			return apierr.Invalid(CodeHeaderInvalid, name, "Grpc-Metadata-* headers are not accepted; send the header under its own name")
+		}
+		if alias := strings.ReplaceAll(name, "_", "-"); alias != name && readsAlias(alias) {
+			// Idempotency_Key is not Idempotency-Key to grpc-gateway (nor
+			// to a proxy in front): ignoring it would run a retry twice.
+			return apierr.Invalid(CodeHeaderInvalid, name, "header names are spelt with dashes: send "+textproto.CanonicalMIMEHeaderKey(alias))
 		}
 		if name == idemkey.Header {
 			if _, err := idemkey.Parse(vals); err != nil {
@@ -355,6 +361,20 @@ func CheckHeaders(r *http.Request) *apierr.Error {
 		}
 	}
 	return nil
+}
+
+// readsAlias reports whether name (underscores already turned into
+// dashes) is, case aside, a header Obol reads.
+func readsAlias(name string) bool {
+	if strings.EqualFold(name, "Authorization") {
+		return true
+	}
+	for h := range forwarded {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
 }
 
 // CodeHeaderInvalid: a request header Obol reads is malformed.

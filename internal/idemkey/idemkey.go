@@ -3,7 +3,8 @@
 // turns a key into the form that is stored.
 //
 // A key is 1 to 255 printable ASCII characters (0x20 to 0x7E, no leading
-// or trailing space), sent once; anything else is idempotency_key_invalid
+// or trailing space, no comma: "a1, a2" is what a proxy makes of a key
+// sent twice), sent once, as text (gRPC idempotency-key-bin is refused); anything else is idempotency_key_invalid
 // naming the Idempotency-Key field, never ignored. A key that looks like a
 // card number is refused too: keys are stored and logged by operators, and
 // must never carry card data. Keys are never stored in clear: Storage
@@ -48,6 +49,8 @@ var (
 	errEmpty    = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "Idempotency-Key is empty; omit the header or send 1 to 255 printable ASCII characters")
 	errLong     = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "Idempotency-Key must be at most 255 characters")
 	errChars    = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "Idempotency-Key must be printable ASCII (0x20 to 0x7E) without leading or trailing spaces")
+	errComma    = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "Idempotency-Key must not contain a comma (a proxy merges a header sent twice into one, comma-separated)")
+	errBinary   = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "idempotency-key-bin is not accepted; send the key as text under idempotency-key")
 	errCardLike = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, Field, "Idempotency-Key looks like it contains a card number; use an order or request id")
 )
 
@@ -110,6 +113,9 @@ func Parse(values []string) (Key, error) {
 			return Key{}, errChars
 		}
 	}
+	if strings.IndexByte(v, ',') >= 0 {
+		return Key{}, errComma
+	}
 	if cardtext.Contains(v) {
 		return Key{}, errCardLike
 	}
@@ -118,7 +124,11 @@ func Parse(values []string) (Key, error) {
 
 // FromContext parses the key from incoming gRPC metadata (REST requests
 // arrive there through the grpc-gateway, see internal/httpapi).
+// A binary key (idempotency-key-bin) is refused, never ignored.
 func FromContext(ctx context.Context) (Key, error) {
 	md, _ := metadata.FromIncomingContext(ctx)
+	if len(md.Get(MD+"-bin")) > 0 {
+		return Key{}, errBinary
+	}
 	return Parse(md.Get(MD))
 }

@@ -25,7 +25,9 @@ func TestParse(t *testing.T) {
 		{"uuid", []string{"6f1c1e6e-1d4b-4c1a-9b2f-2f3c8d6d1a77"}, true, ""},
 		{"inner space", []string{"order 1"}, true, ""},
 		{"max length", []string{strings.Repeat("k", MaxLen)}, true, ""},
-		{"all printable", []string{"!\"#$%&'()*+,-./09:;<=>?@AZ[\\]^_`az{|}~"}, true, ""},
+		{"all printable but the comma", []string{"!\"#$%&'()*+-./09:;<=>?@AZ[\\]^_`az{|}~"}, true, ""},
+		{"merged duplicates", []string{"a1, a2"}, false, "comma"},
+		{"a comma", []string{"order,1"}, false, "comma"},
 		{"twice", []string{"a", "b"}, false, "once"},
 		{"twice the same", []string{"a", "a"}, false, "once"},
 		{"empty", []string{""}, false, "empty"},
@@ -87,10 +89,19 @@ func TestFromContext(t *testing.T) {
 	k, err := FromContext(context.Background())
 	require.NoError(t, err)
 	assert.True(t, k.IsZero())
+	// A binary key used to be ignored, so a retry ran twice.
+	for _, md := range []metadata.MD{
+		metadata.Pairs("idempotency-key-bin", "order-1"),
+		metadata.Pairs("idempotency-key", "order-1", "idempotency-key-bin", "order-1"),
+	} {
+		_, err = FromContext(metadata.NewIncomingContext(context.Background(), md))
+		require.ErrorIs(t, err, ErrInvalid)
+		assert.Equal(t, "Idempotency-Key", apierr.From(err).Field)
+	}
 }
 
 // FuzzParseKey: Parse never panics; what it accepts is 1 to 255 printable
-// ASCII bytes without surrounding spaces, stores as 64 hex digits that do
+// ASCII bytes without surrounding spaces or a comma, stores as 64 hex digits that do
 // not contain the key, and parses again to the same key.
 func FuzzParseKey(f *testing.F) {
 	f.Add("order-1")
@@ -107,7 +118,7 @@ func FuzzParseKey(f *testing.F) {
 		require.LessOrEqual(t, len(v), MaxLen, "accepted %q", v)
 		require.Equal(t, strings.TrimSpace(v), v, "accepted surrounding space")
 		for i := 0; i < len(v); i++ {
-			require.True(t, v[i] >= 0x20 && v[i] <= 0x7e, "accepted byte %#x", v[i])
+			require.True(t, v[i] >= 0x20 && v[i] <= 0x7e && v[i] != ',', "accepted byte %#x", v[i])
 		}
 		st := k.Storage("s")
 		require.Len(t, st, 64, "storage form %q", st)

@@ -3,8 +3,10 @@ package migrate
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -14,7 +16,15 @@ import (
 // Obol SQLite backend wants it: WAL, full synchronous commits, foreign keys
 // on, writers taking the lock at BEGIN, a 10 s busy timeout, at most 4
 // connections. It then applies the migrations in dir of fsys.
+//
+// The file is the owner's only (0600), and so are its -wal and -shm files
+// (SQLite gives them the database file's mode); a file left 0644 by an
+// older version is tightened on open. The embedded default's databases
+// hold tokens, payments and ledgers.
 func OpenSQLite(ctx context.Context, path string, fsys fs.FS, dir string) (*sql.DB, error) {
+	if err := ownerOnly(path); err != nil {
+		return nil, fmt.Errorf("sqlite %s: %w", path, err)
+	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(ON)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
@@ -25,11 +35,39 @@ func OpenSQLite(ctx context.Context, path string, fsys fs.FS, dir string) (*sql.
 		db.Close()
 		return nil, fmt.Errorf("sqlite %s: %w", path, err)
 	}
+	for _, side := range []string{path + "-wal", path + "-shm"} {
+		if err := os.Chmod(side, sqliteFileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			db.Close()
+			return nil, fmt.Errorf("sqlite %s: %w", side, err)
+		}
+	}
 	if err := SQLite(ctx, db, fsys, dir); err != nil {
 		db.Close()
 		return nil, err
 	}
 	return db, nil
+}
+
+// sqliteFileMode is the mode of every SQLite file Obol creates.
+const sqliteFileMode = 0o600
+
+// ownerOnly creates the database file 0600 if it is missing (so SQLite
+// does not create it under the umask), and tightens an existing file, and
+// its -wal and -shm files, to 0600.
+func ownerOnly(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, sqliteFileMode)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, sqliteFileMode); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // SQLite applies the migrations in dir of fsys that are not yet recorded in

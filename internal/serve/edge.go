@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,6 +20,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/cardtext"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/idemkey"
 )
@@ -229,12 +232,17 @@ func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 	return resp, err
 }
 
-// scrub masks every run of 12 or more digits (single spaces or dashes
-// between them allowed) with "[digits]". The net/http server's own error
-// log can quote what a client sent (a TLS client's offered protocol names,
-// for example); that log goes through here, so a card number a client
-// sends never reaches a log line.
-func scrub(s string) string {
+// Scrub masks, in a log line, every run of 12 or more ASCII digits whose
+// groups are joined by up to three characters that are neither letters,
+// digits nor ':' ("4242 4242…", "4242.4242…", "[4242/4242…]", "4242 - 4242")
+// with "[digits]"; a ':' ends a run, so an address's port stays apart from
+// it. A line that still looks like it holds a card number after that
+// (internal/cardtext: other scripts, escapes, colon groups) is withheld
+// whole. The net/http server's own error log can quote what a client sent
+// (a TLS client's offered protocol names, for example); every http.Server
+// in Obol logs through ErrorLog, so a card number a client sends never
+// reaches a log line.
+func Scrub(s string) string {
 	var b strings.Builder
 	i := 0
 	for i < len(s) {
@@ -251,8 +259,12 @@ func scrub(s string) string {
 				end = j
 				continue
 			}
-			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
-				j++
+			k := j
+			for k < len(s) && k-j < 3 && isJoiner(s[k]) {
+				k++
+			}
+			if k > j && k < len(s) && isDigit(s[k]) {
+				j = k
 				continue
 			}
 			break
@@ -264,18 +276,31 @@ func scrub(s string) string {
 		}
 		i = end
 	}
-	return b.String()
+	out := b.String()
+	if cardtext.Contains(out) {
+		return "[withheld: the line looks like it holds a card number]"
+	}
+	return out
 }
 
 func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+
+// isJoiner: a byte that may join two digit groups of one number.
+func isJoiner(c byte) bool {
+	return c != ':' && c < utf8.RuneSelf && !isDigit(c) && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z')
+}
 
 // errorLog adapts the net/http server's error log to slog, scrubbed.
 type errorLog struct{ log *slog.Logger }
 
 func (e errorLog) Write(p []byte) (int, error) {
-	e.log.Warn("http server", "detail", scrub(strings.TrimSpace(string(p))))
+	e.log.Warn("http server", "detail", Scrub(strings.TrimSpace(string(p))))
 	return len(p), nil
 }
+
+// ErrorLog is the ErrorLog every http.Server in Obol sets: net/http's
+// messages go to l as warnings, through Scrub.
+func ErrorLog(l *slog.Logger) *log.Logger { return log.New(errorLog{l}, "", 0) }
 
 // checkIdempotencyKey refuses a malformed Idempotency-Key on every gRPC
 // call of every service, with the same typed 400 (InvalidArgument) as the

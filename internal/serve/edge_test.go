@@ -31,6 +31,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/cardtext"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/testenv"
@@ -413,13 +414,22 @@ func TestScrub(t *testing.T) {
 		{"dashes", "(4242-4242-4242-4242)", "([digits])"},
 		{"amex", "3782 822463 10005", "[digits]"},
 		{"short numbers stay", "port 8443 took 12 ms, 1234567 bytes", "port 8443 took 12 ms, 1234567 bytes"},
-		{"double space splits", "4242424  42424242", "4242424  42424242"},
+		{"double space joins", "4242424  42424242", "[digits]"},
+		{"dots", "4242.4242.4242.4242", "[digits]"},
+		{"slashes in brackets", "protocols ([4242/4242/4242/4242])", "protocols ([[digits]])"},
+		{"spaced dashes", "4242 - 4242 - 4242 - 4242", "[digits]"},
+		{"quoted pieces", `"4242","4242","4242","4242"`, `"[digits]"`},
+		{"letters split", "4242a4242b4242c4242", "4242a4242b4242c4242"},
+		{"an address and port stay", "TLS handshake error from 192.168.1.10:54321: EOF", "TLS handshake error from 192.168.1.10:54321: EOF"},
+		{"colon groups are withheld", "4242:4242:4242:4242", "[withheld: the line looks like it holds a card number]"},
+		{"fullwidth is withheld", "x \uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12", "[withheld: the line looks like it holds a card number]"},
+		{"percent-encoded", "GET /%34%32%34%32%34%32%34%32%34%32%34%32%34%32%34%32", "GET /%[digits]"},
 		{"trailing separator kept", "123456789012- x", "[digits]- x"},
 		{"empty", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			assert.Equal(t, tt.want, scrub(tt.in))
+			assert.Equal(t, tt.want, Scrub(tt.in))
 		})
 	}
 }
@@ -430,7 +440,7 @@ func FuzzScrub(f *testing.F) {
 	f.Add("4242 4242 4242 4242")
 	f.Add("tls: client requested unsupported application protocols ([4242424242424242])")
 	f.Fuzz(func(t *testing.T, s string) {
-		out := scrub(s)
+		out := Scrub(s)
 		run := 0
 		for i := 0; i < len(out); i++ {
 			switch {
@@ -441,10 +451,13 @@ func FuzzScrub(f *testing.F) {
 				run = 0
 			}
 			if run >= 12 {
-				t.Fatalf("scrub(%q) = %q keeps a 12-digit run", s, out)
+				t.Fatalf("Scrub(%q) = %q keeps a 12-digit run", s, out)
 			}
 		}
-		if !strings.ContainsAny(s, "0123456789") && out != s {
+		if cardtext.Contains(out) {
+			t.Fatalf("Scrub(%q) = %q still looks like a card number", s, out)
+		}
+		if !strings.ContainsAny(s, "0123456789") && !cardtext.Contains(s) && out != s {
 			t.Fatalf("scrub changed %q to %q", s, out)
 		}
 	})
@@ -500,6 +513,7 @@ func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
 		// covers them.
 		{"leading space", []string{" order-1"}, false},
 		{"sent twice", []string{"a", "b"}, false},
+		{"merged duplicates", []string{"a1, a2"}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -519,4 +533,10 @@ func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
 			assert.NotContains(t, err.Error(), testPAN)
 		})
 	}
+	t.Run("binary key", func(t *testing.T) {
+		md := metadata.Pairs("authorization", "Bearer "+goodKey, "idempotency-key-bin", "order-1")
+		err := conn.Invoke(metadata.NewOutgoingContext(context.Background(), md), "/test.Items/Get", &emptypb.Empty{}, &emptypb.Empty{})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+		assert.Equal(t, "idempotency_key_invalid", apierr.From(err).Code)
+	})
 }

@@ -14,7 +14,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -215,7 +214,7 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.http = &http.Server{
 		Handler: s.observeHTTP(root), TLSConfig: o.Edge.HTTPTLS,
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 15 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute,
-		MaxHeaderBytes: 32 << 10, ErrorLog: log.New(errorLog{s.log}, "", 0),
+		MaxHeaderBytes: 32 << 10, ErrorLog: ErrorLog(s.log),
 	}
 	return s, nil
 }

@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -455,22 +454,14 @@ func cardInText(field string) error {
 	return invalid("card_number_in_text", field, field+" looks like it contains a card number; the ledger never holds card data")
 }
 
-// checkText reads a description and metadata as a whole (metadata values
-// in key order after the description, then the keys; see internal/cardtext).
+// checkText reads a description and metadata as a whole (see
+// cardtext.ContainsMetadata: values, keys, and both interleaved in key
+// order, after the description).
 func checkText(description string, md map[string]string) error {
-	keys := make([]string, 0, len(md))
-	for k := range md {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	vals := make([]string, len(keys))
-	for i, k := range keys {
-		vals[i] = md[k]
-	}
 	switch {
 	case cardtext.Contains(description):
 		return cardInText("description")
-	case cardtext.Contains(append([]string{description}, vals...)...), cardtext.Contains(keys...):
+	case cardtext.ContainsMetadata(description, md):
 		return cardInText("metadata")
 	}
 	return nil

@@ -1,8 +1,6 @@
 package payments
 
 import (
-	"slices"
-
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/cardtext"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
@@ -17,26 +15,17 @@ func cardInText(field string) error {
 }
 
 // checkPaymentText refuses a payment whose free text looks like it carries
-// a card number (internal/cardtext: any grouping separator). The
-// description and the metadata are read as a whole: the metadata values in
-// key order as one stream (a number split across values is still found),
-// then the keys, then the description followed by the values. The other
-// text fields, which go to riskd (outside PCI scope), are checked one by one.
+// a card number (internal/cardtext: any grouping separator, any digit
+// script, escapes). The description alone, then description and metadata
+// as a whole (cardtext.ContainsMetadata: values, keys, and keys and values
+// interleaved, in key order, so a number split across values, keys, or a
+// key and its value is still found). The other text fields, which go to
+// riskd (outside PCI scope), are checked one by one.
 func checkPaymentText(req *gatewayv1.CreatePaymentRequest) error {
-	md := req.GetMetadata()
-	keys := make([]string, 0, len(md))
-	for k := range md {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	vals := make([]string, len(keys))
-	for i, k := range keys {
-		vals[i] = md[k]
-	}
 	switch {
 	case cardtext.Contains(req.GetDescription()):
 		return cardInText("description")
-	case cardtext.Contains(vals...), cardtext.Contains(keys...), cardtext.Contains(append([]string{req.GetDescription()}, vals...)...):
+	case cardtext.ContainsMetadata(req.GetDescription(), req.GetMetadata()):
 		return cardInText("metadata")
 	}
 	for _, f := range []struct{ name, v string }{

@@ -32,6 +32,16 @@ func TestCheckPaymentText(t *testing.T) {
 		{"customer ip", &gatewayv1.CreatePaymentRequest{CustomerIp: "4242.4242.4242.4242"}, "customer_ip"},
 		{"email hash", &gatewayv1.CreatePaymentRequest{EmailHash: "4242-4242-4242-4242"}, "email_hash"},
 		{"billing country", &gatewayv1.CreatePaymentRequest{BillingCountry: "4242424242424242"}, "billing_country"},
+		// Bypasses the pentest found (each was accepted and stored).
+		{"fullwidth description", &gatewayv1.CreatePaymentRequest{Description: "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11"}, "description"},
+		{"arabic-indic description", &gatewayv1.CreatePaymentRequest{Description: "\u0664\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661\u0661"}, "description"},
+		{"superscript description", &gatewayv1.CreatePaymentRequest{Description: "\u2074\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9\u00b9"}, "description"},
+		{"percent-encoded description", &gatewayv1.CreatePaymentRequest{Description: "%34%31%31%31%31%31%31%31%31%31%31%31%31%31%31%31"}, "description"},
+		{"html entity description", &gatewayv1.CreatePaymentRequest{Description: "&#52;111111111111111"}, "description"},
+		{"fullwidth device id", &gatewayv1.CreatePaymentRequest{DeviceId: "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11"}, "device_id"},
+		{"split across keys", &gatewayv1.CreatePaymentRequest{Metadata: map[string]string{"41111111": "x", "51111112": "y"}}, "metadata"},
+		{"split between key and value", &gatewayv1.CreatePaymentRequest{Metadata: map[string]string{"41111111": "11111111"}}, "metadata"},
+		{"split between value and next key", &gatewayv1.CreatePaymentRequest{Metadata: map[string]string{"0": "41111111", "11111111": "z"}}, "metadata"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

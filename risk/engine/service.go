@@ -117,6 +117,9 @@ func (s *Service) PutRuleSet(ctx context.Context, req *riskv1.PutRuleSetRequest)
 	}
 	set, err := s.e.PutRuleSet(ctx, []byte(req.GetYaml()), "api")
 	var ce *rules.CompileError
+	if errors.Is(err, rules.ErrCardNumberInText) {
+		return nil, errRuleSetCardNumber
+	}
 	if errors.As(err, &ce) {
 		return nil, apierr.Invalid("ruleset_invalid", "yaml", ce.Error())
 	}
@@ -158,6 +161,9 @@ func (s *Service) Backtest(ctx context.Context, req *riskv1.BacktestRequest) (*r
 	}
 	resp, err := s.e.Backtest(ctx, []byte(req.GetYaml()), int(req.GetLimit()))
 	var ce *rules.CompileError
+	if errors.Is(err, rules.ErrCardNumberInText) {
+		return nil, errRuleSetCardNumber
+	}
 	if errors.As(err, &ce) {
 		return nil, apierr.Invalid("ruleset_invalid", "yaml", ce.Error())
 	}
@@ -166,6 +172,10 @@ func (s *Service) Backtest(ctx context.Context, req *riskv1.BacktestRequest) (*r
 	}
 	return resp, nil
 }
+
+// errRuleSetCardNumber: a rule set whose text looks like it carries a
+// card number is refused whole (riskd stores and returns it).
+var errRuleSetCardNumber = apierr.Invalid("card_number_in_text", "yaml", "the rule set looks like it contains a card number (in a name, description, expression or comment); riskd never holds card data")
 
 func (s *Service) checkList(ctx context.Context, list string, values []string, needValues bool) error {
 	if err := s.auth(ctx); err != nil {

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -26,8 +28,6 @@ import (
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/risk/rules"
-	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -150,6 +150,22 @@ func TestEvaluate(t *testing.T) {
 		assert.Contains(t, msg, "line 3", "bad set")
 		assert.Contains(t, msg, "amout", "bad set")
 		require.Equal(t, before, s.in.Engine.Active().Version, "a bad set changed the active version")
+		// A card number anywhere in the set (riskd stores and returns it)
+		// is refused whole, without being quoted.
+		for _, y := range []string{
+			"rules:\n  - name: x\n    expression: payment.amount > 4111111111111111\n    action: block\n    description: card 4111111111111111\n",
+			"rules:\n  - name: x\n    expression: payment.amount > 1\n    action: block\n    description: \uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\n",
+		} {
+			code, body := s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": y})
+			e, _ := body["error"].(map[string]any)
+			require.Equal(t, 400, code, "%v", body)
+			assert.Equal(t, "card_number_in_text", e["code"])
+			assert.Equal(t, "yaml", e["field"])
+			assert.NotContains(t, fmt.Sprint(body), "1111")
+			assert.Equal(t, before, s.in.Engine.Active().Version)
+			code, body = s.rest("POST", "/v1/risk/backtest", map[string]any{"yaml": y, "limit": 1})
+			assert.Equal(t, 400, code, "%v", body)
+		}
 		good := "rules:\n  - name: big\n    expression: payment.amount > 100000\n    action: block\n"
 		code, body = s.rest("PUT", "/v1/risk/rules", map[string]any{"yaml": good})
 		require.Equal(t, 200, code, "good set: %v", body)
@@ -180,7 +196,7 @@ func TestEvaluate(t *testing.T) {
 		code, body = s.rest("POST", "/v1/risk/lists/favourites/entries", map[string]any{"values": []string{"x"}})
 		assert.Equal(t, 400, code, "unknown list: %v", body)
 		assert.Contains(t, fmt.Sprint(body), "list_unknown", "unknown list")
-		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444"} {
+		for _, v := range []string{"4242424242424242", "4242.4242.4242.4242", "5555 5555 5555 4444", "\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12\uff14\uff12", "\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662\u0664\u0662"} {
 			code, body := s.rest("POST", "/v1/risk/lists/block_ips/entries", map[string]any{"values": []string{v}})
 			assert.Equal(t, 400, code, "card number as a list value")
 			assert.Contains(t, fmt.Sprint(body), "card_number_in_text", "card number as a list value")

@@ -18,6 +18,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"gopkg.in/yaml.v3"
 
+	"github.com/obolpay/obol/internal/cardtext"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 )
 
@@ -67,6 +68,12 @@ type Set struct {
 	YAML    string
 	Rules   []*Rule // by priority, then name
 }
+
+// ErrCardNumberInText: the rule set's text (a name, description,
+// expression, comment, anywhere) looks like it carries a card number
+// (internal/cardtext). riskd stores and returns rule sets and never holds
+// card data; the error does not quote the text.
+var ErrCardNumberInText = errors.New("rule set looks like it contains a card number")
 
 // Problem is one error in a rule set, located in the YAML source.
 type Problem struct {
@@ -153,6 +160,11 @@ type yamlRule struct {
 //	    score: 40             # 0-100, default by action
 //	    description: ...
 func (e *Env) Compile(src []byte) (*Set, error) {
+	// Before parsing: a problem's message may quote the source (a rule
+	// name, an unknown key), and the source is stored and returned.
+	if cardtext.Contains(string(src)) {
+		return nil, ErrCardNumberInText
+	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
 		return nil, &CompileError{Problems: []Problem{{Line: yamlErrLine(err), Message: err.Error()}}}

@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -62,6 +63,39 @@ func TestDefaultRules(t *testing.T) {
 			assert.GreaterOrEqual(t, out.Score, 0, "score")
 			assert.LessOrEqual(t, out.Score, 100, "score")
 		})
+	}
+}
+
+// TestCompileRefusesCardNumbers: a rule set is stored and returned, so a
+// card number anywhere in it is refused before it is parsed (a parse
+// error's message would quote it), in any digit form.
+func TestCompileRefusesCardNumbers(t *testing.T) {
+	env := mustEnv(t, nil)
+	rule := func(name, expr, desc string) string {
+		return "rules:\n  - name: " + name + "\n    expression: " + expr + "\n    action: block\n    description: " + desc + "\n"
+	}
+	tests := []struct{ name, yaml string }{
+		{"in a description", rule("a", "true", "card 4111111111111111")},
+		{"in an expression", rule("a", `payment.bin == "4111111111111111"`, "x")},
+		{"in a name", rule("r4111-1111-1111-1111", "true", "x")},
+		{"in a comment", "# 4111 1111 1111 1111\n" + rule("a", "true", "x")},
+		{"fullwidth in a description", rule("a", "true", "\uff14\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11\uff11")},
+		{"escaped in a quoted expression", rule("a", `payment.bin == "\\u0034111111111111111"`, "x")},
+		{"in an unknown key", "rules:\n  - name: a\n    expression: true\n    action: block\n    4111111111111111: x\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := env.Compile([]byte(tt.yaml))
+			if !errors.Is(err, ErrCardNumberInText) {
+				t.Fatalf("err = %v", err)
+			}
+			if strings.Contains(err.Error(), "1111") {
+				t.Fatalf("the error quotes the text: %v", err)
+			}
+		})
+	}
+	if _, err := env.Compile([]byte(rule("a", "payment.amount > 100000", "big ones, order 2026-12-01"))); err != nil {
+		t.Fatalf("a clean set: %v", err)
 	}
 }
 

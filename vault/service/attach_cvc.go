@@ -30,6 +30,7 @@ const (
 	CodeDedupeRequiresSecretKey = "dedupe_requires_secret_key"
 	CodeClientSecretRequired    = "client_secret_required"
 	CodeClientSecretInvalid     = "client_secret_invalid"
+	CodeIdempotencyNotSupported = "idempotency_key_not_supported"
 )
 
 // Public errors of the CVC attach operations.
@@ -46,6 +47,11 @@ var (
 	// ErrClientSecretIdempotency: minting is not replayable (the secret is
 	// never stored, so a replay could not return it); minting twice is
 	// harmless, an unused secret expires.
+	// ErrIdempotencyPublishable: a publishable key's Idempotency-Key
+	// records would be an oracle (a replay with a guessed card answers the
+	// first token, a wrong guess a conflict); its tokens are fresh and
+	// unreferenced, so a plain retry is harmless.
+	ErrIdempotencyPublishable  = apierr.Invalid(CodeIdempotencyNotSupported, "Idempotency-Key", "Idempotency-Key is not accepted with a publishable key: every tokenize makes a fresh token, so retry without it")
 	ErrClientSecretIdempotency = apierr.Invalid(apierr.CodeIdempotencyKeyInvalid, "Idempotency-Key", "Idempotency-Key is not accepted when minting a client secret: the secret is shown once and never stored; mint again instead")
 )
 

@@ -38,6 +38,13 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	if err != nil {
 		return nil, err
 	}
+	if p.publishable && idemKey != "" {
+		// A replay of a known key answers 200 with the first token when
+		// the card matches and 409 when it does not: an oracle for
+		// whoever guesses the key. A publishable key's token is always
+		// fresh and unreferenced, so a plain retry is harmless.
+		return nil, ErrIdempotencyPublishable
+	}
 	if req.GetCard() == nil {
 		return nil, apierr.Invalid(apierr.CodeFieldRequired, "card", "card is required")
 	}
@@ -62,7 +69,27 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	if err != nil {
 		return nil, s.public(ctx, opTokenize, err)
 	}
+	if p.publishable {
+		return publishableAnswer(resp), nil
+	}
 	return resp, nil
+}
+
+// publishableAnswer is what a publishable key learns from a tokenize: the
+// token and what the user typed (brand, BIN and last4 of the number sent,
+// the expiry sent, the CVC's expiry). Never the fingerprint: it is a keyed
+// hash of the PAN that also leaves the vault (payments, riskd), so an
+// unlimited supply of fingerprints for chosen numbers lets anyone holding
+// the public key confirm guesses of a stored card's middle digits. The
+// merchant's backend reads it with the secret key (GET /v1/tokens/{token}).
+// The BIN stays: it is the first digits of the number the caller sent,
+// no oracle without the fingerprint.
+func publishableAnswer(t *vaultv1.Token) *vaultv1.Token {
+	out := &vaultv1.Token{Token: t.GetToken(), CvcExpiresAt: t.GetCvcExpiresAt(), CreatedAt: t.GetCreatedAt()}
+	if c := t.GetCard(); c != nil {
+		out.Card = &vaultv1.CardMetadata{Brand: c.GetBrand(), Bin: c.GetBin(), Last4: c.GetLast4(), ExpMonth: c.GetExpMonth(), ExpYear: c.GetExpYear()}
+	}
+	return out
 }
 
 // scrub clears card fields from a request message once parsed, so that a

@@ -256,3 +256,65 @@ func TestAttachCVC(t *testing.T) {
 		assert.Empty(t, mintPre.header.Get("Access-Control-Allow-Origin"), "minting is server-to-server")
 	})
 }
+
+// TestPublishableKeyNoOracle: the publishable key is public, so its
+// tokenize answer must not let anyone test guesses of a stored card. It
+// used to carry the merchant's real fingerprint (which also leaves the
+// vault with payments and riskd): with BIN and last4 known, 10^4 tokenizes
+// recover a PAN. And a replay under a known Idempotency-Key answered the
+// first token for the right card and a conflict for a wrong one.
+func TestPublishableKeyNoOracle(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	const pan = "4000 0566 5566 5556"
+	stored := s.tokenize(s.a.SecretKey, cardIn(pan, 11, expYear, ""))
+	require.Equal(t, 200, stored.status, string(stored.raw))
+	fp := stored.str("card", "fingerprint")
+	require.NotEmpty(t, fp, "the secret key still gets the fingerprint")
+
+	t.Run("the answer carries no fingerprint", func(t *testing.T) {
+		for _, origin := range []string{"", "https://shop-a.example"} {
+			r := s.tokenize(s.a.PublishableKey, cardIn(pan, 12, expYear+1, "321"), "Origin", origin)
+			require.Equal(t, 200, r.status, string(r.raw))
+			assert.NotContains(t, string(r.raw), fp)
+			var top []string
+			for k := range r.body {
+				top = append(top, k)
+			}
+			assert.ElementsMatch(t, []string{"token", "card", "cvc_expires_at", "created_at"}, top, string(r.raw))
+			var fields []string
+			for k := range r.body["card"].(map[string]any) {
+				fields = append(fields, k)
+			}
+			assert.ElementsMatch(t, []string{"brand", "bin", "last4", "exp_month", "exp_year"}, fields,
+				"only what the user typed: %s", r.raw)
+			// The merchant's backend reads the fingerprint with its secret key.
+			g := s.rest("GET", "/v1/tokens/"+r.str("token"), s.a.SecretKey, nil)
+			require.Equal(t, 200, g.status, string(g.raw))
+			assert.Equal(t, fp, g.str("card", "fingerprint"))
+		}
+		tok, err := s.anon.Tokenize(grpcCtx(s.a.PublishableKey), &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "4000056655665556", ExpMonth: 12, ExpYear: int32(expYear + 1)}})
+		require.NoError(t, err)
+		assert.Empty(t, tok.GetCard().GetFingerprint(), "gRPC answer too")
+		assert.Equal(t, "5556", tok.GetCard().GetLast4())
+	})
+	t.Run("an Idempotency-Key is refused", func(t *testing.T) {
+		before, _ := s.in.Store.CountTokens(ctx)
+		for _, c := range []string{pan, "4000 0566 5566 5564"} {
+			r := s.tokenize(s.a.PublishableKey, cardIn(c, 11, expYear, ""), "Idempotency-Key", "order-1001")
+			require.Equal(t, http.StatusBadRequest, r.status, string(r.raw))
+			assert.Equal(t, "idempotency_key_not_supported", r.errCode())
+			assert.Equal(t, "Idempotency-Key", r.errField())
+		}
+		_, err := s.anon.Tokenize(grpcCtx(s.a.PublishableKey, "idempotency-key", "order-1001"), &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "4000056655665556", ExpMonth: 12, ExpYear: int32(expYear)}})
+		require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+		assert.Equal(t, "idempotency_key_not_supported", apierr.From(err).Code)
+		after, _ := s.in.Store.CountTokens(ctx)
+		assert.Equal(t, before, after, "nothing written")
+		// The secret key keeps its idempotency.
+		a := s.tokenize(s.a.SecretKey, cardIn(pan, 11, expYear, ""), "Idempotency-Key", "order-1001")
+		b := s.tokenize(s.a.SecretKey, cardIn(pan, 11, expYear, ""), "Idempotency-Key", "order-1001")
+		require.Equal(t, 200, b.status, string(b.raw))
+		assert.Equal(t, a.str("token"), b.str("token"))
+	})
+}

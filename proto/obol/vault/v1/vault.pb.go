@@ -211,7 +211,11 @@ func (x *CardInput) GetHolderName() string {
 	return ""
 }
 
-// TokenizeRequest is the body of POST /v1/tokens.
+// TokenizeRequest is the body of POST /v1/tokens. With a publishable key
+// an Idempotency-Key is refused (400 idempotency_key_not_supported naming
+// the header): each call makes a fresh, unreferenced token, so a retry is
+// harmless, and a replayable record would tell whoever guesses the key
+// whether a guessed card is the one sent first.
 type TokenizeRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Card  *CardInput             `protobuf:"bytes,1,opt,name=card,proto3" json:"card,omitempty"`
@@ -444,12 +448,16 @@ func (x *CVCClientSecret) GetExpiresAt() *timestamppb.Timestamp {
 type CardMetadata struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Brand string                 `protobuf:"bytes,1,opt,name=brand,proto3" json:"brand,omitempty"`
-	// Leading digits (6, or 4 for PANs shorter than 15 digits).
+	// Leading digits (6, or 4 for PANs shorter than 15 digits). In a
+	// publishable key's answer these are the digits the caller sent.
 	Bin      string `protobuf:"bytes,2,opt,name=bin,proto3" json:"bin,omitempty"`
 	Last4    string `protobuf:"bytes,3,opt,name=last4,proto3" json:"last4,omitempty"`
 	ExpMonth int32  `protobuf:"varint,4,opt,name=exp_month,json=expMonth,proto3" json:"exp_month,omitempty"`
 	ExpYear  int32  `protobuf:"varint,5,opt,name=exp_year,json=expYear,proto3" json:"exp_year,omitempty"`
 	// Per-merchant card fingerprint: equal cards match within a merchant only.
+	// Absent from a publishable key's Tokenize answer (it would let anyone
+	// holding the public key test guesses of a stored card): read it on your
+	// backend with the secret key (GET /v1/tokens/{token}).
 	Fingerprint   string `protobuf:"bytes,6,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -981,14 +989,14 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\rclient_secret\x18\x01 \x01(\tB\a\xc8\xf3\x18\x01\x80\x01\x01R\fclientSecret\x12\x1a\n" +
 	"\x05token\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12?\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\texpiresAt\"\xca\x01\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\texpiresAt\"\xc4\x01\n" +
 	"\fCardMetadata\x12\x1a\n" +
 	"\x05brand\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05brand\x12\x16\n" +
 	"\x03bin\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x03bin\x12\x1a\n" +
 	"\x05last4\x18\x03 \x01(\tB\x04\xc8\xf3\x18\x01R\x05last4\x12!\n" +
 	"\texp_month\x18\x04 \x01(\x05B\x04\xc8\xf3\x18\x01R\bexpMonth\x12\x1f\n" +
-	"\bexp_year\x18\x05 \x01(\x05B\x04\xc8\xf3\x18\x01R\aexpYear\x12&\n" +
-	"\vfingerprint\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x01R\vfingerprint\"\xf5\x01\n" +
+	"\bexp_year\x18\x05 \x01(\x05B\x04\xc8\xf3\x18\x01R\aexpYear\x12 \n" +
+	"\vfingerprint\x18\x06 \x01(\tR\vfingerprint\"\xf5\x01\n" +
 	"\x05Token\x12\x1a\n" +
 	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12/\n" +
 	"\x04card\x18\x02 \x01(\v2\x1b.obol.vault.v1.CardMetadataR\x04card\x12@\n" +

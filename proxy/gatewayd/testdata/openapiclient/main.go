@@ -61,7 +61,7 @@ func run(ctx context.Context) (*Result, error) {
 		return nil, err
 	}
 	cvc := "123"
-	tok, err := vault.TokenizeWithResponse(ctx, &obol.TokenizeParams{IdempotencyKey: key("checkout-1")},
+	tok, err := vault.TokenizeWithResponse(ctx, &obol.TokenizeParams{}, // a publishable key sends no Idempotency-Key
 		obol.TokenizeRequest{Card: obol.CardInput{Number: os.Getenv("OBOL_CARD"), ExpMonth: 12, ExpYear: 2031, Cvc: &cvc}})
 	if err != nil {
 		return nil, fmt.Errorf("tokenize: %w", err)
