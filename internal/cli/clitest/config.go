@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/telemetry"
 )
 
 // BadVar is an environment variable set to a value that does not parse.
@@ -40,6 +41,24 @@ func Config(t *testing.T, run func(ctx context.Context, args []string) error, ba
 			require.ErrorContains(t, err, tt.Key)
 			require.ErrorContains(t, err, "want ")
 			require.NotContains(t, err.Error(), tt.Value, "the value is never echoed (it may be a secret)")
+		})
+	}
+}
+
+// Tracing checks that a tracing setting the daemon does not understand
+// stops the start with telemetry.ErrConfig naming the variable, never
+// silently ignored.
+func Tracing(t *testing.T, run func(ctx context.Context, args []string) error) {
+	t.Helper()
+	for _, c := range []struct{ name, key, value string }{
+		{"unknown mode", "OBOL_TRACING", "zipkin"},
+		{"unsupported protocol", "OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Setenv(c.key, c.value)
+			err := run(context.Background(), []string{"--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"})
+			require.ErrorIs(t, err, telemetry.ErrConfig)
+			require.ErrorContains(t, err, c.key)
 		})
 	}
 }
