@@ -111,3 +111,41 @@ func TestRefundKeyInUse(t *testing.T) {
 		})
 	}
 }
+
+// TestSweepSparesResumedPayment: the sweeper (one instance) lists a
+// payment left processing; before it abandons it, a retry in another
+// instance claims its resumption (touching it). The sweeper must leave it
+// processing (no reversal, no failure) for the retry to finish.
+func TestSweepSparesResumedPayment(t *testing.T) {
+	for name, open := range backends(t) {
+		t.Run(name, func(t *testing.T) {
+			st := open(t)
+			clk := newClock()
+			acq := &keyedAcquirer{refunds: map[string]int{}, busy: map[string]bool{}}
+			cfg := Config{Store: st, Vault: merchantVault{}, Ledger: &fakeLedger{calls: map[string]int{}}, Connectors: map[string]connector.Connector{"simulator": acq}, Now: clk.Now, NewTicker: never}
+			sweeper := New(cfg)
+			t0 := clk.Now()
+			p := &Payment{ID: "pay_resumed", MerchantID: "mer_1", Status: StatusProcessing, Amount: 1000, Currency: "USD", Token: "tok_x", Acquirer: "simulator",
+				CreatedAt: t0, UpdatedAt: t0, Version: 1}
+			require.NoError(t, st.Insert(context.Background(), p))
+			clk.Advance(3 * time.Minute)
+			cutoff := clk.Now().Add(-sweeper.cfg.ProcessingTimeout)
+			stale, err := st.Processing(context.Background(), cutoff, 100)
+			require.NoError(t, err)
+			require.Len(t, stale, 1)
+
+			// The other instance's retry claims the resumption, as create
+			// does (compare-and-set on the version, touching updated_at).
+			claim, err := st.Get(context.Background(), "mer_1", p.ID)
+			require.NoError(t, err)
+			claim.UpdatedAt = clk.Now().UTC()
+			require.NoError(t, st.Update(context.Background(), claim))
+
+			sweeper.recover(context.Background(), stale[0], cutoff)
+			got, err := st.Get(context.Background(), "mer_1", p.ID)
+			require.NoError(t, err)
+			assert.Equal(t, StatusProcessing, got.Status, "the sweeper abandoned a payment being resumed")
+			assert.Empty(t, acq.reverse, "reversals")
+		})
+	}
+}
