@@ -83,6 +83,12 @@ type Options struct {
 	// Mount adds handlers outside /v1/ to the root mux (e.g. vaultd's
 	// hosted fields); they bound their own bodies.
 	Mount func(*http.ServeMux)
+	// ShutdownTimeout is how long Serve, once its context ends, waits for
+	// the requests in flight (REST and gRPC) before it cancels the gRPC
+	// handlers still running (default 10 s). A server whose handlers move
+	// money sets it to at least its own drain timeout, so that no handler
+	// is cancelled while its payment is being drained.
+	ShutdownTimeout time.Duration
 }
 
 // Server is a bound, not yet serving, server.
@@ -228,7 +234,9 @@ func (s *Server) GRPCAddr() string { return s.lnG.Addr().String() }
 // HTTPAddr is the bound REST address.
 func (s *Server) HTTPAddr() string { return s.lnH.Addr().String() }
 
-// Serve serves until ctx ends, then drains for up to 10 s.
+// Serve serves until ctx ends, then drains for up to
+// Options.ShutdownTimeout (default 10 s) before it cancels the gRPC
+// handlers still running.
 func (s *Server) Serve(ctx context.Context) error {
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.lnG) }()
@@ -270,7 +278,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	grace := s.opts.ShutdownTimeout
+	if grace <= 0 {
+		grace = 10 * time.Second
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), grace)
 	defer cancel()
 	_ = s.http.Shutdown(sctx)
 	done := make(chan struct{})

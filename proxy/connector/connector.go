@@ -7,6 +7,7 @@ package connector
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -24,9 +25,21 @@ var (
 	// ErrTimeout: the acquirer did not answer in time; the outcome is
 	// unknown, so the caller reverses.
 	ErrTimeout = errors.New("acquirer timeout")
-	// ErrUnavailable: the acquirer refused the connection or failed (5xx);
-	// nothing was authorized.
+	// ErrUnavailable: the acquirer could not be reached, failed (5xx) or
+	// asked to slow down (429). Only when the error also matches ErrNotSent
+	// is it certain that the acquirer never received the request; otherwise
+	// (a 5xx, a reset after the request was written, a cancellation) it may
+	// have acted, and the caller treats the outcome as unknown.
 	ErrUnavailable = errors.New("acquirer unavailable")
+	// ErrNotSent marks a failure that happened before any byte of the
+	// request reached the acquirer (the connection was refused or could
+	// not be dialled), or that the acquirer answered without processing
+	// the request (429): nothing happened there.
+	ErrNotSent = errors.New("request not sent")
+	// ErrInProgress: the acquirer is still processing another request with
+	// the same idempotency key (Stripe's 409 idempotency_key_in_use). The
+	// outcome is unknown until a retry with the same key replays it.
+	ErrInProgress = errors.New("acquirer request with this idempotency key in progress")
 	// ErrRejected: the acquirer refused an operation on an existing
 	// authorization (e.g. capture above the authorization).
 	ErrRejected = errors.New("acquirer rejected the operation")
@@ -82,15 +95,23 @@ func Wipe(b []byte) {
 
 // send does one acquirer call and classifies its failure the same way for
 // every connector: a timeout is ErrTimeout (the outcome is unknown); a
-// refused connection, a 5xx or a 429 is ErrUnavailable. Other answers come
-// back with their status and body (at most 1 MiB). Transport errors carry
-// no request details.
+// refused connection, a 5xx or a 429 is ErrUnavailable, and only a failed
+// dial and a 429 are also ErrNotSent (nothing reached the acquirer, or it
+// refused to process the request); a 5xx, a connection lost after the
+// request was written and a cancelled context leave the outcome unknown.
+// A 409 idempotency_key_in_use is ErrInProgress. Other answers come back
+// with their status and body (at most 1 MiB). Transport errors carry no
+// request details.
 func send(c *http.Client, req *http.Request) (int, []byte, error) {
 	resp, err := c.Do(req)
 	if err != nil {
 		var ne net.Error
 		if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
 			return 0, nil, ErrTimeout
+		}
+		var oe *net.OpError
+		if errors.As(err, &oe) && oe.Op == "dial" {
+			return 0, nil, fmt.Errorf("%w: %w: %v", ErrUnavailable, ErrNotSent, redactURL(err))
 		}
 		return 0, nil, fmt.Errorf("%w: %v", ErrUnavailable, redactURL(err))
 	}
@@ -99,10 +120,27 @@ func send(c *http.Client, req *http.Request) (int, []byte, error) {
 	if err != nil {
 		return 0, nil, ErrTimeout
 	}
-	if resp.StatusCode >= 500 || resp.StatusCode == http.StatusTooManyRequests {
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests:
+		return resp.StatusCode, nil, fmt.Errorf("%w: %w: HTTP %d", ErrUnavailable, ErrNotSent, resp.StatusCode)
+	case resp.StatusCode >= 500:
 		return resp.StatusCode, nil, fmt.Errorf("%w: HTTP %d", ErrUnavailable, resp.StatusCode)
+	case resp.StatusCode == http.StatusConflict && inUse(b):
+		return resp.StatusCode, nil, fmt.Errorf("%w: HTTP %d", ErrInProgress, resp.StatusCode)
 	}
 	return resp.StatusCode, b, nil
+}
+
+// inUse reports whether a 409 answer says that a request with the same
+// idempotency key is still being processed (Stripe's and the simulator's
+// error code idempotency_key_in_use).
+func inUse(body []byte) bool {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	return json.Unmarshal(body, &e) == nil && e.Error.Code == "idempotency_key_in_use"
 }
 
 // redactURL keeps transport errors free of request details.

@@ -163,6 +163,7 @@ func TestStripeOutcomes(t *testing.T) {
 		{"card error 402", 402, `{"error":{"type":"card_error","code":"expired_card","payment_intent":{"id":"pi_2"}}}`, false, false, "expired_card", nil},
 		{"invalid request", 400, `{"error":{"type":"invalid_request_error","code":"parameter_unknown"}}`, false, false, "", ErrRejected},
 		{"rate limited", 429, `{}`, false, false, "", ErrUnavailable},
+		{"same key in use", 409, `{"error":{"type":"idempotency_error","code":"idempotency_key_in_use"}}`, false, false, "", ErrInProgress},
 		{"server error", 500, `{}`, false, false, "", ErrUnavailable},
 		{"slow", 0, ``, false, false, "", ErrTimeout},
 	}

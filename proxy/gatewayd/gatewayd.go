@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
@@ -130,8 +131,18 @@ func (in *Instance) Serve(ctx context.Context) error {
 	if in.Routes != nil {
 		go in.watchRoutes(ctx)
 	}
+	// The drain starts when ctx ends: the servers stop accepting and wait
+	// for their handlers (up to DrainTimeout, never cancelling one
+	// sooner), then the work still in flight (compensations) gets what is
+	// left of DrainTimeout.
+	var stopAt atomic.Int64
+	defer context.AfterFunc(ctx, func() { stopAt.Store(time.Now().UnixNano()) })()
 	err := in.Server.Serve(ctx)
-	dctx, cancel := context.WithTimeout(context.Background(), in.drain)
+	start := time.Now()
+	if at := stopAt.Load(); at != 0 {
+		start = time.Unix(0, at)
+	}
+	dctx, cancel := context.WithDeadline(context.Background(), start.Add(in.drain))
 	if derr := in.Service.Drain(dctx); derr != nil {
 		in.log.Warn("shutdown: payments still in flight after the drain timeout; the sweeper resolves them after a restart")
 	}
@@ -286,6 +297,8 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_gateway_routes_rejected_total", Help: "Route files refused by the hot reload (the previous routes stayed active)."}, func() float64 { return float64(routes.Rejected.Load()) }))
 	}
 	srv, err := serve.New(ctx, serve.Options{
+		// No payment handler is cancelled before the drain ends.
+		ShutdownTimeout: cfg.DrainTimeout,
 		WrapREST: func(rest http.Handler) http.Handler {
 			return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				if r.URL.Path == "/v1/forward" {

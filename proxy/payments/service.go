@@ -175,7 +175,11 @@ var (
 	errVaultUnavailable  = apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; nothing was charged, retry later")
 	errStoreUnavailable  = apierr.New(apierr.KindUnavailable, apierr.CodeStorageUnavailable, "", "the gateway's database is unavailable; retry later")
 	errNotFound          = apierr.New(apierr.KindNotFound, "payment_not_found", "id", "no such payment")
-	errConcurrent        = apierr.New(apierr.KindConflict, "payment_busy", "id", "another request is changing this payment; retry")
+	// errAcquirerInProgress: the acquirer is still processing a request
+	// with the same idempotency key (another gateway process sent it); the
+	// operation stays processing and a retry replays its outcome.
+	errAcquirerInProgress = apierr.New(apierr.KindUnavailable, "acquirer_in_progress", "", "the acquirer is still processing this request; retry with the same Idempotency-Key")
+	errConcurrent         = apierr.New(apierr.KindConflict, "payment_busy", "id", "another request is changing this payment; retry")
 )
 
 func conflict(code, field, msg string) error {
@@ -606,6 +610,11 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	// automatically: a person looks at it, then captures or cancels.
 	capture := req.GetCapture() && p.Risk.Action != RiskReview
 	res, err := s.authorize(ctx, conn, p, capture)
+	if errors.Is(err, errAcquirerInProgress) {
+		// The acquirer may act on it: the payment stays processing with
+		// its hold, for a retry with the same key or the sweeper.
+		return nil, err
+	}
 	if err != nil {
 		return undo(err)
 	}
@@ -786,18 +795,38 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 	if err != nil {
 		return authOutcome{}, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}
-	res, err := conn.Authorize(ctx, connector.AuthRequest{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Capture: capture, Card: c, IdempotencyKey: "auth:" + p.ID})
+	// The lease may have been lost while the card was revealed: the new
+	// owner calls the acquirer, not this process.
+	if err := checkLease(ctx); err != nil {
+		c.Number.Wipe()
+		c.CVC.Wipe()
+		return authOutcome{}, err
+	}
+	// The call is detached from the merchant's request: a hang-up or a
+	// shutdown must not cut an authorization the acquirer may complete
+	// (the connector's own timeout bounds it).
+	res, err := conn.Authorize(context.WithoutCancel(ctx), connector.AuthRequest{PaymentID: p.ID, Amount: p.Amount, Currency: p.Currency, Capture: capture, Card: c, IdempotencyKey: "auth:" + p.ID})
 	c.Number.Wipe()
 	c.CVC.Wipe()
 	switch {
+	case errors.Is(err, connector.ErrInProgress):
+		// Another process (after a lease takeover) is sending the same
+		// authorization: the payment stays processing; a retry with the
+		// same key, or the sweeper, finds out what happened.
+		return authOutcome{}, errAcquirerInProgress
+	case errors.Is(err, connector.ErrNotSent):
+		// Certain that nothing reached the acquirer: only the hold is owed.
+		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompRelease}, nil
 	case errors.Is(err, connector.ErrTimeout):
 		// The outcome is unknown: reverse, and release the hold.
 		return authOutcome{failure: CodeAcquirerTimeout, compensation: CompReverse + "," + CompRelease}, nil
-	case errors.Is(err, connector.ErrUnavailable):
-		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompRelease}, nil
 	case err != nil:
-		s.cfg.Logger.Error("acquirer refused the authorization", "payment", p.ID, "acquirer", conn.Name(), "err", err)
-		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompRelease}, nil
+		// A 5xx, a connection lost after the request was written, an
+		// unreadable or unexpected answer: the acquirer may have
+		// authorized. Reversing an authorization that does not exist is
+		// harmless; leaving one that does is not.
+		s.cfg.Logger.Error("acquirer authorization failed; outcome unknown, reversing", "payment", p.ID, "acquirer", conn.Name(), "err", err)
+		return authOutcome{failure: CodeAcquirerUnavailable, compensation: CompReverse + "," + CompRelease}, nil
 	}
 	// Acquirer text is stored and returned: only clean codes and ids.
 	res.DeclineCode = connector.Code(res.DeclineCode)
@@ -932,20 +961,31 @@ func opError(code string) error {
 // processing: a retry with the same Idempotency-Key, or the sweeper,
 // resumes it with the same acquirer idempotency key.
 func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p *Payment, op *Operation) (*Payment, error) {
+	// Re-checked right before the acquirer call: a holder whose lease
+	// expired must leave the call to the new owner.
+	if err := checkLease(ctx); err != nil {
+		return nil, err
+	}
+	// Detached from the merchant's request (the connector's timeout
+	// bounds the call): a hang-up must not cut a call the acquirer may
+	// complete.
+	actx := context.WithoutCancel(ctx)
 	var err error
 	switch op.Kind {
 	case OpCapture:
-		err = conn.Capture(ctx, p.AcquirerReference, op.Amount, "capture:"+p.ID)
+		err = conn.Capture(actx, p.AcquirerReference, op.Amount, "capture:"+p.ID)
 	case OpCancel:
-		err = conn.Cancel(ctx, p.AcquirerReference, "cancel:"+p.ID)
+		err = conn.Cancel(actx, p.AcquirerReference, "cancel:"+p.ID)
 	case OpRefund:
-		err = conn.Refund(ctx, p.AcquirerReference, op.Amount, "refund:"+p.ID+":"+op.ID)
+		err = conn.Refund(actx, p.AcquirerReference, op.Amount, "refund:"+p.ID+":"+op.ID)
 	}
 	wctx := context.WithoutCancel(ctx)
 	now := s.cfg.Now().UTC()
 	var events []OutboxEntry
 	switch {
-	case errors.Is(err, connector.ErrTimeout), errors.Is(err, connector.ErrUnavailable):
+	case errors.Is(err, connector.ErrTimeout), errors.Is(err, connector.ErrUnavailable), errors.Is(err, connector.ErrInProgress):
+		// The outcome is unknown: the operation stays processing, and a
+		// retry with the same key (or the sweeper) replays it.
 		return nil, acquirerError(err)
 	case err != nil:
 		s.cfg.Logger.Warn("acquirer refused the operation", "payment", p.ID, "operation", op.Kind, "err", err)
@@ -999,6 +1039,8 @@ func acquirerError(err error) error {
 		return apierr.New(apierr.KindUnavailable, CodeAcquirerTimeout, "", "the acquirer did not answer in time; retry with the same Idempotency-Key (without one, the gateway completes the operation itself)")
 	case errors.Is(err, connector.ErrUnavailable):
 		return apierr.New(apierr.KindUnavailable, CodeAcquirerUnavailable, "", "the acquirer is unavailable; retry with the same Idempotency-Key (without one, the gateway completes the operation itself)")
+	case errors.Is(err, connector.ErrInProgress):
+		return errAcquirerInProgress
 	}
 	return conflict("acquirer_refused", "", "the acquirer refused the operation")
 }

@@ -213,7 +213,7 @@ func (s *Service) SweepOlderThan(ctx context.Context, timeout time.Duration) (Sw
 		return res, errStoreUnavailable
 	}
 	for _, p := range stale {
-		if s.recover(ctx, p) {
+		if s.recover(ctx, p, now.Add(-timeout)) {
 			res.Recovered++
 		} else {
 			res.Unresolved++
@@ -269,12 +269,17 @@ func (s *Service) resumeOperation(ctx context.Context, op *Operation) bool {
 // processing_abandoned and owes a reversal and a hold release, in one
 // compare-and-set write (a retry resuming it at the same time either
 // claimed it first, and this sweep skips it, or finds it failed), then
-// the compensation runs.
-func (s *Service) recover(ctx context.Context, p *Payment) bool {
+// the compensation runs. A payment touched since cutoff (a retry, maybe in
+// another process, claimed its resumption after the sweep listed it) is
+// left alone: the write is a compare-and-set on the version re-read here.
+func (s *Service) recover(ctx context.Context, p *Payment, cutoff time.Time) bool {
 	defer s.lock(p.ID)()
 	p, err := s.cfg.Store.Get(ctx, p.MerchantID, p.ID)
 	if err != nil || p.Status != StatusProcessing {
 		return err == nil
+	}
+	if !p.UpdatedAt.Before(cutoff) {
+		return true // being resumed: not abandoned
 	}
 	conn := s.cfg.Connectors[p.Acquirer]
 	if conn == nil {

@@ -28,3 +28,17 @@ func (s *Simulator) list(w http.ResponseWriter, _ *http.Request) {
 	})
 	writeJSON(w, http.StatusOK, out)
 }
+
+// AuthorizationsFor returns every authorization made for a reference (the
+// gateway's payment id), for tests that check that none is left live.
+func (s *Simulator) AuthorizationsFor(reference string) []Authorization {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []Authorization
+	for _, a := range s.sortedAuths() {
+		if a.Reference == reference {
+			out = append(out, *a)
+		}
+	}
+	return out
+}

@@ -118,6 +118,13 @@ type Simulator struct {
 	mu    sync.Mutex
 	auths map[string]*Authorization
 	idem  map[string]idemEntry
+	// inflight serialises requests that share an idempotency scope.
+	inflight map[string]*keyMutex
+	// failAfterAuthorize makes the next authorizations answer 500 after
+	// they were stored (FailAfterAuthorize).
+	failAfterAuthorize atomic.Bool
+	// hooks let this package's tests order concurrent requests.
+	hooks struct{ arrived, handling func() }
 	// reversed references: an authorization for one, even one completing
 	// after the reversal arrived, ends reversed.
 	reversed map[string]bool
@@ -167,7 +174,7 @@ func Open(cfg Config) (*Simulator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, reversed: map[string]bool{}, mux: http.NewServeMux()}
+	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, inflight: map[string]*keyMutex{}, reversed: map[string]bool{}, mux: http.NewServeMux()}
 	s.mux.HandleFunc("POST /v1/authorizations", s.count("authorize", s.idempotent(s.authorize)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/capture", s.count("capture", s.idempotent(s.capture)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/cancel", s.count("cancel", s.idempotent(s.cancel)))
@@ -269,6 +276,12 @@ func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, bo
 		}
 		scope := r.Method + " " + r.URL.Path + " " + key
 		fp := requestFingerprint(body)
+		// Requests sharing a key run one at a time: a second one waits for
+		// the first and then replays its answer, as real acquirers promise.
+		if s.hooks.arrived != nil {
+			s.hooks.arrived()
+		}
+		defer s.keyLock(scope)()
 		s.mu.Lock()
 		prev, seen := s.idem[scope]
 		s.mu.Unlock()
@@ -283,6 +296,9 @@ func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, bo
 			_, _ = w.Write(prev.Body)
 			return
 		}
+		if s.hooks.handling != nil {
+			s.hooks.handling()
+		}
 		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
 		h(rec, r, body)
 		if rec.status < 500 {
@@ -292,6 +308,33 @@ func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, bo
 			s.mu.Unlock()
 		}
 	}
+}
+
+// keyLock serialises the requests of one idempotency scope; the entry lives
+// only while a request holds or waits for it.
+func (s *Simulator) keyLock(scope string) func() {
+	s.mu.Lock()
+	l := s.inflight[scope]
+	if l == nil {
+		l = &keyMutex{}
+		s.inflight[scope] = l
+	}
+	l.refs++
+	s.mu.Unlock()
+	l.Lock()
+	return func() {
+		l.Unlock()
+		s.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(s.inflight, scope)
+		}
+		s.mu.Unlock()
+	}
+}
+
+type keyMutex struct {
+	sync.Mutex
+	refs int
 }
 
 // requestFingerprint identifies a request by amount, currency, capture and
@@ -387,12 +430,21 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 		failNotSaved(w)
 		return
 	}
+	if s.failAfterAuthorize.Load() {
+		fail(w, http.StatusInternalServerError, "processing_error", "the simulator failed after authorizing (FailAfterAuthorize)")
+		return
+	}
 	status := http.StatusOK
 	if a.Status == "declined" {
 		status = http.StatusPaymentRequired
 	}
 	writeJSON(w, status, a)
 }
+
+// FailAfterAuthorize makes every authorization, while on, be made (and
+// kept) and then answered with a 500: the acquirer charged, the gateway
+// cannot know it. For tests of ambiguous outcomes.
+func (s *Simulator) FailAfterAuthorize(on bool) { s.failAfterAuthorize.Store(on) }
 
 func (s *Simulator) store(a *Authorization) error {
 	s.mu.Lock()

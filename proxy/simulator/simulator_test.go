@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -306,4 +307,38 @@ func TestStateNotSaved(t *testing.T) {
 	status, body, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, false), "")
 	assert.Equal(t, 500, status)
 	assert.Equal(t, "state_not_saved", body["error"].(map[string]any)["code"])
+}
+
+// TestConcurrentSameKey: two requests with one Idempotency-Key that arrive
+// together (two gateway processes after a lease takeover) make one refund:
+// the second waits for the first and replays its answer.
+func TestConcurrentSameKey(t *testing.T) {
+	s, c := newSim(t, Config{})
+	_, a, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "")
+	id := a["id"].(string)
+	// The first request to reach its handler waits there until both
+	// requests have arrived, so that they overlap.
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	s.hooks.arrived = arrived.Done
+	s.hooks.handling = arrived.Wait
+	type answer struct {
+		status int
+		body   map[string]any
+	}
+	answers := make(chan answer, 2)
+	for range 2 {
+		go func() {
+			st, b, _ := c.do("POST", "/v1/authorizations/"+id+"/refunds", map[string]any{"amount": 400}, "refund-1")
+			answers <- answer{st, b}
+		}()
+	}
+	first, second := <-answers, <-answers
+	assert.Equal(t, 200, first.status)
+	assert.Equal(t, 200, second.status)
+	assert.Equal(t, first.body, second.body, "the second request replays the first answer")
+	got, ok := s.Authorization(id)
+	require.True(t, ok)
+	assert.Equal(t, 1, got.RefundCount, "one refund for one key")
+	assert.Equal(t, int64(400), got.Refunded)
 }
