@@ -238,6 +238,10 @@ func (s *Server) HTTPAddr() string { return s.lnH.Addr().String() }
 // Options.ShutdownTimeout (default 10 s) before it cancels the gRPC
 // handlers still running.
 func (s *Server) Serve(ctx context.Context) error {
+	// Health is known before the first request is served: a health check
+	// answered right after start names every service (it was NotFound for
+	// the named services until the first tick).
+	s.updateHealth(ctx)
 	errc := make(chan error, 2)
 	go func() { errc <- s.grpc.Serve(s.lnG) }()
 	go func() {
@@ -256,21 +260,12 @@ func (s *Server) Serve(ctx context.Context) error {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			st := healthpb.HealthCheckResponse_SERVING
-			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			if err := s.opts.Ready(cctx); err != nil {
-				st = healthpb.HealthCheckResponse_NOT_SERVING
-			}
-			cancel()
-			s.health.SetServingStatus("", st)
-			for _, n := range s.opts.HealthNames {
-				s.health.SetServingStatus(n, st)
-			}
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
 			}
+			s.updateHealth(ctx)
 		}
 	}()
 	var err error
@@ -405,4 +400,19 @@ func (s *Server) observeHTTP(next http.Handler) http.Handler {
 		}()
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// updateHealth sets the gRPC health of "" and every named service from
+// Options.Ready.
+func (s *Server) updateHealth(ctx context.Context) {
+	st := healthpb.HealthCheckResponse_SERVING
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	if err := s.opts.Ready(cctx); err != nil {
+		st = healthpb.HealthCheckResponse_NOT_SERVING
+	}
+	cancel()
+	s.health.SetServingStatus("", st)
+	for _, n := range s.opts.HealthNames {
+		s.health.SetServingStatus(n, st)
+	}
 }
