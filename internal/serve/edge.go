@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -232,63 +231,12 @@ func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 	return resp, err
 }
 
-// Scrub masks, in a log line, every run of 12 or more ASCII digits whose
-// groups are joined by up to three characters that are neither letters,
-// digits nor ':' ("4242 4242…", "4242.4242…", "[4242/4242…]", "4242 - 4242")
-// with "[digits]"; a ':' ends a run, so an address's port stays apart from
-// it. A line that still looks like it holds a card number after that
-// (internal/cardtext: other scripts, escapes, colon groups) is withheld
-// whole. The net/http server's own error log can quote what a client sent
-// (a TLS client's offered protocol names, for example); every http.Server
-// in Obol logs through ErrorLog, so a card number a client sends never
-// reaches a log line.
-func Scrub(s string) string {
-	var b strings.Builder
-	i := 0
-	for i < len(s) {
-		if !isDigit(s[i]) {
-			b.WriteByte(s[i])
-			i++
-			continue
-		}
-		j, n, end := i, 0, i
-		for j < len(s) {
-			if isDigit(s[j]) {
-				n++
-				j++
-				end = j
-				continue
-			}
-			k := j
-			for k < len(s) && k-j < 3 && isJoiner(s[k]) {
-				k++
-			}
-			if k > j && k < len(s) && isDigit(s[k]) {
-				j = k
-				continue
-			}
-			break
-		}
-		if n >= 12 {
-			b.WriteString("[digits]")
-		} else {
-			b.WriteString(s[i:end])
-		}
-		i = end
-	}
-	out := b.String()
-	if cardtext.Contains(out) {
-		return "[withheld: the line looks like it holds a card number]"
-	}
-	return out
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
-
-// isJoiner: a byte that may join two digit groups of one number.
-func isJoiner(c byte) bool {
-	return c != ':' && c < utf8.RuneSelf && !isDigit(c) && !('a' <= c && c <= 'z') && !('A' <= c && c <= 'Z')
-}
+// Scrub masks a log line's card-number-shaped digit runs
+// (cardtext.Mask). The net/http server's own error log can quote what a
+// client sent (a TLS client's offered protocol names, for example); every
+// http.Server in Obol logs through ErrorLog, so a card number a client
+// sends never reaches a log line.
+func Scrub(s string) string { return cardtext.Mask(s) }
 
 // errorLog adapts the net/http server's error log to slog, scrubbed.
 type errorLog struct{ log *slog.Logger }

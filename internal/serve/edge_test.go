@@ -540,3 +540,5 @@ func TestIdempotencyKeyCheckedOnGRPC(t *testing.T) {
 		assert.Equal(t, "idempotency_key_invalid", apierr.From(err).Code)
 	})
 }
+
+func isDigit(c byte) bool { return c >= '0' && c <= '9' }

@@ -2,11 +2,12 @@ package telemetry
 
 import (
 	"context"
-	"strings"
 
 	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+
+	"github.com/obolpay/obol/internal/cardtext"
 )
 
 // droppedKeys are attributes that hold a raw URL, path or query: Obol's
@@ -104,55 +105,6 @@ func scrubAttrs(as []attribute.KeyValue) []attribute.KeyValue {
 	return out
 }
 
-// ScrubDigits replaces every run of 12 or more digits, single spaces or
-// dashes between them allowed, with "[digits]".
-func ScrubDigits(s string) string {
-	if !hasLongDigitRun(s) {
-		return s
-	}
-	var b strings.Builder
-	i := 0
-	for i < len(s) {
-		if !isDigit(s[i]) {
-			b.WriteByte(s[i])
-			i++
-			continue
-		}
-		j, n, end := i, 0, i
-		for j < len(s) {
-			if isDigit(s[j]) {
-				n++
-				j++
-				end = j
-				continue
-			}
-			if (s[j] == ' ' || s[j] == '-') && j+1 < len(s) && isDigit(s[j+1]) {
-				j++
-				continue
-			}
-			break
-		}
-		if n >= 12 {
-			b.WriteString("[digits]")
-		} else {
-			b.WriteString(s[i:end])
-		}
-		i = end
-	}
-	return b.String()
-}
-
-// hasLongDigitRun is the fast path: 12 digits in the string at all.
-func hasLongDigitRun(s string) bool {
-	n := 0
-	for i := 0; i < len(s); i++ {
-		if isDigit(s[i]) {
-			if n++; n >= 12 {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-func isDigit(c byte) bool { return c >= '0' && c <= '9' }
+// ScrubDigits masks card-number-shaped digit runs in a span's text, as the
+// log scrubber does (cardtext.Mask).
+func ScrubDigits(s string) string { return cardtext.Mask(s) }

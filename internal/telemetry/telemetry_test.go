@@ -207,13 +207,30 @@ func TestScrubDigits(t *testing.T) {
 		{"dashed", "a 4242-4242-4242-4242.", "a [digits]."},
 		{"eleven digits stay", "12345678901", "12345678901"},
 		{"twelve go", "123456789012", "[digits]"},
-		{"double space splits", "424242  4242424242", "424242  4242424242"},
+		{"up to three joiners join", "424242  4242424242", "[digits]"},
+		{"dotted", "4242.4242.4242.4242", "[digits]"},
+		{"a port stays apart", "127.0.0.1:8080", "127.0.0.1:8080"},
 	} {
 		t.Run(c.name, func(t *testing.T) { assert.Equal(t, c.want, telemetry.ScrubDigits(c.in)) })
 	}
 }
 
 var longRun = regexp.MustCompile(`[0-9](?:[ -]?[0-9]){11}`)
+
+// plainShort: ASCII with fewer than 12 digits in all, which the scrubber
+// must leave as it is.
+func plainShort(s string) bool {
+	n := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+		if s[i] >= '0' && s[i] <= '9' {
+			n++
+		}
+	}
+	return n < 12
+}
 
 func FuzzScrubDigits(f *testing.F) {
 	for _, s := range []string{"", testPAN, "4242 4242 4242 4242", "1-2-3-4-5-6-7-8-9-0-1-2", "ab12 34"} {
@@ -224,7 +241,7 @@ func FuzzScrubDigits(f *testing.F) {
 		if longRun.MatchString(out) {
 			t.Fatalf("ScrubDigits(%q) = %q still holds 12 digits", s, out)
 		}
-		if !longRun.MatchString(s) && out != s {
+		if plainShort(s) && out != s {
 			t.Fatalf("ScrubDigits(%q) = %q changed a string without 12 digits", s, out)
 		}
 	})
