@@ -208,33 +208,37 @@ func TestNewStripeRefusesPlainHTTP(t *testing.T) {
 // TestAcquirerText: codes and references an acquirer sends are kept only
 // when clean; anything that looks like a card number never is.
 func TestAcquirerText(t *testing.T) {
-	codes := []struct{ in, want string }{
-		{"insufficient_funds", "insufficient_funds"},
-		{"", ""},
-		{"card 4242424242424242", "unrecognized"},
-		{"4242424242424242", "unrecognized"},
-		{"Declined!", "unrecognized"},
-		{strings.Repeat("a", 65), "unrecognized"},
+	codes := []struct{ name, in, want string }{
+		{"clean code", "insufficient_funds", "insufficient_funds"},
+		{"empty", "", ""},
+		{"card number in text", "card 4242424242424242", "unrecognized"},
+		{"card number", "4242424242424242", "unrecognized"},
+		{"punctuation", "Declined!", "unrecognized"},
+		{"too long", strings.Repeat("a", 65), "unrecognized"},
 	}
 	for _, tt := range codes {
-		assert.Equal(t, tt.want, Code(tt.in), "Code(%q)", tt.in)
+		t.Run("code/"+tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Code(tt.in), "Code(%q)", tt.in)
+		})
 	}
 	refs := []struct {
-		in string
-		ok bool
+		name, in string
+		ok       bool
 	}{
-		{"pi_3MtwBwLkdIwHu7ix28a3tqPa", true},
-		{"sim_auth_sXjhDtjoTJzpQpkX", true},
-		{"", false},
-		{"ref_4242424242424242", false},
-		{"ref with spaces", false},
-		{strings.Repeat("a", 256), false},
+		{"stripe intent", "pi_3MtwBwLkdIwHu7ix28a3tqPa", true},
+		{"simulator authorization", "sim_auth_sXjhDtjoTJzpQpkX", true},
+		{"empty", "", false},
+		{"card number inside", "ref_4242424242424242", false},
+		{"spaces", "ref with spaces", false},
+		{"too long", strings.Repeat("a", 256), false},
 	}
 	for _, tt := range refs {
-		if tt.ok {
-			assert.NoError(t, Reference(tt.in), "Reference(%q)", tt.in)
-		} else {
-			assert.Error(t, Reference(tt.in), "Reference(%q)", tt.in)
-		}
+		t.Run("reference/"+tt.name, func(t *testing.T) {
+			if tt.ok {
+				assert.NoError(t, Reference(tt.in), "Reference(%q)", tt.in)
+			} else {
+				assert.Error(t, Reference(tt.in), "Reference(%q)", tt.in)
+			}
+		})
 	}
 }
