@@ -128,7 +128,8 @@ func TestForward(t *testing.T) {
 		c.ForwardTimeout = 500 * time.Millisecond
 	})
 	tok := s.tokenize(t, "4242424242424242", "123")
-	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
+	// fwdOn takes the test to fail: a subtest's own, on its goroutine.
+	fwdOn := func(t *testing.T, dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+s.sk)
@@ -142,6 +143,10 @@ func TestForward(t *testing.T) {
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header, string(b)
+	}
+	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
+		t.Helper()
+		return fwdOn(t, dest, body, contentType, hdr)
 	}
 	base := "https://" + up.host()
 	jsonBody := `{"amount":1000,"card":{"number":"` + tok + `","exp_month":"` + tok + `","exp_year":"` + tok + `","cvc":"` + tok + `"}}`
@@ -241,7 +246,7 @@ func TestForward(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			st, _, out := fwd(tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok, "Obol-Dry-Run": tt.dryRun})
+			st, _, out := fwdOn(t, tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok, "Obol-Dry-Run": tt.dryRun})
 			require.Equal(t, tt.status, st, out)
 			require.Contains(t, out, `"code":"`+tt.code+`"`)
 			require.NotContains(t, out, "4242424242424242", "card data in the error")

@@ -41,6 +41,10 @@ func (c *client) do(method, path string, body any, idem string) (int, map[string
 	return status, out, raw
 }
 
+// on is c reporting to t (a subtest: require must fail the test whose
+// goroutine runs it, not the parent).
+func (c *client) on(t *testing.T) *client { return &client{t: t, srv: c.srv} }
+
 // try is do without the test's assertion, for goroutines (require must not
 // be called off the test goroutine).
 func (c *client) try(method, path string, body any, idem string) (int, map[string]any, string, error) {
@@ -93,7 +97,7 @@ func TestTestCardOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body, raw := c.do("POST", "/v1/authorizations", auth(tt.number, 1000, false), "")
+			status, body, raw := c.on(t).do("POST", "/v1/authorizations", auth(tt.number, 1000, false), "")
 			got := body["status"]
 			if code, ok := body["decline_code"]; ok {
 				got = code
@@ -149,7 +153,7 @@ func TestCaptureCancelRefund(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			status, body, _ := c.do("POST", "/v1/authorizations/"+id+st.path, st.body, "")
+			status, body, _ := c.on(t).do("POST", "/v1/authorizations/"+id+st.path, st.body, "")
 			require.Equal(t, st.status, status, "%v", body)
 			if st.check != nil {
 				require.True(t, st.check(body), "%v", body)
