@@ -250,7 +250,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	require.Equal(t, 200, st, "authorize: %v", p)
 	require.Equal(t, "authorized", p["status"], "authorize: %v", p)
 	require.Equal(t, "4242", p["card"].(map[string]any)["last4"], "authorize: %v", p)
-	require.NotEqual(t, "", p["risk"].(map[string]any)["action"], "authorize: %v", p)
+	require.NotEmpty(t, p["risk"].(map[string]any)["action"], "authorize: %v", p)
 	id := p["id"].(string)
 	// A retry with the same key is the same payment; the acquirer saw one.
 	st, again := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1")
@@ -296,7 +296,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	require.Equal(t, 200, st, "read: %v", p)
 	require.Equal(t, "partially_refunded", p["status"], "read: %v", p)
 	require.Len(t, p["refunds"].([]any), 1, "read: %v", p)
-	require.NotEqual(t, "", p["acquirer"].(map[string]any)["reference"], "read: %v", p)
+	require.NotEmpty(t, p["acquirer"].(map[string]any)["reference"], "read: %v", p)
 
 	// A declined card: declined, the hold released.
 	dec := s.tokenize(t, "4000000000000002", "123")
@@ -358,7 +358,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?page_size=1", "", "")
 	require.Equal(t, 200, st, "list: %v", list)
 	require.Len(t, list["payments"].([]any), 1, "list: %v", list)
-	require.NotEqual(t, "", list["next_page_token"], "list: %v", list)
+	require.NotEmpty(t, list["next_page_token"], "list: %v", list)
 	v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{})
 	require.NoError(t, err, "ledger verify")
 	require.Empty(t, v.Problems, "ledger verify")
