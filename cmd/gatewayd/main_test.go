@@ -42,7 +42,7 @@ func TestStartFailsClearly(t *testing.T) {
 	}{
 		{"no client certificate", nil, nil, "--gateway-cert, --gateway-key and --ca are required"},
 		{"no risk token", certs, nil, "riskd's address and token are required"},
-		{"bad merchant acquirers", append([]string{"--merchant-acquirers", "mer_a"}, certs...), nil, `"mer_a" is not merchant=connector`},
+		{"bad merchant acquirers", append([]string{"--merchant-acquirers", "mer_a"}, certs...), nil, "--merchant-acquirers: the value does not parse; want merchant=connector pairs"},
 		{"bad route file", append([]string{"--routes", badRoutes}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "routes[0] (acme): host \"https://api.acme.example\": give the bare host"},
 		{"missing route file", append([]string{"--routes", filepath.Join(dir, "nope.yaml")}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "route file"},
 		{"no connector", certs, map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "no acquirer connector is configured"},

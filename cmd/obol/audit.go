@@ -45,7 +45,7 @@ func runAudit(ctx context.Context, args []string, out io.Writer) error {
 	limit := fs.Int("limit", 100, "list: at most this many events")
 	vaultAddr := fs.String("vault-addr", cli.Env("OBOL_VAULT_ADDR", ""), "verify: also check the anchor in Vault (token in VAULT_TOKEN, e.g. an obol-auditor token)")
 	anchorPath := fs.String("anchor-path", "secret/data/obol/audit-anchor", "verify: KV v2 path of the anchor")
-	if err := cli.Parse(fs, args[1:]); err != nil {
+	if err := cli.ParseStd(fs, args[1:]); err != nil {
 		return err
 	}
 	st, err := openStore(ctx, *pgURL, *dataDir)

@@ -32,7 +32,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	state := fs.String("state", "", "list only entries in this state: dead or pending")
 	limit := fs.Int("limit", 100, "list at most this many entries")
 	all := fs.Bool("all", false, "retry every dead entry")
-	if err := cli.Parse(fs, args[2:]); err != nil {
+	if err := cli.ParseStd(fs, args[2:]); err != nil {
 		return err
 	}
 	var st *payments.Store

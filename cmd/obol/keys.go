@@ -61,7 +61,7 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 	olderThan := fs.Duration("older-than", 24*time.Hour, "reencrypt: re-seal cards under DEKs created longer ago than this")
 	destroy := fs.Bool("destroy", false, "reencrypt: then delete DEKs that protect nothing and are older than 25h (too old to seal or to protect a CVC)")
 	perDEK := fs.Bool("deks", false, "status: list every DEK with the tokens it protects")
-	if err := cli.Parse(fs, args[1:]); err != nil {
+	if err := cli.ParseStd(fs, args[1:]); err != nil {
 		return err
 	}
 	kms, st, err := openKeys(ctx, cfg, *pg)

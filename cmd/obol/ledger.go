@@ -45,7 +45,7 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 		fs, conn := ledgerFlags("obol ledger balances")
 		merchant := fs.String("merchant", "", "merchant id")
 		currency := fs.String("currency", "USD", "ISO 4217 currency")
-		if err := cli.Parse(fs, args[1:]); err != nil {
+		if err := cli.ParseStd(fs, args[1:]); err != nil {
 			return err
 		}
 		if *merchant == "" {
@@ -73,7 +73,7 @@ func runLedger(ctx context.Context, args []string, out io.Writer) error {
 		fs, conn := ledgerFlags("obol ledger import-settlement")
 		acquirer := fs.String("acquirer", "", "the acquirer whose report this is (e.g. simulator)")
 		currency := fs.String("currency", "", "refuse lines in any other currency")
-		if err := cli.Parse(fs, args[1:]); err != nil {
+		if err := cli.ParseStd(fs, args[1:]); err != nil {
 			return err
 		}
 		if *acquirer == "" || fs.NArg() != 1 {
@@ -112,7 +112,7 @@ func runLedgerVerify(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("obol ledger verify", flag.ContinueOnError)
 	url := fs.String("postgres-url", cli.Env("OBOL_LEDGER_POSTGRES_URL", ""), "ledger database URL (OBOL_LEDGER_POSTGRES_URL)")
 	dataDir := fs.String("data-dir", "./.obol", "the obol dev data directory (its SQLite ledger; ignored with --postgres-url)")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := cli.ParseStd(fs, args); err != nil {
 		return err
 	}
 	var st store.Store
@@ -155,7 +155,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 	case "run":
 		date := fs.String("date", "", "run date YYYY-MM-DD (default today, UTC)")
 		merchant := fs.String("merchant", "", "only this merchant (also pays out manual-schedule merchants)")
-		if err := cli.Parse(fs, args[1:]); err != nil {
+		if err := cli.ParseStd(fs, args[1:]); err != nil {
 			return err
 		}
 		c, cctx, closer, err := conn.dial(ctx)
@@ -184,7 +184,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 	case "list":
 		batch := fs.String("batch", "", "batch date YYYY-MM-DD (default today)")
 		csvFile := fs.String("csv", "", "also write the batch as CSV to this file (- for stdout)")
-		if err := cli.Parse(fs, args[1:]); err != nil {
+		if err := cli.ParseStd(fs, args[1:]); err != nil {
 			return err
 		}
 		c, cctx, closer, err := conn.dial(ctx)
@@ -211,7 +211,7 @@ func runPayouts(ctx context.Context, args []string, out io.Writer) error {
 		}
 		return nil
 	case "mark":
-		if err := cli.Parse(fs, args[1:]); err != nil {
+		if err := cli.ParseStd(fs, args[1:]); err != nil {
 			return err
 		}
 		if fs.NArg() != 2 {

@@ -165,7 +165,7 @@ func runDev(ctx context.Context, args []string, out io.Writer) error {
 	logFormat := fs.String("log-format", "text", "text or json")
 	payoutDelay := fs.Int("payout-delay", -1, "days from capture until funds can be paid out (T+N); 0 releases them at once, so `obol payouts run` pays out today's captures; default: the ledger settings' delay_days (2)")
 	routesFile := fs.String("routes", "", "route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := cli.ParseStd(fs, args); err != nil {
 		return err
 	}
 	if *payoutDelay < -1 || *payoutDelay > 365 {
@@ -490,7 +490,7 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 	live := fs.Bool("live", false, "create live-mode keys (sk_live_/pk_live_)")
 	dataDir := fs.String("data-dir", "./.obol", "data directory of `obol dev` (ignored with --postgres-url)")
 	pgURL := fs.String("postgres-url", cli.Env("OBOL_POSTGRES_URL", ""), "vault database URL (production)")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := cli.ParseStd(fs, args); err != nil {
 		return err
 	}
 	if strings.TrimSpace(*name) == "" {
@@ -533,7 +533,7 @@ func runVaultSetup(ctx context.Context, args []string, out io.Writer) error {
 	fs.StringVar(&cfg.AppRoleMount, "approle-mount", "approle", "AppRole auth mount")
 	noPolicies := fs.Bool("no-policies", false, "do not write policies or the AppRole role")
 	auditFile := fs.String("audit-file", "", "also enable Vault's file audit device writing to this path (on the Vault server)")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := cli.ParseStd(fs, args); err != nil {
 		return err
 	}
 	cfg.Token = os.Getenv("VAULT_TOKEN")

@@ -39,7 +39,7 @@ func runReconcile(ctx context.Context, args []string, out io.Writer) error {
 	gwURL := fs.String("gateway-postgres-url", cli.Env("OBOL_GATEWAY_POSTGRES_URL", ""), "gateway database URL (OBOL_GATEWAY_POSTGRES_URL); without it, obol dev's gateway.db in --data-dir")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	strict := fs.Bool("strict", false, "also fail on differences that pending outbox entries explain")
-	if err := cli.Parse(fs, args); err != nil {
+	if err := cli.ParseStd(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 0 {

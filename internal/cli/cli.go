@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/obolpay/obol/internal/telemetry"
 )
 
@@ -91,10 +93,11 @@ func EnvError() error {
 	return err
 }
 
-// Parse parses a binary's flags and then refuses any OBOL_* variable that
-// an Env helper could not parse while the flags were defined: a bad value
-// is a start-up error naming the variable, never silently the default.
-func Parse(fs *flag.FlagSet, args []string) error {
+// ParseStd parses a standard-library flag set and then refuses any OBOL_*
+// variable that an Env helper could not parse while the flags were
+// defined: a bad value is a start-up error naming the variable, never
+// silently the default.
+func ParseStd(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		EnvError() // the flags' error comes first; forget the rest
 		return err
@@ -106,6 +109,9 @@ func Parse(fs *flag.FlagSet, args []string) error {
 func SignalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
+
+// UsageOutput is where -h/--help prints (stderr; tests capture it).
+var UsageOutput io.Writer = os.Stderr
 
 // LogOutput is where Logger writes (stderr; tests capture it).
 var LogOutput io.Writer = os.Stderr
@@ -172,15 +178,13 @@ func EnvInt64(key string, def int64) int64 {
 	return def
 }
 
-func parseDuration(s string) (time.Duration, error) { return time.ParseDuration(s) }
-
 // Exit ends a binary's main: nothing on success, status 0 after -h/--help
 // (the flag package has printed the usage), otherwise the error on stderr
 // and status 1.
 func Exit(name string, err error) {
 	switch {
 	case err == nil:
-	case errors.Is(err, flag.ErrHelp):
+	case errors.Is(err, flag.ErrHelp), errors.Is(err, pflag.ErrHelp):
 		os.Exit(0)
 	default:
 		fmt.Fprintln(os.Stderr, name+":", err)
