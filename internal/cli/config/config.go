@@ -170,8 +170,8 @@ type Dev struct {
 	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"ledger-settings" form:"a YAML file" doc:"the dev ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
 }
 
-// DataDir is where obol's verbs find a running obol dev.
-type DataDir struct {
+// DevDir is where obol's verbs find a running obol dev.
+type DevDir struct {
 	DataDir string `flag:"data-dir" default:".obol" form:"a directory" doc:"obol dev's data directory (its databases, addresses and tokens)"`
 }
 
@@ -181,20 +181,20 @@ type LedgerClient struct {
 	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir, else 127.0.0.1:9092)"`
 	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
 	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
-	DataDir
+	DevDir
 }
 
 // LedgerDB is how obol ledger verify reads the journal.
 type LedgerDB struct {
 	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledgerd's database (default: obol dev's SQLite ledger in --data-dir)"`
-	DataDir
+	DevDir
 }
 
 // GatewayDB is how obol gateway outbox and reconcile read the gateway's
 // database.
 type GatewayDB struct {
 	PostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (default: obol dev's gateway.db in --data-dir)"`
-	DataDir
+	DevDir
 }
 
 // Reconcile is obol ledger reconcile's configuration.
@@ -207,7 +207,15 @@ type Reconcile struct {
 // database.
 type VaultDB struct {
 	PostgresURL string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (default: obol dev's in --data-dir)"`
-	DataDir
+	DevDir
+}
+
+// AuditVerify is obol audit verify's configuration.
+type AuditVerify struct {
+	VaultDB
+	VaultAddr  string `env:"OBOL_VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"also check the anchor vaultd keeps in Vault (token in VAULT_TOKEN, e.g. an obol-auditor token)"`
+	VaultToken string `env:"VAULT_TOKEN,OBOL_VAULT_TOKEN" secret:"true" doc:"a Vault token that can read the anchor (e.g. an obol-auditor token)"`
+	AnchorPath string `flag:"anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the anchor"`
 }
 
 // Keys is obol keys' configuration (vaultd's Vault and database settings).
@@ -242,7 +250,8 @@ var Binaries = []Binary{
 	{"acquirer-sim", &AcquirerSim{}},
 	{"obol-load", &Load{}},
 	{"obol dev", &Dev{}},
-	{"obol merchants create, obol audit", &VaultDB{}},
+	{"obol merchants create, obol audit list", &VaultDB{}},
+	{"obol audit verify", &AuditVerify{}},
 	{"obol keys", &Keys{}},
 	{"obol vault setup", &VaultSetup{}},
 	{"obol ledger balances, import-settlement; obol payouts", &LedgerClient{}},
