@@ -332,15 +332,18 @@ func testDevLedger(t *testing.T, dir, banner, merchant string) {
 		t.Fatalf("no ledger address:\n%s", banner)
 	}
 	addr := m[1]
+	// The verbs find the running obol dev's ledger address (its lock
+	// file) and token (its credentials) in --data-dir: no --ledger-addr.
+	t.Setenv("OBOL_LEDGER_ADDR", "")
 	cli := func(args ...string) (string, error) {
 		var b bytes.Buffer
-		err := run(context.Background(), append(args, "--ledger-addr", addr, "--data-dir", dir), &b)
+		err := run(context.Background(), append(args, "--data-dir", dir), &b)
 		return b.String(), err
 	}
-	// The flags go before positional arguments.
+	// Flags may follow positional arguments.
 	cliPos := func(pos []string, args ...string) (string, error) {
 		var b bytes.Buffer
-		err := run(context.Background(), append(append(args, "--ledger-addr", addr, "--data-dir", dir), pos...), &b)
+		err := run(context.Background(), append(append(args, pos...), "--data-dir", dir), &b)
 		return b.String(), err
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
