@@ -53,6 +53,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 	go test -run='^$$' -fuzz=FuzzScrubDigits -fuzztime=30s ./internal/telemetry/
+	go test -run='^$$' -fuzz=FuzzLoad -fuzztime=30s ./internal/cli/
 
 dev:
 	go run ./cmd/obol dev

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -172,4 +173,37 @@ func TestUnknownEnv(t *testing.T) {
 	assert.Contains(t, got, "OBOL_T_TYPO")
 	assert.NotContains(t, got, "OBOL_T_KNOWN")
 	assert.NotContains(t, got, "OBOL_TEST_HARNESS")
+}
+
+// FuzzLoad: any value, in any flag or variable, loads or is refused with
+// ErrBadFlag or ErrBadEnv, never a panic, and a refusal never repeats it.
+func FuzzLoad(f *testing.F) {
+	for _, s := range []string{"", "90", "1h", "-5s", "mer_a=stripe,mer_b=", "true", "postgres://u:p@h/db", "a,b,,c", "9223372036854775808"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		for _, name := range []string{"addr", "every", "on", "n", "format", "pairs", "list", "db"} {
+			_, err := load(t, []string{"--" + name + "=" + raw})
+			if err != nil {
+				require.ErrorIs(t, err, cli.ErrBadFlag)
+				if len(raw) >= 12 {
+					assert.NotContains(t, err.Error(), raw)
+				}
+			}
+		}
+		if strings.ContainsRune(raw, 0) {
+			return // not a possible environment value
+		}
+		for _, key := range []string{"OBOL_T_EVERY", "OBOL_T_N", "OBOL_T_PAIRS", "OBOL_T_FORMAT"} {
+			t.Setenv(key, raw)
+			_, err := load(t, nil)
+			if err != nil {
+				require.ErrorIs(t, err, cli.ErrBadEnv)
+				if len(raw) >= 12 {
+					assert.NotContains(t, err.Error(), raw)
+				}
+			}
+			t.Setenv(key, "")
+		}
+	})
 }
