@@ -1,6 +1,8 @@
 package config_test
 
 import (
+	"bytes"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -52,4 +54,13 @@ func TestUnknown(t *testing.T) {
 	assert.Contains(t, u, "OBOL_CVC_TLL")
 	assert.NotContains(t, u, "OBOL_CVC_TTL")
 	assert.NotContains(t, u, "OBOL_TEST_POSTGRES_URL", "the test harness's variables are not warned about")
+}
+
+func TestWarnUnknownNamesOnlyTheVariables(t *testing.T) {
+	t.Setenv("OBOL_CVC_TLL", "s3cret-value")
+	var b bytes.Buffer
+	config.WarnUnknown(slog.New(slog.NewTextHandler(&b, nil)))
+	assert.Contains(t, b.String(), "level=WARN")
+	assert.Contains(t, b.String(), "OBOL_CVC_TLL")
+	assert.NotContains(t, b.String(), "s3cret-value", "values are never logged")
 }
