@@ -27,6 +27,8 @@ import (
 //	secret:"true"            a token, key or password: environment only, never printed
 //	secret:"password"        a URL that may carry a password: never printed; by flag
 //	                         only without one (flags show in process listings)
+//	readby:"package"         documented here, read and checked by that package
+//	                         (e.g. OBOL_TRACING by internal/telemetry): not loaded
 //
 // Field types: string, bool, int, int64, time.Duration, []string (comma
 // separated) and map[string]string (comma-separated key=value pairs).
@@ -49,9 +51,10 @@ type Setting struct {
 	Form     string // accepted form, in words
 	OneOf    []string
 	Doc      string
-	Secret   bool // token, key or password: environment only, never printed
-	Password bool // URL that may carry a password: never printed, flag only without one
-	Positive bool // a number or duration that must be above zero when given
+	Secret   bool   // token, key or password: environment only, never printed
+	Password bool   // URL that may carry a password: never printed, flag only without one
+	Positive bool   // a number or duration that must be above zero when given
+	ReadBy   string // the package that reads and checks it ("": the loader)
 	Type     string
 	Field    string // Go field path, e.g. Edge.HTTPTLS
 
@@ -107,6 +110,10 @@ func walk(v reflect.Value, prefix string, out *[]*Setting) {
 			s.Env = strings.Split(env, ",")
 		}
 		s.Positive = f.Tag.Get("positive") == "true"
+		s.ReadBy = f.Tag.Get("readby")
+		if s.ReadBy != "" && flg != "" {
+			panic(fmt.Sprintf("cli: %s is read by %s: it has no flag", prefix+f.Name, s.ReadBy))
+		}
 		if o := f.Tag.Get("oneof"); o != "" {
 			s.OneOf = strings.Split(o, "|")
 		}
@@ -304,6 +311,9 @@ func usage(s *Setting) string {
 func (l *Loader) Load() error {
 	var flagErrs, envErrs []string
 	for _, s := range l.settings {
+		if s.ReadBy != "" {
+			continue
+		}
 		if fv := l.flags[s]; fv != nil && l.fs.Changed(s.Flag) {
 			if err := s.set(fv.raw); err != nil {
 				flagErrs = append(flagErrs, fmt.Sprintf("--%s: the value does not parse; want %s", s.Flag, s.Form))
@@ -386,6 +396,9 @@ func EnvHelp(cfg any) string {
 		doc := s.Doc
 		if s.Secret {
 			doc += " (secret)"
+		}
+		if s.ReadBy != "" {
+			doc += " (" + s.Form + ")"
 		}
 		fmt.Fprintf(&b, "  %-28s %s\n", strings.Join(s.Env, ", "), doc)
 	}

@@ -22,6 +22,7 @@ type sample struct {
 	List    []string          `flag:"list" doc:"list"`
 	DB      string            `env:"OBOL_T_DB" flag:"db" secret:"password" doc:"database"`
 	Token   string            `env:"OBOL_T_TOKEN" secret:"true" doc:"token"`
+	Trace   string            `env:"OBOL_T_TRACE" readby:"internal/telemetry" doc:"read elsewhere"`
 	Ignored string
 }
 
@@ -65,6 +66,9 @@ func TestLoad(t *testing.T) {
 		}},
 		{"pairs", map[string]string{"OBOL_T_PAIRS": "mer_a=stripe, mer_b=simulator"}, nil, func(t *testing.T, s sample) {
 			assert.Equal(t, map[string]string{"mer_a": "stripe", "mer_b": "simulator"}, s.Pairs)
+		}},
+		{"a variable read by another package is documented, not loaded", map[string]string{"OBOL_T_TRACE": "zipkin"}, nil, func(t *testing.T, s sample) {
+			assert.Empty(t, s.Trace)
 		}},
 		{"a URL without a password by flag", nil, []string{"--db", "postgres://obol@127.0.0.1/x"}, func(t *testing.T, s sample) {
 			assert.Equal(t, "postgres://obol@127.0.0.1/x", s.DB)

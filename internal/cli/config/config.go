@@ -18,6 +18,13 @@ import (
 type Common struct {
 	LogFormat  string `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"json" oneof:"json|text" doc:"log line format"`
 	Reflection bool   `env:"OBOL_GRPC_REFLECTION" flag:"grpc-reflection" doc:"enable gRPC reflection"`
+	Tracing
+}
+
+// Tracing is read and checked by internal/telemetry (a bad value stops the
+// start with telemetry.ErrConfig); it is here to be documented.
+type Tracing struct {
+	Mode string `env:"OBOL_TRACING" readby:"internal/telemetry" form:"off or otlp; empty: on exactly when OTEL_EXPORTER_OTLP_ENDPOINT is set" doc:"OpenTelemetry tracing over OTLP/HTTP; the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...) also apply"`
 }
 
 // ServerTLS is a daemon's gRPC server certificate.
@@ -165,6 +172,7 @@ type Dev struct {
 	SimAddr     string `flag:"simulator-addr" default:"127.0.0.1:8443" form:"host:port" doc:"acquirer simulator HTTPS listen address"`
 	DemoAddr    string `flag:"demo-addr" default:"127.0.0.1:3000" form:"host:port, or empty for no demo shop" doc:"demo shop (hosted fields checkout) listen address"`
 	LogFormat   string `flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
+	Tracing
 	PayoutDelay int    `flag:"payout-delay" default:"-1" form:"0-365 days, or -1 for the ledger settings' delay_days (2)" doc:"days from capture until funds can be paid out (T+N); 0 releases them at once, so obol payouts run pays out today's captures"`
 	RoutesFile  string `flag:"routes" form:"a YAML file" doc:"route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start"`
 	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"ledger-settings" form:"a YAML file" doc:"the dev ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
@@ -260,11 +268,6 @@ var Binaries = []Binary{
 	{"obol gateway outbox", &GatewayDB{}},
 }
 
-// Other are the OBOL_* variables read outside these structs.
-var Other = []struct{ Var, ReadBy, Doc string }{
-	{"OBOL_TRACING", "every binary (internal/telemetry)", "off (default) or otlp; the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...) also apply"},
-}
-
 // IgnoredPrefixes are variables of the test harness and tools, never
 // warned about.
 var IgnoredPrefixes = []string{"OBOL_TEST_", "OBOL_DRILL_", "OBOL_VAULT_BIN"}
@@ -278,9 +281,6 @@ func Known() map[string]bool {
 				k[e] = true
 			}
 		}
-	}
-	for _, o := range Other {
-		k[o.Var] = true
 	}
 	return k
 }

@@ -79,15 +79,15 @@ OBOL_TLS_CERT, ...): give each daemon its own environment.
 			} else if s.Password {
 				v += " (with a password: environment only)"
 			}
+			if s.ReadBy != "" {
+				v += " (read by " + s.ReadBy + ")"
+			}
 			f := ""
 			if s.Flag != "" {
 				f = code("--" + s.Flag)
 			}
 			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", bin.Name, v, f, code(cell(s.Default)), cell(s.Form), cell(s.Doc))
 		}
-	}
-	for _, o := range config.Other {
-		fmt.Fprintf(&b, "| %s | %s | | | | %s |\n", o.ReadBy, code(o.Var), cell(o.Doc))
 	}
 	return b.Bytes()
 }
