@@ -1,0 +1,693 @@
+package features
+
+import (
+	"context"
+	"crypto/rand"
+	_ "embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed sync.lua
+var syncLua string
+
+var syncScript = redis.NewScript(syncLua)
+
+// Defaults of the aggregated store.
+const (
+	// DefaultSyncInterval is how often a replica syncs with Redis.
+	DefaultSyncInterval = 20 * time.Millisecond
+	// DefaultMaxStale is how old a replica's last successful sync may be
+	// before an evaluation waits for a new one (and, if Redis does not
+	// answer, fails).
+	DefaultMaxStale = 100 * time.Millisecond
+)
+
+// SeenLocally is how long a replica remembers the payment ids it and the
+// other replicas counted, at least (at most twice as long): a retry within
+// it is not counted again in the local view either.
+const SeenLocally = 30 * time.Second
+
+// ErrStale: the velocity counters could not be synced with Redis.
+var ErrStale = errors.New("features: velocity counters could not be synced with Redis")
+
+// AggregatedOptions tune an aggregated store; zero values take defaults.
+type AggregatedOptions struct {
+	// Interval is the period of Run's syncs (DefaultSyncInterval).
+	Interval time.Duration
+	// MaxStale bounds how old the other replicas' counts may be in a
+	// decision (DefaultMaxStale).
+	MaxStale time.Duration
+	// Now is the store's clock, for staleness (time.Now); observations
+	// carry their own time for the windows.
+	Now func() time.Time
+	// MaxBatch caps the payments sent in one sync (2,000).
+	MaxBatch int
+	// StreamLen caps the change stream in Redis (approximately, 20,000
+	// entries); a replica that falls further behind reloads its cache.
+	StreamLen int
+}
+
+// AggregatedStats count what the store did, for tests and metrics.
+type AggregatedStats struct {
+	// Syncs and SyncErrors count round trips to Redis and the failed ones.
+	Syncs, SyncErrors atomic.Int64
+	// Waits counts observations that waited for a sync (a key not cached
+	// yet, or the last sync too old).
+	Waits atomic.Int64
+	// Duplicates counts payments another replica had counted already.
+	Duplicates atomic.Int64
+	// Resets counts cache reloads (after an outage, or too far behind).
+	Resets atomic.Int64
+}
+
+// Aggregated is the production feature store: each replica counts
+// payments in memory and answers from its cache of the shared Redis
+// counters plus its own not-yet-synced counts; one script call per sync
+// (Interval, or sooner when an observation needs a key not cached yet)
+// applies the local counts to Redis and reads back what every replica
+// changed since. So Redis is off the evaluation's critical path, and the
+// counts of other replicas in a decision are at most MaxStale old: an
+// observation whose replica has not synced within MaxStale, or whose last
+// sync failed, waits for a sync, and fails when Redis does not answer
+// (riskd then applies the merchant's fallback). Payment ids dedupe
+// exactly in Redis (a payment retried on two replicas counts once in the
+// shared totals) and locally for a minute; see the README's risk section
+// for the bounds.
+type Aggregated struct {
+	rdb   redis.UniversalClient
+	opt   AggregatedOptions
+	pre   string
+	id    string
+	Stats AggregatedStats
+
+	ioMu sync.Mutex // one sync at a time, in order
+
+	mu       sync.Mutex
+	counters map[string]*counterEntry
+	hlls     map[string]*setEntry
+	firsts   map[string]*firstEntry
+	pending  []pendingPayment
+	inflight *syncBatch // sent, not yet acknowledged (retried as is)
+	seq      int64
+	seen     [2]map[string]struct{}
+	rotateAt time.Time
+	sweepAt  time.Time
+	lastOK   time.Time
+	failed   bool
+	synced   bool
+	streamID string
+	waiting  []*syncWaiter
+}
+
+var _ Store = (*Aggregated)(nil)
+
+type field struct {
+	w, b int64
+	sum  bool
+}
+
+type counterEntry struct {
+	loaded bool
+	shared map[field]int64
+	delta  map[field]int64 // counted here, not yet acknowledged by Redis
+	used   time.Time
+}
+
+// setEntry is one distinct-card set (a key and bucket): its size in
+// Redis, its members while there are at most maxMembers (nil above), and
+// the cards counted here that it did not hold, not yet acknowledged.
+type setEntry struct {
+	loaded           bool
+	shared           int64
+	members, pending map[string]struct{}
+	used             time.Time
+}
+
+type firstEntry struct {
+	loaded bool
+	shared int64
+	local  int64
+	used   time.Time
+}
+
+type pendingPayment struct {
+	pid, fp, merchant, ip, email, device string
+	now, amount                          int64
+}
+
+type syncBatch struct {
+	id       string
+	payments []pendingPayment
+}
+
+type syncWaiter struct {
+	loads []string
+	done  chan struct{}
+	err   error
+}
+
+// maxMembers is the largest distinct-card set read back whole (as in
+// sync.lua): up to it, counts are exact; above it, a card this replica
+// has not synced yet counts as new until the next sync.
+const maxMembers = 256
+
+// NewAggregated uses rdb with keys under prefix (the same keys as Redis, so
+// both can share counters during an upgrade). Start Run for the periodic
+// syncs.
+func NewAggregated(rdb redis.UniversalClient, prefix string, opt AggregatedOptions) *Aggregated {
+	if opt.Interval <= 0 {
+		opt.Interval = DefaultSyncInterval
+	}
+	if opt.MaxStale <= 0 {
+		opt.MaxStale = DefaultMaxStale
+	}
+	if opt.Now == nil {
+		opt.Now = time.Now
+	}
+	if opt.MaxBatch <= 0 {
+		opt.MaxBatch = 2000
+	}
+	if opt.StreamLen <= 0 {
+		opt.StreamLen = 20_000
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return &Aggregated{
+		rdb: rdb, opt: opt, pre: prefix, id: hex.EncodeToString(b[:]),
+		counters: map[string]*counterEntry{}, hlls: map[string]*setEntry{}, firsts: map[string]*firstEntry{},
+		seen: [2]map[string]struct{}{{}, {}}, streamID: "$",
+	}
+}
+
+// Ping checks Redis answers.
+func (s *Aggregated) Ping(ctx context.Context) error { return s.rdb.Ping(ctx).Err() }
+
+// Run syncs every Interval until ctx ends.
+func (s *Aggregated) Run(ctx context.Context) {
+	t := time.NewTicker(s.opt.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = s.Sync(ctx)
+		}
+	}
+}
+
+// Sync runs one sync now (Run's tick): it sends what was counted here and
+// reads what the other replicas changed.
+func (s *Aggregated) Sync(ctx context.Context) error { return s.roundTrip(ctx, nil) }
+
+// obsKeys are the cache keys one observation reads.
+type obsKeys struct {
+	counters [numDims]string
+	hlls     [2][2][2]string // ip/device x 1h/24h x current/previous
+	first    string
+}
+
+func (s *Aggregated) keys(o Observation, now int64) obsKeys {
+	var k obsKeys
+	vals := o.values()
+	for d := 0; d < numDims; d++ {
+		if vals[d] != "" {
+			k.counters[d] = "v:" + dimNames[d] + ":" + vals[d]
+		}
+	}
+	if o.Fingerprint != "" {
+		for di, d := range []int{DimIP, DimDevice} {
+			if vals[d] == "" {
+				continue
+			}
+			for wi, w := range Windows[1:] {
+				base := "ds:" + dimNames[d] + ":" + vals[d] + ":" + strconv.FormatInt(w, 10) + ":"
+				k.hlls[di][wi][0] = base + strconv.FormatInt(now/w, 10)
+				k.hlls[di][wi][1] = base + strconv.FormatInt(now/w-1, 10)
+			}
+		}
+		k.first = "fs:" + o.Merchant + ":" + o.Fingerprint
+	}
+	return k
+}
+
+// missing lists the keys not cached (s.mu held).
+func (s *Aggregated) missing(k *obsKeys) []string {
+	var out []string
+	for _, c := range k.counters {
+		if e := s.counters[c]; c != "" && (e == nil || !e.loaded) {
+			out = append(out, c)
+		}
+	}
+	for _, byW := range k.hlls {
+		for _, pair := range byW {
+			for _, h := range pair {
+				if e := s.hlls[h]; h != "" && (e == nil || !e.loaded) {
+					out = append(out, h)
+				}
+			}
+		}
+	}
+	if e := s.firsts[k.first]; k.first != "" && (e == nil || !e.loaded) {
+		out = append(out, k.first)
+	}
+	return out
+}
+
+func (s *Aggregated) fresh() bool {
+	return s.synced && !s.failed && s.opt.Now().Sub(s.lastOK) <= s.opt.MaxStale
+}
+
+// Observe answers from the local view; it waits for a sync only when a
+// key is not cached yet or the last sync is too old or failed.
+func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (Result, error) {
+	now := o.Now.Unix()
+	k := s.keys(o, now)
+	for attempt := 0; ; attempt++ {
+		s.mu.Lock()
+		miss := s.missing(&k)
+		if len(miss) == 0 && s.fresh() {
+			r := s.observeLocked(&k, o, now, record)
+			s.mu.Unlock()
+			return r, nil
+		}
+		s.mu.Unlock()
+		if attempt == 2 {
+			return Result{}, fmt.Errorf("%w: keys evicted while loading", ErrStale)
+		}
+		s.Stats.Waits.Add(1)
+		if err := s.roundTrip(ctx, miss); err != nil {
+			return Result{}, err
+		}
+	}
+}
+
+func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record bool) Result {
+	at := s.opt.Now()
+	if record && o.PaymentID != "" {
+		for _, g := range s.seen {
+			if _, ok := g[o.PaymentID]; ok {
+				record = false
+			}
+		}
+		if record {
+			s.seen[0][o.PaymentID] = struct{}{}
+		}
+	}
+	if record {
+		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount})
+	}
+	var present [numDims]bool
+	var raw [numDims][3]bucketCounts
+	for d, key := range k.counters {
+		if key == "" {
+			continue
+		}
+		present[d] = true
+		e := s.counters[key]
+		e.used = at
+		for wi, w := range Windows {
+			b := now / w
+			if record {
+				if e.delta == nil {
+					e.delta = map[field]int64{}
+				}
+				e.delta[field{w, b, false}]++
+				e.delta[field{w, b, true}] += o.Amount
+			}
+			raw[d][wi] = bucketCounts{
+				curCount: e.get(field{w, b, false}), curSum: e.get(field{w, b, true}),
+				prevCount: e.get(field{w, b - 1, false}), prevSum: e.get(field{w, b - 1, true}),
+			}
+		}
+	}
+	var distinct [2][2]int64
+	for di, byW := range k.hlls {
+		for wi, pair := range byW {
+			if pair[0] == "" {
+				continue
+			}
+			cur, prev := s.hlls[pair[0]], s.hlls[pair[1]]
+			cur.used, prev.used = at, at
+			if _, ok := cur.members[o.Fingerprint]; record && !ok {
+				if cur.pending == nil {
+					cur.pending = map[string]struct{}{}
+				}
+				cur.pending[o.Fingerprint] = struct{}{}
+			}
+			distinct[di][wi], _ = estimate(bucketCounts{curCount: cur.count(), prevCount: prev.count()}, Windows[wi+1], now)
+		}
+	}
+	var first int64
+	if k.first != "" {
+		e := s.firsts[k.first]
+		e.used = at
+		if record && e.shared == 0 && (e.local == 0 || now < e.local) {
+			e.local = now
+		}
+		first = e.shared
+		if first == 0 {
+			first = e.local
+		}
+	}
+	return assemble(raw, distinct, first, now, present)
+}
+
+func (e *counterEntry) get(f field) int64 { return e.shared[f] + e.delta[f] }
+
+func (e *setEntry) count() int64 { return e.shared + int64(len(e.pending)) }
+
+// roundTrip joins the next sync (loading keys too) and waits for it: the
+// first waiter to get ioMu runs one sync for everyone queued, like a group
+// commit, so concurrent evaluations that miss share one round trip.
+func (s *Aggregated) roundTrip(ctx context.Context, loads []string) error {
+	w := &syncWaiter{loads: loads, done: make(chan struct{})}
+	s.mu.Lock()
+	s.waiting = append(s.waiting, w)
+	s.mu.Unlock()
+	s.ioMu.Lock()
+	s.mu.Lock()
+	batch := s.waiting
+	s.waiting = nil
+	s.mu.Unlock()
+	if len(batch) > 0 {
+		var all []string
+		for _, b := range batch {
+			all = append(all, b.loads...)
+		}
+		// One caller's cancellation must not fail the others' sync.
+		err := s.syncOnce(context.WithoutCancel(ctx), all)
+		for _, b := range batch {
+			b.err = err
+			close(b.done)
+		}
+	}
+	s.ioMu.Unlock()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// syncOnce runs the script once (ioMu held).
+func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
+	s.mu.Lock()
+	s.housekeep()
+	if s.inflight == nil && len(s.pending) > 0 {
+		n := min(len(s.pending), s.opt.MaxBatch)
+		s.seq++
+		s.inflight = &syncBatch{id: s.id + ":" + strconv.FormatInt(s.seq, 10), payments: s.pending[:n:n]}
+		s.pending = append([]pendingPayment(nil), s.pending[n:]...)
+	}
+	b := s.inflight
+	reset := s.failed || !s.synced || s.opt.Now().Sub(s.lastOK) > time.Minute
+	last := s.streamID
+	if reset {
+		last = "$"
+	}
+	s.mu.Unlock()
+
+	start := s.opt.Now()
+	args := make([]any, 0, 8+8*len(b.paymentsOrNil())+1+len(loads))
+	batchID := ""
+	if b != nil {
+		batchID = b.id
+	}
+	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(b.paymentsOrNil()))
+	for _, p := range b.paymentsOrNil() {
+		args = append(args, p.pid, p.now, p.amount, p.fp, p.merchant, p.ip, p.email, p.device)
+	}
+	args = append(args, len(loads))
+	for _, l := range loads {
+		args = append(args, l)
+	}
+	s.Stats.Syncs.Add(1)
+	res, err := syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
+	if err == nil && len(res) != 7 {
+		err = fmt.Errorf("sync script returned %d values", len(res))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.Stats.SyncErrors.Add(1)
+		s.failed = true
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	streamID, _ := res[0].(string)
+	if n, _ := res[1].(int64); n == 1 || reset {
+		s.Stats.Resets.Add(1)
+		s.resetCache()
+	}
+	if n, _ := res[2].(int64); n > 0 {
+		s.Stats.Duplicates.Add(n)
+	}
+	if b != nil {
+		s.acknowledge(b)
+		s.inflight = nil
+	}
+	want := make(map[string]bool, len(loads))
+	for _, l := range loads {
+		want[l] = true
+	}
+	if err := s.apply(res[3], res[4], res[5], want); err != nil {
+		s.failed = true
+		return fmt.Errorf("%w: %w", ErrStale, err)
+	}
+	ps, _ := res[6].([]any)
+	for _, p := range ps {
+		if id, ok := p.(string); ok {
+			s.seen[0][id] = struct{}{}
+		}
+	}
+	s.streamID, s.lastOK, s.failed, s.synced = streamID, start, false, true
+	return nil
+}
+
+func (b *syncBatch) paymentsOrNil() []pendingPayment {
+	if b == nil {
+		return nil
+	}
+	return b.payments
+}
+
+// acknowledge removes an applied batch's counts from the local deltas:
+// the shared values read back hold them now (or, for a payment another
+// replica had counted, leave it out).
+func (s *Aggregated) acknowledge(b *syncBatch) {
+	for _, p := range b.payments {
+		vals := [numDims]string{p.fp, p.merchant, p.ip, p.email, p.device}
+		for d := 0; d < numDims; d++ {
+			if vals[d] == "" {
+				continue
+			}
+			e := s.counters["v:"+dimNames[d]+":"+vals[d]]
+			if e == nil {
+				continue
+			}
+			for _, w := range Windows {
+				e.sub(field{w, p.now / w, false}, 1)
+				e.sub(field{w, p.now / w, true}, p.amount)
+			}
+		}
+		if p.fp == "" {
+			continue
+		}
+		for _, d := range []int{DimIP, DimDevice} {
+			if vals[d] == "" {
+				continue
+			}
+			for _, w := range Windows[1:] {
+				if e := s.hlls["ds:"+dimNames[d]+":"+vals[d]+":"+strconv.FormatInt(w, 10)+":"+strconv.FormatInt(p.now/w, 10)]; e != nil {
+					delete(e.pending, p.fp)
+				}
+			}
+		}
+		if e := s.firsts["fs:"+p.merchant+":"+p.fp]; e != nil {
+			e.local = 0
+		}
+	}
+}
+
+func (e *counterEntry) sub(f field, v int64) {
+	if n := e.delta[f] - v; n != 0 {
+		e.delta[f] = n
+	} else {
+		delete(e.delta, f)
+	}
+}
+
+// apply stores the shared values read back: for keys cached (or asked
+// for); others' changes to keys not cached are dropped.
+func (s *Aggregated) apply(counters, hlls, firsts any, want map[string]bool) error {
+	cs, _ := counters.([]any)
+	for i := 0; i+1 < len(cs); i += 2 {
+		key, _ := cs[i].(string)
+		e := s.counters[key]
+		if e == nil {
+			if !want[key] {
+				continue
+			}
+			e = &counterEntry{used: s.opt.Now()}
+			s.counters[key] = e
+		}
+		flat, _ := cs[i+1].([]any)
+		m := make(map[field]int64, len(flat)/2)
+		for j := 0; j+1 < len(flat); j += 2 {
+			name, _ := flat[j].(string)
+			f, ok := parseField(name)
+			if !ok {
+				continue
+			}
+			v, err := toInt(flat[j+1])
+			if err != nil {
+				return fmt.Errorf("counter %s: %w", name, err)
+			}
+			m[f] = v
+		}
+		e.shared, e.loaded = m, true
+	}
+	hs, _ := hlls.([]any)
+	for i := 0; i+1 < len(hs); i += 2 {
+		key, _ := hs[i].(string)
+		e := s.hlls[key]
+		if e == nil {
+			if !want[key] {
+				continue
+			}
+			e = &setEntry{used: s.opt.Now()}
+			s.hlls[key] = e
+		}
+		r, _ := hs[i+1].([]any)
+		if len(r) != 2 {
+			return fmt.Errorf("set %s: %d values", key, len(r))
+		}
+		v, err := toInt(r[0])
+		if err != nil {
+			return err
+		}
+		e.shared, e.loaded, e.members = v, true, nil
+		if ms, ok := r[1].([]any); ok {
+			e.members = make(map[string]struct{}, len(ms))
+			for _, m := range ms {
+				fp, _ := m.(string)
+				e.members[fp] = struct{}{}
+				delete(e.pending, fp) // counted in shared now
+			}
+		}
+	}
+	fs, _ := firsts.([]any)
+	for i := 0; i+1 < len(fs); i += 2 {
+		key, _ := fs[i].(string)
+		e := s.firsts[key]
+		if e == nil {
+			if !want[key] {
+				continue
+			}
+			e = &firstEntry{used: s.opt.Now()}
+			s.firsts[key] = e
+		}
+		v, err := toInt(fs[i+1])
+		if err != nil {
+			return err
+		}
+		e.shared, e.loaded = v, true
+	}
+	return nil
+}
+
+func toInt(v any) (int64, error) {
+	switch x := v.(type) {
+	case int64:
+		return x, nil
+	case string:
+		return strconv.ParseInt(x, 10, 64)
+	default:
+		return 0, fmt.Errorf("unexpected %T", v)
+	}
+}
+
+// parseField reads "<window>:<bucket>:c|s".
+func parseField(s string) (field, bool) {
+	ws, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return field{}, false
+	}
+	bs, kind, ok := strings.Cut(rest, ":")
+	if !ok || (kind != "c" && kind != "s") {
+		return field{}, false
+	}
+	w, err1 := strconv.ParseInt(ws, 10, 64)
+	b, err2 := strconv.ParseInt(bs, 10, 64)
+	if err1 != nil || err2 != nil {
+		return field{}, false
+	}
+	return field{w, b, kind == "s"}, true
+}
+
+// resetCache forgets every shared value (after an outage, or when the
+// change stream was trimmed past the last entry seen): keys are loaded
+// again on use. Local counts not yet acknowledged stay.
+func (s *Aggregated) resetCache() {
+	for k, e := range s.counters {
+		if len(e.delta) == 0 {
+			delete(s.counters, k)
+		} else {
+			e.loaded, e.shared = false, nil
+		}
+	}
+	for k, e := range s.hlls {
+		if len(e.pending) == 0 {
+			delete(s.hlls, k)
+		} else {
+			e.loaded, e.shared, e.members = false, 0, nil
+		}
+	}
+	for k, e := range s.firsts {
+		if e.local == 0 {
+			delete(s.firsts, k)
+		} else {
+			e.loaded, e.shared = false, 0
+		}
+	}
+}
+
+// housekeep rotates the local payment-id memory (30 to 60 s) and
+// drops cache entries unused for five minutes (s.mu held).
+func (s *Aggregated) housekeep() {
+	now := s.opt.Now()
+	if now.After(s.rotateAt) {
+		s.seen[1], s.seen[0] = s.seen[0], map[string]struct{}{}
+		s.rotateAt = now.Add(SeenLocally)
+	}
+	if now.Before(s.sweepAt) {
+		return
+	}
+	s.sweepAt = now.Add(30 * time.Second)
+	old := now.Add(-5 * time.Minute)
+	for k, e := range s.counters {
+		if e.used.Before(old) && len(e.delta) == 0 {
+			delete(s.counters, k)
+		}
+	}
+	for k, e := range s.hlls {
+		if e.used.Before(old) && len(e.pending) == 0 {
+			delete(s.hlls, k)
+		}
+	}
+	for k, e := range s.firsts {
+		if e.used.Before(old) && e.local == 0 {
+			delete(s.firsts, k)
+		}
+	}
+}
