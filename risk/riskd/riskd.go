@@ -55,16 +55,22 @@ type Config struct {
 
 // Instance is a built riskd.
 type Instance struct {
-	Engine  *engine.Engine
-	Service *engine.Service
-	Server  *serve.Server
-	watch   time.Duration
-	closers []func() error
+	Engine *engine.Engine
+	// Velocity is the velocity store of a production riskd (nil for the
+	// embedded default): Serve runs its syncs with Redis.
+	Velocity *features.Aggregated
+	Service  *engine.Service
+	Server   *serve.Server
+	watch    time.Duration
+	closers  []func() error
 }
 
 // Serve serves until ctx ends, keeping rules and lists current.
 func (in *Instance) Serve(ctx context.Context) error {
 	go in.Engine.Watch(ctx, in.watch)
+	if in.Velocity != nil {
+		go in.Velocity.Run(ctx)
+	}
 	return in.Server.Serve(ctx)
 }
 
@@ -115,7 +121,8 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if prefix == "" {
 		prefix = "obol:risk:"
 	}
-	in, err := build(ctx, cfg, features.NewRedis(counters, prefix), engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
+	velocity := features.NewAggregated(counters, prefix, features.AggregatedOptions{})
+	in, err := build(ctx, cfg, velocity, engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
 		if err := counters.Ping(ctx).Err(); err != nil {
 			return apierr.StorageUnavailable(err)
 		}
@@ -125,6 +132,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		counters.Close()
 		return nil, err
 	}
+	in.Velocity = velocity
 	in.closers = append(in.closers, counters.Close)
 	if stateRdb != counters {
 		in.closers = append(in.closers, stateRdb.Close)

@@ -263,6 +263,10 @@ func TestRedisOutageFallsBack(t *testing.T) {
 	require.NoError(t, err, "healthy")
 	require.False(t, d.GetFallback(), "healthy: %v", d)
 	r.Stop(t)
+	// riskd answers from its local counters between syncs: the next sync,
+	// at most features.DefaultSyncInterval after the outage began, finds
+	// Redis down, and from then on every evaluation falls back.
+	require.Error(t, s.in.Velocity.Sync(context.Background()), "sync during the outage")
 	d, err = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p})
 	require.NoError(t, err, "outage, default fallback")
 	assert.True(t, d.GetFallback(), "outage, default fallback: %v", d)
