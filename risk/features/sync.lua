@@ -134,6 +134,7 @@ end
 -- distinct cards: one set per key and bucket, read back whole while small
 local function readSet(rk)
   local n = redis.call("SCARD", rk)
+  if n == 0 then return {0, {}} end
   if n <= maxMembers then return {n, redis.call("SMEMBERS", rk)} end
   return {n, false}
 end
