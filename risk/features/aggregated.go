@@ -105,7 +105,15 @@ type Aggregated struct {
 	failed   bool
 	synced   bool
 	streamID string
+	epoch    string
 	waiting  []*syncWaiter
+	// maybe holds every key that may exist in Redis without being cached
+	// (found by the scan at the first sync, or evicted since); a key in
+	// neither is known to be absent, so it needs no round trip. Valid once
+	// scanned, for as long as the change stream is read without a gap.
+	maybe    *bloom
+	scanned  bool
+	needScan bool
 }
 
 var _ Store = (*Aggregated)(nil)
@@ -184,7 +192,7 @@ func NewAggregated(rdb redis.UniversalClient, prefix string, opt AggregatedOptio
 	return &Aggregated{
 		rdb: rdb, opt: opt, pre: prefix, id: hex.EncodeToString(b[:]),
 		counters: map[string]*counterEntry{}, hlls: map[string]*setEntry{}, firsts: map[string]*firstEntry{},
-		seen: [2]map[string]struct{}{{}, {}}, streamID: "$",
+		seen: [2]map[string]struct{}{{}, {}}, streamID: "$", maybe: newBloom(),
 	}
 }
 
@@ -240,11 +248,18 @@ func (s *Aggregated) keys(o Observation, now int64) obsKeys {
 	return k
 }
 
-// missing lists the keys not cached (s.mu held).
+// missing lists the keys not cached that may exist in Redis; a key known
+// to be absent gets an empty entry instead (s.mu held).
 func (s *Aggregated) missing(k *obsKeys) []string {
 	var out []string
+	absent := func(key string) bool { return s.scanned && !s.maybe.has(key) }
+	at := s.opt.Now()
 	for _, c := range k.counters {
 		if e := s.counters[c]; c != "" && (e == nil || !e.loaded) {
+			if e == nil && absent(c) {
+				s.counters[c] = &counterEntry{loaded: true, used: at}
+				continue
+			}
 			out = append(out, c)
 		}
 	}
@@ -252,13 +267,21 @@ func (s *Aggregated) missing(k *obsKeys) []string {
 		for _, pair := range byW {
 			for _, h := range pair {
 				if e := s.hlls[h]; h != "" && (e == nil || !e.loaded) {
+					if e == nil && absent(h) {
+						s.hlls[h] = &setEntry{loaded: true, members: map[string]struct{}{}, used: at}
+						continue
+					}
 					out = append(out, h)
 				}
 			}
 		}
 	}
 	if e := s.firsts[k.first]; k.first != "" && (e == nil || !e.loaded) {
-		out = append(out, k.first)
+		if e == nil && absent(k.first) {
+			s.firsts[k.first] = &firstEntry{loaded: true, used: at}
+		} else {
+			out = append(out, k.first)
+		}
 	}
 	return out
 }
@@ -411,9 +434,9 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.pending = append([]pendingPayment(nil), s.pending[n:]...)
 	}
 	b := s.inflight
-	reset := s.failed || !s.synced || s.opt.Now().Sub(s.lastOK) > time.Minute
+	first := !s.synced
 	last := s.streamID
-	if reset {
+	if first {
 		last = "$"
 	}
 	s.mu.Unlock()
@@ -434,7 +457,7 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 	}
 	s.Stats.Syncs.Add(1)
 	res, err := syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
-	if err == nil && len(res) != 7 {
+	if err == nil && len(res) != 8 {
 		err = fmt.Errorf("sync script returned %d values", len(res))
 	}
 	s.mu.Lock()
@@ -445,10 +468,18 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
 	streamID, _ := res[0].(string)
-	if n, _ := res[1].(int64); n == 1 || reset {
-		s.Stats.Resets.Add(1)
+	epoch, _ := res[7].(string)
+	gap, _ := res[1].(int64)
+	if wiped := s.epoch != "" && epoch != s.epoch; first || wiped || gap == 1 {
+		// Start over from this stream position: forget what is cached
+		// and scan for what exists.
+		if !first {
+			s.Stats.Resets.Add(1)
+		}
 		s.resetCache()
+		s.needScan = true
 	}
+	s.epoch = epoch
 	if n, _ := res[2].(int64); n > 0 {
 		s.Stats.Duplicates.Add(n)
 	}
@@ -456,11 +487,7 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.acknowledge(b)
 		s.inflight = nil
 	}
-	want := make(map[string]bool, len(loads))
-	for _, l := range loads {
-		want[l] = true
-	}
-	if err := s.apply(res[3], res[4], res[5], want); err != nil {
+	if err := s.apply(res[3], res[4], res[5]); err != nil {
 		s.failed = true
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
@@ -470,8 +497,49 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 			s.seen[0][id] = struct{}{}
 		}
 	}
-	s.streamID, s.lastOK, s.failed, s.synced = streamID, start, false, true
+	s.streamID, s.synced = streamID, true
+	if s.needScan {
+		s.mu.Unlock()
+		names, err := s.scan(ctx)
+		s.mu.Lock()
+		if err != nil {
+			s.failed = true
+			return fmt.Errorf("%w: scan: %w", ErrStale, err)
+		}
+		for _, n := range names {
+			s.maybe.add(n)
+		}
+		s.needScan, s.scanned = false, true
+	}
+	s.lastOK, s.failed = start, false
 	return nil
+}
+
+// scan lists the feature keys in Redis (without the prefix). On Redis
+// Cluster the prefix's hash tag keeps them on one node.
+func (s *Aggregated) scan(ctx context.Context) ([]string, error) {
+	var out []string
+	pattern := globEscape(s.pre) + "*"
+	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	for iter.Next(ctx) {
+		k := strings.TrimPrefix(iter.Val(), s.pre)
+		if strings.HasPrefix(k, "v:") || strings.HasPrefix(k, "ds:") || strings.HasPrefix(k, "fs:") {
+			out = append(out, k)
+		}
+	}
+	return out, iter.Err()
+}
+
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch r {
+		case '*', '?', '[', ']', '\\':
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }
 
 func (b *syncBatch) paymentsOrNil() []pendingPayment {
@@ -527,17 +595,15 @@ func (e *counterEntry) sub(f field, v int64) {
 	}
 }
 
-// apply stores the shared values read back: for keys cached (or asked
-// for); others' changes to keys not cached are dropped.
-func (s *Aggregated) apply(counters, hlls, firsts any, want map[string]bool) error {
+// apply stores the shared values read back: the keys loaded, the batch's
+// and the ones other replicas changed (cached from now on, so a replica
+// keeps every key changed lately, wherever).
+func (s *Aggregated) apply(counters, hlls, firsts any) error {
 	cs, _ := counters.([]any)
 	for i := 0; i+1 < len(cs); i += 2 {
 		key, _ := cs[i].(string)
 		e := s.counters[key]
 		if e == nil {
-			if !want[key] {
-				continue
-			}
 			e = &counterEntry{used: s.opt.Now()}
 			s.counters[key] = e
 		}
@@ -562,9 +628,6 @@ func (s *Aggregated) apply(counters, hlls, firsts any, want map[string]bool) err
 		key, _ := hs[i].(string)
 		e := s.hlls[key]
 		if e == nil {
-			if !want[key] {
-				continue
-			}
 			e = &setEntry{used: s.opt.Now()}
 			s.hlls[key] = e
 		}
@@ -591,9 +654,6 @@ func (s *Aggregated) apply(counters, hlls, firsts any, want map[string]bool) err
 		key, _ := fs[i].(string)
 		e := s.firsts[key]
 		if e == nil {
-			if !want[key] {
-				continue
-			}
 			e = &firstEntry{used: s.opt.Now()}
 			s.firsts[key] = e
 		}
@@ -639,6 +699,7 @@ func parseField(s string) (field, bool) {
 // change stream was trimmed past the last entry seen): keys are loaded
 // again on use. Local counts not yet acknowledged stay.
 func (s *Aggregated) resetCache() {
+	s.maybe, s.scanned = newBloom(), false
 	for k, e := range s.counters {
 		if len(e.delta) == 0 {
 			delete(s.counters, k)
@@ -678,16 +739,19 @@ func (s *Aggregated) housekeep() {
 	for k, e := range s.counters {
 		if e.used.Before(old) && len(e.delta) == 0 {
 			delete(s.counters, k)
+			s.maybe.add(k)
 		}
 	}
 	for k, e := range s.hlls {
 		if e.used.Before(old) && len(e.pending) == 0 {
 			delete(s.hlls, k)
+			s.maybe.add(k)
 		}
 	}
 	for k, e := range s.firsts {
 		if e.used.Before(old) && e.local == 0 {
 			delete(s.firsts, k)
+			s.maybe.add(k)
 		}
 	}
 }

@@ -77,9 +77,9 @@ func (c *clock) Add(d time.Duration) {
 	c.t = c.t.Add(d)
 }
 
-// TestAggregatedLocalPath: once a replica has synced and holds the keys,
-// observations make no round trip to Redis; a sync older than MaxStale
-// makes the next observation sync first.
+// TestAggregatedLocalPath: once a replica has synced, observations of keys
+// it holds or knows to be absent make no round trip to Redis; a sync older
+// than MaxStale makes the next observation sync first.
 func TestAggregatedLocalPath(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Redis")
@@ -87,7 +87,8 @@ func TestAggregatedLocalPath(t *testing.T) {
 	ctx := context.Background()
 	rdb := testenv.SharedRedis(t).Client(t)
 	clk := &clock{t: time.Unix(1_800_000_000, 0)}
-	s := features.NewAggregated(rdb, uniqPrefix(), features.AggregatedOptions{Now: clk.Now})
+	prefix := uniqPrefix()
+	s := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
 	o := features.Observation{Merchant: "mer_a", Fingerprint: "fp_1", IP: "192.0.2.1", Device: "dev_1", Amount: 100, Now: clk.Now()}
 	_, err := s.Observe(ctx, o, true)
 	require.NoError(t, err)
@@ -99,7 +100,24 @@ func TestAggregatedLocalPath(t *testing.T) {
 		assert.EqualValues(t, i+2, r.Card.Count_1M, "observation %d", i)
 	}
 	assert.Equal(t, syncs, s.Stats.Syncs.Load(), "observations within MaxStale went to Redis")
-	clk.Add(features.DefaultMaxStale)
+	// Keys that exist nowhere (a card, IP and device never seen) are
+	// known to be absent: no round trip either.
+	fresh := features.Observation{Merchant: "mer_a", Fingerprint: "fp_new", IP: "192.0.2.99", Device: "dev_new", EmailHash: "em_new", Amount: 100, Now: clk.Now()}
+	r, err := s.Observe(ctx, fresh, true)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, r.Card.Count_1M, "a new card")
+	assert.EqualValues(t, 12, r.Merchant.Count_1M, "the merchant")
+	assert.Equal(t, syncs, s.Stats.Syncs.Load(), "an observation of new keys went to Redis")
+	// Another replica started later finds them in Redis.
+	later := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
+	require.NoError(t, s.Sync(ctx))
+	r, err = later.Observe(ctx, fresh, false)
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, r.Card.Count_1M, "a replica started later: the card")
+	assert.EqualValues(t, 12, r.Merchant.Count_1M, "a replica started later: the merchant")
+	assert.EqualValues(t, 1, r.IP.DistinctCards_1H, "a replica started later: distinct cards of the ip")
+	syncs = s.Stats.Syncs.Load()
+	clk.Add(features.DefaultMaxStale + time.Millisecond)
 	_, err = s.Observe(ctx, o, false)
 	require.NoError(t, err)
 	assert.Equal(t, syncs+1, s.Stats.Syncs.Load(), "an observation after MaxStale did not sync first")

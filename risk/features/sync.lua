@@ -10,7 +10,8 @@
 --       fingerprint, merchant, ip, e-mail hash, device; then #loads and the
 --       keys to load (each starts with "v:", "ds:" or "fs:", no prefix).
 -- Returns {stream id, reset (0/1), duplicates, counters, hlls, firsts,
--- payment ids other replicas counted since the last sync}:
+-- payment ids other replicas counted since the last sync, the keyspace's
+-- epoch}:
 -- counters is {key, {field, value, ...}, ...}, sets {key, {count,
 -- members or false when more than 256}, ...},
 -- firsts {key, unix s or 0, ...}; keys without the prefix.
@@ -254,4 +255,10 @@ for _, key in ipairs(toRead) do
     end
   end
 end
-return {newLast, reset, dups, counters, hlls, fsOut, othersPids}
+-- the keyspace's epoch: a new one means Redis lost its data
+local epoch = redis.call("GET", prefix .. "vepoch")
+if not epoch then
+  epoch = me .. ":" .. tailID
+  redis.call("SET", prefix .. "vepoch", epoch)
+end
+return {newLast, reset, dups, counters, hlls, fsOut, othersPids, epoch}
