@@ -457,7 +457,7 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 	}
 	s.Stats.Syncs.Add(1)
 	res, err := syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
-	if err == nil && len(res) != 8 {
+	if err == nil && len(res) != 10 {
 		err = fmt.Errorf("sync script returned %d values", len(res))
 	}
 	s.mu.Lock()
@@ -487,7 +487,11 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.acknowledge(b)
 		s.inflight = nil
 	}
-	if err := s.apply(res[3], res[4], res[5]); err != nil {
+	err = s.apply(res[3], res[4], res[5])
+	if err == nil {
+		err = s.applyPartial(res[8], res[9])
+	}
+	if err != nil {
 		s.failed = true
 		return fmt.Errorf("%w: %w", ErrStale, err)
 	}
@@ -578,6 +582,9 @@ func (s *Aggregated) acknowledge(b *syncBatch) {
 			for _, w := range Windows[1:] {
 				if e := s.hlls["ds:"+dimNames[d]+":"+vals[d]+":"+strconv.FormatInt(w, 10)+":"+strconv.FormatInt(p.now/w, 10)]; e != nil {
 					delete(e.pending, p.fp)
+					if e.members != nil {
+						e.members[p.fp] = struct{}{} // in the set now
+					}
 				}
 			}
 		}
@@ -662,6 +669,62 @@ func (s *Aggregated) apply(counters, hlls, firsts any) error {
 			return err
 		}
 		e.shared, e.loaded = v, true
+	}
+	return nil
+}
+
+// applyPartial merges what the batch wrote: the counter fields it
+// changed, the sizes of its sets (whose members it knows).
+func (s *Aggregated) applyPartial(counters, sets any) error {
+	cs, _ := counters.([]any)
+	for i := 0; i+1 < len(cs); i += 2 {
+		key, _ := cs[i].(string)
+		e := s.counters[key]
+		if e == nil || !e.loaded {
+			continue
+		}
+		flat, _ := cs[i+1].([]any)
+		if e.shared == nil {
+			e.shared = make(map[field]int64, len(flat)/2)
+		}
+		for j := 0; j+1 < len(flat); j += 2 {
+			name, _ := flat[j].(string)
+			f, ok := parseField(name)
+			if !ok {
+				continue
+			}
+			v, err := toInt(flat[j+1])
+			if err != nil {
+				return fmt.Errorf("counter %s: %w", name, err)
+			}
+			e.shared[f] = v
+		}
+		// buckets older than the previous one are gone from Redis
+		newest := map[int64]int64{}
+		for f := range e.shared {
+			newest[f.w] = max(newest[f.w], f.b)
+		}
+		for f := range e.shared {
+			if f.b < newest[f.w]-1 {
+				delete(e.shared, f)
+			}
+		}
+	}
+	ss, _ := sets.([]any)
+	for i := 0; i+1 < len(ss); i += 2 {
+		key, _ := ss[i].(string)
+		e := s.hlls[key]
+		if e == nil || !e.loaded {
+			continue
+		}
+		n, err := toInt(ss[i+1])
+		if err != nil {
+			return err
+		}
+		e.shared = n
+		if n > maxMembers {
+			e.members = nil
+		}
 	}
 	return nil
 }

@@ -11,7 +11,9 @@
 --       keys to load (each starts with "v:", "ds:" or "fs:", no prefix).
 -- Returns {stream id, reset (0/1), duplicates, counters, hlls, firsts,
 -- payment ids other replicas counted since the last sync, the keyspace's
--- epoch}:
+-- epoch, the batch's counters {key, {field, value, ...}, ...} with only
+-- the fields it wrote, the batch's sets {key, size, ...}}; the batch's
+-- sets are read again (whole) when another replica changed them too:
 -- counters is {key, {field, value, ...}, ...}, sets {key, {count,
 -- members or false when more than 256}, ...},
 -- firsts {key, unix s or 0, ...}; keys without the prefix.
@@ -90,45 +92,39 @@ end
 local changed = {}
 local counters, hlls, fsOut = {}, {}, {}
 local done = {}
--- counters: one read and one write per key, whatever the number of payments
+-- counters: one read and one write per key, whatever the number of
+-- payments; only the fields written are returned (partial)
+local partial = {}
 for _, key in ipairs(aggKeys) do
   local rk = prefix .. key
-  local cur = redis.call("HGETALL", rk)
-  local m = {}
-  for i = 1, #cur, 2 do m[cur[i]] = tonumber(cur[i + 1]) end
-  local set, del, expire = {}, {}, false
+  local names, adds = {}, {}
   for f, v in pairs(agg[key]) do
-    if not m[f] and string.sub(f, 1, 6) == "86400:" then expire = true end
-    m[f] = (m[f] or 0) + v
-    set[#set + 1] = f
-    set[#set + 1] = m[f]
+    names[#names + 1] = f
+    adds[#adds + 1] = v
   end
-  -- drop buckets older than the previous one of their window
-  local newest = {}
-  for f in pairs(m) do
-    local w, b = string.match(f, "^(%d+):(%d+):")
-    if w then
-      b = tonumber(b)
-      if not newest[w] or b > newest[w] then newest[w] = b end
+  local cur = redis.call("HMGET", rk, unpack(names))
+  local set, out, expire = {}, {}, false
+  for i, f in ipairs(names) do
+    local old = tonumber(cur[i])
+    if not old then
+      -- a new bucket: drop the one before the previous of its window
+      local w, b = string.match(f, "^(%d+):(%d+):c$")
+      if w then
+        local gone = w .. ":" .. (tonumber(b) - 2)
+        redis.call("HDEL", rk, gone .. ":c", gone .. ":s")
+        if w == "86400" then expire = true end
+      end
+      old = 0
     end
-  end
-  for f in pairs(m) do
-    local w, b = string.match(f, "^(%d+):(%d+):")
-    if w and tonumber(b) < newest[w] - 1 then del[#del + 1] = f end
+    set[#set + 1] = f
+    set[#set + 1] = old + adds[i]
+    out[#out + 1] = f
+    out[#out + 1] = old + adds[i]
   end
   redis.call("HSET", rk, unpack(set))
-  if #del > 0 then
-    redis.call("HDEL", rk, unpack(del))
-    for _, f in ipairs(del) do m[f] = nil end
-  end
   if expire then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
-  local flat = {}
-  for f, v in pairs(m) do
-    flat[#flat + 1] = f
-    flat[#flat + 1] = v
-  end
-  counters[#counters + 1] = key
-  counters[#counters + 1] = flat
+  partial[#partial + 1] = key
+  partial[#partial + 1] = out
   changed[#changed + 1] = key
   done[key] = true
 end
@@ -139,18 +135,19 @@ local function readSet(rk)
   if n <= maxMembers then return {n, redis.call("SMEMBERS", rk)} end
   return {n, false}
 end
+-- the batch's sets: their size only (the replica adds the cards it sent)
+local partialSets = {}
 for _, key in ipairs(hllKeys) do
   local h = hll[key]
   local rk = prefix .. key
   local added = redis.call("SADD", rk, unpack(h.list))
-  local r = readSet(rk)
+  local n = redis.call("SCARD", rk)
   if added > 0 then
-    if r[1] == added then redis.call("EXPIRE", rk, h.ttl) end
+    if n == added then redis.call("EXPIRE", rk, h.ttl) end
     changed[#changed + 1] = key
   end
-  hlls[#hlls + 1] = key
-  hlls[#hlls + 1] = r
-  done[key] = true
+  partialSets[#partialSets + 1] = key
+  partialSets[#partialSets + 1] = n
 end
 for _, key in ipairs(firstKeys) do
   local t = firsts[key]
@@ -261,4 +258,4 @@ if not epoch then
   epoch = me .. ":" .. tailID
   redis.call("SET", prefix .. "vepoch", epoch)
 end
-return {newLast, reset, dups, counters, hlls, fsOut, othersPids, epoch}
+return {newLast, reset, dups, counters, hlls, fsOut, othersPids, epoch, partial, partialSets}
