@@ -118,16 +118,88 @@ type Aggregated struct {
 
 var _ Store = (*Aggregated)(nil)
 
+// field names one Redis hash field: window index (into Windows), bucket,
+// and count or sum.
 type field struct {
-	w, b int64
-	sum  bool
+	wi  int
+	b   int64
+	sum bool
+}
+
+// slot is one bucket's count and sum; buckets keeps up to three buckets of
+// one window (the current, the previous and one being retired).
+type slot struct{ b, c, s int64 }
+
+type buckets [3]slot
+
+// at returns the slot of bucket b (nil if absent).
+func (bs *buckets) at(b int64) *slot {
+	for i := range bs {
+		if bs[i].b == b && (bs[i].c != 0 || bs[i].s != 0) {
+			return &bs[i]
+		}
+	}
+	return nil
+}
+
+// slot returns bucket b's slot, taking an empty one or the oldest.
+func (bs *buckets) slot(b int64) *slot {
+	free := -1
+	for i := range bs {
+		if bs[i].b == b {
+			return &bs[i]
+		}
+		if free < 0 && bs[i].c == 0 && bs[i].s == 0 {
+			free = i
+		}
+	}
+	if free < 0 {
+		free = 0
+		for i := range bs {
+			if bs[i].b < bs[free].b {
+				free = i
+			}
+		}
+	}
+	bs[free] = slot{b: b}
+	return &bs[free]
+}
+
+func (bs *buckets) get(b int64) (c, s int64) {
+	if sl := bs.at(b); sl != nil {
+		return sl.c, sl.s
+	}
+	return 0, 0
+}
+
+func (bs *buckets) empty() bool {
+	for _, sl := range bs {
+		if sl.c != 0 || sl.s != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 type counterEntry struct {
 	loaded bool
-	shared map[field]int64
-	delta  map[field]int64 // counted here, not yet acknowledged by Redis
+	shared [3]buckets
+	delta  [3]buckets // counted here, not yet acknowledged by Redis
 	used   time.Time
+}
+
+func (e *counterEntry) deltaEmpty() bool {
+	return e.delta[0].empty() && e.delta[1].empty() && e.delta[2].empty()
+}
+
+// setField stores one field read from Redis.
+func (e *counterEntry) setField(f field, v int64) {
+	sl := e.shared[f.wi].slot(f.b)
+	if f.sum {
+		sl.s = v
+	} else {
+		sl.c = v
+	}
 }
 
 // setEntry is one distinct-card set (a key and bucket): its size in
@@ -150,6 +222,10 @@ type firstEntry struct {
 type pendingPayment struct {
 	pid, fp, merchant, ip, email, device string
 	now, amount                          int64
+	// the entries it was counted in, to acknowledge
+	counters [numDims]*counterEntry
+	sets     [4]*setEntry
+	first    *firstEntry
 }
 
 type syncBatch struct {
@@ -326,8 +402,10 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			s.seen[0][o.PaymentID] = struct{}{}
 		}
 	}
+	var pp *pendingPayment
 	if record {
 		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount})
+		pp = &s.pending[len(s.pending)-1]
 	}
 	var present [numDims]bool
 	var raw [numDims][3]bucketCounts
@@ -338,19 +416,19 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 		present[d] = true
 		e := s.counters[key]
 		e.used = at
+		if pp != nil {
+			pp.counters[d] = e
+		}
 		for wi, w := range Windows {
 			b := now / w
 			if record {
-				if e.delta == nil {
-					e.delta = map[field]int64{}
-				}
-				e.delta[field{w, b, false}]++
-				e.delta[field{w, b, true}] += o.Amount
+				sl := e.delta[wi].slot(b)
+				sl.c++
+				sl.s += o.Amount
 			}
-			raw[d][wi] = bucketCounts{
-				curCount: e.get(field{w, b, false}), curSum: e.get(field{w, b, true}),
-				prevCount: e.get(field{w, b - 1, false}), prevSum: e.get(field{w, b - 1, true}),
-			}
+			cc, cs := e.get(wi, b)
+			pc, ps := e.get(wi, b-1)
+			raw[d][wi] = bucketCounts{curCount: cc, curSum: cs, prevCount: pc, prevSum: ps}
 		}
 	}
 	var distinct [2][2]int64
@@ -361,6 +439,9 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			}
 			cur, prev := s.hlls[pair[0]], s.hlls[pair[1]]
 			cur.used, prev.used = at, at
+			if pp != nil {
+				pp.sets[di*2+wi] = cur
+			}
 			if _, ok := cur.members[o.Fingerprint]; record && !ok {
 				if cur.pending == nil {
 					cur.pending = map[string]struct{}{}
@@ -374,6 +455,9 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	if k.first != "" {
 		e := s.firsts[k.first]
 		e.used = at
+		if pp != nil {
+			pp.first = e
+		}
 		if record && e.shared == 0 && (e.local == 0 || now < e.local) {
 			e.local = now
 		}
@@ -385,7 +469,11 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	return assemble(raw, distinct, first, now, present)
 }
 
-func (e *counterEntry) get(f field) int64 { return e.shared[f] + e.delta[f] }
+func (e *counterEntry) get(wi int, b int64) (c, s int64) {
+	c1, s1 := e.shared[wi].get(b)
+	c2, s2 := e.delta[wi].get(b)
+	return c1 + c2, s1 + s2
+}
 
 func (e *setEntry) count() int64 { return e.shared + int64(len(e.pending)) }
 
@@ -557,48 +645,31 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 // the shared values read back hold them now (or, for a payment another
 // replica had counted, leave it out).
 func (s *Aggregated) acknowledge(b *syncBatch) {
-	for _, p := range b.payments {
-		vals := [numDims]string{p.fp, p.merchant, p.ip, p.email, p.device}
-		for d := 0; d < numDims; d++ {
-			if vals[d] == "" {
-				continue
-			}
-			e := s.counters["v:"+dimNames[d]+":"+vals[d]]
+	for i := range b.payments {
+		p := &b.payments[i]
+		for _, e := range p.counters {
 			if e == nil {
 				continue
 			}
-			for _, w := range Windows {
-				e.sub(field{w, p.now / w, false}, 1)
-				e.sub(field{w, p.now / w, true}, p.amount)
-			}
-		}
-		if p.fp == "" {
-			continue
-		}
-		for _, d := range []int{DimIP, DimDevice} {
-			if vals[d] == "" {
-				continue
-			}
-			for _, w := range Windows[1:] {
-				if e := s.hlls["ds:"+dimNames[d]+":"+vals[d]+":"+strconv.FormatInt(w, 10)+":"+strconv.FormatInt(p.now/w, 10)]; e != nil {
-					delete(e.pending, p.fp)
-					if e.members != nil {
-						e.members[p.fp] = struct{}{} // in the set now
-					}
+			for wi, w := range Windows {
+				if sl := e.delta[wi].at(p.now / w); sl != nil {
+					sl.c--
+					sl.s -= p.amount
 				}
 			}
 		}
-		if e := s.firsts["fs:"+p.merchant+":"+p.fp]; e != nil {
-			e.local = 0
+		for _, e := range p.sets {
+			if e == nil {
+				continue
+			}
+			delete(e.pending, p.fp)
+			if e.members != nil {
+				e.members[p.fp] = struct{}{} // in the set now
+			}
 		}
-	}
-}
-
-func (e *counterEntry) sub(f field, v int64) {
-	if n := e.delta[f] - v; n != 0 {
-		e.delta[f] = n
-	} else {
-		delete(e.delta, f)
+		if p.first != nil {
+			p.first.local = 0
+		}
 	}
 }
 
@@ -615,20 +686,10 @@ func (s *Aggregated) apply(counters, hlls, firsts any) error {
 			s.counters[key] = e
 		}
 		flat, _ := cs[i+1].([]any)
-		m := make(map[field]int64, len(flat)/2)
-		for j := 0; j+1 < len(flat); j += 2 {
-			name, _ := flat[j].(string)
-			f, ok := parseField(name)
-			if !ok {
-				continue
-			}
-			v, err := toInt(flat[j+1])
-			if err != nil {
-				return fmt.Errorf("counter %s: %w", name, err)
-			}
-			m[f] = v
+		e.shared, e.loaded = [3]buckets{}, true
+		if err := setFields(e, flat); err != nil {
+			return err
 		}
-		e.shared, e.loaded = m, true
 	}
 	hs, _ := hlls.([]any)
 	for i := 0; i+1 < len(hs); i += 2 {
@@ -684,30 +745,8 @@ func (s *Aggregated) applyPartial(counters, sets any) error {
 			continue
 		}
 		flat, _ := cs[i+1].([]any)
-		if e.shared == nil {
-			e.shared = make(map[field]int64, len(flat)/2)
-		}
-		for j := 0; j+1 < len(flat); j += 2 {
-			name, _ := flat[j].(string)
-			f, ok := parseField(name)
-			if !ok {
-				continue
-			}
-			v, err := toInt(flat[j+1])
-			if err != nil {
-				return fmt.Errorf("counter %s: %w", name, err)
-			}
-			e.shared[f] = v
-		}
-		// buckets older than the previous one are gone from Redis
-		newest := map[int64]int64{}
-		for f := range e.shared {
-			newest[f.w] = max(newest[f.w], f.b)
-		}
-		for f := range e.shared {
-			if f.b < newest[f.w]-1 {
-				delete(e.shared, f)
-			}
+		if err := setFields(e, flat); err != nil {
+			return err
 		}
 	}
 	ss, _ := sets.([]any)
@@ -725,6 +764,23 @@ func (s *Aggregated) applyPartial(counters, sets any) error {
 		if n > maxMembers {
 			e.members = nil
 		}
+	}
+	return nil
+}
+
+// setFields stores {field, value, ...} as read from Redis.
+func setFields(e *counterEntry, flat []any) error {
+	for j := 0; j+1 < len(flat); j += 2 {
+		name, _ := flat[j].(string)
+		f, ok := parseField(name)
+		if !ok {
+			continue
+		}
+		v, err := toInt(flat[j+1])
+		if err != nil {
+			return fmt.Errorf("counter %s: %w", name, err)
+		}
+		e.setField(f, v)
 	}
 	return nil
 }
@@ -750,12 +806,27 @@ func parseField(s string) (field, bool) {
 	if !ok || (kind != "c" && kind != "s") {
 		return field{}, false
 	}
-	w, err1 := strconv.ParseInt(ws, 10, 64)
-	b, err2 := strconv.ParseInt(bs, 10, 64)
-	if err1 != nil || err2 != nil {
+	wi := -1
+	for i, w := range windowNames {
+		if w == ws {
+			wi = i
+		}
+	}
+	b, err := strconv.ParseInt(bs, 10, 64)
+	if wi < 0 || err != nil {
 		return field{}, false
 	}
-	return field{w, b, kind == "s"}, true
+	return field{wi, b, kind == "s"}, true
+}
+
+var windowNames = [3]string{"60", "3600", "86400"}
+
+func init() {
+	for i, w := range Windows {
+		if strconv.FormatInt(w, 10) != windowNames[i] {
+			panic("features: windowNames out of step with Windows")
+		}
+	}
 }
 
 // resetCache forgets every shared value (after an outage, or when the
@@ -764,10 +835,10 @@ func parseField(s string) (field, bool) {
 func (s *Aggregated) resetCache() {
 	s.maybe, s.scanned = newBloom(), false
 	for k, e := range s.counters {
-		if len(e.delta) == 0 {
+		if e.deltaEmpty() {
 			delete(s.counters, k)
 		} else {
-			e.loaded, e.shared = false, nil
+			e.loaded, e.shared = false, [3]buckets{}
 		}
 	}
 	for k, e := range s.hlls {
@@ -800,7 +871,7 @@ func (s *Aggregated) housekeep() {
 	s.sweepAt = now.Add(30 * time.Second)
 	old := now.Add(-5 * time.Minute)
 	for k, e := range s.counters {
-		if e.used.Before(old) && len(e.delta) == 0 {
+		if e.used.Before(old) && e.deltaEmpty() {
 			delete(s.counters, k)
 			s.maybe.add(k)
 		}
