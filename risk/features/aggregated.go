@@ -107,6 +107,7 @@ type Aggregated struct {
 	streamID string
 	epoch    string
 	waiting  []*syncWaiter
+	running  *syncRun // the sync in progress, if any
 	// maybe holds every key that may exist in Redis without being cached
 	// (found by the scan at the first sync, or evicted since); a key in
 	// neither is known to be absent, so it needs no round trip. Valid once
@@ -231,6 +232,11 @@ type pendingPayment struct {
 type syncBatch struct {
 	id       string
 	payments []pendingPayment
+}
+
+type syncRun struct {
+	start time.Time
+	done  chan struct{}
 }
 
 type syncWaiter struct {
@@ -380,7 +386,7 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 			return r, nil
 		}
 		s.mu.Unlock()
-		if attempt == 2 {
+		if attempt == 3 {
 			return Result{}, fmt.Errorf("%w: keys evicted while loading", ErrStale)
 		}
 		s.Stats.Waits.Add(1)
@@ -483,6 +489,16 @@ func (e *setEntry) count() int64 { return e.shared + int64(len(e.pending)) }
 func (s *Aggregated) roundTrip(ctx context.Context, loads []string) error {
 	w := &syncWaiter{loads: loads, done: make(chan struct{})}
 	s.mu.Lock()
+	if r := s.running; len(loads) == 0 && r != nil && s.opt.Now().Sub(r.start) <= s.opt.MaxStale {
+		// A sync recent enough is on its way: its end makes the view fresh.
+		s.mu.Unlock()
+		select {
+		case <-r.done:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	s.waiting = append(s.waiting, w)
 	s.mu.Unlock()
 	s.ioMu.Lock()
@@ -522,6 +538,14 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.pending = append([]pendingPayment(nil), s.pending[n:]...)
 	}
 	b := s.inflight
+	run := &syncRun{start: s.opt.Now(), done: make(chan struct{})}
+	s.running = run
+	defer func() {
+		s.mu.Lock()
+		s.running = nil
+		s.mu.Unlock()
+		close(run.done)
+	}()
 	first := !s.synced
 	last := s.streamID
 	if first {
@@ -529,7 +553,7 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 	}
 	s.mu.Unlock()
 
-	start := s.opt.Now()
+	start := run.start
 	args := make([]any, 0, 8+8*len(b.paymentsOrNil())+1+len(loads))
 	batchID := ""
 	if b != nil {
