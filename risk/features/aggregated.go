@@ -297,7 +297,7 @@ func (s *Aggregated) Run(ctx context.Context) {
 
 // Sync runs one sync now (Run's tick): it sends what was counted here and
 // reads what the other replicas changed.
-func (s *Aggregated) Sync(ctx context.Context) error { return s.roundTrip(ctx, nil) }
+func (s *Aggregated) Sync(ctx context.Context) error { return s.roundTrip(ctx, nil, time.Time{}) }
 
 // obsKeys are the cache keys one observation reads.
 type obsKeys struct {
@@ -368,8 +368,10 @@ func (s *Aggregated) missing(k *obsKeys) []string {
 	return out
 }
 
-func (s *Aggregated) fresh() bool {
-	return s.synced && !s.failed && s.opt.Now().Sub(s.lastOK) <= s.opt.MaxStale
+// freshFor reports whether the view may answer an evaluation that arrived
+// at t0: the last sync succeeded and began at most MaxStale before t0.
+func (s *Aggregated) freshFor(t0 time.Time) bool {
+	return s.synced && !s.failed && t0.Sub(s.lastOK) <= s.opt.MaxStale
 }
 
 // Observe answers from the local view; it waits for a sync only when a
@@ -377,20 +379,23 @@ func (s *Aggregated) fresh() bool {
 func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (Result, error) {
 	now := o.Now.Unix()
 	k := s.keys(o, now)
+	t0 := s.opt.Now()
 	for attempt := 0; ; attempt++ {
 		s.mu.Lock()
 		miss := s.missing(&k)
-		if len(miss) == 0 && s.fresh() {
+		if len(miss) == 0 && s.freshFor(t0) {
 			r := s.observeLocked(&k, o, now, record)
 			s.mu.Unlock()
 			return r, nil
 		}
 		s.mu.Unlock()
-		if attempt == 3 {
-			return Result{}, fmt.Errorf("%w: keys evicted while loading", ErrStale)
+		if attempt == 5 {
+			return Result{}, fmt.Errorf("%w: keys not loaded after %d syncs", ErrStale, attempt)
 		}
-		s.Stats.Waits.Add(1)
-		if err := s.roundTrip(ctx, miss); err != nil {
+		if attempt == 0 {
+			s.Stats.Waits.Add(1)
+		}
+		if err := s.roundTrip(ctx, miss, t0); err != nil {
 			return Result{}, err
 		}
 	}
@@ -486,10 +491,14 @@ func (e *setEntry) count() int64 { return e.shared + int64(len(e.pending)) }
 // roundTrip joins the next sync (loading keys too) and waits for it: the
 // first waiter to get ioMu runs one sync for everyone queued, like a group
 // commit, so concurrent evaluations that miss share one round trip.
-func (s *Aggregated) roundTrip(ctx context.Context, loads []string) error {
+//
+// An evaluation that only needs freshness (no keys to load) and arrived at
+// t0 joins the sync in progress when that one began at most MaxStale
+// before t0; a zero t0 (Sync) always runs a new one.
+func (s *Aggregated) roundTrip(ctx context.Context, loads []string, t0 time.Time) error {
 	w := &syncWaiter{loads: loads, done: make(chan struct{})}
 	s.mu.Lock()
-	if r := s.running; len(loads) == 0 && r != nil && s.opt.Now().Sub(r.start) <= s.opt.MaxStale {
+	if r := s.running; len(loads) == 0 && r != nil && !t0.IsZero() && t0.Sub(r.start) <= s.opt.MaxStale {
 		// A sync recent enough is on its way: its end makes the view fresh.
 		s.mu.Unlock()
 		select {

@@ -122,6 +122,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		prefix = "obol:risk:"
 	}
 	velocity := features.NewAggregated(counters, prefix, features.AggregatedOptions{})
+	// The first sync scans the keyspace for the keys that exist: done
+	// here, before any evaluation waits for it.
+	if err := velocity.Sync(ctx); err != nil {
+		counters.Close()
+		return nil, fmt.Errorf("velocity counters: %w", err)
+	}
 	in, err := build(ctx, cfg, velocity, engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
 		if err := counters.Ping(ctx).Err(); err != nil {
 			return apierr.StorageUnavailable(err)
