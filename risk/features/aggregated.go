@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	_ "embed"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -223,7 +224,8 @@ type firstEntry struct {
 type pendingPayment struct {
 	pid, fp, merchant, ip, email, device string
 	now, amount                          int64
-	// the entries it was counted in, to acknowledge
+	// the keys and entries it was counted in, to send and acknowledge
+	keys     obsKeys
 	counters [numDims]*counterEntry
 	sets     [4]*setEntry
 	first    *firstEntry
@@ -415,7 +417,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	}
 	var pp *pendingPayment
 	if record {
-		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount})
+		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount, keys: *k})
 		pp = &s.pending[len(s.pending)-1]
 	}
 	var present [numDims]bool
@@ -563,23 +565,32 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 	s.mu.Unlock()
 
 	start := run.start
-	args := make([]any, 0, 8+8*len(b.paymentsOrNil())+1+len(loads))
-	batchID := ""
-	if b != nil {
-		batchID = b.id
+	var res []any
+	var err error
+	for try := 0; ; try++ {
+		s.Stats.Syncs.Add(1)
+		res, err = syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, s.args(b, last, loads)...).Slice()
+		if err == nil && len(res) != 10 {
+			err = fmt.Errorf("sync script returned %d values", len(res))
+		}
+		if err != nil || try == 3 {
+			break
+		}
+		if flag, _ := res[1].(int64); flag != 2 {
+			break
+		}
+		// Payments another replica counted: drop them (and their local
+		// counts) from the batch and send it again under a new id.
+		dups, _ := res[2].([]any)
+		s.mu.Lock()
+		b = s.dropDuplicates(b, dups)
+		s.inflight = b
+		s.mu.Unlock()
 	}
-	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(b.paymentsOrNil()))
-	for _, p := range b.paymentsOrNil() {
-		args = append(args, p.pid, p.now, p.amount, p.fp, p.merchant, p.ip, p.email, p.device)
-	}
-	args = append(args, len(loads))
-	for _, l := range loads {
-		args = append(args, l)
-	}
-	s.Stats.Syncs.Add(1)
-	res, err := syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
-	if err == nil && len(res) != 10 {
-		err = fmt.Errorf("sync script returned %d values", len(res))
+	if err == nil {
+		if flag, _ := res[1].(int64); flag == 2 {
+			err = errors.New("payments counted elsewhere kept arriving")
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -601,9 +612,6 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.needScan = true
 	}
 	s.epoch = epoch
-	if n, _ := res[2].(int64); n > 0 {
-		s.Stats.Duplicates.Add(n)
-	}
 	if b != nil {
 		s.acknowledge(b)
 		s.inflight = nil
@@ -672,6 +680,173 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 		return nil
 	}
 	return b.payments
+}
+
+// args are the script's arguments: the batch aggregated by key.
+func (s *Aggregated) args(b *syncBatch, last string, loads []string) []any {
+	ps := b.paymentsOrNil()
+	batchID := ""
+	if b != nil {
+		batchID = b.id
+	}
+	type ctr struct {
+		fields []string
+		adds   []int64
+		idx    map[string]int
+	}
+	var (
+		pids    []string
+		ctrKeys []string
+		ctrs    = map[string]*ctr{}
+		setKeys []string
+		sets    = map[string]map[string]bool{}
+		setFps  = map[string][]string{}
+		fsKeys  []string
+		fs      = map[string]int64{}
+		names   = map[field]string{}
+	)
+	name := func(f field) string {
+		n, ok := names[f]
+		if !ok {
+			kind := ":c"
+			if f.sum {
+				kind = ":s"
+			}
+			n = windowNames[f.wi] + ":" + strconv.FormatInt(f.b, 10) + kind
+			names[f] = n
+		}
+		return n
+	}
+	for i := range ps {
+		p := &ps[i]
+		if p.pid != "" {
+			pids = append(pids, p.pid)
+		}
+		for _, key := range p.keys.counters {
+			if key == "" {
+				continue
+			}
+			c := ctrs[key]
+			if c == nil {
+				c = &ctr{idx: map[string]int{}}
+				ctrs[key] = c
+				ctrKeys = append(ctrKeys, key)
+			}
+			for wi, w := range Windows {
+				for _, f := range [2]field{{wi, p.now / w, false}, {wi, p.now / w, true}} {
+					n := name(f)
+					j, ok := c.idx[n]
+					if !ok {
+						j = len(c.fields)
+						c.idx[n] = j
+						c.fields = append(c.fields, n)
+						c.adds = append(c.adds, 0)
+					}
+					if f.sum {
+						c.adds[j] += p.amount
+					} else {
+						c.adds[j]++
+					}
+				}
+			}
+		}
+		for _, byW := range p.keys.hlls {
+			for _, pair := range byW {
+				key := pair[0]
+				if key == "" {
+					continue
+				}
+				m := sets[key]
+				if m == nil {
+					m = map[string]bool{}
+					sets[key] = m
+					setKeys = append(setKeys, key)
+				}
+				if !m[p.fp] {
+					m[p.fp] = true
+					setFps[key] = append(setFps[key], p.fp)
+				}
+			}
+		}
+		if key := p.keys.first; key != "" {
+			if t, ok := fs[key]; !ok {
+				fs[key] = p.now
+				fsKeys = append(fsKeys, key)
+			} else if p.now < t {
+				fs[key] = p.now
+			}
+		}
+	}
+	args := make([]any, 0, 16+len(pids)+len(ctrKeys)*14+len(setKeys)*4+len(fsKeys)*2+len(loads))
+	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(pids))
+	for _, p := range pids {
+		args = append(args, p)
+	}
+	args = append(args, len(ctrKeys))
+	for _, key := range ctrKeys {
+		c := ctrs[key]
+		args = append(args, key, len(c.fields))
+		for j, f := range c.fields {
+			args = append(args, f, c.adds[j])
+		}
+	}
+	args = append(args, len(setKeys))
+	for _, key := range setKeys {
+		ttl := Windows[2]*2 + 60
+		if strings.HasSuffix(strings.TrimSuffix(key, key[strings.LastIndexByte(key, ':'):]), ":3600") {
+			ttl = Windows[1]*2 + 60
+		}
+		args = append(args, key, ttl, len(setFps[key]))
+		for _, fp := range setFps[key] {
+			args = append(args, fp)
+		}
+	}
+	args = append(args, len(fsKeys))
+	for _, key := range fsKeys {
+		args = append(args, key, fs[key])
+	}
+	changed, pj := "", ""
+	if all := len(ctrKeys) + len(setKeys) + len(fsKeys); all > 0 {
+		ks := make([]string, 0, all)
+		ks = append(append(append(ks, ctrKeys...), setKeys...), fsKeys...)
+		j, _ := json.Marshal(ks)
+		changed = string(j)
+	}
+	if len(pids) > 0 {
+		j, _ := json.Marshal(pids)
+		pj = string(j)
+	}
+	args = append(args, changed, pj, len(loads))
+	for _, l := range loads {
+		args = append(args, l)
+	}
+	return args
+}
+
+// dropDuplicates removes from a batch the payments whose ids another
+// replica counted (and their counts here), under a new batch id (s.mu
+// held).
+func (s *Aggregated) dropDuplicates(b *syncBatch, dups []any) *syncBatch {
+	dup := map[string]bool{}
+	for _, d := range dups {
+		if id, ok := d.(string); ok {
+			dup[id] = true
+			s.seen[0][id] = struct{}{}
+		}
+	}
+	keep := make([]pendingPayment, 0, len(b.payments))
+	var gone []pendingPayment
+	for _, p := range b.payments {
+		if p.pid != "" && dup[p.pid] {
+			gone = append(gone, p)
+		} else {
+			keep = append(keep, p)
+		}
+	}
+	s.Stats.Duplicates.Add(int64(len(gone)))
+	s.acknowledge(&syncBatch{payments: gone})
+	s.seq++
+	return &syncBatch{id: s.id + ":" + strconv.FormatInt(s.seq, 10), payments: keep}
 }
 
 // acknowledge removes an applied batch's counts from the local deltas:

@@ -5,169 +5,138 @@
 -- other replicas changed since its last sync.
 -- KEYS[1]: the change stream (prefix .. "vstream").
 -- ARGV: prefix, replica id, batch id ("" for none), last stream id seen
---       ("$": none, start from now), seen-id ttl (s), stream max length,
---       #payments, then 8 per payment: payment id, now (unix s), amount,
---       fingerprint, merchant, ip, e-mail hash, device; then #loads and the
---       keys to load (each starts with "v:", "ds:" or "fs:", no prefix).
--- Returns {stream id, reset (0/1), duplicates, counters, hlls, firsts,
--- payment ids other replicas counted since the last sync, the keyspace's
--- epoch, the batch's counters {key, {field, value, ...}, ...} with only
--- the fields it wrote, the batch's sets {key, size, ...}}; the batch's
--- sets are read again (whole) when another replica changed them too:
--- counters is {key, {field, value, ...}, ...}, sets {key, {count,
--- members or false when more than 256}, ...},
--- firsts {key, unix s or 0, ...}; keys without the prefix.
+--       ("$": none, start from now), seen-id ttl (s), stream max length;
+--       then the batch, aggregated: #payment ids and the ids; #counter keys
+--       and per key: key, #fields, then field, increment pairs; #set keys
+--       and per key: key, ttl, #cards, the cards; #first-seen keys and per
+--       key: key, unix s; the batch's keys as a JSON list ("" for none)
+--       and its payment ids as a JSON list ("" for none); then #loads and
+--       the keys to load (each starts with "v:", "ds:" or "fs:"). Keys
+--       come without the prefix.
+-- Returns {stream id, flag (0, 1: the replica must start over, 2: payment
+-- ids counted already, listed next; nothing applied), duplicates, counters,
+-- sets, firsts, payment ids other replicas counted since the last sync,
+-- the keyspace's epoch, the batch's counters {key, {field, value, ...}}
+-- with only the fields it wrote, the batch's sets {key, size, ...}}:
+-- counters is {key, {field, value, ...}, ...}, sets {key, {size, members
+-- or nil when more than 256}, ...}, firsts {key, unix s or 0, ...}. The
+-- batch's sets are read again (whole) when another replica changed them.
 local stream = KEYS[1]
 local prefix, me, batch, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local seenTTL, maxLen, maxMembers = tonumber(ARGV[5]), tonumber(ARGV[6]), 256
-local windows = {60, 3600, 86400}
-local dims = {"card", "merchant", "ip", "email", "device"}
-local n = tonumber(ARGV[7])
-local a = 8
+local a = 7
+local function nextArg()
+  local v = ARGV[a]
+  a = a + 1
+  return v
+end
 
-local agg, aggKeys = {}, {}
-local hll, hllKeys = {}, {}
-local firsts, firstKeys = {}, {}
-local dups = 0
+-- the batch, aggregated by the replica: payment ids, counter fields,
+-- distinct-card sets, first-seen times
 local pids = {}
+for i = 1, tonumber(nextArg()) do pids[i] = nextArg() end
+local ctrs = {}
+for i = 1, tonumber(nextArg()) do
+  local key, n = nextArg(), tonumber(nextArg())
+  local fields, adds = {}, {}
+  for j = 1, n do
+    fields[j] = nextArg()
+    adds[j] = tonumber(nextArg())
+  end
+  ctrs[i] = {key, fields, adds}
+end
+local sets = {}
+for i = 1, tonumber(nextArg()) do
+  local key, ttl, n = nextArg(), tonumber(nextArg()), tonumber(nextArg())
+  local fps = {}
+  for j = 1, n do fps[j] = nextArg() end
+  sets[i] = {key, ttl, fps}
+end
+local firsts = {}
+for i = 1, tonumber(nextArg()) do firsts[i] = {nextArg(), tonumber(nextArg())} end
+local changedJSON, pidsJSON = nextArg(), nextArg()
+
 local apply = batch == "" or redis.call("SET", prefix .. "vbatch:" .. batch, 1, "NX", "EX", 3600)
-for _ = 1, n do
-  local pid, now, amount = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local fp, merchant = ARGV[a + 3], ARGV[a + 4]
-  local vals = {fp, merchant, ARGV[a + 5], ARGV[a + 6], ARGV[a + 7]}
-  a = a + 8
-  local fresh = apply and (pid == "" or redis.call("SET", prefix .. "seen:" .. pid, 1, "NX", "EX", seenTTL))
-  if not apply then
-    -- this batch was applied before (a retried sync): only read back
-  elseif not fresh then
-    dups = dups + 1
-  else
-    if pid ~= "" then pids[#pids + 1] = pid end
-    for d = 1, 5 do
-      if vals[d] ~= "" then
-        local key = "v:" .. dims[d] .. ":" .. vals[d]
-        local f = agg[key]
-        if not f then
-          f = {}
-          agg[key] = f
-          aggKeys[#aggKeys + 1] = key
-        end
-        for w = 1, 3 do
-          local b = math.floor(now / windows[w])
-          local fc, fs = windows[w] .. ":" .. b .. ":c", windows[w] .. ":" .. b .. ":s"
-          f[fc] = (f[fc] or 0) + 1
-          f[fs] = (f[fs] or 0) + amount
-        end
-      end
+if apply and #pids > 0 then
+  local ks = {}
+  for i, pid in ipairs(pids) do ks[i] = prefix .. "seen:" .. pid end
+  if redis.call("EXISTS", unpack(ks)) > 0 then
+    -- payments another replica counted already: apply nothing, name them
+    local dups = {}
+    for i, k in ipairs(ks) do
+      if redis.call("EXISTS", k) == 1 then dups[#dups + 1] = pids[i] end
     end
-    if fp ~= "" then
-      for _, d in ipairs({3, 5}) do
-        if vals[d] ~= "" then
-          for w = 2, 3 do
-            local key = "ds:" .. dims[d] .. ":" .. vals[d] .. ":" .. windows[w] .. ":" .. math.floor(now / windows[w])
-            local h = hll[key]
-            if not h then
-              h = {ttl = windows[w] * 2 + 60, set = {}, list = {}}
-              hll[key] = h
-              hllKeys[#hllKeys + 1] = key
-            end
-            if not h.set[fp] then
-              h.set[fp] = true
-              h.list[#h.list + 1] = fp
-            end
-          end
+    return {last, 2, dups, {}, {}, {}, {}, "", {}, {}}
+  end
+  for _, k in ipairs(ks) do redis.call("SET", k, 1, "EX", seenTTL) end
+end
+
+local counters, hlls, fsOut = {}, {}, {}
+local partial, partialSets = {}, {}
+local done = {}
+if apply then
+  -- counters: one read and one write per key
+  for _, c in ipairs(ctrs) do
+    local key, fields, adds = c[1], c[2], c[3]
+    local rk = prefix .. key
+    local cur = redis.call("HMGET", rk, unpack(fields))
+    local set, out, expire = {}, {}, false
+    for i, f in ipairs(fields) do
+      local old = tonumber(cur[i])
+      if not old then
+        -- a new bucket: drop the one before the previous of its window
+        local w, b = string.match(f, "^(%d+):(%d+):c$")
+        if w then
+          local gone = w .. ":" .. (tonumber(b) - 2)
+          redis.call("HDEL", rk, gone .. ":c", gone .. ":s")
+          if w == "86400" then expire = true end
         end
+        old = 0
       end
-      local key = "fs:" .. merchant .. ":" .. fp
-      if not firsts[key] then
-        firstKeys[#firstKeys + 1] = key
-        firsts[key] = now
-      elseif now < firsts[key] then
-        firsts[key] = now
-      end
+      set[#set + 1] = f
+      set[#set + 1] = old + adds[i]
+      out[#out + 1] = f
+      out[#out + 1] = old + adds[i]
+    end
+    redis.call("HSET", rk, unpack(set))
+    if expire then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
+    partial[#partial + 1] = key
+    partial[#partial + 1] = out
+    done[key] = true
+  end
+  -- sets: their size only (the replica adds the cards it sent)
+  for _, st in ipairs(sets) do
+    local key, ttl, fps = st[1], st[2], st[3]
+    local rk = prefix .. key
+    local added = redis.call("SADD", rk, unpack(fps))
+    local n = redis.call("SCARD", rk)
+    if added > 0 and n == added then redis.call("EXPIRE", rk, ttl) end
+    partialSets[#partialSets + 1] = key
+    partialSets[#partialSets + 1] = n
+  end
+  for _, f in ipairs(firsts) do
+    local key, t = f[1], f[2]
+    local old = redis.call("SET", prefix .. key, t, "NX", "GET", "EX", 90 * 86400)
+    if old then t = tonumber(old) end
+    fsOut[#fsOut + 1] = key
+    fsOut[#fsOut + 1] = t
+    done[key] = true
+  end
+  if changedJSON ~= "" then
+    if pidsJSON ~= "" then
+      redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", changedJSON, "p", pidsJSON)
+    else
+      redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", changedJSON)
     end
   end
 end
 
-local changed = {}
-local counters, hlls, fsOut = {}, {}, {}
-local done = {}
--- counters: one read and one write per key, whatever the number of
--- payments; only the fields written are returned (partial)
-local partial = {}
-for _, key in ipairs(aggKeys) do
-  local rk = prefix .. key
-  local names, adds = {}, {}
-  for f, v in pairs(agg[key]) do
-    names[#names + 1] = f
-    adds[#adds + 1] = v
-  end
-  local cur = redis.call("HMGET", rk, unpack(names))
-  local set, out, expire = {}, {}, false
-  for i, f in ipairs(names) do
-    local old = tonumber(cur[i])
-    if not old then
-      -- a new bucket: drop the one before the previous of its window
-      local w, b = string.match(f, "^(%d+):(%d+):c$")
-      if w then
-        local gone = w .. ":" .. (tonumber(b) - 2)
-        redis.call("HDEL", rk, gone .. ":c", gone .. ":s")
-        if w == "86400" then expire = true end
-      end
-      old = 0
-    end
-    set[#set + 1] = f
-    set[#set + 1] = old + adds[i]
-    out[#out + 1] = f
-    out[#out + 1] = old + adds[i]
-  end
-  redis.call("HSET", rk, unpack(set))
-  if expire then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
-  partial[#partial + 1] = key
-  partial[#partial + 1] = out
-  changed[#changed + 1] = key
-  done[key] = true
-end
--- distinct cards: one set per key and bucket, read back whole while small
+-- a distinct-card set, read whole while small
 local function readSet(rk)
   local n = redis.call("SCARD", rk)
   if n == 0 then return {0, {}} end
   if n <= maxMembers then return {n, redis.call("SMEMBERS", rk)} end
   return {n, false}
-end
--- the batch's sets: their size only (the replica adds the cards it sent)
-local partialSets = {}
-for _, key in ipairs(hllKeys) do
-  local h = hll[key]
-  local rk = prefix .. key
-  local added = redis.call("SADD", rk, unpack(h.list))
-  local n = redis.call("SCARD", rk)
-  if added > 0 then
-    if n == added then redis.call("EXPIRE", rk, h.ttl) end
-    changed[#changed + 1] = key
-  end
-  partialSets[#partialSets + 1] = key
-  partialSets[#partialSets + 1] = n
-end
-for _, key in ipairs(firstKeys) do
-  local t = firsts[key]
-  local old = redis.call("SET", prefix .. key, t, "NX", "GET", "EX", 90 * 86400)
-  if old then
-    t = tonumber(old)
-  else
-    changed[#changed + 1] = key
-  end
-  fsOut[#fsOut + 1] = key
-  fsOut[#fsOut + 1] = t
-  done[key] = true
-end
-
-if #changed > 0 then
-  if #pids > 0 then
-    redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", cjson.encode(changed), "p", cjson.encode(pids))
-  else
-    redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", cjson.encode(changed))
-  end
 end
 
 -- what the other replicas changed since the last sync
@@ -233,8 +202,7 @@ else
     end
   end
 end
-local nl = tonumber(ARGV[a])
-for i = 1, nl do toRead[#toRead + 1] = ARGV[a + i] end
+for _ = 1, tonumber(nextArg()) do toRead[#toRead + 1] = nextArg() end
 
 for _, key in ipairs(toRead) do
   if not done[key] then
@@ -258,4 +226,4 @@ if not epoch then
   epoch = me .. ":" .. tailID
   redis.call("SET", prefix .. "vepoch", epoch)
 end
-return {newLast, reset, dups, counters, hlls, fsOut, othersPids, epoch, partial, partialSets}
+return {newLast, reset, {}, counters, hlls, fsOut, othersPids, epoch, partial, partialSets}
