@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,6 +21,9 @@ type costSample struct {
 	// commands counts every command redis-server executed, those run
 	// inside scripts included (INFO commandstats).
 	commands int64
+	// usec is redis-server's time per command name (INFO commandstats:
+	// scripts' time includes the commands they ran).
+	usec map[string]int64
 	// reads counts socket reads redis-server processed (total_reads_processed):
 	// one per round trip, a pipeline included.
 	reads int64
@@ -35,7 +39,7 @@ func selfCPU() time.Duration {
 
 // sampleCost reads this process's CPU time and redis-server's INFO.
 func sampleCost(rdb *redis.Client) (costSample, error) {
-	s := costSample{selfCPU: selfCPU()}
+	s := costSample{selfCPU: selfCPU(), usec: map[string]int64{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	info, err := rdb.Info(ctx, "cpu", "stats", "commandstats").Result()
@@ -55,9 +59,12 @@ func sampleCost(rdb *redis.Client) (costSample, error) {
 			s.reads, _ = strconv.ParseInt(v, 10, 64)
 		case strings.HasPrefix(k, "cmdstat_"):
 			// calls=N,usec=…
-			calls, _, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
+			calls, rest, _ := strings.Cut(strings.TrimPrefix(v, "calls="), ",")
 			n, _ := strconv.ParseInt(calls, 10, 64)
 			s.commands += n
+			usec, _, _ := strings.Cut(strings.TrimPrefix(rest, "usec="), ",")
+			u, _ := strconv.ParseInt(usec, 10, 64)
+			s.usec[strings.TrimPrefix(k, "cmdstat_")] = u
 		}
 	}
 	return s, nil
@@ -79,4 +86,23 @@ func printRedisCostModel(title string, ops int64, before, after costSample, proc
 	fmt.Printf("  %-58s %s\n", "CPU-ms total", per(after.selfCPU-before.selfCPU+after.redisCPU-before.redisCPU))
 	fmt.Printf("  %-58s %s\n", "Redis round trips (socket reads by redis-server)", perN(after.reads-before.reads))
 	fmt.Printf("  %-58s %s\n", "Redis commands executed (those inside scripts included)", perN(after.commands-before.commands))
+	type cmd struct {
+		name string
+		us   int64
+	}
+	var cmds []cmd
+	for name, u := range after.usec {
+		if d := u - before.usec[name]; d > 0 {
+			cmds = append(cmds, cmd{name, d})
+		}
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].us > cmds[j].us })
+	var top []string
+	for i, c := range cmds {
+		if i == 6 {
+			break
+		}
+		top = append(top, fmt.Sprintf("%s %.1f", c.name, float64(c.us)/float64(ops)))
+	}
+	fmt.Printf("  %-58s %s\n", "Redis µs by command (evalsha includes its commands)", strings.Join(top, ", "))
 }
