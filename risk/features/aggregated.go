@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -567,9 +568,12 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 	start := run.start
 	var res []any
 	var err error
+	var sent *sentCounters
 	for try := 0; ; try++ {
 		s.Stats.Syncs.Add(1)
-		res, err = syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, s.args(b, last, loads)...).Slice()
+		var args []any
+		args, sent = s.args(b, last, loads)
+		res, err = syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
 		if err == nil && len(res) != 10 {
 			err = fmt.Errorf("sync script returned %d values", len(res))
 		}
@@ -591,6 +595,11 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		if flag, _ := res[1].(int64); flag == 2 {
 			err = errors.New("payments counted elsewhere kept arriving")
 		}
+	}
+	// Parse before taking the lock: evaluations go on meanwhile.
+	var ps *parsedSync
+	if err == nil {
+		ps, err = parseSync(res, sent)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -616,19 +625,9 @@ func (s *Aggregated) syncOnce(ctx context.Context, loads []string) error {
 		s.acknowledge(b)
 		s.inflight = nil
 	}
-	err = s.apply(res[3], res[4], res[5])
-	if err == nil {
-		err = s.applyPartial(res[8], res[9])
-	}
-	if err != nil {
-		s.failed = true
-		return fmt.Errorf("%w: %w", ErrStale, err)
-	}
-	ps, _ := res[6].([]any)
-	for _, p := range ps {
-		if id, ok := p.(string); ok {
-			s.seen[0][id] = struct{}{}
-		}
+	s.apply(ps)
+	for _, id := range ps.pids {
+		s.seen[0][id] = struct{}{}
 	}
 	s.streamID, s.synced = streamID, true
 	if s.needScan {
@@ -682,17 +681,24 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 	return b.payments
 }
 
+// sentCounters are the counter fields a sync sent, in order: the script
+// answers their new values in the same order.
+type sentCounters struct {
+	keys   []string
+	fields [][]field
+}
+
 // args are the script's arguments: the batch aggregated by key.
-func (s *Aggregated) args(b *syncBatch, last string, loads []string) []any {
+func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *sentCounters) {
 	ps := b.paymentsOrNil()
 	batchID := ""
 	if b != nil {
 		batchID = b.id
 	}
 	type ctr struct {
-		fields []string
+		names  []string
+		fields []field
 		adds   []int64
-		idx    map[string]int
 	}
 	var (
 		pids    []string
@@ -728,18 +734,17 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) []any {
 			}
 			c := ctrs[key]
 			if c == nil {
-				c = &ctr{idx: map[string]int{}}
+				c = &ctr{}
 				ctrs[key] = c
 				ctrKeys = append(ctrKeys, key)
 			}
 			for wi, w := range Windows {
 				for _, f := range [2]field{{wi, p.now / w, false}, {wi, p.now / w, true}} {
-					n := name(f)
-					j, ok := c.idx[n]
-					if !ok {
+					j := slices.Index(c.fields, f)
+					if j < 0 {
 						j = len(c.fields)
-						c.idx[n] = j
-						c.fields = append(c.fields, n)
+						c.fields = append(c.fields, f)
+						c.names = append(c.names, name(f))
 						c.adds = append(c.adds, 0)
 					}
 					if f.sum {
@@ -782,12 +787,14 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) []any {
 	for _, p := range pids {
 		args = append(args, p)
 	}
+	sent := &sentCounters{keys: ctrKeys, fields: make([][]field, len(ctrKeys))}
 	args = append(args, len(ctrKeys))
-	for _, key := range ctrKeys {
+	for i, key := range ctrKeys {
 		c := ctrs[key]
+		sent.fields[i] = c.fields
 		args = append(args, key, len(c.fields))
-		for j, f := range c.fields {
-			args = append(args, f, c.adds[j])
+		for j, n := range c.names {
+			args = append(args, n, c.adds[j])
 		}
 	}
 	args = append(args, len(setKeys))
@@ -820,7 +827,7 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) []any {
 	for _, l := range loads {
 		args = append(args, l)
 	}
-	return args
+	return args, sent
 }
 
 // dropDuplicates removes from a batch the payments whose ids another
@@ -881,116 +888,182 @@ func (s *Aggregated) acknowledge(b *syncBatch) {
 	}
 }
 
-// apply stores the shared values read back: the keys loaded, the batch's
-// and the ones other replicas changed (cached from now on, so a replica
-// keeps every key changed lately, wherever).
-func (s *Aggregated) apply(counters, hlls, firsts any) error {
-	cs, _ := counters.([]any)
+type fieldVal struct {
+	f field
+	v int64
+}
+
+type parsedCounter struct {
+	key  string
+	vals []fieldVal
+}
+
+type parsedSet struct {
+	key      string
+	n        int64
+	members  []string
+	complete bool // members holds the whole set
+}
+
+type parsedInt struct {
+	key string
+	v   int64
+}
+
+// parsedSync is a sync's answer, parsed.
+type parsedSync struct {
+	counters    []parsedCounter // whole hashes (loads, others' changes)
+	sets        []parsedSet
+	firsts      []parsedInt
+	pids        []string
+	partial     []parsedCounter // the fields the batch wrote
+	partialSets []parsedInt     // the sizes of the batch's sets
+}
+
+func parseSync(res []any, sent *sentCounters) (*parsedSync, error) {
+	p := &parsedSync{}
+	cs, _ := res[3].([]any)
 	for i := 0; i+1 < len(cs); i += 2 {
 		key, _ := cs[i].(string)
-		e := s.counters[key]
-		if e == nil {
-			e = &counterEntry{used: s.opt.Now()}
-			s.counters[key] = e
-		}
 		flat, _ := cs[i+1].([]any)
-		e.shared, e.loaded = [3]buckets{}, true
-		if err := setFields(e, flat); err != nil {
-			return err
+		pc := parsedCounter{key: key, vals: make([]fieldVal, 0, len(flat)/2)}
+		for j := 0; j+1 < len(flat); j += 2 {
+			name, _ := flat[j].(string)
+			f, ok := parseField(name)
+			if !ok {
+				continue
+			}
+			v, err := toInt(flat[j+1])
+			if err != nil {
+				return nil, fmt.Errorf("counter %s: %w", name, err)
+			}
+			pc.vals = append(pc.vals, fieldVal{f, v})
 		}
+		p.counters = append(p.counters, pc)
 	}
-	hs, _ := hlls.([]any)
+	hs, _ := res[4].([]any)
 	for i := 0; i+1 < len(hs); i += 2 {
 		key, _ := hs[i].(string)
-		e := s.hlls[key]
-		if e == nil {
-			e = &setEntry{used: s.opt.Now()}
-			s.hlls[key] = e
-		}
 		r, _ := hs[i+1].([]any)
 		if len(r) != 2 {
-			return fmt.Errorf("set %s: %d values", key, len(r))
+			return nil, fmt.Errorf("set %s: %d values", key, len(r))
 		}
-		v, err := toInt(r[0])
+		n, err := toInt(r[0])
 		if err != nil {
-			return err
+			return nil, err
 		}
-		e.shared, e.loaded, e.members = v, true, nil
+		ps := parsedSet{key: key, n: n}
 		if ms, ok := r[1].([]any); ok {
-			e.members = make(map[string]struct{}, len(ms))
+			ps.complete = true
 			for _, m := range ms {
 				fp, _ := m.(string)
+				ps.members = append(ps.members, fp)
+			}
+		}
+		p.sets = append(p.sets, ps)
+	}
+	fs, _ := res[5].([]any)
+	for i := 0; i+1 < len(fs); i += 2 {
+		key, _ := fs[i].(string)
+		v, err := toInt(fs[i+1])
+		if err != nil {
+			return nil, err
+		}
+		p.firsts = append(p.firsts, parsedInt{key, v})
+	}
+	ids, _ := res[6].([]any)
+	for _, x := range ids {
+		if id, ok := x.(string); ok {
+			p.pids = append(p.pids, id)
+		}
+	}
+	pcs, _ := res[8].([]any)
+	for i := 0; i+1 < len(pcs); i += 2 {
+		key, _ := pcs[i].(string)
+		vals, _ := pcs[i+1].([]any)
+		// in the order sent
+		j := i / 2
+		if sent == nil || j >= len(sent.keys) || sent.keys[j] != key || len(vals) != len(sent.fields[j]) {
+			return nil, fmt.Errorf("counter %s: the answer does not match what was sent", key)
+		}
+		pc := parsedCounter{key: key, vals: make([]fieldVal, len(vals))}
+		for k, x := range vals {
+			v, err := toInt(x)
+			if err != nil {
+				return nil, err
+			}
+			pc.vals[k] = fieldVal{sent.fields[j][k], v}
+		}
+		p.partial = append(p.partial, pc)
+	}
+	pss, _ := res[9].([]any)
+	for i := 0; i+1 < len(pss); i += 2 {
+		key, _ := pss[i].(string)
+		v, err := toInt(pss[i+1])
+		if err != nil {
+			return nil, err
+		}
+		p.partialSets = append(p.partialSets, parsedInt{key, v})
+	}
+	return p, nil
+}
+
+// apply stores a sync's answer (s.mu held): the keys loaded, the batch's
+// and the ones other replicas changed (cached from now on, so a replica
+// keeps every key changed lately, wherever); then merges what the batch
+// wrote: the counter fields it changed, the sizes of its sets (whose
+// members it knows).
+func (s *Aggregated) apply(p *parsedSync) {
+	at := s.opt.Now()
+	for _, pc := range p.counters {
+		e := s.counters[pc.key]
+		if e == nil {
+			e = &counterEntry{used: at}
+			s.counters[pc.key] = e
+		}
+		e.shared, e.loaded = [3]buckets{}, true
+		for _, fv := range pc.vals {
+			e.setField(fv.f, fv.v)
+		}
+	}
+	for _, ps := range p.sets {
+		e := s.hlls[ps.key]
+		if e == nil {
+			e = &setEntry{used: at}
+			s.hlls[ps.key] = e
+		}
+		e.shared, e.loaded, e.members = ps.n, true, nil
+		if ps.complete {
+			e.members = make(map[string]struct{}, len(ps.members))
+			for _, fp := range ps.members {
 				e.members[fp] = struct{}{}
 				delete(e.pending, fp) // counted in shared now
 			}
 		}
 	}
-	fs, _ := firsts.([]any)
-	for i := 0; i+1 < len(fs); i += 2 {
-		key, _ := fs[i].(string)
-		e := s.firsts[key]
+	for _, f := range p.firsts {
+		e := s.firsts[f.key]
 		if e == nil {
-			e = &firstEntry{used: s.opt.Now()}
-			s.firsts[key] = e
+			e = &firstEntry{used: at}
+			s.firsts[f.key] = e
 		}
-		v, err := toInt(fs[i+1])
-		if err != nil {
-			return err
-		}
-		e.shared, e.loaded = v, true
+		e.shared, e.loaded = f.v, true
 	}
-	return nil
-}
-
-// applyPartial merges what the batch wrote: the counter fields it
-// changed, the sizes of its sets (whose members it knows).
-func (s *Aggregated) applyPartial(counters, sets any) error {
-	cs, _ := counters.([]any)
-	for i := 0; i+1 < len(cs); i += 2 {
-		key, _ := cs[i].(string)
-		e := s.counters[key]
-		if e == nil || !e.loaded {
-			continue
-		}
-		flat, _ := cs[i+1].([]any)
-		if err := setFields(e, flat); err != nil {
-			return err
+	for _, pc := range p.partial {
+		if e := s.counters[pc.key]; e != nil && e.loaded {
+			for _, fv := range pc.vals {
+				e.setField(fv.f, fv.v)
+			}
 		}
 	}
-	ss, _ := sets.([]any)
-	for i := 0; i+1 < len(ss); i += 2 {
-		key, _ := ss[i].(string)
-		e := s.hlls[key]
-		if e == nil || !e.loaded {
-			continue
-		}
-		n, err := toInt(ss[i+1])
-		if err != nil {
-			return err
-		}
-		e.shared = n
-		if n > maxMembers {
-			e.members = nil
+	for _, ps := range p.partialSets {
+		if e := s.hlls[ps.key]; e != nil && e.loaded {
+			e.shared = ps.v
+			if ps.v > maxMembers {
+				e.members = nil
+			}
 		}
 	}
-	return nil
-}
-
-// setFields stores {field, value, ...} as read from Redis.
-func setFields(e *counterEntry, flat []any) error {
-	for j := 0; j+1 < len(flat); j += 2 {
-		name, _ := flat[j].(string)
-		f, ok := parseField(name)
-		if !ok {
-			continue
-		}
-		v, err := toInt(flat[j+1])
-		if err != nil {
-			return fmt.Errorf("counter %s: %w", name, err)
-		}
-		e.setField(f, v)
-	}
-	return nil
 }
 
 func toInt(v any) (int64, error) {

@@ -16,8 +16,9 @@
 -- Returns {stream id, flag (0, 1: the replica must start over, 2: payment
 -- ids counted already, listed next; nothing applied), duplicates, counters,
 -- sets, firsts, payment ids other replicas counted since the last sync,
--- the keyspace's epoch, the batch's counters {key, {field, value, ...}}
--- with only the fields it wrote, the batch's sets {key, size, ...}}:
+-- the keyspace's epoch, the batch's counters {key, {value, ...}} (the new
+-- values of the fields it sent, in order), the batch's sets {key, size,
+-- ...}}:
 -- counters is {key, {field, value, ...}, ...}, sets {key, {size, members
 -- or nil when more than 256}, ...}, firsts {key, unix s or 0, ...}. The
 -- batch's sets are read again (whole) when another replica changed them.
@@ -95,7 +96,6 @@ if apply then
       end
       set[#set + 1] = f
       set[#set + 1] = old + adds[i]
-      out[#out + 1] = f
       out[#out + 1] = old + adds[i]
     end
     redis.call("HSET", rk, unpack(set))
