@@ -51,7 +51,8 @@ type AggregatedOptions struct {
 	// Now is the store's clock, for staleness (time.Now); observations
 	// carry their own time for the windows.
 	Now func() time.Time
-	// MaxBatch caps the payments sent in one sync (2,000).
+	// MaxBatch caps the payments sent in one sync (100); Run syncs again
+	// at once while a full batch waits.
 	MaxBatch int
 	// StreamLen caps the change stream in Redis (approximately, 20,000
 	// entries); a replica that falls further behind reloads its cache.
@@ -267,7 +268,7 @@ func NewAggregated(rdb redis.UniversalClient, prefix string, opt AggregatedOptio
 		opt.Now = time.Now
 	}
 	if opt.MaxBatch <= 0 {
-		opt.MaxBatch = 2000
+		opt.MaxBatch = 100
 	}
 	if opt.StreamLen <= 0 {
 		opt.StreamLen = 20_000
@@ -293,9 +294,22 @@ func (s *Aggregated) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			_ = s.Sync(ctx)
+			// Keep syncs short (MaxBatch payments each): a long one
+			// would age the view of the other replicas.
+			for i := 0; i < 64; i++ {
+				if s.Sync(ctx) != nil || !s.backlog() {
+					break
+				}
+			}
 		}
 	}
+}
+
+// backlog reports whether a full batch is waiting.
+func (s *Aggregated) backlog() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending) >= s.opt.MaxBatch
 }
 
 // Sync runs one sync now (Run's tick): it sends what was counted here and
