@@ -89,8 +89,9 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 	fmt.Printf("%-34s %10.0f %9s %9s %8d\n", res.name, res.rps, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.errors)
 	fmt.Printf("fallbacks: %d, rule errors: %d\n", in.Engine.Stats.Fallbacks.Load(), in.Engine.Stats.RuleErrors.Load())
 	if v := in.Velocity; v != nil {
-		fmt.Printf("velocity store: %d syncs with Redis (%d failed), %d evaluations waited for one (a key not cached yet, or the last sync too old), %d cache reloads\n",
-			v.Stats.Syncs.Load(), v.Stats.SyncErrors.Load(), v.Stats.Waits.Load(), v.Stats.Resets.Load())
+		n := max(v.Stats.Syncs.Load(), 1)
+		fmt.Printf("velocity store: %d syncs with Redis (%d failed; %.1f ms and %d payments each on average), %d evaluations waited for one (a key not cached yet, or the last sync too old), %d cache reloads\n",
+			v.Stats.Syncs.Load(), v.Stats.SyncErrors.Load(), float64(v.Stats.SyncNanos.Load())/1e6/float64(n), v.Stats.Synced.Load()/n, v.Stats.Waits.Load(), v.Stats.Resets.Load())
 	}
 	printRedisCostModel("riskd Evaluate", res.ops, samples[0], samples[1], "obol-load process (riskd and the 32 gRPC clients)")
 	if prof != nil {
