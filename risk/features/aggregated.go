@@ -27,9 +27,9 @@ var syncScript = redis.NewScript(syncLua)
 const (
 	// DefaultSyncInterval is how often a replica syncs with Redis.
 	DefaultSyncInterval = 20 * time.Millisecond
-	// DefaultMaxStale is how old a replica's last successful sync may be
-	// before an evaluation waits for a new one (and, if Redis does not
-	// answer, fails).
+	// DefaultMaxStale is how long before an evaluation arrived the
+	// replica's last successful sync may have begun; otherwise the
+	// evaluation waits for a new one (and fails if Redis does not answer).
 	DefaultMaxStale = 100 * time.Millisecond
 )
 
@@ -73,19 +73,21 @@ type AggregatedStats struct {
 	Resets atomic.Int64
 }
 
-// Aggregated is the production feature store: each replica counts
-// payments in memory and answers from its cache of the shared Redis
-// counters plus its own not-yet-synced counts; one script call per sync
-// (Interval, or sooner when an observation needs a key not cached yet)
-// applies the local counts to Redis and reads back what every replica
-// changed since. So Redis is off the evaluation's critical path, and the
-// counts of other replicas in a decision are at most MaxStale old: an
-// observation whose replica has not synced within MaxStale, or whose last
-// sync failed, waits for a sync, and fails when Redis does not answer
-// (riskd then applies the merchant's fallback). Payment ids dedupe
+// Aggregated is riskd's feature store: each replica counts payments in
+// memory and answers from its cache of the shared Redis counters plus its
+// own not-yet-synced counts. One script call per sync (every Interval, or
+// sooner when an observation needs a key that may exist in Redis and is
+// not cached) applies the local counts to Redis and reads back every key
+// another replica changed since (a change stream in Redis names them); a
+// scan at the first sync and the stream since tell which keys exist, so a
+// new card needs no round trip. So Redis is off the evaluation's critical
+// path, and the shared totals in a decision are at most MaxStale older
+// than the evaluation: when the last successful sync began earlier, or
+// failed, the evaluation waits for a sync, and fails when Redis does not
+// answer (riskd then applies the merchant's fallback). Payment ids dedupe
 // exactly in Redis (a payment retried on two replicas counts once in the
-// shared totals) and locally for a minute; see the README's risk section
-// for the bounds.
+// shared totals) and locally for SeenLocally; see the README's risk
+// section for the bounds.
 type Aggregated struct {
 	rdb   redis.UniversalClient
 	opt   AggregatedOptions
