@@ -30,7 +30,7 @@ const (
 	// DefaultMaxStale is how long before an evaluation arrived the
 	// replica's last successful sync may have begun; otherwise the
 	// evaluation waits for a new one (and fails if Redis does not answer).
-	DefaultMaxStale = 100 * time.Millisecond
+	DefaultMaxStale = 250 * time.Millisecond
 )
 
 // SeenLocally is how long a replica remembers the payment ids it and the
