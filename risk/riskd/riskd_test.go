@@ -296,3 +296,25 @@ func TestStartFailsClearly(t *testing.T) {
 	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"})
 	require.ErrorContains(t, err, "OBOL_RISK_TOKEN")
 }
+
+// TestVelocityMetrics: riskd's scrape counts the velocity store's syncs
+// with Redis and the evaluations that waited for one.
+func TestVelocityMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	s := start(t, riskd.Config{RedisURL: testenv.SharedRedis(t).URL})
+	d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.1", 100)})
+	require.NoError(t, err)
+	require.False(t, d.GetFallback(), "%v", d)
+	require.NoError(t, s.in.Velocity.Sync(context.Background()))
+	resp, err := http.Get(s.base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, name := range []string{"obol_risk_velocity_syncs_total", "obol_risk_velocity_sync_errors_total", "obol_risk_velocity_sync_seconds_total", "obol_risk_velocity_waits_total", "obol_risk_velocity_duplicates_total"} {
+		assert.Contains(t, string(body), "\n"+name+" ", "metric %s", name)
+	}
+	assert.NotContains(t, string(body), "\nobol_risk_velocity_syncs_total 0\n", "syncs were not counted")
+}
