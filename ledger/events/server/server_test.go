@@ -122,7 +122,9 @@ func TestMerchantCallsValidation(t *testing.T) {
 			_, err := svc.GetEvent(ctx, &eventsv1.EventLogGetEventRequest{MerchantId: "m1", Request: &eventsv1.GetEventRequest{Id: "evt_x"}})
 			return err
 		}, apierr.KindNotFound, "event_not_found", "id"},
-		{"http url", func() error { return create(&eventsv1.CreateWebhookEndpointRequest{Url: "http://example.com/", Events: []string{"*"}}) },
+		{"http url", func() error {
+			return create(&eventsv1.CreateWebhookEndpointRequest{Url: "http://example.com/", Events: []string{"*"}})
+		},
 			apierr.KindInvalidArgument, "url_insecure", "url"},
 		{"metadata url", func() error {
 			return create(&eventsv1.CreateWebhookEndpointRequest{Url: "https://169.254.169.254/", Events: []string{"*"}})
