@@ -33,6 +33,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.VaultAddr, "vault-grpc-addr", cli.Env("OBOL_VAULT_GRPC_ADDR", "127.0.0.1:9090"), "vaultd gRPC address")
 	fs.StringVar(&cfg.RiskAddr, "risk-addr", cli.Env("OBOL_RISK_ADDR", "127.0.0.1:9091"), "riskd gRPC address")
 	fs.StringVar(&cfg.LedgerAddr, "ledger-addr", cli.Env("OBOL_LEDGER_ADDR", "127.0.0.1:9092"), "ledgerd gRPC address")
+	fs.StringVar(&cfg.EventsAddr, "events-addr", cli.Env("OBOL_EVENTS_ADDR", ""), "eventsd gRPC address (events and webhook endpoints at the gateway; off without it)")
 	fs.StringVar(&cfg.SimulatorURL, "simulator-url", cli.Env("OBOL_SIMULATOR_URL", ""), "acquirer simulator base URL (https)")
 	fs.StringVar(&cfg.StripeURL, "stripe-url", cli.Env("OBOL_STRIPE_URL", ""), "Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)")
 	fs.StringVar(&cfg.DefaultAcquirer, "default-acquirer", cli.Env("OBOL_DEFAULT_ACQUIRER", ""), "connector for payments that name none (default: simulator, or stripe when only it is configured)")
@@ -47,7 +48,7 @@ func run(ctx context.Context, args []string) error {
 	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
 	key := fs.String("gateway-key", cli.Env("OBOL_GATEWAY_KEY", ""), "its key")
 	ca := fs.String("ca", cli.Env("OBOL_CA", ""), "CA of vaultd's (and the other services') certificates")
-	tlsServices := fs.Bool("tls-services", cli.EnvBool("OBOL_TLS_SERVICES", false), "use TLS (with --ca) to riskd and ledgerd too")
+	tlsServices := fs.Bool("tls-services", cli.EnvBool("OBOL_TLS_SERVICES", false), "use TLS (with --ca) to riskd, ledgerd and eventsd too")
 	srvCert := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
 	srvKey := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
@@ -63,7 +64,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, *srvCert != ""); err != nil {
 		return err
 	}
-	cfg.RiskToken, cfg.LedgerToken = os.Getenv("OBOL_RISK_TOKEN"), os.Getenv("OBOL_LEDGER_TOKEN")
+	cfg.RiskToken, cfg.LedgerToken, cfg.EventsToken = os.Getenv("OBOL_RISK_TOKEN"), os.Getenv("OBOL_LEDGER_TOKEN"), os.Getenv("OBOL_EVENTS_TOKEN")
 	cfg.StripeSecretKey = os.Getenv("OBOL_STRIPE_SECRET_KEY")
 	if *merchantAcq != "" {
 		cfg.MerchantAcquirers = map[string]string{}
@@ -98,7 +99,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.VaultTLS = &tls.Config{Certificates: []tls.Certificate{c}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if *tlsServices {
-		cfg.RiskTLS, cfg.LedgerTLS = cfg.VaultTLS, cfg.VaultTLS
+		cfg.RiskTLS, cfg.LedgerTLS, cfg.EventsTLS = cfg.VaultTLS, cfg.VaultTLS, cfg.VaultTLS
 	}
 	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if *upstreamCA != "" {
