@@ -28,6 +28,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/clitest"
+	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/events/store"
 	"github.com/obolpay/obol/ledger/events/webhook"
@@ -57,7 +58,7 @@ var sealKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
 // TestConfig: -h exits cleanly and a variable that does not parse stops
 // eventsd with a message naming it (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, []clitest.BadVar{
+	clitest.Config(t, run, &config.Eventsd{}, true, []clitest.BadVar{
 		{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"},
 		{Name: "duration", Key: "OBOL_WEBHOOK_TIMEOUT", Value: "soonish"},
 		{Name: "integer", Key: "OBOL_WEBHOOK_CONCURRENCY", Value: "many"},
@@ -69,7 +70,7 @@ func TestConfig(t *testing.T) {
 func TestSettingsRefused(t *testing.T) {
 	cases := []struct{ name, key, value, want string }{
 		{"allowlist entry", "OBOL_WEBHOOK_ALLOW_CIDRS", "10.0.0.0/8,nope", "OBOL_WEBHOOK_ALLOW_CIDRS entry 2"},
-		{"concurrency", "OBOL_WEBHOOK_CONCURRENCY", "0", "OBOL_WEBHOOK_CONCURRENCY"},
+		{"concurrency", "OBOL_WEBHOOK_CONCURRENCY", "5000", "OBOL_WEBHOOK_CONCURRENCY"},
 		{"timeout", "OBOL_WEBHOOK_TIMEOUT", "5m", "OBOL_WEBHOOK_TIMEOUT"},
 		{"seal key", "OBOL_EVENTS_SEAL_KEY", "c2hvcnQ=", "OBOL_EVENTS_SEAL_KEY"},
 		{"CA file", "OBOL_WEBHOOK_CA", "/nonexistent/ca.pem", "OBOL_WEBHOOK_CA"},
