@@ -188,6 +188,8 @@ type Dev struct {
 	GatewayGRPC string `flag:"gateway-grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gateway gRPC listen address"`
 	LedgerHTTP  string `flag:"ledger-http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledger REST listen address"`
 	LedgerGRPC  string `flag:"ledger-grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledger gRPC listen address"`
+	EventsHTTP  string `flag:"events-http-addr" default:"127.0.0.1:8084" form:"host:port" doc:"events service health and metrics listen address"`
+	EventsGRPC  string `flag:"events-grpc-addr" default:"127.0.0.1:9094" form:"host:port" doc:"events service (eventsd) internal gRPC listen address"`
 	SimAddr     string `flag:"simulator-addr" default:"127.0.0.1:8443" form:"host:port" doc:"acquirer simulator HTTPS listen address"`
 	DemoAddr    string `flag:"demo-addr" default:"127.0.0.1:3000" form:"host:port, or empty for no demo shop" doc:"demo shop (hosted fields checkout) listen address"`
 	LogFormat   string `flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
