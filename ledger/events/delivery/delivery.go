@@ -161,8 +161,12 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	defer wg.Wait()
 	tick := time.NewTicker(d.cfg.Poll)
 	defer tick.Stop()
+	// Lease in batches: after a completion, only once a quarter of the
+	// slots are free (a wake-up or the poll leases whatever is free).
+	batch := max(1, d.cfg.Concurrency/4)
+	woken := true
 	for {
-		if free := cap(slots) - len(slots); free > 0 {
+		if free := cap(slots) - len(slots); free > 0 && (woken || free >= batch) {
 			now := d.cfg.Now()
 			leased, err := d.cfg.Store.Lease(ctx, d.cfg.Owner, now, now.Add(d.cfg.Lease), free)
 			if err != nil && ctx.Err() == nil {
@@ -179,12 +183,15 @@ func (d *Dispatcher) Run(ctx context.Context) {
 				continue // more may be due
 			}
 		}
+		woken = false
 		select {
 		case <-ctx.Done():
 			return
 		case <-d.wake:
+			woken = true
 		case <-done:
 		case <-tick.C:
+			woken = true
 		}
 		for len(done) > 0 {
 			<-done

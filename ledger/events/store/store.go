@@ -623,23 +623,36 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?`), owner, micros(until), id); err != nil {
-				return err
-			}
+		if len(ids) == 0 {
+			return nil
+		}
+		in := `(?` + strings.Repeat(", ?", len(ids)-1) + `)`
+		args := []any{owner, micros(until)}
+		idArgs := make([]any, len(ids))
+		for i, id := range ids {
+			idArgs[i] = id
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN `+in), append(args, idArgs...)...); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+deliveryCols+`,
+				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
+				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
+				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id IN `+in+` ORDER BY d.next_attempt_at, d.id`), idArgs...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
 			var l Leased
 			var next, lu, created, updated int64
 			var evCreated int64
 			var data, types string
 			var prevExp, epCreated, epUpdated int64
-			err := tx.QueryRowContext(ctx, s.q(`SELECT `+deliveryCols+`,
-				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
-				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
-				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id = ?`), id).
-				Scan(scanDelivery(&l.Delivery, &next, &l.Delivery.LeaseOwner, &lu, &created, &updated,
-					&l.Event.ID, &l.Event.MerchantID, &l.Event.Type, &evCreated, &l.Event.ObjectType, &l.Event.ObjectID, &l.Event.ObjectVersion, &data,
-					&l.Endpoint.ID, &l.Endpoint.MerchantID, &l.Endpoint.URL, &types, &l.Endpoint.Description, &l.Endpoint.Status, &l.Endpoint.DisabledReason,
-					&l.Endpoint.Secret, &l.Endpoint.PrevSecret, &prevExp, &epCreated, &epUpdated, &l.Endpoint.Version)...)
+			err := rows.Scan(scanDelivery(&l.Delivery, &next, &l.Delivery.LeaseOwner, &lu, &created, &updated,
+				&l.Event.ID, &l.Event.MerchantID, &l.Event.Type, &evCreated, &l.Event.ObjectType, &l.Event.ObjectID, &l.Event.ObjectVersion, &data,
+				&l.Endpoint.ID, &l.Endpoint.MerchantID, &l.Endpoint.URL, &types, &l.Endpoint.Description, &l.Endpoint.Status, &l.Endpoint.DisabledReason,
+				&l.Endpoint.Secret, &l.Endpoint.PrevSecret, &prevExp, &epCreated, &epUpdated, &l.Endpoint.Version)...)
 			if err != nil {
 				return err
 			}
@@ -651,7 +664,7 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 			l.Endpoint.PrevSecretExpiresAt, l.Endpoint.CreatedAt, l.Endpoint.UpdatedAt = fromMicros(prevExp), fromMicros(epCreated), fromMicros(epUpdated)
 			out = append(out, l)
 		}
-		return nil
+		return rows.Err()
 	})
 	return out, err
 }
