@@ -213,6 +213,16 @@ type LedgerClient struct {
 	DevDir
 }
 
+// EventsClient is how obol events and obol listen reach the events API:
+// the gateway's gRPC address and the merchant's secret key, from the flags,
+// else the variables, else a running obol dev's in --data-dir.
+type EventsClient struct {
+	GatewayAddr string `env:"OBOL_GATEWAY_ADDR" flag:"gateway-addr" form:"host:port" doc:"gatewayd gRPC address (default: the running obol dev's in --data-dir)"`
+	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate (plaintext gRPC without it: dev only)"`
+	SecretKey   string `env:"OBOL_SECRET_KEY" secret:"true" doc:"the merchant's secret key (default: obol dev's from --data-dir)"`
+	DevDir
+}
+
 // LedgerDB is how obol ledger verify reads the journal.
 type LedgerDB struct {
 	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledgerd's database (default: obol dev's SQLite ledger in --data-dir)"`
@@ -286,6 +296,7 @@ var Binaries = []Binary{
 	{"obol vault setup", &VaultSetup{}},
 	{"obol ledger balances, import-settlement; obol payouts", &LedgerClient{}},
 	{"obol ledger verify", &LedgerDB{}},
+	{"obol events, obol listen", &EventsClient{}},
 	{"obol ledger reconcile, obol reconcile", &Reconcile{}},
 	{"obol gateway outbox", &GatewayDB{}},
 }
