@@ -48,7 +48,7 @@ const (
 	MaxDescription = 512
 	// MaxEndpoints bounds a merchant's webhook endpoints (each event fans
 	// out to every one).
-	MaxEndpoints = 16
+	MaxEndpoints   = 16
 	DefaultOverlap = 24 * time.Hour
 	MaxOverlap     = 7 * 24 * time.Hour
 	defaultPage    = 20
