@@ -54,6 +54,9 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 	go test -run='^$$' -fuzz=FuzzScrubDigits -fuzztime=30s ./internal/telemetry/
 	go test -run='^$$' -fuzz=FuzzLoad -fuzztime=30s ./internal/cli/
+	go test -run='^$$' -fuzz=FuzzCheckURL -fuzztime=30s ./ledger/events/webhook/
+	go test -run='^$$' -fuzz=FuzzVerify -fuzztime=30s ./ledger/events/webhook/
+	go test -run='^$$' -fuzz=FuzzDecodeCursor -fuzztime=30s ./ledger/events/server/
 
 dev:
 	go run ./cmd/obol dev

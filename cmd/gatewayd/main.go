@@ -31,7 +31,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := gatewayd.Config{PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
-		VaultAddr: c.VaultAddr, RiskAddr: c.RiskAddr, RiskToken: c.RiskToken, LedgerAddr: c.LedgerAddr, LedgerToken: c.LedgerToken,
+		VaultAddr: c.VaultAddr, RiskAddr: c.RiskAddr, RiskToken: c.RiskToken, LedgerAddr: c.LedgerAddr, LedgerToken: c.LedgerToken, EventsAddr: c.EventsAddr, EventsToken: c.EventsToken,
 		SimulatorURL: c.SimulatorURL, StripeURL: c.StripeURL, StripeSecretKey: c.StripeSecretKey, DefaultAcquirer: c.DefaultAcquirer,
 		MerchantAcquirers: c.MerchantAcquirers, RoutesFile: c.RoutesFile, ForwardTimeout: c.ForwardTimeout, AcquirerTimeout: c.AcquirerTimeout,
 		SweepInterval: c.SweepInterval, ProcessingTimeout: c.ProcessingTimeout, Reflection: c.Reflection}
@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.VaultTLS = &tls.Config{Certificates: []tls.Certificate{gc}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if c.TLSServices {
-		cfg.RiskTLS, cfg.LedgerTLS = cfg.VaultTLS, cfg.VaultTLS
+		cfg.RiskTLS, cfg.LedgerTLS, cfg.EventsTLS = cfg.VaultTLS, cfg.VaultTLS, cfg.VaultTLS
 	}
 	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if c.UpstreamCA != "" {

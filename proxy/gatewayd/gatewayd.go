@@ -27,6 +27,7 @@ import (
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
@@ -61,6 +62,13 @@ type Config struct {
 	LedgerAddr  string
 	LedgerTLS   *tls.Config
 	LedgerToken string
+	// EventsAddr is eventsd's gRPC address (with EventsTLS, nil: plaintext,
+	// dev only, and EventsToken): the gateway serves the merchants' events
+	// and webhook-endpoint calls by forwarding them there. Empty: those
+	// calls answer unavailable (events_not_configured).
+	EventsAddr  string
+	EventsTLS   *tls.Config
+	EventsToken string
 	// SimulatorURL enables the simulator connector.
 	SimulatorURL string
 	SimulatorTLS *tls.Config
@@ -284,8 +292,21 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		conns[name] = c
 		in.closers = append(in.closers, c.Close)
 	}
+	events := &eventsFront{token: cfg.EventsToken}
+	if cfg.EventsAddr != "" {
+		if cfg.EventsToken == "" {
+			return fail(errors.New("eventsd's token is required with its address (OBOL_EVENTS_TOKEN)"))
+		}
+		c, err := dial(cfg.EventsAddr, cfg.EventsTLS, cfg.DialOptions)
+		if err != nil {
+			return fail(fmt.Errorf("events client: %w", err))
+		}
+		in.closers = append(in.closers, c.Close)
+		events.client = eventsv1.NewEventLogServiceClient(c)
+	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
+	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()
 	if in.Routes != nil {
@@ -313,9 +334,15 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			})
 		},
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, LimitAuthREST: true, LimitAuthGRPC: true, Reflection: cfg.Reflection, Logger: cfg.Logger,
-		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },
+		Register: func(g *grpc.Server) {
+			gatewayv1.RegisterPaymentServiceServer(g, svc)
+			eventsv1.RegisterEventServiceServer(g, events)
+		},
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
-			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
+			if err := gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc); err != nil {
+				return err
+			}
+			return eventsv1.RegisterEventServiceHandlerServer(ctx, m, events)
 		},
 		OpenAPI:    gatewayv1.OpenAPI,
 		Collectors: collectors,
@@ -326,7 +353,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			}
 			return nil
 		},
-		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName},
+		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
 	})
 	if err != nil {
 		return fail(err)
