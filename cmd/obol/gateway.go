@@ -13,6 +13,9 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 const gatewayUsage = `usage: obol gateway outbox list [--state dead|pending] [--limit 100]
@@ -35,7 +38,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	if err := cli.Parse(fs, args[2:]); err != nil {
 		return err
 	}
-	var st *payments.Store
+	var st *paystore.Store
 	var err error
 	switch {
 	case *dataDir != "":
@@ -43,9 +46,9 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 		if _, serr := os.Stat(path); serr != nil {
 			return fmt.Errorf("--data-dir: %w", serr)
 		}
-		st, err = payments.OpenSQLite(ctx, path)
+		st, err = paysqlite.Open(ctx, path)
 	case *pgURL != "":
-		st, err = payments.OpenPostgres(ctx, *pgURL)
+		st, err = paypg.Open(ctx, *pgURL)
 	default:
 		return errors.New("the gateway database is required: --postgres-url (OBOL_GATEWAY_POSTGRES_URL) or --data-dir")
 	}

@@ -12,8 +12,10 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/cli"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // exitError carries a process exit code other than 1.
@@ -45,16 +47,16 @@ func runReconcile(ctx context.Context, args []string, out io.Writer) error {
 	if fs.NArg() != 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var gw *payments.Store
+	var gw *paystore.Store
 	var err error
 	if *gwURL != "" {
-		gw, err = payments.OpenPostgresReadOnly(ctx, *gwURL)
+		gw, err = paypg.OpenReadOnly(ctx, *gwURL)
 	} else {
 		path := filepath.Join(conn.dataDir, "gateway.db")
 		if _, serr := os.Stat(path); serr != nil {
 			return fmt.Errorf("no obol dev gateway database at %s (pass the --data-dir of obol dev, or --gateway-postgres-url / OBOL_GATEWAY_POSTGRES_URL)", path)
 		}
-		gw, err = payments.OpenSQLiteReadOnly(ctx, path)
+		gw, err = paysqlite.OpenReadOnly(ctx, path)
 		// The running obol dev recorded its ledger address in its lock file.
 		explicit := os.Getenv("OBOL_LEDGER_ADDR") != ""
 		fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "ledger-addr" })
