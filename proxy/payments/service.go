@@ -791,7 +791,7 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 		return authOutcome{}, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}
 	c, err := card.Decode(plain)
-	card.WipeBytes(plain)
+	clear(plain)
 	if err != nil {
 		return authOutcome{}, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}

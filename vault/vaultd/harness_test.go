@@ -298,7 +298,7 @@ func (s *stack) detokenize(client vaultv1.VaultServiceClient, merchantID, token 
 		s.t.Fatalf("open sealed card: %v", err)
 	}
 	c, err := card.Decode(plain)
-	card.WipeBytes(plain)
+	clear(plain)
 	if err != nil {
 		s.t.Fatalf("decode card: %v", err)
 	}

@@ -86,7 +86,7 @@ func Reencrypt(ctx context.Context, env *envelope.Envelope, st store.Store, opts
 				return res, fmt.Errorf("reencrypt: open %s: %w", r.Token, err)
 			}
 			dekID, ct, err := env.Seal(ctx, aad, plain)
-			wipe(plain)
+			clear(plain)
 			if err != nil {
 				return res, fmt.Errorf("reencrypt: seal %s: %w", r.Token, err)
 			}
@@ -114,10 +114,4 @@ func Reencrypt(ctx context.Context, env *envelope.Envelope, st store.Store, opts
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }

@@ -49,7 +49,7 @@ func Refingerprint(ctx context.Context, env *envelope.Envelope, st store.Store, 
 				return res, fmt.Errorf("refingerprint: open %s: %w", r.Token, err)
 			}
 			c, err := card.Decode(plain)
-			card.WipeBytes(plain)
+			clear(plain)
 			if err != nil {
 				return res, fmt.Errorf("refingerprint: decode %s: %w", r.Token, err)
 			}
