@@ -25,7 +25,7 @@ bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load -suite risk
 	go run ./cmd/obol-load -suite gateway
-	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
+	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rewrap/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 	go test -run='^$$' -bench=BenchmarkTracing -benchtime=20000x ./internal/serve/
 

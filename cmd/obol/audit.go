@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/vault/audit/verify"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -78,7 +79,7 @@ func runAudit(ctx context.Context, args []string, out io.Writer) error {
 		}
 		anchor = &a
 	}
-	r, err := vaultd.VerifyAudit(ctx, st, anchor)
+	r, err := verify.Chain(ctx, st, anchor)
 	if err != nil {
 		return err
 	}

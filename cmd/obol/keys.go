@@ -12,10 +12,11 @@ import (
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
-	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/reencrypt"
+	"github.com/obolpay/obol/vault/keys/refingerprint"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
-	"github.com/obolpay/obol/vault/vaultd"
 )
 
 // keysFlags are vaultd's Vault and database settings, read the same way.
@@ -81,7 +82,7 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 	if args[0] == "refingerprint" {
-		res, err := vaultd.Refingerprint(ctx, envelope.New(kms, st, envelope.Config{}), st, *batch)
+		res, err := refingerprint.Run(ctx, envelope.New(kms, st, envelope.Config{}), st, *batch)
 		if err != nil {
 			return fmt.Errorf("%w (the job is resumable: run it again)", err)
 		}
@@ -98,7 +99,7 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 			return errors.New("--older-than must be positive")
 		}
 		env := envelope.New(kms, st, envelope.Config{})
-		res, err := vaultd.Reencrypt(ctx, env, st, vaultd.ReencryptOptions{OlderThan: *olderThan, Destroy: *destroy, Batch: *batch}, func(r vaultd.ReencryptResult) {
+		res, err := reencrypt.Run(ctx, env, st, reencrypt.Options{OlderThan: *olderThan, Destroy: *destroy, Batch: *batch}, func(r reencrypt.Result) {
 			fmt.Fprintf(out, "re-encrypted %d cards (%s)\n", r.Reencrypted, r.Elapsed.Round(time.Millisecond))
 		})
 		if err != nil {
@@ -111,7 +112,7 @@ func runKeys(ctx context.Context, args []string, out io.Writer) error {
 		return nil
 	}
 	if args[0] == "rewrap" {
-		res, err := rotation.Rewrap(ctx, kms, st, *batch, nil, func(r rotation.Result) {
+		res, err := rewrap.Run(ctx, kms, st, *batch, nil, func(r rewrap.Result) {
 			fmt.Fprintf(out, "rewrapped %d DEKs to KEK version %d (%s)\n", r.Rewrapped, r.TargetVersion, r.Elapsed.Round(time.Millisecond))
 		})
 		if err != nil {

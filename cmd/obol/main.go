@@ -36,6 +36,7 @@ import (
 	"github.com/obolpay/obol/vault/hosted"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -510,7 +511,7 @@ func runMerchantsCreate(ctx context.Context, args []string, out io.Writer) error
 	if *live {
 		mode = "live"
 	}
-	keys, err := vaultd.CreateMerchant(ctx, st, *name, origins, mode)
+	keys, err := merchants.Create(ctx, st, *name, origins, mode)
 	if err != nil {
 		return err
 	}

@@ -16,7 +16,7 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/vault/vaultd"
+	"github.com/obolpay/obol/vault/merchants"
 )
 
 // upstream is an HTTPS acquirer-like server that records what it received
@@ -194,7 +194,7 @@ func TestForward(t *testing.T) {
 		t.Fatalf("hung upstream: %d %s", st, out)
 	}
 
-	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
+	other, err := merchants.Create(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
 	if err != nil {
 		t.Fatal(err)
 	}

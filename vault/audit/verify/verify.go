@@ -1,4 +1,7 @@
-package vaultd
+// Package verify is `obol audit verify`: it recomputes the vault's audit
+// hash chain from the store and checks it against the anchor vaultd keeps
+// in Vault (vault/audit/anchor). PAN-free: audit events hold none. PCI zone.
+package verify
 
 import (
 	"context"
@@ -10,8 +13,8 @@ import (
 	"github.com/obolpay/obol/vault/store"
 )
 
-// AuditReport is the outcome of VerifyAudit.
-type AuditReport struct {
+// Report is the outcome of Chain.
+type Report struct {
 	Checked  int64
 	HeadSeq  int64
 	HeadHash string
@@ -20,19 +23,19 @@ type AuditReport struct {
 	AnchorChecked bool
 }
 
-// VerifyAudit recomputes the whole hash chain from the store and, when an
+// Chain recomputes the whole hash chain from the store and, when an
 // anchor (from Vault) is given, checks that the anchored event is present
 // with the anchored hash: a history rewritten with recomputed hashes fails
 // there.
-func VerifyAudit(ctx context.Context, st interface {
+func Chain(ctx context.Context, st interface {
 	ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, error)
-}, anchor *transit.AuditAnchor) (AuditReport, error) {
+}, anchor *transit.AuditAnchor) (Report, error) {
 	var v audit.Verifier
 	var anchored []byte
 	for cursor := int64(0); ; {
 		evs, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: cursor, Limit: 1000})
 		if err != nil {
-			return AuditReport{}, err
+			return Report{}, err
 		}
 		if len(evs) == 0 {
 			break
@@ -46,7 +49,7 @@ func VerifyAudit(ctx context.Context, st interface {
 		cursor = evs[len(evs)-1].Seq
 	}
 	seq, hash := v.Head()
-	r := AuditReport{Checked: v.Checked, HeadSeq: seq, HeadHash: hex.EncodeToString(hash), Problems: v.Problems}
+	r := Report{Checked: v.Checked, HeadSeq: seq, HeadHash: hex.EncodeToString(hash), Problems: v.Problems}
 	if anchor != nil {
 		r.AnchorChecked = true
 		switch {

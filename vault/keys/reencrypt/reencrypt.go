@@ -1,39 +1,47 @@
-package vaultd
+// Package reencrypt is the re-encryption job (`obol keys reencrypt`, and
+// vaultd's background run): it re-seals cards stored under old data keys
+// with a current one, then destroys the wrapped form of data keys that
+// protect nothing any more (crypto-erase). Resumable: the data is the
+// progress. Plaintext exists only in memory, one card at a time. PCI zone.
+package reencrypt
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/obolpay/obol/vault/audit"
 
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store"
 )
 
-// ReencryptResult counts a re-encryption run.
-type ReencryptResult struct {
+// Result counts a run.
+type Result struct {
 	Reencrypted int
 	Skipped     int // changed or deleted meanwhile
 	Destroyed   int64
 	Elapsed     time.Duration
 }
 
-// DEKDestroyMargin is how long after its creation a DEK may still protect a
+// DestroyMargin is how long after its creation a DEK may still protect a
 // CVC: it seals for at most its max age, and a CVC lives at most 24h.
-func DEKDestroyMargin(dekMaxAge time.Duration) time.Duration {
+func DestroyMargin(dekMaxAge time.Duration) time.Duration {
 	if dekMaxAge <= 0 {
 		dekMaxAge = time.Hour
 	}
 	return dekMaxAge + service.MaxCVCTTL
 }
 
-// ReencryptOptions configure a run.
-type ReencryptOptions struct {
+// Options configure a run.
+type Options struct {
 	// OlderThan selects cards under DEKs created longer ago than this.
 	OlderThan time.Duration
 	// Destroy deletes DEKs that no token uses any more, once they are older
-	// than DEKDestroyMargin too (a running vaultd may still seal under a
+	// than DestroyMargin too (a running vaultd may still seal under a
 	// younger DEK, and a CVC may still reference it).
 	Destroy bool
 	// DEKMaxAge is vaultd's DEK max age (default 1h), for the margin.
@@ -42,15 +50,15 @@ type ReencryptOptions struct {
 	Now       func() time.Time
 }
 
-// Reencrypt re-seals every card stored under an old DEK with the envelope's
+// Run re-seals every card stored under an old DEK with the envelope's
 // current DEK (compare-and-set per token, so it is safe next to live traffic
 // and resumable: the data is the progress), then optionally deletes the
 // wrapped form of old DEKs that no token uses any more, which crypto-erases
 // anything they protected. env must be a fresh envelope, so that its current
 // DEK is newer than the cutoff. Plaintext exists only in memory, per card.
-func Reencrypt(ctx context.Context, env *envelope.Envelope, st store.Store, opts ReencryptOptions, report func(ReencryptResult)) (ReencryptResult, error) {
+func Run(ctx context.Context, env *envelope.Envelope, st store.Store, opts Options, report func(Result)) (Result, error) {
 	if opts.OlderThan <= 0 {
-		return ReencryptResult{}, errors.New("reencrypt: OlderThan must be positive")
+		return Result{}, errors.New("reencrypt: OlderThan must be positive")
 	}
 	batch := opts.Batch
 	if batch <= 0 {
@@ -63,13 +71,13 @@ func Reencrypt(ctx context.Context, env *envelope.Envelope, st store.Store, opts
 	cutoff := now.Add(-opts.OlderThan)
 	var destroyBefore time.Time
 	if opts.Destroy {
-		destroyBefore = now.Add(-DEKDestroyMargin(opts.DEKMaxAge))
+		destroyBefore = now.Add(-DestroyMargin(opts.DEKMaxAge))
 		if cutoff.Before(destroyBefore) {
 			destroyBefore = cutoff
 		}
 	}
 	start := time.Now()
-	var res ReencryptResult
+	var res Result
 	after := ""
 	for {
 		recs, err := st.TokensUnderOldDEKs(ctx, cutoff, after, batch)
@@ -114,4 +122,33 @@ func Reencrypt(ctx context.Context, env *envelope.Envelope, st store.Store, opts
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// Background is the job as vaultd runs it (OBOL_REENCRYPT_OLDER_THAN): after
+// a rewrap, at most once per every, with a fresh view of the clock. A
+// failure is logged and resumes on the next run; a run that did something
+// is recorded in the audit trail. The returned function is not safe for
+// concurrent calls (rewrap.Auto runs its jobs one at a time).
+func Background(env *envelope.Envelope, st store.Store, opts Options, every time.Duration, log *slog.Logger, record func(context.Context, audit.Event) error) func(ctx context.Context) {
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	var last time.Time
+	return func(ctx context.Context) {
+		if !last.IsZero() && now().Sub(last) < every {
+			return
+		}
+		last = now()
+		res, err := Run(ctx, env, st, opts, nil)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("re-encryption failed; it resumes on its next run, or run `obol keys reencrypt`", "err", err)
+		case res.Reencrypted > 0 || res.Destroyed > 0:
+			log.Info("re-encryption done", "reencrypted", res.Reencrypted, "destroyed_deks", res.Destroyed)
+			if err := record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionReencrypt, Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}); err != nil {
+				log.Error("audit: could not record the re-encryption", "err", err)
+			}
+		}
+	}
 }

@@ -1,4 +1,4 @@
-package rotation_test
+package rewrap_test
 
 import (
 	"context"
@@ -8,7 +8,7 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/envelope"
-	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/stretchr/testify/require"
@@ -42,7 +42,7 @@ func BenchmarkRewrap(b *testing.B) {
 		b.StopTimer()
 		v.Do(b, "POST", "transit/keys/"+ks.KeyName()+"/rotate", nil)
 		b.StartTimer()
-		res, err := rotation.Rewrap(ctx, ks, st, 100, nil, nil)
+		res, err := rewrap.Run(ctx, ks, st, 100, nil, nil)
 		require.NoError(b, err, "rewrap")
 		require.EqualValues(b, deks, res.Rewrapped, "rewrap: %+v", res)
 		total += res.Rewrapped

@@ -1,10 +1,10 @@
-// Package rotation rewraps stored data keys after the KEK rotates: every
+// Package rewrap rewraps stored data keys after the KEK rotates: every
 // wrapped DEK under an older KEK version is sent through Vault's batched
 // transit/rewrap and written back with compare-and-set. Cost is O(#DEKs),
 // not O(#cards); the card ciphertexts are untouched. The job is resumable:
 // its progress is the data itself (each DEK's KEK version), so after a crash
 // it simply runs again. It never sees a PAN or a plaintext key.
-package rotation
+package rewrap
 
 import (
 	"context"
@@ -48,9 +48,9 @@ type Result struct {
 	Elapsed       time.Duration
 }
 
-// Rewrap rewraps every DEK below the KEK's latest version, batchSize at a
+// Run rewraps every DEK below the KEK's latest version, batchSize at a
 // time (default 100), calling report after each batch when not nil.
-func Rewrap(ctx context.Context, ks KeyService, st DEKStore, batchSize int, p *Progress, report func(Result)) (Result, error) {
+func Run(ctx context.Context, ks KeyService, st DEKStore, batchSize int, p *Progress, report func(Result)) (Result, error) {
 	if batchSize <= 0 {
 		batchSize = 100
 	}

@@ -1,4 +1,4 @@
-package rotation_test
+package rewrap_test
 
 import (
 	"context"
@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/vault/envelope"
-	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/store/sqlite"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -54,17 +54,17 @@ func TestRewrapResumesAfterFailure(t *testing.T) {
 	st := seed(t, 250)
 	ks := &fakeKS{latest: 3, failOn: 2}
 	ctx := context.Background()
-	res, err := rotation.Rewrap(ctx, ks, st, 100, nil, nil)
+	res, err := rewrap.Run(ctx, ks, st, 100, nil, nil)
 	require.Error(t, err, "first run: want failure after one batch of 100")
 	require.EqualValues(t, 100, res.Rewrapped, "first run: want failure after one batch of 100")
-	res, err = rotation.Rewrap(ctx, ks, st, 100, nil, nil)
+	res, err = rewrap.Run(ctx, ks, st, 100, nil, nil)
 	require.NoError(t, err, "second run")
 	require.EqualValues(t, 150, res.Rewrapped, "second run: want the remaining 150")
 	stats, _ := st.KeyStats(ctx)
 	require.Len(t, stats, 1, "stats")
 	assert.EqualValues(t, 3, stats[0].KEKVersion, "stats")
 	assert.EqualValues(t, 250, stats[0].DEKs, "stats")
-	res, err = rotation.Rewrap(ctx, ks, st, 100, nil, nil)
+	res, err = rewrap.Run(ctx, ks, st, 100, nil, nil)
 	require.NoError(t, err, "third run")
 	require.EqualValues(t, 0, res.Rewrapped, "third run: want nothing to do")
 }
@@ -75,14 +75,14 @@ func TestRewrapSkipsConcurrentlyChanged(t *testing.T) {
 	ctx := context.Background()
 	// Another job rewrapped dek_0001 between our list and our write.
 	racing := &racer{KeyService: ks, st: st}
-	res, err := rotation.Rewrap(ctx, racing, st, 10, nil, nil)
+	res, err := rewrap.Run(ctx, racing, st, 10, nil, nil)
 	require.NoError(t, err)
 	assert.EqualValues(t, 2, res.Rewrapped, "rewrapped")
 	assert.EqualValues(t, 1, res.Skipped, "skipped")
 }
 
 type racer struct {
-	rotation.KeyService
+	rewrap.KeyService
 	st   *sqlite.Store
 	done bool
 }

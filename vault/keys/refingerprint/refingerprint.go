@@ -1,39 +1,47 @@
-package vaultd
+// Package refingerprint is the refingerprint job (`obol keys
+// refingerprint`, and vaultd's run after a fingerprint secret rotation): it
+// rewrites every fingerprint computed under an older secret version.
+// Resumable: the data is the progress. It opens each card in memory only,
+// to HMAC its number. PCI zone.
+package refingerprint
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
+
+	"github.com/obolpay/obol/vault/audit"
 
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
 )
 
-// RefingerprintResult counts a run.
-type RefingerprintResult struct {
+// Result counts a run.
+type Result struct {
 	Version   int
 	Rewritten int
 	Skipped   int
 	Elapsed   time.Duration
 }
 
-// Refingerprint rewrites the fingerprint of every token computed under an
+// Run rewrites the fingerprint of every token computed under an
 // older version of the fingerprint secret (after a rotation), so that
 // lookups no longer need the previous version. Compare-and-set per token:
 // safe next to live traffic, resumable (the data is the progress). It opens
 // each card in memory only, to HMAC its number.
-func Refingerprint(ctx context.Context, env *envelope.Envelope, st store.Store, batch int) (RefingerprintResult, error) {
+func Run(ctx context.Context, env *envelope.Envelope, st store.Store, batch int) (Result, error) {
 	if batch <= 0 {
 		batch = 100
 	}
 	start := time.Now()
 	latest, err := env.FingerprintVersion(ctx)
 	if err != nil {
-		return RefingerprintResult{}, err
+		return Result{}, err
 	}
-	res := RefingerprintResult{Version: latest}
+	res := Result{Version: latest}
 	after := ""
 	for {
 		recs, err := st.TokensWithFingerprintBelow(ctx, latest, after, batch)
@@ -71,4 +79,23 @@ func Refingerprint(ctx context.Context, env *envelope.Envelope, st store.Store, 
 	}
 	res.Elapsed = time.Since(start)
 	return res, nil
+}
+
+// Background is the job as vaultd runs it after each rewrap (a rotation of
+// the fingerprint secret is noticed like one of the KEK): a failure is
+// logged and resumes on the next run; a run that rewrote something is
+// recorded in the audit trail.
+func Background(env *envelope.Envelope, st store.Store, log *slog.Logger, record func(context.Context, audit.Event) error) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		res, err := Run(ctx, env, st, 100)
+		switch {
+		case err != nil && ctx.Err() == nil:
+			log.Error("refingerprint failed; it resumes on the next poll, or run `obol keys refingerprint`", "err", err)
+		case res.Rewritten > 0:
+			log.Info("refingerprint done", "version", res.Version, "rewritten", res.Rewritten)
+			if err := record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", res.Version, res.Rewritten, res.Skipped)}); err != nil {
+				log.Error("audit: could not record the refingerprint", "err", err)
+			}
+		}
+	}
 }
