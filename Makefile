@@ -51,7 +51,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
-	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
+	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/service/
 	go test -run='^$$' -fuzz=FuzzScrubDigits -fuzztime=30s ./internal/telemetry/
 
 dev:

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
@@ -58,7 +58,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 	defer st.Close()
 	switch args[1] {
 	case "list":
-		if *state != "" && *state != payments.OutboxDead && *state != payments.OutboxPending {
+		if *state != "" && *state != service.OutboxDead && *state != service.OutboxPending {
 			return errors.New("--state must be dead or pending")
 		}
 		if *limit <= 0 {
@@ -72,7 +72,7 @@ func runGateway(ctx context.Context, args []string, out io.Writer) error {
 		fmt.Fprintln(tw, "ID\tPAYMENT\tSTATE\tATTEMPTS\tLAST ERROR\tNEXT ATTEMPT\tCREATED")
 		for _, e := range es {
 			next := e.NextAttemptAt.Format(time.RFC3339)
-			if e.State == payments.OutboxDead {
+			if e.State == service.OutboxDead {
 				next = "-"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.PaymentID, e.State, e.Attempts, e.LastError, next, e.CreatedAt.Format(time.RFC3339))

@@ -60,7 +60,7 @@ func TestTestOnly(t *testing.T) {
 		{mod + "/vault/store/storetest", true},
 		{mod + "/ledger/book/booktest", true},
 		{mod + "/vault/store/postgres", false},
-		{mod + "/proxy/payments", false},
+		{mod + "/proxy/service", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.pkg, func(t *testing.T) {

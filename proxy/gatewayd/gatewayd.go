@@ -33,7 +33,7 @@ import (
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
 	"github.com/obolpay/obol/proxy/forward"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
@@ -104,7 +104,7 @@ type Config struct {
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service    *payments.Service
+	Service    *service.Service
 	Server     *serve.Server
 	Routes     *forward.Routes // nil when /v1/forward is off
 	closers    []func() error
@@ -287,7 +287,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		conns[name] = c
 		in.closers = append(in.closers, c.Close)
 	}
-	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
+	svc := service.New(service.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()

@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/risk/engine"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/refdata"
+	"github.com/obolpay/obol/risk/service"
 )
 
 // Config configures riskd. Token is a secret: String never prints it.
@@ -56,7 +57,7 @@ type Config struct {
 // Instance is a built riskd.
 type Instance struct {
 	Engine  *engine.Engine
-	Service *engine.Service
+	Service *service.Service
 	Server  *serve.Server
 	watch   time.Duration
 	closers []func() error
@@ -166,7 +167,7 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 	if err != nil {
 		return nil, err
 	}
-	svc := engine.NewService(eng, cfg.Token)
+	svc := service.New(eng, cfg.Token)
 	stats := &eng.Stats
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "risk", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,

@@ -1,10 +1,11 @@
 // Package vaultd is the vault daemon: it assembles the vault service
-// (vault/service) from its parts, in the two shapes Obol runs it:
-// production (HashiCorp Vault transit, PostgreSQL, Redis; Start) and the
-// embedded default of `obol dev` (local keyring, SQLite, in-process CVC
-// store; StartEmbedded). The key jobs, the audit anchor and the admin verbs
-// it wires live in packages of their own. Wiring is explicit so an auditor
-// can read what talks to what. Part of the PCI zone.
+// (vault/service) from its parts and serves it (gRPC and REST on
+// internal/serve, server.go), in the two shapes Obol runs it: production
+// (HashiCorp Vault transit, PostgreSQL, Redis; Start) and the embedded
+// default of `obol dev` (local keyring, SQLite, in-process CVC store;
+// StartEmbedded). The key jobs, the audit anchor and the admin verbs it
+// wires live in packages of their own. Wiring is explicit so an auditor can
+// read what talks to what. Part of the PCI zone.
 package vaultd
 
 import (
@@ -29,7 +30,6 @@ import (
 	"github.com/obolpay/obol/vault/keys/refingerprint"
 	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/keys/transit"
-	"github.com/obolpay/obol/vault/server"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -86,7 +86,7 @@ func (c Config) String() string {
 
 // Instance is a running (not yet serving) vault.
 type Instance struct {
-	Server   *server.Server
+	Server   *serve.Server
 	Service  *service.Service
 	Store    store.Store
 	CVCs     cvcstore.Store
@@ -174,10 +174,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		kekEvery = 10 * time.Second
 	}
 	rw := rewrap.NewAuto(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
-	rw.Then = append(rw.Then, refingerprint.Background(in.Envelope, st, log, in.Service.Record))
+	rw.Then = append(rw.Then, refingerprint.Job(in.Envelope, st))
 	if cfg.ReencryptOlderThan > 0 {
 		opts := reencrypt.Options{OlderThan: cfg.ReencryptOlderThan, Destroy: true, DEKMaxAge: cfg.DEKMaxAge}
-		rw.Then = append(rw.Then, reencrypt.Background(in.Envelope, st, opts, cmp.Or(cfg.ReencryptEvery, time.Hour), log, in.Service.Record))
+		rw.Then = append(rw.Then, reencrypt.Job(in.Envelope, st, opts, cmp.Or(cfg.ReencryptEvery, time.Hour)))
 	}
 	anchorEvery := cfg.AuditAnchorEvery
 	if anchorEvery <= 0 {
@@ -199,7 +199,7 @@ func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg 
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
 	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
 	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
-	srv, err := server.New(server.Options{
+	srv, err := newServer(serverOptions{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, Edge: cfg.Edge,
 		Reflection: cfg.Reflection, Logger: log, Routes: fields.Register,

@@ -16,6 +16,7 @@ import (
 
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/sqltime"
+	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
 )
@@ -38,18 +39,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db, now: time.Now}, nil
-}
-
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // Close closes the database.
@@ -106,7 +95,7 @@ func (s *Store) Post(ctx context.Context, t journal.Transaction) (store.Result, 
 		return store.Result{}, err
 	}
 	var res store.Result
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		rh := journal.RequestHash(&t)
 		var ex journal.Transaction
 		var exRH []byte

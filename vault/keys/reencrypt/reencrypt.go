@@ -9,12 +9,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/obolpay/obol/vault/audit"
 
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store"
 )
@@ -124,31 +124,25 @@ func Run(ctx context.Context, env *envelope.Envelope, st store.Store, opts Optio
 	return res, nil
 }
 
-// Background is the job as vaultd runs it (OBOL_REENCRYPT_OLDER_THAN): after
-// a rewrap, at most once per every, with a fresh view of the clock. A
-// failure is logged and resumes on the next run; a run that did something
-// is recorded in the audit trail. The returned function is not safe for
-// concurrent calls (rewrap.Auto runs its jobs one at a time).
-func Background(env *envelope.Envelope, st store.Store, opts Options, every time.Duration, log *slog.Logger, record func(context.Context, audit.Event) error) func(ctx context.Context) {
+// Job is the job as vaultd runs it (OBOL_REENCRYPT_OLDER_THAN): after a
+// rewrap, at most once per every. Its Run is not safe for concurrent calls
+// (rewrap.Auto runs its jobs one at a time).
+func Job(env *envelope.Envelope, st store.Store, opts Options, every time.Duration) rewrap.Job {
 	now := opts.Now
 	if now == nil {
 		now = time.Now
 	}
 	var last time.Time
-	return func(ctx context.Context) {
+	return rewrap.Job{Name: "re-encryption", Hint: "it resumes on its next run, or run `obol keys reencrypt`", Run: func(ctx context.Context) (audit.Event, []any, error) {
 		if !last.IsZero() && now().Sub(last) < every {
-			return
+			return audit.Event{}, nil, nil
 		}
 		last = now()
 		res, err := Run(ctx, env, st, opts, nil)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("re-encryption failed; it resumes on its next run, or run `obol keys reencrypt`", "err", err)
-		case res.Reencrypted > 0 || res.Destroyed > 0:
-			log.Info("re-encryption done", "reencrypted", res.Reencrypted, "destroyed_deks", res.Destroyed)
-			if err := record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionReencrypt, Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}); err != nil {
-				log.Error("audit: could not record the re-encryption", "err", err)
-			}
+		attrs := []any{"reencrypted", res.Reencrypted, "destroyed_deks", res.Destroyed}
+		if err != nil || (res.Reencrypted == 0 && res.Destroyed == 0) {
+			return audit.Event{}, attrs, err
 		}
-	}
+		return audit.Event{Action: audit.ActionReencrypt, Detail: fmt.Sprintf("reencrypted=%d skipped=%d destroyed_deks=%d", res.Reencrypted, res.Skipped, res.Destroyed)}, attrs, nil
+	}}
 }

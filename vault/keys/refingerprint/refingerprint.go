@@ -9,13 +9,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/obolpay/obol/vault/audit"
 
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -81,21 +81,15 @@ func Run(ctx context.Context, env *envelope.Envelope, st store.Store, batch int)
 	return res, nil
 }
 
-// Background is the job as vaultd runs it after each rewrap (a rotation of
-// the fingerprint secret is noticed like one of the KEK): a failure is
-// logged and resumes on the next run; a run that rewrote something is
-// recorded in the audit trail.
-func Background(env *envelope.Envelope, st store.Store, log *slog.Logger, record func(context.Context, audit.Event) error) func(ctx context.Context) {
-	return func(ctx context.Context) {
+// Job is the job as vaultd runs it after each rewrap (a rotation of the
+// fingerprint secret is noticed like one of the KEK).
+func Job(env *envelope.Envelope, st store.Store) rewrap.Job {
+	return rewrap.Job{Name: "refingerprint", Hint: "it resumes on the next poll, or run `obol keys refingerprint`", Run: func(ctx context.Context) (audit.Event, []any, error) {
 		res, err := Run(ctx, env, st, 100)
-		switch {
-		case err != nil && ctx.Err() == nil:
-			log.Error("refingerprint failed; it resumes on the next poll, or run `obol keys refingerprint`", "err", err)
-		case res.Rewritten > 0:
-			log.Info("refingerprint done", "version", res.Version, "rewritten", res.Rewritten)
-			if err := record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", res.Version, res.Rewritten, res.Skipped)}); err != nil {
-				log.Error("audit: could not record the refingerprint", "err", err)
-			}
+		attrs := []any{"version", res.Version, "rewritten", res.Rewritten}
+		if err != nil || res.Rewritten == 0 {
+			return audit.Event{}, attrs, err
 		}
-	}
+		return audit.Event{Action: audit.ActionRefingerprint, Detail: fmt.Sprintf("version=%d rewritten=%d skipped=%d", res.Version, res.Rewritten, res.Skipped)}, attrs, nil
+	}}
 }

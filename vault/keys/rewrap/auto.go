@@ -11,13 +11,23 @@ import (
 	"github.com/obolpay/obol/vault/audit"
 )
 
-// Auto runs the job in the background after each KEK rotation (vaultd),
-// one run at a time: a trigger during a run schedules exactly one more.
-// After each run it runs Then, in order (the refingerprint and
-// re-encryption jobs), unless ctx ended.
+// Job is a key job as Auto runs it: Run does one pass and returns the
+// audit event of what it did (Action "" when it did nothing) and the log
+// attributes of its result. A failure is logged with Hint (how to run the
+// job by hand) and resumes on the next pass.
+type Job struct {
+	Name, Hint string
+	Run        func(ctx context.Context) (audit.Event, []any, error)
+}
+
+// Auto runs the rewrap job in the background after each KEK rotation
+// (vaultd), one run at a time: a trigger during a run schedules exactly
+// one more. After each run it runs Then, in order (the refingerprint and
+// re-encryption jobs), unless ctx ended. Every job's outcome is logged, and
+// what it did is recorded in the audit trail.
 type Auto struct {
 	// Then are the jobs that follow each rewrap run.
-	Then []func(ctx context.Context)
+	Then []Job
 
 	ks       KeyService
 	st       DEKStore
@@ -56,10 +66,10 @@ func (a *Auto) Trigger(ctx context.Context) {
 	a.mu.Unlock()
 	go func() {
 		for {
-			a.run(ctx)
+			a.run(ctx, a.rewrap())
 			for _, then := range a.Then {
 				if ctx.Err() == nil {
-					then(ctx)
+					a.run(ctx, then)
 				}
 			}
 			a.mu.Lock()
@@ -74,15 +84,29 @@ func (a *Auto) Trigger(ctx context.Context) {
 	}()
 }
 
-func (a *Auto) run(ctx context.Context) {
-	res, err := Run(ctx, a.ks, a.st, 100, a.progress, nil)
+// rewrap is the rewrap job itself.
+func (a *Auto) rewrap() Job {
+	return Job{Name: "rewrap", Hint: "it resumes on the next rotation or restart, or run `obol keys rewrap`", Run: func(ctx context.Context) (audit.Event, []any, error) {
+		res, err := Run(ctx, a.ks, a.st, 100, a.progress, nil)
+		attrs := []any{"kek_version", res.TargetVersion, "rewrapped", res.Rewrapped, "skipped", res.Skipped, "elapsed", res.Elapsed.String()}
+		if err != nil || res.Rewrapped == 0 {
+			return audit.Event{}, attrs, err
+		}
+		return audit.Event{Action: audit.ActionRewrap, KEKVersion: res.TargetVersion, Detail: fmt.Sprintf("rewrapped=%d skipped=%d", res.Rewrapped, res.Skipped)}, attrs, nil
+	}}
+}
+
+// run runs one pass of j, logs its outcome and records what it did.
+func (a *Auto) run(ctx context.Context, j Job) {
+	ev, attrs, err := j.Run(ctx)
 	switch {
 	case err != nil && ctx.Err() == nil:
-		a.log.Error("rewrap failed; it resumes on the next rotation or restart, or run `obol keys rewrap`", "err", err, "rewrapped", res.Rewrapped)
-	case res.Rewrapped > 0:
-		a.log.Info("rewrap done", "kek_version", res.TargetVersion, "rewrapped", res.Rewrapped, "skipped", res.Skipped, "elapsed", res.Elapsed.String())
-		if err := a.record(ctx, audit.Event{Actor: "vaultd", Action: audit.ActionRewrap, KEKVersion: res.TargetVersion, Detail: fmt.Sprintf("rewrapped=%d skipped=%d", res.Rewrapped, res.Skipped)}); err != nil {
-			a.log.Error("audit: could not record the rewrap", "err", err)
+		a.log.Error(j.Name+" failed; "+j.Hint, append(attrs, "err", err)...)
+	case err == nil && ev.Action != "":
+		a.log.Info(j.Name+" done", attrs...)
+		ev.Actor = "vaultd"
+		if err := a.record(ctx, ev); err != nil {
+			a.log.Error("audit: could not record the "+j.Name, "err", err)
 		}
 	}
 }

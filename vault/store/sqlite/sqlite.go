@@ -19,6 +19,7 @@ import (
 
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/sqltime"
+	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
@@ -42,18 +43,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db}, nil
-}
-
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 func isUnique(err error) bool {
@@ -101,7 +90,7 @@ func (s *Store) CreateMerchant(ctx context.Context, m store.Merchant, keys []sto
 		origins = []string{}
 	}
 	oj, _ := json.Marshal(origins)
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO merchants (id, name, allowed_origins, created_at) VALUES (?, ?, ?, ?)`, m.ID, m.Name, string(oj), sqltime.Format(m.CreatedAt)); err != nil {
 			if isUnique(err) {
 				return store.ErrDuplicate
@@ -157,7 +146,7 @@ func scanToken(row interface{ Scan(...any) error }) (store.TokenRecord, error) {
 
 // CreateToken inserts the idempotency record (if any) and the token atomically.
 func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return s.insertToken(ctx, tx, r, idem) })
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error { return s.insertToken(ctx, tx, r, idem) })
 }
 
 func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, r store.TokenRecord, idem *store.IdempotencyRecord) error {
@@ -286,7 +275,7 @@ func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
 // transaction.
 func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
 	out := append([]audit.Event(nil), events...)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		var lastSeq int64
 		lastHash := audit.Genesis
 		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
@@ -423,7 +412,7 @@ func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error
 // transaction.
 func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) (*store.TokenRecord, error) {
 	var existing *store.TokenRecord
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		found, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = ? AND fingerprint = ? ORDER BY created_at, token LIMIT 1`, r.MerchantID, r.Fingerprint))
 		switch {
 		case err == nil:

@@ -1,9 +1,10 @@
-// Package server serves the vault service on internal/serve: gRPC over TLS
-// (client certificates requested, required only by Detokenize) and REST
-// through an in-process grpc-gateway, with CORS for checkout pages and the
-// vault's key metrics. It is part of the PCI zone; neither interceptors nor
-// middleware ever log request or response bodies.
-package server
+package vaultd
+
+// The vault's transport: gRPC over TLS (client certificates requested,
+// required only by Detokenize) and REST through an in-process grpc-gateway
+// on internal/serve, with CORS for checkout pages and the vault's key
+// metrics. Neither interceptors nor middleware ever log request or response
+// bodies.
 
 import (
 	"context"
@@ -25,8 +26,8 @@ import (
 	"github.com/obolpay/obol/vault/service"
 )
 
-// Options configure a Server.
-type Options struct {
+// serverOptions configure the vault's server.
+type serverOptions struct {
 	Service  *service.Service
 	Envelope *envelope.Envelope
 	// OriginAllowed answers CORS preflights for the tokenize endpoint.
@@ -46,17 +47,17 @@ type Options struct {
 	Routes func(*http.ServeMux)
 }
 
-// Server is a bound vault server.
-type Server struct {
-	*serve.Server
-	opts Options
-	log  *slog.Logger
+// corsOrigins answers CORS for the browser endpoints.
+type corsOrigins struct {
+	allowed func(ctx context.Context, origin string) (bool, error)
+	log     *slog.Logger
 }
 
-// New binds both listeners and builds the handlers. Call Serve to start.
-func New(opts Options) (*Server, error) {
+// newServer binds both listeners and builds the handlers. Call Serve to
+// start.
+func newServer(opts serverOptions) (*serve.Server, error) {
 	if opts.GRPCTLS == nil {
-		return nil, errors.New("vault server: gRPC TLS is required (Detokenize authenticates the gateway by client certificate)")
+		return nil, errors.New("vaultd: gRPC TLS is required (Detokenize authenticates the gateway by client certificate)")
 	}
 	if opts.MaxBody <= 0 {
 		opts.MaxBody = httpapi.DefaultMaxBody
@@ -64,9 +65,9 @@ func New(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
 	}
-	s := &Server{opts: opts, log: opts.Logger}
+	c := &corsOrigins{allowed: opts.OriginAllowed, log: opts.Logger}
 	svc := opts.Service
-	inner, err := serve.New(context.Background(), serve.Options{
+	return serve.New(context.Background(), serve.Options{
 		Name: "vault", GRPCAddr: opts.GRPCAddr, HTTPAddr: opts.HTTPAddr, GRPCTLS: opts.GRPCTLS, Edge: opts.Edge, LimitAuthREST: true,
 		Reflection: opts.Reflection, MaxBody: opts.MaxBody, Logger: opts.Logger,
 		Register: func(g *grpc.Server) { vaultv1.RegisterVaultServiceServer(g, svc) },
@@ -75,17 +76,12 @@ func New(opts Options) (*Server, error) {
 		},
 		OpenAPI:     vaultv1.OpenAPI,
 		Ready:       svc.Ready,
-		WrapREST:    s.cors,
+		WrapREST:    c.wrap,
 		Routes:      []string{"/v1/tokens"}, // CORS preflights are answered before the mux
 		HealthNames: []string{vaultv1.VaultService_ServiceDesc.ServiceName},
 		Collectors:  collectors(svc, opts.Envelope),
 		Mount:       opts.Routes,
 	})
-	if err != nil {
-		return nil, err
-	}
-	s.Server = inner
-	return s, nil
 }
 
 func collectors(svc *service.Service, env *envelope.Envelope) []prometheus.Collector {
@@ -116,20 +112,20 @@ func browserPath(p string) bool {
 	return ok && ok2 && tok != "" && !strings.Contains(tok, "/")
 }
 
-// cors answers preflights for POST /v1/tokens and POST
+// wrap answers preflights for POST /v1/tokens and POST
 // /v1/tokens/{token}/cvc from configured checkout origins and marks their
 // responses readable by them. Other endpoints are
 // server-to-server (secret keys) and get no CORS headers.
-func (s *Server) cors(next http.Handler) http.Handler {
+func (c *corsOrigins) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		origin := r.Header.Get("Origin")
-		if origin == "" || !browserPath(r.URL.Path) || s.opts.OriginAllowed == nil {
+		if origin == "" || !browserPath(r.URL.Path) || c.allowed == nil {
 			next.ServeHTTP(w, r)
 			return
 		}
-		ok, err := s.opts.OriginAllowed(r.Context(), origin)
+		ok, err := c.allowed(r.Context(), origin)
 		if err != nil {
-			s.log.ErrorContext(r.Context(), "origin check failed", "err", err)
+			c.log.ErrorContext(r.Context(), "origin check failed", "err", err)
 			httpapi.WriteError(w, apierr.StorageUnavailable(err))
 			return
 		}

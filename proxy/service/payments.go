@@ -1,10 +1,11 @@
-// Package payments is the gateway's payment flow: authenticate the
-// merchant, score the payment with riskd (PAN-free context), hold the
-// amount in the ledger, reveal the card from vaultd (mTLS, sealed to a
-// per-call key), send it to the acquirer connector, wipe it, and record the
-// outcome in the ledger and the payment store. The card exists in this
-// process only between the reveal and the connector call. PCI zone.
-package payments
+// Package service is the gateway's RPC layer, obol.gateway.v1.PaymentService,
+// and the payment flow behind it: authenticate the merchant, score the
+// payment with riskd (PAN-free context), hold the amount in the ledger,
+// reveal the card from vaultd (mTLS, sealed to a per-call key), send it to
+// the acquirer connector, wipe it, and record the outcome in the ledger and
+// the payment store (Store, implemented by proxy/store). The card exists in
+// this process only between the reveal and the connector call. PCI zone.
+package service
 
 import (
 	"time"

@@ -1,4 +1,4 @@
-package server_test
+package service_test
 
 import (
 	"context"
@@ -11,17 +11,17 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/ledger/book"
-	"github.com/obolpay/obol/ledger/server"
+	"github.com/obolpay/obol/ledger/service"
 	"github.com/obolpay/obol/ledger/store/sqlite"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
-func newService(t *testing.T) (*server.Service, context.Context) {
+func newService(t *testing.T) (*service.Service, context.Context) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
-	svc := server.New(book.New(st, nil), "tok")
+	svc := service.New(book.New(st, nil), "tok")
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer tok"))
 	for _, id := range []string{"pay_a", "pay_b", "pay_c"} {
 		_, err := svc.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, PaymentId: id, MerchantId: "mer_1", Currency: "EUR", Amount: 100})

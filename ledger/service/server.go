@@ -1,7 +1,7 @@
-// Package server exposes the ledger journal and the payments book as
+// Package service exposes the ledger journal and the payments book as
 // obol.ledger.v1.LedgerService, with typed errors naming the field. Outside
 // PCI scope.
-package server
+package service
 
 import (
 	"context"

@@ -1,4 +1,8 @@
-package engine
+// Package service exposes the risk engine (risk/engine) as
+// obol.risk.v1.RiskService: typed errors naming the field, the service
+// token on every call. Outside PCI scope: requests carry no card number,
+// and rule sets that look like they hold one are refused.
+package service
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"github.com/obolpay/obol/internal/money"
 	"github.com/obolpay/obol/internal/servicetoken"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
+	"github.com/obolpay/obol/risk/engine"
 	"github.com/obolpay/obol/risk/rules"
 )
 
@@ -18,14 +23,14 @@ import (
 // Evaluate, risk analysts for the rest.
 type Service struct {
 	riskv1.UnimplementedRiskServiceServer
-	e     *Engine
+	e     *engine.Engine
 	token string
 }
 
 var _ riskv1.RiskServiceServer = (*Service)(nil)
 
-// NewService wraps an engine; token must not be empty.
-func NewService(e *Engine, token string) *Service { return &Service{e: e, token: token} }
+// New wraps an engine; token must not be empty.
+func New(e *engine.Engine, token string) *Service { return &Service{e: e, token: token} }
 
 // Lists that rules can use.
 var knownLists = map[string]bool{
@@ -80,7 +85,7 @@ func (s *Service) DryRun(ctx context.Context, req *riskv1.EvaluateRequest) (*ris
 	return s.e.Evaluate(ctx, req.GetPayment(), true), nil
 }
 
-func toProto(r RuleSetRecord) *riskv1.RuleSet {
+func toProto(r engine.RuleSetRecord) *riskv1.RuleSet {
 	return &riskv1.RuleSet{Version: r.Version, Yaml: r.YAML, Source: r.Source, Rules: int32(r.Rules), CreatedAt: r.CreatedAt.UTC().Format("2006-01-02T15:04:05Z")}
 }
 
@@ -93,14 +98,14 @@ func (s *Service) GetRuleSet(ctx context.Context, req *riskv1.GetRuleSetRequest)
 	if err := s.auth(ctx); err != nil {
 		return nil, err
 	}
-	var rec RuleSetRecord
+	var rec engine.RuleSetRecord
 	var err error
 	if req.GetVersion() == "" {
-		rec, err = s.e.cfg.State.ActiveRuleSet(ctx)
+		rec, err = s.e.State().ActiveRuleSet(ctx)
 	} else {
-		rec, err = s.e.cfg.State.GetRuleSet(ctx, req.GetVersion())
+		rec, err = s.e.State().GetRuleSet(ctx, req.GetVersion())
 	}
-	if errors.Is(err, ErrNotFound) {
+	if errors.Is(err, engine.ErrNotFound) {
 		return nil, apierr.New(apierr.KindNotFound, "ruleset_not_found", "version", "no such rule set version")
 	}
 	if err != nil {
@@ -126,7 +131,7 @@ func (s *Service) PutRuleSet(ctx context.Context, req *riskv1.PutRuleSetRequest)
 	if err != nil {
 		return nil, unavailable(err)
 	}
-	rec, err := s.e.cfg.State.GetRuleSet(ctx, set.Version)
+	rec, err := s.e.State().GetRuleSet(ctx, set.Version)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -142,7 +147,7 @@ func (s *Service) ListRuleSets(ctx context.Context, req *riskv1.ListRuleSetsRequ
 	if limit <= 0 || limit > 1000 {
 		limit = 50
 	}
-	recs, err := s.e.cfg.State.ListRuleSets(ctx, limit)
+	recs, err := s.e.State().ListRuleSets(ctx, limit)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -205,7 +210,7 @@ func (s *Service) list(ctx context.Context, name string) (*riskv1.List, error) {
 	if err := s.e.RefreshLists(ctx); err != nil {
 		return nil, unavailable(err)
 	}
-	all, err := s.e.cfg.State.Lists(ctx)
+	all, err := s.e.State().Lists(ctx)
 	if err != nil {
 		return nil, unavailable(err)
 	}
@@ -218,7 +223,7 @@ func (s *Service) AddListEntries(ctx context.Context, req *riskv1.ListEntriesReq
 	if err := s.checkList(ctx, req.GetList(), req.GetValues(), true); err != nil {
 		return nil, err
 	}
-	if err := s.e.cfg.State.AddToList(ctx, req.GetList(), req.GetValues()); err != nil {
+	if err := s.e.State().AddToList(ctx, req.GetList(), req.GetValues()); err != nil {
 		return nil, unavailable(err)
 	}
 	return s.list(ctx, req.GetList())
@@ -229,7 +234,7 @@ func (s *Service) RemoveListEntries(ctx context.Context, req *riskv1.ListEntries
 	if err := s.checkList(ctx, req.GetList(), req.GetValues(), true); err != nil {
 		return nil, err
 	}
-	if err := s.e.cfg.State.RemoveFromList(ctx, req.GetList(), req.GetValues()); err != nil {
+	if err := s.e.State().RemoveFromList(ctx, req.GetList(), req.GetValues()); err != nil {
 		return nil, unavailable(err)
 	}
 	return s.list(ctx, req.GetList())

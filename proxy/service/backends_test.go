@@ -1,4 +1,4 @@
-package payments_test
+package service_test
 
 import (
 	"context"
@@ -8,14 +8,14 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/testenv"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	"github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 func init() {
-	payments.Backends = map[string]func(t *testing.T) payments.TestStore{
-		"postgres": func(t *testing.T) payments.TestStore {
+	service.Backends = map[string]func(t *testing.T) service.TestStore{
+		"postgres": func(t *testing.T) service.TestStore {
 			if testing.Short() {
 				t.Skip("needs PostgreSQL")
 			}
@@ -24,7 +24,7 @@ func init() {
 			t.Cleanup(func() { st.Close() })
 			return st
 		},
-		"sqlite": func(t *testing.T) payments.TestStore {
+		"sqlite": func(t *testing.T) service.TestStore {
 			st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gateway.db"))
 			require.NoError(t, err)
 			t.Cleanup(func() { st.Close() })

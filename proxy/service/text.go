@@ -1,4 +1,4 @@
-package payments
+package service
 
 import (
 	"github.com/obolpay/obol/internal/apierr"
