@@ -127,7 +127,18 @@ func (s *Store) update(ctx context.Context, db execer, p *service.Payment) error
 // outbox, in one transaction: a state change and the ledger events it owes
 // are durable together.
 func (s *Store) Commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time) error {
+	return s.commit(ctx, p, events, now, nil)
+}
+
+// commit runs first (when not nil), writes p (version check) and queues
+// events, in one transaction, and bumps p's version once it committed.
+func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, first func(tx *sql.Tx) error) error {
 	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		if first != nil {
+			if err := first(tx); err != nil {
+				return err
+			}
+		}
 		if err := s.update(ctx, tx, p); err != nil {
 			return err
 		}
@@ -459,7 +470,7 @@ func (s *Store) TouchOperation(ctx context.Context, op *service.Operation, now t
 // on op), writes p (its pending_op cleared by the caller; version check)
 // and queues the ledger events, in one transaction.
 func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *service.Operation, events []service.OutboxEntry, now time.Time) error {
-	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+	return s.commit(ctx, p, events, now, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE payment_operations SET state = $1, error_code = $2, updated_at = $3 WHERE id = $4 AND state = 'processing'`, op.State, op.ErrorCode, micros(now), op.ID)
 		if err != nil {
 			return err
@@ -467,15 +478,8 @@ func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *ser
 		if n, _ := res.RowsAffected(); n != 1 {
 			return service.ErrConcurrentUpdate
 		}
-		if err := s.update(ctx, tx, p); err != nil {
-			return err
-		}
-		return s.addOutbox(ctx, tx, events, now)
+		return nil
 	})
-	if err == nil {
-		p.Version++
-	}
-	return err
 }
 
 // StaleOperations lists operations processing since before `before`
