@@ -24,9 +24,10 @@ import (
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -79,7 +80,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Fatalf("vaultd: %v", err)
 	}
 	serveIn(vd.Serve, vd.Close)
-	keys, err := vaultd.CreateMerchant(ctx, vd.Store, "load", nil, "test")
+	keys, err := merchants.Create(ctx, vd.Store, "load", nil, "test")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -116,7 +117,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Fatalf("%v", err)
 	}
 	pool := &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}
-	gwDB := pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	gwDB := pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: gwDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
 		LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,

@@ -35,6 +35,7 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -112,7 +113,7 @@ func main() {
 	done := make(chan error, 1)
 	go func() { done <- in.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; in.Close() })
-	keys, err := vaultd.CreateMerchant(context.Background(), in.Store, "load", nil, "test")
+	keys, err := merchants.Create(context.Background(), in.Store, "load", nil, "test")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

@@ -17,7 +17,8 @@ import (
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/store/sqlite"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // TestGatewayOutboxCommands: `obol gateway outbox list` shows a dead entry
@@ -25,7 +26,7 @@ import (
 func TestGatewayOutboxCommands(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := payments.OpenSQLite(ctx, filepath.Join(dir, "gateway.db"))
+	st, err := paysqlite.Open(ctx, filepath.Join(dir, "gateway.db"))
 	require.NoError(t, err)
 	require.NoError(t, st.AddOutbox(ctx, "PAYMENT_EVENT_CAPTURED:pay_x:", "pay_x", `{}`, time.Now()))
 	require.NoError(t, st.OutboxDeadLetter(ctx, "PAYMENT_EVENT_CAPTURED:pay_x:", "payment_not_authorized"))
@@ -109,12 +110,12 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 		resp, body := post(t, "http://"+pay+"/v1/payments", `{"token":"`+tok["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`, "Authorization", "Bearer "+creds["secret_key"])
 		paid <- answer{resp.StatusCode, string(body)}
 	}()
-	gw, err := payments.OpenSQLite(context.Background(), filepath.Join(dir, "gateway.db"))
+	gw, err := paysqlite.Open(context.Background(), filepath.Join(dir, "gateway.db"))
 	require.NoError(t, err)
 	defer gw.Close()
 	var id string
 	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
-		ps, err := gw.List(context.Background(), creds["merchant_id"], payments.ListFilter{Status: payments.StatusProcessing, Limit: 1})
+		ps, err := gw.List(context.Background(), creds["merchant_id"], service.ListFilter{Status: service.StatusProcessing, Limit: 1})
 		if err != nil || len(ps) == 0 {
 			return errors.New("the payment is not in flight yet")
 		}
@@ -129,7 +130,7 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 
 	p, err := gw.Get(context.Background(), creds["merchant_id"], id)
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusFailed, p.Status)
+	assert.Equal(t, service.StatusFailed, p.Status)
 	assert.Empty(t, p.Compensation, "the payment still owes a reversal or a hold release")
 	logs := out.String()
 	assert.NotContains(t, logs, "connection refused")

@@ -20,7 +20,7 @@ import (
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/journal"
-	"github.com/obolpay/obol/ledger/server"
+	"github.com/obolpay/obol/ledger/service"
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/ledger/store/sqlite"
@@ -54,7 +54,7 @@ type Config struct {
 // Instance is a built ledgerd.
 type Instance struct {
 	Book    *book.Book
-	Service *server.Service
+	Service *service.Service
 	Server  *serve.Server
 	store   store.Store
 	sweep   time.Duration
@@ -92,7 +92,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	b := book.New(st, settings)
-	svc := server.New(b, cfg.Token)
+	svc := service.New(b, cfg.Token)
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "ledger", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(g, svc) },

@@ -34,7 +34,10 @@ import (
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
 	"github.com/obolpay/obol/proxy/forward"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // Config configures gatewayd. Tokens are secrets.
@@ -109,7 +112,7 @@ type Config struct {
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service    *payments.Service
+	Service    *service.Service
 	Server     *serve.Server
 	Routes     *forward.Routes // nil when /v1/forward is off
 	closers    []func() error
@@ -250,12 +253,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if connectors[cfg.DefaultAcquirer] == nil {
 		return fail(fmt.Errorf("default acquirer %q is not configured", cfg.DefaultAcquirer))
 	}
-	var st *payments.Store
+	var st *paystore.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = payments.OpenPostgres(ctx, cfg.PostgresURL)
+		st, err = paypg.Open(ctx, cfg.PostgresURL)
 	case cfg.SQLitePath != "":
-		st, err = payments.OpenSQLite(ctx, cfg.SQLitePath)
+		st, err = paysqlite.Open(ctx, cfg.SQLitePath)
 	default:
 		err = errors.New("a gateway database is required (OBOL_GATEWAY_POSTGRES_URL)")
 	}
@@ -304,7 +307,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		in.closers = append(in.closers, c.Close)
 		events.client = eventsv1.NewEventLogServiceClient(c)
 	}
-	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
+	svc := service.New(service.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder

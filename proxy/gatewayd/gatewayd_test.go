@@ -31,10 +31,11 @@ import (
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/service"
 	vaultpg "github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -172,11 +173,11 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 		s.sim.ServeHTTP(w, r)
 	}))
 	t.Cleanup(simSrv.Close)
-	keys, err := vaultd.CreateMerchant(context.Background(), v.Store, "Gateway test merchant", nil, "test")
+	keys, err := merchants.Create(context.Background(), v.Store, "Gateway test merchant", nil, "test")
 	require.NoError(t, err)
 	cert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)
-	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	s.gatewayDB = pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 	s.ledgerDB, s.vaultDB, s.pg, s.redis = ledgerURL, vaultDB, pg, rd
 	s.riskAddr = func() string { return riskGRPC }
 	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",

@@ -17,8 +17,10 @@ import (
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	"github.com/obolpay/obol/proxy/service"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -30,7 +32,7 @@ const token = "ledger-token"
 // records them: the payment row in its store, each state change through
 // the ledger's RecordPayment.
 type fixture struct {
-	gw                  *payments.Store
+	gw                  *paystore.Store
 	ledger              ledgerv1.LedgerServiceClient
 	gatewayDB, ledgerDB string
 	fees                map[string]int64
@@ -42,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Skip("integration test: needs PostgreSQL")
 	}
 	pg := testenv.SharedPostgres(t)
-	f := &fixture{ledgerDB: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), gatewayDB: pg.NewDatabase(t, "gateway", payments.MigrateURL), fees: map[string]int64{}}
+	f := &fixture{ledgerDB: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), gatewayDB: pg.NewDatabase(t, "gateway", paypg.MigrateURL), fees: map[string]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	l, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: f.ledgerDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: token, SweepEvery: time.Hour})
 	require.NoError(t, err)
@@ -53,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	f.ledger = ledgerv1.NewLedgerServiceClient(conn)
-	f.gw, err = payments.OpenPostgres(context.Background(), f.gatewayDB)
+	f.gw, err = paypg.Open(context.Background(), f.gatewayDB)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.gw.Close() })
 
@@ -63,17 +65,17 @@ func newFixture(t *testing.T) *fixture {
 		amount, captured, refund int64
 		events                   []ledgerv1.PaymentEvent
 	}{
-		{"pay_auth", payments.StatusAuthorized, 1000, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
-		{"pay_cap", payments.StatusCaptured, 2000, 2000, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED}},
-		{"pay_ref", payments.StatusPartiallyRefunded, 3000, 3000, 500, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED}},
-		{"pay_can", payments.StatusCanceled, 1500, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED}},
-		{"pay_dec", payments.StatusDeclined, 900, 0, 0, nil},
-		{"pay_busy", payments.StatusProcessing, 700, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
+		{"pay_auth", service.StatusAuthorized, 1000, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
+		{"pay_cap", service.StatusCaptured, 2000, 2000, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED}},
+		{"pay_ref", service.StatusPartiallyRefunded, 3000, 3000, 500, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED}},
+		{"pay_can", service.StatusCanceled, 1500, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED}},
+		{"pay_dec", service.StatusDeclined, 900, 0, 0, nil},
+		{"pay_busy", service.StatusProcessing, 700, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
 	} {
-		gp := &payments.Payment{ID: p.id, MerchantID: "mer_1", Status: p.status, Amount: p.amount, AmountCaptured: p.captured, AmountRefunded: p.refund,
+		gp := &service.Payment{ID: p.id, MerchantID: "mer_1", Status: p.status, Amount: p.amount, AmountCaptured: p.captured, AmountRefunded: p.refund,
 			Currency: "USD", Token: "tok_x", Acquirer: "simulator", AcquirerReference: "ref_" + p.id, CreatedAt: now, UpdatedAt: now}
 		if p.refund > 0 {
-			gp.Refunds = []payments.Refund{{ID: "re_1", Amount: p.refund, CreatedAt: now}}
+			gp.Refunds = []service.Refund{{ID: "re_1", Amount: p.refund, CreatedAt: now}}
 		}
 		for _, ev := range p.events {
 			req := &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: p.id, MerchantId: "mer_1", Currency: "USD", Amount: p.amount, Acquirer: "simulator", AcquirerReference: "ref_" + p.id}

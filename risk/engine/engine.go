@@ -75,6 +75,10 @@ type Engine struct {
 	Stats Stats
 }
 
+// State is the engine's rule-set and list state (what the RPC layer reads
+// and edits through).
+func (e *Engine) State() State { return e.cfg.State }
+
 type listSnapshot struct{ e *Engine }
 
 func (l listSnapshot) Contains(list, v string) bool {

@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/risk/engine"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/refdata"
+	"github.com/obolpay/obol/risk/service"
 )
 
 // Config configures riskd. Token is a secret: String never prints it.
@@ -59,7 +60,7 @@ type Instance struct {
 	// Velocity is the velocity store of a production riskd (nil for the
 	// embedded default): Serve runs its syncs with Redis.
 	Velocity *features.Aggregated
-	Service  *engine.Service
+	Service  *service.Service
 	Server   *serve.Server
 	watch    time.Duration
 	closers  []func() error
@@ -180,7 +181,7 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 	if err != nil {
 		return nil, err
 	}
-	svc := engine.NewService(eng, cfg.Token)
+	svc := service.New(eng, cfg.Token)
 	stats := &eng.Stats
 	var extra []prometheus.Collector
 	if v, ok := fs.(*features.Aggregated); ok {
