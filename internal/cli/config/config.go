@@ -118,7 +118,7 @@ type Riskd struct {
 	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
 	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
 	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`
-	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" doc:"action when Redis is unavailable"`
+	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" oneof:"allow|review|challenge|block" doc:"action when Redis is unavailable"`
 	MerchantFallbacks map[string]string `env:"OBOL_RISK_MERCHANT_FALLBACKS" flag:"merchant-fallbacks" form:"merchant=action pairs, comma-separated, e.g. mer_a=block,mer_b=review" doc:"per-merchant fallback actions"`
 	ServerTLS
 	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
