@@ -163,7 +163,7 @@ func typeOf(t reflect.Type, form string, oneof []string, positive bool) (name, w
 	case t == durationType && positive:
 		return "duration", def("a positive duration with a unit, e.g. 30s, 15m or 1h")
 	case t == durationType:
-		return "duration", def("a duration with a unit, e.g. 30s, 15m or 1h")
+		return "duration", def("a duration with a unit, 0 or more, e.g. 30s, 15m or 1h")
 	case positive && (t.Kind() == reflect.Int || t.Kind() == reflect.Int64):
 		return "int", def("a positive whole number")
 	case t.Kind() == reflect.String:
@@ -191,7 +191,7 @@ func (s *Setting) set(raw string) error {
 		d := time.Duration(0)
 		if raw != "" {
 			var err error
-			if d, err = time.ParseDuration(raw); err != nil || s.Positive && d <= 0 {
+			if d, err = time.ParseDuration(raw); err != nil || d < 0 || s.Positive && d == 0 {
 				return errors.New("not a duration")
 			}
 		}

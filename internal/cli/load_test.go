@@ -15,6 +15,7 @@ import (
 type sample struct {
 	Addr    string            `env:"OBOL_T_ADDR,T_FALLBACK_ADDR" flag:"addr" default:"127.0.0.1:1" doc:"address"`
 	Every   time.Duration     `env:"OBOL_T_EVERY" flag:"every" default:"10s" positive:"true" doc:"interval"`
+	Wait    time.Duration     `env:"OBOL_T_WAIT" flag:"wait" doc:"delay (0: none)"`
 	On      bool              `env:"OBOL_T_ON" flag:"on" doc:"switch"`
 	N       int64             `env:"OBOL_T_N" flag:"n" default:"3" doc:"count"`
 	Format  string            `env:"OBOL_T_FORMAT" flag:"format" default:"json" oneof:"json|text" doc:"format"`
@@ -101,6 +102,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"duration without a unit", map[string]string{"OBOL_T_EVERY": "90"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY", "want a positive duration with a unit"}, "90"},
 		{"duration in words", map[string]string{"OBOL_T_EVERY": "soon"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY"}, "soon"},
 		{"zero where positive", map[string]string{"OBOL_T_EVERY": "0s"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY"}, ""},
+		{"negative duration", map[string]string{"OBOL_T_WAIT": "-1h"}, nil, cli.ErrBadEnv, []string{"OBOL_T_WAIT", "want a duration with a unit, 0 or more"}, "-1h"},
+		{"negative duration flag", nil, []string{"--wait=-5s"}, cli.ErrBadFlag, []string{"--wait", "0 or more"}, "-5s"},
 		{"bool", map[string]string{"OBOL_T_ON": "yes-please"}, nil, cli.ErrBadEnv, []string{"OBOL_T_ON", "want true or false"}, "yes-please"},
 		{"not one of", map[string]string{"OBOL_T_FORMAT": "yaml"}, nil, cli.ErrBadEnv, []string{"OBOL_T_FORMAT", "want json or text"}, "yaml"},
 		{"pairs without a value", map[string]string{"OBOL_T_PAIRS": "mer_a="}, nil, cli.ErrBadEnv, []string{"OBOL_T_PAIRS", "key=value"}, "mer_a"},
