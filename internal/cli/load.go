@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -358,8 +359,12 @@ func hasPassword(raw string) bool {
 		}
 		return u.Query().Has("password")
 	}
-	return strings.Contains(raw, "password=")
+	return libpqPassword.MatchString(raw)
 }
+
+// libpqPassword finds the password keyword of a libpq key=value string,
+// spaces around "=" allowed (libpq accepts "password = x").
+var libpqPassword = regexp.MustCompile(`(^|\s)password\s*=`)
 
 // Given reports whether the setting in field (its Go field path, e.g.
 // "LedgerAddr") was given explicitly, by flag or by variable.

@@ -112,6 +112,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"bad bool flag", nil, []string{"--on=sure-thing"}, cli.ErrBadFlag, []string{"--on", "want true or false"}, "sure-thing"},
 		{"password in a URL flag", nil, []string{"--db", "postgres://obol:hunter22@127.0.0.1/x"}, cli.ErrBadFlag, []string{"--db", "OBOL_T_DB"}, "hunter22"},
 		{"password parameter in a URL flag", nil, []string{"--db", "postgres://obol@127.0.0.1/x?password=hunter22"}, cli.ErrBadFlag, []string{"--db"}, "hunter22"},
+		{"password keyword in a libpq flag", nil, []string{"--db", "host=127.0.0.1 password=hunter22"}, cli.ErrBadFlag, []string{"--db"}, "hunter22"},
+		{"password keyword with spaces in a libpq flag", nil, []string{"--db", "host=127.0.0.1 password = hunter22"}, cli.ErrBadFlag, []string{"--db", "OBOL_T_DB"}, "hunter22"},
 		{"positional argument", nil, []string{"stray"}, cli.ErrBadFlag, []string{`unexpected argument "stray"`}, ""},
 	}
 	for _, tt := range tests {
