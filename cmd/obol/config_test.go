@@ -73,3 +73,25 @@ func TestVerbsWarnAboutUnknownVariables(t *testing.T) {
 		})
 	}
 }
+
+// TestFlagErrorsNeverRepeatWhatWasTyped: cobra's flag errors pass through
+// cli.FlagError, so a secret typed after a wrong flag is not repeated.
+func TestFlagErrorsNeverRepeatWhatWasTyped(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown shorthand", []string{"payouts", "list", "-Xs3cret"}, "unknown shorthand flag: 'X'"},
+		{"bad syntax", []string{"ledger", "verify", "---postgres-url=s3cret"}, "bad flag syntax"},
+		{"bad number", []string{"audit", "list", "--limit", "s3cret"}, "--limit: the value does not parse"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			err := run(context.Background(), tt.args, &out)
+			require.ErrorContains(t, err, tt.want)
+			assert.NotContains(t, err.Error()+out.String(), "s3cret")
+		})
+	}
+}

@@ -39,6 +39,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		},
 	}
 	root.SetOut(out)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	root.AddCommand(newDevCmd(), newMerchantsCmd(), newVaultCmd(), newKeysCmd(), newAuditCmd(),
 		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newVersionCmd())
 	return root

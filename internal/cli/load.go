@@ -420,7 +420,7 @@ func Parse(fs *pflag.FlagSet, cfg any, args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage of %s:\n%s\n%s", fs.Name(), fs.FlagUsages(), EnvHelp(cfg))
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return FlagError(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", ErrBadFlag, fs.Arg(0))
@@ -445,3 +445,27 @@ func UnknownEnv(known map[string]bool, ignore ...string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// FlagError rewrites pflag's parse errors that repeat what was typed (the
+// rest of "-psecret", a whole "---x=secret", a refused value) so that
+// they name the flag only: a secret may have been typed into the command
+// line by mistake. Other errors are returned as they are.
+func FlagError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "unknown shorthand flag: "), strings.HasPrefix(msg, "flag needs an argument: '"):
+		if i := strings.Index(msg, " in -"); i >= 0 {
+			return errors.New(msg[:i])
+		}
+	case strings.HasPrefix(msg, "bad flag syntax: "):
+		return errors.New("bad flag syntax: want --name=value, --name value or -n")
+	case strings.HasPrefix(msg, "invalid argument "):
+		if m := invalidArgument.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("%w: %s: the value does not parse", ErrBadFlag, m[1])
+		}
+	}
+	return err
+}
+
+// invalidArgument is pflag's error for a value its own flag types refuse.
+var invalidArgument = regexp.MustCompile(`^invalid argument .* for "([^"]+)" flag: `)

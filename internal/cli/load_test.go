@@ -133,6 +133,33 @@ func TestLoadRefuses(t *testing.T) {
 	}
 }
 
+// TestFlagErrorsNeverRepeatWhatWasTyped: pflag's own parse errors repeat
+// the argument; a secret typed by mistake must not reach the terminal log.
+func TestFlagErrorsNeverRepeatWhatWasTyped(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown shorthand", []string{"-ps3cret"}, "unknown shorthand flag: 'p'"},
+		{"bad syntax", []string{"---db=s3cret"}, "bad flag syntax"},
+		{"shorthand needs an argument", []string{"-x"}, "unknown shorthand flag: 'x'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(t, tt.args)
+			require.ErrorContains(t, err, tt.want)
+			assert.NotContains(t, err.Error(), "s3cret")
+		})
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.Int("limit", 1, "")
+	err := cli.FlagError(fs.Parse([]string{"--limit", "s3cret"}))
+	require.ErrorIs(t, err, cli.ErrBadFlag)
+	require.ErrorContains(t, err, "--limit: the value does not parse")
+	assert.NotContains(t, err.Error(), "s3cret")
+}
+
 func TestLoadUnknownFlag(t *testing.T) {
 	_, err := load(t, []string{"--token", "x"})
 	require.ErrorContains(t, err, "unknown flag: --token", "a secret has no flag")
