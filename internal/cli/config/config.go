@@ -186,7 +186,7 @@ type DevDir struct {
 // LedgerClient is how obol's ledger and payouts verbs reach ledgerd: the
 // flags, else the variables, else a running obol dev's in --data-dir.
 type LedgerClient struct {
-	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir, else 127.0.0.1:9092)"`
+	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir; with OBOL_LEDGER_TOKEN set and no obol dev running, 127.0.0.1:9092)"`
 	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
 	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
 	DevDir
