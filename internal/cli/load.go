@@ -181,9 +181,25 @@ func typeOf(t reflect.Type, form string, oneof []string, positive bool) (name, w
 	return "", ""
 }
 
+// errSpace: a value with leading or trailing whitespace, typically the
+// newline of a secret read from a file (a token "tok\n" that no caller
+// ever presents).
+var errSpace = errors.New("leading or trailing whitespace")
+
+// refusal is how Load describes a refused value of the setting.
+func (s *Setting) refusal(err error) string {
+	if errors.Is(err, errSpace) {
+		return "the value has leading or trailing whitespace (a newline from a file?); want " + s.Form
+	}
+	return "the value does not parse; want " + s.Form
+}
+
 // set parses raw into the field ("" is the zero value).
 func (s *Setting) set(raw string) error {
 	v := *s.v
+	if raw != strings.TrimSpace(raw) {
+		return errSpace
+	}
 	if raw != "" && len(s.OneOf) > 0 && !slices.Contains(s.OneOf, raw) {
 		return errors.New("not one of the accepted values")
 	}
@@ -317,7 +333,7 @@ func (l *Loader) Load() error {
 		}
 		if fv := l.flags[s]; fv != nil && l.fs.Changed(s.Flag) {
 			if err := s.set(fv.raw); err != nil {
-				flagErrs = append(flagErrs, fmt.Sprintf("--%s: the value does not parse; want %s", s.Flag, s.Form))
+				flagErrs = append(flagErrs, fmt.Sprintf("--%s: %s", s.Flag, s.refusal(err)))
 				continue
 			}
 			if s.Password && hasPassword(fv.raw) {
@@ -335,7 +351,7 @@ func (l *Loader) Load() error {
 				continue
 			}
 			if err := s.set(raw); err != nil {
-				envErrs = append(envErrs, fmt.Sprintf("%s: the value does not parse; want %s", name, s.Form))
+				envErrs = append(envErrs, fmt.Sprintf("%s: %s", name, s.refusal(err)))
 			}
 			break
 		}
