@@ -194,6 +194,20 @@ func (s *Setting) refusal(err error) string {
 	return "the value does not parse; want " + s.Form
 }
 
+// emptyAccepted reports whether an explicitly empty flag value means
+// something: an empty list, or text whose default is empty or whose form
+// names the empty value (e.g. --demo-addr ""). Otherwise "" would silently
+// be the zero value: --payout-delay "" was 0 days, --log-format "" json.
+func (s *Setting) emptyAccepted() bool {
+	switch s.Type {
+	case "list", "pairs":
+		return true
+	case "string":
+		return len(s.OneOf) == 0 && (s.Default == "" || strings.Contains(s.Form, "empty"))
+	}
+	return false
+}
+
 // set parses raw into the field ("" is the zero value).
 func (s *Setting) set(raw string) error {
 	v := *s.v
@@ -332,6 +346,10 @@ func (l *Loader) Load() error {
 			continue
 		}
 		if fv := l.flags[s]; fv != nil && l.fs.Changed(s.Flag) {
+			if fv.raw == "" && !s.emptyAccepted() {
+				flagErrs = append(flagErrs, fmt.Sprintf("--%s: the value is empty; want %s", s.Flag, s.Form))
+				continue
+			}
 			if err := s.set(fv.raw); err != nil {
 				flagErrs = append(flagErrs, fmt.Sprintf("--%s: %s", s.Flag, s.refusal(err)))
 				continue

@@ -71,6 +71,10 @@ func TestLoad(t *testing.T) {
 		{"a variable read by another package is documented, not loaded", map[string]string{"OBOL_T_TRACE": "zipkin"}, nil, func(t *testing.T, s sample) {
 			assert.Empty(t, s.Trace)
 		}},
+		{"an empty flag where empty means none", nil, []string{"--db=", "--list="}, func(t *testing.T, s sample) {
+			assert.Empty(t, s.DB)
+			assert.Empty(t, s.List)
+		}},
 		{"a URL without a password by flag", nil, []string{"--db", "postgres://obol@127.0.0.1/x"}, func(t *testing.T, s sample) {
 			assert.Equal(t, "postgres://obol@127.0.0.1/x", s.DB)
 		}},
@@ -107,6 +111,11 @@ func TestLoadRefuses(t *testing.T) {
 		{"secret with a trailing newline", map[string]string{"OBOL_T_TOKEN": "tok3n-value\n"}, nil, cli.ErrBadEnv, []string{"OBOL_T_TOKEN", "leading or trailing whitespace"}, "tok3n-value"},
 		{"address with a leading space", map[string]string{"OBOL_T_ADDR": " 127.0.0.1:2"}, nil, cli.ErrBadEnv, []string{"OBOL_T_ADDR", "leading or trailing whitespace"}, "127.0.0.1:2"},
 		{"duration with a trailing space", nil, []string{"--every", "1m "}, cli.ErrBadFlag, []string{"--every", "leading or trailing whitespace (a newline from a file?); want a positive duration"}, ""},
+		{"empty number flag", nil, []string{"--n="}, cli.ErrBadFlag, []string{"--n: the value is empty; want a whole number"}, ""},
+		{"empty duration flag", nil, []string{"--wait", ""}, cli.ErrBadFlag, []string{"--wait: the value is empty"}, ""},
+		{"empty bool flag", nil, []string{"--on="}, cli.ErrBadFlag, []string{"--on: the value is empty"}, ""},
+		{"empty one-of flag", nil, []string{"--format", ""}, cli.ErrBadFlag, []string{"--format: the value is empty; want json or text"}, ""},
+		{"empty text flag with a default", nil, []string{"--addr="}, cli.ErrBadFlag, []string{"--addr: the value is empty"}, ""},
 		{"bool", map[string]string{"OBOL_T_ON": "yes-please"}, nil, cli.ErrBadEnv, []string{"OBOL_T_ON", "want true or false"}, "yes-please"},
 		{"not one of", map[string]string{"OBOL_T_FORMAT": "yaml"}, nil, cli.ErrBadEnv, []string{"OBOL_T_FORMAT", "want json or text"}, "yaml"},
 		{"pairs without a value", map[string]string{"OBOL_T_PAIRS": "mer_a="}, nil, cli.ErrBadEnv, []string{"OBOL_T_PAIRS", "key=value"}, "mer_a"},
