@@ -15,15 +15,19 @@ import (
 )
 
 // openStore opens the production database when a URL is given, else the
-// `obol dev` data dir.
+// `obol dev` data dir's, which must exist: a mistyped --data-dir (an
+// existing directory that is not obol dev's) would otherwise get a new,
+// empty vault database, and a merchant created there has keys no obol dev
+// knows.
 func openStore(ctx context.Context, pgURL, dataDir string) (store.Store, error) {
 	if pgURL != "" {
 		return postgres.Open(ctx, pgURL, postgres.Options{MaxConns: 4})
 	}
-	if _, err := os.Stat(dataDir); err != nil {
-		return nil, fmt.Errorf("data dir %s: %w (run `obol dev` first, or pass --postgres-url)", dataDir, err)
+	path := filepath.Join(dataDir, vaultd.DBFile)
+	if _, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("no obol dev vault database at %s (pass the --data-dir of obol dev, or run obol dev first, or --postgres-url / OBOL_POSTGRES_URL)", path)
 	}
-	return sqlite.Open(ctx, filepath.Join(dataDir, vaultd.DBFile))
+	return sqlite.Open(ctx, path)
 }
 
 func newAuditCmd() *cobra.Command {

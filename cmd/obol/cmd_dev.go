@@ -38,6 +38,7 @@ funds at once (default T+2), so payouts can be tried today.`,
 		Args: cobra.NoArgs,
 	}
 	l := bind(cmd, &c)
+	cmd.PreRun = nil // obol dev logs the warning (config.WarnUnknown)
 	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
 		if err := l.Load(); err != nil {
 			return err

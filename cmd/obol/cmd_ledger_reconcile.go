@@ -73,7 +73,8 @@ func runReconcile(ctx context.Context, c config.Reconcile, asJSON, strict bool, 
 	if err != nil {
 		var ae *apierr.Error
 		if errors.As(err, &ae) {
-			return fmt.Errorf("%w (ledger %s)", err, ledgerAddr(c.LedgerClient))
+			addr, _ := ledgerAddr(c.LedgerClient)
+			return fmt.Errorf("%w (ledger %s)", err, addr)
 		}
 		return err
 	}

@@ -63,16 +63,22 @@ func devCredential(dataDir, name string) (string, error) {
 }
 
 // ledgerAddr is where the ledger verbs dial: --ledger-addr or
-// OBOL_LEDGER_ADDR, else the running obol dev's in --data-dir, else
-// ledgerd's default.
-func ledgerAddr(c config.LedgerClient) string {
+// OBOL_LEDGER_ADDR, else the running obol dev's in --data-dir, else, with
+// an explicit OBOL_LEDGER_TOKEN, ledgerd's default. With obol dev's token
+// and no obol dev running it is an error: dialling the default would hand
+// that token to whatever listens there (another obol dev, a ledgerd) and
+// run the verb against the wrong ledger.
+func ledgerAddr(c config.LedgerClient) (string, error) {
 	if c.LedgerAddr != "" {
-		return c.LedgerAddr
+		return c.LedgerAddr, nil
 	}
 	if a := devAddress(c.DataDir, addrLedgerGRPC); a != "" {
-		return a
+		return a, nil
 	}
-	return defaultLedgerAddr
+	if c.LedgerToken != "" {
+		return defaultLedgerAddr, nil
+	}
+	return "", fmt.Errorf("no obol dev is running with --data-dir %s: start it, or give the ledger's address and token (--ledger-addr or OBOL_LEDGER_ADDR, and OBOL_LEDGER_TOKEN)", c.DataDir)
 }
 
 // dialLedger connects to ledgerd with its service token: OBOL_LEDGER_TOKEN,
@@ -84,6 +90,10 @@ func dialLedger(ctx context.Context, c config.LedgerClient) (ledgerv1.LedgerServ
 		if token, err = devCredential(c.DataDir, "ledger_token"); err != nil {
 			return nil, nil, nil, fmt.Errorf("OBOL_LEDGER_TOKEN is not set and %w", err)
 		}
+	}
+	addr, err := ledgerAddr(c)
+	if err != nil {
+		return nil, nil, nil, err
 	}
 	creds := insecure.NewCredentials()
 	if c.LedgerCA != "" {
@@ -97,7 +107,7 @@ func dialLedger(ctx context.Context, c config.LedgerClient) (ledgerv1.LedgerServ
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
-	conn, err := grpc.NewClient(ledgerAddr(c), grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
 	if err != nil {
 		return nil, nil, nil, err
 	}

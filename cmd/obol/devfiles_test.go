@@ -42,3 +42,30 @@ func TestDevUsageDocumentsPayoutDelay(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "--payout-delay 400")
 }
+
+// TestVaultVerbsNeedObolDevsDatabase: merchants create and audit list on a
+// directory that is not obol dev's refuse, naming the missing database,
+// and create nothing there (merchants create made a new vault.db and a
+// merchant no obol dev knew in any existing directory).
+func TestVaultVerbsNeedObolDevsDatabase(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"merchants create", []string{"merchants", "create", "--name", "Shop"}},
+		{"audit list", []string{"audit", "list"}},
+		{"audit verify", []string{"audit", "verify"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var out bytes.Buffer
+			err := run(context.Background(), append(tt.args, "--data-dir", dir), &out)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "no obol dev vault database at "+filepath.Join(dir, "vault.db"))
+			entries, err := os.ReadDir(dir)
+			require.NoError(t, err)
+			assert.Empty(t, entries, "nothing is created in a directory that is not obol dev's")
+		})
+	}
+}

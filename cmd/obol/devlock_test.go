@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,9 +12,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/vault/vaultd"
 )
 
 // execMainEnv makes the test binary run main() with these arguments
@@ -134,4 +139,38 @@ func TestDevLedgerAddr(t *testing.T) {
 			require.Equal(t, tt.want, devAddress(dir, addrLedgerGRPC))
 		})
 	}
+}
+
+// TestLedgerVerbsNeedARunningDev: with obol dev's token from --data-dir
+// and no obol dev running there, a ledger verb refuses, naming the data
+// dir, instead of dialling ledgerd's default address with that token (a
+// stopped obol dev on other ports made the verbs talk to whatever listened
+// on 127.0.0.1:9092). An explicit OBOL_LEDGER_TOKEN still takes the default.
+func TestLedgerVerbsNeedARunningDev(t *testing.T) {
+	dead := exec.Command(os.Args[0], "-test.run=^$")
+	require.NoError(t, dead.Run())
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, vaultd.CredentialsFile), []byte(`{"ledger_token":"ltok"}`), 0o600))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, DevLockFile), []byte(`{"pid":`+strconv.Itoa(dead.Process.Pid)+`,"addresses":{"ledger gRPC":"127.0.0.1:1234"}}`), 0o600))
+	tests := []struct {
+		name string
+		args []string
+	}{
+		{"ledger balances", []string{"ledger", "balances", "--merchant", "mer_x"}},
+		{"payouts list", []string{"payouts", "list"}},
+		{"payouts run", []string{"payouts", "run"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := run(context.Background(), append(tt.args, "--data-dir", dir), io.Discard)
+			require.Error(t, err)
+			assert.ErrorContains(t, err, "no obol dev is running with --data-dir "+dir)
+			assert.ErrorContains(t, err, "--ledger-addr or OBOL_LEDGER_ADDR")
+		})
+	}
+	t.Run("an explicit token takes ledgerd's default", func(t *testing.T) {
+		addr, err := ledgerAddr(config.LedgerClient{LedgerToken: "tok", DevDir: config.DevDir{DataDir: dir}})
+		require.NoError(t, err)
+		assert.Equal(t, defaultLedgerAddr, addr)
+	})
 }

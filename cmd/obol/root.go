@@ -3,10 +3,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/cli/config"
 )
 
 const overview = `obol — card tokenization vault and gateway
@@ -37,6 +39,7 @@ func newRoot(out io.Writer) *cobra.Command {
 		},
 	}
 	root.SetOut(out)
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	root.AddCommand(newDevCmd(), newMerchantsCmd(), newVaultCmd(), newKeysCmd(), newAuditCmd(),
 		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newEventsCmd(), newListenCmd(), newVersionCmd())
 	return root
@@ -63,8 +66,13 @@ func group(use, short string, subs ...*cobra.Command) *cobra.Command {
 // bind registers cfg's flags on cmd (see internal/cli) and names its
 // environment-only variables in the help; call the returned Loader's Load
 // first thing in RunE.
+//
+// Before it runs, the command warns on stderr about OBOL_* variables that
+// no Obol binary reads (a typo such as OBOL_LEDGR_ADDR would otherwise be
+// silently ignored), naming them, never their values.
 func bind(cmd *cobra.Command, cfg any) *cli.Loader {
 	l := cli.Bind(cmd.Flags(), cfg)
+	cmd.PreRun = func(cmd *cobra.Command, _ []string) { warnUnknownEnv(cmd.ErrOrStderr()) }
 	if h := cli.EnvHelp(cfg); h != "" {
 		if cmd.Long == "" {
 			cmd.Long = cmd.Short
@@ -72,4 +80,12 @@ func bind(cmd *cobra.Command, cfg any) *cli.Loader {
 		cmd.Long += "\n\n" + h
 	}
 	return l
+}
+
+// warnUnknownEnv writes, to w, the names of the OBOL_* variables set that
+// no Obol binary reads.
+func warnUnknownEnv(w io.Writer) {
+	if u := config.Unknown(); len(u) > 0 {
+		fmt.Fprintf(w, "obol: warning: ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md: %s\n", strings.Join(u, ", "))
+	}
 }

@@ -203,7 +203,7 @@ func FromStatus(st *status.Status) *Error {
 	if k, ok := codeKind[st.Code()]; ok {
 		e.Kind = k
 	}
-	if st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled {
+	if st.Code() == codes.DeadlineExceeded || st.Code() == codes.Canceled || st.Code() == codes.Unavailable {
 		e.Code = CodeUnavailable
 	}
 	for _, d := range st.Details() {

@@ -83,7 +83,7 @@ func TestFromStatusWithoutObolDetails(t *testing.T) {
 		{"out of range", codes.OutOfRange, KindInvalidArgument, 400, CodeInternal},
 		{"unimplemented", codes.Unimplemented, KindMethodNotAllowed, 405, CodeInternal},
 		{"internal", codes.Internal, KindInternal, 500, CodeInternal},
-		{"unavailable", codes.Unavailable, KindUnavailable, 503, CodeInternal},
+		{"unavailable (e.g. grpc-go's connection refused)", codes.Unavailable, KindUnavailable, 503, CodeUnavailable},
 		{"data loss", codes.DataLoss, KindInternal, 500, CodeInternal},
 		{"unauthenticated", codes.Unauthenticated, KindUnauthenticated, 401, CodeInternal},
 	}

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -163,7 +164,7 @@ func typeOf(t reflect.Type, form string, oneof []string, positive bool) (name, w
 	case t == durationType && positive:
 		return "duration", def("a positive duration with a unit, e.g. 30s, 15m or 1h")
 	case t == durationType:
-		return "duration", def("a duration with a unit, e.g. 30s, 15m or 1h")
+		return "duration", def("a duration with a unit, 0 or more, e.g. 30s, 15m or 1h")
 	case positive && (t.Kind() == reflect.Int || t.Kind() == reflect.Int64):
 		return "int", def("a positive whole number")
 	case t.Kind() == reflect.String:
@@ -180,9 +181,39 @@ func typeOf(t reflect.Type, form string, oneof []string, positive bool) (name, w
 	return "", ""
 }
 
+// errSpace: a value with leading or trailing whitespace, typically the
+// newline of a secret read from a file (a token "tok\n" that no caller
+// ever presents).
+var errSpace = errors.New("leading or trailing whitespace")
+
+// refusal is how Load describes a refused value of the setting.
+func (s *Setting) refusal(err error) string {
+	if errors.Is(err, errSpace) {
+		return "the value has leading or trailing whitespace (a newline from a file?); want " + s.Form
+	}
+	return "the value does not parse; want " + s.Form
+}
+
+// emptyAccepted reports whether an explicitly empty flag value means
+// something: an empty list, or text whose default is empty or whose form
+// names the empty value (e.g. --demo-addr ""). Otherwise "" would silently
+// be the zero value: --payout-delay "" was 0 days, --log-format "" json.
+func (s *Setting) emptyAccepted() bool {
+	switch s.Type {
+	case "list", "pairs":
+		return true
+	case "string":
+		return len(s.OneOf) == 0 && (s.Default == "" || strings.Contains(s.Form, "empty"))
+	}
+	return false
+}
+
 // set parses raw into the field ("" is the zero value).
 func (s *Setting) set(raw string) error {
 	v := *s.v
+	if raw != strings.TrimSpace(raw) {
+		return errSpace
+	}
 	if raw != "" && len(s.OneOf) > 0 && !slices.Contains(s.OneOf, raw) {
 		return errors.New("not one of the accepted values")
 	}
@@ -191,7 +222,7 @@ func (s *Setting) set(raw string) error {
 		d := time.Duration(0)
 		if raw != "" {
 			var err error
-			if d, err = time.ParseDuration(raw); err != nil || s.Positive && d <= 0 {
+			if d, err = time.ParseDuration(raw); err != nil || d < 0 || s.Positive && d == 0 {
 				return errors.New("not a duration")
 			}
 		}
@@ -315,8 +346,12 @@ func (l *Loader) Load() error {
 			continue
 		}
 		if fv := l.flags[s]; fv != nil && l.fs.Changed(s.Flag) {
+			if fv.raw == "" && !s.emptyAccepted() {
+				flagErrs = append(flagErrs, fmt.Sprintf("--%s: the value is empty; want %s", s.Flag, s.Form))
+				continue
+			}
 			if err := s.set(fv.raw); err != nil {
-				flagErrs = append(flagErrs, fmt.Sprintf("--%s: the value does not parse; want %s", s.Flag, s.Form))
+				flagErrs = append(flagErrs, fmt.Sprintf("--%s: %s", s.Flag, s.refusal(err)))
 				continue
 			}
 			if s.Password && hasPassword(fv.raw) {
@@ -334,7 +369,7 @@ func (l *Loader) Load() error {
 				continue
 			}
 			if err := s.set(raw); err != nil {
-				envErrs = append(envErrs, fmt.Sprintf("%s: the value does not parse; want %s", name, s.Form))
+				envErrs = append(envErrs, fmt.Sprintf("%s: %s", name, s.refusal(err)))
 			}
 			break
 		}
@@ -358,8 +393,12 @@ func hasPassword(raw string) bool {
 		}
 		return u.Query().Has("password")
 	}
-	return strings.Contains(raw, "password=")
+	return libpqPassword.MatchString(raw)
 }
+
+// libpqPassword finds the password keyword of a libpq key=value string,
+// spaces around "=" allowed (libpq accepts "password = x").
+var libpqPassword = regexp.MustCompile(`(^|\s)password\s*=`)
 
 // Given reports whether the setting in field (its Go field path, e.g.
 // "LedgerAddr") was given explicitly, by flag or by variable.
@@ -415,7 +454,7 @@ func Parse(fs *pflag.FlagSet, cfg any, args []string) error {
 		fmt.Fprintf(fs.Output(), "Usage of %s:\n%s\n%s", fs.Name(), fs.FlagUsages(), EnvHelp(cfg))
 	}
 	if err := fs.Parse(args); err != nil {
-		return err
+		return FlagError(err)
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", ErrBadFlag, fs.Arg(0))
@@ -440,3 +479,27 @@ func UnknownEnv(known map[string]bool, ignore ...string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// FlagError rewrites pflag's parse errors that repeat what was typed (the
+// rest of "-psecret", a whole "---x=secret", a refused value) so that
+// they name the flag only: a secret may have been typed into the command
+// line by mistake. Other errors are returned as they are.
+func FlagError(err error) error {
+	msg := err.Error()
+	switch {
+	case strings.HasPrefix(msg, "unknown shorthand flag: "), strings.HasPrefix(msg, "flag needs an argument: '"):
+		if i := strings.Index(msg, " in -"); i >= 0 {
+			return errors.New(msg[:i])
+		}
+	case strings.HasPrefix(msg, "bad flag syntax: "):
+		return errors.New("bad flag syntax: want --name=value, --name value or -n")
+	case strings.HasPrefix(msg, "invalid argument "):
+		if m := invalidArgument.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("%w: %s: the value does not parse", ErrBadFlag, m[1])
+		}
+	}
+	return err
+}
+
+// invalidArgument is pflag's error for a value its own flag types refuse.
+var invalidArgument = regexp.MustCompile(`^invalid argument .* for "([^"]+)" flag: `)

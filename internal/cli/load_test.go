@@ -15,6 +15,7 @@ import (
 type sample struct {
 	Addr    string            `env:"OBOL_T_ADDR,T_FALLBACK_ADDR" flag:"addr" default:"127.0.0.1:1" doc:"address"`
 	Every   time.Duration     `env:"OBOL_T_EVERY" flag:"every" default:"10s" positive:"true" doc:"interval"`
+	Wait    time.Duration     `env:"OBOL_T_WAIT" flag:"wait" doc:"delay (0: none)"`
 	On      bool              `env:"OBOL_T_ON" flag:"on" doc:"switch"`
 	N       int64             `env:"OBOL_T_N" flag:"n" default:"3" doc:"count"`
 	Format  string            `env:"OBOL_T_FORMAT" flag:"format" default:"json" oneof:"json|text" doc:"format"`
@@ -70,6 +71,10 @@ func TestLoad(t *testing.T) {
 		{"a variable read by another package is documented, not loaded", map[string]string{"OBOL_T_TRACE": "zipkin"}, nil, func(t *testing.T, s sample) {
 			assert.Empty(t, s.Trace)
 		}},
+		{"an empty flag where empty means none", nil, []string{"--db=", "--list="}, func(t *testing.T, s sample) {
+			assert.Empty(t, s.DB)
+			assert.Empty(t, s.List)
+		}},
 		{"a URL without a password by flag", nil, []string{"--db", "postgres://obol@127.0.0.1/x"}, func(t *testing.T, s sample) {
 			assert.Equal(t, "postgres://obol@127.0.0.1/x", s.DB)
 		}},
@@ -101,6 +106,16 @@ func TestLoadRefuses(t *testing.T) {
 		{"duration without a unit", map[string]string{"OBOL_T_EVERY": "90"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY", "want a positive duration with a unit"}, "90"},
 		{"duration in words", map[string]string{"OBOL_T_EVERY": "soon"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY"}, "soon"},
 		{"zero where positive", map[string]string{"OBOL_T_EVERY": "0s"}, nil, cli.ErrBadEnv, []string{"OBOL_T_EVERY"}, ""},
+		{"negative duration", map[string]string{"OBOL_T_WAIT": "-1h"}, nil, cli.ErrBadEnv, []string{"OBOL_T_WAIT", "want a duration with a unit, 0 or more"}, "-1h"},
+		{"negative duration flag", nil, []string{"--wait=-5s"}, cli.ErrBadFlag, []string{"--wait", "0 or more"}, "-5s"},
+		{"secret with a trailing newline", map[string]string{"OBOL_T_TOKEN": "tok3n-value\n"}, nil, cli.ErrBadEnv, []string{"OBOL_T_TOKEN", "leading or trailing whitespace"}, "tok3n-value"},
+		{"address with a leading space", map[string]string{"OBOL_T_ADDR": " 127.0.0.1:2"}, nil, cli.ErrBadEnv, []string{"OBOL_T_ADDR", "leading or trailing whitespace"}, "127.0.0.1:2"},
+		{"duration with a trailing space", nil, []string{"--every", "1m "}, cli.ErrBadFlag, []string{"--every", "leading or trailing whitespace (a newline from a file?); want a positive duration"}, ""},
+		{"empty number flag", nil, []string{"--n="}, cli.ErrBadFlag, []string{"--n: the value is empty; want a whole number"}, ""},
+		{"empty duration flag", nil, []string{"--wait", ""}, cli.ErrBadFlag, []string{"--wait: the value is empty"}, ""},
+		{"empty bool flag", nil, []string{"--on="}, cli.ErrBadFlag, []string{"--on: the value is empty"}, ""},
+		{"empty one-of flag", nil, []string{"--format", ""}, cli.ErrBadFlag, []string{"--format: the value is empty; want json or text"}, ""},
+		{"empty text flag with a default", nil, []string{"--addr="}, cli.ErrBadFlag, []string{"--addr: the value is empty"}, ""},
 		{"bool", map[string]string{"OBOL_T_ON": "yes-please"}, nil, cli.ErrBadEnv, []string{"OBOL_T_ON", "want true or false"}, "yes-please"},
 		{"not one of", map[string]string{"OBOL_T_FORMAT": "yaml"}, nil, cli.ErrBadEnv, []string{"OBOL_T_FORMAT", "want json or text"}, "yaml"},
 		{"pairs without a value", map[string]string{"OBOL_T_PAIRS": "mer_a="}, nil, cli.ErrBadEnv, []string{"OBOL_T_PAIRS", "key=value"}, "mer_a"},
@@ -109,6 +124,8 @@ func TestLoadRefuses(t *testing.T) {
 		{"bad bool flag", nil, []string{"--on=sure-thing"}, cli.ErrBadFlag, []string{"--on", "want true or false"}, "sure-thing"},
 		{"password in a URL flag", nil, []string{"--db", "postgres://obol:hunter22@127.0.0.1/x"}, cli.ErrBadFlag, []string{"--db", "OBOL_T_DB"}, "hunter22"},
 		{"password parameter in a URL flag", nil, []string{"--db", "postgres://obol@127.0.0.1/x?password=hunter22"}, cli.ErrBadFlag, []string{"--db"}, "hunter22"},
+		{"password keyword in a libpq flag", nil, []string{"--db", "host=127.0.0.1 password=hunter22"}, cli.ErrBadFlag, []string{"--db"}, "hunter22"},
+		{"password keyword with spaces in a libpq flag", nil, []string{"--db", "host=127.0.0.1 password = hunter22"}, cli.ErrBadFlag, []string{"--db", "OBOL_T_DB"}, "hunter22"},
 		{"positional argument", nil, []string{"stray"}, cli.ErrBadFlag, []string{`unexpected argument "stray"`}, ""},
 	}
 	for _, tt := range tests {
@@ -126,6 +143,33 @@ func TestLoadRefuses(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestFlagErrorsNeverRepeatWhatWasTyped: pflag's own parse errors repeat
+// the argument; a secret typed by mistake must not reach the terminal log.
+func TestFlagErrorsNeverRepeatWhatWasTyped(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown shorthand", []string{"-ps3cret"}, "unknown shorthand flag: 'p'"},
+		{"bad syntax", []string{"---db=s3cret"}, "bad flag syntax"},
+		{"shorthand needs an argument", []string{"-x"}, "unknown shorthand flag: 'x'"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := load(t, tt.args)
+			require.ErrorContains(t, err, tt.want)
+			assert.NotContains(t, err.Error(), "s3cret")
+		})
+	}
+	fs := pflag.NewFlagSet("t", pflag.ContinueOnError)
+	fs.Int("limit", 1, "")
+	err := cli.FlagError(fs.Parse([]string{"--limit", "s3cret"}))
+	require.ErrorIs(t, err, cli.ErrBadFlag)
+	require.ErrorContains(t, err, "--limit: the value does not parse")
+	assert.NotContains(t, err.Error(), "s3cret")
 }
 
 func TestLoadUnknownFlag(t *testing.T) {

@@ -54,7 +54,8 @@ const (
 // empty tracing is on exactly when an OTLP endpoint variable is set. An
 // unknown value, an OTLP protocol other than http/protobuf or a traces
 // exporter other than otlp is an error naming the variable, never
-// silently ignored.
+// silently ignored, and never repeating the value (a secret may have been
+// pasted into the wrong variable).
 func ParseMode(getenv func(string) string) (Mode, error) {
 	if v := getenv(EnvSDKDisabled); v != "" {
 		switch strings.ToLower(v) {
@@ -62,12 +63,12 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 			return Off, nil
 		case "false":
 		default:
-			return Off, fmt.Errorf("%w: %s=%q: want true or false", ErrConfig, EnvSDKDisabled, v)
+			return Off, fmt.Errorf("%w: %s: the value does not parse; want true or false", ErrConfig, EnvSDKDisabled)
 		}
 	}
 	for _, v := range []string{EnvProtocol, EnvTracesProtocol} {
 		if p := getenv(v); p != "" && p != "http/protobuf" {
-			return Off, fmt.Errorf("%w: %s=%q: only http/protobuf is supported", ErrConfig, v, p)
+			return Off, fmt.Errorf("%w: %s: only http/protobuf is supported", ErrConfig, v)
 		}
 	}
 	switch e := getenv(EnvTracesExporter); e {
@@ -75,7 +76,7 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 	case "none":
 		return Off, nil
 	default:
-		return Off, fmt.Errorf("%w: %s=%q: only otlp (or none) is supported", ErrConfig, EnvTracesExporter, e)
+		return Off, fmt.Errorf("%w: %s: only otlp (or none) is supported", ErrConfig, EnvTracesExporter)
 	}
 	switch m := strings.ToLower(strings.TrimSpace(getenv(EnvTracing))); m {
 	case "otlp":
@@ -88,7 +89,7 @@ func ParseMode(getenv func(string) string) (Mode, error) {
 		}
 		return Off, nil
 	default:
-		return Off, fmt.Errorf("%w: %s=%q: want off or otlp", ErrConfig, EnvTracing, m)
+		return Off, fmt.Errorf("%w: %s: the value does not parse; want off or otlp", ErrConfig, EnvTracing)
 	}
 }
 

@@ -48,10 +48,10 @@ func TestParseMode(t *testing.T) {
 		{"http/protobuf accepted", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf", "OBOL_TRACING": "otlp"}, telemetry.OTLP, ""},
 		{"traces exporter none", map[string]string{"OTEL_TRACES_EXPORTER": "none", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, telemetry.Off, ""},
 		{"traces exporter otlp", map[string]string{"OTEL_TRACES_EXPORTER": "otlp", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"}, telemetry.OTLP, ""},
-		{"traces exporter console refused", map[string]string{"OTEL_TRACES_EXPORTER": "console"}, telemetry.Off, "OTEL_TRACES_EXPORTER"},
-		{"unknown mode", map[string]string{"OBOL_TRACING": "jaeger"}, telemetry.Off, "OBOL_TRACING"},
-		{"bad SDK disabled", map[string]string{"OTEL_SDK_DISABLED": "yes"}, telemetry.Off, "OTEL_SDK_DISABLED"},
-		{"grpc protocol refused", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OBOL_TRACING": "otlp"}, telemetry.Off, "OTEL_EXPORTER_OTLP_PROTOCOL"},
+		{"traces exporter console refused", map[string]string{"OTEL_TRACES_EXPORTER": "sk_live_pasted"}, telemetry.Off, "OTEL_TRACES_EXPORTER"},
+		{"unknown mode (a secret pasted in)", map[string]string{"OBOL_TRACING": "sk_live_pasted"}, telemetry.Off, "OBOL_TRACING"},
+		{"bad SDK disabled", map[string]string{"OTEL_SDK_DISABLED": "sk_live_pasted"}, telemetry.Off, "OTEL_SDK_DISABLED"},
+		{"grpc protocol refused", map[string]string{"OTEL_EXPORTER_OTLP_PROTOCOL": "sk_live_pasted", "OBOL_TRACING": "otlp"}, telemetry.Off, "OTEL_EXPORTER_OTLP_PROTOCOL"},
 		{"traces protocol refused", map[string]string{"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"}, telemetry.Off, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -59,6 +59,7 @@ func TestParseMode(t *testing.T) {
 			if c.wantErr != "" {
 				require.ErrorIs(t, err, telemetry.ErrConfig)
 				assert.Contains(t, err.Error(), c.wantErr)
+				assert.NotContains(t, err.Error(), "sk_live_pasted", "values are never repeated")
 				return
 			}
 			require.NoError(t, err)

@@ -105,6 +105,9 @@ func New(ctx context.Context, cfg Config) (*Engine, error) {
 	if cfg.IPs == nil {
 		cfg.IPs = refdata.SampleIPs()
 	}
+	if a := cfg.DefaultFallback; a != rules.Review && a != rules.Block && a != rules.Challenge && a != rules.Allow {
+		return nil, fmt.Errorf("default fallback action %q: must be allow, review, challenge or block", a)
+	}
 	for m, a := range cfg.Fallback {
 		if a != rules.Review && a != rules.Block && a != rules.Challenge && a != rules.Allow {
 			return nil, fmt.Errorf("fallback action %q for merchant %s: must be allow, review, challenge or block", a, m)

@@ -57,6 +57,8 @@ func TestFallbackIsMarkedAndNeverAllows(t *testing.T) {
 	}
 	_, err = New(context.Background(), Config{Features: brokenFeatures{}, State: NewMemoryState(10), Logger: quiet(), Fallback: map[string]string{"m": "maybe"}})
 	require.Error(t, err, "an invalid fallback action was accepted")
+	_, err = New(context.Background(), Config{Features: brokenFeatures{}, State: NewMemoryState(10), Logger: quiet(), DefaultFallback: "Block"})
+	require.ErrorContains(t, err, "default fallback action", "an invalid default fallback action was accepted (it would be the decision during a Redis outage)")
 }
 
 // TestDryRunsAreNotRecorded: only real evaluations feed backtests.

@@ -120,7 +120,7 @@ type Riskd struct {
 	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
 	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
 	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`
-	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" doc:"action when Redis is unavailable"`
+	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" oneof:"allow|review|challenge|block" doc:"action when Redis is unavailable"`
 	MerchantFallbacks map[string]string `env:"OBOL_RISK_MERCHANT_FALLBACKS" flag:"merchant-fallbacks" form:"merchant=action pairs, comma-separated, e.g. mer_a=block,mer_b=review" doc:"per-merchant fallback actions"`
 	ServerTLS
 	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
@@ -207,7 +207,7 @@ type DevDir struct {
 // LedgerClient is how obol's ledger and payouts verbs reach ledgerd: the
 // flags, else the variables, else a running obol dev's in --data-dir.
 type LedgerClient struct {
-	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir, else 127.0.0.1:9092)"`
+	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir; with OBOL_LEDGER_TOKEN set and no obol dev running, 127.0.0.1:9092)"`
 	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
 	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
 	DevDir

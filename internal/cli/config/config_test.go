@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -63,4 +64,27 @@ func TestWarnUnknownNamesOnlyTheVariables(t *testing.T) {
 	assert.Contains(t, b.String(), "level=WARN")
 	assert.Contains(t, b.String(), "OBOL_CVC_TLL")
 	assert.NotContains(t, b.String(), "s3cret-value", "values are never logged")
+}
+
+// TestRefusedAtStart: values found wrong by trying the binaries are
+// refused by the loader, naming the variable, never silently replaced.
+func TestRefusedAtStart(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  any
+		env  map[string]string
+		want string
+	}{
+		{"riskd fallback not an action", &config.Riskd{}, map[string]string{"OBOL_RISK_FALLBACK": "Block"}, "OBOL_RISK_FALLBACK: the value does not parse; want one of allow, review, challenge, block"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			err := cli.Parse(pflag.NewFlagSet("t", pflag.ContinueOnError), tt.cfg, nil)
+			require.ErrorIs(t, err, cli.ErrBadEnv)
+			assert.ErrorContains(t, err, tt.want)
+		})
+	}
 }
