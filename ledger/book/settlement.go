@@ -25,7 +25,37 @@ type SettlementLine struct {
 	Fee      int64
 	Currency string
 	Date     string // YYYY-MM-DD
-	Type     string // capture, refund or chargeback
+	Type     string // one of the Line* types
+	// Reason is a chargeback's reason (one of DisputeReasons; general by
+	// default). Other lines leave it empty.
+	Reason string
+}
+
+// Types of settlement lines. A capture and a dispute_won are positive; a
+// refund and a chargeback negative; dispute_review and dispute_lost move
+// no money (amount and fee 0).
+const (
+	TypeCapture       = "capture"
+	TypeRefund        = "refund"
+	TypeChargeback    = "chargeback"     // opens a dispute (needs_response)
+	TypeDisputeReview = "dispute_review" // the acquirer reviews the merchant's evidence (under_review)
+	TypeDisputeWon    = "dispute_won"    // the chargeback returned: amount = the disputed amount, fee = the dispute fee returned
+	TypeDisputeLost   = "dispute_lost"   // closed for the cardholder: the chargeback stands
+)
+
+// DisputeReasons are the reasons a chargeback line may give (the card
+// networks' categories, as Stripe names them).
+var DisputeReasons = []string{"bank_cannot_process", "credit_not_processed", "customer_initiated", "debit_not_authorized",
+	"duplicate", "fraudulent", "general", "incorrect_account_details", "insufficient_funds", "product_not_received",
+	"product_unacceptable", "subscription_canceled", "unrecognized"}
+
+func validReason(r string) bool {
+	for _, x := range DisputeReasons {
+		if r == x {
+			return true
+		}
+	}
+	return false
 }
 
 // LineError is a problem with one line of a settlement file.
@@ -60,8 +90,9 @@ const MaxSettlementLines = 100_000
 
 // ParseSettlement reads a settlement CSV: a header with the columns
 // acquirer_reference, amount, fee, currency, settled_date and optionally
-// type (capture, refund, chargeback; default by sign: positive capture,
-// negative refund). Every line is checked; any error refuses the whole file
+// type (capture, refund, chargeback, dispute_review, dispute_won,
+// dispute_lost; default by sign: positive capture, negative refund) and
+// reason (a chargeback's). Every line is checked; any error refuses the whole file
 // (a *FileError listing each line's problem). If currency is not empty,
 // every line must be in it.
 func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
@@ -116,11 +147,15 @@ func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
 		if l.Reference == "" || len(l.Reference) > 128 {
 			bad("acquirer_reference", "required, at most 128 characters")
 		}
-		if l.Amount, err = strconv.ParseInt(get("amount"), 10, 64); err != nil || l.Amount == 0 {
-			bad("amount", "must be a non-zero integer in minor units")
+		amountOK := true
+		if l.Amount, err = strconv.ParseInt(get("amount"), 10, 64); err != nil {
+			bad("amount", "must be an integer in minor units")
+			amountOK = false
 		}
+		feeOK := true
 		if l.Fee, err = strconv.ParseInt(get("fee"), 10, 64); err != nil || l.Fee < 0 {
 			bad("fee", "must be a non-negative integer in minor units")
+			feeOK = false
 		}
 		switch {
 		case !money.Valid(l.Currency):
@@ -131,20 +166,44 @@ func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
 		if _, err := time.Parse("2006-01-02", l.Date); err != nil {
 			bad("settled_date", "must be YYYY-MM-DD")
 		}
-		l.Type = "capture"
+		l.Type = TypeCapture
 		if l.Amount < 0 {
-			l.Type = "refund"
+			l.Type = TypeRefund
 		}
 		if hasType && typeCol < len(rec) && strings.TrimSpace(rec[typeCol]) != "" {
 			l.Type = strings.ToLower(strings.TrimSpace(rec[typeCol]))
 		}
+		if reasonCol, ok := cols["reason"]; ok && reasonCol < len(rec) {
+			l.Reason = strings.ToLower(strings.TrimSpace(rec[reasonCol]))
+		}
+		switch l.Type {
+		case TypeCapture, TypeDisputeWon:
+			if amountOK && l.Amount <= 0 {
+				bad("amount", fmt.Sprintf("must be a non-zero integer in minor units, positive for a %s", l.Type))
+			} else if feeOK && l.Type == TypeCapture && l.Fee > l.Amount {
+				bad("fee", "exceeds the amount")
+			}
+		case TypeRefund, TypeChargeback:
+			if amountOK && l.Amount >= 0 {
+				bad("amount", fmt.Sprintf("must be a non-zero integer in minor units, negative for a %s", l.Type))
+			}
+		case TypeDisputeReview, TypeDisputeLost:
+			if amountOK && l.Amount != 0 {
+				bad("amount", fmt.Sprintf("must be 0 for a %s (it moves no money)", l.Type))
+			}
+			if feeOK && l.Fee != 0 {
+				bad("fee", fmt.Sprintf("must be 0 for a %s (it moves no money)", l.Type))
+			}
+		default:
+			bad("type", "must be capture, refund, chargeback, dispute_review, dispute_won or dispute_lost")
+		}
 		switch {
-		case l.Type != "capture" && l.Type != "refund" && l.Type != "chargeback":
-			bad("type", "must be capture, refund or chargeback")
-		case l.Type == "capture" && l.Amount < 0, l.Type != "capture" && l.Amount > 0:
-			bad("amount", "a capture is positive; a refund or chargeback negative")
-		case l.Type == "capture" && l.Fee > l.Amount:
-			bad("fee", "exceeds the amount")
+		case l.Type == TypeChargeback && l.Reason == "":
+			l.Reason = "general"
+		case l.Type == TypeChargeback && !validReason(l.Reason):
+			bad("reason", "must be one of "+strings.Join(DisputeReasons, ", "))
+		case l.Type != TypeChargeback && l.Reason != "":
+			bad("reason", "only a chargeback line gives a reason")
 		}
 		key := l.Reference + "|" + l.Type + "|" + l.Date
 		if first, dup := seen[key]; dup {
@@ -172,6 +231,9 @@ type LineResult struct {
 	SettlementLine
 	Outcome   string
 	PaymentID string
+	// DisputeID is the dispute a chargeback or dispute line opened or
+	// changed.
+	DisputeID string
 	Reason    string
 }
 
@@ -213,7 +275,7 @@ func (b *Book) paymentByReference(ctx context.Context, acquirer, ref string) (*p
 			pv.settledCaptures += t.Postings[0].Amount
 		case "settlement_refund":
 			pv.settledRefunds -= t.Postings[0].Amount
-		case "chargeback":
+		case "chargeback", "chargeback_reversal":
 			pv.chargedBack -= t.Postings[0].Amount
 		}
 	}
@@ -248,9 +310,10 @@ func (b *Book) ImportSettlement(ctx context.Context, acquirer string, lines []Se
 		switch res.Outcome {
 		case LineMatched:
 			rep.Matched++
-			if l.Type == "chargeback" {
+			switch l.Type {
+			case TypeChargeback:
 				rep.ChargebackGross += -l.Amount
-			} else {
+			case TypeCapture, TypeRefund:
 				rep.SettledGross += l.Amount
 			}
 			rep.SettledFees += l.Fee
@@ -290,6 +353,10 @@ func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine
 	}
 	if pv.currency != l.Currency {
 		return mismatch("the payment is in %s, the line in %s", pv.currency, l.Currency)
+	}
+	switch l.Type {
+	case TypeDisputeReview, TypeDisputeWon, TypeDisputeLost:
+		return b.settleDispute(ctx, acquirer, pv, l, res)
 	}
 	cur := l.Currency
 	meta := map[string]string{"type": "settlement_" + l.Type, "payment_id": pv.id, "merchant_id": pv.merchant, "acquirer": acquirer,
@@ -336,6 +403,12 @@ func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine
 		if _, err := b.st.Post(ctx, cb); err != nil {
 			return res, err
 		}
+		// Then the dispute (a replay if an interrupted import made it).
+		d, err := b.openDispute(ctx, acquirer, pv, l)
+		if err != nil {
+			return res, err
+		}
+		res.DisputeID = d.ID
 		legs = []journal.Posting{
 			{AccountID: PlatformAccount(cur, Chargebacks), Amount: l.Amount, Currency: cur},
 			{AccountID: PlatformAccount(cur, Bank), Amount: -(l.Amount - l.Fee), Currency: cur},

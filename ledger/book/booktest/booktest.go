@@ -43,6 +43,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"chargeback and failed payout", testChargeback},
 		{"manual schedule and debt netting", testManual},
 		{"payment ledger views", testPaymentLedger},
+		{"dispute lifecycle: lost and won", testDisputes},
+		{"dispute import interrupted at every step", testDisputeCrash},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
