@@ -65,6 +65,7 @@ func TestParseSettlementRefusesBadFiles(t *testing.T) {
 		{"zero without a type", "acquirer_reference,amount,fee,currency,settled_date\nr1,0,0,USD,2026-11-20\n", "", []string{"line 2: amount"}},
 		{"unknown reason", "acquirer_reference,amount,fee,currency,settled_date,type,reason\nr1,-100,0,USD,2026-11-20,chargeback,angry\n", "", []string{"line 2: reason: must be one of"}},
 		{"reason on a capture", "acquirer_reference,amount,fee,currency,settled_date,type,reason\nr1,100,0,USD,2026-11-20,capture,fraudulent\n", "", []string{"line 2: reason: only a chargeback"}},
+		{"bad report id", "acquirer_reference,amount,fee,currency,settled_date,type,report_id\nr1,100,0,USD,2026-11-20,capture,stl 1\n", "", []string{"line 2: report_id"}},
 		{"every error reported", header + "r1,x,0,USD,2026-11-20,capture\nr2,5,0,USD,bad,capture\n", "", []string{"2 error(s)", "line 2: amount", "line 3: settled_date"}},
 	}
 	for _, tt := range tests {

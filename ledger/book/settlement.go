@@ -29,6 +29,10 @@ type SettlementLine struct {
 	// Reason is a chargeback's reason (one of DisputeReasons; general by
 	// default). Other lines leave it empty.
 	Reason string
+	// ReportID is the acquirer's id of the report the line came in (the
+	// optional report_id column): lines of one payment, type and date in
+	// two reports (two refunds a day) are then two lines, not a replay.
+	ReportID string
 }
 
 // Types of settlement lines. A capture and a dispute_won are positive; a
@@ -91,8 +95,8 @@ const MaxSettlementLines = 100_000
 // ParseSettlement reads a settlement CSV: a header with the columns
 // acquirer_reference, amount, fee, currency, settled_date and optionally
 // type (capture, refund, chargeback, dispute_review, dispute_won,
-// dispute_lost; default by sign: positive capture, negative refund) and
-// reason (a chargeback's). Every line is checked; any error refuses the whole file
+// dispute_lost; default by sign: positive capture, negative refund),
+// reason (a chargeback's) and report_id (the acquirer's report). Every line is checked; any error refuses the whole file
 // (a *FileError listing each line's problem). If currency is not empty,
 // every line must be in it.
 func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
@@ -175,6 +179,11 @@ func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
 		}
 		if reasonCol, ok := cols["reason"]; ok && reasonCol < len(rec) {
 			l.Reason = strings.ToLower(strings.TrimSpace(rec[reasonCol]))
+		}
+		if idCol, ok := cols["report_id"]; ok && idCol < len(rec) {
+			if l.ReportID = strings.TrimSpace(rec[idCol]); l.ReportID != "" && !validID(l.ReportID) {
+				bad("report_id", "must be 1-64 letters, digits, '_' or '-'")
+			}
 		}
 		switch l.Type {
 		case TypeCapture, TypeDisputeWon:
@@ -332,6 +341,9 @@ func (b *Book) ImportSettlement(ctx context.Context, acquirer string, lines []Se
 func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine) (LineResult, error) {
 	res := LineResult{SettlementLine: l}
 	id := "settle:" + acquirer + ":" + l.Reference + ":" + l.Type + ":" + l.Date
+	if l.ReportID != "" {
+		id = "settle:" + acquirer + ":" + l.ReportID + ":" + l.Reference + ":" + l.Type + ":" + l.Date
+	}
 	if _, err := b.st.Transaction(ctx, id); err == nil {
 		res.Outcome = LineReplayed
 		return res, nil

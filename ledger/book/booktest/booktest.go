@@ -45,6 +45,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"payment ledger views", testPaymentLedger},
 		{"dispute lifecycle: lost and won", testDisputes},
 		{"dispute import interrupted at every step", testDisputeCrash},
+		{"refunds of one day in two reports", testRefundReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -218,3 +218,27 @@ func testDisputeCrash(t *testing.T, b *book.Book) {
 	}
 	assert.EqualValues(t, 6*(2000-88), balances(t, fb, "mer_a").Pending, "each chargeback and fee posted and reversed once")
 }
+
+// testRefundReports: two refunds of one payment settled on one day in two
+// reports (the simulator's report_id) are two lines; each report
+// re-imported replays.
+func testRefundReports(t *testing.T, b *book.Book) {
+	must(b.Authorize(ctx, pay("p1", "mer_a", 1000, "rr1")))
+	capture(t, b, pay("p1", "mer_a", 1000, ""))
+	for _, id := range []string{"re_1", "re_2"} {
+		r := pay("p1", "mer_a", 300, "")
+		r.RefundID = id
+		must(b.Refund(ctx, r))
+	}
+	const h = "acquirer_reference,amount,fee,currency,settled_date,type,reason,report_id\n"
+	reports := []string{h + "rr1,1000,59,USD,2026-11-20,capture,,stl_0001\nrr1,-300,0,USD,2026-11-20,refund,,stl_0001\n", h + "rr1,-300,0,USD,2026-11-20,refund,,stl_0002\n"}
+	for i, file := range reports {
+		lines := must(book.ParseSettlement(strings.NewReader(file), ""))
+		rep := must(b.ImportSettlement(ctx, "simulator", lines))
+		assert.EqualValues(t, len(lines), rep.Matched, "report %d", i+1)
+		rep = must(b.ImportSettlement(ctx, "simulator", lines))
+		assert.EqualValues(t, len(lines), rep.Replayed, "report %d again", i+1)
+	}
+	assert.Zero(t, account(t, b, book.PlatformAccount("USD", book.Refunds)), "both refunds settled")
+	assert.Zero(t, account(t, b, book.PlatformAccount("USD", book.Receivable)), "capture settled")
+}
