@@ -109,7 +109,7 @@ func FuzzParseSettlement(f *testing.F) {
 			positive := l.Type == book.TypeCapture || l.Type == book.TypeDisputeWon
 			zero := l.Type == book.TypeDisputeReview || l.Type == book.TypeDisputeLost
 			ok := l.Fee >= 0 && l.Reference != "" && positive == (l.Amount > 0) && zero == (l.Amount == 0) && (!zero || l.Fee == 0) && l.Line >= 2 &&
-				(l.Type == book.TypeChargeback) == (l.Reason != "")
+				(l.Type == book.TypeChargeback) == (l.DisputeReason != "")
 			require.True(t, ok, "accepted a bad line: %+v", l)
 		}
 	})

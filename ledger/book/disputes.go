@@ -118,7 +118,7 @@ func (b *Book) paymentDispute(ctx context.Context, merchant, paymentID string) (
 // line was imported before).
 func (b *Book) openDispute(ctx context.Context, acquirer string, pv *paymentView, l SettlementLine) (store.Dispute, error) {
 	d := store.Dispute{ID: disputeID(acquirer, l.Reference, l.Date), PaymentID: pv.id, MerchantID: pv.merchant, Acquirer: acquirer,
-		AcquirerReference: l.Reference, Amount: -l.Amount, Fee: l.Fee, Currency: l.Currency, Reason: l.Reason,
+		AcquirerReference: l.Reference, Amount: -l.Amount, Fee: l.Fee, Currency: l.Currency, Reason: l.DisputeReason,
 		Status: store.DisputeNeedsResponse, Version: 1, CreatedAt: b.now().UTC().Truncate(time.Microsecond)}
 	d.UpdatedAt = d.CreatedAt
 	got, _, err := b.st.CreateDispute(ctx, d, disputeEvent(d, "dispute.created"))

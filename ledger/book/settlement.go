@@ -26,9 +26,9 @@ type SettlementLine struct {
 	Currency string
 	Date     string // YYYY-MM-DD
 	Type     string // one of the Line* types
-	// Reason is a chargeback's reason (one of DisputeReasons; general by
-	// default). Other lines leave it empty.
-	Reason string
+	// DisputeReason is a chargeback's reason (the reason column: one of
+	// DisputeReasons; general by default). Other lines leave it empty.
+	DisputeReason string
 	// ReportID is the acquirer's id of the report the line came in (the
 	// optional report_id column): lines of one payment, type and date in
 	// two reports (two refunds a day) are then two lines, not a replay.
@@ -178,7 +178,7 @@ func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
 			l.Type = strings.ToLower(strings.TrimSpace(rec[typeCol]))
 		}
 		if reasonCol, ok := cols["reason"]; ok && reasonCol < len(rec) {
-			l.Reason = strings.ToLower(strings.TrimSpace(rec[reasonCol]))
+			l.DisputeReason = strings.ToLower(strings.TrimSpace(rec[reasonCol]))
 		}
 		if idCol, ok := cols["report_id"]; ok && idCol < len(rec) {
 			if l.ReportID = strings.TrimSpace(rec[idCol]); l.ReportID != "" && !validID(l.ReportID) {
@@ -207,11 +207,11 @@ func ParseSettlement(r io.Reader, currency string) ([]SettlementLine, error) {
 			bad("type", "must be capture, refund, chargeback, dispute_review, dispute_won or dispute_lost")
 		}
 		switch {
-		case l.Type == TypeChargeback && l.Reason == "":
-			l.Reason = "general"
-		case l.Type == TypeChargeback && !validReason(l.Reason):
+		case l.Type == TypeChargeback && l.DisputeReason == "":
+			l.DisputeReason = "general"
+		case l.Type == TypeChargeback && !validReason(l.DisputeReason):
 			bad("reason", "must be one of "+strings.Join(DisputeReasons, ", "))
-		case l.Type != TypeChargeback && l.Reason != "":
+		case l.Type != TypeChargeback && l.DisputeReason != "":
 			bad("reason", "only a chargeback line gives a reason")
 		}
 		key := l.Reference + "|" + l.Type + "|" + l.Date
