@@ -313,9 +313,15 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			})
 		},
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, LimitAuthREST: true, LimitAuthGRPC: true, Reflection: cfg.Reflection, Logger: cfg.Logger,
-		Register: func(g *grpc.Server) { gatewayv1.RegisterPaymentServiceServer(g, svc) },
+		Register: func(g *grpc.Server) {
+			gatewayv1.RegisterPaymentServiceServer(g, svc)
+			gatewayv1.RegisterDisputeServiceServer(g, svc.Disputes())
+		},
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
-			return gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc)
+			if err := gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc); err != nil {
+				return err
+			}
+			return gatewayv1.RegisterDisputeServiceHandlerServer(ctx, m, svc.Disputes())
 		},
 		OpenAPI:    gatewayv1.OpenAPI,
 		Collectors: collectors,
@@ -326,7 +332,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			}
 			return nil
 		},
-		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName},
+		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName},
 	})
 	if err != nil {
 		return fail(err)

@@ -1112,7 +1112,11 @@ func (s *Service) GetPayment(ctx context.Context, req *gatewayv1.GetPaymentReque
 	if err != nil {
 		return nil, errStoreUnavailable
 	}
-	return toPB(p), nil
+	out := toPB(p)
+	if err := s.withDisputed(ctx, merchant, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 var validStatus = map[string]bool{StatusProcessing: true, StatusAuthorized: true, StatusCaptured: true, StatusPartiallyRefunded: true, StatusRefunded: true, StatusCanceled: true, StatusDeclined: true, StatusFailed: true}
@@ -1158,6 +1162,9 @@ func (s *Service) ListPayments(ctx context.Context, req *gatewayv1.ListPaymentsR
 	}
 	for _, p := range ps {
 		out.Payments = append(out.Payments, toPB(p))
+	}
+	if err := s.withDisputed(ctx, merchant, out.Payments...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
