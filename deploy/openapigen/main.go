@@ -40,6 +40,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	apiv1 "github.com/obolpay/obol/proto/obol/api/v1"
+	_ "github.com/obolpay/obol/proto/obol/events/v1"
 	_ "github.com/obolpay/obol/proto/obol/gateway/v1"
 	_ "github.com/obolpay/obol/proto/obol/ledger/v1"
 	_ "github.com/obolpay/obol/proto/obol/risk/v1"
@@ -88,6 +89,13 @@ var services = []service{
 		tag:         "Payments", tagDesc: "Authorize, capture, cancel, refund and read payments.",
 		server: "http://127.0.0.1:8083", serverDesc: "obol dev (gatewayd REST, plaintext on loopback)",
 		schemes: []string{"secretKey"}, merchant: true, overlay: "openapi/forward.yaml", idempotent: true,
+	},
+	{
+		pkg: "events", title: "Obol events and webhooks API",
+		description: "The event log and webhook endpoints (eventsd, outside the PCI zone), served at the gateway's address. Events are PAN-free; webhooks are signed to the Standard Webhooks specification (`webhook-id`, `webhook-timestamp`, `webhook-signature`).",
+		tag:         "Events", tagDesc: "Read events; manage webhook endpoints, their secrets and deliveries.",
+		server: "http://127.0.0.1:8083", serverDesc: "obol dev (gatewayd REST, plaintext on loopback)",
+		schemes: []string{"secretKey"}, merchant: true,
 	},
 	{
 		pkg: "risk", title: "Obol risk API",

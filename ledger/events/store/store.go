@@ -1,0 +1,759 @@
+// Package store is eventsd's database: the event log, webhook endpoints,
+// deliveries and their attempts, on PostgreSQL (production) or SQLite (the
+// embedded default of obol dev): one schema and one code path, only the
+// placeholders and row locking differ; the same conformance tests run on
+// both. Outside PCI scope: events are PAN-free, and endpoint secrets are
+// stored sealed by the caller.
+package store
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
+
+	"github.com/obolpay/obol/internal/migrate"
+)
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Errors.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrEventConflict: an event id was published before with other content.
+	ErrEventConflict = errors.New("event id already published with other content")
+	// ErrConcurrentUpdate: the endpoint changed since it was read.
+	ErrConcurrentUpdate = errors.New("the endpoint changed concurrently")
+)
+
+// Endpoint statuses and delivery statuses.
+const (
+	StatusEnabled  = "enabled"
+	StatusDisabled = "disabled"
+
+	DeliveryPending   = "pending"
+	DeliverySucceeded = "succeeded"
+	DeliveryFailed    = "failed"
+)
+
+// Event is an immutable, PAN-free record of an object's state change.
+type Event struct {
+	ID            string
+	MerchantID    string
+	Type          string
+	CreatedAt     time.Time
+	ObjectType    string
+	ObjectID      string
+	ObjectVersion int64
+	// Data is one JSON object.
+	Data json.RawMessage
+}
+
+func (e *Event) hash() string {
+	h := sha256.New()
+	for _, s := range []string{e.MerchantID, e.Type, strconv.FormatInt(e.CreatedAt.UnixMicro(), 10), e.ObjectType, e.ObjectID, strconv.FormatInt(e.ObjectVersion, 10), string(e.Data)} {
+		fmt.Fprintf(h, "%d:%s;", len(s), s)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Endpoint is a merchant's webhook endpoint. Secret and PrevSecret are
+// sealed by the caller (the store never sees them in clear).
+type Endpoint struct {
+	ID                  string
+	MerchantID          string
+	URL                 string
+	Types               []string
+	Description         string
+	Status              string
+	DisabledReason      string
+	Secret              string
+	PrevSecret          string
+	PrevSecretExpiresAt time.Time
+	CreatedAt           time.Time
+	UpdatedAt           time.Time
+	Version             int64
+}
+
+// Wants reports whether the endpoint subscribes to the event type.
+func (e *Endpoint) Wants(eventType string) bool {
+	return slices.Contains(e.Types, "*") || slices.Contains(e.Types, eventType)
+}
+
+// Delivery is an event's delivery to one endpoint.
+type Delivery struct {
+	ID            string
+	EventID       string
+	EndpointID    string
+	MerchantID    string
+	Status        string
+	Attempts      int
+	NextAttemptAt time.Time
+	LeaseOwner    string
+	LeaseUntil    time.Time
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Attempt is one POST of a delivery.
+type Attempt struct {
+	ID             string
+	DeliveryID     string
+	EventID        string
+	EndpointID     string
+	Attempt        int
+	StartedAt      time.Time
+	ResponseStatus int
+	Latency        time.Duration
+	Error          string
+	Succeeded      bool
+}
+
+// Leased is a delivery leased for one attempt, with its event and endpoint.
+type Leased struct {
+	Delivery Delivery
+	Event    Event
+	Endpoint Endpoint
+}
+
+// Store is eventsd's database.
+type Store struct {
+	db       *sql.DB
+	postgres bool
+}
+
+// MigrateURL migrates the PostgreSQL database at url.
+func MigrateURL(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return migrate.Postgres(ctx, conn, migrations, "migrations", 727275017)
+}
+
+// OpenPostgres migrates and opens the events database.
+func OpenPostgres(ctx context.Context, url string) (*Store, error) {
+	if err := MigrateURL(ctx, url); err != nil {
+		return nil, fmt.Errorf("events postgres: %w", err)
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(32)
+	return &Store{db: db, postgres: true}, nil
+}
+
+// OpenSQLite opens (creating) the embedded default's database.
+func OpenSQLite(ctx context.Context, path string) (*Store, error) {
+	db, err := migrate.OpenSQLite(ctx, path, migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	return &Store{db: db}, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Ping checks the database.
+func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
+
+// q rewrites ? placeholders to $n for PostgreSQL.
+func (s *Store) q(query string) string {
+	if !s.postgres {
+		return query
+	}
+	var b strings.Builder
+	n := 0
+	for _, r := range query {
+		if r == '?' {
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+			continue
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+func fromMicros(v int64) time.Time {
+	if v == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(v).UTC()
+}
+
+// NewID returns prefix + 24 random hex digits.
+func NewID(prefix string) string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return prefix + hex.EncodeToString(b[:])
+}
+
+// Publish appends events atomically and schedules a delivery of each new
+// one to every enabled endpoint of its merchant that subscribes to its
+// type (or, with only set, to that endpoint alone). An id stored before
+// with the same content is a duplicate; with other content the whole batch
+// is refused (ErrEventConflict, wrapped with the event's index).
+func (s *Store) Publish(ctx context.Context, events []Event, only string, now time.Time) (published, duplicates int, err error) {
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		published, duplicates = 0, 0
+		endpoints := map[string][]Endpoint{}
+		for i := range events {
+			e := &events[i]
+			e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Microsecond)
+			h := e.hash()
+			res, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (id, merchant_id, type, created_at, object_type, object_id, object_version, data, content_hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+				e.ID, e.MerchantID, e.Type, micros(e.CreatedAt), e.ObjectType, e.ObjectID, e.ObjectVersion, string(e.Data), h)
+			if err != nil {
+				return err
+			}
+			if n, _ := res.RowsAffected(); n == 0 {
+				var old string
+				if err := tx.QueryRowContext(ctx, s.q(`SELECT content_hash FROM events WHERE id = ?`), e.ID).Scan(&old); err != nil {
+					return err
+				}
+				if old != h {
+					return fmt.Errorf("events[%d]: %w", i, ErrEventConflict)
+				}
+				duplicates++
+				continue
+			}
+			published++
+			var targets []Endpoint
+			if only != "" {
+				ep, err := s.endpoint(ctx, tx, e.MerchantID, only)
+				if err != nil {
+					return err
+				}
+				targets = []Endpoint{ep}
+			} else {
+				eps, ok := endpoints[e.MerchantID]
+				if !ok {
+					if eps, err = s.enabledEndpoints(ctx, tx, e.MerchantID); err != nil {
+						return err
+					}
+					endpoints[e.MerchantID] = eps
+				}
+				for _, ep := range eps {
+					if ep.Wants(e.Type) {
+						targets = append(targets, ep)
+					}
+				}
+			}
+			for _, ep := range targets {
+				if _, err := s.addDelivery(ctx, tx, e.ID, ep.ID, e.MerchantID, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	return published, duplicates, err
+}
+
+func (s *Store) addDelivery(ctx context.Context, db execer, eventID, endpointID, merchant string, now time.Time) (Delivery, error) {
+	d := Delivery{ID: NewID("dlv_"), EventID: eventID, EndpointID: endpointID, MerchantID: merchant, Status: DeliveryPending,
+		NextAttemptAt: now.UTC().Truncate(time.Microsecond), CreatedAt: now.UTC().Truncate(time.Microsecond), UpdatedAt: now.UTC().Truncate(time.Microsecond)}
+	_, err := db.ExecContext(ctx, s.q(`INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+		d.ID, d.EventID, d.EndpointID, d.MerchantID, d.Status, micros(d.NextAttemptAt), micros(d.CreatedAt), micros(d.UpdatedAt))
+	return d, err
+}
+
+const eventCols = `id, merchant_id, type, created_at, object_type, object_id, object_version, data`
+
+type scanner interface{ Scan(...any) error }
+
+func scanEvent(r scanner) (Event, error) {
+	var e Event
+	var created int64
+	var data string
+	err := r.Scan(&e.ID, &e.MerchantID, &e.Type, &created, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data)
+	e.CreatedAt, e.Data = fromMicros(created), json.RawMessage(data)
+	return e, err
+}
+
+// Event reads a merchant's event.
+func (s *Store) Event(ctx context.Context, merchant, id string) (Event, error) {
+	e, err := scanEvent(s.db.QueryRowContext(ctx, s.q(`SELECT `+eventCols+` FROM events WHERE id = ? AND merchant_id = ?`), id, merchant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, ErrNotFound
+	}
+	return e, err
+}
+
+// Cursor is a position in a newest-first list: the last row's time and id.
+type Cursor struct {
+	At time.Time
+	ID string
+}
+
+// EventFilter narrows ListEvents.
+type EventFilter struct {
+	Types         []string
+	CreatedAfter  time.Time // inclusive
+	CreatedBefore time.Time // exclusive
+	ObjectID      string
+	After         *Cursor
+	Limit         int
+}
+
+// Events lists a merchant's events, newest first.
+func (s *Store) Events(ctx context.Context, merchant string, f EventFilter) ([]Event, error) {
+	q := `SELECT ` + eventCols + ` FROM events WHERE merchant_id = ?`
+	args := []any{merchant}
+	if len(f.Types) > 0 {
+		q += ` AND type IN (?` + strings.Repeat(", ?", len(f.Types)-1) + `)`
+		for _, t := range f.Types {
+			args = append(args, t)
+		}
+	}
+	if !f.CreatedAfter.IsZero() {
+		q += ` AND created_at >= ?`
+		args = append(args, micros(f.CreatedAfter))
+	}
+	if !f.CreatedBefore.IsZero() {
+		q += ` AND created_at < ?`
+		args = append(args, micros(f.CreatedBefore))
+	}
+	if f.ObjectID != "" {
+		q += ` AND object_id = ?`
+		args = append(args, f.ObjectID)
+	}
+	if f.After != nil {
+		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
+		args = append(args, micros(f.After.At), micros(f.After.At), f.After.ID)
+	}
+	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Event
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+const endpointCols = `id, merchant_id, url, event_types, description, status, disabled_reason, secret, prev_secret, prev_secret_expires_at, created_at, updated_at, version`
+
+func scanEndpoint(r scanner) (Endpoint, error) {
+	var e Endpoint
+	var types string
+	var prevExp, created, updated int64
+	err := r.Scan(&e.ID, &e.MerchantID, &e.URL, &types, &e.Description, &e.Status, &e.DisabledReason, &e.Secret, &e.PrevSecret, &prevExp, &created, &updated, &e.Version)
+	if err != nil {
+		return e, err
+	}
+	if err := json.Unmarshal([]byte(types), &e.Types); err != nil {
+		return e, fmt.Errorf("endpoint %s: event types: %w", e.ID, err)
+	}
+	e.PrevSecretExpiresAt, e.CreatedAt, e.UpdatedAt = fromMicros(prevExp), fromMicros(created), fromMicros(updated)
+	return e, nil
+}
+
+// CreateEndpoint stores a new endpoint (version 1).
+func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
+	types, err := json.Marshal(e.Types)
+	if err != nil {
+		return e, err
+	}
+	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Microsecond)
+	e.UpdatedAt, e.Version = e.CreatedAt, 1
+	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO endpoints (`+endpointCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		e.ID, e.MerchantID, e.URL, string(types), e.Description, e.Status, e.DisabledReason, e.Secret, e.PrevSecret, micros(e.PrevSecretExpiresAt), micros(e.CreatedAt), micros(e.UpdatedAt), e.Version)
+	return e, err
+}
+
+func (s *Store) endpoint(ctx context.Context, db execer, merchant, id string) (Endpoint, error) {
+	e, err := scanEndpoint(db.QueryRowContext(ctx, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE id = ? AND merchant_id = ?`), id, merchant))
+	if errors.Is(err, sql.ErrNoRows) {
+		return e, ErrNotFound
+	}
+	return e, err
+}
+
+// Endpoint reads a merchant's endpoint.
+func (s *Store) Endpoint(ctx context.Context, merchant, id string) (Endpoint, error) {
+	return s.endpoint(ctx, s.db, merchant, id)
+}
+
+func (s *Store) enabledEndpoints(ctx context.Context, db execer, merchant string) ([]Endpoint, error) {
+	rows, err := db.QueryContext(ctx, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND status = ? ORDER BY id`), merchant, StatusEnabled)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Endpoint
+	for rows.Next() {
+		e, err := scanEndpoint(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// Endpoints lists a merchant's endpoints by id, after the cursor id.
+func (s *Store) Endpoints(ctx context.Context, merchant, after string, limit int) ([]Endpoint, error) {
+	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND id > ? ORDER BY id LIMIT ?`), merchant, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Endpoint
+	for rows.Next() {
+		e, err := scanEndpoint(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+// UpdateEndpoint writes e if its version is still the stored one
+// (ErrConcurrentUpdate otherwise) and returns it at the next version.
+func (s *Store) UpdateEndpoint(ctx context.Context, e Endpoint, now time.Time) (Endpoint, error) {
+	return s.updateEndpoint(ctx, s.db, e, now)
+}
+
+func (s *Store) updateEndpoint(ctx context.Context, db execer, e Endpoint, now time.Time) (Endpoint, error) {
+	types, err := json.Marshal(e.Types)
+	if err != nil {
+		return e, err
+	}
+	e.UpdatedAt = now.UTC().Truncate(time.Microsecond)
+	res, err := db.ExecContext(ctx, s.q(`UPDATE endpoints SET url = ?, event_types = ?, description = ?, status = ?, disabled_reason = ?, secret = ?, prev_secret = ?, prev_secret_expires_at = ?, updated_at = ?, version = version + 1
+		WHERE id = ? AND merchant_id = ? AND version = ?`),
+		e.URL, string(types), e.Description, e.Status, e.DisabledReason, e.Secret, e.PrevSecret, micros(e.PrevSecretExpiresAt), micros(e.UpdatedAt), e.ID, e.MerchantID, e.Version)
+	if err != nil {
+		return e, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return e, ErrConcurrentUpdate
+	}
+	e.Version++
+	return e, nil
+}
+
+// DeleteEndpoint deletes an endpoint with its deliveries and attempts.
+func (s *Store) DeleteEndpoint(ctx context.Context, merchant, id string) error {
+	res, err := s.db.ExecContext(ctx, s.q(`DELETE FROM endpoints WHERE id = ? AND merchant_id = ?`), id, merchant)
+	if err != nil {
+		return err
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return ErrNotFound
+	}
+	return nil
+}
+
+// DisableEndpoint disables an enabled endpoint and, in the same
+// transaction, publishes ev (webhook_endpoint.disabled) to the merchant's
+// other endpoints. It reports false when the endpoint was not enabled (or
+// is gone).
+func (s *Store) DisableEndpoint(ctx context.Context, endpointID, reason string, ev func(Endpoint) Event, now time.Time) (bool, error) {
+	done := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		done = false
+		var merchant string
+		err := tx.QueryRowContext(ctx, s.q(`SELECT merchant_id FROM endpoints WHERE id = ?`), endpointID).Scan(&merchant)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		ep, err := s.endpoint(ctx, tx, merchant, endpointID)
+		if err != nil {
+			return err
+		}
+		if ep.Status != StatusEnabled {
+			return nil
+		}
+		ep.Status, ep.DisabledReason = StatusDisabled, reason
+		if ep, err = s.updateEndpoint(ctx, tx, ep, now); err != nil {
+			return err
+		}
+		e := ev(ep)
+		e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Microsecond)
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO events (id, merchant_id, type, created_at, object_type, object_id, object_version, data, content_hash)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+			e.ID, e.MerchantID, e.Type, micros(e.CreatedAt), e.ObjectType, e.ObjectID, e.ObjectVersion, string(e.Data), e.hash()); err != nil {
+			return err
+		}
+		eps, err := s.enabledEndpoints(ctx, tx, merchant)
+		if err != nil {
+			return err
+		}
+		for _, o := range eps {
+			if o.Wants(e.Type) {
+				if _, err := s.addDelivery(ctx, tx, e.ID, o.ID, merchant, now); err != nil {
+					return err
+				}
+			}
+		}
+		done = true
+		return nil
+	})
+	return done, err
+}
+
+// Redeliver schedules a new delivery of a merchant's event to one of its
+// endpoints, due now.
+func (s *Store) Redeliver(ctx context.Context, merchant, eventID, endpointID string, now time.Time) (Delivery, error) {
+	var d Delivery
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := scanEvent(tx.QueryRowContext(ctx, s.q(`SELECT `+eventCols+` FROM events WHERE id = ? AND merchant_id = ?`), eventID, merchant)); err != nil {
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("event: %w", ErrNotFound)
+			}
+			return err
+		}
+		if _, err := s.endpoint(ctx, tx, merchant, endpointID); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				return fmt.Errorf("endpoint: %w", ErrNotFound)
+			}
+			return err
+		}
+		var err error
+		d, err = s.addDelivery(ctx, tx, eventID, endpointID, merchant, now)
+		return err
+	})
+	return d, err
+}
+
+const deliveryCols = `d.id, d.event_id, d.endpoint_id, d.merchant_id, d.status, d.attempts, d.next_attempt_at, d.lease_owner, d.lease_until, d.created_at, d.updated_at`
+
+func scanDelivery(dst *Delivery, extra ...any) []any {
+	return append([]any{&dst.ID, &dst.EventID, &dst.EndpointID, &dst.MerchantID, &dst.Status, &dst.Attempts}, extra...)
+}
+
+// Delivery reads a delivery by id.
+func (s *Store) Delivery(ctx context.Context, id string) (Delivery, error) {
+	var d Delivery
+	var next, until, created, updated int64
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT `+deliveryCols+` FROM deliveries d WHERE d.id = ?`), id).
+		Scan(scanDelivery(&d, &next, &d.LeaseOwner, &until, &created, &updated)...)
+	if errors.Is(err, sql.ErrNoRows) {
+		return d, ErrNotFound
+	}
+	d.NextAttemptAt, d.LeaseUntil, d.CreatedAt, d.UpdatedAt = fromMicros(next), fromMicros(until), fromMicros(created), fromMicros(updated)
+	return d, err
+}
+
+// Lease claims up to limit due deliveries to enabled endpoints for owner
+// until until: pending, due at now, and not leased by a live worker. A
+// worker that dies keeps its deliveries only until its leases run out.
+func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, limit int) ([]Leased, error) {
+	var out []Leased
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		out = out[:0]
+		pick := `SELECT d.id FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
+			WHERE d.status = ? AND d.next_attempt_at <= ? AND d.lease_until <= ? AND p.status = ?
+			ORDER BY d.next_attempt_at, d.id LIMIT ?`
+		if s.postgres {
+			pick += ` FOR UPDATE OF d SKIP LOCKED`
+		}
+		rows, err := tx.QueryContext(ctx, s.q(pick), DeliveryPending, micros(now), micros(now), StatusEnabled, limit)
+		if err != nil {
+			return err
+		}
+		var ids []string
+		for rows.Next() {
+			var id string
+			if err := rows.Scan(&id); err != nil {
+				rows.Close()
+				return err
+			}
+			ids = append(ids, id)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?`), owner, micros(until), id); err != nil {
+				return err
+			}
+			var l Leased
+			var next, lu, created, updated int64
+			var evCreated int64
+			var data, types string
+			var prevExp, epCreated, epUpdated int64
+			err := tx.QueryRowContext(ctx, s.q(`SELECT `+deliveryCols+`,
+				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
+				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
+				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id = ?`), id).
+				Scan(scanDelivery(&l.Delivery, &next, &l.Delivery.LeaseOwner, &lu, &created, &updated,
+					&l.Event.ID, &l.Event.MerchantID, &l.Event.Type, &evCreated, &l.Event.ObjectType, &l.Event.ObjectID, &l.Event.ObjectVersion, &data,
+					&l.Endpoint.ID, &l.Endpoint.MerchantID, &l.Endpoint.URL, &types, &l.Endpoint.Description, &l.Endpoint.Status, &l.Endpoint.DisabledReason,
+					&l.Endpoint.Secret, &l.Endpoint.PrevSecret, &prevExp, &epCreated, &epUpdated, &l.Endpoint.Version)...)
+			if err != nil {
+				return err
+			}
+			l.Delivery.NextAttemptAt, l.Delivery.LeaseUntil, l.Delivery.CreatedAt, l.Delivery.UpdatedAt = fromMicros(next), fromMicros(lu), fromMicros(created), fromMicros(updated)
+			l.Event.CreatedAt, l.Event.Data = fromMicros(evCreated), json.RawMessage(data)
+			if err := json.Unmarshal([]byte(types), &l.Endpoint.Types); err != nil {
+				return err
+			}
+			l.Endpoint.PrevSecretExpiresAt, l.Endpoint.CreatedAt, l.Endpoint.UpdatedAt = fromMicros(prevExp), fromMicros(epCreated), fromMicros(epUpdated)
+			out = append(out, l)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Outcome is what to do with a delivery after an attempt.
+type Outcome struct {
+	// Status is DeliverySucceeded, DeliveryFailed (gave up) or
+	// DeliveryPending (retry at NextAttemptAt).
+	Status        string
+	NextAttemptAt time.Time
+}
+
+// Finish records an attempt and the delivery's outcome. The attempt is
+// recorded in any case; the delivery is updated only while owner still
+// holds its lease (it reports false otherwise: another worker took over).
+func (s *Store) Finish(ctx context.Context, owner string, a Attempt, o Outcome, now time.Time) (bool, error) {
+	held := false
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attempts (id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			a.ID, a.DeliveryID, a.EventID, a.EndpointID, a.Attempt, micros(a.StartedAt), a.ResponseStatus, a.Latency.Microseconds(), a.Error, a.Succeeded); err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
+			WHERE id = ? AND lease_owner = ? AND status = ?`),
+			o.Status, micros(o.NextAttemptAt), micros(now), a.DeliveryID, owner, DeliveryPending)
+		if err != nil {
+			return err
+		}
+		n, _ := res.RowsAffected()
+		held = n == 1
+		return nil
+	})
+	return held, err
+}
+
+// SucceededSince reports whether any attempt to the endpoint succeeded at
+// or after t.
+func (s *Store) SucceededSince(ctx context.Context, endpointID string, t time.Time) (bool, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM attempts WHERE endpoint_id = ? AND succeeded = ? AND started_at >= ?`), endpointID, true, micros(t)).Scan(&n)
+	return n > 0, err
+}
+
+// AttemptFilter narrows Attempts.
+type AttemptFilter struct {
+	EventID string
+	After   *Cursor
+	Limit   int
+}
+
+// Attempts lists a merchant's endpoint's attempts, newest first.
+func (s *Store) Attempts(ctx context.Context, merchant, endpointID string, f AttemptFilter) ([]Attempt, error) {
+	if _, err := s.Endpoint(ctx, merchant, endpointID); err != nil {
+		return nil, err
+	}
+	q := `SELECT id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded FROM attempts WHERE endpoint_id = ?`
+	args := []any{endpointID}
+	if f.EventID != "" {
+		q += ` AND event_id = ?`
+		args = append(args, f.EventID)
+	}
+	if f.After != nil {
+		q += ` AND (started_at < ? OR (started_at = ? AND id < ?))`
+		args = append(args, micros(f.After.At), micros(f.After.At), f.After.ID)
+	}
+	q += ` ORDER BY started_at DESC, id DESC LIMIT ?`
+	args = append(args, f.Limit)
+	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Attempt
+	for rows.Next() {
+		var a Attempt
+		var started, lat int64
+		if err := rows.Scan(&a.ID, &a.DeliveryID, &a.EventID, &a.EndpointID, &a.Attempt, &started, &a.ResponseStatus, &lat, &a.Error, &a.Succeeded); err != nil {
+			return nil, err
+		}
+		a.StartedAt, a.Latency = fromMicros(started), time.Duration(lat)*time.Microsecond
+		out = append(out, a)
+	}
+	return out, rows.Err()
+}
+
+// DeliveryCounts counts deliveries by status (for tests, metrics and the
+// load figures).
+func (s *Store) DeliveryCounts(ctx context.Context) (map[string]int, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT status, COUNT(*) FROM deliveries GROUP BY status`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]int{}
+	for rows.Next() {
+		var st string
+		var n int
+		if err := rows.Scan(&st, &n); err != nil {
+			return nil, err
+		}
+		out[st] = n
+	}
+	return out, rows.Err()
+}
