@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/obolpay/obol/ledger/journal"
 )
 
 // Dispute statuses. A dispute opens needs_response, may go under_review,
@@ -116,4 +118,47 @@ func (f DisputeFilter) Bounded() int {
 		return 100
 	}
 	return f.Limit
+}
+
+// Outbox entry states.
+const (
+	OutboxPending   = "pending"
+	OutboxDelivered = "delivered"
+	OutboxDead      = "dead" // refused for good by eventsd: an operator looks at it
+)
+
+// OutboxEntry is an event waiting in (or delivered from) the outbox.
+type OutboxEntry struct {
+	Event
+	Seq           int64
+	Attempts      int
+	NextAttemptAt time.Time
+	Status        string
+	LastError     string
+}
+
+// OutboxCounts counts the outbox's entries by state.
+type OutboxCounts struct{ Pending, Delivered, Dead int64 }
+
+// Outbox is the ledger's event outbox: events are written with the state
+// change that causes them (CreateDispute, UpdateDispute, PostWithEvents)
+// and a relay delivers them to eventsd.
+type Outbox interface {
+	// PostWithEvents posts t and, in the same database transaction, adds
+	// events to the outbox (an event id already there is kept). A replayed
+	// transaction adds nothing.
+	PostWithEvents(ctx context.Context, t journal.Transaction, events ...Event) (Result, error)
+	// DueEvents lists pending entries whose next attempt is due at now, in
+	// outbox order (at most limit).
+	DueEvents(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)
+	// MarkDelivered marks entries delivered.
+	MarkDelivered(ctx context.Context, ids []string) error
+	// MarkFailed records a failed attempt of an entry: dead, or pending
+	// with its next attempt at next.
+	MarkFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error
+	// OutboxEvents lists every entry in outbox order after seq (at most
+	// limit), whatever its state.
+	OutboxEvents(ctx context.Context, afterSeq int64, limit int) ([]OutboxEntry, error)
+	// CountOutbox counts entries by state.
+	CountOutbox(ctx context.Context) (OutboxCounts, error)
 }

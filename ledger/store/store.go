@@ -67,6 +67,7 @@ type Store interface {
 	CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error)
 	Verify(ctx context.Context) (Report, error)
 	Disputes
+	Outbox
 	Close() error
 }
 

@@ -112,3 +112,63 @@ func (s *Store) ListDisputes(ctx context.Context, f store.DisputeFilter) ([]stor
 	}
 	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (store.Dispute, error) { return scanDispute(r) })
 }
+
+const outboxColumns = `seq, id, type, merchant_id, object_type, object_id, object_version, data, created_at, attempts, next_attempt_at, status, last_error`
+
+func scanOutbox(r pgx.CollectableRow) (store.OutboxEntry, error) {
+	var e store.OutboxEntry
+	var data string
+	err := r.Scan(&e.Seq, &e.ID, &e.Type, &e.MerchantID, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data, &e.CreatedAt, &e.Attempts, &e.NextAttemptAt, &e.Status, &e.LastError)
+	e.Data, e.CreatedAt, e.NextAttemptAt = []byte(data), e.CreatedAt.UTC(), e.NextAttemptAt.UTC()
+	return e, err
+}
+
+func bound(limit int) int {
+	if limit <= 0 || limit > 1000 {
+		return 100
+	}
+	return limit
+}
+
+// DueEvents lists the pending entries due at now.
+func (s *Store) DueEvents(ctx context.Context, now time.Time, limit int) ([]store.OutboxEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE status = 'pending' AND next_attempt_at <= $1 ORDER BY seq LIMIT $2`, now, bound(limit))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanOutbox)
+}
+
+// OutboxEvents lists every entry after seq.
+func (s *Store) OutboxEvents(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE seq > $1 ORDER BY seq LIMIT $2`, afterSeq, bound(limit))
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scanOutbox)
+}
+
+// MarkDelivered marks entries delivered.
+func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE event_outbox SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ANY($1::text[])`, ids)
+	return err
+}
+
+// MarkFailed records a failed attempt.
+func (s *Store) MarkFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error {
+	st := store.OutboxPending
+	if dead {
+		st = store.OutboxDead
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE event_outbox SET status = $1, attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND status = 'pending'`,
+		st, next, lastError, id)
+	return err
+}
+
+// CountOutbox counts entries by state.
+func (s *Store) CountOutbox(ctx context.Context) (store.OutboxCounts, error) {
+	var c store.OutboxCounts
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'delivered'), count(*) FILTER (WHERE status = 'dead') FROM event_outbox`).
+		Scan(&c.Pending, &c.Delivered, &c.Dead)
+	return c, err
+}

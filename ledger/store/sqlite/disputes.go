@@ -133,3 +133,78 @@ func (s *Store) ListDisputes(ctx context.Context, f store.DisputeFilter) ([]stor
 	}
 	return out, rows.Err()
 }
+
+const outboxColumns = `seq, id, type, merchant_id, object_type, object_id, object_version, data, created_at, attempts, next_attempt_at, status, last_error`
+
+func scanOutbox(r scanner) (store.OutboxEntry, error) {
+	var e store.OutboxEntry
+	var data, created, next string
+	err := r.Scan(&e.Seq, &e.ID, &e.Type, &e.MerchantID, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data, &created, &e.Attempts, &next, &e.Status, &e.LastError)
+	e.Data, e.CreatedAt, e.NextAttemptAt = []byte(data), parseTS(created), parseTS(next)
+	return e, err
+}
+
+func (s *Store) outbox(ctx context.Context, q string, args ...any) ([]store.OutboxEntry, error) {
+	rows, err := s.db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []store.OutboxEntry
+	for rows.Next() {
+		e, err := scanOutbox(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e)
+	}
+	return out, rows.Err()
+}
+
+func bound(limit int) int {
+	if limit <= 0 || limit > 1000 {
+		return 100
+	}
+	return limit
+}
+
+// DueEvents lists the pending entries due at now.
+func (s *Store) DueEvents(ctx context.Context, now time.Time, limit int) ([]store.OutboxEntry, error) {
+	return s.outbox(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?`, ts(now), bound(limit))
+}
+
+// OutboxEvents lists every entry after seq.
+func (s *Store) OutboxEvents(ctx context.Context, afterSeq int64, limit int) ([]store.OutboxEntry, error) {
+	return s.outbox(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE seq > ? ORDER BY seq LIMIT ?`, afterSeq, bound(limit))
+}
+
+// MarkDelivered marks entries delivered.
+func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_outbox SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// MarkFailed records a failed attempt.
+func (s *Store) MarkFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error {
+	st := store.OutboxPending
+	if dead {
+		st = store.OutboxDead
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE event_outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'`,
+		st, ts(next), lastError, id)
+	return err
+}
+
+// CountOutbox counts entries by state.
+func (s *Store) CountOutbox(ctx context.Context) (store.OutboxCounts, error) {
+	var c store.OutboxCounts
+	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(status = 'pending'), 0), COALESCE(sum(status = 'delivered'), 0), COALESCE(sum(status = 'dead'), 0) FROM event_outbox`).
+		Scan(&c.Pending, &c.Delivered, &c.Dead)
+	return c, err
+}

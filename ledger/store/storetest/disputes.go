@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -104,4 +105,82 @@ func testDisputes(t *testing.T, s store.Store) {
 			assert.Equal(t, tt.want, ids(got))
 		})
 	}
+}
+
+func outboxIDs(t *testing.T, s store.Store) []string {
+	t.Helper()
+	es, err := s.OutboxEvents(ctx, 0, 1000)
+	require.NoError(t, err)
+	var ids []string
+	for _, e := range es {
+		ids = append(ids, e.ID)
+	}
+	return ids
+}
+
+// testOutbox: events are written with their state change and only then
+// (a replay adds nothing); the relay's reads and marks.
+func testOutbox(t *testing.T, s store.Store) {
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	d := dispute("dp_1", "mer_a", "p1", at)
+	_, _, err := s.CreateDispute(ctx, d, event("evt_1", d))
+	require.NoError(t, err)
+	_, _, err = s.CreateDispute(ctx, d, event("evt_1b", d))
+	require.NoError(t, err)
+	assert.Equal(t, []string{"evt_1"}, outboxIDs(t, s), "a replayed create writes no event")
+	up := d
+	up.Status, up.Version = store.DisputeLost, 2
+	_, err = s.UpdateDispute(ctx, up, event("evt_2", up))
+	require.NoError(t, err)
+	_, err = s.UpdateDispute(ctx, up, event("evt_2b", up))
+	require.ErrorIs(t, err, store.ErrDisputeVersion)
+	assert.Equal(t, []string{"evt_1", "evt_2"}, outboxIDs(t, s), "a refused update writes no event")
+
+	mustAccount(t, s, "bank", "USD", 0)
+	mustAccount(t, s, "m", "USD", 0)
+	payout := event("evt_3", d)
+	payout.Type, payout.ObjectType, payout.ObjectID = "payout.paid", "payout", "po_1"
+	_, err = s.PostWithEvents(ctx, Transfer("t1", "bank", "m", 10), payout, event("evt_4", d))
+	require.NoError(t, err)
+	r, err := s.PostWithEvents(ctx, Transfer("t1", "bank", "m", 10), event("evt_5", d))
+	require.NoError(t, err)
+	require.True(t, r.Replayed)
+	_, err = s.PostWithEvents(ctx, Transfer("t2", "bank", "m", 10_000_000_000_000_000), event("evt_6", d))
+	require.NoError(t, err, "no overflow at this size")
+	_, err = s.PostWithEvents(ctx, journal.Transaction{ID: "t3", Postings: []journal.Posting{{AccountID: "bank", Amount: 5, Currency: "USD"}}}, event("evt_7", d))
+	require.Error(t, err, "an invalid transaction")
+	assert.Equal(t, []string{"evt_1", "evt_2", "evt_3", "evt_4", "evt_6"}, outboxIDs(t, s), "events of posted transactions only, in order")
+	es, err := s.OutboxEvents(ctx, 0, 10)
+	require.NoError(t, err)
+	assert.Equal(t, "payout.paid", es[2].Type)
+	assert.Equal(t, "po_1", es[2].ObjectID)
+	assert.JSONEq(t, `{"id":"dp_1"}`, string(es[2].Data))
+	assert.Equal(t, store.OutboxPending, es[2].Status)
+
+	now := at.Add(time.Hour)
+	due, err := s.DueEvents(ctx, now, 2)
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	assert.Equal(t, "evt_1", due[0].ID)
+	require.NoError(t, s.MarkDelivered(ctx, []string{"evt_1", "evt_2"}))
+	require.NoError(t, s.MarkFailed(ctx, "evt_3", now.Add(time.Minute), "eventsd unavailable", false))
+	require.NoError(t, s.MarkFailed(ctx, "evt_4", now, "refused: invalid", true))
+	due, err = s.DueEvents(ctx, now, 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1, "evt_3 waits for its next attempt; evt_4 is dead")
+	assert.Equal(t, "evt_6", due[0].ID)
+	due, err = s.DueEvents(ctx, now.Add(time.Minute), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	assert.Equal(t, "evt_3", due[0].ID)
+	assert.Equal(t, 1, due[0].Attempts)
+	assert.Equal(t, "eventsd unavailable", due[0].LastError)
+	require.NoError(t, s.MarkFailed(ctx, "evt_1", now, "late", true), "a delivered entry stays delivered")
+	c, err := s.CountOutbox(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, store.OutboxCounts{Pending: 2, Delivered: 2, Dead: 1}, c)
+	after, err := s.OutboxEvents(ctx, es[3].Seq, 10)
+	require.NoError(t, err)
+	require.Len(t, after, 1)
+	assert.Equal(t, "evt_6", after[0].ID)
 }
