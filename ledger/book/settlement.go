@@ -2,7 +2,10 @@ package book
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/csv"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -238,8 +241,9 @@ const (
 // LineResult is what an import did with one line.
 type LineResult struct {
 	SettlementLine
-	Outcome   string
-	PaymentID string
+	Outcome    string
+	PaymentID  string
+	MerchantID string
 	// DisputeID is the dispute a chargeback or dispute line opened or
 	// changed.
 	DisputeID string
@@ -335,7 +339,81 @@ func (b *Book) ImportSettlement(ctx context.Context, acquirer string, lines []Se
 		}
 		rep.Results = append(rep.Results, res)
 	}
+	if err := b.st.AddEvents(ctx, settlementEvents(acquirer, rep.Results, b.now())...); err != nil {
+		return rep, fmt.Errorf("settlement events: %w", err)
+	}
 	return rep, nil
+}
+
+// SettlementJSON is the data of a settlement.reconciled event: one
+// merchant's lines of one import, with their outcomes (mismatches
+// included).
+type SettlementJSON struct {
+	ID            string               `json:"id"`
+	Object        string               `json:"object"`
+	Acquirer      string               `json:"acquirer"`
+	Matched       int                  `json:"matched"`
+	AlreadyPosted int                  `json:"already_posted"`
+	Mismatched    int                  `json:"mismatched"`
+	Lines         []SettlementLineJSON `json:"lines"`
+}
+
+// SettlementLineJSON is one line of a SettlementJSON.
+type SettlementLineJSON struct {
+	Line        int    `json:"line"`
+	Type        string `json:"type"`
+	Payment     string `json:"payment"`
+	Dispute     string `json:"dispute,omitempty"`
+	Amount      int64  `json:"amount"`
+	Fee         int64  `json:"fee"`
+	Currency    string `json:"currency"`
+	SettledDate string `json:"settled_date"`
+	Outcome     string `json:"outcome"`
+	Reason      string `json:"reason,omitempty"`
+}
+
+// settlementEvents are an import's settlement.reconciled events, one per
+// merchant with lines in it (lines matching no payment belong to no
+// merchant: the operator's report has them). The settlement's id is
+// derived from the acquirer and the lines, so a re-import of the same file
+// finds the event already in the outbox.
+func settlementEvents(acquirer string, results []LineResult, at time.Time) []store.Event {
+	h := sha256.New()
+	h.Write([]byte(acquirer))
+	for _, r := range results {
+		fmt.Fprintf(h, "\x00%s|%s|%s|%s|%d|%d|%s", r.ReportID, r.Reference, r.Type, r.Date, r.Amount, r.Fee, r.Currency)
+	}
+	id := "stl_" + hex.EncodeToString(h.Sum(nil)[:12])
+	per := map[string]*SettlementJSON{}
+	var order []string
+	for _, r := range results {
+		if r.MerchantID == "" {
+			continue
+		}
+		s := per[r.MerchantID]
+		if s == nil {
+			s = &SettlementJSON{ID: id, Object: "settlement", Acquirer: acquirer}
+			per[r.MerchantID] = s
+			order = append(order, r.MerchantID)
+		}
+		switch r.Outcome {
+		case LineMatched:
+			s.Matched++
+		case LineReplayed:
+			s.AlreadyPosted++
+		case LineMismatched:
+			s.Mismatched++
+		}
+		s.Lines = append(s.Lines, SettlementLineJSON{Line: r.Line, Type: r.Type, Payment: r.PaymentID, Dispute: r.DisputeID, Amount: r.Amount, Fee: r.Fee,
+			Currency: r.Currency, SettledDate: r.Date, Outcome: r.Outcome, Reason: r.Reason})
+	}
+	var out []store.Event
+	for _, m := range order {
+		data, _ := json.Marshal(per[m])
+		out = append(out, store.Event{ID: EventID("settlement", id+":"+m, 1, "settlement.reconciled"), Type: "settlement.reconciled", MerchantID: m,
+			ObjectType: "settlement", ObjectID: id, ObjectVersion: 1, Data: data, CreatedAt: at.UTC().Truncate(time.Microsecond)})
+	}
+	return out
 }
 
 func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine) (LineResult, error) {
@@ -344,8 +422,8 @@ func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine
 	if l.ReportID != "" {
 		id = "settle:" + acquirer + ":" + l.ReportID + ":" + l.Reference + ":" + l.Type + ":" + l.Date
 	}
-	if _, err := b.st.Transaction(ctx, id); err == nil {
-		res.Outcome = LineReplayed
+	if t, err := b.st.Transaction(ctx, id); err == nil {
+		res.Outcome, res.PaymentID, res.MerchantID, res.DisputeID = LineReplayed, t.Metadata["payment_id"], t.Metadata["merchant_id"], t.Metadata["dispute_id"]
 		return res, nil
 	} else if !errors.Is(err, store.ErrNoTransaction) {
 		return res, err
@@ -358,7 +436,7 @@ func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine
 		res.Outcome, res.Reason = LineUnmatched, "no captured payment with this acquirer reference"
 		return res, nil
 	}
-	res.PaymentID = pv.id
+	res.PaymentID, res.MerchantID = pv.id, pv.merchant
 	mismatch := func(format string, a ...any) (LineResult, error) {
 		res.Outcome, res.Reason = LineMismatched, fmt.Sprintf(format, a...)
 		return res, nil
@@ -420,7 +498,7 @@ func (b *Book) settleLine(ctx context.Context, acquirer string, l SettlementLine
 		if err != nil {
 			return res, err
 		}
-		res.DisputeID = d.ID
+		res.DisputeID, meta["dispute_id"] = d.ID, d.ID
 		legs = []journal.Posting{
 			{AccountID: PlatformAccount(cur, Chargebacks), Amount: l.Amount, Currency: cur},
 			{AccountID: PlatformAccount(cur, Bank), Amount: -(l.Amount - l.Fee), Currency: cur},

@@ -148,6 +148,9 @@ type Outbox interface {
 	// events to the outbox (an event id already there is kept). A replayed
 	// transaction adds nothing.
 	PostWithEvents(ctx context.Context, t journal.Transaction, events ...Event) (Result, error)
+	// AddEvents adds events that report on several transactions (a
+	// settlement import) to the outbox, an id already there kept.
+	AddEvents(ctx context.Context, events ...Event) error
 	// DueEvents lists pending entries whose next attempt is due at now, in
 	// outbox order (at most limit).
 	DueEvents(ctx context.Context, now time.Time, limit int) ([]OutboxEntry, error)

@@ -259,6 +259,16 @@ func testChargeback(t *testing.T, b *book.Book) {
 	bal := balances(t, b, "mer_b")
 	assert.Equal(t, po.Amount, bal.Available, "after the failed payout")
 	assert.EqualValues(t, 0, bal.InTransit, "after the failed payout")
+	var failed []store.OutboxEntry
+	for _, e := range must(b.Store().OutboxEvents(ctx, 0, 1000)) {
+		if e.Type == "payout.failed" {
+			failed = append(failed, e)
+		}
+	}
+	require.Len(t, failed, 1, "one payout.failed event, written with the funds' return (the replay adds none)")
+	assert.Equal(t, po.ID, failed[0].ObjectID)
+	assert.Equal(t, "mer_b", failed[0].MerchantID)
+	assert.JSONEq(t, `{"id":"`+po.ID+`","object":"payout","amount":`+fmt.Sprint(po.Amount)+`,"currency":"USD","status":"failed","batch":"`+po.Batch+`","created_at":"`+po.CreatedAt.UTC().Format(time.RFC3339)+`"}`, string(failed[0].Data))
 }
 
 func testManual(t *testing.T, b *book.Book) {

@@ -2,6 +2,7 @@ package booktest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -131,6 +132,27 @@ func testDisputes(t *testing.T, b *book.Book) {
 	assert.Equal(t, d1, got)
 	all := must(b.Disputes(ctx, store.DisputeFilter{MerchantID: "mer_a"}))
 	assert.Len(t, all, 3)
+
+	// Every change is an event in the outbox, once.
+	byType := map[string][]store.OutboxEntry{}
+	for _, e := range must(b.Store().OutboxEvents(ctx, 0, 1000)) {
+		byType[e.Type] = append(byType[e.Type], e)
+		assert.Equal(t, "mer_a", e.MerchantID)
+		assert.True(t, strings.HasPrefix(e.ID, "evt_"), e.ID)
+	}
+	assert.Len(t, byType["dispute.created"], 3)
+	assert.Len(t, byType["dispute.updated"], 2)
+	require.Len(t, byType["dispute.closed"], 2)
+	assert.Len(t, byType["settlement.reconciled"], 6, "one per file with mer_a's lines; a re-imported file adds none")
+	var closed book.DisputeJSON
+	require.NoError(t, json.Unmarshal(byType["dispute.closed"][0].Data, &closed))
+	assert.Equal(t, book.DisputeJSON{ID: d1.ID, Object: "dispute", Payment: "p1", Amount: 2000, Fee: 1500, Currency: "USD", Reason: "fraudulent",
+		Status: store.DisputeLost, Version: 3, CreatedAt: closed.CreatedAt, UpdatedAt: closed.UpdatedAt}, closed)
+	assert.EqualValues(t, 3, byType["dispute.closed"][0].ObjectVersion)
+	var stl book.SettlementJSON
+	require.NoError(t, json.Unmarshal(byType["settlement.reconciled"][3].Data, &stl), "the late lines' file")
+	assert.Equal(t, 1, stl.Mismatched, "the mismatches are in the event")
+	assert.Equal(t, 2, stl.AlreadyPosted)
 }
 
 // faulty fails one store call (by operation and transaction or dispute

@@ -172,3 +172,8 @@ func (s *Store) CountOutbox(ctx context.Context) (store.OutboxCounts, error) {
 		Scan(&c.Pending, &c.Delivered, &c.Dead)
 	return c, err
 }
+
+// AddEvents adds events to the outbox.
+func (s *Store) AddEvents(ctx context.Context, events ...store.Event) error {
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error { return insertEvents(ctx, tx, events) })
+}

@@ -208,3 +208,8 @@ func (s *Store) CountOutbox(ctx context.Context) (store.OutboxCounts, error) {
 		Scan(&c.Pending, &c.Delivered, &c.Dead)
 	return c, err
 }
+
+// AddEvents adds events to the outbox.
+func (s *Store) AddEvents(ctx context.Context, events ...store.Event) error {
+	return s.tx(ctx, func(tx *sql.Tx) error { return insertEvents(ctx, tx, events) })
+}
