@@ -6,11 +6,20 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"flag"
+	"fmt"
 	"os"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
 func main() {
@@ -31,6 +40,8 @@ func run(ctx context.Context, args []string) error {
 	keyFile := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
 	clientCA := fs.String("client-ca", cli.Env("OBOL_CLIENT_CA", ""), "CA of client certificates; when set, a client certificate is required")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
+	eventsAddr := fs.String("events-addr", cli.Env("OBOL_EVENTS_ADDR", ""), "eventsd's internal gRPC address: the ledger's events (disputes, payouts, settlements) are relayed there (with OBOL_EVENTS_TOKEN); without it they wait in the outbox")
+	eventsCA := fs.String("events-ca", cli.Env("OBOL_EVENTS_CA", ""), "CA of eventsd's certificate (plaintext to eventsd without it: development only)")
 	edge := cli.AddEdgeFlags(fs)
 	if err := cli.Parse(fs, args); err != nil {
 		return err
@@ -57,6 +68,32 @@ func run(ctx context.Context, args []string) error {
 		cfg.GRPCTLS = tc
 	} else {
 		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
+	if *eventsAddr != "" {
+		cfg.EventsToken = os.Getenv("OBOL_EVENTS_TOKEN")
+		if cfg.EventsToken == "" {
+			return errors.New("--events-addr needs OBOL_EVENTS_TOKEN (eventsd's service token)")
+		}
+		creds := insecure.NewCredentials()
+		if *eventsCA != "" {
+			pem, err := os.ReadFile(*eventsCA)
+			if err != nil {
+				return fmt.Errorf("events CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("events CA %s: no PEM certificates", *eventsCA)
+			}
+			creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		} else {
+			cfg.Logger.Warn("events are relayed to eventsd without TLS (set OBOL_EVENTS_CA in production)")
+		}
+		conn, err := grpc.NewClient(*eventsAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return fmt.Errorf("events-addr: %w", err)
+		}
+		defer conn.Close()
+		cfg.Events = eventsv1.NewEventLogServiceClient(conn)
 	}
 	in, err := ledgerd.Start(ctx, cfg)
 	if err != nil {
