@@ -10,9 +10,12 @@ package eventrelay
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -241,4 +244,13 @@ func (r *Relay) retry(ctx context.Context, res Result, es []Entry, cause error) 
 		r.relayed.WithLabelValues("retried").Inc()
 	}
 	return res, nil
+}
+
+// EventID derives an event's id from its object, the object's version and
+// the event type: producers assign it, so that an event written again (a
+// retried state change, a re-import) or delivered again (after a crash)
+// is the same event, and eventsd dedupes it.
+func EventID(objectType, objectID string, version int64, eventType string) string {
+	h := sha256.Sum256([]byte(objectType + "\x00" + objectID + "\x00" + strconv.FormatInt(version, 10) + "\x00" + eventType))
+	return "evt_" + hex.EncodeToString(h[:12])
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
 )
@@ -25,12 +26,10 @@ func disputeID(acquirer, ref, date string) string {
 	return "dp_" + hex.EncodeToString(h[:12])
 }
 
-// EventID derives an event's id from its object and the object's version:
-// the producer assigns it, so that a redelivery after a crash dedupes at
-// eventsd.
+// EventID derives an event's id from its object and the object's version
+// (eventrelay.EventID: the gateway derives its events' ids the same way).
 func EventID(objectType, objectID string, version int64, eventType string) string {
-	h := sha256.Sum256([]byte(objectType + "\x00" + objectID + "\x00" + strconv.FormatInt(version, 10) + "\x00" + eventType))
-	return "evt_" + hex.EncodeToString(h[:12])
+	return eventrelay.EventID(objectType, objectID, version, eventType)
 }
 
 // DisputeJSON is a dispute as the merchant sees it (the API's shape, and
