@@ -140,17 +140,23 @@ func TestRelaySIGKILL(t *testing.T) {
 	child.Env = append(os.Environ(), "OBOL_RELAY_CHILD_DB="+db, "OBOL_RELAY_CHILD_ADDR="+lis.Addr().String())
 	var out bytes.Buffer
 	child.Stdout, child.Stderr = &out, &out
-	killed := make(chan struct{})
+	// The third batch, once stored, waits in the handler (its answer never
+	// reaches the relay) while the test kills the relay process.
+	third, killed := make(chan struct{}), make(chan struct{})
+	log.mu.Lock()
 	log.stored = func(call int) {
-		if call == 3 { // two batches delivered and marked; the third stored, unanswered
-			assert.NoError(t, child.Process.Kill()) // (not require: this is the server's goroutine)
-			_ = child.Wait()
-			close(killed)
+		if call == 3 {
+			close(third)
+			<-killed
 		}
 	}
+	log.mu.Unlock()
 	require.NoError(t, child.Start())
 	select {
-	case <-killed:
+	case <-third:
+		require.NoError(t, child.Process.Kill())
+		_ = child.Wait()
+		close(killed)
 	case <-time.After(60 * time.Second):
 		_ = child.Process.Kill()
 		t.Fatalf("the relay process never reached its third batch:\n%s", out.String())
