@@ -14,7 +14,12 @@ import (
 	"os"
 	"strings"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/obolpay/obol/internal/cli"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
 )
 
@@ -47,7 +52,8 @@ func run(ctx context.Context, args []string) error {
 	cert := fs.String("gateway-cert", cli.Env("OBOL_GATEWAY_CERT", ""), "the gateway's client certificate for vaultd (mTLS)")
 	key := fs.String("gateway-key", cli.Env("OBOL_GATEWAY_KEY", ""), "its key")
 	ca := fs.String("ca", cli.Env("OBOL_CA", ""), "CA of vaultd's (and the other services') certificates")
-	tlsServices := fs.Bool("tls-services", cli.EnvBool("OBOL_TLS_SERVICES", false), "use TLS (with --ca) to riskd and ledgerd too")
+	tlsServices := fs.Bool("tls-services", cli.EnvBool("OBOL_TLS_SERVICES", false), "use TLS (with --ca) to riskd, ledgerd and eventsd too")
+	eventsAddr := fs.String("events-addr", cli.Env("OBOL_EVENTS_ADDR", ""), "eventsd's internal gRPC address: the merchant events (payment.*, refund.created) are relayed there (with OBOL_EVENTS_TOKEN); without it they wait in the outbox")
 	srvCert := fs.String("tls-cert", cli.Env("OBOL_TLS_CERT", ""), "gRPC server certificate (plaintext gRPC without it: development only)")
 	srvKey := fs.String("tls-key", cli.Env("OBOL_TLS_KEY", ""), "gRPC server key")
 	logFormat := fs.String("log-format", cli.Env("OBOL_LOG_FORMAT", "json"), "json or text")
@@ -121,6 +127,21 @@ func run(ctx context.Context, args []string) error {
 		}
 	} else {
 		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
+	if *eventsAddr != "" {
+		if cfg.EventsToken = os.Getenv("OBOL_EVENTS_TOKEN"); cfg.EventsToken == "" {
+			return errors.New("--events-addr needs OBOL_EVENTS_TOKEN (eventsd's service token)")
+		}
+		creds := insecure.NewCredentials()
+		if *tlsServices {
+			creds = credentials.NewTLS(cfg.VaultTLS)
+		}
+		conn, err := grpc.NewClient(*eventsAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return fmt.Errorf("--events-addr: %w", err)
+		}
+		defer conn.Close()
+		cfg.Events = eventsv1.NewEventLogServiceClient(conn)
 	}
 	in, err := gatewayd.Start(ctx, cfg)
 	if err != nil {

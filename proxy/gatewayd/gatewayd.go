@@ -23,6 +23,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
@@ -96,15 +97,24 @@ type Config struct {
 	// DialOptions are added to the clients of vaultd, riskd and ledgerd
 	// (e.g. interceptors; the tests inject faults with them).
 	DialOptions []grpc.DialOption
+	// Events is eventsd's internal EventLogService: the merchant events
+	// (payment.*, refund.created) the gateway writes with each state
+	// change are relayed to it from the gateway's outbox. Without it they
+	// wait in the outbox.
+	Events      eventrelay.Publisher
+	EventsToken string
 	Logger      *slog.Logger
 }
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service    *payments.Service
-	Server     *serve.Server
-	Routes     *forward.Routes // nil when /v1/forward is off
-	closers    []func() error
+	Service *payments.Service
+	Server  *serve.Server
+	Routes  *forward.Routes // nil when /v1/forward is off
+	closers []func() error
+	// Relay delivers the merchant events to eventsd (nil without
+	// Config.Events).
+	Relay      *eventrelay.Relay
 	sweepEvery time.Duration
 	reload     time.Duration
 	drain      time.Duration
@@ -128,6 +138,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 	defer stopSweep()
 	done := make(chan struct{})
 	go func() { defer close(done); in.Service.Run(sweepCtx, in.sweepEvery) }()
+	if in.Relay != nil {
+		go in.Relay.Run(sweepCtx, time.Second)
+	}
 	if in.Routes != nil {
 		go in.watchRoutes(ctx)
 	}
@@ -288,6 +301,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()
+	if cfg.Events != nil {
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: st.EventOutbox(), Publisher: cfg.Events, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+		collectors = append(collectors, in.Relay.Collectors()...)
+	}
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
 			Client:  &http.Client{Transport: telemetry.Transport("forward", &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})},

@@ -32,16 +32,15 @@ var restJSON = httpapi.NewMarshaler()
 var statusEvent = map[string]string{StatusAuthorized: "payment.authorized", StatusCaptured: "payment.captured", StatusDeclined: "payment.declined",
 	StatusFailed: "payment.failed", StatusCanceled: "payment.canceled"}
 
-// paymentEvents are the events p's new state owes, for the commit that
-// writes it: the object's version is the version after that commit. A
+// paymentEvents are the events p's new state owes, for the write that
+// stores it as version (the payment's version after that write). A
 // payment authorized and captured in one request is both events.
-func paymentEvents(p *Payment, authorizedToo bool) []MerchantEvent {
+func paymentEvents(p *Payment, version int64, authorizedToo bool) []MerchantEvent {
 	typ := statusEvent[p.Status]
 	if typ == "" {
 		return nil
 	}
 	data, _ := restJSON.Marshal(toPB(p))
-	version := p.Version + 1
 	mk := func(t string) MerchantEvent {
 		return MerchantEvent{ID: eventrelay.EventID("payment", p.ID, version, t), Type: t, MerchantID: p.MerchantID, ObjectType: "payment",
 			ObjectID: p.ID, ObjectVersion: version, Data: data, CreatedAt: p.UpdatedAt.UTC()}
@@ -71,4 +70,13 @@ func refundEvent(p *Payment, r Refund) MerchantEvent {
 		CreatedAt: r.CreatedAt.UTC().Format(time.RFC3339)})
 	return MerchantEvent{ID: eventrelay.EventID("refund", r.ID, 1, "refund.created"), Type: "refund.created", MerchantID: p.MerchantID,
 		ObjectType: "refund", ObjectID: r.ID, ObjectVersion: 1, Data: data, CreatedAt: p.UpdatedAt.UTC()}
+}
+
+// merchantEntries wraps merchant events for the outbox of a commit.
+func merchantEntries(es ...MerchantEvent) []OutboxEntry {
+	out := make([]OutboxEntry, len(es))
+	for i := range es {
+		out[i] = OutboxEntry{Merchant: &es[i]}
+	}
+	return out
 }

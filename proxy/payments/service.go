@@ -292,6 +292,9 @@ func event(ev ledgerv1.PaymentEvent, p *Payment, amount int64, refundID string) 
 // capture.
 func (s *Service) deliverNow(ctx context.Context, p *Payment, events []OutboxEntry) {
 	for _, e := range events {
+		if e.Merchant != nil {
+			continue // for eventsd: the event relay delivers it
+		}
 		if fee, ok := s.deliver(context.WithoutCancel(ctx), e); ok && fee != 0 {
 			p.Fee = fee
 		}
@@ -637,6 +640,7 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	if p.Status == StatusCaptured {
 		events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, ""))
 	}
+	events = append(events, merchantEntries(paymentEvents(p, p.Version+1, true)...)...)
 	if err := s.cfg.Store.Commit(context.WithoutCancel(ctx), p, events, s.cfg.Now()); err != nil {
 		// The acquirer acted. A retry with the same Idempotency-Key resumes
 		// (and replays); otherwise the sweeper reverses it and releases the
@@ -755,6 +759,13 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 	}
 	if keyed && p.Status == StatusDeclined {
 		p.Compensation = CompRelease
+	}
+	if p.Status == StatusDeclined {
+		// Final at once: its payment.declined is written with it.
+		if err := s.cfg.Store.InsertCommit(ctx, p, merchantEntries(paymentEvents(p, p.Version, false)...), s.cfg.Now()); err != nil {
+			return errStoreUnavailable
+		}
+		return nil
 	}
 	if err := s.cfg.Store.Insert(ctx, p); err != nil {
 		return errStoreUnavailable
@@ -1007,6 +1018,14 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 				p.Status = StatusRefunded
 			}
 			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, op.Amount, op.ID))
+		}
+	}
+	if op.State == OpSucceeded {
+		// The merchant's event, written with the outcome.
+		if op.Kind == OpRefund {
+			events = append(events, merchantEntries(refundEvent(p, p.Refunds[len(p.Refunds)-1]))...)
+		} else {
+			events = append(events, merchantEntries(paymentEvents(p, p.Version+1, false)...)...)
 		}
 	}
 	p.PendingOp, p.UpdatedAt = "", now

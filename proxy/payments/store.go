@@ -141,6 +141,21 @@ func (s *Store) Insert(ctx context.Context, p *Payment) error {
 	return err
 }
 
+// InsertCommit stores a new payment that is already final (declined by
+// risk) with its outbox events, in one transaction.
+func (s *Store) InsertCommit(ctx context.Context, p *Payment, events []OutboxEntry, now time.Time) error {
+	a, err := s.args(p)
+	if err != nil {
+		return err
+	}
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO payments (`+paymentCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`), a...); err != nil {
+			return err
+		}
+		return s.addOutbox(ctx, tx, events, now)
+	})
+}
+
 // execer is a *sql.DB or a *sql.Tx.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -371,6 +386,9 @@ const (
 
 // OutboxEntry is a ledger event waiting for delivery.
 type OutboxEntry struct {
+	// Merchant, when set, makes this a merchant event (for eventsd, in
+	// the event_outbox table) instead of a ledger event.
+	Merchant               *MerchantEvent
 	ID, PaymentID, Request string
 	Attempts               int64
 	State, LastError       string
@@ -389,6 +407,13 @@ func (s *Store) addOutbox(ctx context.Context, db execer, events []OutboxEntry, 
 		// Events of one commit get increasing times, so created_at orders
 		// every payment's events (OlderOutbox).
 		at := micros(now) + int64(i)
+		if m := e.Merchant; m != nil {
+			if _, err := db.ExecContext(ctx, s.q(`INSERT INTO event_outbox (id, type, merchant_id, object_type, object_id, object_version, data, created_at, next_attempt_at)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`), m.ID, m.Type, m.MerchantID, m.ObjectType, m.ObjectID, m.ObjectVersion, string(m.Data), at, at); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := db.ExecContext(ctx, s.q(`INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`),
 			e.ID, e.PaymentID, e.Request, at, at); err != nil {
 			return err
