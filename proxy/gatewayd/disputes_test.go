@@ -167,5 +167,8 @@ func TestDisputeLifecycle(t *testing.T) {
 	st, p := s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+open, "", "")
 	assert.Equal(t, 200, st, "an uncaptured payment with ledgerd down: %v", p)
 	s.deps["ledger"].up(t)
-	assert.EqualValues(t, 2000, disputed(lost), "back when ledgerd is")
+	eventually(t, "the payment reads again once ledgerd is back", func() bool {
+		st, p := s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+lost, "", "")
+		return st == 200 && p["amount_disputed"] == 2000.0
+	})
 }
