@@ -23,8 +23,8 @@ openapi-lint:
 
 bench:
 	go run ./cmd/obol-load
-	go run ./cmd/obol-load -suite risk
-	go run ./cmd/obol-load -suite gateway
+	go run ./cmd/obol-load --suite risk
+	go run ./cmd/obol-load --suite gateway
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 	go test -run='^$$' -bench=BenchmarkTracing -benchtime=20000x ./internal/serve/
@@ -53,6 +53,7 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
 	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
 	go test -run='^$$' -fuzz=FuzzScrubDigits -fuzztime=30s ./internal/telemetry/
+	go test -run='^$$' -fuzz=FuzzLoad -fuzztime=30s ./internal/cli/
 
 dev:
 	go run ./cmd/obol dev

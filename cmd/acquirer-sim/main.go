@@ -7,13 +7,15 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"flag"
 	"net"
 	"net/http"
 	"os"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/proxy/simulator"
@@ -26,26 +28,21 @@ func main() {
 }
 
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("acquirer-sim", flag.ContinueOnError)
-	addr := fs.String("addr", cli.Env("OBOL_SIM_ADDR", "127.0.0.1:8443"), "HTTPS listen address")
-	certFile := fs.String("tls-cert", cli.Env("OBOL_SIM_TLS_CERT", ""), "server certificate (default: a dev certificate in --pki-dir)")
-	keyFile := fs.String("tls-key", cli.Env("OBOL_SIM_TLS_KEY", ""), "server key")
-	pkiDir := fs.String("pki-dir", "./.obol/tls", "where the dev certificate lives (created if missing)")
-	slow := fs.Duration("slow-delay", 30*time.Second, "how long the slow test card takes")
-	logFormat := fs.String("log-format", "text", "text or json")
-	if err := cli.Parse(fs, args); err != nil {
+	var c config.AcquirerSim
+	if err := cli.Parse(pflag.NewFlagSet("acquirer-sim", pflag.ContinueOnError), &c, args); err != nil {
 		return err
 	}
-	log := cli.Logger(*logFormat)
+	log := cli.Logger(c.LogFormat)
+	config.WarnUnknown(log)
 	var cfg *tls.Config
-	if *certFile != "" {
-		c, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+	if c.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
 		if err != nil {
 			return err
 		}
 		cfg = &tls.Config{Certificates: []tls.Certificate{c}, MinVersion: tls.VersionTLS12}
 	} else {
-		pki, err := devpki.Ensure(*pkiDir)
+		pki, err := devpki.Ensure(c.PKIDir)
 		if err != nil {
 			return err
 		}
@@ -54,11 +51,11 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.ClientAuth = tls.NoClientCert
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := net.Listen("tcp", c.Addr)
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: simulator.New(simulator.Config{SlowDelay: *slow, Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}
+	srv := &http.Server{Handler: simulator.New(simulator.Config{SlowDelay: c.SlowDelay, Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}
 	log.Info("acquirer simulator listening", "addr", "https://"+ln.Addr().String())
 	go func() {
 		<-ctx.Done()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -23,16 +22,11 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func TestStartFailsClearly(t *testing.T) {
 	dir := t.TempDir()
 	pki, err := devpki.Ensure(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	_, err = pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	require.NoError(t, err)
 	badRoutes := filepath.Join(dir, "routes.yaml")
-	if err := os.WriteFile(badRoutes, []byte("routes:\n  - name: acme\n    host: https://api.acme.example\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(badRoutes, []byte("routes:\n  - name: acme\n    host: https://api.acme.example\n"), 0o600))
 	certs := []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert)}
 	cases := []struct {
 		name string
@@ -42,7 +36,7 @@ func TestStartFailsClearly(t *testing.T) {
 	}{
 		{"no client certificate", nil, nil, "--gateway-cert, --gateway-key and --ca are required"},
 		{"no risk token", certs, nil, "riskd's address and token are required"},
-		{"bad merchant acquirers", append([]string{"--merchant-acquirers", "mer_a"}, certs...), nil, `"mer_a" is not merchant=connector`},
+		{"bad merchant acquirers", append([]string{"--merchant-acquirers", "mer_a"}, certs...), nil, "--merchant-acquirers: the value does not parse; want merchant=connector pairs"},
 		{"bad route file", append([]string{"--routes", badRoutes}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "routes[0] (acme): host \"https://api.acme.example\": give the bare host"},
 		{"missing route file", append([]string{"--routes", filepath.Join(dir, "nope.yaml")}, certs...), map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "route file"},
 		{"no connector", certs, map[string]string{"OBOL_RISK_TOKEN": "r", "OBOL_LEDGER_TOKEN": "l"}, "no acquirer connector is configured"},
@@ -55,10 +49,7 @@ func TestStartFailsClearly(t *testing.T) {
 			for _, k := range []string{"OBOL_RISK_TOKEN", "OBOL_LEDGER_TOKEN", "OBOL_STRIPE_SECRET_KEY"} {
 				t.Setenv(k, tt.env[k])
 			}
-			err := run(context.Background(), tt.args)
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err %v, want it to contain %q", err, tt.want)
-			}
+			require.ErrorContains(t, run(context.Background(), tt.args), tt.want)
 		})
 	}
 }

@@ -4,10 +4,14 @@ import (
 	"testing"
 
 	"github.com/obolpay/obol/internal/cli/clitest"
+	"github.com/obolpay/obol/internal/cli/config"
 )
 
-// TestConfig: -h exits cleanly and a variable that does not parse stops
-// ledgerd with a message naming it (never silently the default).
+// TestConfig: -h exits cleanly and lists every variable, and a value that
+// does not parse stops ledgerd with a message naming it and the accepted
+// form (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, []clitest.BadVar{{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"}})
+	clitest.Config(t, run, &config.Ledgerd{}, true, []clitest.BadVar{
+		{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"},
+	})
 }

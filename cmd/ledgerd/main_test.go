@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -56,9 +58,7 @@ type env struct {
 func dial(t *testing.T, addr string) ledgerv1.LedgerServiceClient {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	return ledgerv1.NewLedgerServiceClient(conn)
 }
@@ -90,17 +90,13 @@ func startInProcess(t *testing.T) *env {
 	go func() { done <- run(ctx, nil) }()
 	t.Cleanup(func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ledgerd: %v", err)
-		}
+		assert.NoError(t, <-done, "ledgerd")
 	})
 	e.client = dial(t, e.grpcAddr)
-	if err := testenv.WaitFor(10*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 		_, err := e.client.Verify(e.ctx, &ledgerv1.VerifyRequest{})
 		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 	return e
 }
 
@@ -110,15 +106,11 @@ func (e *env) rest(t *testing.T, method, path, body string) (int, map[string]any
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-	}
+	require.NoError(t, json.Unmarshal(b, &m), "%s %s: %d %s", method, path, resp.StatusCode, b)
 	return resp.StatusCode, m
 }
 
@@ -139,16 +131,15 @@ func TestLedgerdAPI(t *testing.T) {
 	rec := func(ev ledgerv1.PaymentEvent, pay string, amount int64, refund string) (*ledgerv1.RecordPaymentResponse, error) {
 		return c.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: pay, MerchantId: "mer_api", Currency: "usd", Amount: amount, Acquirer: "simulator", AcquirerReference: "sim_" + pay, RefundId: refund})
 	}
-	if _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, "pay_1", 2500, ""); err != nil {
-		t.Fatal(err)
-	}
+	_, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, "pay_1", 2500, "")
+	require.NoError(t, err)
 	r, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 2500, "")
-	if err != nil || r.Fee != 2500*290/10000+1+30 { // 72.5 rounds half up to 73
-		t.Fatalf("capture: %+v %v", r, err)
-	}
-	if r2, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 2500, ""); err != nil || !r2.Transaction.Replayed || r2.Fee != r.Fee {
-		t.Fatalf("retried capture: %+v %v", r2, err)
-	}
+	require.NoError(t, err, "capture")
+	assert.Equal(t, int64(2500*290/10000+1+30), r.Fee, "72.5 rounds half up to 73")
+	r2, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, "pay_1", 2500, "")
+	require.NoError(t, err, "retried capture")
+	assert.True(t, r2.Transaction.Replayed, "retried capture")
+	assert.Equal(t, r.Fee, r2.Fee, "retried capture")
 	grpcErrs := []struct {
 		name string
 		err  func() error
@@ -197,27 +188,23 @@ func TestLedgerdAPI(t *testing.T) {
 	for _, tt := range grpcErrs {
 		t.Run(tt.name, func(t *testing.T) {
 			err := tt.err()
-			if status.Code(err) != tt.want || code(err) != tt.code {
-				t.Fatalf("got %v (%s), want %v (%s)", err, code(err), tt.want, tt.code)
-			}
+			assert.Equal(t, tt.want, status.Code(err), "%v", err)
+			assert.Equal(t, tt.code, code(err), "%v", err)
 		})
 	}
-	if _, err := rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 500, "re_1"); err != nil {
-		t.Fatal(err)
-	}
+	_, err = rec(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, "pay_1", 500, "re_1")
+	require.NoError(t, err)
 
 	st, bal := e.rest(t, "GET", "/v1/ledger/merchants/mer_api/balances/USD", "")
-	if st != 200 || bal["pending"] != float64(2500-r.Fee-500) {
-		t.Fatalf("balances: %d %v", st, bal)
-	}
+	require.Equal(t, 200, st, "balances: %v", bal)
+	assert.Equal(t, float64(2500-r.Fee-500), bal["pending"], "balances: %v", bal)
 	st, ent := e.rest(t, "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_size=2", "")
-	if st != 200 || len(ent["entries"].([]any)) != 2 || ent["next_page_token"] == "" {
-		t.Fatalf("entries page 1: %d %v", st, ent)
-	}
+	require.Equal(t, 200, st, "entries page 1: %v", ent)
+	assert.Len(t, ent["entries"], 2, "entries page 1")
+	require.NotEmpty(t, ent["next_page_token"], "entries page 1")
 	st, ent2 := e.rest(t, "GET", "/v1/ledger/accounts/merchant:mer_api:USD:pending/entries?page_size=2&page_token="+ent["next_page_token"].(string), "")
-	if st != 200 || len(ent2["entries"].([]any)) != 1 {
-		t.Fatalf("entries page 2: %d %v", st, ent2)
-	}
+	require.Equal(t, 200, st, "entries page 2: %v", ent2)
+	assert.Len(t, ent2["entries"], 1, "entries page 2")
 	restErrs := []struct {
 		name, method, path, body string
 		status                   int
@@ -237,27 +224,26 @@ func TestLedgerdAPI(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, body := e.rest(t, tt.method, tt.path, tt.body)
 			errObj, _ := body["error"].(map[string]any)
-			if st != tt.status || errObj["code"] != tt.code || errObj["field"] != tt.field {
-				t.Fatalf("got %d %v, want %d %s (%s)", st, body, tt.status, tt.code, tt.field)
-			}
+			assert.Equal(t, tt.status, st, "%v", body)
+			assert.Equal(t, tt.code, errObj["code"], "%v", body)
+			assert.Equal(t, tt.field, errObj["field"], "%v", body)
 		})
 	}
-	if after, _ := c.Verify(ctx, &ledgerv1.VerifyRequest{}); after.Transactions != before.Transactions {
-		t.Fatalf("refused requests posted %d transactions", after.Transactions-before.Transactions)
-	}
+	after, err := c.Verify(ctx, &ledgerv1.VerifyRequest{})
+	require.NoError(t, err)
+	assert.Equal(t, before.Transactions, after.Transactions, "refused requests post nothing")
 	st, srep := e.rest(t, "POST", "/v1/ledger/settlements", `{"acquirer":"simulator","csv":"acquirer_reference,amount,fee,currency,settled_date,type\nsim_pay_1,2500,83,USD,2026-11-20,capture\nsim_pay_1,-500,0,USD,2026-11-20,refund\nsim_nobody,5,0,USD,2026-11-20,capture\n"}`)
-	if st != 200 || srep["matched"] != 2.0 || srep["unmatched"] != 1.0 {
-		t.Fatalf("settlement: %d %v", st, srep)
-	}
+	require.Equal(t, 200, st, "settlement: %v", srep)
+	assert.Equal(t, 2.0, srep["matched"], "settlement: %v", srep)
+	assert.Equal(t, 1.0, srep["unmatched"], "settlement: %v", srep)
 	// Payouts: T+2 has not passed, so nothing today.
 	st, run := e.rest(t, "POST", "/v1/ledger/payouts:run", `{}`)
-	if st != 200 || run["payouts"] != nil && len(run["payouts"].([]any)) != 0 {
-		t.Fatalf("payout run: %d %v", st, run)
-	}
+	require.Equal(t, 200, st, "payout run: %v", run)
+	assert.Empty(t, run["payouts"], "payout run")
 	v, err := c.Verify(ctx, &ledgerv1.VerifyRequest{})
-	if err != nil || len(v.Problems) != 0 || v.Transactions != 5 {
-		t.Fatalf("verify: %+v %v", v, err)
-	}
+	require.NoError(t, err, "verify")
+	assert.Empty(t, v.Problems, "verify")
+	assert.Equal(t, int64(5), v.Transactions, "verify")
 }
 
 // TestCrashSafety SIGKILLs ledgerd while 32 clients post transfers (a hot
@@ -275,9 +261,7 @@ func TestCrashSafety(t *testing.T) {
 		cmd := exec.Command(os.Args[0], "-test.run=^$")
 		cmd.Env = append(os.Environ(), append(ledgerEnv(t, url), "OBOL_TEST_BE_LEDGERD=1", "OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0")...)
 		cmd.Stdout, cmd.Stderr = logs, logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, cmd.Start())
 		return cmd
 	}
 	proc := start()
@@ -285,15 +269,13 @@ func TestCrashSafety(t *testing.T) {
 	c := dial(t, grpcAddr)
 	ctx := authed()
 	waitUp := func() {
-		if err := testenv.WaitFor(20*time.Second, func() error {
+		require.NoError(t, testenv.WaitFor(20*time.Second, func() error {
 			_, err := c.GetAccount(ctx, &ledgerv1.GetAccountRequest{Id: "hot"})
 			if status.Code(err) == codes.NotFound {
 				return nil
 			}
 			return err
-		}); err != nil {
-			t.Fatalf("ledgerd did not come up: %v\n%s", err, logs.String())
-		}
+		}), "ledgerd did not come up:\n%s", logs.String())
 	}
 	waitUp()
 	const clients, each, accounts = 32, 40, 64
@@ -304,9 +286,8 @@ func TestCrashSafety(t *testing.T) {
 		}
 		return ids
 	}()...) {
-		if _, err := c.CreateAccount(ctx, &ledgerv1.CreateAccountRequest{Id: id, Currency: "USD"}); err != nil {
-			t.Fatal(err)
-		}
+		_, err := c.CreateAccount(ctx, &ledgerv1.CreateAccountRequest{Id: id, Currency: "USD"})
+		require.NoError(t, err)
 	}
 	tx := func(cl, i int) *ledgerv1.PostTransactionRequest {
 		from, to := "world", fmt.Sprintf("acct_%d", (cl*each+i)%accounts)
@@ -346,7 +327,7 @@ func TestCrashSafety(t *testing.T) {
 	select {
 	case <-killed:
 	default:
-		t.Fatal("ledgerd was never killed")
+		require.FailNow(t, "ledgerd was never killed")
 	}
 	_ = proc.Wait()
 	lost := 0
@@ -354,9 +335,7 @@ func TestCrashSafety(t *testing.T) {
 		lost += len(u)
 	}
 	t.Logf("SIGKILL after %d confirmed transfers; %d requests failed and are retried", clients*each/3, lost)
-	if lost == 0 {
-		t.Fatal("the kill interrupted nothing: the test proves nothing")
-	}
+	require.NotZero(t, lost, "the kill interrupted nothing: the test proves nothing")
 	proc = start()
 	waitUp()
 	// Every client retries what it did not see confirmed, and (as a client
@@ -365,18 +344,14 @@ func TestCrashSafety(t *testing.T) {
 	for cl := 0; cl < clients; cl++ {
 		for i := 0; i < each; i++ {
 			r, err := c.PostTransaction(ctx, tx(cl, i))
-			if err != nil {
-				t.Fatalf("retry c%d-%d: %v", cl, i, err)
-			}
+			require.NoError(t, err, "retry c%d-%d", cl, i)
 			if r.Replayed {
 				replayed++
 			}
 		}
 	}
 	t.Logf("after restart: %d of %d retries were replays of transactions already committed", replayed, clients*each)
-	if replayed < int(confirmed.Load()) {
-		t.Fatalf("%d replays but %d transfers were confirmed before the kill: a confirmed transfer was lost", replayed, confirmed.Load())
-	}
+	require.GreaterOrEqual(t, replayed, int(confirmed.Load()), "fewer replays than transfers confirmed before the kill: a confirmed transfer was lost")
 	var want int64
 	for cl := 0; cl < clients; cl++ {
 		for i := 0; i < each; i += 2 {
@@ -384,16 +359,13 @@ func TestCrashSafety(t *testing.T) {
 		}
 	}
 	hot, err := c.GetAccount(ctx, &ledgerv1.GetAccountRequest{Id: "hot"})
-	if err != nil || hot.Posted != want {
-		t.Fatalf("hot account %d, want %d (a transfer lost or applied twice): %v", hot.GetPosted(), want, err)
-	}
+	require.NoError(t, err)
+	assert.Equal(t, want, hot.Posted, "hot account: a transfer lost or applied twice")
 	v, err := c.Verify(ctx, &ledgerv1.VerifyRequest{})
-	if err != nil || len(v.Problems) != 0 || v.Transactions != clients*each {
-		t.Fatalf("verify after crash: %+v %v", v, err)
-	}
-	if strings.Contains(logs.String(), "panic") {
-		t.Fatalf("ledgerd panicked:\n%s", logs.String())
-	}
+	require.NoError(t, err, "verify after crash")
+	assert.Empty(t, v.Problems, "verify after crash")
+	assert.EqualValues(t, clients*each, v.Transactions, "verify after crash")
+	assert.NotContains(t, logs.String(), "panic", "ledgerd panicked")
 }
 
 // TestListenerMatrix: ledgerd's REST and gRPC listeners refuse plaintext

@@ -14,7 +14,6 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -29,7 +28,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/spf13/pflag"
 
+	"github.com/obolpay/obol/internal/cli"
+	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/keys/transit"
@@ -67,24 +69,27 @@ func (t *tb) cleanup() {
 	os.RemoveAll(t.dir)
 }
 
+// parse reads the flags (see config.Load).
+func parse(args []string) (config.Load, error) {
+	var c config.Load
+	err := cli.Parse(pflag.NewFlagSet("obol-load", pflag.ContinueOnError), &c, args)
+	return c, err
+}
+
 func main() {
-	duration := flag.Duration("duration", 10*time.Second, "measured duration of each phase (at least 10s for reported figures)")
-	warmup := flag.Duration("warmup", 2*time.Second, "warm-up before each measured phase")
-	conc := flag.Int("concurrency", 32, "concurrent clients")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the measured phase (the load tool and the service share the process)")
-	suite := flag.String("suite", "vault", "vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments")
-	flag.Parse()
-	switch *suite {
+	c, err := parse(os.Args[1:])
+	if err != nil {
+		cli.Exit("obol-load", err) // status 0 after -h
+		return
+	}
+	switch c.Suite {
 	case "risk":
-		runRisk(*duration, *warmup, *conc, *cpuprofile)
+		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
 		return
 	case "forward", "payments", "gateway":
-		runGateway(*suite, *duration, *warmup, *conc, *cpuprofile)
+		runGateway(c.Suite, c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
 		return
 	case "vault":
-	default:
-		fmt.Fprintln(os.Stderr, "obol-load: -suite is vault, risk, forward, payments or gateway")
-		os.Exit(2)
 	}
 	dir, err := os.MkdirTemp("", "obol-load-")
 	if err != nil {
@@ -136,15 +141,15 @@ func main() {
 		return do(client, req)
 	}
 
-	fmt.Printf("postgres synchronous_commit=%s; %d clients; %s measured per phase after %s warm-up\n\n", pgSync, *conc, *duration, *warmup)
+	fmt.Printf("postgres synchronous_commit=%s; %d clients; %s measured per phase after %s warm-up\n\n", pgSync, c.Concurrency, c.Duration, c.Warmup)
 	var prof *os.File
-	if *cpuprofile != "" {
-		if prof, err = os.Create(*cpuprofile); err != nil {
+	if c.CPUProfile != "" {
+		if prof, err = os.Create(c.CPUProfile); err != nil {
 			t.Fatalf("%v", err)
 		}
 	}
-	obol := run("obol tokenize (REST, durable)", tokenize, *conc, *warmup, *duration, prof)
-	base := run("vault transit encrypt (baseline)", encrypt, *conc, *warmup, *duration, nil)
+	obol := run("obol tokenize (REST, durable)", tokenize, c.Concurrency, c.Warmup, c.Duration, prof)
+	base := run("vault transit encrypt (baseline)", encrypt, c.Concurrency, c.Warmup, c.Duration, nil)
 	rows, _ := in.Store.CountTokens(context.Background())
 	fmt.Printf("\n%-34s %10s %9s %9s %8s\n", "", "req/s", "p50", "p99", "errors")
 	for _, r := range []result{obol, base} {
@@ -152,7 +157,7 @@ func main() {
 	}
 	fmt.Printf("\nratio obol/baseline req/s: %.2f×   tokens stored: %d   DEKs generated: %d\n", obol.rps/base.rps, rows, in.Envelope.Stats.DEKsGenerated.Load())
 	if prof != nil {
-		fmt.Printf("CPU profile of the tokenize phase: %s (go tool pprof -top %s)\n", *cpuprofile, *cpuprofile)
+		fmt.Printf("CPU profile of the tokenize phase: %s (go tool pprof -top %s)\n", c.CPUProfile, c.CPUProfile)
 	}
 }
 

@@ -112,7 +112,7 @@ func TestDevDataDirLock(t *testing.T) {
 	third.waitBanner(t)
 }
 
-// TestDevLedgerAddr: reconcile takes the ledger address from the lock file
+// TestDevLedgerAddr: the ledger verbs take the ledger address from the lock file
 // of a running obol dev only; a killed one's record is ignored.
 func TestDevLedgerAddr(t *testing.T) {
 	dead := exec.Command(os.Args[0], "-test.run=^$")
@@ -131,7 +131,7 @@ func TestDevLedgerAddr(t *testing.T) {
 			if tt.file != "-" {
 				require.NoError(t, os.WriteFile(filepath.Join(dir, DevLockFile), []byte(tt.file), 0o600))
 			}
-			require.Equal(t, tt.want, devLedgerAddr(dir))
+			require.Equal(t, tt.want, devAddress(dir, addrLedgerGRPC))
 		})
 	}
 }

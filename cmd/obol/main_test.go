@@ -58,9 +58,7 @@ var (
 func TestDevAndMerchants(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), ".obol")
 	settings := filepath.Join(t.TempDir(), "ledger.yaml")
-	if err := os.WriteFile(settings, []byte("defaults: {delay_days: 0, fee_bps: 290, fee_fixed: {USD: 30}}\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(settings, []byte("defaults: {delay_days: 0, fee_bps: 290, fee_fixed: {USD: 30}}\n"), 0o600))
 	t.Setenv("OBOL_LEDGER_SETTINGS", settings)
 	t.Setenv("OBOL_LEDGER_TOKEN", "")
 	out := &testenv.SyncBuffer{}
@@ -80,88 +78,72 @@ func TestDevAndMerchants(t *testing.T) {
 		return errors.New("no REST address printed yet")
 	}); err != nil {
 		cancel()
-		t.Fatalf("%v\n%s", err, out)
+		require.NoError(t, err, "%s", out)
 	}
 	for _, want := range []string{"NOT FOR PRODUCTION", "sk_test_", "pk_test_", "mer_", "dev-credentials.json", "a new dev merchant was created"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("banner lacks %q", want)
-		}
+		assert.Contains(t, out.String(), want, "the banner names it")
 	}
 	var creds map[string]string
 	b, err := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
-	if err != nil || json.Unmarshal(b, &creds) != nil {
-		t.Fatalf("credentials: %v", err)
-	}
+	require.NoError(t, err, "credentials: %v", err)
+	require.NoError(t, json.Unmarshal(b, &creds), "credentials: %v", err)
 	resp, body := post(t, "http://"+addr+"/v1/tokens", `{"card":{"number":"4242 4242 4242 4242","exp_month":12,"exp_year":2031,"cvc":"123"}}`, "Authorization", "Bearer "+creds["secret_key"])
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"token":"tok_`) || strings.Contains(string(body), "4242424242424242") {
-		t.Fatalf("tokenize: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 200, resp.StatusCode, "tokenize: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), `"token":"tok_`, "tokenize: %d %s", resp.StatusCode, body)
+	require.NotContains(t, string(body), "4242424242424242", "tokenize: %d %s", resp.StatusCode, body)
 	// The gateway runs too: the token pays, end to end (vault, risk,
 	// ledger, simulator), with capture.
 	var tokResp map[string]any
 	_ = json.Unmarshal(body, &tokResp)
 	pm := payRe.FindStringSubmatch(out.String())
-	if pm == nil {
-		t.Fatalf("no payments address:\n%s", out)
-	}
+	require.NotNil(t, pm, "no payments address:\n%s", out)
 	resp, body = post(t, "http://"+pm[1]+"/v1/payments", `{"token":"`+tokResp["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`, "Authorization", "Bearer "+creds["secret_key"])
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"status":"captured"`) || strings.Contains(string(body), "4242424242424242") {
-		t.Fatalf("payment: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 200, resp.StatusCode, "payment: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), `"status":"captured"`, "payment: %d %s", resp.StatusCode, body)
+	require.NotContains(t, string(body), "4242424242424242", "payment: %d %s", resp.StatusCode, body)
 	// The risk engine runs too: a dry run through its printed address.
 	m := riskRe.FindStringSubmatch(out.String())
-	if m == nil || creds["risk_token"] == "" {
-		t.Fatalf("no risk engine address or token:\n%s", out)
-	}
+	require.NotNil(t, m, "no risk engine address or token:\n%s", out)
+	require.NotEmpty(t, creds["risk_token"], "no risk engine address or token:\n%s", out)
 	b, _ = os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
 	_ = json.Unmarshal(b, &creds)
 	resp, body = post(t, "http://"+m[1]+"/v1/risk/evaluate", `{"payment":{"merchant_id":"`+creds["merchant_id"]+`","amount":2500,"currency":"USD","bin":"424242","customer_ip":"198.51.100.4"}}`, "Authorization", "Bearer "+creds["risk_token"])
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"action":"review"`) || !strings.Contains(string(body), "country-mismatch") {
-		t.Fatalf("risk dry run: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 200, resp.StatusCode, "risk dry run: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), `"action":"review"`, "risk dry run: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), "country-mismatch", "risk dry run: %d %s", resp.StatusCode, body)
 	// And the acquirer simulator, over HTTPS with the dev CA.
 	sm := simRe.FindStringSubmatch(out.String())
-	if sm == nil {
-		t.Fatalf("no simulator address:\n%s", out)
-	}
+	require.NotNil(t, sm, "no simulator address:\n%s", out)
 	caPEM, err := os.ReadFile(filepath.Join(dir, "tls", "ca.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	resp, err = hc.Post("https://"+sm[1]+"/v1/authorizations", "application/json", strings.NewReader(`{"amount":1000,"currency":"USD","card":{"number":"4000000000000002","exp_month":12,"exp_year":2031}}`))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	body, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 402 || !strings.Contains(string(body), "card_declined") {
-		t.Fatalf("simulator: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 402, resp.StatusCode, "simulator: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), "card_declined", "simulator: %d %s", resp.StatusCode, body)
 	// /v1/forward with the dev route file: a fresh token is revealed into
 	// the simulator's own format.
 	resp, body = post(t, "http://"+addr+"/v1/tokens", `{"card":{"number":"5555555555554444","exp_month":11,"exp_year":2031,"cvc":"321"}}`, "Authorization", "Bearer "+creds["secret_key"])
 	var tok2 map[string]any
 	_ = json.Unmarshal(body, &tok2)
 	t2, _ := tok2["token"].(string)
-	if resp.StatusCode != 200 || t2 == "" {
-		t.Fatalf("tokenize for forward: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 200, resp.StatusCode, "tokenize for forward: %d %s", resp.StatusCode, body)
+	require.NotEmpty(t, t2, "tokenize for forward: %d %s", resp.StatusCode, body)
 	resp, body = post(t, "http://"+pm[1]+"/v1/forward", `{"amount":1000,"currency":"USD","card":{"number":"`+t2+`","exp_month":"`+t2+`","exp_year":"`+t2+`","cvc":"`+t2+`"}}`, "Authorization", "Bearer "+creds["secret_key"], "Obol-Destination", "https://"+sm[1]+"/v1/authorizations")
-	if resp.StatusCode != 200 || !strings.Contains(string(body), `"approved"`) || strings.Contains(string(body), "5555555555554444") {
-		t.Fatalf("forward: %d %s", resp.StatusCode, body)
-	}
+	require.Equal(t, 200, resp.StatusCode, "forward: %d %s", resp.StatusCode, body)
+	require.Contains(t, string(body), `"approved"`, "forward: %d %s", resp.StatusCode, body)
+	require.NotContains(t, string(body), "5555555555554444", "forward: %d %s", resp.StatusCode, body)
 	testDevLedger(t, dir, out.String(), creds["merchant_id"])
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("obol dev: %v", err)
-	}
+	require.NoError(t, <-done, "obol dev")
 	var vout bytes.Buffer
-	if err := run(context.Background(), []string{"ledger", "verify", "--data-dir", dir}, &vout); err != nil || !strings.Contains(vout.String(), "ledger verified") {
-		t.Fatalf("ledger verify --data-dir: %v\n%s", err, vout.String())
-	}
+	err = run(context.Background(), []string{"ledger", "verify", "--data-dir", dir}, &vout)
+	require.NoError(t, err, "ledger verify --data-dir: %v\n%s", err, vout.String())
+	require.Contains(t, vout.String(), "ledger verified", "ledger verify --data-dir: %v\n%s", err, vout.String())
 	// Neither card used above is anywhere in what obol dev printed (banner
 	// and logs) or left in its data dir.
 	leaks := testenv.NewLeakScanner()
@@ -169,30 +151,26 @@ func TestDevAndMerchants(t *testing.T) {
 	leaks.AddCard("4000000000000002", "")
 	leaks.AddCard("5555555555554444", "321")
 	leaks.Scan("obol dev output", []byte(out.String()))
-	if err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
 		}
 		b, err := os.ReadFile(path)
 		leaks.Scan(filepath.Base(path), b)
 		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
+	})
+	require.NoError(t, err)
 	hits, summary := leaks.Report()
 	t.Log(summary)
-	for _, h := range hits {
-		t.Errorf("leak: %s", h)
-	}
+	assert.Empty(t, hits, "leaks")
 
 	var mout bytes.Buffer
-	if err := run(context.Background(), []string{"merchants", "create", "--name", "Shop", "--origin", "https://shop.example", "--data-dir", dir}, &mout); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), []string{"merchants", "create", "--name", "Shop", "--origin", "https://shop.example", "--data-dir", dir}, &mout))
 	var keys map[string]string
-	if err := json.Unmarshal(mout.Bytes(), &keys); err != nil || !strings.HasPrefix(keys["secret_key"], "sk_test_") || keys["merchant_id"] == creds["merchant_id"] {
-		t.Fatalf("merchants create: %s", mout.String())
-	}
+	err = json.Unmarshal(mout.Bytes(), &keys)
+	require.NoError(t, err, "merchants create: %s", mout.String())
+	require.True(t, strings.HasPrefix(keys["secret_key"], "sk_test_"), "merchants create: %s", mout.String())
+	require.NotEqual(t, creds["merchant_id"], keys["merchant_id"], "merchants create: %s", mout.String())
 	tests := []struct {
 		name string
 		args []string
@@ -204,9 +182,8 @@ func TestDevAndMerchants(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := run(context.Background(), tt.args, io.Discard); err == nil {
-				t.Fatal("accepted")
-			}
+			err := run(context.Background(), tt.args, io.Discard)
+			require.Error(t, err, "accepted")
 		})
 	}
 }
@@ -219,17 +196,13 @@ func TestVaultSetup(t *testing.T) {
 	t.Setenv("VAULT_TOKEN", v.Token)
 	for i, want := range []string{"9 created", "0 created"} {
 		var out bytes.Buffer
-		if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, &out); err != nil {
-			t.Fatalf("run %d: %v\n%s", i+1, err, out.String())
-		}
-		if !strings.Contains(out.String(), "vault setup complete: "+want) {
-			t.Fatalf("run %d: %s", i+1, out.String())
-		}
+		err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, &out)
+		require.NoError(t, err, "run %d: %v\n%s", i+1, err, out.String())
+		require.Contains(t, out.String(), "vault setup complete: "+want, "run %d: %s", i+1, out.String())
 	}
 	t.Setenv("VAULT_TOKEN", "")
-	if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard); err == nil {
-		t.Fatal("setup without an operator token succeeded")
-	}
+	err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard)
+	require.Error(t, err, "setup without an operator token succeeded")
 }
 
 // TestKeysStatusAndRewrap: `obol keys status` reports DEKs per KEK version
@@ -241,26 +214,16 @@ func TestKeysStatusAndRewrap(t *testing.T) {
 	}
 	v, pg := testenv.StartVault(t), testenv.SharedPostgres(t)
 	t.Setenv("VAULT_TOKEN", v.Token)
-	if err := run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, run(context.Background(), []string{"vault", "setup", "--vault-addr", v.Addr}, io.Discard))
 	db := pg.NewDatabase(t, "vault", postgres.MigrateURL)
 	st, err := postgres.Open(context.Background(), db, postgres.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	kms, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for i := 0; i < 3; i++ {
 		dk, err := kms.GenerateDataKey(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := st.InsertDEK(context.Background(), envelope.DEKRecord{ID: "dek_" + strconv.Itoa(i), Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: time.Now()}); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
+		require.NoError(t, st.InsertDEK(context.Background(), envelope.DEKRecord{ID: "dek_" + strconv.Itoa(i), Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: time.Now()}))
 	}
 	st.Close()
 	v.Do(t, "POST", "transit/keys/obol-kek/rotate", nil)
@@ -268,26 +231,15 @@ func TestKeysStatusAndRewrap(t *testing.T) {
 		return []string{"keys", verb, "--vault-addr", v.Addr, "--postgres-url", db}
 	}
 	var out bytes.Buffer
-	if err := run(context.Background(), args("status"), &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "latest version 2") || !strings.Contains(out.String(), "3 DEKs are wrapped under older KEK versions") {
-		t.Fatalf("status before rewrap:\n%s", out.String())
-	}
+	require.NoError(t, run(context.Background(), args("status"), &out))
+	require.Contains(t, out.String(), "latest version 2", "status before rewrap:\n%s", out.String())
+	require.Contains(t, out.String(), "3 DEKs are wrapped under older KEK versions", "status before rewrap:\n%s", out.String())
 	out.Reset()
-	if err := run(context.Background(), args("rewrap"), &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "rewrap complete: 3 rewrapped") {
-		t.Fatalf("rewrap:\n%s", out.String())
-	}
+	require.NoError(t, run(context.Background(), args("rewrap"), &out))
+	require.Contains(t, out.String(), "rewrap complete: 3 rewrapped", "rewrap:\n%s", out.String())
 	out.Reset()
-	if err := run(context.Background(), args("status"), &out); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.Contains(out.String(), "min_decryption_version can be raised to 2") {
-		t.Fatalf("status after rewrap:\n%s", out.String())
-	}
+	require.NoError(t, run(context.Background(), args("status"), &out))
+	require.Contains(t, out.String(), "min_decryption_version can be raised to 2", "status after rewrap:\n%s", out.String())
 }
 
 func TestLedgerVerify(t *testing.T) {
@@ -296,31 +248,26 @@ func TestLedgerVerify(t *testing.T) {
 	}
 	url := testenv.SharedPostgres(t).NewDatabase(t, "ledger", ledgerpg.MigrateURL)
 	st, err := ledgerpg.Open(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	for _, id := range []string{"a", "b"} {
-		if _, err := st.CreateAccount(context.Background(), journal.Account{ID: id, Currency: "EUR"}); err != nil {
-			t.Fatal(err)
-		}
+		_, err := st.CreateAccount(context.Background(), journal.Account{ID: id, Currency: "EUR"})
+		require.NoError(t, err)
 	}
-	if _, err := st.Post(context.Background(), journal.Transaction{ID: "t1", Postings: []journal.Posting{{AccountID: "a", Amount: -5, Currency: "EUR"}, {AccountID: "b", Amount: 5, Currency: "EUR"}}}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = st.Post(context.Background(), journal.Transaction{ID: "t1", Postings: []journal.Posting{{AccountID: "a", Amount: -5, Currency: "EUR"}, {AccountID: "b", Amount: 5, Currency: "EUR"}}})
+	require.NoError(t, err)
 	st.Close()
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out); err != nil || !strings.Contains(out.String(), "1 transactions, 2 accounts") {
-		t.Fatalf("verify: %v\n%s", err, out.String())
-	}
+	err = run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out)
+	require.NoError(t, err, "verify: %v\n%s", err, out.String())
+	require.Contains(t, out.String(), "1 transactions, 2 accounts", "verify: %v\n%s", err, out.String())
 	db, _ := pgx.Connect(context.Background(), url)
 	defer db.Close(context.Background())
-	if _, err := db.Exec(context.Background(), `UPDATE accounts SET posted = posted + 1 WHERE id = 'b'`); err != nil {
-		t.Fatal(err)
-	}
+	_, err = db.Exec(context.Background(), `UPDATE accounts SET posted = posted + 1 WHERE id = 'b'`)
+	require.NoError(t, err)
 	out.Reset()
-	if err := run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out); err == nil || !strings.Contains(out.String(), "account b") {
-		t.Fatalf("tampered balance not reported: %v\n%s", err, out.String())
-	}
+	err = run(context.Background(), []string{"ledger", "verify", "--postgres-url", url}, &out)
+	require.Error(t, err, "tampered balance not reported: %v\n%s", err, out.String())
+	require.Contains(t, out.String(), "account b", "tampered balance not reported: %v\n%s", err, out.String())
 }
 
 // testDevLedger drives the dev ledger through the CLI: a captured payment
@@ -328,63 +275,62 @@ func TestLedgerVerify(t *testing.T) {
 // CSV and the bank's confirmation.
 func testDevLedger(t *testing.T, dir, banner, merchant string) {
 	m := ldgRe.FindStringSubmatch(banner)
-	if m == nil {
-		t.Fatalf("no ledger address:\n%s", banner)
-	}
+	require.NotNil(t, m, "no ledger address:\n%s", banner)
 	addr := m[1]
+	// The verbs find the running obol dev's ledger address (its lock
+	// file) and token (its credentials) in --data-dir: no --ledger-addr.
+	t.Setenv("OBOL_LEDGER_ADDR", "")
 	cli := func(args ...string) (string, error) {
 		var b bytes.Buffer
-		err := run(context.Background(), append(args, "--ledger-addr", addr, "--data-dir", dir), &b)
+		err := run(context.Background(), append(args, "--data-dir", dir), &b)
 		return b.String(), err
 	}
-	// The flags go before positional arguments.
+	// Flags may follow positional arguments.
 	cliPos := func(pos []string, args ...string) (string, error) {
 		var b bytes.Buffer
-		err := run(context.Background(), append(append(args, "--ledger-addr", addr, "--data-dir", dir), pos...), &b)
+		err := run(context.Background(), append(append(args, pos...), "--data-dir", dir), &b)
 		return b.String(), err
 	}
 	b, _ := os.ReadFile(filepath.Join(dir, "dev-credentials.json"))
 	var creds map[string]string
 	_ = json.Unmarshal(b, &creds)
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close()
 	lc := ledgerv1.NewLedgerServiceClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+creds["ledger_token"])
 	for _, ev := range []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED} {
-		if _, err := lc.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: "pay_dev1", MerchantId: merchant, Currency: "USD", Amount: 10000, Acquirer: "simulator", AcquirerReference: "sim_dev1"}); err != nil {
-			t.Fatal(err)
-		}
+		_, err := lc.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: "pay_dev1", MerchantId: merchant, Currency: "USD", Amount: 10000, Acquirer: "simulator", AcquirerReference: "sim_dev1"})
+		require.NoError(t, err)
 	}
-	if o, err := cli("ledger", "balances", "--merchant", merchant); err != nil || !strings.Contains(o, "111.06") {
-		t.Fatalf("balances: %v\n%s", err, o)
-	}
+	o, err := cli("ledger", "balances", "--merchant", merchant)
+	require.NoError(t, err, "balances: %v\n%s", err, o)
+	require.Contains(t, o, "111.06", "balances: %v\n%s", err, o)
 	file := filepath.Join(t.TempDir(), "settlement.csv")
 	_ = os.WriteFile(file, []byte("acquirer_reference,amount,fee,currency,settled_date\nsim_dev1,10000,290,USD,2026-11-21\nsim_other,5,0,USD,2026-11-21\n"), 0o600)
-	if o, err := cliPos([]string{file}, "ledger", "import-settlement", "--acquirer", "simulator"); err == nil || !strings.Contains(o, "1 matched") || !strings.Contains(o, "line 3 capture sim_other 5 USD: UNMATCHED") {
-		t.Fatalf("import-settlement: %v\n%s", err, o)
-	}
+	o, err = cliPos([]string{file}, "ledger", "import-settlement", "--acquirer", "simulator")
+	require.Error(t, err, "import-settlement: %v\n%s", err, o)
+	require.Contains(t, o, "1 matched", "import-settlement: %v\n%s", err, o)
+	require.Contains(t, o, "line 3 capture sim_other 5 USD: UNMATCHED", "import-settlement: %v\n%s", err, o)
 	bad := filepath.Join(t.TempDir(), "bad.csv")
 	_ = os.WriteFile(bad, []byte("acquirer_reference,amount,fee,currency,settled_date\nsim_dev1,1x,0,USD,2026-11-21\n"), 0o600)
-	if _, err := cliPos([]string{bad}, "ledger", "import-settlement", "--acquirer", "simulator"); err == nil || !strings.Contains(err.Error(), "line 2: amount") {
-		t.Fatalf("bad settlement file: %v", err)
-	}
-	o, err := cli("payouts", "run")
-	if err != nil || !strings.Contains(o, "payout po_") || !strings.Contains(o, "111.06") {
-		t.Fatalf("payouts run: %v\n%s", err, o)
-	}
+	_, err = cliPos([]string{bad}, "ledger", "import-settlement", "--acquirer", "simulator")
+	require.Error(t, err, "bad settlement file: %v", err)
+	require.Contains(t, err.Error(), "line 2: amount", "bad settlement file: %v", err)
+	o, err = cli("payouts", "run")
+	require.NoError(t, err, "payouts run: %v\n%s", err, o)
+	require.Contains(t, o, "payout po_", "payouts run: %v\n%s", err, o)
+	require.Contains(t, o, "111.06", "payouts run: %v\n%s", err, o)
 	id := regexp.MustCompile(`payout (po_\S+)`).FindStringSubmatch(o)[1]
-	if o, err := cli("payouts", "list", "--csv", "-"); err != nil || !strings.Contains(o, id+","+merchant+",USD,11106,111.06,in_transit") {
-		t.Fatalf("payouts list: %v\n%s", err, o)
-	}
-	if o, err := cliPos([]string{id, "paid"}, "payouts", "mark"); err != nil || !strings.Contains(o, "paid") {
-		t.Fatalf("payouts mark: %v\n%s", err, o)
-	}
-	if _, err := cliPos([]string{id, "failed"}, "payouts", "mark"); err == nil || !strings.Contains(err.Error(), "payout_closed") {
-		t.Fatalf("failed after paid: %v", err)
-	}
+	o, err = cli("payouts", "list", "--csv", "-")
+	require.NoError(t, err, "payouts list: %v\n%s", err, o)
+	require.Contains(t, o, id+","+merchant+",USD,11106,111.06,in_transit", "payouts list: %v\n%s", err, o)
+	o, err = cliPos([]string{id, "paid"}, "payouts", "mark")
+	require.NoError(t, err, "payouts mark: %v\n%s", err, o)
+	require.Contains(t, o, "paid", "payouts mark: %v\n%s", err, o)
+	_, err = cliPos([]string{id, "failed"}, "payouts", "mark")
+	require.Error(t, err, "failed after paid: %v", err)
+	require.Contains(t, err.Error(), "payout_closed", "failed after paid: %v", err)
 	// A run for a future date pays nothing new, and says why.
 	future := time.Now().UTC().AddDate(0, 0, 5).Format(time.DateOnly)
 	o, err = cli("payouts", "run", "--date", future)
@@ -401,9 +347,7 @@ func post(t *testing.T, url, body string, headers ...string) (*http.Response, []
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	return resp, b

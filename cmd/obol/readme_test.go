@@ -78,7 +78,7 @@ func lookTool(t *testing.T, name, install string) string {
 			return p
 		}
 	}
-	t.Fatalf("the README walk-through needs %s: %s (deploy/scripts/test.sh installs it)", name, install)
+	require.FailNowf(t, "missing tool", "the README walk-through needs %s: %s (deploy/scripts/test.sh installs it)", name, install)
 	return ""
 }
 
@@ -196,7 +196,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 	case err := <-restarted:
 		require.NoError(t, err)
 	default:
-		t.Fatal("the walk-through never restarted obol dev")
+		require.FailNow(t, "the walk-through never restarted obol dev")
 	}
 	t.Logf("walk-through output:\n%s", shOut.String())
 	sh := shOut.String()

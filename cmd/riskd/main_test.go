@@ -12,6 +12,9 @@ import (
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
@@ -27,9 +30,7 @@ func TestMutualTLS(t *testing.T) {
 	}
 	dir := t.TempDir()
 	pki, err := devpki.Ensure(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	port := testenv.FreePort(t)
 	for k, v := range map[string]string{
 		"OBOL_REDIS_URL": testenv.SharedRedis(t).URL, "OBOL_RISK_TOKEN": "t", "OBOL_GRPC_ADDR": "127.0.0.1:" + itoa(port), "OBOL_HTTP_ADDR": "127.0.0.1:0",
@@ -42,9 +43,7 @@ func TestMutualTLS(t *testing.T) {
 	go func() { done <- run(ctx, nil) }()
 	defer func() {
 		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("riskd: %v", err)
-		}
+		assert.NoError(t, <-done, "riskd")
 	}()
 	check := func(cfg *tls.Config) error {
 		conn, err := grpc.NewClient("127.0.0.1:"+itoa(port), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
@@ -58,17 +57,11 @@ func TestMutualTLS(t *testing.T) {
 		return err
 	}
 	cert, err := pki.ClientCert("gatewayd", "spiffe://obol.local/gatewayd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WaitFor(10*time.Second, func() error { return check(pki.ClientTLS(cert)) }); err != nil {
-		t.Fatalf("with a client certificate: %v", err)
-	}
+	require.NoError(t, err)
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error { return check(pki.ClientTLS(cert)) }), "with a client certificate")
 	noCert := pki.ClientTLS(cert)
 	noCert.Certificates = nil
-	if err := check(noCert); err == nil {
-		t.Fatal("a client without a certificate was served")
-	}
+	require.Error(t, check(noCert), "a client without a certificate was served")
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

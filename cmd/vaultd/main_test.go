@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -30,16 +29,12 @@ func TestRunFromEnvironment(t *testing.T) {
 	}
 	v, pg, rd := testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
 	admin, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token, KeyName: "vaultd-main-kek", FingerprintPath: "secret/data/obol/vaultd-main-fp"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
+	_, err = admin.Setup(context.Background(), transit.SetupOptions{})
+	require.NoError(t, err)
 	pkiDir := t.TempDir()
-	if _, err := devpki.Ensure(pkiDir); err != nil {
-		t.Fatal(err)
-	}
+	_, err = devpki.Ensure(pkiDir)
+	require.NoError(t, err)
 	port := testenv.FreePort(t)
 	env := map[string]string{
 		"OBOL_VAULT_ADDR": v.Addr, "OBOL_VAULT_TOKEN": v.Token, "OBOL_TRANSIT_KEY": "vaultd-main-kek",
@@ -53,12 +48,13 @@ func TestRunFromEnvironment(t *testing.T) {
 		t.Setenv(k, val)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil) }()
-	if err := testenv.WaitFor(30*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
 		select {
 		case err := <-done:
-			t.Fatalf("vaultd exited: %v", err)
+			require.FailNow(t, "vaultd exited", "%v", err)
 		default:
 		}
 		resp, err := http.Get("http://127.0.0.1:" + itoa(port) + "/readyz")
@@ -71,25 +67,17 @@ func TestRunFromEnvironment(t *testing.T) {
 			return errString(string(b))
 		}
 		return nil
-	}); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
+	}))
 	cancel()
 	select {
 	case err := <-done:
-		if err != nil {
-			t.Fatalf("shutdown: %v", err)
-		}
+		require.NoError(t, err, "shutdown")
 	case <-time.After(15 * time.Second):
-		t.Fatal("vaultd did not shut down")
+		require.FailNow(t, "vaultd did not shut down")
 	}
 	t.Run("missing settings fail with a message naming them", func(t *testing.T) {
 		t.Setenv("OBOL_REDIS_URL", "")
-		err := run(context.Background(), nil)
-		if err == nil || !strings.Contains(err.Error(), "OBOL_REDIS_URL") {
-			t.Fatalf("err = %v", err)
-		}
+		require.ErrorContains(t, run(context.Background(), nil), "OBOL_REDIS_URL")
 	})
 }
 

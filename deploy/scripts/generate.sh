@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Regenerates the Go code, grpc-gateway handlers and OpenAPI documents from
-# proto/ with buf and local, pinned protoc-gen-* plugins (no remote plugins).
-# With --check, fails if the committed generated code differs.
+# proto/ with buf and local, pinned protoc-gen-* plugins (no remote plugins),
+# and deploy/CONFIG.md (every binary's settings) from internal/cli/config.
+# With --check, fails if the committed generated code or table differs.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export PATH="$(go env GOPATH)/bin:$PATH"
@@ -31,6 +32,7 @@ gen() {
 }
 
 if [ "${1:-}" = "--check" ]; then
+  go run ./internal/cli/config/gen -check
   tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
   cp -r proto "$tmp/before"
   gen
@@ -42,6 +44,7 @@ if [ "${1:-}" = "--check" ]; then
   buf lint proto
   echo "generated code is fresh"
 else
+  go run ./internal/cli/config/gen
   gen
   buf lint proto
 fi

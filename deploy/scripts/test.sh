@@ -42,7 +42,9 @@ vault_bin="${XDG_CACHE_HOME:-$HOME/.cache}/obol/vault-v1.21.0"
 if [ -z "${OBOL_VAULT_BIN:-}" ] && [ ! -x "$vault_bin" ]; then
   say "building HashiCorp Vault v1.21.0 from the Go module proxy (first time only, ~15 min)"
   mkdir -p "$(dirname "$vault_bin")"
-  (cd internal/testenv/vaultbin && GOFLAGS=-mod=mod GOWORK=off go build -trimpath -o "$vault_bin.tmp" . && mv "$vault_bin.tmp" "$vault_bin")
+  # Under the lock internal/testenv takes, so a test started meanwhile waits
+  # for this build instead of starting its own into the same file.
+  flock "$vault_bin.lock" sh -c '[ -x "$1" ] || (cd internal/testenv/vaultbin && GOFLAGS=-mod=mod GOWORK=off go build -trimpath -o "$1.tmp" . && mv "$1.tmp" "$1")' sh "$vault_bin"
 fi
 
 if ! command -v grpcurl >/dev/null && [ ! -x "$(go env GOPATH)/bin/grpcurl" ]; then

@@ -78,7 +78,7 @@ func TestShutdownTimeout(t *testing.T) {
 			case err := <-answer:
 				assert.Equal(t, tt.want, status.Code(err), "%v", err)
 			case <-time.After(5 * time.Second): // a bound, far below the old fixed 10 s
-				t.Fatal("the handler was neither cancelled nor answered: the shutdown grace ignores ShutdownTimeout")
+				require.FailNow(t, "the handler was neither cancelled nor answered: the shutdown grace ignores ShutdownTimeout")
 			}
 			require.NoError(t, <-served)
 		})

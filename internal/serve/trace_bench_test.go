@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
+	"github.com/stretchr/testify/require"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -41,9 +42,7 @@ func BenchmarkTracing(b *testing.B) {
 			otel.SetTextMapPropagator(telemetry.Propagator())
 			if c.on {
 				tp, err := telemetry.NewProvider(context.Background(), "bench", sdktrace.WithBatcher(telemetry.ScrubExporter(discard{})))
-				if err != nil {
-					b.Fatal(err)
-				}
+				require.NoError(b, err)
 				otel.SetTracerProvider(tp)
 				defer func() { _ = tp.Shutdown(context.Background()) }()
 			} else {

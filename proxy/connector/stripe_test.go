@@ -3,7 +3,6 @@ package connector
 import (
 	"bytes"
 	"context"
-	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,6 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/card"
 )
@@ -23,9 +25,7 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 func testCard(t *testing.T, pan string) card.Card {
 	t.Helper()
 	c, err := card.Parse(card.Input{Number: pan, ExpMonth: 12, ExpYear: 2031, CVC: "123"}, time.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return c
 }
 
@@ -82,36 +82,33 @@ func TestStripeAgainstStripeMock(t *testing.T) {
 	}))
 	defer srv.Close()
 	s, err := NewStripe(StripeConfig{BaseURL: srv.URL, SecretKey: "sk_test_obol"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	ctx := context.Background()
 
 	for _, capture := range []bool{false, true} {
 		c := testCard(t, "4242424242424242")
 		res, err := s.Authorize(ctx, AuthRequest{PaymentID: "pay_stripe1", Amount: 2500, Currency: "USD", Capture: capture, Card: c, IdempotencyKey: "auth:pay_stripe1"})
 		c.Wipe()
-		if err != nil {
-			t.Fatalf("authorize (capture %v): %v", capture, err)
-		}
+		require.NoError(t, err, "authorize (capture %v)", capture)
 		// stripe-mock's fixture intent is requires_payment_method, which a
 		// real Stripe returns for a declined confirmation.
-		if res.Reference == "" || res.Approved || res.DeclineCode == "" {
-			t.Fatalf("authorize (capture %v): %+v", capture, res)
-		}
+		require.NotEmpty(t, res.Reference, "authorize (capture %v): %+v", capture, res)
+		require.False(t, res.Approved, "authorize (capture %v): %+v", capture, res)
+		require.NotEmpty(t, res.DeclineCode, "authorize (capture %v): %+v", capture, res)
 		pm, pi := rec.last("/v1/payment_methods"), rec.last("/v1/payment_intents")
 		want := map[string]string{"capture_method": "manual", "confirm": "true", "currency": "usd", "amount": "2500", "metadata[obol_payment_id]": "pay_stripe1"}
 		if capture {
 			want["capture_method"] = "automatic"
 		}
 		for k, v := range want {
-			if got := pi.form.Get(k); got != v {
-				t.Errorf("payment intent %s = %q, want %q", k, got, v)
-			}
+			assert.Equal(t, v, pi.form.Get(k), "payment intent %s", k)
 		}
-		if pm.status != 200 || pi.status != 200 || pm.idem != "auth:pay_stripe1:pm" || pi.idem != "auth:pay_stripe1" || pm.form.Get("card[number]") != "4242424242424242" || pm.form.Get("card[cvc]") != "123" {
-			t.Fatalf("requests: pm %+v pi %+v", pm, pi)
-		}
+		require.Equal(t, 200, pm.status, "payment method request")
+		require.Equal(t, 200, pi.status, "payment intent request")
+		require.Equal(t, "auth:pay_stripe1:pm", pm.idem)
+		require.Equal(t, "auth:pay_stripe1", pi.idem)
+		require.Equal(t, "4242424242424242", pm.form.Get("card[number]"))
+		require.Equal(t, "123", pm.form.Get("card[cvc]"))
 	}
 	ops := []struct {
 		name, path, idem string
@@ -124,22 +121,16 @@ func TestStripeAgainstStripeMock(t *testing.T) {
 	}
 	for _, op := range ops {
 		t.Run(op.name, func(t *testing.T) {
-			if err := op.run(); err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, op.run())
 			got := rec.last(op.path)
-			if got.status != 200 || got.idem != op.idem {
-				t.Fatalf("sent %+v, want 200 with Idempotency-Key %q", got, op.idem)
-			}
+			require.Equal(t, 200, got.status, "sent %+v", got)
+			require.Equal(t, op.idem, got.idem, "Idempotency-Key")
 		})
 	}
-	if got := rec.last("/v1/payment_intents/pi_1/capture").form.Get("amount_to_capture"); got != "2000" {
-		t.Fatalf("amount_to_capture %q", got)
-	}
+	require.Equal(t, "2000", rec.last("/v1/payment_intents/pi_1/capture").form.Get("amount_to_capture"))
 	// stripe-mock refuses what Stripe would: an unknown parameter.
-	if err := s.op(ctx, "/v1/payment_intents/pi_1/capture", []byte("amount_to_kapture=1"), ""); !errors.Is(err, ErrRejected) {
-		t.Fatalf("a malformed request: %v, want ErrRejected", err)
-	}
+	err = s.op(ctx, "/v1/payment_intents/pi_1/capture", []byte("amount_to_kapture=1"), "")
+	require.ErrorIs(t, err, ErrRejected, "a malformed request")
 }
 
 type bodyKey struct{}
@@ -185,72 +176,69 @@ func TestStripeOutcomes(t *testing.T) {
 			defer srv.Close()
 			defer close(release)
 			s, err := NewStripe(StripeConfig{BaseURL: srv.URL, SecretKey: "sk_test_obol", Timeout: 200 * time.Millisecond})
-			if err != nil {
-				t.Fatal(err)
-			}
+			require.NoError(t, err)
 			c := testCard(t, "4242424242424242")
 			res, err := s.Authorize(context.Background(), AuthRequest{PaymentID: "pay_1", Amount: 100, Currency: "EUR", Card: c, IdempotencyKey: "auth:pay_1"})
 			c.Wipe()
 			if tt.err != nil {
-				if !errors.Is(err, tt.err) {
-					t.Fatalf("err %v, want %v", err, tt.err)
-				}
-				if strings.Contains(err.Error(), "4242") {
-					t.Fatalf("card data in the error: %v", err)
-				}
+				require.ErrorIs(t, err, tt.err)
+				require.NotContains(t, err.Error(), "4242", "card data in the error")
 				return
 			}
-			if err != nil || res.Approved != tt.approved || res.Captured != tt.captured || res.DeclineCode != tt.decline || res.Reference == "" {
-				t.Fatalf("got %+v %v", res, err)
-			}
+			require.NoError(t, err)
+			require.Equal(t, tt.approved, res.Approved, "%+v", res)
+			require.Equal(t, tt.captured, res.Captured, "%+v", res)
+			require.Equal(t, tt.decline, res.DeclineCode, "%+v", res)
+			require.NotEmpty(t, res.Reference, "%+v", res)
 		})
 	}
 }
 
 func TestNewStripeRefusesPlainHTTP(t *testing.T) {
 	for _, u := range []string{"http://api.stripe.com", "ftp://x", "://"} {
-		if _, err := NewStripe(StripeConfig{BaseURL: u, SecretKey: "sk"}); err == nil {
-			t.Errorf("%s accepted", u)
-		}
+		_, err := NewStripe(StripeConfig{BaseURL: u, SecretKey: "sk"})
+		assert.Error(t, err, "%s accepted", u)
 	}
-	if _, err := NewStripe(StripeConfig{BaseURL: "http://127.0.0.1:12111", SecretKey: "sk"}); err != nil {
-		t.Errorf("loopback stripe-mock refused: %v", err)
-	}
-	if _, err := NewStripe(StripeConfig{SecretKey: ""}); err == nil {
-		t.Error("no secret key accepted")
-	}
+	_, err := NewStripe(StripeConfig{BaseURL: "http://127.0.0.1:12111", SecretKey: "sk"})
+	assert.NoError(t, err, "loopback stripe-mock refused")
+	_, err = NewStripe(StripeConfig{SecretKey: ""})
+	assert.Error(t, err, "no secret key accepted")
 }
 
 // TestAcquirerText: codes and references an acquirer sends are kept only
 // when clean; anything that looks like a card number never is.
 func TestAcquirerText(t *testing.T) {
-	codes := []struct{ in, want string }{
-		{"insufficient_funds", "insufficient_funds"},
-		{"", ""},
-		{"card 4242424242424242", "unrecognized"},
-		{"4242424242424242", "unrecognized"},
-		{"Declined!", "unrecognized"},
-		{strings.Repeat("a", 65), "unrecognized"},
+	codes := []struct{ name, in, want string }{
+		{"clean code", "insufficient_funds", "insufficient_funds"},
+		{"empty", "", ""},
+		{"card number in text", "card 4242424242424242", "unrecognized"},
+		{"card number", "4242424242424242", "unrecognized"},
+		{"punctuation", "Declined!", "unrecognized"},
+		{"too long", strings.Repeat("a", 65), "unrecognized"},
 	}
 	for _, tt := range codes {
-		if got := Code(tt.in); got != tt.want {
-			t.Errorf("Code(%q) = %q, want %q", tt.in, got, tt.want)
-		}
+		t.Run("code/"+tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, Code(tt.in), "Code(%q)", tt.in)
+		})
 	}
 	refs := []struct {
-		in string
-		ok bool
+		name, in string
+		ok       bool
 	}{
-		{"pi_3MtwBwLkdIwHu7ix28a3tqPa", true},
-		{"sim_auth_sXjhDtjoTJzpQpkX", true},
-		{"", false},
-		{"ref_4242424242424242", false},
-		{"ref with spaces", false},
-		{strings.Repeat("a", 256), false},
+		{"stripe intent", "pi_3MtwBwLkdIwHu7ix28a3tqPa", true},
+		{"simulator authorization", "sim_auth_sXjhDtjoTJzpQpkX", true},
+		{"empty", "", false},
+		{"card number inside", "ref_4242424242424242", false},
+		{"spaces", "ref with spaces", false},
+		{"too long", strings.Repeat("a", 256), false},
 	}
 	for _, tt := range refs {
-		if err := Reference(tt.in); (err == nil) != tt.ok {
-			t.Errorf("Reference(%q): %v, want ok=%v", tt.in, err, tt.ok)
-		}
+		t.Run("reference/"+tt.name, func(t *testing.T) {
+			if tt.ok {
+				assert.NoError(t, Reference(tt.in), "Reference(%q)", tt.in)
+			} else {
+				assert.Error(t, Reference(tt.in), "Reference(%q)", tt.in)
+			}
+		})
 	}
 }

@@ -88,20 +88,14 @@ func FuzzDestination(f *testing.F) {
 		}
 		p := u.Path
 		for _, bad := range []string{"%", ";", "\\", "//", "/./", "/../"} {
-			if strings.Contains(p, bad) {
-				t.Fatalf("accepted path %q holds %q", p, bad)
-			}
+			require.NotContains(t, p, bad, "accepted path %q holds %q", p, bad)
 		}
-		if strings.HasSuffix(p, "/.") || strings.HasSuffix(p, "/..") || !strings.HasPrefix(p, "/") {
-			t.Fatalf("accepted path %q", p)
-		}
+		require.False(t, strings.HasSuffix(p, "/."), "accepted path %q", p)
+		require.False(t, strings.HasSuffix(p, "/.."), "accepted path %q", p)
+		require.True(t, strings.HasPrefix(p, "/"), "accepted path %q", p)
 		for _, c := range []byte(p + u.RawQuery) {
-			if c < 0x20 || c >= 0x7f {
-				t.Fatalf("accepted %q", p+"?"+u.RawQuery)
-			}
+			require.True(t, c >= 0x20 && c < 0x7f, "accepted %q", p+"?"+u.RawQuery)
 		}
-		if u.EscapedPath() != p {
-			t.Fatalf("the upstream would get %q for %q", u.EscapedPath(), p)
-		}
+		require.Equal(t, p, u.EscapedPath(), "what the upstream would get")
 	})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 const goodRoutes = `
@@ -45,12 +46,10 @@ routes:
 
 func TestParseRoutes(t *testing.T) {
 	tab, err := Parse([]byte(goodRoutes))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(tab.Routes) != 2 || tab.Routes[0].Reveal[2].Header != "X-Card-Expiry" || len(tab.Routes[0].Reveal[2].Fields()) != 2 {
-		t.Fatalf("parsed: %+v", tab.Routes)
-	}
+	require.NoError(t, err)
+	require.Len(t, tab.Routes, 2, "parsed: %+v", tab.Routes)
+	require.Equal(t, "X-Card-Expiry", tab.Routes[0].Reveal[2].Header)
+	require.Len(t, tab.Routes[0].Reveal[2].Fields(), 2)
 	route := func(extra string) string {
 		return "routes:\n  - name: r\n    host: api.x.example\n    paths: [/a]\n    methods: [POST]\n    reveal:\n      - json: card.number\n        value: \"{{token.number}}\"\n" + extra
 	}
@@ -85,18 +84,14 @@ func TestParseRoutes(t *testing.T) {
 	for _, tt := range bad {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := Parse([]byte(tt.yaml))
-			if err == nil || !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("err %v, want it to mention %q", err, tt.want)
-			}
+			require.ErrorContains(t, err, tt.want)
 		})
 	}
 }
 
 func TestMatch(t *testing.T) {
 	tab, err := Parse([]byte(goodRoutes))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cases := []struct {
 		name, merchant, method, host, path, route, reason string
 	}{
@@ -119,12 +114,12 @@ func TestMatch(t *testing.T) {
 			if r != nil {
 				got = r.Name
 			}
-			if got != tt.route || !strings.Contains(miss.Reason, tt.reason) {
-				t.Fatalf("got %q (%s), want %q (%s)", got, miss.Reason, tt.route, tt.reason)
+			require.Equal(t, tt.route, got, "reason %q", miss.Reason)
+			require.Contains(t, miss.Reason, tt.reason)
+			if tt.merchant != "mer_a" {
+				require.NotContains(t, miss.Reason, "formy", "the reason names another merchant's route")
 			}
-			if tt.merchant != "mer_a" && strings.Contains(miss.Reason, "formy") || strings.Contains(miss.Reason, tt.method) {
-				t.Fatalf("the reason names another merchant's route or echoes the method: %s", miss.Reason)
-			}
+			require.NotContains(t, miss.Reason, tt.method, "the reason echoes the method")
 		})
 	}
 }
@@ -147,18 +142,17 @@ func TestJSONSpan(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			start, end, tok, err := jsonSpan([]byte(tt.body), tt.path)
-			if err != tt.err || tok != tt.token {
-				t.Fatalf("got %q %v, want %q %v", tok, err, tt.token, tt.err)
-			}
-			if err == nil && tt.body[start:end] != `"`+tt.token+`"` {
-				t.Fatalf("span %q", tt.body[start:end])
+			require.Equal(t, tt.err, err)
+			require.Equal(t, tt.token, tok)
+			if err == nil {
+				require.Equal(t, `"`+tt.token+`"`, tt.body[start:end], "span")
 			}
 		})
 	}
 	for _, bad := range []string{`{"card":`, `{"a":1} x`, strings.Repeat("[", 100) + strings.Repeat("]", 100)} {
-		if _, _, _, err := jsonSpan([]byte(bad), "card.number"); err == nil || err == errMissing {
-			t.Errorf("%q: %v, want a JSON error", bad, err)
-		}
+		_, _, _, err := jsonSpan([]byte(bad), "card.number")
+		assert.Error(t, err, "%q: want a JSON error", bad)
+		assert.NotEqual(t, errMissing, err, "%q: want a JSON error", bad)
 	}
 }
 
@@ -176,11 +170,10 @@ func TestFormSpan(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			start, end, tok, err := formSpan([]byte(tt.body), tt.field)
-			if err != tt.err || tok != tt.token {
-				t.Fatalf("got %q %v, want %q %v", tok, err, tt.token, tt.err)
-			}
-			if err == nil && tt.body[start:end] != tt.token {
-				t.Fatalf("span %q", tt.body[start:end])
+			require.Equal(t, tt.err, err)
+			require.Equal(t, tt.token, tok)
+			if err == nil {
+				require.Equal(t, tt.token, tt.body[start:end], "span")
 			}
 		})
 	}
@@ -188,59 +181,47 @@ func TestFormSpan(t *testing.T) {
 
 func TestSpliceRenders(t *testing.T) {
 	tab, err := Parse([]byte(goodRoutes))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	r := &tab.Routes[0]
 	body := []byte(`{"card":{"number":"tok_a","exp_month":"tok_a"},"amount":5}`)
 	s1, e1, _, _ := jsonSpan(body, "card.number")
 	s2, e2, _, _ := jsonSpan(body, "card.exp_month")
 	c := &Revealed{Number: []byte("4242424242424242"), ExpMonth: 7, ExpYear: 2031}
 	out, err := splice(body, []span{{s1, e1, "tok_a", &r.Reveal[0]}, {s2, e2, "tok_a", &r.Reveal[1]}}, map[string]*Revealed{"tok_a": c})
-	if err != nil || string(out) != `{"card":{"number":"4242424242424242","exp_month":7},"amount":5}` {
-		t.Fatalf("%s %v", out, err)
-	}
+	require.NoError(t, err)
+	require.Equal(t, `{"card":{"number":"4242424242424242","exp_month":7},"amount":5}`, string(out))
 	h, err := r.Reveal[2].render(nil, c)
-	if err != nil || string(h) != "07/2031" {
-		t.Fatalf("header %q %v", h, err)
-	}
+	require.NoError(t, err, "header")
+	require.Equal(t, "07/2031", string(h), "header")
 	form := &tab.Routes[1].Reveal[0]
-	if _, err := form.render(nil, &Revealed{Number: []byte("4242424242424242")}); err != errNoCVC {
-		t.Fatalf("cvc gone: %v", err)
-	}
+	_, err = form.render(nil, &Revealed{Number: []byte("4242424242424242")})
+	require.Equal(t, errNoCVC, err, "cvc gone")
 }
 
 func TestRoutesHotReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "routes.yaml")
-	if err := os.WriteFile(path, []byte(goodRoutes), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(path, []byte(goodRoutes), 0o600))
 	rs, err := Load(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if changed, err := rs.Reload(); changed || err != nil {
-		t.Fatalf("unchanged file reloaded: %v %v", changed, err)
-	}
+	require.NoError(t, err)
+	changed, err := rs.Reload()
+	require.NoError(t, err)
+	require.False(t, changed, "unchanged file reloaded")
 	touch := func(content string, at time.Time) {
-		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Chtimes(path, at, at); err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, os.WriteFile(path, []byte(content), 0o600))
+		require.NoError(t, os.Chtimes(path, at, at))
 	}
 	touch("routes: [\n", time.Now().Add(time.Minute))
-	if _, err := rs.Reload(); err == nil || len(rs.Table().Routes) != 2 || rs.Rejected.Load() != 1 {
-		t.Fatalf("bad file: %v, %d routes, %d rejected", err, len(rs.Table().Routes), rs.Rejected.Load())
-	}
+	_, err = rs.Reload()
+	require.Error(t, err, "bad file")
+	require.Len(t, rs.Table().Routes, 2, "bad file: the old table stays")
+	require.Equal(t, int64(1), rs.Rejected.Load(), "bad file: rejected")
 	touch(strings.SplitN(goodRoutes, "  - name: formy", 2)[0], time.Now().Add(2*time.Minute))
-	if changed, err := rs.Reload(); !changed || err != nil || len(rs.Table().Routes) != 1 {
-		t.Fatalf("good file: %v %v, %d routes", changed, err, len(rs.Table().Routes))
-	}
-	if _, err := Load(filepath.Join(t.TempDir(), "missing.yaml")); err == nil {
-		t.Fatal("a missing route file loaded")
-	}
+	changed, err = rs.Reload()
+	require.NoError(t, err, "good file")
+	require.True(t, changed, "good file")
+	require.Len(t, rs.Table().Routes, 1, "good file")
+	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
+	require.Error(t, err, "a missing route file loaded")
 }
 
 func FuzzParseRoutes(f *testing.F) {
@@ -252,13 +233,11 @@ func FuzzParseRoutes(f *testing.F) {
 			return
 		}
 		for _, r := range tab.Routes {
-			if strings.Contains(r.Host, "/") || strings.Contains(r.Host, "*") || len(r.Reveal) == 0 {
-				t.Fatalf("accepted a bad route: %+v", r)
-			}
+			require.NotContains(t, r.Host, "/", "accepted a bad route: %+v", r)
+			require.NotContains(t, r.Host, "*", "accepted a bad route: %+v", r)
+			require.NotEmpty(t, r.Reveal, "accepted a bad route: %+v", r)
 			for _, rv := range r.Reveal {
-				if len(rv.Fields()) == 0 {
-					t.Fatalf("accepted a reveal of nothing: %+v", rv)
-				}
+				require.NotEmpty(t, rv.Fields(), "accepted a reveal of nothing: %+v", rv)
 			}
 		}
 	})
@@ -272,9 +251,8 @@ func FuzzJSONSpan(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !isToken(tok) || string(body[start:end]) != `"`+tok+`"` {
-			t.Fatalf("span %d:%d %q for %q", start, end, body[start:end], tok)
-		}
+		require.True(t, isToken(tok), "span %d:%d for %q", start, end, tok)
+		require.Equal(t, `"`+tok+`"`, string(body[start:end]), "span %d:%d", start, end)
 	})
 }
 
@@ -285,9 +263,8 @@ func FuzzFormSpan(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if string(body[start:end]) != tok || !isToken(tok) {
-			t.Fatalf("span %q for %q", body[start:end], tok)
-		}
+		require.Equal(t, tok, string(body[start:end]), "span")
+		require.True(t, isToken(tok), "span for %q", tok)
 	})
 }
 

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/testenv"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
@@ -19,22 +21,18 @@ import (
 // by the gateway's gRPC client, which backs off between attempts.
 func eventually(t *testing.T, what string, f func() bool) {
 	t.Helper()
-	if err := testenv.WaitFor(15*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(15*time.Second, func() error {
 		if !f() {
 			return errors.New(what)
 		}
 		return nil
-	}); err != nil {
-		t.Fatalf("gave up waiting: %v", err)
-	}
+	}), "gave up waiting")
 }
 
 func (s *stack) balances(t *testing.T) *ledgerv1.MerchantBalances {
 	t.Helper()
 	b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "USD"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return b
 }
 
@@ -46,9 +44,9 @@ func TestDependencyOutages(t *testing.T) {
 	s.putRules(t, allowAll) // one card pays more often than velocity rules allow
 	tok := s.tokenize(t, "4242424242424242", "123")
 	body := `{"token":"` + tok + `","amount":700,"currency":"USD","capture":false}`
-	if st, p := s.pay(t, body, ""); st != 200 || p["status"] != "authorized" {
-		t.Fatalf("warm-up payment: %d %v", st, p)
-	}
+	st, p := s.pay(t, body, "")
+	require.Equal(t, 200, st, "warm-up payment: %v", p)
+	require.Equal(t, "authorized", p["status"], "warm-up payment: %v", p)
 	cases := []struct{ dep, code string }{
 		{"risk", "risk_unavailable"},
 		{"ledger", "ledger_unavailable"},
@@ -61,21 +59,16 @@ func TestDependencyOutages(t *testing.T) {
 			s.deps[tt.dep].down()
 			for i, idem := range []string{"", "outage-" + tt.dep} {
 				st, m := s.pay(t, body, idem)
-				if st != http.StatusServiceUnavailable || errCode(m) != tt.code {
-					t.Fatalf("attempt %d with %s down: %d %v, want 503 %s", i, tt.dep, st, m, tt.code)
-				}
+				require.Equal(t, http.StatusServiceUnavailable, st, "attempt %d with %s down: %v", i, tt.dep, m)
+				require.Equal(t, tt.code, errCode(m), "attempt %d with %s down: %v", i, tt.dep, m)
 			}
-			if n := s.sim.Requests("authorize") - calls; n != 0 {
-				t.Fatalf("the acquirer received %d authorizations with %s down", n, tt.dep)
-			}
+			require.Equal(t, calls, s.sim.Requests("authorize"), "the acquirer received authorizations with %s down", tt.dep)
 			st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?status=processing", "", "")
-			if left, _ := list["payments"].([]any); st != 200 || len(left) != 0 {
-				t.Fatalf("a refused payment was left behind: %d %v", st, list)
-			}
+			require.Equal(t, 200, st, "%v", list)
+			left, _ := list["payments"].([]any)
+			require.Empty(t, left, "a refused payment was left behind: %v", list)
 			s.deps[tt.dep].up(t)
-			if b := s.balances(t); b.Held != held {
-				t.Fatalf("ledger held %d during the outage, want %d", b.Held, held)
-			}
+			require.Equal(t, held, s.balances(t).Held, "ledger held during the outage")
 			// Back: the same Idempotency-Key now pays, once.
 			var p map[string]any
 			eventually(t, tt.dep+" back", func() bool {
@@ -83,9 +76,8 @@ func TestDependencyOutages(t *testing.T) {
 				st, p = s.pay(t, body, "outage-"+tt.dep)
 				return st == 200
 			})
-			if p["status"] != "authorized" || s.sim.Authorizations()-auths != 1 {
-				t.Fatalf("after %s came back: %v (%d new authorizations)", tt.dep, p, s.sim.Authorizations()-auths)
-			}
+			require.Equal(t, "authorized", p["status"], "after %s came back: %v", tt.dep, p)
+			require.Equal(t, 1, s.sim.Authorizations()-auths, "new authorizations after %s came back", tt.dep)
 		})
 	}
 }
@@ -98,21 +90,18 @@ func TestDependencyOutages(t *testing.T) {
 func TestStoreFailsAfterAcquirer(t *testing.T) {
 	s := start(t)
 	db, err := sql.Open("pgx", s.gatewayDB)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer db.Close()
-	exec := func(q string) {
-		t.Helper()
-		if _, err := db.Exec(q); err != nil {
-			t.Fatal(err)
-		}
+	exec := func(q string) error {
+		_, err := db.Exec(q)
+		return err
 	}
 	breakStoreOnAuthorize := func() {
 		h := func(r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, "/authorizations") {
 				s.hook.Store(nil)
-				exec(`ALTER TABLE payments RENAME TO payments_gone`)
+				// The simulator's handler goroutine: assert, not require.
+				assert.NoError(t, exec(`ALTER TABLE payments RENAME TO payments_gone`))
 			}
 		}
 		s.hook.Store(&h)
@@ -123,53 +112,48 @@ func TestStoreFailsAfterAcquirer(t *testing.T) {
 	t.Run("retry resumes", func(t *testing.T) {
 		auths := s.sim.Authorizations()
 		breakStoreOnAuthorize()
-		if st, m := s.pay(t, body, "store-1"); st != 503 || errCode(m) != "storage_unavailable" {
-			t.Fatalf("with the store failing: %d %v", st, m)
-		}
-		exec(`ALTER TABLE payments_gone RENAME TO payments`)
+		st, m := s.pay(t, body, "store-1")
+		require.Equal(t, 503, st, "with the store failing: %v", m)
+		require.Equal(t, "storage_unavailable", errCode(m), "with the store failing")
+		require.NoError(t, exec(`ALTER TABLE payments_gone RENAME TO payments`))
 		st, p := s.pay(t, body, "store-1")
-		if st != 200 || p["status"] != "captured" || p["fee"] == nil {
-			t.Fatalf("retry: %d %v", st, p)
-		}
-		if n := s.sim.Authorizations() - auths; n != 1 {
-			t.Fatalf("the acquirer made %d authorizations, want 1", n)
-		}
+		require.Equal(t, 200, st, "retry: %v", p)
+		require.Equal(t, "captured", p["status"], "retry: %v", p)
+		require.NotNil(t, p["fee"], "retry: %v", p)
+		require.Equal(t, 1, s.sim.Authorizations()-auths, "authorizations the acquirer made")
 		fee := num(t, p["fee"])
-		if b := s.balances(t); b.Held != 0 || fee <= 0 || b.Pending != 1500-fee {
-			t.Fatalf("ledger: %+v (fee %d)", b, fee)
-		}
+		b := s.balances(t)
+		require.EqualValues(t, 0, b.Held, "ledger: %+v", b)
+		require.Positive(t, fee)
+		require.Equal(t, 1500-fee, b.Pending, "ledger: %+v (fee %d)", b, fee)
 	})
 
 	t.Run("sweeper reverses an orphan", func(t *testing.T) {
 		before := s.balances(t)
 		rev := s.sim.Requests("reversal")
 		breakStoreOnAuthorize()
-		if st, m := s.pay(t, body, ""); st != 503 || errCode(m) != "storage_unavailable" {
-			t.Fatalf("with the store failing: %d %v", st, m)
-		}
-		exec(`ALTER TABLE payments_gone RENAME TO payments`)
+		st, m := s.pay(t, body, "")
+		require.Equal(t, 503, st, "with the store failing: %v", m)
+		require.Equal(t, "storage_unavailable", errCode(m), "with the store failing")
+		require.NoError(t, exec(`ALTER TABLE payments_gone RENAME TO payments`))
 		st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?status=processing", "", "")
-		if st != 200 || len(list["payments"].([]any)) != 1 {
-			t.Fatalf("processing payments: %d %v", st, list)
-		}
+		require.Equal(t, 200, st, "processing payments: %v", list)
+		require.Len(t, list["payments"].([]any), 1, "processing payments: %v", list)
 		id := list["payments"].([]any)[0].(map[string]any)["id"].(string)
 		res, err := s.gateway.Service.SweepOlderThan(context.Background(), 0)
-		if err != nil || res.Recovered != 1 {
-			t.Fatalf("sweep: %+v %v", res, err)
-		}
-		if n := s.sim.Requests("reversal") - rev; n != 1 {
-			t.Fatalf("reversals: %d, want 1", n)
-		}
+		require.NoError(t, err, "sweep")
+		require.Equal(t, 1, res.Recovered, "sweep: %+v", res)
+		require.Equal(t, int64(1), s.sim.Requests("reversal")-rev, "reversals")
 		st, p := s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+id, "", "")
-		if st != 200 || p["status"] != "failed" || p["decline_code"] != "processing_abandoned" {
-			t.Fatalf("after the sweep: %d %v", st, p)
-		}
-		if b := s.balances(t); b.Held != before.Held || b.Pending != before.Pending {
-			t.Fatalf("ledger after the sweep: %+v, want as before %+v", b, before)
-		}
-		if v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{}); err != nil || len(v.Problems) != 0 {
-			t.Fatalf("ledger verify: %+v %v", v, err)
-		}
+		require.Equal(t, 200, st, "after the sweep: %v", p)
+		require.Equal(t, "failed", p["status"], "after the sweep: %v", p)
+		require.Equal(t, "processing_abandoned", p["decline_code"], "after the sweep: %v", p)
+		b := s.balances(t)
+		require.Equal(t, before.Held, b.Held, "ledger after the sweep: %+v, want as before %+v", b, before)
+		require.Equal(t, before.Pending, b.Pending, "ledger after the sweep: %+v, want as before %+v", b, before)
+		v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{})
+		require.NoError(t, err, "ledger verify")
+		require.Empty(t, v.Problems, "ledger verify")
 	})
 }
 
@@ -180,9 +164,8 @@ func TestLedgerOutbox(t *testing.T) {
 	s := start(t)
 	tok := s.tokenize(t, "4242424242424242", "123")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"USD","capture":false}`, "")
-	if st != 200 || p["status"] != "authorized" {
-		t.Fatalf("authorize: %d %v", st, p)
-	}
+	require.Equal(t, 200, st, "authorize: %v", p)
+	require.Equal(t, "authorized", p["status"], "authorize: %v", p)
 	id := p["id"].(string)
 	h := func(r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/capture") {
@@ -192,29 +175,24 @@ func TestLedgerOutbox(t *testing.T) {
 	}
 	s.hook.Store(&h)
 	st, p = s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+id+"/capture", `{}`, "cap")
-	if st != 200 || p["status"] != "captured" {
-		t.Fatalf("capture with the ledger going down: %d %v", st, p)
-	}
-	if s.sim.Requests("capture") != 1 {
-		t.Fatalf("acquirer captures: %d", s.sim.Requests("capture"))
-	}
+	require.Equal(t, 200, st, "capture with the ledger going down: %v", p)
+	require.Equal(t, "captured", p["status"], "capture with the ledger going down: %v", p)
+	require.Equal(t, int64(1), s.sim.Requests("capture"), "acquirer captures")
 	res, err := s.gateway.Service.Sweep(context.Background())
-	if err != nil || res.Pending != 1 || res.Delivered != 0 {
-		t.Fatalf("sweep with the ledger down: %+v %v", res, err)
-	}
+	require.NoError(t, err, "sweep with the ledger down")
+	require.Equal(t, 1, res.Pending, "sweep with the ledger down: %+v", res)
+	require.Equal(t, 0, res.Delivered, "sweep with the ledger down: %+v", res)
 	s.deps["ledger"].up(t)
 	eventually(t, "the outbox delivered", func() bool {
 		res, err := s.gateway.Service.Sweep(context.Background())
 		return err == nil && res.Delivered == 1
 	})
 	b := s.balances(t)
-	if b.Held != 0 || b.Pending != 2500-103 {
-		t.Fatalf("ledger after delivery: %+v", b)
-	}
-	if _, p = s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+id, "", ""); p["fee"] != 103.0 {
-		t.Fatalf("fee after delivery: %v", p)
-	}
-	if res, err := s.gateway.Service.Sweep(context.Background()); err != nil || res.Delivered+res.Pending != 0 {
-		t.Fatalf("outbox after delivery: %+v %v", res, err)
-	}
+	require.EqualValues(t, 0, b.Held, "ledger after delivery: %+v", b)
+	require.EqualValues(t, 2500-103, b.Pending, "ledger after delivery: %+v", b)
+	_, p = s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+id, "", "")
+	require.Equal(t, 103.0, p["fee"], "fee after delivery: %v", p)
+	res, err = s.gateway.Service.Sweep(context.Background())
+	require.NoError(t, err, "outbox after delivery")
+	require.Zero(t, res.Delivered+res.Pending, "outbox after delivery: %+v", res)
 }

@@ -14,6 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -117,9 +120,7 @@ func routeFileWith(host, deadHost string) string {
 func TestForward(t *testing.T) {
 	up := newUpstream(t)
 	routes := filepath.Join(t.TempDir(), "routes.yaml")
-	if err := os.WriteFile(routes, []byte(routeFile(up.host())), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, os.WriteFile(routes, []byte(routeFile(up.host())), 0o600))
 	s := start(t, func(c *gatewayd.Config, _ string) {
 		c.RoutesFile = routes
 		c.UpstreamTLS = up.srv.Client().Transport.(*http.Transport).TLSClientConfig
@@ -127,7 +128,8 @@ func TestForward(t *testing.T) {
 		c.ForwardTimeout = 500 * time.Millisecond
 	})
 	tok := s.tokenize(t, "4242424242424242", "123")
-	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
+	// fwdOn takes the test to fail: a subtest's own, on its goroutine.
+	fwdOn := func(t *testing.T, dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
 		t.Helper()
 		req, _ := http.NewRequest("POST", "http://"+s.gw+"/v1/forward", strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+s.sk)
@@ -137,67 +139,71 @@ func TestForward(t *testing.T) {
 			req.Header.Set(k, v)
 		}
 		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header, string(b)
+	}
+	fwd := func(dest, body, contentType string, hdr map[string]string) (int, http.Header, string) {
+		t.Helper()
+		return fwdOn(t, dest, body, contentType, hdr)
 	}
 	base := "https://" + up.host()
 	jsonBody := `{"amount":1000,"card":{"number":"` + tok + `","exp_month":"` + tok + `","exp_year":"` + tok + `","cvc":"` + tok + `"}}`
 
 	// A dry run echoes the destination with card numbers masked.
-	if st, _, out := fwd(base+"/v1/charges?note=5555555555554444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(out, "5555555555554444") || !strings.Contains(out, "************4444") {
-		t.Fatalf("dry run with a card number in the query: %d %s", st, out)
-	}
+	st, _, out := fwd(base+"/v1/charges?note=5555555555554444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
+	require.Equal(t, 200, st, "dry run with a card number in the query: %s", out)
+	require.NotContains(t, out, "5555555555554444", "dry run with a card number in the query")
+	require.Contains(t, out, "************4444", "dry run with a card number in the query")
 	// Whatever separates its digits.
-	if st, _, out := fwd(base+"/v1/charges?note=5555.5555_5555.4444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok}); st != 200 || strings.Contains(digitsOf(out), "5555555555554444") || !strings.Contains(out, "****.****_****.4444") {
-		t.Fatalf("dry run with a dotted card number in the query: %d %s", st, digitsOf(out))
-	}
+	st, _, out = fwd(base+"/v1/charges?note=5555.5555_5555.4444", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
+	require.Equal(t, 200, st, "dry run with a dotted card number in the query: %s", digitsOf(out))
+	require.NotContains(t, digitsOf(out), "5555555555554444", "dry run with a dotted card number in the query")
+	require.Contains(t, out, "****.****_****.4444", "dry run with a dotted card number in the query")
 	// Dry run first: it explains and reveals nothing (the CVC stays).
-	st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
-	if st != 200 || !strings.Contains(out, `"route":"acme-charges"`) || !strings.Contains(out, `"json:card.number"`) || !strings.Contains(out, `"`+tok+`":"found"`) || up.count() != 0 {
-		t.Fatalf("dry run: %d %s (upstream saw %d)", st, out, up.count())
-	}
+	st, _, out = fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"Obol-Dry-Run": "true", "X-Card-Expiry": tok})
+	require.Equal(t, 200, st, "dry run: %s", out)
+	require.Contains(t, out, `"route":"acme-charges"`, "dry run")
+	require.Contains(t, out, `"json:card.number"`, "dry run")
+	require.Contains(t, out, `"`+tok+`":"found"`, "dry run")
+	require.Equal(t, 0, up.count(), "dry run: the upstream saw requests")
 
 	st, h, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok, "Obol-Upstream-Authorization": "Bearer acme-key", "X-Request-Id": "r1"})
-	if st != 201 || up.count() != 1 {
-		t.Fatalf("forward: %d %s", st, out)
-	}
+	require.Equal(t, 201, st, "forward: %s", out)
+	require.Equal(t, 1, up.count(), "forward: %s", out)
 	got := up.last()
-	if got.body != `{"amount":1000,"card":{"number":"4242424242424242","exp_month":12,"exp_year":2031,"cvc":"123"}}` {
-		t.Fatalf("upstream body: %s", got.body)
-	}
-	if got.header.Get("X-Card-Expiry") != "12/2031" || got.header.Get("Authorization") != "Bearer acme-key" || got.header.Get("X-Request-Id") != "r1" || got.header.Get("Obol-Destination") != "" {
-		t.Fatalf("upstream headers: %v", got.header)
-	}
+	require.Equal(t, `{"amount":1000,"card":{"number":"4242424242424242","exp_month":12,"exp_year":2031,"cvc":"123"}}`, got.body, "upstream body")
+	require.Equal(t, "12/2031", got.header.Get("X-Card-Expiry"), "upstream headers: %v", got.header)
+	require.Equal(t, "Bearer acme-key", got.header.Get("Authorization"), "upstream headers: %v", got.header)
+	require.Equal(t, "r1", got.header.Get("X-Request-Id"), "upstream headers: %v", got.header)
+	require.Empty(t, got.header.Get("Obol-Destination"), "upstream headers: %v", got.header)
 	// The echoed card number and the echoed CVC are both masked.
-	if strings.Contains(out, "4242424242424242") || !strings.Contains(out, "************4242") || !strings.Contains(out, `"cvc":"***"`) || h.Get("Obol-Redacted") != "2" || h.Get("Obol-Route") != "acme-charges" {
-		t.Fatalf("merchant got: %v %s", h, out)
-	}
+	require.NotContains(t, out, "4242424242424242", "merchant got")
+	require.Contains(t, out, "************4242", "merchant got")
+	require.Contains(t, out, `"cvc":"***"`, "merchant got")
+	require.Equal(t, "2", h.Get("Obol-Redacted"), "merchant got: %v %s", h, out)
+	require.Equal(t, "acme-charges", h.Get("Obol-Route"), "merchant got: %v %s", h, out)
 
 	// Form reveal (the CVC is gone: used once; the number stays).
 	st, _, out = fwd(base+"/v1/form/pay", "amount=5&card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
-	if st != 201 || up.last().body != "amount=5&card%5Bnumber%5D=4242424242424242" || strings.Contains(out, "4242424242424242") {
-		t.Fatalf("form: %d %s / upstream %s", st, out, up.last().body)
-	}
-	if st, _, out := fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok}); st != 409 || !strings.Contains(out, "cvc_unavailable") {
-		t.Fatalf("second CVC reveal: %d %s", st, out)
-	}
+	require.Equal(t, 201, st, "form: %s", out)
+	require.Equal(t, "amount=5&card%5Bnumber%5D=4242424242424242", up.last().body, "form: upstream body")
+	require.NotContains(t, out, "4242424242424242", "form")
+	st, _, out = fwd(base+"/v1/charges", jsonBody, "application/json", map[string]string{"X-Card-Expiry": tok})
+	require.Equal(t, 409, st, "second CVC reveal: %s", out)
+	require.Contains(t, out, "cvc_unavailable", "second CVC reveal")
 
 	// Upstream failures: nothing listening is a 502, a hung upstream a 504.
-	if st, _, out := fwd("https://127.0.0.1:1/v1/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 502 || !strings.Contains(out, "upstream_unavailable") {
-		t.Fatalf("dead upstream: %d %s", st, out)
-	}
-	if st, _, out := fwd(base+"/v1/form/slow", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 504 || !strings.Contains(out, "upstream_timeout") {
-		t.Fatalf("hung upstream: %d %s", st, out)
-	}
+	st, _, out = fwd("https://127.0.0.1:1/v1/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
+	require.Equal(t, 502, st, "dead upstream: %s", out)
+	require.Contains(t, out, "upstream_unavailable", "dead upstream")
+	st, _, out = fwd(base+"/v1/form/slow", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
+	require.Equal(t, 504, st, "hung upstream: %s", out)
+	require.Contains(t, out, "upstream_timeout", "hung upstream")
 
 	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	otherTok := func() string {
 		sk := s.sk
 		s.sk = other.SecretKey
@@ -240,64 +246,43 @@ func TestForward(t *testing.T) {
 	}
 	for _, tt := range refused {
 		t.Run(tt.name, func(t *testing.T) {
-			st, _, out := fwd(tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok, "Obol-Dry-Run": tt.dryRun})
-			if st != tt.status || !strings.Contains(out, `"code":"`+tt.code+`"`) {
-				t.Fatalf("got %d %s, want %d %s", st, out, tt.status, tt.code)
-			}
-			if strings.Contains(out, "4242424242424242") || strings.Contains(out, "5555555555554444") {
-				t.Fatalf("card data in the error: %s", out)
-			}
-			if strings.Contains(out, "partner-only") || strings.Contains(out, "mer_someone_else") {
-				t.Fatalf("another merchant's route in the error: %s", out)
-			}
+			st, _, out := fwdOn(t, tt.dest, tt.body, tt.ct, map[string]string{"X-Card-Expiry": tok, "Obol-Dry-Run": tt.dryRun})
+			require.Equal(t, tt.status, st, out)
+			require.Contains(t, out, `"code":"`+tt.code+`"`)
+			require.NotContains(t, out, "4242424242424242", "card data in the error")
+			require.NotContains(t, out, "5555555555554444", "card data in the error")
+			require.NotContains(t, out, "partner-only", "another merchant's route in the error")
+			require.NotContains(t, out, "mer_someone_else", "another merchant's route in the error")
 		})
 	}
-	if up.count() != calls {
-		t.Fatalf("refused requests reached the upstream: %d", up.count()-calls)
-	}
-	if strings.Contains(s.logs.String(), "partner-only") {
-		t.Fatal("the logs name another merchant's route")
-	}
+	require.Equal(t, calls, up.count(), "refused requests reached the upstream")
+	require.False(t, strings.Contains(s.logs.String(), "partner-only"), "the logs name another merchant's route")
 
 	// Hot reload (the gateway polls the file every 20 ms here): a new route
 	// file takes effect; a bad one is refused and the previous routes stay.
-	if err := os.WriteFile(routes, []byte(strings.Replace(routeFile(up.host()), `"/v1/form/*"`, `"/v1/form/*", "/v2/form/*"`, 1)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WaitFor(10*time.Second, func() error {
+	require.NoError(t, os.WriteFile(routes, []byte(strings.Replace(routeFile(up.host()), `"/v1/form/*"`, `"/v1/form/*", "/v2/form/*"`, 1)), 0o600))
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 		if len(s.gateway.Routes.Table().Routes[1].Paths) != 2 {
 			return errors.New("the new route file is not active")
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if st, _, out := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
-		t.Fatalf("after reload: %d %s", st, out)
-	}
-	if err := os.WriteFile(routes, []byte("routes:\n  - name: x\n    host: https://nope\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WaitFor(10*time.Second, func() error {
+	}))
+	st, _, out = fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
+	require.Equal(t, 201, st, "after reload: %s", out)
+	require.NoError(t, os.WriteFile(routes, []byte("routes:\n  - name: x\n    host: https://nope\n"), 0o600))
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 		if s.gateway.Routes.Rejected.Load() != 1 {
 			return errors.New("the bad route file was not refused")
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	if st, _, _ := fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil); st != 201 {
-		t.Fatalf("the previous routes did not stay: %d", st)
-	}
-	if !strings.Contains(s.logs.String(), "route file refused; the previous routes stay active") {
-		t.Fatal("the refused route file was not logged")
-	}
+	}))
+	st, _, _ = fwd(base+"/v2/form/pay", "card%5Bnumber%5D="+tok, "application/x-www-form-urlencoded", nil)
+	require.Equal(t, 201, st, "the previous routes did not stay")
+	require.True(t, strings.Contains(s.logs.String(), "route file refused; the previous routes stay active"), "the refused route file was not logged")
 
 	// Metrics: by route and outcome, labels from the route file only.
 	resp, err := http.Get("http://" + s.gw + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	metrics, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	for _, want := range []string{
@@ -311,8 +296,7 @@ func TestForward(t *testing.T) {
 		`obol_gateway_forward_redacted_total 5`,
 		`obol_gateway_routes_rejected_total 1`,
 	} {
-		if !strings.Contains(string(metrics), want) {
-			t.Errorf("metrics lack %s", want)
+		if !assert.True(t, strings.Contains(string(metrics), want), "metrics lack %s", want) {
 			for _, l := range strings.Split(string(metrics), "\n") {
 				if strings.HasPrefix(l, "obol_gateway_forward") || strings.HasPrefix(l, "obol_gateway_routes") {
 					t.Log(l)
@@ -327,16 +311,13 @@ func TestForward(t *testing.T) {
 	leaks.Scan("metrics", metrics)
 	hits, summary := leaks.Report()
 	t.Log(summary)
-	for _, h := range hits {
-		t.Errorf("leak: %s", h)
-	}
+	assert.Empty(t, hits, "leaks")
 	// Whatever separates its digits (dots, underscores in a host), no log
 	// line holds a card number's digits in order.
 	for i, l := range strings.Split(s.logs.String(), "\n") {
 		for _, pan := range []string{"4242424242424242", "5555555555554444"} {
-			if strings.Contains(digitsOf(l), pan) {
-				t.Errorf("log line %d holds a card number's digits (%d bytes)", i, len(l))
-			}
+			// Not NotContains: the failure must not print the line.
+			assert.False(t, strings.Contains(digitsOf(l), pan), "log line %d holds a card number's digits (%d bytes)", i, len(l))
 		}
 	}
 }

@@ -44,9 +44,8 @@ func TestMain(m *testing.M) { testenv.Main(m) }
 
 func randHex(t *testing.T) string {
 	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
+	_, err := rand.Read(b[:])
+	require.NoError(t, err)
 	return hex.EncodeToString(b[:])
 }
 
@@ -87,8 +86,8 @@ func (d *dep) up(t *testing.T) {
 	serve, closer, err := d.start(ctx)
 	if err != nil {
 		cancel()
-		t.Fatal(err)
 	}
+	require.NoError(t, err)
 	d.cancel, d.closer, d.done = cancel, closer, make(chan error, 1)
 	go func() { d.done <- serve(ctx) }()
 }
@@ -122,20 +121,13 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	suffix := randHex(t)
 	tc := transit.Config{Address: hv.Addr, Token: hv.Token, KeyName: "kek-gw-" + suffix, FingerprintPath: "secret/data/obol/fp-gw-" + suffix, AuditAnchorPath: "secret/data/obol/anchor-gw-" + suffix}
 	admin, err := transit.New(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
-		t.Fatalf("vault setup: %v", err)
-	}
+	require.NoError(t, err)
+	_, err = admin.Setup(context.Background(), transit.SetupOptions{})
+	require.NoError(t, err, "vault setup")
 	pki, err := devpki.Ensure(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	srvTLS, err := pki.ServerTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	vaultDB := pg.NewDatabase(t, "vault", vaultpg.MigrateURL)
 	var v *vaultd.Instance
 	vaultHTTP, vaultGRPC := "127.0.0.1:0", "127.0.0.1:0"
@@ -181,13 +173,9 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	}))
 	t.Cleanup(simSrv.Close)
 	keys, err := vaultd.CreateMerchant(context.Background(), v.Store, "Gateway test merchant", nil, "test")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	cert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
 	s.ledgerDB, s.vaultDB, s.pg, s.redis = ledgerURL, vaultDB, pg, rd
 	s.riskAddr = func() string { return riskGRPC }
@@ -200,9 +188,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 		o(&cfg, keys.MerchantID)
 	}
 	g, err := gatewayd.Start(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(g.Close)
 	done := make(chan error, 1)
 	go func() { done <- g.Serve(ctx) }()
@@ -211,9 +197,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 		<-done
 	})
 	conn, err := grpc.NewClient(ledgerGRPC, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	s.gw, s.vault, s.sk, s.merchantID, s.gateway = g.Server.HTTPAddr(), vaultHTTP, keys.SecretKey, keys.MerchantID, g
 	s.pk = keys.PublishableKey
@@ -230,24 +214,18 @@ func (s *stack) call(t *testing.T, method, url, body, idem string) (int, map[str
 		req.Header.Set("Idempotency-Key", idem)
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, b)
-	}
+	require.NoError(t, json.Unmarshal(b, &m), "%s %s: %d %s", method, url, resp.StatusCode, b)
 	return resp.StatusCode, m
 }
 
 func (s *stack) tokenize(t *testing.T, pan, cvc string) string {
 	t.Helper()
 	st, m := s.call(t, "POST", "http://"+s.vault+"/v1/tokens", `{"card":{"number":"`+pan+`","exp_month":12,"exp_year":2031,"cvc":"`+cvc+`"}}`, "")
-	if st != 200 {
-		t.Fatalf("tokenize: %d %v", st, m)
-	}
+	require.Equal(t, 200, st, "tokenize: %v", m)
 	return m["token"].(string)
 }
 
@@ -269,64 +247,63 @@ func TestPaymentEndToEnd(t *testing.T) {
 	s := start(t)
 	tok := s.tokenize(t, "4242424242424242", "123")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1")
-	if st != 200 || p["status"] != "authorized" || p["card"].(map[string]any)["last4"] != "4242" || p["risk"].(map[string]any)["action"] == "" {
-		t.Fatalf("authorize: %d %v", st, p)
-	}
+	require.Equal(t, 200, st, "authorize: %v", p)
+	require.Equal(t, "authorized", p["status"], "authorize: %v", p)
+	require.Equal(t, "4242", p["card"].(map[string]any)["last4"], "authorize: %v", p)
+	require.NotEmpty(t, p["risk"].(map[string]any)["action"], "authorize: %v", p)
 	id := p["id"].(string)
 	// A retry with the same key is the same payment; the acquirer saw one.
-	if st, again := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1"); st != 200 || again["id"] != id {
-		t.Fatalf("retry: %d %v", st, again)
-	}
-	if n := s.sim.Requests("authorize"); n != 1 {
-		t.Fatalf("the acquirer received %d authorizations, want 1", n)
-	}
-	if st, m := s.pay(t, `{"token":"`+tok+`","amount":9999,"currency":"usd"}`, "order-1"); st != 409 || errCode(m) != "idempotency_key_reused" {
-		t.Fatalf("same key, other body: %d %v", st, m)
-	}
+	st, again := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"usd","capture":false,"customer_ip":"203.0.113.9"}`, "order-1")
+	require.Equal(t, 200, st, "retry: %v", again)
+	require.Equal(t, id, again["id"], "retry")
+	require.Equal(t, int64(1), s.sim.Requests("authorize"), "authorizations the acquirer received")
+	st, m := s.pay(t, `{"token":"`+tok+`","amount":9999,"currency":"usd"}`, "order-1")
+	require.Equal(t, 409, st, "same key, other body: %v", m)
+	require.Equal(t, "idempotency_key_reused", errCode(m), "same key, other body")
 	bal := func() *ledgerv1.MerchantBalances {
 		b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "USD"})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return b
 	}
-	if b := bal(); b.Held != 2500 {
-		t.Fatalf("ledger after authorization: %+v", b)
-	}
+	require.EqualValues(t, 2500, bal().Held, "ledger after authorization")
 	base := "http://" + s.gw + "/v1/payments/" + id
-	if st, m := s.call(t, "POST", base+"/capture", `{"amount":3000}`, ""); st != 409 || errCode(m) != "capture_exceeds_authorization" {
-		t.Fatalf("capture above the authorization: %d %v", st, m)
-	}
+	st, m = s.call(t, "POST", base+"/capture", `{"amount":3000}`, "")
+	require.Equal(t, 409, st, "capture above the authorization: %v", m)
+	require.Equal(t, "capture_exceeds_authorization", errCode(m))
 	st, p = s.call(t, "POST", base+"/capture", `{}`, "cap-1")
-	if st != 200 || p["status"] != "captured" || p["amount_captured"] != 2500.0 || p["fee"] != 103.0 {
-		t.Fatalf("capture: %d %v", st, p)
-	}
-	if st, m := s.call(t, "POST", base+"/capture", `{}`, ""); st != 409 || errCode(m) != "payment_not_capturable" {
-		t.Fatalf("second capture: %d %v", st, m)
-	}
+	require.Equal(t, 200, st, "capture: %v", p)
+	require.Equal(t, "captured", p["status"], "capture: %v", p)
+	require.Equal(t, 2500.0, p["amount_captured"], "capture: %v", p)
+	require.Equal(t, 103.0, p["fee"], "capture: %v", p)
+	st, m = s.call(t, "POST", base+"/capture", `{}`, "")
+	require.Equal(t, 409, st, "second capture: %v", m)
+	require.Equal(t, "payment_not_capturable", errCode(m), "second capture")
 	st, p = s.call(t, "POST", base+"/refunds", `{"amount":500}`, "ref-1")
-	if st != 200 || p["status"] != "partially_refunded" || p["amount_refunded"] != 500.0 {
-		t.Fatalf("refund: %d %v", st, p)
-	}
-	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":2001}`, ""); st != 409 || errCode(m) != "refund_exceeds_captured" {
-		t.Fatalf("refund above the capture: %d %v", st, m)
-	}
-	if st, m := s.call(t, "POST", base+"/refunds", `{"amount":1,"reason":"card 4242.4242.4242.4242"}`, ""); st != 400 || errCode(m) != "card_number_in_text" || m["error"].(map[string]any)["field"] != "reason" {
-		t.Fatalf("card number in a refund reason: %d %v", st, m)
-	}
-	if b := bal(); b.Held != 0 || b.Pending != 2500-103-500 {
-		t.Fatalf("ledger after capture and refund: %+v", b)
-	}
+	require.Equal(t, 200, st, "refund: %v", p)
+	require.Equal(t, "partially_refunded", p["status"], "refund: %v", p)
+	require.Equal(t, 500.0, p["amount_refunded"], "refund: %v", p)
+	st, m = s.call(t, "POST", base+"/refunds", `{"amount":2001}`, "")
+	require.Equal(t, 409, st, "refund above the capture: %v", m)
+	require.Equal(t, "refund_exceeds_captured", errCode(m), "refund above the capture")
+	st, m = s.call(t, "POST", base+"/refunds", `{"amount":1,"reason":"card 4242.4242.4242.4242"}`, "")
+	require.Equal(t, 400, st, "card number in a refund reason: %v", m)
+	require.Equal(t, "card_number_in_text", errCode(m), "card number in a refund reason")
+	require.Equal(t, "reason", m["error"].(map[string]any)["field"], "card number in a refund reason")
+	b := bal()
+	require.EqualValues(t, 0, b.Held, "ledger after capture and refund: %+v", b)
+	require.EqualValues(t, 2500-103-500, b.Pending, "ledger after capture and refund: %+v", b)
 	st, p = s.call(t, "GET", base, "", "")
-	if st != 200 || p["status"] != "partially_refunded" || len(p["refunds"].([]any)) != 1 || p["acquirer"].(map[string]any)["reference"] == "" {
-		t.Fatalf("read: %d %v", st, p)
-	}
+	require.Equal(t, 200, st, "read: %v", p)
+	require.Equal(t, "partially_refunded", p["status"], "read: %v", p)
+	require.Len(t, p["refunds"].([]any), 1, "read: %v", p)
+	require.NotEmpty(t, p["acquirer"].(map[string]any)["reference"], "read: %v", p)
 
 	// A declined card: declined, the hold released.
 	dec := s.tokenize(t, "4000000000000002", "123")
-	if st, p := s.pay(t, `{"token":"`+dec+`","amount":1000,"currency":"USD","capture":true}`, ""); st != 200 || p["status"] != "declined" || p["decline_code"] != "card_declined" {
-		t.Fatalf("declined card: %d %v", st, p)
-	}
+	st, p = s.pay(t, `{"token":"`+dec+`","amount":1000,"currency":"USD","capture":true}`, "")
+	require.Equal(t, 200, st, "declined card: %v", p)
+	require.Equal(t, "declined", p["status"], "declined card: %v", p)
+	require.Equal(t, "card_declined", p["decline_code"], "declined card: %v", p)
 	// Bad input: typed errors naming the field, and the acquirer not called.
 	before := s.sim.Requests("authorize")
 	ok := `{"token":"` + tok + `","amount":100,"currency":"USD"}`
@@ -359,9 +336,9 @@ func TestPaymentEndToEnd(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			st, m := s.pay(t, tt.body, tt.idem)
 			e, _ := m["error"].(map[string]any)
-			if st < 400 || st >= 500 || e["code"] != tt.code || e["field"] != tt.field {
-				t.Fatalf("got %d %v, want %s (%s)", st, m, tt.code, tt.field)
-			}
+			require.True(t, st >= 400 && st < 500, "got %d %v, want a 4xx", st, m)
+			require.Equal(t, tt.code, e["code"], "%v", m)
+			require.Equal(t, tt.field, e["field"], "%v", m)
 		})
 	}
 	t.Run("invalid idempotency key over gRPC", func(t *testing.T) {
@@ -377,21 +354,18 @@ func TestPaymentEndToEnd(t *testing.T) {
 			assert.Equal(t, "Idempotency-Key", apierr.From(err).Field)
 		}
 	})
-	if n := s.sim.Requests("authorize"); n != before {
-		t.Fatalf("refused requests reached the acquirer (%d calls)", n-before)
-	}
+	require.Equal(t, before, s.sim.Requests("authorize"), "refused requests reached the acquirer")
 	st, list := s.call(t, "GET", "http://"+s.gw+"/v1/payments?page_size=1", "", "")
-	if st != 200 || len(list["payments"].([]any)) != 1 || list["next_page_token"] == "" {
-		t.Fatalf("list: %d %v", st, list)
-	}
-	if v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{}); err != nil || len(v.Problems) != 0 {
-		t.Fatalf("ledger verify: %+v %v", v, err)
-	}
+	require.Equal(t, 200, st, "list: %v", list)
+	require.Len(t, list["payments"].([]any), 1, "list: %v", list)
+	require.NotEmpty(t, list["next_page_token"], "list: %v", list)
+	v, err := s.ledger.Verify(s.ledgerCtx, &ledgerv1.VerifyRequest{})
+	require.NoError(t, err, "ledger verify")
+	require.Empty(t, v.Problems, "ledger verify")
 	// Idempotency-Keys are stored hashed, never as sent.
 	const storedKey = "idempotency-key-stored-hashed-7f3a"
-	if st, p := s.pay(t, `{"token":"`+tok+`","amount":100,"currency":"USD"}`, storedKey); st != 200 {
-		t.Fatalf("payment with a key: %d %v", st, p)
-	}
+	st, p = s.pay(t, `{"token":"`+tok+`","amount":100,"currency":"USD"}`, storedKey)
+	require.Equal(t, 200, st, "payment with a key: %v", p)
 	assert.NotContains(t, string(s.pg.Dump(t, s.gatewayDB)), storedKey)
 	assert.NotContains(t, string(s.pg.Dump(t, s.gatewayDB)), "order-1")
 	leaks := testenv.NewLeakScanner()
@@ -407,9 +381,7 @@ func TestPaymentEndToEnd(t *testing.T) {
 	}
 	hits, summary := leaks.Report()
 	t.Log(summary)
-	for _, h := range hits {
-		t.Errorf("leak: %s", h)
-	}
+	assert.Empty(t, hits, "leaks")
 }
 
 // TestAcquirerFailures: a timeout is failed with a reversal sent and the
@@ -431,19 +403,15 @@ func TestAcquirerFailures(t *testing.T) {
 			tok := s.tokenize(t, tt.pan, "123")
 			auth, rev := s.sim.Requests("authorize"), s.sim.Requests("reversal")
 			st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","capture":true}`, "")
-			if st != 200 || p["status"] != "failed" || p["decline_code"] != tt.code {
-				t.Fatalf("got %d %v", st, p)
-			}
-			if n := s.sim.Requests("authorize") - auth; n != 1 {
-				t.Fatalf("acquirer authorizations: %d, want 1", n)
-			}
-			if n := s.sim.Requests("reversal") - rev; n != tt.reversals {
-				t.Fatalf("reversals: %d, want %d", n, tt.reversals)
-			}
+			require.Equal(t, 200, st, "%v", p)
+			require.Equal(t, "failed", p["status"], "%v", p)
+			require.Equal(t, tt.code, p["decline_code"], "%v", p)
+			require.Equal(t, int64(1), s.sim.Requests("authorize")-auth, "acquirer authorizations")
+			require.Equal(t, tt.reversals, s.sim.Requests("reversal")-rev, "reversals")
 			b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "USD"})
-			if err != nil || b.Held != 0 || b.Pending != 0 {
-				t.Fatalf("ledger: %+v %v (the hold must be released)", b, err)
-			}
+			require.NoError(t, err)
+			require.EqualValues(t, 0, b.Held, "ledger: %+v (the hold must be released)", b)
+			require.EqualValues(t, 0, b.Pending, "ledger: %+v (the hold must be released)", b)
 		})
 	}
 }
@@ -461,31 +429,30 @@ func TestStripeConnector(t *testing.T) {
 	tok := s.tokenize(t, "5555555555554444", "321")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","capture":false}`, "stripe-1")
 	acq, _ := p["acquirer"].(map[string]any)
-	if st != 200 || p["status"] != "declined" || acq["name"] != "stripe" || !strings.HasPrefix(acq["reference"].(string), "pi_") {
-		t.Fatalf("stripe payment: %d %v", st, p)
-	}
-	if st, again := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","capture":false}`, "stripe-1"); st != 200 || again["id"] != p["id"] {
-		t.Fatalf("retry: %d %v", st, again)
-	}
+	require.Equal(t, 200, st, "stripe payment: %v", p)
+	require.Equal(t, "declined", p["status"], "stripe payment: %v", p)
+	require.Equal(t, "stripe", acq["name"], "stripe payment: %v", p)
+	require.True(t, strings.HasPrefix(acq["reference"].(string), "pi_"), "stripe payment: %v", p)
+	st, again := s.pay(t, `{"token":"`+tok+`","amount":1200,"currency":"EUR","capture":false}`, "stripe-1")
+	require.Equal(t, 200, st, "retry: %v", again)
+	require.Equal(t, p["id"], again["id"], "retry")
 	// The request may still name another connector.
 	sim := s.tokenize(t, "4242424242424242", "123")
 	st, sp := s.pay(t, `{"token":"`+sim+`","amount":1200,"currency":"EUR","acquirer":"simulator"}`, "")
-	if st != 200 || sp["status"] != "authorized" || sp["acquirer"].(map[string]any)["name"] != "simulator" {
-		t.Fatalf("simulator by request: %d %v", st, sp)
-	}
-	if st, c := s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+sp["id"].(string)+"/cancel", `{}`, ""); st != 200 || c["status"] != "canceled" {
-		t.Fatalf("cancel: %d %v", st, c)
-	}
+	require.Equal(t, 200, st, "simulator by request: %v", sp)
+	require.Equal(t, "authorized", sp["status"], "simulator by request: %v", sp)
+	require.Equal(t, "simulator", sp["acquirer"].(map[string]any)["name"], "simulator by request: %v", sp)
+	st, c := s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+sp["id"].(string)+"/cancel", `{}`, "")
+	require.Equal(t, 200, st, "cancel: %v", c)
+	require.Equal(t, "canceled", c["status"], "cancel")
 	b, err := s.ledger.GetMerchantBalances(s.ledgerCtx, &ledgerv1.GetMerchantBalancesRequest{MerchantId: s.merchantID, Currency: "EUR"})
-	if err != nil || b.Held != 0 {
-		t.Fatalf("ledger: %+v %v", b, err)
-	}
+	require.NoError(t, err)
+	require.EqualValues(t, 0, b.Held, "ledger: %+v", b)
 	leaks := testenv.NewLeakScanner()
 	leaks.AddCard("5555555555554444", "321")
 	leaks.Scan("logs", s.logs.Bytes())
-	if hits, _ := leaks.Report(); len(hits) > 0 {
-		t.Fatalf("leaks: %v", hits)
-	}
+	hits, _ := leaks.Report()
+	require.Empty(t, hits, "leaks")
 }
 
 // TestRiskBlocked: a payment riskd blocks is declined with risk_blocked,
@@ -494,28 +461,22 @@ func TestRiskBlocked(t *testing.T) {
 	s := start(t)
 	tok := s.tokenize(t, "6011111111111117", "123")
 	conn, err := grpc.NewClient(s.riskAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close()
 	rctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer risk-token")
-	if _, err := riskv1.NewRiskServiceClient(conn).AddListEntries(rctx, &riskv1.ListEntriesRequest{List: "block_ips", Values: []string{"198.51.100.66"}}); err != nil {
-		t.Fatal(err)
-	}
+	_, err = riskv1.NewRiskServiceClient(conn).AddListEntries(rctx, &riskv1.ListEntriesRequest{List: "block_ips", Values: []string{"198.51.100.66"}})
+	require.NoError(t, err)
 	calls := s.sim.Requests("authorize")
 	st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.66"}`, "")
 	risk, _ := p["risk"].(map[string]any)
-	if st != 200 || p["status"] != "declined" || p["decline_code"] != "risk_blocked" || risk["action"] != "block" {
-		t.Fatalf("blocked payment: %d %v", st, p)
-	}
-	if n := s.sim.Requests("authorize") - calls; n != 0 {
-		t.Fatalf("the acquirer received %d authorizations for a blocked payment", n)
-	}
-	if b := s.balances(t); b.Held != 0 {
-		t.Fatalf("the ledger holds %d for a blocked payment", b.Held)
-	}
+	require.Equal(t, 200, st, "blocked payment: %v", p)
+	require.Equal(t, "declined", p["status"], "blocked payment: %v", p)
+	require.Equal(t, "risk_blocked", p["decline_code"], "blocked payment: %v", p)
+	require.Equal(t, "block", risk["action"], "blocked payment: %v", p)
+	require.Equal(t, calls, s.sim.Requests("authorize"), "the acquirer received authorizations for a blocked payment")
+	require.EqualValues(t, 0, s.balances(t).Held, "the ledger holds money for a blocked payment")
 	// Another IP pays.
-	if st, p := s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.67"}`, ""); st != 200 || p["status"] != "authorized" {
-		t.Fatalf("unblocked payment: %d %v", st, p)
-	}
+	st, p = s.pay(t, `{"token":"`+tok+`","amount":1000,"currency":"USD","customer_ip":"198.51.100.67"}`, "")
+	require.Equal(t, 200, st, "unblocked payment: %v", p)
+	require.Equal(t, "authorized", p["status"], "unblocked payment: %v", p)
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 )
 
 func TestRedact(t *testing.T) {
@@ -24,24 +25,21 @@ func TestRedact(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			b := []byte(tt.in)
-			if n := Redact(b); n != tt.n || string(b) != tt.out {
-				t.Fatalf("got %q (%d), want %q (%d)", b, n, tt.out, tt.n)
-			}
+			n := Redact(b)
+			require.Equal(t, tt.out, string(b))
+			require.Equal(t, tt.n, n)
 		})
 	}
 	glued := []byte("ref9424242424242424242x")
-	if n := Redact(glued, []byte("4242424242424242")); n < 1 || bytes.Contains(glued, []byte("4242424242424242")) {
-		t.Fatalf("known PAN glued to digits: %q", glued)
-	}
+	require.GreaterOrEqual(t, Redact(glued, []byte("4242424242424242")), 1, "known PAN glued to digits")
+	require.NotContains(t, string(glued), "4242424242424242", "known PAN glued to digits")
 }
 
 func TestContainsAndString(t *testing.T) {
-	if !Contains("card 4242-4242-4242-4242") || Contains("order 1700000000000000") || Contains("") {
-		t.Fatal("Contains")
-	}
-	if got := String("x 5555555555554444 y"); got != "x ************4444 y" {
-		t.Fatalf("String: %q", got)
-	}
+	require.True(t, Contains("card 4242-4242-4242-4242"))
+	require.False(t, Contains("order 1700000000000000"))
+	require.False(t, Contains(""))
+	require.Equal(t, "x ************4444 y", String("x 5555555555554444 y"))
 }
 
 func FuzzRedact(f *testing.F) {
@@ -51,24 +49,19 @@ func FuzzRedact(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		in := bytes.Clone(b)
 		Redact(b)
-		if len(b) != len(in) {
-			t.Fatal("length changed")
-		}
+		require.Len(t, b, len(in), "length changed")
 		again := bytes.Clone(b)
-		if Redact(again); !bytes.Equal(again, b) {
-			t.Fatalf("not idempotent: %q -> %q", b, again)
-		}
+		Redact(again)
+		require.Equal(t, b, again, "not idempotent")
 		// With a revealed number and CVC: the same, and the number is gone.
 		r := NewRedactor([][]byte{[]byte(testPAN)}, [][]byte{[]byte(testCVC)})
 		k := bytes.Clone(in)
 		r.Redact(k)
-		if len(k) != len(in) || bytes.Contains(k, []byte(testPAN)) {
-			t.Fatalf("revealed number: %q -> %q", in, k)
-		}
+		require.Len(t, k, len(in), "revealed number: %q -> %q", in, k)
+		require.NotContains(t, string(k), testPAN, "revealed number: %q -> %q", in, k)
 		again = bytes.Clone(k)
-		if r.Redact(again); !bytes.Equal(again, k) {
-			t.Fatalf("not idempotent with revealed values: %q -> %q", k, again)
-		}
+		r.Redact(again)
+		require.Equal(t, k, again, "not idempotent with revealed values")
 	})
 }
 

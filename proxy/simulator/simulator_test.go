@@ -36,6 +36,18 @@ func newSim(t *testing.T, cfg Config) (*Simulator, *client) {
 
 func (c *client) do(method, path string, body any, idem string) (int, map[string]any, string) {
 	c.t.Helper()
+	status, out, raw, err := c.try(method, path, body, idem)
+	require.NoError(c.t, err)
+	return status, out, raw
+}
+
+// on is c reporting to t (a subtest: require must fail the test whose
+// goroutine runs it, not the parent).
+func (c *client) on(t *testing.T) *client { return &client{t: t, srv: c.srv} }
+
+// try is do without the test's assertion, for goroutines (require must not
+// be called off the test goroutine).
+func (c *client) try(method, path string, body any, idem string) (int, map[string]any, string, error) {
 	var rd io.Reader
 	if body != nil {
 		b, _ := json.Marshal(body)
@@ -47,13 +59,13 @@ func (c *client) do(method, path string, body any, idem string) (int, map[string
 	}
 	resp, err := c.srv.Client().Do(req)
 	if err != nil {
-		c.t.Fatal(err)
+		return 0, nil, "", err
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	var out map[string]any
 	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out, string(raw)
+	return resp.StatusCode, out, string(raw), nil
 }
 
 func auth(number string, amount int64, capture bool) map[string]any {
@@ -85,7 +97,7 @@ func TestTestCardOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, body, raw := c.do("POST", "/v1/authorizations", auth(tt.number, 1000, false), "")
+			status, body, raw := c.on(t).do("POST", "/v1/authorizations", auth(tt.number, 1000, false), "")
 			got := body["status"]
 			if code, ok := body["decline_code"]; ok {
 				got = code
@@ -93,15 +105,12 @@ func TestTestCardOutcomes(t *testing.T) {
 			if e, ok := body["error"].(map[string]any); ok {
 				got = e["code"]
 			}
-			if status != tt.status || got != tt.outcome {
-				t.Fatalf("got %d %v; want %d %s", status, got, tt.status, tt.outcome)
-			}
+			require.Equal(t, tt.status, status, raw)
+			require.Equal(t, tt.outcome, got, raw)
 			// The number in any form (plain, grouped by 4 with spaces or
 			// dashes, or just its last 12 digits) and the CVC must be absent.
 			for _, form := range []string{tt.number, group(tt.number, " "), group(tt.number, "-"), tt.number[len(tt.number)-12:], `"123"`} {
-				if strings.Contains(raw, form) {
-					t.Fatalf("response contains card data (%q): %s", form, raw)
-				}
+				require.NotContains(t, raw, form, "response contains card data")
 			}
 		})
 	}
@@ -113,17 +122,13 @@ func TestSlowCardAndCancelledRequests(t *testing.T) {
 	cl := *c.srv.Client() // a copy: the server's client is shared
 	cl.Timeout = 50 * time.Millisecond
 	b, _ := json.Marshal(auth("4000000000000036", 1000, false))
-	if _, err := cl.Post(c.srv.URL+"/v1/authorizations", "application/json", bytes.NewReader(b)); err == nil {
-		t.Fatal("the slow card answered within 50ms")
-	}
-	if s.Requests("authorize") != 1 {
-		t.Fatalf("requests %d", s.Requests("authorize"))
-	}
+	_, err := cl.Post(c.srv.URL+"/v1/authorizations", "application/json", bytes.NewReader(b))
+	require.Error(t, err, "the slow card answered within 50ms")
+	require.Equal(t, int64(1), s.Requests("authorize"))
 	// With enough patience it approves.
 	status, body, _ := c.do("POST", "/v1/authorizations", auth("4000000000000036", 1000, false), "")
-	if status != 200 || body["status"] != "approved" {
-		t.Fatalf("slow card: %d %v", status, body)
-	}
+	require.Equal(t, 200, status, "slow card: %v", body)
+	require.Equal(t, "approved", body["status"], "slow card")
 }
 
 func TestCaptureCancelRefund(t *testing.T) {
@@ -148,38 +153,32 @@ func TestCaptureCancelRefund(t *testing.T) {
 	}
 	for _, st := range steps {
 		t.Run(st.name, func(t *testing.T) {
-			status, body, _ := c.do("POST", "/v1/authorizations/"+id+st.path, st.body, "")
-			if status != st.status || (st.check != nil && !st.check(body)) {
-				t.Fatalf("got %d %v", status, body)
+			status, body, _ := c.on(t).do("POST", "/v1/authorizations/"+id+st.path, st.body, "")
+			require.Equal(t, st.status, status, "%v", body)
+			if st.check != nil {
+				require.True(t, st.check(body), "%v", body)
 			}
 		})
 	}
 	_, b, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 500, false), "")
-	if status, body, _ := c.do("POST", "/v1/authorizations/"+b["id"].(string)+"/cancel", nil, ""); status != 200 || body["status"] != "canceled" {
-		t.Fatalf("cancel: %d %v", status, body)
-	}
-	if status, _, _ := c.do("POST", "/v1/authorizations/sim_auth_nope/capture", nil, ""); status != 404 {
-		t.Fatalf("unknown id: %d", status)
-	}
+	status, body, _ := c.do("POST", "/v1/authorizations/"+b["id"].(string)+"/cancel", nil, "")
+	require.Equal(t, 200, status, "cancel: %v", body)
+	require.Equal(t, "canceled", body["status"], "cancel")
+	status, _, _ = c.do("POST", "/v1/authorizations/sim_auth_nope/capture", nil, "")
+	require.Equal(t, 404, status, "unknown id")
 	_, d, _ := c.do("POST", "/v1/authorizations", auth("4000000000000002", 500, false), "")
-	if status, _, _ := c.do("POST", "/v1/authorizations/"+d["id"].(string)+"/capture", nil, ""); status != 409 {
-		t.Fatalf("captured a declined authorization: %d", status)
-	}
+	status, _, _ = c.do("POST", "/v1/authorizations/"+d["id"].(string)+"/capture", nil, "")
+	require.Equal(t, 409, status, "captured a declined authorization")
 }
 
 func TestIdempotency(t *testing.T) {
 	s, c := newSim(t, Config{})
 	_, first, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "k1")
 	_, again, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 1000, true), "k1")
-	if first["id"] != again["id"] {
-		t.Fatalf("retry made a new authorization: %v vs %v", first["id"], again["id"])
-	}
-	if status, _, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 2000, true), "k1"); status != 409 {
-		t.Fatalf("same key, different amount: %d", status)
-	}
-	if s.Requests("authorize") != 3 {
-		t.Fatalf("requests counted: %d", s.Requests("authorize"))
-	}
+	require.Equal(t, first["id"], again["id"], "retry made a new authorization")
+	status, _, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 2000, true), "k1")
+	require.Equal(t, 409, status, "same key, different amount")
+	require.Equal(t, int64(3), s.Requests("authorize"), "requests counted")
 }
 
 func TestSettlementReport(t *testing.T) {
@@ -190,40 +189,33 @@ func TestSettlementReport(t *testing.T) {
 	var reportID string
 	read := func() [][]string {
 		resp, err := c.srv.Client().Get(c.srv.URL + "/v1/settlements/next")
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		defer resp.Body.Close()
 		reportID = resp.Header.Get("Settlement-Report-Id")
 		rows, err := csv.NewReader(resp.Body).ReadAll()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return rows
 	}
 	rows := read()
 	first := reportID
-	if len(rows) != 4 || strings.Join(rows[0], ",") != "acquirer_reference,amount,fee,currency,settled_date,type,reason,report_id" {
-		t.Fatalf("report: %v", rows)
-	}
+	require.Len(t, rows, 4, "report: %v", rows)
+	require.Equal(t, "acquirer_reference,amount,fee,currency,settled_date,type,reason,report_id", strings.Join(rows[0], ","))
 	var captures, chargebacks int
 	for _, r := range rows[1:] {
 		switch r[5] {
 		case "capture":
 			captures++
-			if r[1] == "1000" && r[2] != "59" { // 2.9% + 30
-				t.Fatalf("fee %s on 1000", r[2])
+			if r[1] == "1000" {
+				require.Equal(t, "59", r[2], "fee on 1000") // 2.9% + 30
 			}
 		case "chargeback":
 			chargebacks++
-			if r[1] != "-2000" || r[6] != "fraudulent" {
-				t.Fatalf("chargeback amount %s, reason %s", r[1], r[6])
-			}
+			require.Equal(t, "-2000", r[1], "chargeback amount")
+			require.Equal(t, "fraudulent", r[6], "chargeback reason")
 		}
 	}
-	if captures != 2 || chargebacks != 1 {
-		t.Fatalf("captures %d chargebacks %d", captures, chargebacks)
-	}
+	require.Equal(t, 2, captures, "captures")
+	require.Equal(t, 1, chargebacks, "chargebacks")
 	// Reading is idempotent: the same report until it is acknowledged
 	// (a second read used to return nothing, so a lost answer lost the
 	// report).
@@ -246,9 +238,7 @@ func TestSettlementReport(t *testing.T) {
 		status, _, _ = c.do("POST", "/v1/settlements/"+reportID+"/ack", nil, "")
 		require.Equal(t, 200, status)
 	}
-	if again := read(); len(again) != 1 {
-		t.Fatalf("settled lines reported twice: %v", again)
-	}
+	require.Len(t, read(), 1, "settled lines reported twice")
 	assert.Empty(t, reportID, "an empty report has no id")
 	status, _, _ = c.do("POST", "/v1/settlements/stl_9999/ack", nil, "")
 	assert.Equal(t, 404, status)
@@ -336,15 +326,18 @@ func TestConcurrentSameKey(t *testing.T) {
 	type answer struct {
 		status int
 		body   map[string]any
+		err    error
 	}
 	answers := make(chan answer, 2)
 	for range 2 {
 		go func() {
-			st, b, _ := c.do("POST", "/v1/authorizations/"+id+"/refunds", map[string]any{"amount": 400}, "refund-1")
-			answers <- answer{st, b}
+			st, b, _, err := c.try("POST", "/v1/authorizations/"+id+"/refunds", map[string]any{"amount": 400}, "refund-1")
+			answers <- answer{st, b, err}
 		}()
 	}
 	first, second := <-answers, <-answers
+	require.NoError(t, first.err)
+	require.NoError(t, second.err)
 	assert.Equal(t, 200, first.status)
 	assert.Equal(t, 200, second.status)
 	assert.Equal(t, first.body, second.body, "the second request replays the first answer")

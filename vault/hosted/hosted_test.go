@@ -326,8 +326,8 @@ func FuzzParseReports(f *testing.F) {
 	f.Add("application/json", []byte(`{"csp-report":{"violated-directive":"img-src x"}}`))
 	f.Fuzz(func(t *testing.T, ctype string, body []byte) {
 		for _, d := range parseReports(ctype, body) {
-			if d != "other" && !directives[d] {
-				t.Fatalf("label %q outside the fixed set", d)
+			if d != "other" {
+				require.True(t, directives[d], "label %q outside the fixed set", d)
 			}
 		}
 	})
@@ -345,11 +345,10 @@ func FuzzFrameRequest(f *testing.F) {
 			var e struct {
 				Error struct{ Code, Message string }
 			}
-			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" {
-				t.Fatalf("status %d without a typed error: %q", w.Code, w.Body.String())
-			}
-			if len(body) >= 12 && strings.Contains(e.Error.Message, body) {
-				t.Fatalf("error message echoes the input")
+			require.NoError(t, json.Unmarshal(w.Body.Bytes(), &e), "status %d without a typed error: %q", w.Code, w.Body.String())
+			require.NotEmpty(t, e.Error.Code, "status %d without a typed error: %q", w.Code, w.Body.String())
+			if len(body) >= 12 {
+				require.NotContains(t, e.Error.Message, body, "error message echoes the input")
 			}
 		}
 	})
@@ -376,9 +375,9 @@ func FuzzValidOrigin(f *testing.F) {
 		}
 		// An accepted origin is exactly scheme://host[:port]: nothing that
 		// could end the frame-ancestors directive or add another.
-		if strings.ContainsAny(o, " ;,'\"\t\r\n") || strings.Count(o, "/") != 2 || !(strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://")) {
-			t.Fatalf("accepted %q", o)
-		}
+		require.False(t, strings.ContainsAny(o, " ;,'\"\t\r\n"), "accepted %q", o)
+		require.Equal(t, 2, strings.Count(o, "/"), "accepted %q", o)
+		require.True(t, strings.HasPrefix(o, "https://") || strings.HasPrefix(o, "http://"), "accepted %q", o)
 	})
 }
 

@@ -1,10 +1,12 @@
 package clitest
 
 import (
+	"bytes"
 	"context"
-	"flag"
 	"testing"
 
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/cli"
@@ -16,24 +18,65 @@ type BadVar struct {
 	Name, Key, Value string
 }
 
-// SharedBadVars are variables every daemon reads (its HTTP edge flags).
+// SharedBadVars are variables every daemon reads (its HTTP edge and log
+// settings).
 var SharedBadVars = []BadVar{
 	{"edge bool", "OBOL_HTTP_TLS", "yes-please"},
 	{"edge integer", "OBOL_AUTH_FAIL_LIMIT", "twenty"},
+	{"edge positive integer", "OBOL_AUTH_FAIL_PREFIX_LIMIT", "-3"},
+	{"edge duration", "OBOL_AUTH_FAIL_WINDOW", "soon"},
+	{"log format not one of json or text", "OBOL_LOG_FORMAT", "yaml"},
 }
 
-// Config checks a daemon's configuration edge: -h and --help end without
-// an error other than flag.ErrHelp (the binary exits 0 on it, see
-// cli.Exit), and every bad variable stops the start with ErrBadEnv naming
-// the variable and the accepted form, without echoing the value.
-func Config(t *testing.T, run func(ctx context.Context, args []string) error, bad []BadVar) {
+// secretValue is what every secret variable is set to while -h runs: it
+// must never show.
+const secretValue = "s3cret-never-printed"
+
+// Config checks a daemon's configuration edge (cfg is a pointer to its
+// config struct, e.g. &config.Vaultd{}):
+//   - -h and --help end with pflag.ErrHelp or nil (the binary exits 0 on
+//     either, see cli.Exit), print to cli.UsageOutput and list every
+//     variable, without printing a secret's value;
+//   - every bad variable (bad, then SharedBadVars unless shared is false)
+//     stops the start with ErrBadEnv naming the variable and the accepted
+//     form, without echoing the value;
+//   - a bad flag value, an unknown flag and a password in a URL flag stop it
+//     with ErrBadFlag naming the flag, without echoing the value.
+func Config(t *testing.T, run func(ctx context.Context, args []string) error, cfg any, shared bool, bad []BadVar) {
 	t.Helper()
+	settings := cli.Settings(cfg)
 	for _, arg := range []string{"-h", "--help"} {
 		t.Run("help "+arg, func(t *testing.T) {
-			require.ErrorIs(t, run(context.Background(), []string{arg}), flag.ErrHelp)
+			for _, s := range settings {
+				if s.Secret {
+					for _, e := range s.Env {
+						t.Setenv(e, secretValue)
+					}
+				}
+			}
+			var out bytes.Buffer
+			prev := cli.UsageOutput
+			cli.UsageOutput = &out
+			defer func() { cli.UsageOutput = prev }()
+			if err := run(context.Background(), []string{arg}); err != nil { // cobra commands answer nil
+				require.ErrorIs(t, err, pflag.ErrHelp)
+			}
+			for _, s := range settings {
+				for _, e := range s.Env {
+					assert.Contains(t, out.String(), e, "-h names every variable")
+				}
+				if s.Flag != "" {
+					assert.Contains(t, out.String(), "--"+s.Flag)
+				}
+			}
+			assert.NotContains(t, out.String(), secretValue, "-h never prints a secret")
 		})
 	}
-	for _, tt := range append(append([]BadVar{}, SharedBadVars...), bad...) {
+	all := append([]BadVar{}, bad...)
+	if shared {
+		all = append(all, SharedBadVars...)
+	}
+	for _, tt := range all {
 		t.Run(tt.Name, func(t *testing.T) {
 			t.Setenv(tt.Key, tt.Value)
 			err := run(context.Background(), nil)
@@ -42,6 +85,35 @@ func Config(t *testing.T, run func(ctx context.Context, args []string) error, ba
 			require.ErrorContains(t, err, "want ")
 			require.NotContains(t, err.Error(), tt.Value, "the value is never echoed (it may be a secret)")
 		})
+	}
+	t.Run("unknown flag", func(t *testing.T) {
+		require.ErrorContains(t, run(context.Background(), []string{"--no-such-flag"}), "unknown flag: --no-such-flag")
+	})
+	t.Run("unexpected argument", func(t *testing.T) {
+		require.ErrorContains(t, run(context.Background(), []string{"stray"}), `"stray"`)
+	})
+	for _, s := range settings {
+		if s.Flag == "" {
+			continue
+		}
+		switch {
+		case s.Type == "duration" || s.Type == "int":
+			t.Run("bad flag --"+s.Flag, func(t *testing.T) {
+				err := run(context.Background(), []string{"--" + s.Flag, "soon-ish"})
+				require.ErrorIs(t, err, cli.ErrBadFlag)
+				require.ErrorContains(t, err, "--"+s.Flag)
+				require.ErrorContains(t, err, "want "+s.Form)
+				require.NotContains(t, err.Error(), "soon-ish")
+			})
+		case s.Password:
+			t.Run("password in --"+s.Flag, func(t *testing.T) {
+				err := run(context.Background(), []string{"--" + s.Flag, "postgres://obol:" + secretValue + "@127.0.0.1:1/x"})
+				require.ErrorIs(t, err, cli.ErrBadFlag)
+				require.ErrorContains(t, err, "--"+s.Flag)
+				require.ErrorContains(t, err, s.Var())
+				require.NotContains(t, err.Error(), secretValue)
+			})
+		}
 	}
 }
 

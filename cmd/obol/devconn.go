@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/telemetry"
+	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	"github.com/obolpay/obol/vault/vaultd"
+)
+
+// Names of the addresses a running obol dev records in its lock file.
+const (
+	addrLedgerGRPC  = "ledger gRPC"
+	addrGatewayGRPC = "gateway gRPC"
+)
+
+// defaultLedgerAddr is ledgerd's default gRPC address.
+const defaultLedgerAddr = "127.0.0.1:9092"
+
+// devAddress is the address named name that a running obol dev recorded in
+// its data dir's lock file ("" if none: a killed one's record names a dead
+// process). It only reads the file: probing the lock could make an obol dev
+// that starts at that moment refuse to run.
+func devAddress(dataDir, name string) string {
+	b, err := os.ReadFile(filepath.Join(dataDir, DevLockFile))
+	if err != nil {
+		return ""
+	}
+	var info devLockInfo
+	if json.Unmarshal(b, &info) != nil || !processAlive(info.PID) {
+		return ""
+	}
+	return info.Addresses[name]
+}
+
+// devCredential is a token from obol dev's credentials file in dataDir.
+func devCredential(dataDir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, vaultd.CredentialsFile))
+	if err != nil {
+		return "", fmt.Errorf("no obol dev credentials file in --data-dir %s", dataDir)
+	}
+	creds := map[string]string{}
+	if err := json.Unmarshal(b, &creds); err != nil {
+		return "", fmt.Errorf("obol dev credentials in --data-dir %s: %w", dataDir, err)
+	}
+	if creds[name] == "" {
+		return "", fmt.Errorf("the obol dev credentials in --data-dir %s have no %s (start obol dev once)", dataDir, name)
+	}
+	return creds[name], nil
+}
+
+// ledgerAddr is where the ledger verbs dial: --ledger-addr or
+// OBOL_LEDGER_ADDR, else the running obol dev's in --data-dir, else
+// ledgerd's default.
+func ledgerAddr(c config.LedgerClient) string {
+	if c.LedgerAddr != "" {
+		return c.LedgerAddr
+	}
+	if a := devAddress(c.DataDir, addrLedgerGRPC); a != "" {
+		return a
+	}
+	return defaultLedgerAddr
+}
+
+// dialLedger connects to ledgerd with its service token: OBOL_LEDGER_TOKEN,
+// else obol dev's from --data-dir.
+func dialLedger(ctx context.Context, c config.LedgerClient) (ledgerv1.LedgerServiceClient, context.Context, func(), error) {
+	token := c.LedgerToken
+	if token == "" {
+		var err error
+		if token, err = devCredential(c.DataDir, "ledger_token"); err != nil {
+			return nil, nil, nil, fmt.Errorf("OBOL_LEDGER_TOKEN is not set and %w", err)
+		}
+	}
+	creds := insecure.NewCredentials()
+	if c.LedgerCA != "" {
+		pem, err := os.ReadFile(c.LedgerCA)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, nil, fmt.Errorf("%s: no PEM certificates", c.LedgerCA)
+		}
+		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+	}
+	conn, err := grpc.NewClient(ledgerAddr(c), grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), func() { conn.Close() }, nil
+}
+
+// ledgerCmd is a ledger or payouts verb that talks to ledgerd
+// (config.LedgerClient) with its own flags, added by the caller; do runs
+// with the client.
+func ledgerCmd(use, short, long string, args cobra.PositionalArgs, do func(ctx context.Context, cmd *cobra.Command, args []string, c ledgerv1.LedgerServiceClient) error) *cobra.Command {
+	var c config.LedgerClient
+	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: args}
+	l := bind(cmd, &c)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := l.Load(); err != nil {
+			return err
+		}
+		lc, cctx, closer, err := dialLedger(cmd.Context(), c)
+		if err != nil {
+			return err
+		}
+		defer closer()
+		return do(cctx, cmd, args, lc)
+	}
+	return cmd
+}

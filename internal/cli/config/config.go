@@ -1,0 +1,305 @@
+// Package config holds the settings of every Obol binary, one struct per
+// binary (obol's verbs: one per group of verbs), each field tagged with
+// its variable, flag, default, accepted form and doc (see internal/cli for
+// the tags and the strict loader). deploy/CONFIG.md is generated from
+// Binaries (go run ./internal/cli/config/gen), and Known is the set the
+// start-up warning about unknown OBOL_* variables checks against.
+package config
+
+import (
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/obolpay/obol/internal/cli"
+)
+
+// Common are the settings every daemon shares besides the HTTP edge.
+type Common struct {
+	LogFormat  string `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"json" oneof:"json|text" doc:"log line format"`
+	Reflection bool   `env:"OBOL_GRPC_REFLECTION" flag:"grpc-reflection" doc:"enable gRPC reflection"`
+	Tracing
+}
+
+// Tracing is read and checked by internal/telemetry (a bad value stops the
+// start with telemetry.ErrConfig); it is here to be documented.
+type Tracing struct {
+	Mode string `env:"OBOL_TRACING" readby:"internal/telemetry" form:"off or otlp; empty: on exactly when OTEL_EXPORTER_OTLP_ENDPOINT is set" doc:"OpenTelemetry tracing over OTLP/HTTP; the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...) also apply"`
+}
+
+// ServerTLS is a daemon's gRPC server certificate.
+type ServerTLS struct {
+	TLSCert string `env:"OBOL_TLS_CERT" flag:"tls-cert" form:"a PEM file" doc:"gRPC server certificate (plaintext gRPC without it: development only)"`
+	TLSKey  string `env:"OBOL_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"gRPC server key"`
+}
+
+// Vault is how vaultd and obol's key verbs reach HashiCorp Vault.
+type Vault struct {
+	Address      string `env:"OBOL_VAULT_ADDR,VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"HashiCorp Vault address"`
+	Token        string `env:"OBOL_VAULT_TOKEN,VAULT_TOKEN" secret:"true" doc:"Vault token (ignored with AppRole, a token file or Kubernetes auth)"`
+	CACertFile   string `env:"OBOL_VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate for Vault's TLS"`
+	RoleID       string `env:"OBOL_VAULT_ROLE_ID" flag:"vault-role-id" doc:"AppRole role id"`
+	SecretIDFile string `env:"OBOL_VAULT_SECRET_ID_FILE" flag:"vault-secret-id-file" form:"a file" doc:"file holding the AppRole secret id"`
+	Mount        string `env:"OBOL_TRANSIT_MOUNT" flag:"transit-mount" default:"transit" doc:"transit mount"`
+	KeyName      string `env:"OBOL_TRANSIT_KEY" flag:"transit-key" default:"obol-kek" doc:"transit key used as KEK"`
+}
+
+// Vaultd is cmd/vaultd's configuration.
+type Vaultd struct {
+	Vault
+	Namespace         string `env:"OBOL_VAULT_NAMESPACE" flag:"vault-namespace" doc:"Vault namespace"`
+	TokenFile         string `env:"OBOL_VAULT_TOKEN_FILE" flag:"vault-token-file" form:"a file" doc:"file holding a Vault token kept fresh by Vault Agent"`
+	AppRoleMount      string `env:"OBOL_VAULT_APPROLE_MOUNT" flag:"vault-approle-mount" default:"approle" doc:"AppRole auth mount"`
+	KubernetesRole    string `env:"OBOL_VAULT_K8S_ROLE" flag:"vault-k8s-role" doc:"Vault Kubernetes auth role"`
+	KubernetesMount   string `env:"OBOL_VAULT_K8S_MOUNT" flag:"vault-k8s-mount" default:"kubernetes" doc:"Vault Kubernetes auth mount"`
+	KubernetesJWTFile string `env:"OBOL_VAULT_K8S_JWT_FILE" flag:"vault-k8s-jwt-file" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" form:"a file" doc:"service account token file for Kubernetes auth"`
+	FingerprintPath   string `env:"OBOL_FINGERPRINT_PATH" flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
+	AuditAnchorPath   string `env:"OBOL_AUDIT_ANCHOR_PATH" flag:"audit-anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the audit anchor"`
+	PostgresURL       string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"vault database"`
+	RedisURL          string `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for CVCs"`
+	GRPCAddr          string `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"gRPC listen address (always TLS)"`
+	HTTPAddr          string `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"REST listen address"`
+	ServerTLS
+	ClientCA           string        `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of service client certificates"`
+	GatewayIdentity    string        `env:"OBOL_GATEWAY_IDENTITY" flag:"gateway-identity" default:"spiffe://obol.local/gatewayd" form:"a URI" doc:"URI SAN of the gateway's client certificate (the only identity cards are revealed to)"`
+	CVCTTL             time.Duration `env:"OBOL_CVC_TTL" flag:"cvc-ttl" positive:"true" doc:"how long a CVC is held (default 1h, max 24h)"`
+	CVCClientSecretTTL time.Duration `env:"OBOL_CVC_CLIENT_SECRET_TTL" flag:"cvc-client-secret-ttl" positive:"true" doc:"how long a CVC client secret stays usable (default 10m, max 1h)"`
+	DEKMaxAge          time.Duration `env:"OBOL_DEK_MAX_AGE" flag:"dek-max-age" default:"1h" positive:"true" doc:"retire a data key after this long"`
+	DEKMaxUses         int64         `env:"OBOL_DEK_MAX_USES" flag:"dek-max-uses" default:"1000000" positive:"true" doc:"retire a data key after this many encryptions"`
+	KeyCheckEvery      time.Duration `env:"OBOL_KEY_CHECK_INTERVAL" flag:"key-check-interval" default:"1s" positive:"true" doc:"how often Vault's seal status is checked"`
+	KEKCheckEvery      time.Duration `env:"OBOL_KEK_CHECK_INTERVAL" flag:"kek-check-interval" default:"10s" positive:"true" doc:"how often the KEK version is checked for rotations"`
+	AuditAnchorEvery   time.Duration `env:"OBOL_AUDIT_ANCHOR_INTERVAL" flag:"audit-anchor-interval" default:"10s" positive:"true" doc:"how often the audit chain's head is anchored in Vault"`
+	ReencryptOlderThan time.Duration `env:"OBOL_REENCRYPT_OLDER_THAN" flag:"reencrypt-older-than" doc:"re-seal cards under DEKs older than this in the background and destroy unused DEKs (0: off)"`
+	ReencryptEvery     time.Duration `env:"OBOL_REENCRYPT_INTERVAL" flag:"reencrypt-interval" default:"1h" positive:"true" doc:"how often the re-encryption job runs"`
+	NoAutoRewrap       bool          `env:"OBOL_NO_AUTO_REWRAP" flag:"no-auto-rewrap" doc:"do not rewrap stored DEKs automatically after a KEK rotation"`
+	Common
+	cli.EdgeConfig
+}
+
+// Gatewayd is cmd/gatewayd's configuration.
+type Gatewayd struct {
+	PostgresURL       string            `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"gateway database"`
+	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica (without it each replica counts alone)"`
+	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gRPC listen address"`
+	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"REST listen address"`
+	VaultAddr         string            `env:"OBOL_VAULT_GRPC_ADDR" flag:"vault-grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd gRPC address (mTLS)"`
+	RiskAddr          string            `env:"OBOL_RISK_ADDR" flag:"risk-addr" default:"127.0.0.1:9091" form:"host:port" doc:"riskd gRPC address"`
+	RiskToken         string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"riskd's service token"`
+	LedgerAddr        string            `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd gRPC address"`
+	LedgerToken       string            `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token"`
+	SimulatorURL      string            `env:"OBOL_SIMULATOR_URL" flag:"simulator-url" form:"an https:// URL" doc:"acquirer simulator base URL"`
+	StripeURL         string            `env:"OBOL_STRIPE_URL" flag:"stripe-url" form:"an https:// URL" doc:"Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)"`
+	StripeSecretKey   string            `env:"OBOL_STRIPE_SECRET_KEY" secret:"true" doc:"Stripe secret key (turns the stripe connector on)"`
+	DefaultAcquirer   string            `env:"OBOL_DEFAULT_ACQUIRER" flag:"default-acquirer" doc:"connector for payments that name none (default: simulator, or stripe when only it is configured)"`
+	MerchantAcquirers map[string]string `env:"OBOL_MERCHANT_ACQUIRERS" flag:"merchant-acquirers" form:"merchant=connector pairs, comma-separated, e.g. mer_a=stripe,mer_b=simulator" doc:"per-merchant connectors"`
+	RoutesFile        string            `env:"OBOL_GATEWAY_ROUTES" flag:"routes" form:"a YAML file" doc:"route file for POST /v1/forward (hot-reloaded); /v1/forward is off without it"`
+	UpstreamCA        string            `env:"OBOL_UPSTREAM_CA" flag:"upstream-ca" form:"a PEM file" doc:"extra CA certificates trusted for /v1/forward upstreams, besides the system's"`
+	ForwardTimeout    time.Duration     `env:"OBOL_FORWARD_TIMEOUT" flag:"forward-timeout" positive:"true" doc:"upstream call timeout for /v1/forward (default 20s)"`
+	AcquirerTimeout   time.Duration     `env:"OBOL_ACQUIRER_TIMEOUT" flag:"acquirer-timeout" default:"10s" positive:"true" doc:"acquirer call timeout"`
+	SweepInterval     time.Duration     `env:"OBOL_SWEEP_INTERVAL" flag:"sweep-interval" default:"10s" positive:"true" doc:"how often the ledger outbox is delivered and abandoned payments are resolved"`
+	ProcessingTimeout time.Duration     `env:"OBOL_PROCESSING_TIMEOUT" flag:"processing-timeout" positive:"true" doc:"age at which a payment still processing counts as abandoned and is reversed (default 2m; longer than any request)"`
+	GatewayCert       string            `env:"OBOL_GATEWAY_CERT" flag:"gateway-cert" form:"a PEM file" doc:"the gateway's client certificate for vaultd (mTLS; required)"`
+	GatewayKey        string            `env:"OBOL_GATEWAY_KEY" flag:"gateway-key" form:"a PEM file" doc:"its key (required)"`
+	CA                string            `env:"OBOL_CA" flag:"ca" form:"a PEM file" doc:"CA of vaultd's (and the other services') certificates (required)"`
+	TLSServices       bool              `env:"OBOL_TLS_SERVICES" flag:"tls-services" doc:"use TLS (with --ca) to riskd, ledgerd and eventsd too"`
+	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's internal gRPC address: the merchant events (payment.*, refund.created) are relayed there; without it they wait in the outbox"`
+	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
+	ServerTLS
+	Common
+	cli.EdgeConfig
+}
+
+// Riskd is cmd/riskd's configuration.
+type Riskd struct {
+	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for velocity counters"`
+	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis with persistence for rule sets and lists (default: --redis-url)"`
+	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"gRPC listen address"`
+	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"REST listen address"`
+	Token             string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"the service token callers present"`
+	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments)"`
+	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
+	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
+	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`
+	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" doc:"action when Redis is unavailable"`
+	MerchantFallbacks map[string]string `env:"OBOL_RISK_MERCHANT_FALLBACKS" flag:"merchant-fallbacks" form:"merchant=action pairs, comma-separated, e.g. mer_a=block,mer_b=review" doc:"per-merchant fallback actions"`
+	ServerTLS
+	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
+	Common
+	cli.EdgeConfig
+}
+
+// Ledgerd is cmd/ledgerd's configuration.
+type Ledgerd struct {
+	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledger database"`
+	GRPCAddr    string `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"gRPC listen address"`
+	HTTPAddr    string `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"REST listen address"`
+	Token       string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"the service token callers present"`
+	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
+	ServerTLS
+	ClientCA    string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
+	EventsAddr  string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's internal gRPC address: the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
+	EventsToken string `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
+	EventsCA    string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
+	Common
+	cli.EdgeConfig
+}
+
+// AcquirerSim is cmd/acquirer-sim's configuration.
+type AcquirerSim struct {
+	Addr      string        `env:"OBOL_SIM_ADDR" flag:"addr" default:"127.0.0.1:8443" form:"host:port" doc:"HTTPS listen address"`
+	TLSCert   string        `env:"OBOL_SIM_TLS_CERT" flag:"tls-cert" form:"a PEM file" doc:"server certificate (default: a dev certificate in --pki-dir)"`
+	TLSKey    string        `env:"OBOL_SIM_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"server key"`
+	PKIDir    string        `flag:"pki-dir" default:"./.obol/tls" form:"a directory" doc:"where the dev certificate lives (created if missing)"`
+	SlowDelay time.Duration `flag:"slow-delay" default:"30s" positive:"true" doc:"how long the slow test card takes"`
+	LogFormat string        `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
+}
+
+// Load is cmd/obol-load's configuration.
+type Load struct {
+	Duration    time.Duration `flag:"duration" default:"10s" positive:"true" doc:"measured duration of each phase (at least 10s for reported figures)"`
+	Warmup      time.Duration `flag:"warmup" default:"2s" doc:"warm-up before each measured phase"`
+	Concurrency int           `flag:"concurrency" default:"32" positive:"true" doc:"concurrent clients"`
+	CPUProfile  string        `flag:"cpuprofile" form:"a file" doc:"write a CPU profile of the measured phase (the load tool and the service share the process)"`
+	Suite       string        `flag:"suite" default:"vault" oneof:"vault|risk|forward|payments|gateway" doc:"vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments"`
+}
+
+// Dev is `obol dev`'s configuration.
+type Dev struct {
+	DataDir     string `flag:"data-dir" default:".obol" form:"a directory" doc:"data directory (keys, databases, credentials; survives a restart)"`
+	HTTPAddr    string `flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"vault REST listen address"`
+	GRPCAddr    string `flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vault gRPC listen address"`
+	RiskHTTP    string `flag:"risk-http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"risk engine REST listen address"`
+	RiskGRPC    string `flag:"risk-grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"risk engine gRPC listen address"`
+	GatewayHTTP string `flag:"gateway-http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"gateway (payments) REST listen address"`
+	GatewayGRPC string `flag:"gateway-grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gateway gRPC listen address"`
+	LedgerHTTP  string `flag:"ledger-http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledger REST listen address"`
+	LedgerGRPC  string `flag:"ledger-grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledger gRPC listen address"`
+	SimAddr     string `flag:"simulator-addr" default:"127.0.0.1:8443" form:"host:port" doc:"acquirer simulator HTTPS listen address"`
+	DemoAddr    string `flag:"demo-addr" default:"127.0.0.1:3000" form:"host:port, or empty for no demo shop" doc:"demo shop (hosted fields checkout) listen address"`
+	LogFormat   string `flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
+	Tracing
+	PayoutDelay int    `flag:"payout-delay" default:"-1" form:"0-365 days, or -1 for the ledger settings' delay_days (2)" doc:"days from capture until funds can be paid out (T+N); 0 releases them at once, so obol payouts run pays out today's captures"`
+	RoutesFile  string `flag:"routes" form:"a YAML file" doc:"route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start"`
+	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"ledger-settings" form:"a YAML file" doc:"the dev ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
+}
+
+// DevDir is where obol's verbs find a running obol dev.
+type DevDir struct {
+	DataDir string `flag:"data-dir" default:".obol" form:"a directory" doc:"obol dev's data directory (its databases, addresses and tokens)"`
+}
+
+// LedgerClient is how obol's ledger and payouts verbs reach ledgerd: the
+// flags, else the variables, else a running obol dev's in --data-dir.
+type LedgerClient struct {
+	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir, else 127.0.0.1:9092)"`
+	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
+	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
+	DevDir
+}
+
+// LedgerDB is how obol ledger verify reads the journal.
+type LedgerDB struct {
+	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledgerd's database (default: obol dev's SQLite ledger in --data-dir)"`
+	DevDir
+}
+
+// GatewayDB is how obol gateway outbox and reconcile read the gateway's
+// database.
+type GatewayDB struct {
+	PostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (default: obol dev's gateway.db in --data-dir)"`
+	DevDir
+}
+
+// Reconcile is obol ledger reconcile's configuration.
+type Reconcile struct {
+	GatewayPostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"gateway-postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (default: obol dev's gateway.db in --data-dir)"`
+	LedgerClient
+}
+
+// VaultDB is how obol's merchant, audit and key verbs reach the vault's
+// database.
+type VaultDB struct {
+	PostgresURL string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (default: obol dev's in --data-dir)"`
+	DevDir
+}
+
+// AuditVerify is obol audit verify's configuration.
+type AuditVerify struct {
+	VaultDB
+	VaultAddr  string `env:"OBOL_VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"also check the anchor vaultd keeps in Vault (token in VAULT_TOKEN, e.g. an obol-auditor token)"`
+	VaultToken string `env:"VAULT_TOKEN,OBOL_VAULT_TOKEN" secret:"true" doc:"a Vault token that can read the anchor (e.g. an obol-auditor token)"`
+	AnchorPath string `flag:"anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the anchor"`
+}
+
+// Keys is obol keys' configuration (vaultd's Vault and database settings).
+type Keys struct {
+	Vault
+	PostgresURL string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (required)"`
+}
+
+// VaultSetup is obol vault setup's configuration.
+type VaultSetup struct {
+	Address         string `env:"VAULT_ADDR" flag:"vault-addr" default:"http://127.0.0.1:8200" form:"a URL" doc:"HashiCorp Vault address"`
+	Token           string `env:"VAULT_TOKEN" secret:"true" doc:"an operator token (required)"`
+	CACertFile      string `env:"VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate for Vault's TLS"`
+	Mount           string `flag:"transit-mount" default:"transit" doc:"transit mount"`
+	KeyName         string `flag:"transit-key" default:"obol-kek" doc:"KEK name"`
+	FingerprintPath string `flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
+	AppRoleMount    string `flag:"approle-mount" default:"approle" doc:"AppRole auth mount"`
+}
+
+// Binary is one binary (or group of obol verbs) and its settings.
+type Binary struct {
+	Name   string // as the table shows it, e.g. "vaultd" or "obol ledger"
+	Config any    // a pointer to its config struct
+}
+
+// Binaries are every binary's settings, in the table's order.
+var Binaries = []Binary{
+	{"vaultd", &Vaultd{}},
+	{"gatewayd", &Gatewayd{}},
+	{"riskd", &Riskd{}},
+	{"ledgerd", &Ledgerd{}},
+	{"acquirer-sim", &AcquirerSim{}},
+	{"obol-load", &Load{}},
+	{"obol dev", &Dev{}},
+	{"obol merchants create, obol audit list", &VaultDB{}},
+	{"obol audit verify", &AuditVerify{}},
+	{"obol keys", &Keys{}},
+	{"obol vault setup", &VaultSetup{}},
+	{"obol ledger balances, import-settlement; obol payouts", &LedgerClient{}},
+	{"obol ledger verify", &LedgerDB{}},
+	{"obol ledger reconcile, obol reconcile", &Reconcile{}},
+	{"obol gateway outbox", &GatewayDB{}},
+}
+
+// IgnoredPrefixes are variables of the test harness and tools, never
+// warned about.
+var IgnoredPrefixes = []string{"OBOL_TEST_", "OBOL_DRILL_", "OBOL_VAULT_BIN"}
+
+// Known is every OBOL_* variable some binary reads.
+func Known() map[string]bool {
+	k := map[string]bool{}
+	for _, b := range Binaries {
+		for _, s := range cli.Settings(b.Config) {
+			for _, e := range s.Env {
+				k[e] = true
+			}
+		}
+	}
+	return k
+}
+
+// Unknown lists the OBOL_* variables set in the environment that no
+// binary reads (a typo, or a setting of another release): each binary
+// warns about them at start. It does not refuse them: one environment is
+// often shared by several binaries and tools.
+func Unknown() []string { return cli.UnknownEnv(Known(), IgnoredPrefixes...) }
+
+// WarnUnknown logs a warning naming every OBOL_* variable set that no
+// binary reads (the names only, never the values).
+func WarnUnknown(log *slog.Logger) {
+	if u := Unknown(); len(u) > 0 {
+		log.Warn("ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md", "variables", strings.Join(u, ","))
+	}
+}
