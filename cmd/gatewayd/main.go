@@ -13,13 +13,9 @@ import (
 	"os"
 
 	"github.com/spf13/pflag"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
-	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
 )
 
@@ -35,7 +31,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	cfg := gatewayd.Config{PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
-		VaultAddr: c.VaultAddr, RiskAddr: c.RiskAddr, RiskToken: c.RiskToken, LedgerAddr: c.LedgerAddr, LedgerToken: c.LedgerToken,
+		VaultAddr: c.VaultAddr, RiskAddr: c.RiskAddr, RiskToken: c.RiskToken, LedgerAddr: c.LedgerAddr, LedgerToken: c.LedgerToken, EventsAddr: c.EventsAddr, EventsToken: c.EventsToken,
 		SimulatorURL: c.SimulatorURL, StripeURL: c.StripeURL, StripeSecretKey: c.StripeSecretKey, DefaultAcquirer: c.DefaultAcquirer,
 		MerchantAcquirers: c.MerchantAcquirers, RoutesFile: c.RoutesFile, ForwardTimeout: c.ForwardTimeout, AcquirerTimeout: c.AcquirerTimeout,
 		SweepInterval: c.SweepInterval, ProcessingTimeout: c.ProcessingTimeout, Reflection: c.Reflection}
@@ -70,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.VaultTLS = &tls.Config{Certificates: []tls.Certificate{gc}, RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if c.TLSServices {
-		cfg.RiskTLS, cfg.LedgerTLS = cfg.VaultTLS, cfg.VaultTLS
+		cfg.RiskTLS, cfg.LedgerTLS, cfg.EventsTLS = cfg.VaultTLS, cfg.VaultTLS, cfg.VaultTLS
 	}
 	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if c.UpstreamCA != "" {
@@ -93,21 +89,6 @@ func run(ctx context.Context, args []string) error {
 		}
 	} else {
 		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
-	}
-	if c.EventsAddr != "" {
-		if cfg.EventsToken = c.EventsToken; cfg.EventsToken == "" {
-			return errors.New("--events-addr needs OBOL_EVENTS_TOKEN (eventsd's service token)")
-		}
-		creds := insecure.NewCredentials()
-		if c.TLSServices {
-			creds = credentials.NewTLS(cfg.VaultTLS)
-		}
-		conn, err := grpc.NewClient(c.EventsAddr, grpc.WithTransportCredentials(creds))
-		if err != nil {
-			return fmt.Errorf("--events-addr: %w", err)
-		}
-		defer conn.Close()
-		cfg.Events = eventsv1.NewEventLogServiceClient(conn)
 	}
 	in, err := gatewayd.Start(ctx, cfg)
 	if err != nil {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/cli"
@@ -17,6 +19,7 @@ import (
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/hosted"
@@ -54,7 +57,8 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	// The embedded default is plaintext and not for production: it listens
 	// on loopback only (the daemons serve TLS; see the README's HTTP edge).
 	for name, addr := range map[string]string{"--http-addr": c.HTTPAddr, "--grpc-addr": c.GRPCAddr, "--risk-http-addr": c.RiskHTTP, "--risk-grpc-addr": c.RiskGRPC,
-		"--gateway-http-addr": c.GatewayHTTP, "--gateway-grpc-addr": c.GatewayGRPC, "--ledger-http-addr": c.LedgerHTTP, "--ledger-grpc-addr": c.LedgerGRPC, "--simulator-addr": c.SimAddr, "--demo-addr": c.DemoAddr} {
+		"--gateway-http-addr": c.GatewayHTTP, "--gateway-grpc-addr": c.GatewayGRPC, "--ledger-http-addr": c.LedgerHTTP, "--ledger-grpc-addr": c.LedgerGRPC,
+		"--events-http-addr": c.EventsHTTP, "--events-grpc-addr": c.EventsGRPC, "--simulator-addr": c.SimAddr, "--demo-addr": c.DemoAddr} {
 		if name == "--demo-addr" && addr == "" {
 			continue // no demo shop
 		}
@@ -119,6 +123,11 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 		return fmt.Errorf("risk engine: %w", err)
 	}
 	defer risk.Close()
+	events, eventsToken, err := startDevEvents(depCtx, c, log)
+	if err != nil {
+		return err
+	}
+	defer events.Close()
 	ledgerToken, err := devToken(c.DataDir, "ledger_token", "ldg_")
 	if err != nil {
 		return err
@@ -128,6 +137,14 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	if c.PayoutDelay >= 0 {
 		lcfg.PayoutDelayDays = &c.PayoutDelay
 	}
+	// The ledger's events (disputes, payouts, settlements) are relayed to
+	// the embedded eventsd, as the gateway's are (loopback, plaintext).
+	evConn, err := grpc.NewClient(events.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("ledger events client: %w", err)
+	}
+	defer evConn.Close()
+	lcfg.Events, lcfg.EventsToken = eventsv1.NewEventLogServiceClient(evConn), eventsToken
 	ledger, err := ledgerd.Start(depCtx, lcfg)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
@@ -150,7 +167,7 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	gw, err := gatewayd.Start(ctx, gatewayd.Config{SQLitePath: filepath.Join(c.DataDir, "gateway.db"), GRPCAddr: c.GatewayGRPC, HTTPAddr: c.GatewayHTTP, Reflection: true,
 		RoutesFile: routes, UpstreamTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		VaultAddr: e.Server.GRPCAddr(), VaultTLS: e.PKI.ClientTLS(gwCert), RiskAddr: risk.Server.GRPCAddr(), RiskToken: riskToken,
-		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
+		LedgerAddr: ledger.Server.GRPCAddr(), LedgerToken: ledgerToken, EventsAddr: events.Server.GRPCAddr(), EventsToken: eventsToken, SimulatorURL: "https://" + sim.Addr(), SimulatorTLS: &tls.Config{RootCAs: e.PKI.Pool(), MinVersion: tls.VersionTLS12},
 		// One process: the in-process failed-auth counters are the shared ones.
 		Edge:            serve.Edge{AuthLimit: authlimit.Config{Counter: authlimit.NewMemory(nil)}},
 		AcquirerTimeout: 5 * time.Second, Logger: log})
@@ -165,7 +182,7 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	if err := lock.SetAddresses(map[string]string{"REST": "http://" + e.Server.HTTPAddr(), "gRPC": e.Server.GRPCAddr(),
 		"payments": "http://" + gw.Server.HTTPAddr(), addrGatewayGRPC: gw.Server.GRPCAddr(),
 		addrLedgerGRPC: ledger.Server.GRPCAddr(), "ledger REST": "http://" + ledger.Server.HTTPAddr(),
-		"risk gRPC": risk.Server.GRPCAddr(), "risk REST": "http://" + risk.Server.HTTPAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
+		"risk gRPC": risk.Server.GRPCAddr(), addrEventsGRPC: events.Server.GRPCAddr(), "risk REST": "http://" + risk.Server.HTTPAddr(), "acquirer": "https://" + sim.Addr()}); err != nil {
 		return err
 	}
 	abs, _ := filepath.Abs(c.DataDir)
@@ -201,6 +218,8 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 		e.Credentials.MerchantID, e.Credentials.SecretKey, e.Credentials.PublishableKey,
 		filepath.Join(abs, vaultd.CredentialsFile), risk.Server.HTTPAddr(), risk.Engine.Active().Version, risk.Server.GRPCAddr(), gw.Server.HTTPAddr(), gw.Server.GRPCAddr(), ledger.Server.HTTPAddr(), ledger.Server.GRPCAddr(), sim.Addr(), gw.Server.HTTPAddr(), routes,
 		e.Server.HTTPAddr(), e.Credentials.SecretKey, time.Now().Year()+3)
+	fmt.Fprintf(out, "  events    http://%s/v1/events and /v1/webhook_endpoints   (at the gateway, secret key; eventsd gRPC %s, SQLite; `obol listen` receives webhooks)\n\n",
+		gw.Server.HTTPAddr(), events.Server.GRPCAddr())
 	if e.CreatedMerchant {
 		fmt.Fprintln(out, "  (a new dev merchant was created on this first start)")
 	}
@@ -210,8 +229,8 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	gwCtx, stopGW := context.WithCancel(ctx)
 	defer stopGW()
 	gwDone := make(chan error, 1)
-	errc := make(chan error, 5)
-	left := 4
+	errc := make(chan error, 6)
+	left := 5
 	if demo != nil {
 		left++
 		cfg := demoConfig{VaultURL: "http://" + e.Server.HTTPAddr(), GatewayURL: "http://" + gw.Server.HTTPAddr(),
@@ -222,6 +241,7 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	go func() { errc <- e.Serve(depCtx) }()
 	go func() { errc <- risk.Serve(depCtx) }()
 	go func() { errc <- ledger.Serve(depCtx) }()
+	go func() { errc <- events.Serve(depCtx) }()
 	go func() { errc <- sim.Serve(depCtx) }()
 	var first error
 	select {

@@ -33,6 +33,8 @@ func TestConfig(t *testing.T) {
 		{"payouts run", []string{"payouts", "run"}, &config.LedgerClient{}},
 		{"payouts list", []string{"payouts", "list"}, &config.LedgerClient{}},
 		{"gateway outbox list", []string{"gateway", "outbox", "list"}, &config.GatewayDB{}},
+		{"events list", []string{"events", "list"}, &config.EventsClient{}},
+		{"listen", []string{"listen"}, &config.EventsClient{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -44,7 +44,7 @@ func startObol(t *testing.T, args ...string) *obolProc {
 
 func devArgs(dir string) []string {
 	return []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-		"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0",
+		"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0", "--events-http-addr", "127.0.0.1:0", "--events-grpc-addr", "127.0.0.1:0",
 		"--gateway-http-addr", "127.0.0.1:0", "--gateway-grpc-addr", "127.0.0.1:0", "--simulator-addr", "127.0.0.1:0", "--demo-addr", "", "--log-format", "json"}
 }
 

@@ -81,7 +81,7 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 	done := make(chan error, 1)
 	go func() {
 		done <- run(ctx, []string{"dev", "--data-dir", dir, "--http-addr", "127.0.0.1:0", "--grpc-addr", "127.0.0.1:0",
-			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0", "--gateway-http-addr", "127.0.0.1:0", "--gateway-grpc-addr", "127.0.0.1:0",
+			"--risk-http-addr", "127.0.0.1:0", "--risk-grpc-addr", "127.0.0.1:0", "--ledger-http-addr", "127.0.0.1:0", "--ledger-grpc-addr", "127.0.0.1:0", "--events-http-addr", "127.0.0.1:0", "--events-grpc-addr", "127.0.0.1:0", "--gateway-http-addr", "127.0.0.1:0", "--gateway-grpc-addr", "127.0.0.1:0",
 			"--simulator-addr", "127.0.0.1:0", "--demo-addr", "", "--log-format", "json"}, out)
 	}()
 	require.NoError(t, testenv.WaitFor(20*time.Second, func() error {

@@ -57,6 +57,7 @@ var devPorts = []struct{ flag, port string }{
 	{"--risk-http-addr", "8081"}, {"--risk-grpc-addr", "9091"},
 	{"--ledger-http-addr", "8082"}, {"--ledger-grpc-addr", "9092"},
 	{"--gateway-http-addr", "8083"}, {"--gateway-grpc-addr", "9093"},
+	{"--events-http-addr", "8084"}, {"--events-grpc-addr", "9094"},
 	{"--simulator-addr", "8443"},
 }
 
@@ -117,7 +118,7 @@ func TestREADMEWalkthrough(t *testing.T) {
 		args = append(args, p.flag, a)
 		rewrite[p.port] = a
 	}
-	addrRe := regexp.MustCompile(`\b(?:localhost|127\.0\.0\.1):(8080|8081|8082|8083|8443|9090|9091|9092|9093)\b`)
+	addrRe := regexp.MustCompile(`\b(?:localhost|127\.0\.0\.1):(8080|8081|8082|8083|8084|8443|9090|9091|9092|9093|9094)\b`)
 	t.Setenv("OBOL_LEDGER_SETTINGS", "")
 	t.Setenv("OBOL_LEDGER_TOKEN", "")
 

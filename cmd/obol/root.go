@@ -38,7 +38,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	}
 	root.SetOut(out)
 	root.AddCommand(newDevCmd(), newMerchantsCmd(), newVaultCmd(), newKeysCmd(), newAuditCmd(),
-		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newVersionCmd())
+		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newEventsCmd(), newListenCmd(), newVersionCmd())
 	return root
 }
 

@@ -13,7 +13,9 @@
 #   - stripe-mock (pinned; the stripe connector's integration tests) and
 #     grpcurl (pinned; the README walk-through) with `go install`.
 #   - node and npm from Debian, and @redocly/cli (pinned, npm, into the
-#     cache dir) for the OpenAPI lint; TestGeneratedClient fetches
+#     cache dir) for the OpenAPI lint, and standardwebhooks (pinned, npm,
+#     into the cache dir: deploy/scripts/standardwebhooks.sh) for the
+#     webhook receiver test; TestGeneratedClient fetches
 #     oapi-codegen (pinned) from the Go module proxy.
 # Services are started by the tests themselves on free loopback ports, unless
 # OBOL_TEST_POSTGRES_URL / OBOL_TEST_REDIS_URL / OBOL_TEST_VAULT_ADDR are set.
@@ -29,7 +31,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)   # the README walk-through (TestREADMEWalkthrough)
 command -v jq >/dev/null || missing+=(jq)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
-command -v node >/dev/null || missing+=(nodejs)    # OpenAPI lint (deploy/scripts/openapi-lint.sh)
+command -v node >/dev/null || missing+=(nodejs)    # OpenAPI lint (deploy/scripts/openapi-lint.sh), webhook receiver test
 command -v npm >/dev/null || missing+=(npm)
 [ -n "${OBOL_TEST_CHROMIUM:-}" ] || command -v chromium >/dev/null || command -v chromium-browser >/dev/null || missing+=(chromium)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -46,18 +46,23 @@ func inCDE(path string) bool {
 		strings.HasPrefix(path, mod+"/proxy/") || path == mod+"/proxy"
 }
 
-// TestOutOfScopeLinksNoCardData: risk, ledger, their binaries and the shared
+// TestOutOfScopeLinksNoCardData: risk, ledger (with eventsd under
+// ledger/events), their binaries and the shared
 // internal plumbing link nothing under vault/ or proxy/ (so never the PAN
 // type), and only CDE packages and binaries import vault/card directly.
 func TestOutOfScopeLinksNoCardData(t *testing.T) {
 	pkgs := list(t, "./...")
-	checked := 0
+	checked, events := 0, 0
 	for _, p := range pkgs {
 		outOfScope := strings.HasPrefix(p.ImportPath, mod+"/risk") || strings.HasPrefix(p.ImportPath, mod+"/ledger") ||
 			strings.HasPrefix(p.ImportPath, mod+"/internal/") || p.ImportPath == mod+"/cmd/riskd" || p.ImportPath == mod+"/cmd/ledgerd" ||
+			p.ImportPath == mod+"/cmd/eventsd" || strings.HasPrefix(p.ImportPath, mod+"/proto/obol/events") ||
 			strings.HasPrefix(p.ImportPath, mod+"/proto/obol/risk") || strings.HasPrefix(p.ImportPath, mod+"/proto/obol/ledger")
 		if outOfScope {
 			checked++
+			if p.ImportPath == mod+"/cmd/eventsd" || strings.HasPrefix(p.ImportPath, mod+"/ledger/events") {
+				events++
+			}
 			for _, d := range p.Deps {
 				assert.False(t, inCDE(d), "%s (outside PCI scope) links %s", p.ImportPath, d)
 			}
@@ -67,5 +72,6 @@ func TestOutOfScopeLinksNoCardData(t *testing.T) {
 		}
 	}
 	require.NotZero(t, checked, "no out-of-scope packages found: the test would pass vacuously")
+	require.GreaterOrEqual(t, events, 6, "eventsd (cmd/eventsd, ledger/events/...) must be checked: it sends to merchant URLs outside the CDE")
 	t.Logf("checked %d out-of-scope packages of %d", checked, len(pkgs))
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	gatewayv1 "github.com/obolpay/obol/proto/obol/gateway/v1"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
@@ -62,6 +63,15 @@ type Config struct {
 	LedgerAddr  string
 	LedgerTLS   *tls.Config
 	LedgerToken string
+	// EventsAddr is eventsd's gRPC address (with EventsTLS, nil: plaintext,
+	// dev only, and EventsToken): the gateway serves the merchants' events
+	// and webhook-endpoint calls by forwarding them there, and relays its
+	// outbox of payment and refund events to it (PublishEvents). Empty:
+	// those calls answer unavailable (events_not_configured) and the
+	// events wait in the outbox.
+	EventsAddr  string
+	EventsTLS   *tls.Config
+	EventsToken string
 	// SimulatorURL enables the simulator connector.
 	SimulatorURL string
 	SimulatorTLS *tls.Config
@@ -97,12 +107,6 @@ type Config struct {
 	// DialOptions are added to the clients of vaultd, riskd and ledgerd
 	// (e.g. interceptors; the tests inject faults with them).
 	DialOptions []grpc.DialOption
-	// Events is eventsd's internal EventLogService: the merchant events
-	// (payment.*, refund.created) the gateway writes with each state
-	// change are relayed to it from the gateway's outbox. Without it they
-	// wait in the outbox.
-	Events      eventrelay.Publisher
-	EventsToken string
 	Logger      *slog.Logger
 }
 
@@ -113,7 +117,7 @@ type Instance struct {
 	Routes  *forward.Routes // nil when /v1/forward is off
 	closers []func() error
 	// Relay delivers the merchant events to eventsd (nil without
-	// Config.Events).
+	// Config.EventsAddr).
 	Relay      *eventrelay.Relay
 	sweepEvery time.Duration
 	reload     time.Duration
@@ -297,12 +301,27 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		conns[name] = c
 		in.closers = append(in.closers, c.Close)
 	}
+	events := &eventsFront{token: cfg.EventsToken}
+	if cfg.EventsAddr != "" {
+		if cfg.EventsToken == "" {
+			return fail(errors.New("eventsd's token is required with its address (OBOL_EVENTS_TOKEN)"))
+		}
+		c, err := dial(cfg.EventsAddr, cfg.EventsTLS, cfg.DialOptions)
+		if err != nil {
+			return fail(fmt.Errorf("events client: %w", err))
+		}
+		in.closers = append(in.closers, c.Close)
+		events.client = eventsv1.NewEventLogServiceClient(c)
+	}
 	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
+	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()
-	if cfg.Events != nil {
-		in.Relay = eventrelay.New(eventrelay.Config{Outbox: st.EventOutbox(), Publisher: cfg.Events, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+	if events.client != nil {
+		// The payment and refund events of the gateway's outbox go to the
+		// same eventsd (PublishEvents).
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: st.EventOutbox(), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
 		collectors = append(collectors, in.Relay.Collectors()...)
 	}
 	if in.Routes != nil {
@@ -333,12 +352,16 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		Register: func(g *grpc.Server) {
 			gatewayv1.RegisterPaymentServiceServer(g, svc)
 			gatewayv1.RegisterDisputeServiceServer(g, svc.Disputes())
+			eventsv1.RegisterEventServiceServer(g, events)
 		},
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			if err := gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc); err != nil {
 				return err
 			}
-			return gatewayv1.RegisterDisputeServiceHandlerServer(ctx, m, svc.Disputes())
+			if err := gatewayv1.RegisterDisputeServiceHandlerServer(ctx, m, svc.Disputes()); err != nil {
+				return err
+			}
+			return eventsv1.RegisterEventServiceHandlerServer(ctx, m, events)
 		},
 		OpenAPI:    gatewayv1.OpenAPI,
 		Collectors: collectors,
@@ -349,7 +372,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			}
 			return nil
 		},
-		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName},
+		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
 	})
 	if err != nil {
 		return fail(err)

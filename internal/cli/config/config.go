@@ -87,6 +87,8 @@ type Gatewayd struct {
 	RiskToken         string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"riskd's service token"`
 	LedgerAddr        string            `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd gRPC address"`
 	LedgerToken       string            `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token"`
+	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd gRPC address: the gateway serves the merchants' events and webhook endpoints by forwarding to it, and relays its outbox of payment and refund events to it (without it: those calls answer unavailable and the events wait in the outbox)"`
+	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
 	SimulatorURL      string            `env:"OBOL_SIMULATOR_URL" flag:"simulator-url" form:"an https:// URL" doc:"acquirer simulator base URL"`
 	StripeURL         string            `env:"OBOL_STRIPE_URL" flag:"stripe-url" form:"an https:// URL" doc:"Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)"`
 	StripeSecretKey   string            `env:"OBOL_STRIPE_SECRET_KEY" secret:"true" doc:"Stripe secret key (turns the stripe connector on)"`
@@ -102,8 +104,6 @@ type Gatewayd struct {
 	GatewayKey        string            `env:"OBOL_GATEWAY_KEY" flag:"gateway-key" form:"a PEM file" doc:"its key (required)"`
 	CA                string            `env:"OBOL_CA" flag:"ca" form:"a PEM file" doc:"CA of vaultd's (and the other services') certificates (required)"`
 	TLSServices       bool              `env:"OBOL_TLS_SERVICES" flag:"tls-services" doc:"use TLS (with --ca) to riskd, ledgerd and eventsd too"`
-	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's internal gRPC address: the merchant events (payment.*, refund.created) are relayed there; without it they wait in the outbox"`
-	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
 	ServerTLS
 	Common
 	cli.EdgeConfig
@@ -144,6 +144,23 @@ type Ledgerd struct {
 	cli.EdgeConfig
 }
 
+// Eventsd is cmd/eventsd's configuration.
+type Eventsd struct {
+	PostgresURL        string        `env:"OBOL_EVENTS_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"events database (required)"`
+	GRPCAddr           string        `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9094" form:"host:port" doc:"gRPC listen address (EventLogService: the gateway and the producers)"`
+	HTTPAddr           string        `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8084" form:"host:port" doc:"health and metrics listen address"`
+	Token              string        `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"the service token callers present (required)"`
+	SealKey            string        `env:"OBOL_EVENTS_SEAL_KEY" secret:"true" form:"32 bytes in base64 (openssl rand -base64 32)" doc:"seals the webhook endpoints' signing secrets at rest (required; keep it: without it the secrets do not open)"`
+	WebhookAllowCIDRs  string        `env:"OBOL_WEBHOOK_ALLOW_CIDRS" flag:"webhook-allow-cidrs" form:"CIDR prefixes, comma-separated, e.g. 10.1.0.0/16" doc:"non-public ranges webhooks may reach (by default only public addresses: no loopback, private, link-local, CGNAT, multicast or cloud metadata)"`
+	WebhookCA          string        `env:"OBOL_WEBHOOK_CA" flag:"webhook-ca" form:"a PEM file" doc:"CA certificates trusted for webhook endpoints besides the system roots"`
+	WebhookTimeout     time.Duration `env:"OBOL_WEBHOOK_TIMEOUT" flag:"webhook-timeout" default:"10s" positive:"true" doc:"timeout of one webhook attempt (at most 30s)"`
+	WebhookConcurrency int           `env:"OBOL_WEBHOOK_CONCURRENCY" flag:"webhook-concurrency" default:"64" positive:"true" doc:"webhook attempts in flight (at most 4096)"`
+	ServerTLS
+	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
+	Common
+	cli.EdgeConfig
+}
+
 // AcquirerSim is cmd/acquirer-sim's configuration.
 type AcquirerSim struct {
 	Addr      string        `env:"OBOL_SIM_ADDR" flag:"addr" default:"127.0.0.1:8443" form:"host:port" doc:"HTTPS listen address"`
@@ -174,6 +191,8 @@ type Dev struct {
 	GatewayGRPC string `flag:"gateway-grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gateway gRPC listen address"`
 	LedgerHTTP  string `flag:"ledger-http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledger REST listen address"`
 	LedgerGRPC  string `flag:"ledger-grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledger gRPC listen address"`
+	EventsHTTP  string `flag:"events-http-addr" default:"127.0.0.1:8084" form:"host:port" doc:"events service health and metrics listen address"`
+	EventsGRPC  string `flag:"events-grpc-addr" default:"127.0.0.1:9094" form:"host:port" doc:"events service (eventsd) internal gRPC listen address"`
 	SimAddr     string `flag:"simulator-addr" default:"127.0.0.1:8443" form:"host:port" doc:"acquirer simulator HTTPS listen address"`
 	DemoAddr    string `flag:"demo-addr" default:"127.0.0.1:3000" form:"host:port, or empty for no demo shop" doc:"demo shop (hosted fields checkout) listen address"`
 	LogFormat   string `flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
@@ -194,6 +213,16 @@ type LedgerClient struct {
 	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir, else 127.0.0.1:9092)"`
 	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
 	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
+	DevDir
+}
+
+// EventsClient is how obol events and obol listen reach the events API:
+// the gateway's gRPC address and the merchant's secret key, from the flags,
+// else the variables, else a running obol dev's in --data-dir.
+type EventsClient struct {
+	GatewayAddr string `env:"OBOL_GATEWAY_ADDR" flag:"gateway-addr" form:"host:port" doc:"gatewayd gRPC address (default: the running obol dev's in --data-dir)"`
+	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate (plaintext gRPC without it: dev only)"`
+	SecretKey   string `env:"OBOL_SECRET_KEY" secret:"true" doc:"the merchant's secret key (default: obol dev's from --data-dir)"`
 	DevDir
 }
 
@@ -260,6 +289,7 @@ var Binaries = []Binary{
 	{"gatewayd", &Gatewayd{}},
 	{"riskd", &Riskd{}},
 	{"ledgerd", &Ledgerd{}},
+	{"eventsd", &Eventsd{}},
 	{"acquirer-sim", &AcquirerSim{}},
 	{"obol-load", &Load{}},
 	{"obol dev", &Dev{}},
@@ -269,6 +299,7 @@ var Binaries = []Binary{
 	{"obol vault setup", &VaultSetup{}},
 	{"obol ledger balances, import-settlement; obol payouts", &LedgerClient{}},
 	{"obol ledger verify", &LedgerDB{}},
+	{"obol events, obol listen", &EventsClient{}},
 	{"obol ledger reconcile, obol reconcile", &Reconcile{}},
 	{"obol gateway outbox", &GatewayDB{}},
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx"
 
+	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
 )
 
@@ -133,6 +134,19 @@ type Leased struct {
 type Store struct {
 	db       *sql.DB
 	postgres bool
+	// finish records attempts in group commits: concurrent workers share
+	// one transaction (and one fsync) instead of one each.
+	finish *batch.Batcher[finishItem]
+}
+
+func newStore(db *sql.DB, postgres bool) *Store {
+	s := &Store{db: db, postgres: postgres}
+	workers := 1 // SQLite has one writer
+	if postgres {
+		workers = 2
+	}
+	s.finish = batch.New(s.finishBatch, 128, workers)
+	return s
 }
 
 // MigrateURL migrates the PostgreSQL database at url.
@@ -156,7 +170,7 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	return &Store{db: db, postgres: true}, nil
+	return newStore(db, true), nil
 }
 
 // OpenSQLite opens (creating) the embedded default's database.
@@ -165,11 +179,14 @@ func OpenSQLite(ctx context.Context, path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{db: db}, nil
+	return newStore(db, false), nil
 }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	s.finish.Close()
+	return s.db.Close()
+}
 
 // Ping checks the database.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -623,23 +640,36 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 		if err := rows.Err(); err != nil {
 			return err
 		}
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id = ?`), owner, micros(until), id); err != nil {
-				return err
-			}
+		if len(ids) == 0 {
+			return nil
+		}
+		in := `(?` + strings.Repeat(", ?", len(ids)-1) + `)`
+		args := []any{owner, micros(until)}
+		idArgs := make([]any, len(ids))
+		for i, id := range ids {
+			idArgs[i] = id
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN `+in), append(args, idArgs...)...); err != nil {
+			return err
+		}
+		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+deliveryCols+`,
+				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
+				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
+				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id IN `+in+` ORDER BY d.next_attempt_at, d.id`), idArgs...)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
 			var l Leased
 			var next, lu, created, updated int64
 			var evCreated int64
 			var data, types string
 			var prevExp, epCreated, epUpdated int64
-			err := tx.QueryRowContext(ctx, s.q(`SELECT `+deliveryCols+`,
-				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
-				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
-				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id = ?`), id).
-				Scan(scanDelivery(&l.Delivery, &next, &l.Delivery.LeaseOwner, &lu, &created, &updated,
-					&l.Event.ID, &l.Event.MerchantID, &l.Event.Type, &evCreated, &l.Event.ObjectType, &l.Event.ObjectID, &l.Event.ObjectVersion, &data,
-					&l.Endpoint.ID, &l.Endpoint.MerchantID, &l.Endpoint.URL, &types, &l.Endpoint.Description, &l.Endpoint.Status, &l.Endpoint.DisabledReason,
-					&l.Endpoint.Secret, &l.Endpoint.PrevSecret, &prevExp, &epCreated, &epUpdated, &l.Endpoint.Version)...)
+			err := rows.Scan(scanDelivery(&l.Delivery, &next, &l.Delivery.LeaseOwner, &lu, &created, &updated,
+				&l.Event.ID, &l.Event.MerchantID, &l.Event.Type, &evCreated, &l.Event.ObjectType, &l.Event.ObjectID, &l.Event.ObjectVersion, &data,
+				&l.Endpoint.ID, &l.Endpoint.MerchantID, &l.Endpoint.URL, &types, &l.Endpoint.Description, &l.Endpoint.Status, &l.Endpoint.DisabledReason,
+				&l.Endpoint.Secret, &l.Endpoint.PrevSecret, &prevExp, &epCreated, &epUpdated, &l.Endpoint.Version)...)
 			if err != nil {
 				return err
 			}
@@ -651,7 +681,7 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 			l.Endpoint.PrevSecretExpiresAt, l.Endpoint.CreatedAt, l.Endpoint.UpdatedAt = fromMicros(prevExp), fromMicros(epCreated), fromMicros(epUpdated)
 			out = append(out, l)
 		}
-		return nil
+		return rows.Err()
 	})
 	return out, err
 }
@@ -667,25 +697,54 @@ type Outcome struct {
 // Finish records an attempt and the delivery's outcome. The attempt is
 // recorded in any case; the delivery is updated only while owner still
 // holds its lease (it reports false otherwise: another worker took over).
+// Concurrent calls share a transaction (group commit); each returns once
+// its own row is committed.
 func (s *Store) Finish(ctx context.Context, owner string, a Attempt, o Outcome, now time.Time) (bool, error) {
-	held := false
+	err := s.finish.Do(ctx, finishItem{owner: owner, a: a, o: o, now: now})
+	if errors.Is(err, errLeaseLost) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+type finishItem struct {
+	owner string
+	a     Attempt
+	o     Outcome
+	now   time.Time
+}
+
+var errLeaseLost = errors.New("lease lost")
+
+func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
+	errs := make([]error, len(items))
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attempts (id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-			a.ID, a.DeliveryID, a.EventID, a.EndpointID, a.Attempt, micros(a.StartedAt), a.ResponseStatus, a.Latency.Microseconds(), a.Error, a.Succeeded); err != nil {
-			return err
+		for i, it := range items {
+			a, o := it.a, it.o
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attempts (id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				a.ID, a.DeliveryID, a.EventID, a.EndpointID, a.Attempt, micros(a.StartedAt), a.ResponseStatus, a.Latency.Microseconds(), a.Error, a.Succeeded); err != nil {
+				return err
+			}
+			res, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
+				WHERE id = ? AND lease_owner = ? AND status = ?`),
+				o.Status, micros(o.NextAttemptAt), micros(it.now), a.DeliveryID, it.owner, DeliveryPending)
+			if err != nil {
+				return err
+			}
+			errs[i] = nil
+			if n, _ := res.RowsAffected(); n != 1 {
+				errs[i] = errLeaseLost
+			}
 		}
-		res, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
-			WHERE id = ? AND lease_owner = ? AND status = ?`),
-			o.Status, micros(o.NextAttemptAt), micros(now), a.DeliveryID, owner, DeliveryPending)
-		if err != nil {
-			return err
-		}
-		n, _ := res.RowsAffected()
-		held = n == 1
 		return nil
 	})
-	return held, err
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
 }
 
 // SucceededSince reports whether any attempt to the endpoint succeeded at
