@@ -329,7 +329,9 @@ func (b *Book) ImportSettlement(ctx context.Context, acquirer string, lines []Se
 			case TypeCapture, TypeRefund:
 				rep.SettledGross += l.Amount
 			}
-			rep.SettledFees += l.Fee
+			if l.Type != TypeDisputeWon { // a won dispute's fee is returned, not charged
+				rep.SettledFees += l.Fee
+			}
 		case LineReplayed:
 			rep.Replayed++
 		case LineUnmatched:
