@@ -321,7 +321,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if events.client != nil {
 		// The payment and refund events of the gateway's outbox go to the
 		// same eventsd (PublishEvents).
-		in.Relay = eventrelay.New(eventrelay.Config{Outbox: st.EventOutbox(), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: payments.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
 		collectors = append(collectors, in.Relay.Collectors()...)
 	}
 	if in.Routes != nil {

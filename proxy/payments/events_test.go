@@ -103,7 +103,7 @@ func TestMerchantEventsWritten(t *testing.T) {
 
 	clk.Advance(time.Second) // events of one commit are a microsecond apart
 	pub := &recordingPublisher{}
-	r := eventrelay.New(eventrelay.Config{Outbox: st.EventOutbox(), Publisher: pub, Token: "t", Name: "gateway_test", Now: clk.Now})
+	r := eventrelay.New(eventrelay.Config{Outbox: EventOutbox(st), Publisher: pub, Token: "t", Name: "gateway_test", Now: clk.Now})
 	res, err := r.Once(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, eventrelay.Result{Delivered: 1}, res)

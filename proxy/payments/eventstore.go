@@ -48,13 +48,51 @@ func (s *Store) Events(ctx context.Context, state string, limit int) ([]EventEnt
 	return s.eventEntries(ctx, `SELECT `+eventCols+` FROM event_outbox WHERE state = ? ORDER BY created_at, id LIMIT ?`, state, limit)
 }
 
-// EventOutbox is the merchant events outbox as the event relay reads it.
-func (s *Store) EventOutbox() eventrelay.Outbox { return eventOutbox{s} }
+// EventsDue lists the pending merchant events due at now, in the order
+// they were written.
+func (s *Store) EventsDue(ctx context.Context, now time.Time, limit int) ([]EventEntry, error) {
+	return s.eventEntries(ctx, `SELECT `+eventCols+` FROM event_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?`, micros(now), limit)
+}
 
-type eventOutbox struct{ s *Store }
+// EventsDelivered marks merchant events delivered to eventsd.
+func (s *Store) EventsDelivered(ctx context.Context, ids []string) error {
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, s.q(`UPDATE event_outbox SET state = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?`), id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// EventFailed records a failed delivery of a pending merchant event: dead,
+// or pending with its next attempt at next.
+func (s *Store) EventFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error {
+	state := "pending"
+	if dead {
+		state = "dead"
+	}
+	_, err := s.db.ExecContext(ctx, s.q(`UPDATE event_outbox SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'`),
+		state, micros(next), lastError, id)
+	return err
+}
+
+// eventStore is what the event relay needs of the gateway's store.
+type eventStore interface {
+	EventsDue(ctx context.Context, now time.Time, limit int) ([]EventEntry, error)
+	EventsDelivered(ctx context.Context, ids []string) error
+	EventFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error
+}
+
+// EventOutbox is the gateway's merchant events outbox as the event relay
+// reads it.
+func EventOutbox(st eventStore) eventrelay.Outbox { return eventOutbox{st} }
+
+type eventOutbox struct{ st eventStore }
 
 func (o eventOutbox) Due(ctx context.Context, now time.Time, limit int) ([]eventrelay.Entry, error) {
-	es, err := o.s.eventEntries(ctx, `SELECT `+eventCols+` FROM event_outbox WHERE state = 'pending' AND next_attempt_at <= ? ORDER BY created_at, id LIMIT ?`, micros(now), limit)
+	es, err := o.st.EventsDue(ctx, now, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -66,23 +104,8 @@ func (o eventOutbox) Due(ctx context.Context, now time.Time, limit int) ([]event
 	return out, nil
 }
 
-func (o eventOutbox) MarkDelivered(ctx context.Context, ids []string) error {
-	return o.s.inTx(ctx, func(tx *sql.Tx) error {
-		for _, id := range ids {
-			if _, err := tx.ExecContext(ctx, o.s.q(`UPDATE event_outbox SET state = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?`), id); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-}
+func (o eventOutbox) MarkDelivered(ctx context.Context, ids []string) error { return o.st.EventsDelivered(ctx, ids) }
 
 func (o eventOutbox) MarkFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error {
-	state := "pending"
-	if dead {
-		state = "dead"
-	}
-	_, err := o.s.db.ExecContext(ctx, o.s.q(`UPDATE event_outbox SET state = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND state = 'pending'`),
-		state, micros(next), lastError, id)
-	return err
+	return o.st.EventFailed(ctx, id, next, lastError, dead)
 }
