@@ -11,7 +11,7 @@ import (
 	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
-	"github.com/obolpay/obol/proxy/payments"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/vault/service"
 )
 
@@ -66,7 +66,7 @@ func TestListenerMatrix(t *testing.T) {
 	d := clitest.Daemon{Run: run, Args: []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert),
 		"--simulator-url", "https://127.0.0.1:1"}}
 	if !testing.Short() {
-		d.Args = append(d.Args, "--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "gateway", payments.MigrateURL), "--redis-url", testenv.SharedRedis(t).URL)
+		d.Args = append(d.Args, "--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "gateway", paypg.MigrateURL), "--redis-url", testenv.SharedRedis(t).URL)
 		d.Serving = true
 	}
 	t.Setenv("OBOL_RISK_TOKEN", "r")

@@ -24,8 +24,8 @@ import (
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -116,7 +116,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Fatalf("%v", err)
 	}
 	pool := &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}
-	gwDB := pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	gwDB := pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: gwDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
 		LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,

@@ -9,7 +9,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
-	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 func newGatewayCmd() *cobra.Command {
@@ -20,7 +22,7 @@ func newGatewayCmd() *cobra.Command {
 
 // outboxCmd is a gateway outbox verb on the gateway's database
 // (config.GatewayDB) with its own flags, added by the caller.
-func outboxCmd(use, short string, args cobra.PositionalArgs, do func(ctx context.Context, cmd *cobra.Command, args []string, st *payments.Store) error) *cobra.Command {
+func outboxCmd(use, short string, args cobra.PositionalArgs, do func(ctx context.Context, cmd *cobra.Command, args []string, st *paystore.Store) error) *cobra.Command {
 	var c config.GatewayDB
 	cmd := &cobra.Command{Use: use, Short: short, Args: args}
 	l := bind(cmd, &c)
@@ -41,13 +43,13 @@ func outboxCmd(use, short string, args cobra.PositionalArgs, do func(ctx context
 // openGatewayDB opens the gateway's PostgreSQL database (--postgres-url,
 // OBOL_GATEWAY_POSTGRES_URL) unless --data-dir was given, else obol dev's
 // gateway.db in --data-dir (default .obol).
-func openGatewayDB(ctx context.Context, c config.GatewayDB, dataDirGiven bool) (*payments.Store, error) {
+func openGatewayDB(ctx context.Context, c config.GatewayDB, dataDirGiven bool) (*paystore.Store, error) {
 	if c.PostgresURL != "" && !dataDirGiven {
-		return payments.OpenPostgres(ctx, c.PostgresURL)
+		return paypg.Open(ctx, c.PostgresURL)
 	}
 	path := filepath.Join(c.DataDir, "gateway.db")
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("the gateway database is required: no obol dev gateway database at %s (pass the --data-dir of obol dev, or --postgres-url / OBOL_GATEWAY_POSTGRES_URL)", path)
 	}
-	return payments.OpenSQLite(ctx, path)
+	return paysqlite.Open(ctx, path)
 }

@@ -10,12 +10,13 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
 )
 
 func newGatewayOutboxListCmd() *cobra.Command {
 	var state string
 	var limit int
-	cmd := outboxCmd("list", "List the outbox's entries", cobra.NoArgs, func(ctx context.Context, cmd *cobra.Command, _ []string, st *payments.Store) error {
+	cmd := outboxCmd("list", "List the outbox's entries", cobra.NoArgs, func(ctx context.Context, cmd *cobra.Command, _ []string, st *paystore.Store) error {
 		if state != "" && state != payments.OutboxDead && state != payments.OutboxPending {
 			return errors.New("--state must be dead or pending")
 		}

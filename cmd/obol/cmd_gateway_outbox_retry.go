@@ -8,13 +8,13 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
 )
 
 func newGatewayOutboxRetryCmd() *cobra.Command {
 	var all bool
 	cmd := outboxCmd("retry (OUTBOX_ID | --all)", "Requeue dead entries; the gateway's sweeper delivers them", cobra.MaximumNArgs(1),
-		func(ctx context.Context, cmd *cobra.Command, args []string, st *payments.Store) error {
+		func(ctx context.Context, cmd *cobra.Command, args []string, st *paystore.Store) error {
 			id := ""
 			if len(args) == 1 {
 				id = args[0]

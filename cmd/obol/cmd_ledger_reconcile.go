@@ -13,8 +13,10 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/cli/config"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // exitDifferences is the exit code of a reconciliation that found
@@ -47,16 +49,16 @@ are shown). Exits 3 on differences.`,
 }
 
 func runReconcile(ctx context.Context, c config.Reconcile, asJSON, strict bool, out io.Writer) error {
-	var gw *payments.Store
+	var gw *paystore.Store
 	var err error
 	if c.GatewayPostgresURL != "" {
-		gw, err = payments.OpenPostgresReadOnly(ctx, c.GatewayPostgresURL)
+		gw, err = paypg.OpenReadOnly(ctx, c.GatewayPostgresURL)
 	} else {
 		path := filepath.Join(c.DataDir, "gateway.db")
 		if _, serr := os.Stat(path); serr != nil {
 			return fmt.Errorf("no obol dev gateway database at %s (pass the --data-dir of obol dev, or --gateway-postgres-url / OBOL_GATEWAY_POSTGRES_URL)", path)
 		}
-		gw, err = payments.OpenSQLiteReadOnly(ctx, path)
+		gw, err = paysqlite.OpenReadOnly(ctx, path)
 	}
 	if err != nil {
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/store/sqlite"
 	"github.com/obolpay/obol/proxy/payments"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // TestGatewayOutboxCommands: `obol gateway outbox list` shows a dead entry
@@ -25,7 +26,7 @@ import (
 func TestGatewayOutboxCommands(t *testing.T) {
 	dir := t.TempDir()
 	ctx := context.Background()
-	st, err := payments.OpenSQLite(ctx, filepath.Join(dir, "gateway.db"))
+	st, err := paysqlite.Open(ctx, filepath.Join(dir, "gateway.db"))
 	require.NoError(t, err)
 	require.NoError(t, st.AddOutbox(ctx, "PAYMENT_EVENT_CAPTURED:pay_x:", "pay_x", `{}`, time.Now()))
 	require.NoError(t, st.OutboxDeadLetter(ctx, "PAYMENT_EVENT_CAPTURED:pay_x:", "payment_not_authorized"))
@@ -109,7 +110,7 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 		resp, body := post(t, "http://"+pay+"/v1/payments", `{"token":"`+tok["token"].(string)+`","amount":1500,"currency":"USD","capture":true}`, "Authorization", "Bearer "+creds["secret_key"])
 		paid <- answer{resp.StatusCode, string(body)}
 	}()
-	gw, err := payments.OpenSQLite(context.Background(), filepath.Join(dir, "gateway.db"))
+	gw, err := paysqlite.Open(context.Background(), filepath.Join(dir, "gateway.db"))
 	require.NoError(t, err)
 	defer gw.Close()
 	var id string

@@ -15,9 +15,9 @@ import (
 	"google.golang.org/grpc/credentials"
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
 	"github.com/obolpay/obol/proxy/simulator"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/vault/service"
 )
 
@@ -164,7 +164,7 @@ func (s *stack) count(ctx context.Context) *census {
 // reconcile runs the gateway↔ledger reconciliation (proxy/reconcile): the
 // gateway's store read-only, the ledger over gRPC with mTLS.
 func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
-	gw, err := payments.OpenPostgresReadOnly(ctx, s.gwDB)
+	gw, err := paypg.OpenReadOnly(ctx, s.gwDB)
 	if err != nil {
 		return nil, err
 	}

@@ -26,7 +26,7 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
-	"github.com/obolpay/obol/proxy/payments"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
 	vaultpg "github.com/obolpay/obol/vault/store/postgres"
@@ -271,7 +271,7 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 	require.NoError(t, err, "vault setup")
 	s.vaultDB = pg.NewDatabase(t, "vault", vaultpg.MigrateURL)
 	s.ledgerDB = pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL)
-	s.gwDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	s.gwDB = pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 
 	tlsEnv := map[string]string{"OBOL_TLS_CERT": pem(devpki.ServerCert), "OBOL_TLS_KEY": pem(devpki.ServerKey), "OBOL_CLIENT_CA": pem(devpki.CACert)}
 	with := func(m map[string]string) map[string]string {

@@ -36,6 +36,9 @@ import (
 	"github.com/obolpay/obol/proxy/connector"
 	"github.com/obolpay/obol/proxy/forward"
 	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
+	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
 // Config configures gatewayd. Tokens are secrets.
@@ -259,12 +262,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if connectors[cfg.DefaultAcquirer] == nil {
 		return fail(fmt.Errorf("default acquirer %q is not configured", cfg.DefaultAcquirer))
 	}
-	var st *payments.Store
+	var st *paystore.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = payments.OpenPostgres(ctx, cfg.PostgresURL)
+		st, err = paypg.Open(ctx, cfg.PostgresURL)
 	case cfg.SQLitePath != "":
-		st, err = payments.OpenSQLite(ctx, cfg.SQLitePath)
+		st, err = paysqlite.Open(ctx, cfg.SQLitePath)
 	default:
 		err = errors.New("a gateway database is required (OBOL_GATEWAY_POSTGRES_URL)")
 	}

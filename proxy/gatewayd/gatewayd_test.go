@@ -31,8 +31,8 @@ import (
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/simulator"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
@@ -176,7 +176,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	require.NoError(t, err)
 	cert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)
-	s.gatewayDB = pg.NewDatabase(t, "gateway", payments.MigrateURL)
+	s.gatewayDB = pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 	s.ledgerDB, s.vaultDB, s.pg, s.redis = ledgerURL, vaultDB, pg, rd
 	s.riskAddr = func() string { return riskGRPC }
 	cfg := gatewayd.Config{PostgresURL: s.gatewayDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",

@@ -10,13 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 )
 
 func (s *stack) reconcile(t *testing.T) *reconcile.Report {
 	t.Helper()
-	gw, err := payments.OpenPostgresReadOnly(context.Background(), s.gatewayDB)
+	gw, err := paypg.OpenReadOnly(context.Background(), s.gatewayDB)
 	require.NoError(t, err)
 	defer gw.Close()
 	rep, err := reconcile.Run(context.Background(), gw, s.ledger, reconcile.Options{LedgerToken: "ledger-token"})

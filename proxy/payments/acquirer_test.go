@@ -65,7 +65,7 @@ func authed(key string) context.Context {
 	return metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer sk_test_x", "idempotency-key", key))
 }
 
-func capturedPayment(t *testing.T, st *Store, now time.Time) *Payment {
+func capturedPayment(t *testing.T, st TestStore, now time.Time) *Payment {
 	t.Helper()
 	p := &Payment{ID: "pay_refund_in_use", MerchantID: "mer_1", Status: StatusCaptured, Amount: 1000, AmountCaptured: 1000, Currency: "USD", Token: "tok_x",
 		Acquirer: "simulator", AcquirerReference: "sim_auth_1", CreatedAt: now, UpdatedAt: now, Version: 1}

@@ -3,6 +3,8 @@ package payments
 import (
 	"sync"
 	"testing"
+
+	"github.com/stretchr/testify/assert"
 )
 
 // TestPaymentLock: one payment's changes are serialised, and the lock table
@@ -27,10 +29,6 @@ func TestPaymentLock(t *testing.T) {
 		}(i)
 	}
 	wg.Wait()
-	if inside != 25 {
-		t.Fatalf("pay_a entered %d times, want 25", inside)
-	}
-	if n := len(s.locks); n != 0 {
-		t.Fatalf("%d lock entries left", n)
-	}
+	assert.Equal(t, 25, inside, "pay_a entries")
+	assert.Empty(t, s.locks, "lock entries left")
 }

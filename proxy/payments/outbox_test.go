@@ -47,7 +47,7 @@ func (f *fakeLedger) count(id string) int {
 	return f.calls[id]
 }
 
-func queue(t *testing.T, st *Store, id string, at time.Time) {
+func queue(t *testing.T, st TestStore, id string, at time.Time) {
 	t.Helper()
 	e := event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, &Payment{ID: id, MerchantID: "mer_1", Currency: "USD"}, 100, "")
 	require.NoError(t, st.AddOutbox(context.Background(), e.ID, e.PaymentID, e.Request, at))

@@ -34,7 +34,7 @@ import (
 
 // Config wires the service to the other Obol services.
 type Config struct {
-	Store       *Store
+	Store       Store
 	Vault       vaultv1.VaultServiceClient // over mTLS with the gateway identity
 	Risk        riskv1.RiskServiceClient
 	RiskToken   string

@@ -26,6 +26,7 @@ import (
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	"github.com/obolpay/obol/proxy/payments"
+	paystore "github.com/obolpay/obol/proxy/store"
 )
 
 // Difference kinds.
@@ -118,7 +119,7 @@ func (r *Report) Unexplained() int {
 }
 
 // Gateway is what the reconciliation reads from the gateway's store
-// (*payments.Store).
+// (a proxy/store Store).
 type Gateway interface {
 	PaymentsAfter(ctx context.Context, after string, limit int) ([]*payments.Payment, error)
 	OutboxAfter(ctx context.Context, after string, limit int) ([]payments.OutboxEntry, error)
@@ -130,7 +131,7 @@ type Ledger interface {
 }
 
 var (
-	_ Gateway = (*payments.Store)(nil)
+	_ Gateway = (*paystore.Store)(nil)
 	_ Ledger  = ledgerv1.LedgerServiceClient(nil)
 )
 

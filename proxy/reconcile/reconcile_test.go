@@ -19,6 +19,8 @@ import (
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	paystore "github.com/obolpay/obol/proxy/store"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -30,7 +32,7 @@ const token = "ledger-token"
 // records them: the payment row in its store, each state change through
 // the ledger's RecordPayment.
 type fixture struct {
-	gw                  *payments.Store
+	gw                  *paystore.Store
 	ledger              ledgerv1.LedgerServiceClient
 	gatewayDB, ledgerDB string
 	fees                map[string]int64
@@ -42,7 +44,7 @@ func newFixture(t *testing.T) *fixture {
 		t.Skip("integration test: needs PostgreSQL")
 	}
 	pg := testenv.SharedPostgres(t)
-	f := &fixture{ledgerDB: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), gatewayDB: pg.NewDatabase(t, "gateway", payments.MigrateURL), fees: map[string]int64{}}
+	f := &fixture{ledgerDB: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), gatewayDB: pg.NewDatabase(t, "gateway", paypg.MigrateURL), fees: map[string]int64{}}
 	ctx, cancel := context.WithCancel(context.Background())
 	l, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: f.ledgerDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Token: token, SweepEvery: time.Hour})
 	require.NoError(t, err)
@@ -53,7 +55,7 @@ func newFixture(t *testing.T) *fixture {
 	require.NoError(t, err)
 	t.Cleanup(func() { conn.Close() })
 	f.ledger = ledgerv1.NewLedgerServiceClient(conn)
-	f.gw, err = payments.OpenPostgres(context.Background(), f.gatewayDB)
+	f.gw, err = paypg.Open(context.Background(), f.gatewayDB)
 	require.NoError(t, err)
 	t.Cleanup(func() { f.gw.Close() })
 

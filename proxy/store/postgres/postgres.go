@@ -1,0 +1,69 @@
+// Package postgres opens the gateway's payment store (proxy/store)
+// on PostgreSQL through pgx: migrations applied under an advisory lock,
+// a pooled database, or a read-only one for the reconciliation. No card
+// data. PCI zone (the gateway's).
+package postgres
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/proxy/store"
+)
+
+// migrationLock is the advisory lock that serialises the gateway's
+// migrations between replicas starting together.
+const migrationLock = 727275003
+
+// MigrateURL migrates the PostgreSQL database at url.
+func MigrateURL(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return migrate.Postgres(ctx, conn, store.Migrations, "migrations", migrationLock)
+}
+
+// Open migrates and opens the gateway database.
+func Open(ctx context.Context, url string) (*store.Store, error) {
+	if err := MigrateURL(ctx, url); err != nil {
+		return nil, fmt.Errorf("gateway postgres: %w", err)
+	}
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("gateway postgres url: %w", err)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(32)
+	db.SetMaxIdleConns(32)
+	return store.New(db), nil
+}
+
+// OpenReadOnly opens the gateway database for reading only: no migration,
+// and every transaction read-only (default_transaction_read_only).
+func OpenReadOnly(ctx context.Context, url string) (*store.Store, error) {
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("gateway postgres url: %w", err)
+	}
+	cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	db := stdlib.OpenDB(*cfg)
+	if err := ping(ctx, db); err != nil {
+		return nil, err
+	}
+	return store.New(db), nil
+}
+
+func ping(ctx context.Context, db *sql.DB) error {
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return fmt.Errorf("gateway postgres: %w", err)
+	}
+	return nil
+}

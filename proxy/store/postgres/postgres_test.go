@@ -1,0 +1,67 @@
+package postgres_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/store/postgres"
+	"github.com/obolpay/obol/proxy/store/storetest"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+func TestConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	pg := testenv.SharedPostgres(t)
+	storetest.Run(t, func(t *testing.T) storetest.Store {
+		s, err := postgres.Open(context.Background(), pg.NewDatabase(t, "gateway", postgres.MigrateURL))
+		require.NoError(t, err)
+		return s
+	})
+}
+
+func TestMigrateTwiceIsNoop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	url := testenv.SharedPostgres(t).NewDatabase(t, "gateway", postgres.MigrateURL)
+	for i := range 2 {
+		require.NoError(t, postgres.MigrateURL(context.Background(), url), "migrate run %d", i+1)
+	}
+}
+
+// TestReadOnly: the reconciliation's connection reads and cannot write.
+func TestReadOnly(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	url := testenv.SharedPostgres(t).NewDatabase(t, "gateway", postgres.MigrateURL)
+	rw, err := postgres.Open(ctx, url)
+	require.NoError(t, err)
+	defer rw.Close()
+	p := &payments.Payment{ID: "pay_1", MerchantID: "mer_1", Status: payments.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
+	require.NoError(t, rw.Insert(ctx, p))
+
+	ro, err := postgres.OpenReadOnly(ctx, url)
+	require.NoError(t, err)
+	defer ro.Close()
+	got, err := ro.PaymentsAfter(ctx, "", 10)
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	assert.Equal(t, "pay_1", got[0].ID)
+	p.ID = "pay_2"
+	assert.Error(t, ro.Insert(ctx, p), "a write on the read-only connection")
+}
+
+func TestOpenReadOnlyUnreachable(t *testing.T) {
+	_, err := postgres.OpenReadOnly(context.Background(), "postgres://127.0.0.1:1/gateway?connect_timeout=2")
+	assert.ErrorContains(t, err, "gateway postgres")
+}

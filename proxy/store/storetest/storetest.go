@@ -1,0 +1,558 @@
+// Package storetest is the conformance suite every backend of the gateway's
+// payment store runs (PostgreSQL and SQLite), so the two never drift.
+// PAN-free: payments hold a token and card metadata only.
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/proxy/payments"
+)
+
+// Store is what the suite checks: the payment service's store, plus the
+// operator's outbox verbs and the reconciliation's reads.
+type Store interface {
+	payments.Store
+	AddOutbox(ctx context.Context, id, paymentID, request string, now time.Time) error
+	OutboxList(ctx context.Context, state string, limit int) ([]payments.OutboxEntry, error)
+	OutboxRetry(ctx context.Context, id string, now time.Time) (int64, error)
+	PaymentsAfter(ctx context.Context, after string, limit int) ([]*payments.Payment, error)
+	OutboxAfter(ctx context.Context, after string, limit int) ([]payments.OutboxEntry, error)
+	Close() error
+}
+
+// Run runs the suite; newStore returns an empty, migrated store per call
+// (the suite closes it).
+func Run(t *testing.T, newStore func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"payment round trip", testPaymentRoundTrip},
+		{"update is a version check", testUpdateVersion},
+		{"list filters and pages newest first", testList},
+		{"sweeper queries", testSweeperQueries},
+		{"idempotency lease", testIdempotencyLease},
+		{"idempotency takeover race has one winner", testIdempotencyTakeoverRace},
+		{"operations", testOperations},
+		{"outbox backoff and dead letters", testOutbox},
+		{"outbox keeps each payment's order", testOutboxOrder},
+		{"commit writes the payment and its events together", testCommit},
+		{"merchant events outbox", testMerchantEvents},
+		{"reconciliation reads", testReconcileReads},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			t.Cleanup(func() { s.Close() })
+			tt.fn(t, s)
+		})
+	}
+}
+
+// t0 has microseconds (what the store keeps) and no finer part.
+var t0 = time.Date(2026, 12, 1, 12, 0, 0, 123456000, time.UTC)
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func payment(id, merchant string, at time.Time) *payments.Payment {
+	return &payments.Payment{ID: id, MerchantID: merchant, Status: payments.StatusCaptured, Amount: 1000, AmountCaptured: 1000, Currency: "USD",
+		Token: "tok_" + id, Acquirer: "simulator", CreatedAt: at, UpdatedAt: at, Version: 1}
+}
+
+func mustInsert(t *testing.T, s Store, p *payments.Payment) *payments.Payment {
+	t.Helper()
+	require.NoError(t, s.Insert(ctx(t), p), "insert %s", p.ID)
+	return p
+}
+
+func entry(id, paymentID string) payments.OutboxEntry {
+	return payments.OutboxEntry{ID: id, PaymentID: paymentID, Request: `{"paymentId":"` + paymentID + `"}`}
+}
+
+func ids[T any](xs []T, id func(T) string) []string {
+	out := make([]string, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, id(x))
+	}
+	return out
+}
+
+func paymentIDs(ps []*payments.Payment) []string {
+	return ids(ps, func(p *payments.Payment) string { return p.ID })
+}
+
+func entryIDs(es []payments.OutboxEntry) []string {
+	return ids(es, func(e payments.OutboxEntry) string { return e.ID })
+}
+
+func testPaymentRoundTrip(t *testing.T, s Store) {
+	c := ctx(t)
+	p := payment("pay_1", "mer_1", t0)
+	p.Card = payments.Card{Brand: "visa", Last4: "4242", Fingerprint: "fp_1"}
+	p.Risk = payments.Risk{Action: payments.RiskReview, Score: 42, Rules: []string{"r1"}, RuleSetVersion: "v3"}
+	p.Metadata = map[string]string{"order": "42"}
+	p.Refunds = []payments.Refund{{ID: "re_1", Amount: 100, Reason: "requested_by_customer", CreatedAt: t0}}
+	p.AmountRefunded, p.Description, p.AcquirerReference, p.DeclineCode = 100, "books", "sim_1", ""
+	mustInsert(t, s, p)
+	assert.Error(t, s.Insert(c, payment("pay_1", "mer_1", t0)), "a duplicate id")
+
+	got, err := s.Get(c, "mer_1", "pay_1")
+	require.NoError(t, err)
+	assert.Equal(t, p, got)
+	_, err = s.Get(c, "mer_2", "pay_1")
+	assert.ErrorIs(t, err, payments.ErrNotFound, "another merchant's payment")
+	_, err = s.Get(c, "mer_1", "pay_none")
+	assert.ErrorIs(t, err, payments.ErrNotFound)
+
+	bare := mustInsert(t, s, payment("pay_bare", "mer_1", t0))
+	got, err = s.Get(c, "mer_1", bare.ID)
+	require.NoError(t, err)
+	assert.Empty(t, got.Metadata)
+	assert.Empty(t, got.Refunds)
+
+	require.NoError(t, s.SetFee(c, "pay_1", 59))
+	got, err = s.Get(c, "mer_1", "pay_1")
+	require.NoError(t, err)
+	assert.EqualValues(t, 59, got.Fee)
+	assert.EqualValues(t, 1, got.Version, "the fee does not bump the version")
+}
+
+func testUpdateVersion(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	stale := *p
+	p.Status, p.AmountRefunded, p.UpdatedAt = payments.StatusPartiallyRefunded, 300, t0.Add(time.Second)
+	require.NoError(t, s.Update(c, p))
+	assert.EqualValues(t, 2, p.Version)
+	stale.Status = payments.StatusCanceled
+	assert.ErrorIs(t, s.Update(c, &stale), payments.ErrConcurrentUpdate, "a write from a stale read")
+	other := *p
+	other.MerchantID = "mer_2"
+	assert.ErrorIs(t, s.Update(c, &other), payments.ErrConcurrentUpdate, "another merchant's payment")
+	got, err := s.Get(c, "mer_1", "pay_1")
+	require.NoError(t, err)
+	assert.Equal(t, payments.StatusPartiallyRefunded, got.Status)
+	assert.EqualValues(t, 300, got.AmountRefunded)
+	assert.Equal(t, t0.Add(time.Second), got.UpdatedAt)
+
+	bad := *got
+	bad.AmountRefunded = 2000
+	assert.Error(t, s.Update(c, &bad), "the schema refuses a refund above the captured amount")
+}
+
+func testList(t *testing.T, s Store) {
+	c := ctx(t)
+	for i := range 5 {
+		p := payment(fmt.Sprintf("pay_%d", i), "mer_1", t0.Add(time.Duration(i)*time.Minute))
+		if i%2 == 1 {
+			p.Status = payments.StatusAuthorized
+		}
+		mustInsert(t, s, p)
+	}
+	mustInsert(t, s, payment("pay_tie", "mer_1", t0.Add(4*time.Minute))) // same time as pay_4
+	mustInsert(t, s, payment("pay_other", "mer_2", t0))
+
+	tests := []struct {
+		name string
+		f    payments.ListFilter
+		want []string
+	}{
+		{"all, newest first, ties by id", payments.ListFilter{Limit: 10}, []string{"pay_tie", "pay_4", "pay_3", "pay_2", "pay_1", "pay_0"}},
+		{"limit", payments.ListFilter{Limit: 2}, []string{"pay_tie", "pay_4"}},
+		{"status", payments.ListFilter{Status: payments.StatusAuthorized, Limit: 10}, []string{"pay_3", "pay_1"}},
+		{"after and before", payments.ListFilter{After: t0, Before: t0.Add(3 * time.Minute), Limit: 10}, []string{"pay_2", "pay_1"}},
+		{"cursor inside a tie", payments.ListFilter{CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_tie", Limit: 2}, []string{"pay_4", "pay_3"}},
+		{"cursor and status", payments.ListFilter{Status: payments.StatusCaptured, CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_4", Limit: 10}, []string{"pay_2", "pay_0"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := s.List(c, "mer_1", tt.f)
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, paymentIDs(got))
+		})
+	}
+}
+
+func testSweeperQueries(t *testing.T, s Store) {
+	c := ctx(t)
+	old := payment("pay_old", "mer_1", t0)
+	old.Status = payments.StatusProcessing
+	mustInsert(t, s, old)
+	fresh := payment("pay_fresh", "mer_1", t0.Add(time.Hour))
+	fresh.Status = payments.StatusProcessing
+	mustInsert(t, s, fresh)
+	owes := payment("pay_owes", "mer_1", t0)
+	owes.Status, owes.Compensation = payments.StatusFailed, payments.CompReverse+","+payments.CompRelease
+	mustInsert(t, s, owes)
+	mustInsert(t, s, payment("pay_done", "mer_1", t0))
+
+	got, err := s.Processing(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pay_old"}, paymentIDs(got), "processing since before the cutoff")
+	got, err = s.Compensating(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pay_owes"}, paymentIDs(got))
+
+	require.NoError(t, s.ClearCompensation(c, owes, "wrong", ""), "a compare-and-set that misses is no error")
+	require.NoError(t, s.ClearCompensation(c, owes, owes.Compensation, payments.CompRelease))
+	p, err := s.Get(c, "mer_1", "pay_owes")
+	require.NoError(t, err)
+	assert.Equal(t, payments.CompRelease, p.Compensation)
+	require.NoError(t, s.ClearCompensation(c, owes, payments.CompRelease, ""))
+	got, err = s.Compensating(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	assert.Empty(t, got)
+
+	require.NoError(t, s.DeleteProcessing(c, "mer_2", "pay_old"), "another merchant's: no-op")
+	require.NoError(t, s.DeleteProcessing(c, "mer_1", "pay_done"), "not processing: no-op")
+	require.NoError(t, s.DeleteProcessing(c, "mer_1", "pay_old"))
+	_, err = s.Get(c, "mer_1", "pay_old")
+	assert.ErrorIs(t, err, payments.ErrNotFound)
+	_, err = s.Get(c, "mer_1", "pay_done")
+	assert.NoError(t, err)
+}
+
+func testIdempotencyLease(t *testing.T, s Store) {
+	c := ctx(t)
+	const lease = 10 * time.Second
+	resp, a, err := s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_a", t0, lease)
+	require.NoError(t, err)
+	assert.Empty(t, resp)
+	assert.Equal(t, payments.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_a", Version: 1}, a)
+
+	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h2", "gw_b", t0, lease)
+	assert.ErrorIs(t, err, payments.ErrIdemReused, "another request under the key")
+	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(5*time.Second), lease)
+	assert.ErrorIs(t, err, payments.ErrIdemInProgress, "a live lease")
+	_, other, err := s.BeginIdempotent(c, "mer_2", "k", "h2", "gw_b", t0, lease)
+	require.NoError(t, err, "keys are per merchant")
+
+	require.NoError(t, s.RenewIdempotent(c, a, t0.Add(5*time.Second), lease))
+	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(12*time.Second), lease)
+	assert.ErrorIs(t, err, payments.ErrIdemInProgress, "the renewed lease runs to t+15s")
+
+	_, b, err := s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(16*time.Second), lease)
+	require.NoError(t, err, "takeover of an expired lease")
+	assert.Equal(t, payments.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_b", Version: 2}, b)
+	assert.ErrorIs(t, s.RenewIdempotent(c, a, t0.Add(16*time.Second), lease), payments.ErrLeaseLost)
+	assert.ErrorIs(t, s.FinishIdempotent(c, a, `{"id":"pay_a"}`), payments.ErrLeaseLost)
+	require.NoError(t, s.ReleaseIdempotent(c, a), "releasing a lost claim is a no-op")
+
+	require.NoError(t, s.FinishIdempotent(c, b, `{"id":"pay_b"}`))
+	assert.ErrorIs(t, s.FinishIdempotent(c, b, `{"id":"pay_b2"}`), payments.ErrLeaseLost, "finished once")
+	resp, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_c", t0.Add(time.Hour), lease)
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"pay_b"}`, resp, "a finished key replays its response, lease or not")
+	require.NoError(t, s.ReleaseIdempotent(c, b), "a finished claim is never released")
+	resp, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_c", t0.Add(time.Hour), lease)
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"pay_b"}`, resp)
+
+	require.NoError(t, s.ReleaseIdempotent(c, other))
+	resp, again, err := s.BeginIdempotent(c, "mer_2", "k", "h3", "gw_d", t0, lease)
+	require.NoError(t, err, "a released key is free, for any request")
+	assert.Empty(t, resp)
+	assert.Equal(t, "gw_d", again.Owner)
+}
+
+func testIdempotencyTakeoverRace(t *testing.T, s Store) {
+	c := ctx(t)
+	const lease = 10 * time.Second
+	_, dead, err := s.BeginIdempotent(c, "mer_1", "k", "h", "gw_dead", t0, lease)
+	require.NoError(t, err)
+	at := t0.Add(11 * time.Second)
+	var wins atomic.Int32
+	var winner atomic.Pointer[payments.Claim]
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, cl, err := s.BeginIdempotent(c, "mer_1", "k", "h", fmt.Sprintf("gw_%d", i), at, lease)
+			if err == nil {
+				wins.Add(1)
+				winner.Store(&cl)
+				return
+			}
+			assert.ErrorIs(t, err, payments.ErrIdemInProgress)
+		}()
+	}
+	wg.Wait()
+	require.Equal(t, int32(1), wins.Load(), "takeovers")
+	assert.ErrorIs(t, s.RenewIdempotent(c, dead, at, lease), payments.ErrLeaseLost)
+	assert.ErrorIs(t, s.FinishIdempotent(c, dead, `{"id":"pay_dead"}`), payments.ErrLeaseLost)
+	require.NoError(t, s.ReleaseIdempotent(c, dead))
+	w := winner.Load()
+	require.NoError(t, s.RenewIdempotent(c, *w, at, lease), "the winner still holds the key")
+	require.NoError(t, s.FinishIdempotent(c, *w, `{"id":"pay_w"}`))
+	prev, _, err := s.BeginIdempotent(c, "mer_1", "k", "h", "gw_z", at.Add(time.Hour), lease)
+	require.NoError(t, err)
+	assert.Equal(t, `{"id":"pay_w"}`, prev)
+}
+
+// testOperations: an operation is stored processing with the payment
+// marked in flight, one at a time; finishing it is a compare-and-set (a
+// second resumer loses) that writes the payment and queues its ledger
+// event in one transaction; a touch claims a stale operation for one
+// resumer only.
+func testOperations(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	op := &payments.Operation{ID: "re_a", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: payments.OpRefund, Amount: 300, Reason: "duplicate",
+		RequestHash: "h", State: payments.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
+	require.NoError(t, s.StartOperation(c, p, op))
+	assert.Equal(t, "re_a", p.PendingOp)
+	assert.EqualValues(t, 2, p.Version)
+	got, err := s.Operation(c, "re_a")
+	require.NoError(t, err)
+	assert.Equal(t, op, got)
+
+	stale, err := s.Get(c, p.MerchantID, p.ID)
+	require.NoError(t, err)
+	stale.PendingOp = ""
+	other := &payments.Operation{ID: "re_b", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: payments.OpRefund, Amount: 100, State: payments.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
+	assert.ErrorIs(t, s.StartOperation(c, stale, other), payments.ErrConcurrentUpdate, "a second operation while one is in flight")
+	_, err = s.Operation(c, "re_b")
+	assert.ErrorIs(t, err, payments.ErrNoOperation, "nothing of the refused operation is stored")
+
+	ops, err := s.StaleOperations(c, t0, 10)
+	require.NoError(t, err)
+	assert.Empty(t, ops, "not stale yet")
+	ops, err = s.StaleOperations(c, t0.Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, ops, 1)
+	a, b := *ops[0], *ops[0]
+	require.NoError(t, s.TouchOperation(c, &a, t0.Add(time.Minute)))
+	assert.Equal(t, t0.Add(time.Minute), a.UpdatedAt)
+	assert.ErrorIs(t, s.TouchOperation(c, &b, t0.Add(time.Minute)), payments.ErrConcurrentUpdate, "two resumers claim one operation")
+
+	cur, err := s.Get(c, p.MerchantID, p.ID)
+	require.NoError(t, err)
+	finish := func(p *payments.Payment) error {
+		o := a
+		o.State = payments.OpSucceeded
+		p.PendingOp, p.AmountRefunded, p.Status = "", 300, payments.StatusPartiallyRefunded
+		p.Refunds = append(p.Refunds, payments.Refund{ID: o.ID, Amount: 300, CreatedAt: t0})
+		return s.FinishOperation(c, p, &o, []payments.OutboxEntry{entry("ev_re_a", p.ID)}, t0.Add(2*time.Minute))
+	}
+	second := *cur
+	require.NoError(t, finish(cur))
+	assert.ErrorIs(t, finish(&second), payments.ErrConcurrentUpdate, "the operation is finished once")
+	done, err := s.Operation(c, "re_a")
+	require.NoError(t, err)
+	assert.Equal(t, payments.OpSucceeded, done.State)
+	assert.Equal(t, t0.Add(2*time.Minute), done.UpdatedAt)
+	assert.ErrorIs(t, s.TouchOperation(c, done, t0.Add(3*time.Minute)), payments.ErrConcurrentUpdate, "a finished operation is not resumed")
+	got2, err := s.Get(c, p.MerchantID, p.ID)
+	require.NoError(t, err)
+	assert.Empty(t, got2.PendingOp)
+	assert.EqualValues(t, 300, got2.AmountRefunded)
+	require.Len(t, got2.Refunds, 1)
+	queued, err := s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_re_a"}, entryIDs(queued), "the ledger event is queued once")
+	ops, err = s.StaleOperations(c, t0.Add(time.Hour), 10)
+	require.NoError(t, err)
+	assert.Empty(t, ops, "finished operations are not stale")
+}
+
+func testOutbox(t *testing.T, s Store) {
+	c := ctx(t)
+	require.NoError(t, s.AddOutbox(c, "ev_1", "pay_1", `{"a":1}`, t0))
+	require.NoError(t, s.AddOutbox(c, "ev_1", "pay_1", `{"a":2}`, t0.Add(time.Hour)), "queuing twice is a no-op")
+	require.NoError(t, s.AddOutbox(c, "ev_2", "pay_2", `{"b":1}`, t0.Add(time.Second)))
+	require.NoError(t, s.AddOutbox(c, "ev_3", "pay_3", `{"c":1}`, t0.Add(2*time.Second)))
+
+	due, err := s.Outbox(c, t0.Add(time.Second), 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_1", "ev_2"}, entryIDs(due), "due now, the most overdue first")
+	assert.Equal(t, payments.OutboxEntry{ID: "ev_1", PaymentID: "pay_1", Request: `{"a":1}`, State: payments.OutboxPending, NextAttemptAt: t0, CreatedAt: t0}, due[0])
+
+	require.NoError(t, s.OutboxAttempt(c, "ev_1", "unavailable", t0.Add(time.Minute)))
+	due, err = s.Outbox(c, t0.Add(10*time.Second), 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_2", "ev_3"}, entryIDs(due), "an entry backing off is skipped")
+	require.NoError(t, s.OutboxDefer(c, "ev_2", t0.Add(2*time.Minute)))
+	require.NoError(t, s.OutboxDeadLetter(c, "ev_3", "failed_precondition"))
+	due, err = s.Outbox(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ev_1"}, entryIDs(due), "deferred and dead entries are skipped")
+	assert.EqualValues(t, 1, due[0].Attempts)
+	assert.Equal(t, "unavailable", due[0].LastError)
+
+	dead, err := s.OutboxList(c, payments.OutboxDead, 10)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ev_3"}, entryIDs(dead))
+	assert.Equal(t, "failed_precondition", dead[0].LastError)
+	assert.EqualValues(t, 1, dead[0].Attempts)
+	pending, err := s.OutboxList(c, payments.OutboxPending, 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_1", "ev_2"}, entryIDs(pending), "oldest first")
+	all, err := s.OutboxList(c, "", 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_1", "ev_2"}, entryIDs(all), "limit")
+
+	n, err := s.OutboxRetry(c, "ev_none", t0.Add(time.Hour))
+	require.NoError(t, err)
+	assert.Zero(t, n)
+	n, err = s.OutboxRetry(c, "", t0.Add(time.Hour))
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "every dead entry")
+	require.NoError(t, s.OutboxDeadLetter(c, "ev_3", "failed_precondition"))
+	n, err = s.OutboxRetry(c, "ev_3", t0.Add(time.Hour))
+	require.NoError(t, err)
+	assert.EqualValues(t, 1, n, "the one named")
+	due, err = s.Outbox(c, t0.Add(time.Hour), 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_1", "ev_2", "ev_3"}, entryIDs(due))
+	assert.Zero(t, due[2].Attempts, "a retried entry starts afresh")
+
+	for _, id := range []string{"ev_1", "ev_2", "ev_3"} {
+		require.NoError(t, s.OutboxDone(c, id))
+	}
+	all, err = s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Empty(t, all)
+}
+
+// testOutboxOrder: the events of one commit get increasing times, and
+// OlderOutbox names the oldest undelivered event (pending or dead) of the
+// same payment queued before an entry.
+func testOutboxOrder(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	// Ids in reverse order of time: order is by time, not id.
+	p.UpdatedAt = t0.Add(time.Second)
+	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}, t0))
+	require.NoError(t, s.AddOutbox(c, "ev_x_refund2", p.ID, `{}`, t0.Add(time.Second)))
+	require.NoError(t, s.AddOutbox(c, "ev_other", "pay_2", `{}`, t0.Add(-time.Hour)))
+
+	all, err := s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_other", "ev_z_capture", "ev_y_refund", "ev_x_refund2"}, entryIDs(all))
+
+	older, err := s.OlderOutbox(c, p.ID, "ev_z_capture")
+	require.NoError(t, err)
+	assert.Nil(t, older, "the first event of its payment")
+	for _, id := range []string{"ev_y_refund", "ev_x_refund2"} {
+		older, err = s.OlderOutbox(c, p.ID, id)
+		require.NoError(t, err)
+		require.NotNil(t, older, id)
+		assert.Equal(t, "ev_z_capture", older.ID, id)
+	}
+	require.NoError(t, s.OutboxDeadLetter(c, "ev_z_capture", "failed_precondition"))
+	older, err = s.OlderOutbox(c, p.ID, "ev_x_refund2")
+	require.NoError(t, err)
+	require.NotNil(t, older)
+	assert.Equal(t, "ev_z_capture", older.ID, "a dead older event still comes first")
+	require.NoError(t, s.OutboxDone(c, "ev_z_capture"))
+	older, err = s.OlderOutbox(c, p.ID, "ev_x_refund2")
+	require.NoError(t, err)
+	require.NotNil(t, older)
+	assert.Equal(t, "ev_y_refund", older.ID)
+	older, err = s.OlderOutbox(c, p.ID, "ev_none")
+	require.NoError(t, err)
+	assert.Nil(t, older, "an unknown entry")
+}
+
+func testCommit(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	stale := *p
+	p.Status = payments.StatusRefunded
+	p.AmountRefunded = 1000
+	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_1", p.ID)}, t0))
+	assert.EqualValues(t, 2, p.Version)
+	stale.Status = payments.StatusCanceled
+	assert.ErrorIs(t, s.Commit(c, &stale, []payments.OutboxEntry{entry("ev_2", p.ID)}, t0), payments.ErrConcurrentUpdate)
+	all, err := s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_1"}, entryIDs(all), "a refused commit queues nothing")
+	got, err := s.Get(c, "mer_1", "pay_1")
+	require.NoError(t, err)
+	assert.Equal(t, payments.StatusRefunded, got.Status)
+}
+
+func testReconcileReads(t *testing.T, s Store) {
+	c := ctx(t)
+	for _, id := range []string{"pay_c", "pay_a", "pay_b"} {
+		mustInsert(t, s, payment(id, "mer_"+id, t0))
+		require.NoError(t, s.AddOutbox(c, "ev_"+id, id, `{}`, t0))
+	}
+	ps, err := s.PaymentsAfter(c, "", 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pay_a", "pay_b"}, paymentIDs(ps), "every merchant's, in id order")
+	ps, err = s.PaymentsAfter(c, "pay_b", 2)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"pay_c"}, paymentIDs(ps))
+	require.NoError(t, s.OutboxDeadLetter(c, "ev_pay_a", "failed_precondition"))
+	es, err := s.OutboxAfter(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_pay_a", "ev_pay_b", "ev_pay_c"}, entryIDs(es), "pending and dead")
+	es, err = s.OutboxAfter(c, "ev_pay_b", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_pay_c"}, entryIDs(es))
+}
+
+// testMerchantEvents: merchant events (OutboxEntry.Merchant) go to their
+// own outbox with the commit that writes them (none with a refused
+// commit, none in the ledger outbox), and the relay's reads and marks.
+func testMerchantEvents(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	ev := func(id string) payments.OutboxEntry {
+		return payments.OutboxEntry{Merchant: &payments.MerchantEvent{ID: id, Type: "payment.captured", MerchantID: "mer_1", ObjectType: "payment",
+			ObjectID: "pay_1", ObjectVersion: 2, Data: []byte(`{"id":"pay_1"}`), CreatedAt: t0}}
+	}
+	stale := *p
+	p.Status = payments.StatusCaptured
+	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_ledger", p.ID), ev("evt_1"), ev("evt_1")}, t0))
+	stale.Status = payments.StatusCanceled
+	require.ErrorIs(t, s.Commit(c, &stale, []payments.OutboxEntry{ev("evt_2")}, t0), payments.ErrConcurrentUpdate)
+	declined := payment("pay_2", "mer_1", t0)
+	declined.Status = payments.StatusDeclined
+	require.NoError(t, s.InsertCommit(c, declined, []payments.OutboxEntry{ev("evt_3")}, t0.Add(time.Millisecond)))
+	got, err := s.Get(c, "mer_1", "pay_2")
+	require.NoError(t, err)
+	assert.Equal(t, payments.StatusDeclined, got.Status)
+	ledger, err := s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_ledger"}, entryIDs(ledger), "merchant events are not ledger events")
+	all, err := s.Events(c, "", 10)
+	require.NoError(t, err)
+	require.Len(t, all, 2, "one per id, none from the refused commit")
+	assert.Equal(t, "evt_1", all[0].ID)
+	assert.Equal(t, "payment.captured", all[0].Type)
+	assert.JSONEq(t, `{"id":"pay_1"}`, string(all[0].Data))
+	assert.Equal(t, "pending", all[0].State)
+	due, err := s.EventsDue(c, t0.Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	require.NoError(t, s.EventsDelivered(c, []string{"evt_1"}))
+	require.NoError(t, s.EventFailed(c, "evt_3", t0.Add(time.Hour), "unavailable", false))
+	due, err = s.EventsDue(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	assert.Empty(t, due, "one delivered, one backing off")
+	due, err = s.EventsDue(c, t0.Add(time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Equal(t, 1, due[0].Attempts)
+	require.NoError(t, s.EventFailed(c, "evt_3", t0, "refused", true))
+	dead, err := s.Events(c, "dead", 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "refused", dead[0].LastError)
+}
