@@ -25,7 +25,7 @@ bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load --suite risk
 	go run ./cmd/obol-load --suite gateway
-	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rotation/
+	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rewrap/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 	go test -run='^$$' -bench=BenchmarkTracing -benchtime=20000x ./internal/serve/
 
@@ -51,9 +51,12 @@ fuzz:
 	go test -run='^$$' -fuzz=FuzzValidOrigin -fuzztime=30s ./vault/hosted/
 	go test -run='^$$' -fuzz=FuzzParseKey -fuzztime=30s ./internal/idemkey/
 	go test -run='^$$' -fuzz=FuzzContains -fuzztime=30s ./internal/cardtext/
-	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/server/
+	go test -run='^$$' -fuzz=FuzzPaymentToken -fuzztime=30s ./ledger/service/
 	go test -run='^$$' -fuzz=FuzzScrubDigits -fuzztime=30s ./internal/telemetry/
 	go test -run='^$$' -fuzz=FuzzLoad -fuzztime=30s ./internal/cli/
+	go test -run='^$$' -fuzz=FuzzCheckURL -fuzztime=30s ./ledger/events/webhook/
+	go test -run='^$$' -fuzz=FuzzVerify -fuzztime=30s ./ledger/events/webhook/
+	go test -run='^$$' -fuzz=FuzzDecodeCursor -fuzztime=30s ./ledger/events/server/
 
 dev:
 	go run ./cmd/obol dev

@@ -27,6 +27,7 @@ import (
 	"github.com/obolpay/obol/proxy/simulator"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -79,7 +80,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		t.Fatalf("vaultd: %v", err)
 	}
 	serveIn(vd.Serve, vd.Close)
-	keys, err := vaultd.CreateMerchant(ctx, vd.Store, "load", nil, "test")
+	keys, err := merchants.Create(ctx, vd.Store, "load", nil, "test")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}

@@ -35,6 +35,7 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -112,7 +113,7 @@ func main() {
 	done := make(chan error, 1)
 	go func() { done <- in.Serve(ctx) }()
 	t.Cleanup(func() { cancel(); <-done; in.Close() })
-	keys, err := vaultd.CreateMerchant(context.Background(), in.Store, "load", nil, "test")
+	keys, err := merchants.Create(context.Background(), in.Store, "load", nil, "test")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
@@ -228,10 +229,17 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
+	ops      int64 // operations completed in the measured window, errors included
 }
 
 // run drives op from conc goroutines: a warm-up, then a measured window.
 func run(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File) result {
+	return runMarked(name, op, conc, warmup, dur, prof, nil)
+}
+
+// runMarked is run, calling mark (when set) right before and right after
+// the measured window, for cost models.
+func runMarked(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func()) result {
 	fmt.Printf("running %s …\n", name)
 	var measuring atomic.Bool
 	var errs atomic.Int64
@@ -264,11 +272,17 @@ func run(name string, op func() error, conc int, warmup, dur time.Duration, prof
 	if prof != nil {
 		_ = pprof.StartCPUProfile(prof)
 	}
+	if mark != nil {
+		mark()
+	}
 	measuring.Store(true)
 	began := time.Now()
 	time.Sleep(dur)
 	measuring.Store(false)
 	elapsed := time.Since(began)
+	if mark != nil {
+		mark()
+	}
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -280,7 +294,7 @@ func run(name string, op func() error, conc int, warmup, dur time.Duration, prof
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := result{name: name, errors: errs.Load(), rps: float64(len(all)) / elapsed.Seconds()}
+	r := result{name: name, errors: errs.Load(), rps: float64(len(all)) / elapsed.Seconds(), ops: int64(len(all)) + errs.Load()}
 	if len(all) > 0 {
 		r.p50 = all[len(all)/2]
 		r.p99 = all[len(all)*99/100]

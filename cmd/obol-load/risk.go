@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -69,8 +70,31 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 		}
 	}
 	fmt.Printf("riskd Evaluate over gRPC, default rule set %s, %d clients, %s measured after %s warm-up\n\n", in.Engine.Active().Version, conc, dur, warmup)
-	res := run("riskd Evaluate (gRPC, real Redis)", eval, conc, warmup, dur, prof)
+	opt, err := redis.ParseURL(r.URL)
+	if err != nil {
+		t.Fatalf("%v", err)
+	}
+	rdb := redis.NewClient(opt)
+	t.Cleanup(func() { rdb.Close() })
+	var samples []costSample
+	mark := func() {
+		s, err := sampleCost(rdb)
+		if err != nil {
+			t.Fatalf("redis INFO: %v", err)
+		}
+		samples = append(samples, s)
+	}
+	res := runMarked("riskd Evaluate (gRPC, real Redis)", eval, conc, warmup, dur, prof, mark)
 	fmt.Printf("\n%-34s %10s %9s %9s %8s\n", "", "evals/s", "p50", "p99", "errors")
 	fmt.Printf("%-34s %10.0f %9s %9s %8d\n", res.name, res.rps, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.errors)
 	fmt.Printf("fallbacks: %d, rule errors: %d\n", in.Engine.Stats.Fallbacks.Load(), in.Engine.Stats.RuleErrors.Load())
+	if v := in.Velocity; v != nil {
+		n := max(v.Stats.Syncs.Load(), 1)
+		fmt.Printf("velocity store: %d syncs with Redis (%d failed; %.1f ms and %d payments each on average), %d evaluations waited for one (a key not cached yet, or the last sync too old), %d cache reloads\n",
+			v.Stats.Syncs.Load(), v.Stats.SyncErrors.Load(), float64(v.Stats.SyncNanos.Load())/1e6/float64(n), v.Stats.Synced.Load()/n, v.Stats.Waits.Load(), v.Stats.Resets.Load())
+	}
+	printRedisCostModel("riskd Evaluate", res.ops, samples[0], samples[1], "obol-load process (riskd and the 32 gRPC clients)")
+	if prof != nil {
+		fmt.Printf("CPU profile of the measured phase: %s (go tool pprof -top %s)\n", cpuprofile, cpuprofile)
+	}
 }

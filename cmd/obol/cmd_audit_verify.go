@@ -6,8 +6,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/vault/audit/verify"
 	"github.com/obolpay/obol/vault/keys/transit"
-	"github.com/obolpay/obol/vault/vaultd"
 )
 
 func newAuditVerifyCmd() *cobra.Command {
@@ -40,7 +40,7 @@ func newAuditVerifyCmd() *cobra.Command {
 			}
 			anchor = &a
 		}
-		r, err := vaultd.VerifyAudit(ctx, st, anchor)
+		r, err := verify.Chain(ctx, st, anchor)
 		if err != nil {
 			return err
 		}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -18,11 +20,16 @@ func newEventsGetCmd() *cobra.Command {
 			if err != nil {
 				return apierr.From(err)
 			}
-			b, err := protojson.MarshalOptions{Multiline: true, UseProtoNames: true}.Marshal(e)
+			b, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(e)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(cmd.OutOrStdout(), string(b))
+			// protojson varies its whitespace on purpose: print it stable.
+			var out bytes.Buffer
+			if err := json.Indent(&out, b, "", "  "); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), out.String())
 			return nil
 		})
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 )
 
@@ -17,7 +17,7 @@ func newGatewayOutboxListCmd() *cobra.Command {
 	var state string
 	var limit int
 	cmd := outboxCmd("list", "List the outbox's entries", cobra.NoArgs, func(ctx context.Context, cmd *cobra.Command, _ []string, st *paystore.Store) error {
-		if state != "" && state != payments.OutboxDead && state != payments.OutboxPending {
+		if state != "" && state != service.OutboxDead && state != service.OutboxPending {
 			return errors.New("--state must be dead or pending")
 		}
 		if limit <= 0 {
@@ -32,7 +32,7 @@ func newGatewayOutboxListCmd() *cobra.Command {
 		fmt.Fprintln(tw, "ID\tPAYMENT\tSTATE\tATTEMPTS\tLAST ERROR\tNEXT ATTEMPT\tCREATED")
 		for _, e := range es {
 			next := e.NextAttemptAt.Format(time.RFC3339)
-			if e.State == payments.OutboxDead {
+			if e.State == service.OutboxDead {
 				next = "-"
 			}
 			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\n", e.ID, e.PaymentID, e.State, e.Attempts, e.LastError, next, e.CreatedAt.Format(time.RFC3339))

@@ -9,9 +9,9 @@ import (
 
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/reencrypt"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
-	"github.com/obolpay/obol/vault/vaultd"
 )
 
 func newKeysReencryptCmd() *cobra.Command {
@@ -26,7 +26,7 @@ Vault credentials as for vaultd: OBOL_VAULT_TOKEN or AppRole.`, func(cmd *cobra.
 			return errors.New("--older-than must be positive")
 		}
 		env := envelope.New(kms, st, envelope.Config{})
-		res, err := vaultd.Reencrypt(ctx, env, st, vaultd.ReencryptOptions{OlderThan: olderThan, Destroy: destroy, Batch: batch}, func(r vaultd.ReencryptResult) {
+		res, err := reencrypt.Run(ctx, env, st, reencrypt.Options{OlderThan: olderThan, Destroy: destroy, Batch: batch}, func(r reencrypt.Result) {
 			fmt.Fprintf(out, "re-encrypted %d cards (%s)\n", r.Reencrypted, r.Elapsed.Round(time.Millisecond))
 		})
 		if err != nil {

@@ -7,16 +7,16 @@ import (
 
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/refingerprint"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
-	"github.com/obolpay/obol/vault/vaultd"
 )
 
 func newKeysRefingerprintCmd() *cobra.Command {
 	var batch int
 	cmd := keysCmd("refingerprint", "Rewrite fingerprints computed under older secret versions (resumable)", "", func(cmd *cobra.Command, kms *transit.Client, st *postgres.Store) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		res, err := vaultd.Refingerprint(ctx, envelope.New(kms, st, envelope.Config{}), st, batch)
+		res, err := refingerprint.Run(ctx, envelope.New(kms, st, envelope.Config{}), st, batch)
 		if err != nil {
 			return fmt.Errorf("%w (the job is resumable: run it again)", err)
 		}

@@ -7,7 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/vault/audit"
-	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/store/postgres"
 )
@@ -16,7 +16,7 @@ func newKeysRewrapCmd() *cobra.Command {
 	var batch int
 	cmd := keysCmd("rewrap", "Rewrap every stored DEK to the latest KEK version (resumable)", "", func(cmd *cobra.Command, kms *transit.Client, st *postgres.Store) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		res, err := rotation.Rewrap(ctx, kms, st, batch, nil, func(r rotation.Result) {
+		res, err := rewrap.Run(ctx, kms, st, batch, nil, func(r rewrap.Result) {
 			fmt.Fprintf(out, "rewrapped %d DEKs to KEK version %d (%s)\n", r.Rewrapped, r.TargetVersion, r.Elapsed.Round(time.Millisecond))
 		})
 		if err != nil {

@@ -13,7 +13,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/vault/audit"
-	"github.com/obolpay/obol/vault/vaultd"
+	"github.com/obolpay/obol/vault/merchants"
 )
 
 func newMerchantsCmd() *cobra.Command {
@@ -61,7 +61,7 @@ func createMerchant(ctx context.Context, c config.VaultDB, name string, origins 
 	if live {
 		mode = "live"
 	}
-	keys, err := vaultd.CreateMerchant(ctx, st, name, origins, mode)
+	keys, err := merchants.Create(ctx, st, name, origins, mode)
 	if err != nil {
 		return err
 	}

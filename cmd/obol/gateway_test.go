@@ -17,7 +17,7 @@ import (
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/store/sqlite"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
 )
 
@@ -115,7 +115,7 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 	defer gw.Close()
 	var id string
 	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
-		ps, err := gw.List(context.Background(), creds["merchant_id"], payments.ListFilter{Status: payments.StatusProcessing, Limit: 1})
+		ps, err := gw.List(context.Background(), creds["merchant_id"], service.ListFilter{Status: service.StatusProcessing, Limit: 1})
 		if err != nil || len(ps) == 0 {
 			return errors.New("the payment is not in flight yet")
 		}
@@ -130,7 +130,7 @@ func TestDevShutdownDrainsPayments(t *testing.T) {
 
 	p, err := gw.Get(context.Background(), creds["merchant_id"], id)
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusFailed, p.Status)
+	assert.Equal(t, service.StatusFailed, p.Status)
 	assert.Empty(t, p.Compensation, "the payment still owes a reversal or a hold release")
 	logs := out.String()
 	assert.NotContains(t, logs, "connection refused")

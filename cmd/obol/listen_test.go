@@ -74,7 +74,9 @@ func TestListenAndEventsCommands(t *testing.T) {
 	lctx, stopListen := context.WithCancel(context.Background())
 	lout := &testenv.SyncBuffer{}
 	ldone := make(chan error, 1)
-	go func() { ldone <- run(lctx, []string{"listen", "--forward-to", target.URL + "/hook", "--data-dir", dir}, lout) }()
+	go func() {
+		ldone <- run(lctx, []string{"listen", "--forward-to", target.URL + "/hook", "--data-dir", dir}, lout)
+	}()
 	re := regexp.MustCompile(`endpoint (we_\w+) .*\nSigning secret: (whsec_\S+)`)
 	var m []string
 	require.NoError(t, testenv.WaitFor(20*time.Second, func() error {

@@ -22,7 +22,7 @@ import (
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/journal"
-	"github.com/obolpay/obol/ledger/server"
+	"github.com/obolpay/obol/ledger/service"
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/ledger/store/sqlite"
@@ -63,7 +63,7 @@ type Config struct {
 // Instance is a built ledgerd.
 type Instance struct {
 	Book    *book.Book
-	Service *server.Service
+	Service *service.Service
 	Server  *serve.Server
 	// Relay delivers the outbox to eventsd (nil without Config.Events).
 	Relay       *eventrelay.Relay
@@ -104,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	b := book.New(st, settings)
-	svc := server.New(b, cfg.Token)
+	svc := service.New(b, cfg.Token)
 	var relay *eventrelay.Relay
 	collectors := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "obol_ledger_events_pending",
 		Help: "Events waiting in the ledger's outbox for eventsd (dead ones not counted; -1: the database could not be read)."}, func() float64 {

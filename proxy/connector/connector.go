@@ -86,13 +86,6 @@ func appendJSONDigits(dst, b []byte) []byte {
 	return append(dst, '"')
 }
 
-// Wipe zeroes a buffer that held card data.
-func Wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
-}
-
 // send does one acquirer call and classifies its failure the same way for
 // every connector: a timeout is ErrTimeout (the outcome is unknown); a
 // refused connection, a 5xx or a 429 is ErrUnavailable, and only a failed

@@ -86,7 +86,7 @@ func (s *Simulator) Authorize(ctx context.Context, r AuthRequest) (AuthResult, e
 	}
 	body = append(body, "}}"...)
 	status, resp, err := s.do(ctx, "/v1/authorizations", body, r.IdempotencyKey)
-	Wipe(body)
+	clear(body)
 	if err != nil {
 		return AuthResult{}, err
 	}

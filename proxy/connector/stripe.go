@@ -147,7 +147,7 @@ func (s *Stripe) Authorize(ctx context.Context, r AuthRequest) (AuthResult, erro
 	}
 	form = appendForm(form, "metadata[obol_payment_id]", r.PaymentID)
 	status, resp, err := s.do(ctx, http.MethodPost, "/v1/payment_methods", form, idem(r.IdempotencyKey, "pm"))
-	Wipe(form)
+	clear(form)
 	if err != nil {
 		return AuthResult{}, err
 	}

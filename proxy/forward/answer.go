@@ -158,27 +158,27 @@ func readAnswer(resp *http.Response, max, maxRatio int64) ([]byte, *apierr.Error
 	}
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
-		wipe(raw)
+		clear(raw)
 		return nil, apierr.New(apierr.KindBadGateway, "upstream_unavailable", "", "the destination's answer could not be read")
 	}
 	if int64(len(raw)) > max {
-		wipe(raw)
+		clear(raw)
 		return nil, badAnswer(CodeResponseTooLarge, "the destination's answer is larger than the gateway relays")
 	}
 	if coding == "" {
 		if compressedBody(raw) {
-			wipe(raw)
+			clear(raw)
 			return nil, errCompressedBody
 		}
 		return raw, nil
 	}
-	defer wipe(raw)
+	defer clear(raw)
 	out, e := decode(coding, raw, max, maxRatio)
 	if e == nil && compressedBody(out) {
 		e = errCompressedBody
 	}
 	if e != nil {
-		wipe(out)
+		clear(out)
 		return nil, e
 	}
 	return out, nil

@@ -274,10 +274,10 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	}
 	sort.Slice(bodySpans, func(i, j int) bool { return bodySpans[i].start < bodySpans[j].start })
 	out, err := splice(body, bodySpans, cards)
-	defer wipe(out)
+	defer clear(out)
 	defer func() {
 		for _, b := range hdrBufs {
-			wipe(b)
+			clear(b)
 		}
 	}()
 	if err != nil {
@@ -319,7 +319,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 		f.cfg.Logger.Warn("forward answer refused", "merchant", merchant, "route", route.Name, "host", host, "status", resp.StatusCode, "code", e.Code)
 		return e
 	}
-	defer wipe(rb)
+	defer clear(rb)
 	red := redactorFor(cards)
 	defer red.Wipe()
 	for _, s := range spots {
@@ -328,7 +328,7 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 			// the upstream echo it.
 			lit, _ := s.reveal.render(nil, cards[s.token])
 			red.AddLiteral(lit)
-			wipe(lit)
+			clear(lit)
 		}
 	}
 	n := red.Redact(rb)
@@ -377,12 +377,6 @@ func parseBool(s string) (bool, bool) {
 		return false, true
 	}
 	return false, false
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 // Classes of a failed upstream exchange, the only thing logged of it: the
@@ -517,7 +511,7 @@ func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, 
 		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}
 	c, err := card.Decode(plain)
-	card.WipeBytes(plain)
+	clear(plain)
 	if err != nil {
 		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}

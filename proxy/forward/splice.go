@@ -169,9 +169,7 @@ type Revealed struct {
 // Wipe zeroes the card's buffers.
 func (c *Revealed) Wipe() {
 	for _, b := range [][]byte{c.Number, c.CVC} {
-		for i := range b {
-			b[i] = 0
-		}
+		clear(b)
 	}
 }
 

@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/vault/vaultd"
+	"github.com/obolpay/obol/vault/merchants"
 )
 
 // settle reads the simulator's next settlement report, imports it into the
@@ -121,7 +121,7 @@ func TestDisputeLifecycle(t *testing.T) {
 	assert.Empty(t, s.settle(t).GetResults(), "nothing left to settle")
 
 	// Another merchant's key sees none of it.
-	keys, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other", nil, "test")
+	keys, err := merchants.Create(context.Background(), s.vaultd().Store, "Other", nil, "test")
 	require.NoError(t, err)
 	own := s.sk
 	s.sk = keys.SecretKey

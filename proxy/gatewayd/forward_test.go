@@ -19,7 +19,7 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/proxy/gatewayd"
-	"github.com/obolpay/obol/vault/vaultd"
+	"github.com/obolpay/obol/vault/merchants"
 )
 
 // upstream is an HTTPS acquirer-like server that records what it received
@@ -202,7 +202,7 @@ func TestForward(t *testing.T) {
 	require.Equal(t, 504, st, "hung upstream: %s", out)
 	require.Contains(t, out, "upstream_timeout", "hung upstream")
 
-	other, err := vaultd.CreateMerchant(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
+	other, err := merchants.Create(context.Background(), s.vaultd().Store, "Other merchant", nil, "test")
 	require.NoError(t, err)
 	otherTok := func() string {
 		sk := s.sk

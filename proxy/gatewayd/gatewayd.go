@@ -35,7 +35,7 @@ import (
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
 	"github.com/obolpay/obol/proxy/forward"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
@@ -115,7 +115,7 @@ type Config struct {
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service *payments.Service
+	Service *service.Service
 	Server  *serve.Server
 	Routes  *forward.Routes // nil when /v1/forward is off
 	closers []func() error
@@ -316,7 +316,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		in.closers = append(in.closers, c.Close)
 		events.client = eventsv1.NewEventLogServiceClient(c)
 	}
-	svc := payments.New(payments.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
+	svc := service.New(service.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder
@@ -324,7 +324,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if events.client != nil {
 		// The payment and refund events of the gateway's outbox go to the
 		// same eventsd (PublishEvents).
-		in.Relay = eventrelay.New(eventrelay.Config{Outbox: payments.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: service.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
 		collectors = append(collectors, in.Relay.Collectors()...)
 	}
 	if in.Routes != nil {

@@ -35,6 +35,7 @@ import (
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/service"
 	vaultpg "github.com/obolpay/obol/vault/store/postgres"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -172,7 +173,7 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 		s.sim.ServeHTTP(w, r)
 	}))
 	t.Cleanup(simSrv.Close)
-	keys, err := vaultd.CreateMerchant(context.Background(), v.Store, "Gateway test merchant", nil, "test")
+	keys, err := merchants.Create(context.Background(), v.Store, "Gateway test merchant", nil, "test")
 	require.NoError(t, err)
 	cert, err := pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)

@@ -49,7 +49,7 @@ func (r *Redactor) Echoed(parts ...[]byte) bool {
 		return false
 	}
 	text := bytes.Join(parts, nil)
-	defer wipeBytes(text)
+	defer clear(text)
 	return r.echoed(text, 0)
 }
 
@@ -68,13 +68,13 @@ func (r *Redactor) echoed(text []byte, depth int) bool {
 	levels := [][]byte{text}
 	defer func() {
 		for _, l := range levels[1:] {
-			wipeBytes(l)
+			clear(l)
 		}
 	}()
 	for l := 0; l < unescapeLevels; l++ {
 		next, changed := unescape(levels[len(levels)-1])
 		if !changed {
-			wipeBytes(next)
+			clear(next)
 			break
 		}
 		levels = append(levels, next)
@@ -90,12 +90,12 @@ func (r *Redactor) echoed(text []byte, depth int) bool {
 			if bytes.HasPrefix(blob, []byte{0x1f, 0x8b}) {
 				if zr, err := gzip.NewReader(bytes.NewReader(blob)); err == nil {
 					g, _ := io.ReadAll(io.LimitReader(zr, maxGunzip))
-					wipeBytes(blob)
+					clear(blob)
 					blob = g
 				}
 			}
 			hit := r.echoed(blob, depth+1)
-			wipeBytes(blob)
+			clear(blob)
 			if hit {
 				return true
 			}
@@ -105,19 +105,13 @@ func (r *Redactor) echoed(text []byte, depth int) bool {
 }
 
 func (r *Redactor) inStream(s []byte) bool {
-	defer wipeBytes(s)
+	defer clear(s)
 	for _, k := range r.numbers {
 		if bytes.Contains(s, k) {
 			return true
 		}
 	}
 	return false
-}
-
-func wipeBytes(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 // runeDigits appends the digits r stands for: its own decimal value, or

@@ -85,9 +85,7 @@ func skipNUL(b []byte, i int) int {
 func Contains(s string) bool {
 	b := []byte(s)
 	n := Redact(b)
-	for i := range b {
-		b[i] = 0
-	}
+	clear(b)
 	return n > 0
 }
 

@@ -124,9 +124,7 @@ func allDigits(b []byte) bool {
 func (r *Redactor) Wipe() {
 	for _, s := range [][][]byte{r.numbers, r.cvcs, r.forms, r.literal} {
 		for _, b := range s {
-			for i := range b {
-				b[i] = 0
-			}
+			clear(b)
 		}
 	}
 }

@@ -25,7 +25,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 )
 
@@ -121,8 +121,8 @@ func (r *Report) Unexplained() int {
 // Gateway is what the reconciliation reads from the gateway's store
 // (a proxy/store Store).
 type Gateway interface {
-	PaymentsAfter(ctx context.Context, after string, limit int) ([]*payments.Payment, error)
-	OutboxAfter(ctx context.Context, after string, limit int) ([]payments.OutboxEntry, error)
+	PaymentsAfter(ctx context.Context, after string, limit int) ([]*service.Payment, error)
+	OutboxAfter(ctx context.Context, after string, limit int) ([]service.OutboxEntry, error)
 }
 
 // Ledger is what it reads from the ledger (a ledgerv1.LedgerServiceClient).
@@ -172,7 +172,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 			break
 		}
 	}
-	outbox := map[string][]payments.OutboxEntry{}
+	outbox := map[string][]service.OutboxEntry{}
 	rep := &Report{LedgerPayments: len(ledger), Differences: []Difference{}}
 	for after := ""; ; {
 		es, err := gw.OutboxAfter(ctx, after, opt.PageSize)
@@ -184,7 +184,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		}
 		for _, e := range es {
 			outbox[e.PaymentID] = append(outbox[e.PaymentID], e)
-			if e.State == payments.OutboxDead {
+			if e.State == service.OutboxDead {
 				rep.DeadOutbox++
 			} else {
 				rep.PendingOutbox++
@@ -193,7 +193,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		after = es[len(es)-1].ID
 	}
 	seen := map[string]bool{}
-	var differ []*payments.Payment
+	var differ []*service.Payment
 	for after := ""; ; {
 		ps, err := gw.PaymentsAfter(ctx, after, opt.PageSize)
 		if err != nil {
@@ -205,7 +205,7 @@ func Run(ctx context.Context, gw Gateway, lg Ledger, opt Options) (*Report, erro
 		for _, p := range ps {
 			rep.GatewayPayments++
 			seen[p.ID] = true
-			if p.Status == payments.StatusProcessing || p.PendingOp != "" {
+			if p.Status == service.StatusProcessing || p.PendingOp != "" {
 				rep.InFlight++
 				continue
 			}
@@ -269,21 +269,21 @@ func holdName(s string) string {
 // comparePayment reports p's differences with the journal, marking those
 // that its pending outbox entries (or the hold release it still owes)
 // resolve as explained.
-func comparePayment(p *payments.Payment, l *ledgerv1.PaymentLedger, entries []payments.OutboxEntry) []Difference {
+func comparePayment(p *service.Payment, l *ledgerv1.PaymentLedger, entries []service.OutboxEntry) []Difference {
 	raw := compare(p, l)
 	if len(raw) == 0 {
 		return raw
 	}
-	var pending []payments.OutboxEntry
+	var pending []service.OutboxEntry
 	var dead []string
 	for _, e := range entries {
-		if e.State == payments.OutboxDead {
+		if e.State == service.OutboxDead {
 			dead = append(dead, e.ID)
 		} else {
 			pending = append(pending, e)
 		}
 	}
-	release := slices.Contains(strings.Split(p.Compensation, ","), payments.CompRelease)
+	release := slices.Contains(strings.Split(p.Compensation, ","), service.CompRelease)
 	out := raw
 	if len(pending) > 0 || release {
 		adjusted, ids := applyOutbox(l, pending)
@@ -299,7 +299,7 @@ func comparePayment(p *payments.Payment, l *ledgerv1.PaymentLedger, entries []pa
 			if !left[d.Kind+"\x00"+d.Field] {
 				d.Explained, d.Outbox = true, ids
 				if len(ids) == 0 {
-					d.Compensation = payments.CompRelease
+					d.Compensation = service.CompRelease
 				}
 				out = append(out, d)
 			}
@@ -316,7 +316,7 @@ func comparePayment(p *payments.Payment, l *ledgerv1.PaymentLedger, entries []pa
 // applyOutbox returns the journal's view as it will be once the pending
 // outbox events are delivered (each event is idempotent in the ledger: one
 // already applied changes nothing), and the entries' ids.
-func applyOutbox(l *ledgerv1.PaymentLedger, pending []payments.OutboxEntry) (*ledgerv1.PaymentLedger, []string) {
+func applyOutbox(l *ledgerv1.PaymentLedger, pending []service.OutboxEntry) (*ledgerv1.PaymentLedger, []string) {
 	var ids []string
 	if l == nil {
 		// Capture, cancel and refund need the authorization in the ledger:
@@ -361,7 +361,7 @@ func applyOutbox(l *ledgerv1.PaymentLedger, pending []payments.OutboxEntry) (*le
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // compare lists p's differences with the journal's view l (nil: none).
-func compare(p *payments.Payment, l *ledgerv1.PaymentLedger) []Difference {
+func compare(p *service.Payment, l *ledgerv1.PaymentLedger) []Difference {
 	var out []Difference
 	add := func(kind, field, gw, lg string) {
 		out = append(out, Difference{PaymentID: p.ID, MerchantID: p.MerchantID, Kind: kind, Field: field, GatewayStatus: p.Status, Gateway: gw, Ledger: lg})
@@ -370,13 +370,13 @@ func compare(p *payments.Payment, l *ledgerv1.PaymentLedger) []Difference {
 	var holds []string
 	captured := false
 	switch p.Status {
-	case payments.StatusAuthorized:
+	case service.StatusAuthorized:
 		holds = []string{"pending"}
-	case payments.StatusCaptured, payments.StatusPartiallyRefunded, payments.StatusRefunded:
+	case service.StatusCaptured, service.StatusPartiallyRefunded, service.StatusRefunded:
 		holds, captured = []string{"posted"}, true
-	case payments.StatusCanceled:
+	case service.StatusCanceled:
 		holds = []string{"voided", "expired"}
-	case payments.StatusDeclined, payments.StatusFailed:
+	case service.StatusDeclined, service.StatusFailed:
 		// Declined by risk before the hold, or by the acquirer (hold voided).
 		holds = []string{"", "voided", "expired"}
 	default:

@@ -17,8 +17,8 @@ import (
 	"github.com/obolpay/obol/ledger/ledgerd"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
-	"github.com/obolpay/obol/proxy/payments"
 	"github.com/obolpay/obol/proxy/reconcile"
+	"github.com/obolpay/obol/proxy/service"
 	paystore "github.com/obolpay/obol/proxy/store"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 )
@@ -65,17 +65,17 @@ func newFixture(t *testing.T) *fixture {
 		amount, captured, refund int64
 		events                   []ledgerv1.PaymentEvent
 	}{
-		{"pay_auth", payments.StatusAuthorized, 1000, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
-		{"pay_cap", payments.StatusCaptured, 2000, 2000, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED}},
-		{"pay_ref", payments.StatusPartiallyRefunded, 3000, 3000, 500, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED}},
-		{"pay_can", payments.StatusCanceled, 1500, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED}},
-		{"pay_dec", payments.StatusDeclined, 900, 0, 0, nil},
-		{"pay_busy", payments.StatusProcessing, 700, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
+		{"pay_auth", service.StatusAuthorized, 1000, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
+		{"pay_cap", service.StatusCaptured, 2000, 2000, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED}},
+		{"pay_ref", service.StatusPartiallyRefunded, 3000, 3000, 500, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED}},
+		{"pay_can", service.StatusCanceled, 1500, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED}},
+		{"pay_dec", service.StatusDeclined, 900, 0, 0, nil},
+		{"pay_busy", service.StatusProcessing, 700, 0, 0, []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED}},
 	} {
-		gp := &payments.Payment{ID: p.id, MerchantID: "mer_1", Status: p.status, Amount: p.amount, AmountCaptured: p.captured, AmountRefunded: p.refund,
+		gp := &service.Payment{ID: p.id, MerchantID: "mer_1", Status: p.status, Amount: p.amount, AmountCaptured: p.captured, AmountRefunded: p.refund,
 			Currency: "USD", Token: "tok_x", Acquirer: "simulator", AcquirerReference: "ref_" + p.id, CreatedAt: now, UpdatedAt: now}
 		if p.refund > 0 {
-			gp.Refunds = []payments.Refund{{ID: "re_1", Amount: p.refund, CreatedAt: now}}
+			gp.Refunds = []service.Refund{{ID: "re_1", Amount: p.refund, CreatedAt: now}}
 		}
 		for _, ev := range p.events {
 			req := &ledgerv1.RecordPaymentRequest{Event: ev, PaymentId: p.id, MerchantId: "mer_1", Currency: "USD", Amount: p.amount, Acquirer: "simulator", AcquirerReference: "ref_" + p.id}

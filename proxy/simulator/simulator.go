@@ -289,7 +289,7 @@ func (s *Simulator) idempotent(h func(w http.ResponseWriter, r *http.Request, bo
 			fail(w, http.StatusBadRequest, "invalid_request", "unreadable body")
 			return
 		}
-		defer wipe(body)
+		defer clear(body)
 		key := r.Header.Get("Idempotency-Key")
 		if key == "" {
 			h(w, r, body)
@@ -369,12 +369,6 @@ func requestFingerprint(body []byte) string {
 	}
 	req.Card.Number, req.Card.CVC = "", ""
 	return fmt.Sprintf("%d|%s|%v|%s|%s", req.Amount, req.Currency, req.Capture, req.Reference, last4)
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 type authorizeRequest struct {

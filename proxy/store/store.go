@@ -1,4 +1,4 @@
-// Package store is the gateway's payment store (payments.Store) over
+// Package store is the gateway's payment store (service.Store) over
 // database/sql: one schema and one SQL text for PostgreSQL and SQLite, both
 // of whose drivers take $n placeholders natively. The postgres and sqlite
 // packages open it on their backend; storetest is the conformance suite
@@ -15,7 +15,8 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/internal/sqltx"
+	"github.com/obolpay/obol/proxy/service"
 )
 
 // Migrations is the schema, one file per version for both backends
@@ -24,7 +25,7 @@ import (
 //go:embed migrations/*.sql
 var Migrations embed.FS
 
-var _ payments.Store = (*Store)(nil)
+var _ service.Store = (*Store)(nil)
 
 // Store is the payment store on an open, migrated database.
 type Store struct {
@@ -45,7 +46,7 @@ const paymentCols = `id, merchant_id, status, amount, amount_captured, amount_re
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
-func (s *Store) args(p *payments.Payment) ([]any, error) {
+func (s *Store) args(p *service.Payment) ([]any, error) {
 	card, err1 := json.Marshal(p.Card)
 	risk, err2 := json.Marshal(p.Risk)
 	meta, err3 := json.Marshal(p.Metadata)
@@ -65,8 +66,8 @@ func (s *Store) args(p *payments.Payment) ([]any, error) {
 
 type rowScanner interface{ Scan(...any) error }
 
-func scanPayment(r rowScanner) (*payments.Payment, error) {
-	p := &payments.Payment{}
+func scanPayment(r rowScanner) (*service.Payment, error) {
+	p := &service.Payment{}
 	var card, risk, meta, refunds string
 	var created, updated int64
 	if err := r.Scan(&p.ID, &p.MerchantID, &p.Status, &p.Amount, &p.AmountCaptured, &p.AmountRefunded, &p.Currency, &p.Token, &p.Acquirer, &p.AcquirerReference,
@@ -81,7 +82,7 @@ func scanPayment(r rowScanner) (*payments.Payment, error) {
 }
 
 // Insert stores a new payment.
-func (s *Store) Insert(ctx context.Context, p *payments.Payment) error {
+func (s *Store) Insert(ctx context.Context, p *service.Payment) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
@@ -92,12 +93,12 @@ func (s *Store) Insert(ctx context.Context, p *payments.Payment) error {
 
 // InsertCommit stores a new payment that is already final (declined by
 // risk) with its outbox events, in one transaction.
-func (s *Store) InsertCommit(ctx context.Context, p *payments.Payment, events []payments.OutboxEntry, now time.Time) error {
+func (s *Store) InsertCommit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
 	}
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, a...); err != nil {
 			return err
 		}
@@ -112,7 +113,7 @@ type execer interface {
 
 // Update writes p if nobody changed it since it was read (version check),
 // and bumps its version.
-func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
+func (s *Store) Update(ctx context.Context, p *service.Payment) error {
 	if err := s.update(ctx, s.db, p); err != nil {
 		return err
 	}
@@ -120,7 +121,7 @@ func (s *Store) Update(ctx context.Context, p *payments.Payment) error {
 	return nil
 }
 
-func (s *Store) update(ctx context.Context, db execer, p *payments.Payment) error {
+func (s *Store) update(ctx context.Context, db execer, p *service.Payment) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
@@ -132,29 +133,27 @@ func (s *Store) update(ctx context.Context, db execer, p *payments.Payment) erro
 		return err
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return payments.ErrConcurrentUpdate
+		return service.ErrConcurrentUpdate
 	}
 	return nil
-}
-
-// inTx runs fn in a transaction.
-func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
 }
 
 // Commit writes p (version check) and queues its ledger events in the
 // outbox, in one transaction: a state change and the ledger events it owes
 // are durable together.
-func (s *Store) Commit(ctx context.Context, p *payments.Payment, events []payments.OutboxEntry, now time.Time) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *Store) Commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time) error {
+	return s.commit(ctx, p, events, now, nil)
+}
+
+// commit runs first (when not nil), writes p (version check) and queues
+// events, in one transaction, and bumps p's version once it committed.
+func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, first func(tx *sql.Tx) error) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		if first != nil {
+			if err := first(tx); err != nil {
+				return err
+			}
+		}
 		if err := s.update(ctx, tx, p); err != nil {
 			return err
 		}
@@ -167,16 +166,16 @@ func (s *Store) Commit(ctx context.Context, p *payments.Payment, events []paymen
 }
 
 // Get reads a merchant's payment.
-func (s *Store) Get(ctx context.Context, merchant, id string) (*payments.Payment, error) {
+func (s *Store) Get(ctx context.Context, merchant, id string) (*service.Payment, error) {
 	p, err := scanPayment(s.db.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = $1 AND merchant_id = $2`, id, merchant))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, payments.ErrNotFound
+		return nil, service.ErrNotFound
 	}
 	return p, err
 }
 
 // List lists a merchant's payments, newest first.
-func (s *Store) List(ctx context.Context, merchant string, f payments.ListFilter) ([]*payments.Payment, error) {
+func (s *Store) List(ctx context.Context, merchant string, f service.ListFilter) ([]*service.Payment, error) {
 	var a params
 	query := `SELECT ` + paymentCols + ` FROM payments WHERE merchant_id = ` + a.add(merchant)
 	if f.Status != "" {
@@ -206,7 +205,7 @@ func (a *params) add(v any) string {
 }
 
 // listPayments runs a query selecting paymentCols.
-func (s *Store) listPayments(ctx context.Context, query string, args ...any) ([]*payments.Payment, error) {
+func (s *Store) listPayments(ctx context.Context, query string, args ...any) ([]*service.Payment, error) {
 	return queryAll(ctx, s.db, scanPayment, query, args...)
 }
 
@@ -234,14 +233,14 @@ func queryAll[T any](ctx context.Context, db *sql.DB, scan func(rowScanner) (T, 
 // Finish or Release it. An unfinished claim whose lease expired (its
 // holder died or lost the database) is taken over by compare-and-set on
 // its lease version, so two processes never both own a key.
-func (s *Store) BeginIdempotent(ctx context.Context, merchant, key, hash, owner string, now time.Time, lease time.Duration) (string, payments.Claim, error) {
-	c := payments.Claim{Merchant: merchant, Key: key, Owner: owner, Version: 1}
+func (s *Store) BeginIdempotent(ctx context.Context, merchant, key, hash, owner string, now time.Time, lease time.Duration) (string, service.Claim, error) {
+	c := service.Claim{Merchant: merchant, Key: key, Owner: owner, Version: 1}
 	until := micros(now.Add(lease))
 	for attempt := 0; attempt < 3; attempt++ {
 		res, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, request_hash, created_at, owner, lease_until, lease_version) VALUES ($1, $2, $3, $4, $5, $6, 1) ON CONFLICT DO NOTHING`,
 			merchant, key, hash, micros(now), owner, until)
 		if err != nil {
-			return "", payments.Claim{}, err
+			return "", service.Claim{}, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			return "", c, nil
@@ -253,28 +252,28 @@ func (s *Store) BeginIdempotent(ctx context.Context, merchant, key, hash, owner 
 			continue // released meanwhile
 		}
 		if err != nil {
-			return "", payments.Claim{}, err
+			return "", service.Claim{}, err
 		}
 		switch {
 		case h != hash:
-			return "", payments.Claim{}, payments.ErrIdemReused
+			return "", service.Claim{}, service.ErrIdemReused
 		case resp != "":
-			return resp, payments.Claim{}, nil
+			return resp, service.Claim{}, nil
 		case micros(now) < leaseUntil:
-			return "", payments.Claim{}, payments.ErrIdemInProgress
+			return "", service.Claim{}, service.ErrIdemInProgress
 		}
 		// An expired lease: take it over (compare-and-set on its version).
 		res, err = s.db.ExecContext(ctx, `UPDATE idempotency_keys SET owner = $1, lease_until = $2, lease_version = lease_version + 1 WHERE merchant_id = $3 AND key = $4 AND lease_version = $5 AND response = ''`,
 			owner, until, merchant, key, version)
 		if err != nil {
-			return "", payments.Claim{}, err
+			return "", service.Claim{}, err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
 			c.Version = version + 1
 			return "", c, nil
 		}
 	}
-	return "", payments.Claim{}, payments.ErrIdemInProgress
+	return "", service.Claim{}, service.ErrIdemInProgress
 }
 
 func leaseResult(res sql.Result, err error) error {
@@ -282,45 +281,45 @@ func leaseResult(res sql.Result, err error) error {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return payments.ErrLeaseLost
+		return service.ErrLeaseLost
 	}
 	return nil
 }
 
-// RenewIdempotent extends a held lease to now+lease (payments.ErrLeaseLost when it
+// RenewIdempotent extends a held lease to now+lease (service.ErrLeaseLost when it
 // was taken over).
-func (s *Store) RenewIdempotent(ctx context.Context, c payments.Claim, now time.Time, lease time.Duration) error {
+func (s *Store) RenewIdempotent(ctx context.Context, c service.Claim, now time.Time, lease time.Duration) error {
 	return leaseResult(s.db.ExecContext(ctx, `UPDATE idempotency_keys SET lease_until = $1 WHERE merchant_id = $2 AND key = $3 AND owner = $4 AND lease_version = $5 AND response = ''`,
 		micros(now.Add(lease)), c.Merchant, c.Key, c.Owner, c.Version))
 }
 
 // FinishIdempotent stores the final response for retries, if the claim is
-// still held (payments.ErrLeaseLost otherwise: the new holder writes it).
-func (s *Store) FinishIdempotent(ctx context.Context, c payments.Claim, response string) error {
+// still held (service.ErrLeaseLost otherwise: the new holder writes it).
+func (s *Store) FinishIdempotent(ctx context.Context, c service.Claim, response string) error {
 	return leaseResult(s.db.ExecContext(ctx, `UPDATE idempotency_keys SET response = $1 WHERE merchant_id = $2 AND key = $3 AND owner = $4 AND lease_version = $5 AND response = ''`,
 		response, c.Merchant, c.Key, c.Owner, c.Version))
 }
 
 // ReleaseIdempotent forgets a held claim whose request failed retryably,
 // so that a retry runs again.
-func (s *Store) ReleaseIdempotent(ctx context.Context, c payments.Claim) error {
+func (s *Store) ReleaseIdempotent(ctx context.Context, c service.Claim) error {
 	_, err := s.db.ExecContext(ctx, `DELETE FROM idempotency_keys WHERE merchant_id = $1 AND key = $2 AND owner = $3 AND lease_version = $4 AND response = ''`, c.Merchant, c.Key, c.Owner, c.Version)
 	return err
 }
 
 // Processing lists payments left in the processing state since before
 // `before` (their request died between the ledger hold and the final write).
-func (s *Store) Processing(ctx context.Context, before time.Time, limit int) ([]*payments.Payment, error) {
+func (s *Store) Processing(ctx context.Context, before time.Time, limit int) ([]*service.Payment, error) {
 	return s.listPayments(ctx, `SELECT `+paymentCols+` FROM payments WHERE status = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $2`, micros(before), limit)
 }
 
 // AddOutbox queues a ledger event (its id is deterministic: queuing twice
 // is a no-op).
 func (s *Store) AddOutbox(ctx context.Context, id, paymentID, request string, now time.Time) error {
-	return s.addOutbox(ctx, s.db, []payments.OutboxEntry{{ID: id, PaymentID: paymentID, Request: request}}, now)
+	return s.addOutbox(ctx, s.db, []service.OutboxEntry{{ID: id, PaymentID: paymentID, Request: request}}, now)
 }
 
-func (s *Store) addOutbox(ctx context.Context, db execer, events []payments.OutboxEntry, now time.Time) error {
+func (s *Store) addOutbox(ctx context.Context, db execer, events []service.OutboxEntry, now time.Time) error {
 	for i, e := range events {
 		// Events of one commit get increasing times, so created_at orders
 		// every payment's events (OlderOutbox).
@@ -344,7 +343,7 @@ func (s *Store) addOutbox(ctx context.Context, db execer, events []payments.Outb
 // for the same payment before the entry id, if any: a payment's events
 // reach the ledger in the order they happened (a refund before its
 // capture would be refused for good).
-func (s *Store) OlderOutbox(ctx context.Context, paymentID, id string) (*payments.OutboxEntry, error) {
+func (s *Store) OlderOutbox(ctx context.Context, paymentID, id string) (*service.OutboxEntry, error) {
 	es, err := s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox o
 		WHERE o.payment_id = $1 AND o.id <> $2
 		AND EXISTS (SELECT 1 FROM ledger_outbox e WHERE e.id = $3 AND (o.created_at < e.created_at OR (o.created_at = e.created_at AND o.id < e.id)))
@@ -364,12 +363,12 @@ func (s *Store) OutboxDefer(ctx context.Context, id string, at time.Time) error 
 
 const outboxCols = `id, payment_id, request, attempts, state, last_error, next_attempt_at, created_at`
 
-func (s *Store) outbox(ctx context.Context, query string, args ...any) ([]payments.OutboxEntry, error) {
+func (s *Store) outbox(ctx context.Context, query string, args ...any) ([]service.OutboxEntry, error) {
 	return queryAll(ctx, s.db, scanOutbox, query, args...)
 }
 
-func scanOutbox(r rowScanner) (payments.OutboxEntry, error) {
-	var e payments.OutboxEntry
+func scanOutbox(r rowScanner) (service.OutboxEntry, error) {
+	var e service.OutboxEntry
 	var next, created int64
 	if err := r.Scan(&e.ID, &e.PaymentID, &e.Request, &e.Attempts, &e.State, &e.LastError, &next, &created); err != nil {
 		return e, err
@@ -381,12 +380,12 @@ func scanOutbox(r rowScanner) (payments.OutboxEntry, error) {
 // Outbox lists the pending ledger events due at now, the most overdue
 // first (dead entries and entries backing off are skipped, so one that
 // keeps failing never blocks the others).
-func (s *Store) Outbox(ctx context.Context, now time.Time, limit int) ([]payments.OutboxEntry, error) {
+func (s *Store) Outbox(ctx context.Context, now time.Time, limit int) ([]service.OutboxEntry, error) {
 	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY next_attempt_at, created_at, id LIMIT $2`, micros(now), limit)
 }
 
 // OutboxList lists outbox entries in a state ("" for all), oldest first.
-func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]payments.OutboxEntry, error) {
+func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]service.OutboxEntry, error) {
 	if state == "" {
 		return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox ORDER BY created_at, id LIMIT $1`, limit)
 	}
@@ -429,8 +428,8 @@ func (s *Store) OutboxRetry(ctx context.Context, id string, now time.Time) (int6
 
 const opCols = `id, payment_id, merchant_id, kind, amount, reason, request_hash, state, error_code, created_at, updated_at`
 
-func scanOp(r rowScanner) (*payments.Operation, error) {
-	o := &payments.Operation{}
+func scanOp(r rowScanner) (*service.Operation, error) {
+	o := &service.Operation{}
 	var created, updated int64
 	if err := r.Scan(&o.ID, &o.PaymentID, &o.MerchantID, &o.Kind, &o.Amount, &o.Reason, &o.RequestHash, &o.State, &o.ErrorCode, &created, &updated); err != nil {
 		return nil, err
@@ -439,11 +438,11 @@ func scanOp(r rowScanner) (*payments.Operation, error) {
 	return o, nil
 }
 
-// payments.Operation reads an operation.
-func (s *Store) Operation(ctx context.Context, id string) (*payments.Operation, error) {
+// service.Operation reads an operation.
+func (s *Store) Operation(ctx context.Context, id string) (*service.Operation, error) {
 	o, err := scanOp(s.db.QueryRowContext(ctx, `SELECT `+opCols+` FROM payment_operations WHERE id = $1`, id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, payments.ErrNoOperation
+		return nil, service.ErrNoOperation
 	}
 	return o, err
 }
@@ -451,8 +450,8 @@ func (s *Store) Operation(ctx context.Context, id string) (*payments.Operation, 
 // StartOperation stores op as processing and marks it in flight on p (one
 // operation at a time per payment), in one transaction with p's version
 // check.
-func (s *Store) StartOperation(ctx context.Context, p *payments.Payment, op *payments.Operation) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *Store) StartOperation(ctx context.Context, p *service.Payment, op *service.Operation) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO payment_operations (`+opCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 			op.ID, op.PaymentID, op.MerchantID, op.Kind, op.Amount, op.Reason, op.RequestHash, op.State, op.ErrorCode, micros(op.CreatedAt), micros(op.UpdatedAt)); err != nil {
 			return err
@@ -462,7 +461,7 @@ func (s *Store) StartOperation(ctx context.Context, p *payments.Payment, op *pay
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return payments.ErrConcurrentUpdate
+			return service.ErrConcurrentUpdate
 		}
 		return nil
 	})
@@ -477,13 +476,13 @@ func (s *Store) StartOperation(ctx context.Context, p *payments.Payment, op *pay
 // its updated_at from prev to now (compare-and-set): the sweeper leaves
 // it alone for another processing timeout, and of two resumers racing, one
 // wins.
-func (s *Store) TouchOperation(ctx context.Context, op *payments.Operation, now time.Time) error {
+func (s *Store) TouchOperation(ctx context.Context, op *service.Operation, now time.Time) error {
 	res, err := s.db.ExecContext(ctx, `UPDATE payment_operations SET updated_at = $1 WHERE id = $2 AND state = 'processing' AND updated_at = $3`, micros(now), op.ID, micros(op.UpdatedAt))
 	if err != nil {
 		return err
 	}
 	if n, _ := res.RowsAffected(); n != 1 {
-		return payments.ErrConcurrentUpdate
+		return service.ErrConcurrentUpdate
 	}
 	op.UpdatedAt = time.UnixMicro(micros(now)).UTC()
 	return nil
@@ -492,35 +491,28 @@ func (s *Store) TouchOperation(ctx context.Context, op *payments.Operation, now 
 // FinishOperation ends a processing operation (state and error code set
 // on op), writes p (its pending_op cleared by the caller; version check)
 // and queues the ledger events, in one transaction.
-func (s *Store) FinishOperation(ctx context.Context, p *payments.Payment, op *payments.Operation, events []payments.OutboxEntry, now time.Time) error {
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *service.Operation, events []service.OutboxEntry, now time.Time) error {
+	return s.commit(ctx, p, events, now, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE payment_operations SET state = $1, error_code = $2, updated_at = $3 WHERE id = $4 AND state = 'processing'`, op.State, op.ErrorCode, micros(now), op.ID)
 		if err != nil {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return payments.ErrConcurrentUpdate
+			return service.ErrConcurrentUpdate
 		}
-		if err := s.update(ctx, tx, p); err != nil {
-			return err
-		}
-		return s.addOutbox(ctx, tx, events, now)
+		return nil
 	})
-	if err == nil {
-		p.Version++
-	}
-	return err
 }
 
 // StaleOperations lists operations processing since before `before`
 // (their request died or timed out).
-func (s *Store) StaleOperations(ctx context.Context, before time.Time, limit int) ([]*payments.Operation, error) {
+func (s *Store) StaleOperations(ctx context.Context, before time.Time, limit int) ([]*service.Operation, error) {
 	return queryAll(ctx, s.db, scanOp, `SELECT `+opCols+` FROM payment_operations WHERE state = 'processing' AND updated_at < $1 ORDER BY updated_at LIMIT $2`, micros(before), limit)
 }
 
 // Compensating lists final payments that still owe an undo step (a
 // reversal, a hold release), last changed before `before`.
-func (s *Store) Compensating(ctx context.Context, before time.Time, limit int) ([]*payments.Payment, error) {
+func (s *Store) Compensating(ctx context.Context, before time.Time, limit int) ([]*service.Payment, error) {
 	return s.listPayments(ctx, `SELECT `+paymentCols+` FROM payments WHERE compensation <> '' AND updated_at < $1 ORDER BY updated_at LIMIT $2`, micros(before), limit)
 }
 
@@ -534,7 +526,7 @@ func (s *Store) SetFee(ctx context.Context, paymentID string, fee int64) error {
 
 // ClearCompensation records that the compensation steps `was` are done,
 // leaving `left` (compare-and-set on the steps, so two sweepers agree).
-func (s *Store) ClearCompensation(ctx context.Context, p *payments.Payment, was, left string) error {
+func (s *Store) ClearCompensation(ctx context.Context, p *service.Payment, was, left string) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE payments SET compensation = $1 WHERE id = $2 AND merchant_id = $3 AND compensation = $4`, left, p.ID, p.MerchantID, was)
 	return err
 }
@@ -548,20 +540,20 @@ func (s *Store) DeleteProcessing(ctx context.Context, merchant, id string) error
 
 // PaymentsAfter lists every merchant's payments in id order, after the
 // cursor id (at most limit); for the reconciliation with the ledger.
-func (s *Store) PaymentsAfter(ctx context.Context, after string, limit int) ([]*payments.Payment, error) {
+func (s *Store) PaymentsAfter(ctx context.Context, after string, limit int) ([]*service.Payment, error) {
 	return s.listPayments(ctx, `SELECT `+paymentCols+` FROM payments WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 }
 
 // OutboxAfter lists the ledger outbox (pending and dead entries) in id
 // order, after the cursor id (at most limit); for the reconciliation.
-func (s *Store) OutboxAfter(ctx context.Context, after string, limit int) ([]payments.OutboxEntry, error) {
+func (s *Store) OutboxAfter(ctx context.Context, after string, limit int) ([]service.OutboxEntry, error) {
 	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
 }
 
 const eventCols = `id, type, merchant_id, object_type, object_id, object_version, data, created_at, attempts, next_attempt_at, state, last_error`
 
-func scanEvent(r rowScanner) (payments.EventEntry, error) {
-	var e payments.EventEntry
+func scanEvent(r rowScanner) (service.EventEntry, error) {
+	var e service.EventEntry
 	var data string
 	var created, next int64
 	if err := r.Scan(&e.ID, &e.Type, &e.MerchantID, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data, &created, &e.Attempts, &next, &e.State, &e.LastError); err != nil {
@@ -573,7 +565,7 @@ func scanEvent(r rowScanner) (payments.EventEntry, error) {
 
 // Events lists the merchant events of the outbox in a state ("" for
 // all), in the order they were written.
-func (s *Store) Events(ctx context.Context, state string, limit int) ([]payments.EventEntry, error) {
+func (s *Store) Events(ctx context.Context, state string, limit int) ([]service.EventEntry, error) {
 	if state == "" {
 		return queryAll(ctx, s.db, scanEvent, `SELECT `+eventCols+` FROM event_outbox ORDER BY created_at, id LIMIT $1`, limit)
 	}
@@ -581,13 +573,13 @@ func (s *Store) Events(ctx context.Context, state string, limit int) ([]payments
 }
 
 // EventsDue lists the pending merchant events due at now.
-func (s *Store) EventsDue(ctx context.Context, now time.Time, limit int) ([]payments.EventEntry, error) {
+func (s *Store) EventsDue(ctx context.Context, now time.Time, limit int) ([]service.EventEntry, error) {
 	return queryAll(ctx, s.db, scanEvent, `SELECT `+eventCols+` FROM event_outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY created_at, id LIMIT $2`, micros(now), limit)
 }
 
 // EventsDelivered marks merchant events delivered to eventsd.
 func (s *Store) EventsDelivered(ctx context.Context, ids []string) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, `UPDATE event_outbox SET state = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = $1`, id); err != nil {
 				return err

@@ -21,10 +21,27 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // BenchmarkEvaluateRedis: the engine in-process (no gRPC) with the default
-// rules and real Redis features, 32 goroutines. Reports evals/s, p50, p99.
+// rules and real Redis features (one script call per evaluation), 32
+// goroutines. Reports evals/s, p50, p99.
 func BenchmarkEvaluateRedis(b *testing.B) {
 	rdb := testenv.SharedRedis(b).Client(b)
-	e, err := engine.New(context.Background(), engine.Config{Features: features.NewRedis(rdb, fmt.Sprintf("obol:bench:%d:", time.Now().UnixNano())), State: engine.NewMemoryState(1000), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	benchEvaluate(b, features.NewRedis(rdb, fmt.Sprintf("obol:bench:%d:", time.Now().UnixNano())))
+}
+
+// BenchmarkEvaluateAggregated: the same with riskd's store (local counts,
+// synced with Redis every 20 ms).
+func BenchmarkEvaluateAggregated(b *testing.B) {
+	rdb := testenv.SharedRedis(b).Client(b)
+	v := features.NewAggregated(rdb, fmt.Sprintf("obol:bench:%d:", time.Now().UnixNano()), features.AggregatedOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go v.Run(ctx)
+	require.NoError(b, v.Sync(ctx), "first sync") // riskd's start does it
+	benchEvaluate(b, v)
+}
+
+func benchEvaluate(b *testing.B, fs features.Store) {
+	e, err := engine.New(context.Background(), engine.Config{Features: fs, State: engine.NewMemoryState(1000), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(b, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -1,5 +1,5 @@
 // Package engine is the risk engine: it enriches a PAN-free payment from the
-// BIN and IP tables, computes velocity features (one Redis call), evaluates
+// BIN and IP tables, computes velocity features (the feature store), evaluates
 // the active CEL rule set, and records the decision for backtests. Rule
 // sets are versioned and hot-reloaded (file and admin API); block- and
 // allowlists are served from an in-memory snapshot. When the feature store
@@ -74,6 +74,10 @@ type Engine struct {
 	}
 	Stats Stats
 }
+
+// State is the engine's rule-set and list state (what the RPC layer reads
+// and edits through).
+func (e *Engine) State() State { return e.cfg.State }
 
 type listSnapshot struct{ e *Engine }
 

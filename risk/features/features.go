@@ -2,8 +2,9 @@
 // and amount sums over sliding 1 min, 1 h and 24 h windows per card
 // fingerprint, merchant, IP, e-mail hash and device; distinct cards per IP
 // and per device; and how long a merchant has known a card. Redis backs it
-// in production (one script call, one round trip, per evaluation); an
-// in-process store backs `obol dev`; one conformance suite covers both.
+// in production: Aggregated (riskd's: counted locally, synced every 20 ms)
+// or Redis (one script call, one round trip, per evaluation); an
+// in-process store backs `obol dev`; one conformance suite covers all.
 // Outside PCI scope: keys are fingerprints and hashes, never a PAN.
 package features
 

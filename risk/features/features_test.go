@@ -27,3 +27,15 @@ func TestRedis(t *testing.T) {
 		return features.NewRedis(rdb, "obol:risktest:"+hex.EncodeToString(b[:])+":")
 	})
 }
+
+func TestAggregated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	rdb := testenv.SharedRedis(t).Client(t)
+	featurestest.Run(t, func(*testing.T) features.Store {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		return features.NewAggregated(rdb, "obol:risktest:"+hex.EncodeToString(b[:])+":", features.AggregatedOptions{})
+	})
+}

@@ -23,6 +23,7 @@ import (
 	"github.com/obolpay/obol/risk/engine"
 	"github.com/obolpay/obol/risk/features"
 	"github.com/obolpay/obol/risk/refdata"
+	"github.com/obolpay/obol/risk/service"
 )
 
 // Config configures riskd. Token is a secret: String never prints it.
@@ -55,16 +56,22 @@ type Config struct {
 
 // Instance is a built riskd.
 type Instance struct {
-	Engine  *engine.Engine
-	Service *engine.Service
-	Server  *serve.Server
-	watch   time.Duration
-	closers []func() error
+	Engine *engine.Engine
+	// Velocity is the velocity store of a production riskd (nil for the
+	// embedded default): Serve runs its syncs with Redis.
+	Velocity *features.Aggregated
+	Service  *service.Service
+	Server   *serve.Server
+	watch    time.Duration
+	closers  []func() error
 }
 
 // Serve serves until ctx ends, keeping rules and lists current.
 func (in *Instance) Serve(ctx context.Context) error {
 	go in.Engine.Watch(ctx, in.watch)
+	if in.Velocity != nil {
+		go in.Velocity.Run(ctx)
+	}
 	return in.Server.Serve(ctx)
 }
 
@@ -115,7 +122,14 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if prefix == "" {
 		prefix = "obol:risk:"
 	}
-	in, err := build(ctx, cfg, features.NewRedis(counters, prefix), engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
+	velocity := features.NewAggregated(counters, prefix, features.AggregatedOptions{})
+	// The first sync scans the keyspace for the keys that exist: done
+	// here, before any evaluation waits for it.
+	if err := velocity.Sync(ctx); err != nil {
+		counters.Close()
+		return nil, fmt.Errorf("velocity counters: %w", err)
+	}
+	in, err := build(ctx, cfg, velocity, engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
 		if err := counters.Ping(ctx).Err(); err != nil {
 			return apierr.StorageUnavailable(err)
 		}
@@ -125,6 +139,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		counters.Close()
 		return nil, err
 	}
+	in.Velocity = velocity
 	in.closers = append(in.closers, counters.Close)
 	if stateRdb != counters {
 		in.closers = append(in.closers, stateRdb.Close)
@@ -166,8 +181,19 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 	if err != nil {
 		return nil, err
 	}
-	svc := engine.NewService(eng, cfg.Token)
+	svc := service.New(eng, cfg.Token)
 	stats := &eng.Stats
+	var extra []prometheus.Collector
+	if v, ok := fs.(*features.Aggregated); ok {
+		vs := &v.Stats
+		extra = append(extra,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_velocity_syncs_total", Help: "Syncs of the velocity counters with Redis."}, func() float64 { return float64(vs.Syncs.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_velocity_sync_errors_total", Help: "Syncs with Redis that failed."}, func() float64 { return float64(vs.SyncErrors.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_velocity_sync_seconds_total", Help: "Time spent in syncs with Redis."}, func() float64 { return float64(vs.SyncNanos.Load()) / 1e9 }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_velocity_waits_total", Help: "Evaluations that waited for a sync (a key not cached yet, or the last sync too old)."}, func() float64 { return float64(vs.Waits.Load()) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_velocity_duplicates_total", Help: "Payments another replica had counted already."}, func() float64 { return float64(vs.Duplicates.Load()) }),
+		)
+	}
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "risk", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { riskv1.RegisterRiskServiceServer(g, svc) },
@@ -177,14 +203,14 @@ func build(ctx context.Context, cfg Config, fs features.Store, st engine.State, 
 		OpenAPI:     riskv1.OpenAPI,
 		Ready:       ready,
 		HealthNames: []string{riskv1.RiskService_ServiceDesc.ServiceName},
-		Collectors: []prometheus.Collector{
+		Collectors: append([]prometheus.Collector{
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_evaluations_total", Help: "Evaluations (counted)."}, func() float64 { return float64(stats.Evaluations.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_dry_runs_total", Help: "Dry runs."}, func() float64 { return float64(stats.DryRuns.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_fallbacks_total", Help: "Decisions that used the fallback action (velocity store unavailable)."}, func() float64 { return float64(stats.Fallbacks.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_records_dropped_total", Help: "Decisions not recorded for backtests (queue full)."}, func() float64 { return float64(stats.DroppedRecords.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_rules_rejected_total", Help: "Rule files rejected by the hot reload (the previous set stayed active)."}, func() float64 { return float64(stats.RejectedReloads.Load()) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "obol_risk_rule_errors_total", Help: "Rule evaluations that failed (treated as not matched)."}, func() float64 { return float64(stats.RuleErrors.Load()) }),
-		},
+		}, extra...),
 	})
 	if err != nil {
 		return nil, err

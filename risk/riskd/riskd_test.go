@@ -263,6 +263,10 @@ func TestRedisOutageFallsBack(t *testing.T) {
 	require.NoError(t, err, "healthy")
 	require.False(t, d.GetFallback(), "healthy: %v", d)
 	r.Stop(t)
+	// riskd answers from its local counters between syncs: the next sync,
+	// at most features.DefaultSyncInterval after the outage began, finds
+	// Redis down, and from then on every evaluation falls back.
+	require.Error(t, s.in.Velocity.Sync(context.Background()), "sync during the outage")
 	d, err = s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: p})
 	require.NoError(t, err, "outage, default fallback")
 	assert.True(t, d.GetFallback(), "outage, default fallback: %v", d)
@@ -291,4 +295,26 @@ func TestStartFailsClearly(t *testing.T) {
 	require.ErrorContains(t, err, "unreachable")
 	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"})
 	require.ErrorContains(t, err, "OBOL_RISK_TOKEN")
+}
+
+// TestVelocityMetrics: riskd's scrape counts the velocity store's syncs
+// with Redis and the evaluations that waited for one.
+func TestVelocityMetrics(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	s := start(t, riskd.Config{RedisURL: testenv.SharedRedis(t).URL})
+	d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(uniq("fp_"), "192.0.2.1", 100)})
+	require.NoError(t, err)
+	require.False(t, d.GetFallback(), "%v", d)
+	require.NoError(t, s.in.Velocity.Sync(context.Background()))
+	resp, err := http.Get(s.base + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	for _, name := range []string{"obol_risk_velocity_syncs_total", "obol_risk_velocity_sync_errors_total", "obol_risk_velocity_sync_seconds_total", "obol_risk_velocity_waits_total", "obol_risk_velocity_duplicates_total"} {
+		assert.Contains(t, string(body), "\n"+name+" ", "metric %s", name)
+	}
+	assert.NotContains(t, string(body), "\nobol_risk_velocity_syncs_total 0\n", "syncs were not counted")
 }

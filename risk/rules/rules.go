@@ -14,8 +14,10 @@ import (
 	"strings"
 
 	"github.com/google/cel-go/cel"
+	"github.com/google/cel-go/checker"
 	"github.com/google/cel-go/common/types"
 	"github.com/google/cel-go/common/types/ref"
+	"github.com/google/cel-go/interpreter"
 	"gopkg.in/yaml.v3"
 
 	"github.com/obolpay/obol/internal/cardtext"
@@ -60,6 +62,38 @@ type Rule struct {
 	Description string
 	Line        int
 	prg         cel.Program
+	// fast is the same program without runtime cost tracking, set when the
+	// checker proves the cost within CostLimit for inputs whose strings are
+	// at most maxStaticString bytes (Evaluate checks that per input).
+	fast cel.Program
+}
+
+// maxStaticString bounds the input strings the static cost estimate
+// assumes; an input with a longer string runs on the cost-tracked program.
+const maxStaticString = 1024
+
+// boundedSizes tells the cost estimator that every string or list the
+// rules read is at most maxStaticString long.
+type boundedSizes struct{}
+
+func (boundedSizes) EstimateSize(checker.AstNode) *checker.SizeEstimate {
+	return &checker.SizeEstimate{Min: 0, Max: maxStaticString}
+}
+
+func (boundedSizes) EstimateCallCost(string, string, *checker.AstNode, []checker.AstNode) *checker.CallEstimate {
+	return nil
+}
+
+// stringsWithin reports whether every string of the payment is at most
+// maxStaticString bytes (velocity features are numbers).
+func stringsWithin(p *riskv1.RulePayment) bool {
+	for _, s := range [...]string{p.GetMerchantId(), p.GetCurrency(), p.GetBin(), p.GetBrand(), p.GetFingerprint(), p.GetIp(),
+		p.GetBillingCountry(), p.GetEmailHash(), p.GetDeviceId(), p.GetCvcCheck(), p.GetAvsCheck(), p.GetCardType(), p.GetCardCountry(), p.GetIpCountry()} {
+		if len(s) > maxStaticString {
+			return false
+		}
+	}
+	return true
 }
 
 // Set is a compiled rule set.
@@ -294,7 +328,13 @@ func (e *Env) compileRule(yr yamlRule, n *yaml.Node) (*Rule, []Problem) {
 	if len(probs) > 0 {
 		return nil, probs
 	}
-	return &Rule{Name: yr.Name, Expression: yr.Expression, Action: yr.Action, Priority: prio, Mode: mode, Score: score, Description: yr.Description, Line: n.Line, prg: prg}, nil
+	r := &Rule{Name: yr.Name, Expression: yr.Expression, Action: yr.Action, Priority: prio, Mode: mode, Score: score, Description: yr.Description, Line: n.Line, prg: prg}
+	if est, err := e.env.EstimateCost(ast, boundedSizes{}); err == nil && est.Max <= CostLimit {
+		if fast, err := e.env.Program(ast, cel.EvalOptions(cel.OptOptimize)); err == nil {
+			r.fast = fast
+		}
+	}
+	return r, nil
 }
 
 func valueNode(m *yaml.Node, key string) *yaml.Node {
@@ -337,16 +377,25 @@ type Match struct {
 // the score is the sum of matching enforce rules' scores, at most 100.
 // Shadow rules are reported but never change the outcome. No match: allow.
 func (s *Set) Evaluate(in *riskv1.RuleInput) Outcome {
-	act := map[string]any{
-		"payment": orEmpty(in.GetPayment()), "card": orEmptyV(in.GetCard()), "merchant": orEmptyV(in.GetMerchant()),
+	pay := orEmpty(in.GetPayment())
+	act, err := interpreter.NewActivation(map[string]any{
+		"payment": pay, "card": orEmptyV(in.GetCard()), "merchant": orEmptyV(in.GetMerchant()),
 		"ip": orEmptyV(in.GetIp()), "email": orEmptyV(in.GetEmail()), "device": orEmptyV(in.GetDevice()),
 		"card_age_seconds": in.GetCardAgeSeconds(),
+	})
+	if err != nil {
+		return Outcome{Action: Allow, Errors: len(s.Rules)}
 	}
+	bounded := stringsWithin(pay)
 	out := Outcome{Action: Allow}
 	bestPrio := 0
 	decided := false
 	for _, r := range s.Rules {
-		v, _, err := r.prg.Eval(act)
+		prg := r.prg
+		if bounded && r.fast != nil {
+			prg = r.fast
+		}
+		v, _, err := prg.Eval(act)
 		if err != nil {
 			out.Errors++
 			continue

@@ -158,3 +158,34 @@ func BenchmarkEvaluateDefault(b *testing.B) {
 		set.Evaluate(in)
 	}
 }
+
+// TestStaticCostSkipsTracking: rules whose cost the checker bounds (all the
+// default ones) run without runtime cost tracking, unless an input string
+// is longer than the bound assumed; then the runtime limit still applies.
+func TestStaticCostSkipsTracking(t *testing.T) {
+	env := mustEnv(t, nil)
+	def, err := env.Compile(DefaultYAML())
+	require.NoError(t, err)
+	for _, r := range def.Rules {
+		assert.NotNil(t, r.fast, "default rule %s has no statically bounded program", r.Name)
+	}
+	set, err := env.Compile([]byte("rules:\n  - name: scan\n    expression: payment.device_id.contains(\"zz\")\n    action: block\n"))
+	require.NoError(t, err)
+	require.NotNil(t, set.Rules[0].fast, "a contains() on a bounded string")
+	tests := []struct {
+		name       string
+		device     string
+		wantErrors int
+		wantAction string
+	}{
+		{"within the bound: the fast program", "dev_zz", 0, Block},
+		{"longer than the bound: the cost-tracked program", strings.Repeat("a", 1<<20) + "zz", 1, Allow},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out := set.Evaluate(&riskv1.RuleInput{Payment: &riskv1.RulePayment{DeviceId: tt.device}})
+			assert.Equal(t, tt.wantErrors, out.Errors, "%+v", out)
+			assert.Equal(t, tt.wantAction, out.Action, "%+v", out)
+		})
+	}
+}

@@ -12,7 +12,7 @@ const encodingV1 = 1
 
 // Encode serializes a card (number, expiry, holder name, and the CVC when
 // present) into a fresh buffer for sealing. The buffer holds plaintext: seal
-// it, then wipe it with WipeBytes. Layout v1:
+// it, then wipe it (clear). Layout v1:
 // version | len(pan) | pan | month | year(2) | len(name)(2) | name | len(cvc) | cvc
 func Encode(c Card) []byte {
 	pan, cvc := c.Number.RevealDigits(), c.CVC.RevealDigits()
@@ -67,6 +67,3 @@ func Decode(b []byte) (Card, error) {
 	}
 	return c, nil
 }
-
-// WipeBytes overwrites a plaintext buffer.
-func WipeBytes(b []byte) { wipe(b) }

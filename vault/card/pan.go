@@ -72,9 +72,7 @@ func (p PAN) Wipe() {
 	if p.p == nil {
 		return
 	}
-	for i := range p.p.digits {
-		p.p.digits[i] = 0
-	}
+	clear(p.p.digits)
 	p.p.digits = p.p.digits[:0]
 }
 
@@ -177,9 +175,7 @@ func (c CVC) Wipe() {
 	if c.p == nil {
 		return
 	}
-	for i := range c.p.digits {
-		c.p.digits[i] = 0
-	}
+	clear(c.p.digits)
 	c.p.digits = c.p.digits[:0]
 }
 

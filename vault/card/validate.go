@@ -76,40 +76,34 @@ func ParseNumber(raw string) (PAN, error) {
 		switch {
 		case c >= '0' && c <= '9':
 			if len(digits) == MaxLength {
-				wipe(digits)
+				clear(digits)
 				return PAN{}, ErrNumberLength
 			}
 			digits = append(digits, c)
 		case c == ' ' || c == '-':
 		default:
-			wipe(digits)
+			clear(digits)
 			return PAN{}, ErrNumberCharacters
 		}
 	}
 	if len(digits) < MinLength {
-		wipe(digits)
+		clear(digits)
 		return PAN{}, ErrNumberLength
 	}
 	if !luhnValid(digits) {
-		wipe(digits)
+		clear(digits)
 		return PAN{}, ErrNumberLuhn
 	}
 	brand := detectBrand(digits)
 	if brand == "" {
-		wipe(digits)
+		clear(digits)
 		return PAN{}, ErrBrandUnsupported
 	}
 	if !brand.acceptsLength(len(digits)) {
-		wipe(digits)
+		clear(digits)
 		return PAN{}, ErrBrandLength
 	}
 	return PAN{p: &panData{digits: digits, brand: brand}}, nil
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 // luhnValid checks the mod-10 check digit.
@@ -168,7 +162,7 @@ func ParseCVC(raw string, brand Brand) (CVC, error) {
 	b := make([]byte, len(raw))
 	for i := 0; i < len(raw); i++ {
 		if raw[i] < '0' || raw[i] > '9' {
-			wipe(b)
+			clear(b)
 			return CVC{}, ErrCVC
 		}
 		b[i] = raw[i]

@@ -274,7 +274,7 @@ func (e *Envelope) newDEK(ctx context.Context, epoch uint64) (*dek, error) {
 	}
 	now := e.cfg.Now().UTC()
 	if err := e.store.InsertDEK(ctx, DEKRecord{ID: id, Wrapped: dk.Wrapped, KEKVersion: dk.KEKVersion, CreatedAt: now}); err != nil {
-		wipe(dk.Plaintext)
+		clear(dk.Plaintext)
 		return nil, fmt.Errorf("%w: insert dek: %w", ErrStore, err)
 	}
 	d := &dek{id: id, key: dk.Plaintext, kekVer: dk.KEKVersion, createdAt: now, loadedAt: now}
@@ -353,7 +353,7 @@ func (e *Envelope) removeLocked(el *list.Element) {
 		// Seal and Open copy the key into their cipher under e.mu (aeadFor),
 		// so wiping here cannot race with a use.
 		d.wiped = true
-		wipe(d.key)
+		clear(d.key)
 	}
 }
 
@@ -367,7 +367,7 @@ func (e *Envelope) Purge() {
 		e.current = nil
 		if _, cached := e.cache[c.id]; !cached {
 			c.wiped = true
-			wipe(c.key)
+			clear(c.key)
 		}
 	}
 	for e.lru.Len() > 0 {
@@ -376,11 +376,11 @@ func (e *Envelope) Purge() {
 	e.mu.Unlock()
 	e.fpMu.Lock()
 	for v, sec := range e.fpSecrets {
-		wipe(sec)
+		clear(sec)
 		delete(e.fpSecrets, v)
 	}
 	for k, v := range e.fpKeys {
-		wipe(v)
+		clear(v)
 		delete(e.fpKeys, k)
 	}
 	e.fpLatest = 0
@@ -564,10 +564,4 @@ func randomID(r io.Reader, prefix string) (string, error) {
 		return "", fmt.Errorf("random id: %w", err)
 	}
 	return prefix + base64.RawURLEncoding.EncodeToString(b[:]), nil
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }

@@ -52,11 +52,11 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 		ev.Detail = "cvc_requested"
 	}
 	if err := s.record(ctx, ev); err != nil {
-		card.WipeBytes(plain)
+		clear(plain)
 		return nil, s.public(ctx, "detokenize", err)
 	}
 	c, err := card.Decode(plain)
-	card.WipeBytes(plain)
+	clear(plain)
 	if err != nil {
 		return nil, s.public(ctx, "detokenize", err)
 	}
@@ -75,7 +75,7 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 	}
 	enc := card.Encode(c)
 	box, err := revealbox.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(rec.MerchantID, rec.Token))
-	card.WipeBytes(enc)
+	clear(enc)
 	if err != nil {
 		return nil, s.public(ctx, "detokenize", err)
 	}

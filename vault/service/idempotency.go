@@ -35,7 +35,7 @@ func (s *Service) requestMACs(ctx context.Context, merchantID, op string, req pr
 	if err != nil {
 		return nil, err
 	}
-	defer wipe(b)
+	defer clear(b)
 	return s.env.RequestMACs(ctx, merchantID, []byte(op), b)
 }
 
@@ -46,12 +46,6 @@ func matchesAny(mac []byte, macs [][]byte) bool {
 		}
 	}
 	return false
-}
-
-func wipe(b []byte) {
-	for i := range b {
-		b[i] = 0
-	}
 }
 
 // replay looks up a recorded result. found is false when the key is new.

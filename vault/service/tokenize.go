@@ -121,7 +121,7 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 	}
 	plain := card.Encode(card.Card{Number: c.Number, ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, HolderName: c.HolderName})
 	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "card", Merchant: merchantID, Token: token}, plain)
-	card.WipeBytes(plain)
+	clear(plain)
 	if err != nil {
 		return nil, err
 	}

@@ -8,15 +8,17 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/audit"
+	"github.com/obolpay/obol/vault/audit/verify"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store"
-	"github.com/obolpay/obol/vault/vaultd"
 )
 
 // TestAuditTrail: reveals and deletes are recorded (who, token, merchant,
@@ -28,80 +30,67 @@ func TestAuditTrail(t *testing.T) {
 	ctx := context.Background()
 	tok := s.tokenize(s.a.SecretKey, cardIn("4242424242424242", 12, expYear, "123")).str("token")
 	c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	c.Wipe()
-	if d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil); d.status != 200 {
-		t.Fatalf("delete: %d", d.status)
-	}
+	d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+	require.EqualValuesf(t, 200, d.status, "delete: %d", d.status)
 	evs, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Token: tok})
-	if err != nil || len(evs) != 2 {
-		t.Fatalf("events for the token: %d, %v", len(evs), err)
-	}
+	require.NoErrorf(t, err, "events for the token: %d, %v", len(evs), err)
+	require.Lenf(t, evs, 2, "events for the token: %d, %v", len(evs), err)
 	det, del := evs[0], evs[1]
-	if det.Action != audit.ActionDetokenize || det.Actor != "gateway:"+service.DefaultGatewayIdentity || det.MerchantID != s.a.MerchantID ||
-		det.Purpose != "test" || det.DestinationHost != "acquirer.test" || det.KEKVersion != 1 || det.Detail != "cvc_requested" {
-		t.Fatalf("detokenize event: %+v", det)
-	}
-	if del.Action != audit.ActionDeleteToken || !strings.HasPrefix(del.Actor, "merchant:"+s.a.MerchantID+"/sk_test_") {
-		t.Fatalf("delete event: %+v", del)
-	}
+	assert.Equal(t, audit.ActionDetokenize, det.Action)
+	assert.Equal(t, "gateway:"+service.DefaultGatewayIdentity, det.Actor)
+	assert.Equal(t, s.a.MerchantID, det.MerchantID)
+	assert.Equal(t, "test", det.Purpose)
+	assert.Equal(t, "acquirer.test", det.DestinationHost)
+	assert.EqualValues(t, 1, det.KEKVersion)
+	assert.Equal(t, "cvc_requested", det.Detail)
+	require.EqualValuesf(t, audit.ActionDeleteToken, del.Action, "delete event: %+v", del)
+	require.Truef(t, strings.HasPrefix(del.Actor, "merchant:"+s.a.MerchantID+"/sk_test_"), "delete event: %+v", del)
 
 	anchorClient, err := transit.New(transit.Config{Address: s.vault.Addr, Token: s.vault.Token, AuditAnchorPath: s.cfg.Vault.AuditAnchorPath})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	var anchor transit.AuditAnchor
 	head := del.Seq
-	if err := testenv.WaitFor(10*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 		anchor, err = anchorClient.ReadAuditAnchor(ctx)
 		if err != nil || anchor.Seq < head {
 			return fmt.Errorf("anchor at %d, head %d: %v", anchor.Seq, head, err)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	verify := func() vaultd.AuditReport {
+	}))
+	check := func() verify.Report {
 		t.Helper()
-		r, err := vaultd.VerifyAudit(ctx, s.in.Store, &anchor)
-		if err != nil {
-			t.Fatal(err)
-		}
+		r, err := verify.Chain(ctx, s.in.Store, &anchor)
+		require.NoError(t, err)
 		return r
 	}
-	if r := verify(); len(r.Problems) != 0 || !r.AnchorChecked || r.Checked < 2 {
-		t.Fatalf("clean trail: %+v", r)
-	}
+	r := check()
+	require.Emptyf(t, r.Problems, "clean trail: %+v", r)
+	require.Truef(t, r.AnchorChecked, "clean trail: %+v", r)
+	require.GreaterOrEqualf(t, r.Checked, int64(2), "clean trail: %+v", r)
 	db, err := pgx.Connect(ctx, s.dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer db.Close(ctx)
 	exec := func(sql string, args ...any) {
 		t.Helper()
-		if _, err := db.Exec(ctx, sql, args...); err != nil {
-			t.Fatal(err)
-		}
+		_, err := db.Exec(ctx, sql, args...)
+		require.NoError(t, err)
 	}
 
 	t.Run("edited event", func(t *testing.T) {
 		exec(`UPDATE audit_events SET destination_host = 'evil.example' WHERE seq = $1`, det.Seq)
-		r := verify()
-		if len(r.Problems) == 0 || r.Problems[0].Seq != det.Seq {
-			t.Fatalf("edit not detected: %+v", r.Problems)
-		}
+		r := check()
+		require.NotEmptyf(t, r.Problems, "edit not detected: %+v", r.Problems)
+		require.EqualValuesf(t, det.Seq, r.Problems[0].Seq, "edit not detected: %+v", r.Problems)
 		exec(`UPDATE audit_events SET destination_host = $2 WHERE seq = $1`, det.Seq, det.DestinationHost)
-		if r := verify(); len(r.Problems) != 0 {
-			t.Fatalf("after restoring: %+v", r.Problems)
-		}
+		r = check()
+		require.Emptyf(t, r.Problems, "after restoring: %+v", r.Problems)
 	})
 	t.Run("deleted event", func(t *testing.T) {
 		exec(`DELETE FROM audit_events WHERE seq = $1`, det.Seq)
-		if r := verify(); len(r.Problems) == 0 {
-			t.Fatal("deletion not detected")
-		}
+		r := check()
+		require.NotEmptyf(t, r.Problems, "deletion not detected")
 		exec(`INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`, det.Seq, det.At, det.Actor, det.Action, det.MerchantID, det.Token, det.Purpose, det.DestinationHost, det.KEKVersion, det.Detail, det.PrevHash, det.Hash)
 	})
@@ -119,14 +108,12 @@ func TestAuditTrail(t *testing.T) {
 		for _, e := range rewritten {
 			exec(`UPDATE audit_events SET destination_host = $2, prev_hash = $3, hash = $4 WHERE seq = $1`, e.Seq, e.DestinationHost, e.PrevHash, e.Hash)
 		}
-		r, err := vaultd.VerifyAudit(ctx, s.in.Store, nil)
-		if err != nil || len(r.Problems) != 0 {
-			t.Fatalf("the rewrite should be self-consistent: %+v %v", r.Problems, err)
-		}
-		r = verify()
-		if len(r.Problems) != 1 || !strings.Contains(r.Problems[0].Reason, "anchored in Vault") {
-			t.Fatalf("rewrite not detected by the anchor: %+v", r.Problems)
-		}
+		r, err := verify.Chain(ctx, s.in.Store, nil)
+		require.NoErrorf(t, err, "the rewrite should be self-consistent: %+v %v", r.Problems, err)
+		require.Emptyf(t, r.Problems, "the rewrite should be self-consistent: %+v %v", r.Problems, err)
+		r = check()
+		require.Lenf(t, r.Problems, 1, "rewrite not detected by the anchor: %+v", r.Problems)
+		require.Truef(t, strings.Contains(r.Problems[0].Reason, "anchored in Vault"), "rewrite not detected by the anchor: %+v", r.Problems)
 		for _, e := range all {
 			exec(`UPDATE audit_events SET destination_host = $2, prev_hash = $3, hash = $4 WHERE seq = $1`, e.Seq, map[bool]string{true: det.DestinationHost, false: e.DestinationHost}[e.Seq == det.Seq], e.PrevHash, e.Hash)
 		}
@@ -136,16 +123,11 @@ func TestAuditTrail(t *testing.T) {
 		exec(`ALTER TABLE audit_events RENAME TO audit_events_gone`)
 		_, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
 		exec(`ALTER TABLE audit_events_gone RENAME TO audit_events`)
-		if status.Code(err) != codes.Unavailable {
-			t.Fatalf("detokenize with the audit trail unwritable: %v; want UNAVAILABLE", err)
-		}
+		require.EqualValuesf(t, codes.Unavailable, status.Code(err), "detokenize with the audit trail unwritable: %v; want UNAVAILABLE", err)
 		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
-		if err != nil {
-			t.Fatalf("after the audit trail is back: %v", err)
-		}
+		require.NoErrorf(t, err, "after the audit trail is back: %v", err)
 		c.Wipe()
-		if r := verify(); len(r.Problems) != 0 {
-			t.Fatalf("trail after recovery: %+v", r.Problems)
-		}
+		r := check()
+		require.Emptyf(t, r.Problems, "trail after recovery: %+v", r.Problems)
 	})
 }

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -25,13 +27,9 @@ func TestConfigStringAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := vaultd.Config{Vault: tt.vault}.String()
-			if !strings.Contains(s, tt.want) {
-				t.Errorf("String() = %s, want it to contain %s", s, tt.want)
-			}
+			assert.Truef(t, strings.Contains(s, tt.want), "String() = %s, want it to contain %s", s, tt.want)
 			for _, secret := range []string{"hvs.secret-token", "role-id-value"} {
-				if strings.Contains(s, secret) {
-					t.Errorf("String() prints a credential: %s", s)
-				}
+				assert.Falsef(t, strings.Contains(s, secret), "String() prints a credential: %s", s)
 			}
 		})
 	}

@@ -2,7 +2,6 @@ package vaultd
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,10 +12,9 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/vault/cvcstore/memstore"
 	"github.com/obolpay/obol/vault/keys/localkms"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/store/sqlite"
 )
-
-var randReader = rand.Reader
 
 // EmbeddedConfig configures the embedded default.
 type EmbeddedConfig struct {
@@ -32,7 +30,7 @@ type EmbeddedConfig struct {
 // Embedded is a running embedded vault plus its dev credentials.
 type Embedded struct {
 	*Instance
-	Credentials MerchantKeys
+	Credentials merchants.Keys
 	// CreatedMerchant is true when this start created the dev merchant.
 	CreatedMerchant bool
 	PKI             *devpki.PKI
@@ -95,7 +93,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		if len(origins) == 0 {
 			origins = []string{"http://localhost:3000", "http://127.0.0.1:3000"}
 		}
-		keys, err := CreateMerchant(ctx, st, "Dev merchant", origins, "test")
+		keys, err := merchants.Create(ctx, st, "Dev merchant", origins, "test")
 		if err != nil {
 			in.Close()
 			return nil, err

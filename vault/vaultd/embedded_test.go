@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 
@@ -30,9 +32,7 @@ func TestEmbeddedDefault(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
 	start := func() *vaultd.Embedded {
 		e, err := vaultd.StartEmbedded(context.Background(), vaultd.EmbeddedConfig{DataDir: dir, HTTPAddr: "127.0.0.1:0", GRPCAddr: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(logs, nil))})
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		return e
 	}
 	serve := func(e *vaultd.Embedded) (stop func()) {
@@ -41,66 +41,54 @@ func TestEmbeddedDefault(t *testing.T) {
 		go func() { done <- e.Serve(ctx) }()
 		return func() {
 			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("Serve: %v", err)
-			}
+			err := <-done
+			assert.NoErrorf(t, err, "Serve: %v", err)
 			e.Close()
 		}
 	}
 	e := start()
-	if !e.CreatedMerchant {
-		t.Fatal("first start did not create a dev merchant")
-	}
+	require.Truef(t, e.CreatedMerchant, "first start did not create a dev merchant")
 	credPath := filepath.Join(dir, vaultd.CredentialsFile)
 	st, err := os.Stat(credPath)
-	if err != nil || st.Mode().Perm() != 0o600 {
-		t.Fatalf("credentials file: %v mode %v", err, st.Mode())
-	}
+	require.NoErrorf(t, err, "credentials file: %v mode %v", err, st.Mode())
+	require.EqualValuesf(t, 0o600, st.Mode().Perm(), "credentials file: %v mode %v", err, st.Mode())
 	var creds map[string]string
 	b, _ := os.ReadFile(credPath)
-	if err := json.Unmarshal(b, &creds); err != nil || !strings.HasPrefix(creds["secret_key"], "sk_test_") || !strings.HasPrefix(creds["publishable_key"], "pk_test_") || !strings.HasPrefix(creds["merchant_id"], "mer_") {
-		t.Fatalf("credentials: %s", b)
-	}
+	err = json.Unmarshal(b, &creds)
+	require.NoErrorf(t, err, "credentials: %s", b)
+	require.Truef(t, strings.HasPrefix(creds["secret_key"], "sk_test_"), "credentials: %s", b)
+	require.Truef(t, strings.HasPrefix(creds["publishable_key"], "pk_test_"), "credentials: %s", b)
+	require.Truef(t, strings.HasPrefix(creds["merchant_id"], "mer_"), "credentials: %s", b)
 	stop := serve(e)
 	cardJSON := `{"card":{"number":"3782 822463 10005","exp_month":12,"exp_year":` + itoa(expYear) + `,"cvc":"7373","holder_name":"Grace Hopper"}}`
 	leaks.AddCard("378282246310005", "7373")
 	req, _ := http.NewRequest("POST", "http://"+e.Server.HTTPAddr()+"/v1/tokens", strings.NewReader(cardJSON))
 	req.Header.Set("Authorization", "Bearer "+creds["secret_key"])
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	raw, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	var tok struct{ Token string }
-	if err := json.Unmarshal(raw, &tok); err != nil || resp.StatusCode != 200 {
-		t.Fatalf("tokenize: %d %s", resp.StatusCode, raw)
-	}
+	err = json.Unmarshal(raw, &tok)
+	require.NoErrorf(t, err, "tokenize: %d %s", resp.StatusCode, raw)
+	require.EqualValuesf(t, 200, resp.StatusCode, "tokenize: %d %s", resp.StatusCode, raw)
 	stop()
 
 	e = start()
-	if e.CreatedMerchant || e.Credentials.SecretKey != creds["secret_key"] {
-		t.Fatal("restart created a new merchant")
-	}
+	require.Falsef(t, e.CreatedMerchant, "restart created a new merchant")
+	require.EqualValuesf(t, creds["secret_key"], e.Credentials.SecretKey, "restart created a new merchant")
 	stop = serve(e)
 	defer stop()
 	cert, err := e.PKI.ClientCert("gatewayd", service.DefaultGatewayIdentity)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	conn, err := grpc.NewClient(e.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(e.PKI.ClientTLS(cert))))
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	defer conn.Close()
 	s := &stack{t: t}
 	c, _, err := s.detokenize(vaultv1.NewVaultServiceClient(conn), creds["merchant_id"], tok.Token, false)
-	if err != nil {
-		t.Fatalf("detokenize after restart: %v", err)
-	}
-	if string(c.Number.RevealDigits()) != "378282246310005" || c.HolderName != "Grace Hopper" {
-		t.Fatal("wrong card after restart")
-	}
+	require.NoErrorf(t, err, "detokenize after restart: %v", err)
+	require.EqualValuesf(t, "378282246310005", string(c.Number.RevealDigits()), "wrong card after restart")
+	require.EqualValuesf(t, "Grace Hopper", c.HolderName, "wrong card after restart")
 	c.Wipe()
 	// Everything the embedded default wrote to disk, and its logs.
 	files, _ := filepath.Glob(filepath.Join(dir, "*"))
@@ -112,9 +100,8 @@ func TestEmbeddedDefault(t *testing.T) {
 		}
 	}
 	leaks.Scan("logs", logs.Bytes())
-	if hits, _ := leaks.Report(); len(hits) > 0 {
-		t.Fatalf("leaks: %v", hits)
-	}
+	hits, _ := leaks.Report()
+	require.Emptyf(t, hits, "leaks: %v", hits)
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

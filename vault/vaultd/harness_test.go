@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
@@ -25,6 +27,7 @@ import (
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/merchants"
 	"github.com/obolpay/obol/vault/revealbox"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -78,7 +81,7 @@ type stack struct {
 	gw     vaultv1.VaultServiceClient // gateway identity (mTLS)
 	anon   vaultv1.VaultServiceClient // TLS, no client certificate
 	rogue  vaultv1.VaultServiceClient // client certificate with another identity
-	a, b   vaultd.MerchantKeys
+	a, b   merchants.Keys
 	// metrics holds a /metrics scrape from each run, taken before it stopped.
 	metrics [][]byte
 }
@@ -104,20 +107,13 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	s.kek = "kek-" + randHex(4)
 	tc := transit.Config{Address: s.vault.Addr, Token: s.vault.Token, KeyName: s.kek, FingerprintPath: "secret/data/obol/fp-" + randHex(4), AuditAnchorPath: "secret/data/obol/anchor-" + randHex(4)}
 	admin, err := transit.New(tc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := admin.Setup(context.Background(), transit.SetupOptions{}); err != nil {
-		t.Fatalf("vault setup: %v", err)
-	}
+	require.NoError(t, err)
+	_, err = admin.Setup(context.Background(), transit.SetupOptions{})
+	require.NoErrorf(t, err, "vault setup: %v", err)
 	s.pki, err = devpki.Ensure(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	srvTLS, err := s.pki.ServerTLS()
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	s.cfg = vaultd.Config{
 		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
@@ -129,12 +125,10 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 	t.Cleanup(s.scanForLeaks)
 	s.start()
 	ctx := context.Background()
-	if s.a, err = vaultd.CreateMerchant(ctx, s.in.Store, "Merchant A", []string{"https://shop-a.example"}, "test"); err != nil {
-		t.Fatal(err)
-	}
-	if s.b, err = vaultd.CreateMerchant(ctx, s.in.Store, "Merchant B", nil, "test"); err != nil {
-		t.Fatal(err)
-	}
+	s.a, err = merchants.Create(ctx, s.in.Store, "Merchant A", []string{"https://shop-a.example"}, "test")
+	require.NoError(t, err)
+	s.b, err = merchants.Create(ctx, s.in.Store, "Merchant B", nil, "test")
+	require.NoError(t, err)
 	return s
 }
 
@@ -142,9 +136,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 func (s *stack) start() {
 	s.t.Helper()
 	in, err := vaultd.Start(context.Background(), s.cfg)
-	if err != nil {
-		s.t.Fatalf("vaultd.Start: %v", err)
-	}
+	require.NoErrorf(s.t, err, "vaultd.Start: %v", err)
 	ctx, cancel := context.WithCancel(context.Background())
 	s.in, s.cancel, s.done = in, cancel, make(chan error, 1)
 	go func() { s.done <- in.Serve(ctx) }()
@@ -159,15 +151,13 @@ func (s *stack) stop() {
 	if s.cancel == nil {
 		return
 	}
-	if m := s.rest(http.MethodGet, "/metrics", "", nil); m.status == 200 && bytes.Contains(m.raw, []byte("obol_vault_key_service_up")) {
+	m := s.rest(http.MethodGet, "/metrics", "", nil)
+	if assert.Equal(s.t, 200, m.status, "/metrics") && assert.Contains(s.t, string(m.raw), "obol_vault_key_service_up", "/metrics") {
 		s.metrics = append(s.metrics, m.raw)
-	} else {
-		s.t.Errorf("/metrics: %d", m.status)
 	}
 	s.cancel()
-	if err := <-s.done; err != nil {
-		s.t.Errorf("Serve: %v", err)
-	}
+	err := <-s.done
+	assert.NoErrorf(s.t, err, "Serve: %v", err)
 	s.in.Close()
 	s.cancel = nil
 }
@@ -179,9 +169,7 @@ func (s *stack) grpcClient(name, identity string) vaultv1.VaultServiceClient {
 		cfg.Certificates = nil
 	}
 	conn, err := grpc.NewClient(s.in.Server.GRPCAddr(), grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	require.NoError(s.t, err)
 	s.t.Cleanup(func() { conn.Close() })
 	return vaultv1.NewVaultServiceClient(conn)
 }
@@ -199,9 +187,7 @@ func (s *stack) scanForLeaks() {
 		leaks.Scan("redis", kv)
 	}
 	after, _ := leaks.Report()
-	for _, h := range after[len(before):] {
-		t.Errorf("LEAK: %s", h)
-	}
+	assert.Empty(t, after[len(before):], "card data leaked")
 }
 
 // cardIn registers a test card with the leak scanner and returns its JSON.
@@ -256,9 +242,7 @@ func (s *stack) rest(method, path, key string, body any, headers ...string) rest
 		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequest(method, s.base+path, rd)
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	require.NoError(s.t, err)
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
@@ -266,9 +250,7 @@ func (s *stack) rest(method, path, key string, body any, headers ...string) rest
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		s.t.Fatalf("%s %s: %v", method, path, err)
-	}
+	require.NoErrorf(s.t, err, "%s %s: %v", method, path, err)
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	out := restResp{status: resp.StatusCode, raw: raw, header: resp.Header}
@@ -284,9 +266,7 @@ func (s *stack) tokenize(key string, c map[string]any, headers ...string) restRe
 // detokenize calls Detokenize as the gateway and opens the sealed card.
 func (s *stack) detokenize(client vaultv1.VaultServiceClient, merchantID, token string, includeCVC bool) (card.Card, *vaultv1.DetokenizeResponse, error) {
 	rcpt, err := revealbox.NewRecipient()
-	if err != nil {
-		s.t.Fatal(err)
-	}
+	require.NoError(s.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := client.Detokenize(ctx, &vaultv1.DetokenizeRequest{MerchantId: merchantID, Token: token, IncludeCvc: includeCVC, Purpose: "test", DestinationHost: "acquirer.test", RecipientPublicKey: rcpt.PublicKey()})
@@ -294,14 +274,10 @@ func (s *stack) detokenize(client vaultv1.VaultServiceClient, merchantID, token 
 		return card.Card{}, nil, err
 	}
 	plain, err := rcpt.Open(resp.SealedCard, revealbox.AAD(merchantID, token))
-	if err != nil {
-		s.t.Fatalf("open sealed card: %v", err)
-	}
+	require.NoErrorf(s.t, err, "open sealed card: %v", err)
 	c, err := card.Decode(plain)
-	card.WipeBytes(plain)
-	if err != nil {
-		s.t.Fatalf("decode card: %v", err)
-	}
+	clear(plain)
+	require.NoErrorf(s.t, err, "decode card: %v", err)
 	return c, resp, nil
 }
 
@@ -316,9 +292,7 @@ func tlsCertOrNone(t *testing.T, pki *devpki.PKI, name, identity string) tls.Cer
 		return tls.Certificate{}
 	}
 	c, err := pki.ClientCert(name, identity)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	return c
 }
 

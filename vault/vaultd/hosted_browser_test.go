@@ -14,7 +14,7 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/hosted"
-	"github.com/obolpay/obol/vault/vaultd"
+	"github.com/obolpay/obol/vault/merchants"
 )
 
 // TestHostedFieldsAgainstVaultd drives the hosted card fields in headless
@@ -45,7 +45,7 @@ window.tokenize = function (el) { return obol.createToken(el).then(function (r) 
 </script></body></html>`, s.base, integrity, pk)
 	}))
 	defer shop.Close()
-	keys, err := vaultd.CreateMerchant(context.Background(), s.in.Store, "Hosted shop", []string{shop.URL}, "test")
+	keys, err := merchants.Create(context.Background(), s.in.Store, "Hosted shop", []string{shop.URL}, "test")
 	require.NoError(t, err)
 	pk = keys.PublishableKey
 	cardIn("4242424242424242", 12, 2034, "123")

@@ -40,49 +40,45 @@ func TestLifecycle(t *testing.T) {
 	for _, c := range cards {
 		t.Run(c.name, func(t *testing.T) {
 			r := s.tokenize(s.a.SecretKey, cardIn(c.number, 12, expYear, c.cvc))
-			if r.status != 200 {
-				t.Fatalf("tokenize: %d %s", r.status, r.raw)
-			}
+			require.EqualValuesf(t, 200, r.status, "tokenize: %d %s", r.status, r.raw)
 			tok := r.str("token")
-			if !strings.HasPrefix(tok, "tok_") || len(tok) < 4+22 {
-				t.Fatalf("token %q is not tok_ + 128 bits", tok)
-			}
-			if r.str("card", "brand") != c.brand || r.str("card", "bin") != c.bin || r.str("card", "last4") != c.last4 || r.str("cvc_expires_at") == "" || !strings.HasPrefix(r.str("card", "fingerprint"), "fp_") {
-				t.Fatalf("tokenize response: %s", r.raw)
-			}
+			require.Truef(t, strings.HasPrefix(tok, "tok_"), "token %q is not tok_ + 128 bits", tok)
+			require.GreaterOrEqualf(t, len(tok), 4+22, "token %q is not tok_ + 128 bits", tok)
+			require.EqualValuesf(t, c.brand, r.str("card", "brand"), "tokenize response: %s", r.raw)
+			require.EqualValuesf(t, c.bin, r.str("card", "bin"), "tokenize response: %s", r.raw)
+			require.EqualValuesf(t, c.last4, r.str("card", "last4"), "tokenize response: %s", r.raw)
+			require.NotEmptyf(t, r.str("cvc_expires_at"), "tokenize response: %s", r.raw)
+			require.Truef(t, strings.HasPrefix(r.str("card", "fingerprint"), "fp_"), "tokenize response: %s", r.raw)
 			digits := strings.NewReplacer(" ", "", "-", "").Replace(c.number)
-			if strings.Contains(string(r.raw), digits) {
-				t.Fatal("tokenize response contains the PAN")
-			}
+			require.Falsef(t, strings.Contains(string(r.raw), digits), "tokenize response contains the PAN")
 			g := s.rest(http.MethodGet, "/v1/tokens/"+tok, s.a.SecretKey, nil)
-			if g.status != 200 || g.str("card", "last4") != c.last4 || g.str("cvc_expires_at") == "" || strings.Contains(string(g.raw), digits) {
-				t.Fatalf("get: %d %s", g.status, g.raw)
-			}
+			require.EqualValuesf(t, 200, g.status, "get: %d %s", g.status, g.raw)
+			require.EqualValuesf(t, c.last4, g.str("card", "last4"), "get: %d %s", g.status, g.raw)
+			require.NotEmptyf(t, g.str("cvc_expires_at"), "get: %d %s", g.status, g.raw)
+			require.Falsef(t, strings.Contains(string(g.raw), digits), "get: %d %s", g.status, g.raw)
 			got, resp, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
-			if err != nil {
-				t.Fatalf("detokenize: %v", err)
-			}
-			if string(got.Number.RevealDigits()) != digits || string(got.CVC.RevealDigits()) != c.cvc || got.ExpMonth != 12 || got.ExpYear != expYear || !resp.CvcIncluded {
-				t.Fatalf("detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
-			}
+			require.NoErrorf(t, err, "detokenize: %v", err)
+			require.EqualValuesf(t, digits, string(got.Number.RevealDigits()), "detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
+			require.EqualValuesf(t, c.cvc, string(got.CVC.RevealDigits()), "detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
+			require.EqualValuesf(t, 12, got.ExpMonth, "detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
+			require.EqualValuesf(t, expYear, got.ExpYear, "detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
+			require.Truef(t, resp.CvcIncluded, "detokenize returned the wrong card (%v, cvc included %v)", got, resp.CvcIncluded)
 			got.Wipe()
 			again, resp, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
-			if err != nil || resp.CvcIncluded || !again.CVC.IsZero() || string(again.Number.RevealDigits()) != digits {
-				t.Fatalf("second detokenize: err=%v cvc_included=%v (the CVC is single use)", err, resp.GetCvcIncluded())
-			}
-			if g := s.rest(http.MethodGet, "/v1/tokens/"+tok, s.a.SecretKey, nil); g.str("cvc_expires_at") != "" {
-				t.Fatalf("CVC still reported after use: %s", g.raw)
-			}
+			require.NoErrorf(t, err, "second detokenize: err=%v cvc_included=%v (the CVC is single use)", err, resp.GetCvcIncluded())
+			require.Falsef(t, resp.CvcIncluded, "second detokenize: err=%v cvc_included=%v (the CVC is single use)", err, resp.GetCvcIncluded())
+			require.Truef(t, again.CVC.IsZero(), "second detokenize: err=%v cvc_included=%v (the CVC is single use)", err, resp.GetCvcIncluded())
+			require.EqualValuesf(t, digits, string(again.Number.RevealDigits()), "second detokenize: err=%v cvc_included=%v (the CVC is single use)", err, resp.GetCvcIncluded())
+			g = s.rest(http.MethodGet, "/v1/tokens/"+tok, s.a.SecretKey, nil)
+			require.Emptyf(t, g.str("cvc_expires_at"), "CVC still reported after use: %s", g.raw)
 			d := s.rest(http.MethodDelete, "/v1/tokens/"+tok, s.a.SecretKey, nil)
-			if d.status != 200 || d.body["deleted"] != true {
-				t.Fatalf("delete: %d %s", d.status, d.raw)
-			}
-			if g := s.rest(http.MethodGet, "/v1/tokens/"+tok, s.a.SecretKey, nil); g.status != 404 || g.errCode() != "token_not_found" {
-				t.Fatalf("get after delete: %d %s", g.status, g.raw)
-			}
-			if _, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false); status.Code(err) != codes.NotFound {
-				t.Fatalf("detokenize after delete: %v", err)
-			}
+			require.EqualValuesf(t, 200, d.status, "delete: %d %s", d.status, d.raw)
+			require.EqualValuesf(t, true, d.body["deleted"], "delete: %d %s", d.status, d.raw)
+			g = s.rest(http.MethodGet, "/v1/tokens/"+tok, s.a.SecretKey, nil)
+			require.EqualValuesf(t, 404, g.status, "get after delete: %d %s", g.status, g.raw)
+			require.EqualValuesf(t, "token_not_found", g.errCode(), "get after delete: %d %s", g.status, g.raw)
+			_, _, err = s.detokenize(s.gw, s.a.MerchantID, tok, false)
+			require.EqualValuesf(t, codes.NotFound, status.Code(err), "detokenize after delete: %v", err)
 		})
 	}
 }
@@ -121,25 +117,22 @@ func TestTokenizeValidation(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			before, _ := s.in.Store.CountTokens(ctx)
 			r := s.rest(http.MethodPost, "/v1/tokens", s.a.SecretKey, tt.body)
-			if r.status != tt.status || r.errCode() != tt.code || r.errField() != tt.field {
-				t.Fatalf("got %d %s; want %d code=%s field=%s", r.status, r.raw, tt.status, tt.code, tt.field)
-			}
+			require.EqualValuesf(t, tt.status, r.status, "got %d %s; want %d code=%s field=%s", r.status, r.raw, tt.status, tt.code, tt.field)
+			require.EqualValuesf(t, tt.code, r.errCode(), "got %d %s; want %d code=%s field=%s", r.status, r.raw, tt.status, tt.code, tt.field)
+			require.EqualValuesf(t, tt.field, r.errField(), "got %d %s; want %d code=%s field=%s", r.status, r.raw, tt.status, tt.code, tt.field)
 			for _, secret := range []string{"4242424242424242", "4111 1111 1111 1112", "378282246310005"} {
-				if strings.Contains(string(r.raw), secret) {
-					t.Fatal("error response echoes the card number")
-				}
+				require.Falsef(t, strings.Contains(string(r.raw), secret), "error response echoes the card number")
 			}
-			if after, _ := s.in.Store.CountTokens(ctx); after != before {
-				t.Fatalf("a rejected request stored a token (%d → %d)", before, after)
-			}
+			after, _ := s.in.Store.CountTokens(ctx)
+			require.EqualValuesf(t, before, after, "a rejected request stored a token (%d → %d)", before, after)
 		})
 	}
 	t.Run("grpc carries code and field", func(t *testing.T) {
 		_, err := s.anon.Tokenize(grpcCtx(s.a.SecretKey), &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "4111111111111112", ExpMonth: 12, ExpYear: int32(expYear)}})
 		e := apierr.From(err)
-		if status.Code(err) != codes.InvalidArgument || e.Code != "number_failed_luhn" || e.Field != "card.number" {
-			t.Fatalf("gRPC error = %v (code %s field %s)", err, e.Code, e.Field)
-		}
+		require.EqualValuesf(t, codes.InvalidArgument, status.Code(err), "gRPC error = %v (code %s field %s)", err, e.Code, e.Field)
+		require.EqualValuesf(t, "number_failed_luhn", e.Code, "gRPC error = %v (code %s field %s)", err, e.Code, e.Field)
+		require.EqualValuesf(t, "card.number", e.Field, "gRPC error = %v (code %s field %s)", err, e.Code, e.Field)
 	})
 }
 
@@ -173,30 +166,26 @@ func TestAuth(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := s.rest(tt.method, tt.path, tt.key, tt.body, tt.headers...)
-			if r.status != tt.status || r.errCode() != tt.code {
-				t.Fatalf("got %d %s; want %d %s", r.status, r.raw, tt.status, tt.code)
-			}
+			require.EqualValuesf(t, tt.status, r.status, "got %d %s; want %d %s", r.status, r.raw, tt.status, tt.code)
+			require.EqualValuesf(t, tt.code, r.errCode(), "got %d %s; want %d %s", r.status, r.raw, tt.status, tt.code)
 		})
 	}
 	t.Run("other merchant's token answers exactly like an unknown one", func(t *testing.T) {
 		other := s.rest("GET", "/v1/tokens/"+tok, s.b.SecretKey, nil)
 		unknown := s.rest("GET", "/v1/tokens/tok_doesnotexist000000000", s.b.SecretKey, nil)
-		if string(other.raw) != string(unknown.raw) || other.status != unknown.status {
-			t.Fatalf("responses differ:\n%s\n%s", other.raw, unknown.raw)
-		}
-		if g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil); g.status != 200 {
-			t.Fatalf("B's delete attempt affected A's token: %d", g.status)
-		}
+		require.EqualValuesf(t, string(unknown.raw), string(other.raw), "responses differ:\n%s\n%s", other.raw, unknown.raw)
+		require.EqualValuesf(t, unknown.status, other.status, "responses differ:\n%s\n%s", other.raw, unknown.raw)
+		g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+		require.EqualValuesf(t, 200, g.status, "B's delete attempt affected A's token: %d", g.status)
 	})
 	t.Run("CORS preflight", func(t *testing.T) {
 		ok := s.rest(http.MethodOptions, "/v1/tokens", "", nil, "Origin", "https://shop-a.example", "Access-Control-Request-Method", "POST")
-		if ok.status != 204 || ok.header.Get("Access-Control-Allow-Origin") != "https://shop-a.example" || !strings.Contains(ok.header.Get("Access-Control-Allow-Headers"), "Idempotency-Key") {
-			t.Fatalf("allowed preflight: %d %v", ok.status, ok.header)
-		}
+		require.EqualValuesf(t, 204, ok.status, "allowed preflight: %d %v", ok.status, ok.header)
+		require.EqualValuesf(t, "https://shop-a.example", ok.header.Get("Access-Control-Allow-Origin"), "allowed preflight: %d %v", ok.status, ok.header)
+		require.Truef(t, strings.Contains(ok.header.Get("Access-Control-Allow-Headers"), "Idempotency-Key"), "allowed preflight: %d %v", ok.status, ok.header)
 		bad := s.rest(http.MethodOptions, "/v1/tokens", "", nil, "Origin", "https://evil.example")
-		if bad.status != 403 || bad.header.Get("Access-Control-Allow-Origin") != "" {
-			t.Fatalf("disallowed preflight: %d %v", bad.status, bad.header)
-		}
+		require.EqualValuesf(t, 403, bad.status, "disallowed preflight: %d %v", bad.status, bad.header)
+		require.Emptyf(t, bad.header.Get("Access-Control-Allow-Origin"), "disallowed preflight: %d %v", bad.status, bad.header)
 	})
 	detok := []struct {
 		name     string
@@ -212,17 +201,13 @@ func TestAuth(t *testing.T) {
 	for _, tt := range detok {
 		t.Run("detokenize: "+tt.name, func(t *testing.T) {
 			c, _, err := s.detokenize(tt.client, tt.merchant, tok, false)
-			if status.Code(err) != tt.want {
-				t.Fatalf("code = %v (%v); want %v", status.Code(err), err, tt.want)
-			}
+			require.EqualValuesf(t, tt.want, status.Code(err), "code = %v (%v); want %v", status.Code(err), err, tt.want)
 			c.Wipe()
 		})
 	}
 	t.Run("merchant API key cannot detokenize over gRPC", func(t *testing.T) {
 		_, err := s.anon.Detokenize(grpcCtx(s.a.SecretKey), &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, RecipientPublicKey: make([]byte, 32)})
-		if status.Code(err) != codes.PermissionDenied {
-			t.Fatalf("code = %v", status.Code(err))
-		}
+		require.EqualValuesf(t, codes.PermissionDenied, status.Code(err), "code = %v", status.Code(err))
 	})
 }
 
@@ -234,22 +219,18 @@ func TestIdempotency(t *testing.T) {
 	body := map[string]any{"card": cardIn("4000 0000 0000 0002", 12, expYear, "111")}
 	first := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, "Idempotency-Key", "order-1")
 	second := s.rest("POST", "/v1/tokens", s.a.SecretKey, body, "Idempotency-Key", "order-1")
-	if first.status != 200 || second.status != 200 || first.str("token") != second.str("token") {
-		t.Fatalf("retry: %s / %s", first.raw, second.raw)
-	}
+	require.EqualValuesf(t, 200, first.status, "retry: %s / %s", first.raw, second.raw)
+	require.EqualValuesf(t, 200, second.status, "retry: %s / %s", first.raw, second.raw)
+	require.EqualValuesf(t, second.str("token"), first.str("token"), "retry: %s / %s", first.raw, second.raw)
 	n, _ := s.in.Store.CountTokens(ctx)
-	if n != 1 {
-		t.Fatalf("%d tokens after a retried request; want 1", n)
-	}
+	require.EqualValuesf(t, 1, n, "%d tokens after a retried request; want 1", n)
 	other := s.rest("POST", "/v1/tokens", s.a.SecretKey, map[string]any{"card": cardIn("4000 0000 0000 9995", 12, expYear, "")}, "Idempotency-Key", "order-1")
-	if other.status != 409 || other.errCode() != "idempotency_key_reused" {
-		t.Fatalf("same key, different body: %d %s", other.status, other.raw)
-	}
+	require.EqualValuesf(t, 409, other.status, "same key, different body: %d %s", other.status, other.raw)
+	require.EqualValuesf(t, "idempotency_key_reused", other.errCode(), "same key, different body: %d %s", other.status, other.raw)
 	// The same key belongs to each merchant separately.
 	b := s.rest("POST", "/v1/tokens", s.b.SecretKey, body, "Idempotency-Key", "order-1")
-	if b.status != 200 || b.str("token") == first.str("token") {
-		t.Fatalf("merchant B with A's key: %d %s", b.status, b.raw)
-	}
+	require.EqualValuesf(t, 200, b.status, "merchant B with A's key: %d %s", b.status, b.raw)
+	require.NotEqualValuesf(t, first.str("token"), b.str("token"), "merchant B with A's key: %d %s", b.status, b.raw)
 	// A key that is not printable ASCII, too long, sent twice or shaped
 	// like a card number is a typed 400 naming the header: never ignored
 	// (grpc-gateway used to drop a non-ASCII value, so a retry made a
@@ -330,35 +311,31 @@ func TestIdempotency(t *testing.T) {
 		}
 		wg.Wait()
 		for i := range tokens {
-			if codes[i] != 200 || tokens[i] != tokens[0] {
-				t.Fatalf("request %d: %d %q (first %q)", i, codes[i], tokens[i], tokens[0])
-			}
+			require.EqualValuesf(t, 200, codes[i], "request %d: %d %q (first %q)", i, codes[i], tokens[i], tokens[0])
+			require.EqualValuesf(t, tokens[0], tokens[i], "request %d: %d %q (first %q)", i, codes[i], tokens[i], tokens[0])
 		}
-		if after, _ := s.in.Store.CountTokens(ctx); after != before+1 {
-			t.Fatalf("%d tokens created by 8 concurrent retries; want 1", after-before)
-		}
+		after, _ := s.in.Store.CountTokens(ctx)
+		require.EqualValuesf(t, before+1, after, "%d tokens created by 8 concurrent retries; want 1", after-before)
 	})
 	t.Run("delete replays", func(t *testing.T) {
 		tok := first.str("token")
 		d1 := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil, "Idempotency-Key", "del-1")
 		d2 := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil, "Idempotency-Key", "del-1")
 		d3 := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil)
-		if d1.status != 200 || d2.status != 200 || string(d1.raw) != string(d2.raw) || d3.status != 404 {
-			t.Fatalf("delete: %d %s / %d %s / %d", d1.status, d1.raw, d2.status, d2.raw, d3.status)
-		}
+		require.EqualValuesf(t, 200, d1.status, "delete: %d %s / %d %s / %d", d1.status, d1.raw, d2.status, d2.raw, d3.status)
+		require.EqualValuesf(t, 200, d2.status, "delete: %d %s / %d %s / %d", d1.status, d1.raw, d2.status, d2.raw, d3.status)
+		require.EqualValuesf(t, string(d2.raw), string(d1.raw), "delete: %d %s / %d %s / %d", d1.status, d1.raw, d2.status, d2.raw, d3.status)
+		require.EqualValuesf(t, 404, d3.status, "delete: %d %s / %d %s / %d", d1.status, d1.raw, d2.status, d2.raw, d3.status)
 	})
 	t.Run("grpc metadata", func(t *testing.T) {
 		req := &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "3566002020360505", ExpMonth: 12, ExpYear: int32(expYear)}}
 		leaks.AddCard("3566002020360505", "")
 		r1, err := s.anon.Tokenize(grpcCtx(s.a.SecretKey, "idempotency-key", "grpc-1"), req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		req = &vaultv1.TokenizeRequest{Card: &vaultv1.CardInput{Number: "3566002020360505", ExpMonth: 12, ExpYear: int32(expYear)}}
 		r2, err := s.anon.Tokenize(grpcCtx(s.a.SecretKey, "idempotency-key", "grpc-1"), req)
-		if err != nil || r1.Token != r2.Token {
-			t.Fatalf("gRPC retry: %v %s %s", err, r1.Token, r2.GetToken())
-		}
+		require.NoErrorf(t, err, "gRPC retry: %v %s %s", err, r1.Token, r2.GetToken())
+		require.EqualValuesf(t, r2.Token, r1.Token, "gRPC retry: %v %s %s", err, r1.Token, r2.GetToken())
 	})
 }
 
@@ -369,20 +346,16 @@ func TestDedupe(t *testing.T) {
 	c := func(cvc string) map[string]any { return cardIn("5555 5555 5555 4444", 11, expYear, cvc) }
 	first := s.tokenize(s.a.SecretKey, c(""))
 	plain := s.tokenize(s.a.SecretKey, c(""))
-	if first.str("token") == plain.str("token") {
-		t.Fatal("without dedupe the same card must get a new token")
-	}
-	if first.str("card", "fingerprint") != plain.str("card", "fingerprint") {
-		t.Fatal("same card, same merchant: fingerprints differ")
-	}
+	require.NotEqualValuesf(t, plain.str("token"), first.str("token"), "without dedupe the same card must get a new token")
+	require.EqualValuesf(t, plain.str("card", "fingerprint"), first.str("card", "fingerprint"), "same card, same merchant: fingerprints differ")
 	d := s.rest("POST", "/v1/tokens", s.a.SecretKey, map[string]any{"card": c("999"), "dedupe": true})
-	if d.status != 200 || d.str("token") != first.str("token") || d.body["deduplicated"] != true || d.str("cvc_expires_at") == "" {
-		t.Fatalf("dedupe: %d %s (want the first token %s)", d.status, d.raw, first.str("token"))
-	}
+	require.EqualValuesf(t, 200, d.status, "dedupe: %d %s (want the first token %s)", d.status, d.raw, first.str("token"))
+	require.EqualValuesf(t, first.str("token"), d.str("token"), "dedupe: %d %s (want the first token %s)", d.status, d.raw, first.str("token"))
+	require.EqualValuesf(t, true, d.body["deduplicated"], "dedupe: %d %s (want the first token %s)", d.status, d.raw, first.str("token"))
+	require.NotEmptyf(t, d.str("cvc_expires_at"), "dedupe: %d %s (want the first token %s)", d.status, d.raw, first.str("token"))
 	got, _, err := s.detokenize(s.gw, s.a.MerchantID, first.str("token"), true)
-	if err != nil || string(got.CVC.RevealDigits()) != "999" {
-		t.Fatalf("the CVC given with a deduplicated request is held for the existing token: %v", err)
-	}
+	require.NoErrorf(t, err, "the CVC given with a deduplicated request is held for the existing token: %v", err)
+	require.EqualValuesf(t, "999", string(got.CVC.RevealDigits()), "the CVC given with a deduplicated request is held for the existing token: %v", err)
 	t.Run("concurrent first sightings make one token", func(t *testing.T) {
 		before, _ := s.in.Store.CountTokens(context.Background())
 		var wg sync.WaitGroup
@@ -397,18 +370,15 @@ func TestDedupe(t *testing.T) {
 		wg.Wait()
 		after, _ := s.in.Store.CountTokens(context.Background())
 		for _, tk := range toks {
-			if tk == "" || tk != toks[0] {
-				t.Fatalf("tokens %v", toks)
-			}
+			require.NotEmptyf(t, tk, "tokens %v", toks)
+			require.EqualValuesf(t, toks[0], tk, "tokens %v", toks)
 		}
-		if after != before+1 {
-			t.Fatalf("%d tokens created; want 1", after-before)
-		}
+		require.EqualValuesf(t, before+1, after, "%d tokens created; want 1", after-before)
 	})
 	b := s.rest("POST", "/v1/tokens", s.b.SecretKey, map[string]any{"card": c(""), "dedupe": true})
-	if b.str("token") == first.str("token") || b.body["deduplicated"] == true || b.str("card", "fingerprint") == first.str("card", "fingerprint") {
-		t.Fatalf("dedupe crossed merchants: %s", b.raw)
-	}
+	require.NotEqualValuesf(t, first.str("token"), b.str("token"), "dedupe crossed merchants: %s", b.raw)
+	require.NotEqualValuesf(t, true, b.body["deduplicated"], "dedupe crossed merchants: %s", b.raw)
+	require.NotEqualValuesf(t, first.str("card", "fingerprint"), b.str("card", "fingerprint"), "dedupe crossed merchants: %s", b.raw)
 }
 
 // TestCVCExpiry: the CVC is held with the configured TTL in Redis and is gone
@@ -420,29 +390,27 @@ func TestCVCExpiry(t *testing.T) {
 	rdb := s.redis.Client(t)
 	ctx := context.Background()
 	ttl, err := rdb.PTTL(ctx, "obol:cvc:"+tok).Result()
-	if err != nil || ttl <= 119*time.Minute || ttl > 2*time.Hour {
-		t.Fatalf("CVC TTL in Redis = %v, %v; want about 2h", ttl, err)
-	}
+	require.NoErrorf(t, err, "CVC TTL in Redis = %v, %v; want about 2h", ttl, err)
+	require.Greaterf(t, ttl, 119*time.Minute, "CVC TTL in Redis = %v, %v; want about 2h", ttl, err)
+	require.LessOrEqualf(t, ttl, 2*time.Hour, "CVC TTL in Redis = %v, %v; want about 2h", ttl, err)
 	exp, _ := time.Parse(time.RFC3339, r.str("cvc_expires_at"))
-	if d := time.Until(exp); d < 119*time.Minute || d > 2*time.Hour+time.Second {
-		t.Fatalf("cvc_expires_at is %v away", d)
-	}
+	d := time.Until(exp)
+	require.GreaterOrEqualf(t, d, 119*time.Minute, "cvc_expires_at is %v away", d)
+	require.LessOrEqualf(t, d, 2*time.Hour+time.Second, "cvc_expires_at is %v away", d)
 	// Let Redis expire it now, as two hours passing would.
-	if err := rdb.PExpire(ctx, "obol:cvc:"+tok, time.Millisecond).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := testenv.WaitFor(5*time.Second, func() error {
+	err = rdb.PExpire(ctx, "obol:cvc:"+tok, time.Millisecond).Err()
+	require.NoError(t, err)
+	require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
 		if g := s.rest("GET", "/v1/tokens/"+tok, s.a.SecretKey, nil); g.str("cvc_expires_at") != "" {
 			return errors.New("CVC still held")
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 	c, resp, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
-	if err != nil || resp.CvcIncluded || !c.CVC.IsZero() || c.Number.Last4() != "0005" {
-		t.Fatalf("detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
-	}
+	require.NoErrorf(t, err, "detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
+	require.Falsef(t, resp.CvcIncluded, "detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
+	require.Truef(t, c.CVC.IsZero(), "detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
+	require.EqualValuesf(t, "0005", c.Number.Last4(), "detokenize after CVC expiry: %v included=%v", err, resp.GetCvcIncluded())
 	// Regression: tokenize said one second, a read the next: the CVC was
 	// stored a little after the answer's clock reading, so Redis held it
 	// past the cvc_expires_at the merchant got (by up to a second), and a
@@ -472,15 +440,12 @@ func TestCVCExpiry(t *testing.T) {
 	})
 	t.Run("delete erases a held CVC", func(t *testing.T) {
 		tok := s.tokenize(s.a.SecretKey, cardIn("3566002020360505", 12, expYear, "888")).str("token")
-		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 1 {
-			t.Fatal("CVC not held after tokenize")
-		}
-		if d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil); d.status != 200 {
-			t.Fatalf("delete: %d", d.status)
-		}
-		if n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result(); n != 0 {
-			t.Fatal("CVC still in Redis after delete")
-		}
+		n, _ := rdb.Exists(ctx, "obol:cvc:"+tok).Result()
+		require.EqualValuesf(t, 1, n, "CVC not held after tokenize")
+		d := s.rest("DELETE", "/v1/tokens/"+tok, s.a.SecretKey, nil)
+		require.EqualValuesf(t, 200, d.status, "delete: %d", d.status)
+		n, _ = rdb.Exists(ctx, "obol:cvc:"+tok).Result()
+		require.EqualValuesf(t, 0, n, "CVC still in Redis after delete")
 	})
 }
 
@@ -491,26 +456,19 @@ func TestRestartDurability(t *testing.T) {
 	var toks []string
 	for i, n := range []string{"4242424242424242", "5555555555554444", "378282246310005"} {
 		r := s.tokenize(s.a.SecretKey, cardIn(n, 10, expYear, ""))
-		if r.status != 200 {
-			t.Fatalf("tokenize %d: %s", i, r.raw)
-		}
+		require.EqualValuesf(t, 200, r.status, "tokenize %d: %s", i, r.raw)
 		toks = append(toks, r.str("token"))
 	}
 	s.stop()
 	s.start()
-	if s.in.Envelope.CachedDEKs() != 0 {
-		t.Fatal("a fresh process should start with no plaintext DEKs")
-	}
+	require.EqualValuesf(t, 0, s.in.Envelope.CachedDEKs(), "a fresh process should start with no plaintext DEKs")
 	for i, tok := range toks {
 		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
-		if err != nil {
-			t.Fatalf("token %d after restart: %v", i, err)
-		}
+		require.NoErrorf(t, err, "token %d after restart: %v", i, err)
 		c.Wipe()
 	}
-	if u := s.in.Envelope.Stats.DEKsUnwrapped.Load(); u != 1 {
-		t.Fatalf("unwrapped %d DEKs through Vault for 3 cards under one DEK; want 1", u)
-	}
+	u := s.in.Envelope.Stats.DEKsUnwrapped.Load()
+	require.EqualValuesf(t, 1, u, "unwrapped %d DEKs through Vault for 3 cards under one DEK; want 1", u)
 }
 
 // TestGRPCTokenizeScrubsRequest: once Tokenize has run (successfully or
@@ -534,15 +492,12 @@ func TestGRPCTokenizeScrubsRequest(t *testing.T) {
 			req := newReq()
 			md, _ := metadataFromOutgoing(tt.ctx)
 			resp, err := s.in.Service.Tokenize(md, req)
-			if (err == nil) != tt.ok {
-				t.Fatalf("err = %v", err)
-			}
-			if tt.ok && !strings.HasPrefix(resp.GetToken(), "tok_") {
-				t.Fatalf("token %q", resp.GetToken())
-			}
-			if out := fmt.Sprint(req); strings.Contains(out, "4000000000000069") || strings.Contains(out, "424") || strings.Contains(out, "Ada") {
-				t.Fatalf("request still holds card data after Tokenize: %s", out)
-			}
+			require.EqualValuesf(t, tt.ok, (err == nil), "err = %v", err)
+			require.Falsef(t, tt.ok && !strings.HasPrefix(resp.GetToken(), "tok_"), "token %q", resp.GetToken())
+			out := fmt.Sprint(req)
+			require.Falsef(t, strings.Contains(out, "4000000000000069"), "request still holds card data after Tokenize: %s", out)
+			require.Falsef(t, strings.Contains(out, "424"), "request still holds card data after Tokenize: %s", out)
+			require.Falsef(t, strings.Contains(out, "Ada"), "request still holds card data after Tokenize: %s", out)
 		})
 	}
 }
@@ -571,12 +526,9 @@ func TestAuthenticateMerchant(t *testing.T) {
 	for _, tt := range cases {
 		t.Run(tt.name, func(t *testing.T) {
 			resp, err := tt.client.AuthenticateMerchant(ctx, &vaultv1.AuthenticateMerchantRequest{Authorization: tt.authz})
-			if status.Code(err) != tt.code || resp.GetMerchantId() != tt.want {
-				t.Fatalf("got %v %v, want %v %q", resp, err, tt.code, tt.want)
-			}
-			if err != nil && strings.Contains(err.Error(), s.a.SecretKey) {
-				t.Fatalf("the key is echoed in the error: %v", err)
-			}
+			require.EqualValuesf(t, tt.code, status.Code(err), "got %v %v, want %v %q", resp, err, tt.code, tt.want)
+			require.EqualValuesf(t, tt.want, resp.GetMerchantId(), "got %v %v, want %v %q", resp, err, tt.code, tt.want)
+			require.Falsef(t, err != nil && strings.Contains(err.Error(), s.a.SecretKey), "the key is echoed in the error: %v", err)
 		})
 	}
 }

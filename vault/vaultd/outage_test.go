@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -21,23 +23,19 @@ import (
 // an external process, not on our own code.
 func (s *stack) waitReady(t *testing.T, want int) {
 	t.Helper()
-	if err := testenv.WaitFor(20*time.Second, func() error {
+	require.NoError(t, testenv.WaitFor(20*time.Second, func() error {
 		if r := s.rest(http.MethodGet, "/readyz", "", nil); r.status != want {
 			return fmt.Errorf("readyz = %d %s", r.status, r.raw)
 		}
 		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	}))
 }
 
 // countRows counts tokens directly in PostgreSQL (nil error when reachable).
 func (s *stack) countRows(t *testing.T) int64 {
 	t.Helper()
 	n, err := s.in.Store.CountTokens(context.Background())
-	if err != nil {
-		t.Fatalf("count tokens: %v", err)
-	}
+	require.NoErrorf(t, err, "count tokens: %v", err)
 	return n
 }
 
@@ -48,9 +46,7 @@ func (s *stack) countRows(t *testing.T) int64 {
 func TestOutages(t *testing.T) {
 	s := newStack(t, stackOpts{dedicated: true})
 	before := s.tokenize(s.a.SecretKey, cardIn("4242424242424242", 12, expYear, "123"))
-	if before.status != 200 {
-		t.Fatalf("tokenize: %s", before.raw)
-	}
+	require.EqualValuesf(t, 200, before.status, "tokenize: %s", before.raw)
 	oldTok := before.str("token")
 
 	// keyOutage checks the Vault-outage answers (PostgreSQL is up, so the
@@ -60,45 +56,34 @@ func TestOutages(t *testing.T) {
 		const code, grpcCode = "key_service_unavailable", codes.Unavailable
 		n := s.countRows(t)
 		r := s.tokenize(s.a.SecretKey, cardIn("5555555555554444", 12, expYear, "321"))
-		if r.status != http.StatusServiceUnavailable || r.errCode() != code {
-			t.Fatalf("tokenize during outage: %d %s; want 503 %s", r.status, r.raw, code)
-		}
+		require.EqualValuesf(t, http.StatusServiceUnavailable, r.status, "tokenize during outage: %d %s; want 503 %s", r.status, r.raw, code)
+		require.EqualValuesf(t, code, r.errCode(), "tokenize during outage: %d %s; want 503 %s", r.status, r.raw, code)
 		_, _, err := s.detokenize(s.gw, s.a.MerchantID, oldTok, false)
-		if status.Code(err) != grpcCode || apierr.From(err).Code != code {
-			t.Fatalf("detokenize during outage: %v; want %v %s", err, grpcCode, code)
-		}
-		if after := s.countRows(t); after != n {
-			t.Fatalf("a token was stored during the outage (%d → %d)", n, after)
-		}
+		require.EqualValuesf(t, grpcCode, status.Code(err), "detokenize during outage: %v; want %v %s", err, grpcCode, code)
+		require.EqualValuesf(t, code, apierr.From(err).Code, "detokenize during outage: %v; want %v %s", err, grpcCode, code)
+		after := s.countRows(t)
+		require.EqualValuesf(t, n, after, "a token was stored during the outage (%d → %d)", n, after)
 	}
 	recovered := func(t *testing.T) {
 		t.Helper()
 		r := s.tokenize(s.a.SecretKey, cardIn("2223003122003222", 12, expYear, "222"))
-		if r.status != 200 {
-			t.Fatalf("tokenize after recovery: %d %s", r.status, r.raw)
-		}
+		require.EqualValuesf(t, 200, r.status, "tokenize after recovery: %d %s", r.status, r.raw)
 		c, resp, err := s.detokenize(s.gw, s.a.MerchantID, r.str("token"), true)
-		if err != nil || !resp.CvcIncluded {
-			t.Fatalf("detokenize after recovery: %v", err)
-		}
+		require.NoErrorf(t, err, "detokenize after recovery: %v", err)
+		require.Truef(t, resp.CvcIncluded, "detokenize after recovery: %v", err)
 		c.Wipe()
 		c, _, err = s.detokenize(s.gw, s.a.MerchantID, oldTok, false)
-		if err != nil {
-			t.Fatalf("old token after recovery: %v", err)
-		}
+		require.NoErrorf(t, err, "old token after recovery: %v", err)
 		c.Wipe()
 	}
 
 	t.Run("vault sealed", func(t *testing.T) {
 		s.vault.Seal(t)
 		s.waitReady(t, http.StatusServiceUnavailable)
-		if s.in.Envelope.CachedDEKs() != 0 {
-			t.Fatal("plaintext DEKs still cached while Vault is sealed")
-		}
+		require.EqualValuesf(t, 0, s.in.Envelope.CachedDEKs(), "plaintext DEKs still cached while Vault is sealed")
 		keyOutage(t)
-		if g := s.rest("GET", "/v1/tokens/"+oldTok, s.a.SecretKey, nil); g.status != 200 {
-			t.Fatalf("metadata reads need no key and should keep working: %d", g.status)
-		}
+		g := s.rest("GET", "/v1/tokens/"+oldTok, s.a.SecretKey, nil)
+		require.EqualValuesf(t, 200, g.status, "metadata reads need no key and should keep working: %d", g.status)
 		s.vault.Unseal(t)
 		s.waitReady(t, http.StatusOK)
 		recovered(t)
@@ -122,18 +107,15 @@ func TestOutages(t *testing.T) {
 		n := s.countRows(t)
 		s.redis.Stop(t)
 		r := s.tokenize(s.a.SecretKey, cardIn("5555555555554444", 12, expYear, "321"))
-		if r.status != 503 || r.errCode() != "storage_unavailable" {
-			t.Fatalf("tokenize with CVC, Redis down: %d %s", r.status, r.raw)
-		}
-		if after := s.countRows(t); after != n {
-			t.Fatalf("a token was stored while its CVC could not be (%d → %d)", n, after)
-		}
-		if _, _, err := s.detokenize(s.gw, s.a.MerchantID, oldTok, true); status.Code(err) != codes.Unavailable || apierr.From(err).Code != "storage_unavailable" {
-			t.Fatalf("detokenize with CVC, Redis down: %v", err)
-		}
-		if d := s.rest("DELETE", "/v1/tokens/"+oldTok, s.a.SecretKey, nil); d.status != 503 {
-			t.Fatalf("delete with Redis down must not half-delete: %d %s", d.status, d.raw)
-		}
+		require.EqualValuesf(t, 503, r.status, "tokenize with CVC, Redis down: %d %s", r.status, r.raw)
+		require.EqualValuesf(t, "storage_unavailable", r.errCode(), "tokenize with CVC, Redis down: %d %s", r.status, r.raw)
+		after := s.countRows(t)
+		require.EqualValuesf(t, n, after, "a token was stored while its CVC could not be (%d → %d)", n, after)
+		_, _, err := s.detokenize(s.gw, s.a.MerchantID, oldTok, true)
+		require.EqualValuesf(t, codes.Unavailable, status.Code(err), "detokenize with CVC, Redis down: %v", err)
+		require.EqualValuesf(t, "storage_unavailable", apierr.From(err).Code, "detokenize with CVC, Redis down: %v", err)
+		d := s.rest("DELETE", "/v1/tokens/"+oldTok, s.a.SecretKey, nil)
+		require.EqualValuesf(t, 503, d.status, "delete with Redis down must not half-delete: %d %s", d.status, d.raw)
 		s.waitReady(t, http.StatusServiceUnavailable)
 		s.redis.Start(t)
 		s.waitReady(t, http.StatusOK)
@@ -142,17 +124,14 @@ func TestOutages(t *testing.T) {
 	t.Run("postgres stopped", func(t *testing.T) {
 		s.pg.Stop(t)
 		r := s.tokenize(s.a.SecretKey, cardIn("5555555555554444", 12, expYear, "321"))
-		if r.status != 503 || r.errCode() != "storage_unavailable" {
-			t.Fatalf("tokenize, Postgres down: %d %s", r.status, r.raw)
-		}
-		if _, _, err := s.detokenize(s.gw, s.a.MerchantID, oldTok, false); status.Code(err) != codes.Unavailable || apierr.From(err).Code != "storage_unavailable" {
-			t.Fatalf("detokenize, Postgres down: %v", err)
-		}
+		require.EqualValuesf(t, 503, r.status, "tokenize, Postgres down: %d %s", r.status, r.raw)
+		require.EqualValuesf(t, "storage_unavailable", r.errCode(), "tokenize, Postgres down: %d %s", r.status, r.raw)
+		_, _, err := s.detokenize(s.gw, s.a.MerchantID, oldTok, false)
+		require.EqualValuesf(t, codes.Unavailable, status.Code(err), "detokenize, Postgres down: %v", err)
+		require.EqualValuesf(t, "storage_unavailable", apierr.From(err).Code, "detokenize, Postgres down: %v", err)
 		// The CVC written before the database failed was removed again.
 		keys, err := s.redis.Client(t).Keys(context.Background(), "obol:cvc:*").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
+		require.NoError(t, err)
 		s.pg.Start(t)
 		s.waitReady(t, http.StatusOK)
 		n := s.countRows(t)
@@ -160,12 +139,11 @@ func TestOutages(t *testing.T) {
 			if _, err := s.in.Store.GetToken(context.Background(), s.a.MerchantID, k[len("obol:cvc:"):]); err == nil {
 				continue
 			}
-			t.Fatalf("orphan CVC %s left in Redis after a failed tokenize", k)
+			require.FailNowf(t, "orphan CVC left in Redis after a failed tokenize", "key %s", k)
 		}
 		recovered(t)
-		if after := s.countRows(t); after != n+1 {
-			t.Fatalf("rows %d → %d; want one more", n, after)
-		}
+		after := s.countRows(t)
+		require.EqualValuesf(t, n+1, after, "rows %d → %d; want one more", n, after)
 	})
 }
 
@@ -196,13 +174,11 @@ func TestStartFailsClearly(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			in, err := vaultd.Start(ctx, cfg)
-			if err == nil {
+			if !assert.Error(t, err, "started") {
 				in.Close()
-				t.Fatal("started")
+				return
 			}
-			if !strings.Contains(err.Error(), tt.want) {
-				t.Fatalf("error %q does not say %q", err, tt.want)
-			}
+			require.Truef(t, strings.Contains(err.Error(), tt.want), "error %q does not say %q", err, tt.want)
 		})
 	}
 }

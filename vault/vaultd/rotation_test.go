@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/require"
+
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/policies"
 	"github.com/obolpay/obol/vault/audit"
@@ -26,9 +28,7 @@ type keyAdmin struct {
 func newKeyAdmin(t *testing.T, s *stack) keyAdmin {
 	t.Helper()
 	hcl, err := policies.Render(policies.KeyAdmin, "transit", s.kek, "secret")
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	name := "obol-key-admin-" + s.kek
 	s.vault.Do(t, "PUT", "sys/policies/acl/"+name, map[string]string{"policy": hcl})
 	resp := s.vault.Do(t, "POST", "auth/token/create", map[string]any{"policies": []string{name}, "no_default_policy": true, "ttl": "1h"})
@@ -42,13 +42,9 @@ func (k keyAdmin) do(t *testing.T, path string, body any) {
 	req, _ := http.NewRequest("POST", k.addr+"/v1/transit/keys/"+k.kek+path, bytes.NewReader(b))
 	req.Header.Set("X-Vault-Token", k.token)
 	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		t.Fatalf("key admin %s: HTTP %d", path, resp.StatusCode)
-	}
+	require.Lessf(t, resp.StatusCode, 300, "key admin %s: HTTP %d", path, resp.StatusCode)
 }
 
 // TestRotationUnderLoad tokenizes and detokenizes at a steady rate while the
@@ -115,14 +111,12 @@ func TestRotationUnderLoad(t *testing.T) {
 	waitOps := func(n int64) {
 		t.Helper()
 		target := okTok.Load() + n
-		if err := testenv.WaitFor(30*time.Second, func() error {
+		require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
 			if okTok.Load() < target {
 				return errors.New("load not progressing")
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 	}
 	waitOps(100)
 	var pickups []time.Duration
@@ -130,26 +124,22 @@ func TestRotationUnderLoad(t *testing.T) {
 		admin.do(t, "/rotate", map[string]any{})
 		rotated := time.Now()
 		// vaultd seals new data under a DEK wrapped by the new version.
-		if err := testenv.WaitFor(10*time.Second, func() error {
+		require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
 			if got := s.in.Envelope.CurrentKEKVersion(); got != v {
 				return fmt.Errorf("current DEK under KEK v%d, want v%d", got, v)
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 		pickups = append(pickups, time.Since(rotated))
 		waitOps(50)
 		// The rewrap job leaves nothing under older versions.
-		if err := testenv.WaitFor(20*time.Second, func() error {
+		require.NoError(t, testenv.WaitFor(20*time.Second, func() error {
 			behind, err := s.in.Store.DEKsBelowVersion(ctx, v, "", 1)
 			if err != nil || len(behind) > 0 {
 				return fmt.Errorf("DEKs still below v%d: %v", v, err)
 			}
 			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		}))
 	}
 	admin.do(t, "/config", map[string]any{"min_decryption_version": 4})
 	waitOps(100)
@@ -162,29 +152,22 @@ func TestRotationUnderLoad(t *testing.T) {
 	mu.Unlock()
 	for _, tok := range all {
 		c, _, err := s.detokenize(s.gw, s.a.MerchantID, tok, false)
-		if err != nil {
-			t.Fatalf("token %s does not detokenize after min_decryption_version=4: %v", tok, err)
-		}
+		require.NoErrorf(t, err, "token %s does not detokenize after min_decryption_version=4: %v", tok, err)
 		c.Wipe()
 	}
 	stats, _ := s.in.Store.KeyStats(ctx)
-	if failed.Load() != 0 {
-		t.Fatalf("%d failed requests during rotation, e.g. %v", failed.Load(), failures[:min(3, len(failures))])
-	}
-	if len(stats) != 1 || stats[0].KEKVersion != 4 {
-		t.Fatalf("DEKs by KEK version after rewrap: %+v", stats)
-	}
+	require.EqualValuesf(t, 0, failed.Load(), "%d failed requests during rotation, e.g. %v", failed.Load(), failures[:min(3, len(failures))])
+	require.Lenf(t, stats, 1, "DEKs by KEK version after rewrap: %+v", stats)
+	require.EqualValuesf(t, 4, stats[0].KEKVersion, "DEKs by KEK version after rewrap: %+v", stats)
 	evs, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
+	require.NoError(t, err)
 	counts := map[string]int{}
 	for _, e := range evs {
 		counts[e.Action]++
 	}
-	if counts[audit.ActionKEKRotated] != 3 || counts[audit.ActionRewrap] < 3 || counts[audit.ActionDetokenize] != int(okDetok.Load()+int64(len(all))) {
-		t.Fatalf("audit trail: %v (want 3 rotations, ≥3 rewraps, %d reveals)", counts, okDetok.Load()+int64(len(all)))
-	}
+	require.EqualValuesf(t, 3, counts[audit.ActionKEKRotated], "audit trail: %v (want 3 rotations, ≥3 rewraps, %d reveals)", counts, okDetok.Load()+int64(len(all)))
+	require.GreaterOrEqualf(t, counts[audit.ActionRewrap], 3, "audit trail: %v (want 3 rotations, ≥3 rewraps, %d reveals)", counts, okDetok.Load()+int64(len(all)))
+	require.EqualValuesf(t, int(okDetok.Load()+int64(len(all))), counts[audit.ActionDetokenize], "audit trail: %v (want 3 rotations, ≥3 rewraps, %d reveals)", counts, okDetok.Load()+int64(len(all)))
 	fmt.Printf("rotation under load: %d tokenize + %d detokenize OK, %d failed; 3 KEK rotations picked up after %v; %d DEKs rewrapped in %d runs; %d tokens verified after min_decryption_version=4 (%d DEKs unwrapped)\n",
 		okTok.Load(), okDetok.Load(), failed.Load(), pickups, s.in.Rewrap.Rewrapped.Load(), s.in.Rewrap.Runs.Load(), len(all), stats[0].DEKs)
 }

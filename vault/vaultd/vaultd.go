@@ -1,8 +1,11 @@
-// Package vaultd assembles the vault service from its parts, in the two
-// shapes Obol runs it: production (HashiCorp Vault transit, PostgreSQL,
-// Redis; Start) and the embedded default of `obol dev` (local keyring,
-// SQLite, in-process CVC store; StartEmbedded). Wiring is explicit so an
-// auditor can read what talks to what. Part of the PCI zone.
+// Package vaultd is the vault daemon: it assembles the vault service
+// (vault/service) from its parts and serves it (gRPC and REST on
+// internal/serve, server.go), in the two shapes Obol runs it: production
+// (HashiCorp Vault transit, PostgreSQL, Redis; Start) and the embedded
+// default of `obol dev` (local keyring, SQLite, in-process CVC store;
+// StartEmbedded). The key jobs, the audit anchor and the admin verbs it
+// wires live in packages of their own. Wiring is explicit so an auditor can
+// read what talks to what. Part of the PCI zone.
 package vaultd
 
 import (
@@ -16,16 +19,17 @@ import (
 	"os"
 	"time"
 
-	"github.com/obolpay/obol/internal/apikey"
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/serve"
+	"github.com/obolpay/obol/vault/audit/anchor"
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/hosted"
-	"github.com/obolpay/obol/vault/keys/rotation"
+	"github.com/obolpay/obol/vault/keys/reencrypt"
+	"github.com/obolpay/obol/vault/keys/refingerprint"
+	"github.com/obolpay/obol/vault/keys/rewrap"
 	"github.com/obolpay/obol/vault/keys/transit"
-	"github.com/obolpay/obol/vault/server"
 	"github.com/obolpay/obol/vault/service"
 	"github.com/obolpay/obol/vault/store"
 	"github.com/obolpay/obol/vault/store/postgres"
@@ -82,13 +86,13 @@ func (c Config) String() string {
 
 // Instance is a running (not yet serving) vault.
 type Instance struct {
-	Server   *server.Server
+	Server   *serve.Server
 	Service  *service.Service
 	Store    store.Store
 	CVCs     cvcstore.Store
 	Envelope *envelope.Envelope
 	// Rewrap counts the automatic rewrap job's work (production only).
-	Rewrap  *rotation.Progress
+	Rewrap  *rewrap.Progress
 	watch   func(ctx context.Context)
 	closers []func() error
 }
@@ -169,27 +173,23 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if kekEvery <= 0 {
 		kekEvery = 10 * time.Second
 	}
-	rw := newRewrapper(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
-	rw.refingerprint = func(ctx context.Context) (RefingerprintResult, error) {
-		return Refingerprint(ctx, in.Envelope, st, 100)
-	}
+	rw := rewrap.NewAuto(kms, st, log, !cfg.NoAutoRewrap, in.Service.Record)
+	rw.Then = append(rw.Then, refingerprint.Job(in.Envelope, st))
 	if cfg.ReencryptOlderThan > 0 {
-		rw.reencryptEvery = cmp.Or(cfg.ReencryptEvery, time.Hour)
-		rw.reencrypt = func(ctx context.Context) (ReencryptResult, error) {
-			return Reencrypt(ctx, in.Envelope, st, ReencryptOptions{OlderThan: cfg.ReencryptOlderThan, Destroy: true, DEKMaxAge: cfg.DEKMaxAge}, nil)
-		}
+		opts := reencrypt.Options{OlderThan: cfg.ReencryptOlderThan, Destroy: true, DEKMaxAge: cfg.DEKMaxAge}
+		rw.Then = append(rw.Then, reencrypt.Job(in.Envelope, st, opts, cmp.Or(cfg.ReencryptEvery, time.Hour)))
 	}
 	anchorEvery := cfg.AuditAnchorEvery
 	if anchorEvery <= 0 {
 		anchorEvery = 10 * time.Second
 	}
-	in.Rewrap = rw.progress
+	in.Rewrap = rw.Progress()
 	in.watch = func(ctx context.Context) {
-		go in.Service.WatchKEKVersion(ctx, kms, kekEvery, func(int) { rw.trigger(ctx) })
-		go anchorLoop(ctx, st, kms, anchorEvery, log)
+		go in.Service.WatchKEKVersion(ctx, kms, kekEvery, func(int) { rw.Trigger(ctx) })
+		go anchor.Run(ctx, st, kms, anchorEvery, log)
 		in.Service.WatchKeyService(ctx, kms, every)
 	}
-	in.Server.Register(rw.collectors(in.Service)...)
+	in.Server.Register(rw.Collectors(in.Service.KEKVersion)...)
 	in.closers = append(in.closers, kms.Close, st.Close, cvcs.Close)
 	log.Info("vaultd ready", "config", cfg.String(), "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
 	return in, nil
@@ -199,7 +199,7 @@ func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg 
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
 	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
 	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
-	srv, err := server.New(server.Options{
+	srv, err := newServer(serverOptions{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,
 		GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: tlsCfg, Edge: cfg.Edge,
 		Reflection: cfg.Reflection, Logger: log, Routes: fields.Register,
@@ -231,33 +231,4 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 		return nil, fmt.Errorf("client CA %s: no PEM certificates", cfg.ClientCAFile)
 	}
 	return &tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}, nil
-}
-
-// MerchantKeys are a new merchant's credentials; the keys are shown once.
-type MerchantKeys struct {
-	MerchantID     string `json:"merchant_id"`
-	SecretKey      string `json:"secret_key"`
-	PublishableKey string `json:"publishable_key"`
-}
-
-// CreateMerchant creates a merchant with one secret and one publishable key.
-func CreateMerchant(ctx context.Context, st store.Store, name string, origins []string, mode string) (MerchantKeys, error) {
-	if mode != apikey.Live {
-		mode = apikey.Test
-	}
-	id, err := envelope.RandomID(randReader, "mer_")
-	if err != nil {
-		return MerchantKeys{}, err
-	}
-	now := time.Now().UTC()
-	sk, skHash, skPrefix := apikey.Generate(apikey.Secret, mode)
-	pk, pkHash, pkPrefix := apikey.Generate(apikey.Publishable, mode)
-	err = st.CreateMerchant(ctx, store.Merchant{ID: id, Name: name, AllowedOrigins: origins, CreatedAt: now}, []store.APIKey{
-		{Hash: skHash, Prefix: skPrefix, Kind: store.KeySecret, CreatedAt: now},
-		{Hash: pkHash, Prefix: pkPrefix, Kind: store.KeyPublishable, CreatedAt: now},
-	})
-	if err != nil {
-		return MerchantKeys{}, fmt.Errorf("create merchant: %w", err)
-	}
-	return MerchantKeys{MerchantID: id, SecretKey: sk, PublishableKey: pk}, nil
 }

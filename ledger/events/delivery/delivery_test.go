@@ -104,6 +104,9 @@ func backends(t *testing.T) map[string]func(t *testing.T) *store.Store {
 			return s
 		},
 		"postgres": func(t *testing.T) *store.Store {
+			if testing.Short() {
+				t.Skip("needs PostgreSQL")
+			}
 			url := testenv.SharedPostgres(t).NewDatabase(t, "events", store.MigrateURL)
 			s, err := store.OpenPostgres(context.Background(), url)
 			require.NoError(t, err)

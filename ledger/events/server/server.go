@@ -46,6 +46,9 @@ const (
 	MaxData        = 256 << 10
 	MaxIDLength    = 128
 	MaxDescription = 512
+	// MaxEndpoints bounds a merchant's webhook endpoints (each event fans
+	// out to every one).
+	MaxEndpoints   = 16
 	DefaultOverlap = 24 * time.Hour
 	MaxOverlap     = 7 * 24 * time.Hour
 	defaultPage    = 20
@@ -417,6 +420,13 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	}
 	if len(req.GetDescription()) > MaxDescription {
 		return nil, invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+	}
+	existing, err := s.st.Endpoints(ctx, wrap.GetMerchantId(), "", MaxEndpoints)
+	if err != nil {
+		return nil, public(err)
+	}
+	if len(existing) >= MaxEndpoints {
+		return nil, apierr.New(apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url", fmt.Sprintf("a merchant has at most %d webhook endpoints: delete one first", MaxEndpoints))
 	}
 	id := store.NewID("we_")
 	secret := webhook.NewSecret()

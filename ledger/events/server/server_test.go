@@ -152,6 +152,15 @@ func TestMerchantCallsValidation(t *testing.T) {
 			requireAPIError(t, c.call(), c.kind, c.code, c.field)
 		})
 	}
+	t.Run("at most MaxEndpoints per merchant", func(t *testing.T) {
+		svc, ctx := newService(t)
+		for range MaxEndpoints {
+			_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m9", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+			require.NoError(t, err)
+		}
+		_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m9", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+		requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
+	})
 	t.Run("another merchant cannot see an endpoint", func(t *testing.T) {
 		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		require.NoError(t, err)

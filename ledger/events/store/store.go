@@ -721,11 +721,6 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		for i, it := range items {
 			a, o := it.a, it.o
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attempts (id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded)
-				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-				a.ID, a.DeliveryID, a.EventID, a.EndpointID, a.Attempt, micros(a.StartedAt), a.ResponseStatus, a.Latency.Microseconds(), a.Error, a.Succeeded); err != nil {
-				return err
-			}
 			res, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET status = ?, attempts = attempts + 1, next_attempt_at = ?, lease_owner = '', lease_until = 0, updated_at = ?
 				WHERE id = ? AND lease_owner = ? AND status = ?`),
 				o.Status, micros(o.NextAttemptAt), micros(it.now), a.DeliveryID, it.owner, DeliveryPending)
@@ -735,6 +730,26 @@ func (s *Store) finishBatch(ctx context.Context, items []finishItem) []error {
 			errs[i] = nil
 			if n, _ := res.RowsAffected(); n != 1 {
 				errs[i] = errLeaseLost
+				// Another worker took the delivery over, or its endpoint was
+				// deleted meanwhile (with its deliveries): the attempt is
+				// recorded only while the delivery exists.
+				lock := ""
+				if s.postgres {
+					lock = " FOR SHARE"
+				}
+				var one int
+				err := tx.QueryRowContext(ctx, s.q(`SELECT 1 FROM deliveries WHERE id = ?`+lock), a.DeliveryID).Scan(&one)
+				if errors.Is(err, sql.ErrNoRows) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO attempts (id, delivery_id, event_id, endpoint_id, attempt, started_at, response_status, latency_us, error, succeeded)
+				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+				a.ID, a.DeliveryID, a.EventID, a.EndpointID, a.Attempt, micros(a.StartedAt), a.ResponseStatus, a.Latency.Microseconds(), a.Error, a.Succeeded); err != nil {
+				return err
 			}
 		}
 		return nil

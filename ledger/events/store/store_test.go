@@ -30,6 +30,9 @@ func backends(t *testing.T) map[string]func(t *testing.T) *store.Store {
 			return s
 		},
 		"postgres": func(t *testing.T) *store.Store {
+			if testing.Short() {
+				t.Skip("needs PostgreSQL")
+			}
 			url := testenv.SharedPostgres(t).NewDatabase(t, "events", store.MigrateURL)
 			s, err := store.OpenPostgres(context.Background(), url)
 			require.NoError(t, err)
@@ -252,7 +255,14 @@ func TestConformance(t *testing.T) {
 				require.Len(t, list, 1)
 				assert.Equal(t, "https://example.org/new", list[0].URL)
 				require.ErrorIs(t, s.DeleteEndpoint(ctx, "m2", ep.ID), store.ErrNotFound)
+				leased, err := s.Lease(ctx, "w", t0, t0.Add(time.Minute), 10)
+				require.NoError(t, err)
+				require.NotEmpty(t, leased)
 				require.NoError(t, s.DeleteEndpoint(ctx, "m1", ep.ID))
+				held, err := s.Finish(ctx, "w", store.Attempt{ID: store.NewID("att_"), DeliveryID: leased[0].Delivery.ID, EventID: "evt_1", EndpointID: ep.ID, Attempt: 1, StartedAt: t0, ResponseStatus: 200, Succeeded: true},
+					store.Outcome{Status: store.DeliverySucceeded}, t0)
+				require.NoError(t, err, "an attempt of a delivery deleted meanwhile is dropped, not an error")
+				assert.False(t, held)
 				counts, err := s.DeliveryCounts(ctx)
 				require.NoError(t, err)
 				assert.Empty(t, counts)

@@ -76,8 +76,8 @@ func Verify(secret, id, timestamp, header string, body []byte, now time.Time, to
 		return err
 	}
 	sec, err := strconv.ParseInt(timestamp, 10, 64)
-	if err != nil {
-		return errors.New("webhook-timestamp is not a Unix time")
+	if err != nil || strconv.FormatInt(sec, 10) != timestamp {
+		return errors.New("webhook-timestamp is not a Unix time in seconds")
 	}
 	ts := time.Unix(sec, 0)
 	if d := now.Sub(ts); d > tolerance || d < -tolerance {

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -274,4 +275,24 @@ func TestSenderBounds(t *testing.T) {
 	assert.Equal(t, "evt_1", got.Get("webhook-id"))
 	assert.Equal(t, "1800000000", got.Get("webhook-timestamp"))
 	assert.Equal(t, Sign(key, "evt_1", time.Unix(1_800_000_000, 0), []byte(`{"a":1}`)), got.Get("webhook-signature"))
+}
+
+// FuzzVerify: the webhook headers a receiver (obol listen) gets are
+// untrusted; no input panics, and one only verifies with the secret's own
+// signature over exactly that id, timestamp and body.
+func FuzzVerify(f *testing.F) {
+	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+	key, _ := SecretKey(secret)
+	now := time.Unix(1_800_000_000, 0)
+	f.Add("evt_1", "1800000000", Sign(key, "evt_1", now, []byte(`{}`)), []byte(`{}`))
+	f.Add("", "", "", []byte(nil))
+	f.Add("evt_1", "-1", "v1,AAAA v1,", []byte(`x`))
+	f.Fuzz(func(t *testing.T, id, ts, header string, body []byte) {
+		if Verify(secret, id, ts, header, body, now, 5*time.Minute) != nil {
+			return
+		}
+		sec, err := strconv.ParseInt(ts, 10, 64)
+		require.NoError(t, err)
+		assert.Contains(t, strings.Fields(header), Sign(key, id, time.Unix(sec, 0), body))
+	})
 }

@@ -6,6 +6,8 @@ import (
 	"errors"
 	"time"
 
+	"github.com/obolpay/obol/internal/sqltime"
+	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/ledger/store"
 )
 
@@ -15,7 +17,7 @@ func scanDispute(r scanner) (store.Dispute, error) {
 	var d store.Dispute
 	var created, updated string
 	err := r.Scan(&d.ID, &d.PaymentID, &d.MerchantID, &d.Acquirer, &d.AcquirerReference, &d.Amount, &d.Fee, &d.Currency, &d.Reason, &d.Status, &d.Version, &created, &updated)
-	d.CreatedAt, d.UpdatedAt = parseTS(created), parseTS(updated)
+	d.CreatedAt, d.UpdatedAt = parseTime(created), parseTime(updated)
 	return d, err
 }
 
@@ -23,7 +25,7 @@ func insertEvents(ctx context.Context, tx *sql.Tx, events []store.Event) error {
 	for _, e := range events {
 		if _, err := tx.ExecContext(ctx, `INSERT INTO event_outbox (id, type, merchant_id, object_type, object_id, object_version, data, created_at, next_attempt_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			e.ID, e.Type, e.MerchantID, e.ObjectType, e.ObjectID, e.ObjectVersion, string(e.Data), ts(e.CreatedAt), ts(e.CreatedAt)); err != nil {
+			e.ID, e.Type, e.MerchantID, e.ObjectType, e.ObjectID, e.ObjectVersion, string(e.Data), sqltime.Format(e.CreatedAt), sqltime.Format(e.CreatedAt)); err != nil {
 			return err
 		}
 	}
@@ -43,9 +45,9 @@ func (s *Store) CreateDispute(ctx context.Context, d store.Dispute, events ...st
 	d.CreatedAt = d.CreatedAt.UTC().Truncate(time.Microsecond)
 	d.UpdatedAt = d.CreatedAt
 	created := false
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `INSERT INTO disputes (`+disputeColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-			d.ID, d.PaymentID, d.MerchantID, d.Acquirer, d.AcquirerReference, d.Amount, d.Fee, d.Currency, d.Reason, d.Status, d.Version, ts(d.CreatedAt), ts(d.UpdatedAt))
+			d.ID, d.PaymentID, d.MerchantID, d.Acquirer, d.AcquirerReference, d.Amount, d.Fee, d.Currency, d.Reason, d.Status, d.Version, sqltime.Format(d.CreatedAt), sqltime.Format(d.UpdatedAt))
 		if err != nil {
 			return err
 		}
@@ -70,9 +72,9 @@ func (s *Store) UpdateDispute(ctx context.Context, d store.Dispute, events ...st
 	if d.UpdatedAt.IsZero() {
 		d.UpdatedAt = s.now()
 	}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		res, err := tx.ExecContext(ctx, `UPDATE disputes SET status = ?, reason = ?, fee = ?, version = ?, updated_at = ? WHERE id = ? AND version = ?`,
-			d.Status, d.Reason, d.Fee, d.Version, ts(d.UpdatedAt), d.ID, d.Version-1)
+			d.Status, d.Reason, d.Fee, d.Version, sqltime.Format(d.UpdatedAt), d.ID, d.Version-1)
 		if err != nil {
 			return err
 		}
@@ -140,7 +142,7 @@ func scanOutbox(r scanner) (store.OutboxEntry, error) {
 	var e store.OutboxEntry
 	var data, created, next string
 	err := r.Scan(&e.Seq, &e.ID, &e.Type, &e.MerchantID, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data, &created, &e.Attempts, &next, &e.Status, &e.LastError)
-	e.Data, e.CreatedAt, e.NextAttemptAt = []byte(data), parseTS(created), parseTS(next)
+	e.Data, e.CreatedAt, e.NextAttemptAt = []byte(data), parseTime(created), parseTime(next)
 	return e, err
 }
 
@@ -170,7 +172,7 @@ func bound(limit int) int {
 
 // DueEvents lists the pending entries due at now.
 func (s *Store) DueEvents(ctx context.Context, now time.Time, limit int) ([]store.OutboxEntry, error) {
-	return s.outbox(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?`, ts(now), bound(limit))
+	return s.outbox(ctx, `SELECT `+outboxColumns+` FROM event_outbox WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY seq LIMIT ?`, sqltime.Format(now), bound(limit))
 }
 
 // OutboxEvents lists every entry after seq.
@@ -180,7 +182,7 @@ func (s *Store) OutboxEvents(ctx context.Context, afterSeq int64, limit int) ([]
 
 // MarkDelivered marks entries delivered.
 func (s *Store) MarkDelivered(ctx context.Context, ids []string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		for _, id := range ids {
 			if _, err := tx.ExecContext(ctx, `UPDATE event_outbox SET status = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = ?`, id); err != nil {
 				return err
@@ -197,7 +199,7 @@ func (s *Store) MarkFailed(ctx context.Context, id string, next time.Time, lastE
 		st = store.OutboxDead
 	}
 	_, err := s.db.ExecContext(ctx, `UPDATE event_outbox SET status = ?, attempts = attempts + 1, next_attempt_at = ?, last_error = ? WHERE id = ? AND status = 'pending'`,
-		st, ts(next), lastError, id)
+		st, sqltime.Format(next), lastError, id)
 	return err
 }
 
@@ -211,5 +213,12 @@ func (s *Store) CountOutbox(ctx context.Context) (store.OutboxCounts, error) {
 
 // AddEvents adds events to the outbox.
 func (s *Store) AddEvents(ctx context.Context, events ...store.Event) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return insertEvents(ctx, tx, events) })
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error { return insertEvents(ctx, tx, events) })
+}
+
+// parseTime reads a stored timestamp (the zero time if it does not parse:
+// the column is written by sqltime.Format only).
+func parseTime(v string) time.Time {
+	t, _ := sqltime.Parse(v)
+	return t
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/sqltime"
+	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/ledger/journal"
 	"github.com/obolpay/obol/ledger/store"
 )
@@ -23,16 +25,6 @@ import (
 var migrations embed.FS
 
 var _ store.Store = (*Store)(nil)
-
-// tsLayout is fixed-width so that text order is time order.
-const tsLayout = "2006-01-02T15:04:05.000000Z07:00"
-
-func ts(t time.Time) string { return t.UTC().Truncate(time.Microsecond).Format(tsLayout) }
-
-func parseTS(s string) time.Time {
-	t, _ := time.Parse(tsLayout, s)
-	return t
-}
 
 // Store is the SQLite journal.
 type Store struct {
@@ -49,18 +41,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	return &Store{db: db, now: time.Now}, nil
 }
 
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
 // Close closes the database.
 func (s *Store) Close() error { return s.db.Close() }
 
@@ -73,7 +53,7 @@ func (s *Store) CreateAccount(ctx context.Context, a journal.Account) (journal.A
 		a.CreatedAt = s.now()
 	}
 	res, err := s.db.ExecContext(ctx, `INSERT INTO accounts (id, currency, flags, name, created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		a.ID, a.Currency, a.Flags, a.Name, ts(a.CreatedAt))
+		a.ID, a.Currency, a.Flags, a.Name, sqltime.Format(a.CreatedAt))
 	if err != nil {
 		return a, err
 	}
@@ -93,13 +73,11 @@ type querier interface {
 
 func account(ctx context.Context, q querier, id string) (journal.Account, error) {
 	a := journal.Account{ID: id}
-	var created string
 	err := q.QueryRowContext(ctx, `SELECT currency, flags, name, posted, pending_debits, pending_credits, created_at FROM accounts WHERE id = ?`, id).
-		Scan(&a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &created)
+		Scan(&a.Currency, &a.Flags, &a.Name, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, sqltime.Into(&a.CreatedAt))
 	if errors.Is(err, sql.ErrNoRows) {
 		return a, journal.ErrUnknownAccount
 	}
-	a.CreatedAt = parseTS(created)
 	return a, err
 }
 
@@ -123,17 +101,16 @@ func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, event
 		return store.Result{}, err
 	}
 	var res store.Result
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		rh := journal.RequestHash(&t)
 		var ex journal.Transaction
 		var exRH []byte
-		var created string
-		err := tx.QueryRowContext(ctx, `SELECT seq, request_hash, hash, prev_hash, created_at FROM transactions WHERE id = ?`, t.ID).Scan(&ex.Seq, &exRH, &ex.Hash, &ex.PrevHash, &created)
+		err := tx.QueryRowContext(ctx, `SELECT seq, request_hash, hash, prev_hash, created_at FROM transactions WHERE id = ?`, t.ID).Scan(&ex.Seq, &exRH, &ex.Hash, &ex.PrevHash, sqltime.Into(&ex.CreatedAt))
 		if err == nil {
 			if string(exRH) != string(rh) {
 				return journal.ErrIdempotencyReused
 			}
-			ex.ID, ex.CreatedAt = t.ID, parseTS(created)
+			ex.ID = t.ID
 			res = store.Result{Transaction: ex, Replayed: true}
 			return nil
 		}
@@ -152,14 +129,10 @@ func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, event
 		}
 		if t.PendingID != "" {
 			var p journal.Pending
-			var exp sql.NullString
 			err := tx.QueryRowContext(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = ?`, t.PendingID).
-				Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+				Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, sqltime.Into(&p.ExpiresAt), &p.Status)
 			switch {
 			case err == nil:
-				if exp.Valid {
-					p.ExpiresAt = parseTS(exp.String)
-				}
 				pendings[p.ID] = &p
 				ids[p.Debit], ids[p.Credit] = true, true
 			case !errors.Is(err, sql.ErrNoRows):
@@ -194,10 +167,10 @@ func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, event
 		}
 		var exp any
 		if !st.ExpiresAt.IsZero() {
-			exp = ts(st.ExpiresAt)
+			exp = sqltime.Format(st.ExpiresAt)
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			st.Seq, st.ID, st.Kind, st.PendingID, exp, rh, st.Description, string(meta), st.PrevHash, st.Hash, ts(now)); err != nil {
+			st.Seq, st.ID, st.Kind, st.PendingID, exp, rh, st.Description, string(meta), st.PrevHash, st.Hash, sqltime.Format(now)); err != nil {
 			return err
 		}
 		for i, p := range st.Postings {
@@ -250,11 +223,9 @@ func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, l
 	var out []store.Entry
 	for rows.Next() {
 		var e store.Entry
-		var created string
-		if err := rows.Scan(&e.Seq, &e.TransactionID, &e.Amount, &e.Currency, &created); err != nil {
+		if err := rows.Scan(&e.Seq, &e.TransactionID, &e.Amount, &e.Currency, sqltime.Into(&e.CreatedAt)); err != nil {
 			return nil, err
 		}
-		e.CreatedAt = parseTS(created)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -262,7 +233,7 @@ func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, l
 
 // ExpirePending voids expired holds through the journal.
 func (s *Store) ExpirePending(ctx context.Context, now time.Time) (int, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id FROM pending_transfers WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id LIMIT 1000`, ts(now))
+	rows, err := s.db.QueryContext(ctx, `SELECT id FROM pending_transfers WHERE status = 'pending' AND expires_at IS NOT NULL AND expires_at <= ? ORDER BY id LIMIT 1000`, sqltime.Format(now))
 	if err != nil {
 		return 0, err
 	}
@@ -292,19 +263,14 @@ func (s *Store) Verify(ctx context.Context) (store.Report, error) {
 	var txs []journal.Transaction
 	for rows.Next() {
 		var t journal.Transaction
-		var exp sql.NullString
-		var meta, created string
-		if err := rows.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &created); err != nil {
+		var meta string
+		if err := rows.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, sqltime.Into(&t.ExpiresAt), &t.Description, &meta, &t.PrevHash, &t.Hash, sqltime.Into(&t.CreatedAt)); err != nil {
 			rows.Close()
 			return rep, err
-		}
-		if exp.Valid {
-			t.ExpiresAt = parseTS(exp.String)
 		}
 		if len(meta) > 2 {
 			_ = json.Unmarshal([]byte(meta), &t.Metadata)
 		}
-		t.CreatedAt = parseTS(created)
 		txs = append(txs, t)
 	}
 	rows.Close()
@@ -368,18 +334,13 @@ type scanner interface{ Scan(...any) error }
 
 func scanTx(r scanner) (journal.Transaction, error) {
 	var t journal.Transaction
-	var exp sql.NullString
-	var meta, created string
-	if err := r.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &created); err != nil {
+	var meta string
+	if err := r.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, sqltime.Into(&t.ExpiresAt), &t.Description, &meta, &t.PrevHash, &t.Hash, sqltime.Into(&t.CreatedAt)); err != nil {
 		return t, err
-	}
-	if exp.Valid {
-		t.ExpiresAt = parseTS(exp.String)
 	}
 	if len(meta) > 2 {
 		_ = json.Unmarshal([]byte(meta), &t.Metadata)
 	}
-	t.CreatedAt = parseTS(created)
 	return t, nil
 }
 
@@ -493,14 +454,10 @@ func (s *Store) Accounts(ctx context.Context, prefix, after string, limit int) (
 // Pending reads a pending transfer by id.
 func (s *Store) Pending(ctx context.Context, id string) (journal.Pending, error) {
 	var p journal.Pending
-	var exp sql.NullString
 	err := s.db.QueryRowContext(ctx, `SELECT id, debit, credit, amount, currency, expires_at, status FROM pending_transfers WHERE id = ?`, id).
-		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, &exp, &p.Status)
+		Scan(&p.ID, &p.Debit, &p.Credit, &p.Amount, &p.Currency, sqltime.Into(&p.ExpiresAt), &p.Status)
 	if errors.Is(err, sql.ErrNoRows) {
 		return p, store.ErrNoTransaction
-	}
-	if exp.Valid {
-		p.ExpiresAt = parseTS(exp.String)
 	}
 	return p, err
 }
@@ -533,6 +490,6 @@ func (s *Store) PaymentIDs(ctx context.Context, after string, limit int) ([]stri
 func (s *Store) CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error) {
 	var sum int64
 	err := s.db.QueryRowContext(ctx, `SELECT COALESCE(sum(p.amount), 0) FROM postings p JOIN transactions t ON t.seq = p.seq
-		WHERE p.account_id = ? AND p.amount > 0 AND t.created_at >= ?`, accountID, ts(since)).Scan(&sum)
+		WHERE p.account_id = ? AND p.amount > 0 AND t.created_at >= ?`, accountID, sqltime.Format(since)).Scan(&sum)
 	return sum, err
 }

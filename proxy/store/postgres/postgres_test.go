@@ -8,30 +8,31 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/testenv"
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 	"github.com/obolpay/obol/proxy/store/postgres"
 	"github.com/obolpay/obol/proxy/store/storetest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
-func TestConformance(t *testing.T) {
+// database is a fresh, migrated gateway database.
+func database(t *testing.T) string {
 	if testing.Short() {
 		t.Skip("integration test: needs PostgreSQL")
 	}
-	pg := testenv.SharedPostgres(t)
+	return testenv.SharedPostgres(t).NewDatabase(t, "gateway", postgres.MigrateURL)
+}
+
+func TestConformance(t *testing.T) {
 	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := postgres.Open(context.Background(), pg.NewDatabase(t, "gateway", postgres.MigrateURL))
+		s, err := postgres.Open(context.Background(), database(t))
 		require.NoError(t, err)
 		return s
 	})
 }
 
 func TestMigrateTwiceIsNoop(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs PostgreSQL")
-	}
-	url := testenv.SharedPostgres(t).NewDatabase(t, "gateway", postgres.MigrateURL)
+	url := database(t)
 	for i := range 2 {
 		require.NoError(t, postgres.MigrateURL(context.Background(), url), "migrate run %d", i+1)
 	}
@@ -39,15 +40,12 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 
 // TestReadOnly: the reconciliation's connection reads and cannot write.
 func TestReadOnly(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs PostgreSQL")
-	}
 	ctx := context.Background()
-	url := testenv.SharedPostgres(t).NewDatabase(t, "gateway", postgres.MigrateURL)
+	url := database(t)
 	rw, err := postgres.Open(ctx, url)
 	require.NoError(t, err)
 	defer rw.Close()
-	p := &payments.Payment{ID: "pay_1", MerchantID: "mer_1", Status: payments.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
+	p := &service.Payment{ID: "pay_1", MerchantID: "mer_1", Status: service.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
 	require.NoError(t, rw.Insert(ctx, p))
 
 	ro, err := postgres.OpenReadOnly(ctx, url)

@@ -8,17 +8,21 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
+	"github.com/obolpay/obol/proxy/store"
 	"github.com/obolpay/obol/proxy/store/sqlite"
 	"github.com/obolpay/obol/proxy/store/storetest"
 )
 
+// open opens (creating) the database at path.
+func open(t *testing.T, path string) *store.Store {
+	s, err := sqlite.Open(context.Background(), path)
+	require.NoError(t, err)
+	return s
+}
+
 func TestConformance(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) storetest.Store {
-		s, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "gateway.db"))
-		require.NoError(t, err)
-		return s
-	})
+	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t, filepath.Join(t.TempDir(), "gateway.db")) })
 }
 
 // TestReadOnly: a reopened database keeps its data; the read-only
@@ -27,13 +31,11 @@ func TestConformance(t *testing.T) {
 func TestReadOnly(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "gateway.db")
-	rw, err := sqlite.Open(ctx, path)
-	require.NoError(t, err)
-	p := &payments.Payment{ID: "pay_1", MerchantID: "mer_1", Status: payments.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
+	rw := open(t, path)
+	p := &service.Payment{ID: "pay_1", MerchantID: "mer_1", Status: service.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
 	require.NoError(t, rw.Insert(ctx, p))
 	require.NoError(t, rw.Close())
-	rw, err = sqlite.Open(ctx, path) // migrations are idempotent
-	require.NoError(t, err)
+	rw = open(t, path) // migrations are idempotent
 	defer rw.Close()
 
 	ro, err := sqlite.OpenReadOnly(ctx, path)
@@ -41,7 +43,7 @@ func TestReadOnly(t *testing.T) {
 	defer ro.Close()
 	got, err := ro.Get(ctx, "mer_1", "pay_1")
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusAuthorized, got.Status)
+	assert.Equal(t, service.StatusAuthorized, got.Status)
 	p.ID = "pay_2"
 	assert.Error(t, ro.Insert(ctx, p), "a write on the read-only connection")
 

@@ -14,18 +14,18 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/obolpay/obol/proxy/payments"
+	"github.com/obolpay/obol/proxy/service"
 )
 
 // Store is what the suite checks: the payment service's store, plus the
 // operator's outbox verbs and the reconciliation's reads.
 type Store interface {
-	payments.Store
+	service.Store
 	AddOutbox(ctx context.Context, id, paymentID, request string, now time.Time) error
-	OutboxList(ctx context.Context, state string, limit int) ([]payments.OutboxEntry, error)
+	OutboxList(ctx context.Context, state string, limit int) ([]service.OutboxEntry, error)
 	OutboxRetry(ctx context.Context, id string, now time.Time) (int64, error)
-	PaymentsAfter(ctx context.Context, after string, limit int) ([]*payments.Payment, error)
-	OutboxAfter(ctx context.Context, after string, limit int) ([]payments.OutboxEntry, error)
+	PaymentsAfter(ctx context.Context, after string, limit int) ([]*service.Payment, error)
+	OutboxAfter(ctx context.Context, after string, limit int) ([]service.OutboxEntry, error)
 	Close() error
 }
 
@@ -67,19 +67,19 @@ func ctx(t *testing.T) context.Context {
 	return c
 }
 
-func payment(id, merchant string, at time.Time) *payments.Payment {
-	return &payments.Payment{ID: id, MerchantID: merchant, Status: payments.StatusCaptured, Amount: 1000, AmountCaptured: 1000, Currency: "USD",
+func payment(id, merchant string, at time.Time) *service.Payment {
+	return &service.Payment{ID: id, MerchantID: merchant, Status: service.StatusCaptured, Amount: 1000, AmountCaptured: 1000, Currency: "USD",
 		Token: "tok_" + id, Acquirer: "simulator", CreatedAt: at, UpdatedAt: at, Version: 1}
 }
 
-func mustInsert(t *testing.T, s Store, p *payments.Payment) *payments.Payment {
+func mustInsert(t *testing.T, s Store, p *service.Payment) *service.Payment {
 	t.Helper()
 	require.NoError(t, s.Insert(ctx(t), p), "insert %s", p.ID)
 	return p
 }
 
-func entry(id, paymentID string) payments.OutboxEntry {
-	return payments.OutboxEntry{ID: id, PaymentID: paymentID, Request: `{"paymentId":"` + paymentID + `"}`}
+func entry(id, paymentID string) service.OutboxEntry {
+	return service.OutboxEntry{ID: id, PaymentID: paymentID, Request: `{"paymentId":"` + paymentID + `"}`}
 }
 
 func ids[T any](xs []T, id func(T) string) []string {
@@ -90,21 +90,21 @@ func ids[T any](xs []T, id func(T) string) []string {
 	return out
 }
 
-func paymentIDs(ps []*payments.Payment) []string {
-	return ids(ps, func(p *payments.Payment) string { return p.ID })
+func paymentIDs(ps []*service.Payment) []string {
+	return ids(ps, func(p *service.Payment) string { return p.ID })
 }
 
-func entryIDs(es []payments.OutboxEntry) []string {
-	return ids(es, func(e payments.OutboxEntry) string { return e.ID })
+func entryIDs(es []service.OutboxEntry) []string {
+	return ids(es, func(e service.OutboxEntry) string { return e.ID })
 }
 
 func testPaymentRoundTrip(t *testing.T, s Store) {
 	c := ctx(t)
 	p := payment("pay_1", "mer_1", t0)
-	p.Card = payments.Card{Brand: "visa", Last4: "4242", Fingerprint: "fp_1"}
-	p.Risk = payments.Risk{Action: payments.RiskReview, Score: 42, Rules: []string{"r1"}, RuleSetVersion: "v3"}
+	p.Card = service.Card{Brand: "visa", Last4: "4242", Fingerprint: "fp_1"}
+	p.Risk = service.Risk{Action: service.RiskReview, Score: 42, Rules: []string{"r1"}, RuleSetVersion: "v3"}
 	p.Metadata = map[string]string{"order": "42"}
-	p.Refunds = []payments.Refund{{ID: "re_1", Amount: 100, Reason: "requested_by_customer", CreatedAt: t0}}
+	p.Refunds = []service.Refund{{ID: "re_1", Amount: 100, Reason: "requested_by_customer", CreatedAt: t0}}
 	p.AmountRefunded, p.Description, p.AcquirerReference, p.DeclineCode = 100, "books", "sim_1", ""
 	mustInsert(t, s, p)
 	assert.Error(t, s.Insert(c, payment("pay_1", "mer_1", t0)), "a duplicate id")
@@ -113,9 +113,9 @@ func testPaymentRoundTrip(t *testing.T, s Store) {
 	require.NoError(t, err)
 	assert.Equal(t, p, got)
 	_, err = s.Get(c, "mer_2", "pay_1")
-	assert.ErrorIs(t, err, payments.ErrNotFound, "another merchant's payment")
+	assert.ErrorIs(t, err, service.ErrNotFound, "another merchant's payment")
 	_, err = s.Get(c, "mer_1", "pay_none")
-	assert.ErrorIs(t, err, payments.ErrNotFound)
+	assert.ErrorIs(t, err, service.ErrNotFound)
 
 	bare := mustInsert(t, s, payment("pay_bare", "mer_1", t0))
 	got, err = s.Get(c, "mer_1", bare.ID)
@@ -134,17 +134,17 @@ func testUpdateVersion(t *testing.T, s Store) {
 	c := ctx(t)
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
 	stale := *p
-	p.Status, p.AmountRefunded, p.UpdatedAt = payments.StatusPartiallyRefunded, 300, t0.Add(time.Second)
+	p.Status, p.AmountRefunded, p.UpdatedAt = service.StatusPartiallyRefunded, 300, t0.Add(time.Second)
 	require.NoError(t, s.Update(c, p))
 	assert.EqualValues(t, 2, p.Version)
-	stale.Status = payments.StatusCanceled
-	assert.ErrorIs(t, s.Update(c, &stale), payments.ErrConcurrentUpdate, "a write from a stale read")
+	stale.Status = service.StatusCanceled
+	assert.ErrorIs(t, s.Update(c, &stale), service.ErrConcurrentUpdate, "a write from a stale read")
 	other := *p
 	other.MerchantID = "mer_2"
-	assert.ErrorIs(t, s.Update(c, &other), payments.ErrConcurrentUpdate, "another merchant's payment")
+	assert.ErrorIs(t, s.Update(c, &other), service.ErrConcurrentUpdate, "another merchant's payment")
 	got, err := s.Get(c, "mer_1", "pay_1")
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusPartiallyRefunded, got.Status)
+	assert.Equal(t, service.StatusPartiallyRefunded, got.Status)
 	assert.EqualValues(t, 300, got.AmountRefunded)
 	assert.Equal(t, t0.Add(time.Second), got.UpdatedAt)
 
@@ -158,7 +158,7 @@ func testList(t *testing.T, s Store) {
 	for i := range 5 {
 		p := payment(fmt.Sprintf("pay_%d", i), "mer_1", t0.Add(time.Duration(i)*time.Minute))
 		if i%2 == 1 {
-			p.Status = payments.StatusAuthorized
+			p.Status = service.StatusAuthorized
 		}
 		mustInsert(t, s, p)
 	}
@@ -167,15 +167,15 @@ func testList(t *testing.T, s Store) {
 
 	tests := []struct {
 		name string
-		f    payments.ListFilter
+		f    service.ListFilter
 		want []string
 	}{
-		{"all, newest first, ties by id", payments.ListFilter{Limit: 10}, []string{"pay_tie", "pay_4", "pay_3", "pay_2", "pay_1", "pay_0"}},
-		{"limit", payments.ListFilter{Limit: 2}, []string{"pay_tie", "pay_4"}},
-		{"status", payments.ListFilter{Status: payments.StatusAuthorized, Limit: 10}, []string{"pay_3", "pay_1"}},
-		{"after and before", payments.ListFilter{After: t0, Before: t0.Add(3 * time.Minute), Limit: 10}, []string{"pay_2", "pay_1"}},
-		{"cursor inside a tie", payments.ListFilter{CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_tie", Limit: 2}, []string{"pay_4", "pay_3"}},
-		{"cursor and status", payments.ListFilter{Status: payments.StatusCaptured, CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_4", Limit: 10}, []string{"pay_2", "pay_0"}},
+		{"all, newest first, ties by id", service.ListFilter{Limit: 10}, []string{"pay_tie", "pay_4", "pay_3", "pay_2", "pay_1", "pay_0"}},
+		{"limit", service.ListFilter{Limit: 2}, []string{"pay_tie", "pay_4"}},
+		{"status", service.ListFilter{Status: service.StatusAuthorized, Limit: 10}, []string{"pay_3", "pay_1"}},
+		{"after and before", service.ListFilter{After: t0, Before: t0.Add(3 * time.Minute), Limit: 10}, []string{"pay_2", "pay_1"}},
+		{"cursor inside a tie", service.ListFilter{CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_tie", Limit: 2}, []string{"pay_4", "pay_3"}},
+		{"cursor and status", service.ListFilter{Status: service.StatusCaptured, CursorAt: t0.Add(4 * time.Minute).UnixMicro(), CursorID: "pay_4", Limit: 10}, []string{"pay_2", "pay_0"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -189,13 +189,13 @@ func testList(t *testing.T, s Store) {
 func testSweeperQueries(t *testing.T, s Store) {
 	c := ctx(t)
 	old := payment("pay_old", "mer_1", t0)
-	old.Status = payments.StatusProcessing
+	old.Status = service.StatusProcessing
 	mustInsert(t, s, old)
 	fresh := payment("pay_fresh", "mer_1", t0.Add(time.Hour))
-	fresh.Status = payments.StatusProcessing
+	fresh.Status = service.StatusProcessing
 	mustInsert(t, s, fresh)
 	owes := payment("pay_owes", "mer_1", t0)
-	owes.Status, owes.Compensation = payments.StatusFailed, payments.CompReverse+","+payments.CompRelease
+	owes.Status, owes.Compensation = service.StatusFailed, service.CompReverse+","+service.CompRelease
 	mustInsert(t, s, owes)
 	mustInsert(t, s, payment("pay_done", "mer_1", t0))
 
@@ -207,11 +207,11 @@ func testSweeperQueries(t *testing.T, s Store) {
 	assert.Equal(t, []string{"pay_owes"}, paymentIDs(got))
 
 	require.NoError(t, s.ClearCompensation(c, owes, "wrong", ""), "a compare-and-set that misses is no error")
-	require.NoError(t, s.ClearCompensation(c, owes, owes.Compensation, payments.CompRelease))
+	require.NoError(t, s.ClearCompensation(c, owes, owes.Compensation, service.CompRelease))
 	p, err := s.Get(c, "mer_1", "pay_owes")
 	require.NoError(t, err)
-	assert.Equal(t, payments.CompRelease, p.Compensation)
-	require.NoError(t, s.ClearCompensation(c, owes, payments.CompRelease, ""))
+	assert.Equal(t, service.CompRelease, p.Compensation)
+	require.NoError(t, s.ClearCompensation(c, owes, service.CompRelease, ""))
 	got, err = s.Compensating(c, t0.Add(time.Minute), 10)
 	require.NoError(t, err)
 	assert.Empty(t, got)
@@ -220,7 +220,7 @@ func testSweeperQueries(t *testing.T, s Store) {
 	require.NoError(t, s.DeleteProcessing(c, "mer_1", "pay_done"), "not processing: no-op")
 	require.NoError(t, s.DeleteProcessing(c, "mer_1", "pay_old"))
 	_, err = s.Get(c, "mer_1", "pay_old")
-	assert.ErrorIs(t, err, payments.ErrNotFound)
+	assert.ErrorIs(t, err, service.ErrNotFound)
 	_, err = s.Get(c, "mer_1", "pay_done")
 	assert.NoError(t, err)
 }
@@ -231,28 +231,28 @@ func testIdempotencyLease(t *testing.T, s Store) {
 	resp, a, err := s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_a", t0, lease)
 	require.NoError(t, err)
 	assert.Empty(t, resp)
-	assert.Equal(t, payments.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_a", Version: 1}, a)
+	assert.Equal(t, service.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_a", Version: 1}, a)
 
 	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h2", "gw_b", t0, lease)
-	assert.ErrorIs(t, err, payments.ErrIdemReused, "another request under the key")
+	assert.ErrorIs(t, err, service.ErrIdemReused, "another request under the key")
 	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(5*time.Second), lease)
-	assert.ErrorIs(t, err, payments.ErrIdemInProgress, "a live lease")
+	assert.ErrorIs(t, err, service.ErrIdemInProgress, "a live lease")
 	_, other, err := s.BeginIdempotent(c, "mer_2", "k", "h2", "gw_b", t0, lease)
 	require.NoError(t, err, "keys are per merchant")
 
 	require.NoError(t, s.RenewIdempotent(c, a, t0.Add(5*time.Second), lease))
 	_, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(12*time.Second), lease)
-	assert.ErrorIs(t, err, payments.ErrIdemInProgress, "the renewed lease runs to t+15s")
+	assert.ErrorIs(t, err, service.ErrIdemInProgress, "the renewed lease runs to t+15s")
 
 	_, b, err := s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_b", t0.Add(16*time.Second), lease)
 	require.NoError(t, err, "takeover of an expired lease")
-	assert.Equal(t, payments.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_b", Version: 2}, b)
-	assert.ErrorIs(t, s.RenewIdempotent(c, a, t0.Add(16*time.Second), lease), payments.ErrLeaseLost)
-	assert.ErrorIs(t, s.FinishIdempotent(c, a, `{"id":"pay_a"}`), payments.ErrLeaseLost)
+	assert.Equal(t, service.Claim{Merchant: "mer_1", Key: "k", Owner: "gw_b", Version: 2}, b)
+	assert.ErrorIs(t, s.RenewIdempotent(c, a, t0.Add(16*time.Second), lease), service.ErrLeaseLost)
+	assert.ErrorIs(t, s.FinishIdempotent(c, a, `{"id":"pay_a"}`), service.ErrLeaseLost)
 	require.NoError(t, s.ReleaseIdempotent(c, a), "releasing a lost claim is a no-op")
 
 	require.NoError(t, s.FinishIdempotent(c, b, `{"id":"pay_b"}`))
-	assert.ErrorIs(t, s.FinishIdempotent(c, b, `{"id":"pay_b2"}`), payments.ErrLeaseLost, "finished once")
+	assert.ErrorIs(t, s.FinishIdempotent(c, b, `{"id":"pay_b2"}`), service.ErrLeaseLost, "finished once")
 	resp, _, err = s.BeginIdempotent(c, "mer_1", "k", "h1", "gw_c", t0.Add(time.Hour), lease)
 	require.NoError(t, err)
 	assert.Equal(t, `{"id":"pay_b"}`, resp, "a finished key replays its response, lease or not")
@@ -275,7 +275,7 @@ func testIdempotencyTakeoverRace(t *testing.T, s Store) {
 	require.NoError(t, err)
 	at := t0.Add(11 * time.Second)
 	var wins atomic.Int32
-	var winner atomic.Pointer[payments.Claim]
+	var winner atomic.Pointer[service.Claim]
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Add(1)
@@ -287,13 +287,13 @@ func testIdempotencyTakeoverRace(t *testing.T, s Store) {
 				winner.Store(&cl)
 				return
 			}
-			assert.ErrorIs(t, err, payments.ErrIdemInProgress)
+			assert.ErrorIs(t, err, service.ErrIdemInProgress)
 		}()
 	}
 	wg.Wait()
 	require.Equal(t, int32(1), wins.Load(), "takeovers")
-	assert.ErrorIs(t, s.RenewIdempotent(c, dead, at, lease), payments.ErrLeaseLost)
-	assert.ErrorIs(t, s.FinishIdempotent(c, dead, `{"id":"pay_dead"}`), payments.ErrLeaseLost)
+	assert.ErrorIs(t, s.RenewIdempotent(c, dead, at, lease), service.ErrLeaseLost)
+	assert.ErrorIs(t, s.FinishIdempotent(c, dead, `{"id":"pay_dead"}`), service.ErrLeaseLost)
 	require.NoError(t, s.ReleaseIdempotent(c, dead))
 	w := winner.Load()
 	require.NoError(t, s.RenewIdempotent(c, *w, at, lease), "the winner still holds the key")
@@ -311,8 +311,8 @@ func testIdempotencyTakeoverRace(t *testing.T, s Store) {
 func testOperations(t *testing.T, s Store) {
 	c := ctx(t)
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
-	op := &payments.Operation{ID: "re_a", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: payments.OpRefund, Amount: 300, Reason: "duplicate",
-		RequestHash: "h", State: payments.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
+	op := &service.Operation{ID: "re_a", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: service.OpRefund, Amount: 300, Reason: "duplicate",
+		RequestHash: "h", State: service.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
 	require.NoError(t, s.StartOperation(c, p, op))
 	assert.Equal(t, "re_a", p.PendingOp)
 	assert.EqualValues(t, 2, p.Version)
@@ -323,10 +323,10 @@ func testOperations(t *testing.T, s Store) {
 	stale, err := s.Get(c, p.MerchantID, p.ID)
 	require.NoError(t, err)
 	stale.PendingOp = ""
-	other := &payments.Operation{ID: "re_b", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: payments.OpRefund, Amount: 100, State: payments.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
-	assert.ErrorIs(t, s.StartOperation(c, stale, other), payments.ErrConcurrentUpdate, "a second operation while one is in flight")
+	other := &service.Operation{ID: "re_b", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: service.OpRefund, Amount: 100, State: service.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
+	assert.ErrorIs(t, s.StartOperation(c, stale, other), service.ErrConcurrentUpdate, "a second operation while one is in flight")
 	_, err = s.Operation(c, "re_b")
-	assert.ErrorIs(t, err, payments.ErrNoOperation, "nothing of the refused operation is stored")
+	assert.ErrorIs(t, err, service.ErrNoOperation, "nothing of the refused operation is stored")
 
 	ops, err := s.StaleOperations(c, t0, 10)
 	require.NoError(t, err)
@@ -337,25 +337,25 @@ func testOperations(t *testing.T, s Store) {
 	a, b := *ops[0], *ops[0]
 	require.NoError(t, s.TouchOperation(c, &a, t0.Add(time.Minute)))
 	assert.Equal(t, t0.Add(time.Minute), a.UpdatedAt)
-	assert.ErrorIs(t, s.TouchOperation(c, &b, t0.Add(time.Minute)), payments.ErrConcurrentUpdate, "two resumers claim one operation")
+	assert.ErrorIs(t, s.TouchOperation(c, &b, t0.Add(time.Minute)), service.ErrConcurrentUpdate, "two resumers claim one operation")
 
 	cur, err := s.Get(c, p.MerchantID, p.ID)
 	require.NoError(t, err)
-	finish := func(p *payments.Payment) error {
+	finish := func(p *service.Payment) error {
 		o := a
-		o.State = payments.OpSucceeded
-		p.PendingOp, p.AmountRefunded, p.Status = "", 300, payments.StatusPartiallyRefunded
-		p.Refunds = append(p.Refunds, payments.Refund{ID: o.ID, Amount: 300, CreatedAt: t0})
-		return s.FinishOperation(c, p, &o, []payments.OutboxEntry{entry("ev_re_a", p.ID)}, t0.Add(2*time.Minute))
+		o.State = service.OpSucceeded
+		p.PendingOp, p.AmountRefunded, p.Status = "", 300, service.StatusPartiallyRefunded
+		p.Refunds = append(p.Refunds, service.Refund{ID: o.ID, Amount: 300, CreatedAt: t0})
+		return s.FinishOperation(c, p, &o, []service.OutboxEntry{entry("ev_re_a", p.ID)}, t0.Add(2*time.Minute))
 	}
 	second := *cur
 	require.NoError(t, finish(cur))
-	assert.ErrorIs(t, finish(&second), payments.ErrConcurrentUpdate, "the operation is finished once")
+	assert.ErrorIs(t, finish(&second), service.ErrConcurrentUpdate, "the operation is finished once")
 	done, err := s.Operation(c, "re_a")
 	require.NoError(t, err)
-	assert.Equal(t, payments.OpSucceeded, done.State)
+	assert.Equal(t, service.OpSucceeded, done.State)
 	assert.Equal(t, t0.Add(2*time.Minute), done.UpdatedAt)
-	assert.ErrorIs(t, s.TouchOperation(c, done, t0.Add(3*time.Minute)), payments.ErrConcurrentUpdate, "a finished operation is not resumed")
+	assert.ErrorIs(t, s.TouchOperation(c, done, t0.Add(3*time.Minute)), service.ErrConcurrentUpdate, "a finished operation is not resumed")
 	got2, err := s.Get(c, p.MerchantID, p.ID)
 	require.NoError(t, err)
 	assert.Empty(t, got2.PendingOp)
@@ -379,7 +379,7 @@ func testOutbox(t *testing.T, s Store) {
 	due, err := s.Outbox(c, t0.Add(time.Second), 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev_1", "ev_2"}, entryIDs(due), "due now, the most overdue first")
-	assert.Equal(t, payments.OutboxEntry{ID: "ev_1", PaymentID: "pay_1", Request: `{"a":1}`, State: payments.OutboxPending, NextAttemptAt: t0, CreatedAt: t0}, due[0])
+	assert.Equal(t, service.OutboxEntry{ID: "ev_1", PaymentID: "pay_1", Request: `{"a":1}`, State: service.OutboxPending, NextAttemptAt: t0, CreatedAt: t0}, due[0])
 
 	require.NoError(t, s.OutboxAttempt(c, "ev_1", "unavailable", t0.Add(time.Minute)))
 	due, err = s.Outbox(c, t0.Add(10*time.Second), 10)
@@ -393,12 +393,12 @@ func testOutbox(t *testing.T, s Store) {
 	assert.EqualValues(t, 1, due[0].Attempts)
 	assert.Equal(t, "unavailable", due[0].LastError)
 
-	dead, err := s.OutboxList(c, payments.OutboxDead, 10)
+	dead, err := s.OutboxList(c, service.OutboxDead, 10)
 	require.NoError(t, err)
 	require.Equal(t, []string{"ev_3"}, entryIDs(dead))
 	assert.Equal(t, "failed_precondition", dead[0].LastError)
 	assert.EqualValues(t, 1, dead[0].Attempts)
-	pending, err := s.OutboxList(c, payments.OutboxPending, 10)
+	pending, err := s.OutboxList(c, service.OutboxPending, 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev_1", "ev_2"}, entryIDs(pending), "oldest first")
 	all, err := s.OutboxList(c, "", 2)
@@ -436,7 +436,7 @@ func testOutboxOrder(t *testing.T, s Store) {
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
 	// Ids in reverse order of time: order is by time, not id.
 	p.UpdatedAt = t0.Add(time.Second)
-	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}, t0))
+	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}, t0))
 	require.NoError(t, s.AddOutbox(c, "ev_x_refund2", p.ID, `{}`, t0.Add(time.Second)))
 	require.NoError(t, s.AddOutbox(c, "ev_other", "pay_2", `{}`, t0.Add(-time.Hour)))
 
@@ -472,18 +472,18 @@ func testCommit(t *testing.T, s Store) {
 	c := ctx(t)
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
 	stale := *p
-	p.Status = payments.StatusRefunded
+	p.Status = service.StatusRefunded
 	p.AmountRefunded = 1000
-	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_1", p.ID)}, t0))
+	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_1", p.ID)}, t0))
 	assert.EqualValues(t, 2, p.Version)
-	stale.Status = payments.StatusCanceled
-	assert.ErrorIs(t, s.Commit(c, &stale, []payments.OutboxEntry{entry("ev_2", p.ID)}, t0), payments.ErrConcurrentUpdate)
+	stale.Status = service.StatusCanceled
+	assert.ErrorIs(t, s.Commit(c, &stale, []service.OutboxEntry{entry("ev_2", p.ID)}, t0), service.ErrConcurrentUpdate)
 	all, err := s.OutboxList(c, "", 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev_1"}, entryIDs(all), "a refused commit queues nothing")
 	got, err := s.Get(c, "mer_1", "pay_1")
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusRefunded, got.Status)
+	assert.Equal(t, service.StatusRefunded, got.Status)
 }
 
 func testReconcileReads(t *testing.T, s Store) {
@@ -513,21 +513,21 @@ func testReconcileReads(t *testing.T, s Store) {
 func testMerchantEvents(t *testing.T, s Store) {
 	c := ctx(t)
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
-	ev := func(id string) payments.OutboxEntry {
-		return payments.OutboxEntry{Merchant: &payments.MerchantEvent{ID: id, Type: "payment.captured", MerchantID: "mer_1", ObjectType: "payment",
+	ev := func(id string) service.OutboxEntry {
+		return service.OutboxEntry{Merchant: &service.MerchantEvent{ID: id, Type: "payment.captured", MerchantID: "mer_1", ObjectType: "payment",
 			ObjectID: "pay_1", ObjectVersion: 2, Data: []byte(`{"id":"pay_1"}`), CreatedAt: t0}}
 	}
 	stale := *p
-	p.Status = payments.StatusCaptured
-	require.NoError(t, s.Commit(c, p, []payments.OutboxEntry{entry("ev_ledger", p.ID), ev("evt_1"), ev("evt_1")}, t0))
-	stale.Status = payments.StatusCanceled
-	require.ErrorIs(t, s.Commit(c, &stale, []payments.OutboxEntry{ev("evt_2")}, t0), payments.ErrConcurrentUpdate)
+	p.Status = service.StatusCaptured
+	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_ledger", p.ID), ev("evt_1"), ev("evt_1")}, t0))
+	stale.Status = service.StatusCanceled
+	require.ErrorIs(t, s.Commit(c, &stale, []service.OutboxEntry{ev("evt_2")}, t0), service.ErrConcurrentUpdate)
 	declined := payment("pay_2", "mer_1", t0)
-	declined.Status = payments.StatusDeclined
-	require.NoError(t, s.InsertCommit(c, declined, []payments.OutboxEntry{ev("evt_3")}, t0.Add(time.Millisecond)))
+	declined.Status = service.StatusDeclined
+	require.NoError(t, s.InsertCommit(c, declined, []service.OutboxEntry{ev("evt_3")}, t0.Add(time.Millisecond)))
 	got, err := s.Get(c, "mer_1", "pay_2")
 	require.NoError(t, err)
-	assert.Equal(t, payments.StatusDeclined, got.Status)
+	assert.Equal(t, service.StatusDeclined, got.Status)
 	ledger, err := s.OutboxList(c, "", 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev_ledger"}, entryIDs(ledger), "merchant events are not ledger events")

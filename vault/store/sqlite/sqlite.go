@@ -18,6 +18,8 @@ import (
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/sqltime"
+	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/store"
@@ -41,28 +43,6 @@ func Open(ctx context.Context, path string) (*Store, error) {
 		return nil, err
 	}
 	return &Store{db: db}, nil
-}
-
-func (s *Store) tx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
-}
-
-// tsLayout is fixed-width so that text order is time order.
-const tsLayout = "2006-01-02T15:04:05.000000000Z07:00"
-
-func ts(t time.Time) string { return t.UTC().Format(tsLayout) }
-
-func parseTS(s string) time.Time {
-	t, _ := time.Parse(time.RFC3339Nano, s)
-	return t
 }
 
 func isUnique(err error) bool {
@@ -89,7 +69,7 @@ func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 
 // InsertDEK stores a wrapped DEK.
 func (s *Store) InsertDEK(ctx context.Context, d envelope.DEKRecord) error {
-	_, err := s.db.ExecContext(ctx, `INSERT INTO deks (id, wrapped, kek_version, created_at) VALUES (?, ?, ?, ?)`, d.ID, d.Wrapped, d.KEKVersion, ts(d.CreatedAt))
+	_, err := s.db.ExecContext(ctx, `INSERT INTO deks (id, wrapped, kek_version, created_at) VALUES (?, ?, ?, ?)`, d.ID, d.Wrapped, d.KEKVersion, sqltime.Format(d.CreatedAt))
 	if isUnique(err) {
 		return store.ErrDuplicate
 	}
@@ -99,9 +79,7 @@ func (s *Store) InsertDEK(ctx context.Context, d envelope.DEKRecord) error {
 // GetDEK reads a wrapped DEK.
 func (s *Store) GetDEK(ctx context.Context, id string) (envelope.DEKRecord, error) {
 	d := envelope.DEKRecord{ID: id}
-	var created string
-	err := s.db.QueryRowContext(ctx, `SELECT wrapped, kek_version, created_at FROM deks WHERE id = ?`, id).Scan(&d.Wrapped, &d.KEKVersion, &created)
-	d.CreatedAt = parseTS(created)
+	err := s.db.QueryRowContext(ctx, `SELECT wrapped, kek_version, created_at FROM deks WHERE id = ?`, id).Scan(&d.Wrapped, &d.KEKVersion, sqltime.Into(&d.CreatedAt))
 	return d, notFound(err)
 }
 
@@ -112,15 +90,15 @@ func (s *Store) CreateMerchant(ctx context.Context, m store.Merchant, keys []sto
 		origins = []string{}
 	}
 	oj, _ := json.Marshal(origins)
-	return s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO merchants (id, name, allowed_origins, created_at) VALUES (?, ?, ?, ?)`, m.ID, m.Name, string(oj), ts(m.CreatedAt)); err != nil {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO merchants (id, name, allowed_origins, created_at) VALUES (?, ?, ?, ?)`, m.ID, m.Name, string(oj), sqltime.Format(m.CreatedAt)); err != nil {
 			if isUnique(err) {
 				return store.ErrDuplicate
 			}
 			return err
 		}
 		for _, k := range keys {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, prefix, merchant_id, kind, created_at) VALUES (?, ?, ?, ?, ?)`, k.Hash, k.Prefix, m.ID, k.Kind, ts(k.CreatedAt)); err != nil {
+			if _, err := tx.ExecContext(ctx, `INSERT INTO api_keys (hash, prefix, merchant_id, kind, created_at) VALUES (?, ?, ?, ?, ?)`, k.Hash, k.Prefix, m.ID, k.Kind, sqltime.Format(k.CreatedAt)); err != nil {
 				if isUnique(err) {
 					return store.ErrDuplicate
 				}
@@ -134,11 +112,10 @@ func (s *Store) CreateMerchant(ctx context.Context, m store.Merchant, keys []sto
 // GetMerchant reads a merchant.
 func (s *Store) GetMerchant(ctx context.Context, id string) (store.Merchant, error) {
 	m := store.Merchant{ID: id}
-	var oj, created string
-	if err := s.db.QueryRowContext(ctx, `SELECT name, allowed_origins, created_at FROM merchants WHERE id = ?`, id).Scan(&m.Name, &oj, &created); err != nil {
+	var oj string
+	if err := s.db.QueryRowContext(ctx, `SELECT name, allowed_origins, created_at FROM merchants WHERE id = ?`, id).Scan(&m.Name, &oj, sqltime.Into(&m.CreatedAt)); err != nil {
 		return m, notFound(err)
 	}
-	m.CreatedAt = parseTS(created)
 	if err := json.Unmarshal([]byte(oj), &m.AllowedOrigins); err != nil {
 		return m, fmt.Errorf("merchant %s: allowed_origins: %w", id, err)
 	}
@@ -148,9 +125,7 @@ func (s *Store) GetMerchant(ctx context.Context, id string) (store.Merchant, err
 // LookupAPIKey finds a key by hash.
 func (s *Store) LookupAPIKey(ctx context.Context, hash []byte) (store.APIKey, error) {
 	k := store.APIKey{Hash: hash}
-	var created string
-	err := s.db.QueryRowContext(ctx, `SELECT prefix, merchant_id, kind, created_at FROM api_keys WHERE hash = ?`, hash).Scan(&k.Prefix, &k.MerchantID, &k.Kind, &created)
-	k.CreatedAt = parseTS(created)
+	err := s.db.QueryRowContext(ctx, `SELECT prefix, merchant_id, kind, created_at FROM api_keys WHERE hash = ?`, hash).Scan(&k.Prefix, &k.MerchantID, &k.Kind, sqltime.Into(&k.CreatedAt))
 	return k, notFound(err)
 }
 
@@ -165,21 +140,19 @@ const tokenCols = `token, merchant_id, dek_id, ciphertext, brand, bin, last4, ex
 
 func scanToken(row interface{ Scan(...any) error }) (store.TokenRecord, error) {
 	var r store.TokenRecord
-	var created string
-	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, &created, &r.FingerprintVersion)
-	r.CreatedAt = parseTS(created)
+	err := row.Scan(&r.Token, &r.MerchantID, &r.DEKID, &r.Ciphertext, &r.Brand, &r.BIN, &r.Last4, &r.ExpMonth, &r.ExpYear, &r.Fingerprint, sqltime.Into(&r.CreatedAt), &r.FingerprintVersion)
 	return r, notFound(err)
 }
 
 // CreateToken inserts the idempotency record (if any) and the token atomically.
 func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) error {
-	return s.tx(ctx, func(tx *sql.Tx) error { return s.insertToken(ctx, tx, r, idem) })
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error { return s.insertToken(ctx, tx, r, idem) })
 }
 
 func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, r store.TokenRecord, idem *store.IdempotencyRecord) error {
 	if idem != nil {
 		res, err := tx.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-			idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, ts(idem.CreatedAt))
+			idem.MerchantID, idem.Key, idem.Operation, idem.RequestMAC, idem.Response, sqltime.Format(idem.CreatedAt))
 		if err != nil {
 			return err
 		}
@@ -192,7 +165,7 @@ func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, r store.TokenRecord
 		fv = 1
 	}
 	_, err := tx.ExecContext(ctx, `INSERT INTO tokens (`+tokenCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, ts(r.CreatedAt), fv)
+		r.Token, r.MerchantID, r.DEKID, r.Ciphertext, r.Brand, r.BIN, r.Last4, r.ExpMonth, r.ExpYear, r.Fingerprint, sqltime.Format(r.CreatedAt), fv)
 	if isUnique(err) {
 		return store.ErrDuplicate
 	}
@@ -231,17 +204,15 @@ func (s *Store) CountTokens(ctx context.Context) (int64, error) {
 // GetIdempotency reads an idempotency record.
 func (s *Store) GetIdempotency(ctx context.Context, merchantID, key string) (store.IdempotencyRecord, error) {
 	r := store.IdempotencyRecord{MerchantID: merchantID, Key: key}
-	var created string
 	err := s.db.QueryRowContext(ctx, `SELECT operation, request_mac, response, created_at FROM idempotency_keys WHERE merchant_id = ? AND key = ?`, merchantID, key).
-		Scan(&r.Operation, &r.RequestMAC, &r.Response, &created)
-	r.CreatedAt = parseTS(created)
+		Scan(&r.Operation, &r.RequestMAC, &r.Response, sqltime.Into(&r.CreatedAt))
 	return r, notFound(err)
 }
 
 // PutIdempotency inserts an idempotency record.
 func (s *Store) PutIdempotency(ctx context.Context, r store.IdempotencyRecord) error {
 	res, err := s.db.ExecContext(ctx, `INSERT INTO idempotency_keys (merchant_id, key, operation, request_mac, response, created_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`,
-		r.MerchantID, r.Key, r.Operation, r.RequestMAC, r.Response, ts(r.CreatedAt))
+		r.MerchantID, r.Key, r.Operation, r.RequestMAC, r.Response, sqltime.Format(r.CreatedAt))
 	if err != nil {
 		return err
 	}
@@ -261,11 +232,9 @@ func (s *Store) DEKsBelowVersion(ctx context.Context, version int, after string,
 	var out []envelope.DEKRecord
 	for rows.Next() {
 		var d envelope.DEKRecord
-		var created string
-		if err := rows.Scan(&d.ID, &d.Wrapped, &d.KEKVersion, &created); err != nil {
+		if err := rows.Scan(&d.ID, &d.Wrapped, &d.KEKVersion, sqltime.Into(&d.CreatedAt)); err != nil {
 			return nil, err
 		}
-		d.CreatedAt = parseTS(created)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -306,7 +275,7 @@ func (s *Store) KeyStats(ctx context.Context) ([]store.KeyStat, error) {
 // transaction.
 func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.Event, error) {
 	out := append([]audit.Event(nil), events...)
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		var lastSeq int64
 		lastHash := audit.Genesis
 		err := tx.QueryRowContext(ctx, `SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&lastSeq, &lastHash)
@@ -317,7 +286,7 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 		for _, e := range out {
 			if _, err := tx.ExecContext(ctx, `INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
 				VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-				e.Seq, ts(e.At), e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash); err != nil {
+				e.Seq, sqltime.Format(e.At), e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash); err != nil {
 				return err
 			}
 		}
@@ -343,11 +312,9 @@ func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Eve
 	var out []audit.Event
 	for rows.Next() {
 		var e audit.Event
-		var at string
-		if err := rows.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+		if err := rows.Scan(&e.Seq, sqltime.Into(&e.At), &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
 			return nil, err
 		}
-		e.At = parseTS(at)
 		out = append(out, e)
 	}
 	return out, rows.Err()
@@ -364,11 +331,9 @@ func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
 	var out []store.DEKStat
 	for rows.Next() {
 		var d store.DEKStat
-		var created string
-		if err := rows.Scan(&d.ID, &d.KEKVersion, &created, &d.Tokens); err != nil {
+		if err := rows.Scan(&d.ID, &d.KEKVersion, sqltime.Into(&d.CreatedAt), &d.Tokens); err != nil {
 			return nil, err
 		}
-		d.CreatedAt = parseTS(created)
 		out = append(out, d)
 	}
 	return out, rows.Err()
@@ -377,7 +342,7 @@ func (s *Store) DEKStats(ctx context.Context) ([]store.DEKStat, error) {
 // TokensUnderOldDEKs lists tokens sealed under DEKs created before cutoff.
 func (s *Store) TokensUnderOldDEKs(ctx context.Context, cutoff time.Time, after string, limit int) ([]store.TokenRecord, error) {
 	return s.listTokens(ctx, `SELECT `+prefixed("t.", tokenCols)+` FROM tokens t JOIN deks d ON d.id = t.dek_id
-		WHERE d.created_at < ? AND t.token > ? ORDER BY t.token LIMIT ?`, ts(cutoff), after, limit)
+		WHERE d.created_at < ? AND t.token > ? ORDER BY t.token LIMIT ?`, sqltime.Format(cutoff), after, limit)
 }
 
 // TokensWithFingerprintBelow lists tokens fingerprinted under an older secret version.
@@ -436,7 +401,7 @@ func (s *Store) ReplaceCiphertext(ctx context.Context, token, oldDEK, newDEK str
 
 // DestroyDEKs deletes unused DEKs created before cutoff.
 func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `DELETE FROM deks WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.dek_id = deks.id)`, ts(cutoff))
+	res, err := s.db.ExecContext(ctx, `DELETE FROM deks WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM tokens t WHERE t.dek_id = deks.id)`, sqltime.Format(cutoff))
 	if err != nil {
 		return 0, err
 	}
@@ -447,7 +412,7 @@ func (s *Store) DestroyDEKs(ctx context.Context, cutoff time.Time) (int64, error
 // transaction.
 func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord) (*store.TokenRecord, error) {
 	var existing *store.TokenRecord
-	err := s.tx(ctx, func(tx *sql.Tx) error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
 		found, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenCols+` FROM tokens WHERE merchant_id = ? AND fingerprint = ? ORDER BY created_at, token LIMIT 1`, r.MerchantID, r.Fingerprint))
 		switch {
 		case err == nil:
@@ -464,9 +429,7 @@ func (s *Store) CreateTokenDeduped(ctx context.Context, r store.TokenRecord, ide
 // AuditHead is the last audit event (by primary key: O(1)).
 func (s *Store) AuditHead(ctx context.Context) (audit.Event, error) {
 	var e audit.Event
-	var at string
 	err := s.db.QueryRowContext(ctx, `SELECT seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash
-		FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash)
-	e.At = parseTS(at)
+		FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&e.Seq, sqltime.Into(&e.At), &e.Actor, &e.Action, &e.MerchantID, &e.Token, &e.Purpose, &e.DestinationHost, &e.KEKVersion, &e.Detail, &e.PrevHash, &e.Hash)
 	return e, notFound(err)
 }

@@ -1,0 +1,229 @@
+-- One sync of a replica's velocity counters with the shared Redis (see
+-- aggregated.go): apply a batch of payments counted locally, publish the
+-- keys it changed, and read back the shared value of every key the replica
+-- needs: the ones it asked to load, the ones the batch changed and the ones
+-- other replicas changed since its last sync.
+-- KEYS[1]: the change stream (prefix .. "vstream").
+-- ARGV: prefix, replica id, batch id ("" for none), last stream id seen
+--       ("$": none, start from now), seen-id ttl (s), stream max length;
+--       then the batch, aggregated: #payment ids and the ids; #counter keys
+--       and per key: key, #fields, then field, increment pairs; #set keys
+--       and per key: key, ttl, #cards, the cards; #first-seen keys and per
+--       key: key, unix s; the batch's keys as a JSON list ("" for none)
+--       and its payment ids as a JSON list ("" for none); then #loads and
+--       the keys to load (each starts with "v:", "ds:" or "fs:"). Keys
+--       come without the prefix.
+-- Returns {stream id, flag (0, 1: the replica must start over, 2: payment
+-- ids counted already, listed next; nothing applied), duplicates, counters,
+-- sets, firsts, payment ids other replicas counted since the last sync,
+-- the keyspace's epoch, the batch's counters {key, {value, ...}} (the new
+-- values of the fields it sent, in order), the batch's sets {key, size,
+-- ...}}:
+-- counters is {key, {field, value, ...}, ...}, sets {key, {size, members
+-- or nil when more than 256}, ...}, firsts {key, unix s or 0, ...}. The
+-- batch's sets are read again (whole) when another replica changed them.
+local stream = KEYS[1]
+local prefix, me, batch, last = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local seenTTL, maxLen, maxMembers = tonumber(ARGV[5]), tonumber(ARGV[6]), 256
+local a = 7
+local function nextArg()
+  local v = ARGV[a]
+  a = a + 1
+  return v
+end
+
+-- the batch, aggregated by the replica: payment ids, counter fields,
+-- distinct-card sets, first-seen times
+local pids = {}
+for i = 1, tonumber(nextArg()) do pids[i] = nextArg() end
+local ctrs = {}
+for i = 1, tonumber(nextArg()) do
+  local key, n = nextArg(), tonumber(nextArg())
+  local fields, adds = {}, {}
+  for j = 1, n do
+    fields[j] = nextArg()
+    adds[j] = tonumber(nextArg())
+  end
+  ctrs[i] = {key, fields, adds}
+end
+local sets = {}
+for i = 1, tonumber(nextArg()) do
+  local key, ttl, n = nextArg(), tonumber(nextArg()), tonumber(nextArg())
+  local fps = {}
+  for j = 1, n do fps[j] = nextArg() end
+  sets[i] = {key, ttl, fps}
+end
+local firsts = {}
+for i = 1, tonumber(nextArg()) do firsts[i] = {nextArg(), tonumber(nextArg())} end
+local changedJSON, pidsJSON = nextArg(), nextArg()
+
+local apply = batch == "" or redis.call("SET", prefix .. "vbatch:" .. batch, 1, "NX", "EX", 3600)
+if apply and #pids > 0 then
+  local ks = {}
+  for i, pid in ipairs(pids) do ks[i] = prefix .. "seen:" .. pid end
+  if redis.call("EXISTS", unpack(ks)) > 0 then
+    -- payments another replica counted already: apply nothing, name them
+    local dups = {}
+    for i, k in ipairs(ks) do
+      if redis.call("EXISTS", k) == 1 then dups[#dups + 1] = pids[i] end
+    end
+    return {last, 2, dups, {}, {}, {}, {}, "", {}, {}}
+  end
+  for _, k in ipairs(ks) do redis.call("SET", k, 1, "EX", seenTTL) end
+end
+
+local counters, hlls, fsOut = {}, {}, {}
+local partial, partialSets = {}, {}
+local done = {}
+if apply then
+  -- counters: one read and one write per key
+  for _, c in ipairs(ctrs) do
+    local key, fields, adds = c[1], c[2], c[3]
+    local rk = prefix .. key
+    local cur = redis.call("HMGET", rk, unpack(fields))
+    local set, out, expire = {}, {}, false
+    for i, f in ipairs(fields) do
+      local old = tonumber(cur[i])
+      if not old then
+        -- a new bucket: drop the one before the previous of its window
+        local w, b = string.match(f, "^(%d+):(%d+):c$")
+        if w then
+          local gone = w .. ":" .. (tonumber(b) - 2)
+          redis.call("HDEL", rk, gone .. ":c", gone .. ":s")
+          if w == "86400" then expire = true end
+        end
+        old = 0
+      end
+      set[#set + 1] = f
+      set[#set + 1] = old + adds[i]
+      out[#out + 1] = old + adds[i]
+    end
+    redis.call("HSET", rk, unpack(set))
+    if expire then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
+    partial[#partial + 1] = key
+    partial[#partial + 1] = out
+    done[key] = true
+  end
+  -- sets: their size only (the replica adds the cards it sent)
+  for _, st in ipairs(sets) do
+    local key, ttl, fps = st[1], st[2], st[3]
+    local rk = prefix .. key
+    local added = redis.call("SADD", rk, unpack(fps))
+    local n = redis.call("SCARD", rk)
+    if added > 0 and n == added then redis.call("EXPIRE", rk, ttl) end
+    partialSets[#partialSets + 1] = key
+    partialSets[#partialSets + 1] = n
+  end
+  for _, f in ipairs(firsts) do
+    local key, t = f[1], f[2]
+    local old = redis.call("SET", prefix .. key, t, "NX", "GET", "EX", 90 * 86400)
+    if old then t = tonumber(old) end
+    fsOut[#fsOut + 1] = key
+    fsOut[#fsOut + 1] = t
+    done[key] = true
+  end
+  if changedJSON ~= "" then
+    if pidsJSON ~= "" then
+      redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", changedJSON, "p", pidsJSON)
+    else
+      redis.call("XADD", stream, "MAXLEN", "~", maxLen, "*", "r", me, "k", changedJSON)
+    end
+  end
+end
+
+-- a distinct-card set, read whole while small
+local function readSet(rk)
+  local n = redis.call("SCARD", rk)
+  if n == 0 then return {0, {}} end
+  if n <= maxMembers then return {n, redis.call("SMEMBERS", rk)} end
+  return {n, false}
+end
+
+-- what the other replicas changed since the last sync
+local toRead = {}
+local othersPids = {}
+local reset = 0
+local newLast = last
+local function idLess(x, y)
+  local xm, xs = string.match(x, "^(%d+)-(%d+)$")
+  local ym, ys = string.match(y, "^(%d+)-(%d+)$")
+  xm, xs, ym, ys = tonumber(xm), tonumber(xs), tonumber(ym), tonumber(ys)
+  return xm < ym or (xm == ym and xs < ys)
+end
+local function pidsOf(fields)
+  for i = 1, #fields, 2 do
+    if fields[i] == "p" then
+      for _, p in ipairs(cjson.decode(fields[i + 1])) do othersPids[#othersPids + 1] = p end
+    end
+  end
+end
+local tail = redis.call("XREVRANGE", stream, "+", "-", "COUNT", 1)
+local tailID = "0-0"
+if #tail > 0 then tailID = tail[1][1] end
+if last == "$" then
+  -- starting over: nothing cached to refresh, but remember the payments
+  -- counted lately, so that a retry is not counted again here
+  newLast = tailID
+  for _, e in ipairs(redis.call("XREVRANGE", stream, "+", "-", "COUNT", 2000)) do pidsOf(e[2]) end
+else
+  local head = redis.call("XRANGE", stream, "-", "+", "COUNT", 1)
+  if #head > 0 and last ~= "0-0" and idLess(last, head[1][1]) then
+    -- entries after the last one seen were trimmed: the replica starts over
+    reset = 1
+    newLast = tailID
+  else
+    local entries = redis.call("XRANGE", stream, "(" .. last, "+", "COUNT", 5000)
+    if #entries == 5000 then
+      reset = 1
+      newLast = tailID
+    else
+      for _, e in ipairs(entries) do
+        newLast = e[1]
+        local fields = e[2]
+        local from, keys, ps = nil, nil, nil
+        for i = 1, #fields, 2 do
+          if fields[i] == "r" then
+            from = fields[i + 1]
+          elseif fields[i] == "k" then
+            keys = fields[i + 1]
+          elseif fields[i] == "p" then
+            ps = fields[i + 1]
+          end
+        end
+        if from ~= me then
+          if keys then
+            for _, k in ipairs(cjson.decode(keys)) do toRead[#toRead + 1] = k end
+          end
+          if ps then
+            for _, p in ipairs(cjson.decode(ps)) do othersPids[#othersPids + 1] = p end
+          end
+        end
+      end
+    end
+  end
+end
+for _ = 1, tonumber(nextArg()) do toRead[#toRead + 1] = nextArg() end
+
+for _, key in ipairs(toRead) do
+  if not done[key] then
+    done[key] = true
+    local kind = string.sub(key, 1, 2)
+    if kind == "v:" then
+      counters[#counters + 1] = key
+      counters[#counters + 1] = redis.call("HGETALL", prefix .. key)
+    elseif kind == "ds" then
+      hlls[#hlls + 1] = key
+      hlls[#hlls + 1] = readSet(prefix .. key)
+    else
+      fsOut[#fsOut + 1] = key
+      fsOut[#fsOut + 1] = tonumber(redis.call("GET", prefix .. key)) or 0
+    end
+  end
+end
+-- the keyspace's epoch: a new one means Redis lost its data
+local epoch = redis.call("GET", prefix .. "vepoch")
+if not epoch then
+  epoch = me .. ":" .. tailID
+  redis.call("SET", prefix .. "vepoch", epoch)
+end
+return {newLast, reset, {}, counters, hlls, fsOut, othersPids, epoch, partial, partialSets}
