@@ -7,13 +7,21 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
 	"os"
 
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
 func main() {
@@ -50,6 +58,31 @@ func run(ctx context.Context, args []string) error {
 		cfg.GRPCTLS = tc
 	} else {
 		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	}
+	if c.EventsAddr != "" {
+		if cfg.EventsToken = c.EventsToken; cfg.EventsToken == "" {
+			return errors.New("--events-addr needs OBOL_EVENTS_TOKEN (eventsd's service token)")
+		}
+		creds := insecure.NewCredentials()
+		if c.EventsCA != "" {
+			pem, err := os.ReadFile(c.EventsCA)
+			if err != nil {
+				return fmt.Errorf("events CA: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return fmt.Errorf("events CA %s: no PEM certificates", c.EventsCA)
+			}
+			creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		} else {
+			cfg.Logger.Warn("events are relayed to eventsd without TLS (set OBOL_EVENTS_CA in production)")
+		}
+		conn, err := grpc.NewClient(c.EventsAddr, grpc.WithTransportCredentials(creds))
+		if err != nil {
+			return fmt.Errorf("--events-addr: %w", err)
+		}
+		defer conn.Close()
+		cfg.Events = eventsv1.NewEventLogServiceClient(conn)
 	}
 	in, err := ledgerd.Start(ctx, cfg)
 	if err != nil {

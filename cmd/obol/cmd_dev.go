@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/cli"
@@ -17,6 +19,7 @@ import (
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/ledgerd"
+	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 	"github.com/obolpay/obol/proxy/gatewayd"
 	"github.com/obolpay/obol/risk/riskd"
 	"github.com/obolpay/obol/vault/hosted"
@@ -135,6 +138,14 @@ func runDev(ctx context.Context, c config.Dev, out io.Writer) error {
 	if c.PayoutDelay >= 0 {
 		lcfg.PayoutDelayDays = &c.PayoutDelay
 	}
+	// The ledger's events (disputes, payouts, settlements) are relayed to
+	// the embedded eventsd, as the gateway's are (loopback, plaintext).
+	evConn, err := grpc.NewClient(events.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return fmt.Errorf("ledger events client: %w", err)
+	}
+	defer evConn.Close()
+	lcfg.Events, lcfg.EventsToken = eventsv1.NewEventLogServiceClient(evConn), eventsToken
 	ledger, err := ledgerd.Start(depCtx, lcfg)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)

@@ -56,6 +56,7 @@ func devDirectory(vault, gateway, risk, ledger string) []httpapi.Place {
 		{Prefix: "/v1/tokens", What: "tokens are served by the vault", URL: "http://" + vault},
 		{Prefix: "/v1/payments", What: "payments are served by the gateway", URL: "http://" + gateway},
 		{Prefix: "/v1/forward", What: "forwarding is served by the gateway", URL: "http://" + gateway},
+		{Prefix: "/v1/disputes", What: "disputes are served by the gateway", URL: "http://" + gateway},
 		{Prefix: "/v1/risk", What: "the risk engine is served by riskd", URL: "http://" + risk},
 		{Prefix: "/v1/ledger", What: "the ledger is served by ledgerd", URL: "http://" + ledger},
 	}

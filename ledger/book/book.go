@@ -99,6 +99,10 @@ func (b *Book) Config() *Config { return b.cfg }
 // Store is the underlying journal.
 func (b *Book) Store() store.Store { return b.st }
 
+// ValidID reports whether s is a valid merchant, payment or acquirer id:
+// 1-64 letters, digits, '_' or '-'.
+func ValidID(s string) bool { return validID(s) }
+
 func validID(s string) bool {
 	if s == "" || len(s) > 64 {
 		return false

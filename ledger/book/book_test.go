@@ -57,6 +57,15 @@ func TestParseSettlementRefusesBadFiles(t *testing.T) {
 		{"negative capture", header + "r1,-100,0,USD,2026-11-20,capture\n", "", []string{"line 2: amount"}},
 		{"short line", header + "r1,100,0\n", "", []string{"line 2: columns"}},
 		{"duplicate line", header + "r1,100,0,USD,2026-11-20,capture\nr2,5,0,USD,2026-11-20,capture\nr1,100,0,USD,2026-11-20,capture\n", "", []string{"line 4: acquirer_reference: duplicate of line 2"}},
+		{"zero chargeback", header + "r1,0,0,USD,2026-11-20,chargeback\n", "", []string{"line 2: amount: must be a non-zero integer in minor units, negative for a chargeback"}},
+		{"positive chargeback", header + "r1,100,0,USD,2026-11-20,chargeback\n", "", []string{"line 2: amount"}},
+		{"negative dispute_won", header + "r1,-100,0,USD,2026-11-20,dispute_won\n", "", []string{"line 2: amount"}},
+		{"money on a review", header + "r1,100,0,USD,2026-11-20,dispute_review\n", "", []string{"line 2: amount: must be 0 for a dispute_review"}},
+		{"fee on a lost dispute", header + "r1,0,15,USD,2026-11-20,dispute_lost\n", "", []string{"line 2: fee: must be 0 for a dispute_lost"}},
+		{"zero without a type", "acquirer_reference,amount,fee,currency,settled_date\nr1,0,0,USD,2026-11-20\n", "", []string{"line 2: amount"}},
+		{"unknown reason", "acquirer_reference,amount,fee,currency,settled_date,type,reason\nr1,-100,0,USD,2026-11-20,chargeback,angry\n", "", []string{"line 2: reason: must be one of"}},
+		{"reason on a capture", "acquirer_reference,amount,fee,currency,settled_date,type,reason\nr1,100,0,USD,2026-11-20,capture,fraudulent\n", "", []string{"line 2: reason: only a chargeback"}},
+		{"bad report id", "acquirer_reference,amount,fee,currency,settled_date,type,report_id\nr1,100,0,USD,2026-11-20,capture,stl 1\n", "", []string{"line 2: report_id"}},
 		{"every error reported", header + "r1,x,0,USD,2026-11-20,capture\nr2,5,0,USD,bad,capture\n", "", []string{"2 error(s)", "line 2: amount", "line 3: settled_date"}},
 	}
 	for _, tt := range tests {
@@ -86,6 +95,7 @@ func FuzzParseSettlement(f *testing.F) {
 	f.Add("acquirer_reference,amount,fee,currency,settled_date,type\nr1,100,3,USD,2026-11-20,capture\n")
 	f.Add("acquirer_reference,amount,fee,currency,settled_date\nr1,-9223372036854775808,0,USD,2026-11-20\n")
 	f.Add("\"a\nb\",1,2\n")
+	f.Add("acquirer_reference,amount,fee,currency,settled_date,type,reason\nr1,-100,1500,USD,2026-11-20,chargeback,fraudulent\nr1,0,0,USD,2026-11-21,dispute_review,\nr1,100,1500,USD,2026-11-22,dispute_won,\n")
 	f.Fuzz(func(t *testing.T, file string) {
 		lines, err := book.ParseSettlement(strings.NewReader(file), "")
 		if err != nil {
@@ -96,7 +106,10 @@ func FuzzParseSettlement(f *testing.F) {
 			return
 		}
 		for _, l := range lines {
-			ok := l.Amount != 0 && l.Fee >= 0 && l.Reference != "" && (l.Type == "capture") == (l.Amount > 0) && l.Line >= 2
+			positive := l.Type == book.TypeCapture || l.Type == book.TypeDisputeWon
+			zero := l.Type == book.TypeDisputeReview || l.Type == book.TypeDisputeLost
+			ok := l.Fee >= 0 && l.Reference != "" && positive == (l.Amount > 0) && zero == (l.Amount == 0) && (!zero || l.Fee == 0) && l.Line >= 2 &&
+				(l.Type == book.TypeChargeback) == (l.DisputeReason != "")
 			require.True(t, ok, "accepted a bad line: %+v", l)
 		}
 	})

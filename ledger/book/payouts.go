@@ -3,6 +3,7 @@ package book
 import (
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -306,16 +307,21 @@ func (b *Book) MarkPayout(ctx context.Context, id, status string) (Payout, error
 		return p, err
 	}
 	meta := map[string]string{"type": "payout_" + status, "merchant_id": p.MerchantID, "payout_id": id}
+	// The payout's event goes into the outbox with the transaction that
+	// settles its fate (version 2: it was created in transit).
+	done := p
+	done.Status = status
+	ev := payoutEvent(done, b.now())
 	switch status {
 	case PayoutPaid:
-		_, err = b.st.Post(ctx, journal.Transaction{ID: "payout:" + id + ":paid", Kind: journal.KindPostPending, PendingID: payoutHoldID(id), Description: "payout paid", Metadata: meta})
+		_, err = b.st.PostWithEvents(ctx, journal.Transaction{ID: "payout:" + id + ":paid", Kind: journal.KindPostPending, PendingID: payoutHoldID(id), Description: "payout paid", Metadata: meta}, ev)
 	case PayoutFailed:
 		_, err = b.st.Post(ctx, journal.Transaction{ID: "payout:" + id + ":failed-hold", Kind: journal.KindVoidPending, PendingID: payoutHoldID(id), Description: "payout failed", Metadata: meta})
 		if err == nil {
-			_, err = b.st.Post(ctx, journal.Transaction{ID: "payout:" + id + ":failed", Postings: []journal.Posting{
+			_, err = b.st.PostWithEvents(ctx, journal.Transaction{ID: "payout:" + id + ":failed", Postings: []journal.Posting{
 				{AccountID: MerchantAccount(p.MerchantID, p.Currency, InTransit), Amount: -p.Amount, Currency: p.Currency},
 				{AccountID: MerchantAccount(p.MerchantID, p.Currency, Available), Amount: p.Amount, Currency: p.Currency},
-			}, Description: "payout failed: funds returned", Metadata: meta})
+			}, Description: "payout failed: funds returned", Metadata: meta}, ev)
 		}
 	default:
 		return p, fmt.Errorf("payout status %q: must be paid or failed", status)
@@ -339,4 +345,24 @@ func WritePayoutsCSV(w io.Writer, payouts []Payout) error {
 	}
 	cw.Flush()
 	return cw.Error()
+}
+
+// PayoutJSON is a payout as its events carry it.
+type PayoutJSON struct {
+	ID        string `json:"id"`
+	Object    string `json:"object"`
+	Amount    int64  `json:"amount"`
+	Currency  string `json:"currency"`
+	Status    string `json:"status"`
+	Batch     string `json:"batch"`
+	CreatedAt string `json:"created_at"`
+}
+
+// payoutEvent is the outbox event of a payout that was paid or failed.
+func payoutEvent(p Payout, at time.Time) store.Event {
+	data, _ := json.Marshal(PayoutJSON{ID: p.ID, Object: "payout", Amount: p.Amount, Currency: p.Currency, Status: p.Status, Batch: p.Batch,
+		CreatedAt: p.CreatedAt.UTC().Format(time.RFC3339)})
+	typ := "payout." + p.Status
+	return store.Event{ID: EventID("payout", p.ID, 2, typ), Type: typ, MerchantID: p.MerchantID, ObjectType: "payout", ObjectID: p.ID,
+		ObjectVersion: 2, Data: data, CreatedAt: at.UTC().Truncate(time.Microsecond)}
 }

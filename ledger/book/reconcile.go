@@ -77,9 +77,9 @@ func (b *Book) PaymentLedger(ctx context.Context, paymentID string) (PaymentLedg
 				out.Refunded += t.Postings[1].Amount
 				out.Refunds = append(out.Refunds, RefundEntry{RefundID: t.Metadata["refund_id"], Amount: t.Postings[1].Amount})
 			}
-		case "chargeback":
+		case "chargeback", "chargeback_reversal":
 			if len(t.Postings) >= 1 {
-				out.ChargedBack -= t.Postings[0].Amount // merchant pending -amount
+				out.ChargedBack -= t.Postings[0].Amount // merchant pending -amount (+amount when reversed)
 			}
 		}
 	}

@@ -13,9 +13,11 @@ import (
 	"time"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/book"
@@ -48,7 +50,14 @@ type Config struct {
 	// SweepEvery is how often expired authorization holds are released
 	// (default 1 minute).
 	SweepEvery time.Duration
-	Logger     *slog.Logger
+	// Events is eventsd's internal EventLogService (PublishEvents): the
+	// relay delivers the ledger's outbox (disputes, payouts, settlements)
+	// to it every EventsEvery (default 1 s). Without it the events wait in
+	// the outbox (ledger_events_pending counts them).
+	Events      eventrelay.Publisher
+	EventsToken string
+	EventsEvery time.Duration
+	Logger      *slog.Logger
 }
 
 // Instance is a built ledgerd.
@@ -56,9 +65,12 @@ type Instance struct {
 	Book    *book.Book
 	Service *service.Service
 	Server  *serve.Server
-	store   store.Store
-	sweep   time.Duration
-	log     *slog.Logger
+	// Relay delivers the outbox to eventsd (nil without Config.Events).
+	Relay       *eventrelay.Relay
+	store       store.Store
+	sweep       time.Duration
+	eventsEvery time.Duration
+	log         *slog.Logger
 }
 
 // Start opens the journal and builds the service.
@@ -93,14 +105,35 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	b := book.New(st, settings)
 	svc := service.New(b, cfg.Token)
+	var relay *eventrelay.Relay
+	collectors := []prometheus.Collector{prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "obol_ledger_events_pending",
+		Help: "Events waiting in the ledger's outbox for eventsd (dead ones not counted; -1: the database could not be read)."}, func() float64 {
+		c, err := st.CountOutbox(context.Background())
+		if err != nil {
+			return -1
+		}
+		return float64(c.Pending)
+	}), prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "obol_ledger_events_dead",
+		Help: "Events eventsd refused for good, dead in the ledger's outbox (-1: the database could not be read)."}, func() float64 {
+		c, err := st.CountOutbox(context.Background())
+		if err != nil {
+			return -1
+		}
+		return float64(c.Dead)
+	})}
+	if cfg.Events != nil {
+		relay = eventrelay.New(eventrelay.Config{Outbox: Outbox(st), Publisher: cfg.Events, Token: cfg.EventsToken, Name: "ledger", Logger: cfg.Logger})
+		collectors = append(collectors, relay.Collectors()...)
+	}
 	srv, err := serve.New(ctx, serve.Options{
 		Name: "ledger", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) { ledgerv1.RegisterLedgerServiceServer(g, svc) },
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			return ledgerv1.RegisterLedgerServiceHandlerServer(ctx, m, svc)
 		},
-		OpenAPI: ledgerv1.OpenAPI,
-		MaxBody: 8 << 20, // settlement files
+		OpenAPI:    ledgerv1.OpenAPI,
+		Collectors: collectors,
+		MaxBody:    8 << 20, // settlement files
 		Ready: func(ctx context.Context) error {
 			if _, err := st.Account(ctx, "platform:readiness"); err != nil && !errors.Is(err, journal.ErrUnknownAccount) {
 				return apierr.StorageUnavailable(err)
@@ -117,7 +150,11 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if sweep <= 0 {
 		sweep = time.Minute
 	}
-	return &Instance{Book: b, Service: svc, Server: srv, store: st, sweep: sweep, log: cfg.Logger}, nil
+	every := cfg.EventsEvery
+	if every <= 0 {
+		every = time.Second
+	}
+	return &Instance{Book: b, Service: svc, Server: srv, Relay: relay, store: st, sweep: sweep, eventsEvery: every, log: cfg.Logger}, nil
 }
 
 // Serve serves until ctx ends, releasing expired authorization holds.
@@ -129,6 +166,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 			in.log.Info("expired authorization holds released", "count", n)
 		}
 	})
+	if in.Relay != nil {
+		go in.Relay.Run(ctx, in.eventsEvery)
+	}
 	return in.Server.Serve(ctx)
 }
 

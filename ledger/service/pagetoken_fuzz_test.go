@@ -25,3 +25,17 @@ func FuzzPaymentToken(f *testing.F) {
 		require.Equal(t, s, id, "round trip of %q", s)
 	})
 }
+
+// FuzzDisputeToken: a dispute page token parses to a well-formed dispute id
+// or is refused, and every issued token parses back.
+func FuzzDisputeToken(f *testing.F) {
+	for _, s := range []string{"", "d", "dnope", "p" + "ZHBf", encodeDisputeToken("dp_0123456789abcdef01234567")} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if id, ok := decodeDisputeToken(s); ok {
+			require.True(t, validDisputeID(id), "token %q parsed to %q", s, id)
+			require.Equal(t, s, encodeDisputeToken(id), "token %q is not canonical", s)
+		}
+	})
+}

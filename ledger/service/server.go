@@ -431,7 +431,7 @@ func (s *Service) ImportSettlement(ctx context.Context, req *ledgerv1.ImportSett
 		Mismatched: int32(rep.Mismatched), SettledGross: rep.SettledGross, SettledFees: rep.SettledFees, ChargebackGross: rep.ChargebackGross}
 	for _, r := range rep.Results {
 		out.Results = append(out.Results, &ledgerv1.SettlementLine{Line: int32(r.Line), AcquirerReference: r.Reference, Amount: r.Amount, Fee: r.Fee, Currency: r.Currency,
-			SettledDate: r.Date, Type: r.Type, Outcome: r.Outcome, PaymentId: r.PaymentID, Reason: r.Reason})
+			SettledDate: r.Date, Type: r.Type, Outcome: r.Outcome, PaymentId: r.PaymentID, Reason: r.Reason, DisputeId: r.DisputeID})
 	}
 	return out, nil
 }

@@ -66,6 +66,8 @@ type Store interface {
 	// transactions created at or after since.
 	CreditsSince(ctx context.Context, accountID string, since time.Time) (int64, error)
 	Verify(ctx context.Context) (Report, error)
+	Disputes
+	Outbox
 	Close() error
 }
 

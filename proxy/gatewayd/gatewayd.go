@@ -23,6 +23,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
@@ -67,8 +68,10 @@ type Config struct {
 	LedgerToken string
 	// EventsAddr is eventsd's gRPC address (with EventsTLS, nil: plaintext,
 	// dev only, and EventsToken): the gateway serves the merchants' events
-	// and webhook-endpoint calls by forwarding them there. Empty: those
-	// calls answer unavailable (events_not_configured).
+	// and webhook-endpoint calls by forwarding them there, and relays its
+	// outbox of payment and refund events to it (PublishEvents). Empty:
+	// those calls answer unavailable (events_not_configured) and the
+	// events wait in the outbox.
 	EventsAddr  string
 	EventsTLS   *tls.Config
 	EventsToken string
@@ -112,10 +115,13 @@ type Config struct {
 
 // Instance is a built gatewayd.
 type Instance struct {
-	Service    *service.Service
-	Server     *serve.Server
-	Routes     *forward.Routes // nil when /v1/forward is off
-	closers    []func() error
+	Service *service.Service
+	Server  *serve.Server
+	Routes  *forward.Routes // nil when /v1/forward is off
+	closers []func() error
+	// Relay delivers the merchant events to eventsd (nil without
+	// Config.EventsAddr).
+	Relay      *eventrelay.Relay
 	sweepEvery time.Duration
 	reload     time.Duration
 	drain      time.Duration
@@ -139,6 +145,9 @@ func (in *Instance) Serve(ctx context.Context) error {
 	defer stopSweep()
 	done := make(chan struct{})
 	go func() { defer close(done); in.Service.Run(sweepCtx, in.sweepEvery) }()
+	if in.Relay != nil {
+		go in.Relay.Run(sweepCtx, time.Second)
+	}
 	if in.Routes != nil {
 		go in.watchRoutes(ctx)
 	}
@@ -312,6 +321,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()
+	if events.client != nil {
+		// The payment and refund events of the gateway's outbox go to the
+		// same eventsd (PublishEvents).
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: service.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+		collectors = append(collectors, in.Relay.Collectors()...)
+	}
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
 			Client:  &http.Client{Transport: telemetry.Transport("forward", &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})},
@@ -339,10 +354,14 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		Name: "gateway", GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, GRPCTLS: cfg.GRPCTLS, Edge: cfg.Edge, LimitAuthREST: true, LimitAuthGRPC: true, Reflection: cfg.Reflection, Logger: cfg.Logger,
 		Register: func(g *grpc.Server) {
 			gatewayv1.RegisterPaymentServiceServer(g, svc)
+			gatewayv1.RegisterDisputeServiceServer(g, svc.Disputes())
 			eventsv1.RegisterEventServiceServer(g, events)
 		},
 		RegisterREST: func(ctx context.Context, m *runtime.ServeMux) error {
 			if err := gatewayv1.RegisterPaymentServiceHandlerServer(ctx, m, svc); err != nil {
+				return err
+			}
+			if err := gatewayv1.RegisterDisputeServiceHandlerServer(ctx, m, svc.Disputes()); err != nil {
 				return err
 			}
 			return eventsv1.RegisterEventServiceHandlerServer(ctx, m, events)
@@ -356,7 +375,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			}
 			return nil
 		},
-		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
+		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
 	})
 	if err != nil {
 		return fail(err)

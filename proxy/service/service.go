@@ -292,6 +292,9 @@ func event(ev ledgerv1.PaymentEvent, p *Payment, amount int64, refundID string) 
 // capture.
 func (s *Service) deliverNow(ctx context.Context, p *Payment, events []OutboxEntry) {
 	for _, e := range events {
+		if e.Merchant != nil {
+			continue // for eventsd: the event relay delivers it
+		}
 		if fee, ok := s.deliver(context.WithoutCancel(ctx), e); ok && fee != 0 {
 			p.Fee = fee
 		}
@@ -637,6 +640,7 @@ func (s *Service) create(ctx context.Context, merchant, cur string, conn connect
 	if p.Status == StatusCaptured {
 		events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, p.Amount, ""))
 	}
+	events = append(events, merchantEntries(paymentEvents(p, p.Version+1, true)...)...)
 	if err := s.cfg.Store.Commit(context.WithoutCancel(ctx), p, events, s.cfg.Now()); err != nil {
 		// The acquirer acted. A retry with the same Idempotency-Key resumes
 		// (and replays); otherwise the sweeper reverses it and releases the
@@ -755,6 +759,13 @@ func (s *Service) prepare(ctx context.Context, p *Payment, req *gatewayv1.Create
 	}
 	if keyed && p.Status == StatusDeclined {
 		p.Compensation = CompRelease
+	}
+	if p.Status == StatusDeclined {
+		// Final at once: its payment.declined is written with it.
+		if err := s.cfg.Store.InsertCommit(ctx, p, merchantEntries(paymentEvents(p, p.Version, false)...), s.cfg.Now()); err != nil {
+			return errStoreUnavailable
+		}
+		return nil
 	}
 	if err := s.cfg.Store.Insert(ctx, p); err != nil {
 		return errStoreUnavailable
@@ -1009,6 +1020,14 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_REFUNDED, p, op.Amount, op.ID))
 		}
 	}
+	if op.State == OpSucceeded {
+		// The merchant's event, written with the outcome.
+		if op.Kind == OpRefund {
+			events = append(events, merchantEntries(refundEvent(p, p.Refunds[len(p.Refunds)-1]))...)
+		} else {
+			events = append(events, merchantEntries(paymentEvents(p, p.Version+1, false)...)...)
+		}
+	}
 	p.PendingOp, p.UpdatedAt = "", now
 	if err := s.cfg.Store.FinishOperation(wctx, p, op, events, now); err != nil {
 		if errors.Is(err, ErrConcurrentUpdate) {
@@ -1112,7 +1131,11 @@ func (s *Service) GetPayment(ctx context.Context, req *gatewayv1.GetPaymentReque
 	if err != nil {
 		return nil, errStoreUnavailable
 	}
-	return toPB(p), nil
+	out := toPB(p)
+	if err := s.withDisputed(ctx, merchant, out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 var validStatus = map[string]bool{StatusProcessing: true, StatusAuthorized: true, StatusCaptured: true, StatusPartiallyRefunded: true, StatusRefunded: true, StatusCanceled: true, StatusDeclined: true, StatusFailed: true}
@@ -1158,6 +1181,9 @@ func (s *Service) ListPayments(ctx context.Context, req *gatewayv1.ListPaymentsR
 	}
 	for _, p := range ps {
 		out.Payments = append(out.Payments, toPB(p))
+	}
+	if err := s.withDisputed(ctx, merchant, out.Payments...); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

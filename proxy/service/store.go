@@ -15,6 +15,9 @@ import (
 type Store interface {
 	// Insert stores a new payment.
 	Insert(ctx context.Context, p *Payment) error
+	// InsertCommit stores a new payment that is already final (declined
+	// by risk) with its outbox events, in one transaction.
+	InsertCommit(ctx context.Context, p *Payment, events []OutboxEntry, now time.Time) error
 	// Get reads a merchant's payment (ErrNotFound).
 	Get(ctx context.Context, merchant, id string) (*Payment, error)
 	// List lists a merchant's payments, newest first.
@@ -89,6 +92,16 @@ type Store interface {
 	OutboxDefer(ctx context.Context, id string, at time.Time) error
 	// OutboxDeadLetter marks an event the ledger refused for good.
 	OutboxDeadLetter(ctx context.Context, id, code string) error
+
+	// The merchant events outbox (entries with OutboxEntry.Merchant, for
+	// eventsd): EventsDue lists the pending ones due at now in the order
+	// they were written; EventsDelivered marks them delivered; EventFailed
+	// records a failed delivery (dead, or pending until next); Events
+	// lists them in a state ("" for all).
+	EventsDue(ctx context.Context, now time.Time, limit int) ([]EventEntry, error)
+	EventsDelivered(ctx context.Context, ids []string) error
+	EventFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error
+	Events(ctx context.Context, state string, limit int) ([]EventEntry, error)
 }
 
 // Store errors.
@@ -133,6 +146,9 @@ const (
 
 // OutboxEntry is a ledger event waiting for delivery.
 type OutboxEntry struct {
+	// Merchant, when set, makes this a merchant event (for eventsd, in
+	// the event_outbox table) instead of a ledger event.
+	Merchant               *MerchantEvent
 	ID, PaymentID, Request string
 	Attempts               int64
 	State, LastError       string

@@ -288,7 +288,9 @@ func (s *Service) recover(ctx context.Context, p *Payment, cutoff time.Time) boo
 	p.Status, p.DeclineCode, p.AmountCaptured = StatusFailed, CodeProcessingAbandoned, 0
 	p.Compensation = CompReverse + "," + CompRelease
 	p.UpdatedAt = s.cfg.Now().UTC()
-	if err := s.cfg.Store.Update(ctx, p); err != nil {
+	// The same compare-and-set as Update, with the merchant's
+	// payment.failed in the same transaction.
+	if err := s.cfg.Store.Commit(ctx, p, merchantEntries(paymentEvents(p, p.Version+1, false)...), s.cfg.Now()); err != nil {
 		return false
 	}
 	if !s.compensate(ctx, conn, p) {

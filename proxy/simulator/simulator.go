@@ -19,7 +19,7 @@
 //	POST /v1/settlements/{id}/ack          acknowledge a report: the next one opens on the next read
 //
 // Reading a report is idempotent: /v1/settlements/next closes a report (the
-// captures and chargebacks not yet in one) and answers it, with its id in
+// captures, refunds and dispute steps not yet in one) and answers it, with its id in
 // the Settlement-Report-Id header, until it is acknowledged. With
 // Config.StatePath (obol dev) everything the simulator holds survives a
 // restart.
@@ -57,11 +57,28 @@ const (
 
 // behaviour is what a test card makes the simulator do.
 type behaviour struct {
-	decline    string
-	serverErr  bool
-	slow       bool
-	chargeback bool
+	decline   string
+	serverErr bool
+	slow      bool
+	// dispute, when set, is how the card's dispute ends ("won" or
+	// "lost"): a chargeback (with disputeReason) comes in the report that
+	// settles the capture, a dispute_review in the next report, and the
+	// dispute_won or dispute_lost line in the one after.
+	dispute       string
+	disputeReason string
 }
+
+// The dispute fee the simulator charges (minor units), returned when the
+// merchant wins.
+const disputeFee = 1500
+
+// Dispute stages of an authorization, one per settlement report.
+const (
+	stageNone     = 0
+	stageOpened   = 1 // chargeback reported
+	stageReviewed = 2 // dispute_review reported
+	stageClosed   = 3 // dispute_won or dispute_lost reported
+)
 
 var testCards = map[string]behaviour{
 	"4000000000000002": {decline: DeclineCardDeclined},
@@ -70,7 +87,8 @@ var testCards = map[string]behaviour{
 	"4000000000000127": {decline: DeclineIncorrectCVC},
 	"4000000000000119": {serverErr: true},
 	"4000000000000036": {slow: true},
-	"4000000000000259": {chargeback: true},
+	"4000000000000259": {dispute: "lost", disputeReason: "fraudulent"},
+	"4000000000002685": {dispute: "won", disputeReason: "product_not_received"},
 }
 
 // Authorization is the simulator's record of a payment (no card number).
@@ -89,9 +107,12 @@ type Authorization struct {
 	// RefundCount is how many refunds were made (idempotent replays excluded).
 	RefundCount int `json:"refund_count"`
 
-	chargeback bool
-	settled    int64 // captured amount already in a settlement report
-	disputed   bool  // chargeback already reported
+	dispute       string // "won" or "lost" for a dispute test card
+	disputeReason string
+	settled       int64 // captured amount already in a settlement report
+	refundSettled int64 // refunded amount already in a settlement report
+	disputeStage  int   // stage* constants
+	disputed      int64 // the chargeback's amount
 }
 
 // Config configures a simulator.
@@ -415,7 +436,7 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 	case card.ValidateExpiry(req.Card.ExpMonth, req.Card.ExpYear, s.cfg.Now()) != nil:
 		a.Status, a.DeclineCode = "declined", DeclineExpiredCard
 	default:
-		a.Status, a.chargeback = "approved", b.chargeback
+		a.Status, a.dispute, a.disputeReason = "approved", b.dispute, b.disputeReason
 		if req.Capture {
 			a.Captured = a.Amount
 		}
@@ -588,11 +609,12 @@ func (s *Simulator) get(w http.ResponseWriter, r *http.Request) {
 }
 
 // settlement answers the oldest report not yet acknowledged, closing a new
-// one when there is none: every capture not yet settled (net of refunds)
-// and every chargeback for the dispute test card, once each, as CSV:
-// acquirer_reference,amount,fee,currency,settled_date,type. Reading it
-// again answers the same report (Settlement-Report-Id) until it is
-// acknowledged (POST /v1/settlements/{id}/ack).
+// one when there is none: every capture and refund not yet settled, and
+// one step of each dispute test card's dispute (chargeback, then
+// dispute_review, then dispute_won or dispute_lost), as CSV:
+// acquirer_reference,amount,fee,currency,settled_date,type,reason,report_id.
+// Reading it again answers the same report (Settlement-Report-Id) until it
+// is acknowledged (POST /v1/settlements/{id}/ack).
 func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -606,21 +628,45 @@ func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
 	r := &report{ID: fmt.Sprintf("stl_%04d", len(s.reports)+1)}
 	fee := money.Fee{BasisPoints: s.cfg.FeeBasisPoints, Fixed: s.cfg.FeeFixed}
 	type undo struct {
-		a        *Authorization
-		settled  int64
-		disputed bool
+		a                      *Authorization
+		settled, refundSettled int64
+		stage                  int
+		disputed               int64
 	}
 	var undos []undo
+	row := func(a *Authorization, amount, fee int64, typ, reason string) {
+		r.Rows = append(r.Rows, []string{a.ID, strconv.FormatInt(amount, 10), strconv.FormatInt(fee, 10), a.Currency, day, typ, reason})
+	}
 	for _, a := range s.sortedAuths() {
-		undos = append(undos, undo{a, a.settled, a.disputed})
+		undos = append(undos, undo{a, a.settled, a.refundSettled, a.disputeStage, a.disputed})
 		if due := a.Captured - a.settled; due > 0 {
 			f, _ := fee.Of(due)
-			r.Rows = append(r.Rows, []string{a.ID, strconv.FormatInt(due, 10), strconv.FormatInt(f, 10), a.Currency, day, "capture"})
+			row(a, due, f, "capture", "")
 			a.settled = a.Captured
 		}
-		if a.chargeback && a.Captured > 0 && !a.disputed {
-			r.Rows = append(r.Rows, []string{a.ID, strconv.FormatInt(-a.Captured, 10), "1500", a.Currency, day, "chargeback"})
-			a.disputed = true
+		if due := a.Refunded - a.refundSettled; due > 0 {
+			row(a, -due, 0, "refund", "")
+			a.refundSettled = a.Refunded
+		}
+		if a.dispute == "" || a.Captured == 0 {
+			continue
+		}
+		switch a.disputeStage {
+		case stageNone:
+			if open := a.Captured - a.Refunded; open > 0 {
+				row(a, -open, disputeFee, "chargeback", a.disputeReason)
+				a.disputed, a.disputeStage = open, stageOpened
+			}
+		case stageOpened:
+			row(a, 0, 0, "dispute_review", "")
+			a.disputeStage = stageReviewed
+		case stageReviewed:
+			if a.dispute == "won" {
+				row(a, a.disputed, disputeFee, "dispute_won", "")
+			} else {
+				row(a, 0, 0, "dispute_lost", "")
+			}
+			a.disputeStage = stageClosed
 		}
 	}
 	if len(r.Rows) == 0 {
@@ -632,7 +678,7 @@ func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
 	if err := s.saveLocked(); err != nil {
 		s.reports = s.reports[:len(s.reports)-1]
 		for _, u := range undos {
-			u.a.settled, u.a.disputed = u.settled, u.disputed
+			u.a.settled, u.a.refundSettled, u.a.disputeStage, u.a.disputed = u.settled, u.refundSettled, u.stage, u.disputed
 		}
 		failNotSaved(w)
 		return
@@ -640,14 +686,22 @@ func (s *Simulator) settlement(w http.ResponseWriter, _ *http.Request) {
 	writeReport(w, r)
 }
 
+// reportHeader is the header of every report. Rows of reports kept by an
+// older simulator have no reason; report_id is the report's own.
+var reportHeader = []string{"acquirer_reference", "amount", "fee", "currency", "settled_date", "type", "reason", "report_id"}
+
 func writeReport(w http.ResponseWriter, r *report) {
 	w.Header().Set("Content-Type", "text/csv")
 	if r.ID != "" && len(r.Rows) > 0 {
 		w.Header().Set("Settlement-Report-Id", r.ID)
 	}
 	cw := csv.NewWriter(w)
-	_ = cw.Write([]string{"acquirer_reference", "amount", "fee", "currency", "settled_date", "type"})
-	_ = cw.WriteAll(r.Rows)
+	_ = cw.Write(reportHeader)
+	for _, row := range r.Rows {
+		out := append(append([]string{}, row...), "", "")[:len(reportHeader)-1]
+		_ = cw.Write(append(out, r.ID))
+	}
+	cw.Flush()
 }
 
 func (s *Simulator) findReport(id string) *report {

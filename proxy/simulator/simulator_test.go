@@ -199,7 +199,7 @@ func TestSettlementReport(t *testing.T) {
 	rows := read()
 	first := reportID
 	require.Len(t, rows, 4, "report: %v", rows)
-	require.Equal(t, "acquirer_reference,amount,fee,currency,settled_date,type", strings.Join(rows[0], ","))
+	require.Equal(t, "acquirer_reference,amount,fee,currency,settled_date,type,reason,report_id", strings.Join(rows[0], ","))
 	var captures, chargebacks int
 	for _, r := range rows[1:] {
 		switch r[5] {
@@ -211,6 +211,7 @@ func TestSettlementReport(t *testing.T) {
 		case "chargeback":
 			chargebacks++
 			require.Equal(t, "-2000", r[1], "chargeback amount")
+			require.Equal(t, "fraudulent", r[6], "chargeback reason")
 		}
 	}
 	require.Equal(t, 2, captures, "captures")
@@ -226,6 +227,17 @@ func TestSettlementReport(t *testing.T) {
 	status, body, _ := c.do("POST", "/v1/settlements/"+first+"/ack", nil, "")
 	require.Equal(t, 200, status)
 	assert.Equal(t, true, body["acked"])
+	// The dispute goes on, one step per report; nothing else is reported
+	// twice.
+	for _, step := range []string{"dispute_review", "dispute_lost"} {
+		again := read()
+		require.Len(t, again, 2, "%s: %v", step, again)
+		assert.Equal(t, step, again[1][5])
+		assert.Equal(t, []string{"0", "0"}, again[1][1:3], "%s moves no money", step)
+		assert.Equal(t, reportID, again[1][7], "the row names its report")
+		status, _, _ = c.do("POST", "/v1/settlements/"+reportID+"/ack", nil, "")
+		require.Equal(t, 200, status)
+	}
 	require.Len(t, read(), 1, "settled lines reported twice")
 	assert.Empty(t, reportID, "an empty report has no id")
 	status, _, _ = c.do("POST", "/v1/settlements/stl_9999/ack", nil, "")
@@ -333,4 +345,46 @@ func TestConcurrentSameKey(t *testing.T) {
 	require.True(t, ok)
 	assert.Equal(t, 1, got.RefundCount, "one refund for one key")
 	assert.Equal(t, int64(400), got.Refunded)
+}
+
+// TestSettlementDisputeWonAndRefunds: the won dispute card's dispute ends
+// with the disputed amount (captured, not refunded) and the fee returned;
+// refunds are reported once each, in the first report after them.
+func TestSettlementDisputeWonAndRefunds(t *testing.T) {
+	_, c := newSim(t, Config{})
+	_, won, _ := c.do("POST", "/v1/authorizations", auth("4000000000002685", 5000, true), "")
+	_, plain, _ := c.do("POST", "/v1/authorizations", auth("4242424242424242", 900, true), "")
+	status, _, _ := c.do("POST", "/v1/authorizations/"+won["id"].(string)+"/refunds", map[string]any{"amount": 1000}, "")
+	require.Equal(t, 200, status)
+	next := func() [][]string {
+		resp, err := c.srv.Client().Get(c.srv.URL + "/v1/settlements/next")
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		rows, err := csv.NewReader(resp.Body).ReadAll()
+		require.NoError(t, err)
+		if id := resp.Header.Get("Settlement-Report-Id"); id != "" {
+			status, _, _ := c.do("POST", "/v1/settlements/"+id+"/ack", nil, "")
+			require.Equal(t, 200, status)
+		}
+		var out [][]string
+		for _, r := range rows[1:] {
+			out = append(out, r[:7])
+		}
+		return out
+	}
+	wid, pid := won["id"].(string), plain["id"].(string)
+	first := next() // authorizations made in one second come in any order
+	require.NotEmpty(t, first)
+	assert.ElementsMatch(t, [][]string{
+		{wid, "5000", "175", "USD", first[0][4], "capture", ""},
+		{wid, "-1000", "0", "USD", first[0][4], "refund", ""},
+		{wid, "-4000", "1500", "USD", first[0][4], "chargeback", "product_not_received"},
+		{pid, "900", "56", "USD", first[0][4], "capture", ""},
+	}, first)
+	status, _, _ = c.do("POST", "/v1/authorizations/"+pid+"/refunds", map[string]any{"amount": 100}, "")
+	require.Equal(t, 200, status)
+	day := first[0][4]
+	assert.ElementsMatch(t, [][]string{{wid, "0", "0", "USD", day, "dispute_review", ""}, {pid, "-100", "0", "USD", day, "refund", ""}}, next())
+	assert.Equal(t, [][]string{{wid, "4000", "1500", "USD", day, "dispute_won", ""}}, next())
+	assert.Empty(t, next(), "nothing left to report")
 }

@@ -16,9 +16,17 @@ var errNotSaved = errors.New("simulator state not saved")
 // number: brand and last four only, as in memory).
 type savedAuth struct {
 	Authorization
-	Chargeback bool  `json:"chargeback,omitempty"`
-	Settled    int64 `json:"settled,omitempty"`
-	Disputed   bool  `json:"disputed,omitempty"`
+	// Chargeback is an older simulator's dispute card flag (lost).
+	Chargeback    bool   `json:"chargeback,omitempty"`
+	Dispute       string `json:"dispute,omitempty"`
+	DisputeReason string `json:"dispute_reason,omitempty"`
+	Settled       int64  `json:"settled,omitempty"`
+	RefundSettled int64  `json:"refund_settled,omitempty"`
+	// Disputed is an older simulator's "chargeback reported": its dispute
+	// is not continued (the ledger of that time opened none).
+	Disputed       bool  `json:"disputed,omitempty"`
+	DisputeStage   int   `json:"dispute_stage,omitempty"`
+	DisputedAmount int64 `json:"disputed_amount,omitempty"`
 }
 
 type savedState struct {
@@ -46,7 +54,14 @@ func (s *Simulator) load() error {
 	}
 	for _, sa := range st.Authorizations {
 		a := sa.Authorization
-		a.chargeback, a.settled, a.disputed = sa.Chargeback, sa.Settled, sa.Disputed
+		a.dispute, a.disputeReason, a.settled, a.refundSettled = sa.Dispute, sa.DisputeReason, sa.Settled, sa.RefundSettled
+		a.disputeStage, a.disputed = sa.DisputeStage, sa.DisputedAmount
+		if sa.Chargeback && a.dispute == "" {
+			a.dispute, a.disputeReason = "lost", "fraudulent"
+		}
+		if sa.Disputed && a.disputeStage == stageNone {
+			a.disputeStage = stageClosed
+		}
 		s.auths[a.ID] = &a
 	}
 	for k, v := range st.Idempotency {
@@ -67,7 +82,8 @@ func (s *Simulator) saveLocked() error {
 	}
 	st := savedState{Idempotency: s.idem, Reports: s.reports}
 	for _, a := range s.sortedAuths() {
-		st.Authorizations = append(st.Authorizations, savedAuth{Authorization: *a, Chargeback: a.chargeback, Settled: a.settled, Disputed: a.disputed})
+		st.Authorizations = append(st.Authorizations, savedAuth{Authorization: *a, Dispute: a.dispute, DisputeReason: a.disputeReason,
+			Settled: a.settled, RefundSettled: a.refundSettled, DisputeStage: a.disputeStage, DisputedAmount: a.disputed})
 	}
 	for r := range s.reversed {
 		st.Reversed = append(st.Reversed, r)

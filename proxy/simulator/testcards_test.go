@@ -17,7 +17,7 @@ func TestTestCardsDocument(t *testing.T) {
 	require.NoError(t, err)
 	row := regexp.MustCompile(`(?m)^\| ([0-9 ]+) \| [^|]+ \| ([^|]+) \|$`)
 	rows := row.FindAllStringSubmatch(string(b), -1)
-	require.Len(t, rows, 14)
+	require.Len(t, rows, 15)
 	seen := map[string]bool{}
 	for _, r := range rows {
 		number, outcome := strings.ReplaceAll(r[1], " ", ""), strings.TrimSpace(r[2])
@@ -32,7 +32,11 @@ func TestTestCardsDocument(t *testing.T) {
 		case strings.Contains(outcome, "after 30 s"):
 			assert.True(t, b.slow, number)
 		case strings.Contains(outcome, "chargeback"):
-			assert.True(t, b.chargeback, number)
+			want := regexp.MustCompile("reason `([a-z_]+)`\\), then the dispute is (won|lost)").FindStringSubmatch(outcome)
+			if assert.Len(t, want, 3, "%s: %q", number, outcome) {
+				assert.Equal(t, want[1], b.disputeReason, number)
+				assert.Equal(t, want[2], b.dispute, number)
+			}
 		case strings.HasPrefix(outcome, "approved"):
 			assert.False(t, special, "%s is documented as approved", number)
 		default:

@@ -91,6 +91,21 @@ func (s *Store) Insert(ctx context.Context, p *service.Payment) error {
 	return err
 }
 
+// InsertCommit stores a new payment that is already final (declined by
+// risk) with its outbox events, in one transaction.
+func (s *Store) InsertCommit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time) error {
+	a, err := s.args(p)
+	if err != nil {
+		return err
+	}
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, a...); err != nil {
+			return err
+		}
+		return s.addOutbox(ctx, tx, events, now)
+	})
+}
+
 // execer is a *sql.DB or a *sql.Tx.
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -309,6 +324,13 @@ func (s *Store) addOutbox(ctx context.Context, db execer, events []service.Outbo
 		// Events of one commit get increasing times, so created_at orders
 		// every payment's events (OlderOutbox).
 		at := micros(now) + int64(i)
+		if m := e.Merchant; m != nil {
+			if _, err := db.ExecContext(ctx, `INSERT INTO event_outbox (id, type, merchant_id, object_type, object_id, object_version, data, created_at, next_attempt_at)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT DO NOTHING`, m.ID, m.Type, m.MerchantID, m.ObjectType, m.ObjectID, m.ObjectVersion, string(m.Data), at, at); err != nil {
+				return err
+			}
+			continue
+		}
 		if _, err := db.ExecContext(ctx, `INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
 			e.ID, e.PaymentID, e.Request, at, at); err != nil {
 			return err
@@ -526,4 +548,54 @@ func (s *Store) PaymentsAfter(ctx context.Context, after string, limit int) ([]*
 // order, after the cursor id (at most limit); for the reconciliation.
 func (s *Store) OutboxAfter(ctx context.Context, after string, limit int) ([]service.OutboxEntry, error) {
 	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE id > $1 ORDER BY id LIMIT $2`, after, limit)
+}
+
+const eventCols = `id, type, merchant_id, object_type, object_id, object_version, data, created_at, attempts, next_attempt_at, state, last_error`
+
+func scanEvent(r rowScanner) (service.EventEntry, error) {
+	var e service.EventEntry
+	var data string
+	var created, next int64
+	if err := r.Scan(&e.ID, &e.Type, &e.MerchantID, &e.ObjectType, &e.ObjectID, &e.ObjectVersion, &data, &created, &e.Attempts, &next, &e.State, &e.LastError); err != nil {
+		return e, err
+	}
+	e.Data, e.CreatedAt, e.NextAttemptAt = []byte(data), time.UnixMicro(created).UTC(), time.UnixMicro(next).UTC()
+	return e, nil
+}
+
+// Events lists the merchant events of the outbox in a state ("" for
+// all), in the order they were written.
+func (s *Store) Events(ctx context.Context, state string, limit int) ([]service.EventEntry, error) {
+	if state == "" {
+		return queryAll(ctx, s.db, scanEvent, `SELECT `+eventCols+` FROM event_outbox ORDER BY created_at, id LIMIT $1`, limit)
+	}
+	return queryAll(ctx, s.db, scanEvent, `SELECT `+eventCols+` FROM event_outbox WHERE state = $1 ORDER BY created_at, id LIMIT $2`, state, limit)
+}
+
+// EventsDue lists the pending merchant events due at now.
+func (s *Store) EventsDue(ctx context.Context, now time.Time, limit int) ([]service.EventEntry, error) {
+	return queryAll(ctx, s.db, scanEvent, `SELECT `+eventCols+` FROM event_outbox WHERE state = 'pending' AND next_attempt_at <= $1 ORDER BY created_at, id LIMIT $2`, micros(now), limit)
+}
+
+// EventsDelivered marks merchant events delivered to eventsd.
+func (s *Store) EventsDelivered(ctx context.Context, ids []string) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		for _, id := range ids {
+			if _, err := tx.ExecContext(ctx, `UPDATE event_outbox SET state = 'delivered', attempts = attempts + 1, last_error = '' WHERE id = $1`, id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// EventFailed records a failed delivery of a pending merchant event.
+func (s *Store) EventFailed(ctx context.Context, id string, next time.Time, lastError string, dead bool) error {
+	state := "pending"
+	if dead {
+		state = "dead"
+	}
+	_, err := s.db.ExecContext(ctx, `UPDATE event_outbox SET state = $1, attempts = attempts + 1, next_attempt_at = $2, last_error = $3 WHERE id = $4 AND state = 'pending'`,
+		state, micros(next), lastError, id)
+	return err
 }

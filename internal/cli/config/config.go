@@ -87,7 +87,7 @@ type Gatewayd struct {
 	RiskToken         string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"riskd's service token"`
 	LedgerAddr        string            `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd gRPC address"`
 	LedgerToken       string            `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token"`
-	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd gRPC address: the gateway serves the merchants' events and webhook endpoints by forwarding to it (off without it: those calls answer unavailable)"`
+	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd gRPC address: the gateway serves the merchants' events and webhook endpoints by forwarding to it, and relays its outbox of payment and refund events to it (without it: those calls answer unavailable and the events wait in the outbox)"`
 	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
 	SimulatorURL      string            `env:"OBOL_SIMULATOR_URL" flag:"simulator-url" form:"an https:// URL" doc:"acquirer simulator base URL"`
 	StripeURL         string            `env:"OBOL_STRIPE_URL" flag:"stripe-url" form:"an https:// URL" doc:"Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)"`
@@ -136,7 +136,10 @@ type Ledgerd struct {
 	Token       string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"the service token callers present"`
 	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
 	ServerTLS
-	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
+	ClientCA    string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
+	EventsAddr  string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's internal gRPC address: the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
+	EventsToken string `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
+	EventsCA    string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
 	Common
 	cli.EdgeConfig
 }

@@ -43,6 +43,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"chargeback and failed payout", testChargeback},
 		{"manual schedule and debt netting", testManual},
 		{"payment ledger views", testPaymentLedger},
+		{"dispute lifecycle: lost and won", testDisputes},
+		{"dispute import interrupted at every step", testDisputeCrash},
+		{"refunds of one day in two reports", testRefundReports},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -256,6 +259,16 @@ func testChargeback(t *testing.T, b *book.Book) {
 	bal := balances(t, b, "mer_b")
 	assert.Equal(t, po.Amount, bal.Available, "after the failed payout")
 	assert.EqualValues(t, 0, bal.InTransit, "after the failed payout")
+	var failed []store.OutboxEntry
+	for _, e := range must(b.Store().OutboxEvents(ctx, 0, 1000)) {
+		if e.Type == "payout.failed" {
+			failed = append(failed, e)
+		}
+	}
+	require.Len(t, failed, 1, "one payout.failed event, written with the funds' return (the replay adds none)")
+	assert.Equal(t, po.ID, failed[0].ObjectID)
+	assert.Equal(t, "mer_b", failed[0].MerchantID)
+	assert.JSONEq(t, `{"id":"`+po.ID+`","object":"payout","amount":`+fmt.Sprint(po.Amount)+`,"currency":"USD","status":"failed","batch":"`+po.Batch+`","created_at":"`+po.CreatedAt.UTC().Format(time.RFC3339)+`"}`, string(failed[0].Data))
 }
 
 func testManual(t *testing.T, b *book.Book) {

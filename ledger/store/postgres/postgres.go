@@ -54,8 +54,9 @@ type (
 var _ store.Store = (*Store)(nil)
 
 type postReq struct {
-	tx  journal.Transaction
-	res Result
+	tx     journal.Transaction
+	events []store.Event // written with tx (not with a replay)
+	res    Result
 }
 
 // writerLinger is how long a loaded batch stays open for one more
@@ -146,6 +147,12 @@ func (s *Store) Account(ctx context.Context, id string) (journal.Account, error)
 
 // Post applies a transaction, atomically and idempotently by its id.
 func (s *Store) Post(ctx context.Context, t journal.Transaction) (Result, error) {
+	return s.PostWithEvents(ctx, t)
+}
+
+// PostWithEvents posts t and adds its events to the outbox in the same
+// database transaction (the batch's); a replay adds nothing.
+func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, events ...store.Event) (Result, error) {
 	if !t.ExpiresAt.IsZero() {
 		// The database keeps microseconds: hash what is stored.
 		t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
@@ -153,7 +160,7 @@ func (s *Store) Post(ctx context.Context, t journal.Transaction) (Result, error)
 	if err := t.Validate(); err != nil {
 		return Result{}, err
 	}
-	r := &postReq{tx: t}
+	r := &postReq{tx: t, events: events}
 	if err := s.posts.Do(ctx, r); err != nil {
 		return Result{}, err
 	}
@@ -213,6 +220,12 @@ const (
 	sqlUpdateAccounts = `UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
 		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`
 	sqlUpdateHead = `UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`
+	// The outbox events of the batch's new transactions (an id already
+	// there is kept), in the batch's order.
+	sqlInsertEvents = `INSERT INTO event_outbox (id, type, merchant_id, object_type, object_id, object_version, data, created_at, next_attempt_at)
+		SELECT u.id, u.typ, u.m, u.ot, u.oid, u.v, u.d, u.at, u.at
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::text[], $8::timestamptz[]) WITH ORDINALITY AS u(id, typ, m, ot, oid, v, d, at, n)
+		ORDER BY u.n ON CONFLICT (id) DO NOTHING`
 )
 
 // Stats counts the batch writer's work since Open: batches, transactions
@@ -418,6 +431,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		t.Hash = journal.ChainHash(prev, seq, storedHash, now)
 		prev = t.Hash
 		w.add(t, rh)
+		w.events = append(w.events, r.events...)
 		r.res = Result{Transaction: t}
 	}
 	for id, a := range accounts {
@@ -464,6 +478,18 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC)
 		}
 		b2.Queue(sqlUpdateHead, seq, prev)
+		if len(w.events) > 0 {
+			var e struct {
+				id, typ, merchant, otype, oid, data []string
+				version                             []int64
+				at                                  []time.Time
+			}
+			for _, ev := range w.events {
+				e.id, e.typ, e.merchant, e.otype, e.oid = append(e.id, ev.ID), append(e.typ, ev.Type), append(e.merchant, ev.MerchantID), append(e.otype, ev.ObjectType), append(e.oid, ev.ObjectID)
+				e.data, e.version, e.at = append(e.data, string(ev.Data)), append(e.version, ev.ObjectVersion), append(e.at, ev.CreatedAt)
+			}
+			b2.Queue(sqlInsertEvents, e.id, e.typ, e.merchant, e.otype, e.oid, e.version, e.data, e.at)
+		}
 	}
 	b2.Queue(`COMMIT`)
 	t1 := time.Now()
@@ -505,6 +531,7 @@ type writes struct {
 	pAmt                    []int64
 	uID                     []string
 	uPosted, uPD, uPC       []int64
+	events                  []store.Event
 }
 
 func (w *writes) add(t journal.Transaction, rh []byte) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
@@ -109,4 +110,41 @@ func TestVerifyDetectsTampering(t *testing.T) {
 	rep, err := s.Verify(ctx)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(rep.Problems), 2, "tampering not found: %+v", rep)
+}
+
+// TestDisputesGoForwardOnly: the database refuses a dispute whose status
+// goes back or changes once closed, a skipped version, or a change of its
+// amount, against direct SQL.
+func TestDisputesGoForwardOnly(t *testing.T) {
+	s, url := open(t)
+	ctx := context.Background()
+	at := time.Date(2026, 11, 20, 10, 0, 0, 0, time.UTC)
+	d := store.Dispute{ID: "dp_1", PaymentID: "p1", MerchantID: "mer_a", Acquirer: "simulator", AcquirerReference: "r1", Amount: 100, Fee: 15,
+		Currency: "USD", Reason: "fraudulent", Status: store.DisputeNeedsResponse, CreatedAt: at}
+	_, _, err := s.CreateDispute(ctx, d)
+	require.NoError(t, err)
+	d.Status, d.Version = store.DisputeLost, 2
+	_, err = s.UpdateDispute(ctx, d)
+	require.NoError(t, err)
+	db, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer db.Close(ctx)
+	bad := []struct{ name, sql string }{
+		{"reopen a closed dispute", `UPDATE disputes SET status = 'under_review', version = 3 WHERE id = 'dp_1'`},
+		{"lost becomes won", `UPDATE disputes SET status = 'won', version = 3 WHERE id = 'dp_1'`},
+		{"version skipped", `UPDATE disputes SET version = 5 WHERE id = 'dp_1'`},
+		{"amount changed", `UPDATE disputes SET amount = 1, version = 3 WHERE id = 'dp_1'`},
+		{"unknown status", `INSERT INTO disputes (id, payment_id, merchant_id, acquirer, acquirer_reference, amount, fee, currency, reason, status, version, created_at, updated_at)
+			VALUES ('dp_2', 'p2', 'mer_a', 'simulator', 'r2', 1, 0, 'USD', 'general', 'open', 1, now(), now())`},
+	}
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			_, err := db.Exec(ctx, b.sql)
+			require.Error(t, err, "accepted")
+		})
+	}
+	got, err := s.Dispute(ctx, "dp_1")
+	require.NoError(t, err)
+	assert.Equal(t, store.DisputeLost, got.Status)
+	assert.EqualValues(t, 2, got.Version)
 }

@@ -88,6 +88,12 @@ func (s *Store) Account(ctx context.Context, id string) (journal.Account, error)
 
 // Post applies a transaction atomically and idempotently by its id.
 func (s *Store) Post(ctx context.Context, t journal.Transaction) (store.Result, error) {
+	return s.PostWithEvents(ctx, t)
+}
+
+// PostWithEvents posts t and adds its events to the outbox in the same
+// database transaction (a replay adds nothing).
+func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, events ...store.Event) (store.Result, error) {
 	if !t.ExpiresAt.IsZero() {
 		t.ExpiresAt = t.ExpiresAt.UTC().Truncate(time.Microsecond)
 	}
@@ -192,6 +198,9 @@ func (s *Store) Post(ctx context.Context, t journal.Transaction) (store.Result, 
 			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE journal_head SET seq = ?, hash = ? WHERE id = 1`, st.Seq, st.Hash); err != nil {
+			return err
+		}
+		if err := insertEvents(ctx, tx, events); err != nil {
 			return err
 		}
 		res = store.Result{Transaction: st}

@@ -27,6 +27,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"idempotent account creation", testAccounts},
 		{"post a hold with extra legs; lookups", testLookups},
 		{"payment ids", testPaymentIDs},
+		{"disputes: create, compare-and-set, list", testDisputes},
+		{"event outbox", testOutbox},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

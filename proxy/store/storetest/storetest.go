@@ -46,6 +46,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"outbox backoff and dead letters", testOutbox},
 		{"outbox keeps each payment's order", testOutboxOrder},
 		{"commit writes the payment and its events together", testCommit},
+		{"merchant events outbox", testMerchantEvents},
 		{"reconciliation reads", testReconcileReads},
 	}
 	for _, tt := range tests {
@@ -504,4 +505,54 @@ func testReconcileReads(t *testing.T, s Store) {
 	es, err = s.OutboxAfter(c, "ev_pay_b", 10)
 	require.NoError(t, err)
 	assert.Equal(t, []string{"ev_pay_c"}, entryIDs(es))
+}
+
+// testMerchantEvents: merchant events (OutboxEntry.Merchant) go to their
+// own outbox with the commit that writes them (none with a refused
+// commit, none in the ledger outbox), and the relay's reads and marks.
+func testMerchantEvents(t *testing.T, s Store) {
+	c := ctx(t)
+	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	ev := func(id string) service.OutboxEntry {
+		return service.OutboxEntry{Merchant: &service.MerchantEvent{ID: id, Type: "payment.captured", MerchantID: "mer_1", ObjectType: "payment",
+			ObjectID: "pay_1", ObjectVersion: 2, Data: []byte(`{"id":"pay_1"}`), CreatedAt: t0}}
+	}
+	stale := *p
+	p.Status = service.StatusCaptured
+	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_ledger", p.ID), ev("evt_1"), ev("evt_1")}, t0))
+	stale.Status = service.StatusCanceled
+	require.ErrorIs(t, s.Commit(c, &stale, []service.OutboxEntry{ev("evt_2")}, t0), service.ErrConcurrentUpdate)
+	declined := payment("pay_2", "mer_1", t0)
+	declined.Status = service.StatusDeclined
+	require.NoError(t, s.InsertCommit(c, declined, []service.OutboxEntry{ev("evt_3")}, t0.Add(time.Millisecond)))
+	got, err := s.Get(c, "mer_1", "pay_2")
+	require.NoError(t, err)
+	assert.Equal(t, service.StatusDeclined, got.Status)
+	ledger, err := s.OutboxList(c, "", 10)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_ledger"}, entryIDs(ledger), "merchant events are not ledger events")
+	all, err := s.Events(c, "", 10)
+	require.NoError(t, err)
+	require.Len(t, all, 2, "one per id, none from the refused commit")
+	assert.Equal(t, "evt_1", all[0].ID)
+	assert.Equal(t, "payment.captured", all[0].Type)
+	assert.JSONEq(t, `{"id":"pay_1"}`, string(all[0].Data))
+	assert.Equal(t, "pending", all[0].State)
+	due, err := s.EventsDue(c, t0.Add(time.Second), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 2)
+	require.NoError(t, s.EventsDelivered(c, []string{"evt_1"}))
+	require.NoError(t, s.EventFailed(c, "evt_3", t0.Add(time.Hour), "unavailable", false))
+	due, err = s.EventsDue(c, t0.Add(time.Minute), 10)
+	require.NoError(t, err)
+	assert.Empty(t, due, "one delivered, one backing off")
+	due, err = s.EventsDue(c, t0.Add(time.Hour), 10)
+	require.NoError(t, err)
+	require.Len(t, due, 1)
+	assert.Equal(t, 1, due[0].Attempts)
+	require.NoError(t, s.EventFailed(c, "evt_3", t0, "refused", true))
+	dead, err := s.Events(c, "dead", 10)
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	assert.Equal(t, "refused", dead[0].LastError)
 }

@@ -771,11 +771,15 @@ type Payment struct {
 	Metadata    map[string]string `protobuf:"bytes,12,rep,name=metadata,proto3" json:"metadata,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Refunds     []*Refund         `protobuf:"bytes,13,rep,name=refunds,proto3" json:"refunds,omitempty"`
 	// The ledger's fee on the capture (minor units).
-	Fee           int64                  `protobuf:"varint,14,opt,name=fee,proto3" json:"fee,omitempty"`
-	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
-	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Fee       int64                  `protobuf:"varint,14,opt,name=fee,proto3" json:"fee,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt *timestamppb.Timestamp `protobuf:"bytes,16,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	// Disputed through chargebacks and not won back (minor units), from the
+	// ledger. Set on reads (GetPayment, ListPayments); the answers of writes
+	// leave it out.
+	AmountDisputed int64 `protobuf:"varint,17,opt,name=amount_disputed,json=amountDisputed,proto3" json:"amount_disputed,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Payment) Reset() {
@@ -920,6 +924,289 @@ func (x *Payment) GetUpdatedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Payment) GetAmountDisputed() int64 {
+	if x != nil {
+		return x.AmountDisputed
+	}
+	return 0
+}
+
+// Dispute is a chargeback the cardholder's bank raised against a payment.
+// It opens needs_response, may go under_review, and closes won (the
+// disputed amount and the dispute fee return to the merchant) or lost.
+type Dispute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dp_…
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The disputed payment's id.
+	Payment  string `protobuf:"bytes,2,opt,name=payment,proto3" json:"payment,omitempty"`
+	Amount   int64  `protobuf:"varint,3,opt,name=amount,proto3" json:"amount,omitempty"`
+	Currency string `protobuf:"bytes,4,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The card network's category: fraudulent, product_not_received,
+	// duplicate, general, …
+	Reason string `protobuf:"bytes,5,opt,name=reason,proto3" json:"reason,omitempty"`
+	// needs_response, under_review, won or lost.
+	Status string `protobuf:"bytes,6,opt,name=status,proto3" json:"status,omitempty"`
+	// The acquirer's dispute fee, borne by the merchant unless won.
+	Fee           int64                  `protobuf:"varint,7,opt,name=fee,proto3" json:"fee,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Dispute) Reset() {
+	*x = Dispute{}
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dispute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dispute) ProtoMessage() {}
+
+func (x *Dispute) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dispute.ProtoReflect.Descriptor instead.
+func (*Dispute) Descriptor() ([]byte, []int) {
+	return file_obol_gateway_v1_gateway_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *Dispute) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Dispute) GetPayment() string {
+	if x != nil {
+		return x.Payment
+	}
+	return ""
+}
+
+func (x *Dispute) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *Dispute) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *Dispute) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Dispute) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Dispute) GetFee() int64 {
+	if x != nil {
+		return x.Fee
+	}
+	return 0
+}
+
+func (x *Dispute) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Dispute) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type ListDisputesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most 100 (default 10).
+	PageSize int32 `protobuf:"varint,1,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page.
+	PageToken string `protobuf:"bytes,2,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// Only this payment's disputes.
+	Payment       string `protobuf:"bytes,3,opt,name=payment,proto3" json:"payment,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesRequest) Reset() {
+	*x = ListDisputesRequest{}
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesRequest) ProtoMessage() {}
+
+func (x *ListDisputesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesRequest.ProtoReflect.Descriptor instead.
+func (*ListDisputesRequest) Descriptor() ([]byte, []int) {
+	return file_obol_gateway_v1_gateway_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ListDisputesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDisputesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+func (x *ListDisputesRequest) GetPayment() string {
+	if x != nil {
+		return x.Payment
+	}
+	return ""
+}
+
+type ListDisputesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Disputes      []*Dispute             `protobuf:"bytes,1,rep,name=disputes,proto3" json:"disputes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesResponse) Reset() {
+	*x = ListDisputesResponse{}
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesResponse) ProtoMessage() {}
+
+func (x *ListDisputesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesResponse.ProtoReflect.Descriptor instead.
+func (*ListDisputesResponse) Descriptor() ([]byte, []int) {
+	return file_obol_gateway_v1_gateway_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ListDisputesResponse) GetDisputes() []*Dispute {
+	if x != nil {
+		return x.Disputes
+	}
+	return nil
+}
+
+func (x *ListDisputesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetDisputeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDisputeRequest) Reset() {
+	*x = GetDisputeRequest{}
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDisputeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDisputeRequest) ProtoMessage() {}
+
+func (x *GetDisputeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_gateway_v1_gateway_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDisputeRequest.ProtoReflect.Descriptor instead.
+func (*GetDisputeRequest) Descriptor() ([]byte, []int) {
+	return file_obol_gateway_v1_gateway_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetDisputeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
 var File_obol_gateway_v1_gateway_proto protoreflect.FileDescriptor
 
 const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
@@ -982,7 +1269,7 @@ const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\x06amount\x18\x02 \x01(\x03B\x04\xc8\xf3\x18\x01R\x06amount\x12\x16\n" +
 	"\x06reason\x18\x03 \x01(\tR\x06reason\x12?\n" +
 	"\n" +
-	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\"\xfb\x05\n" +
+	"created_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\"\xa4\x06\n" +
 	"\aPayment\x12\x14\n" +
 	"\x02id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x02id\x12\x1c\n" +
 	"\x06status\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\x06status\x12\x1c\n" +
@@ -1002,10 +1289,33 @@ const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\n" +
 	"created_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\x12?\n" +
 	"\n" +
-	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tupdatedAt\x1a;\n" +
+	"updated_at\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tupdatedAt\x12'\n" +
+	"\x0famount_disputed\x18\x11 \x01(\x03R\x0eamountDisputed\x1a;\n" +
 	"\rMetadataEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x012\x83\x04\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xcf\x02\n" +
+	"\aDispute\x12\x14\n" +
+	"\x02id\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x02id\x12\x1e\n" +
+	"\apayment\x18\x02 \x01(\tB\x04\xc8\xf3\x18\x01R\apayment\x12\x1c\n" +
+	"\x06amount\x18\x03 \x01(\x03B\x04\xc8\xf3\x18\x01R\x06amount\x12 \n" +
+	"\bcurrency\x18\x04 \x01(\tB\x04\xc8\xf3\x18\x01R\bcurrency\x12\x1c\n" +
+	"\x06reason\x18\x05 \x01(\tB\x04\xc8\xf3\x18\x01R\x06reason\x12\x1c\n" +
+	"\x06status\x18\x06 \x01(\tB\x04\xc8\xf3\x18\x01R\x06status\x12\x10\n" +
+	"\x03fee\x18\a \x01(\x03R\x03fee\x12?\n" +
+	"\n" +
+	"created_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tcreatedAt\x12?\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampB\x04\xc8\xf3\x18\x01R\tupdatedAt\"k\n" +
+	"\x13ListDisputesRequest\x12\x1b\n" +
+	"\tpage_size\x18\x01 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x02 \x01(\tR\tpageToken\x12\x18\n" +
+	"\apayment\x18\x03 \x01(\tR\apayment\"t\n" +
+	"\x14ListDisputesResponse\x124\n" +
+	"\bdisputes\x18\x01 \x03(\v2\x18.obol.gateway.v1.DisputeR\bdisputes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"#\n" +
+	"\x11GetDisputeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id2\x83\x04\n" +
 	"\x0ePaymentService\x12P\n" +
 	"\rCreatePayment\x12%.obol.gateway.v1.CreatePaymentRequest\x1a\x18.obol.gateway.v1.Payment\x12R\n" +
 	"\x0eCapturePayment\x12&.obol.gateway.v1.CapturePaymentRequest\x1a\x18.obol.gateway.v1.Payment\x12P\n" +
@@ -1013,7 +1323,11 @@ const file_obol_gateway_v1_gateway_proto_rawDesc = "" +
 	"\rRefundPayment\x12%.obol.gateway.v1.RefundPaymentRequest\x1a\x18.obol.gateway.v1.Payment\x12J\n" +
 	"\n" +
 	"GetPayment\x12\".obol.gateway.v1.GetPaymentRequest\x1a\x18.obol.gateway.v1.Payment\x12[\n" +
-	"\fListPayments\x12$.obol.gateway.v1.ListPaymentsRequest\x1a%.obol.gateway.v1.ListPaymentsResponseB9Z7github.com/obolpay/obol/proto/obol/gateway/v1;gatewayv1b\x06proto3"
+	"\fListPayments\x12$.obol.gateway.v1.ListPaymentsRequest\x1a%.obol.gateway.v1.ListPaymentsResponse2\xb9\x01\n" +
+	"\x0eDisputeService\x12[\n" +
+	"\fListDisputes\x12$.obol.gateway.v1.ListDisputesRequest\x1a%.obol.gateway.v1.ListDisputesResponse\x12J\n" +
+	"\n" +
+	"GetDispute\x12\".obol.gateway.v1.GetDisputeRequest\x1a\x18.obol.gateway.v1.DisputeB9Z7github.com/obolpay/obol/proto/obol/gateway/v1;gatewayv1b\x06proto3"
 
 var (
 	file_obol_gateway_v1_gateway_proto_rawDescOnce sync.Once
@@ -1027,7 +1341,7 @@ func file_obol_gateway_v1_gateway_proto_rawDescGZIP() []byte {
 	return file_obol_gateway_v1_gateway_proto_rawDescData
 }
 
-var file_obol_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_obol_gateway_v1_gateway_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_obol_gateway_v1_gateway_proto_goTypes = []any{
 	(*CreatePaymentRequest)(nil),  // 0: obol.gateway.v1.CreatePaymentRequest
 	(*CapturePaymentRequest)(nil), // 1: obol.gateway.v1.CapturePaymentRequest
@@ -1041,40 +1355,51 @@ var file_obol_gateway_v1_gateway_proto_goTypes = []any{
 	(*Acquirer)(nil),              // 9: obol.gateway.v1.Acquirer
 	(*Refund)(nil),                // 10: obol.gateway.v1.Refund
 	(*Payment)(nil),               // 11: obol.gateway.v1.Payment
-	nil,                           // 12: obol.gateway.v1.CreatePaymentRequest.MetadataEntry
-	nil,                           // 13: obol.gateway.v1.Payment.MetadataEntry
-	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
+	(*Dispute)(nil),               // 12: obol.gateway.v1.Dispute
+	(*ListDisputesRequest)(nil),   // 13: obol.gateway.v1.ListDisputesRequest
+	(*ListDisputesResponse)(nil),  // 14: obol.gateway.v1.ListDisputesResponse
+	(*GetDisputeRequest)(nil),     // 15: obol.gateway.v1.GetDisputeRequest
+	nil,                           // 16: obol.gateway.v1.CreatePaymentRequest.MetadataEntry
+	nil,                           // 17: obol.gateway.v1.Payment.MetadataEntry
+	(*timestamppb.Timestamp)(nil), // 18: google.protobuf.Timestamp
 }
 var file_obol_gateway_v1_gateway_proto_depIdxs = []int32{
-	12, // 0: obol.gateway.v1.CreatePaymentRequest.metadata:type_name -> obol.gateway.v1.CreatePaymentRequest.MetadataEntry
-	14, // 1: obol.gateway.v1.ListPaymentsRequest.created_after:type_name -> google.protobuf.Timestamp
-	14, // 2: obol.gateway.v1.ListPaymentsRequest.created_before:type_name -> google.protobuf.Timestamp
+	16, // 0: obol.gateway.v1.CreatePaymentRequest.metadata:type_name -> obol.gateway.v1.CreatePaymentRequest.MetadataEntry
+	18, // 1: obol.gateway.v1.ListPaymentsRequest.created_after:type_name -> google.protobuf.Timestamp
+	18, // 2: obol.gateway.v1.ListPaymentsRequest.created_before:type_name -> google.protobuf.Timestamp
 	11, // 3: obol.gateway.v1.ListPaymentsResponse.payments:type_name -> obol.gateway.v1.Payment
-	14, // 4: obol.gateway.v1.Refund.created_at:type_name -> google.protobuf.Timestamp
+	18, // 4: obol.gateway.v1.Refund.created_at:type_name -> google.protobuf.Timestamp
 	7,  // 5: obol.gateway.v1.Payment.card:type_name -> obol.gateway.v1.Card
 	8,  // 6: obol.gateway.v1.Payment.risk:type_name -> obol.gateway.v1.Risk
 	9,  // 7: obol.gateway.v1.Payment.acquirer:type_name -> obol.gateway.v1.Acquirer
-	13, // 8: obol.gateway.v1.Payment.metadata:type_name -> obol.gateway.v1.Payment.MetadataEntry
+	17, // 8: obol.gateway.v1.Payment.metadata:type_name -> obol.gateway.v1.Payment.MetadataEntry
 	10, // 9: obol.gateway.v1.Payment.refunds:type_name -> obol.gateway.v1.Refund
-	14, // 10: obol.gateway.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
-	14, // 11: obol.gateway.v1.Payment.updated_at:type_name -> google.protobuf.Timestamp
-	0,  // 12: obol.gateway.v1.PaymentService.CreatePayment:input_type -> obol.gateway.v1.CreatePaymentRequest
-	1,  // 13: obol.gateway.v1.PaymentService.CapturePayment:input_type -> obol.gateway.v1.CapturePaymentRequest
-	2,  // 14: obol.gateway.v1.PaymentService.CancelPayment:input_type -> obol.gateway.v1.CancelPaymentRequest
-	3,  // 15: obol.gateway.v1.PaymentService.RefundPayment:input_type -> obol.gateway.v1.RefundPaymentRequest
-	4,  // 16: obol.gateway.v1.PaymentService.GetPayment:input_type -> obol.gateway.v1.GetPaymentRequest
-	5,  // 17: obol.gateway.v1.PaymentService.ListPayments:input_type -> obol.gateway.v1.ListPaymentsRequest
-	11, // 18: obol.gateway.v1.PaymentService.CreatePayment:output_type -> obol.gateway.v1.Payment
-	11, // 19: obol.gateway.v1.PaymentService.CapturePayment:output_type -> obol.gateway.v1.Payment
-	11, // 20: obol.gateway.v1.PaymentService.CancelPayment:output_type -> obol.gateway.v1.Payment
-	11, // 21: obol.gateway.v1.PaymentService.RefundPayment:output_type -> obol.gateway.v1.Payment
-	11, // 22: obol.gateway.v1.PaymentService.GetPayment:output_type -> obol.gateway.v1.Payment
-	6,  // 23: obol.gateway.v1.PaymentService.ListPayments:output_type -> obol.gateway.v1.ListPaymentsResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	18, // 10: obol.gateway.v1.Payment.created_at:type_name -> google.protobuf.Timestamp
+	18, // 11: obol.gateway.v1.Payment.updated_at:type_name -> google.protobuf.Timestamp
+	18, // 12: obol.gateway.v1.Dispute.created_at:type_name -> google.protobuf.Timestamp
+	18, // 13: obol.gateway.v1.Dispute.updated_at:type_name -> google.protobuf.Timestamp
+	12, // 14: obol.gateway.v1.ListDisputesResponse.disputes:type_name -> obol.gateway.v1.Dispute
+	0,  // 15: obol.gateway.v1.PaymentService.CreatePayment:input_type -> obol.gateway.v1.CreatePaymentRequest
+	1,  // 16: obol.gateway.v1.PaymentService.CapturePayment:input_type -> obol.gateway.v1.CapturePaymentRequest
+	2,  // 17: obol.gateway.v1.PaymentService.CancelPayment:input_type -> obol.gateway.v1.CancelPaymentRequest
+	3,  // 18: obol.gateway.v1.PaymentService.RefundPayment:input_type -> obol.gateway.v1.RefundPaymentRequest
+	4,  // 19: obol.gateway.v1.PaymentService.GetPayment:input_type -> obol.gateway.v1.GetPaymentRequest
+	5,  // 20: obol.gateway.v1.PaymentService.ListPayments:input_type -> obol.gateway.v1.ListPaymentsRequest
+	13, // 21: obol.gateway.v1.DisputeService.ListDisputes:input_type -> obol.gateway.v1.ListDisputesRequest
+	15, // 22: obol.gateway.v1.DisputeService.GetDispute:input_type -> obol.gateway.v1.GetDisputeRequest
+	11, // 23: obol.gateway.v1.PaymentService.CreatePayment:output_type -> obol.gateway.v1.Payment
+	11, // 24: obol.gateway.v1.PaymentService.CapturePayment:output_type -> obol.gateway.v1.Payment
+	11, // 25: obol.gateway.v1.PaymentService.CancelPayment:output_type -> obol.gateway.v1.Payment
+	11, // 26: obol.gateway.v1.PaymentService.RefundPayment:output_type -> obol.gateway.v1.Payment
+	11, // 27: obol.gateway.v1.PaymentService.GetPayment:output_type -> obol.gateway.v1.Payment
+	6,  // 28: obol.gateway.v1.PaymentService.ListPayments:output_type -> obol.gateway.v1.ListPaymentsResponse
+	14, // 29: obol.gateway.v1.DisputeService.ListDisputes:output_type -> obol.gateway.v1.ListDisputesResponse
+	12, // 30: obol.gateway.v1.DisputeService.GetDispute:output_type -> obol.gateway.v1.Dispute
+	23, // [23:31] is the sub-list for method output_type
+	15, // [15:23] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_obol_gateway_v1_gateway_proto_init() }
@@ -1088,9 +1413,9 @@ func file_obol_gateway_v1_gateway_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obol_gateway_v1_gateway_proto_rawDesc), len(file_obol_gateway_v1_gateway_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_obol_gateway_v1_gateway_proto_goTypes,
 		DependencyIndexes: file_obol_gateway_v1_gateway_proto_depIdxs,

@@ -331,3 +331,157 @@ var PaymentService_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "obol/gateway/v1/gateway.proto",
 }
+
+const (
+	DisputeService_ListDisputes_FullMethodName = "/obol.gateway.v1.DisputeService/ListDisputes"
+	DisputeService_GetDispute_FullMethodName   = "/obol.gateway.v1.DisputeService/GetDispute"
+)
+
+// DisputeServiceClient is the client API for DisputeService service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// DisputeService is the merchant's view of its disputes (secret key). The
+// disputes live in the ledger: the gateway forwards each call to ledgerd
+// with the merchant's id, and answers 503 ledger_unavailable when it cannot
+// reach it.
+type DisputeServiceClient interface {
+	// ListDisputes lists the merchant's disputes, newest first.
+	ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error)
+	// GetDispute reads one of the merchant's disputes.
+	GetDispute(ctx context.Context, in *GetDisputeRequest, opts ...grpc.CallOption) (*Dispute, error)
+}
+
+type disputeServiceClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewDisputeServiceClient(cc grpc.ClientConnInterface) DisputeServiceClient {
+	return &disputeServiceClient{cc}
+}
+
+func (c *disputeServiceClient) ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDisputesResponse)
+	err := c.cc.Invoke(ctx, DisputeService_ListDisputes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *disputeServiceClient) GetDispute(ctx context.Context, in *GetDisputeRequest, opts ...grpc.CallOption) (*Dispute, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Dispute)
+	err := c.cc.Invoke(ctx, DisputeService_GetDispute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// DisputeServiceServer is the server API for DisputeService service.
+// All implementations must embed UnimplementedDisputeServiceServer
+// for forward compatibility.
+//
+// DisputeService is the merchant's view of its disputes (secret key). The
+// disputes live in the ledger: the gateway forwards each call to ledgerd
+// with the merchant's id, and answers 503 ledger_unavailable when it cannot
+// reach it.
+type DisputeServiceServer interface {
+	// ListDisputes lists the merchant's disputes, newest first.
+	ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error)
+	// GetDispute reads one of the merchant's disputes.
+	GetDispute(context.Context, *GetDisputeRequest) (*Dispute, error)
+	mustEmbedUnimplementedDisputeServiceServer()
+}
+
+// UnimplementedDisputeServiceServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedDisputeServiceServer struct{}
+
+func (UnimplementedDisputeServiceServer) ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListDisputes not implemented")
+}
+func (UnimplementedDisputeServiceServer) GetDispute(context.Context, *GetDisputeRequest) (*Dispute, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDispute not implemented")
+}
+func (UnimplementedDisputeServiceServer) mustEmbedUnimplementedDisputeServiceServer() {}
+func (UnimplementedDisputeServiceServer) testEmbeddedByValue()                        {}
+
+// UnsafeDisputeServiceServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to DisputeServiceServer will
+// result in compilation errors.
+type UnsafeDisputeServiceServer interface {
+	mustEmbedUnimplementedDisputeServiceServer()
+}
+
+func RegisterDisputeServiceServer(s grpc.ServiceRegistrar, srv DisputeServiceServer) {
+	// If the following call pancis, it indicates UnimplementedDisputeServiceServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&DisputeService_ServiceDesc, srv)
+}
+
+func _DisputeService_ListDisputes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDisputesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisputeServiceServer).ListDisputes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisputeService_ListDisputes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisputeServiceServer).ListDisputes(ctx, req.(*ListDisputesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _DisputeService_GetDispute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDisputeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DisputeServiceServer).GetDispute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: DisputeService_GetDispute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DisputeServiceServer).GetDispute(ctx, req.(*GetDisputeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// DisputeService_ServiceDesc is the grpc.ServiceDesc for DisputeService service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var DisputeService_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "obol.gateway.v1.DisputeService",
+	HandlerType: (*DisputeServiceServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "ListDisputes",
+			Handler:    _DisputeService_ListDisputes_Handler,
+		},
+		{
+			MethodName: "GetDispute",
+			Handler:    _DisputeService_GetDispute_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "obol/gateway/v1/gateway.proto",
+}

@@ -1622,7 +1622,9 @@ type ImportSettlementRequest struct {
 	Acquirer string `protobuf:"bytes,1,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
 	// If set, every line must be in this currency.
 	Currency string `protobuf:"bytes,2,opt,name=currency,proto3" json:"currency,omitempty"`
-	// The CSV: acquirer_reference,amount,fee,currency,settled_date[,type].
+	// The CSV: acquirer_reference,amount,fee,currency,settled_date and
+	// optionally type (capture, refund, chargeback, dispute_review,
+	// dispute_won, dispute_lost), reason (a chargeback's) and report_id.
 	Csv           string `protobuf:"bytes,3,opt,name=csv,proto3" json:"csv,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1689,9 +1691,11 @@ type SettlementLine struct {
 	SettledDate       string                 `protobuf:"bytes,6,opt,name=settled_date,json=settledDate,proto3" json:"settled_date,omitempty"`
 	Type              string                 `protobuf:"bytes,7,opt,name=type,proto3" json:"type,omitempty"`
 	// matched, already_posted, unmatched or mismatched.
-	Outcome       string `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
-	PaymentId     string `protobuf:"bytes,9,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
-	Reason        string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	Outcome   string `protobuf:"bytes,8,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	PaymentId string `protobuf:"bytes,9,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	Reason    string `protobuf:"bytes,10,opt,name=reason,proto3" json:"reason,omitempty"`
+	// The dispute a chargeback or dispute line opened or changed.
+	DisputeId     string `protobuf:"bytes,11,opt,name=dispute_id,json=disputeId,proto3" json:"dispute_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1792,6 +1796,13 @@ func (x *SettlementLine) GetPaymentId() string {
 func (x *SettlementLine) GetReason() string {
 	if x != nil {
 		return x.Reason
+	}
+	return ""
+}
+
+func (x *SettlementLine) GetDisputeId() string {
+	if x != nil {
+		return x.DisputeId
 	}
 	return ""
 }
@@ -2302,6 +2313,430 @@ func (x *ListPaymentLedgersResponse) GetNextPageToken() string {
 	return ""
 }
 
+// Dispute is a chargeback's lifecycle: it opens needs_response with a
+// chargeback line, may go under_review, and closes won (the chargeback and
+// its fee reversed to the merchant) or lost.
+type Dispute struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dp_…
+	Id         string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	PaymentId  string `protobuf:"bytes,2,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	MerchantId string `protobuf:"bytes,3,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// Disputed, minor units.
+	Amount   int64  `protobuf:"varint,4,opt,name=amount,proto3" json:"amount,omitempty"`
+	Currency string `protobuf:"bytes,5,opt,name=currency,proto3" json:"currency,omitempty"`
+	// The acquirer's dispute fee, borne by the merchant unless won.
+	Fee    int64  `protobuf:"varint,6,opt,name=fee,proto3" json:"fee,omitempty"`
+	Reason string `protobuf:"bytes,7,opt,name=reason,proto3" json:"reason,omitempty"`
+	// needs_response, under_review, won or lost.
+	Status string `protobuf:"bytes,8,opt,name=status,proto3" json:"status,omitempty"`
+	// 1 when opened, +1 per change (the version of its events).
+	Version           int64                  `protobuf:"varint,9,opt,name=version,proto3" json:"version,omitempty"`
+	Acquirer          string                 `protobuf:"bytes,10,opt,name=acquirer,proto3" json:"acquirer,omitempty"`
+	AcquirerReference string                 `protobuf:"bytes,11,opt,name=acquirer_reference,json=acquirerReference,proto3" json:"acquirer_reference,omitempty"`
+	CreatedAt         *timestamppb.Timestamp `protobuf:"bytes,12,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt         *timestamppb.Timestamp `protobuf:"bytes,13,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *Dispute) Reset() {
+	*x = Dispute{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Dispute) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Dispute) ProtoMessage() {}
+
+func (x *Dispute) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Dispute.ProtoReflect.Descriptor instead.
+func (*Dispute) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *Dispute) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *Dispute) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *Dispute) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *Dispute) GetAmount() int64 {
+	if x != nil {
+		return x.Amount
+	}
+	return 0
+}
+
+func (x *Dispute) GetCurrency() string {
+	if x != nil {
+		return x.Currency
+	}
+	return ""
+}
+
+func (x *Dispute) GetFee() int64 {
+	if x != nil {
+		return x.Fee
+	}
+	return 0
+}
+
+func (x *Dispute) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Dispute) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *Dispute) GetVersion() int64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Dispute) GetAcquirer() string {
+	if x != nil {
+		return x.Acquirer
+	}
+	return ""
+}
+
+func (x *Dispute) GetAcquirerReference() string {
+	if x != nil {
+		return x.AcquirerReference
+	}
+	return ""
+}
+
+func (x *Dispute) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Dispute) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type ListDisputesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Only this merchant's (the gateway always sets it).
+	MerchantId string `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// Only this payment's.
+	PaymentId string `protobuf:"bytes,2,opt,name=payment_id,json=paymentId,proto3" json:"payment_id,omitempty"`
+	// At most 100 (default 10).
+	PageSize int32 `protobuf:"varint,3,opt,name=page_size,json=pageSize,proto3" json:"page_size,omitempty"`
+	// The next_page_token of the previous page.
+	PageToken     string `protobuf:"bytes,4,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesRequest) Reset() {
+	*x = ListDisputesRequest{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesRequest) ProtoMessage() {}
+
+func (x *ListDisputesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesRequest.ProtoReflect.Descriptor instead.
+func (*ListDisputesRequest) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ListDisputesRequest) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *ListDisputesRequest) GetPaymentId() string {
+	if x != nil {
+		return x.PaymentId
+	}
+	return ""
+}
+
+func (x *ListDisputesRequest) GetPageSize() int32 {
+	if x != nil {
+		return x.PageSize
+	}
+	return 0
+}
+
+func (x *ListDisputesRequest) GetPageToken() string {
+	if x != nil {
+		return x.PageToken
+	}
+	return ""
+}
+
+type ListDisputesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Disputes      []*Dispute             `protobuf:"bytes,1,rep,name=disputes,proto3" json:"disputes,omitempty"`
+	NextPageToken string                 `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDisputesResponse) Reset() {
+	*x = ListDisputesResponse{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDisputesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDisputesResponse) ProtoMessage() {}
+
+func (x *ListDisputesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDisputesResponse.ProtoReflect.Descriptor instead.
+func (*ListDisputesResponse) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ListDisputesResponse) GetDisputes() []*Dispute {
+	if x != nil {
+		return x.Disputes
+	}
+	return nil
+}
+
+func (x *ListDisputesResponse) GetNextPageToken() string {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return ""
+}
+
+type GetDisputeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// If set, the dispute must be this merchant's.
+	MerchantId    string `protobuf:"bytes,2,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDisputeRequest) Reset() {
+	*x = GetDisputeRequest{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDisputeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDisputeRequest) ProtoMessage() {}
+
+func (x *GetDisputeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDisputeRequest.ProtoReflect.Descriptor instead.
+func (*GetDisputeRequest) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetDisputeRequest) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *GetDisputeRequest) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+type GetDisputedAmountsRequest struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	MerchantId string                 `protobuf:"bytes,1,opt,name=merchant_id,json=merchantId,proto3" json:"merchant_id,omitempty"`
+	// At most 100.
+	PaymentIds    []string `protobuf:"bytes,2,rep,name=payment_ids,json=paymentIds,proto3" json:"payment_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDisputedAmountsRequest) Reset() {
+	*x = GetDisputedAmountsRequest{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDisputedAmountsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDisputedAmountsRequest) ProtoMessage() {}
+
+func (x *GetDisputedAmountsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDisputedAmountsRequest.ProtoReflect.Descriptor instead.
+func (*GetDisputedAmountsRequest) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *GetDisputedAmountsRequest) GetMerchantId() string {
+	if x != nil {
+		return x.MerchantId
+	}
+	return ""
+}
+
+func (x *GetDisputedAmountsRequest) GetPaymentIds() []string {
+	if x != nil {
+		return x.PaymentIds
+	}
+	return nil
+}
+
+type GetDisputedAmountsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Payment id to its disputed amount (minor units); payments without a
+	// dispute are left out.
+	Amounts       map[string]int64 `protobuf:"bytes,1,rep,name=amounts,proto3" json:"amounts,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetDisputedAmountsResponse) Reset() {
+	*x = GetDisputedAmountsResponse{}
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetDisputedAmountsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetDisputedAmountsResponse) ProtoMessage() {}
+
+func (x *GetDisputedAmountsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_obol_ledger_v1_ledger_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetDisputedAmountsResponse.ProtoReflect.Descriptor instead.
+func (*GetDisputedAmountsResponse) Descriptor() ([]byte, []int) {
+	return file_obol_ledger_v1_ledger_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *GetDisputedAmountsResponse) GetAmounts() map[string]int64 {
+	if x != nil {
+		return x.Amounts
+	}
+	return nil
+}
+
 var File_obol_ledger_v1_ledger_proto protoreflect.FileDescriptor
 
 const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
@@ -2448,7 +2883,7 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x17ImportSettlementRequest\x12\x1a\n" +
 	"\bacquirer\x18\x01 \x01(\tR\bacquirer\x12\x1a\n" +
 	"\bcurrency\x18\x02 \x01(\tR\bcurrency\x12\x10\n" +
-	"\x03csv\x18\x03 \x01(\tR\x03csv\"\xa1\x02\n" +
+	"\x03csv\x18\x03 \x01(\tR\x03csv\"\xc0\x02\n" +
 	"\x0eSettlementLine\x12\x12\n" +
 	"\x04line\x18\x01 \x01(\x05R\x04line\x12-\n" +
 	"\x12acquirer_reference\x18\x02 \x01(\tR\x11acquirerReference\x12\x16\n" +
@@ -2461,7 +2896,9 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\n" +
 	"payment_id\x18\t \x01(\tR\tpaymentId\x12\x16\n" +
 	"\x06reason\x18\n" +
-	" \x01(\tR\x06reason\"\xd4\x02\n" +
+	" \x01(\tR\x06reason\x12\x1d\n" +
+	"\n" +
+	"dispute_id\x18\v \x01(\tR\tdisputeId\"\xd4\x02\n" +
 	"\x10SettlementReport\x12\x14\n" +
 	"\x05lines\x18\x01 \x01(\x05R\x05lines\x12\x18\n" +
 	"\amatched\x18\x02 \x01(\x05R\amatched\x12%\n" +
@@ -2508,13 +2945,57 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\x06amount\x18\x02 \x01(\x03R\x06amount\"\x7f\n" +
 	"\x1aListPaymentLedgersResponse\x129\n" +
 	"\bpayments\x18\x01 \x03(\v2\x1d.obol.ledger.v1.PaymentLedgerR\bpayments\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken*\x9f\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"\xaa\x03\n" +
+	"\aDispute\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x02 \x01(\tR\tpaymentId\x12\x1f\n" +
+	"\vmerchant_id\x18\x03 \x01(\tR\n" +
+	"merchantId\x12\x16\n" +
+	"\x06amount\x18\x04 \x01(\x03R\x06amount\x12\x1a\n" +
+	"\bcurrency\x18\x05 \x01(\tR\bcurrency\x12\x10\n" +
+	"\x03fee\x18\x06 \x01(\x03R\x03fee\x12\x16\n" +
+	"\x06reason\x18\a \x01(\tR\x06reason\x12\x16\n" +
+	"\x06status\x18\b \x01(\tR\x06status\x12\x18\n" +
+	"\aversion\x18\t \x01(\x03R\aversion\x12\x1a\n" +
+	"\bacquirer\x18\n" +
+	" \x01(\tR\bacquirer\x12-\n" +
+	"\x12acquirer_reference\x18\v \x01(\tR\x11acquirerReference\x129\n" +
+	"\n" +
+	"created_at\x18\f \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\r \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x91\x01\n" +
+	"\x13ListDisputesRequest\x12\x1f\n" +
+	"\vmerchant_id\x18\x01 \x01(\tR\n" +
+	"merchantId\x12\x1d\n" +
+	"\n" +
+	"payment_id\x18\x02 \x01(\tR\tpaymentId\x12\x1b\n" +
+	"\tpage_size\x18\x03 \x01(\x05R\bpageSize\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x04 \x01(\tR\tpageToken\"s\n" +
+	"\x14ListDisputesResponse\x123\n" +
+	"\bdisputes\x18\x01 \x03(\v2\x17.obol.ledger.v1.DisputeR\bdisputes\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"D\n" +
+	"\x11GetDisputeRequest\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1f\n" +
+	"\vmerchant_id\x18\x02 \x01(\tR\n" +
+	"merchantId\"]\n" +
+	"\x19GetDisputedAmountsRequest\x12\x1f\n" +
+	"\vmerchant_id\x18\x01 \x01(\tR\n" +
+	"merchantId\x12\x1f\n" +
+	"\vpayment_ids\x18\x02 \x03(\tR\n" +
+	"paymentIds\"\xab\x01\n" +
+	"\x1aGetDisputedAmountsResponse\x12Q\n" +
+	"\aamounts\x18\x01 \x03(\v27.obol.ledger.v1.GetDisputedAmountsResponse.AmountsEntryR\aamounts\x1a:\n" +
+	"\fAmountsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*\x9f\x01\n" +
 	"\fPaymentEvent\x12\x1d\n" +
 	"\x19PAYMENT_EVENT_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18PAYMENT_EVENT_AUTHORIZED\x10\x01\x12\x1a\n" +
 	"\x16PAYMENT_EVENT_CAPTURED\x10\x02\x12\x1a\n" +
 	"\x16PAYMENT_EVENT_CANCELED\x10\x03\x12\x1a\n" +
-	"\x16PAYMENT_EVENT_REFUNDED\x10\x042\xc8\t\n" +
+	"\x16PAYMENT_EVENT_REFUNDED\x10\x042\xda\v\n" +
 	"\rLedgerService\x12N\n" +
 	"\rCreateAccount\x12$.obol.ledger.v1.CreateAccountRequest\x1a\x17.obol.ledger.v1.Account\x12H\n" +
 	"\n" +
@@ -2531,7 +3012,11 @@ const file_obol_ledger_v1_ledger_proto_rawDesc = "" +
 	"\fUpdatePayout\x12#.obol.ledger.v1.UpdatePayoutRequest\x1a\x16.obol.ledger.v1.Payout\x12]\n" +
 	"\x10ImportSettlement\x12'.obol.ledger.v1.ImportSettlementRequest\x1a .obol.ledger.v1.SettlementReport\x12G\n" +
 	"\x06Verify\x12\x1d.obol.ledger.v1.VerifyRequest\x1a\x1e.obol.ledger.v1.VerifyResponse\x12k\n" +
-	"\x12ListPaymentLedgers\x12).obol.ledger.v1.ListPaymentLedgersRequest\x1a*.obol.ledger.v1.ListPaymentLedgersResponseB7Z5github.com/obolpay/obol/proto/obol/ledger/v1;ledgerv1b\x06proto3"
+	"\x12ListPaymentLedgers\x12).obol.ledger.v1.ListPaymentLedgersRequest\x1a*.obol.ledger.v1.ListPaymentLedgersResponse\x12Y\n" +
+	"\fListDisputes\x12#.obol.ledger.v1.ListDisputesRequest\x1a$.obol.ledger.v1.ListDisputesResponse\x12H\n" +
+	"\n" +
+	"GetDispute\x12!.obol.ledger.v1.GetDisputeRequest\x1a\x17.obol.ledger.v1.Dispute\x12k\n" +
+	"\x12GetDisputedAmounts\x12).obol.ledger.v1.GetDisputedAmountsRequest\x1a*.obol.ledger.v1.GetDisputedAmountsResponseB7Z5github.com/obolpay/obol/proto/obol/ledger/v1;ledgerv1b\x06proto3"
 
 var (
 	file_obol_ledger_v1_ledger_proto_rawDescOnce sync.Once
@@ -2546,7 +3031,7 @@ func file_obol_ledger_v1_ledger_proto_rawDescGZIP() []byte {
 }
 
 var file_obol_ledger_v1_ledger_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_obol_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_obol_ledger_v1_ledger_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_obol_ledger_v1_ledger_proto_goTypes = []any{
 	(PaymentEvent)(0),                  // 0: obol.ledger.v1.PaymentEvent
 	(*Account)(nil),                    // 1: obol.ledger.v1.Account
@@ -2580,63 +3065,80 @@ var file_obol_ledger_v1_ledger_proto_goTypes = []any{
 	(*PaymentLedger)(nil),              // 29: obol.ledger.v1.PaymentLedger
 	(*PaymentLedgerRefund)(nil),        // 30: obol.ledger.v1.PaymentLedgerRefund
 	(*ListPaymentLedgersResponse)(nil), // 31: obol.ledger.v1.ListPaymentLedgersResponse
-	nil,                                // 32: obol.ledger.v1.PostTransactionRequest.MetadataEntry
-	nil,                                // 33: obol.ledger.v1.Transaction.MetadataEntry
-	(*timestamppb.Timestamp)(nil),      // 34: google.protobuf.Timestamp
+	(*Dispute)(nil),                    // 32: obol.ledger.v1.Dispute
+	(*ListDisputesRequest)(nil),        // 33: obol.ledger.v1.ListDisputesRequest
+	(*ListDisputesResponse)(nil),       // 34: obol.ledger.v1.ListDisputesResponse
+	(*GetDisputeRequest)(nil),          // 35: obol.ledger.v1.GetDisputeRequest
+	(*GetDisputedAmountsRequest)(nil),  // 36: obol.ledger.v1.GetDisputedAmountsRequest
+	(*GetDisputedAmountsResponse)(nil), // 37: obol.ledger.v1.GetDisputedAmountsResponse
+	nil,                                // 38: obol.ledger.v1.PostTransactionRequest.MetadataEntry
+	nil,                                // 39: obol.ledger.v1.Transaction.MetadataEntry
+	nil,                                // 40: obol.ledger.v1.GetDisputedAmountsResponse.AmountsEntry
+	(*timestamppb.Timestamp)(nil),      // 41: google.protobuf.Timestamp
 }
 var file_obol_ledger_v1_ledger_proto_depIdxs = []int32{
-	34, // 0: obol.ledger.v1.Account.created_at:type_name -> google.protobuf.Timestamp
-	34, // 1: obol.ledger.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
+	41, // 0: obol.ledger.v1.Account.created_at:type_name -> google.protobuf.Timestamp
+	41, // 1: obol.ledger.v1.Entry.created_at:type_name -> google.protobuf.Timestamp
 	5,  // 2: obol.ledger.v1.ListEntriesResponse.entries:type_name -> obol.ledger.v1.Entry
-	34, // 3: obol.ledger.v1.PostTransactionRequest.expires_at:type_name -> google.protobuf.Timestamp
+	41, // 3: obol.ledger.v1.PostTransactionRequest.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 4: obol.ledger.v1.PostTransactionRequest.postings:type_name -> obol.ledger.v1.Posting
-	32, // 5: obol.ledger.v1.PostTransactionRequest.metadata:type_name -> obol.ledger.v1.PostTransactionRequest.MetadataEntry
-	34, // 6: obol.ledger.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
+	38, // 5: obol.ledger.v1.PostTransactionRequest.metadata:type_name -> obol.ledger.v1.PostTransactionRequest.MetadataEntry
+	41, // 6: obol.ledger.v1.Transaction.expires_at:type_name -> google.protobuf.Timestamp
 	7,  // 7: obol.ledger.v1.Transaction.postings:type_name -> obol.ledger.v1.Posting
-	33, // 8: obol.ledger.v1.Transaction.metadata:type_name -> obol.ledger.v1.Transaction.MetadataEntry
-	34, // 9: obol.ledger.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
+	39, // 8: obol.ledger.v1.Transaction.metadata:type_name -> obol.ledger.v1.Transaction.MetadataEntry
+	41, // 9: obol.ledger.v1.Transaction.created_at:type_name -> google.protobuf.Timestamp
 	0,  // 10: obol.ledger.v1.RecordPaymentRequest.event:type_name -> obol.ledger.v1.PaymentEvent
 	9,  // 11: obol.ledger.v1.RecordPaymentResponse.transaction:type_name -> obol.ledger.v1.Transaction
-	34, // 12: obol.ledger.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
+	41, // 12: obol.ledger.v1.Payout.created_at:type_name -> google.protobuf.Timestamp
 	16, // 13: obol.ledger.v1.RunPayoutsResponse.released:type_name -> obol.ledger.v1.Release
 	17, // 14: obol.ledger.v1.RunPayoutsResponse.payouts:type_name -> obol.ledger.v1.Payout
 	17, // 15: obol.ledger.v1.ListPayoutsResponse.payouts:type_name -> obol.ledger.v1.Payout
 	24, // 16: obol.ledger.v1.SettlementReport.results:type_name -> obol.ledger.v1.SettlementLine
 	30, // 17: obol.ledger.v1.PaymentLedger.refunds:type_name -> obol.ledger.v1.PaymentLedgerRefund
 	29, // 18: obol.ledger.v1.ListPaymentLedgersResponse.payments:type_name -> obol.ledger.v1.PaymentLedger
-	2,  // 19: obol.ledger.v1.LedgerService.CreateAccount:input_type -> obol.ledger.v1.CreateAccountRequest
-	3,  // 20: obol.ledger.v1.LedgerService.GetAccount:input_type -> obol.ledger.v1.GetAccountRequest
-	4,  // 21: obol.ledger.v1.LedgerService.ListEntries:input_type -> obol.ledger.v1.ListEntriesRequest
-	8,  // 22: obol.ledger.v1.LedgerService.PostTransaction:input_type -> obol.ledger.v1.PostTransactionRequest
-	10, // 23: obol.ledger.v1.LedgerService.GetTransaction:input_type -> obol.ledger.v1.GetTransactionRequest
-	11, // 24: obol.ledger.v1.LedgerService.RecordPayment:input_type -> obol.ledger.v1.RecordPaymentRequest
-	13, // 25: obol.ledger.v1.LedgerService.GetMerchantBalances:input_type -> obol.ledger.v1.GetMerchantBalancesRequest
-	15, // 26: obol.ledger.v1.LedgerService.RunPayouts:input_type -> obol.ledger.v1.RunPayoutsRequest
-	19, // 27: obol.ledger.v1.LedgerService.ListPayouts:input_type -> obol.ledger.v1.ListPayoutsRequest
-	21, // 28: obol.ledger.v1.LedgerService.GetPayout:input_type -> obol.ledger.v1.GetPayoutRequest
-	22, // 29: obol.ledger.v1.LedgerService.UpdatePayout:input_type -> obol.ledger.v1.UpdatePayoutRequest
-	23, // 30: obol.ledger.v1.LedgerService.ImportSettlement:input_type -> obol.ledger.v1.ImportSettlementRequest
-	26, // 31: obol.ledger.v1.LedgerService.Verify:input_type -> obol.ledger.v1.VerifyRequest
-	28, // 32: obol.ledger.v1.LedgerService.ListPaymentLedgers:input_type -> obol.ledger.v1.ListPaymentLedgersRequest
-	1,  // 33: obol.ledger.v1.LedgerService.CreateAccount:output_type -> obol.ledger.v1.Account
-	1,  // 34: obol.ledger.v1.LedgerService.GetAccount:output_type -> obol.ledger.v1.Account
-	6,  // 35: obol.ledger.v1.LedgerService.ListEntries:output_type -> obol.ledger.v1.ListEntriesResponse
-	9,  // 36: obol.ledger.v1.LedgerService.PostTransaction:output_type -> obol.ledger.v1.Transaction
-	9,  // 37: obol.ledger.v1.LedgerService.GetTransaction:output_type -> obol.ledger.v1.Transaction
-	12, // 38: obol.ledger.v1.LedgerService.RecordPayment:output_type -> obol.ledger.v1.RecordPaymentResponse
-	14, // 39: obol.ledger.v1.LedgerService.GetMerchantBalances:output_type -> obol.ledger.v1.MerchantBalances
-	18, // 40: obol.ledger.v1.LedgerService.RunPayouts:output_type -> obol.ledger.v1.RunPayoutsResponse
-	20, // 41: obol.ledger.v1.LedgerService.ListPayouts:output_type -> obol.ledger.v1.ListPayoutsResponse
-	17, // 42: obol.ledger.v1.LedgerService.GetPayout:output_type -> obol.ledger.v1.Payout
-	17, // 43: obol.ledger.v1.LedgerService.UpdatePayout:output_type -> obol.ledger.v1.Payout
-	25, // 44: obol.ledger.v1.LedgerService.ImportSettlement:output_type -> obol.ledger.v1.SettlementReport
-	27, // 45: obol.ledger.v1.LedgerService.Verify:output_type -> obol.ledger.v1.VerifyResponse
-	31, // 46: obol.ledger.v1.LedgerService.ListPaymentLedgers:output_type -> obol.ledger.v1.ListPaymentLedgersResponse
-	33, // [33:47] is the sub-list for method output_type
-	19, // [19:33] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	41, // 19: obol.ledger.v1.Dispute.created_at:type_name -> google.protobuf.Timestamp
+	41, // 20: obol.ledger.v1.Dispute.updated_at:type_name -> google.protobuf.Timestamp
+	32, // 21: obol.ledger.v1.ListDisputesResponse.disputes:type_name -> obol.ledger.v1.Dispute
+	40, // 22: obol.ledger.v1.GetDisputedAmountsResponse.amounts:type_name -> obol.ledger.v1.GetDisputedAmountsResponse.AmountsEntry
+	2,  // 23: obol.ledger.v1.LedgerService.CreateAccount:input_type -> obol.ledger.v1.CreateAccountRequest
+	3,  // 24: obol.ledger.v1.LedgerService.GetAccount:input_type -> obol.ledger.v1.GetAccountRequest
+	4,  // 25: obol.ledger.v1.LedgerService.ListEntries:input_type -> obol.ledger.v1.ListEntriesRequest
+	8,  // 26: obol.ledger.v1.LedgerService.PostTransaction:input_type -> obol.ledger.v1.PostTransactionRequest
+	10, // 27: obol.ledger.v1.LedgerService.GetTransaction:input_type -> obol.ledger.v1.GetTransactionRequest
+	11, // 28: obol.ledger.v1.LedgerService.RecordPayment:input_type -> obol.ledger.v1.RecordPaymentRequest
+	13, // 29: obol.ledger.v1.LedgerService.GetMerchantBalances:input_type -> obol.ledger.v1.GetMerchantBalancesRequest
+	15, // 30: obol.ledger.v1.LedgerService.RunPayouts:input_type -> obol.ledger.v1.RunPayoutsRequest
+	19, // 31: obol.ledger.v1.LedgerService.ListPayouts:input_type -> obol.ledger.v1.ListPayoutsRequest
+	21, // 32: obol.ledger.v1.LedgerService.GetPayout:input_type -> obol.ledger.v1.GetPayoutRequest
+	22, // 33: obol.ledger.v1.LedgerService.UpdatePayout:input_type -> obol.ledger.v1.UpdatePayoutRequest
+	23, // 34: obol.ledger.v1.LedgerService.ImportSettlement:input_type -> obol.ledger.v1.ImportSettlementRequest
+	26, // 35: obol.ledger.v1.LedgerService.Verify:input_type -> obol.ledger.v1.VerifyRequest
+	28, // 36: obol.ledger.v1.LedgerService.ListPaymentLedgers:input_type -> obol.ledger.v1.ListPaymentLedgersRequest
+	33, // 37: obol.ledger.v1.LedgerService.ListDisputes:input_type -> obol.ledger.v1.ListDisputesRequest
+	35, // 38: obol.ledger.v1.LedgerService.GetDispute:input_type -> obol.ledger.v1.GetDisputeRequest
+	36, // 39: obol.ledger.v1.LedgerService.GetDisputedAmounts:input_type -> obol.ledger.v1.GetDisputedAmountsRequest
+	1,  // 40: obol.ledger.v1.LedgerService.CreateAccount:output_type -> obol.ledger.v1.Account
+	1,  // 41: obol.ledger.v1.LedgerService.GetAccount:output_type -> obol.ledger.v1.Account
+	6,  // 42: obol.ledger.v1.LedgerService.ListEntries:output_type -> obol.ledger.v1.ListEntriesResponse
+	9,  // 43: obol.ledger.v1.LedgerService.PostTransaction:output_type -> obol.ledger.v1.Transaction
+	9,  // 44: obol.ledger.v1.LedgerService.GetTransaction:output_type -> obol.ledger.v1.Transaction
+	12, // 45: obol.ledger.v1.LedgerService.RecordPayment:output_type -> obol.ledger.v1.RecordPaymentResponse
+	14, // 46: obol.ledger.v1.LedgerService.GetMerchantBalances:output_type -> obol.ledger.v1.MerchantBalances
+	18, // 47: obol.ledger.v1.LedgerService.RunPayouts:output_type -> obol.ledger.v1.RunPayoutsResponse
+	20, // 48: obol.ledger.v1.LedgerService.ListPayouts:output_type -> obol.ledger.v1.ListPayoutsResponse
+	17, // 49: obol.ledger.v1.LedgerService.GetPayout:output_type -> obol.ledger.v1.Payout
+	17, // 50: obol.ledger.v1.LedgerService.UpdatePayout:output_type -> obol.ledger.v1.Payout
+	25, // 51: obol.ledger.v1.LedgerService.ImportSettlement:output_type -> obol.ledger.v1.SettlementReport
+	27, // 52: obol.ledger.v1.LedgerService.Verify:output_type -> obol.ledger.v1.VerifyResponse
+	31, // 53: obol.ledger.v1.LedgerService.ListPaymentLedgers:output_type -> obol.ledger.v1.ListPaymentLedgersResponse
+	34, // 54: obol.ledger.v1.LedgerService.ListDisputes:output_type -> obol.ledger.v1.ListDisputesResponse
+	32, // 55: obol.ledger.v1.LedgerService.GetDispute:output_type -> obol.ledger.v1.Dispute
+	37, // 56: obol.ledger.v1.LedgerService.GetDisputedAmounts:output_type -> obol.ledger.v1.GetDisputedAmountsResponse
+	40, // [40:57] is the sub-list for method output_type
+	23, // [23:40] is the sub-list for method input_type
+	23, // [23:23] is the sub-list for extension type_name
+	23, // [23:23] is the sub-list for extension extendee
+	0,  // [0:23] is the sub-list for field type_name
 }
 
 func init() { file_obol_ledger_v1_ledger_proto_init() }
@@ -2650,7 +3152,7 @@ func file_obol_ledger_v1_ledger_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_obol_ledger_v1_ledger_proto_rawDesc), len(file_obol_ledger_v1_ledger_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   33,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -39,6 +39,9 @@ const (
 	LedgerService_ImportSettlement_FullMethodName    = "/obol.ledger.v1.LedgerService/ImportSettlement"
 	LedgerService_Verify_FullMethodName              = "/obol.ledger.v1.LedgerService/Verify"
 	LedgerService_ListPaymentLedgers_FullMethodName  = "/obol.ledger.v1.LedgerService/ListPaymentLedgers"
+	LedgerService_ListDisputes_FullMethodName        = "/obol.ledger.v1.LedgerService/ListDisputes"
+	LedgerService_GetDispute_FullMethodName          = "/obol.ledger.v1.LedgerService/GetDispute"
+	LedgerService_GetDisputedAmounts_FullMethodName  = "/obol.ledger.v1.LedgerService/GetDisputedAmounts"
 )
 
 // LedgerServiceClient is the client API for LedgerService service.
@@ -80,6 +83,16 @@ type LedgerServiceClient interface {
 	// capture, fee, refunds), in payment id order, or for the given payment
 	// ids: the ledger side of the reconciliation with the gateway.
 	ListPaymentLedgers(ctx context.Context, in *ListPaymentLedgersRequest, opts ...grpc.CallOption) (*ListPaymentLedgersResponse, error)
+	// ListDisputes lists disputes, newest first: one merchant's when
+	// merchant_id is set (the gateway's call for GET /v1/disputes).
+	ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error)
+	// GetDispute reads a dispute; with merchant_id, another merchant's is
+	// NOT_FOUND like one that does not exist.
+	GetDispute(ctx context.Context, in *GetDisputeRequest, opts ...grpc.CallOption) (*Dispute, error)
+	// GetDisputedAmounts answers each payment's disputed amount (its open
+	// and lost disputes; a won one is not counted): the gateway's call for
+	// a payment's amount_disputed.
+	GetDisputedAmounts(ctx context.Context, in *GetDisputedAmountsRequest, opts ...grpc.CallOption) (*GetDisputedAmountsResponse, error)
 }
 
 type ledgerServiceClient struct {
@@ -230,6 +243,36 @@ func (c *ledgerServiceClient) ListPaymentLedgers(ctx context.Context, in *ListPa
 	return out, nil
 }
 
+func (c *ledgerServiceClient) ListDisputes(ctx context.Context, in *ListDisputesRequest, opts ...grpc.CallOption) (*ListDisputesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDisputesResponse)
+	err := c.cc.Invoke(ctx, LedgerService_ListDisputes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetDispute(ctx context.Context, in *GetDisputeRequest, opts ...grpc.CallOption) (*Dispute, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Dispute)
+	err := c.cc.Invoke(ctx, LedgerService_GetDispute_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *ledgerServiceClient) GetDisputedAmounts(ctx context.Context, in *GetDisputedAmountsRequest, opts ...grpc.CallOption) (*GetDisputedAmountsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetDisputedAmountsResponse)
+	err := c.cc.Invoke(ctx, LedgerService_GetDisputedAmounts_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LedgerServiceServer is the server API for LedgerService service.
 // All implementations must embed UnimplementedLedgerServiceServer
 // for forward compatibility.
@@ -269,6 +312,16 @@ type LedgerServiceServer interface {
 	// capture, fee, refunds), in payment id order, or for the given payment
 	// ids: the ledger side of the reconciliation with the gateway.
 	ListPaymentLedgers(context.Context, *ListPaymentLedgersRequest) (*ListPaymentLedgersResponse, error)
+	// ListDisputes lists disputes, newest first: one merchant's when
+	// merchant_id is set (the gateway's call for GET /v1/disputes).
+	ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error)
+	// GetDispute reads a dispute; with merchant_id, another merchant's is
+	// NOT_FOUND like one that does not exist.
+	GetDispute(context.Context, *GetDisputeRequest) (*Dispute, error)
+	// GetDisputedAmounts answers each payment's disputed amount (its open
+	// and lost disputes; a won one is not counted): the gateway's call for
+	// a payment's amount_disputed.
+	GetDisputedAmounts(context.Context, *GetDisputedAmountsRequest) (*GetDisputedAmountsResponse, error)
 	mustEmbedUnimplementedLedgerServiceServer()
 }
 
@@ -320,6 +373,15 @@ func (UnimplementedLedgerServiceServer) Verify(context.Context, *VerifyRequest) 
 }
 func (UnimplementedLedgerServiceServer) ListPaymentLedgers(context.Context, *ListPaymentLedgersRequest) (*ListPaymentLedgersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListPaymentLedgers not implemented")
+}
+func (UnimplementedLedgerServiceServer) ListDisputes(context.Context, *ListDisputesRequest) (*ListDisputesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListDisputes not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetDispute(context.Context, *GetDisputeRequest) (*Dispute, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDispute not implemented")
+}
+func (UnimplementedLedgerServiceServer) GetDisputedAmounts(context.Context, *GetDisputedAmountsRequest) (*GetDisputedAmountsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetDisputedAmounts not implemented")
 }
 func (UnimplementedLedgerServiceServer) mustEmbedUnimplementedLedgerServiceServer() {}
 func (UnimplementedLedgerServiceServer) testEmbeddedByValue()                       {}
@@ -594,6 +656,60 @@ func _LedgerService_ListPaymentLedgers_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LedgerService_ListDisputes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDisputesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).ListDisputes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_ListDisputes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).ListDisputes(ctx, req.(*ListDisputesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetDispute_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDisputeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetDispute(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetDispute_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetDispute(ctx, req.(*GetDisputeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LedgerService_GetDisputedAmounts_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetDisputedAmountsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LedgerServiceServer).GetDisputedAmounts(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LedgerService_GetDisputedAmounts_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LedgerServiceServer).GetDisputedAmounts(ctx, req.(*GetDisputedAmountsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LedgerService_ServiceDesc is the grpc.ServiceDesc for LedgerService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -656,6 +772,18 @@ var LedgerService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListPaymentLedgers",
 			Handler:    _LedgerService_ListPaymentLedgers_Handler,
+		},
+		{
+			MethodName: "ListDisputes",
+			Handler:    _LedgerService_ListDisputes_Handler,
+		},
+		{
+			MethodName: "GetDispute",
+			Handler:    _LedgerService_GetDispute_Handler,
+		},
+		{
+			MethodName: "GetDisputedAmounts",
+			Handler:    _LedgerService_GetDisputedAmounts_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
