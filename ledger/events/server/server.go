@@ -383,7 +383,20 @@ func endpointTypes(types []string, field string) ([]string, error) {
 	return out, nil
 }
 
+// CodeCardNumberInText: an endpoint's url or description looks like it
+// carries a card number (both are stored, returned, and sent in events).
+const CodeCardNumberInText = "card_number_in_text"
+
+func cardInText(field string) error {
+	return invalid(CodeCardNumberInText, field, field+" looks like it contains a card number")
+}
+
 func (s *Service) checkURL(ctx context.Context, raw string) error {
+	// Before anything resolves the host: a card number in it must not
+	// reach a DNS server either.
+	if cardtext.Contains(raw) {
+		return cardInText("url")
+	}
 	if _, err := s.policy.CheckURL(ctx, raw); err != nil {
 		var ue *webhook.URLError
 		if errors.As(err, &ue) {
@@ -393,6 +406,16 @@ func (s *Service) checkURL(ctx context.Context, raw string) error {
 			return invalid(ue.Code, "url", ue.Message)
 		}
 		return invalid("url_invalid", "url", "url is not valid")
+	}
+	return nil
+}
+
+func checkDescription(d string) error {
+	switch {
+	case len(d) > MaxDescription:
+		return invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+	case cardtext.Contains(d):
+		return cardInText("description")
 	}
 	return nil
 }
@@ -418,8 +441,8 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetDescription()) > MaxDescription {
-		return nil, invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+	if err := checkDescription(req.GetDescription()); err != nil {
+		return nil, err
 	}
 	existing, err := s.st.Endpoints(ctx, wrap.GetMerchantId(), "", MaxEndpoints)
 	if err != nil {
@@ -518,8 +541,8 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 		}
 	}
 	if req.Description != nil {
-		if len(req.GetDescription()) > MaxDescription {
-			return nil, invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+		if err := checkDescription(req.GetDescription()); err != nil {
+			return nil, err
 		}
 		e.Description = req.GetDescription()
 	}

@@ -161,6 +161,44 @@ func TestMerchantCallsValidation(t *testing.T) {
 		_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m9", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
 	})
+	t.Run("a card number in url or description is refused, nothing stored", func(t *testing.T) {
+		svc, ctx := newService(t)
+		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+		require.NoError(t, err)
+		pan := "4242 4242 4242 4242"
+		cases := []struct {
+			name, field string
+			call        func() error
+		}{
+			{"create: url path", "url", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h?c=4242424242424242", Events: []string{"*"}})
+			}},
+			{"create: url host", "url", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://4242424242424242.example.com/", Events: []string{"*"}})
+			}},
+			{"create: description", "description", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}, Description: "card " + pan})
+			}},
+			{"update: url", "url", func() error {
+				_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Url: proto.String("https://127.0.0.1/4242-4242-4242-4242")}})
+				return err
+			}},
+			{"update: description", "description", func() error {
+				_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Description: proto.String(pan)}})
+				return err
+			}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				requireAPIError(t, c.call(), apierr.KindInvalidArgument, CodeCardNumberInText, c.field)
+			})
+		}
+		eps, err := svc.st.Endpoints(context.Background(), "m1", "", 100)
+		require.NoError(t, err)
+		require.Len(t, eps, 1)
+		assert.Equal(t, "https://127.0.0.1/h", eps[0].URL)
+		assert.Empty(t, eps[0].Description)
+	})
 	t.Run("another merchant cannot see an endpoint", func(t *testing.T) {
 		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		require.NoError(t, err)
@@ -173,6 +211,11 @@ func TestMerchantCallsValidation(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, stored.Secret, strings.TrimPrefix(ep.Secret, "whsec_"), "sealed at rest")
 	})
+}
+
+func svcCreate(svc *Service, ctx context.Context, r *eventsv1.CreateWebhookEndpointRequest) error {
+	_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: r})
+	return err
 }
 
 // FuzzDecodeCursor: page tokens are untrusted; a decoded one re-encodes to
