@@ -444,17 +444,13 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	if err := checkDescription(req.GetDescription()); err != nil {
 		return nil, err
 	}
-	existing, err := s.st.Endpoints(ctx, wrap.GetMerchantId(), "", MaxEndpoints)
-	if err != nil {
-		return nil, public(err)
-	}
-	if len(existing) >= MaxEndpoints {
-		return nil, apierr.New(apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url", fmt.Sprintf("a merchant has at most %d webhook endpoints: delete one first", MaxEndpoints))
-	}
 	id := store.NewID("we_")
 	secret := webhook.NewSecret()
 	e, err := s.st.CreateEndpoint(ctx, store.Endpoint{ID: id, MerchantID: wrap.GetMerchantId(), URL: req.GetUrl(), Types: types, Description: req.GetDescription(),
-		Status: store.StatusEnabled, Secret: s.sealer.Seal(id, secret), CreatedAt: s.now()})
+		Status: store.StatusEnabled, Secret: s.sealer.Seal(id, secret), CreatedAt: s.now()}, MaxEndpoints)
+	if errors.Is(err, store.ErrTooManyEndpoints) {
+		return nil, apierr.New(apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url", fmt.Sprintf("a merchant has at most %d webhook endpoints: delete one first", MaxEndpoints))
+	}
 	if err != nil {
 		return nil, public(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -160,6 +161,22 @@ func TestMerchantCallsValidation(t *testing.T) {
 		}
 		_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m9", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
+	})
+	t.Run("concurrent creations stop at MaxEndpoints", func(t *testing.T) {
+		svc, ctx := newService(t)
+		var wg sync.WaitGroup
+		for range 3 * MaxEndpoints {
+			wg.Go(func() {
+				_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m7", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+				if err != nil {
+					requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
+				}
+			})
+		}
+		wg.Wait()
+		eps, err := svc.st.Endpoints(context.Background(), "m7", "", 100)
+		require.NoError(t, err)
+		assert.Len(t, eps, MaxEndpoints)
 	})
 	t.Run("a card number in url or description is refused, nothing stored", func(t *testing.T) {
 		svc, ctx := newService(t)
