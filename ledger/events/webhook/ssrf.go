@@ -141,7 +141,10 @@ func (p *Policy) CheckAddr(ip netip.Addr) error {
 		return nil
 	}
 	if r := refusal(ip); r != "" {
-		return fmt.Errorf("%w: %s is %s (allow it with OBOL_WEBHOOK_ALLOW_CIDRS)", ErrAddressRefused, ip, r)
+		// The kind of address, not the address: the message reaches the
+		// merchant (creation error, attempt error), and what a host name
+		// resolves to inside the operator's network is not theirs to read.
+		return fmt.Errorf("%w: the host is %s (allow it with OBOL_WEBHOOK_ALLOW_CIDRS)", ErrAddressRefused, r)
 	}
 	return nil
 }

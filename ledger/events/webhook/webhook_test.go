@@ -155,6 +155,24 @@ func TestCheckURL(t *testing.T) {
 	}
 }
 
+// TestRefusalHidesResolvedAddress: a refused host name's error (shown to
+// the merchant) names the kind of address, never the address itself: the
+// operator's internal DNS must not be readable through endpoint creation.
+func TestRefusalHidesResolvedAddress(t *testing.T) {
+	p := &Policy{Resolver: fakeResolver{"db.internal.example": {"10.20.30.40"}, "meta.example": {"169.254.169.254"}}}
+	for _, c := range []struct{ url, addr, kind string }{
+		{"https://db.internal.example/", "10.20.30.40", "a private address"},
+		{"https://meta.example/", "169.254.169.254", "a cloud metadata address"},
+	} {
+		_, err := p.CheckURL(context.Background(), c.url)
+		var ue *URLError
+		require.ErrorAs(t, err, &ue)
+		assert.Equal(t, "url_address_refused", ue.Code)
+		assert.Contains(t, ue.Message, c.kind)
+		assert.NotContains(t, ue.Message, c.addr)
+	}
+}
+
 func TestParseAllowCIDRs(t *testing.T) {
 	got, err := ParseAllowCIDRs(" 10.1.0.0/16, fd00::/8 ,")
 	require.NoError(t, err)
@@ -220,6 +238,7 @@ func TestSenderRefusesTheDialledAddress(t *testing.T) {
 	r := s.Send(context.Background(), Message{URL: "http://rebind.example:" + port + "/hook", ID: "evt_1", Timestamp: time.Now(), Body: []byte(`{}`)})
 	assert.True(t, r.Refused, r.Err)
 	assert.Contains(t, r.Err, "loopback")
+	assert.NotContains(t, r.Err, "127.0.0.1", "the attempt's error (shown to the merchant) does not say what the host resolved to")
 	r = s.Send(context.Background(), Message{URL: srv.URL, ID: "evt_1", Timestamp: time.Now(), Body: []byte(`{}`)})
 	assert.True(t, r.Refused, "a loopback literal is refused at dial time too")
 	assert.Zero(t, hits.Load())
