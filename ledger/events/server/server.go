@@ -140,6 +140,10 @@ func validID(id, prefix string) bool {
 	return true
 }
 
+// hasNUL: PostgreSQL text cannot hold a NUL character, so one reaching a
+// query is a storage error (503) rather than the caller's mistake.
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
 // PublishEvents appends a batch of events (atomically, idempotently by id).
 func (s *Service) PublishEvents(ctx context.Context, req *eventsv1.PublishEventsRequest) (*eventsv1.PublishEventsResponse, error) {
 	if err := s.auth(ctx); err != nil {
@@ -165,13 +169,13 @@ func (s *Service) PublishEvents(ctx context.Context, req *eventsv1.PublishEvents
 			return nil, invalid("event_type_invalid", f("type"), "type must be one of "+strings.Join(Types[:len(Types)-1], ", "))
 		case e.GetMerchantId() == "":
 			return nil, required(f("merchant_id"))
-		case len(e.GetMerchantId()) > MaxIDLength:
-			return nil, invalid("merchant_id_invalid", f("merchant_id"), "merchant_id must be at most 128 characters")
+		case len(e.GetMerchantId()) > MaxIDLength || hasNUL(e.GetMerchantId()):
+			return nil, invalid("merchant_id_invalid", f("merchant_id"), "merchant_id must be at most 128 characters, without NUL")
 		case e.GetCreatedAt() == nil:
 			return nil, required(f("created_at"))
-		case e.GetObjectType() == "" || len(e.GetObjectType()) > 64:
+		case e.GetObjectType() == "" || len(e.GetObjectType()) > 64 || hasNUL(e.GetObjectType()):
 			return nil, invalid("object_type_invalid", f("object_type"), "object_type is required (at most 64 characters)")
-		case e.GetObjectId() == "" || len(e.GetObjectId()) > MaxIDLength:
+		case e.GetObjectId() == "" || len(e.GetObjectId()) > MaxIDLength || hasNUL(e.GetObjectId()):
 			return nil, invalid("object_id_invalid", f("object_id"), "object_id is required (at most 128 characters)")
 		case e.GetObjectVersion() < 0:
 			return nil, invalid("object_version_invalid", f("object_version"), "object_version must not be negative")
@@ -225,6 +229,9 @@ func (s *Service) merchant(ctx context.Context, merchantID string, present bool)
 	if merchantID == "" {
 		return required("merchant_id")
 	}
+	if len(merchantID) > MaxIDLength || hasNUL(merchantID) {
+		return invalid("merchant_id_invalid", "merchant_id", "merchant_id must be at most 128 characters, without NUL")
+	}
 	if !present {
 		return required("request")
 	}
@@ -271,7 +278,7 @@ func DecodeCursor(tok string) (*store.Cursor, error) {
 		return nil, errPageToken
 	}
 	at, id, ok := strings.Cut(string(raw), ":")
-	if !ok || id == "" || len(id) > MaxIDLength {
+	if !ok || !validID(id, "") {
 		return nil, errPageToken
 	}
 	us, err := strconv.ParseInt(at, 10, 64)
@@ -294,6 +301,9 @@ func (s *Service) ListEvents(ctx context.Context, wrap *eventsv1.EventLogListEve
 	cur, err := DecodeCursor(req.GetPageToken())
 	if err != nil {
 		return nil, err
+	}
+	if len(req.GetObjectId()) > MaxIDLength || hasNUL(req.GetObjectId()) {
+		return nil, invalid("object_id_invalid", "object_id", "object_id must be at most 128 characters, without NUL")
 	}
 	f := store.EventFilter{After: cur, Limit: size + 1, ObjectID: req.GetObjectId()}
 	for _, t := range req.GetTypes() {
@@ -342,6 +352,9 @@ func (s *Service) GetEvent(ctx context.Context, wrap *eventsv1.EventLogGetEventR
 	id := wrap.GetRequest().GetId()
 	if id == "" {
 		return nil, required("id")
+	}
+	if !validID(id, "evt_") {
+		return nil, notFound("event_not_found", "id", "no such event")
 	}
 	e, err := s.st.Event(ctx, wrap.GetMerchantId(), id)
 	if errors.Is(err, store.ErrNotFound) {
@@ -414,6 +427,8 @@ func checkDescription(d string) error {
 	switch {
 	case len(d) > MaxDescription:
 		return invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+	case hasNUL(d):
+		return invalid("description_invalid", "description", "description must not contain NUL characters")
 	case cardtext.Contains(d):
 		return cardInText("description")
 	}
@@ -496,6 +511,9 @@ func (s *Service) endpoint(ctx context.Context, merchant, id string) (store.Endp
 	if id == "" {
 		return store.Endpoint{}, required("id")
 	}
+	if !validID(id, "we_") {
+		return store.Endpoint{}, notFound("webhook_endpoint_not_found", "id", "no such webhook endpoint")
+	}
 	e, err := s.st.Endpoint(ctx, merchant, id)
 	if err != nil {
 		return e, s.notFoundEndpoint(err)
@@ -572,6 +590,9 @@ func (s *Service) DeleteWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	id := wrap.GetRequest().GetId()
 	if id == "" {
 		return nil, required("id")
+	}
+	if !validID(id, "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "id", "no such webhook endpoint")
 	}
 	if err := s.st.DeleteEndpoint(ctx, wrap.GetMerchantId(), id); err != nil {
 		return nil, s.notFoundEndpoint(err)
@@ -652,6 +673,12 @@ func (s *Service) ListDeliveryAttempts(ctx context.Context, wrap *eventsv1.Event
 	if req.GetEndpointId() == "" {
 		return nil, required("endpoint_id")
 	}
+	if !validID(req.GetEndpointId(), "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
+	}
+	if ev := req.GetEventId(); ev != "" && !validID(ev, "evt_") {
+		return nil, invalid("event_id_invalid", "event_id", "event_id must be an event id (evt_…)")
+	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
@@ -692,6 +719,12 @@ func (s *Service) RedeliverEvent(ctx context.Context, wrap *eventsv1.EventLogRed
 	}
 	if req.GetEndpointId() == "" {
 		return nil, required("endpoint_id")
+	}
+	if !validID(req.GetId(), "evt_") {
+		return nil, notFound("event_not_found", "id", "no such event")
+	}
+	if !validID(req.GetEndpointId(), "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
 	}
 	d, err := s.st.Redeliver(ctx, wrap.GetMerchantId(), req.GetId(), req.GetEndpointId(), s.now())
 	if errors.Is(err, store.ErrNotFound) {

@@ -143,6 +143,47 @@ func TestMerchantCallsValidation(t *testing.T) {
 			_, err := svc.RotateWebhookEndpointSecret(ctx, &eventsv1.EventLogRotateWebhookEndpointSecretRequest{MerchantId: "m1", Request: &eventsv1.RotateWebhookEndpointSecretRequest{Id: "we_x", OverlapSeconds: proto.Int64(8 * 86400)}})
 			return err
 		}, apierr.KindInvalidArgument, "overlap_seconds_invalid", "overlap_seconds"},
+		// A NUL cannot be stored in PostgreSQL text: it reached the queries
+		// and came back as 503 storage_unavailable.
+		{"NUL in an event id", func() error {
+			_, err := svc.GetEvent(ctx, &eventsv1.EventLogGetEventRequest{MerchantId: "m1", Request: &eventsv1.GetEventRequest{Id: "evt_\x00"}})
+			return err
+		}, apierr.KindNotFound, "event_not_found", "id"},
+		{"NUL in an endpoint id", func() error {
+			_, err := svc.GetWebhookEndpoint(ctx, &eventsv1.EventLogGetWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.GetWebhookEndpointRequest{Id: "we_\x00"}})
+			return err
+		}, apierr.KindNotFound, "webhook_endpoint_not_found", "id"},
+		{"NUL in a deleted endpoint id", func() error {
+			_, err := svc.DeleteWebhookEndpoint(ctx, &eventsv1.EventLogDeleteWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.DeleteWebhookEndpointRequest{Id: "we_\x00"}})
+			return err
+		}, apierr.KindNotFound, "webhook_endpoint_not_found", "id"},
+		{"NUL in the object filter", func() error {
+			_, err := svc.ListEvents(ctx, &eventsv1.EventLogListEventsRequest{MerchantId: "m1", Request: &eventsv1.ListEventsRequest{ObjectId: "pay_\x00"}})
+			return err
+		}, apierr.KindInvalidArgument, "object_id_invalid", "object_id"},
+		{"NUL in a page token", func() error {
+			_, err := svc.ListEvents(ctx, &eventsv1.EventLogListEventsRequest{MerchantId: "m1", Request: &eventsv1.ListEventsRequest{PageToken: EncodeCursor(store.Cursor{At: time.Unix(1_800_000_000, 0), ID: "evt_\x00"})}})
+			return err
+		}, apierr.KindInvalidArgument, "page_token_invalid", "page_token"},
+		{"NUL in the attempts' event filter", func() error {
+			_, err := svc.ListDeliveryAttempts(ctx, &eventsv1.EventLogListDeliveryAttemptsRequest{MerchantId: "m1", Request: &eventsv1.ListDeliveryAttemptsRequest{EndpointId: "we_1", EventId: "evt_\x00"}})
+			return err
+		}, apierr.KindInvalidArgument, "event_id_invalid", "event_id"},
+		{"NUL in a redelivered event id", func() error {
+			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_\x00", EndpointId: "we_1"}})
+			return err
+		}, apierr.KindNotFound, "event_not_found", "id"},
+		{"NUL in a description", func() error {
+			return create(&eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/", Events: []string{"*"}, Description: "a\x00b"})
+		}, apierr.KindInvalidArgument, "description_invalid", "description"},
+		{"NUL in a published object id", func() error {
+			_, err := svc.PublishEvents(ctx, ev(func(e *eventsv1.PublishedEvent) { e.ObjectId = "pay_\x00" }))
+			return err
+		}, apierr.KindInvalidArgument, "object_id_invalid", "events[0].object_id"},
+		{"NUL in a published merchant id", func() error {
+			_, err := svc.PublishEvents(ctx, ev(func(e *eventsv1.PublishedEvent) { e.MerchantId = "m\x00" }))
+			return err
+		}, apierr.KindInvalidArgument, "merchant_id_invalid", "events[0].merchant_id"},
 		{"redeliver without endpoint", func() error {
 			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_1"}})
 			return err
