@@ -727,6 +727,9 @@ func (s *Service) RedeliverEvent(ctx context.Context, wrap *eventsv1.EventLogRed
 		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
 	}
 	d, err := s.st.Redeliver(ctx, wrap.GetMerchantId(), req.GetId(), req.GetEndpointId(), s.now())
+	if errors.Is(err, store.ErrEndpointDisabled) {
+		return nil, apierr.New(apierr.KindFailedPrecondition, "webhook_endpoint_disabled", "endpoint_id", "the endpoint is disabled: enable it first")
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		if strings.HasPrefix(err.Error(), "event") {
 			return nil, notFound("event_not_found", "id", "no such event")

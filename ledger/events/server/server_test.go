@@ -219,6 +219,28 @@ func TestMerchantCallsValidation(t *testing.T) {
 		require.NoError(t, err)
 		assert.Len(t, eps, MaxEndpoints)
 	})
+	t.Run("redelivery to a disabled endpoint is refused, not left pending", func(t *testing.T) {
+		svc, ctx := newService(t)
+		_, err := svc.PublishEvents(ctx, ev(nil))
+		require.NoError(t, err)
+		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+		require.NoError(t, err)
+		setStatus := func(st string) {
+			_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Status: proto.String(st)}})
+			require.NoError(t, err)
+		}
+		redeliver := func() error {
+			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_1", EndpointId: ep.Id}})
+			return err
+		}
+		setStatus(store.StatusDisabled)
+		requireAPIError(t, redeliver(), apierr.KindFailedPrecondition, "webhook_endpoint_disabled", "endpoint_id")
+		counts, err := svc.st.DeliveryCounts(context.Background())
+		require.NoError(t, err)
+		assert.Zero(t, counts[store.DeliveryPending], "nothing scheduled")
+		setStatus(store.StatusEnabled)
+		require.NoError(t, redeliver())
+	})
 	t.Run("a card number in url or description is refused, nothing stored", func(t *testing.T) {
 		svc, ctx := newService(t)
 		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})

@@ -418,6 +418,9 @@ func scanEndpoint(r scanner) (Endpoint, error) {
 	return e, nil
 }
 
+// ErrEndpointDisabled: the endpoint is disabled (Redeliver).
+var ErrEndpointDisabled = errors.New("webhook endpoint disabled")
+
 // ErrTooManyEndpoints: the merchant already has the most endpoints
 // CreateEndpoint allows.
 var ErrTooManyEndpoints = errors.New("too many webhook endpoints")
@@ -603,13 +606,18 @@ func (s *Store) Redeliver(ctx context.Context, merchant, eventID, endpointID str
 			}
 			return err
 		}
-		if _, err := s.endpoint(ctx, tx, merchant, endpointID); err != nil {
+		ep, err := s.endpoint(ctx, tx, merchant, endpointID)
+		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("endpoint: %w", ErrNotFound)
 			}
 			return err
 		}
-		var err error
+		if ep.Status != StatusEnabled {
+			// Deliveries to a disabled endpoint are not attempted: one
+			// scheduled now would sit pending, unsaid.
+			return ErrEndpointDisabled
+		}
 		d, err = s.addDelivery(ctx, tx, eventID, endpointID, merchant, now)
 		return err
 	})
