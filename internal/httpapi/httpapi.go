@@ -18,9 +18,11 @@ import (
 	"log/slog"
 	"net/http"
 	"net/textproto"
+	"net/url"
 	"strings"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"github.com/grpc-ecosystem/grpc-gateway/v2/utilities"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/cardtext"
 	"github.com/obolpay/obol/internal/idemkey"
 )
 
@@ -403,7 +406,9 @@ func ErrorHandler(log *slog.Logger) runtime.ErrorHandlerFunc {
 			return
 		}
 		e := apierr.From(err)
-		if runtimeError(err) {
+		if ue, ok := unknownParameterError(err); ok {
+			e = ue
+		} else if runtimeError(err) {
 			e = apierr.Invalid(CodeInvalidParameter, "", "a path or query parameter is invalid")
 		}
 		if e.Kind == apierr.KindInternal && e.Cause != nil {
@@ -464,5 +469,88 @@ func NewMux(log *slog.Logger, extra ...runtime.ServeMuxOption) *runtime.ServeMux
 		runtime.WithErrorHandler(ErrorHandler(log)),
 		runtime.WithRoutingErrorHandler(RoutingErrorHandler),
 		runtime.WithDisablePathLengthFallback(),
+		runtime.SetQueryParameterParser(&strictQuery{}),
 	}, extra...)...)
+}
+
+// CodeUnknownParameter is the code of a query parameter the call does not
+// take.
+const CodeUnknownParameter = "unknown_parameter"
+
+// strictQuery is grpc-gateway's query parser, except that a query
+// parameter naming no field of the request is refused (typed, naming it)
+// rather than silently ignored: ?type=… for ?types=… would otherwise list
+// everything.
+type strictQuery struct{ runtime.DefaultQueryParser }
+
+// maxParamName bounds a parameter name quoted in an error.
+const maxParamName = 64
+
+func (q *strictQuery) Parse(msg proto.Message, values url.Values, filter *utilities.DoubleArray) error {
+	for key := range values {
+		name := key
+		if i := strings.IndexByte(name, '['); i >= 0 && strings.HasSuffix(name, "]") {
+			name = name[:i] // map syntax: field[key]=value
+		}
+		if !knownField(msg.ProtoReflect().Descriptor(), strings.Split(name, ".")) {
+			return unknownParameter(key)
+		}
+	}
+	return q.DefaultQueryParser.Parse(msg, values, filter)
+}
+
+// knownField reports whether path names a field of md (by proto or JSON
+// name), through singular message fields.
+func knownField(md protoreflect.MessageDescriptor, path []string) bool {
+	for i, name := range path {
+		fd := md.Fields().ByTextName(name)
+		if fd == nil {
+			fd = md.Fields().ByJSONName(name)
+		}
+		if fd == nil {
+			return false
+		}
+		if i == len(path)-1 {
+			return true
+		}
+		if fd.Message() == nil || fd.Cardinality() == protoreflect.Repeated {
+			return false
+		}
+		md = fd.Message()
+	}
+	return false
+}
+
+// unknownParameter names the parameter only when it is a plain, short
+// field-like name (never quoting anything that could be a card number).
+// The generated handlers turn a parser error into a plain InvalidArgument
+// status with its text, so the refusal travels as a marked text that
+// ErrorHandler turns back into the typed error.
+func unknownParameter(key string) error {
+	plain := len(key) <= maxParamName && !cardtext.Contains(key)
+	for _, r := range key {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.') {
+			plain = false
+			break
+		}
+	}
+	if !plain {
+		key = ""
+	}
+	return errors.New(unknownParamMark + key)
+}
+
+const unknownParamMark = "obol: unknown query parameter: "
+
+// unknownParameterError is the typed form of unknownParameter's refusal.
+func unknownParameterError(err error) (*apierr.Error, bool) {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.InvalidArgument || !strings.HasPrefix(st.Message(), unknownParamMark) {
+		return nil, false
+	}
+	key := strings.TrimPrefix(st.Message(), unknownParamMark)
+	if key == "" {
+		return apierr.Invalid(CodeUnknownParameter, "", "a query parameter is not one this call takes"), true
+	}
+	return apierr.Invalid(CodeUnknownParameter, key, "unknown query parameter "+key+": this call does not take it"), true
 }

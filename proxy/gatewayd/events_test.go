@@ -9,8 +9,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/idemkey"
@@ -70,6 +72,23 @@ func TestEventsFront(t *testing.T) {
 		{"eventsd down", &eventsFront{auth: auth, client: dialTo("127.0.0.1:1"), token: "evs_test"}, as("sk_test_a"), apierr.KindUnavailable, apierr.CodeUnavailable, ""},
 		{"the gateway's token refused", &eventsFront{auth: auth, client: dialTo(in.Server.GRPCAddr()), token: "wrong"}, as("sk_test_a"), apierr.KindUnavailable, apierr.CodeUnavailable, ""},
 	}
+	t.Run("a path value that is not UTF-8 is a typed 400, not eventsd's marshal error", func(t *testing.T) {
+		_, err := front.GetEvent(as("sk_test_a"), &eventsv1.GetEventRequest{Id: "evt_\xff"})
+		ae := apierr.From(err)
+		require.NotNil(t, ae)
+		assert.Equal(t, apierr.KindInvalidArgument, ae.Kind, "%v", err)
+		assert.Equal(t, "invalid_parameter", ae.Code)
+		assert.NotContains(t, ae.Message, "grpc")
+	})
+	t.Run("an untyped eventsd error is an internal error without its text", func(t *testing.T) {
+		f := &eventsFront{auth: auth, client: untypedFailure{}, token: "evs_test"}
+		_, err := f.GetWebhookEndpoint(as("sk_test_a"), &eventsv1.GetWebhookEndpointRequest{Id: ep.Id})
+		ae := apierr.From(err)
+		require.NotNil(t, ae)
+		assert.Equal(t, apierr.KindInternal, ae.Kind)
+		assert.Equal(t, apierr.CodeInternal, ae.Code)
+		assert.NotContains(t, ae.Message, "pq: relation")
+	})
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := c.f.GetWebhookEndpoint(c.ctx, &eventsv1.GetWebhookEndpointRequest{Id: ep.Id})
@@ -82,4 +101,11 @@ func TestEventsFront(t *testing.T) {
 			}
 		})
 	}
+}
+
+// untypedFailure is an eventsd answering an error without Obol's details.
+type untypedFailure struct{ eventsv1.EventLogServiceClient }
+
+func (untypedFailure) GetWebhookEndpoint(context.Context, *eventsv1.EventLogGetWebhookEndpointRequest, ...grpc.CallOption) (*eventsv1.WebhookEndpoint, error) {
+	return nil, status.Error(codes.Internal, "pq: relation \"endpoints\" does not exist")
 }

@@ -140,6 +140,10 @@ func validID(id, prefix string) bool {
 	return true
 }
 
+// hasNUL: PostgreSQL text cannot hold a NUL character, so one reaching a
+// query is a storage error (503) rather than the caller's mistake.
+func hasNUL(s string) bool { return strings.IndexByte(s, 0) >= 0 }
+
 // PublishEvents appends a batch of events (atomically, idempotently by id).
 func (s *Service) PublishEvents(ctx context.Context, req *eventsv1.PublishEventsRequest) (*eventsv1.PublishEventsResponse, error) {
 	if err := s.auth(ctx); err != nil {
@@ -165,13 +169,13 @@ func (s *Service) PublishEvents(ctx context.Context, req *eventsv1.PublishEvents
 			return nil, invalid("event_type_invalid", f("type"), "type must be one of "+strings.Join(Types[:len(Types)-1], ", "))
 		case e.GetMerchantId() == "":
 			return nil, required(f("merchant_id"))
-		case len(e.GetMerchantId()) > MaxIDLength:
-			return nil, invalid("merchant_id_invalid", f("merchant_id"), "merchant_id must be at most 128 characters")
+		case len(e.GetMerchantId()) > MaxIDLength || hasNUL(e.GetMerchantId()):
+			return nil, invalid("merchant_id_invalid", f("merchant_id"), "merchant_id must be at most 128 characters, without NUL")
 		case e.GetCreatedAt() == nil:
 			return nil, required(f("created_at"))
-		case e.GetObjectType() == "" || len(e.GetObjectType()) > 64:
+		case e.GetObjectType() == "" || len(e.GetObjectType()) > 64 || hasNUL(e.GetObjectType()):
 			return nil, invalid("object_type_invalid", f("object_type"), "object_type is required (at most 64 characters)")
-		case e.GetObjectId() == "" || len(e.GetObjectId()) > MaxIDLength:
+		case e.GetObjectId() == "" || len(e.GetObjectId()) > MaxIDLength || hasNUL(e.GetObjectId()):
 			return nil, invalid("object_id_invalid", f("object_id"), "object_id is required (at most 128 characters)")
 		case e.GetObjectVersion() < 0:
 			return nil, invalid("object_version_invalid", f("object_version"), "object_version must not be negative")
@@ -225,6 +229,9 @@ func (s *Service) merchant(ctx context.Context, merchantID string, present bool)
 	if merchantID == "" {
 		return required("merchant_id")
 	}
+	if len(merchantID) > MaxIDLength || hasNUL(merchantID) {
+		return invalid("merchant_id_invalid", "merchant_id", "merchant_id must be at most 128 characters, without NUL")
+	}
 	if !present {
 		return required("request")
 	}
@@ -271,7 +278,7 @@ func DecodeCursor(tok string) (*store.Cursor, error) {
 		return nil, errPageToken
 	}
 	at, id, ok := strings.Cut(string(raw), ":")
-	if !ok || id == "" || len(id) > MaxIDLength {
+	if !ok || !validID(id, "") {
 		return nil, errPageToken
 	}
 	us, err := strconv.ParseInt(at, 10, 64)
@@ -294,6 +301,9 @@ func (s *Service) ListEvents(ctx context.Context, wrap *eventsv1.EventLogListEve
 	cur, err := DecodeCursor(req.GetPageToken())
 	if err != nil {
 		return nil, err
+	}
+	if len(req.GetObjectId()) > MaxIDLength || hasNUL(req.GetObjectId()) {
+		return nil, invalid("object_id_invalid", "object_id", "object_id must be at most 128 characters, without NUL")
 	}
 	f := store.EventFilter{After: cur, Limit: size + 1, ObjectID: req.GetObjectId()}
 	for _, t := range req.GetTypes() {
@@ -343,6 +353,9 @@ func (s *Service) GetEvent(ctx context.Context, wrap *eventsv1.EventLogGetEventR
 	if id == "" {
 		return nil, required("id")
 	}
+	if !validID(id, "evt_") {
+		return nil, notFound("event_not_found", "id", "no such event")
+	}
 	e, err := s.st.Event(ctx, wrap.GetMerchantId(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, notFound("event_not_found", "id", "no such event")
@@ -383,7 +396,20 @@ func endpointTypes(types []string, field string) ([]string, error) {
 	return out, nil
 }
 
+// CodeCardNumberInText: an endpoint's url or description looks like it
+// carries a card number (both are stored, returned, and sent in events).
+const CodeCardNumberInText = "card_number_in_text"
+
+func cardInText(field string) error {
+	return invalid(CodeCardNumberInText, field, field+" looks like it contains a card number")
+}
+
 func (s *Service) checkURL(ctx context.Context, raw string) error {
+	// Before anything resolves the host: a card number in it must not
+	// reach a DNS server either.
+	if cardtext.Contains(raw) {
+		return cardInText("url")
+	}
 	if _, err := s.policy.CheckURL(ctx, raw); err != nil {
 		var ue *webhook.URLError
 		if errors.As(err, &ue) {
@@ -393,6 +419,18 @@ func (s *Service) checkURL(ctx context.Context, raw string) error {
 			return invalid(ue.Code, "url", ue.Message)
 		}
 		return invalid("url_invalid", "url", "url is not valid")
+	}
+	return nil
+}
+
+func checkDescription(d string) error {
+	switch {
+	case len(d) > MaxDescription:
+		return invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+	case hasNUL(d):
+		return invalid("description_invalid", "description", "description must not contain NUL characters")
+	case cardtext.Contains(d):
+		return cardInText("description")
 	}
 	return nil
 }
@@ -418,20 +456,16 @@ func (s *Service) CreateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	if err != nil {
 		return nil, err
 	}
-	if len(req.GetDescription()) > MaxDescription {
-		return nil, invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
-	}
-	existing, err := s.st.Endpoints(ctx, wrap.GetMerchantId(), "", MaxEndpoints)
-	if err != nil {
-		return nil, public(err)
-	}
-	if len(existing) >= MaxEndpoints {
-		return nil, apierr.New(apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url", fmt.Sprintf("a merchant has at most %d webhook endpoints: delete one first", MaxEndpoints))
+	if err := checkDescription(req.GetDescription()); err != nil {
+		return nil, err
 	}
 	id := store.NewID("we_")
 	secret := webhook.NewSecret()
 	e, err := s.st.CreateEndpoint(ctx, store.Endpoint{ID: id, MerchantID: wrap.GetMerchantId(), URL: req.GetUrl(), Types: types, Description: req.GetDescription(),
-		Status: store.StatusEnabled, Secret: s.sealer.Seal(id, secret), CreatedAt: s.now()})
+		Status: store.StatusEnabled, Secret: s.sealer.Seal(id, secret), CreatedAt: s.now()}, MaxEndpoints)
+	if errors.Is(err, store.ErrTooManyEndpoints) {
+		return nil, apierr.New(apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url", fmt.Sprintf("a merchant has at most %d webhook endpoints: delete one first", MaxEndpoints))
+	}
 	if err != nil {
 		return nil, public(err)
 	}
@@ -477,6 +511,9 @@ func (s *Service) endpoint(ctx context.Context, merchant, id string) (store.Endp
 	if id == "" {
 		return store.Endpoint{}, required("id")
 	}
+	if !validID(id, "we_") {
+		return store.Endpoint{}, notFound("webhook_endpoint_not_found", "id", "no such webhook endpoint")
+	}
 	e, err := s.st.Endpoint(ctx, merchant, id)
 	if err != nil {
 		return e, s.notFoundEndpoint(err)
@@ -518,8 +555,8 @@ func (s *Service) UpdateWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 		}
 	}
 	if req.Description != nil {
-		if len(req.GetDescription()) > MaxDescription {
-			return nil, invalid("description_too_long", "description", fmt.Sprintf("description must be at most %d bytes", MaxDescription))
+		if err := checkDescription(req.GetDescription()); err != nil {
+			return nil, err
 		}
 		e.Description = req.GetDescription()
 	}
@@ -553,6 +590,9 @@ func (s *Service) DeleteWebhookEndpoint(ctx context.Context, wrap *eventsv1.Even
 	id := wrap.GetRequest().GetId()
 	if id == "" {
 		return nil, required("id")
+	}
+	if !validID(id, "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "id", "no such webhook endpoint")
 	}
 	if err := s.st.DeleteEndpoint(ctx, wrap.GetMerchantId(), id); err != nil {
 		return nil, s.notFoundEndpoint(err)
@@ -633,6 +673,12 @@ func (s *Service) ListDeliveryAttempts(ctx context.Context, wrap *eventsv1.Event
 	if req.GetEndpointId() == "" {
 		return nil, required("endpoint_id")
 	}
+	if !validID(req.GetEndpointId(), "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
+	}
+	if ev := req.GetEventId(); ev != "" && !validID(ev, "evt_") {
+		return nil, invalid("event_id_invalid", "event_id", "event_id must be an event id (evt_…)")
+	}
 	size, err := pageSize(req.GetPageSize())
 	if err != nil {
 		return nil, err
@@ -674,7 +720,16 @@ func (s *Service) RedeliverEvent(ctx context.Context, wrap *eventsv1.EventLogRed
 	if req.GetEndpointId() == "" {
 		return nil, required("endpoint_id")
 	}
+	if !validID(req.GetId(), "evt_") {
+		return nil, notFound("event_not_found", "id", "no such event")
+	}
+	if !validID(req.GetEndpointId(), "we_") {
+		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
+	}
 	d, err := s.st.Redeliver(ctx, wrap.GetMerchantId(), req.GetId(), req.GetEndpointId(), s.now())
+	if errors.Is(err, store.ErrEndpointDisabled) {
+		return nil, apierr.New(apierr.KindFailedPrecondition, "webhook_endpoint_disabled", "endpoint_id", "the endpoint is disabled: enable it first")
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		if strings.HasPrefix(err.Error(), "event") {
 			return nil, notFound("event_not_found", "id", "no such event")

@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -142,6 +143,47 @@ func TestMerchantCallsValidation(t *testing.T) {
 			_, err := svc.RotateWebhookEndpointSecret(ctx, &eventsv1.EventLogRotateWebhookEndpointSecretRequest{MerchantId: "m1", Request: &eventsv1.RotateWebhookEndpointSecretRequest{Id: "we_x", OverlapSeconds: proto.Int64(8 * 86400)}})
 			return err
 		}, apierr.KindInvalidArgument, "overlap_seconds_invalid", "overlap_seconds"},
+		// A NUL cannot be stored in PostgreSQL text: it reached the queries
+		// and came back as 503 storage_unavailable.
+		{"NUL in an event id", func() error {
+			_, err := svc.GetEvent(ctx, &eventsv1.EventLogGetEventRequest{MerchantId: "m1", Request: &eventsv1.GetEventRequest{Id: "evt_\x00"}})
+			return err
+		}, apierr.KindNotFound, "event_not_found", "id"},
+		{"NUL in an endpoint id", func() error {
+			_, err := svc.GetWebhookEndpoint(ctx, &eventsv1.EventLogGetWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.GetWebhookEndpointRequest{Id: "we_\x00"}})
+			return err
+		}, apierr.KindNotFound, "webhook_endpoint_not_found", "id"},
+		{"NUL in a deleted endpoint id", func() error {
+			_, err := svc.DeleteWebhookEndpoint(ctx, &eventsv1.EventLogDeleteWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.DeleteWebhookEndpointRequest{Id: "we_\x00"}})
+			return err
+		}, apierr.KindNotFound, "webhook_endpoint_not_found", "id"},
+		{"NUL in the object filter", func() error {
+			_, err := svc.ListEvents(ctx, &eventsv1.EventLogListEventsRequest{MerchantId: "m1", Request: &eventsv1.ListEventsRequest{ObjectId: "pay_\x00"}})
+			return err
+		}, apierr.KindInvalidArgument, "object_id_invalid", "object_id"},
+		{"NUL in a page token", func() error {
+			_, err := svc.ListEvents(ctx, &eventsv1.EventLogListEventsRequest{MerchantId: "m1", Request: &eventsv1.ListEventsRequest{PageToken: EncodeCursor(store.Cursor{At: time.Unix(1_800_000_000, 0), ID: "evt_\x00"})}})
+			return err
+		}, apierr.KindInvalidArgument, "page_token_invalid", "page_token"},
+		{"NUL in the attempts' event filter", func() error {
+			_, err := svc.ListDeliveryAttempts(ctx, &eventsv1.EventLogListDeliveryAttemptsRequest{MerchantId: "m1", Request: &eventsv1.ListDeliveryAttemptsRequest{EndpointId: "we_1", EventId: "evt_\x00"}})
+			return err
+		}, apierr.KindInvalidArgument, "event_id_invalid", "event_id"},
+		{"NUL in a redelivered event id", func() error {
+			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_\x00", EndpointId: "we_1"}})
+			return err
+		}, apierr.KindNotFound, "event_not_found", "id"},
+		{"NUL in a description", func() error {
+			return create(&eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/", Events: []string{"*"}, Description: "a\x00b"})
+		}, apierr.KindInvalidArgument, "description_invalid", "description"},
+		{"NUL in a published object id", func() error {
+			_, err := svc.PublishEvents(ctx, ev(func(e *eventsv1.PublishedEvent) { e.ObjectId = "pay_\x00" }))
+			return err
+		}, apierr.KindInvalidArgument, "object_id_invalid", "events[0].object_id"},
+		{"NUL in a published merchant id", func() error {
+			_, err := svc.PublishEvents(ctx, ev(func(e *eventsv1.PublishedEvent) { e.MerchantId = "m\x00" }))
+			return err
+		}, apierr.KindInvalidArgument, "merchant_id_invalid", "events[0].merchant_id"},
 		{"redeliver without endpoint", func() error {
 			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_1"}})
 			return err
@@ -161,6 +203,82 @@ func TestMerchantCallsValidation(t *testing.T) {
 		_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m9", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
 	})
+	t.Run("concurrent creations stop at MaxEndpoints", func(t *testing.T) {
+		svc, ctx := newService(t)
+		var wg sync.WaitGroup
+		for range 3 * MaxEndpoints {
+			wg.Go(func() {
+				_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m7", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+				if err != nil {
+					requireAPIError(t, err, apierr.KindFailedPrecondition, "too_many_webhook_endpoints", "url")
+				}
+			})
+		}
+		wg.Wait()
+		eps, err := svc.st.Endpoints(context.Background(), "m7", "", 100)
+		require.NoError(t, err)
+		assert.Len(t, eps, MaxEndpoints)
+	})
+	t.Run("redelivery to a disabled endpoint is refused, not left pending", func(t *testing.T) {
+		svc, ctx := newService(t)
+		_, err := svc.PublishEvents(ctx, ev(nil))
+		require.NoError(t, err)
+		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+		require.NoError(t, err)
+		setStatus := func(st string) {
+			_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Status: proto.String(st)}})
+			require.NoError(t, err)
+		}
+		redeliver := func() error {
+			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_1", EndpointId: ep.Id}})
+			return err
+		}
+		setStatus(store.StatusDisabled)
+		requireAPIError(t, redeliver(), apierr.KindFailedPrecondition, "webhook_endpoint_disabled", "endpoint_id")
+		counts, err := svc.st.DeliveryCounts(context.Background())
+		require.NoError(t, err)
+		assert.Zero(t, counts[store.DeliveryPending], "nothing scheduled")
+		setStatus(store.StatusEnabled)
+		require.NoError(t, redeliver())
+	})
+	t.Run("a card number in url or description is refused, nothing stored", func(t *testing.T) {
+		svc, ctx := newService(t)
+		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
+		require.NoError(t, err)
+		pan := "4242 4242 4242 4242"
+		cases := []struct {
+			name, field string
+			call        func() error
+		}{
+			{"create: url path", "url", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h?c=4242424242424242", Events: []string{"*"}})
+			}},
+			{"create: url host", "url", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://4242424242424242.example.com/", Events: []string{"*"}})
+			}},
+			{"create: description", "description", func() error {
+				return svcCreate(svc, ctx, &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}, Description: "card " + pan})
+			}},
+			{"update: url", "url", func() error {
+				_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Url: proto.String("https://127.0.0.1/4242-4242-4242-4242")}})
+				return err
+			}},
+			{"update: description", "description", func() error {
+				_, err := svc.UpdateWebhookEndpoint(ctx, &eventsv1.EventLogUpdateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.UpdateWebhookEndpointRequest{Id: ep.Id, Description: proto.String(pan)}})
+				return err
+			}},
+		}
+		for _, c := range cases {
+			t.Run(c.name, func(t *testing.T) {
+				requireAPIError(t, c.call(), apierr.KindInvalidArgument, CodeCardNumberInText, c.field)
+			})
+		}
+		eps, err := svc.st.Endpoints(context.Background(), "m1", "", 100)
+		require.NoError(t, err)
+		require.Len(t, eps, 1)
+		assert.Equal(t, "https://127.0.0.1/h", eps[0].URL)
+		assert.Empty(t, eps[0].Description)
+	})
 	t.Run("another merchant cannot see an endpoint", func(t *testing.T) {
 		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})
 		require.NoError(t, err)
@@ -173,6 +291,11 @@ func TestMerchantCallsValidation(t *testing.T) {
 		require.NoError(t, err)
 		assert.NotContains(t, stored.Secret, strings.TrimPrefix(ep.Secret, "whsec_"), "sealed at rest")
 	})
+}
+
+func svcCreate(svc *Service, ctx context.Context, r *eventsv1.CreateWebhookEndpointRequest) error {
+	_, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: r})
+	return err
 }
 
 // FuzzDecodeCursor: page tokens are untrusted; a decoded one re-encodes to

@@ -418,16 +418,44 @@ func scanEndpoint(r scanner) (Endpoint, error) {
 	return e, nil
 }
 
-// CreateEndpoint stores a new endpoint (version 1).
-func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint) (Endpoint, error) {
+// ErrEndpointDisabled: the endpoint is disabled (Redeliver).
+var ErrEndpointDisabled = errors.New("webhook endpoint disabled")
+
+// ErrTooManyEndpoints: the merchant already has the most endpoints
+// CreateEndpoint allows.
+var ErrTooManyEndpoints = errors.New("too many webhook endpoints")
+
+// CreateEndpoint stores a new endpoint (version 1), unless its merchant
+// already has max endpoints (ErrTooManyEndpoints; max 0: no bound). The
+// count and the insert are one transaction, serialised per merchant (a
+// PostgreSQL advisory lock; SQLite transactions are immediate), so
+// concurrent creations cannot pass the bound.
+func (s *Store) CreateEndpoint(ctx context.Context, e Endpoint, max int) (Endpoint, error) {
 	types, err := json.Marshal(e.Types)
 	if err != nil {
 		return e, err
 	}
 	e.CreatedAt = e.CreatedAt.UTC().Truncate(time.Microsecond)
 	e.UpdatedAt, e.Version = e.CreatedAt, 1
-	_, err = s.db.ExecContext(ctx, s.q(`INSERT INTO endpoints (`+endpointCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
-		e.ID, e.MerchantID, e.URL, string(types), e.Description, e.Status, e.DisabledReason, e.Secret, e.PrevSecret, micros(e.PrevSecretExpiresAt), micros(e.CreatedAt), micros(e.UpdatedAt), e.Version)
+	err = s.inTx(ctx, func(tx *sql.Tx) error {
+		if max > 0 {
+			if s.postgres {
+				if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(727275018, hashtext($1))`, e.MerchantID); err != nil {
+					return err
+				}
+			}
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM endpoints WHERE merchant_id = ?`), e.MerchantID).Scan(&n); err != nil {
+				return err
+			}
+			if n >= max {
+				return ErrTooManyEndpoints
+			}
+		}
+		_, err := tx.ExecContext(ctx, s.q(`INSERT INTO endpoints (`+endpointCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+			e.ID, e.MerchantID, e.URL, string(types), e.Description, e.Status, e.DisabledReason, e.Secret, e.PrevSecret, micros(e.PrevSecretExpiresAt), micros(e.CreatedAt), micros(e.UpdatedAt), e.Version)
+		return err
+	})
 	return e, err
 }
 
@@ -578,13 +606,18 @@ func (s *Store) Redeliver(ctx context.Context, merchant, eventID, endpointID str
 			}
 			return err
 		}
-		if _, err := s.endpoint(ctx, tx, merchant, endpointID); err != nil {
+		ep, err := s.endpoint(ctx, tx, merchant, endpointID)
+		if err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return fmt.Errorf("endpoint: %w", ErrNotFound)
 			}
 			return err
 		}
-		var err error
+		if ep.Status != StatusEnabled {
+			// Deliveries to a disabled endpoint are not attempted: one
+			// scheduled now would sit pending, unsaid.
+			return ErrEndpointDisabled
+		}
 		d, err = s.addDelivery(ctx, tx, eventID, endpointID, merchant, now)
 		return err
 	})

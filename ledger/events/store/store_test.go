@@ -52,7 +52,7 @@ func event(id, merchant, typ string, at time.Time) store.Event {
 func endpoint(t *testing.T, s *store.Store, merchant string, types ...string) store.Endpoint {
 	t.Helper()
 	e, err := s.CreateEndpoint(context.Background(), store.Endpoint{ID: store.NewID("we_"), MerchantID: merchant, URL: "https://example.com/hook",
-		Types: types, Status: store.StatusEnabled, Secret: "sealed", CreatedAt: t0})
+		Types: types, Status: store.StatusEnabled, Secret: "sealed", CreatedAt: t0}, 0)
 	require.NoError(t, err)
 	return e
 }
@@ -84,6 +84,37 @@ func TestConformance(t *testing.T) {
 				}
 				assert.ElementsMatch(t, []string{"evt_1", "evt_2"}, got[all.ID])
 				assert.Equal(t, []string{"evt_2"}, got[caps.ID])
+			})
+			t.Run("concurrent creations cannot pass the endpoint bound", func(t *testing.T) {
+				s := open(t)
+				ctx := context.Background()
+				const bound, tries = 4, 24
+				var wg sync.WaitGroup
+				errs := make(chan error, tries)
+				for range tries {
+					wg.Go(func() {
+						_, err := s.CreateEndpoint(ctx, store.Endpoint{ID: store.NewID("we_"), MerchantID: "m1", URL: "https://example.com/hook",
+							Types: []string{"*"}, Status: store.StatusEnabled, Secret: "sealed", CreatedAt: t0}, bound)
+						errs <- err
+					})
+				}
+				wg.Wait()
+				close(errs)
+				created := 0
+				for err := range errs {
+					if err == nil {
+						created++
+						continue
+					}
+					require.ErrorIs(t, err, store.ErrTooManyEndpoints)
+				}
+				eps, err := s.Endpoints(ctx, "m1", "", 100)
+				require.NoError(t, err)
+				assert.Len(t, eps, bound)
+				assert.Equal(t, bound, created)
+				_, err = s.CreateEndpoint(ctx, store.Endpoint{ID: store.NewID("we_"), MerchantID: "m2", URL: "https://example.com/hook",
+					Types: []string{"*"}, Status: store.StatusEnabled, Secret: "sealed", CreatedAt: t0}, bound)
+				require.NoError(t, err, "the bound is per merchant")
 			})
 			t.Run("same id with other content is refused", func(t *testing.T) {
 				s := open(t)

@@ -69,9 +69,13 @@ var (
 	nat64Loc  = netip.MustParsePrefix("64:ff9b:1::/48")
 	sixToFour = netip.MustParsePrefix("2002::/16")
 	teredo    = netip.MustParsePrefix("2001::/32")
-	docV4     = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")}
-	docV6     = netip.MustParsePrefix("2001:db8::/32")
-	metadata  = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("100.100.100.200")}
+	// global6 is IPv6 global unicast: every other IPv6 address (IPv4-
+	// compatible ::/96, IPv4-translated ::ffff:0:0:0/96, site-local
+	// fec0::/10, discard-only 100::/64, ...) is not public.
+	global6  = netip.MustParsePrefix("2000::/3")
+	docV4    = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.0/24"), netip.MustParsePrefix("203.0.113.0/24")}
+	docV6    = netip.MustParsePrefix("2001:db8::/32")
+	metadata = []netip.Addr{netip.MustParseAddr("169.254.169.254"), netip.MustParseAddr("fd00:ec2::254"), netip.MustParseAddr("100.100.100.200")}
 )
 
 // refusal says why an address is not public, or "".
@@ -118,6 +122,9 @@ func refusal(ip netip.Addr) string {
 			return r + " (6to4)"
 		}
 	}
+	if ip.Is6() && !global6.Contains(ip) && !nat64.Contains(ip) {
+		return "a reserved address (not IPv6 global unicast)"
+	}
 	return ""
 }
 
@@ -134,7 +141,10 @@ func (p *Policy) CheckAddr(ip netip.Addr) error {
 		return nil
 	}
 	if r := refusal(ip); r != "" {
-		return fmt.Errorf("%w: %s is %s (allow it with OBOL_WEBHOOK_ALLOW_CIDRS)", ErrAddressRefused, ip, r)
+		// The kind of address, not the address: the message reaches the
+		// merchant (creation error, attempt error), and what a host name
+		// resolves to inside the operator's network is not theirs to read.
+		return fmt.Errorf("%w: the host is %s (allow it with OBOL_WEBHOOK_ALLOW_CIDRS)", ErrAddressRefused, r)
 	}
 	return nil
 }

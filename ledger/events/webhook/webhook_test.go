@@ -123,6 +123,14 @@ func TestCheckURL(t *testing.T) {
 		{"unspecified", prod, "https://0.0.0.0/", "url_address_refused"},
 		{"multicast", prod, "https://224.0.0.1/", "url_address_refused"},
 		{"link-local v6", prod, "https://[fe80::1]/", "url_address_refused"},
+		{"public IPv6", prod, "https://[2606:4700:4700::1111]/", ""},
+		{"NAT64 of a public address", prod, "https://[64:ff9b::808:808]/", ""},
+		{"IPv4-compatible loopback", prod, "https://[::127.0.0.1]/", "url_address_refused"},
+		{"IPv4-compatible private", prod, "https://[::a00:1]/", "url_address_refused"},
+		{"IPv4-translated (SIIT) loopback", prod, "https://[::ffff:0:7f00:1]/", "url_address_refused"},
+		{"IPv6 site-local", prod, "https://[fec0::1]/", "url_address_refused"},
+		{"IPv6 discard-only", prod, "https://[100::1]/", "url_address_refused"},
+		{"IPv6 unique local", prod, "https://[fd12:3456::1]/", "url_address_refused"},
 		{"unresolvable", prod, "https://nowhere.example/", "url_unresolvable"},
 		{"empty", prod, "", "field_required"},
 		{"relative", prod, "/hook", "url_invalid"},
@@ -144,6 +152,24 @@ func TestCheckURL(t *testing.T) {
 			require.ErrorAs(t, err, &ue)
 			assert.Equal(t, c.code, ue.Code)
 		})
+	}
+}
+
+// TestRefusalHidesResolvedAddress: a refused host name's error (shown to
+// the merchant) names the kind of address, never the address itself: the
+// operator's internal DNS must not be readable through endpoint creation.
+func TestRefusalHidesResolvedAddress(t *testing.T) {
+	p := &Policy{Resolver: fakeResolver{"db.internal.example": {"10.20.30.40"}, "meta.example": {"169.254.169.254"}}}
+	for _, c := range []struct{ url, addr, kind string }{
+		{"https://db.internal.example/", "10.20.30.40", "a private address"},
+		{"https://meta.example/", "169.254.169.254", "a cloud metadata address"},
+	} {
+		_, err := p.CheckURL(context.Background(), c.url)
+		var ue *URLError
+		require.ErrorAs(t, err, &ue)
+		assert.Equal(t, "url_address_refused", ue.Code)
+		assert.Contains(t, ue.Message, c.kind)
+		assert.NotContains(t, ue.Message, c.addr)
 	}
 }
 
@@ -212,6 +238,7 @@ func TestSenderRefusesTheDialledAddress(t *testing.T) {
 	r := s.Send(context.Background(), Message{URL: "http://rebind.example:" + port + "/hook", ID: "evt_1", Timestamp: time.Now(), Body: []byte(`{}`)})
 	assert.True(t, r.Refused, r.Err)
 	assert.Contains(t, r.Err, "loopback")
+	assert.NotContains(t, r.Err, "127.0.0.1", "the attempt's error (shown to the merchant) does not say what the host resolved to")
 	r = s.Send(context.Background(), Message{URL: srv.URL, ID: "evt_1", Timestamp: time.Now(), Body: []byte(`{}`)})
 	assert.True(t, r.Refused, "a loopback literal is refused at dial time too")
 	assert.Zero(t, hits.Load())
