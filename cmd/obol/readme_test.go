@@ -135,12 +135,21 @@ func TestREADMEWalkthrough(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		d := devRun{cancel: cancel, done: make(chan error, 1)}
 		go func() { d.done <- run(ctx, args, teeWriter{banner, logs}) }()
-		require.NoError(t, testenv.WaitFor(30*time.Second, func() error {
+		var exited error
+		err := testenv.WaitFor(60*time.Second, func() error {
+			select {
+			case exited = <-d.done:
+				return nil // it ended: say why below instead of waiting on
+			default:
+			}
 			if !restRe.MatchString(banner.String()) {
 				return errors.New("no banner yet")
 			}
 			return nil
-		}), "obol dev did not start:\n%s", banner)
+		})
+		require.NoError(t, err, "obol dev did not start:\n%s", banner)
+		require.NoError(t, exited, "obol dev ended at start:\n%s\nlogs:\n%s", banner, logs)
+		require.Regexp(t, restRe, banner.String(), "obol dev ended before its banner")
 		return d
 	}
 	stopDev := func(d devRun) {
