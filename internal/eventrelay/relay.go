@@ -25,7 +25,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/obolpay/obol/internal/periodic"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
@@ -82,6 +81,9 @@ type Config struct {
 type Relay struct {
 	cfg     Config
 	relayed *prometheus.CounterVec
+	// kick asks Run for a pass before the next tick (buffered: one
+	// pending kick stands for any number).
+	kick chan struct{}
 }
 
 // New returns a relay; Config.Outbox and Config.Publisher are required.
@@ -110,7 +112,7 @@ func New(cfg Config) *Relay {
 	if cfg.Name == "" {
 		cfg.Name = "producer"
 	}
-	return &Relay{cfg: cfg, relayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + cfg.Name + "_events_relayed_total",
+	return &Relay{cfg: cfg, kick: make(chan struct{}, 1), relayed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_" + cfg.Name + "_events_relayed_total",
 		Help: "Outbox events sent to eventsd, by outcome: delivered, retried (eventsd unavailable: backing off) or dead (refused for good)."}, []string{"outcome"})}
 }
 
@@ -120,22 +122,46 @@ func (r *Relay) Collectors() []prometheus.Collector { return []prometheus.Collec
 // Result counts what one pass did.
 type Result struct{ Delivered, Retried, Dead int }
 
-// Run relays every interval until ctx ends.
+// Run relays every interval, and at once after a Kick, until ctx ends.
 func (r *Relay) Run(ctx context.Context, interval time.Duration) {
-	periodic.Run(ctx, interval, func(ctx context.Context) {
-		for {
-			res, err := r.Once(ctx)
-			if err != nil {
-				if ctx.Err() == nil {
-					r.cfg.Logger.Warn("event relay pass incomplete", "err", err)
-				}
-				return
-			}
-			if res.Delivered < r.cfg.Batch { // drained (or backing off)
-				return
-			}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kick:
 		}
-	})
+		r.drain(ctx)
+	}
+}
+
+// Kick asks Run for a pass now: a producer calls it after committing
+// events, so they reach eventsd in milliseconds rather than at the next
+// tick. It never blocks, and the tick still delivers what a lost kick
+// (a crash between commit and kick) leaves behind.
+func (r *Relay) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// drain relays passes until the outbox is drained or a pass fails.
+func (r *Relay) drain(ctx context.Context) {
+	for {
+		res, err := r.Once(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				r.cfg.Logger.Warn("event relay pass incomplete", "err", err)
+			}
+			return
+		}
+		if res.Delivered < r.cfg.Batch { // drained (or backing off)
+			return
+		}
+	}
 }
 
 // permanent reports whether eventsd's refusal will not change on retry.
