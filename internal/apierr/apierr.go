@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
@@ -124,7 +126,10 @@ type Error struct {
 	Code    string
 	Message string
 	Field   string
-	Cause   error
+	// RetryAfter, when set, says when to retry (a 429's Retry-After); it
+	// travels in the ErrorInfo between services.
+	RetryAfter time.Duration
+	Cause      error
 }
 
 // New returns a public error without an internal cause.
@@ -167,6 +172,9 @@ func (e *Error) GRPCStatus() *status.Status {
 	if e.Field != "" {
 		info.Metadata[metaField] = e.Field
 	}
+	if e.RetryAfter > 0 {
+		info.Metadata[metaRetryAfter] = e.RetryAfterSeconds()
+	}
 	if withDetails, err := st.WithDetails(info); err == nil {
 		return withDetails
 	}
@@ -191,9 +199,19 @@ func From(err error) *Error {
 
 // ErrorInfo metadata keys.
 const (
-	metaField = "field"
-	metaKind  = "kind"
+	metaField      = "field"
+	metaKind       = "kind"
+	metaRetryAfter = "retry_after_seconds"
 )
+
+// RetryAfterSeconds is the Retry-After value: whole seconds, rounded up,
+// at least 1 ("" when RetryAfter is not set).
+func (e *Error) RetryAfterSeconds() string {
+	if e.RetryAfter <= 0 {
+		return ""
+	}
+	return strconv.FormatInt(max(1, int64((e.RetryAfter+time.Second-1)/time.Second)), 10)
+}
 
 // FromStatus rebuilds a public error from a gRPC status received from another
 // Obol service, so codes survive a hop between services. The kind comes from
@@ -210,6 +228,9 @@ func FromStatus(st *status.Status) *Error {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.Domain == Domain {
 			e.Code = info.Reason
 			e.Field = info.Metadata[metaField]
+			if n, err := strconv.ParseInt(info.Metadata[metaRetryAfter], 10, 32); err == nil && n > 0 {
+				e.RetryAfter = time.Duration(n) * time.Second
+			}
 			if k, ok := kindByName(info.Metadata[metaKind]); ok {
 				e.Kind = k
 			}

@@ -3,6 +3,7 @@ package apierr
 import (
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -96,6 +97,32 @@ func TestFromStatusWithoutObolDetails(t *testing.T) {
 				require.Equal(t, tc.http, got.HTTPStatus())
 				require.Equal(t, tc.mc, got.Code)
 			}
+		})
+	}
+}
+
+// TestRetryAfter: a retry delay is given in whole seconds, rounded up, and
+// survives a hop between services.
+func TestRetryAfter(t *testing.T) {
+	cases := []struct {
+		name  string
+		after time.Duration
+		want  string
+	}{
+		{"unset", 0, ""},
+		{"under a second is 1", time.Millisecond, "1"},
+		{"rounded up", 2*time.Second + time.Microsecond, "3"},
+		{"whole", 30 * time.Second, "30"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := New(KindRateLimited, "rate_limited", "id", "slow down")
+			e.RetryAfter = tc.after
+			assert.Equal(t, tc.want, e.RetryAfterSeconds())
+			got := FromStatus(e.GRPCStatus())
+			assert.Equal(t, http.StatusTooManyRequests, got.HTTPStatus())
+			assert.Equal(t, "rate_limited", got.Code)
+			assert.Equal(t, tc.want, got.RetryAfterSeconds())
 		})
 	}
 }

@@ -50,10 +50,14 @@ type ErrorDetail struct {
 	Field   string `json:"field,omitempty"`
 }
 
-// WriteError writes e with its HTTP status. Only public fields are written.
+// WriteError writes e with its HTTP status (and its Retry-After, when it
+// has one). Only public fields are written.
 func WriteError(w http.ResponseWriter, e *apierr.Error) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if ra := e.RetryAfterSeconds(); ra != "" {
+		w.Header().Set("Retry-After", ra)
+	}
 	w.WriteHeader(e.HTTPStatus())
 	_ = json.NewEncoder(w).Encode(ErrorBody{Error: ErrorDetail{Code: e.Code, Message: e.Message, Field: e.Field}})
 }

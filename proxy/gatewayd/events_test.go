@@ -3,6 +3,8 @@ package gatewayd
 import (
 	"bytes"
 	"context"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"testing"
 
@@ -15,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/idemkey"
 	"github.com/obolpay/obol/ledger/events/eventsd"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
@@ -79,6 +82,23 @@ func TestEventsFront(t *testing.T) {
 		assert.Equal(t, apierr.KindInvalidArgument, ae.Kind, "%v", err)
 		assert.Equal(t, "invalid_parameter", ae.Code)
 		assert.NotContains(t, ae.Message, "grpc")
+	})
+	t.Run("test events beyond eventsd's rate limit are a 429 rate_limited with Retry-After", func(t *testing.T) {
+		var err error
+		for range 11 {
+			if _, err = front.SendTestEvent(as("sk_test_a"), &eventsv1.SendTestEventRequest{Id: ep.Id}); err != nil {
+				break
+			}
+		}
+		ae := apierr.From(err)
+		require.NotNil(t, ae)
+		assert.Equal(t, apierr.KindRateLimited, ae.Kind, "%v", err)
+		assert.Equal(t, "rate_limited", ae.Code)
+		assert.Equal(t, "id", ae.Field)
+		w := httptest.NewRecorder()
+		httpapi.WriteError(w, ae)
+		assert.Equal(t, http.StatusTooManyRequests, w.Code)
+		assert.NotEmpty(t, w.Header().Get("Retry-After"), "the delay survives the hop from eventsd")
 	})
 	t.Run("an untyped eventsd error is an internal error without its text", func(t *testing.T) {
 		f := &eventsFront{auth: auth, client: untypedFailure{}, token: "evs_test"}

@@ -31,6 +31,8 @@ const (
 	DefaultBaseDelay   = 5 * time.Second
 	DefaultMaxDelay    = 12 * time.Hour
 	DefaultConcurrency = 64
+	// DefaultPerEndpoint bounds the attempts in flight to one endpoint.
+	DefaultPerEndpoint = 4
 	DefaultPoll        = time.Second
 )
 
@@ -48,6 +50,12 @@ type Config struct {
 	Lease time.Duration
 	// Concurrency bounds the attempts in flight.
 	Concurrency int
+	// PerEndpoint and PerMerchant bound the attempts in flight to one
+	// endpoint (default 4) and to one merchant's endpoints (default a
+	// quarter of Concurrency, at least PerEndpoint), across every worker
+	// (the leases in the database count): an endpoint that hangs holds
+	// that many workers, not all of them.
+	PerEndpoint, PerMerchant int
 	// RetryFor is how long a delivery is retried (default 3 days).
 	RetryFor time.Duration
 	// BaseDelay and MaxDelay shape the backoff: BaseDelay·2^(n-1), at most
@@ -81,6 +89,12 @@ func New(cfg Config) *Dispatcher {
 	}
 	if cfg.Concurrency <= 0 {
 		cfg.Concurrency = DefaultConcurrency
+	}
+	if cfg.PerEndpoint <= 0 {
+		cfg.PerEndpoint = DefaultPerEndpoint
+	}
+	if cfg.PerMerchant <= 0 {
+		cfg.PerMerchant = max(cfg.Concurrency/4, cfg.PerEndpoint)
 	}
 	if cfg.RetryFor <= 0 {
 		cfg.RetryFor = DefaultRetryFor
@@ -136,11 +150,15 @@ func (d *Dispatcher) Backoff(n int) time.Duration {
 	return delay/2 + time.Duration(d.cfg.Jitter()*float64(delay/2))
 }
 
+func (d *Dispatcher) limits() store.LeaseLimits {
+	return store.LeaseLimits{PerEndpoint: d.cfg.PerEndpoint, PerMerchant: d.cfg.PerMerchant}
+}
+
 // RunOnce leases the due deliveries (up to Concurrency), attempts them
 // all and returns how many it attempted.
 func (d *Dispatcher) RunOnce(ctx context.Context) (int, error) {
 	now := d.cfg.Now()
-	leased, err := d.cfg.Store.Lease(ctx, d.cfg.Owner, now, now.Add(d.cfg.Lease), d.cfg.Concurrency)
+	leased, err := d.cfg.Store.Lease(ctx, d.cfg.Owner, now, now.Add(d.cfg.Lease), d.cfg.Concurrency, d.limits())
 	if err != nil {
 		return 0, err
 	}
@@ -168,7 +186,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	for {
 		if free := cap(slots) - len(slots); free > 0 && (woken || free >= batch) {
 			now := d.cfg.Now()
-			leased, err := d.cfg.Store.Lease(ctx, d.cfg.Owner, now, now.Add(d.cfg.Lease), free)
+			leased, err := d.cfg.Store.Lease(ctx, d.cfg.Owner, now, now.Add(d.cfg.Lease), free, d.limits())
 			if err != nil && ctx.Err() == nil {
 				d.cfg.Logger.Warn("leasing webhook deliveries failed", "err", err)
 			}

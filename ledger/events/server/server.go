@@ -128,6 +128,23 @@ func public(err error) error {
 	return apierr.StorageUnavailable(err)
 }
 
+// CodeRateLimited: an endpoint's test events and redeliveries exceeded
+// store.ManualBurst per store.ManualWindow.
+const CodeRateLimited = "rate_limited"
+
+// rateLimited is the 429 (with its Retry-After) of a manual delivery
+// beyond its endpoint's limit, or nil when err is not one.
+func rateLimited(err error, field string) error {
+	var rl *store.RateLimitedError
+	if !errors.As(err, &rl) {
+		return nil
+	}
+	e := apierr.New(apierr.KindRateLimited, CodeRateLimited, field,
+		fmt.Sprintf("at most %d test events and redeliveries per endpoint per %s; retry after the Retry-After seconds", store.ManualBurst, store.ManualWindow))
+	e.RetryAfter = rl.RetryAfter
+	return e
+}
+
 func validID(id, prefix string) bool {
 	if !strings.HasPrefix(id, prefix) || len(id) <= len(prefix) || len(id) > MaxIDLength {
 		return false
@@ -636,7 +653,8 @@ func (s *Service) RotateWebhookEndpointSecret(ctx context.Context, wrap *eventsv
 	return p, nil
 }
 
-// SendTestEvent delivers a webhook_endpoint.test event to one endpoint.
+// SendTestEvent delivers a webhook_endpoint.test event to one endpoint,
+// within the endpoint's rate limit of manual deliveries (429 rate_limited).
 func (s *Service) SendTestEvent(ctx context.Context, wrap *eventsv1.EventLogSendTestEventRequest) (*eventsv1.Event, error) {
 	if err := s.merchant(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil); err != nil {
 		return nil, err
@@ -653,6 +671,9 @@ func (s *Service) SendTestEvent(ctx context.Context, wrap *eventsv1.EventLogSend
 	ev := store.Event{ID: store.NewID("evt_"), MerchantID: e.MerchantID, Type: "webhook_endpoint.test", CreatedAt: now, ObjectType: "webhook_endpoint",
 		ObjectID: e.ID, ObjectVersion: e.Version, Data: data}
 	if _, _, err := s.st.Publish(ctx, []store.Event{ev}, e.ID, now); err != nil {
+		if rl := rateLimited(err, "id"); rl != nil {
+			return nil, rl
+		}
 		return nil, public(err)
 	}
 	s.notify()
@@ -708,7 +729,8 @@ func (s *Service) ListDeliveryAttempts(ctx context.Context, wrap *eventsv1.Event
 	return out, nil
 }
 
-// RedeliverEvent schedules a new delivery of an event to an endpoint.
+// RedeliverEvent schedules a new delivery of an event to an endpoint,
+// within the endpoint's rate limit of manual deliveries (429 rate_limited).
 func (s *Service) RedeliverEvent(ctx context.Context, wrap *eventsv1.EventLogRedeliverEventRequest) (*eventsv1.Delivery, error) {
 	if err := s.merchant(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil); err != nil {
 		return nil, err
@@ -727,6 +749,9 @@ func (s *Service) RedeliverEvent(ctx context.Context, wrap *eventsv1.EventLogRed
 		return nil, notFound("webhook_endpoint_not_found", "endpoint_id", "no such webhook endpoint")
 	}
 	d, err := s.st.Redeliver(ctx, wrap.GetMerchantId(), req.GetId(), req.GetEndpointId(), s.now())
+	if rl := rateLimited(err, "endpoint_id"); rl != nil {
+		return nil, rl
+	}
 	if errors.Is(err, store.ErrEndpointDisabled) {
 		return nil, apierr.New(apierr.KindFailedPrecondition, "webhook_endpoint_disabled", "endpoint_id", "the endpoint is disabled: enable it first")
 	}

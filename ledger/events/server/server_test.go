@@ -241,6 +241,39 @@ func TestMerchantCallsValidation(t *testing.T) {
 		setStatus(store.StatusEnabled)
 		require.NoError(t, redeliver())
 	})
+	t.Run("test events and redeliveries beyond the rate limit are 429 rate_limited with a retry delay", func(t *testing.T) {
+		svc, ctx := newService(t)
+		now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+		svc.now = func() time.Time { return now }
+		_, err := svc.PublishEvents(ctx, ev(nil))
+		require.NoError(t, err)
+		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"payment.authorized"}}})
+		require.NoError(t, err)
+		test := func() error {
+			_, err := svc.SendTestEvent(ctx, &eventsv1.EventLogSendTestEventRequest{MerchantId: "m1", Request: &eventsv1.SendTestEventRequest{Id: ep.Id}})
+			return err
+		}
+		redeliver := func() error {
+			_, err := svc.RedeliverEvent(ctx, &eventsv1.EventLogRedeliverEventRequest{MerchantId: "m1", Request: &eventsv1.RedeliverEventRequest{Id: "evt_1", EndpointId: ep.Id}})
+			return err
+		}
+		for range store.ManualBurst {
+			require.NoError(t, test())
+		}
+		now = now.Add(20 * time.Second)
+		for _, c := range []struct {
+			name, field string
+			call        func() error
+		}{{"test event", "id", test}, {"redelivery", "endpoint_id", redeliver}} {
+			err := c.call()
+			requireAPIError(t, err, apierr.KindRateLimited, CodeRateLimited, c.field)
+			ae := apierr.From(err)
+			assert.Equal(t, 429, ae.HTTPStatus(), c.name)
+			assert.Equal(t, "40", ae.RetryAfterSeconds(), c.name)
+		}
+		now = now.Add(40 * time.Second)
+		require.NoError(t, redeliver(), "the window moved on")
+	})
 	t.Run("a card number in url or description is refused, nothing stored", func(t *testing.T) {
 		svc, ctx := newService(t)
 		ep, err := svc.CreateWebhookEndpoint(ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: "https://127.0.0.1/h", Events: []string{"*"}}})

@@ -250,7 +250,8 @@ func NewID(prefix string) string {
 
 // Publish appends events atomically and schedules a delivery of each new
 // one to every enabled endpoint of its merchant that subscribes to its
-// type (or, with only set, to that endpoint alone). An id stored before
+// type (or, with only set, to that endpoint alone: a manual delivery,
+// within the rate limit, *RateLimitedError). An id stored before
 // with the same content is a duplicate; with other content the whole batch
 // is refused (ErrEventConflict, wrapped with the event's index).
 func (s *Store) Publish(ctx context.Context, events []Event, only string, now time.Time) (published, duplicates int, err error) {
@@ -285,6 +286,9 @@ func (s *Store) Publish(ctx context.Context, events []Event, only string, now ti
 				if err != nil {
 					return err
 				}
+				if err := s.allowManual(ctx, tx, ep.ID, now); err != nil {
+					return err
+				}
 				targets = []Endpoint{ep}
 			} else {
 				eps, ok := endpoints[e.MerchantID]
@@ -301,7 +305,7 @@ func (s *Store) Publish(ctx context.Context, events []Event, only string, now ti
 				}
 			}
 			for _, ep := range targets {
-				if _, err := s.addDelivery(ctx, tx, e.ID, ep.ID, e.MerchantID, now); err != nil {
+				if _, err := s.addDelivery(ctx, tx, e.ID, ep.ID, e.MerchantID, only != "", now); err != nil {
 					return err
 				}
 			}
@@ -311,11 +315,56 @@ func (s *Store) Publish(ctx context.Context, events []Event, only string, now ti
 	return published, duplicates, err
 }
 
-func (s *Store) addDelivery(ctx context.Context, db execer, eventID, endpointID, merchant string, now time.Time) (Delivery, error) {
+// Manual deliveries (test events, redeliveries) are limited per endpoint:
+// at most ManualBurst in any ManualWindow.
+const (
+	ManualBurst  = 10
+	ManualWindow = time.Minute
+)
+
+// ErrRateLimited: an endpoint had ManualBurst manual deliveries in the
+// last ManualWindow. It is a *RateLimitedError.
+var ErrRateLimited = errors.New("too many test events and redeliveries for this endpoint")
+
+// RateLimitedError is ErrRateLimited with when to retry.
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string { return ErrRateLimited.Error() }
+
+// Is matches ErrRateLimited.
+func (e *RateLimitedError) Is(target error) bool { return target == ErrRateLimited }
+
+// allowManual refuses a manual delivery to the endpoint beyond the limit.
+// The deliveries in the database are the count (per endpoint, serialised:
+// a PostgreSQL advisory lock, SQLite transactions are immediate).
+func (s *Store) allowManual(ctx context.Context, tx *sql.Tx, endpointID string, now time.Time) error {
+	if s.postgres {
+		if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(727275020, hashtext($1))`, endpointID); err != nil {
+			return err
+		}
+	}
+	var n int
+	var oldest sql.NullInt64
+	if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*), MIN(created_at) FROM deliveries WHERE endpoint_id = ? AND manual = 1 AND created_at > ?`),
+		endpointID, micros(now.Add(-ManualWindow))).Scan(&n, &oldest); err != nil {
+		return err
+	}
+	if n < ManualBurst {
+		return nil
+	}
+	wait := fromMicros(oldest.Int64).Add(ManualWindow).Sub(now)
+	return &RateLimitedError{RetryAfter: max(wait, time.Microsecond)}
+}
+
+func (s *Store) addDelivery(ctx context.Context, db execer, eventID, endpointID, merchant string, manual bool, now time.Time) (Delivery, error) {
 	d := Delivery{ID: NewID("dlv_"), EventID: eventID, EndpointID: endpointID, MerchantID: merchant, Status: DeliveryPending,
 		NextAttemptAt: now.UTC().Truncate(time.Microsecond), CreatedAt: now.UTC().Truncate(time.Microsecond), UpdatedAt: now.UTC().Truncate(time.Microsecond)}
-	_, err := db.ExecContext(ctx, s.q(`INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, status, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-		d.ID, d.EventID, d.EndpointID, d.MerchantID, d.Status, micros(d.NextAttemptAt), micros(d.CreatedAt), micros(d.UpdatedAt))
+	m := 0
+	if manual {
+		m = 1
+	}
+	_, err := db.ExecContext(ctx, s.q(`INSERT INTO deliveries (id, event_id, endpoint_id, merchant_id, status, next_attempt_at, created_at, updated_at, manual) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+		d.ID, d.EventID, d.EndpointID, d.MerchantID, d.Status, micros(d.NextAttemptAt), micros(d.CreatedAt), micros(d.UpdatedAt), m)
 	return d, err
 }
 
@@ -584,7 +633,7 @@ func (s *Store) DisableEndpoint(ctx context.Context, endpointID, reason string, 
 		}
 		for _, o := range eps {
 			if o.Wants(e.Type) {
-				if _, err := s.addDelivery(ctx, tx, e.ID, o.ID, merchant, now); err != nil {
+				if _, err := s.addDelivery(ctx, tx, e.ID, o.ID, merchant, false, now); err != nil {
 					return err
 				}
 			}
@@ -596,7 +645,7 @@ func (s *Store) DisableEndpoint(ctx context.Context, endpointID, reason string, 
 }
 
 // Redeliver schedules a new delivery of a merchant's event to one of its
-// endpoints, due now.
+// endpoints, due now, within the manual rate limit (*RateLimitedError).
 func (s *Store) Redeliver(ctx context.Context, merchant, eventID, endpointID string, now time.Time) (Delivery, error) {
 	var d Delivery
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
@@ -618,7 +667,10 @@ func (s *Store) Redeliver(ctx context.Context, merchant, eventID, endpointID str
 			// scheduled now would sit pending, unsaid.
 			return ErrEndpointDisabled
 		}
-		d, err = s.addDelivery(ctx, tx, eventID, endpointID, merchant, now)
+		if err := s.allowManual(ctx, tx, endpointID, now); err != nil {
+			return err
+		}
+		d, err = s.addDelivery(ctx, tx, eventID, endpointID, merchant, true, now)
 		return err
 	})
 	return d, err
@@ -643,38 +695,37 @@ func (s *Store) Delivery(ctx context.Context, id string) (Delivery, error) {
 	return d, err
 }
 
+// LeaseLimits bound the deliveries in flight (leased, lease not run out)
+// so that one endpoint or merchant cannot take every worker: an endpoint
+// that hangs holds at most PerEndpoint of them, a merchant at most
+// PerMerchant (0: no bound).
+type LeaseLimits struct {
+	PerEndpoint, PerMerchant int
+}
+
 // Lease claims up to limit due deliveries to enabled endpoints for owner
 // until until: pending, due at now, and not leased by a live worker. A
 // worker that dies keeps its deliveries only until its leases run out.
-func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, limit int) ([]Leased, error) {
+//
+// The choice is fair: round-robin over the endpoints with due work (the
+// one with the oldest due delivery first), oldest first within one, and
+// within lim counting the deliveries already in flight. The leases in the
+// database are the truth (the count survives a crash, and a dead worker's
+// slots free when its leases run out); leasing is serialised (a
+// PostgreSQL advisory lock; SQLite transactions are immediate), so
+// concurrent workers cannot pass the bounds together.
+func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, limit int, lim LeaseLimits) ([]Leased, error) {
 	var out []Leased
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		out = out[:0]
-		pick := `SELECT d.id FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
-			WHERE d.status = ? AND d.next_attempt_at <= ? AND d.lease_until <= ? AND p.status = ?
-			ORDER BY d.next_attempt_at, d.id LIMIT ?`
 		if s.postgres {
-			pick += ` FOR UPDATE OF d SKIP LOCKED`
-		}
-		rows, err := tx.QueryContext(ctx, s.q(pick), DeliveryPending, micros(now), micros(now), StatusEnabled, limit)
-		if err != nil {
-			return err
-		}
-		var ids []string
-		for rows.Next() {
-			var id string
-			if err := rows.Scan(&id); err != nil {
-				rows.Close()
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(727275019)`); err != nil {
 				return err
 			}
-			ids = append(ids, id)
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		ids, err := s.pickFair(ctx, tx, now, limit, lim)
+		if err != nil || len(ids) == 0 {
 			return err
-		}
-		if len(ids) == 0 {
-			return nil
 		}
 		in := `(?` + strings.Repeat(", ?", len(ids)-1) + `)`
 		args := []any{owner, micros(until)}
@@ -682,13 +733,15 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 		for i, id := range ids {
 			idArgs[i] = id
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN `+in), append(args, idArgs...)...); err != nil {
+		if _, err := tx.ExecContext(ctx, s.q(`UPDATE deliveries SET lease_owner = ?, lease_until = ? WHERE id IN `+in+` AND status = ? AND lease_until <= ?`),
+			append(append(args, idArgs...), DeliveryPending, micros(now))...); err != nil {
 			return err
 		}
-		rows, err = tx.QueryContext(ctx, s.q(`SELECT `+deliveryCols+`,
+		rows, err := tx.QueryContext(ctx, s.q(`SELECT `+deliveryCols+`,
 				e.id, e.merchant_id, e.type, e.created_at, e.object_type, e.object_id, e.object_version, e.data,
 				p.id, p.merchant_id, p.url, p.event_types, p.description, p.status, p.disabled_reason, p.secret, p.prev_secret, p.prev_secret_expires_at, p.created_at, p.updated_at, p.version
-				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id IN `+in+` ORDER BY d.next_attempt_at, d.id`), idArgs...)
+				FROM deliveries d JOIN events e ON e.id = d.event_id JOIN endpoints p ON p.id = d.endpoint_id WHERE d.id IN `+in+` AND d.lease_owner = ? AND d.lease_until = ?
+				ORDER BY d.next_attempt_at, d.id`), append(idArgs, owner, micros(until))...)
 		if err != nil {
 			return err
 		}
@@ -717,6 +770,94 @@ func (s *Store) Lease(ctx context.Context, owner string, now, until time.Time, l
 		return rows.Err()
 	})
 	return out, err
+}
+
+// pickFair chooses the due deliveries to lease (see Lease).
+func (s *Store) pickFair(ctx context.Context, tx *sql.Tx, now time.Time, limit int, lim LeaseLimits) ([]string, error) {
+	if limit <= 0 {
+		return nil, nil
+	}
+	// In flight: a live lease.
+	epIn, mIn := map[string]int{}, map[string]int{}
+	rows, err := tx.QueryContext(ctx, s.q(`SELECT endpoint_id, merchant_id, COUNT(*) FROM deliveries WHERE lease_until > ? AND status = ? GROUP BY endpoint_id, merchant_id`),
+		micros(now), DeliveryPending)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var ep, m string
+		var n int
+		if err := rows.Scan(&ep, &m, &n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		epIn[ep] += n
+		mIn[m] += n
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Candidates: each endpoint's oldest due deliveries, as many as it
+	// could take.
+	per := limit
+	if lim.PerEndpoint > 0 {
+		per = min(per, lim.PerEndpoint)
+	}
+	rows, err = tx.QueryContext(ctx, s.q(`SELECT id, endpoint_id, merchant_id FROM (
+			SELECT d.id, d.endpoint_id, d.merchant_id, d.next_attempt_at,
+				ROW_NUMBER() OVER (PARTITION BY d.endpoint_id ORDER BY d.next_attempt_at, d.id) AS rn
+			FROM deliveries d JOIN endpoints p ON p.id = d.endpoint_id
+			WHERE d.status = ? AND d.next_attempt_at <= ? AND d.lease_until <= ? AND p.status = ?) c
+		WHERE rn <= ? ORDER BY next_attempt_at, id`), DeliveryPending, micros(now), micros(now), StatusEnabled, per)
+	if err != nil {
+		return nil, err
+	}
+	type queue struct {
+		endpoint, merchant string
+		ids                []string
+	}
+	var queues []*queue
+	byEP := map[string]*queue{}
+	for rows.Next() {
+		var id, ep, m string
+		if err := rows.Scan(&id, &ep, &m); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		q := byEP[ep]
+		if q == nil {
+			q = &queue{endpoint: ep, merchant: m}
+			byEP[ep] = q
+			queues = append(queues, q) // in the order of their oldest
+		}
+		q.ids = append(q.ids, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	var ids []string
+	for len(ids) < limit && len(queues) > 0 {
+		next := queues[:0]
+		for _, q := range queues {
+			if len(ids) == limit {
+				break
+			}
+			if (lim.PerEndpoint > 0 && epIn[q.endpoint] >= lim.PerEndpoint) || (lim.PerMerchant > 0 && mIn[q.merchant] >= lim.PerMerchant) {
+				continue
+			}
+			ids = append(ids, q.ids[0])
+			q.ids = q.ids[1:]
+			epIn[q.endpoint]++
+			mIn[q.merchant]++
+			if len(q.ids) > 0 {
+				next = append(next, q)
+			}
+		}
+		queues = next
+	}
+	return ids, nil
 }
 
 // Outcome is what to do with a delivery after an attempt.

@@ -76,7 +76,7 @@ func TestConformance(t *testing.T) {
 				counts, err := s.DeliveryCounts(ctx)
 				require.NoError(t, err)
 				assert.Equal(t, 3, counts[store.DeliveryPending], "evt_1 to the * endpoint, evt_2 to both")
-				leased, err := s.Lease(ctx, "w", t0, t0.Add(time.Minute), 10)
+				leased, err := s.Lease(ctx, "w", t0, t0.Add(time.Minute), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				got := map[string][]string{}
 				for _, l := range leased {
@@ -199,13 +199,13 @@ func TestConformance(t *testing.T) {
 				ep := endpoint(t, s, "m1", "*")
 				_, _, err := s.Publish(ctx, []store.Event{event("evt_1", "m1", "payment.authorized", t0)}, "", t0)
 				require.NoError(t, err)
-				a, err := s.Lease(ctx, "a", t0, t0.Add(30*time.Second), 10)
+				a, err := s.Lease(ctx, "a", t0, t0.Add(30*time.Second), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				require.Len(t, a, 1)
-				b, err := s.Lease(ctx, "b", t0.Add(10*time.Second), t0.Add(40*time.Second), 10)
+				b, err := s.Lease(ctx, "b", t0.Add(10*time.Second), t0.Add(40*time.Second), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				assert.Empty(t, b)
-				b, err = s.Lease(ctx, "b", t0.Add(31*time.Second), t0.Add(60*time.Second), 10)
+				b, err = s.Lease(ctx, "b", t0.Add(31*time.Second), t0.Add(60*time.Second), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				require.Len(t, b, 1, "a's lease ran out: b takes over")
 				att := store.Attempt{ID: store.NewID("att_"), DeliveryID: a[0].Delivery.ID, EventID: "evt_1", EndpointID: ep.ID, Attempt: 1, StartedAt: t0, ResponseStatus: 200, Succeeded: true}
@@ -234,14 +234,14 @@ func TestConformance(t *testing.T) {
 				watcher := endpoint(t, s, "m1", "webhook_endpoint.disabled")
 				_, _, err := s.Publish(ctx, []store.Event{event("evt_1", "m1", "payment.authorized", t0)}, "", t0)
 				require.NoError(t, err)
-				l, err := s.Lease(ctx, "a", t0, t0.Add(time.Minute), 10)
+				l, err := s.Lease(ctx, "a", t0, t0.Add(time.Minute), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				require.Len(t, l, 1)
 				held, err := s.Finish(ctx, "a", store.Attempt{ID: store.NewID("att_"), DeliveryID: l[0].Delivery.ID, EventID: "evt_1", EndpointID: ep.ID, Attempt: 1, StartedAt: t0, Error: "HTTP 500"},
 					store.Outcome{Status: store.DeliveryPending, NextAttemptAt: t0.Add(time.Hour)}, t0)
 				require.NoError(t, err)
 				require.True(t, held)
-				l, err = s.Lease(ctx, "a", t0.Add(59*time.Minute), t0.Add(61*time.Minute), 10)
+				l, err = s.Lease(ctx, "a", t0.Add(59*time.Minute), t0.Add(61*time.Minute), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				assert.Empty(t, l)
 				disabledEvent := func(e store.Endpoint) store.Event {
@@ -253,7 +253,7 @@ func TestConformance(t *testing.T) {
 				done, err = s.DisableEndpoint(ctx, ep.ID, "failing", disabledEvent, t0)
 				require.NoError(t, err)
 				assert.False(t, done, "already disabled")
-				l, err = s.Lease(ctx, "a", t0.Add(2*time.Hour), t0.Add(3*time.Hour), 10)
+				l, err = s.Lease(ctx, "a", t0.Add(2*time.Hour), t0.Add(3*time.Hour), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				require.Len(t, l, 1, "only the watcher's delivery of the disabled event")
 				assert.Equal(t, watcher.ID, l[0].Endpoint.ID)
@@ -262,6 +262,114 @@ func TestConformance(t *testing.T) {
 				require.NoError(t, err)
 				assert.Equal(t, store.StatusDisabled, got.Status)
 				assert.Equal(t, "failing", got.DisabledReason)
+			})
+			t.Run("leasing is fair and bounded per endpoint and merchant, across workers", func(t *testing.T) {
+				s := open(t)
+				ctx := context.Background()
+				// Merchant B's endpoint hangs with 300 due deliveries (the
+				// oldest); merchant B's second endpoint has 10; merchant A's
+				// one delivery is the newest.
+				hung := endpoint(t, s, "mB", "payment.authorized")
+				other := endpoint(t, s, "mB", "payment.captured")
+				a := endpoint(t, s, "mA", "*")
+				for i := range 3 { // the oldest three
+					_, _, err := s.Publish(ctx, []store.Event{event(fmt.Sprintf("evt_b%03d", i), "mB", "payment.authorized", t0)}, "", t0.Add(-2*time.Hour).Add(time.Duration(i)*time.Second))
+					require.NoError(t, err)
+				}
+				var batch []store.Event
+				for i := 3; i < 300; i++ {
+					batch = append(batch, event(fmt.Sprintf("evt_b%03d", i), "mB", "payment.authorized", t0))
+				}
+				_, _, err := s.Publish(ctx, batch, "", t0.Add(-time.Hour))
+				require.NoError(t, err)
+				batch = batch[:0]
+				for i := range 10 {
+					batch = append(batch, event(fmt.Sprintf("evt_o%d", i), "mB", "payment.captured", t0))
+				}
+				_, _, err = s.Publish(ctx, batch, "", t0.Add(-time.Minute))
+				require.NoError(t, err)
+				_, _, err = s.Publish(ctx, []store.Event{event("evt_a", "mA", "payment.authorized", t0)}, "", t0)
+				require.NoError(t, err)
+				lim := store.LeaseLimits{PerEndpoint: 4, PerMerchant: 6}
+				byEndpoint := func(ls []store.Leased) map[string]int {
+					out := map[string]int{}
+					for _, l := range ls {
+						out[l.Endpoint.ID]++
+					}
+					return out
+				}
+				first, err := s.Lease(ctx, "w1", t0, t0.Add(time.Minute), 64, lim)
+				require.NoError(t, err)
+				assert.Equal(t, map[string]int{hung.ID: 3, other.ID: 3, a.ID: 1}, byEndpoint(first), "round-robin within 6 per merchant: A not starved")
+				var hungIDs []string
+				for _, l := range first {
+					if l.Endpoint.ID == hung.ID {
+						hungIDs = append(hungIDs, l.Event.ID)
+					}
+				}
+				assert.ElementsMatch(t, []string{"evt_b000", "evt_b001", "evt_b002"}, hungIDs, "oldest first within an endpoint")
+				// Another worker: the leases in the database count.
+				second, err := s.Lease(ctx, "w2", t0.Add(time.Second), t0.Add(time.Minute), 64, lim)
+				require.NoError(t, err)
+				assert.Empty(t, second, "merchant B is at its bound, A has nothing due")
+				_, _, err = s.Publish(ctx, []store.Event{event("evt_a2", "mA", "payment.authorized", t0)}, "", t0.Add(time.Second))
+				require.NoError(t, err)
+				second, err = s.Lease(ctx, "w2", t0.Add(time.Second), t0.Add(time.Minute), 64, lim)
+				require.NoError(t, err)
+				require.Len(t, second, 1)
+				assert.Equal(t, "evt_a2", second[0].Event.ID)
+				// Finished deliveries free their slots.
+				for _, l := range first {
+					if l.Endpoint.ID == other.ID {
+						held, err := s.Finish(ctx, "w1", store.Attempt{ID: store.NewID("att_"), DeliveryID: l.Delivery.ID, EventID: l.Event.ID, EndpointID: l.Endpoint.ID, Attempt: 1, StartedAt: t0, ResponseStatus: 200, Succeeded: true},
+							store.Outcome{Status: store.DeliverySucceeded}, t0.Add(2*time.Second))
+						require.NoError(t, err)
+						require.True(t, held)
+					}
+				}
+				third, err := s.Lease(ctx, "w2", t0.Add(3*time.Second), t0.Add(time.Minute), 64, lim)
+				require.NoError(t, err)
+				assert.Equal(t, map[string]int{hung.ID: 1, other.ID: 2}, byEndpoint(third), "the hung endpoint reaches its bound of 4")
+				// A crashed worker's slots free when its leases run out.
+				later, err := s.Lease(ctx, "w3", t0.Add(2*time.Minute), t0.Add(3*time.Minute), 64, lim)
+				require.NoError(t, err)
+				assert.Equal(t, map[string]int{hung.ID: 3, other.ID: 3, a.ID: 2}, byEndpoint(later))
+				counts, err := s.DeliveryCounts(ctx)
+				require.NoError(t, err)
+				assert.Equal(t, 309, counts[store.DeliveryPending])
+				assert.Equal(t, 3, counts[store.DeliverySucceeded])
+			})
+			t.Run("test events and redeliveries are rate limited per endpoint", func(t *testing.T) {
+				s := open(t)
+				ctx := context.Background()
+				ep := endpoint(t, s, "m1", "*")
+				ep2 := endpoint(t, s, "m1", "*")
+				_, _, err := s.Publish(ctx, []store.Event{event("evt_1", "m1", "payment.authorized", t0)}, "", t0)
+				require.NoError(t, err)
+				for i := range store.ManualBurst {
+					if i%2 == 0 {
+						_, err = s.Redeliver(ctx, "m1", "evt_1", ep.ID, t0.Add(time.Duration(i)*time.Second))
+					} else {
+						_, _, err = s.Publish(ctx, []store.Event{event(fmt.Sprintf("evt_t%d", i), "m1", "webhook_endpoint.test", t0)}, ep.ID, t0.Add(time.Duration(i)*time.Second))
+					}
+					require.NoError(t, err, i)
+				}
+				at := t0.Add(30 * time.Second)
+				_, err = s.Redeliver(ctx, "m1", "evt_1", ep.ID, at)
+				var rl *store.RateLimitedError
+				require.ErrorAs(t, err, &rl)
+				assert.ErrorIs(t, err, store.ErrRateLimited)
+				assert.Equal(t, 30*time.Second, rl.RetryAfter, "the oldest leaves the window at t0+1m")
+				_, _, err = s.Publish(ctx, []store.Event{event("evt_t99", "m1", "webhook_endpoint.test", t0)}, ep.ID, at)
+				require.ErrorIs(t, err, store.ErrRateLimited)
+				_, err = s.Event(ctx, "m1", "evt_t99")
+				require.ErrorIs(t, err, store.ErrNotFound, "a refused test event is not stored")
+				_, err = s.Redeliver(ctx, "m1", "evt_1", ep2.ID, at)
+				require.NoError(t, err, "the limit is per endpoint")
+				_, _, err = s.Publish(ctx, []store.Event{event("evt_2", "m1", "payment.authorized", t0)}, "", at)
+				require.NoError(t, err, "events are not limited")
+				_, err = s.Redeliver(ctx, "m1", "evt_1", ep.ID, t0.Add(time.Minute))
+				require.NoError(t, err, "the oldest left the window")
 			})
 			t.Run("endpoint update is versioned; delete cascades; redeliver", func(t *testing.T) {
 				s := open(t)
@@ -286,7 +394,7 @@ func TestConformance(t *testing.T) {
 				require.Len(t, list, 1)
 				assert.Equal(t, "https://example.org/new", list[0].URL)
 				require.ErrorIs(t, s.DeleteEndpoint(ctx, "m2", ep.ID), store.ErrNotFound)
-				leased, err := s.Lease(ctx, "w", t0, t0.Add(time.Minute), 10)
+				leased, err := s.Lease(ctx, "w", t0, t0.Add(time.Minute), 10, store.LeaseLimits{})
 				require.NoError(t, err)
 				require.NotEmpty(t, leased)
 				require.NoError(t, s.DeleteEndpoint(ctx, "m1", ep.ID))
