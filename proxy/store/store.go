@@ -398,6 +398,18 @@ func (s *Store) OutboxDone(ctx context.Context, id string) error {
 	return err
 }
 
+// OutboxDoneFee records the fee the ledger took at capture (as SetFee)
+// and removes the delivered capture event, in one transaction.
+func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
+	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, fee, paymentID); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+		return err
+	})
+}
+
 // OutboxAttempt counts a failed delivery and sets when to try again.
 func (s *Store) OutboxAttempt(ctx context.Context, id, code string, next time.Time) error {
 	_, err := s.db.ExecContext(ctx, `UPDATE ledger_outbox SET attempts = attempts + 1, last_error = $1, next_attempt_at = $2 WHERE id = $3`, code, micros(next), id)
