@@ -157,6 +157,12 @@ type OutboxEntry struct {
 	State, LastError       string
 	NextAttemptAt          time.Time
 	CreatedAt              time.Time
+	// First is set by the store on a ledger event it has just queued
+	// (Commit, InsertCommit, FinishOperation) when no older undelivered
+	// ledger event of the payment existed in that transaction: the
+	// delivery right after the commit then skips OlderOutbox (a later
+	// event of the payment can only be queued after it).
+	First bool
 }
 
 // Operation kinds and states.

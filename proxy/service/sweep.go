@@ -111,9 +111,13 @@ func (s *Service) deliverEntry(ctx context.Context, e OutboxEntry) (int64, deliv
 	}
 	// A payment's events go in order: while an older one waits (backing off
 	// or dead), this one waits behind it, without an attempt counted.
-	older, err := s.cfg.Store.OlderOutbox(ctx, e.PaymentID, e.ID)
-	if err != nil {
-		return 0, backingOff
+	// (An entry just queued knows it from its own transaction: First.)
+	var older *OutboxEntry
+	if !e.First {
+		var err error
+		if older, err = s.cfg.Store.OlderOutbox(ctx, e.PaymentID, e.ID); err != nil {
+			return 0, backingOff
+		}
 	}
 	if older != nil {
 		at := older.NextAttemptAt

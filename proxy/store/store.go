@@ -331,9 +331,23 @@ func (s *Store) addOutbox(ctx context.Context, db execer, events []service.Outbo
 			}
 			continue
 		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-			e.ID, e.PaymentID, e.Request, at, at); err != nil {
+		res, err := db.ExecContext(ctx, `INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			e.ID, e.PaymentID, e.Request, at, at)
+		if err != nil {
 			return err
+		}
+		events[i].First = false
+		if tx, ok := db.(*sql.Tx); ok {
+			if n, _ := res.RowsAffected(); n == 1 {
+				// In the transaction that queued it (the same order as
+				// OlderOutbox), so that its delivery need not ask again.
+				var older bool
+				if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_outbox WHERE payment_id = $1 AND id <> $2 AND (created_at < $3 OR (created_at = $3 AND id < $2)))`,
+					e.PaymentID, e.ID, at).Scan(&older); err != nil {
+					return err
+				}
+				events[i].First = !older
+			}
 		}
 	}
 	return nil

@@ -436,7 +436,10 @@ func testOutboxOrder(t *testing.T, s Store) {
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
 	// Ids in reverse order of time: order is by time, not id.
 	p.UpdatedAt = t0.Add(time.Second)
-	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}, t0))
+	queued := []service.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}
+	require.NoError(t, s.Commit(c, p, queued, t0))
+	assert.True(t, queued[0].First, "the payment's first event knows it")
+	assert.False(t, queued[1].First, "the second event waits behind the first")
 	require.NoError(t, s.AddOutbox(c, "ev_x_refund2", p.ID, `{}`, t0.Add(time.Second)))
 	require.NoError(t, s.AddOutbox(c, "ev_other", "pay_2", `{}`, t0.Add(-time.Hour)))
 
