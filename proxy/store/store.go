@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/proxy/service"
 )
@@ -30,14 +32,27 @@ var _ service.Store = (*Store)(nil)
 // Store is the payment store on an open, migrated database.
 type Store struct {
 	db *sql.DB
+
+	// delivered groups the bookkeeping of delivered ledger events
+	// (OutboxDone, OutboxDoneFee) of concurrent requests into one
+	// transaction; started on first use (a read-only store never writes).
+	deliveredOnce sync.Once
+	delivered     *batch.Batcher[doneReq]
 }
 
 // New wraps an open, migrated database (the postgres and sqlite packages
 // open it).
 func New(db *sql.DB) *Store { return &Store{db: db} }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the delivery writer (what it holds is written first) and
+// closes the database.
+func (s *Store) Close() error {
+	s.deliveredOnce.Do(func() {}) // no writer starts after Close
+	if s.delivered != nil {
+		s.delivered.Close()
+	}
+	return s.db.Close()
+}
 
 // Ping checks the database.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -408,20 +423,64 @@ func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]serv
 
 // OutboxDone removes a delivered event.
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
-	return err
+	return s.deliveredWriter().Do(ctx, doneReq{id: id})
 }
 
 // OutboxDoneFee records the fee the ledger took at capture (as SetFee)
 // and removes the delivered capture event, in one transaction.
 func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
-	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, fee, paymentID); err != nil {
-			return err
+	return s.deliveredWriter().Do(ctx, doneReq{id: id, paymentID: paymentID, fee: fee, setFee: true})
+}
+
+// doneReq is a delivered ledger event to remove, with the fee to record
+// for a capture.
+type doneReq struct {
+	id, paymentID string
+	fee           int64
+	setFee        bool
+}
+
+// deliveredBatch bounds how many deliveries one transaction records.
+const deliveredBatch = 256
+
+func (s *Store) deliveredWriter() *batch.Batcher[doneReq] {
+	s.deliveredOnce.Do(func() { s.delivered = batch.New(s.flushDelivered, deliveredBatch, 1) })
+	if s.delivered == nil {
+		return closedWriter
+	}
+	return s.delivered
+}
+
+// closedWriter answers batch.ErrClosed (a store used after Close).
+var closedWriter = func() *batch.Batcher[doneReq] {
+	b := batch.New(func(context.Context, []doneReq) []error { return nil }, 1, 1)
+	b.Close()
+	return b
+}()
+
+// flushDelivered records a batch of deliveries in one transaction (one
+// commit for every concurrent request): each is idempotent, and a batch
+// that fails fails as a whole, its entries then delivered again (a replay
+// at the ledger) and recorded later.
+func (s *Store) flushDelivered(ctx context.Context, reqs []doneReq) []error {
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		for _, r := range reqs {
+			if r.setFee {
+				if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, r.fee, r.paymentID); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, r.id); err != nil {
+				return err
+			}
 		}
-		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
-		return err
+		return nil
 	})
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // OutboxAttempt counts a failed delivery and sets when to try again.
