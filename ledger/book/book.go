@@ -85,7 +85,7 @@ type Book struct {
 	holds holdCache
 }
 
-// holdCacheSize bounds the authorizations remembered (about 1 MB).
+// holdCacheSize bounds the authorizations remembered (a few MB at most).
 const holdCacheSize = 8192
 
 // holdCache remembers the metadata of authorization holds this process
