@@ -35,7 +35,7 @@ import (
 
 // serveTLS serves h over HTTPS with the dev PKI's server certificate on a
 // free loopback port.
-func serveTLS(t *tb, pki *devpki.PKI, h http.Handler) string {
+func serveTLS(t *tb, component string, pki *devpki.PKI, h http.Handler) string {
 	cfg, err := pki.ServerTLS()
 	if err != nil {
 		t.Fatalf("%v", err)
@@ -47,7 +47,7 @@ func serveTLS(t *tb, pki *devpki.PKI, h http.Handler) string {
 		t.Fatalf("%v", err)
 	}
 	srv := &http.Server{Handler: h, TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(slog.Default())}
-	go func() { _ = srv.ServeTLS(ln, "", "") }()
+	as(component, func() { go func() { _ = srv.ServeTLS(ln, "", "") }() })
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
 }
@@ -66,36 +66,47 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	serveIn := func(serve func(context.Context) error, closeFn func()) {
+	serveIn := func(component string, serve func(context.Context) error, closeFn func()) {
 		done := make(chan error, 1)
-		go func() { done <- serve(ctx) }()
+		as(component, func() { go func() { done <- serve(ctx) }() })
 		t.Cleanup(func() { cancel(); <-done; closeFn() })
 	}
 
 	rs := startReal(t)
 	pg, rd, tc, pki, srvTLS := rs.pg, rs.redis, rs.transit, rs.pki, rs.serverTLS
-	vd, err := vaultd.Start(ctx, vaultd.Config{Vault: tc, PostgresURL: pg.NewDatabase(t, "vault", postgres.MigrateURL), RedisURL: rd.URL,
-		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS, Logger: discard})
+	vaultDB := pg.NewDatabase(t, "vault", postgres.MigrateURL)
+	var vd *vaultd.Instance
+	as("vaultd", func() {
+		vd, err = vaultd.Start(ctx, vaultd.Config{Vault: tc, PostgresURL: vaultDB, RedisURL: rd.URL,
+			GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS, Logger: discard})
+	})
 	if err != nil {
 		t.Fatalf("vaultd: %v", err)
 	}
-	serveIn(vd.Serve, vd.Close)
+	serveIn("vaultd", vd.Serve, vd.Close)
 	keys, err := merchants.Create(ctx, vd.Store, "load", nil, "test")
 	if err != nil {
 		t.Fatalf("%v", err)
 	}
-	rk, err := riskd.Start(ctx, riskd.Config{RedisURL: rd.URL, Token: "load-risk", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	var rk *riskd.Instance
+	as("riskd", func() {
+		rk, err = riskd.Start(ctx, riskd.Config{RedisURL: rd.URL, Token: "load-risk", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	})
 	if err != nil {
 		t.Fatalf("riskd: %v", err)
 	}
-	serveIn(rk.Serve, rk.Close)
-	ld, err := ledgerd.Start(ctx, ledgerd.Config{PostgresURL: pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL), Token: "load-ledger", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	serveIn("riskd", rk.Serve, rk.Close)
+	ledgerDB := pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL)
+	var ld *ledgerd.Instance
+	as("ledgerd", func() {
+		ld, err = ledgerd.Start(ctx, ledgerd.Config{PostgresURL: ledgerDB, Token: "load-ledger", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: discard})
+	})
 	if err != nil {
 		t.Fatalf("ledgerd: %v", err)
 	}
-	serveIn(ld.Serve, ld.Close)
-	simAddr := serveTLS(t, pki, simulator.New(simulator.Config{Logger: discard}))
-	upAddr := serveTLS(t, pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	serveIn("ledgerd", ld.Serve, ld.Close)
+	simAddr := serveTLS(t, "simulator", pki, simulator.New(simulator.Config{Logger: discard}))
+	upAddr := serveTLS(t, "upstream", pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		_, _ = io.Copy(io.Discard, r.Body)
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = io.WriteString(w, `{"id":"ch_1","status":"succeeded","amount":1000}`)
@@ -118,14 +129,17 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 	}
 	pool := &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12}
 	gwDB := pg.NewDatabase(t, "gateway", paypg.MigrateURL)
-	gw, err := gatewayd.Start(ctx, gatewayd.Config{PostgresURL: gwDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
-		LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,
-		RoutesFile: routes, UpstreamTLS: pool, Logger: discard})
+	var gw *gatewayd.Instance
+	as("gateway", func() {
+		gw, err = gatewayd.Start(ctx, gatewayd.Config{PostgresURL: gwDB, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			VaultAddr: vd.Server.GRPCAddr(), VaultTLS: pki.ClientTLS(gwCert), RiskAddr: rk.Server.GRPCAddr(), RiskToken: "load-risk",
+			LedgerAddr: ld.Server.GRPCAddr(), LedgerToken: "load-ledger", SimulatorURL: "https://" + simAddr, SimulatorTLS: pool,
+			RoutesFile: routes, UpstreamTLS: pool, Logger: discard})
+	})
 	if err != nil {
 		t.Fatalf("gatewayd: %v", err)
 	}
-	serveIn(gw.Serve, gw.Close)
+	serveIn("gateway", gw.Serve, gw.Close)
 
 	// The load client speaks HTTP/1.1 with keep-alive, to the gateway and
 	// (over TLS) directly to the upstream alike.
@@ -169,12 +183,8 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 	pick := func() int { return int(next.Add(1) % nTokens) }
 	authz := map[string]string{"Authorization": "Bearer " + keys.SecretKey}
 
-	var prof *os.File
-	if cpuprofile != "" {
-		if prof, err = os.Create(cpuprofile); err != nil {
-			t.Fatalf("%v", err)
-		}
-	}
+	probe := newCostProbe(t, pg.URL("postgres"), map[string]string{vaultDB: "vaultd", ledgerDB: "ledgerd", gwDB: "gateway"},
+		map[string]string{"gateway": gw.Server.HTTPAddr(), "vaultd": vd.Server.HTTPAddr(), "riskd": rk.Server.HTTPAddr(), "ledgerd": ld.Server.HTTPAddr()}, rd.URL)
 	fmt.Printf("%d clients; %s measured per phase after %s warm-up; everything in this one process on %d cores\n\n", conc, dur, warmup, numCPU())
 	var rows []result
 	if suite == "forward" || suite == "gateway" {
@@ -191,11 +201,11 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 			t.Fatalf("forward check: %v", err)
 		}
 		d := run("direct to upstream (HTTPS, PAN)", direct, conc, warmup, dur, nil)
-		var fp *os.File
+		fp := ""
 		if suite == "forward" {
-			fp = prof
+			fp = cpuprofile
 		}
-		f := run("via /v1/forward (1 revealed field)", forward, conc, warmup, dur, fp)
+		f, _, _ := measure(t, "via /v1/forward (1 revealed field)", forward, conc, warmup, dur, fp, probe)
 		rows = append(rows, d, f)
 		defer fmt.Printf("forward: added latency p50 %s, p99 %s; throughput %.0f%% of direct\n",
 			(f.p50 - d.p50).Round(10*time.Microsecond), (f.p99 - d.p99).Round(10*time.Microsecond), 100*f.rps/d.rps)
@@ -219,12 +229,12 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 		if err := pay(); err != nil {
 			t.Fatalf("payment check: %v", err)
 		}
-		var pp *os.File
+		pp := ""
 		if suite != "forward" {
-			pp = prof
+			pp = cpuprofile
 		}
 		c0 := pgCounters(t, pg.URL("postgres"), gwDB)
-		r := run("payments (authorize + capture)", pay, conc, warmup, dur, pp)
+		r, _, _ := measure(t, "payments (authorize + capture)", pay, conc, warmup, dur, pp, probe)
 		c1 := pgCounters(t, pg.URL("postgres"), gwDB)
 		rows = append(rows, r)
 		if n := float64(c1.payments - c0.payments); n > 0 {
@@ -237,7 +247,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 	for _, r := range rows {
 		fmt.Printf("%-38s %10.0f %9s %9s %8d\n", r.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
 	}
-	if prof != nil {
+	if cpuprofile != "" {
 		fmt.Printf("CPU profile: %s (go tool pprof -top %s)\n", cpuprofile, cpuprofile)
 	}
 }

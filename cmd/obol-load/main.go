@@ -102,16 +102,19 @@ func main() {
 	rs := startReal(t)
 	v, pg, rd, tc, srvTLS := rs.vault, rs.pg, rs.redis, rs.transit, rs.serverTLS
 	db := pg.NewDatabase(t, "vault", postgres.MigrateURL)
-	in, err := vaultd.Start(context.Background(), vaultd.Config{
-		Vault: tc, PostgresURL: db, RedisURL: rd.URL, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+	var in *vaultd.Instance
+	as("vaultd", func() {
+		in, err = vaultd.Start(context.Background(), vaultd.Config{
+			Vault: tc, PostgresURL: db, RedisURL: rd.URL, GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
+			Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)),
+		})
 	})
 	if err != nil {
 		t.Fatalf("vaultd: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- in.Serve(ctx) }()
+	as("vaultd", func() { go func() { done <- in.Serve(ctx) }() })
 	t.Cleanup(func() { cancel(); <-done; in.Close() })
 	keys, err := merchants.Create(context.Background(), in.Store, "load", nil, "test")
 	if err != nil {
@@ -143,13 +146,8 @@ func main() {
 	}
 
 	fmt.Printf("postgres synchronous_commit=%s; %d clients; %s measured per phase after %s warm-up\n\n", pgSync, c.Concurrency, c.Duration, c.Warmup)
-	var prof *os.File
-	if c.CPUProfile != "" {
-		if prof, err = os.Create(c.CPUProfile); err != nil {
-			t.Fatalf("%v", err)
-		}
-	}
-	obol := run("obol tokenize (REST, durable)", tokenize, c.Concurrency, c.Warmup, c.Duration, prof)
+	probe := newCostProbe(t, pg.URL("postgres"), map[string]string{db: "vaultd"}, map[string]string{"vaultd": in.Server.HTTPAddr()}, rd.URL)
+	obol, _, _ := measure(t, "obol tokenize (REST, durable)", tokenize, c.Concurrency, c.Warmup, c.Duration, c.CPUProfile, probe)
 	base := run("vault transit encrypt (baseline)", encrypt, c.Concurrency, c.Warmup, c.Duration, nil)
 	rows, _ := in.Store.CountTokens(context.Background())
 	fmt.Printf("\n%-34s %10s %9s %9s %8s\n", "", "req/s", "p50", "p99", "errors")
@@ -157,7 +155,7 @@ func main() {
 		fmt.Printf("%-34s %10.0f %9s %9s %8d\n", r.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
 	}
 	fmt.Printf("\nratio obol/baseline req/s: %.2f×   tokens stored: %d   DEKs generated: %d\n", obol.rps/base.rps, rows, in.Envelope.Stats.DEKsGenerated.Load())
-	if prof != nil {
+	if c.CPUProfile != "" {
 		fmt.Printf("CPU profile of the tokenize phase: %s (go tool pprof -top %s)\n", c.CPUProfile, c.CPUProfile)
 	}
 }
@@ -248,25 +246,27 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 	var wg sync.WaitGroup
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
-		go func(i int) {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				start := time.Now()
-				err := op()
-				if measuring.Load() {
-					if err != nil {
-						errs.Add(1)
-					} else {
-						lat[i] = append(lat[i], time.Since(start))
+		as("load client", func() {
+			go func(i int) {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					start := time.Now()
+					err := op()
+					if measuring.Load() {
+						if err != nil {
+							errs.Add(1)
+						} else {
+							lat[i] = append(lat[i], time.Since(start))
+						}
 					}
 				}
-			}
-		}(i)
+			}(i)
+		})
 	}
 	time.Sleep(warmup)
 	if prof != nil {

@@ -10,7 +10,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -31,24 +30,32 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 	defer t.cleanup()
 	fmt.Println("starting Redis …")
 	r := testenv.StartRedis(t)
-	in, err := riskd.Start(context.Background(), riskd.Config{RedisURL: r.URL, Token: "load", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	var in *riskd.Instance
+	as("riskd", func() {
+		in, err = riskd.Start(context.Background(), riskd.Config{RedisURL: r.URL, Token: "load", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))})
+	})
 	if err != nil {
 		t.Fatalf("riskd: %v", err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- in.Serve(ctx) }()
+	as("riskd", func() { go func() { done <- in.Serve(ctx) }() })
 	t.Cleanup(func() { cancel(); <-done; in.Close() })
 	const conns = 4
 	var clients []riskv1.RiskServiceClient
-	for i := 0; i < conns; i++ {
-		c, err := grpc.NewClient(in.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-		if err != nil {
-			t.Fatalf("%v", err)
+	// The clients' connections (and their transport goroutines) count as
+	// the load client's.
+	as("load client", func() {
+		for i := 0; i < conns; i++ {
+			c, err := grpc.NewClient(in.Server.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				t.Fatalf("%v", err)
+			}
+			t.Cleanup(func() { c.Close() })
+			c.Connect()
+			clients = append(clients, riskv1.NewRiskServiceClient(c))
 		}
-		t.Cleanup(func() { c.Close() })
-		clients = append(clients, riskv1.NewRiskServiceClient(c))
-	}
+	})
 	md := metadata.Pairs("authorization", "Bearer load")
 	countries := []string{"US", "GB", "DE", ""}
 	var n atomic.Int64
@@ -63,28 +70,9 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 		_, err := c.Evaluate(metadata.NewOutgoingContext(context.Background(), md), &riskv1.EvaluateRequest{Payment: p})
 		return err
 	}
-	var prof *os.File
-	if cpuprofile != "" {
-		if prof, err = os.Create(cpuprofile); err != nil {
-			t.Fatalf("%v", err)
-		}
-	}
 	fmt.Printf("riskd Evaluate over gRPC, default rule set %s, %d clients, %s measured after %s warm-up\n\n", in.Engine.Active().Version, conc, dur, warmup)
-	opt, err := redis.ParseURL(r.URL)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	rdb := redis.NewClient(opt)
-	t.Cleanup(func() { rdb.Close() })
-	var samples []costSample
-	mark := func() {
-		s, err := sampleCost(rdb)
-		if err != nil {
-			t.Fatalf("redis INFO: %v", err)
-		}
-		samples = append(samples, s)
-	}
-	res := runMarked("riskd Evaluate (gRPC, real Redis)", eval, conc, warmup, dur, prof, mark)
+	probe := newCostProbe(t, "", nil, map[string]string{"riskd": in.Server.HTTPAddr()}, r.URL)
+	res, s0, s1 := measure(t, "riskd Evaluate (gRPC, real Redis)", eval, conc, warmup, dur, cpuprofile, probe)
 	fmt.Printf("\n%-34s %10s %9s %9s %8s\n", "", "evals/s", "p50", "p99", "errors")
 	fmt.Printf("%-34s %10.0f %9s %9s %8d\n", res.name, res.rps, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.errors)
 	fmt.Printf("fallbacks: %d, rule errors: %d\n", in.Engine.Stats.Fallbacks.Load(), in.Engine.Stats.RuleErrors.Load())
@@ -93,8 +81,8 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 		fmt.Printf("velocity store: %d syncs with Redis (%d failed; %.1f ms and %d payments each on average), %d evaluations waited for one (a key not cached yet, or the last sync too old), %d cache reloads\n",
 			v.Stats.Syncs.Load(), v.Stats.SyncErrors.Load(), float64(v.Stats.SyncNanos.Load())/1e6/float64(n), v.Stats.Synced.Load()/n, v.Stats.Waits.Load(), v.Stats.Resets.Load())
 	}
-	printRedisCostModel("riskd Evaluate", res.ops, samples[0], samples[1], "obol-load process (riskd and the 32 gRPC clients)")
-	if prof != nil {
+	printRedisCostModel("riskd Evaluate", res.ops, s0.redis, s1.redis, "obol-load process (riskd and the 32 gRPC clients)")
+	if cpuprofile != "" {
 		fmt.Printf("CPU profile of the measured phase: %s (go tool pprof -top %s)\n", cpuprofile, cpuprofile)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,51 @@ type Book struct {
 	// opened remembers (merchant, currency) pairs whose accounts exist:
 	// accounts are never deleted, so each pair is opened once per process.
 	opened sync.Map
+	// holds remembers the authorizations this book posted, so that their
+	// capture does not read them back (see holdCache).
+	holds holdCache
+}
+
+// holdCacheSize bounds the authorizations remembered (a few MB at most).
+const holdCacheSize = 8192
+
+// holdCache remembers the metadata of authorization holds this process
+// posted: journal transactions are immutable, so what was posted is what
+// a read would return. Bounded; the oldest entry goes first, and a capture
+// of a hold it does not know (posted by another replica, or before a
+// restart) reads the hold from the store.
+type holdCache struct {
+	mu    sync.Mutex
+	m     map[string]map[string]string
+	order []string // a ring of the ids put, oldest at next
+	next  int
+}
+
+func (c *holdCache) put(id string, meta map[string]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m, c.order = map[string]map[string]string{}, make([]string, holdCacheSize)
+	}
+	if old := c.order[c.next]; old != "" {
+		delete(c.m, old)
+	}
+	c.order[c.next], c.next = id, (c.next+1)%holdCacheSize
+	c.m[id] = meta
+}
+
+func (c *holdCache) get(id string) (map[string]string, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m, ok := c.m[id]
+	return m, ok
+}
+
+// forget drops a hold that was captured (its ring slot stays, harmless).
+func (c *holdCache) forget(id string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, id)
 }
 
 // New returns a book over st. cfg may be nil (defaults).
@@ -207,6 +253,16 @@ func (b *Book) Authorize(ctx context.Context, p Payment) (store.Result, error) {
 		},
 		Description: "authorization", Metadata: p.meta("authorization"),
 	}
+	r, err := b.postHold(ctx, t)
+	if err == nil && !r.Replayed {
+		// Posted now, so stored as t is (a replay's result may not carry
+		// the metadata: its capture reads the hold).
+		b.holds.put(t.ID, maps.Clone(t.Metadata))
+	}
+	return r, err
+}
+
+func (b *Book) postHold(ctx context.Context, t journal.Transaction) (store.Result, error) {
 	if b.cfg.AuthorizationHold == 0 {
 		return b.st.Post(ctx, t)
 	}
@@ -225,6 +281,19 @@ func (b *Book) Authorize(ctx context.Context, p Payment) (store.Result, error) {
 	return b.st.Post(ctx, t)
 }
 
+// authMetadata is the metadata of a payment's authorization hold: from
+// the holds this book posted, else read from the store.
+func (b *Book) authMetadata(ctx context.Context, paymentID string) (map[string]string, error) {
+	if m, ok := b.holds.get(authID(paymentID)); ok {
+		return m, nil
+	}
+	auth, err := b.st.Transaction(ctx, authID(paymentID))
+	if err != nil {
+		return nil, err
+	}
+	return auth.Metadata, nil
+}
+
 // Capture posts (part of) the authorization: the captured amount moves from
 // the acquirer receivable to the merchant's pending balance, and the
 // merchant's fee moves from there to fee revenue, in one transaction.
@@ -232,13 +301,13 @@ func (b *Book) Capture(ctx context.Context, p Payment) (store.Result, int64, err
 	if err := p.validate(true); err != nil {
 		return store.Result{}, 0, err
 	}
-	auth, err := b.st.Transaction(ctx, authID(p.PaymentID))
+	authMeta, err := b.authMetadata(ctx, p.PaymentID)
 	if errors.Is(err, store.ErrNoTransaction) {
 		return store.Result{}, 0, ErrNotAuthorized
 	} else if err != nil {
 		return store.Result{}, 0, err
 	}
-	if auth.Metadata["merchant_id"] != p.MerchantID {
+	if authMeta["merchant_id"] != p.MerchantID {
 		return store.Result{}, 0, ErrNotAuthorized
 	}
 	fee, err := b.cfg.Merchant(p.MerchantID).Fee(p.Currency).Of(p.Amount)
@@ -246,10 +315,10 @@ func (b *Book) Capture(ctx context.Context, p Payment) (store.Result, int64, err
 		return store.Result{}, 0, err
 	}
 	if p.AcquirerReference == "" {
-		p.AcquirerReference = auth.Metadata["acquirer_reference"]
+		p.AcquirerReference = authMeta["acquirer_reference"]
 	}
 	if p.Acquirer == "" {
-		p.Acquirer = auth.Metadata["acquirer"]
+		p.Acquirer = authMeta["acquirer"]
 	}
 	legs := []journal.Posting{{Amount: p.Amount}}
 	if fee > 0 {
@@ -262,6 +331,9 @@ func (b *Book) Capture(ctx context.Context, p Payment) (store.Result, int64, err
 	r, err := b.st.Post(ctx, journal.Transaction{ID: captureID(p.PaymentID), Kind: journal.KindPostPending, PendingID: authID(p.PaymentID), Postings: legs, Description: "capture", Metadata: m})
 	if errors.Is(err, journal.ErrPendingClosed) {
 		return r, 0, ErrAlreadyCaptured
+	}
+	if err == nil {
+		b.holds.forget(authID(p.PaymentID))
 	}
 	return r, fee, err
 }

@@ -85,6 +85,9 @@ type Store interface {
 	OlderOutbox(ctx context.Context, paymentID, id string) (*OutboxEntry, error)
 	// OutboxDone removes a delivered event.
 	OutboxDone(ctx context.Context, id string) error
+	// OutboxDoneFee records the fee the ledger took at capture (as
+	// SetFee) and removes the delivered capture event, in one transaction.
+	OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error
 	// OutboxAttempt counts a failed delivery and sets when to try again.
 	OutboxAttempt(ctx context.Context, id, code string, next time.Time) error
 	// OutboxDefer moves a pending entry's next attempt to at without
@@ -154,6 +157,12 @@ type OutboxEntry struct {
 	State, LastError       string
 	NextAttemptAt          time.Time
 	CreatedAt              time.Time
+	// First is set by the store on a ledger event it has just queued
+	// (Commit, InsertCommit, FinishOperation) when no older undelivered
+	// ledger event of the payment existed in that transaction: the
+	// delivery right after the commit then skips OlderOutbox (a later
+	// event of the payment can only be queued after it).
+	First bool
 }
 
 // Operation kinds and states.

@@ -111,9 +111,13 @@ func (s *Service) deliverEntry(ctx context.Context, e OutboxEntry) (int64, deliv
 	}
 	// A payment's events go in order: while an older one waits (backing off
 	// or dead), this one waits behind it, without an attempt counted.
-	older, err := s.cfg.Store.OlderOutbox(ctx, e.PaymentID, e.ID)
-	if err != nil {
-		return 0, backingOff
+	// (An entry just queued knows it from its own transaction: First.)
+	var older *OutboxEntry
+	if !e.First {
+		var err error
+		if older, err = s.cfg.Store.OlderOutbox(ctx, e.PaymentID, e.ID); err != nil {
+			return 0, backingOff
+		}
 	}
 	if older != nil {
 		at := older.NextAttemptAt
@@ -154,13 +158,13 @@ func (s *Service) deliverEntry(ctx context.Context, e OutboxEntry) (int64, deliv
 	}
 	var fee int64
 	if req.GetEvent() == ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED {
+		// The fee and the entry's removal commit together: on a failure
+		// the entry stays, and a redelivery replays and stores the fee.
 		fee = r.GetFee()
-		if err := s.cfg.Store.SetFee(ctx, e.PaymentID, fee); err != nil {
-			// Keep the entry: a redelivery replays and stores the fee.
+		if err := s.cfg.Store.OutboxDoneFee(ctx, e.ID, e.PaymentID, fee); err != nil {
 			return fee, backingOff
 		}
-	}
-	if err := s.cfg.Store.OutboxDone(ctx, e.ID); err != nil {
+	} else if err := s.cfg.Store.OutboxDone(ctx, e.ID); err != nil {
 		return fee, backingOff
 	}
 	s.metrics.delivered.Inc()

@@ -13,8 +13,10 @@ import (
 	"encoding/json"
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
+	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/proxy/service"
 )
@@ -30,14 +32,27 @@ var _ service.Store = (*Store)(nil)
 // Store is the payment store on an open, migrated database.
 type Store struct {
 	db *sql.DB
+
+	// delivered groups the bookkeeping of delivered ledger events
+	// (OutboxDone, OutboxDoneFee) of concurrent requests into one
+	// transaction; started on first use (a read-only store never writes).
+	deliveredOnce sync.Once
+	delivered     *batch.Batcher[doneReq]
 }
 
 // New wraps an open, migrated database (the postgres and sqlite packages
 // open it).
 func New(db *sql.DB) *Store { return &Store{db: db} }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close stops the delivery writer (what it holds is written first) and
+// closes the database.
+func (s *Store) Close() error {
+	s.deliveredOnce.Do(func() {}) // no writer starts after Close
+	if s.delivered != nil {
+		s.delivered.Close()
+	}
+	return s.db.Close()
+}
 
 // Ping checks the database.
 func (s *Store) Ping(ctx context.Context) error { return s.db.PingContext(ctx) }
@@ -331,9 +346,23 @@ func (s *Store) addOutbox(ctx context.Context, db execer, events []service.Outbo
 			}
 			continue
 		}
-		if _, err := db.ExecContext(ctx, `INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
-			e.ID, e.PaymentID, e.Request, at, at); err != nil {
+		res, err := db.ExecContext(ctx, `INSERT INTO ledger_outbox (id, payment_id, request, created_at, next_attempt_at) VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`,
+			e.ID, e.PaymentID, e.Request, at, at)
+		if err != nil {
 			return err
+		}
+		events[i].First = false
+		if tx, ok := db.(*sql.Tx); ok {
+			if n, _ := res.RowsAffected(); n == 1 {
+				// In the transaction that queued it (the same order as
+				// OlderOutbox), so that its delivery need not ask again.
+				var older bool
+				if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM ledger_outbox WHERE payment_id = $1 AND id <> $2 AND (created_at < $3 OR (created_at = $3 AND id < $2)))`,
+					e.PaymentID, e.ID, at).Scan(&older); err != nil {
+					return err
+				}
+				events[i].First = !older
+			}
 		}
 	}
 	return nil
@@ -394,8 +423,69 @@ func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]serv
 
 // OutboxDone removes a delivered event.
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
-	_, err := s.db.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
-	return err
+	return s.deliveredWriter().Do(ctx, doneReq{id: id})
+}
+
+// OutboxDoneFee records the fee the ledger took at capture (as SetFee)
+// and removes the delivered capture event, in one transaction.
+func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
+	return s.deliveredWriter().Do(ctx, doneReq{id: id, paymentID: paymentID, fee: fee, setFee: true})
+}
+
+// doneReq is a delivered ledger event to remove, with the fee to record
+// for a capture.
+type doneReq struct {
+	id, paymentID string
+	fee           int64
+	setFee        bool
+}
+
+// deliveredBatch bounds how many deliveries one transaction records.
+const deliveredBatch = 256
+
+func (s *Store) deliveredWriter() *batch.Batcher[doneReq] {
+	s.deliveredOnce.Do(func() { s.delivered = batch.New(s.flushDelivered, deliveredBatch, 1) })
+	if s.delivered == nil {
+		return closedWriter
+	}
+	return s.delivered
+}
+
+// closedWriter answers batch.ErrClosed (a store used after Close).
+var closedWriter = func() *batch.Batcher[doneReq] {
+	b := batch.New(func(context.Context, []doneReq) []error { return nil }, 1, 1)
+	b.Close()
+	return b
+}()
+
+// flushDelivered records a batch of deliveries in one transaction (one
+// commit for every concurrent request): each is idempotent, and a batch
+// that fails fails as a whole, its entries then delivered again (a replay
+// at the ledger) and recorded later.
+func (s *Store) flushDelivered(ctx context.Context, reqs []doneReq) []error {
+	if len(reqs) == 1 && !reqs[0].setFee {
+		// One statement needs no explicit transaction (two round trips less).
+		_, err := s.db.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, reqs[0].id)
+		return []error{err}
+	}
+	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
+		for _, r := range reqs {
+			if r.setFee {
+				if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, r.fee, r.paymentID); err != nil {
+					return err
+				}
+			}
+			if _, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, r.id); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	errs := make([]error, len(reqs))
+	for i := range errs {
+		errs[i] = err
+	}
+	return errs
 }
 
 // OutboxAttempt counts a failed delivery and sets when to try again.

@@ -45,6 +45,8 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"operations", testOperations},
 		{"outbox backoff and dead letters", testOutbox},
 		{"outbox keeps each payment's order", testOutboxOrder},
+		{"concurrent deliveries are recorded, grouped", testDeliveredConcurrently},
+		{"a delivery after Close is refused", testDeliveredAfterClose},
 		{"commit writes the payment and its events together", testCommit},
 		{"merchant events outbox", testMerchantEvents},
 		{"reconciliation reads", testReconcileReads},
@@ -428,6 +430,60 @@ func testOutbox(t *testing.T, s Store) {
 	assert.Empty(t, all)
 }
 
+// testDeliveredConcurrently: deliveries recorded by concurrent requests
+// (grouped into shared transactions) each remove their entry and set their
+// payment's fee, and no other.
+func testDeliveredConcurrently(t *testing.T, s Store) {
+	c := ctx(t)
+	const n = 40
+	for i := 0; i < n; i++ {
+		p := mustInsert(t, s, payment(fmt.Sprintf("pay_%d", i), "mer_1", t0))
+		require.NoError(t, s.AddOutbox(c, "ev_"+p.ID, p.ID, `{}`, t0))
+	}
+	require.NoError(t, s.AddOutbox(c, "ev_kept", "pay_0", `{}`, t0.Add(time.Second)))
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			id := fmt.Sprintf("pay_%d", i)
+			if i%2 == 0 {
+				errs[i] = s.OutboxDoneFee(c, "ev_"+id, id, int64(100+i))
+			} else {
+				errs[i] = s.OutboxDone(c, "ev_"+id)
+			}
+		}(i)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		require.NoError(t, err, "delivery %d", i)
+	}
+	left, err := s.OutboxList(c, "", 100)
+	require.NoError(t, err)
+	assert.Equal(t, []string{"ev_kept"}, entryIDs(left))
+	for i := 0; i < n; i++ {
+		got, err := s.Get(c, "mer_1", fmt.Sprintf("pay_%d", i))
+		require.NoError(t, err)
+		want := int64(0)
+		if i%2 == 0 {
+			want = int64(100 + i)
+		}
+		assert.Equal(t, want, got.Fee, "fee of pay_%d", i)
+		assert.EqualValues(t, 1, got.Version, "a delivery does not bump the version")
+	}
+}
+
+// testDeliveredAfterClose: a closed store refuses to record a delivery
+// (the entry stays for a redelivery) instead of losing it silently.
+func testDeliveredAfterClose(t *testing.T, s Store) {
+	c := ctx(t)
+	require.NoError(t, s.OutboxDone(c, "ev_none"), "an unknown entry is already gone")
+	require.NoError(t, s.Close())
+	assert.Error(t, s.OutboxDone(c, "ev_none"))
+	assert.Error(t, s.OutboxDoneFee(c, "ev_none", "pay_none", 1))
+}
+
 // testOutboxOrder: the events of one commit get increasing times, and
 // OlderOutbox names the oldest undelivered event (pending or dead) of the
 // same payment queued before an entry.
@@ -436,7 +492,10 @@ func testOutboxOrder(t *testing.T, s Store) {
 	p := mustInsert(t, s, payment("pay_1", "mer_1", t0))
 	// Ids in reverse order of time: order is by time, not id.
 	p.UpdatedAt = t0.Add(time.Second)
-	require.NoError(t, s.Commit(c, p, []service.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}, t0))
+	queued := []service.OutboxEntry{entry("ev_z_capture", p.ID), entry("ev_y_refund", p.ID)}
+	require.NoError(t, s.Commit(c, p, queued, t0))
+	assert.True(t, queued[0].First, "the payment's first event knows it")
+	assert.False(t, queued[1].First, "the second event waits behind the first")
 	require.NoError(t, s.AddOutbox(c, "ev_x_refund2", p.ID, `{}`, t0.Add(time.Second)))
 	require.NoError(t, s.AddOutbox(c, "ev_other", "pay_2", `{}`, t0.Add(-time.Hour)))
 
@@ -458,7 +517,11 @@ func testOutboxOrder(t *testing.T, s Store) {
 	require.NoError(t, err)
 	require.NotNil(t, older)
 	assert.Equal(t, "ev_z_capture", older.ID, "a dead older event still comes first")
-	require.NoError(t, s.OutboxDone(c, "ev_z_capture"))
+	require.NoError(t, s.OutboxDoneFee(c, "ev_z_capture", p.ID, 73))
+	got, err := s.Get(c, p.MerchantID, p.ID)
+	require.NoError(t, err)
+	assert.EqualValues(t, 73, got.Fee, "OutboxDoneFee records the fee")
+	assert.Equal(t, p.Version, got.Version, "the fee does not bump the version")
 	older, err = s.OlderOutbox(c, p.ID, "ev_x_refund2")
 	require.NoError(t, err)
 	require.NotNil(t, older)
