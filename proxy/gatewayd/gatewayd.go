@@ -316,15 +316,20 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		in.closers = append(in.closers, c.Close)
 		events.client = eventsv1.NewEventLogServiceClient(c)
 	}
-	svc := service.New(service.Config{Store: st, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
+	var payStore service.Store = st
+	if events.client != nil {
+		// The payment and refund events of the gateway's outbox go to the
+		// same eventsd (PublishEvents), relayed as soon as a write has
+		// queued them.
+		in.Relay = eventrelay.New(eventrelay.Config{Outbox: service.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+		payStore = kickingStore{Store: st, kick: in.Relay.Kick}
+	}
+	svc := service.New(service.Config{Store: payStore, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Risk: riskv1.NewRiskServiceClient(conns["risk"]), RiskToken: cfg.RiskToken,
 		Ledger: ledgerv1.NewLedgerServiceClient(conns["ledger"]), LedgerToken: cfg.LedgerToken, Connectors: connectors, DefaultAcquirer: cfg.DefaultAcquirer, MerchantAcquirers: cfg.MerchantAcquirers, ProcessingTimeout: cfg.ProcessingTimeout, Logger: cfg.Logger})
 	events.auth = svc.Authenticate
 	var fwd *forward.Forwarder
 	collectors := svc.Collectors()
-	if events.client != nil {
-		// The payment and refund events of the gateway's outbox go to the
-		// same eventsd (PublishEvents).
-		in.Relay = eventrelay.New(eventrelay.Config{Outbox: service.EventOutbox(st), Publisher: events.client, Token: cfg.EventsToken, Name: "gateway", Logger: cfg.Logger})
+	if in.Relay != nil {
 		collectors = append(collectors, in.Relay.Collectors()...)
 	}
 	if in.Routes != nil {
