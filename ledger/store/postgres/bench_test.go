@@ -4,11 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"sort"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +14,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/testenv"
 )
 
 // BenchmarkTransfers measures transfers/s against real PostgreSQL (fsync and
@@ -130,51 +129,6 @@ func sampleCost(b *testing.B, ctx context.Context, db *pgx.Conn) cost {
 	var backend int
 	require.NoError(b, db.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend))
 	require.NoError(b, db.QueryRow(ctx, `SELECT wal_bytes::bigint, wal_records, wal_sync FROM pg_stat_wal`).Scan(&c.walBytes, &c.walRecords, &c.walSyncs))
-	c.pg, c.pgOK = clusterCPU(backend)
+	c.pg, c.pgOK = testenv.PostgresCPU(backend)
 	return c
-}
-
-// clusterCPU sums the CPU time of the postmaster that runs backend and of
-// its children (backends, WAL writer, checkpointer, …).
-func clusterCPU(backend int) (time.Duration, bool) {
-	parent := func(pid string) (string, int64, bool) {
-		b, err := os.ReadFile("/proc/" + pid + "/stat")
-		if err != nil {
-			return "", 0, false
-		}
-		// pid (comm) state ppid … utime(14) stime(15)
-		i := strings.LastIndexByte(string(b), ')')
-		if i < 0 {
-			return "", 0, false
-		}
-		f := strings.Fields(string(b)[i+2:])
-		if len(f) < 13 {
-			return "", 0, false
-		}
-		ut, _ := strconv.ParseInt(f[11], 10, 64)
-		st, _ := strconv.ParseInt(f[12], 10, 64)
-		return f[1], ut + st, true
-	}
-	pm, _, ok := parent(strconv.Itoa(backend))
-	if !ok {
-		return 0, false
-	}
-	_, ticks, ok := parent(pm)
-	if !ok {
-		return 0, false
-	}
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return 0, false
-	}
-	for _, e := range ents {
-		if e.Name()[0] < '0' || e.Name()[0] > '9' {
-			continue
-		}
-		if pp, t, ok := parent(e.Name()); ok && pp == pm {
-			ticks += t
-		}
-	}
-	// USER_HZ is 100 on Linux.
-	return time.Duration(ticks) * 10 * time.Millisecond, true
 }
