@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -335,12 +336,21 @@ func TestFailedAuthLimitREST(t *testing.T) {
 // countingCounter counts the reads of a shared failure counter.
 type countingCounter struct {
 	*authlimit.Memory
+	mu   sync.Mutex
 	gets map[string]int
 }
 
 func (c *countingCounter) Get(ctx context.Context, key string) (int64, time.Duration, error) {
+	c.mu.Lock()
 	c.gets[key[:3]]++
+	c.mu.Unlock()
 	return c.Memory.Get(ctx, key)
+}
+
+func (c *countingCounter) reads(scope string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gets[scope]
 }
 
 // TestAuthLimitReadsPrefixOnlyOnFailure: a served request reads the shared
@@ -365,11 +375,13 @@ func TestAuthLimitReadsPrefixOnlyOnFailure(t *testing.T) {
 				o.Edge.AuthLimit = authlimit.Config{Counter: cc, PerAddress: 5, PerPrefix: 8, Window: time.Minute}
 			})
 			for _, path := range []string{"/v1/items/a", "/v1/raw"} {
+				cc.mu.Lock()
 				clear(cc.gets)
+				cc.mu.Unlock()
 				code, _, body := ts.do(t, http.MethodGet, path, "Authorization", "Bearer "+tc.key)
 				assert.Equal(t, tc.wantCode, code, path)
-				assert.Equal(t, 1, cc.gets["{a:"], "address reads (%s)", path)
-				assert.Equal(t, tc.wantPrefix, cc.gets["{p:"], "prefix reads (%s)", path)
+				assert.Equal(t, 1, cc.reads("{a:"), "address reads (%s)", path)
+				assert.Equal(t, tc.wantPrefix, cc.reads("{p:"), "prefix reads (%s)", path)
 				if tc.wantCode == 401 {
 					assert.Equal(t, apierr.CodeUnauthenticated, errorCode(t, body), path)
 				}
