@@ -117,7 +117,11 @@ func keyPrefix(authorization string) string {
 }
 
 // limitHTTP refuses attempts from an address or key prefix that failed too
-// often (429, Retry-After, code rate_limited) and counts 401 answers.
+// often (429, Retry-After, code rate_limited) and counts 401 answers. The
+// address is checked before the request is served; the key prefix only
+// decides how a failed attempt is answered, so it is read only when the
+// answer is a 401: a successful request costs one read of the shared
+// counter, not two.
 func (s *Server) limitHTTP(next http.Handler) http.Handler {
 	lim := s.limiter
 	if lim == nil || !s.opts.LimitAuthREST {
@@ -130,36 +134,35 @@ func (s *Server) limitHTTP(next http.Handler) http.Handler {
 			writeLimited(w, err)
 			return
 		}
-		pl := lim.PrefixLimited(r.Context(), prefix)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		var out http.ResponseWriter = sw
-		var fw *failWriter
+		fw := &failWriter{statusWriter: sw}
+		next.ServeHTTP(fw, r)
+		if !fw.unauthorized {
+			return
+		}
+		// Read before this failure is counted, as Allow reads the address.
+		pl := lim.PrefixLimited(r.Context(), prefix)
+		lim.Failed(r.Context(), "http", addr, prefix)
 		if pl != nil {
 			// The key's prefix failed too often: a valid key is still
 			// served, a failed attempt is answered 429 instead of 401.
-			fw = &failWriter{statusWriter: sw}
-			out = fw
-		}
-		next.ServeHTTP(out, r)
-		if fw != nil && fw.unauthorized {
-			lim.Failed(r.Context(), "http", addr, prefix)
 			lim.Refused("http")
 			writeLimited(sw, pl)
 			return
 		}
-		if sw.status == http.StatusUnauthorized {
-			lim.Failed(r.Context(), "http", addr, prefix)
-		}
+		sw.WriteHeader(http.StatusUnauthorized)
+		_, _ = sw.Write(fw.held)
 	})
 }
 
-// failWriter holds back a 401 answer (header and body) so that limitHTTP
-// can answer the attempt with a prefix refusal instead; every other answer
-// passes through.
+// failWriter holds back a 401 answer (its body; the header map is shared)
+// so that limitHTTP can answer the attempt with a prefix refusal instead,
+// or send it as it was; every other answer passes through.
 type failWriter struct {
 	*statusWriter
 	unauthorized bool
 	wrote        bool
+	held         []byte
 }
 
 func (w *failWriter) WriteHeader(code int) {
@@ -179,10 +182,17 @@ func (w *failWriter) Write(b []byte) (int, error) {
 		w.WriteHeader(http.StatusOK)
 	}
 	if w.unauthorized {
+		if len(w.held)+len(b) <= maxHeldBody {
+			w.held = append(w.held, b...)
+		}
 		return len(b), nil
 	}
 	return w.statusWriter.Write(b)
 }
+
+// maxHeldBody bounds the 401 body failWriter holds (an error answer is a
+// few hundred bytes).
+const maxHeldBody = 64 << 10
 
 func writeLimited(w http.ResponseWriter, err error) {
 	if l, ok := authlimit.AsLimited(err); ok {
@@ -218,9 +228,10 @@ func (s *Server) limitUnary(ctx context.Context, req any, info *grpc.UnaryServer
 		}
 		return nil, apierr.From(err).GRPCStatus().Err()
 	}
-	pl := lim.PrefixLimited(ctx, prefix)
 	resp, err := h(ctx, req)
 	if err != nil && status.Code(err) == codes.Unauthenticated {
+		// The prefix is read only for a failed attempt (see limitHTTP).
+		pl := lim.PrefixLimited(ctx, prefix)
 		lim.Failed(ctx, "grpc", addr, prefix)
 		if pl != nil {
 			// A valid key of this prefix is still served (see Allow).

@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -330,6 +331,63 @@ func TestFailedAuthLimitREST(t *testing.T) {
 	assert.Contains(t, m, `obol_test_auth_failures_total{transport="http"} 33`)
 	// Refused before routing: the gateway route is not matched yet.
 	assert.Contains(t, m, `obol_test_requests_total{code="429",method="GET other",transport="http"} 3`)
+}
+
+// countingCounter counts the reads of a shared failure counter.
+type countingCounter struct {
+	*authlimit.Memory
+	mu   sync.Mutex
+	gets map[string]int
+}
+
+func (c *countingCounter) Get(ctx context.Context, key string) (int64, time.Duration, error) {
+	c.mu.Lock()
+	c.gets[key[:3]]++
+	c.mu.Unlock()
+	return c.Memory.Get(ctx, key)
+}
+
+func (c *countingCounter) reads(scope string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.gets[scope]
+}
+
+// TestAuthLimitReadsPrefixOnlyOnFailure: a served request reads the shared
+// counter once (its address); the key prefix's count is read only when the
+// answer is a 401, which is still sent as it was (body included) while the
+// prefix is under its budget.
+func TestAuthLimitReadsPrefixOnlyOnFailure(t *testing.T) {
+	cases := []struct {
+		name       string
+		key        string
+		wantCode   int
+		wantPrefix int
+	}{
+		{name: "valid key", key: goodKey, wantCode: 200, wantPrefix: 0},
+		{name: "wrong key", key: "sk_test_wrongwrongwrong", wantCode: 401, wantPrefix: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			cc := &countingCounter{Memory: authlimit.NewMemory(nil), gets: map[string]int{}}
+			ts := startTest(t, func(o *Options) {
+				o.LimitAuthREST = true
+				o.Edge.AuthLimit = authlimit.Config{Counter: cc, PerAddress: 5, PerPrefix: 8, Window: time.Minute}
+			})
+			for _, path := range []string{"/v1/items/a", "/v1/raw"} {
+				cc.mu.Lock()
+				clear(cc.gets)
+				cc.mu.Unlock()
+				code, _, body := ts.do(t, http.MethodGet, path, "Authorization", "Bearer "+tc.key)
+				assert.Equal(t, tc.wantCode, code, path)
+				assert.Equal(t, 1, cc.reads("{a:"), "address reads (%s)", path)
+				assert.Equal(t, tc.wantPrefix, cc.reads("{p:"), "prefix reads (%s)", path)
+				if tc.wantCode == 401 {
+					assert.Equal(t, apierr.CodeUnauthenticated, errorCode(t, body), path)
+				}
+			}
+		})
+	}
 }
 
 // TestFailedAuthLimitGRPC: the same limit on gRPC: ResourceExhausted with

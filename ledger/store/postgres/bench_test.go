@@ -8,18 +8,24 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/testenv"
 )
 
 // BenchmarkTransfers measures transfers/s against real PostgreSQL (fsync and
 // synchronous_commit on) from 32 concurrent clients, spread over 10,000
 // accounts and with every transfer touching one hot account. It reports the
 // writer's transfers, statements and round trips per batch, and verifies
-// the journal (hash chain, balances) after the load. Run it with a fixed
+// the journal (hash chain, balances) after the load, and the cost per
+// transfer: CPU-ms of this process (the store's Go side and the clients)
+// and of the PostgreSQL cluster's processes, WAL bytes, WAL records and WAL
+// fsyncs (pg_stat_wal). Run it with a fixed
 // count, e.g. -benchtime=20000x (with -benchtime=3x it posts 3 transfers).
 func BenchmarkTransfers(b *testing.B) {
 	cases := []struct {
@@ -44,7 +50,7 @@ func BenchmarkTransfers(b *testing.B) {
 			require.NoError(b, err)
 			_, err = db.Exec(ctx, `INSERT INTO accounts (id, currency, created_at) SELECT 'a' || lpad(i::text, 5, '0'), 'USD', now() FROM generate_series(0, $1 - 1) AS i`, n)
 			require.NoError(b, err)
-			db.Close(ctx)
+			c0 := sampleCost(b, ctx, db)
 			st0 := s.Stats()
 			var seq atomic.Int64
 			var mu sync.Mutex
@@ -74,6 +80,16 @@ func BenchmarkTransfers(b *testing.B) {
 			})
 			el := time.Since(start)
 			b.StopTimer()
+			c1 := sampleCost(b, ctx, db)
+			db.Close(ctx)
+			ops := float64(b.N)
+			b.ReportMetric(float64((c1.self-c0.self).Microseconds())/1000/ops, "go_cpu_ms/transfer")
+			if c0.pgOK && c1.pgOK {
+				b.ReportMetric(float64((c1.pg-c0.pg).Microseconds())/1000/ops, "pg_cpu_ms/transfer")
+			}
+			b.ReportMetric(float64(c1.walBytes-c0.walBytes)/ops, "wal_B/transfer")
+			b.ReportMetric(float64(c1.walRecords-c0.walRecords)/ops, "wal_records/transfer")
+			b.ReportMetric(float64(c1.walSyncs-c0.walSyncs)/ops, "wal_fsyncs/transfer")
 			st := s.Stats()
 			if batches := float64(st.Batches - st0.Batches); batches > 0 {
 				b.ReportMetric(float64(st.Items-st0.Items)/batches, "transfers/batch")
@@ -93,4 +109,26 @@ func BenchmarkTransfers(b *testing.B) {
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99_µs")
 		})
 	}
+}
+
+// cost is a sample of what a transfer costs: CPU time of this process and
+// of the PostgreSQL cluster (the postmaster and its children, read from
+// /proc; pgOK is false where /proc does not show them) and pg_stat_wal.
+type cost struct {
+	self, pg                       time.Duration
+	pgOK                           bool
+	walBytes, walRecords, walSyncs int64
+}
+
+func sampleCost(b *testing.B, ctx context.Context, db *pgx.Conn) cost {
+	var c cost
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) == nil {
+		c.self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	var backend int
+	require.NoError(b, db.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&backend))
+	require.NoError(b, db.QueryRow(ctx, `SELECT wal_bytes::bigint, wal_records, wal_sync FROM pg_stat_wal`).Scan(&c.walBytes, &c.walRecords, &c.walSyncs))
+	c.pg, c.pgOK = testenv.PostgresCPU(backend)
+	return c
 }
