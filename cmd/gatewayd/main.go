@@ -42,10 +42,8 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
 		return err
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-gatewayd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-gatewayd"); err != nil {
 		return err
 	}
 	defer stopTracing()
@@ -83,12 +81,8 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.UpstreamTLS = &tls.Config{RootCAs: sys, MinVersion: tls.VersionTLS12}
 	}
-	if c.TLSCert != "" {
-		if cfg.GRPCTLS, err = cli.ServerTLS(c.TLSCert, c.TLSKey, ""); err != nil {
-			return err
-		}
-	} else {
-		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, ""); err != nil {
+		return err
 	}
 	in, err := gatewayd.Start(ctx, cfg)
 	if err != nil {
