@@ -135,18 +135,12 @@ func ledgerCmd(use, short, long string, args cobra.PositionalArgs, do func(ctx c
 // clientCmd makes cmd a verb with config C (its flags bound to cmd's) that
 // dials a client with dial and runs do with it.
 func clientCmd[C, T any](cmd *cobra.Command, dial func(context.Context, C) (T, context.Context, func(), error), do func(ctx context.Context, cmd *cobra.Command, args []string, c T) error) *cobra.Command {
-	var c C
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	return loadCmd(cmd, func(cmd *cobra.Command, args []string, c C) error {
 		client, cctx, closer, err := dial(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
 		defer closer()
 		return do(cctx, cmd, args, client)
-	}
-	return cmd
+	})
 }
