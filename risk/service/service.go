@@ -38,13 +38,10 @@ var knownLists = map[string]bool{
 	"block_email_hashes": true, "block_bins": true,
 }
 
-var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the risk service token is required (Authorization: Bearer …)")
+var errUnauthenticated = servicetoken.Required("risk")
 
 func (s *Service) auth(ctx context.Context) error {
-	if !servicetoken.Valid(ctx, s.token) {
-		return errUnauthenticated
-	}
-	return nil
+	return servicetoken.Check(ctx, s.token, errUnauthenticated)
 }
 
 func validatePayment(p *riskv1.Payment) error {
