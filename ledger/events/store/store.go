@@ -26,6 +26,7 @@ import (
 
 	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/sqltx"
 )
 
 //go:embed migrations/*.sql
@@ -216,15 +217,7 @@ type execer interface {
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return sqltx.Run(ctx, s.db, fn)
 }
 
 func micros(t time.Time) int64 {
