@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -57,13 +56,9 @@ func run(ctx context.Context, args []string) error {
 		}
 		creds := insecure.NewCredentials()
 		if c.EventsCA != "" {
-			pem, err := os.ReadFile(c.EventsCA)
+			pool, err := cli.CertPool("events CA", c.EventsCA, false)
 			if err != nil {
-				return fmt.Errorf("events CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("events CA %s: no PEM certificates", c.EventsCA)
+				return err
 			}
 			creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		} else {
