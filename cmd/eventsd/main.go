@@ -72,19 +72,13 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
 		return err
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-eventsd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-eventsd"); err != nil {
 		return err
 	}
 	defer stopTracing()
-	if c.TLSCert != "" {
-		if cfg.GRPCTLS, err = cli.ServerTLS(c.TLSCert, c.TLSKey, c.ClientCA); err != nil {
-			return err
-		}
-	} else {
-		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+		return err
 	}
 	in, err := eventsd.Start(ctx, cfg)
 	if err != nil {

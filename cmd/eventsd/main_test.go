@@ -26,7 +26,6 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/cli/config"
 	"github.com/obolpay/obol/internal/testenv"
@@ -35,21 +34,8 @@ import (
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
-// TestMain doubles as eventsd when OBOL_TEST_BE_EVENTSD is set, so the
-// crash test can SIGKILL a real eventsd process without building one.
-func TestMain(m *testing.M) {
-	if os.Getenv("OBOL_TEST_BE_EVENTSD") == "1" {
-		ctx, cancel := cli.SignalContext()
-		err := run(ctx, nil)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "eventsd:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	testenv.Main(m)
-}
+// TestMain doubles as eventsd for the crash test (see clitest.Main).
+func TestMain(m *testing.M) { clitest.Main(m, "eventsd", run) }
 
 const token = "events-test-token"
 
@@ -188,13 +174,9 @@ func TestCrashSafety(t *testing.T) {
 	grpcAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	logs := &testenv.SyncBuffer{}
 	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "OBOL_TEST_BE_EVENTSD=1", "OBOL_EVENTS_POSTGRES_URL="+url, "OBOL_EVENTS_TOKEN="+token, "OBOL_EVENTS_SEAL_KEY="+sealKey,
+		return clitest.StartSelf(t, "eventsd", logs, "OBOL_EVENTS_POSTGRES_URL="+url, "OBOL_EVENTS_TOKEN="+token, "OBOL_EVENTS_SEAL_KEY="+sealKey,
 			"OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0", "OBOL_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "OBOL_WEBHOOK_CA="+ca,
 			"OBOL_WEBHOOK_TIMEOUT=1s", "OBOL_WEBHOOK_CONCURRENCY=16", "OBOL_LOG_FORMAT=text")
-		cmd.Stdout, cmd.Stderr = logs, logs
-		require.NoError(t, cmd.Start())
-		return cmd
 	}
 	proc := start()
 	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })

@@ -7,7 +7,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -42,23 +41,17 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
 		return err
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-gatewayd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-gatewayd"); err != nil {
 		return err
 	}
 	defer stopTracing()
 	if c.GatewayCert == "" || c.CA == "" {
 		return errors.New("--gateway-cert, --gateway-key and --ca are required: vaultd reveals cards only to the gateway's mTLS identity")
 	}
-	pem, err := os.ReadFile(c.CA)
+	pool, err := cli.CertPool("CA", c.CA, false)
 	if err != nil {
-		return fmt.Errorf("CA: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("CA %s: no PEM certificates", c.CA)
+		return err
 	}
 	gc, err := tls.LoadX509KeyPair(c.GatewayCert, c.GatewayKey)
 	if err != nil {
@@ -70,25 +63,14 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
 	if c.UpstreamCA != "" {
-		sys, err := x509.SystemCertPool()
-		if err != nil || sys == nil {
-			sys = x509.NewCertPool()
-		}
-		b, err := os.ReadFile(c.UpstreamCA)
+		sys, err := cli.CertPool("--upstream-ca", c.UpstreamCA, true)
 		if err != nil {
-			return fmt.Errorf("--upstream-ca: %w", err)
-		}
-		if !sys.AppendCertsFromPEM(b) {
-			return fmt.Errorf("--upstream-ca %s: no PEM certificates", c.UpstreamCA)
+			return err
 		}
 		cfg.UpstreamTLS = &tls.Config{RootCAs: sys, MinVersion: tls.VersionTLS12}
 	}
-	if c.TLSCert != "" {
-		if cfg.GRPCTLS, err = cli.ServerTLS(c.TLSCert, c.TLSKey, ""); err != nil {
-			return err
-		}
-	} else {
-		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, ""); err != nil {
+		return err
 	}
 	in, err := gatewayd.Start(ctx, cfg)
 	if err != nil {

@@ -8,7 +8,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -43,21 +42,13 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
 		return err
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-ledgerd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-ledgerd"); err != nil {
 		return err
 	}
 	defer stopTracing()
-	if c.TLSCert != "" {
-		tc, err := cli.ServerTLS(c.TLSCert, c.TLSKey, c.ClientCA)
-		if err != nil {
-			return err
-		}
-		cfg.GRPCTLS = tc
-	} else {
-		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+		return err
 	}
 	if c.EventsAddr != "" {
 		if cfg.EventsToken = c.EventsToken; cfg.EventsToken == "" {
@@ -65,13 +56,9 @@ func run(ctx context.Context, args []string) error {
 		}
 		creds := insecure.NewCredentials()
 		if c.EventsCA != "" {
-			pem, err := os.ReadFile(c.EventsCA)
+			pool, err := cli.CertPool("events CA", c.EventsCA, false)
 			if err != nil {
-				return fmt.Errorf("events CA: %w", err)
-			}
-			pool := x509.NewCertPool()
-			if !pool.AppendCertsFromPEM(pem) {
-				return fmt.Errorf("events CA %s: no PEM certificates", c.EventsCA)
+				return err
 			}
 			creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 		} else {

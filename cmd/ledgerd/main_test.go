@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -24,28 +23,14 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/clitest"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
-// TestMain doubles as ledgerd when OBOL_TEST_BE_LEDGERD is set, so the
-// crash test can SIGKILL a real ledgerd process without building one.
-func TestMain(m *testing.M) {
-	if os.Getenv("OBOL_TEST_BE_LEDGERD") == "1" {
-		ctx, cancel := cli.SignalContext()
-		err := run(ctx, nil)
-		cancel()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "ledgerd:", err)
-			os.Exit(1)
-		}
-		return
-	}
-	testenv.Main(m)
-}
+// TestMain doubles as ledgerd for the crash test (see clitest.Main).
+func TestMain(m *testing.M) { clitest.Main(m, "ledgerd", run) }
 
 const token = "ledger-test-token"
 
@@ -258,11 +243,7 @@ func TestCrashSafety(t *testing.T) {
 	grpcAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	logs := &testenv.SyncBuffer{}
 	start := func() *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), append(ledgerEnv(t, url), "OBOL_TEST_BE_LEDGERD=1", "OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0")...)
-		cmd.Stdout, cmd.Stderr = logs, logs
-		require.NoError(t, cmd.Start())
-		return cmd
+		return clitest.StartSelf(t, "ledgerd", logs, append(ledgerEnv(t, url), "OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0")...)
 	}
 	proc := start()
 	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })

@@ -12,18 +12,8 @@ import (
 )
 
 func newAuditListCmd() *cobra.Command {
-	var c config.VaultDB
 	var f store.AuditFilter
-	cmd := &cobra.Command{Use: "list", Short: "List audit events (JSON lines)", Args: cobra.NoArgs}
-	l := bind(cmd, &c)
-	cmd.Flags().StringVar(&f.MerchantID, "merchant", "", "only this merchant's events")
-	cmd.Flags().StringVar(&f.Token, "token", "", "only this token's events")
-	cmd.Flags().Int64Var(&f.AfterSeq, "after", 0, "events after this sequence number")
-	cmd.Flags().IntVar(&f.Limit, "limit", 100, "at most this many events")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	cmd := loadCmd(&cobra.Command{Use: "list", Short: "List audit events (JSON lines)", Args: cobra.NoArgs}, func(cmd *cobra.Command, _ []string, c config.VaultDB) error {
 		ctx := cmd.Context()
 		st, err := openStore(ctx, c.PostgresURL, c.DataDir)
 		if err != nil {
@@ -41,6 +31,10 @@ func newAuditListCmd() *cobra.Command {
 				"kek_version": e.KEKVersion, "detail": e.Detail, "hash": hex.EncodeToString(e.Hash)})
 		}
 		return nil
-	}
+	})
+	cmd.Flags().StringVar(&f.MerchantID, "merchant", "", "only this merchant's events")
+	cmd.Flags().StringVar(&f.Token, "token", "", "only this token's events")
+	cmd.Flags().Int64Var(&f.AfterSeq, "after", 0, "events after this sequence number")
+	cmd.Flags().IntVar(&f.Limit, "limit", 100, "at most this many events")
 	return cmd
 }

@@ -11,17 +11,11 @@ import (
 )
 
 func newAuditVerifyCmd() *cobra.Command {
-	var c config.AuditVerify
-	cmd := &cobra.Command{
+	return loadCmd(&cobra.Command{
 		Use:   "verify",
 		Short: "Verify the audit trail's hash chain (and, with --vault-addr, the anchor in Vault)",
 		Args:  cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	}, func(cmd *cobra.Command, _ []string, c config.AuditVerify) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
 		st, err := openStore(ctx, c.PostgresURL, c.DataDir)
 		if err != nil {
@@ -55,6 +49,5 @@ func newAuditVerifyCmd() *cobra.Command {
 		}
 		fmt.Fprintf(out, "audit trail intact: %d events, head seq %d hash %s\n", r.Checked, r.HeadSeq, r.HeadHash)
 		return nil
-	}
-	return cmd
+	})
 }

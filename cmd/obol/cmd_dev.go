@@ -29,8 +29,7 @@ import (
 )
 
 func newDevCmd() *cobra.Command {
-	var c config.Dev
-	cmd := &cobra.Command{
+	cmd := loadCmd(&cobra.Command{
 		Use:   "dev",
 		Short: "Run all of Obol in one process on the embedded default (NOT FOR PRODUCTION)",
 		Long: `Run Obol on the embedded default: local keyring, SQLite, in-process CVC
@@ -39,15 +38,10 @@ demo shop with the hosted card fields. NOT FOR PRODUCTION. Everything lives
 in the data dir and survives a restart. --payout-delay 0 releases captured
 funds at once (default T+2), so payouts can be tried today.`,
 		Args: cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
-	cmd.PreRun = nil // obol dev logs the warning (config.WarnUnknown)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	}, func(cmd *cobra.Command, _ []string, c config.Dev) error {
 		return runDev(cmd.Context(), c, cmd.OutOrStdout())
-	}
+	})
+	cmd.PreRun = nil // obol dev logs the warning (config.WarnUnknown)
 	return cmd
 }
 

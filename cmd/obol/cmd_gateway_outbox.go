@@ -23,21 +23,14 @@ func newGatewayCmd() *cobra.Command {
 // outboxCmd is a gateway outbox verb on the gateway's database
 // (config.GatewayDB) with its own flags, added by the caller.
 func outboxCmd(use, short string, args cobra.PositionalArgs, do func(ctx context.Context, cmd *cobra.Command, args []string, st *paystore.Store) error) *cobra.Command {
-	var c config.GatewayDB
-	cmd := &cobra.Command{Use: use, Short: short, Args: args}
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	return loadCmd(&cobra.Command{Use: use, Short: short, Args: args}, func(cmd *cobra.Command, args []string, c config.GatewayDB) error {
 		st, err := openGatewayDB(cmd.Context(), c, cmd.Flags().Changed("data-dir"))
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		return do(cmd.Context(), cmd, args, st)
-	}
-	return cmd
+	})
 }
 
 // openGatewayDB opens the gateway's PostgreSQL database (--postgres-url,

@@ -21,21 +21,14 @@ func newKeysCmd() *cobra.Command {
 // keysCmd is a keys verb: vaultd's Vault and database settings (config.Keys)
 // and the verb's own flags, added by the caller; do runs with both open.
 func keysCmd(use, short, long string, do func(cmd *cobra.Command, kms *transit.Client, st *postgres.Store) error) *cobra.Command {
-	var c config.Keys
-	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: cobra.NoArgs}
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	return loadCmd(&cobra.Command{Use: use, Short: short, Long: long, Args: cobra.NoArgs}, func(cmd *cobra.Command, _ []string, c config.Keys) error {
 		kms, st, err := openKeys(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
 		defer st.Close()
 		return do(cmd, kms, st)
-	}
-	return cmd
+	})
 }
 
 func openKeys(ctx context.Context, c config.Keys) (*transit.Client, *postgres.Store, error) {

@@ -26,25 +26,19 @@ const exitDifferences = 3
 // newReconcileCmd is obol ledger reconcile, also obol reconcile: the
 // gateway's payments against the ledger's journal.
 func newReconcileCmd(use string) *cobra.Command {
-	var c config.Reconcile
 	var asJSON, strict bool
-	cmd := &cobra.Command{
+	cmd := loadCmd(&cobra.Command{
 		Use:   use,
 		Short: "Compare every gateway payment with the ledger (exits 3 on differences)",
 		Long: `Compare every gateway payment with the ledger: hold, captured, fee,
 refunds; report each difference (pending outbox entries that explain one
 are shown). Exits 3 on differences.`,
 		Args: cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
+	}, func(cmd *cobra.Command, _ []string, c config.Reconcile) error {
+		return runReconcile(cmd.Context(), c, asJSON, strict, cmd.OutOrStdout())
+	})
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	cmd.Flags().BoolVar(&strict, "strict", false, "also fail on differences that pending outbox entries explain")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
-		return runReconcile(cmd.Context(), c, asJSON, strict, cmd.OutOrStdout())
-	}
 	return cmd
 }
 

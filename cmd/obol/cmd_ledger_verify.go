@@ -14,17 +14,11 @@ import (
 )
 
 func newLedgerVerifyCmd() *cobra.Command {
-	var c config.LedgerDB
-	cmd := &cobra.Command{
+	return loadCmd(&cobra.Command{
 		Use:   "verify",
 		Short: "Recompute every balance and hold from the journal and check its hash chain (exits 1 on any problem)",
 		Args:  cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	}, func(cmd *cobra.Command, _ []string, c config.LedgerDB) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
 		var st store.Store
 		var err error
@@ -54,6 +48,5 @@ func newLedgerVerifyCmd() *cobra.Command {
 		}
 		fmt.Fprintf(out, "ledger verified: %d transactions, %d accounts; every balance and hold recomputed from the journal, hash chain intact\n", rep.Transactions, rep.Accounts)
 		return nil
-	}
-	return cmd
+	})
 }

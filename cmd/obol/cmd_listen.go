@@ -22,10 +22,9 @@ import (
 )
 
 func newListenCmd() *cobra.Command {
-	var c config.EventsClient
 	var forward string
 	var types []string
-	cmd := &cobra.Command{
+	cmd := loadCmd(&cobra.Command{
 		Use:   "listen",
 		Short: "Receive a dev webhook endpoint's events and forward them to a local URL, printing each",
 		Long: `Receive webhooks in obol dev: obol listen registers a webhook endpoint on a
@@ -36,14 +35,7 @@ local server; your server's answer is the delivery's, so a failing server
 gets retries. The endpoint's signing secret is printed so that your server
 can verify the forwarded requests. The endpoint is deleted on exit.`,
 		Args: cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
-	cmd.Flags().StringVar(&forward, "forward-to", "", "local URL to forward every webhook to, e.g. http://localhost:3000/hook (default: print only)")
-	cmd.Flags().StringSliceVar(&types, "events", []string{"*"}, "event types to receive (repeat or comma-separate; * is all)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
+	}, func(cmd *cobra.Command, _ []string, c config.EventsClient) error {
 		if forward != "" {
 			u, err := url.Parse(forward)
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -56,7 +48,9 @@ can verify the forwarded requests. The endpoint is deleted on exit.`,
 		}
 		defer closer()
 		return runListen(ctx, cmd.OutOrStdout(), ec, forward, types)
-	}
+	})
+	cmd.Flags().StringVar(&forward, "forward-to", "", "local URL to forward every webhook to, e.g. http://localhost:3000/hook (default: print only)")
+	cmd.Flags().StringSliceVar(&types, "events", []string{"*"}, "event types to receive (repeat or comma-separate; * is all)")
 	return cmd
 }
 

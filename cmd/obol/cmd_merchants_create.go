@@ -21,25 +21,19 @@ func newMerchantsCmd() *cobra.Command {
 }
 
 func newMerchantsCreateCmd() *cobra.Command {
-	var c config.VaultDB
 	var name string
 	var origins []string
 	var live bool
-	cmd := &cobra.Command{
+	cmd := loadCmd(&cobra.Command{
 		Use:   "create --name NAME [--origin URL]... [--live]",
 		Short: "Create a merchant and print its API keys (shown once)",
 		Args:  cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
+	}, func(cmd *cobra.Command, _ []string, c config.VaultDB) error {
+		return createMerchant(cmd.Context(), c, name, origins, live, cmd.OutOrStdout())
+	})
 	cmd.Flags().StringVar(&name, "name", "", "merchant name (required)")
 	cmd.Flags().StringArrayVar(&origins, "origin", nil, "checkout origin allowed to use the publishable key (repeatable), e.g. https://shop.example")
 	cmd.Flags().BoolVar(&live, "live", false, "create live-mode keys (sk_live_/pk_live_)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
-		return createMerchant(cmd.Context(), c, name, origins, live, cmd.OutOrStdout())
-	}
 	return cmd
 }
 

@@ -17,26 +17,20 @@ func newVaultCmd() *cobra.Command {
 }
 
 func newVaultSetupCmd() *cobra.Command {
-	var c config.VaultSetup
 	var noPolicies bool
 	var auditFile string
-	cmd := &cobra.Command{
+	cmd := loadCmd(&cobra.Command{
 		Use:   "setup",
 		Short: "Configure a fresh HashiCorp Vault for vaultd, idempotently",
 		Long: `Configure a fresh HashiCorp Vault for vaultd, idempotently: transit, the KEK,
 the fingerprint secret, Obol's policies and the AppRole role. Uses the
 operator token in VAULT_TOKEN.`,
 		Args: cobra.NoArgs,
-	}
-	l := bind(cmd, &c)
+	}, func(cmd *cobra.Command, _ []string, c config.VaultSetup) error {
+		return vaultSetup(cmd.Context(), c, noPolicies, auditFile, cmd.OutOrStdout())
+	})
 	cmd.Flags().BoolVar(&noPolicies, "no-policies", false, "do not write policies or the AppRole role")
 	cmd.Flags().StringVar(&auditFile, "audit-file", "", "also enable Vault's file audit device writing to this path (on the Vault server)")
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
-		return vaultSetup(cmd.Context(), c, noPolicies, auditFile, cmd.OutOrStdout())
-	}
 	return cmd
 }
 

@@ -95,42 +95,52 @@ func dialLedger(ctx context.Context, c config.LedgerClient) (ledgerv1.LedgerServ
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	conn, cctx, err := dialGRPC(ctx, addr, c.LedgerCA, token)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return ledgerv1.NewLedgerServiceClient(conn), cctx, func() { conn.Close() }, nil
+}
+
+// dialGRPC connects to addr, over TLS trusting caFile when it is set
+// (plaintext without: dev only), and returns ctx carrying token as the
+// bearer credential.
+func dialGRPC(ctx context.Context, addr, caFile, token string) (*grpc.ClientConn, context.Context, error) {
 	creds := insecure.NewCredentials()
-	if c.LedgerCA != "" {
-		pem, err := os.ReadFile(c.LedgerCA)
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
 		if err != nil {
-			return nil, nil, nil, err
+			return nil, nil, err
 		}
 		pool := x509.NewCertPool()
 		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, nil, fmt.Errorf("%s: no PEM certificates", c.LedgerCA)
+			return nil, nil, fmt.Errorf("%s: no PEM certificates", caFile)
 		}
 		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return ledgerv1.NewLedgerServiceClient(conn), metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), func() { conn.Close() }, nil
+	return conn, metadata.AppendToOutgoingContext(ctx, "authorization", "Bearer "+token), nil
 }
 
 // ledgerCmd is a ledger or payouts verb that talks to ledgerd
 // (config.LedgerClient) with its own flags, added by the caller; do runs
 // with the client.
 func ledgerCmd(use, short, long string, args cobra.PositionalArgs, do func(ctx context.Context, cmd *cobra.Command, args []string, c ledgerv1.LedgerServiceClient) error) *cobra.Command {
-	var c config.LedgerClient
-	cmd := &cobra.Command{Use: use, Short: short, Long: long, Args: args}
-	l := bind(cmd, &c)
-	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if err := l.Load(); err != nil {
-			return err
-		}
-		lc, cctx, closer, err := dialLedger(cmd.Context(), c)
+	return clientCmd(&cobra.Command{Use: use, Short: short, Long: long, Args: args}, dialLedger, do)
+}
+
+// clientCmd makes cmd a verb with config C (its flags bound to cmd's) that
+// dials a client with dial and runs do with it.
+func clientCmd[C, T any](cmd *cobra.Command, dial func(context.Context, C) (T, context.Context, func(), error), do func(ctx context.Context, cmd *cobra.Command, args []string, c T) error) *cobra.Command {
+	return loadCmd(cmd, func(cmd *cobra.Command, args []string, c C) error {
+		client, cctx, closer, err := dial(cmd.Context(), c)
 		if err != nil {
 			return err
 		}
 		defer closer()
-		return do(cctx, cmd, args, lc)
-	}
-	return cmd
+		return do(cctx, cmd, args, client)
+	})
 }

@@ -82,6 +82,20 @@ func bind(cmd *cobra.Command, cfg any) *cli.Loader {
 	return l
 }
 
+// loadCmd binds a config C's flags to cmd (see bind) and sets its RunE to
+// load C, then run with it.
+func loadCmd[C any](cmd *cobra.Command, run func(cmd *cobra.Command, args []string, c C) error) *cobra.Command {
+	var c C
+	l := bind(cmd, &c)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := l.Load(); err != nil {
+			return err
+		}
+		return run(cmd, args, c)
+	}
+	return cmd
+}
+
 // warnUnknownEnv writes, to w, the names of the OBOL_* variables set that
 // no Obol binary reads.
 func warnUnknownEnv(w io.Writer) {

@@ -39,21 +39,13 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
 		return err
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-riskd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-riskd"); err != nil {
 		return err
 	}
 	defer stopTracing()
-	if c.TLSCert != "" {
-		tc, err := cli.ServerTLS(c.TLSCert, c.TLSKey, c.ClientCA)
-		if err != nil {
-			return err
-		}
-		cfg.GRPCTLS = tc
-	} else {
-		cfg.Logger.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+		return err
 	}
 	in, err := riskd.Start(ctx, cfg)
 	if err != nil {

@@ -52,10 +52,8 @@ func run(ctx context.Context, args []string) error {
 	if cfg.Vault.RoleID != "" || cfg.Vault.TokenFile != "" || cfg.Vault.KubernetesRole != "" {
 		cfg.Vault.Token = ""
 	}
-	cfg.Logger = cli.Logger(c.LogFormat)
-	config.WarnUnknown(cfg.Logger)
-	stopTracing, err := cli.Tracing(ctx, "obol-vaultd", cfg.Logger)
-	if err != nil {
+	var stopTracing func()
+	if cfg.Logger, stopTracing, err = c.Start(ctx, "obol-vaultd"); err != nil {
 		return err
 	}
 	defer stopTracing()

@@ -28,8 +28,9 @@ import (
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
-// Entry is one outbox entry the relay delivers.
-type Entry struct {
+// Event is an event as its producer assigned it (the id eventsd is
+// idempotent by, the object it reports, its JSON data).
+type Event struct {
 	ID            string
 	Type          string
 	MerchantID    string
@@ -38,6 +39,11 @@ type Entry struct {
 	ObjectVersion int64
 	Data          []byte
 	CreatedAt     time.Time
+}
+
+// Entry is one outbox entry the relay delivers.
+type Entry struct {
+	Event
 	// Attempts is how many deliveries failed so far.
 	Attempts int
 }

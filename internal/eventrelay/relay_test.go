@@ -34,7 +34,7 @@ type memEntry struct {
 
 func (o *memOutbox) add(ids ...string) {
 	for _, id := range ids {
-		o.entries = append(o.entries, &memEntry{Entry: Entry{ID: id, Type: "dispute.created", MerchantID: "mer_1", ObjectType: "dispute", ObjectID: "dp_" + id, Data: []byte(`{}`)}, state: "pending"})
+		o.entries = append(o.entries, &memEntry{Entry: Entry{Event: Event{ID: id, Type: "dispute.created", MerchantID: "mer_1", ObjectType: "dispute", ObjectID: "dp_" + id, Data: []byte(`{}`)}}, state: "pending"})
 	}
 }
 

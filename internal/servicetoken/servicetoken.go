@@ -1,5 +1,6 @@
 // Package servicetoken checks the bearer token that service-to-service and
-// operator calls carry (riskd, ledgerd), in constant time. PAN-free.
+// operator calls carry (riskd, ledgerd, eventsd), in constant time.
+// PAN-free.
 package servicetoken
 
 import (
@@ -8,7 +9,22 @@ import (
 	"strings"
 
 	"google.golang.org/grpc/metadata"
+
+	"github.com/obolpay/obol/internal/apierr"
 )
+
+// Required is the typed error a call to service without its token gets.
+func Required(service string) error {
+	return apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the "+service+" service token is required (Authorization: Bearer …)")
+}
+
+// Check returns unauthenticated unless the call carries want (see Valid).
+func Check(ctx context.Context, want string, unauthenticated error) error {
+	if !Valid(ctx, want) {
+		return unauthenticated
+	}
+	return nil
+}
 
 // Valid reports whether the call's "authorization" metadata is
 // "Bearer <want>". An empty want never matches.

@@ -2,17 +2,13 @@ package service_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/apierr"
-	"github.com/obolpay/obol/ledger/book"
 	"github.com/obolpay/obol/ledger/service"
-	"github.com/obolpay/obol/ledger/store/sqlite"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
@@ -20,11 +16,7 @@ import (
 // charged back in one settlement import.
 func disputesService(t *testing.T) (*service.Service, context.Context, *ledgerv1.SettlementReport) {
 	t.Helper()
-	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
-	svc := service.New(book.New(st, nil), "tok")
-	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer tok"))
+	svc, ctx := openService(t)
 	csv := "acquirer_reference,amount,fee,currency,settled_date,type,reason\n"
 	for _, p := range []struct{ id, merchant, ref string }{{"pay_a", "mer_1", "ref_a"}, {"pay_b", "mer_1", "ref_b"}, {"pay_c", "mer_2", "ref_c"}} {
 		for _, ev := range []ledgerv1.PaymentEvent{ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED} {

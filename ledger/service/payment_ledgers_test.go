@@ -16,13 +16,21 @@ import (
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
-func newService(t *testing.T) (*service.Service, context.Context) {
+// openService is the service on a fresh SQLite ledger, and a context
+// carrying its token.
+func openService(t *testing.T) (*service.Service, context.Context) {
 	t.Helper()
 	st, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "ledger.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { st.Close() })
 	svc := service.New(book.New(st, nil), "tok")
 	ctx := metadata.NewIncomingContext(context.Background(), metadata.Pairs("authorization", "Bearer tok"))
+	return svc, ctx
+}
+
+func newService(t *testing.T) (*service.Service, context.Context) {
+	t.Helper()
+	svc, ctx := openService(t)
 	for _, id := range []string{"pay_a", "pay_b", "pay_c"} {
 		_, err := svc.RecordPayment(ctx, &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_AUTHORIZED, PaymentId: id, MerchantId: "mer_1", Currency: "EUR", Amount: 100})
 		require.NoError(t, err)

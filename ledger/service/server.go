@@ -37,13 +37,10 @@ func New(b *book.Book, token string) *Service {
 	return &Service{book: b, st: b.Store(), token: token}
 }
 
-var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the ledger service token is required (Authorization: Bearer …)")
+var errUnauthenticated = servicetoken.Required("ledger")
 
 func (s *Service) auth(ctx context.Context) error {
-	if !servicetoken.Valid(ctx, s.token) {
-		return errUnauthenticated
-	}
-	return nil
+	return servicetoken.Check(ctx, s.token, errUnauthenticated)
 }
 
 func invalid(code, field, msg string) error { return apierr.Invalid(code, field, msg) }

@@ -14,16 +14,7 @@ import (
 // transaction as the state change it reports, and relayed to eventsd. Its
 // data is the object as the REST API answers it: PAN-free (brand, last
 // four and fingerprint only).
-type MerchantEvent struct {
-	ID            string
-	Type          string
-	MerchantID    string
-	ObjectType    string
-	ObjectID      string
-	ObjectVersion int64
-	Data          []byte
-	CreatedAt     time.Time
-}
+type MerchantEvent = eventrelay.Event
 
 var restJSON = httpapi.NewMarshaler()
 

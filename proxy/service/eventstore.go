@@ -36,8 +36,7 @@ func (o eventOutbox) Due(ctx context.Context, now time.Time, limit int) ([]event
 	}
 	out := make([]eventrelay.Entry, len(es))
 	for i, e := range es {
-		out[i] = eventrelay.Entry{ID: e.ID, Type: e.Type, MerchantID: e.MerchantID, ObjectType: e.ObjectType, ObjectID: e.ObjectID,
-			ObjectVersion: e.ObjectVersion, Data: e.Data, CreatedAt: e.CreatedAt, Attempts: e.Attempts}
+		out[i] = eventrelay.Entry{Event: e.MerchantEvent, Attempts: e.Attempts}
 	}
 	return out, nil
 }

@@ -38,13 +38,10 @@ var knownLists = map[string]bool{
 	"block_email_hashes": true, "block_bins": true,
 }
 
-var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the risk service token is required (Authorization: Bearer …)")
+var errUnauthenticated = servicetoken.Required("risk")
 
 func (s *Service) auth(ctx context.Context) error {
-	if !servicetoken.Valid(ctx, s.token) {
-		return errUnauthenticated
-	}
-	return nil
+	return servicetoken.Check(ctx, s.token, errUnauthenticated)
 }
 
 func validatePayment(p *riskv1.Payment) error {
@@ -220,21 +217,21 @@ func (s *Service) list(ctx context.Context, name string) (*riskv1.List, error) {
 // AddListEntries adds values to a list (effective at once on this replica,
 // within the refresh interval on others).
 func (s *Service) AddListEntries(ctx context.Context, req *riskv1.ListEntriesRequest) (*riskv1.List, error) {
-	if err := s.checkList(ctx, req.GetList(), req.GetValues(), true); err != nil {
-		return nil, err
-	}
-	if err := s.e.State().AddToList(ctx, req.GetList(), req.GetValues()); err != nil {
-		return nil, unavailable(err)
-	}
-	return s.list(ctx, req.GetList())
+	return s.changeList(ctx, req, engine.State.AddToList)
 }
 
 // RemoveListEntries removes values from a list.
 func (s *Service) RemoveListEntries(ctx context.Context, req *riskv1.ListEntriesRequest) (*riskv1.List, error) {
+	return s.changeList(ctx, req, engine.State.RemoveFromList)
+}
+
+// changeList checks req, applies change to its list's values in the
+// engine's state and returns the list.
+func (s *Service) changeList(ctx context.Context, req *riskv1.ListEntriesRequest, change func(engine.State, context.Context, string, []string) error) (*riskv1.List, error) {
 	if err := s.checkList(ctx, req.GetList(), req.GetValues(), true); err != nil {
 		return nil, err
 	}
-	if err := s.e.State().RemoveFromList(ctx, req.GetList(), req.GetValues()); err != nil {
+	if err := change(s.e.State(), ctx, req.GetList(), req.GetValues()); err != nil {
 		return nil, unavailable(err)
 	}
 	return s.list(ctx, req.GetList())

@@ -7,6 +7,8 @@
 package config
 
 import (
+	"context"
+	"crypto/tls"
 	"log/slog"
 	"strings"
 	"time"
@@ -21,6 +23,16 @@ type Common struct {
 	Tracing
 }
 
+// Start sets a daemon up to run: its logger in the configured format, a
+// warning naming unknown OBOL_* variables, and tracing as service (defer
+// stop).
+func (c Common) Start(ctx context.Context, service string) (log *slog.Logger, stop func(), err error) {
+	log = cli.Logger(c.LogFormat)
+	WarnUnknown(log)
+	stop, err = cli.Tracing(ctx, service, log)
+	return log, stop, err
+}
+
 // Tracing is read and checked by internal/telemetry (a bad value stops the
 // start with telemetry.ErrConfig); it is here to be documented.
 type Tracing struct {
@@ -31,6 +43,17 @@ type Tracing struct {
 type ServerTLS struct {
 	TLSCert string `env:"OBOL_TLS_CERT" flag:"tls-cert" form:"a PEM file" doc:"gRPC server certificate (plaintext gRPC without it: development only)"`
 	TLSKey  string `env:"OBOL_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"gRPC server key"`
+}
+
+// GRPCTLS loads the gRPC server certificate (with clientCA, clients must
+// present a certificate it signed); without one it warns that gRPC is
+// served in plaintext and returns nil.
+func (t ServerTLS) GRPCTLS(log *slog.Logger, clientCA string) (*tls.Config, error) {
+	if t.TLSCert == "" {
+		log.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+		return nil, nil
+	}
+	return cli.ServerTLS(t.TLSCert, t.TLSKey, clientCA)
 }
 
 // Vault is how vaultd and obol's key verbs reach HashiCorp Vault.

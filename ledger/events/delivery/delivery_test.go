@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -23,6 +22,7 @@ import (
 	"github.com/obolpay/obol/ledger/events/delivery"
 	"github.com/obolpay/obol/ledger/events/server"
 	"github.com/obolpay/obol/ledger/events/store"
+	"github.com/obolpay/obol/ledger/events/store/storetest"
 	"github.com/obolpay/obol/ledger/events/webhook"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
@@ -95,27 +95,6 @@ func newEnv(t *testing.T, st *store.Store, policy *webhook.Policy) *env {
 	return &env{st: st, svc: svc, disp: disp, clock: c, ctx: ctx}
 }
 
-func backends(t *testing.T) map[string]func(t *testing.T) *store.Store {
-	return map[string]func(t *testing.T) *store.Store{
-		"sqlite": func(t *testing.T) *store.Store {
-			s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "events.db"))
-			require.NoError(t, err)
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(t *testing.T) *store.Store {
-			if testing.Short() {
-				t.Skip("needs PostgreSQL")
-			}
-			url := testenv.SharedPostgres(t).NewDatabase(t, "events", store.MigrateURL)
-			s, err := store.OpenPostgres(context.Background(), url)
-			require.NoError(t, err)
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
-}
-
 func (e *env) endpoint(t *testing.T, url string, types ...string) *eventsv1.WebhookEndpoint {
 	ep, err := e.svc.CreateWebhookEndpoint(e.ctx, &eventsv1.EventLogCreateWebhookEndpointRequest{MerchantId: "m1", Request: &eventsv1.CreateWebhookEndpointRequest{Url: url, Events: types}})
 	require.NoError(t, err)
@@ -146,7 +125,7 @@ func verify(t *testing.T, secret string, r request, now time.Time) error {
 
 func TestDelivery(t *testing.T) {
 	dev := &webhook.Policy{DevLoopback: true}
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) {
 			t.Run("retries with backoff until the receiver answers; attempts are recorded", func(t *testing.T) {
 				e := newEnv(t, open(t), dev)

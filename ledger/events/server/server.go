@@ -91,13 +91,10 @@ func New(cfg Config) *Service {
 	return &Service{st: cfg.Store, policy: cfg.Policy, sealer: cfg.Sealer, token: cfg.Token, now: cfg.Now, notify: cfg.Notify}
 }
 
-var errUnauthenticated = apierr.New(apierr.KindUnauthenticated, apierr.CodeUnauthenticated, "authorization", "the events service token is required (Authorization: Bearer …)")
+var errUnauthenticated = servicetoken.Required("events")
 
 func (s *Service) auth(ctx context.Context) error {
-	if !servicetoken.Valid(ctx, s.token) {
-		return errUnauthenticated
-	}
-	return nil
+	return servicetoken.Check(ctx, s.token, errUnauthenticated)
 }
 
 func invalid(code, field, msg string) error { return apierr.Invalid(code, field, msg) }
@@ -538,12 +535,18 @@ func (s *Service) endpoint(ctx context.Context, merchant, id string) (store.Endp
 	return e, nil
 }
 
+// merchantEndpoint checks the call (see merchant) and reads the merchant's
+// endpoint id.
+func (s *Service) merchantEndpoint(ctx context.Context, merchantID string, present bool, id string) (store.Endpoint, error) {
+	if err := s.merchant(ctx, merchantID, present); err != nil {
+		return store.Endpoint{}, err
+	}
+	return s.endpoint(ctx, merchantID, id)
+}
+
 // GetWebhookEndpoint reads an endpoint.
 func (s *Service) GetWebhookEndpoint(ctx context.Context, wrap *eventsv1.EventLogGetWebhookEndpointRequest) (*eventsv1.WebhookEndpoint, error) {
-	if err := s.merchant(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil); err != nil {
-		return nil, err
-	}
-	e, err := s.endpoint(ctx, wrap.GetMerchantId(), wrap.GetRequest().GetId())
+	e, err := s.merchantEndpoint(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil, wrap.GetRequest().GetId())
 	if err != nil {
 		return nil, err
 	}
@@ -552,11 +555,8 @@ func (s *Service) GetWebhookEndpoint(ctx context.Context, wrap *eventsv1.EventLo
 
 // UpdateWebhookEndpoint changes the fields present.
 func (s *Service) UpdateWebhookEndpoint(ctx context.Context, wrap *eventsv1.EventLogUpdateWebhookEndpointRequest) (*eventsv1.WebhookEndpoint, error) {
-	if err := s.merchant(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil); err != nil {
-		return nil, err
-	}
 	req := wrap.GetRequest()
-	e, err := s.endpoint(ctx, wrap.GetMerchantId(), req.GetId())
+	e, err := s.merchantEndpoint(ctx, wrap.GetMerchantId(), req != nil, req.GetId())
 	if err != nil {
 		return nil, err
 	}
@@ -656,10 +656,7 @@ func (s *Service) RotateWebhookEndpointSecret(ctx context.Context, wrap *eventsv
 // SendTestEvent delivers a webhook_endpoint.test event to one endpoint,
 // within the endpoint's rate limit of manual deliveries (429 rate_limited).
 func (s *Service) SendTestEvent(ctx context.Context, wrap *eventsv1.EventLogSendTestEventRequest) (*eventsv1.Event, error) {
-	if err := s.merchant(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil); err != nil {
-		return nil, err
-	}
-	e, err := s.endpoint(ctx, wrap.GetMerchantId(), wrap.GetRequest().GetId())
+	e, err := s.merchantEndpoint(ctx, wrap.GetMerchantId(), wrap.GetRequest() != nil, wrap.GetRequest().GetId())
 	if err != nil {
 		return nil, err
 	}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,14 +15,13 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/ledger/events/store"
+	"github.com/obolpay/obol/ledger/events/store/storetest"
 	"github.com/obolpay/obol/ledger/events/webhook"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
 
 func newService(t *testing.T) (*Service, context.Context) {
-	st, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "events.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	st := storetest.SQLite(t)
 	sealer, err := webhook.NewSealer(make([]byte, 32))
 	require.NoError(t, err)
 	svc := New(Config{Store: st, Policy: &webhook.Policy{DevLoopback: true}, Sealer: sealer, Token: "tok"})

@@ -26,6 +26,7 @@ import (
 
 	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/sqltx"
 )
 
 //go:embed migrations/*.sql
@@ -216,15 +217,7 @@ type execer interface {
 }
 
 func (s *Store) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+	return sqltx.Run(ctx, s.db, fn)
 }
 
 func micros(t time.Time) int64 {
@@ -428,24 +421,35 @@ func (s *Store) Events(ctx context.Context, merchant string, f EventFilter) ([]E
 		q += ` AND object_id = ?`
 		args = append(args, f.ObjectID)
 	}
-	if f.After != nil {
-		q += ` AND (created_at < ? OR (created_at = ? AND id < ?))`
-		args = append(args, micros(f.After.At), micros(f.After.At), f.After.ID)
+	q, args = newestFirst(q, args, "created_at", f.After, f.Limit)
+	return queryAll(ctx, s.db, s.q(q), args, scanEvent)
+}
+
+// newestFirst appends to q the rows older than after (by col, ties broken by
+// id), newest first, at most limit of them.
+func newestFirst(q string, args []any, col string, after *Cursor, limit int) (string, []any) {
+	if after != nil {
+		q += ` AND (` + col + ` < ? OR (` + col + ` = ? AND id < ?))`
+		args = append(args, micros(after.At), micros(after.At), after.ID)
 	}
-	q += ` ORDER BY created_at DESC, id DESC LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
+	q += ` ORDER BY ` + col + ` DESC, id DESC LIMIT ?`
+	return q, append(args, limit)
+}
+
+// queryAll runs query and scans every row it returns.
+func queryAll[T any](ctx context.Context, db execer, query string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var out []Event
+	var out []T
 	for rows.Next() {
-		e, err := scanEvent(rows)
+		v, err := scan(rows)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }
@@ -522,38 +526,12 @@ func (s *Store) Endpoint(ctx context.Context, merchant, id string) (Endpoint, er
 }
 
 func (s *Store) enabledEndpoints(ctx context.Context, db execer, merchant string) ([]Endpoint, error) {
-	rows, err := db.QueryContext(ctx, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND status = ? ORDER BY id`), merchant, StatusEnabled)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Endpoint
-	for rows.Next() {
-		e, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, db, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND status = ? ORDER BY id`), []any{merchant, StatusEnabled}, scanEndpoint)
 }
 
 // Endpoints lists a merchant's endpoints by id, after the cursor id.
 func (s *Store) Endpoints(ctx context.Context, merchant, after string, limit int) ([]Endpoint, error) {
-	rows, err := s.db.QueryContext(ctx, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND id > ? ORDER BY id LIMIT ?`), merchant, after, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Endpoint
-	for rows.Next() {
-		e, err := scanEndpoint(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, e)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.db, s.q(`SELECT `+endpointCols+` FROM endpoints WHERE merchant_id = ? AND id > ? ORDER BY id LIMIT ?`), []any{merchant, after, limit}, scanEndpoint)
 }
 
 // UpdateEndpoint writes e if its version is still the stored one
@@ -962,28 +940,16 @@ func (s *Store) Attempts(ctx context.Context, merchant, endpointID string, f Att
 		q += ` AND event_id = ?`
 		args = append(args, f.EventID)
 	}
-	if f.After != nil {
-		q += ` AND (started_at < ? OR (started_at = ? AND id < ?))`
-		args = append(args, micros(f.After.At), micros(f.After.At), f.After.ID)
-	}
-	q += ` ORDER BY started_at DESC, id DESC LIMIT ?`
-	args = append(args, f.Limit)
-	rows, err := s.db.QueryContext(ctx, s.q(q), args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Attempt
-	for rows.Next() {
-		var a Attempt
-		var started, lat int64
-		if err := rows.Scan(&a.ID, &a.DeliveryID, &a.EventID, &a.EndpointID, &a.Attempt, &started, &a.ResponseStatus, &lat, &a.Error, &a.Succeeded); err != nil {
-			return nil, err
-		}
-		a.StartedAt, a.Latency = fromMicros(started), time.Duration(lat)*time.Microsecond
-		out = append(out, a)
-	}
-	return out, rows.Err()
+	q, args = newestFirst(q, args, "started_at", f.After, f.Limit)
+	return queryAll(ctx, s.db, s.q(q), args, scanAttempt)
+}
+
+func scanAttempt(r scanner) (Attempt, error) {
+	var a Attempt
+	var started, lat int64
+	err := r.Scan(&a.ID, &a.DeliveryID, &a.EventID, &a.EndpointID, &a.Attempt, &started, &a.ResponseStatus, &lat, &a.Error, &a.Succeeded)
+	a.StartedAt, a.Latency = fromMicros(started), time.Duration(lat)*time.Microsecond
+	return a, err
 }
 
 // DeliveryCounts counts deliveries by status (for tests, metrics and the

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -15,32 +14,10 @@ import (
 
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/events/store"
+	"github.com/obolpay/obol/ledger/events/store/storetest"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
-
-// backends opens one fresh store per backend: the conformance suite runs
-// every test on PostgreSQL and SQLite.
-func backends(t *testing.T) map[string]func(t *testing.T) *store.Store {
-	return map[string]func(t *testing.T) *store.Store{
-		"sqlite": func(t *testing.T) *store.Store {
-			s, err := store.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "events.db"))
-			require.NoError(t, err)
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-		"postgres": func(t *testing.T) *store.Store {
-			if testing.Short() {
-				t.Skip("needs PostgreSQL")
-			}
-			url := testenv.SharedPostgres(t).NewDatabase(t, "events", store.MigrateURL)
-			s, err := store.OpenPostgres(context.Background(), url)
-			require.NoError(t, err)
-			t.Cleanup(func() { s.Close() })
-			return s
-		},
-	}
-}
 
 var t0 = time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 
@@ -58,7 +35,7 @@ func endpoint(t *testing.T, s *store.Store, merchant string, types ...string) st
 }
 
 func TestConformance(t *testing.T) {
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) {
 			t.Run("publish is idempotent by id and fans out once", func(t *testing.T) {
 				s := open(t)

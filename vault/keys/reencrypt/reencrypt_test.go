@@ -2,7 +2,6 @@ package reencrypt_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +10,7 @@ import (
 
 	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/envelope"
+	"github.com/obolpay/obol/vault/keys/keystest"
 	"github.com/obolpay/obol/vault/keys/localkms"
 	"github.com/obolpay/obol/vault/keys/reencrypt"
 	"github.com/obolpay/obol/vault/store"
@@ -31,24 +31,14 @@ type fixture struct {
 func newFixture(t *testing.T) (*fixture, []string) {
 	t.Helper()
 	ctx := context.Background()
-	kms, err := localkms.Open(filepath.Join(t.TempDir(), "keyring"))
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"))
-	require.NoError(t, err)
-	t.Cleanup(func() { st.Close() })
+	kms, st := keystest.Open(t)
 	f := &fixture{kms: kms, st: st, t0: time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)}
 	require.NoError(t, st.CreateMerchant(ctx, store.Merchant{ID: "mer_1", Name: "M", CreatedAt: f.t0}, nil))
 	env := f.envelope(f.t0, 3)
 	var toks []string
 	for i, n := range numbers {
-		pan, err := card.ParseNumber(n)
-		require.NoError(t, err)
-		plain := card.Encode(card.Card{Number: pan, ExpMonth: 12, ExpYear: 2034})
 		tok := "tok_" + string(rune('a'+i))
-		dek, ct, err := env.Seal(ctx, envelope.AAD{Purpose: "card", Merchant: "mer_1", Token: tok}, plain)
-		clear(plain)
-		require.NoError(t, err)
-		require.NoError(t, st.CreateToken(ctx, store.TokenRecord{Token: tok, MerchantID: "mer_1", DEKID: dek, Ciphertext: ct, Brand: "visa", Last4: n[len(n)-4:], ExpMonth: 12, ExpYear: 2034, Fingerprint: "fp_" + tok, FingerprintVersion: 1, CreatedAt: f.t0}, nil))
+		keystest.StoreCard(t, env, st, "mer_1", tok, n, "fp_"+tok, 1, f.t0)
 		toks = append(toks, tok)
 	}
 	return f, toks

@@ -2,19 +2,16 @@ package refingerprint_test
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"github.com/obolpay/obol/vault/card"
 	"github.com/obolpay/obol/vault/envelope"
-	"github.com/obolpay/obol/vault/keys/localkms"
+	"github.com/obolpay/obol/vault/keys/keystest"
 	"github.com/obolpay/obol/vault/keys/refingerprint"
 	"github.com/obolpay/obol/vault/store"
-	"github.com/obolpay/obol/vault/store/sqlite"
 )
 
 // TestRun: after the fingerprint secret rotates, the job rewrites every
@@ -22,11 +19,7 @@ import (
 // version gives (per merchant), and a second run has nothing to do.
 func TestRun(t *testing.T) {
 	ctx := context.Background()
-	kms, err := localkms.Open(filepath.Join(t.TempDir(), "keyring"))
-	require.NoError(t, err)
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "vault.db"))
-	require.NoError(t, err)
-	defer st.Close()
+	kms, st := keystest.Open(t)
 	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
 	env := envelope.New(kms, st, envelope.Config{})
 	numbers := map[string]string{"tok_a": "4242424242424242", "tok_b": "5555555555554444", "tok_c": "378282246310005"}
@@ -38,16 +31,9 @@ func TestRun(t *testing.T) {
 		if tok == "tok_c" {
 			merchant = "mer_2"
 		}
-		pan, err := card.ParseNumber(n)
-		require.NoError(t, err)
-		plain := card.Encode(card.Card{Number: pan, ExpMonth: 12, ExpYear: 2034})
-		dek, ct, err := env.Seal(ctx, envelope.AAD{Purpose: "card", Merchant: merchant, Token: tok}, plain)
-		clear(plain)
-		require.NoError(t, err)
 		fp, err := env.FingerprintAt(ctx, 1, merchant, []byte(n))
 		require.NoError(t, err)
-		require.NoError(t, st.CreateToken(ctx, store.TokenRecord{Token: tok, MerchantID: merchant, DEKID: dek, Ciphertext: ct, Brand: "visa", Last4: n[len(n)-4:],
-			ExpMonth: 12, ExpYear: 2034, Fingerprint: fp, FingerprintVersion: 1, CreatedAt: now}, nil))
+		keystest.StoreCard(t, env, st, merchant, tok, n, fp, 1, now)
 	}
 
 	v, err := kms.RotateFingerprint(ctx)
