@@ -15,6 +15,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/ledger/events/delivery"
 	"github.com/obolpay/obol/ledger/events/server"
+	"github.com/obolpay/obol/ledger/events/store/storetest"
 	"github.com/obolpay/obol/ledger/events/webhook"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
@@ -27,7 +28,7 @@ import (
 // events beyond the rate limit are refused with 429.
 func TestHangingMerchantDoesNotHoldUpOthers(t *testing.T) {
 	dev := &webhook.Policy{DevLoopback: true}
-	for name, open := range backends(t) {
+	for name, open := range storetest.Backends() {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, open(t), dev)
 			// A send timeout far longer than the test: a hung attempt
