@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,6 +34,15 @@ type Store struct {
 	pool    *pgxpool.Pool
 	creates *batch.Batcher[createReq]
 	audits  *batch.Batcher[*auditReq]
+
+	// head is the chain head this store last appended (known false: read
+	// it). Only the audit flusher (one worker) touches it; see flushAudit.
+	headMu sync.Mutex
+	head   struct {
+		known bool
+		seq   int64
+		hash  []byte
+	}
 }
 
 type auditReq struct {
@@ -405,7 +415,98 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
 	errs := make([]error, len(reqs))
+	var err error
+	if s.head.known {
+		var ok bool
+		if ok, err = s.appendAtHead(ctx, reqs); err == nil && ok {
+			return errs
+		}
+	}
+	if err == nil {
+		// No head known, or another writer (a vaultd replica, an operator)
+		// moved it: read it under the lock.
+		err = s.appendReadingHead(ctx, reqs)
+	}
+	if err != nil {
+		s.head.known = false // a commit of unknown outcome may have moved it
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// chain assigns seq and hashes to every request's events after (seq, hash)
+// and returns them as the columns of one INSERT … SELECT FROM unnest.
+func chain(lastSeq int64, lastHash []byte, reqs []*auditReq) (cols [12]any, headSeq int64, headHash []byte) {
+	var (
+		seqs, keks                                                 []int64
+		ats                                                        []time.Time
+		actors, actions, merchants, tokens, purposes, hosts, notes []string
+		prevs, hashes                                              [][]byte
+	)
+	for _, r := range reqs {
+		audit.Chain(lastSeq, lastHash, r.events)
+		for _, e := range r.events {
+			seqs, ats, actors, actions = append(seqs, e.Seq), append(ats, e.At), append(actors, e.Actor), append(actions, e.Action)
+			merchants, tokens, purposes, hosts = append(merchants, e.MerchantID), append(tokens, e.Token), append(purposes, e.Purpose), append(hosts, e.DestinationHost)
+			keks, notes, prevs, hashes = append(keks, int64(e.KEKVersion)), append(notes, e.Detail), append(prevs, e.PrevHash), append(hashes, e.Hash)
+			lastSeq, lastHash = e.Seq, e.Hash
+		}
+	}
+	return [12]any{seqs, ats, actors, actions, merchants, tokens, purposes, hosts, keks, notes, prevs, hashes}, lastSeq, lastHash
+}
+
+const insertAudit = `INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
+	SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::bytea[], $12::bytea[])`
+
+// appendAtHead appends after the head this store wrote last, in one round
+// trip: BEGIN, the chain's lock, an INSERT that inserts nothing unless that
+// head is still the chain's last event, COMMIT. The INSERT is a statement
+// of its own after the lock, so it sees every append committed before the
+// lock was granted. ok false: the head moved, nothing was written.
+func (s *Store) appendAtHead(ctx context.Context, reqs []*auditReq) (ok bool, err error) {
+	cols, seq, hash := chain(s.head.seq, s.head.hash, reqs)
+	n := 0
+	for _, r := range reqs {
+		n += len(r.events)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock(727274002)`)
+	b.Queue(insertAudit+`
+	WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE seq > $13)
+	  AND ($13 = 0 OR EXISTS (SELECT 1 FROM audit_events WHERE seq = $13 AND hash = $14))`, append(cols[:], s.head.seq, s.head.hash)...)
+	b.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, b)
+	var tag pgconn.CommandTag
+	if _, err = br.Exec(); err == nil {
+		if _, err = br.Exec(); err == nil {
+			if tag, err = br.Exec(); err == nil {
+				_, err = br.Exec()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return false, err
+	case tag.RowsAffected() != int64(n):
+		return false, nil // nothing inserted (one statement: all or none)
+	}
+	s.head.seq, s.head.hash = seq, hash
+	return true, nil
+}
+
+// appendReadingHead reads the chain's head under its lock and appends after it.
+func (s *Store) appendReadingHead(ctx context.Context, reqs []*auditReq) error {
+	var seq int64
+	var hash []byte
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// One chain across every vaultd replica: appends take turns.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727274002)`); err != nil {
@@ -417,24 +518,15 @@ func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		b := &pgx.Batch{}
-		for _, r := range reqs {
-			audit.Chain(lastSeq, lastHash, r.events)
-			for _, e := range r.events {
-				b.Queue(`INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-					e.Seq, e.At, e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash)
-				lastSeq, lastHash = e.Seq, e.Hash
-			}
-		}
-		return tx.SendBatch(ctx, b).Close()
+		var cols [12]any
+		cols, seq, hash = chain(lastSeq, lastHash, reqs)
+		_, err = tx.Exec(ctx, insertAudit, cols[:]...)
+		return err
 	})
-	if err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
+	if err == nil {
+		s.head.known, s.head.seq, s.head.hash = true, seq, hash
 	}
-	return errs
+	return err
 }
 
 // ListAudit returns events after a seq, in seq order.
