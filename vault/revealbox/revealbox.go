@@ -1,6 +1,7 @@
 // Package revealbox seals revealed card data from vaultd to the one gateway
 // request that asked for it. The gateway makes an ephemeral X25519 key pair
-// per Detokenize call and sends the public half; vaultd seals the card to it
+// (per Detokenize call, or per Keyring lifetime) and sends the public half;
+// vaultd seals the card to it
 // (X25519 → HKDF-SHA256 → XChaCha20-Poly1305, AAD binding merchant and token).
 // So plaintext never appears in a protobuf message, where generated String()
 // methods would print it, and a TLS-terminating hop sees only ciphertext.
