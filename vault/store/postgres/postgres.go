@@ -34,6 +34,7 @@ type Store struct {
 	pool    *pgxpool.Pool
 	creates *batch.Batcher[createReq]
 	audits  *batch.Batcher[*auditReq]
+	gets    *batch.Batcher[*getReq]
 
 	// head is the chain head this store last appended (known false: read
 	// it). Only the audit flusher (one worker) touches it; see flushAudit.
@@ -47,6 +48,13 @@ type Store struct {
 
 type auditReq struct {
 	events []audit.Event
+}
+
+// getReq is one GetToken; concurrent ones share a query (see flushGets).
+type getReq struct {
+	merchantID, token string
+	rec               store.TokenRecord
+	err               error
 }
 
 type createReq struct {
@@ -96,6 +104,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.creates = batch.New(s.flushCreates, 64, flushers)
 	// Audit appends serialize on one lock; concurrent ones share it.
 	s.audits = batch.New(s.flushAudit, 256, 1)
+	// Token reads (every reveal makes one): when more are in flight than
+	// readers, they share one query (one round trip for the lot).
+	s.gets = batch.New(s.flushGets, 64, 4)
 	return s, nil
 }
 
@@ -119,6 +130,7 @@ func Migrate(ctx context.Context, db migrate.DB) error {
 func (s *Store) Close() error {
 	s.creates.Close()
 	s.audits.Close()
+	s.gets.Close()
 	s.pool.Close()
 	return nil
 }
@@ -313,9 +325,53 @@ func (s *Store) createOne(ctx context.Context, c createReq) error {
 	return nil
 }
 
-// GetToken reads a merchant's token.
+// GetToken reads a merchant's token. Concurrent reads share one query; each
+// is still answered from a snapshot taken after it was asked (a token
+// deleted before the call began is not found).
 func (s *Store) GetToken(ctx context.Context, merchantID, token string) (store.TokenRecord, error) {
-	return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID))
+	r := &getReq{merchantID: merchantID, token: token}
+	if err := s.gets.Do(ctx, r); err != nil {
+		return store.TokenRecord{}, err
+	}
+	return r.rec, r.err
+}
+
+func (s *Store) flushGets(ctx context.Context, reqs []*getReq) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs := make([]error, len(reqs))
+	if len(reqs) == 1 {
+		r := reqs[0]
+		r.rec, r.err = scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, r.token, r.merchantID))
+		return errs
+	}
+	tokens := make([]string, len(reqs))
+	for i, r := range reqs {
+		tokens[i] = r.token
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = ANY($1)`, tokens)
+	var found []store.TokenRecord
+	if err == nil {
+		found, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.TokenRecord, error) { return scanToken(row) })
+	}
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	for _, r := range reqs {
+		r.err = store.ErrNotFound
+		for _, rec := range found {
+			if rec.Token == r.token && rec.MerchantID == r.merchantID {
+				// Each caller gets its own copy of the ciphertext.
+				rec.Ciphertext = append([]byte(nil), rec.Ciphertext...)
+				r.rec, r.err = rec, nil
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // FindTokenByFingerprint returns the merchant's oldest token for a card.
