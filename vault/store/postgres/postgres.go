@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -35,6 +36,7 @@ type Store struct {
 	creates *batch.Batcher[createReq]
 	audits  *batch.Batcher[*auditReq]
 	gets    *batch.Batcher[*getReq]
+	reading atomic.Int64 // GetToken calls in flight
 
 	// head is the chain head this store last appended (known false: read
 	// it). Only the audit flusher (one worker) touches it; see flushAudit.
@@ -104,8 +106,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.creates = batch.New(s.flushCreates, 64, flushers)
 	// Audit appends serialize on one lock; concurrent ones share it.
 	s.audits = batch.New(s.flushAudit, 256, 1)
-	// Token reads (every reveal makes one): when more are in flight than
-	// readers, they share one query (one round trip for the lot).
+	// Token reads (every reveal makes one): past directReads in flight,
+	// they queue to 4 readers and share queries (one round trip for the lot).
 	s.gets = batch.New(s.flushGets, 64, 4)
 	return s, nil
 }
@@ -329,12 +331,22 @@ func (s *Store) createOne(ctx context.Context, c createReq) error {
 // is still answered from a snapshot taken after it was asked (a token
 // deleted before the call began is not found).
 func (s *Store) GetToken(ctx context.Context, merchantID, token string) (store.TokenRecord, error) {
+	// A few reads in flight query at once, on the caller's goroutine (no
+	// hand-off to a reader); more queue to the readers and share queries.
+	n := s.reading.Add(1)
+	defer s.reading.Add(-1)
+	if n <= directReads {
+		return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID))
+	}
 	r := &getReq{merchantID: merchantID, token: token}
 	if err := s.gets.Do(ctx, r); err != nil {
 		return store.TokenRecord{}, err
 	}
 	return r.rec, r.err
 }
+
+// directReads is how many GetToken calls in flight query on their own.
+const directReads = 4
 
 func (s *Store) flushGets(ctx context.Context, reqs []*getReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
