@@ -75,6 +75,9 @@ type Forwarder struct {
 	// from the route file only (never from a request).
 	Requests *prometheus.CounterVec
 	Redacted prometheus.Counter
+	// keys is the recipient key sent to vaultd, renewed every
+	// revealbox.DefaultLifetime (one key agreement per lifetime, not four per reveal).
+	keys *revealbox.Keyring
 }
 
 // New returns the forwarder.
@@ -102,7 +105,7 @@ func New(cfg Config) *Forwarder {
 	c := *cfg.Client
 	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 	cfg.Client = &c
-	return &Forwarder{cfg: cfg,
+	return &Forwarder{cfg: cfg, keys: revealbox.NewKeyring(revealbox.DefaultLifetime, nil),
 		Requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "obol_gateway_forward_requests_total", Help: "POST /v1/forward requests by route and outcome."}, []string{"route", "outcome"}),
 		Redacted: prometheus.NewCounter(prometheus.CounterOpts{Name: "obol_gateway_forward_redacted_total", Help: "Card numbers and CVCs masked in upstream answers."}),
 	}
@@ -487,9 +490,10 @@ func upstreamHeaders(in http.Header) http.Header {
 	return out
 }
 
-// reveal detokenizes one token for the merchant, sealed to a per-call key.
+// reveal detokenizes one token for the merchant, sealed to the gateway's
+// current recipient key.
 func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, route *Route, host string) (*Revealed, *apierr.Error) {
-	rcpt, err := revealbox.NewRecipient()
+	rcpt, err := f.keys.Current()
 	if err != nil {
 		return nil, apierr.From(err)
 	}

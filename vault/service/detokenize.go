@@ -15,8 +15,9 @@ import (
 	"github.com/obolpay/obol/vault/store"
 )
 
-// Detokenize reveals a card to the gateway, sealed to the gateway's ephemeral
-// key for this call. Only the gateway's mTLS identity may call it, and only
+// Detokenize reveals a card to the gateway, sealed to the recipient key the
+// gateway sent (its key of the moment: revealbox.Keyring; the agreement with
+// it is reused for revealbox.DefaultLifetime). Only the gateway's mTLS identity may call it, and only
 // for a token of the merchant it names. With include_cvc the CVC is taken
 // from the ephemeral store: a second call gets none (single use).
 func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest) (*vaultv1.DetokenizeResponse, error) {
@@ -74,7 +75,7 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 		resp.CvcIncluded = !cvc.IsZero()
 	}
 	enc := card.Encode(c)
-	box, err := revealbox.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(rec.MerchantID, rec.Token))
+	box, err := s.sealer.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(rec.MerchantID, rec.Token))
 	clear(enc)
 	if err != nil {
 		return nil, s.public(ctx, "detokenize", err)

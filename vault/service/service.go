@@ -25,6 +25,7 @@ import (
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/envelope"
 	"github.com/obolpay/obol/vault/keys/transit"
+	"github.com/obolpay/obol/vault/revealbox"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -83,6 +84,10 @@ type Service struct {
 
 	authMu    sync.Mutex
 	authCache map[string]authEntry
+
+	// sealer seals Detokenize answers, one key agreement per gateway
+	// recipient key and lifetime (revealbox.Sealer).
+	sealer *revealbox.Sealer
 }
 
 // New wires a service.
@@ -114,7 +119,8 @@ func New(st store.Store, cvcs cvcstore.Store, env *envelope.Envelope, cfg Config
 	if cfg.GatewayIdentity == "" {
 		cfg.GatewayIdentity = DefaultGatewayIdentity
 	}
-	return &Service{store: st, cvcs: cvcs, env: env, cfg: cfg, log: cfg.Logger, authCache: map[string]authEntry{}}
+	return &Service{store: st, cvcs: cvcs, env: env, cfg: cfg, log: cfg.Logger, authCache: map[string]authEntry{},
+		sealer: revealbox.NewSealer(revealbox.DefaultLifetime, cfg.Now)}
 }
 
 // DefaultGatewayIdentity is the URI SAN of the gateway's client certificate.

@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -33,10 +35,28 @@ type Store struct {
 	pool    *pgxpool.Pool
 	creates *batch.Batcher[createReq]
 	audits  *batch.Batcher[*auditReq]
+	gets    *batch.Batcher[*getReq]
+	reading atomic.Int64 // GetToken calls in flight
+
+	// head is the chain head this store last appended (known false: read
+	// it). Only the audit flusher (one worker) touches it; see flushAudit.
+	headMu sync.Mutex
+	head   struct {
+		known bool
+		seq   int64
+		hash  []byte
+	}
 }
 
 type auditReq struct {
 	events []audit.Event
+}
+
+// getReq is one GetToken; concurrent ones share a query (see flushGets).
+type getReq struct {
+	merchantID, token string
+	rec               store.TokenRecord
+	err               error
 }
 
 type createReq struct {
@@ -88,6 +108,9 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	s.creates = batch.New(s.flushCreates, 64, flushers)
 	// Audit appends serialize on one lock; concurrent ones share it.
 	s.audits = batch.New(s.flushAudit, 256, 1)
+	// Token reads (every reveal makes one): past directReads in flight,
+	// they queue to 4 readers and share queries (one round trip for the lot).
+	s.gets = batch.New(s.flushGets, 64, 4)
 	return s, nil
 }
 
@@ -111,6 +134,7 @@ func Migrate(ctx context.Context, db migrate.DB) error {
 func (s *Store) Close() error {
 	s.creates.Close()
 	s.audits.Close()
+	s.gets.Close()
 	s.pool.Close()
 	return nil
 }
@@ -309,9 +333,63 @@ func (s *Store) createOne(ctx context.Context, c createReq) error {
 	return nil
 }
 
-// GetToken reads a merchant's token.
+// GetToken reads a merchant's token. Concurrent reads share one query; each
+// is still answered from a snapshot taken after it was asked (a token
+// deleted before the call began is not found).
 func (s *Store) GetToken(ctx context.Context, merchantID, token string) (store.TokenRecord, error) {
-	return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID))
+	// A few reads in flight query at once, on the caller's goroutine (no
+	// hand-off to a reader); more queue to the readers and share queries.
+	n := s.reading.Add(1)
+	defer s.reading.Add(-1)
+	if n <= directReads {
+		return scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, token, merchantID))
+	}
+	r := &getReq{merchantID: merchantID, token: token}
+	if err := s.gets.Do(ctx, r); err != nil {
+		return store.TokenRecord{}, err
+	}
+	return r.rec, r.err
+}
+
+// directReads is how many GetToken calls in flight query on their own.
+const directReads = 4
+
+func (s *Store) flushGets(ctx context.Context, reqs []*getReq) []error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	errs := make([]error, len(reqs))
+	if len(reqs) == 1 {
+		r := reqs[0]
+		r.rec, r.err = scanToken(s.pool.QueryRow(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = $1 AND merchant_id = $2`, r.token, r.merchantID))
+		return errs
+	}
+	tokens := make([]string, len(reqs))
+	for i, r := range reqs {
+		tokens[i] = r.token
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+tokenCols+` FROM tokens WHERE token = ANY($1)`, tokens)
+	var found []store.TokenRecord
+	if err == nil {
+		found, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.TokenRecord, error) { return scanToken(row) })
+	}
+	if err != nil {
+		for i := range errs {
+			errs[i] = err
+		}
+		return errs
+	}
+	for _, r := range reqs {
+		r.err = store.ErrNotFound
+		for _, rec := range found {
+			if rec.Token == r.token && rec.MerchantID == r.merchantID {
+				// Each caller gets its own copy of the ciphertext.
+				rec.Ciphertext = append([]byte(nil), rec.Ciphertext...)
+				r.rec, r.err = rec, nil
+				break
+			}
+		}
+	}
+	return errs
 }
 
 // FindTokenByFingerprint returns the merchant's oldest token for a card.
@@ -411,7 +489,98 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	s.headMu.Lock()
+	defer s.headMu.Unlock()
 	errs := make([]error, len(reqs))
+	var err error
+	if s.head.known {
+		var ok bool
+		if ok, err = s.appendAtHead(ctx, reqs); err == nil && ok {
+			return errs
+		}
+	}
+	if err == nil {
+		// No head known, or another writer (a vaultd replica, an operator)
+		// moved it: read it under the lock.
+		err = s.appendReadingHead(ctx, reqs)
+	}
+	if err != nil {
+		s.head.known = false // a commit of unknown outcome may have moved it
+		for i := range errs {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// chain assigns seq and hashes to every request's events after (seq, hash)
+// and returns them as the columns of one INSERT … SELECT FROM unnest.
+func chain(lastSeq int64, lastHash []byte, reqs []*auditReq) (cols [12]any, headSeq int64, headHash []byte) {
+	var (
+		seqs, keks                                                 []int64
+		ats                                                        []time.Time
+		actors, actions, merchants, tokens, purposes, hosts, notes []string
+		prevs, hashes                                              [][]byte
+	)
+	for _, r := range reqs {
+		audit.Chain(lastSeq, lastHash, r.events)
+		for _, e := range r.events {
+			seqs, ats, actors, actions = append(seqs, e.Seq), append(ats, e.At), append(actors, e.Actor), append(actions, e.Action)
+			merchants, tokens, purposes, hosts = append(merchants, e.MerchantID), append(tokens, e.Token), append(purposes, e.Purpose), append(hosts, e.DestinationHost)
+			keks, notes, prevs, hashes = append(keks, int64(e.KEKVersion)), append(notes, e.Detail), append(prevs, e.PrevHash), append(hashes, e.Hash)
+			lastSeq, lastHash = e.Seq, e.Hash
+		}
+	}
+	return [12]any{seqs, ats, actors, actions, merchants, tokens, purposes, hosts, keks, notes, prevs, hashes}, lastSeq, lastHash
+}
+
+const insertAudit = `INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
+	SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::bytea[], $12::bytea[])`
+
+// appendAtHead appends after the head this store wrote last, in one round
+// trip: BEGIN, the chain's lock, an INSERT that inserts nothing unless that
+// head is still the chain's last event, COMMIT. The INSERT is a statement
+// of its own after the lock, so it sees every append committed before the
+// lock was granted. ok false: the head moved, nothing was written.
+func (s *Store) appendAtHead(ctx context.Context, reqs []*auditReq) (ok bool, err error) {
+	cols, seq, hash := chain(s.head.seq, s.head.hash, reqs)
+	n := 0
+	for _, r := range reqs {
+		n += len(r.events)
+	}
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock(727274002)`)
+	b.Queue(insertAudit+`
+	WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE seq > $13)
+	  AND ($13 = 0 OR EXISTS (SELECT 1 FROM audit_events WHERE seq = $13 AND hash = $14))`, append(cols[:], s.head.seq, s.head.hash)...)
+	b.Queue(`COMMIT`)
+	br := s.pool.SendBatch(ctx, b)
+	var tag pgconn.CommandTag
+	if _, err = br.Exec(); err == nil {
+		if _, err = br.Exec(); err == nil {
+			if tag, err = br.Exec(); err == nil {
+				_, err = br.Exec()
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	switch {
+	case err != nil:
+		return false, err
+	case tag.RowsAffected() != int64(n):
+		return false, nil // nothing inserted (one statement: all or none)
+	}
+	s.head.seq, s.head.hash = seq, hash
+	return true, nil
+}
+
+// appendReadingHead reads the chain's head under its lock and appends after it.
+func (s *Store) appendReadingHead(ctx context.Context, reqs []*auditReq) error {
+	var seq int64
+	var hash []byte
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// One chain across every vaultd replica: appends take turns.
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(727274002)`); err != nil {
@@ -423,24 +592,15 @@ func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		b := &pgx.Batch{}
-		for _, r := range reqs {
-			audit.Chain(lastSeq, lastHash, r.events)
-			for _, e := range r.events {
-				b.Queue(`INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
-					VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
-					e.Seq, e.At, e.Actor, e.Action, e.MerchantID, e.Token, e.Purpose, e.DestinationHost, e.KEKVersion, e.Detail, e.PrevHash, e.Hash)
-				lastSeq, lastHash = e.Seq, e.Hash
-			}
-		}
-		return tx.SendBatch(ctx, b).Close()
+		var cols [12]any
+		cols, seq, hash = chain(lastSeq, lastHash, reqs)
+		_, err = tx.Exec(ctx, insertAudit, cols[:]...)
+		return err
 	})
-	if err != nil {
-		for i := range errs {
-			errs[i] = err
-		}
+	if err == nil {
+		s.head.known, s.head.seq, s.head.hash = true, seq, hash
 	}
-	return errs
+	return err
 }
 
 // ListAudit returns events after a seq, in seq order.
