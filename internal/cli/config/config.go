@@ -177,7 +177,7 @@ type Eventsd struct {
 	WebhookAllowCIDRs  string        `env:"OBOL_WEBHOOK_ALLOW_CIDRS" flag:"webhook-allow-cidrs" form:"CIDR prefixes, comma-separated, e.g. 10.1.0.0/16" doc:"non-public ranges webhooks may reach (by default only public addresses: no loopback, private, link-local, CGNAT, multicast or cloud metadata)"`
 	WebhookCA          string        `env:"OBOL_WEBHOOK_CA" flag:"webhook-ca" form:"a PEM file" doc:"CA certificates trusted for webhook endpoints besides the system roots"`
 	WebhookTimeout     time.Duration `env:"OBOL_WEBHOOK_TIMEOUT" flag:"webhook-timeout" default:"10s" positive:"true" doc:"timeout of one webhook attempt (at most 30s)"`
-	WebhookConcurrency int           `env:"OBOL_WEBHOOK_CONCURRENCY" flag:"webhook-concurrency" default:"64" positive:"true" doc:"webhook attempts in flight (at most 4096)"`
+	WebhookConcurrency int           `env:"OBOL_WEBHOOK_CONCURRENCY" flag:"webhook-concurrency" default:"64" positive:"true" doc:"webhook attempts in flight (at most 4096); of them at most 4 to one endpoint and a quarter (at least 4) to one merchant's endpoints"`
 	ServerTLS
 	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
 	Common
