@@ -35,7 +35,13 @@ var (
 // captured, and returns the REST address of each daemon.
 func startDevCapturing(t *testing.T) (addrs map[string]string, logs *testenv.SyncBuffer, secretKey string) {
 	t.Helper()
-	dir := filepath.Join(t.TempDir(), ".obol")
+	return startDevCapturingIn(t, filepath.Join(t.TempDir(), ".obol"))
+}
+
+// startDevCapturingIn is startDevCapturing with the data dir dir (a test
+// that scans what dev stored there).
+func startDevCapturingIn(t *testing.T, dir string) (addrs map[string]string, logs *testenv.SyncBuffer, secretKey string) {
+	t.Helper()
 	t.Setenv("OBOL_LEDGER_SETTINGS", "")
 	logs = &testenv.SyncBuffer{}
 	prev := cli.LogOutput

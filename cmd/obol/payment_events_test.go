@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -27,13 +30,15 @@ func TestDevPaymentWebhooks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts obol dev")
 	}
-	addrs, _, sk := startDevCapturing(t)
+	dir := filepath.Join(t.TempDir(), ".obol")
+	addrs, logs, sk := startDevCapturingIn(t, dir)
 	gw, vault := "http://"+addrs["gateway"], "http://"+addrs["vault"]
 	auth := []string{"Authorization", "Bearer " + sk}
 	var mu sync.Mutex
 	type delivery struct {
 		id, typ string
 		ok      bool
+		body    []byte
 	}
 	var got []delivery
 	var secret string
@@ -43,7 +48,7 @@ func TestDevPaymentWebhooks(t *testing.T) {
 		_ = json.Unmarshal(b, &ev)
 		mu.Lock()
 		err := verifyWebhook(secret, r, b)
-		got = append(got, delivery{r.Header.Get("webhook-id"), ev.Type, err == nil})
+		got = append(got, delivery{r.Header.Get("webhook-id"), ev.Type, err == nil, b})
 		mu.Unlock()
 	}))
 	defer rcv.Close()
@@ -85,7 +90,24 @@ func TestDevPaymentWebhooks(t *testing.T) {
 	}))
 	mu.Lock()
 	defer mu.Unlock()
+	// The card and its CVC are in no webhook body, no log line and no file
+	// of the data dir (events.db and the gateway's event_outbox included).
+	leaks := testenv.NewLeakScanner()
+	leaks.AddCard("4242424242424242", "123")
 	for _, d := range got {
 		assert.True(t, d.ok, "delivery %s (%s) verifies with the endpoint's secret", d.id, d.typ)
+		leaks.Scan("webhook "+d.typ, d.body)
 	}
+	leaks.Scan("obol dev logs", []byte(logs.String()))
+	require.NoError(t, filepath.WalkDir(dir, func(path string, e fs.DirEntry, err error) error {
+		if err != nil || e.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		leaks.Scan(filepath.Base(path), b)
+		return err
+	}))
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	assert.Empty(t, hits, "leaks")
 }
