@@ -38,6 +38,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -402,7 +403,9 @@ const (
 // dependencies, /readyz; then a card is tokenized through vaultd and
 // authorized, captured and (with the same Idempotency-Key) authorized again
 // through gatewayd, which reaches vaultd (mTLS), riskd, ledgerd, eventsd and
-// the simulator; no container's output holds the card number or CVC.
+// the simulator; the payment's events reach eventsd's database and its
+// entries ledgerd's; no container's output, API answer or database dump
+// holds the card number or CVC.
 func TestSmoke(t *testing.T) {
 	buildImages(t)
 	ctx := context.Background()
@@ -474,7 +477,7 @@ func TestSmoke(t *testing.T) {
 		with(gw, append([]string{"--postgres-url", gatewayDB, "--redis-url", rd.URL,
 			"--vault-grpc-addr", vault.grpc, "--risk-addr", risk.grpc, "--ledger-addr", ledger.grpc, "--events-addr", ev.grpc, "--tls-services",
 			"--gateway-cert", pem("gatewayd.pem"), "--gateway-key", pem("gatewayd-key.pem"), "--ca", pem(devpki.CACert),
-			"--simulator-url", "https://" + sim.http}, serverTLS...)...)...)
+			"--simulator-url", "https://" + sim.http, "--sweep-interval", "1s"}, serverTLS...)...)...)
 
 	all := map[string]svc{"eventsd": ev, "riskd": risk, "ledgerd": ledger, "vaultd": vault, "acquirer-sim": sim, "gatewayd": gw}
 	for _, name := range []string{"eventsd", "riskd", "ledgerd", "vaultd", "acquirer-sim", "gatewayd"} {
@@ -545,8 +548,31 @@ func TestSmoke(t *testing.T) {
 	require.Equal(t, http.StatusOK, code, "authorize retried with the same key: %v", again)
 	assert.Equal(t, id, again["id"], "the retry answers the first payment")
 
+	// The gateway's outbox reaches the ledgerd and eventsd containers.
+	count := func(url, query string, args ...any) (n int, err error) {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return 0, err
+		}
+		defer conn.Close(ctx)
+		err = conn.QueryRow(ctx, query, args...).Scan(&n)
+		return n, err
+	}
+	require.NoError(t, testenv.WaitFor(60*time.Second, func() error {
+		if n, err := count(eventsDB, "SELECT count(*) FROM events WHERE object_id = $1", id); err != nil || n == 0 {
+			return fmt.Errorf("eventsd holds %d events of %s (%v)", n, id, err)
+		}
+		if n, err := count(ledgerDB, "SELECT count(*) FROM transactions"); err != nil || n == 0 {
+			return fmt.Errorf("ledgerd holds %d transactions (%v)", n, err)
+		}
+		return nil
+	}), "the payment's events and ledger entries")
+
 	for name, s := range all {
 		leaks.Scan(name+" container output", []byte(s.c.logs()))
+	}
+	for name, url := range map[string]string{"vault": vaultDB, "gateway": gatewayDB, "ledger": ledgerDB, "events": eventsDB} {
+		leaks.Scan(name+" database dump", pg.Dump(t, url))
 	}
 	hits, summary := leaks.Report()
 	assert.Empty(t, hits, "the card leaked: %s", summary)
