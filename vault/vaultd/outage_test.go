@@ -162,8 +162,8 @@ func TestStartFailsClearly(t *testing.T) {
 		{"no such KEK", func(c *vaultd.Config) { c.Vault.KeyName = "missing-kek" }, "obol vault setup"},
 		{"postgres unreachable", func(c *vaultd.Config) { c.PostgresURL = "postgres://postgres@" + closed + "/x?sslmode=disable" }, "unreachable"},
 		{"redis unreachable", func(c *vaultd.Config) { c.RedisURL = "redis://" + closed + "/0" }, "redis at"},
-		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_POSTGRES_URL"},
-		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_TLS_CERT"},
+		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_VAULT_POSTGRES_URL"},
+		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_VAULTD_TLS_CERT"},
 		{"client secret TTL too long", func(c *vaultd.Config) { c.CVCClientSecretTTL = 2 * time.Hour }, "OBOL_CVC_CLIENT_SECRET_TTL"},
 		{"CVC TTL too long", func(c *vaultd.Config) { c.CVCTTL = 25 * time.Hour }, "OBOL_CVC_TTL"},
 	}
