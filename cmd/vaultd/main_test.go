@@ -38,8 +38,8 @@ func TestRunFromEnvironment(t *testing.T) {
 	port := testenv.FreePort(t)
 	env := map[string]string{
 		"OBOL_VAULT_ADDR": v.Addr, "OBOL_VAULT_TOKEN": v.Token, "OBOL_TRANSIT_KEY": "vaultd-main-kek",
-		"OBOL_FINGERPRINT_PATH": "secret/data/obol/vaultd-main-fp",
-		"OBOL_VAULT_POSTGRES_URL":     pg.NewDatabase(t, "vault", postgres.MigrateURL), "OBOL_CVC_REDIS_URL": rd.URL,
+		"OBOL_FINGERPRINT_PATH":   "secret/data/obol/vaultd-main-fp",
+		"OBOL_VAULT_POSTGRES_URL": pg.NewDatabase(t, "vault", postgres.MigrateURL), "OBOL_CVC_REDIS_URL": rd.URL,
 		"OBOL_VAULTD_HTTP_ADDR": "127.0.0.1:" + itoa(port), "OBOL_VAULTD_GRPC_ADDR": "127.0.0.1:0",
 		"OBOL_VAULTD_TLS_CERT": filepath.Join(pkiDir, devpki.ServerCert), "OBOL_VAULTD_TLS_KEY": filepath.Join(pkiDir, devpki.ServerKey),
 		"OBOL_VAULTD_CLIENT_CA": filepath.Join(pkiDir, devpki.CACert), "OBOL_LOG_FORMAT": "json",
