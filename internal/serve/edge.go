@@ -31,8 +31,8 @@ var ErrPlaintext = errors.New("plaintext listener beyond loopback")
 // Listener names the settings of one listener in error messages.
 type Listener struct {
 	Kind    string // "REST" or "gRPC"
-	TLSVars string // how to configure TLS, e.g. "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY"
-	Proxy   string // the declaration variable, e.g. "OBOL_HTTP_BEHIND_TLS_PROXY"
+	TLSVars string // how to configure TLS, e.g. "OBOL_VAULTD_HTTP_TLS_CERT and OBOL_VAULTD_HTTP_TLS_KEY"
+	Proxy   string // the declaration variable, e.g. "OBOL_VAULTD_HTTP_BEHIND_TLS_PROXY"
 }
 
 // vars is the prefix of a daemon's own variables, e.g. "OBOL_GATEWAYD_"

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -301,4 +302,38 @@ func TestDatabaseSettingsNameTheirDatabase(t *testing.T) {
 		}
 	}
 	assert.GreaterOrEqual(t, n, 9)
+}
+
+// TestDocsNameReadVariables: every OBOL_* variable the docs name is one a
+// binary reads (a renamed variable left in a doc would be refused at
+// start), except the test harness's, a prefix (OBOL_VAULTD_...) and the
+// former names on a line that says they are no longer read.
+func TestDocsNameReadVariables(t *testing.T) {
+	known := config.Known()
+	re := regexp.MustCompile(`OBOL_[A-Z0-9_]*[A-Z0-9]`)
+	for _, doc := range []string{"README.md", "SECURITY.md", "ARCHITECTURE.md", "deploy/kubernetes.md", "deploy/obol.env.example"} {
+		t.Run(doc, func(t *testing.T) {
+			b, err := os.ReadFile("../../../" + doc)
+			require.NoError(t, err)
+			text := string(b)
+			for _, m := range re.FindAllStringIndex(text, -1) {
+				v := text[m[0]:m[1]]
+				if m[1] < len(text) && text[m[1]] == '_' {
+					continue // a prefix, e.g. OBOL_GATEWAYD_…
+				}
+				lineStart := strings.LastIndex(text[:m[0]], "\n") + 1
+				lineEnd := strings.Index(text[m[1]:], "\n")
+				if lineEnd < 0 {
+					lineEnd = len(text) - m[1]
+				}
+				if strings.Contains(text[lineStart:m[1]+lineEnd], "no longer read") {
+					continue
+				}
+				if slices.ContainsFunc(config.IgnoredPrefixes, func(p string) bool { return strings.HasPrefix(v, p) }) {
+					continue
+				}
+				assert.True(t, known[v], "%s names %s, which no binary reads", doc, v)
+			}
+		})
+	}
 }

@@ -86,7 +86,7 @@ environment file can hold every daemon's settings:
 
 The variables these replaced (OBOL_HTTP_ADDR, OBOL_GRPC_ADDR, OBOL_TLS_CERT,
 OBOL_TLS_KEY, OBOL_CLIENT_CA, OBOL_REDIS_URL, OBOL_POSTGRES_URL,
-OBOL_HTTP_TLS*, OBOL_*_BEHIND_TLS_PROXY, OBOL_TRUSTED_PROXIES,
+OBOL_HTTP_TLS*, OBOL_HTTP_BEHIND_TLS_PROXY, OBOL_GRPC_BEHIND_TLS_PROXY, OBOL_TRUSTED_PROXIES,
 OBOL_AUTH_FAIL_*, OBOL_GRPC_REFLECTION) are no longer read: one still set
 stops the binary at start, naming what to set instead. -h lists every
 setting of a binary with its variables.
