@@ -278,7 +278,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.RedisURL != "" {
 		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return fail(fmt.Errorf("OBOL_AUTHLIMIT_REDIS_URL: %w", err))
+			return fail(errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL")) // the parse error would repeat the URL and its password
 		}
 		rdb := redis.NewClient(opt)
 		in.closers = append(in.closers, rdb.Close)

@@ -170,7 +170,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		if err != nil {
 			st.Close()
 			cvcs.Close()
-			return nil, fmt.Errorf("OBOL_AUTHLIMIT_REDIS_URL: %w", err)
+			return nil, errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL") // the parse error would repeat the URL and its password
 		}
 		rdb := redis.NewClient(opt)
 		if err := rdb.Ping(cctx).Err(); err != nil {
