@@ -10,6 +10,7 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -365,6 +366,22 @@ func Known() map[string]bool {
 	return k
 }
 
+// Former maps every former name of a setting (a was tag) to the variables
+// that replaced it, in every binary.
+func Former() map[string][]string {
+	f := map[string][]string{}
+	for _, b := range Binaries {
+		for _, s := range cli.Settings(b.Config) {
+			for _, w := range s.Was {
+				if !slices.Contains(f[w], s.Var()) {
+					f[w] = append(f[w], s.Var())
+				}
+			}
+		}
+	}
+	return f
+}
+
 // Unknown lists the OBOL_* variables set in the environment that no
 // binary reads (a typo, or a setting of another release): each binary
 // warns about them at start. It does not refuse them: one environment is
@@ -372,9 +389,29 @@ func Known() map[string]bool {
 func Unknown() []string { return cli.UnknownEnv(Known(), IgnoredPrefixes...) }
 
 // WarnUnknown logs a warning naming every OBOL_* variable set that no
-// binary reads (the names only, never the values).
+// binary reads (the names only, never the values); former names (which the
+// binaries that read them refuse at start) are named with what replaced
+// them.
 func WarnUnknown(log *slog.Logger) {
-	if u := Unknown(); len(u) > 0 {
-		log.Warn("ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md", "variables", strings.Join(u, ","))
+	typos, renamed := SplitUnknown()
+	if len(typos) > 0 {
+		log.Warn("ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md", "variables", strings.Join(typos, ","))
 	}
+	for _, r := range renamed {
+		log.Warn("ignoring a renamed variable; see deploy/CONFIG.md", "variable", r)
+	}
+}
+
+// SplitUnknown is Unknown split into typos and former names, each of the
+// latter as "OBOL_X (now OBOL_A or OBOL_B)".
+func SplitUnknown() (typos, renamed []string) {
+	former := Former()
+	for _, u := range Unknown() {
+		if now, ok := former[u]; ok {
+			renamed = append(renamed, u+" (now "+strings.Join(now, " or ")+")")
+			continue
+		}
+		typos = append(typos, u)
+	}
+	return typos, renamed
 }

@@ -62,6 +62,22 @@ func TestUnknown(t *testing.T) {
 	assert.NotContains(t, u, "OBOL_TEST_POSTGRES_URL", "the test harness's variables are not warned about")
 }
 
+// TestWarnUnknownNamesRenamedVariables: a former name is warned about
+// with what replaced it, not as a typo, and never with its value.
+func TestWarnUnknownNamesRenamedVariables(t *testing.T) {
+	t.Setenv("OBOL_POSTGRES_URL", "postgres://x:hunter22@h/db")
+	t.Setenv("OBOL_CVC_TLL", "1h")
+	typos, renamed := config.SplitUnknown()
+	assert.Equal(t, []string{"OBOL_CVC_TLL"}, typos)
+	assert.Equal(t, []string{"OBOL_POSTGRES_URL (now OBOL_VAULT_POSTGRES_URL)"}, renamed)
+	var b bytes.Buffer
+	config.WarnUnknown(slog.New(slog.NewTextHandler(&b, nil)))
+	assert.Contains(t, b.String(), "OBOL_POSTGRES_URL (now OBOL_VAULT_POSTGRES_URL)")
+	assert.NotContains(t, b.String(), "hunter22")
+	assert.Contains(t, config.Former()["OBOL_HTTP_ADDR"], "OBOL_GATEWAYD_HTTP_ADDR")
+	assert.Len(t, config.Former()["OBOL_HTTP_ADDR"], 5, "one per daemon")
+}
+
 func TestWarnUnknownNamesOnlyTheVariables(t *testing.T) {
 	t.Setenv("OBOL_CVC_TLL", "s3cret-value")
 	var b bytes.Buffer
