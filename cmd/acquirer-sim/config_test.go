@@ -10,7 +10,7 @@ import (
 // TestConfig: -h exits cleanly and lists every variable, and a value that
 // does not parse stops the simulator with a message naming it.
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.AcquirerSim{}, false, []clitest.BadVar{
+	clitest.Config(t, run, &config.AcquirerSim{}, "", []clitest.BadVar{
 		{Name: "log format", Key: "OBOL_LOG_FORMAT", Value: "yaml"},
 	})
 }

@@ -66,7 +66,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.WebhookTLS = &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
 	}
-	if cfg.Edge, err = c.EdgeConfig.Edge(c.TLSCert, c.TLSKey); err != nil {
+	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("EVENTSD"), c.TLSCert, c.TLSKey); err != nil {
 		return err
 	}
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
@@ -77,7 +77,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopTracing()
-	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, cli.DaemonVars("EVENTSD"), c.ClientCA); err != nil {
 		return err
 	}
 	in, err := eventsd.Start(ctx, cfg)

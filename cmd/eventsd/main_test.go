@@ -44,8 +44,8 @@ var sealKey = base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 32))
 // TestConfig: -h exits cleanly and a variable that does not parse stops
 // eventsd with a message naming it (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.Eventsd{}, true, []clitest.BadVar{
-		{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"},
+	clitest.Config(t, run, &config.Eventsd{}, "OBOL_EVENTSD_", []clitest.BadVar{
+		{Name: "bool", Key: "OBOL_EVENTSD_GRPC_REFLECTION", Value: "on-please"},
 		{Name: "duration", Key: "OBOL_WEBHOOK_TIMEOUT", Value: "soonish"},
 		{Name: "integer", Key: "OBOL_WEBHOOK_CONCURRENCY", Value: "many"},
 	})
@@ -88,7 +88,7 @@ func TestTracingSettingRefused(t *testing.T) {
 // TestListenerMatrix: plaintext beyond loopback is refused unless a
 // TLS-terminating proxy is declared.
 func TestListenerMatrix(t *testing.T) {
-	d := clitest.Daemon{Run: run}
+	d := clitest.Daemon{Vars: "OBOL_EVENTSD_", Run: run}
 	if !testing.Short() {
 		d.Args, d.Serving = []string{"--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "events", store.MigrateURL)}, true
 	}
@@ -175,7 +175,7 @@ func TestCrashSafety(t *testing.T) {
 	logs := &testenv.SyncBuffer{}
 	start := func() *exec.Cmd {
 		return clitest.StartSelf(t, "eventsd", logs, "OBOL_EVENTS_POSTGRES_URL="+url, "OBOL_EVENTS_TOKEN="+token, "OBOL_EVENTS_SEAL_KEY="+sealKey,
-			"OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0", "OBOL_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "OBOL_WEBHOOK_CA="+ca,
+			"OBOL_EVENTSD_GRPC_ADDR="+grpcAddr, "OBOL_EVENTSD_HTTP_ADDR=127.0.0.1:0", "OBOL_WEBHOOK_ALLOW_CIDRS=127.0.0.0/8", "OBOL_WEBHOOK_CA="+ca,
 			"OBOL_WEBHOOK_TIMEOUT=1s", "OBOL_WEBHOOK_CONCURRENCY=16", "OBOL_LOG_FORMAT=text")
 	}
 	proc := start()

@@ -12,7 +12,7 @@ import (
 // with a message naming it and the accepted form (never silently the
 // default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.Gatewayd{}, true, []clitest.BadVar{
+	clitest.Config(t, run, &config.Gatewayd{}, "OBOL_GATEWAYD_", []clitest.BadVar{
 		{Name: "duration", Key: "OBOL_ACQUIRER_TIMEOUT", Value: "ten"},
 		{Name: "duration in words", Key: "OBOL_SWEEP_INTERVAL", Value: "soon"},
 		{Name: "bool", Key: "OBOL_TLS_SERVICES", Value: "sure"},

@@ -35,7 +35,7 @@ func run(ctx context.Context, args []string) error {
 		MerchantAcquirers: c.MerchantAcquirers, RoutesFile: c.RoutesFile, ForwardTimeout: c.ForwardTimeout, AcquirerTimeout: c.AcquirerTimeout,
 		SweepInterval: c.SweepInterval, ProcessingTimeout: c.ProcessingTimeout, Reflection: c.Reflection}
 	var err error
-	if cfg.Edge, err = c.EdgeConfig.Edge(c.TLSCert, c.TLSKey); err != nil {
+	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("GATEWAYD"), c.TLSCert, c.TLSKey); err != nil {
 		return err
 	}
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
@@ -69,7 +69,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		cfg.UpstreamTLS = &tls.Config{RootCAs: sys, MinVersion: tls.VersionTLS12}
 	}
-	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, ""); err != nil {
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, cli.DaemonVars("GATEWAYD"), ""); err != nil {
 		return err
 	}
 	in, err := gatewayd.Start(ctx, cfg)

@@ -63,7 +63,7 @@ func TestListenerMatrix(t *testing.T) {
 	require.NoError(t, err)
 	_, err = pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)
-	d := clitest.Daemon{Run: run, Args: []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert),
+	d := clitest.Daemon{Vars: "OBOL_GATEWAYD_", Run: run, Args: []string{"--gateway-cert", filepath.Join(dir, "gatewayd.pem"), "--gateway-key", filepath.Join(dir, "gatewayd-key.pem"), "--ca", filepath.Join(dir, devpki.CACert),
 		"--simulator-url", "https://127.0.0.1:1"}}
 	if !testing.Short() {
 		d.Args = append(d.Args, "--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "gateway", paypg.MigrateURL), "--redis-url", testenv.SharedRedis(t).URL)

@@ -11,7 +11,7 @@ import (
 // does not parse stops ledgerd with a message naming it and the accepted
 // form (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.Ledgerd{}, true, []clitest.BadVar{
-		{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"},
+	clitest.Config(t, run, &config.Ledgerd{}, "OBOL_LEDGERD_", []clitest.BadVar{
+		{Name: "bool", Key: "OBOL_LEDGERD_GRPC_REFLECTION", Value: "on-please"},
 	})
 }

@@ -36,7 +36,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	cfg := ledgerd.Config{PostgresURL: c.PostgresURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, Settings: c.Settings, Reflection: c.Reflection, Token: c.Token}
 	var err error
-	if cfg.Edge, err = c.EdgeConfig.Edge(c.TLSCert, c.TLSKey); err != nil {
+	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("LEDGERD"), c.TLSCert, c.TLSKey); err != nil {
 		return err
 	}
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopTracing()
-	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, cli.DaemonVars("LEDGERD"), c.ClientCA); err != nil {
 		return err
 	}
 	if c.EventsAddr != "" {

@@ -68,8 +68,8 @@ func startInProcess(t *testing.T) *env {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
-	t.Setenv("OBOL_GRPC_ADDR", e.grpcAddr)
-	t.Setenv("OBOL_HTTP_ADDR", e.httpAddr)
+	t.Setenv("OBOL_LEDGERD_GRPC_ADDR", e.grpcAddr)
+	t.Setenv("OBOL_LEDGERD_HTTP_ADDR", e.httpAddr)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil) }()
@@ -243,7 +243,7 @@ func TestCrashSafety(t *testing.T) {
 	grpcAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	logs := &testenv.SyncBuffer{}
 	start := func() *exec.Cmd {
-		return clitest.StartSelf(t, "ledgerd", logs, append(ledgerEnv(t, url), "OBOL_GRPC_ADDR="+grpcAddr, "OBOL_HTTP_ADDR=127.0.0.1:0")...)
+		return clitest.StartSelf(t, "ledgerd", logs, append(ledgerEnv(t, url), "OBOL_LEDGERD_GRPC_ADDR="+grpcAddr, "OBOL_LEDGERD_HTTP_ADDR=127.0.0.1:0")...)
 	}
 	proc := start()
 	t.Cleanup(func() { _ = proc.Process.Kill(); _ = proc.Wait() })
@@ -353,7 +353,7 @@ func TestCrashSafety(t *testing.T) {
 // beyond loopback unless a TLS-terminating proxy is declared; loopback,
 // TLS and a declared proxy serve.
 func TestListenerMatrix(t *testing.T) {
-	d := clitest.Daemon{Run: run}
+	d := clitest.Daemon{Vars: "OBOL_LEDGERD_", Run: run}
 	if !testing.Short() {
 		d.Args, d.Serving = []string{"--postgres-url", testenv.SharedPostgres(t).NewDatabase(t, "ledger", postgres.MigrateURL)}, true
 	}

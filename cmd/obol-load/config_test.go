@@ -11,5 +11,5 @@ import (
 // TestConfig: -h exits cleanly, and a bad flag value (e.g. --suite vaults,
 // --duration 10) stops the load tool with a message naming it.
 func TestConfig(t *testing.T) {
-	clitest.Config(t, func(_ context.Context, args []string) error { _, err := parse(args); return err }, &config.Load{}, false, nil)
+	clitest.Config(t, func(_ context.Context, args []string) error { _, err := parse(args); return err }, &config.Load{}, "", nil)
 }

@@ -25,7 +25,7 @@ func openStore(ctx context.Context, pgURL, dataDir string) (store.Store, error) 
 	}
 	path := filepath.Join(dataDir, vaultd.DBFile)
 	if _, err := os.Stat(path); err != nil {
-		return nil, fmt.Errorf("no obol dev vault database at %s (pass the --data-dir of obol dev, or run obol dev first, or --postgres-url / OBOL_POSTGRES_URL)", path)
+		return nil, fmt.Errorf("no obol dev vault database at %s (pass the --data-dir of obol dev, or run obol dev first, or --postgres-url / OBOL_VAULT_POSTGRES_URL for the vault's PostgreSQL database)", path)
 	}
 	return sqlite.Open(ctx, path)
 }

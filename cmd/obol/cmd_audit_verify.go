@@ -24,7 +24,7 @@ func newAuditVerifyCmd() *cobra.Command {
 		defer st.Close()
 		var anchor *transit.AuditAnchor
 		if c.VaultAddr != "" {
-			tc, err := transit.New(transit.Config{Address: c.VaultAddr, Token: c.VaultToken, AuditAnchorPath: c.AnchorPath})
+			tc, err := transit.New(transit.Config{Address: c.VaultAddr, Token: c.VaultToken, CACertFile: c.VaultCACert, AuditAnchorPath: c.AnchorPath})
 			if err != nil {
 				return err
 			}

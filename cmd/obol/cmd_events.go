@@ -32,7 +32,7 @@ func dialEvents(ctx context.Context, c config.EventsClient) (eventsv1.EventServi
 			return nil, nil, nil, fmt.Errorf("OBOL_SECRET_KEY is not set and %w", err)
 		}
 	}
-	conn, cctx, err := dialGRPC(ctx, addr, c.GatewayCA, key)
+	conn, cctx, err := dialGRPC(ctx, addr, tlsFiles{caFlag: "--gateway-ca", ca: c.GatewayCA, cert: c.ClientCert}, key)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -37,7 +37,7 @@ func openKeys(ctx context.Context, c config.Keys) (*transit.Client, *postgres.St
 		cfg.Token = ""
 	}
 	if c.PostgresURL == "" {
-		return nil, nil, errors.New("--postgres-url (OBOL_POSTGRES_URL) is required")
+		return nil, nil, errors.New("the vault's database is required: --postgres-url or OBOL_VAULT_POSTGRES_URL")
 	}
 	kms, err := transit.New(cfg)
 	if err != nil {

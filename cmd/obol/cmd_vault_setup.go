@@ -24,7 +24,9 @@ func newVaultSetupCmd() *cobra.Command {
 		Short: "Configure a fresh HashiCorp Vault for vaultd, idempotently",
 		Long: `Configure a fresh HashiCorp Vault for vaultd, idempotently: transit, the KEK,
 the fingerprint secret, Obol's policies and the AppRole role. Uses the
-operator token in VAULT_TOKEN.`,
+operator token in OBOL_VAULT_TOKEN or VAULT_TOKEN (and Vault's CA in
+--vault-cacert, OBOL_VAULT_CACERT or VAULT_CACERT, as for every verb that
+talks to Vault).`,
 		Args: cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string, c config.VaultSetup) error {
 		return vaultSetup(cmd.Context(), c, noPolicies, auditFile, cmd.OutOrStdout())
@@ -38,7 +40,7 @@ func vaultSetup(ctx context.Context, c config.VaultSetup, noPolicies bool, audit
 	cfg := transit.Config{Address: c.Address, Token: c.Token, CACertFile: c.CACertFile, Mount: c.Mount, KeyName: c.KeyName,
 		FingerprintPath: c.FingerprintPath, AppRoleMount: c.AppRoleMount}
 	if c.Token == "" {
-		return errors.New("VAULT_TOKEN must hold an operator token")
+		return errors.New("OBOL_VAULT_TOKEN or VAULT_TOKEN must hold an operator token")
 	}
 	tc, err := transit.New(cfg)
 	if err != nil {

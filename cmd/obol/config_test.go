@@ -44,7 +44,7 @@ func TestConfig(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			clitest.Config(t, func(ctx context.Context, args []string) error {
 				return run(ctx, append(append([]string{}, tt.verb...), args...), cli.UsageOutput)
-			}, tt.cfg, false, nil)
+			}, tt.cfg, "", nil)
 		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -95,28 +96,61 @@ func dialLedger(ctx context.Context, c config.LedgerClient) (ledgerv1.LedgerServ
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	conn, cctx, err := dialGRPC(ctx, addr, c.LedgerCA, token)
+	conn, cctx, err := dialGRPC(ctx, addr, tlsFiles{caFlag: "--ledger-ca", ca: c.LedgerCA, cert: c.ClientCert}, token)
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	return ledgerv1.NewLedgerServiceClient(conn), cctx, func() { conn.Close() }, nil
 }
 
-// dialGRPC connects to addr, over TLS trusting caFile when it is set
-// (plaintext without: dev only), and returns ctx carrying token as the
-// bearer credential.
-func dialGRPC(ctx context.Context, addr, caFile, token string) (*grpc.ClientConn, context.Context, error) {
-	creds := insecure.NewCredentials()
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
+// tlsFiles are a verb's TLS settings for one daemon: the CA of its
+// server certificate (its flag named caFlag, e.g. --ledger-ca) and the
+// client certificate to present (config.ClientCert).
+type tlsFiles struct {
+	caFlag, ca string
+	cert       config.ClientCert
+}
+
+// credentials are the transport credentials: TLS trusting the CA, with the
+// client certificate when one is given; plaintext without a CA (dev only).
+// A client certificate without TLS, or half of one, is refused: it would
+// be silently unused.
+func (f tlsFiles) credentials() (credentials.TransportCredentials, error) {
+	c := f.cert
+	if (c.Cert == "") != (c.Key == "") {
+		return nil, errors.New("--client-cert and --client-key (OBOL_CLIENT_CERT, OBOL_CLIENT_KEY) must be given together")
+	}
+	if f.ca == "" {
+		if c.Cert != "" {
+			return nil, fmt.Errorf("--client-cert (OBOL_CLIENT_CERT) needs TLS: give the daemon's CA with %s", f.caFlag)
+		}
+		return insecure.NewCredentials(), nil
+	}
+	pem, err := os.ReadFile(f.ca)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", f.caFlag, err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s %s: no PEM certificates", f.caFlag, f.ca)
+	}
+	tc := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if c.Cert != "" {
+		kp, err := tls.LoadX509KeyPair(c.Cert, c.Key)
 		if err != nil {
-			return nil, nil, err
+			return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, nil, fmt.Errorf("%s: no PEM certificates", caFile)
-		}
-		creds = credentials.NewTLS(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12})
+		tc.Certificates = []tls.Certificate{kp}
+	}
+	return credentials.NewTLS(tc), nil
+}
+
+// dialGRPC connects to addr with f's credentials (see tlsFiles) and
+// returns ctx carrying token as the bearer credential.
+func dialGRPC(ctx context.Context, addr string, f tlsFiles, token string) (*grpc.ClientConn, context.Context, error) {
+	creds, err := f.credentials()
+	if err != nil {
+		return nil, nil, err
 	}
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds), telemetry.GRPCClientOption())
 	if err != nil {

@@ -99,7 +99,11 @@ func loadCmd[C any](cmd *cobra.Command, run func(cmd *cobra.Command, args []stri
 // warnUnknownEnv writes, to w, the names of the OBOL_* variables set that
 // no Obol binary reads.
 func warnUnknownEnv(w io.Writer) {
-	if u := config.Unknown(); len(u) > 0 {
-		fmt.Fprintf(w, "obol: warning: ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md: %s\n", strings.Join(u, ", "))
+	typos, renamed := config.SplitUnknown()
+	if len(typos) > 0 {
+		fmt.Fprintf(w, "obol: warning: ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md: %s\n", strings.Join(typos, ", "))
+	}
+	if len(renamed) > 0 {
+		fmt.Fprintf(w, "obol: warning: ignoring renamed OBOL_* variables; see deploy/CONFIG.md: %s\n", strings.Join(renamed, ", "))
 	}
 }

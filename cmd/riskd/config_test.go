@@ -11,8 +11,8 @@ import (
 // does not parse stops riskd with a message naming it and the accepted
 // form (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.Riskd{}, true, []clitest.BadVar{
-		{Name: "bool", Key: "OBOL_GRPC_REFLECTION", Value: "on-please"},
+	clitest.Config(t, run, &config.Riskd{}, "OBOL_RISKD_", []clitest.BadVar{
+		{Name: "bool", Key: "OBOL_RISKD_GRPC_REFLECTION", Value: "on-please"},
 		{Name: "pairs without an action", Key: "OBOL_RISK_MERCHANT_FALLBACKS", Value: "mer_abc"},
 	})
 }

@@ -33,7 +33,7 @@ func run(ctx context.Context, args []string) error {
 		cfg.Fallback[m] = a
 	}
 	var err error
-	if cfg.Edge, err = c.EdgeConfig.Edge(c.TLSCert, c.TLSKey); err != nil {
+	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("RISKD"), c.TLSCert, c.TLSKey); err != nil {
 		return err
 	}
 	if err := cli.CheckListeners(cfg.Edge, cfg.HTTPAddr, cfg.GRPCAddr, c.TLSCert != ""); err != nil {
@@ -44,7 +44,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	defer stopTracing()
-	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, c.ClientCA); err != nil {
+	if cfg.GRPCTLS, err = c.GRPCTLS(cfg.Logger, cli.DaemonVars("RISKD"), c.ClientCA); err != nil {
 		return err
 	}
 	in, err := riskd.Start(ctx, cfg)

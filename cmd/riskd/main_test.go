@@ -33,8 +33,8 @@ func TestMutualTLS(t *testing.T) {
 	require.NoError(t, err)
 	port := testenv.FreePort(t)
 	for k, v := range map[string]string{
-		"OBOL_REDIS_URL": testenv.SharedRedis(t).URL, "OBOL_RISK_TOKEN": "t", "OBOL_GRPC_ADDR": "127.0.0.1:" + itoa(port), "OBOL_HTTP_ADDR": "127.0.0.1:0",
-		"OBOL_TLS_CERT": filepath.Join(dir, devpki.ServerCert), "OBOL_TLS_KEY": filepath.Join(dir, devpki.ServerKey), "OBOL_CLIENT_CA": filepath.Join(dir, devpki.CACert),
+		"OBOL_RISK_REDIS_URL": testenv.SharedRedis(t).URL, "OBOL_RISK_TOKEN": "t", "OBOL_RISKD_GRPC_ADDR": "127.0.0.1:" + itoa(port), "OBOL_RISKD_HTTP_ADDR": "127.0.0.1:0",
+		"OBOL_RISKD_TLS_CERT": filepath.Join(dir, devpki.ServerCert), "OBOL_RISKD_TLS_KEY": filepath.Join(dir, devpki.ServerKey), "OBOL_RISKD_CLIENT_CA": filepath.Join(dir, devpki.CACert),
 	} {
 		t.Setenv(k, v)
 	}
@@ -70,7 +70,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // beyond loopback unless a TLS-terminating proxy is declared; loopback,
 // TLS and a declared proxy serve.
 func TestListenerMatrix(t *testing.T) {
-	d := clitest.Daemon{Run: run}
+	d := clitest.Daemon{Vars: "OBOL_RISKD_", Run: run}
 	if !testing.Short() {
 		d.Args, d.Serving = []string{"--redis-url", testenv.SharedRedis(t).URL}, true
 	}

@@ -11,7 +11,7 @@ import (
 // does not parse stops vaultd with a message naming it and the accepted
 // form (never silently the default).
 func TestConfig(t *testing.T) {
-	clitest.Config(t, run, &config.Vaultd{}, true, []clitest.BadVar{
+	clitest.Config(t, run, &config.Vaultd{}, "OBOL_VAULTD_", []clitest.BadVar{
 		{Name: "duration without a unit", Key: "OBOL_CVC_TTL", Value: "90"},
 		{Name: "negative duration", Key: "OBOL_DEK_MAX_AGE", Value: "-1h"},
 		{Name: "integer", Key: "OBOL_DEK_MAX_USES", Value: "lots"},

@@ -33,14 +33,14 @@ func run(ctx context.Context, args []string) error {
 			RoleID: c.RoleID, SecretIDFile: c.SecretIDFile, AppRoleMount: c.AppRoleMount,
 			KubernetesRole: c.KubernetesRole, KubernetesMount: c.KubernetesMount, KubernetesJWTFile: c.KubernetesJWTFile,
 			Mount: c.Mount, KeyName: c.KeyName, FingerprintPath: c.FingerprintPath, AuditAnchorPath: c.AuditAnchorPath},
-		PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
+		PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, AuthLimitRedisURL: c.AuthLimitRedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
 		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, ClientCAFile: c.ClientCA, GatewayIdentity: c.GatewayIdentity,
 		CVCTTL: c.CVCTTL, CVCClientSecretTTL: c.CVCClientSecretTTL, DEKMaxAge: c.DEKMaxAge, DEKMaxUses: c.DEKMaxUses,
 		KeyCheckEvery: c.KeyCheckEvery, KEKCheckEvery: c.KEKCheckEvery, AuditAnchorEvery: c.AuditAnchorEvery,
 		ReencryptOlderThan: c.ReencryptOlderThan, ReencryptEvery: c.ReencryptEvery, NoAutoRewrap: c.NoAutoRewrap, Reflection: c.Reflection,
 	}
 	var err error
-	if cfg.Edge, err = c.EdgeConfig.Edge(cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
+	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("VAULTD"), cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 		return err
 	}
 	// gRPC is always TLS (vaultd.Start refuses to run without it).

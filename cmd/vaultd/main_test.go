@@ -38,11 +38,11 @@ func TestRunFromEnvironment(t *testing.T) {
 	port := testenv.FreePort(t)
 	env := map[string]string{
 		"OBOL_VAULT_ADDR": v.Addr, "OBOL_VAULT_TOKEN": v.Token, "OBOL_TRANSIT_KEY": "vaultd-main-kek",
-		"OBOL_FINGERPRINT_PATH": "secret/data/obol/vaultd-main-fp",
-		"OBOL_POSTGRES_URL":     pg.NewDatabase(t, "vault", postgres.MigrateURL), "OBOL_REDIS_URL": rd.URL,
-		"OBOL_HTTP_ADDR": "127.0.0.1:" + itoa(port), "OBOL_GRPC_ADDR": "127.0.0.1:0",
-		"OBOL_TLS_CERT": filepath.Join(pkiDir, devpki.ServerCert), "OBOL_TLS_KEY": filepath.Join(pkiDir, devpki.ServerKey),
-		"OBOL_CLIENT_CA": filepath.Join(pkiDir, devpki.CACert), "OBOL_LOG_FORMAT": "json",
+		"OBOL_FINGERPRINT_PATH":   "secret/data/obol/vaultd-main-fp",
+		"OBOL_VAULT_POSTGRES_URL": pg.NewDatabase(t, "vault", postgres.MigrateURL), "OBOL_CVC_REDIS_URL": rd.URL,
+		"OBOL_VAULTD_HTTP_ADDR": "127.0.0.1:" + itoa(port), "OBOL_VAULTD_GRPC_ADDR": "127.0.0.1:0",
+		"OBOL_VAULTD_TLS_CERT": filepath.Join(pkiDir, devpki.ServerCert), "OBOL_VAULTD_TLS_KEY": filepath.Join(pkiDir, devpki.ServerKey),
+		"OBOL_VAULTD_CLIENT_CA": filepath.Join(pkiDir, devpki.CACert), "OBOL_LOG_FORMAT": "json",
 	}
 	for k, val := range env {
 		t.Setenv(k, val)
@@ -76,8 +76,8 @@ func TestRunFromEnvironment(t *testing.T) {
 		require.FailNow(t, "vaultd did not shut down")
 	}
 	t.Run("missing settings fail with a message naming them", func(t *testing.T) {
-		t.Setenv("OBOL_REDIS_URL", "")
-		require.ErrorContains(t, run(context.Background(), nil), "OBOL_REDIS_URL")
+		t.Setenv("OBOL_CVC_REDIS_URL", "")
+		require.ErrorContains(t, run(context.Background(), nil), "OBOL_CVC_REDIS_URL")
 	})
 }
 
@@ -94,7 +94,7 @@ func TestListenerMatrix(t *testing.T) {
 	pkiDir := t.TempDir()
 	_, err := devpki.Ensure(pkiDir)
 	require.NoError(t, err)
-	d := clitest.Daemon{Run: run, GRPCAlwaysTLS: true, Args: []string{"--tls-cert", filepath.Join(pkiDir, devpki.ServerCert), "--tls-key", filepath.Join(pkiDir, devpki.ServerKey), "--client-ca", filepath.Join(pkiDir, devpki.CACert)}}
+	d := clitest.Daemon{Vars: "OBOL_VAULTD_", Run: run, GRPCAlwaysTLS: true, Args: []string{"--tls-cert", filepath.Join(pkiDir, devpki.ServerCert), "--tls-key", filepath.Join(pkiDir, devpki.ServerKey), "--client-ca", filepath.Join(pkiDir, devpki.CACert)}}
 	if !testing.Short() {
 		v, pg, rd := testenv.SharedVault(t), testenv.SharedPostgres(t), testenv.SharedRedis(t)
 		admin, err := transit.New(transit.Config{Address: v.Addr, Token: v.Token, KeyName: "vaultd-matrix-kek", FingerprintPath: "secret/data/obol/vaultd-matrix-fp"})

@@ -30,6 +30,20 @@ import (
 //	                         only without one (flags show in process listings)
 //	readby:"package"         documented here, read and checked by that package
 //	                         (e.g. OBOL_TRACING by internal/telemetry): not loaded
+//	note:"text"              what this binary does with it beyond doc (its default,
+//	                         where it falls back to): doc is the variable's meaning,
+//	                         the same in every binary that reads it; note is not
+//	was:"OBOL_OLD[,...]"     names this setting had: one set in the environment
+//	                         stops the start naming the setting's variable (never
+//	                         a silent ignore of a renamed setting)
+//
+// A variable may hold "OBOL_*_": it is the daemon's own setting (its
+// listeners, its server TLS), named after the daemon given by the tag
+// envprefix:"VAULTD" on the embedded struct holding it, e.g.
+// OBOL_*_TLS_CERT in ServerTLS embedded with envprefix:"GATEWAYD" is
+// OBOL_GATEWAYD_TLS_CERT. Doc, note and was take the same substitution.
+// One variable has one meaning in every binary that reads it, so that one
+// environment file can hold the settings of every daemon.
 //
 // Field types: string, bool, int, int64, time.Duration, []string (comma
 // separated) and map[string]string (comma-separated key=value pairs).
@@ -52,10 +66,12 @@ type Setting struct {
 	Form     string // accepted form, in words
 	OneOf    []string
 	Doc      string
-	Secret   bool   // token, key or password: environment only, never printed
-	Password bool   // URL that may carry a password: never printed, flag only without one
-	Positive bool   // a number or duration that must be above zero when given
-	ReadBy   string // the package that reads and checks it ("": the loader)
+	Secret   bool     // token, key or password: environment only, never printed
+	Password bool     // URL that may carry a password: never printed, flag only without one
+	Positive bool     // a number or duration that must be above zero when given
+	ReadBy   string   // the package that reads and checks it ("": the loader)
+	Note     string   // this binary's use of it beyond Doc (e.g. its default)
+	Was      []string // former variables, refused at start naming Env[0]
 	Type     string
 	Field    string // Go field path, e.g. Edge.HTTPTLS
 
@@ -89,26 +105,49 @@ func Settings(cfg any) []*Setting {
 		panic(fmt.Sprintf("cli: %T is not a pointer to a struct", cfg))
 	}
 	var out []*Setting
-	walk(v.Elem(), "", &out)
+	walk(v.Elem(), "", "", &out)
 	return out
 }
 
-func walk(v reflect.Value, prefix string, out *[]*Setting) {
+// daemonVar names the daemon's own variables (see envprefix).
+const daemonVar = "OBOL_*_"
+
+func walk(v reflect.Value, prefix, daemon string, out *[]*Setting) {
 	t := v.Type()
 	for i := range t.NumField() {
 		f := t.Field(i)
 		fv := v.Field(i)
 		if f.Anonymous && f.Type.Kind() == reflect.Struct {
-			walk(fv, prefix+f.Name+".", out)
+			d := daemon
+			if p := f.Tag.Get("envprefix"); p != "" {
+				d = p
+			}
+			walk(fv, prefix+f.Name+".", d, out)
 			continue
 		}
-		env, flg := f.Tag.Get("env"), f.Tag.Get("flag")
+		sub := func(tag string) string {
+			v := f.Tag.Get(tag)
+			if daemon != "" {
+				v = strings.ReplaceAll(v, daemonVar, "OBOL_"+daemon+"_")
+			}
+			return v
+		}
+		env, flg := sub("env"), f.Tag.Get("flag")
 		if env == "" && flg == "" {
 			continue
 		}
-		s := &Setting{Flag: flg, Default: f.Tag.Get("default"), Form: f.Tag.Get("form"), Doc: f.Tag.Get("doc"), Field: prefix + f.Name, v: &fv}
+		if strings.Contains(env, "*") || strings.Contains(sub("doc"), daemonVar) {
+			panic(fmt.Sprintf("cli: %s names a daemon's variable (%s) outside a struct embedded with envprefix", prefix+f.Name, daemonVar))
+		}
+		s := &Setting{Flag: flg, Default: f.Tag.Get("default"), Form: f.Tag.Get("form"), Doc: sub("doc"), Note: sub("note"), Field: prefix + f.Name, v: &fv}
 		if env != "" {
 			s.Env = strings.Split(env, ",")
+		}
+		if was := sub("was"); was != "" {
+			if env == "" {
+				panic(fmt.Sprintf("cli: %s: was names former variables of a setting that has none", s.Field))
+			}
+			s.Was = strings.Split(was, ",")
 		}
 		s.Positive = f.Tag.Get("positive") == "true"
 		s.ReadBy = f.Tag.Get("readby")
@@ -325,8 +364,16 @@ func Bind(fs *pflag.FlagSet, cfg any) *Loader {
 	return l
 }
 
+// Text is the setting's doc with this binary's note.
+func (s *Setting) Text() string {
+	if s.Note != "" {
+		return s.Doc + "; " + s.Note
+	}
+	return s.Doc
+}
+
 func usage(s *Setting) string {
-	u := s.Doc
+	u := s.Text()
 	if s.Type != "string" && s.Type != "bool" || len(s.OneOf) > 0 {
 		u += " (" + s.Form + ")"
 	}
@@ -341,6 +388,7 @@ func usage(s *Setting) string {
 // at once, each naming its flag or variable and the accepted form.
 func (l *Loader) Load() error {
 	var flagErrs, envErrs []string
+	envErrs = append(envErrs, Renamed(l.settings)...)
 	for _, s := range l.settings {
 		if s.ReadBy != "" {
 			continue
@@ -382,6 +430,33 @@ func (l *Loader) Load() error {
 		errs = append(errs, fmt.Errorf("%w: %s", ErrBadEnv, strings.Join(envErrs, "; ")))
 	}
 	return errors.Join(errs...)
+}
+
+// Renamed lists, one line per former variable (a was tag) set in the
+// environment, what to set instead, e.g. "OBOL_HTTP_ADDR is no longer
+// read: set OBOL_GATEWAYD_HTTP_ADDR". The value is never shown.
+func Renamed(settings []*Setting) []string {
+	now := map[string][]string{}
+	var order []string
+	for _, s := range settings {
+		for _, w := range s.Was {
+			if os.Getenv(w) == "" {
+				continue
+			}
+			if _, ok := now[w]; !ok {
+				order = append(order, w)
+			}
+			if !slices.Contains(now[w], s.Var()) {
+				now[w] = append(now[w], s.Var())
+			}
+		}
+	}
+	sort.Strings(order)
+	out := make([]string, 0, len(order))
+	for _, w := range order {
+		out = append(out, fmt.Sprintf("%s is no longer read: set %s", w, strings.Join(now[w], " or ")))
+	}
+	return out
 }
 
 // hasPassword reports whether a URL (or a libpq key=value string) carries
@@ -432,9 +507,13 @@ func EnvHelp(cfg any) string {
 		if b.Len() == 0 {
 			b.WriteString("Environment only (see deploy/CONFIG.md):\n")
 		}
-		doc := s.Doc
+		doc := s.Text()
 		if s.Secret {
-			doc += " (secret)"
+			doc += " (secret, environment only"
+			if s.Form != "text" {
+				doc += "; " + s.Form
+			}
+			doc += ")"
 		}
 		if s.ReadBy != "" {
 			doc += " (" + s.Form + ")"

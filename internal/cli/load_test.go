@@ -198,6 +198,15 @@ func TestSettingsRefuseMalformedTags(t *testing.T) {
 			T float64 `env:"OBOL_X" doc:"d"`
 		}{}},
 		{"not a pointer", struct{}{}},
+		{"daemon variable outside envprefix", &struct {
+			T string `env:"OBOL_*_X" doc:"d"`
+		}{}},
+		{"daemon variable in a doc outside envprefix", &struct {
+			T string `env:"OBOL_X" doc:"see OBOL_*_Y"`
+		}{}},
+		{"was without a variable", &struct {
+			T string `flag:"x" was:"OBOL_OLD" doc:"d"`
+		}{}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -209,7 +218,7 @@ func TestSettingsRefuseMalformedTags(t *testing.T) {
 func TestEnvHelpNamesEnvironmentOnlySettings(t *testing.T) {
 	h := cli.EnvHelp(&sample{})
 	assert.Contains(t, h, "OBOL_T_TOKEN")
-	assert.Contains(t, h, "(secret)")
+	assert.Contains(t, h, "(secret, environment only)")
 	assert.NotContains(t, h, "OBOL_T_ADDR", "a flag's usage names its variables")
 }
 
@@ -253,5 +262,86 @@ func FuzzLoad(f *testing.F) {
 			}
 			t.Setenv(key, "")
 		}
+	})
+}
+
+// listener is a daemon's own settings, embedded with envprefix.
+type listener struct {
+	Addr string `env:"OBOL_*_ADDR" was:"OBOL_ADDR" flag:"addr" doc:"listen address (see OBOL_*_CERT)"`
+	Cert string `env:"OBOL_*_CERT" was:"OBOL_CERT" flag:"cert" doc:"certificate" note:"required"`
+}
+
+// alphaListener is the same settings for a second daemon (flags differ:
+// they are per binary).
+type alphaListener struct {
+	Addr string `env:"OBOL_*_ADDR" was:"OBOL_ADDR" flag:"alpha-addr" doc:"listen address (see OBOL_*_CERT)"`
+	Cert string `env:"OBOL_*_CERT" was:"OBOL_CERT" flag:"alpha-cert" doc:"certificate" note:"required"`
+}
+
+type twoDaemons struct {
+	alphaListener `envprefix:"ALPHAD"`
+	listener      `envprefix:"BETAD"`
+	DB            string `env:"OBOL_BETA_DB" was:"OBOL_DB,OBOL_OLD_DB" flag:"db" doc:"database"`
+}
+
+// TestEnvPrefix: OBOL_*_ in a struct embedded with envprefix is the
+// daemon's own variable, in env, doc and was alike; a note follows the doc.
+func TestEnvPrefix(t *testing.T) {
+	var c struct {
+		listener `envprefix:"ALPHAD"`
+	}
+	ss := cli.Settings(&c)
+	require.Len(t, ss, 2)
+	assert.Equal(t, []string{"OBOL_ALPHAD_ADDR"}, ss[0].Env)
+	assert.Equal(t, "listen address (see OBOL_ALPHAD_CERT)", ss[0].Doc)
+	assert.Equal(t, []string{"OBOL_ADDR"}, ss[0].Was)
+	assert.Equal(t, "certificate; required", ss[1].Text())
+	t.Setenv("OBOL_ALPHAD_ADDR", "127.0.0.1:7")
+	require.NoError(t, cli.Parse(pflag.NewFlagSet("t", pflag.ContinueOnError), &c, nil))
+	assert.Equal(t, "127.0.0.1:7", c.Addr)
+}
+
+// TestRenamedVariableRefused: a former name set in the environment stops
+// the start naming its replacement, never its value; unset, it is silent.
+func TestRenamedVariableRefused(t *testing.T) {
+	tests := []struct {
+		name string
+		env  map[string]string
+		want []string
+	}{
+		{"one former name", map[string]string{"OBOL_DB": "postgres://x:hunter22@h/db"}, []string{"OBOL_DB is no longer read: set OBOL_BETA_DB"}},
+		{"second former name", map[string]string{"OBOL_OLD_DB": "postgres://x:hunter22@h/db"}, []string{"OBOL_OLD_DB is no longer read: set OBOL_BETA_DB"}},
+		{"a shared former name names every replacement", map[string]string{"OBOL_CERT": "hunter22.pem"}, []string{"OBOL_CERT is no longer read: set OBOL_ALPHAD_CERT or OBOL_BETAD_CERT"}},
+		{"every former name at once", map[string]string{"OBOL_ADDR": "hunter22", "OBOL_DB": "hunter22"}, []string{"OBOL_ADDR is no longer read", "OBOL_DB is no longer read"}},
+		{"even next to its replacement", map[string]string{"OBOL_ADDR": "hunter22", "OBOL_BETAD_ADDR": "127.0.0.1:1"}, []string{"OBOL_ADDR is no longer read: set OBOL_ALPHAD_ADDR or OBOL_BETAD_ADDR"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for k, v := range tt.env {
+				t.Setenv(k, v)
+			}
+			var c twoDaemons
+			err := cli.Parse(pflag.NewFlagSet("t", pflag.ContinueOnError), &c, nil)
+			require.ErrorIs(t, err, cli.ErrBadEnv)
+			for _, w := range tt.want {
+				assert.ErrorContains(t, err, w)
+			}
+			assert.NotContains(t, err.Error(), "hunter22", "values are never echoed")
+		})
+	}
+	t.Run("two daemons in one struct", func(t *testing.T) {
+		var c twoDaemons
+		ss := cli.Settings(&c)
+		var envs []string
+		for _, s := range ss {
+			envs = append(envs, s.Var())
+		}
+		assert.Equal(t, []string{"OBOL_ALPHAD_ADDR", "OBOL_ALPHAD_CERT", "OBOL_BETAD_ADDR", "OBOL_BETAD_CERT", "OBOL_BETA_DB"}, envs)
+		t.Setenv("OBOL_ADDR", "x")
+		assert.Equal(t, []string{"OBOL_ADDR is no longer read: set OBOL_ALPHAD_ADDR or OBOL_BETAD_ADDR"}, cli.Renamed(ss))
+	})
+	t.Run("unset former names are silent", func(t *testing.T) {
+		var c twoDaemons
+		require.NoError(t, cli.Parse(pflag.NewFlagSet("t", pflag.ContinueOnError), &c, nil))
 	})
 }

@@ -31,20 +31,31 @@ var ErrPlaintext = errors.New("plaintext listener beyond loopback")
 // Listener names the settings of one listener in error messages.
 type Listener struct {
 	Kind    string // "REST" or "gRPC"
-	TLSVars string // how to configure TLS, e.g. "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY"
-	Proxy   string // the declaration variable, e.g. "OBOL_HTTP_BEHIND_TLS_PROXY"
+	TLSVars string // how to configure TLS, e.g. "OBOL_VAULTD_HTTP_TLS_CERT and OBOL_VAULTD_HTTP_TLS_KEY"
+	Proxy   string // the declaration variable, e.g. "OBOL_VAULTD_HTTP_BEHIND_TLS_PROXY"
 }
 
-var (
-	restListener = Listener{Kind: "REST", TLSVars: "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY (or OBOL_HTTP_TLS=true to reuse OBOL_TLS_CERT/OBOL_TLS_KEY)", Proxy: "OBOL_HTTP_BEHIND_TLS_PROXY"}
-	grpcListener = Listener{Kind: "gRPC", TLSVars: "OBOL_TLS_CERT and OBOL_TLS_KEY", Proxy: "OBOL_GRPC_BEHIND_TLS_PROXY"}
-)
+// vars is the prefix of a daemon's own variables, e.g. "OBOL_GATEWAYD_"
+// ("OBOL_<DAEMON>_" when unknown).
+func vars(prefix string) string {
+	if prefix == "" {
+		return "OBOL_<DAEMON>_"
+	}
+	return prefix
+}
 
-// RESTListener and GRPCListener describe the daemons' two listeners.
-func RESTListener() Listener { return restListener }
+// RESTListener describes a daemon's REST listener; prefix is the prefix of
+// the daemon's own variables (Edge.Vars, e.g. "OBOL_GATEWAYD_").
+func RESTListener(prefix string) Listener {
+	p := vars(prefix)
+	return Listener{Kind: "REST", TLSVars: p + "HTTP_TLS_CERT and " + p + "HTTP_TLS_KEY (or " + p + "HTTP_TLS=true to reuse " + p + "TLS_CERT/" + p + "TLS_KEY)", Proxy: p + "HTTP_BEHIND_TLS_PROXY"}
+}
 
-// GRPCListener describes the gRPC listener (see RESTListener).
-func GRPCListener() Listener { return grpcListener }
+// GRPCListener describes a daemon's gRPC listener (see RESTListener).
+func GRPCListener(prefix string) Listener {
+	p := vars(prefix)
+	return Listener{Kind: "gRPC", TLSVars: p + "TLS_CERT and " + p + "TLS_KEY", Proxy: p + "GRPC_BEHIND_TLS_PROXY"}
+}
 
 // IsLoopback reports whether a listen address ("host:port") only accepts
 // connections from this machine: an IP literal in 127.0.0.0/8 or ::1, or
@@ -86,8 +97,8 @@ func (s *Server) checkTLS() error {
 		tls    bool
 		behind bool
 	}{
-		{restListener, s.lnH.Addr().String(), s.opts.Edge.HTTPTLS != nil, s.opts.Edge.HTTPBehindTLSProxy},
-		{grpcListener, s.lnG.Addr().String(), s.opts.GRPCTLS != nil, s.opts.Edge.GRPCBehindTLSProxy},
+		{RESTListener(s.opts.Edge.Vars), s.lnH.Addr().String(), s.opts.Edge.HTTPTLS != nil, s.opts.Edge.HTTPBehindTLSProxy},
+		{GRPCListener(s.opts.Edge.Vars), s.lnG.Addr().String(), s.opts.GRPCTLS != nil, s.opts.Edge.GRPCBehindTLSProxy},
 	} {
 		if err := CheckPlaintext(c.l, c.addr, c.tls, c.behind); err != nil {
 			return err

@@ -429,8 +429,8 @@ func TestCheckPlaintext(t *testing.T) {
 		{"loopback v4", "127.0.0.1:8080", false, false, ""},
 		{"loopback v6", "[::1]:8080", false, false, ""},
 		{"localhost", "localhost:8080", false, false, ""},
-		{"all interfaces", "0.0.0.0:8080", false, false, "OBOL_HTTP_BEHIND_TLS_PROXY"},
-		{"empty host", ":8080", false, false, "OBOL_HTTP_TLS_CERT"},
+		{"all interfaces", "0.0.0.0:8080", false, false, "OBOL_VAULTD_HTTP_BEHIND_TLS_PROXY"},
+		{"empty host", ":8080", false, false, "OBOL_VAULTD_HTTP_TLS_CERT"},
 		{"a name", "vaultd.internal:8080", false, false, "plaintext listener beyond loopback"},
 		{"TLS anywhere", "0.0.0.0:8080", true, false, ""},
 		{"declared proxy", "0.0.0.0:8080", false, true, ""},
@@ -438,7 +438,7 @@ func TestCheckPlaintext(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := CheckPlaintext(RESTListener(), tt.addr, tt.tls, tt.behind)
+			err := CheckPlaintext(RESTListener("OBOL_VAULTD_"), tt.addr, tt.tls, tt.behind)
 			if tt.wantErrSubstr == "" {
 				require.NoError(t, err)
 				return
@@ -456,7 +456,7 @@ func TestNewRefusesPlaintextBeyondLoopback(t *testing.T) {
 	require.ErrorIs(t, err, ErrPlaintext)
 	require.ErrorContains(t, err, "REST listener")
 	_, err = New(context.Background(), Options{Name: "t", GRPCAddr: "0.0.0.0:0", HTTPAddr: "127.0.0.1:0", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	require.ErrorContains(t, err, "OBOL_GRPC_BEHIND_TLS_PROXY")
+	require.ErrorContains(t, err, "OBOL_<DAEMON>_GRPC_BEHIND_TLS_PROXY")
 	var logs bytes.Buffer
 	s, err := New(context.Background(), Options{Name: "t", GRPCAddr: "127.0.0.1:0", HTTPAddr: "0.0.0.0:0", Edge: Edge{HTTPBehindTLSProxy: true}, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	require.NoError(t, err)

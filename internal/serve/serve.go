@@ -123,6 +123,9 @@ type Edge struct {
 	// AuthLimit sets the failed-authentication limits and their shared
 	// counter (nil Counter: in-process, per replica).
 	AuthLimit authlimit.Config
+	// Vars is the prefix of the daemon's own variables (e.g.
+	// "OBOL_GATEWAYD_"), named by the refusals.
+	Vars string
 }
 
 // AuthLimiter is the failed-authentication limiter (nil when off).

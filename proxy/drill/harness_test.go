@@ -273,11 +273,10 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 	s.ledgerDB = pg.NewDatabase(t, "ledger", ledgerpg.MigrateURL)
 	s.gwDB = pg.NewDatabase(t, "gateway", paypg.MigrateURL)
 
-	tlsEnv := map[string]string{"OBOL_TLS_CERT": pem(devpki.ServerCert), "OBOL_TLS_KEY": pem(devpki.ServerKey), "OBOL_CLIENT_CA": pem(devpki.CACert)}
-	with := func(m map[string]string) map[string]string {
-		for k, v := range tlsEnv {
-			m[k] = v
-		}
+	// with adds the daemon's own server TLS settings (OBOL_VAULTD_TLS_CERT, ...).
+	with := func(daemon string, m map[string]string) map[string]string {
+		p := "OBOL_" + daemon + "_"
+		m[p+"TLS_CERT"], m[p+"TLS_KEY"], m[p+"CLIENT_CA"] = pem(devpki.ServerCert), pem(devpki.ServerKey), pem(devpki.CACert)
 		return m
 	}
 	mk := func(name string, env map[string]string, readyURL string, args ...string) *proc {
@@ -286,20 +285,20 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 
 	vHTTP, vGRPC := addr(t), addr(t)
 	s.vaultURL = "http://" + vHTTP
-	s.vaultd = mk("vaultd", with(map[string]string{
+	s.vaultd = mk("vaultd", with("VAULTD", map[string]string{
 		"OBOL_VAULT_ADDR": hv.Addr, "OBOL_VAULT_TOKEN": hv.Token, "OBOL_TRANSIT_KEY": tc.KeyName,
 		"OBOL_FINGERPRINT_PATH": tc.FingerprintPath, "OBOL_AUDIT_ANCHOR_PATH": tc.AuditAnchorPath,
-		"OBOL_POSTGRES_URL": s.vaultDB, "OBOL_REDIS_URL": rd.URL, "OBOL_HTTP_ADDR": vHTTP, "OBOL_GRPC_ADDR": vGRPC,
+		"OBOL_VAULT_POSTGRES_URL": s.vaultDB, "OBOL_CVC_REDIS_URL": rd.URL, "OBOL_VAULTD_HTTP_ADDR": vHTTP, "OBOL_VAULTD_GRPC_ADDR": vGRPC,
 	}), s.vaultURL+"/readyz")
 	rHTTP, rGRPC := addr(t), addr(t)
-	s.riskd = mk("riskd", with(map[string]string{
-		"OBOL_REDIS_URL": rd.URL, "OBOL_RISK_TOKEN": riskToken, "OBOL_RISK_KEY_PREFIX": "obol:drill:" + suffix + ":",
-		"OBOL_HTTP_ADDR": rHTTP, "OBOL_GRPC_ADDR": rGRPC,
+	s.riskd = mk("riskd", with("RISKD", map[string]string{
+		"OBOL_RISK_REDIS_URL": rd.URL, "OBOL_RISK_TOKEN": riskToken, "OBOL_RISK_KEY_PREFIX": "obol:drill:" + suffix + ":",
+		"OBOL_RISKD_HTTP_ADDR": rHTTP, "OBOL_RISKD_GRPC_ADDR": rGRPC,
 	}), "http://"+rHTTP+"/healthz")
 	lHTTP, lGRPC := addr(t), addr(t)
 	s.ledgerGRPC = lGRPC
-	s.ledgerd = mk("ledgerd", with(map[string]string{
-		"OBOL_LEDGER_POSTGRES_URL": s.ledgerDB, "OBOL_LEDGER_TOKEN": ledgerToken, "OBOL_HTTP_ADDR": lHTTP, "OBOL_GRPC_ADDR": lGRPC,
+	s.ledgerd = mk("ledgerd", with("LEDGERD", map[string]string{
+		"OBOL_LEDGER_POSTGRES_URL": s.ledgerDB, "OBOL_LEDGER_TOKEN": ledgerToken, "OBOL_LEDGERD_HTTP_ADDR": lHTTP, "OBOL_LEDGERD_GRPC_ADDR": lGRPC,
 	}), "http://"+lHTTP+"/readyz")
 	simAddr := addr(t)
 	s.simURL = "https://" + simAddr
@@ -308,7 +307,7 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 	gHTTP, gGRPC := addr(t), addr(t)
 	s.gwURL = "http://" + gHTTP
 	s.gatewayd = mk("gatewayd", map[string]string{
-		"OBOL_GATEWAY_POSTGRES_URL": s.gwDB, "OBOL_HTTP_ADDR": gHTTP, "OBOL_GRPC_ADDR": gGRPC,
+		"OBOL_GATEWAY_POSTGRES_URL": s.gwDB, "OBOL_GATEWAYD_HTTP_ADDR": gHTTP, "OBOL_GATEWAYD_GRPC_ADDR": gGRPC,
 		"OBOL_VAULT_GRPC_ADDR": vGRPC, "OBOL_RISK_ADDR": rGRPC, "OBOL_LEDGER_ADDR": lGRPC,
 		"OBOL_RISK_TOKEN": riskToken, "OBOL_LEDGER_TOKEN": ledgerToken, "OBOL_TLS_SERVICES": "true",
 		"OBOL_GATEWAY_CERT": pem("gatewayd.pem"), "OBOL_GATEWAY_KEY": pem("gatewayd-key.pem"), "OBOL_CA": pem(devpki.CACert),

@@ -278,7 +278,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.RedisURL != "" {
 		opt, err := redis.ParseURL(cfg.RedisURL)
 		if err != nil {
-			return fail(fmt.Errorf("OBOL_REDIS_URL: %w", err))
+			return fail(errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL")) // the parse error would repeat the URL and its password
 		}
 		rdb := redis.NewClient(opt)
 		in.closers = append(in.closers, rdb.Close)
@@ -286,11 +286,11 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		err = rdb.Ping(pctx).Err()
 		cancel()
 		if err != nil {
-			return fail(fmt.Errorf("redis (failed-authentication counters, OBOL_REDIS_URL): %w", err))
+			return fail(fmt.Errorf("redis (failed-authentication counters, OBOL_AUTHLIMIT_REDIS_URL): %w", err))
 		}
 		cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(rdb, "obol:gateway:authfail:")
 	} else if cfg.Edge.AuthLimit.Counter == nil {
-		cfg.Logger.Warn("failed-authentication counters are per replica: set OBOL_REDIS_URL to share them between gatewayd replicas")
+		cfg.Logger.Warn("failed-authentication counters are per replica: set OBOL_AUTHLIMIT_REDIS_URL to share them between gatewayd replicas")
 	}
 	conns := map[string]*grpc.ClientConn{}
 	for name, d := range map[string]struct {

@@ -105,7 +105,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, errors.New("a service token is required (OBOL_RISK_TOKEN): the gateway and risk analysts authenticate with it")
 	}
 	if cfg.RedisURL == "" {
-		return nil, errors.New("redis url is required (OBOL_REDIS_URL)")
+		return nil, errors.New("redis url is required (OBOL_RISK_REDIS_URL)")
 	}
 	counters, err := connect(ctx, cfg.RedisURL)
 	if err != nil {

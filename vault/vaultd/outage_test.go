@@ -162,8 +162,10 @@ func TestStartFailsClearly(t *testing.T) {
 		{"no such KEK", func(c *vaultd.Config) { c.Vault.KeyName = "missing-kek" }, "obol vault setup"},
 		{"postgres unreachable", func(c *vaultd.Config) { c.PostgresURL = "postgres://postgres@" + closed + "/x?sslmode=disable" }, "unreachable"},
 		{"redis unreachable", func(c *vaultd.Config) { c.RedisURL = "redis://" + closed + "/0" }, "redis at"},
-		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_POSTGRES_URL"},
-		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_TLS_CERT"},
+		{"no postgres url", func(c *vaultd.Config) { c.PostgresURL = "" }, "OBOL_VAULT_POSTGRES_URL"},
+		{"auth-limit redis unreachable", func(c *vaultd.Config) { c.AuthLimitRedisURL = "redis://" + closed + "/0" }, "OBOL_AUTHLIMIT_REDIS_URL"},
+		{"auth-limit redis URL malformed", func(c *vaultd.Config) { c.AuthLimitRedisURL = "mysql://obol:hunter22@db/x" }, "OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL"},
+		{"no TLS", func(c *vaultd.Config) { c.TLS = nil }, "OBOL_VAULTD_TLS_CERT"},
 		{"client secret TTL too long", func(c *vaultd.Config) { c.CVCClientSecretTTL = 2 * time.Hour }, "OBOL_CVC_CLIENT_SECRET_TTL"},
 		{"CVC TTL too long", func(c *vaultd.Config) { c.CVCTTL = 25 * time.Hour }, "OBOL_CVC_TTL"},
 	}
@@ -179,6 +181,7 @@ func TestStartFailsClearly(t *testing.T) {
 				return
 			}
 			require.Truef(t, strings.Contains(err.Error(), tt.want), "error %q does not say %q", err, tt.want)
+			assert.NotContains(t, err.Error(), "hunter22", "a URL's password is never repeated")
 		})
 	}
 }

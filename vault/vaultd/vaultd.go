@@ -19,6 +19,8 @@ import (
 	"os"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/vault/audit/anchor"
@@ -38,14 +40,17 @@ import (
 // Config is vaultd's configuration (see cmd/vaultd for flags and env vars).
 // Secret fields are never printed: String masks them.
 type Config struct {
-	Vault        transit.Config
-	PostgresURL  string
-	RedisURL     string
-	GRPCAddr     string
-	HTTPAddr     string
-	TLSCertFile  string
-	TLSKeyFile   string
-	ClientCAFile string
+	Vault       transit.Config
+	PostgresURL string
+	RedisURL    string
+	// AuthLimitRedisURL is the Redis of the failed-authentication
+	// counters (default: the CVC Redis).
+	AuthLimitRedisURL string
+	GRPCAddr          string
+	HTTPAddr          string
+	TLSCertFile       string
+	TLSKeyFile        string
+	ClientCAFile      string
 	// Edge is REST TLS, proxy declarations, trusted proxies and the
 	// failed-authentication limits; Start shares the counters through the
 	// CVC Redis.
@@ -134,10 +139,10 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		return nil, err
 	}
 	if cfg.PostgresURL == "" {
-		return nil, errors.New("postgres url is required (OBOL_POSTGRES_URL)")
+		return nil, errors.New("the vault database's URL is required (OBOL_VAULT_POSTGRES_URL)")
 	}
 	if cfg.RedisURL == "" {
-		return nil, errors.New("redis url is required (OBOL_REDIS_URL)")
+		return nil, errors.New("the CVC Redis URL is required (OBOL_CVC_REDIS_URL)")
 	}
 	kms, err := transit.New(cfg.Vault)
 	if err != nil {
@@ -158,11 +163,32 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		st.Close()
 		return nil, err
 	}
-	cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(cvcs.Client(), "obol:vault:authfail:")
+	limits := cvcs.Client()
+	var limitsClose func() error
+	if cfg.AuthLimitRedisURL != "" && cfg.AuthLimitRedisURL != cfg.RedisURL {
+		opt, err := redis.ParseURL(cfg.AuthLimitRedisURL)
+		if err != nil {
+			st.Close()
+			cvcs.Close()
+			return nil, errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL") // the parse error would repeat the URL and its password
+		}
+		rdb := redis.NewClient(opt)
+		if err := rdb.Ping(cctx).Err(); err != nil {
+			st.Close()
+			cvcs.Close()
+			rdb.Close()
+			return nil, fmt.Errorf("redis (failed-authentication counters, OBOL_AUTHLIMIT_REDIS_URL): %w", err)
+		}
+		limits, limitsClose = rdb, rdb.Close
+	}
+	cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(limits, "obol:vault:authfail:")
 	in, err := assemble(kms, st, cvcs, cfg, tlsCfg, log)
 	if err != nil {
 		st.Close()
 		cvcs.Close()
+		if limitsClose != nil {
+			_ = limitsClose()
+		}
 		return nil, err
 	}
 	every := cfg.KeyCheckEvery
@@ -191,6 +217,9 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	in.Server.Register(rw.Collectors(in.Service.KEKVersion)...)
 	in.closers = append(in.closers, kms.Close, st.Close, cvcs.Close)
+	if limitsClose != nil {
+		in.closers = append(in.closers, limitsClose)
+	}
 	log.Info("vaultd ready", "config", cfg.String(), "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
 	return in, nil
 }
@@ -216,7 +245,7 @@ func serverTLS(cfg Config) (*tls.Config, error) {
 		return cfg.TLS, nil
 	}
 	if cfg.TLSCertFile == "" || cfg.TLSKeyFile == "" || cfg.ClientCAFile == "" {
-		return nil, errors.New("gRPC TLS is required: set OBOL_TLS_CERT, OBOL_TLS_KEY and OBOL_CLIENT_CA (the CA that signs the gateway's client certificate)")
+		return nil, errors.New("gRPC TLS is required: set OBOL_VAULTD_TLS_CERT, OBOL_VAULTD_TLS_KEY and OBOL_VAULTD_CLIENT_CA (the CA that signs the gateway's client certificate)")
 	}
 	cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 	if err != nil {

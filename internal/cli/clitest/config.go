@@ -3,6 +3,7 @@ package clitest
 import (
 	"bytes"
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/spf13/pflag"
@@ -18,14 +19,16 @@ type BadVar struct {
 	Name, Key, Value string
 }
 
-// SharedBadVars are variables every daemon reads (its HTTP edge and log
-// settings).
-var SharedBadVars = []BadVar{
-	{"edge bool", "OBOL_HTTP_TLS", "yes-please"},
-	{"edge integer", "OBOL_AUTH_FAIL_LIMIT", "twenty"},
-	{"edge positive integer", "OBOL_AUTH_FAIL_PREFIX_LIMIT", "-3"},
-	{"edge duration", "OBOL_AUTH_FAIL_WINDOW", "soon"},
-	{"log format not one of json or text", "OBOL_LOG_FORMAT", "yaml"},
+// SharedBadVars are variables every daemon has (its HTTP edge, named with
+// the daemon's prefix, e.g. "OBOL_GATEWAYD_", and its log settings).
+func SharedBadVars(prefix string) []BadVar {
+	return []BadVar{
+		{"edge bool", prefix + "HTTP_TLS", "yes-please"},
+		{"edge integer", prefix + "AUTH_FAIL_LIMIT", "twenty"},
+		{"edge positive integer", prefix + "AUTH_FAIL_PREFIX_LIMIT", "-3"},
+		{"edge duration", prefix + "AUTH_FAIL_WINDOW", "soon"},
+		{"log format not one of json or text", "OBOL_LOG_FORMAT", "yaml"},
+	}
 }
 
 // secretValue is what every secret variable is set to while -h runs: it
@@ -36,13 +39,17 @@ const secretValue = "s3cret-never-printed"
 // config struct, e.g. &config.Vaultd{}):
 //   - -h and --help end with pflag.ErrHelp or nil (the binary exits 0 on
 //     either, see cli.Exit), print to cli.UsageOutput and list every
-//     variable, without printing a secret's value;
-//   - every bad variable (bad, then SharedBadVars unless shared is false)
-//     stops the start with ErrBadEnv naming the variable and the accepted
-//     form, without echoing the value;
+//     setting (its variables, flag and doc), secrets marked environment
+//     only, without printing a secret's value;
+//   - every bad variable (bad, then SharedBadVars(prefix) unless prefix,
+//     the daemon's variable prefix, is empty) stops the start with
+//     ErrBadEnv naming the variable and the accepted form, without echoing
+//     the value;
+//   - every former name of a setting (its was tag) set in the environment
+//     stops the start naming the setting's variable;
 //   - a bad flag value, an unknown flag and a password in a URL flag stop it
 //     with ErrBadFlag naming the flag, without echoing the value.
-func Config(t *testing.T, run func(ctx context.Context, args []string) error, cfg any, shared bool, bad []BadVar) {
+func Config(t *testing.T, run func(ctx context.Context, args []string) error, cfg any, prefix string, bad []BadVar) {
 	t.Helper()
 	settings := cli.Settings(cfg)
 	for _, arg := range []string{"-h", "--help"} {
@@ -68,13 +75,29 @@ func Config(t *testing.T, run func(ctx context.Context, args []string) error, cf
 				if s.Flag != "" {
 					assert.Contains(t, out.String(), "--"+s.Flag)
 				}
+				assert.Contains(t, oneLine(out.String()), s.Text(), "-h gives every setting's doc")
+				if s.Secret {
+					assert.Contains(t, oneLine(out.String()), s.Text()+" (secret, environment only", "-h marks %s environment only", s.Var())
+				}
 			}
 			assert.NotContains(t, out.String(), secretValue, "-h never prints a secret")
 		})
 	}
 	all := append([]BadVar{}, bad...)
-	if shared {
-		all = append(all, SharedBadVars...)
+	if prefix != "" {
+		all = append(all, SharedBadVars(prefix)...)
+	}
+	for _, s := range settings {
+		for _, w := range s.Was {
+			t.Run("former variable "+w, func(t *testing.T) {
+				t.Setenv(w, secretValue)
+				err := run(context.Background(), nil)
+				require.ErrorIs(t, err, cli.ErrBadEnv)
+				require.ErrorContains(t, err, w+" is no longer read: set ")
+				require.ErrorContains(t, err, s.Var())
+				require.NotContains(t, err.Error(), secretValue)
+			})
+		}
 	}
 	for _, tt := range all {
 		t.Run(tt.Name, func(t *testing.T) {
@@ -134,3 +157,9 @@ func Tracing(t *testing.T, run func(ctx context.Context, args []string) error) {
 		})
 	}
 }
+
+// oneLine joins the lines of a help text, so that a doc wrapped by the
+// flag printer (cobra's Long is not wrapped, pflag's usages are not
+// either, but a doc may hold a newline) still matches; spaces are
+// collapsed.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

@@ -35,11 +35,15 @@ type Daemon struct {
 	Serving bool
 	// GRPCAlwaysTLS: the daemon refuses plaintext gRPC anyway (vaultd).
 	GRPCAlwaysTLS bool
+	// Vars is the prefix of the daemon's own variables, e.g.
+	// "OBOL_GATEWAYD_" (the refusals name them).
+	Vars string
 }
 
 // EdgeMatrix runs the matrix; pki is a devpki directory (its server
 // certificate is valid for 127.0.0.1).
 func EdgeMatrix(t *testing.T, d Daemon, pki string) {
+	require.NotEmpty(t, d.Vars, "Daemon.Vars names the daemon's variables")
 	cert, key := filepath.Join(pki, devpki.ServerCert), filepath.Join(pki, devpki.ServerKey)
 	p, err := devpki.Ensure(pki)
 	require.NoError(t, err)
@@ -48,17 +52,17 @@ func EdgeMatrix(t *testing.T, d Daemon, pki string) {
 		args []string
 		want string
 	}{
-		{"plaintext REST beyond loopback refused", []string{"--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0"}, "OBOL_HTTP_BEHIND_TLS_PROXY"},
-		{"plaintext REST on every interface refused", []string{"--http-addr", ":0", "--grpc-addr", "127.0.0.1:0"}, "OBOL_HTTP_TLS_CERT"},
+		{"plaintext REST beyond loopback refused", []string{"--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0"}, d.Vars + "HTTP_BEHIND_TLS_PROXY"},
+		{"plaintext REST on every interface refused", []string{"--http-addr", ":0", "--grpc-addr", "127.0.0.1:0"}, d.Vars + "HTTP_TLS_CERT"},
 		{"REST TLS and a declared proxy refused", []string{"--http-addr", "0.0.0.0:0", "--grpc-addr", "127.0.0.1:0", "--http-tls-cert", cert, "--http-tls-key", key, "--http-behind-tls-proxy"}, "choose one"},
-		{"REST certificate without its key refused", []string{"--http-tls-cert", cert}, "OBOL_HTTP_TLS_CERT and OBOL_HTTP_TLS_KEY must be set together"},
+		{"REST certificate without its key refused", []string{"--http-tls-cert", cert}, d.Vars + "HTTP_TLS_CERT and " + d.Vars + "HTTP_TLS_KEY (--http-tls-cert, --http-tls-key) must be set together"},
 	}
 	if !d.GRPCAlwaysTLS {
 		refusals = append(refusals, struct {
 			name string
 			args []string
 			want string
-		}{"plaintext gRPC beyond loopback refused", []string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "0.0.0.0:0"}, "OBOL_GRPC_BEHIND_TLS_PROXY"})
+		}{"plaintext gRPC beyond loopback refused", []string{"--http-addr", "127.0.0.1:0", "--grpc-addr", "0.0.0.0:0"}, d.Vars + "GRPC_BEHIND_TLS_PROXY"})
 	}
 	for _, tt := range refusals {
 		t.Run(tt.name, func(t *testing.T) {
@@ -83,7 +87,7 @@ func EdgeMatrix(t *testing.T, d Daemon, pki string) {
 		{"loopback plaintext served", "127.0.0.1", nil, "http", ""},
 		{"TLS served beyond loopback", "0.0.0.0", []string{"--http-tls-cert", cert, "--http-tls-key", key}, "https", ""},
 		{"TLS from the gRPC certificate with --http-tls", "127.0.0.1", []string{"--http-tls", "--tls-cert", cert, "--tls-key", key}, "https", ""},
-		{"declared proxy served with a warning", "0.0.0.0", []string{"--http-behind-tls-proxy"}, "http", "PLAINTEXT REST listener: OBOL_HTTP_BEHIND_TLS_PROXY=true"},
+		{"declared proxy served with a warning", "0.0.0.0", []string{"--http-behind-tls-proxy"}, "http", "PLAINTEXT REST listener: " + d.Vars + "HTTP_BEHIND_TLS_PROXY=true"},
 	}
 	for _, tt := range serving {
 		t.Run(tt.name, func(t *testing.T) {

@@ -10,16 +10,18 @@ import (
 	"context"
 	"crypto/tls"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/obolpay/obol/internal/cli"
 )
 
-// Common are the settings every daemon shares besides the HTTP edge.
+// Common are the settings every daemon has besides the HTTP edge; embed it
+// with envprefix naming the daemon (its reflection switch is its own).
 type Common struct {
 	LogFormat  string `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"json" oneof:"json|text" doc:"log line format"`
-	Reflection bool   `env:"OBOL_GRPC_REFLECTION" flag:"grpc-reflection" doc:"enable gRPC reflection"`
+	Reflection bool   `env:"OBOL_*_GRPC_REFLECTION" was:"OBOL_GRPC_REFLECTION" flag:"grpc-reflection" doc:"enable gRPC reflection"`
 	Tracing
 }
 
@@ -39,28 +41,36 @@ type Tracing struct {
 	Mode string `env:"OBOL_TRACING" readby:"internal/telemetry" form:"off or otlp; empty: on exactly when OTEL_EXPORTER_OTLP_ENDPOINT is set" doc:"OpenTelemetry tracing over OTLP/HTTP; the standard OTEL_* variables (OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME, ...) also apply"`
 }
 
-// ServerTLS is a daemon's gRPC server certificate.
+// ServerTLS is a daemon's gRPC server certificate; embed it with
+// envprefix naming the daemon (OBOL_GATEWAYD_TLS_CERT, ...).
 type ServerTLS struct {
-	TLSCert string `env:"OBOL_TLS_CERT" flag:"tls-cert" form:"a PEM file" doc:"gRPC server certificate (plaintext gRPC without it: development only)"`
-	TLSKey  string `env:"OBOL_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"gRPC server key"`
+	TLSCert string `env:"OBOL_*_TLS_CERT" was:"OBOL_TLS_CERT" flag:"tls-cert" form:"a PEM file" doc:"gRPC server certificate (plaintext gRPC without it: development only)"`
+	TLSKey  string `env:"OBOL_*_TLS_KEY" was:"OBOL_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"gRPC server key"`
 }
 
 // GRPCTLS loads the gRPC server certificate (with clientCA, clients must
 // present a certificate it signed); without one it warns that gRPC is
-// served in plaintext and returns nil.
-func (t ServerTLS) GRPCTLS(log *slog.Logger, clientCA string) (*tls.Config, error) {
+// served in plaintext and returns nil. prefix is the daemon's variable
+// prefix (cli.DaemonVars).
+func (t ServerTLS) GRPCTLS(log *slog.Logger, prefix, clientCA string) (*tls.Config, error) {
 	if t.TLSCert == "" {
-		log.Warn("gRPC is served without TLS (set OBOL_TLS_CERT and OBOL_TLS_KEY in production)")
+		log.Warn("gRPC is served without TLS (set " + prefix + "TLS_CERT and " + prefix + "TLS_KEY in production)")
 		return nil, nil
 	}
 	return cli.ServerTLS(t.TLSCert, t.TLSKey, clientCA)
 }
 
+// The HashiCorp Vault connection settings (address, token, CA) have the
+// same variables, flags and docs in every binary and verb that talks to
+// Vault (vaultd, obol keys, obol vault setup, obol audit verify), with
+// Vault's own VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT honoured after
+// Obol's; TestOneMeaningPerVariable holds them to it.
+
 // Vault is how vaultd and obol's key verbs reach HashiCorp Vault.
 type Vault struct {
 	Address      string `env:"OBOL_VAULT_ADDR,VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"HashiCorp Vault address"`
-	Token        string `env:"OBOL_VAULT_TOKEN,VAULT_TOKEN" secret:"true" doc:"Vault token (ignored with AppRole, a token file or Kubernetes auth)"`
-	CACertFile   string `env:"OBOL_VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate for Vault's TLS"`
+	Token        string `env:"OBOL_VAULT_TOKEN,VAULT_TOKEN" secret:"true" doc:"the Vault token this binary authenticates with" note:"ignored with AppRole, a token file or Kubernetes auth"`
+	CACertFile   string `env:"OBOL_VAULT_CACERT,VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate of Vault's TLS (default: the system's roots)"`
 	RoleID       string `env:"OBOL_VAULT_ROLE_ID" flag:"vault-role-id" doc:"AppRole role id"`
 	SecretIDFile string `env:"OBOL_VAULT_SECRET_ID_FILE" flag:"vault-secret-id-file" form:"a file" doc:"file holding the AppRole secret id"`
 	Mount        string `env:"OBOL_TRANSIT_MOUNT" flag:"transit-mount" default:"transit" doc:"transit mount"`
@@ -70,20 +80,21 @@ type Vault struct {
 // Vaultd is cmd/vaultd's configuration.
 type Vaultd struct {
 	Vault
-	Namespace         string `env:"OBOL_VAULT_NAMESPACE" flag:"vault-namespace" doc:"Vault namespace"`
-	TokenFile         string `env:"OBOL_VAULT_TOKEN_FILE" flag:"vault-token-file" form:"a file" doc:"file holding a Vault token kept fresh by Vault Agent"`
-	AppRoleMount      string `env:"OBOL_VAULT_APPROLE_MOUNT" flag:"vault-approle-mount" default:"approle" doc:"AppRole auth mount"`
-	KubernetesRole    string `env:"OBOL_VAULT_K8S_ROLE" flag:"vault-k8s-role" doc:"Vault Kubernetes auth role"`
-	KubernetesMount   string `env:"OBOL_VAULT_K8S_MOUNT" flag:"vault-k8s-mount" default:"kubernetes" doc:"Vault Kubernetes auth mount"`
-	KubernetesJWTFile string `env:"OBOL_VAULT_K8S_JWT_FILE" flag:"vault-k8s-jwt-file" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" form:"a file" doc:"service account token file for Kubernetes auth"`
-	FingerprintPath   string `env:"OBOL_FINGERPRINT_PATH" flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
-	AuditAnchorPath   string `env:"OBOL_AUDIT_ANCHOR_PATH" flag:"audit-anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the audit anchor"`
-	PostgresURL       string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"vault database"`
-	RedisURL          string `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for CVCs"`
-	GRPCAddr          string `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"gRPC listen address (always TLS)"`
-	HTTPAddr          string `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"REST listen address"`
-	ServerTLS
-	ClientCA           string        `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of service client certificates"`
+	Namespace          string `env:"OBOL_VAULT_NAMESPACE" flag:"vault-namespace" doc:"Vault namespace"`
+	TokenFile          string `env:"OBOL_VAULT_TOKEN_FILE" flag:"vault-token-file" form:"a file" doc:"file holding a Vault token kept fresh by Vault Agent"`
+	AppRoleMount       string `env:"OBOL_VAULT_APPROLE_MOUNT" flag:"vault-approle-mount" default:"approle" doc:"AppRole auth mount"`
+	KubernetesRole     string `env:"OBOL_VAULT_K8S_ROLE" flag:"vault-k8s-role" doc:"Vault Kubernetes auth role"`
+	KubernetesMount    string `env:"OBOL_VAULT_K8S_MOUNT" flag:"vault-k8s-mount" default:"kubernetes" doc:"Vault Kubernetes auth mount"`
+	KubernetesJWTFile  string `env:"OBOL_VAULT_K8S_JWT_FILE" flag:"vault-k8s-jwt-file" default:"/var/run/secrets/kubernetes.io/serviceaccount/token" form:"a file" doc:"service account token file for Kubernetes auth"`
+	FingerprintPath    string `env:"OBOL_FINGERPRINT_PATH" flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
+	AuditAnchorPath    string `env:"OBOL_AUDIT_ANCHOR_PATH" flag:"audit-anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the audit anchor"`
+	PostgresURL        string `env:"OBOL_VAULT_POSTGRES_URL" was:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (cards, tokens, merchants, audit trail)" note:"required"`
+	RedisURL           string `env:"OBOL_CVC_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis holding the CVCs (in memory only, with a TTL)" note:"required"`
+	AuthLimitRedisURL  string `env:"OBOL_AUTHLIMIT_REDIS_URL" flag:"authlimit-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica" note:"default: the CVC Redis"`
+	GRPCAddr           string `env:"OBOL_VAULTD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd's gRPC listen address (always TLS)"`
+	HTTPAddr           string `env:"OBOL_VAULTD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"vaultd's REST listen address"`
+	ServerTLS          `envprefix:"VAULTD"`
+	ClientCA           string        `env:"OBOL_VAULTD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of the services' client certificates (the gateway's among them; required)"`
 	GatewayIdentity    string        `env:"OBOL_GATEWAY_IDENTITY" flag:"gateway-identity" default:"spiffe://obol.local/gatewayd" form:"a URI" doc:"URI SAN of the gateway's client certificate (the only identity cards are revealed to)"`
 	CVCTTL             time.Duration `env:"OBOL_CVC_TTL" flag:"cvc-ttl" positive:"true" doc:"how long a CVC is held (default 1h, max 24h)"`
 	CVCClientSecretTTL time.Duration `env:"OBOL_CVC_CLIENT_SECRET_TTL" flag:"cvc-client-secret-ttl" positive:"true" doc:"how long a CVC client secret stays usable (default 10m, max 1h)"`
@@ -95,23 +106,23 @@ type Vaultd struct {
 	ReencryptOlderThan time.Duration `env:"OBOL_REENCRYPT_OLDER_THAN" flag:"reencrypt-older-than" doc:"re-seal cards under DEKs older than this in the background and destroy unused DEKs (0: off)"`
 	ReencryptEvery     time.Duration `env:"OBOL_REENCRYPT_INTERVAL" flag:"reencrypt-interval" default:"1h" positive:"true" doc:"how often the re-encryption job runs"`
 	NoAutoRewrap       bool          `env:"OBOL_NO_AUTO_REWRAP" flag:"no-auto-rewrap" doc:"do not rewrap stored DEKs automatically after a KEK rotation"`
-	Common
-	cli.EdgeConfig
+	Common             `envprefix:"VAULTD"`
+	cli.EdgeConfig     `envprefix:"VAULTD"`
 }
 
 // Gatewayd is cmd/gatewayd's configuration.
 type Gatewayd struct {
-	PostgresURL       string            `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"gateway database"`
-	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica (without it each replica counts alone)"`
-	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gRPC listen address"`
-	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"REST listen address"`
-	VaultAddr         string            `env:"OBOL_VAULT_GRPC_ADDR" flag:"vault-grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd gRPC address (mTLS)"`
-	RiskAddr          string            `env:"OBOL_RISK_ADDR" flag:"risk-addr" default:"127.0.0.1:9091" form:"host:port" doc:"riskd gRPC address"`
-	RiskToken         string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"riskd's service token"`
-	LedgerAddr        string            `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd gRPC address"`
-	LedgerToken       string            `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token"`
-	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd gRPC address: the gateway serves the merchants' events and webhook endpoints by forwarding to it, and relays its outbox of payment and refund events to it (without it: those calls answer unavailable and the events wait in the outbox)"`
-	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
+	PostgresURL       string            `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (payments, refunds, its ledger and event outboxes)" note:"required"`
+	RedisURL          string            `env:"OBOL_AUTHLIMIT_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica" note:"without it each replica counts alone"`
+	GRPCAddr          string            `env:"OBOL_GATEWAYD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gatewayd's gRPC listen address"`
+	HTTPAddr          string            `env:"OBOL_GATEWAYD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"gatewayd's REST listen address"`
+	VaultAddr         string            `env:"OBOL_VAULT_GRPC_ADDR" flag:"vault-grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd's gRPC address (mTLS)"`
+	RiskAddr          string            `env:"OBOL_RISK_ADDR" flag:"risk-addr" default:"127.0.0.1:9091" form:"host:port" doc:"riskd's gRPC address"`
+	RiskToken         string            `env:"OBOL_RISK_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"riskd's service token: riskd accepts callers presenting it, the gateway presents it"`
+	LedgerAddr        string            `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd's gRPC address"`
+	LedgerToken       string            `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it"`
+	EventsAddr        string            `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's gRPC address" note:"the gateway serves the merchants' events and webhook endpoints by forwarding to it, and relays its outbox of payment and refund events to it (without it: those calls answer unavailable and the events wait in the outbox)"`
+	EventsToken       string            `env:"OBOL_EVENTS_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"eventsd's service token: eventsd accepts callers presenting it, the gateway and ledgerd present it" note:"required with --events-addr"`
 	SimulatorURL      string            `env:"OBOL_SIMULATOR_URL" flag:"simulator-url" form:"an https:// URL" doc:"acquirer simulator base URL"`
 	StripeURL         string            `env:"OBOL_STRIPE_URL" flag:"stripe-url" form:"an https:// URL" doc:"Stripe-compatible API base URL (default https://api.stripe.com when OBOL_STRIPE_SECRET_KEY is set)"`
 	StripeSecretKey   string            `env:"OBOL_STRIPE_SECRET_KEY" secret:"true" doc:"Stripe secret key (turns the stripe connector on)"`
@@ -127,61 +138,61 @@ type Gatewayd struct {
 	GatewayKey        string            `env:"OBOL_GATEWAY_KEY" flag:"gateway-key" form:"a PEM file" doc:"its key (required)"`
 	CA                string            `env:"OBOL_CA" flag:"ca" form:"a PEM file" doc:"CA of vaultd's (and the other services') certificates (required)"`
 	TLSServices       bool              `env:"OBOL_TLS_SERVICES" flag:"tls-services" doc:"use TLS (with --ca) to riskd, ledgerd and eventsd too"`
-	ServerTLS
-	Common
-	cli.EdgeConfig
+	ServerTLS         `envprefix:"GATEWAYD"`
+	Common            `envprefix:"GATEWAYD"`
+	cli.EdgeConfig    `envprefix:"GATEWAYD"`
 }
 
 // Riskd is cmd/riskd's configuration.
 type Riskd struct {
-	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for velocity counters"`
-	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis with persistence for rule sets and lists (default: --redis-url)"`
-	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"gRPC listen address"`
-	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"REST listen address"`
-	Token             string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"the service token callers present"`
+	RedisURL          string            `env:"OBOL_RISK_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for riskd's velocity counters" note:"required"`
+	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis with persistence for riskd's rule sets and lists" note:"default: OBOL_RISK_REDIS_URL"`
+	GRPCAddr          string            `env:"OBOL_RISKD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"riskd's gRPC listen address"`
+	HTTPAddr          string            `env:"OBOL_RISKD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"riskd's REST listen address"`
+	Token             string            `env:"OBOL_RISK_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"riskd's service token: riskd accepts callers presenting it, the gateway presents it" note:"required"`
 	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments)"`
 	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
 	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
 	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`
 	DefaultFallback   string            `env:"OBOL_RISK_FALLBACK" flag:"fallback" default:"review" oneof:"allow|review|challenge|block" doc:"action when Redis is unavailable"`
 	MerchantFallbacks map[string]string `env:"OBOL_RISK_MERCHANT_FALLBACKS" flag:"merchant-fallbacks" form:"merchant=action pairs, comma-separated, e.g. mer_a=block,mer_b=review" doc:"per-merchant fallback actions"`
-	ServerTLS
-	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
-	Common
-	cli.EdgeConfig
+	ServerTLS         `envprefix:"RISKD"`
+	ClientCA          string `env:"OBOL_RISKD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, riskd's gRPC callers must present a certificate it signed"`
+	Common            `envprefix:"RISKD"`
+	cli.EdgeConfig    `envprefix:"RISKD"`
 }
 
 // Ledgerd is cmd/ledgerd's configuration.
 type Ledgerd struct {
-	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledger database"`
-	GRPCAddr    string `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"gRPC listen address"`
-	HTTPAddr    string `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"REST listen address"`
-	Token       string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"the service token callers present"`
-	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
-	ServerTLS
-	ClientCA    string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
-	EventsAddr  string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's internal gRPC address: the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
-	EventsToken string `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"eventsd's service token (required with --events-addr)"`
-	EventsCA    string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
-	Common
-	cli.EdgeConfig
+	PostgresURL    string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the ledger's database (journal, balances, payouts)" note:"required"`
+	GRPCAddr       string `env:"OBOL_LEDGERD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd's gRPC listen address"`
+	HTTPAddr       string `env:"OBOL_LEDGERD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledgerd's REST listen address"`
+	Token          string `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it" note:"required"`
+	Settings       string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"the ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
+	ServerTLS      `envprefix:"LEDGERD"`
+	ClientCA       string `env:"OBOL_LEDGERD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, ledgerd's gRPC callers (the gateway, obol's ledger verbs with --client-cert) must present a certificate it signed"`
+	EventsAddr     string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's gRPC address" note:"the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
+	EventsToken    string `env:"OBOL_EVENTS_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"eventsd's service token: eventsd accepts callers presenting it, the gateway and ledgerd present it" note:"required with --events-addr"`
+	EventsCA       string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
+	Common         `envprefix:"LEDGERD"`
+	cli.EdgeConfig `envprefix:"LEDGERD"`
 }
 
 // Eventsd is cmd/eventsd's configuration.
 type Eventsd struct {
-	PostgresURL        string        `env:"OBOL_EVENTS_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"events database (required)"`
-	GRPCAddr           string        `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9094" form:"host:port" doc:"gRPC listen address (EventLogService: the gateway and the producers)"`
-	HTTPAddr           string        `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8084" form:"host:port" doc:"health and metrics listen address"`
-	Token              string        `env:"OBOL_EVENTS_TOKEN" secret:"true" doc:"the service token callers present (required)"`
+	PostgresURL        string        `env:"OBOL_EVENTS_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the events database (events, webhook endpoints, deliveries)" note:"required"`
+	GRPCAddr           string        `env:"OBOL_EVENTSD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9094" form:"host:port" doc:"eventsd's gRPC listen address (EventLogService: the gateway and the producers)"`
+	HTTPAddr           string        `env:"OBOL_EVENTSD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8084" form:"host:port" doc:"eventsd's health and metrics listen address"`
+	Token              string        `env:"OBOL_EVENTS_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"eventsd's service token: eventsd accepts callers presenting it, the gateway and ledgerd present it" note:"required"`
 	SealKey            string        `env:"OBOL_EVENTS_SEAL_KEY" secret:"true" form:"32 bytes in base64 (openssl rand -base64 32)" doc:"seals the webhook endpoints' signing secrets at rest (required; keep it: without it the secrets do not open)"`
 	WebhookAllowCIDRs  string        `env:"OBOL_WEBHOOK_ALLOW_CIDRS" flag:"webhook-allow-cidrs" form:"CIDR prefixes, comma-separated, e.g. 10.1.0.0/16" doc:"non-public ranges webhooks may reach (by default only public addresses: no loopback, private, link-local, CGNAT, multicast or cloud metadata)"`
 	WebhookCA          string        `env:"OBOL_WEBHOOK_CA" flag:"webhook-ca" form:"a PEM file" doc:"CA certificates trusted for webhook endpoints besides the system roots"`
 	WebhookTimeout     time.Duration `env:"OBOL_WEBHOOK_TIMEOUT" flag:"webhook-timeout" default:"10s" positive:"true" doc:"timeout of one webhook attempt (at most 30s)"`
 	WebhookConcurrency int           `env:"OBOL_WEBHOOK_CONCURRENCY" flag:"webhook-concurrency" default:"64" positive:"true" doc:"webhook attempts in flight (at most 4096); of them at most 4 to one endpoint and a quarter (at least 4) to one merchant's endpoints"`
-	ServerTLS
-	ClientCA string `env:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, a client certificate is required"`
-	Common
-	cli.EdgeConfig
+	ServerTLS          `envprefix:"EVENTSD"`
+	ClientCA           string `env:"OBOL_EVENTSD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, eventsd's gRPC callers must present a certificate it signed"`
+	Common             `envprefix:"EVENTSD"`
+	cli.EdgeConfig     `envprefix:"EVENTSD"`
 }
 
 // AcquirerSim is cmd/acquirer-sim's configuration.
@@ -191,7 +202,7 @@ type AcquirerSim struct {
 	TLSKey    string        `env:"OBOL_SIM_TLS_KEY" flag:"tls-key" form:"a PEM file" doc:"server key"`
 	PKIDir    string        `flag:"pki-dir" default:"./.obol/tls" form:"a directory" doc:"where the dev certificate lives (created if missing)"`
 	SlowDelay time.Duration `flag:"slow-delay" default:"30s" positive:"true" doc:"how long the slow test card takes"`
-	LogFormat string        `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"text" oneof:"text|json" doc:"log line format"`
+	LogFormat string        `env:"OBOL_LOG_FORMAT" flag:"log-format" default:"text" oneof:"json|text" doc:"log line format"`
 }
 
 // Load is cmd/obol-load's configuration.
@@ -222,7 +233,7 @@ type Dev struct {
 	Tracing
 	PayoutDelay int    `flag:"payout-delay" default:"-1" form:"0-365 days, or -1 for the ledger settings' delay_days (2)" doc:"days from capture until funds can be paid out (T+N); 0 releases them at once, so obol payouts run pays out today's captures"`
 	RoutesFile  string `flag:"routes" form:"a YAML file" doc:"route file for /v1/forward; default: DATA-DIR/routes.yaml, regenerated on every start"`
-	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"ledger-settings" form:"a YAML file" doc:"the dev ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
+	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"ledger-settings" form:"a YAML file" doc:"the ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
 }
 
 // DevDir is where obol's verbs find a running obol dev.
@@ -230,12 +241,21 @@ type DevDir struct {
 	DataDir string `flag:"data-dir" default:".obol" form:"a directory" doc:"obol dev's data directory (its databases, addresses and tokens)"`
 }
 
+// ClientCert is the client certificate obol's verbs present to the
+// daemons they dial over gRPC, for daemons that require one (started with
+// a client CA, e.g. OBOL_LEDGERD_CLIENT_CA).
+type ClientCert struct {
+	Cert string `env:"OBOL_CLIENT_CERT" flag:"client-cert" form:"a PEM file" doc:"client certificate obol's verbs present to the daemons they dial over gRPC (mTLS: needed when the daemon has a client CA; with its server CA flag)"`
+	Key  string `env:"OBOL_CLIENT_KEY" flag:"client-key" form:"a PEM file" doc:"the key of --client-cert"`
+}
+
 // LedgerClient is how obol's ledger and payouts verbs reach ledgerd: the
 // flags, else the variables, else a running obol dev's in --data-dir.
 type LedgerClient struct {
-	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd gRPC address (default: the running obol dev's in --data-dir; with OBOL_LEDGER_TOKEN set and no obol dev running, 127.0.0.1:9092)"`
-	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" doc:"ledgerd's service token (default: obol dev's from --data-dir)"`
-	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate (plaintext gRPC without it: dev only)"`
+	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd's gRPC address" note:"default: the running obol dev's in --data-dir; with OBOL_LEDGER_TOKEN set and no obol dev running, 127.0.0.1:9092"`
+	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it" note:"default: obol dev's from --data-dir"`
+	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate: the verb dials ledgerd over TLS trusting it (plaintext gRPC without it: dev only)"`
+	ClientCert
 	DevDir
 }
 
@@ -243,57 +263,59 @@ type LedgerClient struct {
 // the gateway's gRPC address and the merchant's secret key, from the flags,
 // else the variables, else a running obol dev's in --data-dir.
 type EventsClient struct {
-	GatewayAddr string `env:"OBOL_GATEWAY_ADDR" flag:"gateway-addr" form:"host:port" doc:"gatewayd gRPC address (default: the running obol dev's in --data-dir)"`
-	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate (plaintext gRPC without it: dev only)"`
-	SecretKey   string `env:"OBOL_SECRET_KEY" secret:"true" doc:"the merchant's secret key (default: obol dev's from --data-dir)"`
+	GatewayAddr string `env:"OBOL_GATEWAY_ADDR" flag:"gateway-addr" form:"host:port" doc:"gatewayd's gRPC address" note:"default: the running obol dev's in --data-dir"`
+	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate: the verb dials gatewayd over TLS trusting it (plaintext gRPC without it: dev only)"`
+	SecretKey   string `env:"OBOL_SECRET_KEY" secret:"true" doc:"the merchant's secret key" note:"default: obol dev's from --data-dir"`
+	ClientCert
 	DevDir
 }
 
 // LedgerDB is how obol ledger verify reads the journal.
 type LedgerDB struct {
-	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"ledgerd's database (default: obol dev's SQLite ledger in --data-dir)"`
+	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the ledger's database (journal, balances, payouts)" note:"default: obol dev's SQLite ledger in --data-dir"`
 	DevDir
 }
 
 // GatewayDB is how obol gateway outbox and reconcile read the gateway's
 // database.
 type GatewayDB struct {
-	PostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (default: obol dev's gateway.db in --data-dir)"`
+	PostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (payments, refunds, its ledger and event outboxes)" note:"default: obol dev's gateway.db in --data-dir"`
 	DevDir
 }
 
 // Reconcile is obol ledger reconcile's configuration.
 type Reconcile struct {
-	GatewayPostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"gateway-postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (default: obol dev's gateway.db in --data-dir)"`
+	GatewayPostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"gateway-postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (payments, refunds, its ledger and event outboxes)" note:"default: obol dev's gateway.db in --data-dir"`
 	LedgerClient
 }
 
-// VaultDB is how obol's merchant, audit and key verbs reach the vault's
+// VaultDB is how obol's merchant and audit verbs reach the vault's
 // database.
 type VaultDB struct {
-	PostgresURL string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (default: obol dev's in --data-dir)"`
+	PostgresURL string `env:"OBOL_VAULT_POSTGRES_URL" was:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (cards, tokens, merchants, audit trail)" note:"default: obol dev's in --data-dir"`
 	DevDir
 }
 
 // AuditVerify is obol audit verify's configuration.
 type AuditVerify struct {
 	VaultDB
-	VaultAddr  string `env:"OBOL_VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"also check the anchor vaultd keeps in Vault (token in VAULT_TOKEN, e.g. an obol-auditor token)"`
-	VaultToken string `env:"VAULT_TOKEN,OBOL_VAULT_TOKEN" secret:"true" doc:"a Vault token that can read the anchor (e.g. an obol-auditor token)"`
-	AnchorPath string `flag:"anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the anchor"`
+	VaultAddr   string `env:"OBOL_VAULT_ADDR,VAULT_ADDR" flag:"vault-addr" form:"a URL" doc:"HashiCorp Vault address" note:"when set, the anchor vaultd keeps in Vault is checked too"`
+	VaultToken  string `env:"OBOL_VAULT_TOKEN,VAULT_TOKEN" secret:"true" doc:"the Vault token this binary authenticates with" note:"one that can read the anchor, e.g. an obol-auditor token"`
+	VaultCACert string `env:"OBOL_VAULT_CACERT,VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate of Vault's TLS (default: the system's roots)"`
+	AnchorPath  string `flag:"anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the anchor"`
 }
 
 // Keys is obol keys' configuration (vaultd's Vault and database settings).
 type Keys struct {
 	Vault
-	PostgresURL string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (required)"`
+	PostgresURL string `env:"OBOL_VAULT_POSTGRES_URL" was:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (cards, tokens, merchants, audit trail)" note:"required"`
 }
 
 // VaultSetup is obol vault setup's configuration.
 type VaultSetup struct {
-	Address         string `env:"VAULT_ADDR" flag:"vault-addr" default:"http://127.0.0.1:8200" form:"a URL" doc:"HashiCorp Vault address"`
-	Token           string `env:"VAULT_TOKEN" secret:"true" doc:"an operator token (required)"`
-	CACertFile      string `env:"VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate for Vault's TLS"`
+	Address         string `env:"OBOL_VAULT_ADDR,VAULT_ADDR" flag:"vault-addr" default:"http://127.0.0.1:8200" form:"a URL" doc:"HashiCorp Vault address"`
+	Token           string `env:"OBOL_VAULT_TOKEN,VAULT_TOKEN" secret:"true" doc:"the Vault token this binary authenticates with" note:"an operator token (required)"`
+	CACertFile      string `env:"OBOL_VAULT_CACERT,VAULT_CACERT" flag:"vault-cacert" form:"a PEM file" doc:"CA certificate of Vault's TLS (default: the system's roots)"`
 	Mount           string `flag:"transit-mount" default:"transit" doc:"transit mount"`
 	KeyName         string `flag:"transit-key" default:"obol-kek" doc:"KEK name"`
 	FingerprintPath string `flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
@@ -344,6 +366,22 @@ func Known() map[string]bool {
 	return k
 }
 
+// Former maps every former name of a setting (a was tag) to the variables
+// that replaced it, in every binary.
+func Former() map[string][]string {
+	f := map[string][]string{}
+	for _, b := range Binaries {
+		for _, s := range cli.Settings(b.Config) {
+			for _, w := range s.Was {
+				if !slices.Contains(f[w], s.Var()) {
+					f[w] = append(f[w], s.Var())
+				}
+			}
+		}
+	}
+	return f
+}
+
 // Unknown lists the OBOL_* variables set in the environment that no
 // binary reads (a typo, or a setting of another release): each binary
 // warns about them at start. It does not refuse them: one environment is
@@ -351,9 +389,29 @@ func Known() map[string]bool {
 func Unknown() []string { return cli.UnknownEnv(Known(), IgnoredPrefixes...) }
 
 // WarnUnknown logs a warning naming every OBOL_* variable set that no
-// binary reads (the names only, never the values).
+// binary reads (the names only, never the values); former names (which the
+// binaries that read them refuse at start) are named with what replaced
+// them.
 func WarnUnknown(log *slog.Logger) {
-	if u := Unknown(); len(u) > 0 {
-		log.Warn("ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md", "variables", strings.Join(u, ","))
+	typos, renamed := SplitUnknown()
+	if len(typos) > 0 {
+		log.Warn("ignoring OBOL_* variables that no Obol binary reads (a typo?); see deploy/CONFIG.md", "variables", strings.Join(typos, ","))
 	}
+	for _, r := range renamed {
+		log.Warn("ignoring a renamed variable; see deploy/CONFIG.md", "variable", r)
+	}
+}
+
+// SplitUnknown is Unknown split into typos and former names, each of the
+// latter as "OBOL_X (now OBOL_A or OBOL_B)".
+func SplitUnknown() (typos, renamed []string) {
+	former := Former()
+	for _, u := range Unknown() {
+		if now, ok := former[u]; ok {
+			renamed = append(renamed, u+" (now "+strings.Join(now, " or ")+")")
+			continue
+		}
+		typos = append(typos, u)
+	}
+	return typos, renamed
 }

@@ -65,8 +65,31 @@ another release); it is not refused, since one environment often serves
 several binaries. Variables of the test harness (OBOL_TEST_*, OBOL_DRILL_*,
 OBOL_VAULT_BIN) are not warned about.
 
-Some variables are read by several daemons (OBOL_GRPC_ADDR, OBOL_REDIS_URL,
-OBOL_TLS_CERT, ...): give each daemon its own environment.
+One variable has one meaning in every binary that reads it, so one
+environment file can hold every daemon's settings:
+
+- a daemon's own server settings (listen addresses, server TLS, client CA,
+  REST edge, reflection) carry its name: OBOL_VAULTD_HTTP_ADDR,
+  OBOL_GATEWAYD_TLS_CERT, OBOL_RISKD_CLIENT_CA, OBOL_LEDGERD_GRPC_ADDR,
+  OBOL_EVENTSD_AUTH_FAIL_LIMIT, ...;
+- databases are named by what they hold (OBOL_VAULT_POSTGRES_URL,
+  OBOL_GATEWAY_POSTGRES_URL, OBOL_LEDGER_POSTGRES_URL,
+  OBOL_EVENTS_POSTGRES_URL) and Redis by its use (OBOL_CVC_REDIS_URL,
+  OBOL_RISK_REDIS_URL, OBOL_RISK_STATE_REDIS_URL, OBOL_AUTHLIMIT_REDIS_URL),
+  the same in the daemons and in the obol verbs that read them;
+- a service's address and token are the same variables in the service and
+  in its callers (OBOL_LEDGER_TOKEN in ledgerd, gatewayd and obol's ledger
+  verbs). Make a service token with ` + "`openssl rand -hex 32`" + `.
+- every binary and verb that talks to HashiCorp Vault takes OBOL_VAULT_ADDR,
+  OBOL_VAULT_TOKEN and OBOL_VAULT_CACERT (--vault-addr, --vault-cacert),
+  honouring Vault's own VAULT_ADDR, VAULT_TOKEN and VAULT_CACERT after them.
+
+The variables these replaced (OBOL_HTTP_ADDR, OBOL_GRPC_ADDR, OBOL_TLS_CERT,
+OBOL_TLS_KEY, OBOL_CLIENT_CA, OBOL_REDIS_URL, OBOL_POSTGRES_URL,
+OBOL_HTTP_TLS*, OBOL_HTTP_BEHIND_TLS_PROXY, OBOL_GRPC_BEHIND_TLS_PROXY, OBOL_TRUSTED_PROXIES,
+OBOL_AUTH_FAIL_*, OBOL_GRPC_REFLECTION) are no longer read: one still set
+stops the binary at start, naming what to set instead. -h lists every
+setting of a binary with its variables.
 
 | binary | variable | flag | default | form | doc |
 | --- | --- | --- | --- | --- | --- |
@@ -86,7 +109,7 @@ OBOL_TLS_CERT, ...): give each daemon its own environment.
 			if s.Flag != "" {
 				f = code("--" + s.Flag)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", bin.Name, v, f, code(cell(s.Default)), cell(s.Form), cell(s.Doc))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s |\n", bin.Name, v, f, code(cell(s.Default)), cell(s.Form), cell(s.Text()))
 		}
 	}
 	return b.Bytes()
