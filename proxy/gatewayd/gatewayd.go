@@ -25,6 +25,7 @@ import (
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
@@ -44,10 +45,14 @@ import (
 // Config configures gatewayd. Tokens are secrets.
 type Config struct {
 	PostgresURL string
-	SQLitePath  string
-	GRPCAddr    string
-	HTTPAddr    string
-	GRPCTLS     *tls.Config
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate    migrate.Mode
+	SQLitePath string
+	GRPCAddr   string
+	HTTPAddr   string
+	GRPCTLS    *tls.Config
 	// Edge is REST TLS, proxy declarations, trusted proxies and the
 	// failed-authentication limits (REST and gRPC).
 	Edge serve.Edge
@@ -265,7 +270,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	var st *paystore.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = paypg.Open(ctx, cfg.PostgresURL)
+		st, err = paypg.OpenMode(ctx, cfg.PostgresURL, cfg.Migrate)
 	case cfg.SQLitePath != "":
 		st, err = paysqlite.Open(ctx, cfg.SQLitePath)
 	default:

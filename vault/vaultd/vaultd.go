@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/vault/audit/anchor"
 	"github.com/obolpay/obol/vault/cvcstore"
@@ -38,8 +39,12 @@ import (
 // Config is vaultd's configuration (see cmd/vaultd for flags and env vars).
 // Secret fields are never printed: String masks them.
 type Config struct {
-	Vault        transit.Config
-	PostgresURL  string
+	Vault       transit.Config
+	PostgresURL string
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate      migrate.Mode
 	RedisURL     string
 	GRPCAddr     string
 	HTTPAddr     string
@@ -149,7 +154,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		_ = kms.Close()
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{})
+	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{Migrate: cfg.Migrate})
 	if err != nil {
 		return nil, err
 	}
