@@ -15,15 +15,6 @@ import (
 	"github.com/obolpay/obol/internal/devpki"
 )
 
-// certDaemons are the daemons that serve TLS, with the Kubernetes namespace
-// each runs in (deploy/kubernetes): the CDE's or the core's.
-var certDaemons = []struct{ name, cde string }{
-	{"vaultd", "cde"}, {"gatewayd", "cde"}, {"riskd", "core"}, {"ledgerd", "core"}, {"eventsd", "core"},
-}
-
-// gatewayClientCert is the file stem of the gateway's client certificate.
-const gatewayClientCert = "gatewayd-client"
-
 func newCertsCreateCmd() *cobra.Command {
 	return loadCmd(&cobra.Command{
 		Use:   "create",
@@ -122,32 +113,25 @@ func certPlan(c config.Certs) ([]devpki.Cert, error) {
 	per := map[string][]string{}
 	for _, kv := range c.SANs {
 		d, name, ok := strings.Cut(kv, "=")
-		if !ok || name == "" || !slices.ContainsFunc(certDaemons, func(x struct{ name, cde string }) bool { return x.name == d }) {
+		if !ok || name == "" || !slices.ContainsFunc(devpki.Daemons, func(x struct {
+			Name string
+			CDE  bool
+		}) bool {
+			return x.Name == d
+		}) {
 			return nil, fmt.Errorf("--san: %q must be daemon=name with daemon one of vaultd, gatewayd, riskd, ledgerd, eventsd", kv)
 		}
-		per[d] = append(per[d], name)
+		if _, _, err := splitSANs("--san", []string{name}); err != nil {
+			return nil, err
+		}
+		per[d] = append(per[d], strings.ToLower(strings.TrimSpace(name)))
 	}
 	id, err := url.Parse(c.GatewayIdentity)
 	if err != nil || id.Scheme == "" || id.Host == "" {
 		return nil, fmt.Errorf("--gateway-identity: %q must be a URI such as spiffe://obol.local/gatewayd", c.GatewayIdentity)
 	}
-	var plan []devpki.Cert
-	for _, d := range certDaemons {
-		ns := c.CoreNamespace
-		if d.cde == "cde" {
-			ns = c.CDENamespace
-		}
-		dns := []string{d.name, d.name + "." + ns, d.name + "." + ns + ".svc", d.name + "." + ns + ".svc." + c.ClusterDomain, "localhost"}
-		dns = append(dns, extraDNS...)
-		ips := append(devpki.Loopback(), extraIPs...)
-		moreDNS, moreIPs, err := splitSANs("--san", per[d.name])
-		if err != nil {
-			return nil, err
-		}
-		plan = append(plan, devpki.Cert{Name: d.name, CommonName: d.name + "." + ns + ".svc", DNSNames: append(dns, moreDNS...), IPs: append(ips, moreIPs...), Server: true, Validity: c.Validity})
-	}
-	plan = append(plan, devpki.Cert{Name: gatewayClientCert, CommonName: "gatewayd", URIs: []*url.URL{id}, Client: true, Validity: c.Validity})
-	return plan, nil
+	return devpki.Deployment{CDENamespace: c.CDENamespace, CoreNamespace: c.CoreNamespace, ClusterDomain: c.ClusterDomain,
+		DNS: extraDNS, IPs: extraIPs, SANs: per, GatewayIdentity: id, Validity: c.Validity}.Plan(), nil
 }
 
 // splitSANs sorts names into DNS names and IP addresses, refusing what is
