@@ -108,6 +108,10 @@ type Config struct {
 	// 2 minutes).
 	SweepInterval     time.Duration
 	ProcessingTimeout time.Duration
+	// ReadyCache is how long a readiness result is reused (default 1 s);
+	// ReadyGrace how long a dependency must fail in a row before /readyz
+	// reports it (default 3 s; see ready.go).
+	ReadyCache, ReadyGrace time.Duration
 	// DrainTimeout bounds how long a shutdown waits for payments in
 	// flight, their compensations included (default 30 s; what is left is
 	// resolved by the sweeper after a restart).
@@ -224,6 +228,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
+	}
+	if cfg.ReadyCache <= 0 {
+		cfg.ReadyCache = time.Second
+	}
+	if cfg.ReadyGrace <= 0 {
+		cfg.ReadyGrace = 3 * time.Second
 	}
 	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, drain: cfg.DrainTimeout, log: cfg.Logger}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
@@ -379,12 +389,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		OpenAPI:    gatewayv1.OpenAPI,
 		Collectors: collectors,
 		Routes:     []string{"/v1/forward"},
-		Ready: func(ctx context.Context) error {
-			if err := st.Ping(ctx); err != nil {
-				return apierr.StorageUnavailable(err)
-			}
-			return nil
-		},
+		Ready: newReadiness([]dependency{
+			{"database", apierr.CodeStorageUnavailable, st.Ping},
+			{"vault", "vault_unavailable", healthCheck(conns["vault"])},
+			{"risk", "risk_unavailable", healthCheck(conns["risk"])},
+			{"ledger", "ledger_unavailable", healthCheck(conns["ledger"])},
+		}, cfg.ReadyCache, cfg.ReadyGrace, nil).Ready,
 		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
 	})
 	if err != nil {
