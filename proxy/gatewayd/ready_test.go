@@ -3,6 +3,7 @@ package gatewayd
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,10 +22,10 @@ func TestReadinessGraceAndCache(t *testing.T) {
 	now := time.Unix(1_700_000_000, 0)
 	clock := func() time.Time { return now }
 	down := map[string]bool{}
-	calls := 0
+	var calls atomic.Int64 // the checks run concurrently
 	check := func(name string) func(context.Context) error {
 		return func(context.Context) error {
-			calls++
+			calls.Add(1)
 			if down[name] {
 				return errors.New(name + " down")
 			}
@@ -52,7 +53,7 @@ func TestReadinessGraceAndCache(t *testing.T) {
 		// want: nil for ready, else the code and each dependency's state
 		want  map[string]string
 		code  string
-		calls int // checks run by this step
+		calls int64 // checks run by this step
 	}{
 		{"all up", 0, nil, nil, "", 3},
 		{"cached for a second", 500 * time.Millisecond, []string{"vault"}, nil, "", 0},
@@ -71,7 +72,7 @@ func TestReadinessGraceAndCache(t *testing.T) {
 			for _, d := range st.down {
 				down[d] = true
 			}
-			calls = 0
+			calls.Store(0)
 			if st.want == nil {
 				require.NoError(t, r.Ready(ctx))
 			} else {
@@ -84,7 +85,7 @@ func TestReadinessGraceAndCache(t *testing.T) {
 					}
 				}
 			}
-			assert.Equal(t, st.calls, calls, "checks run")
+			assert.Equal(t, st.calls, calls.Load(), "checks run")
 		})
 	}
 	t.Run("never answered: no grace", func(t *testing.T) {
