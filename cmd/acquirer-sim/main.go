@@ -1,6 +1,8 @@
 // Command acquirer-sim serves Obol's acquirer simulator over HTTPS: outcomes
 // by test card as in proxy/simulator/TESTCARDS.md (approvals, declines, a 5xx, a slow card,
-// a dispute), stateful captures and refunds, and settlement reports.
+// a dispute), stateful captures and refunds, and settlement reports. Its
+// counters (operations by outcome, idempotent replays per key) are served
+// on GET /metrics (Prometheus) and GET /v1/stats (JSON).
 package main
 
 import (
@@ -12,6 +14,9 @@ import (
 	"os"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
 	"github.com/obolpay/obol/internal/cli"
@@ -55,7 +60,8 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: simulator.New(simulator.Config{SlowDelay: c.SlowDelay, Logger: log}), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}
+	sim := simulator.New(simulator.Config{SlowDelay: c.SlowDelay, Logger: log})
+	srv := &http.Server{Handler: handler(sim), TLSConfig: cfg, ReadHeaderTimeout: 5 * time.Second, ErrorLog: serve.ErrorLog(log)}
 	log.Info("acquirer simulator listening", "addr", "https://"+ln.Addr().String())
 	go func() {
 		<-ctx.Done()
@@ -67,4 +73,14 @@ func run(ctx context.Context, args []string) error {
 		return err
 	}
 	return nil
+}
+
+// handler serves the simulator and its Prometheus /metrics.
+func handler(sim *simulator.Simulator) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(sim.Collector(), collectors.NewGoCollector())
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.Handle("/", sim)
+	return mux
 }

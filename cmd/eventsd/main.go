@@ -20,6 +20,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/ledger/events/eventsd"
 	"github.com/obolpay/obol/ledger/events/webhook"
 )
@@ -35,7 +36,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.Parse(pflag.NewFlagSet("eventsd", pflag.ContinueOnError), &c, args); err != nil {
 		return err
 	}
-	cfg := eventsd.Config{PostgresURL: c.PostgresURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, Token: c.Token, Reflection: c.Reflection,
+	cfg := eventsd.Config{PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, Token: c.Token, Reflection: c.Reflection,
 		SendTimeout: c.WebhookTimeout, Concurrency: c.WebhookConcurrency}
 	var err error
 	if cfg.AllowCIDRs, err = webhook.ParseAllowCIDRs(c.WebhookAllowCIDRs); err != nil {

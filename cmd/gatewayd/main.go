@@ -15,6 +15,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/proxy/gatewayd"
 )
 
@@ -29,7 +30,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.Parse(pflag.NewFlagSet("gatewayd", pflag.ContinueOnError), &c, args); err != nil {
 		return err
 	}
-	cfg := gatewayd.Config{PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
+	cfg := gatewayd.Config{PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), RedisURL: c.RedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
 		VaultAddr: c.VaultAddr, RiskAddr: c.RiskAddr, RiskToken: c.RiskToken, LedgerAddr: c.LedgerAddr, LedgerToken: c.LedgerToken, EventsAddr: c.EventsAddr, EventsToken: c.EventsToken,
 		SimulatorURL: c.SimulatorURL, StripeURL: c.StripeURL, StripeSecretKey: c.StripeSecretKey, DefaultAcquirer: c.DefaultAcquirer,
 		MerchantAcquirers: c.MerchantAcquirers, RoutesFile: c.RoutesFile, ForwardTimeout: c.ForwardTimeout, AcquirerTimeout: c.AcquirerTimeout,

@@ -19,6 +19,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/ledger/ledgerd"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
 )
@@ -34,7 +35,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.Parse(pflag.NewFlagSet("ledgerd", pflag.ContinueOnError), &c, args); err != nil {
 		return err
 	}
-	cfg := ledgerd.Config{PostgresURL: c.PostgresURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, Settings: c.Settings, Reflection: c.Reflection, Token: c.Token}
+	cfg := ledgerd.Config{PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr, Settings: c.Settings, Reflection: c.Reflection, Token: c.Token}
 	var err error
 	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("LEDGERD"), c.TLSCert, c.TLSKey); err != nil {
 		return err

@@ -41,7 +41,7 @@ func newRoot(out io.Writer) *cobra.Command {
 	root.SetOut(out)
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.FlagError(err) })
 	root.AddCommand(newDevCmd(), newMerchantsCmd(), newVaultCmd(), newKeysCmd(), newAuditCmd(),
-		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newEventsCmd(), newListenCmd(), newVersionCmd())
+		newLedgerCmd(), newReconcileCmd("reconcile"), newPayoutsCmd(), newGatewayCmd(), newEventsCmd(), newListenCmd(), newCertsCmd(), newMigrateCmd(), newVersionCmd())
 	return root
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/obolpay/obol/internal/cli"
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/vault/keys/transit"
 	"github.com/obolpay/obol/vault/vaultd"
 )
@@ -33,7 +34,7 @@ func run(ctx context.Context, args []string) error {
 			RoleID: c.RoleID, SecretIDFile: c.SecretIDFile, AppRoleMount: c.AppRoleMount,
 			KubernetesRole: c.KubernetesRole, KubernetesMount: c.KubernetesMount, KubernetesJWTFile: c.KubernetesJWTFile,
 			Mount: c.Mount, KeyName: c.KeyName, FingerprintPath: c.FingerprintPath, AuditAnchorPath: c.AuditAnchorPath},
-		PostgresURL: c.PostgresURL, RedisURL: c.RedisURL, AuthLimitRedisURL: c.AuthLimitRedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
+		PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), RedisURL: c.RedisURL, AuthLimitRedisURL: c.AuthLimitRedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
 		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, ClientCAFile: c.ClientCA, GatewayIdentity: c.GatewayIdentity,
 		CVCTTL: c.CVCTTL, CVCClientSecretTTL: c.CVCClientSecretTTL, DEKMaxAge: c.DEKMaxAge, DEKMaxUses: c.DEKMaxUses,
 		KeyCheckEvery: c.KeyCheckEvery, KEKCheckEvery: c.KEKCheckEvery, AuditAnchorEvery: c.AuditAnchorEvery,

@@ -1,8 +1,10 @@
-// Package devpki makes the certificates `obol dev` and the tests use for
-// service-to-service mTLS: a private CA, a server certificate for localhost,
-// and client certificates carrying a service identity as a URI SAN (e.g.
-// spiffe://obol.local/gatewayd). Production supplies its own PKI through
-// vaultd's TLS flags. PAN-free.
+// Package devpki makes the certificates for service-to-service mTLS: a
+// private CA, server certificates, and client certificates carrying a
+// service identity as a URI SAN (e.g. spiffe://obol.local/gatewayd).
+// `obol dev` and the tests use Ensure (a dev CA and a localhost server
+// certificate); `obol certs create` uses CreateCA and Issue to make a
+// deployment's CA and every daemon's certificates (deploy/PKI.md).
+// Every key is ECDSA P-256, written 0600. PAN-free.
 package devpki
 
 import (
@@ -31,32 +33,84 @@ const (
 	ServerKey  = "server-key.pem"
 )
 
-// PKI is a directory of dev certificates.
+// ErrExists: a file Create or Issue would write is already there (and
+// overwriting was not asked for).
+var ErrExists = errors.New("file exists")
+
+// PKI is a directory holding a CA and the certificates it issued.
 type PKI struct {
 	Dir    string
 	caCert *x509.Certificate
 	caKey  *ecdsa.PrivateKey
 }
 
-// Ensure loads the CA in dir, creating CA and server certificate on first use.
+// Ensure loads the CA in dir, creating CA and server certificate on first
+// use (a concurrent first use may overwrite them: dev only).
 func Ensure(dir string) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	p := &PKI{Dir: dir}
 	if _, err := os.Stat(filepath.Join(dir, CACert)); errors.Is(err, os.ErrNotExist) {
-		if err := p.createCA(); err != nil {
+		if err := p.createCA("Obol development CA", 10*365*24*time.Hour, true); err != nil {
 			return nil, err
 		}
 	} else if err := p.loadCA(); err != nil {
 		return nil, err
 	}
 	if _, err := os.Stat(filepath.Join(dir, ServerCert)); errors.Is(err, os.ErrNotExist) {
-		if err := p.issue("server", "localhost", nil, true); err != nil {
+		if err := p.Issue(Cert{Name: "server", CommonName: "localhost", DNSNames: []string{"localhost"}, IPs: Loopback(), Server: true}, true); err != nil {
 			return nil, err
 		}
 	}
 	return p, nil
+}
+
+// CreateCA makes a new CA (ca.pem, ca-key.pem) in dir, created 0700 if
+// missing, valid for validity. Existing CA files are an ErrExists unless
+// force.
+func CreateCA(dir, commonName string, validity time.Duration, force bool) (*PKI, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, err
+	}
+	p := &PKI{Dir: dir}
+	if err := p.createCA(commonName, validity, force); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Load reads the CA in dir (ca.pem, ca-key.pem) to issue more
+// certificates with it.
+func Load(dir string) (*PKI, error) {
+	p := &PKI{Dir: dir}
+	if err := p.loadCA(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Loopback is 127.0.0.1 and ::1.
+func Loopback() []net.IP { return []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback} }
+
+// Cert describes one certificate to issue.
+type Cert struct {
+	// Name is the file stem: Name.pem and Name-key.pem.
+	Name       string
+	CommonName string
+	DNSNames   []string
+	IPs        []net.IP
+	URIs       []*url.URL
+	// Server and Client are the extended key usages (serverAuth,
+	// clientAuth); at least one is required.
+	Server, Client bool
+	// Validity defaults to two years.
+	Validity time.Duration
+}
+
+// Files are the certificate and key paths c is written to in p.
+func (p *PKI) Files(c Cert) (cert, key string) {
+	return filepath.Join(p.Dir, c.Name+".pem"), filepath.Join(p.Dir, c.Name+"-key.pem")
 }
 
 func serial() *big.Int {
@@ -64,18 +118,57 @@ func serial() *big.Int {
 	return n
 }
 
-func writePEM(path, typ string, der []byte) error {
-	return os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600)
+// writePEM writes a PEM file 0600: a new file only, unless force (then an
+// existing file is replaced and its mode reset to 0600).
+func writePEM(path, typ string, der []byte, force bool) error {
+	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
+	if force {
+		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrExist) {
+		return fmt.Errorf("%s: %w (pass --force to overwrite)", path, ErrExists)
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
-func (p *PKI) createCA() error {
+// checkFree fails with ErrExists when a path is taken (unless force), so
+// that nothing is written when one file of a set is.
+func checkFree(force bool, paths ...string) error {
+	if force {
+		return nil
+	}
+	for _, p := range paths {
+		if _, err := os.Lstat(p); err == nil {
+			return fmt.Errorf("%s: %w (pass --force to overwrite)", p, ErrExists)
+		}
+	}
+	return nil
+}
+
+func (p *PKI) createCA(cn string, validity time.Duration, force bool) error {
+	if err := checkFree(force, filepath.Join(p.Dir, CACert), filepath.Join(p.Dir, CAKey)); err != nil {
+		return err
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "Obol development CA"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(10, 0, 0),
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(validity),
 		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
@@ -86,10 +179,10 @@ func (p *PKI) createCA() error {
 	if err != nil {
 		return err
 	}
-	if err := writePEM(filepath.Join(p.Dir, CAKey), "EC PRIVATE KEY", kder); err != nil {
+	if err := writePEM(filepath.Join(p.Dir, CAKey), "EC PRIVATE KEY", kder, force); err != nil {
 		return err
 	}
-	if err := writePEM(filepath.Join(p.Dir, CACert), "CERTIFICATE", der); err != nil {
+	if err := writePEM(filepath.Join(p.Dir, CACert), "CERTIFICATE", der, force); err != nil {
 		return err
 	}
 	p.caCert, _ = x509.ParseCertificate(der)
@@ -114,26 +207,38 @@ func (p *PKI) loadCA() error {
 	return nil
 }
 
-// issue writes <name>.pem and <name>-key.pem.
-func (p *PKI) issue(name, cn string, uri *url.URL, server bool) error {
+// Issue writes c.Name.pem and c.Name-key.pem, signed by p's CA. Existing
+// files are an ErrExists unless force.
+func (p *PKI) Issue(c Cert, force bool) error {
+	if c.Name == "" || filepath.Base(c.Name) != c.Name {
+		return fmt.Errorf("certificate name %q: a plain file name is required", c.Name)
+	}
+	if !c.Server && !c.Client {
+		return fmt.Errorf("certificate %s: server or client usage is required", c.Name)
+	}
+	certPath, keyPath := p.Files(c)
+	if err := checkFree(force, certPath, keyPath); err != nil {
+		return err
+	}
+	if c.Validity <= 0 {
+		c.Validity = 2 * 365 * 24 * time.Hour
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return err
 	}
+	now := time.Now()
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().AddDate(2, 0, 0),
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: c.CommonName},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(c.Validity),
 		KeyUsage: x509.KeyUsageDigitalSignature,
+		DNSNames: c.DNSNames, IPAddresses: c.IPs, URIs: c.URIs,
 	}
-	if server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		tmpl.DNSNames = []string{"localhost"}
-		tmpl.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	if c.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
-	if uri != nil {
-		tmpl.URIs = []*url.URL{uri}
+	if c.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.caCert, &key.PublicKey, p.caKey)
 	if err != nil {
@@ -143,10 +248,10 @@ func (p *PKI) issue(name, cn string, uri *url.URL, server bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writePEM(filepath.Join(p.Dir, name+"-key.pem"), "EC PRIVATE KEY", kder); err != nil {
+	if err := writePEM(keyPath, "EC PRIVATE KEY", kder, force); err != nil {
 		return err
 	}
-	return writePEM(filepath.Join(p.Dir, name+".pem"), "CERTIFICATE", der)
+	return writePEM(certPath, "CERTIFICATE", der, force)
 }
 
 // ClientCert returns (creating on first use) a client certificate named name
@@ -158,7 +263,12 @@ func (p *PKI) ClientCert(name, identity string) (tls.Certificate, error) {
 		if err != nil {
 			return tls.Certificate{}, fmt.Errorf("identity %q: %w", identity, err)
 		}
-		if err := p.issue(name, name, u, false); err != nil {
+		c := Cert{Name: name, CommonName: name, Client: true}
+		if identity != "" {
+			c.URIs = []*url.URL{u}
+		}
+		// As Ensure, a concurrent first use may write it too: same content.
+		if err := p.Issue(c, true); err != nil {
 			return tls.Certificate{}, err
 		}
 	}

@@ -12,6 +12,7 @@ package serve
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -89,6 +90,32 @@ type Options struct {
 	// money sets it to at least its own drain timeout, so that no handler
 	// is cancelled while its payment is being drained.
 	ShutdownTimeout time.Duration
+}
+
+// NotReady is a readiness failure that names every dependency checked:
+// /readyz answers Err (its status and code) with a "dependencies" object
+// beside the error, each dependency's "ok" or error code.
+type NotReady struct {
+	Err          *apierr.Error
+	Dependencies map[string]string
+}
+
+func (e *NotReady) Error() string { return e.Err.Error() }
+
+// Unwrap returns the public error (apierr.From finds it).
+func (e *NotReady) Unwrap() error { return e.Err }
+
+func writeNotReady(w http.ResponseWriter, nr *NotReady) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if ra := nr.Err.RetryAfterSeconds(); ra != "" {
+		w.Header().Set("Retry-After", ra)
+	}
+	w.WriteHeader(nr.Err.HTTPStatus())
+	_ = json.NewEncoder(w).Encode(struct {
+		httpapi.ErrorBody
+		Dependencies map[string]string `json:"dependencies"`
+	}{httpapi.ErrorBody{Error: httpapi.ErrorDetail{Code: nr.Err.Code, Message: nr.Err.Message, Field: nr.Err.Field}}, nr.Dependencies})
 }
 
 // Server is a bound, not yet serving, server.
@@ -199,6 +226,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		cctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := o.Ready(cctx); err != nil {
+			var nr *NotReady
+			if errors.As(err, &nr) {
+				writeNotReady(w, nr)
+				return
+			}
 			httpapi.WriteError(w, apierr.From(err))
 			return
 		}

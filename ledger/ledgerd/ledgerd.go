@@ -18,6 +18,7 @@ import (
 
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/eventrelay"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/book"
@@ -33,10 +34,14 @@ import (
 type Config struct {
 	// PostgresURL (production) or SQLitePath (embedded default).
 	PostgresURL string
-	SQLitePath  string
-	GRPCAddr    string
-	HTTPAddr    string
-	GRPCTLS     *tls.Config
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate    migrate.Mode
+	SQLitePath string
+	GRPCAddr   string
+	HTTPAddr   string
+	GRPCTLS    *tls.Config
 	// Edge: REST TLS and TLS-terminating proxy declarations.
 	Edge  serve.Edge
 	Token string
@@ -94,7 +99,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	var st store.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = postgres.Open(ctx, cfg.PostgresURL)
+		st, err = postgres.OpenMode(ctx, cfg.PostgresURL, cfg.Migrate)
 	case cfg.SQLitePath != "":
 		st, err = sqlite.Open(ctx, cfg.SQLitePath)
 	default:

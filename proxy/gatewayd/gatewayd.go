@@ -25,6 +25,7 @@ import (
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/eventrelay"
 	"github.com/obolpay/obol/internal/httpapi"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/periodic"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
@@ -44,10 +45,14 @@ import (
 // Config configures gatewayd. Tokens are secrets.
 type Config struct {
 	PostgresURL string
-	SQLitePath  string
-	GRPCAddr    string
-	HTTPAddr    string
-	GRPCTLS     *tls.Config
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate    migrate.Mode
+	SQLitePath string
+	GRPCAddr   string
+	HTTPAddr   string
+	GRPCTLS    *tls.Config
 	// Edge is REST TLS, proxy declarations, trusted proxies and the
 	// failed-authentication limits (REST and gRPC).
 	Edge serve.Edge
@@ -103,6 +108,10 @@ type Config struct {
 	// 2 minutes).
 	SweepInterval     time.Duration
 	ProcessingTimeout time.Duration
+	// ReadyCache is how long a readiness result is reused (default 1 s);
+	// ReadyGrace how long a dependency must fail in a row before /readyz
+	// reports it (default 3 s; see ready.go).
+	ReadyCache, ReadyGrace time.Duration
 	// DrainTimeout bounds how long a shutdown waits for payments in
 	// flight, their compensations included (default 30 s; what is left is
 	// resolved by the sweeper after a restart).
@@ -220,6 +229,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.DrainTimeout <= 0 {
 		cfg.DrainTimeout = 30 * time.Second
 	}
+	if cfg.ReadyCache <= 0 {
+		cfg.ReadyCache = time.Second
+	}
+	if cfg.ReadyGrace <= 0 {
+		cfg.ReadyGrace = 3 * time.Second
+	}
 	in := &Instance{sweepEvery: cfg.SweepInterval, reload: cfg.RoutesReload, drain: cfg.DrainTimeout, log: cfg.Logger}
 	fail := func(err error) (*Instance, error) { in.Close(); return nil, err }
 	var err error
@@ -265,7 +280,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	var st *paystore.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = paypg.Open(ctx, cfg.PostgresURL)
+		st, err = paypg.OpenMode(ctx, cfg.PostgresURL, cfg.Migrate)
 	case cfg.SQLitePath != "":
 		st, err = paysqlite.Open(ctx, cfg.SQLitePath)
 	default:
@@ -374,12 +389,12 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		OpenAPI:    gatewayv1.OpenAPI,
 		Collectors: collectors,
 		Routes:     []string{"/v1/forward"},
-		Ready: func(ctx context.Context) error {
-			if err := st.Ping(ctx); err != nil {
-				return apierr.StorageUnavailable(err)
-			}
-			return nil
-		},
+		Ready: newReadiness([]dependency{
+			{"database", apierr.CodeStorageUnavailable, st.Ping},
+			{"vault", "vault_unavailable", healthCheck(conns["vault"])},
+			{"risk", "risk_unavailable", healthCheck(conns["risk"])},
+			{"ledger", "ledger_unavailable", healthCheck(conns["ledger"])},
+		}, cfg.ReadyCache, cfg.ReadyGrace, nil).Ready,
 		HealthNames: []string{gatewayv1.PaymentService_ServiceDesc.ServiceName, gatewayv1.DisputeService_ServiceDesc.ServiceName, eventsv1.EventService_ServiceDesc.ServiceName},
 	})
 	if err != nil {

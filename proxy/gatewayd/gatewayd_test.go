@@ -109,6 +109,13 @@ func (d *dep) down() {
 // vaultd, riskd and ledgerd can be stopped and started again.
 func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *stack {
 	t.Helper()
+	return startOn(t, nil, opts...)
+}
+
+// startOn is start on the HashiCorp Vault hv (nil: the shared one), e.g. a
+// dedicated one the test seals.
+func startOn(t *testing.T, hv *testenv.Vault, opts ...func(c *gatewayd.Config, merchantID string)) *stack {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: needs PostgreSQL")
 	}
@@ -118,7 +125,10 @@ func start(t *testing.T, opts ...func(c *gatewayd.Config, merchantID string)) *s
 	s := &stack{logs: logs, deps: map[string]*dep{}}
 	// vaultd on the real stack: HashiCorp Vault (transit, its own KEK),
 	// PostgreSQL and Redis; mTLS with a dev PKI.
-	pg, rd, hv := testenv.SharedPostgres(t), testenv.SharedRedis(t), testenv.SharedVault(t)
+	pg, rd := testenv.SharedPostgres(t), testenv.SharedRedis(t)
+	if hv == nil {
+		hv = testenv.SharedVault(t)
+	}
 	suffix := randHex(t)
 	tc := transit.Config{Address: hv.Addr, Token: hv.Token, KeyName: "kek-gw-" + suffix, FingerprintPath: "secret/data/obol/fp-gw-" + suffix, AuditAnchorPath: "secret/data/obol/anchor-gw-" + suffix}
 	admin, err := transit.New(tc)

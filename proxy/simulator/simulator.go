@@ -156,6 +156,8 @@ type Simulator struct {
 	// Requests counts requests per route, for tests that check whether the
 	// gateway called the acquirer.
 	requests sync.Map // route -> *atomic.Int64
+	// stats are the counters by operation and outcome (stats.go).
+	stats *stats
 }
 
 type idemEntry struct {
@@ -195,7 +197,7 @@ func Open(cfg Config) (*Simulator, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, inflight: map[string]*keyMutex{}, reversed: map[string]bool{}, mux: http.NewServeMux()}
+	s := &Simulator{cfg: cfg, auths: map[string]*Authorization{}, idem: map[string]idemEntry{}, inflight: map[string]*keyMutex{}, reversed: map[string]bool{}, mux: http.NewServeMux(), stats: newStats()}
 	s.mux.HandleFunc("POST /v1/authorizations", s.count("authorize", s.idempotent(s.authorize)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/capture", s.count("capture", s.idempotent(s.capture)))
 	s.mux.HandleFunc("POST /v1/authorizations/{id}/cancel", s.count("cancel", s.idempotent(s.cancel)))
@@ -206,6 +208,7 @@ func Open(cfg Config) (*Simulator, error) {
 	s.mux.HandleFunc("GET /v1/settlements/next", s.count("settlement", s.settlement))
 	s.mux.HandleFunc("GET /v1/settlements/{id}", s.count("settlement", s.settlementByID))
 	s.mux.HandleFunc("POST /v1/settlements/{id}/ack", s.count("settlement_ack", s.ackSettlement))
+	s.mux.HandleFunc("GET /v1/stats", s.serveStats)
 	if err := s.load(); err != nil {
 		return nil, err
 	}
@@ -248,7 +251,18 @@ func (s *Simulator) Authorization(id string) (Authorization, bool) {
 func (s *Simulator) count(route string, h http.HandlerFunc) http.HandlerFunc {
 	v, _ := s.requests.LoadOrStore(route, &atomic.Int64{})
 	c := v.(*atomic.Int64)
-	return func(w http.ResponseWriter, r *http.Request) { c.Add(1); h(w, r) }
+	op := operations[route]
+	return func(w http.ResponseWriter, r *http.Request) {
+		c.Add(1)
+		rec := &recorder{ResponseWriter: w, status: http.StatusOK}
+		h(rec, r)
+		// Only small JSON answers are read for their outcome (reports are CSV).
+		body := rec.buf.Bytes()
+		if !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+			body = nil
+		}
+		s.stats.record(op, r.Method == http.MethodPost && route != "settlement_ack", r.Header.Get("Idempotency-Key"), rec.status, rec.Header().Get("Idempotent-Replayed") == "true", body)
+	}
 }
 
 type apiError struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/vault/audit/anchor"
 	"github.com/obolpay/obol/vault/cvcstore"
@@ -42,7 +43,11 @@ import (
 type Config struct {
 	Vault       transit.Config
 	PostgresURL string
-	RedisURL    string
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate  migrate.Mode
+	RedisURL string
 	// AuthLimitRedisURL is the Redis of the failed-authentication
 	// counters (default: the CVC Redis).
 	AuthLimitRedisURL string
@@ -154,7 +159,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 		_ = kms.Close()
 		return nil, fmt.Errorf("vault: %w", err)
 	}
-	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{})
+	st, err := postgres.Open(cctx, cfg.PostgresURL, postgres.Options{Migrate: cfg.Migrate})
 	if err != nil {
 		return nil, err
 	}

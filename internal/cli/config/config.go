@@ -106,8 +106,9 @@ type Vaultd struct {
 	ReencryptOlderThan time.Duration `env:"OBOL_REENCRYPT_OLDER_THAN" flag:"reencrypt-older-than" doc:"re-seal cards under DEKs older than this in the background and destroy unused DEKs (0: off)"`
 	ReencryptEvery     time.Duration `env:"OBOL_REENCRYPT_INTERVAL" flag:"reencrypt-interval" default:"1h" positive:"true" doc:"how often the re-encryption job runs"`
 	NoAutoRewrap       bool          `env:"OBOL_NO_AUTO_REWRAP" flag:"no-auto-rewrap" doc:"do not rewrap stored DEKs automatically after a KEK rotation"`
-	Common             `envprefix:"VAULTD"`
-	cli.EdgeConfig     `envprefix:"VAULTD"`
+	Migration
+	Common         `envprefix:"VAULTD"`
+	cli.EdgeConfig `envprefix:"VAULTD"`
 }
 
 // Gatewayd is cmd/gatewayd's configuration.
@@ -139,8 +140,9 @@ type Gatewayd struct {
 	CA                string            `env:"OBOL_CA" flag:"ca" form:"a PEM file" doc:"CA of vaultd's (and the other services') certificates (required)"`
 	TLSServices       bool              `env:"OBOL_TLS_SERVICES" flag:"tls-services" doc:"use TLS (with --ca) to riskd, ledgerd and eventsd too"`
 	ServerTLS         `envprefix:"GATEWAYD"`
-	Common            `envprefix:"GATEWAYD"`
-	cli.EdgeConfig    `envprefix:"GATEWAYD"`
+	Migration
+	Common         `envprefix:"GATEWAYD"`
+	cli.EdgeConfig `envprefix:"GATEWAYD"`
 }
 
 // Riskd is cmd/riskd's configuration.
@@ -164,16 +166,17 @@ type Riskd struct {
 
 // Ledgerd is cmd/ledgerd's configuration.
 type Ledgerd struct {
-	PostgresURL    string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the ledger's database (journal, balances, payouts)" note:"required"`
-	GRPCAddr       string `env:"OBOL_LEDGERD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd's gRPC listen address"`
-	HTTPAddr       string `env:"OBOL_LEDGERD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledgerd's REST listen address"`
-	Token          string `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it" note:"required"`
-	Settings       string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"the ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
-	ServerTLS      `envprefix:"LEDGERD"`
-	ClientCA       string `env:"OBOL_LEDGERD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, ledgerd's gRPC callers (the gateway, obol's ledger verbs with --client-cert) must present a certificate it signed"`
-	EventsAddr     string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's gRPC address" note:"the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
-	EventsToken    string `env:"OBOL_EVENTS_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"eventsd's service token: eventsd accepts callers presenting it, the gateway and ledgerd present it" note:"required with --events-addr"`
-	EventsCA       string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
+	PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the ledger's database (journal, balances, payouts)" note:"required"`
+	GRPCAddr    string `env:"OBOL_LEDGERD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9092" form:"host:port" doc:"ledgerd's gRPC listen address"`
+	HTTPAddr    string `env:"OBOL_LEDGERD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8082" form:"host:port" doc:"ledgerd's REST listen address"`
+	Token       string `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it" note:"required"`
+	Settings    string `env:"OBOL_LEDGER_SETTINGS" flag:"settings" form:"a YAML file" doc:"the ledger's merchant fees and payout terms (default: 2.9% + 30, daily, T+2)"`
+	ServerTLS   `envprefix:"LEDGERD"`
+	ClientCA    string `env:"OBOL_LEDGERD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, ledgerd's gRPC callers (the gateway, obol's ledger verbs with --client-cert) must present a certificate it signed"`
+	EventsAddr  string `env:"OBOL_EVENTS_ADDR" flag:"events-addr" form:"host:port" doc:"eventsd's gRPC address" note:"the ledger's events (disputes, payouts, settlements) are relayed there; without it they wait in the outbox"`
+	EventsToken string `env:"OBOL_EVENTS_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"eventsd's service token: eventsd accepts callers presenting it, the gateway and ledgerd present it" note:"required with --events-addr"`
+	EventsCA    string `env:"OBOL_EVENTS_CA" flag:"events-ca" form:"a PEM file" doc:"CA of eventsd's certificate (plaintext to eventsd without it: development only)"`
+	Migration
 	Common         `envprefix:"LEDGERD"`
 	cli.EdgeConfig `envprefix:"LEDGERD"`
 }
@@ -191,8 +194,9 @@ type Eventsd struct {
 	WebhookConcurrency int           `env:"OBOL_WEBHOOK_CONCURRENCY" flag:"webhook-concurrency" default:"64" positive:"true" doc:"webhook attempts in flight (at most 4096); of them at most 4 to one endpoint and a quarter (at least 4) to one merchant's endpoints"`
 	ServerTLS          `envprefix:"EVENTSD"`
 	ClientCA           string `env:"OBOL_EVENTSD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of client certificates; when set, eventsd's gRPC callers must present a certificate it signed"`
-	Common             `envprefix:"EVENTSD"`
-	cli.EdgeConfig     `envprefix:"EVENTSD"`
+	Migration
+	Common         `envprefix:"EVENTSD"`
+	cli.EdgeConfig `envprefix:"EVENTSD"`
 }
 
 // AcquirerSim is cmd/acquirer-sim's configuration.
@@ -322,6 +326,54 @@ type VaultSetup struct {
 	AppRoleMount    string `flag:"approle-mount" default:"approle" doc:"AppRole auth mount"`
 }
 
+// Certs is obol certs create's configuration.
+type Certs struct {
+	Out             string        `flag:"out" default:"obol-pki" form:"a directory" doc:"where the CA and the certificates are written (created 0700)"`
+	DNS             []string      `flag:"dns" form:"DNS names, comma-separated" doc:"extra DNS names in every server certificate (e.g. a load balancer's name)"`
+	IPs             []string      `flag:"ip" form:"IP addresses, comma-separated" doc:"extra IP addresses in every server certificate (127.0.0.1 and ::1 are always in)"`
+	SANs            []string      `flag:"san" form:"daemon=name pairs, comma-separated, e.g. vaultd=vault.example.com,gatewayd=10.0.0.7" doc:"extra DNS names or IP addresses in one daemon's certificate"`
+	CDENamespace    string        `flag:"cde-namespace" default:"obol-cde" doc:"Kubernetes namespace of vaultd and gatewayd (the cardholder-data environment)"`
+	CoreNamespace   string        `flag:"core-namespace" default:"obol" doc:"Kubernetes namespace of riskd, ledgerd and eventsd"`
+	ClusterDomain   string        `flag:"cluster-domain" default:"cluster.local" doc:"Kubernetes cluster domain"`
+	GatewayIdentity string        `flag:"gateway-identity" default:"spiffe://obol.local/gatewayd" form:"a URI" doc:"URI SAN of the gateway's client certificate (vaultd's --gateway-identity)"`
+	CAValidity      time.Duration `flag:"ca-validity" default:"87600h" positive:"true" doc:"how long the CA is valid"`
+	Validity        time.Duration `flag:"validity" default:"8760h" positive:"true" doc:"how long each server and client certificate is valid"`
+	ReuseCA         bool          `flag:"reuse-ca" doc:"issue with the CA already in --out instead of creating one (to add or renew certificates)"`
+	Force           bool          `flag:"force" doc:"overwrite existing files (without it nothing is written when one exists)"`
+}
+
+// MigrateCheck is obol migrate's --check.
+type MigrateCheck struct {
+	Check bool `flag:"check" doc:"only compare the schema's version with this binary's; exit 1 when it is behind"`
+}
+
+// MigrateVault, MigrateGateway, MigrateLedger and MigrateEvents are the
+// obol migrate subcommands' configurations: each database's URL comes
+// from the same flag and variable as its daemon's.
+type (
+	MigrateVault struct {
+		PostgresURL string `env:"OBOL_VAULT_POSTGRES_URL" was:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (cards, tokens, merchants, audit trail)" note:"required"`
+		MigrateCheck
+	}
+	MigrateGateway struct {
+		PostgresURL string `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (payments, refunds, its ledger and event outboxes)" note:"required"`
+		MigrateCheck
+	}
+	MigrateLedger struct {
+		PostgresURL string `env:"OBOL_LEDGER_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the ledger's database (journal, balances, payouts)" note:"required"`
+		MigrateCheck
+	}
+	MigrateEvents struct {
+		PostgresURL string `env:"OBOL_EVENTS_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the events database (events, webhook endpoints, deliveries)" note:"required"`
+		MigrateCheck
+	}
+)
+
+// Migration is how a daemon with a database treats its schema at start.
+type Migration struct {
+	Migrate string `env:"OBOL_MIGRATE" flag:"migrate" default:"auto" oneof:"auto|off" doc:"auto: apply pending schema migrations at start (needs DDL rights); off: never run DDL, refuse to start when the schema is behind this binary (run obol migrate first)"`
+}
+
 // Binary is one binary (or group of obol verbs) and its settings.
 type Binary struct {
 	Name   string // as the table shows it, e.g. "vaultd" or "obol ledger"
@@ -347,6 +399,11 @@ var Binaries = []Binary{
 	{"obol events, obol listen", &EventsClient{}},
 	{"obol ledger reconcile, obol reconcile", &Reconcile{}},
 	{"obol gateway outbox", &GatewayDB{}},
+	{"obol certs create", &Certs{}},
+	{"obol migrate vault", &MigrateVault{}},
+	{"obol migrate gateway", &MigrateGateway{}},
+	{"obol migrate ledger", &MigrateLedger{}},
+	{"obol migrate events", &MigrateEvents{}},
 }
 
 // IgnoredPrefixes are variables of the test harness and tools, never

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/ledger/events/delivery"
 	"github.com/obolpay/obol/ledger/events/server"
@@ -30,12 +31,16 @@ import (
 type Config struct {
 	// PostgresURL (production) or SQLitePath (embedded default).
 	PostgresURL string
-	SQLitePath  string
-	GRPCAddr    string
-	HTTPAddr    string
-	GRPCTLS     *tls.Config
-	Edge        serve.Edge
-	Token       string
+	// Migrate Off runs no DDL on PostgreSQL: the start fails with a
+	// *migrate.BehindError naming obol migrate when the schema is behind
+	// (default Auto: apply pending migrations).
+	Migrate    migrate.Mode
+	SQLitePath string
+	GRPCAddr   string
+	HTTPAddr   string
+	GRPCTLS    *tls.Config
+	Edge       serve.Edge
+	Token      string
 	// SealKey (32 bytes) seals the endpoints' signing secrets at rest.
 	SealKey []byte
 	// AllowCIDRs admits non-public webhook destinations (operator
@@ -82,7 +87,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	var st *store.Store
 	switch {
 	case cfg.PostgresURL != "":
-		st, err = store.OpenPostgres(ctx, cfg.PostgresURL)
+		st, err = store.OpenPostgresMode(ctx, cfg.PostgresURL, cfg.Migrate)
 	case cfg.SQLitePath != "":
 		st, err = store.OpenSQLite(ctx, cfg.SQLitePath)
 	default:

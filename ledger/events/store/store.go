@@ -160,9 +160,34 @@ func MigrateURL(ctx context.Context, url string) error {
 	return migrate.Postgres(ctx, conn, migrations, "migrations", 727275017)
 }
 
+// MigrateCommand applies this database's migrations.
+const MigrateCommand = "obol migrate events"
+
+// Check runs no DDL: a *migrate.BehindError when a migration is missing.
+func Check(ctx context.Context, db migrate.Querier) error {
+	return migrate.CheckPostgres(ctx, db, migrations, "migrations", MigrateCommand)
+}
+
+// Version is the schema's version and the one this binary needs.
+func Version(ctx context.Context, db migrate.Querier) (have, want int, err error) {
+	return migrate.PostgresVersion(ctx, db, migrations, "migrations")
+}
+
 // OpenPostgres migrates and opens the events database.
 func OpenPostgres(ctx context.Context, url string) (*Store, error) {
-	if err := MigrateURL(ctx, url); err != nil {
+	return OpenPostgresMode(ctx, url, migrate.Auto)
+}
+
+// OpenPostgresMode opens the events database, migrating it (Auto) or only
+// checking that its schema is current (Off: no DDL).
+func OpenPostgresMode(ctx context.Context, url string, mode migrate.Mode) (*Store, error) {
+	var err error
+	if mode == migrate.Off {
+		err = checkURL(ctx, url)
+	} else {
+		err = MigrateURL(ctx, url)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("events postgres: %w", err)
 	}
 	db, err := sql.Open("pgx", url)
@@ -172,6 +197,15 @@ func OpenPostgres(ctx context.Context, url string) (*Store, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	return newStore(db, true), nil
+}
+
+func checkURL(ctx context.Context, url string) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return Check(ctx, conn)
 }
 
 // OpenSQLite opens (creating) the embedded default's database.

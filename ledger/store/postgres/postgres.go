@@ -34,6 +34,19 @@ func Migrate(ctx context.Context, db migrate.DB) error {
 	return migrate.Postgres(ctx, db, migrations, "migrations", 727275001)
 }
 
+// MigrateCommand applies this database's migrations.
+const MigrateCommand = "obol migrate ledger"
+
+// Check runs no DDL: a *migrate.BehindError when a migration is missing.
+func Check(ctx context.Context, db migrate.Querier) error {
+	return migrate.CheckPostgres(ctx, db, migrations, "migrations", MigrateCommand)
+}
+
+// Version is the schema's version and the one this binary needs.
+func Version(ctx context.Context, db migrate.Querier) (have, want int, err error) {
+	return migrate.PostgresVersion(ctx, db, migrations, "migrations")
+}
+
 // MigrateURL migrates the database at url.
 func MigrateURL(ctx context.Context, url string) error {
 	conn, err := pgx.Connect(ctx, url)
@@ -77,6 +90,12 @@ type Store struct {
 
 // Open connects, migrates and starts the batch writer.
 func Open(ctx context.Context, url string) (*Store, error) {
+	return OpenMode(ctx, url, migrate.Auto)
+}
+
+// OpenMode opens the ledger, migrating it (Auto) or only checking that
+// its schema is current (Off: no DDL).
+func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("ledger postgres url: %w", err)
@@ -90,9 +109,14 @@ func Open(ctx context.Context, url string) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("ledger postgres is unreachable: %w", err)
 	}
-	if err := Migrate(ctx, pool); err != nil {
+	if mode == migrate.Off {
+		err = Check(ctx, pool)
+	} else {
+		err = Migrate(ctx, pool)
+	}
+	if err != nil {
 		pool.Close()
-		return nil, err
+		return nil, fmt.Errorf("ledger postgres: %w", err)
 	}
 	s := &Store{pool: pool, now: time.Now}
 	// One flusher (batches take the chain head lock anyway). Under load it

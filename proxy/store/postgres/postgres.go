@@ -30,9 +30,34 @@ func MigrateURL(ctx context.Context, url string) error {
 	return migrate.Postgres(ctx, conn, store.Migrations, "migrations", migrationLock)
 }
 
+// MigrateCommand applies this database's migrations.
+const MigrateCommand = "obol migrate gateway"
+
+// Check runs no DDL: a *migrate.BehindError when a migration is missing.
+func Check(ctx context.Context, db migrate.Querier) error {
+	return migrate.CheckPostgres(ctx, db, store.Migrations, "migrations", MigrateCommand)
+}
+
+// Version is the schema's version and the one this binary needs.
+func Version(ctx context.Context, db migrate.Querier) (have, want int, err error) {
+	return migrate.PostgresVersion(ctx, db, store.Migrations, "migrations")
+}
+
 // Open migrates and opens the gateway database.
 func Open(ctx context.Context, url string) (*store.Store, error) {
-	if err := MigrateURL(ctx, url); err != nil {
+	return OpenMode(ctx, url, migrate.Auto)
+}
+
+// OpenMode opens the gateway database, migrating it (Auto) or only
+// checking that its schema is current (Off: no DDL).
+func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*store.Store, error) {
+	var err error
+	if mode == migrate.Off {
+		err = checkURL(ctx, url, Check)
+	} else {
+		err = MigrateURL(ctx, url)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("gateway postgres: %w", err)
 	}
 	cfg, err := pgx.ParseConfig(url)
@@ -43,6 +68,15 @@ func Open(ctx context.Context, url string) (*store.Store, error) {
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
 	return store.New(db), nil
+}
+
+func checkURL(ctx context.Context, url string, check func(context.Context, migrate.Querier) error) error {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	return check(ctx, conn)
 }
 
 // OpenReadOnly opens the gateway database for reading only: no migration,

@@ -70,6 +70,9 @@ const createFlushers = 4
 // Options tune the pool.
 type Options struct {
 	MaxConns int32 // default 40
+	// Migrate Off runs no DDL: Open fails with a *migrate.BehindError
+	// when the schema lacks a migration (default Auto: apply them).
+	Migrate migrate.Mode
 }
 
 // Open connects, verifies the connection and applies migrations.
@@ -93,7 +96,12 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("postgres at %s:%d/%s is unreachable: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, cfg.ConnConfig.Database, err)
 	}
-	if err := Migrate(ctx, pool); err != nil {
+	if opts.Migrate == migrate.Off {
+		err = Check(ctx, pool)
+	} else {
+		err = Migrate(ctx, pool)
+	}
+	if err != nil {
 		pool.Close()
 		return nil, err
 	}
@@ -128,6 +136,19 @@ func MigrateURL(ctx context.Context, url string) error {
 // Migrate applies pending migrations (see internal/migrate).
 func Migrate(ctx context.Context, db migrate.DB) error {
 	return migrate.Postgres(ctx, db, migrations, "migrations", 727274001)
+}
+
+// MigrateCommand applies this database's migrations.
+const MigrateCommand = "obol migrate vault"
+
+// Check runs no DDL: a *migrate.BehindError when a migration is missing.
+func Check(ctx context.Context, db migrate.Querier) error {
+	return migrate.CheckPostgres(ctx, db, migrations, "migrations", MigrateCommand)
+}
+
+// Version is the schema's version and the one this binary needs.
+func Version(ctx context.Context, db migrate.Querier) (have, want int, err error) {
+	return migrate.PostgresVersion(ctx, db, migrations, "migrations")
 }
 
 // Close finishes queued writes and closes the pool.

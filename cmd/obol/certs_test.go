@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/devpki"
+)
+
+func readCert(t *testing.T, path string) *x509.Certificate {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	blk, _ := pem.Decode(b)
+	require.NotNil(t, blk, path)
+	c, err := x509.ParseCertificate(blk.Bytes)
+	require.NoError(t, err)
+	return c
+}
+
+// TestCertsCreate: the chain obol certs create makes verifies with
+// crypto/x509 for each role: server auth for every daemon under each of its
+// names (Kubernetes service names and loopback), client auth for the
+// gateway with its URI SAN; keys are ECDSA P-256 and 0600; nothing is
+// overwritten without --force.
+func TestCertsCreate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	var out bytes.Buffer
+	require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--dns", "obol.example.com", "--ip", "10.1.2.3", "--san", "vaultd=vault.example.com"}, &out))
+	assert.Contains(t, out.String(), "gatewayd-client")
+
+	ca := readCert(t, filepath.Join(dir, devpki.CACert))
+	assert.True(t, ca.IsCA)
+	roots := x509.NewCertPool()
+	roots.AddCert(ca)
+
+	servers := []struct {
+		name  string
+		hosts []string
+	}{
+		{"vaultd", []string{"vaultd.obol-cde.svc", "vaultd.obol-cde.svc.cluster.local", "vaultd", "localhost", "127.0.0.1", "::1", "obol.example.com", "10.1.2.3", "vault.example.com"}},
+		{"gatewayd", []string{"gatewayd.obol-cde.svc", "gatewayd.obol-cde.svc.cluster.local", "localhost", "127.0.0.1"}},
+		{"riskd", []string{"riskd.obol.svc", "riskd.obol.svc.cluster.local", "localhost", "127.0.0.1"}},
+		{"ledgerd", []string{"ledgerd.obol.svc", "ledgerd.obol.svc.cluster.local", "localhost", "127.0.0.1"}},
+		{"eventsd", []string{"eventsd.obol.svc", "eventsd.obol.svc.cluster.local", "localhost", "127.0.0.1"}},
+	}
+	for _, s := range servers {
+		t.Run(s.name, func(t *testing.T) {
+			c := readCert(t, filepath.Join(dir, s.name+".pem"))
+			for _, h := range s.hosts {
+				_, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: h, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+				assert.NoError(t, err, "server auth as %s", h)
+			}
+			_, err := c.Verify(x509.VerifyOptions{Roots: roots, DNSName: "vaultd.obol-cde.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+			assert.Error(t, err, "a server certificate is no client certificate")
+			if s.name != "vaultd" {
+				assert.NoError(t, c.VerifyHostname("localhost"))
+				assert.Error(t, c.VerifyHostname("vault.example.com"), "--san vaultd= is vaultd's only")
+			}
+			_, err = tls.LoadX509KeyPair(filepath.Join(dir, s.name+".pem"), filepath.Join(dir, s.name+"-key.pem"))
+			require.NoError(t, err)
+		})
+	}
+	t.Run("gateway client", func(t *testing.T) {
+		c := readCert(t, filepath.Join(dir, "gatewayd-client.pem"))
+		_, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		require.NoError(t, err)
+		_, err = c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		assert.Error(t, err, "the gateway's client certificate is no server certificate")
+		require.Len(t, c.URIs, 1)
+		assert.Equal(t, "spiffe://obol.local/gatewayd", c.URIs[0].String())
+	})
+	t.Run("keys are P-256 and owner-only", func(t *testing.T) {
+		keys, err := filepath.Glob(filepath.Join(dir, "*-key.pem"))
+		require.NoError(t, err)
+		require.Len(t, keys, 7) // CA, five daemons, gateway client
+		for _, k := range keys {
+			st, err := os.Stat(k)
+			require.NoError(t, err)
+			assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), k)
+			pair, err := tls.LoadX509KeyPair(filepath.Join(dir, filepath.Base(k[:len(k)-len("-key.pem")])+".pem"), k)
+			require.NoError(t, err, k)
+			ek, ok := pair.PrivateKey.(*ecdsa.PrivateKey)
+			require.True(t, ok, k)
+			assert.Equal(t, elliptic.P256(), ek.Curve, k)
+		}
+	})
+	t.Run("refuses to overwrite", func(t *testing.T) {
+		before, err := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
+		require.NoError(t, err)
+		err = run(context.Background(), []string{"certs", "create", "--out", dir}, &bytes.Buffer{})
+		require.ErrorIs(t, err, devpki.ErrExists)
+		require.ErrorContains(t, err, "--force")
+		after, err := os.ReadFile(filepath.Join(dir, "ca-key.pem"))
+		require.NoError(t, err)
+		assert.Equal(t, before, after)
+	})
+	t.Run("reuse the CA to renew", func(t *testing.T) {
+		old := readCert(t, filepath.Join(dir, "riskd.pem"))
+		require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--reuse-ca", "--force", "--validity", "720h"}, &bytes.Buffer{}))
+		renewed := readCert(t, filepath.Join(dir, "riskd.pem"))
+		assert.NotEqual(t, old.SerialNumber, renewed.SerialNumber)
+		assert.WithinDuration(t, time.Now().Add(720*time.Hour), renewed.NotAfter, time.Hour)
+		_, err := renewed.Verify(x509.VerifyOptions{Roots: roots, DNSName: "riskd.obol.svc", KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		require.NoError(t, err, "signed by the same CA")
+	})
+	t.Run("--force replaces everything", func(t *testing.T) {
+		require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--force"}, &bytes.Buffer{}))
+		assert.NotEqual(t, ca.Raw, readCert(t, filepath.Join(dir, devpki.CACert)).Raw)
+	})
+}
+
+// TestCertsCreateRefusesBadInput: each refusal names the flag.
+func TestCertsCreateRefusesBadInput(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"bad IP", []string{"--ip", "vault.example.com"}, "--ip"},
+		{"bad DNS name", []string{"--dns", "bad_name!"}, "--dns/--ip"},
+		{"unknown daemon in --san", []string{"--san", "frontend=x.example.com"}, "--san"},
+		{"--san without a name", []string{"--san", "vaultd"}, "--san"},
+		{"identity that is no URI", []string{"--gateway-identity", "gatewayd"}, "--gateway-identity"},
+		{"reuse a missing CA", []string{"--reuse-ca"}, "ca.pem"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(t.TempDir(), "pki")
+			err := run(context.Background(), append([]string{"certs", "create", "--out", dir}, tt.args...), &bytes.Buffer{})
+			require.ErrorContains(t, err, tt.want)
+			if tt.name != "reuse a missing CA" {
+				_, serr := os.Stat(filepath.Join(dir, devpki.CACert))
+				assert.ErrorIs(t, serr, os.ErrNotExist, "nothing written")
+			}
+		})
+	}
+}
