@@ -1,17 +1,36 @@
 // Package redisstore keeps sealed CVCs in Redis (which must run without
-// persistence: --save "" --appendonly no). Take uses GETDEL, so a CVC is
+// persistence: --save "" --appendonly no), a single node or a Redis Cluster
+// (see internal/redisconn for the URLs). Take uses GETDEL, so a CVC is
 // returned at most once even under concurrent callers.
+//
+// On a cluster each CVC is its own key (spread over the slots), and Take
+// also makes sure a failover cannot hand the CVC out a second time: the
+// GETDEL is followed, on the same connection to the key's primary, by WAIT
+// for one replica to acknowledge it. Redis replicates asynchronously, so
+// without it a primary killed right after answering could leave a replica
+// that still holds the CVC, and the promoted replica would answer it again.
+// When the primary has a replica connected that did not acknowledge within
+// ReplicaWait, Take fails (the CVC is gone, never returned twice: the
+// cardholder enters it again); when it has none (its replica was just
+// promoted, or is down), there is no copy a failover could promote and the
+// CVC is returned. The one case left is a replica that was disconnected at
+// that moment and is promoted later with its older copy: Redis refuses to
+// promote a replica whose data is older than cluster-replica-validity-factor
+// times cluster-node-timeout, so keep the default factor (10) or lower.
 package redisstore
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/obolpay/obol/internal/batch"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/vault/cvcstore"
 )
 
@@ -30,26 +49,22 @@ type put struct {
 	ttl   time.Duration
 }
 
-// Open parses a redis:// URL, connects and checks the server answers.
+// ReplicaWait bounds how long Take waits, on a cluster, for a replica to
+// acknowledge a CVC's deletion.
+const ReplicaWait = 500 * time.Millisecond
+
+// ErrNotReplicated: on a cluster, the deletion of a taken CVC was not
+// acknowledged by the replica in time; the CVC is discarded, not returned.
+var ErrNotReplicated = errors.New("cvc store: the CVC's deletion was not acknowledged by a replica in time; it was discarded")
+
+// Open opens the Redis of OBOL_REDIS_URL (a single node, or a cluster with
+// redis+cluster://), connects and checks the server answers.
 func Open(ctx context.Context, url string) (*Store, error) {
-	opt, err := redis.ParseURL(url)
+	rdb, err := redisconn.Open(ctx, url, redisconn.Options{Var: "OBOL_REDIS_URL", ReadTimeout: 2 * time.Second, PoolSize: 64, MaxRetries: 1})
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, err
 	}
-	opt.DialTimeout = 2 * time.Second
-	opt.ReadTimeout = 2 * time.Second
-	opt.WriteTimeout = 2 * time.Second
-	opt.PoolSize = 64
-	opt.MaxRetries = 1
-	rdb := redis.NewClient(opt)
-	s := New(rdb, "obol:cvc:")
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.Ping(pctx); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis at %s is unreachable: %w", opt.Addr, err)
-	}
-	return s, nil
+	return New(rdb, "obol:cvc:"), nil
 }
 
 // New wraps an existing client (a cluster client works too).
@@ -91,13 +106,83 @@ func (s *Store) Put(ctx context.Context, token string, value []byte, ttl time.Du
 	return s.puts.Do(ctx, put{key: s.prefix + token, value: value, ttl: ttl})
 }
 
-// Take reads and deletes atomically.
+// Take reads and deletes atomically (on a cluster, replicated: see the
+// package doc).
 func (s *Store) Take(ctx context.Context, token string) ([]byte, error) {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		return takeReplicated(ctx, cc, s.prefix+token)
+	}
 	b, err := s.rdb.GetDel(ctx, s.prefix+token).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, cvcstore.ErrNotFound
 	}
 	return b, err
+}
+
+func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([]byte, error) {
+	var get *redis.StringCmd
+	var wait *redis.Cmd
+	var node *redis.Client
+	var err error
+	for attempt := 0; attempt < 2; attempt++ {
+		if attempt > 0 {
+			// The slot map may be stale (a failover): reload it now
+			// (ForEachMaster reloads synchronously) and try once more.
+			// A GETDEL sent twice cannot return the value twice.
+			_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+		}
+		node, err = cc.MasterForKey(ctx, key)
+		if err != nil {
+			continue
+		}
+		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+			get = p.GetDel(ctx, key)
+			wait = p.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+			return nil
+		})
+		if err == nil || errors.Is(err, redis.Nil) || !redisconn.TopologyError(err) {
+			break
+		}
+	}
+	if err != nil && !errors.Is(err, redis.Nil) {
+		cc.ReloadState(ctx)
+		return nil, err
+	}
+	b, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, cvcstore.ErrNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	if acked, err := wait.Int64(); err == nil && acked >= 1 {
+		return b, nil
+	}
+	// Not acknowledged: return the CVC only if no replica is connected
+	// (none holds a copy a failover could promote).
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotReplicated, err)
+	}
+	if connectedReplicas(info) == 0 {
+		return b, nil
+	}
+	return nil, ErrNotReplicated
+}
+
+// connectedReplicas reads connected_slaves from INFO replication (-1 when
+// absent).
+func connectedReplicas(info string) int {
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return -1
+			}
+			return n
+		}
+	}
+	return -1
 }
 
 // Delete removes the value.
