@@ -269,6 +269,24 @@ func Ping(ctx context.Context, rdb redis.UniversalClient) error {
 	})
 }
 
+// PingFor pings the node serving key: a single node, or on a cluster the
+// primary of key's slot.
+func PingFor(ctx context.Context, rdb redis.UniversalClient, key string) error {
+	cc, ok := rdb.(*redis.ClusterClient)
+	if !ok {
+		return rdb.Ping(ctx).Err()
+	}
+	node, err := cc.MasterForKey(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := node.Ping(ctx).Err(); err != nil {
+		cc.ReloadState(ctx)
+		return err
+	}
+	return nil
+}
+
 // IsCluster reports whether rdb is a cluster client.
 func IsCluster(rdb redis.UniversalClient) bool {
 	_, ok := rdb.(*redis.ClusterClient)

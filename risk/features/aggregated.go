@@ -677,7 +677,17 @@ func (s *Aggregated) syncPass(ctx context.Context, loads []string, flush bool) e
 func (s *Aggregated) scan(ctx context.Context) ([]string, error) {
 	var out []string
 	pattern := globEscape(s.pre) + "*"
-	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var scanner redis.Cmdable = s.rdb
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		// A cluster client's SCAN goes to any one node: ask the primary
+		// of the prefix's slot (where every feature key is).
+		node, err := cc.MasterForKey(ctx, s.pre+"vstream")
+		if err != nil {
+			return nil, err
+		}
+		scanner = node
+	}
+	iter := scanner.Scan(ctx, 0, pattern, 1000).Iterator()
 	for iter.Next(ctx) {
 		k := strings.TrimPrefix(iter.Val(), s.pre)
 		if strings.HasPrefix(k, "v:") || strings.HasPrefix(k, "ds:") || strings.HasPrefix(k, "fs:") {

@@ -79,7 +79,7 @@ type Vaultd struct {
 	FingerprintPath   string `env:"OBOL_FINGERPRINT_PATH" flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
 	AuditAnchorPath   string `env:"OBOL_AUDIT_ANCHOR_PATH" flag:"audit-anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the audit anchor"`
 	PostgresURL       string `env:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"vault database"`
-	RedisURL          string `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for CVCs"`
+	RedisURL          string `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for CVCs (no persistence); on a Redis Cluster each CVC's deletion is acknowledged by a replica before it is returned, so a failover cannot hand it out twice"`
 	GRPCAddr          string `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"gRPC listen address (always TLS)"`
 	HTTPAddr          string `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"REST listen address"`
 	ServerTLS
@@ -102,7 +102,7 @@ type Vaultd struct {
 // Gatewayd is cmd/gatewayd's configuration.
 type Gatewayd struct {
 	PostgresURL       string            `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"gateway database"`
-	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica (without it each replica counts alone)"`
+	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for the failed-authentication counters shared by every replica (without it each replica counts alone)"`
 	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gRPC listen address"`
 	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"REST listen address"`
 	VaultAddr         string            `env:"OBOL_VAULT_GRPC_ADDR" flag:"vault-grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd gRPC address (mTLS)"`
@@ -134,12 +134,12 @@ type Gatewayd struct {
 
 // Riskd is cmd/riskd's configuration.
 type Riskd struct {
-	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for velocity counters"`
-	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis with persistence for rule sets and lists (default: --redis-url)"`
+	RedisURL          string            `env:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for velocity counters"`
+	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis with persistence for rule sets and lists (default: --redis-url)"`
 	GRPCAddr          string            `env:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"gRPC listen address"`
 	HTTPAddr          string            `env:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"REST listen address"`
 	Token             string            `env:"OBOL_RISK_TOKEN" secret:"true" doc:"the service token callers present"`
-	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments)"`
+	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments); on a Redis Cluster it must contain a hash tag, e.g. obol:risk:{risk}: (riskd's scripts need all its keys in one slot), or riskd refuses to start"`
 	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
 	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
 	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`
