@@ -43,27 +43,61 @@ const clusterSlots = 16384
 
 // StartRedisCluster starts a 6-node Redis Cluster (3 primaries, a replica
 // each), waits until every node says cluster_state:ok and every primary has
-// its replica connected, and stops it at the end of the test.
+// its replica connected, and stops it at the end of the test. For tests
+// that kill nodes; others share SharedRedisCluster.
 func StartRedisCluster(tb TB) *RedisCluster {
 	tb.Helper()
+	c, err := startCluster(tb.TempDir(), func() int { return FreePort(tb) })
+	if c != nil {
+		tb.Cleanup(c.stopAll)
+	}
+	if err != nil {
+		tb.Fatalf("redis cluster: %v", err)
+	}
+	return c
+}
+
+var sharedCluster = sync.OnceValues(func() (*RedisCluster, error) {
+	dir, err := sharedDir()
+	if err != nil {
+		return nil, err
+	}
+	c, err := startCluster(filepath.Join(dir, "rediscluster"), freePortNoTB)
+	if c != nil {
+		atExit(c.stopAll)
+	}
+	return c, err
+})
+
+// SharedRedisCluster returns the Redis Cluster shared by this test binary
+// (started once, stopped by Main). Tests must not kill its nodes, and keep
+// to keys of their own.
+func SharedRedisCluster(tb TB) *RedisCluster {
+	tb.Helper()
+	c, err := sharedCluster()
+	if err != nil {
+		tb.Fatalf("shared redis cluster: %v", err)
+	}
+	return c
+}
+
+func startCluster(base string, port func() int) (*RedisCluster, error) {
 	bin, err := findBin("redis-server")
 	if err != nil {
-		tb.Fatalf("%v: install it (apt-get install -y redis-server)", err)
+		return nil, fmt.Errorf("%w: install it (apt-get install -y redis-server)", err)
 	}
 	c := &RedisCluster{bin: bin}
-	tb.Cleanup(c.stopAll)
-	base := tb.TempDir()
 	for i := range 6 {
-		n := &clusterNode{addr: fmt.Sprintf("127.0.0.1:%d", FreePort(tb)), bus: FreePort(tb), dir: filepath.Join(base, strconv.Itoa(i))}
+		n := &clusterNode{addr: fmt.Sprintf("127.0.0.1:%d", port()), bus: port(), dir: filepath.Join(base, strconv.Itoa(i))}
 		c.nodes = append(c.nodes, n)
 		if err := c.start(n); err != nil {
-			tb.Fatalf("redis cluster: %v", err)
+			return c, err
 		}
 	}
 	if err := c.create(); err != nil {
-		tb.Fatalf("redis cluster: %v\n%s", err, c.logs())
+		return c, fmt.Errorf("%w\n%s", err, c.logs())
 	}
-	return c
+	return c, nil
 }
 
 func (c *RedisCluster) start(n *clusterNode) error {
