@@ -46,7 +46,9 @@ type stack struct {
 func start(t *testing.T, cfg riskd.Config) *stack {
 	t.Helper()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Token, cfg.WatchEvery = "127.0.0.1:0", "127.0.0.1:0", token, 50*time.Millisecond
-	cfg.KeyPrefix = uniq("obol:risktest:") + ":" // each test its own keyspace on the shared Redis
+	// Each test its own keyspace on the shared Redis; the hash tag keeps
+	// it in one slot of a Redis Cluster.
+	cfg.KeyPrefix = "obol:risktest:{" + uniq("") + "}:"
 	cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	in, err := riskd.Start(context.Background(), cfg)
 	require.NoError(t, err)
@@ -96,7 +98,20 @@ func TestEvaluate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Redis")
 	}
-	s := start(t, riskd.Config{RedisURL: testenv.SharedRedis(t).URL})
+	testEvaluate(t, testenv.SharedRedis(t).URL)
+}
+
+// TestEvaluateCluster: velocity, rule-set history and lists on a real
+// Redis Cluster.
+func TestEvaluateCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	testEvaluate(t, testenv.SharedRedisCluster(t).URL())
+}
+
+func testEvaluate(t *testing.T, url string) {
+	s := start(t, riskd.Config{RedisURL: url})
 	fp := uniq("fp_")
 	t.Run("auth and validation", func(t *testing.T) {
 		_, err := s.client.Evaluate(context.Background(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
@@ -290,8 +305,19 @@ func TestRedisOutageFallsBack(t *testing.T) {
 }
 
 func TestStartFailsClearly(t *testing.T) {
+	if !testing.Short() {
+		// A cluster prefix without a hash tag: riskd's scripts could
+		// not run, so it refuses to start, naming the setting.
+		_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: testenv.SharedRedisCluster(t).URL(), KeyPrefix: "obol:risk:", Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+		require.ErrorContains(t, err, "OBOL_RISK_KEY_PREFIX")
+		require.ErrorContains(t, err, "hash tag")
+		_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: testenv.SharedRedis(t).URL, StateRedisURL: "http://x", Token: "x"})
+		require.ErrorContains(t, err, "OBOL_RISK_STATE_REDIS_URL")
+	}
+	_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: "redis+cluster://127.0.0.1:1/2", Token: "x"})
+	require.ErrorContains(t, err, "OBOL_REDIS_URL")
 	port := testenv.FreePort(t)
-	_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	require.ErrorContains(t, err, "unreachable")
 	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"})
 	require.ErrorContains(t, err, "OBOL_RISK_TOKEN")
