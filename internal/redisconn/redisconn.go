@@ -287,6 +287,47 @@ func PingFor(ctx context.Context, rdb redis.UniversalClient, key string) error {
 	return nil
 }
 
+// ReplicaWait bounds how long a write that must survive a failover waits
+// for a replica's acknowledgement (WAIT 1 ReplicaWait).
+const ReplicaWait = 500 * time.Millisecond
+
+// ErrNotReplicated: a write was not acknowledged by the primary's replica
+// within ReplicaWait although one is connected.
+var ErrNotReplicated = errors.New("redis: the write was not acknowledged by a replica in time")
+
+// Replicated tells whether a write sent to the primary node, followed on
+// the same connection by wait (WAIT 1 <ReplicaWait ms>), survives the
+// primary's loss: a replica acknowledged it, or none is connected (so no
+// replica holds an older copy a failover could promote; Redis refuses to
+// promote one whose data is older than cluster-replica-validity-factor
+// times cluster-node-timeout). Otherwise ErrNotReplicated.
+func Replicated(ctx context.Context, node *redis.Client, wait *redis.Cmd) error {
+	if acked, err := wait.Int64(); err == nil && acked >= 1 {
+		return nil
+	}
+	info, err := node.Info(ctx, "replication").Result()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok && v == "0" {
+			return nil
+		}
+	}
+	return ErrNotReplicated
+}
+
+// WaitCmd queues the WAIT that Replicated reads.
+func WaitCmd(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
+	return p.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+}
+
+// ReloadNow reloads a cluster client's slot map synchronously (after a
+// failure of a command sent to a node directly).
+func ReloadNow(ctx context.Context, cc *redis.ClusterClient) {
+	_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+}
+
 // IsCluster reports whether rdb is a cluster client.
 func IsCluster(rdb redis.UniversalClient) bool {
 	_, ok := rdb.(*redis.ClusterClient)

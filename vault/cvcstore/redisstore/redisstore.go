@@ -10,7 +10,7 @@
 // without it a primary killed right after answering could leave a replica
 // that still holds the CVC, and the promoted replica would answer it again.
 // When the primary has a replica connected that did not acknowledge within
-// ReplicaWait, Take fails (the CVC is gone, never returned twice: the
+// redisconn.ReplicaWait, Take fails (the CVC is gone, never returned twice: the
 // cardholder enters it again); when it has none (its replica was just
 // promoted, or is down), there is no copy a failover could promote and the
 // CVC is returned. The one case left is a replica that was disconnected at
@@ -23,8 +23,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -49,13 +47,9 @@ type put struct {
 	ttl   time.Duration
 }
 
-// ReplicaWait bounds how long Take waits, on a cluster, for a replica to
-// acknowledge a CVC's deletion.
-const ReplicaWait = 500 * time.Millisecond
-
 // ErrNotReplicated: on a cluster, the deletion of a taken CVC was not
 // acknowledged by the replica in time; the CVC is discarded, not returned.
-var ErrNotReplicated = errors.New("cvc store: the CVC's deletion was not acknowledged by a replica in time; it was discarded")
+var ErrNotReplicated = fmt.Errorf("cvc store: the CVC was discarded: %w", redisconn.ErrNotReplicated)
 
 // Open opens the Redis of OBOL_REDIS_URL (a single node, or a cluster with
 // redis+cluster://), connects and checks the server answers.
@@ -126,10 +120,10 @@ func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([
 	var err error
 	for attempt := 0; attempt < 2; attempt++ {
 		if attempt > 0 {
-			// The slot map may be stale (a failover): reload it now
-			// (ForEachMaster reloads synchronously) and try once more.
-			// A GETDEL sent twice cannot return the value twice.
-			_ = cc.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+			// The slot map may be stale (a failover): reload it and try
+			// once more. A GETDEL sent twice cannot return the value
+			// twice.
+			redisconn.ReloadNow(ctx, cc)
 		}
 		node, err = cc.MasterForKey(ctx, key)
 		if err != nil {
@@ -137,7 +131,7 @@ func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([
 		}
 		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
 			get = p.GetDel(ctx, key)
-			wait = p.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+			wait = redisconn.WaitCmd(ctx, p)
 			return nil
 		})
 		if err == nil || errors.Is(err, redis.Nil) || !redisconn.TopologyError(err) {
@@ -155,34 +149,10 @@ func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([
 	if err != nil {
 		return nil, err
 	}
-	if acked, err := wait.Int64(); err == nil && acked >= 1 {
-		return b, nil
+	if err := redisconn.Replicated(ctx, node, wait); err != nil {
+		return nil, ErrNotReplicated
 	}
-	// Not acknowledged: return the CVC only if no replica is connected
-	// (none holds a copy a failover could promote).
-	info, err := node.Info(ctx, "replication").Result()
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrNotReplicated, err)
-	}
-	if connectedReplicas(info) == 0 {
-		return b, nil
-	}
-	return nil, ErrNotReplicated
-}
-
-// connectedReplicas reads connected_slaves from INFO replication (-1 when
-// absent).
-func connectedReplicas(info string) int {
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return -1
-			}
-			return n
-		}
-	}
-	return -1
+	return b, nil
 }
 
 // Delete removes the value.
