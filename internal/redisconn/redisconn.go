@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 
@@ -295,31 +296,41 @@ const ReplicaWait = 500 * time.Millisecond
 // within ReplicaWait although one is connected.
 var ErrNotReplicated = errors.New("redis: the write was not acknowledged by a replica in time")
 
-// Replicated tells whether a write sent to the primary node, followed on
-// the same connection by wait (WAIT 1 <ReplicaWait ms>), survives the
-// primary's loss: a replica acknowledged it, or none is connected (so no
-// replica holds an older copy a failover could promote; Redis refuses to
-// promote one whose data is older than cluster-replica-validity-factor
-// times cluster-node-timeout). Otherwise ErrNotReplicated.
-func Replicated(ctx context.Context, node *redis.Client, wait *redis.Cmd) error {
-	if acked, err := wait.Int64(); err == nil && acked >= 1 {
-		return nil
-	}
-	info, err := node.Info(ctx, "replication").Result()
+// Replicate makes a write survive the loss of its primary. The caller sent
+// the write on conn (a connection to the key's primary) in a pipeline that
+// ends with info = INFO replication; when a replica is connected, Replicate
+// sends WAIT 1 on the same connection and fails with ErrNotReplicated
+// unless the replica acknowledged within ReplicaWait. With none connected
+// (its replica was just promoted, or is down) it returns at once: a replica
+// that connects later copies the primary as it is after the write. Left
+// out: a replica disconnected at the time of the write and promoted later
+// with its older copy — Redis refuses to promote one whose data is older
+// than cluster-replica-validity-factor (default 10) times
+// cluster-node-timeout.
+func Replicate(ctx context.Context, conn *redis.Conn, info *redis.StringCmd) error {
+	s, err := info.Result()
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok && v == "0" {
-			return nil
+	n := -1
+	for _, line := range strings.Split(s, "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "connected_slaves:"); ok {
+			if n, err = strconv.Atoi(v); err != nil {
+				n = -1
+			}
 		}
 	}
-	return ErrNotReplicated
-}
-
-// WaitCmd queues the WAIT that Replicated reads.
-func WaitCmd(ctx context.Context, p redis.Pipeliner) *redis.Cmd {
-	return p.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds())
+	if n == 0 {
+		return nil
+	}
+	acked, err := conn.Do(ctx, "WAIT", 1, ReplicaWait.Milliseconds()).Int64()
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrNotReplicated, err)
+	}
+	if acked < 1 {
+		return ErrNotReplicated
+	}
+	return nil
 }
 
 // ReloadNow reloads a cluster client's slot map synchronously (after a

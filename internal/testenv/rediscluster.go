@@ -110,6 +110,8 @@ func (c *RedisCluster) start(n *clusterNode) error {
 		"--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-port", strconv.Itoa(n.bus),
 		"--cluster-node-timeout", strconv.Itoa(int(ClusterNodeTimeout / time.Millisecond)),
 		"--cluster-require-full-coverage", "yes",
+		// A replica syncs at once (the default waits 5s for more replicas).
+		"--repl-diskless-sync-delay", "0",
 	}, nil, n.dir)
 	if err != nil {
 		return err

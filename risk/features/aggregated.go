@@ -690,17 +690,20 @@ func (s *Aggregated) runSync(ctx context.Context, keys []string, args []any) ([]
 	if err != nil {
 		return nil, err
 	}
-	var ev, wait *redis.Cmd
+	conn := node.Conn()
+	defer conn.Close()
+	var ev *redis.Cmd
+	var info *redis.StringCmd
 	for try := 0; try < 2; try++ {
-		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
 			ev = p.EvalSha(ctx, syncScript.Hash(), keys, args...)
-			wait = redisconn.WaitCmd(ctx, p)
+			info = p.Info(ctx, "replication")
 			return nil
 		})
 		if err == nil || try > 0 || !redis.HasErrorPrefix(ev.Err(), "NOSCRIPT") {
 			break
 		}
-		if err = syncScript.Load(ctx, node).Err(); err != nil {
+		if err = syncScript.Load(ctx, conn).Err(); err != nil {
 			break
 		}
 	}
@@ -714,7 +717,7 @@ func (s *Aggregated) runSync(ctx context.Context, keys []string, args []any) ([]
 	if err != nil {
 		return nil, err
 	}
-	if err := redisconn.Replicated(ctx, node, wait); err != nil {
+	if err := redisconn.Replicate(ctx, conn, info); err != nil {
 		return nil, err
 	}
 	return res, nil

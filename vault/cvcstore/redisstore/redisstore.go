@@ -114,45 +114,58 @@ func (s *Store) Take(ctx context.Context, token string) ([]byte, error) {
 }
 
 func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([]byte, error) {
-	var get *redis.StringCmd
-	var wait *redis.Cmd
-	var node *redis.Client
-	var err error
-	for attempt := 0; attempt < 2; attempt++ {
+	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
 			// The slot map may be stale (a failover): reload it and try
 			// once more. A GETDEL sent twice cannot return the value
 			// twice.
 			redisconn.ReloadNow(ctx, cc)
 		}
-		node, err = cc.MasterForKey(ctx, key)
+		node, err := cc.MasterForKey(ctx, key)
 		if err != nil {
+			if attempt == 0 {
+				continue
+			}
+			return nil, err
+		}
+		b, retry, err := takeOn(ctx, node, key)
+		if err != nil && retry && attempt == 0 {
 			continue
 		}
-		_, err = node.Pipelined(ctx, func(p redis.Pipeliner) error {
-			get = p.GetDel(ctx, key)
-			wait = redisconn.WaitCmd(ctx, p)
-			return nil
-		})
-		if err == nil || errors.Is(err, redis.Nil) || !redisconn.TopologyError(err) {
-			break
+		if err != nil && redisconn.TopologyError(err) {
+			cc.ReloadState(ctx)
 		}
+		return b, err
 	}
+}
+
+// takeOn runs GETDEL and INFO replication on one connection to the key's
+// primary, then waits for the replica (redisconn.Replicate). retry: the
+// GETDEL did not run (the node moved the slot, or refused the connection).
+func takeOn(ctx context.Context, node *redis.Client, key string) (b []byte, retry bool, err error) {
+	conn := node.Conn()
+	defer conn.Close()
+	var get *redis.StringCmd
+	var info *redis.StringCmd
+	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.GetDel(ctx, key)
+		info = p.Info(ctx, "replication")
+		return nil
+	})
 	if err != nil && !errors.Is(err, redis.Nil) {
-		cc.ReloadState(ctx)
-		return nil, err
+		return nil, redisconn.TopologyError(err), err
 	}
-	b, err := get.Bytes()
+	b, err = get.Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, cvcstore.ErrNotFound
+		return nil, false, cvcstore.ErrNotFound
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	if err := redisconn.Replicated(ctx, node, wait); err != nil {
-		return nil, ErrNotReplicated
+	if err := redisconn.Replicate(ctx, conn, info); err != nil {
+		return nil, false, ErrNotReplicated
 	}
-	return b, nil
+	return b, false, nil
 }
 
 // Delete removes the value.
