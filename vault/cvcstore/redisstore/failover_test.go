@@ -48,7 +48,7 @@ func TestClusterFailoverUseOnce(t *testing.T) {
 
 	var (
 		mu       sync.Mutex
-		returned = make([]int, n) // times each CVC was returned
+		returned = make([]int, n)  // times each CVC was returned
 		failed   = make([]bool, n) // a Take of it failed (not ErrNotFound)
 		errs     atomic.Int64
 		next     atomic.Int64
