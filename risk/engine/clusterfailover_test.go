@@ -96,4 +96,3 @@ func TestVelocityClusterFailover(t *testing.T) {
 	assert.EqualValues(t, counted, d.GetInput().GetCard().GetCount_1M(), "card count after the failover: every counted payment exactly once")
 	assert.Zero(t, a.v.Stats.Resets.Load()+bb.v.Stats.Resets.Load(), "a replica reset its cache: the promoted replica had lost data")
 }
-
