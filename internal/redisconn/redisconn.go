@@ -87,7 +87,7 @@ func Parse(raw string, o Options) (*Config, error) {
 	case "redis", "rediss", "unix":
 		opt, err := redis.ParseURL(raw)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %s", name, scrub(err.Error(), raw, u))
 		}
 		if opt.DialTimeout == 0 {
 			opt.DialTimeout = def(o.DialTimeout, 2*time.Second)
@@ -107,7 +107,7 @@ func Parse(raw string, o Options) (*Config, error) {
 		return &Config{Single: opt, v: name}, nil
 	case SchemeCluster, SchemeClusterTLS:
 		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
-			return nil, fmt.Errorf("%s: a Redis Cluster has only database 0, the URL names database %q", name, p)
+			return nil, fmt.Errorf("%s: a Redis Cluster has only database 0, the URL names database %q", name, scrub(p, raw, u))
 		}
 		q := u.Query()
 		for _, k := range []string{"read_only", "route_by_latency", "route_randomly"} {
@@ -119,7 +119,7 @@ func Parse(raw string, o Options) (*Config, error) {
 		u.Path = ""
 		opt, err := redis.ParseClusterURL(u.String())
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", name, err)
+			return nil, fmt.Errorf("%s: %s", name, scrub(err.Error(), raw, u))
 		}
 		if opt.DialTimeout == 0 {
 			opt.DialTimeout = def(o.DialTimeout, 2*time.Second)
@@ -145,6 +145,28 @@ func Parse(raw string, o Options) (*Config, error) {
 	default:
 		return nil, fmt.Errorf("%s: scheme %q: want redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://", name, u.Scheme)
 	}
+}
+
+// scrub removes credentials from a go-redis parse error, which may quote
+// parts of the URL: the parsed password, and whatever was typed between
+// "://" and the next "@" (a password the parser read as something else).
+func scrub(msg, raw string, u *url.URL) string {
+	var secrets []string
+	if p, ok := u.User.Password(); ok && p != "" {
+		secrets = append(secrets, p)
+	}
+	if _, rest, ok := strings.Cut(raw, "://"); ok {
+		if userinfo, _, ok := strings.Cut(rest, "@"); ok && userinfo != "" {
+			secrets = append(secrets, userinfo)
+			if _, pw, ok := strings.Cut(userinfo, ":"); ok && pw != "" {
+				secrets = append(secrets, pw)
+			}
+		}
+	}
+	for _, x := range secrets {
+		msg = strings.ReplaceAll(msg, x, "xxxxx")
+	}
+	return msg
 }
 
 func def[T comparable](v, d T) T {
