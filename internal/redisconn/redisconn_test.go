@@ -2,10 +2,14 @@ package redisconn_test
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/testenv"
@@ -146,4 +150,31 @@ func FuzzParse(f *testing.F) {
 			require.NotEmpty(t, c.Addrs())
 		}
 	})
+}
+
+type redisErr string
+
+func (e redisErr) Error() string { return string(e) }
+func (redisErr) RedisError()     {}
+
+func TestTopologyError(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"nil", nil, false},
+		{"key missing", redis.Nil, false},
+		{"caller gave up", context.Canceled, false},
+		{"deadline", fmt.Errorf("x: %w", context.DeadlineExceeded), false},
+		{"connection refused", errors.New("dial tcp 127.0.0.1:1: connect: connection refused"), true},
+		{"cluster down", redisErr("CLUSTERDOWN The cluster is down"), true},
+		{"moved", redisErr("MOVED 3999 127.0.0.1:6381"), true},
+		{"replica answered a write", redisErr("READONLY You can't write against a read only replica."), true},
+		{"command error", redisErr("WRONGTYPE Operation against a key holding the wrong kind of value"), false},
+		{"script error", redisErr("ERR user_script:1: boom"), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, redisconn.TopologyError(tt.err)) })
+	}
 }

@@ -519,3 +519,61 @@ func (c *RedisCluster) Dump(tb TB) [][]byte {
 	}
 	return out
 }
+
+// ReplicaOf is the address of a replica connected to the primary at addr.
+func (c *RedisCluster) ReplicaOf(tb TB, primary string) string {
+	tb.Helper()
+	var out string
+	err := onNode(primary, func(ctx context.Context, r *redis.Client) error {
+		info, err := r.Info(ctx, "replication").Result()
+		if err != nil {
+			return err
+		}
+		for _, line := range strings.Split(info, "\n") {
+			if !strings.HasPrefix(line, "slave0:") {
+				continue
+			}
+			var ip, port string
+			for _, kv := range strings.Split(strings.TrimSpace(strings.TrimPrefix(line, "slave0:")), ",") {
+				k, v, _ := strings.Cut(kv, "=")
+				switch k {
+				case "ip":
+					ip = v
+				case "port":
+					port = v
+				}
+			}
+			out = net.JoinHostPort(ip, port)
+		}
+		if out == "" {
+			return fmt.Errorf("%s has no replica connected", primary)
+		}
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("redis cluster: %v", err)
+	}
+	return out
+}
+
+// Pause stops the node at addr with SIGSTOP (its connections stay open,
+// it answers nothing) until Resume; cleanup resumes it.
+func (c *RedisCluster) Pause(tb TB, addr string) {
+	tb.Helper()
+	n := c.node(addr)
+	if n == nil || n.proc == nil || !n.proc.running() {
+		tb.Fatalf("redis cluster: no live node %s", addr)
+	}
+	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGSTOP)
+	tb.Cleanup(func() { _ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGCONT) })
+}
+
+// Resume continues a paused node.
+func (c *RedisCluster) Resume(tb TB, addr string) {
+	tb.Helper()
+	n := c.node(addr)
+	if n == nil || n.proc == nil {
+		tb.Fatalf("redis cluster: no node %s", addr)
+	}
+	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGCONT)
+}

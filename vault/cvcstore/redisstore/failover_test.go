@@ -122,3 +122,38 @@ func TestClusterFailoverUseOnce(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "v", string(v))
 }
+
+// TestClusterTakeNotReplicated: the key's replica is connected but does
+// not answer (SIGSTOP), so the deletion cannot be acknowledged: Take fails
+// with ErrNotReplicated instead of returning a CVC a failover could hand
+// out again, and the CVC is gone (discarded, never returned).
+func TestClusterTakeNotReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a Redis Cluster and pauses a replica")
+	}
+	c := testenv.StartRedisCluster(t)
+	ctx := context.Background()
+	s, err := redisstore.Open(ctx, c.URL())
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	require.NoError(t, s.Put(ctx, "tok_paused", []byte("sealed"), time.Hour))
+	primary := c.PrimaryFor(t, "obol:cvc:tok_paused")
+	replica := c.ReplicaOf(t, primary)
+	c.Pause(t, replica)
+	_, err = s.Take(ctx, "tok_paused")
+	require.ErrorIs(t, err, redisstore.ErrNotReplicated)
+	c.Resume(t, replica)
+	_, err = s.Take(ctx, "tok_paused")
+	require.ErrorIs(t, err, cvcstore.ErrNotFound, "the CVC was discarded")
+	// With the replica answering again, Takes work.
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
+		if err := s.Put(ctx, "tok_paused", []byte("again"), time.Hour); err != nil {
+			return err
+		}
+		v, err := s.Take(ctx, "tok_paused")
+		if err == nil && string(v) != "again" {
+			return fmt.Errorf("took %q", v)
+		}
+		return err
+	}))
+}
