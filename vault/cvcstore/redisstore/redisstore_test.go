@@ -56,9 +56,9 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // runs on each key's primary.
 func TestConformanceCluster(t *testing.T) {
 	if testing.Short() {
-		t.Skip("integration test: starts a Redis Cluster")
+		t.Skip("integration test: needs a Redis Cluster")
 	}
-	c := testenv.StartRedisCluster(t)
+	c := testenv.SharedRedisCluster(t)
 	s, err := redisstore.Open(context.Background(), c.URL())
 	require.NoError(t, err)
 	t.Cleanup(func() { s.Close() })
