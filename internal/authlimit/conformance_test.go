@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/obolpay/obol/internal/authlimit"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/testenv"
 )
 
@@ -146,4 +147,41 @@ func TestRedisKeysExpireAndFitCluster(t *testing.T) {
 		assert.Positive(t, ttl, k)
 		assert.LessOrEqual(t, ttl, authlimit.DefaultWindow, k)
 	}
+}
+
+// The suite on a real Redis Cluster; each counter is one key (its own
+// slot by its hash tag), so the script and the GET+PTTL pipeline stay in
+// one slot, and the counters spread over the primaries.
+func TestRedisClusterConformance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	c := testenv.SharedRedisCluster(t)
+	rdb, err := redisconn.Open(context.Background(), c.URL(), redisconn.Options{Var: "OBOL_REDIS_URL"})
+	require.NoError(t, err)
+	t.Cleanup(func() { rdb.Close() })
+	n := 0
+	runConformance(t, func(t *testing.T) backend {
+		n++
+		prefix := fmt.Sprintf("obol:test:authfail:%d:%d:", time.Now().UnixNano(), n)
+		return backend{c: authlimit.NewRedis(rdb, prefix), window: 300 * time.Millisecond, expire: func(t *testing.T, key string) {
+			require.NoError(t, testenv.WaitFor(5*time.Second, func() error {
+				if rdb.Exists(context.Background(), prefix+key).Val() != 0 {
+					return fmt.Errorf("key still there")
+				}
+				return nil
+			}))
+		}}
+	})
+	prefix := fmt.Sprintf("obol:test:authfail:%d:", time.Now().UnixNano())
+	ctr := authlimit.NewRedis(rdb, prefix)
+	owners := map[string]bool{}
+	for i := range 30 {
+		key := fmt.Sprintf("{a:192.0.2.%d}", i)
+		got, _, err := ctr.Add(context.Background(), key, time.Minute)
+		require.NoError(t, err)
+		require.Equal(t, int64(1), got)
+		owners[c.PrimaryFor(t, prefix+key)] = true
+	}
+	assert.Len(t, owners, 3, "counters spread over the primaries")
 }

@@ -16,7 +16,6 @@ import (
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/redis/go-redis/v9"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -27,6 +26,7 @@ import (
 	"github.com/obolpay/obol/internal/httpapi"
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/periodic"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
 	eventsv1 "github.com/obolpay/obol/proto/obol/events/v1"
@@ -291,18 +291,11 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	in.closers = append(in.closers, st.Close)
 	if cfg.RedisURL != "" {
-		opt, err := redis.ParseURL(cfg.RedisURL)
+		rdb, err := redisconn.Open(ctx, cfg.RedisURL, redisconn.Options{Var: "OBOL_AUTHLIMIT_REDIS_URL", ReadTimeout: time.Second})
 		if err != nil {
-			return fail(errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL")) // the parse error would repeat the URL and its password
+			return fail(fmt.Errorf("redis (failed-authentication counters): %w", err))
 		}
-		rdb := redis.NewClient(opt)
 		in.closers = append(in.closers, rdb.Close)
-		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = rdb.Ping(pctx).Err()
-		cancel()
-		if err != nil {
-			return fail(fmt.Errorf("redis (failed-authentication counters, OBOL_AUTHLIMIT_REDIS_URL): %w", err))
-		}
 		cfg.Edge.AuthLimit.Counter = authlimit.NewRedis(rdb, "obol:gateway:authfail:")
 	} else if cfg.Edge.AuthLimit.Counter == nil {
 		cfg.Logger.Warn("failed-authentication counters are per replica: set OBOL_AUTHLIMIT_REDIS_URL to share them between gatewayd replicas")

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/obolpay/obol/internal/redisconn"
 )
 
 //go:embed sync.lua
@@ -598,7 +600,7 @@ func (s *Aggregated) syncPass(ctx context.Context, loads []string, flush bool) e
 		s.Stats.Syncs.Add(1)
 		var args []any
 		args, sent = s.args(b, last, loads)
-		res, err = syncScript.Run(ctx, s.rdb, []string{s.pre + "vstream"}, args...).Slice()
+		res, err = s.runSync(ctx, []string{s.pre + "vstream"}, args)
 		if err == nil && len(res) != 10 {
 			err = fmt.Errorf("sync script returned %d values", len(res))
 		}
@@ -672,12 +674,71 @@ func (s *Aggregated) syncPass(ctx context.Context, loads []string, flush bool) e
 	return nil
 }
 
+// runSync runs the sync script. On a Redis Cluster it runs on the slot's
+// primary followed by WAIT for its replica, on the same connection: the
+// counts a sync applied must survive a failover (Redis replicates
+// asynchronously), or a promoted replica would silently have lost them
+// while this replica had dropped them as acknowledged. A sync not
+// acknowledged fails; the batch is sent again under the same id, which the
+// script applies at most once.
+func (s *Aggregated) runSync(ctx context.Context, keys []string, args []any) ([]any, error) {
+	cc, ok := s.rdb.(*redis.ClusterClient)
+	if !ok {
+		return syncScript.Run(ctx, s.rdb, keys, args...).Slice()
+	}
+	node, err := cc.MasterForKey(ctx, keys[0])
+	if err != nil {
+		return nil, err
+	}
+	conn := node.Conn()
+	defer conn.Close()
+	var ev *redis.Cmd
+	var info *redis.StringCmd
+	for try := 0; try < 2; try++ {
+		_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+			ev = p.EvalSha(ctx, syncScript.Hash(), keys, args...)
+			info = p.Info(ctx, "replication")
+			return nil
+		})
+		if err == nil || try > 0 || !redis.HasErrorPrefix(ev.Err(), "NOSCRIPT") {
+			break
+		}
+		if err = syncScript.Load(ctx, conn).Err(); err != nil {
+			break
+		}
+	}
+	if err != nil {
+		if redisconn.TopologyError(err) {
+			cc.ReloadState(ctx)
+		}
+		return nil, err
+	}
+	res, err := ev.Slice()
+	if err != nil {
+		return nil, err
+	}
+	if err := redisconn.Replicate(ctx, conn, info); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
 // scan lists the feature keys in Redis (without the prefix). On Redis
 // Cluster the prefix's hash tag keeps them on one node.
 func (s *Aggregated) scan(ctx context.Context) ([]string, error) {
 	var out []string
 	pattern := globEscape(s.pre) + "*"
-	iter := s.rdb.Scan(ctx, 0, pattern, 1000).Iterator()
+	var scanner redis.Cmdable = s.rdb
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		// A cluster client's SCAN goes to any one node: ask the primary
+		// of the prefix's slot (where every feature key is).
+		node, err := cc.MasterForKey(ctx, s.pre+"vstream")
+		if err != nil {
+			return nil, err
+		}
+		scanner = node
+	}
+	iter := scanner.Scan(ctx, 0, pattern, 1000).Iterator()
 	for iter.Next(ctx) {
 		k := strings.TrimPrefix(iter.Val(), s.pre)
 		if strings.HasPrefix(k, "v:") || strings.HasPrefix(k, "ds:") || strings.HasPrefix(k, "fs:") {

@@ -122,3 +122,34 @@ func TestAggregatedLocalPath(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, syncs+1, s.Stats.Syncs.Load(), "an observation after MaxStale did not sync first")
 }
+
+// Two replicas sharing counters on a real Redis Cluster (one slot, by the
+// prefix's hash tag); the scan at the first sync finds keys another
+// replica wrote, on the slot's primary.
+func TestAggregatedAcrossReplicasCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	rdb := testenv.SharedRedisCluster(t).Client(t)
+	featurestest.Run(t, func(*testing.T) features.Store {
+		p := "{" + uniqPrefix() + "}:"
+		return &alternating{rs: [2]*features.Aggregated{
+			features.NewAggregated(rdb, p, features.AggregatedOptions{}),
+			features.NewAggregated(rdb, p, features.AggregatedOptions{}),
+		}}
+	})
+	ctx := context.Background()
+	p := "{" + uniqPrefix() + "}:"
+	a := features.NewAggregated(rdb, p, features.AggregatedOptions{})
+	o := features.Observation{Merchant: "mer_a", Fingerprint: "fp_1", IP: "192.0.2.1", Device: "dev_1", Amount: 100, Now: time.Now()}
+	for range 3 {
+		_, err := a.Observe(ctx, o, true)
+		require.NoError(t, err)
+	}
+	require.NoError(t, a.Sync(ctx))
+	b := features.NewAggregated(rdb, p, features.AggregatedOptions{})
+	require.NoError(t, b.Sync(ctx))
+	r, err := b.Observe(ctx, o, false)
+	require.NoError(t, err)
+	assert.EqualValues(t, 3, r.Card.Count_1M, "a replica started later sees the counts")
+}

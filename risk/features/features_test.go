@@ -39,3 +39,30 @@ func TestAggregated(t *testing.T) {
 		return features.NewAggregated(rdb, "obol:risktest:"+hex.EncodeToString(b[:])+":", features.AggregatedOptions{})
 	})
 }
+
+// On a real Redis Cluster: the prefix's hash tag keeps every key of an
+// observation (and the sync script's stream, batch and seen keys) in one
+// slot, as the scripts need.
+func TestRedisCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	rdb := testenv.SharedRedisCluster(t).Client(t)
+	featurestest.Run(t, func(*testing.T) features.Store {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		return features.NewRedis(rdb, "obol:risktest:{"+hex.EncodeToString(b[:])+"}:")
+	})
+}
+
+func TestAggregatedCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	rdb := testenv.SharedRedisCluster(t).Client(t)
+	featurestest.Run(t, func(*testing.T) features.Store {
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		return features.NewAggregated(rdb, "obol:risktest:{"+hex.EncodeToString(b[:])+"}:", features.AggregatedOptions{})
+	})
+}

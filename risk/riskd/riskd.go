@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/obolpay/obol/internal/apierr"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/serve"
 	riskv1 "github.com/obolpay/obol/proto/obol/risk/v1"
 	"github.com/obolpay/obol/risk/engine"
@@ -82,21 +83,21 @@ func (in *Instance) Close() {
 	}
 }
 
-func connect(ctx context.Context, url string) (*redis.Client, error) {
-	opt, err := redis.ParseURL(url)
-	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+func connect(ctx context.Context, url, env string) (redis.UniversalClient, error) {
+	// MaxRetries 1: a sync is idempotent (its batch id), and a retried
+	// observe dedupes by payment id.
+	return redisconn.Open(ctx, url, redisconn.Options{Var: env, ReadTimeout: time.Second, PoolSize: 64, MaxRetries: 1})
+}
+
+// checkSlot: every multi-key script and transaction of riskd (sync.lua,
+// observe.lua, the rule-set MULTI) spans keys of the whole prefix, so on a
+// Redis Cluster the prefix must carry a hash tag (all of riskd's keys in
+// one slot, on one primary and its replica).
+func checkSlot(rdb redis.UniversalClient, prefix, env string) error {
+	if redisconn.IsCluster(rdb) && redisconn.HashTag(prefix) == "" {
+		return fmt.Errorf("OBOL_RISK_KEY_PREFIX %q has no hash tag, and %s is a Redis Cluster: riskd's scripts need all its keys in one hash slot, set a prefix with a tag such as %q", prefix, env, "obol:risk:{risk}:")
 	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 2*time.Second, time.Second, time.Second
-	opt.PoolSize, opt.MaxRetries = 64, 0
-	c := redis.NewClient(opt)
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := c.Ping(cctx).Err(); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("redis at %s is unreachable: %w", opt.Addr, err)
-	}
-	return c, nil
+	return nil
 }
 
 // Start connects to Redis (failing with a clear message) and builds riskd.
@@ -107,36 +108,51 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	if cfg.RedisURL == "" {
 		return nil, errors.New("redis url is required (OBOL_RISK_REDIS_URL)")
 	}
-	counters, err := connect(ctx, cfg.RedisURL)
+	counters, err := connect(ctx, cfg.RedisURL, "OBOL_RISK_REDIS_URL")
 	if err != nil {
 		return nil, err
 	}
 	stateRdb := counters
 	if cfg.StateRedisURL != "" && cfg.StateRedisURL != cfg.RedisURL {
-		if stateRdb, err = connect(ctx, cfg.StateRedisURL); err != nil {
+		if stateRdb, err = connect(ctx, cfg.StateRedisURL, "OBOL_RISK_STATE_REDIS_URL"); err != nil {
 			counters.Close()
 			return nil, err
+		}
+	}
+	closeAll := func() {
+		counters.Close()
+		if stateRdb != counters {
+			stateRdb.Close()
 		}
 	}
 	prefix := cfg.KeyPrefix
 	if prefix == "" {
 		prefix = "obol:risk:"
 	}
+	if err := checkSlot(counters, prefix, "OBOL_RISK_REDIS_URL"); err != nil {
+		closeAll()
+		return nil, err
+	}
+	if err := checkSlot(stateRdb, prefix, "OBOL_RISK_STATE_REDIS_URL"); err != nil {
+		closeAll()
+		return nil, err
+	}
 	velocity := features.NewAggregated(counters, prefix, features.AggregatedOptions{})
 	// The first sync scans the keyspace for the keys that exist: done
 	// here, before any evaluation waits for it.
 	if err := velocity.Sync(ctx); err != nil {
-		counters.Close()
+		closeAll()
 		return nil, fmt.Errorf("velocity counters: %w", err)
 	}
 	in, err := build(ctx, cfg, velocity, engine.NewRedisState(stateRdb, prefix), func(ctx context.Context) error {
-		if err := counters.Ping(ctx).Err(); err != nil {
+		// On a cluster: the primary of riskd's slot.
+		if err := redisconn.PingFor(ctx, counters, prefix+"vstream"); err != nil {
 			return apierr.StorageUnavailable(err)
 		}
 		return nil
 	})
 	if err != nil {
-		counters.Close()
+		closeAll()
 		return nil, err
 	}
 	in.Velocity = velocity

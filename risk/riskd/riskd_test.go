@@ -46,7 +46,11 @@ type stack struct {
 func start(t *testing.T, cfg riskd.Config) *stack {
 	t.Helper()
 	cfg.GRPCAddr, cfg.HTTPAddr, cfg.Token, cfg.WatchEvery = "127.0.0.1:0", "127.0.0.1:0", token, 50*time.Millisecond
-	cfg.KeyPrefix = uniq("obol:risktest:") + ":" // each test its own keyspace on the shared Redis
+	// Each test its own keyspace on the shared Redis; the hash tag keeps
+	// it in one slot of a Redis Cluster.
+	if cfg.KeyPrefix == "" {
+		cfg.KeyPrefix = "obol:risktest:{" + uniq("") + "}:"
+	}
 	cfg.Logger = slog.New(slog.NewJSONHandler(io.Discard, nil))
 	in, err := riskd.Start(context.Background(), cfg)
 	require.NoError(t, err)
@@ -96,7 +100,20 @@ func TestEvaluate(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Redis")
 	}
-	s := start(t, riskd.Config{RedisURL: testenv.SharedRedis(t).URL})
+	testEvaluate(t, testenv.SharedRedis(t).URL)
+}
+
+// TestEvaluateCluster: velocity, rule-set history and lists on a real
+// Redis Cluster.
+func TestEvaluateCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs a Redis Cluster")
+	}
+	testEvaluate(t, testenv.SharedRedisCluster(t).URL())
+}
+
+func testEvaluate(t *testing.T, url string) {
+	s := start(t, riskd.Config{RedisURL: url})
 	fp := uniq("fp_")
 	t.Run("auth and validation", func(t *testing.T) {
 		_, err := s.client.Evaluate(context.Background(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
@@ -290,8 +307,19 @@ func TestRedisOutageFallsBack(t *testing.T) {
 }
 
 func TestStartFailsClearly(t *testing.T) {
+	if !testing.Short() {
+		// A cluster prefix without a hash tag: riskd's scripts could
+		// not run, so it refuses to start, naming the setting.
+		_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: testenv.SharedRedisCluster(t).URL(), KeyPrefix: "obol:risk:", Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+		require.ErrorContains(t, err, "OBOL_RISK_KEY_PREFIX")
+		require.ErrorContains(t, err, "hash tag")
+		_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: testenv.SharedRedis(t).URL, StateRedisURL: "http://x", Token: "x"})
+		require.ErrorContains(t, err, "OBOL_RISK_STATE_REDIS_URL")
+	}
+	_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: "redis+cluster://127.0.0.1:1/2", Token: "x"})
+	require.ErrorContains(t, err, "OBOL_RISK_REDIS_URL")
 	port := testenv.FreePort(t)
-	_, err := riskd.Start(context.Background(), riskd.Config{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
+	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: fmt.Sprintf("redis://127.0.0.1:%d/0", port), Token: "x", GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0"})
 	require.ErrorContains(t, err, "unreachable")
 	_, err = riskd.Start(context.Background(), riskd.Config{RedisURL: "redis://x"})
 	require.ErrorContains(t, err, "OBOL_RISK_TOKEN")
@@ -317,4 +345,47 @@ func TestVelocityMetrics(t *testing.T) {
 		assert.Contains(t, string(body), "\n"+name+" ", "metric %s", name)
 	}
 	assert.NotContains(t, string(body), "\nobol_risk_velocity_syncs_total 0\n", "syncs were not counted")
+}
+
+// TestRedisClusterFailoverFallsBack: riskd on a real Redis Cluster whose
+// primary of riskd's slot is SIGKILLed: not ready and falling back (the
+// documented Redis-outage behaviour) until the replica is promoted, then
+// ready, evaluating normally, and the card's earlier payments still count.
+func TestRedisClusterFailoverFallsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a Redis Cluster and kills a primary")
+	}
+	c := testenv.StartRedisCluster(t)
+	prefix := "obol:risktest:{" + uniq("") + "}:"
+	s := start(t, riskd.Config{RedisURL: c.URL(), KeyPrefix: prefix})
+	fp := uniq("fp_")
+	for range 2 {
+		d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
+		require.NoError(t, err)
+		require.False(t, d.GetFallback(), "healthy: %v", d)
+	}
+	require.NoError(t, s.in.Velocity.Sync(context.Background()))
+	c.Kill(t, c.PrimaryFor(t, prefix+"vstream"))
+	require.Error(t, s.in.Velocity.Sync(context.Background()), "sync during the outage")
+	d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
+	require.NoError(t, err, "outage")
+	assert.True(t, d.GetFallback(), "outage: %v", d)
+	assert.Equal(t, rules.Review, d.GetAction(), "outage: default fallback")
+	code, _ := s.rest("GET", "/readyz", nil)
+	assert.Equal(t, 503, code, "readyz during the outage")
+	c.WaitPromoted(t)
+	require.NoError(t, testenv.WaitFor(15*time.Second, func() error {
+		if code, _ := s.rest("GET", "/readyz", nil); code != 200 {
+			return fmt.Errorf("readyz %d", code)
+		}
+		d, err := s.client.Evaluate(authed(), &riskv1.EvaluateRequest{Payment: payment(fp, "192.0.2.1", 100)})
+		if err != nil || d.GetFallback() {
+			return fmt.Errorf("still falling back: %v", err)
+		}
+		// Two before the outage, this one: the fallback was not counted.
+		if n := d.GetInput().GetCard().GetCount_1M(); n != 3 {
+			return fmt.Errorf("card count %d, want 3", n)
+		}
+		return nil
+	}))
 }

@@ -59,29 +59,33 @@ type stackOpts struct {
 	dekMaxUses int64
 	// noAutoJobs turns off vaultd's background rewrap/refingerprint.
 	noAutoJobs bool
+	// cluster: CVCs on this Redis Cluster instead of a single Redis.
+	cluster *testenv.RedisCluster
 }
 
 // stack is vaultd started in-process with vaultd.Start against real Vault,
 // PostgreSQL and Redis, plus clients for merchants and the gateway.
 type stack struct {
-	t      *testing.T
-	opts   stackOpts
-	vault  *testenv.Vault
-	pg     *testenv.Postgres
-	redis  *testenv.Redis
-	dbURL  string
-	cfg    vaultd.Config
-	kek    string
-	logs   *testenv.SyncBuffer
-	pki    *devpki.PKI
-	in     *vaultd.Instance
-	cancel context.CancelFunc
-	done   chan error
-	base   string
-	gw     vaultv1.VaultServiceClient // gateway identity (mTLS)
-	anon   vaultv1.VaultServiceClient // TLS, no client certificate
-	rogue  vaultv1.VaultServiceClient // client certificate with another identity
-	a, b   merchants.Keys
+	t     *testing.T
+	opts  stackOpts
+	vault *testenv.Vault
+	pg    *testenv.Postgres
+	redis *testenv.Redis
+	// cluster is opts.cluster (nil: s.redis holds the CVCs).
+	cluster *testenv.RedisCluster
+	dbURL   string
+	cfg     vaultd.Config
+	kek     string
+	logs    *testenv.SyncBuffer
+	pki     *devpki.PKI
+	in      *vaultd.Instance
+	cancel  context.CancelFunc
+	done    chan error
+	base    string
+	gw      vaultv1.VaultServiceClient // gateway identity (mTLS)
+	anon    vaultv1.VaultServiceClient // TLS, no client certificate
+	rogue   vaultv1.VaultServiceClient // client certificate with another identity
+	a, b    merchants.Keys
 	// metrics holds a /metrics scrape from each run, taken before it stopped.
 	metrics [][]byte
 }
@@ -120,6 +124,10 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond, KEKCheckEvery: 100 * time.Millisecond, DEKMaxUses: opts.dekMaxUses,
 		AuditAnchorEvery: 100 * time.Millisecond, NoAutoRewrap: opts.noAutoJobs,
 		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+	}
+	if opts.cluster != nil {
+		s.cluster = opts.cluster
+		s.cfg.RedisURL = opts.cluster.URL()
 	}
 	// Registered after NewDatabase, so it runs before the database is dropped.
 	t.Cleanup(s.scanForLeaks)
@@ -185,6 +193,12 @@ func (s *stack) scanForLeaks() {
 	leaks.Scan("redis", nil)
 	for _, kv := range s.redis.Dump(t) {
 		leaks.Scan("redis", kv)
+	}
+	if s.cluster != nil {
+		leaks.Scan("redis cluster", nil)
+		for _, kv := range s.cluster.Dump(t) {
+			leaks.Scan("redis cluster", kv)
+		}
 	}
 	after, _ := leaks.Report()
 	assert.Empty(t, after[len(before):], "card data leaked")

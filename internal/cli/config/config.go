@@ -89,8 +89,8 @@ type Vaultd struct {
 	FingerprintPath    string `env:"OBOL_FINGERPRINT_PATH" flag:"fingerprint-path" default:"secret/data/obol/fingerprint" doc:"KV v2 path of the fingerprint secret"`
 	AuditAnchorPath    string `env:"OBOL_AUDIT_ANCHOR_PATH" flag:"audit-anchor-path" default:"secret/data/obol/audit-anchor" doc:"KV v2 path of the audit anchor"`
 	PostgresURL        string `env:"OBOL_VAULT_POSTGRES_URL" was:"OBOL_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the vault's database (cards, tokens, merchants, audit trail)" note:"required"`
-	RedisURL           string `env:"OBOL_CVC_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis holding the CVCs (in memory only, with a TTL)" note:"required"`
-	AuthLimitRedisURL  string `env:"OBOL_AUTHLIMIT_REDIS_URL" flag:"authlimit-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica" note:"default: the CVC Redis"`
+	RedisURL           string `env:"OBOL_CVC_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis holding the CVCs (in memory only, with a TTL); on a Redis Cluster each CVC's deletion is acknowledged by a replica before it is returned, so a failover cannot hand it out twice" note:"required"`
+	AuthLimitRedisURL  string `env:"OBOL_AUTHLIMIT_REDIS_URL" flag:"authlimit-redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for the failed-authentication counters shared by every replica" note:"default: the CVC Redis"`
 	GRPCAddr           string `env:"OBOL_VAULTD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd's gRPC listen address (always TLS)"`
 	HTTPAddr           string `env:"OBOL_VAULTD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8080" form:"host:port" doc:"vaultd's REST listen address"`
 	ServerTLS          `envprefix:"VAULTD"`
@@ -114,7 +114,7 @@ type Vaultd struct {
 // Gatewayd is cmd/gatewayd's configuration.
 type Gatewayd struct {
 	PostgresURL       string            `env:"OBOL_GATEWAY_POSTGRES_URL" flag:"postgres-url" secret:"password" form:"a postgres:// URL" doc:"the gateway's database (payments, refunds, its ledger and event outboxes)" note:"required"`
-	RedisURL          string            `env:"OBOL_AUTHLIMIT_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for the failed-authentication counters shared by every replica" note:"without it each replica counts alone"`
+	RedisURL          string            `env:"OBOL_AUTHLIMIT_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for the failed-authentication counters shared by every replica" note:"without it each replica counts alone"`
 	GRPCAddr          string            `env:"OBOL_GATEWAYD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9093" form:"host:port" doc:"gatewayd's gRPC listen address"`
 	HTTPAddr          string            `env:"OBOL_GATEWAYD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8083" form:"host:port" doc:"gatewayd's REST listen address"`
 	VaultAddr         string            `env:"OBOL_VAULT_GRPC_ADDR" flag:"vault-grpc-addr" default:"127.0.0.1:9090" form:"host:port" doc:"vaultd's gRPC address (mTLS)"`
@@ -147,12 +147,12 @@ type Gatewayd struct {
 
 // Riskd is cmd/riskd's configuration.
 type Riskd struct {
-	RedisURL          string            `env:"OBOL_RISK_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis:// URL" doc:"Redis for riskd's velocity counters" note:"required"`
-	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis:// URL" doc:"Redis with persistence for riskd's rule sets and lists" note:"default: OBOL_RISK_REDIS_URL"`
+	RedisURL          string            `env:"OBOL_RISK_REDIS_URL" was:"OBOL_REDIS_URL" flag:"redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis for riskd's velocity counters" note:"required"`
+	StateRedisURL     string            `env:"OBOL_RISK_STATE_REDIS_URL" flag:"state-redis-url" secret:"password" form:"a redis://, rediss:// or unix:// URL (one node) or a redis+cluster:// / rediss+cluster:// URL (Redis Cluster: redis+cluster://host1:port1?addr=host2:port2&addr=host3:port3; database 0 only; replica reads are refused)" doc:"Redis with persistence for riskd's rule sets and lists" note:"default: OBOL_RISK_REDIS_URL"`
 	GRPCAddr          string            `env:"OBOL_RISKD_GRPC_ADDR" was:"OBOL_GRPC_ADDR" flag:"grpc-addr" default:"127.0.0.1:9091" form:"host:port" doc:"riskd's gRPC listen address"`
 	HTTPAddr          string            `env:"OBOL_RISKD_HTTP_ADDR" was:"OBOL_HTTP_ADDR" flag:"http-addr" default:"127.0.0.1:8081" form:"host:port" doc:"riskd's REST listen address"`
 	Token             string            `env:"OBOL_RISK_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"riskd's service token: riskd accepts callers presenting it, the gateway presents it" note:"required"`
-	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments)"`
+	KeyPrefix         string            `env:"OBOL_RISK_KEY_PREFIX" flag:"key-prefix" default:"obol:risk:" doc:"prefix of every Redis key (to share a Redis between deployments); on a Redis Cluster it must contain a hash tag, e.g. obol:risk:{risk}: (riskd's scripts need all its keys in one slot), or riskd refuses to start"`
 	RulesFile         string            `env:"OBOL_RISK_RULES" flag:"rules" form:"a YAML file" doc:"rule set file, hot-reloaded (default: the stored active set, else the shipped defaults)"`
 	BINTable          string            `env:"OBOL_RISK_BIN_TABLE" flag:"bin-table" form:"a CSV file" doc:"BIN table (default: the shipped sample)"`
 	IPTable           string            `env:"OBOL_RISK_IP_TABLE" flag:"ip-table" form:"a CSV file" doc:"IP-to-country table (default: the shipped sample)"`

@@ -1,6 +1,22 @@
 // Package redisstore keeps sealed CVCs in Redis (which must run without
-// persistence: --save "" --appendonly no). Take uses GETDEL, so a CVC is
+// persistence: --save "" --appendonly no), a single node or a Redis Cluster
+// (see internal/redisconn for the URLs). Take uses GETDEL, so a CVC is
 // returned at most once even under concurrent callers.
+//
+// On a cluster each CVC is its own key (spread over the slots), and Take
+// also makes sure a failover cannot hand the CVC out a second time: the
+// GETDEL is followed, on the same connection to the key's primary, by WAIT
+// for one replica to acknowledge it. Redis replicates asynchronously, so
+// without it a primary killed right after answering could leave a replica
+// that still holds the CVC, and the promoted replica would answer it again.
+// When the primary has a replica connected that did not acknowledge within
+// redisconn.ReplicaWait, Take fails (the CVC is gone, never returned twice: the
+// cardholder enters it again); when it has none (its replica was just
+// promoted, or is down), there is no copy a failover could promote and the
+// CVC is returned. The one case left is a replica that was disconnected at
+// that moment and is promoted later with its older copy: Redis refuses to
+// promote a replica whose data is older than cluster-replica-validity-factor
+// times cluster-node-timeout, so keep the default factor (10) or lower.
 package redisstore
 
 import (
@@ -12,6 +28,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/obolpay/obol/internal/batch"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/vault/cvcstore"
 )
 
@@ -30,26 +47,18 @@ type put struct {
 	ttl   time.Duration
 }
 
-// Open parses a redis:// URL, connects and checks the server answers.
+// ErrNotReplicated: on a cluster, the deletion of a taken CVC was not
+// acknowledged by the replica in time; the CVC is discarded, not returned.
+var ErrNotReplicated = fmt.Errorf("cvc store: the CVC was discarded: %w", redisconn.ErrNotReplicated)
+
+// Open opens the Redis of OBOL_REDIS_URL (a single node, or a cluster with
+// redis+cluster://), connects and checks the server answers.
 func Open(ctx context.Context, url string) (*Store, error) {
-	opt, err := redis.ParseURL(url)
+	rdb, err := redisconn.Open(ctx, url, redisconn.Options{Var: "OBOL_CVC_REDIS_URL", ReadTimeout: 2 * time.Second, PoolSize: 64, MaxRetries: 1})
 	if err != nil {
-		return nil, fmt.Errorf("redis url: %w", err)
+		return nil, err
 	}
-	opt.DialTimeout = 2 * time.Second
-	opt.ReadTimeout = 2 * time.Second
-	opt.WriteTimeout = 2 * time.Second
-	opt.PoolSize = 64
-	opt.MaxRetries = 1
-	rdb := redis.NewClient(opt)
-	s := New(rdb, "obol:cvc:")
-	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := s.Ping(pctx); err != nil {
-		rdb.Close()
-		return nil, fmt.Errorf("redis at %s is unreachable: %w", opt.Addr, err)
-	}
-	return s, nil
+	return New(rdb, "obol:cvc:"), nil
 }
 
 // New wraps an existing client (a cluster client works too).
@@ -91,13 +100,72 @@ func (s *Store) Put(ctx context.Context, token string, value []byte, ttl time.Du
 	return s.puts.Do(ctx, put{key: s.prefix + token, value: value, ttl: ttl})
 }
 
-// Take reads and deletes atomically.
+// Take reads and deletes atomically (on a cluster, replicated: see the
+// package doc).
 func (s *Store) Take(ctx context.Context, token string) ([]byte, error) {
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		return takeReplicated(ctx, cc, s.prefix+token)
+	}
 	b, err := s.rdb.GetDel(ctx, s.prefix+token).Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, cvcstore.ErrNotFound
 	}
 	return b, err
+}
+
+func takeReplicated(ctx context.Context, cc *redis.ClusterClient, key string) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			// The slot map may be stale (a failover): reload it and try
+			// once more. A GETDEL sent twice cannot return the value
+			// twice.
+			redisconn.ReloadNow(ctx, cc)
+		}
+		node, err := cc.MasterForKey(ctx, key)
+		if err != nil {
+			if attempt == 0 {
+				continue
+			}
+			return nil, err
+		}
+		b, retry, err := takeOn(ctx, node, key)
+		if err != nil && retry && attempt == 0 {
+			continue
+		}
+		if err != nil && redisconn.TopologyError(err) {
+			cc.ReloadState(ctx)
+		}
+		return b, err
+	}
+}
+
+// takeOn runs GETDEL and INFO replication on one connection to the key's
+// primary, then waits for the replica (redisconn.Replicate). retry: the
+// GETDEL did not run (the node moved the slot, or refused the connection).
+func takeOn(ctx context.Context, node *redis.Client, key string) (b []byte, retry bool, err error) {
+	conn := node.Conn()
+	defer conn.Close()
+	var get *redis.StringCmd
+	var info *redis.StringCmd
+	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.GetDel(ctx, key)
+		info = p.Info(ctx, "replication")
+		return nil
+	})
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return nil, redisconn.TopologyError(err), err
+	}
+	b, err = get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, false, cvcstore.ErrNotFound
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := redisconn.Replicate(ctx, conn, info); err != nil {
+		return nil, false, ErrNotReplicated
+	}
+	return b, false, nil
 }
 
 // Delete removes the value.
