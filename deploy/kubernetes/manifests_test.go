@@ -56,6 +56,18 @@ func TestOverlaysBuild(t *testing.T) {
 				}
 			}), extras[dir]...)
 			assert.ElementsMatch(t, want, names)
+			arg := func(deployment, want string) {
+				d := find(o.deployments, func(d *appsv1.Deployment) bool { return d.Name == deployment })
+				require.NotNil(t, d)
+				assert.Contains(t, d.Spec.Template.Spec.Containers[0].Args, want, deployment)
+			}
+			switch dir {
+			case "overlays/dev":
+				arg("gatewayd", "--simulator-url=https://acquirer-sim.obol-sim.svc:8443")
+			case "overlays/production":
+				// vault.yaml replaces the address by its index in the args.
+				arg("vaultd", "--vault-addr=https://vault.example.internal:8200")
+			}
 			for _, ns := range []string{"obol-cde", "obol"} {
 				assert.True(t, slices.ContainsFunc(o.namespaces, func(n *corev1.Namespace) bool { return n.Name == ns }), "namespace %s", ns)
 			}

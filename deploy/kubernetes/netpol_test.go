@@ -3,13 +3,11 @@ package kubernetes_test
 import (
 	"fmt"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/mattfenwick/cyclonus/pkg/matcher"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -458,6 +456,3 @@ func peersOf(p *networkingv1.NetworkPolicy) [][]networkingv1.NetworkPolicyPeer {
 	}
 	return out
 }
-
-var _ = strings.Join
-var _ appsv1.Deployment
