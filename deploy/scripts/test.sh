@@ -78,6 +78,20 @@ if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; 
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
 
+# Kubernetes manifests (deploy/kubernetes/README.md): a Go module of its own,
+# so the Kubernetes libraries stay out of Obol's go.mod and `./...` above does
+# not reach it. No cluster: kustomize builds both overlays in process, every
+# object decodes strictly into k8s.io/api types, and the NetworkPolicies'
+# connectivity (cyclonus) is checked against the PCI reachability matrix.
+say "Kubernetes manifests (deploy/kubernetes): tidy, vet, staticcheck, tests"
+(
+  cd deploy/kubernetes
+  go mod tidy -diff
+  go vet ./...
+  go run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+  go test -count=1 -timeout 5m "$@" ./...
+)
+
 # ---- container images (deploy/images; owner: images) ----------------------
 # docker.io from Debian when docker or dockerd is missing; a dockerd started
 # here when none answers (--iptables=false --bridge=none: the smoke test runs

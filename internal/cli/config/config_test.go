@@ -327,7 +327,7 @@ func TestDatabaseSettingsNameTheirDatabase(t *testing.T) {
 func TestDocsNameReadVariables(t *testing.T) {
 	known := config.Known()
 	re := regexp.MustCompile(`OBOL_[A-Z0-9_]*[A-Z0-9]`)
-	for _, doc := range []string{"README.md", "SECURITY.md", "ARCHITECTURE.md", "deploy/kubernetes.md", "deploy/obol.env.example"} {
+	for _, doc := range []string{"README.md", "SECURITY.md", "ARCHITECTURE.md", "deploy/kubernetes/README.md", "deploy/images/README.md", "deploy/topology/README.md", "deploy/PKI.md", "deploy/obol.env.example"} {
 		t.Run(doc, func(t *testing.T) {
 			b, err := os.ReadFile("../../../" + doc)
 			require.NoError(t, err)
