@@ -20,7 +20,6 @@ import (
 	"github.com/obolpay/obol/proxy/reconcile"
 	"github.com/obolpay/obol/proxy/simulator"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
-	"github.com/obolpay/obol/vault/service"
 )
 
 // side is one party's totals: the acquirer simulator, the gateway's
@@ -223,11 +222,11 @@ func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
 		return nil, err
 	}
 	defer gw.Close()
-	cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	tc, err := s.ledgerTLS()
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(s.pki.ClientTLS(cert))))
+	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ type drill struct {
 	// error is a client error too: only 503s with an error code pass.
 	lb bool
 	// check adds the drill's own invariants after the census.
-	check func(s *stack) []string
+	check func(s *stack, flows []flow) []string
 }
 
 // outageFailures is how many failed attempts the merchants see before a
@@ -140,6 +140,13 @@ func TestDrill(t *testing.T) {
 	}
 }
 
+// skipDrill is a fault's error when the deployment cannot run it (e.g. no
+// Redis Cluster to kill a primary of): the drill stops and is skipped with
+// the reason.
+type skipDrill struct{ reason string }
+
+func (e skipDrill) Error() string { return e.reason }
+
 // faultRun is one fault as it ran.
 type faultRun struct {
 	line string
@@ -169,6 +176,11 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 		flows[i] = flow{key: fmt.Sprintf("drill-%s-%s-%03d", d.name, s.run, i), amount: amount, refund: amount / 4}
 	}
 	l := newLoad(s.gwURL, s.sk)
+	s.takeNotes()
+	// A fault that cannot run on this deployment (skipDrill) ends the drill.
+	drillCtx, stop := context.WithCancel(context.Background())
+	defer stop()
+	var skip error
 	var faults []faultRun
 	var timings []string
 	var faultMu sync.Mutex
@@ -221,15 +233,20 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 				start := time.Now()
 				err := f.run(s, l, phaseDone)
 				line := fmt.Sprintf("%s (took %s)", f.what, time.Since(start).Round(time.Millisecond))
-				if err != nil {
+				faultMu.Lock()
+				var sd skipDrill
+				switch {
+				case errors.As(err, &sd):
+					skip = err
+					stop()
+				case err != nil:
 					line += ": REPAIR FAILED: " + err.Error()
 				}
-				faultMu.Lock()
 				faults = append(faults, faultRun{line: line, at: start})
 				faultMu.Unlock()
 			}()
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), phaseTimeout)
+		ctx, cancel := context.WithTimeout(drillCtx, phaseTimeout)
 		phaseBegan := time.Now()
 		ans := l.phase(ctx, reqs)
 		cancel()
@@ -255,6 +272,9 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 		}
 	}
 	loadEnd := time.Now()
+	if skip != nil {
+		t.Skipf("drill %s: %v", d.name, skip)
+	}
 
 	// The time to recover from each fault, from the clients' timestamps.
 	sort.Slice(faults, func(i, j int) bool { return faults[i].at.Before(faults[j].at) })
@@ -295,7 +315,10 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 		v = append(v, "not settled within the sweeper's interval: "+settleErr.Error())
 	}
 	if d.check != nil {
-		v = append(v, d.check(s)...)
+		v = append(v, d.check(s, flows)...)
+	}
+	for _, n := range s.takeNotes() {
+		faultLines = append(faultLines, "  "+n)
 	}
 	table := c.table(d.name, l, flows, faultLines, timings, recoveries, v)
 	t.Log(table)

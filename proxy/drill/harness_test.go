@@ -23,6 +23,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/deploy/topology"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 var binDir string
 
 // binaries are the commands the drills run as processes.
-var binaries = []string{"vaultd", "gatewayd", "riskd", "ledgerd", "acquirer-sim", "obol"}
+var binaries = []string{"vaultd", "gatewayd", "riskd", "ledgerd", "eventsd", "acquirer-sim", "obol"}
 
 // build builds the binaries once per test binary (with -race when
 // OBOL_DRILL_RACE=1). The go build cache makes repeated runs cheap.
@@ -195,6 +196,7 @@ type stack struct {
 	http                    *http.Client // trusts the dev CA
 	obol                    string       // the obol binary
 	ledgerToken             string
+	ledgerTLS               func() (*tls.Config, error) // the gateway's client certificate, for the reconciliation
 
 	run    string        // random, in every Idempotency-Key: drills can share a deployment
 	settle time.Duration // how long the sweeper may take to resolve what the faults left
@@ -202,6 +204,28 @@ type stack struct {
 	// outputsFn, when set, gives every process's output for the leak scan
 	// (else the stack's own procs).
 	outputsFn func() map[string][]byte
+
+	topo        *topology.Topology // the multi-node drills' deployment (nil: single node)
+	killedVault int                // the Vault node the vault-leader drill killed
+
+	notesMu sync.Mutex
+	notes   []string // what the faults observed (printed under them)
+}
+
+// note records what a fault observed, e.g. how long a takeover took.
+func (s *stack) note(format string, a ...any) {
+	s.notesMu.Lock()
+	defer s.notesMu.Unlock()
+	s.notes = append(s.notes, fmt.Sprintf(format, a...))
+}
+
+// takeNotes returns the notes so far and forgets them.
+func (s *stack) takeNotes() []string {
+	s.notesMu.Lock()
+	defer s.notesMu.Unlock()
+	n := s.notes
+	s.notes = nil
+	return n
 }
 
 func (s *stack) procs() []*proc {
@@ -288,6 +312,13 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 	_, err = s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)
 	pem := func(f string) string { return filepath.Join(s.pki.Dir, f) }
+	s.ledgerTLS = func() (*tls.Config, error) {
+		cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+		if err != nil {
+			return nil, err
+		}
+		return s.pki.ClientTLS(cert), nil
+	}
 	s.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pki.Pool(), MinVersion: tls.VersionTLS12}}}
 	t.Cleanup(s.http.CloseIdleConnections)
 

@@ -40,6 +40,7 @@ type answer struct {
 	final    bool
 	attempts int
 	body     []byte
+	at       time.Time // when the last attempt was answered
 }
 
 // load drives the gateway's REST API and counts every attempt.
@@ -182,7 +183,7 @@ func (l *load) send(ctx context.Context, r request) answer {
 	for n := 1; ; n++ {
 		began := time.Now()
 		a = l.once(ctx, r)
-		a.attempts = n
+		a.attempts, a.at = n, time.Now()
 		if ctx.Err() != nil && !a.final {
 			a.label = "unfinished at the deadline (last: " + a.label + ")"
 			return a
