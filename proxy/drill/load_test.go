@@ -277,7 +277,7 @@ func (l *load) outcomeLines() []string {
 // recovery is how the clients lived through one fault, from their own
 // timestamps: the failed attempts answered between the fault and `until`
 // (the next fault, or the end of the load), and the time from the first
-// of them to the first success answered after it.
+// of them to the first success of an attempt sent after it.
 type recovery struct {
 	failed      int
 	firstFail   time.Duration // fault → first failed attempt answered
@@ -312,7 +312,9 @@ func (l *load) recovery(at, until time.Time) recovery {
 	r.firstFail, r.lastFail = first.Sub(at), last.Sub(at)
 	var ok time.Time
 	for _, a := range l.attempts {
-		if a.ok && a.end.After(first) && (ok.IsZero() || a.end.Before(ok)) {
+		// A success sent after the first failure: a request already in
+		// flight that completes after it says nothing of recovery.
+		if a.ok && a.start.After(first) && (ok.IsZero() || a.end.Before(ok)) {
 			ok = a.end
 		}
 	}

@@ -171,8 +171,8 @@ func keys(m map[string]*view) []string {
 }
 
 // TestRecovery: the time to recover runs from the first failed attempt
-// answered after the fault to the first success after it; failures before
-// the fault or after the window's end do not count.
+// answered after the fault to the first success of an attempt sent after
+// it; failures before the fault or after the window's end do not count.
 func TestRecovery(t *testing.T) {
 	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
@@ -194,6 +194,10 @@ func TestRecovery(t *testing.T) {
 		{"outage", []attempt{att(900, false), att(1100, false), att(1200, true), att(1500, false), att(1700, true), att(6000, false)},
 			recovery{failed: 2, firstFail: 100 * time.Millisecond, lastFail: 500 * time.Millisecond, toRecover: 100 * time.Millisecond, recovered: true},
 			"time to recover 100ms (first failed attempt 100ms after the fault; 2 failed attempts, the last 500ms after the fault)"},
+		{"a request in flight succeeds after the first failure", []attempt{att(1100, false),
+			{op: "capture", start: at(1050), end: at(1120), ok: true, label: "200 captured"}, att(1400, false), att(2100, true)},
+			recovery{failed: 2, firstFail: 100 * time.Millisecond, lastFail: 400 * time.Millisecond, toRecover: time.Second, recovered: true},
+			"time to recover 1s (first failed attempt 100ms after the fault; 2 failed attempts, the last 400ms after the fault)"},
 		{"never recovered", []attempt{att(1100, false), att(1300, false)},
 			recovery{failed: 2, firstFail: 100 * time.Millisecond, lastFail: 300 * time.Millisecond, unrecovered: "503 vault_unavailable"},
 			"NOT RECOVERED: 2 failed attempts from 100ms after the fault, no success after them (last: 503 vault_unavailable)"},
