@@ -204,9 +204,14 @@ func (t *Topology) setupVault() error {
 }
 
 // VaultRaftPeers lists the Raft configuration's node ids (read through
-// HAProxy, so from the active node).
+// HAProxy, so from the active node; from the first node while HAProxy is
+// not up yet).
 func (t *Topology) VaultRaftPeers() ([]string, error) {
-	code, b, err := vaultCall(t.VaultAddr, t.VaultToken, http.MethodGet, "sys/storage/raft/configuration", nil)
+	base := t.VaultAddr
+	if base == "" {
+		base = t.vault[0].apiURL
+	}
+	code, b, err := vaultCall(base, t.VaultToken, http.MethodGet, "sys/storage/raft/configuration", nil)
 	if err != nil || code != http.StatusOK {
 		return nil, fmt.Errorf("raft configuration: HTTP %d %.200s %v", code, b, err)
 	}
