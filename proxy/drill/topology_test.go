@@ -5,8 +5,10 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -41,6 +43,15 @@ const vaultFailover = 60 * time.Second
 // standby is active through HAProxy; the node killed is remembered for
 // restartVaultNode.
 func killVaultLeader(s *stack, tp *topology.Topology) error {
+	// Raft's autopilot promotes a joined node to voter only after its
+	// stabilization time (10 s): killing the leader of a cluster whose
+	// other nodes are not voters yet leaves no quorum, which is not the
+	// drill. Wait until all three vote.
+	waited := time.Now()
+	if err := testenv.WaitFor(60*time.Second, func() error { return vaultVoters(s, tp) }); err != nil {
+		return fmt.Errorf("the vault nodes are not all voters: %w", err)
+	}
+	s.note("every Vault node a raft voter (waited %s)", time.Since(waited).Round(time.Millisecond))
 	leader, err := tp.VaultLeader()
 	if err != nil {
 		return err
@@ -61,16 +72,56 @@ func killVaultLeader(s *stack, tp *topology.Topology) error {
 	return nil
 }
 
+// vaultVoters: the raft configuration (through HAProxy, from the active
+// node) has topology.VaultNodes voters.
+func vaultVoters(s *stack, tp *topology.Topology) error {
+	req, err := http.NewRequest(http.MethodGet, tp.VaultAddr+"/v1/sys/storage/raft/configuration", nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("X-Vault-Token", tp.VaultToken)
+	resp, err := s.http.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var r struct {
+		Data struct {
+			Config struct {
+				Servers []struct {
+					NodeID string `json:"node_id"`
+					Voter  bool   `json:"voter"`
+				} `json:"servers"`
+			} `json:"config"`
+		} `json:"data"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("raft configuration: HTTP %d", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return err
+	}
+	var voters []string
+	for _, sv := range r.Data.Config.Servers {
+		if sv.Voter {
+			voters = append(voters, sv.NodeID)
+		}
+	}
+	if len(voters) != topology.VaultNodes {
+		return fmt.Errorf("raft voters %v of %d servers", voters, len(r.Data.Config.Servers))
+	}
+	return nil
+}
+
 func restartVaultNode(s *stack, tp *topology.Topology) error {
 	began := time.Now()
 	if err := tp.RestartVaultNode(s.killedVault); err != nil {
 		return err
 	}
-	peers, err := tp.VaultRaftPeers()
-	if err != nil {
-		return err
+	if err := testenv.WaitFor(60*time.Second, func() error { return vaultVoters(s, tp) }); err != nil {
+		return fmt.Errorf("vault node %d restarted but not a voter again: %w", s.killedVault, err)
 	}
-	s.note("vault node %d restarted, unsealed and back as a standby in %s (raft peers: %s)", s.killedVault, time.Since(began).Round(time.Millisecond), strings.Join(peers, ", "))
+	s.note("vault node %d restarted, unsealed and a voting standby again in %s", s.killedVault, time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
