@@ -145,8 +145,10 @@ func topologyDrills(tp *topology.Topology) []drill {
 	var rotatedAt time.Time
 	return []drill{
 		{name: "vault-leader", lb: true, faults: []fault{
-			topoFault("tokenize", 0.4, "the active Vault node SIGKILLed (a standby takes over, HAProxy follows)", killVaultLeader),
-			topoFault("authorize", 0.5, "the killed Vault node restarted and unsealed", restartVaultNode),
+			// In the authorizations: they unwrap DEKs in Vault (the
+			// tokenizations of a warm vaultd use its cached DEK).
+			topoFault("authorize", 0.3, "the active Vault node SIGKILLed (a standby takes over, HAProxy follows)", killVaultLeader),
+			topoFault("capture", 0.5, "the killed Vault node restarted and unsealed", restartVaultNode),
 		}},
 		{name: "redis-primary", lb: true, faults: []fault{
 			topoFault("authorize", 0.4, "a Redis Cluster primary SIGKILLed (its replica promoted)", func(s *stack, tp *topology.Topology) error {
