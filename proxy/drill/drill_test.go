@@ -38,6 +38,8 @@ type drill struct {
 	// multi-node topology), so a connection failure or a proxy's own
 	// error is a client error too: only 503s with an error code pass.
 	lb bool
+	// setup prepares the deployment before the load (nil: nothing).
+	setup func(s *stack) error
 	// check adds the drill's own invariants after the census.
 	check func(s *stack, flows []flow) []string
 }
@@ -177,6 +179,9 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 	}
 	l := newLoad(s.gwURL, s.sk)
 	s.takeNotes()
+	if d.setup != nil {
+		require.NoError(t, d.setup(s), "drill %s: setup", d.name)
+	}
 	// A fault that cannot run on this deployment (skipDrill) ends the drill.
 	drillCtx, stop := context.WithCancel(context.Background())
 	defer stop()

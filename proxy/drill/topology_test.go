@@ -43,15 +43,6 @@ const vaultFailover = 60 * time.Second
 // standby is active through HAProxy; the node killed is remembered for
 // restartVaultNode.
 func killVaultLeader(s *stack, tp *topology.Topology) error {
-	// Raft's autopilot promotes a joined node to voter only after its
-	// stabilization time (10 s): killing the leader of a cluster whose
-	// other nodes are not voters yet leaves no quorum, which is not the
-	// drill. Wait until all three vote.
-	waited := time.Now()
-	if err := testenv.WaitFor(60*time.Second, func() error { return vaultVoters(s, tp) }); err != nil {
-		return fmt.Errorf("the vault nodes are not all voters: %w", err)
-	}
-	s.note("every Vault node a raft voter (waited %s)", time.Since(waited).Round(time.Millisecond))
 	leader, err := tp.VaultLeader()
 	if err != nil {
 		return err
@@ -69,6 +60,20 @@ func killVaultLeader(s *stack, tp *topology.Topology) error {
 		return err
 	}
 	s.note("vault node %d (the leader) SIGKILLed; node %d active through HAProxy %s later", leader, next, took.Round(time.Millisecond))
+	return nil
+}
+
+// waitVaultVoters runs before the vault-leader drill's load. Raft's
+// autopilot promotes a joined node to voter only after its stabilization
+// time (10 s): killing the leader of a cluster whose other nodes are not
+// voters yet leaves no quorum, which is not the drill. It waits until all
+// three vote.
+func waitVaultVoters(s *stack) error {
+	waited := time.Now()
+	if err := testenv.WaitFor(60*time.Second, func() error { return vaultVoters(s, s.topo) }); err != nil {
+		return fmt.Errorf("the vault nodes are not all voters: %w", err)
+	}
+	s.note("before the load: every Vault node a raft voter (waited %s)", time.Since(waited).Round(time.Millisecond))
 	return nil
 }
 
@@ -144,7 +149,7 @@ func killReplica(p *topology.Process) func(s *stack, _ *topology.Topology) error
 func topologyDrills(tp *topology.Topology) []drill {
 	var rotatedAt time.Time
 	return []drill{
-		{name: "vault-leader", lb: true, faults: []fault{
+		{name: "vault-leader", lb: true, setup: waitVaultVoters, faults: []fault{
 			// In the authorizations: they unwrap DEKs in Vault (the
 			// tokenizations of a warm vaultd use its cached DEK).
 			topoFault("authorize", 0.3, "the active Vault node SIGKILLed (a standby takes over, HAProxy follows)", killVaultLeader),
