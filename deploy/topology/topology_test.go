@@ -155,7 +155,7 @@ func TestTopology(t *testing.T) {
 		gw.Kill()
 		vd.Kill()
 		assert.False(t, gw.Running())
-		pay(t, n + 1)
+		pay(t, n+1)
 		require.NoError(t, gw.Start())
 		require.NoError(t, vd.Start())
 		assert.Equal(t, 2, gw.Starts())
@@ -163,7 +163,7 @@ func TestTopology(t *testing.T) {
 	lap("replica kills")
 	t.Run("postgres primary killed, standby promoted", func(t *testing.T) {
 		require.NoError(t, topo.FailoverPostgres())
-		pay(t, n + 2)
+		pay(t, n+2)
 		state, err := topo.ReplicationState()
 		require.NoError(t, err)
 		assert.Empty(t, state, "no standby left after the failover")
