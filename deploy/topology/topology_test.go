@@ -225,6 +225,14 @@ func TestTopology(t *testing.T) {
 	for name, b := range outputs {
 		leaks.Scan(name, b)
 	}
+	for key := range topology.Databases {
+		dump, err := topo.DumpDatabase(key)
+		require.NoError(t, err)
+		leaks.Scan("database "+key, dump)
+	}
+	for _, kv := range topo.Redis().Dump(t) {
+		leaks.Scan("redis", kv)
+	}
 	hits, summary := leaks.Report()
 	assert.Empty(t, hits, summary)
 }
