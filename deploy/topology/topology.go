@@ -15,6 +15,7 @@ package topology
 import (
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
@@ -452,6 +453,46 @@ func (t *Topology) createMerchant() error {
 	}
 	t.MerchantID, t.SecretKey, t.PublishableKey = keys.MerchantID, keys.SecretKey, keys.PublishableKey
 	return nil
+}
+
+// GatewayClientTLS is a client TLS configuration with the gateway's
+// certificate, trusting CACert: how the gateway (and the drills'
+// reconciliation) dial riskd, ledgerd and vaultd.
+func (t *Topology) GatewayClientTLS() (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(t.GatewayCert, t.GatewayKey)
+	if err != nil {
+		return nil, err
+	}
+	pem, err := os.ReadFile(t.CACert)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("no certificate in %s", t.CACert)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
+}
+
+// DumpDatabase is pg_dump of a database (key of Databases) on the current
+// primary, for leak scans.
+func (t *Topology) DumpDatabase(key string) ([]byte, error) {
+	url, ok := t.PostgresURLs[key]
+	if !ok {
+		return nil, fmt.Errorf("no database %q", key)
+	}
+	bin, err := pgBin("pg_dump")
+	if err != nil {
+		return nil, err
+	}
+	var stderr strings.Builder
+	cmd := exec.Command(bin, "--no-owner", "--dbname", url)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("pg_dump %s: %w: %s", key, err, stderr.String())
+	}
+	return out, nil
 }
 
 // Services are every daemon replica: vaultd, gatewayd, riskd, ledgerd

@@ -105,8 +105,9 @@ func TestTopology(t *testing.T) {
 	// replicas of vaultd and gatewayd.
 	const n = 6
 	leaks := testenv.NewLeakScanner()
-	ids := make([]string, n)
-	for i := range n {
+	var ids []string
+	pay := func(t *testing.T, i int) {
+		t.Helper()
 		pan, cvc := randomVisa(t), fmt.Sprintf("%03d", 100+i)
 		leaks.AddCard(pan, cvc)
 		var tok struct{ Token string }
@@ -117,14 +118,57 @@ func TestTopology(t *testing.T) {
 		post(t, topo, topo.GatewayURL+"/v1/payments", fmt.Sprintf("topo-auth-%d", i),
 			fmt.Sprintf(`{"token":%q,"amount":%d,"currency":"USD","capture":false}`, tok.Token, 1000+i), &p)
 		require.Equal(t, "authorized", p.Status)
-		ids[i] = p.ID
+		ids = append(ids, p.ID)
 		post(t, topo, topo.GatewayURL+"/v1/payments/"+p.ID+"/capture", fmt.Sprintf("topo-cap-%d", i), `{}`, &p)
 		require.Equal(t, "captured", p.Status)
 		var r struct{ Status string }
 		post(t, topo, topo.GatewayURL+"/v1/payments/"+p.ID+"/refunds", fmt.Sprintf("topo-ref-%d", i), `{"amount":250,"reason":"topology"}`, &r)
 		require.Equal(t, "partially_refunded", r.Status)
 	}
-	lap(fmt.Sprintf("%d payments tokenized, authorized, captured and refunded", n))
+	for i := range n {
+		pay(t, i)
+	}
+	lap(fmt.Sprintf("%d payments tokenized, authorized, captured and refunded", len(ids)))
+
+	// The fault methods the drills use, once each, with a payment after
+	// each (clients retry 503s with the same key).
+	t.Run("the vault leader is killed: a standby takes over; the node rejoins", func(t *testing.T) {
+		leader, err := topo.VaultLeader()
+		require.NoError(t, err)
+		require.NoError(t, topo.KillVaultNode(leader))
+		took, err := topo.WaitVaultActive(60 * time.Second)
+		require.NoError(t, err)
+		t.Logf("vault active again through haproxy %s after the leader's SIGKILL", took.Round(time.Millisecond))
+		next, err := topo.VaultLeader()
+		require.NoError(t, err)
+		assert.NotEqual(t, leader, next)
+		require.NoError(t, topo.RotateKEK(), "KEK rotation with the stock vault CLI on the new leader")
+		pay(t, n)
+		require.NoError(t, topo.RestartVaultNode(leader))
+		peers, err := topo.VaultRaftPeers()
+		require.NoError(t, err)
+		assert.Len(t, peers, topology.VaultNodes)
+	})
+	lap("vault leader failover")
+	t.Run("a gateway and a vaultd replica are killed: haproxy sends to the others", func(t *testing.T) {
+		gw, vd := topo.Gatewayd()[0], topo.Vaultd()[1]
+		gw.Kill()
+		vd.Kill()
+		assert.False(t, gw.Running())
+		pay(t, n+1)
+		require.NoError(t, gw.Start())
+		require.NoError(t, vd.Start())
+		assert.Equal(t, 2, gw.Starts())
+	})
+	lap("replica kills")
+	t.Run("postgres primary killed, standby promoted", func(t *testing.T) {
+		require.NoError(t, topo.FailoverPostgres())
+		pay(t, n+2)
+		state, err := topo.ReplicationState()
+		require.NoError(t, err)
+		assert.Empty(t, state, "no standby left after the failover")
+	})
+	lap("postgres failover")
 
 	// Both gateways' sweepers deliver the outbox; the ledger holds each
 	// event once.
@@ -173,13 +217,21 @@ func TestTopology(t *testing.T) {
 	assert.NoError(t, err, "obol ledger verify: %s", out)
 	lap("ledger, acquirer and verify checked")
 
-	t.Run("KEK rotation with the stock vault CLI", func(t *testing.T) {
-		require.NoError(t, topo.RotateKEK())
-	})
-
 	// No PAN in any process's output.
-	for name, b := range topo.Outputs() {
+	outputs := topo.Outputs()
+	for _, p := range topo.Processes() {
+		assert.NotEmpty(t, outputs[p.Name], "%s's output is captured", p.Name)
+	}
+	for name, b := range outputs {
 		leaks.Scan(name, b)
+	}
+	for key := range topology.Databases {
+		dump, err := topo.DumpDatabase(key)
+		require.NoError(t, err)
+		leaks.Scan("database "+key, dump)
+	}
+	for _, kv := range topo.Redis().Dump(t) {
+		leaks.Scan("redis", kv)
 	}
 	hits, summary := leaks.Report()
 	assert.Empty(t, hits, summary)

@@ -143,22 +143,22 @@ ui            = false
 	if err := t.unseal(0, 200); err != nil {
 		return err
 	}
+	// Autopilot makes a joining node a voter once it has been healthy for
+	// server_stabilization_time (10s by default); until then a leader's
+	// loss leaves no quorum. Shorter here, to start quickly.
+	if code, b, err := vaultCall(t.vault[0].apiURL, t.VaultToken, http.MethodPost, "sys/storage/raft/autopilot/configuration",
+		map[string]any{"server_stabilization_time": "2s", "cleanup_dead_servers": false}); err != nil || code/100 != 2 {
+		return fmt.Errorf("autopilot configuration: HTTP %d %.200s %v", code, b, err)
+	}
 	for i := 1; i < VaultNodes; i++ {
 		if err := t.unseal(i, 429); err != nil {
 			return err
 		}
 	}
 	if err := testenv.WaitFor(60*time.Second, func() error {
-		peers, err := t.VaultRaftPeers()
-		if err != nil {
-			return err
-		}
-		if len(peers) != VaultNodes {
-			return fmt.Errorf("raft peers %v", peers)
-		}
-		return nil
+		return t.vaultVoters(VaultNodes)
 	}); err != nil {
-		return fmt.Errorf("the vault nodes did not join: %w", err)
+		return fmt.Errorf("the vault nodes did not join as voters: %w", err)
 	}
 	return nil
 }
@@ -207,6 +207,42 @@ func (t *Topology) setupVault() error {
 // HAProxy, so from the active node; from the first node while HAProxy is
 // not up yet).
 func (t *Topology) VaultRaftPeers() ([]string, error) {
+	servers, err := t.raftServers()
+	if err != nil {
+		return nil, err
+	}
+	var ids []string
+	for _, s := range servers {
+		ids = append(ids, s.NodeID)
+	}
+	return ids, nil
+}
+
+// vaultVoters checks that the Raft configuration has n voters.
+func (t *Topology) vaultVoters(n int) error {
+	servers, err := t.raftServers()
+	if err != nil {
+		return err
+	}
+	voters := 0
+	for _, s := range servers {
+		if s.Voter {
+			voters++
+		}
+	}
+	if voters != n {
+		return fmt.Errorf("raft: %d voters of %d servers, want %d", voters, len(servers), n)
+	}
+	return nil
+}
+
+type raftServer struct {
+	NodeID string `json:"node_id"`
+	Voter  bool   `json:"voter"`
+	Leader bool   `json:"leader"`
+}
+
+func (t *Topology) raftServers() ([]raftServer, error) {
 	base := t.VaultAddr
 	if base == "" {
 		base = t.vault[0].apiURL
@@ -218,20 +254,14 @@ func (t *Topology) VaultRaftPeers() ([]string, error) {
 	var r struct {
 		Data struct {
 			Config struct {
-				Servers []struct {
-					NodeID string `json:"node_id"`
-				} `json:"servers"`
+				Servers []raftServer `json:"servers"`
 			} `json:"config"`
 		} `json:"data"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, err
 	}
-	var ids []string
-	for _, s := range r.Data.Config.Servers {
-		ids = append(ids, s.NodeID)
-	}
-	return ids, nil
+	return r.Data.Config.Servers, nil
 }
 
 // VaultLeader returns the index of the active Vault node (the one whose
@@ -276,7 +306,10 @@ func (t *Topology) RestartVaultNode(i int) error {
 	if err := t.vault[i].Start(); err != nil {
 		return err
 	}
-	return t.unseal(i, 429)
+	if err := t.unseal(i, 429); err != nil {
+		return err
+	}
+	return testenv.WaitFor(60*time.Second, func() error { return t.vaultVoters(VaultNodes) })
 }
 
 // WaitVaultActive waits until Vault answers as active through HAProxy
