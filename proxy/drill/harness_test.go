@@ -204,6 +204,9 @@ type stack struct {
 	// outputsFn, when set, gives every process's output for the leak scan
 	// (else the stack's own procs).
 	outputsFn func() map[string][]byte
+	// storedFn, when set, gives what the deployment stores (database dumps,
+	// Redis values) for the leak scan.
+	storedFn func(t *testing.T) (map[string][]byte, error)
 
 	topo        *topology.Topology // the multi-node drills' deployment (nil: single node)
 	killedVault int                // the Vault node the vault-leader drill killed

@@ -3,8 +3,6 @@ package drill
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -233,18 +231,6 @@ func TestTopologyDrill(t *testing.T) {
 // topologyStack is the drills' view of a topology: the addresses through
 // HAProxy, the databases' multi-host URLs and the merchant it created.
 func topologyStack(tp *topology.Topology) (*stack, error) {
-	ca, err := os.ReadFile(tp.CACert)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(ca) {
-		return nil, fmt.Errorf("no certificate in %s", tp.CACert)
-	}
-	cert, err := tls.LoadX509KeyPair(tp.GatewayCert, tp.GatewayKey)
-	if err != nil {
-		return nil, err
-	}
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return nil, err
@@ -253,14 +239,32 @@ func topologyStack(tp *topology.Topology) (*stack, error) {
 		name: "topology", gwDB: tp.PostgresURLs["gateway"], ledgerDB: tp.PostgresURLs["ledger"], vaultDB: tp.PostgresURLs["vault"],
 		gwURL: tp.GatewayURL, vaultURL: tp.VaultdURL, simURL: tp.SimulatorURL, ledgerGRPC: tp.LedgerAddr,
 		merchant: tp.MerchantID, sk: tp.SecretKey, http: tp.HTTP, obol: filepath.Join(tp.Bin, "obol"), ledgerToken: tp.LedgerToken,
-		ledgerTLS: func() (*tls.Config, error) {
-			return &tls.Config{Certificates: []tls.Certificate{cert}, RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
-		},
+		ledgerTLS: tp.GatewayClientTLS,
 		run:       fmt.Sprintf("%x", b),
 		settle:    processingTimeout + 30*sweepInterval,
 		outputsFn: tp.Outputs,
+		storedFn:  func(t *testing.T) (map[string][]byte, error) { return stored(t, tp) },
 		topo:      tp,
 	}, nil
+}
+
+// stored is what the topology holds at rest, for the leak scan: a pg_dump
+// of every database (on the current primary) and every Redis value.
+func stored(t *testing.T, tp *topology.Topology) (map[string][]byte, error) {
+	out := map[string][]byte{}
+	for key := range tp.PostgresURLs {
+		dump, err := tp.DumpDatabase(key)
+		if err != nil {
+			return nil, fmt.Errorf("dump the %s database: %w", key, err)
+		}
+		out["database "+key] = dump
+	}
+	if r := tp.Redis(); r != nil {
+		for i, v := range r.Dump(t) {
+			out[fmt.Sprintf("redis value %d", i)] = v
+		}
+	}
+	return out, nil
 }
 
 // keys runs an obol keys verb on the topology's Vault (through HAProxy)
