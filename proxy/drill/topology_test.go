@@ -1,6 +1,7 @@
 package drill
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -260,9 +261,7 @@ func stored(t *testing.T, tp *topology.Topology) (map[string][]byte, error) {
 		out["database "+key] = dump
 	}
 	if r := tp.Redis(); r != nil {
-		for i, v := range r.Dump(t) {
-			out[fmt.Sprintf("redis value %d", i)] = v
-		}
+		out["redis"] = bytes.Join(r.Dump(t), []byte("\n"))
 	}
 	return out, nil
 }
