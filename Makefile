@@ -1,5 +1,5 @@
 # Targets mirror CI: `make test` is the README's test command.
-.PHONY: test unit lint generate generate-check openapi-lint bench fuzz dev build
+.PHONY: test unit lint generate generate-check openapi-lint bench fuzz dev build images
 
 test:
 	deploy/scripts/test.sh
@@ -63,3 +63,8 @@ dev:
 
 build:
 	go build -o bin/ ./cmd/...
+
+# Container images (deploy/images/README.md): static binaries on scratch,
+# obolpay/<daemon>:<version> and :dev. Needs a running Docker engine.
+images:
+	deploy/images/build.sh

@@ -12,6 +12,8 @@
 #   - buf and the protoc-gen-* plugins (pinned) with `go install`;
 #   - stripe-mock (pinned; the stripe connector's integration tests) and
 #     grpcurl (pinned; the README walk-through) with `go install`.
+#   - docker.io from Debian, and a dockerd when none runs (the container
+#     images: `make images` and their smoke test; stopped at exit);
 #   - node and npm from Debian, and @redocly/cli (pinned, npm, into the
 #     cache dir) for the OpenAPI lint, and standardwebhooks (pinned, npm,
 #     into the cache dir: deploy/scripts/standardwebhooks.sh) for the
@@ -76,6 +78,53 @@ unformatted=$(gofmt -l $(git ls-files '*.go' | grep -v '\.pb\.' ) || true)
 if [ -n "$unformatted" ]; then echo "gofmt would change:"; echo "$unformatted"; exit 1; fi
 go vet ./...
 go run honnef.co/go/tools/cmd/staticcheck@v0.6.1 ./...
+
+# ---- container images (deploy/images; owner: images) ----------------------
+# docker.io from Debian when docker or dockerd is missing; a dockerd started
+# here when none answers (--iptables=false --bridge=none: the smoke test runs
+# containers on the host network; overlay2, else vfs), stopped at exit;
+# `make images` builds the six images; OBOL_TEST_REQUIRE_DOCKER=1 makes the
+# smoke test (deploy/images/images_test.go, in `go test ./...` below) fail
+# rather than skip when there is no engine.
+if ! command -v docker >/dev/null || ! command -v dockerd >/dev/null; then
+  say "installing docker.io (Debian package; the container images)"
+  sudo_ apt-get update -qq
+  sudo_ env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+fi
+obol_dockerd_pid=""
+obol_stop_dockerd() {
+  if [ -n "$obol_dockerd_pid" ]; then
+    sudo_ kill "$obol_dockerd_pid" 2>/dev/null || true
+    for _ in $(seq 30); do sudo_ kill -0 "$obol_dockerd_pid" 2>/dev/null || break; sleep 1; done
+    obol_dockerd_pid=""
+  fi
+}
+if ! docker info >/dev/null 2>&1; then
+  obol_dockerd_log=$(mktemp -t obol-dockerd.XXXXXX.log)
+  for driver in overlay2 vfs; do
+    say "starting dockerd (storage driver $driver; log: $obol_dockerd_log)"
+    # Not through sudo_ (a function: $! would be a subshell's pid, not dockerd's).
+    obol_dockerd=(dockerd --iptables=false --bridge=none --ip-forward=false --ip-masq=false --storage-driver="$driver")
+    if [ "$(id -u)" = 0 ]; then "${obol_dockerd[@]}" >>"$obol_dockerd_log" 2>&1 &
+    else sudo "${obol_dockerd[@]}" >>"$obol_dockerd_log" 2>&1 &
+    fi
+    obol_dockerd_pid=$!
+    for _ in $(seq 60); do
+      docker info >/dev/null 2>&1 && break
+      kill -0 "$obol_dockerd_pid" 2>/dev/null || break
+      sleep 1
+    done
+    docker info >/dev/null 2>&1 && break
+    obol_stop_dockerd
+  done
+  if ! docker info >/dev/null 2>&1; then echo "dockerd did not start; its log:"; tail -20 "$obol_dockerd_log"; exit 1; fi
+  obol_prev_exit_trap=$(trap -p EXIT | sed "s/^trap -- '\(.*\)' EXIT\$/\1/")
+  trap "obol_stop_dockerd; ${obol_prev_exit_trap}" EXIT
+fi
+export OBOL_TEST_REQUIRE_DOCKER=1
+say "container images: make images (static binaries on scratch; smoke test in go test below)"
+make images
+# ---- end of container images ------------------------------------------------
 
 say "go test -race (unit + integration)"
 go test -race -count=1 -timeout 30m "$@" ./...
