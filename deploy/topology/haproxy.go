@@ -68,6 +68,12 @@ defaults
 		if be.http {
 			b.WriteString("  retry-on conn-failure empty-response\n")
 		}
+		if be.http && strings.HasSuffix(be.name, "_rest") {
+			// No replica ready (e.g. every gatewayd's /readyz fails while
+			// PostgreSQL fails over): answer as Obol does, a 503 with an
+			// error code, not HAProxy's HTML page.
+			b.WriteString(`  http-error status 503 content-type application/json hdr Retry-After 1 string "{\"error\":{\"code\":\"service_unavailable\",\"message\":\"no replica is ready: retry with the same Idempotency-Key\"}}"` + "\n")
+		}
 		for _, s := range be.servers {
 			fmt.Fprintf(&b, "  server %s %s check", s.name, s.addr)
 			if s.checkPort != "" {

@@ -19,6 +19,7 @@ func TestHAProxyConfig(t *testing.T) {
 	cfg := haproxyConfig("/run/x.sock", []backend{
 		{name: "vault", listen: "127.0.0.1:1", http: true, check: "/v1/sys/health", servers: []server{{name: "vault-0", addr: "127.0.0.1:2"}, {name: "vault-1", addr: "127.0.0.1:3"}}},
 		{name: "gatewayd_grpc", listen: "127.0.0.1:4", check: "/readyz", servers: []server{{name: "gatewayd-0", addr: "127.0.0.1:5", checkPort: "6"}}},
+		{name: "gatewayd_rest", listen: "127.0.0.1:7", http: true, check: "/readyz", servers: []server{{name: "gatewayd-0", addr: "127.0.0.1:8"}}},
 	})
 	for _, want := range []string{
 		"backend vault\n  mode http\n  balance roundrobin\n  option httpchk GET /v1/sys/health\n  http-check expect status 200\n",
@@ -28,7 +29,11 @@ func TestHAProxyConfig(t *testing.T) {
 	} {
 		assert.Contains(t, cfg, want)
 	}
-	assert.NotContains(t, cfg[strings.Index(cfg, "backend gatewayd_grpc"):], "retry-on", "a TCP backend cannot retry HTTP")
+	assert.NotContains(t, cfg[strings.Index(cfg, "backend gatewayd_grpc"):strings.Index(cfg, "frontend gatewayd_rest_in")], "retry-on", "a TCP backend cannot retry HTTP")
+	rest := cfg[strings.Index(cfg, "backend gatewayd_rest"):]
+	assert.Contains(t, rest, `http-error status 503 content-type application/json`, "no replica ready: a 503 with an error code (the drills' clients accept nothing else)")
+	assert.Contains(t, rest, `\"code\":\"service_unavailable\"`)
+	assert.NotContains(t, cfg[:strings.Index(cfg, "frontend gatewayd_grpc_in")], "http-error", "Vault's clients get Vault's answers")
 	bin, err := exec.LookPath("haproxy")
 	if err != nil {
 		if _, serr := os.Stat("/usr/sbin/haproxy"); serr != nil {
