@@ -5,7 +5,7 @@
 # installs what is missing:
 #   - postgresql, redis-server, gcc (for -race), chromium (the hosted
 #     card fields' browser tests, driven headless), curl and jq (the README
-#     walk-through) from Debian (apt-get; needs root or sudo);
+#     walk-through), haproxy (the reference topology) from Debian (apt-get; needs root or sudo);
 #   - the vault binary, built once from the Go module proxy into
 #     ${XDG_CACHE_HOME:-$HOME/.cache}/obol/ (about 15 minutes and 4.5 GB of
 #     module downloads the first time; cached after that);
@@ -31,6 +31,7 @@ missing=()
 command -v gcc >/dev/null || missing+=(gcc)   # the race detector needs cgo
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v curl >/dev/null || missing+=(curl)   # the README walk-through (TestREADMEWalkthrough)
+command -v haproxy >/dev/null || [ -x /usr/sbin/haproxy ] || missing+=(haproxy)   # the reference topology (deploy/topology)
 command -v jq >/dev/null || missing+=(jq)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null || missing+=(postgresql)
 command -v node >/dev/null || missing+=(nodejs)    # OpenAPI lint (deploy/scripts/openapi-lint.sh), webhook receiver test

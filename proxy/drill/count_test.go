@@ -13,12 +13,13 @@ import (
 	"github.com/jackc/pgx/v5"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/protobuf/proto"
 
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/reconcile"
 	"github.com/obolpay/obol/proxy/simulator"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
-	"github.com/obolpay/obol/vault/service"
 )
 
 // side is one party's totals: the acquirer simulator, the gateway's
@@ -36,6 +37,7 @@ type view struct {
 	voids              int // acquirer reversals/cancels, gateway failed/canceled, ledger cancels
 	captured, refunded int64
 	status             string // gateway status, acquirer status, ledger hold status
+	token              string // gateway: the payment's token
 }
 
 // census is what the three parties hold after a drill.
@@ -49,6 +51,10 @@ type census struct {
 	reconcile             *reconcile.Report
 	reconcileErr          error
 	acqErr, gwErr, ledErr error
+	// The vault's side: the merchant's tokens, and the token each tokenize
+	// idempotency record answers with (count per token).
+	tokens, idemTokens map[string]int
+	vaultErr           error
 }
 
 // leftovers is what the gateway still has to resolve: payments and
@@ -133,8 +139,10 @@ func (s *stack) leftovers(ctx context.Context) (leftovers, error) {
 	return l, rows.Err()
 }
 
-// count reads the three parties.
-func (s *stack) count(ctx context.Context) *census {
+// count reads the three parties (and the vault's tokens), leaving out what
+// s.before holds: the records of earlier drills on the same deployment.
+// full also runs obol ledger verify and the reconciliation.
+func (s *stack) count(ctx context.Context, full bool) *census {
 	c := &census{acqBy: map[string]*view{}, gwBy: map[string]*view{}, ledBy: map[string]*view{}, keyPayments: map[string][]string{}}
 	get := func(m map[string]*view, id string) *view {
 		if m[id] == nil {
@@ -148,7 +156,12 @@ func (s *stack) count(ctx context.Context) *census {
 	}
 	c.acqErr = s.countAcquirer(ctx, c, get)
 	c.ledErr = s.countLedger(ctx, c, get)
-	c.gw.payments, c.acq.payments, c.led.payments = len(c.gwBy), len(c.acqBy), len(c.ledBy)
+	c.vaultErr = s.countVault(ctx, c)
+	c.exclude(s.before)
+	c.acq, c.gw, c.led = total(c.acqBy, false), total(c.gwBy, false), total(c.ledBy, true)
+	if !full {
+		return c
+	}
 
 	vctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -161,6 +174,46 @@ func (s *stack) count(ctx context.Context) *census {
 	return c
 }
 
+// exclude drops the payments and tokens that before holds (nil: none).
+func (c *census) exclude(before *census) {
+	if before == nil {
+		return
+	}
+	for _, pair := range [][2]map[string]*view{{c.acqBy, before.acqBy}, {c.gwBy, before.gwBy}, {c.ledBy, before.ledBy}} {
+		for id := range pair[1] {
+			delete(pair[0], id)
+		}
+	}
+	for k := range before.keyPayments {
+		delete(c.keyPayments, k)
+	}
+	for tok := range before.tokens {
+		delete(c.tokens, tok)
+	}
+	for tok := range before.idemTokens {
+		delete(c.idemTokens, tok)
+	}
+}
+
+// total sums one party's views. The ledger's authorizations are its
+// authorize transactions (rows); the others' are the approved ones.
+func total(by map[string]*view, ledger bool) side {
+	t := side{payments: len(by)}
+	for _, v := range by {
+		if ledger {
+			t.authorizations += v.rows
+		} else {
+			t.authorizations += v.approved
+		}
+		t.captures += v.captures
+		t.refunds += v.refunds
+		t.voids += v.voids
+		t.captured += v.captured
+		t.refunded += v.refunded
+	}
+	return t
+}
+
 // reconcile runs the gateway↔ledger reconciliation (proxy/reconcile): the
 // gateway's store read-only, the ledger over gRPC with mTLS.
 func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
@@ -169,16 +222,16 @@ func (s *stack) reconcile(ctx context.Context) (*reconcile.Report, error) {
 		return nil, err
 	}
 	defer gw.Close()
-	cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+	tc, err := s.ledgerTLS()
 	if err != nil {
 		return nil, err
 	}
-	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(s.pki.ClientTLS(cert))))
+	conn, err := grpc.NewClient(s.ledgerGRPC, grpc.WithTransportCredentials(credentials.NewTLS(tc)))
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
-	return reconcile.Run(ctx, gw, ledgerv1.NewLedgerServiceClient(conn), reconcile.Options{LedgerToken: ledgerToken})
+	return reconcile.Run(ctx, gw, ledgerv1.NewLedgerServiceClient(conn), reconcile.Options{LedgerToken: s.ledgerToken})
 }
 
 func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string]*view, string) *view) error {
@@ -187,14 +240,14 @@ func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string
 		return err
 	}
 	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, `SELECT id, status, amount_captured, amount_refunded, refunds, metadata, acquirer_reference FROM payments`)
+	rows, err := conn.Query(ctx, `SELECT id, status, amount_captured, amount_refunded, refunds, metadata, acquirer_reference, token FROM payments`)
 	if err != nil {
 		return err
 	}
 	for rows.Next() {
-		var id, status, refunds, meta, ref string
+		var id, status, refunds, meta, ref, token string
 		var captured, refunded int64
-		if err := rows.Scan(&id, &status, &captured, &refunded, &refunds, &meta, &ref); err != nil {
+		if err := rows.Scan(&id, &status, &captured, &refunded, &refunds, &meta, &ref, &token); err != nil {
 			rows.Close()
 			return err
 		}
@@ -207,22 +260,16 @@ func (s *stack) countGateway(ctx context.Context, c *census, get func(map[string
 		}
 		v := get(c.gwBy, id)
 		v.rows++
-		v.status, v.captured, v.refunded, v.refunds = status, captured, refunded, len(rs)
+		v.status, v.captured, v.refunded, v.refunds, v.token = status, captured, refunded, len(rs), token
 		switch status {
 		case "authorized", "captured", "partially_refunded", "refunded":
 			v.approved++
-			c.gw.authorizations++
 		case "failed", "canceled":
 			v.voids++
-			c.gw.voids++
 		}
 		if captured > 0 {
 			v.captures++
-			c.gw.captures++
 		}
-		c.gw.refunds += len(rs)
-		c.gw.captured += captured
-		c.gw.refunded += refunded
 	}
 	rows.Close()
 	return rows.Err()
@@ -249,21 +296,15 @@ func (s *stack) countAcquirer(ctx context.Context, c *census, get func(map[strin
 		switch a.Status {
 		case "approved":
 			v.approved++
-			c.acq.authorizations++
 		case "reversed", "canceled":
 			v.voids++
-			c.acq.voids++
 		}
 		if a.Captured > 0 {
 			v.captures++
-			c.acq.captures++
 		}
 		v.captured += a.Captured
 		v.refunded += a.Refunded
 		v.refunds += a.RefundCount
-		c.acq.refunds += a.RefundCount
-		c.acq.captured += a.Captured
-		c.acq.refunded += a.Refunded
 	}
 	return nil
 }
@@ -294,39 +335,80 @@ func (s *stack) countLedger(ctx context.Context, c *census, get func(map[string]
 		case "authorization":
 			v.rows++
 			v.status = hold
-			c.led.authorizations++
 		case "capture":
 			var n int64
 			_, _ = fmt.Sscan(amount, &n)
 			v.captures++
 			v.captured += n
-			c.led.captures++
-			c.led.captured += n
 		case "refund":
 			v.refunds++
 			v.refunded += refunded
-			c.led.refunds++
-			c.led.refunded += refunded
 		case "cancel":
 			v.voids++
-			c.led.voids++
 		}
 	}
 	return rows.Err()
 }
 
-// flow is one payment of the load: three writes, each with its own key.
+// countVault reads the drill merchant's tokens and tokenize idempotency
+// records from the vault's database (the records' answers are the Token
+// messages a retry replays).
+func (s *stack) countVault(ctx context.Context, c *census) error {
+	c.tokens, c.idemTokens = map[string]int{}, map[string]int{}
+	conn, err := pgx.Connect(ctx, s.vaultDB)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT token FROM tokens WHERE merchant_id = $1`, s.merchant)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var tok string
+		if err := rows.Scan(&tok); err != nil {
+			rows.Close()
+			return err
+		}
+		c.tokens[tok]++
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	rows, err = conn.Query(ctx, `SELECT response FROM idempotency_keys WHERE merchant_id = $1 AND operation = 'tokenize'`, s.merchant)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var b []byte
+		if err := rows.Scan(&b); err != nil {
+			return err
+		}
+		var tok vaultv1.Token
+		if err := proto.Unmarshal(b, &tok); err != nil {
+			return fmt.Errorf("a tokenize idempotency record does not decode: %w", err)
+		}
+		c.idemTokens[tok.GetToken()]++
+	}
+	return rows.Err()
+}
+
+// flow is one payment of the load: four writes (tokenize, authorize,
+// capture, refund), each with its own key.
 type flow struct {
 	key            string
 	amount, refund int64
+	token          string
 	paymentID      string
-	ans            [3]answer
+	ans            [4]answer
 }
 
-var opNames = [3]string{"authorize", "capture", "refund"}
+var opNames = [4]string{"tokenize", "authorize", "capture", "refund"}
 
 // want is what every flow must end as.
-var want = [3]string{"200 authorized", "200 captured", "200 partially_refunded"}
+var want = [4]string{"200 tokenized", "200 authorized", "200 captured", "200 partially_refunded"}
 
 // violations checks the invariants: per key exactly one payment,
 // authorization, capture and refund at each party with the right amounts
@@ -335,13 +417,13 @@ var want = [3]string{"200 authorized", "200 captured", "200 partially_refunded"}
 func (c *census) violations(flows []flow) []string {
 	var v, perKey []string
 	add := func(format string, a ...any) { v = append(v, fmt.Sprintf(format, a...)) }
-	for _, err := range []error{c.acqErr, c.gwErr, c.ledErr} {
+	for _, err := range []error{c.acqErr, c.gwErr, c.ledErr, c.vaultErr} {
 		if err != nil {
 			add("counting failed: %v", err)
 		}
 	}
 	key := func(format string, a ...any) { perKey = append(perKey, fmt.Sprintf(format, a...)) }
-	known := map[string]bool{}
+	known, tokensOfKeys := map[string]bool{}, map[string]bool{}
 	var wantCaptured, wantRefunded int64
 	for _, f := range flows {
 		wantCaptured += f.amount
@@ -350,6 +432,12 @@ func (c *census) violations(flows []flow) []string {
 			if a.label != want[i] {
 				key("%s: %s answered %q after %d attempt(s), want %q", f.key, opNames[i], a.label, a.attempts, want[i])
 			}
+		}
+		if f.token != "" {
+			if c.tokens[f.token] != 1 || c.idemTokens[f.token] != 1 {
+				key("%s: token %s: %d in the vault, %d tokenize idempotency record(s), want 1 and 1", f.key, f.token, c.tokens[f.token], c.idemTokens[f.token])
+			}
+			tokensOfKeys[f.token] = true
 		}
 		ids := c.keyPayments[f.key]
 		if len(ids) != 1 {
@@ -376,6 +464,9 @@ func (c *census) violations(flows []flow) []string {
 				key("%s (%s): %s status %q, want %q", f.key, id, party, got.status, status)
 			}
 		}
+		if g := c.gwBy[id]; g != nil && g.token != f.token {
+			key("%s (%s): the gateway's payment is by token %q, the key's token is %q", f.key, id, g.token, f.token)
+		}
 		check("acquirer", c.acqBy[id], "approved", 1, 1)
 		check("gateway", c.gwBy[id], "partially_refunded", 1, 1)
 		check("ledger", c.ledBy[id], "posted", 1, 0)
@@ -390,6 +481,21 @@ func (c *census) violations(flows []flow) []string {
 		sort.Strings(extra)
 		if len(extra) > 0 {
 			add("%s: %d record(s) of no drill key: %s", name, len(extra), strings.Join(extra[:min(len(extra), 3)], ", "))
+		}
+	}
+	if c.vaultErr == nil {
+		var extra []string
+		for tok := range c.tokens {
+			if !tokensOfKeys[tok] {
+				extra = append(extra, tok)
+			}
+		}
+		sort.Strings(extra)
+		if len(extra) > 0 {
+			add("vault: %d token(s) of no drill key (a tokenize made twice?): %s", len(extra), strings.Join(extra[:min(len(extra), 3)], ", "))
+		}
+		if n := sumCounts(c.idemTokens); n != len(tokensOfKeys) {
+			add("vault: %d tokenize idempotency record(s), want %d (one per key)", n, len(tokensOfKeys))
 		}
 	}
 	for _, t := range []struct {
@@ -422,8 +528,16 @@ func (c *census) violations(flows []flow) []string {
 	return append(v, perKey...)
 }
 
+func sumCounts(m map[string]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
 // table is the drill's one-table summary.
-func (c *census) table(title string, l *load, flows []flow, faults, timings []string, v []string) string {
+func (c *census) table(title string, l *load, flows []flow, faults, timings, recoveries []string, v []string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\n=== drill %s\n", title)
 	for _, f := range faults {
@@ -453,6 +567,10 @@ func (c *census) table(title string, l *load, flows []flow, faults, timings []st
 		wc += f.amount
 		wr += f.refund
 	}
+	for _, r := range recoveries {
+		fmt.Fprintf(&b, "recovery: %s\n", r)
+	}
+	fmt.Fprintf(&b, "tokens: vault %d, tokenize idempotency records %d, expected %d each\n", len(c.tokens), sumCounts(c.idemTokens), len(flows))
 	fmt.Fprintf(&b, "  %-20s %10s %10s %10s %10s\n", "", "acquirer", "gateway", "ledger", "expected")
 	row := func(name string, a, g, l, want int64) {
 		fmt.Fprintf(&b, "  %-20s %10d %10d %10d %10d\n", name, a, g, l, want)

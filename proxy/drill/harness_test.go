@@ -23,6 +23,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/deploy/topology"
 	"github.com/obolpay/obol/internal/devpki"
 	"github.com/obolpay/obol/internal/testenv"
 	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
@@ -45,7 +46,7 @@ func TestMain(m *testing.M) {
 var binDir string
 
 // binaries are the commands the drills run as processes.
-var binaries = []string{"vaultd", "gatewayd", "riskd", "ledgerd", "acquirer-sim", "obol"}
+var binaries = []string{"vaultd", "gatewayd", "riskd", "ledgerd", "eventsd", "acquirer-sim", "obol"}
 
 // build builds the binaries once per test binary (with -race when
 // OBOL_DRILL_RACE=1). The go build cache makes repeated runs cheap.
@@ -194,9 +195,63 @@ type stack struct {
 	merchant, sk            string
 	http                    *http.Client // trusts the dev CA
 	obol                    string       // the obol binary
+	ledgerToken             string
+	ledgerTLS               func() (*tls.Config, error) // the gateway's client certificate, for the reconciliation
+
+	run    string        // random, in every Idempotency-Key: drills can share a deployment
+	settle time.Duration // how long the sweeper may take to resolve what the faults left
+	before *census       // what the deployment held before the current drill
+	// outputsFn, when set, gives every process's output for the leak scan
+	// (else the stack's own procs).
+	outputsFn func() map[string][]byte
+	// storedFn, when set, gives what the deployment stores (database dumps,
+	// Redis values) for the leak scan.
+	storedFn func(t *testing.T) (map[string][]byte, error)
+
+	topo        *topology.Topology // the multi-node drills' deployment (nil: single node)
+	killedVault int                // the Vault node the vault-leader drill killed
+
+	notesMu sync.Mutex
+	notes   []string // what the faults observed (printed under them)
 }
 
-func (s *stack) procs() []*proc { return []*proc{s.vaultd, s.riskd, s.ledgerd, s.gatewayd, s.sim} }
+// note records what a fault observed, e.g. how long a takeover took.
+func (s *stack) note(format string, a ...any) {
+	s.notesMu.Lock()
+	defer s.notesMu.Unlock()
+	s.notes = append(s.notes, fmt.Sprintf(format, a...))
+}
+
+// takeNotes returns the notes so far and forgets them.
+func (s *stack) takeNotes() []string {
+	s.notesMu.Lock()
+	defer s.notesMu.Unlock()
+	n := s.notes
+	s.notes = nil
+	return n
+}
+
+func (s *stack) procs() []*proc {
+	var out []*proc
+	for _, p := range []*proc{s.vaultd, s.riskd, s.ledgerd, s.gatewayd, s.sim} {
+		if p != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// outputs is every daemon's output so far, by name.
+func (s *stack) outputs() map[string][]byte {
+	if s.outputsFn != nil {
+		return s.outputsFn()
+	}
+	out := map[string][]byte{}
+	for _, p := range s.procs() {
+		out[p.name] = p.out.Bytes()
+	}
+	return out
+}
 
 type stackOptions struct {
 	ownPostgres bool // a dedicated cluster the drill stops
@@ -253,12 +308,20 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 		rd = testenv.StartRedis(t)
 	}
 	suffix := randHex(t)
-	s := &stack{name: name, pg: pg, redis: rd, obol: filepath.Join(dir, "obol")}
+	s := &stack{name: name, pg: pg, redis: rd, obol: filepath.Join(dir, "obol"), ledgerToken: ledgerToken,
+		run: suffix, settle: processingTimeout + 30*sweepInterval}
 	s.pki, err = devpki.Ensure(t.TempDir())
 	require.NoError(t, err)
 	_, err = s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
 	require.NoError(t, err)
 	pem := func(f string) string { return filepath.Join(s.pki.Dir, f) }
+	s.ledgerTLS = func() (*tls.Config, error) {
+		cert, err := s.pki.ClientCert("gatewayd", service.DefaultGatewayIdentity)
+		if err != nil {
+			return nil, err
+		}
+		return s.pki.ClientTLS(cert), nil
+	}
 	s.http = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.pki.Pool(), MinVersion: tls.VersionTLS12}}}
 	t.Cleanup(s.http.CloseIdleConnections)
 
@@ -339,7 +402,7 @@ func startStack(t *testing.T, name string, opts stackOptions) *stack {
 // card is a test card: a random Luhn-valid Visa number outside
 // TESTCARDS.md's special numbers (so the simulator approves it), distinct
 // per payment so that risk velocity stays quiet.
-type card struct{ pan, cvc, token string }
+type card struct{ pan, cvc string }
 
 func randomVisa(t *testing.T) string {
 	for {
@@ -370,52 +433,6 @@ func randomVisa(t *testing.T) string {
 			return string(s)
 		}
 	}
-}
-
-// tokenize tokenizes n fresh cards at vaultd (8 at a time).
-func (s *stack) tokenize(t *testing.T, n int) []card {
-	t.Helper()
-	cards := make([]card, n)
-	year := time.Now().Year() + 3
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	next := make(chan int, n)
-	for i := range cards {
-		cards[i] = card{pan: randomVisa(t), cvc: fmt.Sprintf("%03d", i%1000)}
-		next <- i
-	}
-	close(next)
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range next {
-				body := fmt.Sprintf(`{"card":{"number":%q,"exp_month":12,"exp_year":%d,"cvc":%q}}`, cards[i].pan, year, cards[i].cvc)
-				req, _ := http.NewRequest(http.MethodPost, s.vaultURL+"/v1/tokens", strings.NewReader(body))
-				req.Header.Set("Authorization", "Bearer "+s.sk)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := s.http.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				b, _ := io.ReadAll(resp.Body)
-				resp.Body.Close()
-				var r struct{ Token string }
-				if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &r) != nil || r.Token == "" {
-					errs <- fmt.Errorf("tokenize: HTTP %d %.200s", resp.StatusCode, b)
-					return
-				}
-				cards[i].token = r.Token
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		require.NoError(t, err)
-	}
-	return cards
 }
 
 // errTB lets testenv's Stop/Start (which take a TB) run on a fault's

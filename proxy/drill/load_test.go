@@ -26,9 +26,10 @@ const (
 	retryMax       = 500 * time.Millisecond
 )
 
-// request is one merchant write.
+// request is one merchant write. base, when set, replaces the load's base
+// URL (the tokenize requests go to vaultd, the others to the gateway).
 type request struct {
-	op, path, body, key string
+	op, base, path, body, key string
 }
 
 // answer is the final answer to a request (or the last one seen when the
@@ -39,6 +40,7 @@ type answer struct {
 	final    bool
 	attempts int
 	body     []byte
+	at       time.Time // when the last attempt was answered
 }
 
 // load drives the gateway's REST API and counts every attempt.
@@ -54,6 +56,15 @@ type load struct {
 	requests  int
 	sentHooks []hook
 	failHooks []hook
+	attempts  []attempt // every attempt, all phases, in the order answered
+}
+
+// attempt is one attempt as the client saw it, for the time to recover.
+type attempt struct {
+	op         string
+	start, end time.Time
+	ok         bool   // a 2xx answer
+	label      string // as in answer
 }
 
 type hook struct {
@@ -128,7 +139,11 @@ func noAnswer(err error) string {
 
 // once sends one attempt.
 func (l *load) once(ctx context.Context, r request) answer {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.base+r.path, strings.NewReader(r.body))
+	base := l.base
+	if r.base != "" {
+		base = r.base
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+r.path, strings.NewReader(r.body))
 	if err != nil {
 		return answer{label: "bad request " + err.Error(), final: true}
 	}
@@ -143,6 +158,7 @@ func (l *load) once(ctx context.Context, r request) answer {
 	b, _ := io.ReadAll(resp.Body)
 	var m struct {
 		Status string `json:"status"`
+		Token  string `json:"token"`
 		Error  struct {
 			Code string `json:"code"`
 		} `json:"error"`
@@ -151,6 +167,9 @@ func (l *load) once(ctx context.Context, r request) answer {
 	code := m.Error.Code
 	if resp.StatusCode/100 == 2 {
 		code = m.Status
+		if code == "" && m.Token != "" {
+			code = "tokenized" // a token has no status
+		}
 	}
 	return answer{status: resp.StatusCode, label: strings.TrimSpace(fmt.Sprintf("%d %s", resp.StatusCode, code)), final: !retryable(resp.StatusCode, code), body: b}
 }
@@ -161,17 +180,19 @@ func (l *load) send(ctx context.Context, r request) answer {
 	l.fire(&l.sentHooks, l.sent.Add(1))
 	pause := retryFirst
 	var a answer
-	for attempt := 1; ; attempt++ {
+	for n := 1; ; n++ {
+		began := time.Now()
 		a = l.once(ctx, r)
-		a.attempts = attempt
+		a.attempts, a.at = n, time.Now()
 		if ctx.Err() != nil && !a.final {
 			a.label = "unfinished at the deadline (last: " + a.label + ")"
 			return a
 		}
 		l.mu.Lock()
+		l.attempts = append(l.attempts, attempt{op: r.op, start: began, end: time.Now(), ok: a.status/100 == 2, label: a.label})
 		l.outcomes[r.op+" "+a.label]++
 		l.requests++
-		if attempt > 1 {
+		if n > 1 {
 			l.retries++
 		}
 		l.mu.Unlock()
@@ -231,7 +252,7 @@ func (l *load) outcomeLines() []string {
 		k string
 		n int
 	}
-	order := map[string]int{"authorize": 0, "capture": 1, "refund": 2}
+	order := map[string]int{"tokenize": 0, "authorize": 1, "capture": 2, "refund": 3}
 	var all []kv
 	for k, n := range l.outcomes {
 		all = append(all, kv{k, n})
@@ -251,4 +272,102 @@ func (l *load) outcomeLines() []string {
 		out[i] = fmt.Sprintf("%-58s %6d", e.k, e.n)
 	}
 	return out
+}
+
+// recovery is how the clients lived through one fault, from their own
+// timestamps: the failed attempts answered between the fault and `until`
+// (the next fault, or the end of the load), and the time from the first
+// of them to the first success of an attempt sent after it.
+type recovery struct {
+	failed      int
+	firstFail   time.Duration // fault → first failed attempt answered
+	lastFail    time.Duration // fault → last failed attempt answered before until
+	toRecover   time.Duration // first failed attempt → first success after it
+	recovered   bool
+	unrecovered string // the last failure's label when nothing succeeded after it
+}
+
+func (l *load) recovery(at, until time.Time) recovery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var r recovery
+	var first, last time.Time
+	lastLabel := ""
+	for _, a := range l.attempts {
+		if a.ok || a.end.Before(at) || !a.end.Before(until) {
+			continue
+		}
+		r.failed++
+		if first.IsZero() || a.end.Before(first) {
+			first = a.end
+		}
+		if a.end.After(last) {
+			last, lastLabel = a.end, a.label
+		}
+	}
+	if r.failed == 0 {
+		r.recovered = true
+		return r
+	}
+	r.firstFail, r.lastFail = first.Sub(at), last.Sub(at)
+	var ok time.Time
+	for _, a := range l.attempts {
+		// A success sent after the first failure: a request already in
+		// flight that completes after it says nothing of recovery.
+		if a.ok && a.start.After(first) && (ok.IsZero() || a.end.Before(ok)) {
+			ok = a.end
+		}
+	}
+	if ok.IsZero() {
+		r.unrecovered = lastLabel
+		return r
+	}
+	r.recovered, r.toRecover = true, ok.Sub(first)
+	return r
+}
+
+func (r recovery) String() string {
+	switch {
+	case r.failed == 0:
+		return "time to recover 0s (no client saw a failure)"
+	case !r.recovered:
+		return fmt.Sprintf("NOT RECOVERED: %d failed attempts from %s after the fault, no success after them (last: %s)", r.failed, r.firstFail.Round(time.Millisecond), r.unrecovered)
+	}
+	return fmt.Sprintf("time to recover %s (first failed attempt %s after the fault; %d failed attempts, the last %s after the fault)",
+		r.toRecover.Round(time.Millisecond), r.firstFail.Round(time.Millisecond), r.failed, r.lastFail.Round(time.Millisecond))
+}
+
+// clientErrors lists the answers a client must never see, with their
+// counts: anything but a 2xx, a 503 with an error code, or the
+// idempotency protocol's 409s (a retry that met its first request still
+// running). noAnswerOK lets connection failures pass too: the single-node
+// drills kill the very process the clients talk to, with no load balancer
+// in front of it.
+func (l *load) clientErrors(noAnswerOK bool) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for k, n := range l.outcomes {
+		op, label, _ := strings.Cut(k, " ")
+		if !allowedAnswer(label, noAnswerOK) {
+			out = append(out, fmt.Sprintf("%s %q ×%d", op, label, n))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func allowedAnswer(label string, noAnswerOK bool) bool {
+	status, code, _ := strings.Cut(label, " ")
+	switch {
+	case strings.HasPrefix(label, "no answer"):
+		return noAnswerOK
+	case len(status) == 3 && status[0] == '2':
+		return true
+	case status == "503":
+		return code != "" && !strings.Contains(code, " ")
+	case status == "409":
+		return code == "idempotency_request_in_progress" || code == "payment_busy"
+	}
+	return false
 }

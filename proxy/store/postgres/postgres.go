@@ -86,8 +86,14 @@ func OpenReadOnly(ctx context.Context, url string) (*store.Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("gateway postgres url: %w", err)
 	}
-	cfg.RuntimeParams["default_transaction_read_only"] = "on"
-	db := stdlib.OpenDB(*cfg)
+	// Set once the connection is up, not as a startup parameter: with
+	// target_session_attrs=read-write (the multi-host URLs of a primary
+	// and its standby) pgx checks the session it opened, and a session
+	// read-only from its start would look like a standby on every host.
+	db := stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(func(ctx context.Context, conn *pgx.Conn) error {
+		_, err := conn.Exec(ctx, "SET default_transaction_read_only = on")
+		return err
+	}))
 	if err := ping(ctx, db); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,8 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -38,7 +40,10 @@ func TestMigrateTwiceIsNoop(t *testing.T) {
 	}
 }
 
-// TestReadOnly: the reconciliation's connection reads and cannot write.
+// TestReadOnly: the reconciliation's connection reads and cannot write,
+// also through the multi-host URL form of a primary with a standby
+// (target_session_attrs=read-write; the read-only session used to look
+// like a standby on every host: "read only connection").
 func TestReadOnly(t *testing.T) {
 	ctx := context.Background()
 	url := database(t)
@@ -48,15 +53,28 @@ func TestReadOnly(t *testing.T) {
 	p := &service.Payment{ID: "pay_1", MerchantID: "mer_1", Status: service.StatusAuthorized, Amount: 100, Currency: "USD", Token: "tok_1", Acquirer: "simulator", Version: 1}
 	require.NoError(t, rw.Insert(ctx, p))
 
-	ro, err := postgres.OpenReadOnly(ctx, url)
-	require.NoError(t, err)
-	defer ro.Close()
-	got, err := ro.PaymentsAfter(ctx, "", 10)
-	require.NoError(t, err)
-	require.Len(t, got, 1)
-	assert.Equal(t, "pay_1", got[0].ID)
-	p.ID = "pay_2"
-	assert.Error(t, ro.Insert(ctx, p), "a write on the read-only connection")
+	sep := "?"
+	if strings.Contains(url, "?") {
+		sep = "&"
+	}
+	cases := []struct{ name, url string }{
+		{"plain URL", url},
+		{"target_session_attrs=read-write", url + sep + "target_session_attrs=read-write"},
+	}
+	for i, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			ro, err := postgres.OpenReadOnly(ctx, tt.url)
+			require.NoError(t, err)
+			defer ro.Close()
+			got, err := ro.PaymentsAfter(ctx, "", 10)
+			require.NoError(t, err)
+			require.Len(t, got, 1)
+			assert.Equal(t, "pay_1", got[0].ID)
+			q := *p
+			q.ID = fmt.Sprintf("pay_ro_%d", i)
+			assert.ErrorContains(t, ro.Insert(ctx, &q), "read-only", "a write on the read-only connection")
+		})
+	}
 }
 
 func TestOpenReadOnlyUnreachable(t *testing.T) {
