@@ -408,7 +408,7 @@ var Binaries = []Binary{
 
 // IgnoredPrefixes are variables of the test harness and tools, never
 // warned about.
-var IgnoredPrefixes = []string{"OBOL_TEST_", "OBOL_DRILL_", "OBOL_VAULT_BIN"}
+var IgnoredPrefixes = []string{"OBOL_TEST_", "OBOL_DRILL_", "OBOL_TOPOLOGY_", "OBOL_VAULT_BIN"}
 
 // Known is every OBOL_* variable some binary reads.
 func Known() map[string]bool {

@@ -62,7 +62,7 @@ given by flag only without a password (flags show in process listings):
 put a URL with a password in its variable. An OBOL_* variable that no
 binary reads is reported at start as a warning (a typo, or a setting of
 another release); it is not refused, since one environment often serves
-several binaries. Variables of the test harness (OBOL_TEST_*, OBOL_DRILL_*,
+several binaries. Variables of the test harness (OBOL_TEST_*, OBOL_DRILL_*, OBOL_TOPOLOGY_*,
 OBOL_VAULT_BIN) are not warned about.
 
 One variable has one meaning in every binary that reads it, so one
