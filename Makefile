@@ -25,6 +25,7 @@ bench:
 	go run ./cmd/obol-load
 	go run ./cmd/obol-load --suite risk
 	go run ./cmd/obol-load --suite gateway
+	go run ./cmd/obol-load --suite floor
 	go test -run='^$$' -bench=. -benchtime=3x ./vault/store/postgres/ ./vault/keys/rewrap/
 	go test -run='^$$' -bench=. ./risk/rules/ ./vault/envelope/ ./internal/cardtext/
 	go test -run='^$$' -bench=BenchmarkTracing -benchtime=20000x ./internal/serve/

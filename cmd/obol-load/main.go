@@ -87,6 +87,9 @@ func main() {
 	case "risk":
 		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
 		return
+	case "floor":
+		runFloor(c.Duration, c.Warmup, c.Concurrency)
+		return
 	case "forward", "payments", "gateway":
 		runGateway(c.Suite, c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
 		return

@@ -215,7 +215,7 @@ type Load struct {
 	Warmup      time.Duration `flag:"warmup" default:"2s" doc:"warm-up before each measured phase"`
 	Concurrency int           `flag:"concurrency" default:"32" positive:"true" doc:"concurrent clients"`
 	CPUProfile  string        `flag:"cpuprofile" form:"a file" doc:"write a CPU profile of the measured phase (the load tool and the service share the process)"`
-	Suite       string        `flag:"suite" default:"vault" oneof:"vault|risk|forward|payments|gateway" doc:"vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments"`
+	Suite       string        `flag:"suite" default:"vault" oneof:"vault|risk|forward|payments|gateway|floor" doc:"vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments; floor: what this machine's building blocks cost (loopback, HTTPS, gRPC, PostgreSQL commits and rows, Redis, pg_test_fsync) and the ceilings they set"`
 }
 
 // Dev is `obol dev`'s configuration.
