@@ -55,7 +55,6 @@ type primitive struct {
 	perOp int
 }
 
-
 func runFloor(dur, warmup time.Duration, conc int) {
 	dir, err := os.MkdirTemp("", "obol-load-")
 	if err != nil {
