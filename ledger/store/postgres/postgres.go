@@ -222,6 +222,14 @@ func isBatchError(errs []error) bool {
 // set-based and commits. pgx prepares each statement once per connection.
 const (
 	sqlHead = `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`
+	// Every statement of a batch (and the foreign-key and balance checks
+	// it fires) touches a few rows by key. Planned on stale or missing
+	// statistics (a fresh or just-loaded database: autovacuum analyzes a
+	// minute later at best) the joins on unnest become hash joins over a
+	// scan of the whole table, per batch; a cached generic plan keeps that
+	// for the connection's life. The batch's transaction plans with index
+	// lookups only (SET LOCAL: other work on the connection is unaffected).
+	sqlPlanKeyed = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 	// Replays: ids already posted. (Joins on unnest keep these lookups on
 	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
 	sqlExisting = `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`
@@ -332,6 +340,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	// committed balance and nobody else can change one before we commit.
 	b1 := &pgx.Batch{}
 	b1.Queue(`BEGIN`)
+	b1.Queue(sqlPlanKeyed)
 	b1.Queue(sqlHead)
 	b1.Queue(sqlExisting, ids)
 	if len(pendingIDs) > 0 {
@@ -346,6 +355,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	pendings := map[string]*journal.Pending{}
 	accounts := map[string]*journal.Account{}
 	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
