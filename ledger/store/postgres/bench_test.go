@@ -25,8 +25,9 @@ import (
 // the journal (hash chain, balances) after the load, and the cost per
 // transfer: CPU-ms of this process (the store's Go side and the clients)
 // and of the PostgreSQL cluster's processes, WAL bytes, WAL records and WAL
-// fsyncs (pg_stat_wal), and PostgreSQL transactions per transfer. Run it with a fixed
-// count, e.g. -benchtime=20000x (with -benchtime=3x it posts 3 transfers).
+// fsyncs (pg_stat_wal), and PostgreSQL transactions per transfer. Run it
+// with a fixed count, e.g. -benchtime=20000x (with -benchtime=3x it posts
+// 3 transfers).
 func BenchmarkTransfers(b *testing.B) {
 	cases := []struct {
 		name    string
