@@ -25,8 +25,9 @@ import (
 // the journal (hash chain, balances) after the load, and the cost per
 // transfer: CPU-ms of this process (the store's Go side and the clients)
 // and of the PostgreSQL cluster's processes, WAL bytes, WAL records and WAL
-// fsyncs (pg_stat_wal). Run it with a fixed
-// count, e.g. -benchtime=20000x (with -benchtime=3x it posts 3 transfers).
+// fsyncs (pg_stat_wal), and PostgreSQL transactions per transfer. Run it
+// with a fixed count, e.g. -benchtime=20000x (with -benchtime=3x it posts
+// 3 transfers).
 func BenchmarkTransfers(b *testing.B) {
 	cases := []struct {
 		name    string
@@ -93,6 +94,9 @@ func BenchmarkTransfers(b *testing.B) {
 			st := s.Stats()
 			if batches := float64(st.Batches - st0.Batches); batches > 0 {
 				b.ReportMetric(float64(st.Items-st0.Items)/batches, "transfers/batch")
+				// One database transaction per batch (a refused batch adds
+				// one per transfer, retried alone).
+				b.ReportMetric(batches/ops, "pg_xacts/transfer")
 				b.ReportMetric(float64(st.Statements-st0.Statements)/batches, "stmts/batch")
 				b.ReportMetric(float64(st.RoundTrips-st0.RoundTrips)/batches, "roundtrips/batch")
 				b.ReportMetric(float64((st.ReadTime-st0.ReadTime).Microseconds())/batches, "read_µs/batch")

@@ -222,14 +222,29 @@ func isBatchError(errs []error) bool {
 // set-based and commits. pgx prepares each statement once per connection.
 const (
 	sqlHead = `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`
+	// Every statement of a batch (and the foreign-key and balance checks
+	// it fires) touches a few rows by key. Planned on stale or missing
+	// statistics (a fresh or just-loaded database: autovacuum analyzes a
+	// minute later at best) the joins on unnest become hash joins over a
+	// scan of the whole table, per batch; a cached generic plan keeps that
+	// for the connection's life. The batch's transaction plans with index
+	// lookups only (SET LOCAL: other work on the connection is unaffected).
+	sqlPlanKeyed = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
 	// Replays: ids already posted. (Joins on unnest keep these lookups on
 	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
 	sqlExisting = `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`
 	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`
 	// The accounts of the postings and of the holds named by the batch, in
-	// one read (a post or void touches the accounts of its hold).
-	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits FROM accounts a
-		WHERE a.id IN (SELECT unnest($1::text[]) UNION SELECT p.debit FROM pending_transfers p WHERE p.id = ANY($2::text[]) UNION SELECT p.credit FROM pending_transfers p WHERE p.id = ANY($2::text[]))`
+	// one read (a post or void touches the accounts of its hold). Both arms
+	// are driven by the id arrays through the primary keys, whatever the
+	// plan: a generic plan for "id IN (… UNION …)" scanned every account,
+	// per batch. An account named by both arms comes twice (same row).
+	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+		FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id
+		UNION ALL
+		SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+		FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
+		CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id) JOIN accounts a ON a.id = v.id`
 	sqlInsertTx = `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at)
 		SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::bytea[])
@@ -305,13 +320,17 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	ids := make([]string, 0, len(reqs))
 	pendingIDs := []string{}
 	postingIDs := []string{}
+	seenAcct := map[string]bool{}
 	for _, r := range reqs {
 		ids = append(ids, r.tx.ID)
 		if r.tx.PendingID != "" {
 			pendingIDs = append(pendingIDs, r.tx.PendingID)
 		}
 		for _, p := range r.tx.Postings {
-			postingIDs = append(postingIDs, p.AccountID)
+			if !seenAcct[p.AccountID] { // a hot account is read once
+				seenAcct[p.AccountID] = true
+				postingIDs = append(postingIDs, p.AccountID)
+			}
 		}
 	}
 
@@ -321,6 +340,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	// committed balance and nobody else can change one before we commit.
 	b1 := &pgx.Batch{}
 	b1.Queue(`BEGIN`)
+	b1.Queue(sqlPlanKeyed)
 	b1.Queue(sqlHead)
 	b1.Queue(sqlExisting, ids)
 	if len(pendingIDs) > 0 {
@@ -335,6 +355,9 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	pendings := map[string]*journal.Pending{}
 	accounts := map[string]*journal.Account{}
 	err = func() error {
+		if _, err := br.Exec(); err != nil {
+			return err
+		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}

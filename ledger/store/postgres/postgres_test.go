@@ -69,12 +69,21 @@ func TestDatabaseRefuses(t *testing.T) {
 		{"negative protected balance", `UPDATE accounts SET posted = -1 WHERE id = 'merchant'`},
 		{"posting in another currency than its account", `INSERT INTO transactions (seq, id, request_hash, prev_hash, hash, created_at) VALUES (99, 'x', '\x00', '\x00', '\x00', now()); INSERT INTO postings VALUES (99, 0, 'eur', -1, 'USD'), (99, 1, 'world', 1, 'USD')`},
 		{"unbalanced transaction", `BEGIN; INSERT INTO transactions (seq, id, request_hash, prev_hash, hash, created_at) VALUES (98, 'y', '\x00', '\x00', '\x00', now()); INSERT INTO postings VALUES (98, 0, 'world', -2, 'USD'), (98, 1, 'merchant', 1, 'USD'); COMMIT`},
+		{"posting of no transaction", `INSERT INTO postings VALUES (96, 0, 'world', -1, 'USD'), (96, 1, 'merchant', 1, 'USD')`},
+		{"posting to an unknown account", `BEGIN; INSERT INTO transactions (seq, id, request_hash, prev_hash, hash, created_at) VALUES (95, 'w', '\x00', '\x00', '\x00', now()); INSERT INTO postings VALUES (95, 0, 'world', -1, 'USD'), (95, 1, 'nobody', 1, 'USD'); COMMIT`},
+		{"delete an account", `DELETE FROM accounts WHERE id = 'eur'`},
+		{"move an account to another currency", `UPDATE accounts SET currency = 'EUR' WHERE id = 'world'`},
+		{"rename an account", `UPDATE accounts SET id = 'world2' WHERE id = 'world'`},
+		{"truncate the accounts", `TRUNCATE accounts CASCADE`},
+		{"truncate the journal", `TRUNCATE transactions CASCADE`},
+		{"truncate the postings", `TRUNCATE postings`},
 		{"a hold that posts", `BEGIN; INSERT INTO transactions (seq, id, kind, request_hash, prev_hash, hash, created_at) VALUES (97, 'z', 'pending', '\x00', '\x00', '\x00', now()); INSERT INTO postings VALUES (97, 0, 'world', -2, 'USD'), (97, 1, 'merchant', 2, 'USD'); COMMIT`},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
 			_, err := db.Exec(ctx, b.sql)
 			require.Error(t, err, "accepted")
+			assert.True(t, postgres.IsConstraint(err), "refused, but not as an invariant: %v", err)
 			_, _ = db.Exec(ctx, `ROLLBACK`)
 		})
 	}
