@@ -122,6 +122,19 @@ func TestCertsCreate(t *testing.T) {
 	})
 }
 
+// TestCertsCreateRefusesToOutliveReusedCA: renewing with --reuse-ca for
+// longer than the CA has left is refused before anything is written (the
+// certificates would stop verifying, unannounced, on the CA's last day).
+func TestCertsCreateRefusesToOutliveReusedCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--ca-validity", "720h", "--validity", "24h"}, &bytes.Buffer{}))
+	before := readCert(t, filepath.Join(dir, "riskd.pem"))
+	err := run(context.Background(), []string{"certs", "create", "--out", dir, "--reuse-ca", "--force", "--validity", "8760h"}, &bytes.Buffer{})
+	require.ErrorIs(t, err, devpki.ErrOutlivesCA)
+	require.ErrorContains(t, err, "--validity")
+	assert.Equal(t, before.Raw, readCert(t, filepath.Join(dir, "riskd.pem")).Raw, "nothing rewritten")
+}
+
 // TestCertsCreateRefusesBadInput: each refusal names the flag.
 func TestCertsCreateRefusesBadInput(t *testing.T) {
 	tests := []struct {
@@ -135,6 +148,11 @@ func TestCertsCreateRefusesBadInput(t *testing.T) {
 		{"--san without a name", []string{"--san", "vaultd"}, "--san"},
 		{"identity that is no URI", []string{"--gateway-identity", "gatewayd"}, "--gateway-identity"},
 		{"reuse a missing CA", []string{"--reuse-ca"}, "ca.pem"},
+		{"namespace with an underscore", []string{"--cde-namespace", "obol_cde"}, "--cde-namespace"},
+		{"namespace with a slash", []string{"--core-namespace", "a/b"}, "--core-namespace"},
+		{"upper-case namespace", []string{"--core-namespace", "Obol"}, "--core-namespace"},
+		{"cluster domain with a space", []string{"--cluster-domain", "cluster local"}, "--cluster-domain"},
+		{"certificates outliving a new CA", []string{"--ca-validity", "24h"}, "--validity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

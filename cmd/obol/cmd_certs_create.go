@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -37,8 +38,13 @@ deploy/PKI.md says which daemon takes which file.`,
 		}
 		var p *devpki.PKI
 		if c.ReuseCA {
-			p, err = devpki.Load(c.Out)
+			if p, err = devpki.Load(c.Out); err == nil && time.Now().Add(c.Validity).After(p.CANotAfter()) {
+				err = fmt.Errorf("--validity: the certificates would outlive the CA in %s (valid until %s): %w; give a shorter --validity or make a new CA", c.Out, p.CANotAfter().UTC().Format(time.DateOnly), devpki.ErrOutlivesCA)
+			}
 		} else {
+			if c.Validity > c.CAValidity {
+				return fmt.Errorf("--validity: the certificates would outlive the CA (--ca-validity): %w", devpki.ErrOutlivesCA)
+			}
 			p = &devpki.PKI{Dir: c.Out}
 			if err = certsFree(p, plan, c.Force); err == nil {
 				p, err = devpki.CreateCA(c.Out, "Obol CA", c.CAValidity, c.Force)
@@ -110,6 +116,14 @@ func certPlan(c config.Certs) ([]devpki.Cert, error) {
 			return nil, fmt.Errorf("--ip: %q is not an IP address", ip)
 		}
 	}
+	for _, ns := range []struct{ flag, v string }{{"--cde-namespace", c.CDENamespace}, {"--core-namespace", c.CoreNamespace}} {
+		if !validLabel(ns.v) {
+			return nil, fmt.Errorf("%s: %q is not a Kubernetes namespace name (lower-case letters, digits and hyphens, at most 63)", ns.flag, ns.v)
+		}
+	}
+	if strings.HasPrefix(c.ClusterDomain, "*.") || !validDNSName(c.ClusterDomain) {
+		return nil, fmt.Errorf("--cluster-domain: %q is not a DNS name", c.ClusterDomain)
+	}
 	per := map[string][]string{}
 	for _, kv := range c.SANs {
 		d, name, ok := strings.Cut(kv, "=")
@@ -166,6 +180,19 @@ func validDNSName(n string) bool {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// validLabel accepts a Kubernetes namespace name (an RFC 1123 label).
+func validLabel(n string) bool {
+	if n == "" || len(n) > 63 || n[0] == '-' || n[len(n)-1] == '-' {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
 		}
 	}
 	return true

@@ -37,6 +37,10 @@ const (
 // overwriting was not asked for).
 var ErrExists = errors.New("file exists")
 
+// ErrOutlivesCA: a certificate would stay valid after the CA that signs
+// it expires (it would stop verifying on the CA's last day, unannounced).
+var ErrOutlivesCA = errors.New("certificate outlives its CA")
+
 // PKI is a directory holding a CA and the certificates it issued.
 type PKI struct {
 	Dir    string
@@ -207,6 +211,9 @@ func (p *PKI) loadCA() error {
 	return nil
 }
 
+// CANotAfter is when p's CA expires.
+func (p *PKI) CANotAfter() time.Time { return p.caCert.NotAfter }
+
 // Issue writes c.Name.pem and c.Name-key.pem, signed by p's CA. Existing
 // files are an ErrExists unless force.
 func (p *PKI) Issue(c Cert, force bool) error {
@@ -228,6 +235,9 @@ func (p *PKI) Issue(c Cert, force bool) error {
 		return err
 	}
 	now := time.Now()
+	if end := p.CANotAfter(); now.Add(c.Validity).After(end) {
+		return fmt.Errorf("certificate %s: valid until %s, the CA until %s: %w", c.Name, now.Add(c.Validity).UTC().Format(time.DateOnly), end.UTC().Format(time.DateOnly), ErrOutlivesCA)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: c.CommonName},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(c.Validity),
