@@ -2,6 +2,7 @@ package migrate
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 
@@ -17,7 +18,9 @@ type DB interface {
 
 // Postgres applies the migrations in dir of fsys that are not yet recorded
 // in schema_migrations, each in its own transaction, under a transaction-
-// scoped advisory lock (lockID), so concurrent starters do not race.
+// scoped advisory lock (lockID), so concurrent starters do not race. A
+// version recorded under another name is a *ForeignError (another
+// service's database): nothing is applied.
 func Postgres(ctx context.Context, db DB, fsys fs.FS, dir string, lockID int64) error {
 	ms, err := Load(fsys, dir)
 	if err != nil {
@@ -34,8 +37,13 @@ func Postgres(ctx context.Context, db DB, fsys fs.FS, dir string, lockID int64) 
 			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, lockID); err != nil {
 				return fmt.Errorf("lock: %w", err)
 			}
-			var applied bool
-			if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1)`, m.Version).Scan(&applied); err != nil || applied {
+			var recorded string
+			switch err := tx.QueryRow(ctx, `SELECT name FROM schema_migrations WHERE version = $1`, m.Version).Scan(&recorded); {
+			case err == nil && recorded == m.Name:
+				return nil // applied
+			case err == nil:
+				return &ForeignError{Version: m.Version, Recorded: recorded, Mine: m.Name}
+			case !errors.Is(err, pgx.ErrNoRows):
 				return err
 			}
 			if _, err := tx.Exec(ctx, m.SQL); err != nil {
