@@ -82,10 +82,20 @@ func TestCertsCreate(t *testing.T) {
 		require.Len(t, c.URIs, 1)
 		assert.Equal(t, "spiffe://obol.local/gatewayd", c.URIs[0].String())
 	})
+	t.Run("operator client", func(t *testing.T) {
+		c := readCert(t, filepath.Join(dir, devpki.OperatorClient+".pem"))
+		_, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		require.NoError(t, err)
+		_, err = c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		assert.Error(t, err, "the operators' certificate is no server certificate")
+		require.Len(t, c.URIs, 1)
+		assert.Equal(t, "spiffe://obol.local/operator", c.URIs[0].String(), "its own identity, not the gateway's")
+		assert.Empty(t, c.DNSNames)
+	})
 	t.Run("keys are P-256 and owner-only", func(t *testing.T) {
 		keys, err := filepath.Glob(filepath.Join(dir, "*-key.pem"))
 		require.NoError(t, err)
-		require.Len(t, keys, 7) // CA, five daemons, gateway client
+		require.Len(t, keys, 8) // CA, five daemons, gateway client, operator client
 		for _, k := range keys {
 			st, err := os.Stat(k)
 			require.NoError(t, err)
@@ -147,6 +157,7 @@ func TestCertsCreateRefusesBadInput(t *testing.T) {
 		{"unknown daemon in --san", []string{"--san", "frontend=x.example.com"}, "--san"},
 		{"--san without a name", []string{"--san", "vaultd"}, "--san"},
 		{"identity that is no URI", []string{"--gateway-identity", "gatewayd"}, "--gateway-identity"},
+		{"gateway identity that is the operators'", []string{"--gateway-identity", "spiffe://obol.local/operator"}, "--gateway-identity"},
 		{"reuse a missing CA", []string{"--reuse-ca"}, "ca.pem"},
 		{"namespace with an underscore", []string{"--cde-namespace", "obol_cde"}, "--cde-namespace"},
 		{"namespace with a slash", []string{"--core-namespace", "a/b"}, "--core-namespace"},

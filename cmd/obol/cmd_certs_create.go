@@ -28,7 +28,10 @@ gatewayd.pem, riskd.pem, ledgerd.pem, eventsd.pem (serverAuth, each with its
 (vaultd and gatewayd in --cde-namespace, the others in --core-namespace),
 localhost, 127.0.0.1 and ::1, plus --dns, --ip and --san; and
 gatewayd-client.pem (clientAuth, URI SAN --gateway-identity), the only
-certificate vaultd reveals cards to. Nothing is overwritten without --force.
+certificate vaultd reveals cards to; and operator.pem (clientAuth, URI SAN
+/operator under the gateway identity's trust domain) for obol's verbs
+toward a daemon with a client CA (obol ledger --client-cert): never give an
+operator the gateway's certificate. Nothing is overwritten without --force.
 deploy/PKI.md says which daemon takes which file.`,
 		Args: cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string, c config.Certs) error {
@@ -143,6 +146,9 @@ func certPlan(c config.Certs) ([]devpki.Cert, error) {
 	id, err := url.Parse(c.GatewayIdentity)
 	if err != nil || id.Scheme == "" || id.Host == "" {
 		return nil, fmt.Errorf("--gateway-identity: %q must be a URI such as spiffe://obol.local/gatewayd", c.GatewayIdentity)
+	}
+	if id.Path == "/operator" {
+		return nil, fmt.Errorf("--gateway-identity: %q is the operators' identity (their certificate must never reveal cards)", c.GatewayIdentity)
 	}
 	return devpki.Deployment{CDENamespace: c.CDENamespace, CoreNamespace: c.CoreNamespace, ClusterDomain: c.ClusterDomain,
 		DNS: extraDNS, IPs: extraIPs, SANs: per, GatewayIdentity: id, Validity: c.Validity}.Plan(), nil
