@@ -13,7 +13,10 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/testenv"
+	ledgerpg "github.com/obolpay/obol/ledger/store/postgres"
+	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	vaultpg "github.com/obolpay/obol/vault/store/postgres"
 )
 
@@ -66,4 +69,70 @@ func TestAuditVerbsAsAuditorRole(t *testing.T) {
 		err = ac.QueryRow(ctx, "SELECT count(*) FROM tokens").Scan(&n)
 		assert.ErrorContains(t, err, "permission denied")
 	})
+}
+
+// TestReadVerbsRunNoDDL: obol ledger verify and obol gateway outbox read
+// (and requeue in) a production database; opening it applied pending
+// migrations, so a newer obol moved the schema ahead of the running
+// daemons as a side effect of a check. They now run no DDL: on a schema
+// behind them they refuse, naming obol migrate, and change nothing; on an
+// up-to-date schema they run as a role that may only read.
+func TestReadVerbsRunNoDDL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	pg := testenv.SharedPostgres(t)
+	cases := []struct {
+		name    string
+		migrate func(context.Context, string) error
+		verb    []string
+	}{
+		{"ledger verify", ledgerpg.MigrateURL, []string{"ledger", "verify"}},
+		{"gateway outbox list", paypg.MigrateURL, []string{"gateway", "outbox", "list"}},
+	}
+	for _, tt := range cases {
+		t.Run(tt.name, func(t *testing.T) {
+			url := pg.NewDatabase(t, strings.ReplaceAll(tt.name, " ", "_"), tt.migrate)
+			var out bytes.Buffer
+			require.NoError(t, run(ctx, append(tt.verb, "--postgres-url", readOnlyRole(t, url)), &out), "%s", out.String())
+
+			conn, err := pgx.Connect(ctx, url)
+			require.NoError(t, err)
+			defer conn.Close(ctx)
+			_, err = conn.Exec(ctx, "DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+			require.NoError(t, err)
+			err = run(ctx, append(tt.verb, "--postgres-url", url), &out)
+			require.ErrorIs(t, err, migrate.ErrSchemaBehind, "a schema behind is refused, not migrated")
+			var n int
+			require.NoError(t, conn.QueryRow(ctx, "SELECT count(*) FROM schema_migrations").Scan(&n))
+			var want int
+			require.NoError(t, conn.QueryRow(ctx, "SELECT max(version) FROM schema_migrations").Scan(&want))
+			assert.Equal(t, want, n, "nothing applied")
+		})
+	}
+}
+
+// readOnlyRole makes a role that may read every table of the database at
+// url and nothing else, and returns url as that role.
+func readOnlyRole(t *testing.T, url string) string {
+	t.Helper()
+	ctx := context.Background()
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	role := "obol_reader_" + hex.EncodeToString(b[:])
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	for _, q := range []string{"CREATE ROLE " + role + " LOGIN", "GRANT CONNECT ON DATABASE " + cfg.Database + " TO " + role, "GRANT USAGE ON SCHEMA public TO " + role, "GRANT SELECT ON ALL TABLES IN SCHEMA public TO " + role} {
+		_, err := conn.Exec(ctx, q)
+		require.NoError(t, err, q)
+	}
+	t.Cleanup(func() {
+		_, _ = conn.Exec(ctx, "DROP OWNED BY "+role)
+		_, _ = conn.Exec(ctx, "DROP ROLE IF EXISTS "+role)
+		conn.Close(ctx)
+	})
+	return strings.Replace(url, "://"+cfg.User+"@", "://"+role+"@", 1)
 }
