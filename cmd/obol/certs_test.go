@@ -145,6 +145,25 @@ func TestCertsCreateRefusesToOutliveReusedCA(t *testing.T) {
 	assert.Equal(t, before.Raw, readCert(t, filepath.Join(dir, "riskd.pem")).Raw, "nothing rewritten")
 }
 
+// TestCertsCreateForceDoesNotFollowLinks: --force replaces a symbolic link
+// planted in --out with the file; it wrote the key through the link, over
+// its target, before.
+func TestCertsCreateForceDoesNotFollowLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	target := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(target, []byte("precious\n"), 0o644))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, "vaultd-key.pem")))
+	require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--force"}, &bytes.Buffer{}))
+	b, err := os.ReadFile(target)
+	require.NoError(t, err)
+	assert.Equal(t, "precious\n", string(b), "the link's target is untouched")
+	st, err := os.Lstat(filepath.Join(dir, "vaultd-key.pem"))
+	require.NoError(t, err)
+	assert.True(t, st.Mode().IsRegular(), "the link was replaced by the key file")
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
+
 // TestCertsCreateRefusesBadInput: each refusal names the flag.
 func TestCertsCreateRefusesBadInput(t *testing.T) {
 	tests := []struct {

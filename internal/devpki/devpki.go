@@ -123,13 +123,17 @@ func serial() *big.Int {
 }
 
 // writePEM writes a PEM file 0600: a new file only, unless force (then an
-// existing file is replaced and its mode reset to 0600).
+// existing file is removed first and a new one created). The file is always
+// created with O_EXCL, so a symbolic link planted at path is never followed:
+// with force it is removed, not written through (a key written over the
+// link's target).
 func writePEM(path, typ string, der []byte, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s: %w (pass --force to overwrite)", path, ErrExists)
 	}
