@@ -136,3 +136,21 @@ func readOnlyRole(t *testing.T, url string) string {
 	})
 	return strings.Replace(url, "://"+cfg.User+"@", "://"+role+"@", 1)
 }
+
+// TestMigrateAutoWithoutDDLRightsSaysWhatToDo: a daemon left on migrate
+// auto under a role without DDL rights stopped with PostgreSQL's bare
+// "permission denied for schema public"; the error now says to run obol
+// migrate as the owner and start with --migrate=off.
+func TestMigrateAutoWithoutDDLRightsSaysWhatToDo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	url := readOnlyRole(t, emptyDB(t))
+	_, err := ledgerpg.OpenMode(ctx, url, migrate.Auto)
+	require.ErrorIs(t, err, migrate.ErrNoDDLRights)
+	assert.ErrorContains(t, err, "obol migrate")
+	assert.ErrorContains(t, err, "permission denied", "PostgreSQL's own error is kept")
+	err = run(ctx, []string{"migrate", "ledger", "--postgres-url", url}, &bytes.Buffer{})
+	require.ErrorIs(t, err, migrate.ErrNoDDLRights, "obol migrate as a role without DDL rights says so too")
+}

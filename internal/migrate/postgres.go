@@ -29,7 +29,7 @@ func Postgres(ctx context.Context, db DB, fsys fs.FS, dir string, lockID int64) 
 	if _, err := db.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
 		// A concurrent creator may win the race on the catalog.
 		if _, err2 := db.Exec(ctx, `SELECT 1 FROM schema_migrations LIMIT 1`); err2 != nil {
-			return fmt.Errorf("migrate: %w", err)
+			return fmt.Errorf("migrate: %w", noDDL(err))
 		}
 	}
 	for _, m := range ms {
@@ -52,8 +52,21 @@ func Postgres(ctx context.Context, db DB, fsys fs.FS, dir string, lockID int64) 
 			_, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name) VALUES ($1, $2)`, m.Version, m.Name)
 			return err
 		}); err != nil {
-			return fmt.Errorf("migrate %s: %w", m.Name, err)
+			return fmt.Errorf("migrate %s: %w", m.Name, noDDL(err))
 		}
 	}
 	return nil
+}
+
+// ErrNoDDLRights: the role may not change the schema (PostgreSQL's
+// insufficient_privilege while migrating).
+var ErrNoDDLRights = errors.New("this database role may not change the schema: apply it with obol migrate as the database's owner and start with --migrate=off (OBOL_MIGRATE=off), or give the role DDL rights")
+
+// noDDL names ErrNoDDLRights beside a permission error of PostgreSQL.
+func noDDL(err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "42501" {
+		return fmt.Errorf("%w (%w)", ErrNoDDLRights, err)
+	}
+	return err
 }
