@@ -7,10 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
@@ -19,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -131,7 +130,7 @@ func (f tlsFiles) credentials(addr string) (credentials.TransportCredentials, er
 		if c.Cert != "" {
 			return nil, fmt.Errorf("--client-cert (OBOL_CLIENT_CERT) needs TLS: give the daemon's CA with %s", f.caFlag)
 		}
-		if !loopback(addr) {
+		if !serve.IsLoopback(addr) {
 			return nil, fmt.Errorf("%w: give the daemon's CA with %s to dial %s over TLS (the credential would cross the network in clear)", errPlaintextRemote, f.caFlag, addr)
 		}
 		return insecure.NewCredentials(), nil
@@ -187,18 +186,4 @@ func clientCmd[C, T any](cmd *cobra.Command, dial func(context.Context, C) (T, c
 		defer closer()
 		return do(cctx, cmd, args, client)
 	})
-}
-
-// loopback reports whether addr (host:port) names this machine: localhost
-// or a loopback IP.
-func loopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
