@@ -62,7 +62,9 @@ func run(ctx context.Context, args []string) error {
 	if c.TLSServices {
 		cfg.RiskTLS, cfg.LedgerTLS, cfg.EventsTLS = cfg.VaultTLS, cfg.VaultTLS, cfg.VaultTLS
 	}
-	cfg.SimulatorTLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	if cfg.SimulatorTLS, err = simulatorTLS(c.CA); err != nil {
+		return err
+	}
 	if c.UpstreamCA != "" {
 		sys, err := cli.CertPool("--upstream-ca", c.UpstreamCA, true)
 		if err != nil {
@@ -80,4 +82,17 @@ func run(ctx context.Context, args []string) error {
 	defer in.Close()
 	cfg.Logger.Info("gatewayd ready", "grpc", in.Server.GRPCAddr(), "http", in.Server.HTTPAddr())
 	return in.Serve(ctx)
+}
+
+// simulatorTLS is how the simulator connector checks the acquirer
+// simulator's certificate: the system's roots (SSL_CERT_FILE and
+// SSL_CERT_DIR included, as for every other acquirer) plus the services'
+// CA (--ca). It trusted --ca alone, so a simulator whose CA was added
+// with SSL_CERT_DIR (deploy/kubernetes/overlays/dev) was refused.
+func simulatorTLS(ca string) (*tls.Config, error) {
+	pool, err := cli.CertPool("CA", ca, true)
+	if err != nil {
+		return nil, err
+	}
+	return &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, nil
 }

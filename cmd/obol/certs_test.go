@@ -82,10 +82,20 @@ func TestCertsCreate(t *testing.T) {
 		require.Len(t, c.URIs, 1)
 		assert.Equal(t, "spiffe://obol.local/gatewayd", c.URIs[0].String())
 	})
+	t.Run("operator client", func(t *testing.T) {
+		c := readCert(t, filepath.Join(dir, devpki.OperatorClient+".pem"))
+		_, err := c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		require.NoError(t, err)
+		_, err = c.Verify(x509.VerifyOptions{Roots: roots, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}})
+		assert.Error(t, err, "the operators' certificate is no server certificate")
+		require.Len(t, c.URIs, 1)
+		assert.Equal(t, "spiffe://obol.local/operator", c.URIs[0].String(), "its own identity, not the gateway's")
+		assert.Empty(t, c.DNSNames)
+	})
 	t.Run("keys are P-256 and owner-only", func(t *testing.T) {
 		keys, err := filepath.Glob(filepath.Join(dir, "*-key.pem"))
 		require.NoError(t, err)
-		require.Len(t, keys, 7) // CA, five daemons, gateway client
+		require.Len(t, keys, 8) // CA, five daemons, gateway client, operator client
 		for _, k := range keys {
 			st, err := os.Stat(k)
 			require.NoError(t, err)
@@ -122,6 +132,38 @@ func TestCertsCreate(t *testing.T) {
 	})
 }
 
+// TestCertsCreateRefusesToOutliveReusedCA: renewing with --reuse-ca for
+// longer than the CA has left is refused before anything is written (the
+// certificates would stop verifying, unannounced, on the CA's last day).
+func TestCertsCreateRefusesToOutliveReusedCA(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--ca-validity", "720h", "--validity", "24h"}, &bytes.Buffer{}))
+	before := readCert(t, filepath.Join(dir, "riskd.pem"))
+	err := run(context.Background(), []string{"certs", "create", "--out", dir, "--reuse-ca", "--force", "--validity", "8760h"}, &bytes.Buffer{})
+	require.ErrorIs(t, err, devpki.ErrOutlivesCA)
+	require.ErrorContains(t, err, "--validity")
+	assert.Equal(t, before.Raw, readCert(t, filepath.Join(dir, "riskd.pem")).Raw, "nothing rewritten")
+}
+
+// TestCertsCreateForceDoesNotFollowLinks: --force replaces a symbolic link
+// planted in --out with the file; it wrote the key through the link, over
+// its target, before.
+func TestCertsCreateForceDoesNotFollowLinks(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	require.NoError(t, os.Mkdir(dir, 0o700))
+	target := filepath.Join(t.TempDir(), "victim")
+	require.NoError(t, os.WriteFile(target, []byte("precious\n"), 0o644))
+	require.NoError(t, os.Symlink(target, filepath.Join(dir, "vaultd-key.pem")))
+	require.NoError(t, run(context.Background(), []string{"certs", "create", "--out", dir, "--force"}, &bytes.Buffer{}))
+	b, err := os.ReadFile(target)
+	require.NoError(t, err)
+	assert.Equal(t, "precious\n", string(b), "the link's target is untouched")
+	st, err := os.Lstat(filepath.Join(dir, "vaultd-key.pem"))
+	require.NoError(t, err)
+	assert.True(t, st.Mode().IsRegular(), "the link was replaced by the key file")
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+}
+
 // TestCertsCreateRefusesBadInput: each refusal names the flag.
 func TestCertsCreateRefusesBadInput(t *testing.T) {
 	tests := []struct {
@@ -134,7 +176,13 @@ func TestCertsCreateRefusesBadInput(t *testing.T) {
 		{"unknown daemon in --san", []string{"--san", "frontend=x.example.com"}, "--san"},
 		{"--san without a name", []string{"--san", "vaultd"}, "--san"},
 		{"identity that is no URI", []string{"--gateway-identity", "gatewayd"}, "--gateway-identity"},
+		{"gateway identity that is the operators'", []string{"--gateway-identity", "spiffe://obol.local/operator"}, "--gateway-identity"},
 		{"reuse a missing CA", []string{"--reuse-ca"}, "ca.pem"},
+		{"namespace with an underscore", []string{"--cde-namespace", "obol_cde"}, "--cde-namespace"},
+		{"namespace with a slash", []string{"--core-namespace", "a/b"}, "--core-namespace"},
+		{"upper-case namespace", []string{"--core-namespace", "Obol"}, "--core-namespace"},
+		{"cluster domain with a space", []string{"--cluster-domain", "cluster local"}, "--cluster-domain"},
+		{"certificates outliving a new CA", []string{"--ca-validity", "24h"}, "--validity"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

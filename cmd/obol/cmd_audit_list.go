@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/vault/store"
 )
 
@@ -15,7 +16,7 @@ func newAuditListCmd() *cobra.Command {
 	var f store.AuditFilter
 	cmd := loadCmd(&cobra.Command{Use: "list", Short: "List audit events (JSON lines)", Args: cobra.NoArgs}, func(cmd *cobra.Command, _ []string, c config.VaultDB) error {
 		ctx := cmd.Context()
-		st, err := openStore(ctx, c.PostgresURL, c.DataDir)
+		st, err := openStore(ctx, c.PostgresURL, c.DataDir, migrate.Off)
 		if err != nil {
 			return err
 		}

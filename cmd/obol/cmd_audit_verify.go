@@ -6,6 +6,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/vault/audit/verify"
 	"github.com/obolpay/obol/vault/keys/transit"
 )
@@ -17,7 +18,7 @@ func newAuditVerifyCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string, c config.AuditVerify) error {
 		ctx, out := cmd.Context(), cmd.OutOrStdout()
-		st, err := openStore(ctx, c.PostgresURL, c.DataDir)
+		st, err := openStore(ctx, c.PostgresURL, c.DataDir, migrate.Off)
 		if err != nil {
 			return err
 		}

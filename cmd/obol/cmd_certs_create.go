@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -27,7 +28,10 @@ gatewayd.pem, riskd.pem, ledgerd.pem, eventsd.pem (serverAuth, each with its
 (vaultd and gatewayd in --cde-namespace, the others in --core-namespace),
 localhost, 127.0.0.1 and ::1, plus --dns, --ip and --san; and
 gatewayd-client.pem (clientAuth, URI SAN --gateway-identity), the only
-certificate vaultd reveals cards to. Nothing is overwritten without --force.
+certificate vaultd reveals cards to; and operator.pem (clientAuth, URI SAN
+/operator under the gateway identity's trust domain) for obol's verbs
+toward a daemon with a client CA (obol ledger --client-cert): never give an
+operator the gateway's certificate. Nothing is overwritten without --force.
 deploy/PKI.md says which daemon takes which file.`,
 		Args: cobra.NoArgs,
 	}, func(cmd *cobra.Command, _ []string, c config.Certs) error {
@@ -37,8 +41,13 @@ deploy/PKI.md says which daemon takes which file.`,
 		}
 		var p *devpki.PKI
 		if c.ReuseCA {
-			p, err = devpki.Load(c.Out)
+			if p, err = devpki.Load(c.Out); err == nil && time.Now().Add(c.Validity).After(p.CANotAfter()) {
+				err = fmt.Errorf("--validity: the certificates would outlive the CA in %s (valid until %s): %w; give a shorter --validity or make a new CA", c.Out, p.CANotAfter().UTC().Format(time.DateOnly), devpki.ErrOutlivesCA)
+			}
 		} else {
+			if c.Validity > c.CAValidity {
+				return fmt.Errorf("--validity: the certificates would outlive the CA (--ca-validity): %w", devpki.ErrOutlivesCA)
+			}
 			p = &devpki.PKI{Dir: c.Out}
 			if err = certsFree(p, plan, c.Force); err == nil {
 				p, err = devpki.CreateCA(c.Out, "Obol CA", c.CAValidity, c.Force)
@@ -110,6 +119,14 @@ func certPlan(c config.Certs) ([]devpki.Cert, error) {
 			return nil, fmt.Errorf("--ip: %q is not an IP address", ip)
 		}
 	}
+	for _, ns := range []struct{ flag, v string }{{"--cde-namespace", c.CDENamespace}, {"--core-namespace", c.CoreNamespace}} {
+		if !validLabel(ns.v) {
+			return nil, fmt.Errorf("%s: %q is not a Kubernetes namespace name (lower-case letters, digits and hyphens, at most 63)", ns.flag, ns.v)
+		}
+	}
+	if strings.HasPrefix(c.ClusterDomain, "*.") || !validDNSName(c.ClusterDomain) {
+		return nil, fmt.Errorf("--cluster-domain: %q is not a DNS name", c.ClusterDomain)
+	}
 	per := map[string][]string{}
 	for _, kv := range c.SANs {
 		d, name, ok := strings.Cut(kv, "=")
@@ -129,6 +146,9 @@ func certPlan(c config.Certs) ([]devpki.Cert, error) {
 	id, err := url.Parse(c.GatewayIdentity)
 	if err != nil || id.Scheme == "" || id.Host == "" {
 		return nil, fmt.Errorf("--gateway-identity: %q must be a URI such as spiffe://obol.local/gatewayd", c.GatewayIdentity)
+	}
+	if id.Path == "/operator" {
+		return nil, fmt.Errorf("--gateway-identity: %q is the operators' identity (their certificate must never reveal cards)", c.GatewayIdentity)
 	}
 	return devpki.Deployment{CDENamespace: c.CDENamespace, CoreNamespace: c.CoreNamespace, ClusterDomain: c.ClusterDomain,
 		DNS: extraDNS, IPs: extraIPs, SANs: per, GatewayIdentity: id, Validity: c.Validity}.Plan(), nil
@@ -166,6 +186,19 @@ func validDNSName(n string) bool {
 			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
 				return false
 			}
+		}
+	}
+	return true
+}
+
+// validLabel accepts a Kubernetes namespace name (an RFC 1123 label).
+func validLabel(n string) bool {
+	if n == "" || len(n) > 63 || n[0] == '-' || n[len(n)-1] == '-' {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '-') {
+			return false
 		}
 	}
 	return true

@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	paystore "github.com/obolpay/obol/proxy/store"
 	paypg "github.com/obolpay/obol/proxy/store/postgres"
 	paysqlite "github.com/obolpay/obol/proxy/store/sqlite"
@@ -38,7 +39,7 @@ func outboxCmd(use, short string, args cobra.PositionalArgs, do func(ctx context
 // gateway.db in --data-dir (default .obol).
 func openGatewayDB(ctx context.Context, c config.GatewayDB, dataDirGiven bool) (*paystore.Store, error) {
 	if c.PostgresURL != "" && !dataDirGiven {
-		return paypg.Open(ctx, c.PostgresURL)
+		return paypg.OpenMode(ctx, c.PostgresURL, migrate.Off) // no DDL: obol migrate gateway applies the schema
 	}
 	path := filepath.Join(c.DataDir, "gateway.db")
 	if _, err := os.Stat(path); err != nil {

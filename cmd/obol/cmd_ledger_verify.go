@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 	"github.com/obolpay/obol/ledger/store/sqlite"
@@ -23,7 +24,7 @@ func newLedgerVerifyCmd() *cobra.Command {
 		var st store.Store
 		var err error
 		if c.PostgresURL != "" {
-			st, err = postgres.Open(ctx, c.PostgresURL)
+			st, err = postgres.OpenMode(ctx, c.PostgresURL, migrate.Off) // a check runs no DDL
 		} else {
 			// Opening would create an empty ledger, which verifies: refuse.
 			path := filepath.Join(c.DataDir, "ledger.db")

@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/merchants"
 )
@@ -46,7 +47,7 @@ func createMerchant(ctx context.Context, c config.VaultDB, name string, origins 
 			return fmt.Errorf("--origin %q must be scheme://host[:port] with no path", o)
 		}
 	}
-	st, err := openStore(ctx, c.PostgresURL, c.DataDir)
+	st, err := openStore(ctx, c.PostgresURL, c.DataDir, migrate.Auto)
 	if err != nil {
 		return err
 	}

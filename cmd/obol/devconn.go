@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/obolpay/obol/internal/cli/config"
+	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/internal/telemetry"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 	"github.com/obolpay/obol/vault/vaultd"
@@ -111,11 +112,16 @@ type tlsFiles struct {
 	cert       config.ClientCert
 }
 
-// credentials are the transport credentials: TLS trusting the CA, with the
-// client certificate when one is given; plaintext without a CA (dev only).
-// A client certificate without TLS, or half of one, is refused: it would
-// be silently unused.
-func (f tlsFiles) credentials() (credentials.TransportCredentials, error) {
+// errPlaintextRemote: a verb was asked to dial a daemon beyond loopback
+// without its CA, which would send its token or secret key in clear.
+var errPlaintextRemote = errors.New("plaintext gRPC is for loopback only")
+
+// credentials are the transport credentials toward addr: TLS trusting the
+// CA, with the client certificate when one is given; plaintext without a
+// CA, to a loopback address only (obol dev): beyond it the token or secret
+// key would cross the network in clear. A client certificate without TLS,
+// or half of one, is refused: it would be silently unused.
+func (f tlsFiles) credentials(addr string) (credentials.TransportCredentials, error) {
 	c := f.cert
 	if (c.Cert == "") != (c.Key == "") {
 		return nil, errors.New("--client-cert and --client-key (OBOL_CLIENT_CERT, OBOL_CLIENT_KEY) must be given together")
@@ -123,6 +129,9 @@ func (f tlsFiles) credentials() (credentials.TransportCredentials, error) {
 	if f.ca == "" {
 		if c.Cert != "" {
 			return nil, fmt.Errorf("--client-cert (OBOL_CLIENT_CERT) needs TLS: give the daemon's CA with %s", f.caFlag)
+		}
+		if !serve.IsLoopback(addr) {
+			return nil, fmt.Errorf("%w: give the daemon's CA with %s to dial %s over TLS (the credential would cross the network in clear)", errPlaintextRemote, f.caFlag, addr)
 		}
 		return insecure.NewCredentials(), nil
 	}
@@ -148,7 +157,7 @@ func (f tlsFiles) credentials() (credentials.TransportCredentials, error) {
 // dialGRPC connects to addr with f's credentials (see tlsFiles) and
 // returns ctx carrying token as the bearer credential.
 func dialGRPC(ctx context.Context, addr string, f tlsFiles, token string) (*grpc.ClientConn, context.Context, error) {
-	creds, err := f.credentials()
+	creds, err := f.credentials(addr)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -94,3 +94,71 @@ func TestMigrate(t *testing.T) {
 		require.ErrorContains(t, err, "OBOL_LEDGER_POSTGRES_URL")
 	})
 }
+
+// TestMigrateRefusesAnotherServicesDatabase: every schema records its
+// versions in a table named schema_migrations, so a database migrated for
+// one service looked up to date to every other (obol migrate gateway on the
+// ledger's URL said "schema at version 4, up to date" and applied nothing;
+// a daemon with --migrate=auto or off started on it and failed at its
+// first query). Now each service checks the recorded migrations are its
+// own: for every pair of services, migrate, --check and opening the store
+// (auto and off) on the other's database refuse with ErrForeignSchema,
+// naming both migrations, and write nothing.
+func TestMigrateRefusesAnotherServicesDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	open := map[string]func(url string, m migrate.Mode) error{
+		"vault": func(url string, m migrate.Mode) error {
+			st, err := vaultpg.Open(ctx, url, vaultpg.Options{MaxConns: 2, Migrate: m})
+			if err == nil {
+				st.Close()
+			}
+			return err
+		},
+		"gateway": func(url string, m migrate.Mode) error {
+			st, err := paypg.OpenMode(ctx, url, m)
+			if err == nil {
+				st.Close()
+			}
+			return err
+		},
+		"ledger": func(url string, m migrate.Mode) error {
+			st, err := ledgerpg.OpenMode(ctx, url, m)
+			if err == nil {
+				st.Close()
+			}
+			return err
+		},
+		"events": func(url string, m migrate.Mode) error {
+			st, err := eventstore.OpenPostgresMode(ctx, url, m)
+			if err == nil {
+				st.Close()
+			}
+			return err
+		},
+	}
+	services := []string{"vault", "gateway", "ledger", "events"}
+	for _, owner := range services {
+		url := emptyDB(t)
+		require.NoError(t, run(ctx, []string{"migrate", owner, "--postgres-url", url}, &bytes.Buffer{}))
+		for _, other := range services {
+			if other == owner {
+				continue
+			}
+			t.Run(other+" on the "+owner+" database", func(t *testing.T) {
+				var out bytes.Buffer
+				err := run(ctx, []string{"migrate", other, "--check", "--postgres-url", url}, &out)
+				require.ErrorIs(t, err, migrate.ErrForeignSchema, "--check: %s", out.String())
+				err = run(ctx, []string{"migrate", other, "--postgres-url", url}, &out)
+				require.ErrorIs(t, err, migrate.ErrForeignSchema, "migrate: %s", out.String())
+				assert.ErrorContains(t, err, "0001_")
+				for _, m := range []migrate.Mode{migrate.Off, migrate.Auto} {
+					assert.ErrorIs(t, open[other](url, m), migrate.ErrForeignSchema, "open with migrate %s", m)
+				}
+			})
+		}
+		require.NoError(t, run(ctx, []string{"migrate", owner, "--check", "--postgres-url", url}, &bytes.Buffer{}), "the owner's schema is intact")
+	}
+}

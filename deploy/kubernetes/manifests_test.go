@@ -311,6 +311,11 @@ func checkDeployment(dir string, o *objects, d *appsv1.Deployment) []string {
 			bad("args %v: want %s", c.Args, want)
 		}
 	}
+	// A daemon with a database runs no DDL: its role has no DDL rights and
+	// the schema is applied beforehand with obol migrate (README step 4).
+	if slices.ContainsFunc(c.Env, func(e corev1.EnvVar) bool { return strings.HasSuffix(e.Name, "_POSTGRES_URL") }) && !slices.Contains(c.Args, "--migrate=off") {
+		bad("args %v: want --migrate=off (the schema is applied by obol migrate as the owner role; the daemon's role has no DDL rights)", c.Args)
+	}
 	seen := map[string]int{}
 	for _, a := range c.Args {
 		flag, _, _ := strings.Cut(a, "=")

@@ -18,6 +18,13 @@ var Daemons = []struct {
 // GatewayClient is the file stem of the gateway's client certificate.
 const GatewayClient = "gatewayd-client"
 
+// OperatorClient is the file stem of the operators' client certificate
+// (obol's verbs toward a daemon started with a client CA, e.g. obol ledger
+// toward ledgerd): client auth with a URI SAN of its own, never the
+// gateway's identity, so that an operator's workstation holds no
+// certificate vaultd reveals cards to.
+const OperatorClient = "operator"
+
 // Deployment describes a deployment's certificates (obol certs create).
 type Deployment struct {
 	CDENamespace, CoreNamespace, ClusterDomain string
@@ -34,7 +41,8 @@ type Deployment struct {
 // Plan is every certificate of d: a server certificate per daemon (file
 // stem: its name) for NAME, NAME.NS, NAME.NS.svc, NAME.NS.svc.DOMAIN,
 // localhost, 127.0.0.1 and ::1 plus the extra names, and the gateway's
-// client certificate (GatewayClient) carrying GatewayIdentity.
+// client certificate (GatewayClient) carrying GatewayIdentity, and the
+// operators' (OperatorClient) carrying OperatorIdentity.
 func (d Deployment) Plan() []Cert {
 	var plan []Cert
 	for _, dm := range Daemons {
@@ -54,5 +62,13 @@ func (d Deployment) Plan() []Cert {
 		}
 		plan = append(plan, Cert{Name: dm.Name, CommonName: svc, DNSNames: slices.Compact(dns), IPs: ips, Server: true, Validity: d.Validity})
 	}
-	return append(plan, Cert{Name: GatewayClient, CommonName: "gatewayd", URIs: []*url.URL{d.GatewayIdentity}, Client: true, Validity: d.Validity})
+	return append(plan,
+		Cert{Name: GatewayClient, CommonName: "gatewayd", URIs: []*url.URL{d.GatewayIdentity}, Client: true, Validity: d.Validity},
+		Cert{Name: OperatorClient, CommonName: "obol operator", URIs: []*url.URL{d.OperatorIdentity()}, Client: true, Validity: d.Validity})
+}
+
+// OperatorIdentity is the operators' URI SAN: GatewayIdentity with the
+// path /operator (spiffe://obol.local/operator by default).
+func (d Deployment) OperatorIdentity() *url.URL {
+	return &url.URL{Scheme: d.GatewayIdentity.Scheme, Host: d.GatewayIdentity.Host, Path: "/operator"}
 }

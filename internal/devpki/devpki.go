@@ -37,6 +37,10 @@ const (
 // overwriting was not asked for).
 var ErrExists = errors.New("file exists")
 
+// ErrOutlivesCA: a certificate would stay valid after the CA that signs
+// it expires (it would stop verifying on the CA's last day, unannounced).
+var ErrOutlivesCA = errors.New("certificate outlives its CA")
+
 // PKI is a directory holding a CA and the certificates it issued.
 type PKI struct {
 	Dir    string
@@ -119,13 +123,17 @@ func serial() *big.Int {
 }
 
 // writePEM writes a PEM file 0600: a new file only, unless force (then an
-// existing file is replaced and its mode reset to 0600).
+// existing file is removed first and a new one created). The file is always
+// created with O_EXCL, so a symbolic link planted at path is never followed:
+// with force it is removed, not written through (a key written over the
+// link's target).
 func writePEM(path, typ string, der []byte, force bool) error {
-	flags := os.O_WRONLY | os.O_CREATE | os.O_EXCL
 	if force {
-		flags = os.O_WRONLY | os.O_CREATE | os.O_TRUNC
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
 	}
-	f, err := os.OpenFile(path, flags, 0o600)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("%s: %w (pass --force to overwrite)", path, ErrExists)
 	}
@@ -207,6 +215,9 @@ func (p *PKI) loadCA() error {
 	return nil
 }
 
+// CANotAfter is when p's CA expires.
+func (p *PKI) CANotAfter() time.Time { return p.caCert.NotAfter }
+
 // Issue writes c.Name.pem and c.Name-key.pem, signed by p's CA. Existing
 // files are an ErrExists unless force.
 func (p *PKI) Issue(c Cert, force bool) error {
@@ -228,6 +239,9 @@ func (p *PKI) Issue(c Cert, force bool) error {
 		return err
 	}
 	now := time.Now()
+	if end := p.CANotAfter(); now.Add(c.Validity).After(end) {
+		return fmt.Errorf("certificate %s: valid until %s, the CA until %s: %w", c.Name, now.Add(c.Validity).UTC().Format(time.DateOnly), end.UTC().Format(time.DateOnly), ErrOutlivesCA)
+	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(), Subject: pkix.Name{CommonName: c.CommonName},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(c.Validity),

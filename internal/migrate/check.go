@@ -51,6 +51,26 @@ func (e *BehindError) Error() string {
 // Unwrap makes errors.Is(err, ErrSchemaBehind) hold.
 func (e *BehindError) Unwrap() error { return ErrSchemaBehind }
 
+// ErrForeignSchema: the database's recorded migrations are not this
+// binary's: it holds another service's schema (every schema records its
+// versions in schema_migrations, so without this check a database migrated
+// for one service looked up to date to every other).
+var ErrForeignSchema = errors.New("the database holds another schema")
+
+// ForeignError names the first recorded migration that is not this
+// binary's.
+type ForeignError struct {
+	Version        int
+	Recorded, Mine string
+}
+
+func (e *ForeignError) Error() string {
+	return fmt.Sprintf("%v: its migration %d is %s, this binary's is %s (is the URL another service's database?)", ErrForeignSchema, e.Version, e.Recorded, e.Mine)
+}
+
+// Unwrap makes errors.Is(err, ErrForeignSchema) hold.
+func (e *ForeignError) Unwrap() error { return ErrForeignSchema }
+
 // Querier is a pgx connection or pool.
 type Querier interface {
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -66,9 +86,14 @@ func PostgresVersion(ctx context.Context, db Querier, fsys fs.FS, dir string) (h
 		return 0, 0, err
 	}
 	want = len(ms)
+	names := make([]string, len(ms))
+	for i, m := range ms {
+		names[i] = m.Name
+	}
 	// Versions start at 1 with no gaps, so the count of applied versions
-	// up to want is the version reached.
-	err = db.QueryRow(ctx, `SELECT count(*) FROM schema_migrations WHERE version BETWEEN 1 AND $1`, want).Scan(&have)
+	// up to want is the version reached; each must be this binary's.
+	var foreign *int
+	err = db.QueryRow(ctx, `SELECT count(*), min(version) FILTER (WHERE name <> ($2::text[])[version]) FROM schema_migrations WHERE version BETWEEN 1 AND $1`, want, names).Scan(&have, &foreign)
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) && pe.Code == "42P01" { // undefined_table: never migrated
 		return 0, want, nil
@@ -76,7 +101,20 @@ func PostgresVersion(ctx context.Context, db Querier, fsys fs.FS, dir string) (h
 	if err != nil {
 		return 0, 0, fmt.Errorf("schema version: %w", err)
 	}
+	if foreign != nil {
+		return 0, 0, foreignAt(ctx, db, ms[*foreign-1])
+	}
 	return have, want, nil
+}
+
+// foreignAt is the ForeignError for m, whose version the database records
+// under another name.
+func foreignAt(ctx context.Context, db Querier, m Migration) error {
+	var recorded string
+	if err := db.QueryRow(ctx, `SELECT name FROM schema_migrations WHERE version = $1`, m.Version).Scan(&recorded); err != nil {
+		return fmt.Errorf("schema version: %w", err)
+	}
+	return &ForeignError{Version: m.Version, Recorded: recorded, Mine: m.Name}
 }
 
 // CheckPostgres runs no DDL: it returns a *BehindError naming command when

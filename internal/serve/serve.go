@@ -223,7 +223,10 @@ func New(ctx context.Context, o Options) (*Server, error) {
 		_, _ = w.Write([]byte(`{"status":"ok"}` + "\n"))
 	})
 	root.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		cctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		// Detached from the caller: the checks' result is shared (cached,
+		// counted towards a grace), so a caller hanging up at once must
+		// not make them fail for every other caller.
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 2*time.Second)
 		defer cancel()
 		if err := o.Ready(cctx); err != nil {
 			var nr *NotReady

@@ -53,6 +53,7 @@ func TestDeploymentCertsGatewayIdentity(t *testing.T) {
 		code codes.Code
 	}{
 		{"client certificate without the URI SAN", "no-uri", codes.PermissionDenied},
+		{"the operators' client certificate", devpki.OperatorClient, codes.PermissionDenied},
 		{"no client certificate", "", codes.PermissionDenied},
 		{"a daemon's server certificate as client", "riskd", codes.Unavailable}, // refused in the handshake: no clientAuth
 	}

@@ -258,7 +258,7 @@ type ClientCert struct {
 type LedgerClient struct {
 	LedgerAddr  string `env:"OBOL_LEDGER_ADDR" flag:"ledger-addr" form:"host:port" doc:"ledgerd's gRPC address" note:"default: the running obol dev's in --data-dir; with OBOL_LEDGER_TOKEN set and no obol dev running, 127.0.0.1:9092"`
 	LedgerToken string `env:"OBOL_LEDGER_TOKEN" secret:"true" form:"a random string: make one with openssl rand -hex 32 and give the same value to the service and its callers" doc:"ledgerd's service token: ledgerd accepts callers presenting it, the gateway and obol's ledger verbs present it" note:"default: obol dev's from --data-dir"`
-	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate: the verb dials ledgerd over TLS trusting it (plaintext gRPC without it: dev only)"`
+	LedgerCA    string `env:"OBOL_LEDGER_CA" flag:"ledger-ca" form:"a PEM file" doc:"CA of ledgerd's TLS certificate: the verb dials ledgerd over TLS trusting it (without it: plaintext gRPC, to a loopback address only)"`
 	ClientCert
 	DevDir
 }
@@ -268,7 +268,7 @@ type LedgerClient struct {
 // else the variables, else a running obol dev's in --data-dir.
 type EventsClient struct {
 	GatewayAddr string `env:"OBOL_GATEWAY_ADDR" flag:"gateway-addr" form:"host:port" doc:"gatewayd's gRPC address" note:"default: the running obol dev's in --data-dir"`
-	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate: the verb dials gatewayd over TLS trusting it (plaintext gRPC without it: dev only)"`
+	GatewayCA   string `env:"OBOL_GATEWAY_CA" flag:"gateway-ca" form:"a PEM file" doc:"CA of gatewayd's TLS certificate: the verb dials gatewayd over TLS trusting it (without it: plaintext gRPC, to a loopback address only)"`
 	SecretKey   string `env:"OBOL_SECRET_KEY" secret:"true" doc:"the merchant's secret key" note:"default: obol dev's from --data-dir"`
 	ClientCert
 	DevDir
