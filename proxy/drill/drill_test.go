@@ -357,7 +357,7 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 	assert.Empty(t, hits, "card data in a daemon's output")
 	if len(v) > 0 {
 		for _, name := range names {
-			if strings.HasPrefix(name, "database ") || name == "redis" {
+			if strings.HasPrefix(name, "database ") || strings.HasPrefix(name, "redis") {
 				continue
 			}
 			t.Logf("--- %s output (last lines):\n%s", name, tail(string(outputs[name]), 12))

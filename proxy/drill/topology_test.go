@@ -155,16 +155,18 @@ func topologyDrills(tp *topology.Topology) []drill {
 			topoFault("capture", 0.5, "the killed Vault node restarted and unsealed", restartVaultNode),
 		}},
 		{name: "redis-primary", lb: true, faults: []fault{
-			topoFault("authorize", 0.4, "a Redis Cluster primary SIGKILLed (its replica promoted)", func(s *stack, tp *topology.Topology) error {
-				began := time.Now()
-				err := tp.KillRedisPrimary()
-				if errors.Is(err, topology.ErrNoRedisCluster) {
-					return skipDrill{"the topology runs a single Redis (no Redis Cluster yet): " + err.Error()}
+			// In the authorizations: each takes its token's CVC (GETDEL
+			// + WAIT on the CVC's primary) and evaluates risk (riskd's
+			// scripts on the primary of its hash tag's slot, the one
+			// killed).
+			topoFault("authorize", 0.4, "the Redis Cluster primary of riskd's slot SIGKILLed (its replica promoted), restarted as a replica", func(s *stack, tp *topology.Topology) error {
+				f, err := tp.KillRedisPrimary("")
+				if err != nil {
+					return err
 				}
-				if err == nil {
-					s.note("replica promoted %s after the primary's SIGKILL", time.Since(began).Round(time.Millisecond))
-				}
-				return err
+				s.note("redis primary %s SIGKILLed: replica %s promoted, cluster ok %s later; %s restarted and a replica again in %s",
+					f.Killed, f.Promoted, f.Promotion.Round(time.Millisecond), f.Killed, f.Rejoin.Round(time.Millisecond))
+				return nil
 			}),
 		}},
 		{name: "replicas", lb: true, faults: []fault{
@@ -250,7 +252,8 @@ func topologyStack(tp *topology.Topology) (*stack, error) {
 }
 
 // stored is what the topology holds at rest, for the leak scan: a pg_dump
-// of every database (on the current primary) and every Redis value.
+// of every database (on the current primary) and every value on every
+// Redis Cluster node (primaries and replicas).
 func stored(t *testing.T, tp *topology.Topology) (map[string][]byte, error) {
 	out := map[string][]byte{}
 	for key := range tp.PostgresURLs {
@@ -261,7 +264,9 @@ func stored(t *testing.T, tp *topology.Topology) (map[string][]byte, error) {
 		out["database "+key] = dump
 	}
 	if r := tp.Redis(); r != nil {
-		out["redis"] = bytes.Join(r.Dump(t), []byte("\n"))
+		for addr, kvs := range r.DumpNodes(t) {
+			out["redis "+addr] = bytes.Join(kvs, []byte("\n"))
+		}
 	}
 	return out, nil
 }
