@@ -168,6 +168,15 @@ func topologyDrills(tp *topology.Topology) []drill {
 					f.Killed, f.Promoted, f.Promotion.Round(time.Millisecond), f.Killed, f.Rejoin.Round(time.Millisecond))
 				return nil
 			}),
+		}, check: func(_ *stack, c *census, _ []flow) []string {
+			// A CVC the failover lost (or discarded: a Take whose
+			// deletion a replica did not acknowledge) would reach the
+			// acquirer as an authorization without CVC: counted, not
+			// hidden.
+			if n := c.noCVC(); n > 0 {
+				return []string{fmt.Sprintf("redis failover: %d authorization(s) reached the acquirer without the CVC tokenized with the card", n)}
+			}
+			return nil
 		}},
 		{name: "replicas", lb: true, faults: []fault{
 			topoFault("tokenize", 0.5, "vaultd-0 SIGKILLed, restarted", killReplica(tp.Vaultd()[0])),
@@ -188,7 +197,7 @@ func topologyDrills(tp *topology.Topology) []drill {
 				}
 				return err
 			}),
-		}, check: func(s *stack, flows []flow) []string {
+		}, check: func(s *stack, _ *census, flows []flow) []string {
 			return s.checkRotation(rotatedAt, flows)
 		}},
 		{name: "postgres-failover", lb: true, faults: []fault{
