@@ -3,7 +3,7 @@
 // cluster, PostgreSQL with a synchronous streaming standby reached by
 // multi-host URLs, a Redis Cluster (3 primaries with a replica each),
 // HAProxy in front of Vault and of two replicas
-// each of vaultd, gatewayd, riskd and ledgerd, eventsd and the acquirer
+// each of vaultd, gatewayd, riskd, ledgerd and eventsd, and the acquirer
 // simulator, every one a separate process on loopback. It is the
 // harness of the failure drills and of `go run ./deploy/topology/cmd/topology
 // up`; README.md in this directory documents the layout as the
@@ -43,8 +43,8 @@ import (
 // Cluster it must carry a hash tag (riskd refuses to start without one).
 const RiskKeyPrefix = "obol:risk:{risk}:"
 
-// Replicas is how many replicas of vaultd, gatewayd, riskd and ledgerd
-// run.
+// Replicas is how many replicas of vaultd, gatewayd, riskd, ledgerd and
+// eventsd run.
 const Replicas = 2
 
 // Binaries are the commands the topology builds and runs.
@@ -93,7 +93,8 @@ type Topology struct {
 	// HAProxy (TLS passthrough; they require a client certificate signed by
 	// CACert, e.g. GatewayCert).
 	RiskAddr, LedgerAddr string
-	// EventsAddr is eventsd's internal gRPC (TLS, CACert).
+	// EventsAddr is eventsd's internal gRPC through HAProxy (TLS
+	// passthrough, CACert).
 	EventsAddr string
 
 	// VaultAddr is HashiCorp Vault through HAProxy (http://; only the
@@ -146,8 +147,8 @@ type Topology struct {
 	haproxy      *Process
 	haproxyStats string
 
-	vaultd, gatewayd, riskd, ledgerd []*Process
-	eventsd, sim                     *Process
+	vaultd, gatewayd, riskd, ledgerd, eventsd []*Process
+	sim                                       *Process
 
 	procs   []*Process // every process, in start order
 	closers []func()
@@ -240,7 +241,7 @@ func start(tb testenv.TB, opts Options) (*Topology, error) {
 	if err := step("vault setup (transit, KEK, KV, fingerprint secret)", t.setupVault); err != nil {
 		return t, err
 	}
-	for _, group := range [][]*Process{{t.sim}, t.riskd, t.ledgerd, {t.eventsd}, t.vaultd, t.gatewayd} {
+	for _, group := range [][]*Process{{t.sim}, t.eventsd, t.riskd, t.ledgerd, t.vaultd, t.gatewayd} {
 		for _, p := range group {
 			if err := step(p.Name+" ready", p.Start); err != nil {
 				return t, err
@@ -345,12 +346,22 @@ func (t *Topology) plan(tb testenv.TB) []backend {
 	t.SimulatorURL = "https://" + simAddr
 	t.sim = t.daemon("acquirer-sim", simAddr, "", nil, t.SimulatorURL+"/v1/authorizations",
 		"--addr", simAddr, "--tls-cert", cert, "--tls-key", key, "--log-format", "json")
-	evHTTP, evGRPC := addr(), addr()
-	t.EventsAddr = evGRPC
+	eventsGRPC := addr()
+	t.EventsAddr = eventsGRPC
 	sealKey := make([]byte, 32)
 	_, _ = rand.Read(sealKey)
-	t.eventsd = t.daemon("eventsd", evHTTP, evGRPC, map[string]string{"OBOL_EVENTS_TOKEN": t.EventsToken, "OBOL_EVENTS_SEAL_KEY": base64.StdEncoding.EncodeToString(sealKey)},
-		"http://"+evHTTP+"/readyz", append(append([]string{"--postgres-url", t.PostgresURLs["events"], "--http-addr", evHTTP, "--grpc-addr", evGRPC}, serverTLS...), common...)...)
+	for i := range Replicas {
+		// Two replicas on one database: deliveries are leased in it, the
+		// per-endpoint and per-merchant bounds count every process's
+		// leases, and PublishEvents is idempotent by event id. Webhooks
+		// may reach loopback endpoints with certificates of CACert (the
+		// drills' receiver).
+		h, g := addr(), addr()
+		t.eventsd = append(t.eventsd, t.daemon(fmt.Sprintf("eventsd-%d", i), h, g,
+			map[string]string{"OBOL_EVENTS_TOKEN": t.EventsToken, "OBOL_EVENTS_SEAL_KEY": base64.StdEncoding.EncodeToString(sealKey)}, "http://"+h+"/readyz",
+			append(append([]string{"--postgres-url", t.PostgresURLs["events"], "--http-addr", h, "--grpc-addr", g,
+				"--webhook-allow-cidrs", "127.0.0.0/8", "--webhook-ca", t.CACert}, serverTLS...), common...)...))
+	}
 
 	for i := range Replicas {
 		h, g := addr(), addr()
@@ -388,6 +399,7 @@ func (t *Topology) plan(tb testenv.TB) []backend {
 		{"gatewayd", t.gatewayd, gwREST, gwGRPC},
 		{"riskd", t.riskd, "", riskGRPC},
 		{"ledgerd", t.ledgerd, "", ledgerGRPC},
+		{"eventsd", t.eventsd, "", eventsGRPC},
 	} {
 		if svc.rest != "" {
 			be := backend{name: svc.name + "_rest", listen: svc.rest, http: true, check: "/readyz"}
@@ -504,11 +516,11 @@ func (t *Topology) DumpDatabase(key string) ([]byte, error) {
 	return out, nil
 }
 
-// Services are every daemon replica: vaultd, gatewayd, riskd, ledgerd
-// (Replicas each), eventsd and the acquirer simulator.
+// Services are every daemon replica: vaultd, gatewayd, riskd, ledgerd,
+// eventsd (Replicas each) and the acquirer simulator.
 func (t *Topology) Services() []*Process {
 	var out []*Process
-	for _, g := range [][]*Process{t.vaultd, t.gatewayd, t.riskd, t.ledgerd, {t.eventsd, t.sim}} {
+	for _, g := range [][]*Process{t.vaultd, t.gatewayd, t.riskd, t.ledgerd, t.eventsd, {t.sim}} {
 		for _, p := range g {
 			if p != nil {
 				out = append(out, p)
@@ -518,14 +530,14 @@ func (t *Topology) Services() []*Process {
 	return out
 }
 
-// Vaultd, Gatewayd, Riskd and Ledgerd are a service's replicas.
+// Vaultd, Gatewayd, Riskd, Ledgerd and Eventsd are a service's replicas.
 func (t *Topology) Vaultd() []*Process   { return t.vaultd }
 func (t *Topology) Gatewayd() []*Process { return t.gatewayd }
 func (t *Topology) Riskd() []*Process    { return t.riskd }
 func (t *Topology) Ledgerd() []*Process  { return t.ledgerd }
+func (t *Topology) Eventsd() []*Process  { return t.eventsd }
 
-// Eventsd and Simulator are the single eventsd and acquirer simulator.
-func (t *Topology) Eventsd() *Process   { return t.eventsd }
+// Simulator is the acquirer simulator.
 func (t *Topology) Simulator() *Process { return t.sim }
 
 // HAProxy is the load balancer's process.

@@ -100,7 +100,7 @@ func TestTopology(t *testing.T) {
 			resp.Body.Close()
 			assert.Equal(t, http.StatusOK, resp.StatusCode, "%s /readyz", p.Name)
 		}
-		for _, g := range [][]*topology.Process{topo.Vaultd(), topo.Gatewayd(), topo.Riskd(), topo.Ledgerd()} {
+		for _, g := range [][]*topology.Process{topo.Vaultd(), topo.Gatewayd(), topo.Riskd(), topo.Ledgerd(), topo.Eventsd()} {
 			require.Len(t, g, topology.Replicas)
 			for _, p := range g {
 				svc, _, _ := strings.Cut(p.Name, "-")
