@@ -184,6 +184,10 @@ func topologyDrills(tp *topology.Topology) []drill {
 			topoFault("authorize", 0.7, "riskd-0 SIGKILLed, restarted", killReplica(tp.Riskd()[0])),
 			topoFault("capture", 0.5, "ledgerd-1 SIGKILLed, restarted", killReplica(tp.Ledgerd()[1])),
 			topoFault("refund", 0.5, "gatewayd-0 SIGKILLed, restarted", killReplica(tp.Gatewayd()[0])),
+			// While the captures' and refunds' events are relayed and
+			// their webhooks delivered (webhookCheck counts them).
+			topoFault("capture", 0.8, "eventsd-0 SIGKILLed, restarted", killReplica(tp.Eventsd()[0])),
+			topoFault("refund", 0.8, "eventsd-1 SIGKILLed, restarted", killReplica(tp.Eventsd()[1])),
 		}},
 		{name: "kek-rotate", lb: true, faults: []fault{
 			topoFault("tokenize", 0.5, "the KEK rotated with the stock vault CLI (vault write -f transit/keys/<kek>/rotate)", func(s *stack, tp *topology.Topology) error {
@@ -229,8 +233,12 @@ func TestTopologyDrill(t *testing.T) {
 	t.Logf("topology up in %s", time.Since(began).Round(time.Millisecond))
 	s, err := topologyStack(tp)
 	require.NoError(t, err)
+	wh, err := startWebhooks(tp, s)
+	require.NoError(t, err)
+	t.Cleanup(wh.close)
 	only := os.Getenv("OBOL_TOPOLOGY_DRILLS") // comma-separated names; empty: all
 	for _, d := range topologyDrills(tp) {
+		d := webhookCheck(wh, tp, d)
 		t.Run(d.name, func(t *testing.T) {
 			if only != "" && !strings.Contains(","+only+",", ","+d.name+",") {
 				t.Skipf("not in OBOL_TOPOLOGY_DRILLS=%s", only)
