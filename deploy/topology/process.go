@@ -184,3 +184,6 @@ func logFile(dir, name string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// Args are the process's command-line arguments (a copy).
+func (p *Process) Args() []string { return append([]string(nil), p.args...) }

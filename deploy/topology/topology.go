@@ -1,8 +1,9 @@
 // Package topology starts Obol's reference production layout on one
 // machine, with real components only: a 3-node HashiCorp Vault Raft
 // cluster, PostgreSQL with a synchronous streaming standby reached by
-// multi-host URLs, Redis, HAProxy in front of Vault and of two replicas
-// each of vaultd, gatewayd, riskd and ledgerd, eventsd and the acquirer
+// multi-host URLs, a Redis Cluster (3 primaries with a replica each),
+// HAProxy in front of Vault and of two replicas
+// each of vaultd, gatewayd, riskd, ledgerd and eventsd, and the acquirer
 // simulator, every one a separate process on loopback. It is the
 // harness of the failure drills and of `go run ./deploy/topology/cmd/topology
 // up`; README.md in this directory documents the layout as the
@@ -38,8 +39,12 @@ import (
 	"github.com/obolpay/obol/vault/service"
 )
 
-// Replicas is how many replicas of vaultd, gatewayd, riskd and ledgerd
-// run.
+// RiskKeyPrefix is riskd's Redis key prefix in the topology: on a Redis
+// Cluster it must carry a hash tag (riskd refuses to start without one).
+const RiskKeyPrefix = "obol:risk:{risk}:"
+
+// Replicas is how many replicas of vaultd, gatewayd, riskd, ledgerd and
+// eventsd run.
 const Replicas = 2
 
 // Binaries are the commands the topology builds and runs.
@@ -88,7 +93,8 @@ type Topology struct {
 	// HAProxy (TLS passthrough; they require a client certificate signed by
 	// CACert, e.g. GatewayCert).
 	RiskAddr, LedgerAddr string
-	// EventsAddr is eventsd's internal gRPC (TLS, CACert).
+	// EventsAddr is eventsd's internal gRPC through HAProxy (TLS
+	// passthrough, CACert).
 	EventsAddr string
 
 	// VaultAddr is HashiCorp Vault through HAProxy (http://; only the
@@ -104,8 +110,12 @@ type Topology struct {
 	// PostgresURLs are the multi-host URLs of the databases, by key of
 	// Databases ("vault", "gateway", "ledger", "events").
 	PostgresURLs map[string]string
-	// RedisURL is the Redis every daemon uses.
+	// RedisURL is the Redis Cluster every daemon uses (redis+cluster://,
+	// every node a seed).
 	RedisURL string
+	// RiskKeyPrefix is riskd's key prefix: hash-tagged, so that its
+	// multi-key scripts keep their keys in one slot.
+	RiskKeyPrefix string
 
 	// MerchantID, SecretKey and PublishableKey are the merchant created at
 	// start (obol merchants create).
@@ -131,14 +141,14 @@ type Topology struct {
 	pgPrimary    *pgNode
 	pgStandby    *pgNode
 	pgFailedOver bool
-	redis        *testenv.Redis
+	redis        *testenv.RedisCluster
 	vault        []*vaultNode
 	unsealKey    string
 	haproxy      *Process
 	haproxyStats string
 
-	vaultd, gatewayd, riskd, ledgerd []*Process
-	eventsd, sim                     *Process
+	vaultd, gatewayd, riskd, ledgerd, eventsd []*Process
+	sim                                       *Process
 
 	procs   []*Process // every process, in start order
 	closers []func()
@@ -181,7 +191,7 @@ func start(tb testenv.TB, opts Options) (*Topology, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &Topology{Dir: dir, opts: opts, logDir: filepath.Join(dir, "logs"), logf: opts.Logf, TransitKey: "obol-kek",
+	t := &Topology{Dir: dir, opts: opts, logDir: filepath.Join(dir, "logs"), logf: opts.Logf, TransitKey: "obol-kek", RiskKeyPrefix: RiskKeyPrefix,
 		RiskToken: randToken(), LedgerToken: randToken(), EventsToken: randToken()}
 	tb.Cleanup(t.Close)
 	if err := os.MkdirAll(t.logDir, 0o700); err != nil {
@@ -205,9 +215,9 @@ func start(tb testenv.TB, opts Options) (*Topology, error) {
 	if err := step("postgres primary and synchronous standby up", func() error { return t.startPostgres(tb) }); err != nil {
 		return t, err
 	}
-	if err := step("redis up", func() error {
-		t.redis = testenv.StartRedis(tb)
-		t.RedisURL = t.redis.URL
+	if err := step("redis cluster (3 primaries, a replica each) up", func() error {
+		t.redis = testenv.StartRedisCluster(tb)
+		t.RedisURL = t.redis.URL()
 		return nil
 	}); err != nil {
 		return t, err
@@ -231,7 +241,7 @@ func start(tb testenv.TB, opts Options) (*Topology, error) {
 	if err := step("vault setup (transit, KEK, KV, fingerprint secret)", t.setupVault); err != nil {
 		return t, err
 	}
-	for _, group := range [][]*Process{{t.sim}, t.riskd, t.ledgerd, {t.eventsd}, t.vaultd, t.gatewayd} {
+	for _, group := range [][]*Process{{t.sim}, t.eventsd, t.riskd, t.ledgerd, t.vaultd, t.gatewayd} {
 		for _, p := range group {
 			if err := step(p.Name+" ready", p.Start); err != nil {
 				return t, err
@@ -336,17 +346,27 @@ func (t *Topology) plan(tb testenv.TB) []backend {
 	t.SimulatorURL = "https://" + simAddr
 	t.sim = t.daemon("acquirer-sim", simAddr, "", nil, t.SimulatorURL+"/v1/authorizations",
 		"--addr", simAddr, "--tls-cert", cert, "--tls-key", key, "--log-format", "json")
-	evHTTP, evGRPC := addr(), addr()
-	t.EventsAddr = evGRPC
+	eventsGRPC := addr()
+	t.EventsAddr = eventsGRPC
 	sealKey := make([]byte, 32)
 	_, _ = rand.Read(sealKey)
-	t.eventsd = t.daemon("eventsd", evHTTP, evGRPC, map[string]string{"OBOL_EVENTS_TOKEN": t.EventsToken, "OBOL_EVENTS_SEAL_KEY": base64.StdEncoding.EncodeToString(sealKey)},
-		"http://"+evHTTP+"/readyz", append(append([]string{"--postgres-url", t.PostgresURLs["events"], "--http-addr", evHTTP, "--grpc-addr", evGRPC}, serverTLS...), common...)...)
+	for i := range Replicas {
+		// Two replicas on one database: deliveries are leased in it, the
+		// per-endpoint and per-merchant bounds count every process's
+		// leases, and PublishEvents is idempotent by event id. Webhooks
+		// may reach loopback endpoints with certificates of CACert (the
+		// drills' receiver).
+		h, g := addr(), addr()
+		t.eventsd = append(t.eventsd, t.daemon(fmt.Sprintf("eventsd-%d", i), h, g,
+			map[string]string{"OBOL_EVENTS_TOKEN": t.EventsToken, "OBOL_EVENTS_SEAL_KEY": base64.StdEncoding.EncodeToString(sealKey)}, "http://"+h+"/readyz",
+			append(append([]string{"--postgres-url", t.PostgresURLs["events"], "--http-addr", h, "--grpc-addr", g,
+				"--webhook-allow-cidrs", "127.0.0.0/8", "--webhook-ca", t.CACert}, serverTLS...), common...)...))
+	}
 
 	for i := range Replicas {
 		h, g := addr(), addr()
 		t.riskd = append(t.riskd, t.daemon(fmt.Sprintf("riskd-%d", i), h, g, map[string]string{"OBOL_RISK_TOKEN": t.RiskToken}, "http://"+h+"/readyz",
-			append(append([]string{"--redis-url", t.RedisURL, "--http-addr", h, "--grpc-addr", g, "--client-ca", t.CACert}, serverTLS...), common...)...))
+			append(append([]string{"--redis-url", t.RedisURL, "--key-prefix", t.RiskKeyPrefix, "--http-addr", h, "--grpc-addr", g, "--client-ca", t.CACert}, serverTLS...), common...)...))
 		h, g = addr(), addr()
 		t.ledgerd = append(t.ledgerd, t.daemon(fmt.Sprintf("ledgerd-%d", i), h, g, map[string]string{"OBOL_LEDGER_TOKEN": t.LedgerToken, "OBOL_EVENTS_TOKEN": t.EventsToken}, "http://"+h+"/readyz",
 			append(append([]string{"--postgres-url", t.PostgresURLs["ledger"], "--http-addr", h, "--grpc-addr", g, "--client-ca", t.CACert,
@@ -379,6 +399,7 @@ func (t *Topology) plan(tb testenv.TB) []backend {
 		{"gatewayd", t.gatewayd, gwREST, gwGRPC},
 		{"riskd", t.riskd, "", riskGRPC},
 		{"ledgerd", t.ledgerd, "", ledgerGRPC},
+		{"eventsd", t.eventsd, "", eventsGRPC},
 	} {
 		if svc.rest != "" {
 			be := backend{name: svc.name + "_rest", listen: svc.rest, http: true, check: "/readyz"}
@@ -495,11 +516,11 @@ func (t *Topology) DumpDatabase(key string) ([]byte, error) {
 	return out, nil
 }
 
-// Services are every daemon replica: vaultd, gatewayd, riskd, ledgerd
-// (Replicas each), eventsd and the acquirer simulator.
+// Services are every daemon replica: vaultd, gatewayd, riskd, ledgerd,
+// eventsd (Replicas each) and the acquirer simulator.
 func (t *Topology) Services() []*Process {
 	var out []*Process
-	for _, g := range [][]*Process{t.vaultd, t.gatewayd, t.riskd, t.ledgerd, {t.eventsd, t.sim}} {
+	for _, g := range [][]*Process{t.vaultd, t.gatewayd, t.riskd, t.ledgerd, t.eventsd, {t.sim}} {
 		for _, p := range g {
 			if p != nil {
 				out = append(out, p)
@@ -509,38 +530,99 @@ func (t *Topology) Services() []*Process {
 	return out
 }
 
-// Vaultd, Gatewayd, Riskd and Ledgerd are a service's replicas.
+// Vaultd, Gatewayd, Riskd, Ledgerd and Eventsd are a service's replicas.
 func (t *Topology) Vaultd() []*Process   { return t.vaultd }
 func (t *Topology) Gatewayd() []*Process { return t.gatewayd }
 func (t *Topology) Riskd() []*Process    { return t.riskd }
 func (t *Topology) Ledgerd() []*Process  { return t.ledgerd }
+func (t *Topology) Eventsd() []*Process  { return t.eventsd }
 
-// Eventsd and Simulator are the single eventsd and acquirer simulator.
-func (t *Topology) Eventsd() *Process   { return t.eventsd }
+// Simulator is the acquirer simulator.
 func (t *Topology) Simulator() *Process { return t.sim }
 
 // HAProxy is the load balancer's process.
 func (t *Topology) HAProxy() *Process { return t.haproxy }
 
 // Processes are every process of the topology (Vault nodes, PostgreSQL,
-// HAProxy, the daemons; Redis is testenv's), in start order.
+// HAProxy, the daemons; the Redis Cluster's nodes are testenv's), in start
+// order.
 func (t *Topology) Processes() []*Process {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return append([]*Process(nil), t.procs...)
 }
 
-// Redis is the Redis server (testenv's: Stop/Start, Client, Dump).
-func (t *Topology) Redis() *testenv.Redis { return t.redis }
+// Redis is the Redis Cluster (testenv's: Primaries, PrimaryFor, Client,
+// DumpNodes for leak scans of every node).
+func (t *Topology) Redis() *testenv.RedisCluster { return t.redis }
 
-// ErrNoRedisCluster: the topology runs one Redis until Redis Cluster
-// support lands; there is no replica to promote.
-var ErrNoRedisCluster = errors.New("topology: Redis is a single server (no Redis Cluster yet): no replica to promote")
+// RedisFailover is what KillRedisPrimary did and how long each step took.
+type RedisFailover struct {
+	// Killed is the primary SIGKILLed; Promoted its replica, now primary of
+	// the same slots.
+	Killed, Promoted string
+	// Promotion is from the SIGKILL until every live node said
+	// cluster_state:ok with 3 primaries serving every slot.
+	Promotion time.Duration
+	// Rejoin is from the restart of the killed node until it was a
+	// replica again (every primary with a replica connected).
+	Rejoin time.Duration
+}
 
-// KillRedisPrimary kills a Redis Cluster primary and waits for its
-// replica's promotion. Until the topology runs Redis Cluster it returns
-// ErrNoRedisCluster.
-func (t *Topology) KillRedisPrimary() error { return ErrNoRedisCluster }
+// KillRedisPrimary SIGKILLs the Redis Cluster primary serving key's slot
+// ("": riskd's, the slot of RiskKeyPrefix's hash tag, which every payment's
+// risk evaluation uses), waits until its replica is promoted, then
+// restarts the killed node on its port and waits until it has rejoined as
+// the replica of the promoted one.
+func (t *Topology) KillRedisPrimary(key string) (RedisFailover, error) {
+	if key == "" {
+		key = RiskKeyPrefix
+	}
+	var f RedisFailover
+	err := tbCall(func(tb testenv.TB) {
+		before := t.redis.Primaries(tb)
+		f.Killed = t.redis.PrimaryFor(tb, key)
+		i := -1
+		for j, a := range before {
+			if a == f.Killed {
+				i = j
+			}
+		}
+		began := time.Now()
+		t.redis.Kill(tb, f.Killed)
+		now := t.redis.WaitPromoted(tb)
+		f.Promotion = time.Since(began)
+		if i < 0 || len(now) != len(before) || now[i] == f.Killed {
+			tb.Fatalf("primaries %v after the failover of %s (before: %v)", now, f.Killed, before)
+		}
+		f.Promoted = now[i]
+		began = time.Now()
+		t.redis.Restart(tb, f.Killed)
+		f.Rejoin = time.Since(began)
+	})
+	if err != nil {
+		return f, fmt.Errorf("topology: kill the redis primary: %w", err)
+	}
+	t.logf("topology: redis primary %s SIGKILLed; %s promoted in %s; %s rejoined as a replica in %s",
+		f.Killed, f.Promoted, f.Promotion.Round(time.Millisecond), f.Killed, f.Rejoin.Round(time.Millisecond))
+	return f, nil
+}
+
+// tbCall runs f with a TB whose Fatalf ends f with an error (testenv's
+// helpers take a TB; the topology's methods return errors).
+func tbCall(f func(tb testenv.TB)) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			if ft, ok := r.(fatal); ok {
+				err = errors.New(ft.msg)
+				return
+			}
+			panic(r)
+		}
+	}()
+	f(panicTB{})
+	return nil
+}
 
 // Outputs are every process's output (daemons, Vault, PostgreSQL, HAProxy),
 // by name, for leak scans.

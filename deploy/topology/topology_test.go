@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -74,9 +75,17 @@ func TestTopology(t *testing.T) {
 			assert.Equal(t, 1, strings.Count(strings.SplitN(url, "/", 4)[2], ","), "%s: two hosts", db)
 		}
 	})
-	t.Run("redis answers", func(t *testing.T) {
+	t.Run("redis cluster is ok with 3 primaries, a replica each", func(t *testing.T) {
+		checkRedisCluster(t, topo)
+		assert.True(t, strings.HasPrefix(topo.RedisURL, "redis+cluster://"), "the daemons get the cluster URL")
+		assert.Equal(t, 5, strings.Count(topo.RedisURL, "addr="), "every node is a seed")
+		for _, p := range append(append(append([]*topology.Process{}, topo.Vaultd()...), topo.Gatewayd()...), topo.Riskd()...) {
+			assert.Contains(t, p.Args(), topo.RedisURL, "%s uses the cluster", p.Name)
+		}
+		for _, p := range topo.Riskd() {
+			assert.Contains(t, p.Args(), topology.RiskKeyPrefix, "%s's key prefix is hash-tagged", p.Name)
+		}
 		require.NoError(t, topo.Redis().Client(t).Ping(context.Background()).Err())
-		assert.ErrorIs(t, topo.KillRedisPrimary(), topology.ErrNoRedisCluster)
 	})
 	t.Run("every replica is ready and in HAProxy", func(t *testing.T) {
 		st, err := topo.HAProxyServers()
@@ -91,7 +100,7 @@ func TestTopology(t *testing.T) {
 			resp.Body.Close()
 			assert.Equal(t, http.StatusOK, resp.StatusCode, "%s /readyz", p.Name)
 		}
-		for _, g := range [][]*topology.Process{topo.Vaultd(), topo.Gatewayd(), topo.Riskd(), topo.Ledgerd()} {
+		for _, g := range [][]*topology.Process{topo.Vaultd(), topo.Gatewayd(), topo.Riskd(), topo.Ledgerd(), topo.Eventsd()} {
 			require.Len(t, g, topology.Replicas)
 			for _, p := range g {
 				svc, _, _ := strings.Cut(p.Name, "-")
@@ -161,9 +170,19 @@ func TestTopology(t *testing.T) {
 		assert.Equal(t, 2, gw.Starts())
 	})
 	lap("replica kills")
+	t.Run("the redis primary of riskd's slot is killed: its replica is promoted; the node rejoins", func(t *testing.T) {
+		f, err := topo.KillRedisPrimary("")
+		require.NoError(t, err)
+		assert.NotEqual(t, f.Killed, f.Promoted)
+		t.Logf("redis: %s promoted %s after the SIGKILL of %s; rejoined in %s", f.Promoted, f.Promotion.Round(time.Millisecond), f.Killed, f.Rejoin.Round(time.Millisecond))
+		pay(t, n+2)
+		checkRedisCluster(t, topo)
+		assert.Equal(t, f.Promoted, topo.Redis().PrimaryFor(t, topology.RiskKeyPrefix), "the promoted replica serves riskd's slot")
+	})
+	lap("redis primary failover")
 	t.Run("postgres primary killed, standby promoted", func(t *testing.T) {
 		require.NoError(t, topo.FailoverPostgres())
-		pay(t, n+2)
+		pay(t, n+3)
 		state, err := topo.ReplicationState()
 		require.NoError(t, err)
 		assert.Empty(t, state, "no standby left after the failover")
@@ -230,11 +249,80 @@ func TestTopology(t *testing.T) {
 		require.NoError(t, err)
 		leaks.Scan("database "+key, dump)
 	}
-	for _, kv := range topo.Redis().Dump(t) {
-		leaks.Scan("redis", kv)
+	nodes := topo.Redis().DumpNodes(t)
+	assert.Len(t, nodes, 6, "every redis node is scanned")
+	for addr, kvs := range nodes {
+		for _, kv := range kvs {
+			leaks.Scan("redis "+addr, kv)
+		}
 	}
 	hits, summary := leaks.Report()
 	assert.Empty(t, hits, summary)
+}
+
+// checkRedisCluster: every node says cluster_state:ok, and CLUSTER NODES
+// (on every node) shows 3 primaries serving slots, each with exactly one
+// connected replica and no node flagged failing. Gossip settles within a
+// few node timeouts after a failover: it polls.
+func checkRedisCluster(t *testing.T, topo *topology.Topology) {
+	t.Helper()
+	addrs := topo.Redis().Addrs()
+	require.Len(t, addrs, 6)
+	require.NoError(t, testenv.WaitFor(20*time.Second, func() error {
+		for _, a := range addrs {
+			if err := redisNodeView(a); err != nil {
+				return fmt.Errorf("%s: %w", a, err)
+			}
+		}
+		return nil
+	}))
+}
+
+func redisNodeView(addr string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c := redis.NewClient(&redis.Options{Addr: addr})
+	defer c.Close()
+	info, err := c.ClusterInfo(ctx).Result()
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(info, "cluster_state:ok") {
+		return fmt.Errorf("cluster_state is not ok")
+	}
+	nodes, err := c.ClusterNodes(ctx).Result()
+	if err != nil {
+		return err
+	}
+	primaries := map[string]bool{}
+	replicas := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(nodes), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 8 {
+			return fmt.Errorf("cluster nodes line %q", line)
+		}
+		if strings.Contains(f[2], "fail") || f[7] != "connected" {
+			return fmt.Errorf("node %s is %s, link %s", f[1], f[2], f[7])
+		}
+		switch {
+		case strings.Contains(f[2], "master"):
+			if len(f) == 8 {
+				return fmt.Errorf("primary %s serves no slot", f[1])
+			}
+			primaries[f[0]] = true
+		case strings.Contains(f[2], "slave"):
+			replicas[f[3]]++
+		}
+	}
+	if len(primaries) != 3 || len(replicas) != 3 {
+		return fmt.Errorf("%d primaries, replicas of %d primaries:\n%s", len(primaries), len(replicas), nodes)
+	}
+	for id := range primaries {
+		if replicas[id] != 1 {
+			return fmt.Errorf("primary %s has %d replicas:\n%s", id, replicas[id], nodes)
+		}
+	}
+	return nil
 }
 
 func connect(t *testing.T, url string) *pgx.Conn {

@@ -577,3 +577,43 @@ func (c *RedisCluster) Resume(tb TB, addr string) {
 	}
 	_ = syscall.Kill(-n.proc.cmd.Process.Pid, syscall.SIGCONT)
 }
+
+// DumpNodes is Dump for every live node, replicas included (read with
+// READONLY), by address: a leak scan covers every copy Redis keeps.
+func (c *RedisCluster) DumpNodes(tb TB) map[string][][]byte {
+	tb.Helper()
+	out := map[string][][]byte{}
+	for _, n := range c.live() {
+		var vals [][]byte
+		err := onNode(n.addr, func(ctx context.Context, r *redis.Client) error {
+			conn := r.Conn()
+			defer conn.Close()
+			if err := conn.ReadOnly(ctx).Err(); err != nil {
+				return err
+			}
+			var cursor uint64
+			for {
+				keys, next, err := conn.Scan(ctx, cursor, "*", 1000).Result()
+				if err != nil {
+					return err
+				}
+				for _, k := range keys {
+					vals = append(vals, []byte(k))
+					if v, err := conn.Get(ctx, k).Bytes(); err == nil {
+						vals = append(vals, v)
+					} else if d, err := conn.Dump(ctx, k).Bytes(); err == nil {
+						vals = append(vals, d)
+					}
+				}
+				if cursor = next; cursor == 0 {
+					return nil
+				}
+			}
+		})
+		if err != nil {
+			tb.Fatalf("redis scan %s: %v", n.addr, err)
+		}
+		out[n.addr] = vals
+	}
+	return out
+}

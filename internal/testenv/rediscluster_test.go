@@ -62,3 +62,32 @@ func TestRedisClusterFailover(t *testing.T) {
 	assert.NotContains(t, c.Primaries(t), killed, "the restarted node is a replica")
 	assert.NotEmpty(t, c.Dump(t))
 }
+
+// DumpNodes reads every node, replicas included: a value written through
+// the cluster is found on its primary and on that primary's replica.
+func TestRedisClusterDumpNodes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a 6-node Redis Cluster")
+	}
+	c := testenv.StartRedisCluster(t)
+	rdb := c.Client(t)
+	ctx := context.Background()
+	const key, val = "dump-me", "needle-4242"
+	require.NoError(t, rdb.Set(ctx, key, val, 0).Err())
+	m, err := rdb.MasterForKey(ctx, key)
+	require.NoError(t, err)
+	require.NoError(t, m.Do(ctx, "WAIT", 1, 2000).Err())
+	primary := c.PrimaryFor(t, key)
+	replica := c.ReplicaOf(t, primary)
+	nodes := c.DumpNodes(t)
+	assert.Len(t, nodes, 6)
+	var holders []string
+	for addr, kvs := range nodes {
+		for _, kv := range kvs {
+			if string(kv) == val {
+				holders = append(holders, addr)
+			}
+		}
+	}
+	assert.ElementsMatch(t, []string{primary, replica}, holders, "the value is on its primary and its replica only")
+}

@@ -38,6 +38,7 @@ type view struct {
 	captured, refunded int64
 	status             string // gateway status, acquirer status, ledger hold status
 	token              string // gateway: the payment's token
+	noCVC              int    // acquirer: authorizations sent without a CVC
 }
 
 // census is what the three parties hold after a drill.
@@ -305,6 +306,9 @@ func (s *stack) countAcquirer(ctx context.Context, c *census, get func(map[strin
 		v.captured += a.Captured
 		v.refunded += a.Refunded
 		v.refunds += a.RefundCount
+		if !a.CVCProvided {
+			v.noCVC++
+		}
 	}
 	return nil
 }
@@ -528,6 +532,15 @@ func (c *census) violations(flows []flow) []string {
 	return append(v, perKey...)
 }
 
+// noCVC is how many of the drill's acquirer authorizations carried no CVC.
+func (c *census) noCVC() int {
+	n := 0
+	for _, v := range c.acqBy {
+		n += v.noCVC
+	}
+	return n
+}
+
 func sumCounts(m map[string]int) int {
 	n := 0
 	for _, v := range m {
@@ -591,6 +604,7 @@ func (c *census) table(title string, l *load, flows []flow, faults, timings, rec
 	if i := strings.LastIndex(last, "\n"); i >= 0 {
 		last = last[i+1:]
 	}
+	fmt.Fprintf(&b, "acquirer authorizations without a CVC: %d (every card was tokenized with one; a CVC taken by an attempt that failed, or lost, is not sent again)\n", c.noCVC())
 	fmt.Fprintf(&b, "ledger verify: %s (%s)\n", verify, last)
 	switch {
 	case c.reconcileErr != nil:

@@ -42,7 +42,7 @@ type drill struct {
 	// setup prepares the deployment before the load (nil: nothing).
 	setup func(s *stack) error
 	// check adds the drill's own invariants after the census.
-	check func(s *stack, flows []flow) []string
+	check func(s *stack, c *census, flows []flow) []string
 }
 
 // outageFailures is how many failed attempts the merchants see before a
@@ -320,7 +320,7 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 		v = append(v, "not settled within the sweeper's interval: "+settleErr.Error())
 	}
 	if d.check != nil {
-		v = append(v, d.check(s, flows)...)
+		v = append(v, d.check(s, c, flows)...)
 	}
 	for _, n := range s.takeNotes() {
 		faultLines = append(faultLines, "  "+n)
@@ -357,7 +357,7 @@ func runDrill(t *testing.T, d drill, s *stack, n int, phaseTimeout time.Duration
 	assert.Empty(t, hits, "card data in a daemon's output")
 	if len(v) > 0 {
 		for _, name := range names {
-			if strings.HasPrefix(name, "database ") || name == "redis" {
+			if strings.HasPrefix(name, "database ") || strings.HasPrefix(name, "redis") {
 				continue
 			}
 			t.Logf("--- %s output (last lines):\n%s", name, tail(string(outputs[name]), 12))

@@ -106,6 +106,9 @@ type Authorization struct {
 	CreatedAt   string `json:"created_at"`
 	// RefundCount is how many refunds were made (idempotent replays excluded).
 	RefundCount int `json:"refund_count"`
+	// CVCProvided: the authorization request carried a CVC (never the CVC
+	// itself), so drills can check that no CVC was lost on the way.
+	CVCProvided bool `json:"cvc_provided"`
 
 	dispute       string // "won" or "lost" for a dispute test card
 	disputeReason string
@@ -419,7 +422,8 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 		fail(w, http.StatusBadRequest, "invalid_currency", "currency must be an ISO 4217 code")
 		return
 	}
-	a := &Authorization{ID: newID("sim_auth_"), Amount: req.Amount, Currency: req.Currency, Reference: req.Reference, CreatedAt: s.cfg.Now().UTC().Format(time.RFC3339)}
+	a := &Authorization{ID: newID("sim_auth_"), Amount: req.Amount, Currency: req.Currency, Reference: req.Reference, CreatedAt: s.cfg.Now().UTC().Format(time.RFC3339),
+		CVCProvided: req.Card.CVC != ""}
 	pan, err := card.ParseNumber(req.Card.Number)
 	if err != nil {
 		a.Status, a.DeclineCode = "declined", DeclineInvalidNumber

@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/vault/cvcstore"
 	"github.com/obolpay/obol/vault/cvcstore/redisstore"
@@ -38,12 +39,9 @@ func TestClusterFailoverUseOnce(t *testing.T) {
 	for i := range n {
 		require.NoError(t, s.Put(ctx, token(i), []byte(token(i)), time.Hour))
 	}
-	// The Puts are on the replicas before the kill (a Put is acknowledged
-	// by the primary alone: one lost by a failover is a missing CVC, which
-	// fails closed; this test is about Take).
-	require.NoError(t, c.Client(t).ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
-		return m.Do(ctx, "WAIT", 1, 5000).Err()
-	}))
+	// The Puts are on the replicas before the kill: a Put on a cluster
+	// returns only once the key's replica acknowledged it
+	// (TestClusterPutNotReplicated).
 	victim := c.PrimaryFor(t, "obol:cvc:"+token(0))
 
 	var (
@@ -156,4 +154,38 @@ func TestClusterTakeNotReplicated(t *testing.T) {
 		}
 		return err
 	}))
+}
+
+// TestClusterPutNotReplicated: a Put whose primary has a replica connected
+// that does not acknowledge (paused) fails with ErrPutNotReplicated, so a
+// failover cannot lose a CVC the store acknowledged; once the replica
+// answers again, Puts succeed and the CVC is on the replica.
+func TestClusterPutNotReplicated(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: starts a Redis Cluster and pauses a replica")
+	}
+	c := testenv.StartRedisCluster(t)
+	ctx := context.Background()
+	s, err := redisstore.Open(ctx, c.URL())
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	const key = "obol:cvc:tok_put"
+	primary := c.PrimaryFor(t, key)
+	replica := c.ReplicaOf(t, primary)
+	c.Pause(t, replica)
+	err = s.Put(ctx, "tok_put", []byte("sealed"), time.Hour)
+	require.ErrorIs(t, err, redisstore.ErrPutNotReplicated)
+	require.ErrorIs(t, err, redisconn.ErrNotReplicated)
+	c.Resume(t, replica)
+	require.NoError(t, testenv.WaitFor(10*time.Second, func() error {
+		return s.Put(ctx, "tok_put", []byte("again"), time.Hour)
+	}))
+	r := redis.NewClient(&redis.Options{Addr: replica})
+	defer r.Close()
+	conn := r.Conn()
+	defer conn.Close()
+	require.NoError(t, conn.ReadOnly(ctx).Err())
+	v, err := conn.Get(ctx, key).Result()
+	require.NoError(t, err, "the acknowledged CVC is on the replica")
+	assert.Equal(t, "again", v)
 }

@@ -3,7 +3,13 @@
 // (see internal/redisconn for the URLs). Take uses GETDEL, so a CVC is
 // returned at most once even under concurrent callers.
 //
-// On a cluster each CVC is its own key (spread over the slots), and Take
+// On a cluster each CVC is its own key (spread over the slots), and Put
+// makes sure a failover cannot lose a CVC it acknowledged: the SETs of a
+// batch go to each key's primary on one connection, followed by WAIT for
+// its replica (the same rule as Take's below: a connected replica that does
+// not acknowledge within redisconn.ReplicaWait fails the Put with
+// ErrNotReplicated, so the tokenization answers 503 storage_unavailable and
+// makes no token; a primary with no replica connected accepts alone). Take
 // also makes sure a failover cannot hand the CVC out a second time: the
 // GETDEL is followed, on the same connection to the key's primary, by WAIT
 // for one replica to acknowledge it. Redis replicates asynchronously, so
@@ -51,6 +57,11 @@ type put struct {
 // acknowledged by the replica in time; the CVC is discarded, not returned.
 var ErrNotReplicated = fmt.Errorf("cvc store: the CVC was discarded: %w", redisconn.ErrNotReplicated)
 
+// ErrPutNotReplicated: on a cluster, a stored CVC was not acknowledged by
+// the primary's connected replica in time, so a failover could lose it; the
+// Put fails (the tokenization answers unavailable and makes no token).
+var ErrPutNotReplicated = fmt.Errorf("cvc store: the CVC was not stored on a replica: %w", redisconn.ErrNotReplicated)
+
 // Open opens the Redis of OBOL_REDIS_URL (a single node, or a cluster with
 // redis+cluster://), connects and checks the server answers.
 func Open(ctx context.Context, url string) (*Store, error) {
@@ -73,6 +84,10 @@ func (s *Store) flushPuts(ctx context.Context, items []put) []error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	errs := make([]error, len(items))
+	if cc, ok := s.rdb.(*redis.ClusterClient); ok {
+		putReplicated(ctx, cc, items, errs)
+		return errs
+	}
 	if len(items) == 1 {
 		errs[0] = s.rdb.Set(ctx, items[0].key, items[0].value, items[0].ttl).Err()
 		return errs
@@ -90,6 +105,73 @@ func (s *Store) flushPuts(ctx context.Context, items []put) []error {
 		}
 	}
 	return errs
+}
+
+// putReplicated writes items to their keys' primaries, one connection per
+// primary (SETs, INFO replication and WAIT: redisconn.Replicate), and sets
+// errs. A node that moved its slots or went away is retried once after a
+// reload of the slot map (a SET sent twice stores the same value).
+func putReplicated(ctx context.Context, cc *redis.ClusterClient, items []put, errs []error) {
+	todo := make([]int, len(items))
+	for i := range todo {
+		todo[i] = i
+	}
+	for attempt := 0; attempt < 2 && len(todo) > 0; attempt++ {
+		if attempt > 0 {
+			redisconn.ReloadNow(ctx, cc)
+		}
+		byNode := map[*redis.Client][]int{}
+		var retry []int
+		for _, i := range todo {
+			node, err := cc.MasterForKey(ctx, items[i].key)
+			if err != nil {
+				errs[i] = err
+				retry = append(retry, i)
+				continue
+			}
+			byNode[node] = append(byNode[node], i)
+		}
+		for node, idx := range byNode {
+			again, err := putOn(ctx, node, items, idx)
+			for _, i := range idx {
+				errs[i] = err
+			}
+			if again {
+				retry = append(retry, idx...)
+			}
+		}
+		todo = retry
+	}
+	for _, i := range todo {
+		if redisconn.TopologyError(errs[i]) {
+			cc.ReloadState(ctx)
+			break
+		}
+	}
+}
+
+// putOn runs items[idx]'s SETs and INFO replication on one connection to
+// a primary, then waits for its replica. again: nothing may have been
+// written (the node moved the slots or refused the connection).
+func putOn(ctx context.Context, node *redis.Client, items []put, idx []int) (again bool, err error) {
+	conn := node.Conn()
+	defer conn.Close()
+	sets := make([]*redis.StatusCmd, len(idx))
+	var info *redis.StringCmd
+	_, err = conn.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for j, i := range idx {
+			sets[j] = p.Set(ctx, items[i].key, items[i].value, items[i].ttl)
+		}
+		info = p.Info(ctx, "replication")
+		return nil
+	})
+	if err != nil {
+		return redisconn.TopologyError(err), err
+	}
+	if err := redisconn.Replicate(ctx, conn, info); err != nil {
+		return false, ErrPutNotReplicated
+	}
+	return false, nil
 }
 
 // Client exposes the underlying client (for health checks and tests).

@@ -60,7 +60,7 @@ func print(t *topology.Topology) {
 		"gateway_url": t.GatewayURL, "gateway_grpc": t.GatewayGRPCAddr, "vaultd_url": t.VaultdURL, "vaultd_grpc": t.VaultdGRPCAddr,
 		"simulator_url": t.SimulatorURL, "risk_grpc": t.RiskAddr, "ledger_grpc": t.LedgerAddr, "events_grpc": t.EventsAddr,
 		"vault_addr": t.VaultAddr, "vault_token": t.VaultToken, "vault_bin": t.VaultBin, "transit_key": t.TransitKey,
-		"postgres_urls": t.PostgresURLs, "redis_url": t.RedisURL,
+		"postgres_urls": t.PostgresURLs, "redis_url": t.RedisURL, "redis_nodes": t.Redis().Addrs(), "risk_key_prefix": t.RiskKeyPrefix,
 		"merchant_id": t.MerchantID, "secret_key": t.SecretKey, "publishable_key": t.PublishableKey,
 		"ca_cert": t.CACert, "gateway_cert": t.GatewayCert, "gateway_key": t.GatewayKey,
 		"ledger_token": t.LedgerToken, "risk_token": t.RiskToken, "events_token": t.EventsToken, "bin": t.Bin,

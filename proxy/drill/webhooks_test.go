@@ -1,0 +1,238 @@
+package drill
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/obolpay/obol/deploy/topology"
+	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/testenv"
+)
+
+// webhooks is the merchant's webhook receiver on the topology: an HTTPS
+// endpoint (certificate of the topology's CA) registered for every event
+// type, recording each delivery by its webhook-id. Standard Webhooks
+// delivery is at least once: a webhook-id may come again (a crashed
+// eventsd's lease runs out, a lost answer), always with the same body; an
+// event of the log that never arrives is lost.
+type webhooks struct {
+	srv      *httptest.Server
+	endpoint string
+
+	mu     sync.Mutex
+	got    map[string]int    // deliveries by webhook-id
+	body   map[string]string // sha256 of the first body by webhook-id
+	differ map[string]bool   // a redelivery with another body
+}
+
+// startWebhooks starts the receiver and registers it through the gateway
+// (retrying a 503 while a replica starts).
+func startWebhooks(tp *topology.Topology, s *stack) (*webhooks, error) {
+	cert, err := tls.LoadX509KeyPair(filepath.Join(filepath.Dir(tp.CACert), devpki.ServerCert), filepath.Join(filepath.Dir(tp.CACert), devpki.ServerKey))
+	if err != nil {
+		return nil, err
+	}
+	w := &webhooks{got: map[string]int{}, body: map[string]string{}, differ: map[string]bool{}}
+	w.srv = httptest.NewUnstartedServer(http.HandlerFunc(w.serve))
+	w.srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	w.srv.StartTLS()
+	body := fmt.Sprintf(`{"url":%q,"events":["*"],"description":"topology drills"}`, w.srv.URL+"/hook")
+	var last string
+	err = testenv.WaitFor(60*time.Second, func() error {
+		req, err := http.NewRequest(http.MethodPost, s.gwURL+"/v1/webhook_endpoints", strings.NewReader(body))
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+s.sk)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := s.http.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		last = fmt.Sprintf("HTTP %d %.300s", resp.StatusCode, b)
+		if resp.StatusCode != http.StatusOK {
+			return errors.New(last)
+		}
+		var e struct{ ID string }
+		if err := json.Unmarshal(b, &e); err != nil || e.ID == "" {
+			return fmt.Errorf("no endpoint id in %s", last)
+		}
+		w.endpoint = e.ID
+		return nil
+	})
+	if err != nil {
+		w.srv.Close()
+		return nil, fmt.Errorf("register the webhook endpoint: %w (%s)", err, last)
+	}
+	return w, nil
+}
+
+func (w *webhooks) serve(rw http.ResponseWriter, r *http.Request) {
+	b, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	id := r.Header.Get("webhook-id")
+	if err != nil || id == "" {
+		http.Error(rw, "bad delivery", http.StatusBadRequest)
+		return
+	}
+	sum := fmt.Sprintf("%x", sha256.Sum256(b))
+	w.mu.Lock()
+	w.got[id]++
+	if prev, ok := w.body[id]; !ok {
+		w.body[id] = sum
+	} else if prev != sum {
+		w.differ[id] = true
+	}
+	w.mu.Unlock()
+	rw.WriteHeader(http.StatusOK)
+}
+
+func (w *webhooks) close() { w.srv.Close() }
+
+// logEvent is one event of eventsd's log.
+type logEvent struct{ id, typ, object string }
+
+// eventLog is the merchant's events in eventsd's database.
+func eventLog(ctx context.Context, url, merchant string) (map[string]logEvent, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, `SELECT id, type, object_id FROM events WHERE merchant_id = $1`, merchant)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]logEvent{}
+	for rows.Next() {
+		var e logEvent
+		if err := rows.Scan(&e.id, &e.typ, &e.object); err != nil {
+			return nil, err
+		}
+		out[e.id] = e
+	}
+	return out, rows.Err()
+}
+
+// webhookCheck wraps a drill's check: before the load it notes the events
+// already in the log; after, every event the drill added must have reached
+// the receiver (none lost), redeliveries must carry the same body, and each
+// payment must have exactly one payment.authorized and payment.captured
+// event in the log. Duplicated deliveries are counted (allowed by webhook-id).
+func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
+	var before map[string]logEvent
+	setup := d.setup
+	d.setup = func(s *stack) error {
+		var err error
+		if before, err = eventLog(context.Background(), tp.PostgresURLs["events"], tp.MerchantID); err != nil {
+			return fmt.Errorf("read the event log: %w", err)
+		}
+		if setup != nil {
+			return setup(s)
+		}
+		return nil
+	}
+	check := d.check
+	d.check = func(s *stack, c *census, flows []flow) []string {
+		var v []string
+		if check != nil {
+			v = append(v, check(s, c, flows)...)
+		}
+		var added map[string]logEvent
+		var missing []string
+		waited := time.Now()
+		err := testenv.WaitFor(90*time.Second, func() error {
+			all, err := eventLog(context.Background(), tp.PostgresURLs["events"], tp.MerchantID)
+			if err != nil {
+				return err
+			}
+			added = map[string]logEvent{}
+			for id, e := range all {
+				if _, ok := before[id]; !ok {
+					added[id] = e
+				}
+			}
+			w.mu.Lock()
+			missing = missing[:0]
+			for id := range added {
+				if w.got[id] == 0 {
+					missing = append(missing, id)
+				}
+			}
+			w.mu.Unlock()
+			if len(missing) > 0 {
+				return fmt.Errorf("%d of %d events not delivered yet", len(missing), len(added))
+			}
+			return nil
+		})
+		if err != nil {
+			sort.Strings(missing)
+			v = append(v, fmt.Sprintf("webhooks: %v (lost: %s)", err, strings.Join(missing[:min(len(missing), 3)], ", ")))
+		}
+		types := map[string]int{}
+		byPayment := map[string]map[string]int{}
+		for _, e := range added {
+			types[e.typ]++
+			if byPayment[e.object] == nil {
+				byPayment[e.object] = map[string]int{}
+			}
+			byPayment[e.object][e.typ]++
+		}
+		w.mu.Lock()
+		deliveries, dups, differ := 0, 0, 0
+		for id := range added {
+			deliveries += w.got[id]
+			if w.got[id] > 1 {
+				dups += w.got[id] - 1
+			}
+			if w.differ[id] {
+				differ++
+			}
+		}
+		w.mu.Unlock()
+		refunds := 0
+		for _, f := range flows {
+			if f.ans[3].label == want[3] {
+				refunds++
+			}
+			if f.paymentID == "" {
+				continue
+			}
+			got := byPayment[f.paymentID]
+			if got["payment.authorized"] != 1 || got["payment.captured"] != 1 {
+				v = append(v, fmt.Sprintf("webhooks: payment %s has %d payment.authorized and %d payment.captured event(s), want 1 each", f.paymentID, got["payment.authorized"], got["payment.captured"]))
+			}
+		}
+		if types["refund.created"] != refunds {
+			v = append(v, fmt.Sprintf("webhooks: %d refund.created events for %d refunds", types["refund.created"], refunds))
+		}
+		if differ > 0 {
+			v = append(v, fmt.Sprintf("webhooks: %d webhook-id(s) delivered again with another body", differ))
+		}
+		var tl []string
+		for t, n := range types {
+			tl = append(tl, fmt.Sprintf("%s ×%d", t, n))
+		}
+		sort.Strings(tl)
+		s.note("webhooks: %d events added to the log (%s); %d deliveries received, every event at least once after %s; %d redelivered webhook-id(s) (same body: receivers dedupe on webhook-id)",
+			len(added), strings.Join(tl, ", "), deliveries, time.Since(waited).Round(100*time.Millisecond), dups)
+		return v
+	}
+	return d
+}
