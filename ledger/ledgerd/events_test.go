@@ -83,6 +83,15 @@ func TestDisputeEventsReachEventsd(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			return errors.New("not yet: " + fmt.Sprint(got))
 		}
+		// eventsd holds an event before the relay marks it delivered in
+		// the ledger's outbox: wait for that bookkeeping too.
+		c, err := l.Book.Store().CountOutbox(ctx)
+		if err != nil {
+			return err
+		}
+		if c.Pending+c.Dead != 0 {
+			return fmt.Errorf("outbox not settled yet: %+v", c)
+		}
 		return nil
 	}), "the ledger's events at eventsd")
 	assert.Equal(t, want, got)
