@@ -30,7 +30,7 @@ func TestDeploymentCertsGatewayIdentity(t *testing.T) {
 		require.NoError(t, p.Issue(c, false))
 	}
 	// Same CA, client usage, CN gatewayd, no URI SAN.
-	require.NoError(t, p.Issue(devpki.Cert{Name: "no-uri", CommonName: "gatewayd", Client: true}, false))
+	require.NoError(t, p.Issue(devpki.Cert{Name: "no-uri", CommonName: "gatewayd", Client: true, Validity: time.Hour}, false))
 
 	s.stop()
 	s.cfg.TLS = nil
