@@ -33,14 +33,10 @@ var _ service.Store = (*Store)(nil)
 type Store struct {
 	db *sql.DB
 
-	// delivered groups the bookkeeping of delivered ledger events
-	// (OutboxDone, OutboxDoneFee) of concurrent requests into one
-	// transaction; started on first use (a read-only store never writes).
-	deliveredOnce sync.Once
-	delivered     *batch.Batcher[doneReq]
-
-	// writes groups the payment path's durable writes of concurrent
-	// requests into shared transactions (writer.go); started on first use.
+	// writes groups the durable writes of concurrent requests (the
+	// payment path's, and the bookkeeping of delivered ledger events) into
+	// shared transactions (writer.go); started on first use (a read-only
+	// store never writes).
 	writesOnce sync.Once
 	writes     *batch.Batcher[writeFunc]
 	// rolledBack reports whether a failed COMMIT is known to have rolled
@@ -65,10 +61,6 @@ func (s *Store) Close() error {
 	s.writesOnce.Do(func() {}) // no writer starts after Close
 	if s.writes != nil {
 		s.writes.Close()
-	}
-	s.deliveredOnce.Do(func() {})
-	if s.delivered != nil {
-		s.delivered.Close()
 	}
 	return s.db.Close()
 }
@@ -468,71 +460,27 @@ func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]serv
 	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE state = $1 ORDER BY created_at, id LIMIT $2`, state, limit)
 }
 
-// OutboxDone removes a delivered event.
+// OutboxDone removes a delivered event (in a transaction shared with
+// concurrent writes: group commit).
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
-	return s.deliveredWriter().Do(ctx, doneReq{id: id})
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+		return false, err
+	})
 }
 
 // OutboxDoneFee records the fee the ledger took at capture (as SetFee)
-// and removes the delivered capture event, in one transaction.
+// and removes the delivered capture event, in one transaction (shared with
+// concurrent writes). Both are idempotent: a delivery whose bookkeeping
+// failed is delivered again (a replay at the ledger) and recorded then.
 func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
-	return s.deliveredWriter().Do(ctx, doneReq{id: id, paymentID: paymentID, fee: fee, setFee: true})
-}
-
-// doneReq is a delivered ledger event to remove, with the fee to record
-// for a capture.
-type doneReq struct {
-	id, paymentID string
-	fee           int64
-	setFee        bool
-}
-
-// deliveredBatch bounds how many deliveries one transaction records.
-const deliveredBatch = 256
-
-func (s *Store) deliveredWriter() *batch.Batcher[doneReq] {
-	s.deliveredOnce.Do(func() { s.delivered = batch.New(s.flushDelivered, deliveredBatch, 1) })
-	if s.delivered == nil {
-		return closedWriter
-	}
-	return s.delivered
-}
-
-// closedWriter answers batch.ErrClosed (a store used after Close).
-var closedWriter = func() *batch.Batcher[doneReq] {
-	b := batch.New(func(context.Context, []doneReq) []error { return nil }, 1, 1)
-	b.Close()
-	return b
-}()
-
-// flushDelivered records a batch of deliveries in one transaction (one
-// commit for every concurrent request): each is idempotent, and a batch
-// that fails fails as a whole, its entries then delivered again (a replay
-// at the ledger) and recorded later.
-func (s *Store) flushDelivered(ctx context.Context, reqs []doneReq) []error {
-	if len(reqs) == 1 && !reqs[0].setFee {
-		// One statement needs no explicit transaction (two round trips less).
-		_, err := s.db.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, reqs[0].id)
-		return []error{err}
-	}
-	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		for _, r := range reqs {
-			if r.setFee {
-				if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, r.fee, r.paymentID); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, r.id); err != nil {
-				return err
-			}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, fee, paymentID); err != nil {
+			return false, err
 		}
-		return nil
+		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+		return false, err
 	})
-	errs := make([]error, len(reqs))
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
 }
 
 // OutboxAttempt counts a failed delivery and sets when to try again.
