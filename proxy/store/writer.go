@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 
 	"github.com/obolpay/obol/internal/batch"
 )
@@ -35,9 +34,6 @@ const (
 // writeFunc runs one write in tx. clean reports, with a non-nil error,
 // that the write changed nothing before it failed (the batch can go on).
 type writeFunc func(ctx context.Context, tx *sql.Tx) (clean bool, err error)
-
-// errBatchAborted ends a batch transaction whose write failed unclean.
-var errBatchAborted = errors.New("gateway store: batch aborted")
 
 func (s *Store) writer() *batch.Batcher[writeFunc] {
 	s.writesOnce.Do(func() { s.writes = batch.New(s.flushWrites, writeBatch, writeWorkers) })
