@@ -904,61 +904,100 @@ func (s *Service) change(ctx context.Context, kind, id, reason string, req proto
 	}
 	return s.idempotent(ctx, merchant, kind, req, func(ctx context.Context, key, hash string) (*Payment, error) {
 		defer s.lock(id)()
-		p, err := s.cfg.Store.Get(ctx, merchant, id)
-		if errors.Is(err, ErrNotFound) {
-			return nil, errNotFound
-		}
-		if err != nil {
-			return nil, errStoreUnavailable
-		}
-		conn := s.cfg.Connectors[p.Acquirer]
-		if conn == nil {
-			return nil, apierr.New(apierr.KindUnavailable, "acquirer_unavailable", "", "the payment's acquirer connector is not configured")
-		}
 		now := s.cfg.Now().UTC()
-		var op *Operation
+		opID := ""
 		if key != "" {
-			op, err = s.cfg.Store.Operation(ctx, operationID(kind, merchant, id, key))
+			// A retry finds its operation by id (derived from the key)
+			// and resumes it or returns its outcome.
+			opID = operationID(kind, merchant, id, key)
+			op, err := s.cfg.Store.Operation(ctx, opID)
 			switch {
 			case errors.Is(err, ErrNoOperation):
-				op = nil
 			case err != nil:
 				return nil, errStoreUnavailable
-			case op.RequestHash != hash:
-				return nil, apierr.ErrIdempotencyKeyReused
-			case op.State == OpSucceeded:
-				return p, nil // done; its idempotency record was not finished
-			case op.State == OpFailed:
-				return nil, opError(op.ErrorCode)
 			default:
-				if err := s.cfg.Store.TouchOperation(ctx, op, now); errors.Is(err, ErrConcurrentUpdate) {
-					return nil, errConcurrent
-				} else if err != nil {
-					return nil, errStoreUnavailable
-				}
+				return s.resume(ctx, merchant, id, hash, op, now)
 			}
 		}
-		if op == nil {
+		// A new operation: the payment is read, checked and marked in
+		// flight in one transaction, shared with concurrent writes.
+		var conn connector.Connector
+		p, op, err := s.cfg.Store.StartOperationFor(ctx, merchant, id, func(p *Payment) (*Operation, error) {
+			conn = s.cfg.Connectors[p.Acquirer]
+			if conn == nil {
+				return nil, refused{errNoConnector}
+			}
 			if p.PendingOp != "" {
-				return nil, errConcurrent
+				return nil, refused{errConcurrent}
 			}
 			amount, err := check(p)
 			if err != nil {
-				return nil, err
+				return nil, refused{err}
 			}
-			op = &Operation{ID: operationID(kind, merchant, id, key), PaymentID: p.ID, MerchantID: merchant, Kind: kind, Amount: amount, Reason: reason,
-				RequestHash: hash, State: OpProcessing, CreatedAt: now, UpdatedAt: now}
-			if err := s.cfg.Store.StartOperation(ctx, p, op); errors.Is(err, ErrConcurrentUpdate) {
-				return nil, errConcurrent
-			} else if err != nil {
-				return nil, errStoreUnavailable
+			oid := opID
+			if oid == "" {
+				oid = operationID(kind, merchant, id, "")
 			}
+			return &Operation{ID: oid, PaymentID: p.ID, MerchantID: merchant, Kind: kind, Amount: amount, Reason: reason,
+				RequestHash: hash, State: OpProcessing, CreatedAt: now, UpdatedAt: now}, nil
+		})
+		var r refused
+		switch {
+		case errors.As(err, &r):
+			return nil, r.err
+		case errors.Is(err, ErrNotFound):
+			return nil, errNotFound
+		case errors.Is(err, ErrConcurrentUpdate):
+			return nil, errConcurrent
+		case err != nil:
+			return nil, errStoreUnavailable
 		}
 		if err := checkLease(ctx); err != nil {
 			return nil, err
 		}
 		return s.runOperation(ctx, conn, p, op)
 	})
+}
+
+// refused carries a plan's refusal through the store.
+type refused struct{ err error }
+
+func (r refused) Error() string { return r.err.Error() }
+
+// errNoConnector: the payment's acquirer is not configured here.
+var errNoConnector = apierr.New(apierr.KindUnavailable, "acquirer_unavailable", "", "the payment's acquirer connector is not configured")
+
+// resume handles a retry whose operation exists: its outcome, or the
+// operation resumed (claimed by compare-and-set) when still processing.
+func (s *Service) resume(ctx context.Context, merchant, id, hash string, op *Operation, now time.Time) (*Payment, error) {
+	p, err := s.cfg.Store.Get(ctx, merchant, id)
+	if errors.Is(err, ErrNotFound) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, errStoreUnavailable
+	}
+	conn := s.cfg.Connectors[p.Acquirer]
+	if conn == nil {
+		return nil, errNoConnector
+	}
+	switch {
+	case op.RequestHash != hash:
+		return nil, apierr.ErrIdempotencyKeyReused
+	case op.State == OpSucceeded:
+		return p, nil // done; its idempotency record was not finished
+	case op.State == OpFailed:
+		return nil, opError(op.ErrorCode)
+	}
+	if err := s.cfg.Store.TouchOperation(ctx, op, now); errors.Is(err, ErrConcurrentUpdate) {
+		return nil, errConcurrent
+	} else if err != nil {
+		return nil, errStoreUnavailable
+	}
+	if err := checkLease(ctx); err != nil {
+		return nil, err
+	}
+	return s.runOperation(ctx, conn, p, op)
 }
 
 // opError is the answer of an operation the acquirer refused.

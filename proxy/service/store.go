@@ -66,6 +66,11 @@ type Store interface {
 	// (one operation at a time per payment), in one transaction with p's
 	// version check.
 	StartOperation(ctx context.Context, p *Payment, op *Operation) error
+	// StartOperationFor reads a merchant's payment, asks plan for the
+	// operation to start on it and stores that operation as StartOperation
+	// does, in one transaction with the read (ErrNotFound; plan's error,
+	// nothing written; ErrConcurrentUpdate). plan may run more than once.
+	StartOperationFor(ctx context.Context, merchant, id string, plan func(p *Payment) (*Operation, error)) (*Payment, *Operation, error)
 	// TouchOperation claims a processing operation for a resumption by
 	// moving its updated_at from op.UpdatedAt to now (compare-and-set: of
 	// two resumers, one wins; ErrConcurrentUpdate for the other).

@@ -33,23 +33,34 @@ var _ service.Store = (*Store)(nil)
 type Store struct {
 	db *sql.DB
 
-	// delivered groups the bookkeeping of delivered ledger events
-	// (OutboxDone, OutboxDoneFee) of concurrent requests into one
-	// transaction; started on first use (a read-only store never writes).
-	deliveredOnce sync.Once
-	delivered     *batch.Batcher[doneReq]
+	// writes groups the durable writes of concurrent requests (the
+	// payment path's, and the bookkeeping of delivered ledger events) into
+	// shared transactions (writer.go); started on first use (a read-only
+	// store never writes).
+	writesOnce sync.Once
+	writes     *batch.Batcher[writeFunc]
+	// rolledBack reports whether a failed COMMIT is known to have rolled
+	// back (the database answered with an error), so that the batch's
+	// writes may run again one by one; nil: a failed COMMIT is ambiguous.
+	rolledBack func(error) bool
 }
 
 // New wraps an open, migrated database (the postgres and sqlite packages
 // open it).
 func New(db *sql.DB) *Store { return &Store{db: db} }
 
-// Close stops the delivery writer (what it holds is written first) and
-// closes the database.
+// NewRolledBack is New for a database whose failed COMMIT answers tell
+// whether the transaction is known to be rolled back (rolledBack).
+func NewRolledBack(db *sql.DB, rolledBack func(error) bool) *Store {
+	return &Store{db: db, rolledBack: rolledBack}
+}
+
+// Close stops the writers (what they hold is written first) and closes
+// the database.
 func (s *Store) Close() error {
-	s.deliveredOnce.Do(func() {}) // no writer starts after Close
-	if s.delivered != nil {
-		s.delivered.Close()
+	s.writesOnce.Do(func() {}) // no writer starts after Close
+	if s.writes != nil {
+		s.writes.Close()
 	}
 	return s.db.Close()
 }
@@ -96,28 +107,45 @@ func scanPayment(r rowScanner) (*service.Payment, error) {
 	return p, nil
 }
 
-// Insert stores a new payment.
+// errDuplicatePayment: a payment with this id exists.
+var errDuplicatePayment = errors.New("gateway store: a payment with this id exists")
+
+// insertPayment inserts p (clean errDuplicatePayment when its id exists:
+// nothing was written).
+func insertPayment(ctx context.Context, tx *sql.Tx, a []any) (clean bool, err error) {
+	res, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22) ON CONFLICT DO NOTHING`, a...)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return true, errDuplicatePayment
+	}
+	return true, nil
+}
+
+// Insert stores a new payment, durable when it returns (group commit).
 func (s *Store) Insert(ctx context.Context, p *service.Payment) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
 	}
-	_, err = s.db.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, a...)
-	return err
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		return insertPayment(ctx, tx, a)
+	})
 }
 
 // InsertCommit stores a new payment that is already final (declined by
-// risk) with its outbox events, in one transaction.
+// risk) with its outbox events, in one transaction (group commit).
 func (s *Store) InsertCommit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time) error {
 	a, err := s.args(p)
 	if err != nil {
 		return err
 	}
-	return sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payments (`+paymentCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, a...); err != nil {
-			return err
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		if clean, err := insertPayment(ctx, tx, a); err != nil {
+			return clean, err
 		}
-		return s.addOutbox(ctx, tx, events, now)
+		return false, s.addOutbox(ctx, tx, events, now)
 	})
 }
 
@@ -161,23 +189,34 @@ func (s *Store) Commit(ctx context.Context, p *service.Payment, events []service
 }
 
 // commit runs first (when not nil), writes p (version check) and queues
-// events, in one transaction, and bumps p's version once it committed.
-func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, first func(tx *sql.Tx) error) error {
-	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		if first != nil {
-			if err := first(tx); err != nil {
-				return err
-			}
-		}
-		if err := s.update(ctx, tx, p); err != nil {
-			return err
-		}
-		return s.addOutbox(ctx, tx, events, now)
-	})
+// events, in one transaction (group commit), and bumps p's version once
+// it committed.
+func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, first writeFunc) error {
+	err := s.write(ctx, s.commitWrite(p, events, now, first))
 	if err == nil {
 		p.Version++
 	}
 	return err
+}
+
+// commitWrite is commit's write. first and the version check refuse
+// before they change anything (ErrConcurrentUpdate); only a refusal after
+// first changed something rolls the shared transaction back.
+func (s *Store) commitWrite(p *service.Payment, events []service.OutboxEntry, now time.Time, first writeFunc) writeFunc {
+	return func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		clean := true
+		if first != nil {
+			c, err := first(ctx, tx)
+			if err != nil {
+				return c, err
+			}
+			clean = false
+		}
+		if err := s.update(ctx, tx, p); err != nil {
+			return clean && errors.Is(err, service.ErrConcurrentUpdate), err
+		}
+		return false, s.addOutbox(ctx, tx, events, now)
+	}
 }
 
 // Get reads a merchant's payment.
@@ -421,71 +460,27 @@ func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]serv
 	return s.outbox(ctx, `SELECT `+outboxCols+` FROM ledger_outbox WHERE state = $1 ORDER BY created_at, id LIMIT $2`, state, limit)
 }
 
-// OutboxDone removes a delivered event.
+// OutboxDone removes a delivered event (in a transaction shared with
+// concurrent writes: group commit).
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
-	return s.deliveredWriter().Do(ctx, doneReq{id: id})
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+		return false, err
+	})
 }
 
 // OutboxDoneFee records the fee the ledger took at capture (as SetFee)
-// and removes the delivered capture event, in one transaction.
+// and removes the delivered capture event, in one transaction (shared with
+// concurrent writes). Both are idempotent: a delivery whose bookkeeping
+// failed is delivered again (a replay at the ledger) and recorded then.
 func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
-	return s.deliveredWriter().Do(ctx, doneReq{id: id, paymentID: paymentID, fee: fee, setFee: true})
-}
-
-// doneReq is a delivered ledger event to remove, with the fee to record
-// for a capture.
-type doneReq struct {
-	id, paymentID string
-	fee           int64
-	setFee        bool
-}
-
-// deliveredBatch bounds how many deliveries one transaction records.
-const deliveredBatch = 256
-
-func (s *Store) deliveredWriter() *batch.Batcher[doneReq] {
-	s.deliveredOnce.Do(func() { s.delivered = batch.New(s.flushDelivered, deliveredBatch, 1) })
-	if s.delivered == nil {
-		return closedWriter
-	}
-	return s.delivered
-}
-
-// closedWriter answers batch.ErrClosed (a store used after Close).
-var closedWriter = func() *batch.Batcher[doneReq] {
-	b := batch.New(func(context.Context, []doneReq) []error { return nil }, 1, 1)
-	b.Close()
-	return b
-}()
-
-// flushDelivered records a batch of deliveries in one transaction (one
-// commit for every concurrent request): each is idempotent, and a batch
-// that fails fails as a whole, its entries then delivered again (a replay
-// at the ledger) and recorded later.
-func (s *Store) flushDelivered(ctx context.Context, reqs []doneReq) []error {
-	if len(reqs) == 1 && !reqs[0].setFee {
-		// One statement needs no explicit transaction (two round trips less).
-		_, err := s.db.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, reqs[0].id)
-		return []error{err}
-	}
-	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		for _, r := range reqs {
-			if r.setFee {
-				if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, r.fee, r.paymentID); err != nil {
-					return err
-				}
-			}
-			if _, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, r.id); err != nil {
-				return err
-			}
+	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, fee, paymentID); err != nil {
+			return false, err
 		}
-		return nil
+		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+		return false, err
 	})
-	errs := make([]error, len(reqs))
-	for i := range errs {
-		errs[i] = err
-	}
-	return errs
 }
 
 // OutboxAttempt counts a failed delivery and sets when to try again.
@@ -539,27 +534,66 @@ func (s *Store) Operation(ctx context.Context, id string) (*service.Operation, e
 
 // StartOperation stores op as processing and marks it in flight on p (one
 // operation at a time per payment), in one transaction with p's version
-// check.
+// check (group commit).
 func (s *Store) StartOperation(ctx context.Context, p *service.Payment, op *service.Operation) error {
-	err := sqltx.Run(ctx, s.db, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO payment_operations (`+opCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
-			op.ID, op.PaymentID, op.MerchantID, op.Kind, op.Amount, op.Reason, op.RequestHash, op.State, op.ErrorCode, micros(op.CreatedAt), micros(op.UpdatedAt)); err != nil {
-			return err
-		}
-		res, err := tx.ExecContext(ctx, `UPDATE payments SET pending_op = $1, version = version + 1 WHERE id = $2 AND merchant_id = $3 AND version = $4 AND pending_op = ''`, op.ID, p.ID, p.MerchantID, p.Version)
-		if err != nil {
-			return err
-		}
-		if n, _ := res.RowsAffected(); n != 1 {
-			return service.ErrConcurrentUpdate
-		}
-		return nil
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		return startOperation(ctx, tx, p, op)
 	})
 	if err == nil {
 		p.Version++
 		p.PendingOp = op.ID
 	}
 	return err
+}
+
+// startOperation marks op in flight on p (version check first: a refusal
+// changes nothing) and stores it.
+func startOperation(ctx context.Context, tx *sql.Tx, p *service.Payment, op *service.Operation) (clean bool, err error) {
+	res, err := tx.ExecContext(ctx, `UPDATE payments SET pending_op = $1, version = version + 1 WHERE id = $2 AND merchant_id = $3 AND version = $4 AND pending_op = ''`, op.ID, p.ID, p.MerchantID, p.Version)
+	if err != nil {
+		return false, err
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		return true, service.ErrConcurrentUpdate
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO payment_operations (`+opCols+`) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		op.ID, op.PaymentID, op.MerchantID, op.Kind, op.Amount, op.Reason, op.RequestHash, op.State, op.ErrorCode, micros(op.CreatedAt), micros(op.UpdatedAt)); err != nil {
+		return false, err
+	}
+	return false, nil
+}
+
+// StartOperationFor reads a merchant's payment, asks plan for the
+// operation to start on it, and stores that operation as processing, in
+// flight on the payment, in one transaction (group commit) with the
+// payment's version check: the read costs no transaction of its own.
+// ErrNotFound for no such payment; plan's error as it returned it (nothing
+// is written); ErrConcurrentUpdate when the payment changed after the read.
+// plan may run more than once (its last answer counts) and must not keep
+// state.
+func (s *Store) StartOperationFor(ctx context.Context, merchant, id string, plan func(p *service.Payment) (*service.Operation, error)) (*service.Payment, *service.Operation, error) {
+	var p *service.Payment
+	var op *service.Operation
+	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		var err error
+		p, err = scanPayment(tx.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = $1 AND merchant_id = $2`, id, merchant))
+		if errors.Is(err, sql.ErrNoRows) {
+			return true, service.ErrNotFound
+		}
+		if err != nil {
+			return false, err
+		}
+		if op, err = plan(p); err != nil {
+			return true, err
+		}
+		return startOperation(ctx, tx, p, op)
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	p.Version++
+	p.PendingOp = op.ID
+	return p, op, nil
 }
 
 // TouchOperation claims a processing operation for a resumption by moving
@@ -582,16 +616,22 @@ func (s *Store) TouchOperation(ctx context.Context, op *service.Operation, now t
 // on op), writes p (its pending_op cleared by the caller; version check)
 // and queues the ledger events, in one transaction.
 func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *service.Operation, events []service.OutboxEntry, now time.Time) error {
-	return s.commit(ctx, p, events, now, func(tx *sql.Tx) error {
+	return s.commit(ctx, p, events, now, finishOp(op, now))
+}
+
+// finishOp ends a processing operation (compare-and-set on its state: a
+// refusal changes nothing).
+func finishOp(op *service.Operation, now time.Time) writeFunc {
+	return func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		res, err := tx.ExecContext(ctx, `UPDATE payment_operations SET state = $1, error_code = $2, updated_at = $3 WHERE id = $4 AND state = 'processing'`, op.State, op.ErrorCode, micros(now), op.ID)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if n, _ := res.RowsAffected(); n != 1 {
-			return service.ErrConcurrentUpdate
+			return true, service.ErrConcurrentUpdate
 		}
-		return nil
-	})
+		return false, nil
+	}
 }
 
 // StaleOperations lists operations processing since before `before`

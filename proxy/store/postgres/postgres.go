@@ -7,9 +7,11 @@ package postgres
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/obolpay/obol/internal/migrate"
@@ -67,7 +69,17 @@ func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*store.Store,
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	return store.New(db), nil
+	return store.NewRolledBack(db, rolledBack), nil
+}
+
+// rolledBack reports whether a failed COMMIT was answered by the server
+// with an ERROR (a deferred constraint, a serialization failure):
+// PostgreSQL then rolled the transaction back. Without such an answer (a
+// connection lost during COMMIT, a FATAL at shutdown) the outcome is
+// unknown.
+func rolledBack(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Severity == "ERROR"
 }
 
 func checkURL(ctx context.Context, url string, check func(context.Context, migrate.Querier) error) error {

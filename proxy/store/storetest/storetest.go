@@ -5,6 +5,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -43,6 +44,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"idempotency lease", testIdempotencyLease},
 		{"idempotency takeover race has one winner", testIdempotencyTakeoverRace},
 		{"operations", testOperations},
+		{"an operation starts on the payment it reads", testStartOperationFor},
 		{"outbox backoff and dead letters", testOutbox},
 		{"outbox keeps each payment's order", testOutboxOrder},
 		{"concurrent deliveries are recorded, grouped", testDeliveredConcurrently},
@@ -619,3 +621,43 @@ func testMerchantEvents(t *testing.T, s Store) {
 	require.Len(t, dead, 1)
 	assert.Equal(t, "refused", dead[0].LastError)
 }
+
+// testStartOperationFor: the payment is read, planned on and marked in
+// flight in one write; a refusal (no payment, the plan's error, a payment
+// that changed) stores nothing.
+func testStartOperationFor(t *testing.T, s Store) {
+	c := ctx(t)
+	mustInsert(t, s, payment("pay_1", "mer_1", t0))
+	plan := func(id string) func(p *service.Payment) (*service.Operation, error) {
+		return func(p *service.Payment) (*service.Operation, error) {
+			if p.PendingOp != "" {
+				return nil, errBusy
+			}
+			return &service.Operation{ID: id, PaymentID: p.ID, MerchantID: p.MerchantID, Kind: service.OpRefund, Amount: 100, RequestHash: "h",
+				State: service.OpProcessing, CreatedAt: t0, UpdatedAt: t0}, nil
+		}
+	}
+	_, _, err := s.StartOperationFor(c, "mer_2", "pay_1", plan("re_x"))
+	assert.ErrorIs(t, err, service.ErrNotFound, "another merchant's payment")
+	_, _, err = s.StartOperationFor(c, "mer_1", "pay_none", plan("re_x"))
+	assert.ErrorIs(t, err, service.ErrNotFound, "no such payment")
+
+	p, op, err := s.StartOperationFor(c, "mer_1", "pay_1", plan("re_a"))
+	require.NoError(t, err)
+	assert.Equal(t, "re_a", op.ID)
+	assert.Equal(t, "re_a", p.PendingOp)
+	assert.EqualValues(t, 2, p.Version)
+	got, err := s.Get(c, "mer_1", "pay_1")
+	require.NoError(t, err)
+	assert.Equal(t, p, got, "the payment as stored")
+	stored, err := s.Operation(c, "re_a")
+	require.NoError(t, err)
+	assert.Equal(t, op, stored)
+
+	_, _, err = s.StartOperationFor(c, "mer_1", "pay_1", plan("re_b"))
+	assert.ErrorIs(t, err, errBusy, "the plan's refusal, as it returned it")
+	_, err = s.Operation(c, "re_b")
+	assert.ErrorIs(t, err, service.ErrNoOperation, "nothing of the refused operation is stored")
+}
+
+var errBusy = errors.New("an operation is in flight")

@@ -1,0 +1,197 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/testenv"
+	"github.com/obolpay/obol/proxy/service"
+)
+
+func TestMain(m *testing.M) { testenv.Main(m) }
+
+// pgStore is a store on a fresh, migrated PostgreSQL database; its
+// rolledBack classifies failed COMMITs as the postgres package does when
+// definite is true, and treats every failed COMMIT as ambiguous otherwise.
+func pgStore(t *testing.T, definite bool) (*Store, *sql.DB) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	url := testenv.SharedPostgres(t).NewDatabase(t, "gateway", func(ctx context.Context, url string) error {
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		return migrate.Postgres(ctx, conn, Migrations, "migrations", 727275003)
+	})
+	cfg, err := pgx.ParseConfig(url)
+	require.NoError(t, err)
+	var rb func(error) bool
+	if definite {
+		rb = func(err error) bool {
+			var pe *pgconn.PgError
+			return errors.As(err, &pe) && pe.Severity == "ERROR"
+		}
+	}
+	s := NewRolledBack(stdlib.OpenDB(*cfg), rb)
+	t.Cleanup(func() { s.Close() })
+	admin := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { admin.Close() })
+	// A payment whose description is "fail at commit" fails its
+	// transaction's COMMIT (a deferred constraint trigger), as a commit
+	// the server refuses would.
+	_, err = admin.Exec(`CREATE FUNCTION fail_at_commit() RETURNS trigger AS $$ BEGIN
+		IF NEW.description = 'fail at commit' THEN RAISE EXCEPTION 'refused at commit'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql;
+		CREATE CONSTRAINT TRIGGER fail_at_commit AFTER INSERT ON payments DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION fail_at_commit()`)
+	require.NoError(t, err)
+	return s, admin
+}
+
+var w0 = time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+
+func newPayment(id, description string) *service.Payment {
+	return &service.Payment{ID: id, MerchantID: "mer_1", Status: service.StatusProcessing, Amount: 1000, Currency: "USD", Token: "tok_" + id,
+		Acquirer: "simulator", Description: description, CreatedAt: w0, UpdatedAt: w0, Version: 1}
+}
+
+// insertW is the write Insert hands to the batcher.
+func (s *Store) insertW(t *testing.T, p *service.Payment) writeFunc {
+	a, err := s.args(p)
+	require.NoError(t, err)
+	return func(ctx context.Context, tx *sql.Tx) (bool, error) { return insertPayment(ctx, tx, a) }
+}
+
+// xmins maps each stored payment to the transaction that wrote it last.
+func xmins(t *testing.T, db *sql.DB) map[string]string {
+	rows, err := db.Query(`SELECT id, xmin::text FROM payments`)
+	require.NoError(t, err)
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var id, x string
+		require.NoError(t, rows.Scan(&id, &x))
+		out[id] = x
+	}
+	require.NoError(t, rows.Err())
+	return out
+}
+
+// TestGroupCommit runs batches of writes as the batcher hands them over
+// (flushWrites) on PostgreSQL: writes that succeed share one commit; a
+// write refused before it changed anything fails alone; anything else rolls
+// the batch back and runs each write alone; and a COMMIT of unknown
+// outcome answers no caller as a success.
+func TestGroupCommit(t *testing.T) {
+	tests := []struct {
+		name     string
+		definite bool
+		// batch builds the writes; want is each one's expected error.
+		batch func(t *testing.T, s *Store) []writeFunc
+		want  []error
+		// stored are the payments stored afterwards; shared those written
+		// by one transaction.
+		stored, shared []string
+	}{
+		{
+			name: "successes share one commit", definite: true,
+			batch: func(t *testing.T, s *Store) []writeFunc {
+				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_b", "")), s.insertW(t, newPayment("pay_c", ""))}
+			},
+			want:   []error{nil, nil, nil},
+			stored: []string{"pay_a", "pay_b", "pay_c"}, shared: []string{"pay_a", "pay_b", "pay_c"},
+		},
+		{
+			name: "a duplicate id fails alone and poisons nothing", definite: true,
+			batch: func(t *testing.T, s *Store) []writeFunc {
+				require.NoError(t, s.Insert(context.Background(), newPayment("pay_dup", "")))
+				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_dup", "")), s.insertW(t, newPayment("pay_b", ""))}
+			},
+			want:   []error{nil, errDuplicatePayment, nil},
+			stored: []string{"pay_a", "pay_b", "pay_dup"}, shared: []string{"pay_a", "pay_b"},
+		},
+		{
+			name: "a refusal after a change rolls back that write only", definite: true,
+			batch: func(t *testing.T, s *Store) []writeFunc {
+				ctx := context.Background()
+				p := newPayment("pay_op", "")
+				require.NoError(t, s.Insert(ctx, p))
+				op := &service.Operation{ID: "cap_1", PaymentID: p.ID, MerchantID: p.MerchantID, Kind: service.OpCapture, Amount: 1000, State: service.OpProcessing, CreatedAt: w0, UpdatedAt: w0}
+				require.NoError(t, s.StartOperation(ctx, p, op))
+				// The operation check passes, the payment's version check
+				// then fails: the operation's update must not survive.
+				stale := *p
+				stale.Version--
+				done := *op
+				done.State = service.OpSucceeded
+				finish := s.commitWrite(&stale, nil, w0, finishOp(&done, w0))
+				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), finish, s.insertW(t, newPayment("pay_b", ""))}
+			},
+			want:   []error{nil, service.ErrConcurrentUpdate, nil},
+			stored: []string{"pay_a", "pay_b", "pay_op"},
+		},
+		{
+			name: "a COMMIT the server refuses runs each write alone", definite: true,
+			batch: func(t *testing.T, s *Store) []writeFunc {
+				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
+			},
+			want:   []error{nil, errRefusedAtCommit, nil},
+			stored: []string{"pay_a", "pay_b"},
+		},
+		{
+			name: "a COMMIT of unknown outcome answers no success", definite: false,
+			batch: func(t *testing.T, s *Store) []writeFunc {
+				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
+			},
+			want: []error{errRefusedAtCommit, errRefusedAtCommit, errRefusedAtCommit},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, admin := pgStore(t, tt.definite)
+			errs := s.flushWrites(context.Background(), tt.batch(t, s))
+			require.Len(t, errs, len(tt.want))
+			for i, want := range tt.want {
+				switch {
+				case want == nil:
+					assert.NoError(t, errs[i], "write %d", i)
+				case want == errRefusedAtCommit:
+					var pe *pgconn.PgError
+					if assert.ErrorAs(t, errs[i], &pe, "write %d", i) {
+						assert.Contains(t, pe.Message, "refused at commit", "write %d", i)
+					}
+				default:
+					assert.ErrorIs(t, errs[i], want, "write %d", i)
+				}
+			}
+			got := xmins(t, admin)
+			var ids []string
+			for id := range got {
+				ids = append(ids, id)
+			}
+			assert.ElementsMatch(t, tt.stored, ids, "stored payments")
+			for _, id := range tt.shared {
+				assert.Equal(t, got[tt.shared[0]], got[id], "%s committed with %s", id, tt.shared[0])
+			}
+			if len(tt.shared) == 0 && len(tt.stored) > 0 {
+				assert.NotEqual(t, got["pay_a"], got["pay_b"], "written alone after the batch rolled back")
+			}
+			if op, err := s.Operation(context.Background(), "cap_1"); err == nil {
+				assert.Equal(t, service.OpProcessing, op.State, "the refused finish left the operation processing")
+			}
+		})
+	}
+}
+
+// errRefusedAtCommit stands for the trigger's error in a want list.
+var errRefusedAtCommit = errors.New("refused at commit")
