@@ -195,8 +195,12 @@ func (e *Engine) ReloadFile(ctx context.Context) (bool, error) {
 	return before == nil || before.Version != set.Version, nil
 }
 
-// SyncActive adopts a set another replica made active through the API.
+// SyncActive adopts a set another replica made active through the API. It
+// holds putMu from the read to the store, so a read that began before this
+// replica's own PutRuleSet cannot make the older set active again after it.
 func (e *Engine) SyncActive(ctx context.Context) error {
+	e.putMu.Lock()
+	defer e.putMu.Unlock()
 	rec, err := e.cfg.State.ActiveRuleSet(ctx)
 	if err != nil {
 		return err
