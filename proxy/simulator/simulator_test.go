@@ -2,6 +2,7 @@ package simulator
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"io"
@@ -117,16 +118,36 @@ func TestTestCardOutcomes(t *testing.T) {
 }
 
 func TestSlowCardAndCancelledRequests(t *testing.T) {
-	s, c := newSim(t, Config{SlowDelay: 300 * time.Millisecond})
-	// A caller with a shorter timeout gives up; the simulator notices.
-	cl := *c.srv.Client() // a copy: the server's client is shared
-	cl.Timeout = 50 * time.Millisecond
+	// A caller that gives up before the slow card answers gets no answer,
+	// and the simulator counts the request. The test cancels the request
+	// itself once the simulator holds it, so no timer races another.
+	s, c := newSim(t, Config{SlowDelay: time.Hour})
 	b, _ := json.Marshal(auth("4000000000000036", 1000, false))
-	_, err := cl.Post(c.srv.URL+"/v1/authorizations", "application/json", bytes.NewReader(b))
-	require.Error(t, err, "the slow card answered within 50ms")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.srv.URL+"/v1/authorizations", bytes.NewReader(b))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/json")
+	done := make(chan error, 1)
+	go func() {
+		resp, err := c.srv.Client().Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		done <- err
+	}()
+	require.Eventually(t, func() bool { return s.Requests("authorize") == 1 }, 10*time.Second, time.Millisecond, "the simulator never received the slow card's request")
+	select {
+	case err := <-done:
+		require.Failf(t, "the slow card answered before its delay", "err %v", err)
+	default:
+	}
+	cancel()
+	require.Error(t, <-done, "a cancelled request got an answer")
 	require.Equal(t, int64(1), s.Requests("authorize"))
 	// With enough patience it approves.
-	status, body, _ := c.do("POST", "/v1/authorizations", auth("4000000000000036", 1000, false), "")
+	_, patient := newSim(t, Config{SlowDelay: 10 * time.Millisecond})
+	status, body, _ := patient.do("POST", "/v1/authorizations", auth("4000000000000036", 1000, false), "")
 	require.Equal(t, 200, status, "slow card: %v", body)
 	require.Equal(t, "approved", body["status"], "slow card")
 }
