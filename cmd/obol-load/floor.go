@@ -74,7 +74,7 @@ func runFloor(dur, warmup time.Duration, conc int) {
 		t.Fatalf("read postgres settings: %v", err)
 	}
 	probe := newCostProbe(t, pg.AdminURL, nil, nil, rd.URL)
-	fmt.Printf("postgres synchronous_commit=%s; 1 and %d clients; %s measured per phase after %s warm-up; %d CPUs\n\n", pgSync, conc, dur, warmup, cpus())
+	fmt.Printf("postgres synchronous_commit=%s; 1 and %d clients; %s measured per phase after %s warm-up; %d CPUs\n\n", pgSync, conc, dur, warmup, numCPU())
 
 	var prims []primitive
 	add := func(name, unit string, perOp int, op func() error) {
@@ -113,11 +113,12 @@ func runFloor(dur, warmup time.Duration, conc int) {
 	// An HTTPS request (HTTP/1.1, TLS 1.3, keep-alive) with a small JSON
 	// body and answer: what a merchant's REST call and the gateway's call to
 	// an acquirer cost at the least.
-	srvTLS, err := pki.ServerTLS()
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	httpsURL := httpsServer(t, srvTLS)
+	answer := []byte(`{"id":"auth_0123456789","status":"approved","amount":1500,"currency":"EUR"}`)
+	httpsURL := "https://" + serveTLS(t, "upstream", pki, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	})) + "/v1/floor"
 	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pki.Pool(), MinVersion: tls.VersionTLS12},
 		MaxIdleConns: 256, MaxIdleConnsPerHost: 256, IdleConnTimeout: time.Minute}, Timeout: 10 * time.Second}
 	t.Cleanup(hc.CloseIdleConnections)
@@ -175,7 +176,7 @@ func runFloor(dur, warmup time.Duration, conc int) {
 	})
 
 	fsync, fsyncErr := pgTestFsync(t.TempDir())
-	budget := float64(cpus()) * 1000 // CPU-ms a second on this machine
+	budget := float64(numCPU()) * 1000 // CPU-ms a second on this machine
 
 	fmt.Printf("\n%-46s %12s %11s %12s %10s\n", "primitive (client and server both counted)", "1 client p50", fmt.Sprintf("%d clients/s", conc), "CPU-ms/unit", fmt.Sprintf("units/s at %.0f CPU-ms/s", budget))
 	for _, p := range prims {
@@ -221,14 +222,6 @@ func cpuOf(a, b costSnap) float64 {
 	return float64(d) / float64(time.Millisecond)
 }
 
-func cpus() int {
-	b, err := os.ReadFile("/proc/cpuinfo")
-	if err != nil {
-		return 0
-	}
-	return bytes.Count(b, []byte("\nprocessor")) + 1
-}
-
 func echoServer(t *tb) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -250,22 +243,6 @@ func echoServer(t *tb) string {
 		}()
 	})
 	return ln.Addr().String()
-}
-
-func httpsServer(t *tb, cfg *tls.Config) string {
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
-	if err != nil {
-		t.Fatalf("%v", err)
-	}
-	answer := []byte(`{"id":"auth_0123456789","status":"approved","amount":1500,"currency":"EUR"}`)
-	srv := &http.Server{ReadHeaderTimeout: 5 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		_, _ = io.Copy(io.Discard, r.Body)
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(answer)
-	})}
-	as("upstream", func() { go func() { _ = srv.Serve(ln) }() })
-	t.Cleanup(func() { srv.Close() })
-	return "https://" + ln.Addr().String() + "/v1/floor"
 }
 
 func grpcServer(t *tb, pki *devpki.PKI) *grpc.ClientConn {
