@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -13,9 +14,37 @@ import (
 // the INCR created it, in one script so a crash cannot leave a key without
 // expiry). Keys are prefix + "{a:<address>}" or prefix + "{p:<key prefix>}":
 // the braces make each key its own Redis Cluster hash slot.
+//
+// Reads of concurrent callers share one pipeline (Get): while one read is
+// in flight, the callers that arrive wait for it to end and are then
+// answered by the next pipeline, which reads each distinct key once. Every
+// caller is answered by a read sent after it called, so no answer is older
+// than the call; on a loaded edge, where every successful request reads its
+// address's counter, this turns one round trip per request into one per
+// round trip's worth of requests (and one per distinct address in it).
 type Redis struct {
 	rdb    redis.UniversalClient
 	prefix string
+
+	mu       sync.Mutex
+	inFlight bool      // a read pipeline runs
+	next     *getGroup // the callers waiting for the next one
+}
+
+// getGroup is one shared read: the distinct keys asked, their answers, and
+// done, closed once the answers are in.
+type getGroup struct {
+	keys     []string
+	waiting  int       // callers, a key asked twice included
+	deadline time.Time // the first caller's, if its context had one
+	res      map[string]getResult
+	done     chan struct{}
+}
+
+type getResult struct {
+	n   int64
+	ttl time.Duration
+	err error
 }
 
 var _ Counter = (*Redis)(nil)
@@ -34,31 +63,102 @@ end
 return {n, redis.call('PTTL', KEYS[1])}
 `)
 
-// Get implements Counter.
+// Get implements Counter. Concurrent calls share pipelines (see Redis).
 func (r *Redis) Get(ctx context.Context, key string) (int64, time.Duration, error) {
-	k := r.prefix + key
-	var get *redis.StringCmd
-	var ttl *redis.DurationCmd
+	r.mu.Lock()
+	if !r.inFlight {
+		// Nothing in flight: read now, on this goroutine.
+		r.inFlight = true
+		r.mu.Unlock()
+		res := r.read(ctx, []string{key})[key]
+		r.handOff()
+		return res.n, res.ttl, res.err
+	}
+	g := r.next
+	if g == nil {
+		g = &getGroup{res: map[string]getResult{}, done: make(chan struct{})}
+		if d, ok := ctx.Deadline(); ok {
+			g.deadline = d
+		}
+		r.next = g
+	}
+	g.waiting++
+	if _, seen := g.res[key]; !seen {
+		g.res[key] = getResult{}
+		g.keys = append(g.keys, key)
+	}
+	r.mu.Unlock()
+	select {
+	case <-g.done:
+		res := g.res[key]
+		return res.n, res.ttl, res.err
+	case <-ctx.Done():
+		return 0, 0, fmt.Errorf("auth failure counter: %w", ctx.Err())
+	}
+}
+
+// handOff ends a read: the callers that arrived during it are read for in
+// one pipeline, on a goroutine of its own, or nothing is in flight any more.
+func (r *Redis) handOff() {
+	r.mu.Lock()
+	g := r.next
+	r.next = nil
+	r.inFlight = g != nil
+	r.mu.Unlock()
+	if g == nil {
+		return
+	}
+	go func() {
+		ctx := context.Background()
+		if !g.deadline.IsZero() {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, g.deadline)
+			defer cancel()
+		}
+		res := r.read(ctx, g.keys)
+		r.mu.Lock()
+		g.res = res // nobody reads g.res before done is closed
+		r.mu.Unlock()
+		close(g.done)
+		r.handOff()
+	}()
+}
+
+// read sends GET and PTTL for every key in one pipeline (on a cluster,
+// go-redis splits it by node).
+func (r *Redis) read(ctx context.Context, keys []string) map[string]getResult {
+	gets := make([]*redis.StringCmd, len(keys))
+	ttls := make([]*redis.DurationCmd, len(keys))
 	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
-		get = p.Get(ctx, k)
-		ttl = p.PTTL(ctx, k)
+		for i, key := range keys {
+			gets[i] = p.Get(ctx, r.prefix+key)
+			ttls[i] = p.PTTL(ctx, r.prefix+key)
+		}
 		return nil
 	})
-	if err != nil && !errors.Is(err, redis.Nil) {
-		return 0, 0, fmt.Errorf("auth failure counter: %w", err)
+	out := make(map[string]getResult, len(keys))
+	for i, key := range keys {
+		out[key] = answer(gets[i], ttls[i], err)
 	}
+	return out
+}
+
+// answer is one key's result from its pipeline's commands; perr is the
+// pipeline's error.
+func answer(get *redis.StringCmd, ttl *redis.DurationCmd, perr error) getResult {
 	n, err := get.Int64()
-	if errors.Is(err, redis.Nil) {
-		return 0, 0, nil
+	switch {
+	case errors.Is(err, redis.Nil):
+		return getResult{}
+	case err != nil:
+		return getResult{err: fmt.Errorf("auth failure counter: %w", err)}
+	case perr != nil && !errors.Is(perr, redis.Nil):
+		return getResult{err: fmt.Errorf("auth failure counter: %w", perr)}
 	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("auth failure counter: %w", err)
+	if err := ttl.Err(); err != nil {
+		return getResult{err: fmt.Errorf("auth failure counter: %w", err)}
 	}
-	d := ttl.Val()
-	if d < 0 {
-		d = 0
-	}
-	return n, d, nil
+	return getResult{n: n, ttl: max(ttl.Val(), 0)}
 }
 
 // Add implements Counter.
