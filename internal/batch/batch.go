@@ -175,3 +175,6 @@ func (b *Batcher[T]) Close() {
 	b.wg.Wait()
 	b.cancel()
 }
+
+// Queued is how many submitted items wait for a flusher to take them.
+func (b *Batcher[T]) Queued() int { return len(b.in) }
