@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -62,4 +63,50 @@ func TestGroupCommitOneTransaction(t *testing.T) {
 	}
 	_, err = s.GetToken(ctx, "mer_g", "tok_g2")
 	assert.ErrorIs(t, err, store.ErrNotFound)
+}
+
+// TestGroupCommitConcurrentCallers: concurrent CreateToken calls share
+// transactions (two flushers, each keeping its batch open briefly while
+// more tokens arrive), and each call returns only once its row is
+// committed: every token is readable, from another connection, as soon as
+// its call returned.
+func TestGroupCommitConcurrentCallers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	url := testenv.SharedPostgres(t).NewDatabase(t, "vault", postgres.MigrateURL)
+	s, err := postgres.Open(ctx, url, postgres.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	require.NoError(t, s.CreateMerchant(ctx, store.Merchant{ID: "mer_c", Name: "c", CreatedAt: now}, nil))
+	require.NoError(t, s.InsertDEK(ctx, envelope.DEKRecord{ID: "dek_c", Wrapped: "vault:v1:x", KEKVersion: 1, CreatedAt: now}))
+	db, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	t.Cleanup(func() { db.Close(ctx) })
+
+	const n = 64
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	for i := range n {
+		wg.Go(func() {
+			tok := fmt.Sprintf("tok_c%d", i)
+			r := store.TokenRecord{Token: tok, MerchantID: "mer_c", DEKID: "dek_c", Ciphertext: []byte("ct"), Brand: "visa", BIN: "424242", Last4: "4242", ExpMonth: 12, ExpYear: 2030, Fingerprint: "fp_" + tok, CreatedAt: now}
+			if !assert.NoError(t, s.CreateToken(ctx, r, nil)) {
+				return
+			}
+			mu.Lock() // one pgx.Conn, one query at a time
+			defer mu.Unlock()
+			var found int
+			assert.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE token = $1`, tok).Scan(&found))
+			assert.Equal(t, 1, found, "%s is committed when CreateToken returns", tok)
+		})
+	}
+	wg.Wait()
+	var rows, xids int
+	require.NoError(t, db.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM tokens WHERE merchant_id = 'mer_c'`).Scan(&rows, &xids))
+	assert.Equal(t, n, rows)
+	assert.Less(t, xids, n, "concurrent tokens share commits")
+	t.Logf("%d tokens in %d transactions", rows, xids)
 }
