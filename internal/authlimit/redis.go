@@ -144,7 +144,9 @@ func (r *Redis) read(ctx context.Context, keys []string) map[string]getResult {
 }
 
 // answer is one key's result from its pipeline's commands; perr is the
-// pipeline's error.
+// pipeline's error. Any error of the pipeline fails every key's read, as
+// it failed the one read per request before reads were shared (the
+// limiter then counts on the replica for a while).
 func answer(get *redis.StringCmd, ttl *redis.DurationCmd, perr error) getResult {
 	n, err := get.Int64()
 	switch {
