@@ -70,7 +70,7 @@ func (r *Redis) Get(ctx context.Context, key string) (int64, time.Duration, erro
 		// Nothing in flight: read now, on this goroutine.
 		r.inFlight = true
 		r.mu.Unlock()
-		res := r.read(ctx, []string{key})[key]
+		res := r.readOne(ctx, key)
 		r.handOff()
 		return res.n, res.ttl, res.err
 	}
@@ -122,6 +122,18 @@ func (r *Redis) handOff() {
 		close(g.done)
 		r.handOff()
 	}()
+}
+
+// readOne is read for one key, without the map.
+func (r *Redis) readOne(ctx context.Context, key string) getResult {
+	var get *redis.StringCmd
+	var ttl *redis.DurationCmd
+	_, err := r.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		get = p.Get(ctx, r.prefix+key)
+		ttl = p.PTTL(ctx, r.prefix+key)
+		return nil
+	})
+	return answer(get, ttl, err)
 }
 
 // read sends GET and PTTL for every key in one pipeline (on a cluster,
