@@ -1,10 +1,13 @@
 // Package postgres is the ledger's journal on PostgreSQL. Transactions are
-// applied in batches (application-level group commit): one database
-// transaction locks the chain head, reads the batch's accounts once,
-// applies each ledger transaction to in-memory balances (a failing one
-// fails alone), and writes postings, balances and the chain set-based:
-// two round trips and one commit per batch (see apply). The database
-// enforces the invariants as well (see migrations). Outside PCI scope.
+// applied in batches (application-level group commit): a batch is split
+// into independent groups (no account, id or hold in common), each one
+// database transaction that takes a free head of the journal's hash chains,
+// locks and reads the group's holds and accounts once, applies each ledger
+// transaction to in-memory balances (a failing one fails alone), and
+// writes postings, balances and its chain set-based: two round trips and
+// one commit per group, the groups concurrently (see flush and apply). The
+// database enforces the invariants as well (see migrations). Outside PCI
+// scope.
 package postgres
 
 import (
@@ -13,6 +16,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -77,12 +83,27 @@ type postReq struct {
 // flush and two round trips, milliseconds; this is a fraction of that.
 const writerLinger = 300 * time.Microsecond
 
+// writerGroups is how many groups a batch is split into at most (each its
+// own database transaction on its own chain, concurrently), and
+// minGroup the fewest transfers per group: a split costs each group a
+// commit and the per-transaction work, worth it only when the group's
+// share of the database work is larger than that.
+const (
+	writerGroups = 2
+	minGroup     = 8
+)
+
 // Store is the ledger journal.
 type Store struct {
 	pool  *pgxpool.Pool
 	posts *batch.Batcher[*postReq]
 	now   func() time.Time
-	stats struct {
+	// chains are the journal's hash chains (migration 6), rotated by a
+	// random offset: group g of a batch prefers chains[g], so that
+	// replicas start on different chains.
+	chains []int32
+	groups int
+	stats  struct {
 		batches, items, statements, roundTrips atomic.Int64
 		readNanos, writeNanos                  atomic.Int64
 	}
@@ -118,10 +139,24 @@ func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*Store, error
 		pool.Close()
 		return nil, fmt.Errorf("ledger postgres: %w", err)
 	}
-	s := &Store{pool: pool, now: time.Now}
-	// One flusher (batches take the chain head lock anyway). Under load it
-	// lingers, so that the callers of the batch just committed join the
-	// next one: a commit covers every concurrent caller, not half of them.
+	s := &Store{pool: pool, now: time.Now, groups: writerGroups}
+	rows, err := pool.Query(ctx, `SELECT chain FROM journal_chains ORDER BY chain`)
+	if err == nil {
+		s.chains, err = pgx.CollectRows(rows, pgx.RowTo[int32])
+	}
+	if err == nil && len(s.chains) == 0 {
+		err = errors.New("the journal has no hash chain (journal_chains is empty)")
+	}
+	if err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("ledger postgres: read the chains: %w", err)
+	}
+	off := rand.IntN(len(s.chains))
+	s.chains = append(s.chains[off:], s.chains[:off]...)
+	// One flusher: it splits each batch into independent groups and
+	// commits them concurrently. Under load it lingers, so that the callers
+	// of the batch just committed join the next one: a commit covers every
+	// concurrent caller of its group, not half of them.
 	s.posts = batch.NewLinger(s.flush, 1024, 1, writerLinger)
 	return s, nil
 }
@@ -191,17 +226,132 @@ func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, event
 	return r.res, nil
 }
 
-// flush applies a batch in one database transaction. If the database
-// refuses the batch as a whole, each item is retried alone, so that one bad
-// item fails alone.
+// flush applies a batch: split into independent groups (see split), each
+// group in one database transaction on its own chain, the groups
+// concurrently.
 func (s *Store) flush(ctx context.Context, reqs []*postReq) []error {
-	errs := s.apply(ctx, reqs)
+	groups := split(reqs, s.groups)
+	if len(groups) == 1 {
+		return s.flushGroup(ctx, reqs, 0)
+	}
+	errs := make([]error, len(reqs))
+	var wg sync.WaitGroup
+	for g, idx := range groups {
+		wg.Go(func() {
+			sub := make([]*postReq, len(idx))
+			for i, j := range idx {
+				sub[i] = reqs[j]
+			}
+			for i, err := range s.flushGroup(ctx, sub, g) {
+				errs[idx[i]] = err
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// flushGroup applies a group in one database transaction. A group that
+// met a concurrent writer (the same id posted by a replica or another
+// group: unique violation; a deadlock) runs again: by then the other has
+// committed, and the rerun replays its ids. If the database refuses the
+// group otherwise, each item is retried alone, so that one bad item fails
+// alone.
+func (s *Store) flushGroup(ctx context.Context, reqs []*postReq, lane int) []error {
+	errs := s.apply(ctx, reqs, lane)
+	for try := 0; try < 3 && len(errs) > 0 && isRetryable(errs[0]); try++ {
+		errs = s.apply(ctx, reqs, lane)
+	}
 	if len(reqs) > 1 && isBatchError(errs) {
 		for i, r := range reqs {
-			errs[i] = s.apply(ctx, []*postReq{r})[0]
+			errs[i] = s.apply(ctx, []*postReq{r}, lane)[0]
+			for try := 0; try < 3 && isRetryable(errs[i]); try++ {
+				errs[i] = s.apply(ctx, []*postReq{r}, lane)[0]
+			}
 		}
 	}
 	return errs
+}
+
+// isRetryable: the batch failed on a conflict with a concurrent writer.
+func isRetryable(err error) bool {
+	var be batchError
+	var pe *pgconn.PgError
+	return errors.As(err, &be) && errors.As(err, &pe) && (pe.Code == "23505" || pe.Code == "40P01" || pe.Code == "40001")
+}
+
+// split divides a batch into at most n groups with no account, transaction
+// id or hold in common (the connected components of the batch, by the
+// accounts its postings name, its ids and the holds it closes), balanced
+// by size, each in the batch's order. Transfers to one hot account are one
+// component: one group, one commit. Groups on disjoint rows do not wait for
+// each other's row locks; a hold's accounts are not known before it is
+// read, so a group closing a hold may wait for another group's commit on
+// them (locks are taken in one order: no deadlock).
+func split(reqs []*postReq, n int) [][]int {
+	n = min(n, len(reqs)/minGroup)
+	if n <= 1 {
+		return [][]int{nil}
+	}
+	parent := make([]int, len(reqs))
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	owner := map[string]int{}
+	join := func(i int, key string) {
+		if j, ok := owner[key]; ok {
+			if ri, rj := find(i), find(j); ri != rj {
+				parent[max(ri, rj)] = min(ri, rj)
+			}
+			return
+		}
+		owner[key] = i
+	}
+	for i, r := range reqs {
+		parent[i] = i
+		join(i, "t\x00"+r.tx.ID)
+		if r.tx.PendingID != "" {
+			join(i, "t\x00"+r.tx.PendingID) // a hold and its post or void
+		}
+		for _, p := range r.tx.Postings {
+			if p.AccountID != "" {
+				join(i, "a\x00"+p.AccountID)
+			}
+		}
+	}
+	comps := map[int][]int{}
+	var roots []int
+	for i := range reqs {
+		r := find(i)
+		if comps[r] == nil {
+			roots = append(roots, r)
+		}
+		comps[r] = append(comps[r], i)
+	}
+	if len(roots) == 1 {
+		return [][]int{nil}
+	}
+	// Largest first, each to the smallest group so far.
+	slices.SortStableFunc(roots, func(a, b int) int { return len(comps[b]) - len(comps[a]) })
+	groups := make([][]int, min(n, len(roots)))
+	for _, r := range roots {
+		g := 0
+		for k := range groups {
+			if len(groups[k]) < len(groups[g]) {
+				g = k
+			}
+		}
+		groups[g] = append(groups[g], comps[r]...)
+	}
+	for _, g := range groups {
+		slices.Sort(g)
+	}
+	return groups
 }
 
 // batchError marks a failure of the whole database transaction.
@@ -215,13 +365,19 @@ func isBatchError(errs []error) bool {
 	return len(errs) > 0 && errors.As(errs[0], &be)
 }
 
-// The statements of a batch. Each batch is two round trips on one
-// connection: a pipeline that begins the transaction, takes the chain head
-// lock and reads what the batch needs (replays, holds, accounts), then,
-// after the batch is applied in memory, a pipeline that writes every row
-// set-based and commits. pgx prepares each statement once per connection.
+// The statements of a batch (a group of one). Each batch is two round trips
+// on one connection: a pipeline that begins the transaction, takes a free
+// chain head, locks and reads what the batch needs (replays, holds,
+// accounts) and takes its seqs, then, after the batch is applied in
+// memory, a pipeline that writes every row set-based and commits. pgx
+// prepares each statement once per connection.
 const (
-	sqlHead = `SELECT seq, hash FROM journal_head WHERE id = 1 FOR UPDATE`
+	// The first free chain in the writer's order of preference (a head
+	// another batch holds is skipped, not waited for); none when every
+	// chain is taken: the batch then waits for its preferred one
+	// (sqlChainWait, in a transaction of its own, before any row lock).
+	sqlChainFree = `SELECT chain, seq, hash FROM journal_chains ORDER BY array_position($1::int[], chain) FOR UPDATE SKIP LOCKED LIMIT 1`
+	sqlChainWait = `SELECT chain, seq, hash FROM journal_chains WHERE chain = $1 FOR UPDATE`
 	// Every statement of a batch (and the foreign-key and balance checks
 	// it fires) touches a few rows by key. Planned on stale or missing
 	// statistics (a fresh or just-loaded database: autovacuum analyzes a
@@ -233,20 +389,29 @@ const (
 	// Replays: ids already posted. (Joins on unnest keep these lookups on
 	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
 	sqlExisting = `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`
-	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`
+	// The holds and the accounts a batch decides on are locked before they
+	// are read (batches on other chains, in this process or another, may
+	// name them), in one order: holds by id, then accounts by id, so that
+	// two batches never wait for each other.
+	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id
+		ORDER BY p.id FOR UPDATE OF p`
 	// The accounts of the postings and of the holds named by the batch, in
-	// one read (a post or void touches the accounts of its hold). Both arms
-	// are driven by the id arrays through the primary keys, whatever the
-	// plan: a generic plan for "id IN (… UNION …)" scanned every account,
-	// per batch. An account named by both arms comes twice (same row).
+	// one read (a post or void touches the accounts of its hold), each
+	// once. Both arms are driven by the id arrays through the primary keys
+	// (see sqlPlanKeyed).
 	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
-		FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id
-		UNION ALL
-		SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
-		FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
-		CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id) JOIN accounts a ON a.id = v.id`
-	sqlInsertTx = `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at)
-		SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11
+		FROM (SELECT u.id FROM unnest($1::text[]) AS u(id)
+			UNION
+			SELECT v.id FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
+			CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id)) AS n
+		JOIN accounts a ON a.id = n.id
+		ORDER BY a.id FOR UPDATE OF a`
+	// The batch's seqs, taken after its row locks: a batch that touches an
+	// account after another committed to it gets larger seqs, so seq orders
+	// each account's postings (History's cursor) as well as each chain.
+	sqlSeqs     = `SELECT nextval('transactions_seq') FROM generate_series(1, $1::int)`
+	sqlInsertTx = `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at, chain)
+		SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11, $12
 		FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::bytea[])
 		AS u(seq, id, kind, pid, exp, rh, descr, meta, prev, hash)`
 	sqlInsertPostings = `INSERT INTO postings (seq, idx, account_id, amount, currency)
@@ -258,7 +423,7 @@ const (
 	// transfers touch it (a hot account is locked and written once).
 	sqlUpdateAccounts = `UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
 		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`
-	sqlUpdateHead = `UPDATE journal_head SET seq = $1, hash = $2 WHERE id = 1`
+	sqlUpdateHead = `UPDATE journal_chains SET seq = $1, hash = $2 WHERE chain = $3`
 	// The outbox events of the batch's new transactions (an id already
 	// there is kept), in the batch's order.
 	sqlInsertEvents = `INSERT INTO event_outbox (id, type, merchant_id, object_type, object_id, object_version, data, created_at, next_attempt_at)
@@ -289,7 +454,23 @@ func (s *Store) send(ctx context.Context, c *pgxpool.Conn, b *pgx.Batch) pgx.Bat
 	return c.SendBatch(ctx, b)
 }
 
-func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
+// errNoFreeChain: every chain head was taken by other batches; the batch
+// is rolled back and run again waiting for its preferred chain.
+var errNoFreeChain = errors.New("every chain head is taken")
+
+// apply runs a batch on a free chain head, or, when every head is taken,
+// waits for the lane's preferred chain.
+func (s *Store) apply(ctx context.Context, reqs []*postReq, lane int) []error {
+	errs := s.applyOn(ctx, reqs, lane, false)
+	if len(errs) > 0 && errors.Is(errs[0], errNoFreeChain) {
+		errs = s.applyOn(ctx, reqs, lane, true)
+	}
+	return errs
+}
+
+// applyOn runs a batch in one database transaction: two round trips (three
+// when it waits for a chain head).
+func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait bool) []error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s.stats.batches.Add(1)
@@ -334,35 +515,74 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		}
 	}
 
-	// Round trip 1: begin, lock the head, read. Every ledger write takes the
-	// head lock first, so writers in every process are serialized by it:
-	// the reads after it (each statement a fresh snapshot) see every
-	// committed balance and nobody else can change one before we commit.
+	// Round trip 1: begin, take a chain head, lock and read, take the seqs.
+	// Each chain's head is held by one batch at a time (in any process), so
+	// each chain has one order; the holds and accounts are locked before
+	// they are read (each statement a fresh snapshot, after the lock), so
+	// the batch sees every committed balance and nobody else can change one
+	// before it commits.
+	pref := make([]int32, len(s.chains))
+	for i := range pref {
+		pref[i] = s.chains[(lane+i)%len(s.chains)]
+	}
+	var chain int32
+	var headSeq int64
+	var headHash []byte
+	t0 := time.Now()
 	b1 := &pgx.Batch{}
-	b1.Queue(`BEGIN`)
+	if wait {
+		// Every head was taken: wait for the preferred one before any row
+		// lock (a batch holding rows while it waits for a head could wait
+		// for a batch that waits for its rows).
+		b0 := &pgx.Batch{}
+		b0.Queue(`BEGIN`)
+		b0.Queue(sqlChainWait, pref[0])
+		br := s.send(ctx, conn, b0)
+		_, err := br.Exec()
+		if err == nil {
+			err = br.QueryRow().Scan(&chain, &headSeq, &headHash)
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return failAll(err)
+		}
+	} else {
+		b1.Queue(`BEGIN`)
+	}
 	b1.Queue(sqlPlanKeyed)
-	b1.Queue(sqlHead)
+	if !wait {
+		b1.Queue(sqlChainFree, pref)
+	}
 	b1.Queue(sqlExisting, ids)
 	if len(pendingIDs) > 0 {
 		b1.Queue(sqlPendings, pendingIDs)
 	}
 	b1.Queue(sqlAccounts, postingIDs, pendingIDs)
-	t0 := time.Now()
+	b1.Queue(sqlSeqs, len(reqs))
 	br := s.send(ctx, conn, b1)
-	var headSeq int64
-	var headHash []byte
 	existing := map[string]storedTx{}
 	pendings := map[string]*journal.Pending{}
 	accounts := map[string]*journal.Account{}
+	seqs := make([]int64, 0, len(reqs))
 	err = func() error {
-		if _, err := br.Exec(); err != nil {
-			return err
+		if !wait {
+			if _, err := br.Exec(); err != nil {
+				return err
+			}
 		}
 		if _, err := br.Exec(); err != nil {
 			return err
 		}
-		if err := br.QueryRow().Scan(&headSeq, &headHash); err != nil {
-			return err
+		if !wait {
+			err := br.QueryRow().Scan(&chain, &headSeq, &headHash)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return errNoFreeChain
+			}
+			if err != nil {
+				return err
+			}
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -415,10 +635,25 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			accounts[a.ID] = a
 		}
 		rows.Close()
-		return rows.Err()
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		rows, err = br.Query()
+		if err != nil {
+			return err
+		}
+		seqs, err = pgx.AppendRows(seqs, rows, pgx.RowTo[int64])
+		if err == nil && len(seqs) != len(reqs) {
+			err = fmt.Errorf("took %d seqs for %d transactions", len(seqs), len(reqs))
+		}
+		return err
 	}()
 	if cerr := br.Close(); err == nil {
 		err = cerr
+	}
+	if errors.Is(err, errNoFreeChain) {
+		errs[0] = err
+		return errs
 	}
 	if err != nil {
 		return failAll(err)
@@ -432,6 +667,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	now := s.now().UTC().Truncate(time.Microsecond)
 	var w writes
 	seq, prev := headSeq, headHash
+	next := 0 // the next of seqs
 	seen := map[string][]byte{}
 	newPendings := []string{}
 	closed := map[string]string{} // pending id -> new status
@@ -467,7 +703,8 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 			closed[t.PendingID] = "voided"
 		}
 		seen[t.ID] = rh
-		seq++
+		seq = seqs[next] // increasing, and above the chain's head
+		next++
 		t.Seq, t.PrevHash, t.CreatedAt = seq, prev, now.UTC()
 		// The chain covers the stored content; for a posted transfer that
 		// is the request itself, whose hash we already have.
@@ -511,7 +748,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 	// Nothing is acknowledged before the COMMIT's answer (the WAL flush).
 	b2 := &pgx.Batch{}
 	if len(w.tSeq) > 0 {
-		b2.Queue(sqlInsertTx, w.tSeq, w.tID, w.tKind, w.tPID, w.tExp, w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash, now)
+		b2.Queue(sqlInsertTx, w.tSeq, w.tID, w.tKind, w.tPID, w.tExp, w.tRH, w.tDesc, w.tMeta, w.tPrev, w.tHash, now, chain)
 		if len(w.pSeq) > 0 {
 			b2.Queue(sqlInsertPostings, w.pSeq, w.pIdx, w.pAcct, w.pAmt, w.pCur)
 		}
@@ -524,7 +761,7 @@ func (s *Store) apply(ctx context.Context, reqs []*postReq) []error {
 		if len(w.uID) > 0 {
 			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC)
 		}
-		b2.Queue(sqlUpdateHead, seq, prev)
+		b2.Queue(sqlUpdateHead, seq, prev, chain)
 		if len(w.events) > 0 {
 			var e struct {
 				id, typ, merchant, otype, oid, data []string
@@ -618,23 +855,32 @@ func (s *Store) History(ctx context.Context, accountID string, afterSeq int64, l
 	})
 }
 
-// Verify recomputes every account balance from the postings and the whole
-// hash chain from the transactions (including each request hash from its
-// postings), and compares them with what is stored.
+// Verify recomputes every account balance from the postings and every hash
+// chain from the transactions (including each request hash from its
+// postings), checks that each chain ends at its head, and compares them
+// with what is stored. It reads one snapshot (a repeatable-read, read-only
+// transaction): writers may go on meanwhile.
 func (s *Store) Verify(ctx context.Context) (Report, error) {
 	var rep Report
-	chain := store.NewChainCheck()
+	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return rep, err
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	chains := store.NewChainsCheck()
 	for {
-		rows, err := s.pool.Query(ctx, `SELECT seq, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, chain.Last())
+		rows, err := tx.Query(ctx, `SELECT seq, chain, id, kind, pending_id, expires_at, description, metadata, prev_hash, hash, created_at FROM transactions WHERE seq > $1 ORDER BY seq LIMIT 1000`, chains.Last())
 		if err != nil {
 			return rep, err
 		}
 		var batch []journal.Transaction
+		var chainOf []int
 		for rows.Next() {
 			var t journal.Transaction
+			var chain int
 			var meta []byte
 			var exp *time.Time
-			if err := rows.Scan(&t.Seq, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &t.CreatedAt); err != nil {
+			if err := rows.Scan(&t.Seq, &chain, &t.ID, &t.Kind, &t.PendingID, &exp, &t.Description, &meta, &t.PrevHash, &t.Hash, &t.CreatedAt); err != nil {
 				rows.Close()
 				return rep, err
 			}
@@ -645,27 +891,56 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 				_ = json.Unmarshal(meta, &t.Metadata)
 			}
 			batch = append(batch, t)
+			chainOf = append(chainOf, chain)
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			// Without this check a failed read looks like the end of the
 			// journal, and Verify passes on what it read so far.
-			return rep, fmt.Errorf("verify: read transactions after seq %d: %w", chain.Last(), err)
+			return rep, fmt.Errorf("verify: read transactions after seq %d: %w", chains.Last(), err)
 		}
 		if len(batch) == 0 {
 			break
 		}
-		for _, t := range batch {
-			ps, err := s.postings(ctx, t.Seq)
-			if err != nil {
+		// The page's postings, in one read.
+		ps := map[int64][]journal.Posting{}
+		prows, err := tx.Query(ctx, `SELECT seq, account_id, amount, currency FROM postings WHERE seq BETWEEN $1 AND $2 ORDER BY seq, idx`, batch[0].Seq, batch[len(batch)-1].Seq)
+		if err != nil {
+			return rep, err
+		}
+		for prows.Next() {
+			var seq int64
+			var p journal.Posting
+			if err := prows.Scan(&seq, &p.AccountID, &p.Amount, &p.Currency); err != nil {
+				prows.Close()
 				return rep, err
 			}
-			t.Postings = ps
-			chain.Check(&rep, t)
+			ps[seq] = append(ps[seq], p)
+		}
+		prows.Close()
+		if err := prows.Err(); err != nil {
+			return rep, fmt.Errorf("verify: read postings after seq %d: %w", chains.Last(), err)
+		}
+		for i, t := range batch {
+			t.Postings = ps[t.Seq]
+			chains.Check(&rep, chainOf[i], t)
 		}
 	}
+	hrows, err := tx.Query(ctx, `SELECT chain, seq, hash FROM journal_chains ORDER BY chain`)
+	if err != nil {
+		return rep, err
+	}
+	heads, err := pgx.CollectRows(hrows, func(r pgx.CollectableRow) (store.ChainHead, error) {
+		var h store.ChainHead
+		err := r.Scan(&h.Chain, &h.Seq, &h.Hash)
+		return h, err
+	})
+	if err != nil {
+		return rep, fmt.Errorf("verify: read chain heads: %w", err)
+	}
+	chains.Heads(&rep, heads)
 	// Holds: each account's pending balances equal its open pending transfers.
-	hrows, err := s.pool.Query(ctx, `SELECT a.id, a.pending_debits, a.pending_credits,
+	hrows, err = tx.Query(ctx, `SELECT a.id, a.pending_debits, a.pending_credits,
 		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND debit = a.id), 0),
 		COALESCE((SELECT sum(amount) FROM pending_transfers WHERE status = 'pending' AND credit = a.id), 0)
 		FROM accounts a ORDER BY a.id`)
@@ -687,7 +962,7 @@ func (s *Store) Verify(ctx context.Context) (Report, error) {
 	if err := hrows.Err(); err != nil {
 		return rep, fmt.Errorf("verify: read holds: %w", err)
 	}
-	rows, err := s.pool.Query(ctx, `SELECT a.id, a.posted, COALESCE(sum(p.amount), 0) FROM accounts a LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.posted ORDER BY a.id`)
+	rows, err := tx.Query(ctx, `SELECT a.id, a.posted, COALESCE(sum(p.amount), 0) FROM accounts a LEFT JOIN postings p ON p.account_id = a.id GROUP BY a.id, a.posted ORDER BY a.id`)
 	if err != nil {
 		return rep, err
 	}
