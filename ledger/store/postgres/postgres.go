@@ -105,6 +105,7 @@ type Store struct {
 	groups int
 	stats  struct {
 		batches, items, statements, roundTrips atomic.Int64
+		flushes, conflicts                     atomic.Int64
 		readNanos, writeNanos                  atomic.Int64
 	}
 }
@@ -230,6 +231,7 @@ func (s *Store) PostWithEvents(ctx context.Context, t journal.Transaction, event
 // group in one database transaction on its own chain, the groups
 // concurrently.
 func (s *Store) flush(ctx context.Context, reqs []*postReq) []error {
+	s.stats.flushes.Add(1)
 	groups := split(reqs, s.groups)
 	if len(groups) == 1 {
 		return s.flushGroup(ctx, reqs, 0)
@@ -252,21 +254,24 @@ func (s *Store) flush(ctx context.Context, reqs []*postReq) []error {
 }
 
 // flushGroup applies a group in one database transaction. A group that
-// met a concurrent writer (the same id posted by a replica or another
-// group: unique violation; a deadlock) runs again: by then the other has
-// committed, and the rerun replays its ids. If the database refuses the
-// group otherwise, each item is retried alone, so that one bad item fails
-// alone.
+// met a concurrent writer (a row it read changed by a batch on another
+// chain; the same id posted by a replica or another group: unique
+// violation; a deadlock) runs again with its rows locked before they are
+// read: by then the other has committed, and the rerun sees its balances
+// and replays its ids. If the database refuses the group otherwise, each
+// item is retried alone, so that one bad item fails alone.
 func (s *Store) flushGroup(ctx context.Context, reqs []*postReq, lane int) []error {
-	errs := s.apply(ctx, reqs, lane)
+	errs := s.apply(ctx, reqs, lane, false)
 	for try := 0; try < 3 && len(errs) > 0 && isRetryable(errs[0]); try++ {
-		errs = s.apply(ctx, reqs, lane)
+		s.stats.conflicts.Add(1)
+		errs = s.apply(ctx, reqs, lane, true)
 	}
 	if len(reqs) > 1 && isBatchError(errs) {
 		for i, r := range reqs {
-			errs[i] = s.apply(ctx, []*postReq{r}, lane)[0]
+			errs[i] = s.apply(ctx, []*postReq{r}, lane, true)[0]
 			for try := 0; try < 3 && isRetryable(errs[i]); try++ {
-				errs[i] = s.apply(ctx, []*postReq{r}, lane)[0]
+				s.stats.conflicts.Add(1)
+				errs[i] = s.apply(ctx, []*postReq{r}, lane, true)[0]
 			}
 		}
 	}
@@ -294,8 +299,7 @@ func split(reqs []*postReq, n int) [][]int {
 		return [][]int{nil}
 	}
 	parent := make([]int, len(reqs))
-	var find func(int) int
-	find = func(i int) int {
+	find := func(i int) int {
 		for parent[i] != i {
 			parent[i] = parent[parent[i]]
 			i = parent[i]
@@ -385,30 +389,51 @@ const (
 	// scan of the whole table, per batch; a cached generic plan keeps that
 	// for the connection's life. The batch's transaction plans with index
 	// lookups only (SET LOCAL: other work on the connection is unaffected).
-	sqlPlanKeyed = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true)`
+	// A disabled node type costs 10^10 in the planner, which puts any plan
+	// that still needs one above jit_above_cost: JIT compiling a statement
+	// of a few rows costs 100+ ms. The batch's statements never gain from
+	// JIT: it is off for the transaction as well.
+	sqlPlanKeyed = `SELECT set_config('enable_seqscan', 'off', true), set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true), set_config('jit', 'off', true)`
 	// Replays: ids already posted. (Joins on unnest keep these lookups on
 	// the indexes; a generic plan for "= ANY($1)" may scan the table.)
 	sqlExisting = `SELECT t.id, t.seq, t.request_hash, t.hash, t.prev_hash, t.created_at FROM unnest($1::text[]) AS u(id) JOIN transactions t ON t.id = u.id`
-	// The holds and the accounts a batch decides on are locked before they
-	// are read (batches on other chains, in this process or another, may
-	// name them), in one order: holds by id, then accounts by id, so that
-	// two batches never wait for each other.
-	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id
-		ORDER BY p.id FOR UPDATE OF p`
+	// The holds and accounts a batch decides on: read as of the statement
+	// (sqlPendings, sqlAccounts), and written by compare-and-set (see
+	// sqlClosePendings, sqlUpdateAccounts): a batch on another chain (in
+	// this process or another) that changed one meanwhile makes the batch
+	// fail and run again, then with the rows locked before they are read
+	// (sqlPendingsLocked, sqlAccountsLocked), so that it goes through.
+	sqlPendings = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status FROM unnest($1::text[]) AS u(id) JOIN pending_transfers p ON p.id = u.id`
 	// The accounts of the postings and of the holds named by the batch, in
-	// one read (a post or void touches the accounts of its hold), each
-	// once. Both arms are driven by the id arrays through the primary keys
-	// (see sqlPlanKeyed).
+	// one read (a post or void touches the accounts of its hold). Both arms
+	// are driven by the id arrays through the primary keys, whatever the
+	// plan: a generic plan for "id IN (… UNION …)" scanned every account,
+	// per batch. An account named by both arms comes twice (same row).
 	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
-		FROM (SELECT u.id FROM unnest($1::text[]) AS u(id)
-			UNION
+		FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id
+		UNION ALL
+		SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+		FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
+		CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id) JOIN accounts a ON a.id = v.id`
+	// The locked reads lock in one order, holds by id, then accounts by
+	// id, so that two locking batches never wait for each other; each row
+	// by key, in the order of the sorted ids (a lateral lookup per id:
+	// "JOIN … ORDER BY id FOR UPDATE" may walk the whole primary key in
+	// its order instead). $1 of sqlPendingsLocked is sorted and distinct.
+	sqlPendingsLocked = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status
+		FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
+		CROSS JOIN LATERAL (SELECT * FROM pending_transfers x WHERE x.id = u.id FOR UPDATE) AS p ORDER BY u.n`
+	sqlAccountsLocked = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+		FROM (SELECT DISTINCT n.id FROM (SELECT unnest($1::text[])
+			UNION ALL
 			SELECT v.id FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
-			CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id)) AS n
-		JOIN accounts a ON a.id = n.id
-		ORDER BY a.id FOR UPDATE OF a`
-	// The batch's seqs, taken after its row locks: a batch that touches an
-	// account after another committed to it gets larger seqs, so seq orders
-	// each account's postings (History's cursor) as well as each chain.
+			CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id)) AS n(id) ORDER BY n.id) AS n
+		CROSS JOIN LATERAL (SELECT * FROM accounts x WHERE x.id = n.id FOR UPDATE) AS a`
+	// The batch's seqs, taken after its reads: a batch that touches an
+	// account after another committed to it gets larger seqs (the
+	// compare-and-set fails a batch that read before that commit), so seq
+	// orders each account's postings (History's cursor) as well as each
+	// chain.
 	sqlSeqs     = `SELECT nextval('transactions_seq') FROM generate_series(1, $1::int)`
 	sqlInsertTx = `INSERT INTO transactions (seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, hash, created_at, chain)
 		SELECT u.seq, u.id, u.kind, u.pid, u.exp, u.rh, u.descr, u.meta::jsonb, u.prev, u.hash, $11, $12
@@ -418,11 +443,17 @@ const (
 		SELECT * FROM unnest($1::bigint[], $2::int[], $3::text[], $4::bigint[], $5::text[])`
 	sqlInsertPendings = `INSERT INTO pending_transfers (id, debit, credit, amount, currency, expires_at, status)
 		SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::timestamptz[], $7::text[])`
-	sqlClosePendings = `UPDATE pending_transfers p SET status = u.status FROM unnest($1::text[], $2::text[]) AS u(id, status) WHERE p.id = u.id`
+	// Writes of rows that batches on other chains may write too, by
+	// compare-and-set, in id order ($1 sorted: row locks in one order).
+	sqlClosePendings = `WITH c AS (UPDATE pending_transfers p SET status = u.status FROM unnest($1::text[], $2::text[]) AS u(id, status)
+		WHERE p.id = u.id AND p.status = 'pending' RETURNING 1)
+		SELECT ledger_expect_rows(count(*), $3, 'holds') FROM c`
 	// One row update per account per batch, however many of the batch's
 	// transfers touch it (a hot account is locked and written once).
-	sqlUpdateAccounts = `UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
-		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u(id, posted, pd, pc) WHERE a.id = u.id`
+	sqlUpdateAccounts = `WITH c AS (UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS u(id, posted, pd, pc, was_posted, was_pd, was_pc)
+		WHERE a.id = u.id AND a.posted = u.was_posted AND a.pending_debits = u.was_pd AND a.pending_credits = u.was_pc RETURNING 1)
+		SELECT ledger_expect_rows(count(*), $8, 'accounts') FROM c`
 	sqlUpdateHead = `UPDATE journal_chains SET seq = $1, hash = $2 WHERE chain = $3`
 	// The outbox events of the batch's new transactions (an id already
 	// there is kept), in the batch's order.
@@ -435,7 +466,14 @@ const (
 // Stats counts the batch writer's work since Open: batches, transactions
 // submitted, SQL statements and round trips to the database.
 type Stats struct {
+	// Batches are database transactions (a group of the writer's batch,
+	// or one of its transfers retried alone), Items the transfers they
+	// carried.
 	Batches, Items, Statements, RoundTrips int64
+	// Flushes are the writer's batches (each split into one or more
+	// groups), Conflicts the groups run again because a concurrent writer
+	// changed a row they read (or posted one of their ids).
+	Flushes, Conflicts int64
 	// ReadTime and WriteTime are the time spent in the first round trip
 	// (begin, head lock, reads) and in the second (writes and commit).
 	ReadTime, WriteTime time.Duration
@@ -444,6 +482,7 @@ type Stats struct {
 // Stats returns the writer's counters.
 func (s *Store) Stats() Stats {
 	return Stats{Batches: s.stats.batches.Load(), Items: s.stats.items.Load(), Statements: s.stats.statements.Load(), RoundTrips: s.stats.roundTrips.Load(),
+		Flushes: s.stats.flushes.Load(), Conflicts: s.stats.conflicts.Load(),
 		ReadTime: time.Duration(s.stats.readNanos.Load()), WriteTime: time.Duration(s.stats.writeNanos.Load())}
 }
 
@@ -460,17 +499,18 @@ var errNoFreeChain = errors.New("every chain head is taken")
 
 // apply runs a batch on a free chain head, or, when every head is taken,
 // waits for the lane's preferred chain.
-func (s *Store) apply(ctx context.Context, reqs []*postReq, lane int) []error {
-	errs := s.applyOn(ctx, reqs, lane, false)
+func (s *Store) apply(ctx context.Context, reqs []*postReq, lane int, lock bool) []error {
+	errs := s.applyOn(ctx, reqs, lane, false, lock)
 	if len(errs) > 0 && errors.Is(errs[0], errNoFreeChain) {
-		errs = s.applyOn(ctx, reqs, lane, true)
+		errs = s.applyOn(ctx, reqs, lane, true, lock)
 	}
 	return errs
 }
 
 // applyOn runs a batch in one database transaction: two round trips (three
-// when it waits for a chain head).
-func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait bool) []error {
+// when it waits for a chain head). With lock, the holds and accounts are
+// locked before they are read.
+func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lock bool) []error {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	s.stats.batches.Add(1)
@@ -515,6 +555,9 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 		}
 	}
 
+	slices.Sort(pendingIDs) // the order the holds are locked in
+	pendingIDs = slices.Compact(pendingIDs)
+
 	// Round trip 1: begin, take a chain head, lock and read, take the seqs.
 	// Each chain's head is held by one batch at a time (in any process), so
 	// each chain has one order; the holds and accounts are locked before
@@ -551,15 +594,19 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 	} else {
 		b1.Queue(`BEGIN`)
 	}
-	b1.Queue(sqlPlanKeyed)
 	if !wait {
-		b1.Queue(sqlChainFree, pref)
+		b1.Queue(sqlChainFree, pref) // 8 rows: planned before the keyed-only settings
 	}
+	b1.Queue(sqlPlanKeyed)
 	b1.Queue(sqlExisting, ids)
-	if len(pendingIDs) > 0 {
-		b1.Queue(sqlPendings, pendingIDs)
+	qPendings, qAccounts := sqlPendings, sqlAccounts
+	if lock {
+		qPendings, qAccounts = sqlPendingsLocked, sqlAccountsLocked
 	}
-	b1.Queue(sqlAccounts, postingIDs, pendingIDs)
+	if len(pendingIDs) > 0 {
+		b1.Queue(qPendings, pendingIDs)
+	}
+	b1.Queue(qAccounts, postingIDs, pendingIDs)
 	b1.Queue(sqlSeqs, len(reqs))
 	br := s.send(ctx, conn, b1)
 	existing := map[string]storedTx{}
@@ -571,11 +618,6 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 			if _, err := br.Exec(); err != nil {
 				return err
 			}
-		}
-		if _, err := br.Exec(); err != nil {
-			return err
-		}
-		if !wait {
 			err := br.QueryRow().Scan(&chain, &headSeq, &headHash)
 			if errors.Is(err, pgx.ErrNoRows) {
 				return errNoFreeChain
@@ -583,6 +625,9 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 			if err != nil {
 				return err
 			}
+		}
+		if _, err := br.Exec(); err != nil {
+			return err
 		}
 		rows, err := br.Query()
 		if err != nil {
@@ -718,11 +763,20 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 		w.events = append(w.events, r.events...)
 		r.res = Result{Transaction: t}
 	}
+	// Changed accounts and closed holds in id order (row locks in one
+	// order), each with what the batch read (compare-and-set).
+	changed := []string{}
 	for id, a := range accounts {
 		if a.Balance != before[id] {
-			w.uID = append(w.uID, id)
-			w.uPosted, w.uPD, w.uPC = append(w.uPosted, a.Balance.Posted), append(w.uPD, a.Balance.PendingDebits), append(w.uPC, a.Balance.PendingCredits)
+			changed = append(changed, id)
 		}
+	}
+	slices.Sort(changed)
+	for _, id := range changed {
+		a, was := accounts[id], before[id]
+		w.uID = append(w.uID, id)
+		w.uPosted, w.uPD, w.uPC = append(w.uPosted, a.Balance.Posted), append(w.uPD, a.Balance.PendingDebits), append(w.uPC, a.Balance.PendingCredits)
+		w.uWasPosted, w.uWasPD, w.uWasPC = append(w.uWasPosted, was.Posted), append(w.uWasPD, was.PendingDebits), append(w.uWasPC, was.PendingCredits)
 	}
 	var pi struct {
 		id, debit, credit, currency, status []string
@@ -740,8 +794,15 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 		pi.currency, pi.exp, pi.status = append(pi.currency, p.Currency), append(pi.exp, exp), append(pi.status, p.Status)
 	}
 	var cID, cStatus []string
-	for id, st := range closed {
-		cID, cStatus = append(cID, id), append(cStatus, st)
+	for _, id := range newPendings {
+		delete(closed, id) // opened and closed in this batch: inserted closed
+	}
+	for id := range closed {
+		cID = append(cID, id)
+	}
+	slices.Sort(cID)
+	for _, id := range cID {
+		cStatus = append(cStatus, closed[id])
 	}
 
 	// Round trip 2: every write of the batch, set-based, and the commit.
@@ -756,10 +817,10 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait boo
 			b2.Queue(sqlInsertPendings, pi.id, pi.debit, pi.credit, pi.amount, pi.currency, pi.exp, pi.status)
 		}
 		if len(cID) > 0 {
-			b2.Queue(sqlClosePendings, cID, cStatus)
+			b2.Queue(sqlClosePendings, cID, cStatus, len(cID))
 		}
 		if len(w.uID) > 0 {
-			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC)
+			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC, w.uWasPosted, w.uWasPD, w.uWasPC, len(w.uID))
 		}
 		b2.Queue(sqlUpdateHead, seq, prev, chain)
 		if len(w.events) > 0 {
@@ -815,6 +876,8 @@ type writes struct {
 	pAmt                    []int64
 	uID                     []string
 	uPosted, uPD, uPC       []int64
+	uWasPosted, uWasPD      []int64
+	uWasPC                  []int64
 	events                  []store.Event
 }
 

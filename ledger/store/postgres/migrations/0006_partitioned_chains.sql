@@ -31,3 +31,14 @@ ALTER TABLE transactions ADD COLUMN chain integer NOT NULL DEFAULT 0 CHECK (chai
 
 CREATE SEQUENCE transactions_seq AS bigint OWNED BY transactions.seq;
 SELECT setval('transactions_seq', greatest(coalesce(max(seq), 0), 1), max(seq) IS NOT NULL) FROM transactions;
+
+-- A batch's compare-and-set: the rows it changed must be exactly the rows
+-- it read (no batch on another chain changed one meanwhile), or the batch
+-- fails (serialization_failure) and the writer runs it again.
+CREATE FUNCTION ledger_expect_rows(got bigint, want bigint, what text) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF got <> want THEN
+        RAISE EXCEPTION '% of % % changed since the batch read them', want - got, want, what USING ERRCODE = 'serialization_failure';
+    END IF;
+    RETURN got;
+END $$;
