@@ -323,3 +323,74 @@ func TestMigrateSingleChain(t *testing.T) {
 	require.Empty(t, rep.Problems, "old and new chains")
 	require.Equal(t, n, rep.Transactions)
 }
+
+// TestConcurrentWriterBetweenReadAndWrite: another writer (a replica, or a
+// batch on another chain) commits to a row a batch has read before the
+// batch writes: the batch's compare-and-set fails, and it runs again with
+// its rows locked, on what the other committed. Balances stay exact, a
+// hold closes once, and the chains verify.
+func TestConcurrentWriterBetweenReadAndWrite(t *testing.T) {
+	cases := []struct {
+		name  string
+		first journal.Transaction // posted by a, whose read the other writer follows
+		other journal.Transaction // posted by b, between a's read and a's write
+		// the outcome of a's transaction, and the balances of x, y
+		wantErr error
+		x, y    journal.Balance
+	}{
+		{"both transfers to one account", transfer("a1", "x", "y", 10), transfer("b1", "x", "y", 5), nil,
+			journal.Balance{Posted: 85}, journal.Balance{Posted: 15}},
+		{"the other transfer drains the account", transfer("a1", "x", "y", 60), transfer("b1", "x", "y", 50), journal.ErrInsufficientFunds,
+			journal.Balance{Posted: 50}, journal.Balance{Posted: 50}},
+		{"the hold is voided first", journal.Transaction{ID: "cap", Kind: journal.KindPostPending, PendingID: "hold", Postings: []journal.Posting{{Amount: 30}}},
+			journal.Transaction{ID: "void", Kind: journal.KindVoidPending, PendingID: "hold"}, journal.ErrPendingClosed,
+			journal.Balance{Posted: 100}, journal.Balance{}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			a, url := open(t)
+			b, err := postgres.Open(context.Background(), url)
+			require.NoError(t, err)
+			defer b.Close()
+			ctx := context.Background()
+			mustAccount(t, a, "world", "USD", 0)
+			mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
+			mustAccount(t, a, "y", "USD", 0)
+			_, err = a.Post(ctx, transfer("fund", "world", "x", 100))
+			require.NoError(t, err)
+			hold := journal.Transaction{ID: "hold", Kind: journal.KindPending, Postings: []journal.Posting{{AccountID: "x", Amount: -40, Currency: "USD"}, {AccountID: "y", Amount: 40, Currency: "USD"}}}
+			if c.first.PendingID != "" {
+				_, err = a.Post(ctx, hold)
+				require.NoError(t, err)
+			}
+			var runs []bool
+			var otherErr error
+			a.AfterRead(func(lock bool) { // on a's writer goroutine
+				runs = append(runs, lock)
+				if len(runs) == 1 {
+					_, otherErr = b.Post(ctx, c.other) // commits while a has read but not written
+				}
+			})
+			before := a.Stats()
+			_, err = a.Post(ctx, c.first)
+			if c.wantErr != nil {
+				require.ErrorIs(t, err, c.wantErr)
+			} else {
+				require.NoError(t, err)
+			}
+			a.AfterRead(nil)
+			require.NoError(t, otherErr, "the other writer")
+			assert.Equal(t, []bool{false, true}, runs, "read without locks, then again with them")
+			assert.EqualValues(t, 1, a.Stats().Conflicts-before.Conflicts, "conflicts")
+			x, err := a.Account(ctx, "x")
+			require.NoError(t, err)
+			y, err := a.Account(ctx, "y")
+			require.NoError(t, err)
+			assert.Equal(t, c.x, x.Balance, "x")
+			assert.Equal(t, c.y, y.Balance, "y")
+			rep, err := a.Verify(ctx)
+			require.NoError(t, err)
+			assert.Empty(t, rep.Problems)
+		})
+	}
+}

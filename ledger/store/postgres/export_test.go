@@ -13,3 +13,6 @@ func Split(txs []journal.Transaction, n int) [][]int {
 	}
 	return split(reqs, n)
 }
+
+// AfterRead sets a hook run between a batch's two round trips.
+func (s *Store) AfterRead(f func(lock bool)) { s.afterRead = f }

@@ -103,7 +103,9 @@ type Store struct {
 	// replicas start on different chains.
 	chains []int32
 	groups int
-	stats  struct {
+	// afterRead, when set (tests), runs between a batch's two round trips.
+	afterRead func(lock bool)
+	stats     struct {
 		batches, items, statements, roundTrips atomic.Int64
 		flushes, conflicts                     atomic.Int64
 		readNanos, writeNanos                  atomic.Int64
@@ -704,6 +706,9 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 		return failAll(err)
 	}
 	s.stats.readNanos.Add(int64(time.Since(t0)))
+	if s.afterRead != nil {
+		s.afterRead(lock)
+	}
 
 	before := map[string]journal.Balance{}
 	for id, a := range accounts {
