@@ -308,8 +308,9 @@ func split(reqs []*postReq, n int) [][]int {
 		}
 		return i
 	}
-	owner := map[string]int{}
-	join := func(i int, key string) {
+	byID := make(map[string]int, len(reqs))        // transaction ids (and holds by their id)
+	byAccount := make(map[string]int, 2*len(reqs)) // account ids
+	join := func(owner map[string]int, i int, key string) {
 		if j, ok := owner[key]; ok {
 			if ri, rj := find(i), find(j); ri != rj {
 				parent[max(ri, rj)] = min(ri, rj)
@@ -320,13 +321,13 @@ func split(reqs []*postReq, n int) [][]int {
 	}
 	for i, r := range reqs {
 		parent[i] = i
-		join(i, "t\x00"+r.tx.ID)
+		join(byID, i, r.tx.ID)
 		if r.tx.PendingID != "" {
-			join(i, "t\x00"+r.tx.PendingID) // a hold and its post or void
+			join(byID, i, r.tx.PendingID) // a hold and its post or void
 		}
 		for _, p := range r.tx.Postings {
 			if p.AccountID != "" {
-				join(i, "a\x00"+p.AccountID)
+				join(byAccount, i, p.AccountID)
 			}
 		}
 	}
