@@ -331,17 +331,19 @@ func split(reqs []*postReq, n int) [][]int {
 			}
 		}
 	}
-	comps := map[int][]int{}
 	var roots []int
 	for i := range reqs {
-		r := find(i)
-		if comps[r] == nil {
-			roots = append(roots, r)
+		if find(i) == i {
+			roots = append(roots, i)
 		}
-		comps[r] = append(comps[r], i)
 	}
 	if len(roots) == 1 {
 		return [][]int{nil}
+	}
+	comps := make(map[int][]int, len(roots))
+	for i := range reqs {
+		r := find(i)
+		comps[r] = append(comps[r], i)
 	}
 	// Largest first, each to the smallest group so far.
 	slices.SortStableFunc(roots, func(a, b int) int { return len(comps[b]) - len(comps[a]) })
