@@ -59,10 +59,16 @@ func TestSplit(t *testing.T) {
 		{"a hold and its post stay together", func() []journal.Transaction {
 			txs := spread(32)
 			for i := 1; i < 32; i += 2 { // the odd ones post the hold of the even one before
+				txs[i-1].Kind = journal.KindPending
 				txs[i] = journal.Transaction{ID: fmt.Sprintf("cap%d", i), Kind: journal.KindPostPending, PendingID: txs[i-1].ID, Postings: []journal.Posting{{Amount: 1}}}
 			}
 			return txs
 		}(), 2, nil},
+		{"closing an older hold: not split", func() []journal.Transaction {
+			txs := spread(32)
+			txs[5] = journal.Transaction{ID: "cap", Kind: journal.KindPostPending, PendingID: "older", Postings: []journal.Posting{{Amount: 1}}}
+			return txs
+		}(), 2, [][]int{nil}},
 		{"the same id twice stays together", func() []journal.Transaction {
 			txs := spread(32)
 			txs[31] = txs[0]

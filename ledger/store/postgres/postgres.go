@@ -291,14 +291,23 @@ func isRetryable(err error) bool {
 // id or hold in common (the connected components of the batch, by the
 // accounts its postings name, its ids and the holds it closes), balanced
 // by size, each in the batch's order. Transfers to one hot account are one
-// component: one group, one commit. Groups on disjoint rows do not wait for
-// each other's row locks; a hold's accounts are not known before it is
-// read, so a group closing a hold may wait for another group's commit on
-// them (locks are taken in one order: no deadlock).
+// component: one group, one commit. A batch that closes a hold opened
+// before it is not split: the hold's accounts are not known before it is
+// read, and a group whose rows another group changes meanwhile would fail
+// its compare-and-set and run again.
 func split(reqs []*postReq, n int) [][]int {
 	n = min(n, len(reqs)/minGroup)
 	if n <= 1 {
 		return [][]int{nil}
+	}
+	opened := make(map[string]bool, len(reqs))
+	for _, r := range reqs {
+		if r.tx.Kind == journal.KindPending {
+			opened[r.tx.ID] = true
+		}
+		if r.tx.PendingID != "" && !opened[r.tx.PendingID] {
+			return [][]int{nil}
+		}
 	}
 	parent := make([]int, len(reqs))
 	find := func(i int) int {
@@ -772,12 +781,24 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 		r.res = Result{Transaction: t}
 	}
 	// Changed accounts and closed holds in id order (row locks in one
-	// order), each with what the batch read (compare-and-set).
-	changed := []string{}
+	// order), each with what the batch read (compare-and-set). An account
+	// a written posting names is written even if its balance nets to the
+	// same (+5 and −5 in one batch): its compare-and-set is what orders
+	// the account's postings by seq across chains.
+	touched := map[string]bool{}
 	for id, a := range accounts {
 		if a.Balance != before[id] {
-			changed = append(changed, id)
+			touched[id] = true
 		}
+	}
+	for _, id := range w.pAcct {
+		if accounts[id] != nil { // always: a posting to an unread account fails to apply
+			touched[id] = true
+		}
+	}
+	changed := make([]string, 0, len(touched))
+	for id := range touched {
+		changed = append(changed, id)
 	}
 	slices.Sort(changed)
 	for _, id := range changed {
