@@ -2,12 +2,12 @@
 // applied in batches (application-level group commit): a batch is split
 // into independent groups (no account, id or hold in common), each one
 // database transaction that takes a free head of the journal's hash chains,
-// locks and reads the group's holds and accounts once, applies each ledger
+// reads the group's holds and accounts once, applies each ledger
 // transaction to in-memory balances (a failing one fails alone), and
-// writes postings, balances and its chain set-based: two round trips and
-// one commit per group, the groups concurrently (see flush and apply). The
-// database enforces the invariants as well (see migrations). Outside PCI
-// scope.
+// writes postings, its chain and (by compare-and-set against what it read)
+// balances and holds set-based: two round trips and one commit per group,
+// the groups concurrently (see flush and apply). The database enforces the
+// invariants as well (see migrations). Outside PCI scope.
 package postgres
 
 import (
@@ -155,7 +155,7 @@ func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*Store, error
 		return nil, fmt.Errorf("ledger postgres: read the chains: %w", err)
 	}
 	off := rand.IntN(len(s.chains))
-	s.chains = append(s.chains[off:], s.chains[:off]...)
+	s.chains = slices.Concat(s.chains[off:], s.chains[:off])
 	// One flusher: it splits each batch into independent groups and
 	// commits them concurrently. Under load it lingers, so that the callers
 	// of the batch just committed join the next one: a commit covers every
