@@ -572,12 +572,13 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 	slices.Sort(pendingIDs) // the order the holds are locked in
 	pendingIDs = slices.Compact(pendingIDs)
 
-	// Round trip 1: begin, take a chain head, lock and read, take the seqs.
-	// Each chain's head is held by one batch at a time (in any process), so
-	// each chain has one order; the holds and accounts are locked before
-	// they are read (each statement a fresh snapshot, after the lock), so
-	// the batch sees every committed balance and nobody else can change one
-	// before it commits.
+	// Round trip 1: begin, take a chain head, read, take the seqs. Each
+	// chain's head is held by one batch at a time (in any process), so each
+	// chain has one order. The holds and accounts are read as of each
+	// statement (every committed change before it); round trip 2 writes
+	// them by compare-and-set, so a batch that another changed them under
+	// fails and runs again, then with them locked before they are read
+	// (lock: nobody else can change one before it commits).
 	pref := make([]int32, len(s.chains))
 	for i := range pref {
 		pref[i] = s.chains[(lane+i)%len(s.chains)]
