@@ -400,3 +400,45 @@ func TestConcurrentWriterBetweenReadAndWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestEveryChainTaken: when every chain head is held (more concurrent
+// batches than chains), a batch waits for its preferred head, taken before
+// any other lock, and goes through once it is free (a round trip that
+// finds no free head, then three),
+// the journal verifies.
+func TestEveryChainTaken(t *testing.T) {
+	s, url := open(t)
+	ctx := context.Background()
+	mustAccount(t, s, "a", "USD", 0)
+	mustAccount(t, s, "b", "USD", 0)
+	holder, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer holder.Close(ctx)
+	tx, err := holder.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT chain FROM journal_chains FOR UPDATE`)
+	require.NoError(t, err)
+
+	before := s.Stats()
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Post(ctx, transfer("t1", "a", "b", 1))
+		done <- err
+	}()
+	// The batch waits on a head: PostgreSQL shows its backend waiting for
+	// a lock (the holder's).
+	require.Eventually(t, func() bool {
+		var n int
+		err := holder.QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		return err == nil && n > 0
+	}, 20*time.Second, 20*time.Millisecond, "the batch never waited for a head")
+	require.NoError(t, tx.Commit(ctx))
+	require.NoError(t, <-done)
+	st := s.Stats()
+	assert.EqualValues(t, 2, st.Batches-before.Batches, "the batch, then again waiting for its head")
+	assert.EqualValues(t, 1+3, st.RoundTrips-before.RoundTrips, "one round trip (no head free), then three")
+	rep, err := s.Verify(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Problems)
+	assert.EqualValues(t, 1, rep.Transactions)
+}
