@@ -404,8 +404,7 @@ func TestConcurrentWriterBetweenReadAndWrite(t *testing.T) {
 // TestEveryChainTaken: when every chain head is held (more concurrent
 // batches than chains), a batch waits for its preferred head, taken before
 // any other lock, and goes through once it is free (a round trip that
-// finds no free head, then three),
-// the journal verifies.
+// finds no free head, then three); the journal verifies.
 func TestEveryChainTaken(t *testing.T) {
 	s, url := open(t)
 	ctx := context.Background()
