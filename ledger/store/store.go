@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/obolpay/obol/ledger/journal"
@@ -109,12 +110,88 @@ func (c *ChainCheck) Check(rep *Report, t journal.Transaction) {
 	if t.Seq != c.last+1 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: gap after %d", t.Seq, c.last))
 	}
+	c.link(rep, t, "")
+}
+
+// link checks t's link to the previous transaction of its chain, its hash
+// and its content, and makes it the chain's last.
+func (c *ChainCheck) link(rep *Report, t journal.Transaction, where string) {
 	want := journal.ChainHash(c.prev, t.Seq, journal.RequestHash(&t), t.CreatedAt)
 	if !bytes.Equal(t.PrevHash, c.prev) || !bytes.Equal(want, t.Hash) {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): hash chain broken (content or order changed)", t.Seq, t.ID))
+		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s)%s: hash chain broken (content or order changed)", t.Seq, t.ID, where))
 	}
 	if err := journal.ValidateStored(t); err != nil {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d (%s): %v", t.Seq, t.ID, err))
 	}
 	c.prev, c.last = t.Hash, t.Seq
+}
+
+// ChainHead is the stored head of one hash chain: the seq and hash of its
+// last transaction (0 and the genesis hash for an empty chain).
+type ChainHead struct {
+	Chain int
+	Seq   int64
+	Hash  []byte
+}
+
+// ChainsCheck is ChainCheck for a journal partitioned into independent hash
+// chains (PostgreSQL): fed every stored transaction in seq order with its
+// chain, it checks each one's link to the previous transaction of the same
+// chain (seq increases along a chain but is not contiguous: chains
+// interleave, and a refused transfer leaves a gap), and then, in Heads,
+// that every chain ends at its stored head. A modified transaction breaks
+// its own hash; a deleted or reordered one breaks the next link of its
+// chain, or its chain's head if it was the last; one moved to another
+// chain breaks a link in both.
+type ChainsCheck struct {
+	chains map[int]*ChainCheck
+	last   int64
+}
+
+// NewChainsCheck starts every chain at the genesis hash.
+func NewChainsCheck() *ChainsCheck { return &ChainsCheck{chains: map[int]*ChainCheck{}} }
+
+// Last is the seq of the last transaction checked, in any chain (0 before
+// the first).
+func (c *ChainsCheck) Last() int64 { return c.last }
+
+// Check counts t (of chain) in rep and adds any problems it finds.
+func (c *ChainsCheck) Check(rep *Report, chain int, t journal.Transaction) {
+	rep.Transactions++
+	if t.Seq <= c.last {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("seq %d: out of order after %d", t.Seq, c.last))
+	}
+	ch := c.chains[chain]
+	if ch == nil {
+		ch = NewChainCheck()
+		c.chains[chain] = ch
+	}
+	ch.link(rep, t, fmt.Sprintf(" in chain %d", chain))
+	c.last = max(c.last, t.Seq)
+}
+
+// Heads checks, after every transaction, that each chain ends at its
+// stored head, and that no transaction names a chain without a head.
+func (c *ChainsCheck) Heads(rep *Report, heads []ChainHead) {
+	known := map[int]bool{}
+	for _, h := range heads {
+		known[h.Chain] = true
+		last, prev := int64(0), journal.Genesis
+		if ch := c.chains[h.Chain]; ch != nil {
+			last, prev = ch.last, ch.prev
+		}
+		if h.Seq != last || !bytes.Equal(h.Hash, prev) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("chain %d: head is seq %d but the chain ends at seq %d (a transaction deleted, or the head changed)", h.Chain, h.Seq, last))
+		}
+	}
+	var unknown []int
+	for chain := range c.chains {
+		if !known[chain] {
+			unknown = append(unknown, chain)
+		}
+	}
+	slices.Sort(unknown)
+	for _, chain := range unknown {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("chain %d: no head, but transactions up to seq %d name it", chain, c.chains[chain].last))
+	}
 }

@@ -19,7 +19,7 @@ func TestVerifyFailsOnReadFault(t *testing.T) {
 		name, table, view string
 	}{
 		{"transactions mid-scan", "transactions",
-			`SELECT seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, obol_fault(hash, seq = 2) AS hash, created_at FROM transactions_stored`},
+			`SELECT seq, id, kind, pending_id, expires_at, request_hash, description, metadata, prev_hash, obol_fault(hash, seq = 2) AS hash, created_at, chain FROM transactions_stored`},
 		{"holds", "accounts",
 			`SELECT id, currency, flags, name, posted, obol_fault(pending_debits, id = 'b') AS pending_debits, pending_credits, created_at FROM accounts_stored`},
 		{"balances", "accounts",

@@ -14,8 +14,11 @@ import (
 
 // TestReplicasShareOneChain: two stores on one database (two ledgerd
 // replicas, active-active) post concurrently, to one hot account and to
-// others, with some ids sent to both. Their batches serialize on the chain
-// head: one chain, every transfer once, balances exact.
+// others, with some ids sent to both. Their batches take the journal's
+// chain heads (each head held by one batch at a time, in either process)
+// and meet on the hot account's row (compare-and-set, then a locked
+// rerun): no chain forks or has a gap, every transfer is there once, and
+// balances are exact.
 func TestReplicasShareOneChain(t *testing.T) {
 	a, url := open(t)
 	b, err := postgres.Open(context.Background(), url)
