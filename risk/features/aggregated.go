@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -768,78 +767,74 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 }
 
 // sentCounters are the counter fields a sync sent, in order: the script
-// answers their new values in the same order.
+// answers their new values in the same order (a key whose payments span
+// two minutes comes twice).
 type sentCounters struct {
 	keys   []string
 	fields [][]field
 }
 
-// args are the script's arguments: the batch aggregated by key.
+// args are the script's arguments: the batch aggregated by key, its
+// counters grouped by minute (every payment of one minute shares its three
+// buckets, so a key sends one count and one sum per minute and the script
+// names the fields once per minute).
 func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *sentCounters) {
 	ps := b.paymentsOrNil()
 	batchID := ""
 	if b != nil {
 		batchID = b.id
 	}
-	type ctr struct {
-		names  []string
-		fields []field
-		adds   []int64
+	type ctr struct{ c, s int64 }
+	type minute struct {
+		m    int64
+		keys []string
+		ctrs map[string]*ctr
 	}
 	var (
 		pids    []string
 		ctrKeys []string
-		ctrs    = map[string]*ctr{}
+		isCtr   = map[string]bool{}
+		minutes []*minute
 		setKeys []string
 		sets    = map[string]map[string]bool{}
 		setFps  = map[string][]string{}
 		fsKeys  []string
 		fs      = map[string]int64{}
-		names   = map[field]string{}
 	)
-	name := func(f field) string {
-		n, ok := names[f]
-		if !ok {
-			kind := ":c"
-			if f.sum {
-				kind = ":s"
-			}
-			n = windowNames[f.wi] + ":" + strconv.FormatInt(f.b, 10) + kind
-			names[f] = n
-		}
-		return n
-	}
+	var mm *minute
 	for i := range ps {
 		p := &ps[i]
 		if p.pid != "" {
 			pids = append(pids, p.pid)
 		}
+		if m := p.now / Windows[0]; mm == nil || mm.m != m {
+			mm = nil
+			for _, x := range minutes {
+				if x.m == m {
+					mm = x
+				}
+			}
+			if mm == nil {
+				mm = &minute{m: m, ctrs: map[string]*ctr{}}
+				minutes = append(minutes, mm)
+			}
+		}
 		for _, key := range p.keys.counters {
 			if key == "" {
 				continue
 			}
-			c := ctrs[key]
+			c := mm.ctrs[key]
 			if c == nil {
 				c = &ctr{}
-				ctrs[key] = c
-				ctrKeys = append(ctrKeys, key)
-			}
-			for wi, w := range Windows {
-				for _, f := range [2]field{{wi, p.now / w, false}, {wi, p.now / w, true}} {
-					j := slices.Index(c.fields, f)
-					if j < 0 {
-						j = len(c.fields)
-						c.fields = append(c.fields, f)
-						c.names = append(c.names, name(f))
-						c.adds = append(c.adds, 0)
-					}
-					if f.sum {
-						c.adds[j] += p.amount
-					} else {
-						c.adds[j]++
-					}
+				mm.ctrs[key] = c
+				mm.keys = append(mm.keys, key)
+				if !isCtr[key] {
+					isCtr[key] = true
+					ctrKeys = append(ctrKeys, key)
 				}
 			}
+			c.c++
+			c.s += p.amount
 		}
 		for _, byW := range p.keys.hlls {
 			for _, pair := range byW {
@@ -868,19 +863,34 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 			}
 		}
 	}
-	args := make([]any, 0, 16+len(pids)+len(ctrKeys)*14+len(setKeys)*4+len(fsKeys)*2+len(loads))
+	n := 16 + len(pids) + len(setKeys)*4 + len(fsKeys)*2 + len(loads)
+	for _, m := range minutes {
+		n += 13 + len(m.keys)*3
+	}
+	args := make([]any, 0, n)
 	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(pids))
 	for _, p := range pids {
 		args = append(args, p)
 	}
-	sent := &sentCounters{keys: ctrKeys, fields: make([][]field, len(ctrKeys))}
-	args = append(args, len(ctrKeys))
-	for i, key := range ctrKeys {
-		c := ctrs[key]
-		sent.fields[i] = c.fields
-		args = append(args, key, len(c.fields))
-		for j, n := range c.names {
-			args = append(args, n, c.adds[j])
+	sent := &sentCounters{}
+	args = append(args, len(minutes))
+	for _, m := range minutes {
+		fields := minuteFields(m.m)
+		// the six fields the payments of this minute add to, then the
+		// count field of each window's bucket before the previous (the
+		// script drops that bucket when it starts a new one)
+		for _, f := range fields {
+			args = append(args, fieldName(f))
+		}
+		for wi, w := range Windows {
+			args = append(args, fieldName(field{wi, m.m*Windows[0]/w - 2, false}))
+		}
+		args = append(args, len(m.keys))
+		for _, key := range m.keys {
+			c := m.ctrs[key]
+			args = append(args, key, c.c, c.s)
+			sent.keys = append(sent.keys, key)
+			sent.fields = append(sent.fields, fields[:])
 		}
 	}
 	args = append(args, len(setKeys))
@@ -1161,6 +1171,26 @@ func toInt(v any) (int64, error) {
 	default:
 		return 0, fmt.Errorf("unexpected %T", v)
 	}
+}
+
+// minuteFields are the fields a payment of minute m adds to, in the
+// script's order: count and sum of each window's bucket.
+func minuteFields(m int64) [6]field {
+	var out [6]field
+	for wi, w := range Windows {
+		b := m * Windows[0] / w
+		out[wi*2], out[wi*2+1] = field{wi, b, false}, field{wi, b, true}
+	}
+	return out
+}
+
+// fieldName is "<window>:<bucket>:c|s".
+func fieldName(f field) string {
+	kind := ":c"
+	if f.sum {
+		kind = ":s"
+	}
+	return windowNames[f.wi] + ":" + strconv.FormatInt(f.b, 10) + kind
 }
 
 // parseField reads "<window>:<bucket>:c|s".
