@@ -351,40 +351,62 @@ func (s *Aggregated) keys(o Observation, now int64) obsKeys {
 	return k
 }
 
+// obsEntries are the cache entries of an observation's keys, as missing
+// found them (nil: not cached).
+type obsEntries struct {
+	counters [numDims]*counterEntry
+	hlls     [2][2][2]*setEntry
+	first    *firstEntry
+}
+
 // missing lists the keys not cached that may exist in Redis; a key known
-// to be absent gets an empty entry instead (s.mu held).
-func (s *Aggregated) missing(k *obsKeys) []string {
+// to be absent gets an empty entry instead (s.mu held). It fills en with
+// the entries found, for observeLocked (valid while s.mu is held).
+func (s *Aggregated) missing(k *obsKeys, en *obsEntries, at time.Time) []string {
 	var out []string
 	absent := func(key string) bool { return s.scanned && !s.maybe.has(key) }
-	at := s.opt.Now()
-	for _, c := range k.counters {
-		if e := s.counters[c]; c != "" && (e == nil || !e.loaded) {
-			if e == nil && absent(c) {
-				s.counters[c] = &counterEntry{loaded: true, used: at}
-				continue
-			}
+	for d, c := range k.counters {
+		if c == "" {
+			continue
+		}
+		e := s.counters[c]
+		if e == nil && absent(c) {
+			e = &counterEntry{loaded: true, used: at}
+			s.counters[c] = e
+		}
+		if e == nil || !e.loaded {
 			out = append(out, c)
 		}
+		en.counters[d] = e
 	}
-	for _, byW := range k.hlls {
-		for _, pair := range byW {
-			for _, h := range pair {
-				if e := s.hlls[h]; h != "" && (e == nil || !e.loaded) {
-					if e == nil && absent(h) {
-						s.hlls[h] = &setEntry{loaded: true, members: map[string]struct{}{}, used: at}
-						continue
-					}
+	for di, byW := range k.hlls {
+		for wi, pair := range byW {
+			for pi, h := range pair {
+				if h == "" {
+					continue
+				}
+				e := s.hlls[h]
+				if e == nil && absent(h) {
+					e = &setEntry{loaded: true, members: map[string]struct{}{}, used: at}
+					s.hlls[h] = e
+				}
+				if e == nil || !e.loaded {
 					out = append(out, h)
 				}
+				en.hlls[di][wi][pi] = e
 			}
 		}
 	}
-	if e := s.firsts[k.first]; k.first != "" && (e == nil || !e.loaded) {
+	if k.first != "" {
+		e := s.firsts[k.first]
 		if e == nil && absent(k.first) {
-			s.firsts[k.first] = &firstEntry{loaded: true, used: at}
-		} else {
+			e = &firstEntry{loaded: true, used: at}
+			s.firsts[k.first] = e
+		}
+		if e == nil || !e.loaded {
 			out = append(out, k.first)
 		}
+		en.first = e
 	}
 	return out
 }
@@ -402,10 +424,11 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 	k := s.keys(o, now)
 	t0 := s.opt.Now()
 	for attempt := 0; ; attempt++ {
+		var en obsEntries
 		s.mu.Lock()
-		miss := s.missing(&k)
+		miss := s.missing(&k, &en, t0)
 		if len(miss) == 0 && s.freshFor(t0) {
-			r := s.observeLocked(&k, o, now, record)
+			r := s.observeLocked(&k, &en, o, now, record, t0)
 			s.mu.Unlock()
 			return r, nil
 		}
@@ -422,8 +445,10 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 	}
 }
 
-func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record bool) Result {
-	at := s.opt.Now()
+// observeLocked answers from the entries missing found (every one
+// cached), counting the observation when record (s.mu held); at is the
+// store's time of the evaluation.
+func (s *Aggregated) observeLocked(k *obsKeys, en *obsEntries, o Observation, now int64, record bool, at time.Time) Result {
 	if record && o.PaymentID != "" {
 		for _, g := range s.seen {
 			if _, ok := g[o.PaymentID]; ok {
@@ -446,7 +471,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			continue
 		}
 		present[d] = true
-		e := s.counters[key]
+		e := en.counters[d]
 		e.used = at
 		if pp != nil {
 			pp.counters[d] = e
@@ -469,7 +494,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			if pair[0] == "" {
 				continue
 			}
-			cur, prev := s.hlls[pair[0]], s.hlls[pair[1]]
+			cur, prev := en.hlls[di][wi][0], en.hlls[di][wi][1]
 			cur.used, prev.used = at, at
 			if pp != nil {
 				pp.sets[di*2+wi] = cur
@@ -485,7 +510,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	}
 	var first int64
 	if k.first != "" {
-		e := s.firsts[k.first]
+		e := en.first
 		e.used = at
 		if pp != nil {
 			pp.first = e
