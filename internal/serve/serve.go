@@ -206,9 +206,8 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.StatsHandler(telemetry.GRPCServerHandler()), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary, checkIdempotencyKey), grpc.MaxRecvMsgSize(int(o.MaxBody)),
 		// Calls run on reused worker goroutines (a new one per call when
 		// all are busy) whose stacks have grown already, instead of a
-		// new goroutine per call that grows its stack again; connections
-		// share their write buffers while idle.
-		grpc.NumStreamWorkers(uint32(max(8, 4*goruntime.GOMAXPROCS(0)))), grpc.SharedWriteBuffer(true))
+		// new goroutine per call that grows its stack again.
+		grpc.NumStreamWorkers(uint32(max(64, 8*goruntime.GOMAXPROCS(0)))))
 	if o.Register != nil {
 		o.Register(s.grpc)
 	}

@@ -47,12 +47,13 @@ type AggregatedOptions struct {
 	// Interval is the period of Run's syncs (DefaultSyncInterval).
 	Interval time.Duration
 	// MaxStale bounds how old the other replicas' counts may be in a
-	// decision (DefaultMaxStale).
+	// decision, and how long a payment counted here may wait to reach
+	// Redis while this replica answers (DefaultMaxStale).
 	MaxStale time.Duration
 	// Now is the store's clock, for staleness (time.Now); observations
 	// carry their own time for the windows.
 	Now func() time.Time
-	// MaxBatch caps the payments sent in one sync (200); Run syncs again
+	// MaxBatch caps the payments sent in one sync (500); Run syncs again
 	// at once while a full batch waits.
 	MaxBatch int
 	// StreamLen caps the change stream in Redis (approximately, 20,000
@@ -230,6 +231,7 @@ type firstEntry struct {
 type pendingPayment struct {
 	pid, fp, merchant, ip, email, device string
 	now, amount                          int64
+	at                                   time.Time // the store's clock when counted
 	// the keys and entries it was counted in, to send and acknowledge
 	keys     obsKeys
 	counters [numDims]*counterEntry
@@ -272,7 +274,7 @@ func NewAggregated(rdb redis.UniversalClient, prefix string, opt AggregatedOptio
 		opt.Now = time.Now
 	}
 	if opt.MaxBatch <= 0 {
-		opt.MaxBatch = 200
+		opt.MaxBatch = 500
 	}
 	if opt.StreamLen <= 0 {
 		opt.StreamLen = 20_000
@@ -412,9 +414,18 @@ func (s *Aggregated) missing(k *obsKeys, en *obsEntries, at time.Time) []string 
 }
 
 // freshFor reports whether the view may answer an evaluation that arrived
-// at t0: the last sync succeeded and began at most MaxStale before t0.
+// at t0: the last sync succeeded and began at most MaxStale before t0, and
+// no payment counted here has waited for Redis for more than MaxStale (so
+// the other replicas have it within MaxStale too, once they sync).
 func (s *Aggregated) freshFor(t0 time.Time) bool {
-	return s.synced && !s.failed && t0.Sub(s.lastOK) <= s.opt.MaxStale
+	if !s.synced || s.failed || t0.Sub(s.lastOK) > s.opt.MaxStale {
+		return false
+	}
+	oldest := s.pending
+	if s.inflight != nil && len(s.inflight.payments) > 0 {
+		oldest = s.inflight.payments
+	}
+	return len(oldest) == 0 || t0.Sub(oldest[0].at) <= s.opt.MaxStale
 }
 
 // Observe answers from the local view; it waits for a sync only when a
@@ -461,7 +472,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, en *obsEntries, o Observation, no
 	}
 	var pp *pendingPayment
 	if record {
-		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount, keys: *k})
+		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount, at: at, keys: *k})
 		pp = &s.pending[len(s.pending)-1]
 	}
 	var present [numDims]bool
