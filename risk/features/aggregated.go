@@ -445,7 +445,7 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 		}
 		s.mu.Unlock()
 		if attempt == 5 {
-			return Result{}, fmt.Errorf("%w: keys not loaded after %d syncs", ErrStale, attempt)
+			return Result{}, fmt.Errorf("%w: keys not loaded, or this replica's payments not sent within the bound, after %d syncs", ErrStale, attempt)
 		}
 		if attempt == 0 {
 			s.Stats.Waits.Add(1)
