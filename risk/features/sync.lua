@@ -11,10 +11,10 @@
 --       of the 60, 3600 and 86400 s buckets), the count field of each
 --       window's bucket before the previous, #counter keys and per key:
 --       key, count, sum; #set keys and per key: key, ttl, #cards, the
---       cards; #first-seen keys and per key: key, unix s; the batch's keys as a JSON list ("" for none)
---       and its payment ids as a JSON list ("" for none); then #loads and
---       the keys to load (each starts with "v:", "ds:" or "fs:"). Keys
---       come without the prefix.
+--       cards; #first-seen keys and per key: key, unix s; the batch's keys
+--       as a JSON list ("" for none) and its payment ids as a JSON list
+--       ("" for none); then #loads and the keys to load (each starts with
+--       "v:", "ds:" or "fs:"). Keys come without the prefix.
 -- Returns {stream id, flag (0, 1: the replica must start over, 2: payment
 -- ids counted already, listed next; nothing applied), duplicates, counters,
 -- sets, firsts, payment ids other replicas counted since the last sync,
