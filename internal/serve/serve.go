@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	goruntime "runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -202,7 +203,11 @@ func New(ctx context.Context, o Options) (*Server, error) {
 	if o.GRPCTLS != nil {
 		creds = credentials.NewTLS(o.GRPCTLS)
 	}
-	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.StatsHandler(telemetry.GRPCServerHandler()), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary, checkIdempotencyKey), grpc.MaxRecvMsgSize(int(o.MaxBody)))
+	s.grpc = grpc.NewServer(grpc.Creds(creds), grpc.StatsHandler(telemetry.GRPCServerHandler()), grpc.ChainUnaryInterceptor(s.recoverUnary, s.observeUnary, s.limitUnary, checkIdempotencyKey), grpc.MaxRecvMsgSize(int(o.MaxBody)),
+		// Calls run on reused worker goroutines (a new one per call when
+		// all are busy) whose stacks have grown already, instead of a
+		// new goroutine per call that grows its stack again.
+		grpc.NumStreamWorkers(uint32(max(64, 8*goruntime.GOMAXPROCS(0)))))
 	if o.Register != nil {
 		o.Register(s.grpc)
 	}

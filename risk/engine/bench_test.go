@@ -38,6 +38,10 @@ func BenchmarkEvaluateAggregated(b *testing.B) {
 	go v.Run(ctx)
 	require.NoError(b, v.Sync(ctx), "first sync") // riskd's start does it
 	benchEvaluate(b, v)
+	n := max(v.Stats.Syncs.Load(), 1)
+	b.ReportMetric(float64(v.Stats.Synced.Load())/float64(n), "payments/sync")
+	b.ReportMetric(float64(v.Stats.SyncNanos.Load())/1e6/float64(n), "ms/sync")
+	b.ReportMetric(float64(v.Stats.Waits.Load())/float64(b.N), "waits/op")
 }
 
 func benchEvaluate(b *testing.B, fs features.Store) {

@@ -46,8 +46,9 @@ type replica struct {
 }
 
 // replicas starts n riskd engines (default rules) sharing one Redis
-// keyspace and one rule-set state, each with its own velocity store.
-func replicas(t *testing.T, rdb redis.UniversalClient, clk *fakeClock, n int) []replica {
+// keyspace and one rule-set state, each with its own velocity store
+// (maxBatch, when given, caps the payments of one sync).
+func replicas(t *testing.T, rdb redis.UniversalClient, clk *fakeClock, n int, maxBatch ...int) []replica {
 	t.Helper()
 	var b [6]byte
 	_, _ = rand.Read(b[:])
@@ -55,7 +56,11 @@ func replicas(t *testing.T, rdb redis.UniversalClient, clk *fakeClock, n int) []
 	st := engine.NewMemoryState(100)
 	var out []replica
 	for i := 0; i < n; i++ {
-		v := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
+		opt := features.AggregatedOptions{Now: clk.Now}
+		if len(maxBatch) > 0 {
+			opt.MaxBatch = maxBatch[0]
+		}
+		v := features.NewAggregated(rdb, prefix, opt)
 		e, err := engine.New(context.Background(), engine.Config{Features: v, State: st, Now: clk.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		require.NoError(t, err)
 		out = append(out, replica{e, v})
@@ -80,8 +85,11 @@ func matched(d *riskv1.Decision, rule string) bool {
 // counts locally and syncs every features.DefaultSyncInterval. The
 // card-velocity-burst rule (same card more than 3 times a minute) fires on
 // either replica once both have synced once after the payments, that is
-// within 2 × the sync interval, whichever replica saw them; and a replica
-// that has not synced for features.DefaultMaxStale syncs before it answers.
+// within 2 × the sync interval, whichever replica saw them; a replica
+// that has not synced for features.DefaultMaxStale syncs before it answers;
+// and a replica whose syncs fell behind (a payment counted there has not
+// reached Redis for features.DefaultMaxStale) sends it before it answers,
+// so the other replica has it within DefaultMaxStale of its own next sync.
 func TestVelocityAcrossReplicas(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test: needs Redis")
@@ -89,10 +97,11 @@ func TestVelocityAcrossReplicas(t *testing.T) {
 	rdb := testenv.SharedRedis(t).Client(t)
 	ctx := context.Background()
 	tests := []struct {
-		name string
-		fn   func(t *testing.T, clk *fakeClock, a, b replica)
+		name     string
+		maxBatch int
+		fn       func(t *testing.T, clk *fakeClock, a, b replica)
 	}{
-		{"a burst split over two replicas fires within two sync intervals", func(t *testing.T, clk *fakeClock, a, b replica) {
+		{"a burst split over two replicas fires within two sync intervals", 0, func(t *testing.T, clk *fakeClock, a, b replica) {
 			for i, r := range []replica{a, b, a, b} {
 				d := r.e.Evaluate(ctx, cardPayment("fp_split", ""), false)
 				require.False(t, d.GetFallback(), "payment %d: %v", i, d)
@@ -120,7 +129,7 @@ func TestVelocityAcrossReplicas(t *testing.T) {
 				assert.True(t, matched(d, "card-velocity-burst"), "payment %d after the syncs: rules %v", 5+i, d.GetRules())
 			}
 		}},
-		{"a replica that has not synced for MaxStale syncs before answering", func(t *testing.T, clk *fakeClock, a, b replica) {
+		{"a replica that has not synced for MaxStale syncs before answering", 0, func(t *testing.T, clk *fakeClock, a, b replica) {
 			b.e.Evaluate(ctx, cardPayment("fp_other", ""), false) // b is warm and synced
 			for i := 0; i < 4; i++ {
 				a.e.Evaluate(ctx, cardPayment("fp_stuck", ""), false)
@@ -134,7 +143,24 @@ func TestVelocityAcrossReplicas(t *testing.T) {
 			assert.EqualValues(t, 5, d.GetInput().GetCard().GetCount_1M(), "b: card count")
 			assert.Equal(t, rules.Challenge, d.GetAction(), "b")
 		}},
-		{"a payment retried on the other replica counts once", func(t *testing.T, clk *fakeClock, a, b replica) {
+		{"a replica whose syncs fell behind sends its payments before answering", 1, func(t *testing.T, clk *fakeClock, a, b replica) {
+			for i := 0; i < 4; i++ {
+				a.e.Evaluate(ctx, cardPayment("fp_behind", ""), false)
+			}
+			// a's syncs carry one payment each (a backlog): after one,
+			// three wait; the last sync is recent, its oldest payment not.
+			clk.Add(features.DefaultMaxStale + time.Millisecond)
+			require.NoError(t, a.v.Sync(ctx), "a's sync")
+			syncs := a.v.Stats.Syncs.Load()
+			d := a.e.Evaluate(ctx, cardPayment("fp_behind", ""), true)
+			assert.Greater(t, a.v.Stats.Syncs.Load(), syncs, "a did not sync before answering")
+			assert.EqualValues(t, 4, d.GetInput().GetCard().GetCount_1M(), "a: card count")
+			require.NoError(t, b.v.Sync(ctx), "b's sync")
+			d = b.e.Evaluate(ctx, cardPayment("fp_behind", ""), false)
+			assert.EqualValues(t, 5, d.GetInput().GetCard().GetCount_1M(), "b: card count")
+			assert.Equal(t, rules.Challenge, d.GetAction(), "b")
+		}},
+		{"a payment retried on the other replica counts once", 0, func(t *testing.T, clk *fakeClock, a, b replica) {
 			d := a.e.Evaluate(ctx, cardPayment("fp_retry", "pay_retry"), false)
 			require.EqualValues(t, 1, d.GetInput().GetCard().GetCount_1M(), "first attempt")
 			clk.Add(features.DefaultSyncInterval)
@@ -149,7 +175,7 @@ func TestVelocityAcrossReplicas(t *testing.T) {
 			d = a.e.Evaluate(ctx, cardPayment("fp_retry", ""), true)
 			assert.EqualValues(t, 1, d.GetInput().GetCard().GetCount_1M(), "shared count after the retries")
 		}},
-		{"a payment evaluated on both replicas between syncs counts once in Redis", func(t *testing.T, clk *fakeClock, a, b replica) {
+		{"a payment evaluated on both replicas between syncs counts once in Redis", 0, func(t *testing.T, clk *fakeClock, a, b replica) {
 			a.e.Evaluate(ctx, cardPayment("fp_race", "pay_race"), false)
 			b.e.Evaluate(ctx, cardPayment("fp_race", "pay_race"), false)
 			dups := a.v.Stats.Duplicates.Load() + b.v.Stats.Duplicates.Load()
@@ -166,7 +192,7 @@ func TestVelocityAcrossReplicas(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			clk := &fakeClock{t: time.Unix(1_800_000_000, 0)}
-			rs := replicas(t, rdb, clk, 2)
+			rs := replicas(t, rdb, clk, 2, tt.maxBatch)
 			tt.fn(t, clk, rs[0], rs[1])
 		})
 	}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -48,12 +47,13 @@ type AggregatedOptions struct {
 	// Interval is the period of Run's syncs (DefaultSyncInterval).
 	Interval time.Duration
 	// MaxStale bounds how old the other replicas' counts may be in a
-	// decision (DefaultMaxStale).
+	// decision, and how long a payment counted here may wait to reach
+	// Redis while this replica answers (DefaultMaxStale).
 	MaxStale time.Duration
 	// Now is the store's clock, for staleness (time.Now); observations
 	// carry their own time for the windows.
 	Now func() time.Time
-	// MaxBatch caps the payments sent in one sync (200); Run syncs again
+	// MaxBatch caps the payments sent in one sync (500); Run syncs again
 	// at once while a full batch waits.
 	MaxBatch int
 	// StreamLen caps the change stream in Redis (approximately, 20,000
@@ -231,6 +231,7 @@ type firstEntry struct {
 type pendingPayment struct {
 	pid, fp, merchant, ip, email, device string
 	now, amount                          int64
+	at                                   time.Time // the store's clock when counted
 	// the keys and entries it was counted in, to send and acknowledge
 	keys     obsKeys
 	counters [numDims]*counterEntry
@@ -273,7 +274,7 @@ func NewAggregated(rdb redis.UniversalClient, prefix string, opt AggregatedOptio
 		opt.Now = time.Now
 	}
 	if opt.MaxBatch <= 0 {
-		opt.MaxBatch = 200
+		opt.MaxBatch = 500
 	}
 	if opt.StreamLen <= 0 {
 		opt.StreamLen = 20_000
@@ -352,48 +353,79 @@ func (s *Aggregated) keys(o Observation, now int64) obsKeys {
 	return k
 }
 
+// obsEntries are the cache entries of an observation's keys, as missing
+// found them (nil: not cached).
+type obsEntries struct {
+	counters [numDims]*counterEntry
+	hlls     [2][2][2]*setEntry
+	first    *firstEntry
+}
+
 // missing lists the keys not cached that may exist in Redis; a key known
-// to be absent gets an empty entry instead (s.mu held).
-func (s *Aggregated) missing(k *obsKeys) []string {
+// to be absent gets an empty entry instead (s.mu held). It fills en with
+// the entries found, for observeLocked (valid while s.mu is held).
+func (s *Aggregated) missing(k *obsKeys, en *obsEntries, at time.Time) []string {
 	var out []string
 	absent := func(key string) bool { return s.scanned && !s.maybe.has(key) }
-	at := s.opt.Now()
-	for _, c := range k.counters {
-		if e := s.counters[c]; c != "" && (e == nil || !e.loaded) {
-			if e == nil && absent(c) {
-				s.counters[c] = &counterEntry{loaded: true, used: at}
-				continue
-			}
+	for d, c := range k.counters {
+		if c == "" {
+			continue
+		}
+		e := s.counters[c]
+		if e == nil && absent(c) {
+			e = &counterEntry{loaded: true, used: at}
+			s.counters[c] = e
+		}
+		if e == nil || !e.loaded {
 			out = append(out, c)
 		}
+		en.counters[d] = e
 	}
-	for _, byW := range k.hlls {
-		for _, pair := range byW {
-			for _, h := range pair {
-				if e := s.hlls[h]; h != "" && (e == nil || !e.loaded) {
-					if e == nil && absent(h) {
-						s.hlls[h] = &setEntry{loaded: true, members: map[string]struct{}{}, used: at}
-						continue
-					}
+	for di, byW := range k.hlls {
+		for wi, pair := range byW {
+			for pi, h := range pair {
+				if h == "" {
+					continue
+				}
+				e := s.hlls[h]
+				if e == nil && absent(h) {
+					e = &setEntry{loaded: true, members: map[string]struct{}{}, used: at}
+					s.hlls[h] = e
+				}
+				if e == nil || !e.loaded {
 					out = append(out, h)
 				}
+				en.hlls[di][wi][pi] = e
 			}
 		}
 	}
-	if e := s.firsts[k.first]; k.first != "" && (e == nil || !e.loaded) {
+	if k.first != "" {
+		e := s.firsts[k.first]
 		if e == nil && absent(k.first) {
-			s.firsts[k.first] = &firstEntry{loaded: true, used: at}
-		} else {
+			e = &firstEntry{loaded: true, used: at}
+			s.firsts[k.first] = e
+		}
+		if e == nil || !e.loaded {
 			out = append(out, k.first)
 		}
+		en.first = e
 	}
 	return out
 }
 
 // freshFor reports whether the view may answer an evaluation that arrived
-// at t0: the last sync succeeded and began at most MaxStale before t0.
+// at t0: the last sync succeeded and began at most MaxStale before t0, and
+// no payment counted here has waited for Redis for more than MaxStale (so
+// the other replicas have it within MaxStale too, once they sync).
 func (s *Aggregated) freshFor(t0 time.Time) bool {
-	return s.synced && !s.failed && t0.Sub(s.lastOK) <= s.opt.MaxStale
+	if !s.synced || s.failed || t0.Sub(s.lastOK) > s.opt.MaxStale {
+		return false
+	}
+	oldest := s.pending
+	if s.inflight != nil && len(s.inflight.payments) > 0 {
+		oldest = s.inflight.payments
+	}
+	return len(oldest) == 0 || t0.Sub(oldest[0].at) <= s.opt.MaxStale
 }
 
 // Observe answers from the local view; it waits for a sync only when a
@@ -402,17 +434,28 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 	now := o.Now.Unix()
 	k := s.keys(o, now)
 	t0 := s.opt.Now()
+	loads := 0
 	for attempt := 0; ; attempt++ {
+		var en obsEntries
 		s.mu.Lock()
-		miss := s.missing(&k)
+		miss := s.missing(&k, &en, t0)
 		if len(miss) == 0 && s.freshFor(t0) {
-			r := s.observeLocked(&k, o, now, record)
+			r := s.observeLocked(&k, &en, o, now, record, t0)
 			s.mu.Unlock()
 			return r, nil
 		}
 		s.mu.Unlock()
-		if attempt == 5 {
-			return Result{}, fmt.Errorf("%w: keys not loaded after %d syncs", ErrStale, attempt)
+		// Keys not loaded after five syncs fail the evaluation. A view
+		// that is only stale is fresh after one successful sync, unless
+		// this replica's syncs fell behind: then each sync sends the
+		// oldest payments, those counted before t0-MaxStale are a fixed
+		// set that shrinks, and the evaluation waits (the caller's
+		// deadline bounds it) so that evaluations slow to the syncs' pace.
+		if len(miss) > 0 {
+			if loads == 5 {
+				return Result{}, fmt.Errorf("%w: keys not loaded after %d syncs", ErrStale, loads)
+			}
+			loads++
 		}
 		if attempt == 0 {
 			s.Stats.Waits.Add(1)
@@ -423,8 +466,10 @@ func (s *Aggregated) Observe(ctx context.Context, o Observation, record bool) (R
 	}
 }
 
-func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record bool) Result {
-	at := s.opt.Now()
+// observeLocked answers from the entries missing found (every one
+// cached), counting the observation when record (s.mu held); at is the
+// store's time of the evaluation.
+func (s *Aggregated) observeLocked(k *obsKeys, en *obsEntries, o Observation, now int64, record bool, at time.Time) Result {
 	if record && o.PaymentID != "" {
 		for _, g := range s.seen {
 			if _, ok := g[o.PaymentID]; ok {
@@ -437,7 +482,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	}
 	var pp *pendingPayment
 	if record {
-		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount, keys: *k})
+		s.pending = append(s.pending, pendingPayment{pid: o.PaymentID, fp: o.Fingerprint, merchant: o.Merchant, ip: o.IP, email: o.EmailHash, device: o.Device, now: now, amount: o.Amount, at: at, keys: *k})
 		pp = &s.pending[len(s.pending)-1]
 	}
 	var present [numDims]bool
@@ -447,7 +492,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			continue
 		}
 		present[d] = true
-		e := s.counters[key]
+		e := en.counters[d]
 		e.used = at
 		if pp != nil {
 			pp.counters[d] = e
@@ -470,7 +515,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 			if pair[0] == "" {
 				continue
 			}
-			cur, prev := s.hlls[pair[0]], s.hlls[pair[1]]
+			cur, prev := en.hlls[di][wi][0], en.hlls[di][wi][1]
 			cur.used, prev.used = at, at
 			if pp != nil {
 				pp.sets[di*2+wi] = cur
@@ -486,7 +531,7 @@ func (s *Aggregated) observeLocked(k *obsKeys, o Observation, now int64, record 
 	}
 	var first int64
 	if k.first != "" {
-		e := s.firsts[k.first]
+		e := en.first
 		e.used = at
 		if pp != nil {
 			pp.first = e
@@ -768,78 +813,74 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 }
 
 // sentCounters are the counter fields a sync sent, in order: the script
-// answers their new values in the same order.
+// answers their new values in the same order (a key whose payments span
+// two minutes comes twice).
 type sentCounters struct {
 	keys   []string
 	fields [][]field
 }
 
-// args are the script's arguments: the batch aggregated by key.
+// args are the script's arguments: the batch aggregated by key, its
+// counters grouped by minute (every payment of one minute shares its three
+// buckets, so a key sends one count and one sum per minute and the script
+// names the fields once per minute).
 func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *sentCounters) {
 	ps := b.paymentsOrNil()
 	batchID := ""
 	if b != nil {
 		batchID = b.id
 	}
-	type ctr struct {
-		names  []string
-		fields []field
-		adds   []int64
+	type ctr struct{ c, s int64 }
+	type minute struct {
+		m    int64
+		keys []string
+		ctrs map[string]*ctr
 	}
 	var (
 		pids    []string
 		ctrKeys []string
-		ctrs    = map[string]*ctr{}
+		isCtr   = map[string]bool{}
+		minutes []*minute
 		setKeys []string
 		sets    = map[string]map[string]bool{}
 		setFps  = map[string][]string{}
 		fsKeys  []string
 		fs      = map[string]int64{}
-		names   = map[field]string{}
 	)
-	name := func(f field) string {
-		n, ok := names[f]
-		if !ok {
-			kind := ":c"
-			if f.sum {
-				kind = ":s"
-			}
-			n = windowNames[f.wi] + ":" + strconv.FormatInt(f.b, 10) + kind
-			names[f] = n
-		}
-		return n
-	}
+	var mm *minute
 	for i := range ps {
 		p := &ps[i]
 		if p.pid != "" {
 			pids = append(pids, p.pid)
 		}
+		if m := p.now / Windows[0]; mm == nil || mm.m != m {
+			mm = nil
+			for _, x := range minutes {
+				if x.m == m {
+					mm = x
+				}
+			}
+			if mm == nil {
+				mm = &minute{m: m, ctrs: map[string]*ctr{}}
+				minutes = append(minutes, mm)
+			}
+		}
 		for _, key := range p.keys.counters {
 			if key == "" {
 				continue
 			}
-			c := ctrs[key]
+			c := mm.ctrs[key]
 			if c == nil {
 				c = &ctr{}
-				ctrs[key] = c
-				ctrKeys = append(ctrKeys, key)
-			}
-			for wi, w := range Windows {
-				for _, f := range [2]field{{wi, p.now / w, false}, {wi, p.now / w, true}} {
-					j := slices.Index(c.fields, f)
-					if j < 0 {
-						j = len(c.fields)
-						c.fields = append(c.fields, f)
-						c.names = append(c.names, name(f))
-						c.adds = append(c.adds, 0)
-					}
-					if f.sum {
-						c.adds[j] += p.amount
-					} else {
-						c.adds[j]++
-					}
+				mm.ctrs[key] = c
+				mm.keys = append(mm.keys, key)
+				if !isCtr[key] {
+					isCtr[key] = true
+					ctrKeys = append(ctrKeys, key)
 				}
 			}
+			c.c++
+			c.s += p.amount
 		}
 		for _, byW := range p.keys.hlls {
 			for _, pair := range byW {
@@ -868,19 +909,34 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 			}
 		}
 	}
-	args := make([]any, 0, 16+len(pids)+len(ctrKeys)*14+len(setKeys)*4+len(fsKeys)*2+len(loads))
+	n := 16 + len(pids) + len(setKeys)*4 + len(fsKeys)*2 + len(loads)
+	for _, m := range minutes {
+		n += 13 + len(m.keys)*3
+	}
+	args := make([]any, 0, n)
 	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(pids))
 	for _, p := range pids {
 		args = append(args, p)
 	}
-	sent := &sentCounters{keys: ctrKeys, fields: make([][]field, len(ctrKeys))}
-	args = append(args, len(ctrKeys))
-	for i, key := range ctrKeys {
-		c := ctrs[key]
-		sent.fields[i] = c.fields
-		args = append(args, key, len(c.fields))
-		for j, n := range c.names {
-			args = append(args, n, c.adds[j])
+	sent := &sentCounters{}
+	args = append(args, len(minutes))
+	for _, m := range minutes {
+		fields := minuteFields(m.m)
+		// the six fields the payments of this minute add to, then the
+		// count field of each window's bucket before the previous (the
+		// script drops that bucket when it starts a new one)
+		for _, f := range fields {
+			args = append(args, fieldName(f))
+		}
+		for wi, w := range Windows {
+			args = append(args, fieldName(field{wi, m.m*Windows[0]/w - 2, false}))
+		}
+		args = append(args, len(m.keys))
+		for _, key := range m.keys {
+			c := m.ctrs[key]
+			args = append(args, key, c.c, c.s)
+			sent.keys = append(sent.keys, key)
+			sent.fields = append(sent.fields, fields[:])
 		}
 	}
 	args = append(args, len(setKeys))
@@ -1161,6 +1217,26 @@ func toInt(v any) (int64, error) {
 	default:
 		return 0, fmt.Errorf("unexpected %T", v)
 	}
+}
+
+// minuteFields are the fields a payment of minute m adds to, in the
+// script's order: count and sum of each window's bucket.
+func minuteFields(m int64) [6]field {
+	var out [6]field
+	for wi, w := range Windows {
+		b := m * Windows[0] / w
+		out[wi*2], out[wi*2+1] = field{wi, b, false}, field{wi, b, true}
+	}
+	return out
+}
+
+// fieldName is "<window>:<bucket>:c|s".
+func fieldName(f field) string {
+	kind := ":c"
+	if f.sum {
+		kind = ":s"
+	}
+	return windowNames[f.wi] + ":" + strconv.FormatInt(f.b, 10) + kind
 }
 
 // parseField reads "<window>:<bucket>:c|s".

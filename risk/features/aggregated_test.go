@@ -4,6 +4,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -152,4 +154,114 @@ func TestAggregatedAcrossReplicasCluster(t *testing.T) {
 	r, err := b.Observe(ctx, o, false)
 	require.NoError(t, err)
 	assert.EqualValues(t, 3, r.Card.Count_1M, "a replica started later sees the counts")
+}
+
+// TestAggregatedSyncMinutes: one sync carries payments of several minutes
+// (the script names each minute's buckets once and a key comes once per
+// minute): the shared totals are what the payments add up to, and a key's
+// new bucket drops the one before its previous in Redis.
+func TestAggregatedSyncMinutes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	ctx := context.Background()
+	rdb := testenv.SharedRedis(t).Client(t)
+	base := time.Unix(1_800_000_000/3600*3600+600, 0) // minute 10 of an hour
+	tests := []struct {
+		name    string
+		minutes []int64 // one payment of the card per entry, at that minute's second 30
+		// the shared 60 s buckets left in Redis (minute: count)
+		buckets map[int64]int64
+		hour    int64
+	}{
+		{"one minute", []int64{0, 0, 0}, map[int64]int64{0: 3}, 3},
+		{"two minutes in one sync", []int64{0, 1, 1}, map[int64]int64{0: 1, 1: 2}, 3},
+		{"a third minute drops the first", []int64{0, 1, 2, 2}, map[int64]int64{1: 1, 2: 2}, 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := &clock{t: base}
+			prefix := uniqPrefix()
+			a := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
+			require.NoError(t, a.Sync(ctx))
+			for _, m := range tt.minutes {
+				at := base.Add(time.Duration(m)*time.Minute + 30*time.Second)
+				_, err := a.Observe(ctx, features.Observation{Merchant: "mer_m", Fingerprint: "fp_m", Amount: 100, Now: at}, true)
+				require.NoError(t, err)
+			}
+			require.NoError(t, a.Sync(ctx))
+			h, err := rdb.HGetAll(ctx, prefix+"v:card:fp_m").Result()
+			require.NoError(t, err)
+			m0 := base.Unix() / 60
+			got := map[int64]int64{}
+			for f, v := range h {
+				var b, n int64
+				if _, err := fmt.Sscanf(f, "60:%d:c", &b); err == nil {
+					_, err = fmt.Sscan(v, &n)
+					require.NoError(t, err)
+					got[b-m0] = n
+				}
+			}
+			assert.Equal(t, tt.buckets, got, "60 s buckets in Redis")
+			assert.Equal(t, strconv.FormatInt(tt.hour, 10), h["3600:"+strconv.FormatInt(base.Unix()/3600, 10)+":c"], "hour bucket")
+			assert.Equal(t, strconv.FormatInt(tt.hour*100, 10), h["3600:"+strconv.FormatInt(base.Unix()/3600, 10)+":s"], "hour sum")
+			// another replica reads the same totals
+			b := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
+			last := base.Add(time.Duration(tt.minutes[len(tt.minutes)-1])*time.Minute + 30*time.Second)
+			ra, err := a.Observe(ctx, features.Observation{Merchant: "mer_m", Fingerprint: "fp_m", Now: last}, false)
+			require.NoError(t, err)
+			rb, err := b.Observe(ctx, features.Observation{Merchant: "mer_m", Fingerprint: "fp_m", Now: last}, false)
+			require.NoError(t, err)
+			assert.Equal(t, ra.Card, rb.Card, "the card's velocity on both replicas")
+			assert.EqualValues(t, tt.hour, rb.Card.Count_1H, "the card's count in the hour")
+		})
+	}
+}
+
+// TestAggregatedPendingBound: a payment counted here that has not reached
+// Redis MaxStale after it was counted (the syncs since carried older ones)
+// makes the next evaluation wait for the syncs that send it, however many,
+// even though the last sync is recent: another replica has it within
+// MaxStale of its own next sync.
+func TestAggregatedPendingBound(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	ctx := context.Background()
+	rdb := testenv.SharedRedis(t).Client(t)
+	tests := []struct {
+		name     string
+		payments int
+		wait     time.Duration // after the payments, before the last sync
+		// syncs the next evaluation runs first
+		syncs int64
+	}{
+		{"within the bound: answered from the view", 2, features.DefaultMaxStale / 2, 0},
+		{"beyond the bound: syncs first", 2, features.DefaultMaxStale + time.Millisecond, 1},
+		{"far behind: as many syncs as it takes", 9, features.DefaultMaxStale + time.Millisecond, 8},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			clk := &clock{t: time.Unix(1_800_000_000, 0)}
+			prefix := uniqPrefix()
+			a := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now, MaxBatch: 1})
+			b := features.NewAggregated(rdb, prefix, features.AggregatedOptions{Now: clk.Now})
+			require.NoError(t, a.Sync(ctx))
+			o := features.Observation{Merchant: "mer_p", Fingerprint: "fp_p", Amount: 100, Now: clk.Now()}
+			for i := 0; i < tt.payments; i++ {
+				_, err := a.Observe(ctx, o, true)
+				require.NoError(t, err)
+			}
+			clk.Add(tt.wait)
+			require.NoError(t, a.Sync(ctx), "a's sync (one payment)")
+			syncs := a.Stats.Syncs.Load()
+			r, err := a.Observe(ctx, o, false)
+			require.NoError(t, err)
+			assert.EqualValues(t, tt.payments, r.Card.Count_1M, "a: card count")
+			assert.Equal(t, syncs+tt.syncs, a.Stats.Syncs.Load(), "a's syncs before answering")
+			r, err = b.Observe(ctx, o, false)
+			require.NoError(t, err)
+			assert.EqualValues(t, 1+tt.syncs, r.Card.Count_1M, "b: card count in Redis")
+		})
+	}
 }

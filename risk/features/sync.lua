@@ -6,19 +6,21 @@
 -- KEYS[1]: the change stream (prefix .. "vstream").
 -- ARGV: prefix, replica id, batch id ("" for none), last stream id seen
 --       ("$": none, start from now), seen-id ttl (s), stream max length;
---       then the batch, aggregated: #payment ids and the ids; #counter keys
---       and per key: key, #fields, then field, increment pairs; #set keys
---       and per key: key, ttl, #cards, the cards; #first-seen keys and per
---       key: key, unix s; the batch's keys as a JSON list ("" for none)
---       and its payment ids as a JSON list ("" for none); then #loads and
---       the keys to load (each starts with "v:", "ds:" or "fs:"). Keys
---       come without the prefix.
+--       then the batch, aggregated: #payment ids and the ids; #minutes
+--       and per minute: the six fields its payments add to (count and sum
+--       of the 60, 3600 and 86400 s buckets), the count field of each
+--       window's bucket before the previous, #counter keys and per key:
+--       key, count, sum; #set keys and per key: key, ttl, #cards, the
+--       cards; #first-seen keys and per key: key, unix s; the batch's keys
+--       as a JSON list ("" for none) and its payment ids as a JSON list
+--       ("" for none); then #loads and the keys to load (each starts with
+--       "v:", "ds:" or "fs:"). Keys come without the prefix.
 -- Returns {stream id, flag (0, 1: the replica must start over, 2: payment
 -- ids counted already, listed next; nothing applied), duplicates, counters,
 -- sets, firsts, payment ids other replicas counted since the last sync,
--- the keyspace's epoch, the batch's counters {key, {value, ...}} (the new
--- values of the fields it sent, in order), the batch's sets {key, size,
--- ...}}:
+-- the keyspace's epoch, the batch's counters {key, {value x 6}, ...} (the
+-- new values of the six fields, per minute and key in the order sent),
+-- the batch's sets {key, size, ...}}:
 -- counters is {key, {field, value, ...}, ...}, sets {key, {size, members
 -- or nil when more than 256}, ...}, firsts {key, unix s or 0, ...}. The
 -- batch's sets are read again (whole) when another replica changed them.
@@ -36,15 +38,16 @@ end
 -- distinct-card sets, first-seen times
 local pids = {}
 for i = 1, tonumber(nextArg()) do pids[i] = nextArg() end
-local ctrs = {}
+local minutes = {}
 for i = 1, tonumber(nextArg()) do
-  local key, n = nextArg(), tonumber(nextArg())
-  local fields, adds = {}, {}
-  for j = 1, n do
-    fields[j] = nextArg()
-    adds[j] = tonumber(nextArg())
+  local fields, gone = {}, {}
+  for j = 1, 6 do fields[j] = nextArg() end
+  for j = 1, 3 do gone[j] = nextArg() end
+  local keys = {}
+  for j = 1, tonumber(nextArg()) do
+    keys[j] = {nextArg(), tonumber(nextArg()), tonumber(nextArg())}
   end
-  ctrs[i] = {key, fields, adds}
+  minutes[i] = {fields, gone, keys}
 end
 local sets = {}
 for i = 1, tonumber(nextArg()) do
@@ -76,33 +79,36 @@ local counters, hlls, fsOut = {}, {}, {}
 local partial, partialSets = {}, {}
 local done = {}
 if apply then
-  -- counters: one read and one write per key
-  for _, c in ipairs(ctrs) do
-    local key, fields, adds = c[1], c[2], c[3]
-    local rk = prefix .. key
-    local cur = redis.call("HMGET", rk, unpack(fields))
-    local set, out, expire = {}, {}, false
-    for i, f in ipairs(fields) do
-      local old = tonumber(cur[i])
-      if not old then
-        -- a new bucket: drop the one before the previous of its window
-        local w, b = string.match(f, "^(%d+):(%d+):c$")
-        if w then
-          local gone = w .. ":" .. (tonumber(b) - 2)
-          redis.call("HDEL", rk, gone .. ":c", gone .. ":s")
-          if w == "86400" then expire = true end
+  -- counters: one read and one write per key and minute; the read takes
+  -- the count field of each window's bucket before the previous too, so
+  -- that a new bucket drops it only when it is there
+  for _, m in ipairs(minutes) do
+    local fields, gone, keys = m[1], m[2], m[3]
+    for _, k in ipairs(keys) do
+      local key, c, s = k[1], k[2], k[3]
+      local rk = prefix .. key
+      local cur = redis.call("HMGET", rk, fields[1], fields[2], fields[3], fields[4], fields[5], fields[6], gone[1], gone[2], gone[3])
+      local out = {}
+      local drop = nil
+      for w = 1, 3 do
+        local oc, osum = tonumber(cur[w * 2 - 1]) or 0, tonumber(cur[w * 2]) or 0
+        out[w * 2 - 1], out[w * 2] = oc + c, osum + s
+        if not cur[w * 2 - 1] and cur[6 + w] then
+          -- a new bucket: drop the one before the previous of its window
+          drop = drop or {}
+          local g = gone[w]
+          drop[#drop + 1] = g
+          drop[#drop + 1] = string.sub(g, 1, -2) .. "s"
         end
-        old = 0
       end
-      set[#set + 1] = f
-      set[#set + 1] = old + adds[i]
-      out[#out + 1] = old + adds[i]
+      redis.call("HSET", rk, fields[1], out[1], fields[2], out[2], fields[3], out[3], fields[4], out[4], fields[5], out[5], fields[6], out[6])
+      if drop then redis.call("HDEL", rk, unpack(drop)) end
+      -- a new day's bucket keeps the key alive
+      if not cur[5] then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
+      partial[#partial + 1] = key
+      partial[#partial + 1] = out
+      done[key] = true
     end
-    redis.call("HSET", rk, unpack(set))
-    if expire then redis.call("EXPIRE", rk, 86400 * 2 + 60) end
-    partial[#partial + 1] = key
-    partial[#partial + 1] = out
-    done[key] = true
   end
   -- sets: their size only (the replica adds the cards it sent)
   for _, st in ipairs(sets) do
