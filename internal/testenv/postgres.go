@@ -128,8 +128,12 @@ func chownPostgres(path string) error {
 
 // statStatementsLib is where a PostgreSQL whose initdb is at initdb keeps
 // the pg_stat_statements library: bin/../lib (Debian's
-// /usr/lib/postgresql/N/lib, a source build's /usr/local/pgsql/lib).
+// /usr/lib/postgresql/N/lib, a source build's /usr/local/pgsql/lib), bin
+// being where initdb is once symlinks (/usr/local/bin/initdb) are resolved.
 func statStatementsLib(initdb string) string {
+	if real, err := filepath.EvalSymlinks(initdb); err == nil {
+		initdb = real
+	}
 	return filepath.Join(filepath.Dir(filepath.Dir(initdb)), "lib", "pg_stat_statements.so")
 }
 
