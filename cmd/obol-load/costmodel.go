@@ -51,6 +51,10 @@ type costProbe struct {
 	rdb *redis.Client
 	// postmaster is the test cluster's postmaster PID (0: none).
 	postmaster int
+	// statements: pg_stat_statements answers (rankStatements); stmtNote
+	// says why not.
+	statements bool
+	stmtNote   string
 }
 
 // costSnap is one reading of the counters.
@@ -61,6 +65,9 @@ type costSnap struct {
 	calls    map[string]int64         // gRPC calls served, "component Method"
 	redis    costSample
 	hasRedis bool
+	pg       pgSnap // statements, tables, WAL and processes (pgstats.go)
+	hasPG    bool
+	pgNote   string // why no statements are ranked
 }
 
 // newCostProbe finds the postmaster of the cluster at pgAdminURL (the
@@ -190,6 +197,12 @@ func (p *costProbe) snap(t *tb) costSnap {
 			s.xacts[comp] += n
 		}
 		rows.Close()
+		if len(p.databases) > 0 {
+			if s.pg, err = p.snapPG(ctx, conn); err != nil {
+				t.Fatalf("PostgreSQL statistics: %v", err)
+			}
+			s.hasPG, s.pgNote = true, p.stmtNote
+		}
 		conn.Close(ctx)
 	}
 	for comp, addr := range p.servers {
@@ -488,5 +501,8 @@ func printCostModel(name string, ops int64, a, b costSnap, byLabel map[string]ti
 	if a.hasRedis && b.hasRedis {
 		row("Redis round trips (socket reads by redis-server)", fmt.Sprintf("%.2f", float64(b.redis.reads-a.redis.reads)/fops))
 		row("Redis commands executed (inside scripts included)", fmt.Sprintf("%.2f", float64(b.redis.commands-a.redis.commands)/fops))
+	}
+	if a.hasPG && b.hasPG {
+		printPG(a.pg, b.pg, ops, b.pgNote)
 	}
 }

@@ -185,6 +185,7 @@ func runGateway(suite string, dur, warmup time.Duration, conc int, cpuprofile st
 
 	probe := newCostProbe(t, pg.URL("postgres"), map[string]string{vaultDB: "vaultd", ledgerDB: "ledgerd", gwDB: "gateway"},
 		map[string]string{"gateway": gw.Server.HTTPAddr(), "vaultd": vd.Server.HTTPAddr(), "riskd": rk.Server.HTTPAddr(), "ledgerd": ld.Server.HTTPAddr()}, rd.URL)
+	probe.rankStatements(pg)
 	fmt.Printf("%d clients; %s measured per phase after %s warm-up; everything in this one process on %d cores\n\n", conc, dur, warmup, numCPU())
 	var rows []result
 	if suite == "forward" || suite == "gateway" {

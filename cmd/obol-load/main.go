@@ -150,6 +150,7 @@ func main() {
 
 	fmt.Printf("postgres synchronous_commit=%s; %d clients; %s measured per phase after %s warm-up\n\n", pgSync, c.Concurrency, c.Duration, c.Warmup)
 	probe := newCostProbe(t, pg.URL("postgres"), map[string]string{db: "vaultd"}, map[string]string{"vaultd": in.Server.HTTPAddr()}, rd.URL)
+	probe.rankStatements(pg)
 	obol, _, _ := measure(t, "obol tokenize (REST, durable)", tokenize, c.Concurrency, c.Warmup, c.Duration, c.CPUProfile, probe)
 	base := run("vault transit encrypt (baseline)", encrypt, c.Concurrency, c.Warmup, c.Duration, nil)
 	rows, _ := in.Store.CountTokens(context.Background())
@@ -177,7 +178,9 @@ type realStack struct {
 
 func startReal(t *tb) realStack {
 	fmt.Println("starting HashiCorp Vault, PostgreSQL (fsync=on, synchronous_commit=on) and Redis …")
-	rs := realStack{vault: testenv.StartVault(t), pg: testenv.StartPostgres(t), redis: testenv.StartRedis(t)}
+	// pg_stat_statements (when this PostgreSQL has it) ranks the
+	// statements of each measured window in the cost model.
+	rs := realStack{vault: testenv.StartVault(t), pg: testenv.StartPostgresWith(t, testenv.PostgresOptions{StatStatements: true}), redis: testenv.StartRedis(t)}
 	rs.transit = transit.Config{Address: rs.vault.Addr, Token: rs.vault.Token, KeyName: "obol-kek"}
 	admin, err := transit.New(rs.transit)
 	if err != nil {

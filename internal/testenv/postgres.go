@@ -27,6 +27,15 @@ type Postgres struct {
 	port     int
 	dir      string
 	owned    bool
+	// options are extra server settings (-c name=value …) of an owned
+	// cluster, given at every start.
+	options string
+
+	// StatStatements reports that the cluster preloads pg_stat_statements
+	// (StartPostgresWith asked for it and this PostgreSQL has it);
+	// StatStatementsNote says why not when it was asked for.
+	StatStatements     bool
+	StatStatementsNote string
 
 	mu        sync.Mutex
 	templates map[string]string
@@ -46,7 +55,7 @@ var sharedPostgres = sync.OnceValues(func() (*Postgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := startPostgres(filepath.Join(dir, "pg"))
+	p, err := startPostgres(filepath.Join(dir, "pg"), PostgresOptions{})
 	if err != nil {
 		return nil, err
 	}
@@ -69,7 +78,23 @@ func SharedPostgres(tb TB) *Postgres {
 // and start (outage tests). It is removed at cleanup.
 func StartPostgres(tb TB) *Postgres {
 	tb.Helper()
-	p, err := startPostgres(filepath.Join(tb.TempDir(), "pg"))
+	return StartPostgresWith(tb, PostgresOptions{})
+}
+
+// PostgresOptions are what a dedicated cluster runs with beyond the
+// durable defaults (fsync and synchronous_commit on).
+type PostgresOptions struct {
+	// StatStatements preloads pg_stat_statements (tracking nested
+	// statements too: triggers, functions) when this machine's PostgreSQL
+	// ships it; Postgres.StatStatements reports whether it does. The load
+	// tool's cost model ranks statements with it.
+	StatStatements bool
+}
+
+// StartPostgresWith is StartPostgres with options.
+func StartPostgresWith(tb TB, o PostgresOptions) *Postgres {
+	tb.Helper()
+	p, err := startPostgres(filepath.Join(tb.TempDir(), "pg"), o)
 	if err != nil {
 		tb.Fatalf("%v", err)
 	}
@@ -101,7 +126,18 @@ func chownPostgres(path string) error {
 	return os.Chown(path, uid, gid)
 }
 
-func startPostgres(dir string) (*Postgres, error) {
+// statStatementsLib is where a PostgreSQL whose initdb is at initdb keeps
+// the pg_stat_statements library: bin/../lib (Debian's
+// /usr/lib/postgresql/N/lib, a source build's /usr/local/pgsql/lib), bin
+// being where initdb is once symlinks (/usr/local/bin/initdb) are resolved.
+func statStatementsLib(initdb string) string {
+	if real, err := filepath.EvalSymlinks(initdb); err == nil {
+		initdb = real
+	}
+	return filepath.Join(filepath.Dir(filepath.Dir(initdb)), "lib", "pg_stat_statements.so")
+}
+
+func startPostgres(dir string, o PostgresOptions) (*Postgres, error) {
 	initdb, err := findBin("initdb", pgBinDirs...)
 	if err != nil {
 		return nil, fmt.Errorf("%w: install the PostgreSQL server (apt-get install -y postgresql) or set OBOL_TEST_POSTGRES_URL", err)
@@ -123,6 +159,14 @@ func startPostgres(dir string) (*Postgres, error) {
 		return nil, fmt.Errorf("initdb: %w\n%s", err, lastLines(string(out), 20))
 	}
 	p := &Postgres{host: "127.0.0.1", dir: dir, owned: true, templates: map[string]string{}}
+	if o.StatStatements {
+		if lib := statStatementsLib(initdb); fileExists(lib) {
+			p.options = " -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+			p.StatStatements = true
+		} else {
+			p.StatStatementsNote = "pg_stat_statements is not installed (no " + lib + ")"
+		}
+	}
 	for attempt := 0; attempt < 3; attempt++ {
 		p.port = freePortNoTB()
 		if err = p.pgctl("start"); err == nil {
@@ -131,6 +175,11 @@ func startPostgres(dir string) (*Postgres, error) {
 		}
 	}
 	return nil, err
+}
+
+func fileExists(path string) bool {
+	st, err := os.Stat(path)
+	return err == nil && !st.IsDir()
 }
 
 // pgctl runs pg_ctl against the owned cluster.
@@ -145,7 +194,7 @@ func (p *Postgres) pgctl(action string, extra ...string) error {
 	args := []string{action, "-D", filepath.Join(p.dir, "data"), "-w", "-t", "30", "-l", filepath.Join(p.dir, "log")}
 	if action == "start" {
 		// Durable settings, as in production: fsync and synchronous commit on.
-		args = append(args, "-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=300", p.port, p.dir))
+		args = append(args, "-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=on -c synchronous_commit=on -c max_connections=300%s", p.port, p.dir, p.options))
 	}
 	args = append(args, extra...)
 	if out, err := asPostgresUser(pgctl, args...).CombinedOutput(); err != nil {

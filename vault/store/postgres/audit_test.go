@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -68,4 +69,38 @@ func TestAuditChainAcrossReplicas(t *testing.T) {
 	head, err := b.AuditHead(ctx)
 	require.NoError(t, err)
 	assert.EqualValues(t, n, head.Seq)
+}
+
+// TestAuditAppendReadsByKey: an append checks the chain's head through
+// the primary key, never by scanning audit_events (a scan per reveal batch
+// grows with every event ever written). Counted by PostgreSQL itself
+// (pg_stat_user_tables), once the store's backends have exited and
+// reported.
+func TestAuditAppendReadsByKey(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	url := testenv.SharedPostgres(t).NewDatabase(t, "vault", postgres.MigrateURL)
+	s, err := postgres.Open(ctx, url, postgres.Options{MaxConns: 8})
+	require.NoError(t, err)
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	const appends = 60 // past the plan cache's five custom plans
+	for i := range appends {
+		_, err := s.AppendAudit(ctx, []audit.Event{{At: t0.Add(time.Duration(i) * time.Microsecond), Actor: "test", Action: audit.ActionDetokenize,
+			MerchantID: "mer_1", Token: fmt.Sprintf("tok_%d", i)}})
+		require.NoError(t, err)
+	}
+	require.NoError(t, s.Close()) // the backends exit and report their counts
+
+	db, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer db.Close(ctx)
+	var seq, idx int64
+	require.Eventually(t, func() bool {
+		_, _ = db.Exec(ctx, `SELECT pg_stat_clear_snapshot()`)
+		err := db.QueryRow(ctx, `SELECT coalesce(seq_scan, 0), coalesce(idx_scan, 0) FROM pg_stat_user_tables WHERE relname = 'audit_events'`).Scan(&seq, &idx)
+		return err == nil && idx >= appends
+	}, 20*time.Second, 50*time.Millisecond, "the store's backends did not report their index scans")
+	assert.Zero(t, seq, "whole-table scans of audit_events by %d appends (%d index scans)", appends, idx)
 }

@@ -567,6 +567,15 @@ func chain(lastSeq int64, lastHash []byte, reqs []*auditReq) (cols [12]any, head
 const insertAudit = `INSERT INTO audit_events (seq, at, actor, action, merchant_id, token, purpose, destination_host, kek_version, detail, prev_hash, hash)
 	SELECT * FROM unnest($1::bigint[], $2::timestamptz[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::integer[], $10::text[], $11::bytea[], $12::bytea[])`
 
+// appendAtHeadGuard makes insertAudit insert nothing unless the event at
+// seq $13 (none: $13 = 0) with hash $14 is the chain's last. max(seq) is
+// read from the primary key's last entry; NOT EXISTS (… WHERE seq > $13),
+// which it replaces, was planned as a scan of the whole table, every
+// append reading every audit event ever written (once per reveal batch).
+const appendAtHeadGuard = `
+	WHERE (SELECT coalesce(max(seq), 0) FROM audit_events) = $13
+	  AND ($13 = 0 OR EXISTS (SELECT 1 FROM audit_events WHERE seq = $13 AND hash = $14))`
+
 // appendAtHead appends after the head this store wrote last, in one round
 // trip: BEGIN, the chain's lock, an INSERT that inserts nothing unless that
 // head is still the chain's last event, COMMIT. The INSERT is a statement
@@ -581,9 +590,7 @@ func (s *Store) appendAtHead(ctx context.Context, reqs []*auditReq) (ok bool, er
 	b := &pgx.Batch{}
 	b.Queue(`BEGIN`)
 	b.Queue(`SELECT pg_advisory_xact_lock(727274002)`)
-	b.Queue(insertAudit+`
-	WHERE NOT EXISTS (SELECT 1 FROM audit_events WHERE seq > $13)
-	  AND ($13 = 0 OR EXISTS (SELECT 1 FROM audit_events WHERE seq = $13 AND hash = $14))`, append(cols[:], s.head.seq, s.head.hash)...)
+	b.Queue(insertAudit+appendAtHeadGuard, append(cols[:], s.head.seq, s.head.hash)...)
 	b.Queue(`COMMIT`)
 	br := s.pool.SendBatch(ctx, b)
 	var tag pgconn.CommandTag
