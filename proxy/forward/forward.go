@@ -98,7 +98,7 @@ func New(cfg Config) *Forwarder {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.Client == nil {
-		cfg.Client = &http.Client{Transport: telemetry.Transport("forward", UpstreamTransport(nil))}
+		cfg.Client = &http.Client{Transport: telemetry.Transport("forward", &http.Transport{MaxIdleConnsPerHost: 64, ForceAttemptHTTP2: true})}
 	}
 	// Never follow redirects: a redirect would take card data to a host
 	// no route allows.
@@ -366,40 +366,6 @@ func (f *Forwarder) serve(w http.ResponseWriter, r *http.Request, o *outcome) *a
 	_, _ = w.Write(rb)
 	f.cfg.Logger.Info("forwarded", "merchant", merchant, "route", route.Name, "host", host, "status", resp.StatusCode, "tokens", len(cards), "redacted", n)
 	return nil
-}
-
-// UpstreamTransport is the transport for upstream requests: HTTP/1.1 with
-// keep-alive (up to 256 idle connections a host, 90 s idle) and TLS session
-// resumption for the connections it adds, over tlsConfig (nil: the system
-// roots; it is cloned, never changed). HTTP/1.1 rather than HTTP/2: each
-// forward is one small request and answer, which HTTP/1.1 writes in one
-// TLS record each way on a connection of its own, where Go's HTTP/2 client
-// writes headers and body as separate frames and flushes, through a
-// goroutine per request, all requests sharing one connection. On this
-// path HTTP/2 cost the gateway more CPU per forward (README, Forwarding).
-func UpstreamTransport(tlsConfig *tls.Config) *http.Transport {
-	var tc *tls.Config
-	if tlsConfig != nil {
-		tc = tlsConfig.Clone()
-	} else {
-		tc = &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	if tc.ClientSessionCache == nil {
-		tc.ClientSessionCache = tls.NewLRUClientSessionCache(256)
-	}
-	// A config that names ALPN protocols (h2 among them) would still
-	// negotiate HTTP/2 through a TLSNextProto the transport lacks; offer
-	// HTTP/1.1 only.
-	tc.NextProtos = []string{"http/1.1"}
-	// No Proxy: card data goes to the route's host, never to a proxy named
-	// by the environment.
-	return &http.Transport{
-		TLSClientConfig:     tc,
-		MaxIdleConns:        1024,
-		MaxIdleConnsPerHost: 256,
-		IdleConnTimeout:     90 * time.Second,
-		TLSHandshakeTimeout: 10 * time.Second,
-	}
 }
 
 func cvcGone(rv *Reveal) *apierr.Error {

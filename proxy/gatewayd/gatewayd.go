@@ -342,7 +342,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 	}
 	if in.Routes != nil {
 		fwd = forward.New(forward.Config{Routes: in.Routes, Vault: vaultv1.NewVaultServiceClient(conns["vault"]), Authenticate: svc.Authenticate,
-			Client:  &http.Client{Transport: telemetry.Transport("forward", forward.UpstreamTransport(cfg.UpstreamTLS))},
+			Client:  &http.Client{Transport: telemetry.Transport("forward", &http.Transport{TLSClientConfig: cfg.UpstreamTLS, MaxIdleConnsPerHost: 256, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true})},
 			Timeout: cfg.ForwardTimeout, Logger: cfg.Logger})
 		routes := in.Routes
 		collectors = append(collectors, fwd.Requests, fwd.Redacted,
