@@ -3,6 +3,7 @@ package forward
 import (
 	"bytes"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -23,6 +24,7 @@ func BenchmarkUpstreamTransport(b *testing.B) {
 		_, _ = io.WriteString(w, `{"id":"ch_1","status":"succeeded","amount":1000}`)
 	}))
 	srv.EnableHTTP2 = true
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0) // handshakes cut short at the end
 	srv.StartTLS()
 	b.Cleanup(srv.Close)
 	base := srv.Client().Transport.(*http.Transport).TLSClientConfig
