@@ -50,6 +50,16 @@ type Store struct {
 
 type auditReq struct {
 	events []audit.Event
+	reveal *revealReq // a reveal: its token is read in the append's transaction
+}
+
+// revealReq is one RevealToken: the token read under the chain's lock, in
+// the transaction that appends the event built from it (see flushReveals).
+type revealReq struct {
+	merchantID, token string
+	event             func(store.TokenRecord) (audit.Event, bool)
+	rec               store.TokenRecord
+	found, recorded   bool
 }
 
 // getReq is one GetToken; concurrent ones share a query (see flushGets).
@@ -516,6 +526,126 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	return r.events, nil
 }
 
+// RevealToken reads a merchant's token and appends the audit event that
+// event builds from it, in one transaction under the chain's lock: the
+// event is durable (committed) before RevealToken returns the record.
+// Concurrent reveals and appends share that transaction. A token that does
+// not exist, or is another merchant's, is ErrNotFound and records nothing.
+// When event reports false, nothing is recorded for this token and
+// recorded is false: the caller records the reveal itself (AppendAudit)
+// before the card leaves. event runs with the chain's lock held: it must
+// not block.
+func (s *Store) RevealToken(ctx context.Context, merchantID, token string, event func(store.TokenRecord) (audit.Event, bool)) (rec store.TokenRecord, recorded bool, err error) {
+	r := &auditReq{reveal: &revealReq{merchantID: merchantID, token: token, event: event}}
+	if err := s.audits.Do(ctx, r); err != nil {
+		return store.TokenRecord{}, false, err
+	}
+	if !r.reveal.found {
+		return store.TokenRecord{}, false, store.ErrNotFound
+	}
+	return r.reveal.rec, r.reveal.recorded, nil
+}
+
+// flushReveals runs a batch that holds reveals in one transaction and two
+// round trips: BEGIN, the chain's lock, the chain's head and the batch's
+// tokens (read after the lock was granted, so a token deleted before the
+// lock is not found); then the INSERT of every event, the reveals' built
+// from their tokens, and COMMIT. A reveal is answered only after that
+// COMMIT returned.
+func (s *Store) flushReveals(ctx context.Context, reqs []*auditReq) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection left inside a transaction (an error below) is
+	// destroyed on release, which rolls the transaction back.
+	defer conn.Release()
+	var tokens []string
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		if r.reveal != nil && !seen[r.reveal.token] {
+			seen[r.reveal.token] = true
+			tokens = append(tokens, r.reveal.token)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock(727274002)`)
+	b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+	b.Queue(`SELECT `+tokenCols+` FROM tokens WHERE token = ANY($1)`, tokens)
+	br := conn.SendBatch(ctx, b)
+	var (
+		lastSeq  int64
+		lastHash = audit.Genesis
+		found    []store.TokenRecord
+	)
+	if _, err = br.Exec(); err == nil {
+		if _, err = br.Exec(); err == nil {
+			if err = br.QueryRow().Scan(&lastSeq, &lastHash); errors.Is(err, pgx.ErrNoRows) {
+				err = nil
+			}
+			if err == nil {
+				var rows pgx.Rows
+				if rows, err = br.Query(); err == nil {
+					found, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.TokenRecord, error) { return scanToken(row) })
+				}
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	var appends []*auditReq
+	for _, r := range reqs {
+		if rv := r.reveal; rv != nil {
+			r.events = nil
+			rv.found, rv.recorded = false, false
+			for _, rec := range found {
+				if rec.Token == rv.token && rec.MerchantID == rv.merchantID {
+					// Each caller gets its own copy of the ciphertext.
+					rec.Ciphertext = append([]byte(nil), rec.Ciphertext...)
+					rv.rec, rv.found = rec, true
+					break
+				}
+			}
+			if !rv.found {
+				continue
+			}
+			ev, ok := rv.event(rv.rec)
+			if !ok {
+				continue
+			}
+			r.events, rv.recorded = []audit.Event{ev}, true
+		}
+		if len(r.events) > 0 {
+			appends = append(appends, r)
+		}
+	}
+	cols, seq, hash := chain(lastSeq, lastHash, appends)
+	b = &pgx.Batch{}
+	if len(appends) > 0 {
+		b.Queue(insertAudit, cols[:]...)
+	}
+	b.Queue(`COMMIT`)
+	br = conn.SendBatch(ctx, b)
+	for range b.QueuedQueries {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s.head.known, s.head.seq, s.head.hash = true, seq, hash
+	return nil
+}
+
 func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -523,15 +653,21 @@ func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	defer s.headMu.Unlock()
 	errs := make([]error, len(reqs))
 	var err error
-	if s.head.known {
-		var ok bool
-		if ok, err = s.appendAtHead(ctx, reqs); err == nil && ok {
-			return errs
-		}
+	reveals := false
+	for _, r := range reqs {
+		reveals = reveals || r.reveal != nil
 	}
-	if err == nil {
-		// No head known, or another writer (a vaultd replica, an operator)
-		// moved it: read it under the lock.
+	switch {
+	case reveals:
+		err = s.flushReveals(ctx, reqs)
+	case s.head.known:
+		var ok bool
+		if ok, err = s.appendAtHead(ctx, reqs); err == nil && !ok {
+			// Another writer (a vaultd replica, an operator) moved the
+			// head: read it under the lock.
+			err = s.appendReadingHead(ctx, reqs)
+		}
+	default:
 		err = s.appendReadingHead(ctx, reqs)
 	}
 	if err != nil {
