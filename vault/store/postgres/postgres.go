@@ -28,7 +28,10 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Revealer = (*Store)(nil)
+)
 
 // Store is a PostgreSQL vault backend.
 type Store struct {
