@@ -93,6 +93,10 @@ type Options struct {
 	// Migrate Off runs no DDL: Open fails with a *migrate.BehindError
 	// when the schema lacks a migration (default Auto: apply them).
 	Migrate migrate.Mode
+	// CreateFlushers and CreateLinger override createFlushers and
+	// createLinger (zero: those; a negative linger: none). For benchmarks.
+	CreateFlushers int
+	CreateLinger   time.Duration
 }
 
 // Open connects, verifies the connection and applies migrations.
@@ -134,8 +138,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// PostgreSQL and Go CPU per token and no more wall time per token
 	// (BenchmarkCreateToken). Each caller is still answered only once the
 	// COMMIT holding its row returned.
-	flushers := min(createFlushers, max(1, int(opts.MaxConns)-4))
-	s.creates = batch.NewLinger(s.flushCreates, 64, flushers, createLinger)
+	flushers, linger := createFlushers, createLinger
+	if opts.CreateFlushers > 0 {
+		flushers = opts.CreateFlushers
+	}
+	if opts.CreateLinger != 0 {
+		linger = max(0, opts.CreateLinger)
+	}
+	flushers = min(flushers, max(1, int(opts.MaxConns)-4))
+	s.creates = batch.NewLinger(s.flushCreates, 64, flushers, linger)
 	// Audit appends serialize on one lock; concurrent ones share it.
 	s.audits = batch.New(s.flushAudit, 256, 1)
 	// Token reads (every reveal makes one): past directReads in flight,
@@ -286,6 +297,33 @@ const insertTokenIdem = `WITH idem AS (
 INSERT INTO tokens (` + tokenCols + `)
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE EXISTS (SELECT 1 FROM idem)`
 
+// insertTokens inserts many tokens in one statement (tokenColumns).
+const insertTokens = `INSERT INTO tokens (` + tokenCols + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::smallint[], $9::smallint[], $10::text[], $11::timestamptz[], $12::integer[])`
+
+// tokenColumns is insertTokens' arguments: one array per column.
+func tokenColumns(cs []createReq) []any {
+	var (
+		tokens, merchants, deks, brands, bins, last4s, fps []string
+		cts                                                [][]byte
+		months, years                                      []int16
+		ats                                                []time.Time
+		fvs                                                []int32
+	)
+	for _, c := range cs {
+		r := c.rec
+		fv := r.FingerprintVersion
+		if fv == 0 {
+			fv = 1
+		}
+		tokens, merchants, deks, cts = append(tokens, r.Token), append(merchants, r.MerchantID), append(deks, r.DEKID), append(cts, r.Ciphertext)
+		brands, bins, last4s = append(brands, r.Brand), append(bins, r.BIN), append(last4s, r.Last4)
+		months, years, fps = append(months, int16(r.ExpMonth)), append(years, int16(r.ExpYear)), append(fps, r.Fingerprint)
+		ats, fvs = append(ats, r.CreatedAt), append(fvs, int32(fv))
+	}
+	return []any{tokens, merchants, deks, cts, brands, bins, last4s, months, years, fps, ats, fvs}
+}
+
 // createStatement is the one statement that creates c (atomic on its own).
 func createStatement(c createReq) (string, []any) {
 	r := c.rec
@@ -327,8 +365,24 @@ func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
 		// Outside an explicit transaction, PostgreSQL runs a pipeline that
 		// ends in one Sync as one implicit transaction: committed at the Sync,
 		// rolled back whole if any statement fails. One round trip, one commit.
+		// The tokens without an idempotency key are one set-based INSERT
+		// (one statement for the lot: PostgreSQL's per-statement work is
+		// most of a batch's); each token with a key keeps its own
+		// statement, which inserts nothing when the key is taken.
 		b := &pgx.Batch{}
+		var plain []createReq
+		var keyed []int
 		for _, i := range order {
+			if items[i].idem == nil {
+				plain = append(plain, items[i])
+			} else {
+				keyed = append(keyed, i)
+			}
+		}
+		if len(plain) > 0 {
+			b.Queue(insertTokens, tokenColumns(plain)...)
+		}
+		for _, i := range keyed {
 			// Not b.Queue(createStatement(…)): that passes the argument
 			// slice as one argument, and every batch failed over to the
 			// one-by-one path.
@@ -337,7 +391,19 @@ func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
 		}
 		res := s.pool.SendBatch(ctx, b)
 		var err error
-		for _, i := range order {
+		if len(plain) > 0 {
+			tag, e := res.Exec()
+			switch {
+			case e != nil:
+				err = e
+			case tag.RowsAffected() != int64(len(plain)):
+				err = fmt.Errorf("postgres: %d of %d tokens inserted", tag.RowsAffected(), len(plain))
+			}
+		}
+		for _, i := range keyed {
+			if err != nil {
+				break
+			}
 			tag, e := res.Exec()
 			if e != nil {
 				err = e
