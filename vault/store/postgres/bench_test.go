@@ -27,7 +27,8 @@ func BenchmarkCreateToken(b *testing.B) {
 		opts postgres.Options
 	}{
 		{"default", postgres.Options{}},
-		{"flushers=2,linger=250µs", postgres.Options{CreateFlushers: 2, CreateLinger: 250 * time.Microsecond}},
+		{"flushers=1,linger=250µs", postgres.Options{CreateFlushers: 1, CreateLinger: 250 * time.Microsecond}},
+		{"flushers=2,no_linger", postgres.Options{CreateFlushers: 2, CreateLinger: -1}},
 		{"flushers=4,no_linger", postgres.Options{CreateFlushers: 4, CreateLinger: -1}},
 		{"flushers=8,no_linger", postgres.Options{CreateFlushers: 8, CreateLinger: -1}},
 		{"flushers=16,no_linger", postgres.Options{CreateFlushers: 16, CreateLinger: -1}},
