@@ -159,6 +159,16 @@ func main() {
 		fmt.Printf("%-34s %10.0f %9s %9s %8d\n", r.name, r.rps, r.p50.Round(10*time.Microsecond), r.p99.Round(10*time.Microsecond), r.errors)
 	}
 	fmt.Printf("\nratio obol/baseline req/s: %.2f×   tokens stored: %d   DEKs generated: %d\n", obol.rps/base.rps, rows, in.Envelope.Stats.DEKsGenerated.Load())
+	if tt := &in.Service.TokenizeTimes; tt.Calls.Load() > 0 {
+		// Wall time, warm-up included; a closed loop's mean latency is
+		// clients / throughput.
+		per := func(a *atomic.Int64) time.Duration {
+			return time.Duration(a.Load() / tt.Calls.Load()).Round(time.Microsecond)
+		}
+		fmt.Printf("tokenize wall time per call (warm-up included): client mean %s (%d clients / req/s); in the handler %s: CVC put %s, token row (group commit) %s, the rest %s\n",
+			(time.Duration(float64(c.Concurrency) / obol.rps * float64(time.Second))).Round(time.Microsecond), c.Concurrency,
+			per(&tt.Total), per(&tt.CVC), per(&tt.Store), per(&tt.Total)-per(&tt.CVC)-per(&tt.Store))
+	}
 	if c.CPUProfile != "" {
 		fmt.Printf("CPU profile of the tokenize phase: %s (go tool pprof -top %s)\n", c.CPUProfile, c.CPUProfile)
 	}

@@ -424,6 +424,17 @@ func (e *Envelope) KEKVersionOf(dekID string) int {
 	return 0
 }
 
+// CachedKEKVersion is KEKVersionOf for a DEK held in memory; ok false
+// when it is not (Open would fetch and unwrap it first).
+func (e *Envelope) CachedKEKVersion(dekID string) (version int, ok bool) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if el, ok := e.cache[dekID]; ok {
+		return el.Value.(*dek).kekVer, true
+	}
+	return 0, false
+}
+
 // CachedDEKs reports how many plaintext DEKs are held.
 func (e *Envelope) CachedDEKs() int {
 	e.mu.Lock()

@@ -34,7 +34,37 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 	if err := s.checkKeys(); err != nil {
 		return nil, err
 	}
-	rec, err := s.store.GetToken(ctx, req.GetMerchantId(), req.GetToken())
+	// No reveal without a record of it: the audit event is written first,
+	// and if it cannot be, nothing is revealed.
+	event := func(rec store.TokenRecord, kekVersion int) audit.Event {
+		ev := audit.Event{Actor: actor, Action: audit.ActionDetokenize, MerchantID: rec.MerchantID, Token: rec.Token,
+			Purpose: req.GetPurpose(), DestinationHost: req.GetDestinationHost(), KEKVersion: kekVersion}
+		if req.GetIncludeCvc() {
+			ev.Detail = "cvc_requested"
+		}
+		return ev
+	}
+	var (
+		rec      store.TokenRecord
+		recorded bool
+	)
+	if rv, ok := s.store.(store.Revealer); ok {
+		// The token read and the audit append in one transaction. The
+		// event needs the KEK version of the token's DEK: when that DEK is
+		// not in memory yet, nothing is recorded here, and the event is
+		// appended below once Open has fetched it, as without a Revealer.
+		rec, recorded, err = rv.RevealToken(ctx, req.GetMerchantId(), req.GetToken(), func(rec store.TokenRecord) (audit.Event, bool) {
+			v, ok := s.env.CachedKEKVersion(rec.DEKID)
+			if !ok {
+				return audit.Event{}, false
+			}
+			ev := event(rec, v)
+			ev.At = s.cfg.Now()
+			return ev, true
+		})
+	} else {
+		rec, err = s.store.GetToken(ctx, req.GetMerchantId(), req.GetToken())
+	}
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, ErrTokenNotFound
 	}
@@ -45,16 +75,11 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 	if err != nil {
 		return nil, s.public(ctx, "detokenize", err)
 	}
-	// No reveal without a record of it: the audit event is written first,
-	// and if it cannot be, nothing is revealed.
-	ev := audit.Event{Actor: actor, Action: audit.ActionDetokenize, MerchantID: rec.MerchantID, Token: rec.Token,
-		Purpose: req.GetPurpose(), DestinationHost: req.GetDestinationHost(), KEKVersion: s.env.KEKVersionOf(rec.DEKID)}
-	if req.GetIncludeCvc() {
-		ev.Detail = "cvc_requested"
-	}
-	if err := s.record(ctx, ev); err != nil {
-		clear(plain)
-		return nil, s.public(ctx, "detokenize", err)
+	if !recorded {
+		if err := s.record(ctx, event(rec, s.env.KEKVersionOf(rec.DEKID))); err != nil {
+			clear(plain)
+			return nil, s.public(ctx, "detokenize", err)
+		}
 	}
 	c, err := card.Decode(plain)
 	clear(plain)

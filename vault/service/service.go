@@ -88,6 +88,18 @@ type Service struct {
 	// sealer seals Detokenize answers, one key agreement per gateway
 	// recipient key and lifetime (revealbox.Sealer).
 	sealer *revealbox.Sealer
+
+	// TokenizeTimes sums where tokenizations spend their wall time.
+	TokenizeTimes TokenizeTimes
+}
+
+// TokenizeTimes sums the wall time of Tokenize calls (nanoseconds, from the
+// handler's entry to its return; the HTTP server's own time is outside) and
+// of two of their stages: the CVC's Put and the token row's CreateToken
+// (group commit: the wait for a flusher included). The load tool prints
+// them per call.
+type TokenizeTimes struct {
+	Calls, Total, CVC, Store atomic.Int64
 }
 
 // New wires a service.

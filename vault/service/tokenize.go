@@ -3,6 +3,7 @@ package service
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -24,6 +25,8 @@ const opTokenize = "tokenize"
 // token); on failure the CVC is removed again.
 func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*vaultv1.Token, error) {
 	defer scrub(req)
+	defer s.TokenizeTimes.since(&s.TokenizeTimes.Total, time.Now())
+	s.TokenizeTimes.Calls.Add(1)
 	p, err := s.merchant(ctx, true)
 	if err != nil {
 		return nil, err
@@ -74,6 +77,8 @@ func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*
 	}
 	return resp, nil
 }
+
+func (*TokenizeTimes) since(sum *atomic.Int64, t0 time.Time) { sum.Add(int64(time.Since(t0))) }
 
 // publishableAnswer is what a publishable key learns from a tokenize: the
 // token and what the user typed (brand, BIN and last4 of the number sent,
@@ -132,7 +137,9 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 	}
 	resp := tokenResponse(rec)
 	if !c.CVC.IsZero() {
+		t0 := time.Now()
 		exp, err := s.putCVC(ctx, merchantID, token, c.CVC)
+		s.TokenizeTimes.since(&s.TokenizeTimes.CVC, t0)
 		if err != nil {
 			return nil, err
 		}
@@ -158,7 +165,9 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 			return s.dedupeHit(ctx, *existing, c, idemKey, macs)
 		}
 	} else {
+		t0 := time.Now()
 		err2 = s.store.CreateToken(ctx, rec, idem)
+		s.TokenizeTimes.since(&s.TokenizeTimes.Store, t0)
 	}
 	if err := err2; err != nil {
 		if !c.CVC.IsZero() {

@@ -147,6 +147,19 @@ type Store interface {
 	Close() error
 }
 
+// Revealer is implemented by backends that read a token and append its
+// reveal's audit event in one transaction (PostgreSQL): one transaction per
+// reveal batch instead of a read and an append. RevealToken returns the
+// merchant's token (ErrNotFound, recording nothing, for a token that does
+// not exist or is another merchant's) once the event that event built from
+// it is committed. When event reports false, nothing is recorded
+// (recorded false) and the caller must record the reveal itself
+// (AppendAudit) before revealing anything. event runs while the audit
+// chain is locked and must not block.
+type Revealer interface {
+	RevealToken(ctx context.Context, merchantID, token string, event func(TokenRecord) (audit.Event, bool)) (rec TokenRecord, recorded bool, err error)
+}
+
 // AuditFilter selects audit events.
 type AuditFilter struct {
 	AfterSeq   int64

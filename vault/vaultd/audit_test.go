@@ -131,3 +131,72 @@ func TestAuditTrail(t *testing.T) {
 		require.Emptyf(t, r.Problems, "trail after recovery: %+v", r.Problems)
 	})
 }
+
+// TestRevealRecordedOnce: a reveal reads its token in the transaction that
+// appends its audit event (store.Revealer), or, when the token's data key
+// is not in memory yet (a fresh process), reads it, opens it and then
+// appends. Either way each reveal has exactly one event with the key
+// version, and a deleted token or another merchant's is refused with no
+// event.
+func TestRevealRecordedOnce(t *testing.T) {
+	s := newStack(t, stackOpts{})
+	ctx := context.Background()
+	tok := s.tokenize(s.a.SecretKey, cardIn("4242424242424242", 12, expYear, "123")).str("token")
+	gone := s.tokenize(s.a.SecretKey, cardIn("5555555555554444", 12, expYear, "")).str("token")
+	require.EqualValues(t, 200, s.rest("DELETE", "/v1/tokens/"+gone, s.a.SecretKey, nil).status)
+	events := func(token string) []audit.Event {
+		evs, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Token: token})
+		require.NoError(t, err)
+		var out []audit.Event
+		for _, e := range evs {
+			if e.Action == audit.ActionDetokenize {
+				out = append(out, e)
+			}
+		}
+		return out
+	}
+	cases := []struct {
+		name       string
+		restart    bool // a fresh process: no data key in memory
+		merchantID string
+		token      string
+		want       codes.Code
+	}{
+		{name: "data key in memory", merchantID: s.a.MerchantID, token: tok, want: codes.OK},
+		{name: "another merchant's token", merchantID: s.b.MerchantID, token: tok, want: codes.NotFound},
+		{name: "deleted token", merchantID: s.a.MerchantID, token: gone, want: codes.NotFound},
+		{name: "data key not in memory", restart: true, merchantID: s.a.MerchantID, token: tok, want: codes.OK},
+		{name: "again, data key in memory", merchantID: s.a.MerchantID, token: tok, want: codes.OK},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.restart {
+				s.stop()
+				s.start()
+				require.Zero(t, s.in.Envelope.CachedDEKs())
+			}
+			before := len(events(tc.token))
+			c, resp, err := s.detokenize(s.gw, tc.merchantID, tc.token, false)
+			require.Equalf(t, tc.want, status.Code(err), "detokenize: %v", err)
+			evs := events(tc.token)
+			if tc.want != codes.OK {
+				assert.Len(t, evs, before, "no event for a refused reveal")
+				return
+			}
+			c.Wipe()
+			assert.Equal(t, tc.token, resp.GetToken())
+			require.Len(t, evs, before+1, "one event per reveal")
+			last := evs[len(evs)-1]
+			assert.Equal(t, tc.merchantID, last.MerchantID)
+			assert.EqualValues(t, 1, last.KEKVersion)
+			assert.Equal(t, "gateway:"+service.DefaultGatewayIdentity, last.Actor)
+		})
+	}
+	all, err := s.in.Store.ListAudit(ctx, store.AuditFilter{Limit: 10_000})
+	require.NoError(t, err)
+	var v audit.Verifier
+	for _, e := range all {
+		v.Add(e)
+	}
+	assert.Empty(t, v.Problems)
+}

@@ -22,9 +22,25 @@ import (
 // and reports the cost per token: CPU-ms of this process and of the
 // PostgreSQL cluster, PostgreSQL transactions (commits) and WAL fsyncs.
 func BenchmarkCreateToken(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		opts postgres.Options
+	}{
+		{"default", postgres.Options{}},
+		{"flushers=1,linger=250µs", postgres.Options{CreateFlushers: 1, CreateLinger: 250 * time.Microsecond}},
+		{"flushers=2,no_linger", postgres.Options{CreateFlushers: 2, CreateLinger: -1}},
+		{"flushers=4,no_linger", postgres.Options{CreateFlushers: 4, CreateLinger: -1}},
+		{"flushers=8,no_linger", postgres.Options{CreateFlushers: 8, CreateLinger: -1}},
+		{"flushers=16,no_linger", postgres.Options{CreateFlushers: 16, CreateLinger: -1}},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchmarkCreateToken(b, c.opts) })
+	}
+}
+
+func benchmarkCreateToken(b *testing.B, opts postgres.Options) {
 	pg := testenv.SharedPostgres(b)
 	url := pg.NewDatabase(b, "vault", postgres.MigrateURL)
-	s, err := postgres.Open(context.Background(), url, postgres.Options{})
+	s, err := postgres.Open(context.Background(), url, opts)
 	require.NoError(b, err)
 	defer s.Close()
 	ctx := context.Background()

@@ -110,3 +110,58 @@ func TestGroupCommitConcurrentCallers(t *testing.T) {
 	assert.Less(t, xids, n, "concurrent tokens share commits")
 	t.Logf("%d tokens in %d transactions", rows, xids)
 }
+
+// TestGroupCommitSetBased: a batch's tokens without an idempotency key are
+// one INSERT of many rows; every column is stored as given, and a token
+// that cannot be inserted (its id taken) fails alone, the others stored.
+func TestGroupCommitSetBased(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs PostgreSQL")
+	}
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, testenv.SharedPostgres(t).NewDatabase(t, "vault", postgres.MigrateURL), postgres.Options{})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	require.NoError(t, s.CreateMerchant(ctx, store.Merchant{ID: "mer_s", Name: "s", CreatedAt: now}, nil))
+	require.NoError(t, s.InsertDEK(ctx, envelope.DEKRecord{ID: "dek_s", Wrapped: "vault:v1:x", KEKVersion: 1, CreatedAt: now}))
+	rec := func(i int) store.TokenRecord {
+		return store.TokenRecord{Token: fmt.Sprintf("tok_s%d", i), MerchantID: "mer_s", DEKID: "dek_s", Ciphertext: []byte{byte(i), 9},
+			Brand: "mastercard", BIN: "555555", Last4: fmt.Sprintf("%04d", i), ExpMonth: 1 + i%12, ExpYear: 2030 + i, Fingerprint: fmt.Sprintf("fp_s%d", i),
+			FingerprintVersion: 1 + i%3, CreatedAt: now.Add(time.Duration(i) * time.Microsecond)}
+	}
+	require.NoError(t, s.CreateToken(ctx, rec(0), nil))
+	cases := []struct {
+		name    string
+		recs    []int
+		wantDup []bool
+	}{
+		{name: "all new", recs: []int{1, 2, 3, 4}, wantDup: []bool{false, false, false, false}},
+		{name: "one id taken", recs: []int{5, 0, 6}, wantDup: []bool{false, true, false}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var recs []store.TokenRecord
+			for _, i := range tc.recs {
+				recs = append(recs, rec(i))
+			}
+			errs := postgres.FlushCreates(ctx, s, recs, make([]*store.IdempotencyRecord, len(recs)))
+			require.Len(t, errs, len(recs))
+			for j, i := range tc.recs {
+				if tc.wantDup[j] {
+					assert.ErrorIs(t, errs[j], store.ErrDuplicate)
+					continue
+				}
+				require.NoError(t, errs[j])
+				got, err := s.GetToken(ctx, "mer_s", rec(i).Token)
+				require.NoError(t, err)
+				want := rec(i)
+				got.CreatedAt = got.CreatedAt.UTC()
+				assert.Equal(t, want, got)
+			}
+		})
+	}
+	n, err := s.CountTokens(ctx)
+	require.NoError(t, err)
+	assert.EqualValues(t, 7, n)
+}

@@ -28,7 +28,10 @@ import (
 //go:embed migrations/*.sql
 var migrations embed.FS
 
-var _ store.Store = (*Store)(nil)
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Revealer = (*Store)(nil)
+)
 
 // Store is a PostgreSQL vault backend.
 type Store struct {
@@ -50,6 +53,16 @@ type Store struct {
 
 type auditReq struct {
 	events []audit.Event
+	reveal *revealReq // a reveal: its token is read in the append's transaction
+}
+
+// revealReq is one RevealToken: the token read under the chain's lock, in
+// the transaction that appends the event built from it (see flushReveals).
+type revealReq struct {
+	merchantID, token string
+	event             func(store.TokenRecord) (audit.Event, bool)
+	rec               store.TokenRecord
+	found, recorded   bool
 }
 
 // getReq is one GetToken; concurrent ones share a query (see flushGets).
@@ -80,6 +93,10 @@ type Options struct {
 	// Migrate Off runs no DDL: Open fails with a *migrate.BehindError
 	// when the schema lacks a migration (default Auto: apply them).
 	Migrate migrate.Mode
+	// CreateFlushers and CreateLinger override createFlushers and
+	// createLinger (zero: those; a negative linger: none). For benchmarks.
+	CreateFlushers int
+	CreateLinger   time.Duration
 }
 
 // Open connects, verifies the connection and applies migrations.
@@ -121,8 +138,15 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	// PostgreSQL and Go CPU per token and no more wall time per token
 	// (BenchmarkCreateToken). Each caller is still answered only once the
 	// COMMIT holding its row returned.
-	flushers := min(createFlushers, max(1, int(opts.MaxConns)-4))
-	s.creates = batch.NewLinger(s.flushCreates, 64, flushers, createLinger)
+	flushers, linger := createFlushers, createLinger
+	if opts.CreateFlushers > 0 {
+		flushers = opts.CreateFlushers
+	}
+	if opts.CreateLinger != 0 {
+		linger = max(0, opts.CreateLinger)
+	}
+	flushers = min(flushers, max(1, int(opts.MaxConns)-4))
+	s.creates = batch.NewLinger(s.flushCreates, 64, flushers, linger)
 	// Audit appends serialize on one lock; concurrent ones share it.
 	s.audits = batch.New(s.flushAudit, 256, 1)
 	// Token reads (every reveal makes one): past directReads in flight,
@@ -273,6 +297,33 @@ const insertTokenIdem = `WITH idem AS (
 INSERT INTO tokens (` + tokenCols + `)
 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12 WHERE EXISTS (SELECT 1 FROM idem)`
 
+// insertTokens inserts many tokens in one statement (tokenColumns).
+const insertTokens = `INSERT INTO tokens (` + tokenCols + `)
+	SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bytea[], $5::text[], $6::text[], $7::text[], $8::smallint[], $9::smallint[], $10::text[], $11::timestamptz[], $12::integer[])`
+
+// tokenColumns is insertTokens' arguments: one array per column.
+func tokenColumns(cs []createReq) []any {
+	var (
+		tokens, merchants, deks, brands, bins, last4s, fps []string
+		cts                                                [][]byte
+		months, years                                      []int16
+		ats                                                []time.Time
+		fvs                                                []int32
+	)
+	for _, c := range cs {
+		r := c.rec
+		fv := r.FingerprintVersion
+		if fv == 0 {
+			fv = 1
+		}
+		tokens, merchants, deks, cts = append(tokens, r.Token), append(merchants, r.MerchantID), append(deks, r.DEKID), append(cts, r.Ciphertext)
+		brands, bins, last4s = append(brands, r.Brand), append(bins, r.BIN), append(last4s, r.Last4)
+		months, years, fps = append(months, int16(r.ExpMonth)), append(years, int16(r.ExpYear)), append(fps, r.Fingerprint)
+		ats, fvs = append(ats, r.CreatedAt), append(fvs, int32(fv))
+	}
+	return []any{tokens, merchants, deks, cts, brands, bins, last4s, months, years, fps, ats, fvs}
+}
+
 // createStatement is the one statement that creates c (atomic on its own).
 func createStatement(c createReq) (string, []any) {
 	r := c.rec
@@ -314,8 +365,24 @@ func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
 		// Outside an explicit transaction, PostgreSQL runs a pipeline that
 		// ends in one Sync as one implicit transaction: committed at the Sync,
 		// rolled back whole if any statement fails. One round trip, one commit.
+		// The tokens without an idempotency key are one set-based INSERT
+		// (one statement for the lot: PostgreSQL's per-statement work is
+		// most of a batch's); each token with a key keeps its own
+		// statement, which inserts nothing when the key is taken.
 		b := &pgx.Batch{}
+		var plain []createReq
+		var keyed []int
 		for _, i := range order {
+			if items[i].idem == nil {
+				plain = append(plain, items[i])
+			} else {
+				keyed = append(keyed, i)
+			}
+		}
+		if len(plain) > 0 {
+			b.Queue(insertTokens, tokenColumns(plain)...)
+		}
+		for _, i := range keyed {
 			// Not b.Queue(createStatement(…)): that passes the argument
 			// slice as one argument, and every batch failed over to the
 			// one-by-one path.
@@ -324,7 +391,19 @@ func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
 		}
 		res := s.pool.SendBatch(ctx, b)
 		var err error
-		for _, i := range order {
+		if len(plain) > 0 {
+			tag, e := res.Exec()
+			switch {
+			case e != nil:
+				err = e
+			case tag.RowsAffected() != int64(len(plain)):
+				err = fmt.Errorf("postgres: %d of %d tokens inserted", tag.RowsAffected(), len(plain))
+			}
+		}
+		for _, i := range keyed {
+			if err != nil {
+				break
+			}
 			tag, e := res.Exec()
 			if e != nil {
 				err = e
@@ -516,6 +595,126 @@ func (s *Store) AppendAudit(ctx context.Context, events []audit.Event) ([]audit.
 	return r.events, nil
 }
 
+// RevealToken reads a merchant's token and appends the audit event that
+// event builds from it, in one transaction under the chain's lock: the
+// event is durable (committed) before RevealToken returns the record.
+// Concurrent reveals and appends share that transaction. A token that does
+// not exist, or is another merchant's, is ErrNotFound and records nothing.
+// When event reports false, nothing is recorded for this token and
+// recorded is false: the caller records the reveal itself (AppendAudit)
+// before the card leaves. event runs with the chain's lock held: it must
+// not block.
+func (s *Store) RevealToken(ctx context.Context, merchantID, token string, event func(store.TokenRecord) (audit.Event, bool)) (rec store.TokenRecord, recorded bool, err error) {
+	r := &auditReq{reveal: &revealReq{merchantID: merchantID, token: token, event: event}}
+	if err := s.audits.Do(ctx, r); err != nil {
+		return store.TokenRecord{}, false, err
+	}
+	if !r.reveal.found {
+		return store.TokenRecord{}, false, store.ErrNotFound
+	}
+	return r.reveal.rec, r.reveal.recorded, nil
+}
+
+// flushReveals runs a batch that holds reveals in one transaction and two
+// round trips: BEGIN, the chain's lock, the chain's head and the batch's
+// tokens (read after the lock was granted, so a token deleted before the
+// lock is not found); then the INSERT of every event, the reveals' built
+// from their tokens, and COMMIT. A reveal is answered only after that
+// COMMIT returned.
+func (s *Store) flushReveals(ctx context.Context, reqs []*auditReq) error {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	// A connection left inside a transaction (an error below) is
+	// destroyed on release, which rolls the transaction back.
+	defer conn.Release()
+	var tokens []string
+	seen := map[string]bool{}
+	for _, r := range reqs {
+		if r.reveal != nil && !seen[r.reveal.token] {
+			seen[r.reveal.token] = true
+			tokens = append(tokens, r.reveal.token)
+		}
+	}
+	b := &pgx.Batch{}
+	b.Queue(`BEGIN`)
+	b.Queue(`SELECT pg_advisory_xact_lock(727274002)`)
+	b.Queue(`SELECT seq, hash FROM audit_events ORDER BY seq DESC LIMIT 1`)
+	b.Queue(`SELECT `+tokenCols+` FROM tokens WHERE token = ANY($1)`, tokens)
+	br := conn.SendBatch(ctx, b)
+	var (
+		lastSeq  int64
+		lastHash = audit.Genesis
+		found    []store.TokenRecord
+	)
+	if _, err = br.Exec(); err == nil {
+		if _, err = br.Exec(); err == nil {
+			if err = br.QueryRow().Scan(&lastSeq, &lastHash); errors.Is(err, pgx.ErrNoRows) {
+				err = nil
+			}
+			if err == nil {
+				var rows pgx.Rows
+				if rows, err = br.Query(); err == nil {
+					found, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.TokenRecord, error) { return scanToken(row) })
+				}
+			}
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	var appends []*auditReq
+	for _, r := range reqs {
+		if rv := r.reveal; rv != nil {
+			r.events = nil
+			rv.found, rv.recorded = false, false
+			for _, rec := range found {
+				if rec.Token == rv.token && rec.MerchantID == rv.merchantID {
+					// Each caller gets its own copy of the ciphertext.
+					rec.Ciphertext = append([]byte(nil), rec.Ciphertext...)
+					rv.rec, rv.found = rec, true
+					break
+				}
+			}
+			if !rv.found {
+				continue
+			}
+			ev, ok := rv.event(rv.rec)
+			if !ok {
+				continue
+			}
+			r.events, rv.recorded = []audit.Event{ev}, true
+		}
+		if len(r.events) > 0 {
+			appends = append(appends, r)
+		}
+	}
+	cols, seq, hash := chain(lastSeq, lastHash, appends)
+	b = &pgx.Batch{}
+	if len(appends) > 0 {
+		b.Queue(insertAudit, cols[:]...)
+	}
+	b.Queue(`COMMIT`)
+	br = conn.SendBatch(ctx, b)
+	for range b.QueuedQueries {
+		if _, err = br.Exec(); err != nil {
+			break
+		}
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	s.head.known, s.head.seq, s.head.hash = true, seq, hash
+	return nil
+}
+
 func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -523,15 +722,21 @@ func (s *Store) flushAudit(ctx context.Context, reqs []*auditReq) []error {
 	defer s.headMu.Unlock()
 	errs := make([]error, len(reqs))
 	var err error
-	if s.head.known {
-		var ok bool
-		if ok, err = s.appendAtHead(ctx, reqs); err == nil && ok {
-			return errs
-		}
+	reveals := false
+	for _, r := range reqs {
+		reveals = reveals || r.reveal != nil
 	}
-	if err == nil {
-		// No head known, or another writer (a vaultd replica, an operator)
-		// moved it: read it under the lock.
+	switch {
+	case reveals:
+		err = s.flushReveals(ctx, reqs)
+	case s.head.known:
+		var ok bool
+		if ok, err = s.appendAtHead(ctx, reqs); err == nil && !ok {
+			// Another writer (a vaultd replica, an operator) moved the
+			// head: read it under the lock.
+			err = s.appendReadingHead(ctx, reqs)
+		}
+	default:
 		err = s.appendReadingHead(ctx, reqs)
 	}
 	if err != nil {
