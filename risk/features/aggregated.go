@@ -854,7 +854,7 @@ type counterRun struct {
 // compute returns the new values of the six fields of minute m's buckets
 // after adding c and s, and the script's flags (1: the day bucket is new,
 // set the expiry; 2, 4, 8: drop the bucket before the previous of that
-// window), or ok false when the view cannot tell (a bucket older than one
+// window; args adds 16 when the values are sent), or ok false when the view cannot tell (a bucket older than one
 // it holds, or the key not loaded).
 func (r *counterRun) compute(m, c, s int64) (vals [6]int64, flags int64, ok bool) {
 	if !r.ok {
@@ -1020,9 +1020,14 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 		for _, key := range m.keys {
 			c := m.ctrs[key]
 			vals, flags, ok := runs[key].compute(m.m, c.c, c.s)
+			if ok && vals != [6]int64{c.c, c.s, c.c, c.s, c.c, c.s} {
+				flags |= 16 // the values follow (else: new in all three buckets)
+			}
 			args = append(args, key, c.c, c.s, flags)
-			for _, v := range vals {
-				args = append(args, v)
+			if flags >= 16 {
+				for _, v := range vals {
+					args = append(args, v)
+				}
 			}
 			sent.keys = append(sent.keys, key)
 			sent.fields = append(sent.fields, fields[:])

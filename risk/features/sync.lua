@@ -11,8 +11,9 @@
 --       and per minute: the six fields its payments add to (count and sum
 --       of the 60, 3600 and 86400 s buckets), the count field of each
 --       window's bucket before the previous, #counter keys and per key:
---       key, count, sum, flags and the six new values (see "computed"
---       below; flags -1: not computed); #set keys and per key: key, ttl,
+--       key, count, sum, flags and, when flags has 16, the six new
+--       values (see "computed" below; flags -1: not computed; without 16,
+--       the key is new in all three buckets: count and sum); #set keys and per key: key, ttl,
 --       size known (-1: not known), #cards, the cards; #first-seen keys
 --       and per key: key, unix s; the batch's keys
 --       as a JSON list ("" for none) and its payment ids as a JSON list
@@ -60,7 +61,12 @@ for i = 1, tonumber(nextArg()) do
   local keys = {}
   for j = 1, tonumber(nextArg()) do
     local k = {nextArg(), tonumber(nextArg()), tonumber(nextArg()), tonumber(nextArg())}
-    for v = 5, 10 do k[v] = nextArg() end
+    if k[4] >= 16 then
+      for v = 5, 10 do k[v] = nextArg() end
+    else
+      -- a key new in all three buckets: its count and sum
+      for v = 5, 9, 2 do k[v], k[v + 1] = k[2], k[3] end
+    end
     keys[j] = k
   end
   minutes[i] = {fields, gone, keys}
@@ -184,7 +190,7 @@ if apply then
       if trusted and flags >= 0 and not changed[key] then
         -- computed by the replica: one write, no read
         redis.call("HSET", rk, fields[1], k[5], fields[2], k[6], fields[3], k[7], fields[4], k[8], fields[5], k[9], fields[6], k[10])
-        if flags >= 2 then
+        if flags % 16 >= 2 then
           local drop = {}
           for w = 1, 3 do
             if math.floor(flags / (2 ^ w)) % 2 == 1 then
