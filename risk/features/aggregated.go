@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -815,9 +816,72 @@ func (b *syncBatch) paymentsOrNil() []pendingPayment {
 // sentCounters are the counter fields a sync sent, in order: the script
 // answers their new values in the same order (a key whose payments span
 // two minutes comes twice).
+// firstKnown reports whether the card's first-seen time at the merchant
+// is known to be in Redis (read or written there, and not near its 90-day
+// expiry): the sync need not send it again.
+func firstKnown(p *pendingPayment) bool {
+	return p.first != nil && p.first.loaded && p.first.shared > 0 && p.first.shared > p.now-89*86400
+}
+
 type sentCounters struct {
 	keys   []string
 	fields [][]field
+	// computed: the new values this replica sent (the script writes them
+	// without reading the key unless another replica changed it)
+	computed []bool
+	vals     [][6]int64
+}
+
+// newest is the latest bucket with a count or a sum (MinInt64 if none).
+func (bs *buckets) newest() int64 {
+	n := int64(math.MinInt64)
+	for _, sl := range bs {
+		if (sl.c != 0 || sl.s != 0) && sl.b > n {
+			n = sl.b
+		}
+	}
+	return n
+}
+
+// counterRun follows one counter key through the batch: its shared
+// buckets as Redis holds them once the batch's earlier minutes are
+// applied, while the view is known to be Redis's (ok).
+type counterRun struct {
+	ok  bool
+	run [3]buckets
+}
+
+// compute returns the new values of the six fields of minute m's buckets
+// after adding c and s, and the script's flags (1: the day bucket is new,
+// set the expiry; 2, 4, 8: drop the bucket before the previous of that
+// window; args adds 16 when the values are sent), or ok false when the view cannot tell (a bucket older than one
+// it holds, or the key not loaded).
+func (r *counterRun) compute(m, c, s int64) (vals [6]int64, flags int64, ok bool) {
+	if !r.ok {
+		return vals, -1, false
+	}
+	for wi, w := range Windows {
+		if m*Windows[0]/w < r.run[wi].newest() {
+			r.ok = false
+			return vals, -1, false
+		}
+	}
+	for wi, w := range Windows {
+		b := m * Windows[0] / w
+		cc, cs := r.run[wi].get(b)
+		if cc == 0 {
+			if wi == 2 {
+				flags |= 1
+			}
+			if r.run[wi].at(b-2) != nil {
+				flags |= 2 << wi
+			}
+		}
+		vals[wi*2], vals[wi*2+1] = cc+c, cs+s
+		sl := r.run[wi].slot(b)
+		sl.c, sl.s = cc+c, cs+s
+	}
+	return vals, flags, true
 }
 
 // args are the script's arguments: the batch aggregated by key, its
@@ -837,15 +901,17 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 		ctrs map[string]*ctr
 	}
 	var (
-		pids    []string
-		ctrKeys []string
-		isCtr   = map[string]bool{}
-		minutes []*minute
-		setKeys []string
-		sets    = map[string]map[string]bool{}
-		setFps  = map[string][]string{}
-		fsKeys  []string
-		fs      = map[string]int64{}
+		pids     []string
+		ctrKeys  []string
+		isCtr    = map[string]bool{}
+		minutes  []*minute
+		setKeys  []string
+		sets     = map[string]map[string]bool{}
+		setFps   = map[string][]string{}
+		setKnown = map[string]int64{}
+		fsKeys   []string
+		fs       = map[string]int64{}
+		runs     = map[string]*counterRun{}
 	)
 	var mm *minute
 	for i := range ps {
@@ -865,9 +931,16 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 				minutes = append(minutes, mm)
 			}
 		}
-		for _, key := range p.keys.counters {
+		for d, key := range p.keys.counters {
 			if key == "" {
 				continue
+			}
+			if _, ok := runs[key]; !ok {
+				r := &counterRun{}
+				if e := p.counters[d]; e != nil && e.loaded {
+					r.ok, r.run = true, e.shared
+				}
+				runs[key] = r
 			}
 			c := mm.ctrs[key]
 			if c == nil {
@@ -882,8 +955,8 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 			c.c++
 			c.s += p.amount
 		}
-		for _, byW := range p.keys.hlls {
-			for _, pair := range byW {
+		for di, byW := range p.keys.hlls {
+			for wi, pair := range byW {
 				key := pair[0]
 				if key == "" {
 					continue
@@ -893,6 +966,10 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 					m = map[string]bool{}
 					sets[key] = m
 					setKeys = append(setKeys, key)
+					setKnown[key] = -1
+					if e := p.sets[di*2+wi]; e != nil && e.loaded {
+						setKnown[key] = e.shared
+					}
 				}
 				if !m[p.fp] {
 					m[p.fp] = true
@@ -900,7 +977,7 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 				}
 			}
 		}
-		if key := p.keys.first; key != "" {
+		if key := p.keys.first; key != "" && !firstKnown(p) {
 			if t, ok := fs[key]; !ok {
 				fs[key] = p.now
 				fsKeys = append(fsKeys, key)
@@ -909,12 +986,20 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 			}
 		}
 	}
-	n := 16 + len(pids) + len(setKeys)*4 + len(fsKeys)*2 + len(loads)
+	n := 17 + len(pids) + len(setKeys)*5 + len(fsKeys)*2 + len(loads)
 	for _, m := range minutes {
-		n += 13 + len(m.keys)*3
+		n += 13 + len(m.keys)*10
 	}
 	args := make([]any, 0, n)
-	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, len(pids))
+	// The epoch known, for the script to trust this replica's view of the
+	// keys no other replica changed: none after a failed sync, which may
+	// have written what the view does not hold (ioMu held: only syncs
+	// write s.failed and s.epoch).
+	epoch := s.epoch
+	if s.failed {
+		epoch = ""
+	}
+	args = append(args, s.pre, s.id, batchID, last, int64(SeenFor/time.Second), s.opt.StreamLen, epoch, len(pids))
 	for _, p := range pids {
 		args = append(args, p)
 	}
@@ -934,9 +1019,20 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 		args = append(args, len(m.keys))
 		for _, key := range m.keys {
 			c := m.ctrs[key]
-			args = append(args, key, c.c, c.s)
+			vals, flags, ok := runs[key].compute(m.m, c.c, c.s)
+			if ok && vals != [6]int64{c.c, c.s, c.c, c.s, c.c, c.s} {
+				flags |= 16 // the values follow (else: new in all three buckets)
+			}
+			args = append(args, key, c.c, c.s, flags)
+			if flags >= 16 {
+				for _, v := range vals {
+					args = append(args, v)
+				}
+			}
 			sent.keys = append(sent.keys, key)
 			sent.fields = append(sent.fields, fields[:])
+			sent.computed = append(sent.computed, ok)
+			sent.vals = append(sent.vals, vals)
 		}
 	}
 	args = append(args, len(setKeys))
@@ -945,7 +1041,7 @@ func (s *Aggregated) args(b *syncBatch, last string, loads []string) ([]any, *se
 		if strings.HasSuffix(strings.TrimSuffix(key, key[strings.LastIndexByte(key, ':'):]), ":3600") {
 			ttl = Windows[1]*2 + 60
 		}
-		args = append(args, key, ttl, len(setFps[key]))
+		args = append(args, key, ttl, setKnown[key], len(setFps[key]))
 		for _, fp := range setFps[key] {
 			args = append(args, fp)
 		}
@@ -1125,7 +1221,19 @@ func parseSync(res []any, sent *sentCounters) (*parsedSync, error) {
 		vals, _ := pcs[i+1].([]any)
 		// in the order sent
 		j := i / 2
-		if sent == nil || j >= len(sent.keys) || sent.keys[j] != key || len(vals) != len(sent.fields[j]) {
+		if sent == nil || j >= len(sent.keys) || sent.keys[j] != key {
+			return nil, fmt.Errorf("counter %s: the answer does not match what was sent", key)
+		}
+		if z, ok := pcs[i+1].(int64); ok && z == 0 && sent.computed[j] {
+			// written as this replica computed them
+			pc := parsedCounter{key: key, vals: make([]fieldVal, len(sent.fields[j]))}
+			for k, f := range sent.fields[j] {
+				pc.vals[k] = fieldVal{f, sent.vals[j][k]}
+			}
+			p.partial = append(p.partial, pc)
+			continue
+		}
+		if len(vals) != len(sent.fields[j]) {
 			return nil, fmt.Errorf("counter %s: the answer does not match what was sent", key)
 		}
 		pc := parsedCounter{key: key, vals: make([]fieldVal, len(vals))}

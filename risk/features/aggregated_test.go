@@ -265,3 +265,64 @@ func TestAggregatedPendingBound(t *testing.T) {
 		})
 	}
 }
+
+// TestAggregatedComputedWrites: a sync writes the new values of a key its
+// view holds as Redis does without reading it, and reads and adds to a key
+// another replica changed since its last sync, or when Redis lost its data
+// (a new epoch): the shared totals stay exact either way.
+func TestAggregatedComputedWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test: needs Redis")
+	}
+	ctx := context.Background()
+	rdb := testenv.SharedRedis(t).Client(t)
+	at := time.Unix(1_800_000_000, 0)
+	o := features.Observation{Merchant: "mer_w", Fingerprint: "fp_w", IP: "192.0.2.7", Device: "dev_w", Amount: 100, Now: at}
+	type step struct {
+		replica int  // which replica counts one payment and syncs
+		wipe    bool // instead: Redis loses every key of the prefix
+	}
+	tests := []struct {
+		name  string
+		steps []step
+		want  int64 // the card's count in the hour, in Redis
+	}{
+		{"one replica, several syncs", []step{{replica: 0}, {replica: 0}, {replica: 0}}, 3},
+		{"the other replica changed the key between", []step{{replica: 0}, {replica: 1}, {replica: 0}, {replica: 1}, {replica: 0}}, 5},
+		{"Redis lost its data", []step{{replica: 0}, {replica: 0}, {wipe: true}, {replica: 0}}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			prefix := uniqPrefix()
+			rs := [2]*features.Aggregated{
+				features.NewAggregated(rdb, prefix, features.AggregatedOptions{}),
+				features.NewAggregated(rdb, prefix, features.AggregatedOptions{}),
+			}
+			for _, r := range rs {
+				require.NoError(t, r.Sync(ctx))
+			}
+			for i, st := range tt.steps {
+				if st.wipe {
+					keys, err := rdb.Keys(ctx, prefix+"*").Result()
+					require.NoError(t, err)
+					require.NoError(t, rdb.Del(ctx, keys...).Err())
+					continue
+				}
+				r := rs[st.replica]
+				_, err := r.Observe(ctx, o, true)
+				require.NoError(t, err, "step %d", i)
+				require.NoError(t, r.Sync(ctx), "step %d", i)
+			}
+			got, err := rdb.HGet(ctx, prefix+"v:card:fp_w", "3600:"+strconv.FormatInt(at.Unix()/3600, 10)+":c").Int64()
+			require.NoError(t, err)
+			assert.Equal(t, tt.want, got, "the card's count in Redis")
+			for i, r := range rs {
+				require.NoError(t, r.Sync(ctx))
+				res, err := r.Observe(ctx, o, false)
+				require.NoError(t, err)
+				assert.Equal(t, tt.want, res.Card.Count_1H, "replica %d: the card's count", i)
+				assert.EqualValues(t, 1, res.IP.DistinctCards_1H, "replica %d: distinct cards of the ip", i)
+			}
+		})
+	}
+}

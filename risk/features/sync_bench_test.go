@@ -26,20 +26,29 @@ func BenchmarkSync(b *testing.B) {
 	require.NoError(b, v.Sync(ctx))
 	const batch = 200
 	now := time.Now()
-	evalUsec := func() int64 {
+	// commandstats: calls per command, and the scripts' time (µs)
+	stats := func() (map[string][2]int64, int64) {
 		info, err := rdb.Info(ctx, "commandstats").Result()
 		require.NoError(b, err)
+		calls, usec := map[string][2]int64{}, int64(0)
 		for _, l := range strings.Split(info, "\n") {
-			if rest, ok := strings.CutPrefix(l, "cmdstat_evalsha:"); ok {
-				_, u, _ := strings.Cut(rest, "usec=")
-				u, _, _ = strings.Cut(u, ",")
-				n, _ := strconv.ParseInt(u, 10, 64)
-				return n
+			name, rest, ok := strings.Cut(strings.TrimPrefix(strings.TrimSpace(l), "cmdstat_"), ":")
+			if !ok || !strings.HasPrefix(rest, "calls=") {
+				continue
+			}
+			c, _, _ := strings.Cut(strings.TrimPrefix(rest, "calls="), ",")
+			n, _ := strconv.ParseInt(c, 10, 64)
+			_, u, _ := strings.Cut(rest, "usec=")
+			u, _, _ = strings.Cut(u, ",")
+			us, _ := strconv.ParseInt(u, 10, 64)
+			calls[name] = [2]int64{n, us}
+			if name == "evalsha" {
+				usec = us
 			}
 		}
-		return 0
+		return calls, usec
 	}
-	u0 := evalUsec()
+	c0, u0 := stats()
 	var synced time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -59,5 +68,19 @@ func BenchmarkSync(b *testing.B) {
 	}
 	b.StopTimer()
 	b.ReportMetric(float64(synced.Microseconds())/float64(b.N*batch), "sync_µs/payment")
-	b.ReportMetric(float64(evalUsec()-u0)/float64(b.N*batch), "redis_script_µs/payment")
+	c1, u1 := stats()
+	b.ReportMetric(float64(u1-u0)/float64(b.N*batch), "redis_script_µs/payment")
+	// Redis commands per payment (the shared Redis: other tests' commands
+	// count too when run together), those inside scripts included
+	var total int64
+	for name, n := range c1 {
+		if name == "info" || name == "evalsha" {
+			continue
+		}
+		total += n[0] - c0[name][0]
+		if d := n[0] - c0[name][0]; d > 0 {
+			b.Logf("%s: %.2f per payment, %.2f µs each", name, float64(d)/float64(b.N*batch), float64(n[1]-c0[name][1])/float64(d))
+		}
+	}
+	b.ReportMetric(float64(total)/float64(b.N*batch), "redis_calls/payment")
 }
