@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -66,10 +67,10 @@ func newPayment(id, description string) *service.Payment {
 }
 
 // insertW is the write Insert hands to the batcher.
-func (s *Store) insertW(t *testing.T, p *service.Payment) writeFunc {
+func (s *Store) insertW(t *testing.T, p *service.Payment) write {
 	a, err := s.args(p)
 	require.NoError(t, err)
-	return func(ctx context.Context, tx *sql.Tx) (bool, error) { return insertPayment(ctx, tx, a) }
+	return write{fn: func(ctx context.Context, tx *sql.Tx) (bool, error) { return insertPayment(ctx, tx, a) }, pg: pgInsert(a, nil, w0)}
 }
 
 // xmins maps each stored payment to the transaction that wrote it last.
@@ -97,7 +98,7 @@ func TestGroupCommit(t *testing.T) {
 		name     string
 		definite bool
 		// batch builds the writes; want is each one's expected error.
-		batch func(t *testing.T, s *Store) []writeFunc
+		batch func(t *testing.T, s *Store) []write
 		want  []error
 		// stored are the payments stored afterwards; shared those written
 		// by one transaction.
@@ -105,24 +106,24 @@ func TestGroupCommit(t *testing.T) {
 	}{
 		{
 			name: "successes share one commit", definite: true,
-			batch: func(t *testing.T, s *Store) []writeFunc {
-				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_b", "")), s.insertW(t, newPayment("pay_c", ""))}
+			batch: func(t *testing.T, s *Store) []write {
+				return []write{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_b", "")), s.insertW(t, newPayment("pay_c", ""))}
 			},
 			want:   []error{nil, nil, nil},
 			stored: []string{"pay_a", "pay_b", "pay_c"}, shared: []string{"pay_a", "pay_b", "pay_c"},
 		},
 		{
 			name: "a duplicate id fails alone and poisons nothing", definite: true,
-			batch: func(t *testing.T, s *Store) []writeFunc {
+			batch: func(t *testing.T, s *Store) []write {
 				require.NoError(t, s.Insert(context.Background(), newPayment("pay_dup", "")))
-				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_dup", "")), s.insertW(t, newPayment("pay_b", ""))}
+				return []write{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_dup", "")), s.insertW(t, newPayment("pay_b", ""))}
 			},
 			want:   []error{nil, errDuplicatePayment, nil},
 			stored: []string{"pay_a", "pay_b", "pay_dup"}, shared: []string{"pay_a", "pay_b"},
 		},
 		{
 			name: "a refusal after a change rolls back that write only", definite: true,
-			batch: func(t *testing.T, s *Store) []writeFunc {
+			batch: func(t *testing.T, s *Store) []write {
 				ctx := context.Background()
 				p := newPayment("pay_op", "")
 				require.NoError(t, s.Insert(ctx, p))
@@ -134,62 +135,66 @@ func TestGroupCommit(t *testing.T) {
 				stale.Version--
 				done := *op
 				done.State = service.OpSucceeded
-				finish := s.commitWrite(&stale, nil, w0, finishOp(&done, w0))
-				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), finish, s.insertW(t, newPayment("pay_b", ""))}
+				finish, err := s.commitWrite(&stale, nil, w0, &done)
+				require.NoError(t, err)
+				return []write{s.insertW(t, newPayment("pay_a", "")), finish, s.insertW(t, newPayment("pay_b", ""))}
 			},
 			want:   []error{nil, service.ErrConcurrentUpdate, nil},
 			stored: []string{"pay_a", "pay_b", "pay_op"},
 		},
 		{
 			name: "a COMMIT the server refuses runs each write alone", definite: true,
-			batch: func(t *testing.T, s *Store) []writeFunc {
-				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
+			batch: func(t *testing.T, s *Store) []write {
+				return []write{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
 			},
 			want:   []error{nil, errRefusedAtCommit, nil},
 			stored: []string{"pay_a", "pay_b"},
 		},
 		{
 			name: "a COMMIT of unknown outcome answers no success", definite: false,
-			batch: func(t *testing.T, s *Store) []writeFunc {
-				return []writeFunc{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
+			batch: func(t *testing.T, s *Store) []write {
+				return []write{s.insertW(t, newPayment("pay_a", "")), s.insertW(t, newPayment("pay_bad", "fail at commit")), s.insertW(t, newPayment("pay_b", ""))}
 			},
 			want: []error{errRefusedAtCommit, errRefusedAtCommit, errRefusedAtCommit},
 		},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, admin := pgStore(t, tt.definite)
-			errs := s.flushWrites(context.Background(), tt.batch(t, s))
-			require.Len(t, errs, len(tt.want))
-			for i, want := range tt.want {
-				switch {
-				case want == nil:
-					assert.NoError(t, errs[i], "write %d", i)
-				case want == errRefusedAtCommit:
-					var pe *pgconn.PgError
-					if assert.ErrorAs(t, errs[i], &pe, "write %d", i) {
-						assert.Contains(t, pe.Message, "refused at commit", "write %d", i)
+		for _, pipelined := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s/pipelined=%v", tt.name, pipelined), func(t *testing.T) {
+				s, admin := pgStore(t, tt.definite)
+				s.pipelined = pipelined
+				errs := s.flushWrites(context.Background(), tt.batch(t, s))
+				require.Len(t, errs, len(tt.want))
+				for i, want := range tt.want {
+					switch {
+					case want == nil:
+						assert.NoError(t, errs[i], "write %d", i)
+					case want == errRefusedAtCommit:
+						var pe *pgconn.PgError
+						if assert.ErrorAs(t, errs[i], &pe, "write %d", i) {
+							assert.Contains(t, pe.Message, "refused at commit", "write %d", i)
+						}
+					default:
+						assert.ErrorIs(t, errs[i], want, "write %d", i)
 					}
-				default:
-					assert.ErrorIs(t, errs[i], want, "write %d", i)
 				}
-			}
-			got := xmins(t, admin)
-			var ids []string
-			for id := range got {
-				ids = append(ids, id)
-			}
-			assert.ElementsMatch(t, tt.stored, ids, "stored payments")
-			for _, id := range tt.shared {
-				assert.Equal(t, got[tt.shared[0]], got[id], "%s committed with %s", id, tt.shared[0])
-			}
-			if len(tt.shared) == 0 && len(tt.stored) > 0 {
-				assert.NotEqual(t, got["pay_a"], got["pay_b"], "written alone after the batch rolled back")
-			}
-			if op, err := s.Operation(context.Background(), "cap_1"); err == nil {
-				assert.Equal(t, service.OpProcessing, op.State, "the refused finish left the operation processing")
-			}
-		})
+				got := xmins(t, admin)
+				var ids []string
+				for id := range got {
+					ids = append(ids, id)
+				}
+				assert.ElementsMatch(t, tt.stored, ids, "stored payments")
+				for _, id := range tt.shared {
+					assert.Equal(t, got[tt.shared[0]], got[id], "%s committed with %s", id, tt.shared[0])
+				}
+				if len(tt.shared) == 0 && len(tt.stored) > 0 {
+					assert.NotEqual(t, got["pay_a"], got["pay_b"], "written alone after the batch rolled back")
+				}
+				if op, err := s.Operation(context.Background(), "cap_1"); err == nil {
+					assert.Equal(t, service.OpProcessing, op.State, "the refused finish left the operation processing")
+				}
+			})
+		}
 	}
 }
 
