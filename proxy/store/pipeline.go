@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/obolpay/obol/proxy/service"
 )
@@ -32,9 +33,9 @@ type pgWrite struct {
 	// otherwise).
 	read     string
 	readArgs []any
-	// stmt returns the write's statement; an error refuses the write
-	// cleanly (nothing was written).
-	stmt func(row pgx.Row) (query string, args []any, err error)
+	// stmt returns the write's statement, or an error refusing the write
+	// (clean: a refusal, nothing to roll back; else the read failed).
+	stmt func(row pgx.Row) (query string, args []any, clean bool, err error)
 	// check reads the statement's result row (nil: the statement returns
 	// none and cannot refuse) and tells a clean refusal from a change.
 	check func(row pgx.Row) (clean bool, err error)
@@ -85,7 +86,12 @@ func (s *Store) flushPipelined(ctx context.Context, ws []write, alone bool) []er
 			rerun = true
 			return nil
 		}
-		if _, err := conn.Exec(ctx, "COMMIT"); err != nil {
+		tag, err := conn.Exec(ctx, "COMMIT")
+		if err == nil && tag.String() != "COMMIT" {
+			// An aborted transaction: the server rolled it back.
+			err = &pgconn.PgError{Severity: "ERROR", Message: "transaction rolled back at commit: " + tag.String()}
+		}
+		if err != nil {
 			if s.rolledBack == nil || !s.rolledBack(err) {
 				return err
 			}
@@ -130,9 +136,12 @@ func runPipelined(ctx context.Context, conn *pgx.Conn, ws []write, errs []error)
 	args := make([][]any, len(ws))
 	refused := make([]bool, len(ws))
 	plan := func(i int, row pgx.Row) {
-		q, a, err := ws[i].pg.stmt(row)
+		q, a, clean, err := ws[i].pg.stmt(row)
 		if err != nil {
 			errs[i], refused[i] = err, true
+			if !clean {
+				aborted = true
+			}
 			return
 		}
 		queries[i], args[i] = q, a
@@ -151,6 +160,9 @@ func runPipelined(ctx context.Context, conn *pgx.Conn, ws []write, errs []error)
 		}
 		if err != nil {
 			return false, err
+		}
+		if aborted {
+			return true, nil
 		}
 		b = &pgx.Batch{}
 	}
@@ -274,7 +286,7 @@ func pgInsert(p []any, events []service.OutboxEntry, now time.Time) *pgWrite {
 	}
 	q += ` SELECT ` + strings.Join(append([]string{`(SELECT count(*) FROM p)`}, firsts...), ", ")
 	return &pgWrite{
-		stmt: func(pgx.Row) (string, []any, error) { return q, a, nil },
+		stmt: func(pgx.Row) (string, []any, bool, error) { return q, a, true, nil },
 		check: func(row pgx.Row) (bool, error) {
 			var n int64
 			fs := make([]bool, len(firsts))
@@ -324,7 +336,7 @@ func (s *Store) pgCommit(p *service.Payment, events []service.OutboxEntry, now t
 	}
 	q += ` SELECT ` + strings.Join(append(cols, firsts...), ", ")
 	return &pgWrite{
-		stmt: func(pgx.Row) (string, []any, error) { return q, a, nil },
+		stmt: func(pgx.Row) (string, []any, bool, error) { return q, a, true, nil },
 		check: func(row pgx.Row) (bool, error) {
 			var nu, no int64
 			fs := make([]bool, len(firsts))

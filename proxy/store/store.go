@@ -492,7 +492,7 @@ func (s *Store) OutboxDone(ctx context.Context, id string) error {
 	return s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		_, err := tx.ExecContext(ctx, q, id)
 		return false, err
-	}, &pgWrite{stmt: func(pgx.Row) (string, []any, error) { return q, []any{id}, nil }})
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) { return q, []any{id}, true, nil }})
 }
 
 // OutboxDoneFee records the fee the ledger took at capture (as SetFee)
@@ -506,8 +506,8 @@ func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
 		return false, err
-	}, &pgWrite{stmt: func(pgx.Row) (string, []any, error) {
-		return `WITH f AS (UPDATE payments SET fee = $1 WHERE id = $2) DELETE FROM ledger_outbox WHERE id = $3`, []any{fee, paymentID, id}, nil
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) {
+		return `WITH f AS (UPDATE payments SET fee = $1 WHERE id = $2) DELETE FROM ledger_outbox WHERE id = $3`, []any{fee, paymentID, id}, true, nil
 	}})
 }
 
@@ -567,7 +567,7 @@ func (s *Store) StartOperation(ctx context.Context, p *service.Payment, op *serv
 	q, a := pgStartOperation(p, op)
 	err := s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		return startOperation(ctx, tx, p, op)
-	}, &pgWrite{stmt: func(pgx.Row) (string, []any, error) { return q, a, nil }, check: checkStarted})
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) { return q, a, true, nil }, check: checkStarted})
 	if err == nil {
 		p.Version++
 		p.PendingOp = op.ID
@@ -603,42 +603,46 @@ func startOperation(ctx context.Context, tx *sql.Tx, p *service.Payment, op *ser
 func (s *Store) StartOperationFor(ctx context.Context, merchant, id string, plan func(p *service.Payment) (*service.Operation, error)) (*service.Payment, *service.Operation, error) {
 	var p *service.Payment
 	var op *service.Operation
+	if err := s.writer().Do(ctx, startForWrite(merchant, id, plan, &p, &op)); err != nil {
+		return nil, nil, err
+	}
+	p.Version++
+	p.PendingOp = op.ID
+	return p, op, nil
+}
+
+// startForWrite is StartOperationFor's write; it sets *p and *op.
+func startForWrite(merchant, id string, plan func(p *service.Payment) (*service.Operation, error), p **service.Payment, op **service.Operation) write {
 	read := `SELECT ` + paymentCols + ` FROM payments WHERE id = $1 AND merchant_id = $2`
-	err := s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	return write{fn: func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		var err error
-		p, err = scanPayment(tx.QueryRowContext(ctx, read, id, merchant))
+		*p, err = scanPayment(tx.QueryRowContext(ctx, read, id, merchant))
 		if errors.Is(err, sql.ErrNoRows) {
 			return true, service.ErrNotFound
 		}
 		if err != nil {
 			return false, err
 		}
-		if op, err = plan(p); err != nil {
+		if *op, err = plan(*p); err != nil {
 			return true, err
 		}
-		return startOperation(ctx, tx, p, op)
-	}, &pgWrite{read: read, readArgs: []any{id, merchant}, check: checkStarted,
-		stmt: func(row pgx.Row) (string, []any, error) {
+		return startOperation(ctx, tx, *p, *op)
+	}, pg: &pgWrite{read: read, readArgs: []any{id, merchant}, check: checkStarted,
+		stmt: func(row pgx.Row) (string, []any, bool, error) {
 			var err error
-			p, err = scanPayment(row)
+			*p, err = scanPayment(row)
 			if errors.Is(err, pgx.ErrNoRows) {
-				return "", nil, service.ErrNotFound
+				return "", nil, true, service.ErrNotFound
 			}
 			if err != nil {
-				return "", nil, err
+				return "", nil, false, err
 			}
-			if op, err = plan(p); err != nil {
-				return "", nil, err
+			if *op, err = plan(*p); err != nil {
+				return "", nil, true, err
 			}
-			q, a := pgStartOperation(p, op)
-			return q, a, nil
-		}})
-	if err != nil {
-		return nil, nil, err
-	}
-	p.Version++
-	p.PendingOp = op.ID
-	return p, op, nil
+			q, a := pgStartOperation(*p, *op)
+			return q, a, true, nil
+		}}}
 }
 
 // TouchOperation claims a processing operation for a resumption by moving

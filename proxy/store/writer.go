@@ -54,14 +54,8 @@ var closedWrites = func() *batch.Batcher[write] {
 	return b
 }()
 
-// write runs fn in a shared transaction and returns once it is durable
-// (nil) or failed.
-func (s *Store) write(ctx context.Context, fn writeFunc) error {
-	return s.writer().Do(ctx, write{fn: fn})
-}
-
-// writePG is write for a write with a pipelined form (pg), which a
-// pipelined store runs instead of fn.
+// writePG runs fn in a shared transaction and returns once it is durable
+// (nil) or failed; a pipelined store runs its pipelined form pg instead.
 func (s *Store) writePG(ctx context.Context, fn writeFunc, pg *pgWrite) error {
 	return s.writer().Do(ctx, write{fn: fn, pg: pg})
 }
