@@ -74,6 +74,13 @@ func (s *Store) flushPipelined(ctx context.Context, ws []write, alone bool) []er
 			return fmt.Errorf("gateway store: pipelined writes need pgx, not %T", dc)
 		}
 		conn := pc.Conn()
+		defer func() {
+			// A connection left inside a transaction (a failure halfway)
+			// must not go back to the pool.
+			if conn.PgConn().TxStatus() != 'I' {
+				_ = conn.Close(ctx)
+			}
+		}()
 		var aborted bool
 		aborted, err = runPipelined(ctx, conn, ws, errs)
 		if err != nil {
