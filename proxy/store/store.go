@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/obolpay/obol/internal/batch"
 	"github.com/obolpay/obol/internal/sqltx"
 	"github.com/obolpay/obol/proxy/service"
@@ -38,11 +40,14 @@ type Store struct {
 	// shared transactions (writer.go); started on first use (a read-only
 	// store never writes).
 	writesOnce sync.Once
-	writes     *batch.Batcher[writeFunc]
+	writes     *batch.Batcher[write]
 	// rolledBack reports whether a failed COMMIT is known to have rolled
 	// back (the database answered with an error), so that the batch's
 	// writes may run again one by one; nil: a failed COMMIT is ambiguous.
 	rolledBack func(error) bool
+	// pipelined: the database is PostgreSQL through pgx, and a batch's
+	// writes run as pipelined statements (pipeline.go).
+	pipelined bool
 }
 
 // New wraps an open, migrated database (the postgres and sqlite packages
@@ -53,6 +58,13 @@ func New(db *sql.DB) *Store { return &Store{db: db} }
 // whether the transaction is known to be rolled back (rolledBack).
 func NewRolledBack(db *sql.DB, rolledBack func(error) bool) *Store {
 	return &Store{db: db, rolledBack: rolledBack}
+}
+
+// NewPipelined is NewRolledBack for a PostgreSQL database opened through
+// pgx's database/sql adapter: a batch of writes runs in pipelines (a few
+// round trips per batch, pipeline.go).
+func NewPipelined(db *sql.DB, rolledBack func(error) bool) *Store {
+	return &Store{db: db, rolledBack: rolledBack, pipelined: true}
 }
 
 // Close stops the writers (what they hold is written first) and closes
@@ -129,9 +141,9 @@ func (s *Store) Insert(ctx context.Context, p *service.Payment) error {
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	return s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		return insertPayment(ctx, tx, a)
-	})
+	}, pgInsert(a, nil, time.Time{}))
 }
 
 // InsertCommit stores a new payment that is already final (declined by
@@ -141,12 +153,12 @@ func (s *Store) InsertCommit(ctx context.Context, p *service.Payment, events []s
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	return s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		if clean, err := insertPayment(ctx, tx, a); err != nil {
 			return clean, err
 		}
 		return false, s.addOutbox(ctx, tx, events, now)
-	})
+	}, pgInsert(a, events, now))
 }
 
 // execer is a *sql.DB or a *sql.Tx.
@@ -191,19 +203,32 @@ func (s *Store) Commit(ctx context.Context, p *service.Payment, events []service
 // commit runs first (when not nil), writes p (version check) and queues
 // events, in one transaction (group commit), and bumps p's version once
 // it committed.
-func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, first writeFunc) error {
-	err := s.write(ctx, s.commitWrite(p, events, now, first))
+func (s *Store) commit(ctx context.Context, p *service.Payment, events []service.OutboxEntry, now time.Time, op *service.Operation) error {
+	w, err := s.commitWrite(p, events, now, op)
+	if err != nil {
+		return err
+	}
+	err = s.writer().Do(ctx, w)
 	if err == nil {
 		p.Version++
 	}
 	return err
 }
 
-// commitWrite is commit's write. first and the version check refuse
-// before they change anything (ErrConcurrentUpdate); only a refusal after
-// first changed something rolls the shared transaction back.
-func (s *Store) commitWrite(p *service.Payment, events []service.OutboxEntry, now time.Time, first writeFunc) writeFunc {
-	return func(ctx context.Context, tx *sql.Tx) (bool, error) {
+// commitWrite is commit's write: op's finish (when not nil), p's update,
+// the events. The finish and the version check refuse before they change
+// anything (ErrConcurrentUpdate); only a refusal after the finish changed
+// something rolls the shared transaction back.
+func (s *Store) commitWrite(p *service.Payment, events []service.OutboxEntry, now time.Time, op *service.Operation) (write, error) {
+	var first writeFunc
+	if op != nil {
+		first = finishOp(op, now)
+	}
+	pg, err := s.pgCommit(p, events, now, op)
+	if err != nil {
+		return write{}, err
+	}
+	return write{pg: pg, fn: func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		clean := true
 		if first != nil {
 			c, err := first(ctx, tx)
@@ -216,7 +241,7 @@ func (s *Store) commitWrite(p *service.Payment, events []service.OutboxEntry, no
 			return clean && errors.Is(err, service.ErrConcurrentUpdate), err
 		}
 		return false, s.addOutbox(ctx, tx, events, now)
-	}
+	}}, nil
 }
 
 // Get reads a merchant's payment.
@@ -463,10 +488,11 @@ func (s *Store) OutboxList(ctx context.Context, state string, limit int) ([]serv
 // OutboxDone removes a delivered event (in a transaction shared with
 // concurrent writes: group commit).
 func (s *Store) OutboxDone(ctx context.Context, id string) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
-		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
+	const q = `DELETE FROM ledger_outbox WHERE id = $1`
+	return s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+		_, err := tx.ExecContext(ctx, q, id)
 		return false, err
-	})
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) { return q, []any{id}, true, nil }})
 }
 
 // OutboxDoneFee records the fee the ledger took at capture (as SetFee)
@@ -474,13 +500,15 @@ func (s *Store) OutboxDone(ctx context.Context, id string) error {
 // concurrent writes). Both are idempotent: a delivery whose bookkeeping
 // failed is delivered again (a replay at the ledger) and recorded then.
 func (s *Store) OutboxDoneFee(ctx context.Context, id, paymentID string, fee int64) error {
-	return s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	return s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		if _, err := tx.ExecContext(ctx, `UPDATE payments SET fee = $1 WHERE id = $2`, fee, paymentID); err != nil {
 			return false, err
 		}
 		_, err := tx.ExecContext(ctx, `DELETE FROM ledger_outbox WHERE id = $1`, id)
 		return false, err
-	})
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) {
+		return `WITH f AS (UPDATE payments SET fee = $1 WHERE id = $2) DELETE FROM ledger_outbox WHERE id = $3`, []any{fee, paymentID, id}, true, nil
+	}})
 }
 
 // OutboxAttempt counts a failed delivery and sets when to try again.
@@ -536,9 +564,10 @@ func (s *Store) Operation(ctx context.Context, id string) (*service.Operation, e
 // operation at a time per payment), in one transaction with p's version
 // check (group commit).
 func (s *Store) StartOperation(ctx context.Context, p *service.Payment, op *service.Operation) error {
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	q, a := pgStartOperation(p, op)
+	err := s.writePG(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		return startOperation(ctx, tx, p, op)
-	})
+	}, &pgWrite{stmt: func(pgx.Row) (string, []any, bool, error) { return q, a, true, nil }, check: checkStarted})
 	if err == nil {
 		p.Version++
 		p.PendingOp = op.ID
@@ -574,26 +603,46 @@ func startOperation(ctx context.Context, tx *sql.Tx, p *service.Payment, op *ser
 func (s *Store) StartOperationFor(ctx context.Context, merchant, id string, plan func(p *service.Payment) (*service.Operation, error)) (*service.Payment, *service.Operation, error) {
 	var p *service.Payment
 	var op *service.Operation
-	err := s.write(ctx, func(ctx context.Context, tx *sql.Tx) (bool, error) {
+	if err := s.writer().Do(ctx, startForWrite(merchant, id, plan, &p, &op)); err != nil {
+		return nil, nil, err
+	}
+	p.Version++
+	p.PendingOp = op.ID
+	return p, op, nil
+}
+
+// startForWrite is StartOperationFor's write; it sets *p and *op.
+func startForWrite(merchant, id string, plan func(p *service.Payment) (*service.Operation, error), p **service.Payment, op **service.Operation) write {
+	read := `SELECT ` + paymentCols + ` FROM payments WHERE id = $1 AND merchant_id = $2`
+	return write{fn: func(ctx context.Context, tx *sql.Tx) (bool, error) {
 		var err error
-		p, err = scanPayment(tx.QueryRowContext(ctx, `SELECT `+paymentCols+` FROM payments WHERE id = $1 AND merchant_id = $2`, id, merchant))
+		*p, err = scanPayment(tx.QueryRowContext(ctx, read, id, merchant))
 		if errors.Is(err, sql.ErrNoRows) {
 			return true, service.ErrNotFound
 		}
 		if err != nil {
 			return false, err
 		}
-		if op, err = plan(p); err != nil {
+		if *op, err = plan(*p); err != nil {
 			return true, err
 		}
-		return startOperation(ctx, tx, p, op)
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	p.Version++
-	p.PendingOp = op.ID
-	return p, op, nil
+		return startOperation(ctx, tx, *p, *op)
+	}, pg: &pgWrite{read: read, readArgs: []any{id, merchant}, check: checkStarted,
+		stmt: func(row pgx.Row) (string, []any, bool, error) {
+			var err error
+			*p, err = scanPayment(row)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return "", nil, true, service.ErrNotFound
+			}
+			if err != nil {
+				return "", nil, false, err
+			}
+			if *op, err = plan(*p); err != nil {
+				return "", nil, true, err
+			}
+			q, a := pgStartOperation(*p, *op)
+			return q, a, true, nil
+		}}}
 }
 
 // TouchOperation claims a processing operation for a resumption by moving
@@ -616,7 +665,7 @@ func (s *Store) TouchOperation(ctx context.Context, op *service.Operation, now t
 // on op), writes p (its pending_op cleared by the caller; version check)
 // and queues the ledger events, in one transaction.
 func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *service.Operation, events []service.OutboxEntry, now time.Time) error {
-	return s.commit(ctx, p, events, now, finishOp(op, now))
+	return s.commit(ctx, p, events, now, op)
 }
 
 // finishOp ends a processing operation (compare-and-set on its state: a

@@ -39,7 +39,7 @@ const (
 // that the write changed nothing before it failed (the batch can go on).
 type writeFunc func(ctx context.Context, tx *sql.Tx) (clean bool, err error)
 
-func (s *Store) writer() *batch.Batcher[writeFunc] {
+func (s *Store) writer() *batch.Batcher[write] {
 	s.writesOnce.Do(func() { s.writes = batch.New(s.flushWrites, writeBatch, writeWorkers) })
 	if s.writes == nil {
 		return closedWrites
@@ -48,20 +48,28 @@ func (s *Store) writer() *batch.Batcher[writeFunc] {
 }
 
 // closedWrites answers batch.ErrClosed (a store used after Close).
-var closedWrites = func() *batch.Batcher[writeFunc] {
-	b := batch.New(func(context.Context, []writeFunc) []error { return nil }, 1, 1)
+var closedWrites = func() *batch.Batcher[write] {
+	b := batch.New(func(context.Context, []write) []error { return nil }, 1, 1)
 	b.Close()
 	return b
 }()
 
-// write runs fn in a shared transaction and returns once it is durable
-// (nil) or failed.
-func (s *Store) write(ctx context.Context, fn writeFunc) error {
-	return s.writer().Do(ctx, fn)
+// writePG runs fn in a shared transaction and returns once it is durable
+// (nil) or failed; a pipelined store runs its pipelined form pg instead.
+func (s *Store) writePG(ctx context.Context, fn writeFunc, pg *pgWrite) error {
+	return s.writer().Do(ctx, write{fn: fn, pg: pg})
 }
 
-// flushWrites commits a batch of writes in one transaction.
-func (s *Store) flushWrites(ctx context.Context, fns []writeFunc) []error {
+// flushWrites commits a batch of writes in one transaction: pipelined
+// (pipeline.go) when the store is and every write has a pipelined form.
+func (s *Store) flushWrites(ctx context.Context, ws []write) []error {
+	if s.pipelined && pipelinable(ws) {
+		return s.flushPipelined(ctx, ws, len(ws) == 1)
+	}
+	fns := make([]writeFunc, len(ws))
+	for i, w := range ws {
+		fns[i] = w.fn
+	}
 	errs := make([]error, len(fns))
 	if len(fns) == 1 {
 		errs[0] = s.writeAlone(ctx, fns[0])
@@ -115,4 +123,14 @@ func (s *Store) writeAlone(ctx context.Context, fn writeFunc) error {
 		return err
 	}
 	return tx.Commit()
+}
+
+// pipelinable reports whether every write of ws has a pipelined form.
+func pipelinable(ws []write) bool {
+	for _, w := range ws {
+		if w.pg == nil {
+			return false
+		}
+	}
+	return true
 }

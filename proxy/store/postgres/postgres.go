@@ -69,7 +69,7 @@ func OpenMode(ctx context.Context, url string, mode migrate.Mode) (*store.Store,
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(32)
 	db.SetMaxIdleConns(32)
-	return store.NewRolledBack(db, rolledBack), nil
+	return store.NewPipelined(db, rolledBack), nil
 }
 
 // rolledBack reports whether a failed COMMIT was answered by the server
