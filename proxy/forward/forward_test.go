@@ -211,15 +211,34 @@ func TestRoutesHotReload(t *testing.T) {
 		require.NoError(t, os.Chtimes(path, at, at))
 	}
 	touch("routes: [\n", time.Now().Add(time.Minute))
+	changed, err = rs.Reload()
+	require.NoError(t, err, "bad file, first seen: not read yet")
+	require.False(t, changed, "bad file, first seen")
 	_, err = rs.Reload()
 	require.Error(t, err, "bad file")
 	require.Len(t, rs.Table().Routes, 2, "bad file: the old table stays")
 	require.Equal(t, int64(1), rs.Rejected.Load(), "bad file: rejected")
-	touch(strings.SplitN(goodRoutes, "  - name: formy", 2)[0], time.Now().Add(2*time.Minute))
+	_, err = rs.Reload()
+	require.NoError(t, err, "bad file, unchanged: refused once, not every reload")
+	require.Equal(t, int64(1), rs.Rejected.Load(), "bad file refused once")
+
+	// A file seen half-written (here: emptied, as a copy or an editor
+	// truncates before it writes) and then complete is read only once it
+	// stayed the same for two reloads: never refused or loaded half-way.
+	touch("", time.Now().Add(2*time.Minute))
+	changed, err = rs.Reload()
+	require.NoError(t, err, "emptied file, first seen")
+	require.False(t, changed, "emptied file, first seen")
+	touch(strings.SplitN(goodRoutes, "  - name: formy", 2)[0], time.Now().Add(3*time.Minute))
+	changed, err = rs.Reload()
+	require.NoError(t, err, "good file, first seen")
+	require.False(t, changed, "good file, first seen: not acted on yet")
+	require.Len(t, rs.Table().Routes, 2, "good file, first seen: the old table stays")
 	changed, err = rs.Reload()
 	require.NoError(t, err, "good file")
 	require.True(t, changed, "good file")
 	require.Len(t, rs.Table().Routes, 1, "good file")
+	require.Equal(t, int64(1), rs.Rejected.Load(), "the half-written file was never refused")
 	_, err = Load(filepath.Join(t.TempDir(), "missing.yaml"))
 	require.Error(t, err, "a missing route file loaded")
 }

@@ -349,12 +349,21 @@ func (r *Route) pathOK(path string) bool {
 
 // Routes holds the active table of a route file and reloads it when the
 // file changes; a bad file is refused whole and the previous table stays.
+//
+// A change is acted on only once two reloads in a row found the file with
+// the same modification time and size, and the file did not change while
+// it was read. A file written in place (truncated, then written, as an
+// editor or a copy does) is otherwise read half-written: refused, or worse
+// loaded with a prefix of its routes, a host cut short among them.
 type Routes struct {
 	path     string
 	active   atomic.Pointer[Table]
 	mu       sync.Mutex
-	mod      time.Time
+	mod      time.Time // the file last loaded or refused
 	size     int64
+	seen     bool // a change seen by the previous reload, not yet acted on
+	seenMod  time.Time
+	seenSize int64
 	Rejected atomic.Int64 // bad files refused by reloads
 }
 
@@ -389,13 +398,31 @@ func (rs *Routes) Reload() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("route file: %w", err)
 	}
-	if rs.active.Load() != nil && st.ModTime().Equal(rs.mod) && st.Size() == rs.size {
-		return false, nil
+	if rs.active.Load() != nil {
+		if st.ModTime().Equal(rs.mod) && st.Size() == rs.size {
+			rs.seen = false
+			return false, nil
+		}
+		if !rs.seen || !st.ModTime().Equal(rs.seenMod) || st.Size() != rs.seenSize {
+			rs.seen, rs.seenMod, rs.seenSize = true, st.ModTime(), st.Size() // act at the next reload if it stays so
+			return false, nil
+		}
 	}
 	b, err := os.ReadFile(rs.path)
 	if err != nil {
 		return false, fmt.Errorf("route file: %w", err)
 	}
+	if rs.active.Load() != nil {
+		after, err := os.Stat(rs.path)
+		if err != nil {
+			return false, fmt.Errorf("route file: %w", err)
+		}
+		if !after.ModTime().Equal(st.ModTime()) || after.Size() != st.Size() {
+			rs.seen, rs.seenMod, rs.seenSize = true, after.ModTime(), after.Size() // written while read
+			return false, nil
+		}
+	}
+	rs.seen = false
 	t, err := Parse(b)
 	if err != nil {
 		if rs.active.Load() != nil {
