@@ -173,6 +173,9 @@ if apply and #pids > 0 then
     for i, k in ipairs(ks) do
       if redis.call("EXISTS", k) == 1 then dups[#dups + 1] = pids[i] end
     end
+    -- nothing applied: the batch id is free again (a retry of this id
+    -- after a lost answer must not pass for an applied batch)
+    if batch ~= "" then redis.call("DEL", prefix .. "vbatch:" .. batch) end
     return {last, 2, dups, {}, {}, {}, {}, "", {}, {}}
   end
   for _, k in ipairs(ks) do redis.call("SET", k, 1, "EX", seenTTL) end
