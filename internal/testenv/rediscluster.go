@@ -45,16 +45,27 @@ const clusterSlots = 16384
 // each), waits until every node says cluster_state:ok and every primary has
 // its replica connected, and stops it at the end of the test. For tests
 // that kill nodes; others share SharedRedisCluster.
+//
+// On a loaded machine (the whole suite on two cores) a node can stall past
+// the 1 s cluster-node-timeout while the cluster forms, and the six never
+// agree. A cluster that did not form is stopped and started afresh, on new
+// ports, up to three times; the tests' own failovers keep the short timeout.
 func StartRedisCluster(tb TB) *RedisCluster {
 	tb.Helper()
-	c, err := startCluster(tb.TempDir(), func() int { return FreePort(tb) })
-	if c != nil {
-		tb.Cleanup(c.stopAll)
+	var errs []string
+	for attempt := range 3 {
+		c, err := startCluster(filepath.Join(tb.TempDir(), strconv.Itoa(attempt)), func() int { return FreePort(tb) })
+		if err == nil {
+			tb.Cleanup(c.stopAll)
+			return c
+		}
+		if c != nil {
+			c.stopAll()
+		}
+		errs = append(errs, err.Error())
 	}
-	if err != nil {
-		tb.Fatalf("redis cluster: %v", err)
-	}
-	return c
+	tb.Fatalf("redis cluster: did not form in 3 attempts:\n%s", strings.Join(errs, "\n--- next attempt\n"))
+	return nil
 }
 
 var sharedCluster = sync.OnceValues(func() (*RedisCluster, error) {
