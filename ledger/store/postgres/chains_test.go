@@ -17,6 +17,7 @@ import (
 	"github.com/obolpay/obol/internal/migrate"
 	"github.com/obolpay/obol/internal/testenv"
 	"github.com/obolpay/obol/ledger/journal"
+	"github.com/obolpay/obol/ledger/store"
 	"github.com/obolpay/obol/ledger/store/postgres"
 )
 
@@ -295,7 +296,7 @@ func TestMigrateSingleChain(t *testing.T) {
 		prev = hash
 	}
 
-	s, err := postgres.Open(ctx, url) // migrates to version 6
+	s, err := postgres.Open(ctx, url) // migrates to the latest version
 	require.NoError(t, err)
 	defer s.Close()
 	rep, err := s.Verify(ctx)
@@ -399,6 +400,63 @@ func TestConcurrentWriterBetweenReadAndWrite(t *testing.T) {
 			assert.Empty(t, rep.Problems)
 		})
 	}
+}
+
+// TestChangedAndChangedBack: between a batch's read and its write, other
+// writers move an account and move it back (+5, then −5): its balances
+// are what the batch read, but not its postings. The batch's
+// compare-and-set (on the account's version) still fails, and it runs
+// again locked, so its posting takes a seq above theirs: a History cursor
+// taken after theirs still finds it.
+func TestChangedAndChangedBack(t *testing.T) {
+	a, url := open(t)
+	b, err := postgres.Open(context.Background(), url)
+	require.NoError(t, err)
+	defer b.Close()
+	ctx := context.Background()
+	mustAccount(t, a, "world", "USD", 0)
+	mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
+	mustAccount(t, a, "y", "USD", 0)
+	mustAccount(t, a, "z", "USD", 0)
+	_, err = a.Post(ctx, transfer("fund", "world", "x", 100))
+	require.NoError(t, err)
+
+	var runs []bool
+	var otherErr error
+	var cursor int64 // x's last seq a reader saw before a's write
+	a.AfterRead(func(lock bool) {
+		runs = append(runs, lock)
+		if len(runs) > 1 {
+			return
+		}
+		for _, tx := range []journal.Transaction{transfer("out", "x", "z", 5), transfer("back", "z", "x", 5)} {
+			if _, otherErr = b.Post(ctx, tx); otherErr != nil {
+				return
+			}
+		}
+		var h []store.Entry
+		h, otherErr = b.History(ctx, "x", 0, 100)
+		if len(h) > 0 {
+			cursor = h[len(h)-1].Seq
+		}
+	})
+	res, err := a.Post(ctx, transfer("a1", "x", "y", 10))
+	a.AfterRead(nil)
+	require.NoError(t, err)
+	require.NoError(t, otherErr, "the other writer")
+	assert.Equal(t, []bool{false, true}, runs, "the changed-back account fails the compare-and-set")
+	assert.Greater(t, res.Transaction.Seq, cursor, "a1 comes after what a reader has already seen")
+
+	after, err := a.History(ctx, "x", cursor, 100)
+	require.NoError(t, err)
+	require.Len(t, after, 1, "the cursor's next page")
+	assert.Equal(t, "a1", after[0].TransactionID)
+	x, err := a.Account(ctx, "x")
+	require.NoError(t, err)
+	assert.Equal(t, journal.Balance{Posted: 90}, x.Balance)
+	rep, err := a.Verify(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, rep.Problems)
 }
 
 // TestEveryChainTaken: when every chain head is held (more concurrent

@@ -423,10 +423,10 @@ const (
 	// are driven by the id arrays through the primary keys, whatever the
 	// plan: a generic plan for "id IN (… UNION …)" scanned every account,
 	// per batch. An account named by both arms comes twice (same row).
-	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+	sqlAccounts = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits, a.version
 		FROM unnest($1::text[]) AS u(id) JOIN accounts a ON a.id = u.id
 		UNION ALL
-		SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+		SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits, a.version
 		FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
 		CROSS JOIN LATERAL (VALUES (p.debit), (p.credit)) AS v(id) JOIN accounts a ON a.id = v.id`
 	// The locked reads lock in one order, holds by id, then accounts by
@@ -437,7 +437,7 @@ const (
 	sqlPendingsLocked = `SELECT p.id, p.debit, p.credit, p.amount, p.currency, p.expires_at, p.status
 		FROM unnest($1::text[]) WITH ORDINALITY AS u(id, n)
 		CROSS JOIN LATERAL (SELECT * FROM pending_transfers x WHERE x.id = u.id FOR UPDATE) AS p ORDER BY u.n`
-	sqlAccountsLocked = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits
+	sqlAccountsLocked = `SELECT a.id, a.currency, a.flags, a.posted, a.pending_debits, a.pending_credits, a.version
 		FROM (SELECT DISTINCT n.id FROM (SELECT unnest($1::text[])
 			UNION ALL
 			SELECT v.id FROM unnest($2::text[]) AS w(id) JOIN pending_transfers p ON p.id = w.id
@@ -464,10 +464,12 @@ const (
 		SELECT ledger_expect_rows(count(*), $3, 'holds') FROM c`
 	// One row update per account per batch, however many of the batch's
 	// transfers touch it (a hot account is locked and written once).
-	sqlUpdateAccounts = `WITH c AS (UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc
-		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[]) AS u(id, posted, pd, pc, was_posted, was_pd, was_pc)
-		WHERE a.id = u.id AND a.posted = u.was_posted AND a.pending_debits = u.was_pd AND a.pending_credits = u.was_pc RETURNING 1)
-		SELECT ledger_expect_rows(count(*), $8, 'accounts') FROM c`
+	// The compare-and-set is on the account's version, which every write
+	// moves: balances changed and changed back meanwhile still fail it.
+	sqlUpdateAccounts = `WITH c AS (UPDATE accounts a SET posted = u.posted, pending_debits = u.pd, pending_credits = u.pc, version = a.version + 1
+		FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[]) AS u(id, posted, pd, pc, was)
+		WHERE a.id = u.id AND a.version = u.was RETURNING 1)
+		SELECT ledger_expect_rows(count(*), $6, 'accounts') FROM c`
 	sqlUpdateHead = `UPDATE journal_chains SET seq = $1, hash = $2 WHERE chain = $3`
 	// The outbox events of the batch's new transactions (an id already
 	// there is kept), in the batch's order.
@@ -627,6 +629,7 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 	existing := map[string]storedTx{}
 	pendings := map[string]*journal.Pending{}
 	accounts := map[string]*journal.Account{}
+	versions := map[string]int64{} // as read: the compare-and-set's
 	seqs := make([]int64, 0, len(reqs))
 	err = func() error {
 		if !wait {
@@ -688,11 +691,12 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 		}
 		for rows.Next() {
 			a := &journal.Account{}
-			if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits); err != nil {
+			var v int64
+			if err := rows.Scan(&a.ID, &a.Currency, &a.Flags, &a.Balance.Posted, &a.Balance.PendingDebits, &a.Balance.PendingCredits, &v); err != nil {
 				rows.Close()
 				return err
 			}
-			accounts[a.ID] = a
+			accounts[a.ID], versions[a.ID] = a, v
 		}
 		rows.Close()
 		if err := rows.Err(); err != nil {
@@ -803,10 +807,9 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 	}
 	slices.Sort(changed)
 	for _, id := range changed {
-		a, was := accounts[id], before[id]
-		w.uID = append(w.uID, id)
+		a := accounts[id]
+		w.uID, w.uWas = append(w.uID, id), append(w.uWas, versions[id])
 		w.uPosted, w.uPD, w.uPC = append(w.uPosted, a.Balance.Posted), append(w.uPD, a.Balance.PendingDebits), append(w.uPC, a.Balance.PendingCredits)
-		w.uWasPosted, w.uWasPD, w.uWasPC = append(w.uWasPosted, was.Posted), append(w.uWasPD, was.PendingDebits), append(w.uWasPC, was.PendingCredits)
 	}
 	var pi struct {
 		id, debit, credit, currency, status []string
@@ -850,7 +853,7 @@ func (s *Store) applyOn(ctx context.Context, reqs []*postReq, lane int, wait, lo
 			b2.Queue(sqlClosePendings, cID, cStatus, len(cID))
 		}
 		if len(w.uID) > 0 {
-			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC, w.uWasPosted, w.uWasPD, w.uWasPC, len(w.uID))
+			b2.Queue(sqlUpdateAccounts, w.uID, w.uPosted, w.uPD, w.uPC, w.uWas, len(w.uID))
 		}
 		b2.Queue(sqlUpdateHead, seq, prev, chain)
 		if len(w.events) > 0 {
@@ -906,8 +909,7 @@ type writes struct {
 	pAmt                    []int64
 	uID                     []string
 	uPosted, uPD, uPC       []int64
-	uWasPosted, uWasPD      []int64
-	uWasPC                  []int64
+	uWas                    []int64 // the versions read
 	events                  []store.Event
 }
 
