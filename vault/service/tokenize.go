@@ -22,9 +22,7 @@ const opTokenize = "tokenize"
 // ciphertext; the CVC, if given, is sealed into the ephemeral store with a TTL.
 // Order of writes: CVC first (so a Redis outage stores nothing), then token
 // and idempotency record in one transaction (so a retry never makes a second
-// token); the row is never committed before its CVC is stored, though the
-// two may be under way at once (store.AfterCreator). When the row was
-// certainly not written, the CVC is removed again.
+// token); on failure the CVC is removed again.
 func (s *Service) Tokenize(ctx context.Context, req *vaultv1.TokenizeRequest) (*vaultv1.Token, error) {
 	defer scrub(req)
 	defer s.TokenizeTimes.since(&s.TokenizeTimes.Total, time.Now())
@@ -138,28 +136,11 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 		ExpMonth: c.ExpMonth, ExpYear: c.ExpYear, Fingerprint: fp, FingerprintVersion: fpVersion, CreatedAt: now,
 	}
 	resp := tokenResponse(rec)
-	// The CVC is written before the row commits (a token never exists
-	// without the CVC its answer reports). Where the store's group commit
-	// can hold a row until then (store.AfterCreator), the CVC's write runs
-	// while the row waits in the commit queue instead of before it joins.
-	after, overlap := s.store.(store.AfterCreator)
-	overlap = overlap && !dedupe
-	var cvcPut *store.Async
 	if !c.CVC.IsZero() {
-		now := s.cfg.Now().UTC()
-		exp := cvcExpiry(now, s.cfg.CVCTTL)
-		sealed, err := s.sealCVC(ctx, merchantID, token, c.CVC)
+		t0 := time.Now()
+		exp, err := s.putCVC(ctx, merchantID, token, c.CVC)
+		s.TokenizeTimes.since(&s.TokenizeTimes.CVC, t0)
 		if err != nil {
-			return nil, err
-		}
-		put := func() error {
-			t0 := time.Now()
-			defer s.TokenizeTimes.since(&s.TokenizeTimes.CVC, t0)
-			return s.cvcs.Put(ctx, token, sealed, exp.Sub(now))
-		}
-		if overlap {
-			cvcPut = store.Go(put)
-		} else if err := put(); err != nil {
 			return nil, err
 		}
 		resp.CvcExpiresAt = timestamppb.New(exp)
@@ -185,24 +166,13 @@ func (s *Service) tokenize(ctx context.Context, merchantID string, c card.Card, 
 		}
 	} else {
 		t0 := time.Now()
-		if cvcPut != nil {
-			err2 = after.CreateTokenAfter(ctx, rec, idem, cvcPut)
-		} else {
-			err2 = s.store.CreateToken(ctx, rec, idem)
-		}
+		err2 = s.store.CreateToken(ctx, rec, idem)
 		s.TokenizeTimes.since(&s.TokenizeTimes.Store, t0)
 	}
 	if err := err2; err != nil {
-		var putErr error
-		if cvcPut != nil {
-			// The CVC's write has ended before anything below runs (and
-			// before a Delete could race it).
-			putErr = cvcPut.Wait(context.WithoutCancel(ctx))
-		}
-		if !c.CVC.IsZero() && (putErr != nil || rowNotWritten(err)) {
+		if !c.CVC.IsZero() {
 			// Best effort: the CVC is sealed and expires anyway, and no token
-			// row refers to it. A caller that gave up while its row was
-			// queued keeps it: that row may yet commit, with its CVC.
+			// row refers to it.
 			_ = s.cvcs.Delete(context.WithoutCancel(ctx), token)
 		}
 		if errors.Is(err, store.ErrIdempotencyExists) {
@@ -270,38 +240,18 @@ func (s *Service) dedupeHit(ctx context.Context, existing store.TokenRecord, c c
 // exactly that instant (its TTL is counted from now to it), so the
 // cvc_expires_at of the answer and of a later GetToken are the same.
 func (s *Service) putCVC(ctx context.Context, merchantID, token string, cvc card.CVC) (time.Time, error) {
-	v, err := s.sealCVC(ctx, merchantID, token, cvc)
+	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "cvc", Merchant: merchantID, Token: token}, cvc.RevealDigits())
 	if err != nil {
 		return time.Time{}, err
 	}
+	v := make([]byte, 0, len(dekID)+1+len(ct))
+	v = append(append(append(v, dekID...), 0), ct...)
 	now := s.cfg.Now().UTC()
-	exp := cvcExpiry(now, s.cfg.CVCTTL)
+	exp := now.Add(s.cfg.CVCTTL).Truncate(time.Second)
 	if err := s.cvcs.Put(ctx, token, v, exp.Sub(now)); err != nil {
 		return time.Time{}, err
 	}
 	return exp, nil
-}
-
-// sealCVC is the stored value of a CVC: DEK id, a zero byte, ciphertext.
-func (s *Service) sealCVC(ctx context.Context, merchantID, token string, cvc card.CVC) ([]byte, error) {
-	dekID, ct, err := s.env.Seal(ctx, envelope.AAD{Purpose: "cvc", Merchant: merchantID, Token: token}, cvc.RevealDigits())
-	if err != nil {
-		return nil, err
-	}
-	v := make([]byte, 0, len(dekID)+1+len(ct))
-	return append(append(append(v, dekID...), 0), ct...), nil
-}
-
-// cvcExpiry is when a CVC stored at now expires: a whole second.
-func cvcExpiry(now time.Time, ttl time.Duration) time.Time { return now.Add(ttl).Truncate(time.Second) }
-
-// rowNotWritten reports whether a failed CreateToken wrote nothing, as
-// far as the caller can tell: a caller that gave up while its row was
-// queued (its context ended) may still see the row committed by the
-// flusher, whose work callers' contexts do not cancel. (A row whose CVC's
-// write failed is never written.)
-func rowNotWritten(err error) bool {
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 func tokenResponse(r store.TokenRecord) *vaultv1.Token {

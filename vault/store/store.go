@@ -160,44 +160,6 @@ type Revealer interface {
 	RevealToken(ctx context.Context, merchantID, token string, event func(TokenRecord) (audit.Event, bool)) (rec TokenRecord, recorded bool, err error)
 }
 
-// AfterCreator is implemented by backends whose token inserts are group
-// committed (PostgreSQL). CreateTokenAfter is CreateToken for a row that
-// may be committed only once other work has succeeded (its CVC's write),
-// work that runs meanwhile instead of before the row joins the commit
-// queue: the row is held out of its commit until after.Wait returns, and
-// when that is an error nothing is written and CreateTokenAfter returns
-// it. A row is never committed before its precondition has succeeded.
-type AfterCreator interface {
-	CreateTokenAfter(ctx context.Context, rec TokenRecord, idem *IdempotencyRecord, after *Async) error
-}
-
-// Async is work running on its own goroutine (Go), whose outcome any number
-// of waiters read.
-type Async struct {
-	done chan struct{}
-	err  error
-}
-
-// Go runs fn on a new goroutine.
-func Go(fn func() error) *Async {
-	a := &Async{done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		a.err = fn()
-	}()
-	return a
-}
-
-// Wait returns fn's error once it returned, or ctx's if ctx ends first.
-func (a *Async) Wait(ctx context.Context) error {
-	select {
-	case <-a.done:
-		return a.err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
 // AuditFilter selects audit events.
 type AuditFilter struct {
 	AfterSeq   int64

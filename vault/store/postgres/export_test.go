@@ -15,13 +15,3 @@ func FlushCreates(ctx context.Context, s *Store, recs []store.TokenRecord, idems
 	}
 	return s.flushCreates(ctx, items)
 }
-
-// FlushCreatesAfter is FlushCreates with each row's precondition (afters[i]
-// may be nil).
-func FlushCreatesAfter(ctx context.Context, s *Store, recs []store.TokenRecord, afters []*store.Async) []error {
-	items := make([]createReq, len(recs))
-	for i := range recs {
-		items[i] = createReq{rec: recs[i], after: afters[i]}
-	}
-	return s.flushCreates(ctx, items)
-}

@@ -2,7 +2,6 @@ package postgres_test
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -110,69 +109,6 @@ func TestGroupCommitConcurrentCallers(t *testing.T) {
 	assert.Equal(t, n, rows)
 	assert.Less(t, xids, n, "concurrent tokens share commits")
 	t.Logf("%d tokens in %d transactions", rows, xids)
-}
-
-// TestCreateTokenAfter: a row with a precondition (its CVC's write) is
-// committed only once that succeeded: a row whose precondition fails is
-// left out and gets its error, the rest of its batch commits in one
-// transaction, and a row whose precondition is still running is not
-// committed meanwhile.
-func TestCreateTokenAfter(t *testing.T) {
-	if testing.Short() {
-		t.Skip("integration test: needs PostgreSQL")
-	}
-	ctx := context.Background()
-	url := testenv.SharedPostgres(t).NewDatabase(t, "vault", postgres.MigrateURL)
-	s, err := postgres.Open(ctx, url, postgres.Options{})
-	require.NoError(t, err)
-	t.Cleanup(func() { s.Close() })
-	now := time.Now().UTC().Truncate(time.Microsecond)
-	require.NoError(t, s.CreateMerchant(ctx, store.Merchant{ID: "mer_a", Name: "a", CreatedAt: now}, nil))
-	require.NoError(t, s.InsertDEK(ctx, envelope.DEKRecord{ID: "dek_a", Wrapped: "vault:v1:x", KEKVersion: 1, CreatedAt: now}))
-	db, err := pgx.Connect(ctx, url)
-	require.NoError(t, err)
-	t.Cleanup(func() { db.Close(ctx) })
-	stored := func(tok string) bool {
-		var n int
-		require.NoError(t, db.QueryRow(ctx, `SELECT count(*) FROM tokens WHERE token = $1`, tok).Scan(&n))
-		return n == 1
-	}
-	rec := func(tok string) store.TokenRecord {
-		return store.TokenRecord{Token: tok, MerchantID: "mer_a", DEKID: "dek_a", Ciphertext: []byte("ct"), Brand: "visa", BIN: "424242", Last4: "4242", ExpMonth: 12, ExpYear: 2030, Fingerprint: "fp_" + tok, CreatedAt: now}
-	}
-
-	errCVC := errors.New("cvc store unavailable")
-	started, release := make(chan struct{}), make(chan struct{})
-	slow := store.Go(func() error {
-		close(started)
-		<-release
-		return nil
-	})
-	recs := []store.TokenRecord{rec("tok_failed"), rec("tok_slow"), rec("tok_plain")}
-	afters := []*store.Async{store.Go(func() error { return errCVC }), slow, nil}
-	done := make(chan []error, 1)
-	go func() { done <- postgres.FlushCreatesAfter(ctx, s, recs, afters) }()
-	<-started
-	assert.False(t, stored("tok_slow"), "committed while its precondition runs")
-	assert.False(t, stored("tok_plain"), "its batch waits for every precondition")
-	close(release)
-	errs := <-done
-	require.Len(t, errs, 3)
-	assert.ErrorIs(t, errs[0], errCVC, "the failed precondition's error")
-	assert.NoError(t, errs[1])
-	assert.NoError(t, errs[2])
-	assert.False(t, stored("tok_failed"), "a row whose precondition failed")
-	var rows, xids int
-	require.NoError(t, db.QueryRow(ctx, `SELECT count(*), count(DISTINCT xmin::text) FROM tokens WHERE merchant_id = 'mer_a'`).Scan(&rows, &xids))
-	assert.Equal(t, 2, rows)
-	assert.Equal(t, 1, xids, "the rest of the batch in one transaction")
-
-	// Through the queue: the call returns the precondition's error, or
-	// nil once its row is committed.
-	require.ErrorIs(t, s.CreateTokenAfter(ctx, rec("tok_q1"), nil, store.Go(func() error { return errCVC })), errCVC)
-	assert.False(t, stored("tok_q1"))
-	require.NoError(t, s.CreateTokenAfter(ctx, rec("tok_q2"), nil, store.Go(func() error { return nil })))
-	assert.True(t, stored("tok_q2"), "committed when CreateTokenAfter returns")
 }
 
 // TestGroupCommitSetBased: a batch's tokens without an idempotency key are

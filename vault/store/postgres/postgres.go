@@ -75,9 +75,6 @@ type getReq struct {
 type createReq struct {
 	rec  store.TokenRecord
 	idem *store.IdempotencyRecord
-	// after, when not nil, must succeed before the row is written (see
-	// CreateTokenAfter).
-	after *store.Async
 }
 
 // createFlushers is how many token-insert batches run at once, and
@@ -290,15 +287,6 @@ func (s *Store) CreateToken(ctx context.Context, r store.TokenRecord, idem *stor
 	return s.creates.Do(ctx, createReq{rec: r, idem: idem})
 }
 
-// CreateTokenAfter is CreateToken for a row that joins the commit queue
-// while after runs: the flusher that takes it waits for after (while the
-// rows queued behind it wait for a flusher anyway) and writes it only if
-// after succeeded; otherwise the row is left out of the batch, which
-// commits without it, and after's error is returned.
-func (s *Store) CreateTokenAfter(ctx context.Context, r store.TokenRecord, idem *store.IdempotencyRecord, after *store.Async) error {
-	return s.creates.Do(ctx, createReq{rec: r, idem: idem, after: after})
-}
-
 const insertToken = `INSERT INTO tokens (` + tokenCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`
 
 // insertTokenIdem inserts the token only if its idempotency record was
@@ -359,33 +347,6 @@ func createStatement(c createReq) (string, []any) {
 func (s *Store) flushCreates(ctx context.Context, items []createReq) []error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	errs := make([]error, len(items))
-	// Rows whose precondition failed (or did not finish within the
-	// flush's bound) are not written; the rest commit as one batch.
-	var live []createReq
-	var at []int
-	for i, c := range items {
-		if c.after != nil {
-			if err := c.after.Wait(ctx); err != nil {
-				errs[i] = err
-				continue
-			}
-		}
-		live, at = append(live, c), append(at, i)
-	}
-	if len(live) == len(items) {
-		return s.writeCreates(ctx, items)
-	}
-	if len(live) > 0 {
-		for j, err := range s.writeCreates(ctx, live) {
-			errs[at[j]] = err
-		}
-	}
-	return errs
-}
-
-// writeCreates is flushCreates' write of rows ready to commit.
-func (s *Store) writeCreates(ctx context.Context, items []createReq) []error {
 	errs := make([]error, len(items))
 	if len(items) > 1 {
 		// A stable order of idempotency keys keeps concurrent batches from
