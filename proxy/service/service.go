@@ -80,12 +80,6 @@ type Service struct {
 	// (Drain waits for them at shutdown).
 	inflight tracker
 	metrics  *metrics
-	// keys is the recipient key sent with each reveal, renewed every
-	// revealbox.DefaultLifetime: vaultd's sealing agreement with it, and
-	// ours with vaultd's sealing key, are then made once per lifetime
-	// instead of three X25519 operations per authorization (as the
-	// forward proxy's reveals do).
-	keys *revealbox.Keyring
 }
 
 type authEntry struct {
@@ -124,8 +118,7 @@ func New(cfg Config) *Service {
 			return t.C, t.Stop
 		}
 	}
-	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}, owner: newID("gw_"), metrics: newMetrics(),
-		keys: revealbox.NewKeyring(revealbox.DefaultLifetime, cfg.Now)}
+	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}, owner: newID("gw_"), metrics: newMetrics()}
 }
 
 // Drain waits until the write requests and compensations in flight have
@@ -790,7 +783,7 @@ type authOutcome struct {
 // authorize reveals the card from vaultd and sends it to the acquirer. An
 // error means nothing reached the acquirer.
 func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Payment, capture bool) (authOutcome, error) {
-	rcpt, err := s.keys.Current()
+	rcpt, err := revealbox.NewRecipient()
 	if err != nil {
 		return authOutcome{}, apierr.From(err)
 	}
