@@ -459,6 +459,43 @@ func TestChangedAndChangedBack(t *testing.T) {
 	assert.Empty(t, rep.Problems)
 }
 
+// TestOlderBinaryWrite: during a rolling upgrade a ledgerd from before
+// migration 7 writes balances by comparing them and does not set the
+// account's version. A batch that read the account before that write
+// still fails its compare-and-set (the version moves on every write) and
+// runs again locked: nothing is lost.
+func TestOlderBinaryWrite(t *testing.T) {
+	a, url := open(t)
+	ctx := context.Background()
+	mustAccount(t, a, "world", "USD", 0)
+	mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
+	mustAccount(t, a, "y", "USD", 0)
+	_, err := a.Post(ctx, transfer("fund", "world", "x", 100))
+	require.NoError(t, err)
+	db, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	defer db.Close(ctx)
+
+	var runs []bool
+	var oldErr error
+	a.AfterRead(func(lock bool) {
+		runs = append(runs, lock)
+		if len(runs) == 1 {
+			// The schema-6 writer's statement, as it ran: balances
+			// compared, version not named.
+			_, oldErr = db.Exec(ctx, `UPDATE accounts SET posted = posted - 5 WHERE id = 'x' AND posted = 100 AND pending_debits = 0 AND pending_credits = 0`)
+		}
+	})
+	_, err = a.Post(ctx, transfer("a1", "x", "y", 10))
+	a.AfterRead(nil)
+	require.NoError(t, err)
+	require.NoError(t, oldErr, "the older binary's write")
+	assert.Equal(t, []bool{false, true}, runs, "the older binary's write fails the compare-and-set")
+	x, err := a.Account(ctx, "x")
+	require.NoError(t, err)
+	assert.Equal(t, journal.Balance{Posted: 85}, x.Balance, "both writes kept")
+}
+
 // TestEveryChainTaken: when every chain head is held (more concurrent
 // batches than chains), a batch waits for its preferred head, taken before
 // any other lock, and goes through once it is free (a round trip that
