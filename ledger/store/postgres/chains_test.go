@@ -331,6 +331,17 @@ func TestMigrateSingleChain(t *testing.T) {
 	require.Equal(t, n, rep.Transactions)
 }
 
+// fundX creates world, x (no negative available balance) and y, and moves
+// 100 from world to x.
+func fundX(t *testing.T, s *postgres.Store) {
+	t.Helper()
+	mustAccount(t, s, "world", "USD", 0)
+	mustAccount(t, s, "x", "USD", journal.FlagNoNegativeAvailable)
+	mustAccount(t, s, "y", "USD", 0)
+	_, err := s.Post(context.Background(), transfer("fund", "world", "x", 100))
+	require.NoError(t, err)
+}
+
 // TestConcurrentWriterBetweenReadAndWrite: another writer (a replica, or a
 // batch on another chain) commits to a row a batch has read before the
 // batch writes: the batch's compare-and-set fails, and it runs again with
@@ -360,11 +371,7 @@ func TestConcurrentWriterBetweenReadAndWrite(t *testing.T) {
 			require.NoError(t, err)
 			defer b.Close()
 			ctx := context.Background()
-			mustAccount(t, a, "world", "USD", 0)
-			mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
-			mustAccount(t, a, "y", "USD", 0)
-			_, err = a.Post(ctx, transfer("fund", "world", "x", 100))
-			require.NoError(t, err)
+			fundX(t, a)
 			hold := journal.Transaction{ID: "hold", Kind: journal.KindPending, Postings: []journal.Posting{{AccountID: "x", Amount: -40, Currency: "USD"}, {AccountID: "y", Amount: 40, Currency: "USD"}}}
 			if c.first.PendingID != "" {
 				_, err = a.Post(ctx, hold)
@@ -414,12 +421,8 @@ func TestChangedAndChangedBack(t *testing.T) {
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()
-	mustAccount(t, a, "world", "USD", 0)
-	mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
-	mustAccount(t, a, "y", "USD", 0)
+	fundX(t, a)
 	mustAccount(t, a, "z", "USD", 0)
-	_, err = a.Post(ctx, transfer("fund", "world", "x", 100))
-	require.NoError(t, err)
 
 	var runs []bool
 	var otherErr error
@@ -467,11 +470,7 @@ func TestChangedAndChangedBack(t *testing.T) {
 func TestOlderBinaryWrite(t *testing.T) {
 	a, url := open(t)
 	ctx := context.Background()
-	mustAccount(t, a, "world", "USD", 0)
-	mustAccount(t, a, "x", "USD", journal.FlagNoNegativeAvailable)
-	mustAccount(t, a, "y", "USD", 0)
-	_, err := a.Post(ctx, transfer("fund", "world", "x", 100))
-	require.NoError(t, err)
+	fundX(t, a)
 	db, err := pgx.Connect(ctx, url)
 	require.NoError(t, err)
 	defer db.Close(ctx)
