@@ -490,27 +490,38 @@ func upstreamHeaders(in http.Header) http.Header {
 	return out
 }
 
+func vaultUnavailable() *apierr.Error {
+	return apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; nothing was sent, retry later")
+}
+
 // reveal detokenizes one token for the merchant, sealed to the gateway's
-// current recipient key.
+// current recipient key and bound to this request by its nonce.
 func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, route *Route, host string) (*Revealed, *apierr.Error) {
 	rcpt, err := f.keys.Current()
 	if err != nil {
 		return nil, apierr.From(err)
 	}
+	req := &vaultv1.DetokenizeRequest{MerchantId: merchant, Token: tok, IncludeCvc: cvc, Purpose: "forward " + route.Name, DestinationHost: host}
+	if err := rcpt.Ask(req); err != nil {
+		return nil, apierr.From(err)
+	}
 	vctx, cancel := context.WithTimeout(ctx, f.cfg.CallTimeout)
-	rev, err := f.cfg.Vault.Detokenize(vctx, &vaultv1.DetokenizeRequest{MerchantId: merchant, Token: tok, IncludeCvc: cvc, Purpose: "forward " + route.Name,
-		DestinationHost: host, RecipientPublicKey: rcpt.PublicKey()})
+	rev, err := f.cfg.Vault.Detokenize(vctx, req)
 	cancel()
 	if err != nil {
 		switch status.Code(err) {
 		case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
-			return nil, apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; nothing was sent, retry later")
+			return nil, vaultUnavailable()
 		case codes.NotFound:
 			return nil, apierr.New(apierr.KindNotFound, "token_not_found", "", "no such token")
 		}
 		return nil, apierr.From(err)
 	}
-	plain, err := rcpt.Open(rev.GetSealedCard(), revealbox.AAD(merchant, tok))
+	plain, err := rcpt.OpenAnswer(req, rev)
+	if errors.Is(err, revealbox.ErrUnbound) {
+		f.cfg.Logger.Error("reveal refused", "merchant", merchant, "route", route.Name, "err", err)
+		return nil, vaultUnavailable()
+	}
 	if err != nil {
 		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}

@@ -32,8 +32,8 @@ func (v *benchVault) Detokenize(_ context.Context, req *vaultv1.DetokenizeReques
 	}
 	enc := card.Encode(card.Card{Number: pan, ExpMonth: 12, ExpYear: 2031})
 	defer clear(enc)
-	box, err := v.sealer.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(req.GetMerchantId(), req.GetToken()))
-	return &vaultv1.DetokenizeResponse{Token: req.GetToken(), SealedCard: box}, err
+	box, err := v.sealer.Seal(req.GetRecipientPublicKey(), enc, revealbox.DetokenizeAAD(req))
+	return &vaultv1.DetokenizeResponse{Token: req.GetToken(), SealedCard: box, RequestBound: true}, err
 }
 
 // BenchmarkServeHTTP is the gateway's own work for one forward (one

@@ -1,7 +1,7 @@
 // Package service is the gateway's RPC layer, obol.gateway.v1.PaymentService,
 // and the payment flow behind it: authenticate the merchant, score the
 // payment with riskd (PAN-free context), hold the amount in the ledger,
-// reveal the card from vaultd (mTLS, sealed to a per-call key), send it to
+// reveal the card from vaultd (mTLS, sealed to the gateway's key and bound to the request), send it to
 // the acquirer connector, wipe it, and record the outcome in the ledger and
 // the payment store (Store, implemented by proxy/store). The card exists in
 // this process only between the reveal and the connector call. PCI zone.

@@ -80,6 +80,13 @@ type Service struct {
 	// (Drain waits for them at shutdown).
 	inflight tracker
 	metrics  *metrics
+	// keys is the recipient key sent with each reveal, renewed every
+	// revealbox.DefaultLifetime: vaultd's sealing agreement with it, and
+	// ours with vaultd's sealing key, are then made once per lifetime
+	// instead of three X25519 operations per authorization. Each reveal's
+	// nonce binds its box to it (revealbox.RequestAAD), so a box cannot be
+	// handed to another payment while the key serves.
+	keys *revealbox.Keyring
 }
 
 type authEntry struct {
@@ -118,7 +125,8 @@ func New(cfg Config) *Service {
 			return t.C, t.Stop
 		}
 	}
-	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}, owner: newID("gw_"), metrics: newMetrics()}
+	return &Service{cfg: cfg, auth: map[string]authEntry{}, locks: map[string]*paymentLock{}, owner: newID("gw_"), metrics: newMetrics(),
+		keys: revealbox.NewKeyring(revealbox.DefaultLifetime, cfg.Now)}
 }
 
 // Drain waits until the write requests and compensations in flight have
@@ -783,13 +791,16 @@ type authOutcome struct {
 // authorize reveals the card from vaultd and sends it to the acquirer. An
 // error means nothing reached the acquirer.
 func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Payment, capture bool) (authOutcome, error) {
-	rcpt, err := revealbox.NewRecipient()
+	rcpt, err := s.keys.Current()
 	if err != nil {
 		return authOutcome{}, apierr.From(err)
 	}
+	req := &vaultv1.DetokenizeRequest{MerchantId: p.MerchantID, Token: p.Token, IncludeCvc: true, Purpose: "payment " + p.ID, DestinationHost: conn.Host()}
+	if err := rcpt.Ask(req); err != nil {
+		return authOutcome{}, apierr.From(err)
+	}
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
-	rev, err := s.cfg.Vault.Detokenize(vctx, &vaultv1.DetokenizeRequest{MerchantId: p.MerchantID, Token: p.Token, IncludeCvc: true, Purpose: "payment " + p.ID,
-		DestinationHost: conn.Host(), RecipientPublicKey: rcpt.PublicKey()})
+	rev, err := s.cfg.Vault.Detokenize(vctx, req)
 	cancel()
 	if err != nil {
 		if unavailable(err) {
@@ -797,7 +808,13 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 		}
 		return authOutcome{}, apierr.From(err)
 	}
-	plain, err := rcpt.Open(rev.GetSealedCard(), revealbox.AAD(p.MerchantID, p.Token))
+	plain, err := rcpt.OpenAnswer(req, rev)
+	if errors.Is(err, revealbox.ErrUnbound) {
+		// An older vaultd: the card (and its CVC, now consumed) is not
+		// used; the payment fails as with the vault unavailable.
+		s.cfg.Logger.Error("reveal refused", "payment", p.ID, "err", err)
+		return authOutcome{}, errVaultUnavailable
+	}
 	if err != nil {
 		return authOutcome{}, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)
 	}

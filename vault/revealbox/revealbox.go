@@ -2,7 +2,8 @@
 // request that asked for it. The gateway makes an ephemeral X25519 key pair
 // (per Detokenize call, or per Keyring lifetime) and sends the public half;
 // vaultd seals the card to it
-// (X25519 → HKDF-SHA256 → XChaCha20-Poly1305, AAD binding merchant and token).
+// (X25519 → HKDF-SHA256 → XChaCha20-Poly1305, the AAD binding the request:
+// RequestAAD).
 // So plaintext never appears in a protobuf message, where generated String()
 // methods would print it, and a TLS-terminating hop sees only ciphertext.
 // It handles card plaintext as opaque bytes. Keyring and Sealer reuse the
@@ -14,12 +15,15 @@ import (
 	"crypto/ecdh"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"io"
 	"sync"
 
 	"golang.org/x/crypto/chacha20poly1305"
 	"golang.org/x/crypto/hkdf"
+
+	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 )
 
 // KeySize is the size of an X25519 public key.
@@ -27,6 +31,12 @@ const KeySize = 32
 
 // ErrOpen: the box does not open with this key and AAD.
 var ErrOpen = errors.New("revealbox: cannot open")
+
+// ErrUnbound: vaultd answered a request that carried a nonce with a box not
+// bound to it. vaultd is older than the gateway (upgrade vaultd first); the
+// gateway does not open such a box, since a box bound to merchant and token
+// only could be another request's.
+var ErrUnbound = errors.New("revealbox: vaultd did not bind the box to the request (is vaultd older than the gateway? upgrade vaultd first)")
 
 // Recipient holds an ephemeral private key: for one call, or for the
 // lifetime a Keyring gives it. It remembers the box keys it derived (per
@@ -120,7 +130,79 @@ func (r *Recipient) aead(ephPub []byte) (cipher.AEAD, error) {
 	return a, nil
 }
 
-// AAD binds a box to merchant and token.
+// AAD binds a box to merchant and token only: the binding vaultd gives a
+// request without a nonce (a gateway older than RequestAAD). Such a box
+// opens for any reveal of that merchant and token sealed to the same key.
 func AAD(merchantID, token string) []byte {
 	return []byte("obol-reveal\x00" + merchantID + "\x00" + token)
+}
+
+// NonceSize is the size of a reveal request's nonce.
+const NonceSize = 16
+
+// NewNonce returns a fresh random request nonce.
+func NewNonce() ([]byte, error) {
+	n := make([]byte, NonceSize)
+	if _, err := rand.Read(n); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Request is what a box is bound to: one reveal request, as the gateway sent
+// it and vaultd received it.
+type Request struct {
+	MerchantID      string
+	Token           string
+	Nonce           []byte
+	IncludeCVC      bool
+	Purpose         string
+	DestinationHost string
+}
+
+// RequestAAD binds a box to one reveal request. With a fresh Nonce per
+// request, a box opens for the request that asked for it and no other,
+// however long the recipient key serves: a hop between gateway and vaultd
+// can neither hand one request's box to another nor change what the
+// request asked for (the CVC, the purpose or the destination host the
+// audit trail records) without the box failing to open. Each field is
+// length-prefixed, so no two requests share an AAD.
+func RequestAAD(r Request) []byte {
+	out := make([]byte, 0, 32+len(r.MerchantID)+len(r.Token)+len(r.Nonce)+len(r.Purpose)+len(r.DestinationHost))
+	out = append(out, "obol-reveal-v2\x00"...)
+	for _, f := range []string{r.MerchantID, r.Token, string(r.Nonce), r.Purpose, r.DestinationHost} {
+		out = binary.AppendUvarint(out, uint64(len(f)))
+		out = append(out, f...)
+	}
+	if r.IncludeCVC {
+		return append(out, 1)
+	}
+	return append(out, 0)
+}
+
+// DetokenizeAAD is RequestAAD of a Detokenize request: what vaultd seals
+// the answer with and what the gateway opens it with, from the same fields.
+func DetokenizeAAD(req *vaultv1.DetokenizeRequest) []byte {
+	return RequestAAD(Request{MerchantID: req.GetMerchantId(), Token: req.GetToken(), Nonce: req.GetRequestNonce(),
+		IncludeCVC: req.GetIncludeCvc(), Purpose: req.GetPurpose(), DestinationHost: req.GetDestinationHost()})
+}
+
+// Ask sets req's recipient key to r's and gives it a fresh nonce, so that
+// the answer is bound to this request.
+func (r *Recipient) Ask(req *vaultv1.DetokenizeRequest) error {
+	n, err := NewNonce()
+	if err != nil {
+		return err
+	}
+	req.RecipientPublicKey, req.RequestNonce = r.PublicKey(), n
+	return nil
+}
+
+// OpenAnswer opens vaultd's answer to req (sent after Ask): ErrUnbound if
+// vaultd did not bind it to req, ErrOpen if it is not req's box.
+func (r *Recipient) OpenAnswer(req *vaultv1.DetokenizeRequest, resp *vaultv1.DetokenizeResponse) ([]byte, error) {
+	if !resp.GetRequestBound() {
+		return nil, ErrUnbound
+	}
+	return r.Open(resp.GetSealedCard(), DetokenizeAAD(req))
 }

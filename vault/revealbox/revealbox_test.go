@@ -183,3 +183,49 @@ func BenchmarkReveal(b *testing.B) {
 		}
 	})
 }
+
+// TestRequestAAD: with the recipient key and the sealing key reused (Keyring
+// and Sealer), a box bound to its request opens for that request only: not
+// for another request of the same merchant and token, nor for the same
+// request with any field changed on the way.
+func TestRequestAAD(t *testing.T) {
+	r, err := NewKeyring(0, nil).Current()
+	require.NoError(t, err)
+	sealer := NewSealer(0, nil)
+	nonce, err := NewNonce()
+	require.NoError(t, err)
+	require.Len(t, nonce, NonceSize)
+	req := Request{MerchantID: "mer_1", Token: "tok_1", Nonce: nonce, IncludeCVC: true, Purpose: "payment pay_1", DestinationHost: "acquirer.example"}
+	plain := []byte("4242424242424242\x0012\x002031")
+	box, err := sealer.Seal(r.PublicKey(), plain, RequestAAD(req))
+	require.NoError(t, err)
+	got, err := r.Open(box, RequestAAD(req))
+	require.NoError(t, err)
+	assert.Equal(t, plain, got)
+
+	other, err := NewNonce()
+	require.NoError(t, err)
+	change := func(f func(*Request)) Request { c := req; f(&c); return c }
+	cases := map[string]Request{
+		"another request's nonce": change(func(c *Request) { c.Nonce = other }),
+		"no nonce":                change(func(c *Request) { c.Nonce = nil }),
+		"other token":             change(func(c *Request) { c.Token = "tok_2" }),
+		"other merchant":          change(func(c *Request) { c.MerchantID = "mer_2" }),
+		"without the CVC":         change(func(c *Request) { c.IncludeCVC = false }),
+		"other purpose":           change(func(c *Request) { c.Purpose = "payment pay_2" }),
+		"other destination":       change(func(c *Request) { c.DestinationHost = "evil.example" }),
+		// Length prefixes: moving bytes between adjacent fields changes the AAD.
+		"shifted field boundary": change(func(c *Request) { c.MerchantID, c.Token = "mer_1t", "ok_1" }),
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			assert.NotEqual(t, RequestAAD(req), RequestAAD(c))
+			_, err := r.Open(box, RequestAAD(c))
+			require.ErrorIs(t, err, ErrOpen)
+		})
+	}
+	t.Run("the merchant-and-token binding", func(t *testing.T) {
+		_, err := r.Open(box, AAD("mer_1", "tok_1"))
+		require.ErrorIs(t, err, ErrOpen)
+	})
+}

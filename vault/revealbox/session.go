@@ -18,8 +18,11 @@ import (
 // that key under the same ephemeral key (Sealer), so the derived
 // XChaCha20-Poly1305 key is the same and only the 192-bit random nonce
 // differs per box. The box format does not change: a caller with a fresh
-// key per call still works, and a box never opens under another merchant
-// or token (the AAD). What the reuse gives up is per-call key separation:
+// key per call still works. A box never opens for another request: its AAD
+// names the request's random nonce (RequestAAD), so reusing the key does
+// not let one reveal's box be handed to another (for gateways that send no
+// nonce, vaultd falls back to AAD, which names merchant and token only).
+// What the reuse gives up is per-call key separation:
 // whoever obtains a recipient private key opens the boxes sealed to it in
 // its lifetime (DefaultLifetime), not one box only; that key lives only in
 // the gateway's memory, which holds those cards anyway while it forwards

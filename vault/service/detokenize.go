@@ -17,7 +17,8 @@ import (
 
 // Detokenize reveals a card to the gateway, sealed to the recipient key the
 // gateway sent (its key of the moment: revealbox.Keyring; the agreement with
-// it is reused for revealbox.DefaultLifetime). Only the gateway's mTLS identity may call it, and only
+// it is reused for revealbox.DefaultLifetime) and bound to the request by
+// its nonce. Only the gateway's mTLS identity may call it, and only
 // for a token of the merchant it names. With include_cvc the CVC is taken
 // from the ephemeral store: a second call gets none (single use).
 func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest) (*vaultv1.DetokenizeResponse, error) {
@@ -30,6 +31,8 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 		return nil, apierr.Invalid(apierr.CodeFieldRequired, "merchant_id", "merchant_id is required")
 	case len(req.GetRecipientPublicKey()) != revealbox.KeySize:
 		return nil, apierr.Invalid("recipient_key_invalid", "recipient_public_key", "recipient_public_key must be a 32-byte X25519 public key")
+	case len(req.GetRequestNonce()) != 0 && len(req.GetRequestNonce()) != revealbox.NonceSize:
+		return nil, apierr.Invalid("request_nonce_invalid", "request_nonce", "request_nonce must be 16 random bytes, or empty")
 	}
 	if err := s.checkKeys(); err != nil {
 		return nil, err
@@ -99,8 +102,15 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 		c.CVC = cvc
 		resp.CvcIncluded = !cvc.IsZero()
 	}
+	// The box is bound to this request when the gateway sent a nonce
+	// (revealbox.RequestAAD), else to merchant and token, for gateways
+	// older than the nonce.
+	aad := revealbox.AAD(rec.MerchantID, rec.Token)
+	if len(req.GetRequestNonce()) != 0 {
+		aad, resp.RequestBound = revealbox.DetokenizeAAD(req), true
+	}
 	enc := card.Encode(c)
-	box, err := s.sealer.Seal(req.GetRecipientPublicKey(), enc, revealbox.AAD(rec.MerchantID, rec.Token))
+	box, err := s.sealer.Seal(req.GetRecipientPublicKey(), enc, aad)
 	clear(enc)
 	if err != nil {
 		return nil, s.public(ctx, "detokenize", err)

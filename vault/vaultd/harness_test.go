@@ -283,11 +283,13 @@ func (s *stack) detokenize(client vaultv1.VaultServiceClient, merchantID, token 
 	require.NoError(s.t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	resp, err := client.Detokenize(ctx, &vaultv1.DetokenizeRequest{MerchantId: merchantID, Token: token, IncludeCvc: includeCVC, Purpose: "test", DestinationHost: "acquirer.test", RecipientPublicKey: rcpt.PublicKey()})
+	req := &vaultv1.DetokenizeRequest{MerchantId: merchantID, Token: token, IncludeCvc: includeCVC, Purpose: "test", DestinationHost: "acquirer.test"}
+	require.NoError(s.t, rcpt.Ask(req))
+	resp, err := client.Detokenize(ctx, req)
 	if err != nil {
 		return card.Card{}, nil, err
 	}
-	plain, err := rcpt.Open(resp.SealedCard, revealbox.AAD(merchantID, token))
+	plain, err := rcpt.OpenAnswer(req, resp)
 	require.NoErrorf(s.t, err, "open sealed card: %v", err)
 	c, err := card.Decode(plain)
 	clear(plain)

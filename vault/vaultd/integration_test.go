@@ -18,6 +18,7 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/testenv"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/revealbox"
 )
 
 var expYear = time.Now().Year() + 3
@@ -209,6 +210,57 @@ func TestAuth(t *testing.T) {
 		_, err := s.anon.Detokenize(grpcCtx(s.a.SecretKey), &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, RecipientPublicKey: make([]byte, 32)})
 		require.EqualValuesf(t, codes.PermissionDenied, status.Code(err), "code = %v", status.Code(err))
 	})
+	t.Run("detokenize: the box is bound to its request", func(t *testing.T) {
+		rcpt, err := revealbox.NewRecipient()
+		require.NoError(t, err)
+		ask := func() (*vaultv1.DetokenizeRequest, *vaultv1.DetokenizeResponse) {
+			req := &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, Purpose: "test", DestinationHost: "acquirer.test"}
+			require.NoError(t, rcpt.Ask(req))
+			resp, err := s.gw.Detokenize(context.Background(), req)
+			require.NoError(t, err)
+			require.True(t, resp.GetRequestBound())
+			return req, resp
+		}
+		reqA, respA := ask()
+		reqB, respB := ask()
+		require.Equal(t, reqA.GetRecipientPublicKey(), reqB.GetRecipientPublicKey(), "one recipient key for both")
+		for name, c := range map[string]struct {
+			req  *vaultv1.DetokenizeRequest
+			resp *vaultv1.DetokenizeResponse
+			ok   bool
+		}{
+			"A's box for A": {reqA, respA, true}, "B's box for B": {reqB, respB, true},
+			"A's box for B": {reqB, respA, false}, "B's box for A": {reqA, respB, false},
+		} {
+			plain, err := rcpt.OpenAnswer(c.req, c.resp)
+			clear(plain)
+			if c.ok {
+				assert.NoError(t, err, name)
+			} else {
+				assert.ErrorIs(t, err, revealbox.ErrOpen, name)
+			}
+		}
+	})
+	t.Run("detokenize: without a nonce, bound to merchant and token (older gateways)", func(t *testing.T) {
+		rcpt, err := revealbox.NewRecipient()
+		require.NoError(t, err)
+		resp, err := s.gw.Detokenize(context.Background(), &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, RecipientPublicKey: rcpt.PublicKey()})
+		require.NoError(t, err)
+		assert.False(t, resp.GetRequestBound())
+		plain, err := rcpt.Open(resp.GetSealedCard(), revealbox.AAD(s.a.MerchantID, tok))
+		require.NoError(t, err)
+		clear(plain)
+	})
+	for name, nonce := range map[string][]byte{"15 bytes": make([]byte, 15), "17 bytes": make([]byte, 17), "1 byte": {1}} {
+		t.Run("detokenize: a nonce of "+name, func(t *testing.T) {
+			rcpt, err := revealbox.NewRecipient()
+			require.NoError(t, err)
+			_, err = s.gw.Detokenize(context.Background(), &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, RecipientPublicKey: rcpt.PublicKey(), RequestNonce: nonce})
+			require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+			assert.Equal(t, "request_nonce_invalid", apierr.From(err).Code)
+			assert.Equal(t, "request_nonce", apierr.From(err).Field)
+		})
+	}
 }
 
 // TestIdempotency: retries return the first result; a different request

@@ -770,8 +770,14 @@ type DetokenizeRequest struct {
 	// to it, so plaintext never appears in this API's messages (see
 	// vault/revealbox).
 	RecipientPublicKey []byte `protobuf:"bytes,6,opt,name=recipient_public_key,json=recipientPublicKey,proto3" json:"recipient_public_key,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// 16 random bytes, new for every request. vaultd binds the box to this
+	// request (the AAD names merchant_id, token, request_nonce, include_cvc,
+	// purpose and destination_host), so a box opens for this call only, even
+	// when the recipient key serves several calls. Empty: the box is bound to
+	// merchant and token only, for gateways older than this field.
+	RequestNonce  []byte `protobuf:"bytes,7,opt,name=request_nonce,json=requestNonce,proto3" json:"request_nonce,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DetokenizeRequest) Reset() {
@@ -846,21 +852,33 @@ func (x *DetokenizeRequest) GetRecipientPublicKey() []byte {
 	return nil
 }
 
+func (x *DetokenizeRequest) GetRequestNonce() []byte {
+	if x != nil {
+		return x.RequestNonce
+	}
+	return nil
+}
+
 // DetokenizeResponse carries the card sealed to the caller's ephemeral key,
 // plus PAN-free metadata.
 type DetokenizeResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	// revealbox-sealed card (vault/card encoding), AAD = merchant_id and token.
+	// revealbox-sealed card (vault/card encoding); its AAD is revealbox.RequestAAD
+	// of the request when request_bound, else merchant_id and token.
 	SealedCard []byte `protobuf:"bytes,2,opt,name=sealed_card,json=sealedCard,proto3" json:"sealed_card,omitempty"`
 	// Whether a CVC is inside sealed_card (and is now consumed).
-	CvcIncluded   bool   `protobuf:"varint,3,opt,name=cvc_included,json=cvcIncluded,proto3" json:"cvc_included,omitempty"`
-	Brand         string `protobuf:"bytes,4,opt,name=brand,proto3" json:"brand,omitempty"`
-	Bin           string `protobuf:"bytes,5,opt,name=bin,proto3" json:"bin,omitempty"`
-	Last4         string `protobuf:"bytes,6,opt,name=last4,proto3" json:"last4,omitempty"`
-	ExpMonth      int32  `protobuf:"varint,7,opt,name=exp_month,json=expMonth,proto3" json:"exp_month,omitempty"`
-	ExpYear       int32  `protobuf:"varint,8,opt,name=exp_year,json=expYear,proto3" json:"exp_year,omitempty"`
-	Fingerprint   string `protobuf:"bytes,9,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	CvcIncluded bool   `protobuf:"varint,3,opt,name=cvc_included,json=cvcIncluded,proto3" json:"cvc_included,omitempty"`
+	Brand       string `protobuf:"bytes,4,opt,name=brand,proto3" json:"brand,omitempty"`
+	Bin         string `protobuf:"bytes,5,opt,name=bin,proto3" json:"bin,omitempty"`
+	Last4       string `protobuf:"bytes,6,opt,name=last4,proto3" json:"last4,omitempty"`
+	ExpMonth    int32  `protobuf:"varint,7,opt,name=exp_month,json=expMonth,proto3" json:"exp_month,omitempty"`
+	ExpYear     int32  `protobuf:"varint,8,opt,name=exp_year,json=expYear,proto3" json:"exp_year,omitempty"`
+	Fingerprint string `protobuf:"bytes,9,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
+	// sealed_card is bound to the request (its request_nonce was set and
+	// honoured). A gateway that sends a nonce refuses an answer without this:
+	// it came from a vaultd older than the field.
+	RequestBound  bool `protobuf:"varint,10,opt,name=request_bound,json=requestBound,proto3" json:"request_bound,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -958,6 +976,13 @@ func (x *DetokenizeResponse) GetFingerprint() string {
 	return ""
 }
 
+func (x *DetokenizeResponse) GetRequestBound() bool {
+	if x != nil {
+		return x.RequestBound
+	}
+	return false
+}
+
 var File_obol_vault_v1_vault_proto protoreflect.FileDescriptor
 
 const file_obol_vault_v1_vault_proto_rawDesc = "" +
@@ -1010,7 +1035,7 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\x05token\x18\x01 \x01(\tR\x05token\"Q\n" +
 	"\x13DeleteTokenResponse\x12\x1a\n" +
 	"\x05token\x18\x01 \x01(\tB\x04\xc8\xf3\x18\x01R\x05token\x12\x1e\n" +
-	"\adeleted\x18\x02 \x01(\bB\x04\xc8\xf3\x18\x01R\adeleted\"\xe2\x01\n" +
+	"\adeleted\x18\x02 \x01(\bB\x04\xc8\xf3\x18\x01R\adeleted\"\x87\x02\n" +
 	"\x11DetokenizeRequest\x12\x1f\n" +
 	"\vmerchant_id\x18\x01 \x01(\tR\n" +
 	"merchantId\x12\x14\n" +
@@ -1019,7 +1044,8 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"includeCvc\x12\x18\n" +
 	"\apurpose\x18\x04 \x01(\tR\apurpose\x12)\n" +
 	"\x10destination_host\x18\x05 \x01(\tR\x0fdestinationHost\x120\n" +
-	"\x14recipient_public_key\x18\x06 \x01(\fR\x12recipientPublicKey\"\x86\x02\n" +
+	"\x14recipient_public_key\x18\x06 \x01(\fR\x12recipientPublicKey\x12#\n" +
+	"\rrequest_nonce\x18\a \x01(\fR\frequestNonce\"\xab\x02\n" +
 	"\x12DetokenizeResponse\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x1f\n" +
 	"\vsealed_card\x18\x02 \x01(\fR\n" +
@@ -1030,7 +1056,9 @@ const file_obol_vault_v1_vault_proto_rawDesc = "" +
 	"\x05last4\x18\x06 \x01(\tR\x05last4\x12\x1b\n" +
 	"\texp_month\x18\a \x01(\x05R\bexpMonth\x12\x19\n" +
 	"\bexp_year\x18\b \x01(\x05R\aexpYear\x12 \n" +
-	"\vfingerprint\x18\t \x01(\tR\vfingerprint2\xd6\x04\n" +
+	"\vfingerprint\x18\t \x01(\tR\vfingerprint\x12#\n" +
+	"\rrequest_bound\x18\n" +
+	" \x01(\bR\frequestBound2\xd6\x04\n" +
 	"\fVaultService\x12@\n" +
 	"\bTokenize\x12\x1e.obol.vault.v1.TokenizeRequest\x1a\x14.obol.vault.v1.Token\x12@\n" +
 	"\bGetToken\x12\x1e.obol.vault.v1.GetTokenRequest\x1a\x14.obol.vault.v1.Token\x12T\n" +
