@@ -518,7 +518,10 @@ func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, 
 		return nil, apierr.From(err)
 	}
 	plain, err := rcpt.OpenAnswer(req, rev)
-	if errors.Is(err, revealbox.ErrUnbound) {
+	if errors.Is(err, revealbox.ErrUnbound) || errors.Is(err, revealbox.ErrOpen) {
+		// An older vaultd (unbound), or a box that is not this request's
+		// (a hop between gateway and vaultd replaying or altering
+		// answers): nothing is forwarded.
 		f.cfg.Logger.Error("reveal refused", "merchant", merchant, "route", route.Name, "err", err)
 		return nil, vaultUnavailable()
 	}

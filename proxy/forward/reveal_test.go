@@ -1,7 +1,9 @@
 package forward
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -66,7 +68,9 @@ func TestRevealReusesRecipientKey(t *testing.T) {
 
 // A box is opened only for the request it answers: not a box replayed from
 // an earlier reveal of the same merchant and token under the same key, and
-// not a box an older vaultd bound to merchant and token only.
+// not a box an older vaultd bound to merchant and token only. Each fails as
+// vault_unavailable (nothing is forwarded) and the gateway logs "reveal
+// refused".
 func TestRevealRefusesAnotherRequestsBox(t *testing.T) {
 	cases := []struct {
 		name   string
@@ -76,7 +80,7 @@ func TestRevealRefusesAnotherRequestsBox(t *testing.T) {
 	}{
 		{"an earlier request's box", func(v *sealingVault, resp *vaultv1.DetokenizeResponse) *vaultv1.DetokenizeResponse {
 			return v.answers[0]
-		}, apierr.CodeInternal, apierr.KindInternal},
+		}, "vault_unavailable", apierr.KindUnavailable},
 		{"an older vaultd's box", func(v *sealingVault, resp *vaultv1.DetokenizeResponse) *vaultv1.DetokenizeResponse {
 			pan, err := card.NewPANFromDigits([]byte("4242424242424242"))
 			require.NoError(t, err)
@@ -92,16 +96,18 @@ func TestRevealRefusesAnotherRequestsBox(t *testing.T) {
 			box, err := v.sealer.Seal(v.reqs[1].GetRecipientPublicKey(), enc, revealbox.AAD("mer_1", "tok_a"))
 			require.NoError(t, err)
 			return &vaultv1.DetokenizeResponse{Token: "tok_a", SealedCard: box, RequestBound: true}
-		}, apierr.CodeInternal, apierr.KindInternal},
+		}, "vault_unavailable", apierr.KindUnavailable},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			v := &sealingVault{sealer: revealbox.NewSealer(0, nil)}
-			f := New(Config{Vault: v})
+			var logs bytes.Buffer
+			f := New(Config{Vault: v, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 			route := &Route{Name: "acme"}
 			first, e := f.reveal(context.Background(), "mer_1", "tok_a", false, route, "api.acme.example")
 			require.Nil(t, e)
 			first.Wipe()
+			require.NotContains(t, logs.String(), "reveal refused")
 			v.answer = func(resp *vaultv1.DetokenizeResponse) *vaultv1.DetokenizeResponse { return c.answer(v, resp) }
 			got, e := f.reveal(context.Background(), "mer_1", "tok_a", false, route, "api.acme.example")
 			require.NotNil(t, e)
@@ -109,6 +115,8 @@ func TestRevealRefusesAnotherRequestsBox(t *testing.T) {
 			assert.Equal(t, c.code, e.Code)
 			assert.Equal(t, c.kind, e.Kind)
 			assert.Equal(t, v.reqs[0].GetRecipientPublicKey(), v.reqs[1].GetRecipientPublicKey(), "the same recipient key")
+			assert.Contains(t, logs.String(), "reveal refused")
+			assert.NotContains(t, logs.String(), "4242424242424242")
 		})
 	}
 }

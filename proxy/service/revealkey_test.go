@@ -1,7 +1,9 @@
 package service
 
 import (
+	"bytes"
 	"context"
+	"log/slog"
 	"testing"
 	"time"
 
@@ -99,21 +101,42 @@ func TestAuthorizeReusesRecipientKey(t *testing.T) {
 }
 
 // TestAuthorizeRefusesAnotherPaymentsBox: within the recipient key's
-// lifetime, payment A's sealed card and CVC handed back as the answer to
-// payment B's reveal (same merchant and token) do not open, and nothing
-// reaches the acquirer for B.
+// lifetime, a box vaultd sealed for an earlier reveal of the same merchant
+// and token, handed back as the answer to this one, does not open: not
+// another payment's (its purpose differs too), and not this payment's own
+// earlier reveal (a retry: the same purpose and host, so only the nonce
+// tells the two apart). The payment fails as vault_unavailable, the gateway
+// logs "reveal refused", and nothing reaches the acquirer.
 func TestAuthorizeRefusesAnotherPaymentsBox(t *testing.T) {
-	clk := newClock()
-	v := &sealingVault{sealer: revealbox.NewSealer(0, clk.Now)}
-	acq := &cardAcquirer{}
-	s := New(Config{Vault: v, Connectors: map[string]connector.Connector{"simulator": acq}, Now: clk.Now, NewTicker: never})
-	a := &Payment{ID: "pay_a", MerchantID: "mer_1", Token: "tok_a", Amount: 100, Currency: "USD"}
-	_, err := s.authorize(context.Background(), acq, a, false)
-	require.NoError(t, err)
-	v.replay = true
-	b := &Payment{ID: "pay_b", MerchantID: "mer_1", Token: "tok_a", Amount: 100, Currency: "USD"}
-	_, err = s.authorize(context.Background(), acq, b, false)
-	require.Error(t, err)
-	assert.Equal(t, v.reqs[0].GetRecipientPublicKey(), v.reqs[1].GetRecipientPublicKey(), "the same recipient key")
-	assert.Equal(t, []string{"4242"}, acq.last4, "only payment A reached the acquirer")
+	cases := []struct {
+		name   string
+		second string // the payment whose reveal gets the first box
+	}{
+		{"another payment's box", "pay_b"},
+		{"the same payment's earlier box (a retry)", "pay_a"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			clk := newClock()
+			v := &sealingVault{sealer: revealbox.NewSealer(0, clk.Now)}
+			acq := &cardAcquirer{}
+			var logs bytes.Buffer
+			s := New(Config{Vault: v, Connectors: map[string]connector.Connector{"simulator": acq}, Now: clk.Now, NewTicker: never,
+				Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			a := &Payment{ID: "pay_a", MerchantID: "mer_1", Token: "tok_a", Amount: 100, Currency: "USD"}
+			_, err := s.authorize(context.Background(), acq, a, false)
+			require.NoError(t, err)
+			require.NotContains(t, logs.String(), "reveal refused")
+			v.replay = true
+			b := &Payment{ID: c.second, MerchantID: "mer_1", Token: "tok_a", Amount: 100, Currency: "USD"}
+			_, err = s.authorize(context.Background(), acq, b, false)
+			require.ErrorIs(t, err, errVaultUnavailable)
+			require.Len(t, v.reqs, 2)
+			assert.Equal(t, v.reqs[0].GetRecipientPublicKey(), v.reqs[1].GetRecipientPublicKey(), "the same recipient key")
+			assert.Equal(t, []string{"4242"}, acq.last4, "only the first reveal reached the acquirer")
+			assert.Contains(t, logs.String(), "reveal refused")
+			assert.Contains(t, logs.String(), "payment="+c.second)
+			assert.NotContains(t, logs.String(), "4242424242424242")
+		})
+	}
 }

@@ -809,9 +809,11 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 		return authOutcome{}, apierr.From(err)
 	}
 	plain, err := rcpt.OpenAnswer(req, rev)
-	if errors.Is(err, revealbox.ErrUnbound) {
-		// An older vaultd: the card (and its CVC, now consumed) is not
-		// used; the payment fails as with the vault unavailable.
+	if errors.Is(err, revealbox.ErrUnbound) || errors.Is(err, revealbox.ErrOpen) {
+		// An older vaultd (unbound), or a box that is not this request's
+		// (a hop between gateway and vaultd replaying or altering
+		// answers): the card, and its CVC now consumed, is not used, and
+		// the payment fails as with the vault unavailable.
 		s.cfg.Logger.Error("reveal refused", "payment", p.ID, "err", err)
 		return authOutcome{}, errVaultUnavailable
 	}

@@ -5,7 +5,14 @@
 // (X25519 → HKDF-SHA256 → XChaCha20-Poly1305, the AAD binding the request:
 // RequestAAD).
 // So plaintext never appears in a protobuf message, where generated String()
-// methods would print it, and a TLS-terminating hop sees only ciphertext.
+// methods would print it, and a hop that relays the call without rewriting
+// it (a TLS-terminating proxy, a capture of its traffic) sees only
+// ciphertext and cannot hand one request's box to another. The box is
+// anonymous: it proves neither to the gateway that vaultd sealed it nor to
+// vaultd that the recipient key is the gateway's. A hop that rewrites
+// requests (its own recipient key in place of the gateway's) reads the card
+// and can seal a card of its choice to the gateway; end-to-end mTLS between
+// gateway and vaultd is what stops such a hop.
 // It handles card plaintext as opaque bytes. Keyring and Sealer reuse the
 // key agreement for a bounded lifetime (see session.go).
 package revealbox
@@ -29,7 +36,8 @@ import (
 // KeySize is the size of an X25519 public key.
 const KeySize = 32
 
-// ErrOpen: the box does not open with this key and AAD.
+// ErrOpen: the box does not open with this key and AAD (not sealed to
+// this key, for another request, or altered).
 var ErrOpen = errors.New("revealbox: cannot open")
 
 // ErrUnbound: vaultd answered a request that carried a nonce with a box not
