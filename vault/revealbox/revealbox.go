@@ -11,8 +11,10 @@
 // anonymous: it proves neither to the gateway that vaultd sealed it nor to
 // vaultd that the recipient key is the gateway's. A hop that rewrites
 // requests (its own recipient key in place of the gateway's) reads the card
-// and can seal a card of its choice to the gateway; end-to-end mTLS between
-// gateway and vaultd is what stops such a hop.
+// and can seal a card of its choice to the gateway. Such a hop must hold the
+// gateway identity's certificate key (vaultd reveals only to a verified peer
+// carrying it), with which it could call Detokenize itself: the control
+// against it is that key and end-to-end mTLS, not the box.
 // It handles card plaintext as opaque bytes. Keyring and Sealer reuse the
 // key agreement for a bounded lifetime (see session.go).
 package revealbox
