@@ -29,17 +29,7 @@ func run(ctx context.Context, args []string) error {
 	if err := cli.Parse(pflag.NewFlagSet("vaultd", pflag.ContinueOnError), &c, args); err != nil {
 		return err
 	}
-	cfg := vaultd.Config{
-		Vault: transit.Config{Address: c.Address, Namespace: c.Namespace, Token: c.Token, CACertFile: c.CACertFile, TokenFile: c.TokenFile,
-			RoleID: c.RoleID, SecretIDFile: c.SecretIDFile, AppRoleMount: c.AppRoleMount,
-			KubernetesRole: c.KubernetesRole, KubernetesMount: c.KubernetesMount, KubernetesJWTFile: c.KubernetesJWTFile,
-			Mount: c.Mount, KeyName: c.KeyName, FingerprintPath: c.FingerprintPath, AuditAnchorPath: c.AuditAnchorPath},
-		PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), RedisURL: c.RedisURL, AuthLimitRedisURL: c.AuthLimitRedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
-		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, ClientCAFile: c.ClientCA, GatewayIdentity: c.GatewayIdentity,
-		CVCTTL: c.CVCTTL, CVCClientSecretTTL: c.CVCClientSecretTTL, DEKMaxAge: c.DEKMaxAge, DEKMaxUses: c.DEKMaxUses,
-		KeyCheckEvery: c.KeyCheckEvery, KEKCheckEvery: c.KEKCheckEvery, AuditAnchorEvery: c.AuditAnchorEvery,
-		ReencryptOlderThan: c.ReencryptOlderThan, ReencryptEvery: c.ReencryptEvery, NoAutoRewrap: c.NoAutoRewrap, Reflection: c.Reflection,
-	}
+	cfg := vaultdConfig(&c)
 	var err error
 	if cfg.Edge, err = c.EdgeConfig.Edge(cli.DaemonVars("VAULTD"), cfg.TLSCertFile, cfg.TLSKeyFile); err != nil {
 		return err
@@ -64,4 +54,20 @@ func run(ctx context.Context, args []string) error {
 	}
 	defer in.Close()
 	return in.Serve(ctx)
+}
+
+// vaultdConfig is vaultd.Start's configuration from the parsed settings
+// (the edge is added by run).
+func vaultdConfig(c *config.Vaultd) vaultd.Config {
+	return vaultd.Config{
+		Vault: transit.Config{Address: c.Address, Namespace: c.Namespace, Token: c.Token, CACertFile: c.CACertFile, TokenFile: c.TokenFile,
+			RoleID: c.RoleID, SecretIDFile: c.SecretIDFile, AppRoleMount: c.AppRoleMount,
+			KubernetesRole: c.KubernetesRole, KubernetesMount: c.KubernetesMount, KubernetesJWTFile: c.KubernetesJWTFile,
+			Mount: c.Mount, KeyName: c.KeyName, FingerprintPath: c.FingerprintPath, AuditAnchorPath: c.AuditAnchorPath},
+		PostgresURL: c.PostgresURL, Migrate: migrate.Mode(c.Migrate), RedisURL: c.RedisURL, AuthLimitRedisURL: c.AuthLimitRedisURL, GRPCAddr: c.GRPCAddr, HTTPAddr: c.HTTPAddr,
+		TLSCertFile: c.TLSCert, TLSKeyFile: c.TLSKey, ClientCAFile: c.ClientCA, GatewayIdentity: c.GatewayIdentity, RequireRequestNonce: c.RequireNonce,
+		CVCTTL: c.CVCTTL, CVCClientSecretTTL: c.CVCClientSecretTTL, DEKMaxAge: c.DEKMaxAge, DEKMaxUses: c.DEKMaxUses,
+		KeyCheckEvery: c.KeyCheckEvery, KEKCheckEvery: c.KEKCheckEvery, AuditAnchorEvery: c.AuditAnchorEvery,
+		ReencryptOlderThan: c.ReencryptOlderThan, ReencryptEvery: c.ReencryptEvery, NoAutoRewrap: c.NoAutoRewrap, Reflection: c.Reflection,
+	}
 }

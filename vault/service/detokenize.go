@@ -33,6 +33,8 @@ func (s *Service) Detokenize(ctx context.Context, req *vaultv1.DetokenizeRequest
 		return nil, apierr.Invalid("recipient_key_invalid", "recipient_public_key", "recipient_public_key must be a 32-byte X25519 public key")
 	case len(req.GetRequestNonce()) != 0 && len(req.GetRequestNonce()) != revealbox.NonceSize:
 		return nil, apierr.Invalid("request_nonce_invalid", "request_nonce", "request_nonce must be 16 random bytes, or empty")
+	case len(req.GetRequestNonce()) == 0 && s.cfg.RequireRequestNonce:
+		return nil, apierr.Invalid("request_nonce_required", "request_nonce", "request_nonce is required: this vaultd seals only request-bound boxes (OBOL_VAULTD_REQUIRE_REQUEST_NONCE); upgrade the gateway")
 	}
 	if err := s.checkKeys(); err != nil {
 		return nil, err

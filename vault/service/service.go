@@ -59,6 +59,11 @@ type Config struct {
 	// GatewayIdentity is the URI SAN (or, failing that, CN) a client
 	// certificate must carry to call Detokenize.
 	GatewayIdentity string
+	// RequireRequestNonce: Detokenize refuses a request without a
+	// request_nonce (a gateway older than request-bound boxes) before it
+	// takes the CVC, instead of sealing the card bound to merchant and
+	// token only. For once every gateway is upgraded.
+	RequireRequestNonce bool
 	// AuthCacheTTL caches API key lookups (default 10s; revocation delay).
 	AuthCacheTTL time.Duration
 	Now          func() time.Time

@@ -61,6 +61,8 @@ type stackOpts struct {
 	noAutoJobs bool
 	// cluster: CVCs on this Redis Cluster instead of a single Redis.
 	cluster *testenv.RedisCluster
+	// requireNonce: vaultd refuses reveals without a request nonce.
+	requireNonce bool
 }
 
 // stack is vaultd started in-process with vaultd.Start against real Vault,
@@ -122,7 +124,7 @@ func newStack(t *testing.T, opts stackOpts) *stack {
 		Vault: tc, PostgresURL: s.dbURL, RedisURL: s.redis.URL,
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", TLS: srvTLS,
 		CVCTTL: opts.cvcTTL, KeyCheckEvery: 50 * time.Millisecond, KEKCheckEvery: 100 * time.Millisecond, DEKMaxUses: opts.dekMaxUses,
-		AuditAnchorEvery: 100 * time.Millisecond, NoAutoRewrap: opts.noAutoJobs,
+		AuditAnchorEvery: 100 * time.Millisecond, NoAutoRewrap: opts.noAutoJobs, RequireRequestNonce: opts.requireNonce,
 		Logger: slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if opts.cluster != nil {

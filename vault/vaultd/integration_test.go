@@ -263,6 +263,32 @@ func TestAuth(t *testing.T) {
 	}
 }
 
+// TestRequireRequestNonce: with RequireRequestNonce a reveal without a
+// nonce (an older gateway) is refused with request_nonce_required naming
+// the field, before anything happens: its CVC is still there for the next,
+// request-bound reveal, which alone is audited.
+func TestRequireRequestNonce(t *testing.T) {
+	s := newStack(t, stackOpts{requireNonce: true})
+	tok := s.tokenize(s.a.SecretKey, cardIn("4242424242424242", 12, expYear, "737")).str("token")
+	rcpt, err := revealbox.NewRecipient()
+	require.NoError(t, err)
+	_, err = s.gw.Detokenize(context.Background(), &vaultv1.DetokenizeRequest{MerchantId: s.a.MerchantID, Token: tok, IncludeCvc: true,
+		RecipientPublicKey: rcpt.PublicKey(), Purpose: "test", DestinationHost: "acquirer.test"})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "%v", err)
+	assert.Equal(t, "request_nonce_required", apierr.From(err).Code)
+	assert.Equal(t, "request_nonce", apierr.From(err).Field)
+	assert.NotContains(t, s.logs.String(), "card revealed")
+
+	c, resp, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
+	require.NoError(t, err)
+	assert.True(t, resp.GetRequestBound())
+	assert.True(t, resp.GetCvcIncluded(), "the refused reveal did not take the CVC")
+	assert.Equal(t, "737", string(c.CVC.RevealDigits()))
+	c.Number.Wipe()
+	c.CVC.Wipe()
+	assert.Equal(t, 1, strings.Count(s.logs.String(), `"card revealed"`), "one reveal, the bound one")
+}
+
 // TestIdempotency: retries return the first result; a different request
 // with the same key conflicts; concurrent retries make one token.
 func TestIdempotency(t *testing.T) {

@@ -61,7 +61,10 @@ type Config struct {
 	// CVC Redis.
 	Edge            serve.Edge
 	GatewayIdentity string
-	CVCTTL          time.Duration
+	// RequireRequestNonce refuses reveals without a request nonce (older
+	// gateways) instead of sealing them unbound.
+	RequireRequestNonce bool
+	CVCTTL              time.Duration
 	// CVCClientSecretTTL is how long a CVC client secret stays usable
 	// (default 10 minutes, at most 1 hour).
 	CVCClientSecretTTL time.Duration
@@ -231,7 +234,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 
 func assemble(kms envelope.KeyManager, st store.Store, cvcs cvcstore.Store, cfg Config, tlsCfg *tls.Config, log *slog.Logger) (*Instance, error) {
 	env := envelope.New(kms, st, envelope.Config{MaxAge: cfg.DEKMaxAge, MaxUses: cfg.DEKMaxUses})
-	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, Logger: log})
+	svc := service.New(st, cvcs, env, service.Config{CVCTTL: cfg.CVCTTL, ClientSecretTTL: cfg.CVCClientSecretTTL, GatewayIdentity: cfg.GatewayIdentity, RequireRequestNonce: cfg.RequireRequestNonce, Logger: log})
 	fields := hosted.New(hosted.Options{Keys: st, Vault: svc, Logger: log})
 	srv, err := newServer(serverOptions{
 		Service: svc, Envelope: env, OriginAllowed: st.OriginAllowed,

@@ -96,6 +96,7 @@ type Vaultd struct {
 	ServerTLS          `envprefix:"VAULTD"`
 	ClientCA           string        `env:"OBOL_VAULTD_CLIENT_CA" was:"OBOL_CLIENT_CA" flag:"client-ca" form:"a PEM file" doc:"CA of the services' client certificates (the gateway's among them; required)"`
 	GatewayIdentity    string        `env:"OBOL_GATEWAY_IDENTITY" flag:"gateway-identity" default:"spiffe://obol.local/gatewayd" form:"a URI" doc:"URI SAN of the gateway's client certificate (the only identity cards are revealed to)"`
+	RequireNonce       bool          `env:"OBOL_VAULTD_REQUIRE_REQUEST_NONCE" flag:"require-request-nonce" doc:"refuse a reveal whose request carries no request_nonce (a gateway older than request-bound boxes), before its CVC is taken, instead of sealing the card bound to merchant and token only" note:"set it once every gateway is upgraded"`
 	CVCTTL             time.Duration `env:"OBOL_CVC_TTL" flag:"cvc-ttl" positive:"true" doc:"how long a CVC is held (default 1h, max 24h)"`
 	CVCClientSecretTTL time.Duration `env:"OBOL_CVC_CLIENT_SECRET_TTL" flag:"cvc-client-secret-ttl" positive:"true" doc:"how long a CVC client secret stays usable (default 10m, max 1h)"`
 	DEKMaxAge          time.Duration `env:"OBOL_DEK_MAX_AGE" flag:"dek-max-age" default:"1h" positive:"true" doc:"retire a data key after this long"`
