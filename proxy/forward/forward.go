@@ -523,7 +523,7 @@ func (f *Forwarder) reveal(ctx context.Context, merchant, tok string, cvc bool, 
 		// (a hop between gateway and vaultd replaying or altering
 		// answers): nothing is forwarded.
 		f.cfg.Logger.Error("reveal refused", "merchant", merchant, "route", route.Name, "err", err)
-		return nil, vaultUnavailable()
+		return nil, apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault's answer was refused (the gateway logged why: reveal refused); nothing was sent. A CVC held for the card was used up if the route reveals it: a retry goes without it")
 	}
 	if err != nil {
 		return nil, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)

@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
 
+	"github.com/obolpay/obol/internal/apierr"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
 	"github.com/obolpay/obol/proxy/connector"
 	"github.com/obolpay/obol/vault/card"
@@ -131,6 +132,7 @@ func TestAuthorizeRefusesAnotherPaymentsBox(t *testing.T) {
 			b := &Payment{ID: c.second, MerchantID: "mer_1", Token: "tok_a", Amount: 100, Currency: "USD"}
 			_, err = s.authorize(context.Background(), acq, b, false)
 			require.ErrorIs(t, err, errVaultUnavailable)
+			assert.Contains(t, apierr.From(err).Message, "CVC", "the answer says the reveal used up a CVC")
 			require.Len(t, v.reqs, 2)
 			assert.Equal(t, v.reqs[0].GetRecipientPublicKey(), v.reqs[1].GetRecipientPublicKey(), "the same recipient key")
 			assert.Equal(t, []string{"4242"}, acq.last4, "only the first reveal reached the acquirer")

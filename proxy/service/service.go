@@ -181,8 +181,13 @@ var (
 	errRiskUnavailable   = apierr.New(apierr.KindUnavailable, "risk_unavailable", "", "the risk engine is unavailable; nothing was charged, retry later")
 	errLedgerUnavailable = apierr.New(apierr.KindUnavailable, "ledger_unavailable", "", "the ledger is unavailable; nothing was charged, retry later")
 	errVaultUnavailable  = apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault is unavailable; nothing was charged, retry later")
-	errStoreUnavailable  = apierr.New(apierr.KindUnavailable, apierr.CodeStorageUnavailable, "", "the gateway's database is unavailable; retry later")
-	errNotFound          = apierr.New(apierr.KindNotFound, "payment_not_found", "id", "no such payment")
+	// errRevealRefused: vaultd answered, but its sealed card was not
+	// bound to this request or did not open (revealbox.ErrUnbound,
+	// ErrOpen). The same code as errVaultUnavailable; the message says
+	// that the reveal happened, so that a CVC it took is used up.
+	errRevealRefused    = apierr.New(apierr.KindUnavailable, "vault_unavailable", "", "the vault's answer was refused (the gateway logged why: reveal refused); nothing was charged. A CVC held for the card was used up by the reveal: a retry goes without it")
+	errStoreUnavailable = apierr.New(apierr.KindUnavailable, apierr.CodeStorageUnavailable, "", "the gateway's database is unavailable; retry later")
+	errNotFound         = apierr.New(apierr.KindNotFound, "payment_not_found", "id", "no such payment")
 	// errAcquirerInProgress: the acquirer is still processing a request
 	// with the same idempotency key (another gateway process sent it); the
 	// operation stays processing and a retry replays its outcome.
@@ -815,7 +820,7 @@ func (s *Service) authorize(ctx context.Context, conn connector.Connector, p *Pa
 		// answers): the card, and its CVC now consumed, is not used, and
 		// the payment fails as with the vault unavailable.
 		s.cfg.Logger.Error("reveal refused", "payment", p.ID, "err", err)
-		return authOutcome{}, errVaultUnavailable
+		return authOutcome{}, errRevealRefused
 	}
 	if err != nil {
 		return authOutcome{}, apierr.Wrap(apierr.KindInternal, apierr.CodeInternal, "internal error", err)

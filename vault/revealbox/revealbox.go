@@ -11,10 +11,11 @@
 // anonymous: it proves neither to the gateway that vaultd sealed it nor to
 // vaultd that the recipient key is the gateway's. A hop that rewrites
 // requests (its own recipient key in place of the gateway's) reads the card
-// and can seal a card of its choice to the gateway. Such a hop must hold the
-// gateway identity's certificate key (vaultd reveals only to a verified peer
-// carrying it), with which it could call Detokenize itself: the control
-// against it is that key and end-to-end mTLS, not the box.
+// and can seal a card of its choice to the gateway. Any TLS-terminating hop
+// in front of vaultd must hold a gateway-identity certificate (vaultd
+// reveals only to a direct peer whose verified certificate carries it), with
+// which it could call Detokenize itself: the control against it is that
+// identity and end-to-end mTLS, not the box.
 // It handles card plaintext as opaque bytes. Keyring and Sealer reuse the
 // key agreement for a bounded lifetime (see session.go).
 package revealbox

@@ -73,7 +73,7 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		return nil, err
 	}
-	in, err := assemble(kr, st, memstore.New(nil), Config{GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Reflection: true}, tlsCfg, log)
+	in, err := assemble(kr, st, memstore.New(nil), Config{GRPCAddr: cfg.GRPCAddr, HTTPAddr: cfg.HTTPAddr, Reflection: true, RequireRequestNonce: true}, tlsCfg, log)
 	if err != nil {
 		st.Close()
 		return nil, err

@@ -18,7 +18,9 @@ import (
 	"github.com/obolpay/obol/internal/apierr"
 	"github.com/obolpay/obol/internal/testenv"
 	vaultv1 "github.com/obolpay/obol/proto/obol/vault/v1"
+	"github.com/obolpay/obol/vault/audit"
 	"github.com/obolpay/obol/vault/revealbox"
+	"github.com/obolpay/obol/vault/store"
 )
 
 var expYear = time.Now().Year() + 3
@@ -278,6 +280,18 @@ func TestRequireRequestNonce(t *testing.T) {
 	assert.Equal(t, "request_nonce_required", apierr.From(err).Code)
 	assert.Equal(t, "request_nonce", apierr.From(err).Field)
 	assert.NotContains(t, s.logs.String(), "card revealed")
+	detokenizes := func() int {
+		evs, err := s.in.Store.ListAudit(context.Background(), store.AuditFilter{Token: tok})
+		require.NoError(t, err)
+		n := 0
+		for _, ev := range evs {
+			if ev.Action == audit.ActionDetokenize {
+				n++
+			}
+		}
+		return n
+	}
+	assert.Equal(t, 0, detokenizes(), "the refused reveal is not audited")
 
 	c, resp, err := s.detokenize(s.gw, s.a.MerchantID, tok, true)
 	require.NoError(t, err)
@@ -287,6 +301,7 @@ func TestRequireRequestNonce(t *testing.T) {
 	c.Number.Wipe()
 	c.CVC.Wipe()
 	assert.Equal(t, 1, strings.Count(s.logs.String(), `"card revealed"`), "one reveal, the bound one")
+	assert.Equal(t, 1, detokenizes(), "one audited reveal, the bound one")
 }
 
 // TestIdempotency: retries return the first result; a different request
