@@ -253,3 +253,114 @@ func TestCompensationAfterOutage(t *testing.T) {
 	})
 	s.verifyLedger(t)
 }
+
+// TestCaptureLedgerFirst: a capture's ledger event goes to the ledger
+// before the operation's outcome is committed, and into the outbox only
+// when the ledger does not take it. A plain capture queues nothing (a
+// trigger refuses any outbox row). When the outcome's commit then fails
+// (a trigger refuses it, as a SIGKILL between the ledger call and the
+// commit would leave it), the capture is in the ledger while the
+// operation stays processing; its resumption, by a retry with the same
+// Idempotency-Key or by the sweeper, captures again with the same
+// acquirer key, records nothing twice and stores the ledger's fee. Money
+// is counted at the acquirer, the gateway and the ledger.
+func TestCaptureLedgerFirst(t *testing.T) {
+	s := start(t)
+	db := s.gatewayDBConn(t)
+	exec := func(q string) {
+		t.Helper()
+		_, err := db.Exec(q)
+		require.NoError(t, err)
+	}
+	exec(`CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql`)
+	queued := func() (n int) {
+		t.Helper()
+		require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_outbox`).Scan(&n))
+		return n
+	}
+	tok := s.tokenize(t, "4242424242424242", "123")
+	authorize := func() map[string]any {
+		t.Helper()
+		st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"USD","capture":false}`, "")
+		require.Equal(t, 200, st, "%v", p)
+		require.Equal(t, "authorized", p["status"])
+		return p
+	}
+	get := func(p map[string]any) map[string]any {
+		t.Helper()
+		st, out := s.call(t, "GET", "http://"+s.gw+"/v1/payments/"+p["id"].(string), "", "")
+		require.Equal(t, 200, st, "%v", out)
+		return out
+	}
+
+	t.Run("a capture the ledger takes queues no outbox row", func(t *testing.T) {
+		p := authorize()
+		before := s.balances(t)
+		exec(`CREATE TRIGGER refuse_outbox BEFORE INSERT ON ledger_outbox FOR EACH ROW EXECUTE FUNCTION refuse()`)
+		defer exec(`DROP TRIGGER refuse_outbox ON ledger_outbox`)
+		st, m := s.call(t, "POST", "http://"+s.gw+"/v1/payments/"+p["id"].(string)+"/capture", `{}`, "")
+		require.Equal(t, 200, st, "%v", m)
+		assert.Equal(t, "captured", m["status"])
+		fee := num(t, m["fee"])
+		assert.Positive(t, fee, "the answer carries the ledger's fee")
+		assert.Equal(t, fee, num(t, get(p)["fee"]), "the fee stored with the outcome")
+		after := s.balances(t)
+		assert.EqualValues(t, -2500, after.Held-before.Held)
+		assert.EqualValues(t, 2500-fee, after.Pending-before.Pending)
+	})
+
+	for _, tc := range []struct {
+		name string
+		key  string
+	}{
+		{"the retry with the key resumes", "cap-ledger-first"},
+		{"the sweeper resumes", ""},
+	} {
+		t.Run("outcome not committed: "+tc.name, func(t *testing.T) {
+			p := authorize()
+			url := "http://" + s.gw + "/v1/payments/" + p["id"].(string) + "/capture"
+			before := s.balances(t)
+			captures := s.sim.Requests("capture")
+			exec(`CREATE TRIGGER refuse_finish BEFORE UPDATE ON payment_operations FOR EACH ROW WHEN (NEW.state <> 'processing') EXECUTE FUNCTION refuse()`)
+			st, m := s.call(t, "POST", url, `{}`, tc.key)
+			exec(`DROP TRIGGER refuse_finish ON payment_operations`)
+			require.Equal(t, 503, st, "%v", m)
+			assert.Equal(t, "storage_unavailable", errCode(m))
+			mid := s.balances(t)
+			assert.EqualValues(t, -2500, mid.Held-before.Held, "the ledger took the capture before the commit")
+			out := get(p)
+			assert.Equal(t, "authorized", out["status"], "the outcome was not committed")
+			assert.Zero(t, num(t, out["fee"]))
+			assert.Zero(t, queued(), "nothing queued")
+
+			if tc.key != "" {
+				st, m = s.call(t, "POST", url, `{}`, tc.key)
+				require.Equal(t, 200, st, "the retry: %v", m)
+				assert.Equal(t, "captured", m["status"])
+			} else {
+				res, err := s.gateway.Service.SweepOlderThan(context.Background(), 0)
+				require.NoError(t, err)
+				assert.Equal(t, 1, res.Resumed, "%+v", res)
+			}
+			out = get(p)
+			assert.Equal(t, "captured", out["status"])
+			captured, _ := s.acquirer(t, out)
+			assert.EqualValues(t, 2500, captured, "captured at the acquirer, once")
+			assert.EqualValues(t, 2, s.sim.Requests("capture")-captures, "the resumption asked the acquirer again, with the same key")
+			after := s.balances(t)
+			fee := num(t, out["fee"])
+			assert.Positive(t, fee, "the replayed capture's fee is stored")
+			assert.EqualValues(t, -2500, after.Held-before.Held, "the hold captured once")
+			assert.EqualValues(t, 2500-fee, after.Pending-before.Pending, "captured in the ledger once, with the fee the gateway stored")
+			assert.Zero(t, queued(), "nothing queued")
+
+			res, err := s.gateway.Service.SweepOlderThan(context.Background(), 0)
+			require.NoError(t, err)
+			assert.Zero(t, res.Resumed+res.Delivered+res.Pending, "a later sweep does nothing: %+v", res)
+			final := s.balances(t)
+			assert.Equal(t, after.Held, final.Held)
+			assert.Equal(t, after.Pending, final.Pending)
+		})
+	}
+	s.verifyLedger(t)
+}

@@ -1031,7 +1031,8 @@ func opError(code string) error {
 
 // runOperation calls the acquirer for a processing operation and, once it
 // acted, stores the outcome with its ledger event (outbox) in one
-// transaction. A timeout or an unavailable acquirer leaves the operation
+// transaction; a capture's event goes to the ledger first and is queued
+// only when the ledger does not take it (recordCapture). A timeout or an unavailable acquirer leaves the operation
 // processing: a retry with the same Idempotency-Key, or the sweeper,
 // resumes it with the same acquirer idempotency key.
 func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p *Payment, op *Operation) (*Payment, error) {
@@ -1056,6 +1057,9 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 	wctx := context.WithoutCancel(ctx)
 	now := s.cfg.Now().UTC()
 	var events []OutboxEntry
+	// queued: the capture's ledger event goes in the outbox because the
+	// ledger did not take it just now; the sweeper delivers it.
+	queued := false
 	switch {
 	case errors.Is(err, connector.ErrTimeout), errors.Is(err, connector.ErrUnavailable), errors.Is(err, connector.ErrInProgress):
 		// The outcome is unknown: the operation stays processing, and a
@@ -1069,7 +1073,12 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 		switch op.Kind {
 		case OpCapture:
 			p.Status, p.AmountCaptured = StatusCaptured, op.Amount
-			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, op.Amount, ""))
+			if fee, ok := s.recordCapture(ctx, p, op.Amount); ok {
+				p.Fee = fee
+			} else {
+				events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, p, op.Amount, ""))
+				queued = true
+			}
 		case OpCancel:
 			p.Status = StatusCanceled
 			events = append(events, event(ledgerv1.PaymentEvent_PAYMENT_EVENT_CANCELED, p, 0, ""))
@@ -1111,8 +1120,46 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 	if op.State == OpFailed {
 		return nil, opError(op.ErrorCode)
 	}
-	s.deliverNow(ctx, p, events)
+	if !queued {
+		s.deliverNow(ctx, p, events)
+	}
 	return p, nil
+}
+
+// recordCapture records a capture the acquirer made at the ledger before
+// the operation's outcome is committed, so that the event needs no outbox
+// row (queued with the outcome, then deleted with the fee set: a write and
+// a commit wait per capture). It answers the ledger's fee, or false when
+// the ledger did not take the event: the caller then queues it with the
+// outcome, as every other event is.
+//
+// What keeps this exact:
+//   - The ledger dedupes by event id (the same as the outbox entry's), so a
+//     crash between this call and the commit leaves the operation
+//     processing; its resumption (a retry with the same Idempotency-Key, or
+//     the sweeper) captures again with the same acquirer idempotency key,
+//     records again, and the ledger answers the first recording with its
+//     fee (a replay).
+//   - A payment's ledger events stay in order: no older event of a payment
+//     can be waiting in the outbox when it is captured. Its hold is posted
+//     before the acquirer is called (not queued); an authorization queues
+//     an event only when it captures, and a captured payment is not
+//     captured again; and while the operation runs, pending_op keeps every
+//     other change of the payment out.
+//   - The fee is written by the outcome's commit only when it is known
+//     (Store.FinishOperation), never as a zero over a fee the sweeper
+//     stored.
+func (s *Service) recordCapture(ctx context.Context, p *Payment, amount int64) (int64, bool) {
+	req := &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency,
+		Amount: amount, Acquirer: p.Acquirer, AcquirerReference: p.AcquirerReference}
+	lctx, cancel := s.ledgerCtx(ctx)
+	r, err := s.cfg.Ledger.RecordPayment(lctx, req)
+	cancel()
+	if err != nil {
+		s.cfg.Logger.Warn("the ledger did not take the capture; it is queued with the outcome and the sweeper delivers it", "payment", p.ID, "err", apierr.From(err).Code)
+		return 0, false
+	}
+	return r.GetFee(), true
 }
 
 func acquirerError(err error) error {

@@ -27,7 +27,9 @@ type Store interface {
 	Update(ctx context.Context, p *Payment) error
 	// Commit writes p (version check) and queues its ledger events in the
 	// outbox, in one transaction: a state change and the ledger events it
-	// owes are durable together.
+	// owes are durable together. p.Fee is written only when it is not zero:
+	// the sweeper stores a delivered capture's fee without moving the
+	// version, and a zero read before that must not overwrite it.
 	Commit(ctx context.Context, p *Payment, events []OutboxEntry, now time.Time) error
 	// DeleteProcessing removes a payment still processing whose acquirer
 	// was never called.
@@ -77,7 +79,8 @@ type Store interface {
 	TouchOperation(ctx context.Context, op *Operation, now time.Time) error
 	// FinishOperation ends a processing operation (state and error code
 	// set on op), writes p (version check) and queues the ledger events,
-	// in one transaction.
+	// in one transaction. Like Commit, it writes p.Fee only when it is not
+	// zero (a fee is set once, by the write that learned it).
 	FinishOperation(ctx context.Context, p *Payment, op *Operation, events []OutboxEntry, now time.Time) error
 	// StaleOperations lists operations processing since before `before`.
 	StaleOperations(ctx context.Context, before time.Time, limit int) ([]*Operation, error)

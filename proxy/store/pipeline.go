@@ -332,7 +332,7 @@ func (s *Store) pgCommit(p *service.Payment, events []service.OutboxEntry, now t
 	q = `WITH ` + q + `u AS (UPDATE payments SET status = ` + a.text(p.Status) + `, amount_captured = ` + a.int(p.AmountCaptured) + `, amount_refunded = ` + a.int(p.AmountRefunded) +
 		`, acquirer_reference = ` + a.text(p.AcquirerReference) + `, card = ` + a.text(pa[10].(string)) + `, risk = ` + a.text(pa[11].(string)) + `, decline_code = ` + a.text(p.DeclineCode) +
 		`, refunds = ` + a.text(pa[15].(string)) + `, updated_at = ` + a.int(micros(p.UpdatedAt)) + `, pending_op = ` + a.text(p.PendingOp) + `, compensation = ` + a.text(p.Compensation) +
-		`, version = version + 1 WHERE id = ` + a.text(p.ID) + ` AND merchant_id = ` + a.text(p.MerchantID) + ` AND version = ` + a.int(p.Version) + after + ` RETURNING 1)`
+		`, fee = CASE WHEN ` + a.int(p.Fee) + ` = 0 THEN fee ELSE ` + a.int(p.Fee) + ` END, version = version + 1 WHERE id = ` + a.text(p.ID) + ` AND merchant_id = ` + a.text(p.MerchantID) + ` AND version = ` + a.int(p.Version) + after + ` RETURNING 1)`
 	ctes, firsts := outboxCTEs(&a, "u", events, now)
 	for _, c := range ctes {
 		q += ", " + c

@@ -167,7 +167,10 @@ type execer interface {
 }
 
 // Update writes p if nobody changed it since it was read (version check),
-// and bumps its version.
+// and bumps its version. The fee is written only when p carries one: the
+// fee is set once, by the write that learned it from the ledger, and the
+// sweeper's OutboxDoneFee does not move the version, so a write of a
+// payment read before it must not put a zero back.
 func (s *Store) Update(ctx context.Context, p *service.Payment) error {
 	if err := s.update(ctx, s.db, p); err != nil {
 		return err
@@ -182,8 +185,9 @@ func (s *Store) update(ctx context.Context, db execer, p *service.Payment) error
 		return err
 	}
 	res, err := db.ExecContext(ctx, `UPDATE payments SET status = $1, amount_captured = $2, amount_refunded = $3, acquirer_reference = $4, card = $5, risk = $6,
-		decline_code = $7, refunds = $8, updated_at = $9, pending_op = $10, compensation = $11, version = version + 1 WHERE id = $12 AND merchant_id = $13 AND version = $14`,
-		p.Status, p.AmountCaptured, p.AmountRefunded, p.AcquirerReference, a[10], a[11], p.DeclineCode, a[15], micros(p.UpdatedAt), p.PendingOp, p.Compensation, p.ID, p.MerchantID, p.Version)
+		decline_code = $7, refunds = $8, updated_at = $9, pending_op = $10, compensation = $11, fee = CASE WHEN $15 = 0 THEN fee ELSE $15 END, version = version + 1
+		WHERE id = $12 AND merchant_id = $13 AND version = $14`,
+		p.Status, p.AmountCaptured, p.AmountRefunded, p.AcquirerReference, a[10], a[11], p.DeclineCode, a[15], micros(p.UpdatedAt), p.PendingOp, p.Compensation, p.ID, p.MerchantID, p.Version, p.Fee)
 	if err != nil {
 		return err
 	}

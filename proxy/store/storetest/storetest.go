@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -50,6 +51,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"concurrent deliveries are recorded, grouped", testDeliveredConcurrently},
 		{"a delivery after Close is refused", testDeliveredAfterClose},
 		{"commit writes the payment and its events together", testCommit},
+		{"a write stores the fee it carries and keeps the one stored", testFeeWrites},
 		{"merchant events outbox", testMerchantEvents},
 		{"reconciliation reads", testReconcileReads},
 	}
@@ -549,6 +551,52 @@ func testCommit(t *testing.T, s Store) {
 	got, err := s.Get(c, "mer_1", "pay_1")
 	require.NoError(t, err)
 	assert.Equal(t, service.StatusRefunded, got.Status)
+}
+
+// testFeeWrites: a payment write carrying a fee (a capture the ledger
+// took before its outcome's commit) stores it; one carrying none keeps
+// the fee stored since the payment was read (the sweeper's OutboxDoneFee
+// does not move the version, so the version check lets that write in).
+func testFeeWrites(t *testing.T, s Store) {
+	writes := []struct {
+		name  string
+		write func(c context.Context, p *service.Payment) error
+	}{
+		{"update", func(c context.Context, p *service.Payment) error { return s.Update(c, p) }},
+		{"commit", func(c context.Context, p *service.Payment) error {
+			return s.Commit(c, p, []service.OutboxEntry{entry("ev_"+p.ID, p.ID)}, t0)
+		}},
+		{"finish operation", func(c context.Context, p *service.Payment) error {
+			op := &service.Operation{ID: "cap_" + p.ID, PaymentID: p.ID, MerchantID: p.MerchantID, Kind: service.OpCapture, Amount: 1000,
+				State: service.OpProcessing, CreatedAt: t0, UpdatedAt: t0}
+			if err := s.StartOperation(c, p, op); err != nil {
+				return err
+			}
+			op.State, p.PendingOp = service.OpSucceeded, ""
+			return s.FinishOperation(c, p, op, nil, t0)
+		}},
+	}
+	for _, w := range writes {
+		t.Run(w.name, func(t *testing.T) {
+			c := ctx(t)
+			id := "pay_" + strings.ReplaceAll(w.name, " ", "_")
+			p := mustInsert(t, s, payment(id, "mer_1", t0))
+			require.NoError(t, s.SetFee(c, id, 73), "the sweeper stores a delivered capture's fee")
+			p.Status = service.StatusCaptured
+			require.NoError(t, w.write(c, p), "the version check passes: the fee did not move it")
+			got, err := s.Get(c, "mer_1", id)
+			require.NoError(t, err)
+			assert.EqualValues(t, 73, got.Fee, "a write read before the fee was stored keeps it")
+			assert.Equal(t, service.StatusCaptured, got.Status)
+
+			known := mustInsert(t, s, payment(id+"_known", "mer_1", t0))
+			known.Status, known.Fee = service.StatusCaptured, 59
+			require.NoError(t, w.write(c, known))
+			got, err = s.Get(c, "mer_1", known.ID)
+			require.NoError(t, err)
+			assert.EqualValues(t, 59, got.Fee, "a write that learned the fee stores it")
+		})
+	}
 }
 
 func testReconcileReads(t *testing.T, s Store) {
