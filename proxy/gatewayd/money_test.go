@@ -278,9 +278,14 @@ func TestCaptureLedgerFirst(t *testing.T) {
 		require.NoError(t, db.QueryRow(`SELECT count(*) FROM ledger_outbox`).Scan(&n))
 		return n
 	}
-	tok := s.tokenize(t, "4242424242424242", "123")
+	// One card per case: the default rules challenge a card used more
+	// than 3 times in a minute.
+	pans := []string{"4242424242424242", "5555555555554444", "2223003122003222", "6011111111111117"}
 	authorize := func() map[string]any {
 		t.Helper()
+		require.NotEmpty(t, pans)
+		tok := s.tokenize(t, pans[0], "123")
+		pans = pans[1:]
 		st, p := s.pay(t, `{"token":"`+tok+`","amount":2500,"currency":"USD","capture":false}`, "")
 		require.Equal(t, 200, st, "%v", p)
 		require.Equal(t, "authorized", p["status"])
@@ -312,9 +317,13 @@ func TestCaptureLedgerFirst(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		key  string
+		// forget: the acquirer no longer knows the first attempt's key,
+		// and refuses the resumed capture as already captured.
+		forget bool
 	}{
-		{"the retry with the key resumes", "cap-ledger-first"},
-		{"the sweeper resumes", ""},
+		{"the retry with the key resumes", "cap-ledger-first", false},
+		{"the sweeper resumes", "", false},
+		{"the acquirer forgot the key; the ledger's capture stands", "cap-ledger-forgot", true},
 	} {
 		t.Run("outcome not committed: "+tc.name, func(t *testing.T) {
 			p := authorize()
@@ -333,6 +342,9 @@ func TestCaptureLedgerFirst(t *testing.T) {
 			assert.Zero(t, num(t, out["fee"]))
 			assert.Zero(t, queued(), "nothing queued")
 
+			if tc.forget {
+				s.sim.ForgetIdempotencyKeys()
+			}
 			if tc.key != "" {
 				st, m = s.call(t, "POST", url, `{}`, tc.key)
 				require.Equal(t, 200, st, "the retry: %v", m)

@@ -1065,6 +1065,27 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 		// The outcome is unknown: the operation stays processing, and a
 		// retry with the same key (or the sweeper) replays it.
 		return nil, acquirerError(err)
+	case err != nil && op.Kind == OpCapture:
+		// The ledger records a capture only once the acquirer captured
+		// (recordCapture): if it holds this payment's capture, an earlier
+		// attempt of this operation captured, and this refusal is an
+		// acquirer that no longer knows its idempotency key (expired,
+		// restarted) answering the replay as already captured.
+		recorded, lerr := s.captureRecorded(ctx, p)
+		if lerr != nil {
+			// Undecidable now: the operation stays processing, for a retry
+			// with the same key or the sweeper.
+			s.cfg.Logger.Warn("acquirer refused the capture and the ledger cannot be asked whether an earlier attempt captured; left in flight", "payment", p.ID, "err", apierr.From(lerr).Code)
+			return nil, errLedgerUnavailable
+		}
+		if recorded == nil {
+			s.cfg.Logger.Warn("acquirer refused the operation", "payment", p.ID, "operation", op.Kind, "err", err)
+			op.State, op.ErrorCode = OpFailed, "acquirer_refused"
+			break
+		}
+		s.cfg.Logger.Warn("acquirer refused a resumed capture that an earlier attempt made (the ledger recorded it); captured", "payment", p.ID, "err", err)
+		op.State = OpSucceeded
+		p.Status, p.AmountCaptured, p.Fee = StatusCaptured, op.Amount, recorded.GetFee()
 	case err != nil:
 		s.cfg.Logger.Warn("acquirer refused the operation", "payment", p.ID, "operation", op.Kind, "err", err)
 		op.State, op.ErrorCode = OpFailed, "acquirer_refused"
@@ -1134,12 +1155,15 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 // outcome, as every other event is.
 //
 // What keeps this exact:
-//   - The ledger dedupes by event id (the same as the outbox entry's), so a
-//     crash between this call and the commit leaves the operation
-//     processing; its resumption (a retry with the same Idempotency-Key, or
-//     the sweeper) captures again with the same acquirer idempotency key,
-//     records again, and the ledger answers the first recording with its
-//     fee (a replay).
+//   - The ledger records a payment's capture once (its journal id is
+//     pay:<id>:capture; a second request with the same content is a
+//     replay), so a crash between this call and the commit leaves the
+//     operation processing; its resumption (a retry with the same
+//     Idempotency-Key, or the sweeper) captures again with the same
+//     acquirer idempotency key, records again, and the ledger answers the
+//     first recording with its fee. An acquirer that refuses the resumed
+//     capture (it forgot the key) is checked against the ledger
+//     (captureRecorded): the capture the ledger holds stands.
 //   - A payment's ledger events stay in order: no older event of a payment
 //     can be waiting in the outbox when it is captured. Its hold is posted
 //     before the acquirer is called (not queued); an authorization queues
@@ -1149,6 +1173,24 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 //   - The fee is written by the outcome's commit only when it is known
 //     (Store.FinishOperation), never as a zero over a fee the sweeper
 //     stored.
+//
+// captureRecorded answers the ledger's view of p when the ledger holds a
+// capture of it, nil when it holds none.
+func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.PaymentLedger, error) {
+	lctx, cancel := s.ledgerCtx(ctx)
+	defer cancel()
+	r, err := s.cfg.Ledger.ListPaymentLedgers(lctx, &ledgerv1.ListPaymentLedgersRequest{PaymentIds: []string{p.ID}})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range r.GetPayments() {
+		if l.GetPaymentId() == p.ID && l.GetCaptured() > 0 {
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
 func (s *Service) recordCapture(ctx context.Context, p *Payment, amount int64) (int64, bool) {
 	req := &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency,
 		Amount: amount, Acquirer: p.Acquirer, AcquirerReference: p.AcquirerReference}

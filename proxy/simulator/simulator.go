@@ -479,6 +479,18 @@ func (s *Simulator) authorize(w http.ResponseWriter, r *http.Request, body []byt
 // cannot know it. For tests of ambiguous outcomes.
 func (s *Simulator) FailAfterAuthorize(on bool) { s.failAfterAuthorize.Store(on) }
 
+// ForgetIdempotencyKeys drops every Idempotency-Key the simulator
+// remembers (in memory; a StatePath file keeps them until the next write),
+// as an acquirer does once its keys expire or after a restart without its
+// state: a replay is then a new request (a second capture of an
+// authorization is refused as already_captured). For tests of resumptions
+// that outlive the acquirer's memory.
+func (s *Simulator) ForgetIdempotencyKeys() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.idem)
+}
+
 func (s *Simulator) store(a *Authorization) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()

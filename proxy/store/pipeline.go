@@ -326,7 +326,7 @@ func (s *Store) pgCommit(p *service.Payment, events []service.OutboxEntry, now t
 	after := ""
 	if op != nil {
 		q = `o AS (UPDATE payment_operations SET state = ` + a.text(op.State) + `, error_code = ` + a.text(op.ErrorCode) + `, updated_at = ` + a.int(micros(now)) +
-			` WHERE id = ` + a.text(op.ID) + ` AND state = 'processing' RETURNING 1), `
+			` WHERE id = ` + a.text(op.ID) + ` AND state = ` + a.text(service.OpProcessing) + ` RETURNING 1), `
 		after = ` AND EXISTS (SELECT 1 FROM o)`
 	}
 	q = `WITH ` + q + `u AS (UPDATE payments SET status = ` + a.text(p.Status) + `, amount_captured = ` + a.int(p.AmountCaptured) + `, amount_refunded = ` + a.int(p.AmountRefunded) +

@@ -185,7 +185,7 @@ func (s *Store) update(ctx context.Context, db execer, p *service.Payment) error
 		return err
 	}
 	res, err := db.ExecContext(ctx, `UPDATE payments SET status = $1, amount_captured = $2, amount_refunded = $3, acquirer_reference = $4, card = $5, risk = $6,
-		decline_code = $7, refunds = $8, updated_at = $9, pending_op = $10, compensation = $11, fee = CASE WHEN $15 = 0 THEN fee ELSE $15 END, version = version + 1
+		decline_code = $7, refunds = $8, updated_at = $9, pending_op = $10, compensation = $11, fee = CASE WHEN CAST($15 AS BIGINT) = 0 THEN fee ELSE CAST($15 AS BIGINT) END, version = version + 1
 		WHERE id = $12 AND merchant_id = $13 AND version = $14`,
 		p.Status, p.AmountCaptured, p.AmountRefunded, p.AcquirerReference, a[10], a[11], p.DeclineCode, a[15], micros(p.UpdatedAt), p.PendingOp, p.Compensation, p.ID, p.MerchantID, p.Version, p.Fee)
 	if err != nil {
@@ -652,9 +652,13 @@ func startForWrite(merchant, id string, plan func(p *service.Payment) (*service.
 // TouchOperation claims a processing operation for a resumption by moving
 // its updated_at from prev to now (compare-and-set): the sweeper leaves
 // it alone for another processing timeout, and of two resumers racing, one
-// wins.
+// wins. The state is a parameter, here and in the finish, so that a
+// generic plan cannot use the in-flight operations' partial index
+// (payment_operations_processing) for a lookup by id: made on a table not
+// yet analyzed, such a plan scanned every entry of that index, dead ones
+// included, on each call.
 func (s *Store) TouchOperation(ctx context.Context, op *service.Operation, now time.Time) error {
-	res, err := s.db.ExecContext(ctx, `UPDATE payment_operations SET updated_at = $1 WHERE id = $2 AND state = 'processing' AND updated_at = $3`, micros(now), op.ID, micros(op.UpdatedAt))
+	res, err := s.db.ExecContext(ctx, `UPDATE payment_operations SET updated_at = $1 WHERE id = $2 AND state = $4 AND updated_at = $3`, micros(now), op.ID, micros(op.UpdatedAt), service.OpProcessing)
 	if err != nil {
 		return err
 	}
@@ -676,7 +680,7 @@ func (s *Store) FinishOperation(ctx context.Context, p *service.Payment, op *ser
 // refusal changes nothing).
 func finishOp(op *service.Operation, now time.Time) writeFunc {
 	return func(ctx context.Context, tx *sql.Tx) (bool, error) {
-		res, err := tx.ExecContext(ctx, `UPDATE payment_operations SET state = $1, error_code = $2, updated_at = $3 WHERE id = $4 AND state = 'processing'`, op.State, op.ErrorCode, micros(now), op.ID)
+		res, err := tx.ExecContext(ctx, `UPDATE payment_operations SET state = $1, error_code = $2, updated_at = $3 WHERE id = $4 AND state = $5`, op.State, op.ErrorCode, micros(now), op.ID, service.OpProcessing)
 		if err != nil {
 			return false, err
 		}

@@ -590,11 +590,12 @@ func testFeeWrites(t *testing.T, s Store) {
 			assert.Equal(t, service.StatusCaptured, got.Status)
 
 			known := mustInsert(t, s, payment(id+"_known", "mer_1", t0))
-			known.Status, known.Fee = service.StatusCaptured, 59
+			// Past int32: the fee is a bigint in every statement.
+			known.Status, known.Fee = service.StatusCaptured, 2_900_000_059
 			require.NoError(t, w.write(c, known))
 			got, err = s.Get(c, "mer_1", known.ID)
 			require.NoError(t, err)
-			assert.EqualValues(t, 59, got.Fee, "a write that learned the fee stores it")
+			assert.EqualValues(t, 2_900_000_059, got.Fee, "a write that learned the fee stores it")
 		})
 	}
 }
