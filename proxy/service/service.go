@@ -1147,6 +1147,23 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 	return p, nil
 }
 
+// captureRecorded answers the ledger's view of p when the ledger holds a
+// capture of it, nil when it holds none.
+func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.PaymentLedger, error) {
+	lctx, cancel := s.ledgerCtx(ctx)
+	defer cancel()
+	r, err := s.cfg.Ledger.ListPaymentLedgers(lctx, &ledgerv1.ListPaymentLedgersRequest{PaymentIds: []string{p.ID}})
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range r.GetPayments() {
+		if l.GetPaymentId() == p.ID && l.GetCaptured() > 0 {
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
 // recordCapture records a capture the acquirer made at the ledger before
 // the operation's outcome is committed, so that the event needs no outbox
 // row (queued with the outcome, then deleted with the fee set: a write and
@@ -1173,23 +1190,6 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 //   - The fee is written by the outcome's commit only when it is known
 //     (Store.FinishOperation), never as a zero over a fee the sweeper
 //     stored.
-//
-// captureRecorded answers the ledger's view of p when the ledger holds a
-// capture of it, nil when it holds none.
-func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.PaymentLedger, error) {
-	lctx, cancel := s.ledgerCtx(ctx)
-	defer cancel()
-	r, err := s.cfg.Ledger.ListPaymentLedgers(lctx, &ledgerv1.ListPaymentLedgersRequest{PaymentIds: []string{p.ID}})
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range r.GetPayments() {
-		if l.GetPaymentId() == p.ID && l.GetCaptured() > 0 {
-			return l, nil
-		}
-	}
-	return nil, nil
-}
 
 func (s *Service) recordCapture(ctx context.Context, p *Payment, amount int64) (int64, bool) {
 	req := &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency,
