@@ -1190,7 +1190,6 @@ func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.Pa
 //   - The fee is written by the outcome's commit only when it is known
 //     (Store.FinishOperation), never as a zero over a fee the sweeper
 //     stored.
-
 func (s *Service) recordCapture(ctx context.Context, p *Payment, amount int64) (int64, bool) {
 	req := &ledgerv1.RecordPaymentRequest{Event: ledgerv1.PaymentEvent_PAYMENT_EVENT_CAPTURED, PaymentId: p.ID, MerchantId: p.MerchantID, Currency: p.Currency,
 		Amount: amount, Acquirer: p.Acquirer, AcquirerReference: p.AcquirerReference}
