@@ -1076,7 +1076,7 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 			// Undecidable now: the operation stays processing, for a retry
 			// with the same key or the sweeper.
 			s.cfg.Logger.Warn("acquirer refused the capture and the ledger cannot be asked whether an earlier attempt captured; left in flight", "payment", p.ID, "err", apierr.From(lerr).Code)
-			return nil, errLedgerUnavailable
+			return nil, errCaptureUndecided
 		}
 		if recorded == nil {
 			s.cfg.Logger.Warn("acquirer refused the operation", "payment", p.ID, "operation", op.Kind, "err", err)
@@ -1147,6 +1147,11 @@ func (s *Service) runOperation(ctx context.Context, conn connector.Connector, p 
 	return p, nil
 }
 
+// errCaptureUndecided: the acquirer refused a capture that an earlier
+// attempt may have made, and the ledger, which would tell, is unavailable.
+var errCaptureUndecided = apierr.New(apierr.KindUnavailable, "ledger_unavailable", "",
+	"the acquirer refused the capture and the ledger is unavailable to tell whether an earlier attempt captured; retry with the same Idempotency-Key (without one, the gateway completes the operation itself)")
+
 // captureRecorded answers the ledger's view of p when the ledger holds a
 // capture of it, nil when it holds none.
 func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.PaymentLedger, error) {
@@ -1180,7 +1185,11 @@ func (s *Service) captureRecorded(ctx context.Context, p *Payment) (*ledgerv1.Pa
 //     acquirer idempotency key, records again, and the ledger answers the
 //     first recording with its fee. An acquirer that refuses the resumed
 //     capture (it forgot the key) is checked against the ledger
-//     (captureRecorded): the capture the ledger holds stands.
+//     (captureRecorded): a capture the ledger holds stands. A capture the
+//     ledger never took (it was down, and the gateway died before the
+//     outcome's commit) is not covered by that check: resumed after the
+//     acquirer forgot its key, it fails as acquirer_refused, as every
+//     operation did before the ledger came first.
 //   - A payment's ledger events stay in order: no older event of a payment
 //     can be waiting in the outbox when it is captured. Its hold is posted
 //     before the acquirer is called (not queued); an authorization queues
