@@ -79,12 +79,7 @@ func (p *costProbe) analyze(t *tb) {
 	}
 	sort.Strings(names)
 	for _, db := range names {
-		cfg, err := pgx.ParseConfig(p.pgAdminURL)
-		if err != nil {
-			t.Fatalf("%v", err)
-		}
-		cfg.Database = db
-		conn, err := pgx.ConnectConfig(ctx, cfg)
+		conn, err := p.connectDB(ctx, db)
 		if err != nil {
 			t.Fatalf("ANALYZE %s: %v", db, err)
 		}

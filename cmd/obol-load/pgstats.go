@@ -211,14 +211,19 @@ func pgTitle(pid int) string {
 	return t
 }
 
-// snapTables reads pg_stat_user_tables of one database.
-func (p *costProbe) snapTables(ctx context.Context, db, comp string, out map[string]pgTable) error {
+// connectDB connects to one of the test cluster's databases as the admin.
+func (p *costProbe) connectDB(ctx context.Context, db string) (*pgx.Conn, error) {
 	cfg, err := pgx.ParseConfig(p.pgAdminURL)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	cfg.Database = db
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	return pgx.ConnectConfig(ctx, cfg)
+}
+
+// snapTables reads pg_stat_user_tables of one database.
+func (p *costProbe) snapTables(ctx context.Context, db, comp string, out map[string]pgTable) error {
+	conn, err := p.connectDB(ctx, db)
 	if err != nil {
 		return err
 	}

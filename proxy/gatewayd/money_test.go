@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/obolpay/obol/internal/testenv"
 	ledgerv1 "github.com/obolpay/obol/proto/obol/ledger/v1"
 )
 
@@ -21,6 +22,16 @@ func (s *stack) gatewayDBConn(t *testing.T) *sql.DB {
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	return db
+}
+
+// gatewayExec runs fault-injection SQL on the gateway's database.
+func (s *stack) gatewayExec(t *testing.T) func(q string) {
+	db := s.gatewayDBConn(t)
+	return func(q string) {
+		t.Helper()
+		_, err := db.Exec(q)
+		require.NoError(t, err)
+	}
 }
 
 // acquirer reads the simulator's record of a payment's authorization.
@@ -135,12 +146,7 @@ func TestCrashBeforeIdempotencyRecord(t *testing.T) {
 // ledger.
 func TestOperationStoreFailsInAcquirerCall(t *testing.T) {
 	s := start(t)
-	db := s.gatewayDBConn(t)
-	exec := func(q string) {
-		t.Helper()
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	exec := s.gatewayExec(t)
 	breakStoreOn := func(suffix string) {
 		h := func(r *http.Request) {
 			if strings.HasSuffix(r.URL.Path, suffix) {
@@ -267,11 +273,7 @@ func TestCompensationAfterOutage(t *testing.T) {
 func TestCaptureLedgerFirst(t *testing.T) {
 	s := start(t)
 	db := s.gatewayDBConn(t)
-	exec := func(q string) {
-		t.Helper()
-		_, err := db.Exec(q)
-		require.NoError(t, err)
-	}
+	exec := s.gatewayExec(t)
 	exec(`CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$ LANGUAGE plpgsql`)
 	queued := func() (n int) {
 		t.Helper()
@@ -281,6 +283,10 @@ func TestCaptureLedgerFirst(t *testing.T) {
 	// One card per case: the default rules challenge a card used more
 	// than 3 times in a minute.
 	pans := []string{"4242424242424242", "5555555555554444", "2223003122003222", "6011111111111117"}
+	leaks := testenv.NewLeakScanner()
+	for _, pan := range pans {
+		leaks.AddCard(pan, "123")
+	}
 	authorize := func() map[string]any {
 		t.Helper()
 		require.NotEmpty(t, pans)
@@ -375,4 +381,12 @@ func TestCaptureLedgerFirst(t *testing.T) {
 		})
 	}
 	s.verifyLedger(t)
+	// The refusals, the fallbacks and the warnings logged on the way hold
+	// no card data.
+	leaks.Scan("logs", s.logs.Bytes())
+	leaks.Scan("gateway pg_dump", s.pg.Dump(t, s.gatewayDB))
+	leaks.Scan("ledger pg_dump", s.pg.Dump(t, s.ledgerDB))
+	hits, summary := leaks.Report()
+	t.Log(summary)
+	assert.Empty(t, hits, "card data in logs or dumps")
 }
