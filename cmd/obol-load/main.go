@@ -74,8 +74,18 @@ func (t *tb) cleanup() {
 func parse(args []string) (config.Load, error) {
 	var c config.Load
 	err := cli.Parse(pflag.NewFlagSet("obol-load", pflag.ContinueOnError), &c, args)
+	if err == nil && (c.Rate < 0 || c.Rate > maxRate) {
+		err = fmt.Errorf("%w: --rate: %d is out of range; want operations per second, 0 to %d", cli.ErrBadFlag, c.Rate, maxRate)
+	}
 	return c, err
 }
+
+// maxRate bounds --rate: an arrival every microsecond.
+const maxRate = 1_000_000
+
+// arrivalRate is --rate: above 0, runMarked drives an open loop at that
+// many operations per second.
+var arrivalRate int
 
 func main() {
 	c, err := parse(os.Args[1:])
@@ -83,6 +93,7 @@ func main() {
 		cli.Exit("obol-load", err) // status 0 after -h
 		return
 	}
+	arrivalRate = c.Rate
 	switch c.Suite {
 	case "risk":
 		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
@@ -246,6 +257,9 @@ type result struct {
 	p50, p99 time.Duration
 	errors   int64
 	ops      int64 // operations completed in the measured window, errors included
+	// missed counts the open loop's arrivals that found a second's worth
+	// queued already and were not sent: the offered rate was not held.
+	missed int64
 }
 
 // run drives op from conc goroutines: a warm-up, then a measured window.
@@ -256,24 +270,43 @@ func run(name string, op func() error, conc int, warmup, dur time.Duration, prof
 // runMarked is run, calling mark (when set) right before and right after
 // the measured window, for cost models.
 func runMarked(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func()) result {
-	fmt.Printf("running %s …\n", name)
 	var measuring atomic.Bool
-	var errs atomic.Int64
+	var errs, missed atomic.Int64
 	stop := make(chan struct{})
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
+	// due hands the open loop's arrivals to the clients, each with the
+	// time it was due; nil for a closed loop.
+	var due chan time.Time
+	if arrivalRate > 0 {
+		fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, arrivalRate, conc)
+		due = make(chan time.Time, arrivalRate)
+		wg.Add(1)
+		as("load client", func() { go func() { defer wg.Done(); pace(due, arrivalRate, stop, &missed, &measuring) }() })
+	} else {
+		fmt.Printf("running %s …\n", name)
+	}
 	for i := 0; i < conc; i++ {
 		wg.Add(1)
 		as("load client", func() {
 			go func(i int) {
 				defer wg.Done()
 				for {
-					select {
-					case <-stop:
-						return
-					default:
+					var start time.Time
+					if due != nil {
+						select {
+						case <-stop:
+							return
+						case start = <-due:
+						}
+					} else {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						start = time.Now()
 					}
-					start := time.Now()
 					err := op()
 					if measuring.Load() {
 						if err != nil {
@@ -312,12 +345,44 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := result{name: name, errors: errs.Load(), rps: float64(len(all)) / elapsed.Seconds(), ops: int64(len(all)) + errs.Load()}
+	r := result{name: name, errors: errs.Load(), rps: float64(len(all)) / elapsed.Seconds(), ops: int64(len(all)) + errs.Load(), missed: missed.Load()}
 	if len(all) > 0 {
 		r.p50 = all[len(all)/2]
 		r.p99 = all[len(all)*99/100]
 	}
+	if r.missed > 0 {
+		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already): the system did not hold %d operations/s, and the latencies are of what it took\n", name, r.missed, arrivalRate)
+	}
 	return r
+}
+
+// pace queues rate arrivals per second on due until stop, each stamped
+// with the time it was due, evenly spaced (as wrk2 does): a slow answer
+// delays no later arrival, so the latencies count the time an operation
+// waited for a free client (no coordinated omission). An arrival that
+// finds due full is counted in missed (when measuring) and dropped.
+func pace(due chan<- time.Time, rate int, stop <-chan struct{}, missed *atomic.Int64, measuring *atomic.Bool) {
+	t := time.NewTicker(200 * time.Microsecond)
+	defer t.Stop()
+	began := time.Now()
+	step := time.Second / time.Duration(rate)
+	var sent int64
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			for n := int64(now.Sub(began) / step); sent <= n; sent++ {
+				select {
+				case due <- began.Add(time.Duration(sent) * step):
+				default:
+					if measuring.Load() {
+						missed.Add(1)
+					}
+				}
+			}
+		}
+	}
 }
 
 // randomVisa returns a random Luhn-valid 16-digit Visa test-range number, so
