@@ -215,7 +215,7 @@ type Load struct {
 	Duration    time.Duration `flag:"duration" default:"10s" positive:"true" doc:"measured duration of each phase (at least 10s for reported figures)"`
 	Warmup      time.Duration `flag:"warmup" default:"2s" doc:"warm-up before each measured phase"`
 	Concurrency int           `flag:"concurrency" default:"32" positive:"true" doc:"concurrent clients"`
-	Rate        int           `flag:"rate" default:"0" form:"operations per second, 0 to 1000000" doc:"0: each client sends its next operation when the last one is answered (closed loop); above 0: operations arrive at this fixed rate whatever the answers (open loop), taken by up to --concurrency clients, each one's latency counted from the moment it was due"`
+	Rate        int           `flag:"rate" default:"0" form:"operations per second, 0 to 1000000" doc:"0: each client sends its next operation when the last one is answered (closed loop); above 0: operations arrive at this fixed rate whatever the answers (open loop), taken by up to --concurrency clients, each one's latency counted from the moment it was queued for them"`
 	CPUProfile  string        `flag:"cpuprofile" form:"a file" doc:"write a CPU profile of the measured phase (the load tool and the service share the process)"`
 	Suite       string        `flag:"suite" default:"vault" oneof:"vault|risk|forward|payments|gateway|floor" doc:"vault: durable tokenize vs Vault transit encrypt; risk: riskd Evaluate with the default rules on real Redis; forward: /v1/forward vs direct to an HTTPS upstream; payments: authorize+capture through the whole stack; gateway: forward and payments; floor: what this machine's building blocks cost (loopback, HTTPS, gRPC, PostgreSQL commits and rows, Redis, pg_test_fsync) and the ceilings they set"`
 }
