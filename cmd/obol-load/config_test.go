@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -27,17 +28,15 @@ func TestRateFlag(t *testing.T) {
 		err  string
 	}{
 		{"default closed loop", "", 0, ""},
-		{"open loop", "--rate=10000", 10000, ""},
-		{"the most", "--rate=1000000", maxRate, ""},
+		{"open loop", "--suite=risk --rate=10000", 10000, ""},
+		{"the most", "--suite=risk --rate=1000000", maxRate, ""},
 		{"negative", "--rate=-1", 0, "--rate: -1 is out of range"},
 		{"above an arrival per microsecond", "--rate=1000001", 0, "--rate: 1000001 is out of range"},
 		{"not a number", "--rate=fast", 0, "--rate"},
+		{"a closed-loop suite", "--suite=payments --rate=100", 0, "--rate: an open loop is measured with --suite risk only, not payments"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			var args []string
-			if tc.arg != "" {
-				args = []string{tc.arg}
-			}
+			args := strings.Fields(tc.arg)
 			c, err := parse(args)
 			if tc.err != "" {
 				require.ErrorIs(t, err, cli.ErrBadFlag)

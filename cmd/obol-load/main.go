@@ -74,8 +74,14 @@ func (t *tb) cleanup() {
 func parse(args []string) (config.Load, error) {
 	var c config.Load
 	err := cli.Parse(pflag.NewFlagSet("obol-load", pflag.ContinueOnError), &c, args)
-	if err == nil && (c.Rate < 0 || c.Rate > maxRate) {
+	switch {
+	case err != nil:
+	case c.Rate < 0 || c.Rate > maxRate:
 		err = fmt.Errorf("%w: --rate: %d is out of range; want operations per second, 0 to %d", cli.ErrBadFlag, c.Rate, maxRate)
+	case c.Rate > 0 && c.Suite != "risk":
+		// The other suites compare a closed loop against a baseline or
+		// a floor (ratios, 1-client latencies, ceilings).
+		err = fmt.Errorf("%w: --rate: an open loop is measured with --suite risk only, not %s", cli.ErrBadFlag, c.Suite)
 	}
 	return c, err
 }
@@ -260,6 +266,8 @@ type result struct {
 	// missed counts the open loop's arrivals that found a second's worth
 	// queued already and were not sent: the offered rate was not held.
 	missed int64
+	// lateP99 and lateMax: how late the open loop queued its arrivals.
+	lateP99, lateMax time.Duration
 }
 
 // run drives op from conc goroutines: a warm-up, then a measured window.
@@ -276,13 +284,15 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 	lat := make([][]time.Duration, conc)
 	var wg sync.WaitGroup
 	// due hands the open loop's arrivals to the clients, each with the
-	// time it was due; nil for a closed loop.
+	// time its latency counts from (see pacer); nil for a closed loop.
 	var due chan time.Time
+	var pc *pacer
 	if arrivalRate > 0 {
 		fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, arrivalRate, conc)
 		due = make(chan time.Time, arrivalRate)
+		pc = &pacer{due: due, rate: int64(arrivalRate), began: time.Now(), missed: &missed, measuring: &measuring}
 		wg.Add(1)
-		as("load client", func() { go func() { defer wg.Done(); pace(due, arrivalRate, stop, &missed, &measuring) }() })
+		as("load client", func() { go func() { defer wg.Done(); pc.run(stop) }() })
 	} else {
 		fmt.Printf("running %s …\n", name)
 	}
@@ -294,6 +304,11 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 				for {
 					var start time.Time
 					if due != nil {
+						select {
+						case <-stop:
+							return
+						default:
+						}
 						select {
 						case <-stop:
 							return
@@ -350,50 +365,84 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 		r.p50 = all[len(all)/2]
 		r.p99 = all[len(all)*99/100]
 	}
+	if pc != nil {
+		late := pc.late
+		sort.Slice(late, func(i, j int) bool { return late[i] < late[j] })
+		if len(late) > 0 {
+			r.lateP99, r.lateMax = late[len(late)*99/100], late[len(late)-1]
+		}
+		fmt.Printf("%s: the tool queued its arrivals late by p99 %s, at most %s (up to %s of it not counted in the latencies)\n", name, r.lateP99.Round(time.Microsecond), r.lateMax.Round(time.Microsecond), graceLate)
+	}
 	if r.missed > 0 {
-		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already): the system did not hold %d operations/s, and the latencies are of what it took\n", name, r.missed, arrivalRate)
+		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already) and not in the latencies: the system did not hold %d operations/s\n", name, r.missed, arrivalRate)
 	}
 	return r
 }
 
-// pace queues rate arrivals per second on due until stop, each stamped
-// with the time it was due, evenly spaced (as wrk2 does): a slow answer
-// delays no later arrival, so the latencies count the time an operation
-// waited for a free client (no coordinated omission). An arrival that
-// finds due full is counted in missed (when measuring) and dropped.
+// graceLate is how late an arrival may be queued without its lateness
+// counting (see pacer).
+const graceLate = time.Millisecond
+
+// pacer queues rate arrivals per second on due, evenly spaced (as wrk2
+// does): a slow answer delays no later arrival, so the latencies count the
+// time an operation waited for a free client (no coordinated omission). An
+// arrival that finds due full is counted in missed (while measuring) and
+// dropped.
 //
-// The ticker fires every 200 µs while the process is busy, but an idle Go
-// process sleeps in the poller with a millisecond's resolution, so an
-// arrival can be queued up to about a millisecond after it was due. That
-// lateness is the tool's, not the system's: the stamp is the later of
-// the two times, so only the wait for a free client and the operation
-// itself are counted. (In tests, the arrivals are stamped with the tick
-// that queued them.)
-func pace(due chan<- time.Time, rate int, stop <-chan struct{}, missed *atomic.Int64, measuring *atomic.Bool) {
+// Each arrival is stamped with the time it was due. The ticker fires every
+// 200 µs while the process is busy, but an idle Go process sleeps in the
+// poller with a millisecond's resolution, so an arrival can be queued up to
+// about a millisecond late; that lateness is the tool's, so up to graceLate
+// of it is forgiven (the stamp is the time it was queued). Beyond that the
+// stamp stays graceLate after the time it was due: a stall of the whole
+// process (the CPU saturated, a GC pause) delays the arrivals, and that
+// delay counts in their latency. late records how late each arrival was
+// queued, so the tool's own lag is printed too.
+type pacer struct {
+	due       chan<- time.Time
+	rate      int64
+	began     time.Time
+	sent      int64
+	missed    *atomic.Int64
+	measuring *atomic.Bool
+	late      []time.Duration // while measuring
+}
+
+// at is when arrival i is due.
+func (p *pacer) at(i int64) time.Time {
+	return p.began.Add(time.Duration(i * int64(time.Second) / p.rate))
+}
+
+// queue queues every arrival due at or before now.
+func (p *pacer) queue(now time.Time) {
+	for ; !p.at(p.sent).After(now); p.sent++ {
+		at := p.at(p.sent)
+		lateBy := now.Sub(at)
+		stamp := at.Add(min(lateBy, graceLate))
+		measuring := p.measuring.Load()
+		if measuring {
+			p.late = append(p.late, lateBy)
+		}
+		select {
+		case p.due <- stamp:
+		default:
+			if measuring {
+				p.missed.Add(1)
+			}
+		}
+	}
+}
+
+// run queues arrivals every 200 µs until stop.
+func (p *pacer) run(stop <-chan struct{}) {
 	t := time.NewTicker(200 * time.Microsecond)
 	defer t.Stop()
-	began := time.Now()
-	step := time.Second / time.Duration(rate)
-	var sent int64
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
-			now := time.Now()
-			for n := int64(now.Sub(began) / step); sent <= n; sent++ {
-				at := began.Add(time.Duration(sent) * step)
-				if at.Before(now) {
-					at = now
-				}
-				select {
-				case due <- at:
-				default:
-					if measuring.Load() {
-						missed.Add(1)
-					}
-				}
-			}
+			p.queue(time.Now())
 		}
 	}
 }

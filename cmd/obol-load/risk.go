@@ -73,8 +73,8 @@ func runRisk(dur, warmup time.Duration, conc int, cpuprofile string) {
 	fmt.Printf("riskd Evaluate over gRPC, default rule set %s, %d clients, %s measured after %s warm-up\n\n", in.Engine.Active().Version, conc, dur, warmup)
 	probe := newCostProbe(t, "", nil, map[string]string{"riskd": in.Server.HTTPAddr()}, r.URL)
 	res, s0, s1 := measure(t, "riskd Evaluate (gRPC, real Redis)", eval, conc, warmup, dur, cpuprofile, probe)
-	fmt.Printf("\n%-34s %10s %9s %9s %8s\n", "", "evals/s", "p50", "p99", "errors")
-	fmt.Printf("%-34s %10.0f %9s %9s %8d\n", res.name, res.rps, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.errors)
+	fmt.Printf("\n%-34s %10s %9s %9s %8s %8s\n", "", "evals/s", "p50", "p99", "errors", "missed")
+	fmt.Printf("%-34s %10.0f %9s %9s %8d %8d\n", res.name, res.rps, res.p50.Round(10*time.Microsecond), res.p99.Round(10*time.Microsecond), res.errors, res.missed)
 	fmt.Printf("fallbacks: %d, rule errors: %d\n", in.Engine.Stats.Fallbacks.Load(), in.Engine.Stats.RuleErrors.Load())
 	if v := in.Velocity; v != nil {
 		n := max(v.Stats.Syncs.Load(), 1)
