@@ -33,7 +33,9 @@ func TestRateFlag(t *testing.T) {
 		{"negative", "--rate=-1", 0, "--rate: -1 is out of range"},
 		{"above an arrival per microsecond", "--rate=1000001", 0, "--rate: 1000001 is out of range"},
 		{"not a number", "--rate=fast", 0, "--rate"},
-		{"a closed-loop suite", "--suite=payments --rate=100", 0, "--rate: an open loop is measured with --suite risk only, not payments"},
+		{"the floor's primitives", "--suite=floor --rate=10000", 10000, ""},
+		{"a closed-loop suite", "--suite=payments --rate=100", 0, "--rate: an open loop is measured with --suite risk or floor only, not payments"},
+		{"the vault suite", "--suite=vault --rate=100", 0, "not vault"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := strings.Fields(tc.arg)

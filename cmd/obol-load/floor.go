@@ -55,7 +55,21 @@ type primitive struct {
 	perOp int
 }
 
-func runFloor(dur, warmup time.Duration, conc int) {
+// opsAt is the open loop's rate of operations for rate units a second
+// when an operation counts perOp units (a batch of rows): at least one a
+// second; 0 (a closed loop) stays 0.
+func opsAt(rate, perOp int) int {
+	if rate <= 0 {
+		return 0
+	}
+	return max(1, rate/max(1, perOp))
+}
+
+// runFloor measures the primitives at 1 client (a closed loop: their
+// latency alone) and at conc clients: a closed loop when rate is 0 (their
+// throughput and CPU at saturation), else an open loop of rate units a
+// second (their latency at that rate on this machine).
+func runFloor(dur, warmup time.Duration, conc, rate int) {
 	dir, err := os.MkdirTemp("", "obol-load-")
 	if err != nil {
 		panic(err)
@@ -79,9 +93,9 @@ func runFloor(dur, warmup time.Duration, conc int) {
 	var prims []primitive
 	add := func(name, unit string, perOp int, op func() error) {
 		p := primitive{name: name, unit: unit, perOp: perOp}
-		p.one = run(name+", 1 client", op, 1, warmup/2, dur/2, nil)
+		p.one = runAt(name+", 1 client", op, 1, warmup/2, dur/2, nil, nil, 0)
 		var snaps []costSnap
-		p.many = runMarked(fmt.Sprintf("%s, %d clients", name, conc), op, conc, warmup, dur, nil, func() { snaps = append(snaps, probe.snap(t)) })
+		p.many = runAt(fmt.Sprintf("%s, %d clients", name, conc), op, conc, warmup, dur, nil, func() { snaps = append(snaps, probe.snap(t)) }, opsAt(rate, perOp))
 		if len(snaps) == 2 && p.many.ops > 0 {
 			p.cpuMs = cpuOf(snaps[0], snaps[1]) / float64(p.many.ops*int64(perOp))
 		}
@@ -178,13 +192,24 @@ func runFloor(dur, warmup time.Duration, conc int) {
 	fsync, fsyncErr := pgTestFsync(t.TempDir())
 	budget := float64(numCPU()) * 1000 // CPU-ms a second on this machine
 
-	fmt.Printf("\n%-46s %12s %11s %12s %10s\n", "primitive (client and server both counted)", "1 client p50", fmt.Sprintf("%d clients/s", conc), "CPU-ms/unit", fmt.Sprintf("units/s at %.0f CPU-ms/s", budget))
+	loop := fmt.Sprintf("%d clients", conc)
+	if rate > 0 {
+		loop = fmt.Sprintf("%d/s offered", rate)
+	}
+	fmt.Printf("\n%-46s %12s %11s %21s %12s %10s\n", "primitive (client and server both counted)", "1 client p50", "units/s", loop+": p50 / p99", "CPU-ms/unit", fmt.Sprintf("units/s at %.0f CPU-ms/s", budget))
 	for _, p := range prims {
 		per := fmt.Sprintf("%.0f", p.many.rps*float64(p.perOp))
-		fmt.Printf("%-46s %12s %11s %12.4f %10.0f\n", p.name, p.one.p50.Round(time.Microsecond), per, p.cpuMs, budget/p.cpuMs)
+		lat := fmt.Sprintf("%s / %s", p.many.p50.Round(time.Microsecond), p.many.p99.Round(time.Microsecond))
+		fmt.Printf("%-46s %12s %11s %21s %12.4f %10.0f\n", p.name, p.one.p50.Round(time.Microsecond), per, lat, p.cpuMs, budget/p.cpuMs)
 		if p.many.errors+p.one.errors > 0 {
 			fmt.Printf("    (%d errors)\n", p.many.errors+p.one.errors)
 		}
+		if p.many.missed > 0 {
+			fmt.Printf("    (%d operations not sent: the primitive did not hold the rate, see the WARNING above)\n", p.many.missed)
+		}
+	}
+	if rate > 0 {
+		fmt.Printf("(the latencies at %d units/s count from the moment each operation was due, batches of rows at %d/s; a latency of many clients is per operation, a batch's for its rows; the CPU-ms below that rate include the fixed costs of a process that is not saturated, so the ceilings of a closed-loop run are the tighter ones)\n", rate, opsAt(rate, batch))
 	}
 	if fsyncErr != nil {
 		fmt.Printf("\npg_test_fsync: %v\n", fsyncErr)

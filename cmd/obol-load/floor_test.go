@@ -47,3 +47,24 @@ Compare file sync methods using two 8kB writes:
 		})
 	}
 }
+
+// TestOpsAt: the floor's open loop sends rate units a second, a batch of
+// rows counting perOp of them, never fewer than one operation a second; a
+// closed loop stays closed.
+func TestOpsAt(t *testing.T) {
+	for _, tc := range []struct {
+		name              string
+		rate, perOp, want int
+	}{
+		{"closed loop", 0, 1, 0},
+		{"closed loop, batches", 0, 32, 0},
+		{"one unit per operation", 10000, 1, 10000},
+		{"32-row batches", 10000, 32, 312},
+		{"fewer units than a batch", 10, 32, 1},
+		{"perOp not set", 500, 0, 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assert.Equal(t, tc.want, opsAt(tc.rate, tc.perOp))
+		})
+	}
+}

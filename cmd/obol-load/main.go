@@ -78,10 +78,10 @@ func parse(args []string) (config.Load, error) {
 	case err != nil:
 	case c.Rate < 0 || c.Rate > maxRate:
 		err = fmt.Errorf("%w: --rate: %d is out of range; want operations per second, 0 to %d", cli.ErrBadFlag, c.Rate, maxRate)
-	case c.Rate > 0 && c.Suite != "risk":
+	case c.Rate > 0 && c.Suite != "risk" && c.Suite != "floor":
 		// The other suites compare a closed loop against a baseline or
 		// a floor (ratios, 1-client latencies, ceilings).
-		err = fmt.Errorf("%w: --rate: an open loop is measured with --suite risk only, not %s", cli.ErrBadFlag, c.Suite)
+		err = fmt.Errorf("%w: --rate: an open loop is measured with --suite risk or floor only, not %s", cli.ErrBadFlag, c.Suite)
 	}
 	return c, err
 }
@@ -105,7 +105,7 @@ func main() {
 		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
 		return
 	case "floor":
-		runFloor(c.Duration, c.Warmup, c.Concurrency)
+		runFloor(c.Duration, c.Warmup, c.Concurrency, c.Rate)
 		return
 	case "forward", "payments", "gateway":
 		runGateway(c.Suite, c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
@@ -278,6 +278,12 @@ func run(name string, op func() error, conc int, warmup, dur time.Duration, prof
 // runMarked is run, calling mark (when set) right before and right after
 // the measured window, for cost models.
 func runMarked(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func()) result {
+	return runAt(name, op, conc, warmup, dur, prof, mark, arrivalRate)
+}
+
+// runAt is runMarked at a given rate: 0 for a closed loop, else an open
+// loop of rate operations a second (see pacer).
+func runAt(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func(), rate int) result {
 	var measuring atomic.Bool
 	var errs, missed atomic.Int64
 	stop := make(chan struct{})
@@ -287,10 +293,10 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 	// time its latency counts from (see pacer); nil for a closed loop.
 	var due chan time.Time
 	var pc *pacer
-	if arrivalRate > 0 {
-		fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, arrivalRate, conc)
-		due = make(chan time.Time, arrivalRate)
-		pc = &pacer{due: due, rate: int64(arrivalRate), began: time.Now(), missed: &missed, measuring: &measuring}
+	if rate > 0 {
+		fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, rate, conc)
+		due = make(chan time.Time, rate)
+		pc = &pacer{due: due, rate: int64(rate), began: time.Now(), missed: &missed, measuring: &measuring}
 		wg.Add(1)
 		as("load client", func() { go func() { defer wg.Done(); pc.run(stop) }() })
 	} else {
@@ -374,7 +380,7 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 		fmt.Printf("%s: the tool queued its arrivals late by p99 %s, at most %s (up to %s of it not counted in the latencies)\n", name, r.lateP99.Round(time.Microsecond), r.lateMax.Round(time.Microsecond), graceLate)
 	}
 	if r.missed > 0 {
-		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already) and not in the latencies: the system did not hold %d operations/s\n", name, r.missed, arrivalRate)
+		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already) and not in the latencies: the system did not hold %d operations/s\n", name, r.missed, rate)
 	}
 	return r
 }
