@@ -130,11 +130,37 @@ func eventLog(ctx context.Context, url, merchant string) (map[string]logEvent, e
 	return out, rows.Err()
 }
 
+// undelivered counts the merchant's events still in a producer's outbox
+// (the gateway's and the ledger's), pending and dead: a pending one is
+// backing off while eventsd was unavailable, and reaches the log later.
+func undelivered(ctx context.Context, gwURL, ledgerURL, merchant string) (pending, dead int64, err error) {
+	for _, q := range []struct{ url, query string }{
+		{gwURL, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead') FROM event_outbox WHERE merchant_id = $1`},
+		{ledgerURL, `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'dead') FROM event_outbox WHERE merchant_id = $1`},
+	} {
+		conn, err := pgx.Connect(ctx, q.url)
+		if err != nil {
+			return 0, 0, err
+		}
+		var p, d int64
+		err = conn.QueryRow(ctx, q.query, merchant).Scan(&p, &d)
+		conn.Close(ctx)
+		if err != nil {
+			return 0, 0, err
+		}
+		pending, dead = pending+p, dead+d
+	}
+	return pending, dead, nil
+}
+
 // webhookCheck wraps a drill's check: before the load it notes the events
-// already in the log; after, every event the drill added must have reached
-// the receiver (none lost), redeliveries must carry the same body, and each
-// payment must have exactly one payment.authorized and payment.captured
-// event in the log. Duplicated deliveries are counted (allowed by webhook-id).
+// already in the log; after, once the producers' outboxes hold none of the
+// merchant's events pending (an event whose relay met eventsd down backs
+// off before it reaches the log), every event the drill added must have
+// reached the receiver (none lost), redeliveries must carry the same body,
+// none may be dead in an outbox, and each payment must have exactly one
+// payment.authorized and payment.captured event in the log. Duplicated
+// deliveries are counted (allowed by webhook-id).
 func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 	var before map[string]logEvent
 	setup := d.setup
@@ -157,7 +183,15 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 		var added map[string]logEvent
 		var missing []string
 		waited := time.Now()
+		var pending, dead int64
 		err := testenv.WaitFor(90*time.Second, func() error {
+			var err error
+			if pending, dead, err = undelivered(context.Background(), tp.PostgresURLs["gateway"], tp.PostgresURLs["ledger"], tp.MerchantID); err != nil {
+				return err
+			}
+			if pending > 0 {
+				return fmt.Errorf("%d events still pending in the producers' outboxes", pending)
+			}
 			all, err := eventLog(context.Background(), tp.PostgresURLs["events"], tp.MerchantID)
 			if err != nil {
 				return err
@@ -184,6 +218,9 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 		if err != nil {
 			sort.Strings(missing)
 			v = append(v, fmt.Sprintf("webhooks: %v (lost: %s)", err, strings.Join(missing[:min(len(missing), 3)], ", ")))
+		}
+		if dead > 0 {
+			v = append(v, fmt.Sprintf("webhooks: %d events dead in the producers' outboxes (eventsd refused them)", dead))
 		}
 		types := map[string]int{}
 		byPayment := map[string]map[string]int{}
