@@ -43,6 +43,9 @@ import (
 // needs (the other suites' cost models), they give the machine's ceiling
 // for that operation before any of Obol's own work is done.
 
+// batch is the rows of the batched-commit primitive.
+const batch = 32
+
 // primitive is one building block and the CPU it costs.
 type primitive struct {
 	name string
@@ -53,16 +56,6 @@ type primitive struct {
 	cpuMs float64
 	// perOp is the number of units one op of many counts (rows per batch).
 	perOp int
-}
-
-// opsAt is the open loop's rate of operations for rate units a second
-// when an operation counts perOp units (a batch of rows): at least one a
-// second; 0 (a closed loop) stays 0.
-func opsAt(rate, perOp int) int {
-	if rate <= 0 {
-		return 0
-	}
-	return max(1, rate/max(1, perOp))
 }
 
 // runFloor measures the primitives at 1 client (a closed loop: their
@@ -93,9 +86,9 @@ func runFloor(dur, warmup time.Duration, conc, rate int) {
 	var prims []primitive
 	add := func(name, unit string, perOp int, op func() error) {
 		p := primitive{name: name, unit: unit, perOp: perOp}
-		p.one = runAt(name+", 1 client", op, 1, warmup/2, dur/2, nil, nil, 0)
+		p.one = runAt(name+", 1 client", op, 1, warmup/2, dur/2, nil, nil, 0, 1)
 		var snaps []costSnap
-		p.many = runAt(fmt.Sprintf("%s, %d clients", name, conc), op, conc, warmup, dur, nil, func() { snaps = append(snaps, probe.snap(t)) }, opsAt(rate, perOp))
+		p.many = runAt(fmt.Sprintf("%s, %d clients", name, conc), op, conc, warmup, dur, nil, func() { snaps = append(snaps, probe.snap(t)) }, rate, perOp)
 		if len(snaps) == 2 && p.many.ops > 0 {
 			p.cpuMs = cpuOf(snaps[0], snaps[1]) / float64(p.many.ops*int64(perOp))
 		}
@@ -167,7 +160,6 @@ func runFloor(dur, warmup time.Duration, conc, rate int) {
 		var n int
 		return pool.QueryRow(context.Background(), `SELECT length(v) FROM floor WHERE id = 1`).Scan(&n)
 	})
-	const batch = 32
 	rows := make([][]byte, batch)
 	for i := range rows {
 		rows[i] = payload
@@ -192,31 +184,17 @@ func runFloor(dur, warmup time.Duration, conc, rate int) {
 	fsync, fsyncErr := pgTestFsync(t.TempDir())
 	budget := float64(numCPU()) * 1000 // CPU-ms a second on this machine
 
-	loop := fmt.Sprintf("%d clients", conc)
-	if rate > 0 {
-		loop = fmt.Sprintf("%d/s offered", rate)
-	}
-	fmt.Printf("\n%-46s %12s %11s %21s %12s %10s\n", "primitive (client and server both counted)", "1 client p50", "units/s", loop+": p50 / p99", "CPU-ms/unit", fmt.Sprintf("units/s at %.0f CPU-ms/s", budget))
-	for _, p := range prims {
-		per := fmt.Sprintf("%.0f", p.many.rps*float64(p.perOp))
-		lat := fmt.Sprintf("%s / %s", p.many.p50.Round(time.Microsecond), p.many.p99.Round(time.Microsecond))
-		fmt.Printf("%-46s %12s %11s %21s %12.4f %10.0f\n", p.name, p.one.p50.Round(time.Microsecond), per, lat, p.cpuMs, budget/p.cpuMs)
-		if p.many.errors+p.one.errors > 0 {
-			fmt.Printf("    (%d errors)\n", p.many.errors+p.one.errors)
-		}
-		if p.many.missed > 0 {
-			fmt.Printf("    (%d operations not sent: the primitive did not hold the rate, see the WARNING above)\n", p.many.missed)
-		}
-	}
-	if rate > 0 {
-		fmt.Printf("(the latencies at %d units/s count from the moment each operation was due, batches of rows at %d/s; a latency of many clients is per operation, a batch's for its rows; the CPU-ms below that rate include the fixed costs of a process that is not saturated, so the ceilings of a closed-loop run are the tighter ones)\n", rate, opsAt(rate, batch))
-	}
+	printFloor(os.Stdout, prims, conc, rate, budget)
 	if fsyncErr != nil {
 		fmt.Printf("\npg_test_fsync: %v\n", fsyncErr)
 	} else {
 		fmt.Printf("\npg_test_fsync, one 8 kB write then fdatasync: %.0f flushes/s (%.0f µs each)\n", fsync, 1e6/fsync)
 	}
 
+	if rate > 0 {
+		fmt.Printf("\nCeilings of this machine: from a closed-loop run (without --rate); at a fixed rate a primitive's CPU per unit holds the fixed costs of a process that is not saturated (the pacer's 5,000 wake-ups a second among them).\n")
+		return
+	}
 	cost := map[string]float64{}
 	for _, p := range prims {
 		cost[p.name] = p.cpuMs
@@ -366,4 +344,50 @@ func lastLine(b []byte) string {
 		s = s[i+1:]
 	}
 	return s
+}
+
+// printFloor prints the primitives' table: at a fixed rate (rate > 0) the
+// N-client column is the latency at that rate, and no ceiling is drawn
+// from its CPU.
+func printFloor(w io.Writer, prims []primitive, conc, rate int, budget float64) {
+	loop := fmt.Sprintf("%d clients: p50 / p99", conc)
+	thr := fmt.Sprintf("%d clients, units/s", conc)
+	if rate > 0 {
+		loop = fmt.Sprintf("%d units/s: p50 / p99", rate)
+		thr = "units/s done"
+	}
+	lw, tw := max(len(loop), 21), max(len(thr), 11)
+	header := fmt.Sprintf("\n%-46s %12s %*s %*s %12s", "primitive (client and server both counted)", "1 client p50", tw, thr, lw, loop, "CPU-ms/unit")
+	if rate == 0 {
+		header += fmt.Sprintf(" %s", fmt.Sprintf("units/s at %.0f CPU-ms/s", budget))
+	}
+	fmt.Fprintln(w, header)
+	for _, p := range prims {
+		per := max(1, p.perOp)
+		oneV, thrV, latV, cpuV, capV := "n/a", "n/a", "n/a", "n/a", "n/a"
+		if p.one.ops > 0 {
+			oneV = p.one.p50.Round(time.Microsecond).String()
+		}
+		if p.many.ops > 0 {
+			thrV = fmt.Sprintf("%.0f", p.many.rps*float64(per))
+			latV = fmt.Sprintf("%s / %s", p.many.p50.Round(time.Microsecond), p.many.p99.Round(time.Microsecond))
+		}
+		if p.cpuMs > 0 {
+			cpuV, capV = fmt.Sprintf("%.4f", p.cpuMs), fmt.Sprintf("%.0f", budget/p.cpuMs)
+		}
+		line := fmt.Sprintf("%-46s %12s %*s %*s %12s", p.name, oneV, tw, thrV, lw, latV, cpuV)
+		if rate == 0 {
+			line += fmt.Sprintf(" %10s", capV)
+		}
+		fmt.Fprintln(w, line)
+		if p.many.errors+p.one.errors > 0 {
+			fmt.Fprintf(w, "    (%d errors)\n", p.many.errors+p.one.errors)
+		}
+		if p.many.missed > 0 {
+			fmt.Fprintf(w, "    (%d units not sent: the primitive did not hold the rate, see the WARNING above)\n", p.many.missed*int64(per))
+		}
+	}
+	if rate > 0 {
+		fmt.Fprintf(w, "(at %d units/s a latency counts from the moment its operation was due, less up to %s of the tool's own lateness; a batch of rows is one operation, %d units, its latency the batch's; the CPU-ms per unit include the fixed costs of a process that is not saturated)\n", rate, graceLate, batch)
+	}
 }

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -48,23 +50,44 @@ Compare file sync methods using two 8kB writes:
 	}
 }
 
-// TestOpsAt: the floor's open loop sends rate units a second, a batch of
-// rows counting perOp of them, never fewer than one operation a second; a
-// closed loop stays closed.
-func TestOpsAt(t *testing.T) {
+// TestPrintFloor: a closed loop's table has the ceilings' column; a fixed
+// rate's names the rate, leaves the ceilings out, counts what was not
+// sent in units (a batch is 32), and says n/a for a phase that measured
+// nothing.
+func TestPrintFloor(t *testing.T) {
+	prims := []primitive{
+		{name: "loopback", perOp: 1, one: result{ops: 100, p50: 20 * time.Microsecond}, many: result{rps: 1000, ops: 1000, p50: time.Millisecond, p99: 2 * time.Millisecond}, cpuMs: 0.5},
+		{name: "batched row", perOp: batch, one: result{ops: 10}, many: result{rps: 10, ops: 10, missed: 3, p50: time.Millisecond, p99: time.Millisecond}, cpuMs: 0.01},
+		{name: "nothing measured", perOp: 1},
+	}
 	for _, tc := range []struct {
-		name              string
-		rate, perOp, want int
+		name      string
+		rate      int
+		na        int // columns of the phase that measured nothing
+		want, not []string
 	}{
-		{"closed loop", 0, 1, 0},
-		{"closed loop, batches", 0, 32, 0},
-		{"one unit per operation", 10000, 1, 10000},
-		{"32-row batches", 10000, 32, 312},
-		{"fewer units than a batch", 10, 32, 1},
-		{"perOp not set", 500, 0, 500},
+		{"closed loop", 0, 5, []string{"32 clients: p50 / p99", "32 clients, units/s", "units/s at 2000 CPU-ms/s", " 4000", " 320 ", "96 units not sent"}, []string{"offered", "units/s done"}},
+		{"fixed rate", 5000, 4, []string{"5000 units/s: p50 / p99", "units/s done", "less up to 1ms", "96 units not sent"}, []string{"CPU-ms/s", " 4000"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			assert.Equal(t, tc.want, opsAt(tc.rate, tc.perOp))
+			var b strings.Builder
+			printFloor(&b, prims, 32, tc.rate, 2000)
+			out := b.String()
+			for _, w := range tc.want {
+				assert.Contains(t, out, w)
+			}
+			for _, n := range tc.not {
+				assert.NotContains(t, out, n)
+			}
+			lines := strings.Split(out, "\n")
+			var last string
+			for _, l := range lines {
+				if strings.HasPrefix(l, "nothing measured") {
+					last = l
+				}
+			}
+			require.NotEmpty(t, last)
+			assert.Equal(t, tc.na, strings.Count(last, "n/a"), "every figure of a primitive that measured nothing: %q", last)
 		})
 	}
 }

@@ -262,7 +262,7 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
-	ops      int64 // operations completed in the measured window, errors included
+	ops      int64 // operations started (due) in the measured window, errors included
 	// missed counts the open loop's arrivals that found a second's worth
 	// queued already and were not sent: the offered rate was not held.
 	missed int64
@@ -278,27 +278,56 @@ func run(name string, op func() error, conc int, warmup, dur time.Duration, prof
 // runMarked is run, calling mark (when set) right before and right after
 // the measured window, for cost models.
 func runMarked(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func()) result {
-	return runAt(name, op, conc, warmup, dur, prof, mark, arrivalRate)
+	return runAt(name, op, conc, warmup, dur, prof, mark, arrivalRate, 1)
 }
 
+// window is the measured window: an operation is in it when it started in
+// [from, to) (for the open loop, when it was due), wherever it ended.
+type window struct{ from, to atomic.Int64 } // UnixNano; 0: not begun, to 0: not ended
+
+func (w *window) begin(t time.Time) { w.from.Store(t.UnixNano()) }
+func (w *window) end(t time.Time)   { w.to.Store(t.UnixNano()) }
+func (w *window) in(t time.Time) bool {
+	from, to, n := w.from.Load(), w.to.Load(), t.UnixNano()
+	return from != 0 && n >= from && (to == 0 || n < to)
+}
+
+// drainLimit bounds how long an open loop's clients go on, after the
+// window, with the arrivals that were due in it and still queued.
+const drainLimit = 5 * time.Second
+
 // runAt is runMarked at a given rate: 0 for a closed loop, else an open
-// loop of rate operations a second (see pacer).
-func runAt(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func(), rate int) result {
-	var measuring atomic.Bool
+// loop of rate units a second, one operation counting per units (a batch
+// of rows; see pacer). An operation counts in the window it started in
+// (was due in): once the window ends, the open loop's clients go on with
+// the arrivals due in it (up to drainLimit), and those still queued then
+// count as missed, so the slowest operations of a rate not held are not
+// left out of the latencies.
+func runAt(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func(), rate, per int) result {
+	per = max(1, per)
+	var measuring atomic.Bool // the pacer's lateness and misses
+	var win window
 	var errs, missed atomic.Int64
-	stop := make(chan struct{})
+	stop := make(chan struct{})     // the clients stop
+	draining := make(chan struct{}) // the pacer stopped: take what is queued, then stop
 	lat := make([][]time.Duration, conc)
-	var wg sync.WaitGroup
+	var wg, pwg sync.WaitGroup
 	// due hands the open loop's arrivals to the clients, each with the
 	// time its latency counts from (see pacer); nil for a closed loop.
 	var due chan time.Time
 	var pc *pacer
+	pstop := make(chan struct{})
 	if rate > 0 {
-		fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, rate, conc)
-		due = make(chan time.Time, rate)
-		pc = &pacer{due: due, rate: int64(rate), began: time.Now(), missed: &missed, measuring: &measuring}
-		wg.Add(1)
-		as("load client", func() { go func() { defer wg.Done(); pc.run(stop) }() })
+		ops := max(1, rate/per)
+		if per > 1 {
+			fmt.Printf("running %s at %d units/s, %d per operation (open loop, up to %d in flight) …\n", name, rate, per, conc)
+		} else {
+			fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, rate, conc)
+		}
+		due = make(chan time.Time, ops)
+		pc = &pacer{due: due, rate: int64(rate), per: int64(per), began: time.Now(), missed: &missed, measuring: &measuring}
+		pwg.Add(1)
+		as("load client", func() { go func() { defer pwg.Done(); pc.run(pstop) }() })
 	} else {
 		fmt.Printf("running %s …\n", name)
 	}
@@ -309,27 +338,28 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 				defer wg.Done()
 				for {
 					var start time.Time
+					select {
+					case <-stop:
+						return
+					default:
+					}
 					if due != nil {
 						select {
 						case <-stop:
 							return
-						default:
-						}
-						select {
-						case <-stop:
-							return
 						case start = <-due:
+						case <-draining:
+							select {
+							case start = <-due:
+							default:
+								return
+							}
 						}
 					} else {
-						select {
-						case <-stop:
-							return
-						default:
-						}
 						start = time.Now()
 					}
 					err := op()
-					if measuring.Load() {
+					if win.in(start) {
 						if err != nil {
 							errs.Add(1)
 						} else {
@@ -349,9 +379,12 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 	}
 	measuring.Store(true)
 	began := time.Now()
+	win.begin(began)
 	time.Sleep(dur)
+	ended := time.Now()
+	win.end(ended)
 	measuring.Store(false)
-	elapsed := time.Since(began)
+	elapsed := ended.Sub(began)
 	if mark != nil {
 		mark()
 	}
@@ -359,8 +392,20 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 		pprof.StopCPUProfile()
 		prof.Close()
 	}
-	close(stop)
-	wg.Wait()
+	close(pstop)
+	pwg.Wait()
+	if due != nil {
+		close(draining)
+		limit := time.AfterFunc(drainLimit, func() { close(stop) })
+		wg.Wait()
+		if limit.Stop() {
+			close(stop)
+		}
+		missed.Add(leftInWindow(due, &win))
+	} else {
+		close(stop)
+		wg.Wait()
+	}
 	var all []time.Duration
 	for _, l := range lat {
 		all = append(all, l...)
@@ -380,9 +425,26 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 		fmt.Printf("%s: the tool queued its arrivals late by p99 %s, at most %s (up to %s of it not counted in the latencies)\n", name, r.lateP99.Round(time.Microsecond), r.lateMax.Round(time.Microsecond), graceLate)
 	}
 	if r.missed > 0 {
-		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already) and not in the latencies: the system did not hold %d operations/s\n", name, r.missed, rate)
+		fmt.Printf("WARNING: %s: %d arrivals not sent (a second's worth was queued already, or still queued %s after the window) and not in the latencies: the system did not hold the rate\n",
+			name, r.missed, drainLimit)
 	}
 	return r
+}
+
+// leftInWindow counts the arrivals still queued on due that were due in
+// the window (the clients have stopped).
+func leftInWindow(due chan time.Time, w *window) int64 {
+	var n int64
+	for {
+		select {
+		case at := <-due:
+			if w.in(at) {
+				n++
+			}
+		default:
+			return n
+		}
+	}
 }
 
 // graceLate is how late an arrival may be queued without its lateness
@@ -405,8 +467,9 @@ const graceLate = time.Millisecond
 // delay counts in their latency. late records how late each arrival was
 // queued, so the tool's own lag is printed too.
 type pacer struct {
-	due       chan<- time.Time
-	rate      int64
+	due chan<- time.Time
+	// rate units a second, per units an arrival (0: 1).
+	rate, per int64
 	began     time.Time
 	sent      int64
 	missed    *atomic.Int64
@@ -414,9 +477,10 @@ type pacer struct {
 	late      []time.Duration // while measuring
 }
 
-// at is when arrival i is due.
+// at is when arrival i is due: arrivals carry per units each, rate
+// units a second.
 func (p *pacer) at(i int64) time.Time {
-	return p.began.Add(time.Duration(i * int64(time.Second) / p.rate))
+	return p.began.Add(time.Duration(i * max(1, p.per) * int64(time.Second) / p.rate))
 }
 
 // queue queues every arrival due at or before now.

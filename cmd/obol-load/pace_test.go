@@ -20,7 +20,7 @@ func TestPacerQueue(t *testing.T) {
 	ms := time.Millisecond
 	for _, tc := range []struct {
 		name      string
-		rate      int64
+		rate, per int64
 		buf       int
 		measuring bool
 		now       time.Duration // since began
@@ -28,23 +28,27 @@ func TestPacerQueue(t *testing.T) {
 		wantLate  []time.Duration
 		wantMiss  int64
 	}{
-		{"on time", 1000, 10, true, 0, []time.Duration{0}, []time.Duration{0}, 0},
-		{"a tick 2 ms in", 1000, 10, true, 2 * ms, []time.Duration{ms, 2 * ms, 2 * ms}, []time.Duration{2 * ms, ms, 0}, 0},
-		{"late within the grace: stamped when queued", 1000, 10, true, 1500 * time.Microsecond,
+		{"on time", 1000, 0, 10, true, 0, []time.Duration{0}, []time.Duration{0}, 0},
+		{"a tick 2 ms in", 1000, 0, 10, true, 2 * ms, []time.Duration{ms, 2 * ms, 2 * ms}, []time.Duration{2 * ms, ms, 0}, 0},
+		{"late within the grace: stamped when queued", 1000, 0, 10, true, 1500 * time.Microsecond,
 			[]time.Duration{ms, 1500 * time.Microsecond}, []time.Duration{1500 * time.Microsecond, 500 * time.Microsecond}, 0},
-		{"a stalled tick: the lateness beyond the grace counts", 1000, 10, true, 5 * ms,
+		{"a stalled tick: the lateness beyond the grace counts", 1000, 0, 10, true, 5 * ms,
 			[]time.Duration{ms, 2 * ms, 3 * ms, 4 * ms, 5 * ms, 5 * ms}, []time.Duration{5 * ms, 4 * ms, 3 * ms, 2 * ms, ms, 0}, 0},
-		{"uneven spacing without drift", 3000, 10, true, 1 * ms,
+		{"uneven spacing without drift", 3000, 0, 10, true, 1 * ms,
 			[]time.Duration{ms, ms, ms, ms}, []time.Duration{ms, 666_667, 333_334, 0}, 0},
-		{"a full queue misses the rest", 1000, 2, true, 4 * ms, []time.Duration{ms, 2 * ms}, []time.Duration{4 * ms, 3 * ms, 2 * ms, ms, 0}, 3},
-		{"misses not counted in the warm-up", 1000, 2, false, 4 * ms, []time.Duration{ms, 2 * ms}, nil, 0},
+		{"a full queue misses the rest", 1000, 0, 2, true, 4 * ms, []time.Duration{ms, 2 * ms}, []time.Duration{4 * ms, 3 * ms, 2 * ms, ms, 0}, 3},
+		{"misses not counted in the warm-up", 1000, 0, 2, false, 4 * ms, []time.Duration{ms, 2 * ms}, nil, 0},
+		{"batches of 32 at 10,000 units/s: one every 3.2 ms", 10000, 32, 10, true, 7 * ms,
+			[]time.Duration{ms, 4200 * time.Microsecond, 7 * ms}, []time.Duration{7 * ms, 3800 * time.Microsecond, 600 * time.Microsecond}, 0},
+		{"fewer units a second than a batch holds", 10, 32, 10, true, 6400 * ms,
+			[]time.Duration{ms, 3201 * ms, 6400 * ms}, []time.Duration{6400 * ms, 3200 * ms, 0}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			due := make(chan time.Time, tc.buf)
 			var missed atomic.Int64
 			var measuring atomic.Bool
 			measuring.Store(tc.measuring)
-			p := &pacer{due: due, rate: tc.rate, began: began, missed: &missed, measuring: &measuring}
+			p := &pacer{due: due, rate: tc.rate, per: tc.per, began: began, missed: &missed, measuring: &measuring}
 			p.queue(began.Add(tc.now))
 			close(due)
 			var got []time.Duration
@@ -95,4 +99,34 @@ func TestPacerRun(t *testing.T) {
 		}
 		assert.Zero(t, missed.Load())
 	})
+}
+
+// TestWindow: an operation counts in the window it started (was due) in,
+// wherever it ended; nothing counts before the window began.
+func TestWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	var w window
+	assert.False(t, w.in(t0), "not begun")
+	w.begin(t0)
+	assert.True(t, w.in(t0), "the first instant")
+	assert.False(t, w.in(t0.Add(-time.Nanosecond)), "before it")
+	assert.True(t, w.in(t0.Add(time.Hour)), "not ended yet")
+	w.end(t0.Add(time.Second))
+	assert.True(t, w.in(t0.Add(time.Second-time.Nanosecond)))
+	assert.False(t, w.in(t0.Add(time.Second)), "the end is out")
+}
+
+// TestLeftInWindow: arrivals still queued after the clients stopped count
+// as missed when they were due in the window, not when due after it.
+func TestLeftInWindow(t *testing.T) {
+	t0 := time.Unix(1_700_000_000, 0)
+	var w window
+	w.begin(t0)
+	w.end(t0.Add(time.Second))
+	due := make(chan time.Time, 10)
+	for _, d := range []time.Duration{-time.Millisecond, 0, 500 * time.Millisecond, 999 * time.Millisecond, time.Second, 2 * time.Second} {
+		due <- t0.Add(d)
+	}
+	assert.Equal(t, int64(3), leftInWindow(due, &w))
+	assert.Empty(t, due, "drained")
 }

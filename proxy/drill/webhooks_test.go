@@ -107,67 +107,137 @@ func (w *webhooks) close() { w.srv.Close() }
 // logEvent is one event of eventsd's log.
 type logEvent struct{ id, typ, object string }
 
-// eventLog is the merchant's events in eventsd's database.
-func eventLog(ctx context.Context, url, merchant string) (map[string]logEvent, error) {
-	conn, err := pgx.Connect(ctx, url)
+// pollDB is a connection to one database, opened on first use and again
+// after a failure (a drill may have failed the database over).
+type pollDB struct {
+	url  string
+	conn *pgx.Conn
+}
+
+func (d *pollDB) get(ctx context.Context) (*pgx.Conn, error) {
+	if d.conn != nil {
+		return d.conn, nil
+	}
+	conn, err := pgx.Connect(ctx, d.url)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close(ctx)
+	d.conn = conn
+	return conn, nil
+}
+
+// failed drops the connection after err (nil: kept).
+func (d *pollDB) failed(ctx context.Context, err error) error {
+	if err != nil && d.conn != nil {
+		d.conn.Close(ctx)
+		d.conn = nil
+	}
+	return err
+}
+
+func (d *pollDB) close(ctx context.Context) {
+	if d.conn != nil {
+		d.conn.Close(ctx)
+		d.conn = nil
+	}
+}
+
+// eventLog is the merchant's events in eventsd's database.
+func eventLog(ctx context.Context, db *pollDB, merchant string) (map[string]logEvent, error) {
+	conn, err := db.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]logEvent{}
 	rows, err := conn.Query(ctx, `SELECT id, type, object_id FROM events WHERE merchant_id = $1`, merchant)
 	if err != nil {
-		return nil, err
+		return nil, db.failed(ctx, err)
 	}
 	defer rows.Close()
-	out := map[string]logEvent{}
 	for rows.Next() {
 		var e logEvent
 		if err := rows.Scan(&e.id, &e.typ, &e.object); err != nil {
-			return nil, err
+			return nil, db.failed(ctx, err)
 		}
 		out[e.id] = e
 	}
-	return out, rows.Err()
+	return out, db.failed(ctx, rows.Err())
 }
 
-// undelivered counts the merchant's events still in a producer's outbox
-// (the gateway's and the ledger's), pending and dead: a pending one is
-// backing off while eventsd was unavailable, and reaches the log later.
-func undelivered(ctx context.Context, gwURL, ledgerURL, merchant string) (pending, dead int64, err error) {
-	for _, q := range []struct{ url, query string }{
-		{gwURL, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'dead') FROM event_outbox WHERE merchant_id = $1`},
-		{ledgerURL, `SELECT count(*) FILTER (WHERE status = 'pending'), count(*) FILTER (WHERE status = 'dead') FROM event_outbox WHERE merchant_id = $1`},
-	} {
-		conn, err := pgx.Connect(ctx, q.url)
+// producers are the databases whose event outboxes feed eventsd: the
+// gateway's (column state) and the ledger's (column status).
+type producers struct{ gateway, ledger *pollDB }
+
+func newProducers(tp *topology.Topology) producers {
+	return producers{gateway: &pollDB{url: tp.PostgresURLs["gateway"]}, ledger: &pollDB{url: tp.PostgresURLs["ledger"]}}
+}
+
+func (p producers) close(ctx context.Context) { p.gateway.close(ctx); p.ledger.close(ctx) }
+
+// undelivered counts the merchant's events still pending in the
+// producers' outboxes (backing off while eventsd was unavailable: they
+// reach the log later) and lists the dead ones (eventsd refused them).
+func (p producers) undelivered(ctx context.Context, merchant string) (pending int64, dead []string, err error) {
+	for _, q := range []struct {
+		db  *pollDB
+		col string
+	}{{p.gateway, "state"}, {p.ledger, "status"}} {
+		conn, err := q.db.get(ctx)
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, err
 		}
-		var p, d int64
-		err = conn.QueryRow(ctx, q.query, merchant).Scan(&p, &d)
-		conn.Close(ctx)
+		rows, err := conn.Query(ctx, `SELECT id, `+q.col+` FROM event_outbox WHERE merchant_id = $1 AND `+q.col+` IN ('pending', 'dead')`, merchant)
 		if err != nil {
-			return 0, 0, err
+			return 0, nil, q.db.failed(ctx, err)
 		}
-		pending, dead = pending+p, dead+d
+		for rows.Next() {
+			var id, state string
+			if err := rows.Scan(&id, &state); err != nil {
+				rows.Close()
+				return 0, nil, q.db.failed(ctx, err)
+			}
+			if state == "pending" {
+				pending++
+			} else {
+				dead = append(dead, id)
+			}
+		}
+		rows.Close()
+		if err := q.db.failed(ctx, rows.Err()); err != nil {
+			return 0, nil, err
+		}
 	}
 	return pending, dead, nil
 }
 
 // webhookCheck wraps a drill's check: before the load it notes the events
-// already in the log; after, once the producers' outboxes hold none of the
-// merchant's events pending (an event whose relay met eventsd down backs
-// off before it reaches the log), every event the drill added must have
-// reached the receiver (none lost), redeliveries must carry the same body,
-// none may be dead in an outbox, and each payment must have exactly one
-// payment.authorized and payment.captured event in the log. Duplicated
-// deliveries are counted (allowed by webhook-id).
+// already in the log and the dead ones in the producers' outboxes; after,
+// once the outboxes hold none of the merchant's events pending (an event
+// whose relay met eventsd down backs off before it reaches the log), every
+// event the drill added must have reached the receiver (none lost),
+// redeliveries must carry the same body, none may have gone dead in an
+// outbox, and each payment must have exactly one payment.authorized and
+// payment.captured event in the log. Duplicated deliveries are counted
+// (allowed by webhook-id).
 func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 	var before map[string]logEvent
+	deadBefore := map[string]bool{}
 	setup := d.setup
 	d.setup = func(s *stack) error {
+		ctx := context.Background()
+		events, prod := &pollDB{url: tp.PostgresURLs["events"]}, newProducers(tp)
+		defer events.close(ctx)
+		defer prod.close(ctx)
 		var err error
-		if before, err = eventLog(context.Background(), tp.PostgresURLs["events"], tp.MerchantID); err != nil {
+		if before, err = eventLog(ctx, events, tp.MerchantID); err != nil {
 			return fmt.Errorf("read the event log: %w", err)
+		}
+		_, dead, err := prod.undelivered(ctx, tp.MerchantID)
+		if err != nil {
+			return fmt.Errorf("read the producers' event outboxes: %w", err)
+		}
+		for _, id := range dead {
+			deadBefore[id] = true
 		}
 		if setup != nil {
 			return setup(s)
@@ -180,21 +250,28 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 		if check != nil {
 			v = append(v, check(s, c, flows)...)
 		}
+		ctx := context.Background()
+		events, prod := &pollDB{url: tp.PostgresURLs["events"]}, newProducers(tp)
+		defer events.close(ctx)
+		defer prod.close(ctx)
 		var added map[string]logEvent
-		var missing []string
+		var missing, newDead []string
+		var pending int64
 		waited := time.Now()
-		var pending, dead int64
 		err := testenv.WaitFor(90*time.Second, func() error {
-			var err error
-			if pending, dead, err = undelivered(context.Background(), tp.PostgresURLs["gateway"], tp.PostgresURLs["ledger"], tp.MerchantID); err != nil {
-				return err
-			}
-			if pending > 0 {
-				return fmt.Errorf("%d events still pending in the producers' outboxes", pending)
-			}
-			all, err := eventLog(context.Background(), tp.PostgresURLs["events"], tp.MerchantID)
+			p, dead, err := prod.undelivered(ctx, tp.MerchantID)
 			if err != nil {
 				return err
+			}
+			all, err := eventLog(ctx, events, tp.MerchantID)
+			if err != nil {
+				return err
+			}
+			pending, newDead = p, newDead[:0]
+			for _, id := range dead {
+				if !deadBefore[id] {
+					newDead = append(newDead, id)
+				}
 			}
 			added = map[string]logEvent{}
 			for id, e := range all {
@@ -210,17 +287,25 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 				}
 			}
 			w.mu.Unlock()
-			if len(missing) > 0 {
+			switch {
+			case pending > 0:
+				return fmt.Errorf("%d events still pending in the producers' outboxes", pending)
+			case len(missing) > 0:
 				return fmt.Errorf("%d of %d events not delivered yet", len(missing), len(added))
 			}
 			return nil
 		})
 		if err != nil {
 			sort.Strings(missing)
-			v = append(v, fmt.Sprintf("webhooks: %v (lost: %s)", err, strings.Join(missing[:min(len(missing), 3)], ", ")))
+			msg := fmt.Sprintf("webhooks: %v", err)
+			if len(missing) > 0 {
+				msg += fmt.Sprintf(" (in the log, not delivered: %d, e.g. %s)", len(missing), strings.Join(missing[:min(len(missing), 3)], ", "))
+			}
+			v = append(v, msg)
 		}
-		if dead > 0 {
-			v = append(v, fmt.Sprintf("webhooks: %d events dead in the producers' outboxes (eventsd refused them)", dead))
+		if len(newDead) > 0 {
+			sort.Strings(newDead)
+			v = append(v, fmt.Sprintf("webhooks: %d events went dead in the producers' outboxes (eventsd refused them), e.g. %s", len(newDead), strings.Join(newDead[:min(len(newDead), 3)], ", ")))
 		}
 		types := map[string]int{}
 		byPayment := map[string]map[string]int{}
