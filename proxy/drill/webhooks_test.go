@@ -257,6 +257,7 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 		var added map[string]logEvent
 		var missing, newDead []string
 		var pending int64
+		firstPending := int64(-1) // at the first poll that read the outboxes
 		waited := time.Now()
 		err := testenv.WaitFor(90*time.Second, func() error {
 			p, dead, err := prod.undelivered(ctx, tp.MerchantID)
@@ -268,6 +269,9 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 				return err
 			}
 			pending, newDead = p, newDead[:0]
+			if firstPending < 0 {
+				firstPending = p
+			}
 			for _, id := range dead {
 				if !deadBefore[id] {
 					newDead = append(newDead, id)
@@ -352,8 +356,8 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 			tl = append(tl, fmt.Sprintf("%s ×%d", t, n))
 		}
 		sort.Strings(tl)
-		s.note("webhooks: %d events added to the log (%s); %d deliveries received, every event at least once after %s; %d redelivered webhook-id(s) (same body: receivers dedupe on webhook-id)",
-			len(added), strings.Join(tl, ", "), deliveries, time.Since(waited).Round(100*time.Millisecond), dups)
+		s.note("webhooks: %d events added to the log (%s), %d of the merchant's still pending in the producers' outboxes when the load ended; %d deliveries received, every event at least once after %s; %d redelivered webhook-id(s) (same body: receivers dedupe on webhook-id)",
+			len(added), strings.Join(tl, ", "), max(firstPending, 0), deliveries, time.Since(waited).Round(100*time.Millisecond), dups)
 		return v
 	}
 	return d
