@@ -262,7 +262,10 @@ type result struct {
 	rps      float64
 	p50, p99 time.Duration
 	errors   int64
-	ops      int64 // operations started (due) in the measured window, errors included
+	ops      int64 // operations that ended in the measured window, errors included (what the cost models divide by)
+	// measured is how many latencies count: the operations that started
+	// (were due) in the window and succeeded, wherever they ended.
+	measured int64
 	// missed counts the open loop's arrivals that found a second's worth
 	// queued already and were not sent: the offered rate was not held.
 	missed int64
@@ -281,14 +284,23 @@ func runMarked(name string, op func() error, conc int, warmup, dur time.Duration
 	return runAt(name, op, conc, warmup, dur, prof, mark, arrivalRate, 1)
 }
 
-// window is the measured window: an operation is in it when it started in
-// [from, to) (for the open loop, when it was due), wherever it ended.
-type window struct{ from, to atomic.Int64 } // UnixNano; 0: not begun, to 0: not ended
+// window is the measured window, on the monotonic clock (offsets from
+// base). An operation's latency counts when it started in [from, to) (for
+// the open loop, when it was due, plus at most graceLate of the tool's
+// lateness: its stamp), wherever it ended; throughput and cost count the
+// operations that ended in it, as the CPU snapshots taken at its ends do.
+type window struct {
+	base     time.Time
+	from, to atomic.Int64 // offset from base + 1; 0: not begun / not ended
+}
 
-func (w *window) begin(t time.Time) { w.from.Store(t.UnixNano()) }
-func (w *window) end(t time.Time)   { w.to.Store(t.UnixNano()) }
+func newWindow() *window { return &window{base: time.Now()} }
+
+func (w *window) off(t time.Time) int64 { return int64(t.Sub(w.base)) + 1 }
+func (w *window) begin(t time.Time)     { w.from.Store(w.off(t)) }
+func (w *window) end(t time.Time)       { w.to.Store(w.off(t)) }
 func (w *window) in(t time.Time) bool {
-	from, to, n := w.from.Load(), w.to.Load(), t.UnixNano()
+	from, to, n := w.from.Load(), w.to.Load(), w.off(t)
 	return from != 0 && n >= from && (to == 0 || n < to)
 }
 
@@ -298,18 +310,19 @@ const drainLimit = 5 * time.Second
 
 // runAt is runMarked at a given rate: 0 for a closed loop, else an open
 // loop of rate units a second, one operation counting per units (a batch
-// of rows; see pacer). An operation counts in the window it started in
-// (was due in): once the window ends, the open loop's clients go on with
-// the arrivals due in it (up to drainLimit), and those still queued then
-// count as missed, so the slowest operations of a rate not held are not
-// left out of the latencies.
+// of rows; see pacer). Latencies are those of the operations that started
+// (were due) in the window, wherever they ended: once the window ends, the
+// open loop's clients go on with the arrivals due in it (up to
+// drainLimit), and those still queued then count as missed, so the
+// slowest operations of a rate not held are not left out. Throughput and
+// ops (what the cost models divide by) count the operations that ended in
+// the window.
 func runAt(name string, op func() error, conc int, warmup, dur time.Duration, prof *os.File, mark func(), rate, per int) result {
 	per = max(1, per)
-	var measuring atomic.Bool // the pacer's lateness and misses
-	var win window
-	var errs, missed atomic.Int64
+	win := newWindow()
+	var errs, missed, ended, endedErrs atomic.Int64
 	stop := make(chan struct{})     // the clients stop
-	draining := make(chan struct{}) // the pacer stopped: take what is queued, then stop
+	draining := make(chan struct{}) // the pacer stopped: take what is queued and due in the window, then stop
 	lat := make([][]time.Duration, conc)
 	var wg, pwg sync.WaitGroup
 	// due hands the open loop's arrivals to the clients, each with the
@@ -325,7 +338,7 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 			fmt.Printf("running %s at %d operations/s (open loop, up to %d in flight) …\n", name, rate, conc)
 		}
 		due = make(chan time.Time, ops)
-		pc = &pacer{due: due, rate: int64(rate), per: int64(per), began: time.Now(), missed: &missed, measuring: &measuring}
+		pc = &pacer{due: due, rate: int64(rate), per: int64(per), began: time.Now(), missed: &missed, win: win}
 		pwg.Add(1)
 		as("load client", func() { go func() { defer pwg.Done(); pc.run(pstop) }() })
 	} else {
@@ -354,11 +367,20 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 							default:
 								return
 							}
+							if !win.in(start) {
+								return // due after the window (queued in order: so is the rest)
+							}
 						}
 					} else {
 						start = time.Now()
 					}
 					err := op()
+					if win.in(time.Now()) {
+						ended.Add(1)
+						if err != nil {
+							endedErrs.Add(1)
+						}
+					}
 					if win.in(start) {
 						if err != nil {
 							errs.Add(1)
@@ -377,14 +399,13 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 	if mark != nil {
 		mark()
 	}
-	measuring.Store(true)
 	began := time.Now()
 	win.begin(began)
 	time.Sleep(dur)
-	ended := time.Now()
-	win.end(ended)
-	measuring.Store(false)
-	elapsed := ended.Sub(began)
+	stopped := time.Now()
+	win.end(stopped)
+	close(pstop)
+	elapsed := stopped.Sub(began)
 	if mark != nil {
 		mark()
 	}
@@ -392,7 +413,6 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 		pprof.StopCPUProfile()
 		prof.Close()
 	}
-	close(pstop)
 	pwg.Wait()
 	if due != nil {
 		close(draining)
@@ -401,7 +421,7 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 		if limit.Stop() {
 			close(stop)
 		}
-		missed.Add(leftInWindow(due, &win))
+		missed.Add(leftInWindow(due, win))
 	} else {
 		close(stop)
 		wg.Wait()
@@ -411,7 +431,8 @@ func runAt(name string, op func() error, conc int, warmup, dur time.Duration, pr
 		all = append(all, l...)
 	}
 	sort.Slice(all, func(i, j int) bool { return all[i] < all[j] })
-	r := result{name: name, errors: errs.Load(), rps: float64(len(all)) / elapsed.Seconds(), ops: int64(len(all)) + errs.Load(), missed: missed.Load()}
+	r := result{name: name, errors: errs.Load(), rps: float64(ended.Load()-endedErrs.Load()) / elapsed.Seconds(), ops: ended.Load(),
+		measured: int64(len(all)), missed: missed.Load()}
 	if len(all) > 0 {
 		r.p50 = all[len(all)/2]
 		r.p99 = all[len(all)*99/100]
@@ -454,7 +475,8 @@ const graceLate = time.Millisecond
 // pacer queues rate arrivals per second on due, evenly spaced (as wrk2
 // does): a slow answer delays no later arrival, so the latencies count the
 // time an operation waited for a free client (no coordinated omission). An
-// arrival that finds due full is counted in missed (while measuring) and
+// arrival that finds due full is counted in missed (when it was due in the
+// measured window) and
 // dropped.
 //
 // Each arrival is stamped with the time it was due. The ticker fires every
@@ -473,8 +495,10 @@ type pacer struct {
 	began     time.Time
 	sent      int64
 	missed    *atomic.Int64
-	measuring *atomic.Bool
-	late      []time.Duration // while measuring
+	// win decides which arrivals' lateness and misses count: those due in
+	// the measured window.
+	win  *window
+	late []time.Duration // of the arrivals due in the window
 }
 
 // at is when arrival i is due: arrivals carry per units each, rate
@@ -489,7 +513,7 @@ func (p *pacer) queue(now time.Time) {
 		at := p.at(p.sent)
 		lateBy := now.Sub(at)
 		stamp := at.Add(min(lateBy, graceLate))
-		measuring := p.measuring.Load()
+		measuring := p.win.in(at)
 		if measuring {
 			p.late = append(p.late, lateBy)
 		}

@@ -46,9 +46,11 @@ func TestPacerQueue(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			due := make(chan time.Time, tc.buf)
 			var missed atomic.Int64
-			var measuring atomic.Bool
-			measuring.Store(tc.measuring)
-			p := &pacer{due: due, rate: tc.rate, per: tc.per, began: began, missed: &missed, measuring: &measuring}
+			win := &window{base: began.Add(-time.Hour)}
+			if tc.measuring {
+				win.begin(began)
+			}
+			p := &pacer{due: due, rate: tc.rate, per: tc.per, began: began, missed: &missed, win: win}
 			p.queue(began.Add(tc.now))
 			close(due)
 			var got []time.Duration
@@ -73,9 +75,9 @@ func TestPacerRun(t *testing.T) {
 		due := make(chan time.Time, 1000)
 		stop := make(chan struct{})
 		var missed atomic.Int64
-		var measuring atomic.Bool
-		measuring.Store(true)
-		p := &pacer{due: due, rate: 1000, began: time.Now(), missed: &missed, measuring: &measuring}
+		win := newWindow()
+		win.begin(win.base)
+		p := &pacer{due: due, rate: 1000, began: time.Now(), missed: &missed, win: win}
 		done := make(chan struct{})
 		go func() { p.run(stop); close(done) }()
 		// 9.9 ms: the ticks at 0.2 … 9.8 ms queue the arrivals due at 0 … 9 ms
@@ -105,7 +107,7 @@ func TestPacerRun(t *testing.T) {
 // wherever it ended; nothing counts before the window began.
 func TestWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	var w window
+	w := &window{base: t0.Add(-time.Minute)}
 	assert.False(t, w.in(t0), "not begun")
 	w.begin(t0)
 	assert.True(t, w.in(t0), "the first instant")
@@ -120,13 +122,49 @@ func TestWindow(t *testing.T) {
 // as missed when they were due in the window, not when due after it.
 func TestLeftInWindow(t *testing.T) {
 	t0 := time.Unix(1_700_000_000, 0)
-	var w window
+	w := &window{base: t0.Add(-time.Minute)}
 	w.begin(t0)
 	w.end(t0.Add(time.Second))
 	due := make(chan time.Time, 10)
 	for _, d := range []time.Duration{-time.Millisecond, 0, 500 * time.Millisecond, 999 * time.Millisecond, time.Second, 2 * time.Second} {
 		due <- t0.Add(d)
 	}
-	assert.Equal(t, int64(3), leftInWindow(due, &w))
+	assert.Equal(t, int64(3), leftInWindow(due, w))
 	assert.Empty(t, due, "drained")
+}
+
+// TestRunAt: an open loop the operation cannot keep up with. Its latencies
+// are those of the arrivals due in the window, the slow ones queued at its
+// end included (drained after it); what is still queued when the drain's
+// limit ends it is missed; throughput counts what ended in the window.
+// Every arrival due in the window is either measured or missed.
+func TestRunAt(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		opTime     time.Duration
+		wantRate   float64 // ended in the window, per second
+		wantMissed int64   // of the 1,000 due in the window
+	}{
+		// 500/s served: 500 due in the window are still queued at its
+		// end, and drained in the next second.
+		{"the drain takes the backlog", 2 * time.Millisecond, 500, 0},
+		// 50/s: 950 queued at the end, 250 of them served in the 5 s
+		// drain, 700 left.
+		{"the drain limit ends it", 20 * time.Millisecond, 50, 700},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				op := func() error { time.Sleep(tc.opTime); return nil }
+				r := runAt("slow op", op, 1, 0, time.Second, nil, nil, 1000, 1)
+				assert.InDelta(t, tc.wantRate, r.rps, 2)
+				assert.InDelta(t, tc.wantMissed, r.missed, 2)
+				assert.InDelta(t, 1000, r.measured+r.missed, 1, "every arrival due in the window: measured %d, missed %d", r.measured, r.missed)
+				if tc.wantMissed == 0 {
+					// the last arrivals waited about half a second each
+					// in the window, then the drain: p99 near a second
+					assert.Greater(t, r.p99, 900*time.Millisecond)
+				}
+			})
+		})
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -257,7 +258,7 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 		var added map[string]logEvent
 		var missing, newDead []string
 		var pending int64
-		firstPending := int64(-1) // at the first poll that read the outboxes
+		firstPending := int64(-1) // at the first poll that read the outboxes (-1: none did)
 		waited := time.Now()
 		err := testenv.WaitFor(90*time.Second, func() error {
 			p, dead, err := prod.undelivered(ctx, tp.MerchantID)
@@ -356,8 +357,16 @@ func webhookCheck(w *webhooks, tp *topology.Topology, d drill) drill {
 			tl = append(tl, fmt.Sprintf("%s ×%d", t, n))
 		}
 		sort.Strings(tl)
-		s.note("webhooks: %d events added to the log (%s), %d of the merchant's still pending in the producers' outboxes when the load ended; %d deliveries received, every event at least once after %s; %d redelivered webhook-id(s) (same body: receivers dedupe on webhook-id)",
-			len(added), strings.Join(tl, ", "), max(firstPending, 0), deliveries, time.Since(waited).Round(100*time.Millisecond), dups)
+		pendingAt := "unknown"
+		if firstPending >= 0 {
+			pendingAt = strconv.FormatInt(firstPending, 10)
+		}
+		reached := "every event at least once after"
+		if err != nil {
+			reached = "not every event, waited"
+		}
+		s.note("webhooks: %d events added to the log (%s), %s of the merchant's still pending in the producers' outboxes when the check began; %d deliveries received, %s %s; %d redelivered webhook-id(s) (same body: receivers dedupe on webhook-id)",
+			len(added), strings.Join(tl, ", "), pendingAt, deliveries, reached, time.Since(waited).Round(100*time.Millisecond), dups)
 		return v
 	}
 	return d
