@@ -20,6 +20,7 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -100,6 +101,9 @@ func main() {
 		return
 	}
 	arrivalRate = c.Rate
+	// Every service runs in this process: the Go runtime's GC settings
+	// move every figure (a higher GOGC trades memory for CPU).
+	fmt.Printf("Go runtime: GOGC=%s GOMEMLIMIT=%s, %s\n", envOr("GOGC", "100 (default)"), envOr("GOMEMLIMIT", "none"), runtime.Version())
 	switch c.Suite {
 	case "risk":
 		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
@@ -566,4 +570,12 @@ func randomVisa() string {
 		d[i] += '0'
 	}
 	return string(d)
+}
+
+// envOr is the variable's value, or def when it is unset or empty.
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
 }

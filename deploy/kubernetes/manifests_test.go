@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -269,6 +270,9 @@ func checkDeployment(dir string, o *objects, d *appsv1.Deployment) []string {
 		} else if lim.Memory().Cmp(*req.Memory()) < 0 || lim.Cpu().Cmp(*req.Cpu()) < 0 {
 			bad("resources: limits below requests")
 		}
+		for _, p := range checkGC(c) {
+			bad("%s", p)
+		}
 		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
 			bad("want a liveness and a readiness probe")
 		}
@@ -420,6 +424,26 @@ func TestHardeningCheckFails(t *testing.T) {
 			d.Spec.Template.Spec.Containers[0].Args[0] = "--http-addr=127.0.0.1:8080"
 		}, "--http-addr=0.0.0.0:8080"},
 		{"no PodDisruptionBudget", func(d *appsv1.Deployment) { d.Spec.Template.Labels["app.kubernetes.io/name"] = "other" }, "PodDisruptionBudgets"},
+		{"GOGC raised without a GOMEMLIMIT", func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "400"})
+		}, "needs a GOMEMLIMIT"},
+		{"GOGC off without a GOMEMLIMIT", func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "off"})
+		}, "needs a GOMEMLIMIT"},
+		{"GOGC not a percentage", func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "lots"}, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "100MiB"})
+		}, "positive percentage"},
+		{"GOMEMLIMIT at the memory limit", func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "400"}, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "512MiB"})
+		}, "at most 90% of the memory limit"},
+		{"GOMEMLIMIT unreadable", func(d *appsv1.Deployment) {
+			c := &d.Spec.Template.Spec.Containers[0]
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "200MB"})
+		}, "GOMEMLIMIT \"200MB\""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -436,6 +460,64 @@ func TestHardeningCheckFails(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// checkGC checks the Go runtime's GC variables of a container: GOGC a
+// positive percentage or off; raised above the default (a trade of memory
+// for CPU) only with a GOMEMLIMIT; a GOMEMLIMIT at most 90 % of the memory
+// limit (room for stacks and the runtime's own memory), so the runtime
+// collects harder near it rather than the container being OOM-killed.
+func checkGC(c corev1.Container) []string {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	env := map[string]string{}
+	for _, e := range c.Env {
+		if e.Name == "GOGC" || e.Name == "GOMEMLIMIT" {
+			env[e.Name] = e.Value
+		}
+	}
+	if v, ok := env["GOGC"]; ok {
+		n, err := strconv.Atoi(v)
+		switch {
+		case v != "off" && (err != nil || n <= 0):
+			bad("env GOGC %q: want a positive percentage or off", v)
+		case (v == "off" || n > 100) && env["GOMEMLIMIT"] == "":
+			bad("env GOGC %s: raised above the default, it needs a GOMEMLIMIT below the memory limit", v)
+		}
+	}
+	if v, ok := env["GOMEMLIMIT"]; ok {
+		n, err := parseMemLimit(v)
+		lim := c.Resources.Limits.Memory()
+		switch {
+		case err != nil:
+			bad("env GOMEMLIMIT %q: %v", v, err)
+		case lim.IsZero():
+			bad("env GOMEMLIMIT %s: without a memory limit", v)
+		case n*10 > lim.Value()*9:
+			bad("env GOMEMLIMIT %s: want at most 90%% of the memory limit %s", v, lim.String())
+		}
+	}
+	return problems
+}
+
+// parseMemLimit reads a GOMEMLIMIT as the Go runtime does: bytes, with
+// an optional B, KiB, MiB, GiB or TiB suffix.
+func parseMemLimit(s string) (int64, error) {
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSuffix(s, u.suffix), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("want a positive number of bytes, with B, KiB, MiB, GiB or TiB")
+	}
+	return n * mult, nil
+}
 
 // TestProductionHoldsNoSecrets: production Secrets are created by the
 // operator, never committed.
@@ -474,6 +556,37 @@ func TestNamespacesSegmented(t *testing.T) {
 					}
 				}
 			}
+		})
+	}
+}
+
+// TestParseMemLimit reads GOMEMLIMIT's forms and refuses the others.
+func TestParseMemLimit(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     int64
+		wantErr  bool
+	}{
+		{name: "bytes", in: "1048576", want: 1 << 20},
+		{name: "B", in: "512B", want: 512},
+		{name: "KiB", in: "4KiB", want: 4 << 10},
+		{name: "MiB", in: "200MiB", want: 200 << 20},
+		{name: "GiB", in: "2GiB", want: 2 << 30},
+		{name: "TiB", in: "1TiB", want: 1 << 40},
+		{name: "decimal unit", in: "200MB", wantErr: true},
+		{name: "empty", in: "", wantErr: true},
+		{name: "zero", in: "0MiB", wantErr: true},
+		{name: "negative", in: "-1MiB", wantErr: true},
+		{name: "fraction", in: "1.5GiB", wantErr: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseMemLimit(tc.in)
+			if tc.wantErr {
+				require.Error(t, err)
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
 		})
 	}
 }
