@@ -1,6 +1,8 @@
 package main
 
 import (
+	"math"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -90,4 +92,15 @@ func TestPrintFloor(t *testing.T) {
 			assert.Equal(t, tc.na, strings.Count(last, "n/a"), "every figure of a primitive that measured nothing: %q", last)
 		})
 	}
+}
+
+// TestGCSettings: the line says what the runtime runs with, as it was set.
+func TestGCSettings(t *testing.T) {
+	pct := debug.SetGCPercent(250)
+	limit := debug.SetMemoryLimit(300 << 20)
+	t.Cleanup(func() { debug.SetGCPercent(pct); debug.SetMemoryLimit(limit) })
+	assert.Contains(t, gcSettings(), "GC percent 250, memory limit 300 MiB")
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(math.MaxInt64)
+	assert.Contains(t, gcSettings(), "GC percent off, memory limit none")
 }

@@ -17,12 +17,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/big"
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,7 +106,7 @@ func main() {
 	arrivalRate = c.Rate
 	// Every service runs in this process: the Go runtime's GC settings
 	// move every figure (a higher GOGC trades memory for CPU).
-	fmt.Printf("Go runtime: GOGC=%s GOMEMLIMIT=%s, %s\n", envOr("GOGC", "100 (default)"), envOr("GOMEMLIMIT", "none"), runtime.Version())
+	fmt.Println(gcSettings())
 	switch c.Suite {
 	case "risk":
 		runRisk(c.Duration, c.Warmup, c.Concurrency, c.CPUProfile)
@@ -572,10 +575,18 @@ func randomVisa() string {
 	return string(d)
 }
 
-// envOr is the variable's value, or def when it is unset or empty.
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
+// gcSettings says what the Go runtime's GC runs with (as the runtime read
+// GOGC and GOMEMLIMIT, not as they were written).
+func gcSettings() string {
+	pct := debug.SetGCPercent(-1)
+	debug.SetGCPercent(pct)
+	gogc := "off"
+	if pct >= 0 {
+		gogc = strconv.Itoa(pct)
 	}
-	return def
+	limit := "none"
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		limit = fmt.Sprintf("%d MiB", l>>20)
+	}
+	return fmt.Sprintf("Go runtime: GC percent %s, memory limit %s, %s", gogc, limit, runtime.Version())
 }

@@ -2,6 +2,7 @@ package kubernetes_test
 
 import (
 	"fmt"
+	"math"
 	"net"
 	"slices"
 	"strconv"
@@ -270,7 +271,7 @@ func checkDeployment(dir string, o *objects, d *appsv1.Deployment) []string {
 		} else if lim.Memory().Cmp(*req.Memory()) < 0 || lim.Cpu().Cmp(*req.Cpu()) < 0 {
 			bad("resources: limits below requests")
 		}
-		for _, p := range checkGC(c) {
+		for _, p := range checkGC(c, d.Namespace == "obol-cde") {
 			bad("%s", p)
 		}
 		if c.LivenessProbe == nil || c.ReadinessProbe == nil {
@@ -424,26 +425,10 @@ func TestHardeningCheckFails(t *testing.T) {
 			d.Spec.Template.Spec.Containers[0].Args[0] = "--http-addr=127.0.0.1:8080"
 		}, "--http-addr=0.0.0.0:8080"},
 		{"no PodDisruptionBudget", func(d *appsv1.Deployment) { d.Spec.Template.Labels["app.kubernetes.io/name"] = "other" }, "PodDisruptionBudgets"},
-		{"GOGC raised without a GOMEMLIMIT", func(d *appsv1.Deployment) {
+		{"GOGC in the card-data zone", func(d *appsv1.Deployment) {
 			c := &d.Spec.Template.Spec.Containers[0]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "400"})
-		}, "needs a GOMEMLIMIT"},
-		{"GOGC off without a GOMEMLIMIT", func(d *appsv1.Deployment) {
-			c := &d.Spec.Template.Spec.Containers[0]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "off"})
-		}, "needs a GOMEMLIMIT"},
-		{"GOGC not a percentage", func(d *appsv1.Deployment) {
-			c := &d.Spec.Template.Spec.Containers[0]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "lots"}, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "100MiB"})
-		}, "positive percentage"},
-		{"GOMEMLIMIT at the memory limit", func(d *appsv1.Deployment) {
-			c := &d.Spec.Template.Spec.Containers[0]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "400"}, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "512MiB"})
-		}, "at most 90% of the memory limit"},
-		{"GOMEMLIMIT unreadable", func(d *appsv1.Deployment) {
-			c := &d.Spec.Template.Spec.Containers[0]
-			c.Env = append(c.Env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "200MB"})
-		}, "GOMEMLIMIT \"200MB\""},
+			c.Env = append(c.Env, corev1.EnvVar{Name: "GOGC", Value: "400"}, corev1.EnvVar{Name: "GOMEMLIMIT", Value: "100MiB"})
+		}, "card-data zone"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -461,19 +446,34 @@ func TestHardeningCheckFails(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
-// checkGC checks the Go runtime's GC variables of a container: GOGC a
-// positive percentage or off; raised above the default (a trade of memory
-// for CPU) only with a GOMEMLIMIT; a GOMEMLIMIT at most 90 % of the memory
-// limit (room for stacks and the runtime's own memory), so the runtime
-// collects harder near it rather than the container being OOM-killed.
-func checkGC(c corev1.Container) []string {
+// checkGC checks the Go runtime's GC variables of a container (in the
+// card-data zone when cde): none in the card-data zone (its daemons keep
+// the runtime's default); literal values only, no envFrom (which the
+// check could not see); GOGC a positive percentage or off; raised above
+// the default (a trade of memory for CPU) only with a GOMEMLIMIT; a
+// GOMEMLIMIT at most 90 % of the memory limit. GOMEMLIMIT counts all of
+// the Go runtime's memory, stacks and metadata too; the rest is headroom
+// for what the container is charged outside it (a memory-backed emptyDir,
+// the binary's pages, page cache).
+func checkGC(c corev1.Container, cde bool) []string {
 	var problems []string
 	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	if len(c.EnvFrom) > 0 {
+		bad("envFrom: every variable is listed in env (a GOGC or GOMEMLIMIT from a ConfigMap or Secret would go unchecked)")
+	}
 	env := map[string]string{}
 	for _, e := range c.Env {
-		if e.Name == "GOGC" || e.Name == "GOMEMLIMIT" {
-			env[e.Name] = e.Value
+		if e.Name != "GOGC" && e.Name != "GOMEMLIMIT" {
+			continue
 		}
+		if cde {
+			bad("env %s: the card-data zone's daemons keep the Go runtime's default GC", e.Name)
+		}
+		if e.ValueFrom != nil {
+			bad("env %s: must be a literal value", e.Name)
+			continue
+		}
+		env[e.Name] = e.Value // the last one wins, as in the kubelet
 	}
 	if v, ok := env["GOGC"]; ok {
 		n, err := strconv.Atoi(v)
@@ -492,7 +492,7 @@ func checkGC(c corev1.Container) []string {
 			bad("env GOMEMLIMIT %q: %v", v, err)
 		case lim.IsZero():
 			bad("env GOMEMLIMIT %s: without a memory limit", v)
-		case n*10 > lim.Value()*9:
+		case n > lim.Value()/10*9:
 			bad("env GOMEMLIMIT %s: want at most 90%% of the memory limit %s", v, lim.String())
 		}
 	}
@@ -513,8 +513,8 @@ func parseMemLimit(s string) (int64, error) {
 		}
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || n <= 0 {
-		return 0, fmt.Errorf("want a positive number of bytes, with B, KiB, MiB, GiB or TiB")
+	if err != nil || n <= 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("want a positive number of bytes (below 8 EiB), with B, KiB, MiB, GiB or TiB")
 	}
 	return n * mult, nil
 }
@@ -560,6 +560,64 @@ func TestNamespacesSegmented(t *testing.T) {
 	}
 }
 
+// TestGCCheck: riskd's GC variables as the manifests set them pass, and
+// every way to get them wrong is refused.
+func TestGCCheck(t *testing.T) {
+	o := build(t, "overlays/production")
+	d := find(o.deployments, func(d *appsv1.Deployment) bool { return d.Name == "riskd" })
+	require.NotNil(t, d)
+	base := d.Spec.Template.Spec.Containers[0]
+	require.Empty(t, checkGC(base, false), "riskd as the manifests set it")
+	lit := func(name, value string) corev1.EnvVar { return corev1.EnvVar{Name: name, Value: value} }
+	withGC := func(es ...corev1.EnvVar) corev1.Container {
+		c := *base.DeepCopy()
+		var env []corev1.EnvVar
+		for _, e := range c.Env {
+			if e.Name != "GOGC" && e.Name != "GOMEMLIMIT" {
+				env = append(env, e)
+			}
+		}
+		c.Env = append(env, es...)
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		c    corev1.Container
+		cde  bool
+		want string // "" passes
+	}{
+		{"the default", withGC(), false, ""},
+		{"GOGC lowered alone", withGC(lit("GOGC", "50")), false, ""},
+		{"GOGC raised without a GOMEMLIMIT", withGC(lit("GOGC", "400")), false, "needs a GOMEMLIMIT"},
+		{"GOGC off without a GOMEMLIMIT", withGC(lit("GOGC", "off")), false, "needs a GOMEMLIMIT"},
+		{"GOGC off with one", withGC(lit("GOGC", "off"), lit("GOMEMLIMIT", "200MiB")), false, ""},
+		{"GOGC not a percentage", withGC(lit("GOGC", "lots"), lit("GOMEMLIMIT", "100MiB")), false, "positive percentage"},
+		{"GOGC zero", withGC(lit("GOGC", "0"), lit("GOMEMLIMIT", "100MiB")), false, "positive percentage"},
+		{"GOMEMLIMIT at the memory limit", withGC(lit("GOGC", "400"), lit("GOMEMLIMIT", "256MiB")), false, "at most 90% of the memory limit"},
+		{"GOMEMLIMIT just above 90 %", withGC(lit("GOGC", "400"), lit("GOMEMLIMIT", "231MiB")), false, "at most 90%"},
+		{"GOMEMLIMIT wrapping past int64", withGC(lit("GOGC", "400"), lit("GOMEMLIMIT", "8388608TiB")), false, "below 8 EiB"},
+		{"GOMEMLIMIT too large to multiply by 10", withGC(lit("GOGC", "400"), lit("GOMEMLIMIT", "1000000TiB")), false, "at most 90%"},
+		{"GOMEMLIMIT in decimal units", withGC(lit("GOMEMLIMIT", "200MB")), false, `GOMEMLIMIT "200MB"`},
+		{"the last of two wins", withGC(lit("GOMEMLIMIT", "200MiB"), lit("GOGC", "400"), lit("GOMEMLIMIT", "1GiB")), false, "at most 90%"},
+		{"from a ConfigMap", withGC(corev1.EnvVar{Name: "GOGC", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{Key: "gogc"}}}), false, "literal value"},
+		{"envFrom", func() corev1.Container {
+			c := withGC()
+			c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{}}}
+			return c
+		}(), false, "envFrom"},
+		{"in the card-data zone", withGC(lit("GOGC", "400"), lit("GOMEMLIMIT", "200MiB")), true, "card-data zone"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := strings.Join(checkGC(tc.c, tc.cde), "\n")
+			if tc.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			assert.Contains(t, got, tc.want)
+		})
+	}
+}
+
 // TestParseMemLimit reads GOMEMLIMIT's forms and refuses the others.
 func TestParseMemLimit(t *testing.T) {
 	for _, tc := range []struct {
@@ -578,6 +636,8 @@ func TestParseMemLimit(t *testing.T) {
 		{name: "zero", in: "0MiB", wantErr: true},
 		{name: "negative", in: "-1MiB", wantErr: true},
 		{name: "fraction", in: "1.5GiB", wantErr: true},
+		{name: "past int64", in: "8388608TiB", wantErr: true},
+		{name: "the largest", in: "8388607TiB", want: 8388607 << 40},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseMemLimit(tc.in)
