@@ -19,6 +19,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
 	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/obolpay/obol/internal/redisconn"
 )
 
 // The cost model of a suite: what one operation costs, by component. All
@@ -138,6 +140,7 @@ func newCostProbe(t *tb, pgAdminURL string, databases map[string]string, servers
 		if err != nil {
 			t.Fatalf("%v", err)
 		}
+		opt.MaintNotificationsConfig = redisconn.NoMaintNotifications()
 		p.rdb = redis.NewClient(opt)
 		t.Cleanup(func() { p.rdb.Close() })
 	}

@@ -29,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/obolpay/obol/internal/devpki"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/testenv"
 )
 
@@ -175,6 +176,7 @@ func runFloor(dur, warmup time.Duration, conc, rate int) {
 		t.Fatalf("%v", err)
 	}
 	ropt.PoolSize = conc
+	ropt.MaintNotificationsConfig = redisconn.NoMaintNotifications()
 	rc := redis.NewClient(ropt)
 	t.Cleanup(func() { rc.Close() })
 	add("Redis round trip (PING)", "round trip", 1, func() error {

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 )
 
 // Cluster URL schemes.
@@ -104,6 +105,7 @@ func Parse(raw string, o Options) (*Config, error) {
 		if opt.MaxRetries == 0 {
 			opt.MaxRetries = def(o.MaxRetries, 1)
 		}
+		opt.MaintNotificationsConfig = NoMaintNotifications()
 		return &Config{Single: opt, v: name}, nil
 	case SchemeCluster, SchemeClusterTLS:
 		if p := strings.Trim(u.Path, "/"); p != "" && p != "0" {
@@ -141,6 +143,7 @@ func Parse(raw string, o Options) (*Config, error) {
 			// the command's time dialling it again and again.
 			opt.DialerRetries = 1
 		}
+		opt.MaintNotificationsConfig = NoMaintNotifications()
 		return &Config{Cluster: opt, v: name}, nil
 	default:
 		return nil, fmt.Errorf("%s: scheme %q: want redis://, rediss://, unix://, redis+cluster:// or rediss+cluster://", name, u.Scheme)
@@ -185,6 +188,18 @@ func (c *Config) Addrs() []string {
 	return []string{c.Single.Addr}
 }
 
+// NoMaintNotifications is the maintenance-notifications setting of every
+// Obol Redis client: off. go-redis's default ("auto") asks each new
+// connection for CLIENT MAINT_NOTIFICATIONS (Redis Enterprise's and Redis
+// Cloud's handoff notices) and turns the feature off for the client when
+// the server refuses it, as open-source Redis does; v9.23.0 does that
+// with a data race between connections dialled at once (the race detector
+// reported it in TestRedisClusterFailoverFallsBack). Off, no connection
+// sends the command.
+func NoMaintNotifications() *maintnotifications.Config {
+	return &maintnotifications.Config{Mode: maintnotifications.ModeDisabled}
+}
+
 // NewClient returns a client (not yet connected). A cluster client
 // reloads the slot map after any failure that may mean the topology changed
 // (a primary refusing connections, CLUSTERDOWN, READONLY...), so commands
@@ -198,10 +213,15 @@ func (c *Config) NewClient() redis.UniversalClient {
 }
 
 // NewClusterClient is redis.NewClusterClient plus the reload on failure
-// (see Config.NewClient) and a periodic reload every 5s when opt sets none.
+// (see Config.NewClient), a periodic reload every 5s when opt sets none, and
+// no maintenance notifications when opt says nothing of them (see
+// NoMaintNotifications).
 func NewClusterClient(opt *redis.ClusterOptions) *redis.ClusterClient {
 	if opt.ClusterStateReloadInterval == 0 {
 		opt.ClusterStateReloadInterval = 5 * time.Second
+	}
+	if opt.MaintNotificationsConfig == nil {
+		opt.MaintNotificationsConfig = NoMaintNotifications()
 	}
 	cc := redis.NewClusterClient(opt)
 	cc.AddHook(reloadHook{cc})

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/maintnotifications"
 
 	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/testenv"
@@ -177,4 +178,39 @@ func TestTopologyError(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { assert.Equal(t, tt.want, redisconn.TopologyError(tt.err)) })
 	}
+}
+
+// TestNoMaintNotifications: every client Obol makes has go-redis's
+// maintenance notifications off (their automatic mode races in v9.23.0),
+// single node and cluster alike; an explicit setting is kept.
+func TestNoMaintNotifications(t *testing.T) {
+	for _, tc := range []struct{ name, url string }{
+		{"single node", "redis://127.0.0.1:6379/0"},
+		{"cluster", "redis+cluster://127.0.0.1:7000?addr=127.0.0.1:7001"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := redisconn.Parse(tc.url, redisconn.Options{})
+			require.NoError(t, err)
+			var mode maintnotifications.Mode
+			if c.Cluster != nil {
+				require.NotNil(t, c.Cluster.MaintNotificationsConfig)
+				mode = c.Cluster.MaintNotificationsConfig.Mode
+			} else {
+				require.NotNil(t, c.Single.MaintNotificationsConfig)
+				mode = c.Single.MaintNotificationsConfig.Mode
+			}
+			assert.Equal(t, maintnotifications.ModeDisabled, mode)
+		})
+	}
+	t.Run("NewClusterClient fills it in", func(t *testing.T) {
+		opt := &redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}}
+		redisconn.NewClusterClient(opt).Close()
+		require.NotNil(t, opt.MaintNotificationsConfig)
+		assert.Equal(t, maintnotifications.ModeDisabled, opt.MaintNotificationsConfig.Mode)
+	})
+	t.Run("an explicit setting is kept", func(t *testing.T) {
+		opt := &redis.ClusterOptions{Addrs: []string{"127.0.0.1:1"}, MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeAuto}}
+		redisconn.NewClusterClient(opt).Close()
+		assert.Equal(t, maintnotifications.ModeAuto, opt.MaintNotificationsConfig.Mode)
+	})
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/obolpay/obol/internal/redisconn"
 )
 
 // Redis is a Redis server for tests.
@@ -121,6 +123,7 @@ func (r *Redis) Client(tb TB) *redis.Client {
 	if err != nil {
 		tb.Fatalf("redis url: %v", err)
 	}
+	opt.MaintNotificationsConfig = redisconn.NoMaintNotifications()
 	c := redis.NewClient(opt)
 	tb.Cleanup(func() { c.Close() })
 	return c

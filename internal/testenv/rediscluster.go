@@ -161,7 +161,7 @@ func (c *RedisCluster) logs() string {
 }
 
 func nodeClient(addr string) *redis.Client {
-	return redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 2})
+	return redis.NewClient(&redis.Options{Addr: addr, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, MaxRetries: -1, PoolSize: 2, MaintNotificationsConfig: redisconn.NoMaintNotifications()})
 }
 
 func onNode(addr string, f func(ctx context.Context, c *redis.Client) error) error {

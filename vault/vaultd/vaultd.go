@@ -23,6 +23,7 @@ import (
 
 	"github.com/obolpay/obol/internal/authlimit"
 	"github.com/obolpay/obol/internal/migrate"
+	"github.com/obolpay/obol/internal/redisconn"
 	"github.com/obolpay/obol/internal/serve"
 	"github.com/obolpay/obol/vault/audit/anchor"
 	"github.com/obolpay/obol/vault/cvcstore"
@@ -180,6 +181,7 @@ func Start(ctx context.Context, cfg Config) (*Instance, error) {
 			cvcs.Close()
 			return nil, errors.New("OBOL_AUTHLIMIT_REDIS_URL: not a redis:// or rediss:// URL") // the parse error would repeat the URL and its password
 		}
+		opt.MaintNotificationsConfig = redisconn.NoMaintNotifications()
 		rdb := redis.NewClient(opt)
 		if err := rdb.Ping(cctx).Err(); err != nil {
 			st.Close()
